@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the database server binaries the test suite and benches start privately.
+# Nothing here starts or configures a system service.
+set -euo pipefail
+missing=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+command -v mariadbd >/dev/null || command -v mysqld >/dev/null || missing+=(mariadb-server)
+command -v psql >/dev/null || missing+=(postgresql-client)
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "missing packages: ${missing[*]} (run as root, or install them)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # policy-rc.d keeps Debian from starting the services it installs.
+    created_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        created_policy=1
+    fi
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if ((created_policy)); then rm -f /usr/sbin/policy-rc.d; fi
+fi

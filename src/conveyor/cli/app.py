@@ -1,0 +1,96 @@
+"""The `conveyor` command line.
+
+This build has the stack-file check only (`conveyor apply FILE --dry-run`);
+the metadata store, tasks, endpoints and events commands land next (see
+docs/status.md).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from conveyor import __version__
+from conveyor.core.errors import ConveyorError
+from conveyor.stack.loader import load_stack
+from conveyor.stack.model import Stack
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Self-hosted database migration and replication."
+)
+_err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"conveyor {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    """Conveyor: full load and change data capture into a warehouse and a lake."""
+
+
+def summarize(stack: Stack) -> dict[str, object]:
+    """What a stack file declares, secrets shown only as their references."""
+    return {
+        "file": str(stack.file) if stack.file else None,
+        "endpoints": {name: spec.redacted() for name, spec in stack.endpoints.items()},
+        "tasks": {
+            name: {"source": t.source, "target": t.target, "migration_type": t.migration_type}
+            for name, t in stack.tasks.items()
+        },
+        "state_machines": sorted(stack.state_machines),
+        "rules": sorted(stack.rules),
+        "lake_tables": sorted(stack.lake_tables),
+        "warnings": list(stack.warnings),
+    }
+
+
+@app.command()
+def apply(
+    file: Annotated[Path, typer.Argument(help="The stack file (conveyor.yaml).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show; change nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Create or update what the stack file declares."""
+    stack = load_stack(file)
+    summary = summarize(stack)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        for section in ("endpoints", "tasks", "state_machines", "rules", "lake_tables"):
+            names = summary[section]
+            typer.echo(f"{section}: {', '.join(names) if names else '-'}")  # type: ignore[arg-type]
+        for warning in stack.warnings:
+            _err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if not dry_run:
+        raise ConveyorError(
+            "this build cannot store a stack yet (the metadata store is not built): use --dry-run"
+        )
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except ConveyorError as exc:
+        _err.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        # Usage errors (unknown command, bad option) carry their own message and
+        # exit code; typer vendors click, so they are recognised by behaviour.
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(getattr(exc, "exit_code", 2))

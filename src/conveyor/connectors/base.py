@@ -1,0 +1,151 @@
+"""The seams between the replication engine and the engines it moves data between.
+
+Connectors know nothing of tasks, mappings or the metadata store: they list
+tables, stream Arrow record batches out of a consistent snapshot, and write
+batches into a table inside one target transaction per table load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+import pyarrow as pa
+
+from conveyor.core.schema import TableRef, TableSchema
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """An endpoint as a connector receives it: secrets already resolved.
+
+    ``password`` is the only secret field; it is never part of ``repr`` and
+    connectors must never put it (or a URL containing it) into a message.
+    """
+
+    name: str
+    engine: str
+    url: str | None = None
+    path: str | None = None
+    password: str | None = field(default=None, repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class PrepMode(StrEnum):
+    """The migration service's TargetTablePrepMode."""
+
+    DROP_AND_CREATE = "DROP_AND_CREATE"
+    TRUNCATE_BEFORE_LOAD = "TRUNCATE_BEFORE_LOAD"
+    DO_NOTHING = "DO_NOTHING"
+
+
+@dataclass(frozen=True)
+class RejectedValue:
+    """A value a target cannot hold, bound for the apply-exceptions table."""
+
+    table: TableRef
+    key: dict[str, Any]
+    column: str | None
+    value: str | None
+    reason: str
+
+
+class Snapshot(Protocol):
+    """A consistent read view of a source: every table read through one snapshot
+    sees the same instant. Reads from several threads each open their own
+    connection attached to that instant where the engine allows it."""
+
+    def read(
+        self, table: TableSchema, batch_rows: int, order_by_key: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the table's rows as batches whose schema is ``table.arrow_schema()``
+        (same column order, Arrow types of core.types)."""
+        ...
+
+    def count(self, table: TableRef) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """A database Conveyor reads from."""
+
+    def check(self) -> str:
+        """Connect and run a trivial query; return the server version. Raises
+        ConnectionFailed with a reason a person can act on."""
+        ...
+
+    def tables(self) -> list[TableSchema]:
+        """Every user table, with columns in order and the primary key."""
+        ...
+
+    def snapshot(self) -> Snapshot:
+        """Open a consistent read view (repeatable-read transaction or equivalent)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class TableLoad(Protocol):
+    """One table's load, inside one target transaction. Nothing is visible to
+    readers of the target until ``commit``; ``abort`` (or a crash) leaves the
+    table as it was before the load started."""
+
+    def write(self, records: pa.RecordBatch) -> None:
+        """Append rows. Raises DataError when the target rejects a value; the
+        rows of that call are then not written, and the load stays usable."""
+        ...
+
+    def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:
+        """Append to the target's apply-exceptions table (created when missing),
+        in the load's transaction, so rejections and rows commit together."""
+        ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Target(Protocol):
+    """A database Conveyor writes to."""
+
+    def check(self) -> str: ...
+
+    def describe(self, ref: TableRef) -> TableSchema | None:
+        """The table as it exists on the target, or None when it does not."""
+        ...
+
+    def begin_load(self, table: TableSchema, mode: PrepMode) -> TableLoad:
+        """Prepare the table by ``mode`` and open its load, in one transaction."""
+        ...
+
+    def read(
+        self, table: TableSchema, batch_rows: int, order_by_key: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        """Read back a loaded table (validation), with the Arrow types of core.types."""
+        ...
+
+    def count(self, ref: TableRef) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsRawCopy(Protocol):
+    """Source and target of the same engine can move the engine's own bulk format
+    (PostgreSQL binary COPY) without decoding rows."""
+
+    raw_format: str
+
+    def copy_out(self, table: TableSchema, columns: Sequence[str]) -> Iterator[bytes]: ...
+
+
+@runtime_checkable
+class SupportsRawCopyIn(Protocol):
+    raw_format: str
+
+    def copy_in(self, chunks: Iterator[bytes], columns: Sequence[str]) -> int:
+        """Write raw COPY blocks; return the rows written."""
+        ...

@@ -1,0 +1,223 @@
+"""PostgreSQL as a source: catalog, consistent snapshots, Arrow and raw COPY reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import adbc_driver_postgresql.dbapi as adbc
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+
+from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.postgres import connection
+from conveyor.connectors.postgres._arrow import conform
+from conveyor.connectors.postgres.types import NativeColumn, from_native, needs_text_cast
+from conveyor.core.errors import ConnectionFailed
+from conveyor.core.schema import Column, TableRef, TableSchema
+
+_TABLES_SQL = """
+SELECT n.nspname, c.relname, c.oid, greatest(c.reltuples, 0)::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY n.nspname, c.relname
+"""
+
+_COLUMNS_SQL = """
+SELECT a.attrelid, a.attname, a.attnotnull, a.atttypmod,
+       format_type(a.atttypid, a.atttypmod),
+       coalesce(et.typname, ty.typname),
+       ty.typcategory = 'A',
+       coalesce(et.typtype, ty.typtype) = 'e',
+       coalesce(et.oid, ty.oid)
+FROM pg_attribute a
+JOIN pg_type ty ON ty.oid = a.atttypid
+LEFT JOIN pg_type et ON ty.typcategory = 'A' AND et.oid = ty.typelem
+WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+
+_KEYS_SQL = """
+SELECT i.indrelid, a.attname
+FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indisprimary AND i.indrelid = ANY(%s)
+ORDER BY i.indrelid, k.ord
+"""
+
+_ENUMS_SQL = (
+    "SELECT enumtypid, enumlabel FROM pg_enum WHERE enumtypid = ANY(%s) ORDER BY enumtypid, enumsortorder"
+)
+
+
+def qualified(ref: TableRef) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(ref.schema), sql.Identifier(ref.name))
+
+
+def select_list(table: TableSchema, columns: Sequence[str] | None = None) -> sql.Composed:
+    """The columns to read, cast to text where that is how they travel."""
+    parts: list[sql.Composable] = []
+    for name in columns or table.column_names:
+        ident = sql.Identifier(name)
+        ctype = table.column(name).type
+        if needs_text_cast(ctype):
+            cast = "text[]" if ctype.element is not None else "text"
+            parts.append(sql.SQL("{}::" + cast + " AS {}").format(ident, ident))
+        else:
+            parts.append(ident)
+    return sql.SQL(", ").join(parts)
+
+
+def read_tables(conn: psycopg.Connection[Any]) -> list[TableSchema]:
+    """Every user table of the database the connection is on."""
+    rows = conn.execute(_TABLES_SQL).fetchall()
+    oids = [r[2] for r in rows]
+    columns: dict[int, list[Any]] = {}
+    enum_oids: set[int] = set()
+    for row in conn.execute(_COLUMNS_SQL, (oids,)).fetchall():
+        columns.setdefault(row[0], []).append(row)
+        if row[7]:
+            enum_oids.add(row[8])
+    labels: dict[int, list[str]] = {}
+    for enum_oid, label in conn.execute(_ENUMS_SQL, (list(enum_oids),)).fetchall():
+        labels.setdefault(enum_oid, []).append(label)
+    keys: dict[int, list[str]] = {}
+    for relid, name in conn.execute(_KEYS_SQL, (oids,)).fetchall():
+        keys.setdefault(relid, []).append(name)
+    tables = []
+    for schema, name, oid, estimate in rows:
+        cols = tuple(
+            Column(
+                name=c[1],
+                type=from_native(
+                    NativeColumn(
+                        type_name=c[5],
+                        formatted=c[4],
+                        typmod=c[3],
+                        is_array=c[6],
+                        is_enum=c[7],
+                        enum_labels=tuple(labels.get(c[8], ())),
+                    )
+                ),
+                nullable=not c[2],
+            )
+            for c in columns.get(oid, [])
+        )
+        tables.append(TableSchema(TableRef(schema, name), cols, tuple(keys.get(oid, ())), estimate))
+    return tables
+
+
+class PostgresSource:
+    engine = "postgres"
+    raw_format = "postgres-binary"
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+
+    def check(self) -> str:
+        with connection.connect(self.config, autocommit=True) as conn:
+            return str(conn.execute("SELECT version()").fetchone()[0])  # type: ignore[index]
+
+    def tables(self) -> list[TableSchema]:
+        with connection.connect(self.config, autocommit=True) as conn:
+            return read_tables(conn)
+
+    def snapshot(self) -> PostgresSnapshot:
+        return PostgresSnapshot(self.config)
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresSnapshot:
+    """A REPEATABLE READ transaction whose snapshot is exported, so that every
+    reader (one connection per table, in parallel) sees the same instant."""
+
+    raw_format = "postgres-binary"
+
+    def __init__(self, config: EndpointConfig, snapshot_id: str | None = None) -> None:
+        self.config = config
+        self._holder: psycopg.Connection[Any] | None = None
+        if snapshot_id is None:
+            self._holder = connection.connect(config)
+            self._holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            row = self._holder.execute("SELECT pg_export_snapshot()").fetchone()
+            assert row is not None
+            snapshot_id = str(row[0])
+        self.snapshot_id = snapshot_id
+
+    def _begin(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot_id)))
+
+    def read(
+        self, table: TableSchema, batch_rows: int, order_by_key: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        query = sql.SQL("SELECT {} FROM {}").format(select_list(table), qualified(table.ref))
+        if order_by_key and table.primary_key:
+            query += sql.SQL(" ORDER BY {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, table.primary_key))
+            )
+        with connection.connect(self.config) as probe:
+            text = query.as_string(probe)
+        schema = table.arrow_schema()
+        try:
+            conn = adbc.connect(connection.adbc_uri(self.config))
+        except adbc.Error as exc:
+            raise ConnectionFailed(connection.describe_failure(self.config, exc)) from None
+        try:
+            with conn.cursor() as cur:
+                cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(8 << 20)})
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'")
+                cur.execute(text)
+                reader = cur.fetch_record_batch()
+                pending: list[pa.RecordBatch] = []
+                pending_rows = 0
+                for raw in reader:
+                    pending.append(conform(raw, schema))
+                    pending_rows += raw.num_rows
+                    if pending_rows >= batch_rows:
+                        yield from _rebatch(pending, schema, batch_rows)
+                        pending, pending_rows = [], 0
+                if pending:
+                    yield from _rebatch(pending, schema, batch_rows)
+        finally:
+            conn.rollback()
+            conn.close()
+
+    def copy_out(self, table: TableSchema, columns: Sequence[str]) -> Iterator[bytes]:
+        """The table's rows as PostgreSQL binary COPY data, in blocks."""
+        query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), qualified(table.ref)
+        )
+        with connection.connect(self.config) as conn:
+            self._begin(conn)
+            with conn.cursor() as cur, cur.copy(query) as copy:
+                for block in copy:
+                    yield bytes(block)
+            conn.rollback()
+
+    def count(self, table: TableRef) -> int:
+        with connection.connect(self.config) as conn:
+            self._begin(conn)
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(table))).fetchone()
+            conn.rollback()
+            assert row is not None
+            count: int = row[0]
+            return count
+
+    def close(self) -> None:
+        if self._holder is not None:
+            self._holder.rollback()
+            self._holder.close()
+            self._holder = None
+
+
+def _rebatch(batches: list[pa.RecordBatch], schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``batch_rows`` rows (the task's CommitRate)."""
+    table = pa.Table.from_batches(batches, schema=schema)
+    yield from table.to_batches(max_chunksize=batch_rows)

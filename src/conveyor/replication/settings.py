@@ -1,0 +1,493 @@
+"""The migration service's task-settings JSON, read as users already write it.
+
+``parse_task_settings`` accepts the document a task's ``settings`` holds (the
+same JSON the migration service takes as ``ReplicationTaskSettings``) and
+returns a frozen ``TaskSettings``. Every section Conveyor acts on is a model
+below, with the service's defaults and ranges. Keys the service knows but
+Conveyor does not act on are listed once, in ``IGNORED_TASK_SETTINGS``: they
+are accepted, reported in ``TaskSettings.ignored`` and otherwise dropped. Any
+other key is a mistake (usually a typo) and is rejected with the closest known
+name. Supporting a new setting means moving it from that set into a model.
+
+The helpers at the bottom turn pydantic errors into ``(key.path, problem)``
+pairs; the stack loader shares them so every configuration error reads
+``"<file>: <key.path>: <problem>"``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+from typing import Any, Self, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_pascal
+
+from conveyor.connectors.base import PrepMode
+from conveyor.core.errors import ConfigError
+
+Problem = tuple[str, str]
+"""A dotted key path (empty for the whole document) and what is wrong there."""
+
+
+class RecordPolicy(StrEnum):
+    """What to do with a row the target cannot take (data and truncation errors)."""
+
+    IGNORE_RECORD = "IGNORE_RECORD"
+    LOG_ERROR = "LOG_ERROR"
+    SUSPEND_TABLE = "SUSPEND_TABLE"
+    STOP_TASK = "STOP_TASK"
+
+
+class ApplyPolicy(StrEnum):
+    """What to do when a change conflicts with the target (insert or update)."""
+
+    IGNORE_RECORD = "IGNORE_RECORD"
+    LOG_ERROR = "LOG_ERROR"
+    SUSPEND_TABLE = "SUSPEND_TABLE"
+    STOP_TASK = "STOP_TASK"
+    UPDATE_RECORD = "UPDATE_RECORD"
+
+
+class EscalationPolicy(StrEnum):
+    """What to do once an error count reaches its escalation threshold."""
+
+    LOG_ERROR = "LOG_ERROR"
+    SUSPEND_TABLE = "SUSPEND_TABLE"
+    STOP_TASK = "STOP_TASK"
+
+
+class TablePolicy(StrEnum):
+    SUSPEND_TABLE = "SUSPEND_TABLE"
+    STOP_TASK = "STOP_TASK"
+
+
+class EventPolicy(StrEnum):
+    IGNORE = "IGNORE"
+    STOP_TASK = "STOP_TASK"
+
+
+class ValidationMode(StrEnum):
+    ROW_LEVEL = "ROW_LEVEL"
+    GROUP_LEVEL = "GROUP_LEVEL"
+
+
+class LogSeverity(StrEnum):
+    LOGGER_SEVERITY_DEFAULT = "LOGGER_SEVERITY_DEFAULT"
+    LOGGER_SEVERITY_ERROR = "LOGGER_SEVERITY_ERROR"
+    LOGGER_SEVERITY_WARNING = "LOGGER_SEVERITY_WARNING"
+    LOGGER_SEVERITY_INFO = "LOGGER_SEVERITY_INFO"
+    LOGGER_SEVERITY_DEBUG = "LOGGER_SEVERITY_DEBUG"
+    LOGGER_SEVERITY_DETAILED_DEBUG = "LOGGER_SEVERITY_DETAILED_DEBUG"
+
+
+class _Section(BaseModel):
+    """Python names in snake_case; the JSON keys are the service's PascalCase names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_pascal)
+
+
+class FullLoadSettings(_Section):
+    target_table_prep_mode: PrepMode = PrepMode.DROP_AND_CREATE
+    create_pk_after_full_load: bool = False
+    stop_task_cached_changes_applied: bool = False
+    stop_task_cached_changes_not_applied: bool = False
+    max_full_load_sub_tasks: int = Field(default=8, ge=1, le=49)
+    transaction_consistency_timeout: int = Field(default=600, ge=0)
+    commit_rate: int = Field(default=10000, ge=1, le=50000)
+
+    @model_validator(mode="after")
+    def _one_stop_option(self) -> Self:
+        if self.stop_task_cached_changes_applied and self.stop_task_cached_changes_not_applied:
+            raise ValueError(
+                "StopTaskCachedChangesApplied and StopTaskCachedChangesNotApplied cannot both be true"
+            )
+        return self
+
+
+class ErrorBehavior(_Section):
+    data_error_policy: RecordPolicy = RecordPolicy.LOG_ERROR
+    data_truncation_error_policy: RecordPolicy = RecordPolicy.LOG_ERROR
+    data_error_escalation_policy: EscalationPolicy = EscalationPolicy.SUSPEND_TABLE
+    data_error_escalation_count: int = Field(default=0, ge=0, description="0: no limit")
+    event_error_policy: EventPolicy = EventPolicy.IGNORE
+    table_error_policy: TablePolicy = TablePolicy.SUSPEND_TABLE
+    table_error_escalation_policy: TablePolicy = TablePolicy.STOP_TASK
+    table_error_escalation_count: int = Field(default=0, ge=0, description="0: no limit")
+    recoverable_error_count: int = Field(default=-1, ge=-1, description="-1: retry without limit; 0: never")
+    recoverable_error_interval: int = Field(default=5, ge=0, description="seconds")
+    recoverable_error_throttling: bool = True
+    recoverable_error_throttling_max: int = Field(default=1800, ge=0, description="seconds")
+    apply_error_delete_policy: RecordPolicy = RecordPolicy.IGNORE_RECORD
+    apply_error_insert_policy: ApplyPolicy = ApplyPolicy.LOG_ERROR
+    apply_error_update_policy: ApplyPolicy = ApplyPolicy.LOG_ERROR
+    apply_error_escalation_policy: EscalationPolicy = EscalationPolicy.LOG_ERROR
+    apply_error_escalation_count: int = Field(default=0, ge=0, description="0: no limit")
+    apply_error_fail_on_truncation_ddl: bool = False
+    fail_on_no_tables_captured: bool = True
+    fail_on_transaction_consistency_breached: bool = False
+    full_load_ignore_conflicts: bool = True
+
+
+class ValidationSettings(_Section):
+    enable_validation: bool = False
+    validation_mode: ValidationMode = ValidationMode.ROW_LEVEL
+    validation_only: bool = False
+    thread_count: int = Field(default=5, ge=1)
+    partition_size: int = Field(default=10000, ge=1)
+    failure_max_count: int = Field(default=10000, ge=0)
+    table_failure_max_count: int = Field(default=1000, ge=0)
+    handle_collation_diff: bool = False
+    skip_lob_columns: bool = False
+    max_key_column_size: int = Field(default=8096, ge=1)
+    record_failure_delay_in_minutes: int = Field(default=5, ge=0)
+    record_failure_delay_limit_in_minutes: int = Field(default=0, ge=0)
+    record_suspend_delay_in_minutes: int = Field(default=30, ge=0)
+    validation_partial_lob_size: int = Field(default=0, ge=0)
+    validation_query_cdc_delay_seconds: int = Field(default=0, ge=0)
+
+
+class TargetMetadata(_Section):
+    target_schema: str = ""
+    support_lobs: bool = True
+    full_lob_mode: bool = False
+    lob_chunk_size: int = Field(default=64, ge=0, description="KB")
+    limited_size_lob_mode: bool = True
+    lob_max_size: int = Field(default=32, ge=0, description="KB")
+    inline_lob_max_size: int = Field(default=0, ge=0, le=102400, description="KB")
+    batch_apply_enabled: bool = False
+    parallel_load_threads: int = Field(default=0, ge=0)
+    parallel_apply_threads: int = Field(default=0, ge=0)
+    task_recovery_table_enabled: bool = False
+
+    @model_validator(mode="after")
+    def _one_lob_mode(self) -> Self:
+        if self.full_lob_mode and self.limited_size_lob_mode:
+            raise ValueError("FullLobMode and LimitedSizeLobMode cannot both be true")
+        return self
+
+
+class ControlTablesSettings(_Section):
+    control_schema: str = ""
+    history_timeslot_in_minutes: int = Field(default=5, ge=1)
+    history_table_enabled: bool = False
+    suspended_tables_table_enabled: bool = False
+    status_table_enabled: bool = False
+    full_load_exception_table_enabled: bool = False
+    commit_position_table_enabled: bool = False
+
+
+class ChangeProcessingTuning(_Section):
+    batch_apply_preserve_transaction: bool = True
+    batch_apply_timeout_min: int = Field(default=1, ge=0, description="seconds")
+    batch_apply_timeout_max: int = Field(default=30, ge=0, description="seconds")
+    batch_apply_memory_limit: int = Field(default=500, ge=0, description="MB")
+    batch_split_size: int = Field(default=0, ge=0, description="0: no limit")
+    min_transaction_size: int = Field(default=1000, ge=0)
+    commit_timeout: int = Field(default=1, ge=0, description="seconds")
+    memory_limit_total: int = Field(default=1024, ge=0, description="MB")
+    memory_keep_time: int = Field(default=60, ge=0, description="seconds")
+    statement_cache_size: int = Field(default=50, ge=0)
+
+    @model_validator(mode="after")
+    def _timeouts_ordered(self) -> Self:
+        if self.batch_apply_timeout_min > self.batch_apply_timeout_max:
+            raise ValueError("BatchApplyTimeoutMin must not exceed BatchApplyTimeoutMax")
+        return self
+
+
+class LogComponent(_Section):
+    id: str
+    severity: LogSeverity = LogSeverity.LOGGER_SEVERITY_DEFAULT
+
+
+class Logging(_Section):
+    enable_logging: bool = False
+    enable_log_context: bool = False
+    log_components: tuple[LogComponent, ...] = ()
+
+
+class TaskSettings(_Section):
+    """A task's settings; every section present, defaulted as the service does."""
+
+    target_metadata: TargetMetadata = TargetMetadata()
+    full_load_settings: FullLoadSettings = FullLoadSettings()
+    logging: Logging = Logging()
+    control_tables_settings: ControlTablesSettings = ControlTablesSettings()
+    change_processing_tuning: ChangeProcessingTuning = ChangeProcessingTuning()
+    validation_settings: ValidationSettings = ValidationSettings()
+    error_behavior: ErrorBehavior = ErrorBehavior()
+    ignored: tuple[str, ...] = Field(default=(), exclude=True)
+    """Dotted names of the known-but-ignored settings the document contained."""
+
+    def to_document(self) -> dict[str, Any]:
+        """The settings as the service's JSON, every value filled in."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+IGNORED_TASK_SETTINGS: frozenset[str] = frozenset(
+    {
+        # whole sections
+        "StreamBufferSettings",
+        "ChangeProcessingDdlHandlingPolicy",
+        "BeforeImageSettings",
+        "LoopbackPreventionSettings",
+        "CharacterSetSettings",
+        "PostProcessingRules",
+        "TTSettings",
+        "FailTaskWhenCleanTaskResourceFailed",
+        # single keys of sections Conveyor reads
+        "TargetMetadata.LoadMaxFileSize",
+        "TargetMetadata.ParallelLoadBufferSize",
+        "TargetMetadata.ParallelLoadQueuesPerThread",
+        "TargetMetadata.ParallelApplyBufferSize",
+        "TargetMetadata.ParallelApplyQueuesPerThread",
+        "Logging.CloudWatchLogGroup",
+        "Logging.CloudWatchLogStream",
+        "ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax",
+        "ErrorBehavior.DataMaskingErrorPolicy",
+    }
+)
+"""Settings the migration service knows that Conveyor accepts and does not act on.
+A name without a dot is a whole section (or top-level value)."""
+
+SPELLING_VARIANTS: Mapping[str, str] = {
+    # the service itself writes these when it describes a task
+    "ControlTablesSettings.historyTimeslotInMinutes": "HistoryTimeslotInMinutes",
+    "ControlTablesSettings.historyTableEnabled": "HistoryTableEnabled",
+    # the spelling of older documentation
+    "ErrorBehavior.FulloadIgnoreConflicts": "FullLoadIgnoreConflicts",
+}
+"""Other spellings the service accepts, mapped to the canonical key of the same section."""
+
+
+def _sections() -> dict[str, type[_Section]]:
+    sections: dict[str, type[_Section]] = {}
+    for name, field in TaskSettings.model_fields.items():
+        if name != "ignored" and isinstance(field.annotation, type):
+            sections[field.alias or name] = field.annotation
+    return sections
+
+
+_SECTIONS = _sections()
+
+
+def _aliases(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items() if not field.exclude]
+
+
+def supported_task_settings() -> frozenset[str]:
+    """Dotted names of every setting Conveyor acts on (for documentation)."""
+    return frozenset(f"{section}.{key}" for section, cls in _SECTIONS.items() for key in _aliases(cls))
+
+
+def parse_task_settings(doc: Mapping[str, Any] | None, origin: str) -> TaskSettings:
+    """Validate a task-settings document; ``origin`` names where it came from in
+    messages (``"conveyor.yaml: tasks.load.settings"``). Raises ConfigError with
+    one line per problem."""
+    settings, problems = check_task_settings(doc)
+    if settings is None:
+        raise ConfigError(format_problems(origin, problems))
+    return settings
+
+
+def check_task_settings(doc: Any) -> tuple[TaskSettings | None, list[Problem]]:
+    """Like ``parse_task_settings`` but returns the problems instead of raising:
+    ``(settings, [])`` or ``(None, problems)``."""
+    if doc is None:
+        return TaskSettings(), []
+    if not isinstance(doc, Mapping):
+        return None, [("", f"task settings must be a JSON object (got {type(doc).__name__})")]
+    cleaned, ignored, problems = _sort_keys(doc)
+    try:
+        settings = TaskSettings.model_validate(cleaned)
+    except ValidationError as exc:
+        problems.extend(problems_from_validation_error(exc, TaskSettings))
+    if problems:
+        return None, problems
+    return settings.model_copy(update={"ignored": tuple(ignored)}), []
+
+
+def _sort_keys(doc: Mapping[str, Any]) -> tuple[dict[str, Any], list[str], list[Problem]]:
+    """Split a document into what the models read, the ignored names present,
+    and the unknown keys (as problems). A null value means the default."""
+    cleaned: dict[str, Any] = {}
+    ignored: list[str] = []
+    problems: list[Problem] = []
+    for raw_key, value in doc.items():
+        key = str(raw_key)
+        if value is None:
+            continue
+        if key in IGNORED_TASK_SETTINGS:
+            ignored.append(key)
+        elif key in _SECTIONS:
+            if not isinstance(value, Mapping):
+                cleaned[key] = value  # the model reports the type
+                continue
+            cleaned[key] = section = {}
+            fields = _aliases(_SECTIONS[key])
+            for raw_sub, sub_value in value.items():
+                sub = str(raw_sub)
+                dotted = f"{key}.{sub}"
+                canonical = SPELLING_VARIANTS.get(dotted, sub)
+                if sub_value is None:
+                    continue
+                if canonical in fields:
+                    if sub == canonical or canonical not in section:
+                        section[canonical] = sub_value
+                elif dotted in IGNORED_TASK_SETTINGS:
+                    ignored.append(dotted)
+                else:
+                    problems.append((dotted, _unknown_setting(sub, key)))
+        else:
+            problems.append((key, _unknown_setting(key, None)))
+    return cleaned, ignored, problems
+
+
+def _unknown_setting(key: str, section: str | None) -> str:
+    for other, cls in _SECTIONS.items():
+        if other != section and (key in _aliases(cls) or f"{other}.{key}" in IGNORED_TASK_SETTINGS):
+            return f"unknown setting here; {key} belongs in {other}"
+    if section is None:
+        candidates = [*_SECTIONS, *(name for name in IGNORED_TASK_SETTINGS if "." not in name)]
+    else:
+        candidates = [*_aliases(_SECTIONS[section])]
+        candidates += [
+            name.split(".", 1)[1] for name in IGNORED_TASK_SETTINGS if name.startswith(section + ".")
+        ]
+    return "unknown setting" + did_you_mean(key, candidates)
+
+
+# -- turning validation errors into located problems (shared with the stack loader) --
+
+PROBLEMS_ERROR = "conveyor_problems"
+"""The pydantic error type a validator raises (through ``located``) to report
+problems at paths below the value it checks."""
+
+
+def located(problems: Sequence[Problem]) -> Exception:
+    """An error for a validator to raise that reports each problem at its own
+    path below the validated value (pydantic otherwise allows one message)."""
+    from pydantic_core import PydanticCustomError
+
+    summary = "; ".join(f"{path}: {text}" if path else text for path, text in problems)
+    return PydanticCustomError(PROBLEMS_ERROR, "{summary}", {"summary": summary, "problems": list(problems)})
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to ``word`` (same letters in another case first)."""
+    choices = sorted(set(candidates))
+    folded = {choice.casefold(): choice for choice in choices}
+    if word.casefold() in folded:
+        return folded[word.casefold()]
+    close = difflib.get_close_matches(word.casefold(), list(folded), n=1, cutoff=0.6)
+    return folded[close[0]] if close else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean 'X'?"`` for the closest candidate, or ``""``."""
+    match = closest(word, candidates)
+    return f"; did you mean '{match}'?" if match is not None else ""
+
+
+def join_path(*parts: str | int) -> str:
+    return ".".join(str(part) for part in parts if part != "")
+
+
+def format_problems(origin: str, problems: Iterable[Problem]) -> str:
+    """One line per problem: ``"<origin>: <path>: <problem>"``."""
+    return "\n".join(f"{origin}: {path}: {text}" if path else f"{origin}: {text}" for path, text in problems)
+
+
+def problems_from_validation_error(
+    exc: ValidationError, model: type[BaseModel], *, prefix: Sequence[str | int] = ()
+) -> list[Problem]:
+    """Every error of ``exc`` as ``(dotted path, problem)``. Messages never echo
+    an input value except short names (enum values, keys, numbers)."""
+    problems: list[Problem] = []
+    for error in exc.errors():
+        loc = [part for part in error["loc"] if part != "[key]"]
+        kind = error["type"]
+        ctx = error.get("ctx") or {}
+        value = error.get("input")
+        if kind == PROBLEMS_ERROR:
+            problems.extend((join_path(*prefix, *loc, path), text) for path, text in ctx["problems"])
+            continue
+        path = join_path(*prefix, *loc)
+        if "[key]" in error["loc"]:
+            text = f"invalid name: {_message(error['msg'])}"
+        elif kind == "missing":
+            text = "required"
+        elif kind == "extra_forbidden":
+            fields = _fields_at(model, loc[:-1])
+            text = "unknown key" + did_you_mean(str(loc[-1]), fields or [])
+            if fields and not text.endswith("?"):
+                text += f" (known keys: {', '.join(fields)})"
+        elif kind in ("enum", "literal_error"):
+            allowed = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+            shown = f" {value!r}" if isinstance(value, str) and len(value) <= 64 else ""
+            hint = did_you_mean(value, allowed) if isinstance(value, str) else ""
+            text = f"unknown value{shown} (expected one of: {', '.join(allowed)}){hint}"
+        elif kind in ("model_type", "dict_type", "model_attributes_type"):
+            text = f"expected a mapping of keys (got {_type_name(value)})"
+        elif kind == "string_type":
+            text = f"must be text (got {_type_name(value)}; quote it)"
+        elif kind in ("list_type", "tuple_type"):
+            text = f"expected a list (got {_type_name(value)})"
+        elif kind == "too_short" and "min_length" in ctx:
+            text = f"needs at least {ctx['min_length']} item{'s' if ctx['min_length'] != 1 else ''}"
+        elif kind.startswith(("greater_than", "less_than")) and isinstance(value, int | float):
+            text = f"{_message(error['msg'])} (got {value})"
+        else:
+            text = _message(error["msg"])
+        problems.append((path, text))
+    return problems
+
+
+def _message(msg: str) -> str:
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return msg.replace("Input should be", "must be")
+
+
+def _type_name(value: object) -> str:
+    return {type(None): "nothing", str: "text", int: "a number", float: "a number", bool: "true/false"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str] | None:
+    """The keys the model accepts at ``loc`` (None when ``loc`` is not a model)."""
+    current: Any = model
+    skip = 0
+    for part in loc:
+        if skip:
+            skip -= 1
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        fields = {field.alias or name: field for name, field in current.model_fields.items()}
+        if part not in fields:
+            return None
+        current, skip = _descend(fields[str(part)].annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return _aliases(current)
+    return None
+
+
+def _descend(annotation: Any) -> tuple[Any, int]:
+    """The type a loc continues into: through Optional, and through one list
+    index or dict key per container level."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return _descend(args[0]) if len(args) == 1 else (annotation, 0)
+    if origin in (list, tuple, Sequence):
+        inner, skip = _descend(get_args(annotation)[0])
+        return inner, skip + 1
+    if origin in (dict, Mapping):
+        inner, skip = _descend(get_args(annotation)[1])
+        return inner, skip + 1
+    return annotation, 0

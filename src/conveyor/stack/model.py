@@ -1,0 +1,482 @@
+"""What a stack file declares: endpoints, tasks, state machines, rules and lake tables.
+
+The models hold the stack as written, after ``file://`` documents were read
+in, with relative paths made absolute, and with secret references kept as
+references. So ``model_dump(mode="json")`` is what the metadata store keeps,
+and it never holds a resolved secret; ``EndpointSpec.to_config`` resolves them
+when a connector is about to connect. ``stack.loader.load_stack`` reads the
+YAML; ``Stack.from_store_dict`` reads back what the store kept.
+
+Validators report problems as ``(key.path, problem)`` pairs (see
+``replication.settings.located``) so one pass lists every mistake.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from conveyor.connectors.base import EndpointConfig
+from conveyor.core.errors import ConfigError, NotFoundError
+from conveyor.replication.settings import (
+    Problem,
+    TaskSettings,
+    check_task_settings,
+    did_you_mean,
+    format_problems,
+    located,
+    parse_task_settings,
+    problems_from_validation_error,
+)
+from conveyor.stack import secrets
+
+ENGINES: tuple[str, ...] = ("postgres", "mysql", "sqlite", "duckdb", "lake", "dynamodb")
+ENGINE_ALIASES: Mapping[str, str] = {"mariadb": "mysql", "postgresql": "postgres"}
+SOURCE_ENGINES: frozenset[str] = frozenset({"postgres", "mysql", "sqlite", "dynamodb"})
+TARGET_ENGINES: frozenset[str] = frozenset({"postgres", "duckdb", "lake"})
+
+COMMON_KEYS: frozenset[str] = frozenset({"engine", "settings"})
+ENGINE_KEYS: Mapping[str, frozenset[str]] = {
+    "postgres": frozenset({"url", "password"}),
+    "mysql": frozenset({"url", "password"}),
+    "sqlite": frozenset({"path"}),
+    "duckdb": frozenset({"path"}),
+    "lake": frozenset({"path", "format", "bucket_path", "endpoint_url", "region"}),
+    "dynamodb": frozenset({"endpoint_url", "region"}),
+}
+"""The keys each engine takes besides ``engine`` and ``settings``."""
+REQUIRED_KEYS: Mapping[str, tuple[str, ...]] = {
+    "postgres": ("url",),
+    "mysql": ("url",),
+    "sqlite": ("path",),
+    "duckdb": ("path",),
+    "lake": ("path",),
+    "dynamodb": (),
+}
+URL_SCHEMES: Mapping[str, tuple[str, ...]] = {
+    "postgres": ("postgresql", "postgres"),
+    "mysql": ("mysql", "mariadb"),
+}
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+TABLE_PATTERN = r"^[^.\s]+\.[^\s]+$"
+TableName = Annotated[str, StringConstraints(pattern=TABLE_PATTERN)]
+_CRON_FIELDS = "minutes hours day-of-month month day-of-week year"
+MigrationType = Literal["full-load", "cdc", "full-load-and-cdc"]
+
+
+def all_tables_mapping() -> dict[str, Any]:
+    """The table mapping of a task that names none: every table of the source."""
+    return {
+        "rules": [
+            {
+                "rule-type": "selection",
+                "rule-id": "1",
+                "rule-name": "all-tables",
+                "object-locator": {"schema-name": "%", "table-name": "%"},
+                "rule-action": "include",
+            }
+        ]
+    }
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EndpointSpec(_Spec):
+    """One endpoint. Which keys an engine takes is ``ENGINE_KEYS``; string values
+    may hold secret references, kept as written until ``to_config``."""
+
+    engine: str
+    url: str | None = None
+    path: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    endpoint_url: str | None = None
+    region: str | None = None
+    format: Literal["csv", "parquet"] | None = None
+    bucket_path: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _known_engine(cls, value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be one of: {', '.join(sorted(ENGINES))}")
+        name = ENGINE_ALIASES.get(value.strip().lower(), value.strip().lower())
+        if name not in ENGINES:
+            known = sorted([*ENGINES, *ENGINE_ALIASES])
+            raise ValueError(
+                f"unknown engine {value!r} (expected one of: {', '.join(sorted(ENGINES))})"
+                + did_you_mean(value, known)
+            )
+        return name
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        base_dir = (info.context or {}).get("base_dir")
+        if value is None or base_dir is None:
+            return value
+        return absolute_path(value, Path(base_dir))
+
+    @model_validator(mode="after")
+    def _fits_engine(self) -> Self:
+        engine = self.engine
+        problems: list[Problem] = []
+        allowed = COMMON_KEYS | ENGINE_KEYS[engine]
+        given = {key for key in self.model_fields_set if getattr(self, key) is not None}
+        for key in sorted(given - allowed):
+            problems.append(
+                (key, f"not a key of a {engine} endpoint (it takes: {', '.join(sorted(allowed))})")
+            )
+        for key in REQUIRED_KEYS[engine]:
+            if getattr(self, key) is None:
+                problems.append((key, f"required for a {engine} endpoint"))
+        for key in ("url", "path", "password", "endpoint_url", "region", "bucket_path"):
+            value = getattr(self, key)
+            if isinstance(value, str):
+                problems += [(key, text) for text in secrets.reference_problems(value)]
+        problems += [
+            (f"settings.{key}", text) for key, text in secrets.nested_reference_problems(self.settings)
+        ]
+        if self.url is not None and engine in URL_SCHEMES:
+            problems += [("url", text) for text in _url_problems(engine, self.url)]
+        if self.bucket_path is not None:
+            try:
+                list(string.Formatter().parse(self.bucket_path))
+            except ValueError as exc:
+                problems.append(("bucket_path", f"not a valid template: {exc}"))
+        if problems:
+            raise located(problems)
+        return self
+
+    def warnings(self) -> list[Problem]:
+        """Plain-text secrets: allowed, but stored as written."""
+        found: list[Problem] = []
+        advice = f"use a reference ({secrets.REFERENCE_HINT}) instead"
+        if self.password is not None and not secrets.has_reference(self.password):
+            found.append(
+                ("password", f"plain-text password; it is stored as written in the metadata store, {advice}")
+            )
+        for key, value in secrets.leaves(self.settings):
+            if (
+                secrets.SECRET_KEY.search(key)
+                and isinstance(value, str)
+                and value
+                and not secrets.has_reference(value)
+            ):
+                found.append((f"settings.{key}", f"plain-text secret; {advice}"))
+        return found
+
+    def redacted(self) -> dict[str, Any]:
+        """The endpoint for output: references shown as written, plain secrets as ``***``."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        if self.password is not None and not secrets.is_reference(self.password):
+            data["password"] = "***"
+        data["settings"] = secrets.redact(self.settings)
+        return data
+
+    def to_config(self, name: str, base_dir: Path) -> EndpointConfig:
+        """The endpoint as a connector takes it, secrets resolved (``base_dir``
+        is the stack file's folder). Besides ``settings``, ``options`` carries
+        ``format``, ``bucket_path``, ``endpoint_url`` and ``region`` when set
+        (``format`` defaults to ``csv`` for a lake). Raises ConfigError naming
+        the key and the reference when a secret cannot be resolved."""
+
+        def resolve(key: str, value: Any) -> Any:
+            try:
+                return secrets.resolve_all(value, base_dir)
+            except ConfigError as exc:
+                raise ConfigError(f"endpoints.{name}.{key}: {exc}") from None
+
+        url = resolve("url", self.url)
+        password = resolve("password", self.password)
+        if url is not None:
+            url, embedded = secrets.split_password(url)
+            if embedded is not None and password is not None:
+                raise ConfigError(f"endpoints.{name}.url: the URL holds a password and password is set too")
+            password = password if embedded is None else embedded
+        path = resolve("path", self.path)
+        options: dict[str, Any] = {"settings": resolve("settings", self.settings)}
+        for key in ("endpoint_url", "region", "bucket_path", "format"):
+            value = getattr(self, key)
+            if value is not None:
+                options[key] = resolve(key, value)
+        if self.engine == "lake":
+            options.setdefault("format", "csv")
+        return EndpointConfig(
+            name=name,
+            engine=self.engine,
+            url=url,
+            path=None if path is None else absolute_path(path, base_dir),
+            password=password,
+            options=options,
+        )
+
+
+class TaskSpec(_Spec):
+    """A replication task; ``table_mappings`` and ``settings`` are the migration
+    service's JSON as written (``settings`` validated by ``parse_task_settings``)."""
+
+    source: str
+    target: str
+    migration_type: MigrationType = "full-load"
+    table_mappings: dict[str, Any] = Field(default_factory=all_tables_mapping)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = None
+
+    @field_validator("table_mappings")
+    @classmethod
+    def _has_rules(cls, value: dict[str, Any]) -> dict[str, Any]:
+        rules = value.get("rules")
+        if not isinstance(rules, list) or not rules:
+            raise located([("rules", "required: a non-empty list of selection and transformation rules")])
+        bad = [
+            (f"rules.{i}", "each rule must be an object")
+            for i, rule in enumerate(rules)
+            if not isinstance(rule, dict)
+        ]
+        if bad:
+            raise located(bad)
+        return value
+
+    @field_validator("settings")
+    @classmethod
+    def _valid_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _, problems = check_task_settings(value)
+        if problems:
+            raise located(problems)
+        return value
+
+    def task_settings(self) -> TaskSettings:
+        """The parsed settings (validated when the stack was loaded)."""
+        return parse_task_settings(self.settings, "settings")
+
+
+class StateMachineSpec(_Spec):
+    """A state machine; ``definition`` is Amazon States Language as written."""
+
+    definition: dict[str, Any]
+    description: str | None = None
+
+    @field_validator("definition")
+    @classmethod
+    def _looks_like_asl(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problems: list[Problem] = []
+        if not isinstance(value.get("StartAt"), str):
+            problems.append(("StartAt", "required: the name of the first state"))
+        if not isinstance(value.get("States"), dict) or not value.get("States"):
+            problems.append(("States", "required: an object of named states"))
+        if problems:
+            raise located(problems)
+        return value
+
+
+class RuleTarget(_Spec):
+    state_machine: str
+    input: Any = None
+    """The execution input (any JSON value); None passes the event itself."""
+
+
+class RuleSpec(_Spec):
+    """An event rule (``event_pattern``) or a schedule (``schedule``), never both."""
+
+    event_pattern: dict[str, Any] | None = None
+    schedule: str | None = None
+    targets: list[RuleTarget] = Field(min_length=1)
+    enabled: bool = True
+    description: str | None = None
+
+    @field_validator("event_pattern")
+    @classmethod
+    def _non_empty(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and not value:
+            raise ValueError("an empty pattern matches nothing; name at least one field")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_syntax(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        text = value.strip()
+        if match := re.fullmatch(r"cron\((.*)\)", text):
+            if len(match.group(1).split()) != 6:
+                raise ValueError(
+                    "cron(...) takes 6 fields: minutes hours day-of-month month day-of-week year"
+                )
+        elif match := re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", text):
+            if int(match.group(1)) < 1:
+                raise ValueError("rate(...) needs a positive value")
+        else:
+            raise ValueError(
+                "expected cron(minutes hours day-of-month month day-of-week year) or rate(N units)"
+            )
+        return text
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Self:
+        if (self.event_pattern is None) == (self.schedule is None):
+            raise ValueError("set exactly one of event_pattern and schedule")
+        return self
+
+
+class LakeTableSpec(_Spec):
+    """A row of the curation job's controller table."""
+
+    active: bool = True
+    primary_key: list[str] = Field(default_factory=list)
+    partition_key: list[str] = Field(default_factory=list)
+    endpoint: str | None = None
+    """The lake endpoint holding the table's raw files; needed only when the stack has several."""
+
+    @field_validator("primary_key", "partition_key", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+class Stack(_Spec):
+    """Everything one stack file declares, plus where it lives."""
+
+    base_dir: Path
+    """The stack file's folder: ``${file:...}`` references resolve against it."""
+    file: Path | None = None
+    endpoints: dict[Name, EndpointSpec] = Field(default_factory=dict)
+    tasks: dict[Name, TaskSpec] = Field(default_factory=dict)
+    state_machines: dict[Name, StateMachineSpec] = Field(default_factory=dict)
+    rules: dict[Name, RuleSpec] = Field(default_factory=dict)
+    lake_tables: dict[TableName, LakeTableSpec] = Field(default_factory=dict)
+    warnings: tuple[str, ...] = Field(default=(), exclude=True)
+    """Advice from loading (plain-text secrets); not stored."""
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Self:
+        problems = cross_reference_problems(
+            self.endpoints, self.tasks, self.state_machines, self.rules, self.lake_tables
+        )
+        if problems:
+            raise located(problems)
+        return self
+
+    def to_store_dict(self) -> dict[str, Any]:
+        """JSON for the metadata store: references, never resolved secrets."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_store_dict(cls, data: Mapping[str, Any], origin: str = "metadata store") -> Stack:
+        try:
+            return cls.model_validate(data, context={"base_dir": data.get("base_dir")})
+        except ValidationError as exc:
+            raise ConfigError(format_problems(origin, problems_from_validation_error(exc, cls))) from None
+
+    def endpoint_config(self, name: str) -> EndpointConfig:
+        """The named endpoint with its secrets resolved."""
+        spec = self.endpoints.get(name)
+        if spec is None:
+            raise NotFoundError(f"no endpoint named {name!r}" + did_you_mean(name, self.endpoints))
+        return spec.to_config(name, self.base_dir)
+
+
+def cross_reference_problems(
+    endpoints: Mapping[str, EndpointSpec | None],
+    tasks: Mapping[str, TaskSpec],
+    state_machines: Collection[str],
+    rules: Mapping[str, RuleSpec],
+    lake_tables: Mapping[str, LakeTableSpec],
+) -> list[Problem]:
+    """Names that point nowhere or at the wrong kind of endpoint. An endpoint
+    mapped to None was declared but is invalid: it counts as existing."""
+    problems: list[Problem] = []
+    for name, task in tasks.items():
+        for role, engines in (("source", SOURCE_ENGINES), ("target", TARGET_ENGINES)):
+            ref = task.source if role == "source" else task.target
+            if ref not in endpoints:
+                problems.append((f"tasks.{name}.{role}", _unknown("endpoint", ref, endpoints)))
+            elif (spec := endpoints[ref]) is not None and spec.engine not in engines:
+                problems.append(
+                    (
+                        f"tasks.{name}.{role}",
+                        f"endpoint {ref!r} is a {spec.engine} endpoint, which cannot be a {role}"
+                        f" ({role} engines: {', '.join(sorted(engines))})",
+                    )
+                )
+    for name, rule in rules.items():
+        for index, target in enumerate(rule.targets):
+            if target.state_machine not in state_machines:
+                problems.append(
+                    (
+                        f"rules.{name}.targets.{index}.state_machine",
+                        _unknown("state machine", target.state_machine, state_machines),
+                    )
+                )
+    lakes = [name for name, spec in endpoints.items() if spec is not None and spec.engine == "lake"]
+    for table, table_spec in lake_tables.items():
+        lake_ref = table_spec.endpoint
+        if lake_ref is None:
+            continue
+        if lake_ref not in endpoints:
+            problems.append((f"lake_tables.{table}.endpoint", _unknown("endpoint", lake_ref, endpoints)))
+        elif (lake := endpoints[lake_ref]) is not None and lake.engine != "lake":
+            listing = ", ".join(sorted(lakes)) or "none"
+            problems.append(
+                (
+                    f"lake_tables.{table}.endpoint",
+                    f"endpoint {lake_ref!r} is a {lake.engine} endpoint, not a lake (lakes: {listing})",
+                )
+            )
+    return problems
+
+
+def _unknown(kind: str, name: str, declared: Collection[str]) -> str:
+    if not declared:
+        return f"unknown {kind} {name!r} (the stack declares no {kind}s)"
+    return f"unknown {kind} {name!r} (declared: {', '.join(sorted(declared))})" + did_you_mean(name, declared)
+
+
+def absolute_path(value: str, base_dir: Path) -> str:
+    """A local path made absolute against ``base_dir``; URLs (``s3://...``),
+    ``:memory:`` and values holding references are returned unchanged."""
+    if "://" in value or value == ":memory:" or secrets.has_reference(value):
+        return value
+    path = Path(value).expanduser()
+    return os.path.normpath(path if path.is_absolute() else base_dir / path)
+
+
+def _url_problems(engine: str, url: str) -> list[str]:
+    if secrets.is_reference(url):
+        return []
+    schemes = URL_SCHEMES[engine]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [f"not a valid URL (expected {schemes[0]}://user@host:port/database)"]
+    problems: list[str] = []
+    if parts.scheme.split("+")[0].lower() not in schemes:
+        problems.append(f"expected a {engine} URL ({schemes[0]}://user@host:port/database)")
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    _, colon, password = userinfo.partition(":")
+    if at and colon and password and not secrets.is_reference(password):
+        problems.append(
+            "the URL contains a password; remove it from the URL and set "
+            "password: ${env:DB_PASSWORD} (or ${file:PATH}) on the endpoint"
+        )
+    return problems

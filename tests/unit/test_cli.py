@@ -1,0 +1,73 @@
+"""The CLI as a user meets it: exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def write_stack(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "conveyor.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_apply_dry_run_lists_what_the_stack_declares(tmp_path: Path) -> None:
+    stack = write_stack(
+        tmp_path,
+        "endpoints:\n"
+        "  src: {engine: sqlite, path: ./a.sqlite}\n"
+        "  dw: {engine: postgres, url: 'postgresql://etl@127.0.0.1:5/dw', password: '${env:DW_PASSWORD}'}\n"
+        "tasks:\n  load: {source: src, target: dw}\n",
+    )
+    result = run("apply", str(stack), "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["tasks"] == {"load": {"source": "src", "target": "dw", "migration_type": "full-load"}}
+    assert summary["endpoints"]["dw"]["password"] == "${env:DW_PASSWORD}"
+    assert summary["endpoints"]["src"]["path"] == str(tmp_path / "a.sqlite")
+
+
+def test_malformed_stack_exits_2_naming_file_and_key(tmp_path: Path) -> None:
+    stack = write_stack(tmp_path, "endpoints:\n  src: {engine: oracle, url: 'x://y'}\n")
+    result = run("apply", str(stack), "--dry-run")
+    assert result.returncode == 2
+    assert "conveyor.yaml" in result.stderr
+    assert "endpoints.src.engine" in result.stderr
+    assert "oracle" in result.stderr
+
+
+def test_plain_password_in_url_never_printed(tmp_path: Path) -> None:
+    stack = write_stack(
+        tmp_path,
+        "endpoints:\n  dw: {engine: postgres, url: 'postgresql://etl:hunter2-secret@127.0.0.1/dw'}\n",
+    )
+    result = run("apply", str(stack), "--dry-run", "--json")
+    assert result.returncode == 2
+    assert "hunter2-secret" not in result.stderr + result.stdout
+
+
+def test_apply_without_dry_run_says_storing_is_not_available(tmp_path: Path) -> None:
+    stack = write_stack(tmp_path, "endpoints:\n  src: {engine: sqlite, path: ./a.sqlite}\n")
+    result = run("apply", str(stack))
+    assert result.returncode == 1
+    assert "--dry-run" in result.stderr
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = run("bogus")
+    assert result.returncode == 2
+    assert "No such command" in result.stderr
