@@ -21,8 +21,8 @@ demo: $(STAMP)
 	@bash examples/quickstart/run.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -34,7 +34,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 bench: system-packages $(STAMP)
-	$(BIN)/python bench/full_load.py
+	@echo 'bench/full_load.py is not built yet (docs/status.md)'; exit 1
 
 clean:
 	rm -rf $(VENV) .conveyor build *.egg-info
