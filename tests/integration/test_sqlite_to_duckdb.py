@@ -1,0 +1,153 @@
+"""Full loads from an SQLite file into an embedded DuckDB warehouse, checked value by value."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from conveyor.connectors.base import EndpointConfig, PrepMode
+from conveyor.connectors.duckdb.target import DuckDBTarget
+from conveyor.connectors.sqlite.source import SQLiteSource
+from conveyor.core.errors import SchemaMismatch
+from conveyor.replication.full_load import TABLE_COMPLETED, TABLE_ERROR, FullLoad, TablePlan
+
+WEIRD = 'we"ird; name.`x` é'
+
+
+@pytest.fixture
+def source_path(tmp_path: Path) -> Path:
+    path = tmp_path / "shop.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            f"""
+            CREATE TABLE customer (cust_id VARCHAR(10) PRIMARY KEY, cust_name VARCHAR(100) NOT NULL,
+                                   cust_city VARCHAR(50));
+            CREATE TABLE sales (order_number VARCHAR(20) PRIMARY KEY, cust_id VARCHAR(10),
+                                order_amt DECIMAL(18,2), ordered_on DATE, created DATETIME, flag BOOLEAN,
+                                ratio REAL, payload BLOB, note TEXT);
+            CREATE TABLE "{WEIRD.replace('"', '""')}" ("select" INTEGER, "Mixed Case" TEXT,
+                                                       PRIMARY KEY ("select"));
+            """
+        )
+        conn.executemany(
+            "INSERT INTO customer VALUES (?, ?, ?)",
+            [("1", "abc", "chicago"), ("2", "xyz", "dallas"), ("3", "yrt", "new york")],
+        )
+        conn.executemany(
+            "INSERT INTO sales VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    "100",
+                    "1",
+                    "200.00",
+                    "2024-01-31",
+                    "2024-01-31 10:11:12.123456",
+                    1,
+                    0.5,
+                    b"\x00\xff",
+                    "🚀 ok",
+                ),
+                (
+                    "101",
+                    "1",
+                    "300.10",
+                    "0001-01-01",
+                    "9999-12-31 23:59:59.999999",
+                    0,
+                    float("inf"),
+                    None,
+                    None,
+                ),
+                ("102", "2", None, None, None, None, float("-inf"), b"", "tab\tnew\nline"),
+            ],
+        )
+        conn.execute(f"INSERT INTO \"{WEIRD.replace(chr(34), chr(34) * 2)}\" VALUES (1, 'x')")
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[DuckDBTarget]:
+    tgt = DuckDBTarget(EndpointConfig("warehouse", "duckdb", path=str(tmp_path / "dw.duckdb")))
+    yield tgt
+    tgt.close()
+
+
+def run_load(source_path: Path, target: DuckDBTarget, mode: PrepMode, batch_rows: int = 2) -> list[str]:
+    source = SQLiteSource(EndpointConfig("shop", "sqlite", path=str(source_path)))
+    snapshot = source.snapshot()
+    try:
+        plans = [TablePlan(t, t) for t in source.tables()]
+        result = FullLoad(snapshot, target, plans, mode, batch_rows=batch_rows, parallel=2).run()
+    finally:
+        snapshot.close()
+    return [
+        p.state if p.error is None or mode is PrepMode.DO_NOTHING else f"{p.state}: {p.error}" for p in result
+    ]
+
+
+def test_every_value_arrives_unchanged(source_path: Path, target: DuckDBTarget) -> None:
+    assert run_load(source_path, target, PrepMode.DROP_AND_CREATE) == [TABLE_COMPLETED] * 3
+    cur = target._connection().cursor()
+    rows = cur.execute("SELECT * FROM main.sales ORDER BY order_number").fetchall()
+    assert rows[0] == (
+        "100", "1", Decimal("200.00"), date(2024, 1, 31), datetime(2024, 1, 31, 10, 11, 12, 123456),
+        True, 0.5, b"\x00\xff", "🚀 ok",
+    )  # fmt: skip
+    assert rows[1][3:7] == (date(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999), False, float("inf"))
+    assert (
+        rows[2][2] is None
+        and rows[2][6] == float("-inf")
+        and rows[2][7] == b""
+        and rows[2][8] == "tab\tnew\nline"
+    )
+    assert cur.execute(
+        f'SELECT "select", "Mixed Case" FROM main."{WEIRD.replace(chr(34), chr(34) * 2)}"'
+    ).fetchall() == [(1, "x")]
+    described = target.describe(
+        SQLiteSource(EndpointConfig("s", "sqlite", path=str(source_path))).tables()[1].ref
+    )
+    assert described is not None and described.primary_key == ("order_number",)
+    assert described.column("order_amt").type.describe() == "decimal(18,2)"
+    assert described.column("cust_id").nullable is not False
+
+
+def test_prep_modes(source_path: Path, target: DuckDBTarget) -> None:
+    run_load(source_path, target, PrepMode.DROP_AND_CREATE)
+    run_load(source_path, target, PrepMode.TRUNCATE_BEFORE_LOAD)
+    assert (
+        target.count(SQLiteSource(EndpointConfig("s", "sqlite", path=str(source_path))).tables()[0].ref) == 3
+    )
+    # DO_NOTHING appends into the existing table: the primary key then refuses the duplicates
+    states = run_load(source_path, target, PrepMode.DO_NOTHING)
+    assert states == [TABLE_ERROR] * 3
+    assert target._connection().cursor().execute("SELECT count(*) FROM main.customer").fetchone() == (3,)
+
+
+def test_existing_table_of_another_shape_under_do_nothing(source_path: Path, target: DuckDBTarget) -> None:
+    conn = target._connection().cursor()
+    conn.execute("CREATE TABLE main.customer (cust_id INTEGER PRIMARY KEY)")
+    source = SQLiteSource(EndpointConfig("s", "sqlite", path=str(source_path)))
+    customer = source.tables()[0]
+    with pytest.raises(SchemaMismatch, match="column 'cust_id' is INTEGER, the load writes VARCHAR") as info:
+        target.begin_load(customer, PrepMode.DO_NOTHING)
+    assert "column 'cust_name' is missing" in str(info.value)
+    assert conn.execute("SELECT count(*) FROM main.customer").fetchone() == (0,)
+
+
+def test_a_failed_table_leaves_the_previous_contents(source_path: Path, target: DuckDBTarget) -> None:
+    run_load(source_path, target, PrepMode.DROP_AND_CREATE)
+    with sqlite3.connect(source_path) as conn:
+        conn.execute("INSERT INTO sales (order_number, order_amt) VALUES ('200', 'not a number')")
+    conn.close()
+    states = run_load(source_path, target, PrepMode.DROP_AND_CREATE)
+    assert states[0] == states[2] == TABLE_COMPLETED
+    assert states[1].startswith(TABLE_ERROR) and "'order_amt'" in states[1] and "decimal(18,2)" in states[1]
+    assert (
+        target.count(SQLiteSource(EndpointConfig("s", "sqlite", path=str(source_path))).tables()[1].ref) == 3
+    )
