@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,11 +61,15 @@ def test_plain_password_in_url_never_printed(tmp_path: Path) -> None:
     assert "hunter2-secret" not in result.stderr + result.stdout
 
 
-def test_apply_without_dry_run_says_storing_is_not_available(tmp_path: Path) -> None:
+def test_apply_stores_and_reports_each_change(tmp_path: Path) -> None:
     stack = write_stack(tmp_path, "endpoints:\n  src: {engine: sqlite, path: ./a.sqlite}\n")
-    result = run("apply", str(stack))
-    assert result.returncode == 1
-    assert "--dry-run" in result.stderr
+    env = os.environ | {"CONVEYOR_HOME": str(tmp_path / "home")}
+    first = run("apply", str(stack), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "created: endpoints.src" in first.stdout
+    stack.write_text("endpoints:\n  src: {engine: sqlite, path: ./b.sqlite}\n")
+    assert "updated: endpoints.src" in run("apply", str(stack), env=env).stdout
+    assert "unchanged: endpoints.src" in run("apply", str(stack), env=env).stdout
 
 
 def test_unknown_command_is_a_usage_error() -> None:

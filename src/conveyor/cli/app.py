@@ -1,14 +1,12 @@
-"""The `conveyor` command line.
-
-This build has the stack-file check only (`conveyor apply FILE --dry-run`);
-the metadata store, tasks, endpoints and events commands land next (see
-docs/status.md).
-"""
+"""The `conveyor` command line: every command has ``--json`` for machines and
+exits non-zero on failure (2 for invalid input)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +17,9 @@ from conveyor import __version__
 from conveyor.core.errors import ConveyorError
 from conveyor.stack.loader import load_stack
 from conveyor.stack.model import Stack
+from conveyor.store.store import Store
+
+SECTIONS = ("endpoints", "tasks", "state_machines", "rules", "lake_tables")
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Self-hosted database migration and replication."
@@ -55,6 +56,42 @@ def summarize(stack: Stack) -> dict[str, object]:
     }
 
 
+@contextmanager
+def opened_store() -> Iterator[Store]:
+    store = Store.open()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def applied_stack(store: Store) -> Stack:
+    document = store.stack_document()
+    if document is None:
+        raise ConveyorError("nothing is applied yet: run `conveyor apply conveyor.yaml` first")
+    return Stack.from_store_dict(document)
+
+
+def merge_into_store(store: Store, stack: Stack) -> list[str]:
+    """Add the file's entries to what is applied; report each as created, updated or unchanged."""
+    new = stack.to_store_dict()
+    merged = store.stack_document() or {}
+    lines = []
+    for section in SECTIONS:
+        have = dict(merged.get(section) or {})
+        for name, body in (new.get(section) or {}).items():
+            change = "unchanged" if have.get(name) == body else ("updated" if name in have else "created")
+            lines.append(f"{change}: {section}.{name}")
+            have[name] = body
+        merged[section] = have
+    merged["base_dir"], merged["file"] = new["base_dir"], new["file"]
+    Stack.from_store_dict(merged)  # the merged whole must still be consistent
+    store.put_stack_document(merged)
+    for name in new.get("tasks") or {}:
+        store.ensure_task(name)
+    return lines
+
+
 @app.command()
 def apply(
     file: Annotated[Path, typer.Argument(help="The stack file (conveyor.yaml).")],
@@ -73,14 +110,18 @@ def apply(
         for warning in stack.warnings:
             _err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if not dry_run:
-        raise ConveyorError(
-            "this build cannot store a stack yet (the metadata store is not built): use --dry-run"
-        )
+        with opened_store() as store:
+            changes = merge_into_store(store, stack)
+        for line in changes:
+            typer.echo(line, err=as_json)
 
 
 def main() -> None:
+    import conveyor.cli.tasks  # noqa: F401  (registers the nouns' commands)
+
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns an Exit's code instead of exiting.
+        code = app(standalone_mode=False)
     except ConveyorError as exc:
         _err.print(f"error: {exc}", highlight=False, markup=False)
         sys.exit(exc.exit_code)
@@ -94,3 +135,4 @@ def main() -> None:
             raise
         show()
         sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -151,7 +151,7 @@ class DuckDBTarget:
             query += " ORDER BY " + ", ".join(quote(k) for k in table.primary_key)
         cur = self._connection().cursor()
         try:
-            reader = cur.execute(query).to_arrow_reader(batch_rows)
+            reader = cur.sql(query).to_arrow_reader(batch_rows)
             assert reader is not None
             schema = table.arrow_schema()
             for batch in reader:

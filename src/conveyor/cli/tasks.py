@@ -1,0 +1,173 @@
+"""`conveyor tasks ...`, `conveyor endpoints ...` and `conveyor events ...`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from conveyor.cli.app import app, applied_stack, opened_store
+from conveyor.connectors.registry import SOURCES, open_source, open_target
+from conveyor.core.errors import ConveyorError, NotFoundError
+from conveyor.replication.task_runner import all_validated, run_task, validate_task
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+tasks_app = typer.Typer(no_args_is_help=True, help="Replication tasks.")
+endpoints_app = typer.Typer(no_args_is_help=True, help="Endpoints.")
+events_app = typer.Typer(no_args_is_help=True, help="Lifecycle events.")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(endpoints_app, name="endpoints")
+app.add_typer(events_app, name="events")
+_out = Console()
+
+
+def _emit(data: Any, as_json: bool, table: Table | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    elif table is not None:
+        _out.print(table)
+
+
+@tasks_app.command("list")
+def tasks_list(as_json: JsonOption = False) -> None:
+    """Every applied task with its status."""
+    with opened_store() as store:
+        stack = applied_stack(store)
+        rows = [
+            {"name": name, "source": t.source, "target": t.target, "migration_type": t.migration_type}
+            | {k: v for k, v in store.task_status(name).items() if k in {"status", "stop_reason"}}
+            for name, t in sorted(stack.tasks.items())
+        ]
+    table = Table("task", "source", "target", "type", "status", "stop reason")
+    for r in rows:
+        table.add_row(
+            r["name"], r["source"], r["target"], r["migration_type"], r["status"], r["stop_reason"] or ""
+        )
+    _emit(rows, as_json, table)
+
+
+@tasks_app.command("start")
+def tasks_start(
+    name: str,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Return when the task stops (this build always waits).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a task. In this build the task runs in the foreground until it stops."""
+    with opened_store() as store:
+        stack = applied_stack(store)
+        if name not in stack.tasks:
+            raise NotFoundError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
+        status = run_task(store, stack, name)
+        described = _describe(store, name)
+    _emit(described, as_json)
+    if not as_json:
+        _print_described(described)
+    if status == "failed":
+        raise typer.Exit(1)
+
+
+def _describe(store: Any, name: str) -> dict[str, Any]:
+    return {"task": name, **store.task_status(name), "tables": store.table_stats(name)}
+
+
+def _print_described(described: dict[str, Any]) -> None:
+    _out.print(
+        f"task {described['task']}: {described['status']}"
+        + (f" (stop reason {described['stop_reason']})" if described.get("stop_reason") else "")
+    )
+    if described.get("last_error"):
+        _out.print(f"error: {described['last_error']}", markup=False, highlight=False)
+    table = Table(
+        "schema", "table", "TableState", "FullLoadRows", "FullLoadErrorRows", "rows/s", "validation"
+    )
+    for t in described["tables"]:
+        counts = (str(t["FullLoadRows"]), str(t["FullLoadErrorRows"]), str(t["RowsPerSecond"]))
+        table.add_row(
+            t["SchemaName"], t["TableName"], t["TableState"], *counts, t.get("ValidationState") or "-"
+        )
+    _out.print(table)
+
+
+@tasks_app.command("describe")
+def tasks_describe(name: str, as_json: JsonOption = False) -> None:
+    """Status, stop reason and per-table statistics of the latest run."""
+    with opened_store() as store:
+        stack = applied_stack(store)
+        if name not in stack.tasks:
+            raise NotFoundError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
+        described = _describe(store, name)
+    if as_json:
+        _emit(described, True)
+    else:
+        _print_described(described)
+
+
+@endpoints_app.command("list")
+def endpoints_list(as_json: JsonOption = False) -> None:
+    """Every applied endpoint; secrets shown only as their references."""
+    with opened_store() as store:
+        stack = applied_stack(store)
+    rows = [{"name": n, **e.redacted()} for n, e in sorted(stack.endpoints.items())]
+    table = Table("endpoint", "engine", "where")
+    for r in rows:
+        table.add_row(r["name"], r["engine"], str(r.get("url") or r.get("path") or ""))
+    _emit(rows, as_json, table)
+
+
+@endpoints_app.command("test")
+def endpoints_test(name: str, as_json: JsonOption = False) -> None:
+    """Connect to an endpoint and say whether it works, and why not."""
+    with opened_store() as store:
+        stack = applied_stack(store)
+    config = stack.endpoint_config(name)
+    try:
+        connector = open_source(config) if config.engine in SOURCES else open_target(config)
+        version = connector.check()
+        result = {"endpoint": name, "status": "successful", "version": version}
+    except ConveyorError as exc:
+        result = {"endpoint": name, "status": "failed", "error": str(exc)}
+    if as_json:
+        _emit(result, True)
+    else:
+        _out.print(
+            f"{name}: {result['status']} ({result.get('version') or result.get('error')})", markup=False
+        )
+    if result["status"] != "successful":
+        raise typer.Exit(1)
+
+
+@events_app.command("list")
+def events_list(as_json: JsonOption = False) -> None:
+    """Stored events, oldest first."""
+    with opened_store() as store:
+        events = store.list_events()
+    table = Table("time", "source", "eventId", "message")
+    for e in events:
+        detail = e.get("detail", {})
+        table.add_row(e["time"], e["source"], detail.get("eventId", ""), detail.get("detailMessage", ""))
+    _emit(events, as_json, table)
+
+
+@app.command()
+def validate(name: str, as_json: JsonOption = False) -> None:
+    """Compare a task's target with its source: row counts and row checksums."""
+    with opened_store() as store:
+        stack = applied_stack(store)
+    if name not in stack.tasks:
+        raise NotFoundError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
+    results = validate_task(stack, name)
+    checks = [c.as_dict() for c in results]
+    table = Table(
+        "table", "state", "source rows", "target rows", "missing", "extra", "different", "sample keys"
+    )
+    for c in checks:
+        counts = (c["SourceRows"], c["TargetRows"], c["MissingOnTarget"], c["ExtraOnTarget"], c["Different"])
+        table.add_row(c["Table"], c["ValidationState"], *map(str, counts), json.dumps(c["SampleKeys"]))
+    _emit(checks, as_json, table)
+    if not all_validated(results):
+        raise typer.Exit(1)

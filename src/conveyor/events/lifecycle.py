@@ -1,0 +1,42 @@
+"""Task lifecycle events in the migration service's shape and ids, so event
+patterns written for it (``"source": ["aws.dms"]``, ``DMS-EVENT-0079`` ...)
+match unchanged."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+ACCOUNT = "000000000000"
+REGION = "local"
+
+STARTED = ("DMS-EVENT-0069", "REPLICATION_TASK_STARTED", "StateChange", "Replication task has started.")
+STOPPED = ("DMS-EVENT-0079", "REPLICATION_TASK_STOPPED", "StateChange", "Stop Reason {reason}")
+FAILED = ("DMS-EVENT-0078", "REPLICATION_TASK_FAILED", "Failure", "Replication task has failed. {reason}")
+
+
+def task_arn(task: str) -> str:
+    return f"arn:aws:dms:{REGION}:{ACCOUNT}:task:{task}"
+
+
+def task_event(kind: tuple[str, str, str, str], task: str, reason: str = "") -> dict[str, Any]:
+    event_id, event_type, category, message = kind
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "DMS Replication Task State Change",
+        "source": "aws.dms",
+        "account": ACCOUNT,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [task_arn(task)],
+        "detail": {
+            "type": "REPLICATION_TASK",
+            "category": category,
+            "eventType": event_type,
+            "eventId": event_id,
+            "resourceLink": task_arn(task),
+            "detailMessage": message.format(reason=reason).strip(),
+        },
+    }

@@ -1,0 +1,199 @@
+"""The metadata store: the applied stack, task status, runs, table statistics
+and events. SQLite under CONVEYOR_HOME by default, PostgreSQL when
+CONVEYOR_STORE_URL is set. Several processes may use it at once; every call is
+one short transaction."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from conveyor.core.errors import ConveyorError
+from conveyor.store import schema as s
+
+DEFAULT_HOME = ".conveyor"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._migrate()
+
+    @classmethod
+    def open(cls, home: Path | None = None, url: str | None = None) -> Store:
+        url = url or os.environ.get("CONVEYOR_STORE_URL")
+        if url:
+            parsed = make_url(url)
+            if parsed.drivername in {"postgresql", "postgres"}:
+                parsed = parsed.set(drivername="postgresql+psycopg")
+            return cls(create_engine(parsed, pool_pre_ping=True))
+        home = home or Path(os.environ.get("CONVEYOR_HOME", DEFAULT_HOME))
+        home.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(f"sqlite:///{home / 'conveyor.db'}", connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _migrate(self) -> None:
+        s.metadata.create_all(self.engine, checkfirst=True)
+        with self._tx() as conn:
+            version = conn.execute(select(func.max(s.schema_version.c.version))).scalar()
+            if version is None:
+                conn.execute(insert(s.schema_version).values(version=s.SCHEMA_VERSION))
+            elif version > s.SCHEMA_VERSION:
+                raise ConveyorError(
+                    f"the metadata store has schema version {version}, newer than this Conveyor "
+                    f"understands ({s.SCHEMA_VERSION}): upgrade Conveyor"
+                )
+
+    # the applied stack
+    def stack_document(self) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            row = conn.execute(select(s.stacks.c.document).order_by(s.stacks.c.id.desc()).limit(1)).first()
+        return dict(row[0]) if row else None
+
+    def put_stack_document(self, document: dict[str, Any]) -> None:
+        with self._tx() as conn:
+            conn.execute(insert(s.stacks).values(document=document, applied_at=now()))
+
+    # tasks
+    def ensure_task(self, name: str) -> None:
+        with self._tx() as conn:
+            if conn.execute(select(s.tasks.c.name).where(s.tasks.c.name == name)).first() is not None:
+                return
+        try:
+            with self._tx() as conn:
+                conn.execute(insert(s.tasks).values(name=name, status="ready", updated_at=now()))
+        except IntegrityError:  # another process created it first
+            return
+
+    def task_status(self, name: str) -> dict[str, Any]:
+        with self._tx() as conn:
+            row = conn.execute(select(s.tasks).where(s.tasks.c.name == name)).mappings().first()
+        if row is None:
+            return {
+                "name": name,
+                "status": "ready",
+                "stop_reason": None,
+                "last_error": None,
+                "current_run": None,
+            }
+        return {k: (_aware(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+
+    def set_task_status(
+        self,
+        name: str,
+        status: str,
+        stop_reason: str | None = None,
+        error: str | None = None,
+        run: int | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "status": status,
+            "stop_reason": stop_reason,
+            "last_error": error,
+            "updated_at": now(),
+        }
+        if run is not None:
+            values["current_run"] = run
+        self.ensure_task(name)
+        with self._tx() as conn:
+            conn.execute(update(s.tasks).where(s.tasks.c.name == name).values(**values))
+
+    # runs
+    def start_run(self, task: str, pid: int | None) -> int:
+        with self._tx() as conn:
+            result = conn.execute(
+                insert(s.runs).values(task=task, pid=pid, status="running", started_at=now())
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def finish_run(self, run_id: int, status: str, stop_reason: str | None, error: str | None) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(s.runs)
+                .where(s.runs.c.id == run_id)
+                .values(status=status, stop_reason=stop_reason, error=error, stopped_at=now())
+            )
+
+    # per-table statistics
+    def put_table_stats(
+        self, task: str, run_id: int, schema_name: str, table: str, stats: dict[str, Any]
+    ) -> None:
+        key = (s.table_stats.c.run_id == run_id) & (s.table_stats.c.schema_name == schema_name)
+        key &= s.table_stats.c.table_name == table
+        with self._tx() as conn:
+            done = conn.execute(update(s.table_stats).where(key).values(stats=stats)).rowcount
+            if not done:
+                conn.execute(
+                    insert(s.table_stats).values(
+                        run_id=run_id, task=task, schema_name=schema_name, table_name=table, stats=stats
+                    )
+                )
+
+    def table_stats(self, task: str, run_id: int | None = None) -> list[dict[str, Any]]:
+        with self._tx() as conn:
+            if run_id is None:
+                run_id = conn.execute(select(func.max(s.runs.c.id)).where(s.runs.c.task == task)).scalar()
+            rows = conn.execute(
+                select(s.table_stats.c.stats)
+                .where(s.table_stats.c.run_id == run_id)
+                .order_by(s.table_stats.c.schema_name, s.table_stats.c.table_name)
+            ).all()
+        return [dict(r[0]) for r in rows]
+
+    # events
+    def put_event(self, event_doc: dict[str, Any]) -> str:
+        event_id = str(event_doc.get("id") or uuid.uuid4())
+        when = datetime.fromisoformat(str(event_doc["time"]).replace("Z", "+00:00"))
+        with self._tx() as conn:
+            conn.execute(
+                insert(s.events).values(
+                    id=event_id,
+                    time=when,
+                    source=event_doc["source"],
+                    detail_type=event_doc["detail-type"],
+                    event=event_doc,
+                )
+            )
+        return event_id
+
+    def list_events(self, since: datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        query = select(s.events.c.event).order_by(s.events.c.seq).limit(limit)
+        if since is not None:
+            query = query.where(s.events.c.time >= since)
+        with self._tx() as conn:
+            return [dict(r[0]) for r in conn.execute(query).all()]
