@@ -34,7 +34,11 @@ def _aware(value: datetime | None) -> datetime | None:
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            engine.dispose()
+            raise
 
     @classmethod
     def open(cls, home: Path | None = None, url: str | None = None) -> Store:

@@ -1,0 +1,70 @@
+"""The metadata store on SQLite: runs, statistics, events and schema versions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from conveyor.core.errors import ConveyorError
+from conveyor.events.lifecycle import STARTED, STOPPED, task_event
+from conveyor.store import schema
+from conveyor.store.store import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(home=tmp_path / "home")
+    yield opened
+    opened.close()
+
+
+def test_task_status_and_runs(store: Store) -> None:
+    assert store.task_status("t")["status"] == "ready"
+    run = store.start_run("t", 123)
+    store.set_task_status("t", "running", run=run)
+    store.set_task_status("t", "stopped", stop_reason="FULL_LOAD_ONLY_FINISHED")
+    status = store.task_status("t")
+    assert (status["status"], status["stop_reason"], status["current_run"]) == (
+        "stopped",
+        "FULL_LOAD_ONLY_FINISHED",
+        run,
+    )
+
+
+def test_table_stats_upsert_per_run(store: Store) -> None:
+    first = store.start_run("t", None)
+    store.put_table_stats("t", first, "main", "a", {"FullLoadRows": 1})
+    store.put_table_stats("t", first, "main", "a", {"FullLoadRows": 5})
+    second = store.start_run("t", None)
+    store.put_table_stats("t", second, "main", "a", {"FullLoadRows": 7})
+    assert store.table_stats("t", first) == [{"FullLoadRows": 5}]
+    assert store.table_stats("t") == [{"FullLoadRows": 7}]
+
+
+def test_events_in_order_and_since(store: Store) -> None:
+    started, stopped = task_event(STARTED, "t"), task_event(STOPPED, "t", "FULL_LOAD_ONLY_FINISHED")
+    store.put_event(started)
+    store.put_event(stopped)
+    assert [e["id"] for e in store.list_events()] == [started["id"], stopped["id"]]
+    assert store.list_events(limit=1) == [started]
+
+
+def test_stack_document_survives_reopen(tmp_path: Path) -> None:
+    first = Store.open(home=tmp_path)
+    first.put_stack_document({"endpoints": {"a": {"engine": "sqlite"}}})
+    first.close()
+    second = Store.open(home=tmp_path)
+    assert second.stack_document() == {"endpoints": {"a": {"engine": "sqlite"}}}
+    second.close()
+
+
+def test_a_store_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    first = Store.open(home=tmp_path)
+    with first.engine.begin() as conn:
+        conn.execute(update(schema.schema_version).values(version=schema.SCHEMA_VERSION + 1))
+    first.close()
+    with pytest.raises(ConveyorError, match="newer than this Conveyor understands"):
+        Store.open(home=tmp_path)
