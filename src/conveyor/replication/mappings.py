@@ -1,0 +1,336 @@
+"""AWS DMS table mappings (``{"rules": [...]}``) as users write them.
+
+Supported: ``selection`` rules (include / exclude / explicit) and
+``transformation`` rules on schemas, tables and columns (rename, remove-column,
+convert-lowercase, convert-uppercase, add-prefix, remove-prefix, add-suffix,
+remove-suffix).
+
+Matching is case-sensitive. In an object-locator ``%`` matches any run of
+characters (including none); every other character, ``_`` included, is
+literal. ``explicit`` selection rules match names literally (no wildcards).
+An exclude rule wins over any include rule whatever their order, as in DMS.
+Transformation rules apply in list order; their locators match the *source*
+schema, table and column names, and each rule acts on the name as earlier rules
+left it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from conveyor.core.errors import ConfigError
+from conveyor.core.schema import Column, TableRef, TableSchema
+
+_UNSUPPORTED_ACTIONS = frozenset(
+    {
+        "add-column",
+        "include-column",
+        "change-data-type",
+        "add-before-image-columns",
+        "define-primary-key",
+        "replace-prefix",
+        "replace-suffix",
+        "data-masking-digits-mask",
+        "data-masking-digits-randomize",
+        "data-masking-hash-mask",
+    }
+)
+_UNSUPPORTED_RULE_TYPES = frozenset({"table-settings", "post-processing"})
+_SELECTION_ACTIONS = frozenset({"include", "exclude", "explicit"})
+_NAME_ACTIONS = frozenset(
+    {
+        "rename",
+        "convert-lowercase",
+        "convert-uppercase",
+        "add-prefix",
+        "remove-prefix",
+        "add-suffix",
+        "remove-suffix",
+    }
+)
+_VALUE_ACTIONS = frozenset({"rename", "add-prefix", "remove-prefix", "add-suffix", "remove-suffix"})
+_TARGETS = ("schema", "table", "column")
+_MAX_LISTED = 20
+
+
+def _pattern(text: str, wildcards: bool) -> re.Pattern[str]:
+    if not wildcards:
+        return re.compile(re.escape(text))
+    return re.compile(".*".join(re.escape(part) for part in text.split("%")), re.DOTALL)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    rule_id: str
+    name: str
+    rule_type: str
+    action: str
+    target: str  # "schema" | "table" | "column" for transformations, "" for selection
+    schema: re.Pattern[str]
+    table: re.Pattern[str] | None
+    column: re.Pattern[str] | None
+    value: str | None
+
+    def fail(self, origin: str, problem: str) -> ConfigError:
+        return ConfigError(f"{origin}: rule {self.rule_id} ({self.name}): {problem}")
+
+    def matches_table(self, ref: TableRef) -> bool:
+        if not self.schema.fullmatch(ref.schema):
+            return False
+        return self.table is None or self.table.fullmatch(ref.name) is not None
+
+    def apply(self, name: str) -> str:
+        action = self.action
+        value = self.value or ""
+        if action == "rename":
+            return value
+        if action == "convert-lowercase":
+            return name.lower()
+        if action == "convert-uppercase":
+            return name.upper()
+        if action == "add-prefix":
+            return value + name
+        if action == "add-suffix":
+            return name + value
+        if action == "remove-prefix":
+            return name[len(value) :] if name.startswith(value) else name
+        if action == "remove-suffix":
+            return name[: len(name) - len(value)] if value and name.endswith(value) else name
+        raise AssertionError(action)  # pragma: no cover - parse() rejects others
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """One target column and the source column it is filled from (None: no source)."""
+
+    target: str
+    source: str | None
+
+
+@dataclass(frozen=True)
+class MappedTable:
+    source: TableSchema
+    target: TableSchema
+    columns: tuple[ColumnMap, ...]
+
+    def source_columns(self) -> list[str]:
+        """Source columns to read, in target order."""
+        return [c.source for c in self.columns if c.source is not None]
+
+    def project(self, records: pa.RecordBatch) -> pa.RecordBatch:
+        """Rename and drop columns of a source batch; the result has ``target.arrow_schema()``."""
+        schema = self.target.arrow_schema()
+        arrays: list[pa.Array] = []
+        for cmap, field in zip(self.columns, schema, strict=True):
+            if cmap.source is None:
+                arrays.append(pa.nulls(records.num_rows, type=field.type))
+                continue
+            index = records.schema.get_field_index(cmap.source)
+            if index < 0:
+                raise ValueError(f"batch for {self.source.ref} has no column {cmap.source!r}")
+            array = records.column(index)
+            if not array.type.equals(field.type):
+                array = array.cast(field.type)
+            arrays.append(array)
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _get_str(rule: Mapping[str, Any], key: str, where: str, origin: str) -> str:
+    if key not in rule:
+        raise ConfigError(f"{origin}: {where}: missing '{key}'")
+    value = rule[key]
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: {where}: '{key}' must be a string, not {type(value).__name__}")
+    if not value:
+        raise ConfigError(f"{origin}: {where}: '{key}' must not be empty")
+    return value
+
+
+def _parse_rule(raw: object, index: int, origin: str) -> _Rule:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{origin}: rule #{index + 1}: must be an object, not {type(raw).__name__}")
+    where = f"rule #{index + 1}"
+    raw_id = raw.get("rule-id")
+    if raw_id is None:
+        raise ConfigError(f"{origin}: {where}: missing 'rule-id'")
+    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or raw_id == "":
+        raise ConfigError(f"{origin}: {where}: 'rule-id' must be a string or an integer")
+    rule_id = str(raw_id)
+    name = _get_str(raw, "rule-name", f"rule {rule_id}", origin)
+    where = f"rule {rule_id} ({name})"
+    rule_type = _get_str(raw, "rule-type", where, origin)
+    action = _get_str(raw, "rule-action", where, origin)
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(f"{origin}: {where}: {problem}")
+
+    if rule_type in _UNSUPPORTED_RULE_TYPES:
+        raise fail(f"rule-type '{rule_type}' is a DMS rule type Conveyor does not support yet")
+    if rule_type not in ("selection", "transformation"):
+        raise fail(f"unknown rule-type '{rule_type}'")
+    if action in _UNSUPPORTED_ACTIONS:
+        raise fail(f"rule-action '{action}' is a DMS action Conveyor does not support yet")
+
+    locator = raw.get("object-locator")
+    if locator is None:
+        raise fail("missing 'object-locator'")
+    if not isinstance(locator, Mapping):
+        raise fail(f"'object-locator' must be an object, not {type(locator).__name__}")
+
+    if rule_type == "selection":
+        if action not in _SELECTION_ACTIONS:
+            raise fail(f"unknown rule-action '{action}' for a selection rule")
+        filters = raw.get("filters", [])
+        if not isinstance(filters, list):
+            raise fail(f"'filters' must be a list, not {type(filters).__name__}")
+        if filters:
+            raise fail("source filters are not supported yet")
+        wild = action != "explicit"
+        schema = _get_str(locator, "schema-name", f"{where}: object-locator", origin)
+        table = _get_str(locator, "table-name", f"{where}: object-locator", origin)
+        sel_schema, sel_table = _pattern(schema, wild), _pattern(table, wild)
+        return _Rule(rule_id, name, rule_type, action, "", sel_schema, sel_table, None, None)
+
+    target = _get_str(raw, "rule-target", where, origin)
+    if target not in _TARGETS:
+        raise fail(f"unknown rule-target '{target}' (expected schema, table or column)")
+    if action == "remove-column":
+        if target != "column":
+            raise fail("rule-action 'remove-column' needs rule-target 'column'")
+    elif action not in _NAME_ACTIONS:
+        raise fail(f"unknown rule-action '{action}'")
+    value: str | None = None
+    if action in _VALUE_ACTIONS:
+        value = _get_str(raw, "value", where, origin)
+    loc_where = f"{where}: object-locator"
+    schema_p = _pattern(_get_str(locator, "schema-name", loc_where, origin), True)
+    table_p: re.Pattern[str] | None = None
+    column_p: re.Pattern[str] | None = None
+    if target != "schema":
+        table_p = _pattern(_get_str(locator, "table-name", loc_where, origin), True)
+    if target == "column":
+        column_p = _pattern(_get_str(locator, "column-name", loc_where, origin), True)
+    return _Rule(rule_id, name, rule_type, action, target, schema_p, table_p, column_p, value)
+
+
+class TableMappings:
+    """Parsed table mappings; :meth:`select` applies them to source tables."""
+
+    def __init__(self, rules: Sequence[_Rule], origin: str) -> None:
+        self._rules = tuple(rules)
+        self._origin = origin
+
+    @classmethod
+    def parse(cls, doc: Mapping[str, Any] | str, origin: str) -> TableMappings:
+        """Parse a mappings document (JSON text or decoded object); ``origin`` names it in errors."""
+        data: object = doc
+        if isinstance(doc, str):
+            try:
+                data = json.loads(doc)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{origin}: invalid JSON: {exc}") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{origin}: table mappings must be a JSON object with 'rules'")
+        if "rules" not in data:
+            raise ConfigError(f"{origin}: missing 'rules'")
+        raw_rules = data["rules"]
+        if not isinstance(raw_rules, list):
+            raise ConfigError(f"{origin}: 'rules' must be a list, not {type(raw_rules).__name__}")
+        rules: list[_Rule] = []
+        seen: set[str] = set()
+        for index, raw in enumerate(raw_rules):
+            rule = _parse_rule(raw, index, origin)
+            if rule.rule_id in seen:
+                raise rule.fail(origin, f"duplicate rule-id {rule.rule_id}")
+            seen.add(rule.rule_id)
+            rules.append(rule)
+        if not any(r.rule_type == "selection" and r.action != "exclude" for r in rules):
+            raise ConfigError(
+                f"{origin}: needs at least one selection rule with rule-action include or explicit"
+            )
+        return cls(rules, origin)
+
+    def _selected(self, ref: TableRef) -> bool:
+        included = False
+        for rule in self._rules:
+            if rule.rule_type != "selection" or not rule.matches_table(ref):
+                continue
+            if rule.action == "exclude":
+                return False
+            included = True
+        return included
+
+    def select(self, tables: Sequence[TableSchema]) -> list[MappedTable]:
+        """The selected tables, in input order, with their target shape."""
+        chosen = [t for t in tables if self._selected(t.ref)]
+        if not chosen:
+            names = [str(t.ref) for t in tables[:_MAX_LISTED]]
+            listed = ", ".join(names) if names else "(none)"
+            more = f" (and {len(tables) - _MAX_LISTED} more)" if len(tables) > _MAX_LISTED else ""
+            raise ConfigError(
+                f"{self._origin}: the selection rules match none of the {len(tables)} source tables: "
+                f"{listed}{more}"
+            )
+        mapped = [self._map(t) for t in chosen]
+        owners: dict[TableRef, TableRef] = {}
+        for m in mapped:
+            other = owners.setdefault(m.target.ref, m.source.ref)
+            if other != m.source.ref:
+                raise ConfigError(
+                    f"{self._origin}: source tables {other} and {m.source.ref} both map to "
+                    f"target table {m.target.ref}"
+                )
+        return mapped
+
+    def _map(self, table: TableSchema) -> MappedTable:
+        origin = self._origin
+        ref = table.ref
+        schema_name, table_name = ref.schema, ref.name
+        # [source name, current target name]; removed columns leave the list.
+        cols: list[list[str]] = [[c.name, c.name] for c in table.columns]
+        for rule in self._rules:
+            if rule.rule_type != "transformation" or not rule.matches_table(ref):
+                continue
+            if rule.target == "schema":
+                schema_name = rule.apply(schema_name)
+                if not schema_name:
+                    raise rule.fail(origin, f"leaves schema of table {ref} with an empty name")
+            elif rule.target == "table":
+                table_name = rule.apply(table_name)
+                if not table_name:
+                    raise rule.fail(origin, f"leaves table {ref} with an empty name")
+            else:
+                assert rule.column is not None
+                pattern = rule.column
+                hit = [c for c in cols if pattern.fullmatch(c[0])]
+                if rule.action == "remove-column":
+                    cols = [c for c in cols if c not in hit]
+                    if not cols:
+                        raise rule.fail(origin, f"removes every column of table {ref}")
+                    continue
+                for c in hit:
+                    new = rule.apply(c[1])
+                    if not new:
+                        raise rule.fail(origin, f"leaves column {c[0]!r} of table {ref} with an empty name")
+                    c[1] = new
+                names = [c[1] for c in cols]
+                dupes = sorted({n for n in names if names.count(n) > 1})
+                if dupes:
+                    raise rule.fail(
+                        origin,
+                        f"renaming columns of table {ref} makes {', '.join(repr(d) for d in dupes)} collide",
+                    )
+        by_source = {c[0]: c[1] for c in cols}
+        columns = tuple(
+            Column(by_source[c.name], c.type, c.nullable) for c in table.columns if c.name in by_source
+        )
+        key = tuple(by_source[k] for k in table.primary_key if k in by_source)
+        target = TableSchema(TableRef(schema_name, table_name), columns, key, table.estimated_rows)
+        maps = tuple(ColumnMap(target=c[1], source=c[0]) for c in cols)
+        return MappedTable(source=table, target=target, columns=maps)

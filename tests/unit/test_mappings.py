@@ -1,0 +1,312 @@
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from conveyor.core.errors import ConfigError
+from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import Kind, simple
+from conveyor.replication.mappings import ColumnMap, TableMappings
+
+ORIGIN = "mappings.json"
+
+
+def table(schema: str, name: str, *cols: str, key: tuple[str, ...] = ()) -> TableSchema:
+    return TableSchema(TableRef(schema, name), tuple(Column(c, simple(Kind.INT64)) for c in cols), key)
+
+
+def sel(rid: int, schema: str, tbl: str, action: str = "include") -> dict[str, Any]:
+    return {
+        "rule-type": "selection",
+        "rule-id": str(rid),
+        "rule-name": f"r{rid}",
+        "object-locator": {"schema-name": schema, "table-name": tbl},
+        "rule-action": action,
+    }
+
+
+def tr(rid: int, target: str, action: str, value: str | None = None, **loc: str) -> dict[str, Any]:
+    locator = {"schema-name": loc.get("schema", "%")}
+    if target != "schema":
+        locator["table-name"] = loc.get("table", "%")
+    if target == "column":
+        locator["column-name"] = loc.get("column", "%")
+    rule: dict[str, Any] = {
+        "rule-type": "transformation",
+        "rule-id": rid,
+        "rule-name": f"t{rid}",
+        "rule-target": target,
+        "object-locator": locator,
+        "rule-action": action,
+    }
+    if value is not None:
+        rule["value"] = value
+    return rule
+
+
+ALL = sel(1, "%", "%")
+TABLES = [
+    table("public", "users", "id", "name", key=("id",)),
+    table("public", "user_x", "id"),
+    table("public", "orders", "id", "total"),
+    table("sales", "orders", "id"),
+    table("Public", "Users", "id"),
+]
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        ([ALL], ["public.users", "public.user_x", "public.orders", "sales.orders", "Public.Users"]),
+        ([sel(1, "public", "%")], ["public.users", "public.user_x", "public.orders"]),
+        ([sel(1, "%", "user%")], ["public.users", "public.user_x"]),
+        ([sel(1, "public", "user_")], []),  # '_' is literal, not a one-character wildcard
+        ([sel(1, "%", "%s")], ["public.users", "public.orders", "sales.orders", "Public.Users"]),
+        ([sel(2, "%", "orders", "exclude"), ALL], ["public.users", "public.user_x", "Public.Users"]),
+        ([ALL, sel(2, "public", "%", "exclude")], ["sales.orders", "Public.Users"]),
+        ([sel(1, "public", "users", "explicit")], ["public.users"]),
+        ([sel(1, "public", "user%", "explicit")], []),  # explicit does not expand wildcards
+        ([sel(1, "Public", "%")], ["Public.Users"]),  # case-sensitive
+    ],
+)
+def test_selection(rules: list[dict[str, Any]], expected: list[str]) -> None:
+    mappings = TableMappings.parse({"rules": rules}, ORIGIN)
+    if not expected:
+        with pytest.raises(ConfigError, match=re.escape("match none of the 5 source tables: public.users")):
+            mappings.select(TABLES)
+        return
+    assert [str(m.source.ref) for m in mappings.select(TABLES)] == expected
+
+
+USERS = table("public", "users", "id", "name", "email_addr", key=("id",))
+
+
+@pytest.mark.parametrize(
+    ("rules", "ref", "columns", "key"),
+    [
+        ([], "public.users", ["id", "name", "email_addr"], ["id"]),
+        ([tr(2, "schema", "rename", "app")], "app.users", ["id", "name", "email_addr"], ["id"]),
+        ([tr(2, "schema", "convert-uppercase")], "PUBLIC.users", ["id", "name", "email_addr"], ["id"]),
+        ([tr(2, "table", "rename", "people")], "public.people", ["id", "name", "email_addr"], ["id"]),
+        ([tr(2, "table", "add-prefix", "stg_")], "public.stg_users", ["id", "name", "email_addr"], ["id"]),
+        ([tr(2, "table", "add-suffix", "_v2")], "public.users_v2", ["id", "name", "email_addr"], ["id"]),
+        ([tr(2, "table", "remove-prefix", "us")], "public.ers", ["id", "name", "email_addr"], ["id"]),
+        ([tr(2, "table", "remove-suffix", "rs")], "public.use", ["id", "name", "email_addr"], ["id"]),
+        ([tr(2, "table", "remove-prefix", "zz")], "public.users", ["id", "name", "email_addr"], ["id"]),
+        (
+            [tr(2, "table", "rename", "x", table="other")],
+            "public.users",
+            ["id", "name", "email_addr"],
+            ["id"],
+        ),
+        ([tr(2, "column", "convert-uppercase")], "public.users", ["ID", "NAME", "EMAIL_ADDR"], ["ID"]),
+        (
+            [tr(2, "column", "rename", "user_id", column="id")],
+            "public.users",
+            ["user_id", "name", "email_addr"],
+            ["user_id"],
+        ),
+        ([tr(2, "column", "remove-column", column="id")], "public.users", ["name", "email_addr"], []),
+        ([tr(2, "column", "remove-column", column="%_%")], "public.users", ["id", "name"], ["id"]),
+        (
+            [tr(2, "column", "add-prefix", "c_", column="%a%")],
+            "public.users",
+            ["id", "c_name", "c_email_addr"],
+            ["id"],
+        ),
+        ([tr(2, "column", "remove-suffix", "_addr")], "public.users", ["id", "name", "email"], ["id"]),
+        (
+            [tr(2, "column", "convert-uppercase"), tr(3, "column", "add-suffix", "_x", column="id")],
+            "public.users",
+            ["ID_x", "NAME", "EMAIL_ADDR"],
+            ["ID_x"],
+        ),
+        (
+            [tr(2, "column", "add-suffix", "_x", column="id"), tr(3, "column", "convert-uppercase")],
+            "public.users",
+            ["ID_X", "NAME", "EMAIL_ADDR"],
+            ["ID_X"],
+        ),
+        (
+            [tr(2, "schema", "convert-lowercase"), tr(3, "table", "convert-uppercase")],
+            "public.USERS",
+            ["id", "name", "email_addr"],
+            ["id"],
+        ),
+    ],
+)
+def test_transformations(rules: list[dict[str, Any]], ref: str, columns: list[str], key: list[str]) -> None:
+    [mapped] = TableMappings.parse({"rules": [ALL, *rules]}, ORIGIN).select([USERS])
+    assert str(mapped.target.ref) == ref
+    assert mapped.target.column_names == columns
+    assert list(mapped.target.primary_key) == key
+    assert [c.target for c in mapped.columns] == columns
+    assert mapped.source is USERS
+
+
+def rule_doc(*rules: object) -> dict[str, Any]:
+    return {"rules": [ALL, *rules]}
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ("{not json", "mappings.json: invalid JSON"),
+        ("[]", "must be a JSON object with 'rules'"),
+        ({}, "missing 'rules'"),
+        ({"rules": {}}, "'rules' must be a list, not dict"),
+        ({"rules": []}, "needs at least one selection rule"),
+        ({"rules": [sel(1, "%", "%", "exclude")]}, "needs at least one selection rule"),
+        (rule_doc(5), "rule #2: must be an object, not int"),
+        (
+            rule_doc({k: v for k, v in sel(2, "%", "%").items() if k != "rule-id"}),
+            "rule #2: missing 'rule-id'",
+        ),
+        (rule_doc({**sel(2, "%", "%"), "rule-id": 2.5}), "'rule-id' must be a string or an integer"),
+        (
+            rule_doc({k: v for k, v in sel(2, "%", "%").items() if k != "rule-name"}),
+            "rule 2: missing 'rule-name'",
+        ),
+        (rule_doc({**sel(2, "%", "%"), "rule-name": 7}), "rule 2: 'rule-name' must be a string, not int"),
+        (rule_doc(sel(1, "a", "b")), "rule 1 (r1): duplicate rule-id 1"),
+        (rule_doc({**sel(2, "%", "%"), "rule-type": "bogus"}), "rule 2 (r2): unknown rule-type 'bogus'"),
+        (
+            rule_doc({**sel(2, "%", "%"), "rule-type": "table-settings"}),
+            "rule-type 'table-settings' is a DMS rule type Conveyor does not support yet",
+        ),
+        (rule_doc(sel(2, "%", "%", "foo")), "rule 2 (r2): unknown rule-action 'foo'"),
+        (rule_doc(tr(2, "column", "foo")), "rule 2 (t2): unknown rule-action 'foo'"),
+        (
+            rule_doc(tr(2, "column", "add-column")),
+            "mappings.json: rule 2 (t2): rule-action 'add-column' "
+            "is a DMS action Conveyor does not support yet",
+        ),
+        (rule_doc(tr(2, "table", "replace-prefix")), "rule-action 'replace-prefix' is a DMS action"),
+        (
+            rule_doc(tr(2, "column", "data-masking-hash-mask")),
+            "rule-action 'data-masking-hash-mask' is a DMS",
+        ),
+        (rule_doc(tr(2, "table", "define-primary-key")), "rule-action 'define-primary-key' is a DMS action"),
+        (
+            rule_doc({**sel(2, "%", "%"), "filters": [{"filter-type": "source"}]}),
+            "rule 2 (r2): source filters are not supported yet",
+        ),
+        (rule_doc({**sel(2, "%", "%"), "filters": "x"}), "'filters' must be a list"),
+        (rule_doc({**sel(2, "%", "%"), "object-locator": None}), "missing 'object-locator'"),
+        (
+            rule_doc({**sel(2, "%", "%"), "object-locator": []}),
+            "'object-locator' must be an object, not list",
+        ),
+        (rule_doc({**sel(2, "%", "%"), "object-locator": {"schema-name": "a"}}), "missing 'table-name'"),
+        (
+            rule_doc({k: v for k, v in tr(2, "table", "rename", "x").items() if k != "rule-target"}),
+            "missing 'rule-target'",
+        ),
+        (rule_doc(tr(2, "index-tablespace", "rename", "x")), "unknown rule-target 'index-tablespace'"),
+        (rule_doc(tr(2, "table", "rename")), "rule 2 (t2): missing 'value'"),
+        (rule_doc(tr(2, "table", "add-prefix", "")), "'value' must not be empty"),
+        (rule_doc(tr(2, "table", "remove-column")), "'remove-column' needs rule-target 'column'"),
+        (
+            rule_doc(
+                {
+                    **tr(2, "column", "remove-column"),
+                    "object-locator": {"schema-name": "%", "table-name": "%"},
+                }
+            ),
+            "missing 'column-name'",
+        ),
+    ],
+)
+def test_parse_errors(doc: dict[str, Any] | str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TableMappings.parse(doc, ORIGIN)
+
+
+@pytest.mark.parametrize(
+    ("rules", "tables", "message"),
+    [
+        (
+            [tr(2, "column", "rename", "name", column="email_addr")],
+            [USERS],
+            "mappings.json: rule 2 (t2): renaming columns of table public.users makes 'name' collide",
+        ),
+        (
+            [tr(2, "column", "remove-column")],
+            [USERS],
+            "rule 2 (t2): removes every column of table public.users",
+        ),
+        (
+            [tr(2, "column", "remove-column", column="id"), tr(3, "column", "remove-column", column="%a%")],
+            [USERS],
+            "rule 3 (t3): removes every column of table public.users",
+        ),
+        (
+            [tr(2, "table", "remove-prefix", "users")],
+            [USERS],
+            "rule 2 (t2): leaves table public.users with an empty name",
+        ),
+        (
+            [tr(2, "column", "remove-prefix", "id", column="id")],
+            [USERS],
+            "leaves column 'id' of table public.users",
+        ),
+        (
+            [tr(2, "schema", "rename", "one")],
+            [table("a", "t", "id"), table("b", "t", "id")],
+            "source tables a.t and b.t both map to target table one.t",
+        ),
+    ],
+)
+def test_select_errors(rules: list[dict[str, Any]], tables: list[TableSchema], message: str) -> None:
+    mappings = TableMappings.parse(rule_doc(*rules), ORIGIN)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        mappings.select(tables)
+
+
+def test_nothing_selected_lists_at_most_20_tables() -> None:
+    tables = [table("s", f"t{i:02d}", "id") for i in range(25)]
+    mappings = TableMappings.parse({"rules": [sel(1, "other", "%")]}, ORIGIN)
+    with pytest.raises(ConfigError) as info:
+        mappings.select(tables)
+    text = str(info.value)
+    assert "none of the 25 source tables" in text
+    assert "s.t19" in text and "s.t20" not in text
+    assert text.endswith("(and 5 more)")
+
+
+def test_parse_json_text_and_integer_rule_id() -> None:
+    text = json.dumps({"rules": [{**ALL, "rule-id": 1}, tr(2, "table", "rename", "people", table="users")]})
+    [mapped] = TableMappings.parse(text, ORIGIN).select([USERS])
+    assert mapped.target.ref == TableRef("public", "people")
+
+
+def test_project_renames_and_drops_columns() -> None:
+    rules = rule_doc(
+        tr(2, "column", "remove-column", column="name"),
+        tr(3, "column", "rename", "user_id", column="id"),
+        tr(4, "table", "rename", "people"),
+    )
+    [mapped] = TableMappings.parse(rules, ORIGIN).select([USERS])
+    assert mapped.columns == (ColumnMap("user_id", "id"), ColumnMap("email_addr", "email_addr"))
+    assert mapped.source_columns() == ["id", "email_addr"]
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "email_addr": pa.array([10, 20, 30], pa.int64()),
+            "name": pa.array([1, 2, 3], pa.int64()),
+            "id": pa.array([7, 8, 9], pa.int64()),
+        }
+    )
+    out = mapped.project(batch)
+    assert out.schema == mapped.target.arrow_schema()
+    assert out.to_pydict() == {"user_id": [7, 8, 9], "email_addr": [10, 20, 30]}
+
+
+def test_project_missing_source_column() -> None:
+    [mapped] = TableMappings.parse({"rules": [ALL]}, ORIGIN).select([USERS])
+    batch = pa.RecordBatch.from_pydict({"id": pa.array([1], pa.int64())})
+    with pytest.raises(ValueError, match="no column 'name'"):
+        mapped.project(batch)
