@@ -30,6 +30,6 @@ import duckdb
 con = duckdb.connect(sys.argv[1], read_only=True)
 print(con.sql(
     "SELECT c.cust_name, c.cust_city, count(*) AS orders, sum(s.order_amt) AS total "
-    "FROM main.fact_sales_stg s JOIN main.customer c USING (cust_id) GROUP BY ALL ORDER BY total DESC"
+    "FROM dbo.fact_sales_stg s JOIN dbo.customer c USING (cust_id) GROUP BY ALL ORDER BY total DESC"
 ))
 PY

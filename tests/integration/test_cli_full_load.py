@@ -81,16 +81,16 @@ def test_validation_detects_a_row_changed_behind_conveyors_back(stack: Path, tmp
     conveyor(home, "apply", str(stack))
     assert conveyor(home, "tasks", "start", "shop-full-load").returncode == 0
     con = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"))
-    con.execute("UPDATE main.fact_sales_stg SET order_amt = 999 WHERE order_number = '103'")
-    con.execute("DELETE FROM main.customer WHERE cust_id = '100'")
+    con.execute("UPDATE dbo.fact_sales_stg SET order_amt = 999 WHERE order_number = '103'")
+    con.execute("DELETE FROM dbo.customer WHERE cust_id = '100'")
     con.close()
     validated = conveyor(home, "validate", "shop-full-load", "--json")
     assert validated.returncode == 1
     checks = {c["Table"]: c for c in json.loads(validated.stdout)}
-    assert checks["main.fact_sales_stg"]["ValidationState"] == "Mismatched records"
-    assert checks["main.fact_sales_stg"]["Different"] == 1
-    assert checks["main.fact_sales_stg"]["SampleKeys"] == [["103"]]
-    assert checks["main.customer"]["MissingOnTarget"] == 1
+    assert checks["dbo.fact_sales_stg"]["ValidationState"] == "Mismatched records"
+    assert checks["dbo.fact_sales_stg"]["Different"] == 1
+    assert checks["dbo.fact_sales_stg"]["SampleKeys"] == [["103"]]
+    assert checks["dbo.customer"]["MissingOnTarget"] == 1
 
 
 def test_unreachable_source_fails_the_task_with_a_reason(stack: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from conveyor.connectors.registry import open_source, open_target
 from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.events.lifecycle import FAILED, STARTED, STOPPED, task_event
 from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan, TableProgress
+from conveyor.replication.mappings import TableMappings
 from conveyor.replication.validation import VALIDATED, TableValidation, validate_table
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
@@ -41,18 +42,8 @@ def stats_document(progress: TableProgress) -> dict[str, Any]:
 def plan_tables(stack: Stack, name: str, source: Source) -> list[TablePlan]:
     """The tables a task loads: the source's tables through the task's mappings."""
     spec = stack.tasks[name]
-    rules = (spec.table_mappings or {}).get("rules", [])
-    if any(
-        rule.get("rule-type") != "selection" or rule.get("rule-action") != "include" for rule in rules
-    ) or any(rule.get("object-locator", {}).get("table-name") != "%" for rule in rules):
-        raise ConfigError(
-            f"task {name!r}: this build loads every table and does not apply table-mapping rules other than "
-            "an include of '%' yet; refusing rather than ignoring them"
-        )
-    plans = [TablePlan(table, table) for table in source.tables()]
-    if not plans:
-        raise ConfigError(f"task {name!r}: the source has no table to load")
-    return plans
+    mappings = TableMappings.parse(spec.table_mappings, f"tasks.{name}.table_mappings")
+    return [TablePlan(m.source, m.target, m.project) for m in mappings.select(source.tables())]
 
 
 def report_validation(

@@ -125,9 +125,12 @@ class DuckDBTarget:
 
     def begin_load(self, table: TableSchema, mode: PrepMode) -> DuckDBTableLoad:
         cur = self._connection().cursor()
+        # Concurrent transactions creating the same schema conflict in DuckDB's
+        # catalog, so schemas are created first, one at a time, outside the load.
+        with self._lock:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.ref.schema)}")
         cur.execute("BEGIN TRANSACTION")
         try:
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.ref.schema)}")
             existing = self.describe(table.ref)
             if mode is PrepMode.DROP_AND_CREATE or existing is None:
                 cur.execute(f"DROP TABLE IF EXISTS {qualified(table.ref)}")
