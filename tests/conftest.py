@@ -3,38 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 
 from support.servers import MariaDBServer, PostgresServer, ServerBinariesMissing
 
+Server = TypeVar("Server", PostgresServer, MariaDBServer)
 MISSING_HINT = "run `make system-packages` to install the database servers"
+
+
+def _running(kind: type[Server]) -> Iterator[Server]:
+    try:
+        server = kind()
+    except ServerBinariesMissing as exc:
+        pytest.fail(f"{exc}: {MISSING_HINT}")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer()
-    except ServerBinariesMissing as exc:
-        pytest.fail(f"{exc}: {MISSING_HINT}")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from _running(PostgresServer)
 
 
 @pytest.fixture(scope="session")
 def mariadb_server() -> Iterator[MariaDBServer]:
-    try:
-        server = MariaDBServer()
-    except ServerBinariesMissing as exc:
-        pytest.fail(f"{exc}: {MISSING_HINT}")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from _running(MariaDBServer)
 
 
 @pytest.fixture

@@ -50,7 +50,31 @@ def _unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
-class PostgresServer:
+class _PrivateServer:
+    """What both servers share: restart, and close (stop, then remove the temp dir)."""
+
+    tempdir: Path | None
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _launch(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        self.stop()
+        self._launch()
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            if self.tempdir is not None:
+                shutil.rmtree(self.tempdir, ignore_errors=True)
+                self.tempdir = None
+
+
+class PostgresServer(_PrivateServer):
     host = "127.0.0.1"
     user = "postgres"
     password: str | None = None
@@ -139,7 +163,7 @@ class PostgresServer:
         )
         _chown_tree(self.tempdir, "postgres")
 
-    def _pg_ctl_start(self) -> None:
+    def _launch(self) -> None:
         began = time.monotonic()
         self._run(
             str(self.bindir / "pg_ctl"),
@@ -177,7 +201,7 @@ class PostgresServer:
         began = time.monotonic()
         if self.tempdir is None:
             self._setup()
-        self._pg_ctl_start()
+        self._launch()
         self.startup_seconds = time.monotonic() - began
 
     def stop(self) -> None:
@@ -185,18 +209,6 @@ class PostgresServer:
             return
         if (self.datadir / "postmaster.pid").exists():
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")
-
-    def restart(self) -> None:
-        self.stop()
-        self._pg_ctl_start()
-
-    def close(self) -> None:
-        try:
-            self.stop()
-        finally:
-            if self.tempdir is not None:
-                shutil.rmtree(self.tempdir, ignore_errors=True)
-                self.tempdir = None
 
     def new_database(self, prefix: str = "t") -> str:
         import psycopg
@@ -207,7 +219,7 @@ class PostgresServer:
         return name
 
 
-class MariaDBServer:
+class MariaDBServer(_PrivateServer):
     host = "127.0.0.1"
     user = "root"
     password = ""
@@ -336,18 +348,6 @@ class MariaDBServer:
 
     def stop(self) -> None:
         self._terminate()
-
-    def restart(self) -> None:
-        self.stop()
-        self._launch()
-
-    def close(self) -> None:
-        try:
-            self.stop()
-        finally:
-            if self.tempdir is not None:
-                shutil.rmtree(self.tempdir, ignore_errors=True)
-                self.tempdir = None
 
     def new_database(self, prefix: str = "t") -> str:
         import pymysql

@@ -13,6 +13,8 @@ from conveyor.cli.app import app, applied_stack, opened_store
 from conveyor.connectors.registry import SOURCES, open_source, open_target
 from conveyor.core.errors import ConveyorError, NotFoundError
 from conveyor.replication.task_runner import all_validated, run_task, validate_task
+from conveyor.stack.model import Stack
+from conveyor.store.store import Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 tasks_app = typer.Typer(no_args_is_help=True, help="Replication tasks.")
@@ -22,6 +24,14 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(events_app, name="events")
 _out = Console()
+
+
+def applied_task_stack(store: Store, name: str) -> Stack:
+    """The applied stack, after checking that it declares task ``name``."""
+    stack = applied_stack(store)
+    if name not in stack.tasks:
+        raise NotFoundError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
+    return stack
 
 
 def _emit(data: Any, as_json: bool, table: Table | None = None) -> None:
@@ -59,9 +69,7 @@ def tasks_start(
 ) -> None:
     """Run a task. In this build the task runs in the foreground until it stops."""
     with opened_store() as store:
-        stack = applied_stack(store)
-        if name not in stack.tasks:
-            raise NotFoundError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
+        stack = applied_task_stack(store, name)
         status = run_task(store, stack, name)
         described = _describe(store, name)
     _emit(described, as_json)
@@ -71,7 +79,7 @@ def tasks_start(
         raise typer.Exit(1)
 
 
-def _describe(store: Any, name: str) -> dict[str, Any]:
+def _describe(store: Store, name: str) -> dict[str, Any]:
     return {"task": name, **store.task_status(name), "tables": store.table_stats(name)}
 
 
@@ -97,9 +105,7 @@ def _print_described(described: dict[str, Any]) -> None:
 def tasks_describe(name: str, as_json: JsonOption = False) -> None:
     """Status, stop reason and per-table statistics of the latest run."""
     with opened_store() as store:
-        stack = applied_stack(store)
-        if name not in stack.tasks:
-            raise NotFoundError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
+        applied_task_stack(store, name)  # the task must be declared
         described = _describe(store, name)
     if as_json:
         _emit(described, True)
@@ -157,9 +163,7 @@ def events_list(as_json: JsonOption = False) -> None:
 def validate(name: str, as_json: JsonOption = False) -> None:
     """Compare a task's target with its source: row counts and row checksums."""
     with opened_store() as store:
-        stack = applied_stack(store)
-    if name not in stack.tasks:
-        raise NotFoundError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
+        stack = applied_task_stack(store, name)
     results = validate_task(stack, name)
     checks = [c.as_dict() for c in results]
     table = Table(

@@ -23,23 +23,21 @@ def _load(spec: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def open_source(config: EndpointConfig) -> Source:
-    spec = SOURCES.get(config.engine)
+def _open(role: str, engines: dict[str, str], config: EndpointConfig) -> Any:
+    spec = engines.get(config.engine)
     if spec is None:
         raise ConfigError(
-            f"endpoint {config.name!r}: engine {config.engine!r} cannot be a source in this build "
-            f"(available: {', '.join(sorted(SOURCES))})"
+            f"endpoint {config.name!r}: engine {config.engine!r} cannot be a {role} in this build "
+            f"(available: {', '.join(sorted(engines))})"
         )
-    source: Source = _load(spec)(config)
+    return _load(spec)(config)
+
+
+def open_source(config: EndpointConfig) -> Source:
+    source: Source = _open("source", SOURCES, config)
     return source
 
 
 def open_target(config: EndpointConfig) -> Target:
-    spec = TARGETS.get(config.engine)
-    if spec is None:
-        raise ConfigError(
-            f"endpoint {config.name!r}: engine {config.engine!r} cannot be a target in this build "
-            f"(available: {', '.join(sorted(TARGETS))})"
-        )
-    target: Target = _load(spec)(config)
+    target: Target = _open("target", TARGETS, config)
     return target

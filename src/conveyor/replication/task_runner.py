@@ -83,7 +83,8 @@ def run_task(store: Store, stack: Stack, name: str) -> str:
         raise ConfigError(
             f"task {name!r}: migration_type {spec.migration_type!r} is not supported by this build yet"
         )
-    settings = spec.task_settings().full_load_settings
+    task_settings = spec.task_settings()
+    settings = task_settings.full_load_settings
     run_id = store.start_run(name, os.getpid())
     store.set_task_status(name, "starting", run=run_id)
     try:
@@ -109,7 +110,7 @@ def run_task(store: Store, stack: Stack, name: str) -> str:
                 on_progress=report,
             )
             results = loader.run()
-            if spec.task_settings().validation_settings.enable_validation:
+            if task_settings.validation_settings.enable_validation:
                 for progress in results:
                     if progress.state == TABLE_COMPLETED:
                         check = validate_table(snapshot, target, progress.plan, settings.commit_rate)

@@ -161,8 +161,7 @@ class PostgresSnapshot:
             query += sql.SQL(" ORDER BY {}").format(
                 sql.SQL(", ").join(map(sql.Identifier, table.primary_key))
             )
-        with connection.connect(self.config) as probe:
-            text = query.as_string(probe)
+        text = query.as_string(None)
         schema = table.arrow_schema()
         try:
             conn = adbc.connect(connection.adbc_uri(self.config))
