@@ -144,7 +144,10 @@ class SupportsRawCopy(Protocol):
 
 @runtime_checkable
 class SupportsRawCopyIn(Protocol):
-    raw_format: str
+    """A table load that can take the raw format; ``raw_format`` is None when
+    this table cannot (its columns' types differ from the source's)."""
+
+    raw_format: str | None
 
     def copy_in(self, chunks: Iterator[bytes], columns: Sequence[str]) -> int:
         """Write raw COPY blocks; return the rows written."""

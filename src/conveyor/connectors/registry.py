@@ -11,10 +11,12 @@ from conveyor.core.errors import ConfigError
 
 SOURCES = {
     "postgres": "conveyor.connectors.postgres.source:PostgresSource",
+    "mysql": "conveyor.connectors.mysql.source:MySQLSource",
     "sqlite": "conveyor.connectors.sqlite.source:SQLiteSource",
 }
 TARGETS = {
     "duckdb": "conveyor.connectors.duckdb.target:DuckDBTarget",
+    "postgres": "conveyor.connectors.postgres.target:PostgresTarget",
 }
 
 

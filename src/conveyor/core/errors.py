@@ -39,4 +39,17 @@ class SchemaMismatch(TerminalError):
 
 
 class DataError(ConveyorError):
-    """A value cannot be written to the target (out of range, not representable)."""
+    """A value cannot be written to the target (out of range, not representable).
+
+    A target that knows which row of a write was refused says so in ``row``
+    (its index in the batch) and ``column``; when ``load_usable`` is true the
+    rows of that write were not applied and the load can go on without them.
+    """
+
+    def __init__(
+        self, message: str, *, row: int | None = None, column: str | None = None, load_usable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.row = row
+        self.column = column
+        self.load_usable = load_usable

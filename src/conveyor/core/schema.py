@@ -32,12 +32,15 @@ class Column:
 @dataclass(frozen=True)
 class TableSchema:
     """A table: its name, its columns in order and its primary key (column names,
-    empty when the table has none)."""
+    empty when the table has none). ``native_engine`` names the engine whose
+    spellings the columns' ``native`` types are, so a target of the same engine
+    can create the table with exactly the source's types."""
 
     ref: TableRef
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
     estimated_rows: int | None = field(default=None, compare=False)
+    native_engine: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]

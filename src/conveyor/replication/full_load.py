@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from conveyor.connectors.base import PrepMode, Snapshot, Target
-from conveyor.core.errors import ConveyorError
+from conveyor.connectors.base import (
+    PrepMode,
+    RejectedValue,
+    Snapshot,
+    SupportsRawCopy,
+    SupportsRawCopyIn,
+    TableLoad,
+    Target,
+)
+from conveyor.core.errors import ConveyorError, DataError
 from conveyor.core.schema import TableSchema
+from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy
 
 # TableState values as the migration service reports them.
 TABLE_LOADING = "Table is being loaded"
@@ -31,6 +40,18 @@ class TablePlan:
     source: TableSchema
     target: TableSchema
     project: Callable[[pa.RecordBatch], pa.RecordBatch] = field(default=lambda batch: batch)
+    # The source column each target column is read from, in target order; None
+    # when a target column has no source column (added by a mapping).
+    source_columns: tuple[str | None, ...] | None = None
+
+    def raw_columns(self) -> list[str] | None:
+        """Source columns for a raw same-engine copy, or None when the mapping
+        adds columns (a raw copy cannot)."""
+        if self.source_columns is None:
+            return self.target.column_names
+        if any(name is None for name in self.source_columns):
+            return None
+        return [name for name in self.source_columns if name is not None]
 
 
 @dataclass
@@ -55,11 +76,26 @@ class TableProgress:
 ProgressCallback = Callable[[TableProgress], None]
 
 
+class _Stopped(Exception):
+    """The load was asked to stop between two writes."""
+
+
+class _TaskStop(ConveyorError):
+    """A data error whose policy stops the whole task."""
+
+
 @dataclass
 class FullLoad:
     """Runs the plans with up to ``parallel`` tables at once (MaxFullLoadSubTasks),
     ``batch_rows`` rows per write (CommitRate). A table that fails is rolled back
-    and reported; the others go on. ``stop`` ends the load between batches."""
+    and reported; the others go on. ``stop`` ends the load between batches.
+
+    A row the target refuses (and names) is handled by ``errors``
+    (ErrorBehavior's DataErrorPolicy and its escalation): logged to the target's
+    apply-exceptions table in the load's transaction, ignored, or the table or
+    the task stops. Same-engine tables whose types match exactly are copied in
+    the engine's own bulk format, without decoding rows.
+    """
 
     snapshot: Snapshot
     target: Target
@@ -69,6 +105,8 @@ class FullLoad:
     parallel: int = 1
     on_progress: ProgressCallback = field(default=lambda progress: None)
     stop: threading.Event = field(default_factory=threading.Event)
+    task: str = ""
+    errors: ErrorBehavior = field(default_factory=ErrorBehavior)
 
     def run(self) -> list[TableProgress]:
         progress = [TableProgress(plan) for plan in self.plans]
@@ -88,22 +126,24 @@ class FullLoad:
             self._fail(progress, str(exc))
             return
         try:
-            last_report = time.monotonic()
-            for batch in self.snapshot.read(plan.source, self.batch_rows):
-                if self.stop.is_set():
-                    load.abort()
-                    progress.state, progress.error = TABLE_QUEUED, "stopped before the table finished"
-                    progress.rows = 0
-                    self.on_progress(progress)
-                    return
-                load.write(plan.project(batch))
-                progress.rows += batch.num_rows
-                if time.monotonic() - last_report >= 1.0:
-                    last_report = time.monotonic()
-                    self.on_progress(progress)
+            raw_columns = self._raw_columns(plan, load)
+            if raw_columns is not None:
+                assert isinstance(self.snapshot, SupportsRawCopy) and isinstance(load, SupportsRawCopyIn)
+                chunks = self._until_stopped(self.snapshot.copy_out(plan.source, raw_columns))
+                progress.rows = load.copy_in(chunks, plan.target.column_names)
+            else:
+                self._load_batches(progress, load)
             load.commit()
+        except _Stopped:
+            load.abort()
+            progress.state, progress.error = TABLE_QUEUED, "stopped before the table finished"
+            progress.rows = 0
+            self.on_progress(progress)
+            return
         except ConveyorError as exc:
             load.abort()
+            if isinstance(exc, _TaskStop):
+                self.stop.set()
             self._fail(progress, str(exc))
             return
         except BaseException:
@@ -112,7 +152,92 @@ class FullLoad:
         progress.state, progress.ended = TABLE_COMPLETED, datetime.now(UTC)
         self.on_progress(progress)
 
+    def _raw_columns(self, plan: TablePlan, load: TableLoad) -> list[str] | None:
+        if not (isinstance(self.snapshot, SupportsRawCopy) and isinstance(load, SupportsRawCopyIn)):
+            return None
+        if load.raw_format is None or load.raw_format != self.snapshot.raw_format:
+            return None
+        return plan.raw_columns()
+
+    def _until_stopped(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if self.stop.is_set():
+                raise _Stopped
+            yield chunk
+
+    def _load_batches(self, progress: TableProgress, load: TableLoad) -> None:
+        plan = progress.plan
+        last_report = time.monotonic()
+        for batch in self.snapshot.read(plan.source, self.batch_rows):
+            if self.stop.is_set():
+                raise _Stopped
+            rejected = self._write(progress, load, plan.project(batch))
+            load.record_rejections(self.task, rejected)
+            if time.monotonic() - last_report >= 1.0:
+                last_report = time.monotonic()
+                self.on_progress(progress)
+
+    def _write(self, progress: TableProgress, load: TableLoad, batch: pa.RecordBatch) -> list[RejectedValue]:
+        """Write a batch; rows the target refuses are taken out, one at a time,
+        and handled by the data error policy. Returns the rows to log."""
+        rejected: list[RejectedValue] = []
+        pending = batch
+        while pending.num_rows:
+            try:
+                load.write(pending)
+            except DataError as exc:
+                if not exc.load_usable or exc.row is None:
+                    raise
+                progress.error_rows += 1
+                self._apply_policy(progress, exc)
+                if self.errors.data_error_policy is RecordPolicy.LOG_ERROR:
+                    rejected.append(rejection(progress.plan.target, pending, exc))
+                keep = pa.array([i != exc.row for i in range(pending.num_rows)])
+                pending = pending.filter(keep)
+                continue
+            progress.rows += pending.num_rows
+            break
+        return rejected
+
+    def _apply_policy(self, progress: TableProgress, exc: DataError) -> None:
+        policy = self.errors.data_error_policy
+        limit = self.errors.data_error_escalation_count
+        if limit and progress.error_rows >= limit:
+            escalation = self.errors.data_error_escalation_policy
+            if escalation is EscalationPolicy.STOP_TASK:
+                raise _TaskStop(f"{exc} (data error escalation: {progress.error_rows} errors, STOP_TASK)")
+            if escalation is EscalationPolicy.SUSPEND_TABLE:
+                raise TableSuspended(f"{exc} (data error escalation: {progress.error_rows} errors)")
+        if policy is RecordPolicy.STOP_TASK:
+            raise _TaskStop(f"{exc} (DataErrorPolicy STOP_TASK)")
+        if policy is RecordPolicy.SUSPEND_TABLE:
+            raise TableSuspended(f"{exc} (DataErrorPolicy SUSPEND_TABLE)")
+
     def _fail(self, progress: TableProgress, reason: str) -> None:
         progress.state, progress.ended, progress.error = TABLE_ERROR, datetime.now(UTC), reason
         progress.rows = 0
         self.on_progress(progress)
+
+
+class TableSuspended(ConveyorError):
+    """A data error whose policy suspends (fails) the table."""
+
+
+def rejection(table: TableSchema, batch: pa.RecordBatch, exc: DataError) -> RejectedValue:
+    """The apply-exceptions entry for the row ``exc`` names."""
+    assert exc.row is not None
+    row = batch.slice(exc.row, 1).to_pylist()[0]
+    value = row.get(exc.column) if exc.column else None
+    return RejectedValue(
+        table=table.ref,
+        key={k: _printable(row[k]) for k in table.primary_key},
+        column=exc.column,
+        value=None if value is None else _printable(value),
+        reason=str(exc),
+    )
+
+
+def _printable(value: object) -> str:
+    """A value as text for the exceptions table (NUL characters spelled out)."""
+    text = value.hex() if isinstance(value, bytes) else str(value)
+    return text.replace("\x00", "\\x00")

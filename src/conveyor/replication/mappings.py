@@ -331,6 +331,8 @@ class TableMappings:
             Column(by_source[c.name], c.type, c.nullable) for c in table.columns if c.name in by_source
         )
         key = tuple(by_source[k] for k in table.primary_key if k in by_source)
-        target = TableSchema(TableRef(schema_name, table_name), columns, key, table.estimated_rows)
+        target = TableSchema(
+            TableRef(schema_name, table_name), columns, key, table.estimated_rows, table.native_engine
+        )
         maps = tuple(ColumnMap(target=c[1], source=c[0]) for c in cols)
         return MappedTable(source=table, target=target, columns=maps)

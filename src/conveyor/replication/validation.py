@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from conveyor.connectors.base import Snapshot, Target
 from conveyor.replication.full_load import TablePlan
 
@@ -55,9 +57,20 @@ def _normal(value: Any) -> Any:
     return value
 
 
+def _values(column: pa.Array) -> list[Any]:
+    """A column's values for comparison. Dates and timestamps compare as their
+    Arrow integers: infinities (int max) have no Python datetime."""
+    dtype = column.type
+    if pa.types.is_timestamp(dtype):
+        return column.view(pa.int64()).to_pylist()  # type: ignore[no-any-return]
+    if pa.types.is_date32(dtype):
+        return column.view(pa.int32()).to_pylist()  # type: ignore[no-any-return]
+    return column.to_pylist()  # type: ignore[no-any-return]
+
+
 def _rows(batches: Iterator[Any], key_index: list[int]) -> Iterator[tuple[tuple[Any, ...], bytes]]:
     for batch in batches:
-        columns = [col.to_pylist() for col in batch.columns]
+        columns = [_values(col) for col in batch.columns]
         for values in zip(*columns, strict=True):
             normal = tuple(_normal(v) for v in values)
             digest = hashlib.blake2b(repr(normal).encode(), digest_size=16).digest()

@@ -16,12 +16,14 @@ from conveyor.connectors.postgres._arrow import conform
 from conveyor.connectors.postgres.types import NativeColumn, from_native, needs_text_cast
 from conveyor.core.errors import ConnectionFailed
 from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import Kind
 
 _TABLES_SQL = """
 SELECT n.nspname, c.relname, c.oid, greatest(c.reltuples, 0)::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+  AND (%(schema)s::text IS NULL OR (n.nspname = %(schema)s AND c.relname = %(name)s))
 ORDER BY n.nspname, c.relname
 """
 
@@ -63,7 +65,10 @@ def select_list(table: TableSchema, columns: Sequence[str] | None = None) -> sql
     for name in columns or table.column_names:
         ident = sql.Identifier(name)
         ctype = table.column(name).type
-        if needs_text_cast(ctype):
+        if ctype.native == "inet":
+            # inet's text cast always adds the netmask; abbrev() is its output form.
+            parts.append(sql.SQL("abbrev({}) AS {}").format(ident, ident))
+        elif needs_text_cast(ctype):
             cast = "text[]" if ctype.element is not None else "text"
             parts.append(sql.SQL("{}::" + cast + " AS {}").format(ident, ident))
         else:
@@ -71,9 +76,10 @@ def select_list(table: TableSchema, columns: Sequence[str] | None = None) -> sql
     return sql.SQL(", ").join(parts)
 
 
-def read_tables(conn: psycopg.Connection[Any]) -> list[TableSchema]:
-    """Every user table of the database the connection is on."""
-    rows = conn.execute(_TABLES_SQL).fetchall()
+def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> list[TableSchema]:
+    """Every user table of the database the connection is on (or just ``only``)."""
+    params = {"schema": only.schema if only else None, "name": only.name if only else None}
+    rows = conn.execute(_TABLES_SQL, params).fetchall()
     oids = [r[2] for r in rows]
     columns: dict[int, list[Any]] = {}
     enum_oids: set[int] = set()
@@ -106,7 +112,9 @@ def read_tables(conn: psycopg.Connection[Any]) -> list[TableSchema]:
             )
             for c in columns.get(oid, [])
         )
-        tables.append(TableSchema(TableRef(schema, name), cols, tuple(keys.get(oid, ())), estimate))
+        tables.append(
+            TableSchema(TableRef(schema, name), cols, tuple(keys.get(oid, ())), estimate, "postgres")
+        )
     return tables
 
 
@@ -156,37 +164,11 @@ class PostgresSnapshot:
     def read(
         self, table: TableSchema, batch_rows: int, order_by_key: bool = False
     ) -> Iterator[pa.RecordBatch]:
-        query = sql.SQL("SELECT {} FROM {}").format(select_list(table), qualified(table.ref))
-        if order_by_key and table.primary_key:
-            query += sql.SQL(" ORDER BY {}").format(
-                sql.SQL(", ").join(map(sql.Identifier, table.primary_key))
-            )
-        text = query.as_string(None)
-        schema = table.arrow_schema()
-        try:
-            conn = adbc.connect(connection.adbc_uri(self.config))
-        except adbc.Error as exc:
-            raise ConnectionFailed(connection.describe_failure(self.config, exc)) from None
-        try:
-            with conn.cursor() as cur:
-                cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(8 << 20)})
-                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur.execute(f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'")
-                cur.execute(text)
-                reader = cur.fetch_record_batch()
-                pending: list[pa.RecordBatch] = []
-                pending_rows = 0
-                for raw in reader:
-                    pending.append(conform(raw, schema))
-                    pending_rows += raw.num_rows
-                    if pending_rows >= batch_rows:
-                        yield from _rebatch(pending, schema, batch_rows)
-                        pending, pending_rows = [], 0
-                if pending:
-                    yield from _rebatch(pending, schema, batch_rows)
-        finally:
-            conn.rollback()
-            conn.close()
+        setup = [
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'",
+        ]
+        return read_arrow(self.config, table, batch_rows, order_by_key, setup)
 
     def copy_out(self, table: TableSchema, columns: Sequence[str]) -> Iterator[bytes]:
         """The table's rows as PostgreSQL binary COPY data, in blocks."""
@@ -214,6 +196,59 @@ class PostgresSnapshot:
             self._holder.rollback()
             self._holder.close()
             self._holder = None
+
+
+def select_query(table: TableSchema, order_by_key: bool = False) -> sql.Composed:
+    """SELECT of every column in its in-flight form; ordered by the primary key
+    in code point order (COLLATE "C"), the order validation merges in."""
+    query = sql.SQL("SELECT {} FROM {}").format(select_list(table), qualified(table.ref))
+    if order_by_key and table.primary_key:
+        keys = []
+        for name in table.primary_key:
+            key: sql.Composable = sql.Identifier(name)
+            if table.column(name).type.kind in {Kind.TEXT, Kind.ENUM}:
+                key = sql.SQL('{} COLLATE "C"').format(key)
+            keys.append(key)
+        query += sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(keys))
+    return query
+
+
+def read_arrow(
+    config: EndpointConfig,
+    table: TableSchema,
+    batch_rows: int,
+    order_by_key: bool = False,
+    setup: Sequence[str] = (),
+    schema: pa.Schema | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Stream a table through ADBC as batches of at most ``batch_rows`` rows with
+    the table's Arrow schema (or ``schema``, a compatible one it is cast to).
+    ``setup`` runs first in the same transaction."""
+    text = select_query(table, order_by_key).as_string(None)
+    schema = schema or table.arrow_schema()
+    try:
+        conn = adbc.connect(connection.adbc_uri(config))
+    except adbc.Error as exc:
+        raise ConnectionFailed(connection.describe_failure(config, exc)) from None
+    try:
+        with conn.cursor() as cur:
+            cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(8 << 20)})
+            for statement in setup:
+                cur.execute(statement)
+            cur.execute(text)
+            pending: list[pa.RecordBatch] = []
+            pending_rows = 0
+            for raw in cur.fetch_record_batch():
+                pending.append(conform(raw, schema))
+                pending_rows += raw.num_rows
+                if pending_rows >= batch_rows:
+                    yield from _rebatch(pending, schema, batch_rows)
+                    pending, pending_rows = [], 0
+            if pending:
+                yield from _rebatch(pending, schema, batch_rows)
+    finally:
+        conn.rollback()
+        conn.close()
 
 
 def _rebatch(batches: list[pa.RecordBatch], schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:

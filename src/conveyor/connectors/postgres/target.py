@@ -1,0 +1,303 @@
+"""PostgreSQL as a target: tables created with keys and exact types, rows
+written by COPY inside one transaction per table load."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+
+from conveyor.connectors.base import EndpointConfig, PrepMode, RejectedValue
+from conveyor.connectors.postgres import connection
+from conveyor.connectors.postgres.copy_text import encode_batch
+from conveyor.connectors.postgres.source import qualified, read_arrow, read_tables
+from conveyor.connectors.postgres.types import to_ddl
+from conveyor.core.errors import DataError, NotFoundError, SchemaMismatch
+from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import ColumnType, Kind
+
+ENGINE = "postgres"
+RAW_FORMAT = "postgres-binary"
+EXCEPTIONS_TABLE = "awsdms_apply_exceptions"
+EXCEPTIONS_SCHEMA = "public"
+COPY_WRITE_BYTES = 1 << 20
+_COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
+
+# Kinds a value can be written from into a column of another kind, by COPY's
+# text input: the server parses it and refuses (per row) what does not fit.
+_FAMILIES: list[set[Kind]] = [
+    {Kind.INT16, Kind.INT32, Kind.INT64, Kind.DECIMAL, Kind.NUMERIC, Kind.FLOAT32, Kind.FLOAT64},
+    {Kind.TEXT, Kind.ENUM, Kind.UUID, Kind.JSON},
+    {Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.DATE},
+]
+
+
+class PostgresTarget:
+    engine = ENGINE
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+        # Schemas, enum types and the exceptions table are created once, outside
+        # table loads: concurrent CREATEs of one catalog object conflict.
+        self._catalog_lock = threading.Lock()
+
+    def check(self) -> str:
+        with connection.connect(self.config, autocommit=True) as conn:
+            return str(conn.execute("SELECT version()").fetchone()[0])  # type: ignore[index]
+
+    def describe(self, ref: TableRef) -> TableSchema | None:
+        with connection.connect(self.config, autocommit=True) as conn:
+            return _describe(conn, ref)
+
+    def begin_load(self, table: TableSchema, mode: PrepMode) -> PostgresTableLoad:
+        same_engine = table.native_engine == ENGINE
+        with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.ref.schema)))
+            for column in table.columns:
+                _create_enum(conn, table, column, same_engine)
+        conn = connection.connect(self.config)
+        try:
+            existing = _describe(conn, table.ref)
+            if mode is PrepMode.DROP_AND_CREATE or existing is None:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref)))
+                conn.execute(create_table_sql(table, same_engine))
+                exact = same_engine
+            else:
+                _check_shape(table, existing)
+                exact = same_engine and all(
+                    existing.column(c.name).type.native == c.type.native for c in table.columns
+                )
+                if mode is PrepMode.TRUNCATE_BEFORE_LOAD:
+                    conn.execute(sql.SQL("TRUNCATE {}").format(qualified(table.ref)))
+        except BaseException:
+            conn.rollback()
+            conn.close()
+            raise
+        return PostgresTableLoad(self, conn, table, raw=exact)
+
+    def ensure_exceptions_table(self) -> None:
+        with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.{} (task_name varchar(128), table_owner varchar(128), "
+                    "table_name varchar(128), error_time timestamptz, key jsonb, column_name text, "
+                    "value text, error text)"
+                ).format(sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE))
+            )
+
+    def read(
+        self, table: TableSchema, batch_rows: int, order_by_key: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        """Read back with the casts the target's own column types need, as the
+        Arrow types of ``table`` (the load's view of it)."""
+        existing = self.describe(table.ref)
+        if existing is None:
+            raise NotFoundError(f"target table {table.ref} does not exist")
+        actual = TableSchema(
+            table.ref, tuple(existing.column(n) for n in table.column_names), table.primary_key
+        )
+        return read_arrow(self.config, actual, batch_rows, order_by_key, schema=table.arrow_schema())
+
+    def count(self, ref: TableRef) -> int:
+        with connection.connect(self.config, autocommit=True) as conn:
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(ref))).fetchone()
+            assert row is not None
+            return int(row[0])
+
+    def close(self) -> None:
+        pass
+
+
+def _describe(conn: psycopg.Connection[Any], ref: TableRef) -> TableSchema | None:
+    tables = read_tables(conn, only=ref)
+    return tables[0] if tables else None
+
+
+def column_ddl(table: TableSchema, column: Column, same_engine: bool) -> sql.Composable:
+    ctype = column.type
+    scalar = ctype.element if ctype.kind is Kind.ARRAY else ctype
+    assert scalar is not None
+    if scalar.kind is Kind.ENUM:
+        spelled: sql.Composable = sql.SQL("{}.{}").format(
+            sql.Identifier(table.ref.schema), sql.Identifier(enum_type_name(table, column, same_engine))
+        )
+        if ctype.kind is Kind.ARRAY:
+            spelled = sql.SQL("{}[]").format(spelled)
+    else:
+        spelled = sql.SQL(to_ddl(ctype, same_engine))
+    return sql.SQL("{} {}{}").format(
+        sql.Identifier(column.name), spelled, sql.SQL("" if column.nullable else " NOT NULL")
+    )
+
+
+def create_table_sql(table: TableSchema, same_engine: bool) -> sql.Composed:
+    parts = [column_ddl(table, c, same_engine) for c in table.columns]
+    if table.primary_key:
+        parts.append(
+            sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.primary_key)))
+        )
+    return sql.SQL("CREATE TABLE {} ({})").format(qualified(table.ref), sql.SQL(", ").join(parts))
+
+
+def enum_type_name(table: TableSchema, column: Column, same_engine: bool) -> str:
+    """The enum type a column gets: the source's own type name when it is
+    PostgreSQL, otherwise one named after the table and column."""
+    ctype = column.type.element if column.type.kind is Kind.ARRAY else column.type
+    assert ctype is not None
+    if same_engine and ctype.native:
+        return ctype.native.removesuffix("[]").split(".")[-1].strip('"')
+    return f"{table.ref.name}_{column.name}"[:59] + "_enum"
+
+
+def _create_enum(
+    conn: psycopg.Connection[Any], table: TableSchema, column: Column, same_engine: bool
+) -> None:
+    ctype: ColumnType | None = column.type.element if column.type.kind is Kind.ARRAY else column.type
+    if ctype is None or ctype.kind is not Kind.ENUM:
+        return
+    name = enum_type_name(table, column, same_engine)
+    exists = conn.execute(
+        "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE n.nspname = %s AND t.typname = %s",
+        (table.ref.schema, name),
+    ).fetchone()
+    if exists is None:
+        labels = sql.SQL(", ").join(map(sql.Literal, ctype.labels))
+        conn.execute(
+            sql.SQL("CREATE TYPE {}.{} AS ENUM ({})").format(
+                sql.Identifier(table.ref.schema), sql.Identifier(name), labels
+            )
+        )
+
+
+def _family(kind: Kind) -> int:
+    for index, family in enumerate(_FAMILIES):
+        if kind in family:
+            return index
+    return -1 - list(Kind).index(kind)
+
+
+def _check_shape(table: TableSchema, existing: TableSchema) -> None:
+    """Under DO_NOTHING or TRUNCATE_BEFORE_LOAD the target table must have every
+    column the load writes, of a type COPY can write it as. Values that do not
+    fit the existing type (a narrower numeric, a shorter varchar) are refused
+    row by row, not here."""
+    problems = []
+    for col in table.columns:
+        try:
+            have = existing.column(col.name)
+        except KeyError:
+            problems.append(f"column {col.name!r} is missing")
+            continue
+        if _family(have.type.kind) != _family(col.type.kind) or (
+            (have.type.kind is Kind.ARRAY) != (col.type.kind is Kind.ARRAY)
+        ):
+            problems.append(
+                f"column {col.name!r} is {have.type.native or have.type.describe()}, "
+                f"the load writes {col.type.describe()}"
+            )
+    if problems:
+        raise SchemaMismatch(f"target table {table.ref} exists with another shape: " + "; ".join(problems))
+
+
+def _data_error(table: TableRef, exc: psycopg.Error, rows: int) -> DataError:
+    """A refused COPY as a DataError naming the row (index in the batch) and column."""
+    diag = exc.diag
+    message = " ".join((diag.message_primary or str(exc)).split())
+    row = column = None
+    match = _COPY_CONTEXT.search(diag.context or "")
+    if match:
+        line = int(match.group(1))
+        row = line - 1 if 0 < line <= rows else None
+        column = match.group(2)
+    column = column or diag.column_name
+    if row is None and diag.sqlstate and diag.sqlstate.startswith("23") and diag.message_detail:
+        message += f" ({diag.message_detail})"
+    return DataError(f"table {table}: {message}", row=row, column=column, load_usable=True)
+
+
+class PostgresTableLoad:
+    def __init__(
+        self, target: PostgresTarget, conn: psycopg.Connection[Any], table: TableSchema, raw: bool
+    ) -> None:
+        self._target = target
+        self._conn = conn
+        self.table = table
+        # Raw binary COPY from a PostgreSQL source only when every column has
+        # exactly the source's type: binary data is not parsed, just laid out.
+        self.raw_format = RAW_FORMAT if raw else None
+        self._copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            qualified(table.ref), sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+        )
+
+    def write(self, records: pa.RecordBatch) -> None:
+        data = encode_batch(records)
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur, cur.copy(self._copy) as copy:
+                for start in range(0, len(data), COPY_WRITE_BYTES):
+                    copy.write(data[start : start + COPY_WRITE_BYTES])
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            raise _data_error(self.table.ref, exc, records.num_rows) from None
+
+    def copy_in(self, chunks: Iterator[bytes], columns: Sequence[str]) -> int:
+        """Write PostgreSQL binary COPY data (from a PostgreSQL source) as it comes."""
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
+            qualified(self.table.ref), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with self._conn.cursor() as cur:
+            with cur.copy(statement) as copy:
+                pending: list[bytes] = []
+                size = 0
+                for chunk in chunks:
+                    pending.append(chunk)
+                    size += len(chunk)
+                    if size >= COPY_WRITE_BYTES:
+                        copy.write(b"".join(pending))
+                        pending, size = [], 0
+                if pending:
+                    copy.write(b"".join(pending))
+            return cur.rowcount
+
+    def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:
+        if not rejected:
+            return
+        self._target.ensure_exceptions_table()
+        now = datetime.now(UTC)
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(
+                    sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE)
+                ),
+                [
+                    (
+                        task,
+                        r.table.schema,
+                        r.table.name,
+                        now,
+                        json.dumps(r.key, default=str),
+                        r.column,
+                        r.value,
+                        r.reason,
+                    )
+                    for r in rejected
+                ],
+            )
+
+    def commit(self) -> None:
+        try:
+            self._conn.commit()
+        finally:
+            self._conn.close()
+
+    def abort(self) -> None:
+        try:
+            self._conn.rollback()
+        finally:
+            self._conn.close()
