@@ -1,0 +1,416 @@
+"""MySQL and MariaDB as a source: information_schema catalog, one consistent
+snapshot, rows streamed (unbuffered) into Arrow batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pymysql
+from pymysql.cursors import SSCursor
+
+from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.mysql import connection
+from conveyor.connectors.mysql.connection import quote
+from conveyor.connectors.mysql.types import NativeColumn, from_native, select_expression
+from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
+from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import Kind
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Connection: TypeAlias = pymysql.connections.Connection[pymysql.cursors.Cursor]
+
+_TABLES_SQL = """
+SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES
+WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'
+ORDER BY TABLE_NAME
+"""
+
+_COLUMNS_SQL = """
+SELECT TABLE_NAME, COLUMN_NAME, IS_NULLABLE, DATA_TYPE, COLUMN_TYPE,
+       CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE
+FROM information_schema.COLUMNS
+WHERE TABLE_SCHEMA = %s
+ORDER BY TABLE_NAME, ORDINAL_POSITION
+"""
+
+_KEYS_SQL = """
+SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+WHERE TABLE_SCHEMA = %s AND INDEX_NAME = 'PRIMARY'
+ORDER BY TABLE_NAME, SEQ_IN_INDEX
+"""
+
+# MariaDB only (MySQL's CHECK_CONSTRAINTS has no TABLE_NAME, and MySQL's json
+# is a type of its own): MariaDB's json is longtext CHECK (json_valid(col)).
+_CHECKS_SQL = """
+SELECT TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+WHERE CONSTRAINT_SCHEMA = %s
+"""
+
+ENGINE = "mysql"
+_LOST_CONNECTION = frozenset({2006, 2013, 2055})
+_ONE_DAY = dt.timedelta(days=1)
+_ONE_US = dt.timedelta(microseconds=1)
+_SPACE = re.compile(r"\s+")
+
+
+def qualified(ref: TableRef) -> str:
+    return f"{quote(ref.schema)}.{quote(ref.name)}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _json_columns(conn: Connection, database: str) -> set[tuple[str, str]]:
+    """(table, column) pairs whose values a CHECK (json_valid(column)) constrains."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_CHECKS_SQL, (database,))
+            rows = cur.fetchall()
+    except (pymysql.err.OperationalError, pymysql.err.ProgrammingError, pymysql.err.InternalError):
+        return set()
+    found: set[tuple[str, str]] = set()
+    for table, clause in rows:
+        m = re.fullmatch(r"json_valid\(`((?:[^`]|``)+)`\)", _SPACE.sub("", _text(clause)), re.IGNORECASE)
+        if m:
+            found.add((_text(table), m.group(1).replace("``", "`")))
+    return found
+
+
+def read_tables(conn: Connection, database: str) -> list[TableSchema]:
+    """Every base table of ``database``, columns in order, with its primary key."""
+    with conn.cursor() as cur:
+        cur.execute(_TABLES_SQL, (database,))
+        table_rows = cur.fetchall()
+        cur.execute(_COLUMNS_SQL, (database,))
+        column_rows = cur.fetchall()
+        cur.execute(_KEYS_SQL, (database,))
+        key_rows = cur.fetchall()
+    json_columns = _json_columns(conn, database) if column_rows else set()
+    columns: dict[str, list[Column]] = {}
+    for raw_table, raw_name, nullable, data_type, column_type, length, precision, scale in column_rows:
+        table, name = _text(raw_table), _text(raw_name)
+        native = NativeColumn(
+            data_type=_text(data_type),
+            column_type=_text(column_type),
+            char_length=_int(length),
+            precision=_int(precision),
+            scale=_int(scale),
+            # Column names compare without regard to case in MySQL.
+            is_json=any(t == table and c.lower() == name.lower() for t, c in json_columns),
+        )
+        columns.setdefault(table, []).append(
+            Column(name=name, type=from_native(native), nullable=_text(nullable) == "YES")
+        )
+    keys: dict[str, list[str]] = {}
+    for table, name in key_rows:
+        keys.setdefault(_text(table), []).append(_text(name))
+    tables = []
+    for table, estimate in table_rows:
+        name = _text(table)
+        tables.append(
+            TableSchema(
+                TableRef(database, name),
+                tuple(columns.get(name, [])),
+                tuple(keys.get(name, ())),
+                _int(estimate),
+                native_engine=ENGINE,
+            )
+        )
+    return tables
+
+
+class MySQLSource:
+    engine = ENGINE
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+        self.database = connection.params(config).database
+
+    def check(self) -> str:
+        conn = connection.connect(self.config)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT VERSION()")
+                row = cur.fetchone()
+            assert row is not None
+            return _text(row[0])
+        finally:
+            conn.close()
+
+    def tables(self) -> list[TableSchema]:
+        conn = connection.connect(self.config)
+        try:
+            return read_tables(conn, self.database)
+        finally:
+            conn.close()
+
+    def snapshot(self) -> MySQLSnapshot:
+        return MySQLSnapshot(self.config)
+
+    def close(self) -> None:
+        pass
+
+
+class MySQLSnapshot:
+    """One REPEATABLE READ transaction started WITH CONSISTENT SNAPSHOT.
+
+    MySQL cannot attach a second connection to a transaction's snapshot, so
+    every read and count runs on this one connection. Reads from several
+    threads therefore serialize: a read holds the connection (a lock) from its
+    query until its last row has been streamed, or until the consumer closes
+    the generator; then the next waiting read starts. A consumer that stops
+    early makes the server's remaining rows be drained (that is how the
+    MySQL protocol ends an unbuffered result), so the snapshot stays usable.
+    """
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._reading: TableRef | None = None
+        self._lost: str | None = None
+        conn = connection.connect(config)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        except pymysql.err.MySQLError as exc:
+            conn.close()
+            raise ConnectionFailed(
+                f"endpoint {config.name!r}: cannot open a consistent snapshot: {exc.args[-1]}"
+            ) from None
+        self._conn: Connection | None = conn
+
+    @contextmanager
+    def _exclusive(self, ref: TableRef) -> Iterator[Connection]:
+        """The snapshot's connection, for one statement and its whole result."""
+        if self._owner == threading.get_ident():
+            raise TerminalError(
+                f"endpoint {self.config.name!r}: cannot read {ref} while the read of {self._reading} "
+                "is still open in the same thread (a MySQL snapshot serves one read at a time: "
+                "consume or close that read first)"
+            )
+        with self._lock:
+            if self._conn is None:
+                raise ConnectionFailed(
+                    f"endpoint {self.config.name!r}: the snapshot is "
+                    + (f"lost ({self._lost})" if self._lost else "closed")
+                )
+            self._owner, self._reading = threading.get_ident(), ref
+            try:
+                yield self._conn
+            finally:
+                self._owner = self._reading = None
+
+    def _failure(self, ref: TableRef, exc: pymysql.err.MySQLError) -> Exception:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        reason = " ".join(str(exc.args[-1] if exc.args else exc).split())
+        if isinstance(exc, pymysql.err.OperationalError) and code in _LOST_CONNECTION:
+            self._drop(reason)
+            return ConnectionFailed(
+                f"endpoint {self.config.name!r}: lost the connection while reading {ref}: {reason}"
+            )
+        return TerminalError(f"endpoint {self.config.name!r}: reading {ref} failed: {reason}")
+
+    def _drop(self, reason: str | None) -> None:
+        """Close the connection; ``reason`` says why the snapshot is lost (None: closed)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        self._lost = reason
+        # A result still streaming (a read suspended in this thread) must not
+        # try to drain itself from the closed socket later (pymysql would, on
+        # cursor close or garbage collection).
+        result = getattr(conn, "_result", None)
+        if getattr(result, "unbuffered_active", False):
+            result.unbuffered_active = False  # type: ignore[union-attr]
+        with suppress(pymysql.err.Error, OSError):
+            conn.close()
+
+    def read(
+        self, table: TableSchema, batch_rows: int, order_by_key: bool = False
+    ) -> Generator[pa.RecordBatch, None, None]:
+        cols = ", ".join(select_expression(c.name, c.type) for c in table.columns)
+        query = f"SELECT {cols} FROM {qualified(table.ref)}"
+        if order_by_key and table.primary_key:
+            query += " ORDER BY " + ", ".join(quote(k) for k in table.primary_key)
+        schema = table.arrow_schema()
+        converters = [_converter(table, c) for c in table.columns]
+        with self._exclusive(table.ref) as conn:
+            cursor = conn.cursor(SSCursor)
+            try:
+                cursor.execute(query)
+                while rows := cursor.fetchmany(batch_rows):
+                    columns = list(zip(*rows, strict=True))
+                    arrays = [
+                        _to_arrow(table, col, convert, values)
+                        for col, convert, values in zip(table.columns, converters, columns, strict=True)
+                    ]
+                    yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+                if self._conn is not conn:
+                    # Closed (or lost) while this read was suspended: the rows
+                    # stopped coming, which must not pass for the end of the table.
+                    raise ConnectionFailed(
+                        f"endpoint {self.config.name!r}: the snapshot was "
+                        + (f"lost ({self._lost})" if self._lost else "closed")
+                        + f" before the read of {table.ref} finished"
+                    )
+            except pymysql.err.MySQLError as exc:
+                raise self._failure(table.ref, exc) from None
+            finally:
+                # Ends the unbuffered result (draining unread rows) so the next
+                # statement on the connection can run, also when the consumer
+                # closed this generator early. If that fails the connection is
+                # in an unknown state, and the snapshot is lost.
+                try:
+                    cursor.close()
+                except Exception as exc:
+                    self._drop(" ".join(str(exc).split()) or type(exc).__name__)
+
+    def count(self, table: TableRef) -> int:
+        with self._exclusive(table) as conn:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"SELECT COUNT(*) FROM {qualified(table)}")
+                    row = cur.fetchone()
+            except pymysql.err.MySQLError as exc:
+                raise self._failure(table, exc) from None
+        assert row is not None
+        return int(row[0])
+
+    def close(self) -> None:
+        # Wait a while for a read in another thread to finish; closing the
+        # connection ends (rolls back) the read-only transaction either way.
+        acquired = self._owner != threading.get_ident() and self._lock.acquire(timeout=30)
+        try:
+            self._drop(None)
+        finally:
+            if acquired:
+                self._lock.release()
+
+
+class _Unrepresentable(Exception):
+    def __init__(self, value: Any, why: str) -> None:
+        super().__init__(why)
+        self.value = value
+        self.why = why
+
+
+Converter = Callable[[Any], Any]
+
+
+def _base(native: str | None) -> str:
+    return (native or "").split("(")[0].strip().split(" ")[0].lower()
+
+
+def _converter(table: TableSchema, column: Column) -> Converter | None:
+    """How one value pymysql returns becomes the value Arrow is given, or None
+    when pymysql's value is already right."""
+    kind = column.type.kind
+    base = _base(column.type.native)
+    if base == "bit":
+        if kind is Kind.BOOLEAN:
+            return lambda v: _bits(v) != 0
+        if kind is Kind.DECIMAL:
+            return lambda v: Decimal(_bits(v))
+        return _bits
+    if kind is Kind.NUMERIC:
+        return lambda v: format(Decimal(v), "f")
+    if kind is Kind.DATE:
+        return _date
+    if kind is Kind.TIMESTAMP:
+        return _datetime
+    if kind is Kind.TIMESTAMPTZ:
+        return lambda v: _datetime(v).replace(tzinfo=dt.UTC)
+    if kind is Kind.TIME:
+        return _time
+    if kind is Kind.UUID:
+        return lambda v: _string(v).lower()
+    if kind in {Kind.TEXT, Kind.JSON, Kind.ENUM}:
+        return _string
+    if kind is Kind.BYTES:
+        return lambda v: v.encode() if isinstance(v, str) else v
+    return None
+
+
+def _bits(value: Any) -> int:
+    return int.from_bytes(value, "big") if isinstance(value, bytes | bytearray) else int(value)
+
+
+def _string(value: Any) -> str:
+    if type(value) is str:
+        return value
+    if isinstance(value, bytes | bytearray):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise _Unrepresentable(value, "it is not UTF-8 text") from None
+    if isinstance(value, set | frozenset):
+        return ",".join(sorted(value))
+    return str(value)
+
+
+def _date(value: Any) -> dt.date:
+    # pymysql hands back the text of dates it cannot build: '0000-00-00',
+    # '2024-00-10' (zero parts are allowed unless sql_mode forbids them).
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    raise _Unrepresentable(value, "a date with a zero year, month or day has no calendar day")
+
+
+def _datetime(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    raise _Unrepresentable(value, "a date with a zero year, month or day has no calendar day")
+
+
+def _time(value: Any) -> int:
+    if isinstance(value, dt.timedelta):
+        if dt.timedelta(0) <= value < _ONE_DAY:
+            return value // _ONE_US
+        raise _Unrepresentable(_time_text(value), "a time of day must lie within 00:00:00..23:59:59.999999")
+    raise _Unrepresentable(value, "it is not a time of day")
+
+
+def _time_text(value: dt.timedelta) -> str:
+    """A timedelta as MySQL spells a TIME ('-838:59:59', '25:00:00.5')."""
+    micros = value // _ONE_US
+    sign = "-" if micros < 0 else ""
+    micros = abs(micros)
+    seconds, fraction = divmod(micros, 1_000_000)
+    text = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    return text + (f".{fraction:06d}".rstrip("0") if fraction else "")
+
+
+def _to_arrow(
+    table: TableSchema, column: Column, convert: Converter | None, values: Sequence[Any]
+) -> pa.Array:
+    target = column.type.arrow()
+    what = f"table {table.ref}: column {column.name!r} ({column.type.native})"
+    try:
+        if convert is not None:
+            values = [None if v is None else convert(v) for v in values]
+        return pa.array(values, type=target)
+    except _Unrepresentable as exc:
+        raise DataError(
+            f"{what} holds {exc.value!r}, which is not a {column.type.describe()} value: {exc.why}",
+            column=column.name,
+        ) from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ArithmeticError, ValueError, TypeError) as exc:
+        raise DataError(
+            f"{what} holds a value that is not {column.type.describe()}: {exc}", column=column.name
+        ) from None
