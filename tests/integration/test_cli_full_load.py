@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,22 +10,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from support.cli import conveyor
+
 QUICKSTART = Path(__file__).parents[2] / "examples" / "quickstart"
 
 pytestmark = pytest.mark.e2e
-
-
-def conveyor(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"CONVEYOR_HOME": str(home), "COLUMNS": "200"}
-    env.pop("CONVEYOR_STORE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "conveyor", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -79,7 +67,7 @@ def test_full_load_journey(stack: Path, tmp_path: Path) -> None:
 def test_validation_detects_a_row_changed_behind_conveyors_back(stack: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     conveyor(home, "apply", str(stack))
-    assert conveyor(home, "tasks", "start", "shop-full-load").returncode == 0
+    assert conveyor(home, "tasks", "start", "shop-full-load", "--wait").returncode == 0
     con = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"))
     con.execute("UPDATE dbo.fact_sales_stg SET order_amt = 999 WHERE order_number = '103'")
     con.execute("DELETE FROM dbo.customer WHERE cust_id = '100'")
@@ -99,7 +87,7 @@ def test_unreachable_source_fails_the_task_with_a_reason(stack: Path, tmp_path: 
     conveyor(home, "apply", str(stack))
     tested = conveyor(home, "endpoints", "test", "shop-db")
     assert tested.returncode == 1 and "no SQLite database at" in tested.stdout
-    started = conveyor(home, "tasks", "start", "shop-full-load", "--json")
+    started = conveyor(home, "tasks", "start", "shop-full-load", "--wait", "--json")
     assert started.returncode == 1
     assert "no SQLite database at" in json.loads(started.stdout)["last_error"]
     events = json.loads(conveyor(home, "events", "list", "--json").stdout)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -10,9 +12,18 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.cli.app import app, applied_stack, opened_store
+from conveyor.cli.progress import LiveProgress, PlainProgress
 from conveyor.connectors.registry import SOURCES, open_source, open_target
 from conveyor.core.errors import ConveyorError, NotFoundError
-from conveyor.replication.task_runner import all_validated, run_task, validate_task
+from conveyor.replication.task_runner import ACTIVE_STATUSES, all_validated, validate_task
+from conveyor.replication.worker import (
+    claim_start,
+    current_pid,
+    reap_stale,
+    request_stop,
+    run_claimed,
+    spawn_worker,
+)
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
@@ -48,7 +59,7 @@ def tasks_list(as_json: JsonOption = False) -> None:
         stack = applied_stack(store)
         rows = [
             {"name": name, "source": t.source, "target": t.target, "migration_type": t.migration_type}
-            | {k: v for k, v in store.task_status(name).items() if k in {"status", "stop_reason"}}
+            | {k: v for k, v in reap_stale(store, name).items() if k in {"status", "stop_reason"}}
             for name, t in sorted(stack.tasks.items())
         ]
     table = Table("task", "source", "target", "type", "status", "stop reason")
@@ -63,14 +74,28 @@ def tasks_list(as_json: JsonOption = False) -> None:
 def tasks_start(
     name: str,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Return when the task stops (this build always waits).")
+        bool,
+        typer.Option("--wait", help="Run in the foreground until the task stops; exit 1 if it failed."),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Run a task. In this build the task runs in the foreground until it stops."""
+    """Start a task in a background worker process (or in the foreground with --wait)."""
     with opened_store() as store:
         stack = applied_task_stack(store, name)
-        status = run_task(store, stack, name)
+        if not wait:
+            run_id = claim_start(store, stack, name)
+            pid = spawn_worker(store, name, run_id)
+            if as_json:
+                _emit({"task": name, "status": "starting", "pid": pid}, True)
+            else:
+                typer.echo(f"task {name} starting (pid {pid}); follow with `conveyor tasks describe {name}`")
+            return
+        run_id = claim_start(store, stack, name, pid=os.getpid())
+        if sys.stdout.isatty() and not as_json:
+            with LiveProgress(_out) as live:
+                status = run_claimed(store, stack, name, run_id, live)
+        else:
+            status = run_claimed(store, stack, name, run_id, PlainProgress())
         described = _describe(store, name)
     _emit(described, as_json)
     if not as_json:
@@ -79,13 +104,32 @@ def tasks_start(
         raise typer.Exit(1)
 
 
+@tasks_app.command("stop")
+def tasks_stop(name: str, as_json: JsonOption = False) -> None:
+    """Stop a running task between batches; tables not finished are rolled back."""
+    with opened_store() as store:
+        applied_task_stack(store, name)
+        result = request_stop(store, name)
+    if as_json:
+        _emit(result, True)
+    else:
+        pid = f" (pid {result['pid']})" if result["pid"] is not None else ""
+        typer.echo(f"task {name} stopping{pid}; follow with `conveyor tasks describe {name}`")
+
+
 def _describe(store: Store, name: str) -> dict[str, Any]:
-    return {"task": name, **store.task_status(name), "tables": store.table_stats(name)}
+    status = reap_stale(store, name)
+    runs = store.list_runs(name, limit=5)
+    pid = current_pid(store, status)
+    return {"task": name, **status, "pid": pid, "tables": store.table_stats(name), "runs": runs}
 
 
 def _print_described(described: dict[str, Any]) -> None:
+    pid = described.get("pid")
+    active = described["status"] in ACTIVE_STATUSES
     _out.print(
         f"task {described['task']}: {described['status']}"
+        + (f" (pid {pid})" if pid is not None and active else "")
         + (f" (stop reason {described['stop_reason']})" if described.get("stop_reason") else "")
     )
     if described.get("last_error"):

@@ -3,7 +3,9 @@ around the full-load engine."""
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -11,13 +13,32 @@ from conveyor.connectors.base import Source, Target
 from conveyor.connectors.registry import open_source, open_target
 from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.events.lifecycle import FAILED, STARTED, STOPPED, task_event
-from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan, TableProgress
+from conveyor.replication.full_load import (
+    TABLE_COMPLETED,
+    FullLoad,
+    ProgressCallback,
+    TablePlan,
+    TableProgress,
+)
 from conveyor.replication.mappings import TableMappings
 from conveyor.replication.validation import VALIDATED, TableValidation, validate_table
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
-FULL_LOAD_ONLY_FINISHED = "FULL_LOAD_ONLY_FINISHED"
+# Stop reasons, as the migration service reports them (its events say "Stop Reason X").
+FULL_LOAD_ONLY_FINISHED = "FULL_LOAD_ONLY_FINISHED"  # every table loaded
+STOP_REASON_NORMAL = "NORMAL"  # stopped by the user (`conveyor tasks stop`, SIGTERM, Ctrl-C)
+
+# Task statuses: ready -> starting -> running -> stopping -> stopped | failed.
+READY = "ready"
+STARTING = "starting"
+RUNNING = "running"
+STOPPING = "stopping"
+STOPPED_STATUS = "stopped"
+FAILED_STATUS = "failed"
+ACTIVE_STATUSES = (STARTING, RUNNING, STOPPING)
+
+log = logging.getLogger(__name__)
 
 
 def stats_document(progress: TableProgress) -> dict[str, Any]:
@@ -43,7 +64,10 @@ def plan_tables(stack: Stack, name: str, source: Source) -> list[TablePlan]:
     """The tables a task loads: the source's tables through the task's mappings."""
     spec = stack.tasks[name]
     mappings = TableMappings.parse(spec.table_mappings, f"tasks.{name}.table_mappings")
-    return [TablePlan(m.source, m.target, m.project) for m in mappings.select(source.tables())]
+    return [
+        TablePlan(m.source, m.target, m.project, tuple(c.source for c in m.columns))
+        for m in mappings.select(source.tables())
+    ]
 
 
 def report_validation(
@@ -74,8 +98,8 @@ def all_validated(checks: list[TableValidation]) -> bool:
     return all(check.state == VALIDATED for check in checks)
 
 
-def run_task(store: Store, stack: Stack, name: str) -> str:
-    """Run the task to its end in this process; returns the final status."""
+def check_runnable(stack: Stack, name: str) -> None:
+    """Raise unless this build can run task ``name`` of ``stack``."""
     spec = stack.tasks.get(name)
     if spec is None:
         raise ConfigError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
@@ -83,52 +107,142 @@ def run_task(store: Store, stack: Stack, name: str) -> str:
         raise ConfigError(
             f"task {name!r}: migration_type {spec.migration_type!r} is not supported by this build yet"
         )
+
+
+class _LoadStop(threading.Event):
+    """The event FullLoad checks between batches: set by the load itself (a data
+    error whose policy stops the task: a failure) or through ``user`` (a stop the
+    user asked for). Keeping the two apart tells a failure from a user stop."""
+
+    def __init__(self, user: threading.Event) -> None:
+        super().__init__()
+        self.user = user
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.user.is_set()
+
+
+class StopWatcher:
+    """Sets ``stop`` when the store says the task is ``stopping`` (``conveyor tasks
+    stop`` from any process), or when another run has taken the task over."""
+
+    def __init__(self, store: Store, task: str, run_id: int, stop: threading.Event, interval: float = 0.5):
+        self.store, self.task, self.run_id, self.stop, self.interval = store, task, run_id, stop, interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"stop-watcher-{task}", daemon=True)
+
+    def __enter__(self) -> StopWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                status = self.store.task_status(self.task)
+            except Exception as exc:  # a store hiccup must not end the load; try again
+                log.warning("task %s: cannot read its status from the store: %s", self.task, exc)
+                continue
+            if status["status"] == STOPPING or status["current_run"] != self.run_id:
+                self.stop.set()
+                return
+
+
+def run_task(
+    store: Store,
+    stack: Stack,
+    name: str,
+    *,
+    run_id: int | None = None,
+    stop: threading.Event | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> str:
+    """Run the task to its end in this process; returns the final status.
+
+    ``run_id`` is a run already claimed for this process (see
+    ``conveyor.replication.worker.claim_start``); without it one is started here.
+    Setting ``stop`` (or the store status ``stopping``) ends the load between
+    batches: unfinished tables are rolled back and the task stops with reason
+    NORMAL. ``on_progress`` sees every table progress report after the store."""
+    check_runnable(stack, name)
+    spec = stack.tasks[name]
     task_settings = spec.task_settings()
     settings = task_settings.full_load_settings
-    run_id = store.start_run(name, os.getpid())
-    store.set_task_status(name, "starting", run=run_id)
+    stop = stop if stop is not None else threading.Event()
+    if run_id is None:
+        run_id = store.start_run(name, os.getpid(), status=STARTING)
+        store.set_task_status(name, STARTING, run=run_id)
+    else:
+        store.set_run(run_id, pid=os.getpid())
+    results: list[TableProgress] = []
     try:
-        source = open_source(stack.endpoint_config(spec.source))
-        target = open_target(stack.endpoint_config(spec.target))
-        plans = plan_tables(stack, name, source)
-        store.set_task_status(name, "running")
-        store.put_event(task_event(STARTED, name))
+        with StopWatcher(store, name, run_id, stop):
+            source = open_source(stack.endpoint_config(spec.source))
+            target = open_target(stack.endpoint_config(spec.target))
+            plans = plan_tables(stack, name, source)
+            # Only from starting: a stop requested meanwhile must stay visible.
+            store.transition_task(name, [STARTING], RUNNING, expected_run=run_id)
+            store.set_run(run_id, status=RUNNING)
+            store.put_event(task_event(STARTED, name))
 
-        def report(progress: TableProgress) -> None:
-            ref = progress.plan.target.ref
-            store.put_table_stats(name, run_id, ref.schema, ref.name, stats_document(progress))
+            def report(progress: TableProgress) -> None:
+                ref = progress.plan.target.ref
+                store.put_table_stats(name, run_id, ref.schema, ref.name, stats_document(progress))
+                if on_progress is not None:
+                    on_progress(progress)
 
-        snapshot = source.snapshot()
-        try:
-            loader = FullLoad(
-                snapshot,
-                target,
-                plans,
-                settings.target_table_prep_mode,
-                batch_rows=settings.commit_rate,
-                parallel=settings.max_full_load_sub_tasks,
-                on_progress=report,
-            )
-            results = loader.run()
-            if task_settings.validation_settings.enable_validation:
-                for progress in results:
-                    if progress.state == TABLE_COMPLETED:
-                        check = validate_table(snapshot, target, progress.plan, settings.commit_rate)
-                        report_validation(store, name, run_id, progress, check)
-        finally:
-            snapshot.close()
-            target.close()
-            source.close()
-        failed = [p for p in results if p.state != TABLE_COMPLETED]
-        if failed:
-            reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in failed)
-            raise ConveyorError(f"{len(failed)} of {len(results)} tables failed: {reason}")
+            snapshot = source.snapshot()
+            try:
+                loader = FullLoad(
+                    snapshot,
+                    target,
+                    plans,
+                    settings.target_table_prep_mode,
+                    batch_rows=settings.commit_rate,
+                    parallel=settings.max_full_load_sub_tasks,
+                    on_progress=report,
+                    stop=_LoadStop(stop),
+                    task=name,
+                    errors=task_settings.error_behavior,
+                )
+                results = loader.run()
+                unfinished = [p for p in results if p.state != TABLE_COMPLETED]
+                if not (stop.is_set() and unfinished) and task_settings.validation_settings.enable_validation:
+                    for progress in results:
+                        if progress.state == TABLE_COMPLETED:
+                            check = validate_table(snapshot, target, progress.plan, settings.commit_rate)
+                            report_validation(store, name, run_id, progress, check)
+            finally:
+                snapshot.close()
+                target.close()
+                source.close()
+        unfinished = [p for p in results if p.state != TABLE_COMPLETED]
+        if stop.is_set() and (unfinished or not results):
+            return _finish(store, name, run_id, STOPPED_STATUS, STOP_REASON_NORMAL)
+        if unfinished:
+            reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in unfinished)
+            raise ConveyorError(f"{len(unfinished)} of {len(results)} tables failed: {reason}")
     except ConveyorError as exc:
-        store.finish_run(run_id, "failed", None, str(exc))
-        store.set_task_status(name, "failed", error=str(exc))
-        store.put_event(task_event(FAILED, name, str(exc)))
-        return "failed"
-    store.finish_run(run_id, "stopped", FULL_LOAD_ONLY_FINISHED, None)
-    store.set_task_status(name, "stopped", stop_reason=FULL_LOAD_ONLY_FINISHED)
-    store.put_event(task_event(STOPPED, name, FULL_LOAD_ONLY_FINISHED))
-    return "stopped"
+        if stop.is_set():  # stopped while opening the endpoints, say: still a user stop
+            return _finish(store, name, run_id, STOPPED_STATUS, STOP_REASON_NORMAL)
+        return _finish(store, name, run_id, FAILED_STATUS, None, str(exc))
+    except BaseException as exc:
+        # A bug or an interrupt: record it, so the task is not left "running".
+        _finish(store, name, run_id, FAILED_STATUS, None, f"internal error: {exc!r}")
+        raise
+    return _finish(store, name, run_id, STOPPED_STATUS, FULL_LOAD_ONLY_FINISHED)
+
+
+def _finish(
+    store: Store, name: str, run_id: int, status: str, stop_reason: str | None, error: str | None = None
+) -> str:
+    store.finish_run(run_id, status, stop_reason, error)
+    store.set_task_status(name, status, stop_reason=stop_reason, error=error)
+    if status == FAILED_STATUS:
+        store.put_event(task_event(FAILED, name, error or ""))
+    else:
+        store.put_event(task_event(STOPPED, name, stop_reason or ""))
+    return status

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -29,6 +29,10 @@ def now() -> datetime:
 
 def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _run_dict(row: Any) -> dict[str, Any]:
+    return {k: (_aware(v) if isinstance(v, datetime) else v) for k, v in row.items()}
 
 
 class Store:
@@ -135,12 +139,36 @@ class Store:
         with self._tx() as conn:
             conn.execute(update(s.tasks).where(s.tasks.c.name == name).values(**values))
 
-    # runs
-    def start_run(self, task: str, pid: int | None) -> int:
+    def transition_task(
+        self,
+        name: str,
+        expected: Collection[str],
+        status: str,
+        *,
+        expected_run: int | None = None,
+        run: int | None = None,
+        clear: bool = False,
+    ) -> bool:
+        """Set ``status`` only if the task's status is one of ``expected`` (and, when
+        ``expected_run`` is given, its current run is that one): a compare-and-set, so
+        two processes cannot both win. ``clear`` resets stop reason and last error;
+        ``run`` makes that run the current one. Returns whether it was set."""
+        values: dict[str, Any] = {"status": status, "updated_at": now()}
+        if clear:
+            values |= {"stop_reason": None, "last_error": None}
+        if run is not None:
+            values["current_run"] = run
+        where = (s.tasks.c.name == name) & s.tasks.c.status.in_(list(expected))
+        if expected_run is not None:
+            where &= s.tasks.c.current_run == expected_run
+        self.ensure_task(name)
         with self._tx() as conn:
-            result = conn.execute(
-                insert(s.runs).values(task=task, pid=pid, status="running", started_at=now())
-            )
+            return bool(conn.execute(update(s.tasks).where(where).values(**values)).rowcount)
+
+    # runs
+    def start_run(self, task: str, pid: int | None, status: str = "running") -> int:
+        with self._tx() as conn:
+            result = conn.execute(insert(s.runs).values(task=task, pid=pid, status=status, started_at=now()))
             key = result.inserted_primary_key
             assert key is not None
             return int(key[0])
@@ -152,6 +180,33 @@ class Store:
                 .where(s.runs.c.id == run_id)
                 .values(status=status, stop_reason=stop_reason, error=error, stopped_at=now())
             )
+
+    def set_run(self, run_id: int, *, pid: int | None = None, status: str | None = None) -> None:
+        values: dict[str, Any] = {}
+        if pid is not None:
+            values["pid"] = pid
+        if status is not None:
+            values["status"] = status
+        if values:
+            with self._tx() as conn:
+                conn.execute(update(s.runs).where(s.runs.c.id == run_id).values(**values))
+
+    def discard_run(self, run_id: int) -> None:
+        """Forget a run that never started (its start lost a race)."""
+        with self._tx() as conn:
+            conn.execute(delete(s.table_stats).where(s.table_stats.c.run_id == run_id))
+            conn.execute(delete(s.runs).where(s.runs.c.id == run_id))
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            row = conn.execute(select(s.runs).where(s.runs.c.id == run_id)).mappings().first()
+        return None if row is None else _run_dict(row)
+
+    def list_runs(self, task: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The task's runs, newest first."""
+        query = select(s.runs).where(s.runs.c.task == task).order_by(s.runs.c.id.desc()).limit(limit)
+        with self._tx() as conn:
+            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
 
     # per-table statistics
     def put_table_stats(

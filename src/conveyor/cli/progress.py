@@ -1,0 +1,94 @@
+"""Showing a running full load: a live table on a terminal, one plain line per
+table state change elsewhere. Both are called from the load's worker threads."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from types import TracebackType
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from conveyor.replication.full_load import TableProgress
+
+
+def _rate(progress: TableProgress) -> float:
+    return progress.rows_per_second or 0.0
+
+
+def _total(progress: TableProgress) -> int | None:
+    estimated = progress.plan.source.estimated_rows
+    return estimated if estimated and estimated > 0 else None
+
+
+class PlainProgress:
+    """One line per table state change: ``table dbo.sales: Table completed, 3 rows, 120 rows/s``."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+        self._states: dict[str, str] = {}
+
+    def __call__(self, progress: TableProgress) -> None:
+        table, state, rows = str(progress.plan.target.ref), progress.state, progress.rows
+        rate, error = _rate(progress), progress.error
+        with self._lock:
+            if self._states.get(table) == state:
+                return
+            self._states[table] = state
+            line = f"table {table}: {state}, {rows:,} rows"
+            if rate:
+                line += f", {rate:,.0f} rows/s"
+            if error:
+                line += f" ({error})"
+            stream = self.stream or sys.stderr
+            print(line, file=stream, flush=True)
+
+
+class LiveProgress:
+    """A rich display, one line per table: name, state, rows loaded (of the estimate
+    when the source gave one), rows/s. Use as a context manager around the load."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}", style="bold"),
+            TextColumn("{task.fields[state]}"),
+            BarColumn(),
+            TextColumn("{task.fields[rows]:>12,} rows{task.fields[of]}"),
+            TextColumn("{task.fields[rate]:>10,.0f} rows/s"),
+            TimeElapsedColumn(),
+            console=console or Console(),
+            refresh_per_second=4,
+        )
+        self._lock = threading.Lock()
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> LiveProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._progress.stop()
+
+    def __call__(self, progress: TableProgress) -> None:
+        table, state, rows = str(progress.plan.target.ref), progress.state, progress.rows
+        total = _total(progress)
+        fields: dict[str, Any] = {
+            "rows": rows,
+            "state": state + (f" ({progress.error})" if progress.error else ""),
+            "rate": _rate(progress),
+            "of": f" of ~{total:,}" if total else "",
+        }
+        with self._lock:
+            task = self._tasks.get(table)
+            if task is None:
+                task = self._progress.add_task(table, total=total, completed=rows, **fields)
+                self._tasks[table] = task
+            else:
+                self._progress.update(task, completed=rows, **fields)
+            if progress.ended is not None and progress.error is None:
+                self._progress.update(task, total=max(rows, 1), completed=max(rows, 1))

@@ -1,0 +1,259 @@
+"""Tasks in their own processes: claiming a task for a run, the detached worker
+(``python -m conveyor.replication.worker TASK --run ID``), stopping it, and
+noticing a worker that died without saying so (SIGKILL, OOM, reboot).
+
+The store is the only channel between processes: the task row says the status
+and the current run, the run row says the pid. Every pid is of this machine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from conveyor.core.errors import ConveyorError
+from conveyor.events.lifecycle import FAILED, task_event
+from conveyor.replication.full_load import ProgressCallback
+from conveyor.replication.task_runner import (
+    ACTIVE_STATUSES,
+    FAILED_STATUS,
+    STARTING,
+    STOPPING,
+    check_runnable,
+    run_task,
+)
+from conveyor.stack.model import Stack
+from conveyor.store.store import DEFAULT_HOME, Store
+
+# A run claimed but whose worker never recorded a pid (the starting CLI died in
+# between) is considered dead after this long.
+PIDLESS_GRACE = timedelta(seconds=60)
+
+log = logging.getLogger(__name__)
+
+
+class TaskBusy(ConveyorError):
+    """The task is already running, or not running when it should be."""
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether ``pid`` is a live process that could be a Conveyor worker: not gone,
+    not a zombie, and (where /proc tells) a Python process, not a reused pid."""
+    if pid is None or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path("/proc") / str(pid)
+    try:
+        stat = (proc / "stat").read_text()
+        # The state follows the parenthesised command name, which may itself hold ")".
+        # A zombie is gone once its last thread is: until then it still holds its
+        # files (and their locks), as a killed worker's threads wind down.
+        if stat[stat.rindex(")") + 2 :].startswith(("Z", "X")) and len(os.listdir(proc / "task")) <= 1:
+            return False
+        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError):
+        return True  # no /proc here: trust the signal
+    return "python" in cmdline or "conveyor" in cmdline
+
+
+def _worker_dead(run: dict[str, Any] | None) -> int | bool | None:
+    """False when the run's worker may still be alive; else the dead pid (None when
+    the run never got one)."""
+    if run is None:
+        return None
+    pid = run.get("pid")
+    if pid is None:
+        started = run.get("started_at")
+        if started is not None and datetime.now(UTC) - started < PIDLESS_GRACE:
+            return False
+        return None
+    return False if pid_alive(pid) else int(pid)
+
+
+def reap_stale(store: Store, name: str) -> dict[str, Any]:
+    """The task's status; if it says starting/running/stopping but the worker is
+    gone, first record that run as failed ("worker process N died")."""
+    status = store.task_status(name)
+    if status["status"] not in ACTIVE_STATUSES:
+        return status
+    run_id = status["current_run"]
+    run = store.run(run_id) if run_id is not None else None
+    dead = _worker_dead(run)
+    if dead is False:
+        return status
+    reason = f"worker process {dead} died" if dead is not None else "worker process never started"
+    if store.transition_task(name, [status["status"]], FAILED_STATUS, expected_run=run_id, clear=True):
+        if run_id is not None:
+            store.finish_run(run_id, FAILED_STATUS, None, reason)
+        store.set_task_status(name, FAILED_STATUS, error=reason)
+        store.put_event(task_event(FAILED, name, reason))
+    return store.task_status(name)
+
+
+def current_pid(store: Store, status: dict[str, Any]) -> int | None:
+    run_id = status.get("current_run")
+    run = store.run(run_id) if run_id is not None else None
+    return None if run is None else run.get("pid")
+
+
+def claim_start(store: Store, stack: Stack, name: str, pid: int | None = None) -> int:
+    """Make a new run of task ``name`` its current one, status ``starting``; raise
+    TaskBusy if a live worker has it. Returns the run id."""
+    check_runnable(stack, name)
+    store.ensure_task(name)
+    status = reap_stale(store, name)
+    if status["status"] in ACTIVE_STATUSES:
+        raise TaskBusy(_busy_message(store, name, status))
+    run_id = store.start_run(name, pid, status=STARTING)
+    claimed = store.transition_task(
+        name, [status["status"]], STARTING, expected_run=status["current_run"], run=run_id, clear=True
+    )
+    if not claimed:  # another start won the race
+        store.discard_run(run_id)
+        raise TaskBusy(_busy_message(store, name, store.task_status(name)))
+    return run_id
+
+
+def _busy_message(store: Store, name: str, status: dict[str, Any]) -> str:
+    pid = current_pid(store, status)
+    return f"task {name} is already running (pid {pid if pid is not None else 'not yet known'})"
+
+
+def request_stop(store: Store, name: str) -> dict[str, Any]:
+    """Ask the task's worker to stop: status ``stopping`` in the store, and SIGTERM
+    to its pid. Raises TaskBusy when the task is not running."""
+    status = reap_stale(store, name)
+    if status["status"] not in ACTIVE_STATUSES:
+        detail = status["status"]
+        if status.get("last_error"):
+            detail += f": {status['last_error']}"
+        raise TaskBusy(f"task {name} is not running (status {detail})")
+    store.transition_task(name, [STARTING, "running"], STOPPING, expected_run=status["current_run"])
+    pid = current_pid(store, status)
+    if pid is not None and pid != os.getpid() and pid_alive(pid):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    return {"task": name, "status": STOPPING, "pid": pid}
+
+
+def log_path(name: str) -> Path:
+    home = Path(os.environ.get("CONVEYOR_HOME", DEFAULT_HOME))
+    return home / "logs" / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".log")
+
+
+def spawn_worker(store: Store, name: str, run_id: int) -> int:
+    """Start the detached worker process for a claimed run; returns its pid."""
+    path = log_path(name)
+    argv = [sys.executable, "-m", "conveyor.replication.worker", name, "--run", str(run_id)]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # posix_spawn rather than Popen: nothing here waits for the worker, and an
+        # abandoned Popen warns at exit. Python's own descriptors are not inherited.
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        try:
+            log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                pid = os.posix_spawn(
+                    sys.executable,
+                    argv,
+                    dict(os.environ),
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, devnull, 0),
+                        (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                        (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                    ],
+                    setsid=True,  # its own session: a Ctrl-C or hangup here does not reach it
+                )
+            finally:
+                os.close(log_fd)
+        finally:
+            os.close(devnull)
+    except OSError as exc:
+        reason = f"could not start the worker process: {exc}"
+        store.finish_run(run_id, FAILED_STATUS, None, reason)
+        store.set_task_status(name, FAILED_STATUS, error=reason)
+        store.put_event(task_event(FAILED, name, reason))
+        raise ConveyorError(f"task {name}: {reason}") from None
+    store.set_run(run_id, pid=pid)
+    return pid
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, *signums: signal.Signals) -> Iterator[None]:
+    """While inside, the given signals set ``stop`` instead of ending the process
+    (a second SIGINT ends it the usual way). Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:  # a second Ctrl-C: stop now
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        log.warning("%s: stopping between batches", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def run_claimed(
+    store: Store, stack: Stack, name: str, run_id: int, on_progress: ProgressCallback | None = None
+) -> str:
+    """Run a claimed run in this process until it ends; SIGTERM and SIGINT stop it."""
+    stop = threading.Event()
+    with stop_on_signals(stop, signal.SIGTERM, signal.SIGINT):
+        return run_task(store, stack, name, run_id=run_id, stop=stop, on_progress=on_progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from conveyor.cli.progress import PlainProgress
+
+    parser = argparse.ArgumentParser(prog="python -m conveyor.replication.worker")
+    parser.add_argument("task")
+    parser.add_argument("--run", type=int, required=True, help="the run claimed by `conveyor tasks start`")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    log.info("task %s: worker pid %d for run %d", args.task, os.getpid(), args.run)
+    store = Store.open()
+    try:
+        document = store.stack_document()
+        if document is None:
+            raise ConveyorError("nothing is applied")
+        stack = Stack.from_store_dict(document)
+        status = run_claimed(store, stack, args.task, args.run, PlainProgress(sys.stderr))
+    except ConveyorError as exc:
+        # Before run_task took the run over: record why, or the task stays "starting".
+        store.finish_run(args.run, FAILED_STATUS, None, str(exc))
+        store.set_task_status(args.task, FAILED_STATUS, error=str(exc))
+        store.put_event(task_event(FAILED, args.task, str(exc)))
+        log.error("task %s: %s", args.task, exc)
+        return 1
+    finally:
+        store.close()
+    log.info("task %s: %s", args.task, status)
+    return 1 if status == FAILED_STATUS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
