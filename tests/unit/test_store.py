@@ -1,9 +1,11 @@
-"""The metadata store on SQLite: runs, statistics, events and schema versions."""
+"""The metadata store on SQLite and on PostgreSQL (CONVEYOR_STORE_URL): runs,
+statistics, events and schema versions."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -14,9 +16,18 @@ from conveyor.store import schema
 from conveyor.store.store import Store
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Where a store lives: a CONVEYOR_HOME directory, or a private PostgreSQL database."""
+    if request.param == "sqlite":
+        return {"home": tmp_path / "home"}
+    server = request.getfixturevalue("pg_server")
+    return {"url": server.url(server.new_database("store"))}
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(home=tmp_path / "home")
+def store(location: dict[str, Any]) -> Iterator[Store]:
+    opened = Store.open(**location)
     yield opened
     opened.close()
 
@@ -52,19 +63,19 @@ def test_events_in_order_and_since(store: Store) -> None:
     assert store.list_events(limit=1) == [started]
 
 
-def test_stack_document_survives_reopen(tmp_path: Path) -> None:
-    first = Store.open(home=tmp_path)
+def test_stack_document_survives_reopen(location: dict[str, Any]) -> None:
+    first = Store.open(**location)
     first.put_stack_document({"endpoints": {"a": {"engine": "sqlite"}}})
     first.close()
-    second = Store.open(home=tmp_path)
+    second = Store.open(**location)
     assert second.stack_document() == {"endpoints": {"a": {"engine": "sqlite"}}}
     second.close()
 
 
-def test_a_store_newer_than_the_code_is_refused(tmp_path: Path) -> None:
-    first = Store.open(home=tmp_path)
+def test_a_store_newer_than_the_code_is_refused(location: dict[str, Any]) -> None:
+    first = Store.open(**location)
     with first.engine.begin() as conn:
         conn.execute(update(schema.schema_version).values(version=schema.SCHEMA_VERSION + 1))
     first.close()
     with pytest.raises(ConveyorError, match="newer than this Conveyor understands"):
-        Store.open(home=tmp_path)
+        Store.open(**location)
