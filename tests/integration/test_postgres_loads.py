@@ -14,14 +14,17 @@ from uuid import UUID
 
 import duckdb
 import psycopg
+import pyarrow as pa
 import pytest
 
 from conveyor.connectors.base import EndpointConfig, PrepMode
 from conveyor.connectors.duckdb.target import DuckDBTarget
 from conveyor.connectors.postgres.source import PostgresSource
 from conveyor.connectors.postgres.target import PostgresTarget
+from conveyor.core import types as t
 from conveyor.core.errors import SchemaMismatch
-from conveyor.core.schema import TableSchema
+from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import Kind
 from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan, TableProgress
 from conveyor.replication.settings import ErrorBehavior, RecordPolicy
 from conveyor.replication.validation import VALIDATED, validate_table
@@ -323,3 +326,23 @@ def test_postgres_to_duckdb_keeps_every_value(source_url: str, duck: DuckDBTarge
         "1 year 2 months -3 days 00:00:00.000001",
         Decimal("5.00"),
     )
+
+
+def test_names_past_postgres_limit_are_refused_and_enum_types_stay_short(pg_target_url: str) -> None:
+    target = PostgresTarget(EndpointConfig("dst", "postgres", url=pg_target_url))
+    mood = t.enum(("a", "b"))
+    too_long = TableSchema(
+        TableRef("public", "ñ" * 40), (Column("id", t.simple(Kind.INT32), False),), ("id",)
+    )
+    with pytest.raises(SchemaMismatch, match=r"at most 63 bytes: table 'ñññ.*' \(80 bytes\)"):
+        target.begin_load(too_long, PrepMode.DROP_AND_CREATE)
+    name = "é" * 30  # 60 bytes: fits, but "<table>_<column>_enum" would not
+    table = TableSchema(
+        TableRef("public", name), (Column("id", t.simple(Kind.INT32), False), Column("m", mood))
+    )
+    load = target.begin_load(table, PrepMode.DROP_AND_CREATE)
+    load.write(pa.record_batch({"id": pa.array([1], pa.int32()), "m": pa.array(["b"])}))
+    load.commit()
+    described = target.describe(table.ref)
+    assert described is not None and described.column("m").type.labels == ("a", "b")
+    assert len((described.column("m").type.native or "").strip('"').encode()) <= 63

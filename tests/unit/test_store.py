@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from conveyor.core.errors import ConveyorError
 from conveyor.events.lifecycle import STARTED, STOPPED, task_event
@@ -79,3 +79,17 @@ def test_a_store_newer_than_the_code_is_refused(location: dict[str, Any]) -> Non
     first.close()
     with pytest.raises(ConveyorError, match="newer than this Conveyor understands"):
         Store.open(**location)
+
+
+def test_an_older_store_is_migrated(location: dict[str, Any]) -> None:
+    first = Store.open(**location)
+    with first.engine.begin() as conn:
+        conn.execute(update(schema.schema_version).values(version=1))
+        schema.task_progress.drop(conn)
+    first.close()
+    second = Store.open(**location)
+    second.put_task_progress("t", 1, {"CDCLatencySource": 0.5})
+    assert second.task_progress("t") == {"CDCLatencySource": 0.5}
+    with second.engine.begin() as conn:
+        assert conn.execute(select(schema.schema_version.c.version)).scalar() == schema.SCHEMA_VERSION
+    second.close()

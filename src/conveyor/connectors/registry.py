@@ -7,6 +7,7 @@ import importlib
 from typing import Any
 
 from conveyor.connectors.base import EndpointConfig, Source, Target
+from conveyor.connectors.changes import ChangeApplier, ChangeSource
 from conveyor.core.errors import ConfigError
 
 SOURCES = {
@@ -17,6 +18,19 @@ SOURCES = {
 TARGETS = {
     "duckdb": "conveyor.connectors.duckdb.target:DuckDBTarget",
     "postgres": "conveyor.connectors.postgres.target:PostgresTarget",
+}
+
+# Sources that can also capture changes (connectors.changes.ChangeSource).
+CHANGE_SOURCES = {
+    "postgres": "conveyor.connectors.postgres.capture:PostgresChangeSource",
+    "mysql": "conveyor.connectors.mysql.capture:MySQLChangeSource",
+    "sqlite": "conveyor.connectors.sqlite.capture:SQLiteChangeSource",
+}
+
+# Targets that can apply changes (connectors.changes.ChangeApplier).
+APPLIERS = {
+    "postgres": "conveyor.connectors.postgres.apply:PostgresApplier",
+    "duckdb": "conveyor.connectors.duckdb.apply:DuckDBApplier",
 }
 
 
@@ -38,6 +52,16 @@ def _open(role: str, engines: dict[str, str], config: EndpointConfig) -> Any:
 def open_source(config: EndpointConfig) -> Source:
     source: Source = _open("source", SOURCES, config)
     return source
+
+
+def open_change_source(config: EndpointConfig) -> ChangeSource:
+    source: ChangeSource = _open("change-capture source", CHANGE_SOURCES, config)
+    return source
+
+
+def open_applier(config: EndpointConfig) -> ChangeApplier:
+    applier: ChangeApplier = _open("change target", APPLIERS, config)
+    return applier
 
 
 def open_target(config: EndpointConfig) -> Target:

@@ -266,10 +266,11 @@ class TableMappings:
             included = True
         return included
 
-    def select(self, tables: Sequence[TableSchema]) -> list[MappedTable]:
-        """The selected tables, in input order, with their target shape."""
+    def select(self, tables: Sequence[TableSchema], allow_empty: bool = False) -> list[MappedTable]:
+        """The selected tables, in input order, with their target shape. Selecting
+        none is an error (FailOnNoTablesCaptured) unless ``allow_empty``."""
         chosen = [t for t in tables if self._selected(t.ref)]
-        if not chosen:
+        if not chosen and not allow_empty:
             names = [str(t.ref) for t in tables[:_MAX_LISTED]]
             listed = ", ".join(names) if names else "(none)"
             more = f" (and {len(tables) - _MAX_LISTED} more)" if len(tables) > _MAX_LISTED else ""

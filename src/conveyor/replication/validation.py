@@ -9,6 +9,7 @@ rows missing on either side and rows whose values differ.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from conveyor.connectors.base import Snapshot, Target
+from conveyor.core.types import Kind
 from conveyor.replication.full_load import TablePlan
 
 VALIDATED = "Validated"
@@ -68,9 +70,24 @@ def _values(column: pa.Array) -> list[Any]:
     return column.to_pylist()  # type: ignore[no-any-return]
 
 
-def _rows(batches: Iterator[Any], key_index: list[int]) -> Iterator[tuple[tuple[Any, ...], bytes]]:
+def _json_document(text: str | None) -> str | None:
+    """A JSON text in one spelling: jsonb and other engines rewrite spacing,
+    key order and escapes of the same document."""
+    if text is None:
+        return None
+    try:
+        return json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+def _rows(
+    batches: Iterator[Any], key_index: list[int], json_columns: frozenset[int] = frozenset()
+) -> Iterator[tuple[tuple[Any, ...], bytes]]:
     for batch in batches:
         columns = [_values(col) for col in batch.columns]
+        for index in json_columns:
+            columns[index] = [_json_document(v) for v in columns[index]]
         for values in zip(*columns, strict=True):
             normal = tuple(_normal(v) for v in values)
             digest = hashlib.blake2b(repr(normal).encode(), digest_size=16).digest()
@@ -89,10 +106,13 @@ def validate_table(
             result.state = MISMATCHED
         return result
     key_index = [plan.target.column_names.index(k) for k in plan.target.primary_key]
+    json_columns = frozenset(i for i, c in enumerate(plan.target.columns) if c.type.kind is Kind.JSON)
     source = _rows(
-        (plan.project(b) for b in snapshot.read(plan.source, batch_rows, order_by_key=True)), key_index
+        (plan.project(b) for b in snapshot.read(plan.source, batch_rows, order_by_key=True)),
+        key_index,
+        json_columns,
     )
-    target_rows = _rows(target.read(plan.target, batch_rows, order_by_key=True), key_index)
+    target_rows = _rows(target.read(plan.target, batch_rows, order_by_key=True), key_index, json_columns)
     src, tgt = next(source, None), next(target_rows, None)
 
     def note(key: tuple[Any, ...]) -> None:

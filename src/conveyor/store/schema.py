@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint
 
-SCHEMA_VERSION = 1
+# 1: stacks, tasks, runs, table_stats, events
+# 2: task_progress (the running task's change-capture position and latencies)
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -62,4 +64,13 @@ events = Table(
     Column("source", String(200), nullable=False),
     Column("detail_type", String(200), nullable=False),
     Column("event", JSON, nullable=False),
+)
+
+task_progress = Table(
+    "task_progress",
+    metadata,
+    Column("task", String(200), primary_key=True),
+    Column("run_id", Integer, nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -84,6 +84,9 @@ class Store:
                     f"the metadata store has schema version {version}, newer than this Conveyor "
                     f"understands ({s.SCHEMA_VERSION}): upgrade Conveyor"
                 )
+            elif version < s.SCHEMA_VERSION:
+                # Every change so far only adds tables, which create_all made above.
+                conn.execute(update(s.schema_version).values(version=s.SCHEMA_VERSION))
 
     # the applied stack
     def stack_document(self) -> dict[str, Any] | None:
@@ -207,6 +210,21 @@ class Store:
         query = select(s.runs).where(s.runs.c.task == task).order_by(s.runs.c.id.desc()).limit(limit)
         with self._tx() as conn:
             return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+
+    # the running task's progress (change capture position, latencies)
+    def put_task_progress(self, task: str, run_id: int, detail: dict[str, Any]) -> None:
+        with self._tx() as conn:
+            values = {"run_id": run_id, "detail": detail, "updated_at": now()}
+            changed = conn.execute(
+                update(s.task_progress).where(s.task_progress.c.task == task).values(**values)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(s.task_progress).values(task=task, **values))
+
+    def task_progress(self, task: str) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            row = conn.execute(select(s.task_progress.c.detail).where(s.task_progress.c.task == task)).first()
+        return dict(row[0]) if row else None
 
     # per-table statistics
     def put_table_stats(

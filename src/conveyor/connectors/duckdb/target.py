@@ -151,7 +151,11 @@ class DuckDBTarget:
         cols = ", ".join(quote(c) for c in table.column_names)
         query = f"SELECT {cols} FROM {qualified(table.ref)}"
         if order_by_key and table.primary_key:
-            query += " ORDER BY " + ", ".join(quote(k) for k in table.primary_key)
+            keys = [
+                quote(k) + ("::VARCHAR" if table.column(k).type.kind is Kind.ENUM else "")
+                for k in table.primary_key
+            ]  # enums by label, as validation compares, not by declaration order
+            query += " ORDER BY " + ", ".join(keys)
         cur = self._connection().cursor()
         try:
             reader = cur.sql(query).to_arrow_reader(batch_rows)

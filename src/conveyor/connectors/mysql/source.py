@@ -18,7 +18,7 @@ from pymysql.cursors import SSCursor
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.mysql import connection
 from conveyor.connectors.mysql.connection import quote
-from conveyor.connectors.mysql.types import NativeColumn, from_native, select_expression
+from conveyor.connectors.mysql.types import NativeColumn, from_native, order_expression, select_expression
 from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
@@ -177,22 +177,27 @@ class MySQLSnapshot:
     MySQL protocol ends an unbuffered result), so the snapshot stays usable.
     """
 
-    def __init__(self, config: EndpointConfig) -> None:
+    def __init__(self, config: EndpointConfig, conn: Connection | None = None) -> None:
+        """``conn``: adopt a connection (from ``connection.connect``) whose REPEATABLE
+        READ transaction WITH CONSISTENT SNAPSHOT is already open, e.g. the one
+        change capture read the matching binlog position on; the snapshot then
+        owns and closes it."""
         self.config = config
         self._lock = threading.Lock()
         self._owner: int | None = None
         self._reading: TableRef | None = None
         self._lost: str | None = None
-        conn = connection.connect(config)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        except pymysql.err.MySQLError as exc:
-            conn.close()
-            raise ConnectionFailed(
-                f"endpoint {config.name!r}: cannot open a consistent snapshot: {exc.args[-1]}"
-            ) from None
+        if conn is None:
+            conn = connection.connect(config)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            except pymysql.err.MySQLError as exc:
+                conn.close()
+                raise ConnectionFailed(
+                    f"endpoint {config.name!r}: cannot open a consistent snapshot: {exc.args[-1]}"
+                ) from None
         self._conn: Connection | None = conn
 
     @contextmanager
@@ -247,7 +252,10 @@ class MySQLSnapshot:
         cols = ", ".join(select_expression(c.name, c.type) for c in table.columns)
         query = f"SELECT {cols} FROM {qualified(table.ref)}"
         if order_by_key and table.primary_key:
-            query += " ORDER BY " + ", ".join(quote(k) for k in table.primary_key)
+            # In the order validation merges in (code point order for strings).
+            query += " ORDER BY " + ", ".join(
+                order_expression(k, table.column(k).type) for k in table.primary_key
+            )
         schema = table.arrow_schema()
         converters = [_converter(table, c) for c in table.columns]
         with self._exclusive(table.ref) as conn:

@@ -15,6 +15,8 @@ Decisions where the mapping is a choice:
   constraint: the caller says whether the column has one (``is_json``).
 * Spatial types travel as WKT text (see :func:`select_expression`); any other
   type travels as its text form, with its native spelling kept.
+* ``float`` is selected as a DOUBLE, which the text protocol spells exactly
+  (it rounds a FLOAT to 6 significant digits).
 """
 
 from __future__ import annotations
@@ -135,6 +137,32 @@ def select_expression(name: str, ctype: ColumnType) -> str:
     """How to select a column so its value arrives in the form it travels as."""
     if is_spatial(ctype):
         return f"ST_AsText({quote(name)})"
+    if ctype.kind is Kind.FLOAT32:
+        # The text protocol spells a FLOAT with 6 significant digits (16777217
+        # arrives as 16777200); as a DOUBLE it is the float's exact value.
+        return f"CAST({quote(name)} AS DOUBLE)"
+    return quote(name)
+
+
+# Kinds whose values travel as strings: validation merges their keys in code
+# point order, which is neither MySQL's collation order nor (for uuid, enum)
+# the order of the stored value.
+_STRING_KINDS = frozenset({Kind.TEXT, Kind.ENUM, Kind.UUID, Kind.JSON})
+
+
+def order_expression(name: str, ctype: ColumnType) -> str:
+    """How to ORDER BY a key column so rows come in the order Python compares
+    the values they travel as.
+
+    String keys sort by their UTF-8 bytes (which is code point order): a binary
+    string compares byte by byte without padding, unlike the column's collation
+    (case- and accent-insensitive, PAD SPACE) or even ``utf8mb4_bin`` (PAD SPACE:
+    'a' sorts after 'a\\t'). ``CONVERT`` first, so a column in another
+    character set sorts by its UTF-8 form; an enum sorts by its label, not its
+    index, and a uuid by its text, not MariaDB's swapped storage order.
+    """
+    if ctype.kind in _STRING_KINDS:
+        return f"CAST(CONVERT({select_expression(name, ctype)} USING utf8mb4) AS BINARY)"
     return quote(name)
 
 

@@ -206,7 +206,10 @@ def select_query(table: TableSchema, order_by_key: bool = False) -> sql.Composed
         keys = []
         for name in table.primary_key:
             key: sql.Composable = sql.Identifier(name)
-            if table.column(name).type.kind in {Kind.TEXT, Kind.ENUM}:
+            kind = table.column(name).type.kind
+            if kind is Kind.ENUM:  # by label, as validation compares, not by declaration order
+                key = sql.SQL('{}::text COLLATE "C"').format(key)
+            elif kind is Kind.TEXT:
                 key = sql.SQL('{} COLLATE "C"').format(key)
             keys.append(key)
         query += sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(keys))

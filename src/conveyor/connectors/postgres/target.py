@@ -3,6 +3,7 @@ written by COPY inside one transaction per table load."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -19,7 +20,7 @@ from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified, read_arrow, read_tables
 from conveyor.connectors.postgres.types import to_ddl
-from conveyor.core.errors import DataError, NotFoundError, SchemaMismatch
+from conveyor.core.errors import DataError, NotFoundError, SchemaMismatch, TerminalError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
 
@@ -27,6 +28,7 @@ ENGINE = "postgres"
 RAW_FORMAT = "postgres-binary"
 EXCEPTIONS_TABLE = "awsdms_apply_exceptions"
 EXCEPTIONS_SCHEMA = "public"
+MAX_NAME_BYTES = 63
 COPY_WRITE_BYTES = 1 << 20
 _COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
 
@@ -57,11 +59,17 @@ class PostgresTarget:
             return _describe(conn, ref)
 
     def begin_load(self, table: TableSchema, mode: PrepMode) -> PostgresTableLoad:
+        check_names(table)
         same_engine = table.native_engine == ENGINE
-        with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.ref.schema)))
-            for column in table.columns:
-                _create_enum(conn, table, column, same_engine)
+        try:
+            with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.ref.schema))
+                )
+                for column in table.columns:
+                    _create_enum(conn, table, column, same_engine)
+        except psycopg.Error as exc:
+            raise TerminalError(f"table {table.ref}: {' '.join(str(exc).split())}") from None
         conn = connection.connect(self.config)
         try:
             existing = _describe(conn, table.ref)
@@ -76,6 +84,9 @@ class PostgresTarget:
                 )
                 if mode is PrepMode.TRUNCATE_BEFORE_LOAD:
                     conn.execute(sql.SQL("TRUNCATE {}").format(qualified(table.ref)))
+        except psycopg.Error as exc:
+            conn.close()
+            raise TerminalError(f"table {table.ref}: {' '.join(str(exc).split())}") from None
         except BaseException:
             conn.rollback()
             conn.close()
@@ -146,14 +157,36 @@ def create_table_sql(table: TableSchema, same_engine: bool) -> sql.Composed:
     return sql.SQL("CREATE TABLE {} ({})").format(qualified(table.ref), sql.SQL(", ").join(parts))
 
 
+def check_names(table: TableSchema) -> None:
+    """PostgreSQL cuts names longer than 63 bytes without a word; refuse them."""
+    names = [("schema", table.ref.schema), ("table", table.ref.name)]
+    names += [("column", c.name) for c in table.columns]
+    long = [
+        f"{kind} {name!r} ({len(name.encode())} bytes)"
+        for kind, name in names
+        if len(name.encode()) > MAX_NAME_BYTES
+    ]
+    if long:
+        raise SchemaMismatch(
+            f"table {table.ref}: PostgreSQL names are at most {MAX_NAME_BYTES} bytes: {', '.join(long)}; "
+            "rename with a table-mapping transformation rule"
+        )
+
+
 def enum_type_name(table: TableSchema, column: Column, same_engine: bool) -> str:
     """The enum type a column gets: the source's own type name when it is
-    PostgreSQL, otherwise one named after the table and column."""
+    PostgreSQL, otherwise one named after the table and column (shortened with a
+    digest when that name would pass PostgreSQL's 63 bytes)."""
     ctype = column.type.element if column.type.kind is Kind.ARRAY else column.type
     assert ctype is not None
     if same_engine and ctype.native:
         return ctype.native.removesuffix("[]").split(".")[-1].strip('"')
-    return f"{table.ref.name}_{column.name}"[:59] + "_enum"
+    name = f"{table.ref.name}_{column.name}_enum"
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
+    prefix = name.encode()[: MAX_NAME_BYTES - len(digest) - 6].decode(errors="ignore")
+    return f"{prefix}_{digest}_enum"
 
 
 def _create_enum(

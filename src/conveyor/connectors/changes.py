@@ -1,0 +1,153 @@
+"""The change-capture seam: what a source's change stream yields and what a
+target's change applier takes.
+
+A source captures changes of the selected tables from a position on: a
+PostgreSQL replication slot (pgoutput), a MariaDB/MySQL binlog, triggers into a
+change table on SQLite. Its stream yields events in source commit order:
+row changes, then the ``Commit`` that closes their transaction with the
+position to resume *after* it. The runner groups committed transactions into
+batches, applies each batch in one target transaction together with the task's
+checkpoint, and only then acknowledges the position to the source. A crash at
+any point therefore replays from the target's checkpoint, and the runner skips
+what the checkpoint already covers: nothing lost, nothing applied twice.
+
+Row values are Python values in conveyor's in-flight form, the values
+``pa.array(values, type=column.type.arrow())`` takes: int, float, Decimal, str
+(also uuid, json, unbounded numeric, enum), bytes, bool, date, time, datetime
+(UTC-aware for timestamptz), ``pa.MonthDayNano`` for intervals, lists for
+arrays. Infinite dates and timestamps (PostgreSQL's ``infinity``) have no
+Python value: streams deliver them as the strings ``"infinity"`` and
+``"-infinity"``, and the runner turns them into core.types' sentinels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.schema import TableRef, TableSchema
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """One row's change. ``values`` holds the new image for INSERT and UPDATE
+    (every column, except those in ``unchanged``: a value the source did not
+    send because it did not change, such as an unchanged TOASTed value, which
+    is not NULL and must not overwrite the target's value). For DELETE, and for
+    an UPDATE that changed the primary key, ``old_key`` holds the key columns of
+    the row as it was (the whole old row under REPLICA IDENTITY FULL)."""
+
+    table: TableRef
+    op: Op
+    values: dict[str, Any]
+    old_key: dict[str, Any] | None = None
+    unchanged: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The end of a source transaction. ``position`` is where to resume to see
+    only what comes after it; ``time`` is the source's commit time (latency)."""
+
+    position: Checkpoint
+    time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TableDefinition:
+    """A table's shape as the stream now sees it (before its next changes); a
+    difference from the shape known so far is DDL (ADD COLUMN, a type change ...)."""
+
+    schema: TableSchema
+
+
+@dataclass(frozen=True)
+class Truncate:
+    tables: tuple[TableRef, ...]
+
+
+ChangeEvent = RowChange | Commit | TableDefinition | Truncate
+
+
+@dataclass(frozen=True)
+class CaptureStart:
+    """Where capture begins, and for a full-load-and-cdc task the snapshot the
+    full load must read (exactly the state at ``position``: no gap, no overlap).
+    ``snapshot_id`` is engine-specific (PostgreSQL's exported snapshot name)."""
+
+    position: Checkpoint
+    snapshot_id: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class ChangeStream(Protocol):
+    def events(self, idle_timeout: float) -> Iterator[ChangeEvent | None]:
+        """Events in source commit order, forever; ``None`` when nothing arrived
+        within ``idle_timeout`` seconds (the runner then flushes and checks for a
+        stop). Raises TerminalError with "resync required" when the source can no
+        longer deliver from the position (dropped slot, purged binlog)."""
+        ...
+
+    def ack(self, position: Checkpoint) -> None:
+        """Everything up to ``position`` is durable on the target: the source may
+        release it (a slot's flush LSN)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ChangeSource(Protocol):
+    """A Source that can also capture changes."""
+
+    def preflight(self, tables: Sequence[TableSchema]) -> list[str]:
+        """Check the source can capture these tables. Raises ConfigError naming
+        every blocking setting; returns warnings (a table without a primary key)."""
+        ...
+
+    def begin_capture(self, task: str, tables: Sequence[TableSchema], export_snapshot: bool) -> CaptureStart:
+        """Create what capture needs (slot and publication, triggers ...), named
+        after the task; idempotent for the same tables."""
+        ...
+
+    def open_stream(self, task: str, tables: Sequence[TableSchema], start: Checkpoint) -> ChangeStream: ...
+
+    def end_capture(self, task: str) -> None:
+        """Remove what ``begin_capture`` created."""
+        ...
+
+
+@dataclass(frozen=True)
+class TableChanges:
+    """One table's share of an apply batch, already reduced to one final change
+    per primary key: ``deletes`` are key rows to remove; ``upserts`` are whole
+    rows to insert or replace; ``partial`` holds UPDATEs whose ``unchanged``
+    columns must keep the target's value (rows of the other columns, grouped by
+    which columns are unchanged). ``truncate`` empties the table first."""
+
+    table: TableSchema
+    deletes: Sequence[dict[str, Any]] = ()
+    upserts: Sequence[dict[str, Any]] = ()
+    partial: dict[frozenset[str], list[dict[str, Any]]] = field(default_factory=dict)
+    truncate: bool = False
+
+
+class ChangeApplier(Protocol):
+    """A Target that can apply changes."""
+
+    def read_checkpoint(self, task: str) -> Checkpoint | None:
+        """The position the task's last applied batch reached, from the target's
+        control table (the truth after a crash), or None."""
+        ...
+
+    def apply_changes(self, task: str, changes: Sequence[TableChanges], checkpoint: Checkpoint) -> None:
+        """Apply in one target transaction, with the checkpoint; all or nothing."""
+        ...
+
+    def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+        """ALTER TABLE ADD COLUMN for columns of ``table`` the target lacks."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,184 @@
+"""Applying change batches to a PostgreSQL target, set-based.
+
+Per table: the keys of deleted and replaced rows are copied into a temporary
+table and deleted with one ``DELETE ... USING``; final rows are copied straight
+into the table; partial updates (unchanged TOASTed values) go through a
+temporary table and one ``UPDATE ... FROM``. The task's checkpoint is written
+in the same transaction, so the target either has a batch and its position or
+neither.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from conveyor.connectors.arrow_rows import rows_to_batch
+from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.changes import TableChanges
+from conveyor.connectors.postgres import connection
+from conveyor.connectors.postgres.copy_text import encode_batch
+from conveyor.connectors.postgres.source import qualified
+from conveyor.connectors.postgres.target import column_ddl
+from conveyor.core.batch import Checkpoint
+from conveyor.core.errors import DataError, TransientError
+from conveyor.core.schema import Column, TableSchema
+
+CONTROL_SCHEMA = "public"
+CHECKPOINTS = "conveyor_checkpoints"
+
+
+def _joined(names: Sequence[str]) -> sql.Composed:
+    return sql.SQL(", ").join(map(sql.Identifier, names))
+
+
+def _key_match(table: TableSchema, left: str, right: str) -> sql.Composed:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{}.{} = {}.{}").format(
+            sql.Identifier(left), sql.Identifier(k), sql.Identifier(right), sql.Identifier(k)
+        )
+        for k in table.primary_key
+    )
+
+
+class PostgresApplier:
+    """Holds one connection for the task's change batches."""
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = connection.connect(self.config)
+            self._ensure_control_table(self._conn)
+        return self._conn
+
+    def _ensure_control_table(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} (task_name text PRIMARY KEY, position jsonb NOT NULL, "
+                "updated_at timestamptz NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(CONTROL_SCHEMA), sql.Identifier(CHECKPOINTS))
+        )
+        conn.commit()
+
+    def read_checkpoint(self, task: str) -> Checkpoint | None:
+        conn = self._connection()
+        row = conn.execute(
+            sql.SQL("SELECT position FROM {}.{} WHERE task_name = %s").format(
+                sql.Identifier(CONTROL_SCHEMA), sql.Identifier(CHECKPOINTS)
+            ),
+            (task,),
+        ).fetchone()
+        conn.commit()
+        if row is None:
+            return None
+        document = row[0]
+        return Checkpoint(document["engine"], document["position"])
+
+    def apply_changes(self, task: str, changes: Sequence[TableChanges], checkpoint: Checkpoint) -> None:
+        conn = self._connection()
+        try:
+            for table_changes in changes:
+                self._apply_table(conn, table_changes)
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.{} (task_name, position, updated_at) VALUES (%s, %s, now()) "
+                    "ON CONFLICT (task_name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()"
+                ).format(sql.Identifier(CONTROL_SCHEMA), sql.Identifier(CHECKPOINTS)),
+                (task, json.dumps({"engine": checkpoint.engine, "position": checkpoint.position})),
+            )
+            conn.commit()
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise TransientError(connection.describe_failure(self.config, exc)) from None
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            conn.rollback()
+            raise DataError(f"applying changes: {' '.join(str(exc).split())}") from None
+        except BaseException:
+            if not conn.closed:
+                conn.rollback()
+            raise
+
+    def _apply_table(self, conn: psycopg.Connection[Any], changes: TableChanges) -> None:
+        table = changes.table
+        target = qualified(table.ref)
+        if changes.truncate:
+            conn.execute(sql.SQL("DELETE FROM {}").format(target))
+        keyed = [*changes.deletes, *(changes.upserts if table.primary_key else ())]
+        if keyed:
+            keys = _temp_table(conn, table, table.primary_key, "keys")
+            _copy_rows(conn, keys, table, keyed, table.primary_key)
+            conn.execute(
+                sql.SQL("DELETE FROM {} AS t USING {} AS k WHERE {}").format(
+                    target, keys, _key_match(table, "t", "k")
+                )
+            )
+        if changes.upserts:
+            _copy_rows(conn, target, table, changes.upserts, table.column_names)
+        for unchanged, rows in changes.partial.items():
+            present = [c for c in table.column_names if c not in unchanged]
+            staged = _temp_table(conn, table, present, "partial")
+            _copy_rows(conn, staged, table, rows, present)
+            updates = [c for c in present if c not in table.primary_key]
+            if updates:
+                assignments = sql.SQL(", ").join(
+                    sql.SQL("{} = p.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in updates
+                )
+                conn.execute(
+                    sql.SQL("UPDATE {} AS t SET {} FROM {} AS p WHERE {}").format(
+                        target, assignments, staged, _key_match(table, "t", "p")
+                    )
+                )
+
+    def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+        conn = self._connection()
+        same_engine = table.native_engine == "postgres"
+        for name in columns:
+            # Rows already there have no value for it: the column takes NULLs.
+            added = Column(name, table.column(name).type, nullable=True)
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(
+                    qualified(table.ref), column_ddl(table, added, same_engine)
+                )
+            )
+        conn.commit()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+def _temp_table(
+    conn: psycopg.Connection[Any], table: TableSchema, columns: Sequence[str], role: str
+) -> sql.Composable:
+    """A temporary table with ``columns`` of ``table``'s types, emptied at commit."""
+    name = sql.Identifier(f"conveyor_{role}")
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            name, _joined(columns), qualified(table.ref)
+        )
+    )
+    return name
+
+
+def _copy_rows(
+    conn: psycopg.Connection[Any],
+    into: sql.Composable,
+    table: TableSchema,
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+) -> None:
+    data = encode_batch(rows_to_batch(table, rows, columns))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(into, _joined(columns))
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(data)

@@ -1,0 +1,140 @@
+"""Reducing a batch of committed row changes to one final change per key.
+
+Applying the reduced batch set-based (delete the keys, insert the final rows,
+update the partial rows) leaves the target exactly as applying every change in
+order would. Replaying changes the target already has converges to the same
+state, which is what makes a crash between target commit and source
+acknowledgement harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.connectors.changes import RowChange, TableChanges
+from conveyor.core.batch import Op
+from conveyor.core.errors import TerminalError
+from conveyor.core.schema import TableSchema
+
+Key = tuple[Any, ...]
+
+
+@dataclass
+class _Partial:
+    """An UPDATE whose ``unchanged`` columns must keep the target's values."""
+
+    row: dict[str, Any]
+    unchanged: frozenset[str]
+
+
+@dataclass
+class TableReducer:
+    """The pending changes of one table, keyed by primary key, in target column
+    names (``rename`` maps source to target names; columns it lacks are dropped)."""
+
+    table: TableSchema
+    rename: dict[str, str]
+    truncate: bool = False
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    _final: dict[Key, dict[str, Any] | _Partial | None] = field(default_factory=dict)
+    _appended: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, change: RowChange) -> None:
+        values = self._renamed(change.values)
+        unchanged = frozenset(self.rename[c] for c in change.unchanged if c in self.rename)
+        old = self._renamed(change.old_key) if change.old_key is not None else None
+        if change.op is Op.INSERT:
+            self.inserts += 1
+            self._put(values, frozenset(), None)
+        elif change.op is Op.UPDATE:
+            self.updates += 1
+            self._put(values, unchanged, old)
+        elif change.op is Op.DELETE:
+            self.deletes += 1
+            self._delete(old if old is not None else values)
+        else:
+            raise ValueError(f"unexpected change operation {change.op!r}")
+
+    def clear(self) -> None:
+        """A TRUNCATE: what came before it in the batch no longer matters."""
+        self._final.clear()
+        self._appended.clear()
+        self.truncate = True
+
+    @property
+    def pending(self) -> int:
+        return len(self._final) + len(self._appended) + int(self.truncate)
+
+    def changes(self) -> TableChanges:
+        deletes: list[dict[str, Any]] = []
+        upserts: list[dict[str, Any]] = list(self._appended)
+        partial: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for key, final in self._final.items():
+            if final is None:
+                deletes.append(dict(zip(self.table.primary_key, key, strict=True)))
+            elif isinstance(final, _Partial):
+                partial.setdefault(final.unchanged, []).append(final.row)
+            else:
+                upserts.append(final)
+        return TableChanges(self.table, deletes, upserts, partial, truncate=self.truncate)
+
+    def _renamed(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {self.rename[name]: value for name, value in values.items() if name in self.rename}
+
+    def _key(self, values: dict[str, Any]) -> Key:
+        try:
+            return tuple(values[k] for k in self.table.primary_key)
+        except KeyError as exc:
+            raise TerminalError(
+                f"table {self.table.ref}: a change lacks key column {exc.args[0]!r}"
+            ) from None
+
+    def _put(self, row: dict[str, Any], unchanged: frozenset[str], old: dict[str, Any] | None) -> None:
+        if not self.table.primary_key:
+            if unchanged:
+                raise TerminalError(
+                    f"table {self.table.ref}: an update without a primary key cannot be applied"
+                )
+            self._appended.append(row)
+            return
+        key = self._key(row)
+        previous = self._final.get(key)
+        if old is not None and all(k in old for k in self.table.primary_key):
+            old_key = self._key(old)
+            if old_key != key:
+                previous = self._final.get(old_key)
+                if unchanged:
+                    # The old image may carry the unchanged values (REPLICA IDENTITY FULL).
+                    source = previous if isinstance(previous, dict) else old
+                    missing = [c for c in unchanged if c not in source]
+                    if missing:
+                        raise TerminalError(
+                            f"table {self.table.ref}: a primary key change left columns "
+                            f"{', '.join(sorted(missing))} unsent; reload the table"
+                        )
+                    row = {**row, **{c: source[c] for c in unchanged}}
+                    unchanged = frozenset()
+                self._final[old_key] = None
+                previous = self._final.get(key)
+        if not unchanged:
+            self._final[key] = row
+        elif isinstance(previous, dict):
+            self._final[key] = {**previous, **row}
+        elif isinstance(previous, _Partial):
+            merged = {**previous.row, **row}
+            self._final[key] = _Partial(merged, previous.unchanged & unchanged)
+        else:
+            self._final[key] = _Partial(row, unchanged)
+
+    def _delete(self, values: dict[str, Any]) -> None:
+        if not self.table.primary_key:
+            raise TerminalError(f"table {self.table.ref}: a delete without a primary key cannot be applied")
+        self._final[self._key(values)] = None
+
+
+def reduce_changes(reducers: Sequence[TableReducer]) -> list[TableChanges]:
+    return [r.changes() for r in reducers if r.pending]

@@ -1,0 +1,260 @@
+"""The change-capture loop: read a source's change stream, batch committed
+transactions, apply each batch set-based with its checkpoint in one target
+transaction, then acknowledge the position to the source.
+
+Order of effects for every batch, and what a crash between any two means:
+
+1. changes are read (not yet on the target: replayed after a restart);
+2. ``apply_changes`` commits rows and checkpoint together (all or nothing);
+3. ``ack`` lets the source release what the checkpoint covers (a crash before
+   it replays the batch, which the reduced, key-based apply makes harmless).
+
+A transaction larger than the batch limit is applied in parts under the
+previous checkpoint, so memory stays bounded; a crash inside it replays the
+whole transaction, which converges to the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.connectors.changes import (
+    ChangeApplier,
+    ChangeStream,
+    Commit,
+    RowChange,
+    TableChanges,
+    TableDefinition,
+    Truncate,
+)
+from conveyor.core.batch import Checkpoint
+from conveyor.core.errors import ConnectionFailed, DataError, TransientError
+from conveyor.core.schema import TableRef, TableSchema
+from conveyor.replication.cdc.reduce import TableReducer
+from conveyor.replication.mappings import MappedTable, TableMappings
+
+log = logging.getLogger(__name__)
+
+TABLE_SUSPENDED = "Table error"
+
+
+@dataclass
+class CaptureTable:
+    """One captured table: its mapping, the changes pending in the current batch
+    and its counters under the migration service's names."""
+
+    mapped: MappedTable
+    reducer: TableReducer
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    ddls: int = 0
+    suspended: str | None = None
+
+    @classmethod
+    def of(cls, mapped: MappedTable) -> CaptureTable:
+        return cls(mapped, _reducer(mapped))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "Inserts": self.inserts,
+            "Updates": self.updates,
+            "Deletes": self.deletes,
+            "Ddls": self.ddls,
+            "AppliedChanges": self.inserts + self.updates + self.deletes,
+            "SuspendedReason": self.suspended,
+        }
+
+
+def _reducer(mapped: MappedTable) -> TableReducer:
+    rename = {c.source: c.target for c in mapped.columns if c.source is not None}
+    return TableReducer(mapped.target, rename)
+
+
+@dataclass
+class CaptureProgress:
+    """What `tasks describe` shows for the task while it captures."""
+
+    position: Checkpoint | None = None
+    last_commit_time: datetime | None = None
+    last_applied_commit_time: datetime | None = None
+    applied_batches: int = 0
+    applied_changes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        now = datetime.now(UTC)
+
+        def lag(value: datetime | None) -> float | None:
+            return round(max((now - value).total_seconds(), 0.0), 3) if value else None
+
+        return {
+            "SourcePosition": self.position.position if self.position else None,
+            "CDCLatencySource": lag(self.last_commit_time),
+            "CDCLatencyTarget": lag(self.last_applied_commit_time),
+            "AppliedBatches": self.applied_batches,
+            "AppliedChanges": self.applied_changes,
+        }
+
+
+@dataclass
+class ChangeCapture:
+    """Runs until ``stop`` is set (or the stream fails terminally).
+
+    ``flush_seconds`` bounds how long a committed change waits before it is
+    applied; ``max_batch_changes`` bounds the memory a batch holds."""
+
+    task: str
+    stream: ChangeStream
+    applier: ChangeApplier
+    mappings: TableMappings
+    tables: dict[TableRef, CaptureTable]
+    start: Checkpoint
+    stop: threading.Event = field(default_factory=threading.Event)
+    flush_seconds: float = 0.5
+    max_batch_changes: int = 50_000
+    retry_seconds: float = 5.0
+    on_batch: Callable[[ChangeCapture], None] = field(default=lambda capture: None)
+    on_suspended: Callable[[CaptureTable], None] = field(default=lambda table: None)
+    progress: CaptureProgress = field(default_factory=CaptureProgress)
+
+    def __post_init__(self) -> None:
+        self._applied = self.start
+        self._committed: Checkpoint | None = None
+        self._pending = 0
+        self._first_pending: float | None = None
+        self._pending_commit_time: datetime | None = None
+        self.progress.position = self.start
+
+    def run(self) -> None:
+        for event in self.stream.events(idle_timeout=min(self.flush_seconds, 0.2)):
+            if self.stop.is_set():
+                break
+            if event is None:
+                if self._pending or self._committed is not None:
+                    self._flush()
+                continue
+            if isinstance(event, RowChange):
+                self._on_change(event)
+            elif isinstance(event, Commit):
+                self._committed = event.position
+                self.progress.last_commit_time = event.time or datetime.now(UTC)
+                self._pending_commit_time = self.progress.last_commit_time
+            elif isinstance(event, TableDefinition):
+                self._on_definition(event.schema)
+            elif isinstance(event, Truncate):
+                for ref in event.tables:
+                    table = self.tables.get(ref)
+                    if table is not None and table.suspended is None:
+                        table.reducer.clear()
+                        self._note_pending()
+            if self._pending >= self.max_batch_changes or (
+                self._first_pending is not None
+                and time.monotonic() - self._first_pending >= self.flush_seconds
+            ):
+                self._flush()
+        self._flush()
+
+    def _note_pending(self) -> None:
+        self._pending += 1
+        if self._first_pending is None:
+            self._first_pending = time.monotonic()
+
+    def _on_change(self, change: RowChange) -> None:
+        table = self.tables.get(change.table)
+        if table is None or table.suspended is not None:
+            return
+        table.reducer.add(change)
+        self._note_pending()
+
+    def _on_definition(self, schema: TableSchema) -> None:
+        """A table's shape as the source now has it: new columns reach the target."""
+        table = self.tables.get(schema.ref)
+        selected = self.mappings.select([schema], allow_empty=True)
+        if not selected:
+            return
+        mapped = selected[0]
+        if table is None:
+            return  # not captured by this task (its selection is fixed at start)
+        known = set(table.mapped.target.column_names)
+        added = [c for c in mapped.target.column_names if c not in known]
+        if added:
+            self._flush(partial=True)
+            self._apply_with_retry(lambda: self.applier.add_columns(mapped.target, added))
+            table.ddls += 1
+            log.info("task %s: table %s: added columns %s", self.task, mapped.target.ref, ", ".join(added))
+        if mapped.target != table.mapped.target or mapped.columns != table.mapped.columns:
+            self._flush(partial=True)
+            reducer = _reducer(mapped)
+            table.mapped, table.reducer = mapped, reducer
+
+    def _flush(self, partial: bool = False) -> None:
+        """Apply what is pending. Rows of an unfinished transaction go with the
+        last complete transaction's checkpoint (``partial``, or a full batch)."""
+        if not self._pending and self._committed is None:
+            return
+        position = self._committed or self._applied
+        changes = [
+            t.reducer.changes() for t in self.tables.values() if t.reducer.pending and t.suspended is None
+        ]
+        self._apply(changes, position)
+        for table in self.tables.values():
+            table.inserts += table.reducer.inserts
+            table.updates += table.reducer.updates
+            table.deletes += table.reducer.deletes
+            table.reducer = _reducer(table.mapped)
+        self.progress.applied_batches += 1
+        self.progress.applied_changes += self._pending
+        self._pending, self._first_pending = 0, None
+        if self._committed is not None:
+            self._applied = self._committed
+            self.progress.position = self._committed
+            self.progress.last_applied_commit_time = self._pending_commit_time
+            self.stream.ack(self._committed)
+            self._committed = None
+        self.on_batch(self)
+
+    def _apply(self, changes: list[TableChanges], position: Checkpoint) -> None:
+        try:
+            self._apply_with_retry(self._applying(changes, position))
+        except DataError:
+            # Find the tables the target refuses, one at a time under the old
+            # checkpoint; suspend them and apply the rest.
+            good = []
+            for table_changes in changes:
+                try:
+                    self._apply_with_retry(self._applying([table_changes], self._applied))
+                    good.append(table_changes)
+                except DataError as exc:
+                    self._suspend(table_changes.table.ref, str(exc))
+            self._apply_with_retry(self._applying(good, position))
+
+    def _applying(self, changes: list[TableChanges], position: Checkpoint) -> Callable[[], None]:
+        return lambda: self.applier.apply_changes(self.task, changes, position)
+
+    def _suspend(self, target_ref: TableRef, reason: str) -> None:
+        for table in self.tables.values():
+            if table.mapped.target.ref == target_ref:
+                table.suspended = reason
+                log.error("task %s: table %s suspended: %s", self.task, target_ref, reason)
+                self.on_suspended(table)
+
+    def _apply_with_retry(self, action: Callable[[], None]) -> None:
+        """Retry while the target is unreachable; the checkpoint stays put, so
+        nothing is lost however long it takes. A stop ends the wait."""
+        delay = 0.5
+        while True:
+            try:
+                action()
+                return
+            except (TransientError, ConnectionFailed) as exc:
+                if self.stop.is_set():
+                    raise
+                log.warning("task %s: target unavailable, retrying in %.1f s: %s", self.task, delay, exc)
+                self.stop.wait(delay)
+                delay = min(delay * 2, self.retry_seconds)

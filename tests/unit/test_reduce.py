@@ -1,0 +1,141 @@
+"""Reducing committed changes to one final change per key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conveyor.connectors.changes import RowChange, TableChanges
+from conveyor.core import types as t
+from conveyor.core.batch import Op
+from conveyor.core.errors import TerminalError
+from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import Kind
+from conveyor.replication.cdc.reduce import TableReducer
+
+REF = TableRef("public", "items")
+TABLE = TableSchema(
+    REF,
+    (
+        Column("id", t.simple(Kind.INT64), False),
+        Column("v", t.simple(Kind.TEXT)),
+        Column("big", t.simple(Kind.TEXT)),
+    ),
+    ("id",),
+)
+
+
+def change(
+    op: Op, values: dict[str, Any], old: dict[str, Any] | None = None, unchanged: frozenset[str] = frozenset()
+) -> RowChange:
+    return RowChange(REF, op, values, old, unchanged)
+
+
+def reduced(*changes: RowChange, table: TableSchema = TABLE) -> TableChanges:
+    reducer = TableReducer(table, {c: c for c in table.column_names})
+    for c in changes:
+        reducer.add(c)
+    return reducer.changes()
+
+
+CASES: list[tuple[str, list[RowChange], dict[str, Any]]] = [
+    (
+        "insert then update is one row",
+        [
+            change(Op.INSERT, {"id": 1, "v": "a", "big": "B"}),
+            change(Op.UPDATE, {"id": 1, "v": "b", "big": "B"}),
+        ],
+        {"upserts": [{"id": 1, "v": "b", "big": "B"}]},
+    ),
+    (
+        "insert then delete is a delete",
+        [change(Op.INSERT, {"id": 1, "v": "a", "big": None}), change(Op.DELETE, {}, {"id": 1})],
+        {"deletes": [{"id": 1}]},
+    ),
+    (
+        "an unchanged value is taken from the row inserted earlier in the batch",
+        [
+            change(Op.INSERT, {"id": 1, "v": "a", "big": "B"}),
+            change(Op.UPDATE, {"id": 1, "v": "b"}, unchanged=frozenset({"big"})),
+        ],
+        {"upserts": [{"id": 1, "v": "b", "big": "B"}]},
+    ),
+    (
+        "an unchanged value alone is a partial update",
+        [change(Op.UPDATE, {"id": 1, "v": "b"}, unchanged=frozenset({"big"}))],
+        {"partial": {frozenset({"big"}): [{"id": 1, "v": "b"}]}},
+    ),
+    (
+        "two partial updates merge",
+        [
+            change(Op.UPDATE, {"id": 1, "v": "b"}, unchanged=frozenset({"big"})),
+            change(Op.UPDATE, {"id": 1, "v": "c"}, unchanged=frozenset({"big"})),
+        ],
+        {"partial": {frozenset({"big"}): [{"id": 1, "v": "c"}]}},
+    ),
+    (
+        "a key change deletes the old key and writes the new",
+        [
+            change(Op.INSERT, {"id": 1, "v": "a", "big": "B"}),
+            change(Op.UPDATE, {"id": 2, "v": "a", "big": "B"}, {"id": 1}),
+        ],
+        {"deletes": [{"id": 1}], "upserts": [{"id": 2, "v": "a", "big": "B"}]},
+    ),
+    (
+        "a key change takes unchanged values from the full old row",
+        [
+            change(
+                Op.UPDATE, {"id": 2, "v": "x"}, {"id": 1, "v": "a", "big": "B"}, unchanged=frozenset({"big"})
+            )
+        ],
+        {"deletes": [{"id": 1}], "upserts": [{"id": 2, "v": "x", "big": "B"}]},
+    ),
+    (
+        "delete then insert again is the new row",
+        [change(Op.DELETE, {}, {"id": 1}), change(Op.INSERT, {"id": 1, "v": "new", "big": None})],
+        {"upserts": [{"id": 1, "v": "new", "big": None}]},
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "changes", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_reduction(name: str, changes: list[RowChange], expected: dict[str, Any]) -> None:
+    result = reduced(*changes)
+    assert list(result.deletes) == expected.get("deletes", [])
+    assert list(result.upserts) == expected.get("upserts", [])
+    assert result.partial == expected.get("partial", {})
+
+
+def test_truncate_drops_what_came_before_and_keeps_what_follows() -> None:
+    reducer = TableReducer(TABLE, {c: c for c in TABLE.column_names})
+    reducer.add(change(Op.INSERT, {"id": 1, "v": "a", "big": None}))
+    reducer.clear()
+    reducer.add(change(Op.INSERT, {"id": 2, "v": "b", "big": None}))
+    result = reducer.changes()
+    assert result.truncate and list(result.upserts) == [{"id": 2, "v": "b", "big": None}]
+    assert (reducer.inserts, reducer.updates, reducer.deletes) == (2, 0, 0)
+
+
+def test_renamed_and_removed_columns() -> None:
+    target = TableSchema(
+        REF, (Column("ID", t.simple(Kind.INT64), False), Column("V", t.simple(Kind.TEXT))), ("ID",)
+    )
+    reducer = TableReducer(target, {"id": "ID", "v": "V"})
+    reducer.add(change(Op.INSERT, {"id": 1, "v": "a", "big": "dropped"}))
+    assert list(reducer.changes().upserts) == [{"ID": 1, "V": "a"}]
+
+
+def test_without_a_primary_key_rows_are_appended_and_deletes_refused() -> None:
+    keyless = TableSchema(REF, TABLE.columns)
+    reducer = TableReducer(keyless, {c: c for c in keyless.column_names})
+    reducer.add(change(Op.INSERT, {"id": 1, "v": "a", "big": None}))
+    reducer.add(change(Op.INSERT, {"id": 1, "v": "a", "big": None}))
+    assert len(reducer.changes().upserts) == 2
+    with pytest.raises(TerminalError, match="without a primary key"):
+        reducer.add(change(Op.DELETE, {}, {"id": 1, "v": "a", "big": None}))
+
+
+def test_a_key_change_with_unsent_values_and_no_old_row_asks_for_a_reload() -> None:
+    with pytest.raises(TerminalError, match="reload the table"):
+        reduced(change(Op.UPDATE, {"id": 2, "v": "x"}, {"id": 1}, unchanged=frozenset({"big"})))
