@@ -15,7 +15,7 @@ from conveyor.cli.app import app, applied_stack, opened_store
 from conveyor.cli.progress import LiveProgress, PlainProgress
 from conveyor.connectors.registry import SOURCES, open_source, open_target
 from conveyor.core.errors import ConveyorError, NotFoundError
-from conveyor.replication.task_runner import ACTIVE_STATUSES, all_validated, validate_task
+from conveyor.replication.task_runner import ACTIVE_STATUSES, StartMode, all_validated, validate_task
 from conveyor.replication.worker import (
     claim_start,
     current_pid,
@@ -28,6 +28,9 @@ from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+WaitOption = Annotated[
+    bool, typer.Option("--wait", help="Run in the foreground until the task stops; exit 1 if it failed.")
+]
 tasks_app = typer.Typer(no_args_is_help=True, help="Replication tasks.")
 endpoints_app = typer.Typer(no_args_is_help=True, help="Endpoints.")
 events_app = typer.Typer(no_args_is_help=True, help="Lifecycle events.")
@@ -79,12 +82,29 @@ def tasks_start(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Start a task in a background worker process (or in the foreground with --wait)."""
+    """Start a task afresh in a background worker process (or in the foreground with --wait).
+    A change-capture task begins a new capture (and full load, for full-load-and-cdc)."""
+    _start(name, wait, as_json, "start")
+
+
+@tasks_app.command("resume")
+def tasks_resume(name: str, wait: WaitOption = False, as_json: JsonOption = False) -> None:
+    """Continue a change-capture task from its target's checkpoint, also after a crash."""
+    _start(name, wait, as_json, "resume")
+
+
+@tasks_app.command("reload")
+def tasks_reload(name: str, wait: WaitOption = False, as_json: JsonOption = False) -> None:
+    """Resync: drop the task's capture and start afresh (full load, then capture)."""
+    _start(name, wait, as_json, "reload")
+
+
+def _start(name: str, wait: bool, as_json: bool, mode: StartMode) -> None:
     with opened_store() as store:
         stack = applied_task_stack(store, name)
         if not wait:
             run_id = claim_start(store, stack, name)
-            pid = spawn_worker(store, name, run_id)
+            pid = spawn_worker(store, name, run_id, mode)
             if as_json:
                 _emit({"task": name, "status": "starting", "pid": pid}, True)
             else:
@@ -93,9 +113,9 @@ def tasks_start(
         run_id = claim_start(store, stack, name, pid=os.getpid())
         if sys.stdout.isatty() and not as_json:
             with LiveProgress(_out) as live:
-                status = run_claimed(store, stack, name, run_id, live)
+                status = run_claimed(store, stack, name, run_id, live, mode)
         else:
-            status = run_claimed(store, stack, name, run_id, PlainProgress())
+            status = run_claimed(store, stack, name, run_id, PlainProgress(), mode)
         described = _describe(store, name)
     _emit(described, as_json)
     if not as_json:
@@ -121,7 +141,11 @@ def _describe(store: Store, name: str) -> dict[str, Any]:
     status = reap_stale(store, name)
     runs = store.list_runs(name, limit=5)
     pid = current_pid(store, status)
-    return {"task": name, **status, "pid": pid, "tables": store.table_stats(name), "runs": runs}
+    described = {"task": name, **status, "pid": pid, "tables": store.table_stats(name), "runs": runs}
+    progress = store.task_progress(name)
+    if progress is not None:
+        described["capture"] = progress
+    return described
 
 
 def _print_described(described: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from conveyor.connectors.base import Snapshot
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.schema import TableRef, TableSchema
 
@@ -110,6 +111,12 @@ class ChangeSource(Protocol):
     def begin_capture(self, task: str, tables: Sequence[TableSchema], export_snapshot: bool) -> CaptureStart:
         """Create what capture needs (slot and publication, triggers ...), named
         after the task; idempotent for the same tables."""
+        ...
+
+    def capture_snapshot(self, start: CaptureStart) -> Snapshot:
+        """The snapshot a full load reads after ``begin_capture(export_snapshot=True)``:
+        it shows exactly the state at ``start.position``. Closing it releases
+        whatever held that state (PostgreSQL's exporting replication connection)."""
         ...
 
     def open_stream(self, task: str, tables: Sequence[TableSchema], start: Checkpoint) -> ChangeStream: ...

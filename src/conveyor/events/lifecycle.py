@@ -14,6 +14,13 @@ REGION = "local"
 STARTED = ("DMS-EVENT-0069", "REPLICATION_TASK_STARTED", "StateChange", "Replication task has started.")
 STOPPED = ("DMS-EVENT-0079", "REPLICATION_TASK_STOPPED", "StateChange", "Stop Reason {reason}")
 FAILED = ("DMS-EVENT-0078", "REPLICATION_TASK_FAILED", "Failure", "Replication task has failed. {reason}")
+# The migration service has no public id for a suspended table: Conveyor's own, in the same shape.
+TABLE_SUSPENDED = (
+    "CONVEYOR-EVENT-0001",
+    "REPLICATION_TASK_TABLE_SUSPENDED",
+    "Failure",
+    "Table suspended. {reason}",
+)
 
 
 def task_arn(task: str) -> str:

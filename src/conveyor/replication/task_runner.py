@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from typing import Any, Literal
 
-from conveyor.connectors.base import Source, Target
-from conveyor.connectors.registry import open_source, open_target
+from conveyor.connectors.base import Snapshot, Source, Target
+from conveyor.connectors.registry import CHANGE_SOURCES, open_source, open_target
 from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.events.lifecycle import FAILED, STARTED, STOPPED, task_event
 from conveyor.replication.full_load import (
@@ -21,8 +23,9 @@ from conveyor.replication.full_load import (
     TableProgress,
 )
 from conveyor.replication.mappings import TableMappings
+from conveyor.replication.settings import TaskSettings
 from conveyor.replication.validation import VALIDATED, TableValidation, validate_table
-from conveyor.stack.model import Stack
+from conveyor.stack.model import Stack, TaskSpec
 from conveyor.store.store import Store
 
 # Stop reasons, as the migration service reports them (its events say "Stop Reason X").
@@ -39,6 +42,8 @@ FAILED_STATUS = "failed"
 ACTIVE_STATUSES = (STARTING, RUNNING, STOPPING)
 
 log = logging.getLogger(__name__)
+
+StartMode = Literal["start", "resume", "reload"]
 
 
 def stats_document(progress: TableProgress) -> dict[str, Any]:
@@ -103,9 +108,11 @@ def check_runnable(stack: Stack, name: str) -> None:
     spec = stack.tasks.get(name)
     if spec is None:
         raise ConfigError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
-    if spec.migration_type != "full-load":
+    engine = stack.endpoints[spec.source].engine
+    if spec.migration_type != "full-load" and engine not in CHANGE_SOURCES:
         raise ConfigError(
-            f"task {name!r}: migration_type {spec.migration_type!r} is not supported by this build yet"
+            f"task {name!r}: migration_type {spec.migration_type!r} needs change capture, "
+            f"which a {engine} source does not have (available: {', '.join(sorted(CHANGE_SOURCES))})"
         )
 
 
@@ -151,6 +158,93 @@ class StopWatcher:
                 return
 
 
+@dataclass
+class TaskRun:
+    """One run of a task in this process, as its parts (full load, change
+    capture) see it."""
+
+    store: Store
+    stack: Stack
+    name: str
+    run_id: int
+    stop: threading.Event
+    on_progress: ProgressCallback | None = None
+
+    @property
+    def spec(self) -> TaskSpec:
+        return self.stack.tasks[self.name]
+
+    @cached_property
+    def settings(self) -> TaskSettings:
+        return self.spec.task_settings()
+
+    def mark_running(self) -> None:
+        # Only from starting: a stop requested meanwhile must stay visible.
+        self.store.transition_task(self.name, [STARTING], RUNNING, expected_run=self.run_id)
+        self.store.set_run(self.run_id, status=RUNNING)
+        self.store.put_event(task_event(STARTED, self.name))
+
+    def report(self, progress: TableProgress) -> None:
+        ref = progress.plan.target.ref
+        self.store.put_table_stats(self.name, self.run_id, ref.schema, ref.name, stats_document(progress))
+        if self.on_progress is not None:
+            self.on_progress(progress)
+
+
+def load_tables(
+    run: TaskRun, snapshot: Snapshot, target: Target, plans: list[TablePlan]
+) -> list[TableProgress]:
+    """The full load of ``plans`` from ``snapshot``, validated when the settings
+    say so. Raises when a table failed (unless the user stopped the run)."""
+    settings = run.settings.full_load_settings
+    loader = FullLoad(
+        snapshot,
+        target,
+        plans,
+        settings.target_table_prep_mode,
+        batch_rows=settings.commit_rate,
+        parallel=settings.max_full_load_sub_tasks,
+        on_progress=run.report,
+        stop=_LoadStop(run.stop),
+        task=run.name,
+        errors=run.settings.error_behavior,
+    )
+    results = loader.run()
+    unfinished = [p for p in results if p.state != TABLE_COMPLETED]
+    if run.stop.is_set() and (unfinished or not results):
+        return results
+    if run.settings.validation_settings.enable_validation:
+        for progress in results:
+            if progress.state == TABLE_COMPLETED:
+                check = validate_table(snapshot, target, progress.plan, settings.commit_rate)
+                report_validation(run.store, run.name, run.run_id, progress, check)
+    if unfinished:
+        reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in unfinished)
+        raise ConveyorError(f"{len(unfinished)} of {len(results)} tables failed: {reason}")
+    return results
+
+
+def _full_load_task(run: TaskRun) -> str:
+    """A full-load task; returns its stop reason."""
+    source = open_source(run.stack.endpoint_config(run.spec.source))
+    target = open_target(run.stack.endpoint_config(run.spec.target))
+    try:
+        plans = plan_tables(run.stack, run.name, source)
+        run.mark_running()
+        snapshot = source.snapshot()
+        try:
+            results = load_tables(run, snapshot, target, plans)
+        finally:
+            snapshot.close()
+    finally:
+        target.close()
+        source.close()
+    unfinished = [p for p in results if p.state != TABLE_COMPLETED]
+    return (
+        STOP_REASON_NORMAL if run.stop.is_set() and (unfinished or not results) else FULL_LOAD_ONLY_FINISHED
+    )
+
+
 def run_task(
     store: Store,
     stack: Stack,
@@ -159,72 +253,34 @@ def run_task(
     run_id: int | None = None,
     stop: threading.Event | None = None,
     on_progress: ProgressCallback | None = None,
+    mode: StartMode = "start",
 ) -> str:
     """Run the task to its end in this process; returns the final status.
 
     ``run_id`` is a run already claimed for this process (see
     ``conveyor.replication.worker.claim_start``); without it one is started here.
-    Setting ``stop`` (or the store status ``stopping``) ends the load between
+    Setting ``stop`` (or the store status ``stopping``) ends the run between
     batches: unfinished tables are rolled back and the task stops with reason
-    NORMAL. ``on_progress`` sees every table progress report after the store."""
+    NORMAL. ``on_progress`` sees every table progress report after the store.
+    ``mode`` matters to change-capture tasks: ``start`` begins afresh (a new
+    full load for full-load-and-cdc), ``resume`` continues from the target's
+    checkpoint, ``reload`` drops the capture and starts afresh (a resync)."""
     check_runnable(stack, name)
-    spec = stack.tasks[name]
-    task_settings = spec.task_settings()
-    settings = task_settings.full_load_settings
     stop = stop if stop is not None else threading.Event()
     if run_id is None:
         run_id = store.start_run(name, os.getpid(), status=STARTING)
         store.set_task_status(name, STARTING, run=run_id)
     else:
         store.set_run(run_id, pid=os.getpid())
-    results: list[TableProgress] = []
+    run = TaskRun(store, stack, name, run_id, stop, on_progress)
     try:
         with StopWatcher(store, name, run_id, stop):
-            source = open_source(stack.endpoint_config(spec.source))
-            target = open_target(stack.endpoint_config(spec.target))
-            plans = plan_tables(stack, name, source)
-            # Only from starting: a stop requested meanwhile must stay visible.
-            store.transition_task(name, [STARTING], RUNNING, expected_run=run_id)
-            store.set_run(run_id, status=RUNNING)
-            store.put_event(task_event(STARTED, name))
+            if run.spec.migration_type == "full-load":
+                reason = _full_load_task(run)
+            else:
+                from conveyor.replication.cdc.task import capture_task
 
-            def report(progress: TableProgress) -> None:
-                ref = progress.plan.target.ref
-                store.put_table_stats(name, run_id, ref.schema, ref.name, stats_document(progress))
-                if on_progress is not None:
-                    on_progress(progress)
-
-            snapshot = source.snapshot()
-            try:
-                loader = FullLoad(
-                    snapshot,
-                    target,
-                    plans,
-                    settings.target_table_prep_mode,
-                    batch_rows=settings.commit_rate,
-                    parallel=settings.max_full_load_sub_tasks,
-                    on_progress=report,
-                    stop=_LoadStop(stop),
-                    task=name,
-                    errors=task_settings.error_behavior,
-                )
-                results = loader.run()
-                unfinished = [p for p in results if p.state != TABLE_COMPLETED]
-                if not (stop.is_set() and unfinished) and task_settings.validation_settings.enable_validation:
-                    for progress in results:
-                        if progress.state == TABLE_COMPLETED:
-                            check = validate_table(snapshot, target, progress.plan, settings.commit_rate)
-                            report_validation(store, name, run_id, progress, check)
-            finally:
-                snapshot.close()
-                target.close()
-                source.close()
-        unfinished = [p for p in results if p.state != TABLE_COMPLETED]
-        if stop.is_set() and (unfinished or not results):
-            return _finish(store, name, run_id, STOPPED_STATUS, STOP_REASON_NORMAL)
-        if unfinished:
-            reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in unfinished)
-            raise ConveyorError(f"{len(unfinished)} of {len(results)} tables failed: {reason}")
+                reason = capture_task(run, mode)
     except ConveyorError as exc:
         if stop.is_set():  # stopped while opening the endpoints, say: still a user stop
             return _finish(store, name, run_id, STOPPED_STATUS, STOP_REASON_NORMAL)
@@ -233,7 +289,7 @@ def run_task(
         # A bug or an interrupt: record it, so the task is not left "running".
         _finish(store, name, run_id, FAILED_STATUS, None, f"internal error: {exc!r}")
         raise
-    return _finish(store, name, run_id, STOPPED_STATUS, FULL_LOAD_ONLY_FINISHED)
+    return _finish(store, name, run_id, STOPPED_STATUS, reason)
 
 
 def _finish(

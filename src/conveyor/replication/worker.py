@@ -29,6 +29,7 @@ from conveyor.replication.task_runner import (
     FAILED_STATUS,
     STARTING,
     STOPPING,
+    StartMode,
     check_runnable,
     run_task,
 )
@@ -156,10 +157,10 @@ def log_path(name: str) -> Path:
     return home / "logs" / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".log")
 
 
-def spawn_worker(store: Store, name: str, run_id: int) -> int:
+def spawn_worker(store: Store, name: str, run_id: int, mode: StartMode = "start") -> int:
     """Start the detached worker process for a claimed run; returns its pid."""
     path = log_path(name)
-    argv = [sys.executable, "-m", "conveyor.replication.worker", name, "--run", str(run_id)]
+    argv = [sys.executable, "-m", "conveyor.replication.worker", name, "--run", str(run_id), "--mode", mode]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # posix_spawn rather than Popen: nothing here waits for the worker, and an
@@ -218,12 +219,17 @@ def stop_on_signals(stop: threading.Event, *signums: signal.Signals) -> Iterator
 
 
 def run_claimed(
-    store: Store, stack: Stack, name: str, run_id: int, on_progress: ProgressCallback | None = None
+    store: Store,
+    stack: Stack,
+    name: str,
+    run_id: int,
+    on_progress: ProgressCallback | None = None,
+    mode: StartMode = "start",
 ) -> str:
     """Run a claimed run in this process until it ends; SIGTERM and SIGINT stop it."""
     stop = threading.Event()
     with stop_on_signals(stop, signal.SIGTERM, signal.SIGINT):
-        return run_task(store, stack, name, run_id=run_id, stop=stop, on_progress=on_progress)
+        return run_task(store, stack, name, run_id=run_id, stop=stop, on_progress=on_progress, mode=mode)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conveyor.replication.worker")
     parser.add_argument("task")
     parser.add_argument("--run", type=int, required=True, help="the run claimed by `conveyor tasks start`")
+    parser.add_argument("--mode", choices=["start", "resume", "reload"], default="start")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     log.info("task %s: worker pid %d for run %d", args.task, os.getpid(), args.run)
@@ -241,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         if document is None:
             raise ConveyorError("nothing is applied")
         stack = Stack.from_store_dict(document)
-        status = run_claimed(store, stack, args.task, args.run, PlainProgress(sys.stderr))
+        status = run_claimed(store, stack, args.task, args.run, PlainProgress(sys.stderr), args.mode)
     except ConveyorError as exc:
         # Before run_task took the run over: record why, or the task stays "starting".
         store.finish_run(args.run, FAILED_STATUS, None, str(exc))

@@ -19,6 +19,10 @@ from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
 
 SCHEMA = "main"
+# Change capture's own tables (connectors.sqlite.capture): never user tables.
+CHANGES_TABLE = "conveyor_changes"
+REGISTRY_TABLE = "conveyor_capture"
+CONTROL_TABLES = frozenset({CHANGES_TABLE, REGISTRY_TABLE})
 _SIZED = re.compile(r"^\s*([A-Za-z ]+?)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)\s*$")
 
 # Declared type names SQLite users write, to conveyor kinds. Anything else
@@ -103,14 +107,12 @@ class SQLiteSource:
                     "SELECT name FROM sqlite_schema WHERE type = 'table' "
                     "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
                 )
+                if r[0] not in CONTROL_TABLES
             ]
             return [self._describe(conn, name) for name in names]
 
     def _describe(self, conn: sqlite3.Connection, name: str) -> TableSchema:
-        info = conn.execute('SELECT name, type, "notnull", pk FROM pragma_table_info(?)', (name,)).fetchall()
-        columns = tuple(Column(c[0], from_declared(c[1]), nullable=not c[2] and not c[3]) for c in info)
-        key = tuple(c[0] for c in sorted((c for c in info if c[3]), key=lambda c: c[3]))
-        return TableSchema(TableRef(SCHEMA, name), columns, key)
+        return describe(conn, name)
 
     def snapshot(self) -> SQLiteSnapshot:
         return SQLiteSnapshot(self._connect())
@@ -152,6 +154,20 @@ class SQLiteSnapshot:
     def close(self) -> None:
         self._conn.rollback()
         self._conn.close()
+
+
+def describe(conn: sqlite3.Connection, name: str) -> TableSchema:
+    """The schema of table ``name`` as ``SQLiteSource.tables`` lists it."""
+    info = conn.execute('SELECT name, type, "notnull", pk FROM pragma_table_info(?)', (name,)).fetchall()
+    columns = tuple(Column(c[0], from_declared(c[1]), nullable=not c[2] and not c[3]) for c in info)
+    key = tuple(c[0] for c in sorted((c for c in info if c[3]), key=lambda c: c[3]))
+    return TableSchema(TableRef(SCHEMA, name), columns, key)
+
+
+def to_python(table: TableSchema, column: Column, values: Sequence[Any]) -> list[Any]:
+    """One column's raw SQLite values as conveyor's in-flight Python values,
+    converted exactly as the full load converts them (raises the same DataError)."""
+    return list(_to_arrow(table, column, values).to_pylist())
 
 
 def _to_arrow(table: TableSchema, column: Column, values: Sequence[Any]) -> pa.Array:

@@ -1,0 +1,153 @@
+"""Change-capture tasks (``cdc`` and ``full-load-and-cdc``): the hand-over from
+full load to capture, then the capture loop until the user stops the task.
+
+Hand-over without gap or overlap: capture begins first (a replication slot
+exporting its snapshot, a binlog position read inside a consistent snapshot,
+a change-table sequence); the full load reads exactly that snapshot; the
+target's checkpoint is then set to the capture's start, and the stream picks up
+from there. Killed before the checkpoint exists, the task starts over.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from conveyor.connectors.changes import CaptureStart, ChangeApplier, ChangeSource
+from conveyor.connectors.registry import open_applier, open_change_source, open_source, open_target
+from conveyor.core.batch import Checkpoint
+from conveyor.core.errors import ConfigError
+from conveyor.events.lifecycle import TABLE_SUSPENDED, task_event
+from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
+from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
+from conveyor.replication.full_load import TABLE_COMPLETED, TablePlan
+from conveyor.replication.mappings import MappedTable, TableMappings
+from conveyor.replication.task_runner import STOP_REASON_NORMAL, StartMode, TaskRun, load_tables
+
+log = logging.getLogger(__name__)
+
+MAX_FLUSH_SECONDS = 0.5
+
+
+def capture_task(run: TaskRun, mode: StartMode) -> str:
+    """Run a change-capture task until stopped; returns the stop reason."""
+    spec = run.spec
+    source_config = run.stack.endpoint_config(spec.source)
+    target_config = run.stack.endpoint_config(spec.target)
+    mappings = TableMappings.parse(spec.table_mappings, f"tasks.{run.name}.table_mappings")
+    source = open_source(source_config)
+    try:
+        mapped = mappings.select(source.tables())
+    finally:
+        source.close()
+    changes = open_change_source(source_config)
+    applier = open_applier(target_config)
+    try:
+        for warning in changes.preflight([m.source for m in mapped]):
+            log.warning("task %s: %s", run.name, warning)
+        position = _starting_position(run, mode, changes, applier, mapped)
+        if run.stop.is_set():
+            return STOP_REASON_NORMAL
+        _capture(run, changes, applier, mappings, mapped, position)
+    finally:
+        applier.close()
+    return STOP_REASON_NORMAL
+
+
+def _starting_position(
+    run: TaskRun, mode: StartMode, changes: ChangeSource, applier: ChangeApplier, mapped: list[MappedTable]
+) -> Checkpoint:
+    """Where the stream starts: the target's checkpoint when resuming, else a
+    new capture (after a full load for full-load-and-cdc)."""
+    checkpoint = applier.read_checkpoint(run.name)
+    if mode == "resume":
+        if checkpoint is None:
+            raise ConfigError(
+                f"task {run.name!r} has no checkpoint on its target to resume from: "
+                f"start it with `conveyor tasks start {run.name}`"
+            )
+        run.mark_running()
+        return checkpoint
+    sources = [m.source for m in mapped]
+    changes.end_capture(run.name)  # start and reload begin afresh
+    full_load = run.spec.migration_type == "full-load-and-cdc"
+    start = changes.begin_capture(run.name, sources, export_snapshot=full_load)
+    run.mark_running()
+    if full_load:
+        _full_load(run, changes, start, mapped)
+        if run.stop.is_set():
+            return start.position
+    applier.apply_changes(run.name, [], start.position)
+    return start.position
+
+
+def _full_load(run: TaskRun, changes: ChangeSource, start: CaptureStart, mapped: list[MappedTable]) -> None:
+    target = open_target(run.stack.endpoint_config(run.spec.target))
+    snapshot = changes.capture_snapshot(start)
+    try:
+        plans = [TablePlan(m.source, m.target, m.project, tuple(c.source for c in m.columns)) for m in mapped]
+        load_tables(run, snapshot, target, plans)
+    finally:
+        snapshot.close()
+        target.close()
+
+
+def _capture(
+    run: TaskRun,
+    changes: ChangeSource,
+    applier: ChangeApplier,
+    mappings: TableMappings,
+    mapped: list[MappedTable],
+    position: Checkpoint,
+) -> None:
+    tables = {m.source.ref: CaptureTable.of(m) for m in mapped}
+    # This run's full-load statistics per target table, to extend with CDC counters.
+    loaded = {(s["SchemaName"], s["TableName"]): s for s in run.store.table_stats(run.name, run.run_id)}
+    tuning = run.settings.change_processing_tuning
+
+    def report(capture: ChangeCapture) -> None:
+        for table in capture.tables.values():
+            ref = table.mapped.target.ref
+            document = loaded.get((ref.schema, ref.name), _cdc_only_stats(table)) | table.stats()
+            if table.suspended:
+                document |= {"TableState": TABLE_ERROR_STATE, "Error": table.suspended}
+            run.store.put_table_stats(run.name, run.run_id, ref.schema, ref.name, document)
+        detail: dict[str, Any] = capture.progress.as_dict()
+        retained = getattr(changes, "retained_wal_bytes", None)
+        if retained is not None:
+            detail["RetainedWalBytes"] = retained(run.name)
+        run.store.put_task_progress(run.name, run.run_id, detail)
+
+    def suspended(table: CaptureTable) -> None:
+        reason = f"{table.mapped.target.ref}: {table.suspended}"
+        run.store.put_event(task_event(TABLE_SUSPENDED, run.name, reason))
+
+    stream = changes.open_stream(run.name, [m.source for m in mapped], position)
+    try:
+        capture = ChangeCapture(
+            task=run.name,
+            stream=stream,
+            applier=applier,
+            mappings=mappings,
+            tables=tables,
+            start=position,
+            stop=run.stop,
+            flush_seconds=min(float(tuning.batch_apply_timeout_min), MAX_FLUSH_SECONDS),
+            on_batch=report,
+            on_suspended=suspended,
+        )
+        report(capture)
+        capture.run()
+    finally:
+        stream.close()
+
+
+def _cdc_only_stats(table: CaptureTable) -> dict[str, Any]:
+    ref = table.mapped.target.ref
+    return {
+        "SchemaName": ref.schema,
+        "TableName": ref.name,
+        "TableState": TABLE_COMPLETED,
+        "FullLoadRows": 0,
+        "FullLoadErrorRows": 0,
+    }
