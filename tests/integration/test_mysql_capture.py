@@ -1,0 +1,668 @@
+"""MariaDB change capture from the binlog: values equal to the full load's, commit
+positions, the snapshot handover, resuming, DDL, TRUNCATE and a purged binlog."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pymysql
+import pytest
+
+from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.changes import ChangeEvent, Commit, RowChange, TableDefinition, Truncate
+from conveyor.connectors.mysql.capture import (
+    MySQLChangeSource,
+    MySQLChangeStream,
+    capture_problems_message,
+    grant_problems,
+    server_id_for,
+    setting_problems,
+)
+from conveyor.connectors.mysql.source import MySQLSnapshot
+from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.errors import ConfigError, DataError, TerminalError
+from conveyor.core.schema import TableRef, TableSchema
+
+if TYPE_CHECKING:
+    Conn: TypeAlias = pymysql.connections.Connection[pymysql.cursors.Cursor]
+
+pytestmark = pytest.mark.integration
+
+IDLE = 0.2
+WAIT_S = 20.0
+MAX_EVENTS = 5000
+
+
+def _raw(url: str) -> Conn:
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=parts.username,
+        password="",
+        database=parts.path.lstrip("/") or None,
+        charset="utf8mb4",
+        autocommit=True,
+    )
+
+
+@pytest.fixture
+def raw(mariadb_db: str) -> Iterator[Conn]:
+    conn = _raw(mariadb_db)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def run(conn: Conn, *statements: str) -> None:
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+
+
+@pytest.fixture
+def source(mariadb_db: str) -> Iterator[MySQLChangeSource]:
+    src = MySQLChangeSource(EndpointConfig(name="maria", engine="mysql", url=mariadb_db))
+    try:
+        yield src
+    finally:
+        src.close()
+
+
+@pytest.fixture
+def task() -> str:
+    return f"task-{uuid.uuid4().hex[:8]}"
+
+
+def table_named(source: MySQLChangeSource, name: str) -> TableSchema:
+    found = [tbl for tbl in source.tables() if tbl.ref.name == name]
+    assert len(found) == 1
+    return found[0]
+
+
+def read_rows(snap: MySQLSnapshot, table: TableSchema) -> list[dict[str, Any]]:
+    batches = list(snap.read(table, 1000, order_by_key=True))
+    rows: list[dict[str, Any]] = pa.Table.from_batches(batches, schema=table.arrow_schema()).to_pylist()
+    return rows
+
+
+def full_load(source: MySQLChangeSource, table: TableSchema) -> list[dict[str, Any]]:
+    snap = source.snapshot()
+    try:
+        return read_rows(snap, table)
+    finally:
+        snap.close()
+
+
+def collect(
+    stream: MySQLChangeStream, done: Callable[[list[ChangeEvent]], bool], wait_s: float = WAIT_S
+) -> list[ChangeEvent]:
+    """Events until ``done`` holds (bounded in time and count)."""
+    got: list[ChangeEvent] = []
+    deadline = time.monotonic() + wait_s
+    for event in stream.events(IDLE):
+        if event is not None:
+            got.append(event)
+        if done(got) or time.monotonic() > deadline or len(got) > MAX_EVENTS:
+            break
+    return got
+
+
+def commits(n: int) -> Callable[[list[ChangeEvent]], bool]:
+    return lambda got: sum(isinstance(e, Commit) for e in got) >= n
+
+
+def row_changes(events: list[ChangeEvent]) -> list[RowChange]:
+    return [e for e in events if isinstance(e, RowChange)]
+
+
+def arrow_rows(table: TableSchema, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows through Arrow, as the runner carries them."""
+    result: list[dict[str, Any]] = pa.Table.from_pylist(rows, schema=table.arrow_schema()).to_pylist()
+    return result
+
+
+def replay(table: TableSchema, changes: list[RowChange], state: dict[Any, dict[str, Any]]) -> None:
+    for change in changes:
+        key = tuple(change.values[k] for k in table.primary_key)
+        if change.op is Op.DELETE:
+            assert change.old_key is not None
+            del state[tuple(change.old_key[k] for k in table.primary_key)]
+        elif change.op is Op.UPDATE:
+            old = key if change.old_key is None else tuple(change.old_key[k] for k in table.primary_key)
+            assert old in state
+            del state[old]
+            state[key] = change.values
+        else:
+            assert key not in state
+            state[key] = change.values
+
+
+# --- preflight -------------------------------------------------------------------
+
+
+def test_setting_problems_name_each_wrong_setting() -> None:
+    good = {
+        "log_bin": "ON",
+        "binlog_format": "ROW",
+        "binlog_row_image": "FULL",
+        "binlog_row_metadata": "FULL",
+    }
+    assert setting_problems(good) == []
+    assert setting_problems({k: v for k, v in good.items() if k != "binlog_row_metadata"}) == []
+    bad = {
+        "LOG_BIN": "OFF",
+        "binlog_format": "MIXED",
+        "binlog_row_image": "MINIMAL",
+        "binlog_row_metadata": "MINIMAL",
+    }
+    problems = setting_problems(bad)
+    assert problems == [
+        "log_bin is OFF (needs ON)",
+        "binlog_format is MIXED (needs ROW)",
+        "binlog_row_image is MINIMAL (needs FULL)",
+        "binlog_row_metadata is MINIMAL (needs FULL)",
+    ]
+    message = capture_problems_message("src", problems)
+    for problem in problems:
+        assert problem in message
+    assert setting_problems({"binlog_format": "ROW", "binlog_row_image": "FULL"}) == [
+        "log_bin is not set (needs ON)"
+    ]
+
+
+def test_grant_problems() -> None:
+    assert grant_problems(["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"]) == []
+    assert grant_problems(["GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `repl`@`%`"]) == []
+    assert grant_problems(["GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'r'@'%'"]) == []
+    only_select = grant_problems(["GRANT USAGE ON *.* TO `r`@`%`", "GRANT SELECT ON `db`.* TO `r`@`%`"])
+    assert len(only_select) == 2
+    assert "REPLICATION SLAVE" in only_select[0]
+    assert "BINLOG MONITOR" in only_select[1]
+    # Privileges through a role cannot be told from SHOW GRANTS: no complaint.
+    assert grant_problems(["GRANT USAGE ON *.* TO `r`@`%`", "GRANT `replicator` TO `r`@`%`"]) == []
+
+
+def test_preflight_passes_and_warns_about_tables_without_key(raw: Conn, source: MySQLChangeSource) -> None:
+    run(raw, "CREATE TABLE keyed (id int PRIMARY KEY)", "CREATE TABLE heap (v int)")
+    warnings = source.preflight(source.tables())
+    assert len(warnings) == 1
+    assert "heap" in warnings[0] and "primary key" in warnings[0]
+
+
+def test_preflight_passes_on_the_test_server(source: MySQLChangeSource) -> None:
+    assert source.preflight([]) == []
+
+
+def test_server_ids_are_stable_and_high() -> None:
+    assert server_id_for("a") == server_id_for("a")
+    assert server_id_for("a") != server_id_for("b")
+    assert 0x60000000 <= server_id_for("x") < 0x80000000
+
+
+# --- values ----------------------------------------------------------------------
+
+TYPES_DDL = r"""
+CREATE TABLE all_types (
+  id int NOT NULL PRIMARY KEY,
+  nn varchar(3) NOT NULL,
+  ti tinyint, si smallint, siu smallint unsigned, mi mediumint, i int, iu int unsigned,
+  bi bigint, biu bigint unsigned,
+  d38 decimal(38,10), d65 decimal(65,30), d122 decimal(12,2),
+  f float, db double,
+  c char(5), vc varchar(20), tx text, lt longtext,
+  bn binary(4), vb varbinary(10), bl blob,
+  dt date, tm time(6), tm0 time, dtm datetime(6), dtm0 datetime, ts timestamp(6) NULL, ts0 timestamp NULL,
+  yr year, js json, en enum('a','it''s, x','p(q)'), st set('x','y','z'),
+  b1 bit(1), b10 bit(10), b64 bit(64), u uuid, g point
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+"""
+
+COLUMNS = (
+    "id, nn, ti, si, siu, mi, i, iu, bi, biu, d38, d65, d122, f, db, c, vc, tx, lt, bn, vb, bl, "
+    "dt, tm, tm0, dtm, dtm0, ts, ts0, yr, js, en, st, b1, b10, b64, u, g"
+)
+
+MAX_ROW = (
+    "1, 'abc', 127, 32767, 65535, 8388607, 2147483647, 4294967295, 9223372036854775807, "
+    "18446744073709551615, 9999999999999999999999999999.9999999999, "
+    "99999999999999999999999999999999999.999999999999999999999999999999, 9999999999.99, "
+    "16777217, 1.7976931348623157e308, "
+    "'ab', '😀 emoji ñ', REPEAT('x', 1000), 'long 😀 text', "
+    "x'0001', x'00ff00', x'00626c6f6200', "
+    "'9999-12-31', '23:59:59.999999', '23:59:59', '9999-12-31 23:59:59.999999', '9999-12-31 23:59:59', "
+    "'2038-01-19 03:14:07.999999', '2038-01-19 03:14:07', "
+    "2155, '{\"k\": \"é😀\", \"n\": [1, 2]}', 'it''s, x', 'z,x', "
+    "b'1', b'1111111111', b'1111111111111111111111111111111111111111111111111111111111111111', "
+    "'123E4567-E89B-12D3-A456-426614174000', POINT(1, 2)"
+)
+
+MIN_ROW = (
+    "3, '', -128, -32768, 0, -8388608, -2147483648, 0, -9223372036854775808, 0, "
+    "-9999999999999999999999999999.9999999999, -0.000000000000000000000000000001, -0.01, "
+    "-2.25, 2.2250738585072014e-308, "
+    "'', '', '', '', "
+    "x'00000000', '', '', "
+    "'1000-01-01', '00:00:00', '00:00:00', '1000-01-01 00:00:00.000001', '1000-01-01 00:00:00', "
+    "'1970-01-01 05:00:01', '1970-01-01 05:00:01', "
+    "1901, '[]', 'a', '', b'0', b'0', b'0', "
+    "'00000000-0000-0000-0000-000000000000', POINT(0, 0)"
+)
+
+
+@pytest.fixture
+def all_types(raw: Conn, source: MySQLChangeSource) -> TableSchema:
+    run(raw, TYPES_DDL)
+    return table_named(source, "all_types")
+
+
+def test_row_values_equal_the_full_load(
+    raw: Conn, source: MySQLChangeSource, all_types: TableSchema, task: str
+) -> None:
+    start = source.begin_capture(task, [all_types], export_snapshot=False)
+    assert start.snapshot_id is None
+    stream = source.open_stream(task, [all_types], start.position)
+    try:
+        run(
+            raw,
+            "SET time_zone = '+05:00'",  # TIMESTAMPs are instants whatever the writer's zone
+            "BEGIN",
+            f"INSERT INTO all_types ({COLUMNS}) VALUES ({MAX_ROW})",
+            "INSERT INTO all_types (id, nn) VALUES (2, 'n')",
+            f"INSERT INTO all_types ({COLUMNS}) VALUES ({MIN_ROW})",
+            "COMMIT",
+        )
+        inserted = full_load(source, all_types)
+        assert [r["id"] for r in inserted] == [1, 2, 3]
+        run(
+            raw,
+            "UPDATE all_types SET vc = 'changed 😀', st = 'y', tm = '01:02:03.5', js = '{\"x\": 1}', "
+            "biu = 18446744073709551614, bn = x'61', dtm = NULL, b1 = b'0', "
+            "u = 'f47ac10b-58cc-4372-a567-0e02b2c3d479' WHERE id = 1",
+            "UPDATE all_types SET id = 30, nn = 'pk' WHERE id = 3",
+            "DELETE FROM all_types WHERE id = 2",
+        )
+        final = full_load(source, all_types)
+        events = collect(stream, commits(4))
+    finally:
+        stream.close()
+
+    changes = row_changes(events)
+    assert [(c.op, c.values["id"]) for c in changes] == [
+        (Op.INSERT, 1),
+        (Op.INSERT, 2),
+        (Op.INSERT, 3),
+        (Op.UPDATE, 1),
+        (Op.UPDATE, 30),
+        (Op.DELETE, 2),
+    ]
+    # Inserts: exactly the full load's values, also through Arrow.
+    inserts = [c.values for c in changes[:3]]
+    for event_row, loaded in zip(inserts, inserted, strict=True):
+        assert event_row == loaded
+        assert {k: type(v) for k, v in event_row.items()} == {k: type(v) for k, v in loaded.items()}
+    assert arrow_rows(all_types, inserts) == inserted
+    assert all(c.table == all_types.ref for c in changes)
+    assert all(not c.unchanged for c in changes)
+
+    # Update keeps its key; a key change carries the old key; delete carries the key.
+    assert changes[3].old_key is None
+    assert changes[4].old_key == {"id": 3}
+    assert changes[5].old_key == {"id": 2}
+    state: dict[Any, dict[str, Any]] = {}
+    replay(all_types, changes, state)
+    assert arrow_rows(all_types, [state[k] for k in sorted(state)]) == final
+    assert [state[k] for k in sorted(state)] == final
+
+
+def test_commits_carry_increasing_positions_and_times(
+    raw: Conn, source: MySQLChangeSource, task: str
+) -> None:
+    run(raw, "CREATE TABLE t (id int PRIMARY KEY, v varchar(10))")
+    table = table_named(source, "t")
+    start = source.begin_capture(task, [table], export_snapshot=False)
+    assert start.position.engine == "mysql"
+    assert set(start.position.position) == {"file", "pos", "gtid"}
+    stream = source.open_stream(task, [table], start.position)
+    try:
+        for i in range(5):
+            run(raw, f"INSERT INTO t VALUES ({i}, 'v{i}')")
+        events = collect(stream, commits(5))
+    finally:
+        stream.close()
+    found = [e for e in events if isinstance(e, Commit)]
+    assert len(found) == 5
+    positions = [(c.position.position["file"], c.position.position["pos"]) for c in found]
+    start_pos = (start.position.position["file"], start.position.position["pos"])
+    assert positions == sorted(positions) and len(set(positions)) == 5
+    assert positions[0] > start_pos
+    gtids = [c.position.position["gtid"] for c in found]
+    assert all(g.count("-") == 2 for g in gtids) and len(set(gtids)) == 5
+    now = dt.datetime.now(dt.UTC)
+    for c in found:
+        assert c.time is not None and abs(now - c.time) < dt.timedelta(minutes=5)
+    # Each transaction: its row change, then its commit.
+    assert [type(e) for e in events] == [RowChange, Commit] * 5
+
+
+def test_idle_stream_yields_none(raw: Conn, source: MySQLChangeSource, task: str) -> None:
+    run(raw, "CREATE TABLE t (id int PRIMARY KEY)")
+    table = table_named(source, "t")
+    start = source.begin_capture(task, [table], export_snapshot=False)
+    stream = source.open_stream(task, [table], start.position)
+    try:
+        began = time.monotonic()
+        first = next(iter(stream.events(0.3)))
+        assert first is None
+        assert time.monotonic() - began < 3
+        # Other tables' transactions move the position on without row changes.
+        run(raw, "CREATE TABLE other (id int PRIMARY KEY)", "INSERT INTO other VALUES (1)")
+        events = collect(stream, commits(1), wait_s=5)
+        assert not row_changes(events)
+        assert len(events) == 1 and isinstance(events[0], Commit)
+    finally:
+        stream.close()
+
+
+# --- full load handover, resuming ------------------------------------------------
+
+
+def test_exported_snapshot_matches_the_capture_start(raw: Conn, source: MySQLChangeSource, task: str) -> None:
+    run(raw, "CREATE TABLE t (id int PRIMARY KEY, v varchar(10))")
+    run(raw, *(f"INSERT INTO t VALUES ({i}, 'before')" for i in range(1, 4)))
+    table = table_named(source, "t")
+    start = source.begin_capture(task, [table], export_snapshot=True)
+    assert start.snapshot_id
+    run(raw, "INSERT INTO t VALUES (4, 'after'), (5, 'after')", "UPDATE t SET v = 'changed' WHERE id = 1")
+    snapshot = source.capture_snapshot(start)
+    try:
+        assert read_rows(snapshot, table) == [{"id": i, "v": "before"} for i in range(1, 4)]
+    finally:
+        snapshot.close()
+    with pytest.raises(TerminalError, match="no snapshot"):
+        source.capture_snapshot(start)
+    stream = source.open_stream(task, [table], start.position)
+    try:
+        events = collect(stream, commits(2))
+    finally:
+        stream.close()
+    assert [(c.op, c.values["id"], c.values["v"]) for c in row_changes(events)] == [
+        (Op.INSERT, 4, "after"),
+        (Op.INSERT, 5, "after"),
+        (Op.UPDATE, 1, "changed"),
+    ]
+
+
+def test_reopening_from_an_acked_position_does_not_redeliver(
+    raw: Conn, source: MySQLChangeSource, task: str
+) -> None:
+    run(raw, "CREATE TABLE t (id int PRIMARY KEY)")
+    table = table_named(source, "t")
+    start = source.begin_capture(task, [table], export_snapshot=False)
+    stream = source.open_stream(task, [table], start.position)
+    try:
+        run(raw, "INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)")
+        events = collect(stream, commits(2))
+        acked = [e for e in events if isinstance(e, Commit)][-1].position
+        stream.ack(acked)
+        assert stream.acked == acked
+    finally:
+        stream.close()
+    run(raw, "INSERT INTO t VALUES (3)", "DELETE FROM t WHERE id = 1")
+    reopened = source.open_stream(task, [table], acked)
+    try:
+        events = collect(reopened, commits(2))
+        # Nothing more arrives afterwards.
+        tail = collect(reopened, lambda got: False, wait_s=1)
+    finally:
+        reopened.close()
+    assert [(c.op, c.values["id"]) for c in row_changes(events)] == [(Op.INSERT, 3), (Op.DELETE, 1)]
+    assert tail == []
+
+
+def test_add_column_mid_stream(raw: Conn, source: MySQLChangeSource, task: str) -> None:
+    run(raw, "CREATE TABLE t (id int PRIMARY KEY, v varchar(10))")
+    table = table_named(source, "t")
+    start = source.begin_capture(task, [table], export_snapshot=False)
+    stream = source.open_stream(task, [table], start.position)
+    try:
+        run(
+            raw,
+            "INSERT INTO t VALUES (1, 'a')",
+            "ALTER TABLE t ADD COLUMN extra decimal(5,1) DEFAULT 7",
+            "INSERT INTO t VALUES (2, 'b', 2.5)",
+        )
+        events = collect(stream, commits(3))
+    finally:
+        stream.close()
+    kinds = [type(e) for e in events]
+    assert kinds == [RowChange, Commit, TableDefinition, Commit, RowChange, Commit]
+    first, definition, second = events[0], events[2], events[4]
+    assert isinstance(first, RowChange) and first.values == {"id": 1, "v": "a"}
+    assert isinstance(definition, TableDefinition)
+    assert definition.schema.column_names == ["id", "v", "extra"]
+    assert definition.schema.column("extra").type.describe() == "decimal(5,1)"
+    assert isinstance(second, RowChange) and second.values == {"id": 2, "v": "b", "extra": Decimal("2.5")}
+    assert full_load(source, definition.schema) == [
+        {"id": 1, "v": "a", "extra": Decimal("7.0")},
+        {"id": 2, "v": "b", "extra": Decimal("2.5")},
+    ]
+
+
+def test_truncate(raw: Conn, source: MySQLChangeSource, task: str) -> None:
+    run(raw, "CREATE TABLE t (id int PRIMARY KEY)", "CREATE TABLE u (id int PRIMARY KEY)")
+    table = table_named(source, "t")
+    start = source.begin_capture(task, [table], export_snapshot=False)
+    stream = source.open_stream(task, [table], start.position)
+    try:
+        run(
+            raw,
+            "INSERT INTO t VALUES (1)",
+            "TRUNCATE TABLE u",
+            "TRUNCATE TABLE t",
+            "INSERT INTO t VALUES (2)",
+        )
+        events = collect(stream, commits(3))
+    finally:
+        stream.close()
+    assert [type(e) for e in events] == [RowChange, Commit, Truncate, Commit, RowChange, Commit]
+    truncate = events[2]
+    assert isinstance(truncate, Truncate) and truncate.tables == (TableRef(table.ref.schema, "t"),)
+
+
+def purge_through(raw: Conn, file: str) -> None:
+    """Rotate and purge until ``file`` is gone (MariaDB keeps a binlog until its
+    binlog checkpoint has moved on)."""
+    deadline = time.monotonic() + 20
+    with raw.cursor() as cur:
+        while time.monotonic() < deadline:
+            cur.execute("FLUSH BINARY LOGS")
+            cur.execute("SHOW MASTER STATUS")
+            row = cur.fetchone()
+            assert row is not None
+            cur.execute(f"PURGE BINARY LOGS TO '{row[0]}'")
+            cur.execute("SHOW BINARY LOGS")
+            if file not in {r[0] for r in cur.fetchall()}:
+                return
+            time.sleep(0.2)
+    pytest.fail(f"could not purge {file}")
+
+
+def test_purged_binlog_requires_a_resync(raw: Conn, source: MySQLChangeSource, task: str) -> None:
+    run(raw, "CREATE TABLE t (id int PRIMARY KEY)")
+    table = table_named(source, "t")
+    start = source.begin_capture(task, [table], export_snapshot=False)
+    run(raw, "INSERT INTO t VALUES (1)")
+    purge_through(raw, str(start.position.position["file"]))
+    stream = source.open_stream(task, [table], start.position)
+    try:
+        with pytest.raises(TerminalError, match="resync required"):
+            collect(stream, commits(1), wait_s=5)
+    finally:
+        stream.close()
+
+
+def test_not_a_binlog_checkpoint(source: MySQLChangeSource, task: str) -> None:
+    with pytest.raises(TerminalError, match="resync required"):
+        source.open_stream(task, [], Checkpoint("postgres", {"lsn": "0/1"}))
+
+
+def test_preflight_reports_every_wrong_setting(monkeypatch: pytest.MonkeyPatch, mariadb_db: str) -> None:
+    """The real preflight with SHOW VARIABLES answers replaced: one ConfigError
+    naming every wrong setting."""
+    from conveyor.connectors.mysql import capture
+
+    real = capture.setting_problems
+    monkeypatch.setattr(
+        capture,
+        "setting_problems",
+        lambda variables: real({**variables, "binlog_format": "STATEMENT", "binlog_row_image": "MINIMAL"}),
+    )
+    src = MySQLChangeSource(EndpointConfig(name="maria", engine="mysql", url=mariadb_db))
+    try:
+        with pytest.raises(ConfigError) as info:
+            src.preflight([])
+    finally:
+        src.close()
+    assert "binlog_format is STATEMENT (needs ROW)" in str(info.value)
+    assert "binlog_row_image is MINIMAL (needs FULL)" in str(info.value)
+    assert "'maria'" in str(info.value)
+
+
+def test_snapshot_and_stream_split_concurrent_writes_exactly(
+    raw: Conn, mariadb_db: str, source: MySQLChangeSource, task: str
+) -> None:
+    """Rows committed while capture starts are in the snapshot or in the stream,
+    never both, never neither."""
+    run(raw, "CREATE TABLE t (id int PRIMARY KEY)")
+    table = table_named(source, "t")
+    total = 400
+    started = threading.Event()
+
+    def write() -> None:
+        conn = _raw(mariadb_db)
+        try:
+            for i in range(1, total + 1):
+                run(conn, f"INSERT INTO t VALUES ({i})")
+                if i == 50:
+                    started.set()
+                time.sleep(0.003)
+        finally:
+            conn.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert started.wait(20)
+        start = source.begin_capture(task, [table], export_snapshot=True)
+    finally:
+        writer.join(60)
+    snapshot = source.capture_snapshot(start)
+    try:
+        in_snapshot = {row["id"] for row in read_rows(snapshot, table)}
+    finally:
+        snapshot.close()
+    assert 50 <= len(in_snapshot) < total  # capture started while the writer wrote
+    expected = total - len(in_snapshot)
+    stream = source.open_stream(task, [table], start.position)
+    try:
+        events = collect(
+            stream,
+            lambda got: len(row_changes(got)) >= expected and isinstance(got[-1], Commit),
+        )
+        extra = collect(stream, lambda got: False, wait_s=0.5)
+    finally:
+        stream.close()
+    in_stream = [c.values["id"] for c in row_changes(events)]
+    assert not row_changes(extra)
+    assert len(in_stream) == len(set(in_stream))
+    assert not in_snapshot & set(in_stream)
+    assert in_snapshot | set(in_stream) == set(range(1, total + 1))
+
+
+def test_stream_follows_a_binlog_rotation(raw: Conn, source: MySQLChangeSource, task: str) -> None:
+    run(raw, "CREATE TABLE t (id int PRIMARY KEY)")
+    table = table_named(source, "t")
+    start = source.begin_capture(task, [table], export_snapshot=False)
+    stream = source.open_stream(task, [table], start.position)
+    try:
+        run(raw, "INSERT INTO t VALUES (1)")
+        first = collect(stream, commits(1))
+        run(raw, "FLUSH BINARY LOGS", "INSERT INTO t VALUES (2)")
+        second = collect(stream, commits(1))
+    finally:
+        stream.close()
+    assert [c.values["id"] for c in row_changes(first + second)] == [1, 2]
+    before, after = first[-1], second[-1]
+    assert isinstance(before, Commit) and isinstance(after, Commit)
+    assert after.position.position["file"] > before.position.position["file"]
+    # Resuming from the last commit before the rotation sees the one after it.
+    resumed = source.open_stream(task, [table], before.position)
+    try:
+        again = collect(resumed, commits(1))
+    finally:
+        resumed.close()
+    assert [c.values["id"] for c in row_changes(again)] == [2]
+
+
+def test_a_consumer_may_stop_mid_transaction(raw: Conn, source: MySQLChangeSource, task: str) -> None:
+    run(raw, "CREATE TABLE t (id int PRIMARY KEY)")
+    table = table_named(source, "t")
+    start = source.begin_capture(task, [table], export_snapshot=False)
+    stream = source.open_stream(task, [table], start.position)
+    try:
+        run(raw, "INSERT INTO t VALUES (1), (2), (3)")
+        taken: list[ChangeEvent] = []
+        for event in stream.events(IDLE):
+            if event is not None:
+                taken.append(event)
+                break  # closes the generator after the first row
+        rest = collect(stream, commits(1))
+    finally:
+        stream.close()
+    assert [type(e) for e in taken + rest] == [RowChange, RowChange, RowChange, Commit]
+    assert [c.values["id"] for c in row_changes(taken + rest)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("d", "'0000-00-00'"),
+        ("dtm", "'2020-00-10 00:00:00'"),
+        ("ts", "'0000-00-00 00:00:00'"),
+        ("t", "'-01:00:00'"),
+    ],
+)
+def test_values_the_full_load_refuses_are_data_errors(
+    raw: Conn, source: MySQLChangeSource, task: str, column: str, value: str
+) -> None:
+    run(
+        raw,
+        "SET SESSION sql_mode = ''",
+        "CREATE TABLE z (id int PRIMARY KEY, d date, dtm datetime, ts timestamp NULL, t time)",
+    )
+    table = table_named(source, "z")
+    start = source.begin_capture(task, [table], export_snapshot=False)
+    stream = source.open_stream(task, [table], start.position)
+    try:
+        run(raw, f"INSERT INTO z (id, {column}) VALUES (1, {value})")
+        with pytest.raises(DataError, match=f"column '{column}'") as info:
+            collect(stream, commits(1), wait_s=5)
+    finally:
+        stream.close()
+    assert info.value.column == column
+    snapshot = source.snapshot()
+    try:
+        with pytest.raises(DataError, match=f"column '{column}'"):
+            read_rows(snapshot, table)
+    finally:
+        snapshot.close()
