@@ -1,0 +1,714 @@
+"""PostgreSQL change capture: a logical replication slot with the built-in
+``pgoutput`` plugin and a publication, both named after the task.
+
+The replication connection is psycopg2's ``LogicalReplicationConnection`` (psycopg
+3 has no replication API); everything else uses psycopg 3.
+
+Full load and CDC without gap or overlap: ``begin_capture(..., export_snapshot=True)``
+creates the slot on a replication connection, which exports the snapshot of the
+slot's consistent point. That snapshot stays importable only while that
+connection stays open and idle, so the ``PostgresChangeSource`` holds it. The
+caller reads the full load through ``capture_snapshot(start)`` and closes that
+snapshot after the full load, which releases the connection (equivalently:
+``PostgresSnapshot(config, snapshot_id=start.snapshot_id)``, then
+``release_snapshot()``). Every table read imports the snapshot anew, so it must
+stay held until the last table read has started. The stream then starts at
+``start.position``.
+
+Tables without a replica identity (no primary key, REPLICA IDENTITY DEFAULT)
+go into a second, insert-only publication ``conveyor_<task>_ins``: publishing
+their updates and deletes would make UPDATE and DELETE fail on the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import select
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import psycopg2  # type: ignore[import-untyped]
+import psycopg2.extras  # type: ignore[import-untyped]
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.changes import (
+    CaptureStart,
+    ChangeEvent,
+    Commit,
+    RowChange,
+    TableDefinition,
+    Truncate,
+)
+from conveyor.connectors.postgres import connection, pgoutput
+from conveyor.connectors.postgres.pgoutput import UNCHANGED, format_lsn, parse_lsn
+from conveyor.connectors.postgres.source import PostgresSnapshot, PostgresSource, qualified, read_tables
+from conveyor.connectors.postgres.text_values import SESSION_OPTIONS, Converter, converter
+from conveyor.connectors.postgres.types import NativeColumn, from_native
+from conveyor.core import types as t
+from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
+from conveyor.core.schema import Column, TableRef, TableSchema
+
+ENGINE = "postgres"
+HEARTBEAT_PREFIX = "conveyor_heartbeat"
+DEFAULT_HEARTBEAT_SECONDS = 60.0
+FEEDBACK_INTERVAL_S = 10
+_MAX_NAME = 63
+_SLOT_GONE = ("does not exist", "can no longer get changes", "has been invalidated", "was invalidated")
+
+
+def capture_name(task: str) -> str:
+    """``conveyor_<task>`` as a slot/publication name: [a-z0-9_], at most 63 characters."""
+    name = "conveyor_" + re.sub(r"[^a-z0-9_]", "_", task.lower())
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha1(task.encode()).hexdigest()[:8]
+        name = f"{name[: _MAX_NAME - 9]}_{digest}"
+    return name
+
+
+def _lsn_of(position: Checkpoint) -> int:
+    if position.engine != ENGINE or "lsn" not in position.position:
+        raise ConfigError(f"position {position} is not a PostgreSQL LSN position")
+    return parse_lsn(str(position.position["lsn"]))
+
+
+def _position(lsn: int) -> Checkpoint:
+    return Checkpoint(ENGINE, {"lsn": format_lsn(lsn)})
+
+
+def _replication_dsn(config: EndpointConfig) -> str:
+    params = conninfo_to_dict(connection.conninfo(config))
+    options = str(params.get("options") or "")
+    params["options"] = f"{options} {SESSION_OPTIONS}".strip()
+    return make_conninfo("", **params)
+
+
+def _slot_gone(exc: BaseException) -> bool:
+    text = str(exc)
+    return "replication slot" in text and any(marker in text for marker in _SLOT_GONE)
+
+
+class PostgresChangeSource(PostgresSource):
+    """A PostgreSQL source that also captures changes (pgoutput, protocol v1).
+
+    Endpoint options: ``slot_name`` / ``publication_name`` name an existing slot
+    or publication to use (Conveyor then neither creates, alters nor drops it);
+    ``heartbeat_seconds`` (default 60) is how long the stream may be idle before
+    it writes a heartbeat message into the WAL so the slot can advance.
+    """
+
+    def __init__(self, config: EndpointConfig) -> None:
+        super().__init__(config)
+        self._snapshot_conn: Any = None
+
+    # -- names ---------------------------------------------------------------
+
+    def slot_name(self, task: str) -> str:
+        return str(self.config.options.get("slot_name") or capture_name(task))
+
+    def publication_name(self, task: str) -> str:
+        return str(self.config.options.get("publication_name") or capture_name(task))
+
+    def _insert_only_publication(self, task: str) -> str:
+        """Where tables without a replica identity go: publishing their updates
+        and deletes would make UPDATE and DELETE fail on the source."""
+        return capture_name(task)[: _MAX_NAME - 4] + "_ins"
+
+    def _owns_slot(self) -> bool:
+        return not self.config.options.get("slot_name")
+
+    def _owns_publication(self) -> bool:
+        return not self.config.options.get("publication_name")
+
+    def publications(self, task: str) -> list[str]:
+        names = [self.publication_name(task)]
+        if self._owns_publication():
+            names.append(self._insert_only_publication(task))
+        return names
+
+    # -- checks --------------------------------------------------------------
+
+    def preflight(self, tables: Sequence[TableSchema]) -> list[str]:
+        with connection.connect(self.config, autocommit=True) as conn:
+            row = conn.execute(
+                """
+                SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int,
+                       current_setting('max_wal_senders')::int, r.rolsuper OR r.rolreplication
+                         OR EXISTS (SELECT 1 FROM pg_roles x WHERE x.rolname = 'rds_replication'
+                                    AND pg_has_role(current_user, x.oid, 'member'))
+                FROM pg_roles r WHERE r.rolname = current_user
+                """
+            ).fetchone()
+            assert row is not None
+            wal_level, slots, senders, may_replicate = row
+            problems = []
+            if wal_level != "logical":
+                problems.append(f"wal_level must be 'logical' for change capture (it is {wal_level!r})")
+            if slots <= 0:
+                problems.append(f"max_replication_slots must be greater than 0 (it is {slots})")
+            if senders <= 0:
+                problems.append(f"max_wal_senders must be greater than 0 (it is {senders})")
+            if not may_replicate:
+                problems.append("the endpoint's user needs the REPLICATION attribute (or superuser)")
+            if problems:
+                raise ConfigError(f"endpoint {self.config.name!r}: " + "; ".join(problems))
+            return [_identity_warning(ref) for ref in _without_identity(conn, tables)]
+
+    # -- capture lifecycle -----------------------------------------------------
+
+    def begin_capture(self, task: str, tables: Sequence[TableSchema], export_snapshot: bool) -> CaptureStart:
+        slot = self.slot_name(task)
+        with connection.connect(self.config, autocommit=True) as conn:
+            warnings = self._ensure_publications(conn, task, tables)
+            row = conn.execute(
+                "SELECT coalesce(confirmed_flush_lsn, restart_lsn)::text, plugin,"
+                " database = current_database() FROM pg_replication_slots WHERE slot_name = %s",
+                (slot,),
+            ).fetchone()
+        if row is not None:
+            lsn, plugin, same_db = row
+            if plugin != "pgoutput" or not same_db:
+                raise ConfigError(
+                    f"replication slot {slot!r} exists but belongs to another database or plugin;"
+                    " name another with the endpoint option slot_name"
+                )
+            return CaptureStart(_position(parse_lsn(lsn)), None, warnings)
+        if not self._owns_slot():
+            raise ConfigError(f"endpoint {self.config.name!r}: replication slot {slot!r} does not exist")
+        self.release_snapshot()
+        repl = self._replication_connection()
+        try:
+            cur = repl.cursor()
+            mode = "EXPORT_SNAPSHOT" if export_snapshot else "NOEXPORT_SNAPSHOT"
+            cur.execute(f'CREATE_REPLICATION_SLOT "{slot}" LOGICAL pgoutput {mode}')
+            _name, consistent_point, snapshot_name, _plugin = cur.fetchone()
+        except psycopg2.Error as exc:
+            repl.close()
+            raise TerminalError(f"cannot create replication slot {slot!r}: {_one_line(exc)}") from None
+        if export_snapshot:
+            self._snapshot_conn = repl  # the snapshot lives as long as this connection is idle
+        else:
+            repl.close()
+            snapshot_name = None
+        return CaptureStart(_position(parse_lsn(consistent_point)), snapshot_name, warnings)
+
+    def capture_snapshot(self, start: CaptureStart) -> PostgresSnapshot:
+        """The full load's snapshot after ``begin_capture(export_snapshot=True)``:
+        the exported one, exactly the state at ``start.position``; closing it
+        releases the replication connection that kept it importable. Without an
+        exported snapshot (the slot existed already) a fresh snapshot: the
+        stream may then repeat changes the full load already read, never miss one."""
+        if start.snapshot_id is None:
+            return PostgresSnapshot(self.config)
+        return _ExportedSnapshot(self, start.snapshot_id)
+
+    def release_snapshot(self) -> None:
+        """Close the connection that keeps the exported snapshot importable."""
+        if self._snapshot_conn is not None:
+            self._snapshot_conn.close()
+            self._snapshot_conn = None
+
+    def open_stream(
+        self, task: str, tables: Sequence[TableSchema], start: Checkpoint
+    ) -> PostgresChangeStream:
+        heartbeat = float(self.config.options.get("heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS))
+        return PostgresChangeStream(
+            self.config, self.slot_name(task), self.publications(task), tables, _lsn_of(start), heartbeat
+        )
+
+    def end_capture(self, task: str) -> None:
+        self.release_snapshot()
+        slot = self.slot_name(task)
+        with connection.connect(self.config, autocommit=True) as conn:
+            if self._owns_slot():
+                _drop_slot(conn, slot)
+            if self._owns_publication():
+                for name in self.publications(task):
+                    conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+
+    def retained_wal_bytes(self, task: str) -> int | None:
+        """WAL the server keeps for the task's slot (None when there is no slot)."""
+        with connection.connect(self.config, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+                " ELSE pg_current_wal_lsn() END, restart_lsn)::bigint"
+                " FROM pg_replication_slots WHERE slot_name = %s",
+                (self.slot_name(task),),
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def close(self) -> None:
+        self.release_snapshot()
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _replication_connection(self) -> Any:
+        try:
+            return psycopg2.connect(
+                _replication_dsn(self.config), connection_factory=psycopg2.extras.LogicalReplicationConnection
+            )
+        except psycopg2.OperationalError as exc:
+            raise ConnectionFailed(connection.describe_failure(self.config, exc)) from None
+
+    def _ensure_publications(
+        self, conn: psycopg.Connection[Any], task: str, tables: Sequence[TableSchema]
+    ) -> list[str]:
+        name = self.publication_name(task)
+        if not self._owns_publication():
+            return _publication_gaps(conn, name, tables)
+        unkeyed = set(_without_identity(conn, tables))
+        warnings = [_identity_warning(ref) for ref in sorted(unkeyed)]
+        full = [s.ref for s in tables if s.ref not in unkeyed]
+        with conn.transaction():  # a table moving between the two is never in neither
+            _set_publication(conn, name, full, None)
+            _set_publication(conn, self._insert_only_publication(task), sorted(unkeyed), "insert, truncate")
+        return warnings
+
+
+class _ExportedSnapshot(PostgresSnapshot):
+    """A snapshot exported by CREATE_REPLICATION_SLOT, held by its source until closed."""
+
+    def __init__(self, source: PostgresChangeSource, snapshot_id: str) -> None:
+        super().__init__(source.config, snapshot_id=snapshot_id)
+        self._source = source
+
+    def close(self) -> None:
+        super().close()
+        self._source.release_snapshot()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _identity_warning(ref: TableRef) -> str:
+    return (
+        f"updates and deletes of {ref} cannot be captured: no primary key; "
+        "set REPLICA IDENTITY FULL or add a key"
+    )
+
+
+def _without_identity(conn: psycopg.Connection[Any], tables: Sequence[TableSchema]) -> list[TableRef]:
+    """Tables whose updates and deletes carry no key: REPLICA IDENTITY DEFAULT
+    without a primary key, or NOTHING."""
+    if not tables:
+        return []
+    rows = conn.execute(
+        """
+        SELECT n.nspname, c.relname
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN unnest(%s::text[], %s::text[]) AS w(s, r) ON w.s = n.nspname AND w.r = c.relname
+        WHERE c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS (
+            SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+        ORDER BY 1, 2
+        """,
+        ([s.ref.schema for s in tables], [s.ref.name for s in tables]),
+    ).fetchall()
+    return [TableRef(schema, name) for schema, name in rows]
+
+
+def _set_publication(
+    conn: psycopg.Connection[Any], name: str, refs: Sequence[TableRef], publish: str | None
+) -> None:
+    """Make publication ``name`` hold exactly ``refs`` (it always exists: the
+    stream names it, and pgoutput fails on a missing publication)."""
+    ident = sql.Identifier(name)
+    exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,)).fetchone()
+    if not exists:
+        query = sql.SQL("CREATE PUBLICATION {}").format(ident)
+        if refs:
+            query += sql.SQL(" FOR TABLE {}").format(sql.SQL(", ").join(qualified(ref) for ref in refs))
+        # Changes of a partition arrive as changes of the partitioned table (PostgreSQL 13+).
+        options: list[sql.Composable] = (
+            [sql.SQL("publish_via_partition_root = true")] if conn.info.server_version >= 130000 else []
+        )
+        if publish:
+            options.append(sql.SQL("publish = {}").format(sql.Literal(publish)))
+        if options:
+            query += sql.SQL(" WITH ({})").format(sql.SQL(", ").join(options))
+        conn.execute(query)
+    elif refs:
+        table_list = sql.SQL(", ").join(qualified(ref) for ref in refs)
+        conn.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(ident, table_list))
+    else:
+        current = conn.execute(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (name,)
+        ).fetchall()
+        if current:
+            table_list = sql.SQL(", ").join(qualified(TableRef(s, n)) for s, n in current)
+            conn.execute(sql.SQL("ALTER PUBLICATION {} DROP TABLE {}").format(ident, table_list))
+
+
+def _publication_gaps(conn: psycopg.Connection[Any], name: str, tables: Sequence[TableSchema]) -> list[str]:
+    row = conn.execute("SELECT puballtables FROM pg_publication WHERE pubname = %s", (name,)).fetchone()
+    if row is None:
+        raise ConfigError(f"publication {name!r} does not exist")
+    if row[0]:
+        return []
+    published = {
+        TableRef(s, n)
+        for s, n in conn.execute(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (name,)
+        ).fetchall()
+    }
+    return [
+        f"table {s.ref} is not in publication {name!r}: its changes will not be captured"
+        for s in tables
+        if s.ref not in published
+    ]
+
+
+def _drop_slot(conn: psycopg.Connection[Any], slot: str) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        row = conn.execute(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+        if row is None:
+            return
+        if row[0] is None:
+            try:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                return
+            except psycopg.errors.ObjectInUse:
+                pass  # a walsender took it again in between
+            except psycopg.errors.UndefinedObject:
+                return
+        else:
+            conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+        if time.monotonic() > deadline:
+            raise TransientError(f"replication slot {slot!r} stays active; cannot drop it")
+        time.sleep(0.1)
+
+
+# -- the stream ------------------------------------------------------------------
+
+_TYPES_SQL = """
+SELECT format_type(m.oid, m.typmod), coalesce(et.typname, ty.typname),
+       coalesce(ty.typcategory = 'A', false), coalesce(coalesce(et.typtype, ty.typtype) = 'e', false),
+       coalesce(et.oid, ty.oid)
+FROM unnest(%s::oid[], %s::int[]) WITH ORDINALITY AS m(oid, typmod, ord)
+LEFT JOIN pg_type ty ON ty.oid = m.oid
+LEFT JOIN pg_type et ON ty.typcategory = 'A' AND et.oid = ty.typelem
+ORDER BY m.ord
+"""
+
+
+@dataclass
+class _Relation:
+    schema: TableSchema
+    names: list[str]
+    key_names: list[str]
+    convert: list[Converter]
+
+
+class PostgresChangeStream:
+    """One START_REPLICATION session of a pgoutput slot, as conveyor change events."""
+
+    def __init__(
+        self,
+        config: EndpointConfig,
+        slot: str,
+        publications: Sequence[str],
+        tables: Sequence[TableSchema],
+        start_lsn: int,
+        heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
+    ) -> None:
+        self.config = config
+        self.slot = slot
+        self.start_lsn = start_lsn
+        self.heartbeat_seconds = heartbeat_seconds
+        self._known = {s.ref: s for s in tables}
+        self._selected = set(self._known) or None  # None: every table the publications hold
+        self._relations: dict[int, _Relation] = {}
+        self._catalog = connection.connect(config, autocommit=True)
+        self._repl: Any = None
+        try:
+            row = self._catalog.execute(
+                "SELECT current_setting('server_version_num')::int, current_setting('server_encoding')"
+            ).fetchone()
+            assert row is not None
+            version, encoding = row
+            self._messages = version >= 140000
+            self._decoder = pgoutput.Decoder(_python_encoding(encoding))
+            self._start(publications)
+        except BaseException:
+            self.close()
+            raise
+        now = time.monotonic()
+        self._last_data = now
+        self._last_heartbeat = now
+        self._data_seen = False
+        self._skip = False
+
+    def _start(self, publications: Sequence[str]) -> None:
+        try:
+            self._repl = psycopg2.connect(
+                _replication_dsn(self.config), connection_factory=psycopg2.extras.LogicalReplicationConnection
+            )
+        except psycopg2.OperationalError as exc:
+            raise ConnectionFailed(connection.describe_failure(self.config, exc)) from None
+        self._cur = self._repl.cursor()
+        options = {
+            "proto_version": "1",
+            "publication_names": ",".join('"' + p.replace('"', '""') + '"' for p in publications),
+        }
+        if self._messages:
+            options["messages"] = "true"
+        try:
+            self._cur.start_replication(
+                slot_name=self.slot,
+                decode=False,
+                start_lsn=self.start_lsn,
+                options=options,
+                status_interval=FEEDBACK_INTERVAL_S,
+            )
+        except psycopg2.Error as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: BaseException) -> Exception:
+        if _slot_gone(exc):
+            return TerminalError(
+                f"replication slot {self.slot!r} can no longer deliver changes ({_one_line(exc)}): "
+                "resync required (reload the tables)"
+            )
+        # A lost connection, or the slot still held by the walsender of a previous run.
+        transient = isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+        if transient or "is active for PID" in str(exc):
+            return TransientError(f"replication connection to {self.config.name!r} failed: {_one_line(exc)}")
+        return TerminalError(f"replication from slot {self.slot!r} failed: {_one_line(exc)}")
+
+    def events(self, idle_timeout: float) -> Iterator[ChangeEvent | None]:
+        cur = self._cur
+        decode = self._decoder.decode
+        deadline = time.monotonic() + idle_timeout
+        while True:
+            try:
+                msg = cur.read_message()  # also sends feedback every FEEDBACK_INTERVAL_S
+            except psycopg2.Error as exc:
+                raise self._error(exc) from None
+            if msg is not None:
+                self._data_seen = True
+                event = self._event_of(decode(msg.payload))
+                if event is not None:
+                    yield event
+                    deadline = time.monotonic() + idle_timeout
+                    continue
+            now = time.monotonic()
+            if now >= deadline:
+                yield None  # also when only messages without events arrived (replays)
+                deadline = time.monotonic() + idle_timeout
+            elif msg is None:
+                self._maybe_heartbeat(now)
+                select.select([cur], [], [], min(deadline - now, 1.0))
+
+    def _event_of(self, message: pgoutput.PgOutputMessage | None) -> ChangeEvent | None:
+        if isinstance(message, pgoutput.Insert | pgoutput.Update | pgoutput.Delete):
+            return None if self._skip else self._row_change(message)
+        if isinstance(message, pgoutput.Begin):
+            # A transaction the start position already covers (a replay after a crash).
+            self._skip = message.final_lsn < self.start_lsn
+            return None
+        if isinstance(message, pgoutput.Commit):
+            if self._skip:
+                self._skip = False
+                return None
+            return Commit(_position(message.end_lsn), message.commit_time)
+        if isinstance(message, pgoutput.Relation):
+            return self._relation(message)
+        if isinstance(message, pgoutput.Truncate):
+            refs = tuple(
+                self._relations[oid].schema.ref
+                for oid in message.oids
+                if oid in self._relations and self._wanted(self._relations[oid].schema.ref)
+            )
+            return Truncate(refs) if refs and not self._skip else None
+        if (
+            isinstance(message, pgoutput.Message)
+            and not message.transactional
+            and message.prefix == HEARTBEAT_PREFIX
+            and message.lsn >= self.start_lsn
+        ):
+            # Written by a heartbeat when idle: a position to acknowledge, so the slot advances.
+            return Commit(_position(message.lsn), None)
+        return None
+
+    def _wanted(self, ref: TableRef) -> bool:
+        return self._selected is None or ref in self._selected
+
+    def _catalog_connection(self) -> psycopg.Connection[Any]:
+        """The psycopg 3 connection for catalog reads and heartbeats, reopened when lost."""
+        if self._catalog.closed or self._catalog.broken:
+            self._catalog = connection.connect(self.config, autocommit=True)
+        return self._catalog
+
+    def _relation(self, message: pgoutput.Relation) -> TableDefinition | None:
+        try:
+            schema = self._schema_of(message)
+        except psycopg.OperationalError as exc:
+            raise TransientError(f"catalog query on {self.config.name!r} failed: {_one_line(exc)}") from None
+        self._relations[message.oid] = _Relation(
+            schema,
+            [c.name for c in message.columns],
+            [c.name for c in message.columns if c.is_key],
+            [converter(c.type) for c in schema.columns],
+        )
+        if not self._wanted(schema.ref) or self._known.get(schema.ref) == schema:
+            return None
+        self._known[schema.ref] = schema
+        return TableDefinition(schema)
+
+    def _schema_of(self, message: pgoutput.Relation) -> TableSchema:
+        """The table as the relation message describes it (columns and types at
+        this point of the WAL), with nullability and key from the catalog."""
+        ref = TableRef(message.namespace, message.name)
+        catalog = self._catalog_connection()
+        found = read_tables(catalog, only=ref)
+        current = found[0] if found else None
+        rows = catalog.execute(
+            _TYPES_SQL, ([c.type_oid for c in message.columns], [c.typmod for c in message.columns])
+        ).fetchall()
+        enum_oids = [r[4] for r in rows if r[3]]
+        labels: dict[int, list[str]] = {}
+        if enum_oids:
+            for oid, label in catalog.execute(
+                "SELECT enumtypid, enumlabel FROM pg_enum WHERE enumtypid = ANY(%s)"
+                " ORDER BY enumtypid, enumsortorder",
+                (enum_oids,),
+            ).fetchall():
+                labels.setdefault(oid, []).append(label)
+        columns = []
+        for col, (formatted, type_name, is_array, is_enum, base_oid) in zip(
+            message.columns, rows, strict=True
+        ):
+            if type_name is None:  # a type dropped since: its text travels as text
+                ctype = t.simple(t.Kind.TEXT, native="text")
+            else:
+                ctype = from_native(
+                    NativeColumn(
+                        type_name, formatted, col.typmod, is_array, is_enum, tuple(labels.get(base_oid, ()))
+                    )
+                )
+            nullable = True
+            if current is not None and col.name in current.column_names:
+                nullable = current.column(col.name).nullable
+            columns.append(Column(col.name, ctype, nullable))
+        names = {c.name for c in columns}
+        if current is not None and all(k in names for k in current.primary_key):
+            key = current.primary_key
+        elif message.replica_identity in {"d", "i"}:
+            key = tuple(c.name for c in message.columns if c.is_key)
+        else:
+            key = ()
+        estimate = current.estimated_rows if current is not None else None
+        return TableSchema(ref, tuple(columns), key, estimate, ENGINE)
+
+    def _row_change(self, message: pgoutput.Insert | pgoutput.Update | pgoutput.Delete) -> RowChange | None:
+        rel = self._relations.get(message.oid)
+        if rel is None:
+            raise DataError(f"pgoutput sent a change of relation {message.oid} before describing it")
+        ref = rel.schema.ref
+        if not self._wanted(ref):
+            return None
+        if isinstance(message, pgoutput.Insert):
+            return RowChange(ref, Op.INSERT, self._values(rel, message.new, partial=False)[0])
+        if isinstance(message, pgoutput.Update):
+            values, unchanged = self._values(rel, message.new)
+            old_key = self._old(rel, message.old_key, message.old)
+            return RowChange(ref, Op.UPDATE, values, old_key, unchanged)
+        old_key = self._old(rel, message.key, message.old)
+        return RowChange(ref, Op.DELETE, {}, old_key)
+
+    def _old(
+        self, rel: _Relation, key: pgoutput.TupleData | None, old: pgoutput.TupleData | None
+    ) -> dict[str, Any] | None:
+        if key is not None:
+            values, _ = self._values(rel, key)
+            return {name: values[name] for name in rel.key_names if name in values}
+        if old is not None:
+            return self._values(rel, old)[0]
+        return None
+
+    def _values(
+        self, rel: _Relation, data: pgoutput.TupleData, partial: bool = True
+    ) -> tuple[dict[str, Any], frozenset[str]]:
+        """Values by column name, and the columns the source did not send (only
+        an UPDATE's new row can have those: unchanged TOASTed values)."""
+        try:
+            if not partial or UNCHANGED not in data:
+                return dict(
+                    zip(
+                        rel.names,
+                        [None if v is None else c(v) for c, v in zip(rel.convert, data, strict=True)],  # type: ignore[arg-type]
+                        strict=True,
+                    )
+                ), frozenset()
+            values: dict[str, Any] = {}
+            unchanged = set()
+            for name, convert, value in zip(rel.names, rel.convert, data, strict=True):
+                if value is UNCHANGED:
+                    unchanged.add(name)
+                else:
+                    values[name] = None if value is None else convert(value)  # type: ignore[arg-type]
+            return values, frozenset(unchanged)
+        except (DataError, ValueError, ArithmeticError) as exc:
+            raise self._value_error(rel, data, exc) from None
+
+    def _value_error(self, rel: _Relation, data: pgoutput.TupleData, exc: Exception) -> DataError:
+        for name, convert, value in zip(rel.names, rel.convert, data, strict=False):
+            if isinstance(value, str):
+                try:
+                    convert(value)
+                except (DataError, ValueError, ArithmeticError) as inner:
+                    return DataError(f"table {rel.schema.ref} column {name!r}: {inner}", column=name)
+        return DataError(f"table {rel.schema.ref}: {exc}")
+
+    def _maybe_heartbeat(self, now: float) -> None:
+        if not self._messages or self.heartbeat_seconds <= 0:
+            return
+        if self._data_seen:
+            self._data_seen = False
+            self._last_data = now
+        if (
+            now - self._last_data < self.heartbeat_seconds
+            or now - self._last_heartbeat < self.heartbeat_seconds
+        ):
+            return
+        self._last_heartbeat = now
+        try:
+            self._catalog_connection().execute(
+                "SELECT pg_logical_emit_message(false, %s, '')", (HEARTBEAT_PREFIX,)
+            )
+        except psycopg.errors.InsufficientPrivilege:
+            self._messages = False  # not allowed for this user: no heartbeats
+        except (psycopg.Error, ConnectionFailed):
+            pass  # the stream itself reports a lost server
+
+    def ack(self, position: Checkpoint) -> None:
+        lsn = _lsn_of(position)
+        try:
+            self._cur.send_feedback(write_lsn=lsn, flush_lsn=lsn, force=True)
+        except psycopg2.Error as exc:
+            raise self._error(exc) from None
+
+    def close(self) -> None:
+        if self._repl is not None:
+            self._repl.close()
+            self._repl = None
+        if not self._catalog.closed:
+            self._catalog.close()
+
+
+def _python_encoding(pg_encoding: str) -> str:
+    from psycopg._encodings import pg2pyenc
+
+    try:
+        return pg2pyenc(pg_encoding.encode())
+    except psycopg.NotSupportedError:
+        return "utf-8"

@@ -1,0 +1,290 @@
+"""PostgreSQL text output to conveyor's in-flight Python values.
+
+The change stream (pgoutput) carries every value as its type's text output.
+``converter(column_type)`` gives a function from that text to the value the
+full-load path produces for the same column (ADBC -> Arrow -> ``to_pylist``),
+so that a row captured by CDC and the same row read by a full load compare
+equal. Build the converters once per relation (``converters(schema)``) and
+apply them per value.
+
+The text is expected in the forms these session settings give, which the
+replication connection sets (``SESSION_OPTIONS``): ``DateStyle=ISO``,
+``IntervalStyle=iso_8601``, ``TimeZone=UTC``, ``bytea_output=hex`` and
+``extra_float_digits=3`` (shortest exact floats). Offsets other than UTC are
+still parsed correctly.
+
+Infinite dates and timestamps stay the strings ``"infinity"`` and
+``"-infinity"`` (see connectors.changes). Values no Python value can hold
+(BC dates, years after 9999, ``24:00:00``) raise DataError.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pyarrow as pa
+
+from conveyor.core.errors import DataError
+from conveyor.core.schema import TableSchema
+from conveyor.core.types import ColumnType, Kind
+
+Converter = Callable[[str], Any]
+
+SESSION_OPTIONS = (
+    "-c DateStyle=ISO -c IntervalStyle=iso_8601 -c TimeZone=UTC -c bytea_output=hex -c extra_float_digits=3"
+)
+
+_INFINITIES = {"infinity": "infinity", "-infinity": "-infinity"}
+_FLOAT32 = struct.Struct("f")
+
+
+def converters(schema: TableSchema) -> list[Converter]:
+    return [converter(c.type) for c in schema.columns]
+
+
+def converter(ctype: ColumnType) -> Converter:
+    """The function from a non-NULL text value of this column to its Python value."""
+    kind = ctype.kind
+    if kind is Kind.ARRAY:
+        assert ctype.element is not None
+        return _array_converter(converter(ctype.element))
+    return _BY_KIND.get(kind, _identity)
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def _bool(text: str) -> bool:
+    return text == "t"
+
+
+def _bytes(text: str) -> bytes:
+    if text.startswith("\\x"):
+        return bytes.fromhex(text[2:])
+    return _bytes_escape(text)
+
+
+def _bytes_escape(text: str) -> bytes:
+    """bytea's ``escape`` output (a server whose bytea_output is not hex)."""
+    out = bytearray()
+    raw = text.encode("latin-1")
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == 0x5C:  # backslash
+            if raw[i + 1] == 0x5C:
+                out.append(0x5C)
+                i += 2
+            else:
+                out.append(int(raw[i + 1 : i + 4], 8))
+                i += 4
+        else:
+            out.append(ch)
+            i += 1
+    return bytes(out)
+
+
+def _float32(text: str) -> float:
+    # What a float32 Arrow value gives back: the float64 nearest the float32.
+    value: float = _FLOAT32.unpack(_FLOAT32.pack(float(text)))[0]
+    return value
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise DataError(f"{text!r} is not a decimal") from None
+
+
+def _date(text: str) -> date | str:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        if text in _INFINITIES:
+            return text
+        raise DataError(f"date {text!r} has no Python value (BC or after year 9999)") from None
+
+
+def _time(text: str) -> time:
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise DataError(f"time {text!r} has no Python value") from None
+
+
+def _timestamp(text: str) -> datetime | str:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        if text in _INFINITIES:
+            return text
+        raise DataError(f"timestamp {text!r} has no Python value (BC or after year 9999)") from None
+
+
+def _timestamptz(text: str) -> datetime | str:
+    if text.endswith("+00"):
+        try:
+            return datetime.fromisoformat(text[:-3]).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    try:
+        value = datetime.fromisoformat(text)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        if text in _INFINITIES:
+            return text
+        raise DataError(f"timestamptz {text!r} has no Python value (BC or after year 9999)") from None
+
+
+_ISO_INTERVAL = re.compile(
+    r"P(?:(-?\d+)Y)?(?:(-?\d+)M)?(?:(-?\d+)D)?(?:T(?:(-?\d+)H)?(?:(-?\d+)M)?(?:(-?\d+)(?:\.(\d+))?S)?)?"
+)
+_PG_INTERVAL_PART = re.compile(r"([-+]?\d+) (year|mon|day)s?")
+_PG_INTERVAL_TIME = re.compile(r"([-+])?(\d+):(\d+):(\d+)(?:\.(\d+))?$")
+_NANOS_PER_SECOND = 1_000_000_000
+
+
+def _seconds_nanos(whole: str, fraction: str | None) -> int:
+    nanos = abs(int(whole)) * _NANOS_PER_SECOND
+    if fraction:
+        nanos += int(fraction[:9].ljust(9, "0"))
+    return -nanos if whole.startswith("-") else nanos
+
+
+def _interval(text: str) -> pa.MonthDayNano:
+    """IntervalStyle iso_8601 ('P1Y2M-3DT4H5M6.789S'), or postgres
+    ('1 year 2 mons -3 days +04:05:06.789')."""
+    match = _ISO_INTERVAL.fullmatch(text)
+    if match is not None:
+        years, months, days, hours, minutes, seconds, fraction = match.groups()
+        nanos = (int(hours or 0) * 3600 + int(minutes or 0) * 60) * _NANOS_PER_SECOND
+        if seconds is not None:
+            nanos += _seconds_nanos(seconds, fraction)
+        return pa.MonthDayNano([int(years or 0) * 12 + int(months or 0), int(days or 0), nanos])
+    return _postgres_interval(text)
+
+
+def _postgres_interval(text: str) -> pa.MonthDayNano:
+    months = days = nanos = 0
+    rest = text
+    clock = _PG_INTERVAL_TIME.search(rest)
+    if clock is not None:
+        sign, hours, minutes, seconds, fraction = clock.groups()
+        nanos = (int(hours) * 3600 + int(minutes) * 60) * _NANOS_PER_SECOND + _seconds_nanos(
+            seconds, fraction
+        )
+        if sign == "-":
+            nanos = -nanos
+        rest = rest[: clock.start()]
+    matched = 0
+    for number, unit in _PG_INTERVAL_PART.findall(rest):
+        matched += 1
+        if unit == "year":
+            months += int(number) * 12
+        elif unit == "mon":
+            months += int(number)
+        else:
+            days += int(number)
+    if clock is None and not matched:
+        raise DataError(f"interval {text!r} has no Python value")
+    return pa.MonthDayNano([months, days, nanos])
+
+
+_BY_KIND: dict[Kind, Converter] = {
+    Kind.INT16: int,
+    Kind.INT32: int,
+    Kind.INT64: int,
+    Kind.DECIMAL: _decimal,
+    Kind.NUMERIC: _identity,
+    Kind.FLOAT32: _float32,
+    Kind.FLOAT64: float,
+    Kind.TEXT: _identity,
+    Kind.BYTES: _bytes,
+    Kind.BOOLEAN: _bool,
+    Kind.DATE: _date,
+    Kind.TIME: _time,
+    Kind.TIMESTAMP: _timestamp,
+    Kind.TIMESTAMPTZ: _timestamptz,
+    Kind.INTERVAL: _interval,
+    Kind.UUID: _identity,
+    Kind.JSON: _identity,
+    Kind.ENUM: _identity,
+}
+
+
+def _array_converter(element: Converter) -> Converter:
+    def convert(text: str) -> list[Any]:
+        items = parse_array(text)
+        return _convert_items(items, element)
+
+    return convert
+
+
+def _convert_items(items: Sequence[Any], element: Converter) -> list[Any]:
+    return [
+        None if item is None else _convert_items(item, element) if isinstance(item, list) else element(item)
+        for item in items
+    ]
+
+
+def parse_array(text: str) -> list[Any]:
+    """An array's text output as a list of element texts (None for NULL);
+    nested lists for a multidimensional array."""
+    if text.startswith("["):  # explicit bounds: '[0:1]={1,2}'
+        text = text[text.index("=") + 1 :]
+    if text == "{}":
+        return []
+    if "\\" not in text and '"' not in text and "{" not in text[1:]:
+        return [None if item == "NULL" else item for item in text[1:-1].split(",")]
+    result, pos = _parse_level(text, 0)
+    if pos != len(text):
+        raise DataError(f"malformed array text {text[:60]!r}")
+    return result
+
+
+def _parse_level(text: str, pos: int) -> tuple[list[Any], int]:
+    if text[pos] != "{":
+        raise DataError(f"malformed array text {text[:60]!r}")
+    pos += 1
+    items: list[Any] = []
+    if text[pos] == "}":
+        return items, pos + 1
+    n = len(text)
+    while pos < n:
+        ch = text[pos]
+        if ch == "{":
+            nested, pos = _parse_level(text, pos)
+            items.append(nested)
+        elif ch == '"':
+            pos += 1
+            chars = []
+            while text[pos] != '"':
+                if text[pos] == "\\":
+                    pos += 1
+                chars.append(text[pos])
+                pos += 1
+            items.append("".join(chars))
+            pos += 1
+        else:
+            end = pos
+            while text[end] not in ",}":
+                end += 1
+            item = text[pos:end]
+            items.append(None if item == "NULL" else item)
+            pos = end
+        if text[pos] == ",":
+            pos += 1
+        elif text[pos] == "}":
+            return items, pos + 1
+        else:
+            raise DataError(f"malformed array text {text[:60]!r}")
+    raise DataError(f"malformed array text {text[:60]!r}")

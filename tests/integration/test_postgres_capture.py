@@ -1,0 +1,499 @@
+"""PostgreSQL change capture (pgoutput) against a private server: values of
+every type equal the full-load path's, TOAST, replica identities, DDL,
+exported snapshots without gap or overlap, resuming and acknowledging."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from datetime import time as dtime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.changes import ChangeEvent, Commit, RowChange, TableDefinition, Truncate
+from conveyor.connectors.postgres.capture import PostgresChangeSource, PostgresChangeStream, capture_name
+from conveyor.connectors.postgres.pgoutput import parse_lsn
+from conveyor.connectors.postgres.source import PostgresSnapshot
+from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.errors import ConfigError, DataError, TerminalError
+from conveyor.core.schema import TableRef, TableSchema
+
+pytestmark = pytest.mark.integration
+
+TYPES_DDL = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy ''quoted'', yes');
+CREATE TABLE typed (
+    id integer PRIMARY KEY,
+    i2 smallint, i8 bigint, n12 numeric(12,2), nu numeric,
+    f4 real, f8 double precision,
+    t text, vc varchar(20), ch char(3), b bytea, bo boolean,
+    d date, tm time, ts timestamp, tstz timestamptz, iv interval,
+    u uuid, j json, jb jsonb,
+    ia integer[], ta text[], m mood, ma mood[], addr inet
+);
+"""
+
+TEXT = "emoji 🚀 tab\tnewline\nbackslash\\ quote' \" end"
+
+
+def _config(url: str, **options: Any) -> EndpointConfig:
+    return EndpointConfig(name="src", engine="postgres", url=url, options=options)
+
+
+def _execute(url: str, *statements: str, timezone: str | None = None) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        if timezone:
+            conn.execute(f"SET TimeZone = '{timezone}'")
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _tables(source: PostgresChangeSource, *names: str) -> list[TableSchema]:
+    return [s for s in source.tables() if s.ref.name in names]
+
+
+def _collect(stream: PostgresChangeStream, commits: int, timeout: float = 15.0) -> list[ChangeEvent]:
+    """Events until ``commits`` commits have arrived, or ``timeout`` seconds."""
+    events: list[ChangeEvent] = []
+    seen = 0
+    deadline = time.monotonic() + timeout
+    for event in stream.events(0.2):
+        if event is not None:
+            events.append(event)
+            if isinstance(event, Commit):
+                seen += 1
+        if seen >= commits or time.monotonic() > deadline:
+            break
+    return events
+
+
+def _rows(events: list[ChangeEvent]) -> list[RowChange]:
+    return [e for e in events if isinstance(e, RowChange)]
+
+
+def _lsn(event: ChangeEvent) -> int:
+    assert isinstance(event, Commit)
+    return parse_lsn(event.position.position["lsn"])
+
+
+@pytest.fixture
+def capture(pg_db: str) -> Iterator[tuple[str, PostgresChangeSource]]:
+    source = PostgresChangeSource(_config(pg_db))
+    yield pg_db, source
+    source.end_capture("t1")
+    source.close()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def test_values_of_every_type_equal_the_full_load(capture: tuple[str, PostgresChangeSource]) -> None:
+    url, source = capture
+    _execute(url, TYPES_DDL)
+    tables = _tables(source, "typed")
+    start = source.begin_capture("t1", tables, export_snapshot=False)
+    assert start.snapshot_id is None
+    stream = source.open_stream("t1", tables, start.position)
+    try:
+        _execute(
+            url,
+            "INSERT INTO typed VALUES (1, -32768, 9223372036854775807, -9999999999.99,"
+            " 123456789012345678901234567890.000000000000000000001, 'NaN', 'Infinity',"
+            f" {psycopg.sql.Literal(TEXT).as_string(None)}, 'varchar ü', 'ab', '\\x00ff5c0a'::bytea, true,"
+            " '0001-01-01', '23:59:59.999999', '0001-01-01 00:00:00', '2024-06-01 12:00:00+02',"
+            " '1 year 2 mons -3 days 04:05:06.789', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11',"
+            ' \'{"k": "välue",  "n": [1, 2.5, null]}\', \'{"a": {"b": "🚀"}}\','
+            " '{1,NULL,-3}', ARRAY['a,b', 'c\"d', '{e}', NULL, '', 'NULL', ' x '],"
+            " 'happy ''quoted'', yes', '{sad,ok}', '192.168.0.1/24')",
+            "INSERT INTO typed VALUES (2, 0, 0, 0.01, 'NaN', '-Infinity', -0.0, '', '', '', '', false,"
+            " '9999-12-31', '00:00:00', '9999-12-31 23:59:59.999999', '2024-06-01 15:30:00',"
+            " '-00:00:00.000001', '00000000-0000-0000-0000-000000000000', '[]', '{}', '{}', '{}',"
+            " 'sad', '{}', '::1')",
+            "INSERT INTO typed (id) VALUES (3)",
+            timezone="Asia/Kolkata",  # the writer's session zone must not matter
+        )
+        _execute(
+            url,
+            "INSERT INTO typed (id, d, ts, tstz, n12, f4)"
+            " VALUES (4, 'infinity', '-infinity', 'infinity', 5, 1.1)",
+            "UPDATE typed SET t = 'changed', d = '-infinity' WHERE id = 4",
+            "DELETE FROM typed WHERE id = 4",
+        )
+        events = _collect(stream, 6)
+    finally:
+        stream.close()
+
+    assert not [e for e in events if isinstance(e, TableDefinition)], "the relation matches the catalog"
+    commits = [e for e in events if isinstance(e, Commit)]
+    assert len(commits) == 6
+    positions = [_lsn(c) for c in commits]
+    assert positions == sorted(positions) and len(set(positions)) == 6
+    assert all(isinstance(c.time, datetime) and c.time.tzinfo is not None for c in commits)
+    rows = _rows(events)
+    assert [(r.op, r.table) for r in rows] == [(Op.INSERT, TableRef("public", "typed"))] * 4 + [
+        (Op.UPDATE, TableRef("public", "typed")),
+        (Op.DELETE, TableRef("public", "typed")),
+    ]
+    first = rows[0].values
+    assert first["i2"] == -32768 and first["i8"] == 2**63 - 1
+    assert first["n12"] == Decimal("-9999999999.99")
+    assert first["nu"] == "123456789012345678901234567890.000000000000000000001"
+    assert math.isnan(first["f4"]) and first["f8"] == math.inf
+    assert first["t"] == TEXT
+    assert first["ch"] == "ab "
+    assert first["b"] == b"\x00\xff\\\n"
+    assert first["bo"] is True
+    assert first["d"] == date(1, 1, 1)
+    assert first["tm"] == dtime(23, 59, 59, 999999)
+    assert first["ts"] == datetime(1, 1, 1)
+    assert first["tstz"] == datetime(2024, 6, 1, 10, 0, tzinfo=UTC)
+    assert first["iv"] == pa.MonthDayNano([14, -3, (4 * 3600 + 5 * 60 + 6) * 10**9 + 789_000_000])
+    assert first["u"] == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+    assert first["j"] == '{"k": "välue",  "n": [1, 2.5, null]}'
+    assert first["jb"] == '{"a": {"b": "🚀"}}'
+    assert first["ia"] == [1, None, -3]
+    assert first["ta"] == ["a,b", 'c"d', "{e}", None, "", "NULL", " x "]
+    assert first["m"] == "happy 'quoted', yes"
+    assert first["ma"] == ["sad", "ok"]
+    assert first["addr"] == "192.168.0.1/24"
+    second = rows[1].values
+    assert second["nu"] == "NaN" and second["f4"] == -math.inf
+    assert second["d"] == date(9999, 12, 31)
+    assert second["ts"] == datetime(9999, 12, 31, 23, 59, 59, 999999)
+    assert second["tstz"] == datetime(2024, 6, 1, 10, 0, tzinfo=UTC)
+    assert second["iv"] == pa.MonthDayNano([0, 0, -1000])
+    assert rows[2].values == {"id": 3} | {c: None for c in first if c != "id"}
+    infinite = rows[3].values
+    assert (infinite["d"], infinite["ts"], infinite["tstz"]) == ("infinity", "-infinity", "infinity")
+    assert infinite["f4"] == pa.array([1.1], pa.float32()).to_pylist()[0]
+    assert rows[4].values["d"] == "-infinity" and rows[4].old_key is None
+    assert rows[5].values == {} and rows[5].old_key == {"id": 4}
+
+    # The same rows read by the full-load path give the very same values.
+    snapshot = PostgresSnapshot(source.config)
+    try:
+        loaded = [r for b in snapshot.read(tables[0], 100, order_by_key=True) for r in b.to_pylist()]
+    finally:
+        snapshot.close()
+    assert len(loaded) == 3
+    for full, change in zip(loaded, rows[:3], strict=True):
+        for name, value in full.items():
+            assert _same(change.values[name], value), (name, change.values[name], value)
+            assert type(change.values[name]) is type(value), name
+
+
+def test_unchanged_toast_value(capture: tuple[str, PostgresChangeSource]) -> None:
+    url, source = capture
+    _execute(
+        url,
+        "CREATE TABLE toasty (id int PRIMARY KEY, small text, big text)",
+        "ALTER TABLE toasty ALTER COLUMN big SET STORAGE EXTERNAL",
+    )
+    tables = _tables(source, "toasty")
+    stream = source.open_stream("t1", tables, source.begin_capture("t1", tables, False).position)
+    try:
+        big = "0123456789abcdef" * 6400  # 100 kB, stored out of line
+        _execute(
+            url,
+            f"INSERT INTO toasty VALUES (1, 's1', '{big}')",
+            "UPDATE toasty SET small = 's2' WHERE id = 1",
+        )
+        rows = _rows(_collect(stream, 2))
+    finally:
+        stream.close()
+    assert rows[0].values == {"id": 1, "small": "s1", "big": big}
+    assert rows[1].op is Op.UPDATE
+    assert rows[1].values == {"id": 1, "small": "s2"}
+    assert rows[1].unchanged == frozenset({"big"})
+
+
+def test_old_rows_and_keys(capture: tuple[str, PostgresChangeSource]) -> None:
+    url, source = capture
+    _execute(
+        url,
+        "CREATE TABLE full_id (id int PRIMARY KEY, v text)",
+        "ALTER TABLE full_id REPLICA IDENTITY FULL",
+        "CREATE TABLE keyed (a int, b text, v text, PRIMARY KEY (a, b))",
+        "INSERT INTO full_id VALUES (1, 'old')",
+        "INSERT INTO keyed VALUES (1, 'x', 'v1')",
+    )
+    tables = _tables(source, "full_id", "keyed")
+    stream = source.open_stream("t1", tables, source.begin_capture("t1", tables, False).position)
+    try:
+        _execute(
+            url,
+            "UPDATE full_id SET v = 'new' WHERE id = 1",
+            "DELETE FROM full_id WHERE id = 1",
+            "UPDATE keyed SET v = 'v2'",
+            "UPDATE keyed SET a = 2",
+            "DELETE FROM keyed",
+        )
+        rows = _rows(_collect(stream, 5))
+    finally:
+        stream.close()
+    assert [(r.table.name, r.op) for r in rows] == [
+        ("full_id", Op.UPDATE),
+        ("full_id", Op.DELETE),
+        ("keyed", Op.UPDATE),
+        ("keyed", Op.UPDATE),
+        ("keyed", Op.DELETE),
+    ]
+    assert rows[0].old_key == {"id": 1, "v": "old"} and rows[0].values == {"id": 1, "v": "new"}
+    assert rows[1].old_key == {"id": 1, "v": "new"}
+    assert rows[2].old_key is None and rows[2].values == {"a": 1, "b": "x", "v": "v2"}
+    assert rows[3].old_key == {"a": 1, "b": "x"} and rows[3].values == {"a": 2, "b": "x", "v": "v2"}
+    assert rows[4].old_key == {"a": 2, "b": "x"}
+
+
+def test_add_column_and_truncate(capture: tuple[str, PostgresChangeSource]) -> None:
+    url, source = capture
+    _execute(url, "CREATE TABLE grows (id int PRIMARY KEY, v text)")
+    tables = _tables(source, "grows")
+    stream = source.open_stream("t1", tables, source.begin_capture("t1", tables, False).position)
+    try:
+        _execute(
+            url,
+            "INSERT INTO grows VALUES (1, 'a')",
+            "ALTER TABLE grows ADD COLUMN n numeric(5,1) NOT NULL DEFAULT 0",
+            "INSERT INTO grows VALUES (2, 'b', 2.5)",
+            "TRUNCATE grows",
+        )
+        events = _collect(stream, 3)
+    finally:
+        stream.close()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["RowChange", "Commit", "TableDefinition", "RowChange", "Commit", "Truncate", "Commit"]
+    definition = events[2]
+    assert isinstance(definition, TableDefinition)
+    assert definition.schema.column_names == ["id", "v", "n"]
+    assert definition.schema.primary_key == ("id",)
+    assert definition.schema.column("n").type.describe() == "decimal(5,1)"
+    assert not definition.schema.column("n").nullable
+    assert _rows(events)[1].values == {"id": 2, "v": "b", "n": Decimal("2.5")}
+    assert events[5] == Truncate((TableRef("public", "grows"),))
+
+
+def test_exported_snapshot_has_no_gap_and_no_overlap(capture: tuple[str, PostgresChangeSource]) -> None:
+    url, source = capture
+    _execute(url, "CREATE TABLE snap (id int PRIMARY KEY)", "INSERT INTO snap SELECT generate_series(1, 3)")
+    tables = _tables(source, "snap")
+    start = source.begin_capture("t1", tables, export_snapshot=True)
+    assert start.snapshot_id
+    _execute(
+        url, "INSERT INTO snap VALUES (4)", "INSERT INTO snap VALUES (5)", "DELETE FROM snap WHERE id = 1"
+    )
+    snapshot = source.capture_snapshot(start)
+    try:
+        seen = sorted(r["id"] for b in snapshot.read(tables[0], 100) for r in b.to_pylist())
+        assert snapshot.count(tables[0].ref) == 3
+    finally:
+        snapshot.close()  # releases the exporting replication connection
+    with pytest.raises(Exception, match="snapshot"):
+        PostgresSnapshot(source.config, snapshot_id=start.snapshot_id).count(tables[0].ref)
+    assert seen == [1, 2, 3]
+    stream = source.open_stream("t1", tables, start.position)
+    try:
+        rows = _rows(_collect(stream, 3))
+    finally:
+        stream.close()
+    assert [(r.op, r.values or r.old_key) for r in rows] == [
+        (Op.INSERT, {"id": 4}),
+        (Op.INSERT, {"id": 5}),
+        (Op.DELETE, {"id": 1}),
+    ]
+    # begin_capture again: the slot exists, no snapshot
+    again = source.begin_capture("t1", tables, export_snapshot=True)
+    assert again.snapshot_id is None
+
+
+def test_resume_from_positions(capture: tuple[str, PostgresChangeSource]) -> None:
+    url, source = capture
+    _execute(url, "CREATE TABLE seq (id int PRIMARY KEY)")
+    tables = _tables(source, "seq")
+    start = source.begin_capture("t1", tables, False)
+    for i in (1, 2, 3):
+        _execute(url, f"INSERT INTO seq VALUES ({i})")
+
+    stream = source.open_stream("t1", tables, start.position)
+    try:
+        events = _collect(stream, 3)
+    finally:
+        stream.close()
+    commits = [e for e in events if isinstance(e, Commit)]
+    assert [r.values["id"] for r in _rows(events)] == [1, 2, 3]
+
+    # Nothing acknowledged: from the first commit's position, 2 and 3 come again.
+    stream = source.open_stream("t1", tables, commits[0].position)
+    try:
+        again = _collect(stream, 2)
+        assert [r.values["id"] for r in _rows(again)] == [2, 3]
+        assert [e.position for e in again if isinstance(e, Commit)] == [c.position for c in commits[1:]]
+        stream.ack(commits[2].position)
+    finally:
+        stream.close()
+
+    _execute(url, "INSERT INTO seq VALUES (4)")
+    # Acknowledged up to 3: even from the start position, 1..3 are not delivered again.
+    stream = source.open_stream("t1", tables, start.position)
+    try:
+        later = _collect(stream, 1)
+    finally:
+        stream.close()
+    assert [r.values["id"] for r in _rows(later)] == [4]
+    assert _lsn(later[-1]) > _lsn(commits[2])
+
+
+def test_heartbeat_advances_an_idle_stream(pg_db: str) -> None:
+    source = PostgresChangeSource(_config(pg_db, heartbeat_seconds=0.5))
+    _execute(pg_db, "CREATE TABLE quiet (id int PRIMARY KEY)")
+    tables = _tables(source, "quiet")
+    start = source.begin_capture("hb", tables, False)
+    stream = source.open_stream("hb", tables, start.position)
+    try:
+        events = _collect(stream, 1, timeout=10)
+        assert events and isinstance(events[-1], Commit)
+        assert _lsn(events[-1]) >= parse_lsn(start.position.position["lsn"])
+        stream.ack(events[-1].position)
+    finally:
+        stream.close()
+        source.end_capture("hb")
+
+
+def test_dropped_slot_requires_a_resync(capture: tuple[str, PostgresChangeSource]) -> None:
+    url, source = capture
+    _execute(url, "CREATE TABLE lost (id int PRIMARY KEY)")
+    tables = _tables(source, "lost")
+    start = source.begin_capture("t1", tables, False)
+    _execute(url, "SELECT pg_drop_replication_slot('conveyor_t1')")
+    with pytest.raises(TerminalError, match=r"resync required") as info:
+        source.open_stream("t1", tables, start.position)
+    assert "conveyor_t1" in str(info.value)
+
+
+def test_end_capture_removes_slot_and_publications(capture: tuple[str, PostgresChangeSource]) -> None:
+    url, source = capture
+    _execute(url, "CREATE TABLE gone (id int PRIMARY KEY)", "CREATE TABLE nokey (v text)")
+    tables = _tables(source, "gone", "nokey")
+    start = source.begin_capture("t1", tables, False)
+    assert start.warnings == [
+        "updates and deletes of public.nokey cannot be captured: no primary key; "
+        "set REPLICA IDENTITY FULL or add a key"
+    ]
+    wal = source.retained_wal_bytes("t1")
+    assert wal is not None and wal >= 0
+    stream = source.open_stream("t1", tables, start.position)  # an active walsender
+    try:
+        # The key-less table stays writable on the source, and its inserts are captured.
+        _execute(url, "INSERT INTO nokey VALUES ('a')", "UPDATE nokey SET v = 'b'", "DELETE FROM nokey")
+        rows = _rows(_collect(stream, 1))
+        assert [(r.op, r.values) for r in rows] == [(Op.INSERT, {"v": "a"})]
+        source.end_capture("t1")
+    finally:
+        stream.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+    assert source.retained_wal_bytes("t1") is None
+
+
+def test_preflight(pg_db: str) -> None:
+    source = PostgresChangeSource(_config(pg_db))
+    _execute(
+        pg_db,
+        "CREATE TABLE with_key (id int PRIMARY KEY)",
+        "CREATE TABLE without_key (v text)",
+        "CREATE TABLE full_row (v text)",
+        "ALTER TABLE full_row REPLICA IDENTITY FULL",
+    )
+    tables = _tables(source, "with_key", "without_key", "full_row")
+    assert source.preflight(tables) == [
+        "updates and deletes of public.without_key cannot be captured: no primary key; "
+        "set REPLICA IDENTITY FULL or add a key"
+    ]
+    with psycopg.connect(pg_db) as conn:  # the user's tables are left alone
+        row = conn.execute("SELECT relreplident FROM pg_class WHERE relname = 'without_key'").fetchone()
+        assert row == ("d",)
+
+
+def test_names() -> None:
+    assert capture_name("Orders-Sync.2") == "conveyor_orders_sync_2"
+    long = capture_name("x" * 100)
+    assert len(long) == 63 and long.startswith("conveyor_xxx")
+    assert capture_name("x" * 100) != capture_name("x" * 101)
+    source = PostgresChangeSource(
+        _config("postgresql://h/db", slot_name="their_slot", publication_name="their_pub")
+    )
+    assert source.slot_name("t") == "their_slot"
+    assert source.publications("t") == ["their_pub"]
+    assert Checkpoint("postgres", {"lsn": "0/0"}).engine == "postgres"
+
+
+def test_transactions_the_start_position_covers_are_skipped() -> None:
+    from conveyor.connectors.postgres import pgoutput
+    from conveyor.connectors.postgres.capture import _Relation
+    from conveyor.connectors.postgres.text_values import converter
+    from conveyor.core import types as ct
+    from conveyor.core.schema import Column
+
+    stream = PostgresChangeStream.__new__(PostgresChangeStream)
+    stream.start_lsn = 1000
+    stream._skip = False
+    stream._known = {}
+    stream._selected = None
+    int4 = ct.simple(ct.Kind.INT32)
+    schema = TableSchema(TableRef("public", "x"), (Column("id", int4),), ("id",))
+    stream._relations = {7: _Relation(schema, ["id"], ["id"], [converter(int4)])}
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def feed(*messages: pgoutput.PgOutputMessage) -> list[ChangeEvent]:
+        out = [stream._event_of(m) for m in messages]
+        return [e for e in out if e is not None]
+
+    replayed = feed(pgoutput.Begin(900, when, 1), pgoutput.Insert(7, ["1"]), pgoutput.Commit(900, 1000, when))
+    assert replayed == []
+    fresh = feed(pgoutput.Begin(1000, when, 2), pgoutput.Insert(7, ["2"]), pgoutput.Commit(1000, 1100, when))
+    assert fresh == [
+        RowChange(TableRef("public", "x"), Op.INSERT, {"id": 2}),
+        Commit(Checkpoint("postgres", {"lsn": "0/44C"}), when),
+    ]
+    heartbeats = feed(
+        pgoutput.Message(False, 999, "conveyor_heartbeat", b""),
+        pgoutput.Message(False, 1200, "conveyor_heartbeat", b""),
+        pgoutput.Message(False, 1300, "someone_else", b""),
+    )
+    assert heartbeats == [Commit(Checkpoint("postgres", {"lsn": "0/4B0"}), None)]
+
+
+def test_preflight_refuses_a_user_without_replication(pg_db: str) -> None:
+    _execute(pg_db, "CREATE ROLE plain_user LOGIN PASSWORD 'secret-pw'")
+    try:
+        url = pg_db.replace("postgres@", "plain_user@")
+        source = PostgresChangeSource(EndpointConfig("src", "postgres", url=url, password="secret-pw"))
+        with pytest.raises(ConfigError, match="REPLICATION") as info:
+            source.preflight([])
+        assert "secret-pw" not in str(info.value)
+    finally:
+        _execute(pg_db, "DROP ROLE plain_user")
+
+
+def test_a_value_without_python_form_names_its_column(capture: tuple[str, PostgresChangeSource]) -> None:
+    url, source = capture
+    _execute(url, "CREATE TABLE old_dates (id int PRIMARY KEY, d date)")
+    tables = _tables(source, "old_dates")
+    stream = source.open_stream("t1", tables, source.begin_capture("t1", tables, False).position)
+    try:
+        _execute(url, "INSERT INTO old_dates VALUES (1, '0044-03-15 BC')")
+        with pytest.raises(DataError, match=r"public.old_dates column 'd'.*BC"):
+            _collect(stream, 1)
+    finally:
+        stream.close()
