@@ -21,8 +21,8 @@ demo: $(STAMP)
 	@bash examples/quickstart/run.sh
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -33,8 +33,10 @@ test: system-packages $(STAMP) lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
+# Full-load benchmark against psql COPY references (bench/README.md); 5M rows
+# by default (long), e.g. `make bench ROWS=500000 ROUNDS=3`.
 bench: system-packages $(STAMP)
-	@echo 'bench/full_load.py is not built yet (docs/status.md)'; exit 1
+	$(BIN)/python bench/full_load.py $(if $(ROWS),--rows $(ROWS)) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(CASES),--cases $(CASES))
 
 clean:
 	rm -rf $(VENV) .conveyor build *.egg-info
