@@ -3,7 +3,10 @@ arriving, stop, resume."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -12,11 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import psycopg
 import pytest
 
+from conveyor.core.faults import ENV as FAULT_ENV
 from conveyor.replication.task_runner import STOP_REASON_NORMAL, StartMode, run_task
 from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
+from support.cli import conveyor
+from support.servers import PostgresServer
 
 pytestmark = pytest.mark.integration
 
@@ -161,3 +168,227 @@ def _stats(store: Store) -> dict[str, Any]:
     run = store.task_status("sync")["current_run"]
     tables = store.table_stats("sync", run) if run is not None else []
     return tables[0] if tables else {}
+
+
+def _stack_file(path: Path, source: dict[str, Any], target: dict[str, Any], schema: str) -> Path:
+    document = {
+        "endpoints": {"src": source, "dst": target},
+        "tasks": {
+            "sync": {
+                "source": "src",
+                "target": "dst",
+                "migration_type": "full-load-and-cdc",
+                "table_mappings": {
+                    "rules": [
+                        {
+                            "rule-type": "selection",
+                            "rule-id": "1",
+                            "rule-name": "all",
+                            "object-locator": {"schema-name": schema, "table-name": "%"},
+                            "rule-action": "include",
+                        }
+                    ]
+                },
+                "settings": {"FullLoadSettings": {"CommitRate": 500}},
+            }
+        },
+    }
+    path.write_text(json.dumps(document))
+    return path
+
+
+class Writer:
+    """Random inserts, updates (each bumping a per-row counter) and deletes, in
+    small transactions, bounded in count."""
+
+    def __init__(
+        self,
+        execute: Callable[[list[tuple[str, tuple[Any, ...]]]], None],
+        operations: int,
+        until: threading.Event | None = None,
+    ) -> None:
+        self.execute, self.operations = execute, operations
+        self.until = until or threading.Event()
+        self._rng = __import__("random").Random(7)
+        self._next_id = 1001
+        self._live = list(range(1, 1001))
+
+    error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.error = exc
+
+    def _run(self) -> None:
+        done = 0
+        while done < self.operations and not self.until.is_set():
+            statements: list[tuple[str, tuple[Any, ...]]] = []
+            for _ in range(self._rng.randint(1, 20)):
+                roll = self._rng.random()
+                if roll < 0.4 or not self._live:
+                    statements.append(
+                        (
+                            "INSERT INTO items (id, name, counter) VALUES (%s, %s, 0)",
+                            (self._next_id, f"n{self._next_id}"),
+                        )
+                    )
+                    self._live.append(self._next_id)
+                    self._next_id += 1
+                elif roll < 0.85:
+                    key = self._rng.choice(self._live)
+                    statements.append(
+                        ("UPDATE items SET counter = counter + 1, name = %s WHERE id = %s", (f"u{done}", key))
+                    )
+                else:
+                    key = self._live.pop(self._rng.randrange(len(self._live)))
+                    statements.append(("DELETE FROM items WHERE id = %s", (key,)))
+                done += 1
+            self.execute(statements)
+
+
+def _pg_rows(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT id, name, counter, note FROM public.items ORDER BY id").fetchall()
+
+
+@pytest.fixture
+def pg_pair(pg_server: PostgresServer) -> tuple[str, str]:
+    source, target = (pg_server.url(pg_server.new_database(p)) for p in ("cdcsrc", "cdcdst"))
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE items (id bigint PRIMARY KEY, name text, counter integer NOT NULL, note text)"
+        )
+        conn.execute(
+            "INSERT INTO items SELECT g, 'item ' || g, 0, repeat('x', 10) FROM generate_series(1, 1000) g"
+        )
+    return source, target
+
+
+def test_postgres_full_load_and_cdc_while_a_writer_runs(
+    pg_pair: tuple[str, str], store: Store, tmp_path: Path
+) -> None:
+    source, target = pg_pair
+    stack = _stack_file(
+        tmp_path / "s.yaml",
+        {"engine": "postgres", "url": source},
+        {"engine": "postgres", "url": target},
+        "public",
+    )
+
+    def execute(statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with psycopg.connect(source) as conn:
+            for text, params in statements:
+                conn.execute(text, params)
+
+    writer = threading.Thread(target=Writer(execute, 3000).run)
+    with RunningTask(store, stack, "sync"):
+        writer.start()  # during the full load and after it
+        writer.join(timeout=DEADLINE_S * 2)
+        assert not writer.is_alive()
+        with psycopg.connect(source, autocommit=True) as conn:  # a TOASTed value, then a neighbour's update
+            conn.execute("UPDATE items SET note = repeat(md5(id::text), 4000) WHERE id = 3")
+            conn.execute("ALTER TABLE items ADD COLUMN extra text")
+            conn.execute("UPDATE items SET counter = counter + 1, extra = 'added' WHERE id = 3")
+        wait_until(lambda: _pg_rows(target) == _pg_rows(source), "the target to equal the source")
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT length(note), extra FROM items WHERE id = 3").fetchone() == (
+            128000,
+            "added",
+        )
+    stats = _stats(store)
+    assert stats["FullLoadRows"] >= 1000 and stats["Ddls"] == 1
+    assert store.task_status("sync")["stop_reason"] == STOP_REASON_NORMAL
+
+
+CRASH_POINTS = [
+    "full-load-batch:2",  # inside the full load: no checkpoint yet, the load starts over
+    "capture-before-apply:2",  # changes read, not applied
+    "capture-after-partial-apply:1",  # inside a large source transaction, part of it applied
+    "capture-after-apply:2",  # between the target commit and the source acknowledgement
+    "capture-after-ack:3",  # after a complete batch
+]
+
+
+def test_sigkill_at_each_crash_point_then_resume_loses_and_repeats_nothing(
+    pg_pair: tuple[str, str], tmp_path: Path
+) -> None:
+    source, target = pg_pair
+    stack = _stack_file(
+        tmp_path / "s.yaml",
+        {"engine": "postgres", "url": source},
+        {"engine": "postgres", "url": target},
+        "public",
+    )
+    document = json.loads(stack.read_text())
+    document["tasks"]["sync"]["settings"] = {
+        "FullLoadSettings": {"CommitRate": 300},
+        "ChangeProcessingTuning": {"BatchSplitSize": 200},
+    }
+    stack.write_text(json.dumps(document))
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+    done = threading.Event()
+
+    def execute(statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with psycopg.connect(source) as conn:
+            for text, params in statements:
+                conn.execute(text, params)
+        time.sleep(0.005)
+
+    writer = Writer(execute, 50_000, until=done)
+    thread = threading.Thread(target=writer.run)
+    thread.start()
+    try:
+        for index, point in enumerate(CRASH_POINTS):
+            if point.startswith("capture-after-partial"):
+                with psycopg.connect(source) as conn:  # one transaction larger than BatchSplitSize
+                    conn.execute("UPDATE items SET counter = counter + 1 WHERE id % 2 = 0")
+            command = "start" if index == 0 else "resume"
+            started = conveyor(home, "tasks", command, "sync", env={FAULT_ENV: point})
+            assert started.returncode == 0, started.stderr
+            wait_until(
+                lambda: _described(home)["status"] == "failed",
+                f"the worker to die at {point}",
+                debug=lambda: (writer.error, _described(home)),
+            )
+            assert "died" in _described(home)["last_error"]
+    except BaseException:
+        _kill_worker(home)
+        raise
+    finally:
+        done.set()
+        thread.join(timeout=DEADLINE_S)
+    assert writer.error is None
+    assert conveyor(home, "tasks", "resume", "sync").returncode == 0
+    try:
+        wait_until(
+            lambda: _pg_rows(target) == _pg_rows(source), "the target to equal the source after resume"
+        )
+    finally:
+        conveyor(home, "tasks", "stop", "sync")
+        try:
+            wait_until(lambda: _described(home)["status"] == "stopped", "the task to stop")
+        finally:
+            _kill_worker(home)
+    with psycopg.connect(source) as conn:
+        slots = conn.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+        ).fetchone()
+    assert slots == (1,)
+
+
+def _kill_worker(home: Path) -> None:
+    """A test that fails must not leave a worker behind (it would hold the servers)."""
+    pid = _described(home).get("pid")
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _described(home: Path) -> dict[str, Any]:
+    result = conveyor(home, "tasks", "describe", "sync", "--json")
+    assert result.returncode == 0, result.stderr
+    described: dict[str, Any] = json.loads(result.stdout)
+    return described

@@ -374,10 +374,12 @@ def test_dropped_slot_requires_a_resync(capture: tuple[str, PostgresChangeSource
     _execute(url, "CREATE TABLE lost (id int PRIMARY KEY)")
     tables = _tables(source, "lost")
     start = source.begin_capture("t1", tables, False)
-    _execute(url, "SELECT pg_drop_replication_slot('conveyor_t1')")
+    slot = source.slot_name("t1")
+    assert slot.startswith("conveyor_t1_")  # the database is part of a slot's name
+    _execute(url, f"SELECT pg_drop_replication_slot('{slot}')")
     with pytest.raises(TerminalError, match=r"resync required") as info:
         source.open_stream("t1", tables, start.position)
-    assert "conveyor_t1" in str(info.value)
+    assert slot in str(info.value)
 
 
 def test_end_capture_removes_slot_and_publications(capture: tuple[str, PostgresChangeSource]) -> None:
@@ -401,7 +403,9 @@ def test_end_capture_removes_slot_and_publications(capture: tuple[str, PostgresC
     finally:
         stream.close()
     with psycopg.connect(url, autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+        ).fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
     assert source.retained_wal_bytes("t1") is None
 

@@ -18,6 +18,7 @@ SOURCES = {
 TARGETS = {
     "duckdb": "conveyor.connectors.duckdb.target:DuckDBTarget",
     "postgres": "conveyor.connectors.postgres.target:PostgresTarget",
+    "lake": "conveyor.connectors.lake.target:LakeTarget",
 }
 
 # Sources that can also capture changes (connectors.changes.ChangeSource).
@@ -31,6 +32,7 @@ CHANGE_SOURCES = {
 APPLIERS = {
     "postgres": "conveyor.connectors.postgres.apply:PostgresApplier",
     "duckdb": "conveyor.connectors.duckdb.apply:DuckDBApplier",
+    "lake": "conveyor.connectors.lake.apply:LakeApplier",
 }
 
 

@@ -22,6 +22,7 @@ from conveyor.connectors.base import (
     Target,
 )
 from conveyor.core.errors import ConveyorError, DataError
+from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableSchema
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy
 
@@ -163,6 +164,7 @@ class FullLoad:
         for chunk in chunks:
             if self.stop.is_set():
                 raise _Stopped
+            fault_point("full-load-batch")
             yield chunk
 
     def _load_batches(self, progress: TableProgress, load: TableLoad) -> None:
@@ -173,6 +175,7 @@ class FullLoad:
                 raise _Stopped
             rejected = self._write(progress, load, plan.project(batch))
             load.record_rejections(self.task, rejected)
+            fault_point("full-load-batch")
             if time.monotonic() - last_report >= 1.0:
                 last_report = time.monotonic()
                 self.on_progress(progress)

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import psycopg2  # type: ignore[import-untyped]
@@ -110,7 +111,11 @@ class PostgresChangeSource(PostgresSource):
     # -- names ---------------------------------------------------------------
 
     def slot_name(self, task: str) -> str:
-        return str(self.config.options.get("slot_name") or capture_name(task))
+        """Slots are named across the whole server (publications per database):
+        the database is part of the name so tasks of one name on two databases
+        of a server never take each other's slot."""
+        database = urlsplit(self.config.url or "").path.lstrip("/") or "postgres"
+        return str(self.config.options.get("slot_name") or capture_name(f"{task}_{database}"))
 
     def publication_name(self, task: str) -> str:
         return str(self.config.options.get("publication_name") or capture_name(task))

@@ -35,6 +35,7 @@ from conveyor.connectors.changes import (
 )
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConnectionFailed, DataError, TransientError
+from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.reduce import TableReducer
 from conveyor.replication.mappings import MappedTable, TableMappings
@@ -202,7 +203,9 @@ class ChangeCapture:
         changes = [
             t.reducer.changes() for t in self.tables.values() if t.reducer.pending and t.suspended is None
         ]
+        fault_point("capture-before-apply")
         self._apply(changes, position)
+        fault_point("capture-after-apply" if self._committed is not None else "capture-after-partial-apply")
         for table in self.tables.values():
             table.inserts += table.reducer.inserts
             table.updates += table.reducer.updates
@@ -216,6 +219,7 @@ class ChangeCapture:
             self.progress.position = self._committed
             self.progress.last_applied_commit_time = self._pending_commit_time
             self.stream.ack(self._committed)
+            fault_point("capture-after-ack")
             self._committed = None
         self.on_batch(self)
 

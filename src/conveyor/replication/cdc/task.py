@@ -27,6 +27,7 @@ from conveyor.replication.task_runner import STOP_REASON_NORMAL, StartMode, Task
 log = logging.getLogger(__name__)
 
 MAX_FLUSH_SECONDS = 0.5
+DEFAULT_BATCH_CHANGES = 50_000  # bounds a batch's memory; BatchSplitSize overrides
 
 
 def capture_task(run: TaskRun, mode: StartMode) -> str:
@@ -60,6 +61,10 @@ def _starting_position(
     """Where the stream starts: the target's checkpoint when resuming, else a
     new capture (after a full load for full-load-and-cdc)."""
     checkpoint = applier.read_checkpoint(run.name)
+    full_load = run.spec.migration_type == "full-load-and-cdc"
+    if mode == "resume" and checkpoint is None and full_load:
+        log.info("task %s: stopped before its full load finished: loading again", run.name)
+        mode = "start"
     if mode == "resume":
         if checkpoint is None:
             raise ConfigError(
@@ -70,7 +75,6 @@ def _starting_position(
         return checkpoint
     sources = [m.source for m in mapped]
     changes.end_capture(run.name)  # start and reload begin afresh
-    full_load = run.spec.migration_type == "full-load-and-cdc"
     start = changes.begin_capture(run.name, sources, export_snapshot=full_load)
     run.mark_running()
     if full_load:
@@ -133,6 +137,7 @@ def _capture(
             start=position,
             stop=run.stop,
             flush_seconds=min(float(tuning.batch_apply_timeout_min), MAX_FLUSH_SECONDS),
+            max_batch_changes=tuning.batch_split_size or DEFAULT_BATCH_CHANGES,
             on_batch=report,
             on_suspended=suspended,
         )

@@ -1,0 +1,198 @@
+"""The lake as a change target: one change file per table per applied batch,
+then the task's checkpoint.
+
+Rows of a change file, in this order (the batch is already reduced to one
+final change per key, so the order between keys carries no meaning):
+
+* ``D`` rows for ``deletes``: the key columns, every other column null;
+* ``upserts``: ``U`` for a table with a primary key (the reduced batch no longer
+  says whether the final image came from an INSERT or an UPDATE; ``U`` with
+  the whole row is right for a last-operation-wins consumer either way), ``I``
+  for a table without one (rows are only ever appended there);
+* ``partial`` updates: ``U`` with the columns the source did not send (unchanged
+  TOASTed values) null. The file cannot tell "unchanged" from NULL, as the
+  service's own files cannot.
+
+``CdcInsertsOnly`` keeps only the upserts (written as inserts); it drops
+deletes and partial updates. ``CdcInsertsAndUpdates`` drops deletes. Whether
+those rows carry an ``Op`` column follows ``IncludeOpForFullLoad`` (see
+``layout``). A TRUNCATE has no row form in this layout: it is logged and not
+written. ``add_columns`` changes nothing on disk: later files simply carry the
+new columns.
+
+Crash safety. Before any change file is written, an intent record
+``.conveyor/checkpoints/<task>.pending.json`` names the batch's start (the
+previous checkpoint), the file-name stamp and the folder. A replay of the
+batch after a crash starts from the same checkpoint, finds the intent and
+reuses its stamp and folder, so it overwrites the same files (each written
+atomically) and removes any file of the crashed attempt it does not rewrite.
+Only then is the checkpoint ``.conveyor/checkpoints/<task>.json`` written
+(atomically) and the intent removed. Applying a batch whose checkpoint is the
+stored one again rewrites the same files too. So a file is never duplicated
+and the checkpoint never runs ahead of durable files.
+
+``CdcMaxBatchInterval`` and ``CdcMinFileSize`` are accepted but do not delay
+files: the runner's batching decides when a change file is written, because
+the checkpoint may only advance once the rows are in a visible file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from conveyor.connectors.arrow_rows import rows_to_batch
+from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.changes import TableChanges
+from conveyor.connectors.lake import layout as lay
+from conveyor.connectors.lake.filesystem import LakeFS
+from conveyor.connectors.lake.settings import lake_config
+from conveyor.core.batch import Checkpoint
+from conveyor.core.errors import TerminalError
+from conveyor.core.schema import TableSchema
+
+log = logging.getLogger(__name__)
+
+
+def _position(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    return {"engine": checkpoint.engine, "position": checkpoint.position}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+class LakeApplier:
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+        self.lake = lake_config(config)
+        self.started = datetime.now(UTC)
+        self.bucket_path = self.lake.render_bucket_path(self.started)
+        self.fs = LakeFS(self.lake)
+        self.settings = self.lake.settings
+        self.layout = lay.file_layout(self.settings, self.lake.data_format, changes=True)
+
+    # --- checkpoint -------------------------------------------------------------
+
+    def _read_json(self, rel: str) -> dict[str, Any] | None:
+        data = self.fs.read_bytes(rel)
+        if data is None:
+            return None
+        try:
+            document = json.loads(data)
+        except ValueError:
+            raise TerminalError(f"{self.fs.location(rel)} is not valid JSON") from None
+        if not isinstance(document, dict):
+            raise TerminalError(f"{self.fs.location(rel)} is not a JSON object")
+        return document
+
+    def read_checkpoint(self, task: str) -> Checkpoint | None:
+        document = self._read_json(lay.checkpoint_path(task))
+        if document is None:
+            return None
+        return Checkpoint(document["engine"], document["position"])
+
+    # --- applying ----------------------------------------------------------------
+
+    def apply_changes(self, task: str, changes: Sequence[TableChanges], checkpoint: Checkpoint) -> None:
+        state = self._read_json(lay.checkpoint_path(task))
+        pending = self._read_json(lay.pending_path(task))
+        stored = None if state is None else {"engine": state["engine"], "position": state["position"]}
+        target = _position(checkpoint)
+        stale: list[str] = []
+        if state is not None and _same(stored, target):
+            # the stored batch again: rewrite exactly its files, and drop those
+            # of a crashed attempt at a later batch (the checkpoint does not cover them)
+            start, stamp, folder_root = state.get("start"), state["stamp"], state["bucket_path"]
+            stale = list(state.get("files", []))
+            if pending is not None and _same(pending.get("start"), stored):
+                stale += [rel for rel in pending.get("files", []) if rel not in stale]
+        elif pending is not None and _same(pending.get("start"), stored):
+            # a replay after a crash between the change files and the checkpoint
+            start, stamp, folder_root = pending["start"], pending["stamp"], pending["bucket_path"]
+            stale = list(pending.get("files", []))
+        else:
+            start, folder_root = stored, self.bucket_path
+            now = datetime.now(UTC)
+            if state is not None and lay.change_stamp(now) <= state["stamp"]:
+                now = lay.stamp_time(state["stamp"]) + timedelta(milliseconds=1)
+            stamp = lay.change_stamp(now)
+        when = lay.stamp_time(stamp)
+        planned: list[tuple[str, pa.Table]] = []
+        for table_changes in changes:
+            data = self._rows(table_changes, when)
+            if data is None:
+                continue
+            folder = lay.change_folder(folder_root, self.settings, table_changes.table.ref, when)
+            planned.append((f"{folder}/{stamp}.{self.layout.ext}", data))
+        files = [rel for rel, _ in planned]
+        intent = {
+            "start": start,
+            "stamp": stamp,
+            "bucket_path": folder_root,
+            "files": sorted({*files, *stale}),
+        }
+        self.fs.write_bytes(lay.pending_path(task), json.dumps(intent).encode())
+        for rel, data in planned:
+            staged = self.fs.stage(rel)
+            try:
+                lay.write_whole_file(staged.local_path, data, self.layout)
+                staged.publish()
+            except BaseException:
+                staged.discard()
+                raise
+        for rel in stale:
+            if rel not in files:
+                self.fs.delete(rel)
+        document = {
+            **(target or {}),
+            "start": start,
+            "stamp": stamp,
+            "bucket_path": folder_root,
+            "files": files,
+            "updated_at": datetime.now(UTC).isoformat(),
+        }
+        self.fs.write_bytes(lay.checkpoint_path(task), json.dumps(document, default=str).encode())
+        self.fs.delete(lay.pending_path(task))
+
+    def _rows(self, changes: TableChanges, when: datetime) -> pa.Table | None:
+        table = changes.table
+        settings = self.settings
+        if changes.truncate:
+            log.warning(
+                "lake: TRUNCATE of %s is not written (the raw layout has no row form for it)", table.ref
+            )
+        parts: list[tuple[str, list[dict[str, Any]]]] = []
+        inserts_only = settings.cdc_inserts_only
+        if changes.deletes and not (inserts_only or settings.cdc_inserts_and_updates):
+            parts.append(("D", list(changes.deletes)))
+        if changes.upserts:
+            op = "I" if inserts_only or not table.primary_key else "U"
+            parts.append((op, list(changes.upserts)))
+        if not inserts_only:
+            for rows in changes.partial.values():
+                parts.append(("U", rows))
+        total = sum(len(rows) for _, rows in parts)
+        if total == 0:
+            return None
+        ops: list[str] = []
+        rows_all: list[dict[str, Any]] = []
+        for op, rows in parts:
+            ops.extend([op] * len(rows))
+            rows_all.extend(rows)
+        batch = rows_to_batch(table, rows_all, table.column_names)
+        stamp = lay.format_timestamp(when, self.layout.millis) if self.layout.timestamp else None
+        return lay.frame(batch, self.layout, pa.array(ops, pa.string()), stamp)
+
+    def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+        """Nothing to alter: the next change files carry the new columns."""
+
+    def close(self) -> None:
+        self.fs.close()
