@@ -1,0 +1,1 @@
+"""Orchestration: running Step Functions state machines (ASL) on Conveyor's own engine."""
