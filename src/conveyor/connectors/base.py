@@ -152,3 +152,12 @@ class SupportsRawCopyIn(Protocol):
     def copy_in(self, chunks: Iterator[bytes], columns: Sequence[str]) -> int:
         """Write raw COPY blocks; return the rows written."""
         ...
+
+
+@runtime_checkable
+class SupportsStreamWrite(Protocol):
+    """A table load that takes a whole table as one stream of batches, in one
+    statement (DuckDB: one INSERT reading an Arrow stream), instead of a call
+    per batch. It cannot say which row a target refused."""
+
+    def write_stream(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> None: ...

@@ -18,6 +18,7 @@ from conveyor.connectors.base import (
     Snapshot,
     SupportsRawCopy,
     SupportsRawCopyIn,
+    SupportsStreamWrite,
     TableLoad,
     Target,
 )
@@ -167,8 +168,39 @@ class FullLoad:
             fault_point("full-load-batch")
             yield chunk
 
+    def _stream_batches(self, progress: TableProgress, load: SupportsStreamWrite) -> None:
+        """One streamed write of the whole table; progress and stop are handled
+        as the target pulls batches. A source error ends the stream and is raised
+        here, as itself, after the target stopped reading (the load then aborts)."""
+        plan = progress.plan
+        failure: BaseException | None = None
+        last_report = time.monotonic()
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            nonlocal failure, last_report
+            try:
+                for batch in self.snapshot.read(plan.source, self.batch_rows):
+                    if self.stop.is_set():
+                        failure = _Stopped()
+                        return
+                    yield plan.project(batch)
+                    progress.rows += batch.num_rows
+                    fault_point("full-load-batch")
+                    if time.monotonic() - last_report >= 1.0:
+                        last_report = time.monotonic()
+                        self.on_progress(progress)
+            except Exception as exc:  # raised below, once the target has let go
+                failure = exc
+
+        load.write_stream(batches(), plan.target.arrow_schema())
+        if failure is not None:
+            raise failure
+
     def _load_batches(self, progress: TableProgress, load: TableLoad) -> None:
         plan = progress.plan
+        if isinstance(load, SupportsStreamWrite):
+            self._stream_batches(progress, load)
+            return
         last_report = time.monotonic()
         for batch in self.snapshot.read(plan.source, self.batch_rows):
             if self.stop.is_set():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -20,9 +19,9 @@ import pyarrow as pa
 from conveyor.connectors.arrow_rows import rows_to_batch
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import TableChanges
-from conveyor.connectors.duckdb.target import qualified, quote, to_ddl
+from conveyor.connectors.duckdb.target import connect, qualified, quote, to_ddl
 from conveyor.core.batch import Checkpoint
-from conveyor.core.errors import ConfigError, ConnectionFailed, DataError
+from conveyor.core.errors import ConfigError, DataError
 from conveyor.core.schema import TableSchema
 
 CHECKPOINTS = "main.conveyor_checkpoints"
@@ -41,14 +40,7 @@ class DuckDBApplier:
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._conn is None:
-            path = self.config.path
-            assert path is not None
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                self._conn = duckdb.connect(path)
-            except duckdb.Error as exc:
-                raise ConnectionFailed(f"endpoint {self.config.name!r}: cannot open {path}: {exc}") from None
+            self._conn = connect(self.config)
             self._conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (task_name VARCHAR PRIMARY KEY, "
                 "position JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL)"

@@ -72,6 +72,24 @@ def create_table_sql(table: TableSchema) -> str:
     return f"CREATE TABLE {qualified(table.ref)} ({', '.join(cols)})"
 
 
+DEFAULT_MEMORY_LIMIT = "256MB"
+
+
+def connect(config: EndpointConfig) -> duckdb.DuckDBPyConnection:
+    """Conveyor's connection to a DuckDB file. Its memory is capped (endpoint
+    option ``memory_limit``, default 256MB): DuckDB spills beyond it, so a load's
+    memory does not grow with the table. Every connection of one process to a
+    file must use the same settings, hence this one function."""
+    assert config.path is not None
+    if config.path != ":memory:":
+        Path(config.path).parent.mkdir(parents=True, exist_ok=True)
+    memory_limit = str(config.options.get("memory_limit", DEFAULT_MEMORY_LIMIT))
+    try:
+        return duckdb.connect(config.path, config={"memory_limit": memory_limit})
+    except duckdb.Error as exc:
+        raise ConnectionFailed(f"endpoint {config.name!r}: cannot open {config.path}: {exc}") from None
+
+
 class DuckDBTarget:
     """One database file. DuckDB allows one writing process: every table load of
     a task runs on a cursor of this one connection, each in its own transaction."""
@@ -89,14 +107,7 @@ class DuckDBTarget:
     def _connection(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
             if self._conn is None:
-                if self.path != ":memory:":
-                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    self._conn = duckdb.connect(self.path)
-                except duckdb.Error as exc:
-                    raise ConnectionFailed(
-                        f"endpoint {self.config.name!r}: cannot open {self.path}: {exc}"
-                    ) from None
+                self._conn = connect(self.config)
             return self._conn
 
     def check(self) -> str:
@@ -204,6 +215,19 @@ class DuckDBTableLoad:
             f"INSERT INTO {qualified(table.ref)} ({', '.join(quote(c) for c in table.column_names)}) "
             "SELECT * FROM batch"
         )
+
+    def write_stream(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> None:
+        """The whole table in one INSERT reading an Arrow stream: DuckDB pulls the
+        batches as it goes, so only a few are in memory at once."""
+        reader = pa.RecordBatchReader.from_batches(schema, batches)
+        self._cur.register("batch_stream", reader)
+        try:
+            self._cur.execute(self._insert.replace("FROM batch", "FROM batch_stream"))
+        except (duckdb.ConstraintException, duckdb.ConversionException) as exc:
+            raise DataError(f"table {self.table.ref}: {exc}") from None
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                self._cur.unregister("batch_stream")
 
     def write(self, records: pa.RecordBatch) -> None:
         # DuckDB has no savepoints: a failing INSERT aborts the whole transaction,
