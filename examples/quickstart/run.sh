@@ -22,14 +22,27 @@ echo "== conveyor validate shop-full-load"
 echo "== conveyor events list"
 "$venv/conveyor" events list
 
-echo "== A query over the loaded tables (DuckDB)"
+echo "== Change data capture: conveyor tasks start shop-sync (a full load, then every change)"
+"$venv/conveyor" tasks start shop-sync
+"$venv/python" "$here/change_source.py" "$venv/conveyor" "$here/data/shop.sqlite"
+"$venv/conveyor" tasks stop shop-sync
+for _ in $(seq 1 60); do
+  status="$("$venv/conveyor" tasks describe shop-sync --json | "$venv/python" -c 'import json,sys; print(json.load(sys.stdin)["status"])')"
+  [ "$status" = stopped ] && break
+  sleep 0.5
+done
+"$venv/conveyor" tasks describe shop-sync
+
+echo "== A query over the warehouse (DuckDB): customer 103 arrived, sale 100 changed, sale 105 is gone"
 "$venv/python" - "$here/data/warehouse.duckdb" <<'PY'
 import sys
 import duckdb
 
 con = duckdb.connect(sys.argv[1], read_only=True)
+print(con.sql("SELECT * FROM dbo.customer ORDER BY cust_id"))
+print(con.sql("SELECT * FROM dbo.fact_sales_stg ORDER BY order_number"))
 print(con.sql(
-    "SELECT c.cust_name, c.cust_city, count(*) AS orders, sum(s.order_amt) AS total "
-    "FROM dbo.fact_sales_stg s JOIN dbo.customer c USING (cust_id) GROUP BY ALL ORDER BY total DESC"
+    "SELECT c.cust_name, c.cust_city, count(s.order_number) AS orders, sum(s.order_amt) AS total "
+    "FROM dbo.customer c LEFT JOIN dbo.fact_sales_stg s USING (cust_id) GROUP BY ALL ORDER BY total DESC"
 ))
 PY

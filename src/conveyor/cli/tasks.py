@@ -167,6 +167,27 @@ def _print_described(described: dict[str, Any]) -> None:
             t["SchemaName"], t["TableName"], t["TableState"], *counts, t.get("ValidationState") or "-"
         )
     _out.print(table)
+    if any("Inserts" in t for t in described["tables"]):
+        _print_capture(described)
+
+
+def _print_capture(described: dict[str, Any]) -> None:
+    """Change-capture counters per table, and where the capture stands."""
+    table = Table("table", "Inserts", "Updates", "Deletes", "Ddls", "suspended")
+    for t in described["tables"]:
+        counts = [str(t.get(k, 0)) for k in ("Inserts", "Updates", "Deletes", "Ddls")]
+        table.add_row(f"{t['SchemaName']}.{t['TableName']}", *counts, t.get("SuspendedReason") or "-")
+    _out.print(table)
+    capture = described.get("capture") or {}
+    if capture:
+        parts = [
+            f"source position {json.dumps(capture.get('SourcePosition'))}",
+            f"CDCLatencySource {capture.get('CDCLatencySource')} s",
+            f"CDCLatencyTarget {capture.get('CDCLatencyTarget')} s",
+        ]
+        if capture.get("RetainedWalBytes") is not None:
+            parts.append(f"retained WAL {capture['RetainedWalBytes']:,} bytes")
+        _out.print("capture: " + ", ".join(parts), markup=False, highlight=False)
 
 
 @tasks_app.command("describe")
