@@ -392,3 +392,41 @@ def _described(home: Path) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     described: dict[str, Any] = json.loads(result.stdout)
     return described
+
+
+def _target_columns(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'items' "
+            "ORDER BY ordinal_position"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_source_ddl_is_applied_or_suspends_the_table_never_ignored(
+    pg_pair: tuple[str, str], store: Store, tmp_path: Path
+) -> None:
+    source, target = pg_pair
+    stack = _stack_file(
+        tmp_path / "s.yaml",
+        {"engine": "postgres", "url": source},
+        {"engine": "postgres", "url": target},
+        "public",
+    )
+    with RunningTask(store, stack, "sync"):
+        wait_until(lambda: store.task_progress("sync") is not None, "capture to begin")
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute("ALTER TABLE items DROP COLUMN note")
+            conn.execute("UPDATE items SET name = 'after drop' WHERE id = 1")
+        wait_until(lambda: "note" not in _target_columns(target), "the dropped column to leave the target")
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute("ALTER TABLE items ALTER COLUMN counter TYPE bigint")
+            conn.execute("UPDATE items SET counter = 5 WHERE id = 2")
+        wait_until(lambda: _stats(store).get("SuspendedReason") is not None, "the table to be suspended")
+    stats = _stats(store)
+    assert "column 'counter' changed type to int64" in stats["SuspendedReason"]
+    assert stats["TableState"] == "Table error" and stats["Ddls"] == 1
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT name FROM items WHERE id = 1").fetchone() == ("after drop",)
+    suspended = [e for e in store.list_events() if e["detail"]["eventId"] == "CONVEYOR-EVENT-0001"]
+    assert suspended and "public.items" in suspended[0]["detail"]["detailMessage"]

@@ -143,7 +143,8 @@ def test_the_documented_example_parses() -> None:
     assert settings.error_behavior.recoverable_error_count == 0
     assert settings.target_metadata.batch_apply_enabled is True
     assert settings.change_processing_tuning.batch_apply_timeout_max == 30
-    assert set(settings.ignored) == {"StreamBufferSettings", "ChangeProcessingDdlHandlingPolicy"}
+    assert set(settings.ignored) == {"StreamBufferSettings"}
+    assert settings.change_processing_ddl_handling_policy.handle_source_table_altered is True
 
 
 def test_a_described_task_parses_with_its_spellings_and_nulls() -> None:

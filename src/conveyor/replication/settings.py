@@ -210,6 +210,14 @@ class Logging(_Section):
     log_components: tuple[LogComponent, ...] = ()
 
 
+class ChangeProcessingDdlHandlingPolicy(_Section):
+    """What change capture does with DDL on the source (true: apply it to the target)."""
+
+    handle_source_table_dropped: bool = True
+    handle_source_table_truncated: bool = True
+    handle_source_table_altered: bool = True
+
+
 class TaskSettings(_Section):
     """A task's settings; every section present, defaulted as the service does."""
 
@@ -218,6 +226,9 @@ class TaskSettings(_Section):
     logging: Logging = Logging()
     control_tables_settings: ControlTablesSettings = ControlTablesSettings()
     change_processing_tuning: ChangeProcessingTuning = ChangeProcessingTuning()
+    change_processing_ddl_handling_policy: ChangeProcessingDdlHandlingPolicy = (
+        ChangeProcessingDdlHandlingPolicy()
+    )
     validation_settings: ValidationSettings = ValidationSettings()
     error_behavior: ErrorBehavior = ErrorBehavior()
     ignored: tuple[str, ...] = Field(default=(), exclude=True)
@@ -232,7 +243,6 @@ IGNORED_TASK_SETTINGS: frozenset[str] = frozenset(
     {
         # whole sections
         "StreamBufferSettings",
-        "ChangeProcessingDdlHandlingPolicy",
         "BeforeImageSettings",
         "LoopbackPreventionSettings",
         "CharacterSetSettings",

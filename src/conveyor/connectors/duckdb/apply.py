@@ -111,6 +111,11 @@ class DuckDBApplier:
             ddl = to_ddl(table.column(name).type)
             conn.execute(f"ALTER TABLE {qualified(table.ref)} ADD COLUMN IF NOT EXISTS {quote(name)} {ddl}")
 
+    def drop_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+        conn = self._connection()
+        for name in columns:
+            conn.execute(f"ALTER TABLE {qualified(table.ref)} DROP COLUMN IF EXISTS {quote(name)}")
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

@@ -194,5 +194,8 @@ class LakeApplier:
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
         """Nothing to alter: the next change files carry the new columns."""
 
+    def drop_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+        """Nothing to alter: the next change files no longer carry the columns."""
+
     def close(self) -> None:
         self.fs.close()

@@ -149,6 +149,16 @@ class PostgresApplier:
             )
         conn.commit()
 
+    def drop_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+        conn = self._connection()
+        for name in columns:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
+                    qualified(table.ref), sql.Identifier(name)
+                )
+            )
+        conn.commit()
+
     def close(self) -> None:
         if self._conn is not None:
             try:

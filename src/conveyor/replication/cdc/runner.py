@@ -39,6 +39,7 @@ from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.reduce import TableReducer
 from conveyor.replication.mappings import MappedTable, TableMappings
+from conveyor.replication.settings import ChangeProcessingDdlHandlingPolicy
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class ChangeCapture:
     on_batch: Callable[[ChangeCapture], None] = field(default=lambda capture: None)
     on_suspended: Callable[[CaptureTable], None] = field(default=lambda table: None)
     progress: CaptureProgress = field(default_factory=CaptureProgress)
+    ddl: ChangeProcessingDdlHandlingPolicy = field(default_factory=ChangeProcessingDdlHandlingPolicy)
 
     def __post_init__(self) -> None:
         self._applied = self.start
@@ -149,6 +151,13 @@ class ChangeCapture:
             elif isinstance(event, TableDefinition):
                 self._on_definition(event.schema)
             elif isinstance(event, Truncate):
+                if not self.ddl.handle_source_table_truncated:
+                    log.warning(
+                        "task %s: TRUNCATE of %s not applied (HandleSourceTableTruncated is false)",
+                        self.task,
+                        ", ".join(map(str, event.tables)),
+                    )
+                    continue
                 for ref in event.tables:
                     table = self.tables.get(ref)
                     if table is not None and table.suspended is None:
@@ -174,25 +183,41 @@ class ChangeCapture:
         self._note_pending()
 
     def _on_definition(self, schema: TableSchema) -> None:
-        """A table's shape as the source now has it: new columns reach the target."""
+        """A table's shape as the source now has it. Per ChangeProcessingDdlHandlingPolicy
+        (HandleSourceTableAltered): new columns are added to the target and dropped
+        ones dropped; a changed column type suspends the table (it needs a reload).
+        With the policy off, any change suspends the table. Never silently ignored."""
         table = self.tables.get(schema.ref)
         selected = self.mappings.select([schema], allow_empty=True)
-        if not selected:
-            return
-        mapped = selected[0]
-        if table is None:
+        if table is None or table.suspended is not None or not selected:
             return  # not captured by this task (its selection is fixed at start)
-        known = set(table.mapped.target.column_names)
-        added = [c for c in mapped.target.column_names if c not in known]
+        mapped = selected[0]
+        before = {c.name: c for c in table.mapped.target.columns}
+        after = {c.name: c for c in mapped.target.columns}
+        added = [n for n in after if n not in before]
+        dropped = [n for n in before if n not in after]
+        changed = [n for n in after if n in before and after[n].type != before[n].type]
+        if not (added or dropped or changed) and mapped.columns == table.mapped.columns:
+            return
+        self._flush(partial=True)
+        ref = mapped.target.ref
+        if changed or ((added or dropped) and not self.ddl.handle_source_table_altered):
+            described = [f"column {n!r} changed type to {after[n].type.describe()}" for n in changed]
+            described += [f"column {n!r} added" for n in added] + [f"column {n!r} dropped" for n in dropped]
+            reason = f"source DDL: {'; '.join(described)}; reload the table (`conveyor tasks reload`)"
+            if not changed:
+                reason += " or set HandleSourceTableAltered"
+            self._suspend(ref, reason)
+            return
         if added:
-            self._flush(partial=True)
             self._apply_with_retry(lambda: self.applier.add_columns(mapped.target, added))
+            log.info("task %s: table %s: added columns %s", self.task, ref, ", ".join(added))
+        if dropped:
+            self._apply_with_retry(lambda: self.applier.drop_columns(table.mapped.target, dropped))
+            log.info("task %s: table %s: dropped columns %s", self.task, ref, ", ".join(dropped))
+        if added or dropped:
             table.ddls += 1
-            log.info("task %s: table %s: added columns %s", self.task, mapped.target.ref, ", ".join(added))
-        if mapped.target != table.mapped.target or mapped.columns != table.mapped.columns:
-            self._flush(partial=True)
-            reducer = _reducer(mapped)
-            table.mapped, table.reducer = mapped, reducer
+        table.mapped, table.reducer = mapped, _reducer(mapped)
 
     def _flush(self, partial: bool = False) -> None:
         """Apply what is pending. Rows of an unfinished transaction go with the

@@ -140,6 +140,7 @@ def _capture(
             max_batch_changes=tuning.batch_split_size or DEFAULT_BATCH_CHANGES,
             on_batch=report,
             on_suspended=suspended,
+            ddl=run.settings.change_processing_ddl_handling_policy,
         )
         report(capture)
         capture.run()
