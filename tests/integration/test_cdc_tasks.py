@@ -303,7 +303,7 @@ def test_postgres_full_load_and_cdc_while_a_writer_runs(
 
 
 CRASH_POINTS = [
-    "full-load-batch:2",  # inside the full load: no checkpoint yet, the load starts over
+    "full-load-batch:1",  # inside the full load: no checkpoint yet, the load starts over
     "capture-before-apply:2",  # changes read, not applied
     "capture-after-partial-apply:1",  # inside a large source transaction, part of it applied
     "capture-after-apply:2",  # between the target commit and the source acknowledgement
@@ -430,3 +430,36 @@ def test_source_ddl_is_applied_or_suspends_the_table_never_ignored(
         assert conn.execute("SELECT name FROM items WHERE id = 1").fetchone() == ("after drop",)
     suspended = [e for e in store.list_events() if e["detail"]["eventId"] == "CONVEYOR-EVENT-0001"]
     assert suspended and "public.items" in suspended[0]["detail"]["detailMessage"]
+
+
+def test_added_columns_are_computed_for_captured_changes(
+    sqlite_stack: Path, store: Store, tmp_path: Path
+) -> None:
+    document = json.loads(sqlite_stack.read_text())
+    document["tasks"]["sync"]["table_mappings"]["rules"].append(
+        {
+            "rule-type": "transformation",
+            "rule-id": "2",
+            "rule-name": "label",
+            "rule-target": "column",
+            "object-locator": {"schema-name": "main", "table-name": "items"},
+            "rule-action": "add-column",
+            "value": "label",
+            "expression": "upper($name) || ' (' || $AR_H_OPERATION || ')'",
+            "data-type": {"type": "string", "length": 50},
+        }
+    )
+    sqlite_stack.write_text(json.dumps(document))
+    source, target = tmp_path / "shop.sqlite", tmp_path / "dw.duckdb"
+    with RunningTask(store, sqlite_stack, "sync"):
+        wait_until(lambda: store.task_progress("sync") is not None, "capture to begin")
+        with sqlite3.connect(source) as conn:
+            conn.execute("INSERT INTO items VALUES (500, 'fresh', '1.00')")
+            conn.execute("UPDATE items SET name = 'changed' WHERE id = 2")
+        conn.close()
+        wait_until(lambda: _stats(store).get("Inserts") == 1 and _stats(store).get("Updates") == 1, "changes")
+    with duckdb.connect(str(target), read_only=True) as conn:
+        labels = conn.execute(
+            "SELECT id, label FROM main.items WHERE id IN (1, 2, 500) ORDER BY id"
+        ).fetchall()
+    assert labels == [(1, "ITEM 1 (INSERT)"), (2, "CHANGED (UPDATE)"), (500, "FRESH (INSERT)")]

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,3 +152,61 @@ def test_a_failed_table_leaves_the_previous_contents(source_path: Path, target: 
     assert (
         target.count(SQLiteSource(EndpointConfig("s", "sqlite", path=str(source_path))).tables()[1].ref) == 3
     )
+
+
+def test_add_column_expressions(source_path: Path, target: DuckDBTarget) -> None:
+    from conveyor.replication.mappings import TableMappings
+
+    def rule(rid: int, action: str, table: str, **extra: Any) -> dict[str, Any]:
+        locator = {"schema-name": "%", "table-name": table}
+        if "column" in extra:
+            locator["column-name"] = extra.pop("column")
+        return {
+            "rule-type": "transformation", "rule-id": rid, "rule-name": f"t{rid}", "rule-target": "column",
+            "object-locator": locator, "rule-action": action, **extra,
+        }  # fmt: skip
+
+    include = {
+        "rule-type": "selection", "rule-id": 1, "rule-name": "all", "rule-action": "include",
+        "object-locator": {"schema-name": "%", "table-name": "%"},
+    }  # fmt: skip
+    label = "upper($cust_name)||' of '||$cust_city||' ('||$cust_id||')'"
+    rules = [
+        include,
+        rule(2, "add-column", "customer", value="label", expression=label,
+             **{"data-type": {"type": "string", "length": 100}}),
+        rule(3, "add-column", "sales", value="size",
+             expression="CASE WHEN $order_amt > 250 THEN 'big' ELSE 'small' END",
+             **{"data-type": {"type": "string"}}),
+        rule(4, "add-column", "sales", value="tax", expression="$order_amt * 0.2",
+             **{"data-type": {"type": "numeric", "precision": 10, "scale": 2}}),
+        rule(5, "add-column", "%", value="origin", expression="$AR_M_SOURCE_TABLE_NAME||':'||$AR_H_OPERATION",
+             **{"data-type": {"type": "string"}}),
+        # the label expression still reads the removed source column
+        rule(6, "remove-column", "%", column="cust_city"),
+    ]  # fmt: skip
+    mappings = TableMappings.parse({"rules": rules}, "mappings.json")
+    source = SQLiteSource(EndpointConfig("shop", "sqlite", path=str(source_path)))
+    mapped = mappings.select(source.tables())
+    plans = [TablePlan(m.source, m.target, m.project, tuple(c.source for c in m.columns)) for m in mapped]
+    snapshot = source.snapshot()
+    try:
+        result = FullLoad(snapshot, target, plans, PrepMode.DROP_AND_CREATE, batch_rows=2).run()
+    finally:
+        snapshot.close()
+    assert [p.state for p in result] == [TABLE_COMPLETED] * 3
+    cur = target._connection().cursor()
+    assert cur.execute("SELECT * FROM main.customer ORDER BY cust_id").fetchall() == [
+        ("1", "abc", "ABC of chicago (1)", "customer:INSERT"),
+        ("2", "xyz", "XYZ of dallas (2)", "customer:INSERT"),
+        ("3", "yrt", "YRT of new york (3)", "customer:INSERT"),
+    ]
+    assert cur.execute("SELECT order_number, size, tax, origin FROM main.sales ORDER BY 1").fetchall() == [
+        ("100", "small", Decimal("40.00"), "sales:INSERT"),
+        ("101", "big", Decimal("60.02"), "sales:INSERT"),
+        ("102", "small", None, "sales:INSERT"),
+    ]
+    described = target.describe(mapped[1].target.ref)
+    assert described is not None
+    assert described.column("tax").type.describe() == "decimal(10,2)"
+    assert described.column_names[-3:] == ["size", "tax", "origin"]

@@ -181,8 +181,8 @@ def rule_doc(*rules: object) -> dict[str, Any]:
         (rule_doc(sel(2, "%", "%", "foo")), "rule 2 (r2): unknown rule-action 'foo'"),
         (rule_doc(tr(2, "column", "foo")), "rule 2 (t2): unknown rule-action 'foo'"),
         (
-            rule_doc(tr(2, "column", "add-column")),
-            "mappings.json: rule 2 (t2): rule-action 'add-column' "
+            rule_doc(tr(2, "column", "include-column")),
+            "mappings.json: rule 2 (t2): rule-action 'include-column' "
             "is a DMS action Conveyor does not support yet",
         ),
         (rule_doc(tr(2, "table", "replace-prefix")), "rule-action 'replace-prefix' is a DMS action"),
@@ -310,3 +310,108 @@ def test_project_missing_source_column() -> None:
     batch = pa.RecordBatch.from_pydict({"id": pa.array([1], pa.int64())})
     with pytest.raises(ValueError, match="no column 'name'"):
         mapped.project(batch)
+
+
+def add_col(rid: int, value: str, expression: str, table: str = "%", **data_type: Any) -> dict[str, Any]:
+    rule = tr(rid, "column", "add-column", value, table=table)
+    del rule["object-locator"]["column-name"]
+    rule["expression"] = expression
+    rule["data-type"] = data_type or {"type": "int8"}
+    return rule
+
+
+@pytest.mark.parametrize(
+    ("rules", "maps", "values"),
+    [
+        # appended after the source columns, in rule order
+        (
+            [add_col(2, "twice", "$id * 2"), add_col(3, "label", "'n'||$name", type="string")],
+            [("id", "id"), ("name", "name"), ("email_addr", "email_addr"), ("twice", None), ("label", None)],
+            {"twice": [14, 16], "label": ["n1", "n2"]},
+        ),
+        # a later rule sees the added column under its name (rename, convert-uppercase)
+        (
+            [add_col(2, "twice", "$id * 2"), tr(3, "column", "rename", "double", column="twice")],
+            [("id", "id"), ("name", "name"), ("email_addr", "email_addr"), ("double", None)],
+            {"double": [14, 16]},
+        ),
+        (
+            [add_col(2, "twice", "$id * 2"), tr(3, "column", "convert-uppercase")],
+            [("ID", "id"), ("NAME", "name"), ("EMAIL_ADDR", "email_addr"), ("TWICE", None)],
+            {"TWICE": [14, 16]},
+        ),
+        # an earlier rule does not
+        (
+            [tr(2, "column", "convert-uppercase"), add_col(3, "twice", "$id * 2")],
+            [("ID", "id"), ("NAME", "name"), ("EMAIL_ADDR", "email_addr"), ("twice", None)],
+            {"twice": [14, 16]},
+        ),
+        # references read source columns: renamed or removed ones too (as DMS evaluates
+        # expressions against the source row)
+        (
+            [
+                tr(2, "column", "rename", "user_id", column="id"),
+                tr(3, "column", "remove-column", column="name"),
+                add_col(4, "twice", "$id * 2 + $name"),
+            ],
+            [("user_id", "id"), ("email_addr", "email_addr"), ("twice", None)],
+            {"twice": [15, 18]},
+        ),
+        # a later remove-column removes an added column
+        (
+            [add_col(2, "twice", "$id * 2"), tr(3, "column", "remove-column", column="tw%")],
+            [("id", "id"), ("name", "name"), ("email_addr", "email_addr")],
+            {},
+        ),
+        # the table locator limits where a column is added
+        (
+            [add_col(2, "twice", "$id * 2", table="other")],
+            [("id", "id"), ("name", "name"), ("email_addr", "email_addr")],
+            {},
+        ),
+    ],
+)
+def test_add_column(
+    rules: list[dict[str, Any]], maps: list[tuple[str, str | None]], values: dict[str, list[Any]]
+) -> None:
+    [mapped] = TableMappings.parse(rule_doc(*rules), ORIGIN).select([USERS])
+    assert mapped.columns == tuple(ColumnMap(t, s) for t, s in maps)
+    assert mapped.target.column_names == [t for t, _ in maps]
+    assert mapped.source_columns() == [s for _, s in maps if s is not None]
+    assert mapped.added_names == set(values)
+    assert mapped.target.primary_key in (("id",), ("ID",), ("user_id",))
+    batch = pa.RecordBatch.from_pydict(
+        {"id": pa.array([7, 8], pa.int64()), "name": pa.array([1, 2]), "email_addr": pa.array([0, 0])}
+    )
+    out = mapped.project(batch)
+    assert out.schema == mapped.target.arrow_schema()
+    assert {name: out.column(name).to_pylist() for name in values} == values
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        (
+            [add_col(2, "name", "1")],
+            "mappings.json: rule 2 (t2): table public.users already has a column 'name'",
+        ),
+        (
+            [tr(2, "column", "rename", "x", column="name"), add_col(3, "x", "1")],
+            "rule 3 (t3): table public.users already has a column 'x'",
+        ),
+        (
+            [add_col(2, "x", "1"), tr(3, "column", "rename", "id", column="x")],
+            "rule 3 (t3): renaming columns of table public.users makes 'id' collide",
+        ),
+        (
+            [add_col(2, "x", "1"), tr(3, "column", "remove-column", column="%a%"),
+             tr(4, "column", "remove-column", column="id")],
+            "mappings.json: table public.users keeps none of its source columns",
+        ),
+        ([add_col(2, "x", "$nope")], "rule 2 (t2): the expression of column 'x' names $nope"),
+    ],
+)  # fmt: skip
+def test_add_column_errors(rules: list[dict[str, Any]], message: str) -> None:
+    mappings = TableMappings.parse(rule_doc(*rules), ORIGIN)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        mappings.select([USERS])

@@ -117,6 +117,7 @@ def apply(
 
 
 def main() -> None:
+    import conveyor.cli.orchestration
     import conveyor.cli.tasks  # noqa: F401  (registers the nouns' commands)
 
     try:

@@ -3,7 +3,7 @@
 Supported: ``selection`` rules (include / exclude / explicit) and
 ``transformation`` rules on schemas, tables and columns (rename, remove-column,
 convert-lowercase, convert-uppercase, add-prefix, remove-prefix, add-suffix,
-remove-suffix).
+remove-suffix, add-column).
 
 Matching is case-sensitive. In an object-locator ``%`` matches any run of
 characters (including none); every other character, ``_`` included, is
@@ -12,6 +12,13 @@ An exclude rule wins over any include rule whatever their order, as in DMS.
 Transformation rules apply in list order; their locators match the *source*
 schema, table and column names, and each rule acts on the name as earlier rules
 left it.
+
+``add-column`` appends a column computed by an SQLite expression (see
+:mod:`conveyor.replication.expressions`) after the table's columns, in rule
+order. Its ``value`` names it; later rules see it under that name (a rename or
+remove-column whose column-name matches it applies to it), earlier rules never
+do. Its ``$column`` references always read the source table's columns, even
+ones another rule renames or removes. It is never part of the primary key.
 """
 
 from __future__ import annotations
@@ -19,17 +26,28 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
+from conveyor.core.batch import Op
 from conveyor.core.errors import ConfigError
 from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import ColumnType
+from conveyor.replication.expressions import (
+    FULL_LOAD_OPERATION,
+    AddedColumn,
+    Evaluator,
+    Expression,
+    ExpressionError,
+    parse_data_type,
+    parse_expression,
+)
 
 _UNSUPPORTED_ACTIONS = frozenset(
     {
-        "add-column",
         "include-column",
         "change-data-type",
         "add-before-image-columns",
@@ -76,6 +94,13 @@ class _Rule:
     table: re.Pattern[str] | None
     column: re.Pattern[str] | None
     value: str | None
+    # add-column: the expression and the new column's type.
+    expression: Expression | None = None
+    data_type: ColumnType | None = None
+
+    @property
+    def label(self) -> str:
+        return f"rule {self.rule_id} ({self.name})"
 
     def fail(self, origin: str, problem: str) -> ConfigError:
         return ConfigError(f"{origin}: rule {self.rule_id} ({self.name}): {problem}")
@@ -113,32 +138,65 @@ class ColumnMap:
     source: str | None
 
 
+_OPERATIONS = {Op.READ: FULL_LOAD_OPERATION, Op.INSERT: "INSERT", Op.UPDATE: "UPDATE", Op.DELETE: "DELETE"}
+
+
 @dataclass(frozen=True)
 class MappedTable:
+    """A selected table: ``columns`` lists the target columns and their source
+    columns (None for a column an add-column rule computes, see ``added``)."""
+
     source: TableSchema
     target: TableSchema
     columns: tuple[ColumnMap, ...]
+    added: tuple[AddedColumn, ...] = ()
+    evaluator: Evaluator | None = field(default=None, compare=False, repr=False)
 
     def source_columns(self) -> list[str]:
         """Source columns to read, in target order."""
         return [c.source for c in self.columns if c.source is not None]
 
-    def project(self, records: pa.RecordBatch) -> pa.RecordBatch:
-        """Rename and drop columns of a source batch; the result has ``target.arrow_schema()``."""
+    def project(self, records: pa.RecordBatch, timestamp: datetime | None = None) -> pa.RecordBatch:
+        """Rename and drop columns of a source batch and compute added columns
+        ($AR_H_OPERATION 'INSERT', $AR_H_TIMESTAMP ``timestamp`` or now); the
+        result has ``target.arrow_schema()``. A value an added column's type
+        cannot take raises DataError."""
         schema = self.target.arrow_schema()
+        computed: dict[str, pa.Array] = {}
+        if self.evaluator is not None:
+            values = self.evaluator.evaluate(records, FULL_LOAD_OPERATION, timestamp)
+            computed = {c.name: a for c, a in zip(self.added, values, strict=True)}
         arrays: list[pa.Array] = []
-        for cmap, field in zip(self.columns, schema, strict=True):
+        for cmap, arrow_field in zip(self.columns, schema, strict=True):
             if cmap.source is None:
-                arrays.append(pa.nulls(records.num_rows, type=field.type))
+                arrays.append(computed.get(cmap.target, pa.nulls(records.num_rows, type=arrow_field.type)))
                 continue
             index = records.schema.get_field_index(cmap.source)
             if index < 0:
                 raise ValueError(f"batch for {self.source.ref} has no column {cmap.source!r}")
             array = records.column(index)
-            if not array.type.equals(field.type):
-                array = array.cast(field.type)
+            if not array.type.equals(arrow_field.type):
+                array = array.cast(arrow_field.type)
             arrays.append(array)
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    @property
+    def added_names(self) -> frozenset[str]:
+        """Target names of the columns add-column rules compute."""
+        return frozenset(c.name for c in self.added)
+
+    def compute_added(
+        self, rows: Sequence[Mapping[str, Any]], op: Op = Op.INSERT, timestamp: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """For CDC: the added columns of rows given in *source* column names
+        (``RowChange.values``), as ``{target name: value}`` per row, ready to merge
+        into the renamed row. ``op`` gives $AR_H_OPERATION, ``timestamp``
+        $AR_H_TIMESTAMP (default now). An added column whose expression reads a
+        source column a row lacks (unchanged, not sent) is left out of that row:
+        the caller must treat it as unchanged. Empty dicts when nothing is added."""
+        if self.evaluator is None:
+            return [{} for _ in rows]
+        return self.evaluator.evaluate_rows(rows, _OPERATIONS[op], timestamp)
 
 
 def _get_str(rule: Mapping[str, Any], key: str, where: str, origin: str) -> str:
@@ -200,13 +258,13 @@ def _parse_rule(raw: object, index: int, origin: str) -> _Rule:
     target = _get_str(raw, "rule-target", where, origin)
     if target not in _TARGETS:
         raise fail(f"unknown rule-target '{target}' (expected schema, table or column)")
-    if action == "remove-column":
+    if action in ("remove-column", "add-column"):
         if target != "column":
-            raise fail("rule-action 'remove-column' needs rule-target 'column'")
+            raise fail(f"rule-action '{action}' needs rule-target 'column'")
     elif action not in _NAME_ACTIONS:
         raise fail(f"unknown rule-action '{action}'")
     value: str | None = None
-    if action in _VALUE_ACTIONS:
+    if action in _VALUE_ACTIONS or action == "add-column":
         value = _get_str(raw, "value", where, origin)
     loc_where = f"{where}: object-locator"
     schema_p = _pattern(_get_str(locator, "schema-name", loc_where, origin), True)
@@ -214,9 +272,21 @@ def _parse_rule(raw: object, index: int, origin: str) -> _Rule:
     column_p: re.Pattern[str] | None = None
     if target != "schema":
         table_p = _pattern(_get_str(locator, "table-name", loc_where, origin), True)
-    if target == "column":
+    if target == "column" and action != "add-column":
         column_p = _pattern(_get_str(locator, "column-name", loc_where, origin), True)
-    return _Rule(rule_id, name, rule_type, action, target, schema_p, table_p, column_p, value)
+    expression: Expression | None = None
+    data_type: ColumnType | None = None
+    if action == "add-column":
+        try:
+            expression = parse_expression(_get_str(raw, "expression", where, origin))
+            if "data-type" not in raw:
+                raise ExpressionError("missing 'data-type'")
+            data_type = parse_data_type(raw["data-type"])
+        except ExpressionError as exc:
+            raise fail(str(exc)) from None
+    return _Rule(
+        rule_id, name, rule_type, action, target, schema_p, table_p, column_p, value, expression, data_type
+    )
 
 
 class TableMappings:
@@ -293,8 +363,8 @@ class TableMappings:
         origin = self._origin
         ref = table.ref
         schema_name, table_name = ref.schema, ref.name
-        # [source name, current target name]; removed columns leave the list.
-        cols: list[list[str]] = [[c.name, c.name] for c in table.columns]
+        # The target's columns as rules leave them; removed columns leave the list.
+        cols = [_Col(c.name, c.name, c.name) for c in table.columns]
         for rule in self._rules:
             if rule.rule_type != "transformation" or not rule.matches_table(ref):
                 continue
@@ -306,34 +376,66 @@ class TableMappings:
                 table_name = rule.apply(table_name)
                 if not table_name:
                     raise rule.fail(origin, f"leaves table {ref} with an empty name")
+            elif rule.action == "add-column":
+                assert rule.value is not None
+                if any(c.target == rule.value for c in cols):
+                    raise rule.fail(origin, f"table {ref} already has a column {rule.value!r}")
+                cols.append(_Col(rule.value, rule.value, None, rule))
             else:
                 assert rule.column is not None
                 pattern = rule.column
-                hit = [c for c in cols if pattern.fullmatch(c[0])]
+                hit = [c for c in cols if pattern.fullmatch(c.match)]
                 if rule.action == "remove-column":
                     cols = [c for c in cols if c not in hit]
                     if not cols:
                         raise rule.fail(origin, f"removes every column of table {ref}")
                     continue
                 for c in hit:
-                    new = rule.apply(c[1])
+                    new = rule.apply(c.target)
                     if not new:
-                        raise rule.fail(origin, f"leaves column {c[0]!r} of table {ref} with an empty name")
-                    c[1] = new
-                names = [c[1] for c in cols]
+                        raise rule.fail(
+                            origin, f"leaves column {c.match!r} of table {ref} with an empty name"
+                        )
+                    c.target = new
+                names = [c.target for c in cols]
                 dupes = sorted({n for n in names if names.count(n) > 1})
                 if dupes:
                     raise rule.fail(
                         origin,
                         f"renaming columns of table {ref} makes {', '.join(repr(d) for d in dupes)} collide",
                     )
-        by_source = {c[0]: c[1] for c in cols}
-        columns = tuple(
-            Column(by_source[c.name], c.type, c.nullable) for c in table.columns if c.name in by_source
-        )
+        if not any(c.source is not None for c in cols):
+            raise ConfigError(f"{origin}: table {ref} keeps none of its source columns")
+        by_source = {c.source: c.target for c in cols if c.source is not None}
+        columns: list[Column] = []
+        added: list[AddedColumn] = []
+        for c in cols:
+            if c.rule is None:
+                assert c.source is not None
+                source_col = table.column(c.source)
+                columns.append(Column(c.target, source_col.type, source_col.nullable))
+                continue
+            assert c.rule.expression is not None and c.rule.data_type is not None
+            columns.append(Column(c.target, c.rule.data_type, True))
+            added.append(AddedColumn(c.target, c.rule.data_type, c.rule.expression, c.rule.label))
         key = tuple(by_source[k] for k in table.primary_key if k in by_source)
         target = TableSchema(
-            TableRef(schema_name, table_name), columns, key, table.estimated_rows, table.native_engine
+            TableRef(schema_name, table_name), tuple(columns), key, table.estimated_rows, table.native_engine
         )
-        maps = tuple(ColumnMap(target=c[1], source=c[0]) for c in cols)
-        return MappedTable(source=table, target=target, columns=maps)
+        maps = tuple(ColumnMap(target=c.target, source=c.source) for c in cols)
+        evaluator = Evaluator(table, added, origin) if added else None
+        return MappedTable(source=table, target=target, columns=maps, added=tuple(added), evaluator=evaluator)
+
+
+class _Col:
+    """A target column while rules are applied: ``match`` is the name column
+    locators match (the source name, or an added column's name), ``source`` the
+    source column it is read from (None when ``rule``, an add-column rule, computes it)."""
+
+    __slots__ = ("match", "rule", "source", "target")
+
+    def __init__(self, match: str, target: str, source: str | None, rule: _Rule | None = None) -> None:
+        self.match = match
+        self.target = target
+        self.source = source
+        self.rule = rule

@@ -46,6 +46,13 @@ log = logging.getLogger(__name__)
 StartMode = Literal["start", "resume", "reload"]
 
 
+def publish_event(store: Store, event: dict[str, Any]) -> None:
+    """Store a lifecycle event and let the event bus's rules act on it."""
+    from conveyor.orchestration.bus import publish
+
+    publish(store, event)
+
+
 def stats_document(progress: TableProgress) -> dict[str, Any]:
     """Per-table statistics under the migration service's names."""
 
@@ -182,7 +189,7 @@ class TaskRun:
         # Only from starting: a stop requested meanwhile must stay visible.
         self.store.transition_task(self.name, [STARTING], RUNNING, expected_run=self.run_id)
         self.store.set_run(self.run_id, status=RUNNING)
-        self.store.put_event(task_event(STARTED, self.name))
+        publish_event(self.store, task_event(STARTED, self.name))
 
     def report(self, progress: TableProgress) -> None:
         ref = progress.plan.target.ref
@@ -298,7 +305,7 @@ def _finish(
     store.finish_run(run_id, status, stop_reason, error)
     store.set_task_status(name, status, stop_reason=stop_reason, error=error)
     if status == FAILED_STATUS:
-        store.put_event(task_event(FAILED, name, error or ""))
+        publish_event(store, task_event(FAILED, name, error or ""))
     else:
-        store.put_event(task_event(STOPPED, name, stop_reason or ""))
+        publish_event(store, task_event(STOPPED, name, stop_reason or ""))
     return status

@@ -31,6 +31,7 @@ from conveyor.replication.task_runner import (
     STOPPING,
     StartMode,
     check_runnable,
+    publish_event,
     run_task,
 )
 from conveyor.stack.model import Stack
@@ -102,7 +103,7 @@ def reap_stale(store: Store, name: str) -> dict[str, Any]:
         if run_id is not None:
             store.finish_run(run_id, FAILED_STATUS, None, reason)
         store.set_task_status(name, FAILED_STATUS, error=reason)
-        store.put_event(task_event(FAILED, name, reason))
+        publish_event(store, task_event(FAILED, name, reason))
     return store.task_status(name)
 
 
@@ -188,7 +189,7 @@ def spawn_worker(store: Store, name: str, run_id: int, mode: StartMode = "start"
         reason = f"could not start the worker process: {exc}"
         store.finish_run(run_id, FAILED_STATUS, None, reason)
         store.set_task_status(name, FAILED_STATUS, error=reason)
-        store.put_event(task_event(FAILED, name, reason))
+        publish_event(store, task_event(FAILED, name, reason))
         raise ConveyorError(f"task {name}: {reason}") from None
     store.set_run(run_id, pid=pid)
     return pid
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         # Before run_task took the run over: record why, or the task stays "starting".
         store.finish_run(args.run, FAILED_STATUS, None, str(exc))
         store.set_task_status(args.task, FAILED_STATUS, error=str(exc))
-        store.put_event(task_event(FAILED, args.task, str(exc)))
+        publish_event(store, task_event(FAILED, args.task, str(exc)))
         log.error("task %s: %s", args.task, exc)
         return 1
     finally:

@@ -141,6 +141,7 @@ class _Reader:
         self.shown_dir = path.parent
         self.file = Path(os.path.normpath(path.absolute()))
         self.lines: list[str] = []
+        self.notes: list[str] = []
 
     def problem(self, key_path: str, text: str) -> None:
         self.lines.append(f"{self.shown}: {key_path}: {text}" if key_path else f"{self.shown}: {text}")
@@ -190,7 +191,7 @@ class _Reader:
             f"{self.shown}: endpoints.{name}.{key_path}: {text}"
             for name, spec in valid["endpoints"].items()
             for key_path, text in spec.warnings()
-        ]
+        ] + self.notes
         data = {"base_dir": self.base_dir, "file": self.file, **valid, "warnings": tuple(warnings)}
         try:
             return Stack.model_validate(data)
@@ -281,6 +282,18 @@ class _Reader:
         except OSError as exc:
             self.problem(where, f"{value}: cannot read {shown}: {exc.strerror}")
             return None
+        if where.startswith("state_machines.") and where.endswith(".definition"):
+            # ASL definitions copied from documentation often carry typographic
+            # quotes; the ASL reader repairs exactly those, with a warning.
+            from conveyor.orchestration.asl.definition import load_json
+
+            try:
+                document, notes = load_json(text, f"{where} ({shown})")
+            except ConfigError as exc:
+                self.problem(where, str(exc))
+                return None
+            self.notes.extend(f"{self.shown}: {note}" for note in notes)
+            return document, shown
         try:
             return json.loads(text), shown
         except json.JSONDecodeError as exc:

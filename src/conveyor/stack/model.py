@@ -294,6 +294,27 @@ class RuleTarget(_Spec):
     state_machine: str
     input: Any = None
     """The execution input (any JSON value); None passes the event itself."""
+    input_path: str | None = None
+    """A JSONPath into the event (EventBridge's InputPath): that part is the input."""
+    input_transformer: dict[str, Any] | None = None
+    """EventBridge's InputTransformer: ``{InputPathsMap: {name: path}, InputTemplate: text}``."""
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Self:
+        given = [k for k in ("input", "input_path", "input_transformer") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"set at most one of input, input_path and input_transformer (got {', '.join(given)})"
+            )
+        transformer = self.input_transformer
+        if transformer is not None:
+            unknown = sorted(set(transformer) - {"InputPathsMap", "InputTemplate"})
+            if unknown or not isinstance(transformer.get("InputTemplate"), str):
+                raise ValueError(
+                    "input_transformer takes InputPathsMap (name: JSONPath) and InputTemplate (text)"
+                    + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                )
+        return self
 
 
 class RuleSpec(_Spec):
@@ -301,6 +322,8 @@ class RuleSpec(_Spec):
 
     event_pattern: dict[str, Any] | None = None
     schedule: str | None = None
+    timezone: str | None = None
+    """The IANA time zone a ``cron(...)`` schedule is read in (default UTC)."""
     targets: list[RuleTarget] = Field(min_length=1)
     enabled: bool = True
     description: str | None = None

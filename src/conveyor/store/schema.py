@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 # 1: stacks, tasks, runs, table_stats, events
 # 2: task_progress (the running task's change-capture position and latencies)
-SCHEMA_VERSION = 2
+# 3: statements, executions, execution_events, endpoint_connections, schedule_state (orchestration)
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -73,4 +86,68 @@ task_progress = Table(
     Column("run_id", Integer, nullable=False),
     Column("detail", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# --- orchestration (version 3) ---------------------------------------------------------
+
+statements = Table(
+    "statements",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("endpoint", String(200), nullable=False),
+    Column("database", String(200)),
+    Column("statement_name", String(500)),
+    Column("query", Text, nullable=False),
+    Column("status", String(20), nullable=False, index=True),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("duration_ns", BigInteger),
+    Column("result_rows", BigInteger),
+    Column("has_result_set", Boolean),
+    Column("result", JSON),  # {"ColumnMetadata": [...], "Records": [...]} when HasResultSet
+    Column("pid", Integer),  # the Conveyor process running it
+    Column("backend_pid", Integer),  # the database session running it (for cancel)
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("state_machine", String(200), nullable=False, index=True),
+    Column("status", String(20), nullable=False, index=True),
+    Column("record", JSON, nullable=False),  # the engine's ExecutionRecord (cursor included)
+    Column("start_time", DateTime(timezone=True), nullable=False),
+    Column("stop_time", DateTime(timezone=True)),
+    Column("owner_pid", Integer),  # the process running it; NULL = waiting for `conveyor serve`
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+execution_events = Table(
+    "execution_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("execution_id", String(64), nullable=False, index=True),
+    Column("event_id", Integer, nullable=False),
+    Column("type", String(60), nullable=False),
+    Column("timestamp", String(40), nullable=False),
+    Column("details", JSON, nullable=False),
+)
+
+endpoint_connections = Table(
+    "endpoint_connections",
+    metadata,
+    Column("endpoint", String(200), primary_key=True),
+    Column("status", String(20), nullable=False),  # testing | successful | failed
+    Column("message", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+schedule_state = Table(
+    "schedule_state",
+    metadata,
+    Column("rule", String(200), primary_key=True),
+    Column("last_fire", DateTime(timezone=True), nullable=False),
 )

@@ -274,3 +274,166 @@ class Store:
             query = query.where(s.events.c.time >= since)
         with self._tx() as conn:
             return [dict(r[0]) for r in conn.execute(query).all()]
+
+    # --- orchestration (schema version 3) ------------------------------------------
+
+    # statements
+    def put_statement(self, values: dict[str, Any]) -> None:
+        with self._tx() as conn:
+            conn.execute(insert(s.statements).values(**values, created_at=now(), updated_at=now()))
+
+    def update_statement(
+        self, statement_id: str, expected: Collection[str] | None = None, **values: Any
+    ) -> bool:
+        """Update a statement; with ``expected``, only while its status is one of them."""
+        where = s.statements.c.id == statement_id
+        if expected is not None:
+            where &= s.statements.c.status.in_(list(expected))
+        with self._tx() as conn:
+            return bool(
+                conn.execute(update(s.statements).where(where).values(**values, updated_at=now())).rowcount
+            )
+
+    def statement(self, statement_id: str) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            row = (
+                conn.execute(select(s.statements).where(s.statements.c.id == statement_id)).mappings().first()
+            )
+        return None if row is None else _run_dict(row)
+
+    def list_statements(self, limit: int = 100) -> list[dict[str, Any]]:
+        columns = [c for c in s.statements.c if c.name != "result"]
+        query = select(*columns).order_by(s.statements.c.created_at.desc()).limit(limit)
+        with self._tx() as conn:
+            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+
+    # executions and their history
+    def commit_execution(
+        self, execution_id: str, values: dict[str, Any], events: list[dict[str, Any]]
+    ) -> bool:
+        """Replace the execution's row with ``values`` and append ``events``, in one
+        transaction. Writes nothing and returns False when the execution was aborted
+        meanwhile (``executions stop`` from any process)."""
+        table = s.executions
+        with self._tx() as conn:
+            current = conn.execute(select(table.c.status).where(table.c.id == execution_id)).scalar()
+            if current == "ABORTED":
+                return False
+            if current is None:
+                conn.execute(insert(table).values(id=execution_id, **values, updated_at=now()))
+            else:
+                conn.execute(
+                    update(table).where(table.c.id == execution_id).values(**values, updated_at=now())
+                )
+            if events:
+                conn.execute(
+                    insert(s.execution_events),
+                    [
+                        {
+                            "execution_id": execution_id,
+                            "event_id": e["id"],
+                            "type": e["type"],
+                            "timestamp": e["timestamp"],
+                            "details": e["details"],
+                        }
+                        for e in events
+                    ],
+                )
+        return True
+
+    def execution(self, execution_id: str) -> dict[str, Any] | None:
+        with self._tx() as conn:
+            row = (
+                conn.execute(select(s.executions).where(s.executions.c.id == execution_id)).mappings().first()
+            )
+        return None if row is None else _run_dict(row)
+
+    def find_executions(
+        self,
+        *,
+        status: str | None = None,
+        state_machine: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Executions, newest first."""
+        query = select(s.executions).order_by(s.executions.c.start_time.desc()).limit(limit)
+        if status is not None:
+            query = query.where(s.executions.c.status == status)
+        if state_machine is not None:
+            query = query.where(s.executions.c.state_machine == state_machine)
+        if name is not None:
+            query = query.where(s.executions.c.name == name)
+        with self._tx() as conn:
+            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+
+    def execution_events(self, execution_id: str) -> list[dict[str, Any]]:
+        t = s.execution_events
+        query = select(t.c.event_id, t.c.type, t.c.timestamp, t.c.details)
+        query = query.where(t.c.execution_id == execution_id).order_by(t.c.seq)
+        with self._tx() as conn:
+            return [
+                {"id": r.event_id, "type": r.type, "timestamp": r.timestamp, "details": dict(r.details)}
+                for r in conn.execute(query).all()
+            ]
+
+    def claim_execution(self, execution_id: str, pid: int, expected_owner: int | None) -> bool:
+        """Compare-and-set the owner of a RUNNING execution; True if this process has it now."""
+        t = s.executions
+        where = (t.c.id == execution_id) & (t.c.status == "RUNNING")
+        where &= t.c.owner_pid.is_(None) if expected_owner is None else t.c.owner_pid == expected_owner
+        with self._tx() as conn:
+            return bool(conn.execute(update(t).where(where).values(owner_pid=pid)).rowcount)
+
+    def release_execution(self, execution_id: str, pid: int) -> None:
+        t = s.executions
+        with self._tx() as conn:
+            conn.execute(
+                update(t).where((t.c.id == execution_id) & (t.c.owner_pid == pid)).values(owner_pid=None)
+            )
+
+    def abort_execution(self, execution_id: str, record: dict[str, Any], event: dict[str, Any]) -> bool:
+        """RUNNING -> ABORTED with its ExecutionAborted event; False if it had ended already."""
+        t = s.executions
+        with self._tx() as conn:
+            done = conn.execute(
+                update(t)
+                .where((t.c.id == execution_id) & (t.c.status == "RUNNING"))
+                .values(status="ABORTED", record=record, stop_time=now(), updated_at=now())
+            ).rowcount
+            if done:
+                conn.execute(
+                    insert(s.execution_events).values(
+                        execution_id=execution_id,
+                        event_id=event["id"],
+                        type=event["type"],
+                        timestamp=event["timestamp"],
+                        details=event["details"],
+                    )
+                )
+        return bool(done)
+
+    # endpoint connection tests
+    def set_connection(self, endpoint: str, status: str, message: str | None = None) -> None:
+        t = s.endpoint_connections
+        with self._tx() as conn:
+            values = {"status": status, "message": message, "updated_at": now()}
+            if not conn.execute(update(t).where(t.c.endpoint == endpoint).values(**values)).rowcount:
+                conn.execute(insert(t).values(endpoint=endpoint, **values))
+
+    def connections(self) -> list[dict[str, Any]]:
+        with self._tx() as conn:
+            rows = conn.execute(select(s.endpoint_connections)).mappings().all()
+        return [_run_dict(row) for row in rows]
+
+    # schedules
+    def schedule_last_fire(self, rule: str) -> datetime | None:
+        t = s.schedule_state
+        with self._tx() as conn:
+            return _aware(conn.execute(select(t.c.last_fire).where(t.c.rule == rule)).scalar())
+
+    def set_schedule_last_fire(self, rule: str, when: datetime) -> None:
+        t = s.schedule_state
+        with self._tx() as conn:
+            if not conn.execute(update(t).where(t.c.rule == rule).values(last_fire=when)).rowcount:
+                conn.execute(insert(t).values(rule=rule, last_fire=when))

@@ -9,7 +9,7 @@ acknowledgement harmless.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,9 @@ class TableReducer:
 
     table: TableSchema
     rename: dict[str, str]
+    # add-column mapping rules: (source rows, operation) -> the added columns' values
+    added: Callable[[Sequence[Mapping[str, Any]], Op], list[dict[str, Any]]] | None = None
+    added_names: frozenset[str] = frozenset()
     truncate: bool = False
     inserts: int = 0
     updates: int = 0
@@ -46,6 +49,11 @@ class TableReducer:
     def add(self, change: RowChange) -> None:
         values = self._renamed(change.values)
         unchanged = frozenset(self.rename[c] for c in change.unchanged if c in self.rename)
+        if self.added is not None and change.op is not Op.DELETE:
+            [extra] = self.added([change.values], change.op)
+            values.update(extra)
+            # An expression whose input was not sent (unchanged TOAST) keeps the target's value.
+            unchanged |= self.added_names - extra.keys()
         old = self._renamed(change.old_key) if change.old_key is not None else None
         if change.op is Op.INSERT:
             self.inserts += 1

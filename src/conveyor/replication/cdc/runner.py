@@ -76,7 +76,8 @@ class CaptureTable:
 
 def _reducer(mapped: MappedTable) -> TableReducer:
     rename = {c.source: c.target for c in mapped.columns if c.source is not None}
-    return TableReducer(mapped.target, rename)
+    added = mapped.compute_added if mapped.added else None
+    return TableReducer(mapped.target, rename, added=added, added_names=mapped.added_names)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The REST API of ``conveyor serve`` (FastAPI; OpenAPI document at /openapi.json)."""

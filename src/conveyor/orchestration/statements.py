@@ -1,0 +1,340 @@
+"""The statement service: asynchronous SQL on a target endpoint, as the Redshift Data API
+offers it (execute -> Id; describe; get result, paged; cancel).
+
+Each statement runs in a thread of the process that submitted it, on its own database
+connection in autocommit mode (so ``CALL proc()`` of a PostgreSQL procedure that commits
+works). Its life is recorded in the metadata store, so any process can describe it:
+SUBMITTED -> PICKED -> STARTED -> FINISHED | FAILED | ABORTED. A statement whose process
+ended while it ran is reported FAILED the next time it is described.
+
+Results are kept in the store (up to ``MAX_RESULT_ROWS`` rows) as the Data API's
+typed fields (``stringValue``, ``longValue``, ``doubleValue``, ``booleanValue``,
+``isNull``) with ``ColumnMetadata``, and read back in pages with a ``NextToken``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from conveyor.connectors.base import EndpointConfig
+from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
+from conveyor.stack.model import Stack
+from conveyor.store.store import Store
+
+SUBMITTED, PICKED, STARTED = "SUBMITTED", "PICKED", "STARTED"
+FINISHED, FAILED, ABORTED = "FINISHED", "FAILED", "ABORTED"
+ACTIVE = (SUBMITTED, PICKED, STARTED)
+ENGINES = ("postgres", "duckdb")
+MAX_RESULT_ROWS = 100_000
+PAGE_ROWS = 1000
+
+StackProvider = Callable[[], Stack]
+_Outcome = tuple[list[dict[str, Any]] | None, list[Any], int]
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def typed_field(value: Any) -> dict[str, Any]:
+    """One value as the Data API's Field union."""
+    if value is None:
+        return {"isNull": True}
+    if isinstance(value, bool):
+        return {"booleanValue": value}
+    if isinstance(value, int):
+        return {"longValue": value}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, decimal.Decimal):
+        return {"stringValue": str(value)}
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return {
+            "stringValue": value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+        }
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"blobValue": bytes(value).hex()}
+    return {"stringValue": str(value)}
+
+
+def _column(name: str, type_name: str) -> dict[str, Any]:
+    return {"name": name, "label": name, "typeName": type_name, "nullable": 1}
+
+
+class Statements:
+    """Execute, describe, page through results and cancel statements."""
+
+    def __init__(self, store: Store, stack: StackProvider) -> None:
+        self.store = store
+        self.stack = stack
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    # --- execute ----------------------------------------------------------------------
+
+    def endpoint_config(self, endpoint: str) -> EndpointConfig:
+        stack = self.stack()
+        spec = stack.endpoints.get(endpoint)
+        if spec is None:
+            known = ", ".join(sorted(n for n, e in stack.endpoints.items() if e.engine in ENGINES)) or "-"
+            raise NotFoundError(f"no endpoint named {endpoint!r} to run SQL on (SQL endpoints: {known})")
+        if spec.engine not in ENGINES:
+            raise ConfigError(
+                f"endpoint {endpoint!r} is a {spec.engine} endpoint; statements run on "
+                f"{' and '.join(ENGINES)} endpoints"
+            )
+        return stack.endpoint_config(endpoint)
+
+    def execute(
+        self,
+        endpoint: str,
+        sql: str,
+        database: str | None = None,
+        *,
+        name: str | None = None,
+        parameters: Sequence[dict[str, Any]] | None = None,
+    ) -> str:
+        """Submit ``sql`` on ``endpoint``; returns the statement's Id at once."""
+        if not isinstance(sql, str) or not sql.strip():
+            raise ConfigError("Sql: a statement is required")
+        config = self.endpoint_config(endpoint)
+        params = {p["name"]: p.get("value") for p in parameters or ()}
+        statement_id = str(uuid.uuid4())
+        self.store.put_statement(
+            {
+                "id": statement_id,
+                "endpoint": endpoint,
+                "database": database,
+                "statement_name": name,
+                "query": sql,
+                "status": SUBMITTED,
+                "pid": os.getpid(),
+                "duration_ns": -1,
+                "result_rows": -1,
+                "has_result_set": False,
+            }
+        )
+        thread = threading.Thread(
+            target=self._run, args=(statement_id, config, sql, params), name=f"statement-{statement_id[:8]}"
+        )
+        thread.daemon = True
+        with self._lock:
+            self._threads[statement_id] = thread
+        thread.start()
+        return statement_id
+
+    def _run(self, statement_id: str, config: EndpointConfig, sql: str, params: dict[str, Any]) -> None:
+        began = time.perf_counter_ns()
+        try:
+            if not self.store.update_statement(statement_id, [SUBMITTED], status=PICKED):
+                return  # cancelled before it was picked
+            if config.engine == "postgres":
+                columns, rows, count = self._run_postgres(statement_id, config, sql, params)
+            else:
+                columns, rows, count = self._run_duckdb(statement_id, config, sql, params)
+        except Exception as exc:
+            current = self.store.statement(statement_id)
+            if current is not None and current["status"] == ABORTED:
+                return
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            self.store.update_statement(
+                statement_id, ACTIVE, status=FAILED, error=message, duration_ns=time.perf_counter_ns() - began
+            )
+            return
+        finally:
+            with self._lock:
+                self._threads.pop(statement_id, None)
+        has_result = columns is not None
+        result = None
+        if has_result:
+            assert columns is not None
+            result = {"ColumnMetadata": columns, "Records": [[typed_field(v) for v in row] for row in rows]}
+        self.store.update_statement(
+            statement_id,
+            ACTIVE,
+            status=FINISHED,
+            duration_ns=time.perf_counter_ns() - began,
+            result_rows=count,
+            has_result_set=has_result,
+            result=result,
+        )
+
+    def _run_postgres(
+        self, statement_id: str, config: EndpointConfig, sql: str, params: dict[str, Any]
+    ) -> _Outcome:
+        import psycopg
+
+        from conveyor.connectors.postgres.connection import connect
+
+        with connect(config, autocommit=True) as conn:
+            self.store.update_statement(
+                statement_id,
+                [PICKED],
+                status=STARTED,
+                started_at=dt.datetime.now(dt.UTC),
+                backend_pid=conn.info.backend_pid,
+            )
+            with conn.cursor() as cur:
+                try:
+                    if params:
+                        cur.execute(_named(sql).encode(), params)
+                    else:
+                        cur.execute(sql.encode())
+                except psycopg.errors.QueryCanceled as exc:
+                    raise ConveyorError(f"statement cancelled: {exc}") from None
+                if cur.description is None:
+                    return None, [], max(cur.rowcount, 0)
+                types = {}
+                for column in cur.description:
+                    info = conn.adapters.types.get(column.type_code)
+                    types[column.name] = info.name if info is not None else str(column.type_code)
+                columns = [_column(c.name, types[c.name]) for c in cur.description]
+                rows: list[Any] = cur.fetchmany(MAX_RESULT_ROWS)
+                return columns, rows, len(rows)
+
+    def _run_duckdb(
+        self, statement_id: str, config: EndpointConfig, sql: str, params: dict[str, Any]
+    ) -> _Outcome:
+        import duckdb
+
+        if not config.path:
+            raise ConfigError(f"endpoint {config.name!r}: a duckdb endpoint needs a path")
+        conn = duckdb.connect(config.path)
+        try:
+            self.store.update_statement(
+                statement_id, [PICKED], status=STARTED, started_at=dt.datetime.now(dt.UTC)
+            )
+            cursor = conn.execute(sql, params or None)
+            description: Any = cursor.description
+            if description is None:
+                return None, [], 0
+            columns = [_column(str(c[0]), str(c[1])) for c in description]
+            rows = cursor.fetchmany(MAX_RESULT_ROWS)
+            return columns, rows, len(rows)
+        finally:
+            conn.close()
+
+    # --- describe, result, cancel -------------------------------------------------------
+
+    def _row(self, statement_id: str) -> dict[str, Any]:
+        row = self.store.statement(statement_id)
+        if row is None:
+            raise NotFoundError(f"no statement with Id {statement_id!r}")
+        if row["status"] in ACTIVE and not self._alive(row):
+            reason = f"the Conveyor process {row['pid']} running the statement ended"
+            self.store.update_statement(statement_id, ACTIVE, status=FAILED, error=reason)
+            row = self.store.statement(statement_id) or row
+        return row
+
+    def _alive(self, row: dict[str, Any]) -> bool:
+        from conveyor.replication.worker import pid_alive
+
+        pid = row.get("pid")
+        if pid == os.getpid():
+            with self._lock:
+                return row["id"] in self._threads
+        return pid_alive(pid)
+
+    def describe(self, statement_id: str) -> dict[str, Any]:
+        """DescribeStatement's answer."""
+        row = self._row(statement_id)
+        described: dict[str, Any] = {
+            "Id": row["id"],
+            "Status": row["status"],
+            "QueryString": row["query"],
+            "CreatedAt": _iso(row["created_at"]),
+            "UpdatedAt": _iso(row["updated_at"]),
+            "Duration": row["duration_ns"] if row["status"] == FINISHED else -1,
+            "ResultRows": row["result_rows"] if row["status"] == FINISHED else -1,
+            "ResultSize": -1,
+            "HasResultSet": bool(row["has_result_set"]),
+            "ClusterIdentifier": row["endpoint"],
+            "Database": row["database"],
+            "RedshiftPid": row["backend_pid"] or 0,
+        }
+        if row["error"]:
+            described["Error"] = row["error"]
+        if row["statement_name"]:
+            described["StatementName"] = row["statement_name"]
+        return described
+
+    def result(
+        self, statement_id: str, next_token: str | None = None, page_rows: int = PAGE_ROWS
+    ) -> dict[str, Any]:
+        """GetStatementResult's answer: one page of records, with NextToken when more remain."""
+        row = self._row(statement_id)
+        if row["status"] != FINISHED:
+            raise ConfigError(
+                f"statement {statement_id} is {row['status']}: results exist once it is FINISHED"
+            )
+        if not row["has_result_set"] or row["result"] is None:
+            raise ConfigError(f"statement {statement_id} has no result set")
+        try:
+            start = int(next_token) if next_token else 0
+        except ValueError:
+            raise ConfigError(f"NextToken {next_token!r} is not one this service gave") from None
+        records = row["result"]["Records"]
+        page: dict[str, Any] = {
+            "ColumnMetadata": row["result"]["ColumnMetadata"],
+            "Records": records[start : start + page_rows],
+            "TotalNumRows": len(records),
+        }
+        if start + page_rows < len(records):
+            page["NextToken"] = str(start + page_rows)
+        return page
+
+    def cancel(self, statement_id: str) -> bool:
+        """Cancel a statement not yet finished (pg_cancel_backend on PostgreSQL)."""
+        row = self._row(statement_id)
+        if row["status"] not in ACTIVE:
+            raise ConfigError(f"statement {statement_id} is {row['status']} and cannot be cancelled")
+        if not self.store.update_statement(
+            statement_id, ACTIVE, status=ABORTED, error="cancelled by the user"
+        ):
+            return False
+        backend = row["backend_pid"]
+        if backend:
+            config = self.endpoint_config(row["endpoint"])
+            if config.engine == "postgres":
+                from conveyor.connectors.postgres.connection import connect
+
+                with connect(config, autocommit=True) as conn:
+                    conn.execute("SELECT pg_cancel_backend(%s)", [backend])
+        return True
+
+    def wait(self, statement_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Describe the statement once it has ended (or when ``timeout`` runs out)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            described = self.describe(statement_id)
+            if described["Status"] not in ACTIVE or time.monotonic() > deadline:
+                return described
+            time.sleep(0.05)
+
+    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [
+            {
+                "Id": r["id"],
+                "Status": r["status"],
+                "QueryString": r["query"],
+                "CreatedAt": _iso(r["created_at"]),
+                "UpdatedAt": _iso(r["updated_at"]),
+                "ClusterIdentifier": r["endpoint"],
+            }
+            for r in self.store.list_statements(limit)
+        ]
+
+
+def _named(sql: str) -> str:
+    """The Data API's ``:name`` parameters as psycopg's ``%(name)s``."""
+    import re
+
+    escaped = sql.replace("%", "%%")
+    return re.sub(r"(?<![:\w]):([A-Za-z_]\w*)", r"%(\1)s", escaped)
