@@ -14,6 +14,7 @@ SOURCES = {
     "postgres": "conveyor.connectors.postgres.source:PostgresSource",
     "mysql": "conveyor.connectors.mysql.source:MySQLSource",
     "sqlite": "conveyor.connectors.sqlite.source:SQLiteSource",
+    "dynamodb": "conveyor.connectors.dynamodb.source:DynamoDBSource",
 }
 TARGETS = {
     "duckdb": "conveyor.connectors.duckdb.target:DuckDBTarget",
@@ -26,6 +27,7 @@ CHANGE_SOURCES = {
     "postgres": "conveyor.connectors.postgres.capture:PostgresChangeSource",
     "mysql": "conveyor.connectors.mysql.capture:MySQLChangeSource",
     "sqlite": "conveyor.connectors.sqlite.capture:SQLiteChangeSource",
+    "dynamodb": "conveyor.connectors.dynamodb.streams:DynamoDBChangeSource",
 }
 
 # Targets that can apply changes (connectors.changes.ChangeApplier).

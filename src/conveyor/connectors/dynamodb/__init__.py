@@ -1,0 +1,1 @@
+"""DynamoDB as a source: items flattened into relational tables (see ``infer``)."""

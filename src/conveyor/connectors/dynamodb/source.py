@@ -1,0 +1,386 @@
+"""DynamoDB as a source: every table becomes a parent table and one child table
+per list of maps (``infer``), read by a paginated, parallel Scan.
+
+Endpoint settings (``settings:`` of the endpoint; all optional):
+
+==========================  ====================================================
+``schema``                  schema of the listed tables (default ``dynamodb``)
+``tables``                  DynamoDB table names to list (default: all)
+``sample_size``             items sampled to infer a table's columns (1000)
+``total_segments``          parallel Scan segments, one thread each (4)
+``page_size``               Scan ``Limit`` per request (default: DynamoDB's 1 MB pages)
+``read_capacity_per_second`` read units per second the scans may consume (no limit)
+``consistent_read``         strongly consistent Scan (false)
+``variant_column``          the json column values that do not fit go to
+                            (``_variant``); ``null``: such a value fails the table
+``column_types``            ``{table: {column: type}}`` overriding inferred types
+``child_tables``            ``{"<table>.<column>": name}`` naming child tables
+                            (default ``<table>_<column>``)
+``resume_scan``             continue an interrupted scan from its checkpoint (false)
+``retry_base_seconds`` / ``retry_cap_seconds`` / ``max_attempts``  throttling backoff
+==========================  ====================================================
+
+Consistency: a DynamoDB Scan is not a snapshot; items written during the scan
+may or may not be seen (the full load of a live table is therefore followed by
+change capture, which re-applies later changes).
+
+Scan checkpoints: after the batches of a page have been handed on (the caller
+asked for the next batch), the segment's ``LastEvaluatedKey`` is written to
+``$CONVEYOR_HOME/dynamodb/<endpoint>/<table>.json`` (``<table>`` is the
+relational table read: parent or child; the file is removed when the scan
+completes). Within one read, throttling and dropped connections never restart
+a segment: the request is retried with the same ``ExclusiveStartKey``, so every
+item is read exactly once. Across runs, a new read starts from scratch unless
+``resume_scan`` is set: Conveyor's full load writes each table in one target
+transaction, so after a crash the target holds none of the table's rows and a
+fresh scan is the correct restart. ``resume_scan`` is for callers that keep
+what was delivered (a lake or staging target appending per batch): segments
+already completed are skipped and the others continue after their last
+checkpointed key. The unit is a Scan page: a page whose batches were not all
+taken before the crash is delivered again in full (use ``batch_rows`` of at
+least the page size, or ``page_size``, for exactly-once delivery).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import queue
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.dynamodb.client import DynamoClient, endpoint_settings
+from conveyor.connectors.dynamodb.flatten import Page, PageReader, flatten
+from conveyor.connectors.dynamodb.infer import VARIANT, DocumentLayout, Node, TableLayout, layout
+from conveyor.core.errors import ConfigError
+from conveyor.core.schema import TableRef, TableSchema
+
+DEFAULT_SCHEMA = "dynamodb"
+DEFAULT_HOME = ".conveyor"  # as conveyor.store.store.DEFAULT_HOME
+
+
+@dataclass
+class _Table:
+    """A relational table and where it comes from."""
+
+    source: str  # the DynamoDB table
+    layout: TableLayout
+
+
+class DynamoDBSource:
+    engine = "dynamodb"
+
+    def __init__(self, config: EndpointConfig, client: DynamoClient | None = None) -> None:
+        self.config = config
+        self.settings = endpoint_settings(config)
+        self.schema = str(self.settings.get("schema") or DEFAULT_SCHEMA)
+        self.sample_size = int(self.settings.get("sample_size", 1000))
+        self.total_segments = max(1, int(self.settings.get("total_segments", 4)))
+        page_size = self.settings.get("page_size")
+        self.page_size = int(page_size) if page_size else None
+        self.consistent = bool(self.settings.get("consistent_read", False))
+        self.variant: str | None = self.settings.get("variant_column", VARIANT)
+        self.resume = bool(self.settings.get("resume_scan", False))
+        self.only: list[str] | None = self.settings.get("tables")
+        self.column_types: Mapping[str, Mapping[str, str]] = self.settings.get("column_types") or {}
+        self.child_names: Mapping[str, str] = self.settings.get("child_tables") or {}
+        self._client = client
+        self._lock = threading.Lock()
+        self._nodes: dict[str, Node] = {}
+        self._keys: dict[str, dict[str, str]] = {}
+        self._tables: dict[TableRef, _Table] = {}
+        self.drift: dict[TableRef, set[str]] = {}
+        self.variants: dict[TableRef, int] = {}
+
+    @property
+    def client(self) -> DynamoClient:
+        if self._client is None:
+            self._client = DynamoClient(self.config)
+        return self._client
+
+    def check(self) -> str:
+        self.client.call("list_tables", Limit=1)
+        return f"DynamoDB ({self.client.where})"
+
+    def tables(self) -> list[TableSchema]:
+        names = self.only if self.only is not None else self.client.list_tables()
+        schemas: list[TableSchema] = []
+        for name in names:
+            for table in self.document(name).tables():
+                self._tables[table.schema.ref] = _Table(name, table)
+                schemas.append(table.schema)
+        return schemas
+
+    def document(self, name: str) -> DocumentLayout:
+        """The relational layout of DynamoDB table ``name``: from a sample the
+        first time, widened since by the attributes reads came across."""
+        if name not in self._nodes:
+            description = self.client.describe(name)
+            declared = {a["AttributeName"]: a["AttributeType"] for a in description["AttributeDefinitions"]}
+            order = sorted(description["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
+            self._keys[name] = {k["AttributeName"]: declared[k["AttributeName"]] for k in order}
+            node = Node()
+            for page in self._sample(name):
+                node.observe_map(page.items)
+            self._nodes[name] = node
+        with self._lock:
+            return layout(
+                self._nodes[name],
+                TableRef(self.schema, name),
+                self._keys[name],
+                variant=self.variant,
+                column_types=self.column_types,
+                child_names=self.child_names,
+            )
+
+    def _sample(self, name: str) -> Iterator[Page]:
+        seen = 0
+        start: dict[str, Any] | None = None
+        reader = PageReader()
+        while seen < self.sample_size:
+            page = self.client.scan_page(name, start_key=start, limit=self.sample_size - seen, reader=reader)
+            seen += page.count
+            yield page
+            start = page.last_key
+            if start is None:
+                return
+
+    def widen(self, name: str, items: pa.Array, ref: TableRef, found: set[str]) -> None:
+        """Items brought attributes the layout lacks: learn them (the next
+        ``tables()`` has their columns) and remember the drift."""
+        with self._lock:
+            self._nodes[name].observe_map(items)
+            self.drift.setdefault(ref, set()).update(found)
+
+    def table(self, ref: TableRef) -> _Table:
+        if ref not in self._tables:
+            self.tables()
+        if ref not in self._tables:
+            raise ConfigError(f"endpoint {self.config.name!r}: no DynamoDB table gives {ref}")
+        return self._tables[ref]
+
+    def snapshot(self) -> DynamoDBSnapshot:
+        return DynamoDBSnapshot(self)
+
+    def checkpoint_path(self, ref: TableRef) -> Path:
+        home = Path(os.environ.get("CONVEYOR_HOME", DEFAULT_HOME))
+        endpoint = re.sub(r"[^A-Za-z0-9._-]", "_", self.config.name)
+        table = re.sub(r"[^A-Za-z0-9._-]", "_", ref.name)
+        return home / "dynamodb" / endpoint / f"{table}.json"
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+@dataclass
+class _Done:
+    segment: int
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+@dataclass
+class _Fetched:
+    segment: int
+    page: Page
+
+
+@dataclass
+class ScanCheckpoint:
+    """Per segment: the key to continue after (None: from the start) and
+    whether the segment is finished."""
+
+    path: Path
+    total_segments: int
+    keys: dict[int, dict[str, Any] | None] = field(default_factory=dict)
+    done: set[int] = field(default_factory=set)
+
+    @classmethod
+    def load(cls, path: Path, total_segments: int, resume: bool) -> ScanCheckpoint:
+        fresh = cls(path, total_segments)
+        if not resume or not path.is_file():
+            return fresh
+        data = json.loads(path.read_text())
+        if data.get("total_segments") != total_segments:
+            return fresh
+        for name, state in data.get("segments", {}).items():
+            fresh.keys[int(name)] = _decode_key(state.get("last_key"))
+            if state.get("done"):
+                fresh.done.add(int(name))
+        return fresh
+
+    def advance(self, segment: int, last_key: dict[str, Any] | None) -> None:
+        self.keys[segment] = last_key
+        if last_key is None:
+            self.done.add(segment)
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        segments = {
+            str(s): {"last_key": _encode_key(self.keys.get(s)), "done": s in self.done}
+            for s in range(self.total_segments)
+        }
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"total_segments": self.total_segments, "segments": segments}, indent=1))
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _encode_key(key: Mapping[str, Any] | None) -> Any:
+    if key is None:
+        return None
+    return {
+        name: {tag: base64.b64encode(v).decode() if isinstance(v, bytes) else v for tag, v in value.items()}
+        for name, value in key.items()
+    }
+
+
+def _decode_key(key: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if key is None:
+        return None
+    return {
+        name: {tag: base64.b64decode(v) if tag == "B" else v for tag, v in value.items()}
+        for name, value in key.items()
+    }
+
+
+class DynamoDBSnapshot:
+    """Reads tables by parallel Scan (see the module notes on consistency)."""
+
+    def __init__(self, source: DynamoDBSource) -> None:
+        self.source = source
+
+    def read(
+        self, table: TableSchema, batch_rows: int, order_by_key: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        entry = self.source.table(table.ref)
+        target = table.arrow_schema()
+        checkpoint = ScanCheckpoint.load(
+            self.source.checkpoint_path(table.ref), self.source.total_segments, self.source.resume
+        )
+        rows: list[pa.RecordBatch] = []
+        for segment, page in self.pages(entry.source, checkpoint):
+            if len(page.items):
+                result = flatten(page.items, entry.layout)
+                if result.drift:
+                    self.source.widen(entry.source, page.items, table.ref, result.drift)
+                if result.variants:
+                    with self.source._lock:
+                        counts = self.source.variants
+                        counts[table.ref] = counts.get(table.ref, 0) + result.variants
+                batch = _conform(result.batch, target)
+                if order_by_key:
+                    rows.append(batch)
+                else:
+                    for offset in range(0, batch.num_rows, max(1, batch_rows)):
+                        yield batch.slice(offset, batch_rows)
+            checkpoint.advance(segment, page.last_key)
+        if order_by_key and rows:
+            whole = pa.Table.from_batches(rows, schema=target)
+            whole = (
+                whole.sort_by([(k, "ascending") for k in table.primary_key]) if table.primary_key else whole
+            )
+            yield from whole.to_batches(max_chunksize=max(1, batch_rows))
+        checkpoint.remove()
+
+    def pages(self, name: str, checkpoint: ScanCheckpoint) -> Iterator[tuple[int, Page]]:
+        """Pages of every segment not yet done, as they arrive (one thread per segment)."""
+        total = checkpoint.total_segments
+        pending = [s for s in range(total) if s not in checkpoint.done]
+        if not pending:
+            return
+        results: queue.Queue[_Fetched | _Done | _Failed] = queue.Queue(maxsize=2 * total)
+        stop = threading.Event()
+        client = self.source.client
+        reader = PageReader()
+
+        def put(item: _Fetched | _Done | _Failed) -> bool:
+            while not stop.is_set():
+                try:
+                    results.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def segment_worker(segment: int) -> None:
+            start = checkpoint.keys.get(segment)
+            try:
+                while not stop.is_set():
+                    page = client.scan_page(
+                        name,
+                        start_key=start,
+                        segment=segment,
+                        total_segments=total,
+                        limit=self.source.page_size,
+                        consistent=self.source.consistent,
+                        reader=reader,
+                    )
+                    if not put(_Fetched(segment, page)):
+                        return
+                    start = page.last_key
+                    if start is None:
+                        put(_Done(segment))
+                        return
+            except BaseException as exc:
+                put(_Failed(exc))
+
+        threads = [
+            threading.Thread(target=segment_worker, args=(s,), name=f"dynamodb-scan-{name}-{s}", daemon=True)
+            for s in pending
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            remaining = len(pending)
+            while remaining:
+                item = results.get()
+                if isinstance(item, _Failed):
+                    raise item.error
+                if isinstance(item, _Done):
+                    remaining -= 1
+                    continue
+                yield item.segment, item.page
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=5)
+
+    def count(self, table: TableRef) -> int:
+        schema = self.source.table(table).layout.schema
+        return sum(batch.num_rows for batch in self.read(schema, 100_000))
+
+    def close(self) -> None:
+        pass
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """The batch with exactly ``schema``'s columns (a layout widened since the
+    caller listed its tables has more columns than the caller asked for)."""
+    if batch.schema.equals(schema):
+        return batch
+    arrays = []
+    for f in schema:
+        index = batch.schema.get_field_index(f.name)
+        if index < 0:
+            arrays.append(pa.nulls(batch.num_rows, type=f.type))
+        else:
+            column = batch.column(index)
+            arrays.append(column if column.type.equals(f.type) else column.cast(f.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
