@@ -76,3 +76,18 @@ def test_unknown_command_is_a_usage_error() -> None:
     result = run("bogus")
     assert result.returncode == 2
     assert "No such command" in result.stderr
+
+
+def test_unknown_task_resource_in_a_state_machine_is_refused_at_apply(tmp_path: Path) -> None:
+    definition = {
+        "StartAt": "Call",
+        "States": {"Call": {"Type": "Task", "Resource": "arn:aws:states:::nosuch:service", "End": True}},
+    }
+    stack = tmp_path / "conveyor.yaml"
+    stack.write_text(json.dumps({"state_machines": {"flow": {"definition": definition}}}))
+    result = run("apply", str(stack), "--dry-run")
+    assert result.returncode == 2
+    assert (
+        "state_machines.flow.definition" in result.stderr
+        and "arn:aws:states:::nosuch:service" in result.stderr
+    )

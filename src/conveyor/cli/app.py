@@ -99,7 +99,10 @@ def apply(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Create or update what the stack file declares."""
+    from conveyor.orchestration.executions import validate_definitions
+
     stack = load_stack(file)
+    definition_warnings = validate_definitions(stack)
     summary = summarize(stack)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
@@ -107,7 +110,7 @@ def apply(
         for section in ("endpoints", "tasks", "state_machines", "rules", "lake_tables"):
             names = summary[section]
             typer.echo(f"{section}: {', '.join(names) if names else '-'}")  # type: ignore[arg-type]
-        for warning in stack.warnings:
+        for warning in [*stack.warnings, *definition_warnings]:
             _err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if not dry_run:
         with opened_store() as store:

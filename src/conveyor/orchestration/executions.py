@@ -31,6 +31,7 @@ from conveyor.orchestration.asl.engine import Execution
 from conveyor.orchestration.asl.integrations import Integrations
 from conveyor.orchestration.asl.store import Cursor, ExecutionRecord, HistoryEvent
 from conveyor.orchestration.statements import StackProvider, Statements
+from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -437,3 +438,26 @@ def aws_history_event(event: dict[str, Any], previous: int) -> dict[str, Any]:
     if details:
         shaped[key] = {k: v for k, v in details.items() if v is not None}
     return shaped
+
+
+def validate_definitions(stack: Stack) -> list[str]:
+    """Parse every state machine of ``stack`` against the integrations Conveyor has
+    (an unknown Task resource is an error), at `conveyor apply` time; raises one
+    ConfigError listing every problem, returns the warnings. Touches no store."""
+    from sqlalchemy import create_engine
+
+    store = Store(create_engine("sqlite://"))
+    try:
+        executions = Executions(store, lambda: stack)
+        warnings: list[str] = []
+        problems: list[str] = []
+        for name in sorted(stack.state_machines):
+            try:
+                warnings += [f"state_machines.{name}.definition: {w}" for w in executions.validate(name)]
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return warnings
+    finally:
+        store.close()
