@@ -34,9 +34,16 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 # Full-load benchmark against psql COPY references (bench/README.md); 5M rows
-# by default (long), e.g. `make bench ROWS=500000 ROUNDS=3`.
+# by default (long), e.g. `make bench ROWS=500000 ROUNDS=3`; then bench-cdc.
 bench: system-packages $(STAMP)
 	$(BIN)/python bench/full_load.py $(if $(ROWS),--rows $(ROWS)) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(CASES),--cases $(CASES))
+	$(MAKE) --no-print-directory bench-cdc
+
+# Change-capture benchmark against pg_recvlogical (bench/cdc.py); 500k updates
+# by default, e.g. `make bench-cdc UPDATES=100000 ROUNDS=3`, or QUICK=1 (CI-sized).
+.PHONY: bench-cdc
+bench-cdc: system-packages $(STAMP)
+	$(BIN)/python bench/cdc.py $(if $(UPDATES),--updates $(UPDATES)) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(CDC_CASES),--cases $(CDC_CASES)) $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .conveyor build *.egg-info

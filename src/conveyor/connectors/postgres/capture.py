@@ -22,7 +22,9 @@ their updates and deletes would make UPDATE and DELETE fail on the source.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import re
 import select
 import time
@@ -56,10 +58,16 @@ from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
 from conveyor.core.schema import Column, TableRef, TableSchema
 
+log = logging.getLogger(__name__)
+
 ENGINE = "postgres"
 HEARTBEAT_PREFIX = "conveyor_heartbeat"
 DEFAULT_HEARTBEAT_SECONDS = 60.0
 FEEDBACK_INTERVAL_S = 10
+# A lost replication connection (a source restart, a network cut) is reopened
+# by the stream itself, waiting this long between attempts, doubling.
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 5.0
 _MAX_NAME = 63
 _SLOT_GONE = ("does not exist", "can no longer get changes", "has been invalidated", "was invalidated")
 
@@ -238,14 +246,18 @@ class PostgresChangeSource(PostgresSource):
                     conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
 
     def retained_wal_bytes(self, task: str) -> int | None:
-        """WAL the server keeps for the task's slot (None when there is no slot)."""
-        with connection.connect(self.config, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
-                " ELSE pg_current_wal_lsn() END, restart_lsn)::bigint"
-                " FROM pg_replication_slots WHERE slot_name = %s",
-                (self.slot_name(task),),
-            ).fetchone()
+        """WAL the server keeps for the task's slot (None when there is no slot,
+        or while the source is unreachable: the stream reconnects by itself)."""
+        try:
+            with connection.connect(self.config, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+                    " ELSE pg_current_wal_lsn() END, restart_lsn)::bigint"
+                    " FROM pg_replication_slots WHERE slot_name = %s",
+                    (self.slot_name(task),),
+                ).fetchone()
+        except (ConnectionFailed, psycopg.OperationalError):
+            return None
         return None if row is None or row[0] is None else int(row[0])
 
     def close(self) -> None:
@@ -414,7 +426,21 @@ class _Relation:
 
 
 class PostgresChangeStream:
-    """One START_REPLICATION session of a pgoutput slot, as conveyor change events."""
+    """A START_REPLICATION session of a pgoutput slot, as conveyor change events.
+
+    A lost replication connection (the source restarted, say) is reopened by
+    :meth:`events` itself, with backoff, from the last transaction it delivered;
+    meanwhile it yields ``None`` every ``idle_timeout`` like an idle stream. A
+    transaction that was cut off is sent again by the server from its start: the
+    row changes already delivered of it are skipped, so the consumer sees every
+    change exactly once."""
+
+    # Reconnection state (see __init__), with defaults for a stream built bare.
+    _delivered = 0
+    _txn_final: int | None = None
+    _txn_events = 0
+    _replay: tuple[int, int] | None = None
+    _skip_events = 0
 
     def __init__(
         self,
@@ -429,6 +455,18 @@ class PostgresChangeStream:
         self.slot = slot
         self.start_lsn = start_lsn
         self.heartbeat_seconds = heartbeat_seconds
+        self._publications = list(publications)
+        # Reconnection state: the end of the last Commit delivered, the last
+        # acknowledged position, and the transaction in flight (its final LSN
+        # and how many of its row events were delivered).
+        self._delivered = start_lsn
+        self._acked: int | None = None
+        self._txn_final: int | None = None
+        self._txn_events = 0
+        self._replay: tuple[int, int] | None = None
+        self._skip_events = 0
+        self._retry_at = 0.0
+        self._retry_delay = RECONNECT_MIN_S
         self._known = {s.ref: s for s in tables}
         self._selected = set(self._known) or None  # None: every table the publications hold
         self._relations: dict[int, _Relation] = {}
@@ -483,25 +521,52 @@ class PostgresChangeStream:
                 f"replication slot {self.slot!r} can no longer deliver changes ({_one_line(exc)}): "
                 "resync required (reload the tables)"
             )
-        # A lost connection, or the slot still held by the walsender of a previous run.
+        # A lost connection (also: the server ended the stream, shutting down, which
+        # psycopg2 reports as "no COPY in progress"), or the slot still held by the
+        # walsender of a previous run.
         transient = isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+        code = str(getattr(exc, "pgcode", None) or "")
+        if code:  # the server's own error: connection trouble or a shutdown only
+            transient = transient or code[:2] in {"08", "57"}
+        else:  # the client's: the connection went away under the stream
+            closed = self._repl is not None and bool(self._repl.closed)
+            transient = transient or closed or "no COPY in progress" in str(exc)
         if transient or "is active for PID" in str(exc):
             return TransientError(f"replication connection to {self.config.name!r} failed: {_one_line(exc)}")
         return TerminalError(f"replication from slot {self.slot!r} failed: {_one_line(exc)}")
 
     def events(self, idle_timeout: float) -> Iterator[ChangeEvent | None]:
-        cur = self._cur
         decode = self._decoder.decode
         deadline = time.monotonic() + idle_timeout
         while True:
+            if self._repl is None and not self._reconnect():
+                now = time.monotonic()
+                if now >= deadline:
+                    yield None  # the consumer flushes and checks for a stop meanwhile
+                    deadline = time.monotonic() + idle_timeout
+                else:
+                    time.sleep(max(0.0, min(deadline, self._retry_at) - now))
+                continue
+            cur = self._cur
+            event: ChangeEvent | None = None
             try:
                 msg = cur.read_message()  # also sends feedback every FEEDBACK_INTERVAL_S
+                if msg is not None:
+                    event = self._event_of(decode(msg.payload))
             except psycopg2.Error as exc:
-                raise self._error(exc) from None
+                self._lost(self._error(exc))
+                continue
+            except TransientError as exc:  # a catalog query failed: the server is going away
+                self._lost(exc)
+                continue
             if msg is not None:
                 self._data_seen = True
-                event = self._event_of(decode(msg.payload))
                 if event is not None:
+                    if isinstance(event, RowChange | Truncate):
+                        self._txn_events += 1
+                        if self._skip_events:  # delivered before the connection was lost
+                            self._skip_events -= 1
+                            continue
                     yield event
                     deadline = time.monotonic() + idle_timeout
                     continue
@@ -513,17 +578,62 @@ class PostgresChangeStream:
                 self._maybe_heartbeat(now)
                 select.select([cur], [], [], min(deadline - now, 1.0))
 
+    def _lost(self, error: Exception) -> None:
+        """The replication connection failed: reconnect (``events``) unless it
+        cannot help (a dropped slot: resync required)."""
+        if not isinstance(error, TransientError):
+            raise error from None
+        log.warning("replication from slot %r lost (%s): reconnecting", self.slot, error)
+        if self._txn_final is not None:
+            self._replay = (self._txn_final, self._txn_events)
+            self._txn_final = None
+        self._skip = False
+        self._close_replication()
+        self._retry_at = time.monotonic() + self._retry_delay
+
+    def _reconnect(self) -> bool:
+        """Open the replication connection again, from the last delivered commit."""
+        now = time.monotonic()
+        if now < self._retry_at:
+            return False
+        self.start_lsn = self._delivered
+        try:
+            self._start(self._publications)
+        except (TransientError, ConnectionFailed) as exc:
+            self._close_replication()
+            self._retry_at = now + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, RECONNECT_MAX_S)
+            log.warning("replication from slot %r: cannot reconnect yet: %s", self.slot, exc)
+            return False
+        self._retry_delay = RECONNECT_MIN_S
+        log.info("replication from slot %r resumed at %s", self.slot, format_lsn(self.start_lsn))
+        if self._acked is not None:
+            self._send_ack(self._acked)
+        return self._repl is not None
+
+    def _close_replication(self) -> None:
+        repl, self._repl = self._repl, None
+        if repl is not None:
+            with contextlib.suppress(psycopg2.Error):
+                repl.close()
+
     def _event_of(self, message: pgoutput.PgOutputMessage | None) -> ChangeEvent | None:
         if isinstance(message, pgoutput.Insert | pgoutput.Update | pgoutput.Delete):
             return None if self._skip else self._row_change(message)
         if isinstance(message, pgoutput.Begin):
             # A transaction the start position already covers (a replay after a crash).
             self._skip = message.final_lsn < self.start_lsn
+            if not self._skip:
+                replay, self._replay = self._replay, None
+                self._txn_final, self._txn_events = message.final_lsn, 0
+                self._skip_events = replay[1] if replay is not None and replay[0] == message.final_lsn else 0
             return None
         if isinstance(message, pgoutput.Commit):
             if self._skip:
                 self._skip = False
                 return None
+            self._txn_final = None
+            self._delivered = message.end_lsn
             return Commit(_position(message.end_lsn), message.commit_time)
         if isinstance(message, pgoutput.Relation):
             return self._relation(message)
@@ -541,6 +651,8 @@ class PostgresChangeStream:
             and message.lsn >= self.start_lsn
         ):
             # Written by a heartbeat when idle: a position to acknowledge, so the slot advances.
+            if self._txn_final is None:
+                self._delivered = max(self._delivered, message.lsn)
             return Commit(_position(message.lsn), None)
         return None
 
@@ -555,8 +667,13 @@ class PostgresChangeStream:
 
     def _relation(self, message: pgoutput.Relation) -> TableDefinition | None:
         try:
-            schema = self._schema_of(message)
-        except psycopg.OperationalError as exc:
+            try:
+                schema = self._schema_of(message)
+            except psycopg.OperationalError:
+                # The catalog connection did not survive a restart of the source: reopen it once.
+                self._catalog.close()
+                schema = self._schema_of(message)
+        except (psycopg.OperationalError, ConnectionFailed) as exc:
             raise TransientError(f"catalog query on {self.config.name!r} failed: {_one_line(exc)}") from None
         self._relations[message.oid] = _Relation(
             schema,
@@ -696,16 +813,20 @@ class PostgresChangeStream:
             pass  # the stream itself reports a lost server
 
     def ack(self, position: Checkpoint) -> None:
-        lsn = _lsn_of(position)
+        """Acknowledge ``position``; while the connection is lost, it is sent on
+        reconnecting."""
+        self._acked = _lsn_of(position)
+        if self._repl is not None:
+            self._send_ack(self._acked)
+
+    def _send_ack(self, lsn: int) -> None:
         try:
             self._cur.send_feedback(write_lsn=lsn, flush_lsn=lsn, force=True)
         except psycopg2.Error as exc:
-            raise self._error(exc) from None
+            self._lost(self._error(exc))
 
     def close(self) -> None:
-        if self._repl is not None:
-            self._repl.close()
-            self._repl = None
+        self._close_replication()
         if not self._catalog.closed:
             self._catalog.close()
 
