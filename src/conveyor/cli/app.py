@@ -120,6 +120,7 @@ def apply(
 
 
 def main() -> None:
+    import conveyor.cli.lake
     import conveyor.cli.orchestration
     import conveyor.cli.tasks  # noqa: F401  (registers the nouns' commands)
 

@@ -1,0 +1,707 @@
+"""``conveyor lake process``: raw LOAD and change files into curated Delta tables.
+
+For each active controller entry:
+
+1. Recover: when the curated table has a newer commit of this job than the
+   entry's ``TableVersion`` (a crash after the commit, before the controller
+   was written), the entry takes the values recorded in that commit.
+2. Full load: the newest full load of the table (the LOAD files of one
+   ``<bucket_path>/<schema>/<table>/`` folder, dated by the time the load
+   committed, as recorded in ``.conveyor/tables/``) replaces the curated
+   table's state when it is later than LastFullLoadDate.
+3. Changes: the change files, wherever ``bucket_path``, ``CdcPath`` and date
+   partitions put them, whose names sort after LastIncrementalFile, in
+   file-name and row order. Files written before the full load the table
+   stands on are covered by it and skipped. With a primary key the last
+   operation per key wins (``D`` removes the row); without one, ``I`` and
+   ``U`` rows are appended and ``D`` rows ignored.
+4. One Delta commit per table: an overwrite when a full load was taken (or
+   the table is new, or its PartitionKey changed), otherwise a merge whose
+   predicate names only the partitions the changes touch, so only the files
+   of those partitions are rewritten. The commit carries the new controller
+   values; the controller file is written after it.
+
+A file in a table's raw folder that is neither a LOAD nor a change file, or
+that cannot be read, is skipped and reported; a table that fails is reported
+and the other tables go on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from conveyor.connectors.lake import layout as lay
+from conveyor.core import types as t
+from conveyor.core.errors import ConveyorError, TerminalError
+from conveyor.core.faults import fault_point
+from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import Kind
+from conveyor.lake.controller import Controller, ControllerEntry, Lake, format_time, parse_time
+
+log = logging.getLogger(__name__)
+
+METADATA_KEY = "conveyor.curation"
+FAULT_BEFORE_CONTROLLER = "lake-before-controller"
+OP = "__op"
+SEQ = "__seq"
+MAX_PRUNE_VALUES = 1000
+_DATE_CHARS = frozenset("0123456789-_")
+
+
+# --- what the raw area holds ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FullLoad:
+    bucket_path: str
+    when: datetime
+    schema: TableSchema
+    layout: lay.FileLayout
+    files: tuple[str, ...]
+    """Relative paths of the LOAD files, in counter order."""
+
+    @property
+    def folder(self) -> str:
+        return lay.table_folder(self.bucket_path, self.schema.ref)
+
+
+@dataclass(frozen=True)
+class ChangeFile:
+    name: str
+    rel: str
+
+
+@dataclass
+class TableFiles:
+    full_loads: list[FullLoad] = field(default_factory=list)
+    changes: list[ChangeFile] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+class RawIndex:
+    """One listing of a lake's raw area, shared by the tables of a run."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        skip = lake.curated_rel.strip("/") + "/" if lake.curated_rel else None
+        self.tree = [rel for rel in lake.raw.list_tree("") if skip is None or not rel.startswith(skip)]
+        state_dir = lay.join(lay.STATE_DIR, "tables")
+        self.states = [
+            lay.join(state_dir, rel)
+            for rel in lake.raw.list_tree(state_dir)
+            if rel.endswith(".json") and rel.count("/") >= 1
+        ]
+
+    def table_files(self, ref: TableRef) -> TableFiles:
+        found = TableFiles()
+        state_dir = lay.join(lay.STATE_DIR, "tables")
+        for rel in self.states:
+            parts = rel.removeprefix(state_dir + "/").split("/")
+            if parts[-2:] != [ref.schema, f"{ref.name}.json"]:
+                continue
+            bucket_path = "/".join(parts[:-2])
+            try:
+                found.full_loads.append(self._full_load(rel, bucket_path))
+            except (ConveyorError, ValueError, KeyError, TypeError) as exc:
+                found.problems.append((self.lake.raw.location(rel), f"unreadable load record: {exc}"))
+        load_files = {f for load in found.full_loads for f in load.files}
+        for rel in self.tree:
+            parts = rel.split("/")
+            rest = _after_table(parts, ref)
+            if rest is None:
+                continue
+            name = rest[-1]
+            if lay.CHANGE_RE.match(name):
+                found.changes.append(ChangeFile(name, rel))
+            elif lay.LOAD_RE.match(name) and len(rest) == 1:
+                if rel not in load_files and not any(
+                    rel.startswith(f.folder + "/") for f in found.full_loads
+                ):
+                    found.foreign.append(rel)  # LOAD files with no load record
+            else:
+                found.foreign.append(rel)
+        found.changes.sort(key=lambda c: (c.name, c.rel))
+        found.full_loads.sort(key=lambda f: (f.when, f.bucket_path))
+        return found
+
+    def _full_load(self, state_rel: str, bucket_path: str) -> FullLoad:
+        data = self.lake.raw.read_bytes(state_rel)
+        if data is None:
+            raise TerminalError("disappeared")
+        schema, layout, files = lay.parse_table_state(data)
+        when = parse_time(json.loads(data).get("written_at"))
+        if when is None:
+            raise TerminalError("no written_at")
+        folder = lay.table_folder(bucket_path, schema.ref)
+        ordered = sorted(files, key=lambda name: lay.load_number(name) or 0)
+        return FullLoad(bucket_path, when, schema, layout, tuple(f"{folder}/{name}" for name in ordered))
+
+
+def _after_table(parts: list[str], ref: TableRef) -> list[str] | None:
+    """What follows ``<schema>/<table>/`` in a path (optional date-partition
+    folders and the file name), or None when the path is not the table's."""
+    for i in range(len(parts) - 2):
+        if parts[i] == ref.schema and parts[i + 1] == ref.name:
+            rest = parts[i + 2 :]
+            if all(set(p) <= _DATE_CHARS for p in rest[:-1]):
+                return rest
+    return None
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def _file_layout(base: lay.FileLayout, rel: str) -> lay.FileLayout:
+    if rel.endswith(".parquet"):
+        return replace(base, data_format="parquet")
+    return replace(base, data_format="csv", compression="GZIP" if rel.endswith(".gz") else "NONE")
+
+
+def read_changes(
+    lake: Lake, files: Sequence[ChangeFile], schema: TableSchema | None, skipped: list[dict[str, str]]
+) -> pa.Table:
+    """The change rows of ``files`` in file and row order: ``__op``, the
+    table's columns and ``__seq`` (the row's position). Without a recorded
+    table shape (a CDC-only table) Parquet files and CSV files with a header
+    row describe themselves. Unreadable files are skipped into ``skipped``."""
+    base = lay.file_layout(lake.config.settings, lake.config.data_format, changes=True)
+    parts: list[pa.Table] = []
+    for change in files:
+        layout = _file_layout(base, change.rel)
+        try:
+            if schema is not None:
+                data = _read_with_op(lake, change.rel, schema, layout)
+            else:
+                data = _read_self_described(lake, change.rel, layout)
+        except Exception as exc:
+            skipped.append({"file": lake.raw.location(change.rel), "reason": f"unreadable: {_short(exc)}"})
+            continue
+        parts.append(data)
+    if parts:
+        data = pa.concat_tables(parts, promote_options="permissive" if schema is None else "none")
+    elif schema is not None:
+        data = pa.schema([pa.field(OP, pa.string()), *schema.arrow_schema()]).empty_table()
+    else:
+        data = pa.schema([pa.field(OP, pa.string())]).empty_table()
+    return data.append_column(SEQ, pa.array(range(data.num_rows), pa.int64()))
+
+
+def _read_self_described(lake: Lake, rel: str, layout: lay.FileLayout) -> pa.Table:
+    """A change file read by its own column names (Parquet, or CSV with a
+    header row; CSV values are typed by inference)."""
+    if layout.data_format == "parquet":
+        with lake.raw.open_input(rel) as handle:
+            raw = pq.read_table(handle)
+    elif layout.header:
+        data = lake.raw.read_bytes(rel)
+        if data is None:
+            raise TerminalError("disappeared while being read")
+        if rel.endswith(".gz"):
+            data = gzip.decompress(data)
+        raw = pacsv.read_csv(
+            io.BytesIO(data),
+            parse_options=pacsv.ParseOptions(
+                delimiter=layout.delimiter,
+                quote_char='"' if layout.rfc4180 else False,
+                newlines_in_values=True,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                null_values=[layout.null_value], strings_can_be_null=True, quoted_strings_can_be_null=False
+            ),
+        )
+    else:
+        raise TerminalError("a headerless CSV change file, and no full load recorded the table's columns")
+    if layout.op:
+        if lay.OP_COLUMN not in raw.column_names:
+            raise TerminalError("no Op column")
+        ops = raw.column(lay.OP_COLUMN).combine_chunks().cast(pa.string())
+    else:
+        ops = pa.array(["I"] * raw.num_rows, pa.string())
+    _check_ops(ops)
+    extra = {lay.OP_COLUMN, layout.timestamp}
+    return raw.select([n for n in raw.column_names if n not in extra]).add_column(0, OP, ops)
+
+
+def _check_ops(ops: pa.Array) -> None:
+    bad = pc.sum(pc.invert(pc.fill_null(pc.is_in(ops, pa.array(["I", "U", "D"])), False))).as_py()
+    if bad:
+        raise TerminalError(f"{bad} row(s) with an Op other than I, U or D")
+
+
+def _read_with_op(lake: Lake, rel: str, schema: TableSchema, layout: lay.FileLayout) -> pa.Table:
+    """A change file with its ``Op`` column (all ``I`` when the files have none):
+    the extra columns are read as text columns in front of the table's."""
+    text = t.simple(Kind.TEXT)
+    extra = [Column(lay.OP_COLUMN, text)] if layout.op else []
+    if layout.timestamp:
+        extra.append(Column(layout.timestamp, text))
+    wide = TableSchema(schema.ref, (*extra, *schema.columns), schema.primary_key)
+    data = lay.read_file(lake.raw, rel, wide, replace(layout, op=False, timestamp=None))
+    if layout.op:
+        ops = data.column(lay.OP_COLUMN).combine_chunks()
+    else:
+        ops = pa.array(["I"] * data.num_rows, pa.string())
+    _check_ops(ops)
+    return data.select(schema.column_names).add_column(0, OP, ops)
+
+
+def read_full_load(lake: Lake, load: FullLoad, skipped: list[dict[str, str]]) -> pa.Table:
+    parts = []
+    for rel in load.files:
+        try:
+            parts.append(lay.read_file(lake.raw, rel, load.schema, load.layout))
+        except Exception as exc:
+            skipped.append({"file": lake.raw.location(rel), "reason": f"unreadable: {_short(exc)}"})
+    if not parts:
+        return load.schema.arrow_schema().empty_table()
+    return pa.concat_tables(parts)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+# --- last operation wins ---------------------------------------------------------------
+
+
+def last_per_key(changes: pa.Table, key: Sequence[str]) -> pa.Table:
+    """The last row (highest ``__seq``) of every key, in ``__seq`` order."""
+    if changes.num_rows == 0 or not key:
+        return changes
+    last = changes.group_by(list(key), use_threads=False).aggregate([(SEQ, "max")])
+    positions = pc.sort_indices(last.column(f"{SEQ}_max"))
+    return changes.take(pc.take(last.column(f"{SEQ}_max"), positions))
+
+
+def apply_in_memory(base: pa.Table, reduced: pa.Table, key: Sequence[str]) -> pa.Table:
+    """``base`` with the reduced changes applied: with a key, rows of changed
+    keys are replaced by the upserts (deleted ones dropped); without one, the
+    non-delete rows are appended."""
+    upserts = reduced.filter(pc.not_equal(reduced.column(OP), "D"))
+    upserts = upserts.select(list(base.column_names))
+    if key and base.num_rows and reduced.num_rows:
+        if len(key) == 1:  # a hash-set lookup keeps the base's row order
+            column = base.column(key[0])
+            changed = reduced.column(key[0]).cast(column.type, safe=False).combine_chunks()
+            base = base.filter(pc.invert(pc.is_in(column, value_set=changed)))
+        else:
+            changed_keys = reduced.select(list(key)).cast(base.select(list(key)).schema, safe=False)
+            base = base.join(changed_keys, keys=list(key), join_type="left anti", use_threads=True)
+            base = base.select(upserts.column_names)
+    return pa.concat_tables([base, upserts.cast(base.schema)])
+
+
+# --- Delta types -------------------------------------------------------------------------
+
+
+def _delta_type(dtype: pa.DataType) -> pa.DataType | None:
+    """The type a column is stored as in Delta (None: as it is)."""
+    if pa.types.is_timestamp(dtype):
+        return pa.timestamp("us", "UTC" if dtype.tz else None)
+    if pa.types.is_time(dtype) or dtype == pa.month_day_nano_interval() or pa.types.is_null(dtype):
+        return pa.string()
+    if pa.types.is_unsigned_integer(dtype):
+        return {8: pa.int16(), 16: pa.int32(), 32: pa.int64()}.get(dtype.bit_width, pa.decimal128(20, 0))
+    if pa.types.is_float16(dtype):
+        return pa.float32()
+    if pa.types.is_date64(dtype):
+        return pa.date32()
+    if pa.types.is_dictionary(dtype):
+        return _delta_type(dtype.value_type) or dtype.value_type
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        inner = _delta_type(dtype.value_type)
+        return None if inner is None else pa.list_(inner)
+    return None
+
+
+def delta_ready(data: pa.Table) -> pa.Table:
+    arrays = []
+    fields = []
+    for f, column in zip(data.schema, data.columns, strict=True):
+        target = _delta_type(f.type)
+        if target is None:
+            arrays.append(column)
+            fields.append(pa.field(f.name, f.type, nullable=True))
+            continue
+        if target == pa.string() and not pa.types.is_null(f.type):
+            converted: pa.Array | pa.ChunkedArray = lay.text_column(column.combine_chunks())
+        else:
+            converted = column.cast(target, safe=False)
+        arrays.append(converted)
+        fields.append(pa.field(f.name, target, nullable=True))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+@dataclass
+class TableResult:
+    table: str
+    lake: str
+    status: str = "unchanged"
+    """processed, unchanged, inactive or failed."""
+    full_load: str | None = None
+    change_files: list[str] = field(default_factory=list)
+    covered_files: int = 0
+    change_rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    version: int | None = None
+    files_rewritten: int = 0
+    recovered: bool = False
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "lake": self.lake,
+            "status": self.status,
+            "full_load": self.full_load,
+            "change_files": len(self.change_files),
+            "covered_files": self.covered_files,
+            "change_rows": self.change_rows,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "version": self.version,
+            "files_rewritten": self.files_rewritten,
+            "recovered": self.recovered,
+            "skipped": self.skipped,
+            "error": self.error,
+        }
+
+
+def open_delta(lake: Lake, table: str) -> DeltaTable | None:
+    try:
+        return DeltaTable(lake.table_uri(table), storage_options=lake.storage_options())
+    except TableNotFoundError:
+        return None
+
+
+def commit_values(dt: DeltaTable) -> tuple[int, dict[str, Any]] | None:
+    """The newest commit of this job: its version and the controller values it carries."""
+    for commit in dt.history(50):
+        raw = commit.get(METADATA_KEY)
+        if raw is not None:
+            return int(commit["version"]), json.loads(raw)
+    return None
+
+
+def recover(entry: ControllerEntry, dt: DeltaTable | None) -> bool:
+    """Bring the entry up to the table's newest commit of this job."""
+    if dt is None:
+        if entry.table_version is not None:  # the curated table was removed: start afresh
+            entry.last_full_load_date = None
+            entry.last_incremental_file = None
+            entry.table_version = None
+            return True
+        return False
+    found = commit_values(dt)
+    if found is None:
+        return False
+    version, values = found
+    if entry.table_version is not None and version <= entry.table_version:
+        return False
+    entry.last_full_load_date = values.get("LastFullLoadDate")
+    entry.last_incremental_file = values.get("LastIncrementalFile")
+    entry.table_version = version
+    return True
+
+
+def process(lake: Lake, controller: Controller, tables: Iterable[str] | None = None) -> list[TableResult]:
+    """Curate the active tables of ``lake`` (or only ``tables``)."""
+    wanted = set(tables) if tables is not None else None
+    index = RawIndex(lake)
+    results = []
+    for name in sorted(controller.entries):
+        if wanted is not None and name not in wanted:
+            continue
+        entry = controller.entries[name]
+        result = TableResult(name, lake.name)
+        if not entry.active:
+            result.status = "inactive"
+            results.append(result)
+            continue
+        try:
+            _process_table(lake, controller, entry, index, result)
+        except Exception as exc:
+            log.exception("curating %s failed", name)
+            result.status = "failed"
+            result.error = _short(exc)
+            controller.load()  # drop this table's unsaved changes
+        results.append(result)
+    return results
+
+
+def _process_table(
+    lake: Lake, controller: Controller, entry: ControllerEntry, index: RawIndex, result: TableResult
+) -> None:
+    ref = TableRef(entry.schema_name, entry.table_name)
+    uri = lake.table_uri(entry.table)
+    options = lake.storage_options()
+    dt = open_delta(lake, entry.table)
+    if recover(entry, dt):
+        result.recovered = True
+        controller.save()
+    files = index.table_files(ref)
+    result.skipped.extend(
+        {"file": lake.raw.location(rel), "reason": "not a LOAD or change file"} for rel in files.foreign
+    )
+    result.skipped.extend({"file": where, "reason": why} for where, why in files.problems)
+
+    last_date = entry.full_load_time()
+    full_load = files.full_loads[-1] if files.full_loads else None
+    take_load = full_load is not None and (last_date is None or full_load.when > last_date)
+    new_date = format_time(full_load.when) if take_load and full_load else entry.last_full_load_date
+    stands_on = parse_time(new_date)
+    if stands_on is not None:  # change-file names count milliseconds
+        stands_on = stands_on.replace(microsecond=stands_on.microsecond // 1000 * 1000)
+
+    after = entry.last_incremental_file
+    pending = [c for c in files.changes if after is None or c.name > after]
+    current: list[ChangeFile] = []
+    for change in pending:
+        if stands_on is not None and lay.stamp_time(change.name) < stands_on:
+            result.covered_files += 1
+        else:
+            current.append(change)
+    new_last = pending[-1].name if pending else after
+
+    if not take_load and not pending:
+        result.version = None if dt is None else dt.version()
+        return
+
+    schema = full_load.schema if take_load and full_load else _newest_schema(files)
+    key = list(entry.primary_key)
+    part = list(entry.partition_key)
+    reduced = None
+    if schema is not None:
+        _check_columns(schema.column_names, key, part, schema.ref)
+    if current:
+        changes = read_changes(lake, current, schema, result.skipped)
+        if schema is None and changes.num_rows:
+            _check_columns([n for n in changes.column_names if n not in (OP, SEQ)], key, part, ref)
+        result.change_files = [c.rel for c in current]
+        result.change_rows = changes.num_rows
+        reduced = last_per_key(changes, key) if changes.num_rows else None
+
+    values = {"LastFullLoadDate": new_date, "LastIncrementalFile": new_last}
+    commit = CommitProperties(custom_metadata={METADATA_KEY: json.dumps(values)})
+    repartition = dt is not None and list(dt.metadata().partition_columns) != part
+
+    if take_load or dt is None or repartition:
+        if take_load and full_load is not None:
+            base = read_full_load(lake, full_load, result.skipped)
+            result.full_load = lake.raw.location(full_load.folder)
+        elif dt is not None:
+            base = dt.to_pyarrow_table()
+        elif schema is not None:
+            base = schema.arrow_schema().empty_table()
+        elif reduced is not None:  # a CDC-only table: the change files' columns
+            base = reduced.drop_columns([OP, SEQ]).schema.empty_table()
+        else:
+            raise TerminalError("none of the table's files could be read")
+        if reduced is not None:
+            reduced = _conform(reduced, base.schema)
+            ops = reduced.column(OP)
+            result.deleted = int(pc.sum(pc.equal(ops, "D")).as_py() or 0) if key else 0
+            result.inserted = reduced.num_rows - result.deleted
+            base = apply_in_memory(base, reduced, key)
+        data = delta_ready(base)
+        write_deltalake(
+            uri,
+            data,
+            mode="overwrite",
+            partition_by=part or None,
+            schema_mode="overwrite",
+            storage_options=options,
+            commit_properties=commit,
+        )
+    elif reduced is None or reduced.num_rows == 0:
+        # only covered or unreadable files: record the progress in an empty commit
+        write_deltalake(
+            uri,
+            _empty_like(dt),
+            mode="append",
+            storage_options=options,
+            commit_properties=commit,
+        )
+    elif not key:
+        upserts = reduced.filter(pc.not_equal(reduced.column(OP), "D"))
+        upserts = delta_ready(upserts.drop_columns([OP, SEQ]))
+        result.inserted = upserts.num_rows
+        write_deltalake(
+            uri,
+            upserts,
+            mode="append",
+            partition_by=part or None,
+            schema_mode="merge",
+            storage_options=options,
+            commit_properties=commit,
+        )
+    else:
+        metrics = _merge(dt, reduced, key, part, commit)
+        result.inserted = int(metrics.get("num_target_rows_inserted", 0))
+        result.updated = int(metrics.get("num_target_rows_updated", 0))
+        result.deleted = int(metrics.get("num_target_rows_deleted", 0))
+        result.files_rewritten = int(metrics.get("num_target_files_removed", 0))
+
+    dt = DeltaTable(uri, storage_options=options)
+    fault_point(FAULT_BEFORE_CONTROLLER)
+    entry.last_full_load_date = new_date
+    entry.last_incremental_file = new_last
+    entry.table_version = dt.version()
+    controller.save()
+    result.version = entry.table_version
+    result.status = "processed"
+
+
+def _empty_like(dt: DeltaTable) -> pa.Table:
+    schema = pa.schema(dt.schema().to_arrow())
+    return schema.empty_table()
+
+
+def _newest_schema(files: TableFiles) -> TableSchema | None:
+    """The shape of the newest full load: change files are read with it."""
+    return files.full_loads[-1].schema if files.full_loads else None
+
+
+def _check_columns(names: Sequence[str], key: Sequence[str], part: Sequence[str], ref: TableRef) -> None:
+    known = set(names)
+    for label, columns in (("PrimaryKey", key), ("PartitionKey", part)):
+        missing = [c for c in columns if c not in known]
+        if missing:
+            raise TerminalError(
+                f"{label} names {', '.join(missing)}, not a column of {ref} (columns: {', '.join(names)})"
+            )
+
+
+def _conform(reduced: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The reduced changes with the base's columns (missing ones null)."""
+    arrays = [reduced.column(OP), reduced.column(SEQ)]
+    fields = [pa.field(OP, pa.string()), pa.field(SEQ, pa.int64())]
+    for f in schema:
+        if f.name in reduced.column_names:
+            arrays.append(reduced.column(f.name).cast(f.type, safe=False))
+        else:
+            arrays.append(pa.nulls(reduced.num_rows, f.type))
+        fields.append(f)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: Any, dtype: pa.DataType) -> str | None:
+    if value is None:
+        return None
+    if pa.types.is_boolean(dtype):
+        return "true" if value else "false"
+    if pa.types.is_integer(dtype):
+        return str(int(value))
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return "'" + str(value).replace("'", "''") + "'"
+    if pa.types.is_date32(dtype):
+        return f"'{value.isoformat()}'"
+    return "?"
+
+
+def _partition_text(value: Any) -> str | None:
+    """A partition value as Delta's log writes it."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _partition_filter(
+    dt: DeltaTable, reduced: pa.Table, key: Sequence[str], part: Sequence[str]
+) -> str | None:
+    """A predicate on the target naming the partitions the changes touch: the
+    new images' partitions and the current partitions of the changed keys.
+    None when it cannot be written (then the merge considers every file)."""
+    if not part:
+        return None
+    new = reduced.filter(pc.not_equal(reduced.column(OP), "D")).select(list(part))
+    existing = {tuple(values.get(name) for name in part) for values in dt.partitions()}
+    touched = {
+        tuple(_partition_text(row[name]) for name in part)
+        for row in new.group_by(list(part), use_threads=False).aggregate([]).to_pylist()
+    }
+    if existing <= touched:  # every partition gets new rows: no scan for the old ones
+        return None
+    current = dt.to_pyarrow_dataset().to_table(columns=[*key, *part])
+    changed = reduced.select(list(key)).cast(current.select(list(key)).schema, safe=False)
+    hit = current.join(changed, keys=list(key), join_type="left semi", use_threads=False).select(list(part))
+    both = pa.concat_tables([hit, new.cast(hit.schema, safe=False)])
+    combos = both.group_by(list(part), use_threads=False).aggregate([])
+    if combos.num_rows == 0:
+        return "false"
+    if combos.num_rows > MAX_PRUNE_VALUES:
+        return None
+    terms = []
+    for row in combos.to_pylist():
+        conds = []
+        for name in part:
+            lit = _literal(row[name], combos.schema.field(name).type)
+            if lit == "?":
+                return None
+            column = f"t.{_ident(name)}"
+            conds.append(f"{column} IS NULL" if lit is None else f"{column} = {lit}")
+        terms.append("(" + " AND ".join(conds) + ")")
+    return "(" + " OR ".join(terms) + ")"
+
+
+def _merge(
+    dt: DeltaTable, reduced: pa.Table, key: Sequence[str], part: Sequence[str], commit: CommitProperties
+) -> dict[str, Any]:
+    target_schema = pa.schema(dt.schema().to_arrow())
+    source = _conform(reduced, pa.schema([f for f in reduced.schema if f.name not in (OP, SEQ)]))
+    source = pa.Table.from_arrays(
+        [source.column(OP), *delta_ready(source.drop_columns([OP, SEQ])).columns],
+        names=[OP, *[n for n in source.column_names if n not in (OP, SEQ)]],
+    ).combine_chunks()
+    predicate = " AND ".join(f"t.{_ident(k)} = s.{_ident(k)}" for k in key)
+    pruning = _partition_filter(dt, reduced, key, part)
+    if pruning is not None:
+        predicate = f"{predicate} AND {pruning}"
+    columns = [n for n in source.column_names if n != OP]
+    updates = {_ident(c): f"s.{_ident(c)}" for c in columns}
+    merge_schema = any(c not in target_schema.names for c in columns)
+    metrics: dict[str, Any] = (
+        dt.merge(
+            source,
+            predicate=predicate,
+            source_alias="s",
+            target_alias="t",
+            merge_schema=merge_schema,
+            error_on_type_mismatch=False,
+            commit_properties=commit,
+        )
+        .when_matched_delete(predicate=f"s.{OP} = 'D'")
+        .when_matched_update(updates=updates)
+        .when_not_matched_insert(updates=updates, predicate=f"s.{OP} <> 'D'")
+        .execute()
+    )
+    return metrics
