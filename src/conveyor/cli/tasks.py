@@ -167,6 +167,10 @@ def _print_described(described: dict[str, Any]) -> None:
             t["SchemaName"], t["TableName"], t["TableState"], *counts, t.get("ValidationState") or "-"
         )
     _out.print(table)
+    for t in described["tables"]:
+        # Schema drift a source recorded for the table (DynamoDB: attributes new since inference).
+        for line in t.get("Drift") or []:
+            _out.print(f"drift: {t['SchemaName']}.{t['TableName']}: {line}", markup=False, highlight=False)
     if any("Inserts" in t for t in described["tables"]):
         _print_capture(described)
 

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -65,6 +65,7 @@ class TableProgress:
     started: datetime | None = None
     ended: datetime | None = None
     error: str | None = None
+    drift: list[str] = field(default_factory=list)
 
     @property
     def rows_per_second(self) -> float | None:
@@ -135,6 +136,7 @@ class FullLoad:
                 progress.rows = load.copy_in(chunks, plan.target.column_names)
             else:
                 self._load_batches(progress, load)
+                self._source_rejections(progress, load)
             load.commit()
         except _Stopped:
             load.abort()
@@ -153,6 +155,18 @@ class FullLoad:
             raise
         progress.state, progress.ended = TABLE_COMPLETED, datetime.now(UTC)
         self.on_progress(progress)
+
+    def _source_rejections(self, progress: TableProgress, load: TableLoad) -> None:
+        """Values a source itself left out of rows (DynamoDB's load_errors setting)
+        are logged with the table's rows; a source's schema drift is reported."""
+        rejections = getattr(self.snapshot, "rejections", None)
+        drift = getattr(self.snapshot, "drift_report", None)
+        if drift is not None:
+            progress.drift = drift(progress.plan.source.ref)
+        if rejections is not None:
+            target = progress.plan.target.ref
+            rejected = [replace(r, table=target) for r in rejections(progress.plan.source.ref)]
+            load.record_rejections(self.task, rejected)
 
     def _raw_columns(self, plan: TablePlan, load: TableLoad) -> list[str] | None:
         if not (isinstance(self.snapshot, SupportsRawCopy) and isinstance(load, SupportsRawCopyIn)):

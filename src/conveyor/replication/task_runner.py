@@ -69,6 +69,7 @@ def stats_document(progress: TableProgress) -> dict[str, Any]:
         "FullLoadEndTime": iso(progress.ended),
         "RowsPerSecond": round(progress.rows_per_second or 0.0, 1),
         "Error": progress.error,
+        "Drift": progress.drift,
     }
 
 

@@ -231,9 +231,14 @@ class DynamoClient:
         limit: int | None = None,
         consistent: bool = False,
         reader: PageReader | None = None,
+        expression: Mapping[str, Any] | None = None,
     ) -> Page:
-        """One Scan request; the page's items parsed by Arrow from the raw body."""
+        """One Scan request; the page's items parsed by Arrow from the raw body.
+        ``expression`` adds Scan parameters such as ``FilterExpression``,
+        ``ProjectionExpression`` and their attribute names and values."""
         kwargs: dict[str, Any] = {"TableName": table, "ReturnConsumedCapacity": "TOTAL"}
+        if expression:
+            kwargs.update(expression)
         if start_key:
             kwargs["ExclusiveStartKey"] = dict(start_key)
         if segment is not None and total_segments is not None and total_segments > 1:

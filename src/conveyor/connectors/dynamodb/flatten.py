@@ -6,8 +6,11 @@ array in DynamoDB's wire format; flattening is then struct field access, list
 unnesting (``list_flatten`` + parent indices) and vectorised casts (``N`` text
 to int64/decimal, ISO-8601 text to timestamps). Python touches single values
 only for json columns, binary values (base64 in the wire format), and values
-that do not fit their column, which go to the ``_variant`` column (or raise a
-DataError when the table has none) as the DynamoDB JSON of the value.
+that do not fit their column, which go to the ``_variant`` column as the
+DynamoDB JSON of the value. A table without a variant column either raises a
+DataError for such a value or, asked to (``flatten(..., reject=True)``), loads
+the row with NULL there and returns the value as a :class:`RejectedValue` (for
+the load-errors table) with its item key, column and reason.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from conveyor.connectors.base import RejectedValue
 from conveyor.connectors.dynamodb.infer import (
     POSITION,
     SEPARATOR,
@@ -423,25 +427,31 @@ def new_attribute_paths(
 @dataclass
 class Flattened:
     """A table's batch; ``drift`` names attributes the layout lacks, ``variants``
-    counts rows with values in the variant column; ``parents`` gives, for a
-    child table, the index of the item each row came from."""
+    counts rows with values in the variant column (or rejected); ``parents``
+    gives, for a child table, the index of the item each row came from;
+    ``rejected`` holds the values left out (``flatten(..., reject=True)``)."""
 
     batch: pa.RecordBatch
     drift: set[str] = field(default_factory=set)
     variants: int = 0
     parents: pa.Array | None = None
+    rejected: list[RejectedValue] = field(default_factory=list)
 
 
-def flatten(items: pa.Array, table: TableLayout) -> Flattened:
-    """Items (a struct array, wire format) as a batch of ``table``."""
+def flatten(items: pa.Array, table: TableLayout, reject: bool = False) -> Flattened:
+    """Items (a struct array, wire format) as a batch of ``table``.
+
+    A value that does not fit its column goes to the table's variant column;
+    when the table has none, it raises a DataError, or with ``reject`` the
+    value is NULL in the row and returned in ``rejected``."""
     if isinstance(items, pa.ChunkedArray):
         items = items.combine_chunks()
     if table.list_path is None:
-        return _parent(items, table)
-    return _child(items, table)
+        return _parent(items, table, reject)
+    return _child(items, table, reject)
 
 
-def _parent(items: pa.Array, table: TableLayout) -> Flattened:
+def _parent(items: pa.Array, table: TableLayout, reject: bool = False) -> Flattened:
     schema = table.schema.arrow_schema()
     rows = len(items)
     variants = _Variants(rows)
@@ -456,10 +466,10 @@ def _parent(items: pa.Array, table: TableLayout) -> Flattened:
             if pc.any(wrong).as_py():
                 variants.add(_indices(wrong), SEPARATOR.join(path), attr)
     drift = _drift(items, table.known(), variants)
-    return _finish(table, schema, arrays, variants, drift, lambda row: _key_of(table, arrays, row))
+    return _finish(table, schema, arrays, variants, drift, lambda row: _key_of(table, arrays, row), reject)
 
 
-def _child(items: pa.Array, table: TableLayout) -> Flattened:
+def _child(items: pa.Array, table: TableLayout, reject: bool = False) -> Flattened:
     schema = table.schema.arrow_schema()
     assert table.list_path is not None
     attr = attr_at(items, table.list_path)
@@ -489,7 +499,7 @@ def _child(items: pa.Array, table: TableLayout) -> Flattened:
     ]
     drift = _drift(maps, table.known(), variants)
     names = [*table.schema.primary_key]
-    result = _finish(table, schema, arrays, variants, drift, lambda row: _row_key(names, arrays, row))
+    result = _finish(table, schema, arrays, variants, drift, lambda row: _row_key(names, arrays, row), reject)
     result.parents = parents
     return result
 
@@ -513,8 +523,17 @@ def _finish(
     variants: _Variants,
     drift: set[str],
     key: Any,
+    reject: bool = False,
 ) -> Flattened:
-    if variants.values and table.variant is None:
+    rejected: list[RejectedValue] = []
+    if variants.values and table.variant is None and reject:
+        for row, found in sorted(variants.values.items()):
+            row_key = key(row)
+            for column, value in sorted(found.items()):
+                text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+                reason = _reason(table, column, value, drift)
+                rejected.append(RejectedValue(table.schema.ref, row_key, column, text, reason))
+    elif variants.values and table.variant is None:
         row, found = next(iter(sorted(variants.values.items())))
         column, value = next(iter(found.items()))
         raise DataError(
@@ -525,7 +544,29 @@ def _finish(
     if table.variant is not None:
         arrays.append(variants.array())
     batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
-    return Flattened(batch, drift, len(variants.values))
+    return Flattened(batch, drift, len(variants.values), rejected=rejected)
+
+
+def _reason(table: TableLayout, column: str, value: Any, drift: set[str]) -> str:
+    """Why ``value`` (DynamoDB JSON) of ``column`` did not load, for the load-errors table."""
+    tags = [tag for tag in value if tag != "NULL"] if isinstance(value, dict) else []
+    tag = tags[0] if tags else "?"
+    if column in drift:
+        return (
+            f"attribute {column!r} ({tag}) is not a column of the table: it first appeared "
+            "after the schema was inferred (reload the table to add the column)"
+        )
+    if column == ELEMENT:
+        return f"list element of type {tag} in a list of maps (child table rows are maps)"
+    if any(SEPARATOR.join(path) == column for path in table.child_paths):
+        return f"attribute {column!r} holds {tag} where its child table expects a list of maps"
+    spec = next((f for f in (*table.keys, *table.fields) if f.name == column), None)
+    if spec is None:
+        return f"attribute {column!r} ({tag}) has no column"
+    described = spec.type.describe()
+    if spec.tag != tag and not (spec.tag == "L" and tag == "L"):
+        return f"value of type {tag} where column {column!r} ({described}) holds {spec.tag} values"
+    return f"the {tag} value does not fit column {column!r} ({described})"
 
 
 __all__ = ["POSITION", "Flattened", "Page", "flatten", "read_page", "read_pages"]

@@ -12,13 +12,32 @@ Endpoint settings (``settings:`` of the endpoint; all optional):
 ``read_capacity_per_second`` read units per second the scans may consume (no limit)
 ``consistent_read``         strongly consistent Scan (false)
 ``variant_column``          the json column values that do not fit go to
-                            (``_variant``); ``null``: such a value fails the table
+                            (``_variant``); ``null``: no variant column
+``conflicting_values``      what becomes of a value that does not fit its column
+                            (a conflicting type, an attribute first seen after
+                            the sample): ``variant`` (the variant column; the
+                            default unless ``variant_column`` is null), ``fail``
+                            (a DataError fails the table; the default without a
+                            variant column) or ``load_errors`` (below)
 ``column_types``            ``{table: {column: type}}`` overriding inferred types
 ``child_tables``            ``{"<table>.<column>": name}`` naming child tables
                             (default ``<table>_<column>``)
 ``resume_scan``             continue an interrupted scan from its checkpoint (false)
 ``retry_base_seconds`` / ``retry_cap_seconds`` / ``max_attempts``  throttling backoff
 ==========================  ====================================================
+
+Load errors (``conflicting_values: load_errors``): the tables have no variant
+column; a value that does not fit is NULL in its row, which loads, and the
+value is recorded as a :class:`RejectedValue` (table, item key, column, the
+value's DynamoDB JSON, reason) in the manner of the warehouse's
+``stl_load_errors``. The snapshot keeps them per table for the caller to write
+to the target's load-errors table (``DynamoDBSnapshot.rejections``); a read
+of a table starts its list afresh.
+
+Drift: attributes the layout lacks are remembered per table (``drift``: the
+column names; ``drift_log``: name, type and when it was first seen) and learnt,
+so the next ``tables()`` lists them as columns; ``drift_report(table)`` gives
+the lines ``conveyor tasks describe`` shows.
 
 Consistency: a DynamoDB Scan is not a snapshot; items written during the scan
 may or may not be seen (the full load of a live table is therefore followed by
@@ -51,12 +70,13 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.dynamodb.client import DynamoClient, endpoint_settings
 from conveyor.connectors.dynamodb.flatten import Page, PageReader, flatten
 from conveyor.connectors.dynamodb.infer import VARIANT, DocumentLayout, Node, TableLayout, layout
@@ -65,6 +85,20 @@ from conveyor.core.schema import TableRef, TableSchema
 
 DEFAULT_SCHEMA = "dynamodb"
 DEFAULT_HOME = ".conveyor"  # as conveyor.store.store.DEFAULT_HOME
+VARIANT_MODE, FAIL_MODE, LOAD_ERRORS_MODE = "variant", "fail", "load_errors"
+CONFLICT_MODES = (VARIANT_MODE, FAIL_MODE, LOAD_ERRORS_MODE)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """An attribute a table's layout lacked when items brought it."""
+
+    column: str
+    type: str
+    seen: datetime
+
+    def describe(self) -> str:
+        return f"new column {self.column} ({self.type}) at {self.seen.isoformat(timespec='seconds')}"
 
 
 @dataclass
@@ -87,7 +121,20 @@ class DynamoDBSource:
         page_size = self.settings.get("page_size")
         self.page_size = int(page_size) if page_size else None
         self.consistent = bool(self.settings.get("consistent_read", False))
-        self.variant: str | None = self.settings.get("variant_column", VARIANT)
+        variant: str | None = self.settings.get("variant_column", VARIANT)
+        default_mode = VARIANT_MODE if variant is not None else FAIL_MODE
+        self.conflicting = str(self.settings.get("conflicting_values") or default_mode)
+        if self.conflicting not in CONFLICT_MODES:
+            raise ConfigError(
+                f"endpoint {config.name!r}: conflicting_values must be one of "
+                f"{', '.join(CONFLICT_MODES)}, not {self.conflicting!r}"
+            )
+        if self.conflicting == VARIANT_MODE and variant is None:
+            raise ConfigError(
+                f"endpoint {config.name!r}: conflicting_values is variant but variant_column is null"
+            )
+        self.variant = variant if self.conflicting == VARIANT_MODE else None
+        self.load_errors = self.conflicting == LOAD_ERRORS_MODE
         self.resume = bool(self.settings.get("resume_scan", False))
         self.only: list[str] | None = self.settings.get("tables")
         self.column_types: Mapping[str, Mapping[str, str]] = self.settings.get("column_types") or {}
@@ -98,7 +145,9 @@ class DynamoDBSource:
         self._keys: dict[str, dict[str, str]] = {}
         self._tables: dict[TableRef, _Table] = {}
         self.drift: dict[TableRef, set[str]] = {}
+        self.drift_log: dict[TableRef, list[Drift]] = {}
         self.variants: dict[TableRef, int] = {}
+        self._rejected: dict[TableRef, list[RejectedValue]] = {}
 
     @property
     def client(self) -> DynamoClient:
@@ -158,7 +207,35 @@ class DynamoDBSource:
         ``tables()`` has their columns) and remember the drift."""
         with self._lock:
             self._nodes[name].observe_map(items)
-            self.drift.setdefault(ref, set()).update(found)
+            known = self.drift.setdefault(ref, set())
+            fresh = sorted(found - known)
+            known.update(found)
+        if fresh:
+            types = {c.name: c.type.describe() for c in self._widened_columns(name, ref)}
+            now = datetime.now(UTC)
+            entries = [Drift(column, types.get(column, "json"), now) for column in fresh]
+            with self._lock:
+                self.drift_log.setdefault(ref, []).extend(entries)
+
+    def _widened_columns(self, name: str, ref: TableRef) -> list[Any]:
+        for table in self.document(name).tables():
+            if table.schema.ref == ref:
+                return list(table.schema.columns)
+        return []
+
+    def drift_report(self, ref: TableRef) -> list[str]:
+        """The drift of relational table ``ref``: ``new column x (text) at <time>`` lines."""
+        with self._lock:
+            return [entry.describe() for entry in self.drift_log.get(ref, [])]
+
+    def reject(self, ref: TableRef, rejected: list[RejectedValue]) -> None:
+        with self._lock:
+            self._rejected.setdefault(ref, []).extend(rejected)
+
+    def rejections(self, ref: TableRef) -> list[RejectedValue]:
+        """The values of table ``ref`` its last read left out (``conflicting_values: load_errors``)."""
+        with self._lock:
+            return list(self._rejected.get(ref, []))
 
     def table(self, ref: TableRef) -> _Table:
         if ref not in self._tables:
@@ -275,11 +352,15 @@ class DynamoDBSnapshot:
             self.source.checkpoint_path(table.ref), self.source.total_segments, self.source.resume
         )
         rows: list[pa.RecordBatch] = []
+        with self.source._lock:
+            self.source._rejected[table.ref] = []
         for segment, page in self.pages(entry.source, checkpoint):
             if len(page.items):
-                result = flatten(page.items, entry.layout)
+                result = flatten(page.items, entry.layout, reject=self.source.load_errors)
                 if result.drift:
                     self.source.widen(entry.source, page.items, table.ref, result.drift)
+                if result.rejected:
+                    self.source.reject(table.ref, result.rejected)
                 if result.variants:
                     with self.source._lock:
                         counts = self.source.variants
@@ -299,8 +380,11 @@ class DynamoDBSnapshot:
             yield from whole.to_batches(max_chunksize=max(1, batch_rows))
         checkpoint.remove()
 
-    def pages(self, name: str, checkpoint: ScanCheckpoint) -> Iterator[tuple[int, Page]]:
-        """Pages of every segment not yet done, as they arrive (one thread per segment)."""
+    def pages(
+        self, name: str, checkpoint: ScanCheckpoint, expression: Mapping[str, Any] | None = None
+    ) -> Iterator[tuple[int, Page]]:
+        """Pages of every segment not yet done, as they arrive (one thread per
+        segment); ``expression``: Scan parameters to add (a filter, a projection)."""
         total = checkpoint.total_segments
         pending = [s for s in range(total) if s not in checkpoint.done]
         if not pending:
@@ -331,6 +415,7 @@ class DynamoDBSnapshot:
                         limit=self.source.page_size,
                         consistent=self.source.consistent,
                         reader=reader,
+                        expression=expression,
                     )
                     if not put(_Fetched(segment, page)):
                         return
@@ -365,6 +450,14 @@ class DynamoDBSnapshot:
     def count(self, table: TableRef) -> int:
         schema = self.source.table(table).layout.schema
         return sum(batch.num_rows for batch in self.read(schema, 100_000))
+
+    def rejections(self, table: TableRef) -> list[RejectedValue]:
+        """What the last read of ``table`` left out, for the target's load-errors
+        table (``conflicting_values: load_errors``); complete once the read is."""
+        return self.source.rejections(table)
+
+    def drift_report(self, table: TableRef) -> list[str]:
+        return self.source.drift_report(table)
 
     def close(self) -> None:
         pass

@@ -27,7 +27,11 @@ Every captured DynamoDB table needs its stream enabled with view type
 * **Drift.** An item bringing attributes the layout lacks widens the layout:
   a ``TableDefinition`` with the new columns comes before its changes (the
   runner adds them on the target); existing columns keep their types, and a
-  value that does not fit goes to the variant column.
+  value that does not fit goes to the variant column (or, with
+  ``conflicting_values: load_errors``, to ``take_rejections()``).
+* **Incremental instead.** With the endpoint setting ``incremental`` the same
+  source captures by a modified-at attribute and a high-water mark instead of
+  a stream (``dynamodb.incremental``; deletes are not seen there).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any
 import pyarrow as pa
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.changes import (
     CaptureStart,
     ChangeEvent,
@@ -51,6 +55,12 @@ from conveyor.connectors.changes import (
     TableDefinition,
 )
 from conveyor.connectors.dynamodb.flatten import Flattened, flatten, items_from_python
+from conveyor.connectors.dynamodb.incremental import MODE as INCREMENTAL_MODE
+from conveyor.connectors.dynamodb.incremental import (
+    DynamoDBIncrementalStream,
+    IncrementalSettings,
+    begin_incremental,
+)
 from conveyor.connectors.dynamodb.infer import TableLayout, merge_layout
 from conveyor.connectors.dynamodb.source import DynamoDBSnapshot, DynamoDBSource
 from conveyor.core.batch import Checkpoint, Op
@@ -71,6 +81,8 @@ class DynamoDBChangeSource(DynamoDBSource):
     def __init__(self, config: EndpointConfig) -> None:
         super().__init__(config)
         self._streams_client: Any = None
+        raw = self.settings.get("incremental")
+        self.incremental = IncrementalSettings.parse(config.name, raw) if raw else None
 
     @property
     def streams(self) -> Any:
@@ -87,6 +99,8 @@ class DynamoDBChangeSource(DynamoDBSource):
         return names
 
     def preflight(self, tables: Sequence[TableSchema]) -> list[str]:
+        if self.incremental is not None:
+            return [f"DynamoDB incremental capture by {self.incremental.attribute!r} does not see deletes"]
         problems = []
         for name in self._sources(tables):
             spec = self.client.describe(name).get("StreamSpecification") or {}
@@ -104,6 +118,8 @@ class DynamoDBChangeSource(DynamoDBSource):
 
     def begin_capture(self, task: str, tables: Sequence[TableSchema], export_snapshot: bool) -> CaptureStart:
         self.preflight(tables)
+        if self.incremental is not None:
+            return begin_incremental(self, self.incremental, tables)
         position: dict[str, Any] = {}
         for name in self._sources(tables):
             arn = self.client.describe(name).get("LatestStreamArn")
@@ -119,7 +135,11 @@ class DynamoDBChangeSource(DynamoDBSource):
 
     def open_stream(
         self, task: str, tables: Sequence[TableSchema], start: Checkpoint
-    ) -> DynamoDBChangeStream:
+    ) -> DynamoDBChangeStream | DynamoDBIncrementalStream:
+        if self.incremental is not None:
+            return DynamoDBIncrementalStream(self, self.incremental, tables, start)
+        if start.position.get("mode") == INCREMENTAL_MODE:
+            raise _resync("the checkpoint is an incremental high-water mark, capture now reads streams")
         return DynamoDBChangeStream(self, tables, start)
 
     def end_capture(self, task: str) -> None:
@@ -155,6 +175,7 @@ class DynamoDBChangeStream:
         self.source = source
         self.position: dict[str, Any] = deepcopy(start.position.get("tables", {}))
         self._streams: list[_Stream] = []
+        self.rejected: list[RejectedValue] = []
         wanted = {t.ref for t in tables}
         for name in source._sources(tables):
             state = self.position.get(name)
@@ -181,6 +202,12 @@ class DynamoDBChangeStream:
 
     def ack(self, position: Checkpoint) -> None:
         """Nothing to release: the stream keeps records for 24 hours whatever we read."""
+
+    def take_rejections(self) -> list[RejectedValue]:
+        """Values left out of the changes read so far (``conflicting_values:
+        load_errors``), for the target's load-errors table; the list is emptied."""
+        taken, self.rejected = self.rejected, []
+        return taken
 
     def close(self) -> None:
         pass
@@ -287,8 +314,11 @@ class DynamoDBChangeStream:
                 stream.layouts[index] = layout
                 yield TableDefinition(layout.schema)
         per_table = []
+        reject = self.source.load_errors
         for table in stream.layouts:
-            new_rows = _group(flatten(new_items, table))
+            flat = flatten(new_items, table, reject=reject)
+            self.rejected.extend(flat.rejected)
+            new_rows = _group(flat)
             old_rows = _group(flatten(old_items, table)) if table.list_path is not None else None
             per_table.append((table, new_rows, old_rows))
         for index, record in enumerate(records):
@@ -316,19 +346,28 @@ class DynamoDBChangeStream:
                     yield RowChange(ref, op, row, old_key={k: row[k] for k in keys})
 
     def _widen(self, stream: _Stream, items: pa.Array) -> list[TableLayout | None]:
-        """New layouts for tables whose items now carry attributes they lack."""
-        drift = [flatten(items, table).drift for table in stream.layouts]
-        if not any(drift):
-            return [None] * len(stream.layouts)
-        self.source.widen(stream.table, items, stream.layouts[0].schema.ref, set().union(*drift))
-        document = self.source.document(stream.table)
-        fresh = {t.schema.ref: t for t in document.tables()}
-        out: list[TableLayout | None] = []
-        for table in stream.layouts:
-            widened = fresh.get(table.schema.ref)
-            merged = merge_layout(table, widened) if widened is not None else table
-            out.append(merged if merged.schema.column_names != table.schema.column_names else None)
-        return out
+        return widen_layouts(self.source, stream.table, stream.layouts, items)
+
+
+def widen_layouts(
+    source: DynamoDBSource, name: str, layouts: Sequence[TableLayout], items: pa.Array
+) -> list[TableLayout | None]:
+    """New layouts for the tables of DynamoDB table ``name`` whose ``items``
+    now carry attributes they lack (None: unchanged)."""
+    drift = [flatten(items, table, reject=True).drift for table in layouts]
+    if not any(drift):
+        return [None] * len(layouts)
+    for table, found in zip(layouts, drift, strict=True):
+        if found:
+            source.widen(name, items, table.schema.ref, found)
+    document = source.document(name)
+    fresh = {t.schema.ref: t for t in document.tables()}
+    out: list[TableLayout | None] = []
+    for table in layouts:
+        widened = fresh.get(table.schema.ref)
+        merged = merge_layout(table, widened) if widened is not None else table
+        out.append(merged if merged.schema.column_names != table.schema.column_names else None)
+    return out
 
 
 def _refs(source: DynamoDBSource, name: str) -> list[TableRef]:

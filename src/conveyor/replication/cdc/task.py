@@ -115,10 +115,14 @@ def _capture(
     loaded = {(s["SchemaName"], s["TableName"]): s for s in run.store.table_stats(run.name, run.run_id)}
     tuning = run.settings.change_processing_tuning
 
+    drift_report = getattr(changes, "drift_report", None)
+
     def report(capture: ChangeCapture) -> None:
         for table in capture.tables.values():
             ref = table.mapped.target.ref
             document = loaded.get((ref.schema, ref.name), _cdc_only_stats(table)) | table.stats()
+            if drift_report is not None:
+                document["Drift"] = drift_report(table.mapped.source.ref)
             if table.suspended:
                 document |= {"TableState": TABLE_ERROR_STATE, "Error": table.suspended}
             run.store.put_table_stats(run.name, run.run_id, ref.schema, ref.name, document)
