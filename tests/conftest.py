@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import pytest
 
+from support.moto import running_moto
 from support.servers import MariaDBServer, PostgresServer, ServerBinariesMissing
 
 Server = TypeVar("Server", PostgresServer, MariaDBServer)
@@ -43,3 +44,11 @@ def pg_db(pg_server: PostgresServer) -> str:
 @pytest.fixture
 def mariadb_db(mariadb_server: MariaDBServer) -> str:
     return mariadb_server.url(mariadb_server.new_database())
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """One moto server for the session (S3, DynamoDB and Streams); tests name
+    their buckets and tables uniquely."""
+    with running_moto() as url:
+        yield url

@@ -5,10 +5,8 @@ capture by a modified-at attribute merged into DuckDB."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,6 @@ import boto3
 import duckdb
 import pyarrow as pa
 import pytest
-from moto.server import ThreadedMotoServer
 
 from conveyor.connectors.base import EndpointConfig, PrepMode
 from conveyor.connectors.changes import Commit, RowChange, TableDefinition
@@ -45,23 +42,6 @@ ALL = {
         }
     ]
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

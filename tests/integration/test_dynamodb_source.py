@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +17,6 @@ from typing import Any
 import boto3
 import pyarrow as pa
 import pytest
-from moto.server import ThreadedMotoServer
 
 from conveyor.connectors.base import EndpointConfig, PrepMode
 from conveyor.connectors.changes import Commit, RowChange, TableDefinition
@@ -43,23 +40,6 @@ SEED_ITEM = {
     "Items": [{"Sku": "A77", "Q": 3}, {"Sku": "F23", "Q": 7}],
     "Total": Decimal("424.50"),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

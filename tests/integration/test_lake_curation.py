@@ -5,12 +5,8 @@ same operations (the source the files describe)."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,11 +26,13 @@ from conveyor.connectors.lake.settings import lake_config
 from conveyor.connectors.lake.target import LakeTarget
 from conveyor.core import types as t
 from conveyor.core.batch import Checkpoint
+from conveyor.core.faults import ENV as FAULT_ENV
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 from conveyor.lake.catalog import build_catalog, run_query
 from conveyor.lake.controller import CONTROLLER_FILE, Controller, ControllerEntry, Lake, open_lake
 from conveyor.lake.curate import process
+from support.cli import conveyor
 
 pytestmark = pytest.mark.integration
 
@@ -388,19 +386,7 @@ def test_a_failing_table_does_not_stop_the_others(tmp_path: Path) -> None:
 
 
 def cli(home: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CONVEYOR_HOME": str(home)}
-    env.pop("CONVEYOR_STORE_URL", None)
-    env.pop("CONVEYOR_FAULT_POINT", None)
-    if fault:
-        env["CONVEYOR_FAULT_POINT"] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "conveyor", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
+    return conveyor(home, *args, env={FAULT_ENV: fault} if fault else None, timeout=60)
 
 
 def apply_stack(tmp_path: Path, lake_tables: str) -> Path:
@@ -520,31 +506,6 @@ def test_the_catalog_registers_every_curated_table_as_schema_dot_table(tmp_path:
 
 
 # --- on an S3-compatible store (moto on loopback) -------------------------------------------
-
-
-@pytest.fixture
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    keys = ("AWS_EC2_METADATA_DISABLED", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(
-        AWS_EC2_METADATA_DISABLED="true", AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing"
-    )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def test_curation_on_s3(moto_url: str) -> None:
