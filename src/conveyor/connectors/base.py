@@ -7,8 +7,10 @@ batches into a table inside one target transaction per table load.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -50,6 +52,12 @@ class RejectedValue:
     column: str | None
     value: str | None
     reason: str
+
+    def exceptions_row(self, task: str, when: datetime) -> tuple[Any, ...]:
+        """The row of the apply-exceptions table: task_name, table_owner, table_name,
+        error_time, key (JSON), column_name, value, error."""
+        key = json.dumps(self.key, default=str)
+        return (task, self.table.schema, self.table.name, when, key, self.column, self.value, self.reason)
 
 
 class Snapshot(Protocol):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -252,19 +251,7 @@ class DuckDBTableLoad:
         now = datetime.now(UTC)
         self._cur.executemany(
             f"INSERT INTO main.{EXCEPTIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [
-                    task,
-                    r.table.schema,
-                    r.table.name,
-                    now,
-                    json.dumps(r.key, default=str),
-                    r.column,
-                    r.value,
-                    r.reason,
-                ]
-                for r in rejected
-            ],
+            [r.exceptions_row(task, now) for r in rejected],
         )
 
     def commit(self) -> None:

@@ -4,7 +4,6 @@ written by COPY inside one transaction per table load."""
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -308,19 +307,7 @@ class PostgresTableLoad:
                 sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(
                     sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE)
                 ),
-                [
-                    (
-                        task,
-                        r.table.schema,
-                        r.table.name,
-                        now,
-                        json.dumps(r.key, default=str),
-                        r.column,
-                        r.value,
-                        r.reason,
-                    )
-                    for r in rejected
-                ],
+                [r.exceptions_row(task, now) for r in rejected],
             )
 
     def commit(self) -> None:
