@@ -34,16 +34,23 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 # Full-load benchmark against psql COPY references (bench/README.md); 5M rows
-# by default (long), e.g. `make bench ROWS=500000 ROUNDS=3`; then bench-cdc.
+# by default (long), e.g. `make bench ROWS=500000 ROUNDS=3`; then bench-cdc and bench-curate.
 bench: system-packages $(STAMP)
 	$(BIN)/python bench/full_load.py $(if $(ROWS),--rows $(ROWS)) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(CASES),--cases $(CASES))
 	$(MAKE) --no-print-directory bench-cdc
+	$(MAKE) --no-print-directory bench-curate
 
 # Change-capture benchmark against pg_recvlogical (bench/cdc.py); 500k updates
 # by default, e.g. `make bench-cdc UPDATES=100000 ROUNDS=3`, or QUICK=1 (CI-sized).
 .PHONY: bench-cdc
 bench-cdc: system-packages $(STAMP)
 	$(BIN)/python bench/cdc.py $(if $(UPDATES),--updates $(UPDATES)) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(CDC_CASES),--cases $(CDC_CASES)) $(if $(QUICK),--quick)
+
+# Lake curation benchmark against a DuckDB SQL merge (bench/curate.py); 1M-row
+# full load + 200k changes by default, e.g. `make bench-curate LAKE_FORMAT=csv`.
+.PHONY: bench-curate
+bench-curate: $(STAMP)
+	$(BIN)/python bench/curate.py $(if $(LAKE_ROWS),--rows $(LAKE_ROWS)) $(if $(CHANGES),--changes $(CHANGES)) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(LAKE_FORMAT),--format $(LAKE_FORMAT)) $(if $(CURATE_CASES),--cases $(CURATE_CASES))
 
 clean:
 	rm -rf $(VENV) .conveyor build *.egg-info

@@ -593,6 +593,24 @@ def test_env_and_file_secrets_resolve_at_connect_time(
     }
 
 
+def test_a_lake_endpoint_declares_its_curated_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CURATED_ROOT", "tables")
+    stack = load_stack(
+        write(
+            tmp_path,
+            "endpoints:\n"
+            "  l: {engine: lake, path: lake, curated_path: 'curated/${env:CURATED_ROOT}'}\n"
+            "  d: {engine: lake, path: lake}\n",
+        )
+    )
+    assert stack.endpoints["l"].curated_path == "curated/${env:CURATED_ROOT}"  # kept as written
+    config = stack.endpoint_config("l")
+    assert config.options["curated_path"] == "curated/tables"  # relative to the lake's path, resolved later
+    assert "curated_path" not in stack.endpoint_config("d").options
+    error = load_error(write(tmp_path, "endpoints:\n  d: {engine: duckdb, path: a.db, curated_path: c}\n"))
+    assert "endpoints.d.curated_path: not a key of a duckdb endpoint" in error
+
+
 def test_an_unset_variable_or_missing_file_names_the_reference(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -57,7 +57,7 @@ ENGINE_KEYS: Mapping[str, frozenset[str]] = {
     "mysql": frozenset({"url", "password"}),
     "sqlite": frozenset({"path"}),
     "duckdb": frozenset({"path"}),
-    "lake": frozenset({"path", "format", "bucket_path", "endpoint_url", "region"}),
+    "lake": frozenset({"path", "format", "bucket_path", "curated_path", "endpoint_url", "region"}),
     "dynamodb": frozenset({"endpoint_url", "region"}),
 }
 """The keys each engine takes besides ``engine`` and ``settings``."""
@@ -113,6 +113,9 @@ class EndpointSpec(_Spec):
     region: str | None = None
     format: Literal["csv", "parquet"] | None = None
     bucket_path: str | None = None
+    curated_path: str | None = None
+    """Lake: where the curated tables and their controller live (relative to
+    ``path`` unless absolute or ``s3://``; default ``<path>/curated``)."""
     settings: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("engine", mode="before")
@@ -150,7 +153,7 @@ class EndpointSpec(_Spec):
         for key in REQUIRED_KEYS[engine]:
             if getattr(self, key) is None:
                 problems.append((key, f"required for a {engine} endpoint"))
-        for key in ("url", "path", "password", "endpoint_url", "region", "bucket_path"):
+        for key in ("url", "path", "password", "endpoint_url", "region", "bucket_path", "curated_path"):
             value = getattr(self, key)
             if isinstance(value, str):
                 problems += [(key, text) for text in secrets.reference_problems(value)]
@@ -197,9 +200,10 @@ class EndpointSpec(_Spec):
     def to_config(self, name: str, base_dir: Path) -> EndpointConfig:
         """The endpoint as a connector takes it, secrets resolved (``base_dir``
         is the stack file's folder). Besides ``settings``, ``options`` carries
-        ``format``, ``bucket_path``, ``endpoint_url`` and ``region`` when set
-        (``format`` defaults to ``csv`` for a lake). Raises ConfigError naming
-        the key and the reference when a secret cannot be resolved."""
+        ``format``, ``bucket_path``, ``curated_path``, ``endpoint_url`` and
+        ``region`` when set (``format`` defaults to ``csv`` for a lake). Raises
+        ConfigError naming the key and the reference when a secret cannot be
+        resolved."""
 
         def resolve(key: str, value: Any) -> Any:
             try:
@@ -216,7 +220,7 @@ class EndpointSpec(_Spec):
             password = password if embedded is None else embedded
         path = resolve("path", self.path)
         options: dict[str, Any] = {"settings": resolve("settings", self.settings)}
-        for key in ("endpoint_url", "region", "bucket_path", "format"):
+        for key in ("endpoint_url", "region", "bucket_path", "curated_path", "format"):
             value = getattr(self, key)
             if value is not None:
                 options[key] = resolve(key, value)
