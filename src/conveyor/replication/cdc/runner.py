@@ -9,6 +9,11 @@ Order of effects for every batch, and what a crash between any two means:
 3. ``ack`` lets the source release what the checkpoint covers (a crash before
    it replays the batch, which the reduced, key-based apply makes harmless).
 
+Step 2 runs in a background thread while the stream reads the next batch; at
+most one batch is in flight, and the next is handed over only after it
+committed, so checkpoints never go backwards and acknowledgements stay in the
+stream's own thread.
+
 A transaction larger than the batch limit is applied in parts under the
 previous checkpoint, so memory stays bounded; a crash inside it replays the
 whole transaction, which converges to the same rows.
@@ -20,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +87,16 @@ def _reducer(mapped: MappedTable) -> TableReducer:
 
 
 @dataclass
+class _InFlight:
+    """A batch handed to the applier thread: what to acknowledge once it commits."""
+
+    future: Future[None]
+    committed: Checkpoint | None
+    commit_time: datetime | None
+    changes: int
+
+
+@dataclass
 class CaptureProgress:
     """What `tasks describe` shows for the task while it captures."""
 
@@ -134,11 +150,24 @@ class ChangeCapture:
         self._first_pending: float | None = None
         self._pending_commit_time: datetime | None = None
         self.progress.position = self.start
+        # One batch is applied in a background thread while the next is read.
+        self._applier_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"apply-{self.task}")
+        self._inflight: _InFlight | None = None
 
     def run(self) -> None:
+        try:
+            self._run()
+            self._flush()
+            self._wait_applied()
+        finally:
+            self._applier_thread.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self) -> None:
         for event in self.stream.events(idle_timeout=min(self.flush_seconds, 0.2)):
             if self.stop.is_set():
                 break
+            if self._inflight is not None and self._inflight.future.done():
+                self._wait_applied()
             if event is None:
                 if self._pending or self._committed is not None:
                     self._flush()
@@ -169,7 +198,6 @@ class ChangeCapture:
                 and time.monotonic() - self._first_pending >= self.flush_seconds
             ):
                 self._flush()
-        self._flush()
 
     def _note_pending(self) -> None:
         self._pending += 1
@@ -201,6 +229,7 @@ class ChangeCapture:
         if not (added or dropped or changed) and mapped.columns == table.mapped.columns:
             return
         self._flush(partial=True)
+        self._wait_applied()
         ref = mapped.target.ref
         if changed or ((added or dropped) and not self.ddl.handle_source_table_altered):
             described = [f"column {n!r} changed type to {after[n].type.describe()}" for n in changed]
@@ -221,32 +250,48 @@ class ChangeCapture:
         table.mapped, table.reducer = mapped, _reducer(mapped)
 
     def _flush(self, partial: bool = False) -> None:
-        """Apply what is pending. Rows of an unfinished transaction go with the
-        last complete transaction's checkpoint (``partial``, or a full batch)."""
+        """Hand what is pending to the applier thread (after the batch before it
+        has committed). Rows of an unfinished transaction go with the last
+        complete transaction's checkpoint (``partial``, or a full batch)."""
         if not self._pending and self._committed is None:
             return
+        self._wait_applied()
         position = self._committed or self._applied
         changes = [
             t.reducer.changes() for t in self.tables.values() if t.reducer.pending and t.suspended is None
         ]
         fault_point("capture-before-apply")
-        self._apply(changes, position)
-        fault_point("capture-after-apply" if self._committed is not None else "capture-after-partial-apply")
         for table in self.tables.values():
             table.inserts += table.reducer.inserts
             table.updates += table.reducer.updates
             table.deletes += table.reducer.deletes
             table.reducer = _reducer(table.mapped)
+        self._inflight = _InFlight(
+            future=self._applier_thread.submit(self._apply, changes, position),
+            committed=self._committed,
+            commit_time=self._pending_commit_time,
+            changes=self._pending,
+        )
+        self._pending, self._first_pending, self._committed = 0, None, None
+
+    def _wait_applied(self) -> None:
+        """Wait for the batch in flight; once its transaction committed on the
+        target, acknowledge its position to the source (never before)."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return
+        inflight.future.result()  # re-raises what the apply raised
+        fault_point(
+            "capture-after-apply" if inflight.committed is not None else "capture-after-partial-apply"
+        )
         self.progress.applied_batches += 1
-        self.progress.applied_changes += self._pending
-        self._pending, self._first_pending = 0, None
-        if self._committed is not None:
-            self._applied = self._committed
-            self.progress.position = self._committed
-            self.progress.last_applied_commit_time = self._pending_commit_time
-            self.stream.ack(self._committed)
+        self.progress.applied_changes += inflight.changes
+        if inflight.committed is not None:
+            self._applied = inflight.committed
+            self.progress.position = inflight.committed
+            self.progress.last_applied_commit_time = inflight.commit_time
+            self.stream.ack(inflight.committed)
             fault_point("capture-after-ack")
-            self._committed = None
         self.on_batch(self)
 
     def _apply(self, changes: list[TableChanges], position: Checkpoint) -> None:
