@@ -46,9 +46,20 @@ class TableReducer:
     _final: dict[Key, dict[str, Any] | _Partial | None] = field(default_factory=dict)
     _appended: list[dict[str, Any]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Source and target columns are the same (no rename, no removed column):
+        # rows pass through without being rebuilt.
+        self._identity = all(k == v for k, v in self.rename.items()) and set(self.rename) == set(
+            self.table.column_names
+        )
+
     def add(self, change: RowChange) -> None:
         values = self._renamed(change.values)
-        unchanged = frozenset(self.rename[c] for c in change.unchanged if c in self.rename)
+        unchanged = (
+            frozenset(self.rename[c] for c in change.unchanged if c in self.rename)
+            if change.unchanged
+            else change.unchanged
+        )
         if self.added is not None and change.op is not Op.DELETE:
             [extra] = self.added([change.values], change.op)
             values.update(extra)
@@ -91,6 +102,8 @@ class TableReducer:
         return TableChanges(self.table, deletes, upserts, partial, truncate=self.truncate)
 
     def _renamed(self, values: dict[str, Any]) -> dict[str, Any]:
+        if self._identity and self.added is None and values.keys() <= self.rename.keys():
+            return values
         return {self.rename[name]: value for name, value in values.items() if name in self.rename}
 
     def _key(self, values: dict[str, Any]) -> Key:
