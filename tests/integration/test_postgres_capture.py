@@ -478,6 +478,91 @@ def test_transactions_the_start_position_covers_are_skipped() -> None:
     assert heartbeats == [Commit(Checkpoint("postgres", {"lsn": "0/4B0"}), None)]
 
 
+def test_the_fast_row_path_agrees_with_the_general_one() -> None:
+    import struct
+
+    from conveyor.connectors.postgres import pgoutput
+    from conveyor.connectors.postgres.capture import _Relation
+    from conveyor.connectors.postgres.text_values import converter
+    from conveyor.core import types as ct
+    from conveyor.core.schema import Column
+
+    stream = PostgresChangeStream.__new__(PostgresChangeStream)
+    stream.start_lsn = 0
+    stream._skip = False
+    stream._selected = {TableRef("public", "x")}
+    stream._decoder = pgoutput.Decoder("utf-8")
+    types = [
+        ct.simple(ct.Kind.INT64),
+        ct.simple(ct.Kind.TEXT),
+        ct.ColumnType(ct.Kind.DECIMAL, precision=12, scale=2),
+        ct.simple(ct.Kind.TIMESTAMPTZ),
+        ct.simple(ct.Kind.BOOLEAN),
+    ]
+    names = ["id", "t", "n", "ts", "b"]
+    schema = TableSchema(
+        TableRef("public", "x"), tuple(Column(n, c) for n, c in zip(names, types, strict=True)), ("id",)
+    )
+    other = TableSchema(TableRef("public", "y"), (Column("id", types[0]),), ("id",))
+    stream._relations = {
+        7: _Relation(schema, names, ["id"], [converter(c) for c in types]),
+        8: _Relation(other, ["id"], ["id"], [converter(types[0])]),
+    }
+
+    def tup(*values: str | object | None) -> bytes:
+        out = struct.pack("!h", len(values))
+        for v in values:
+            if v is None:
+                out += b"n"
+            elif v is pgoutput.UNCHANGED:
+                out += b"u"
+            else:
+                data = str(v).encode()
+                out += b"t" + struct.pack("!i", len(data)) + data
+        return out
+
+    row = ("1", "plain", "12.50", "2024-03-05 11:22:33.5+00", "t")
+    fast = [
+        b"I" + struct.pack("!I", 7) + b"N" + tup(*row),
+        b"U" + struct.pack("!I", 7) + b"N" + tup(*row),
+        b"U" + struct.pack("!I", 7) + b"N" + tup("2", "tëxt ✓", None, "2024-03-05 13:22:33+02", "f"),
+        b"I" + struct.pack("!I", 7) + b"N" + tup("3", None, "-0.01", "infinity", None),
+    ]
+    for payload in fast:
+        event = stream._fast_row(payload)
+        assert event is not None
+        assert event == stream._event_of(stream._decoder.decode(payload))
+    assert stream._fast_row(fast[2]).values == {  # type: ignore[union-attr]
+        "id": 2,
+        "t": "tëxt ✓",
+        "n": None,
+        "ts": datetime(2024, 3, 5, 11, 22, 33, tzinfo=UTC),
+        "b": False,
+    }
+    general = [
+        b"U" + struct.pack("!I", 7) + b"N" + tup("1", pgoutput.UNCHANGED, "1", "2024-01-01 00:00:00+00", "t"),
+        b"U" + struct.pack("!I", 7) + b"K" + tup("0", None, None, None, None) + b"N" + tup(*row),
+        b"D" + struct.pack("!I", 7) + b"K" + tup("1", None, None, None, None),
+        b"I" + struct.pack("!I", 8) + b"N" + tup("1"),  # not a selected table
+        b"I" + struct.pack("!I", 9) + b"N" + tup("1"),  # an unknown relation
+        b"I" + struct.pack("!I", 7) + b"N" + tup("1", "too few"),
+        b"B" + struct.pack("!QqI", 1, 0, 1),
+    ]
+    for payload in general:
+        assert stream._fast_row(payload) is None
+    assert stream._event_of(stream._decoder.decode(general[0])) == RowChange(
+        TableRef("public", "x"),
+        Op.UPDATE,
+        {"id": 1, "n": Decimal("1"), "ts": datetime(2024, 1, 1, tzinfo=UTC), "b": True},
+        None,
+        frozenset({"t"}),
+    )
+    bad = b"I" + struct.pack("!I", 7) + b"N" + tup("1", "x", "1", "2024-01-01 00:00:00+00 BC", "t")
+    assert stream._fast_row(bad) is None  # the general path names the column
+    with pytest.raises(DataError, match=r"public.x column 'ts'"):
+        stream._event_of(stream._decoder.decode(bad))
+
+
 def test_preflight_refuses_a_user_without_replication(pg_db: str) -> None:
     _execute(pg_db, "CREATE ROLE plain_user LOGIN PASSWORD 'secret-pw'")
     try:

@@ -27,9 +27,9 @@ import hashlib
 import logging
 import re
 import select
+import struct
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -417,12 +417,68 @@ ORDER BY m.ord
 """
 
 
-@dataclass
 class _Relation:
-    schema: TableSchema
-    names: list[str]
-    key_names: list[str]
-    convert: list[Converter]
+    """A relation of the stream: its schema, column names (in the order of the
+    tuples), key column names and per-column converters."""
+
+    __slots__ = ("columns", "convert", "key_names", "names", "ref", "schema", "wanted")
+
+    def __init__(
+        self, schema: TableSchema, names: list[str], key_names: list[str], convert: list[Converter]
+    ) -> None:
+        self.schema = schema
+        self.names = names
+        self.key_names = key_names
+        self.convert = convert
+        self.ref = schema.ref
+        self.columns = tuple(zip(names, convert, strict=True)) if len(names) == len(convert) else None
+        self.wanted: bool | None = None  # the stream's to say, on the first change
+
+
+_TEXT, _NULL = 0x74, 0x6E  # tuple value tags 't' and 'n'
+_INSERT, _UPDATE = 0x49, 0x55  # message kinds 'I' and 'U'
+_OID = struct.Struct("!I").unpack_from
+_COUNT = struct.Struct("!h").unpack_from
+_LENGTH = struct.Struct("!i").unpack_from
+_FAST_ERRORS = (DataError, ValueError, ArithmeticError, IndexError, struct.error, UnicodeDecodeError)
+
+
+def _fast_values(
+    columns: tuple[tuple[str, Converter], ...], payload: bytes, pos: int, text: str | None, encoding: str
+) -> dict[str, Any] | None:
+    """The tuple at ``pos`` converted, by column name; None when it holds an
+    unchanged TOASTed value or does not fit the relation (the general path then
+    decodes it, and reports what is wrong). ``text`` is the payload decoded as
+    latin-1 when it is all ASCII (then byte and character offsets agree)."""
+    if _COUNT(payload, pos)[0] != len(columns):
+        return None
+    pos += 2
+    values: dict[str, Any] = {}
+    if text is not None:
+        for name, convert in columns:
+            tag = payload[pos]
+            if tag == _TEXT:
+                start = pos + 5
+                pos = start + _LENGTH(payload, pos + 1)[0]
+                values[name] = convert(text[start:pos])
+            elif tag == _NULL:
+                values[name] = None
+                pos += 1
+            else:
+                return None
+    else:
+        for name, convert in columns:
+            tag = payload[pos]
+            if tag == _TEXT:
+                start = pos + 5
+                pos = start + _LENGTH(payload, pos + 1)[0]
+                values[name] = convert(payload[start:pos].decode(encoding))
+            elif tag == _NULL:
+                values[name] = None
+                pos += 1
+            else:
+                return None
+    return values
 
 
 class PostgresChangeStream:
@@ -537,6 +593,7 @@ class PostgresChangeStream:
 
     def events(self, idle_timeout: float) -> Iterator[ChangeEvent | None]:
         decode = self._decoder.decode
+        fast_row = self._fast_row
         deadline = time.monotonic() + idle_timeout
         while True:
             if self._repl is None and not self._reconnect():
@@ -552,7 +609,10 @@ class PostgresChangeStream:
             try:
                 msg = cur.read_message()  # also sends feedback every FEEDBACK_INTERVAL_S
                 if msg is not None:
-                    event = self._event_of(decode(msg.payload))
+                    payload = msg.payload
+                    event = None if self._skip else fast_row(payload)
+                    if event is None:
+                        event = self._event_of(decode(payload))
             except psycopg2.Error as exc:
                 self._lost(self._error(exc))
                 continue
@@ -562,7 +622,7 @@ class PostgresChangeStream:
             if msg is not None:
                 self._data_seen = True
                 if event is not None:
-                    if isinstance(event, RowChange | Truncate):
+                    if type(event) is RowChange or isinstance(event, Truncate):
                         self._txn_events += 1
                         if self._skip_events:  # delivered before the connection was lost
                             self._skip_events -= 1
@@ -577,6 +637,35 @@ class PostgresChangeStream:
             elif msg is None:
                 self._maybe_heartbeat(now)
                 select.select([cur], [], [], min(deadline - now, 1.0))
+
+    def _fast_row(self, payload: bytes) -> RowChange | None:
+        """An INSERT, or an UPDATE without an old tuple, of a wanted relation,
+        decoded and converted in one pass; None for anything else (the general
+        path, ``_event_of``, takes it then)."""
+        kind = payload[0] if payload else 0
+        if kind not in (_UPDATE, _INSERT) or payload[5:6] != b"N":
+            return None
+        rel = self._relations.get(_OID(payload, 1)[0])
+        if rel is None or rel.columns is None:
+            return None
+        wanted = rel.wanted
+        if wanted is None:
+            wanted = rel.wanted = self._wanted(rel.ref)
+        if not wanted:
+            return None
+        try:
+            values = _fast_values(
+                rel.columns,
+                payload,
+                6,
+                payload.decode("latin-1") if payload.isascii() else None,
+                self._decoder.encoding,
+            )
+        except _FAST_ERRORS:
+            return None  # the general path reports it
+        if values is None:
+            return None
+        return RowChange(rel.ref, Op.UPDATE if kind == _UPDATE else Op.INSERT, values)
 
     def _lost(self, error: Exception) -> None:
         """The replication connection failed: reconnect (``events``) unless it
@@ -735,8 +824,11 @@ class PostgresChangeStream:
         rel = self._relations.get(message.oid)
         if rel is None:
             raise DataError(f"pgoutput sent a change of relation {message.oid} before describing it")
-        ref = rel.schema.ref
-        if not self._wanted(ref):
+        ref = rel.ref
+        wanted = rel.wanted
+        if wanted is None:
+            wanted = rel.wanted = self._wanted(ref)
+        if not wanted:
             return None
         if isinstance(message, pgoutput.Insert):
             return RowChange(ref, Op.INSERT, self._values(rel, message.new, partial=False)[0])

@@ -227,17 +227,21 @@ class Decoder:
     def _row(self, kind: bytes, payload: bytes) -> Insert | Update | Delete:
         (oid,) = _U32.unpack_from(payload, 1)
         tag = payload[5:6]
-        data, pos = self._tuple(payload, 6)
+        # All ASCII (the common case): decoded at once, byte and character offsets agree.
+        text = payload.decode("latin-1") if payload.isascii() else None
+        data, pos = self._tuple(payload, 6, text)
         if kind == b"I":
             return Insert(oid, data)
         if kind == b"D":
             return Delete(oid, data if tag == b"K" else None, data if tag == b"O" else None)
         if tag == b"N":
             return Update(oid, None, None, data)
-        new, _ = self._tuple(payload, pos + 1)
+        new, _ = self._tuple(payload, pos + 1, text)
         return Update(oid, data if tag == b"K" else None, data if tag == b"O" else None, new)
 
-    def _tuple(self, payload: bytes, pos: int) -> tuple[TupleData, int]:
+    def _tuple(self, payload: bytes, pos: int, text: str | None = None) -> tuple[TupleData, int]:
+        """The tuple at ``pos``; ``text``, when given, is the whole payload as
+        characters at the same offsets (an ASCII payload decoded as latin-1)."""
         (ncols,) = _I16.unpack_from(payload, pos)
         pos += 2
         values: TupleData = []
@@ -247,10 +251,9 @@ class Decoder:
         for _ in range(ncols):
             tag = payload[pos]
             if tag == 0x74:  # 't'
-                (length,) = unpack_len(payload, pos + 1)
                 start = pos + 5
-                pos = start + length
-                append(payload[start:pos].decode(encoding))
+                pos = start + unpack_len(payload, pos + 1)[0]
+                append(payload[start:pos].decode(encoding) if text is None else text[start:pos])
             elif tag == 0x6E:  # 'n'
                 append(None)
                 pos += 1
