@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pyarrow as pa
 import pytest
 
@@ -125,3 +126,23 @@ def test_a_failed_batch_leaves_rows_and_checkpoint_as_they_were(
     assert applier.read_checkpoint("t") == position(1)
     applier.apply_changes("t", [TableChanges(TABLE, upserts=[row(3)])], position(3))  # still usable
     assert [r["id"] for r in rows(endpoint)] == [1, 3]
+
+
+def test_a_target_without_a_unique_key_still_gets_one_row_per_key(pg_server: PostgresServer) -> None:
+    """ON CONFLICT needs a unique index; a pre-created table without one is
+    written by delete and insert instead."""
+    endpoint = EndpointConfig("dst", "postgres", url=pg_server.url(pg_server.new_database("nokey")))
+    assert endpoint.url is not None
+    with psycopg.connect(endpoint.url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA sales")
+        conn.execute(
+            "CREATE TABLE sales.orders (id bigint NOT NULL, amount numeric(12,2), note text, big text, "
+            "at timestamptz)"
+        )
+    applier = open_applier(endpoint)
+    try:
+        applier.apply_changes("t", [TableChanges(TABLE, upserts=[row(1), row(2)])], position(1))
+        applier.apply_changes("t", [TableChanges(TABLE, upserts=[row(1, "again")])], position(2))
+    finally:
+        applier.close()
+    assert [(r["id"], r["note"]) for r in rows(endpoint)] == [(1, "again"), (2, "n")]

@@ -26,7 +26,7 @@ from conveyor.connectors.postgres.source import qualified
 from conveyor.connectors.postgres.target import column_ddl
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import DataError, TransientError
-from conveyor.core.schema import Column, TableSchema
+from conveyor.core.schema import Column, TableRef, TableSchema
 
 CONTROL_SCHEMA = "public"
 CHECKPOINTS = "conveyor_checkpoints"
@@ -51,6 +51,7 @@ class PostgresApplier:
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
         self._conn: psycopg.Connection[Any] | None = None
+        self._unique_key: dict[TableRef, bool] = {}
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
@@ -110,7 +111,8 @@ class PostgresApplier:
         target = qualified(table.ref)
         if changes.truncate:
             conn.execute(sql.SQL("DELETE FROM {}").format(target))
-        keyed = [*changes.deletes, *(changes.upserts if table.primary_key else ())]
+        upsert = bool(changes.upserts) and self._has_unique_key(conn, table)
+        keyed = [*changes.deletes, *(changes.upserts if table.primary_key and not upsert else ())]
         if keyed:
             keys = _temp_table(conn, table, table.primary_key, "keys")
             _copy_rows(conn, keys, table, keyed, table.primary_key)
@@ -119,7 +121,13 @@ class PostgresApplier:
                     target, keys, _key_match(table, "t", "k")
                 )
             )
-        if changes.upserts:
+        if upsert:
+            # One row per key (the batch is reduced): INSERT ... ON CONFLICT updates
+            # in place, cheaper for the server than a delete and a re-insert.
+            staged = _temp_table(conn, table, table.column_names, "rows")
+            _copy_rows(conn, staged, table, changes.upserts, table.column_names)
+            conn.execute(_upsert_sql(table, target, staged))
+        elif changes.upserts:
             _copy_rows(conn, target, table, changes.upserts, table.column_names)
         for unchanged, rows in changes.partial.items():
             present = [c for c in table.column_names if c not in unchanged]
@@ -136,7 +144,26 @@ class PostgresApplier:
                     )
                 )
 
+    def _has_unique_key(self, conn: psycopg.Connection[Any], table: TableSchema) -> bool:
+        """Whether the target table has a unique index on exactly the primary key
+        (ON CONFLICT needs one; a table created by Conveyor has it)."""
+        if not table.primary_key:
+            return False
+        known = self._unique_key.get(table.ref)
+        if known is None:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = %s::regclass AND i.indisunique"
+                " AND i.indpred IS NULL AND i.indexprs IS NULL AND (SELECT array_agg(a.attname::text"
+                " ORDER BY a.attname) FROM pg_attribute a WHERE a.attrelid = i.indrelid"
+                " AND a.attnum = ANY(i.indkey)) = %s)",
+                (qualified(table.ref).as_string(conn), sorted(table.primary_key)),
+            ).fetchone()
+            known = bool(row and row[0])
+            self._unique_key[table.ref] = known
+        return known
+
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+        self._unique_key.clear()
         conn = self._connection()
         same_engine = table.native_engine == "postgres"
         for name in columns:
@@ -150,6 +177,7 @@ class PostgresApplier:
         conn.commit()
 
     def drop_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+        self._unique_key.clear()
         conn = self._connection()
         for name in columns:
             conn.execute(
@@ -165,6 +193,23 @@ class PostgresApplier:
                 self._conn.close()
             finally:
                 self._conn = None
+
+
+def _upsert_sql(table: TableSchema, target: sql.Composable, staged: sql.Composable) -> sql.Composed:
+    columns = _joined(table.column_names)
+    updates = [c for c in table.column_names if c not in table.primary_key]
+    action = (
+        sql.SQL("DO UPDATE SET {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in updates
+            )
+        )
+        if updates
+        else sql.SQL("DO NOTHING")
+    )
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+        target, columns, columns, staged, _joined(table.primary_key), action
+    )
 
 
 def _temp_table(
