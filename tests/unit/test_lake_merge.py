@@ -13,7 +13,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conveyor.lake.curate import OP, SEQ, _merge, apply_in_memory, last_per_key
+from conveyor.lake.curate import OP, SEQ, _merge, _rewrite, apply_in_memory, last_per_key
 
 SCHEMA = pa.schema([("k1", pa.int64()), ("k2", pa.string()), ("part", pa.string()), ("v", pa.int64())])
 KEY = ["k1", "k2"]
@@ -111,3 +111,60 @@ def test_the_merge_touches_only_the_changed_partitions(tmp_path: Path) -> None:
     assert [uri for uri in before - after if "part=y" in uri] == list(before - after)
     assert {uri for uri in before if "part=y" not in uri} <= after
     assert ordered(DeltaTable(path).to_pyarrow_table()) == replay(rows, ops)
+
+
+COUNTS = ("num_target_rows_inserted", "num_target_rows_updated", "num_target_rows_deleted")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    base=st.lists(row_st, max_size=12),
+    batches=st.lists(st.lists(op_st, min_size=1, max_size=12), min_size=1, max_size=3),
+    partitioned=st.booleans(),
+    one_column_key=st.booleans(),
+)
+def test_partition_rewrite_equals_the_merge_and_the_replay(
+    tmp_path_factory: pytest.TempPathFactory,
+    base: list[dict[str, Any]],
+    batches: list[list[tuple[str, dict[str, Any]]]],
+    partitioned: bool,
+    one_column_key: bool,
+) -> None:
+    """The rewrite of the touched partitions (one overwrite commit with a
+    partition predicate) leaves what the merge leaves, with the same counts,
+    with a one-column key (k2 constant) and a two-column one."""
+    key = ["k1"] if one_column_key else KEY
+    if one_column_key:
+        base = [{**r, "k2": "a"} for r in base]
+        batches = [[(op, {**r, "k2": "a"}) for op, r in ops] for ops in batches]
+    root = tmp_path_factory.mktemp("delta")
+    merged, rewritten = str(root / "m"), str(root / "r")
+    part = ["part"] if partitioned else []
+    base = unique_base(base)
+    for path in (merged, rewritten):
+        write_deltalake(path, pa.Table.from_pylist(base, schema=SCHEMA), partition_by=part or None)
+    expected = base
+    for ops in batches:
+        reduced = last_per_key(changes_table(ops), key)
+        by_merge = _merge(DeltaTable(merged), reduced, key, part, CommitProperties())
+        commit = CommitProperties(custom_metadata={"conveyor.curation": "{}"})
+        by_rewrite = _rewrite(DeltaTable(rewritten), reduced, key, part, commit)
+        if by_rewrite is None:
+            # Nothing of the table is touched (say, a delete of a key it never had):
+            # the caller merges, as here.
+            by_rewrite = _merge(DeltaTable(rewritten), reduced, key, part, commit)
+        assert {k: by_rewrite[k] for k in COUNTS} == {k: by_merge[k] for k in COUNTS}
+        expected = replay(expected, ops)
+        assert ordered(DeltaTable(rewritten).to_pyarrow_table()) == expected
+        assert ordered(DeltaTable(merged).to_pyarrow_table()) == expected
+        if any(by_rewrite[k] for k in COUNTS):  # a batch that changes nothing makes no commit
+            assert DeltaTable(rewritten).history(1)[0].get("conveyor.curation") == "{}"
+
+
+def test_a_few_keys_in_partitions_of_many_files_are_merged(tmp_path: Path) -> None:
+    path = str(tmp_path / "t")
+    for start in range(0, 40, 10):
+        rows = [{"k1": i, "k2": "a", "part": "x", "v": 0} for i in range(start, start + 10)]
+        write_deltalake(path, pa.Table.from_pylist(rows, schema=SCHEMA), partition_by=["part"], mode="append")
+    reduced = last_per_key(changes_table([("U", {"k1": 3, "k2": "a", "part": "x", "v": 1})]), KEY)
+    assert _rewrite(DeltaTable(path), reduced, KEY, ["part"], CommitProperties()) is None
