@@ -58,7 +58,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,7 +74,8 @@ import psycopg  # noqa: E402
 import pymysql  # noqa: E402
 
 from bench import data  # noqa: E402
-from bench.full_load import BenchFailure, log, psql_env, wait_bounded  # noqa: E402
+from bench.common import BenchFailure, log, num, render_table, wait_bounded  # noqa: E402
+from bench.full_load import psql_env  # noqa: E402
 from support.servers import MariaDBServer, PostgresServer  # noqa: E402
 
 CASES = ("pg-pg", "latency", "mariadb-pg")
@@ -821,22 +822,7 @@ def run_mariadb(setup: Setup) -> ThroughputResult:
 # --- output ----------------------------------------------------------------------------
 
 
-def _render(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], numeric: set[int]) -> str:
-    lines = [header, *rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for index, line in enumerate(lines):
-        cells = [c.rjust(widths[i]) if i in numeric else c.ljust(widths[i]) for i, c in enumerate(line)]
-        out.append("  ".join(cells).rstrip())
-        if index == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
 def table(throughput: list[ThroughputResult], latency: LatencyResult | None) -> str:
-    def num(value: float | None, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
-
     rows = []
     for r in throughput:
         target = RATIO_TARGETS.get(r.case)
@@ -868,7 +854,7 @@ def table(throughput: list[ThroughputResult], latency: LatencyResult | None) -> 
         "peak RSS MB",
         "verdict",
     )
-    text = _render(header, rows, {1, 3, 4, 5, 6, 7, 9})
+    text = render_table(header, rows, {1, 3, 4, 5, 6, 7, 9})
     if latency is not None and latency.rounds:
         lat_rows = [
             (
@@ -894,7 +880,7 @@ def table(throughput: list[ThroughputResult], latency: LatencyResult | None) -> 
             "peak RSS MB",
             "verdict",
         )
-        text += "\n\n" + _render(lat_header, lat_rows, {1, 2, 3, 4, 5, 7})
+        text += "\n\n" + render_table(lat_header, lat_rows, {1, 2, 3, 4, 5, 7})
     return text
 
 

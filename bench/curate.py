@@ -68,6 +68,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.common import BenchFailure, log, num, render_table, wait_bounded  # noqa: E402
 
 CASES = ("full-and-changes", "merge")
 RESULTS_DIR = REPO / "bench" / "results"
@@ -89,36 +90,6 @@ DUCK_TYPES = {
 SENTINEL_FILE = "99999999-999999999"
 """A LastIncrementalFile after every change file: the merge case's preparation
 takes the full load only."""
-POLL_S = 0.01
-
-
-# --- processes (as bench/full_load.py; not imported from there, so that the
-# children do not load its database drivers and their RSS stays their own) ---------------
-
-
-class BenchFailure(Exception):
-    """A run failed, timed out, or produced a different table."""
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
-
-
-def wait_bounded(proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> tuple[int, Any]:
-    """Wait for ``proc`` (reaping it with wait4, so its own rusage comes back);
-    kill it after ``timeout_s``. Returns (exit code, rusage)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage
-        if time.monotonic() > deadline:
-            proc.kill()
-            os.wait4(proc.pid, 0)
-            proc.returncode = -9
-            raise BenchFailure(f"{what}: no result within {timeout_s:.0f} s (killed)")
-        time.sleep(POLL_S)
 
 
 # --- results -----------------------------------------------------------------------
@@ -646,9 +617,6 @@ def run_case(setup: Setup, case: str) -> CaseResult:
 
 
 def table(results: Sequence[CaseResult]) -> str:
-    def num(value: float | None, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
-
     header = (
         "case",
         "format",
@@ -681,15 +649,7 @@ def table(results: Sequence[CaseResult]) -> str:
                 r.verdict(),
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    numeric = {2, 3, 4, 5, 6, 7, 9, 10}
-    out = []
-    for index, line in enumerate(lines):
-        cells = [c.rjust(widths[i]) if i in numeric else c.ljust(widths[i]) for i, c in enumerate(line)]
-        out.append("  ".join(cells).rstrip())
-        if index == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return render_table(lines[0], lines[1:], {2, 3, 4, 5, 6, 7, 9, 10})
 
 
 def environment() -> dict[str, Any]:

@@ -46,6 +46,7 @@ import psycopg  # noqa: E402
 import pymysql  # noqa: E402
 
 from bench import data  # noqa: E402
+from bench.common import BenchFailure, log, num, render_table, wait_bounded  # noqa: E402
 from support.servers import MariaDBServer, PostgresServer  # noqa: E402
 
 CASES = ("pg-pg", "pg-duckdb", "mariadb-pg", "sqlite-duckdb")
@@ -60,11 +61,6 @@ REFERENCES = {
 PG_SOURCE_DB = "bench_src"
 PG_TARGET_DB = "bench_dst"
 MARIADB_DB = "bench_src"
-POLL_S = 0.01
-
-
-class BenchFailure(Exception):
-    """A run failed, timed out, or loaded the wrong number of rows."""
 
 
 @dataclass
@@ -142,23 +138,6 @@ class CaseResult:
 
 
 # --- processes -----------------------------------------------------------------------
-
-
-def wait_bounded(proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> tuple[int, Any]:
-    """Wait for ``proc`` (reaping it with wait4, so its own rusage comes back);
-    kill it after ``timeout_s``. Returns (exit code, rusage)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage
-        if time.monotonic() > deadline:
-            proc.kill()
-            os.wait4(proc.pid, 0)
-            proc.returncode = -9
-            raise BenchFailure(f"{what}: no result within {timeout_s:.0f} s (killed)")
-        time.sleep(POLL_S)
 
 
 def run_conveyor(
@@ -295,10 +274,6 @@ class Setup:
     def pg_url(self, db: str) -> str:
         assert self.pg is not None
         return self.pg.url(db)
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
 
 
 def expect_rows(what: str, got: int, want: int) -> None:
@@ -440,9 +415,6 @@ def run_case(setup: Setup, case: str) -> CaseResult:
 
 
 def table(results: list[CaseResult]) -> str:
-    def num(value: float | None, spec: str) -> str:
-        return "-" if value is None else format(value, spec)
-
     header = (
         "case",
         "rows",
@@ -474,17 +446,7 @@ def table(results: list[CaseResult]) -> str:
                 r.verdict(),
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    numeric = {1, 3, 4, 5, 6, 8, 9}
-    out = []
-    for index, line in enumerate(lines):
-        cells = [
-            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i]) for i, cell in enumerate(line)
-        ]
-        out.append("  ".join(cells).rstrip())
-        if index == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return render_table(lines[0], lines[1:], {1, 3, 4, 5, 6, 8, 9})
 
 
 def environment(setup: Setup) -> dict[str, Any]:
