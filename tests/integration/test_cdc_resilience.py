@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pymysql
 import pytest
 
 from conveyor.connectors.base import EndpointConfig
@@ -27,6 +26,7 @@ from conveyor.store.store import Store
 from integration.test_cdc_tasks import DEADLINE_S, RunningTask, Writer, wait_until
 from integration.test_cdc_tasks import _stack_file as stack_file
 from integration.test_cdc_tasks import _stats as task_stats
+from support.mariadb import mariadb_connect
 from support.servers import MariaDBServer, PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -61,15 +61,8 @@ def private_pg() -> Iterator[PostgresServer]:
 # -- helpers ---------------------------------------------------------------------
 
 
-def _mariadb_connect(url: str) -> Any:
-    server, _, database = url.removeprefix("mysql://").partition("/")
-    user, _, address = server.rpartition("@")
-    host, _, port = address.partition(":")
-    return pymysql.connect(host=host, port=int(port), user=user, password="", database=database)
-
-
 def _mariadb_rows(url: str) -> list[tuple[Any, ...]]:
-    conn = _mariadb_connect(url)
+    conn = mariadb_connect(url, autocommit=False)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT id, name, counter, note FROM items ORDER BY id")
@@ -134,7 +127,7 @@ def _mariadb_stack(tmp_path: Path, source: str, target: str) -> Path:
 @pytest.fixture
 def mariadb_items(mariadb_server: MariaDBServer) -> str:
     url = mariadb_server.url(mariadb_server.new_database("cdcsrc"))
-    conn = _mariadb_connect(url)
+    conn = mariadb_connect(url, autocommit=False)
     try:
         with conn.cursor() as cur:
             cur.execute(ITEMS_MARIADB)
@@ -149,7 +142,7 @@ def mariadb_items(mariadb_server: MariaDBServer) -> str:
 
 def _mariadb_execute(url: str) -> Callable[[Statements], None]:
     def execute(statements: Statements) -> None:
-        conn = _mariadb_connect(url)
+        conn = mariadb_connect(url, autocommit=False)
         try:
             with conn.cursor() as cur:
                 for text, params in statements:

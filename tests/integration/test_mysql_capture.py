@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeAlias
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pymysql
@@ -30,6 +29,8 @@ from conveyor.connectors.mysql.source import MySQLSnapshot
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.errors import ConfigError, DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
+from support.mariadb import mariadb_connect as _raw
+from support.mariadb import run
 
 if TYPE_CHECKING:
     Conn: TypeAlias = pymysql.connections.Connection[pymysql.cursors.Cursor]
@@ -41,19 +42,6 @@ WAIT_S = 20.0
 MAX_EVENTS = 5000
 
 
-def _raw(url: str) -> Conn:
-    parts = urlsplit(url)
-    return pymysql.connect(
-        host=parts.hostname,
-        port=parts.port or 3306,
-        user=parts.username,
-        password="",
-        database=parts.path.lstrip("/") or None,
-        charset="utf8mb4",
-        autocommit=True,
-    )
-
-
 @pytest.fixture
 def raw(mariadb_db: str) -> Iterator[Conn]:
     conn = _raw(mariadb_db)
@@ -61,12 +49,6 @@ def raw(mariadb_db: str) -> Iterator[Conn]:
         yield conn
     finally:
         conn.close()
-
-
-def run(conn: Conn, *statements: str) -> None:
-    with conn.cursor() as cur:
-        for statement in statements:
-            cur.execute(statement)
 
 
 @pytest.fixture

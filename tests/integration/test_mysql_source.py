@@ -22,6 +22,8 @@ from conveyor.core import types as t
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
+from support.mariadb import mariadb_connect as _raw
+from support.mariadb import run
 from support.servers import MariaDBServer, free_port
 
 if TYPE_CHECKING:
@@ -34,20 +36,6 @@ WEIRD_TABLE = "We`ird. ta;ble ñ 名 MiXed"
 ENUM_LABELS = ("a", "it's, x", "p(q)", "back\\slash")
 
 
-def _raw(url: str, **kwargs: Any) -> Conn:
-    parts = urlsplit(url)
-    return pymysql.connect(
-        host=parts.hostname,
-        port=parts.port or 3306,
-        user=parts.username,
-        password="",
-        database=parts.path.lstrip("/") or None,
-        charset="utf8mb4",
-        autocommit=True,
-        **kwargs,
-    )
-
-
 @pytest.fixture
 def raw(mariadb_db: str) -> Iterator[Conn]:
     conn = _raw(mariadb_db)
@@ -55,12 +43,6 @@ def raw(mariadb_db: str) -> Iterator[Conn]:
         yield conn
     finally:
         conn.close()
-
-
-def run(conn: Conn, *statements: str) -> None:
-    with conn.cursor() as cur:
-        for statement in statements:
-            cur.execute(statement)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime, time
 from decimal import Context, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import duckdb
@@ -25,6 +24,7 @@ from conveyor.connectors.postgres.target import PostgresTarget
 from conveyor.core.schema import TableSchema
 from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan, TableProgress
 from conveyor.replication.validation import MISMATCHED, VALIDATED, TableValidation, validate_table
+from support.mariadb import mariadb_connect as _raw
 
 if TYPE_CHECKING:
     Conn: TypeAlias = pymysql.connections.Connection[pymysql.cursors.Cursor]
@@ -181,19 +181,6 @@ def _mq(name: str) -> str:
 
 def _pq(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _raw(url: str) -> Conn:
-    parts = urlsplit(url)
-    return pymysql.connect(
-        host=parts.hostname,
-        port=parts.port or 3306,
-        user=parts.username,
-        password="",
-        database=parts.path.lstrip("/"),
-        charset="utf8mb4",
-        autocommit=True,
-    )
 
 
 @pytest.fixture
