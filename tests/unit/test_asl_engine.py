@@ -20,6 +20,7 @@ from conveyor.orchestration.asl import (
     TaskContext,
     TaskError,
 )
+from support.seeds import SEED_001_ASL
 
 RES = "arn:aws:states:::test:task"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -408,66 +409,7 @@ def test_map_retry_reruns_the_whole_map() -> None:
 # --- the seed-001 state machine, as published -----------------------------------------
 
 
-# Verbatim from shared/seeds/001 (AWS Big Data Blog), including its typographic quote
-# after "redshiftcluster-abcdef", which the definition loader repairs with a warning.
-SEED_001 = """{
-"Comment": "State Machine to process ETL for Customer Sales Transactions",
-"StartAt": "Load_Customer_Dim",
-"States": {
-"Load_Customer_Dim": {
-"Type": "Task",
-"Parameters": {
-"ClusterIdentifier": "redshiftcluster-abcd",
-"Database": "dev",
-"Sql": "call dbo.sp_load_cust_dim()",
-"SecretArn": "arn:aws:secretsmanager:us-west-2:xxx:secret:rs-cluster-secret-abcd"
-},
-"Resource": "arn:aws:states:::aws-sdk:redshiftdata:executeStatement",
-"Next": "Wait on Load_Customer_Dim"
-},
-"Wait on Load_Customer_Dim": {
-"Type": "Wait",
-"Seconds": 30,
-"Next": "Check_Status_Load_Customer_Dim"
-},
-
-"Check_Status_Load_Customer_Dim": {
-"Type": "Task",
-"Next": "Choice",
-"Parameters": {
-"Id.$": "$.Id"
-},
-
-"Resource": "arn:aws:states:::aws-sdk:redshiftdata:describeStatement"
-},
-
-"Choice": {
-"Type": "Choice",
-"Choices": [
-{
-"Not": {
-"Variable": "$.Status",
-"StringEquals": "FINISHED"
-},
-"Next": "Wait on Load_Customer_Dim"
-}
-],
-"Default": "Load_Sales_Fact"
-},
-"Load_Sales_Fact": {
-"Type": "Task",
-"End": true,
-"Parameters": {
-"ClusterIdentifier": "redshiftcluster-abcdef”,
-"Database": "dev",
-"Sql": "call dbo.sp_load_fact_sales()",
-"SecretArn": "arn:aws:secretsmanager:us-west-2:xxx:secret:rs-cluster-secret-abcd"
-},
-
-"Resource": "arn:aws:states:::aws-sdk:redshiftdata:executeStatement"
-}
-}
-}"""
+SEED_001 = SEED_001_ASL
 
 
 def seed_definition() -> str:
