@@ -29,6 +29,7 @@ from conveyor.core.batch import Checkpoint
 from conveyor.core.faults import ENV as FAULT_ENV
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
+from conveyor.lake import curate
 from conveyor.lake.catalog import build_catalog, run_query
 from conveyor.lake.controller import CONTROLLER_FILE, Controller, ControllerEntry, Lake, open_lake
 from conveyor.lake.curate import process
@@ -549,6 +550,100 @@ def test_curation_on_s3(moto_url: str) -> None:
     assert Controller(lake).get(NAME).table_version == dt.version()
     catalog = build_catalog([lake])
     assert run_query(catalog, "SELECT count(*) AS n FROM sales.orders").to_pylist() == [{"n": 3}]
+    catalog.connection.close()
+    lake.close()
+
+
+def test_repeated_curation_runs_on_s3(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Raw files land on S3 and are curated, then more change files land and
+    are curated by a second and a third run in the same process (the third
+    merging), then a run recovers a lost controller update. The S3 server
+    answers from a thread of this process, so a deltalake call that holds the
+    GIL while it waits on S3 would stall here until its requests time out."""
+    import boto3
+
+    boto3.client(
+        "s3", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    ).create_bucket(Bucket="lake-again")
+    config = EndpointConfig(
+        "lake",
+        "lake",
+        path="s3://lake-again/prefix",
+        options={
+            "settings": {"AccessKeyId": "testing", "SecretAccessKey": "testing"},
+            "format": "parquet",
+            "bucket_path": "raw",
+            "endpoint_url": moto_url,
+            "region": "us-east-1",
+        },
+    )
+    source = {k: {"id": k, "region": REGIONS[k % 3], "qty": k, "note": None} for k in range(1, 9)}
+    target = LakeTarget(config)
+    load = target.begin_load(TABLE, PrepMode.DROP_AND_CREATE)
+    load.write(pa.RecordBatch.from_pylist(expected(source), schema=TABLE.arrow_schema()))
+    load.commit()
+    target.close()
+    lake = open_lake(lake_config(config))
+    controller = controller_for(lake, partition=("region",))
+    batches: list[tuple[list[dict[str, Any]], list[int]]] = [
+        ([{"id": 2, "region": "eu", "qty": 20, "note": "u1"}], [4]),
+        (
+            [
+                {"id": 1, "region": "ap", "qty": 10, "note": "u2"},
+                {"id": 9, "region": "us", "qty": 9, "note": "i2"},
+            ],
+            [3, 5],
+        ),
+        (
+            [
+                {"id": 10, "region": "eu", "qty": 100, "note": "i3"},
+                {"id": 6, "region": "eu", "qty": 60, "note": "u3"},
+            ],
+            [9],
+        ),
+    ]
+    versions: list[int] = []
+    last_files: list[str] = []
+    for n, (upserts, deletes) in enumerate(batches):
+        time.sleep(0.002)
+        applier = LakeApplier(config)
+        changes = [TableChanges(TABLE, upserts=upserts, deletes=[{"id": k} for k in deletes])]
+        applier.apply_changes("t", changes, Checkpoint("sqlite", {"n": n}))
+        applier.close()
+        for row in upserts:
+            source[row["id"]] = row
+        for k in deletes:
+            source.pop(k, None)
+        if n == 2:  # a merge instead of a rewrite of the touched partitions
+            monkeypatch.setattr(curate, "_prefer_rewrite", lambda *args: False)
+        [result] = process(lake, controller)
+        assert result.status == "processed", result.error
+        assert len(result.change_files) == 1
+        dt = DeltaTable(lake.table_uri(NAME), storage_options=lake.storage_options())
+        got = sorted(dt.to_pyarrow_table().to_pylist(), key=lambda r: r["id"])
+        assert got == expected(source), f"run {n + 1}"
+        entry = Controller(lake).get(NAME)
+        assert entry.table_version == dt.version() == result.version
+        assert entry.last_incremental_file is not None
+        assert not versions or (
+            entry.table_version > versions[-1] and entry.last_incremental_file > last_files[-1]
+        )
+        versions.append(entry.table_version)
+        last_files.append(entry.last_incremental_file)
+    assert result.updated == 1 and result.inserted == 1 and result.deleted == 1  # the merge's counts
+
+    [idle] = process(lake, controller)
+    assert idle.status == "unchanged" and idle.version == versions[-1]
+    # the controller file lost the last two runs' updates: the table's commits restore them
+    controller.entries[NAME].last_incremental_file = last_files[0]
+    controller.entries[NAME].table_version = versions[0]
+    controller.save()
+    [again] = process(lake, Controller(lake))
+    assert again.recovered and again.status == "unchanged", again.error
+    entry = Controller(lake).get(NAME)
+    assert (entry.table_version, entry.last_incremental_file) == (versions[-1], last_files[-1])
+    catalog = build_catalog([lake])
+    assert run_query(catalog, "SELECT count(*) AS n FROM sales.orders").to_pylist() == [{"n": len(source)}]
     catalog.connection.close()
     lake.close()
 

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.connectors.lake import layout as lay
-from conveyor.connectors.lake.filesystem import LakeFS
+from conveyor.connectors.lake.filesystem import CONNECT_TIMEOUT, REQUEST_TIMEOUT, LakeFS
 from conveyor.connectors.lake.settings import LakeConfig, lake_config
 from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.replication.settings import did_you_mean
@@ -40,6 +40,8 @@ from conveyor.stack.model import LakeTableSpec, Stack
 CONTROLLER_FILE = "_controller.json"
 CURATED_OPTION = "curated_path"
 DEFAULT_CURATED = "curated"
+DELTA_RETRIES = 2
+"""Retries of a failed S3 request of deltalake (three attempts, as the raw side's)."""
 
 
 @dataclass
@@ -173,6 +175,12 @@ class Lake:
             if settings.session_token:
                 options["AWS_SESSION_TOKEN"] = settings.session_token
         options["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
+        # bounded as the raw side's requests are: an unanswered request fails
+        # after REQUEST_TIMEOUT, a table after at most DELTA_RETRIES retries
+        options["connect_timeout"] = f"{CONNECT_TIMEOUT:g}s"
+        options["timeout"] = f"{REQUEST_TIMEOUT:g}s"
+        options["max_retries"] = str(DELTA_RETRIES)
+        options["retry_timeout"] = f"{REQUEST_TIMEOUT * (DELTA_RETRIES + 1):g}s"
         return options
 
     def close(self) -> None:

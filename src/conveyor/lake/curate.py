@@ -34,6 +34,7 @@ import gzip
 import io
 import json
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -61,6 +62,8 @@ FAULT_BEFORE_CONTROLLER = "lake-before-controller"
 OP = "__op"
 SEQ = "__seq"
 MAX_PRUNE_VALUES = 1000
+HISTORY_DEPTH = 50
+"""How many of a table's newest commits recovery looks through for this job's."""
 REWRITE_SHARE = 20
 """Rewrite the touched partitions (instead of merging) when the changed keys
 are at least 1/REWRITE_SHARE of their rows, or when they hold one file each."""
@@ -277,9 +280,22 @@ def read_full_load(lake: Lake, load: FullLoad, skipped: list[dict[str, str]]) ->
     return pa.concat_tables(parts)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    """The first line of ``exc``, with the causes deltalake's storage errors
+    list below it (``Generic S3 error`` / ``↳ Error performing GET ... in 60s,
+    after 2 retries``) joined on."""
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).strip().splitlines()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0]
+    for line in lines[1:]:
+        if not line.startswith("↳"):
+            break
+        text += ": " + line.removeprefix("↳").strip()
+    return text[:600]
 
 
 # --- last operation wins ---------------------------------------------------------------
@@ -402,16 +418,37 @@ def open_delta(lake: Lake, table: str) -> DeltaTable | None:
         return None
 
 
-def commit_values(dt: DeltaTable) -> tuple[int, dict[str, Any]] | None:
-    """The newest commit of this job: its version and the controller values it carries."""
-    for commit in dt.history(50):
-        raw = commit.get(METADATA_KEY)
-        if raw is not None:
-            return int(commit["version"]), json.loads(raw)
+def commit_values(lake: Lake, table: str, dt: DeltaTable) -> tuple[int, dict[str, Any]] | None:
+    """The newest commit of this job among the table's last HISTORY_DEPTH
+    commits: its version and the controller values it carries.
+
+    The commits' ``commitInfo`` is read from the ``_delta_log`` JSON files
+    through the lake's own file system, not with ``DeltaTable.history()``:
+    deltalake 1.6's ``history()`` holds the Python GIL for the whole of its
+    S3 requests (its other calls used here release it). That stalls every
+    other thread of the process meanwhile; when a thread of this process is
+    what answers S3 (moto in the tests) nothing answers until the requests
+    time out."""
+    schema, name = table.split(".", 1)
+    newest = dt.version()
+    for version in range(newest, max(newest - HISTORY_DEPTH, -1), -1):
+        data = lake.curated.read_bytes(f"{schema}/{name}/_delta_log/{version:020d}.json")
+        if data is None:  # removed by log cleanup (older commits live in a checkpoint)
+            return None
+        for line in data.splitlines():
+            if not line.strip():
+                continue
+            info = json.loads(line).get("commitInfo")
+            if info is None:
+                continue
+            raw = info.get(METADATA_KEY)
+            if raw is not None:
+                return version, json.loads(raw)
+            break
     return None
 
 
-def recover(entry: ControllerEntry, dt: DeltaTable | None) -> bool:
+def recover(lake: Lake, entry: ControllerEntry, dt: DeltaTable | None) -> bool:
     """Bring the entry up to the table's newest commit of this job."""
     if dt is None:
         if entry.table_version is not None:  # the curated table was removed: start afresh
@@ -420,7 +457,7 @@ def recover(entry: ControllerEntry, dt: DeltaTable | None) -> bool:
             entry.table_version = None
             return True
         return False
-    found = commit_values(dt)
+    found = commit_values(lake, entry.table, dt)
     if found is None:
         return False
     version, values = found
@@ -464,7 +501,7 @@ def _process_table(
     uri = lake.table_uri(entry.table)
     options = lake.storage_options()
     dt = open_delta(lake, entry.table)
-    if recover(entry, dt):
+    if recover(lake, entry, dt):
         result.recovered = True
         controller.save()
     files = index.table_files(ref)
