@@ -14,7 +14,7 @@ from rich.table import Table
 from conveyor.cli.app import app, applied_stack, opened_store
 from conveyor.cli.progress import LiveProgress, PlainProgress
 from conveyor.connectors.registry import SOURCES, open_source, open_target
-from conveyor.core.errors import ConveyorError, NotFoundError
+from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.replication.task_runner import ACTIVE_STATUSES, StartMode, all_validated, validate_task
 from conveyor.replication.worker import (
     claim_start,
@@ -25,6 +25,7 @@ from conveyor.replication.worker import (
     spawn_worker,
 )
 from conveyor.stack.model import Stack
+from conveyor.stack.modify import assignments, modify_endpoint
 from conveyor.store.store import Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -216,6 +217,29 @@ def endpoints_list(as_json: JsonOption = False) -> None:
     for r in rows:
         table.add_row(r["name"], r["engine"], str(r.get("url") or r.get("path") or ""))
     _emit(rows, as_json, table)
+
+
+@endpoints_app.command("modify")
+def endpoints_modify(
+    name: str,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="KEY=VALUE: an endpoint key (bucket_path, url ...) or settings.<Name>."),
+    ] = None,
+    unset: Annotated[list[str] | None, typer.Option("--unset", help="KEY to remove.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change an applied endpoint (e.g. a lake's dated bucket_path before a load);
+    kept until the next `conveyor apply` of a file that declares it."""
+    if not set_ and not unset:
+        raise ConfigError("nothing to change: give --set KEY=VALUE or --unset KEY")
+    with opened_store() as store:
+        stack = modify_endpoint(store, name, assignments(set_ or [], unset or []), f"endpoints modify {name}")
+    endpoint = {"name": name, **stack.endpoints[name].redacted()}
+    if as_json:
+        _emit(endpoint, True)
+    else:
+        _out.print(f"{name}: {json.dumps(endpoint, default=str)}", markup=False)
 
 
 @endpoints_app.command("test")

@@ -38,6 +38,7 @@ from conveyor.events.lifecycle import ACCOUNT, REGION, task_arn
 from conveyor.orchestration.asl.errors import TaskError
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext, TaskHandler
 from conveyor.stack.model import TARGET_ENGINES, Stack
+from conveyor.stack.modify import modify_endpoint
 
 if TYPE_CHECKING:
     from conveyor.orchestration.executions import Executions
@@ -209,38 +210,31 @@ class DatabaseMigration:
     def modify_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
         """Change the endpoint in the applied stack (kept until the next ``conveyor apply``
         of a file that declares it), then test its connection, as the service does."""
-        store = self.store
-        stored = store.stack_document()
-        if stored is None:
-            raise ConveyorError("nothing is applied yet: run `conveyor apply conveyor.yaml` first")
-        stack = Stack.from_store_dict(stored)
-        name = self._endpoint_name(stack, p.get("EndpointArn"))
-        document = stack.to_store_dict()
-        body = dict(document["endpoints"][name])
-        body["settings"] = dict(body.get("settings") or {})
-        engine = body["engine"]
-        s3 = p.get("S3Settings")
-        if s3 is not None:
-            if engine != "lake":
-                raise ConfigError(f"endpoint {name!r} is a {engine} endpoint: S3Settings apply to a lake")
-            if not isinstance(s3, dict):
-                raise ConfigError("S3Settings must be an object")
-            for key, value in s3.items():
-                if key == "BucketFolder":
-                    body["bucket_path"] = None
-                body["settings"][key] = value
-        url_parts: dict[str, Any] = {
-            k: p[k] for k in ("ServerName", "Port", "Username", "DatabaseName") if k in p
-        }
-        if url_parts:
-            if not body.get("url"):
-                raise ConfigError(f"endpoint {name!r} has no URL to set {', '.join(url_parts)} in")
-            body["url"] = _rewrite_url(body["url"], url_parts)
-        if "Password" in p:
-            body["password"] = p["Password"]
-        document["endpoints"][name] = {k: v for k, v in body.items() if v is not None}
-        updated = Stack.from_store_dict(document, origin=f"modifyEndpoint {name}")
-        store.put_stack_document(updated.to_store_dict())
+        name = _name(p.get("EndpointArn"), "EndpointArn")
+
+        def change(body: dict[str, Any]) -> None:
+            engine = body["engine"]
+            s3 = p.get("S3Settings")
+            if s3 is not None:
+                if engine != "lake":
+                    raise ConfigError(f"endpoint {name!r} is a {engine} endpoint: S3Settings apply to a lake")
+                if not isinstance(s3, dict):
+                    raise ConfigError("S3Settings must be an object")
+                for key, value in s3.items():
+                    if key == "BucketFolder":
+                        body["bucket_path"] = None
+                    body["settings"][key] = value
+            url_parts: dict[str, Any] = {
+                k: p[k] for k in ("ServerName", "Port", "Username", "DatabaseName") if k in p
+            }
+            if url_parts:
+                if not body.get("url"):
+                    raise ConfigError(f"endpoint {name!r} has no URL to set {', '.join(url_parts)} in")
+                body["url"] = _rewrite_url(body["url"], url_parts)
+            if "Password" in p:
+                body["password"] = p["Password"]
+
+        updated = modify_endpoint(self.store, name, change, origin=f"modifyEndpoint {name}")
         self._test_in_background(updated, name)
         return {"Endpoint": self.endpoint_document(updated, name)}
 
