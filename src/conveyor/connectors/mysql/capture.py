@@ -623,6 +623,10 @@ class MySQLChangeStream:
                 DeleteRowsEvent,
             ],
             enable_logging=False,
+            # A table's map is parsed once per table id, not before every rows
+            # event (most of the per-change cost otherwise). ALTER TABLE gives
+            # the table a new id, so a changed shape is still read afresh.
+            freeze_schema=True,
             pymysql_wrapper=_pymysql_connect,
         )
 
