@@ -24,21 +24,9 @@ from conveyor.connectors.postgres.source import PostgresSnapshot
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.errors import ConfigError, DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
+from support.postgres_types import TYPES_DDL
 
 pytestmark = pytest.mark.integration
-
-TYPES_DDL = """
-CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy ''quoted'', yes');
-CREATE TABLE typed (
-    id integer PRIMARY KEY,
-    i2 smallint, i8 bigint, n12 numeric(12,2), nu numeric,
-    f4 real, f8 double precision,
-    t text, vc varchar(20), ch char(3), b bytea, bo boolean,
-    d date, tm time, ts timestamp, tstz timestamptz, iv interval,
-    u uuid, j json, jb jsonb,
-    ia integer[], ta text[], m mood, ma mood[], addr inet
-);
-"""
 
 TEXT = "emoji 🚀 tab\tnewline\nbackslash\\ quote' \" end"
 

@@ -22,17 +22,17 @@ Python value: streams deliver them as the strings ``"infinity"`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from conveyor.connectors.base import Snapshot
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.schema import TableRef, TableSchema
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RowChange:
     """One row's change. ``values`` holds the new image for INSERT and UPDATE
     (every column, except those in ``unchanged``: a value the source did not
@@ -48,7 +48,21 @@ class RowChange:
     unchanged: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class EncodedRows:
+    """Consecutive INSERTs and UPDATEs of one table, in commit order, that the
+    stream encoded (``SupportsEncodedRows``): ``rows`` are whole new rows in
+    the stream's ``encoded_format``, ``keys`` their primary key values (in
+    primary key order; empty tuples for a table without one)."""
+
+    table: TableRef
+    keys: Sequence[tuple[Any, ...]]
+    rows: Sequence[bytes]
+    inserts: int
+    updates: int
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
     """The end of a source transaction. ``position`` is where to resume to see
     only what comes after it; ``time`` is the source's commit time (latency)."""
@@ -70,7 +84,7 @@ class Truncate:
     tables: tuple[TableRef, ...]
 
 
-ChangeEvent = RowChange | Commit | TableDefinition | Truncate
+ChangeEvent = RowChange | EncodedRows | Commit | TableDefinition | Truncate
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,36 @@ class ChangeStream(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsEncodedRows(Protocol):
+    """A stream that can hand rows over in the source engine's own bulk text
+    form (PostgreSQL: COPY text lines of pgoutput's values), for a target of the
+    same engine and types to load without converting them."""
+
+    encoded_format: str
+
+    def encode_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
+        """From now on, deliver INSERTs and UPDATEs of these tables (keyed by
+        source table, with the shape the target accepted) as ``EncodedRows``
+        while the stream's view of a table has exactly that shape; every other
+        change comes as a ``RowChange``."""
+        ...
+
+    def decode_row(self, table: TableRef, encoded: bytes) -> dict[str, Any]:
+        """An encoded row of ``table`` as values (for the rare batch that needs them)."""
+        ...
+
+
+@runtime_checkable
+class AcceptsEncodedRows(Protocol):
+    """An applier that can load rows in a stream's ``encoded_format``."""
+
+    def accepts_encoded(self, table: TableSchema, encoded_format: str) -> bool:
+        """Whether the target table takes ``table``'s rows in this format as they
+        are (same engine, same column types, same text encoding)."""
+        ...
 
 
 class ChangeSource(Protocol):
@@ -132,13 +176,16 @@ class TableChanges:
     per primary key: ``deletes`` are key rows to remove; ``upserts`` are whole
     rows to insert or replace; ``partial`` holds UPDATEs whose ``unchanged``
     columns must keep the target's value (rows of the other columns, grouped by
-    which columns are unchanged). ``truncate`` empties the table first."""
+    which columns are unchanged). ``truncate`` empties the table first.
+    ``encoded`` are more whole rows to insert or replace, in the encoded format
+    the applier accepted for this table, columns in ``table.column_names`` order."""
 
     table: TableSchema
     deletes: Sequence[dict[str, Any]] = ()
     upserts: Sequence[dict[str, Any]] = ()
     partial: dict[frozenset[str], list[dict[str, Any]]] = field(default_factory=dict)
     truncate: bool = False
+    encoded: Sequence[bytes] = ()
 
 
 class ChangeApplier(Protocol):

@@ -1,11 +1,15 @@
 """Applying change batches to a PostgreSQL target, set-based.
 
-Per table: the keys of deleted and replaced rows are copied into a temporary
-table and deleted with one ``DELETE ... USING``; final rows are copied straight
-into the table; partial updates (unchanged TOASTed values) go through a
-temporary table and one ``UPDATE ... FROM``. The task's checkpoint is written
-in the same transaction, so the target either has a batch and its position or
-neither.
+Per table: the keys of deleted rows are copied into a temporary table and
+deleted with one ``DELETE ... USING``; final rows are copied into a temporary
+table and upserted with one ``INSERT ... ON CONFLICT`` (or, without a unique
+index on the key, deleted by key and inserted); partial updates (unchanged
+TOASTed values) go through a temporary table and one ``UPDATE ... FROM``. The
+task's checkpoint is written in the same transaction, so the target either has
+a batch and its position or neither.
+
+Rows a PostgreSQL stream encoded as COPY text lines (copy_lines.py) are copied
+as they are, for tables whose columns have exactly the source's types.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from conveyor.connectors.arrow_rows import rows_to_batch
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import TableChanges
 from conveyor.connectors.postgres import connection
+from conveyor.connectors.postgres.copy_lines import encoded_format
 from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified
-from conveyor.connectors.postgres.target import column_ddl
+from conveyor.connectors.postgres.target import ENGINE, column_ddl, describe_table
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import DataError, TransientError
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -52,9 +57,14 @@ class PostgresApplier:
         self.config = config
         self._conn: psycopg.Connection[Any] | None = None
         self._unique_key: dict[TableRef, bool] = {}
+        # Staging tables of this connection's session, kept from batch to batch
+        # (creating and dropping them per batch costs time and bloats the catalog).
+        self._staging: dict[tuple[TableRef, str, tuple[str, ...]], sql.Identifier] = {}
+        self._staging_serial = 0
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
+            self._staging.clear()
             self._conn = connection.connect(self.config)
             self._ensure_control_table(self._conn)
         return self._conn
@@ -82,6 +92,27 @@ class PostgresApplier:
         document = row[0]
         return Checkpoint(document["engine"], document["position"])
 
+    def accepts_encoded(self, table: TableSchema, encoded_format_: str) -> bool:
+        """Lines of pgoutput's text go in as they are when the target table has
+        every column of ``table`` with the very same type (as a table this
+        engine created from the same source has) and the connection's encoding
+        is the lines' encoding."""
+        if table.native_engine != ENGINE:
+            return False
+        try:
+            conn = self._connection()
+            if encoded_format_ != encoded_format(conn.info.encoding):
+                return False
+            existing = describe_table(conn, table.ref)
+            conn.commit()
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise TransientError(connection.describe_failure(self.config, exc)) from None
+        if existing is None:
+            return False
+        have = {c.name: c.type.native for c in existing.columns}
+        return all(c.type.native is not None and have.get(c.name) == c.type.native for c in table.columns)
+
     def apply_changes(self, task: str, changes: Sequence[TableChanges], checkpoint: Checkpoint) -> None:
         conn = self._connection()
         try:
@@ -99,39 +130,60 @@ class PostgresApplier:
             self.close()
             raise TransientError(connection.describe_failure(self.config, exc)) from None
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            conn.rollback()
+            self._rollback(conn)
             raise DataError(f"applying changes: {' '.join(str(exc).split())}") from None
         except BaseException:
             if not conn.closed:
-                conn.rollback()
+                self._rollback(conn)
             raise
+
+    def _rollback(self, conn: psycopg.Connection[Any]) -> None:
+        conn.rollback()
+        self._staging.clear()  # those created in the transaction are gone
+
+    def _staging_table(
+        self, conn: psycopg.Connection[Any], table: TableSchema, columns: Sequence[str], role: str
+    ) -> sql.Identifier:
+        """A temporary table with ``columns`` of ``table``'s types, emptied at
+        every commit, created once per session."""
+        key = (table.ref, role, tuple(columns))
+        name = self._staging.get(key)
+        if name is None:
+            self._staging_serial += 1
+            name = sql.Identifier(f"conveyor_{role}_{self._staging_serial}")
+            conn.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE {} ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA"
+                ).format(name, _joined(columns), qualified(table.ref))
+            )
+            self._staging[key] = name
+        return name
+
+    def _forget_staging(self, conn: psycopg.Connection[Any]) -> None:
+        """The target's tables changed shape: new staging tables from now on."""
+        self._unique_key.clear()
+        for name in self._staging.values():
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
+        self._staging.clear()
 
     def _apply_table(self, conn: psycopg.Connection[Any], changes: TableChanges) -> None:
         table = changes.table
         target = qualified(table.ref)
         if changes.truncate:
             conn.execute(sql.SQL("DELETE FROM {}").format(target))
-        upsert = bool(changes.upserts) and self._has_unique_key(conn, table)
-        keyed = [*changes.deletes, *(changes.upserts if table.primary_key and not upsert else ())]
-        if keyed:
-            keys = _temp_table(conn, table, table.primary_key, "keys")
-            _copy_rows(conn, keys, table, keyed, table.primary_key)
+        if changes.deletes:
+            keys = self._staging_table(conn, table, table.primary_key, "keys")
+            _copy_rows(conn, keys, table, changes.deletes, table.primary_key)
             conn.execute(
                 sql.SQL("DELETE FROM {} AS t USING {} AS k WHERE {}").format(
                     target, keys, _key_match(table, "t", "k")
                 )
             )
-        if upsert:
-            # One row per key (the batch is reduced): INSERT ... ON CONFLICT updates
-            # in place, cheaper for the server than a delete and a re-insert.
-            staged = _temp_table(conn, table, table.column_names, "rows")
-            _copy_rows(conn, staged, table, changes.upserts, table.column_names)
-            conn.execute(_upsert_sql(table, target, staged))
-        elif changes.upserts:
-            _copy_rows(conn, target, table, changes.upserts, table.column_names)
+        if changes.upserts or changes.encoded:
+            self._put_rows(conn, changes, target)
         for unchanged, rows in changes.partial.items():
             present = [c for c in table.column_names if c not in unchanged]
-            staged = _temp_table(conn, table, present, "partial")
+            staged = self._staging_table(conn, table, present, "partial")
             _copy_rows(conn, staged, table, rows, present)
             updates = [c for c in present if c not in table.primary_key]
             if updates:
@@ -143,6 +195,29 @@ class PostgresApplier:
                         target, assignments, staged, _key_match(table, "t", "p")
                     )
                 )
+
+    def _put_rows(self, conn: psycopg.Connection[Any], changes: TableChanges, target: sql.Composable) -> None:
+        """Insert or replace the batch's final rows."""
+        table = changes.table
+        if not table.primary_key:  # append-only
+            _copy_rows(conn, target, table, changes.upserts, table.column_names, changes.encoded)
+            return
+        staged = self._staging_table(conn, table, table.column_names, "rows")
+        _copy_rows(conn, staged, table, changes.upserts, table.column_names, changes.encoded)
+        if self._has_unique_key(conn, table):
+            # One row per key (the batch is reduced): INSERT ... ON CONFLICT updates
+            # in place, cheaper for the server than a delete and a re-insert.
+            conn.execute(_upsert_sql(table, target, staged))
+            return
+        conn.execute(
+            sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE {}").format(
+                target, staged, _key_match(table, "t", "s")
+            )
+        )
+        columns = _joined(table.column_names)
+        conn.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(target, columns, columns, staged)
+        )
 
     def _has_unique_key(self, conn: psycopg.Connection[Any], table: TableSchema) -> bool:
         """Whether the target table has a unique index on exactly the primary key
@@ -163,8 +238,8 @@ class PostgresApplier:
         return known
 
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
-        self._unique_key.clear()
         conn = self._connection()
+        self._forget_staging(conn)
         same_engine = table.native_engine == "postgres"
         for name in columns:
             # Rows already there have no value for it: the column takes NULLs.
@@ -177,8 +252,8 @@ class PostgresApplier:
         conn.commit()
 
     def drop_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
-        self._unique_key.clear()
         conn = self._connection()
+        self._forget_staging(conn)
         for name in columns:
             conn.execute(
                 sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
@@ -212,28 +287,18 @@ def _upsert_sql(table: TableSchema, target: sql.Composable, staged: sql.Composab
     )
 
 
-def _temp_table(
-    conn: psycopg.Connection[Any], table: TableSchema, columns: Sequence[str], role: str
-) -> sql.Composable:
-    """A temporary table with ``columns`` of ``table``'s types, emptied at commit."""
-    name = sql.Identifier(f"conveyor_{role}")
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
-    conn.execute(
-        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-            name, _joined(columns), qualified(table.ref)
-        )
-    )
-    return name
-
-
 def _copy_rows(
     conn: psycopg.Connection[Any],
     into: sql.Composable,
     table: TableSchema,
     rows: Sequence[dict[str, Any]],
     columns: Sequence[str],
+    lines: Sequence[bytes] = (),
 ) -> None:
-    data = encode_batch(rows_to_batch(table, rows, columns))
+    """COPY ``rows`` (values) and ``lines`` (COPY text lines of ``columns``) into ``into``."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(into, _joined(columns))
     with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.write(data)
+        if rows:
+            copy.write(encode_batch(rows_to_batch(table, rows, columns)))
+        if lines:
+            copy.write(b"".join(lines))

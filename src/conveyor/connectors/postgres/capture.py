@@ -29,7 +29,7 @@ import re
 import select
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,13 +44,21 @@ from conveyor.connectors.changes import (
     CaptureStart,
     ChangeEvent,
     Commit,
+    EncodedRows,
     RowChange,
     TableDefinition,
     Truncate,
 )
 from conveyor.connectors.postgres import connection, pgoutput
+from conveyor.connectors.postgres.copy_lines import encoded_format, line_values, tuple_line
 from conveyor.connectors.postgres.pgoutput import UNCHANGED, format_lsn, parse_lsn
-from conveyor.connectors.postgres.source import PostgresSnapshot, PostgresSource, qualified, read_tables
+from conveyor.connectors.postgres.source import (
+    PostgresSnapshot,
+    PostgresSource,
+    generated_column_warnings,
+    qualified,
+    read_tables,
+)
 from conveyor.connectors.postgres.text_values import SESSION_OPTIONS, Converter, converter
 from conveyor.connectors.postgres.types import NativeColumn, from_native
 from conveyor.core import types as t
@@ -68,6 +76,7 @@ FEEDBACK_INTERVAL_S = 10
 # by the stream itself, waiting this long between attempts, doubling.
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
+ENCODED_CHUNK_ROWS = 1000  # encoded rows delivered together (EncodedRows) at most
 _MAX_NAME = 63
 _SLOT_GONE = ("does not exist", "can no longer get changes", "has been invalidated", "was invalidated")
 
@@ -171,7 +180,8 @@ class PostgresChangeSource(PostgresSource):
                 problems.append("the endpoint's user needs the REPLICATION attribute (or superuser)")
             if problems:
                 raise ConfigError(f"endpoint {self.config.name!r}: " + "; ".join(problems))
-            return [_identity_warning(ref) for ref in _without_identity(conn, tables)]
+            warnings = [_identity_warning(ref) for ref in _without_identity(conn, tables)]
+            return warnings + generated_column_warnings(conn, tables)
 
     # -- capture lifecycle -----------------------------------------------------
 
@@ -421,7 +431,7 @@ class _Relation:
     """A relation of the stream: its schema, column names (in the order of the
     tuples), key column names and per-column converters."""
 
-    __slots__ = ("columns", "convert", "key_names", "names", "ref", "schema", "wanted")
+    __slots__ = ("columns", "convert", "encode_keys", "key_names", "names", "ref", "schema", "wanted")
 
     def __init__(
         self, schema: TableSchema, names: list[str], key_names: list[str], convert: list[Converter]
@@ -433,6 +443,9 @@ class _Relation:
         self.ref = schema.ref
         self.columns = tuple(zip(names, convert, strict=True)) if len(names) == len(convert) else None
         self.wanted: bool | None = None  # the stream's to say, on the first change
+        # Set while the stream encodes this relation's rows (SupportsEncodedRows):
+        # the primary key's (position, name, converter).
+        self.encode_keys: tuple[tuple[int, str, Converter], ...] | None = None
 
 
 _TEXT, _NULL = 0x74, 0x6E  # tuple value tags 't' and 'n'
@@ -481,6 +494,35 @@ def _fast_values(
     return values
 
 
+class _Chunk:
+    """Encoded rows read but not yet delivered, by table (in commit order
+    within each table, which is all the batches need: they reduce per table)."""
+
+    __slots__ = ("_tables", "size")
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._tables: dict[TableRef, tuple[list[tuple[Any, ...]], list[bytes], list[int]]] = {}
+
+    def add(self, ref: TableRef, update: bool, line: bytes, key: tuple[Any, ...]) -> None:
+        entry = self._tables.get(ref)
+        if entry is None:
+            entry = self._tables[ref] = ([], [], [0])
+        entry[0].append(key)
+        entry[1].append(line)
+        entry[2][0] += update
+        self.size += 1
+
+    def take(self) -> list[EncodedRows]:
+        taken = [
+            EncodedRows(ref, keys, rows, len(rows) - updates[0], updates[0])
+            for ref, (keys, rows, updates) in self._tables.items()
+        ]
+        self._tables = {}
+        self.size = 0
+        return taken
+
+
 class PostgresChangeStream:
     """A START_REPLICATION session of a pgoutput slot, as conveyor change events.
 
@@ -526,6 +568,8 @@ class PostgresChangeStream:
         self._known = {s.ref: s for s in tables}
         self._selected = set(self._known) or None  # None: every table the publications hold
         self._relations: dict[int, _Relation] = {}
+        self._encode: dict[TableRef, tuple[tuple[str, str | None], ...]] = {}
+        self._chunk = _Chunk()
         self._catalog = connection.connect(config, autocommit=True)
         self._repl: Any = None
         try:
@@ -594,6 +638,8 @@ class PostgresChangeStream:
     def events(self, idle_timeout: float) -> Iterator[ChangeEvent | None]:
         decode = self._decoder.decode
         fast_row = self._fast_row
+        encode_row = self._encode_row
+        chunk = self._chunk
         deadline = time.monotonic() + idle_timeout
         while True:
             if self._repl is None and not self._reconnect():
@@ -606,21 +652,30 @@ class PostgresChangeStream:
                 continue
             cur = self._cur
             event: ChangeEvent | None = None
+            encoded = False
             try:
                 msg = cur.read_message()  # also sends feedback every FEEDBACK_INTERVAL_S
                 if msg is not None:
                     payload = msg.payload
-                    event = None if self._skip else fast_row(payload)
-                    if event is None:
+                    if not self._skip:
+                        encoded = encode_row(payload)
+                        if not encoded:
+                            event = fast_row(payload)
+                    if event is None and not encoded:
                         event = self._event_of(decode(payload))
-            except psycopg2.Error as exc:
-                self._lost(self._error(exc))
-                continue
-            except TransientError as exc:  # a catalog query failed: the server is going away
-                self._lost(exc)
+            except (psycopg2.Error, TransientError) as exc:
+                # TransientError: a catalog query failed, the server is going away.
+                self._lost(exc if isinstance(exc, TransientError) else self._error(exc))
+                yield from chunk.take()  # delivered: a replay skips them
                 continue
             if msg is not None:
                 self._data_seen = True
+                if encoded:
+                    if chunk.size >= ENCODED_CHUNK_ROWS:
+                        yield from chunk.take()
+                    continue
+                if chunk.size:
+                    yield from chunk.take()  # every event after the rows before it
                 if event is not None:
                     if type(event) is RowChange or isinstance(event, Truncate):
                         self._txn_events += 1
@@ -630,6 +685,8 @@ class PostgresChangeStream:
                     yield event
                     deadline = time.monotonic() + idle_timeout
                     continue
+            if chunk.size:
+                yield from chunk.take()
             now = time.monotonic()
             if now >= deadline:
                 yield None  # also when only messages without events arrived (replays)
@@ -638,14 +695,62 @@ class PostgresChangeStream:
                 self._maybe_heartbeat(now)
                 select.select([cur], [], [], min(deadline - now, 1.0))
 
+    @property
+    def encoded_format(self) -> str:
+        return encoded_format(self._decoder.encoding)
+
+    def encode_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
+        """INSERTs and UPDATEs (without a key change or unchanged TOASTed
+        values) of these tables come as COPY text lines (copy_lines.py) while
+        their relation has exactly the given column names and types."""
+        self._encode = {ref: _shape(schema) for ref, schema in tables.items()}
+        for rel in self._relations.values():
+            rel.encode_keys = self._encode_keys(rel)
+
+    def _encode_keys(self, rel: _Relation) -> tuple[tuple[int, str, Converter], ...] | None:
+        if rel.columns is None or self._encode.get(rel.ref) != _shape(rel.schema):
+            return None
+        positions = {name: index for index, name in enumerate(rel.names)}
+        return tuple((positions[k], k, rel.convert[positions[k]]) for k in rel.schema.primary_key)
+
+    def decode_row(self, table: TableRef, encoded: bytes) -> dict[str, Any]:
+        rel = next((r for r in reversed(self._relations.values()) if r.ref == table), None)
+        if rel is None:
+            raise TerminalError(f"table {table}: an encoded row of a relation the stream no longer knows")
+        return line_values(encoded, rel.names, rel.convert, self._decoder.encoding)
+
+    def _encode_row(self, payload: bytes) -> bool:
+        """Whether ``payload`` is an INSERT or an UPDATE (without an old tuple)
+        of a relation the stream encodes that went into the chunk as a COPY line
+        (or was skipped as delivered before a reconnection)."""
+        rel = self._new_row_relation(payload)
+        if rel is None or rel.encode_keys is None:
+            return False
+        try:
+            encoded = tuple_line(len(rel.names), rel.encode_keys, payload, 6, self._decoder.encoding)
+        except _FAST_ERRORS:
+            return False  # the general path reports it
+        if encoded is None:
+            return False
+        self._txn_events += 1
+        if self._skip_events:  # delivered before the connection was lost
+            self._skip_events -= 1
+        else:
+            self._chunk.add(rel.ref, payload[0] == _UPDATE, encoded[0], encoded[1])
+        return True
+
+    def _new_row_relation(self, payload: bytes) -> _Relation | None:
+        """The relation of an INSERT, or of an UPDATE without an old tuple."""
+        kind = payload[0] if payload else 0
+        if kind not in (_UPDATE, _INSERT) or payload[5:6] != b"N":
+            return None
+        return self._relations.get(_OID(payload, 1)[0])
+
     def _fast_row(self, payload: bytes) -> RowChange | None:
         """An INSERT, or an UPDATE without an old tuple, of a wanted relation,
         decoded and converted in one pass; None for anything else (the general
         path, ``_event_of``, takes it then)."""
-        kind = payload[0] if payload else 0
-        if kind not in (_UPDATE, _INSERT) or payload[5:6] != b"N":
-            return None
-        rel = self._relations.get(_OID(payload, 1)[0])
+        rel = self._new_row_relation(payload)
         if rel is None or rel.columns is None:
             return None
         wanted = rel.wanted
@@ -665,7 +770,7 @@ class PostgresChangeStream:
             return None  # the general path reports it
         if values is None:
             return None
-        return RowChange(rel.ref, Op.UPDATE if kind == _UPDATE else Op.INSERT, values)
+        return RowChange(rel.ref, Op.UPDATE if payload[0] == _UPDATE else Op.INSERT, values)
 
     def _lost(self, error: Exception) -> None:
         """The replication connection failed: reconnect (``events``) unless it
@@ -764,12 +869,13 @@ class PostgresChangeStream:
                 schema = self._schema_of(message)
         except (psycopg.OperationalError, ConnectionFailed) as exc:
             raise TransientError(f"catalog query on {self.config.name!r} failed: {_one_line(exc)}") from None
-        self._relations[message.oid] = _Relation(
+        rel = self._relations[message.oid] = _Relation(
             schema,
             [c.name for c in message.columns],
             [c.name for c in message.columns if c.is_key],
             [converter(c.type) for c in schema.columns],
         )
+        rel.encode_keys = self._encode_keys(rel)
         if not self._wanted(schema.ref) or self._known.get(schema.ref) == schema:
             return None
         self._known[schema.ref] = schema
@@ -921,6 +1027,10 @@ class PostgresChangeStream:
         self._close_replication()
         if not self._catalog.closed:
             self._catalog.close()
+
+
+def _shape(schema: TableSchema) -> tuple[tuple[str, str | None], ...]:
+    return tuple((c.name, c.type.native) for c in schema.columns)
 
 
 def _python_encoding(pg_encoding: str) -> str:

@@ -37,8 +37,20 @@ SELECT a.attrelid, a.attname, a.attnotnull, a.atttypmod,
 FROM pg_attribute a
 JOIN pg_type ty ON ty.oid = a.atttypid
 LEFT JOIN pg_type et ON ty.typcategory = 'A' AND et.oid = ty.typelem
-WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
+WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 ORDER BY a.attrelid, a.attnum
+"""
+
+# Generated columns are left out of a table's schema: a target computes its own
+# (a load cannot write them), and pgoutput does not send them (before PostgreSQL
+# 18), so change capture could not keep a copied value current.
+_GENERATED_SQL = """
+SELECT n.nspname, c.relname, a.attname
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE a.attrelid = ANY(%s::regclass[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+ORDER BY n.nspname, c.relname, a.attnum
 """
 
 _KEYS_SQL = """
@@ -117,6 +129,21 @@ def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> 
             TableSchema(TableRef(schema, name), cols, tuple(keys.get(oid, ())), estimate, "postgres")
         )
     return tables
+
+
+def generated_column_warnings(conn: psycopg.Connection[Any], tables: Sequence[TableSchema]) -> list[str]:
+    """A warning per table with generated columns, which are not replicated."""
+    if not tables:
+        return []
+    names = [qualified(t.ref).as_string(conn) for t in tables]
+    found: dict[tuple[str, str], list[str]] = {}
+    for schema, table, column in conn.execute(_GENERATED_SQL, (names,)).fetchall():
+        found.setdefault((schema, table), []).append(column)
+    return [
+        f"table {schema}.{table}: generated column(s) {', '.join(columns)} are not replicated "
+        "(pgoutput does not send them); declare them on the target table to have them computed there"
+        for (schema, table), columns in found.items()
+    ]
 
 
 class PostgresSource:

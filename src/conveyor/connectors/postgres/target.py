@@ -55,7 +55,7 @@ class PostgresTarget:
 
     def describe(self, ref: TableRef) -> TableSchema | None:
         with connection.connect(self.config, autocommit=True) as conn:
-            return _describe(conn, ref)
+            return describe_table(conn, ref)
 
     def begin_load(self, table: TableSchema, mode: PrepMode) -> PostgresTableLoad:
         check_names(table)
@@ -71,7 +71,7 @@ class PostgresTarget:
             raise TerminalError(f"table {table.ref}: {' '.join(str(exc).split())}") from None
         conn = connection.connect(self.config)
         try:
-            existing = _describe(conn, table.ref)
+            existing = describe_table(conn, table.ref)
             if mode is PrepMode.DROP_AND_CREATE or existing is None:
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref)))
                 conn.execute(create_table_sql(table, same_engine))
@@ -125,7 +125,7 @@ class PostgresTarget:
         pass
 
 
-def _describe(conn: psycopg.Connection[Any], ref: TableRef) -> TableSchema | None:
+def describe_table(conn: psycopg.Connection[Any], ref: TableRef) -> TableSchema | None:
     tables = read_tables(conn, only=ref)
     return tables[0] if tables else None
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.connectors.changes import RowChange, TableChanges
+from conveyor.connectors.changes import EncodedRows, RowChange, TableChanges
 from conveyor.core.batch import Op
 from conveyor.core.errors import TerminalError
 from conveyor.core.schema import TableSchema
@@ -39,18 +39,32 @@ class TableReducer:
     # add-column mapping rules: (source rows, operation) -> the added columns' values
     added: Callable[[Sequence[Mapping[str, Any]], Op], list[dict[str, Any]]] | None = None
     added_names: frozenset[str] = frozenset()
+    # Encoded rows (EncodedRows) as values, for the rare change that needs a
+    # whole row the batch holds encoded (a partial update on top of it).
+    decode: Callable[[bytes], dict[str, Any]] | None = None
     truncate: bool = False
     inserts: int = 0
     updates: int = 0
     deletes: int = 0
-    _final: dict[Key, dict[str, Any] | _Partial | None] = field(default_factory=dict)
-    _appended: list[dict[str, Any]] = field(default_factory=list)
+    _final: dict[Key, dict[str, Any] | bytes | _Partial | None] = field(default_factory=dict)
+    _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Source and target columns are the same (no rename, no removed column):
         # rows pass through without being rebuilt.
         self._identity = all(k == v for k, v in self.rename.items()) and set(self.rename) == set(
             self.table.column_names
+        )
+
+    @property
+    def passes_encoded(self) -> bool:
+        """Whether encoded rows can go to the target as they are: the mapping
+        neither renames, removes nor adds a column, and they can be decoded."""
+        return (
+            self._identity
+            and self.added is None
+            and self.decode is not None
+            and list(self.rename) == list(self.table.column_names)
         )
 
     def add(self, change: RowChange) -> None:
@@ -90,16 +104,38 @@ class TableReducer:
 
     def changes(self) -> TableChanges:
         deletes: list[dict[str, Any]] = []
-        upserts: list[dict[str, Any]] = list(self._appended)
+        upserts: list[dict[str, Any]] = []
+        encoded: list[bytes] = []
         partial: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for row in self._appended:
+            (encoded if isinstance(row, bytes) else upserts).append(row)  # type: ignore[arg-type]
         for key, final in self._final.items():
             if final is None:
                 deletes.append(dict(zip(self.table.primary_key, key, strict=True)))
+            elif type(final) is bytes:
+                encoded.append(final)
             elif isinstance(final, _Partial):
                 partial.setdefault(final.unchanged, []).append(final.row)
             else:
-                upserts.append(final)
-        return TableChanges(self.table, deletes, upserts, partial, truncate=self.truncate)
+                upserts.append(final)  # type: ignore[arg-type]
+        return TableChanges(self.table, deletes, upserts, partial, truncate=self.truncate, encoded=encoded)
+
+    def add_encoded(self, rows: EncodedRows) -> None:
+        """INSERTs and UPDATEs whose whole rows the stream encoded (the runner
+        asks for that only while ``passes_encoded``)."""
+        self.inserts += rows.inserts
+        self.updates += rows.updates
+        if not self.table.primary_key:
+            self._appended.extend(rows.rows)
+        else:
+            self._final.update(zip(rows.keys, rows.rows, strict=True))
+
+    def _decoded(self, row: dict[str, Any] | bytes | _Partial | None) -> dict[str, Any] | _Partial | None:
+        if not isinstance(row, bytes):
+            return row
+        if self.decode is None:
+            raise TerminalError(f"table {self.table.ref}: an encoded row cannot be decoded")
+        return self.decode(row)
 
     def _renamed(self, values: dict[str, Any]) -> dict[str, Any]:
         if self._identity and self.added is None and values.keys() <= self.rename.keys():
@@ -123,12 +159,11 @@ class TableReducer:
             self._appended.append(row)
             return
         key = self._key(row)
-        previous = self._final.get(key)
         if old is not None and all(k in old for k in self.table.primary_key):
             old_key = self._key(old)
             if old_key != key:
-                previous = self._final.get(old_key)
                 if unchanged:
+                    previous = self._decoded(self._final.get(old_key))
                     # The old image may carry the unchanged values (REPLICA IDENTITY FULL).
                     source = previous if isinstance(previous, dict) else old
                     missing = [c for c in unchanged if c not in source]
@@ -140,10 +175,11 @@ class TableReducer:
                     row = {**row, **{c: source[c] for c in unchanged}}
                     unchanged = frozenset()
                 self._final[old_key] = None
-                previous = self._final.get(key)
         if not unchanged:
             self._final[key] = row
-        elif isinstance(previous, dict):
+            return
+        previous = self._decoded(self._final.get(key))
+        if isinstance(previous, dict):
             self._final[key] = {**previous, **row}
         elif isinstance(previous, _Partial):
             merged = {**previous.row, **row}

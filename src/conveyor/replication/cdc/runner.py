@@ -21,6 +21,7 @@ whole transaction, which converges to the same rows.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -31,10 +32,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.connectors.changes import (
+    AcceptsEncodedRows,
     ChangeApplier,
     ChangeStream,
     Commit,
+    EncodedRows,
     RowChange,
+    SupportsEncodedRows,
     TableChanges,
     TableDefinition,
     Truncate,
@@ -64,10 +68,17 @@ class CaptureTable:
     deletes: int = 0
     ddls: int = 0
     suspended: str | None = None
+    # The stream's decoder of this table's encoded rows, when it encodes them.
+    decode: Callable[[bytes], dict[str, Any]] | None = None
 
     @classmethod
     def of(cls, mapped: MappedTable) -> CaptureTable:
         return cls(mapped, _reducer(mapped))
+
+    def renew(self, mapped: MappedTable | None = None) -> None:
+        """Start a new batch (and, after DDL, a new mapping)."""
+        self.mapped = mapped or self.mapped
+        self.reducer = _reducer(self.mapped, self.decode)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -80,10 +91,10 @@ class CaptureTable:
         }
 
 
-def _reducer(mapped: MappedTable) -> TableReducer:
+def _reducer(mapped: MappedTable, decode: Callable[[bytes], dict[str, Any]] | None = None) -> TableReducer:
     rename = {c.source: c.target for c in mapped.columns if c.source is not None}
     added = mapped.compute_added if mapped.added else None
-    return TableReducer(mapped.target, rename, added=added, added_names=mapped.added_names)
+    return TableReducer(mapped.target, rename, added=added, added_names=mapped.added_names, decode=decode)
 
 
 @dataclass
@@ -162,7 +173,36 @@ class ChangeCapture:
         finally:
             self._applier_thread.shutdown(wait=True, cancel_futures=True)
 
+    def _request_encoding(self) -> None:
+        """Let rows pass to the target in the source's own encoding where the
+        applier accepts that (PostgreSQL to PostgreSQL with the same column
+        types and an identity mapping): no conversion to Python values and back.
+        Asked at the start and after DDL, while no batch is in flight."""
+        stream, applier = self.stream, self.applier
+        if not (isinstance(stream, SupportsEncodedRows) and isinstance(applier, AcceptsEncodedRows)):
+            return
+        wanted: dict[TableRef, TableSchema] = {}
+        for ref, table in self.tables.items():
+            table.decode = functools.partial(stream.decode_row, ref)
+            table.renew()
+            if (
+                table.suspended is None
+                and table.reducer.passes_encoded
+                and table.mapped.target.primary_key == table.mapped.source.primary_key
+                and applier.accepts_encoded(table.mapped.target, stream.encoded_format)
+            ):
+                wanted[ref] = table.mapped.source
+        stream.encode_rows(wanted)
+        if wanted:
+            log.info(
+                "task %s: %d of %d tables pass to the target without conversion",
+                self.task,
+                len(wanted),
+                len(self.tables),
+            )
+
     def _run(self) -> None:
+        self._apply_with_retry(self._request_encoding)
         for event in self.stream.events(idle_timeout=min(self.flush_seconds, 0.2)):
             if self.stop.is_set():
                 break
@@ -174,10 +214,17 @@ class ChangeCapture:
                 continue
             if isinstance(event, RowChange):
                 self._on_change(event)
+            elif isinstance(event, EncodedRows):
+                self._on_encoded(event)
             elif isinstance(event, Commit):
                 self._committed = event.position
                 self.progress.last_commit_time = event.time or datetime.now(UTC)
                 self._pending_commit_time = self.progress.last_commit_time
+                if self._inflight is None and self._pending:
+                    # The applier is idle: hand it what committed now rather than
+                    # letting it wait (group commit: batches grow while it is busy).
+                    self._flush()
+                    continue
             elif isinstance(event, TableDefinition):
                 self._on_definition(event.schema)
             elif isinstance(event, Truncate):
@@ -199,8 +246,8 @@ class ChangeCapture:
             ):
                 self._flush()
 
-    def _note_pending(self) -> None:
-        self._pending += 1
+    def _note_pending(self, changes: int = 1) -> None:
+        self._pending += changes
         if self._first_pending is None:
             self._first_pending = time.monotonic()
 
@@ -210,6 +257,13 @@ class ChangeCapture:
             return
         table.reducer.add(change)
         self._note_pending()
+
+    def _on_encoded(self, rows: EncodedRows) -> None:
+        table = self.tables.get(rows.table)
+        if table is None or table.suspended is not None:
+            return
+        table.reducer.add_encoded(rows)
+        self._note_pending(len(rows.rows))
 
     def _on_definition(self, schema: TableSchema) -> None:
         """A table's shape as the source now has it. Per ChangeProcessingDdlHandlingPolicy
@@ -247,7 +301,8 @@ class ChangeCapture:
             log.info("task %s: table %s: dropped columns %s", self.task, ref, ", ".join(dropped))
         if added or dropped:
             table.ddls += 1
-        table.mapped, table.reducer = mapped, _reducer(mapped)
+        table.renew(mapped)
+        self._apply_with_retry(self._request_encoding)
 
     def _flush(self, partial: bool = False) -> None:
         """Hand what is pending to the applier thread (after the batch before it
@@ -265,7 +320,7 @@ class ChangeCapture:
             table.inserts += table.reducer.inserts
             table.updates += table.reducer.updates
             table.deletes += table.reducer.deletes
-            table.reducer = _reducer(table.mapped)
+            table.renew()
         self._inflight = _InFlight(
             future=self._applier_thread.submit(self._apply, changes, position),
             committed=self._committed,
