@@ -19,10 +19,10 @@ from conveyor.lake.controller import (
     ControllerEntry,
     Lake,
     format_time,
-    open_lakes,
     parse_names,
     parse_time,
 )
+from conveyor.lake.jobs import curate, lakes_with_controllers
 from conveyor.replication.settings import did_you_mean
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -42,26 +42,8 @@ def opened_lakes(only: str | None = None) -> Iterator[list[tuple[Lake, Controlle
     """The applied stack's lakes with their controllers, seeded from the stack."""
     with opened_store() as store:
         stack = applied_stack(store)
-    lakes = open_lakes(stack)
-    try:
-        if only is not None and only not in {lake.name for lake in lakes}:
-            names = [lake.name for lake in lakes]
-            raise NotFoundError(
-                f"no lake endpoint named {only!r} (lakes: {', '.join(names) or '-'})"
-                + did_you_mean(only, names)
-            )
-        pairs = []
-        for lake in lakes:
-            if only is not None and lake.name != only:
-                continue
-            controller = Controller(lake)
-            if controller.seed():
-                controller.save()
-            pairs.append((lake, controller))
+    with lakes_with_controllers(stack, only) as pairs:
         yield pairs
-    finally:
-        for lake in lakes:
-            lake.close()
 
 
 def _json_value(value: Any) -> Any:
@@ -187,16 +169,9 @@ def lake_process(
     as_json: JsonOption = False,
 ) -> None:
     """Curate the raw files of the active tables into Delta tables; exit 1 if a table failed."""
-    from conveyor.lake.curate import process  # deltalake loads only for the lake's commands
-
-    results: list[dict[str, Any]] = []
-    with opened_lakes(lake) as pairs:
-        if table is not None and not any(table in c.entries for _, c in pairs):
-            known = [name for _, c in pairs for name in c.entries]
-            raise NotFoundError(f"no lake table named {table!r}" + did_you_mean(table, known))
-        for owner, controller in pairs:
-            wanted = None if table is None else [table]
-            results.extend(r.as_dict() for r in process(owner, controller, wanted))
+    with opened_store() as store:
+        stack = applied_stack(store)
+    results = [r.as_dict() for r in curate(stack, lake, table)]
     if as_json:
         _emit_json(results)
     else:

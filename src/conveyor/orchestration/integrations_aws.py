@@ -14,6 +14,8 @@
   arguments, as a Lambda handler does).
 * ``arn:aws:states:::states:startExecution`` (``.sync``, ``.sync:2``) starts another
   state machine of the stack.
+* ``arn:aws:states:::glue:startJobRun`` (``.sync``) runs the lake curation job
+  (integrations_glue.py).
 
 Answers have the AWS APIs' shapes (PascalCase keys), so definitions written for AWS
 (``$.Id``, ``$.Status``, ``$.Connections[0].Status``) work as written. Failures raise
@@ -37,6 +39,7 @@ from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.events.lifecycle import ACCOUNT, REGION, task_arn
 from conveyor.orchestration.asl.errors import TaskError
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext, TaskHandler
+from conveyor.orchestration.integrations_glue import START_JOB_RUN, start_job_run
 from conveyor.stack.model import TARGET_ENGINES, Stack
 from conveyor.stack.modify import modify_endpoint
 
@@ -513,6 +516,8 @@ def build_integrations(executions: Executions) -> Integrations:
     ):
         found.register(f"{SDK}databasemigration:{action}", _service_errors("DatabaseMigration", method))
     found.register("arn:aws:states:::lambda:invoke", lambda_invoke)
+    found.register(START_JOB_RUN, start_job_run(executions.stack, sync=False))
+    found.register(f"{START_JOB_RUN}.sync", start_job_run(executions.stack, sync=True))
     found.register("arn:aws:states:::states:startExecution", _start_execution(executions, "async"))
     found.register("arn:aws:states:::states:startExecution.sync", _start_execution(executions, "sync"))
     found.register("arn:aws:states:::states:startExecution.sync:2", _start_execution(executions, "sync2"))

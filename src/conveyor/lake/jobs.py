@@ -1,0 +1,56 @@
+"""The curation job over an applied stack's lakes: what `conveyor lake
+process` runs, and what a state machine's ``glue:startJobRun`` Task starts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from conveyor.core.errors import NotFoundError
+from conveyor.lake.controller import Controller, Lake, open_lakes
+from conveyor.replication.settings import did_you_mean
+from conveyor.stack.model import Stack
+
+if TYPE_CHECKING:
+    from conveyor.lake.curate import TableResult
+
+
+@contextmanager
+def lakes_with_controllers(stack: Stack, only: str | None = None) -> Iterator[list[tuple[Lake, Controller]]]:
+    """The stack's lakes (or only the one named) with their controllers,
+    seeded from the stack's ``lake_tables``."""
+    lakes = open_lakes(stack)
+    try:
+        names = [lake.name for lake in lakes]
+        if only is not None and only not in names:
+            raise NotFoundError(
+                f"no lake endpoint named {only!r} (lakes: {', '.join(names) or '-'})"
+                + did_you_mean(only, names)
+            )
+        pairs = []
+        for lake in lakes:
+            if only is not None and lake.name != only:
+                continue
+            controller = Controller(lake)
+            if controller.seed():
+                controller.save()
+            pairs.append((lake, controller))
+        yield pairs
+    finally:
+        for lake in lakes:
+            lake.close()
+
+
+def curate(stack: Stack, lake: str | None = None, table: str | None = None) -> list[TableResult]:
+    """One curation run over the active tables (or only ``table``, schema.table)."""
+    from conveyor.lake.curate import process  # deltalake loads only for the lake's work
+
+    results: list[TableResult] = []
+    with lakes_with_controllers(stack, lake) as pairs:
+        if table is not None and not any(table in c.entries for _, c in pairs):
+            known = [name for _, c in pairs for name in c.entries]
+            raise NotFoundError(f"no lake table named {table!r}" + did_you_mean(table, known))
+        for owner, controller in pairs:
+            results.extend(process(owner, controller, None if table is None else [table]))
+    return results
