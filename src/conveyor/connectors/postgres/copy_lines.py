@@ -27,6 +27,7 @@ _LENGTH = struct.Struct("!i").unpack_from
 _NULL_FIELD = b"\\N"
 _ESCAPES = {b"\\": b"\\\\", b"\t": b"\\t", b"\n": b"\\n", b"\r": b"\\r"}
 _UNESCAPES = {value[1:2]: key for key, value in _ESCAPES.items()}
+_SPECIALS = b"\\\t\n\r"
 _SPECIAL = re.compile(rb"[\\\t\n\r]")
 _ESCAPED = re.compile(rb"\\(.)", re.DOTALL)
 
@@ -52,15 +53,16 @@ def tuple_line(
         return None
     pos += 2
     fields: list[bytes] = []
+    append, length, null = fields.append, _LENGTH, _NULL_FIELD  # locals: this runs per change
     nulls = 0
     for _ in range(columns):
         tag = payload[pos]
         if tag == _TEXT:
             start = pos + 5
-            pos = start + _LENGTH(payload, pos + 1)[0]
-            fields.append(payload[start:pos])
+            pos = start + length(payload, pos + 1)[0]
+            append(payload[start:pos])
         elif tag == _NULL:
-            fields.append(_NULL_FIELD)
+            append(null)
             nulls += 1
             pos += 1
         else:
@@ -68,14 +70,14 @@ def tuple_line(
     key = []
     for index, _, convert in keys:
         value = fields[index]
-        if value is _NULL_FIELD:
+        if value is null:
             return None
         key.append(convert(value.decode(encoding)))
     line = b"\t".join(fields)
     # Only the separators and the NULL markers may be special: otherwise some
     # value holds a character COPY needs escaped (rare: escape value by value).
-    if line.count(b"\t") != columns - 1 or line.count(b"\\") != nulls or b"\n" in line or b"\r" in line:
-        line = b"\t".join(f if f is _NULL_FIELD else _escape(f) for f in fields)
+    if len(line) - len(line.translate(None, _SPECIALS)) != columns - 1 + nulls:
+        line = b"\t".join(f if f is null else _escape(f) for f in fields)
     return line + b"\n", tuple(key)
 
 
