@@ -120,7 +120,7 @@ class RecordingStream:
         return [e for e in self.seen if isinstance(e, RowChange) and e.table.name == name]
 
 
-def _mappings() -> TableMappings:
+def _mappings(*rules: dict[str, Any]) -> TableMappings:
     rule = {
         "rule-type": "selection",
         "rule-id": "1",
@@ -128,13 +128,15 @@ def _mappings() -> TableMappings:
         "object-locator": {"schema-name": "public", "table-name": "%"},
         "rule-action": "include",
     }
-    return TableMappings.parse({"rules": [rule]}, "test")
+    return TableMappings.parse({"rules": [rule, *rules]}, "test")
 
 
 class Capture:
     """Capture of the named source tables into the target, in a thread."""
 
-    def __init__(self, source_url: str, target_url: str, names: tuple[str, ...]) -> None:
+    def __init__(
+        self, source_url: str, target_url: str, names: tuple[str, ...], rules: tuple[dict[str, Any], ...] = ()
+    ) -> None:
         self.source_url, self.target_url = source_url, target_url
         self.source = PostgresChangeSource(EndpointConfig("src", "postgres", url=source_url))
         self.stream: RecordingStream | None = None
@@ -147,7 +149,7 @@ class Capture:
         start = self.source.begin_capture(TASK, self.tables, export_snapshot=False)
         self.stream = RecordingStream(self.source.open_stream(TASK, self.tables, start.position))
         self.applier = PostgresApplier(EndpointConfig("dst", "postgres", url=target_url))
-        mappings = _mappings()
+        mappings = _mappings(*rules)
         self.capture = ChangeCapture(
             task=TASK,
             stream=self.stream,
@@ -217,8 +219,8 @@ def dbs(pg_server: PostgresServer) -> tuple[str, str]:
 def capture(dbs: tuple[str, str]) -> Iterator[Callable[..., Capture]]:
     started: list[Capture] = []
 
-    def start(*names: str) -> Capture:
-        started.append(Capture(*dbs, names))
+    def start(*names: str, rules: tuple[dict[str, Any], ...] = ()) -> Capture:
+        started.append(Capture(*dbs, names, rules))
         return started[-1]
 
     yield start
@@ -653,3 +655,49 @@ def test_accepts_encoded(dbs: tuple[str, str], pg_server: PostgresServer) -> Non
         assert applier.accepts_encoded(tables["exact"], encoded_format("iso8859-1"))
     finally:
         applier.close()
+
+
+def test_a_removed_column_is_not_passed_through(
+    dbs: tuple[str, str], capture: Callable[..., Capture]
+) -> None:
+    """A remove-column rule: the target lacks a source column, so rows go as values."""
+    source, target = dbs
+    _execute(source, "CREATE TABLE t (id int PRIMARY KEY, v text, secret text)")
+    _execute(target, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    remove = {
+        "rule-type": "transformation",
+        "rule-id": "2",
+        "rule-name": "drop-secret",
+        "rule-target": "column",
+        "object-locator": {"schema-name": "public", "table-name": "t", "column-name": "secret"},
+        "rule-action": "remove-column",
+    }
+    run = capture("t", rules=(remove,))
+    _execute(source, "INSERT INTO t VALUES (1, 'x', 'hidden'), (2, 'y', 'hidden')", "UPDATE t SET v = 'z'")
+    assert run.wait_equal("SELECT id, v FROM t ORDER BY id") == [(1, "z"), (2, "z")]
+    run.finish()
+    assert run.stream is not None and run.stream.encoded("t") == []
+    assert all(t.suspended is None for t in run.capture.tables.values())
+
+
+def test_a_new_primary_key_keys_every_change_alike(
+    dbs: tuple[str, str], capture: Callable[..., Capture]
+) -> None:
+    """After the source's primary key changes, encoded rows and deletes are keyed by
+    the same (new) key: an update then a delete of a row in one batch leaves no row."""
+    source, target = dbs
+    for url in dbs:
+        _execute(url, "CREATE TABLE t (id int PRIMARY KEY, b int NOT NULL, v text)")
+        _execute(url, "INSERT INTO t VALUES (1, 10, 'a'), (2, 20, 'b')")
+    run = capture("t")
+    _execute(source, "ALTER TABLE t DROP CONSTRAINT t_pkey", "ALTER TABLE t ADD PRIMARY KEY (id, b)")
+    _execute(target, "ALTER TABLE t DROP CONSTRAINT t_pkey", "ALTER TABLE t ADD PRIMARY KEY (id, b)")
+    _execute(source, "UPDATE t SET v = 'changed' WHERE id = 2")
+    run.wait_equal("SELECT * FROM t ORDER BY id")
+    _execute(source, "UPDATE t SET v = 'new' WHERE id = 1", "DELETE FROM t WHERE id = 1")
+    assert run.wait_equal("SELECT * FROM t ORDER BY id") == [(2, 20, "changed")]
+    run.finish()
+    assert all(t.suspended is None for t in run.capture.tables.values())
+    assert run.stream is not None
+    assert run.stream.requests[-1][TableRef("public", "t")].primary_key == ("id", "b"), "asked again"
+    assert [k for e in run.stream.encoded("t") for k in e.keys][-2:] == [(2, 20), (1, 10)]

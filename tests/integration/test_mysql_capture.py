@@ -648,3 +648,42 @@ def test_values_the_full_load_refuses_are_data_errors(
             read_rows(snapshot, table)
     finally:
         snapshot.close()
+
+
+def test_table_ids_reused_after_a_server_restart_name_the_right_tables() -> None:
+    """MariaDB numbers tables afresh after a restart: a rows event after it must be
+    read with the table map of its own file (table maps are parsed once per id)."""
+    from support.servers import MariaDBServer
+
+    server = MariaDBServer()
+    server.start()
+    try:
+        url = server.url(server.new_database())
+        conn = _raw(url)
+        run(conn, "CREATE TABLE ta (id int PRIMARY KEY, a int)", "CREATE TABLE tb (k int PRIMARY KEY, z int)")
+        conn.close()
+        capture = MySQLChangeSource(EndpointConfig(name="maria", engine="mysql", url=url))
+        try:
+            tables = [t for t in capture.tables() if t.ref.name in {"ta", "tb"}]
+            start = capture.begin_capture("restart", tables, export_snapshot=False)
+            conn = _raw(url)
+            run(conn, "INSERT INTO ta VALUES (1, 1)")
+            conn.close()
+            server.restart()
+            conn = _raw(url)
+            run(conn, "INSERT INTO tb VALUES (100, 7)", "INSERT INTO ta VALUES (2, 2)")
+            conn.close()
+            stream = capture.open_stream("restart", tables, start.position)
+            try:
+                events = collect(stream, commits(3))
+            finally:
+                stream.close()
+        finally:
+            capture.close()
+    finally:
+        server.close()
+    assert [(c.table.name, c.values) for c in row_changes(events)] == [
+        ("ta", {"id": 1, "a": 1}),
+        ("tb", {"k": 100, "z": 7}),
+        ("ta", {"id": 2, "a": 2}),
+    ]

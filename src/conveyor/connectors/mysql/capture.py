@@ -45,6 +45,7 @@ from pymysqlreplication.event import (  # type: ignore[import-untyped]
     GtidEvent,
     MariadbGtidEvent,
     QueryEvent,
+    RotateEvent,
     XidEvent,
 )
 from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
@@ -617,6 +618,7 @@ class MySQLChangeStream:
                 MariadbGtidEvent,
                 GtidEvent,
                 QueryEvent,
+                RotateEvent,
                 XidEvent,
                 WriteRowsEvent,
                 UpdateRowsEvent,
@@ -625,7 +627,9 @@ class MySQLChangeStream:
             enable_logging=False,
             # A table's map is parsed once per table id, not before every rows
             # event (most of the per-change cost otherwise). ALTER TABLE gives
-            # the table a new id, so a changed shape is still read afresh.
+            # the table a new id, so a changed shape is still read afresh; ids
+            # start again after a server restart, so the maps are dropped at
+            # every binlog rotation (a restart always begins a new file).
             freeze_schema=True,
             pymysql_wrapper=_pymysql_connect,
         )
@@ -713,6 +717,9 @@ class MySQLChangeStream:
         return (file, end) <= (start_file, start_pos)
 
     def _handle(self, event: Any) -> Iterator[ChangeEvent]:
+        if isinstance(event, RotateEvent):
+            self._reader.table_map.clear()  # table ids of another file may mean other tables
+            return
         file, end = str(self._reader.log_file), int(self._reader.log_pos or 0)
         if end and self._before_start(file, end):
             return

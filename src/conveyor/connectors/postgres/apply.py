@@ -33,6 +33,24 @@ from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import DataError, TransientError
 from conveyor.core.schema import Column, TableRef, TableSchema
 
+# Types whose text means something else on another server (money follows
+# lc_monetary; the reg* types name catalog objects): never passed through.
+UNPORTABLE_TEXT = frozenset(
+    {
+        "money",
+        "regclass",
+        "regcollation",
+        "regconfig",
+        "regdictionary",
+        "regnamespace",
+        "regoper",
+        "regoperator",
+        "regproc",
+        "regprocedure",
+        "regrole",
+        "regtype",
+    }
+)
 CONTROL_SCHEMA = "public"
 CHECKPOINTS = "conveyor_checkpoints"
 
@@ -56,7 +74,7 @@ class PostgresApplier:
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
         self._conn: psycopg.Connection[Any] | None = None
-        self._unique_key: dict[TableRef, bool] = {}
+        self._unique_key: dict[tuple[TableRef, tuple[str, ...]], bool] = {}
         # Staging tables of this connection's session, kept from batch to batch
         # (creating and dropping them per batch costs time and bloats the catalog).
         self._staging: dict[tuple[TableRef, str, tuple[str, ...]], sql.Identifier] = {}
@@ -108,10 +126,18 @@ class PostgresApplier:
         except psycopg.OperationalError as exc:
             self.close()
             raise TransientError(connection.describe_failure(self.config, exc)) from None
+        except psycopg.Error:
+            self._rollback(conn)
+            return False  # the values path reports what is wrong, if anything
         if existing is None:
             return False
         have = {c.name: c.type.native for c in existing.columns}
-        return all(c.type.native is not None and have.get(c.name) == c.type.native for c in table.columns)
+        return all(
+            c.type.native is not None
+            and c.type.native not in UNPORTABLE_TEXT
+            and have.get(c.name) == c.type.native
+            for c in table.columns
+        )
 
     def apply_changes(self, task: str, changes: Sequence[TableChanges], checkpoint: Checkpoint) -> None:
         conn = self._connection()
@@ -224,7 +250,7 @@ class PostgresApplier:
         (ON CONFLICT needs one; a table created by Conveyor has it)."""
         if not table.primary_key:
             return False
-        known = self._unique_key.get(table.ref)
+        known = self._unique_key.get((table.ref, table.primary_key))
         if known is None:
             row = conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = %s::regclass AND i.indisunique"
@@ -234,7 +260,7 @@ class PostgresApplier:
                 (qualified(table.ref).as_string(conn), sorted(table.primary_key)),
             ).fetchone()
             known = bool(row and row[0])
-            self._unique_key[table.ref] = known
+            self._unique_key[(table.ref, table.primary_key)] = known
         return known
 
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:

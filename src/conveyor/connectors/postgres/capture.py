@@ -568,7 +568,7 @@ class PostgresChangeStream:
         self._known = {s.ref: s for s in tables}
         self._selected = set(self._known) or None  # None: every table the publications hold
         self._relations: dict[int, _Relation] = {}
-        self._encode: dict[TableRef, tuple[tuple[str, str | None], ...]] = {}
+        self._encode: dict[TableRef, tuple[tuple[tuple[str, str | None], ...], tuple[str, ...]]] = {}
         self._chunk = _Chunk()
         self._catalog = connection.connect(config, autocommit=True)
         self._repl: Any = None
@@ -674,14 +674,16 @@ class PostgresChangeStream:
                     if chunk.size >= ENCODED_CHUNK_ROWS:
                         yield from chunk.take()
                     continue
+                if event is not None and (type(event) is RowChange or isinstance(event, Truncate)):
+                    # Counted before anything is yielded: a connection lost while the
+                    # consumer holds a yielded chunk must replay after this event.
+                    self._txn_events += 1
+                    if self._skip_events:  # delivered before the connection was lost
+                        self._skip_events -= 1
+                        continue
                 if chunk.size:
                     yield from chunk.take()  # every event after the rows before it
                 if event is not None:
-                    if type(event) is RowChange or isinstance(event, Truncate):
-                        self._txn_events += 1
-                        if self._skip_events:  # delivered before the connection was lost
-                            self._skip_events -= 1
-                            continue
                     yield event
                     deadline = time.monotonic() + idle_timeout
                     continue
@@ -1029,8 +1031,9 @@ class PostgresChangeStream:
             self._catalog.close()
 
 
-def _shape(schema: TableSchema) -> tuple[tuple[str, str | None], ...]:
-    return tuple((c.name, c.type.native) for c in schema.columns)
+def _shape(schema: TableSchema) -> tuple[tuple[tuple[str, str | None], ...], tuple[str, ...]]:
+    """What encoding a table's rows depends on: column names and types, and the key."""
+    return tuple((c.name, c.type.native) for c in schema.columns), schema.primary_key
 
 
 def _python_encoding(pg_encoding: str) -> str:

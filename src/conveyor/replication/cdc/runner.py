@@ -9,10 +9,11 @@ Order of effects for every batch, and what a crash between any two means:
 3. ``ack`` lets the source release what the checkpoint covers (a crash before
    it replays the batch, which the reduced, key-based apply makes harmless).
 
-Step 2 runs in a background thread while the stream reads the next batch; at
-most one batch is in flight, and the next is handed over only after it
-committed, so checkpoints never go backwards and acknowledgements stay in the
-stream's own thread.
+Step 2 runs in a background thread while the stream reads on: batches are
+applied one after another in the order they were handed over (at most
+``batches_in_flight`` of them, so reading can run a batch ahead of the apply),
+each checkpoint is at or after the one before it, and acknowledgements stay in
+the stream's own thread, in order, each after its batch committed.
 
 A transaction larger than the batch limit is applied in parts under the
 previous checkpoint, so memory stays bounded; a crash inside it replays the
@@ -25,6 +26,7 @@ import functools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -148,6 +150,7 @@ class ChangeCapture:
     stop: threading.Event = field(default_factory=threading.Event)
     flush_seconds: float = 0.5
     max_batch_changes: int = 50_000
+    batches_in_flight: int = 2
     retry_seconds: float = 5.0
     on_batch: Callable[[ChangeCapture], None] = field(default=lambda capture: None)
     on_suspended: Callable[[CaptureTable], None] = field(default=lambda table: None)
@@ -155,7 +158,9 @@ class ChangeCapture:
     ddl: ChangeProcessingDdlHandlingPolicy = field(default_factory=ChangeProcessingDdlHandlingPolicy)
 
     def __post_init__(self) -> None:
-        self._applied = self.start
+        self._applied = self.start  # the last position acknowledged
+        self._handed = self.start  # the position of the last batch handed to the applier
+        self._on_target = self.start  # the applier thread's: the target's checkpoint
         self._committed: Checkpoint | None = None
         self._pending = 0
         self._first_pending: float | None = None
@@ -163,7 +168,7 @@ class ChangeCapture:
         self.progress.position = self.start
         # One batch is applied in a background thread while the next is read.
         self._applier_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"apply-{self.task}")
-        self._inflight: _InFlight | None = None
+        self._inflight: deque[_InFlight] = deque()
 
     def run(self) -> None:
         try:
@@ -188,6 +193,7 @@ class ChangeCapture:
             if (
                 table.suspended is None
                 and table.reducer.passes_encoded
+                and table.mapped.target.column_names == table.mapped.source.column_names
                 and table.mapped.target.primary_key == table.mapped.source.primary_key
                 and applier.accepts_encoded(table.mapped.target, stream.encoded_format)
             ):
@@ -206,8 +212,8 @@ class ChangeCapture:
         for event in self.stream.events(idle_timeout=min(self.flush_seconds, 0.2)):
             if self.stop.is_set():
                 break
-            if self._inflight is not None and self._inflight.future.done():
-                self._wait_applied()
+            while self._inflight and self._inflight[0].future.done():
+                self._wait_oldest()
             if event is None:
                 if self._pending or self._committed is not None:
                     self._flush()
@@ -220,7 +226,7 @@ class ChangeCapture:
                 self._committed = event.position
                 self.progress.last_commit_time = event.time or datetime.now(UTC)
                 self._pending_commit_time = self.progress.last_commit_time
-                if self._inflight is None and self._pending:
+                if not self._inflight and self._pending:
                     # The applier is idle: hand it what committed now rather than
                     # letting it wait (group commit: batches grow while it is busy).
                     self._flush()
@@ -280,7 +286,11 @@ class ChangeCapture:
         added = [n for n in after if n not in before]
         dropped = [n for n in before if n not in after]
         changed = [n for n in after if n in before and after[n].type != before[n].type]
-        if not (added or dropped or changed) and mapped.columns == table.mapped.columns:
+        if (
+            not (added or dropped or changed)
+            and mapped.columns == table.mapped.columns
+            and mapped.target.primary_key == table.mapped.target.primary_key
+        ):
             return
         self._flush(partial=True)
         self._wait_applied()
@@ -305,13 +315,16 @@ class ChangeCapture:
         self._apply_with_retry(self._request_encoding)
 
     def _flush(self, partial: bool = False) -> None:
-        """Hand what is pending to the applier thread (after the batch before it
-        has committed). Rows of an unfinished transaction go with the last
-        complete transaction's checkpoint (``partial``, or a full batch)."""
+        """Hand what is pending to the applier thread (waiting while
+        ``batches_in_flight`` batches are). Rows of an unfinished transaction go
+        with the last complete transaction's checkpoint (``partial``, or a full
+        batch)."""
         if not self._pending and self._committed is None:
             return
-        self._wait_applied()
-        position = self._committed or self._applied
+        while len(self._inflight) >= self.batches_in_flight:
+            self._wait_oldest()
+        position = self._committed or self._handed
+        self._handed = position
         changes = [
             t.reducer.changes() for t in self.tables.values() if t.reducer.pending and t.suspended is None
         ]
@@ -321,21 +334,29 @@ class ChangeCapture:
             table.updates += table.reducer.updates
             table.deletes += table.reducer.deletes
             table.renew()
-        self._inflight = _InFlight(
-            future=self._applier_thread.submit(self._apply, changes, position),
-            committed=self._committed,
-            commit_time=self._pending_commit_time,
-            changes=self._pending,
+        self._inflight.append(
+            _InFlight(
+                future=self._applier_thread.submit(self._apply, changes, position),
+                committed=self._committed,
+                commit_time=self._pending_commit_time,
+                changes=self._pending,
+            )
         )
         self._pending, self._first_pending, self._committed = 0, None, None
 
     def _wait_applied(self) -> None:
-        """Wait for the batch in flight; once its transaction committed on the
-        target, acknowledge its position to the source (never before)."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is None:
-            return
-        inflight.future.result()  # re-raises what the apply raised
+        """Wait for every batch in flight (see ``_wait_oldest``)."""
+        while self._inflight:
+            self._wait_oldest()
+
+    def _wait_oldest(self) -> None:
+        """Wait for the oldest batch in flight; once its transaction committed on
+        the target, acknowledge its position to the source (never before)."""
+        inflight = self._inflight[0]
+        try:
+            inflight.future.result()  # re-raises what the apply raised
+        finally:
+            self._inflight.popleft()
         fault_point(
             "capture-after-apply" if inflight.committed is not None else "capture-after-partial-apply"
         )
@@ -350,19 +371,26 @@ class ChangeCapture:
         self.on_batch(self)
 
     def _apply(self, changes: list[TableChanges], position: Checkpoint) -> None:
+        """The applier thread's part: one batch, with its checkpoint."""
+        # A table suspended while this batch waited its turn gets nothing more.
+        changes = [c for c in changes if not self._is_suspended(c.table.ref)]
         try:
             self._apply_with_retry(self._applying(changes, position))
         except DataError:
-            # Find the tables the target refuses, one at a time under the old
-            # checkpoint; suspend them and apply the rest.
+            # Find the tables the target refuses, one at a time under the
+            # target's current checkpoint; suspend them and apply the rest.
             good = []
             for table_changes in changes:
                 try:
-                    self._apply_with_retry(self._applying([table_changes], self._applied))
+                    self._apply_with_retry(self._applying([table_changes], self._on_target))
                     good.append(table_changes)
                 except DataError as exc:
                     self._suspend(table_changes.table.ref, str(exc))
             self._apply_with_retry(self._applying(good, position))
+        self._on_target = position
+
+    def _is_suspended(self, target_ref: TableRef) -> bool:
+        return any(t.suspended is not None for t in self.tables.values() if t.mapped.target.ref == target_ref)
 
     def _applying(self, changes: list[TableChanges], position: Checkpoint) -> Callable[[], None]:
         return lambda: self.applier.apply_changes(self.task, changes, position)
