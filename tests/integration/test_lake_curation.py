@@ -509,24 +509,29 @@ def test_the_catalog_registers_every_curated_table_as_schema_dot_table(tmp_path:
 # --- on an S3-compatible store (moto on loopback) -------------------------------------------
 
 
-def test_curation_on_s3(moto_url: str) -> None:
+def s3_lake(moto_url: str, bucket: str, bucket_path: str) -> EndpointConfig:
+    """A lake endpoint on a new bucket of the moto server."""
     import boto3  # type: ignore[import-untyped]
 
     boto3.client(
         "s3", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    ).create_bucket(Bucket="lake")
-    config = EndpointConfig(
+    ).create_bucket(Bucket=bucket)
+    return EndpointConfig(
         "lake",
         "lake",
-        path="s3://lake/prefix",
+        path=f"s3://{bucket}/prefix",
         options={
             "settings": {"AccessKeyId": "testing", "SecretAccessKey": "testing"},
             "format": "parquet",
-            "bucket_path": "raw/2026/11/23",
+            "bucket_path": bucket_path,
             "endpoint_url": moto_url,
             "region": "us-east-1",
         },
     )
+
+
+def test_curation_on_s3(moto_url: str) -> None:
+    config = s3_lake(moto_url, "lake", "raw/2026/11/23")
     rows = [{"id": k, "region": REGIONS[k % 3], "qty": k, "note": None} for k in range(1, 5)]
     target = LakeTarget(config)
     load = target.begin_load(TABLE, PrepMode.DROP_AND_CREATE)
@@ -560,23 +565,7 @@ def test_repeated_curation_runs_on_s3(moto_url: str, monkeypatch: pytest.MonkeyP
     merging), then a run recovers a lost controller update. The S3 server
     answers from a thread of this process, so a deltalake call that holds the
     GIL while it waits on S3 would stall here until its requests time out."""
-    import boto3
-
-    boto3.client(
-        "s3", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    ).create_bucket(Bucket="lake-again")
-    config = EndpointConfig(
-        "lake",
-        "lake",
-        path="s3://lake-again/prefix",
-        options={
-            "settings": {"AccessKeyId": "testing", "SecretAccessKey": "testing"},
-            "format": "parquet",
-            "bucket_path": "raw",
-            "endpoint_url": moto_url,
-            "region": "us-east-1",
-        },
-    )
+    config = s3_lake(moto_url, "lake-again", "raw")
     source = {k: {"id": k, "region": REGIONS[k % 3], "qty": k, "note": None} for k in range(1, 9)}
     target = LakeTarget(config)
     load = target.begin_load(TABLE, PrepMode.DROP_AND_CREATE)
