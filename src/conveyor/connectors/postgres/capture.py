@@ -704,7 +704,7 @@ class PostgresChangeStream:
     def encode_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
         """INSERTs and UPDATEs (without a key change or unchanged TOASTed
         values) of these tables come as COPY text lines (copy_lines.py) while
-        their relation has exactly the given column names and types."""
+        their relation has exactly the given column names, types and primary key."""
         self._encode = {ref: _shape(schema) for ref, schema in tables.items()}
         for rel in self._relations.values():
             rel.encode_keys = self._encode_keys(rel)
