@@ -574,3 +574,24 @@ def test_a_value_without_python_form_names_its_column(capture: tuple[str, Postgr
             _collect(stream, 1)
     finally:
         stream.close()
+
+
+def test_text_arrives_in_the_server_encoding_whatever_the_environment(
+    capture: tuple[str, PostgresChangeSource], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pgoutput converts text to the replication session's client encoding: the
+    stream pins it to the server's, so PGCLIENTENCODING cannot garble or refuse it."""
+    url, source = capture
+    _execute(url, "CREATE TABLE enc (id int PRIMARY KEY, t text)")
+    tables = _tables(source, "enc")
+    start = source.begin_capture("t1", tables, export_snapshot=False)
+    monkeypatch.setenv("PGCLIENTENCODING", "LATIN1")
+    stream = source.open_stream("t1", tables, start.position)
+    monkeypatch.delenv("PGCLIENTENCODING")
+    try:
+        assert stream.encoded_format == "postgres-copy-text/utf-8"
+        _execute(url, "INSERT INTO enc VALUES (1, 'grüße € 🚀')")
+        events = _collect(stream, 1)
+    finally:
+        stream.close()
+    assert [r.values for r in _rows(events)] == [{"id": 1, "t": "grüße € 🚀"}]

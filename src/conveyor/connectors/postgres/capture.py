@@ -100,10 +100,16 @@ def _position(lsn: int) -> Checkpoint:
     return Checkpoint(ENGINE, {"lsn": format_lsn(lsn)})
 
 
-def _replication_dsn(config: EndpointConfig) -> str:
+def _replication_dsn(config: EndpointConfig, client_encoding: str | None = None) -> str:
+    """The replication connection's DSN, with the session settings the text of
+    pgoutput's values is read by. pgoutput converts that text to the session's
+    client encoding, which ``client_encoding`` pins (to the server's: so a
+    PGCLIENTENCODING in the environment cannot change the bytes)."""
     params = conninfo_to_dict(connection.conninfo(config))
     options = str(params.get("options") or "")
     params["options"] = f"{options} {SESSION_OPTIONS}".strip()
+    if client_encoding is not None:
+        params["client_encoding"] = client_encoding
     return make_conninfo("", **params)
 
 
@@ -539,6 +545,7 @@ class PostgresChangeStream:
     _txn_events = 0
     _replay: tuple[int, int] | None = None
     _skip_events = 0
+    _server_encoding: str | None = None
 
     def __init__(
         self,
@@ -578,6 +585,7 @@ class PostgresChangeStream:
             ).fetchone()
             assert row is not None
             version, encoding = row
+            self._server_encoding = str(encoding)
             self._messages = version >= 140000
             self._decoder = pgoutput.Decoder(_python_encoding(encoding))
             self._start(publications)
@@ -593,7 +601,8 @@ class PostgresChangeStream:
     def _start(self, publications: Sequence[str]) -> None:
         try:
             self._repl = psycopg2.connect(
-                _replication_dsn(self.config), connection_factory=psycopg2.extras.LogicalReplicationConnection
+                _replication_dsn(self.config, self._server_encoding),
+                connection_factory=psycopg2.extras.LogicalReplicationConnection,
             )
         except psycopg2.OperationalError as exc:
             raise ConnectionFailed(connection.describe_failure(self.config, exc)) from None
