@@ -15,9 +15,11 @@ import pytest
 
 from conveyor.connectors.base import EndpointConfig, PrepMode
 from conveyor.connectors.changes import ChangeApplier, TableChanges
+from conveyor.connectors.postgres.apply import PostgresApplier
 from conveyor.connectors.registry import open_applier, open_target
 from conveyor.core import types as t
 from conveyor.core.batch import Checkpoint
+from conveyor.core.errors import DataError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 from support.servers import PostgresServer
@@ -146,3 +148,34 @@ def test_a_target_without_a_unique_key_still_gets_one_row_per_key(pg_server: Pos
     finally:
         applier.close()
     assert [(r["id"], r["note"]) for r in rows(endpoint)] == [(1, "again"), (2, "n")]
+
+
+def test_a_refused_value_is_named_by_column_not_shown(pg_server: PostgresServer) -> None:
+    """The reason a table is suspended with is kept and shown: it names the
+    column, never the row's values (which may be secret)."""
+    endpoint = EndpointConfig("dst", "postgres", url=pg_server.url(pg_server.new_database("refuse")))
+    assert endpoint.url is not None
+    with psycopg.connect(endpoint.url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.secrets (id int PRIMARY KEY, pin varchar(4), note text)")
+    table = TableSchema(
+        TableRef("public", "secrets"),
+        (
+            Column("id", t.simple(Kind.INT32), False),
+            Column("pin", t.simple(Kind.TEXT)),
+            Column("note", t.simple(Kind.TEXT)),
+        ),
+        ("id",),
+    )
+    applier = PostgresApplier(endpoint)
+    try:
+        with pytest.raises(DataError) as refused:
+            applier.apply_changes(
+                "t",
+                [TableChanges(table, upserts=[{"id": 1, "pin": "123456", "note": "top secret"}])],
+                position(1),
+            )
+    finally:
+        applier.close()
+    message = str(refused.value)
+    assert "too long" in message and "pin" in message
+    assert "123456" not in message and "top secret" not in message

@@ -29,7 +29,7 @@ EXCEPTIONS_TABLE = "awsdms_apply_exceptions"
 EXCEPTIONS_SCHEMA = "public"
 MAX_NAME_BYTES = 63
 COPY_WRITE_BYTES = 1 << 20
-_COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
+COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
 
 # Kinds a value can be written from into a column of another kind, by COPY's
 # text input: the server parses it and refuses (per row) what does not fit.
@@ -244,7 +244,7 @@ def _data_error(table: TableRef, exc: psycopg.Error, rows: int) -> DataError:
     diag = exc.diag
     message = " ".join((diag.message_primary or str(exc)).split())
     row = column = None
-    match = _COPY_CONTEXT.search(diag.context or "")
+    match = COPY_CONTEXT.search(diag.context or "")
     if match:
         line = int(match.group(1))
         row = line - 1 if 0 < line <= rows else None
