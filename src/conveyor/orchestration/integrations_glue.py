@@ -5,8 +5,9 @@ trigger runs the seed's job.
 ``JobName`` is free and kept in the answer; ``Arguments`` may hold ``--lake``
 (a lake endpoint) and ``--table`` (``schema.table``) to narrow the run. With
 ``.sync`` the Task waits and fails with ``States.TaskFailed`` (the JobRun as
-its cause) when a table failed; without it the run starts in the background
-and the Task answers ``{"JobRunId": ...}`` at once.
+its cause) when a table failed; without it the run starts in a background
+thread (the process waits for it before it exits) and the Task answers
+``{"JobRunId": ...}`` at once.
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ def start_job_run(stack: Callable[[], Stack], sync: bool) -> TaskHandler:
         job, arguments = _request(parameters)
         run_id = f"jr_{uuid.uuid4().hex}"
         if not sync:
+            # Not a daemon: a process that started it waits for it before exiting
+            # (killing native code mid-write at interpreter exit can crash it).
             threading.Thread(
-                target=_run_logged, args=(stack, job, run_id, arguments), name=f"glue-{run_id}", daemon=True
+                target=_run_logged, args=(stack, job, run_id, arguments), name=f"glue-{run_id}", daemon=False
             ).start()
             return {"JobRunId": run_id}
         answer = _run(stack, job, run_id, arguments)
