@@ -75,7 +75,7 @@ import psycopg  # noqa: E402
 import pymysql  # noqa: E402
 
 from bench import data  # noqa: E402
-from bench.common import BenchFailure, log, num, render_table, wait_bounded  # noqa: E402
+from bench.common import BenchFailure, Child, finish_child, log, num, render_table, start_child  # noqa: E402
 from bench.full_load import psql_env  # noqa: E402
 from support.servers import MariaDBServer, PostgresServer  # noqa: E402
 
@@ -373,63 +373,28 @@ def run_child(
     profile: Path | None = None,
     ready: Path | None = None,
     background: bool = False,
-) -> ChildRun | tuple[subprocess.Popen[bytes], Path, Path, float]:
-    result_file = workdir / f"{mode}.result.json"
-    log_file = workdir / f"{mode}.log"
-    result_file.unlink(missing_ok=True)
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "child",
-        mode,
-        "--engine",
-        engine,
-        "--source",
-        source,
-        "--target",
-        target,
-        "--schema",
-        schema,
-        "--start",
-        json.dumps(start),
-        "--changes",
-        str(changes),
-        "--result",
-        str(result_file),
-    ]
+) -> ChildRun | Child:
+    """Conveyor's side in a child; with ``background``, the started child (see ``child_run``)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "child", mode, "--engine", engine]
+    command += ["--source", source, "--target", target, "--schema", schema]
+    command += ["--start", json.dumps(start), "--changes", str(changes)]
     if slot is not None:
         command += ["--slot", slot]
     if profile is not None:
         command += ["--profile", str(profile)]
     if ready is not None:
         command += ["--ready", str(ready)]
-    began = time.perf_counter()
-    with log_file.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-    if background:
-        return proc, result_file, log_file, began
-    return finish_child(proc, result_file, log_file, began, timeout_s, mode)
+    child = start_child(command, workdir, mode, f"conveyor {mode}")
+    return child if background else child_run(child, timeout_s)
 
 
-def finish_child(
-    proc: subprocess.Popen[bytes],
-    result_file: Path,
-    log_file: Path,
-    began: float,
-    timeout_s: float,
-    what: str,
-) -> ChildRun:
-    code, usage = wait_bounded(proc, timeout_s, f"conveyor {what}")
-    process_seconds = time.perf_counter() - began
-    if code != 0 or not result_file.exists():
-        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
-        raise BenchFailure(f"conveyor {what} exited with {code}:\n{tail}")
-    result = json.loads(result_file.read_text())
+def child_run(child: Child, timeout_s: float) -> ChildRun:
+    out = finish_child(child, timeout_s)
     return ChildRun(
-        seconds=float(result["seconds"]),
-        process_seconds=process_seconds,
-        peak_rss_mb=usage.ru_maxrss / 1024,
-        changes=int(result["changes"]),
+        seconds=float(out.result["seconds"]),
+        process_seconds=out.process_seconds,
+        peak_rss_mb=out.peak_rss_mb,
+        changes=int(out.result["changes"]),
     )
 
 
@@ -682,12 +647,11 @@ def run_latency(setup: Setup) -> LatencyResult:
             ready=ready,
             background=True,
         )
-        assert isinstance(started, tuple)
-        proc, result_file, log_file, began = started
+        assert isinstance(started, Child)
         deadline = time.monotonic() + 60
         while not ready.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                finish_child(proc, result_file, log_file, began, 1, "latency")
+            if started.proc.poll() is not None or time.monotonic() > deadline:
+                child_run(started, 1)
                 raise BenchFailure("the latency run's capture did not start")
             time.sleep(0.01)
         # The paced writer: LATENCY_TXN_ROWS-row transactions on an absolute schedule.
@@ -706,7 +670,7 @@ def run_latency(setup: Setup) -> LatencyResult:
                     (low, low + LATENCY_TXN_ROWS - 1),
                 )
             wrote = time.monotonic() - first
-        run = finish_child(proc, result_file, log_file, began, setup.timeout_s, "latency")
+        run = child_run(started, setup.timeout_s)
         latencies = _latencies(setup)
         if len(latencies) != total:
             raise BenchFailure(f"latency: the target has {len(latencies):,} of {total:,} rows")

@@ -4,13 +4,18 @@ only, so a child importing it loads no database driver."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 POLL_S = 0.01
+REPO = Path(__file__).resolve().parent.parent
+LOG_TAIL_LINES = 30
 
 
 class BenchFailure(Exception):
@@ -36,6 +41,59 @@ def wait_bounded(proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> 
             proc.returncode = -9
             raise BenchFailure(f"{what}: no result within {timeout_s:.0f} s (killed)")
         time.sleep(POLL_S)
+
+
+@dataclass
+class Child:
+    """A child process that writes its result as JSON to ``result_file``
+    (the ``--result`` option it is given) and its output to ``log_file``."""
+
+    proc: subprocess.Popen[bytes]
+    result_file: Path
+    log_file: Path
+    began: float
+    what: str
+
+
+@dataclass
+class ChildOutput:
+    result: dict[str, Any]
+    process_seconds: float  # wall time from start to reaping
+    peak_rss_mb: float  # the child's own ru_maxrss
+
+
+def start_child(command: Sequence[str], workdir: Path, name: str, what: str) -> Child:
+    """Start ``command --result <workdir>/<name>.result.json`` in the repository,
+    its output to ``<workdir>/<name>.log``; ``what`` names it in errors."""
+    result_file = workdir / f"{name}.result.json"
+    log_file = workdir / f"{name}.log"
+    result_file.unlink(missing_ok=True)
+    began = time.perf_counter()
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen(
+            [*command, "--result", str(result_file)],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+    return Child(proc, result_file, log_file, began, what)
+
+
+def finish_child(child: Child, timeout_s: float) -> ChildOutput:
+    """Reap ``child`` (killed after ``timeout_s``); its result, or BenchFailure
+    with the tail of its log."""
+    code, usage = wait_bounded(child.proc, timeout_s, child.what)
+    process_seconds = time.perf_counter() - child.began
+    if code != 0 or not child.result_file.exists():
+        tail = "\n".join(child.log_file.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+        raise BenchFailure(f"{child.what} exited with {code}:\n{tail}")
+    result = json.loads(child.result_file.read_text())
+    return ChildOutput(result, process_seconds, usage.ru_maxrss / 1024)  # KiB on Linux
+
+
+def run_child(command: Sequence[str], workdir: Path, name: str, what: str, timeout_s: float) -> ChildOutput:
+    return finish_child(start_child(command, workdir, name, what), timeout_s)
 
 
 def num(value: float | None, spec: str) -> str:

@@ -54,7 +54,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -68,7 +67,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.common import BenchFailure, log, num, render_table, wait_bounded  # noqa: E402
+from bench.common import BenchFailure, log, num, render_table  # noqa: E402
+from bench.common import run_child as common_run_child  # noqa: E402
 
 CASES = ("full-and-changes", "merge")
 RESULTS_DIR = REPO / "bench" / "results"
@@ -470,9 +470,6 @@ def run_child(
     side: str, case: str, spec_file: Path, workdir: Path, timeout_s: float, of: str | None = None
 ) -> tuple[dict[str, Any], float, float]:
     """One child; (its result, process seconds, peak RSS MB)."""
-    result_file = workdir / f"{side}-{case}.result.json"
-    log_file = workdir / f"{side}-{case}.log"
-    result_file.unlink(missing_ok=True)
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -482,20 +479,11 @@ def run_child(
         case,
         "--spec",
         str(spec_file),
-        "--result",
-        str(result_file),
     ]
     if of is not None:
         command += ["--of", of]
-    began = time.perf_counter()
-    with log_file.open("wb") as out:
-        proc = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        code, usage = wait_bounded(proc, timeout_s, f"{side} {case}")
-    process_seconds = time.perf_counter() - began
-    if code != 0 or not result_file.exists():
-        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
-        raise BenchFailure(f"{side} {case} exited with {code}:\n{tail}")
-    return json.loads(result_file.read_text()), process_seconds, usage.ru_maxrss / 1024  # KiB on Linux
+    out = common_run_child(command, workdir, f"{side}-{case}", f"{side} {case}", timeout_s)
+    return out.result, out.process_seconds, out.peak_rss_mb
 
 
 def fingerprint(setup: Setup, of: str) -> tuple[int, str]:

@@ -46,7 +46,7 @@ import psycopg  # noqa: E402
 import pymysql  # noqa: E402
 
 from bench import data  # noqa: E402
-from bench.common import BenchFailure, log, num, render_table, wait_bounded  # noqa: E402
+from bench.common import BenchFailure, log, num, render_table, run_child  # noqa: E402
 from support.servers import MariaDBServer, PostgresServer  # noqa: E402
 
 CASES = ("pg-pg", "pg-duckdb", "mariadb-pg", "sqlite-duckdb")
@@ -143,38 +143,14 @@ class CaseResult:
 def run_conveyor(
     case: str, source: str, target: str, workdir: Path, timeout_s: float, batch_rows: int
 ) -> ConveyorRun:
-    result_file = workdir / f"{case}.result.json"
-    log_file = workdir / f"{case}.log"
-    result_file.unlink(missing_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "bench.run_one",
-        case,
-        "--source",
-        source,
-        "--target",
-        target,
-        "--result",
-        str(result_file),
-        "--batch-rows",
-        str(batch_rows),
-    ]
-    began = time.perf_counter()
-    with log_file.open("wb") as log:
-        proc = subprocess.Popen(command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        code, usage = wait_bounded(proc, timeout_s, f"conveyor {case}")
-    process_seconds = time.perf_counter() - began
-    if code != 0 or not result_file.exists():
-        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
-        raise BenchFailure(f"conveyor {case} exited with {code}:\n{tail}")
-    result = json.loads(result_file.read_text())
+    command = [sys.executable, "-m", "bench.run_one", case, "--source", source, "--target", target]
+    out = run_child([*command, "--batch-rows", str(batch_rows)], workdir, case, f"conveyor {case}", timeout_s)
     return ConveyorRun(
-        seconds=float(result["seconds"]),
-        process_seconds=process_seconds,
-        peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
-        rows=int(result["rows"]),
-        raw_format=result["raw_format"],
+        seconds=float(out.result["seconds"]),
+        process_seconds=out.process_seconds,
+        peak_rss_mb=out.peak_rss_mb,
+        rows=int(out.result["rows"]),
+        raw_format=out.result["raw_format"],
     )
 
 
