@@ -28,7 +28,7 @@ from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.copy_lines import encoded_format
 from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified
-from conveyor.connectors.postgres.target import COPY_CONTEXT, ENGINE, column_ddl, describe_table
+from conveyor.connectors.postgres.target import ENGINE, column_ddl, describe_table, refused_at
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import DataError, TransientError
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -299,14 +299,8 @@ class PostgresApplier:
 def _refusal(exc: psycopg.Error) -> str:
     """What the target refused, and in which column, without the row's values
     (a suspended table's reason is kept and shown; the row may hold secrets)."""
-    diag = exc.diag
-    text = " ".join((diag.message_primary or str(exc)).split())
-    match = COPY_CONTEXT.search(diag.context or "")
-    if match and match.group(2):
-        text += f" (column {match.group(2)})"
-    elif diag.column_name:
-        text += f" (column {diag.column_name})"
-    return text
+    message, _, column = refused_at(exc)
+    return f"{message} (column {column})" if column else message
 
 
 def _upsert_sql(table: TableSchema, target: sql.Composable, staged: sql.Composable) -> sql.Composed:

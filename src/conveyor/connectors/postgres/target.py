@@ -29,7 +29,7 @@ EXCEPTIONS_TABLE = "awsdms_apply_exceptions"
 EXCEPTIONS_SCHEMA = "public"
 MAX_NAME_BYTES = 63
 COPY_WRITE_BYTES = 1 << 20
-COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
+_COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
 
 # Kinds a value can be written from into a column of another kind, by COPY's
 # text input: the server parses it and refuses (per row) what does not fit.
@@ -239,17 +239,22 @@ def _check_shape(table: TableSchema, existing: TableSchema) -> None:
         raise SchemaMismatch(f"target table {table.ref} exists with another shape: " + "; ".join(problems))
 
 
-def _data_error(table: TableRef, exc: psycopg.Error, rows: int) -> DataError:
-    """A refused COPY as a DataError naming the row (index in the batch) and column."""
+def refused_at(exc: psycopg.Error) -> tuple[str, int | None, str | None]:
+    """The server's one-line message for a refused statement, and the COPY line
+    (1-based) and column it names, when it names them."""
     diag = exc.diag
     message = " ".join((diag.message_primary or str(exc)).split())
-    row = column = None
-    match = COPY_CONTEXT.search(diag.context or "")
-    if match:
-        line = int(match.group(1))
-        row = line - 1 if 0 < line <= rows else None
-        column = match.group(2)
-    column = column or diag.column_name
+    match = _COPY_CONTEXT.search(diag.context or "")
+    line = int(match.group(1)) if match else None
+    column = (match.group(2) if match else None) or diag.column_name
+    return message, line, column
+
+
+def _data_error(table: TableRef, exc: psycopg.Error, rows: int) -> DataError:
+    """A refused COPY as a DataError naming the row (index in the batch) and column."""
+    message, line, column = refused_at(exc)
+    row = line - 1 if line is not None and 0 < line <= rows else None
+    diag = exc.diag
     if row is None and diag.sqlstate and diag.sqlstate.startswith("23") and diag.message_detail:
         message += f" ({diag.message_detail})"
     return DataError(f"table {table}: {message}", row=row, column=column, load_usable=True)

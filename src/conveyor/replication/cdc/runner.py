@@ -158,7 +158,6 @@ class ChangeCapture:
     ddl: ChangeProcessingDdlHandlingPolicy = field(default_factory=ChangeProcessingDdlHandlingPolicy)
 
     def __post_init__(self) -> None:
-        self._applied = self.start  # the last position acknowledged
         self._handed = self.start  # the position of the last batch handed to the applier
         self._on_target = self.start  # the applier thread's: the target's checkpoint
         self._committed: Checkpoint | None = None
@@ -363,7 +362,6 @@ class ChangeCapture:
         self.progress.applied_batches += 1
         self.progress.applied_changes += inflight.changes
         if inflight.committed is not None:
-            self._applied = inflight.committed
             self.progress.position = inflight.committed
             self.progress.last_applied_commit_time = inflight.commit_time
             self.stream.ack(inflight.committed)
