@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,8 +26,9 @@ from conveyor.replication.task_runner import run_task
 from conveyor.stack.loader import load_stack
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
-from support.cli import conveyor, environment
+from support.cli import conveyor
 from support.seeds import SEED_001_ASL
+from support.serve import Serve, wait_for
 from support.servers import PostgresServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -187,17 +187,6 @@ def todays_folder(payload: Any) -> str:
     """The seed's ModifyEndpoint Lambda: the bucket folder with the current date."""
     prefix = payload.get("prefix", "raw") if isinstance(payload, dict) else "raw"
     return f"{prefix}/{datetime.now(UTC):%Y/%m/%d}"
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -489,41 +478,6 @@ WAITER_ASL = {
 }
 
 
-class Serve:
-    def __init__(self, home: Path, port: int, env: dict[str, str] | None = None, *args: str) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = open(home.parent / f"serve-{port}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "serve", "--port", str(port), *args],
-            env=environment(home, env),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def ready(self, headers: dict[str, str] | None = None) -> None:
-        def answers() -> bool:
-            assert self.process.poll() is None, "serve exited"
-            try:
-                return httpx.get(f"{self.url}/health", headers=headers, timeout=1).status_code in (200, 401)
-            except httpx.HTTPError:
-                return False
-
-        wait_for(answers, 30, "conveyor serve to answer")
-
-    def terminate(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        finally:
-            self.log.close()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.log.close()
-
-
 def test_serve_answers_requires_its_token_and_continues_a_wait_after_a_restart(
     tmp_path: Path, home: Path, store: Store
 ) -> None:
@@ -561,7 +515,7 @@ rules:
     assert refused.returncode == 2 and "needs a token" in refused.stderr
 
     port = free_port()
-    first = Serve(home, port)
+    first = Serve(home, port, None, "--no-auth")
     try:
         first.ready()
         spec = httpx.get(f"{first.url}/openapi.json", timeout=5).json()

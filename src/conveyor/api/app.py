@@ -2,9 +2,9 @@
 executions, state machines, statements, rules), described by its OpenAPI document at
 ``/openapi.json`` (and browsable at ``/docs``).
 
-When a token is configured every request needs ``Authorization: Bearer <token>``.
-Errors answer ``{"error": message}`` with 400 (invalid input), 404 (unknown name),
-409 (wrong state) or 401 (no or wrong token).
+Every request needs ``Authorization: Bearer <token>`` (see ``api/security.py``), and
+a body over the limit is refused with 413. Errors answer ``{"error": message}`` with
+400 (invalid input), 404 (unknown name), 409 (wrong state) or 401 (no or wrong token).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from conveyor import __version__
+from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.integrations_aws import DatabaseMigration
 from conveyor.orchestration.service import Service
@@ -58,8 +59,11 @@ def _status(exc: ConveyorError) -> int:
     return 409
 
 
-def create_app(service: Service, token: str | None = None) -> FastAPI:
-    """The API over one running :class:`Service`."""
+def create_app(
+    service: Service, token: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> FastAPI:
+    """The API over one running :class:`Service`; ``token`` None serves without
+    authentication (``conveyor serve --no-auth``, loopback only)."""
 
     def authorize(request: Request) -> None:
         if token is None:
@@ -75,6 +79,7 @@ def create_app(service: Service, token: str | None = None) -> FastAPI:
         description="Tasks, endpoints, events, executions, state machines, statements and rules.",
         dependencies=[Depends(authorize)],
     )
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
 
     @app.exception_handler(ConveyorError)
     def _conveyor_error(request: Request, exc: ConveyorError) -> JSONResponse:

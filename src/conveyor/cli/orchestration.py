@@ -16,12 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, serve_token
 from conveyor.cli.app import app, opened_store
 from conveyor.cli.tasks import events_app
 from conveyor.core.errors import ConfigError
 from conveyor.orchestration.scheduler import MISSED_POLICIES
 from conveyor.orchestration.service import Service
-from conveyor.store.store import Store
+from conveyor.store.store import DEFAULT_HOME, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 executions_app = typer.Typer(no_args_is_help=True, help="State machine executions.")
@@ -313,8 +314,18 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8080,
     token_env: Annotated[
-        str, typer.Option("--token-env", help="Environment variable holding the API token.")
+        str,
+        typer.Option(
+            "--token-env",
+            help="Environment variable holding the API token (else one is generated under CONVEYOR_HOME).",
+        ),
     ] = "CONVEYOR_API_TOKEN",
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without a token; refused off loopback.")
+    ] = False,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", min=1, help="Largest request body accepted (413 beyond).")
+    ] = DEFAULT_MAX_BODY_BYTES,
     missed_fires: Annotated[
         str, typer.Option("--missed-fires", help="Schedules missed while stopped: once | all | skip.")
     ] = "once",
@@ -326,12 +337,22 @@ def serve(
 
     if missed_fires not in MISSED_POLICIES:
         raise ConfigError(f"--missed-fires must be one of {', '.join(MISSED_POLICIES)}")
-    token = os.environ.get(token_env) or None
-    if token is None and not is_loopback(host):
-        raise ConfigError(
-            f"refusing to bind {host}: outside loopback the API needs a token; set {token_env} "
-            "(or --token-env NAME) to a secret value"
-        )
+    token: str | None = None
+    if no_auth:
+        if not is_loopback(host):
+            raise ConfigError(
+                f"refusing to bind {host} with --no-auth: outside loopback the API needs a token"
+            )
+    else:
+        if os.environ.get(token_env) is None and not is_loopback(host):
+            raise ConfigError(
+                f"refusing to bind {host}: outside loopback the API needs a token you chose; set "
+                f"{token_env} (or --token-env NAME) to a secret value"
+            )
+        home = Path(os.environ.get("CONVEYOR_HOME", DEFAULT_HOME))
+        token = serve_token(home, os.environ.get(token_env), token_env)
+        shown = "localhost" if is_loopback(host) else host
+        print(f"conveyor serve: http://{shown}:{port}/?token={token}", file=sys.stderr, flush=True)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
     )
@@ -345,7 +366,7 @@ def serve(
     service.start()
     try:
         server = uvicorn.Server(
-            uvicorn.Config(create_app(service, token), host=host, port=port, log_level="info")
+            uvicorn.Config(create_app(service, token, max_body_bytes), host=host, port=port, log_level="info")
         )
         server.run()  # returns on SIGTERM / SIGINT
     finally:
