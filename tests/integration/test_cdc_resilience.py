@@ -58,6 +58,17 @@ def private_pg() -> Iterator[PostgresServer]:
         server.close()
 
 
+@pytest.fixture
+def private_mariadb() -> Iterator[MariaDBServer]:
+    """A MariaDB server of this test alone: it may be restarted."""
+    server = MariaDBServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
 # -- helpers ---------------------------------------------------------------------
 
 
@@ -124,9 +135,8 @@ def _mariadb_stack(tmp_path: Path, source: str, target: str) -> Path:
     )
 
 
-@pytest.fixture
-def mariadb_items(mariadb_server: MariaDBServer) -> str:
-    url = mariadb_server.url(mariadb_server.new_database("cdcsrc"))
+def _mariadb_items(server: MariaDBServer) -> str:
+    url = server.url(server.new_database("cdcsrc"))
     conn = mariadb_connect(url, autocommit=False)
     try:
         with conn.cursor() as cur:
@@ -138,6 +148,11 @@ def mariadb_items(mariadb_server: MariaDBServer) -> str:
     finally:
         conn.close()
     return url
+
+
+@pytest.fixture
+def mariadb_items(mariadb_server: MariaDBServer) -> str:
+    return _mariadb_items(mariadb_server)
 
 
 def _mariadb_execute(url: str) -> Callable[[Statements], None]:
@@ -255,6 +270,43 @@ def test_source_restarted_then_the_stream_reconnects(
             _stop_writer(writer, thread)
         wait_until(
             lambda: _pg_rows(target) == _pg_rows(source),
+            "the target to equal the source after the restart",
+            debug=lambda: (task_stats(store), store.task_status("sync")),
+        )
+    status = store.task_status("sync")
+    assert (status["status"], status["last_error"]) == ("stopped", None)
+
+
+def test_mariadb_source_restarted_then_the_stream_reconnects(
+    private_mariadb: MariaDBServer, pg_server: PostgresServer, store: Store, tmp_path: Path
+) -> None:
+    source = _mariadb_items(private_mariadb)
+    target = pg_server.url(pg_server.new_database("cdcdst"))
+    stack = _mariadb_stack(tmp_path, source, target)
+    schema = source.rsplit("/", 1)[1]
+    lock = threading.Lock()  # as in the PostgreSQL case: no write of the writer's is cut off
+    write = _mariadb_execute(source)
+
+    def execute(statements: Statements) -> None:
+        time.sleep(0.01)
+        with lock:
+            write(statements)
+
+    writer = Writer(execute, 1_000_000)
+    with RunningTask(store, stack, "sync") as task:
+        wait_until(lambda: _capturing(store), "capture to begin")
+        thread = _start_writer(writer)
+        try:
+            time.sleep(2)
+            with lock:
+                write([("UPDATE items SET counter = counter + 1 WHERE MOD(id, 3) = 0", ())])  # in flight
+                private_mariadb.restart()
+            time.sleep(3)
+            assert task.status is None, f"the task ended with the source restart: {store.task_status('sync')}"
+        finally:
+            _stop_writer(writer, thread)
+        wait_until(
+            lambda: _pg_rows(target, schema) == _mariadb_rows(source),
             "the target to equal the source after the restart",
             debug=lambda: (task_stats(store), store.task_status("sync")),
         )

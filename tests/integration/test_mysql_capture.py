@@ -27,7 +27,7 @@ from conveyor.connectors.mysql.capture import (
 )
 from conveyor.connectors.mysql.source import MySQLSnapshot
 from conveyor.core.batch import Checkpoint, Op
-from conveyor.core.errors import ConfigError, DataError, TerminalError
+from conveyor.core.errors import ConfigError, DataError, TerminalError, TransientError
 from conveyor.core.schema import TableRef, TableSchema
 from support.mariadb import mariadb_connect as _raw
 from support.mariadb import run
@@ -687,3 +687,81 @@ def test_table_ids_reused_after_a_server_restart_name_the_right_tables() -> None
         ("tb", {"k": 100, "z": 7}),
         ("ta", {"id": 2, "a": 2}),
     ]
+
+
+def test_a_transaction_cut_off_by_a_lost_connection_is_delivered_once(mariadb_db: str) -> None:
+    """The dump connection is lost after part of a transaction was produced: the
+    stream reads again from the last commit and hands on only what it had not."""
+    conn = _raw(mariadb_db)
+    run(conn, "CREATE TABLE cut (id int PRIMARY KEY)")
+    capture = MySQLChangeSource(EndpointConfig(name="maria", engine="mysql", url=mariadb_db))
+    try:
+        tables = [t for t in capture.tables() if t.ref.name == "cut"]
+        start = capture.begin_capture("cut", tables, export_snapshot=False)
+        run(conn, "INSERT INTO cut VALUES (1), (2)")  # delivered whole
+        run(conn, "INSERT INTO cut VALUES (3), (4), (5), (6), (7)")  # cut off after 4
+        stream = capture.open_stream("cut", tables, start.position)
+        seen: list[tuple[str, Any]] = []
+        deadline = time.monotonic() + WAIT_S
+        try:
+            for event in stream.events(IDLE):
+                assert time.monotonic() < deadline and len(seen) < MAX_EVENTS, f"only {seen} arrived"
+                if isinstance(event, RowChange):
+                    seen.append(("row", event.values["id"]))
+                    if event.values["id"] == 4:
+                        stream._lost(TransientError("cut off by the test"))  # as a failed read does
+                elif isinstance(event, Commit):
+                    seen.append(("commit", None))
+                    if len(seen) == 9:
+                        break
+        finally:
+            stream.close()
+    finally:
+        conn.close()
+        capture.close()
+    rows = [("row", i) for i in range(3, 8)]
+    assert seen == [("row", 1), ("row", 2), ("commit", None), *rows, ("commit", None)]
+
+
+def test_the_stream_reconnects_after_a_server_restart_with_nothing_repeated() -> None:
+    """A server down mid-stream (a transaction before, one after) is a pause, not an
+    end: the stream waits, then reopens by itself from the last commit it delivered."""
+    from support.servers import MariaDBServer
+
+    server = MariaDBServer()
+    server.start()
+    try:
+        url = server.url(server.new_database())
+        conn = _raw(url)
+        run(conn, "CREATE TABLE r (id int PRIMARY KEY, v int)")
+        conn.close()
+        capture = MySQLChangeSource(EndpointConfig(name="maria", engine="mysql", url=url))
+        try:
+            tables = [t for t in capture.tables() if t.ref.name == "r"]
+            start = capture.begin_capture("restart2", tables, export_snapshot=False)
+            conn = _raw(url)
+            run(conn, "INSERT INTO r VALUES (1, 1), (2, 2)")
+            conn.close()
+            stream = capture.open_stream("restart2", tables, start.position)
+            try:
+                events = collect(stream, commits(1))
+                server.stop()
+                assert collect(stream, lambda got: False, wait_s=2) == []  # polls a stopped server
+                server.start()
+                conn = _raw(url)
+                run(conn, "UPDATE r SET v = 10 WHERE id = 1", "INSERT INTO r VALUES (3, 3)")
+                conn.close()
+                events += collect(stream, commits(2), wait_s=60)
+            finally:
+                stream.close()
+        finally:
+            capture.close()
+    finally:
+        server.close()
+    assert [(c.op, c.values) for c in row_changes(events)] == [
+        (Op.INSERT, {"id": 1, "v": 1}),
+        (Op.INSERT, {"id": 2, "v": 2}),
+        (Op.UPDATE, {"id": 1, "v": 10}),
+        (Op.INSERT, {"id": 3, "v": 3}),
+    ]
+    assert sum(isinstance(e, Commit) for e in events) == 3

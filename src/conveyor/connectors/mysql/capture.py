@@ -20,6 +20,11 @@ status; on MySQL a short ``FLUSH TABLES WITH READ LOCK`` (or, without the
 RELOAD privilege, ``LOCK TABLES ... READ`` on the selected tables) holds
 commits while the snapshot starts and the position is read.
 
+A lost dump connection (the source restarted, say) is reopened by the stream
+itself, with backoff, from the last commit it delivered; the rows of a
+transaction cut off midway that were already produced are skipped when the
+server sends it again, so each change arrives once (as PostgreSQL's stream does).
+
 Row values arrive decoded by pymysqlreplication and are converted here to
 exactly the values the full load (:mod:`conveyor.connectors.mysql.source`)
 produces for the same column, so validation compares them equal.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import time
 import uuid
@@ -73,6 +79,8 @@ from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, Termi
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from typing import TypeAlias
 
@@ -106,9 +114,12 @@ _POLL_MAX_S = 1.0
 # Commit when the stream goes idle, or after this many of them, so the
 # checkpoint does not stay in a binlog file the server may purge.
 _EMPTY_COMMITS_FLUSH = 1000
-# A dump that sends nothing for this long is taken as a dead connection
-# (pymysqlreplication then reconnects from the position reached).
+# A dump that sends nothing for this long is taken as a dead connection.
 _READ_TIMEOUT_S = 300
+# A lost stream (the source restarted, say) is reopened from the last commit
+# delivered, after a wait that doubles from the first to the second value.
+RECONNECT_MIN_S = 0.5
+RECONNECT_MAX_S = 5.0
 
 _DDL = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(ALTER|CREATE|DROP|RENAME|TRUNCATE)\b", re.IGNORECASE | re.DOTALL)
 _NAME = r"(?:`(?:[^`]|``)+`|[\w$]+)"
@@ -595,7 +606,18 @@ class MySQLChangeStream:
         self._ctl: Connection | None = None
         self._converters = _Converters(self._wkt)
         self._converter_cache: dict[TableRef, tuple[TableSchema, dict[str, Convert]]] = {}
-        p = connection.params(config)
+        # Reconnection state: rows of the transaction in flight already produced
+        # (a replay after a lost connection skips that many), rows of it seen on
+        # the current connection, and when the next connection may be tried.
+        self._txn_delivered = 0
+        self._txn_seen = 0
+        self._retry_at = 0.0
+        self._retry_delay = RECONNECT_MIN_S
+        self._reader = self._open_reader(file, pos)
+
+    def _open_reader(self, file: str, pos: int) -> Any:
+        """A binlog dump from ``file:pos`` (connected on its first read)."""
+        p = connection.params(self.config)
         settings = {
             "host": p.host,
             "port": p.port,
@@ -605,9 +627,9 @@ class MySQLChangeStream:
             "connect_timeout": connection.CONNECT_TIMEOUT_S,
             "read_timeout": _READ_TIMEOUT_S,
         }
-        self._reader = BinLogStreamReader(
+        return BinLogStreamReader(
             connection_settings=settings,
-            server_id=server_id_for(task),
+            server_id=server_id_for(self.task),
             resume_stream=True,
             blocking=False,
             log_file=file,
@@ -645,11 +667,16 @@ class MySQLChangeStream:
                 yield self._pending.popleft()
                 deadline = time.monotonic() + idle_timeout
                 continue
-            if time.monotonic() >= self._next_poll:
-                event = self._fetch()
-                if event is not None:
-                    self._poll_wait, self._next_poll = _POLL_MIN_S, 0.0
-                    self._pending.extend(self._handle(event))
+            if time.monotonic() >= max(self._next_poll, self._retry_at):
+                try:
+                    event = self._fetch()
+                    if event is not None:
+                        self._poll_wait, self._next_poll = _POLL_MIN_S, 0.0
+                        self._pending.extend(self._handle(event))
+                        self._retry_delay = RECONNECT_MIN_S
+                        continue
+                except TransientError as exc:
+                    self._lost(exc)
                     continue
                 # The end of the binlog: the next poll reconnects, less often while idle.
                 self._next_poll = time.monotonic() + self._poll_wait
@@ -662,7 +689,19 @@ class MySQLChangeStream:
                 yield None
                 deadline = time.monotonic() + idle_timeout
                 continue
-            time.sleep(max(0.0, min(self._next_poll, deadline) - now))
+            time.sleep(max(0.0, min(max(self._next_poll, self._retry_at), deadline) - now))
+
+    def _lost(self, error: TransientError) -> None:
+        """The dump connection failed: read again, after a wait, from the last
+        commit delivered. The transaction in flight is sent again from its start;
+        the rows of it already produced are skipped, so each arrives once."""
+        log.warning("endpoint %r: %s: reconnecting in %.1f s", self.config.name, error, self._retry_delay)
+        with suppress(Exception):
+            self._reader.close()
+        self._txn_seen = 0
+        self._reader = self._open_reader(self._file, self._pos)
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, RECONNECT_MAX_S)
 
     def ack(self, position: Checkpoint) -> None:
         """Nothing to release: the server purges binlogs by its own policy."""
@@ -744,6 +783,7 @@ class MySQLChangeStream:
 
     def _commit(self, file: str, end: int, timestamp: int) -> Iterator[ChangeEvent]:
         position = self._position(file, end)
+        self._txn_delivered = self._txn_seen = 0
         if not self._in_transaction:
             # Only other tables' changes: hand the position on later, in bulk.
             self._empty_commit = position
@@ -859,6 +899,10 @@ class MySQLChangeStream:
             table = self.tables[ref]
         self._in_transaction = True
         for row in rows:
+            self._txn_seen += 1
+            if self._txn_seen <= self._txn_delivered:
+                continue  # produced before the connection was lost
+            self._txn_delivered += 1
             if isinstance(event, WriteRowsEvent):
                 values = self._values(table, row["values"], row.get("none_sources", {}))
                 yield RowChange(ref, Op.INSERT, values, unchanged=self._missing(table, values))
