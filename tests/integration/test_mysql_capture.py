@@ -149,17 +149,20 @@ def test_setting_problems_name_each_wrong_setting() -> None:
     }
     problems = setting_problems(bad)
     assert problems == [
-        "log_bin is OFF (needs ON)",
-        "binlog_format is MIXED (needs ROW)",
-        "binlog_row_image is MINIMAL (needs FULL)",
-        "binlog_row_metadata is MINIMAL (needs FULL)",
+        "log_bin is OFF (needs ON: log_bin under [mysqld] in the server's configuration, "
+        "then restart the server)",
+        "binlog_format is MIXED (needs ROW: SET GLOBAL binlog_format = 'ROW', "
+        "and binlog_format=ROW under [mysqld])",
+        "binlog_row_image is MINIMAL (needs FULL: SET GLOBAL binlog_row_image = 'FULL', "
+        "and binlog_row_image=FULL under [mysqld])",
+        "binlog_row_metadata is MINIMAL (needs FULL: SET GLOBAL binlog_row_metadata = 'FULL', "
+        "and binlog_row_metadata=FULL under [mysqld])",
     ]
     message = capture_problems_message("src", problems)
     for problem in problems:
         assert problem in message
-    assert setting_problems({"binlog_format": "ROW", "binlog_row_image": "FULL"}) == [
-        "log_bin is not set (needs ON)"
-    ]
+    (unset,) = setting_problems({"binlog_format": "ROW", "binlog_row_image": "FULL"})
+    assert unset.startswith("log_bin is not set (needs ON: log_bin under [mysqld]")
 
 
 def test_grant_problems() -> None:
@@ -515,8 +518,8 @@ def test_preflight_reports_every_wrong_setting(monkeypatch: pytest.MonkeyPatch, 
             src.preflight([])
     finally:
         src.close()
-    assert "binlog_format is STATEMENT (needs ROW)" in str(info.value)
-    assert "binlog_row_image is MINIMAL (needs FULL)" in str(info.value)
+    assert "binlog_format is STATEMENT (needs ROW: SET GLOBAL binlog_format" in str(info.value)
+    assert "binlog_row_image is MINIMAL (needs FULL: SET GLOBAL binlog_row_image" in str(info.value)
     assert "'maria'" in str(info.value)
 
 

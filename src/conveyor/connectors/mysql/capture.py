@@ -95,6 +95,16 @@ REQUIRED_SETTINGS: dict[str, str] = {
     "binlog_row_metadata": "FULL",
 }
 _OPTIONAL_SETTINGS = frozenset({"binlog_row_metadata"})
+# How each setting is changed: log_bin only at server start; the others at run
+# time too (new sessions), and in the configuration file to outlive a restart.
+_HOW_TO_SET: dict[str, str] = {
+    "log_bin": "log_bin under [mysqld] in the server's configuration, then restart the server",
+    "binlog_format": "SET GLOBAL binlog_format = 'ROW', and binlog_format=ROW under [mysqld]",
+    "binlog_row_image": "SET GLOBAL binlog_row_image = 'FULL', and binlog_row_image=FULL under [mysqld]",
+    "binlog_row_metadata": (
+        "SET GLOBAL binlog_row_metadata = 'FULL', and binlog_row_metadata=FULL under [mysqld]"
+    ),
+}
 
 # Replica server ids for capture streams: a high range unlikely to collide with
 # real replicas (MySQL server ids are 32-bit).
@@ -148,9 +158,9 @@ def setting_problems(variables: Mapping[str, str]) -> list[str]:
         if current is None:
             if name in _OPTIONAL_SETTINGS:
                 continue
-            problems.append(f"{name} is not set (needs {required})")
+            problems.append(f"{name} is not set (needs {required}: {_HOW_TO_SET[name]})")
         elif current.upper() != required and not (required == "ON" and current == "1"):
-            problems.append(f"{name} is {current} (needs {required})")
+            problems.append(f"{name} is {current} (needs {required}: {_HOW_TO_SET[name]})")
     return problems
 
 
