@@ -3,6 +3,7 @@ settings and high-water-mark arithmetic."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -115,3 +116,45 @@ def test_tasks_describe_lists_drift_per_table(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "drift: dynamodb.Orders: new column coupon (text) at 2026-01-01T00:00:00+00:00" in out
     assert "drift: dynamodb.x" not in out
+
+
+def test_a_mixed_attribute_under_a_column_types_override_converts_or_is_rejected() -> None:
+    """An attribute seen as S and N, overridden to decimal: values whose text is an
+    exact decimal(10,2) load; the rest go to the load-errors table with a reason."""
+    sample = items_from_python(
+        [{"pk": {"S": "a"}, "price": {"S": "1.50"}}, {"pk": {"S": "b"}, "price": {"N": "2"}}]
+    )
+    doc = _layout(sample, variant=None, column_types={"T": {"price": "decimal(10,2)"}})
+    items = items_from_python(
+        [
+            {"pk": {"S": "a"}, "price": {"S": "n/a"}},
+            {"pk": {"S": "b"}, "price": {"N": "2.5"}},
+            {"pk": {"S": "c"}, "price": {"S": "3.25"}},
+            {"pk": {"S": "d"}, "price": {"BOOL": True}},
+            {"pk": {"S": "e"}, "price": {"NULL": True}},
+            {"pk": {"S": "f"}, "price": {"N": "1.005"}},
+        ]
+    )
+    with pytest.raises(DataError, match="does not fit its column"):
+        flatten(items, doc.parent)
+    result = flatten(items, doc.parent, reject=True)
+    assert result.batch.column("price").to_pylist() == [
+        None,
+        Decimal("2.50"),
+        Decimal("3.25"),
+        None,
+        None,
+        None,
+    ]
+    assert [(r.key, r.value) for r in result.rejected] == [
+        ({"pk": "a"}, '{"S": "n/a"}'),
+        ({"pk": "d"}, '{"BOOL": true}'),
+        ({"pk": "f"}, '{"N": "1.005"}'),
+    ]
+    assert (
+        result.rejected[0].reason == "the S value does not convert exactly to column 'price' (decimal(10,2))"
+    )
+    # As text (no override) every value is kept as its JSON.
+    as_text = flatten(items, _layout(sample, variant=None).parent, reject=True)
+    assert as_text.rejected == []
+    assert as_text.batch.column("price").to_pylist() == ['"n/a"', "2.5", '"3.25"', "true", None, "1.005"]

@@ -351,8 +351,7 @@ def build_column(
     if attr is None:
         return pa.nulls(rows, type=target)
     if spec.tag == "JSON":
-        texts = [None if v is None else json_text(v) for v in attr.to_pylist()]
-        return pa.array(texts, type=pa.string()).cast(target)
+        return _mixed_column(spec, target, attr, variants)
     values = tag_field(attr, spec.tag)
     wrong = _null_or_absent(attr, values)
     if pc.any(wrong).as_py():
@@ -372,6 +371,38 @@ def build_column(
     if bad:
         variants.add(bad, spec.name, attr)
     return column
+
+
+def _mixed_column(spec: FieldSpec, target: pa.DataType, attr: pa.Array, variants: _Variants) -> pa.Array:
+    """An attribute seen with values of several types. As text, each value is its
+    JSON; under a ``column_types`` override of another type, a string or number
+    value is converted by its text (``{"S": "3.25"}`` to decimal 3.25), and a value
+    that does not convert is one that does not fit, like any other (variant
+    column, load-errors table or failure, per ``conflicting_values``)."""
+    wire = attr.to_pylist()
+    if pa.types.is_string(target) or pa.types.is_large_string(target):
+        return pa.array([None if v is None else json_text(v) for v in wire], type=target)
+    texts: list[str | None] = []
+    unconvertible: list[int] = []
+    for row, value in enumerate(wire):
+        scalar = _scalar_text(value) if value is not None else None
+        if value is not None and scalar is None and json_text(value) is not None:
+            unconvertible.append(row)  # a map, list, set, binary or boolean
+        texts.append(scalar)
+    column, bad = _cast(pa.array(texts, type=pa.string()), target)
+    bad = sorted({*bad, *unconvertible})
+    if bad:
+        variants.add(bad, spec.name, attr)
+    return column
+
+
+def _scalar_text(value: Mapping[str, Any]) -> str | None:
+    """The text of an ``S`` or ``N`` wire value; None for any other tag (or NULL)."""
+    for tag in ("S", "N"):
+        raw = value.get(tag)
+        if raw is not None:
+            return str(raw)
+    return None
 
 
 def _scalar_list(lists: pa.Array, spec: FieldSpec, target: pa.DataType) -> tuple[pa.Array, list[int]]:
@@ -564,6 +595,8 @@ def _reason(table: TableLayout, column: str, value: Any, drift: set[str]) -> str
     if spec is None:
         return f"attribute {column!r} ({tag}) has no column"
     described = spec.type.describe()
+    if spec.tag == "JSON":  # a mixed attribute under a column_types override
+        return f"the {tag} value does not convert exactly to column {column!r} ({described})"
     if spec.tag != tag and not (spec.tag == "L" and tag == "L"):
         return f"value of type {tag} where column {column!r} ({described}) holds {spec.tag} values"
     return f"the {tag} value does not fit column {column!r} ({described})"
