@@ -284,7 +284,7 @@ def test_stop_a_running_task_rolls_back_and_says_normal(
     assert (described["status"], described["stop_reason"]) == ("stopped", "NORMAL")
     assert described["tables"][0]["FullLoadRows"] == 0
     assert described["tables"][0]["TableState"] == "Before load"
-    events = json.loads(conveyor(home, "events", "list", "--json").stdout)
+    events = json.loads(conveyor(home, "events", "list", "--json").stdout)["Events"][::-1]
     assert [e["detail"]["eventId"] for e in events] == ["DMS-EVENT-0069", "DMS-EVENT-0079"]
     assert events[-1]["detail"]["detailMessage"] == "Stop Reason NORMAL"
     wait_gone(pid)  # the worker exits right after recording the stop
@@ -325,7 +325,7 @@ def test_a_killed_worker_is_taken_over_and_the_load_redone_exactly(
     assert (new_run["status"], new_run["pid"]) == ("stopped", described["pid"])
     assert (old_run["status"], old_run["pid"]) == ("failed", pid)
     assert old_run["error"] == f"worker process {pid} died"
-    events = json.loads(conveyor(home, "events", "list", "--json").stdout)
+    events = json.loads(conveyor(home, "events", "list", "--json").stdout)["Events"][::-1]
     assert [e["detail"]["eventId"] for e in events] == [
         "DMS-EVENT-0069",
         "DMS-EVENT-0078",

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from conveyor import __version__
 from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
+from conveyor.events.listing import events_page
 from conveyor.orchestration.integrations_aws import DatabaseMigration
 from conveyor.orchestration.service import Service
 
@@ -136,9 +137,13 @@ def create_app(
         return dms.modify_endpoint(body | {"EndpointArn": name})
 
     # events and rules
-    @app.get("/events", tags=["events"], summary="Stored events, oldest first")
-    def list_events(limit: int = 1000) -> list[dict[str, Any]]:
-        return store.list_events(limit=limit)
+    @app.get("/events", tags=["events"], summary="Stored events, newest first, a page at a time")
+    def list_events(
+        limit: int = 100, since: str | None = None, next_token: str | None = None
+    ) -> dict[str, Any]:
+        """``{"Events": [...], "NextToken": ...}``; pass ``next_token`` for the older page.
+        ``since`` is an ISO 8601 time or an age (``15m``, ``2h``, ``7d``)."""
+        return events_page(store, since, limit, next_token)
 
     @app.post("/events", tags=["events"], summary="Put an event; matching rules start executions")
     def put_event(event: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008

@@ -15,6 +15,7 @@ from conveyor.cli.app import app, applied_stack, opened_store
 from conveyor.cli.progress import LiveProgress, PlainProgress
 from conveyor.connectors.registry import SOURCES, open_source, open_target
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
+from conveyor.events.listing import MAX_LIMIT, events_page
 from conveyor.replication.task_runner import ACTIVE_STATUSES, StartMode, all_validated, validate_task
 from conveyor.replication.worker import (
     claim_start,
@@ -265,15 +266,26 @@ def endpoints_test(name: str, as_json: JsonOption = False) -> None:
 
 
 @events_app.command("list")
-def events_list(as_json: JsonOption = False) -> None:
-    """Stored events, oldest first."""
+def events_list(
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this time (ISO 8601) or age (15m, 2h, 7d) on.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help=f"At most this many (1-{MAX_LIMIT}).")] = 100,
+    next_token: Annotated[
+        str | None, typer.Option("--next-token", help="The NextToken of the previous page.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stored events, newest first, a page at a time."""
     with opened_store() as store:
-        events = store.list_events()
+        page = events_page(store, since, limit, next_token)
     table = Table("time", "source", "eventId", "message")
-    for e in events:
+    for e in page["Events"]:
         detail = e.get("detail", {})
         table.add_row(e["time"], e["source"], detail.get("eventId", ""), detail.get("detailMessage", ""))
-    _emit(events, as_json, table)
+    if page["NextToken"] is not None:
+        table.caption = f"older events: --next-token {page['NextToken']}"
+    _emit(page, as_json, table)
 
 
 @app.command()
