@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from conveyor.cli.app import merge_into_store
-from conveyor.orchestration.asl.definition import load_json
+from conveyor.core.json_text import load_json
 from conveyor.orchestration.executions import ScaledClock
 from conveyor.orchestration.service import Service
 from conveyor.replication.task_runner import run_task

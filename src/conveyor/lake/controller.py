@@ -34,7 +34,7 @@ from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.filesystem import CONNECT_TIMEOUT, REQUEST_TIMEOUT, LakeFS
 from conveyor.connectors.lake.settings import LakeConfig, lake_config
 from conveyor.core.errors import ConfigError, NotFoundError
-from conveyor.replication.settings import did_you_mean
+from conveyor.core.names import did_you_mean
 from conveyor.stack.model import LakeTableSpec, Stack
 
 CONTROLLER_FILE = "_controller.json"

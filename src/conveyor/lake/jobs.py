@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from conveyor.core.errors import NotFoundError
+from conveyor.core.names import did_you_mean
 from conveyor.lake.controller import Controller, Lake, open_lakes
-from conveyor.replication.settings import did_you_mean
 from conveyor.stack.model import Stack
 
 if TYPE_CHECKING:
