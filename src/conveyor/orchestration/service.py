@@ -20,7 +20,7 @@ from contextlib import suppress
 from typing import Any
 
 from conveyor.core.errors import ConveyorError
-from conveyor.orchestration.bus import Bus, install, load_stack
+from conveyor.orchestration.bus import Bus, event_sink, install, load_stack
 from conveyor.orchestration.executions import ClockFactory, Executions
 from conveyor.orchestration.scheduler import MissedPolicy, Scheduler
 from conveyor.orchestration.statements import Statements
@@ -88,7 +88,7 @@ class Service:
         stopped = []
         for task in sorted(self.executions.started_tasks):
             with suppress(ConveyorError):
-                request_stop(self.store, task)
+                request_stop(self.store, task, events=event_sink(self.store))
                 stopped.append(task)
         self.executions.shutdown(timeout)
         install(None)
