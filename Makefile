@@ -24,11 +24,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/lint-imports
+	PYTHONPATH=src $(BIN)/lint-imports
 
 # Which package imports which, and any cycle (DEPTH=2 for modules, WHY="a b" for the imports from a into b).
 graph: $(STAMP)
-	$(BIN)/python scripts/package_graph.py $(if $(DEPTH),--depth $(DEPTH)) $(if $(WHY),--why $(WHY))
+	PYTHONPATH=src $(BIN)/python scripts/package_graph.py $(if $(DEPTH),--depth $(DEPTH)) $(if $(WHY),--why $(WHY))
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
