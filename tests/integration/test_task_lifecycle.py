@@ -210,6 +210,14 @@ def test_detached_start_returns_at_once_and_the_task_finishes(
     assert rows == {"customer": 3, "fact_sales_stg": 6}
     log = (home / "logs" / "shop-full-load.log").read_text()
     assert "table dbo.customer: Table completed, 3 rows" in log
+    # the worker process hands its lifecycle events to the bus, which stores them
+    listed = conveyor(home, "events", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    events = [e["detail"] for e in json.loads(listed.stdout)]
+    assert [(e["eventId"], e["detailMessage"]) for e in events] == [
+        ("DMS-EVENT-0069", "Replication task has started."),
+        ("DMS-EVENT-0079", "Stop Reason FULL_LOAD_ONLY_FINISHED"),
+    ]
 
     text = conveyor(home, "tasks", "start", "shop-full-load")
     assert text.returncode == 0, text.stderr

@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 
 from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.events.lifecycle import STARTED, STOPPED, task_event
-from conveyor.events.listing import events_page
 from conveyor.store import schema
+from conveyor.store.event_pages import events_page
 from conveyor.store.store import Store
 
 

@@ -19,9 +19,9 @@ from pydantic import BaseModel, Field
 from conveyor import __version__
 from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.events.listing import events_page
 from conveyor.orchestration.integrations_aws import DatabaseMigration
-from conveyor.orchestration.service import Service
+from conveyor.orchestration.service import Service, rules_listing, state_machines_listing
+from conveyor.store.event_pages import events_page
 
 
 class StartExecution(BaseModel):
@@ -223,38 +223,3 @@ def create_app(
 
 def _dms(service: Service) -> DatabaseMigration:
     return DatabaseMigration(service.executions)
-
-
-def rules_listing(service: Service) -> list[dict[str, Any]]:
-    stack = service.stack()
-    schedules = {row["Rule"]: row for row in service.scheduler.describe()}
-    rows = []
-    for name, rule in sorted(stack.rules.items()):
-        row: dict[str, Any] = {
-            "Name": name,
-            "State": "ENABLED" if rule.enabled else "DISABLED",
-            "Targets": [t.model_dump(exclude_none=True) for t in rule.targets],
-        }
-        if rule.event_pattern is not None:
-            row["EventPattern"] = rule.event_pattern
-        if rule.schedule is not None:
-            row["ScheduleExpression"] = rule.schedule
-            row |= {k: v for k, v in schedules.get(name, {}).items() if k in ("LastFire", "NextFire")}
-        rows.append(row)
-    return rows
-
-
-def state_machines_listing(service: Service) -> list[dict[str, Any]]:
-    from conveyor.orchestration.executions import state_machine_arn
-
-    stack = service.stack()
-    rows = []
-    for name in sorted(stack.state_machines):
-        row: dict[str, Any] = {"name": name, "stateMachineArn": state_machine_arn(name)}
-        try:
-            row["warnings"] = service.executions.validate(name)
-            row["valid"] = True
-        except ConfigError as exc:
-            row["valid"], row["error"] = False, str(exc)
-        rows.append(row)
-    return rows

@@ -21,7 +21,7 @@ from conveyor.cli.app import app, opened_store
 from conveyor.cli.tasks import events_app
 from conveyor.core.errors import ConfigError
 from conveyor.orchestration.scheduler import MISSED_POLICIES
-from conveyor.orchestration.service import Service
+from conveyor.orchestration.service import Service, rules_listing, state_machines_listing
 from conveyor.store.store import DEFAULT_HOME, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -160,8 +160,6 @@ def executions_stop(
 @machines_app.command("list")
 def machines_list(as_json: JsonOption = False) -> None:
     """Every applied state machine, validated against the integrations Conveyor has."""
-    from conveyor.api.app import state_machines_listing
-
     with opened_store() as store:
         rows = state_machines_listing(_service(store))
     table = Table("state machine", "valid", "problem")
@@ -192,8 +190,6 @@ def machines_start(
 @rules_app.command("list")
 def rules_list(as_json: JsonOption = False) -> None:
     """Rules with their pattern or schedule (and last / next fire)."""
-    from conveyor.api.app import rules_listing
-
     with opened_store() as store:
         rows = rules_listing(_service(store))
     table = Table("rule", "state", "trigger", "targets", "next fire")

@@ -12,11 +12,13 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.cli.app import app, applied_stack, opened_store
-from conveyor.cli.progress import LiveProgress, PlainProgress
+from conveyor.cli.progress import LiveProgress
 from conveyor.connectors.registry import SOURCES, open_source, open_target
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.events.listing import MAX_LIMIT, events_page
-from conveyor.replication.task_runner import ACTIVE_STATUSES, StartMode, all_validated, validate_task
+from conveyor.orchestration.bus import event_sink
+from conveyor.replication.progress_lines import PlainProgress
+from conveyor.replication.task_run import ACTIVE_STATUSES, StartMode
+from conveyor.replication.task_runner import all_validated, validate_task
 from conveyor.replication.worker import (
     claim_start,
     current_pid,
@@ -27,6 +29,7 @@ from conveyor.replication.worker import (
 )
 from conveyor.stack.model import Stack
 from conveyor.stack.modify import assignments, modify_endpoint
+from conveyor.store.event_pages import MAX_LIMIT, events_page
 from conveyor.store.store import Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -62,9 +65,10 @@ def tasks_list(as_json: JsonOption = False) -> None:
     """Every applied task with its status."""
     with opened_store() as store:
         stack = applied_stack(store)
+        events = event_sink(store)
         rows = [
             {"name": name, "source": t.source, "target": t.target, "migration_type": t.migration_type}
-            | {k: v for k, v in reap_stale(store, name).items() if k in {"status", "stop_reason"}}
+            | {k: v for k, v in reap_stale(store, name, events).items() if k in {"status", "stop_reason"}}
             for name, t in sorted(stack.tasks.items())
         ]
     table = Table("task", "source", "target", "type", "status", "stop reason")
@@ -104,20 +108,21 @@ def tasks_reload(name: str, wait: WaitOption = False, as_json: JsonOption = Fals
 def _start(name: str, wait: bool, as_json: bool, mode: StartMode) -> None:
     with opened_store() as store:
         stack = applied_task_stack(store, name)
+        events = event_sink(store)
         if not wait:
-            run_id = claim_start(store, stack, name)
-            pid = spawn_worker(store, name, run_id, mode)
+            run_id = claim_start(store, stack, name, events=events)
+            pid = spawn_worker(store, name, run_id, mode, events=events)
             if as_json:
                 _emit({"task": name, "status": "starting", "pid": pid}, True)
             else:
                 typer.echo(f"task {name} starting (pid {pid}); follow with `conveyor tasks describe {name}`")
             return
-        run_id = claim_start(store, stack, name, pid=os.getpid())
+        run_id = claim_start(store, stack, name, pid=os.getpid(), events=events)
         if sys.stdout.isatty() and not as_json:
             with LiveProgress(_out) as live:
-                status = run_claimed(store, stack, name, run_id, live, mode)
+                status = run_claimed(store, stack, name, run_id, live, mode, events=events)
         else:
-            status = run_claimed(store, stack, name, run_id, PlainProgress(), mode)
+            status = run_claimed(store, stack, name, run_id, PlainProgress(), mode, events=events)
         described = _describe(store, name)
     _emit(described, as_json)
     if not as_json:
@@ -131,7 +136,7 @@ def tasks_stop(name: str, as_json: JsonOption = False) -> None:
     """Stop a running task between batches; tables not finished are rolled back."""
     with opened_store() as store:
         applied_task_stack(store, name)
-        result = request_stop(store, name)
+        result = request_stop(store, name, events=event_sink(store))
     if as_json:
         _emit(result, True)
     else:
@@ -140,7 +145,7 @@ def tasks_stop(name: str, as_json: JsonOption = False) -> None:
 
 
 def _describe(store: Store, name: str) -> dict[str, Any]:
-    status = reap_stale(store, name)
+    status = reap_stale(store, name, event_sink(store))
     runs = store.list_runs(name, limit=5)
     pid = current_pid(store, status)
     described = {"task": name, **status, "pid": pid, "tables": store.table_stats(name), "runs": runs}

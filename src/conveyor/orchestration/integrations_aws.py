@@ -39,6 +39,7 @@ from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.events.lifecycle import ACCOUNT, REGION, task_arn
 from conveyor.orchestration.asl.errors import TaskError
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext, TaskHandler
+from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.integrations_glue import START_JOB_RUN, start_job_run
 from conveyor.stack.model import TARGET_ENGINES, Stack
 from conveyor.stack.modify import modify_endpoint
@@ -296,7 +297,7 @@ class DatabaseMigration:
         from conveyor.replication.worker import reap_stale
 
         spec = stack.tasks[name]
-        status = reap_stale(self.store, name)
+        status = reap_stale(self.store, name, event_sink(self.store))
         tables = self.store.table_stats(name)
         states = [t.get("TableState") for t in tables]
         loaded = states.count("Table completed")
@@ -359,8 +360,9 @@ class DatabaseMigration:
                     f"endpoint {endpoint!r}: its connection test is {tested['status']}; "
                     "a task starts once it is successful"
                 )
-        run_id = claim_start(self.store, stack, name)
-        spawn_worker(self.store, name, run_id, START_TYPES[kind])  # type: ignore[arg-type]
+        events = event_sink(self.store)
+        run_id = claim_start(self.store, stack, name, events=events)
+        spawn_worker(self.store, name, run_id, START_TYPES[kind], events=events)  # type: ignore[arg-type]
         self.executions.started_tasks.add(name)
         return {"ReplicationTask": self.task_document(stack, name)}
 
@@ -369,7 +371,7 @@ class DatabaseMigration:
 
         stack = self._stack()
         name = self._task_name(stack, p.get("ReplicationTaskArn"))
-        request_stop(self.store, name)
+        request_stop(self.store, name, events=event_sink(self.store))
         return {"ReplicationTask": self.task_document(stack, name)}
 
 

@@ -8,7 +8,7 @@ when a connector is about to connect. ``stack.loader.load_stack`` reads the
 YAML; ``Stack.from_store_dict`` reads back what the store kept.
 
 Validators report problems as ``(key.path, problem)`` pairs (see
-``replication.settings.located``) so one pass lists every mistake.
+``core.problems.located``) so one pass lists every mistake.
 """
 
 from __future__ import annotations
@@ -34,16 +34,9 @@ from pydantic import (
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.core.errors import ConfigError, NotFoundError
-from conveyor.replication.settings import (
-    Problem,
-    TaskSettings,
-    check_task_settings,
-    did_you_mean,
-    format_problems,
-    located,
-    parse_task_settings,
-    problems_from_validation_error,
-)
+from conveyor.core.names import did_you_mean
+from conveyor.core.problems import Problem, format_problems, located, problems_from_validation_error
+from conveyor.replication.settings import TaskSettings, check_task_settings, parse_task_settings
 from conveyor.stack import secrets
 
 ENGINES: tuple[str, ...] = ("postgres", "mysql", "sqlite", "duckdb", "lake", "dynamodb")

@@ -22,13 +22,7 @@ from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
 from conveyor.replication.full_load import TABLE_COMPLETED, TablePlan
 from conveyor.replication.mappings import MappedTable, TableMappings
-from conveyor.replication.task_runner import (
-    STOP_REASON_NORMAL,
-    StartMode,
-    TaskRun,
-    load_tables,
-    publish_event,
-)
+from conveyor.replication.task_run import STOP_REASON_NORMAL, StartMode, TaskRun, load_tables
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +128,7 @@ def _capture(
 
     def suspended(table: CaptureTable) -> None:
         reason = f"{table.mapped.target.ref}: {table.suspended}"
-        publish_event(run.store, task_event(TABLE_SUSPENDED, run.name, reason))
+        run.events(task_event(TABLE_SUSPENDED, run.name, reason))
 
     stream = changes.open_stream(run.name, [m.source for m in mapped], position)
     try:
