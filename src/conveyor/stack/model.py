@@ -46,10 +46,10 @@ TARGET_ENGINES: frozenset[str] = frozenset({"postgres", "duckdb", "lake"})
 
 COMMON_KEYS: frozenset[str] = frozenset({"engine", "settings"})
 ENGINE_KEYS: Mapping[str, frozenset[str]] = {
-    "postgres": frozenset({"url", "password"}),
+    "postgres": frozenset({"url", "password", "dialect"}),
     "mysql": frozenset({"url", "password"}),
     "sqlite": frozenset({"path"}),
-    "duckdb": frozenset({"path"}),
+    "duckdb": frozenset({"path", "dialect"}),
     "lake": frozenset({"path", "format", "bucket_path", "curated_path", "endpoint_url", "region"}),
     "dynamodb": frozenset({"endpoint_url", "region"}),
 }
@@ -109,6 +109,9 @@ class EndpointSpec(_Spec):
     curated_path: str | None = None
     """Lake: where the curated tables and their controller live (relative to
     ``path`` unless absolute or ``s3://``; default ``<path>/curated``)."""
+    dialect: Literal["redshift"] | None = None
+    """Warehouses: the SQL dialect statements and procedures are written in
+    (``redshift``: translated to the warehouse's own; see orchestration/redshift_sql.py)."""
     settings: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("engine", mode="before")
@@ -213,7 +216,7 @@ class EndpointSpec(_Spec):
             password = password if embedded is None else embedded
         path = resolve("path", self.path)
         options: dict[str, Any] = {"settings": resolve("settings", self.settings)}
-        for key in ("endpoint_url", "region", "bucket_path", "curated_path", "format"):
+        for key in ("endpoint_url", "region", "bucket_path", "curated_path", "format", "dialect"):
             value = getattr(self, key)
             if value is not None:
                 options[key] = resolve(key, value)
