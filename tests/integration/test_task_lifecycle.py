@@ -213,7 +213,7 @@ def test_detached_start_returns_at_once_and_the_task_finishes(
     # the worker process hands its lifecycle events to the bus, which stores them
     listed = conveyor(home, "events", "list", "--json")
     assert listed.returncode == 0, listed.stderr
-    events = [e["detail"] for e in json.loads(listed.stdout)]
+    events = [e["detail"] for e in json.loads(listed.stdout)["Events"][::-1]]
     assert [(e["eventId"], e["detailMessage"]) for e in events] == [
         ("DMS-EVENT-0069", "Replication task has started."),
         ("DMS-EVENT-0079", "Stop Reason FULL_LOAD_ONLY_FINISHED"),
