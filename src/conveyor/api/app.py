@@ -18,6 +18,8 @@ from pydantic import BaseModel, Field
 
 from conveyor import __version__
 from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from conveyor.aws.protocol import AwsJsonApi
+from conveyor.aws.sigv4 import KeyPair
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.integrations_aws import DatabaseMigration
 from conveyor.orchestration.service import Service, rules_listing, state_machines_listing
@@ -61,7 +63,10 @@ def _status(exc: ConveyorError) -> int:
 
 
 def create_app(
-    service: Service, token: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    service: Service,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    aws_keys: KeyPair | None = None,
 ) -> FastAPI:
     """The API over one running :class:`Service`; ``token`` None serves without
     authentication (``conveyor serve --no-auth``, loopback only)."""
@@ -80,7 +85,8 @@ def create_app(
         description="Tasks, endpoints, events, executions, state machines, statements and rules.",
         dependencies=[Depends(authorize)],
     )
-    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(AwsJsonApi, service=service, keys=aws_keys)  # signed with SigV4, not the token
+    app.add_middleware(BodyLimit, limit=max_body_bytes)  # the outermost: every request
 
     @app.exception_handler(ConveyorError)
     def _conveyor_error(request: Request, exc: ConveyorError) -> JSONResponse:

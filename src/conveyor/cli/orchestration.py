@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, serve_token
+from conveyor.aws.sigv4 import KeyPair
 from conveyor.cli.app import app, opened_store
 from conveyor.cli.tasks import events_app
 from conveyor.core.errors import ConfigError
@@ -303,6 +304,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def aws_keys() -> KeyPair | None:
+    """The key pair AWS-protocol requests must be signed with, from the environment."""
+    key_id = os.environ.get("CONVEYOR_AWS_ACCESS_KEY_ID", "").strip()
+    secret = os.environ.get("CONVEYOR_AWS_SECRET_ACCESS_KEY", "").strip()
+    if bool(key_id) != bool(secret):
+        raise ConfigError(
+            "set both CONVEYOR_AWS_ACCESS_KEY_ID and CONVEYOR_AWS_SECRET_ACCESS_KEY, or neither"
+        )
+    return KeyPair(key_id, secret) if key_id else None
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -362,7 +374,9 @@ def serve(
     service.start()
     try:
         server = uvicorn.Server(
-            uvicorn.Config(create_app(service, token, max_body_bytes), host=host, port=port, log_level="info")
+            uvicorn.Config(
+                create_app(service, token, max_body_bytes, aws_keys()), host=host, port=port, log_level="info"
+            )
         )
         server.run()  # returns on SIGTERM / SIGINT
     finally:

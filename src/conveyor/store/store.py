@@ -94,6 +94,12 @@ class Store:
             row = conn.execute(select(s.stacks.c.document).order_by(s.stacks.c.id.desc()).limit(1)).first()
         return dict(row[0]) if row else None
 
+    def stack_applied_at(self) -> datetime | None:
+        """When the applied stack was applied (None before the first apply)."""
+        with self._tx() as conn:
+            row = conn.execute(select(s.stacks.c.applied_at).order_by(s.stacks.c.id.desc()).limit(1)).first()
+        return None if row is None else row[0]
+
     def put_stack_document(self, document: dict[str, Any]) -> None:
         with self._tx() as conn:
             conn.execute(insert(s.stacks).values(document=document, applied_at=now()))
