@@ -37,7 +37,15 @@ def test_apply_dry_run_lists_what_the_stack_declares(tmp_path: Path) -> None:
     result = run("apply", str(stack), "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["tasks"] == {"load": {"source": "src", "target": "dw", "migration_type": "full-load"}}
+    not_acted_on = {"cloud_only": [], "not_acted_on_yet": []}
+    assert summary["tasks"] == {
+        "load": {
+            "source": "src",
+            "target": "dw",
+            "migration_type": "full-load",
+            "settings_not_acted_on": not_acted_on,
+        }
+    }
     assert summary["endpoints"]["dw"]["password"] == "${env:DW_PASSWORD}"
     assert summary["endpoints"]["src"]["path"] == str(tmp_path / "a.sqlite")
 

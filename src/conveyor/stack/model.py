@@ -44,6 +44,7 @@ from conveyor.replication.settings import (
     parse_task_settings,
     problems_from_validation_error,
 )
+from conveyor.replication.settings_support import SettingsReview, review_task_settings
 from conveyor.stack import secrets
 
 ENGINES: tuple[str, ...] = ("postgres", "mysql", "sqlite", "duckdb", "lake", "dynamodb")
@@ -265,7 +266,9 @@ class TaskSpec(_Spec):
     @field_validator("settings")
     @classmethod
     def _valid_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _, problems = check_task_settings(value)
+        settings, problems = check_task_settings(value)
+        if settings is not None:
+            problems = list(review_task_settings(value, settings).refused)
         if problems:
             raise located(problems)
         return value
@@ -273,6 +276,10 @@ class TaskSpec(_Spec):
     def task_settings(self) -> TaskSettings:
         """The parsed settings (validated when the stack was loaded)."""
         return parse_task_settings(self.settings, "settings")
+
+    def settings_review(self) -> SettingsReview:
+        """The keys of ``settings`` Conveyor does not act on (cloud-only, not yet)."""
+        return review_task_settings(self.settings, self.task_settings())
 
 
 class StateMachineSpec(_Spec):
