@@ -25,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     StringConstraints,
     ValidationError,
     ValidationInfo,
@@ -46,6 +47,7 @@ from conveyor.replication.settings import (
 )
 from conveyor.replication.settings_support import SettingsReview, review_task_settings
 from conveyor.stack import secrets
+from conveyor.stack.endpoint_options import lake_ignored, option_names, option_problems
 
 ENGINES: tuple[str, ...] = ("postgres", "mysql", "sqlite", "duckdb", "lake", "dynamodb")
 ENGINE_ALIASES: Mapping[str, str] = {"mariadb": "mysql", "postgresql": "postgres"}
@@ -133,6 +135,32 @@ class EndpointSpec(_Spec):
             )
         return name
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fits_engine(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """The keys fit the engine. An engine option written beside ``url`` or
+        ``path`` belongs in ``settings``: reported with the other problems."""
+        misplaced: list[Problem] = []
+        if isinstance(data, Mapping) and isinstance(data.get("engine"), str):
+            engine = ENGINE_ALIASES.get(data["engine"].strip().lower(), data["engine"].strip().lower())
+            options = set(option_names(engine)) if engine in ENGINES else set()
+            keys = [key for key in data if key in options and key not in cls.model_fields]
+            misplaced = [
+                (key, f"an option of a {engine} endpoint: write it under settings ({{{key}: ...}})")
+                for key in keys
+            ]
+            data = {key: value for key, value in data.items() if key not in keys}
+        try:
+            spec = handler(data)
+        except ValidationError as exc:
+            if not misplaced:
+                raise
+            raise located(misplaced + problems_from_validation_error(exc, cls)) from None
+        problems = misplaced + spec._engine_problems()
+        if problems:
+            raise located(problems)
+        return spec
+
     @field_validator("path")
     @classmethod
     def _absolute_path(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -141,8 +169,7 @@ class EndpointSpec(_Spec):
             return value
         return absolute_path(value, Path(base_dir))
 
-    @model_validator(mode="after")
-    def _fits_engine(self) -> Self:
+    def _engine_problems(self) -> list[Problem]:
         engine = self.engine
         problems: list[Problem] = []
         allowed = COMMON_KEYS | ENGINE_KEYS[engine]
@@ -161,6 +188,7 @@ class EndpointSpec(_Spec):
         problems += [
             (f"settings.{key}", text) for key, text in secrets.nested_reference_problems(self.settings)
         ]
+        problems += option_problems(engine, self.settings)
         if self.url is not None and engine in URL_SCHEMES:
             problems += [("url", text) for text in _url_problems(engine, self.url)]
         if self.bucket_path is not None:
@@ -168,9 +196,7 @@ class EndpointSpec(_Spec):
                 list(string.Formatter().parse(self.bucket_path))
             except ValueError as exc:
                 problems.append(("bucket_path", f"not a valid template: {exc}"))
-        if problems:
-            raise located(problems)
-        return self
+        return problems
 
     def warnings(self) -> list[Problem]:
         """Plain-text secrets: allowed, but stored as written."""
@@ -188,6 +214,11 @@ class EndpointSpec(_Spec):
                 and not secrets.has_reference(value)
             ):
                 found.append((f"settings.{key}", f"plain-text secret; {advice}"))
+        if self.engine == "lake":
+            found += [
+                (f"settings.{key}", "accepted and not acted on by the lake (the service's S3 concern)")
+                for key in lake_ignored(self.settings)
+            ]
         return found
 
     def redacted(self) -> dict[str, Any]:
@@ -202,7 +233,8 @@ class EndpointSpec(_Spec):
         """The endpoint as a connector takes it, secrets resolved (``base_dir``
         is the stack file's folder). Besides ``settings``, ``options`` carries
         ``format``, ``bucket_path``, ``curated_path``, ``endpoint_url`` and
-        ``region`` when set (``format`` defaults to ``csv`` for a lake). Raises
+        ``region`` when set, and a database engine's options (its ``settings``,
+        see ``stack.endpoint_options``) (``format`` defaults to ``csv`` for a lake). Raises
         ConfigError naming the key and the reference when a secret cannot be
         resolved."""
 
@@ -220,7 +252,10 @@ class EndpointSpec(_Spec):
                 raise ConfigError(f"endpoints.{name}.url: the URL holds a password and password is set too")
             password = password if embedded is None else embedded
         path = resolve("path", self.path)
-        options: dict[str, Any] = {"settings": resolve("settings", self.settings)}
+        settings = resolve("settings", self.settings)
+        options: dict[str, Any] = {"settings": settings}
+        if self.engine in ("postgres", "mysql", "sqlite", "duckdb"):
+            options.update(settings)  # the connectors read their options at the top level
         for key in ("endpoint_url", "region", "bucket_path", "curated_path", "format"):
             value = getattr(self, key)
             if value is not None:
