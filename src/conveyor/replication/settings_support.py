@@ -123,14 +123,18 @@ SUPPORT: Mapping[str, Support] = {
     "TargetMetadata.ParallelApplyQueuesPerThread": cloud(_TUNING),
     # FullLoadSettings
     "FullLoadSettings.TargetTablePrepMode": acted("how target tables are prepared before a load"),
-    "FullLoadSettings.CreatePkAfterFullLoad": not_yet(
-        "Conveyor creates the primary key with the table", False
+    "FullLoadSettings.CreatePkAfterFullLoad": acted(
+        "a PostgreSQL target table created by the load gets its primary key after the rows"
+        " (other targets: the key exists either way)"
     ),
     "FullLoadSettings.StopTaskCachedChangesApplied": not_yet(
-        "Conveyor does not stop a full-load-and-cdc task after its full load", False
+        "Conveyor cannot stop a task once the changes cached during its full load are applied"
+        " (StopTaskCachedChangesNotApplied stops it before them)",
+        False,
     ),
-    "FullLoadSettings.StopTaskCachedChangesNotApplied": not_yet(
-        "Conveyor does not stop a full-load-and-cdc task after its full load", False
+    "FullLoadSettings.StopTaskCachedChangesNotApplied": acted(
+        "a full-load-and-cdc task stops after its full load (STOPPED_AFTER_FULL_LOAD); `tasks resume`"
+        " applies the changes since"
     ),
     "FullLoadSettings.MaxFullLoadSubTasks": acted("tables loaded in parallel"),
     "FullLoadSettings.TransactionConsistencyTimeout": cloud(
@@ -208,11 +212,11 @@ SUPPORT: Mapping[str, Support] = {
     "ErrorBehavior.DataErrorEscalationPolicy": acted("what follows DataErrorEscalationCount errors"),
     "ErrorBehavior.DataErrorEscalationCount": acted("data errors of a table before escalation"),
     "ErrorBehavior.EventErrorPolicy": not_yet("Conveyor logs event errors and goes on", "IGNORE"),
-    "ErrorBehavior.TableErrorPolicy": not_yet(
-        "a table that fails is reported with its reason while the other tables go on", "SUSPEND_TABLE"
+    "ErrorBehavior.TableErrorPolicy": acted(
+        "a failed or suspended table: SUSPEND_TABLE lets the other tables go on, STOP_TASK stops the task"
     ),
-    "ErrorBehavior.TableErrorEscalationPolicy": not_yet("Conveyor does not count table errors"),
-    "ErrorBehavior.TableErrorEscalationCount": not_yet("Conveyor does not count table errors", 0),
+    "ErrorBehavior.TableErrorEscalationPolicy": acted("what follows TableErrorEscalationCount table errors"),
+    "ErrorBehavior.TableErrorEscalationCount": acted("table errors before escalation (0: no limit)"),
     "ErrorBehavior.RecoverableErrorCount": not_yet(_RETRIES),
     "ErrorBehavior.RecoverableErrorInterval": not_yet(_RETRIES),
     "ErrorBehavior.RecoverableErrorThrottling": not_yet(_RETRIES),
@@ -228,7 +232,9 @@ SUPPORT: Mapping[str, Support] = {
     "ErrorBehavior.ApplyErrorFailOnTruncationDdl": not_yet(
         "a source TRUNCATE follows HandleSourceTableTruncated", False
     ),
-    "ErrorBehavior.FailOnNoTablesCaptured": not_yet("a task whose rules select no table fails", True),
+    "ErrorBehavior.FailOnNoTablesCaptured": acted(
+        "false: a task whose rules select no table ends without failing, with an event"
+    ),
     "ErrorBehavior.FailOnTransactionConsistencyBreached": cloud("applies to Oracle sources only"),
     "ErrorBehavior.FullLoadIgnoreConflicts": not_yet(
         "Conveyor applies cached changes idempotently (conflicts cannot arise)", True

@@ -14,15 +14,17 @@ from typing import Any, Literal
 from conveyor.connectors.base import Snapshot, Source, Target
 from conveyor.connectors.registry import CHANGE_SOURCES, open_source, open_target
 from conveyor.core.errors import ConfigError, ConveyorError
-from conveyor.events.lifecycle import FAILED, STARTED, STOPPED, task_event
+from conveyor.events.lifecycle import FAILED, NO_TABLES_CAPTURED, STARTED, STOPPED, task_event
 from conveyor.replication.full_load import (
     TABLE_COMPLETED,
+    TABLE_ERROR,
     FullLoad,
     ProgressCallback,
     TablePlan,
     TableProgress,
 )
-from conveyor.replication.mappings import TableMappings
+from conveyor.replication.log_levels import log_levels
+from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.settings import TaskSettings
 from conveyor.replication.validation import VALIDATED, TableValidation, validate_table
 from conveyor.stack.model import Stack, TaskSpec
@@ -73,14 +75,34 @@ def stats_document(progress: TableProgress) -> dict[str, Any]:
     }
 
 
-def plan_tables(stack: Stack, name: str, source: Source) -> list[TablePlan]:
-    """The tables a task loads: the source's tables through the task's mappings."""
+def task_mappings(stack: Stack, name: str) -> TableMappings:
+    """The task's table mappings, with its TargetMetadata.TargetSchema."""
     spec = stack.tasks[name]
     mappings = TableMappings.parse(spec.table_mappings, f"tasks.{name}.table_mappings")
+    return mappings.in_schema(spec.task_settings().target_metadata.target_schema)
+
+
+def select_tables(stack: Stack, name: str, source: Source) -> list[MappedTable]:
+    """The source's tables the task's mappings select. Selecting none fails the
+    task unless ErrorBehavior.FailOnNoTablesCaptured is false."""
+    allow_empty = not stack.tasks[name].task_settings().error_behavior.fail_on_no_tables_captured
+    return task_mappings(stack, name).select(source.tables(), allow_empty=allow_empty)
+
+
+def plan_tables(stack: Stack, name: str, source: Source) -> list[TablePlan]:
+    """The tables a task loads: the source's tables through the task's mappings."""
     return [
         TablePlan(m.source, m.target, m.project, tuple(c.source for c in m.columns))
-        for m in mappings.select(source.tables())
+        for m in select_tables(stack, name, source)
     ]
+
+
+def report_no_tables(run: TaskRun) -> None:
+    """The task selected no table and FailOnNoTablesCaptured is false: it ends
+    without failing, and says so (log and event)."""
+    reason = "the selection rules match no source table (FailOnNoTablesCaptured is false)"
+    log.warning("task %s: %s", run.name, reason)
+    publish_event(run.store, task_event(NO_TABLES_CAPTURED, run.name, reason))
 
 
 def report_validation(
@@ -216,6 +238,7 @@ def load_tables(
         stop=_LoadStop(run.stop),
         task=run.name,
         errors=run.settings.error_behavior,
+        key_after_load=settings.create_pk_after_full_load,
     )
     results = loader.run()
     unfinished = [p for p in results if p.state != TABLE_COMPLETED]
@@ -227,8 +250,12 @@ def load_tables(
                 check = validate_table(snapshot, target, progress.plan, settings.commit_rate)
                 report_validation(run.store, run.name, run.run_id, progress, check)
     if unfinished:
-        reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in unfinished)
-        raise ConveyorError(f"{len(unfinished)} of {len(results)} tables failed: {reason}")
+        failed = [p for p in unfinished if p.state == TABLE_ERROR]
+        reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in failed)
+        left = len(unfinished) - len(failed)
+        if left:
+            reason += f"; {left} other table{'s' if left != 1 else ''} not loaded"
+        raise ConveyorError(f"{len(failed)} of {len(results)} tables failed: {reason}")
     return results
 
 
@@ -239,6 +266,10 @@ def _full_load_task(run: TaskRun) -> str:
     try:
         plans = plan_tables(run.stack, run.name, source)
         run.mark_running()
+        log.debug("task %s: tables planned: %s", run.name, ", ".join(str(p.target.ref) for p in plans))
+        if not plans:
+            report_no_tables(run)
+            return FULL_LOAD_ONLY_FINISHED
         snapshot = source.snapshot()
         try:
             results = load_tables(run, snapshot, target, plans)
@@ -282,7 +313,7 @@ def run_task(
         store.set_run(run_id, pid=os.getpid())
     run = TaskRun(store, stack, name, run_id, stop, on_progress)
     try:
-        with StopWatcher(store, name, run_id, stop):
+        with StopWatcher(store, name, run_id, stop), log_levels(run.settings.logging):
             if run.spec.migration_type == "full-load":
                 reason = _full_load_task(run)
             else:
