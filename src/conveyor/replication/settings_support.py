@@ -26,6 +26,7 @@ from conveyor.replication.settings import (
     SPELLING_VARIANTS,
     Problem,
     TaskSettings,
+    check_task_settings,
     did_you_mean,
     supported_task_settings,
 )
@@ -319,6 +320,29 @@ def review_task_settings(doc: Mapping[str, Any] | None, settings: TaskSettings) 
             if component.id in OTHER_LOG_COMPONENTS
         ]
     return SettingsReview(tuple(cloud_only), tuple(pending), tuple(refused))
+
+
+def task_settings_problems(doc: Any) -> list[Problem]:
+    """Every problem of a task-settings document in one pass: what the settings
+    model refuses, and written values Conveyor cannot honour (checked on the
+    rest of the document when some keys are wrong)."""
+    settings, problems = check_task_settings(doc)
+    if settings is None and isinstance(doc, Mapping):
+        bad = {tuple(path.split(".")[:2]) for path, _ in problems}
+        rest = {
+            section: (
+                {k: v for k, v in value.items() if (section, str(k)) not in bad}
+                if isinstance(value, Mapping)
+                else value
+            )
+            for section, value in doc.items()
+            if (section,) not in bad
+        }
+        settings, _ = check_task_settings(rest)
+        doc = rest
+    if settings is not None:
+        problems += review_task_settings(doc, settings).refused
+    return problems
 
 
 def _log_component_problems(settings: TaskSettings) -> list[Problem]:

@@ -38,14 +38,13 @@ from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.replication.settings import (
     Problem,
     TaskSettings,
-    check_task_settings,
     did_you_mean,
     format_problems,
     located,
     parse_task_settings,
     problems_from_validation_error,
 )
-from conveyor.replication.settings_support import SettingsReview, review_task_settings
+from conveyor.replication.settings_support import SettingsReview, review_task_settings, task_settings_problems
 from conveyor.stack import secrets
 from conveyor.stack.endpoint_options import lake_ignored, option_names, option_problems
 
@@ -301,9 +300,7 @@ class TaskSpec(_Spec):
     @field_validator("settings")
     @classmethod
     def _valid_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        settings, problems = check_task_settings(value)
-        if settings is not None:
-            problems = list(review_task_settings(value, settings).refused)
+        problems = task_settings_problems(value)
         if problems:
             raise located(problems)
         return value
