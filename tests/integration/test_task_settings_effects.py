@@ -235,3 +235,46 @@ def test_stop_after_full_load_then_resume_applies_the_changes_since(tmp_path: Pa
                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
                 " WHERE database = current_database() AND NOT active"
             )
+
+
+def test_table_error_policy_stop_task_in_capture(tmp_path: Path, pg_db: str) -> None:
+    """A source column changing type suspends its table; under STOP_TASK the task fails, saying why."""
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.items (id int PRIMARY KEY, counter int)")
+        conn.execute("INSERT INTO public.items VALUES (1, 1)")
+    home = tmp_path / "home"
+    settings = {"ErrorBehavior": {"TableErrorPolicy": "STOP_TASK"}}
+    apply(
+        home,
+        tmp_path / "conveyor.yaml",
+        "endpoints:\n"
+        f"  src: {{engine: postgres, url: '{pg_db}'}}\n"
+        f"  dw: {{engine: duckdb, path: '{tmp_path / 'dw.duckdb'}'}}\n"
+        "tasks:\n"
+        "  sync: {source: src, target: dw, migration_type: full-load-and-cdc,"
+        f" settings: {json.dumps(settings)}}}\n",
+    )
+    try:
+        assert conveyor(home, "tasks", "start", "sync").returncode == 0
+        wait_for(home, "sync", lambda d: d["status"] == "running" and "capture" in d)
+        with psycopg.connect(pg_db, autocommit=True) as conn:
+            conn.execute("ALTER TABLE public.items ALTER COLUMN counter TYPE bigint")
+            conn.execute("UPDATE public.items SET counter = 5 WHERE id = 1")
+        described = wait_for(home, "sync", ended)
+        assert described["status"] == "failed"
+        assert "public.items" in described["last_error"]
+        assert "TableErrorPolicy STOP_TASK" in described["last_error"]
+    finally:
+        conveyor(home, "tasks", "stop", "sync")
+        with psycopg.connect(pg_db, autocommit=True) as conn:
+            for _ in range(100):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_replication_slots WHERE active AND database = current_database()"
+                ).fetchone()
+                if row == (0,):
+                    break
+                time.sleep(0.1)
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                " WHERE database = current_database() AND NOT active"
+            )

@@ -212,7 +212,9 @@ SUPPORT: Mapping[str, Support] = {
     ),
     "ErrorBehavior.DataErrorEscalationPolicy": acted("what follows DataErrorEscalationCount errors"),
     "ErrorBehavior.DataErrorEscalationCount": acted("data errors of a table before escalation"),
-    "ErrorBehavior.EventErrorPolicy": not_yet("Conveyor logs event errors and goes on", "IGNORE"),
+    "ErrorBehavior.EventErrorPolicy": not_yet(
+        "Conveyor logs an event rule's failure and goes on", "IGNORE"
+    ),
     "ErrorBehavior.TableErrorPolicy": acted(
         "a failed or suspended table: SUSPEND_TABLE lets the other tables go on, STOP_TASK stops the task"
     ),
