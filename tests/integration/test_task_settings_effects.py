@@ -66,6 +66,22 @@ def ended(described: dict[str, Any]) -> bool:
     return described["status"] in {"stopped", "failed"}
 
 
+def drop_slots(url: str) -> None:
+    """Drop the database's replication slots once no worker holds them (at most 10 s)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(100):
+            row = conn.execute(
+                "SELECT count(*) FROM pg_replication_slots WHERE active AND database = current_database()"
+            ).fetchone()
+            if row == (0,):
+                break
+            time.sleep(0.1)
+        conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            " WHERE database = current_database() AND NOT active"
+        )
+
+
 def apply(home: Path, path: Path, text: str) -> None:
     path.write_text(text)
     result = conveyor(home, "apply", str(path))
@@ -223,18 +239,7 @@ def test_stop_after_full_load_then_resume_applies_the_changes_since(tmp_path: Pa
         with duckdb.connect(str(warehouse), read_only=True) as conn:
             assert conn.execute("SELECT id FROM public.items ORDER BY id").fetchall() == [(1,), (2,), (3,)]
     finally:
-        with psycopg.connect(pg_db, autocommit=True) as conn:
-            for _ in range(100):  # the worker may hold the slot a moment longer
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_replication_slots WHERE active AND database = current_database()"
-                ).fetchone()
-                if row == (0,):
-                    break
-                time.sleep(0.1)
-            conn.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                " WHERE database = current_database() AND NOT active"
-            )
+        drop_slots(pg_db)
 
 
 def test_table_error_policy_stop_task_in_capture(tmp_path: Path, pg_db: str) -> None:
@@ -266,15 +271,35 @@ def test_table_error_policy_stop_task_in_capture(tmp_path: Path, pg_db: str) -> 
         assert "TableErrorPolicy STOP_TASK" in described["last_error"]
     finally:
         conveyor(home, "tasks", "stop", "sync")
+        drop_slots(pg_db)
+
+
+def test_truncate_fails_the_task_when_told(tmp_path: Path, pg_db: str) -> None:
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.items (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO public.items VALUES (1), (2)")
+    home, warehouse = tmp_path / "home", tmp_path / "dw.duckdb"
+    settings = {"ErrorBehavior": {"ApplyErrorFailOnTruncationDdl": True}}
+    apply(
+        home,
+        tmp_path / "conveyor.yaml",
+        "endpoints:\n"
+        f"  src: {{engine: postgres, url: '{pg_db}'}}\n"
+        f"  dw: {{engine: duckdb, path: '{warehouse}'}}\n"
+        "tasks:\n"
+        "  sync: {source: src, target: dw, migration_type: full-load-and-cdc,"
+        f" settings: {json.dumps(settings)}}}\n",
+    )
+    try:
+        assert conveyor(home, "tasks", "start", "sync").returncode == 0
+        wait_for(home, "sync", lambda d: d["status"] == "running" and "capture" in d)
         with psycopg.connect(pg_db, autocommit=True) as conn:
-            for _ in range(100):
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_replication_slots WHERE active AND database = current_database()"
-                ).fetchone()
-                if row == (0,):
-                    break
-                time.sleep(0.1)
-            conn.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                " WHERE database = current_database() AND NOT active"
-            )
+            conn.execute("TRUNCATE public.items")
+        described = wait_for(home, "sync", ended)
+        assert described["status"] == "failed"
+        assert "TRUNCATE of public.items (ApplyErrorFailOnTruncationDdl is true)" in described["last_error"]
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            assert conn.execute("SELECT count(*) FROM public.items").fetchone() == (2,)  # not applied
+    finally:
+        conveyor(home, "tasks", "stop", "sync")
+        drop_slots(pg_db)

@@ -212,9 +212,7 @@ SUPPORT: Mapping[str, Support] = {
     ),
     "ErrorBehavior.DataErrorEscalationPolicy": acted("what follows DataErrorEscalationCount errors"),
     "ErrorBehavior.DataErrorEscalationCount": acted("data errors of a table before escalation"),
-    "ErrorBehavior.EventErrorPolicy": not_yet(
-        "Conveyor logs an event rule's failure and goes on", "IGNORE"
-    ),
+    "ErrorBehavior.EventErrorPolicy": not_yet("Conveyor logs an event rule's failure and goes on", "IGNORE"),
     "ErrorBehavior.TableErrorPolicy": acted(
         "a failed or suspended table: SUSPEND_TABLE lets the other tables go on, STOP_TASK stops the task"
     ),
@@ -232,8 +230,8 @@ SUPPORT: Mapping[str, Support] = {
     "ErrorBehavior.ApplyErrorUpdatePolicy": not_yet(_UPSERT, "UPDATE_RECORD"),
     "ErrorBehavior.ApplyErrorEscalationPolicy": not_yet(_UPSERT + "; no apply error is counted"),
     "ErrorBehavior.ApplyErrorEscalationCount": not_yet(_UPSERT + "; no apply error is counted"),
-    "ErrorBehavior.ApplyErrorFailOnTruncationDdl": not_yet(
-        "a source TRUNCATE follows HandleSourceTableTruncated", False
+    "ErrorBehavior.ApplyErrorFailOnTruncationDdl": acted(
+        "true: a captured TRUNCATE fails the task before any of it is applied"
     ),
     "ErrorBehavior.FailOnNoTablesCaptured": acted(
         "false: a task whose rules select no table ends without failing, with an event"

@@ -178,6 +178,7 @@ def _capture(
             on_batch=report,
             on_suspended=suspended,
             ddl=run.settings.change_processing_ddl_handling_policy,
+            fail_on_truncate=errors.apply_error_fail_on_truncation_ddl,
         )
         report(capture)
         capture.run()
