@@ -38,6 +38,7 @@ from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.replication.settings import (
     Problem,
     TaskSettings,
+    closest,
     did_you_mean,
     format_problems,
     located,
@@ -137,25 +138,23 @@ class EndpointSpec(_Spec):
     @model_validator(mode="wrap")
     @classmethod
     def _fits_engine(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
-        """The keys fit the engine. An engine option written beside ``url`` or
-        ``path`` belongs in ``settings``: reported with the other problems."""
-        misplaced: list[Problem] = []
+        """The keys fit the engine, all problems in one pass: an unknown key is
+        named with the closest key or option of the engine; an engine option
+        written beside ``url`` or ``path`` belongs in ``settings``."""
+        problems: list[Problem] = []
         if isinstance(data, Mapping) and isinstance(data.get("engine"), str):
             engine = ENGINE_ALIASES.get(data["engine"].strip().lower(), data["engine"].strip().lower())
-            options = set(option_names(engine)) if engine in ENGINES else set()
-            keys = [key for key in data if key in options and key not in cls.model_fields]
-            misplaced = [
-                (key, f"an option of a {engine} endpoint: write it under settings ({{{key}: ...}})")
-                for key in keys
-            ]
-            data = {key: value for key, value in data.items() if key not in keys}
+            if engine in ENGINES:
+                unknown = [key for key in data if key not in cls.model_fields]
+                problems = [(str(key), _unknown_endpoint_key(engine, str(key))) for key in unknown]
+                data = {key: value for key, value in data.items() if key not in unknown}
         try:
             spec = handler(data)
         except ValidationError as exc:
-            if not misplaced:
+            if not problems:
                 raise
-            raise located(misplaced + problems_from_validation_error(exc, cls)) from None
-        problems = misplaced + spec._engine_problems()
+            raise located(problems + problems_from_validation_error(exc, cls)) from None
+        problems += spec._engine_problems()
         if problems:
             raise located(problems)
         return spec
@@ -510,6 +509,17 @@ def cross_reference_problems(
                 )
             )
     return problems
+
+
+def _unknown_endpoint_key(engine: str, key: str) -> str:
+    options = option_names(engine)
+    if key in options:
+        return f"an option of a {engine} endpoint: write it under settings ({{{key}: ...}})"
+    keys = sorted(COMMON_KEYS | ENGINE_KEYS[engine])
+    match = closest(key, [*keys, *options])
+    if match in options:
+        return f"unknown key; did you mean '{match}'? (an option of a {engine} endpoint: under settings)"
+    return f"unknown key of a {engine} endpoint" + did_you_mean(key, keys) + f" (it takes: {', '.join(keys)})"
 
 
 def _unknown(kind: str, name: str, declared: Collection[str]) -> str:
