@@ -18,12 +18,18 @@ the keys the connectors' code reads.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from conveyor.replication.settings import Problem, did_you_mean, located, problems_from_validation_error
+from conveyor.replication.settings import (
+    Problem,
+    closest,
+    did_you_mean,
+    located,
+    problems_from_validation_error,
+)
 
 
 class _Options(BaseModel):
@@ -137,6 +143,19 @@ def option_names(engine: str) -> list[str]:
         return [f.alias or n for n, f in LakeSettings.model_fields.items()] + sorted(IGNORED_SETTINGS)
     model = ENGINE_OPTIONS[engine]
     return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def unknown_endpoint_key(engine: str, key: str, keys: Collection[str]) -> str:
+    """What is wrong with ``key`` beside an endpoint's ``keys``: an option that
+    belongs under ``settings``, or an unknown key with the closest name."""
+    options = option_names(engine)
+    if key in options:
+        return f"an option of a {engine} endpoint: write it under settings ({{{key}: ...}})"
+    match = closest(key, [*keys, *options])
+    if match in options:
+        return f"unknown key; did you mean '{match}'? (an option of a {engine} endpoint: under settings)"
+    listed = ", ".join(sorted(keys))
+    return f"unknown key of a {engine} endpoint" + did_you_mean(key, keys) + f" (it takes: {listed})"
 
 
 def option_problems(engine: str, settings: Mapping[str, Any]) -> list[Problem]:

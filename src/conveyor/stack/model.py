@@ -38,7 +38,6 @@ from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.replication.settings import (
     Problem,
     TaskSettings,
-    closest,
     did_you_mean,
     format_problems,
     located,
@@ -47,7 +46,7 @@ from conveyor.replication.settings import (
 )
 from conveyor.replication.settings_support import SettingsReview, review_task_settings, task_settings_problems
 from conveyor.stack import secrets
-from conveyor.stack.endpoint_options import lake_ignored, option_names, option_problems
+from conveyor.stack.endpoint_options import lake_ignored, option_problems, unknown_endpoint_key
 
 ENGINES: tuple[str, ...] = ("postgres", "mysql", "sqlite", "duckdb", "lake", "dynamodb")
 ENGINE_ALIASES: Mapping[str, str] = {"mariadb": "mysql", "postgresql": "postgres"}
@@ -146,7 +145,8 @@ class EndpointSpec(_Spec):
             engine = ENGINE_ALIASES.get(data["engine"].strip().lower(), data["engine"].strip().lower())
             if engine in ENGINES:
                 unknown = [key for key in data if key not in cls.model_fields]
-                problems = [(str(key), _unknown_endpoint_key(engine, str(key))) for key in unknown]
+                keys = COMMON_KEYS | ENGINE_KEYS[engine]
+                problems = [(str(key), unknown_endpoint_key(engine, str(key), keys)) for key in unknown]
                 data = {key: value for key, value in data.items() if key not in unknown}
         try:
             spec = handler(data)
@@ -509,17 +509,6 @@ def cross_reference_problems(
                 )
             )
     return problems
-
-
-def _unknown_endpoint_key(engine: str, key: str) -> str:
-    options = option_names(engine)
-    if key in options:
-        return f"an option of a {engine} endpoint: write it under settings ({{{key}: ...}})"
-    keys = sorted(COMMON_KEYS | ENGINE_KEYS[engine])
-    match = closest(key, [*keys, *options])
-    if match in options:
-        return f"unknown key; did you mean '{match}'? (an option of a {engine} endpoint: under settings)"
-    return f"unknown key of a {engine} endpoint" + did_you_mean(key, keys) + f" (it takes: {', '.join(keys)})"
 
 
 def _unknown(kind: str, name: str, declared: Collection[str]) -> str:
