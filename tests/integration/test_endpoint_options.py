@@ -40,6 +40,23 @@ def wait_for(home: Path, task: str, until: Callable[[dict[str, Any]], bool], sec
     raise AssertionError(f"gave up waiting; last description: {described}")
 
 
+def wait_heartbeat(url: str, seconds: float) -> bool:
+    """Whether a session of the database ran the capture's heartbeat (at most ``seconds``, 100 polls)."""
+    deadline = time.monotonic() + seconds
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(100):
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND query LIKE 'SELECT pg_logical_emit_message%%'"
+            ).fetchone()
+            if row is not None and row[0] > 0:
+                return True
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    return False
+
+
 @pytest.fixture
 def named_slot(pg_db: str) -> Iterator[tuple[str, str]]:
     """A source table with a publication and a logical slot the user made."""
@@ -76,7 +93,7 @@ def test_slot_publication_and_memory_limit_from_the_stack_file(
     stack.write_text(
         "endpoints:\n"
         f"  src: {{engine: postgres, url: '{pg_db}',"
-        f" settings: {{slot_name: {slot}, publication_name: {publication}, heartbeat_seconds: 5}}}}\n"
+        f" settings: {{slot_name: {slot}, publication_name: {publication}, heartbeat_seconds: 1}}}}\n"
         f"  dw: {{engine: duckdb, path: '{warehouse}', settings: {{memory_limit: 96MB}}}}\n"
         "tasks:\n"
         "  sync: {source: src, target: dw, migration_type: full-load-and-cdc}\n"
@@ -96,6 +113,8 @@ def test_slot_publication_and_memory_limit_from_the_stack_file(
         assert slots.get(slot) is True  # the task streams from the user's slot
         assert not [name for name in slots if name.startswith("conveyor_")]
         assert publications == {publication}
+        # heartbeat_seconds: 1: an idle stream writes a WAL message within seconds
+        assert wait_heartbeat(pg_db, seconds=20)
     finally:
         stop = conveyor(home, "tasks", "stop", "sync")
         assert stop.returncode == 0, stop.stderr
