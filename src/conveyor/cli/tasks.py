@@ -123,7 +123,7 @@ def _start(name: str, wait: bool, as_json: bool, mode: StartMode) -> None:
                 status = run_claimed(store, stack, name, run_id, live, mode, events=events)
         else:
             status = run_claimed(store, stack, name, run_id, PlainProgress(), mode, events=events)
-        described = _describe(store, name)
+        described = _describe(store, name, stack)
     _emit(described, as_json)
     if not as_json:
         _print_described(described)
@@ -144,11 +144,12 @@ def tasks_stop(name: str, as_json: JsonOption = False) -> None:
         typer.echo(f"task {name} stopping{pid}; follow with `conveyor tasks describe {name}`")
 
 
-def _describe(store: Store, name: str) -> dict[str, Any]:
+def _describe(store: Store, name: str, stack: Stack) -> dict[str, Any]:
     status = reap_stale(store, name, event_sink(store))
     runs = store.list_runs(name, limit=5)
     pid = current_pid(store, status)
     described = {"task": name, **status, "pid": pid, "tables": store.table_stats(name), "runs": runs}
+    described["settings_not_acted_on"] = stack.tasks[name].settings_review().as_dict()
     progress = store.task_progress(name)
     if progress is not None:
         described["capture"] = progress
@@ -180,6 +181,13 @@ def _print_described(described: dict[str, Any]) -> None:
             _out.print(f"drift: {t['SchemaName']}.{t['TableName']}: {line}", markup=False, highlight=False)
     if any("Inserts" in t for t in described["tables"]):
         _print_capture(described)
+    not_acted_on = described.get("settings_not_acted_on") or {}
+    for label, key in (
+        ("cloud-only, no meaning here", "cloud_only"),
+        ("not acted on yet", "not_acted_on_yet"),
+    ):
+        if not_acted_on.get(key):
+            _out.print(f"settings {label}: {', '.join(not_acted_on[key])}", markup=False, highlight=False)
 
 
 def _print_capture(described: dict[str, Any]) -> None:
@@ -205,8 +213,8 @@ def _print_capture(described: dict[str, Any]) -> None:
 def tasks_describe(name: str, as_json: JsonOption = False) -> None:
     """Status, stop reason and per-table statistics of the latest run."""
     with opened_store() as store:
-        applied_task_stack(store, name)  # the task must be declared
-        described = _describe(store, name)
+        stack = applied_task_stack(store, name)
+        described = _describe(store, name, stack)
     if as_json:
         _emit(described, True)
     else:

@@ -163,6 +163,16 @@ class SupportsRawCopyIn(Protocol):
 
 
 @runtime_checkable
+class SupportsKeyAfterLoad(Protocol):
+    """A target that can create a table's primary key once its rows are in
+    (the task setting CreatePkAfterFullLoad), in the load's transaction."""
+
+    def begin_load_key_after(self, table: TableSchema, mode: PrepMode) -> TableLoad:
+        """As ``begin_load``; a table this load creates gets its key at commit."""
+        ...
+
+
+@runtime_checkable
 class SupportsStreamWrite(Protocol):
     """A table load that takes a whole table as one stream of batches, in one
     statement (DuckDB: one INSERT reading an Arrow stream), instead of a call

@@ -34,6 +34,12 @@ TABLE_SUSPENDED = (
     "Failure",
     "Table suspended. {reason}",
 )
+NO_TABLES_CAPTURED = (
+    "CONVEYOR-EVENT-0002",
+    "REPLICATION_TASK_NO_TABLES_CAPTURED",
+    "StateChange",
+    "No tables captured. {reason}",
+)
 
 
 def task_arn(task: str) -> str:

@@ -16,6 +16,7 @@ from conveyor.connectors.base import (
     PrepMode,
     RejectedValue,
     Snapshot,
+    SupportsKeyAfterLoad,
     SupportsRawCopy,
     SupportsRawCopyIn,
     SupportsStreamWrite,
@@ -25,7 +26,7 @@ from conveyor.connectors.base import (
 from conveyor.core.errors import ConveyorError, DataError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableSchema
-from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy
+from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy, TablePolicy
 
 # TableState values as the migration service reports them.
 TABLE_LOADING = "Table is being loaded"
@@ -110,6 +111,10 @@ class FullLoad:
     stop: threading.Event = field(default_factory=threading.Event)
     task: str = ""
     errors: ErrorBehavior = field(default_factory=ErrorBehavior)
+    key_after_load: bool = False
+    """CreatePkAfterFullLoad: targets that can add a new table's key after its rows."""
+    _table_errors: int = field(default=0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def run(self) -> list[TableProgress]:
         progress = [TableProgress(plan) for plan in self.plans]
@@ -124,9 +129,12 @@ class FullLoad:
         progress.state, progress.started = TABLE_LOADING, datetime.now(UTC)
         self.on_progress(progress)
         try:
-            load = self.target.begin_load(plan.target, self.mode)
+            if self.key_after_load and isinstance(self.target, SupportsKeyAfterLoad):
+                load = self.target.begin_load_key_after(plan.target, self.mode)
+            else:
+                load = self.target.begin_load(plan.target, self.mode)
         except ConveyorError as exc:
-            self._fail(progress, str(exc))
+            self._fail(progress, self._table_error(str(exc)))
             return
         try:
             raw_columns = self._raw_columns(plan, load)
@@ -148,7 +156,8 @@ class FullLoad:
             load.abort()
             if isinstance(exc, _TaskStop):
                 self.stop.set()
-            self._fail(progress, str(exc))
+            chosen = isinstance(exc, _TaskStop | TableSuspended)  # by a data error policy
+            self._fail(progress, str(exc) if chosen else self._table_error(str(exc)))
             return
         except BaseException:
             load.abort()
@@ -261,6 +270,23 @@ class FullLoad:
             raise _TaskStop(f"{exc} (DataErrorPolicy STOP_TASK)")
         if policy is RecordPolicy.SUSPEND_TABLE:
             raise TableSuspended(f"{exc} (DataErrorPolicy SUSPEND_TABLE)")
+
+    def _table_error(self, reason: str) -> str:
+        """A table failed (not by a data error policy): ErrorBehavior's
+        TableErrorPolicy and its escalation say whether the other tables go on
+        (SUSPEND_TABLE) or the load stops (STOP_TASK). Returns the reason."""
+        with self._lock:
+            self._table_errors += 1
+            count = self._table_errors
+        errors = self.errors
+        if errors.table_error_policy is TablePolicy.STOP_TASK:
+            self.stop.set()
+            return f"{reason} (TableErrorPolicy STOP_TASK)"
+        limit = errors.table_error_escalation_count
+        if limit and count >= limit and errors.table_error_escalation_policy is TablePolicy.STOP_TASK:
+            self.stop.set()
+            return f"{reason} (table error escalation: {count} tables failed, STOP_TASK)"
+        return reason
 
     def _fail(self, progress: TableProgress, reason: str) -> None:
         progress.state, progress.ended, progress.error = TABLE_ERROR, datetime.now(UTC), reason

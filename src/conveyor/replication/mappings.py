@@ -292,9 +292,15 @@ def _parse_rule(raw: object, index: int, origin: str) -> _Rule:
 class TableMappings:
     """Parsed table mappings; :meth:`select` applies them to source tables."""
 
-    def __init__(self, rules: Sequence[_Rule], origin: str) -> None:
+    def __init__(self, rules: Sequence[_Rule], origin: str, target_schema: str = "") -> None:
         self._rules = tuple(rules)
         self._origin = origin
+        self._target_schema = target_schema
+
+    def in_schema(self, target_schema: str) -> TableMappings:
+        """These mappings with the task setting TargetMetadata.TargetSchema: tables
+        land in that schema (rules on the schema name still apply to it)."""
+        return TableMappings(self._rules, self._origin, target_schema)
 
     @classmethod
     def parse(cls, doc: Mapping[str, Any] | str, origin: str) -> TableMappings:
@@ -362,7 +368,7 @@ class TableMappings:
     def _map(self, table: TableSchema) -> MappedTable:
         origin = self._origin
         ref = table.ref
-        schema_name, table_name = ref.schema, ref.name
+        schema_name, table_name = self._target_schema or ref.schema, ref.name
         # The target's columns as rules leave them; removed columns leave the list.
         cols = [_Col(c.name, c.name, c.name) for c in table.columns]
         for rule in self._rules:

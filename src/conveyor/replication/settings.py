@@ -2,12 +2,13 @@
 
 ``parse_task_settings`` accepts the document a task's ``settings`` holds (the
 same JSON the migration service takes as ``ReplicationTaskSettings``) and
-returns a frozen ``TaskSettings``. Every section Conveyor acts on is a model
-below, with the service's defaults and ranges. Keys the service knows but
-Conveyor does not act on are listed once, in ``IGNORED_TASK_SETTINGS``: they
-are accepted, reported in ``TaskSettings.ignored`` and otherwise dropped. Any
-other key is a mistake (usually a typo) and is rejected with the closest known
-name. Supporting a new setting means moving it from that set into a model.
+returns a frozen ``TaskSettings``. Every section is a model below, with the
+service's defaults and ranges; keys outside the models that the service knows
+are listed in ``IGNORED_TASK_SETTINGS`` and reported in ``TaskSettings.ignored``.
+Any other key is a mistake (usually a typo) and is rejected with the closest
+known name. What Conveyor does with each accepted key (acts on it, cloud-only,
+not yet, refused values) is ``settings_support.SUPPORT``; ``conveyor apply``
+shows and refuses by it.
 
 Problems are ``(key.path, problem)`` pairs (``core.problems``), as the stack
 loader reports them, so every configuration error reads
@@ -283,7 +284,8 @@ _SECTIONS = _sections()
 
 
 def supported_task_settings() -> frozenset[str]:
-    """Dotted names of every setting Conveyor acts on (for documentation)."""
+    """Dotted names of every setting the models read. Which of them Conveyor
+    acts on is ``settings_support.SUPPORT``."""
     return frozenset(f"{section}.{key}" for section, cls in _SECTIONS.items() for key in _aliases(cls))
 
 

@@ -6,26 +6,31 @@ back."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Literal
 
-from conveyor.connectors.base import Snapshot, Target
+from conveyor.connectors.base import Snapshot, Source, Target
 from conveyor.core.errors import ConveyorError
-from conveyor.events.lifecycle import STARTED, EventSink, task_event
+from conveyor.events.lifecycle import NO_TABLES_CAPTURED, STARTED, EventSink, task_event
 from conveyor.replication.declarations import Declarations, TaskDeclaration
 from conveyor.replication.full_load import (
     TABLE_COMPLETED,
+    TABLE_ERROR,
     FullLoad,
     ProgressCallback,
     TablePlan,
     TableProgress,
 )
+from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.settings import TaskSettings
 from conveyor.replication.validation import TableValidation, validate_table
 from conveyor.store.store import Store
+
+log = logging.getLogger(__name__)
 
 # Stop reasons, as the migration service reports them (its events say "Stop Reason X").
 FULL_LOAD_ONLY_FINISHED = "FULL_LOAD_ONLY_FINISHED"  # every table loaded
@@ -135,6 +140,7 @@ def load_tables(
         stop=_LoadStop(run.stop),
         task=run.name,
         errors=run.settings.error_behavior,
+        key_after_load=settings.create_pk_after_full_load,
     )
     results = loader.run()
     unfinished = [p for p in results if p.state != TABLE_COMPLETED]
@@ -146,6 +152,32 @@ def load_tables(
                 check = validate_table(snapshot, target, progress.plan, settings.commit_rate)
                 report_validation(run.store, run.name, run.run_id, progress, check)
     if unfinished:
-        reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in unfinished)
-        raise ConveyorError(f"{len(unfinished)} of {len(results)} tables failed: {reason}")
+        failed = [p for p in unfinished if p.state == TABLE_ERROR]
+        reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in failed)
+        left = len(unfinished) - len(failed)
+        if left:
+            reason += f"; {left} other table{'s' if left != 1 else ''} not loaded"
+        raise ConveyorError(f"{len(failed)} of {len(results)} tables failed: {reason}")
     return results
+
+
+def task_mappings(stack: Declarations, name: str) -> TableMappings:
+    """The task's table mappings, with its TargetMetadata.TargetSchema."""
+    spec = stack.tasks[name]
+    mappings = TableMappings.parse(spec.table_mappings, f"tasks.{name}.table_mappings")
+    return mappings.in_schema(spec.task_settings().target_metadata.target_schema)
+
+
+def select_tables(stack: Declarations, name: str, source: Source) -> list[MappedTable]:
+    """The source's tables the task's mappings select. Selecting none fails the
+    task unless ErrorBehavior.FailOnNoTablesCaptured is false."""
+    allow_empty = not stack.tasks[name].task_settings().error_behavior.fail_on_no_tables_captured
+    return task_mappings(stack, name).select(source.tables(), allow_empty=allow_empty)
+
+
+def report_no_tables(run: TaskRun) -> None:
+    """The task selected no table and FailOnNoTablesCaptured is false: it ends
+    without failing, and says so (log and event)."""
+    reason = "the selection rules match no source table (FailOnNoTablesCaptured is false)"
+    log.warning("task %s: %s", run.name, reason)
+    run.events(task_event(NO_TABLES_CAPTURED, run.name, reason))

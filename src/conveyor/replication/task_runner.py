@@ -14,7 +14,7 @@ from conveyor.events.lifecycle import FAILED, STOPPED, EventSink, task_event
 from conveyor.replication.cdc.task import capture_task
 from conveyor.replication.declarations import Declarations
 from conveyor.replication.full_load import TABLE_COMPLETED, ProgressCallback, TablePlan
-from conveyor.replication.mappings import TableMappings
+from conveyor.replication.log_levels import log_levels
 from conveyor.replication.task_run import (
     FAILED_STATUS,
     FULL_LOAD_ONLY_FINISHED,
@@ -25,6 +25,8 @@ from conveyor.replication.task_run import (
     StartMode,
     TaskRun,
     load_tables,
+    report_no_tables,
+    select_tables,
 )
 from conveyor.replication.validation import VALIDATED, TableValidation, validate_table
 from conveyor.store.store import Store
@@ -34,11 +36,9 @@ log = logging.getLogger(__name__)
 
 def plan_tables(stack: Declarations, name: str, source: Source) -> list[TablePlan]:
     """The tables a task loads: the source's tables through the task's mappings."""
-    spec = stack.tasks[name]
-    mappings = TableMappings.parse(spec.table_mappings, f"tasks.{name}.table_mappings")
     return [
         TablePlan(m.source, m.target, m.project, tuple(c.source for c in m.columns))
-        for m in mappings.select(source.tables())
+        for m in select_tables(stack, name, source)
     ]
 
 
@@ -111,6 +111,10 @@ def _full_load_task(run: TaskRun) -> str:
     try:
         plans = plan_tables(run.stack, run.name, source)
         run.mark_running()
+        log.debug("task %s: tables planned: %s", run.name, ", ".join(str(p.target.ref) for p in plans))
+        if not plans:
+            report_no_tables(run)
+            return FULL_LOAD_ONLY_FINISHED
         snapshot = source.snapshot()
         try:
             results = load_tables(run, snapshot, target, plans)
@@ -156,7 +160,7 @@ def run_task(
         store.set_run(run_id, pid=os.getpid())
     run = TaskRun(store, stack, name, run_id, stop, events, on_progress)
     try:
-        with StopWatcher(store, name, run_id, stop):
+        with StopWatcher(store, name, run_id, stop), log_levels(run.settings.logging):
             if run.spec.migration_type == "full-load":
                 reason = _full_load_task(run)
             else:

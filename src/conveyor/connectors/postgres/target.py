@@ -57,7 +57,13 @@ class PostgresTarget:
         with connection.connect(self.config, autocommit=True) as conn:
             return describe_table(conn, ref)
 
-    def begin_load(self, table: TableSchema, mode: PrepMode) -> PostgresTableLoad:
+    def begin_load_key_after(self, table: TableSchema, mode: PrepMode) -> PostgresTableLoad:
+        """CreatePkAfterFullLoad: a table created here gets its primary key after the rows."""
+        return self.begin_load(table, mode, key_after_load=True)
+
+    def begin_load(
+        self, table: TableSchema, mode: PrepMode, key_after_load: bool = False
+    ) -> PostgresTableLoad:
         check_names(table)
         same_engine = table.native_engine == ENGINE
         try:
@@ -72,9 +78,11 @@ class PostgresTarget:
         conn = connection.connect(self.config)
         try:
             existing = describe_table(conn, table.ref)
+            add_key = False
             if mode is PrepMode.DROP_AND_CREATE or existing is None:
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref)))
-                conn.execute(create_table_sql(table, same_engine))
+                add_key = key_after_load and bool(table.primary_key)
+                conn.execute(create_table_sql(table, same_engine, with_key=not add_key))
                 exact = same_engine
             else:
                 _check_shape(table, existing)
@@ -90,7 +98,7 @@ class PostgresTarget:
             conn.rollback()
             conn.close()
             raise
-        return PostgresTableLoad(self, conn, table, raw=exact)
+        return PostgresTableLoad(self, conn, table, raw=exact, add_key=add_key)
 
     def ensure_exceptions_table(self) -> None:
         with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
@@ -147,13 +155,15 @@ def column_ddl(table: TableSchema, column: Column, same_engine: bool) -> sql.Com
     )
 
 
-def create_table_sql(table: TableSchema, same_engine: bool) -> sql.Composed:
+def create_table_sql(table: TableSchema, same_engine: bool, with_key: bool = True) -> sql.Composed:
     parts = [column_ddl(table, c, same_engine) for c in table.columns]
-    if table.primary_key:
-        parts.append(
-            sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.primary_key)))
-        )
+    if table.primary_key and with_key:
+        parts.append(primary_key_sql(table))
     return sql.SQL("CREATE TABLE {} ({})").format(qualified(table.ref), sql.SQL(", ").join(parts))
+
+
+def primary_key_sql(table: TableSchema) -> sql.Composed:
+    return sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.primary_key)))
 
 
 def check_names(table: TableSchema) -> None:
@@ -262,11 +272,17 @@ def _data_error(table: TableRef, exc: psycopg.Error, rows: int) -> DataError:
 
 class PostgresTableLoad:
     def __init__(
-        self, target: PostgresTarget, conn: psycopg.Connection[Any], table: TableSchema, raw: bool
+        self,
+        target: PostgresTarget,
+        conn: psycopg.Connection[Any],
+        table: TableSchema,
+        raw: bool,
+        add_key: bool = False,
     ) -> None:
         self._target = target
         self._conn = conn
         self.table = table
+        self._add_key = add_key  # CreatePkAfterFullLoad: the key is added at commit
         # Raw binary COPY from a PostgreSQL source only when every column has
         # exactly the source's type: binary data is not parsed, just laid out.
         self.raw_format = RAW_FORMAT if raw else None
@@ -317,11 +333,26 @@ class PostgresTableLoad:
 
     def commit(self) -> None:
         try:
+            if self._add_key:
+                try:
+                    self._conn.execute(
+                        sql.SQL("ALTER TABLE {} ADD {}").format(
+                            qualified(self.table.ref), primary_key_sql(self.table)
+                        )
+                    )
+                except psycopg.Error as exc:
+                    self._conn.rollback()
+                    reason = " ".join(str(exc).split())
+                    raise TerminalError(
+                        f"table {self.table.ref}: primary key after the load: {reason}"
+                    ) from None
             self._conn.commit()
         finally:
             self._conn.close()
 
     def abort(self) -> None:
+        if self._conn.closed:
+            return
         try:
             self._conn.rollback()
         finally:

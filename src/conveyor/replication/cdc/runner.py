@@ -46,7 +46,7 @@ from conveyor.connectors.changes import (
     Truncate,
 )
 from conveyor.core.batch import Checkpoint
-from conveyor.core.errors import ConnectionFailed, DataError, TransientError
+from conveyor.core.errors import ConnectionFailed, DataError, TerminalError, TransientError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.reduce import TableReducer
@@ -156,6 +156,8 @@ class ChangeCapture:
     on_suspended: Callable[[CaptureTable], None] = field(default=lambda table: None)
     progress: CaptureProgress = field(default_factory=CaptureProgress)
     ddl: ChangeProcessingDdlHandlingPolicy = field(default_factory=ChangeProcessingDdlHandlingPolicy)
+    fail_on_truncate: bool = False
+    """ApplyErrorFailOnTruncationDdl: a captured TRUNCATE fails the task (nothing of it applied)."""
 
     def __post_init__(self) -> None:
         self._handed = self.start  # the position of the last batch handed to the applier
@@ -233,6 +235,9 @@ class ChangeCapture:
             elif isinstance(event, TableDefinition):
                 self._on_definition(event.schema)
             elif isinstance(event, Truncate):
+                if self.fail_on_truncate:
+                    names = ", ".join(map(str, event.tables))
+                    raise TerminalError(f"TRUNCATE of {names} (ApplyErrorFailOnTruncationDdl is true)")
                 if not self.ddl.handle_source_table_truncated:
                     log.warning(
                         "task %s: TRUNCATE of %s not applied (HandleSourceTableTruncated is false)",

@@ -16,15 +16,26 @@ from typing import Any
 from conveyor.connectors.changes import CaptureStart, ChangeApplier, ChangeSource
 from conveyor.connectors.registry import open_applier, open_change_source, open_source, open_target
 from conveyor.core.batch import Checkpoint
-from conveyor.core.errors import ConfigError
+from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.events.lifecycle import TABLE_SUSPENDED, task_event
 from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
 from conveyor.replication.full_load import TABLE_COMPLETED, TablePlan
 from conveyor.replication.mappings import MappedTable, TableMappings
-from conveyor.replication.task_run import STOP_REASON_NORMAL, StartMode, TaskRun, load_tables
+from conveyor.replication.settings import TablePolicy
+from conveyor.replication.task_run import (
+    STOP_REASON_NORMAL,
+    StartMode,
+    TaskRun,
+    load_tables,
+    report_no_tables,
+    select_tables,
+    task_mappings,
+)
 
 log = logging.getLogger(__name__)
+
+STOPPED_AFTER_FULL_LOAD = "STOPPED_AFTER_FULL_LOAD"  # the service's stop reason
 
 MAX_FLUSH_SECONDS = 0.5
 DEFAULT_BATCH_CHANGES = 50_000  # bounds a batch's memory; BatchSplitSize overrides
@@ -35,20 +46,28 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
     spec = run.spec
     source_config = run.stack.endpoint_config(spec.source)
     target_config = run.stack.endpoint_config(spec.target)
-    mappings = TableMappings.parse(spec.table_mappings, f"tasks.{run.name}.table_mappings")
+    mappings = task_mappings(run.stack, run.name)
     source = open_source(source_config)
     try:
-        mapped = mappings.select(source.tables())
+        mapped = select_tables(run.stack, run.name, source)
     finally:
         source.close()
+    if not mapped:
+        run.mark_running()
+        report_no_tables(run)
+        return STOP_REASON_NORMAL
     changes = open_change_source(source_config)
     applier = open_applier(target_config)
     try:
         for warning in changes.preflight([m.source for m in mapped]):
             log.warning("task %s: %s", run.name, warning)
-        position = _starting_position(run, mode, changes, applier, mapped)
+        position, loaded = _starting_position(run, mode, changes, applier, mapped)
         if run.stop.is_set():
             return STOP_REASON_NORMAL
+        if loaded and run.settings.full_load_settings.stop_task_cached_changes_not_applied:
+            # The checkpoint is the capture's start: `tasks resume` applies the changes since.
+            log.info("task %s: full load finished; stopping (StopTaskCachedChangesNotApplied)", run.name)
+            return STOPPED_AFTER_FULL_LOAD
         _capture(run, changes, applier, mappings, mapped, position)
     finally:
         applier.close()
@@ -57,9 +76,10 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
 
 def _starting_position(
     run: TaskRun, mode: StartMode, changes: ChangeSource, applier: ChangeApplier, mapped: list[MappedTable]
-) -> Checkpoint:
+) -> tuple[Checkpoint, bool]:
     """Where the stream starts: the target's checkpoint when resuming, else a
-    new capture (after a full load for full-load-and-cdc)."""
+    new capture (after a full load for full-load-and-cdc); and whether this
+    run loaded the tables."""
     checkpoint = applier.read_checkpoint(run.name)
     full_load = run.spec.migration_type == "full-load-and-cdc"
     if mode == "resume" and checkpoint is None and full_load:
@@ -72,7 +92,7 @@ def _starting_position(
                 f"start it with `conveyor tasks start {run.name}`"
             )
         run.mark_running()
-        return checkpoint
+        return checkpoint, False
     sources = [m.source for m in mapped]
     changes.end_capture(run.name)  # start and reload begin afresh
     start = changes.begin_capture(run.name, sources, export_snapshot=full_load)
@@ -80,9 +100,9 @@ def _starting_position(
     if full_load:
         _full_load(run, changes, start, mapped)
         if run.stop.is_set():
-            return start.position
+            return start.position, True
     applier.apply_changes(run.name, [], start.position)
-    return start.position
+    return start.position, full_load
 
 
 def _full_load(run: TaskRun, changes: ChangeSource, start: CaptureStart, mapped: list[MappedTable]) -> None:
@@ -126,9 +146,21 @@ def _capture(
             detail["RetainedWalBytes"] = retained(run.name)
         run.store.put_task_progress(run.name, run.run_id, detail)
 
+    errors = run.settings.error_behavior
+    suspensions = 0
+
     def suspended(table: CaptureTable) -> None:
+        """A table stops taking changes. TableErrorPolicy STOP_TASK (or its
+        escalation) then stops the task: its checkpoint stays before the batch."""
+        nonlocal suspensions
+        suspensions += 1
         reason = f"{table.mapped.target.ref}: {table.suspended}"
         run.events(task_event(TABLE_SUSPENDED, run.name, reason))
+        limit = errors.table_error_escalation_count
+        if errors.table_error_policy is TablePolicy.STOP_TASK:
+            raise TerminalError(f"table {reason} (TableErrorPolicy STOP_TASK)")
+        if limit and suspensions >= limit and errors.table_error_escalation_policy is TablePolicy.STOP_TASK:
+            raise TerminalError(f"table {reason} (table error escalation: {suspensions} tables, STOP_TASK)")
 
     stream = changes.open_stream(run.name, [m.source for m in mapped], position)
     try:
@@ -145,6 +177,7 @@ def _capture(
             on_batch=report,
             on_suspended=suspended,
             ddl=run.settings.change_processing_ddl_handling_policy,
+            fail_on_truncate=errors.apply_error_fail_on_truncation_ddl,
         )
         report(capture)
         capture.run()
