@@ -15,11 +15,12 @@ from rich.console import Console
 
 from conveyor import __version__
 from conveyor.core.errors import ConfigError, ConveyorError
+from conveyor.stack.loader import SECTIONS as STACK_SECTIONS
 from conveyor.stack.loader import load_stack
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
-SECTIONS = ("endpoints", "tasks", "state_machines", "rules", "lake_tables")
+SECTIONS = tuple(STACK_SECTIONS)
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Self-hosted database migration and replication."
@@ -56,6 +57,7 @@ def summarize(stack: Stack) -> dict[str, object]:
         },
         "state_machines": sorted(stack.state_machines),
         "rules": sorted(stack.rules),
+        "functions": {name: f.handler for name, f in sorted(stack.functions.items())},
         "lake_tables": sorted(stack.lake_tables),
         "warnings": list(stack.warnings),
     }
@@ -129,7 +131,7 @@ def apply(
     if as_json:
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
-        for section in ("endpoints", "tasks", "state_machines", "rules", "lake_tables"):
+        for section in SECTIONS:
             names = summary[section]
             typer.echo(f"{section}: {', '.join(names) if names else '-'}")  # type: ignore[arg-type]
         for warning in [*stack.warnings, *definition_warnings]:

@@ -304,6 +304,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def own_url(host: str, port: int) -> str:
+    """How a process on this machine reaches the server bound to ``host``."""
+    reachable = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{reachable}]:{port}" if ":" in reachable else f"http://{reachable}:{port}"
+
+
 def aws_keys() -> KeyPair | None:
     """The key pair AWS-protocol requests must be signed with, from the environment."""
     key_id = os.environ.get("CONVEYOR_AWS_ACCESS_KEY_ID", "").strip()
@@ -371,6 +377,7 @@ def serve(
     requested: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, _frame: requested.append(number))
+    service.executions.aws_endpoint = own_url(host, port)
     service.start()
     try:
         server = uvicorn.Server(

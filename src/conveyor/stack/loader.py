@@ -26,6 +26,7 @@ from conveyor.stack.model import (
     NAME_PATTERN,
     TABLE_PATTERN,
     EndpointSpec,
+    FunctionSpec,
     LakeTableSpec,
     RuleSpec,
     RuleTarget,
@@ -41,6 +42,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "state_machines": StateMachineSpec,
     "rules": RuleSpec,
     "lake_tables": LakeTableSpec,
+    "functions": FunctionSpec,
 }
 """The top-level keys of a stack file, in the order they are checked."""
 

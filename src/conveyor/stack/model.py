@@ -329,6 +329,38 @@ class StateMachineSpec(_Spec):
         return value
 
 
+class FunctionSpec(_Spec):
+    """A Lambda function as written: a Python file and its handler
+    (``./lambdas/modify_endpoint.py:lambda_handler``), run in a child process by a
+    ``lambda:invoke`` Task that names it, with the AWS SDK pointed at ``conveyor serve``."""
+
+    handler: str
+    environment: dict[str, str] = Field(default_factory=dict)
+    timeout: int = Field(default=60, ge=1, le=900)
+    """Seconds, as Lambda's own limit (at most 900)."""
+
+    @field_validator("handler")
+    @classmethod
+    def _file_and_function(cls, value: str, info: ValidationInfo) -> str:
+        path, _, function = value.rpartition(":")
+        if not path.endswith(".py") or not function.isidentifier():
+            raise ValueError("give the Python file and its function, as path/to/file.py:lambda_handler")
+        base_dir = (info.context or {}).get("base_dir")
+        if base_dir is not None:
+            path = absolute_path(path, Path(base_dir))
+            if not Path(path).is_file():
+                raise ValueError(f"no such file: {path}")
+        return f"{path}:{function}"
+
+    @property
+    def file(self) -> str:
+        return self.handler.rpartition(":")[0]
+
+    @property
+    def function(self) -> str:
+        return self.handler.rpartition(":")[2]
+
+
 class RuleTarget(_Spec):
     state_machine: str
     input: Any = None
@@ -427,6 +459,7 @@ class Stack(_Spec):
     state_machines: dict[Name, StateMachineSpec] = Field(default_factory=dict)
     rules: dict[Name, RuleSpec] = Field(default_factory=dict)
     lake_tables: dict[TableName, LakeTableSpec] = Field(default_factory=dict)
+    functions: dict[Name, FunctionSpec] = Field(default_factory=dict)
     warnings: tuple[str, ...] = Field(default=(), exclude=True)
     """Advice from loading (plain-text secrets); not stored."""
 
