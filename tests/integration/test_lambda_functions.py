@@ -96,9 +96,15 @@ tasks:
     target: s3-target
     table_mappings: file://mappings.json
 functions:
-  ModifyEndpoint: {{handler: ./lambdas/modify_endpoint.py:lambda_handler, environment: {environment}}}
-  DescribeConnections: {{handler: ./lambdas/describe_connections.py:lambda_handler, environment: {environment}}}
-  StartReplicationTask: {{handler: ./lambdas/start_replication_task.py:lambda_handler, environment: {environment}}}
+  ModifyEndpoint:
+    handler: ./lambdas/modify_endpoint.py:lambda_handler
+    environment: {environment}
+  DescribeConnections:
+    handler: ./lambdas/describe_connections.py:lambda_handler
+    environment: {environment}
+  StartReplicationTask:
+    handler: ./lambdas/start_replication_task.py:lambda_handler
+    environment: {environment}
   Failing: {{handler: ./lambdas/failing.py:lambda_handler, timeout: 30}}
 state_machines:
   TaskWorkflowStateMachine: {{definition: file://workflow.asl.json}}
