@@ -3,10 +3,12 @@ snapshot into the target, each table in one target transaction."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -32,6 +34,8 @@ TABLE_LOADING = "Table is being loaded"
 TABLE_COMPLETED = "Table completed"
 TABLE_ERROR = "Table error"
 TABLE_QUEUED = "Before load"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -129,12 +133,7 @@ class FullLoad:
             self._fail(progress, str(exc))
             return
         try:
-            raw_columns = self._raw_columns(plan, load)
-            if raw_columns is not None:
-                assert isinstance(self.snapshot, SupportsRawCopy) and isinstance(load, SupportsRawCopyIn)
-                chunks = self._until_stopped(self.snapshot.copy_out(plan.source, raw_columns))
-                progress.rows = load.copy_in(chunks, plan.target.column_names)
-            else:
+            if not self._copy_raw(progress, load):
                 self._load_batches(progress, load)
                 self._source_rejections(progress, load)
             load.commit()
@@ -150,11 +149,35 @@ class FullLoad:
                 self.stop.set()
             self._fail(progress, str(exc))
             return
-        except BaseException:
+        except BaseException as exc:
             load.abort()
+            self._fail(progress, f"internal error: {exc!r}")  # never left "being loaded"
             raise
         progress.state, progress.ended = TABLE_COMPLETED, datetime.now(UTC)
         self.on_progress(progress)
+
+    def _copy_raw(self, progress: TableProgress, load: TableLoad) -> bool:
+        """Copy the table in the engines' own bulk format when it can; False when
+        it cannot, or when the target refused a row of it (a raw copy cannot
+        name the row): the rows then go through ``_load_batches``, which takes
+        each refused row out and handles it by the data error policy."""
+        plan = progress.plan
+        raw_columns = self._raw_columns(plan, load)
+        if raw_columns is None:
+            return False
+        assert isinstance(self.snapshot, SupportsRawCopy) and isinstance(load, SupportsRawCopyIn)
+        with closing(self._until_stopped(self.snapshot.copy_out(plan.source, raw_columns))) as chunks:
+            try:
+                progress.rows = load.copy_in(chunks, plan.target.column_names)
+            except DataError as exc:
+                if not exc.load_usable:
+                    raise
+                log.info(
+                    "table %s: %s; loading it again row by row to handle refused rows", plan.target.ref, exc
+                )
+                progress.rows = 0
+                return False
+        return True
 
     def _source_rejections(self, progress: TableProgress, load: TableLoad) -> None:
         """Values a source itself left out of rows (DynamoDB's load_errors setting)
@@ -175,7 +198,7 @@ class FullLoad:
             return None
         return plan.raw_columns()
 
-    def _until_stopped(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    def _until_stopped(self, chunks: Iterator[bytes]) -> Generator[bytes]:
         for chunk in chunks:
             if self.stop.is_set():
                 raise _Stopped

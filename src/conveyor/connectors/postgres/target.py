@@ -281,26 +281,53 @@ class PostgresTableLoad:
                 for start in range(0, len(data), COPY_WRITE_BYTES):
                     copy.write(data[start : start + COPY_WRITE_BYTES])
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            raise _data_error(self.table.ref, exc, records.num_rows) from None
+            error = _data_error(self.table.ref, exc, records.num_rows)
+            error.column = error.column or self._constraint_columns(exc)
+            raise error from None
 
     def copy_in(self, chunks: Iterator[bytes], columns: Sequence[str]) -> int:
-        """Write PostgreSQL binary COPY data (from a PostgreSQL source) as it comes."""
+        """Write PostgreSQL binary COPY data (from a PostgreSQL source) as it comes.
+
+        A row the server refuses (a CHECK, a unique key already in the table)
+        raises a DataError without a row: binary COPY names no line the load
+        could take out, so the copy is rolled back to a savepoint and the load
+        stays usable for another path that can (``write``)."""
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
             qualified(self.table.ref), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
-        with self._conn.cursor() as cur:
-            with cur.copy(statement) as copy:
-                pending: list[bytes] = []
-                size = 0
-                for chunk in chunks:
-                    pending.append(chunk)
-                    size += len(chunk)
-                    if size >= COPY_WRITE_BYTES:
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                with cur.copy(statement) as copy:
+                    pending: list[bytes] = []
+                    size = 0
+                    for chunk in chunks:
+                        pending.append(chunk)
+                        size += len(chunk)
+                        if size >= COPY_WRITE_BYTES:
+                            copy.write(b"".join(pending))
+                            pending, size = [], 0
+                    if pending:
                         copy.write(b"".join(pending))
-                        pending, size = [], 0
-                if pending:
-                    copy.write(b"".join(pending))
-            return cur.rowcount
+                return cur.rowcount
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            message, _line, column = refused_at(exc)
+            column = column or self._constraint_columns(exc)
+            raise DataError(f"table {self.table.ref}: {message}", column=column, load_usable=True) from None
+
+    def _constraint_columns(self, exc: psycopg.Error) -> str | None:
+        """The column(s) of the table constraint a row broke (a CHECK, a unique
+        key), comma-separated; None when the error names no such constraint."""
+        name = exc.diag.constraint_name
+        if not name:
+            return None
+        row = self._conn.execute(
+            "SELECT string_agg(a.attname, ', ' ORDER BY k.ord) FROM pg_constraint c"
+            " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)"
+            " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum"
+            " WHERE c.conrelid = %s::regclass AND c.conname = %s",
+            (qualified(self.table.ref).as_string(self._conn), name),
+        ).fetchone()
+        return str(row[0]) if row and row[0] else None
 
     def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:
         if not rejected:

@@ -1,0 +1,151 @@
+"""PostgreSQL to PostgreSQL exactly, or said where and why: rows the raw binary
+COPY cannot take, XML declarations, composite and domain types, generated
+columns. Against private PostgreSQL servers, through the `conveyor` CLI too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from conveyor.connectors.base import EndpointConfig, PrepMode
+from conveyor.connectors.postgres.source import PostgresSource
+from conveyor.connectors.postgres.target import RAW_FORMAT, PostgresTarget
+from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan, TableProgress
+from conveyor.replication.settings import ErrorBehavior
+from support.cli import conveyor
+from support.servers import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def dbs(pg_server: PostgresServer) -> tuple[str, str]:
+    return pg_server.url(pg_server.new_database("src")), pg_server.url(pg_server.new_database("dst"))
+
+
+def _execute(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def _stack(path: Path, source: str, target: str, migration_type: str, settings: dict[str, Any]) -> Path:
+    document = {
+        "endpoints": {
+            "src": {"engine": "postgres", "url": source},
+            "dst": {"engine": "postgres", "url": target}
+            if "://" in target
+            else {"engine": "duckdb", "path": target},
+        },
+        "tasks": {
+            "load": {
+                "source": "src",
+                "target": "dst",
+                "migration_type": migration_type,
+                "table_mappings": {
+                    "rules": [
+                        {
+                            "rule-type": "selection",
+                            "rule-id": "1",
+                            "rule-name": "public",
+                            "object-locator": {"schema-name": "public", "table-name": "%"},
+                            "rule-action": "include",
+                        }
+                    ]
+                },
+                "settings": settings,
+            }
+        },
+    }
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _load(source: str, target: str, mode: PrepMode = PrepMode.DROP_AND_CREATE) -> list[TableProgress]:
+    src = PostgresSource(EndpointConfig("src", "postgres", url=source))
+    snapshot = src.snapshot()
+    try:
+        plans = [TablePlan(t, t) for t in src.tables()]
+        dst = PostgresTarget(EndpointConfig("dst", "postgres", url=target))
+        return FullLoad(snapshot, dst, plans, mode, batch_rows=100, task="t").run()
+    finally:
+        snapshot.close()
+
+
+def test_rows_the_raw_copy_cannot_take_are_logged_and_the_rest_loads(
+    tmp_path: Path, dbs: tuple[str, str]
+) -> None:
+    """A CHECK of the target and keys already there (DO_NOTHING) refuse rows of
+    the raw binary COPY: the table is loaded again by the path that names each
+    refused row, which goes to awsdms_apply_exceptions with its column."""
+    source, target = dbs
+    ddl = "CREATE TABLE orders (id integer PRIMARY KEY, amount integer, note text)"
+    _execute(source, ddl, "INSERT INTO orders SELECT g, g - 3, 'n' || g FROM generate_series(1, 250) g")
+    _execute(
+        target,
+        ddl.replace("amount integer", "amount integer CONSTRAINT positive CHECK (amount > 0)"),
+        "INSERT INTO orders VALUES (100, 1, 'there before'), (200, 2, 'there before')",
+    )
+    plan = TablePlan(*[PostgresSource(EndpointConfig("s", "postgres", url=source)).tables()[0]] * 2)
+    load = PostgresTarget(EndpointConfig("d", "postgres", url=target)).begin_load(
+        plan.target, PrepMode.DO_NOTHING
+    )
+    load.abort()
+    assert load.raw_format == RAW_FORMAT, "the table's types are the source's: the raw copy is tried first"
+
+    settings = {
+        "FullLoadSettings": {"TargetTablePrepMode": "DO_NOTHING", "CommitRate": 100},
+        "ErrorBehavior": {"DataErrorPolicy": "LOG_ERROR"},
+    }
+    stack = _stack(tmp_path / "s.yaml", source, target, "full-load", settings)
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+    started = conveyor(home, "tasks", "start", "load", "--wait", "--json")
+    assert started.returncode == 0, started.stdout + started.stderr
+    [table] = json.loads(started.stdout)["tables"]
+    assert table["TableState"] == TABLE_COMPLETED
+    assert (table["FullLoadRows"], table["FullLoadErrorRows"]) == (245, 5)
+    assert _rows(target, "SELECT count(*), min(id), max(id) FROM orders") == [(247, 4, 250)]
+    assert _rows(target, "SELECT note FROM orders WHERE id IN (100, 200)") == [("there before",)] * 2
+    logged = _rows(
+        target,
+        "SELECT task_name, table_name, key->>'id', column_name, value, error"
+        " FROM awsdms_apply_exceptions ORDER BY (key->>'id')::int",
+    )
+    assert [row[:5] for row in logged] == [
+        ("load", "orders", "1", "amount", "-2"),
+        ("load", "orders", "2", "amount", "-1"),
+        ("load", "orders", "3", "amount", "0"),
+        ("load", "orders", "100", "id", "100"),
+        ("load", "orders", "200", "id", "200"),
+    ]
+    assert 'violates check constraint "positive"' in logged[0][5]
+    assert 'duplicate key value violates unique constraint "orders_pkey"' in logged[3][5]
+
+
+def test_a_refused_raw_copy_under_suspend_table_fails_the_table_not_the_task(dbs: tuple[str, str]) -> None:
+    source, target = dbs
+    ddl = "CREATE TABLE t (id integer PRIMARY KEY, v integer)"
+    _execute(source, ddl, "INSERT INTO t SELECT g, g FROM generate_series(1, 10) g")
+    _execute(target, ddl.replace("v integer", "v integer CHECK (v <> 7)"), "INSERT INTO t VALUES (1, 1)")
+    src = PostgresSource(EndpointConfig("src", "postgres", url=source))
+    snapshot = src.snapshot()
+    try:
+        plans = [TablePlan(t, t) for t in src.tables()]
+        dst = PostgresTarget(EndpointConfig("dst", "postgres", url=target))
+        errors = ErrorBehavior.model_validate({"DataErrorPolicy": "SUSPEND_TABLE"})
+        [progress] = FullLoad(snapshot, dst, plans, PrepMode.DO_NOTHING, task="t", errors=errors).run()
+    finally:
+        snapshot.close()
+    assert progress.state == "Table error"
+    assert progress.error is not None and "SUSPEND_TABLE" in progress.error
+    assert _rows(target, "SELECT id, v FROM t") == [(1, 1)], "the table is as it was"
