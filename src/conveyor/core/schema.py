@@ -30,17 +30,31 @@ class Column:
 
 
 @dataclass(frozen=True)
+class NativeType:
+    """A user-defined type a table's columns use (a PostgreSQL composite, domain
+    or enum), as its engine declares it, so a target of that engine can create
+    it before the table. ``definition`` names every type it refers to in full."""
+
+    schema: str
+    name: str
+    definition: str
+
+
+@dataclass(frozen=True)
 class TableSchema:
     """A table: its name, its columns in order and its primary key (column names,
     empty when the table has none). ``native_engine`` names the engine whose
     spellings the columns' ``native`` types are, so a target of the same engine
-    can create the table with exactly the source's types."""
+    can create the table with exactly the source's types (and the user-defined
+    types of ``native_types`` first)."""
 
     ref: TableRef
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
     estimated_rows: int | None = field(default=None, compare=False)
     native_engine: str | None = field(default=None, compare=False)
+    # User-defined types the columns need, dependencies first (native_engine's).
+    native_types: tuple[NativeType, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]

@@ -14,6 +14,7 @@ from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres._arrow import conform
 from conveyor.connectors.postgres.types import NativeColumn, from_native, needs_text_cast
+from conveyor.connectors.postgres.user_types import native_types
 from conveyor.core.errors import ConnectionFailed, TerminalError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
@@ -106,6 +107,7 @@ def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> 
     keys: dict[int, list[str]] = {}
     for relid, name in conn.execute(_KEYS_SQL, (oids,)).fetchall():
         keys.setdefault(relid, []).append(name)
+    types = native_types(conn, {oid: [c[8] for c in cols] for oid, cols in columns.items()})
     tables = []
     for schema, name, oid, estimate in rows:
         cols = tuple(
@@ -126,7 +128,14 @@ def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> 
             for c in columns.get(oid, [])
         )
         tables.append(
-            TableSchema(TableRef(schema, name), cols, tuple(keys.get(oid, ())), estimate, "postgres")
+            TableSchema(
+                TableRef(schema, name),
+                cols,
+                tuple(keys.get(oid, ())),
+                estimate,
+                "postgres",
+                types.get(oid, ()),
+            )
         )
     return tables
 
@@ -144,6 +153,21 @@ def generated_column_warnings(conn: psycopg.Connection[Any], tables: Sequence[Ta
         "(pgoutput does not send them); declare them on the target table to have them computed there"
         for (schema, table), columns in found.items()
     ]
+
+
+def xml_column_warnings(tables: Sequence[TableSchema]) -> list[str]:
+    """A warning per table with xml columns: change capture gets xml's output
+    form, which leaves out an XML declaration (the full load keeps it)."""
+    warnings = []
+    for table in tables:
+        names = [c.name for c in table.columns if (c.type.native or "").removesuffix("[]") == "xml"]
+        if names:
+            warnings.append(
+                f"table {table.ref}: xml column(s) {', '.join(names)}: change capture cannot keep a "
+                "document's XML declaration (<?xml version=\"1.0\" ...?>): pgoutput sends xml's output "
+                "form, which leaves it out; the full load keeps it"
+            )
+    return warnings
 
 
 class PostgresSource:

@@ -20,7 +20,7 @@ from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified, read_arrow, read_tables
 from conveyor.connectors.postgres.types import to_ddl
 from conveyor.core.errors import DataError, NotFoundError, SchemaMismatch, TerminalError
-from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.schema import Column, NativeType, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
 
 ENGINE = "postgres"
@@ -67,12 +67,17 @@ class PostgresTarget:
                 )
                 for column in table.columns:
                     _create_enum(conn, table, column, same_engine)
+                if same_engine:
+                    for native in table.native_types:
+                        create_native_type(conn, native)
         except psycopg.Error as exc:
             raise TerminalError(f"table {table.ref}: {' '.join(str(exc).split())}") from None
         conn = connection.connect(self.config)
         try:
             existing = describe_table(conn, table.ref)
             if mode is PrepMode.DROP_AND_CREATE or existing is None:
+                if same_engine:
+                    _check_types_exist(conn, table)
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref)))
                 conn.execute(create_table_sql(table, same_engine))
                 exact = same_engine
@@ -90,7 +95,7 @@ class PostgresTarget:
             conn.rollback()
             conn.close()
             raise
-        return PostgresTableLoad(self, conn, table, raw=exact)
+        return PostgresTableLoad(self, conn, table, raw=exact and not has_xml(table))
 
     def ensure_exceptions_table(self) -> None:
         with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
@@ -128,6 +133,13 @@ class PostgresTarget:
 def describe_table(conn: psycopg.Connection[Any], ref: TableRef) -> TableSchema | None:
     tables = read_tables(conn, only=ref)
     return tables[0] if tables else None
+
+
+def has_xml(table: TableSchema) -> bool:
+    """Whether a table has xml columns. xml's binary (and text) output leaves
+    out a document's XML declaration (``<?xml version="1.0" ...?>``), so such a
+    table is not copied raw: the Arrow path reads ``xml::text``, which keeps it."""
+    return any((c.type.native or "").removesuffix("[]") == "xml" for c in table.columns)
 
 
 def column_ddl(table: TableSchema, column: Column, same_engine: bool) -> sql.Composable:
@@ -206,6 +218,44 @@ def _create_enum(
             sql.SQL("CREATE TYPE {}.{} AS ENUM ({})").format(
                 sql.Identifier(table.ref.schema), sql.Identifier(name), labels
             )
+        )
+
+
+def create_native_type(conn: psycopg.Connection[Any], native: NativeType) -> None:
+    """Create a source's user-defined type (composite, domain, enum) in its own
+    schema, unless a type of that name is there already."""
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(native.schema)))
+    exists = conn.execute(
+        "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE n.nspname = %s AND t.typname = %s",
+        (native.schema, native.name),
+    ).fetchone()
+    if exists is None:
+        conn.execute(native.definition.encode())
+
+
+def _check_types_exist(conn: psycopg.Connection[Any], table: TableSchema) -> None:
+    """Refuse, by column, source types the target database does not have (a
+    user-defined range or base type, an extension's type, another table's row
+    type), rather than fail on CREATE TABLE without saying which column."""
+    natives = [
+        (c.name, c.type.native)
+        for c in table.columns
+        if c.type.native and Kind.ENUM not in {c.type.kind, c.type.element.kind if c.type.element else None}
+    ]
+    found = conn.execute(
+        "SELECT n, to_regtype(n) IS NOT NULL FROM unnest(%s::text[]) AS n", ([n for _, n in natives],)
+    ).fetchall()
+    have = dict(found)
+    missing = [
+        f"column {name!r} is of type {native}" for name, native in natives if not have.get(native, True)
+    ]
+    if missing:
+        raise SchemaMismatch(
+            f"table {table.ref}: the target database has no such type: {'; '.join(missing)}; create "
+            "the type there first (CREATE EXTENSION or CREATE TYPE), or create the target table yourself "
+            "and load with TargetTablePrepMode DO_NOTHING or TRUNCATE_BEFORE_LOAD, or leave the column out "
+            "with a remove-column transformation rule"
         )
 
 
