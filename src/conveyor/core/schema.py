@@ -24,9 +24,13 @@ class TableRef:
 
 @dataclass(frozen=True)
 class Column:
+    """``generated`` is the expression (in the source engine's SQL) a generated
+    column is computed by on the source; None for a stored column."""
+
     name: str
     type: ColumnType
     nullable: bool = True
+    generated: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,10 @@ class TableSchema:
         names = {c.name for c in columns}
         key = tuple(k for k in self.primary_key if k in names)
         return replace(self, columns=tuple(columns), primary_key=key)
+
+    def without_generated(self) -> TableSchema:
+        """The table without its generated columns (what change capture carries)."""
+        return self.with_columns([c for c in self.columns if c.generated is None])
 
     def renamed(self, ref: TableRef) -> TableSchema:
         return replace(self, ref=ref)

@@ -70,6 +70,8 @@ class TableProgress:
     ended: datetime | None = None
     error: str | None = None
     drift: list[str] = field(default_factory=list)
+    # Generated source columns (target name) and how the target gets them.
+    generated: dict[str, str] = field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float | None:
@@ -132,6 +134,7 @@ class FullLoad:
         except ConveyorError as exc:
             self._fail(progress, str(exc))
             return
+        progress.generated = generated_handling(plan, load)
         try:
             if not self._copy_raw(progress, load):
                 self._load_batches(progress, load)
@@ -166,9 +169,15 @@ class FullLoad:
         if raw_columns is None:
             return False
         assert isinstance(self.snapshot, SupportsRawCopy) and isinstance(load, SupportsRawCopyIn)
-        with closing(self._until_stopped(self.snapshot.copy_out(plan.source, raw_columns))) as chunks:
+        pairs = [
+            (s, t)
+            for s, t in zip(raw_columns, plan.target.column_names, strict=True)
+            if t not in load.computed
+        ]
+        read = self.snapshot.copy_out(plan.source, [s for s, _ in pairs])
+        with closing(self._until_stopped(read)) as chunks:
             try:
-                progress.rows = load.copy_in(chunks, plan.target.column_names)
+                progress.rows = load.copy_in(chunks, [t for _, t in pairs])
             except DataError as exc:
                 if not exc.load_usable:
                     raise
@@ -289,6 +298,27 @@ class FullLoad:
         progress.state, progress.ended, progress.error = TABLE_ERROR, datetime.now(UTC), reason
         progress.rows = 0
         self.on_progress(progress)
+
+
+def generated_handling(plan: TablePlan, load: TableLoad) -> dict[str, str]:
+    """For each generated source column (by target name), how the target gets it."""
+    computed = load.computed if isinstance(load, SupportsRawCopyIn) else frozenset()
+    sources = plan.source_columns or tuple(plan.target.column_names)
+    handling = {}
+    for target_name, source_name in zip(plan.target.column_names, sources, strict=True):
+        column = plan.source.column(source_name) if source_name is not None else None
+        if column is None or column.generated is None:
+            continue
+        if target_name in computed:
+            handling[target_name] = (
+                f"computed by the target (GENERATED ALWAYS AS ({column.generated}) STORED)"
+            )
+        else:
+            handling[target_name] = (
+                f"copied as a plain column (the source computes it as {column.generated}); "
+                "change capture does not carry it"
+            )
+    return handling
 
 
 class TableSuspended(ConveyorError):

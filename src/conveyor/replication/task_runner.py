@@ -70,6 +70,7 @@ def stats_document(progress: TableProgress) -> dict[str, Any]:
         "RowsPerSecond": round(progress.rows_per_second or 0.0, 1),
         "Error": progress.error,
         "Drift": progress.drift,
+        "GeneratedColumns": [{"Column": c, "Handling": h} for c, h in progress.generated.items()],
     }
 
 

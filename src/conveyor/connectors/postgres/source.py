@@ -34,17 +34,19 @@ SELECT a.attrelid, a.attname, a.attnotnull, a.atttypmod,
        coalesce(et.typname, ty.typname),
        ty.typcategory = 'A',
        coalesce(et.typtype, ty.typtype) = 'e',
-       coalesce(et.oid, ty.oid)
+       coalesce(et.oid, ty.oid),
+       CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END
 FROM pg_attribute a
 JOIN pg_type ty ON ty.oid = a.atttypid
 LEFT JOIN pg_type et ON ty.typcategory = 'A' AND et.oid = ty.typelem
-WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 """
 
-# Generated columns are left out of a table's schema: a target computes its own
-# (a load cannot write them), and pgoutput does not send them (before PostgreSQL
-# 18), so change capture could not keep a copied value current.
+# Generated columns are part of a table's schema (Column.generated): a full load
+# reads their values; pgoutput does not send them (before PostgreSQL 18), so
+# change capture carries a table without them (TableSchema.without_generated).
 _GENERATED_SQL = """
 SELECT n.nspname, c.relname, a.attname
 FROM pg_attribute a
@@ -124,6 +126,7 @@ def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> 
                     )
                 ),
                 nullable=not c[2],
+                generated=c[9],
             )
             for c in columns.get(oid, [])
         )
@@ -149,8 +152,10 @@ def generated_column_warnings(conn: psycopg.Connection[Any], tables: Sequence[Ta
     for schema, table, column in conn.execute(_GENERATED_SQL, (names,)).fetchall():
         found.setdefault((schema, table), []).append(column)
     return [
-        f"table {schema}.{table}: generated column(s) {', '.join(columns)} are not replicated "
-        "(pgoutput does not send them); declare them on the target table to have them computed there"
+        f"table {schema}.{table}: generated column(s) {', '.join(columns)}: change capture does not "
+        "carry them (pgoutput does not send them). A PostgreSQL target table Conveyor creates declares "
+        "them GENERATED ALWAYS AS ... STORED and computes them; on other targets (DuckDB, the lake) they "
+        "hold the full load's values and captured inserts and updates leave them NULL"
         for (schema, table), columns in found.items()
     ]
 

@@ -81,11 +81,13 @@ class PostgresTarget:
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref)))
                 conn.execute(create_table_sql(table, same_engine))
                 exact = same_engine
+                computed = {c.name for c in table.columns if same_engine and c.generated is not None}
             else:
                 _check_shape(table, existing)
                 exact = same_engine and all(
                     existing.column(c.name).type.native == c.type.native for c in table.columns
                 )
+                computed = {c.name for c in existing.columns if c.generated is not None}
                 if mode is PrepMode.TRUNCATE_BEFORE_LOAD:
                     conn.execute(sql.SQL("TRUNCATE {}").format(qualified(table.ref)))
         except psycopg.Error as exc:
@@ -95,7 +97,7 @@ class PostgresTarget:
             conn.rollback()
             conn.close()
             raise
-        return PostgresTableLoad(self, conn, table, raw=exact and not has_xml(table))
+        return PostgresTableLoad(self, conn, table, raw=exact and not has_xml(table), computed=computed)
 
     def ensure_exceptions_table(self) -> None:
         with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
@@ -154,6 +156,9 @@ def column_ddl(table: TableSchema, column: Column, same_engine: bool) -> sql.Com
             spelled = sql.SQL("{}[]").format(spelled)
     else:
         spelled = sql.SQL(to_ddl(ctype, same_engine))
+    if same_engine and column.generated is not None:
+        # The target computes it, as the source does.
+        spelled = sql.SQL("{} GENERATED ALWAYS AS ({}) STORED").format(spelled, sql.SQL(column.generated))
     return sql.SQL("{} {}{}").format(
         sql.Identifier(column.name), spelled, sql.SQL("" if column.nullable else " NOT NULL")
     )
@@ -312,7 +317,12 @@ def _data_error(table: TableRef, exc: psycopg.Error, rows: int) -> DataError:
 
 class PostgresTableLoad:
     def __init__(
-        self, target: PostgresTarget, conn: psycopg.Connection[Any], table: TableSchema, raw: bool
+        self,
+        target: PostgresTarget,
+        conn: psycopg.Connection[Any],
+        table: TableSchema,
+        raw: bool,
+        computed: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         self._target = target
         self._conn = conn
@@ -320,12 +330,15 @@ class PostgresTableLoad:
         # Raw binary COPY from a PostgreSQL source only when every column has
         # exactly the source's type: binary data is not parsed, just laid out.
         self.raw_format = RAW_FORMAT if raw else None
+        # Generated columns of the target table: it computes them, none is written.
+        self.computed = frozenset(computed)
+        self._written = [name for name in table.column_names if name not in self.computed]
         self._copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            qualified(table.ref), sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+            qualified(table.ref), sql.SQL(", ").join(map(sql.Identifier, self._written))
         )
 
     def write(self, records: pa.RecordBatch) -> None:
-        data = encode_batch(records)
+        data = encode_batch(records.select(self._written) if self.computed else records)
         try:
             with self._conn.transaction(), self._conn.cursor() as cur, cur.copy(self._copy) as copy:
                 for start in range(0, len(data), COPY_WRITE_BYTES):

@@ -44,7 +44,10 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
     mappings = TableMappings.parse(spec.table_mappings, f"tasks.{run.name}.table_mappings")
     source = open_source(source_config)
     try:
-        mapped = mappings.select(source.tables())
+        tables = source.tables()
+        mapped = mappings.select(tables)
+        # What change capture carries: no generated columns (pgoutput does not send them).
+        captured = mappings.select([t.without_generated() for t in tables])
     finally:
         source.close()
     changes = open_change_source(source_config)
@@ -55,7 +58,7 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
         position = _starting_position(run, mode, changes, applier, mapped)
         if run.stop.is_set():
             return STOP_REASON_NORMAL
-        _capture(run, changes, applier, mappings, mapped, position)
+        _capture(run, changes, applier, mappings, captured, position)
     finally:
         applier.close()
     return STOP_REASON_NORMAL
