@@ -320,6 +320,15 @@ def test_composites_and_domains_through_full_load_and_cdc(tmp_path: Path, dbs: t
         _execute(source, *CDC_CHANGES)
         _wait_until(lambda: _rows(target, THINGS_SQL) == _rows(source, THINGS_SQL), "captured changes")
         _wait_until(lambda: len(_rows(target, DOCS_SQL)) == 4, "the captured document")
+        _execute(
+            source,
+            "CREATE TYPE app.pair AS (a integer, b app.posint)",
+            "ALTER TABLE things ADD COLUMN pr app.pair",
+            "UPDATE things SET pr = ROW(1, 2) WHERE id = 1",
+        )
+        pairs = "SELECT id, pr::text FROM things ORDER BY id"
+        _wait_until(lambda: _rows(target, SHAPE_SQL) == _rows(source, SHAPE_SQL), "the added column")
+        _wait_until(lambda: _rows(target, pairs) == _rows(source, pairs), "the added column's values")
         described = _described(home)
     assert described["status"] == "running", described
     assert {t["TableState"] for t in described["tables"]} == {TABLE_COMPLETED}

@@ -936,7 +936,8 @@ class PostgresChangeStream:
         else:
             key = ()
         estimate = current.estimated_rows if current is not None else None
-        return TableSchema(ref, tuple(columns), key, estimate, ENGINE)
+        types = current.native_types if current is not None else ()
+        return TableSchema(ref, tuple(columns), key, estimate, ENGINE, types)
 
     def _row_change(self, message: pgoutput.Insert | pgoutput.Update | pgoutput.Delete) -> RowChange | None:
         rel = self._relations.get(message.oid)
