@@ -372,7 +372,9 @@ class PostgresTableLoad:
                     if pending:
                         copy.write(b"".join(pending))
                 return cur.rowcount
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        except (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.DatatypeMismatch) as exc:
+            # DatatypeMismatch: binary data the target's types do not read
+            # (COPY text, which the server parses, may still take it).
             message, _line, column = refused_at(exc)
             column = column or self._constraint_columns(exc)
             raise DataError(f"table {self.table.ref}: {message}", column=column, load_usable=True) from None
