@@ -153,9 +153,10 @@ def generated_column_warnings(conn: psycopg.Connection[Any], tables: Sequence[Ta
         found.setdefault((schema, table), []).append(column)
     return [
         f"table {schema}.{table}: generated column(s) {', '.join(columns)}: change capture does not "
-        "carry them (pgoutput does not send them). A PostgreSQL target table Conveyor creates declares "
-        "them GENERATED ALWAYS AS ... STORED and computes them; on other targets (DuckDB, the lake) they "
-        "hold the full load's values and captured inserts and updates leave them NULL"
+        "carry them (pgoutput does not send them). A target table that computes them stays right (a "
+        "PostgreSQL table Conveyor creates declares them GENERATED ALWAYS AS ... STORED); elsewhere "
+        "(DuckDB, the lake, a plain target column) they hold the full load's values and captured "
+        "inserts and updates leave them NULL"
         for (schema, table), columns in found.items()
     ]
 
