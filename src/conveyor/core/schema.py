@@ -42,6 +42,7 @@ class NativeType:
     schema: str
     name: str
     definition: str
+    base: str | None = None  # a domain's underlying type, spelled in full
 
 
 @dataclass(frozen=True)

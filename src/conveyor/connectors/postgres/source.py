@@ -14,7 +14,7 @@ from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres._arrow import conform
 from conveyor.connectors.postgres.types import NativeColumn, from_native, needs_text_cast
-from conveyor.connectors.postgres.user_types import native_types
+from conveyor.connectors.postgres.user_types import native_types, xml_columns
 from conveyor.core.errors import ConnectionFailed, TerminalError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
@@ -166,7 +166,7 @@ def xml_column_warnings(tables: Sequence[TableSchema]) -> list[str]:
     form, which leaves out an XML declaration (the full load keeps it)."""
     warnings = []
     for table in tables:
-        names = [c.name for c in table.columns if (c.type.native or "").removesuffix("[]") == "xml"]
+        names = xml_columns(table)
         if names:
             warnings.append(
                 f"table {table.ref}: xml column(s) {', '.join(names)}: change capture cannot keep a "

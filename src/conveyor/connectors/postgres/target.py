@@ -19,6 +19,7 @@ from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified, read_arrow, read_tables
 from conveyor.connectors.postgres.types import to_ddl
+from conveyor.connectors.postgres.user_types import xml_columns
 from conveyor.core.errors import DataError, NotFoundError, SchemaMismatch, TerminalError
 from conveyor.core.schema import Column, NativeType, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
@@ -141,7 +142,7 @@ def has_xml(table: TableSchema) -> bool:
     """Whether a table has xml columns. xml's binary (and text) output leaves
     out a document's XML declaration (``<?xml version="1.0" ...?>``), so such a
     table is not copied raw: the Arrow path reads ``xml::text``, which keeps it."""
-    return any((c.type.native or "").removesuffix("[]") == "xml" for c in table.columns)
+    return bool(xml_columns(table))
 
 
 def column_ddl(table: TableSchema, column: Column, same_engine: bool) -> sql.Composable:

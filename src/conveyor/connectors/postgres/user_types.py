@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from conveyor.core.schema import NativeType
+from conveyor.core.schema import NativeType, TableSchema
 
 _SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema"})
 _MAX_DEPTH = 32  # nesting rounds; PostgreSQL itself forbids cycles
@@ -195,7 +195,8 @@ class _Catalog:
                 visit(attribute.type_oid)
             if described.typtype == "d":
                 visit(described.base)
-            ordered.append(NativeType(described.schema, described.name, self.definition(described)))
+            base = self.spell(described.base, described.base_typmod) if described.typtype == "d" else None
+            ordered.append(NativeType(described.schema, described.name, self.definition(described), base))
 
         for oid in oids:
             visit(oid)
@@ -210,3 +211,18 @@ def native_types(
     catalog = _Catalog(conn)
     catalog.load(oid for oids in columns.values() for oid in oids)
     return {table: catalog.needed(oids) for table, oids in columns.items()}
+
+
+def xml_columns(table: TableSchema) -> list[str]:
+    """The table's columns of type xml, xml[] or a domain over xml (through
+    ``native_types``, dependencies first)."""
+    xml_types = {"xml"}
+    for native in table.native_types:
+        if native.base is not None and _bare_type(native.base) in xml_types:
+            xml_types.add(native.name)
+    return [c.name for c in table.columns if _bare_type(c.type.native or "") in xml_types]
+
+
+def _bare_type(spelled: str) -> str:
+    """A type's name without schema, quotes or array brackets."""
+    return spelled.removesuffix("[]").rsplit(".", 1)[-1].strip('"')
