@@ -304,9 +304,10 @@ def generated_handling(plan: TablePlan, load: TableLoad) -> dict[str, str]:
     """For each generated source column (by target name), how the target gets it."""
     computed = load.computed if isinstance(load, SupportsRawCopyIn) else frozenset()
     sources = plan.source_columns or tuple(plan.target.column_names)
+    by_name = {c.name: c for c in plan.source.columns}
     handling = {}
     for target_name, source_name in zip(plan.target.column_names, sources, strict=True):
-        column = plan.source.column(source_name) if source_name is not None else None
+        column = by_name.get(source_name) if source_name is not None else None
         if column is None or column.generated is None:
             continue
         if target_name in computed:
