@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 
 from conveyor.connectors.base import EndpointConfig, PrepMode
@@ -44,14 +45,17 @@ def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
         return conn.execute(query).fetchall()
 
 
-def _stack(path: Path, source: str, target: str, migration_type: str, settings: dict[str, Any]) -> Path:
+def _stack(
+    path: Path, source: str, target: str | dict[str, Any], migration_type: str, settings: dict[str, Any]
+) -> Path:
+    """A stack file with task ``load`` from ``source`` to ``target`` (a PostgreSQL
+    URL, a DuckDB file or an endpoint)."""
+    if isinstance(target, str):
+        target = (
+            {"engine": "postgres", "url": target} if "://" in target else {"engine": "duckdb", "path": target}
+        )
     document = {
-        "endpoints": {
-            "src": {"engine": "postgres", "url": source},
-            "dst": {"engine": "postgres", "url": target}
-            if "://" in target
-            else {"engine": "duckdb", "path": target},
-        },
+        "endpoints": {"src": {"engine": "postgres", "url": source}, "dst": target},
         "tasks": {
             "load": {
                 "source": "src",
@@ -457,3 +461,27 @@ def test_generated_columns_on_duckdb_under_change_capture_are_said_to_go_null(
     worker_log = (home / "logs" / "load.log").read_text()
     assert "table public.gen: generated column(s) g, label: change capture does not carry them" in worker_log
     assert "captured inserts and updates leave them NULL" in worker_log
+
+
+def test_generated_columns_are_copied_to_the_lake(tmp_path: Path, dbs: tuple[str, str]) -> None:
+    source, _ = dbs
+    _execute(
+        source, GEN_DDL, "INSERT INTO gen (id, x, y) SELECT g, g, 'y' || g FROM generate_series(1, 20) g"
+    )
+    lake = tmp_path / "lake"
+    stack = _stack(
+        tmp_path / "s.yaml",
+        source,
+        {"engine": "lake", "path": str(lake), "format": "parquet"},
+        "full-load",
+        {},
+    )
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+    started = conveyor(home, "tasks", "start", "load", "--wait", "--json")
+    assert started.returncode == 0, started.stdout + started.stderr
+    [table] = json.loads(started.stdout)["tables"]
+    assert [c["Column"] for c in table["GeneratedColumns"]] == ["g", "label"]
+    [written] = sorted(lake.rglob("*.parquet"))
+    loaded = pq.read_table(written).select(["id", "x", "g", "label", "y"]).to_pylist()
+    assert [tuple(r.values()) for r in sorted(loaded, key=lambda r: r["id"])] == _rows(source, GEN_ROWS)
