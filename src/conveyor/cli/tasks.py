@@ -179,6 +179,9 @@ def _print_described(described: dict[str, Any]) -> None:
         # Schema drift a source recorded for the table (DynamoDB: attributes new since inference).
         for line in t.get("Drift") or []:
             _out.print(f"drift: {t['SchemaName']}.{t['TableName']}: {line}", markup=False, highlight=False)
+        for generated in t.get("GeneratedColumns") or []:
+            where = f"{t['SchemaName']}.{t['TableName']}.{generated['Column']}"
+            _out.print(f"generated column {where}: {generated['Handling']}", markup=False, highlight=False)
     if any("Inserts" in t for t in described["tables"]):
         _print_capture(described)
     not_acted_on = described.get("settings_not_acted_on") or {}

@@ -156,6 +156,8 @@ class SupportsRawCopyIn(Protocol):
     this table cannot (its columns' types differ from the source's)."""
 
     raw_format: str | None
+    # Target columns the target computes itself (generated): left out of a raw copy.
+    computed: frozenset[str]
 
     def copy_in(self, chunks: Iterator[bytes], columns: Sequence[str]) -> int:
         """Write raw COPY blocks; return the rows written."""

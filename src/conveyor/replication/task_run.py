@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Literal
 
-from conveyor.connectors.base import Snapshot, Source, Target
+from conveyor.connectors.base import Snapshot, Target
 from conveyor.core.errors import ConveyorError
+from conveyor.core.schema import TableSchema
 from conveyor.events.lifecycle import NO_TABLES_CAPTURED, STARTED, EventSink, task_event
 from conveyor.replication.declarations import Declarations, TaskDeclaration
 from conveyor.replication.full_load import (
@@ -65,6 +67,7 @@ def stats_document(progress: TableProgress) -> dict[str, Any]:
         "RowsPerSecond": round(progress.rows_per_second or 0.0, 1),
         "Error": progress.error,
         "Drift": progress.drift,
+        "GeneratedColumns": [{"Column": c, "Handling": h} for c, h in progress.generated.items()],
     }
 
 
@@ -168,11 +171,11 @@ def task_mappings(stack: Declarations, name: str) -> TableMappings:
     return mappings.in_schema(spec.task_settings().target_metadata.target_schema)
 
 
-def select_tables(stack: Declarations, name: str, source: Source) -> list[MappedTable]:
-    """The source's tables the task's mappings select. Selecting none fails the
+def select_tables(stack: Declarations, name: str, tables: Sequence[TableSchema]) -> list[MappedTable]:
+    """The source ``tables`` the task's mappings select. Selecting none fails the
     task unless ErrorBehavior.FailOnNoTablesCaptured is false."""
     allow_empty = not stack.tasks[name].task_settings().error_behavior.fail_on_no_tables_captured
-    return task_mappings(stack, name).select(source.tables(), allow_empty=allow_empty)
+    return task_mappings(stack, name).select(tables, allow_empty=allow_empty)
 
 
 def report_no_tables(run: TaskRun) -> None:

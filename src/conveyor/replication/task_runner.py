@@ -38,7 +38,7 @@ def plan_tables(stack: Declarations, name: str, source: Source) -> list[TablePla
     """The tables a task loads: the source's tables through the task's mappings."""
     return [
         TablePlan(m.source, m.target, m.project, tuple(c.source for c in m.columns))
-        for m in select_tables(stack, name, source)
+        for m in select_tables(stack, name, source.tables())
     ]
 
 

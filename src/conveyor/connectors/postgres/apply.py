@@ -28,7 +28,13 @@ from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.copy_lines import encoded_format
 from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified
-from conveyor.connectors.postgres.target import ENGINE, column_ddl, describe_table, refused_at
+from conveyor.connectors.postgres.target import (
+    ENGINE,
+    column_ddl,
+    create_native_type,
+    describe_table,
+    refused_at,
+)
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import DataError, TransientError
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -267,6 +273,9 @@ class PostgresApplier:
         conn = self._connection()
         self._forget_staging(conn)
         same_engine = table.native_engine == "postgres"
+        if same_engine:
+            for native in table.native_types:  # a composite or domain new since the load
+                create_native_type(conn, native)
         for name in columns:
             # Rows already there have no value for it: the column takes NULLs.
             added = Column(name, table.column(name).type, nullable=True)

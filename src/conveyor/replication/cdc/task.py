@@ -49,7 +49,10 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
     mappings = task_mappings(run.stack, run.name)
     source = open_source(source_config)
     try:
-        mapped = select_tables(run.stack, run.name, source)
+        tables = source.tables()
+        mapped = select_tables(run.stack, run.name, tables)
+        # What change capture carries: no generated columns (pgoutput does not send them).
+        captured = select_tables(run.stack, run.name, [t.without_generated() for t in tables])
     finally:
         source.close()
     if not mapped:
@@ -68,7 +71,7 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
             # The checkpoint is the capture's start: `tasks resume` applies the changes since.
             log.info("task %s: full load finished; stopping (StopTaskCachedChangesNotApplied)", run.name)
             return STOPPED_AFTER_FULL_LOAD
-        _capture(run, changes, applier, mappings, mapped, position)
+        _capture(run, changes, applier, mappings, captured, position)
     finally:
         applier.close()
     return STOP_REASON_NORMAL
