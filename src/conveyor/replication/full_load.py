@@ -3,6 +3,7 @@ snapshot into the target, each table in one target transaction."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -14,8 +15,10 @@ import pyarrow as pa
 
 from conveyor.connectors.base import (
     PrepMode,
+    RefusedRow,
     RejectedValue,
     Snapshot,
+    SupportsCheckedWrite,
     SupportsRawCopy,
     SupportsRawCopyIn,
     SupportsStreamWrite,
@@ -26,6 +29,8 @@ from conveyor.core.errors import ConveyorError, DataError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableSchema
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy
+
+log = logging.getLogger(__name__)
 
 # TableState values as the migration service reports them.
 TABLE_LOADING = "Table is being loaded"
@@ -135,7 +140,17 @@ class FullLoad:
                 chunks = self._until_stopped(self.snapshot.copy_out(plan.source, raw_columns))
                 progress.rows = load.copy_in(chunks, plan.target.column_names)
             else:
-                self._load_batches(progress, load)
+                try:
+                    self._load_batches(progress, load)
+                except _StreamRefused as refused:
+                    # The target refused the stream in a way its screen could not
+                    # foresee: load the table again, batch by batch, checked.
+                    log.warning("table %s: %s; loading it again batch by batch", plan.target.ref, refused)
+                    load.abort()
+                    load = _Aborted()  # until the new load has begun
+                    progress.rows = progress.error_rows = 0
+                    load = self.target.begin_load(plan.target, self.mode)
+                    self._load_checked(progress, load)
                 self._source_rejections(progress, load)
             load.commit()
         except _Stopped:
@@ -182,13 +197,19 @@ class FullLoad:
             fault_point("full-load-batch")
             yield chunk
 
-    def _stream_batches(self, progress: TableProgress, load: SupportsStreamWrite) -> None:
+    def _stream_batches(self, progress: TableProgress, load: TableLoad) -> None:
         """One streamed write of the whole table; progress and stop are handled
         as the target pulls batches. A source error ends the stream and is raised
-        here, as itself, after the target stopped reading (the load then aborts)."""
+        here, as itself, after the target stopped reading (the load then aborts).
+        A load that screens batches (``SupportsCheckedWrite``) has the rows it
+        would refuse handled by the data error policy; when the target refuses
+        the stream all the same, ``_StreamRefused`` is raised."""
+        assert isinstance(load, SupportsStreamWrite)
         plan = progress.plan
         failure: BaseException | None = None
         last_report = time.monotonic()
+        checked = load if isinstance(load, SupportsCheckedWrite) else None
+        rejected: list[RejectedValue] = []
 
         def batches() -> Iterator[pa.RecordBatch]:
             nonlocal failure, last_report
@@ -197,8 +218,13 @@ class FullLoad:
                     if self.stop.is_set():
                         failure = _Stopped()
                         return
-                    yield plan.project(batch)
-                    progress.rows += batch.num_rows
+                    records = plan.project(batch)
+                    if checked is not None:
+                        screened, refused = checked.screen(records)
+                        rejected.extend(self._refused(progress, records, refused))
+                        records = screened
+                    yield records
+                    progress.rows += records.num_rows
                     fault_point("full-load-batch")
                     if time.monotonic() - last_report >= 1.0:
                         last_report = time.monotonic()
@@ -206,9 +232,58 @@ class FullLoad:
             except Exception as exc:  # raised below, once the target has let go
                 failure = exc
 
-        load.write_stream(batches(), plan.target.arrow_schema())
+        stream = batches()
+        try:
+            load.write_stream(stream, plan.target.arrow_schema())
+        except DataError as exc:
+            if failure is not None:
+                raise failure from None
+            if checked is None:
+                raise
+            raise _StreamRefused(str(exc)) from None
+        finally:
+            stream.close()  # the source's read ends now, not when collected
         if failure is not None:
             raise failure
+        load.record_rejections(self.task, rejected)
+
+    def _load_checked(self, progress: TableProgress, load: TableLoad) -> None:
+        """The table batch by batch, each written with the rows the target
+        refuses left out (``SupportsCheckedWrite.write_checked``)."""
+        assert isinstance(load, SupportsCheckedWrite)
+        plan = progress.plan
+        last_report = time.monotonic()
+        for batch in self.snapshot.read(plan.source, self.batch_rows):
+            if self.stop.is_set():
+                raise _Stopped
+            records = plan.project(batch)
+            refused = load.write_checked(records)
+            rejected = self._refused(progress, records, refused)
+            progress.rows += records.num_rows - len(refused)
+            load.record_rejections(self.task, rejected)
+            fault_point("full-load-batch")
+            if time.monotonic() - last_report >= 1.0:
+                last_report = time.monotonic()
+                self.on_progress(progress)
+
+    def _refused(
+        self, progress: TableProgress, records: pa.RecordBatch, refused: list[RefusedRow]
+    ) -> list[RejectedValue]:
+        """Count refused rows and apply the data error policy (which may stop the
+        table or the task); returns the entries to log under LOG_ERROR."""
+        if not refused:
+            return []
+        table = progress.plan.target
+        for r in refused:
+            progress.error_rows += 1
+            self._apply_policy(progress, f"table {table.ref}: {r.reason}")
+        if self.errors.data_error_policy is not RecordPolicy.LOG_ERROR:
+            return []
+        rows = records.take(pa.array([r.row for r in refused], pa.int64())).to_pylist()
+        return [
+            _rejected_value(table, row, r.column, f"table {table.ref}: {r.reason}")
+            for row, r in zip(rows, refused, strict=True)
+        ]
 
     def _load_batches(self, progress: TableProgress, load: TableLoad) -> None:
         plan = progress.plan
@@ -248,7 +323,7 @@ class FullLoad:
             break
         return rejected
 
-    def _apply_policy(self, progress: TableProgress, exc: DataError) -> None:
+    def _apply_policy(self, progress: TableProgress, exc: DataError | str) -> None:
         policy = self.errors.data_error_policy
         limit = self.errors.data_error_escalation_count
         if limit and progress.error_rows >= limit:
@@ -272,17 +347,43 @@ class TableSuspended(ConveyorError):
     """A data error whose policy suspends (fails) the table."""
 
 
+class _StreamRefused(ConveyorError):
+    """The target refused a screened stream (its transaction is lost)."""
+
+
+class _Aborted:
+    """Stands for a load already aborted, so a failure before the next one
+    begins is not aborted twice."""
+
+    def write(self, records: pa.RecordBatch) -> None:  # pragma: no cover - never called
+        raise AssertionError("write to an aborted load")
+
+    def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:  # pragma: no cover
+        raise AssertionError("rejections for an aborted load")
+
+    def commit(self) -> None:  # pragma: no cover - never called
+        raise AssertionError("commit of an aborted load")
+
+    def abort(self) -> None:
+        pass
+
+
 def rejection(table: TableSchema, batch: pa.RecordBatch, exc: DataError) -> RejectedValue:
     """The apply-exceptions entry for the row ``exc`` names."""
     assert exc.row is not None
-    row = batch.slice(exc.row, 1).to_pylist()[0]
-    value = row.get(exc.column) if exc.column else None
+    return _rejected_value(table, batch.slice(exc.row, 1).to_pylist()[0], exc.column, str(exc))
+
+
+def _rejected_value(
+    table: TableSchema, row: dict[str, object], column: str | None, reason: str
+) -> RejectedValue:
+    value = row.get(column) if column else None
     return RejectedValue(
         table=table.ref,
-        key={k: _printable(row[k]) for k in table.primary_key},
-        column=exc.column,
+        key={k: None if row[k] is None else _printable(row[k]) for k in table.primary_key},
+        column=column,
         value=None if value is None else _printable(value),
-        reason=str(exc),
+        reason=reason,
     )
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from conveyor.connectors.base import EndpointConfig, PrepMode, RejectedValue
+from conveyor.connectors.base import EndpointConfig, PrepMode, RefusedRow, RejectedValue
+from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe
 from conveyor.connectors.duckdb.types import from_duckdb
-from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, SchemaMismatch
+from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, SchemaMismatch, TerminalError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
 
@@ -64,6 +66,24 @@ def to_ddl(ctype: ColumnType) -> str:
     return _DDL[ctype.kind]
 
 
+def create_exceptions_table(cursor: duckdb.DuckDBPyConnection) -> None:
+    """The apply-exceptions table (``awsdms_apply_exceptions``), when missing."""
+    cursor.execute(
+        f"CREATE TABLE IF NOT EXISTS main.{EXCEPTIONS_TABLE} (task_name VARCHAR, table_owner VARCHAR, "
+        "table_name VARCHAR, error_time TIMESTAMPTZ, key JSON, column_name VARCHAR, value VARCHAR, "
+        "error VARCHAR)"
+    )
+
+
+def fold_identifier(name: str) -> str:
+    """The name DuckDB resolves ``name`` to: identifiers match without regard to
+    case (ASCII letters), quoted or not, so ``Mixed`` and ``MIXED`` are one table."""
+    return name.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def create_table_sql(table: TableSchema) -> str:
     cols = [f"{quote(c.name)} {to_ddl(c.type)}" + ("" if c.nullable else " NOT NULL") for c in table.columns]
     if table.primary_key:
@@ -94,6 +114,7 @@ class DuckDBTarget:
     a task runs on a cursor of this one connection, each in its own transaction."""
 
     engine = "duckdb"
+    fold_identifier = staticmethod(fold_identifier)
 
     def __init__(self, config: EndpointConfig) -> None:
         if not config.path:
@@ -102,6 +123,7 @@ class DuckDBTarget:
         self.path = config.path
         self._lock = threading.Lock()
         self._conn: duckdb.DuckDBPyConnection | None = None
+        self._exceptions_ready = False
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
@@ -136,24 +158,35 @@ class DuckDBTarget:
     def begin_load(self, table: TableSchema, mode: PrepMode) -> DuckDBTableLoad:
         cur = self._connection().cursor()
         # Concurrent transactions creating the same schema conflict in DuckDB's
-        # catalog, so schemas are created first, one at a time, outside the load.
+        # catalog, so schemas are created first, one at a time, outside the load;
+        # so is the apply-exceptions table, which a load sees only if it existed
+        # when the load's transaction began.
         with self._lock:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.ref.schema)}")
+            if not self._exceptions_ready:
+                create_exceptions_table(cur)
+                self._exceptions_ready = True
         cur.execute("BEGIN TRANSACTION")
         try:
             existing = self.describe(table.ref)
             if mode is PrepMode.DROP_AND_CREATE or existing is None:
                 cur.execute(f"DROP TABLE IF EXISTS {qualified(table.ref)}")
                 cur.execute(create_table_sql(table))
+                existing = table
             else:
                 _check_shape(table, existing)
                 if mode is PrepMode.TRUNCATE_BEFORE_LOAD:
                     cur.execute(f"DELETE FROM {qualified(table.ref)}")
+            ddl = cur.execute(
+                "SELECT sql FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                [table.ref.schema, table.ref.name],
+            ).fetchall()
         except BaseException:
             cur.execute("ROLLBACK")
             cur.close()
             raise
-        return DuckDBTableLoad(cur, table)
+        create_sql = [row[0] for row in ddl if row[0]] + [create_table_sql(existing)]
+        return DuckDBTableLoad(cur, table, existing, create_sql)
 
     def read(
         self, table: TableSchema, batch_rows: int, order_by_key: bool = False
@@ -207,9 +240,22 @@ def _check_shape(table: TableSchema, existing: TableSchema) -> None:
 
 
 class DuckDBTableLoad:
-    def __init__(self, cursor: duckdb.DuckDBPyConnection, table: TableSchema) -> None:
+    """One table's load in one transaction. ``shape`` is the target table as
+    it is (its NOT NULL columns and key), ``table`` what the load writes."""
+
+    def __init__(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        table: TableSchema,
+        shape: TableSchema,
+        create_sql: Sequence[str] = (),
+    ) -> None:
         self._cur = cursor
         self.table = table
+        self.shape = shape
+        self._create_sql = [*create_sql, create_table_sql(shape)]
+        self._screen = BatchScreen(table, shape)
+        self._probe: Probe | None = None
         self._insert = (
             f"INSERT INTO {qualified(table.ref)} ({', '.join(quote(c) for c in table.column_names)}) "
             "SELECT * FROM batch"
@@ -219,13 +265,14 @@ class DuckDBTableLoad:
         """The whole table in one INSERT reading an Arrow stream: DuckDB pulls the
         batches as it goes, so only a few are in memory at once. The rows of a
         load have no order to keep: without it (for this load's session only)
-        DuckDB inserts with less work and memory."""
+        DuckDB inserts with less work and memory. A refused value aborts the
+        load's transaction (DataError): see ``SupportsCheckedWrite``."""
         reader = pa.RecordBatchReader.from_batches(schema, batches)
         self._cur.register("batch_stream", reader)
         try:
             self._cur.execute("SET SESSION preserve_insertion_order = false")
             self._cur.execute(self._insert.replace("FROM batch", "FROM batch_stream"))
-        except (duckdb.ConstraintException, duckdb.ConversionException) as exc:
+        except REFUSALS as exc:
             raise DataError(f"table {self.table.ref}: {exc}") from None
         finally:
             with contextlib.suppress(duckdb.Error):
@@ -233,13 +280,59 @@ class DuckDBTableLoad:
             with contextlib.suppress(duckdb.Error):
                 self._cur.unregister("batch_stream")
 
+    def screen(self, records: pa.RecordBatch) -> tuple[pa.RecordBatch, list[RefusedRow]]:
+        refused = self._screen.refusals(records)
+        return (_without(records, refused), refused) if refused else (records, refused)
+
+    def write_checked(self, records: pa.RecordBatch) -> list[RefusedRow]:
+        """Write the rows DuckDB takes; return those it would refuse: screened,
+        then keys the table already has (rows of this load or from before it),
+        then a probe on an empty copy of the table for anything else."""
+        refused = self._screen.refusals(records)
+        for stage in (self._existing_keys, self._probed):
+            kept = _kept_rows(records.num_rows, refused)
+            part = records.take(kept) if refused else records
+            found = stage(part)
+            refused += [RefusedRow(kept[r.row].as_py(), r.column, r.reason) for r in found]
+        refused.sort(key=lambda r: r.row)
+        rows = _without(records, refused) if refused else records
+        if rows.num_rows:
+            self.write(rows)
+        return refused
+
+    def _existing_keys(self, records: pa.RecordBatch) -> list[RefusedRow]:
+        """Rows whose primary key the target table already holds, in this transaction."""
+        keys = self.shape.primary_key
+        if not keys or not records.num_rows or not set(keys) <= set(self.table.column_names):
+            return []
+        columns = {k: records.column(self.table.column_names.index(k)) for k in keys}
+        probe = pa.table(columns | {"conveyor_row": pa.array(range(records.num_rows), pa.int64())})
+        match = " AND ".join(f"t.{quote(k)} = k.{quote(k)}" for k in keys)
+        self._cur.register("conveyor_keys", probe)
+        try:
+            rows = self._cur.execute(
+                f"SELECT k.conveyor_row FROM conveyor_keys AS k WHERE EXISTS "
+                f"(SELECT 1 FROM {qualified(self.table.ref)} AS t WHERE {match}) ORDER BY 1"
+            ).fetchall()
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                self._cur.unregister("conveyor_keys")
+        reason = f"duplicate primary key ({', '.join(keys)}): the target table already has a row with it"
+        return [RefusedRow(int(row[0]), None, reason) for row in rows]
+
+    def _probed(self, records: pa.RecordBatch) -> list[RefusedRow]:
+        if self._probe is None:
+            checker = self._screen.checker()
+            self._probe = Probe(checker, self.table.ref, self._create_sql, self.table.column_names)
+        return self._probe.refusals(records)
+
     def write(self, records: pa.RecordBatch) -> None:
         # DuckDB has no savepoints: a failing INSERT aborts the whole transaction,
         # so after a DataError here the load can only be aborted.
         self._cur.register("batch", records)
         try:
             self._cur.execute(self._insert)
-        except (duckdb.ConstraintException, duckdb.ConversionException) as exc:
+        except REFUSALS as exc:
             raise DataError(f"table {self.table.ref}: {exc}") from None
         finally:
             with contextlib.suppress(duckdb.Error):  # fails once the transaction is aborted
@@ -248,11 +341,6 @@ class DuckDBTableLoad:
     def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:
         if not rejected:
             return
-        self._cur.execute(
-            f"CREATE TABLE IF NOT EXISTS main.{EXCEPTIONS_TABLE} (task_name VARCHAR, table_owner VARCHAR, "
-            "table_name VARCHAR, error_time TIMESTAMPTZ, key JSON, column_name VARCHAR, value VARCHAR, "
-            "error VARCHAR)"
-        )
         now = datetime.now(UTC)
         self._cur.executemany(
             f"INSERT INTO main.{EXCEPTIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -260,11 +348,33 @@ class DuckDBTableLoad:
         )
 
     def commit(self) -> None:
-        self._cur.execute("COMMIT")
+        self._screen.close()
+        try:
+            self._cur.execute("COMMIT")
+        except duckdb.TransactionException as exc:  # a catalog conflict with another load
+            raise TerminalError(f"table {self.table.ref}: DuckDB could not commit the load: {exc}") from None
         self._cur.close()
 
     def abort(self) -> None:
+        self._screen.close()
         try:
-            self._cur.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already ended it
+                self._cur.execute("ROLLBACK")
         finally:
             self._cur.close()
+
+
+def _kept_rows(rows: int, refused: list[RefusedRow]) -> pa.Array:
+    """Indices of the rows not refused."""
+    if not refused:
+        return pa.array(range(rows), pa.int64())
+    return pc.indices_nonzero(_keep_mask(rows, refused))
+
+
+def _keep_mask(rows: int, refused: list[RefusedRow]) -> pa.Array:
+    out = pa.array([r.row for r in refused], pa.int64())
+    return pc.invert(pc.is_in(pa.array(range(rows), pa.int64()), value_set=out))
+
+
+def _without(records: pa.RecordBatch, refused: list[RefusedRow]) -> pa.RecordBatch:
+    return records.filter(_keep_mask(records.num_rows, refused))
