@@ -199,3 +199,14 @@ class SupportsCheckedWrite(Protocol):
     def screen(self, records: pa.RecordBatch) -> tuple[pa.RecordBatch, list[RefusedRow]]: ...
 
     def write_checked(self, records: pa.RecordBatch) -> list[RefusedRow]: ...
+
+
+@runtime_checkable
+class FoldsIdentifiers(Protocol):
+    """A target (or applier) whose engine resolves two different names to one
+    identifier. ``fold_identifier`` returns the name a given one resolves to;
+    ``identifier_rule`` says how, for messages."""
+
+    identifier_rule: str
+
+    def fold_identifier(self, name: str) -> str: ...

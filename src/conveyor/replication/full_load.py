@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from conveyor.connectors.base import (
 from conveyor.core.errors import ConveyorError, DataError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableSchema
+from conveyor.replication.identifiers import TargetNames, collisions, folding_of
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,13 @@ class TablePlan:
     # The source column each target column is read from, in target order; None
     # when a target column has no source column (added by a mapping).
     source_columns: tuple[str | None, ...] | None = None
+
+    def names(self) -> TargetNames:
+        """The names the target gets (for ``identifiers.collisions``)."""
+        sources = self.source_columns or tuple(self.target.column_names)
+        return TargetNames(
+            self.source.ref, self.target.ref, tuple(zip(sources, self.target.column_names, strict=True))
+        )
 
     def raw_columns(self) -> list[str] | None:
         """Source columns for a raw same-engine copy, or None when the mapping
@@ -97,6 +105,8 @@ class FullLoad:
     """Runs the plans with up to ``parallel`` tables at once (MaxFullLoadSubTasks),
     ``batch_rows`` rows per write (CommitRate). A table that fails is rolled back
     and reported; the others go on. ``stop`` ends the load between batches.
+    Tables whose target names collide on the target (``identifiers``) are
+    refused before anything loads.
 
     A row the target refuses (and names) is handled by ``errors``
     (ErrorBehavior's DataErrorPolicy and its escalation): logged to the target's
@@ -118,8 +128,14 @@ class FullLoad:
 
     def run(self) -> list[TableProgress]:
         progress = [TableProgress(plan) for plan in self.plans]
+        refused = collisions([plan.names() for plan in self.plans], folding_of(self.target))
+        for table in progress:
+            if (reason := refused.get(table.plan.source.ref)) is not None:
+                table.started = datetime.now(UTC)
+                self._fail(table, reason)
+        loadable = [table for table in progress if table.state == TABLE_QUEUED]
         with ThreadPoolExecutor(max_workers=max(1, self.parallel), thread_name_prefix="full-load") as pool:
-            list(pool.map(self._load_table, progress))
+            list(pool.map(self._load_table, loadable))
         return progress
 
     def _load_table(self, progress: TableProgress) -> None:
@@ -211,7 +227,7 @@ class FullLoad:
         checked = load if isinstance(load, SupportsCheckedWrite) else None
         rejected: list[RejectedValue] = []
 
-        def batches() -> Iterator[pa.RecordBatch]:
+        def batches() -> Generator[pa.RecordBatch]:
             nonlocal failure, last_report
             try:
                 for batch in self.snapshot.read(plan.source, self.batch_rows):

@@ -94,10 +94,14 @@ class _Check:
 class BatchScreen:
     """The checks for batches of ``table`` (the columns a load writes, in
     order) into a DuckDB table of shape ``shape`` (its NOT NULL columns and
-    primary key; the same as ``table`` unless the table existed)."""
+    primary key; the same as ``table`` unless the table existed). ``checker``
+    is a private in-memory database to share (one of its own otherwise)."""
 
-    def __init__(self, table: TableSchema, shape: TableSchema) -> None:
+    def __init__(
+        self, table: TableSchema, shape: TableSchema, checker: duckdb.DuckDBPyConnection | None = None
+    ) -> None:
         self.table = table
+        self._owns_checker = checker is None
         names = table.column_names
         required = {c.name for c in shape.columns if not c.nullable} | set(shape.primary_key)
         self._not_null = [(i, n) for i, n in enumerate(names) if n in required]
@@ -105,7 +109,7 @@ class BatchScreen:
             [names.index(k) for k in shape.primary_key] if set(shape.primary_key) <= set(names) else []
         )
         self._key_names = ", ".join(shape.primary_key)
-        self._checker: duckdb.DuckDBPyConnection | None = None
+        self._checker = checker
         self._checks: list[_Check] = []
         for i, col in enumerate(table.columns):
             scalar = _scalar(col.type)
@@ -200,13 +204,19 @@ class BatchScreen:
 
     def checker(self) -> duckdb.DuckDBPyConnection:
         if self._checker is None:
-            self._checker = duckdb.connect(":memory:", config=dict(_CHECKER_CONFIG))
+            self._checker = private_database()
+            self._owns_checker = True
         return self._checker
 
     def close(self) -> None:
-        if self._checker is not None:
+        if self._checker is not None and self._owns_checker:
             self._checker.close()
-            self._checker = None
+        self._checker = None
+
+
+def private_database() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB database for checks: one thread, little memory."""
+    return duckdb.connect(":memory:", config=dict(_CHECKER_CONFIG))
 
 
 def _not_in(labels: pa.Array, values: pa.Array) -> pa.Array:

@@ -81,6 +81,7 @@ def fold_identifier(name: str) -> str:
     return name.translate(_ASCII_LOWER)
 
 
+IDENTIFIER_RULE = "DuckDB matches table and column names without regard to case"
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -114,7 +115,10 @@ class DuckDBTarget:
     a task runs on a cursor of this one connection, each in its own transaction."""
 
     engine = "duckdb"
-    fold_identifier = staticmethod(fold_identifier)
+    identifier_rule = IDENTIFIER_RULE
+
+    def fold_identifier(self, name: str) -> str:
+        return fold_identifier(name)
 
     def __init__(self, config: EndpointConfig) -> None:
         if not config.path:
