@@ -282,3 +282,36 @@ def test_through_the_cli_refused_sqlite_values_land_in_apply_exceptions(tmp_path
     assert "cannot read the value as JSON" in logged[0][6]
     assert "NOT NULL" in logged[1][6]
     assert "cannot read the value as UUID" in logged[2][6]
+
+
+def test_json_a_postgresql_source_validated_is_not_parsed_twice_yet_a_refusal_is_found(
+    duck: DuckDBTarget,
+) -> None:
+    """PostgreSQL's own json is not checked in the stream (DuckDB takes all of
+    it); should DuckDB refuse one all the same, the checked load finds it."""
+    table = TableSchema(
+        TableRef("main", "docs"),
+        (
+            Column("id", t.simple(Kind.INT64), nullable=False),
+            Column("doc", t.simple(Kind.JSON, native="jsonb")),
+        ),
+        ("id",),
+        native_engine="postgres",
+    )
+
+    class Docs:
+        def read(
+            self, table: TableSchema, batch_rows: int, order_by_key: bool = False
+        ) -> Iterator[pa.RecordBatch]:
+            yield pa.record_batch(
+                {"id": [1, 2, 3], "doc": ['{"a": 1}', "{oops", "[]"]}, schema=table.arrow_schema()
+            )
+
+    loader = FullLoad(Docs(), duck, [TablePlan(table, table)], PrepMode.DROP_AND_CREATE, task="t1")  # type: ignore[arg-type]
+    [progress] = loader.run()
+    assert progress.state == TABLE_COMPLETED, progress.error
+    assert (progress.rows, progress.error_rows) == (2, 1)
+    assert _rows(duck, "SELECT id FROM main.docs ORDER BY id") == [(1,), (3,)]
+    [logged] = _exceptions(duck)
+    assert logged[2:5] == ('{"id": "2"}', "doc", "{oops")
+    assert "Malformed JSON" in logged[5]

@@ -40,6 +40,7 @@ _CHECKER_CONFIG: dict[str, str | int | float | list[str]] = {"threads": 1, "memo
 _SOURCE_COLUMN = re.compile(r'source column "?([^"\s]+)"?')
 _NOT_NULL = re.compile(r"NOT NULL constraint failed: [^.]+\.(.+)$")
 _MAX_LABELS_SHOWN = 8
+_VALIDATED_BY_SOURCE = {"postgres": frozenset({"json", "jsonb", "uuid"})}
 
 
 def _leaves(array: pa.Array) -> tuple[pa.Array, pa.Array | None]:
@@ -126,7 +127,7 @@ class BatchScreen:
                 self._checks.append(
                     _Check(i, col.name, _decimal_check(scalar), f"the value does not fit {scalar.describe()}")
                 )
-            elif scalar.kind in (Kind.JSON, Kind.UUID):
+            elif scalar.kind in (Kind.JSON, Kind.UUID) and not _validated(table, scalar):
                 self._checks.append(
                     _Check(
                         i,
@@ -217,6 +218,15 @@ class BatchScreen:
 def private_database() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB database for checks: one thread, little memory."""
     return duckdb.connect(":memory:", config=dict(_CHECKER_CONFIG))
+
+
+def _validated(table: TableSchema, scalar: ColumnType) -> bool:
+    """Whether the source engine has validated this JSON or UUID text itself
+    (PostgreSQL's own types): DuckDB takes all of it, so the streamed load does
+    not parse it twice. Should DuckDB refuse one all the same, the checked
+    load (``write_checked``) finds it."""
+    native = (scalar.native or "").lower()
+    return native in _VALIDATED_BY_SOURCE.get(table.native_engine or "", frozenset())
 
 
 def _not_in(labels: pa.Array, values: pa.Array) -> pa.Array:
