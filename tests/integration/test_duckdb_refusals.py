@@ -315,3 +315,27 @@ def test_json_a_postgresql_source_validated_is_not_parsed_twice_yet_a_refusal_is
     [logged] = _exceptions(duck)
     assert logged[2:5] == ('{"id": "2"}', "doc", "{oops")
     assert "Malformed JSON" in logged[5]
+
+
+def test_times_outside_a_day_are_refused_not_stored_as_nonsense(duck: DuckDBTarget) -> None:
+    table = TableSchema(
+        TableRef("main", "times"),
+        (Column("id", t.simple(Kind.INT64), nullable=False), Column("at", t.simple(Kind.TIME))),
+        ("id",),
+    )
+    micros = [0, 86_400_000_000, -5, 90_000_000_000, None]
+
+    class Times:
+        def read(
+            self, table: TableSchema, batch_rows: int, order_by_key: bool = False
+        ) -> Iterator[pa.RecordBatch]:
+            at = pa.array(micros, pa.int64()).view(pa.time64("us"))
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(range(5), pa.int64()), at], schema=table.arrow_schema()
+            )
+
+    [progress] = FullLoad(Times(), duck, [TablePlan(table, table)], PrepMode.DROP_AND_CREATE).run()  # type: ignore[arg-type]
+    assert (progress.state, progress.rows, progress.error_rows) == (TABLE_COMPLETED, 3, 2)
+    loaded = _rows(duck, 'SELECT id, "at"::VARCHAR FROM main.times ORDER BY id')
+    assert loaded == [(0, "00:00:00"), (1, "24:00:00"), (4, None)]
+    assert {(row[2], row[3]) for row in _exceptions(duck)} == {('{"id": "2"}', "at"), ('{"id": "3"}', "at")}

@@ -123,6 +123,9 @@ class BatchScreen:
                         f"the value is not a label of the target's ENUM({_labels_text(scalar.labels)})",
                     )
                 )
+            elif scalar.kind is Kind.TIME:
+                reason = "the value is outside DuckDB's TIME range (00:00:00 to 24:00:00)"
+                self._checks.append(_Check(i, col.name, _time_check, reason))
             elif scalar.kind is Kind.DECIMAL:
                 self._checks.append(
                     _Check(i, col.name, _decimal_check(scalar), f"the value does not fit {scalar.describe()}")
@@ -231,6 +234,20 @@ def _validated(table: TableSchema, scalar: ColumnType) -> bool:
 
 def _not_in(labels: pa.Array, values: pa.Array) -> pa.Array:
     return pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=labels)))
+
+
+_DAY_US = 86_400_000_000
+
+
+def _time_check(values: pa.Array) -> pa.Array | None:
+    """Times before midnight or after 24:00:00, which DuckDB would store as they
+    are and print as nonsense (an Arrow time64 can hold them)."""
+    micros = values.view(pa.int64())
+    bounds = pc.min_max(micros)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low is None or (low >= 0 and high <= _DAY_US):
+        return None
+    return pc.or_(pc.less(micros, 0), pc.greater(micros, _DAY_US))
 
 
 def _decimal_check(ctype: ColumnType) -> Callable[[pa.Array], pa.Array | None]:
