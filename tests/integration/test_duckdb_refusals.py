@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import psycopg
 import pyarrow as pa
 import pytest
 
@@ -24,6 +25,7 @@ from conveyor.core.types import Kind
 from conveyor.replication.full_load import TABLE_COMPLETED, TABLE_ERROR, FullLoad, TablePlan
 from conveyor.replication.settings import ErrorBehavior, RecordPolicy
 from support.cli import conveyor
+from support.servers import PostgresServer
 
 pytestmark = pytest.mark.integration
 
@@ -339,3 +341,71 @@ def test_times_outside_a_day_are_refused_not_stored_as_nonsense(duck: DuckDBTarg
     loaded = _rows(duck, 'SELECT id, "at"::VARCHAR FROM main.times ORDER BY id')
     assert loaded == [(0, "00:00:00"), (1, "24:00:00"), (4, None)]
     assert {(row[2], row[3]) for row in _exceptions(duck)} == {('{"id": "2"}', "at"), ('{"id": "3"}', "at")}
+
+
+def test_postgres_rows_whose_keys_the_duckdb_table_has_are_logged_through_the_cli(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    """DO_NOTHING into a DuckDB table that already holds some keys: DuckDB
+    refuses the stream, the table is loaded again batch by batch, the rows
+    with those keys are logged and the rest loads, with escalation off."""
+    source = pg_server.url(pg_server.new_database("pgduck"))
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id integer PRIMARY KEY, amount numeric(12,2), note text)")
+        conn.execute("INSERT INTO orders SELECT g, g * 1.25, 'n' || g FROM generate_series(1, 50) g")
+    warehouse = tmp_path / "dw.duckdb"
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("CREATE SCHEMA public")
+        conn.execute(
+            "CREATE TABLE public.orders (id INTEGER PRIMARY KEY, amount DECIMAL(12,2), note VARCHAR)"
+        )
+        conn.execute("INSERT INTO public.orders VALUES (7, 0, 'kept'), (30, 0, 'kept')")
+    stack = {
+        "endpoints": {
+            "src": {"engine": "postgres", "url": source},
+            "dw": {"engine": "duckdb", "path": str(warehouse)},
+        },
+        "tasks": {
+            "load": {
+                "source": "src",
+                "target": "dw",
+                "migration_type": "full-load",
+                "table_mappings": {
+                    "rules": [
+                        {
+                            "rule-type": "selection",
+                            "rule-id": "1",
+                            "rule-name": "public",
+                            "object-locator": {"schema-name": "public", "table-name": "%"},
+                            "rule-action": "include",
+                        }
+                    ]
+                },
+                "settings": {"FullLoadSettings": {"TargetTablePrepMode": "DO_NOTHING", "CommitRate": 8}},
+            }
+        },
+    }
+    path = tmp_path / "conveyor.yaml"
+    path.write_text(json.dumps(stack))
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(path)).returncode == 0
+    started = conveyor(home, "tasks", "start", "load", "--wait", "--json")
+    assert started.returncode == 0, started.stdout + started.stderr
+    [table] = json.loads(started.stdout)["tables"]
+    assert (table["TableState"], table["FullLoadRows"], table["FullLoadErrorRows"]) == (
+        "Table completed",
+        48,
+        2,
+    )
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        assert conn.execute("SELECT count(*), sum(id) FROM public.orders").fetchone() == (50, sum(range(51)))
+        assert (
+            conn.execute("SELECT note FROM public.orders WHERE id IN (7, 30)").fetchall() == [("kept",)] * 2
+        )
+        logged = conn.execute(
+            "SELECT table_owner, table_name, key, column_name, value, error "
+            "FROM main.awsdms_apply_exceptions ORDER BY error_time, key"
+        ).fetchall()
+    assert sorted(row[2] for row in logged) == ['{"id": "30"}', '{"id": "7"}']
+    assert all(row[:2] == ("public", "orders") and row[3] is None for row in logged)
+    assert all("the target table already has a row with it" in row[5] for row in logged)

@@ -225,6 +225,8 @@ class FullLoad:
         failure: BaseException | None = None
         last_report = time.monotonic()
         checked = load if isinstance(load, SupportsCheckedWrite) else None
+        # Logged after the INSERT (the load's cursor is busy until then): the
+        # refused rows of the table are held, not its rows.
         rejected: list[RejectedValue] = []
 
         def batches() -> Generator[pa.RecordBatch]:

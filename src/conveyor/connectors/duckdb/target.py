@@ -301,7 +301,10 @@ class DuckDBTableLoad:
         refused.sort(key=lambda r: r.row)
         rows = _without(records, refused) if refused else records
         if rows.num_rows:
-            self.write(rows)
+            try:
+                self.write(rows)
+            except DataError as exc:  # the transaction is lost: the table fails, saying why
+                raise DataError(f"{exc} (DuckDB refused rows that passed every check)") from None
         return refused
 
     def _existing_keys(self, records: pa.RecordBatch) -> list[RefusedRow]:
