@@ -384,25 +384,36 @@ class ChangeCapture:
         try:
             self._apply_with_retry(self._applying(self._screened(changes, False), position))
         except DataError:
-            # A screening applier looks again, thoroughly; then find the tables
-            # the target still refuses, one at a time under the target's current
-            # checkpoint; suspend them and apply the rest.
-            changes = self._screened([c for c in changes if not self._is_suspended(c.table.ref)], True)
-            try:
-                self._apply_with_retry(self._applying(changes, position))
-            except DataError:
-                good = []
-                for table_changes in changes:
-                    try:
-                        self._apply_with_retry(self._applying([table_changes], self._on_target))
-                        # logged with it: the batch below applies its rows again, not its log
-                        good.append(dataclasses.replace(table_changes, rejected=()))
-                    except DataError as exc:
-                        self._suspend(table_changes.table.ref, str(exc))
-                self._apply_with_retry(self._applying(good, position))
+            if not self._applied_thoroughly(changes, position):
+                # Find the tables the target refuses, one at a time under the
+                # target's current checkpoint; suspend them and apply the rest.
+                self._apply_by_table(changes, position)
         if self._refusals is not None:
             self._refusals.committed()
         self._on_target = position
+
+    def _applied_thoroughly(self, changes: list[TableChanges], position: Checkpoint) -> bool:
+        """A screening applier looks again, thoroughly, and the batch is applied
+        without what it finds; False when the target still refuses it."""
+        if self._refusals is None:
+            return False
+        try:
+            self._apply_with_retry(self._applying(self._screened(changes, True), position))
+            return True
+        except DataError:
+            return False
+
+    def _apply_by_table(self, changes: list[TableChanges], position: Checkpoint) -> None:
+        changes = self._screened([c for c in changes if not self._is_suspended(c.table.ref)], True)
+        good = []
+        for table_changes in changes:
+            try:
+                self._apply_with_retry(self._applying([table_changes], self._on_target))
+                # logged with it: the batch below applies its rows again, not its log
+                good.append(dataclasses.replace(table_changes, rejected=()))
+            except DataError as exc:
+                self._suspend(table_changes.table.ref, str(exc))
+        self._apply_with_retry(self._applying(good, position))
 
     def _screened(self, changes: list[TableChanges], thorough: bool) -> list[TableChanges]:
         """Changes without those the target would refuse (data error policy),
