@@ -70,6 +70,8 @@ def test_mixed_and_upper_case_tables_are_refused_and_the_rest_loads(
     assert "3 of 39 tables failed" in result["last_error"]
     assert "internal error" not in result["last_error"]
 
+    text = conveyor(home, "tasks", "describe", "load").stdout
+    assert "collides with public.MIXED (source table public.MIXED)" in " ".join(text.split())
     described = json.loads(conveyor(home, "tasks", "describe", "load", "--json").stdout)
     tables = {t["TableName"]: t for t in described["tables"]}
     assert len(tables) == OTHERS + 3
