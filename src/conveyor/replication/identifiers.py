@@ -2,9 +2,10 @@
 
 Two source tables can keep different names through the table mappings and
 still land on one target table: DuckDB matches identifiers without regard to
-case (``Mixed`` and ``MIXED`` are one table), PostgreSQL truncates them to 63
-bytes. Loading both would make one overwrite the other, or (DuckDB, tables in
-parallel) fail the whole task on a catalog conflict. So before anything loads,
+case (``Mixed`` and ``MIXED`` are one table). Loading both would make one
+overwrite the other, or (tables in parallel) fail the whole task on a catalog
+conflict. (PostgreSQL would cut names to 63 bytes; its target refuses longer
+names table by table instead, so it needs no folding here.) So before anything loads,
 the tables whose target names collide are refused, by name, each with a reason
 naming the other source table; the rest load. Columns of one table that
 collide refuse their table the same way.
