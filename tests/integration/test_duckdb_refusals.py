@@ -409,3 +409,27 @@ def test_postgres_rows_whose_keys_the_duckdb_table_has_are_logged_through_the_cl
     assert sorted(row[2] for row in logged) == ['{"id": "30"}', '{"id": "7"}']
     assert all(row[:2] == ("public", "orders") and row[3] is None for row in logged)
     assert all("the target table already has a row with it" in row[5] for row in logged)
+
+
+def test_do_nothing_appends_to_the_table_duckdb_resolves_the_name_to(duck: DuckDBTarget) -> None:
+    """An existing ``MAIN.ITEMS`` with an ``ID`` key is the table ``main.items``
+    names in DuckDB: the load appends to it (it was dropped before) and its key
+    refuses the keys it holds."""
+    cur = duck._connection().cursor()
+    cur.execute("CREATE SCHEMA IF NOT EXISTS MAIN")
+    cur.execute(
+        "CREATE TABLE MAIN.\"ITEMS\" (\"ID\" BIGINT NOT NULL PRIMARY KEY, \"SIZE\" ENUM('s', 'm', 'l'), "
+        '"PRICE" DECIMAL(5,2), "DOC" JSON, "TAGS" UUID[])'
+    )
+    cur.execute("INSERT INTO main.items VALUES (1, 'm', NULL, NULL, NULL)")
+    _, progress = _load(
+        duck, [[GOOD, (2, "s", None, None, None), (None, "s", None, None, None)]], mode=PrepMode.DO_NOTHING
+    )
+    assert progress.state == TABLE_COMPLETED, progress.error
+    assert (progress.rows, progress.error_rows) == (1, 2)
+    assert _rows(duck, 'SELECT "ID", "SIZE" FROM main.items ORDER BY 1') == [(1, "m"), (2, "s")]
+    assert _rows(duck, "SELECT table_name FROM duckdb_tables() WHERE lower(table_name) = 'items'") == [
+        ("ITEMS",)
+    ]
+    logged = {(row[2], row[3]) for row in _exceptions(duck)}
+    assert logged == {('{"id": "1"}', None), ('{"id": null}', "id")}

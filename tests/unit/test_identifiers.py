@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.duckdb.target import DuckDBTarget, fold_identifier
+from conveyor.connectors.duckdb.names import fold_identifier
+from conveyor.connectors.duckdb.target import DuckDBTarget
 from conveyor.core.schema import TableRef
 from conveyor.replication.identifiers import EXACT, TargetNames, collisions, folding_of
 

@@ -23,16 +23,16 @@ import pyarrow as pa
 from conveyor.connectors.arrow_rows import rows_to_batch
 from conveyor.connectors.base import EndpointConfig, RefusedRow, RejectedValue
 from conveyor.connectors.changes import TableChanges
+from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe, private_database
 from conveyor.connectors.duckdb.target import (
     EXCEPTIONS_TABLE,
-    IDENTIFIER_RULE,
     connect,
     create_exceptions_table,
     create_table_sql,
-    fold_identifier,
     qualified,
     quote,
+    table_sql,
     to_ddl,
 )
 from conveyor.core.batch import Checkpoint
@@ -134,15 +134,7 @@ class DuckDBApplier:
     def _probe(self, table: TableSchema) -> Probe:
         probe = self._probes.get(table)
         if probe is None:
-            ddl = (
-                self._connection()
-                .execute(
-                    "SELECT sql FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                    [table.ref.schema, table.ref.name],
-                )
-                .fetchall()
-            )
-            create = [row[0] for row in ddl if row[0]] + [create_table_sql(table)]
+            create = [*table_sql(self._connection(), table.ref), create_table_sql(table)]
             probe = self._probes[table] = Probe(self._private(), table.ref, create, table.column_names)
         return probe
 

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.connectors.base import RefusedRow
+from conveyor.connectors.duckdb.names import fold_identifier
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
 
@@ -103,12 +104,13 @@ class BatchScreen:
     ) -> None:
         self.table = table
         self._owns_checker = checker is None
-        names = table.column_names
-        required = {c.name for c in shape.columns if not c.nullable} | set(shape.primary_key)
-        self._not_null = [(i, n) for i, n in enumerate(names) if n in required]
-        self._key = (
-            [names.index(k) for k in shape.primary_key] if set(shape.primary_key) <= set(names) else []
-        )
+        # The target's names as DuckDB resolves them (an existing table's may differ in case).
+        names = [fold_identifier(n) for n in table.column_names]
+        required = {fold_identifier(c.name) for c in shape.columns if not c.nullable}
+        keys = [fold_identifier(k) for k in shape.primary_key]
+        required |= set(keys)
+        self._not_null = [(i, table.columns[i].name) for i, n in enumerate(names) if n in required]
+        self._key = [names.index(k) for k in keys] if set(keys) <= set(names) else []
         self._key_names = ", ".join(shape.primary_key)
         self._checker = checker
         self._checks: list[_Check] = []

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.connectors.base import EndpointConfig, PrepMode, RefusedRow, RejectedValue
+from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe
 from conveyor.connectors.duckdb.types import from_duckdb
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, SchemaMismatch, TerminalError
@@ -75,14 +76,31 @@ def create_exceptions_table(cursor: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def fold_identifier(name: str) -> str:
-    """The name DuckDB resolves ``name`` to: identifiers match without regard to
-    case (ASCII letters), quoted or not, so ``Mixed`` and ``MIXED`` are one table."""
-    return name.translate(_ASCII_LOWER)
+def resolve(cursor: duckdb.DuckDBPyConnection, ref: TableRef) -> TableRef | None:
+    """The table as DuckDB stores the name ``ref`` resolves to, or None."""
+    rows = cursor.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() "
+        "WHERE lower(schema_name) = lower(?) AND lower(table_name) = lower(?)",
+        [ref.schema, ref.name],
+    ).fetchall()
+    want = (fold_identifier(ref.schema), fold_identifier(ref.name))
+    for schema, name in rows:
+        if (fold_identifier(schema), fold_identifier(name)) == want:
+            return TableRef(schema, name)
+    return None
 
 
-IDENTIFIER_RULE = "DuckDB matches table and column names without regard to case"
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+def table_sql(cursor: duckdb.DuckDBPyConnection, ref: TableRef) -> list[str]:
+    """DuckDB's own CREATE statement of the table ``ref`` resolves to (none when
+    it does not exist)."""
+    stored = resolve(cursor, ref)
+    if stored is None:
+        return []
+    rows = cursor.execute(
+        "SELECT sql FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+        [stored.schema, stored.name],
+    ).fetchall()
+    return [row[0] for row in rows if row[0]]
 
 
 def create_table_sql(table: TableSchema) -> str:
@@ -141,23 +159,28 @@ class DuckDBTarget:
         return f"DuckDB {row[0]}"
 
     def describe(self, ref: TableRef) -> TableSchema | None:
+        """The table DuckDB resolves ``ref`` to (names match without regard to
+        case: an existing ``mixed`` is the table ``Mixed`` names), or None."""
         cur = self._connection().cursor()
+        stored = resolve(cur, ref)
+        if stored is None:
+            return None
         rows = cur.execute(
             "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
             "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [ref.schema, ref.name],
+            [stored.schema, stored.name],
         ).fetchall()
         if not rows:
             return None
         keys = cur.execute(
             "SELECT constraint_column_names FROM duckdb_constraints() "
             "WHERE schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
-            [ref.schema, ref.name],
-        ).fetchone()
+            [stored.schema, stored.name],
+        ).fetchall()
         columns = tuple(
             Column(name, from_duckdb(dtype), nullable=nullable == "YES") for name, dtype, nullable in rows
         )
-        return TableSchema(ref, columns, tuple(keys[0]) if keys else ())
+        return TableSchema(ref, columns, tuple(keys[0][0]) if keys else ())
 
     def begin_load(self, table: TableSchema, mode: PrepMode) -> DuckDBTableLoad:
         cur = self._connection().cursor()
@@ -181,15 +204,12 @@ class DuckDBTarget:
                 _check_shape(table, existing)
                 if mode is PrepMode.TRUNCATE_BEFORE_LOAD:
                     cur.execute(f"DELETE FROM {qualified(table.ref)}")
-            ddl = cur.execute(
-                "SELECT sql FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                [table.ref.schema, table.ref.name],
-            ).fetchall()
+            ddl = table_sql(cur, table.ref)
         except BaseException:
             cur.execute("ROLLBACK")
             cur.close()
             raise
-        create_sql = [row[0] for row in ddl if row[0]] + [create_table_sql(existing)]
+        create_sql = [*ddl, create_table_sql(existing)]
         return DuckDBTableLoad(cur, table, existing, create_sql)
 
     def read(
@@ -229,12 +249,12 @@ class DuckDBTarget:
 
 def _check_shape(table: TableSchema, existing: TableSchema) -> None:
     """Under DO_NOTHING or TRUNCATE_BEFORE_LOAD the target table must take every
-    column the load writes."""
+    column the load writes (a column name resolves as DuckDB resolves it)."""
+    have_columns = {fold_identifier(c.name): c for c in existing.columns}
     problems = []
     for col in table.columns:
-        try:
-            have = existing.column(col.name)
-        except KeyError:
+        have = have_columns.get(fold_identifier(col.name))
+        if have is None:
             problems.append(f"column {col.name!r} is missing")
             continue
         if to_ddl(have.type) != to_ddl(col.type):
@@ -309,10 +329,11 @@ class DuckDBTableLoad:
 
     def _existing_keys(self, records: pa.RecordBatch) -> list[RefusedRow]:
         """Rows whose primary key the target table already holds, in this transaction."""
+        written = {fold_identifier(name): i for i, name in enumerate(self.table.column_names)}
         keys = self.shape.primary_key
-        if not keys or not records.num_rows or not set(keys) <= set(self.table.column_names):
+        if not keys or not records.num_rows or any(fold_identifier(k) not in written for k in keys):
             return []
-        columns = {k: records.column(self.table.column_names.index(k)) for k in keys}
+        columns = {k: records.column(written[fold_identifier(k)]) for k in keys}
         probe = pa.table(columns | {"conveyor_row": pa.array(range(records.num_rows), pa.int64())})
         match = " AND ".join(f"t.{quote(k)} = k.{quote(k)}" for k in keys)
         self._cur.register("conveyor_keys", probe)
