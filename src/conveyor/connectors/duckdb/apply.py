@@ -14,7 +14,6 @@ import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -26,10 +25,10 @@ from conveyor.connectors.changes import TableChanges
 from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe, private_database
 from conveyor.connectors.duckdb.target import (
-    EXCEPTIONS_TABLE,
     connect,
     create_exceptions_table,
     create_table_sql,
+    insert_rejections,
     qualified,
     quote,
     table_sql,
@@ -160,12 +159,7 @@ class DuckDBApplier:
         try:
             for table_changes in changes:
                 self._apply_table(conn, table_changes)
-                if table_changes.rejected:
-                    now = datetime.now(UTC)
-                    conn.executemany(
-                        f"INSERT INTO main.{EXCEPTIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [r.exceptions_row(task, now) for r in table_changes.rejected],
-                    )
+                insert_rejections(conn, task, table_changes.rejected)
             conn.execute(
                 f"INSERT OR REPLACE INTO {CHECKPOINTS} VALUES (?, ?, now())",
                 [task, json.dumps({"engine": checkpoint.engine, "position": checkpoint.position})],

@@ -76,6 +76,38 @@ def create_exceptions_table(cursor: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+_EXCEPTIONS_SCHEMA = pa.schema(
+    [
+        ("task_name", pa.string()),
+        ("table_owner", pa.string()),
+        ("table_name", pa.string()),
+        ("error_time", pa.timestamp("us", tz="UTC")),
+        ("key", pa.string()),
+        ("column_name", pa.string()),
+        ("value", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+def insert_rejections(
+    cursor: duckdb.DuckDBPyConnection, task: str, rejected: Sequence[RejectedValue]
+) -> None:
+    """Append to the apply-exceptions table, as one Arrow batch (a table may
+    refuse many rows; DuckDB's executemany goes row by row)."""
+    if not rejected:
+        return
+    now = datetime.now(UTC)
+    rows = [r.exceptions_row(task, now) for r in rejected]
+    columns = [pa.array([row[i] for row in rows], f.type) for i, f in enumerate(_EXCEPTIONS_SCHEMA)]
+    cursor.register("conveyor_rejections", pa.Table.from_arrays(columns, schema=_EXCEPTIONS_SCHEMA))
+    try:
+        cursor.execute(f"INSERT INTO main.{EXCEPTIONS_TABLE} SELECT * FROM conveyor_rejections")
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            cursor.unregister("conveyor_rejections")
+
+
 def resolve(cursor: duckdb.DuckDBPyConnection, ref: TableRef) -> TableRef | None:
     """The table as DuckDB stores the name ``ref`` resolves to, or None."""
     rows = cursor.execute(
@@ -367,13 +399,7 @@ class DuckDBTableLoad:
                 self._cur.unregister("batch")
 
     def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:
-        if not rejected:
-            return
-        now = datetime.now(UTC)
-        self._cur.executemany(
-            f"INSERT INTO main.{EXCEPTIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [r.exceptions_row(task, now) for r in rejected],
-        )
+        insert_rejections(self._cur, task, rejected)
 
     def commit(self) -> None:
         self._screen.close()
