@@ -59,9 +59,9 @@ def test_log_error_and_ignore_record_apply_the_rest(applier: DuckDBApplier, poli
     assert suspended == {}
     if logged:
         by_key = {r.key["id"]: r for r in screened.rejected}
-        assert (by_key[1].column, by_key[1].value) == ("body", "{")
-        assert (by_key[2].column, by_key[2].value) == ("size", "xl")
-        assert "not a label of the target's ENUM('s', 'm')" in by_key[2].reason
+        assert (by_key["1"].column, by_key["1"].value) == ("body", "{")
+        assert (by_key["2"].column, by_key["2"].value) == ("size", "xl")
+        assert "not a label of the target's ENUM('s', 'm')" in by_key["2"].reason
 
 
 def test_suspend_table_leaves_the_tables_changes_out(applier: DuckDBApplier) -> None:

@@ -109,7 +109,7 @@ class DuckDBApplier:
         rejected = [
             RejectedValue(
                 table=table.ref,
-                key={k: rows[r.row].get(k) for k in table.primary_key},
+                key={k: _printable(rows[r.row].get(k)) for k in table.primary_key},
                 column=r.column,
                 value=_printable(rows[r.row].get(r.column)) if r.column else None,
                 reason=f"table {table.ref}: {r.reason}",
