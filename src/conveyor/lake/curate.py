@@ -53,6 +53,7 @@ from conveyor.core.errors import ConveyorError, TerminalError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
+from conveyor.lake import delta_stats
 from conveyor.lake.controller import Controller, ControllerEntry, Lake, format_time, parse_time
 
 log = logging.getLogger(__name__)
@@ -577,6 +578,7 @@ def _process_table(
             schema_mode="overwrite",
             storage_options=options,
             commit_properties=commit,
+            configuration=delta_stats.configuration(data.schema),
         )
     elif reduced is None or reduced.num_rows == 0:
         # only covered or unreadable files: record the progress in an empty commit
@@ -590,6 +592,7 @@ def _process_table(
     elif not key:
         upserts = reduced.filter(pc.not_equal(reduced.column(OP), "D"))
         upserts = delta_ready(upserts.drop_columns([OP, SEQ]))
+        delta_stats.ensure(dt, upserts.schema)
         result.inserted = upserts.num_rows
         write_deltalake(
             uri,
@@ -601,6 +604,7 @@ def _process_table(
             commit_properties=commit,
         )
     else:
+        delta_stats.ensure(dt, reduced.schema, skip=(OP, SEQ))
         metrics = _rewrite(dt, reduced, key, part, commit) or _merge(dt, reduced, key, part, commit)
         result.inserted = int(metrics.get("num_target_rows_inserted", 0))
         result.updated = int(metrics.get("num_target_rows_updated", 0))
