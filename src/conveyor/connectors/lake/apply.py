@@ -11,7 +11,9 @@ final change per key, so the order between keys carries no meaning):
   for a table without one (rows are only ever appended there);
 * ``partial`` updates: ``U`` with the columns the source did not send (unchanged
   TOASTed values) null. The file cannot tell "unchanged" from NULL, as the
-  service's own files cannot.
+  service's own files cannot, so those rows and columns are recorded beside it
+  (``layout.unchanged_path``, written before the file): curation keeps the
+  current value there, never NULL.
 
 ``CdcInsertsOnly`` keeps only the upserts (written as inserts); it drops
 deletes and partial updates. ``CdcInsertsAndUpdates`` drops deletes. Whether
@@ -57,6 +59,10 @@ from conveyor.core.errors import TerminalError
 from conveyor.core.schema import TableSchema
 
 log = logging.getLogger(__name__)
+
+
+_Marks = list[tuple[int, list[str]]]
+"""Rows of a change file (by index) and the columns they left unchanged."""
 
 
 def _position(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
@@ -125,22 +131,26 @@ class LakeApplier:
                 now = lay.stamp_time(state["stamp"]) + timedelta(milliseconds=1)
             stamp = lay.change_stamp(now)
         when = lay.stamp_time(stamp)
-        planned: list[tuple[str, pa.Table]] = []
+        planned: list[tuple[str, pa.Table, _Marks]] = []
         for table_changes in changes:
-            data = self._rows(table_changes, when)
-            if data is None:
+            rows = self._rows(table_changes, when)
+            if rows is None:
                 continue
             folder = lay.change_folder(folder_root, self.settings, table_changes.table.ref, when)
-            planned.append((f"{folder}/{stamp}.{self.layout.ext}", data))
-        files = [rel for rel, _ in planned]
+            planned.append((f"{folder}/{stamp}.{self.layout.ext}", *rows))
+        files = [rel for rel, _, _ in planned]
+        sidecars = [lay.unchanged_path(rel) for rel, _, unchanged in planned if unchanged]
         intent = {
             "start": start,
             "stamp": stamp,
             "bucket_path": folder_root,
             "files": sorted({*files, *stale}),
+            "unchanged": sidecars,
         }
         self.fs.write_bytes(lay.pending_path(task), json.dumps(intent).encode())
-        for rel, data in planned:
+        for rel, data, unchanged in planned:
+            if unchanged:  # before the file: curation never sees the file without it
+                self.fs.write_bytes(lay.unchanged_path(rel), json.dumps({"rows": unchanged}).encode())
             staged = self.fs.stage(rel)
             try:
                 lay.write_whole_file(staged.local_path, data, self.layout)
@@ -151,6 +161,7 @@ class LakeApplier:
         for rel in stale:
             if rel not in files:
                 self.fs.delete(rel)
+                self.fs.delete(lay.unchanged_path(rel))
         document = {
             **(target or {}),
             "start": start,
@@ -162,34 +173,41 @@ class LakeApplier:
         self.fs.write_bytes(lay.checkpoint_path(task), json.dumps(document, default=str).encode())
         self.fs.delete(lay.pending_path(task))
 
-    def _rows(self, changes: TableChanges, when: datetime) -> pa.Table | None:
+    def _rows(
+        self, changes: TableChanges, when: datetime
+    ) -> tuple[pa.Table, list[tuple[int, list[str]]]] | None:
+        """The change file's rows, and the unchanged columns of its partial
+        updates by row."""
         table = changes.table
         settings = self.settings
         if changes.truncate:
             log.warning(
                 "lake: TRUNCATE of %s is not written (the raw layout has no row form for it)", table.ref
             )
-        parts: list[tuple[str, list[dict[str, Any]]]] = []
+        parts: list[tuple[str, list[dict[str, Any]], list[str]]] = []
         inserts_only = settings.cdc_inserts_only
         if changes.deletes and not (inserts_only or settings.cdc_inserts_and_updates):
-            parts.append(("D", list(changes.deletes)))
+            parts.append(("D", list(changes.deletes), []))
         if changes.upserts:
             op = "I" if inserts_only or not table.primary_key else "U"
-            parts.append((op, list(changes.upserts)))
+            parts.append((op, list(changes.upserts), []))
         if not inserts_only:
-            for rows in changes.partial.values():
-                parts.append(("U", rows))
-        total = sum(len(rows) for _, rows in parts)
+            for columns, rows in changes.partial.items():
+                parts.append(("U", rows, sorted(c for c in columns if c in table.column_names)))
+        total = sum(len(rows) for _, rows, _ in parts)
         if total == 0:
             return None
         ops: list[str] = []
         rows_all: list[dict[str, Any]] = []
-        for op, rows in parts:
+        marks: _Marks = []
+        for op, rows, unchanged in parts:
+            if unchanged:
+                marks.extend((len(rows_all) + i, unchanged) for i in range(len(rows)))
             ops.extend([op] * len(rows))
             rows_all.extend(rows)
         batch = rows_to_batch(table, rows_all, table.column_names)
         stamp = lay.format_timestamp(when, self.layout.millis) if self.layout.timestamp else None
-        return lay.frame(batch, self.layout, pa.array(ops, pa.string()), stamp)
+        return lay.frame(batch, self.layout, pa.array(ops, pa.string()), stamp), marks
 
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
         """Nothing to alter: the next change files carry the new columns."""

@@ -164,6 +164,13 @@ def pending_path(task: str) -> str:
     return join(STATE_DIR, "checkpoints", f"{task}.pending.json")
 
 
+def unchanged_path(change_rel: str) -> str:
+    """Where the unchanged columns of a change file's partial updates are
+    recorded (``{"rows": [[row, [column, ...]], ...]}``): the file itself
+    cannot tell a value the source did not send from NULL."""
+    return join(STATE_DIR, "unchanged", f"{change_rel}.json")
+
+
 def format_timestamp(when: datetime, millis: bool) -> str:
     text = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     return text[:-3] if millis else text
