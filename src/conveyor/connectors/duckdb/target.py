@@ -72,6 +72,10 @@ def create_table_sql(table: TableSchema) -> str:
 
 
 DEFAULT_MEMORY_LIMIT = "128MB"
+EXCEPTIONS_DDL = (
+    f"CREATE TABLE IF NOT EXISTS main.{EXCEPTIONS_TABLE} (task_name VARCHAR, table_owner VARCHAR, "
+    "table_name VARCHAR, error_time TIMESTAMPTZ, key JSON, column_name VARCHAR, value VARCHAR, error VARCHAR)"
+)
 
 
 def connect(config: EndpointConfig) -> duckdb.DuckDBPyConnection:
@@ -137,8 +141,10 @@ class DuckDBTarget:
         cur = self._connection().cursor()
         # Concurrent transactions creating the same schema conflict in DuckDB's
         # catalog, so schemas are created first, one at a time, outside the load.
+        # Same for the exceptions table: parallel loads may each refuse rows.
         with self._lock:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.ref.schema)}")
+            cur.execute(EXCEPTIONS_DDL)
         cur.execute("BEGIN TRANSACTION")
         try:
             existing = self.describe(table.ref)
@@ -248,11 +254,7 @@ class DuckDBTableLoad:
     def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:
         if not rejected:
             return
-        self._cur.execute(
-            f"CREATE TABLE IF NOT EXISTS main.{EXCEPTIONS_TABLE} (task_name VARCHAR, table_owner VARCHAR, "
-            "table_name VARCHAR, error_time TIMESTAMPTZ, key JSON, column_name VARCHAR, value VARCHAR, "
-            "error VARCHAR)"
-        )
+        self._cur.execute(EXCEPTIONS_DDL)
         now = datetime.now(UTC)
         self._cur.executemany(
             f"INSERT INTO main.{EXCEPTIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -50,13 +50,13 @@ import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import rows_to_batch
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import TableChanges
+from conveyor.connectors.changes import RefusedTables, TableChanges
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.filesystem import LakeFS
 from conveyor.connectors.lake.settings import lake_config
 from conveyor.core.batch import Checkpoint
-from conveyor.core.errors import TerminalError
-from conveyor.core.schema import TableSchema
+from conveyor.core.errors import DataError, TerminalError
+from conveyor.core.schema import TableRef, TableSchema
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +132,19 @@ class LakeApplier:
             stamp = lay.change_stamp(now)
         when = lay.stamp_time(stamp)
         planned: list[tuple[str, pa.Table, _Marks]] = []
+        refused: dict[TableRef, str] = {}
         for table_changes in changes:
-            rows = self._rows(table_changes, when)
+            try:
+                rows = self._rows(table_changes, when)
+            except DataError as exc:
+                refused[table_changes.table.ref] = str(exc)
+                continue
             if rows is None:
                 continue
             folder = lay.change_folder(folder_root, self.settings, table_changes.table.ref, when)
             planned.append((f"{folder}/{stamp}.{self.layout.ext}", *rows))
+        if refused:  # before any file changes: this call must not write part of a batch
+            raise RefusedTables(refused)
         files = [rel for rel, _, _ in planned]
         sidecars = [lay.unchanged_path(rel) for rel, _, unchanged in planned if unchanged]
         intent = {

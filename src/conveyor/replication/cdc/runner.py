@@ -39,6 +39,7 @@ from conveyor.connectors.changes import (
     ChangeStream,
     Commit,
     EncodedRows,
+    RefusedTables,
     RowChange,
     SupportsEncodedRows,
     TableChanges,
@@ -374,6 +375,11 @@ class ChangeCapture:
         changes = [c for c in changes if not self._is_suspended(c.table.ref)]
         try:
             self._apply_with_retry(self._applying(changes, position))
+        except RefusedTables as exc:
+            for ref, reason in exc.reasons.items():
+                self._suspend(ref, reason)
+            good = [c for c in changes if c.table.ref not in exc.reasons]
+            self._apply_with_retry(self._applying(good, position))
         except DataError:
             # Find the tables the target refuses, one at a time under the
             # target's current checkpoint; suspend them and apply the rest.
