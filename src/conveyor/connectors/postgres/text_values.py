@@ -125,6 +125,8 @@ _MIDNIGHT_END = "24:00:00"
 
 
 def _days(year: str, month: str, day: str, bc: str | None) -> int:
+    if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31):
+        raise DataError(f"{year}-{month}-{day} is not a date")
     astronomical = 1 - int(year) if bc else int(year)  # 1 BC is year 0
     return days_from_civil(astronomical, int(month), int(day))
 
@@ -159,6 +161,8 @@ def _raw_timestamp(text: str, kind: str) -> int | Unrepresentable:
     if match is None:
         raise DataError(f"{kind} {text!r} is not in ISO form") from None
     year, month, day, hh, mm, ss, fraction, sign, oh, om, os_, bc = match.groups()
+    if int(hh) > 23 or int(mm) > 59 or int(ss) > 59:
+        raise DataError(f"{kind} {text!r} is not a time of day")
     seconds = int(hh) * 3600 + int(mm) * 60 + int(ss)
     if sign is not None:
         offset = int(oh) * 3600 + int(om or 0) * 60 + int(os_ or 0)
