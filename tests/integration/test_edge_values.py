@@ -20,6 +20,7 @@ from conveyor.replication.task_runner import run_task
 from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
 from support import edge_values as ev
+from support import types_doc
 from support.cli import conveyor
 from support.servers import PostgresServer
 
@@ -97,15 +98,31 @@ def _silent_changes(target: str, observed: Observed, reported: Reported, cdc: bo
     return problems
 
 
+def _doc_drift(target: str, typed: Observed) -> list[str]:
+    """Where docs/types.md names another target type than the one a value has."""
+    doc = types_doc.read()["duckdb" if target == "duckdb" else "lake"]
+    drift = []
+    for edge in ev.all_edges():
+        kind = typed.get(edge.name)
+        row = doc.get(edge.pg_type)
+        if kind is not None and (row is None or row.becomes != kind):
+            drift.append(f"docs/types.md: {edge.pg_type} becomes {kind}, the page says {row}")
+    return drift
+
+
 def _union(columns: str) -> str:
     return " UNION ALL ".join(f"SELECT name, {columns} FROM public.{n}" for n in ev.tables())
 
 
-def _duckdb_rows(path: Path) -> tuple[Observed, Reported]:
+def _duckdb_rows(path: Path) -> tuple[Observed, Reported, Observed]:
     with duckdb.connect(str(path), read_only=True) as conn:
         present = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        selects = [f"SELECT name, CAST(v AS VARCHAR) FROM public.{n}" for n in ev.tables() if n in present]
-        observed = dict(conn.execute(" UNION ALL ".join(selects)).fetchall())
+        selects = [
+            f"SELECT name, CAST(v AS VARCHAR), typeof(v) FROM public.{n}" for n in ev.tables() if n in present
+        ]
+        rows = conn.execute(" UNION ALL ".join(selects)).fetchall()
+        observed = {name: value for name, value, _ in rows}
+        typed = {name: kind for name, _, kind in rows}
         reported: Reported = {}
         if "awsdms_apply_exceptions" in present:
             for table, key, column, error in conn.execute(
@@ -113,20 +130,22 @@ def _duckdb_rows(path: Path) -> tuple[Observed, Reported]:
             ).fetchall():
                 name = ev.tables()[table][1][int(json.loads(key)["id"]) - 1].name
                 reported[name] = f"column {column!r}: {error}"
-    return observed, reported
+    return observed, reported, typed
 
 
-def _lake_rows(home: Path, lake: Path) -> tuple[Observed, Reported]:
+def _lake_rows(home: Path, lake: Path) -> tuple[Observed, Reported, Observed]:
     processed = conveyor(home, "lake", "process", "--json", timeout=300)
     assert processed.returncode == 0, processed.stdout + processed.stderr
     results = json.loads(processed.stdout)
     trouble = [t for t in results if t["status"] == "failed" or t["skipped"]]
     assert not trouble, trouble
     names = {t["table"] for t in results if t["version"] is not None}
-    selects = [f"SELECT name, CAST(v AS VARCHAR) AS v FROM {n}" for n in sorted(names)]
+    selects = [f"SELECT name, CAST(v AS VARCHAR) AS v, typeof(v) AS t FROM {n}" for n in sorted(names)]
     queried = conveyor(home, "query", " UNION ALL ".join(selects), "--json")
     assert queried.returncode == 0, queried.stderr
-    observed = {row["name"]: row["v"] for row in json.loads(queried.stdout)}
+    rows = json.loads(queried.stdout)
+    observed = {row["name"]: row["v"] for row in rows}
+    typed = {row["name"]: row["t"] for row in rows}
     reported: Reported = {}
     for file in (lake / ".conveyor" / "exceptions").rglob("*.jsonl"):
         for line in file.read_text().splitlines():
@@ -134,7 +153,7 @@ def _lake_rows(home: Path, lake: Path) -> tuple[Observed, Reported]:
             table = entry["table"].split(".", 1)[1]
             name = ev.tables()[table][1][int(entry["key"]["id"]) - 1].name
             reported[name] = f"column {entry['column']!r}: {entry['reason']}"
-    return observed, reported
+    return observed, reported, typed
 
 
 def _postgres_rows(url: str) -> Observed:
@@ -182,10 +201,10 @@ def test_full_load_every_value_exact_or_reported(
         assert not problems, "silent changes or failures:\n" + "\n".join(problems)
         return
     if target == "duckdb":
-        observed, reported = _duckdb_rows(tmp_path / "dw.duckdb")
+        observed, reported, typed = _duckdb_rows(tmp_path / "dw.duckdb")
     else:
-        observed, reported = _lake_rows(home, tmp_path / "lake")
-    problems = failed + _silent_changes(target, observed, reported, cdc=False)
+        observed, reported, typed = _lake_rows(home, tmp_path / "lake")
+    problems = failed + _silent_changes(target, observed, reported, cdc=False) + _doc_drift(target, typed)
     assert not problems, "silent changes or failures:\n" + "\n".join(problems)
 
 
@@ -259,10 +278,12 @@ def test_cdc_every_value_exact_or_reported(
         ) == []
         return
     if target == "duckdb":
-        observed, reported = _duckdb_rows(tmp_path / "dw.duckdb")
+        observed, reported, typed = _duckdb_rows(tmp_path / "dw.duckdb")
     else:
         applied = conveyor(home, "apply", str(stack))
         assert applied.returncode == 0, applied.stderr
-        observed, reported = _lake_rows(home, tmp_path / "lake")
-    problems = _silent_changes(target, observed, {**reported, **suspended}, cdc=True)
+        observed, reported, typed = _lake_rows(home, tmp_path / "lake")
+    problems = _silent_changes(target, observed, {**reported, **suspended}, cdc=True) + _doc_drift(
+        target, typed
+    )
     assert not problems, "silent changes:\n" + "\n".join(problems)
