@@ -29,9 +29,16 @@ batch after a crash starts from the same checkpoint, finds the intent and
 reuses its stamp and folder, so it overwrites the same files (each written
 atomically) and removes any file of the crashed attempt it does not rewrite.
 Only then is the checkpoint ``.conveyor/checkpoints/<task>.json`` written
-(atomically) and the intent removed. Applying a batch whose checkpoint is the
-stored one again rewrites the same files too. So a file is never duplicated
-and the checkpoint never runs ahead of durable files.
+(atomically) and the intent removed. So a file is never duplicated and the
+checkpoint never runs ahead of durable files.
+
+A call whose checkpoint is the stored one is a part of a large transaction
+(the runner applies those under the previous checkpoint): it writes new files
+after the stored batch's and leaves those in place. After a crash within a
+large transaction, its parts are applied again from the checkpoint: the parts
+written before the crash stay, so their changes appear twice, in order (a
+keyed table converges; a keyless one holds those rows twice). Rewriting the
+stored batch's files instead would drop the stored batch's rows.
 
 ``CdcMaxBatchInterval`` and ``CdcMinFileSize`` are accepted but do not delay
 files: the runner's batching decides when a change file is written, because
@@ -69,6 +76,15 @@ def _position(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
     if checkpoint is None:
         return None
     return {"engine": checkpoint.engine, "position": checkpoint.position}
+
+
+def _next_stamp(*after: str | None) -> str:
+    """Now's file-name stamp, or 1 ms after the latest of ``after`` when now is not later."""
+    now = datetime.now(UTC)
+    latest = max((a for a in after if a is not None), default=None)
+    if latest is not None and lay.change_stamp(now) <= latest:
+        now = lay.stamp_time(latest) + timedelta(milliseconds=1)
+    return lay.change_stamp(now)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -114,22 +130,20 @@ class LakeApplier:
         target = _position(checkpoint)
         stale: list[str] = []
         if state is not None and _same(stored, target):
-            # the stored batch again: rewrite exactly its files, and drop those
-            # of a crashed attempt at a later batch (the checkpoint does not cover them)
-            start, stamp, folder_root = state.get("start"), state["stamp"], state["bucket_path"]
-            stale = list(state.get("files", []))
-            if pending is not None and _same(pending.get("start"), stored):
-                stale += [rel for rel in pending.get("files", []) if rel not in stale]
+            # a part of a large transaction, under the stored checkpoint: files
+            # after the stored batch's (which stay: the checkpoint covers them);
+            # those of a crashed attempt from this checkpoint are dropped
+            start, folder_root = stored, state["bucket_path"]
+            crashed = pending if pending is not None and _same(pending.get("start"), stored) else None
+            stale = list(crashed.get("files", [])) if crashed else []
+            stamp = _next_stamp(state["stamp"], crashed["stamp"] if crashed else None)
         elif pending is not None and _same(pending.get("start"), stored):
             # a replay after a crash between the change files and the checkpoint
             start, stamp, folder_root = pending["start"], pending["stamp"], pending["bucket_path"]
             stale = list(pending.get("files", []))
         else:
             start, folder_root = stored, self.bucket_path
-            now = datetime.now(UTC)
-            if state is not None and lay.change_stamp(now) <= state["stamp"]:
-                now = lay.stamp_time(state["stamp"]) + timedelta(milliseconds=1)
-            stamp = lay.change_stamp(now)
+            stamp = _next_stamp(state["stamp"] if state is not None else None, None)
         when = lay.stamp_time(stamp)
         planned: list[tuple[str, pa.Table, _Marks]] = []
         refused: dict[TableRef, str] = {}
