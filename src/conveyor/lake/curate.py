@@ -610,6 +610,8 @@ def _process_table(
             result.inserted = reduced.num_rows - result.deleted
             base = apply_in_memory(base, reduced, key)
         data = delta_ready(base)
+        if dt is not None:
+            delta_stats.ensure(dt, data.schema, replace=True)
         write_deltalake(
             uri,
             data,

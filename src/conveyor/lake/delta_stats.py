@@ -38,10 +38,12 @@ def configuration(schema: pa.Schema) -> dict[str, str] | None:
     return {STATS_COLUMNS: ",".join(kept)}
 
 
-def ensure(dt: DeltaTable, incoming: pa.Schema, skip: tuple[str, ...] = ()) -> None:
+def ensure(dt: DeltaTable, incoming: pa.Schema, skip: tuple[str, ...] = (), replace: bool = False) -> None:
     """Set ``configuration`` on an existing table before rows of ``incoming``
-    (its columns but ``skip``) are written to it, when it is not set yet."""
-    fields = list(pa.schema(dt.schema().to_arrow()))
+    (its columns but ``skip``) are written to it, when it is not set yet.
+    With ``replace`` the table's schema becomes ``incoming`` (an overwrite,
+    which does not apply a ``configuration`` to an existing table)."""
+    fields = [] if replace else list(pa.schema(dt.schema().to_arrow()))
     names = {f.name for f in fields}
     fields += [f for f in incoming if f.name not in names and f.name not in skip]
     wanted = configuration(pa.schema(fields))
