@@ -340,9 +340,13 @@ def read_arrow(
 
 def _rejected(table: TableSchema, raw: pa.RecordBatch, refusal: Refusal) -> RejectedValue:
     """The apply-exceptions entry of a refused row: its key as read."""
-    key = {}
+    key: dict[str, str | None] = {}
     for name in table.primary_key:
-        value = raw.column(table.column_names.index(name))[refusal.row].as_py()
+        scalar = raw.column(table.column_names.index(name))[refusal.row]
+        try:
+            value = scalar.as_py()
+        except (ValueError, OverflowError):  # a date or timestamp Python cannot hold
+            value = scalar.cast(pa.string()).as_py()
         key[name] = None if value is None else str(value)
     reason = f"table {table.ref} column {refusal.column!r}: {refusal.reason}"
     return RejectedValue(table.ref, key, refusal.column, refusal.value, reason)
