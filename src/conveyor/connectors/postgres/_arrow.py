@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+from conveyor.connectors.postgres.text_values import array_shape_refusal
 from conveyor.core import types as t
 from conveyor.core.calendar import civil_from_days
 from conveyor.core.errors import DataError
@@ -72,7 +73,7 @@ def checks(table: TableSchema, columns: Sequence[str]) -> tuple[list[sql.Composa
         if ctype.kind is Kind.ARRAY:
             checked.append(
                 sql.SQL(
-                    "CASE WHEN array_ndims({c}) > 1 OR array_lower({c}, 1) <> 1 THEN array_dims({c}) END"
+                    "CASE WHEN array_ndims({c}) > 1 OR array_lower({c}, 1) <> 1 THEN {c}::text END"
                 ).format(c=ident)
             )
             names.append(name)
@@ -124,9 +125,7 @@ def conform(
 def _check_reason(ctype: ColumnType, found: str) -> str:
     if ctype.kind is Kind.INTERVAL:
         return "interval's time part exceeds the in-flight range (+/-292 years in nanoseconds)"
-    if found.count("[") > 1:
-        return f"multi-dimensional array {found} has no exact form in a one-dimensional list column"
-    return f"array bounds {found} (lower bound other than 1) cannot be kept by a list column"
+    return array_shape_refusal(found) or f"array {found[:60]!r} has no exact list form"
 
 
 def _conform_column(

@@ -286,21 +286,24 @@ _BY_KIND: dict[Kind, Converter] = {
 }
 
 
+def array_shape_refusal(text: str) -> str | None:
+    """Why an array's text output has no exact one-dimensional list form (None
+    when it has): more than one dimension, or a lower bound other than 1."""
+    if text.startswith("["):
+        bounds = text[: text.index("=")]
+        if bounds.count("[") > 1:
+            return f"multi-dimensional array {bounds} has no exact form in a one-dimensional list column"
+        return f"array bounds {bounds} (lower bound other than 1) cannot be kept by a list column"
+    if text.startswith("{{"):
+        return "multi-dimensional array has no exact form in a one-dimensional list column"
+    return None
+
+
 def _array_converter(element: Converter) -> Converter:
     def convert(text: str) -> list[Any] | Unrepresentable:
-        if text.startswith("["):
-            bounds = text[: text.index("=")]
-            if bounds.count("[") > 1:
-                return Unrepresentable(
-                    text, f"multi-dimensional array {bounds} has no exact form in a list column"
-                )
-            return Unrepresentable(
-                text, f"array bounds {bounds} (lower bound other than 1) cannot be kept by a list column"
-            )
-        if text.startswith("{{"):
-            return Unrepresentable(
-                text, "multi-dimensional array has no exact form in a one-dimensional list column"
-            )
+        refusal = array_shape_refusal(text)
+        if refusal is not None:
+            return Unrepresentable(text, refusal)
         items = _convert_items(parse_array(text), element)
         for item in items:
             if type(item) is Unrepresentable:
