@@ -62,9 +62,10 @@ class Refusal:
 
 
 def checks(table: TableSchema, columns: Sequence[str]) -> tuple[list[sql.Composable], list[str]]:
-    """The select-list items to read ``columns`` exactly: per column its value
-    expression (``None`` for the caller's own), and after them the check
-    expressions, with the names of the columns they check (in order)."""
+    """The check expressions that follow the table's columns in the reader's
+    select list (non-NULL: the row's value has no exact in-flight form, as
+    text), and the names of the columns they check, in order. An interval
+    column is also read through ``interval_guard``."""
     checked: list[sql.Composable] = []
     names: list[str] = []
     for name in columns:
