@@ -10,6 +10,7 @@ import pytest
 from conveyor.connectors.arrow_rows import Unrepresentable, rows_to_batch
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.postgres._arrow import PG_MIN_TIMESTAMP_US, conform, format_micros
+from conveyor.connectors.postgres.copy_text import to_text
 from conveyor.core import types as t
 from conveyor.core.calendar import civil_from_days, days_from_civil, iso_date, parse_iso
 from conveyor.core.errors import DataError
@@ -108,3 +109,31 @@ def test_change_rows_carry_raw_values_and_refuse_unrepresentable_ones() -> None:
     with pytest.raises(DataError, match=r"column 'tsa'.*array bounds") as info:
         rows_to_batch(TABLE, refused, ["id", "ts", "tsa"])
     assert info.value.column == "tsa"
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "texts"),
+    [
+        (
+            [-2_440_588, 2_145_042_905, -719_163],
+            pa.date32(),
+            ["4714-11-24 BC", "5874897-12-31", "0001-12-31 BC"],
+        ),
+        (
+            [-210_866_803_200_000_000, t.INT64_INFINITY - 1],
+            pa.timestamp("us"),
+            ["4714-11-24 00:00:00.000000 BC", "294247-01-10 04:00:54.775806"],
+        ),
+        (  # Arrow's own text of a zoned timestamp past year 32767 wraps
+            [2_534_023_008_000_000_000, -210_866_803_200_000_000],
+            pa.timestamp("us", tz="UTC"),
+            ["82269-12-29 00:00:00.000000+00", "4714-11-24 00:00:00.000000+00 BC"],
+        ),
+        ([86_400_000_000], pa.time64("us"), ["24:00:00"]),
+    ],
+)
+def test_copy_text_writes_postgresql_input_for_every_value(
+    values: list[int], dtype: pa.DataType, texts: list[str]
+) -> None:
+    raw = pa.int32() if dtype == pa.date32() else pa.int64()
+    assert to_text(pa.array(values, raw).view(dtype)).to_pylist() == texts

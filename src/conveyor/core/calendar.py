@@ -66,3 +66,23 @@ def parse_iso(text: str) -> tuple[int, int]:
     if hh is not None:
         micros = (int(hh) * 3600 + int(mm) * 60 + int(ss)) * 1_000_000 + int((fraction or "0").ljust(6, "0"))
     return days, micros
+
+
+def pg_date(days: int) -> str:
+    """Days since 1970 in PostgreSQL's ISO input form (``4714-11-24 BC``)."""
+    year, month, day = civil_from_days(days)
+    if year <= 0:
+        return f"{1 - year:04d}-{month:02d}-{day:02d} BC"
+    return f"{year:04d}-{month:02d}-{day:02d}"
+
+
+def pg_timestamp(micros: int, zone: str = "") -> str:
+    """Microseconds since 1970 in PostgreSQL's ISO input form, ``zone`` (such
+    as ``+00``) after the time and ``BC`` last."""
+    days, rest = divmod(micros, US_PER_DAY)
+    seconds, fraction = divmod(rest, 1_000_000)
+    clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{fraction:06d}"
+    date_text = pg_date(days)
+    if date_text.endswith(" BC"):
+        return f"{date_text[:-3]} {clock}{zone} BC"
+    return f"{date_text} {clock}{zone}"
