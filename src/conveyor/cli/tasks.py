@@ -15,7 +15,7 @@ from conveyor.cli.app import app, applied_stack, opened_store
 from conveyor.cli.progress import LiveProgress, PlainProgress
 from conveyor.connectors.registry import SOURCES, open_source, open_target
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.replication.task_runner import ACTIVE_STATUSES, StartMode, all_validated, validate_task
+from conveyor.replication.task_runner import ACTIVE_STATUSES, StartMode
 from conveyor.replication.worker import (
     claim_start,
     current_pid,
@@ -274,21 +274,3 @@ def events_list(as_json: JsonOption = False) -> None:
         detail = e.get("detail", {})
         table.add_row(e["time"], e["source"], detail.get("eventId", ""), detail.get("detailMessage", ""))
     _emit(events, as_json, table)
-
-
-@app.command()
-def validate(name: str, as_json: JsonOption = False) -> None:
-    """Compare a task's target with its source: row counts and row checksums."""
-    with opened_store() as store:
-        stack = applied_task_stack(store, name)
-    results = validate_task(stack, name)
-    checks = [c.as_dict() for c in results]
-    table = Table(
-        "table", "state", "source rows", "target rows", "missing", "extra", "different", "sample keys"
-    )
-    for c in checks:
-        counts = (c["SourceRows"], c["TargetRows"], c["MissingOnTarget"], c["ExtraOnTarget"], c["Different"])
-        table.add_row(c["Table"], c["ValidationState"], *map(str, counts), json.dumps(c["SampleKeys"]))
-    _emit(checks, as_json, table)
-    if not all_validated(results):
-        raise typer.Exit(1)

@@ -24,7 +24,13 @@ from conveyor.replication.full_load import (
 )
 from conveyor.replication.mappings import TableMappings
 from conveyor.replication.settings import TaskSettings
-from conveyor.replication.validation import VALIDATED, TableValidation, validate_table
+from conveyor.replication.validation import (
+    VALIDATED,
+    TableValidation,
+    ValidationRun,
+    settings_notes,
+    validate_tables,
+)
 from conveyor.stack.model import Stack, TaskSpec
 from conveyor.store.store import Store
 
@@ -91,20 +97,39 @@ def report_validation(
     store.put_table_stats(task, run_id, ref.schema, ref.name, document)
 
 
-def validate_task(stack: Stack, name: str, batch_rows: int = 10_000) -> list[TableValidation]:
-    """Compare every table of the task, source against target, now."""
+@dataclass
+class ValidationReport:
+    """`conveyor validate TASK`: every table's state, and the task-wide notes
+    (settings not acted on)."""
+
+    task: str
+    tables: list[TableValidation]
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"Task": self.task, "Tables": [t.as_dict() for t in self.tables], "Notes": self.notes}
+
+
+def validate_task(stack: Stack, name: str) -> ValidationReport:
+    """Compare every table of the task, source against target, now, per the
+    task's ValidationSettings; failures go to the target's failures table."""
     spec = stack.tasks[name]
+    settings = spec.task_settings().validation_settings
     source: Source = open_source(stack.endpoint_config(spec.source))
-    target: Target = open_target(stack.endpoint_config(spec.target))
-    snapshot = source.snapshot()
     try:
-        return [
-            validate_table(snapshot, target, plan, batch_rows) for plan in plan_tables(stack, name, source)
-        ]
+        target: Target = open_target(stack.endpoint_config(spec.target))
+        try:
+            plans = plan_tables(stack, name, source)
+            snapshot = source.snapshot()
+            try:
+                tables = validate_tables(snapshot, target, plans, ValidationRun(name, settings))
+            finally:
+                snapshot.close()
+        finally:
+            target.close()
     finally:
-        snapshot.close()
-        target.close()
         source.close()
+    return ValidationReport(name, tables, settings_notes(settings))
 
 
 def all_validated(checks: list[TableValidation]) -> bool:
@@ -117,6 +142,11 @@ def check_runnable(stack: Stack, name: str) -> None:
     if spec is None:
         raise ConfigError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
     engine = stack.endpoints[spec.source].engine
+    if spec.migration_type != "full-load" and spec.task_settings().validation_settings.validation_only:
+        raise ConfigError(
+            f"task {name!r}: ValidationSettings.ValidationOnly works with migration_type full-load only; "
+            "validation during change capture is not built yet"
+        )
     if spec.migration_type != "full-load" and engine not in CHANGE_SOURCES:
         raise ConfigError(
             f"task {name!r}: migration_type {spec.migration_type!r} needs change capture, "
@@ -222,13 +252,35 @@ def load_tables(
     if run.stop.is_set() and (unfinished or not results):
         return results
     if run.settings.validation_settings.enable_validation:
-        for progress in results:
-            if progress.state == TABLE_COMPLETED:
-                check = validate_table(snapshot, target, progress.plan, settings.commit_rate)
-                report_validation(run.store, run.name, run.run_id, progress, check)
+        completed = [p for p in results if p.state == TABLE_COMPLETED]
+        checks = validate_tables(
+            snapshot,
+            target,
+            [p.plan for p in completed],
+            ValidationRun(run.name, run.settings.validation_settings),
+        )
+        for progress, check in zip(completed, checks, strict=True):
+            report_validation(run.store, run.name, run.run_id, progress, check)
     if unfinished:
         reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in unfinished)
         raise ConveyorError(f"{len(unfinished)} of {len(results)} tables failed: {reason}")
+    return results
+
+
+def validate_only(
+    run: TaskRun, snapshot: Snapshot, target: Target, plans: list[TablePlan]
+) -> list[TableProgress]:
+    """ValidationOnly: compare the tables without loading anything. The run
+    finishes as a full load does; each table's statistics carry its validation
+    state (as the migration service's validation-only tasks do)."""
+    checks = validate_tables(
+        snapshot, target, plans, ValidationRun(run.name, run.settings.validation_settings)
+    )
+    results = []
+    for plan, check in zip(plans, checks, strict=True):
+        progress = TableProgress(plan, state=TABLE_COMPLETED)
+        report_validation(run.store, run.name, run.run_id, progress, check)
+        results.append(progress)
     return results
 
 
@@ -241,7 +293,10 @@ def _full_load_task(run: TaskRun) -> str:
         run.mark_running()
         snapshot = source.snapshot()
         try:
-            results = load_tables(run, snapshot, target, plans)
+            if run.settings.validation_settings.validation_only:
+                results = validate_only(run, snapshot, target, plans)
+            else:
+                results = load_tables(run, snapshot, target, plans)
         finally:
             snapshot.close()
     finally:

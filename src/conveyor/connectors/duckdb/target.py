@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from conveyor.connectors.base import EndpointConfig, PrepMode, RejectedValue
+from conveyor.connectors.base import EndpointConfig, PrepMode, RejectedValue, ValidationFailure
 from conveyor.connectors.duckdb.types import from_duckdb
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, SchemaMismatch
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -177,6 +177,13 @@ class DuckDBTarget:
                 )
         finally:
             cur.close()
+
+    def record_validation_failures(
+        self, task: str, table: TableRef, failures: Sequence[ValidationFailure], when: datetime
+    ) -> None:
+        from conveyor.connectors.duckdb.validation import record_failures
+
+        record_failures(self._connection().cursor(), task, table, failures, when)
 
     def count(self, ref: TableRef) -> int:
         row = self._connection().cursor().execute(f"SELECT count(*) FROM {qualified(ref)}").fetchone()

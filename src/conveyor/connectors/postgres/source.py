@@ -235,6 +235,12 @@ class PostgresSnapshot:
                 raise TerminalError(f"table {table.ref}: COPY failed: {' '.join(message.split())}")
             conn.rollback()
 
+    def read_text(self, table: TableSchema, batch_rows: int) -> Iterator[list[tuple[str | None, ...]]]:
+        """Rows as output text in key order, in this snapshot (validation)."""
+        from conveyor.connectors.postgres.validation import read_text_rows
+
+        return read_text_rows(self.config, table, batch_rows, self.snapshot_id)
+
     def count(self, table: TableRef) -> int:
         with connection.connect(self.config) as conn:
             self._begin(conn)

@@ -14,7 +14,7 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from conveyor.connectors.base import EndpointConfig, PrepMode, RejectedValue
+from conveyor.connectors.base import EndpointConfig, PrepMode, RejectedValue, ValidationFailure
 from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified, read_arrow, read_tables
@@ -114,6 +114,21 @@ class PostgresTarget:
             table.ref, tuple(existing.column(n) for n in table.column_names), table.primary_key
         )
         return read_arrow(self.config, actual, batch_rows, order_by_key, schema=table.arrow_schema())
+
+    def read_text(self, table: TableSchema, batch_rows: int) -> Iterator[list[tuple[str | None, ...]]]:
+        """Rows as output text in key order (validation)."""
+        from conveyor.connectors.postgres import validation
+
+        if not validation.table_exists(self.config, table.ref):
+            raise NotFoundError(f"target table {table.ref} does not exist")
+        return validation.read_text_rows(self.config, table, batch_rows)
+
+    def record_validation_failures(
+        self, task: str, table: TableRef, failures: Sequence[ValidationFailure], when: datetime
+    ) -> None:
+        from conveyor.connectors.postgres import validation
+
+        validation.record_failures(self.config, task, table, failures, when)
 
     def count(self, ref: TableRef) -> int:
         with connection.connect(self.config, autocommit=True) as conn:
