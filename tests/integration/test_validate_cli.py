@@ -229,3 +229,29 @@ def test_postgres_target_changes_and_settings(source: str, pg_server: Any, tmp_p
     with psycopg.connect(target_url) as conn:
         count = conn.execute("SELECT count(*) FROM awsdms_validation_failures_v1 WHERE task_name = 'load'")
         assert count.fetchone() == (6,)
+
+
+SHAPES_DDL = """
+CREATE TABLE shapes (id integer PRIMARY KEY, a2 integer[], lb integer[], tsa timestamp[], da date[]);
+INSERT INTO shapes VALUES
+    (1, '{{1,2},{3,4}}', NULL, NULL, NULL),
+    (2, NULL, '[0:1]={5,6}', NULL, NULL),
+    (3, NULL, NULL, '{infinity,"2020-01-01 00:00:00"}', NULL),
+    (4, NULL, NULL, NULL, '{-infinity,2020-01-01}'),
+    (5, '{1}', '{1}', '{"2020-01-01 00:00:00.5"}', '{2020-01-01}');
+"""
+
+
+def test_values_the_load_changed_are_found_not_validated(pg_db: str, tmp_path: Path) -> None:
+    """A 2-D array, an array's lower bound and infinities inside timestamp
+    arrays do not survive the way into DuckDB: validation says so per row and
+    column, and never crashes on them."""
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute(SHAPES_DDL)
+    home = _loaded(tmp_path, _stack(tmp_path, pg_db, "{engine: duckdb, path: ./dw.duckdb}", {}))
+    code, _, tables = _validate(home)
+    shapes = tables["public.shapes"]
+    assert code == 1 and shapes["ValidationState"] == "Mismatched records", shapes
+    flagged = {(f["Key"]["id"], tuple(f["Columns"])) for f in shapes["FirstFailures"]}
+    assert {("1", ("a2",)), ("2", ("lb",))} <= flagged
+    assert flagged <= {("1", ("a2",)), ("2", ("lb",)), ("3", ("tsa",)), ("4", ("da",))}

@@ -1,0 +1,85 @@
+"""ValidationSettings.ThreadCount: tables validated in parallel, never more at
+once than asked. SQLite source, DuckDB target, in process."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.duckdb.target import DuckDBTarget, create_table_sql
+from conveyor.connectors.sqlite.source import SQLiteSource
+from conveyor.core.schema import TableRef
+from conveyor.replication.full_load import TablePlan
+from conveyor.replication.settings import ValidationSettings
+from conveyor.replication.validation import VALIDATED, ValidationRun, validate_tables
+
+pytestmark = pytest.mark.integration
+TABLES = ("a", "b", "c")
+
+
+class CountingTarget:
+    """A real target that counts the tables being validated at once; with a
+    barrier, each table waits until ``parties`` tables are in flight together."""
+
+    def __init__(self, target: DuckDBTarget, parties: int | None) -> None:
+        self.target, self.in_flight, self.most = target, 0, 0
+        self.barrier = threading.Barrier(parties, timeout=60) if parties else None
+        self._lock = threading.Lock()
+
+    def describe(self, ref: TableRef) -> Any:
+        with self._lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        if self.barrier is not None:
+            self.barrier.wait()  # breaks (and fails the table) unless all are in flight together
+        return self.target.describe(ref)
+
+    def count(self, ref: TableRef) -> int:
+        return self.target.count(ref)
+
+    def read(self, *args: Any, **kwargs: Any) -> Any:
+        yield from self.target.read(*args, **kwargs)
+        with self._lock:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+def endpoints(tmp_path: Path) -> tuple[SQLiteSource, DuckDBTarget]:
+    src = sqlite3.connect(tmp_path / "s.sqlite")
+    for name in TABLES:
+        src.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, v TEXT)")
+        src.executemany(f"INSERT INTO {name} VALUES (?, ?)", [(i, f"{name}{i}") for i in range(30)])
+    src.commit()
+    src.close()
+    source = SQLiteSource(EndpointConfig("s", "sqlite", path=str(tmp_path / "s.sqlite")))
+    con = duckdb.connect(str(tmp_path / "t.duckdb"))
+    for table in source.tables():
+        con.execute(create_table_sql(table))
+        con.executemany(
+            f"INSERT INTO main.{table.ref.name} VALUES (?, ?)",
+            [(i, f"{table.ref.name}{i}") for i in range(30)],
+        )
+    con.close()
+    return source, DuckDBTarget(EndpointConfig("t", "duckdb", path=str(tmp_path / "t.duckdb")))
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_thread_count_tables_at_once(endpoints: tuple[SQLiteSource, DuckDBTarget], threads: int) -> None:
+    source, duck = endpoints
+    target = CountingTarget(duck, parties=threads if threads > 1 else None)
+    plans = [TablePlan(t, t) for t in source.tables()]
+    run = ValidationRun("t", ValidationSettings.model_validate({"ThreadCount": threads, "PartitionSize": 7}))
+    snapshot = source.snapshot()
+    try:
+        checks = validate_tables(snapshot, target, plans, run)  # type: ignore[arg-type]
+    finally:
+        snapshot.close()
+        duck.close()
+    assert [(c.table, c.state, c.partitions) for c in checks] == [(f"main.{n}", VALIDATED, 5) for n in TABLES]
+    assert target.most == threads
