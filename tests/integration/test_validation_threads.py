@@ -83,3 +83,42 @@ def test_thread_count_tables_at_once(endpoints: tuple[SQLiteSource, DuckDBTarget
         duck.close()
     assert [(c.table, c.state, c.partitions) for c in checks] == [(f"main.{n}", VALIDATED, 5) for n in TABLES]
     assert target.most == threads
+
+
+@pytest.mark.parametrize(
+    ("settings", "state", "note"),
+    [
+        ({}, "Mismatched records", None),
+        (
+            {"ValidationPartialLobSize": 1},
+            VALIDATED,
+            "ValidationPartialLobSize: only the first 1 KB compared of v",
+        ),
+        ({"SkipLobColumns": True}, VALIDATED, "SkipLobColumns: not compared: v"),
+    ],
+)
+def test_lob_settings_say_what_was_not_compared(
+    endpoints: tuple[SQLiteSource, DuckDBTarget],
+    tmp_path: Path,
+    settings: dict[str, Any],
+    state: str,
+    note: str,
+) -> None:
+    source, duck = endpoints
+    src = sqlite3.connect(tmp_path / "s.sqlite")
+    src.execute("UPDATE a SET v = ? WHERE id = 1", ["x" * 2000 + "source"])
+    src.commit()
+    src.close()
+    con = duck._connection()
+    con.execute("UPDATE main.a SET v = ? WHERE id = 1", ["x" * 2000 + "target"])
+    plan = TablePlan(source.tables()[0], source.tables()[0])
+    snapshot = source.snapshot()
+    try:
+        (check,) = validate_tables(
+            snapshot, duck, [plan], ValidationRun("t", ValidationSettings.model_validate(settings))
+        )
+    finally:
+        snapshot.close()
+        duck.close()
+    assert check.state == state
+    assert check.notes == ([note] if note else [])
