@@ -255,3 +255,22 @@ def test_values_the_load_changed_are_found_not_validated(pg_db: str, tmp_path: P
     flagged = {(f["Key"]["id"], tuple(f["Columns"])) for f in shapes["FirstFailures"]}
     assert {("1", ("a2",)), ("2", ("lb",))} <= flagged
     assert flagged <= {("1", ("a2",)), ("2", ("lb",)), ("3", ("tsa",)), ("4", ("da",))}
+
+
+def test_validation_only_compares_without_loading(source: str, tmp_path: Path) -> None:
+    settings = {"ValidationSettings": {"ValidationOnly": True}}
+    stack = _stack(tmp_path, source, "{engine: duckdb, path: ./dw.duckdb}", settings)
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+    con = duckdb.connect(str(tmp_path / "dw.duckdb"))
+    con.execute("CREATE SCHEMA public")
+    con.execute("CREATE TABLE public.plain (id INTEGER PRIMARY KEY, v VARCHAR)")
+    con.execute("INSERT INTO public.plain SELECT g, 'row ' || g FROM range(1, 26) t(g)")
+    con.close()
+    started = conveyor(home, "tasks", "start", "load", "--wait", "--json")
+    assert started.returncode == 0, started.stdout + started.stderr
+    states = {
+        t["TableName"]: (t["ValidationState"], t["FullLoadRows"])
+        for t in json.loads(started.stdout)["tables"]
+    }
+    assert states == {"plain": ("Validated", 0), "typed": ("Table error", 0), "other": ("Table error", 0)}
