@@ -269,7 +269,9 @@ def _normaliser(
 
 def _sort_key(kind: Kind) -> Callable[[str | None], Any]:
     """A Python value ordered as both databases order the key column."""
-    if kind in {Kind.INT16, Kind.INT32, Kind.INT64, Kind.DECIMAL, Kind.NUMERIC}:
+    if kind in {Kind.INT16, Kind.INT32, Kind.INT64}:
+        return lambda text: int(text or 0)
+    if kind in {Kind.DECIMAL, Kind.NUMERIC}:
         return _number_order
     if kind in {Kind.FLOAT32, Kind.FLOAT64}:
         return lambda text: (1, 0.0) if text == "NaN" else (0, float(text or 0))

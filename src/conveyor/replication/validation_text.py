@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from conveyor.core.types import DATE_INFINITY, INT64_INFINITY, ColumnType, Kind
 
@@ -39,21 +40,27 @@ def render_column(array: pa.Array, ctype: ColumnType) -> list[str | None]:
         with_zone = ctype.kind is Kind.TIMESTAMPTZ or (
             ctype.kind is not Kind.TIMESTAMP and dtype.tz is not None
         )
+        if dtype.unit == "us" and _within(array.view(pa.int64()), _FIRST_US, _LAST_US):
+            return _trimmed(array.view(pa.int64()).view(pa.timestamp("us")), "+00" if with_zone else "")
         return [None if v is None else timestamp_text(v, with_zone) for v in _micros(array)]
-    if pa.types.is_date32(dtype) or pa.types.is_date64(dtype):
-        days = array.view(pa.int32()) if pa.types.is_date32(dtype) else array.view(pa.int64())
-        if pa.types.is_date64(dtype):
-            return [None if v is None else date_text(v // 86_400_000) for v in days.to_pylist()]
-        return [None if v is None else date_text(v) for v in days.to_pylist()]
+    if pa.types.is_date32(dtype):
+        if _within(array.view(pa.int32()), _FIRST_DAY, _LAST_DAY):
+            return array.cast(pa.string()).to_pylist()  # type: ignore[no-any-return]
+        return [None if v is None else date_text(v) for v in array.view(pa.int32()).to_pylist()]
+    if pa.types.is_date64(dtype):
+        return [None if v is None else date_text(v // 86_400_000) for v in array.view(pa.int64()).to_pylist()]
     if pa.types.is_time(dtype):
+        if dtype == pa.time64("us") and _within(array.view(pa.int64()), 0, _US_PER_DAY - 1):
+            return _trimmed(array, "")  # 24:00:00 is PostgreSQL's, not Arrow's
         return [None if v is None else clock_text(v) for v in _micros(array)]
     if dtype == pa.month_day_nano_interval():
         return [
             None if v is None else interval_text(v.months, v.days, v.nanoseconds) for v in array.to_pylist()
         ]
     if pa.types.is_floating(dtype):
-        single = pa.types.is_float32(dtype) or pa.types.is_float16(dtype)
-        return [None if v is None else float_text(v, single) for v in array.to_pylist()]
+        if pa.types.is_float64(dtype):
+            return [None if v is None else _double_text(v) for v in array.to_pylist()]
+        return [None if v is None else float_text(v, True) for v in array.to_pylist()]
     if pa.types.is_boolean(dtype):
         return [None if v is None else ("t" if v else "f") for v in array.to_pylist()]
     if pa.types.is_integer(dtype):
@@ -80,6 +87,27 @@ def _plain(array: pa.Array) -> pa.Array:
     if hasattr(pa, "string_view") and array.type in (pa.string_view(), pa.binary_view()):
         array = array.cast(pa.string() if array.type == pa.string_view() else pa.binary())
     return array
+
+
+# Years 1..9999, where Arrow's own formatting is PostgreSQL's (vectorised).
+_FIRST_DAY, _LAST_DAY = -719_162, 2_932_896
+_FIRST_US, _LAST_US = _FIRST_DAY * _US_PER_DAY, (_LAST_DAY + 1) * _US_PER_DAY - 1
+
+
+def _within(values: pa.Array, first: int, last: int) -> bool:
+    if values.null_count == len(values):
+        return True
+    low, high = pc.min_max(values).values()
+    return bool(first <= low.as_py() and high.as_py() <= last)
+
+
+def _trimmed(array: pa.Array, suffix: str) -> list[str | None]:
+    """Arrow's text of microsecond times and timestamps (``... 00:00:00.120000``)
+    with the fraction's trailing zeros dropped, as PostgreSQL prints them."""
+    text = pc.replace_substring_regex(array.cast(pa.string()), r"\.?0+$", "")
+    if suffix:
+        text = pc.binary_join_element_wise(text, suffix, "")
+    return text.to_pylist()  # type: ignore[no-any-return]
 
 
 def _micros(array: pa.Array) -> list[int | None]:
@@ -194,6 +222,14 @@ def interval_text(months: int, days: int, nanos: int) -> str:
             clock += f".{abs(fraction):06d}".rstrip("0")
         parts.append(("-" if minus else "+" if before else "") + clock)
     return " ".join(parts)
+
+
+def _double_text(value: float) -> str:
+    """float_text of a double, fast where Python's repr is already fixed notation."""
+    if 1e-4 <= abs(value) < 1e15:
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return float_text(value, False)
 
 
 def float_text(value: float, single: bool) -> str:
