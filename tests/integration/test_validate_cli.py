@@ -37,6 +37,8 @@ CREATE TABLE plain (id integer PRIMARY KEY, v text);
 INSERT INTO plain SELECT g, 'row ' || g FROM generate_series(1, 25) g;
 CREATE TABLE other (code text PRIMARY KEY, n integer);
 INSERT INTO other VALUES ('a', 1), ('B', 2), ('é', 3);
+CREATE TABLE nokey (a integer, b text);
+INSERT INTO nokey VALUES (1, 'x'), (1, 'x'), (2, NULL);
 """
 
 # (key, column, how the target's value is changed behind Conveyor's back), DuckDB spelling
@@ -126,6 +128,7 @@ def test_every_change_behind_conveyors_back_is_found_on_duckdb(source: str, tmp_
         "public.typed": "Validated",
         "public.plain": "Validated",
         "public.other": "Validated",
+        "public.nokey": "Validated",
     }
     assert tables["public.typed"]["ComparedAs"] == "source text, target rendered as source text"
 
@@ -134,6 +137,7 @@ def test_every_change_behind_conveyors_back_is_found_on_duckdb(source: str, tmp_
         con.execute(f"UPDATE public.typed SET {change} WHERE id = {key}")
     con.execute("DELETE FROM public.typed WHERE id = 21")
     con.execute("INSERT INTO public.typed (id) VALUES (1000)")
+    con.execute("UPDATE public.nokey SET b = 'y' WHERE b IS NULL")
     con.close()
 
     code, _, tables = _validate(home)
@@ -146,6 +150,8 @@ def test_every_change_behind_conveyors_back_is_found_on_duckdb(source: str, tmp_
         1,
     )
     assert tables["public.plain"]["ValidationState"] == "Validated"
+    assert tables["public.nokey"]["ValidationState"] == "Mismatched records"
+    assert "no primary key" in tables["public.nokey"]["Reason"]
     assert typed["FirstFailures"][0] == {"Key": {"id": "1"}, "FailureType": "RECORD_DIFF", "Columns": ["ts"]}
 
     con = duckdb.connect(str(tmp_path / "dw.duckdb"))
@@ -273,4 +279,9 @@ def test_validation_only_compares_without_loading(source: str, tmp_path: Path) -
         t["TableName"]: (t["ValidationState"], t["FullLoadRows"])
         for t in json.loads(started.stdout)["tables"]
     }
-    assert states == {"plain": ("Validated", 0), "typed": ("Table error", 0), "other": ("Table error", 0)}
+    assert states == {
+        "plain": ("Validated", 0),
+        "typed": ("Table error", 0),
+        "other": ("Table error", 0),
+        "nokey": ("Table error", 0),
+    }

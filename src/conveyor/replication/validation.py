@@ -7,14 +7,16 @@ own output text, and the target's values are rendered into that same text, so
 any value that changed on the way differs. Other sources are compared as the
 values they are read as, both sides rendered alike.
 
-Every table gets a state (Validated, Mismatched records, No primary key, Table
-error with its reason); one table's failure never stops the others. Failed rows
+Every table gets a state (Validated, Mismatched records, Table error with its
+reason); one table's failure never stops the others. A table without a primary
+key is compared as a multiset (row count and an order-free checksum). Failed rows
 go to the target's ``awsdms_validation_failures_v1`` (up to TableFailureMaxCount
 per table and FailureMaxCount per run, then counted but not recorded).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -41,7 +43,6 @@ from conveyor.replication.validation_text import json_document, render_column
 
 VALIDATED = "Validated"
 MISMATCHED = "Mismatched records"
-NO_PRIMARY_KEY = "No primary key"
 TABLE_ERROR = "Table error"
 SAMPLE_KEYS = 10
 DETAIL_VALUE_CHARS = 500
@@ -156,7 +157,7 @@ def validate_table(
         if target.describe(plan.target.ref) is None:
             result.state, result.reason = TABLE_ERROR, f"target table {plan.target.ref} does not exist"
         elif not plan.target.primary_key:
-            _count_only(snapshot, target, plan, result)
+            _as_a_whole(snapshot, target, plan, partition, run, result)
         else:
             _compare(snapshot, target, plan, partition, run, result)
     except OutOfOrder as exc:
@@ -166,16 +167,44 @@ def validate_table(
     return result
 
 
-def _count_only(snapshot: Snapshot, target: Target, plan: TablePlan, result: TableValidation) -> None:
-    result.state = NO_PRIMARY_KEY
-    result.reason = "no primary key: only row counts were compared"
-    result.source_rows = snapshot.count(plan.source.ref)
-    result.target_rows = target.count(plan.target.ref)
-    if result.source_rows != result.target_rows:
+def _as_a_whole(
+    snapshot: Snapshot,
+    target: Target,
+    plan: TablePlan,
+    partition: int,
+    run: ValidationRun,
+    result: TableValidation,
+) -> None:
+    """A table without a primary key: rows cannot be paired, so each side is
+    reduced to its row count and an order-free checksum of its rows (the sum of
+    every row's 128-bit digest), compared as multisets."""
+    source_batches, target_batches, types, result.compared_as = _sides(snapshot, target, plan, partition)
+    normal = _normaliser(plan.target.column_names, types, run.settings, result)
+    partitions = [0]
+    result.source_rows, source_sum = _multiset(source_batches, normal, partitions)
+    result.target_rows, target_sum = _multiset(target_batches, normal, [0])
+    result.partitions = partitions[0]
+    if (result.source_rows, source_sum) != (result.target_rows, target_sum):
         result.state = MISMATCHED
         result.reason = (
-            f"no primary key, and the row counts differ: {result.source_rows} vs {result.target_rows}"
+            f"no primary key: the rows differ ({result.source_rows} on the source, {result.target_rows} "
+            "on the target); without a key the differing rows cannot be named"
         )
+    else:
+        result.notes.append("no primary key: compared as a whole (row count and a checksum of every row)")
+
+
+def _multiset(
+    batches: Iterator[list[Values]], normal: Callable[[Values], Values], counter: list[int]
+) -> tuple[int, int]:
+    rows, total = 0, 0
+    for batch in batches:
+        counter[0] += 1
+        for values in batch:
+            digest = hashlib.blake2b(repr(normal(values)).encode(), digest_size=16).digest()
+            total = (total + int.from_bytes(digest, "big")) % (1 << 128)
+            rows += 1
+    return rows, total
 
 
 # -- reading both sides ------------------------------------------------------------------

@@ -53,11 +53,14 @@ def read_text_rows(
     config: EndpointConfig, table: TableSchema, batch_rows: int, snapshot_id: str | None = None
 ) -> Iterator[list[tuple[str | None, ...]]]:
     """The table's rows (``table``'s columns, in order) as output text, ordered by
-    its primary key, in lists of at most ``batch_rows``. Inside ``snapshot_id``
+    its primary key (if it has one), in lists of at most ``batch_rows``. Inside ``snapshot_id``
     (an exported snapshot) when given."""
-    query = sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT").format(
-        sql.SQL(", ").join(map(sql.Identifier, table.column_names)), qualified(table.ref), order_by(table)
+    query = sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, table.column_names)), qualified(table.ref)
     )
+    if table.primary_key:
+        query += sql.SQL(" ORDER BY {}").format(order_by(table))
+    query = sql.SQL("COPY ({}) TO STDOUT").format(query)
     with connection.connect(config, autocommit=True) as conn:
         for statement in SESSION_SETTINGS:
             conn.execute(statement)
