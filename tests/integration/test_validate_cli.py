@@ -275,10 +275,9 @@ def test_validation_only_compares_without_loading(source: str, tmp_path: Path) -
     con.close()
     started = conveyor(home, "tasks", "start", "load", "--wait", "--json")
     assert started.returncode == 0, started.stdout + started.stderr
-    states = {
-        t["TableName"]: (t["ValidationState"], t["FullLoadRows"])
-        for t in json.loads(started.stdout)["tables"]
-    }
+    described = {t["TableName"]: t for t in json.loads(started.stdout)["tables"]}
+    states = {name: (t["ValidationState"], t["FullLoadRows"]) for name, t in described.items()}
+    assert "typed does not exist" in described["typed"]["ValidationStateDetails"]
     assert states == {
         "plain": ("Validated", 0),
         "typed": ("Table error", 0),

@@ -92,7 +92,12 @@ def plan_tables(stack: Stack, name: str, source: Source) -> list[TablePlan]:
 def report_validation(
     store: Store, task: str, run_id: int, progress: TableProgress, check: TableValidation
 ) -> None:
-    document = stats_document(progress) | {"ValidationState": check.state, "Validation": check.as_dict()}
+    document = stats_document(progress) | {
+        "ValidationState": check.state,
+        "ValidationStateDetails": check.reason,
+        "ValidationFailedRecords": check.failed_records,
+        "Validation": check.as_dict(),
+    }
     ref = progress.plan.target.ref
     store.put_table_stats(task, run_id, ref.schema, ref.name, document)
 
