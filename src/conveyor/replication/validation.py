@@ -336,19 +336,22 @@ def _keyed(
     counter: list[int],
 ) -> Iterator[Row]:
     previous: Any = None
+    pairs = list(zip(orders, key_at, strict=True))
     for batch in batches:
         counter[0] += 1
         for values in batch:
-            keys = tuple(values[i] for i in key_at)
-            order = tuple(f(k) for f, k in zip(orders, keys, strict=True))
+            order = tuple([f(values[i]) for f, i in pairs])
             if previous is not None and order <= previous:
+                keys = [values[i] for i in key_at]
+                if order == previous:
+                    raise OutOfOrder(f"the {side} holds the key ({', '.join(key_names)}) = {keys} twice")
                 raise OutOfOrder(
                     f"the {side}'s rows do not come in the order of the key ({', '.join(key_names)}) "
-                    f"that both sides must share: {list(keys)} after a key not smaller; "
+                    f"that both sides must share: {keys} after a key not smaller; "
                     "such a key type cannot be validated yet"
                 )
             previous = order
-            yield order, keys, normal(values)
+            yield order, tuple([values[i] for i in key_at]), normal(values)
 
 
 # -- the merge -----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""ValidationSettings.ThreadCount: tables validated in parallel, never more at
-once than asked. SQLite source, DuckDB target, in process."""
+"""Validation in process, SQLite source and DuckDB target: ThreadCount (tables
+in parallel, never more at once than asked), the LOB settings, a key held twice."""
 
 from __future__ import annotations
 
@@ -122,3 +122,21 @@ def test_lob_settings_say_what_was_not_compared(
         duck.close()
     assert check.state == state
     assert check.notes == ([note] if note else [])
+
+
+def test_a_key_held_twice_is_a_table_error_naming_it(
+    endpoints: tuple[SQLiteSource, DuckDBTarget], tmp_path: Path
+) -> None:
+    source, duck = endpoints
+    con = duck._connection()
+    con.execute("CREATE TABLE main.b2 AS SELECT * FROM main.b")  # no primary key on the target
+    con.execute("INSERT INTO main.b2 VALUES (7, 'b7')")
+    table = source.tables()[1]
+    plan = TablePlan(table, table.renamed(TableRef("main", "b2")))
+    snapshot = source.snapshot()
+    try:
+        (check,) = validate_tables(snapshot, duck, [plan], ValidationRun("t"))
+    finally:
+        snapshot.close()
+        duck.close()
+    assert (check.state, check.reason) == ("Table error", "the target holds the key (id) = ['7'] twice")
