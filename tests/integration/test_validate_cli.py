@@ -215,6 +215,7 @@ def test_postgres_target_changes_and_settings(source: str, pg_server: Any, tmp_p
     assert code == 0, report
     assert tables["public.plain"]["Partitions"] == 3  # 25 rows by 10
     assert tables["public.typed"]["ComparedAs"] == "source text, target text"
+    assert tables["public.typed"]["Notes"] == []  # the same types on both sides
     notes = " ".join(report["Notes"])
     assert "RecordFailureDelayLimitInMinutes: not acted on" in notes and "HandleCollationDiff" in notes
 
@@ -235,6 +236,13 @@ def test_postgres_target_changes_and_settings(source: str, pg_server: Any, tmp_p
     with psycopg.connect(target_url) as conn:
         count = conn.execute("SELECT count(*) FROM awsdms_validation_failures_v1 WHERE task_name = 'load'")
         assert count.fetchone() == (6,)
+        conn.execute("UPDATE plain SET v = 'row ' || id")
+        conn.execute("ALTER TABLE plain ALTER COLUMN v TYPE varchar(50)")
+    _, _, tables = _validate(home)
+    assert tables["public.plain"]["ValidationState"] == "Validated"
+    assert tables["public.plain"]["Notes"] == [
+        "target columns of other types, compared as each side's own text: v (text -> character varying(50))"
+    ]
 
 
 SHAPES_DDL = """

@@ -178,7 +178,9 @@ def _as_a_whole(
     """A table without a primary key: rows cannot be paired, so each side is
     reduced to its row count and an order-free checksum of its rows (the sum of
     every row's 128-bit digest), compared as multisets."""
-    source_batches, target_batches, types, result.compared_as = _sides(snapshot, target, plan, partition)
+    source_batches, target_batches, types, result.compared_as = _sides(
+        snapshot, target, plan, partition, result.notes
+    )
     normal = _normaliser(plan.target.column_names, types, run.settings, result)
     partitions = [0]
     result.source_rows, source_sum = _multiset(source_batches, normal, partitions)
@@ -235,13 +237,14 @@ def _rendered(batches: Iterable[pa.RecordBatch], types: Sequence[ColumnType]) ->
 
 
 def _sides(
-    snapshot: Snapshot, target: Target, plan: TablePlan, partition: int
+    snapshot: Snapshot, target: Target, plan: TablePlan, partition: int, notes: list[str]
 ) -> tuple[Iterator[list[Values]], Iterator[list[Values]], list[ColumnType], str]:
     view = _source_view(plan)
     if view is not None and isinstance(snapshot, SupportsTextRows):
         types = [c.type for c in view.columns]
         source = snapshot.read_text(view, partition)
         if isinstance(target, SupportsTextRows):
+            notes.extend(_other_types(plan, view, target.describe(plan.target.ref)))
             return source, target.read_text(plan.target, partition), types, "source text, target text"
         rendered = _rendered(target.read(plan.target, partition, order_by_key=True), types)
         return source, rendered, types, "source text, target rendered as source text"
@@ -250,6 +253,20 @@ def _sides(
     source = _rendered(batches, types)
     rendered = _rendered(target.read(plan.target, partition, order_by_key=True), types)
     return source, rendered, types, "values as read, rendered alike"
+
+
+def _other_types(plan: TablePlan, view: TableSchema, existing: TableSchema | None) -> list[str]:
+    """A note when target columns are of other types than the source's: each
+    side is then compared as its own type's text, which may differ for equal values."""
+    have = {c.name: c for c in existing.columns} if existing is not None else {}
+    other = [
+        f"{name} ({scol.type.native} -> {have[name].type.native})"
+        for name, scol in zip(plan.target.column_names, view.columns, strict=True)
+        if name in have and scol.type.native != have[name].type.native
+    ]
+    if not other:
+        return []
+    return [f"target columns of other types, compared as each side's own text: {', '.join(other)}"]
 
 
 def _is_lob(ctype: ColumnType) -> bool:
@@ -402,7 +419,7 @@ def _compare(
     run: ValidationRun,
     result: TableValidation,
 ) -> None:
-    source_batches, target_batches, types, how = _sides(snapshot, target, plan, partition)
+    source_batches, target_batches, types, how = _sides(snapshot, target, plan, partition, result.notes)
     result.compared_as = how
     names = plan.target.column_names
     key_names = plan.target.primary_key
