@@ -133,6 +133,8 @@ def test_every_change_behind_conveyors_back_is_found_on_duckdb(source: str, tmp_
     assert tables["public.typed"]["ComparedAs"] == "source text, target rendered as source text"
 
     con = duckdb.connect(str(tmp_path / "dw.duckdb"))
+    tables_there = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert "awsdms_validation_failures_v1" not in tables_there  # created for the first failure only
     for key, _, change in [*DUCKDB_CHANGES, SAME_JSON]:
         con.execute(f"UPDATE public.typed SET {change} WHERE id = {key}")
     con.execute("DELETE FROM public.typed WHERE id = 21")
@@ -167,6 +169,8 @@ def test_every_change_behind_conveyors_back_is_found_on_duckdb(source: str, tmp_
     expected |= {21: ("MISSING_TARGET", ()), 1000: ("MISSING_SOURCE", ())}
     assert found == expected  # every change found, nothing else
     assert {(r[3], r[4], r[5]) for r in recorded} == {("load", "public", "Row")}
+    missing = next(json.loads(d) for k, kind, d, *_ in recorded if kind == "MISSING_TARGET")
+    assert missing["columns"] == [] and missing["source"]["t"] == "Text 21" and missing["target"] is None
 
     shown = conveyor(home, "validate", "load")
     assert shown.returncode == 1

@@ -220,10 +220,11 @@ class _Recorder:
             self.sample.append({"Key": key, "FailureType": kind, "Columns": list(columns)})
         assert self.run.budget is not None
         if len(self.kept) < self.run.settings.table_failure_max_count and self.run.budget.take():
+            shown = at or range(len(self.names))  # a missing row: the other side's whole row
             details = {
                 "columns": list(columns),
-                "source": {self.names[i]: _cut(source[i]) for i in at} if source else None,
-                "target": {self.names[i]: _cut(target[i]) for i in at} if target else None,
+                "source": {self.names[i]: _cut(source[i]) for i in shown} if source else None,
+                "target": {self.names[i]: _cut(target[i]) for i in shown} if target else None,
             }
             self.kept.append(ValidationFailure(keys, kind, columns, json.dumps(details, ensure_ascii=False)))
         else:

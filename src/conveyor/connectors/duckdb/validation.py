@@ -23,9 +23,16 @@ def record_failures(
     failures: Sequence[ValidationFailure],
     when: datetime,
 ) -> None:
-    """Replace the table's rows of ``task`` with ``failures``, in one transaction."""
+    """Replace the table's rows of ``task`` with ``failures``, in one transaction;
+    the table is created for the first failure."""
     with _LOCK:
         try:
+            exists = cur.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' "
+                "AND table_name = 'awsdms_validation_failures_v1'"
+            ).fetchone()
+            if not failures and exists is None:
+                return  # nothing to record, nothing recorded before
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {FAILURES_TABLE} (TASK_NAME VARCHAR NOT NULL, "
                 "TABLE_OWNER VARCHAR NOT NULL, TABLE_NAME VARCHAR NOT NULL, FAILURE_TIME TIMESTAMP NOT NULL, "

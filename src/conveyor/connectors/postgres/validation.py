@@ -90,10 +90,13 @@ def table_exists(config: EndpointConfig, ref: TableRef) -> bool:
 def record_failures(
     config: EndpointConfig, task: str, ref: TableRef, failures: Sequence[ValidationFailure], when: datetime
 ) -> None:
-    """Replace the table's rows of ``task`` in the failures table (created when
-    missing) with ``failures``, in one transaction."""
+    """Replace the table's rows of ``task`` in the failures table with
+    ``failures``, in one transaction; the table is created for the first failure."""
     table = sql.SQL("{}.{}").format(sql.Identifier(FAILURES_SCHEMA), sql.Identifier(FAILURES_TABLE))
     with _CREATE_LOCK, connection.connect(config) as conn:
+        exists = conn.execute("SELECT to_regclass(%s)", [table.as_string(conn)]).fetchone()
+        if not failures and (exists is None or exists[0] is None):
+            return  # nothing to record, nothing recorded before
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (task_name varchar(128) NOT NULL, "
