@@ -4,13 +4,16 @@ ValidationSettings keys validation reports instead of ignoring."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from conveyor.core import types as t
+from conveyor.core.errors import ConfigError
 from conveyor.core.types import Kind
 from conveyor.replication.settings import ValidationSettings
+from conveyor.replication.task_runner import check_runnable
 from conveyor.replication.validation import settings_notes
 from conveyor.replication.validation_text import (
     date_text,
@@ -22,6 +25,7 @@ from conveyor.replication.validation_text import (
     render_column,
     timestamp_text,
 )
+from conveyor.stack.loader import load_stack
 
 US_PER_DAY = 86_400_000_000
 
@@ -137,3 +141,17 @@ def test_settings_not_acted_on_are_reported() -> None:
         "ValidationMode GROUP_LEVEL",
         "HandleCollationDiff",
     ]
+
+
+def test_validation_only_is_refused_for_change_capture_tasks(tmp_path: Path) -> None:
+    stack_file = tmp_path / "conveyor.yaml"
+    stack_file.write_text(
+        "endpoints:\n"
+        "  src: {engine: sqlite, path: ./s.sqlite}\n"
+        "  dw: {engine: duckdb, path: ./dw.duckdb}\n"
+        "tasks:\n"
+        "  sync: {source: src, target: dw, migration_type: full-load-and-cdc,\n"
+        "         settings: {ValidationSettings: {ValidationOnly: true}}}\n"
+    )
+    with pytest.raises(ConfigError, match="ValidationOnly works with migration_type full-load only"):
+        check_runnable(load_stack(stack_file), "sync")
