@@ -12,7 +12,7 @@ import pytest
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.postgres.source import PostgresSource
-from conveyor.replication.validation_text import render_column
+from conveyor.core.canonical_text import render_column
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,7 @@ import pyarrow as pa
 import pytest
 
 from conveyor.core import types as t
-from conveyor.core.errors import ConfigError
-from conveyor.core.types import Kind
-from conveyor.replication.settings import ValidationSettings
-from conveyor.replication.task_runner import check_runnable
-from conveyor.replication.validation import settings_notes
-from conveyor.replication.validation_text import (
+from conveyor.core.canonical_text import (
     date_text,
     decimal_text,
     float_text,
@@ -25,6 +20,11 @@ from conveyor.replication.validation_text import (
     render_column,
     timestamp_text,
 )
+from conveyor.core.errors import ConfigError
+from conveyor.core.types import Kind
+from conveyor.replication.settings import ValidationSettings
+from conveyor.replication.task_runner import check_runnable
+from conveyor.replication.validation import settings_notes
 from conveyor.stack.loader import load_stack
 
 US_PER_DAY = 86_400_000_000

@@ -2,7 +2,7 @@
 
 Both sides are read in primary-key order, streaming, in partitions of
 PartitionSize rows, and merged by key. Every value is compared as canonical
-text of the *source* type (``validation_text``): a PostgreSQL source sends its
+text of the *source* type (``core.canonical_text``): a PostgreSQL source sends its
 own output text, and the target's values are rendered into that same text, so
 any value that changed on the way differs. Other sources are compared as the
 values they are read as, both sides rendered alike.

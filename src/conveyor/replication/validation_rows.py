@@ -16,11 +16,11 @@ from typing import Any
 import pyarrow as pa
 
 from conveyor.connectors.base import Snapshot, SupportsTextRows, Target
+from conveyor.core.canonical_text import json_document, render_column
 from conveyor.core.schema import TableSchema
 from conveyor.core.types import ColumnType, Kind
 from conveyor.replication.full_load import TablePlan
 from conveyor.replication.settings import ValidationSettings
-from conveyor.replication.validation_text import json_document, render_column
 
 Values = tuple[str | None, ...]
 Row = tuple[Any, Values, Values]  # (sort key, key texts, column texts)
