@@ -192,7 +192,8 @@ class ValidationFailure:
 @runtime_checkable
 class SupportsTextRows(Protocol):
     """A snapshot or target that reads rows as the engine's own output text
-    (PostgreSQL), ordered by primary key, text keys in code point order."""
+    (PostgreSQL, MySQL/MariaDB), spelled as ``core.canonical_text`` spells
+    values, ordered by primary key, text keys in code point order."""
 
     def read_text(self, table: TableSchema, batch_rows: int) -> Iterator[list[tuple[str | None, ...]]]: ...
 

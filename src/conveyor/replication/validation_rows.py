@@ -76,7 +76,9 @@ def sides(
 def _other_types(plan: TablePlan, view: TableSchema, existing: TableSchema | None) -> list[str]:
     """A note when target columns are of other types than the source's: each
     side is then compared as its own type's text, which may differ for equal values."""
-    have = {c.name: c for c in existing.columns} if existing is not None else {}
+    if existing is None or existing.native_engine != plan.source.native_engine:
+        return []  # another engine's spellings: types are not comparable by name
+    have = {c.name: c for c in existing.columns}
     other = [
         f"{name} ({scol.type.native} -> {have[name].type.native})"
         for name, scol in zip(plan.target.column_names, view.columns, strict=True)
