@@ -61,7 +61,7 @@ def test_full_load_journey(stack: Path, tmp_path: Path) -> None:
 
     validated = conveyor(home, "validate", "shop-full-load", "--json")
     assert validated.returncode == 0, validated.stderr
-    assert {c["ValidationState"] for c in json.loads(validated.stdout)} == {"Validated"}
+    assert {c["ValidationState"] for c in json.loads(validated.stdout)["Tables"]} == {"Validated"}
 
 
 def test_validation_detects_a_row_changed_behind_conveyors_back(stack: Path, tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_validation_detects_a_row_changed_behind_conveyors_back(stack: Path, tmp
     con.close()
     validated = conveyor(home, "validate", "shop-full-load", "--json")
     assert validated.returncode == 1
-    checks = {c["Table"]: c for c in json.loads(validated.stdout)}
+    checks = {c["Table"]: c for c in json.loads(validated.stdout)["Tables"]}
     assert checks["dbo.fact_sales_stg"]["ValidationState"] == "Mismatched records"
     assert checks["dbo.fact_sales_stg"]["Different"] == 1
     assert checks["dbo.fact_sales_stg"]["SampleKeys"] == [["103"]]

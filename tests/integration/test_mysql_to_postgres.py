@@ -481,3 +481,66 @@ def test_enum_key_validates(kind: str, mariadb_db: str, pg_server: Any, tmp_path
     finally:
         conn.close()
     assert _load_and_validate(mariadb_db, _target(kind, pg_server, tmp_path), "ek") == VALIDATED
+
+
+def test_validation_reads_mariadb_text_as_the_rendered_values(source_url: str) -> None:
+    """Validation reads MariaDB's own text (canonically spelled); every value the
+    load reads exactly, rendered as validation renders a target's, reads the same."""
+    from conveyor.core.canonical_text import json_document, render_column
+    from conveyor.core.types import Kind
+
+    source = MySQLSource(EndpointConfig("maria", "mysql", url=source_url))
+    table = next(t for t in source.tables() if t.ref.name == "all_types")
+    snapshot = source.snapshot()
+    try:
+        printed = [row for batch in snapshot.read_text(table, 100) for row in batch]
+        rendered: list[tuple[str | None, ...]] = []
+        for batch in snapshot.read(table, 100, order_by_key=True):
+            columns = [render_column(batch.column(i), c.type) for i, c in enumerate(table.columns)]
+            rendered.extend(zip(*columns, strict=True))
+    finally:
+        snapshot.close()
+    assert len(printed) == len(rendered) == len(ROWS)
+    different = [
+        (row[0], c.name, want, got)
+        for row, other in zip(printed, rendered, strict=True)
+        for c, want, got in zip(table.columns, row, other, strict=True)
+        if (json_document(want) != json_document(got) if c.type.kind is Kind.JSON else want != got)
+    ]
+    assert different == []
+
+
+# (column, how DuckDB's copy of row 1 is changed behind Conveyor's back)
+MARIADB_CHANGES = [
+    ("d12", "d12 = d12 - 0.01"),
+    ("f", "f = f / 2"),
+    ("db", "db = nextafter(db, 0)"),
+    ("bn", "bn = '\\x00\\x02\\x00\\x00'::BLOB"),
+    ("tm6", "tm6 = tm6 - INTERVAL 1 MICROSECOND"),
+    ("dtm", "dtm = dtm - INTERVAL 1 MICROSECOND"),
+    ("ts", "ts = ts - INTERVAL 1 MICROSECOND"),
+    ("js", """js = '{"k": 1}'"""),
+    ("b1", "b1 = NOT b1"),
+    ("u", "u = '00000000-0000-0000-0000-000000000000'"),
+]
+
+
+def test_validation_finds_each_value_changed_on_duckdb(source_url: str, duck: DuckDBTarget) -> None:
+    _, checks, tables = _load(source_url, duck)
+    assert {c.state for c in checks} == {VALIDATED}
+    schema = tables[0].ref.schema
+    con = duck._connection()
+    for _, change in MARIADB_CHANGES:
+        con.execute(f"UPDATE {_pq(schema)}.all_types SET {change} WHERE id = 1")
+    con.execute(f"DELETE FROM {_pq(schema)}.all_types WHERE id = 2")
+    source = MySQLSource(EndpointConfig("maria", "mysql", url=source_url))
+    table = next(t for t in tables if t.ref.name == "all_types")
+    snapshot = source.snapshot()
+    try:
+        result = validate_table(snapshot, duck, TablePlan(table, table), BATCH_ROWS)
+    finally:
+        snapshot.close()
+    assert result.compared_as == "source text, target rendered as source text"
+    assert (result.different, result.missing_on_target, result.extra_on_target) == (1, 1, 0)
+    changed = {f["Key"]["id"]: f["Columns"] for f in result.first_failures}
+    assert changed == {"1": [c for c in COLUMNS if c in dict(MARIADB_CHANGES)], "2": []}

@@ -18,7 +18,6 @@ from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.bus import event_sink
 from conveyor.replication.progress_lines import PlainProgress
 from conveyor.replication.task_run import ACTIVE_STATUSES, StartMode
-from conveyor.replication.task_runner import all_validated, validate_task
 from conveyor.replication.worker import (
     claim_start,
     current_pid,
@@ -302,21 +301,3 @@ def events_list(
     if page["NextToken"] is not None:
         table.caption = f"older events: --next-token {page['NextToken']}"
     _emit(page, as_json, table)
-
-
-@app.command()
-def validate(name: str, as_json: JsonOption = False) -> None:
-    """Compare a task's target with its source: row counts and row checksums."""
-    with opened_store() as store:
-        stack = applied_task_stack(store, name)
-    results = validate_task(stack, name)
-    checks = [c.as_dict() for c in results]
-    table = Table(
-        "table", "state", "source rows", "target rows", "missing", "extra", "different", "sample keys"
-    )
-    for c in checks:
-        counts = (c["SourceRows"], c["TargetRows"], c["MissingOnTarget"], c["ExtraOnTarget"], c["Different"])
-        table.add_row(c["Table"], c["ValidationState"], *map(str, counts), json.dumps(c["SampleKeys"]))
-    _emit(checks, as_json, table)
-    if not all_validated(results):
-        raise typer.Exit(1)

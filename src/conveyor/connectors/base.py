@@ -222,3 +222,41 @@ class FoldsIdentifiers(Protocol):
     identifier_rule: str
 
     def fold_identifier(self, name: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class ValidationFailure:
+    """A row validation found different, bound for the target's
+    ``awsdms_validation_failures_v1`` table. ``failure_type`` is RECORD_DIFF,
+    MISSING_SOURCE or MISSING_TARGET; ``key`` the key values as text;
+    ``details`` a JSON text naming the differing columns and their values."""
+
+    key: tuple[str | None, ...]
+    failure_type: str
+    columns: tuple[str, ...]
+    details: str
+
+    def row(self, task: str, table: TableRef, when: datetime) -> tuple[Any, ...]:
+        """TASK_NAME, TABLE_OWNER, TABLE_NAME, FAILURE_TIME, KEY_TYPE, KEY, FAILURE_TYPE, DETAILS."""
+        key = json.dumps({"key": list(self.key)}, ensure_ascii=False)
+        return (task, table.schema, table.name, when, "Row", key, self.failure_type, self.details[:8000])
+
+
+@runtime_checkable
+class SupportsTextRows(Protocol):
+    """A snapshot or target that reads rows as the engine's own output text
+    (PostgreSQL, MySQL/MariaDB), spelled as ``core.canonical_text`` spells
+    values, ordered by primary key, text keys in code point order."""
+
+    def read_text(self, table: TableSchema, batch_rows: int) -> Iterator[list[tuple[str | None, ...]]]: ...
+
+
+@runtime_checkable
+class SupportsValidationFailures(Protocol):
+    """A target that keeps validation failures in ``awsdms_validation_failures_v1``."""
+
+    def record_validation_failures(
+        self, task: str, table: TableRef, failures: Sequence[ValidationFailure], when: datetime
+    ) -> None:
+        """Replace the rows of ``task`` and ``table`` with ``failures``."""
+        ...

@@ -178,17 +178,19 @@ SUPPORT: Mapping[str, Support] = {
     "ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated": acted("a source TRUNCATE is applied"),
     "ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered": acted("added/dropped columns are applied"),
     # ValidationSettings
-    "ValidationSettings.EnableValidation": acted("row counts and row checksums after the full load"),
+    "ValidationSettings.EnableValidation": acted("every value compared after the full load"),
     "ValidationSettings.ValidationMode": not_yet("Conveyor validates row by row", "ROW_LEVEL"),
-    "ValidationSettings.ValidationOnly": not_yet(
-        "Conveyor validates after loading (or `conveyor validate`)", False
+    "ValidationSettings.ValidationOnly": acted(
+        "true: a full-load task compares the tables without loading (refused for change capture)"
     ),
-    "ValidationSettings.ThreadCount": cloud(_TUNING),
-    "ValidationSettings.PartitionSize": cloud(_TUNING),
-    "ValidationSettings.FailureMaxCount": not_yet("Conveyor compares every row"),
-    "ValidationSettings.TableFailureMaxCount": not_yet("Conveyor compares every table"),
-    "ValidationSettings.HandleCollationDiff": not_yet("Conveyor compares values, not collations", False),
-    "ValidationSettings.SkipLobColumns": not_yet("Conveyor validates LOB columns too", False),
+    "ValidationSettings.ThreadCount": acted("tables validated at once"),
+    "ValidationSettings.PartitionSize": acted("rows compared per partition"),
+    "ValidationSettings.FailureMaxCount": acted("failures recorded per run, then counted only"),
+    "ValidationSettings.TableFailureMaxCount": acted("failures recorded per table, then counted only"),
+    "ValidationSettings.HandleCollationDiff": not_yet(
+        "keys are always paired in code point order on both sides (validate notes it)"
+    ),
+    "ValidationSettings.SkipLobColumns": acted("true: LOB columns left out of the comparison, and said"),
     "ValidationSettings.MaxKeyColumnSize": cloud(_TUNING),
     "ValidationSettings.RecordFailureDelayInMinutes": not_yet(
         "Conveyor does not validate changes as they apply"
@@ -199,7 +201,7 @@ SUPPORT: Mapping[str, Support] = {
     "ValidationSettings.RecordSuspendDelayInMinutes": not_yet(
         "Conveyor does not validate changes as they apply"
     ),
-    "ValidationSettings.ValidationPartialLobSize": not_yet("Conveyor validates whole LOBs", 0),
+    "ValidationSettings.ValidationPartialLobSize": acted("LOB values compared on their first N kilobytes"),
     "ValidationSettings.ValidationQueryCdcDelaySeconds": not_yet(
         "Conveyor does not validate changes as they apply"
     ),

@@ -29,7 +29,7 @@ from conveyor.replication.full_load import (
 )
 from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.settings import TaskSettings
-from conveyor.replication.validation import TableValidation, validate_table
+from conveyor.replication.validation import TableValidation, ValidationRun, validate_tables
 from conveyor.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,12 @@ def stats_document(progress: TableProgress) -> dict[str, Any]:
 def report_validation(
     store: Store, task: str, run_id: int, progress: TableProgress, check: TableValidation
 ) -> None:
-    document = stats_document(progress) | {"ValidationState": check.state, "Validation": check.as_dict()}
+    document = stats_document(progress) | {
+        "ValidationState": check.state,
+        "ValidationStateDetails": check.reason,
+        "ValidationFailedRecords": check.failed_records,
+        "Validation": check.as_dict(),
+    }
     ref = progress.plan.target.ref
     store.put_table_stats(task, run_id, ref.schema, ref.name, document)
 
@@ -150,10 +155,15 @@ def load_tables(
     if run.stop.is_set() and (unfinished or not results):
         return results
     if run.settings.validation_settings.enable_validation:
-        for progress in results:
-            if progress.state == TABLE_COMPLETED:
-                check = validate_table(snapshot, target, progress.plan, settings.commit_rate)
-                report_validation(run.store, run.name, run.run_id, progress, check)
+        completed = [p for p in results if p.state == TABLE_COMPLETED]
+        checks = validate_tables(
+            snapshot,
+            target,
+            [p.plan for p in completed],
+            ValidationRun(run.name, run.settings.validation_settings),
+        )
+        for progress, check in zip(completed, checks, strict=True):
+            report_validation(run.store, run.name, run.run_id, progress, check)
     if unfinished:
         failed = [p for p in unfinished if p.state == TABLE_ERROR]
         reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in failed)
@@ -161,6 +171,23 @@ def load_tables(
         if left:
             reason += f"; {left} other table{'s' if left != 1 else ''} not loaded"
         raise ConveyorError(f"{len(failed)} of {len(results)} tables failed: {reason}")
+    return results
+
+
+def validate_only(
+    run: TaskRun, snapshot: Snapshot, target: Target, plans: list[TablePlan]
+) -> list[TableProgress]:
+    """ValidationOnly: compare the tables without loading anything. The run
+    finishes as a full load does; each table's statistics carry its validation
+    state (as the migration service's validation-only tasks do)."""
+    checks = validate_tables(
+        snapshot, target, plans, ValidationRun(run.name, run.settings.validation_settings)
+    )
+    results = []
+    for plan, check in zip(plans, checks, strict=True):
+        progress = TableProgress(plan, state=TABLE_COMPLETED)
+        report_validation(run.store, run.name, run.run_id, progress, check)
+        results.append(progress)
     return results
 
 

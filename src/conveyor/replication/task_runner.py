@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
+from typing import Any
 
 from conveyor.connectors.base import Source, Target
 from conveyor.connectors.registry import CHANGE_SOURCES, open_source, open_target
@@ -27,8 +29,15 @@ from conveyor.replication.task_run import (
     load_tables,
     report_no_tables,
     select_tables,
+    validate_only,
 )
-from conveyor.replication.validation import VALIDATED, TableValidation, validate_table
+from conveyor.replication.validation import (
+    VALIDATED,
+    TableValidation,
+    ValidationRun,
+    settings_notes,
+    validate_tables,
+)
 from conveyor.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,20 +51,39 @@ def plan_tables(stack: Declarations, name: str, source: Source) -> list[TablePla
     ]
 
 
-def validate_task(stack: Declarations, name: str, batch_rows: int = 10_000) -> list[TableValidation]:
-    """Compare every table of the task, source against target, now."""
+@dataclass
+class ValidationReport:
+    """`conveyor validate TASK`: every table's state, and the task-wide notes
+    (settings not acted on)."""
+
+    task: str
+    tables: list[TableValidation]
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"Task": self.task, "Tables": [t.as_dict() for t in self.tables], "Notes": self.notes}
+
+
+def validate_task(stack: Declarations, name: str) -> ValidationReport:
+    """Compare every table of the task, source against target, now, per the
+    task's ValidationSettings; failures go to the target's failures table."""
     spec = stack.tasks[name]
+    settings = spec.task_settings().validation_settings
     source: Source = open_source(stack.endpoint_config(spec.source))
-    target: Target = open_target(stack.endpoint_config(spec.target))
-    snapshot = source.snapshot()
     try:
-        return [
-            validate_table(snapshot, target, plan, batch_rows) for plan in plan_tables(stack, name, source)
-        ]
+        target: Target = open_target(stack.endpoint_config(spec.target))
+        try:
+            plans = plan_tables(stack, name, source)
+            snapshot = source.snapshot()
+            try:
+                tables = validate_tables(snapshot, target, plans, ValidationRun(name, settings))
+            finally:
+                snapshot.close()
+        finally:
+            target.close()
     finally:
-        snapshot.close()
-        target.close()
         source.close()
+    return ValidationReport(name, tables, settings_notes(settings))
 
 
 def all_validated(checks: list[TableValidation]) -> bool:
@@ -68,6 +96,11 @@ def check_runnable(stack: Declarations, name: str) -> None:
     if spec is None:
         raise ConfigError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
     engine = stack.endpoints[spec.source].engine
+    if spec.migration_type != "full-load" and spec.task_settings().validation_settings.validation_only:
+        raise ConfigError(
+            f"task {name!r}: ValidationSettings.ValidationOnly works with migration_type full-load only; "
+            "validation during change capture is not built yet"
+        )
     if spec.migration_type != "full-load" and engine not in CHANGE_SOURCES:
         raise ConfigError(
             f"task {name!r}: migration_type {spec.migration_type!r} needs change capture, "
@@ -117,7 +150,10 @@ def _full_load_task(run: TaskRun) -> str:
             return FULL_LOAD_ONLY_FINISHED
         snapshot = source.snapshot()
         try:
-            results = load_tables(run, snapshot, target, plans)
+            if run.settings.validation_settings.validation_only:
+                results = validate_only(run, snapshot, target, plans)
+            else:
+                results = load_tables(run, snapshot, target, plans)
         finally:
             snapshot.close()
     finally:

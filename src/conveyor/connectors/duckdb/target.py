@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conveyor.connectors.base import EndpointConfig, PrepMode, RefusedRow, RejectedValue
+from conveyor.connectors.base import EndpointConfig, PrepMode, RefusedRow, RejectedValue, ValidationFailure
 from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe
 from conveyor.connectors.duckdb.types import from_duckdb
@@ -272,6 +272,13 @@ class DuckDBTarget:
                 )
         finally:
             cur.close()
+
+    def record_validation_failures(
+        self, task: str, table: TableRef, failures: Sequence[ValidationFailure], when: datetime
+    ) -> None:
+        from conveyor.connectors.duckdb.validation import record_failures
+
+        record_failures(self._connection().cursor(), task, table, failures, when)
 
     def count(self, ref: TableRef) -> int:
         row = self._connection().cursor().execute(f"SELECT count(*) FROM {qualified(ref)}").fetchone()

@@ -289,6 +289,33 @@ class MySQLSnapshot:
                 except Exception as exc:
                     self._drop(" ".join(str(exc).split()) or type(exc).__name__)
 
+    def read_text(self, table: TableSchema, batch_rows: int) -> Iterator[list[tuple[str | None, ...]]]:
+        """Rows as the server's own text in key order, canonically spelled (validation)."""
+        from conveyor.connectors.mysql import validation
+
+        with self._exclusive(table.ref) as conn:
+            cursor = conn.cursor(SSCursor)
+            decoders = conn.decoders
+            try:
+                conn.decoders = {}  # the result's converters are fixed when it starts
+                try:
+                    cursor.execute(validation.query(table, qualified(table.ref)))
+                finally:
+                    conn.decoders = decoders
+                yield from validation.rows_of(cursor, table, batch_rows)
+                if self._conn is not conn:
+                    raise ConnectionFailed(
+                        f"endpoint {self.config.name!r}: the snapshot was closed before the read of "
+                        f"{table.ref} finished"
+                    )
+            except pymysql.err.MySQLError as exc:
+                raise self._failure(table.ref, exc) from None
+            finally:
+                try:
+                    cursor.close()
+                except Exception as exc:
+                    self._drop(" ".join(str(exc).split()) or type(exc).__name__)
+
     def count(self, table: TableRef) -> int:
         with self._exclusive(table) as conn:
             try:

@@ -251,8 +251,16 @@ class PostgresSnapshot:
         1 MiB. The server sends one message per row; draining them with libpq
         directly (psycopg's documented ``pq`` layer) and joining them costs half
         the CPU of iterating psycopg's Copy object row by row."""
+        # xml's binary output drops a document's declaration; text's keeps it,
+        # and xml's binary input reads it back (targets take raw copies only of
+        # tables without xml arrays: see target.has_xml_arrays).
+        xml = set(xml_columns(table))
         query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)), qualified(table.ref)
+            sql.SQL(", ").join(
+                sql.SQL("{}::text").format(sql.Identifier(c)) if c in xml else sql.Identifier(c)
+                for c in columns
+            ),
+            qualified(table.ref),
         )
         with connection.connect(self.config) as conn:
             self._begin(conn)
@@ -282,6 +290,12 @@ class PostgresSnapshot:
                 message = pgconn.error_message.decode(errors="replace")
                 raise TerminalError(f"table {table.ref}: COPY failed: {' '.join(message.split())}")
             conn.rollback()
+
+    def read_text(self, table: TableSchema, batch_rows: int) -> Iterator[list[tuple[str | None, ...]]]:
+        """Rows as output text in key order, in this snapshot (validation)."""
+        from conveyor.connectors.postgres.validation import read_text_rows
+
+        return read_text_rows(self.config, table, batch_rows, self.snapshot_id)
 
     def count(self, table: TableRef) -> int:
         with connection.connect(self.config) as conn:

@@ -14,12 +14,12 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from conveyor.connectors.base import EndpointConfig, PrepMode, RejectedValue
+from conveyor.connectors.base import EndpointConfig, PrepMode, RejectedValue, ValidationFailure
 from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified, read_arrow, read_tables
 from conveyor.connectors.postgres.types import to_ddl
-from conveyor.connectors.postgres.user_types import xml_columns
+from conveyor.connectors.postgres.user_types import xml_array_columns
 from conveyor.core.errors import DataError, NotFoundError, SchemaMismatch, TerminalError
 from conveyor.core.schema import Column, NativeType, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
@@ -107,7 +107,7 @@ class PostgresTarget:
             conn.close()
             raise
         return PostgresTableLoad(
-            self, conn, table, raw=exact and not has_xml(table), computed=computed, add_key=add_key
+            self, conn, table, raw=exact and not has_xml_arrays(table), computed=computed, add_key=add_key
         )
 
     def ensure_exceptions_table(self) -> None:
@@ -133,6 +133,21 @@ class PostgresTarget:
         )
         return read_arrow(self.config, actual, batch_rows, order_by_key, schema=table.arrow_schema())
 
+    def read_text(self, table: TableSchema, batch_rows: int) -> Iterator[list[tuple[str | None, ...]]]:
+        """Rows as output text in key order (validation)."""
+        from conveyor.connectors.postgres import validation
+
+        if not validation.table_exists(self.config, table.ref):
+            raise NotFoundError(f"target table {table.ref} does not exist")
+        return validation.read_text_rows(self.config, table, batch_rows)
+
+    def record_validation_failures(
+        self, task: str, table: TableRef, failures: Sequence[ValidationFailure], when: datetime
+    ) -> None:
+        from conveyor.connectors.postgres import validation
+
+        validation.record_failures(self.config, task, table, failures, when)
+
     def count(self, ref: TableRef) -> int:
         with connection.connect(self.config, autocommit=True) as conn:
             row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(ref))).fetchone()
@@ -148,11 +163,13 @@ def describe_table(conn: psycopg.Connection[Any], ref: TableRef) -> TableSchema 
     return tables[0] if tables else None
 
 
-def has_xml(table: TableSchema) -> bool:
-    """Whether a table has xml columns. xml's binary (and text) output leaves
-    out a document's XML declaration (``<?xml version="1.0" ...?>``), so such a
-    table is not copied raw: the Arrow path reads ``xml::text``, which keeps it."""
-    return bool(xml_columns(table))
+def has_xml_arrays(table: TableSchema) -> bool:
+    """Whether a table has arrays of xml. xml's binary (and text) output leaves
+    out a document's XML declaration (``<?xml version="1.0" ...?>``): a raw copy
+    reads scalar xml columns as ``xml::text`` (whose binary form xml's binary
+    input takes, declaration and all), but an array of them cannot be recast so,
+    so such a table is not copied raw (the Arrow path reads them as text)."""
+    return bool(xml_array_columns(table))
 
 
 def column_ddl(table: TableSchema, column: Column, same_engine: bool) -> sql.Composable:

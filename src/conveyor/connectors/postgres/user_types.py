@@ -223,6 +223,12 @@ def xml_columns(table: TableSchema) -> list[str]:
     return [c.name for c in table.columns if _bare_type(c.type.native or "") in xml_types]
 
 
+def xml_array_columns(table: TableSchema) -> list[str]:
+    """Those of ``xml_columns`` that are arrays (of xml or of a domain over it)."""
+    held = set(xml_columns(table))
+    return [c.name for c in table.columns if c.name in held and (c.type.native or "").endswith("[]")]
+
+
 def _bare_type(spelled: str) -> str:
     """A type's name without schema, quotes or array brackets."""
     return spelled.removesuffix("[]").rsplit(".", 1)[-1].strip('"')
