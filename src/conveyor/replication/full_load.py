@@ -18,12 +18,14 @@ from conveyor.connectors.base import (
     Snapshot,
     SupportsRawCopy,
     SupportsRawCopyIn,
+    SupportsRowFilter,
     SupportsStreamWrite,
     TableLoad,
     Target,
 )
 from conveyor.core.errors import ConveyorError, DataError
 from conveyor.core.faults import fault_point
+from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableSchema
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy
 
@@ -45,15 +47,35 @@ class TablePlan:
     # The source column each target column is read from, in target order; None
     # when a target column has no source column (added by a mapping).
     source_columns: tuple[str | None, ...] | None = None
+    # Source rows to load (selection rule filters); None: every row.
+    row_filter: RowFilter | None = None
+    # Whether target values are the source's own (no masking): a raw copy may carry them.
+    raw_copy: bool = True
 
     def raw_columns(self) -> list[str] | None:
         """Source columns for a raw same-engine copy, or None when the mapping
-        adds columns (a raw copy cannot)."""
+        adds columns, filters rows or masks values (a raw copy cannot)."""
+        if not self.raw_copy or self.row_filter is not None:
+            return None
         if self.source_columns is None:
             return self.target.column_names
         if any(name is None for name in self.source_columns):
             return None
         return [name for name in self.source_columns if name is not None]
+
+
+def read_source(
+    snapshot: Snapshot, plan: TablePlan, batch_rows: int, order_by_key: bool = False
+) -> Iterator[pa.RecordBatch]:
+    """The plan's source rows: the filter pushed down into the source's query
+    where the snapshot can, else applied to each batch read."""
+    where = plan.row_filter
+    if where is None:
+        return snapshot.read(plan.source, batch_rows, order_by_key)
+    if isinstance(snapshot, SupportsRowFilter) and snapshot.pushes_down(plan.source, where):
+        return snapshot.read_where(plan.source, batch_rows, where, order_by_key)
+    filtered = (where.apply(b) for b in snapshot.read(plan.source, batch_rows, order_by_key))
+    return (b for b in filtered if b.num_rows)
 
 
 @dataclass
@@ -193,7 +215,7 @@ class FullLoad:
         def batches() -> Iterator[pa.RecordBatch]:
             nonlocal failure, last_report
             try:
-                for batch in self.snapshot.read(plan.source, self.batch_rows):
+                for batch in read_source(self.snapshot, plan, self.batch_rows):
                     if self.stop.is_set():
                         failure = _Stopped()
                         return
@@ -216,7 +238,7 @@ class FullLoad:
             self._stream_batches(progress, load)
             return
         last_report = time.monotonic()
-        for batch in self.snapshot.read(plan.source, self.batch_rows):
+        for batch in read_source(self.snapshot, plan, self.batch_rows):
             if self.stop.is_set():
                 raise _Stopped
             rejected = self._write(progress, load, plan.project(batch))

@@ -22,7 +22,7 @@ from conveyor.replication.full_load import (
     TablePlan,
     TableProgress,
 )
-from conveyor.replication.mappings import TableMappings
+from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.settings import TaskSettings
 from conveyor.replication.validation import VALIDATED, TableValidation, validate_table
 from conveyor.stack.model import Stack, TaskSpec
@@ -77,10 +77,19 @@ def plan_tables(stack: Stack, name: str, source: Source) -> list[TablePlan]:
     """The tables a task loads: the source's tables through the task's mappings."""
     spec = stack.tasks[name]
     mappings = TableMappings.parse(spec.table_mappings, f"tasks.{name}.table_mappings")
-    return [
-        TablePlan(m.source, m.target, m.project, tuple(c.source for c in m.columns))
-        for m in mappings.select(source.tables())
-    ]
+    return [table_plan(m) for m in mappings.select(source.tables())]
+
+
+def table_plan(mapped: MappedTable) -> TablePlan:
+    """The full load's plan of a mapped table."""
+    return TablePlan(
+        mapped.source,
+        mapped.target,
+        mapped.project,
+        tuple(c.source for c in mapped.columns),
+        row_filter=mapped.row_filter,
+        raw_copy=not mapped.masks,
+    )
 
 
 def report_validation(

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from conveyor.connectors.base import Snapshot, Target
 from conveyor.core.types import Kind
-from conveyor.replication.full_load import TablePlan
+from conveyor.replication.full_load import TablePlan, read_source
 
 VALIDATED = "Validated"
 MISMATCHED = "Mismatched records"
@@ -100,7 +100,11 @@ def validate_table(
     result = TableValidation(str(plan.target.ref), VALIDATED)
     if not plan.target.primary_key:
         result.state = NO_PRIMARY_KEY
-        result.source_rows = snapshot.count(plan.source.ref)
+        result.source_rows = (
+            snapshot.count(plan.source.ref)
+            if plan.row_filter is None
+            else sum(b.num_rows for b in read_source(snapshot, plan, batch_rows))
+        )
         result.target_rows = target.count(plan.target.ref)
         if result.source_rows != result.target_rows:
             result.state = MISMATCHED
@@ -108,7 +112,7 @@ def validate_table(
     key_index = [plan.target.column_names.index(k) for k in plan.target.primary_key]
     json_columns = frozenset(i for i, c in enumerate(plan.target.columns) if c.type.kind is Kind.JSON)
     source = _rows(
-        (plan.project(b) for b in snapshot.read(plan.source, batch_rows, order_by_key=True)),
+        (plan.project(b) for b in read_source(snapshot, plan, batch_rows, order_by_key=True)),
         key_index,
         json_columns,
     )

@@ -11,10 +11,11 @@ import pyarrow as pa
 from psycopg import pq, sql
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.postgres import connection
+from conveyor.connectors.postgres import connection, filters
 from conveyor.connectors.postgres._arrow import conform
 from conveyor.connectors.postgres.types import NativeColumn, from_native, needs_text_cast
 from conveyor.core.errors import ConnectionFailed, TerminalError
+from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 
@@ -198,6 +199,19 @@ class PostgresSnapshot:
         ]
         return read_arrow(self.config, table, batch_rows, order_by_key, setup)
 
+    def pushes_down(self, table: TableSchema, where: RowFilter) -> bool:
+        return filters.pushes_down(where)
+
+    def read_where(
+        self, table: TableSchema, batch_rows: int, where: RowFilter, order_by_key: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        setup = [
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'",
+        ]
+        condition = filters.where_condition(where)
+        return read_arrow(self.config, table, batch_rows, order_by_key, setup, where=condition)
+
     def copy_out(self, table: TableSchema, columns: Sequence[str]) -> Iterator[bytes]:
         """The table's rows as PostgreSQL binary COPY data, in blocks of about
         1 MiB. The server sends one message per row; draining them with libpq
@@ -251,10 +265,15 @@ class PostgresSnapshot:
             self._holder = None
 
 
-def select_query(table: TableSchema, order_by_key: bool = False) -> sql.Composed:
-    """SELECT of every column in its in-flight form; ordered by the primary key
-    in code point order (COLLATE "C"), the order validation merges in."""
+def select_query(
+    table: TableSchema, order_by_key: bool = False, where: sql.Composable | None = None
+) -> sql.Composed:
+    """SELECT of every column in its in-flight form (of the rows ``where``
+    passes); ordered by the primary key in code point order (COLLATE "C"),
+    the order validation merges in."""
     query = sql.SQL("SELECT {} FROM {}").format(select_list(table), qualified(table.ref))
+    if where is not None:
+        query += sql.SQL(" WHERE {}").format(where)
     if order_by_key and table.primary_key:
         keys = []
         for name in table.primary_key:
@@ -276,11 +295,12 @@ def read_arrow(
     order_by_key: bool = False,
     setup: Sequence[str] = (),
     schema: pa.Schema | None = None,
+    where: sql.Composable | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream a table through ADBC as batches of at most ``batch_rows`` rows with
     the table's Arrow schema (or ``schema``, a compatible one it is cast to).
     ``setup`` runs first in the same transaction."""
-    text = select_query(table, order_by_key).as_string(None)
+    text = select_query(table, order_by_key, where).as_string(None)
     schema = schema or table.arrow_schema()
     try:
         conn = adbc.connect(connection.adbc_uri(config))

@@ -16,6 +16,7 @@ from typing import Any
 from conveyor.connectors.changes import EncodedRows, RowChange, TableChanges
 from conveyor.core.batch import Op
 from conveyor.core.errors import TerminalError
+from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableSchema
 
 Key = tuple[Any, ...]
@@ -42,10 +43,14 @@ class TableReducer:
     # Encoded rows (EncodedRows) as values, for the rare change that needs a
     # whole row the batch holds encoded (a partial update on top of it).
     decode: Callable[[bytes], dict[str, Any]] | None = None
+    # Selection rule filters (on source values) and data masking (on target rows).
+    row_filter: RowFilter | None = None
+    mask: Callable[[dict[str, Any]], None] | None = None
     truncate: bool = False
     inserts: int = 0
     updates: int = 0
     deletes: int = 0
+    filtered: int = 0
     _final: dict[Key, dict[str, Any] | bytes | _Partial | None] = field(default_factory=dict)
     _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
 
@@ -63,12 +68,25 @@ class TableReducer:
         return (
             self._identity
             and self.added is None
+            and self.row_filter is None
+            and self.mask is None
             and self.decode is not None
             and list(self.rename) == list(self.table.column_names)
         )
 
     def add(self, change: RowChange) -> None:
+        if self.row_filter is not None and change.op is not Op.DELETE and not self._passes(change):
+            # Out of the filter: the target must not have the row (it may have
+            # had it before this change moved it out, or from a replay).
+            self.filtered += 1
+            if self.table.primary_key:
+                if change.old_key is not None:
+                    self._delete(self._renamed(change.old_key))
+                self._delete(self._renamed(change.values))
+            return
         values = self._renamed(change.values)
+        if self.mask is not None and change.op is not Op.DELETE:
+            self.mask(values)
         unchanged = (
             frozenset(self.rename[c] for c in change.unchanged if c in self.rename)
             if change.unchanged
@@ -91,6 +109,16 @@ class TableReducer:
             self._delete(old if old is not None else values)
         else:
             raise ValueError(f"unexpected change operation {change.op!r}")
+
+    def _passes(self, change: RowChange) -> bool:
+        """Whether an INSERT's or UPDATE's new row passes the filter. A filtered
+        column the source did not send (unchanged) kept its value, so the row
+        kept its place: the change passes, as an update of the row the target
+        has, or not."""
+        assert self.row_filter is not None
+        if change.unchanged & self.row_filter.column_names:
+            return True
+        return self.row_filter.matches(change.values)
 
     def clear(self) -> None:
         """A TRUNCATE: what came before it in the batch no longer matters."""

@@ -96,7 +96,15 @@ class CaptureTable:
 def _reducer(mapped: MappedTable, decode: Callable[[bytes], dict[str, Any]] | None = None) -> TableReducer:
     rename = {c.source: c.target for c in mapped.columns if c.source is not None}
     added = mapped.compute_added if mapped.added else None
-    return TableReducer(mapped.target, rename, added=added, added_names=mapped.added_names, decode=decode)
+    return TableReducer(
+        mapped.target,
+        rename,
+        added=added,
+        added_names=mapped.added_names,
+        decode=decode,
+        row_filter=mapped.row_filter,
+        mask=mapped.mask_row if mapped.masks else None,
+    )
 
 
 @dataclass

@@ -20,7 +20,7 @@ from conveyor.core.errors import ConfigError
 from conveyor.events.lifecycle import TABLE_SUSPENDED, task_event
 from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
-from conveyor.replication.full_load import TABLE_COMPLETED, TablePlan
+from conveyor.replication.full_load import TABLE_COMPLETED
 from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.task_runner import (
     STOP_REASON_NORMAL,
@@ -28,6 +28,7 @@ from conveyor.replication.task_runner import (
     TaskRun,
     load_tables,
     publish_event,
+    table_plan,
 )
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def _full_load(run: TaskRun, changes: ChangeSource, start: CaptureStart, mapped:
     target = open_target(run.stack.endpoint_config(run.spec.target))
     snapshot = changes.capture_snapshot(start)
     try:
-        plans = [TablePlan(m.source, m.target, m.project, tuple(c.source for c in m.columns)) for m in mapped]
+        plans = [table_plan(m) for m in mapped]
         load_tables(run, snapshot, target, plans)
     finally:
         snapshot.close()
