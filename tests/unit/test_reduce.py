@@ -10,6 +10,7 @@ from conveyor.connectors.changes import RowChange, TableChanges
 from conveyor.core import types as t
 from conveyor.core.batch import Op
 from conveyor.core.errors import TerminalError
+from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 from conveyor.replication.cdc.reduce import TableReducer
@@ -139,3 +140,66 @@ def test_without_a_primary_key_rows_are_appended_and_deletes_refused() -> None:
 def test_a_key_change_with_unsent_values_and_no_old_row_asks_for_a_reload() -> None:
     with pytest.raises(TerminalError, match="reload the table"):
         reduced(change(Op.UPDATE, {"id": 2, "v": "x"}, {"id": 1}, unchanged=frozenset({"big"})))
+
+
+# A row filter (selection rule filters): v = 'in'. A change whose new row fails it
+# deletes the key on the target (it may be there from before); one that passes is
+# an upsert of the whole row (moving in inserts it).
+IN_FILTER = RowFilter(
+    (ColumnFilter("v", Kind.TEXT, (Condition(FilterOp.EQ, ("in",)),)),),
+)
+FILTER_CASES: list[tuple[str, list[RowChange], dict[str, Any]]] = [
+    (
+        "an insert that passes",
+        [change(Op.INSERT, {"id": 1, "v": "in", "big": "B"})],
+        {"upserts": [{"id": 1, "v": "in", "big": "B"}]},
+    ),
+    (
+        "an insert that fails deletes its key",
+        [change(Op.INSERT, {"id": 1, "v": "out", "big": "B"})],
+        {"deletes": [{"id": 1}]},
+    ),
+    (
+        "an update moving out deletes",
+        [change(Op.UPDATE, {"id": 1, "v": "out", "big": "B"})],
+        {"deletes": [{"id": 1}]},
+    ),
+    (
+        "an update moving in is the whole row",
+        [change(Op.UPDATE, {"id": 1, "v": "in", "big": "B"})],
+        {"upserts": [{"id": 1, "v": "in", "big": "B"}]},
+    ),
+    (
+        "a key change moving out deletes old and new keys",
+        [change(Op.UPDATE, {"id": 2, "v": "out", "big": "B"}, {"id": 1})],
+        {"deletes": [{"id": 1}, {"id": 2}]},
+    ),
+    (
+        "a filtered column not sent kept its value: the update stays partial",
+        [change(Op.UPDATE, {"id": 1, "big": "C"}, unchanged=frozenset({"v"}))],
+        {"partial": {frozenset({"v"}): [{"id": 1, "big": "C"}]}},
+    ),
+    ("a delete is a delete", [change(Op.DELETE, {}, {"id": 1})], {"deletes": [{"id": 1}]}),
+    (
+        "in, then out, in one batch",
+        [
+            change(Op.INSERT, {"id": 1, "v": "in", "big": "B"}),
+            change(Op.UPDATE, {"id": 1, "v": "out", "big": "B"}),
+        ],
+        {"deletes": [{"id": 1}]},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"), [c[1:] for c in FILTER_CASES], ids=[c[0] for c in FILTER_CASES]
+)
+def test_row_filter(changes: list[RowChange], expected: dict[str, Any]) -> None:
+    reducer = TableReducer(TABLE, {c: c for c in TABLE.column_names}, row_filter=IN_FILTER)
+    for c in changes:
+        reducer.add(c)
+    out = reducer.changes()
+    assert not reducer.passes_encoded
+    assert sorted(out.deletes, key=lambda d: d["id"]) == expected.get("deletes", [])
+    assert list(out.upserts) == expected.get("upserts", [])
+    assert out.partial == expected.get("partial", {})

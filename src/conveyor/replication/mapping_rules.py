@@ -234,6 +234,33 @@ class _RuleParser:
                 where = f" in {place}" if place else ""
                 self.problem(f"unknown key {key!r}{where}{did_you_mean(str(key), allowed)}")
 
+    def check_keys(self, rule_type: str) -> None:
+        """Every unknown key of the rule and its nested objects, before anything
+        else can stop the rule's parsing."""
+        raw = self.raw
+        self.keys(raw, RULE_KEYS[rule_type], "")
+        nested = {
+            "object-locator": _LOCATOR_KEYS[rule_type],
+            "data-type": _DATA_TYPE_KEYS,
+            "parallel-load": _PARALLEL_KEYS,
+            "lob-settings": _LOB_KEYS,
+            "before-image-def": _BEFORE_IMAGE_KEYS,
+            "primary-key-def": _PRIMARY_KEY_KEYS,
+        }
+        for key, allowed in nested.items():
+            value = raw.get(key)
+            if key in RULE_KEYS[rule_type] and isinstance(value, Mapping):
+                self.keys(value, allowed, key)
+        filters = raw.get("filters") if rule_type == "selection" else None
+        for i, item in enumerate(filters if isinstance(filters, list) else []):
+            if not isinstance(item, Mapping):
+                continue
+            self.keys(item, _FILTER_KEYS, f"filters[{i}]")
+            conditions = item.get("filter-conditions")
+            for j, condition in enumerate(conditions if isinstance(conditions, list) else []):
+                if isinstance(condition, Mapping):
+                    self.keys(condition, _CONDITION_KEYS, f"filters[{i}].filter-conditions[{j}]")
+
     def string(self, obj: Mapping[str, Any], key: str, place: str = "", required: bool = True) -> str | None:
         value = obj.get(key)
         where = f"{place}: " if place else ""
@@ -247,7 +274,7 @@ class _RuleParser:
             raise self.fatal(f"{where}'{key}' must not be empty")
         return value
 
-    def obj(self, key: str, allowed: frozenset[str], required: bool = True) -> Mapping[str, Any] | None:
+    def obj(self, key: str, required: bool = True) -> Mapping[str, Any] | None:
         value = self.raw.get(key)
         if value is None:
             if required:
@@ -255,7 +282,6 @@ class _RuleParser:
             return None
         if not isinstance(value, Mapping):
             raise self.fatal(f"'{key}' must be an object, not {type(value).__name__}")
-        self.keys(value, allowed, key)
         return value
 
     def parse(self) -> Rule:
@@ -278,8 +304,8 @@ class _RuleParser:
             raise self.fatal(f"unknown rule-type {rule_type!r}{did_you_mean(rule_type, RULE_KEYS)}")
         if rule_type == "table-settings" and "rule-action" in raw:
             raise self.fatal("table-settings rules take no 'rule-action'")
-        self.keys(raw, RULE_KEYS[rule_type], "")
-        locator = self.obj("object-locator", _LOCATOR_KEYS[rule_type])
+        self.check_keys(rule_type)
+        locator = self.obj("object-locator")
         assert locator is not None
         if rule_type == "table-settings":
             return self._table_settings(rule_id, name, locator)
@@ -337,7 +363,6 @@ class _RuleParser:
             place = f"filters[{i}]"
             if not isinstance(item, Mapping):
                 raise self.fatal(f"{place} must be an object, not {type(item).__name__}")
-            self.keys(item, _FILTER_KEYS, place)
             kind = self.string(item, "filter-type", place)
             if kind != "source":
                 raise self.fatal(f"{place}: filter-type must be 'source', not {kind!r}")
@@ -353,7 +378,6 @@ class _RuleParser:
     def _condition(self, raw: object, place: str) -> tuple[FilterOp, tuple[str, ...]]:
         if not isinstance(raw, Mapping):
             raise self.fatal(f"{place} must be an object, not {type(raw).__name__}")
-        self.keys(raw, _CONDITION_KEYS, place)
         name = self.string(raw, "filter-operator", place)
         assert name is not None
         op = _OPERATORS.get(name)
@@ -385,7 +409,7 @@ class _RuleParser:
         table = self.string(locator, "table-name", "object-locator")
         assert schema is not None and table is not None
         parallel: str | None = None
-        load = self.obj("parallel-load", _PARALLEL_KEYS, required=False)
+        load = self.obj("parallel-load", required=False)
         if load is not None:
             parallel = self.string(load, "type", "parallel-load")
             assert parallel is not None
@@ -399,7 +423,7 @@ class _RuleParser:
                     "one stream of its snapshot (use MaxFullLoadSubTasks to load tables in parallel), "
                     "or set type 'none'"
                 )
-        lob = self.obj("lob-settings", _LOB_KEYS, required=False)
+        lob = self.obj("lob-settings", required=False)
         if lob is not None:
             mode = self.string(lob, "mode", "lob-settings")
             assert mode is not None
@@ -474,7 +498,7 @@ class _RuleParser:
                 assert text is not None
                 expression = parse_expression(text)
             if action in ("add-column", "change-data-type"):
-                spec = self.obj("data-type", _DATA_TYPE_KEYS)
+                spec = self.obj("data-type")
                 assert spec is not None
                 data_type = parse_data_type({k: v for k, v in spec.items() if k in _DATA_TYPE_KEYS})
         except ExpressionError as exc:
@@ -518,7 +542,7 @@ class _RuleParser:
             self.problem(f"rule-action {action!r} takes no 'value'")
 
     def _primary_key(self) -> PrimaryKeySpec:
-        spec = self.obj("primary-key-def", _PRIMARY_KEY_KEYS)
+        spec = self.obj("primary-key-def")
         assert spec is not None
         origin = spec.get("origin", "primary-key")
         if origin not in ("primary-key", "unique-index"):
