@@ -152,7 +152,8 @@ def source(request: pytest.FixtureRequest) -> Source:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE SCHEMA shop")
             conn.execute(
-                "CREATE TABLE shop.src_items (id int PRIMARY KEY, region varchar(10), amount numeric(10,2), phone text)"
+                "CREATE TABLE shop.src_items "
+                "(id int PRIMARY KEY, region varchar(10), amount numeric(10,2), phone text)"
             )
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO shop.src_items VALUES (%s, %s, %s, %s)", ROWS)
@@ -178,7 +179,8 @@ def source(request: pytest.FixtureRequest) -> Source:
     conn = mariadb_connect(url)
     with conn.cursor() as cur:
         cur.execute(
-            "CREATE TABLE src_items (id int PRIMARY KEY, region varchar(10), amount decimal(10,2), phone text) "
+            "CREATE TABLE src_items "
+            "(id int PRIMARY KEY, region varchar(10), amount decimal(10,2), phone text) "
             "CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
         )
         cur.executemany("INSERT INTO src_items VALUES (%s, %s, %s, %s)", ROWS)
