@@ -269,3 +269,99 @@ def test_filters_and_masks_in_full_load_and_cdc(
         thread.join(timeout=DEADLINE_S)
     assert not thread.is_alive()
     assert store.task_status("sync")["status"] == "stopped", store.task_status("sync")
+
+
+def test_change_data_type_converts_or_refuses_in_full_load_and_cdc(
+    pg_server: PostgresServer, store: Store, tmp_path: Path
+) -> None:
+    source = pg_server.url(pg_server.new_database("cdtsrc"))
+    target = pg_server.url(pg_server.new_database("cdtdst"))
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("CREATE TABLE counts (id int PRIMARY KEY, qty text)")
+        conn.execute("INSERT INTO counts VALUES (1, '10'), (2, 'twelve'), (3, '30')")
+    rules = [
+        {
+            "rule-type": "selection",
+            "rule-id": "1",
+            "rule-name": "counts",
+            "object-locator": {"schema-name": "public", "table-name": "counts"},
+            "rule-action": "include",
+        },
+        {
+            "rule-type": "transformation",
+            "rule-id": "2",
+            "rule-name": "qty as int",
+            "rule-target": "column",
+            "object-locator": {"schema-name": "public", "table-name": "counts", "column-name": "qty"},
+            "rule-action": "change-data-type",
+            "data-type": {"type": "int4"},
+        },
+    ]
+    stack_path = tmp_path / "conveyor.yaml"
+    stack_path.write_text(
+        json.dumps(
+            {
+                "endpoints": {
+                    "src": {"engine": "postgres", "url": source},
+                    "dst": {"engine": "postgres", "url": target},
+                },
+                "tasks": {
+                    "sync": {
+                        "source": "src",
+                        "target": "dst",
+                        "migration_type": "full-load-and-cdc",
+                        "table_mappings": {"rules": rules},
+                        "settings": {"ErrorBehavior": {"DataErrorPolicy": "LOG_ERROR"}},
+                    }
+                },
+            }
+        )
+    )
+
+    def rows() -> list[tuple[Any, ...]]:
+        with psycopg.connect(target) as conn:
+            return [tuple(r) for r in conn.execute("SELECT id, qty FROM counts ORDER BY id")]
+
+    stop = threading.Event()
+    stack = load_stack(stack_path)
+    thread = threading.Thread(target=lambda: run_task(store, stack, "sync", stop=stop), daemon=True)
+    thread.start()
+    try:
+        wait_until(
+            lambda: store.task_progress("sync") is not None,
+            "capture to begin",
+            lambda: store.task_status("sync"),
+        )
+        with psycopg.connect(target) as conn:
+            assert conn.execute(
+                "SELECT data_type FROM information_schema.columns WHERE column_name = 'qty'"
+            ).fetchone() == ("integer",)
+            logged = conn.execute(
+                "SELECT key->>'id', column_name, value, error FROM awsdms_apply_exceptions"
+            ).fetchall()
+        assert rows() == [(1, 10), (3, 30)]
+        assert [tuple(r[:3]) for r in logged] == [("2", "qty", "twelve")]
+        assert "'twelve' cannot be converted to int32" in logged[0][3]
+        [stats] = store.table_stats("sync", store.task_status("sync")["current_run"])
+        assert (stats["FullLoadRows"], stats["FullLoadErrorRows"]) == (2, 1)
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute("UPDATE counts SET qty = '11' WHERE id = 1")
+            conn.execute("INSERT INTO counts VALUES (4, '40')")
+        wait_until(lambda: rows() == [(1, 11), (3, 30), (4, 40)], "converted changes", rows)
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute("INSERT INTO counts VALUES (5, 'fifty')")
+
+        def suspended() -> str | None:
+            [stats] = store.table_stats("sync", store.task_status("sync")["current_run"])
+            return stats.get("SuspendedReason")
+
+        wait_until(
+            lambda: suspended() is not None,
+            "the table to be suspended",
+            lambda: store.table_stats("sync", store.task_status("sync")["current_run"]),
+        )
+        assert "'fifty' cannot be converted to int32" in (suspended() or "")
+    finally:
+        stop.set()
+        thread.join(timeout=DEADLINE_S)
+    assert not thread.is_alive()

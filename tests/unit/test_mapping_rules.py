@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from conveyor.core.errors import ConfigError
+from conveyor.core.errors import ConfigError, DataError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, decimal, simple, varchar
 from conveyor.replication.mappings import TableMappings
@@ -317,9 +317,20 @@ CASES: list[tuple[str, list[dict[str, Any]], Target | str]] = [
         "change-data-type",
         [
             selection(),
-            T("column", "change-data-type", "id", **{"data-type": {"type": "string", "length": 9}}),
+            T("column", "change-data-type", "amount", **{"data-type": {"type": "string", "length": 9}}),
         ],
-        "rule 2 (t): rule-action 'change-data-type' is not supported",
+        Target(values={"amount": ["5.00", "10.00", "99.99", "100.01"]}),
+    ),
+    (
+        "change-data-type of the key",
+        [selection(), T("column", "change-data-type", "id", **{"data-type": {"type": "int4"}})],
+        Target(values={"id": [1, 2, 3, 4]}),
+    ),
+    (
+        "change-data-type between types that never convert",
+        [selection(), T("column", "change-data-type", "amount", **{"data-type": {"type": "date"}})],
+        "rule 2 (t): column 'amount' of table app.src_people is decimal(10,2), which cannot be converted "
+        "to date",
     ),
     (
         "add-before-image-columns",
@@ -358,6 +369,7 @@ def test_rule(rules: list[dict[str, Any]], expected: Target | str) -> None:
     for row, kept in zip(BATCH.to_pylist(), [i in expected.ids for i in range(1, 5)], strict=True):
         assert mapped.row_filter is None or mapped.row_filter.matches(row) == kept
         target_row = {c.target: row[c.source] for c in mapped.columns if c.source is not None}
+        mapped.convert_row(target_row)
         mapped.mask_row(target_row)
         for name, values in (expected.values or {}).items():
             if name in target_row:
@@ -449,3 +461,33 @@ def test_misspelt_keys_are_refused_with_suggestions_all_in_one_pass() -> None:
     ]
     for text in expected:
         assert f"{ORIGIN}: {text}" in lines, (text, lines)
+
+
+@pytest.mark.parametrize(
+    ("data_type", "column", "row", "message"),
+    [
+        ({"type": "int4"}, "region", 0, "column 'region': 'EU' cannot be converted to int32"),
+        ({"type": "string", "length": 3}, "name", None, None),
+        (
+            {"type": "string", "length": 2},
+            "phone",
+            0,
+            "'+1 555-0101' cannot be converted to varchar(2): longer than 2",
+        ),
+        ({"type": "int1"}, "amount", 2, "column 'amount': Decimal('99.99') cannot be converted to int16"),
+    ],
+)
+def test_change_data_type_refuses_values_that_do_not_convert(
+    data_type: dict[str, Any], column: str, row: int | None, message: str | None
+) -> None:
+    rules = [selection(), T("column", "change-data-type", column, **{"data-type": data_type})]
+    [mapped] = TableMappings.parse({"rules": rules}, ORIGIN).select([PEOPLE])
+    if message is None:
+        mapped.project(BATCH)
+        return
+    with pytest.raises(DataError, match=re.escape(message)) as info:
+        mapped.project(BATCH)
+    assert (info.value.row, info.value.column, info.value.load_usable) == (row, column, True)
+    cdc_row = dict(BATCH.to_pylist()[row])
+    with pytest.raises(DataError, match=re.escape(message)):
+        mapped.convert_row(cdc_row)

@@ -204,13 +204,14 @@ class FullLoad:
             fault_point("full-load-batch")
             yield chunk
 
-    def _stream_batches(self, progress: TableProgress, load: SupportsStreamWrite) -> None:
+    def _stream_batches(self, progress: TableProgress, load: SupportsStreamWrite) -> list[RejectedValue]:
         """One streamed write of the whole table; progress and stop are handled
         as the target pulls batches. A source error ends the stream and is raised
         here, as itself, after the target stopped reading (the load then aborts)."""
         plan = progress.plan
         failure: BaseException | None = None
         last_report = time.monotonic()
+        refused: list[RejectedValue] = []
 
         def batches() -> Iterator[pa.RecordBatch]:
             nonlocal failure, last_report
@@ -219,8 +220,9 @@ class FullLoad:
                     if self.stop.is_set():
                         failure = _Stopped()
                         return
-                    yield plan.project(batch)
-                    progress.rows += batch.num_rows
+                    projected = self._project(progress, batch, refused)
+                    yield projected
+                    progress.rows += projected.num_rows
                     fault_point("full-load-batch")
                     if time.monotonic() - last_report >= 1.0:
                         last_report = time.monotonic()
@@ -231,22 +233,44 @@ class FullLoad:
         load.write_stream(batches(), plan.target.arrow_schema())
         if failure is not None:
             raise failure
+        return refused
 
     def _load_batches(self, progress: TableProgress, load: TableLoad) -> None:
         plan = progress.plan
         if isinstance(load, SupportsStreamWrite):
-            self._stream_batches(progress, load)
+            load.record_rejections(self.task, self._stream_batches(progress, load))
             return
         last_report = time.monotonic()
         for batch in read_source(self.snapshot, plan, self.batch_rows):
             if self.stop.is_set():
                 raise _Stopped
-            rejected = self._write(progress, load, plan.project(batch))
+            rejected: list[RejectedValue] = []
+            projected = self._project(progress, batch, rejected)
+            rejected += self._write(progress, load, projected)
             load.record_rejections(self.task, rejected)
             fault_point("full-load-batch")
             if time.monotonic() - last_report >= 1.0:
                 last_report = time.monotonic()
                 self.on_progress(progress)
+
+    def _project(
+        self, progress: TableProgress, batch: pa.RecordBatch, rejected: list[RejectedValue]
+    ) -> pa.RecordBatch:
+        """The plan's projection of a source batch; a row the mapping cannot
+        convert (change-data-type) is taken out and handled by the data error
+        policy, like a row the target refuses."""
+        plan = progress.plan
+        while True:
+            try:
+                return plan.project(batch)
+            except DataError as exc:
+                if not exc.load_usable or exc.row is None:
+                    raise
+                progress.error_rows += 1
+                self._apply_policy(progress, exc)
+                if self.errors.data_error_policy is RecordPolicy.LOG_ERROR:
+                    rejected.append(source_rejection(plan, batch, exc))
+                batch = batch.filter(pa.array([i != exc.row for i in range(batch.num_rows)]))
 
     def _write(self, progress: TableProgress, load: TableLoad, batch: pa.RecordBatch) -> list[RejectedValue]:
         """Write a batch; rows the target refuses are taken out, one at a time,
@@ -302,6 +326,23 @@ def rejection(table: TableSchema, batch: pa.RecordBatch, exc: DataError) -> Reje
     return RejectedValue(
         table=table.ref,
         key={k: _printable(row[k]) for k in table.primary_key},
+        column=exc.column,
+        value=None if value is None else _printable(value),
+        reason=str(exc),
+    )
+
+
+def source_rejection(plan: TablePlan, batch: pa.RecordBatch, exc: DataError) -> RejectedValue:
+    """The apply-exceptions entry for a source row the mapping refused: the
+    key and value as the source has them, named as the target names them."""
+    assert exc.row is not None
+    row = batch.slice(exc.row, 1).to_pylist()[0]
+    names = plan.source_columns or tuple(plan.target.column_names)
+    source_of = dict(zip(plan.target.column_names, names, strict=True))
+    value = row.get(source_of.get(exc.column or "") or "")
+    return RejectedValue(
+        table=plan.target.ref,
+        key={k: _printable(row.get(source_of.get(k) or k)) for k in plan.target.primary_key},
         column=exc.column,
         value=None if value is None else _printable(value),
         reason=str(exc),

@@ -98,7 +98,6 @@ TABLE_ACTIONS = ("define-primary-key",)
 MASKING_ACTIONS = frozenset(a for a in COLUMN_ACTIONS if a.startswith("data-masking-"))
 _REFUSED_ACTIONS = {
     "add-before-image-columns": "before-image columns are not implemented",
-    "change-data-type": "changing a column's type is not implemented yet",
 }
 _NEEDS_VALUE = frozenset(
     {

@@ -35,6 +35,8 @@ from conveyor.core.batch import Op
 from conveyor.core.errors import ConfigError
 from conveyor.core.row_filter import FILTERABLE_KINDS, ColumnFilter, Condition, RowFilter, parse_value
 from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import ColumnType
+from conveyor.replication.conversions import Conversion, convertible
 from conveyor.replication.expressions import FULL_LOAD_OPERATION, AddedColumn, Evaluator
 from conveyor.replication.mapping_rules import MASKING_ACTIONS, Rule, parse_rules
 from conveyor.replication.masking import Mask, maskable
@@ -70,6 +72,7 @@ class MappedTable:
     row_filter: RowFilter | None = None
     masks: tuple[Mask, ...] = ()
     load_order: int = 0
+    conversions: tuple[Conversion, ...] = ()
 
     def source_columns(self) -> list[str]:
         """Source columns to read, in target order."""
@@ -78,8 +81,9 @@ class MappedTable:
     @property
     def passes_values(self) -> bool:
         """Whether target values are the source's as they are (no masking, no
-        filter): what a raw same-engine copy or an encoded row pass-through needs."""
-        return not self.masks and self.row_filter is None
+        type change, no filter): what a raw same-engine copy or an encoded row
+        pass-through needs."""
+        return not self.masks and not self.conversions and self.row_filter is None
 
     def project(self, records: pa.RecordBatch, timestamp: datetime | None = None) -> pa.RecordBatch:
         """Rename and drop columns of a source batch, compute added columns
@@ -92,6 +96,7 @@ class MappedTable:
             values = self.evaluator.evaluate(records, FULL_LOAD_OPERATION, timestamp)
             computed = {c.name: a for c, a in zip(self.added, values, strict=True)}
         masks = {m.column: m for m in self.masks}
+        conversions = {c.column: c for c in self.conversions}
         arrays: list[pa.Array] = []
         for cmap, arrow_field in zip(self.columns, schema, strict=True):
             if cmap.source is None:
@@ -101,7 +106,10 @@ class MappedTable:
             if index < 0:
                 raise ValueError(f"batch for {self.source.ref} has no column {cmap.source!r}")
             array = records.column(index)
-            if not array.type.equals(arrow_field.type):
+            conversion = conversions.get(cmap.target)
+            if conversion is not None:
+                array = conversion.array(array)
+            elif not array.type.equals(arrow_field.type):
                 array = array.cast(arrow_field.type)
             arrays.append(array)
         for i, cmap in enumerate(self.columns):
@@ -109,6 +117,13 @@ class MappedTable:
             if mask is not None:
                 arrays[i] = mask.array(arrays[i])
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    def convert_row(self, row: dict[str, Any]) -> None:
+        """Convert a CDC row's values (target column names) to the types
+        change-data-type rules set, in place; DataError when one does not convert."""
+        for conversion in self.conversions:
+            if conversion.column in row:
+                row[conversion.column] = conversion.value(row[conversion.column])
 
     def mask_row(self, row: dict[str, Any]) -> None:
         """Mask a CDC row given in target column names, in place (a column the
@@ -264,6 +279,17 @@ class TableMappings:
                 if rule.action in MASKING_ACTIONS:
                     masks.extend((c, rule) for c in hit)
                     continue
+                if rule.action == "change-data-type":
+                    for c in hit:
+                        if c.source is None:
+                            raise _fail(
+                                origin,
+                                rule,
+                                f"column {c.match!r} is added by {c.rule.label if c.rule else ''}: "
+                                "set its type in that rule's data-type",
+                            )
+                        c.new_type = rule
+                    continue
                 for c in hit:
                     new = rule.apply(c.target)
                     if not new:
@@ -292,6 +318,7 @@ class TableMappings:
                     f"{', '.join(map(repr, missing))}, which other rules remove"
                 )
         mask_by_target = _masks(origin, table, masks, cols)
+        conversions: list[Conversion] = []
         columns: list[Column] = []
         added: list[AddedColumn] = []
         for c in cols:
@@ -299,6 +326,8 @@ class TableMappings:
                 assert c.source is not None
                 source_col = table.column(c.source)
                 column_type = source_col.type
+                if c.new_type is not None:
+                    column_type = _conversion(origin, table, c, conversions)
                 if c.target in mask_by_target:
                     column_type = mask_by_target[c.target].target_type(column_type)
                 columns.append(Column(c.target, column_type, source_col.nullable))
@@ -332,7 +361,25 @@ class TableMappings:
             row_filter=bind_filters(origin, table, selected_by),
             masks=tuple(mask_by_target.values()),
             load_order=load_order,
+            conversions=tuple(conversions),
         )
+
+
+def _conversion(origin: str, table: TableSchema, col: _Col, conversions: list[Conversion]) -> ColumnType:
+    """The type a change-data-type rule gives a source column (checked convertible)."""
+    rule = col.new_type
+    assert rule is not None and rule.data_type is not None and col.source is not None
+    source_type = table.column(col.source).type
+    if not convertible(source_type, rule.data_type):
+        raise _fail(
+            origin,
+            rule,
+            f"column {col.match!r} of table {table.ref} is {source_type.describe()}, which cannot be "
+            f"converted to {rule.data_type.describe()}",
+        )
+    if rule.data_type != source_type:
+        conversions.append(Conversion(table.ref, col.target, source_type, rule.data_type, rule.label))
+    return rule.data_type
 
 
 def _fail(origin: str, rule: Rule, problem: str) -> ConfigError:
@@ -349,7 +396,7 @@ def _masks(
         if col not in cols:
             continue
         column_type = (
-            table.column(col.source).type
+            (col.new_type.data_type if col.new_type else table.column(col.source).type)
             if col.source is not None
             else (col.rule.data_type if col.rule else None)
         )
@@ -396,10 +443,11 @@ class _Col:
     locators match (the source name, or an added column's name), ``source`` the
     source column it is read from (None when ``rule``, an add-column rule, computes it)."""
 
-    __slots__ = ("match", "rule", "source", "target")
+    __slots__ = ("match", "new_type", "rule", "source", "target")
 
     def __init__(self, match: str, target: str, source: str | None, rule: Rule | None = None) -> None:
         self.match = match
         self.target = target
         self.source = source
         self.rule = rule
+        self.new_type: Rule | None = None  # a change-data-type rule

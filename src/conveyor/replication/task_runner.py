@@ -88,7 +88,7 @@ def table_plan(mapped: MappedTable) -> TablePlan:
         mapped.project,
         tuple(c.source for c in mapped.columns),
         row_filter=mapped.row_filter,
-        raw_copy=not mapped.masks,
+        raw_copy=not mapped.masks and not mapped.conversions,
     )
 
 

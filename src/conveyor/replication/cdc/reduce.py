@@ -43,8 +43,10 @@ class TableReducer:
     # Encoded rows (EncodedRows) as values, for the rare change that needs a
     # whole row the batch holds encoded (a partial update on top of it).
     decode: Callable[[bytes], dict[str, Any]] | None = None
-    # Selection rule filters (on source values) and data masking (on target rows).
+    # Selection rule filters (on source values); change-data-type conversions
+    # (on every target row, keys too) and data masking (on new rows), in place.
     row_filter: RowFilter | None = None
+    convert: Callable[[dict[str, Any]], None] | None = None
     mask: Callable[[dict[str, Any]], None] | None = None
     truncate: bool = False
     inserts: int = 0
@@ -70,6 +72,7 @@ class TableReducer:
             and self.added is None
             and self.row_filter is None
             and self.mask is None
+            and self.convert is None
             and self.decode is not None
             and list(self.rename) == list(self.table.column_names)
         )
@@ -81,10 +84,10 @@ class TableReducer:
             self.filtered += 1
             if self.table.primary_key:
                 if change.old_key is not None:
-                    self._delete(self._renamed(change.old_key))
-                self._delete(self._renamed(change.values))
+                    self._delete(self._target(change.old_key))
+                self._delete(self._target(change.values))
             return
-        values = self._renamed(change.values)
+        values = self._target(change.values)
         if self.mask is not None and change.op is not Op.DELETE:
             self.mask(values)
         unchanged = (
@@ -97,7 +100,7 @@ class TableReducer:
             values.update(extra)
             # An expression whose input was not sent (unchanged TOAST) keeps the target's value.
             unchanged |= self.added_names - extra.keys()
-        old = self._renamed(change.old_key) if change.old_key is not None else None
+        old = self._target(change.old_key) if change.old_key is not None else None
         if change.op is Op.INSERT:
             self.inserts += 1
             self._put(values, frozenset(), None)
@@ -164,6 +167,17 @@ class TableReducer:
         if self.decode is None:
             raise TerminalError(f"table {self.table.ref}: an encoded row cannot be decoded")
         return self.decode(row)
+
+    def _target(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Source values as a target row: renamed, converted (a copy: the
+        change's own values stay the source's, for add-column expressions)."""
+        renamed = self._renamed(values)
+        if self.convert is None and self.mask is None:
+            return renamed
+        renamed = dict(renamed)
+        if self.convert is not None:
+            self.convert(renamed)
+        return renamed
 
     def _renamed(self, values: dict[str, Any]) -> dict[str, Any]:
         if self._identity and self.added is None and values.keys() <= self.rename.keys():

@@ -103,6 +103,7 @@ def _reducer(mapped: MappedTable, decode: Callable[[bytes], dict[str, Any]] | No
         added_names=mapped.added_names,
         decode=decode,
         row_filter=mapped.row_filter,
+        convert=mapped.convert_row if mapped.conversions else None,
         mask=mapped.mask_row if mapped.masks else None,
     )
 
@@ -268,7 +269,11 @@ class ChangeCapture:
         table = self.tables.get(change.table)
         if table is None or table.suspended is not None:
             return
-        table.reducer.add(change)
+        try:
+            table.reducer.add(change)
+        except DataError as exc:  # a value the mapping cannot convert (change-data-type, add-column)
+            self._suspend(table.mapped.target.ref, str(exc))
+            return
         self._note_pending()
 
     def _on_encoded(self, rows: EncodedRows) -> None:
