@@ -181,6 +181,16 @@ FILTER_CASES: list[tuple[str, list[RowChange], dict[str, Any]]] = [
     ),
     ("a delete is a delete", [change(Op.DELETE, {}, {"id": 1})], {"deletes": [{"id": 1}]}),
     (
+        "a partial update moving in takes the unchanged values from the old row",
+        [change(Op.UPDATE, {"id": 1, "v": "in"}, {"id": 1, "v": "out", "big": "B"}, frozenset({"big"}))],
+        {"upserts": [{"id": 1, "v": "in", "big": "B"}]},
+    ),
+    (
+        "a partial update that was in already stays partial",
+        [change(Op.UPDATE, {"id": 1, "v": "in"}, {"id": 1, "v": "in", "big": "B"}, frozenset({"big"}))],
+        {"partial": {frozenset({"big"}): [{"id": 1, "v": "in"}]}},
+    ),
+    (
         "in, then out, in one batch",
         [
             change(Op.INSERT, {"id": 1, "v": "in", "big": "B"}),

@@ -9,8 +9,9 @@ acknowledgement harmless.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.connectors.changes import EncodedRows, RowChange, TableChanges
@@ -20,6 +21,7 @@ from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableSchema
 
 Key = tuple[Any, ...]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,6 +55,7 @@ class TableReducer:
     updates: int = 0
     deletes: int = 0
     filtered: int = 0
+    _warned: bool = False
     _final: dict[Key, dict[str, Any] | bytes | _Partial | None] = field(default_factory=dict)
     _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
 
@@ -78,15 +81,18 @@ class TableReducer:
         )
 
     def add(self, change: RowChange) -> None:
-        if self.row_filter is not None and change.op is not Op.DELETE and not self._passes(change):
-            # Out of the filter: the target must not have the row (it may have
-            # had it before this change moved it out, or from a replay).
-            self.filtered += 1
-            if self.table.primary_key:
-                if change.old_key is not None:
-                    self._delete(self._target(change.old_key))
-                self._delete(self._target(change.values))
-            return
+        if self.row_filter is not None and change.op is not Op.DELETE:
+            if not self._passes(change):
+                # Out of the filter: the target must not have the row (it may have
+                # had it before this change moved it out, or from a replay).
+                self.filtered += 1
+                if self.table.primary_key:
+                    if change.old_key is not None:
+                        self._delete(self._target(change.old_key))
+                    self._delete(self._target(change.values))
+                return
+            if change.op is Op.UPDATE and change.unchanged:
+                change = self._moved_in(change)
         values = self._target(change.values)
         if self.mask is not None and change.op is not Op.DELETE:
             self.mask(values)
@@ -122,6 +128,31 @@ class TableReducer:
         if change.unchanged & self.row_filter.column_names:
             return True
         return self.row_filter.matches(change.values)
+
+    def _moved_in(self, change: RowChange) -> RowChange:
+        """A partial UPDATE that passes the filter. If the old row did not pass,
+        it moved in and the target lacks it: the whole row is needed, and the old
+        image (REPLICA IDENTITY FULL, a full binlog row image) supplies the
+        unchanged values. Without an old image whether it moved in cannot be
+        known: it is applied to the row the target has, and the log says so."""
+        assert self.row_filter is not None
+        old = change.old_key or {}
+        needed = change.unchanged | self.row_filter.column_names
+        if not needed <= old.keys():
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "table %s: an UPDATE that passes the source filter left values unsent (%s) and "
+                    "came without the old row: if it moved the row into the filter, the target "
+                    "misses the row. Set REPLICA IDENTITY FULL on the source table to make this exact",
+                    self.table.ref,
+                    ", ".join(sorted(change.unchanged)),
+                )
+            return change
+        if self.row_filter.matches(old):
+            return change  # it was in already: the target has the row to update
+        values = {**{c: old[c] for c in change.unchanged}, **change.values}
+        return replace(change, values=values, unchanged=frozenset())
 
     def clear(self) -> None:
         """A TRUNCATE: what came before it in the batch no longer matters."""
