@@ -25,104 +25,28 @@ from conveyor.replication.expressions import (
     parse_data_type,
     parse_expression,
 )
+from conveyor.replication.mapping_keys import (
+    BEFORE_IMAGE_KEYS,
+    COLUMN_ACTIONS,
+    CONDITION_KEYS,
+    DATA_TYPE_KEYS,
+    FILTER_KEYS,
+    LOB_KEYS,
+    LOB_MODES,
+    LOCATOR_KEYS,
+    MASKING_ACTIONS,
+    NAME_ACTIONS,
+    NEEDS_VALUE,
+    OPERATORS,
+    PARALLEL_KEYS,
+    PARALLEL_LOAD_TYPES,
+    PRIMARY_KEY_KEYS,
+    REFUSED_ACTIONS,
+    RULE_KEYS,
+    SELECTION_ACTIONS,
+    TABLE_ACTIONS,
+)
 from conveyor.replication.settings import did_you_mean
-
-_COMMON = ("rule-type", "rule-id", "rule-name", "rule-action", "object-locator")
-RULE_KEYS: dict[str, frozenset[str]] = {
-    "selection": frozenset({*_COMMON, "filters", "load-order"}),
-    "transformation": frozenset(
-        {
-            *_COMMON,
-            "rule-target",
-            "value",
-            "old-value",
-            "expression",
-            "data-type",
-            "before-image-def",
-            "primary-key-def",
-        }
-    ),
-    "table-settings": frozenset(
-        {"rule-type", "rule-id", "rule-name", "object-locator", "parallel-load", "lob-settings", "load-order"}
-    ),
-}
-_LOCATOR_KEYS = {
-    "selection": frozenset({"schema-name", "table-name", "table-type"}),
-    "transformation": frozenset(
-        {"schema-name", "table-name", "column-name", "table-tablespace-name", "index-tablespace-name"}
-    ),
-    "table-settings": frozenset({"schema-name", "table-name"}),
-}
-_FILTER_KEYS = frozenset({"filter-type", "column-name", "filter-conditions"})
-_CONDITION_KEYS = frozenset({"filter-operator", "value", "start-value", "end-value"})
-_PARALLEL_KEYS = frozenset(
-    {
-        "type",
-        "partitions",
-        "subpartitions",
-        "columns",
-        "boundaries",
-        "number-of-partitions",
-        "collection-count-from-metadata",
-        "max-records-skip-per-page",
-        "batch-size",
-    }
-)
-_LOB_KEYS = frozenset({"mode", "bulk-max-size"})
-_BEFORE_IMAGE_KEYS = frozenset({"column-prefix", "column-suffix", "column-filter"})
-_PRIMARY_KEY_KEYS = frozenset({"name", "origin", "columns"})
-_DATA_TYPE_KEYS = frozenset({"type", "length", "precision", "scale"})
-
-SELECTION_ACTIONS = ("include", "exclude", "explicit")
-NAME_ACTIONS = (
-    "rename",
-    "convert-lowercase",
-    "convert-uppercase",
-    "add-prefix",
-    "remove-prefix",
-    "replace-prefix",
-    "add-suffix",
-    "remove-suffix",
-    "replace-suffix",
-)
-COLUMN_ACTIONS = (
-    "remove-column",
-    "include-column",
-    "add-column",
-    "change-data-type",
-    "data-masking-digits-mask",
-    "data-masking-digits-randomize",
-    "data-masking-hash-mask",
-)
-TABLE_ACTIONS = ("define-primary-key",)
-MASKING_ACTIONS = frozenset(a for a in COLUMN_ACTIONS if a.startswith("data-masking-"))
-_REFUSED_ACTIONS = {
-    "add-before-image-columns": "before-image columns are not implemented",
-}
-_NEEDS_VALUE = frozenset(
-    {
-        "rename",
-        "add-prefix",
-        "remove-prefix",
-        "replace-prefix",
-        "add-suffix",
-        "remove-suffix",
-        "replace-suffix",
-    }
-)
-_OPERATORS = {
-    "eq": FilterOp.EQ,
-    "noteq": FilterOp.NOTEQ,
-    "ste": FilterOp.LTE,
-    "lte": FilterOp.LTE,
-    "gte": FilterOp.GTE,
-    "between": FilterOp.BETWEEN,
-    "notbetween": FilterOp.NOTBETWEEN,
-    "null": FilterOp.NULL,
-    "notnull": FilterOp.NOTNULL,
-}
-PARALLEL_LOAD_TYPES = ("partitions-auto", "subpartitions-auto", "ranges", "partitions-list", "none")
-LOB_MODES = ("unlimited", "limited", "none")
 
 
 def pattern(text: str, wildcards: bool) -> re.Pattern[str]:
@@ -239,12 +163,12 @@ class _RuleParser:
         raw = self.raw
         self.keys(raw, RULE_KEYS[rule_type], "")
         nested = {
-            "object-locator": _LOCATOR_KEYS[rule_type],
-            "data-type": _DATA_TYPE_KEYS,
-            "parallel-load": _PARALLEL_KEYS,
-            "lob-settings": _LOB_KEYS,
-            "before-image-def": _BEFORE_IMAGE_KEYS,
-            "primary-key-def": _PRIMARY_KEY_KEYS,
+            "object-locator": LOCATOR_KEYS[rule_type],
+            "data-type": DATA_TYPE_KEYS,
+            "parallel-load": PARALLEL_KEYS,
+            "lob-settings": LOB_KEYS,
+            "before-image-def": BEFORE_IMAGE_KEYS,
+            "primary-key-def": PRIMARY_KEY_KEYS,
         }
         for key, allowed in nested.items():
             value = raw.get(key)
@@ -254,11 +178,11 @@ class _RuleParser:
         for i, item in enumerate(filters if isinstance(filters, list) else []):
             if not isinstance(item, Mapping):
                 continue
-            self.keys(item, _FILTER_KEYS, f"filters[{i}]")
+            self.keys(item, FILTER_KEYS, f"filters[{i}]")
             conditions = item.get("filter-conditions")
             for j, condition in enumerate(conditions if isinstance(conditions, list) else []):
                 if isinstance(condition, Mapping):
-                    self.keys(condition, _CONDITION_KEYS, f"filters[{i}].filter-conditions[{j}]")
+                    self.keys(condition, CONDITION_KEYS, f"filters[{i}].filter-conditions[{j}]")
 
     def string(self, obj: Mapping[str, Any], key: str, place: str = "", required: bool = True) -> str | None:
         value = obj.get(key)
@@ -379,9 +303,9 @@ class _RuleParser:
             raise self.fatal(f"{place} must be an object, not {type(raw).__name__}")
         name = self.string(raw, "filter-operator", place)
         assert name is not None
-        op = _OPERATORS.get(name)
+        op = OPERATORS.get(name)
         if op is None:
-            raise self.fatal(f"{place}: unknown filter-operator {name!r}{did_you_mean(name, _OPERATORS)}")
+            raise self.fatal(f"{place}: unknown filter-operator {name!r}{did_you_mean(name, OPERATORS)}")
         wanted: tuple[str, ...]
         unwanted: tuple[str, ...]
         if op in (FilterOp.BETWEEN, FilterOp.NOTBETWEEN):
@@ -457,9 +381,9 @@ class _RuleParser:
             raise self.fatal(f"rule-target {target!r} (Oracle tablespaces) is not supported")
         if target not in ("schema", "table", "column"):
             raise self.fatal(f"unknown rule-target {target!r} (expected schema, table or column)")
-        if action in _REFUSED_ACTIONS:
-            raise self.fatal(f"rule-action {action!r} is not supported: {_REFUSED_ACTIONS[action]}")
-        known = (*NAME_ACTIONS, *COLUMN_ACTIONS, *TABLE_ACTIONS, *_REFUSED_ACTIONS)
+        if action in REFUSED_ACTIONS:
+            raise self.fatal(f"rule-action {action!r} is not supported: {REFUSED_ACTIONS[action]}")
+        known = (*NAME_ACTIONS, *COLUMN_ACTIONS, *TABLE_ACTIONS, *REFUSED_ACTIONS)
         if action not in known:
             raise self.fatal(f"unknown rule-action {action!r}{did_you_mean(action, known)}")
         if action in COLUMN_ACTIONS and target != "column":
@@ -469,7 +393,7 @@ class _RuleParser:
         for key in ("table-tablespace-name", "index-tablespace-name"):
             if key in locator:
                 self.problem(f"object-locator: {key!r} is for tablespace rules, which are not supported")
-        needs_value = action in _NEEDS_VALUE or action in ("add-column", "data-masking-digits-mask")
+        needs_value = action in NEEDS_VALUE or action in ("add-column", "data-masking-digits-mask")
         value = self.string(raw, "value", required=needs_value)
         old_value = self.string(raw, "old-value", required=action in ("replace-prefix", "replace-suffix"))
         if action in MASKING_ACTIONS and action != "data-masking-digits-mask" and value is not None:
@@ -499,7 +423,7 @@ class _RuleParser:
             if action in ("add-column", "change-data-type"):
                 spec = self.obj("data-type")
                 assert spec is not None
-                data_type = parse_data_type({k: v for k, v in spec.items() if k in _DATA_TYPE_KEYS})
+                data_type = parse_data_type({k: v for k, v in spec.items() if k in DATA_TYPE_KEYS})
         except ExpressionError as exc:
             raise self.fatal(str(exc)) from None
         return Rule(

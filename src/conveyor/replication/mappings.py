@@ -1,9 +1,8 @@
-"""AWS DMS table mappings (``{"rules": [...]}``) as users write them.
-
-Supported: ``selection`` rules (include / exclude / explicit) and
-``transformation`` rules on schemas, tables and columns (rename, remove-column,
-convert-lowercase, convert-uppercase, add-prefix, remove-prefix, add-suffix,
-remove-suffix, add-column).
+"""The migration service's table mappings (``{"rules": [...]}``) applied to
+source tables: which tables, which rows (source filters), and the target's
+names, columns, types, key and values. Parsing is in
+:mod:`conveyor.replication.mapping_rules`; what every rule type and action does
+is in ``docs/mappings.md``.
 
 Matching is case-sensitive. In an object-locator ``%`` matches any run of
 characters (including none); every other character, ``_`` included, is
@@ -38,7 +37,8 @@ from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType
 from conveyor.replication.conversions import Conversion, convertible
 from conveyor.replication.expressions import FULL_LOAD_OPERATION, AddedColumn, Evaluator
-from conveyor.replication.mapping_rules import MASKING_ACTIONS, Rule, parse_rules
+from conveyor.replication.mapping_keys import MASKING_ACTIONS
+from conveyor.replication.mapping_rules import Rule, parse_rules
 from conveyor.replication.masking import Mask, maskable
 from conveyor.replication.settings import Problem, did_you_mean
 
