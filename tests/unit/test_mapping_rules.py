@@ -322,6 +322,38 @@ CASES: list[tuple[str, list[dict[str, Any]], Target | str]] = [
         Target(values={"amount": ["5.00", "10.00", "99.99", "100.01"]}),
     ),
     (
+        "change-data-type of every column of a type (object-locator data-type)",
+        [
+            selection(),
+            {
+                **T("column", "change-data-type", "%", **{"data-type": {"type": "string", "length": 12}}),
+                "object-locator": {
+                    "schema-name": "app",
+                    "table-name": "%",
+                    "column-name": "%",
+                    "data-type": "numeric",
+                },
+            },
+        ],
+        Target(values={"amount": ["5.00", "10.00", "99.99", "100.01"], "id": [1, 2, 3, 4]}),
+    ),
+    (
+        "object-locator data-type with another action",
+        [
+            selection(),
+            {
+                **T("column", "remove-column", "%"),
+                "object-locator": {
+                    "schema-name": "app",
+                    "table-name": "%",
+                    "column-name": "%",
+                    "data-type": "int8",
+                },
+            },
+        ],
+        "rule 2 (t): object-locator: 'data-type' selects columns for rule-action change-data-type only",
+    ),
+    (
         "change-data-type of the key",
         [selection(), T("column", "change-data-type", "id", **{"data-type": {"type": "int4"}})],
         Target(values={"id": [1, 2, 3, 4]}),

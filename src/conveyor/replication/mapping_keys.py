@@ -28,7 +28,14 @@ RULE_KEYS: dict[str, frozenset[str]] = {
 LOCATOR_KEYS = {
     "selection": frozenset({"schema-name", "table-name", "table-type"}),
     "transformation": frozenset(
-        {"schema-name", "table-name", "column-name", "table-tablespace-name", "index-tablespace-name"}
+        {
+            "schema-name",
+            "table-name",
+            "column-name",
+            "data-type",
+            "table-tablespace-name",
+            "index-tablespace-name",
+        }
     ),
     "table-settings": frozenset({"schema-name", "table-name"}),
 }

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.core.row_filter import FilterOp
-from conveyor.core.types import ColumnType
+from conveyor.core.types import ColumnType, Kind
 from conveyor.replication.expressions import (
     Expression,
     ExpressionError,
@@ -47,6 +47,12 @@ from conveyor.replication.mapping_keys import (
     TABLE_ACTIONS,
 )
 from conveyor.replication.settings import did_you_mean
+
+_SAME_KINDS = {
+    Kind.NUMERIC: frozenset({Kind.NUMERIC, Kind.DECIMAL}),
+    Kind.DECIMAL: frozenset({Kind.NUMERIC, Kind.DECIMAL}),
+    Kind.TIMESTAMP: frozenset({Kind.TIMESTAMP, Kind.TIMESTAMPTZ}),
+}
 
 
 def pattern(text: str, wildcards: bool) -> re.Pattern[str]:
@@ -89,6 +95,7 @@ class Rule:
     load_order: int = 0
     parallel_load: str | None = None
     primary_key: PrimaryKeySpec | None = None
+    of_kinds: frozenset[Kind] | None = None  # object-locator data-type: columns of these kinds
 
     @property
     def label(self) -> str:
@@ -413,6 +420,7 @@ class _RuleParser:
             column = self.string(locator, "column-name", "object-locator")
             assert column is not None
             column_p = pattern(column, True)
+        of_kinds = self._of_kinds(locator, action)
         expression: Expression | None = None
         data_type: ColumnType | None = None
         try:
@@ -440,7 +448,24 @@ class _RuleParser:
             expression=expression,
             data_type=data_type,
             primary_key=self._primary_key() if action == "define-primary-key" else None,
+            of_kinds=of_kinds,
         )
+
+    def _of_kinds(self, locator: Mapping[str, Any], action: str) -> frozenset[Kind] | None:
+        """object-locator ``data-type``: change-data-type of the columns of that type."""
+        name = locator.get("data-type")
+        if name is None:
+            return None
+        if action != "change-data-type":
+            self.problem("object-locator: 'data-type' selects columns for rule-action change-data-type only")
+            return None
+        if not isinstance(name, str):
+            raise self.fatal("object-locator: 'data-type' must be a type name such as 'int4'")
+        try:
+            kind = parse_data_type({"type": name}).kind
+        except ExpressionError as exc:
+            raise self.fatal(f"object-locator: {exc}") from None
+        return _SAME_KINDS.get(kind, frozenset({kind}))
 
     def _unused(self, action: str) -> None:
         """Keys the service defines for other actions: refused, not ignored."""

@@ -280,6 +280,12 @@ class TableMappings:
                     masks.extend((c, rule) for c in hit)
                     continue
                 if rule.action == "change-data-type":
+                    if rule.of_kinds is not None:
+                        hit = [
+                            c
+                            for c in hit
+                            if c.source is not None and table.column(c.source).type.kind in rule.of_kinds
+                        ]
                     for c in hit:
                         if c.source is None:
                             raise _fail(
