@@ -523,3 +523,16 @@ def test_change_data_type_refuses_values_that_do_not_convert(
     cdc_row = dict(BATCH.to_pylist()[row])
     with pytest.raises(DataError, match=re.escape(message)):
         mapped.convert_row(cdc_row)
+
+
+def test_every_table_problem_is_reported_at_once() -> None:
+    other = TableSchema(TableRef("app", "other"), (Column("id", simple(Kind.INT64)),), ("id",))
+    rules = [
+        {**selection(), "object-locator": {"schema-name": "app", "table-name": "%"}},
+        T("column", "data-masking-hash-mask", "id"),
+    ]
+    rules[1]["object-locator"]["table-name"] = "%"
+    with pytest.raises(ConfigError) as info:
+        TableMappings.parse({"rules": rules}, ORIGIN).select([PEOPLE, other])
+    assert len(str(info.value).splitlines()) == 2
+    assert "app.src_people" in str(info.value) and "app.other" in str(info.value)

@@ -218,7 +218,15 @@ class TableMappings:
                 f"{self._origin}: the selection rules match none of the {len(tables)} source tables: "
                 f"{listed}{more}"
             )
-        mapped = [self._map(t, rules) for t, rules in chosen]
+        mapped: list[MappedTable] = []
+        problems: list[str] = []
+        for t, rules in chosen:  # every table's problem, not only the first
+            try:
+                mapped.append(self._map(t, rules))
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("\n".join(problems))
         owners: dict[TableRef, TableRef] = {}
         for m in mapped:
             other = owners.setdefault(m.target.ref, m.source.ref)
