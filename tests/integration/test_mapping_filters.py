@@ -365,3 +365,87 @@ def test_change_data_type_converts_or_refuses_in_full_load_and_cdc(
         stop.set()
         thread.join(timeout=DEADLINE_S)
     assert not thread.is_alive()
+
+
+def test_update_moving_a_row_into_the_filter_with_an_unchanged_toasted_value(
+    pg_server: PostgresServer, store: Store, tmp_path: Path
+) -> None:
+    """PostgreSQL does not send an unchanged TOASTed value; under REPLICA
+    IDENTITY FULL the old row carries it, so a row moving in arrives whole."""
+    source = pg_server.url(pg_server.new_database("toastsrc"))
+    target = pg_server.url(pg_server.new_database("toastdst"))
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("CREATE TABLE docs (id int PRIMARY KEY, status text, body text)")
+        conn.execute("ALTER TABLE docs REPLICA IDENTITY FULL")
+        conn.execute(
+            "INSERT INTO docs SELECT g.g, 'draft', (SELECT string_agg(md5(random()::text || g.g || x), '') "
+            "FROM generate_series(1, 3000) x) FROM generate_series(1, 2) g"
+        )
+        conn.execute("UPDATE docs SET status = 'published' WHERE id = 2")
+    rules = [
+        {
+            "rule-type": "selection",
+            "rule-id": "1",
+            "rule-name": "published",
+            "object-locator": {"schema-name": "public", "table-name": "docs"},
+            "rule-action": "include",
+            "filters": [
+                {
+                    "filter-type": "source",
+                    "column-name": "status",
+                    "filter-conditions": [{"filter-operator": "eq", "value": "published"}],
+                }
+            ],
+        }
+    ]
+    stack_path = tmp_path / "conveyor.yaml"
+    stack_path.write_text(
+        json.dumps(
+            {
+                "endpoints": {
+                    "src": {"engine": "postgres", "url": source},
+                    "dst": {"engine": "postgres", "url": target},
+                },
+                "tasks": {
+                    "sync": {
+                        "source": "src",
+                        "target": "dst",
+                        "migration_type": "full-load-and-cdc",
+                        "table_mappings": {"rules": rules},
+                    }
+                },
+            }
+        )
+    )
+
+    def rows(url: str, where: str = "") -> list[tuple[Any, ...]]:
+        with psycopg.connect(url) as conn:
+            return [
+                tuple(r) for r in conn.execute(f"SELECT id, status, md5(body) FROM docs {where} ORDER BY id")
+            ]
+
+    stop = threading.Event()
+    stack = load_stack(stack_path)
+    thread = threading.Thread(target=lambda: run_task(store, stack, "sync", stop=stop), daemon=True)
+    thread.start()
+    try:
+        wait_until(
+            lambda: store.task_progress("sync") is not None,
+            "capture to begin",
+            lambda: store.task_status("sync"),
+        )
+        assert [r[0] for r in rows(target)] == [2]
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute("UPDATE docs SET status = 'published' WHERE id = 1")  # body unchanged: not sent
+            conn.execute("UPDATE docs SET status = 'draft' WHERE id = 2")  # moves out
+        published = "WHERE status = 'published'"
+        wait_until(
+            lambda: rows(target) == rows(source, published),
+            "the row moved in, whole",
+            lambda: (rows(target), rows(source, published)),
+        )
+        assert [r[0] for r in rows(target)] == [1]
+    finally:
+        stop.set()
+        thread.join(timeout=DEADLINE_S)
+    assert not thread.is_alive()
