@@ -1,4 +1,4 @@
-"""Selection rule filters and data masking end to end: a full-load-and-cdc task
+"""Selection rule filters, data masking and range segments end to end: a full-load-and-cdc task
 from PostgreSQL and from MariaDB into PostgreSQL, whose target must hold
 exactly the source rows the filters pass (masked), through the full load
 (pushed down into the source's SELECT) and through changes that move rows in
@@ -102,6 +102,13 @@ MAPPINGS = {
             "object-locator": {"schema-name": "SCHEMA", "table-name": "src_items", "column-name": "phone"},
             "rule-action": "data-masking-digits-mask",
             "value": "#",
+        },
+        {
+            "rule-type": "table-settings",
+            "rule-id": "5",
+            "rule-name": "segments",
+            "object-locator": {"schema-name": "SCHEMA", "table-name": "src_items"},
+            "parallel-load": {"type": "ranges", "columns": ["id"], "boundaries": [["1"], ["2"]]},
         },
     ]
 }

@@ -175,7 +175,27 @@ CASES: list[tuple[str, list[dict[str, Any]], Target | str]] = [
             selection(),
             table_settings(**{"parallel-load": {"type": "ranges", "columns": ["id"], "boundaries": [["2"]]}}),
         ],
-        "rule 3 (settings): parallel-load type 'ranges' is not supported",
+        Target(),
+    ),
+    (
+        "parallel-load ranges on two columns",
+        [
+            selection(),
+            table_settings(
+                **{"parallel-load": {"type": "ranges", "columns": ["id", "name"], "boundaries": [["2", "b"]]}}
+            ),
+        ],
+        "rule 3 (settings): parallel-load ranges on more than one column are not supported",
+    ),
+    (
+        "parallel-load ranges, boundaries not increasing",
+        [
+            selection(),
+            table_settings(
+                **{"parallel-load": {"type": "ranges", "columns": ["id"], "boundaries": [[3], [3]]}}
+            ),
+        ],
+        "parallel-load ranges on column 'id' of table app.src_people: boundaries must be strictly increasing",
     ),
     (
         "parallel-load partitions-auto",
@@ -536,3 +556,18 @@ def test_every_table_problem_is_reported_at_once() -> None:
         TableMappings.parse({"rules": rules}, ORIGIN).select([PEOPLE, other])
     assert len(str(info.value).splitlines()) == 2
     assert "app.src_people" in str(info.value) and "app.other" in str(info.value)
+
+
+@pytest.mark.parametrize("boundaries", [[["2"]], [[1], [3]], [["0"], ["9"]]])
+def test_range_segments_hold_every_row_once(boundaries: list[list[Any]]) -> None:
+    rules = [
+        *filtered(("region", [{"filter-operator": "notnull"}, {"filter-operator": "null"}])),
+        table_settings(
+            **{"parallel-load": {"type": "ranges", "columns": ["amount"], "boundaries": boundaries}}
+        ),
+    ]
+    with_null = [*BATCH.to_pylist(), {**BATCH.to_pylist()[0], "id": 5, "amount": None}]
+    [mapped] = TableMappings.parse({"rules": rules}, ORIGIN).select([PEOPLE])
+    assert len(mapped.segments) == len(boundaries) + 2
+    for row in with_null:
+        assert sum(segment.matches(row) for segment in mapped.segments) == 1, row

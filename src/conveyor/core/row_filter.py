@@ -40,6 +40,9 @@ class FilterOp(StrEnum):
     NOTBETWEEN = "notbetween"
     NULL = "null"
     NOTNULL = "notnull"
+    # Not written by users: the bounds of parallel-load range segments.
+    LT = "lt"
+    GT = "gt"
 
 
 FILTERABLE_KINDS = frozenset(
@@ -84,6 +87,10 @@ class Condition:
             return bool(value <= self.values[0])
         if op is FilterOp.GTE:
             return bool(value >= self.values[0])
+        if op is FilterOp.GT:
+            return bool(value > self.values[0])
+        if op is FilterOp.LT:
+            return bool(value < self.values[0])
         inside = bool(self.values[0] <= value <= self.values[1])
         return inside if op is FilterOp.BETWEEN else not inside
 
@@ -128,6 +135,32 @@ class RowFilter:
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return batch.filter(self.mask(batch))
+
+    def also(self, other: RowFilter | None) -> RowFilter:
+        """Both filters (AND)."""
+        if other is None:
+            return self
+        return RowFilter(self.columns + other.columns, self.origin or other.origin)
+
+
+def range_segments(column: str, kind: Kind, boundaries: tuple[Any, ...]) -> tuple[RowFilter, ...]:
+    """Filters that split a table by ``column`` into segments ending at each
+    boundary (inclusive), one past the last, and one for NULL: every row is in
+    exactly one of them."""
+    segments: list[RowFilter] = []
+    lower: Any = None
+    for bound in [*boundaries, None]:
+        conditions: list[ColumnFilter] = []
+        if lower is not None:
+            conditions.append(ColumnFilter(column, kind, (Condition(FilterOp.GT, (lower,)),)))
+        if bound is not None:
+            conditions.append(ColumnFilter(column, kind, (Condition(FilterOp.LTE, (bound,)),)))
+        else:
+            conditions.append(ColumnFilter(column, kind, (Condition(FilterOp.NOTNULL),)))
+        segments.append(RowFilter(tuple(conditions)))
+        lower = bound
+    segments.append(RowFilter((ColumnFilter(column, kind, (Condition(FilterOp.NULL),)),)))
+    return tuple(segments)
 
 
 _INFINITE = {"infinity": 1, "-infinity": -1}
@@ -264,7 +297,14 @@ def render_sql(
     return " AND ".join(parts)
 
 
-_SQL_OPERATORS = {FilterOp.EQ: "=", FilterOp.NOTEQ: "<>", FilterOp.LTE: "<=", FilterOp.GTE: ">="}
+_SQL_OPERATORS = {
+    FilterOp.EQ: "=",
+    FilterOp.NOTEQ: "<>",
+    FilterOp.LTE: "<=",
+    FilterOp.GTE: ">=",
+    FilterOp.LT: "<",
+    FilterOp.GT: ">",
+}
 
 
 def literal_text(value: Any) -> str:

@@ -3,6 +3,8 @@ snapshot into the target, each table in one target transaction."""
 
 from __future__ import annotations
 
+import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +31,8 @@ from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableSchema
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy
 
+log = logging.getLogger(__name__)
+
 # TableState values as the migration service reports them.
 TABLE_LOADING = "Table is being loaded"
 TABLE_COMPLETED = "Table completed"
@@ -51,11 +55,13 @@ class TablePlan:
     row_filter: RowFilter | None = None
     # Whether target values are the source's own (no masking): a raw copy may carry them.
     raw_copy: bool = True
+    # parallel-load ranges: filters reading the table segment by segment.
+    segments: tuple[RowFilter, ...] = ()
 
     def raw_columns(self) -> list[str] | None:
         """Source columns for a raw same-engine copy, or None when the mapping
         adds columns, filters rows or masks values (a raw copy cannot)."""
-        if not self.raw_copy or self.row_filter is not None:
+        if not self.raw_copy or self.row_filter is not None or self.segments:
             return None
         if self.source_columns is None:
             return self.target.column_names
@@ -68,7 +74,18 @@ def read_source(
     snapshot: Snapshot, plan: TablePlan, batch_rows: int, order_by_key: bool = False
 ) -> Iterator[pa.RecordBatch]:
     """The plan's source rows: the filter pushed down into the source's query
-    where the snapshot can, else applied to each batch read."""
+    where the snapshot can, else applied to each batch read. A plan with
+    segments (parallel-load ranges) is read one segment after another, in the
+    same snapshot, when the source can push them down (in key order, for
+    validation, as one read)."""
+    if plan.segments and not order_by_key:
+        if isinstance(snapshot, SupportsRowFilter) and all(
+            snapshot.pushes_down(plan.source, s) for s in plan.segments
+        ):
+            return itertools.chain.from_iterable(
+                snapshot.read_where(plan.source, batch_rows, s) for s in plan.segments
+            )
+        log.info("table %s: the source cannot read range segments: one read of the table", plan.source.ref)
     where = plan.row_filter
     if where is None:
         return snapshot.read(plan.source, batch_rows, order_by_key)

@@ -72,6 +72,15 @@ class FilterSpec:
 
 
 @dataclass(frozen=True)
+class RangeSpec:
+    """parallel-load ``ranges``: segments of one column, boundaries (as text)
+    ending each segment but the last (inclusive)."""
+
+    column: str
+    boundaries: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PrimaryKeySpec:
     name: str | None
     columns: tuple[str, ...]
@@ -94,6 +103,7 @@ class Rule:
     filters: tuple[FilterSpec, ...] = ()
     load_order: int = 0
     parallel_load: str | None = None
+    ranges: RangeSpec | None = None
     primary_key: PrimaryKeySpec | None = None
     of_kinds: frozenset[Kind] | None = None  # object-locator data-type: columns of these kinds
 
@@ -339,6 +349,7 @@ class _RuleParser:
         table = self.string(locator, "table-name", "object-locator")
         assert schema is not None and table is not None
         parallel: str | None = None
+        ranges: RangeSpec | None = None
         load = self.obj("parallel-load", required=False)
         if load is not None:
             parallel = self.string(load, "type", "parallel-load")
@@ -347,11 +358,13 @@ class _RuleParser:
                 raise self.fatal(
                     f"parallel-load: unknown type {parallel!r}{did_you_mean(parallel, PARALLEL_LOAD_TYPES)}"
                 )
-            if parallel != "none":
+            if parallel == "ranges":
+                ranges = self._ranges(load)
+            elif parallel != "none":
                 self.problem(
                     f"parallel-load type {parallel!r} is not supported: Conveyor reads each table in "
-                    "one stream of its snapshot (use MaxFullLoadSubTasks to load tables in parallel), "
-                    "or set type 'none'"
+                    "one stream of its snapshot (use MaxFullLoadSubTasks to load tables in parallel, "
+                    "or type 'ranges' on one column), or set type 'none'"
                 )
         lob = self.obj("lob-settings", required=False)
         if lob is not None:
@@ -378,7 +391,36 @@ class _RuleParser:
             None,
             load_order=self._load_order(),
             parallel_load=parallel,
+            ranges=ranges,
         )
+
+    def _ranges(self, load: Mapping[str, Any]) -> RangeSpec | None:
+        """parallel-load ``ranges``: one column and its segment boundaries."""
+        columns = load.get("columns")
+        boundaries = load.get("boundaries")
+        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns):
+            raise self.fatal("parallel-load: 'columns' must be a non-empty list of column names")
+        if len(columns) != 1:
+            self.problem("parallel-load ranges on more than one column are not supported (use one column)")
+            return None
+        if not isinstance(boundaries, list) or not boundaries:
+            raise self.fatal("parallel-load: 'boundaries' must be a non-empty list of value lists")
+        values: list[str] = []
+        for i, bound in enumerate(boundaries):
+            if (
+                not isinstance(bound, list)
+                or len(bound) != 1
+                or isinstance(bound[0], bool)
+                or not isinstance(bound[0], (str, int, float))
+            ):
+                raise self.fatal(
+                    f"parallel-load: boundaries[{i}] must be a list of one value (one per column)"
+                )
+            values.append(str(bound[0]))
+        for key in ("partitions", "subpartitions", "number-of-partitions"):
+            if key in load:
+                self.problem(f"parallel-load: {key!r} belongs to other types than 'ranges'")
+        return RangeSpec(columns[0], tuple(values))
 
     def _transformation(self, rule_id: str, name: str, action: str, locator: Mapping[str, Any]) -> Rule:
         raw = self.raw

@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from conveyor.core.batch import Op
 from conveyor.core.errors import ConfigError
-from conveyor.core.row_filter import FILTERABLE_KINDS, ColumnFilter, Condition, RowFilter, parse_value
+from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType
 from conveyor.replication.conversions import Conversion, convertible
@@ -41,6 +41,7 @@ from conveyor.replication.mapping_keys import MASKING_ACTIONS
 from conveyor.replication.mapping_rules import Rule, parse_rules
 from conveyor.replication.masking import Mask, maskable
 from conveyor.replication.settings import Problem, did_you_mean
+from conveyor.replication.source_filters import bind_filters, bind_segments
 
 _MAX_LISTED = 20
 
@@ -73,6 +74,9 @@ class MappedTable:
     masks: tuple[Mask, ...] = ()
     load_order: int = 0
     conversions: tuple[Conversion, ...] = ()
+    # parallel-load ranges: the full load reads the table segment by segment
+    # (each segment's filter includes ``row_filter``).
+    segments: tuple[RowFilter, ...] = ()
 
     def source_columns(self) -> list[str]:
         """Source columns to read, in target order."""
@@ -83,7 +87,7 @@ class MappedTable:
         """Whether target values are the source's as they are (no masking, no
         type change, no filter): what a raw same-engine copy or an encoded row
         pass-through needs."""
-        return not self.masks and not self.conversions and self.row_filter is None
+        return not self.masks and not self.conversions and self.row_filter is None and not self.segments
 
     def project(self, records: pa.RecordBatch, timestamp: datetime | None = None) -> pa.RecordBatch:
         """Rename and drop columns of a source batch, compute added columns
@@ -247,9 +251,16 @@ class TableMappings:
         key: tuple[str, ...] | None = None
         masks: list[tuple[_Col, Rule]] = []
         load_order = max((r.load_order for r in selected_by), default=0)
+        ranged: Rule | None = None
         for rule in self._rules:
             if rule.rule_type == "table-settings" and rule.matches_table(ref.schema, ref.name):
                 load_order = max(load_order, rule.load_order)
+                if rule.ranges is not None:
+                    if ranged is not None:
+                        raise _fail(
+                            origin, rule, f"table {ref} already has parallel-load ranges ({ranged.label})"
+                        )
+                    ranged = rule
             if rule.rule_type != "transformation" or not rule.matches_table(ref.schema, ref.name):
                 continue
             if rule.target == "schema":
@@ -366,13 +377,15 @@ class TableMappings:
         )
         maps = tuple(ColumnMap(target=c.target, source=c.source) for c in cols)
         evaluator = Evaluator(table, added, origin) if added else None
+        row_filter = bind_filters(origin, table, selected_by)
         return MappedTable(
             source=table,
             target=target,
             columns=maps,
             added=tuple(added),
             evaluator=evaluator,
-            row_filter=bind_filters(origin, table, selected_by),
+            row_filter=row_filter,
+            segments=bind_segments(origin, table, ranged, row_filter),
             masks=tuple(mask_by_target.values()),
             load_order=load_order,
             conversions=tuple(conversions),
@@ -423,33 +436,6 @@ def _masks(
             )
         result[col.target] = Mask(col.target, rule.action, rule.value, rule.label)
     return result
-
-
-def bind_filters(origin: str, table: TableSchema, rules: Sequence[Rule]) -> RowFilter | None:
-    """The selection rules' source filters typed against the table's columns
-    (filters AND'ed, a filter's conditions OR'ed), or None without filters."""
-    columns: list[ColumnFilter] = []
-    for rule in rules:
-        for spec in rule.filters:
-            where = f"{origin}: {rule.label}: filter on column {spec.column!r} of table {table.ref}"
-            try:
-                column = table.column(spec.column)
-            except KeyError:
-                hint = did_you_mean(spec.column, table.column_names)
-                raise ConfigError(f"{where}: the table has no such column{hint}") from None
-            kind = column.type.kind
-            if kind not in FILTERABLE_KINDS:
-                raise ConfigError(f"{where}: filters on {column.type.describe()} columns are not supported")
-            conditions = []
-            for op, texts in spec.conditions:
-                try:
-                    conditions.append(Condition(op, tuple(parse_value(t, kind) for t in texts)))
-                except ValueError as exc:
-                    raise ConfigError(f"{where}: {op.value}: {exc}") from None
-            columns.append(ColumnFilter(spec.column, kind, tuple(conditions)))
-    if not columns:
-        return None
-    return RowFilter(tuple(columns), ", ".join(r.label for r in rules if r.filters))
 
 
 class _Col:

@@ -89,6 +89,7 @@ def table_plan(mapped: MappedTable) -> TablePlan:
         tuple(c.source for c in mapped.columns),
         row_filter=mapped.row_filter,
         raw_copy=not mapped.masks and not mapped.conversions,
+        segments=mapped.segments,
     )
 
 
