@@ -186,9 +186,14 @@ FILTER_CASES: list[tuple[str, list[RowChange], dict[str, Any]]] = [
         {"upserts": [{"id": 1, "v": "in", "big": "B"}]},
     ),
     (
-        "a partial update that was in already stays partial",
+        "a partial update that was in already is made whole too",
         [change(Op.UPDATE, {"id": 1, "v": "in"}, {"id": 1, "v": "in", "big": "B"}, frozenset({"big"}))],
-        {"partial": {frozenset({"big"}): [{"id": 1, "v": "in"}]}},
+        {"upserts": [{"id": 1, "v": "in", "big": "B"}]},
+    ),
+    (
+        "an unsent filtered value is the old one: a row whose old value fails stays out",
+        [change(Op.UPDATE, {"id": 1, "big": "C"}, {"id": 1, "v": "out", "big": "B"}, frozenset({"v"}))],
+        {"deletes": [{"id": 1}]},
     ),
     (
         "in, then out, in one batch",
@@ -213,3 +218,18 @@ def test_row_filter(changes: list[RowChange], expected: dict[str, Any]) -> None:
     assert sorted(out.deletes, key=lambda d: d["id"]) == expected.get("deletes", [])
     assert list(out.upserts) == expected.get("upserts", [])
     assert out.partial == expected.get("partial", {})
+
+
+def test_a_sent_filtered_value_that_fails_moves_the_row_out_though_another_is_unsent() -> None:
+    both = RowFilter(
+        (
+            ColumnFilter("v", Kind.TEXT, (Condition(FilterOp.EQ, ("in",)),)),
+            ColumnFilter("big", Kind.TEXT, (Condition(FilterOp.NOTNULL),)),
+        )
+    )
+    reducer = TableReducer(TABLE, {c: c for c in TABLE.column_names}, row_filter=both)
+    reducer.add(change(Op.UPDATE, {"id": 1, "big": None}, unchanged=frozenset({"v"})))
+    reducer.add(change(Op.UPDATE, {"id": 2, "big": "x"}, unchanged=frozenset({"v"})))
+    out = reducer.changes()
+    assert list(out.deletes) == [{"id": 1}]
+    assert out.partial == {frozenset({"v"}): [{"id": 2, "big": "x"}]}

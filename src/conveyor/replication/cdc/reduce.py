@@ -18,10 +18,11 @@ from conveyor.connectors.changes import EncodedRows, RowChange, TableChanges
 from conveyor.core.batch import Op
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import RowFilter
-from conveyor.core.schema import TableSchema
+from conveyor.core.schema import TableRef, TableSchema
 
 Key = tuple[Any, ...]
 log = logging.getLogger(__name__)
+_WARNED: set[TableRef] = set()  # tables whose filter met an update it could not judge whole (logged once)
 
 
 @dataclass
@@ -55,7 +56,6 @@ class TableReducer:
     updates: int = 0
     deletes: int = 0
     filtered: int = 0
-    _warned: bool = False
     _final: dict[Key, dict[str, Any] | bytes | _Partial | None] = field(default_factory=dict)
     _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
 
@@ -82,6 +82,8 @@ class TableReducer:
 
     def add(self, change: RowChange) -> None:
         if self.row_filter is not None and change.op is not Op.DELETE:
+            if change.op is Op.UPDATE and change.unchanged:
+                change = self._completed(change)
             if not self._passes(change):
                 # Out of the filter: the target must not have the row (it may have
                 # had it before this change moved it out, or from a replay).
@@ -91,8 +93,15 @@ class TableReducer:
                         self._delete(self._target(change.old_key))
                     self._delete(self._target(change.values))
                 return
-            if change.op is Op.UPDATE and change.unchanged:
-                change = self._moved_in(change)
+            if change.unchanged and self.table.ref not in _WARNED:
+                _WARNED.add(self.table.ref)
+                log.warning(
+                    "table %s: an UPDATE that passes the source filter left values unsent (%s) and "
+                    "came without the old row: if it moved the row into the filter, the target "
+                    "misses the row. Set REPLICA IDENTITY FULL on the source table to make this exact",
+                    self.table.ref,
+                    ", ".join(sorted(change.unchanged)),
+                )
         values = self._target(change.values)
         if self.mask is not None and change.op is not Op.DELETE:
             self.mask(values)
@@ -120,37 +129,24 @@ class TableReducer:
             raise ValueError(f"unexpected change operation {change.op!r}")
 
     def _passes(self, change: RowChange) -> bool:
-        """Whether an INSERT's or UPDATE's new row passes the filter. A filtered
-        column the source did not send (unchanged) kept its value, so the row
-        kept its place: the change passes, as an update of the row the target
-        has, or not."""
+        """Whether an INSERT's or UPDATE's new row passes the filter, judged by
+        the filtered columns it carries (one the source did not send kept its
+        value; without the old row it cannot be judged)."""
         assert self.row_filter is not None
-        if change.unchanged & self.row_filter.column_names:
-            return True
-        return self.row_filter.matches(change.values)
+        return all(
+            f.test(change.values.get(f.column))
+            for f in self.row_filter.columns
+            if f.column not in change.unchanged
+        )
 
-    def _moved_in(self, change: RowChange) -> RowChange:
-        """A partial UPDATE that passes the filter. If the old row did not pass,
-        it moved in and the target lacks it: the whole row is needed, and the old
-        image (REPLICA IDENTITY FULL, a full binlog row image) supplies the
-        unchanged values. Without an old image whether it moved in cannot be
-        known: it is applied to the row the target has, and the log says so."""
-        assert self.row_filter is not None
+    @staticmethod
+    def _completed(change: RowChange) -> RowChange:
+        """A partial UPDATE made whole from the old row when the source sent
+        one (REPLICA IDENTITY FULL, a full binlog row image): an unsent value
+        is the old one. A row moving into the filter then arrives whole."""
         old = change.old_key or {}
-        needed = change.unchanged | self.row_filter.column_names
-        if not needed <= old.keys():
-            if not self._warned:
-                self._warned = True
-                log.warning(
-                    "table %s: an UPDATE that passes the source filter left values unsent (%s) and "
-                    "came without the old row: if it moved the row into the filter, the target "
-                    "misses the row. Set REPLICA IDENTITY FULL on the source table to make this exact",
-                    self.table.ref,
-                    ", ".join(sorted(change.unchanged)),
-                )
+        if not change.unchanged <= old.keys():
             return change
-        if self.row_filter.matches(old):
-            return change  # it was in already: the target has the row to update
         values = {**{c: old[c] for c in change.unchanged}, **change.values}
         return replace(change, values=values, unchanged=frozenset())
 
