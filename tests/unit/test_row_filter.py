@@ -4,14 +4,17 @@ SELECT, applied to Arrow batches, and tested on CDC values."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.sqlite.source import SQLiteSource
-from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter, parse_value
-from conveyor.core.types import Kind
+from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter, parse_value, range_segments
+from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import Kind, simple
 from conveyor.replication.full_load import TablePlan, read_source
 
 ROWS = [
@@ -87,3 +90,35 @@ def test_pushed_down_and_in_python_agree(tmp_path: Path, row_filter: RowFilter) 
 def test_values_of_the_wrong_type_are_refused(text: str, kind: Kind, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_value(text, kind)
+
+
+class _PlainSnapshot:
+    """A snapshot that cannot push filters down (as DynamoDB's)."""
+
+    def __init__(self, batches: list[pa.RecordBatch]) -> None:
+        self.batches = batches
+
+    def read(
+        self, table: TableSchema, batch_rows: int, order_by_key: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        return iter(self.batches)
+
+    def count(self, table: TableRef) -> int:
+        return sum(b.num_rows for b in self.batches)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_source_that_cannot_push_down_is_filtered_batch_by_batch() -> None:
+    table = TableSchema(TableRef("s", "t"), (Column("id", simple(Kind.INT64)),), ("id",))
+    batches = [
+        pa.RecordBatch.from_pydict({"id": pa.array(ids, pa.int64())}) for ids in ([1, 2, 3], [4], [5, 6])
+    ]
+    row_filter = where("id", Kind.INT64, (FilterOp.BETWEEN, ("2", "3")), (FilterOp.EQ, ("6",)))
+    segments = range_segments("id", Kind.INT64, (2,))
+    plan = TablePlan(
+        table, table, row_filter=row_filter, segments=tuple(s.also(row_filter) for s in segments)
+    )
+    read = list(read_source(_PlainSnapshot(batches), plan, 10))
+    assert [b.column(0).to_pylist() for b in read] == [[2, 3], [6]]  # empty batches dropped, read once
