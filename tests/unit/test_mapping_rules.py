@@ -571,3 +571,18 @@ def test_range_segments_hold_every_row_once(boundaries: list[list[Any]]) -> None
     assert len(mapped.segments) == len(boundaries) + 2
     for row in with_null:
         assert sum(segment.matches(row) for segment in mapped.segments) == 1, row
+
+
+def test_a_defined_key_other_than_the_sources_is_a_capture_warning() -> None:
+    from conveyor.replication.cdc.task import _mapping_warnings
+
+    defined = [
+        selection(),
+        T("table", "define-primary-key", **{"primary-key-def": {"columns": ["region"]}}),
+    ]
+    [changed] = TableMappings.parse({"rules": defined}, ORIGIN).select([PEOPLE])
+    [same] = TableMappings.parse({"rules": [selection()]}, ORIGIN).select([PEOPLE])
+    [warning] = _mapping_warnings([changed, same])
+    assert (
+        "table app.src_people: the target's key (region, define-primary-key) is not the source's" in warning
+    )

@@ -51,7 +51,7 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
     changes = open_change_source(source_config)
     applier = open_applier(target_config)
     try:
-        for warning in changes.preflight([m.source for m in mapped]):
+        for warning in changes.preflight([m.source for m in mapped]) + _mapping_warnings(mapped):
             log.warning("task %s: %s", run.name, warning)
         position = _starting_position(run, mode, changes, applier, mapped)
         if run.stop.is_set():
@@ -60,6 +60,22 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
     finally:
         applier.close()
     return STOP_REASON_NORMAL
+
+
+def _mapping_warnings(mapped: list[MappedTable]) -> list[str]:
+    """What a mapping needs from the source's change stream."""
+    warnings = []
+    for m in mapped:
+        source_of = {c.target: c.source for c in m.columns}
+        key = [source_of.get(k) for k in m.target.primary_key]
+        if key and not set(key) <= set(m.source.primary_key):
+            warnings.append(
+                f"table {m.source.ref}: the target's key ({', '.join(m.target.primary_key)}, "
+                "define-primary-key) is not the source's: deletes and key changes need those columns "
+                "in the old row (PostgreSQL REPLICA IDENTITY FULL, a full binlog row image), else the "
+                "task fails naming the missing column"
+            )
+    return warnings
 
 
 def _starting_position(
