@@ -586,3 +586,34 @@ def test_a_defined_key_other_than_the_sources_is_a_capture_warning() -> None:
     assert (
         "table app.src_people: the target's key (region, define-primary-key) is not the source's" in warning
     )
+
+
+def test_cdc_rows_equal_full_load_rows_through_every_column_transformation() -> None:
+    from conveyor.connectors.changes import RowChange
+    from conveyor.core.batch import Op
+    from conveyor.replication.cdc.runner import _reducer
+
+    rules = [
+        selection(),
+        T(
+            "column",
+            "add-column",
+            value="label",
+            expression="'tel ' || $phone",
+            **{"data-type": {"type": "string"}},
+        ),
+        {**T("column", "data-masking-digits-mask", "label", value="*"), "rule-id": "3"},
+        {**T("column", "data-masking-hash-mask", "name"), "rule-id": "4"},
+        {
+            **T("column", "change-data-type", "amount", **{"data-type": {"type": "string", "length": 10}}),
+            "rule-id": "5",
+        },
+        {**T("column", "rename", "region", value="area"), "rule-id": "6"},
+    ]
+    [mapped] = TableMappings.parse({"rules": rules}, ORIGIN).select([PEOPLE])
+    full_load = mapped.project(BATCH).to_pylist()
+    reducer = _reducer(mapped)
+    for row in BATCH.to_pylist():
+        reducer.add(RowChange(PEOPLE.ref, Op.INSERT, dict(row)))
+    assert sorted(reducer.changes().upserts, key=lambda r: r["id"]) == full_load
+    assert full_load[0]["label"] == "tel +* ***-****"

@@ -103,8 +103,6 @@ class TableReducer:
                     ", ".join(sorted(change.unchanged)),
                 )
         values = self._target(change.values)
-        if self.mask is not None and change.op is not Op.DELETE:
-            self.mask(values)
         unchanged = (
             frozenset(self.rename[c] for c in change.unchanged if c in self.rename)
             if change.unchanged
@@ -115,6 +113,8 @@ class TableReducer:
             values.update(extra)
             # An expression whose input was not sent (unchanged TOAST) keeps the target's value.
             unchanged |= self.added_names - extra.keys()
+        if self.mask is not None and change.op is not Op.DELETE:
+            self.mask(values)  # after add-column, as the full load masks added columns too
         old = self._target(change.old_key) if change.old_key is not None else None
         if change.op is Op.INSERT:
             self.inserts += 1
