@@ -318,7 +318,10 @@ def test_change_data_type_converts_or_refuses_in_full_load_and_cdc(
                         "target": "dst",
                         "migration_type": "full-load-and-cdc",
                         "table_mappings": {"rules": rules},
-                        "settings": {"ErrorBehavior": {"DataErrorPolicy": "LOG_ERROR"}},
+                        "settings": {
+                            "ErrorBehavior": {"DataErrorPolicy": "LOG_ERROR"},
+                            "ValidationSettings": {"EnableValidation": True},
+                        },
                     }
                 },
             }
@@ -351,6 +354,14 @@ def test_change_data_type_converts_or_refuses_in_full_load_and_cdc(
         assert "'twelve' cannot be converted to int32" in logged[0][3]
         [stats] = store.table_stats("sync", store.task_status("sync")["current_run"])
         assert (stats["FullLoadRows"], stats["FullLoadErrorRows"]) == (2, 1)
+        # validation says the refused row is missing on the target, by its key
+        assert stats["ValidationState"] == "Mismatched records"
+        validation = stats["Validation"]
+        assert (validation["SourceRows"], validation["MissingOnTarget"], validation["SampleKeys"]) == (
+            3,
+            1,
+            [["2"]],
+        )
         with psycopg.connect(source, autocommit=True) as conn:
             conn.execute("UPDATE counts SET qty = '11' WHERE id = 1")
             conn.execute("INSERT INTO counts VALUES (4, '40')")

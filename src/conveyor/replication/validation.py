@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from conveyor.connectors.base import Snapshot, Target
+from conveyor.core.errors import DataError
 from conveyor.core.types import Kind
 from conveyor.replication.full_load import TablePlan, read_source
 
@@ -111,8 +112,9 @@ def validate_table(
         return result
     key_index = [plan.target.column_names.index(k) for k in plan.target.primary_key]
     json_columns = frozenset(i for i, c in enumerate(plan.target.columns) if c.type.kind is Kind.JSON)
+    refused: list[tuple[Any, ...]] = []  # source rows the mapping cannot convert: not on the target
     source = _rows(
-        (plan.project(b) for b in read_source(snapshot, plan, batch_rows, order_by_key=True)),
+        _projected(plan, read_source(snapshot, plan, batch_rows, order_by_key=True), refused),
         key_index,
         json_columns,
     )
@@ -143,4 +145,27 @@ def validate_table(
                 result.different += 1
                 note(src[0])
             src, tgt = next(source, None), next(target_rows, None)
+    for key in refused:
+        result.source_rows += 1
+        result.missing_on_target += 1
+        note(key)
     return result
+
+
+def _projected(
+    plan: TablePlan, batches: Iterator[pa.RecordBatch], refused: list[tuple[Any, ...]]
+) -> Iterator[pa.RecordBatch]:
+    """The source batches as the target gets them; a row the mapping refuses
+    (change-data-type) is left out and its source key noted in ``refused``."""
+    for read in batches:
+        pending = read
+        while True:
+            try:
+                yield plan.project(pending)
+                break
+            except DataError as exc:
+                if exc.row is None:
+                    raise
+                row = pending.slice(exc.row, 1).to_pylist()[0]
+                refused.append(tuple(row.get(k) for k in plan.source.primary_key))
+                pending = pending.filter(pa.array([i != exc.row for i in range(pending.num_rows)]))
