@@ -218,6 +218,16 @@ CASES: list[tuple[str, list[dict[str, Any]], Target | str]] = [
         Target(),
     ),
     (
+        "lob-settings with bulk-max-size as text",
+        [selection(), table_settings(**{"lob-settings": {"mode": "unlimited", "bulk-max-size": "16"}})],
+        Target(),
+    ),
+    (
+        "lob-settings with a bad bulk-max-size",
+        [selection(), table_settings(**{"lob-settings": {"mode": "unlimited", "bulk-max-size": "lots"}})],
+        "rule 3 (settings): lob-settings: 'bulk-max-size' must be a non-negative integer, not 'lots'",
+    ),
+    (
         "lob-settings limited",
         [selection(), table_settings(**{"lob-settings": {"mode": "limited", "bulk-max-size": 64}})],
         "lob-settings mode 'limited' (truncating values to bulk-max-size) is not supported",

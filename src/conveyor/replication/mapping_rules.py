@@ -378,6 +378,8 @@ class _RuleParser:
                     "Conveyor always copies whole values; use mode 'unlimited'"
                 )
             size = lob.get("bulk-max-size")
+            if isinstance(size, str) and size.strip().isdigit():
+                size = int(size)  # the service's examples write it as text
             if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
                 self.problem(f"lob-settings: 'bulk-max-size' must be a non-negative integer, not {size!r}")
         return Rule(
