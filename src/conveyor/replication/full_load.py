@@ -3,7 +3,6 @@ snapshot into the target, each table in one target transaction."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -29,6 +28,7 @@ from conveyor.core.errors import ConveyorError, DataError
 from conveyor.core.faults import fault_point
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableSchema
+from conveyor.replication.segments import read_segments
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy
 
 log = logging.getLogger(__name__)
@@ -75,16 +75,14 @@ def read_source(
 ) -> Iterator[pa.RecordBatch]:
     """The plan's source rows: the filter pushed down into the source's query
     where the snapshot can, else applied to each batch read. A plan with
-    segments (parallel-load ranges) is read one segment after another, in the
-    same snapshot, when the source can push them down (in key order, for
-    validation, as one read)."""
+    segments (parallel-load ranges) is read segment by segment in the same
+    snapshot (see :mod:`conveyor.replication.segments`) when the source can
+    push them down (in key order, for validation, as one read)."""
     if plan.segments and not order_by_key:
         if isinstance(snapshot, SupportsRowFilter) and all(
             snapshot.pushes_down(plan.source, s) for s in plan.segments
         ):
-            return itertools.chain.from_iterable(
-                snapshot.read_where(plan.source, batch_rows, s) for s in plan.segments
-            )
+            return read_segments(snapshot, plan.source, batch_rows, plan.segments)
         log.info("table %s: the source cannot read range segments: one read of the table", plan.source.ref)
     where = plan.row_filter
     if where is None:

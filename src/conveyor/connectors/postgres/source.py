@@ -174,6 +174,7 @@ class PostgresSnapshot:
     reader (one connection per table, in parallel) sees the same instant."""
 
     raw_format = "postgres-binary"
+    concurrent_reads = True  # every read opens its own connection attached to the snapshot
 
     def __init__(self, config: EndpointConfig, snapshot_id: str | None = None) -> None:
         self.config = config
