@@ -259,7 +259,7 @@ def without(rule: dict[str, Any], key: str) -> dict[str, Any]:
         (add("1", {"type": "set"}), "data-type 'set' is not supported"),
         (add("1", {"type": "string", "length": 0}), "data-type 'length' must be an integer >= 1, not 0"),
         (add("1", {"type": "numeric", "precision": 5, "scale": 6}), "scale 6 is larger than precision 5"),
-        (add("1", {"type": "string", "size": 3}), "data-type has unknown keys: size"),
+        (add("1", {"type": "string", "size": 3}), "unknown key 'size' in data-type"),
         (add("1", {"length": 3}), "data-type needs 'type'"),
         (add("1", "string"), "'data-type' must be an object, not str"),  # type: ignore[arg-type]
         (without(add("1", STRING), "data-type"), "rule 2 (t2): missing 'data-type'"),

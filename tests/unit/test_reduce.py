@@ -10,6 +10,7 @@ from conveyor.connectors.changes import RowChange, TableChanges
 from conveyor.core import types as t
 from conveyor.core.batch import Op
 from conveyor.core.errors import TerminalError
+from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 from conveyor.replication.cdc.reduce import TableReducer
@@ -139,3 +140,96 @@ def test_without_a_primary_key_rows_are_appended_and_deletes_refused() -> None:
 def test_a_key_change_with_unsent_values_and_no_old_row_asks_for_a_reload() -> None:
     with pytest.raises(TerminalError, match="reload the table"):
         reduced(change(Op.UPDATE, {"id": 2, "v": "x"}, {"id": 1}, unchanged=frozenset({"big"})))
+
+
+# A row filter (selection rule filters): v = 'in'. A change whose new row fails it
+# deletes the key on the target (it may be there from before); one that passes is
+# an upsert of the whole row (moving in inserts it).
+IN_FILTER = RowFilter(
+    (ColumnFilter("v", Kind.TEXT, (Condition(FilterOp.EQ, ("in",)),)),),
+)
+FILTER_CASES: list[tuple[str, list[RowChange], dict[str, Any]]] = [
+    (
+        "an insert that passes",
+        [change(Op.INSERT, {"id": 1, "v": "in", "big": "B"})],
+        {"upserts": [{"id": 1, "v": "in", "big": "B"}]},
+    ),
+    (
+        "an insert that fails deletes its key",
+        [change(Op.INSERT, {"id": 1, "v": "out", "big": "B"})],
+        {"deletes": [{"id": 1}]},
+    ),
+    (
+        "an update moving out deletes",
+        [change(Op.UPDATE, {"id": 1, "v": "out", "big": "B"})],
+        {"deletes": [{"id": 1}]},
+    ),
+    (
+        "an update moving in is the whole row",
+        [change(Op.UPDATE, {"id": 1, "v": "in", "big": "B"})],
+        {"upserts": [{"id": 1, "v": "in", "big": "B"}]},
+    ),
+    (
+        "a key change moving out deletes old and new keys",
+        [change(Op.UPDATE, {"id": 2, "v": "out", "big": "B"}, {"id": 1})],
+        {"deletes": [{"id": 1}, {"id": 2}]},
+    ),
+    (
+        "a filtered column not sent kept its value: the update stays partial",
+        [change(Op.UPDATE, {"id": 1, "big": "C"}, unchanged=frozenset({"v"}))],
+        {"partial": {frozenset({"v"}): [{"id": 1, "big": "C"}]}},
+    ),
+    ("a delete is a delete", [change(Op.DELETE, {}, {"id": 1})], {"deletes": [{"id": 1}]}),
+    (
+        "a partial update moving in takes the unchanged values from the old row",
+        [change(Op.UPDATE, {"id": 1, "v": "in"}, {"id": 1, "v": "out", "big": "B"}, frozenset({"big"}))],
+        {"upserts": [{"id": 1, "v": "in", "big": "B"}]},
+    ),
+    (
+        "a partial update that was in already is made whole too",
+        [change(Op.UPDATE, {"id": 1, "v": "in"}, {"id": 1, "v": "in", "big": "B"}, frozenset({"big"}))],
+        {"upserts": [{"id": 1, "v": "in", "big": "B"}]},
+    ),
+    (
+        "an unsent filtered value is the old one: a row whose old value fails stays out",
+        [change(Op.UPDATE, {"id": 1, "big": "C"}, {"id": 1, "v": "out", "big": "B"}, frozenset({"v"}))],
+        {"deletes": [{"id": 1}]},
+    ),
+    (
+        "in, then out, in one batch",
+        [
+            change(Op.INSERT, {"id": 1, "v": "in", "big": "B"}),
+            change(Op.UPDATE, {"id": 1, "v": "out", "big": "B"}),
+        ],
+        {"deletes": [{"id": 1}]},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"), [c[1:] for c in FILTER_CASES], ids=[c[0] for c in FILTER_CASES]
+)
+def test_row_filter(changes: list[RowChange], expected: dict[str, Any]) -> None:
+    reducer = TableReducer(TABLE, {c: c for c in TABLE.column_names}, row_filter=IN_FILTER)
+    for c in changes:
+        reducer.add(c)
+    out = reducer.changes()
+    assert not reducer.passes_encoded
+    assert sorted(out.deletes, key=lambda d: d["id"]) == expected.get("deletes", [])
+    assert list(out.upserts) == expected.get("upserts", [])
+    assert out.partial == expected.get("partial", {})
+
+
+def test_a_sent_filtered_value_that_fails_moves_the_row_out_though_another_is_unsent() -> None:
+    both = RowFilter(
+        (
+            ColumnFilter("v", Kind.TEXT, (Condition(FilterOp.EQ, ("in",)),)),
+            ColumnFilter("big", Kind.TEXT, (Condition(FilterOp.NOTNULL),)),
+        )
+    )
+    reducer = TableReducer(TABLE, {c: c for c in TABLE.column_names}, row_filter=both)
+    reducer.add(change(Op.UPDATE, {"id": 1, "big": None}, unchanged=frozenset({"v"})))
+    reducer.add(change(Op.UPDATE, {"id": 2, "big": "x"}, unchanged=frozenset({"v"})))
+    out = reducer.changes()
+    assert list(out.deletes) == [{"id": 1}]
+    assert out.partial == {frozenset({"v"}): [{"id": 2, "big": "x"}]}

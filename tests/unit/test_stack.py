@@ -133,7 +133,8 @@ VALID: list[tuple[str, str, dict[str, str], Check, object]] = [
         + "  t:\n"
         + "    source: src\n"
         + "    target: dst\n"
-        + '    table_mappings: {"rules": [{"rule-type": "selection", "rule-id": "1"}]}\n'
+        + '    table_mappings: {"rules": [{"rule-type": "selection", "rule-id": "1", "rule-name": "all",'
+        + ' "rule-action": "include", "object-locator": {"schema-name": "%", "table-name": "%"}}]}\n'
         + '    settings: \'{"FullLoadSettings": {"CommitRate": 500}}\'\n',
         {},
         lambda s: s.tasks["t"].task_settings().full_load_settings.commit_rate,

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
 
 
@@ -149,6 +150,21 @@ class Target(Protocol):
     def count(self, ref: TableRef) -> int: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsRowFilter(Protocol):
+    """A snapshot that can push a row filter down into its SELECT (a WHERE
+    clause with quoted literals), comparing as :mod:`conveyor.core.row_filter`
+    says. ``pushes_down`` tells whether it can for this filter's columns."""
+
+    def pushes_down(self, table: TableSchema, where: RowFilter) -> bool: ...
+
+    def read_where(
+        self, table: TableSchema, batch_rows: int, where: RowFilter, order_by_key: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        """``read`` of only the rows ``where`` passes."""
+        ...
 
 
 @runtime_checkable

@@ -23,14 +23,17 @@ from conveyor.connectors.base import (
     SupportsKeyAfterLoad,
     SupportsRawCopy,
     SupportsRawCopyIn,
+    SupportsRowFilter,
     SupportsStreamWrite,
     TableLoad,
     Target,
 )
 from conveyor.core.errors import ConveyorError, DataError
 from conveyor.core.faults import fault_point
+from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableSchema
 from conveyor.replication.identifiers import TargetNames, collisions, folding_of
+from conveyor.replication.segments import read_segments
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy, TablePolicy
 
 log = logging.getLogger(__name__)
@@ -40,8 +43,6 @@ TABLE_LOADING = "Table is being loaded"
 TABLE_COMPLETED = "Table completed"
 TABLE_ERROR = "Table error"
 TABLE_QUEUED = "Before load"
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ class TablePlan:
     # The source column each target column is read from, in target order; None
     # when a target column has no source column (added by a mapping).
     source_columns: tuple[str | None, ...] | None = None
+    # Source rows to load (selection rule filters); None: every row.
+    row_filter: RowFilter | None = None
+    # Whether target values are the source's own (no masking): a raw copy may carry them.
+    raw_copy: bool = True
+    # parallel-load ranges: filters reading the table segment by segment.
+    segments: tuple[RowFilter, ...] = ()
 
     def names(self) -> TargetNames:
         """The names the target gets (for ``identifiers.collisions``)."""
@@ -65,12 +72,37 @@ class TablePlan:
 
     def raw_columns(self) -> list[str] | None:
         """Source columns for a raw same-engine copy, or None when the mapping
-        adds columns (a raw copy cannot)."""
+        adds columns, filters rows or masks values (a raw copy cannot)."""
+        if not self.raw_copy or self.row_filter is not None or self.segments:
+            return None
         if self.source_columns is None:
             return self.target.column_names
         if any(name is None for name in self.source_columns):
             return None
         return [name for name in self.source_columns if name is not None]
+
+
+def read_source(
+    snapshot: Snapshot, plan: TablePlan, batch_rows: int, order_by_key: bool = False
+) -> Iterator[pa.RecordBatch]:
+    """The plan's source rows: the filter pushed down into the source's query
+    where the snapshot can, else applied to each batch read. A plan with
+    segments (parallel-load ranges) is read segment by segment in the same
+    snapshot (see :mod:`conveyor.replication.segments`) when the source can
+    push them down (in key order, for validation, as one read)."""
+    if plan.segments and not order_by_key:
+        if isinstance(snapshot, SupportsRowFilter) and all(
+            snapshot.pushes_down(plan.source, s) for s in plan.segments
+        ):
+            return read_segments(snapshot, plan.source, batch_rows, plan.segments)
+        log.info("table %s: the source cannot read range segments: one read of the table", plan.source.ref)
+    where = plan.row_filter
+    if where is None:
+        return snapshot.read(plan.source, batch_rows, order_by_key)
+    if isinstance(snapshot, SupportsRowFilter) and snapshot.pushes_down(plan.source, where):
+        return snapshot.read_where(plan.source, batch_rows, where, order_by_key)
+    filtered = (where.apply(b) for b in snapshot.read(plan.source, batch_rows, order_by_key))
+    return (b for b in filtered if b.num_rows)
 
 
 @dataclass
@@ -280,11 +312,11 @@ class FullLoad:
         def batches() -> Generator[pa.RecordBatch]:
             nonlocal failure, last_report
             try:
-                for batch in self.snapshot.read(plan.source, self.batch_rows):
+                for batch in read_source(self.snapshot, plan, self.batch_rows):
                     if self.stop.is_set():
                         failure = _Stopped()
                         return
-                    records = plan.project(batch)
+                    records = self._project(progress, batch, rejected)
                     if checked is not None:
                         screened, refused = checked.screen(records)
                         rejected.extend(self._refused(progress, records, refused))
@@ -319,12 +351,13 @@ class FullLoad:
         assert isinstance(load, SupportsCheckedWrite)
         plan = progress.plan
         last_report = time.monotonic()
-        for batch in self.snapshot.read(plan.source, self.batch_rows):
+        for batch in read_source(self.snapshot, plan, self.batch_rows):
             if self.stop.is_set():
                 raise _Stopped
-            records = plan.project(batch)
+            rejected: list[RejectedValue] = []
+            records = self._project(progress, batch, rejected)
             refused = load.write_checked(records)
-            rejected = self._refused(progress, records, refused)
+            rejected += self._refused(progress, records, refused)
             progress.rows += records.num_rows - len(refused)
             load.record_rejections(self.task, rejected)
             fault_point("full-load-batch")
@@ -357,15 +390,36 @@ class FullLoad:
             self._stream_batches(progress, load)
             return
         last_report = time.monotonic()
-        for batch in self.snapshot.read(plan.source, self.batch_rows):
+        for batch in read_source(self.snapshot, plan, self.batch_rows):
             if self.stop.is_set():
                 raise _Stopped
-            rejected = self._write(progress, load, plan.project(batch))
+            rejected: list[RejectedValue] = []
+            projected = self._project(progress, batch, rejected)
+            rejected += self._write(progress, load, projected)
             load.record_rejections(self.task, rejected)
             fault_point("full-load-batch")
             if time.monotonic() - last_report >= 1.0:
                 last_report = time.monotonic()
                 self.on_progress(progress)
+
+    def _project(
+        self, progress: TableProgress, batch: pa.RecordBatch, rejected: list[RejectedValue]
+    ) -> pa.RecordBatch:
+        """The plan's projection of a source batch; a row the mapping cannot
+        convert (change-data-type) is taken out and handled by the data error
+        policy, like a row the target refuses."""
+        plan = progress.plan
+        while True:
+            try:
+                return plan.project(batch)
+            except DataError as exc:
+                if not exc.load_usable or exc.row is None:
+                    raise
+                progress.error_rows += 1
+                self._apply_policy(progress, exc)
+                if self.errors.data_error_policy is RecordPolicy.LOG_ERROR:
+                    rejected.append(source_rejection(plan, batch, exc))
+                batch = batch.filter(pa.array([i != exc.row for i in range(batch.num_rows)]))
 
     def _write(self, progress: TableProgress, load: TableLoad, batch: pa.RecordBatch) -> list[RejectedValue]:
         """Write a batch; rows the target refuses are taken out, one at a time,
@@ -489,6 +543,23 @@ def _rejected_value(
         column=column,
         value=None if value is None else _printable(value),
         reason=reason,
+    )
+
+
+def source_rejection(plan: TablePlan, batch: pa.RecordBatch, exc: DataError) -> RejectedValue:
+    """The apply-exceptions entry for a source row the mapping refused: the
+    key and value as the source has them, named as the target names them."""
+    assert exc.row is not None
+    row = batch.slice(exc.row, 1).to_pylist()[0]
+    names = plan.source_columns or tuple(plan.target.column_names)
+    source_of = dict(zip(plan.target.column_names, names, strict=True))
+    value = row.get(source_of.get(exc.column or "") or "")
+    return RejectedValue(
+        table=plan.target.ref,
+        key={k: _printable(row.get(source_of.get(k) or k)) for k in plan.target.primary_key},
+        column=exc.column,
+        value=None if value is None else _printable(value),
+        reason=str(exc),
     )
 
 

@@ -1,9 +1,8 @@
-"""AWS DMS table mappings (``{"rules": [...]}``) as users write them.
-
-Supported: ``selection`` rules (include / exclude / explicit) and
-``transformation`` rules on schemas, tables and columns (rename, remove-column,
-convert-lowercase, convert-uppercase, add-prefix, remove-prefix, add-suffix,
-remove-suffix, add-column).
+"""The migration service's table mappings (``{"rules": [...]}``) applied to
+source tables: which tables, which rows (source filters), and the target's
+names, columns, types, key and values. Parsing is in
+:mod:`conveyor.replication.mapping_rules`; what every rule type and action does
+is in ``docs/mappings.md``.
 
 Matching is case-sensitive. In an object-locator ``%`` matches any run of
 characters (including none); every other character, ``_`` included, is
@@ -24,7 +23,6 @@ ones another rule renames or removes. It is never part of the primary key.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,100 +32,19 @@ import pyarrow as pa
 
 from conveyor.core.batch import Op
 from conveyor.core.errors import ConfigError
+from conveyor.core.names import did_you_mean
+from conveyor.core.problems import Problem
+from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType
-from conveyor.replication.expressions import (
-    FULL_LOAD_OPERATION,
-    AddedColumn,
-    Evaluator,
-    Expression,
-    ExpressionError,
-    parse_data_type,
-    parse_expression,
-)
+from conveyor.replication.conversions import Conversion, convertible
+from conveyor.replication.expressions import FULL_LOAD_OPERATION, AddedColumn, Evaluator
+from conveyor.replication.mapping_keys import MASKING_ACTIONS
+from conveyor.replication.mapping_rules import Rule, parse_rules
+from conveyor.replication.masking import Mask, maskable
+from conveyor.replication.source_filters import bind_filters, bind_segments
 
-_UNSUPPORTED_ACTIONS = frozenset(
-    {
-        "include-column",
-        "change-data-type",
-        "add-before-image-columns",
-        "define-primary-key",
-        "replace-prefix",
-        "replace-suffix",
-        "data-masking-digits-mask",
-        "data-masking-digits-randomize",
-        "data-masking-hash-mask",
-    }
-)
-_UNSUPPORTED_RULE_TYPES = frozenset({"table-settings", "post-processing"})
-_SELECTION_ACTIONS = frozenset({"include", "exclude", "explicit"})
-_NAME_ACTIONS = frozenset(
-    {
-        "rename",
-        "convert-lowercase",
-        "convert-uppercase",
-        "add-prefix",
-        "remove-prefix",
-        "add-suffix",
-        "remove-suffix",
-    }
-)
-_VALUE_ACTIONS = frozenset({"rename", "add-prefix", "remove-prefix", "add-suffix", "remove-suffix"})
-_TARGETS = ("schema", "table", "column")
 _MAX_LISTED = 20
-
-
-def _pattern(text: str, wildcards: bool) -> re.Pattern[str]:
-    if not wildcards:
-        return re.compile(re.escape(text))
-    return re.compile(".*".join(re.escape(part) for part in text.split("%")), re.DOTALL)
-
-
-@dataclass(frozen=True)
-class _Rule:
-    rule_id: str
-    name: str
-    rule_type: str
-    action: str
-    target: str  # "schema" | "table" | "column" for transformations, "" for selection
-    schema: re.Pattern[str]
-    table: re.Pattern[str] | None
-    column: re.Pattern[str] | None
-    value: str | None
-    # add-column: the expression and the new column's type.
-    expression: Expression | None = None
-    data_type: ColumnType | None = None
-
-    @property
-    def label(self) -> str:
-        return f"rule {self.rule_id} ({self.name})"
-
-    def fail(self, origin: str, problem: str) -> ConfigError:
-        return ConfigError(f"{origin}: rule {self.rule_id} ({self.name}): {problem}")
-
-    def matches_table(self, ref: TableRef) -> bool:
-        if not self.schema.fullmatch(ref.schema):
-            return False
-        return self.table is None or self.table.fullmatch(ref.name) is not None
-
-    def apply(self, name: str) -> str:
-        action = self.action
-        value = self.value or ""
-        if action == "rename":
-            return value
-        if action == "convert-lowercase":
-            return name.lower()
-        if action == "convert-uppercase":
-            return name.upper()
-        if action == "add-prefix":
-            return value + name
-        if action == "add-suffix":
-            return name + value
-        if action == "remove-prefix":
-            return name[len(value) :] if name.startswith(value) else name
-        if action == "remove-suffix":
-            return name[: len(name) - len(value)] if value and name.endswith(value) else name
-        raise AssertionError(action)  # pragma: no cover - parse() rejects others
 
 
 @dataclass(frozen=True)
@@ -144,28 +61,47 @@ _OPERATIONS = {Op.READ: FULL_LOAD_OPERATION, Op.INSERT: "INSERT", Op.UPDATE: "UP
 @dataclass(frozen=True)
 class MappedTable:
     """A selected table: ``columns`` lists the target columns and their source
-    columns (None for a column an add-column rule computes, see ``added``)."""
+    columns (None for a column an add-column rule computes, see ``added``).
+    ``row_filter`` selects the source rows (selection rule filters), ``masks``
+    rewrite target columns (data masking), ``load_order`` orders the full load
+    (higher first)."""
 
     source: TableSchema
     target: TableSchema
     columns: tuple[ColumnMap, ...]
     added: tuple[AddedColumn, ...] = ()
     evaluator: Evaluator | None = field(default=None, compare=False, repr=False)
+    row_filter: RowFilter | None = None
+    masks: tuple[Mask, ...] = ()
+    load_order: int = 0
+    conversions: tuple[Conversion, ...] = ()
+    # parallel-load ranges: the full load reads the table segment by segment
+    # (each segment's filter includes ``row_filter``).
+    segments: tuple[RowFilter, ...] = ()
 
     def source_columns(self) -> list[str]:
         """Source columns to read, in target order."""
         return [c.source for c in self.columns if c.source is not None]
 
+    @property
+    def passes_values(self) -> bool:
+        """Whether target values are the source's as they are (no masking, no
+        type change, no filter): what a raw same-engine copy or an encoded row
+        pass-through needs."""
+        return not self.masks and not self.conversions and self.row_filter is None and not self.segments
+
     def project(self, records: pa.RecordBatch, timestamp: datetime | None = None) -> pa.RecordBatch:
-        """Rename and drop columns of a source batch and compute added columns
-        ($AR_H_OPERATION 'INSERT', $AR_H_TIMESTAMP ``timestamp`` or now); the
-        result has ``target.arrow_schema()``. A value an added column's type
-        cannot take raises DataError."""
+        """Rename and drop columns of a source batch, compute added columns
+        ($AR_H_OPERATION 'INSERT', $AR_H_TIMESTAMP ``timestamp`` or now) and
+        mask; the result has ``target.arrow_schema()``. A value an added
+        column's type cannot take raises DataError."""
         schema = self.target.arrow_schema()
         computed: dict[str, pa.Array] = {}
         if self.evaluator is not None:
             values = self.evaluator.evaluate(records, FULL_LOAD_OPERATION, timestamp)
             computed = {c.name: a for c, a in zip(self.added, values, strict=True)}
+        masks = {m.column: m for m in self.masks}
+        conversions = {c.column: c for c in self.conversions}
         arrays: list[pa.Array] = []
         for cmap, arrow_field in zip(self.columns, schema, strict=True):
             if cmap.source is None:
@@ -175,10 +111,32 @@ class MappedTable:
             if index < 0:
                 raise ValueError(f"batch for {self.source.ref} has no column {cmap.source!r}")
             array = records.column(index)
-            if not array.type.equals(arrow_field.type):
+            conversion = conversions.get(cmap.target)
+            if conversion is not None:
+                array = conversion.array(array)
+            elif not array.type.equals(arrow_field.type):
                 array = array.cast(arrow_field.type)
             arrays.append(array)
+        for i, cmap in enumerate(self.columns):
+            mask = masks.get(cmap.target)
+            if mask is not None:
+                arrays[i] = mask.array(arrays[i])
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    def convert_row(self, row: dict[str, Any]) -> None:
+        """Convert a CDC row's values (target column names) to the types
+        change-data-type rules set, in place; DataError when one does not convert."""
+        for conversion in self.conversions:
+            if conversion.column in row:
+                row[conversion.column] = conversion.value(row[conversion.column])
+
+    def mask_row(self, row: dict[str, Any]) -> None:
+        """Mask a CDC row given in target column names, in place (a column the
+        row lacks is unchanged and stays so)."""
+        for mask in self.masks:
+            value = row.get(mask.column)
+            if value is not None:
+                row[mask.column] = mask.one()(value)
 
     @property
     def added_names(self) -> frozenset[str]:
@@ -199,100 +157,27 @@ class MappedTable:
         return self.evaluator.evaluate_rows(rows, _OPERATIONS[op], timestamp)
 
 
-def _get_str(rule: Mapping[str, Any], key: str, where: str, origin: str) -> str:
-    if key not in rule:
-        raise ConfigError(f"{origin}: {where}: missing '{key}'")
-    value = rule[key]
-    if not isinstance(value, str):
-        raise ConfigError(f"{origin}: {where}: '{key}' must be a string, not {type(value).__name__}")
-    if not value:
-        raise ConfigError(f"{origin}: {where}: '{key}' must not be empty")
-    return value
-
-
-def _parse_rule(raw: object, index: int, origin: str) -> _Rule:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{origin}: rule #{index + 1}: must be an object, not {type(raw).__name__}")
-    where = f"rule #{index + 1}"
-    raw_id = raw.get("rule-id")
-    if raw_id is None:
-        raise ConfigError(f"{origin}: {where}: missing 'rule-id'")
-    if isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or raw_id == "":
-        raise ConfigError(f"{origin}: {where}: 'rule-id' must be a string or an integer")
-    rule_id = str(raw_id)
-    name = _get_str(raw, "rule-name", f"rule {rule_id}", origin)
-    where = f"rule {rule_id} ({name})"
-    rule_type = _get_str(raw, "rule-type", where, origin)
-    action = _get_str(raw, "rule-action", where, origin)
-
-    def fail(problem: str) -> ConfigError:
-        return ConfigError(f"{origin}: {where}: {problem}")
-
-    if rule_type in _UNSUPPORTED_RULE_TYPES:
-        raise fail(f"rule-type '{rule_type}' is a DMS rule type Conveyor does not support yet")
-    if rule_type not in ("selection", "transformation"):
-        raise fail(f"unknown rule-type '{rule_type}'")
-    if action in _UNSUPPORTED_ACTIONS:
-        raise fail(f"rule-action '{action}' is a DMS action Conveyor does not support yet")
-
-    locator = raw.get("object-locator")
-    if locator is None:
-        raise fail("missing 'object-locator'")
-    if not isinstance(locator, Mapping):
-        raise fail(f"'object-locator' must be an object, not {type(locator).__name__}")
-
-    if rule_type == "selection":
-        if action not in _SELECTION_ACTIONS:
-            raise fail(f"unknown rule-action '{action}' for a selection rule")
-        filters = raw.get("filters", [])
-        if not isinstance(filters, list):
-            raise fail(f"'filters' must be a list, not {type(filters).__name__}")
-        if filters:
-            raise fail("source filters are not supported yet")
-        wild = action != "explicit"
-        schema = _get_str(locator, "schema-name", f"{where}: object-locator", origin)
-        table = _get_str(locator, "table-name", f"{where}: object-locator", origin)
-        sel_schema, sel_table = _pattern(schema, wild), _pattern(table, wild)
-        return _Rule(rule_id, name, rule_type, action, "", sel_schema, sel_table, None, None)
-
-    target = _get_str(raw, "rule-target", where, origin)
-    if target not in _TARGETS:
-        raise fail(f"unknown rule-target '{target}' (expected schema, table or column)")
-    if action in ("remove-column", "add-column"):
-        if target != "column":
-            raise fail(f"rule-action '{action}' needs rule-target 'column'")
-    elif action not in _NAME_ACTIONS:
-        raise fail(f"unknown rule-action '{action}'")
-    value: str | None = None
-    if action in _VALUE_ACTIONS or action == "add-column":
-        value = _get_str(raw, "value", where, origin)
-    loc_where = f"{where}: object-locator"
-    schema_p = _pattern(_get_str(locator, "schema-name", loc_where, origin), True)
-    table_p: re.Pattern[str] | None = None
-    column_p: re.Pattern[str] | None = None
-    if target != "schema":
-        table_p = _pattern(_get_str(locator, "table-name", loc_where, origin), True)
-    if target == "column" and action != "add-column":
-        column_p = _pattern(_get_str(locator, "column-name", loc_where, origin), True)
-    expression: Expression | None = None
-    data_type: ColumnType | None = None
-    if action == "add-column":
-        try:
-            expression = parse_expression(_get_str(raw, "expression", where, origin))
-            if "data-type" not in raw:
-                raise ExpressionError("missing 'data-type'")
-            data_type = parse_data_type(raw["data-type"])
-        except ExpressionError as exc:
-            raise fail(str(exc)) from None
-    return _Rule(
-        rule_id, name, rule_type, action, target, schema_p, table_p, column_p, value, expression, data_type
-    )
+def check_table_mappings(doc: Mapping[str, Any]) -> list[Problem]:
+    """Every problem of a decoded mappings document, as ``(path, text)``."""
+    raw_rules = doc.get("rules")
+    if raw_rules is None:
+        return [("", "missing 'rules'")]
+    if not isinstance(raw_rules, list):
+        return [("rules", f"'rules' must be a list, not {type(raw_rules).__name__}")]
+    problems: list[Problem] = [
+        (str(k), f"unknown key {k!r}{did_you_mean(str(k), ['rules'])}") for k in doc if k != "rules"
+    ]
+    rules, found = parse_rules(raw_rules)
+    problems += found.items
+    if not found.items and not any(r.rule_type == "selection" and r.action != "exclude" for r in rules):
+        problems.append(("rules", "needs at least one selection rule with rule-action include or explicit"))
+    return problems
 
 
 class TableMappings:
     """Parsed table mappings; :meth:`select` applies them to source tables."""
 
-    def __init__(self, rules: Sequence[_Rule], origin: str, target_schema: str = "") -> None:
+    def __init__(self, rules: Sequence[Rule], origin: str, target_schema: str = "") -> None:
         self._rules = tuple(rules)
         self._origin = origin
         self._target_schema = target_schema
@@ -304,7 +189,8 @@ class TableMappings:
 
     @classmethod
     def parse(cls, doc: Mapping[str, Any] | str, origin: str) -> TableMappings:
-        """Parse a mappings document (JSON text or decoded object); ``origin`` names it in errors."""
+        """Parse a mappings document (JSON text or decoded object); ``origin``
+        names it in errors. Every problem is reported, one per line."""
         data: object = doc
         if isinstance(doc, str):
             try:
@@ -313,39 +199,28 @@ class TableMappings:
                 raise ConfigError(f"{origin}: invalid JSON: {exc}") from None
         if not isinstance(data, Mapping):
             raise ConfigError(f"{origin}: table mappings must be a JSON object with 'rules'")
-        if "rules" not in data:
-            raise ConfigError(f"{origin}: missing 'rules'")
-        raw_rules = data["rules"]
-        if not isinstance(raw_rules, list):
-            raise ConfigError(f"{origin}: 'rules' must be a list, not {type(raw_rules).__name__}")
-        rules: list[_Rule] = []
-        seen: set[str] = set()
-        for index, raw in enumerate(raw_rules):
-            rule = _parse_rule(raw, index, origin)
-            if rule.rule_id in seen:
-                raise rule.fail(origin, f"duplicate rule-id {rule.rule_id}")
-            seen.add(rule.rule_id)
-            rules.append(rule)
-        if not any(r.rule_type == "selection" and r.action != "exclude" for r in rules):
-            raise ConfigError(
-                f"{origin}: needs at least one selection rule with rule-action include or explicit"
-            )
+        problems = check_table_mappings(data)
+        if problems:
+            raise ConfigError("\n".join(f"{origin}: {text}" for _, text in problems))
+        rules, _ = parse_rules(data["rules"])
         return cls(rules, origin)
 
-    def _selected(self, ref: TableRef) -> bool:
-        included = False
+    def _selected(self, ref: TableRef) -> list[Rule] | None:
+        """The include rules selecting ``ref``, or None when it is not selected."""
+        included: list[Rule] = []
         for rule in self._rules:
-            if rule.rule_type != "selection" or not rule.matches_table(ref):
+            if rule.rule_type != "selection" or not rule.matches_table(ref.schema, ref.name):
                 continue
             if rule.action == "exclude":
-                return False
-            included = True
-        return included
+                return None
+            included.append(rule)
+        return included or None
 
     def select(self, tables: Sequence[TableSchema], allow_empty: bool = False) -> list[MappedTable]:
-        """The selected tables, in input order, with their target shape. Selecting
-        none is an error (FailOnNoTablesCaptured) unless ``allow_empty``."""
-        chosen = [t for t in tables if self._selected(t.ref)]
+        """The selected tables with their target shape, highest load-order first,
+        else in input order. Selecting none is an error
+        (FailOnNoTablesCaptured) unless ``allow_empty``."""
+        chosen = [(t, rules) for t in tables if (rules := self._selected(t.ref)) is not None]
         if not chosen and not allow_empty:
             names = [str(t.ref) for t in tables[:_MAX_LISTED]]
             listed = ", ".join(names) if names else "(none)"
@@ -354,7 +229,15 @@ class TableMappings:
                 f"{self._origin}: the selection rules match none of the {len(tables)} source tables: "
                 f"{listed}{more}"
             )
-        mapped = [self._map(t) for t in chosen]
+        mapped: list[MappedTable] = []
+        problems: list[str] = []
+        for t, rules in chosen:  # every table's problem, not only the first
+            try:
+                mapped.append(self._map(t, rules))
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("\n".join(problems))
         owners: dict[TableRef, TableRef] = {}
         for m in mapped:
             other = owners.setdefault(m.target.ref, m.source.ref)
@@ -363,29 +246,49 @@ class TableMappings:
                     f"{self._origin}: source tables {other} and {m.source.ref} both map to "
                     f"target table {m.target.ref}"
                 )
-        return mapped
+        return sorted(mapped, key=lambda m: -m.load_order)
 
-    def _map(self, table: TableSchema) -> MappedTable:
+    def _map(self, table: TableSchema, selected_by: list[Rule]) -> MappedTable:
         origin = self._origin
         ref = table.ref
         schema_name, table_name = self._target_schema or ref.schema, ref.name
         # The target's columns as rules leave them; removed columns leave the list.
         cols = [_Col(c.name, c.name, c.name) for c in table.columns]
+        included: set[str] | None = None  # include-column rules: the columns they keep
+        key: tuple[str, ...] | None = None
+        masks: list[tuple[_Col, Rule]] = []
+        load_order = max((r.load_order for r in selected_by), default=0)
+        ranged: Rule | None = None
         for rule in self._rules:
-            if rule.rule_type != "transformation" or not rule.matches_table(ref):
+            if rule.rule_type == "table-settings" and rule.matches_table(ref.schema, ref.name):
+                load_order = max(load_order, rule.load_order)
+                if rule.ranges is not None:
+                    if ranged is not None:
+                        raise _fail(
+                            origin, rule, f"table {ref} already has parallel-load ranges ({ranged.label})"
+                        )
+                    ranged = rule
+            if rule.rule_type != "transformation" or not rule.matches_table(ref.schema, ref.name):
                 continue
             if rule.target == "schema":
                 schema_name = rule.apply(schema_name)
                 if not schema_name:
-                    raise rule.fail(origin, f"leaves schema of table {ref} with an empty name")
+                    raise _fail(origin, rule, f"leaves schema of table {ref} with an empty name")
+            elif rule.action == "define-primary-key":
+                assert rule.primary_key is not None
+                by_match = {c.match: c for c in cols}
+                missing = [n for n in rule.primary_key.columns if n not in by_match]
+                if missing:
+                    raise _fail(origin, rule, f"table {ref} has no column {', '.join(map(repr, missing))}")
+                key = tuple(rule.primary_key.columns)
             elif rule.target == "table":
                 table_name = rule.apply(table_name)
                 if not table_name:
-                    raise rule.fail(origin, f"leaves table {ref} with an empty name")
+                    raise _fail(origin, rule, f"leaves table {ref} with an empty name")
             elif rule.action == "add-column":
                 assert rule.value is not None
                 if any(c.target == rule.value for c in cols):
-                    raise rule.fail(origin, f"table {ref} already has a column {rule.value!r}")
+                    raise _fail(origin, rule, f"table {ref} already has a column {rule.value!r}")
                 cols.append(_Col(rule.value, rule.value, None, rule))
             else:
                 assert rule.column is not None
@@ -394,22 +297,48 @@ class TableMappings:
                 if rule.action == "remove-column":
                     cols = [c for c in cols if c not in hit]
                     if not cols:
-                        raise rule.fail(origin, f"removes every column of table {ref}")
+                        raise _fail(origin, rule, f"removes every column of table {ref}")
+                    continue
+                if rule.action == "include-column":
+                    included = (included or set()) | {c.match for c in hit}
+                    continue
+                if rule.action in MASKING_ACTIONS:
+                    masks.extend((c, rule) for c in hit)
+                    continue
+                if rule.action == "change-data-type":
+                    if rule.of_kinds is not None:
+                        hit = [
+                            c
+                            for c in hit
+                            if c.source is not None and table.column(c.source).type.kind in rule.of_kinds
+                        ]
+                    for c in hit:
+                        if c.source is None:
+                            raise _fail(
+                                origin,
+                                rule,
+                                f"column {c.match!r} is added by {c.rule.label if c.rule else ''}: "
+                                "set its type in that rule's data-type",
+                            )
+                        c.new_type = rule
                     continue
                 for c in hit:
                     new = rule.apply(c.target)
                     if not new:
-                        raise rule.fail(
-                            origin, f"leaves column {c.match!r} of table {ref} with an empty name"
+                        raise _fail(
+                            origin, rule, f"leaves column {c.match!r} of table {ref} with an empty name"
                         )
                     c.target = new
                 names = [c.target for c in cols]
                 dupes = sorted({n for n in names if names.count(n) > 1})
                 if dupes:
-                    raise rule.fail(
+                    raise _fail(
                         origin,
+                        rule,
                         f"renaming columns of table {ref} makes {', '.join(repr(d) for d in dupes)} collide",
                     )
+        if included is not None:
+            cols = [c for c in cols if c.rule is not None or c.match in included]
         if not any(c.source is not None for c in cols):
             raise ConfigError(f"{origin}: table {ref} keeps none of its source columns")
         by_source = {c.source: c.target for c in cols if c.source is not None}
@@ -418,30 +347,110 @@ class TableMappings:
         same_columns = [(c.source, c.target) for c in cols if c.rule is None] == [
             (n, n) for n in table.column_names
         ]
+        if key is not None:
+            missing = [k for k in key if k not in by_source]
+            if missing:
+                raise ConfigError(
+                    f"{origin}: table {ref}: define-primary-key names column(s) "
+                    f"{', '.join(map(repr, missing))}, which other rules remove"
+                )
+        mask_by_target = _masks(origin, table, masks, cols)
+        conversions: list[Conversion] = []
         columns: list[Column] = []
         added: list[AddedColumn] = []
         for c in cols:
             if c.rule is None:
                 assert c.source is not None
                 source_col = table.column(c.source)
-                generated = source_col.generated if same_columns else None
-                columns.append(Column(c.target, source_col.type, source_col.nullable, generated))
+                column_type = source_col.type
+                if c.new_type is not None:
+                    column_type = _conversion(origin, table, c, conversions)
+                if c.target in mask_by_target:
+                    column_type = mask_by_target[c.target].target_type(column_type)
+                kept = same_columns and column_type == source_col.type and c.target not in mask_by_target
+                generated = source_col.generated if kept else None
+                columns.append(Column(c.target, column_type, source_col.nullable, generated))
                 continue
             assert c.rule.expression is not None and c.rule.data_type is not None
             columns.append(Column(c.target, c.rule.data_type, True))
             added.append(AddedColumn(c.target, c.rule.data_type, c.rule.expression, c.rule.label))
-        key = tuple(by_source[k] for k in table.primary_key if k in by_source)
+        source_key = key if key is not None else table.primary_key
+        target_key = tuple(by_source[k] for k in source_key if k in by_source)
+        for name, mask in mask_by_target.items():
+            if name in target_key:
+                raise ConfigError(
+                    f"{origin}: {mask.rule}: column {name!r} of table {ref} is part of the target's "
+                    "primary key, which masking would change (deletes could no longer find rows)"
+                )
         target = TableSchema(
             TableRef(schema_name, table_name),
             tuple(columns),
-            key,
+            target_key,
             table.estimated_rows,
             table.native_engine,
             table.native_types,
         )
         maps = tuple(ColumnMap(target=c.target, source=c.source) for c in cols)
         evaluator = Evaluator(table, added, origin) if added else None
-        return MappedTable(source=table, target=target, columns=maps, added=tuple(added), evaluator=evaluator)
+        row_filter = bind_filters(origin, table, selected_by)
+        return MappedTable(
+            source=table,
+            target=target,
+            columns=maps,
+            added=tuple(added),
+            evaluator=evaluator,
+            row_filter=row_filter,
+            segments=bind_segments(origin, table, ranged, row_filter),
+            masks=tuple(mask_by_target.values()),
+            load_order=load_order,
+            conversions=tuple(conversions),
+        )
+
+
+def _conversion(origin: str, table: TableSchema, col: _Col, conversions: list[Conversion]) -> ColumnType:
+    """The type a change-data-type rule gives a source column (checked convertible)."""
+    rule = col.new_type
+    assert rule is not None and rule.data_type is not None and col.source is not None
+    source_type = table.column(col.source).type
+    if not convertible(source_type, rule.data_type):
+        raise _fail(
+            origin,
+            rule,
+            f"column {col.match!r} of table {table.ref} is {source_type.describe()}, which cannot be "
+            f"converted to {rule.data_type.describe()}",
+        )
+    if rule.data_type != source_type:
+        conversions.append(Conversion(table.ref, col.target, source_type, rule.data_type, rule.label))
+    return rule.data_type
+
+
+def _fail(origin: str, rule: Rule, problem: str) -> ConfigError:
+    return ConfigError(f"{origin}: {rule.label}: {problem}")
+
+
+def _masks(
+    origin: str, table: TableSchema, masks: list[tuple[_Col, Rule]], cols: list[_Col]
+) -> dict[str, Mask]:
+    """The masking rules on columns the target keeps, by target name (the last
+    rule on a column wins)."""
+    result: dict[str, Mask] = {}
+    for col, rule in masks:
+        if col not in cols:
+            continue
+        column_type = (
+            (col.new_type.data_type if col.new_type else table.column(col.source).type)
+            if col.source is not None
+            else (col.rule.data_type if col.rule else None)
+        )
+        if column_type is None or not maskable(column_type):
+            described = column_type.describe() if column_type else "unknown"
+            raise _fail(
+                origin,
+                rule,
+                f"{rule.action} masks text columns; column {col.match!r} of table {table.ref} is {described}",
+            )
+        result[col.target] = Mask(col.target, rule.action, rule.value, rule.label)
+    return result
 
 
 class _Col:
@@ -449,10 +458,11 @@ class _Col:
     locators match (the source name, or an added column's name), ``source`` the
     source column it is read from (None when ``rule``, an add-column rule, computes it)."""
 
-    __slots__ = ("match", "rule", "source", "target")
+    __slots__ = ("match", "new_type", "rule", "source", "target")
 
-    def __init__(self, match: str, target: str, source: str | None, rule: _Rule | None = None) -> None:
+    def __init__(self, match: str, target: str, source: str | None, rule: Rule | None = None) -> None:
         self.match = match
         self.target = target
         self.source = source
         self.rule = rule
+        self.new_type: Rule | None = None  # a change-data-type rule

@@ -191,6 +191,19 @@ def validate_only(
     return results
 
 
+def table_plan(mapped: MappedTable) -> TablePlan:
+    """The full load's plan of a mapped table."""
+    return TablePlan(
+        mapped.source,
+        mapped.target,
+        mapped.project,
+        tuple(c.source for c in mapped.columns),
+        row_filter=mapped.row_filter,
+        raw_copy=not mapped.masks and not mapped.conversions,
+        segments=mapped.segments,
+    )
+
+
 def task_mappings(stack: Declarations, name: str) -> TableMappings:
     """The task's table mappings, with its TargetMetadata.TargetSchema."""
     spec = stack.tasks[name]

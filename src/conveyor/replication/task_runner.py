@@ -29,6 +29,7 @@ from conveyor.replication.task_run import (
     load_tables,
     report_no_tables,
     select_tables,
+    table_plan,
     validate_only,
 )
 from conveyor.replication.validation import (
@@ -45,10 +46,7 @@ log = logging.getLogger(__name__)
 
 def plan_tables(stack: Declarations, name: str, source: Source) -> list[TablePlan]:
     """The tables a task loads: the source's tables through the task's mappings."""
-    return [
-        TablePlan(m.source, m.target, m.project, tuple(c.source for c in m.columns))
-        for m in select_tables(stack, name, source.tables())
-    ]
+    return [table_plan(m) for m in select_tables(stack, name, source.tables())]
 
 
 @dataclass

@@ -245,7 +245,10 @@ def _compare(
     run: ValidationRun,
     result: TableValidation,
 ) -> None:
-    source_batches, target_batches, types, how = sides(snapshot, target, plan, partition, result.notes)
+    refused: list[Values] = []
+    source_batches, target_batches, types, how = sides(
+        snapshot, target, plan, partition, result.notes, refused
+    )
     result.compared_as = how
     names = plan.target.column_names
     key_names = plan.target.primary_key
@@ -276,6 +279,10 @@ def _compare(
                 result.different += 1
                 recorder.add(RECORD_DIFF, src[1], src[2], tgt[2])
             src, tgt = next(source, None), next(target_rows, None)
+    for keys in refused:  # rows the mapping could not convert: in the exceptions table, not the target
+        result.source_rows += 1
+        result.missing_on_target += 1
+        recorder.add(MISSING_TARGET, keys, None, None)
     result.partitions = partitions[0]
     result.first_failures = recorder.sample
     result.sample_keys = [list(f["Key"].values()) for f in recorder.sample]

@@ -17,9 +17,10 @@ import pyarrow as pa
 
 from conveyor.connectors.base import Snapshot, SupportsTextRows, Target
 from conveyor.core.canonical_text import json_document, render_column
+from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 from conveyor.core.types import ColumnType, Kind
-from conveyor.replication.full_load import TablePlan
+from conveyor.replication.full_load import TablePlan, read_source
 from conveyor.replication.settings import ValidationSettings
 
 Values = tuple[str | None, ...]
@@ -32,7 +33,10 @@ class OutOfOrder(Exception):
 
 def source_view(plan: TablePlan) -> TableSchema | None:
     """The source table as the target's columns (renamed back), when every
-    target column is a source column of the same kind; else None."""
+    target column is a source column of the same kind and the mapping neither
+    filters rows nor converts or masks values; else None."""
+    if plan.row_filter is not None or not plan.raw_copy:
+        return None
     names = plan.source_columns or tuple(plan.target.column_names)
     if any(n is None for n in names):
         return None
@@ -55,8 +59,16 @@ def _rendered(batches: Iterable[pa.RecordBatch], types: Sequence[ColumnType]) ->
 
 
 def sides(
-    snapshot: Snapshot, target: Target, plan: TablePlan, partition: int, notes: list[str]
+    snapshot: Snapshot,
+    target: Target,
+    plan: TablePlan,
+    partition: int,
+    notes: list[str],
+    refused: list[Values] | None = None,
 ) -> tuple[Iterator[list[Values]], Iterator[list[Values]], list[ColumnType], str]:
+    """Both sides' rows as texts in key order, their types and how they are
+    compared. Source rows the mapping could not convert (in the exceptions
+    table, not on the target) are left out; their target keys go to ``refused``."""
     view = source_view(plan)
     if view is not None and isinstance(snapshot, SupportsTextRows):
         types = [c.type for c in view.columns]
@@ -67,10 +79,34 @@ def sides(
         rendered = _rendered(target.read(plan.target, partition, order_by_key=True), types)
         return source, rendered, types, "source text, target rendered as source text"
     types = [c.type for c in plan.target.columns]
-    batches = (plan.project(b) for b in snapshot.read(plan.source, partition, order_by_key=True))
-    source = _rendered(batches, types)
+    read = read_source(snapshot, plan, partition, order_by_key=True)
+    source = _rendered(_projected(plan, read, refused if refused is not None else []), types)
     rendered = _rendered(target.read(plan.target, partition, order_by_key=True), types)
     return source, rendered, types, "values as read, rendered alike"
+
+
+def _projected(
+    plan: TablePlan, batches: Iterator[pa.RecordBatch], refused: list[Values]
+) -> Iterator[pa.RecordBatch]:
+    """The source batches as the target gets them, without the rows the mapping
+    cannot convert (change-data-type): their keys, as the target names them, go
+    to ``refused``."""
+    by_target = dict(
+        zip(plan.target.column_names, plan.source_columns or plan.target.column_names, strict=True)
+    )
+    key_sources = [by_target[k] or k for k in plan.target.primary_key]
+    for read in batches:
+        pending = read
+        while True:
+            try:
+                yield plan.project(pending)
+                break
+            except DataError as exc:
+                if exc.row is None:
+                    raise
+                row = pending.slice(exc.row, 1).to_pylist()[0]
+                refused.append(tuple(None if row.get(k) is None else str(row.get(k)) for k in key_sources))
+                pending = pending.filter(pa.array([i != exc.row for i in range(pending.num_rows)]))
 
 
 def _other_types(plan: TablePlan, view: TableSchema, existing: TableSchema | None) -> list[str]:

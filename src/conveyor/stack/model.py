@@ -284,13 +284,11 @@ class TaskSpec(_Spec):
         rules = value.get("rules")
         if not isinstance(rules, list) or not rules:
             raise located([("rules", "required: a non-empty list of selection and transformation rules")])
-        bad = [
-            (f"rules.{i}", "each rule must be an object")
-            for i, rule in enumerate(rules)
-            if not isinstance(rule, dict)
-        ]
-        if bad:
-            raise located(bad)
+        from conveyor.replication.mappings import check_table_mappings
+
+        problems = check_table_mappings(value)
+        if problems:
+            raise located(problems)
         return value
 
     @field_validator("settings")

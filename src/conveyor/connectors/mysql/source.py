@@ -16,10 +16,11 @@ import pymysql
 from pymysql.cursors import SSCursor
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.mysql import connection
+from conveyor.connectors.mysql import connection, filters
 from conveyor.connectors.mysql.connection import quote
 from conveyor.connectors.mysql.types import NativeColumn, from_native, order_expression, select_expression
 from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
+from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 
@@ -246,22 +247,33 @@ class MySQLSnapshot:
         with suppress(pymysql.err.Error, OSError):
             conn.close()
 
+    def pushes_down(self, table: TableSchema, where: RowFilter) -> bool:
+        return filters.pushes_down(where)
+
+    def read_where(
+        self, table: TableSchema, batch_rows: int, where: RowFilter, order_by_key: bool = False
+    ) -> Generator[pa.RecordBatch, None, None]:
+        return self.read(table, batch_rows, order_by_key, where)
+
     def read(
-        self, table: TableSchema, batch_rows: int, order_by_key: bool = False
+        self, table: TableSchema, batch_rows: int, order_by_key: bool = False, where: RowFilter | None = None
     ) -> Generator[pa.RecordBatch, None, None]:
         cols = ", ".join(select_expression(c.name, c.type) for c in table.columns)
         query = f"SELECT {cols} FROM {qualified(table.ref)}"
+        order = ""
         if order_by_key and table.primary_key:
             # In the order validation merges in (code point order for strings).
-            query += " ORDER BY " + ", ".join(
+            order = " ORDER BY " + ", ".join(
                 order_expression(k, table.column(k).type) for k in table.primary_key
             )
         schema = table.arrow_schema()
         converters = [_converter(table, c) for c in table.columns]
         with self._exclusive(table.ref) as conn:
+            if where is not None:  # literals quoted as this connection's sql_mode needs
+                query += " WHERE " + filters.where_condition(where, conn.escape)
             cursor = conn.cursor(SSCursor)
             try:
-                cursor.execute(query)
+                cursor.execute(query + order)
                 while rows := cursor.fetchmany(batch_rows):
                     columns = list(zip(*rows, strict=True))
                     arrays = [

@@ -12,11 +12,12 @@ import pyarrow as pa
 from psycopg import pq, sql
 
 from conveyor.connectors.base import EndpointConfig, RejectedValue
-from conveyor.connectors.postgres import connection
+from conveyor.connectors.postgres import connection, filters
 from conveyor.connectors.postgres._arrow import Refusal, checks, conform, interval_guard
 from conveyor.connectors.postgres.types import NativeColumn, from_native, needs_text_cast
 from conveyor.connectors.postgres.user_types import native_types, xml_columns
 from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
+from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 
@@ -206,6 +207,7 @@ class PostgresSnapshot:
     reader (one connection per table, in parallel) sees the same instant."""
 
     raw_format = "postgres-binary"
+    concurrent_reads = True  # every read opens its own connection attached to the snapshot
 
     def __init__(self, config: EndpointConfig, snapshot_id: str | None = None) -> None:
         self.config = config
@@ -227,24 +229,42 @@ class PostgresSnapshot:
     def read(
         self, table: TableSchema, batch_rows: int, order_by_key: bool = False
     ) -> Iterator[pa.RecordBatch]:
+        return self._read(table, batch_rows, order_by_key, None)
+
+    def _read(
+        self, table: TableSchema, batch_rows: int, order_by_key: bool, where: sql.Composable | None
+    ) -> Iterator[pa.RecordBatch]:
+        """The table's rows in the snapshot; those holding a value no batch can
+        carry exactly are kept for ``rejections``. A whole-table read starts the
+        table's list afresh; reads of segments (``where``), which may run at
+        once, add to it."""
         setup = [
             "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
             f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'",
         ]
-        with self._lock:
-            self._rejected[table.ref] = []
+        if where is None:
+            with self._lock:
+                self._rejected[table.ref] = []
 
         def reject(rows: list[RejectedValue]) -> None:
             with self._lock:
                 self._rejected.setdefault(table.ref, []).extend(rows)
 
-        return read_arrow(self.config, table, batch_rows, order_by_key, setup, reject=reject)
+        return read_arrow(self.config, table, batch_rows, order_by_key, setup, reject=reject, where=where)
 
     def rejections(self, ref: TableRef) -> list[RejectedValue]:
         """The rows of table ``ref`` its last read left out: values no batch can
         carry exactly (see ``_arrow``), for the target's exceptions table."""
         with self._lock:
             return list(self._rejected.get(ref, []))
+
+    def pushes_down(self, table: TableSchema, where: RowFilter) -> bool:
+        return filters.pushes_down(where)
+
+    def read_where(
+        self, table: TableSchema, batch_rows: int, where: RowFilter, order_by_key: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        return self._read(table, batch_rows, order_by_key, filters.where_condition(where))
 
     def copy_out(self, table: TableSchema, columns: Sequence[str]) -> Iterator[bytes]:
         """The table's rows as PostgreSQL binary COPY data, in blocks of about
@@ -313,13 +333,17 @@ class PostgresSnapshot:
             self._holder = None
 
 
-def select_query(table: TableSchema, order_by_key: bool = False) -> sql.Composed:
+def select_query(
+    table: TableSchema, order_by_key: bool = False, where: sql.Composable | None = None
+) -> sql.Composed:
     """SELECT of every column in its in-flight form, then the columns of
-    ``_arrow.checks``; ordered by the primary key in code point order
-    (COLLATE "C"), the order validation merges in."""
+    ``_arrow.checks`` (of the rows ``where`` passes); ordered by the primary key
+    in code point order (COLLATE "C"), the order validation merges in."""
     items: list[sql.Composable] = [select_list(table)]
     items += checks(table, table.column_names)[0]
     query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(items), qualified(table.ref))
+    if where is not None:
+        query += sql.SQL(" WHERE {}").format(where)
     if order_by_key and table.primary_key:
         keys = []
         for name in table.primary_key:
@@ -342,13 +366,14 @@ def read_arrow(
     setup: Sequence[str] = (),
     schema: pa.Schema | None = None,
     reject: Callable[[list[RejectedValue]], None] | None = None,
+    where: sql.Composable | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream a table through ADBC as batches of at most ``batch_rows`` rows with
-    the table's Arrow schema (or ``schema``, a compatible one it is cast to).
-    ``setup`` runs first in the same transaction. A row holding a value the
-    batch cannot carry exactly is left out and handed to ``reject``; without
-    ``reject`` it is a DataError."""
-    text = select_query(table, order_by_key).as_string(None)
+    the table's Arrow schema (or ``schema``, a compatible one it is cast to), of
+    the rows ``where`` passes. ``setup`` runs first in the same transaction. A
+    row holding a value the batch cannot carry exactly is left out and handed to
+    ``reject``; without ``reject`` it is a DataError."""
+    text = select_query(table, order_by_key, where).as_string(None)
     checked = checks(table, table.column_names)[1]
     schema = schema or table.arrow_schema()
     try:

@@ -15,6 +15,7 @@ import pyarrow as pa
 from conveyor.connectors.base import EndpointConfig
 from conveyor.core import types as t
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError
+from conveyor.core.row_filter import ColumnFilter, RowFilter, render_sql
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
 
@@ -121,6 +122,9 @@ class SQLiteSource:
         pass
 
 
+_PUSHED = frozenset({Kind.INT16, Kind.INT32, Kind.INT64, Kind.FLOAT64, Kind.TEXT})
+
+
 class SQLiteSnapshot:
     """One read transaction: SQLite gives every statement in it the same view."""
 
@@ -128,15 +132,36 @@ class SQLiteSnapshot:
         self._conn = conn
         self._conn.execute("BEGIN")
 
+    def pushes_down(self, table: TableSchema, where: RowFilter) -> bool:
+        """Integer, double and text columns compare in SQL as in Python (text
+        with the BINARY collation); others are filtered after reading."""
+        return all(f.kind in _PUSHED for f in where.columns)
+
+    def read_where(
+        self, table: TableSchema, batch_rows: int, where: RowFilter, order_by_key: bool = False
+    ) -> Iterator[pa.RecordBatch]:
+        return self.read(table, batch_rows, order_by_key, where)
+
     def read(
-        self, table: TableSchema, batch_rows: int, order_by_key: bool = False
+        self, table: TableSchema, batch_rows: int, order_by_key: bool = False, where: RowFilter | None = None
     ) -> Iterator[pa.RecordBatch]:
         cols = ", ".join(quote(c) for c in table.column_names)
         query = f"SELECT {cols} FROM {quote(table.ref.name)}"
+        params: list[Any] = []
+        if where is not None:
+
+            def literal(value: Any, kind: Kind) -> str:
+                params.append(value)
+                return "?"
+
+            def column(f: ColumnFilter) -> str:
+                return f"{quote(f.column)} COLLATE BINARY" if f.kind is Kind.TEXT else quote(f.column)
+
+            query += " WHERE " + render_sql(where, column, literal)
         if order_by_key and table.primary_key:
             query += " ORDER BY " + ", ".join(quote(k) for k in table.primary_key)
         schema = table.arrow_schema()
-        cursor = self._conn.execute(query)
+        cursor = self._conn.execute(query, params)
         try:
             while rows := cursor.fetchmany(batch_rows):
                 columns = list(zip(*rows, strict=True))

@@ -9,16 +9,20 @@ acknowledgement harmless.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conveyor.connectors.changes import EncodedRows, RowChange, TableChanges
 from conveyor.core.batch import Op
 from conveyor.core.errors import TerminalError
-from conveyor.core.schema import TableSchema
+from conveyor.core.row_filter import RowFilter
+from conveyor.core.schema import TableRef, TableSchema
 
 Key = tuple[Any, ...]
+log = logging.getLogger(__name__)
+_WARNED: set[TableRef] = set()  # tables whose filter met an update it could not judge whole (logged once)
 
 
 @dataclass
@@ -42,10 +46,16 @@ class TableReducer:
     # Encoded rows (EncodedRows) as values, for the rare change that needs a
     # whole row the batch holds encoded (a partial update on top of it).
     decode: Callable[[bytes], dict[str, Any]] | None = None
+    # Selection rule filters (on source values); change-data-type conversions
+    # (on every target row, keys too) and data masking (on new rows), in place.
+    row_filter: RowFilter | None = None
+    convert: Callable[[dict[str, Any]], None] | None = None
+    mask: Callable[[dict[str, Any]], None] | None = None
     truncate: bool = False
     inserts: int = 0
     updates: int = 0
     deletes: int = 0
+    filtered: int = 0
     _final: dict[Key, dict[str, Any] | bytes | _Partial | None] = field(default_factory=dict)
     _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
 
@@ -63,12 +73,36 @@ class TableReducer:
         return (
             self._identity
             and self.added is None
+            and self.row_filter is None
+            and self.mask is None
+            and self.convert is None
             and self.decode is not None
             and list(self.rename) == list(self.table.column_names)
         )
 
     def add(self, change: RowChange) -> None:
-        values = self._renamed(change.values)
+        if self.row_filter is not None and change.op is not Op.DELETE:
+            if change.op is Op.UPDATE and change.unchanged:
+                change = self._completed(change)
+            if not self._passes(change):
+                # Out of the filter: the target must not have the row (it may have
+                # had it before this change moved it out, or from a replay).
+                self.filtered += 1
+                if self.table.primary_key:
+                    if change.old_key is not None:
+                        self._delete(self._target(change.old_key))
+                    self._delete(self._target(change.values))
+                return
+            if change.unchanged and self.table.ref not in _WARNED:
+                _WARNED.add(self.table.ref)
+                log.warning(
+                    "table %s: an UPDATE that passes the source filter left values unsent (%s) and "
+                    "came without the old row: if it moved the row into the filter, the target "
+                    "misses the row. Set REPLICA IDENTITY FULL on the source table to make this exact",
+                    self.table.ref,
+                    ", ".join(sorted(change.unchanged)),
+                )
+        values = self._target(change.values)
         unchanged = (
             frozenset(self.rename[c] for c in change.unchanged if c in self.rename)
             if change.unchanged
@@ -79,7 +113,9 @@ class TableReducer:
             values.update(extra)
             # An expression whose input was not sent (unchanged TOAST) keeps the target's value.
             unchanged |= self.added_names - extra.keys()
-        old = self._renamed(change.old_key) if change.old_key is not None else None
+        if self.mask is not None and change.op is not Op.DELETE:
+            self.mask(values)  # after add-column, as the full load masks added columns too
+        old = self._target(change.old_key) if change.old_key is not None else None
         if change.op is Op.INSERT:
             self.inserts += 1
             self._put(values, frozenset(), None)
@@ -91,6 +127,28 @@ class TableReducer:
             self._delete(old if old is not None else values)
         else:
             raise ValueError(f"unexpected change operation {change.op!r}")
+
+    def _passes(self, change: RowChange) -> bool:
+        """Whether an INSERT's or UPDATE's new row passes the filter, judged by
+        the filtered columns it carries (one the source did not send kept its
+        value; without the old row it cannot be judged)."""
+        assert self.row_filter is not None
+        return all(
+            f.test(change.values.get(f.column))
+            for f in self.row_filter.columns
+            if f.column not in change.unchanged
+        )
+
+    @staticmethod
+    def _completed(change: RowChange) -> RowChange:
+        """A partial UPDATE made whole from the old row when the source sent
+        one (REPLICA IDENTITY FULL, a full binlog row image): an unsent value
+        is the old one. A row moving into the filter then arrives whole."""
+        old = change.old_key or {}
+        if not change.unchanged <= old.keys():
+            return change
+        values = {**{c: old[c] for c in change.unchanged}, **change.values}
+        return replace(change, values=values, unchanged=frozenset())
 
     def clear(self) -> None:
         """A TRUNCATE: what came before it in the batch no longer matters."""
@@ -136,6 +194,17 @@ class TableReducer:
         if self.decode is None:
             raise TerminalError(f"table {self.table.ref}: an encoded row cannot be decoded")
         return self.decode(row)
+
+    def _target(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Source values as a target row: renamed, converted (a copy: the
+        change's own values stay the source's, for add-column expressions)."""
+        renamed = self._renamed(values)
+        if self.convert is None and self.mask is None:
+            return renamed
+        renamed = dict(renamed)
+        if self.convert is not None:
+            self.convert(renamed)
+        return renamed
 
     def _renamed(self, values: dict[str, Any]) -> dict[str, Any]:
         if self._identity and self.added is None and values.keys() <= self.rename.keys():

@@ -100,7 +100,16 @@ class CaptureTable:
 def _reducer(mapped: MappedTable, decode: Callable[[bytes], dict[str, Any]] | None = None) -> TableReducer:
     rename = {c.source: c.target for c in mapped.columns if c.source is not None}
     added = mapped.compute_added if mapped.added else None
-    return TableReducer(mapped.target, rename, added=added, added_names=mapped.added_names, decode=decode)
+    return TableReducer(
+        mapped.target,
+        rename,
+        added=added,
+        added_names=mapped.added_names,
+        decode=decode,
+        row_filter=mapped.row_filter,
+        convert=mapped.convert_row if mapped.conversions else None,
+        mask=mapped.mask_row if mapped.masks else None,
+    )
 
 
 @dataclass
@@ -275,7 +284,11 @@ class ChangeCapture:
         table = self.tables.get(change.table)
         if table is None or table.suspended is not None:
             return
-        table.reducer.add(change)
+        try:
+            table.reducer.add(change)
+        except DataError as exc:  # a value the mapping cannot convert (change-data-type, add-column)
+            self._suspend(table.mapped.target.ref, str(exc))
+            return
         self._note_pending()
 
     def _on_encoded(self, rows: EncodedRows) -> None:

@@ -21,7 +21,7 @@ from conveyor.core.schema import TableRef
 from conveyor.events.lifecycle import TABLE_SUSPENDED, task_event
 from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
-from conveyor.replication.full_load import TABLE_COMPLETED, TablePlan
+from conveyor.replication.full_load import TABLE_COMPLETED
 from conveyor.replication.identifiers import TargetNames, collisions, folding_of
 from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.settings import TablePolicy
@@ -32,6 +32,7 @@ from conveyor.replication.task_run import (
     load_tables,
     report_no_tables,
     select_tables,
+    table_plan,
     task_mappings,
 )
 
@@ -68,7 +69,7 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
         for ref, reason in refused.items():
             log.error("task %s: table %s not replicated: %s", run.name, ref, reason)
         kept = [m for m in mapped if m.source.ref not in refused]
-        for warning in changes.preflight([m.source for m in kept]):
+        for warning in changes.preflight([m.source for m in kept]) + _mapping_warnings(kept):
             log.warning("task %s: %s", run.name, warning)
         position, loaded = _starting_position(run, mode, changes, applier, kept)
         if run.stop.is_set():
@@ -82,6 +83,22 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
     finally:
         applier.close()
     return STOP_REASON_NORMAL
+
+
+def _mapping_warnings(mapped: list[MappedTable]) -> list[str]:
+    """What a mapping needs from the source's change stream."""
+    warnings = []
+    for m in mapped:
+        source_of = {c.target: c.source for c in m.columns}
+        key = [source_of.get(k) for k in m.target.primary_key]
+        if key and not set(key) <= set(m.source.primary_key):
+            warnings.append(
+                f"table {m.source.ref}: the target's key ({', '.join(m.target.primary_key)}, "
+                "define-primary-key) is not the source's: deletes and key changes need those columns "
+                "in the old row (PostgreSQL REPLICA IDENTITY FULL, a full binlog row image), else the "
+                "task fails naming the missing column"
+            )
+    return warnings
 
 
 def _starting_position(
@@ -119,7 +136,7 @@ def _full_load(run: TaskRun, changes: ChangeSource, start: CaptureStart, mapped:
     target = open_target(run.stack.endpoint_config(run.spec.target))
     snapshot = changes.capture_snapshot(start)
     try:
-        plans = [TablePlan(m.source, m.target, m.project, tuple(c.source for c in m.columns)) for m in mapped]
+        plans = [table_plan(m) for m in mapped]
         load_tables(run, snapshot, target, plans)
     finally:
         snapshot.close()
