@@ -15,6 +15,7 @@ from conveyor.cli.app import app, applied_stack, opened_store
 from conveyor.cli.progress import LiveProgress, PlainProgress
 from conveyor.connectors.registry import SOURCES, open_source, open_target
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
+from conveyor.replication.cdc.reload_request import request_table_reloads
 from conveyor.replication.task_runner import ACTIVE_STATUSES, StartMode, all_validated, validate_task
 from conveyor.replication.worker import (
     claim_start,
@@ -95,9 +96,38 @@ def tasks_resume(name: str, wait: WaitOption = False, as_json: JsonOption = Fals
 
 
 @tasks_app.command("reload")
-def tasks_reload(name: str, wait: WaitOption = False, as_json: JsonOption = False) -> None:
-    """Resync: drop the task's capture and start afresh (full load, then capture)."""
-    _start(name, wait, as_json, "reload")
+def tasks_reload(
+    name: str,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--table",
+            help="SCHEMA.TABLE (source or target name): reload just this table while capture goes on "
+            "for the others; repeatable.",
+        ),
+    ] = None,
+    wait: WaitOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Resync: drop the task's capture and start afresh (full load, then capture).
+    With --table, reload only those tables (also a suspended one) and capture on."""
+    if not table:
+        _start(name, wait, as_json, "reload")
+        return
+    with opened_store() as store:
+        stack = applied_task_stack(store, name)
+        refs = request_table_reloads(store, stack, name, table)
+        running = reap_stale(store, name)["status"] in ACTIVE_STATUSES
+    listed = ", ".join(str(r) for r in refs)
+    if running:
+        if as_json:
+            _emit({"task": name, "status": "running", "reloading": [str(r) for r in refs]}, True)
+        else:
+            typer.echo(f"task {name}: the running task reloads {listed}")
+        return
+    if not as_json:
+        typer.echo(f"task {name}: resuming to reload {listed}")
+    _start(name, wait, as_json, "resume")
 
 
 def _start(name: str, wait: bool, as_json: bool, mode: StartMode) -> None:
@@ -146,6 +176,10 @@ def _describe(store: Store, name: str) -> dict[str, Any]:
     progress = store.task_progress(name)
     if progress is not None:
         described["capture"] = progress
+    suspended = store.suspensions(name)
+    if suspended:
+        # Kept across runs until `conveyor tasks reload NAME --table S.T`.
+        described["suspended_tables"] = suspended
     return described
 
 
@@ -174,6 +208,9 @@ def _print_described(described: dict[str, Any]) -> None:
             _out.print(f"drift: {t['SchemaName']}.{t['TableName']}: {line}", markup=False, highlight=False)
     if any("Inserts" in t for t in described["tables"]):
         _print_capture(described)
+    for row in described.get("suspended_tables", []):
+        state = "reload requested" if row["state"] == "reload" else f"suspended: {row['reason']}"
+        _out.print(f"table {row['schema_name']}.{row['table_name']}: {state}", markup=False, highlight=False)
 
 
 def _print_capture(described: dict[str, Any]) -> None:

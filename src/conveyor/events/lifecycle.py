@@ -21,6 +21,12 @@ TABLE_SUSPENDED = (
     "Failure",
     "Table suspended. {reason}",
 )
+TABLE_DROPPED = (
+    "CONVEYOR-EVENT-0002",
+    "REPLICATION_TASK_TABLE_DROPPED",
+    "Configuration change",
+    "Source table dropped; it left the capture. {reason}",
+)
 
 
 def task_arn(task: str) -> str:

@@ -116,6 +116,13 @@ class DuckDBApplier:
         for name in columns:
             conn.execute(f"ALTER TABLE {qualified(table.ref)} DROP COLUMN IF EXISTS {quote(name)}")
 
+    def rename_column(self, table: TableSchema, old: str, new: str) -> None:
+        conn = self._connection()
+        conn.execute(f"ALTER TABLE {qualified(table.ref)} RENAME COLUMN {quote(old)} TO {quote(new)}")
+
+    def drop_table(self, table: TableSchema) -> None:
+        self._connection().execute(f"DROP TABLE IF EXISTS {qualified(table.ref)}")
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

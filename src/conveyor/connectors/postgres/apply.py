@@ -288,6 +288,22 @@ class PostgresApplier:
             )
         conn.commit()
 
+    def rename_column(self, table: TableSchema, old: str, new: str) -> None:
+        conn = self._connection()
+        self._forget_staging(conn)
+        conn.execute(
+            sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
+                qualified(table.ref), sql.Identifier(old), sql.Identifier(new)
+            )
+        )
+        conn.commit()
+
+    def drop_table(self, table: TableSchema) -> None:
+        conn = self._connection()
+        self._forget_staging(conn)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref)))
+        conn.commit()
+
     def close(self) -> None:
         if self._conn is not None:
             try:

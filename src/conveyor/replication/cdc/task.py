@@ -17,7 +17,9 @@ from conveyor.connectors.changes import CaptureStart, ChangeApplier, ChangeSourc
 from conveyor.connectors.registry import open_applier, open_change_source, open_source, open_target
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError
-from conveyor.events.lifecycle import TABLE_SUSPENDED, task_event
+from conveyor.core.schema import TableRef
+from conveyor.events.lifecycle import TABLE_DROPPED, TABLE_SUSPENDED, task_event
+from conveyor.replication.cdc.reload_task import TaskTableReloader
 from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
 from conveyor.replication.full_load import TABLE_COMPLETED, TablePlan
@@ -32,6 +34,8 @@ from conveyor.replication.task_runner import (
 
 log = logging.getLogger(__name__)
 
+TABLE_RELOADING = "Table is being reloaded"
+TABLE_DROPPED_STATE = "Table dropped"
 MAX_FLUSH_SECONDS = 0.5
 DEFAULT_BATCH_CHANGES = 50_000  # bounds a batch's memory; BatchSplitSize overrides
 
@@ -80,6 +84,7 @@ def _starting_position(
         run.mark_running()
         return checkpoint
     sources = [m.source for m in mapped]
+    run.store.clear_suspension(run.name)  # every table is loaded (or captured) afresh
     changes.end_capture(run.name)  # start and reload begin afresh
     start = changes.begin_capture(run.name, sources, export_snapshot=full_load)
     run.mark_running()
@@ -111,8 +116,14 @@ def _capture(
     position: Checkpoint,
 ) -> None:
     tables = {m.source.ref: CaptureTable.of(m) for m in mapped}
+    for row in run.store.suspensions(run.name):
+        # Suspended in an earlier run: still suspended (a reload unsuspends it).
+        table = tables.get(TableRef(row["schema_name"], row["table_name"]))
+        if table is not None:
+            table.suspended = row["reason"] if row["state"] == "suspended" else "reload requested"
     # This run's full-load statistics per target table, to extend with CDC counters.
     loaded = {(s["SchemaName"], s["TableName"]): s for s in run.store.table_stats(run.name, run.run_id)}
+    reloader = TaskTableReloader(run, mappings, loaded)
     tuning = run.settings.change_processing_tuning
 
     drift_report = getattr(changes, "drift_report", None)
@@ -125,6 +136,8 @@ def _capture(
                 document["Drift"] = drift_report(table.mapped.source.ref)
             if table.suspended:
                 document |= {"TableState": TABLE_ERROR_STATE, "Error": table.suspended}
+            elif table.reloading:
+                document |= {"TableState": TABLE_RELOADING}
             run.store.put_table_stats(run.name, run.run_id, ref.schema, ref.name, document)
         detail: dict[str, Any] = capture.progress.as_dict()
         retained = getattr(changes, "retained_wal_bytes", None)
@@ -133,8 +146,23 @@ def _capture(
         run.store.put_task_progress(run.name, run.run_id, detail)
 
     def suspended(table: CaptureTable) -> None:
-        reason = f"{table.mapped.target.ref}: {table.suspended}"
-        publish_event(run.store, task_event(TABLE_SUSPENDED, run.name, reason))
+        source, target = table.mapped.source.ref, table.mapped.target.ref
+        at = table.suspended_at
+        position = {"engine": at.engine, "position": at.position} if at is not None else None
+        reason = table.suspended or ""
+        run.store.put_suspension(
+            run.name, (source.schema, source.name), (target.schema, target.name), reason, position
+        )
+        publish_event(run.store, task_event(TABLE_SUSPENDED, run.name, f"{target}: {reason}"))
+
+    def dropped(table: CaptureTable, target_dropped: bool) -> None:
+        source, target = table.mapped.source.ref, table.mapped.target.ref
+        run.store.clear_suspension(run.name, source.schema, source.name)
+        what = f"target table {target} {'dropped' if target_dropped else 'left as it is'}"
+        document = loaded.get((target.schema, target.name), _cdc_only_stats(table)) | table.stats()
+        document |= {"TableState": TABLE_DROPPED_STATE, "Error": f"source table {source} dropped; {what}"}
+        run.store.put_table_stats(run.name, run.run_id, target.schema, target.name, document)
+        publish_event(run.store, task_event(TABLE_DROPPED, run.name, f"{source}: {what}"))
 
     stream = changes.open_stream(run.name, [m.source for m in mapped], position)
     try:
@@ -150,6 +178,8 @@ def _capture(
             max_batch_changes=tuning.batch_split_size or DEFAULT_BATCH_CHANGES,
             on_batch=report,
             on_suspended=suspended,
+            on_dropped=dropped,
+            reloader=reloader,
             ddl=run.settings.change_processing_ddl_handling_policy,
         )
         report(capture)
