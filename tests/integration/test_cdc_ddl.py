@@ -165,3 +165,116 @@ def test_mariadb_drop_table_drops_the_target_table(
     with psycopg.connect(target) as conn:
         found = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".items',)).fetchone()
     assert found == (None,)
+
+
+# -- PostgreSQL ------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_source_target(pg_server: PostgresServer) -> tuple[str, str]:
+    source, target = (pg_server.url(pg_server.new_database(p)) for p in ("ddlsrc", "ddldst"))
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, name text, counter integer NOT NULL)")
+        conn.execute("INSERT INTO items SELECT g, 'item ' || g, g FROM generate_series(1, 200) g")
+        conn.execute("CREATE TABLE other (id bigint PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO other SELECT g, 'v' || g FROM generate_series(1, 20) g")
+    return source, target
+
+
+def _pg_stack(tmp_path: Path, source: str, target: str, settings: dict[str, Any] | None = None) -> Path:
+    document = {
+        "endpoints": {
+            "src": {"engine": "postgres", "url": source},
+            "dst": {"engine": "postgres", "url": target},
+        },
+        "tasks": {
+            "sync": {
+                "source": "src",
+                "target": "dst",
+                "migration_type": "full-load-and-cdc",
+                "table_mappings": {
+                    "rules": [
+                        {
+                            "rule-type": "selection",
+                            "rule-id": "1",
+                            "rule-name": "all",
+                            "object-locator": {"schema-name": "public", "table-name": "%"},
+                            "rule-action": "include",
+                        }
+                    ]
+                },
+                "settings": settings or {},
+            }
+        },
+    }
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _pg(url: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def _pg_execute(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def test_postgres_rename_column_keeps_its_values(
+    pg_source_target: tuple[str, str], store: Store, tmp_path: Path
+) -> None:
+    source, target = pg_source_target
+    with RunningTask(store, _pg_stack(tmp_path, source, target), "sync"):
+        wait_until(lambda: store.task_progress("sync") is not None, "capture to begin")
+        _pg_execute(source, "ALTER TABLE items RENAME COLUMN name TO title")
+        _pg_execute(source, "UPDATE items SET title = 'renamed', counter = -1 WHERE id = 7")
+        wait_until(
+            lambda: _table_stats(store, "items").get("Updates") == 1,
+            "the change after the rename",
+            debug=lambda: _table_stats(store, "items"),
+        )
+        # A DROP plus an ADD of the same type stays a drop and an add.
+        _pg_execute(
+            source, "ALTER TABLE items DROP COLUMN counter", "ALTER TABLE items ADD COLUMN counter integer"
+        )
+        _pg_execute(source, "UPDATE items SET counter = 1 WHERE id = 8")
+        wait_until(lambda: _table_stats(store, "items").get("Updates") == 2, "the change after drop and add")
+    assert _pg(target, "SELECT id, title, counter FROM items WHERE id IN (1, 7, 8) ORDER BY id") == [
+        (1, "item 1", None),
+        (7, "renamed", None),
+        (8, "item 8", 1),
+    ]
+    assert _pg(target, "SELECT count(*) FROM items WHERE title = 'item ' || id") == [(199,)]
+    stats = _table_stats(store, "items")
+    assert stats["Ddls"] == 3 and stats.get("SuspendedReason") is None
+
+
+def test_postgres_drop_table_drops_the_target_table_and_leaves_the_capture(
+    pg_source_target: tuple[str, str], store: Store, tmp_path: Path
+) -> None:
+    source, target = pg_source_target
+    with RunningTask(store, _pg_stack(tmp_path, source, target), "sync"):
+        wait_until(lambda: store.task_progress("sync") is not None, "capture to begin")
+        _pg_execute(source, "UPDATE other SET v = 'last' WHERE id = 1", "DROP TABLE other")
+        _pg_execute(source, "UPDATE items SET name = 'after' WHERE id = 1")
+        wait_until(lambda: _table_stats(store, "other").get("TableState") == "Table dropped", "the drop")
+        wait_until(lambda: _table_stats(store, "items").get("Updates") == 1, "later changes of items")
+    assert _pg(target, "SELECT to_regclass('public.other')") == [(None,)]
+    assert _pg(target, "SELECT name FROM items WHERE id = 1") == [("after",)]
+
+
+def test_postgres_drop_table_leaves_the_target_table_when_the_policy_says_so(
+    pg_source_target: tuple[str, str], store: Store, tmp_path: Path
+) -> None:
+    source, target = pg_source_target
+    settings = {"ChangeProcessingDdlHandlingPolicy": {"HandleSourceTableDropped": False}}
+    with RunningTask(store, _pg_stack(tmp_path, source, target, settings), "sync"):
+        wait_until(lambda: store.task_progress("sync") is not None, "capture to begin")
+        _pg_execute(source, "UPDATE other SET v = 'last' WHERE id = 1", "DROP TABLE other")
+        wait_until(lambda: _table_stats(store, "other").get("TableState") == "Table dropped", "the drop")
+    # Every change before the drop is on the target, which keeps the table.
+    assert _pg(target, "SELECT v FROM other WHERE id = 1") == [("last",)]
+    assert _pg(target, "SELECT count(*) FROM other") == [(20,)]

@@ -47,9 +47,10 @@ from conveyor.connectors.changes import (
     EncodedRows,
     RowChange,
     TableDefinition,
+    TableDropped,
     Truncate,
 )
-from conveyor.connectors.postgres import connection, pgoutput
+from conveyor.connectors.postgres import connection, ddl_capture, pgoutput
 from conveyor.connectors.postgres.copy_lines import encoded_format, line_values, tuple_line
 from conveyor.connectors.postgres.pgoutput import UNCHANGED, format_lsn, parse_lsn
 from conveyor.connectors.postgres.source import (
@@ -195,6 +196,7 @@ class PostgresChangeSource(PostgresSource):
         slot = self.slot_name(task)
         with connection.connect(self.config, autocommit=True) as conn:
             warnings = self._ensure_publications(conn, task, tables)
+            warnings += ddl_capture.install(conn, task, tables)
             row = conn.execute(
                 "SELECT coalesce(confirmed_flush_lsn, restart_lsn)::text, plugin,"
                 " database = current_database() FROM pg_replication_slots WHERE slot_name = %s",
@@ -260,6 +262,7 @@ class PostgresChangeSource(PostgresSource):
             if self._owns_publication():
                 for name in self.publications(task):
                     conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+            ddl_capture.remove(conn, task)
 
     def retained_wal_bytes(self, task: str) -> int | None:
         """WAL the server keeps for the task's slot (None when there is no slot,
@@ -842,6 +845,12 @@ class PostgresChangeStream:
             return Commit(_position(message.end_lsn), message.commit_time)
         if isinstance(message, pgoutput.Relation):
             return self._relation(message)
+        if (
+            isinstance(message, pgoutput.Message)
+            and message.transactional
+            and message.prefix == ddl_capture.PREFIX
+        ):
+            return None if self._skip else self._ddl(ddl_capture.decode(message.content))
         if isinstance(message, pgoutput.Truncate):
             refs = tuple(
                 self._relations[oid].schema.ref
@@ -890,7 +899,29 @@ class PostgresChangeStream:
         if not self._wanted(schema.ref) or self._known.get(schema.ref) == schema:
             return None
         self._known[schema.ref] = schema
-        return TableDefinition(schema)
+        # A shape not announced by a DDL message (none installed, or a replay
+        # from before one): which column became which is not known.
+        return TableDefinition(schema, renamed=None)
+
+    def _ddl(self, message: ddl_capture.DdlMessage) -> ChangeEvent | None:
+        """A DDL message (see ddl_capture), exactly where the DDL committed."""
+        ref = message.table
+        if ref not in self._known or not self._wanted(ref):
+            return None
+        if message.dropped:
+            del self._known[ref]
+            if self._selected is not None:
+                self._selected.discard(ref)
+            return TableDropped(ref)
+        assert message.relation is not None
+        try:
+            schema = self._schema_of(message.relation)
+        except (psycopg.OperationalError, ConnectionFailed) as exc:
+            raise TransientError(f"catalog query on {self.config.name!r} failed: {_one_line(exc)}") from None
+        if self._known.get(ref) == schema:
+            return None
+        self._known[ref] = schema
+        return TableDefinition(schema, message.renamed)
 
     def _schema_of(self, message: pgoutput.Relation) -> TableSchema:
         """The table as the relation message describes it (columns and types at
