@@ -16,8 +16,9 @@ import pytest
 
 from conveyor.store.store import Store
 from integration.test_cdc_resilience import _mariadb_execute, _mariadb_items, _mariadb_stack, _pg_rows
-from integration.test_cdc_tasks import RunningTask, wait_until
+from integration.test_cdc_tasks import RunningTask, _described, _kill_worker, wait_until
 from integration.test_cdc_tasks import _stats as task_stats
+from support.cli import conveyor
 from support.servers import MariaDBServer, PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -278,3 +279,76 @@ def test_postgres_drop_table_leaves_the_target_table_when_the_policy_says_so(
     # Every change before the drop is on the target, which keeps the table.
     assert _pg(target, "SELECT v FROM other WHERE id = 1") == [("last",)]
     assert _pg(target, "SELECT count(*) FROM other") == [(20,)]
+
+
+# -- a suspended table stays suspended until it is reloaded --------------------------
+
+
+def _items_suspended(home: Path) -> str | None:
+    rows = [r for r in _described(home).get("suspended_tables", []) if r["table_name"] == "items"]
+    return rows[0]["reason"] if rows and rows[0]["state"] == "suspended" else None
+
+
+def _active(home: Path) -> bool:
+    described = _described(home)
+    return described["status"] == "running" and "capture" in described
+
+
+def test_a_suspended_table_stays_suspended_across_stop_resume_and_sigkill_until_reloaded(
+    pg_source_target: tuple[str, str], tmp_path: Path
+) -> None:
+    source, target = pg_source_target
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(_pg_stack(tmp_path, source, target))).returncode == 0
+    try:
+        assert conveyor(home, "tasks", "start", "sync").returncode == 0
+        wait_until(lambda: _active(home), "capture to begin", seconds=60)
+        _pg_execute(source, "ALTER TABLE items ALTER COLUMN counter TYPE bigint")
+        _pg_execute(source, "UPDATE items SET counter = 5000000000 WHERE id = 1")
+        wait_until(lambda: _items_suspended(home) is not None, "the table to be suspended")
+        assert "column 'counter' changed type" in str(_items_suspended(home))
+
+        # Stopped, changed meanwhile, resumed: still suspended; the other table flows.
+        assert conveyor(home, "tasks", "stop", "sync").returncode == 0
+        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        _pg_execute(source, "UPDATE items SET name = 'while stopped' WHERE id = 2")
+        _pg_execute(source, "UPDATE other SET v = 'while stopped' WHERE id = 1")
+        assert conveyor(home, "tasks", "resume", "sync").returncode == 0
+        wait_until(lambda: _pg(target, "SELECT v FROM other WHERE id = 1") == [("while stopped",)], "other")
+        described = _described(home)
+        items = next(t for t in described["tables"] if t["TableName"] == "items")
+        assert items["TableState"] == "Table error" and "changed type" in items["SuspendedReason"]
+        assert _items_suspended(home) is not None
+
+        # Killed and resumed: still suspended.
+        _kill_worker(home)
+        wait_until(lambda: _described(home)["status"] == "failed", "the dead worker to be noticed")
+        assert conveyor(home, "tasks", "resume", "sync").returncode == 0
+        _pg_execute(source, "UPDATE other SET v = 'after kill' WHERE id = 2")
+        wait_until(lambda: _pg(target, "SELECT v FROM other WHERE id = 2") == [("after kill",)], "other")
+        assert _items_suspended(home) is not None
+        assert _pg(target, "SELECT name, counter FROM items WHERE id IN (1, 2) ORDER BY id") == [
+            ("item 1", 1),
+            ("item 2", 2),
+        ]
+
+        # Reloading just that table (the task runs on) makes it equal the source.
+        bad = conveyor(home, "tasks", "reload", "sync", "--table", "public.nope")
+        assert bad.returncode != 0 and "captures no table public.nope" in bad.stderr
+        reload = conveyor(home, "tasks", "reload", "sync", "--table", "public.items")
+        assert reload.returncode == 0, reload.stderr
+        wait_until(lambda: not _described(home).get("suspended_tables"), "the reload", seconds=60)
+        _pg_execute(source, "UPDATE items SET counter = counter + 1 WHERE id = 3")
+        wait_until(
+            lambda: _pg(target, "SELECT counter FROM items WHERE id = 3") == [(4,)], "a change after it"
+        )
+        query = "SELECT id, name, counter FROM items ORDER BY id"
+        assert _pg(target, query) == _pg(source, query)
+        assert _pg(target, "SELECT counter FROM items WHERE id = 1") == [(5000000000,)]
+        described = _described(home)
+        items = next(t for t in described["tables"] if t["TableName"] == "items")
+        assert items["TableState"] == "Table completed" and items["FullLoadRows"] == 200
+        assert conveyor(home, "tasks", "stop", "sync").returncode == 0
+        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+    finally:
+        _kill_worker(home)
