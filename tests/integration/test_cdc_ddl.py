@@ -109,6 +109,23 @@ def test_sqlite_rename_column_keeps_its_values(tmp_path: Path, store: Store) -> 
     assert stats["Ddls"] == 1 and stats.get("SuspendedReason") is None
 
 
+def test_sqlite_alter_with_handle_source_table_altered_false_suspends_the_table(
+    tmp_path: Path, store: Store
+) -> None:
+    settings = {"ChangeProcessingDdlHandlingPolicy": {"HandleSourceTableAltered": False}}
+    stack, source, target = _sqlite_stack(tmp_path, settings)
+    with RunningTask(store, stack, "sync"):
+        wait_until(lambda: store.task_progress("sync") is not None, "capture to begin")
+        _sqlite_execute(source, "ALTER TABLE items RENAME COLUMN qty TO quantity")
+        _sqlite_execute(source, "UPDATE items SET quantity = 500 WHERE id = 5", "UPDATE other SET v = 'x'")
+        wait_until(lambda: _table_stats(store, "other").get("Updates") == 10, "the other table's changes")
+        wait_until(lambda: _table_stats(store, "items").get("SuspendedReason") is not None, "the suspension")
+    reason = _table_stats(store, "items")["SuspendedReason"]
+    assert "column 'qty' renamed to 'quantity'" in reason and "HandleSourceTableAltered is false" in reason
+    assert _duckdb(target, "SELECT qty FROM main.items WHERE id = 5") == [(5,)]
+    assert [r["table_name"] for r in store.suspensions("sync")] == ["items"]
+
+
 @pytest.mark.parametrize("drop", [True, False])
 def test_sqlite_drop_table_follows_handle_source_table_dropped(
     tmp_path: Path, store: Store, drop: bool
