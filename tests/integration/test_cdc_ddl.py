@@ -298,6 +298,27 @@ def test_postgres_drop_table_leaves_the_target_table_when_the_policy_says_so(
     assert _pg(target, "SELECT count(*) FROM other") == [(20,)]
 
 
+def test_postgres_table_created_during_cdc_is_loaded_then_captured(
+    pg_source_target: tuple[str, str], store: Store, tmp_path: Path
+) -> None:
+    source, target = pg_source_target
+    with RunningTask(store, _pg_stack(tmp_path, source, target), "sync"):
+        wait_until(lambda: store.task_progress("sync") is not None, "capture to begin")
+        with psycopg.connect(source) as conn:  # rows in the creating transaction too
+            conn.execute("CREATE TABLE fresh (id bigint PRIMARY KEY, v text)")
+            conn.execute("INSERT INTO fresh SELECT g, 'v' || g FROM generate_series(1, 100) g")
+        _pg_execute(source, "CREATE TABLE keyless (v text)", "INSERT INTO fresh VALUES (101, 'after')")
+        wait_until(lambda: _table_stats(store, "fresh").get("TableState") == "Table completed", "the load")
+        _pg_execute(source, "UPDATE fresh SET v = 'changed' WHERE id = 1", "DELETE FROM fresh WHERE id = 2")
+        wait_until(lambda: _table_stats(store, "fresh").get("Deletes") == 1, "changes after the load")
+        wait_until(lambda: _table_stats(store, "keyless").get("SuspendedReason") is not None, "keyless")
+    query = "SELECT id, v FROM fresh ORDER BY id"
+    assert _pg(target, query) == _pg(source, query)
+    assert len(_pg(target, query)) == 100
+    assert "no primary key" in _table_stats(store, "keyless")["SuspendedReason"]
+    assert [r["table_name"] for r in store.suspensions("sync")] == ["keyless"]
+
+
 # -- a suspended table stays suspended until it is reloaded --------------------------
 
 

@@ -184,6 +184,17 @@ class ChangeSource(Protocol):
 
 
 @runtime_checkable
+class SupportsAddTable(Protocol):
+    """A stream that can begin capturing a table while it runs (one created
+    during capture that the task's selection includes)."""
+
+    def add_table(self, table: TableSchema) -> None:
+        """Stream ``table``'s changes from now on; raises ConfigError when it
+        cannot (no primary key, a publication managed by the user)."""
+        ...
+
+
+@runtime_checkable
 class RenamesColumns(Protocol):
     """An applier that can rename a target column, keeping its values."""
 

@@ -250,7 +250,13 @@ class PostgresChangeSource(PostgresSource):
     ) -> PostgresChangeStream:
         heartbeat = float(self.config.options.get("heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS))
         return PostgresChangeStream(
-            self.config, self.slot_name(task), self.publications(task), tables, _lsn_of(start), heartbeat
+            self.config,
+            self.slot_name(task),
+            self.publications(task),
+            tables,
+            _lsn_of(start),
+            heartbeat,
+            owns_publication=self._owns_publication(),
         )
 
     def end_capture(self, task: str) -> None:
@@ -558,8 +564,10 @@ class PostgresChangeStream:
         tables: Sequence[TableSchema],
         start_lsn: int,
         heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
+        owns_publication: bool = True,
     ) -> None:
         self.config = config
+        self._owns_publication = owns_publication
         self.slot = slot
         self.start_lsn = start_lsn
         self.heartbeat_seconds = heartbeat_seconds
@@ -906,9 +914,9 @@ class PostgresChangeStream:
     def _ddl(self, message: ddl_capture.DdlMessage) -> ChangeEvent | None:
         """A DDL message (see ddl_capture), exactly where the DDL committed."""
         ref = message.table
-        if ref not in self._known or not self._wanted(ref):
-            return None
         if message.dropped:
+            if ref not in self._known or not self._wanted(ref):
+                return None
             del self._known[ref]
             if self._selected is not None:
                 self._selected.discard(ref)
@@ -918,10 +926,37 @@ class PostgresChangeStream:
             schema = self._schema_of(message.relation)
         except (psycopg.OperationalError, ConnectionFailed) as exc:
             raise TransientError(f"catalog query on {self.config.name!r} failed: {_one_line(exc)}") from None
-        if self._known.get(ref) == schema:
+        if ref not in self._known:
+            # Not captured (yet): a table created now, say; the runner's selection decides.
+            return TableDefinition(schema, renamed=None) if self._selected is not None else None
+        if not self._wanted(ref) or self._known.get(ref) == schema:
             return None
         self._known[ref] = schema
         return TableDefinition(schema, message.renamed)
+
+    def add_table(self, table: TableSchema) -> None:
+        """Capture ``table`` from now on (SupportsAddTable): it joins the task's
+        publication; its changes from that commit on are streamed."""
+        if not self._owns_publication:
+            raise ConfigError(
+                f"publication {self._publications[0]!r} is managed outside Conveyor: "
+                f"add table {table.ref} to it, then reload the table"
+            )
+        if not table.primary_key:
+            raise ConfigError(f"table {table.ref} has no primary key: add one, then reload the table")
+        try:
+            self._catalog_connection().execute(
+                sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+                    sql.Identifier(self._publications[0]), qualified(table.ref)
+                )
+            )
+        except psycopg.errors.DuplicateObject:
+            pass  # already there (a replay)
+        except (psycopg.OperationalError, ConnectionFailed) as exc:
+            raise TransientError(f"cannot add {table.ref} to the publication: {_one_line(exc)}") from None
+        self._known[table.ref] = table
+        if self._selected is not None:
+            self._selected.add(table.ref)
 
     def _schema_of(self, message: pgoutput.Relation) -> TableSchema:
         """The table as the relation message describes it (columns and types at

@@ -2,7 +2,7 @@
 capture: renames, dropped and added columns to apply, or a reason to suspend
 the table (ChangeProcessingDdlHandlingPolicy, HandleSourceTableAltered).
 
-Pure logic, so the rules read as a table of cases (tests/unit/test_cdc_ddl.py).
+Pure logic, so the rules read as a table of cases (tests/unit/test_ddl_plan.py).
 Never a silent loss: a type change, a change the stream cannot tell from a
 rename, or renames that cannot be applied in any order suspend the table.
 """

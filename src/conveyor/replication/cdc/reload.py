@@ -40,6 +40,11 @@ class TableReloader(Protocol):
         """The table's mapping as the source has it now (None: it is gone)."""
         ...
 
+    def begin(self, mapped: MappedTable) -> None:
+        """Record that the table is being reloaded, so that a stop or a crash
+        before ``done`` reloads it again in the next run."""
+        ...
+
     def load(self, mapped: MappedTable) -> None:
         """The full load of one table from a fresh snapshot (runs in a thread);
         raises when it failed or was stopped."""
@@ -80,6 +85,11 @@ class TableReloads:
         if mapped is None:
             capture.suspend(table.mapped.target.ref, "reload: the source table no longer exists")
             return
+        self.begin(capture, ref, table, mapped)
+
+    def begin(self, capture: ChangeCapture, ref: TableRef, table: CaptureTable, mapped: MappedTable) -> None:
+        """Reload ``table`` as ``mapped`` from the stream's current position on."""
+        self.reloader.begin(mapped)
         table.suspended = None
         table.reloading = True
         table.renew(mapped)

@@ -40,6 +40,12 @@ class TaskTableReloader:
         selected = self.mappings.select(tables, allow_empty=True)
         return selected[0] if selected else None
 
+    def begin(self, mapped: MappedTable) -> None:
+        source, target = mapped.source.ref, mapped.target.ref
+        self.run.store.request_table_reload(
+            self.run.name, source.schema, source.name, (target.schema, target.name)
+        )
+
     def load(self, mapped: MappedTable) -> None:
         run = self.run
         source = open_source(run.stack.endpoint_config(run.spec.source))

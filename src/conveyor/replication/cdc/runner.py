@@ -42,6 +42,7 @@ from conveyor.connectors.changes import (
     EncodedRows,
     RenamesColumns,
     RowChange,
+    SupportsAddTable,
     SupportsEncodedRows,
     TableChanges,
     TableDefinition,
@@ -49,10 +50,11 @@ from conveyor.connectors.changes import (
     Truncate,
 )
 from conveyor.core.batch import Checkpoint
-from conveyor.core.errors import ConnectionFailed, DataError, TransientError
+from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TransientError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.ddl import RELOAD_HINT, plan_shape_change
+from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.reduce import TableReducer
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.mappings import MappedTable, TableMappings
@@ -116,31 +118,6 @@ class _InFlight:
     committed: Checkpoint | None
     commit_time: datetime | None
     changes: int
-
-
-@dataclass
-class CaptureProgress:
-    """What `tasks describe` shows for the task while it captures."""
-
-    position: Checkpoint | None = None
-    last_commit_time: datetime | None = None
-    last_applied_commit_time: datetime | None = None
-    applied_batches: int = 0
-    applied_changes: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        now = datetime.now(UTC)
-
-        def lag(value: datetime | None) -> float | None:
-            return round(max((now - value).total_seconds(), 0.0), 3) if value else None
-
-        return {
-            "SourcePosition": self.position.position if self.position else None,
-            "CDCLatencySource": lag(self.last_commit_time),
-            "CDCLatencyTarget": lag(self.last_applied_commit_time),
-            "AppliedBatches": self.applied_batches,
-            "AppliedChanges": self.applied_changes,
-        }
 
 
 @dataclass
@@ -310,8 +287,11 @@ class ChangeCapture:
         schema = event.schema
         table = self.tables.get(schema.ref)
         selected = self.mappings.select([schema], allow_empty=True)
+        if table is None and selected:
+            self._add_table(selected[0])
+            return
         if table is None or table.suspended is not None or not selected:
-            return  # not captured by this task (its selection is fixed at start)
+            return  # not captured by this task
         mapped = selected[0]
         change = plan_shape_change(table.mapped, mapped, event.renamed, self.ddl.handle_source_table_altered)
         if (
@@ -353,6 +333,26 @@ class ChangeCapture:
             )
         table.renew(mapped)
         self._apply_with_retry(self._request_encoding)
+
+    def _add_table(self, mapped: MappedTable) -> None:
+        """A table the selection includes appeared (created during capture):
+        its capture begins now, and a load of it like a reload's (its changes
+        held until the load committed, then applied on top)."""
+        stream, ref = self.stream, mapped.source.ref
+        if not isinstance(stream, SupportsAddTable) or self._reloads is None:
+            log.warning(
+                "task %s: table %s created on the source is not captured (reload the task)", self.task, ref
+            )
+            return
+        self.settle()
+        table = self.tables[ref] = CaptureTable.of(mapped)
+        try:
+            self._apply_with_retry(lambda: stream.add_table(mapped.source))
+        except ConfigError as exc:
+            self._suspend(mapped.target.ref, f"created during capture, not captured: {exc}")
+            return
+        log.info("task %s: table %s created on the source: loading it, then capturing it", self.task, ref)
+        self._reloads.begin(self, ref, table, mapped)
 
     def _on_dropped(self, source_ref: TableRef) -> None:
         """The source table was dropped: its changes so far are applied, the
