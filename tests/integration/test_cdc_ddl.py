@@ -14,10 +14,14 @@ import duckdb
 import psycopg
 import pytest
 
+from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.changes import TableDefinition
+from conveyor.connectors.postgres.capture import PostgresChangeSource
 from conveyor.store.store import Store
 from integration.test_cdc_resilience import _mariadb_execute, _mariadb_items, _mariadb_stack, _pg_rows
 from integration.test_cdc_tasks import RunningTask, _described, _kill_worker, wait_until
 from integration.test_cdc_tasks import _stats as task_stats
+from integration.test_postgres_capture import _collect
 from support.cli import conveyor
 from support.servers import MariaDBServer, PostgresServer
 
@@ -317,6 +321,36 @@ def test_postgres_table_created_during_cdc_is_loaded_then_captured(
     assert len(_pg(target, query)) == 100
     assert "no primary key" in _table_stats(store, "keyless")["SuspendedReason"]
     assert [r["table_name"] for r in store.suspensions("sync")] == ["keyless"]
+
+
+def test_without_a_superuser_the_stream_never_guesses_a_rename(pg_db: str) -> None:
+    role = "ddl_plain"
+    _pg_execute(
+        pg_db,
+        f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'pw-ddl-1'",
+        "CREATE TABLE t (id int PRIMARY KEY, a text)",
+        f"ALTER TABLE t OWNER TO {role}",
+        f"GRANT CREATE ON DATABASE {pg_db.rsplit('/', 1)[1]} TO {role}",
+    )
+    url = pg_db.replace("postgres@", f"{role}@")
+    source = PostgresChangeSource(EndpointConfig("src", "postgres", url=url, password="pw-ddl-1"))
+    try:
+        tables = [t for t in source.tables() if t.ref.name == "t"]
+        start = source.begin_capture("plain", tables, export_snapshot=False)
+        assert any("not a superuser" in w for w in start.warnings)
+        stream = source.open_stream("plain", tables, start.position)
+        try:
+            _pg_execute(pg_db, "ALTER TABLE t RENAME COLUMN a TO b", "INSERT INTO t VALUES (1, 'x')")
+            events = _collect(stream, 1)
+        finally:
+            stream.close()
+        definitions = [e for e in events if isinstance(e, TableDefinition)]
+        assert len(definitions) == 1 and definitions[0].renamed is None
+        assert definitions[0].schema.column_names == ["id", "b"]
+        source.end_capture("plain")
+    finally:
+        source.close()
+        _pg_execute(pg_db, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
 
 
 # -- a suspended table stays suspended until it is reloaded --------------------------

@@ -87,6 +87,8 @@ def _starting_position(
     run.store.clear_suspension(run.name)  # every table is loaded (or captured) afresh
     changes.end_capture(run.name)  # start and reload begin afresh
     start = changes.begin_capture(run.name, sources, export_snapshot=full_load)
+    for warning in start.warnings:
+        log.warning("task %s: %s", run.name, warning)
     run.mark_running()
     if full_load:
         _full_load(run, changes, start, mapped)
