@@ -274,6 +274,23 @@ def test_postgres_rename_column_keeps_its_values(
     assert stats["Ddls"] == 3 and stats.get("SuspendedReason") is None
 
 
+def test_postgres_ddl_the_target_refuses_suspends_the_table_and_the_others_flow(
+    pg_source_target: tuple[str, str], store: Store, tmp_path: Path
+) -> None:
+    source, target = pg_source_target
+    with RunningTask(store, _pg_stack(tmp_path, source, target), "sync"):
+        wait_until(lambda: store.task_progress("sync") is not None, "capture to begin")
+        _pg_execute(target, "CREATE VIEW names AS SELECT name FROM items")
+        _pg_execute(source, "ALTER TABLE items DROP COLUMN name", "UPDATE items SET counter = 0 WHERE id = 1")
+        wait_until(lambda: _table_stats(store, "items").get("SuspendedReason") is not None, "the suspension")
+        _pg_execute(source, "UPDATE other SET v = 'flows' WHERE id = 1")
+        wait_until(lambda: _table_stats(store, "other").get("Updates") == 1, "the other table's change")
+    reason = _table_stats(store, "items")["SuspendedReason"]
+    assert "could not be applied to the target" in reason and "depend" in reason
+    assert _pg(target, "SELECT v FROM other WHERE id = 1") == [("flows",)]
+    assert _pg(target, "SELECT counter FROM items WHERE id = 1") == [(1,)]
+
+
 def test_postgres_drop_table_drops_the_target_table_and_leaves_the_capture(
     pg_source_target: tuple[str, str], store: Store, tmp_path: Path
 ) -> None:

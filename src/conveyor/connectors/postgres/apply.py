@@ -263,46 +263,56 @@ class PostgresApplier:
             self._unique_key[(table.ref, table.primary_key)] = known
         return known
 
-    def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+    def _ddl(self, statements: Sequence[sql.Composed]) -> None:
+        """Target DDL in one transaction; a refusal leaves the connection usable."""
         conn = self._connection()
-        self._forget_staging(conn)
+        try:
+            self._forget_staging(conn)
+            for statement in statements:
+                conn.execute(statement)
+            conn.commit()
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise TransientError(connection.describe_failure(self.config, exc)) from None
+        except BaseException:
+            if not conn.closed:
+                self._rollback(conn)
+            raise
+
+    def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
         same_engine = table.native_engine == "postgres"
-        for name in columns:
-            # Rows already there have no value for it: the column takes NULLs.
-            added = Column(name, table.column(name).type, nullable=True)
-            conn.execute(
+        # Rows already there have no value for it: the column takes NULLs.
+        added = [Column(name, table.column(name).type, nullable=True) for name in columns]
+        self._ddl(
+            [
                 sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(
-                    qualified(table.ref), column_ddl(table, added, same_engine)
+                    qualified(table.ref), column_ddl(table, column, same_engine)
                 )
-            )
-        conn.commit()
+                for column in added
+            ]
+        )
 
     def drop_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
-        conn = self._connection()
-        self._forget_staging(conn)
-        for name in columns:
-            conn.execute(
+        self._ddl(
+            [
                 sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
                     qualified(table.ref), sql.Identifier(name)
                 )
-            )
-        conn.commit()
+                for name in columns
+            ]
+        )
 
     def rename_column(self, table: TableSchema, old: str, new: str) -> None:
-        conn = self._connection()
-        self._forget_staging(conn)
-        conn.execute(
-            sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
-                qualified(table.ref), sql.Identifier(old), sql.Identifier(new)
-            )
+        self._ddl(
+            [
+                sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
+                    qualified(table.ref), sql.Identifier(old), sql.Identifier(new)
+                )
+            ]
         )
-        conn.commit()
 
     def drop_table(self, table: TableSchema) -> None:
-        conn = self._connection()
-        self._forget_staging(conn)
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref)))
-        conn.commit()
+        self._ddl([sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref))])
 
     def close(self) -> None:
         if self._conn is not None:

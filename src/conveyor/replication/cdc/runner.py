@@ -53,7 +53,7 @@ from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TransientError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
-from conveyor.replication.cdc.ddl import RELOAD_HINT, plan_shape_change
+from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
 from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.reduce import TableReducer
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
@@ -313,14 +313,13 @@ class ChangeCapture:
         if change.suspend is not None:
             self._suspend(ref, change.suspend)
             return
-        if change.dropped:
-            self._apply_with_retry(lambda: self.applier.drop_columns(table.mapped.target, change.dropped))
-        for old, new in change.renames:
-            applier = self.applier
-            assert isinstance(applier, RenamesColumns)
-            self._apply_with_retry(functools.partial(applier.rename_column, table.mapped.target, old, new))
-        if change.added:
-            self._apply_with_retry(lambda: self.applier.add_columns(mapped.target, change.added))
+        try:
+            self._alter_target(table, mapped, change)
+        except (TransientError, ConnectionFailed):
+            raise  # only while stopping: the checkpoint is before the DDL
+        except Exception as exc:  # the target refused the DDL: the table waits for a reload
+            self._suspend(ref, f"source DDL could not be applied to the target: {exc}; {RELOAD_HINT}")
+            return
         if not change.empty:
             table.ddls += 1
             log.info(
@@ -333,6 +332,16 @@ class ChangeCapture:
             )
         table.renew(mapped)
         self._apply_with_retry(self._request_encoding)
+
+    def _alter_target(self, table: CaptureTable, mapped: MappedTable, change: ShapeChange) -> None:
+        applier = self.applier
+        if change.dropped:
+            self._apply_with_retry(lambda: applier.drop_columns(table.mapped.target, change.dropped))
+        for old, new in change.renames:
+            assert isinstance(applier, RenamesColumns)
+            self._apply_with_retry(functools.partial(applier.rename_column, table.mapped.target, old, new))
+        if change.added:
+            self._apply_with_retry(lambda: applier.add_columns(mapped.target, change.added))
 
     def _add_table(self, mapped: MappedTable) -> None:
         """A table the selection includes appeared (created during capture):
