@@ -340,6 +340,24 @@ def test_postgres_table_created_during_cdc_is_loaded_then_captured(
     assert [r["table_name"] for r in store.suspensions("sync")] == ["keyless"]
 
 
+def test_ddl_triggers_come_with_the_capture_and_go_with_the_last_one(pg_db: str) -> None:
+    _pg_execute(pg_db, "CREATE TABLE t (id int PRIMARY KEY, a text)")
+    source = PostgresChangeSource(EndpointConfig("src", "postgres", url=pg_db))
+    triggers = "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'conveyor_ddl_%'"
+    try:
+        tables = [t for t in source.tables() if t.ref.name == "t"]
+        for task in ("one", "two"):
+            assert source.begin_capture(task, tables, export_snapshot=False).warnings == []
+        assert _pg(pg_db, triggers) == [(2,)]
+        source.end_capture("one")
+        assert _pg(pg_db, triggers) == [(2,)]  # still used by task two
+        source.end_capture("two")
+        assert _pg(pg_db, triggers) == [(0,)]
+        assert _pg(pg_db, "SELECT to_regnamespace('conveyor_ddl')") == [(None,)]
+    finally:
+        source.close()
+
+
 def test_without_a_superuser_the_stream_never_guesses_a_rename(pg_db: str) -> None:
     role = "ddl_plain"
     _pg_execute(
