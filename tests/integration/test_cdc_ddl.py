@@ -444,10 +444,12 @@ def test_a_suspended_table_stays_suspended_across_stop_resume_and_sigkill_until_
         assert bad.returncode != 0 and "captures no table public.nope" in bad.stderr
         reload = conveyor(home, "tasks", "reload", "sync", "--table", "public.items")
         assert reload.returncode == 0, reload.stderr
+        _pg_execute(source, "UPDATE items SET counter = 6000000000 WHERE id = 4")  # during or after it
         wait_until(lambda: not _described(home).get("suspended_tables"), "the reload", seconds=60)
-        _pg_execute(source, "UPDATE items SET counter = counter + 1 WHERE id = 3")
+        _pg_execute(source, "UPDATE items SET counter = 7000000000 WHERE id = 3")
         wait_until(
-            lambda: _pg(target, "SELECT counter FROM items WHERE id = 3") == [(4,)], "a change after it"
+            lambda: _pg(target, "SELECT counter FROM items WHERE id = 3") == [(7000000000,)],
+            "a change after it",
         )
         query = "SELECT id, name, counter FROM items ORDER BY id"
         assert _pg(target, query) == _pg(source, query)

@@ -195,6 +195,17 @@ class SupportsAddTable(Protocol):
 
 
 @runtime_checkable
+class CachesTargetShapes(Protocol):
+    """An applier that keeps what it learnt of target tables (staging tables of
+    their shape) across batches."""
+
+    def forget_shapes(self) -> None:
+        """Target tables changed outside the applier (a table reloaded): forget
+        them. Called while no batch is being applied."""
+        ...
+
+
+@runtime_checkable
 class RenamesColumns(Protocol):
     """An applier that can rename a target column, keeping its values."""
 

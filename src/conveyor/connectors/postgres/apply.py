@@ -279,6 +279,9 @@ class PostgresApplier:
                 self._rollback(conn)
             raise
 
+    def forget_shapes(self) -> None:
+        self._ddl([])
+
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
         same_engine = table.native_engine == "postgres"
         # Rows already there have no value for it: the column takes NULLs.

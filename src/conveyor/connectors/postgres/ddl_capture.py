@@ -16,6 +16,9 @@ transaction they write a transactional logical decoding message (prefix
   had not seen before, whose renames therefore are not known;
 * after DROP TABLE: the table's name.
 
+Partitions are left out, as the source's table list leaves them out: their
+changes arrive as their partitioned table's.
+
 Creating event triggers takes a superuser, and the messages PostgreSQL 14; where
 either is missing capture goes on without them (a warning says so): a shape
 that could be a rename then suspends the table instead of being guessed, and a
@@ -65,7 +68,7 @@ BEGIN
                     'op', 'alter', 'schema', n.nspname, 'table', c.relname, 'known', seen,
                     'renamed', renamed, 'columns', coalesce(cols, '[]'::jsonb))::text)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.oid = rel AND c.relkind IN ('r', 'p');
+          WHERE c.oid = rel AND c.relkind IN ('r', 'p') AND NOT c.relispartition;
         DELETE FROM {SCHEMA}.columns WHERE relid = rel;
         INSERT INTO {SCHEMA}.columns SELECT attrelid, attnum, attname FROM pg_attribute
          WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped;

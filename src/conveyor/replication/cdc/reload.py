@@ -18,6 +18,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
+from conveyor.connectors.changes import CachesTargetShapes
 from conveyor.core.schema import TableRef
 from conveyor.replication.mappings import MappedTable
 
@@ -101,13 +102,17 @@ class TableReloads:
         table = capture.tables.get(ref)
         if table is None or not table.reloading:
             return  # dropped, or suspended again (DDL) meanwhile
-        table.reloading = False
         error = future.exception()
         if error is not None:
+            table.reloading = False
             table.renew()  # the held changes go: the next reload reads them anew
             if not capture.stop.is_set():
                 capture.suspend(table.mapped.target.ref, f"reload failed: {error}")
             return
+        capture.settle()  # nothing in flight: the applier may forget the old shape
+        if isinstance(capture.applier, CachesTargetShapes):
+            capture.request(capture.applier.forget_shapes)
+        table.reloading = False
         capture.settle(force=True)  # the held changes, after the loaded rows
         log.info("task %s: table %s reloaded", capture.task, ref)
         self.reloader.done(table)

@@ -182,6 +182,10 @@ class ChangeCapture:
     def request_encoding(self) -> None:
         self._apply_with_retry(self._request_encoding)
 
+    def request(self, action: Callable[[], None]) -> None:
+        """Run a target action, retried while the target is unreachable."""
+        self._apply_with_retry(action)
+
     def _request_encoding(self) -> None:
         """Let rows pass to the target in the source's own encoding where the
         applier accepts that (PostgreSQL to PostgreSQL with the same column
