@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench system-packages clean
+.PHONY: demo test lint typecheck unit bench graph system-packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,15 @@ system-packages:
 demo: $(STAMP)
 	@bash examples/quickstart/run.sh
 
+# lint-imports: the layer contracts in pyproject.toml ([tool.importlinter]).
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	PYTHONPATH=src $(BIN)/lint-imports
+
+# Which package imports which, and any cycle (DEPTH=2 for modules, WHY="a b" for the imports from a into b).
+graph: $(STAMP)
+	PYTHONPATH=src $(BIN)/python scripts/package_graph.py $(if $(DEPTH),--depth $(DEPTH)) $(if $(WHY),--why $(WHY))
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -146,7 +146,7 @@ def test_sqlite_drop_table_follows_handle_source_table_dropped(
     left = _duckdb(target, "SELECT count(*) FROM main.other")
     assert left is None if drop else left == [(10,)]
     assert "dropped" in _table_stats(store, "other")["Error"]
-    events = [e["detail"] for e in store.list_events() if e["detail"]["eventId"] == "CONVEYOR-EVENT-0002"]
+    events = [e["detail"] for e in store.list_events() if e["detail"]["eventId"] == "CONVEYOR-EVENT-0003"]
     assert len(events) == 1 and "main.other" in events[0]["detailMessage"]
 
 

@@ -19,7 +19,9 @@ import psycopg
 import pytest
 
 from conveyor.core.faults import ENV as FAULT_ENV
-from conveyor.replication.task_runner import STOP_REASON_NORMAL, StartMode, run_task
+from conveyor.orchestration.bus import event_sink
+from conveyor.replication.task_run import STOP_REASON_NORMAL, StartMode
+from conveyor.replication.task_runner import run_task
 from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
 from support.cli import conveyor
@@ -48,8 +50,11 @@ class RunningTask:
         self.stop = threading.Event()
         self.status: str | None = None
         stack = load_stack(stack_path)
+        events = event_sink(store)
         self._thread = threading.Thread(
-            target=lambda: setattr(self, "status", run_task(store, stack, name, stop=self.stop, mode=mode)),
+            target=lambda: setattr(
+                self, "status", run_task(store, stack, name, events=events, stop=self.stop, mode=mode)
+            ),
             daemon=True,
         )
 

@@ -46,7 +46,7 @@ def test_full_load_journey(stack: Path, tmp_path: Path) -> None:
     assert {t["TableState"] for t in rows.values()} == {"Table completed"}
     assert {t["ValidationState"] for t in rows.values()} == {"Validated"}
 
-    events = json.loads(conveyor(home, "events", "list", "--json").stdout)
+    events = json.loads(conveyor(home, "events", "list", "--json").stdout)["Events"][::-1]
     assert [e["detail"]["eventId"] for e in events] == ["DMS-EVENT-0069", "DMS-EVENT-0079"]
     stopped = events[-1]
     assert stopped["source"] == "aws.dms"
@@ -90,8 +90,8 @@ def test_unreachable_source_fails_the_task_with_a_reason(stack: Path, tmp_path: 
     started = conveyor(home, "tasks", "start", "shop-full-load", "--wait", "--json")
     assert started.returncode == 1
     assert "no SQLite database at" in json.loads(started.stdout)["last_error"]
-    events = json.loads(conveyor(home, "events", "list", "--json").stdout)
-    assert events[-1]["detail"]["eventId"] == "DMS-EVENT-0078"
+    events = json.loads(conveyor(home, "events", "list", "--json").stdout)["Events"]
+    assert events[0]["detail"]["eventId"] == "DMS-EVENT-0078"  # newest first
 
 
 def test_commands_before_apply_say_what_to_do(tmp_path: Path) -> None:

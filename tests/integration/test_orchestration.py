@@ -19,7 +19,8 @@ import psycopg
 import pytest
 
 from conveyor.cli.app import merge_into_store
-from conveyor.orchestration.asl.definition import load_json
+from conveyor.core.json_text import load_json
+from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.executions import ScaledClock
 from conveyor.orchestration.service import Service
 from conveyor.replication.task_runner import run_task
@@ -276,7 +277,7 @@ def test_seed_001_full_load_event_runs_the_stored_procedures(
     service = Service(store, clock_factory=scaled(100.0), poll=0.2)
     service.start()
     try:
-        assert run_task(store, stack, "dms-full-dump-task") == "stopped"
+        assert run_task(store, stack, "dms-full-dump-task", events=event_sink(store)) == "stopped"
         stopped = store.list_events()[-1]
         assert stopped["detail"]["eventId"] == "DMS-EVENT-0079"
 

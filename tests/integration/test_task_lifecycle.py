@@ -210,6 +210,14 @@ def test_detached_start_returns_at_once_and_the_task_finishes(
     assert rows == {"customer": 3, "fact_sales_stg": 6}
     log = (home / "logs" / "shop-full-load.log").read_text()
     assert "table dbo.customer: Table completed, 3 rows" in log
+    # the worker process hands its lifecycle events to the bus, which stores them
+    listed = conveyor(home, "events", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    events = [e["detail"] for e in json.loads(listed.stdout)["Events"][::-1]]
+    assert [(e["eventId"], e["detailMessage"]) for e in events] == [
+        ("DMS-EVENT-0069", "Replication task has started."),
+        ("DMS-EVENT-0079", "Stop Reason FULL_LOAD_ONLY_FINISHED"),
+    ]
 
     text = conveyor(home, "tasks", "start", "shop-full-load")
     assert text.returncode == 0, text.stderr
@@ -284,7 +292,7 @@ def test_stop_a_running_task_rolls_back_and_says_normal(
     assert (described["status"], described["stop_reason"]) == ("stopped", "NORMAL")
     assert described["tables"][0]["FullLoadRows"] == 0
     assert described["tables"][0]["TableState"] == "Before load"
-    events = json.loads(conveyor(home, "events", "list", "--json").stdout)
+    events = json.loads(conveyor(home, "events", "list", "--json").stdout)["Events"][::-1]
     assert [e["detail"]["eventId"] for e in events] == ["DMS-EVENT-0069", "DMS-EVENT-0079"]
     assert events[-1]["detail"]["detailMessage"] == "Stop Reason NORMAL"
     wait_gone(pid)  # the worker exits right after recording the stop
@@ -325,7 +333,7 @@ def test_a_killed_worker_is_taken_over_and_the_load_redone_exactly(
     assert (new_run["status"], new_run["pid"]) == ("stopped", described["pid"])
     assert (old_run["status"], old_run["pid"]) == ("failed", pid)
     assert old_run["error"] == f"worker process {pid} died"
-    events = json.loads(conveyor(home, "events", "list", "--json").stdout)
+    events = json.loads(conveyor(home, "events", "list", "--json").stdout)["Events"][::-1]
     assert [e["detail"]["eventId"] for e in events] == [
         "DMS-EVENT-0069",
         "DMS-EVENT-0078",

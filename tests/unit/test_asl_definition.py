@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from conveyor.core.errors import ConfigError
+from conveyor.core.json_text import load_json
 from conveyor.orchestration.asl import Integrations, ScriptedTask, parse_definition
-from conveyor.orchestration.asl.definition import load_json
 
 
 def poll(**states: Any) -> dict[str, Any]:

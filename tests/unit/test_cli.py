@@ -37,7 +37,15 @@ def test_apply_dry_run_lists_what_the_stack_declares(tmp_path: Path) -> None:
     result = run("apply", str(stack), "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["tasks"] == {"load": {"source": "src", "target": "dw", "migration_type": "full-load"}}
+    not_acted_on = {"cloud_only": [], "not_acted_on_yet": []}
+    assert summary["tasks"] == {
+        "load": {
+            "source": "src",
+            "target": "dw",
+            "migration_type": "full-load",
+            "settings_not_acted_on": not_acted_on,
+        }
+    }
     assert summary["endpoints"]["dw"]["password"] == "${env:DW_PASSWORD}"
     assert summary["endpoints"]["src"]["path"] == str(tmp_path / "a.sqlite")
 
@@ -91,3 +99,41 @@ def test_unknown_task_resource_in_a_state_machine_is_refused_at_apply(tmp_path: 
         "state_machines.flow.definition" in result.stderr
         and "arn:aws:states:::nosuch:service" in result.stderr
     )
+
+
+def test_settings_conveyor_does_not_act_on_are_shown_and_strict_refuses_them(tmp_path: Path) -> None:
+    stack = write_stack(
+        tmp_path,
+        "endpoints:\n"
+        "  src: {engine: sqlite, path: ./a.sqlite}\n"
+        "  dw: {engine: duckdb, path: ./dw.duckdb}\n"
+        "tasks:\n"
+        "  load:\n"
+        "    source: src\n"
+        "    target: dw\n"
+        "    settings:\n"
+        "      Logging: {EnableLogging: true, CloudWatchLogGroup: g}\n"
+        "      ErrorBehavior: {RecoverableErrorCount: 3, TableErrorPolicy: STOP_TASK}\n",
+    )
+    env = os.environ | {"CONVEYOR_HOME": str(tmp_path / "home")}
+    strict = run("apply", str(stack), "--strict", env=env)
+    assert strict.returncode == 2
+    refused = " ".join(strict.stderr.split())
+    assert (
+        "tasks.load.settings: cloud-only, no meaning here: Logging.EnableLogging, Logging.CloudWatchLogGroup"
+        in refused
+    )
+    assert "tasks.load.settings: not acted on yet: ErrorBehavior.RecoverableErrorCount" in refused
+    assert not (tmp_path / "home").exists()  # nothing applied
+    applied = run("apply", str(stack), env=env)
+    assert applied.returncode == 0, applied.stderr
+    notices = [line for line in applied.stderr.splitlines() if line.startswith("notice:")]
+    assert len(notices) == 2  # once per kind, for the one task
+    described = run("tasks", "describe", "load", "--json", env=env)
+    assert described.returncode == 0, described.stderr
+    assert json.loads(described.stdout)["settings_not_acted_on"] == {
+        "cloud_only": ["Logging.EnableLogging", "Logging.CloudWatchLogGroup"],
+        "not_acted_on_yet": ["ErrorBehavior.RecoverableErrorCount"],
+    }
+    shown = run("tasks", "describe", "load", env=env | {"COLUMNS": "300"})
+    assert "settings not acted on yet: ErrorBehavior.RecoverableErrorCount" in shown.stdout

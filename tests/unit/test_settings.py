@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from conveyor.connectors.base import PrepMode
 from conveyor.core.errors import ConfigError
 from conveyor.replication.settings import (
-    IGNORED_TASK_SETTINGS,
     ApplyPolicy,
     EscalationPolicy,
     RecordPolicy,
@@ -22,7 +21,6 @@ from conveyor.replication.settings import (
     ValidationMode,
     check_task_settings,
     parse_task_settings,
-    supported_task_settings,
 )
 
 ORIGIN = "conveyor.yaml: tasks.load.settings"
@@ -385,17 +383,6 @@ def test_every_problem_is_reported_one_per_line() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_task_settings(doc, ORIGIN)
     assert len(str(caught.value).splitlines()) == 4
-
-
-def test_ignored_and_supported_settings_are_listed_once_and_apart() -> None:
-    assert isinstance(IGNORED_TASK_SETTINGS, frozenset)
-    supported = supported_task_settings()
-    assert "FullLoadSettings.TargetTablePrepMode" in supported
-    assert "ErrorBehavior.DataErrorPolicy" in supported
-    assert not supported & IGNORED_TASK_SETTINGS
-    sections = {name.split(".")[0] for name in supported}
-    for name in IGNORED_TASK_SETTINGS:
-        assert "." not in name or name.split(".")[0] in sections, name
 
 
 def test_settings_round_trip_through_the_service_json() -> None:

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from conveyor.core.errors import ConveyorError
+from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.events.lifecycle import STARTED, STOPPED, task_event
 from conveyor.store import schema
+from conveyor.store.event_pages import events_page
 from conveyor.store.store import Store
 
 
@@ -61,6 +62,41 @@ def test_events_in_order_and_since(store: Store) -> None:
     store.put_event(stopped)
     assert [e["id"] for e in store.list_events()] == [started["id"], stopped["id"]]
     assert store.list_events(limit=1) == [started]
+
+
+def test_events_newest_first_in_pages_from_a_time(store: Store) -> None:
+    """After more events than a page holds, the newest are still the first seen,
+    and the next-page tokens walk back to the oldest with none repeated or lost."""
+    ids = []
+    for n in range(1, 26):
+        event = task_event(STARTED, f"t{n}")
+        event["time"] = f"2026-01-01T00:{n:02d}:00Z"
+        ids.append(store.put_event(event))
+    first = events_page(store, limit=10)
+    assert [e["id"] for e in first["Events"]] == ids[::-1][:10]
+    seen, token = [], None
+    for _ in range(10):
+        page = events_page(store, limit=10, next_token=token)
+        seen += [e["id"] for e in page["Events"]]
+        token = page["NextToken"]
+        if token is None:
+            break
+    assert seen == ids[::-1]
+    newest = task_event(STARTED, "late")
+    store.put_event(newest)
+    assert [e["id"] for e in events_page(store, limit=10, next_token=first["NextToken"])["Events"]] == (
+        ids[::-1][10:20]
+    )
+    since = events_page(store, since="2026-01-01T00:20:00Z", limit=100)["Events"]
+    assert [e["id"] for e in since] == [newest["id"], *ids[::-1][:6]]
+    assert events_page(store, since="1h", limit=100)["Events"] == [newest]
+    for bad, message in [
+        ({"limit": 0}, "limit must be between 1 and 1000"),
+        ({"next_token": "abc"}, "is not one this service gave"),
+        ({"since": "yesterday"}, "give an ISO 8601 time"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            events_page(store, **bad)
 
 
 def test_stack_document_survives_reopen(location: dict[str, Any]) -> None:

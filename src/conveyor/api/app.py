@@ -18,9 +18,12 @@ from pydantic import BaseModel, Field
 
 from conveyor import __version__
 from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from conveyor.aws.protocol import AwsJsonApi
+from conveyor.aws.sigv4 import KeyPair
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.integrations_aws import DatabaseMigration
-from conveyor.orchestration.service import Service
+from conveyor.orchestration.service import Service, rules_listing, state_machines_listing
+from conveyor.store.event_pages import events_page
 
 
 class StartExecution(BaseModel):
@@ -60,7 +63,10 @@ def _status(exc: ConveyorError) -> int:
 
 
 def create_app(
-    service: Service, token: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    service: Service,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    aws_keys: KeyPair | None = None,
 ) -> FastAPI:
     """The API over one running :class:`Service`; ``token`` None serves without
     authentication (``conveyor serve --no-auth``, loopback only)."""
@@ -79,7 +85,8 @@ def create_app(
         description="Tasks, endpoints, events, executions, state machines, statements and rules.",
         dependencies=[Depends(authorize)],
     )
-    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(AwsJsonApi, service=service, keys=aws_keys)  # signed with SigV4, not the token
+    app.add_middleware(BodyLimit, limit=max_body_bytes)  # the outermost: every request
 
     @app.exception_handler(ConveyorError)
     def _conveyor_error(request: Request, exc: ConveyorError) -> JSONResponse:
@@ -136,9 +143,13 @@ def create_app(
         return dms.modify_endpoint(body | {"EndpointArn": name})
 
     # events and rules
-    @app.get("/events", tags=["events"], summary="Stored events, oldest first")
-    def list_events(limit: int = 1000) -> list[dict[str, Any]]:
-        return store.list_events(limit=limit)
+    @app.get("/events", tags=["events"], summary="Stored events, newest first, a page at a time")
+    def list_events(
+        limit: int = 100, since: str | None = None, next_token: str | None = None
+    ) -> dict[str, Any]:
+        """``{"Events": [...], "NextToken": ...}``; pass ``next_token`` for the older page.
+        ``since`` is an ISO 8601 time or an age (``15m``, ``2h``, ``7d``)."""
+        return events_page(store, since, limit, next_token)
 
     @app.post("/events", tags=["events"], summary="Put an event; matching rules start executions")
     def put_event(event: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
@@ -218,38 +229,3 @@ def create_app(
 
 def _dms(service: Service) -> DatabaseMigration:
     return DatabaseMigration(service.executions)
-
-
-def rules_listing(service: Service) -> list[dict[str, Any]]:
-    stack = service.stack()
-    schedules = {row["Rule"]: row for row in service.scheduler.describe()}
-    rows = []
-    for name, rule in sorted(stack.rules.items()):
-        row: dict[str, Any] = {
-            "Name": name,
-            "State": "ENABLED" if rule.enabled else "DISABLED",
-            "Targets": [t.model_dump(exclude_none=True) for t in rule.targets],
-        }
-        if rule.event_pattern is not None:
-            row["EventPattern"] = rule.event_pattern
-        if rule.schedule is not None:
-            row["ScheduleExpression"] = rule.schedule
-            row |= {k: v for k, v in schedules.get(name, {}).items() if k in ("LastFire", "NextFire")}
-        rows.append(row)
-    return rows
-
-
-def state_machines_listing(service: Service) -> list[dict[str, Any]]:
-    from conveyor.orchestration.executions import state_machine_arn
-
-    stack = service.stack()
-    rows = []
-    for name in sorted(stack.state_machines):
-        row: dict[str, Any] = {"name": name, "stateMachineArn": state_machine_arn(name)}
-        try:
-            row["warnings"] = service.executions.validate(name)
-            row["valid"] = True
-        except ConfigError as exc:
-            row["valid"], row["error"] = False, str(exc)
-        rows.append(row)
-    return rows

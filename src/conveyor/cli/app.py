@@ -14,12 +14,13 @@ import typer
 from rich.console import Console
 
 from conveyor import __version__
-from conveyor.core.errors import ConveyorError
+from conveyor.core.errors import ConfigError, ConveyorError
+from conveyor.stack.loader import SECTIONS as STACK_SECTIONS
 from conveyor.stack.loader import load_stack
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
-SECTIONS = ("endpoints", "tasks", "state_machines", "rules", "lake_tables")
+SECTIONS = tuple(STACK_SECTIONS)
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Self-hosted database migration and replication."
@@ -46,14 +47,31 @@ def summarize(stack: Stack) -> dict[str, object]:
         "file": str(stack.file) if stack.file else None,
         "endpoints": {name: spec.redacted() for name, spec in stack.endpoints.items()},
         "tasks": {
-            name: {"source": t.source, "target": t.target, "migration_type": t.migration_type}
+            name: {
+                "source": t.source,
+                "target": t.target,
+                "migration_type": t.migration_type,
+                "settings_not_acted_on": t.settings_review().as_dict(),
+            }
             for name, t in stack.tasks.items()
         },
         "state_machines": sorted(stack.state_machines),
         "rules": sorted(stack.rules),
+        "functions": {name: f.handler for name, f in sorted(stack.functions.items())},
         "lake_tables": sorted(stack.lake_tables),
         "warnings": list(stack.warnings),
     }
+
+
+def settings_notices(stack: Stack) -> list[str]:
+    """One line per task and kind naming the task-settings keys written that
+    Conveyor does not act on: cloud-only ones, and those not acted on yet."""
+    shown = str(stack.file) if stack.file else "stack"
+    return [
+        f"{shown}: tasks.{name}.settings: {line}"
+        for name, task in stack.tasks.items()
+        for line in task.settings_review().notices()
+    ]
 
 
 @contextmanager
@@ -97,21 +115,29 @@ def apply(
     file: Annotated[Path, typer.Argument(help="The stack file (conveyor.yaml).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show; change nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse task-settings keys Conveyor does not act on.")
+    ] = False,
 ) -> None:
     """Create or update what the stack file declares."""
     from conveyor.orchestration.executions import validate_definitions
 
     stack = load_stack(file)
+    notices = settings_notices(stack)
+    if strict and notices:
+        raise ConfigError("\n".join(f"{line} (--strict: remove the keys)" for line in notices))
     definition_warnings = validate_definitions(stack)
     summary = summarize(stack)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
-        for section in ("endpoints", "tasks", "state_machines", "rules", "lake_tables"):
+        for section in SECTIONS:
             names = summary[section]
             typer.echo(f"{section}: {', '.join(names) if names else '-'}")  # type: ignore[arg-type]
         for warning in [*stack.warnings, *definition_warnings]:
             _err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        for notice in notices:
+            _err.print(f"notice: {notice}", highlight=False, markup=False)
     if not dry_run:
         with opened_store() as store:
             changes = merge_into_store(store, stack)

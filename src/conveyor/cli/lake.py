@@ -14,6 +14,7 @@ from rich.table import Table
 
 from conveyor.cli.app import app, applied_stack, opened_store
 from conveyor.core.errors import ConfigError, NotFoundError
+from conveyor.core.names import did_you_mean
 from conveyor.lake.controller import (
     Controller,
     ControllerEntry,
@@ -23,7 +24,6 @@ from conveyor.lake.controller import (
     parse_time,
 )
 from conveyor.lake.jobs import curate, lakes_with_controllers
-from conveyor.replication.settings import did_you_mean
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 LakeOption = Annotated[

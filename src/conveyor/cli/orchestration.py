@@ -17,11 +17,12 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, serve_token
+from conveyor.aws.sigv4 import KeyPair
 from conveyor.cli.app import app, opened_store
 from conveyor.cli.tasks import events_app
 from conveyor.core.errors import ConfigError
 from conveyor.orchestration.scheduler import MISSED_POLICIES
-from conveyor.orchestration.service import Service
+from conveyor.orchestration.service import Service, rules_listing, state_machines_listing
 from conveyor.store.store import DEFAULT_HOME, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -160,8 +161,6 @@ def executions_stop(
 @machines_app.command("list")
 def machines_list(as_json: JsonOption = False) -> None:
     """Every applied state machine, validated against the integrations Conveyor has."""
-    from conveyor.api.app import state_machines_listing
-
     with opened_store() as store:
         rows = state_machines_listing(_service(store))
     table = Table("state machine", "valid", "problem")
@@ -192,8 +191,6 @@ def machines_start(
 @rules_app.command("list")
 def rules_list(as_json: JsonOption = False) -> None:
     """Rules with their pattern or schedule (and last / next fire)."""
-    from conveyor.api.app import rules_listing
-
     with opened_store() as store:
         rows = rules_listing(_service(store))
     table = Table("rule", "state", "trigger", "targets", "next fire")
@@ -307,6 +304,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def own_url(host: str, port: int) -> str:
+    """How a process on this machine reaches the server bound to ``host``."""
+    reachable = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{reachable}]:{port}" if ":" in reachable else f"http://{reachable}:{port}"
+
+
+def aws_keys() -> KeyPair | None:
+    """The key pair AWS-protocol requests must be signed with, from the environment."""
+    key_id = os.environ.get("CONVEYOR_AWS_ACCESS_KEY_ID", "").strip()
+    secret = os.environ.get("CONVEYOR_AWS_SECRET_ACCESS_KEY", "").strip()
+    if bool(key_id) != bool(secret):
+        raise ConfigError(
+            "set both CONVEYOR_AWS_ACCESS_KEY_ID and CONVEYOR_AWS_SECRET_ACCESS_KEY, or neither"
+        )
+    return KeyPair(key_id, secret) if key_id else None
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -363,10 +377,13 @@ def serve(
     requested: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, _frame: requested.append(number))
+    service.executions.aws_endpoint = own_url(host, port)
     service.start()
     try:
         server = uvicorn.Server(
-            uvicorn.Config(create_app(service, token, max_body_bytes), host=host, port=port, log_level="info")
+            uvicorn.Config(
+                create_app(service, token, max_body_bytes, aws_keys()), host=host, port=port, log_level="info"
+            )
         )
         server.run()  # returns on SIGTERM / SIGINT
     finally:

@@ -1,12 +1,12 @@
-"""Showing a running full load: a live table on a terminal, one plain line per
-table state change elsewhere. Both are called from the load's worker threads."""
+"""Showing a running full load on a terminal: a live table, called from the
+load's worker threads. Elsewhere ``replication.progress_lines.PlainProgress``
+prints one plain line per table state change (as the worker process does)."""
 
 from __future__ import annotations
 
-import sys
 import threading
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -21,30 +21,6 @@ def _rate(progress: TableProgress) -> float:
 def _total(progress: TableProgress) -> int | None:
     estimated = progress.plan.source.estimated_rows
     return estimated if estimated and estimated > 0 else None
-
-
-class PlainProgress:
-    """One line per table state change: ``table dbo.sales: Table completed, 3 rows, 120 rows/s``."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream
-        self._lock = threading.Lock()
-        self._states: dict[str, str] = {}
-
-    def __call__(self, progress: TableProgress) -> None:
-        table, state, rows = str(progress.plan.target.ref), progress.state, progress.rows
-        rate, error = _rate(progress), progress.error
-        with self._lock:
-            if self._states.get(table) == state:
-                return
-            self._states[table] = state
-            line = f"table {table}: {state}, {rows:,} rows"
-            if rate:
-                line += f", {rate:,.0f} rows/s"
-            if error:
-                line += f" ({error})"
-            stream = self.stream or sys.stderr
-            print(line, file=stream, flush=True)
 
 
 class LiveProgress:

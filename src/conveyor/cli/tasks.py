@@ -12,11 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.cli.app import app, applied_stack, opened_store
-from conveyor.cli.progress import LiveProgress, PlainProgress
+from conveyor.cli.progress import LiveProgress
 from conveyor.connectors.registry import SOURCES, open_source, open_target
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
+from conveyor.orchestration.bus import event_sink
 from conveyor.replication.cdc.reload_request import request_table_reloads
-from conveyor.replication.task_runner import ACTIVE_STATUSES, StartMode, all_validated, validate_task
+from conveyor.replication.progress_lines import PlainProgress
+from conveyor.replication.task_run import ACTIVE_STATUSES, StartMode
+from conveyor.replication.task_runner import all_validated, validate_task
 from conveyor.replication.worker import (
     claim_start,
     current_pid,
@@ -27,6 +30,7 @@ from conveyor.replication.worker import (
 )
 from conveyor.stack.model import Stack
 from conveyor.stack.modify import assignments, modify_endpoint
+from conveyor.store.event_pages import MAX_LIMIT, events_page
 from conveyor.store.store import Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -62,9 +66,10 @@ def tasks_list(as_json: JsonOption = False) -> None:
     """Every applied task with its status."""
     with opened_store() as store:
         stack = applied_stack(store)
+        events = event_sink(store)
         rows = [
             {"name": name, "source": t.source, "target": t.target, "migration_type": t.migration_type}
-            | {k: v for k, v in reap_stale(store, name).items() if k in {"status", "stop_reason"}}
+            | {k: v for k, v in reap_stale(store, name, events).items() if k in {"status", "stop_reason"}}
             for name, t in sorted(stack.tasks.items())
         ]
     table = Table("task", "source", "target", "type", "status", "stop reason")
@@ -117,7 +122,7 @@ def tasks_reload(
     with opened_store() as store:
         stack = applied_task_stack(store, name)
         refs = request_table_reloads(store, stack, name, table)
-        running = reap_stale(store, name)["status"] in ACTIVE_STATUSES
+        running = reap_stale(store, name, event_sink(store))["status"] in ACTIVE_STATUSES
     listed = ", ".join(str(r) for r in refs)
     if running:
         if as_json:
@@ -133,21 +138,22 @@ def tasks_reload(
 def _start(name: str, wait: bool, as_json: bool, mode: StartMode) -> None:
     with opened_store() as store:
         stack = applied_task_stack(store, name)
+        events = event_sink(store)
         if not wait:
-            run_id = claim_start(store, stack, name)
-            pid = spawn_worker(store, name, run_id, mode)
+            run_id = claim_start(store, stack, name, events=events)
+            pid = spawn_worker(store, name, run_id, mode, events=events)
             if as_json:
                 _emit({"task": name, "status": "starting", "pid": pid}, True)
             else:
                 typer.echo(f"task {name} starting (pid {pid}); follow with `conveyor tasks describe {name}`")
             return
-        run_id = claim_start(store, stack, name, pid=os.getpid())
+        run_id = claim_start(store, stack, name, pid=os.getpid(), events=events)
         if sys.stdout.isatty() and not as_json:
             with LiveProgress(_out) as live:
-                status = run_claimed(store, stack, name, run_id, live, mode)
+                status = run_claimed(store, stack, name, run_id, live, mode, events=events)
         else:
-            status = run_claimed(store, stack, name, run_id, PlainProgress(), mode)
-        described = _describe(store, name)
+            status = run_claimed(store, stack, name, run_id, PlainProgress(), mode, events=events)
+        described = _describe(store, name, stack)
     _emit(described, as_json)
     if not as_json:
         _print_described(described)
@@ -160,7 +166,7 @@ def tasks_stop(name: str, as_json: JsonOption = False) -> None:
     """Stop a running task between batches; tables not finished are rolled back."""
     with opened_store() as store:
         applied_task_stack(store, name)
-        result = request_stop(store, name)
+        result = request_stop(store, name, events=event_sink(store))
     if as_json:
         _emit(result, True)
     else:
@@ -168,11 +174,12 @@ def tasks_stop(name: str, as_json: JsonOption = False) -> None:
         typer.echo(f"task {name} stopping{pid}; follow with `conveyor tasks describe {name}`")
 
 
-def _describe(store: Store, name: str) -> dict[str, Any]:
-    status = reap_stale(store, name)
+def _describe(store: Store, name: str, stack: Stack) -> dict[str, Any]:
+    status = reap_stale(store, name, event_sink(store))
     runs = store.list_runs(name, limit=5)
     pid = current_pid(store, status)
     described = {"task": name, **status, "pid": pid, "tables": store.table_stats(name), "runs": runs}
+    described["settings_not_acted_on"] = stack.tasks[name].settings_review().as_dict()
     progress = store.task_progress(name)
     if progress is not None:
         described["capture"] = progress
@@ -206,8 +213,18 @@ def _print_described(described: dict[str, Any]) -> None:
         # Schema drift a source recorded for the table (DynamoDB: attributes new since inference).
         for line in t.get("Drift") or []:
             _out.print(f"drift: {t['SchemaName']}.{t['TableName']}: {line}", markup=False, highlight=False)
+        for generated in t.get("GeneratedColumns") or []:
+            where = f"{t['SchemaName']}.{t['TableName']}.{generated['Column']}"
+            _out.print(f"generated column {where}: {generated['Handling']}", markup=False, highlight=False)
     if any("Inserts" in t for t in described["tables"]):
         _print_capture(described)
+    not_acted_on = described.get("settings_not_acted_on") or {}
+    for label, key in (
+        ("cloud-only, no meaning here", "cloud_only"),
+        ("not acted on yet", "not_acted_on_yet"),
+    ):
+        if not_acted_on.get(key):
+            _out.print(f"settings {label}: {', '.join(not_acted_on[key])}", markup=False, highlight=False)
     for row in described.get("suspended_tables", []):
         state = "reload requested" if row["state"] == "reload" else f"suspended: {row['reason']}"
         _out.print(f"table {row['schema_name']}.{row['table_name']}: {state}", markup=False, highlight=False)
@@ -236,8 +253,8 @@ def _print_capture(described: dict[str, Any]) -> None:
 def tasks_describe(name: str, as_json: JsonOption = False) -> None:
     """Status, stop reason and per-table statistics of the latest run."""
     with opened_store() as store:
-        applied_task_stack(store, name)  # the task must be declared
-        described = _describe(store, name)
+        stack = applied_task_stack(store, name)
+        described = _describe(store, name, stack)
     if as_json:
         _emit(described, True)
     else:
@@ -302,15 +319,26 @@ def endpoints_test(name: str, as_json: JsonOption = False) -> None:
 
 
 @events_app.command("list")
-def events_list(as_json: JsonOption = False) -> None:
-    """Stored events, oldest first."""
+def events_list(
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this time (ISO 8601) or age (15m, 2h, 7d) on.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help=f"At most this many (1-{MAX_LIMIT}).")] = 100,
+    next_token: Annotated[
+        str | None, typer.Option("--next-token", help="The NextToken of the previous page.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stored events, newest first, a page at a time."""
     with opened_store() as store:
-        events = store.list_events()
+        page = events_page(store, since, limit, next_token)
     table = Table("time", "source", "eventId", "message")
-    for e in events:
+    for e in page["Events"]:
         detail = e.get("detail", {})
         table.add_row(e["time"], e["source"], detail.get("eventId", ""), detail.get("detailMessage", ""))
-    _emit(events, as_json, table)
+    if page["NextToken"] is not None:
+        table.caption = f"older events: --next-token {page['NextToken']}"
+    _emit(page, as_json, table)
 
 
 @app.command()

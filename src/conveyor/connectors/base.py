@@ -156,9 +156,21 @@ class SupportsRawCopyIn(Protocol):
     this table cannot (its columns' types differ from the source's)."""
 
     raw_format: str | None
+    # Target columns the target computes itself (generated): left out of a raw copy.
+    computed: frozenset[str]
 
     def copy_in(self, chunks: Iterator[bytes], columns: Sequence[str]) -> int:
         """Write raw COPY blocks; return the rows written."""
+        ...
+
+
+@runtime_checkable
+class SupportsKeyAfterLoad(Protocol):
+    """A target that can create a table's primary key once its rows are in
+    (the task setting CreatePkAfterFullLoad), in the load's transaction."""
+
+    def begin_load_key_after(self, table: TableSchema, mode: PrepMode) -> TableLoad:
+        """As ``begin_load``; a table this load creates gets its key at commit."""
         ...
 
 

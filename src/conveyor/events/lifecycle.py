@@ -1,12 +1,25 @@
 """Task lifecycle events in the migration service's shape and ids, so event
 patterns written for it (``"source": ["aws.dms"]``, ``DMS-EVENT-0079`` ...)
-match unchanged."""
+match unchanged, and the sink replication hands them to."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
+
+
+class EventSink(Protocol):
+    """Where replication publishes the lifecycle events it raises (``task_event``).
+
+    Replication never imports the event bus: whoever runs or controls a task (the
+    worker process, the CLI, ``conveyor serve``) hands it a sink, usually
+    ``orchestration.bus.event_sink(store)``, which stores the event and starts the
+    executions its rules name. Called in the thread that raised the event; an
+    exception fails the caller (as a failed store write would)."""
+
+    def __call__(self, event: dict[str, Any], /) -> object: ...
+
 
 ACCOUNT = "000000000000"
 REGION = "local"
@@ -21,8 +34,14 @@ TABLE_SUSPENDED = (
     "Failure",
     "Table suspended. {reason}",
 )
-TABLE_DROPPED = (
+NO_TABLES_CAPTURED = (
     "CONVEYOR-EVENT-0002",
+    "REPLICATION_TASK_NO_TABLES_CAPTURED",
+    "StateChange",
+    "No tables captured. {reason}",
+)
+TABLE_DROPPED = (
+    "CONVEYOR-EVENT-0003",
     "REPLICATION_TASK_TABLE_DROPPED",
     "Configuration change",
     "Source table dropped; it left the capture. {reason}",

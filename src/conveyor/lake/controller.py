@@ -34,8 +34,8 @@ from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.filesystem import CONNECT_TIMEOUT, REQUEST_TIMEOUT, LakeFS
 from conveyor.connectors.lake.settings import LakeConfig, lake_config
 from conveyor.core.errors import ConfigError, NotFoundError
-from conveyor.replication.settings import did_you_mean
-from conveyor.stack.model import LakeTableSpec, Stack
+from conveyor.core.names import did_you_mean
+from conveyor.lake.declarations import LakeDeclarations, LakeTableDeclaration
 
 CONTROLLER_FILE = "_controller.json"
 CURATED_OPTION = "curated_path"
@@ -151,7 +151,7 @@ class Lake:
     curated_rel: str | None
     """The curated root relative to the raw root when it lies inside it (its
     files are not raw files)."""
-    declared: dict[str, LakeTableSpec] = field(default_factory=dict)
+    declared: dict[str, LakeTableDeclaration] = field(default_factory=dict)
 
     def table_uri(self, table: str) -> str:
         schema, name = table.split(".", 1)
@@ -211,7 +211,7 @@ def open_lake(config: LakeConfig, curated_path: str | None = None) -> Lake:
     return Lake(config.name, config, raw, curated, curated_root, curated_rel)
 
 
-def open_lakes(stack: Stack) -> list[Lake]:
+def open_lakes(stack: LakeDeclarations) -> list[Lake]:
     """Every lake endpoint of the stack, with the lake tables declared for it."""
     names = sorted(name for name, spec in stack.endpoints.items() if spec.engine == "lake")
     lakes: dict[str, Lake] = {}

@@ -8,16 +8,18 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from conveyor.core.errors import NotFoundError
+from conveyor.core.names import did_you_mean
 from conveyor.lake.controller import Controller, Lake, open_lakes
-from conveyor.replication.settings import did_you_mean
-from conveyor.stack.model import Stack
+from conveyor.lake.declarations import LakeDeclarations
 
 if TYPE_CHECKING:
     from conveyor.lake.curate import TableResult
 
 
 @contextmanager
-def lakes_with_controllers(stack: Stack, only: str | None = None) -> Iterator[list[tuple[Lake, Controller]]]:
+def lakes_with_controllers(
+    stack: LakeDeclarations, only: str | None = None
+) -> Iterator[list[tuple[Lake, Controller]]]:
     """The stack's lakes (or only the one named) with their controllers,
     seeded from the stack's ``lake_tables``."""
     lakes = open_lakes(stack)
@@ -42,7 +44,7 @@ def lakes_with_controllers(stack: Stack, only: str | None = None) -> Iterator[li
             lake.close()
 
 
-def curate(stack: Stack, lake: str | None = None, table: str | None = None) -> list[TableResult]:
+def curate(stack: LakeDeclarations, lake: str | None = None, table: str | None = None) -> list[TableResult]:
     """One curation run over the active tables (or only ``table``, schema.table)."""
     from conveyor.lake.curate import process  # deltalake loads only for the lake's work
 

@@ -8,8 +8,8 @@ of the event its ``input_path`` selects, else what its ``input_transformer`` ren
 Who runs the executions depends on the process: ``conveyor serve`` installs its bus
 (:func:`install`), whose executions start at once in its threads; anywhere else (a task
 worker, ``conveyor events put``) they are recorded and ``conveyor serve`` picks them up.
-Task lifecycle events reach the bus through :func:`publish`, which the task runner calls
-instead of storing them directly.
+Task lifecycle events reach the bus through :func:`publish`: replication never imports
+the bus; whoever runs or controls a task hands it :func:`event_sink`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.core.errors import ConfigError
-from conveyor.events.lifecycle import ACCOUNT, REGION
+from conveyor.events.lifecycle import ACCOUNT, REGION, EventSink
 from conveyor.events.patterns import EventPattern
 from conveyor.orchestration.asl.paths import read_path
 from conveyor.stack.model import RuleTarget, Stack
@@ -239,7 +239,7 @@ def active() -> Bus | None:
 
 
 def publish(store: Store, event: dict[str, Any]) -> str:
-    """The task runner's hook: store a lifecycle event, then start what its rules name.
+    """Store a task lifecycle event, then start what its rules name.
     Storing fails the caller as before; rules never do (their problems are logged)."""
     event_id = store.put_event(event)
     bus = active()
@@ -250,3 +250,12 @@ def publish(store: Store, event: dict[str, Any]) -> str:
     except Exception as exc:
         log.error("event %s: rules not evaluated: %s", event_id, exc)
     return event_id
+
+
+def event_sink(store: Store) -> EventSink:
+    """The sink replication is handed for its lifecycle events: :func:`publish` to ``store``."""
+
+    def sink(event: dict[str, Any]) -> None:
+        publish(store, event)
+
+    return sink

@@ -165,6 +165,8 @@ class Executions:
         self._closing = threading.Event()
         self.started_tasks: set[str] = set()
         """Tasks this process started through ``startReplicationTask`` (stopped on shutdown)."""
+        self.aws_endpoint: str | None = None
+        """Where the AWS APIs of this process answer (``conveyor serve``), for Lambda functions."""
 
     # --- starting and running ----------------------------------------------------------
 

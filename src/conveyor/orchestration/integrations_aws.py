@@ -9,7 +9,9 @@
   testConnection | startReplicationTask | stopReplicationTask | describeReplicationTasks
   | describeEndpoints`` act on the applied stack's endpoints and tasks, named by ARN
   (``arn:aws:dms:local:000000000000:endpoint:NAME`` / ``...:task:NAME``) or by name.
-* ``arn:aws:states:::lambda:invoke`` calls the Python function ``FunctionName`` =
+* ``arn:aws:states:::lambda:invoke`` runs a function the stack file declares under
+  ``functions:`` (named, or by its ARN's last part) as written, in a child process whose
+  AWS SDK calls reach ``conveyor serve``; or calls the Python function ``FunctionName`` =
   ``module:function`` with the ``Payload`` (and a context dict when it takes two
   arguments, as a Lambda handler does).
 * ``arn:aws:states:::states:startExecution`` (``.sync``, ``.sync:2``) starts another
@@ -39,7 +41,9 @@ from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.events.lifecycle import ACCOUNT, REGION, task_arn
 from conveyor.orchestration.asl.errors import TaskError
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext, TaskHandler
+from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.integrations_glue import START_JOB_RUN, start_job_run
+from conveyor.orchestration.lambda_runtime import FunctionFailed, Invocation, invoke
 from conveyor.stack.model import TARGET_ENGINES, Stack
 from conveyor.stack.modify import modify_endpoint
 
@@ -296,7 +300,7 @@ class DatabaseMigration:
         from conveyor.replication.worker import reap_stale
 
         spec = stack.tasks[name]
-        status = reap_stale(self.store, name)
+        status = reap_stale(self.store, name, event_sink(self.store))
         tables = self.store.table_stats(name)
         states = [t.get("TableState") for t in tables]
         loaded = states.count("Table completed")
@@ -359,8 +363,9 @@ class DatabaseMigration:
                     f"endpoint {endpoint!r}: its connection test is {tested['status']}; "
                     "a task starts once it is successful"
                 )
-        run_id = claim_start(self.store, stack, name)
-        spawn_worker(self.store, name, run_id, START_TYPES[kind])  # type: ignore[arg-type]
+        events = event_sink(self.store)
+        run_id = claim_start(self.store, stack, name, events=events)
+        spawn_worker(self.store, name, run_id, START_TYPES[kind], events=events)  # type: ignore[arg-type]
         self.executions.started_tasks.add(name)
         return {"ReplicationTask": self.task_document(stack, name)}
 
@@ -369,7 +374,7 @@ class DatabaseMigration:
 
         stack = self._stack()
         name = self._task_name(stack, p.get("ReplicationTaskArn"))
-        request_stop(self.store, name)
+        request_stop(self.store, name, events=event_sink(self.store))
         return {"ReplicationTask": self.task_document(stack, name)}
 
 
@@ -420,13 +425,39 @@ def resolve_function(name: Any) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
-def lambda_invoke(parameters: Any, context: TaskContext) -> Any:
-    p = _params(parameters)
+def lambda_invoke(executions: Executions) -> TaskHandler:
+    """``lambda:invoke``: a function the stack declares (``functions:``) runs as
+    written in a child process (lambda_runtime.py); otherwise ``FunctionName`` is a
+    Python ``module:function`` called in this process."""
+
+    def handler(parameters: Any, context: TaskContext) -> Any:
+        p = _params(parameters)
+        payload = p.get("Payload")
+        if isinstance(payload, str):
+            with contextlib.suppress(json.JSONDecodeError):
+                payload = json.loads(payload)
+        name = p.get("FunctionName")
+        declared = executions.stack().functions
+        short = name.rsplit(":function:", 1)[-1].split(":")[0] if isinstance(name, str) else None
+        if short in declared:
+            spec = declared[short]
+            call = Invocation(
+                short, spec.file, spec.function, spec.environment, spec.timeout, executions.aws_endpoint
+            )
+            try:
+                result = invoke(call, payload)
+            except FunctionFailed as exc:
+                message = json.dumps({"errorMessage": exc.message, "errorType": exc.error_type})
+                raise TaskError(exc.error_type, message) from None
+        else:
+            result = _call_in_process(p, payload, context)
+        return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
+
+    return handler
+
+
+def _call_in_process(p: dict[str, Any], payload: Any, context: TaskContext) -> Any:
     function = resolve_function(p.get("FunctionName"))
-    payload = p.get("Payload")
-    if isinstance(payload, str):
-        with contextlib.suppress(json.JSONDecodeError):
-            payload = json.loads(payload)
     try:
         takes_context = len(inspect.signature(function).parameters) >= 2
     except (TypeError, ValueError):
@@ -437,11 +468,10 @@ def lambda_invoke(parameters: Any, context: TaskContext) -> Any:
         "state_name": context.state_name,
     }
     try:
-        result = function(payload, lambda_context) if takes_context else function(payload)
+        return function(payload, lambda_context) if takes_context else function(payload)
     except Exception as exc:
         error_type = type(exc).__name__
         raise TaskError(error_type, json.dumps({"errorMessage": str(exc), "errorType": error_type})) from None
-    return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
 
 
 # --- nested state machines --------------------------------------------------------------------
@@ -515,7 +545,7 @@ def build_integrations(executions: Executions) -> Integrations:
         ("describeReplicationTasks", dms.describe_replication_tasks),
     ):
         found.register(f"{SDK}databasemigration:{action}", _service_errors("DatabaseMigration", method))
-    found.register("arn:aws:states:::lambda:invoke", lambda_invoke)
+    found.register("arn:aws:states:::lambda:invoke", lambda_invoke(executions))
     found.register(START_JOB_RUN, start_job_run(executions.stack, sync=False))
     found.register(f"{START_JOB_RUN}.sync", start_job_run(executions.stack, sync=True))
     found.register("arn:aws:states:::states:startExecution", _start_execution(executions, "async"))

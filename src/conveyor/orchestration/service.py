@@ -19,9 +19,9 @@ import threading
 from contextlib import suppress
 from typing import Any
 
-from conveyor.core.errors import ConveyorError
-from conveyor.orchestration.bus import Bus, install, load_stack
-from conveyor.orchestration.executions import ClockFactory, Executions
+from conveyor.core.errors import ConfigError, ConveyorError
+from conveyor.orchestration.bus import Bus, event_sink, install, load_stack
+from conveyor.orchestration.executions import ClockFactory, Executions, state_machine_arn
 from conveyor.orchestration.scheduler import MissedPolicy, Scheduler
 from conveyor.orchestration.statements import Statements
 from conveyor.stack.model import Stack
@@ -88,8 +88,43 @@ class Service:
         stopped = []
         for task in sorted(self.executions.started_tasks):
             with suppress(ConveyorError):
-                request_stop(self.store, task)
+                request_stop(self.store, task, events=event_sink(self.store))
                 stopped.append(task)
         self.executions.shutdown(timeout)
         install(None)
         return {"tasks_stopping": stopped, "executions_suspended": self.executions.running()}
+
+
+def rules_listing(service: Service) -> list[dict[str, Any]]:
+    """Every applied rule with its pattern or schedule (and last / next fire), as the API lists it."""
+    stack = service.stack()
+    schedules = {row["Rule"]: row for row in service.scheduler.describe()}
+    rows = []
+    for name, rule in sorted(stack.rules.items()):
+        row: dict[str, Any] = {
+            "Name": name,
+            "State": "ENABLED" if rule.enabled else "DISABLED",
+            "Targets": [t.model_dump(exclude_none=True) for t in rule.targets],
+        }
+        if rule.event_pattern is not None:
+            row["EventPattern"] = rule.event_pattern
+        if rule.schedule is not None:
+            row["ScheduleExpression"] = rule.schedule
+            row |= {k: v for k, v in schedules.get(name, {}).items() if k in ("LastFire", "NextFire")}
+        rows.append(row)
+    return rows
+
+
+def state_machines_listing(service: Service) -> list[dict[str, Any]]:
+    """Every applied state machine, validated against the integrations Conveyor has."""
+    stack = service.stack()
+    rows = []
+    for name in sorted(stack.state_machines):
+        row: dict[str, Any] = {"name": name, "stateMachineArn": state_machine_arn(name)}
+        try:
+            row["warnings"] = service.executions.validate(name)
+            row["valid"] = True
+        except ConfigError as exc:
+            row["valid"], row["error"] = False, str(exc)
+        rows.append(row)
+    return rows

@@ -25,6 +25,14 @@ from typing import Any
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
+from conveyor.orchestration import duckdb_procedures
+from conveyor.orchestration.redshift_sql import (
+    CallProcedure,
+    CreateProcedure,
+    Statement,
+    Translated,
+    translate,
+)
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
@@ -181,6 +189,8 @@ class Statements:
                 started_at=dt.datetime.now(dt.UTC),
                 backend_pid=conn.info.backend_pid,
             )
+            if config.options.get("dialect") == "redshift":
+                sql = ";\n".join(_plain(translate(sql, "postgres")))
             with conn.cursor() as cur:
                 try:
                     if params:
@@ -211,8 +221,11 @@ class Statements:
             self.store.update_statement(
                 statement_id, [PICKED], status=STARTED, started_at=dt.datetime.now(dt.UTC)
             )
-            cursor = conn.execute(sql, params or None)
-            description: Any = cursor.description
+            if config.options.get("dialect") == "redshift":
+                cursor = _run_translated(conn, translate(sql, "duckdb"), params)
+            else:
+                cursor = conn.execute(sql, params or None)
+            description: Any = cursor.description if cursor is not None else None
             if description is None:
                 return None, [], 0
             columns = [_column(str(c[0]), str(c[1])) for c in description]
@@ -330,6 +343,27 @@ class Statements:
             }
             for r in self.store.list_statements(limit)
         ]
+
+
+def _plain(translated: Sequence[Translated]) -> list[str]:
+    """Statements for PostgreSQL, which holds its own procedures."""
+    return [t.sql for t in translated if isinstance(t, Statement)]
+
+
+def _run_translated(conn: Any, translated: Sequence[Translated], params: dict[str, Any]) -> Any:
+    """Run translated statements in order on DuckDB; the last one's cursor (None
+    when it was a procedure's creation or call)."""
+    cursor = None
+    for item in translated:
+        if isinstance(item, CreateProcedure):
+            duckdb_procedures.create(conn, item)
+            cursor = None
+        elif isinstance(item, CallProcedure):
+            duckdb_procedures.call(conn, item)
+            cursor = None
+        else:
+            cursor = conn.execute(item.sql, params or None)
+    return cursor
 
 
 def _named(sql: str) -> str:

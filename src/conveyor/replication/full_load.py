@@ -3,10 +3,12 @@ snapshot into the target, each table in one target transaction."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -16,6 +18,7 @@ from conveyor.connectors.base import (
     PrepMode,
     RejectedValue,
     Snapshot,
+    SupportsKeyAfterLoad,
     SupportsRawCopy,
     SupportsRawCopyIn,
     SupportsStreamWrite,
@@ -25,13 +28,15 @@ from conveyor.connectors.base import (
 from conveyor.core.errors import ConveyorError, DataError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableSchema
-from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy
+from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy, TablePolicy
 
 # TableState values as the migration service reports them.
 TABLE_LOADING = "Table is being loaded"
 TABLE_COMPLETED = "Table completed"
 TABLE_ERROR = "Table error"
 TABLE_QUEUED = "Before load"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class TableProgress:
     ended: datetime | None = None
     error: str | None = None
     drift: list[str] = field(default_factory=list)
+    # Generated source columns (target name) and how the target gets them.
+    generated: dict[str, str] = field(default_factory=dict)
 
     @property
     def rows_per_second(self) -> float | None:
@@ -110,6 +117,10 @@ class FullLoad:
     stop: threading.Event = field(default_factory=threading.Event)
     task: str = ""
     errors: ErrorBehavior = field(default_factory=ErrorBehavior)
+    key_after_load: bool = False
+    """CreatePkAfterFullLoad: targets that can add a new table's key after its rows."""
+    _table_errors: int = field(default=0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def run(self) -> list[TableProgress]:
         progress = [TableProgress(plan) for plan in self.plans]
@@ -124,17 +135,16 @@ class FullLoad:
         progress.state, progress.started = TABLE_LOADING, datetime.now(UTC)
         self.on_progress(progress)
         try:
-            load = self.target.begin_load(plan.target, self.mode)
-        except ConveyorError as exc:
-            self._fail(progress, str(exc))
-            return
-        try:
-            raw_columns = self._raw_columns(plan, load)
-            if raw_columns is not None:
-                assert isinstance(self.snapshot, SupportsRawCopy) and isinstance(load, SupportsRawCopyIn)
-                chunks = self._until_stopped(self.snapshot.copy_out(plan.source, raw_columns))
-                progress.rows = load.copy_in(chunks, plan.target.column_names)
+            if self.key_after_load and isinstance(self.target, SupportsKeyAfterLoad):
+                load = self.target.begin_load_key_after(plan.target, self.mode)
             else:
+                load = self.target.begin_load(plan.target, self.mode)
+        except ConveyorError as exc:
+            self._fail(progress, self._table_error(str(exc)))
+            return
+        progress.generated = generated_handling(plan, load)
+        try:
+            if not self._copy_raw(progress, load):
                 self._load_batches(progress, load)
                 self._source_rejections(progress, load)
             load.commit()
@@ -148,13 +158,44 @@ class FullLoad:
             load.abort()
             if isinstance(exc, _TaskStop):
                 self.stop.set()
-            self._fail(progress, str(exc))
+            chosen = isinstance(exc, _TaskStop | TableSuspended)  # by a data error policy
+            self._fail(progress, str(exc) if chosen else self._table_error(str(exc)))
             return
-        except BaseException:
+        except BaseException as exc:
             load.abort()
+            self._fail(progress, f"internal error: {exc!r}")  # never left "being loaded"
             raise
         progress.state, progress.ended = TABLE_COMPLETED, datetime.now(UTC)
         self.on_progress(progress)
+
+    def _copy_raw(self, progress: TableProgress, load: TableLoad) -> bool:
+        """Copy the table in the engines' own bulk format when it can; False when
+        it cannot, or when the target refused a row of it (a raw copy cannot
+        name the row): the rows then go through ``_load_batches``, which takes
+        each refused row out and handles it by the data error policy."""
+        plan = progress.plan
+        raw_columns = self._raw_columns(plan, load)
+        if raw_columns is None:
+            return False
+        assert isinstance(self.snapshot, SupportsRawCopy) and isinstance(load, SupportsRawCopyIn)
+        pairs = [
+            (s, t)
+            for s, t in zip(raw_columns, plan.target.column_names, strict=True)
+            if t not in load.computed
+        ]
+        read = self.snapshot.copy_out(plan.source, [s for s, _ in pairs])
+        with closing(self._until_stopped(read)) as chunks:
+            try:
+                progress.rows = load.copy_in(chunks, [t for _, t in pairs])
+            except DataError as exc:
+                if not exc.load_usable:
+                    raise
+                log.info(
+                    "table %s: %s; loading it again row by row to handle refused rows", plan.target.ref, exc
+                )
+                progress.rows = 0
+                return False
+        return True
 
     def _source_rejections(self, progress: TableProgress, load: TableLoad) -> None:
         """Values a source itself left out of rows (DynamoDB's load_errors setting)
@@ -175,7 +216,7 @@ class FullLoad:
             return None
         return plan.raw_columns()
 
-    def _until_stopped(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    def _until_stopped(self, chunks: Iterator[bytes]) -> Generator[bytes]:
         for chunk in chunks:
             if self.stop.is_set():
                 raise _Stopped
@@ -262,10 +303,49 @@ class FullLoad:
         if policy is RecordPolicy.SUSPEND_TABLE:
             raise TableSuspended(f"{exc} (DataErrorPolicy SUSPEND_TABLE)")
 
+    def _table_error(self, reason: str) -> str:
+        """A table failed (not by a data error policy): ErrorBehavior's
+        TableErrorPolicy and its escalation say whether the other tables go on
+        (SUSPEND_TABLE) or the load stops (STOP_TASK). Returns the reason."""
+        with self._lock:
+            self._table_errors += 1
+            count = self._table_errors
+        errors = self.errors
+        if errors.table_error_policy is TablePolicy.STOP_TASK:
+            self.stop.set()
+            return f"{reason} (TableErrorPolicy STOP_TASK)"
+        limit = errors.table_error_escalation_count
+        if limit and count >= limit and errors.table_error_escalation_policy is TablePolicy.STOP_TASK:
+            self.stop.set()
+            return f"{reason} (table error escalation: {count} tables failed, STOP_TASK)"
+        return reason
+
     def _fail(self, progress: TableProgress, reason: str) -> None:
         progress.state, progress.ended, progress.error = TABLE_ERROR, datetime.now(UTC), reason
         progress.rows = 0
         self.on_progress(progress)
+
+
+def generated_handling(plan: TablePlan, load: TableLoad) -> dict[str, str]:
+    """For each generated source column (by target name), how the target gets it."""
+    computed = load.computed if isinstance(load, SupportsRawCopyIn) else frozenset()
+    sources = plan.source_columns or tuple(plan.target.column_names)
+    by_name = {c.name: c for c in plan.source.columns}
+    handling = {}
+    for target_name, source_name in zip(plan.target.column_names, sources, strict=True):
+        column = by_name.get(source_name) if source_name is not None else None
+        if column is None or column.generated is None:
+            continue
+        if target_name in computed:
+            handling[target_name] = (
+                f"computed by the target (GENERATED ALWAYS AS ({column.generated}) STORED)"
+            )
+        else:
+            handling[target_name] = (
+                f"copied as a plain column (the source computes it as {column.generated}); "
+                "change capture does not carry it"
+            )
+    return handling
 
 
 class TableSuspended(ConveyorError):

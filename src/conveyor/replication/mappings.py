@@ -292,9 +292,15 @@ def _parse_rule(raw: object, index: int, origin: str) -> _Rule:
 class TableMappings:
     """Parsed table mappings; :meth:`select` applies them to source tables."""
 
-    def __init__(self, rules: Sequence[_Rule], origin: str) -> None:
+    def __init__(self, rules: Sequence[_Rule], origin: str, target_schema: str = "") -> None:
         self._rules = tuple(rules)
         self._origin = origin
+        self._target_schema = target_schema
+
+    def in_schema(self, target_schema: str) -> TableMappings:
+        """These mappings with the task setting TargetMetadata.TargetSchema: tables
+        land in that schema (rules on the schema name still apply to it)."""
+        return TableMappings(self._rules, self._origin, target_schema)
 
     @classmethod
     def parse(cls, doc: Mapping[str, Any] | str, origin: str) -> TableMappings:
@@ -362,7 +368,7 @@ class TableMappings:
     def _map(self, table: TableSchema) -> MappedTable:
         origin = self._origin
         ref = table.ref
-        schema_name, table_name = ref.schema, ref.name
+        schema_name, table_name = self._target_schema or ref.schema, ref.name
         # The target's columns as rules leave them; removed columns leave the list.
         cols = [_Col(c.name, c.name, c.name) for c in table.columns]
         for rule in self._rules:
@@ -407,20 +413,31 @@ class TableMappings:
         if not any(c.source is not None for c in cols):
             raise ConfigError(f"{origin}: table {ref} keeps none of its source columns")
         by_source = {c.source: c.target for c in cols if c.source is not None}
+        # A generated column's expression names source columns: kept only while
+        # no column is renamed or removed (else its values are copied).
+        same_columns = [(c.source, c.target) for c in cols if c.rule is None] == [
+            (n, n) for n in table.column_names
+        ]
         columns: list[Column] = []
         added: list[AddedColumn] = []
         for c in cols:
             if c.rule is None:
                 assert c.source is not None
                 source_col = table.column(c.source)
-                columns.append(Column(c.target, source_col.type, source_col.nullable))
+                generated = source_col.generated if same_columns else None
+                columns.append(Column(c.target, source_col.type, source_col.nullable, generated))
                 continue
             assert c.rule.expression is not None and c.rule.data_type is not None
             columns.append(Column(c.target, c.rule.data_type, True))
             added.append(AddedColumn(c.target, c.rule.data_type, c.rule.expression, c.rule.label))
         key = tuple(by_source[k] for k in table.primary_key if k in by_source)
         target = TableSchema(
-            TableRef(schema_name, table_name), tuple(columns), key, table.estimated_rows, table.native_engine
+            TableRef(schema_name, table_name),
+            tuple(columns),
+            key,
+            table.estimated_rows,
+            table.native_engine,
+            table.native_types,
         )
         maps = tuple(ColumnMap(target=c.target, source=c.source) for c in cols)
         evaluator = Evaluator(table, added, origin) if added else None

@@ -2,35 +2,33 @@
 
 ``parse_task_settings`` accepts the document a task's ``settings`` holds (the
 same JSON the migration service takes as ``ReplicationTaskSettings``) and
-returns a frozen ``TaskSettings``. Every section Conveyor acts on is a model
-below, with the service's defaults and ranges. Keys the service knows but
-Conveyor does not act on are listed once, in ``IGNORED_TASK_SETTINGS``: they
-are accepted, reported in ``TaskSettings.ignored`` and otherwise dropped. Any
-other key is a mistake (usually a typo) and is rejected with the closest known
-name. Supporting a new setting means moving it from that set into a model.
+returns a frozen ``TaskSettings``. Every section is a model below, with the
+service's defaults and ranges; keys outside the models that the service knows
+are listed in ``IGNORED_TASK_SETTINGS`` and reported in ``TaskSettings.ignored``.
+Any other key is a mistake (usually a typo) and is rejected with the closest
+known name. What Conveyor does with each accepted key (acts on it, cloud-only,
+not yet, refused values) is ``settings_support.SUPPORT``; ``conveyor apply``
+shows and refuses by it.
 
-The helpers at the bottom turn pydantic errors into ``(key.path, problem)``
-pairs; the stack loader shares them so every configuration error reads
+Problems are ``(key.path, problem)`` pairs (``core.problems``), as the stack
+loader reports them, so every configuration error reads
 ``"<file>: <key.path>: <problem>"``.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
-import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Self, Union, get_args, get_origin
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_pascal
 
 from conveyor.connectors.base import PrepMode
 from conveyor.core.errors import ConfigError
-
-Problem = tuple[str, str]
-"""A dotted key path (empty for the whole document) and what is wrong there."""
+from conveyor.core.names import did_you_mean
+from conveyor.core.problems import Problem, format_problems, problems_from_validation_error
+from conveyor.core.problems import model_keys as _aliases
 
 
 class RecordPolicy(StrEnum):
@@ -285,12 +283,9 @@ def _sections() -> dict[str, type[_Section]]:
 _SECTIONS = _sections()
 
 
-def _aliases(model: type[BaseModel]) -> list[str]:
-    return [field.alias or name for name, field in model.model_fields.items() if not field.exclude]
-
-
 def supported_task_settings() -> frozenset[str]:
-    """Dotted names of every setting Conveyor acts on (for documentation)."""
+    """Dotted names of every setting the models read. Which of them Conveyor
+    acts on is ``settings_support.SUPPORT``."""
     return frozenset(f"{section}.{key}" for section, cls in _SECTIONS.items() for key in _aliases(cls))
 
 
@@ -369,135 +364,3 @@ def _unknown_setting(key: str, section: str | None) -> str:
             name.split(".", 1)[1] for name in IGNORED_TASK_SETTINGS if name.startswith(section + ".")
         ]
     return "unknown setting" + did_you_mean(key, candidates)
-
-
-# -- turning validation errors into located problems (shared with the stack loader) --
-
-PROBLEMS_ERROR = "conveyor_problems"
-"""The pydantic error type a validator raises (through ``located``) to report
-problems at paths below the value it checks."""
-
-
-def located(problems: Sequence[Problem]) -> Exception:
-    """An error for a validator to raise that reports each problem at its own
-    path below the validated value (pydantic otherwise allows one message)."""
-    from pydantic_core import PydanticCustomError
-
-    summary = "; ".join(f"{path}: {text}" if path else text for path, text in problems)
-    return PydanticCustomError(PROBLEMS_ERROR, "{summary}", {"summary": summary, "problems": list(problems)})
-
-
-def closest(word: str, candidates: Iterable[str]) -> str | None:
-    """The candidate closest to ``word`` (same letters in another case first)."""
-    choices = sorted(set(candidates))
-    folded = {choice.casefold(): choice for choice in choices}
-    if word.casefold() in folded:
-        return folded[word.casefold()]
-    close = difflib.get_close_matches(word.casefold(), list(folded), n=1, cutoff=0.6)
-    return folded[close[0]] if close else None
-
-
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """``"; did you mean 'X'?"`` for the closest candidate, or ``""``."""
-    match = closest(word, candidates)
-    return f"; did you mean '{match}'?" if match is not None else ""
-
-
-def join_path(*parts: str | int) -> str:
-    return ".".join(str(part) for part in parts if part != "")
-
-
-def format_problems(origin: str, problems: Iterable[Problem]) -> str:
-    """One line per problem: ``"<origin>: <path>: <problem>"``."""
-    return "\n".join(f"{origin}: {path}: {text}" if path else f"{origin}: {text}" for path, text in problems)
-
-
-def problems_from_validation_error(
-    exc: ValidationError, model: type[BaseModel], *, prefix: Sequence[str | int] = ()
-) -> list[Problem]:
-    """Every error of ``exc`` as ``(dotted path, problem)``. Messages never echo
-    an input value except short names (enum values, keys, numbers)."""
-    problems: list[Problem] = []
-    for error in exc.errors():
-        loc = [part for part in error["loc"] if part != "[key]"]
-        kind = error["type"]
-        ctx = error.get("ctx") or {}
-        value = error.get("input")
-        if kind == PROBLEMS_ERROR:
-            problems.extend((join_path(*prefix, *loc, path), text) for path, text in ctx["problems"])
-            continue
-        path = join_path(*prefix, *loc)
-        if "[key]" in error["loc"]:
-            text = f"invalid name: {_message(error['msg'])}"
-        elif kind == "missing":
-            text = "required"
-        elif kind == "extra_forbidden":
-            fields = _fields_at(model, loc[:-1])
-            text = "unknown key" + did_you_mean(str(loc[-1]), fields or [])
-            if fields and not text.endswith("?"):
-                text += f" (known keys: {', '.join(fields)})"
-        elif kind in ("enum", "literal_error"):
-            allowed = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-            shown = f" {value!r}" if isinstance(value, str) and len(value) <= 64 else ""
-            hint = did_you_mean(value, allowed) if isinstance(value, str) else ""
-            text = f"unknown value{shown} (expected one of: {', '.join(allowed)}){hint}"
-        elif kind in ("model_type", "dict_type", "model_attributes_type"):
-            text = f"expected a mapping of keys (got {_type_name(value)})"
-        elif kind == "string_type":
-            text = f"must be text (got {_type_name(value)}; quote it)"
-        elif kind in ("list_type", "tuple_type"):
-            text = f"expected a list (got {_type_name(value)})"
-        elif kind == "too_short" and "min_length" in ctx:
-            text = f"needs at least {ctx['min_length']} item{'s' if ctx['min_length'] != 1 else ''}"
-        elif kind.startswith(("greater_than", "less_than")) and isinstance(value, int | float):
-            text = f"{_message(error['msg'])} (got {value})"
-        else:
-            text = _message(error["msg"])
-        problems.append((path, text))
-    return problems
-
-
-def _message(msg: str) -> str:
-    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    return msg.replace("Input should be", "must be")
-
-
-def _type_name(value: object) -> str:
-    return {type(None): "nothing", str: "text", int: "a number", float: "a number", bool: "true/false"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str] | None:
-    """The keys the model accepts at ``loc`` (None when ``loc`` is not a model)."""
-    current: Any = model
-    skip = 0
-    for part in loc:
-        if skip:
-            skip -= 1
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        fields = {field.alias or name: field for name, field in current.model_fields.items()}
-        if part not in fields:
-            return None
-        current, skip = _descend(fields[str(part)].annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return _aliases(current)
-    return None
-
-
-def _descend(annotation: Any) -> tuple[Any, int]:
-    """The type a loc continues into: through Optional, and through one list
-    index or dict key per container level."""
-    origin = get_origin(annotation)
-    if origin in (Union, types.UnionType):
-        args = [arg for arg in get_args(annotation) if arg is not type(None)]
-        return _descend(args[0]) if len(args) == 1 else (annotation, 0)
-    if origin in (list, tuple, Sequence):
-        inner, skip = _descend(get_args(annotation)[0])
-        return inner, skip + 1
-    if origin in (dict, Mapping):
-        inner, skip = _descend(get_args(annotation)[1])
-        return inner, skip + 1
-    return annotation, 0

@@ -1,13 +1,15 @@
-"""Tasks in their own processes: claiming a task for a run, the detached worker
-(``python -m conveyor.replication.worker TASK --run ID``), stopping it, and
-noticing a worker that died without saying so (SIGKILL, OOM, reboot).
+"""Tasks in their own processes: claiming a task for a run, spawning the detached
+worker (``python -m conveyor.worker TASK --run ID``, see ``conveyor/worker``),
+running a claimed run, stopping it, and noticing a worker that died without
+saying so (SIGKILL, OOM, reboot).
 
 The store is the only channel between processes: the task row says the status
-and the current run, the run row says the pid. Every pid is of this machine."""
+and the current run, the run row says the pid. Every pid is of this machine.
+Lifecycle events raised here (a dead worker, a worker that could not start)
+go to the ``EventSink`` the caller hands in."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -22,20 +24,16 @@ from types import FrameType
 from typing import Any
 
 from conveyor.core.errors import ConveyorError
-from conveyor.events.lifecycle import FAILED, task_event
+from conveyor.events.lifecycle import FAILED, EventSink, task_event
+from conveyor.replication.declarations import Declarations
 from conveyor.replication.full_load import ProgressCallback
-from conveyor.replication.task_runner import (
-    ACTIVE_STATUSES,
-    FAILED_STATUS,
-    STARTING,
-    STOPPING,
-    StartMode,
-    check_runnable,
-    publish_event,
-    run_task,
-)
-from conveyor.stack.model import Stack
+from conveyor.replication.task_run import ACTIVE_STATUSES, FAILED_STATUS, STARTING, STOPPING, StartMode
+from conveyor.replication.task_runner import check_runnable, run_task
 from conveyor.store.store import DEFAULT_HOME, Store
+
+WORKER_MODULE = "conveyor.worker"
+"""The worker process's entry point (``python -m conveyor.worker``): an adapter
+above orchestration, since it wires the task's event sink to the event bus."""
 
 # A run claimed but whose worker never recorded a pid (the starting CLI died in
 # between) is considered dead after this long.
@@ -87,9 +85,10 @@ def _worker_dead(run: dict[str, Any] | None) -> int | bool | None:
     return False if pid_alive(pid) else int(pid)
 
 
-def reap_stale(store: Store, name: str) -> dict[str, Any]:
+def reap_stale(store: Store, name: str, events: EventSink) -> dict[str, Any]:
     """The task's status; if it says starting/running/stopping but the worker is
-    gone, first record that run as failed ("worker process N died")."""
+    gone, first record that run as failed ("worker process N died") and tell
+    ``events``."""
     status = store.task_status(name)
     if status["status"] not in ACTIVE_STATUSES:
         return status
@@ -103,7 +102,7 @@ def reap_stale(store: Store, name: str) -> dict[str, Any]:
         if run_id is not None:
             store.finish_run(run_id, FAILED_STATUS, None, reason)
         store.set_task_status(name, FAILED_STATUS, error=reason)
-        publish_event(store, task_event(FAILED, name, reason))
+        events(task_event(FAILED, name, reason))
     return store.task_status(name)
 
 
@@ -113,12 +112,14 @@ def current_pid(store: Store, status: dict[str, Any]) -> int | None:
     return None if run is None else run.get("pid")
 
 
-def claim_start(store: Store, stack: Stack, name: str, pid: int | None = None) -> int:
+def claim_start(
+    store: Store, stack: Declarations, name: str, pid: int | None = None, *, events: EventSink
+) -> int:
     """Make a new run of task ``name`` its current one, status ``starting``; raise
     TaskBusy if a live worker has it. Returns the run id."""
     check_runnable(stack, name)
     store.ensure_task(name)
-    status = reap_stale(store, name)
+    status = reap_stale(store, name, events)
     if status["status"] in ACTIVE_STATUSES:
         raise TaskBusy(_busy_message(store, name, status))
     run_id = store.start_run(name, pid, status=STARTING)
@@ -136,10 +137,10 @@ def _busy_message(store: Store, name: str, status: dict[str, Any]) -> str:
     return f"task {name} is already running (pid {pid if pid is not None else 'not yet known'})"
 
 
-def request_stop(store: Store, name: str) -> dict[str, Any]:
+def request_stop(store: Store, name: str, *, events: EventSink) -> dict[str, Any]:
     """Ask the task's worker to stop: status ``stopping`` in the store, and SIGTERM
     to its pid. Raises TaskBusy when the task is not running."""
-    status = reap_stale(store, name)
+    status = reap_stale(store, name, events)
     if status["status"] not in ACTIVE_STATUSES:
         detail = status["status"]
         if status.get("last_error"):
@@ -158,10 +159,12 @@ def log_path(name: str) -> Path:
     return home / "logs" / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".log")
 
 
-def spawn_worker(store: Store, name: str, run_id: int, mode: StartMode = "start") -> int:
+def spawn_worker(
+    store: Store, name: str, run_id: int, mode: StartMode = "start", *, events: EventSink
+) -> int:
     """Start the detached worker process for a claimed run; returns its pid."""
     path = log_path(name)
-    argv = [sys.executable, "-m", "conveyor.replication.worker", name, "--run", str(run_id), "--mode", mode]
+    argv = [sys.executable, "-m", WORKER_MODULE, name, "--run", str(run_id), "--mode", mode]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # posix_spawn rather than Popen: nothing here waits for the worker, and an
@@ -189,7 +192,7 @@ def spawn_worker(store: Store, name: str, run_id: int, mode: StartMode = "start"
         reason = f"could not start the worker process: {exc}"
         store.finish_run(run_id, FAILED_STATUS, None, reason)
         store.set_task_status(name, FAILED_STATUS, error=reason)
-        publish_event(store, task_event(FAILED, name, reason))
+        events(task_event(FAILED, name, reason))
         raise ConveyorError(f"task {name}: {reason}") from None
     store.set_run(run_id, pid=pid)
     return pid
@@ -221,47 +224,17 @@ def stop_on_signals(stop: threading.Event, *signums: signal.Signals) -> Iterator
 
 def run_claimed(
     store: Store,
-    stack: Stack,
+    stack: Declarations,
     name: str,
     run_id: int,
     on_progress: ProgressCallback | None = None,
     mode: StartMode = "start",
+    *,
+    events: EventSink,
 ) -> str:
     """Run a claimed run in this process until it ends; SIGTERM and SIGINT stop it."""
     stop = threading.Event()
     with stop_on_signals(stop, signal.SIGTERM, signal.SIGINT):
-        return run_task(store, stack, name, run_id=run_id, stop=stop, on_progress=on_progress, mode=mode)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from conveyor.cli.progress import PlainProgress
-
-    parser = argparse.ArgumentParser(prog="python -m conveyor.replication.worker")
-    parser.add_argument("task")
-    parser.add_argument("--run", type=int, required=True, help="the run claimed by `conveyor tasks start`")
-    parser.add_argument("--mode", choices=["start", "resume", "reload"], default="start")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    log.info("task %s: worker pid %d for run %d", args.task, os.getpid(), args.run)
-    store = Store.open()
-    try:
-        document = store.stack_document()
-        if document is None:
-            raise ConveyorError("nothing is applied")
-        stack = Stack.from_store_dict(document)
-        status = run_claimed(store, stack, args.task, args.run, PlainProgress(sys.stderr), args.mode)
-    except ConveyorError as exc:
-        # Before run_task took the run over: record why, or the task stays "starting".
-        store.finish_run(args.run, FAILED_STATUS, None, str(exc))
-        store.set_task_status(args.task, FAILED_STATUS, error=str(exc))
-        publish_event(store, task_event(FAILED, args.task, str(exc)))
-        log.error("task %s: %s", args.task, exc)
-        return 1
-    finally:
-        store.close()
-    log.info("task %s: %s", args.task, status)
-    return 1 if status == FAILED_STATUS else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return run_task(
+            store, stack, name, events=events, run_id=run_id, stop=stop, on_progress=on_progress, mode=mode
+        )

@@ -19,11 +19,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from conveyor.core.errors import ConfigError
-from conveyor.replication.settings import did_you_mean, format_problems, problems_from_validation_error
+from conveyor.core.json_text import load_json
+from conveyor.core.names import did_you_mean
+from conveyor.core.problems import format_problems, problems_from_validation_error
 from conveyor.stack.model import (
     NAME_PATTERN,
     TABLE_PATTERN,
     EndpointSpec,
+    FunctionSpec,
     LakeTableSpec,
     RuleSpec,
     RuleTarget,
@@ -39,6 +42,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "state_machines": StateMachineSpec,
     "rules": RuleSpec,
     "lake_tables": LakeTableSpec,
+    "functions": FunctionSpec,
 }
 """The top-level keys of a stack file, in the order they are checked."""
 
@@ -284,9 +288,7 @@ class _Reader:
             return None
         if where.startswith("state_machines.") and where.endswith(".definition"):
             # ASL definitions copied from documentation often carry typographic
-            # quotes; the ASL reader repairs exactly those, with a warning.
-            from conveyor.orchestration.asl.definition import load_json
-
+            # quotes; load_json repairs exactly those, with a warning.
             try:
                 document, notes = load_json(text, f"{where} ({shown})")
             except ConfigError as exc:

@@ -8,7 +8,7 @@ when a connector is about to connect. ``stack.loader.load_stack`` reads the
 YAML; ``Stack.from_store_dict`` reads back what the store kept.
 
 Validators report problems as ``(key.path, problem)`` pairs (see
-``replication.settings.located``) so one pass lists every mistake.
+``core.problems.located``) so one pass lists every mistake.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     StringConstraints,
     ValidationError,
     ValidationInfo,
@@ -34,17 +35,12 @@ from pydantic import (
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.core.errors import ConfigError, NotFoundError
-from conveyor.replication.settings import (
-    Problem,
-    TaskSettings,
-    check_task_settings,
-    did_you_mean,
-    format_problems,
-    located,
-    parse_task_settings,
-    problems_from_validation_error,
-)
+from conveyor.core.names import did_you_mean
+from conveyor.core.problems import Problem, format_problems, located, problems_from_validation_error
+from conveyor.replication.settings import TaskSettings, parse_task_settings
+from conveyor.replication.settings_support import SettingsReview, review_task_settings, task_settings_problems
 from conveyor.stack import secrets
+from conveyor.stack.endpoint_options import lake_ignored, option_problems, unknown_endpoint_key
 
 ENGINES: tuple[str, ...] = ("postgres", "mysql", "sqlite", "duckdb", "lake", "dynamodb")
 ENGINE_ALIASES: Mapping[str, str] = {"mariadb": "mysql", "postgresql": "postgres"}
@@ -53,10 +49,10 @@ TARGET_ENGINES: frozenset[str] = frozenset({"postgres", "duckdb", "lake"})
 
 COMMON_KEYS: frozenset[str] = frozenset({"engine", "settings"})
 ENGINE_KEYS: Mapping[str, frozenset[str]] = {
-    "postgres": frozenset({"url", "password"}),
+    "postgres": frozenset({"url", "password", "dialect"}),
     "mysql": frozenset({"url", "password"}),
     "sqlite": frozenset({"path"}),
-    "duckdb": frozenset({"path"}),
+    "duckdb": frozenset({"path", "dialect"}),
     "lake": frozenset({"path", "format", "bucket_path", "curated_path", "endpoint_url", "region"}),
     "dynamodb": frozenset({"endpoint_url", "region"}),
 }
@@ -116,6 +112,9 @@ class EndpointSpec(_Spec):
     curated_path: str | None = None
     """Lake: where the curated tables and their controller live (relative to
     ``path`` unless absolute or ``s3://``; default ``<path>/curated``)."""
+    dialect: Literal["redshift"] | None = None
+    """Warehouses: the SQL dialect statements and procedures are written in
+    (``redshift``: translated to the warehouse's own; see orchestration/redshift_sql.py)."""
     settings: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("engine", mode="before")
@@ -132,6 +131,31 @@ class EndpointSpec(_Spec):
             )
         return name
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fits_engine(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        """The keys fit the engine, all problems in one pass: an unknown key is
+        named with the closest key or option of the engine; an engine option
+        written beside ``url`` or ``path`` belongs in ``settings``."""
+        problems: list[Problem] = []
+        if isinstance(data, Mapping) and isinstance(data.get("engine"), str):
+            engine = ENGINE_ALIASES.get(data["engine"].strip().lower(), data["engine"].strip().lower())
+            if engine in ENGINES:
+                unknown = [key for key in data if key not in cls.model_fields]
+                keys = COMMON_KEYS | ENGINE_KEYS[engine]
+                problems = [(str(key), unknown_endpoint_key(engine, str(key), keys)) for key in unknown]
+                data = {key: value for key, value in data.items() if key not in unknown}
+        try:
+            spec = handler(data)
+        except ValidationError as exc:
+            if not problems:
+                raise
+            raise located(problems + problems_from_validation_error(exc, cls)) from None
+        problems += spec._engine_problems()
+        if problems:
+            raise located(problems)
+        return spec
+
     @field_validator("path")
     @classmethod
     def _absolute_path(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -140,8 +164,7 @@ class EndpointSpec(_Spec):
             return value
         return absolute_path(value, Path(base_dir))
 
-    @model_validator(mode="after")
-    def _fits_engine(self) -> Self:
+    def _engine_problems(self) -> list[Problem]:
         engine = self.engine
         problems: list[Problem] = []
         allowed = COMMON_KEYS | ENGINE_KEYS[engine]
@@ -160,6 +183,7 @@ class EndpointSpec(_Spec):
         problems += [
             (f"settings.{key}", text) for key, text in secrets.nested_reference_problems(self.settings)
         ]
+        problems += option_problems(engine, self.settings)
         if self.url is not None and engine in URL_SCHEMES:
             problems += [("url", text) for text in _url_problems(engine, self.url)]
         if self.bucket_path is not None:
@@ -167,9 +191,7 @@ class EndpointSpec(_Spec):
                 list(string.Formatter().parse(self.bucket_path))
             except ValueError as exc:
                 problems.append(("bucket_path", f"not a valid template: {exc}"))
-        if problems:
-            raise located(problems)
-        return self
+        return problems
 
     def warnings(self) -> list[Problem]:
         """Plain-text secrets: allowed, but stored as written."""
@@ -187,6 +209,11 @@ class EndpointSpec(_Spec):
                 and not secrets.has_reference(value)
             ):
                 found.append((f"settings.{key}", f"plain-text secret; {advice}"))
+        if self.engine == "lake":
+            found += [
+                (f"settings.{key}", "accepted and not acted on by the lake (the service's S3 concern)")
+                for key in lake_ignored(self.settings)
+            ]
         return found
 
     def redacted(self) -> dict[str, Any]:
@@ -201,7 +228,8 @@ class EndpointSpec(_Spec):
         """The endpoint as a connector takes it, secrets resolved (``base_dir``
         is the stack file's folder). Besides ``settings``, ``options`` carries
         ``format``, ``bucket_path``, ``curated_path``, ``endpoint_url`` and
-        ``region`` when set (``format`` defaults to ``csv`` for a lake). Raises
+        ``region`` when set, and a database engine's options (its ``settings``,
+        see ``stack.endpoint_options``) (``format`` defaults to ``csv`` for a lake). Raises
         ConfigError naming the key and the reference when a secret cannot be
         resolved."""
 
@@ -219,8 +247,11 @@ class EndpointSpec(_Spec):
                 raise ConfigError(f"endpoints.{name}.url: the URL holds a password and password is set too")
             password = password if embedded is None else embedded
         path = resolve("path", self.path)
-        options: dict[str, Any] = {"settings": resolve("settings", self.settings)}
-        for key in ("endpoint_url", "region", "bucket_path", "curated_path", "format"):
+        settings = resolve("settings", self.settings)
+        options: dict[str, Any] = {"settings": settings}
+        if self.engine in ("postgres", "mysql", "sqlite", "duckdb"):
+            options.update(settings)  # the connectors read their options at the top level
+        for key in ("endpoint_url", "region", "bucket_path", "curated_path", "format", "dialect"):
             value = getattr(self, key)
             if value is not None:
                 options[key] = resolve(key, value)
@@ -265,7 +296,7 @@ class TaskSpec(_Spec):
     @field_validator("settings")
     @classmethod
     def _valid_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _, problems = check_task_settings(value)
+        problems = task_settings_problems(value)
         if problems:
             raise located(problems)
         return value
@@ -273,6 +304,10 @@ class TaskSpec(_Spec):
     def task_settings(self) -> TaskSettings:
         """The parsed settings (validated when the stack was loaded)."""
         return parse_task_settings(self.settings, "settings")
+
+    def settings_review(self) -> SettingsReview:
+        """The keys of ``settings`` Conveyor does not act on (cloud-only, not yet)."""
+        return review_task_settings(self.settings, self.task_settings())
 
 
 class StateMachineSpec(_Spec):
@@ -292,6 +327,38 @@ class StateMachineSpec(_Spec):
         if problems:
             raise located(problems)
         return value
+
+
+class FunctionSpec(_Spec):
+    """A Lambda function as written: a Python file and its handler
+    (``./lambdas/modify_endpoint.py:lambda_handler``), run in a child process by a
+    ``lambda:invoke`` Task that names it, with the AWS SDK pointed at ``conveyor serve``."""
+
+    handler: str
+    environment: dict[str, str] = Field(default_factory=dict)
+    timeout: int = Field(default=60, ge=1, le=900)
+    """Seconds, as Lambda's own limit (at most 900)."""
+
+    @field_validator("handler")
+    @classmethod
+    def _file_and_function(cls, value: str, info: ValidationInfo) -> str:
+        path, _, function = value.rpartition(":")
+        if not path.endswith(".py") or not function.isidentifier():
+            raise ValueError("give the Python file and its function, as path/to/file.py:lambda_handler")
+        base_dir = (info.context or {}).get("base_dir")
+        if base_dir is not None:
+            path = absolute_path(path, Path(base_dir))
+            if not Path(path).is_file():
+                raise ValueError(f"no such file: {path}")
+        return f"{path}:{function}"
+
+    @property
+    def file(self) -> str:
+        return self.handler.rpartition(":")[0]
+
+    @property
+    def function(self) -> str:
+        return self.handler.rpartition(":")[2]
 
 
 class RuleTarget(_Spec):
@@ -392,6 +459,7 @@ class Stack(_Spec):
     state_machines: dict[Name, StateMachineSpec] = Field(default_factory=dict)
     rules: dict[Name, RuleSpec] = Field(default_factory=dict)
     lake_tables: dict[TableName, LakeTableSpec] = Field(default_factory=dict)
+    functions: dict[Name, FunctionSpec] = Field(default_factory=dict)
     warnings: tuple[str, ...] = Field(default=(), exclude=True)
     """Advice from loading (plain-text secrets); not stored."""
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.replication.settings import did_you_mean
+from conveyor.core.names import did_you_mean
 from conveyor.stack.model import Stack
 
 if TYPE_CHECKING:

@@ -94,6 +94,12 @@ class Store:
             row = conn.execute(select(s.stacks.c.document).order_by(s.stacks.c.id.desc()).limit(1)).first()
         return dict(row[0]) if row else None
 
+    def stack_applied_at(self) -> datetime | None:
+        """When the applied stack was applied (None before the first apply)."""
+        with self._tx() as conn:
+            row = conn.execute(select(s.stacks.c.applied_at).order_by(s.stacks.c.id.desc()).limit(1)).first()
+        return None if row is None else row[0]
+
     def put_stack_document(self, document: dict[str, Any]) -> None:
         with self._tx() as conn:
             conn.execute(insert(s.stacks).values(document=document, applied_at=now()))
@@ -311,11 +317,30 @@ class Store:
         return event_id
 
     def list_events(self, since: datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """The oldest ``limit`` events (at or after ``since``), oldest first."""
         query = select(s.events.c.event).order_by(s.events.c.seq).limit(limit)
         if since is not None:
             query = query.where(s.events.c.time >= since)
         with self._tx() as conn:
             return [dict(r[0]) for r in conn.execute(query).all()]
+
+    def events_page(
+        self, since: datetime | None = None, limit: int = 100, before: int | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Events newest first, at most ``limit``, those at or after ``since``,
+        stored before the cursor ``before``; with the cursor of the next (older)
+        page, or None when there is none. A page is stable while new events
+        arrive: they are newer than any cursor."""
+        query = select(s.events.c.seq, s.events.c.event).order_by(s.events.c.seq.desc()).limit(limit + 1)
+        if since is not None:
+            query = query.where(s.events.c.time >= since)
+        if before is not None:
+            query = query.where(s.events.c.seq < before)
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [dict(r.event) for r in rows], (int(rows[-1].seq) if more and rows else None)
 
     # --- orchestration (schema version 3) ------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -73,6 +74,8 @@ def create_table_sql(table: TableSchema) -> str:
 
 DEFAULT_MEMORY_LIMIT = "128MB"
 
+log = logging.getLogger(__name__)
+
 
 def connect(config: EndpointConfig) -> duckdb.DuckDBPyConnection:
     """Conveyor's connection to a DuckDB file. Its memory is capped (endpoint
@@ -84,9 +87,12 @@ def connect(config: EndpointConfig) -> duckdb.DuckDBPyConnection:
         Path(config.path).parent.mkdir(parents=True, exist_ok=True)
     memory_limit = str(config.options.get("memory_limit", DEFAULT_MEMORY_LIMIT))
     try:
-        return duckdb.connect(config.path, config={"memory_limit": memory_limit})
+        conn = duckdb.connect(config.path, config={"memory_limit": memory_limit})
     except duckdb.Error as exc:
         raise ConnectionFailed(f"endpoint {config.name!r}: cannot open {config.path}: {exc}") from None
+    row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+    log.info("endpoint %s: DuckDB memory_limit %s", config.name, row[0] if row else "?")
+    return conn
 
 
 class DuckDBTarget:

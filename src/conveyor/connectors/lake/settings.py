@@ -26,12 +26,8 @@ from pydantic.alias_generators import to_pascal
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.core.errors import ConfigError
-from conveyor.replication.settings import (
-    Problem,
-    did_you_mean,
-    format_problems,
-    problems_from_validation_error,
-)
+from conveyor.core.names import did_you_mean
+from conveyor.core.problems import Problem, format_problems, problems_from_validation_error
 
 MAX_FILE_SIZE_KB = 1048576
 """The service's MaxFileSize ceiling and default: 1 GB, in KB."""

@@ -15,7 +15,7 @@ as they are, for tables whose columns have exactly the source's types.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -28,7 +28,13 @@ from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.copy_lines import encoded_format
 from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified
-from conveyor.connectors.postgres.target import ENGINE, column_ddl, describe_table, refused_at
+from conveyor.connectors.postgres.target import (
+    ENGINE,
+    column_ddl,
+    create_native_type,
+    describe_table,
+    refused_at,
+)
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import DataError, TransientError
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -263,13 +269,12 @@ class PostgresApplier:
             self._unique_key[(table.ref, table.primary_key)] = known
         return known
 
-    def _ddl(self, statements: Sequence[sql.Composed]) -> None:
+    def _ddl(self, alter: Callable[[psycopg.Connection[Any]], None]) -> None:
         """Target DDL in one transaction; a refusal leaves the connection usable."""
         conn = self._connection()
         try:
             self._forget_staging(conn)
-            for statement in statements:
-                conn.execute(statement)
+            alter(conn)
             conn.commit()
         except psycopg.OperationalError as exc:
             self.close()
@@ -280,42 +285,52 @@ class PostgresApplier:
             raise
 
     def forget_shapes(self) -> None:
-        self._ddl([])
+        self._ddl(lambda conn: None)
 
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
         same_engine = table.native_engine == "postgres"
-        # Rows already there have no value for it: the column takes NULLs.
-        added = [Column(name, table.column(name).type, nullable=True) for name in columns]
-        self._ddl(
-            [
-                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(
-                    qualified(table.ref), column_ddl(table, column, same_engine)
+
+        def alter(conn: psycopg.Connection[Any]) -> None:
+            if same_engine:
+                for native in table.native_types:  # a composite or domain new since the load
+                    create_native_type(conn, native)
+            for name in columns:
+                # Rows already there have no value for it: the column takes NULLs.
+                added = Column(name, table.column(name).type, nullable=True)
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(
+                        qualified(table.ref), column_ddl(table, added, same_engine)
+                    )
                 )
-                for column in added
-            ]
-        )
+
+        self._ddl(alter)
 
     def drop_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
-        self._ddl(
-            [
-                sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
-                    qualified(table.ref), sql.Identifier(name)
+        def alter(conn: psycopg.Connection[Any]) -> None:
+            for name in columns:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
+                        qualified(table.ref), sql.Identifier(name)
+                    )
                 )
-                for name in columns
-            ]
-        )
+
+        self._ddl(alter)
 
     def rename_column(self, table: TableSchema, old: str, new: str) -> None:
-        self._ddl(
-            [
-                sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
-                    qualified(table.ref), sql.Identifier(old), sql.Identifier(new)
-                )
-            ]
+        self._ddl_statement(
+            sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
+                qualified(table.ref), sql.Identifier(old), sql.Identifier(new)
+            )
         )
 
     def drop_table(self, table: TableSchema) -> None:
-        self._ddl([sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref))])
+        self._ddl_statement(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref)))
+
+    def _ddl_statement(self, statement: sql.Composed) -> None:
+        def alter(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(statement)
+
+        self._ddl(alter)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -59,6 +59,7 @@ from conveyor.connectors.postgres.source import (
     generated_column_warnings,
     qualified,
     read_tables,
+    xml_column_warnings,
 )
 from conveyor.connectors.postgres.text_values import SESSION_OPTIONS, Converter, converter
 from conveyor.connectors.postgres.types import NativeColumn, from_native
@@ -188,7 +189,7 @@ class PostgresChangeSource(PostgresSource):
             if problems:
                 raise ConfigError(f"endpoint {self.config.name!r}: " + "; ".join(problems))
             warnings = [_identity_warning(ref) for ref in _without_identity(conn, tables)]
-            return warnings + generated_column_warnings(conn, tables)
+            return warnings + generated_column_warnings(conn, tables) + xml_column_warnings(tables)
 
     # -- capture lifecycle -----------------------------------------------------
 
@@ -1001,7 +1002,8 @@ class PostgresChangeStream:
         else:
             key = ()
         estimate = current.estimated_rows if current is not None else None
-        return TableSchema(ref, tuple(columns), key, estimate, ENGINE)
+        types = current.native_types if current is not None else ()
+        return TableSchema(ref, tuple(columns), key, estimate, ENGINE, types)
 
     def _row_change(self, message: pgoutput.Insert | pgoutput.Update | pgoutput.Delete) -> RowChange | None:
         rel = self._relations.get(message.oid)

@@ -9,9 +9,10 @@ transaction they write a transactional logical decoding message (prefix
 ``conveyor_ddl``) that the stream receives exactly where the DDL committed:
 
 * after ALTER TABLE (and CREATE TABLE): the table's columns (name, type oid,
-  typmod, in attnum order) and the columns renamed since the last DDL, told by
-  attnum: a column keeps its attnum when renamed, while a dropped and re-added
-  one gets a new attnum. The trigger keeps each table's last (attnum, name) pairs
+  typmod, in attnum order; generated columns left out, as pgoutput leaves
+  them) and the columns renamed since the last DDL, told by attnum: a column
+  keeps its attnum when renamed, while a dropped and re-added one gets a new
+  attnum. The trigger keeps each table's last (attnum, name) pairs
   in ``conveyor_ddl.columns`` to compare with; ``known`` is false for a table it
   had not seen before, whose renames therefore are not known;
 * after DROP TABLE: the table's name.
@@ -62,7 +63,8 @@ BEGIN
           FROM pg_attribute a JOIN {SCHEMA}.columns s ON s.relid = a.attrelid AND s.attnum = a.attnum
          WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> s.attname;
         SELECT jsonb_agg(jsonb_build_array(a.attname, a.atttypid, a.atttypmod) ORDER BY a.attnum) INTO cols
-          FROM pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped;
+          FROM pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
         seen := EXISTS (SELECT 1 FROM {SCHEMA}.columns WHERE relid = rel);
         PERFORM pg_logical_emit_message(true, '{PREFIX}', jsonb_build_object(
                     'op', 'alter', 'schema', n.nspname, 'table', c.relname, 'known', seen,

@@ -14,6 +14,7 @@ from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres._arrow import conform
 from conveyor.connectors.postgres.types import NativeColumn, from_native, needs_text_cast
+from conveyor.connectors.postgres.user_types import native_types, xml_columns
 from conveyor.core.errors import ConnectionFailed, TerminalError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
@@ -33,17 +34,19 @@ SELECT a.attrelid, a.attname, a.attnotnull, a.atttypmod,
        coalesce(et.typname, ty.typname),
        ty.typcategory = 'A',
        coalesce(et.typtype, ty.typtype) = 'e',
-       coalesce(et.oid, ty.oid)
+       coalesce(et.oid, ty.oid),
+       CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END
 FROM pg_attribute a
 JOIN pg_type ty ON ty.oid = a.atttypid
 LEFT JOIN pg_type et ON ty.typcategory = 'A' AND et.oid = ty.typelem
-WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 """
 
-# Generated columns are left out of a table's schema: a target computes its own
-# (a load cannot write them), and pgoutput does not send them (before PostgreSQL
-# 18), so change capture could not keep a copied value current.
+# Generated columns are part of a table's schema (Column.generated): a full load
+# reads their values; pgoutput does not send them (before PostgreSQL 18), so
+# change capture carries a table without them (TableSchema.without_generated).
 _GENERATED_SQL = """
 SELECT n.nspname, c.relname, a.attname
 FROM pg_attribute a
@@ -106,6 +109,7 @@ def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> 
     keys: dict[int, list[str]] = {}
     for relid, name in conn.execute(_KEYS_SQL, (oids,)).fetchall():
         keys.setdefault(relid, []).append(name)
+    types = native_types(conn, {oid: [c[8] for c in cols] for oid, cols in columns.items()})
     tables = []
     for schema, name, oid, estimate in rows:
         cols = tuple(
@@ -122,11 +126,19 @@ def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> 
                     )
                 ),
                 nullable=not c[2],
+                generated=c[9],
             )
             for c in columns.get(oid, [])
         )
         tables.append(
-            TableSchema(TableRef(schema, name), cols, tuple(keys.get(oid, ())), estimate, "postgres")
+            TableSchema(
+                TableRef(schema, name),
+                cols,
+                tuple(keys.get(oid, ())),
+                estimate,
+                "postgres",
+                types.get(oid, ()),
+            )
         )
     return tables
 
@@ -140,10 +152,28 @@ def generated_column_warnings(conn: psycopg.Connection[Any], tables: Sequence[Ta
     for schema, table, column in conn.execute(_GENERATED_SQL, (names,)).fetchall():
         found.setdefault((schema, table), []).append(column)
     return [
-        f"table {schema}.{table}: generated column(s) {', '.join(columns)} are not replicated "
-        "(pgoutput does not send them); declare them on the target table to have them computed there"
+        f"table {schema}.{table}: generated column(s) {', '.join(columns)}: change capture does not "
+        "carry them (pgoutput does not send them). A target table that computes them stays right (a "
+        "PostgreSQL table Conveyor creates declares them GENERATED ALWAYS AS ... STORED); elsewhere "
+        "(DuckDB, the lake, a plain target column) they hold the full load's values and captured "
+        "inserts and updates leave them NULL"
         for (schema, table), columns in found.items()
     ]
+
+
+def xml_column_warnings(tables: Sequence[TableSchema]) -> list[str]:
+    """A warning per table with xml columns: change capture gets xml's output
+    form, which leaves out an XML declaration (the full load keeps it)."""
+    warnings = []
+    for table in tables:
+        names = xml_columns(table)
+        if names:
+            warnings.append(
+                f"table {table.ref}: xml column(s) {', '.join(names)}: change capture cannot keep a "
+                "document's XML declaration (<?xml version=\"1.0\" ...?>): pgoutput sends xml's output "
+                "form, which leaves it out; the full load keeps it"
+            )
+    return warnings
 
 
 class PostgresSource:

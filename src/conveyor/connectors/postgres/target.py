@@ -19,8 +19,9 @@ from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified, read_arrow, read_tables
 from conveyor.connectors.postgres.types import to_ddl
+from conveyor.connectors.postgres.user_types import xml_columns
 from conveyor.core.errors import DataError, NotFoundError, SchemaMismatch, TerminalError
-from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.schema import Column, NativeType, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
 
 ENGINE = "postgres"
@@ -57,7 +58,13 @@ class PostgresTarget:
         with connection.connect(self.config, autocommit=True) as conn:
             return describe_table(conn, ref)
 
-    def begin_load(self, table: TableSchema, mode: PrepMode) -> PostgresTableLoad:
+    def begin_load_key_after(self, table: TableSchema, mode: PrepMode) -> PostgresTableLoad:
+        """CreatePkAfterFullLoad: a table created here gets its primary key after the rows."""
+        return self.begin_load(table, mode, key_after_load=True)
+
+    def begin_load(
+        self, table: TableSchema, mode: PrepMode, key_after_load: bool = False
+    ) -> PostgresTableLoad:
         check_names(table)
         same_engine = table.native_engine == ENGINE
         try:
@@ -67,20 +74,29 @@ class PostgresTarget:
                 )
                 for column in table.columns:
                     _create_enum(conn, table, column, same_engine)
+                if same_engine:
+                    for native in table.native_types:
+                        create_native_type(conn, native)
         except psycopg.Error as exc:
             raise TerminalError(f"table {table.ref}: {' '.join(str(exc).split())}") from None
         conn = connection.connect(self.config)
         try:
             existing = describe_table(conn, table.ref)
+            add_key = False
             if mode is PrepMode.DROP_AND_CREATE or existing is None:
+                if same_engine:
+                    _check_types_exist(conn, table)
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref)))
-                conn.execute(create_table_sql(table, same_engine))
+                add_key = key_after_load and bool(table.primary_key)
+                conn.execute(create_table_sql(table, same_engine, with_key=not add_key))
                 exact = same_engine
+                computed = {c.name for c in table.columns if same_engine and c.generated is not None}
             else:
                 _check_shape(table, existing)
                 exact = same_engine and all(
                     existing.column(c.name).type.native == c.type.native for c in table.columns
                 )
+                computed = {c.name for c in existing.columns if c.generated is not None}
                 if mode is PrepMode.TRUNCATE_BEFORE_LOAD:
                     conn.execute(sql.SQL("TRUNCATE {}").format(qualified(table.ref)))
         except psycopg.Error as exc:
@@ -90,7 +106,9 @@ class PostgresTarget:
             conn.rollback()
             conn.close()
             raise
-        return PostgresTableLoad(self, conn, table, raw=exact)
+        return PostgresTableLoad(
+            self, conn, table, raw=exact and not has_xml(table), computed=computed, add_key=add_key
+        )
 
     def ensure_exceptions_table(self) -> None:
         with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
@@ -130,6 +148,13 @@ def describe_table(conn: psycopg.Connection[Any], ref: TableRef) -> TableSchema 
     return tables[0] if tables else None
 
 
+def has_xml(table: TableSchema) -> bool:
+    """Whether a table has xml columns. xml's binary (and text) output leaves
+    out a document's XML declaration (``<?xml version="1.0" ...?>``), so such a
+    table is not copied raw: the Arrow path reads ``xml::text``, which keeps it."""
+    return bool(xml_columns(table))
+
+
 def column_ddl(table: TableSchema, column: Column, same_engine: bool) -> sql.Composable:
     ctype = column.type
     scalar = ctype.element if ctype.kind is Kind.ARRAY else ctype
@@ -142,18 +167,23 @@ def column_ddl(table: TableSchema, column: Column, same_engine: bool) -> sql.Com
             spelled = sql.SQL("{}[]").format(spelled)
     else:
         spelled = sql.SQL(to_ddl(ctype, same_engine))
+    if same_engine and column.generated is not None:
+        # The target computes it, as the source does.
+        spelled = sql.SQL("{} GENERATED ALWAYS AS ({}) STORED").format(spelled, sql.SQL(column.generated))
     return sql.SQL("{} {}{}").format(
         sql.Identifier(column.name), spelled, sql.SQL("" if column.nullable else " NOT NULL")
     )
 
 
-def create_table_sql(table: TableSchema, same_engine: bool) -> sql.Composed:
+def create_table_sql(table: TableSchema, same_engine: bool, with_key: bool = True) -> sql.Composed:
     parts = [column_ddl(table, c, same_engine) for c in table.columns]
-    if table.primary_key:
-        parts.append(
-            sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.primary_key)))
-        )
+    if table.primary_key and with_key:
+        parts.append(primary_key_sql(table))
     return sql.SQL("CREATE TABLE {} ({})").format(qualified(table.ref), sql.SQL(", ").join(parts))
+
+
+def primary_key_sql(table: TableSchema) -> sql.Composed:
+    return sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.primary_key)))
 
 
 def check_names(table: TableSchema) -> None:
@@ -206,6 +236,44 @@ def _create_enum(
             sql.SQL("CREATE TYPE {}.{} AS ENUM ({})").format(
                 sql.Identifier(table.ref.schema), sql.Identifier(name), labels
             )
+        )
+
+
+def create_native_type(conn: psycopg.Connection[Any], native: NativeType) -> None:
+    """Create a source's user-defined type (composite, domain, enum) in its own
+    schema, unless a type of that name is there already."""
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(native.schema)))
+    exists = conn.execute(
+        "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE n.nspname = %s AND t.typname = %s",
+        (native.schema, native.name),
+    ).fetchone()
+    if exists is None:
+        conn.execute(native.definition.encode())
+
+
+def _check_types_exist(conn: psycopg.Connection[Any], table: TableSchema) -> None:
+    """Refuse, by column, source types the target database does not have (a
+    user-defined range or base type, an extension's type, another table's row
+    type), rather than fail on CREATE TABLE without saying which column."""
+    natives = [
+        (c.name, c.type.native)
+        for c in table.columns
+        if c.type.native and Kind.ENUM not in {c.type.kind, c.type.element.kind if c.type.element else None}
+    ]
+    found = conn.execute(
+        "SELECT n, to_regtype(n) IS NOT NULL FROM unnest(%s::text[]) AS n", ([n for _, n in natives],)
+    ).fetchall()
+    have = dict(found)
+    missing = [
+        f"column {name!r} is of type {native}" for name, native in natives if not have.get(native, True)
+    ]
+    if missing:
+        raise SchemaMismatch(
+            f"table {table.ref}: the target database has no such type: {'; '.join(missing)}; create "
+            "the type there first (CREATE EXTENSION or CREATE TYPE), or create the target table yourself "
+            "and load with TargetTablePrepMode DO_NOTHING or TRUNCATE_BEFORE_LOAD, or leave the column out "
+            "with a remove-column transformation rule"
         )
 
 
@@ -262,45 +330,84 @@ def _data_error(table: TableRef, exc: psycopg.Error, rows: int) -> DataError:
 
 class PostgresTableLoad:
     def __init__(
-        self, target: PostgresTarget, conn: psycopg.Connection[Any], table: TableSchema, raw: bool
+        self,
+        target: PostgresTarget,
+        conn: psycopg.Connection[Any],
+        table: TableSchema,
+        raw: bool,
+        computed: set[str] | frozenset[str] = frozenset(),
+        add_key: bool = False,
     ) -> None:
         self._target = target
         self._conn = conn
         self.table = table
+        self._add_key = add_key  # CreatePkAfterFullLoad: the key is added at commit
         # Raw binary COPY from a PostgreSQL source only when every column has
         # exactly the source's type: binary data is not parsed, just laid out.
         self.raw_format = RAW_FORMAT if raw else None
+        # Generated columns of the target table: it computes them, none is written.
+        self.computed = frozenset(computed)
+        self._written = [name for name in table.column_names if name not in self.computed]
         self._copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            qualified(table.ref), sql.SQL(", ").join(map(sql.Identifier, table.column_names))
+            qualified(table.ref), sql.SQL(", ").join(map(sql.Identifier, self._written))
         )
 
     def write(self, records: pa.RecordBatch) -> None:
-        data = encode_batch(records)
+        data = encode_batch(records.select(self._written) if self.computed else records)
         try:
             with self._conn.transaction(), self._conn.cursor() as cur, cur.copy(self._copy) as copy:
                 for start in range(0, len(data), COPY_WRITE_BYTES):
                     copy.write(data[start : start + COPY_WRITE_BYTES])
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
-            raise _data_error(self.table.ref, exc, records.num_rows) from None
+            error = _data_error(self.table.ref, exc, records.num_rows)
+            error.column = error.column or self._constraint_columns(exc)
+            raise error from None
 
     def copy_in(self, chunks: Iterator[bytes], columns: Sequence[str]) -> int:
-        """Write PostgreSQL binary COPY data (from a PostgreSQL source) as it comes."""
+        """Write PostgreSQL binary COPY data (from a PostgreSQL source) as it comes.
+
+        A row the server refuses (a CHECK, a unique key already in the table)
+        raises a DataError without a row: binary COPY names no line the load
+        could take out, so the copy is rolled back to a savepoint and the load
+        stays usable for another path that can (``write``)."""
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
             qualified(self.table.ref), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
-        with self._conn.cursor() as cur:
-            with cur.copy(statement) as copy:
-                pending: list[bytes] = []
-                size = 0
-                for chunk in chunks:
-                    pending.append(chunk)
-                    size += len(chunk)
-                    if size >= COPY_WRITE_BYTES:
+        try:
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                with cur.copy(statement) as copy:
+                    pending: list[bytes] = []
+                    size = 0
+                    for chunk in chunks:
+                        pending.append(chunk)
+                        size += len(chunk)
+                        if size >= COPY_WRITE_BYTES:
+                            copy.write(b"".join(pending))
+                            pending, size = [], 0
+                    if pending:
                         copy.write(b"".join(pending))
-                        pending, size = [], 0
-                if pending:
-                    copy.write(b"".join(pending))
-            return cur.rowcount
+                return cur.rowcount
+        except (psycopg.DataError, psycopg.IntegrityError, psycopg.errors.DatatypeMismatch) as exc:
+            # DatatypeMismatch: binary data the target's types do not read
+            # (COPY text, which the server parses, may still take it).
+            message, _line, column = refused_at(exc)
+            column = column or self._constraint_columns(exc)
+            raise DataError(f"table {self.table.ref}: {message}", column=column, load_usable=True) from None
+
+    def _constraint_columns(self, exc: psycopg.Error) -> str | None:
+        """The column(s) of the table constraint a row broke (a CHECK, a unique
+        key), comma-separated; None when the error names no such constraint."""
+        name = exc.diag.constraint_name
+        if not name:
+            return None
+        row = self._conn.execute(
+            "SELECT string_agg(a.attname, ', ' ORDER BY k.ord) FROM pg_constraint c"
+            " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)"
+            " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum"
+            " WHERE c.conrelid = %s::regclass AND c.conname = %s",
+            (qualified(self.table.ref).as_string(self._conn), name),
+        ).fetchone()
+        return str(row[0]) if row and row[0] else None
 
     def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:
         if not rejected:
@@ -317,11 +424,26 @@ class PostgresTableLoad:
 
     def commit(self) -> None:
         try:
+            if self._add_key:
+                try:
+                    self._conn.execute(
+                        sql.SQL("ALTER TABLE {} ADD {}").format(
+                            qualified(self.table.ref), primary_key_sql(self.table)
+                        )
+                    )
+                except psycopg.Error as exc:
+                    self._conn.rollback()
+                    reason = " ".join(str(exc).split())
+                    raise TerminalError(
+                        f"table {self.table.ref}: primary key after the load: {reason}"
+                    ) from None
             self._conn.commit()
         finally:
             self._conn.close()
 
     def abort(self) -> None:
+        if self._conn.closed:
+            return
         try:
             self._conn.rollback()
         finally:

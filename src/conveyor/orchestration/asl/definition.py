@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from conveyor.core.errors import ConfigError
+from conveyor.core.json_text import load_json
 from conveyor.orchestration.asl.choice import Rule, parse_rule, parse_timestamp
 from conveyor.orchestration.asl.intrinsics import IntrinsicSyntaxError, parse_intrinsic
 from conveyor.orchestration.asl.paths import PathSyntaxError, parse_reference_path, validate_path
@@ -152,33 +153,6 @@ def where_of(base: str, name: str) -> str:
 def _did_you_mean(name: str, options: list[str]) -> str:
     match = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     return f"; did you mean '{match[0]}'?" if match else ""
-
-
-_QUOTE_FIX_AFTER = re.compile(r"[\u201c\u201d](?=\s*[,:}\]\n])")
-_QUOTE_FIX_BEFORE = re.compile(r"([:,{\[]\s*)[\u201c\u201d]")
-
-
-def load_json(text: str, what: str = "definition") -> tuple[Any, list[str]]:
-    """Parse JSON; typographic quotes used as JSON quotes (a copy-paste artefact) are
-    repaired with a warning, anything else is a ConfigError with line and column."""
-    try:
-        return json.loads(text), []
-    except json.JSONDecodeError as exc:
-        first = exc
-    repaired = _QUOTE_FIX_BEFORE.sub(r'\1"', _QUOTE_FIX_AFTER.sub('"', text))
-    if repaired != text:
-        try:
-            data = json.loads(repaired)
-        except json.JSONDecodeError:
-            pass
-        else:
-            lines = [
-                f"line {text.count(chr(10), 0, m.start()) + 1}"
-                for m in re.finditer(r"[\u201c\u201d]", text)
-                if repaired[m.start()] == '"'
-            ]
-            return data, [f"{what}: typographic quote read as '\"' at {', '.join(lines)}"]
-    raise ConfigError(f"{what}: not valid JSON at line {first.lineno} column {first.colno}: {first.msg}")
 
 
 def parse_definition(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from conveyor.connectors.registry import open_source
 from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.core.schema import TableRef
-from conveyor.replication.mappings import TableMappings
+from conveyor.replication.task_run import task_mappings
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
@@ -33,7 +33,7 @@ def request_table_reloads(store: Store, stack: Stack, name: str, tables: Sequenc
             f"run `conveyor tasks start {name}` to load every table again"
         )
     wanted = [parse_table(t) for t in tables]
-    mappings = TableMappings.parse(spec.table_mappings, f"tasks.{name}.table_mappings")
+    mappings = task_mappings(stack, name)
     source = open_source(stack.endpoint_config(spec.source))
     try:
         mapped = mappings.select(source.tables(), allow_empty=True)

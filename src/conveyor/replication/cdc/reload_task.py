@@ -11,7 +11,7 @@ from conveyor.core.errors import ConveyorError
 from conveyor.core.schema import TableRef
 from conveyor.replication.full_load import TABLE_COMPLETED, TablePlan
 from conveyor.replication.mappings import MappedTable, TableMappings
-from conveyor.replication.task_runner import TaskRun, load_tables, stats_document
+from conveyor.replication.task_run import TaskRun, load_tables, stats_document
 
 if TYPE_CHECKING:
     from conveyor.replication.cdc.runner import CaptureTable
@@ -34,9 +34,10 @@ class TaskTableReloader:
     def describe(self, ref: TableRef) -> MappedTable | None:
         source = open_source(self.run.stack.endpoint_config(self.run.spec.source))
         try:
-            tables = [t for t in source.tables() if t.ref == ref]
+            tables = [t.without_generated() for t in source.tables() if t.ref == ref]
         finally:
             source.close()
+        # What capture carries: no generated columns (as capture_task selects them).
         selected = self.mappings.select(tables, allow_empty=True)
         return selected[0] if selected else None
 
@@ -50,12 +51,17 @@ class TaskTableReloader:
         run = self.run
         source = open_source(run.stack.endpoint_config(run.spec.source))
         try:
+            found = self.mappings.select(
+                [t for t in source.tables() if t.ref == mapped.source.ref], allow_empty=True
+            )
+            if not found:
+                raise ConveyorError(f"table {mapped.source.ref} is no longer on the source")
+            m = found[0]  # the full load's mapping (generated columns included, as in a full load)
             target = open_target(run.stack.endpoint_config(run.spec.target))
             try:
                 snapshot = source.snapshot()
                 try:
-                    columns = tuple(c.source for c in mapped.columns)
-                    plan = TablePlan(mapped.source, mapped.target, mapped.project, columns)
+                    plan = TablePlan(m.source, m.target, m.project, tuple(c.source for c in m.columns))
                     results = load_tables(run, snapshot, target, [plan])
                 finally:
                     snapshot.close()

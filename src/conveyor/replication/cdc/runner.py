@@ -50,7 +50,7 @@ from conveyor.connectors.changes import (
     Truncate,
 )
 from conveyor.core.batch import Checkpoint
-from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TransientError
+from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
@@ -143,6 +143,8 @@ class ChangeCapture:
     on_dropped: Callable[[CaptureTable, bool], None] = field(default=lambda table, dropped: None)
     progress: CaptureProgress = field(default_factory=CaptureProgress)
     ddl: ChangeProcessingDdlHandlingPolicy = field(default_factory=ChangeProcessingDdlHandlingPolicy)
+    fail_on_truncate: bool = False
+    """ApplyErrorFailOnTruncationDdl: a captured TRUNCATE fails the task (nothing of it applied)."""
     reloader: TableReloader | None = None
 
     def __post_init__(self) -> None:
@@ -246,6 +248,9 @@ class ChangeCapture:
             elif isinstance(event, TableDropped):
                 self._on_dropped(event.table)
             elif isinstance(event, Truncate):
+                if self.fail_on_truncate:
+                    names = ", ".join(map(str, event.tables))
+                    raise TerminalError(f"TRUNCATE of {names} (ApplyErrorFailOnTruncationDdl is true)")
                 if not self.ddl.handle_source_table_truncated:
                     log.warning(
                         "task %s: TRUNCATE of %s not applied (HandleSourceTableTruncated is false)",

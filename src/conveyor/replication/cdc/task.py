@@ -16,7 +16,7 @@ from typing import Any
 from conveyor.connectors.changes import CaptureStart, ChangeApplier, ChangeSource
 from conveyor.connectors.registry import open_applier, open_change_source, open_source, open_target
 from conveyor.core.batch import Checkpoint
-from conveyor.core.errors import ConfigError
+from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableRef
 from conveyor.events.lifecycle import TABLE_DROPPED, TABLE_SUSPENDED, task_event
 from conveyor.replication.cdc.reload_task import TaskTableReloader
@@ -24,18 +24,23 @@ from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
 from conveyor.replication.full_load import TABLE_COMPLETED, TablePlan
 from conveyor.replication.mappings import MappedTable, TableMappings
-from conveyor.replication.task_runner import (
+from conveyor.replication.settings import TablePolicy
+from conveyor.replication.task_run import (
     STOP_REASON_NORMAL,
     StartMode,
     TaskRun,
     load_tables,
-    publish_event,
+    report_no_tables,
+    select_tables,
+    task_mappings,
 )
 
 log = logging.getLogger(__name__)
 
+STOPPED_AFTER_FULL_LOAD = "STOPPED_AFTER_FULL_LOAD"  # the service's stop reason
 TABLE_RELOADING = "Table is being reloaded"
 TABLE_DROPPED_STATE = "Table dropped"
+
 MAX_FLUSH_SECONDS = 0.5
 DEFAULT_BATCH_CHANGES = 50_000  # bounds a batch's memory; BatchSplitSize overrides
 
@@ -45,21 +50,32 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
     spec = run.spec
     source_config = run.stack.endpoint_config(spec.source)
     target_config = run.stack.endpoint_config(spec.target)
-    mappings = TableMappings.parse(spec.table_mappings, f"tasks.{run.name}.table_mappings")
+    mappings = task_mappings(run.stack, run.name)
     source = open_source(source_config)
     try:
-        mapped = mappings.select(source.tables())
+        tables = source.tables()
+        mapped = select_tables(run.stack, run.name, tables)
+        # What change capture carries: no generated columns (pgoutput does not send them).
+        captured = select_tables(run.stack, run.name, [t.without_generated() for t in tables])
     finally:
         source.close()
+    if not mapped:
+        run.mark_running()
+        report_no_tables(run)
+        return STOP_REASON_NORMAL
     changes = open_change_source(source_config)
     applier = open_applier(target_config)
     try:
         for warning in changes.preflight([m.source for m in mapped]):
             log.warning("task %s: %s", run.name, warning)
-        position = _starting_position(run, mode, changes, applier, mapped)
+        position, loaded = _starting_position(run, mode, changes, applier, mapped)
         if run.stop.is_set():
             return STOP_REASON_NORMAL
-        _capture(run, changes, applier, mappings, mapped, position)
+        if loaded and run.settings.full_load_settings.stop_task_cached_changes_not_applied:
+            # The checkpoint is the capture's start: `tasks resume` applies the changes since.
+            log.info("task %s: full load finished; stopping (StopTaskCachedChangesNotApplied)", run.name)
+            return STOPPED_AFTER_FULL_LOAD
+        _capture(run, changes, applier, mappings, captured, position)
     finally:
         applier.close()
     return STOP_REASON_NORMAL
@@ -67,9 +83,10 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
 
 def _starting_position(
     run: TaskRun, mode: StartMode, changes: ChangeSource, applier: ChangeApplier, mapped: list[MappedTable]
-) -> Checkpoint:
+) -> tuple[Checkpoint, bool]:
     """Where the stream starts: the target's checkpoint when resuming, else a
-    new capture (after a full load for full-load-and-cdc)."""
+    new capture (after a full load for full-load-and-cdc); and whether this
+    run loaded the tables."""
     checkpoint = applier.read_checkpoint(run.name)
     full_load = run.spec.migration_type == "full-load-and-cdc"
     if mode == "resume" and checkpoint is None and full_load:
@@ -82,7 +99,7 @@ def _starting_position(
                 f"start it with `conveyor tasks start {run.name}`"
             )
         run.mark_running()
-        return checkpoint
+        return checkpoint, False
     sources = [m.source for m in mapped]
     run.store.clear_suspension(run.name)  # every table is loaded (or captured) afresh
     changes.end_capture(run.name)  # start and reload begin afresh
@@ -93,9 +110,9 @@ def _starting_position(
     if full_load:
         _full_load(run, changes, start, mapped)
         if run.stop.is_set():
-            return start.position
+            return start.position, True
     applier.apply_changes(run.name, [], start.position)
-    return start.position
+    return start.position, full_load
 
 
 def _full_load(run: TaskRun, changes: ChangeSource, start: CaptureStart, mapped: list[MappedTable]) -> None:
@@ -147,15 +164,32 @@ def _capture(
             detail["RetainedWalBytes"] = retained(run.name)
         run.store.put_task_progress(run.name, run.run_id, detail)
 
+    errors = run.settings.error_behavior
+    suspensions = 0
+
     def suspended(table: CaptureTable) -> None:
+        """A table stops taking changes, until `tasks reload NAME --table` (kept in
+        the store across runs). TableErrorPolicy STOP_TASK (or its escalation)
+        then stops the task: its checkpoint stays before the batch."""
+        nonlocal suspensions
+        suspensions += 1
         source, target = table.mapped.source.ref, table.mapped.target.ref
         at = table.suspended_at
         position = {"engine": at.engine, "position": at.position} if at is not None else None
-        reason = table.suspended or ""
         run.store.put_suspension(
-            run.name, (source.schema, source.name), (target.schema, target.name), reason, position
+            run.name,
+            (source.schema, source.name),
+            (target.schema, target.name),
+            table.suspended or "",
+            position,
         )
-        publish_event(run.store, task_event(TABLE_SUSPENDED, run.name, f"{target}: {reason}"))
+        reason = f"{target}: {table.suspended}"
+        run.events(task_event(TABLE_SUSPENDED, run.name, reason))
+        limit = errors.table_error_escalation_count
+        if errors.table_error_policy is TablePolicy.STOP_TASK:
+            raise TerminalError(f"table {reason} (TableErrorPolicy STOP_TASK)")
+        if limit and suspensions >= limit and errors.table_error_escalation_policy is TablePolicy.STOP_TASK:
+            raise TerminalError(f"table {reason} (table error escalation: {suspensions} tables, STOP_TASK)")
 
     def dropped(table: CaptureTable, target_dropped: bool) -> None:
         source, target = table.mapped.source.ref, table.mapped.target.ref
@@ -164,7 +198,7 @@ def _capture(
         document = loaded.get((target.schema, target.name), _cdc_only_stats(table)) | table.stats()
         document |= {"TableState": TABLE_DROPPED_STATE, "Error": f"source table {source} dropped; {what}"}
         run.store.put_table_stats(run.name, run.run_id, target.schema, target.name, document)
-        publish_event(run.store, task_event(TABLE_DROPPED, run.name, f"{source}: {what}"))
+        run.events(task_event(TABLE_DROPPED, run.name, f"{source}: {what}"))
 
     stream = changes.open_stream(run.name, [m.source for m in mapped], position)
     try:
@@ -183,6 +217,7 @@ def _capture(
             on_dropped=dropped,
             reloader=reloader,
             ddl=run.settings.change_processing_ddl_handling_policy,
+            fail_on_truncate=errors.apply_error_fail_on_truncation_ddl,
         )
         report(capture)
         capture.run()

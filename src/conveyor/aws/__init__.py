@@ -1,0 +1,1 @@
+"""The AWS services' JSON protocols (SigV4-signed) on conveyor serve."""

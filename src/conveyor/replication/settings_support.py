@@ -1,0 +1,364 @@
+"""What Conveyor does with each task-settings key the settings model accepts.
+
+``parse_task_settings`` checks the shape of the migration service's JSON; this
+module says, for every key it accepts, whether Conveyor acts on it
+(``ACTED``), whether it only has a meaning inside the service's cloud
+(``CLOUD_ONLY``: CloudWatch logging, the replication instance's memory and
+thread tuning ...), or whether Conveyor does not act on it yet (``NOT_YET``).
+
+A key the user wrote is never quietly ignored: ``review_task_settings`` returns
+the cloud-only and not-acted-on keys written (``conveyor apply`` prints them,
+``--strict`` refuses them) and refuses a written value that asks for behaviour
+Conveyor does not have (``honours``), naming the key and what Conveyor does.
+The table ``SUPPORT`` has one row per accepted key; a test fails when the
+model accepts a key without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from conveyor.core.names import did_you_mean
+from conveyor.core.problems import Problem
+from conveyor.replication.settings import (
+    IGNORED_TASK_SETTINGS,
+    SPELLING_VARIANTS,
+    TaskSettings,
+    check_task_settings,
+    supported_task_settings,
+)
+
+
+class Kind(StrEnum):
+    ACTED = "acted on"
+    CLOUD_ONLY = "cloud-only, no meaning here"
+    NOT_YET = "not acted on yet"
+
+
+Honours = Callable[[Any, TaskSettings], bool]
+
+
+@dataclass(frozen=True)
+class Support:
+    """What Conveyor does with one key. ``honours(value, settings)`` is False
+    for a written value Conveyor cannot honour: it is refused with ``does``."""
+
+    kind: Kind
+    does: str
+    honours: Honours = field(default=lambda _value, _settings: True)
+
+
+def _only(*values: Any) -> Honours:
+    return lambda value, _settings: value in values
+
+
+def acted(does: str, honours: Honours | None = None) -> Support:
+    return Support(Kind.ACTED, does) if honours is None else Support(Kind.ACTED, does, honours)
+
+
+def cloud(does: str) -> Support:
+    return Support(Kind.CLOUD_ONLY, does)
+
+
+def not_yet(does: str, *honoured: Any) -> Support:
+    """A key Conveyor does not act on; when ``honoured`` values are given, any
+    other written value is refused (Conveyor behaves as those values say)."""
+    return Support(Kind.NOT_YET, does, _only(*honoured)) if honoured else Support(Kind.NOT_YET, does)
+
+
+LOG_COMPONENTS: Mapping[str, tuple[str, ...]] = {
+    "SOURCE_UNLOAD": ("conveyor.connectors.postgres.source", "conveyor.connectors.mysql.source",
+                      "conveyor.connectors.sqlite.source", "conveyor.connectors.dynamodb.source"),
+    "SOURCE_CAPTURE": ("conveyor.connectors.postgres.capture", "conveyor.connectors.mysql.capture",
+                       "conveyor.connectors.sqlite.capture", "conveyor.connectors.dynamodb.streams"),
+    "TARGET_LOAD": ("conveyor.replication.full_load", "conveyor.connectors.postgres.target",
+                    "conveyor.connectors.duckdb.target", "conveyor.connectors.lake.target"),
+    "TARGET_APPLY": ("conveyor.replication.cdc", "conveyor.connectors.postgres.apply",
+                     "conveyor.connectors.duckdb.apply", "conveyor.connectors.lake.apply"),
+    "TASK_MANAGER": ("conveyor.replication.task_runner", "conveyor.replication.worker"),
+    "TRANSFORMATION": ("conveyor.replication.mappings", "conveyor.replication.expressions"),
+    "VALIDATOR": ("conveyor.replication.validation",),
+}  # fmt: skip
+"""The service's log components Conveyor has, as the Python loggers they set."""
+
+OTHER_LOG_COMPONENTS: frozenset[str] = frozenset(
+    {
+        "VALIDATOR_EXT", "IO", "COMMON", "ADDONS", "DATA_STRUCTURE", "COMMUNICATION", "FILE_FACTORY",
+        "FILE_TRANSFER", "REST_SERVER", "PERFORMANCE", "METADATA_MANAGER", "SORTER", "SORTER_STORAGE",
+        "TABLES_MANAGER", "SERVER", "UTILITIES", "TRANSACTIONS", "LOB_MANAGER",
+    }
+)  # fmt: skip
+"""The service's other log components: accepted, no counterpart here."""
+
+_RETRIES = "Conveyor retries transient errors with its own bounded backoff"
+_UPSERT = (
+    "Conveyor applies changes idempotently: an insert over an existing row, or an update of a "
+    "missing row, writes the row (UPDATE_RECORD)"
+)
+_LOBS = "Conveyor copies every LOB whole (never truncated), whatever the LOB mode"
+_TUNING = "tuning of the service's replication instance; Conveyor sizes its own batches"
+_CONTROL = "Conveyor writes no control tables besides awsdms_apply_exceptions"
+
+SUPPORT: Mapping[str, Support] = {
+    # TargetMetadata
+    "TargetMetadata.TargetSchema": acted("tables land in this schema unless a rule renames it"),
+    "TargetMetadata.SupportLobs": not_yet("Conveyor always replicates LOB columns", True),
+    "TargetMetadata.FullLobMode": cloud(_LOBS),
+    "TargetMetadata.LobChunkSize": cloud(_LOBS),
+    "TargetMetadata.LimitedSizeLobMode": cloud(_LOBS),
+    "TargetMetadata.LobMaxSize": cloud(_LOBS),
+    "TargetMetadata.InlineLobMaxSize": cloud(_LOBS),
+    "TargetMetadata.BatchApplyEnabled": cloud("Conveyor always applies changes as set-based batches"),
+    "TargetMetadata.ParallelLoadThreads": cloud(_TUNING + " (MaxFullLoadSubTasks sets the parallelism)"),
+    "TargetMetadata.ParallelApplyThreads": cloud(_TUNING),
+    "TargetMetadata.TaskRecoveryTableEnabled": not_yet(
+        "Conveyor keeps the task's checkpoint in conveyor_checkpoints on the target", False
+    ),
+    "TargetMetadata.LoadMaxFileSize": cloud(_TUNING),
+    "TargetMetadata.ParallelLoadBufferSize": cloud(_TUNING),
+    "TargetMetadata.ParallelLoadQueuesPerThread": cloud(_TUNING),
+    "TargetMetadata.ParallelApplyBufferSize": cloud(_TUNING),
+    "TargetMetadata.ParallelApplyQueuesPerThread": cloud(_TUNING),
+    # FullLoadSettings
+    "FullLoadSettings.TargetTablePrepMode": acted("how target tables are prepared before a load"),
+    "FullLoadSettings.CreatePkAfterFullLoad": acted(
+        "a PostgreSQL target table created by the load gets its primary key after the rows"
+        " (other targets: the key exists either way)"
+    ),
+    "FullLoadSettings.StopTaskCachedChangesApplied": not_yet(
+        "Conveyor cannot stop a task once the changes cached during its full load are applied"
+        " (StopTaskCachedChangesNotApplied stops it before them)",
+        False,
+    ),
+    "FullLoadSettings.StopTaskCachedChangesNotApplied": acted(
+        "a full-load-and-cdc task stops after its full load (STOPPED_AFTER_FULL_LOAD); `tasks resume`"
+        " applies the changes since"
+    ),
+    "FullLoadSettings.MaxFullLoadSubTasks": acted("tables loaded in parallel"),
+    "FullLoadSettings.TransactionConsistencyTimeout": cloud(
+        "Conveyor's snapshot is consistent by construction; nothing waits for open transactions"
+    ),
+    "FullLoadSettings.CommitRate": acted("rows per batch of a full load"),
+    # Logging
+    "Logging.EnableLogging": cloud("CloudWatch logging; the worker always logs to `conveyor tasks logs`"),
+    "Logging.EnableLogContext": cloud("CloudWatch log context"),
+    "Logging.LogComponents": acted("each component's severity sets its Python loggers' level in the worker"),
+    "Logging.CloudWatchLogGroup": cloud("CloudWatch logging"),
+    "Logging.CloudWatchLogStream": cloud("CloudWatch logging"),
+    # ControlTablesSettings
+    "ControlTablesSettings.ControlSchema": not_yet(_CONTROL + ", in the target's default schema", ""),
+    "ControlTablesSettings.HistoryTimeslotInMinutes": not_yet("Conveyor writes no history table"),
+    "ControlTablesSettings.HistoryTableEnabled": not_yet(_CONTROL, False),
+    "ControlTablesSettings.SuspendedTablesTableEnabled": not_yet(
+        _CONTROL + " (suspended tables show in `conveyor tasks describe`)", False
+    ),
+    "ControlTablesSettings.StatusTableEnabled": not_yet(_CONTROL, False),
+    "ControlTablesSettings.FullLoadExceptionTableEnabled": not_yet(_CONTROL, False),
+    "ControlTablesSettings.CommitPositionTableEnabled": not_yet(
+        _CONTROL + " (the checkpoint lives in conveyor_checkpoints)", False
+    ),
+    # ChangeProcessingTuning
+    "ChangeProcessingTuning.BatchApplyPreserveTransaction": cloud("applies to Oracle targets only"),
+    "ChangeProcessingTuning.BatchApplyTimeoutMin": acted("seconds a change batch may gather (at most 0.5)"),
+    "ChangeProcessingTuning.BatchApplyTimeoutMax": cloud(_TUNING),
+    "ChangeProcessingTuning.BatchApplyMemoryLimit": cloud(_TUNING),
+    "ChangeProcessingTuning.BatchSplitSize": acted("changes per batch at most"),
+    "ChangeProcessingTuning.MinTransactionSize": cloud(_TUNING),
+    "ChangeProcessingTuning.CommitTimeout": cloud(_TUNING),
+    "ChangeProcessingTuning.MemoryLimitTotal": cloud(_TUNING),
+    "ChangeProcessingTuning.MemoryKeepTime": cloud(_TUNING),
+    "ChangeProcessingTuning.StatementCacheSize": cloud(_TUNING),
+    # ChangeProcessingDdlHandlingPolicy
+    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableDropped": acted(
+        "a source DROP TABLE drops the target table (false: leaves it); the table leaves the capture"
+    ),
+    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated": acted("a source TRUNCATE is applied"),
+    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered": acted(
+        "added, dropped and renamed columns are applied (false: the table is suspended)"
+    ),
+    # ValidationSettings
+    "ValidationSettings.EnableValidation": acted("row counts and row checksums after the full load"),
+    "ValidationSettings.ValidationMode": not_yet("Conveyor validates row by row", "ROW_LEVEL"),
+    "ValidationSettings.ValidationOnly": not_yet(
+        "Conveyor validates after loading (or `conveyor validate`)", False
+    ),
+    "ValidationSettings.ThreadCount": cloud(_TUNING),
+    "ValidationSettings.PartitionSize": cloud(_TUNING),
+    "ValidationSettings.FailureMaxCount": not_yet("Conveyor compares every row"),
+    "ValidationSettings.TableFailureMaxCount": not_yet("Conveyor compares every table"),
+    "ValidationSettings.HandleCollationDiff": not_yet("Conveyor compares values, not collations", False),
+    "ValidationSettings.SkipLobColumns": not_yet("Conveyor validates LOB columns too", False),
+    "ValidationSettings.MaxKeyColumnSize": cloud(_TUNING),
+    "ValidationSettings.RecordFailureDelayInMinutes": not_yet(
+        "Conveyor does not validate changes as they apply"
+    ),
+    "ValidationSettings.RecordFailureDelayLimitInMinutes": not_yet(
+        "Conveyor does not validate changes as they apply"
+    ),
+    "ValidationSettings.RecordSuspendDelayInMinutes": not_yet(
+        "Conveyor does not validate changes as they apply"
+    ),
+    "ValidationSettings.ValidationPartialLobSize": not_yet("Conveyor validates whole LOBs", 0),
+    "ValidationSettings.ValidationQueryCdcDelaySeconds": not_yet(
+        "Conveyor does not validate changes as they apply"
+    ),
+    # ErrorBehavior
+    "ErrorBehavior.DataErrorPolicy": acted("a refused value goes to awsdms_apply_exceptions, or stops"),
+    "ErrorBehavior.DataTruncationErrorPolicy": acted(
+        "a value too long for its target column is a data error: set DataTruncationErrorPolicy equal"
+        " to DataErrorPolicy (Conveyor cannot tell truncation apart)",
+        lambda value, settings: value == settings.error_behavior.data_error_policy,
+    ),
+    "ErrorBehavior.DataErrorEscalationPolicy": acted("what follows DataErrorEscalationCount errors"),
+    "ErrorBehavior.DataErrorEscalationCount": acted("data errors of a table before escalation"),
+    "ErrorBehavior.EventErrorPolicy": not_yet("Conveyor logs an event rule's failure and goes on", "IGNORE"),
+    "ErrorBehavior.TableErrorPolicy": acted(
+        "a failed or suspended table: SUSPEND_TABLE lets the other tables go on, STOP_TASK stops the task"
+    ),
+    "ErrorBehavior.TableErrorEscalationPolicy": acted("what follows TableErrorEscalationCount table errors"),
+    "ErrorBehavior.TableErrorEscalationCount": acted("table errors before escalation (0: no limit)"),
+    "ErrorBehavior.RecoverableErrorCount": not_yet(_RETRIES),
+    "ErrorBehavior.RecoverableErrorInterval": not_yet(_RETRIES),
+    "ErrorBehavior.RecoverableErrorThrottling": not_yet(_RETRIES),
+    "ErrorBehavior.RecoverableErrorThrottlingMax": not_yet(_RETRIES),
+    "ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax": not_yet(_RETRIES),
+    "ErrorBehavior.ApplyErrorDeletePolicy": not_yet(
+        "a delete of a missing row is ignored (IGNORE_RECORD)", "IGNORE_RECORD"
+    ),
+    "ErrorBehavior.ApplyErrorInsertPolicy": not_yet(_UPSERT, "UPDATE_RECORD"),
+    "ErrorBehavior.ApplyErrorUpdatePolicy": not_yet(_UPSERT, "UPDATE_RECORD"),
+    "ErrorBehavior.ApplyErrorEscalationPolicy": not_yet(_UPSERT + "; no apply error is counted"),
+    "ErrorBehavior.ApplyErrorEscalationCount": not_yet(_UPSERT + "; no apply error is counted"),
+    "ErrorBehavior.ApplyErrorFailOnTruncationDdl": acted(
+        "true: a captured TRUNCATE fails the task before any of it is applied"
+    ),
+    "ErrorBehavior.FailOnNoTablesCaptured": acted(
+        "false: a task whose rules select no table ends without failing, with an event"
+    ),
+    "ErrorBehavior.FailOnTransactionConsistencyBreached": cloud("applies to Oracle sources only"),
+    "ErrorBehavior.FullLoadIgnoreConflicts": not_yet(
+        "Conveyor applies cached changes idempotently (conflicts cannot arise)", True
+    ),
+    "ErrorBehavior.DataMaskingErrorPolicy": cloud("the service's data masking; Conveyor masks nothing"),
+    # whole sections and top-level values
+    "StreamBufferSettings": cloud(_TUNING),
+    "BeforeImageSettings": cloud("applies to Kinesis and Kafka targets only"),
+    "LoopbackPreventionSettings": not_yet("Conveyor does not prevent loopback in two-way replication"),
+    "CharacterSetSettings": cloud("applies to Oracle and Db2 sources only"),
+    "PostProcessingRules": cloud("the service's post-processing rules"),
+    "TTSettings": cloud("the service's Time Travel logging to S3"),
+    "FailTaskWhenCleanTaskResourceFailed": cloud("the service's task resources"),
+}
+"""One row per key the settings model accepts, dotted as ``Section.Key``."""
+
+
+def accepted_keys() -> frozenset[str]:
+    """Every dotted key the settings model accepts (acted on or listed as ignored)."""
+    return supported_task_settings() | IGNORED_TASK_SETTINGS
+
+
+@dataclass(frozen=True)
+class SettingsReview:
+    """The keys a task's settings document wrote that Conveyor does not act on,
+    and the written values it refuses."""
+
+    cloud_only: tuple[str, ...] = ()
+    not_yet: tuple[str, ...] = ()
+    refused: tuple[Problem, ...] = ()
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"cloud_only": list(self.cloud_only), "not_acted_on_yet": list(self.not_yet)}
+
+    def notices(self) -> list[str]:
+        """One line per kind, for `conveyor apply` and `conveyor tasks describe`."""
+        lines = []
+        if self.cloud_only:
+            lines.append(f"{Kind.CLOUD_ONLY}: {', '.join(self.cloud_only)}")
+        if self.not_yet:
+            lines.append(f"{Kind.NOT_YET}: {', '.join(self.not_yet)}")
+        return lines
+
+
+def written(doc: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """``(dotted key, value)`` for every non-null key of the document, with the
+    service's other spellings made canonical. Whole ignored sections are one key."""
+    for key, value in doc.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping) and key not in IGNORED_TASK_SETTINGS:
+            for sub, sub_value in value.items():
+                if sub_value is not None:
+                    dotted = f"{key}.{sub}"
+                    canonical = SPELLING_VARIANTS.get(dotted)
+                    yield (f"{key}.{canonical}" if canonical else dotted), sub_value
+        else:
+            yield str(key), value
+
+
+def review_task_settings(doc: Mapping[str, Any] | None, settings: TaskSettings) -> SettingsReview:
+    """Classify the keys ``doc`` wrote (``settings`` is its parse, for checks
+    across keys). Keys the model refuses are not seen here."""
+    cloud_only: list[str] = []
+    pending: list[str] = []
+    refused: list[Problem] = []
+    for key, value in written(doc or {}):
+        support = SUPPORT.get(key)
+        if support is None:
+            continue  # the model reported it already
+        if not support.honours(value, settings):
+            refused.append((key, f"Conveyor cannot honour {_shown(value)}: {support.does}"))
+        elif support.kind is Kind.CLOUD_ONLY:
+            cloud_only.append(key)
+        elif support.kind is Kind.NOT_YET:
+            pending.append(key)
+    if "Logging.LogComponents" in dict(written(doc or {})):
+        refused += _log_component_problems(settings)
+        pending += [
+            f"Logging.LogComponents.{component.id}"
+            for component in settings.logging.log_components
+            if component.id in OTHER_LOG_COMPONENTS
+        ]
+    return SettingsReview(tuple(cloud_only), tuple(pending), tuple(refused))
+
+
+def task_settings_problems(doc: Any) -> list[Problem]:
+    """Every problem of a task-settings document in one pass: what the settings
+    model refuses, and written values Conveyor cannot honour (checked on the
+    rest of the document when some keys are wrong)."""
+    settings, problems = check_task_settings(doc)
+    if settings is None and isinstance(doc, Mapping):
+        bad = {tuple(path.split(".")[:2]) for path, _ in problems}
+        rest = {
+            section: (
+                {k: v for k, v in value.items() if (section, str(k)) not in bad}
+                if isinstance(value, Mapping)
+                else value
+            )
+            for section, value in doc.items()
+            if (section,) not in bad
+        }
+        settings, _ = check_task_settings(rest)
+        doc = rest
+    if settings is not None:
+        problems += review_task_settings(doc, settings).refused
+    return problems
+
+
+def _log_component_problems(settings: TaskSettings) -> list[Problem]:
+    known = [*LOG_COMPONENTS, *OTHER_LOG_COMPONENTS]
+    return [
+        (
+            f"Logging.LogComponents.{index}.Id",
+            f"unknown log component {component.id!r}" + did_you_mean(component.id, known),
+        )
+        for index, component in enumerate(settings.logging.log_components)
+        if component.id not in known
+    ]
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else "this value"

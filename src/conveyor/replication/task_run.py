@@ -1,0 +1,186 @@
+"""One run of a task as its parts see it: statuses and stop reasons, the
+``TaskRun`` context (store, declarations, stop event, event sink), and the full
+load of its tables. ``task_runner`` (full-load tasks) and ``cdc.task``
+(change-capture tasks) both build on it, so neither imports the other's module
+back."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Any, Literal
+
+from conveyor.connectors.base import Snapshot, Target
+from conveyor.core.errors import ConveyorError
+from conveyor.core.schema import TableSchema
+from conveyor.events.lifecycle import NO_TABLES_CAPTURED, STARTED, EventSink, task_event
+from conveyor.replication.declarations import Declarations, TaskDeclaration
+from conveyor.replication.full_load import (
+    TABLE_COMPLETED,
+    TABLE_ERROR,
+    FullLoad,
+    ProgressCallback,
+    TablePlan,
+    TableProgress,
+)
+from conveyor.replication.mappings import MappedTable, TableMappings
+from conveyor.replication.settings import TaskSettings
+from conveyor.replication.validation import TableValidation, validate_table
+from conveyor.store.store import Store
+
+log = logging.getLogger(__name__)
+
+# Stop reasons, as the migration service reports them (its events say "Stop Reason X").
+FULL_LOAD_ONLY_FINISHED = "FULL_LOAD_ONLY_FINISHED"  # every table loaded
+STOP_REASON_NORMAL = "NORMAL"  # stopped by the user (`conveyor tasks stop`, SIGTERM, Ctrl-C)
+
+# Task statuses: ready -> starting -> running -> stopping -> stopped | failed.
+READY = "ready"
+STARTING = "starting"
+RUNNING = "running"
+STOPPING = "stopping"
+STOPPED_STATUS = "stopped"
+FAILED_STATUS = "failed"
+ACTIVE_STATUSES = (STARTING, RUNNING, STOPPING)
+
+StartMode = Literal["start", "resume", "reload"]
+
+
+def stats_document(progress: TableProgress) -> dict[str, Any]:
+    """Per-table statistics under the migration service's names."""
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "SchemaName": progress.plan.target.ref.schema,
+        "TableName": progress.plan.target.ref.name,
+        "TableState": progress.state,
+        "FullLoadRows": progress.rows,
+        "FullLoadErrorRows": progress.error_rows,
+        "FullLoadStartTime": iso(progress.started),
+        "FullLoadEndTime": iso(progress.ended),
+        "RowsPerSecond": round(progress.rows_per_second or 0.0, 1),
+        "Error": progress.error,
+        "Drift": progress.drift,
+        "GeneratedColumns": [{"Column": c, "Handling": h} for c, h in progress.generated.items()],
+    }
+
+
+def report_validation(
+    store: Store, task: str, run_id: int, progress: TableProgress, check: TableValidation
+) -> None:
+    document = stats_document(progress) | {"ValidationState": check.state, "Validation": check.as_dict()}
+    ref = progress.plan.target.ref
+    store.put_table_stats(task, run_id, ref.schema, ref.name, document)
+
+
+class _LoadStop(threading.Event):
+    """The event FullLoad checks between batches: set by the load itself (a data
+    error whose policy stops the task: a failure) or through ``user`` (a stop the
+    user asked for). Keeping the two apart tells a failure from a user stop."""
+
+    def __init__(self, user: threading.Event) -> None:
+        super().__init__()
+        self.user = user
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.user.is_set()
+
+
+@dataclass
+class TaskRun:
+    """One run of a task in this process, as its parts (full load, change
+    capture) see it. Lifecycle events go to ``events``."""
+
+    store: Store
+    stack: Declarations
+    name: str
+    run_id: int
+    stop: threading.Event
+    events: EventSink
+    on_progress: ProgressCallback | None = None
+
+    @property
+    def spec(self) -> TaskDeclaration:
+        return self.stack.tasks[self.name]
+
+    @cached_property
+    def settings(self) -> TaskSettings:
+        return self.spec.task_settings()
+
+    def mark_running(self) -> None:
+        # Only from starting: a stop requested meanwhile must stay visible.
+        self.store.transition_task(self.name, [STARTING], RUNNING, expected_run=self.run_id)
+        self.store.set_run(self.run_id, status=RUNNING)
+        self.events(task_event(STARTED, self.name))
+
+    def report(self, progress: TableProgress) -> None:
+        ref = progress.plan.target.ref
+        self.store.put_table_stats(self.name, self.run_id, ref.schema, ref.name, stats_document(progress))
+        if self.on_progress is not None:
+            self.on_progress(progress)
+
+
+def load_tables(
+    run: TaskRun, snapshot: Snapshot, target: Target, plans: list[TablePlan]
+) -> list[TableProgress]:
+    """The full load of ``plans`` from ``snapshot``, validated when the settings
+    say so. Raises when a table failed (unless the user stopped the run)."""
+    settings = run.settings.full_load_settings
+    loader = FullLoad(
+        snapshot,
+        target,
+        plans,
+        settings.target_table_prep_mode,
+        batch_rows=settings.commit_rate,
+        parallel=settings.max_full_load_sub_tasks,
+        on_progress=run.report,
+        stop=_LoadStop(run.stop),
+        task=run.name,
+        errors=run.settings.error_behavior,
+        key_after_load=settings.create_pk_after_full_load,
+    )
+    results = loader.run()
+    unfinished = [p for p in results if p.state != TABLE_COMPLETED]
+    if run.stop.is_set() and (unfinished or not results):
+        return results
+    if run.settings.validation_settings.enable_validation:
+        for progress in results:
+            if progress.state == TABLE_COMPLETED:
+                check = validate_table(snapshot, target, progress.plan, settings.commit_rate)
+                report_validation(run.store, run.name, run.run_id, progress, check)
+    if unfinished:
+        failed = [p for p in unfinished if p.state == TABLE_ERROR]
+        reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in failed)
+        left = len(unfinished) - len(failed)
+        if left:
+            reason += f"; {left} other table{'s' if left != 1 else ''} not loaded"
+        raise ConveyorError(f"{len(failed)} of {len(results)} tables failed: {reason}")
+    return results
+
+
+def task_mappings(stack: Declarations, name: str) -> TableMappings:
+    """The task's table mappings, with its TargetMetadata.TargetSchema."""
+    spec = stack.tasks[name]
+    mappings = TableMappings.parse(spec.table_mappings, f"tasks.{name}.table_mappings")
+    return mappings.in_schema(spec.task_settings().target_metadata.target_schema)
+
+
+def select_tables(stack: Declarations, name: str, tables: Sequence[TableSchema]) -> list[MappedTable]:
+    """The source ``tables`` the task's mappings select. Selecting none fails the
+    task unless ErrorBehavior.FailOnNoTablesCaptured is false."""
+    allow_empty = not stack.tasks[name].task_settings().error_behavior.fail_on_no_tables_captured
+    return task_mappings(stack, name).select(tables, allow_empty=allow_empty)
+
+
+def report_no_tables(run: TaskRun) -> None:
+    """The task selected no table and FailOnNoTablesCaptured is false: it ends
+    without failing, and says so (log and event)."""
+    reason = "the selection rules match no source table (FailOnNoTablesCaptured is false)"
+    log.warning("task %s: %s", run.name, reason)
+    run.events(task_event(NO_TABLES_CAPTURED, run.name, reason))

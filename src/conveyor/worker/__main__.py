@@ -1,0 +1,56 @@
+"""``python -m conveyor.worker TASK --run ID [--mode start|resume|reload]``: run one
+claimed run of a task in this process until it ends (SIGTERM and SIGINT stop it
+between batches). Progress goes to stderr, one line per table state change."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from conveyor.core.errors import ConveyorError
+from conveyor.events.lifecycle import FAILED, task_event
+from conveyor.orchestration.bus import event_sink
+from conveyor.replication.progress_lines import PlainProgress
+from conveyor.replication.task_run import FAILED_STATUS
+from conveyor.replication.worker import WORKER_MODULE, run_claimed
+from conveyor.stack.model import Stack
+from conveyor.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {WORKER_MODULE}")
+    parser.add_argument("task")
+    parser.add_argument("--run", type=int, required=True, help="the run claimed by `conveyor tasks start`")
+    parser.add_argument("--mode", choices=["start", "resume", "reload"], default="start")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    log.info("task %s: worker pid %d for run %d", args.task, os.getpid(), args.run)
+    store = Store.open()
+    events = event_sink(store)
+    try:
+        document = store.stack_document()
+        if document is None:
+            raise ConveyorError("nothing is applied")
+        stack = Stack.from_store_dict(document)
+        status = run_claimed(
+            store, stack, args.task, args.run, PlainProgress(sys.stderr), args.mode, events=events
+        )
+    except ConveyorError as exc:
+        # Before run_task took the run over: record why, or the task stays "starting".
+        store.finish_run(args.run, FAILED_STATUS, None, str(exc))
+        store.set_task_status(args.task, FAILED_STATUS, error=str(exc))
+        events(task_event(FAILED, args.task, str(exc)))
+        log.error("task %s: %s", args.task, exc)
+        return 1
+    finally:
+        store.close()
+    log.info("task %s: %s", args.task, status)
+    return 1 if status == FAILED_STATUS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""Task settings Conveyor acts on, each shown by its effect on the target or the
+task, through a stack file and the `conveyor` CLI: TargetSchema,
+CreatePkAfterFullLoad, Logging.LogComponents, FailOnNoTablesCaptured,
+TableErrorPolicy and StopTaskCachedChangesNotApplied."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+
+from support.cli import conveyor
+from support.servers import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+DDL_LOG = """
+CREATE TABLE public.ddl_log (tag text, object text, rows bigint);
+CREATE FUNCTION public.log_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE r record; n bigint;
+BEGIN
+  FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' LOOP
+    n := NULL;
+    IF r.command_tag = 'ALTER TABLE' THEN
+      EXECUTE format('SELECT count(*) FROM %s', r.object_identity) INTO n;
+    END IF;
+    INSERT INTO public.ddl_log VALUES (r.command_tag, r.object_identity, n);
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER log_ddl ON ddl_command_end EXECUTE FUNCTION public.log_ddl();
+"""
+"""Records each DDL command on a table, and its rows when it is an ALTER TABLE."""
+
+
+def describe(home: Path, task: str) -> dict[str, Any]:
+    result = conveyor(home, "tasks", "describe", task, "--json")
+    assert result.returncode == 0, result.stderr
+    described: dict[str, Any] = json.loads(result.stdout)
+    return described
+
+
+def wait_for(
+    home: Path, task: str, until: Callable[[dict[str, Any]], bool], seconds: float = 60
+) -> dict[str, Any]:
+    """Poll `tasks describe`: at most ``seconds`` and 300 polls."""
+    deadline = time.monotonic() + seconds
+    described: dict[str, Any] = {}
+    for _ in range(300):
+        described = describe(home, task)
+        if until(described):
+            return described
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting; last description: {described}")
+
+
+def ended(described: dict[str, Any]) -> bool:
+    return described["status"] in {"stopped", "failed"}
+
+
+def drop_slots(url: str) -> None:
+    """Drop the database's replication slots once no worker holds them (at most 10 s)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(100):
+            row = conn.execute(
+                "SELECT count(*) FROM pg_replication_slots WHERE active AND database = current_database()"
+            ).fetchone()
+            if row == (0,):
+                break
+            time.sleep(0.1)
+        conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            " WHERE database = current_database() AND NOT active"
+        )
+
+
+def apply(home: Path, path: Path, text: str) -> None:
+    path.write_text(text)
+    result = conveyor(home, "apply", str(path))
+    assert result.returncode == 0, result.stderr
+
+
+def test_target_schema_key_after_load_and_log_levels(tmp_path: Path, pg_server: PostgresServer) -> None:
+    source, target = pg_server.url(pg_server.new_database()), pg_server.url(pg_server.new_database())
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.items (id int PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO public.items SELECT g, 'n' || g FROM generate_series(1, 3) g")
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute(DDL_LOG)
+    home = tmp_path / "home"
+    settings = {
+        "TargetMetadata": {"TargetSchema": "landing"},
+        "FullLoadSettings": {"CreatePkAfterFullLoad": True},
+        "Logging": {"LogComponents": [{"Id": "TASK_MANAGER", "Severity": "LOGGER_SEVERITY_DEBUG"}]},
+    }
+    apply(
+        home,
+        tmp_path / "conveyor.yaml",
+        "endpoints:\n"
+        f"  src: {{engine: postgres, url: '{source}'}}\n"
+        f"  dw: {{engine: postgres, url: '{target}'}}\n"
+        "tasks:\n"
+        f"  tuned: {{source: src, target: dw, settings: {json.dumps(settings)}}}\n"
+        "  plain: {source: src, target: dw}\n",
+    )
+    for task in ("tuned", "plain"):
+        assert conveyor(home, "tasks", "start", task).returncode == 0
+        described = wait_for(home, task, ended)
+        assert (described["status"], described["stop_reason"]) == ("stopped", "FULL_LOAD_ONLY_FINISHED")
+    with psycopg.connect(target, autocommit=True) as conn:
+        rows = conn.execute("SELECT count(*) FROM landing.items").fetchone()
+        keys = conn.execute(
+            "SELECT conrelid::regclass::text FROM pg_constraint WHERE contype = 'p'"
+            " AND conrelid::regclass::text LIKE '%items' ORDER BY 1"
+        ).fetchall()
+        ddl = conn.execute("SELECT tag, object, rows FROM public.ddl_log").fetchall()
+    assert rows == (3,)
+    assert keys == [("items",), ("landing.items",)]  # public.items is the plain task's
+    # The tuned table was created without its key, which came after its 3 rows; the plain one had it at once.
+    assert ("ALTER TABLE", "landing.items", 3) in ddl
+    assert not [row for row in ddl if row[0] == "ALTER TABLE" and row[1] == "public.items"]
+    tuned_log = (home / "logs" / "tuned.log").read_text()
+    plain_log = (home / "logs" / "plain.log").read_text()
+    assert "DEBUG task tuned: tables planned: landing.items" in tuned_log
+    assert "DEBUG" not in plain_log
+
+
+def _sqlite_source(path: Path, tables: dict[str, int]) -> None:
+    with sqlite3.connect(path) as conn:
+        for name, rows in tables.items():
+            conn.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, v TEXT)")
+            conn.executemany(f"INSERT INTO {name} VALUES (?, 'x')", [(i,) for i in range(rows)])
+
+
+def test_no_tables_captured_ends_the_task_without_failing_when_told(tmp_path: Path) -> None:
+    _sqlite_source(tmp_path / "app.sqlite", {"orders": 2})
+    home = tmp_path / "home"
+    nothing = {
+        "rules": [
+            {
+                "rule-type": "selection",
+                "rule-id": "1",
+                "rule-name": "none",
+                "object-locator": {"schema-name": "%", "table-name": "nomatch%"},
+                "rule-action": "include",
+            }
+        ]
+    }
+    lenient = {"ErrorBehavior": {"FailOnNoTablesCaptured": False}}
+    apply(
+        home,
+        tmp_path / "conveyor.yaml",
+        "endpoints:\n"
+        "  src: {engine: sqlite, path: ./app.sqlite}\n"
+        "  dw: {engine: duckdb, path: ./dw.duckdb}\n"
+        "tasks:\n"
+        f"  lenient: {{source: src, target: dw, table_mappings: {json.dumps(nothing)},"
+        f" settings: {json.dumps(lenient)}}}\n"
+        f"  strict: {{source: src, target: dw, table_mappings: {json.dumps(nothing)}}}\n",
+    )
+    result = conveyor(home, "tasks", "start", "lenient", "--wait", "--json")
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout)
+    assert (described["status"], described["stop_reason"]) == ("stopped", "FULL_LOAD_ONLY_FINISHED")
+    events = json.loads(conveyor(home, "events", "list", "--json").stdout)["Events"]
+    messages = [e["detail"]["detailMessage"] for e in events]
+    assert any(m.startswith("No tables captured.") for m in messages), messages
+    failed = conveyor(home, "tasks", "start", "strict", "--wait", "--json")
+    assert failed.returncode == 1
+    assert "match none of the 1 source tables" in json.loads(failed.stdout)["last_error"]
+
+
+@pytest.mark.parametrize(("policy", "loaded"), [("STOP_TASK", False), ("SUSPEND_TABLE", True)])
+def test_table_error_policy(tmp_path: Path, pg_db: str, policy: str, loaded: bool) -> None:
+    _sqlite_source(tmp_path / "app.sqlite", {"a_bad": 2, "b_good": 2})
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA main")
+        conn.execute("CREATE TABLE main.a_bad (other int)")  # a shape the load cannot use
+    settings = {
+        "FullLoadSettings": {"TargetTablePrepMode": "DO_NOTHING", "MaxFullLoadSubTasks": 1},
+        "ErrorBehavior": {"TableErrorPolicy": policy},
+    }
+    home = tmp_path / "home"
+    apply(
+        home,
+        tmp_path / "conveyor.yaml",
+        "endpoints:\n"
+        "  src: {engine: sqlite, path: ./app.sqlite}\n"
+        f"  dw: {{engine: postgres, url: '{pg_db}'}}\n"
+        f"tasks:\n  load: {{source: src, target: dw, settings: {json.dumps(settings)}}}\n",
+    )
+    result = conveyor(home, "tasks", "start", "load", "--wait", "--json")
+    assert result.returncode == 1
+    described = json.loads(result.stdout)
+    assert "main.a_bad" in described["last_error"]
+    assert ("TableErrorPolicy STOP_TASK" in described["last_error"]) is (policy == "STOP_TASK")
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        good = conn.execute("SELECT to_regclass('main.b_good') IS NOT NULL").fetchone()
+    assert good == (loaded,)
+
+
+def test_stop_after_full_load_then_resume_applies_the_changes_since(tmp_path: Path, pg_db: str) -> None:
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.items (id int PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO public.items VALUES (1, 'a'), (2, 'b')")
+    home, warehouse = tmp_path / "home", tmp_path / "dw.duckdb"
+    settings = {"FullLoadSettings": {"StopTaskCachedChangesNotApplied": True}}
+    apply(
+        home,
+        tmp_path / "conveyor.yaml",
+        "endpoints:\n"
+        f"  src: {{engine: postgres, url: '{pg_db}'}}\n"
+        f"  dw: {{engine: duckdb, path: '{warehouse}'}}\n"
+        "tasks:\n"
+        "  sync: {source: src, target: dw, migration_type: full-load-and-cdc,"
+        f" settings: {json.dumps(settings)}}}\n",
+    )
+    try:
+        result = conveyor(home, "tasks", "start", "sync", "--wait", "--json")
+        assert result.returncode == 0, result.stderr
+        described = json.loads(result.stdout)
+        assert (described["status"], described["stop_reason"]) == ("stopped", "STOPPED_AFTER_FULL_LOAD")
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            assert conn.execute("SELECT count(*) FROM public.items").fetchone() == (2,)
+        with psycopg.connect(pg_db, autocommit=True) as conn:
+            conn.execute("INSERT INTO public.items VALUES (3, 'c')")
+        assert conveyor(home, "tasks", "resume", "sync").returncode == 0
+        wait_for(home, "sync", lambda d: sum(t.get("Inserts", 0) for t in d["tables"]) >= 1)
+        assert conveyor(home, "tasks", "stop", "sync").returncode == 0
+        assert wait_for(home, "sync", ended)["status"] == "stopped"
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            assert conn.execute("SELECT id FROM public.items ORDER BY id").fetchall() == [(1,), (2,), (3,)]
+    finally:
+        drop_slots(pg_db)
+
+
+def test_table_error_policy_stop_task_in_capture(tmp_path: Path, pg_db: str) -> None:
+    """A source column changing type suspends its table; under STOP_TASK the task fails, saying why."""
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.items (id int PRIMARY KEY, counter int)")
+        conn.execute("INSERT INTO public.items VALUES (1, 1)")
+    home = tmp_path / "home"
+    settings = {"ErrorBehavior": {"TableErrorPolicy": "STOP_TASK"}}
+    apply(
+        home,
+        tmp_path / "conveyor.yaml",
+        "endpoints:\n"
+        f"  src: {{engine: postgres, url: '{pg_db}'}}\n"
+        f"  dw: {{engine: duckdb, path: '{tmp_path / 'dw.duckdb'}'}}\n"
+        "tasks:\n"
+        "  sync: {source: src, target: dw, migration_type: full-load-and-cdc,"
+        f" settings: {json.dumps(settings)}}}\n",
+    )
+    try:
+        assert conveyor(home, "tasks", "start", "sync").returncode == 0
+        wait_for(home, "sync", lambda d: d["status"] == "running" and "capture" in d)
+        with psycopg.connect(pg_db, autocommit=True) as conn:
+            conn.execute("ALTER TABLE public.items ALTER COLUMN counter TYPE bigint")
+            conn.execute("UPDATE public.items SET counter = 5 WHERE id = 1")
+        described = wait_for(home, "sync", ended)
+        assert described["status"] == "failed"
+        assert "public.items" in described["last_error"]
+        assert "TableErrorPolicy STOP_TASK" in described["last_error"]
+    finally:
+        conveyor(home, "tasks", "stop", "sync")
+        drop_slots(pg_db)
+
+
+def test_truncate_fails_the_task_when_told(tmp_path: Path, pg_db: str) -> None:
+    with psycopg.connect(pg_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.items (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO public.items VALUES (1), (2)")
+    home, warehouse = tmp_path / "home", tmp_path / "dw.duckdb"
+    settings = {"ErrorBehavior": {"ApplyErrorFailOnTruncationDdl": True}}
+    apply(
+        home,
+        tmp_path / "conveyor.yaml",
+        "endpoints:\n"
+        f"  src: {{engine: postgres, url: '{pg_db}'}}\n"
+        f"  dw: {{engine: duckdb, path: '{warehouse}'}}\n"
+        "tasks:\n"
+        "  sync: {source: src, target: dw, migration_type: full-load-and-cdc,"
+        f" settings: {json.dumps(settings)}}}\n",
+    )
+    try:
+        assert conveyor(home, "tasks", "start", "sync").returncode == 0
+        wait_for(home, "sync", lambda d: d["status"] == "running" and "capture" in d)
+        with psycopg.connect(pg_db, autocommit=True) as conn:
+            conn.execute("TRUNCATE public.items")
+        described = wait_for(home, "sync", ended)
+        assert described["status"] == "failed"
+        assert "TRUNCATE of public.items (ApplyErrorFailOnTruncationDdl is true)" in described["last_error"]
+        with duckdb.connect(str(warehouse), read_only=True) as conn:
+            assert conn.execute("SELECT count(*) FROM public.items").fetchone() == (2,)  # not applied
+    finally:
+        conveyor(home, "tasks", "stop", "sync")
+        drop_slots(pg_db)

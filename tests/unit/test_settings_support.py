@@ -1,0 +1,278 @@
+"""One row per task-setting key the settings model accepts: the input, and what
+Conveyor does with it: acts on it (the effect, and the test that shows it),
+refuses the value (naming the key), or lists it as cloud-only or not acted on
+yet. A key the model accepts without a row fails ``test_every_key_has_a_row``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.core.errors import ConfigError
+from conveyor.replication.settings import check_task_settings
+from conveyor.replication.settings_support import SUPPORT, Kind, accepted_keys, review_task_settings
+from conveyor.stack.model import TaskSpec
+
+TESTS = Path(__file__).parents[1]
+EFFECTS = "integration/test_task_settings_effects.py"
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    value: Any
+    expect: str
+    """acted | refused | cloud-only | not-yet"""
+    effect: str = ""
+    """acted: what the value does; refused: a fragment of the refusal."""
+    proof: str = ""
+    """acted: ``file::test`` under tests/ that shows the effect ("" when none does yet)."""
+
+
+def acted(key: str, value: Any, effect: str, proof: str = "") -> Row:
+    return Row(key, value, "acted", effect, proof)
+
+
+def refused(key: str, value: Any, fragment: str) -> Row:
+    return Row(key, value, "refused", fragment)
+
+
+def cloud(key: str, value: Any) -> Row:
+    return Row(key, value, "cloud-only")
+
+
+def not_yet(key: str, value: Any) -> Row:
+    return Row(key, value, "not-yet")
+
+
+ROWS: list[Row] = [
+    # TargetMetadata
+    acted("TargetMetadata.TargetSchema", "landing", "tables land in landing",
+          f"{EFFECTS}::test_target_schema_key_after_load_and_log_levels"),
+    not_yet("TargetMetadata.SupportLobs", True),
+    refused("TargetMetadata.SupportLobs", False, "always replicates LOB columns"),
+    cloud("TargetMetadata.FullLobMode", False),
+    cloud("TargetMetadata.LobChunkSize", 128),
+    cloud("TargetMetadata.LimitedSizeLobMode", True),
+    cloud("TargetMetadata.LobMaxSize", 64),
+    cloud("TargetMetadata.InlineLobMaxSize", 8),
+    cloud("TargetMetadata.BatchApplyEnabled", True),
+    cloud("TargetMetadata.ParallelLoadThreads", 4),
+    cloud("TargetMetadata.ParallelApplyThreads", 4),
+    not_yet("TargetMetadata.TaskRecoveryTableEnabled", False),
+    refused("TargetMetadata.TaskRecoveryTableEnabled", True, "conveyor_checkpoints"),
+    cloud("TargetMetadata.LoadMaxFileSize", 100),
+    cloud("TargetMetadata.ParallelLoadBufferSize", 500),
+    cloud("TargetMetadata.ParallelLoadQueuesPerThread", 2),
+    cloud("TargetMetadata.ParallelApplyBufferSize", 500),
+    cloud("TargetMetadata.ParallelApplyQueuesPerThread", 2),
+    # FullLoadSettings
+    acted("FullLoadSettings.TargetTablePrepMode", "TRUNCATE_BEFORE_LOAD", "tables are prepared so",
+          "integration/test_sqlite_to_duckdb.py::test_prep_modes"),
+    acted("FullLoadSettings.CreatePkAfterFullLoad", True, "PostgreSQL: ADD PRIMARY KEY after the rows",
+          f"{EFFECTS}::test_target_schema_key_after_load_and_log_levels"),
+    not_yet("FullLoadSettings.StopTaskCachedChangesApplied", False),
+    refused("FullLoadSettings.StopTaskCachedChangesApplied", True, "StopTaskCachedChangesNotApplied"),
+    acted("FullLoadSettings.StopTaskCachedChangesNotApplied", True, "stop reason STOPPED_AFTER_FULL_LOAD",
+          f"{EFFECTS}::test_stop_after_full_load_then_resume_applies_the_changes_since"),
+    acted("FullLoadSettings.MaxFullLoadSubTasks", 1, "one table at a time",
+          f"{EFFECTS}::test_table_error_policy"),
+    cloud("FullLoadSettings.TransactionConsistencyTimeout", 600),
+    acted("FullLoadSettings.CommitRate", 300, "rows per batch",
+          "integration/test_cdc_tasks.py::test_sigkill_at_each_crash_point_then_resume_loses_and_repeats_nothing"),
+    # Logging
+    cloud("Logging.EnableLogging", True),
+    cloud("Logging.EnableLogContext", True),
+    acted("Logging.LogComponents", [{"Id": "TASK_MANAGER", "Severity": "LOGGER_SEVERITY_DEBUG"}],
+          "the task manager's DEBUG lines reach the worker log",
+          f"{EFFECTS}::test_target_schema_key_after_load_and_log_levels"),
+    refused("Logging.LogComponents", [{"Id": "TARGET_LAOD"}], "did you mean 'TARGET_LOAD'?"),
+    cloud("Logging.CloudWatchLogGroup", "group"),
+    cloud("Logging.CloudWatchLogStream", "stream"),
+    # ControlTablesSettings
+    not_yet("ControlTablesSettings.ControlSchema", ""),
+    refused("ControlTablesSettings.ControlSchema", "dms_control", "no control tables"),
+    not_yet("ControlTablesSettings.HistoryTimeslotInMinutes", 5),
+    not_yet("ControlTablesSettings.HistoryTableEnabled", False),
+    refused("ControlTablesSettings.HistoryTableEnabled", True, "no control tables"),
+    not_yet("ControlTablesSettings.SuspendedTablesTableEnabled", False),
+    refused("ControlTablesSettings.SuspendedTablesTableEnabled", True, "tasks describe"),
+    not_yet("ControlTablesSettings.StatusTableEnabled", False),
+    refused("ControlTablesSettings.StatusTableEnabled", True, "no control tables"),
+    not_yet("ControlTablesSettings.FullLoadExceptionTableEnabled", False),
+    refused("ControlTablesSettings.FullLoadExceptionTableEnabled", True, "no control tables"),
+    not_yet("ControlTablesSettings.CommitPositionTableEnabled", False),
+    refused("ControlTablesSettings.CommitPositionTableEnabled", True, "conveyor_checkpoints"),
+    # ChangeProcessingTuning
+    cloud("ChangeProcessingTuning.BatchApplyPreserveTransaction", True),
+    acted("ChangeProcessingTuning.BatchApplyTimeoutMin", 1, "a change batch gathers at most 0.5 s (no test)"),
+    cloud("ChangeProcessingTuning.BatchApplyTimeoutMax", 30),
+    cloud("ChangeProcessingTuning.BatchApplyMemoryLimit", 500),
+    acted("ChangeProcessingTuning.BatchSplitSize", 200, "a change batch holds at most 200 changes",
+          "integration/test_cdc_tasks.py::test_sigkill_at_each_crash_point_then_resume_loses_and_repeats_nothing"),
+    cloud("ChangeProcessingTuning.MinTransactionSize", 1000),
+    cloud("ChangeProcessingTuning.CommitTimeout", 1),
+    cloud("ChangeProcessingTuning.MemoryLimitTotal", 1024),
+    cloud("ChangeProcessingTuning.MemoryKeepTime", 60),
+    cloud("ChangeProcessingTuning.StatementCacheSize", 50),
+    # ChangeProcessingDdlHandlingPolicy
+    acted("ChangeProcessingDdlHandlingPolicy.HandleSourceTableDropped", True,
+          "a source DROP TABLE drops the target table",
+          "integration/test_cdc_ddl.py::test_postgres_drop_table_drops_the_target_table_and_leaves_the_capture"),
+    acted("ChangeProcessingDdlHandlingPolicy.HandleSourceTableDropped", False,
+          "the target table is left",
+          "integration/test_cdc_ddl.py::test_postgres_drop_table_leaves_the_target_table_when_the_policy_says_so"),
+    acted("ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated", False,
+          "a source TRUNCATE is not applied (no end-to-end test yet)"),
+    acted("ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered", True,
+          "added and dropped columns are applied to the target",
+          "integration/test_cdc_tasks.py::test_source_ddl_is_applied_or_suspends_the_table_never_ignored"),
+    acted("ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered", False,
+          "the table is suspended",
+          "integration/test_cdc_ddl.py::test_sqlite_alter_with_handle_source_table_altered_false_suspends_the_table"),
+    # ValidationSettings
+    acted("ValidationSettings.EnableValidation", True, "counts and row checksums after the load",
+          "integration/test_cdc_tasks.py::test_sqlite_to_duckdb_full_load_then_changes"),
+    not_yet("ValidationSettings.ValidationMode", "ROW_LEVEL"),
+    refused("ValidationSettings.ValidationMode", "GROUP_LEVEL", "row by row"),
+    not_yet("ValidationSettings.ValidationOnly", False),
+    refused("ValidationSettings.ValidationOnly", True, "conveyor validate"),
+    cloud("ValidationSettings.ThreadCount", 5),
+    cloud("ValidationSettings.PartitionSize", 10000),
+    not_yet("ValidationSettings.FailureMaxCount", 100),
+    not_yet("ValidationSettings.TableFailureMaxCount", 100),
+    not_yet("ValidationSettings.HandleCollationDiff", False),
+    refused("ValidationSettings.HandleCollationDiff", True, "not collations"),
+    not_yet("ValidationSettings.SkipLobColumns", False),
+    refused("ValidationSettings.SkipLobColumns", True, "LOB columns too"),
+    cloud("ValidationSettings.MaxKeyColumnSize", 8096),
+    not_yet("ValidationSettings.RecordFailureDelayInMinutes", 5),
+    not_yet("ValidationSettings.RecordFailureDelayLimitInMinutes", 0),
+    not_yet("ValidationSettings.RecordSuspendDelayInMinutes", 30),
+    not_yet("ValidationSettings.ValidationPartialLobSize", 0),
+    refused("ValidationSettings.ValidationPartialLobSize", 64, "whole LOBs"),
+    not_yet("ValidationSettings.ValidationQueryCdcDelaySeconds", 0),
+    # ErrorBehavior
+    acted("ErrorBehavior.DataErrorPolicy", "LOG_ERROR", "refused values go to awsdms_apply_exceptions",
+          "integration/test_bad_input.py::test_values_out_of_the_targets_range_go_to_apply_exceptions"),
+    acted("ErrorBehavior.DataTruncationErrorPolicy", "LOG_ERROR", "handled as DataErrorPolicy (equal to it)",
+          "integration/test_bad_input.py::test_values_out_of_the_targets_range_go_to_apply_exceptions"),
+    refused("ErrorBehavior.DataTruncationErrorPolicy", "STOP_TASK", "equal to DataErrorPolicy"),
+    acted("ErrorBehavior.DataErrorEscalationPolicy", "STOP_TASK",
+          "the task stops once DataErrorEscalationCount errors happened (no end-to-end test yet)"),
+    acted("ErrorBehavior.DataErrorEscalationCount", 5,
+          "errors of a table before escalation (no end-to-end test yet)"),
+    not_yet("ErrorBehavior.EventErrorPolicy", "IGNORE"),
+    refused("ErrorBehavior.EventErrorPolicy", "STOP_TASK", "logs an event rule's failure"),
+    acted("ErrorBehavior.TableErrorPolicy", "STOP_TASK", "the first failed table stops the load",
+          f"{EFFECTS}::test_table_error_policy"),
+    acted("ErrorBehavior.TableErrorPolicy", "STOP_TASK", "a table suspended in capture stops the task",
+          f"{EFFECTS}::test_table_error_policy_stop_task_in_capture"),
+    acted("ErrorBehavior.TableErrorEscalationPolicy", "STOP_TASK",
+          "the load stops after TableErrorEscalationCount failed tables (no end-to-end test yet)"),
+    acted("ErrorBehavior.TableErrorEscalationCount", 2,
+          "failed tables before escalation (no end-to-end test yet)"),
+    not_yet("ErrorBehavior.RecoverableErrorCount", 0),
+    not_yet("ErrorBehavior.RecoverableErrorInterval", 5),
+    not_yet("ErrorBehavior.RecoverableErrorThrottling", True),
+    not_yet("ErrorBehavior.RecoverableErrorThrottlingMax", 1800),
+    not_yet("ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax", True),
+    not_yet("ErrorBehavior.ApplyErrorDeletePolicy", "IGNORE_RECORD"),
+    refused("ErrorBehavior.ApplyErrorDeletePolicy", "LOG_ERROR", "IGNORE_RECORD"),
+    not_yet("ErrorBehavior.ApplyErrorInsertPolicy", "UPDATE_RECORD"),
+    refused("ErrorBehavior.ApplyErrorInsertPolicy", "LOG_ERROR", "idempotently"),
+    not_yet("ErrorBehavior.ApplyErrorUpdatePolicy", "UPDATE_RECORD"),
+    refused("ErrorBehavior.ApplyErrorUpdatePolicy", "LOG_ERROR", "idempotently"),
+    not_yet("ErrorBehavior.ApplyErrorEscalationPolicy", "LOG_ERROR"),
+    not_yet("ErrorBehavior.ApplyErrorEscalationCount", 0),
+    acted("ErrorBehavior.ApplyErrorFailOnTruncationDdl", True, "a captured TRUNCATE fails the task",
+          f"{EFFECTS}::test_truncate_fails_the_task_when_told"),
+    acted("ErrorBehavior.FailOnNoTablesCaptured", False, "no table selected: the task stops, with an event",
+          f"{EFFECTS}::test_no_tables_captured_ends_the_task_without_failing_when_told"),
+    cloud("ErrorBehavior.FailOnTransactionConsistencyBreached", True),
+    not_yet("ErrorBehavior.FullLoadIgnoreConflicts", True),
+    refused("ErrorBehavior.FullLoadIgnoreConflicts", False, "idempotently"),
+    cloud("ErrorBehavior.DataMaskingErrorPolicy", "STOP_TASK"),
+    # whole sections and top-level values
+    cloud("StreamBufferSettings", {"StreamBufferCount": 3}),
+    cloud("BeforeImageSettings", {"EnableBeforeImage": True}),
+    not_yet("LoopbackPreventionSettings", {"EnableLoopbackPrevention": True}),
+    cloud("CharacterSetSettings", {"CharacterReplacements": []}),
+    cloud("PostProcessingRules", {}),
+    cloud("TTSettings", {"EnableTT": True}),
+    cloud("FailTaskWhenCleanTaskResourceFailed", True),
+]  # fmt: skip
+
+
+def document(row: Row) -> dict[str, Any]:
+    section, _, key = row.key.partition(".")
+    return {section: {key: row.value}} if key else {section: row.value}
+
+
+def test_every_key_has_a_row() -> None:
+    keys = {row.key for row in ROWS}
+    assert sorted(accepted_keys() - keys) == [], "keys the model accepts without a row"
+    assert sorted(keys - accepted_keys()) == [], "rows for keys the model does not accept"
+    assert set(SUPPORT) == accepted_keys()
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{row.key}={row.value!r}"[:80] for row in ROWS])
+def test_a_key_does_what_its_row_says(row: Row) -> None:
+    doc = document(row)
+    settings, problems = check_task_settings(doc)
+    assert settings is not None, problems  # the settings model accepts the key
+    review = review_task_settings(doc, settings)
+    kind = SUPPORT[row.key].kind
+    if row.expect == "refused":
+        [(path, text)] = review.refused
+        assert path.startswith(row.key) and row.effect in text
+        with pytest.raises(ValueError, match=re.escape(row.key)):
+            TaskSpec.model_validate({"source": "s", "target": "t", "settings": doc})
+        return
+    assert review.refused == ()
+    if row.expect == "acted":
+        assert kind is Kind.ACTED and row.effect
+        assert (review.cloud_only, review.not_yet) == ((), ())
+        if row.proof:
+            path, _, name = row.proof.partition("::")
+            assert f"def {name}(" in (TESTS / path).read_text(encoding="utf-8"), row.proof
+        else:
+            assert "no end-to-end test yet" in row.effect or "no test" in row.effect
+    elif row.expect == "cloud-only":
+        assert kind is Kind.CLOUD_ONLY and review.cloud_only == (row.key,) and review.not_yet == ()
+    else:
+        assert row.expect == "not-yet"
+        assert kind is Kind.NOT_YET and review.not_yet == (row.key,) and review.cloud_only == ()
+
+
+def test_refusals_come_all_at_once_naming_each_key(tmp_path: Path) -> None:
+    from conveyor.stack.loader import load_stack
+
+    (tmp_path / "s.yaml").write_text(
+        "endpoints:\n  src: {engine: sqlite, path: ./a.sqlite}\n  dw: {engine: duckdb, path: ./d.duckdb}\n"
+        "tasks:\n  t:\n    source: src\n    target: dw\n    settings:\n"
+        "      ErrorBehavior: {ApplyErrorInsertPolicy: LOG_ERROR, TableErrorPolicie: STOP_TASK}\n"
+        "      ValidationSettings: {ValidationMode: GROUP_LEVEL}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_stack(tmp_path / "s.yaml")
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 3, lines
+    assert any(
+        "ErrorBehavior.TableErrorPolicie: unknown setting; did you mean 'TableErrorPolicy'?" in x
+        for x in lines
+    )
+    assert any("ErrorBehavior.ApplyErrorInsertPolicy: Conveyor cannot honour 'LOG_ERROR'" in x for x in lines)
+    assert any("ValidationSettings.ValidationMode: Conveyor cannot honour 'GROUP_LEVEL'" in x for x in lines)
+
+
+def test_counts_of_the_documented_table() -> None:
+    """docs/settings.md gives these counts; change both together."""
+    counts = {kind: sum(1 for s in SUPPORT.values() if s.kind is kind) for kind in Kind}
+    text = (TESTS.parent / "docs" / "settings.md").read_text(encoding="utf-8")
+    for kind, count in counts.items():
+        assert f"{kind.value}: {count}" in text, (kind, count)
