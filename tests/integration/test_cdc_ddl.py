@@ -461,3 +461,36 @@ def test_a_suspended_table_stays_suspended_across_stop_resume_and_sigkill_until_
         wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
     finally:
         _kill_worker(home)
+
+
+def test_reload_of_one_table_of_a_stopped_task_resumes_it(tmp_path: Path) -> None:
+    stack, source, target = _sqlite_stack(tmp_path)
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+    try:
+        assert conveyor(home, "tasks", "start", "sync").returncode == 0
+        wait_until(lambda: _active(home), "capture to begin", seconds=60)
+        # A type change SQLite cannot apply in place: the table is suspended.
+        _sqlite_execute(
+            source,
+            "ALTER TABLE items ADD COLUMN qty2 TEXT",
+            "UPDATE items SET qty2 = CAST(qty AS TEXT) || ' pcs'",
+            "ALTER TABLE items DROP COLUMN qty",
+            "ALTER TABLE items RENAME COLUMN qty2 TO qty",
+        )
+        wait_until(lambda: _items_suspended(home) is not None, "the suspension")
+        assert conveyor(home, "tasks", "stop", "sync").returncode == 0
+        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        _sqlite_execute(source, "UPDATE items SET name = 'while stopped' WHERE id = 1")
+        result = conveyor(home, "tasks", "reload", "sync", "--table", "main.items")
+        assert result.returncode == 0 and "resuming to reload main.items" in result.stdout, result.stderr
+        wait_until(lambda: _active(home) and not _described(home).get("suspended_tables"), "the reload", 60)
+        assert conveyor(home, "tasks", "stop", "sync").returncode == 0
+        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+    finally:
+        _kill_worker(home)
+    rows = _duckdb(target, "SELECT id, name, qty FROM main.items ORDER BY id")
+    with sqlite3.connect(source) as conn:
+        expected = conn.execute("SELECT id, name, qty FROM items ORDER BY id").fetchall()
+    conn.close()
+    assert rows == expected and rows[0] == (1, "while stopped", "1 pcs")
