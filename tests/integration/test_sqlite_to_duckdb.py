@@ -124,10 +124,16 @@ def test_prep_modes(source_path: Path, target: DuckDBTarget) -> None:
     assert (
         target.count(SQLiteSource(EndpointConfig("s", "sqlite", path=str(source_path))).tables()[0].ref) == 3
     )
-    # DO_NOTHING appends into the existing table: the primary key then refuses the duplicates
+    # DO_NOTHING appends into the existing table: the primary key then refuses the
+    # duplicates, which go to the apply-exceptions table
     states = run_load(source_path, target, PrepMode.DO_NOTHING)
-    assert states == [TABLE_ERROR] * 3
-    assert target._connection().cursor().execute("SELECT count(*) FROM main.customer").fetchone() == (3,)
+    assert states == [TABLE_COMPLETED] * 3
+    cur = target._connection().cursor()
+    assert cur.execute("SELECT count(*) FROM main.customer").fetchone() == (3,)
+    logged = cur.execute(
+        "SELECT table_name, count(*) FROM main.awsdms_apply_exceptions GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    assert logged == [("customer", 3), ("sales", 3), (WEIRD, 1)]
 
 
 def test_existing_table_of_another_shape_under_do_nothing(source_path: Path, target: DuckDBTarget) -> None:

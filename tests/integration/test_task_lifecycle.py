@@ -148,7 +148,9 @@ def source_checksum(path: Path) -> tuple[Any, ...]:
 
 
 def target_tables(path: Path) -> dict[str, tuple[Any, ...]]:
-    """Every table of the warehouse with its checksum; only when no worker holds it."""
+    """Every table of the warehouse with its checksum (not the control table
+    awsdms_apply_exceptions, which DuckDB targets always have); only when no
+    worker holds it."""
     if not path.exists():
         return {}
     con = duckdb.connect(str(path), read_only=True)
@@ -156,7 +158,8 @@ def target_tables(path: Path) -> dict[str, tuple[Any, ...]]:
         names = [
             f"{schema}.{name}"
             for schema, name in con.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables() ORDER BY 1, 2"
+                "SELECT schema_name, table_name FROM duckdb_tables() "
+                "WHERE table_name <> 'awsdms_apply_exceptions' ORDER BY 1, 2"
             ).fetchall()
         ]
         sums = {}

@@ -60,6 +60,17 @@ class RejectedValue:
         return (task, self.table.schema, self.table.name, when, key, self.column, self.value, self.reason)
 
 
+@dataclass(frozen=True)
+class RefusedRow:
+    """A row of a batch the target cannot take: its index in the batch, the
+    column to blame (None when no single value is) and why, in the target's
+    words where it gave them."""
+
+    row: int
+    column: str | None
+    reason: str
+
+
 class Snapshot(Protocol):
     """A consistent read view of a source: every table read through one snapshot
     sees the same instant. Reads from several threads each open their own
@@ -181,3 +192,33 @@ class SupportsStreamWrite(Protocol):
     per batch. It cannot say which row a target refused."""
 
     def write_stream(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> None: ...
+
+
+@runtime_checkable
+class SupportsCheckedWrite(Protocol):
+    """A table load that finds the rows its target would refuse instead of
+    failing (DuckDB: no savepoints, so a refused INSERT aborts the whole load).
+
+    ``screen`` runs cheap vectorised checks on each batch of a streamed write and
+    returns the batch without the rows it refuses. Should the target still raise
+    on the stream (a refusal the checks cannot foresee: a key already in the
+    table, a constraint), the engine starts the table's load again and writes it
+    batch by batch with ``write_checked``, which writes what the target takes and
+    returns the rows it left out; it never leaves the load unusable for a
+    refused value (an unforeseeable target error is a DataError that fails the
+    table)."""
+
+    def screen(self, records: pa.RecordBatch) -> tuple[pa.RecordBatch, list[RefusedRow]]: ...
+
+    def write_checked(self, records: pa.RecordBatch) -> list[RefusedRow]: ...
+
+
+@runtime_checkable
+class FoldsIdentifiers(Protocol):
+    """A target (or applier) whose engine resolves two different names to one
+    identifier. ``fold_identifier`` returns the name a given one resolves to;
+    ``identifier_rule`` says how, for messages."""
+
+    identifier_rule: str
+
+    def fold_identifier(self, name: str) -> str: ...

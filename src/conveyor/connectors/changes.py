@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from conveyor.connectors.base import Snapshot
+from conveyor.connectors.base import RejectedValue, Snapshot
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.schema import TableRef, TableSchema
 
@@ -231,7 +231,10 @@ class TableChanges:
     columns must keep the target's value (rows of the other columns, grouped by
     which columns are unchanged). ``truncate`` empties the table first.
     ``encoded`` are more whole rows to insert or replace, in the encoded format
-    the applier accepted for this table, columns in ``table.column_names`` order."""
+    the applier accepted for this table, columns in ``table.column_names`` order.
+    ``rejected`` are changes taken out because the target would refuse them
+    (``ScreensChanges``), to log in the apply-exceptions table in the batch's
+    transaction."""
 
     table: TableSchema
     deletes: Sequence[dict[str, Any]] = ()
@@ -239,6 +242,24 @@ class TableChanges:
     partial: dict[frozenset[str], list[dict[str, Any]]] = field(default_factory=dict)
     truncate: bool = False
     encoded: Sequence[bytes] = ()
+    rejected: Sequence[RejectedValue] = ()
+
+
+@runtime_checkable
+class ScreensChanges(Protocol):
+    """An applier that can find the changes its target would refuse before
+    applying them (DuckDB: a refused statement aborts the whole batch and does
+    not say which row). The runner applies the data error policy to what it
+    returns; rejected changes it keeps for the log go back to ``apply_changes``
+    in ``TableChanges.rejected``."""
+
+    def screen_changes(
+        self, changes: TableChanges, thorough: bool
+    ) -> tuple[TableChanges, list[RejectedValue]]:
+        """``changes`` without the rows the target would refuse, and those rows.
+        ``thorough`` also tries the rows on an empty copy of the table (slower;
+        after the target refused a screened batch)."""
+        ...
 
 
 class ChangeApplier(Protocol):

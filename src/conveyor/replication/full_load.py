@@ -16,8 +16,10 @@ import pyarrow as pa
 
 from conveyor.connectors.base import (
     PrepMode,
+    RefusedRow,
     RejectedValue,
     Snapshot,
+    SupportsCheckedWrite,
     SupportsKeyAfterLoad,
     SupportsRawCopy,
     SupportsRawCopyIn,
@@ -28,7 +30,10 @@ from conveyor.connectors.base import (
 from conveyor.core.errors import ConveyorError, DataError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableSchema
+from conveyor.replication.identifiers import TargetNames, collisions, folding_of
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy, TablePolicy
+
+log = logging.getLogger(__name__)
 
 # TableState values as the migration service reports them.
 TABLE_LOADING = "Table is being loaded"
@@ -50,6 +55,13 @@ class TablePlan:
     # The source column each target column is read from, in target order; None
     # when a target column has no source column (added by a mapping).
     source_columns: tuple[str | None, ...] | None = None
+
+    def names(self) -> TargetNames:
+        """The names the target gets (for ``identifiers.collisions``)."""
+        sources = self.source_columns or tuple(self.target.column_names)
+        return TargetNames(
+            self.source.ref, self.target.ref, tuple(zip(sources, self.target.column_names, strict=True))
+        )
 
     def raw_columns(self) -> list[str] | None:
         """Source columns for a raw same-engine copy, or None when the mapping
@@ -99,6 +111,8 @@ class FullLoad:
     """Runs the plans with up to ``parallel`` tables at once (MaxFullLoadSubTasks),
     ``batch_rows`` rows per write (CommitRate). A table that fails is rolled back
     and reported; the others go on. ``stop`` ends the load between batches.
+    Tables whose target names collide on the target (``identifiers``) are
+    refused before anything loads.
 
     A row the target refuses (and names) is handled by ``errors``
     (ErrorBehavior's DataErrorPolicy and its escalation): logged to the target's
@@ -124,8 +138,14 @@ class FullLoad:
 
     def run(self) -> list[TableProgress]:
         progress = [TableProgress(plan) for plan in self.plans]
+        refused = collisions([plan.names() for plan in self.plans], folding_of(self.target))
+        for table in progress:
+            if (reason := refused.get(table.plan.source.ref)) is not None:
+                table.started = datetime.now(UTC)
+                self._fail(table, reason)
+        loadable = [table for table in progress if table.state == TABLE_QUEUED]
         with ThreadPoolExecutor(max_workers=max(1, self.parallel), thread_name_prefix="full-load") as pool:
-            list(pool.map(self._load_table, progress))
+            list(pool.map(self._load_table, loadable))
         return progress
 
     def _load_table(self, progress: TableProgress) -> None:
@@ -135,17 +155,24 @@ class FullLoad:
         progress.state, progress.started = TABLE_LOADING, datetime.now(UTC)
         self.on_progress(progress)
         try:
-            if self.key_after_load and isinstance(self.target, SupportsKeyAfterLoad):
-                load = self.target.begin_load_key_after(plan.target, self.mode)
-            else:
-                load = self.target.begin_load(plan.target, self.mode)
+            load = self._begin(plan)
         except ConveyorError as exc:
             self._fail(progress, self._table_error(str(exc)))
             return
         progress.generated = generated_handling(plan, load)
         try:
             if not self._copy_raw(progress, load):
-                self._load_batches(progress, load)
+                try:
+                    self._load_batches(progress, load)
+                except _StreamRefused as refused:
+                    # The target refused the stream in a way its screen could not
+                    # foresee: load the table again, batch by batch, checked.
+                    log.warning("table %s: %s; loading it again batch by batch", plan.target.ref, refused)
+                    load.abort()
+                    load = _Aborted()  # until the new load has begun
+                    progress.rows = progress.error_rows = 0
+                    load = self._begin(plan)
+                    self._load_checked(progress, load)
                 self._source_rejections(progress, load)
             load.commit()
         except _Stopped:
@@ -167,6 +194,12 @@ class FullLoad:
             raise
         progress.state, progress.ended = TABLE_COMPLETED, datetime.now(UTC)
         self.on_progress(progress)
+
+    def _begin(self, plan: TablePlan) -> TableLoad:
+        """The table's load on the target (its key added after the rows when asked)."""
+        if self.key_after_load and isinstance(self.target, SupportsKeyAfterLoad):
+            return self.target.begin_load_key_after(plan.target, self.mode)
+        return self.target.begin_load(plan.target, self.mode)
 
     def _copy_raw(self, progress: TableProgress, load: TableLoad) -> bool:
         """Copy the table in the engines' own bulk format when it can; False when
@@ -223,23 +256,36 @@ class FullLoad:
             fault_point("full-load-batch")
             yield chunk
 
-    def _stream_batches(self, progress: TableProgress, load: SupportsStreamWrite) -> None:
+    def _stream_batches(self, progress: TableProgress, load: TableLoad) -> None:
         """One streamed write of the whole table; progress and stop are handled
         as the target pulls batches. A source error ends the stream and is raised
-        here, as itself, after the target stopped reading (the load then aborts)."""
+        here, as itself, after the target stopped reading (the load then aborts).
+        A load that screens batches (``SupportsCheckedWrite``) has the rows it
+        would refuse handled by the data error policy; when the target refuses
+        the stream all the same, ``_StreamRefused`` is raised."""
+        assert isinstance(load, SupportsStreamWrite)
         plan = progress.plan
         failure: BaseException | None = None
         last_report = time.monotonic()
+        checked = load if isinstance(load, SupportsCheckedWrite) else None
+        # Logged after the INSERT (the load's cursor is busy until then): the
+        # refused rows of the table are held, not its rows.
+        rejected: list[RejectedValue] = []
 
-        def batches() -> Iterator[pa.RecordBatch]:
+        def batches() -> Generator[pa.RecordBatch]:
             nonlocal failure, last_report
             try:
                 for batch in self.snapshot.read(plan.source, self.batch_rows):
                     if self.stop.is_set():
                         failure = _Stopped()
                         return
-                    yield plan.project(batch)
-                    progress.rows += batch.num_rows
+                    records = plan.project(batch)
+                    if checked is not None:
+                        screened, refused = checked.screen(records)
+                        rejected.extend(self._refused(progress, records, refused))
+                        records = screened
+                    yield records
+                    progress.rows += records.num_rows
                     fault_point("full-load-batch")
                     if time.monotonic() - last_report >= 1.0:
                         last_report = time.monotonic()
@@ -247,9 +293,58 @@ class FullLoad:
             except Exception as exc:  # raised below, once the target has let go
                 failure = exc
 
-        load.write_stream(batches(), plan.target.arrow_schema())
+        stream = batches()
+        try:
+            load.write_stream(stream, plan.target.arrow_schema())
+        except DataError as exc:
+            if failure is not None:
+                raise failure from None
+            if checked is None:
+                raise
+            raise _StreamRefused(str(exc)) from None
+        finally:
+            stream.close()  # the source's read ends now, not when collected
         if failure is not None:
             raise failure
+        load.record_rejections(self.task, rejected)
+
+    def _load_checked(self, progress: TableProgress, load: TableLoad) -> None:
+        """The table batch by batch, each written with the rows the target
+        refuses left out (``SupportsCheckedWrite.write_checked``)."""
+        assert isinstance(load, SupportsCheckedWrite)
+        plan = progress.plan
+        last_report = time.monotonic()
+        for batch in self.snapshot.read(plan.source, self.batch_rows):
+            if self.stop.is_set():
+                raise _Stopped
+            records = plan.project(batch)
+            refused = load.write_checked(records)
+            rejected = self._refused(progress, records, refused)
+            progress.rows += records.num_rows - len(refused)
+            load.record_rejections(self.task, rejected)
+            fault_point("full-load-batch")
+            if time.monotonic() - last_report >= 1.0:
+                last_report = time.monotonic()
+                self.on_progress(progress)
+
+    def _refused(
+        self, progress: TableProgress, records: pa.RecordBatch, refused: list[RefusedRow]
+    ) -> list[RejectedValue]:
+        """Count refused rows and apply the data error policy (which may stop the
+        table or the task); returns the entries to log under LOG_ERROR."""
+        if not refused:
+            return []
+        table = progress.plan.target
+        for r in refused:
+            progress.error_rows += 1
+            self._apply_policy(progress, f"table {table.ref}: {r.reason}")
+        if self.errors.data_error_policy is not RecordPolicy.LOG_ERROR:
+            return []
+        rows = records.take(pa.array([r.row for r in refused], pa.int64())).to_pylist()
+        return [
+            _rejected_value(table, row, r.column, f"table {table.ref}: {r.reason}")
+            for row, r in zip(rows, refused, strict=True)
+        ]
 
     def _load_batches(self, progress: TableProgress, load: TableLoad) -> None:
         plan = progress.plan
@@ -289,7 +384,7 @@ class FullLoad:
             break
         return rejected
 
-    def _apply_policy(self, progress: TableProgress, exc: DataError) -> None:
+    def _apply_policy(self, progress: TableProgress, exc: DataError | str) -> None:
         policy = self.errors.data_error_policy
         limit = self.errors.data_error_escalation_count
         if limit and progress.error_rows >= limit:
@@ -352,17 +447,43 @@ class TableSuspended(ConveyorError):
     """A data error whose policy suspends (fails) the table."""
 
 
+class _StreamRefused(ConveyorError):
+    """The target refused a screened stream (its transaction is lost)."""
+
+
+class _Aborted:
+    """Stands for a load already aborted, so a failure before the next one
+    begins is not aborted twice."""
+
+    def write(self, records: pa.RecordBatch) -> None:  # pragma: no cover - never called
+        raise AssertionError("write to an aborted load")
+
+    def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:  # pragma: no cover
+        raise AssertionError("rejections for an aborted load")
+
+    def commit(self) -> None:  # pragma: no cover - never called
+        raise AssertionError("commit of an aborted load")
+
+    def abort(self) -> None:
+        pass
+
+
 def rejection(table: TableSchema, batch: pa.RecordBatch, exc: DataError) -> RejectedValue:
     """The apply-exceptions entry for the row ``exc`` names."""
     assert exc.row is not None
-    row = batch.slice(exc.row, 1).to_pylist()[0]
-    value = row.get(exc.column) if exc.column else None
+    return _rejected_value(table, batch.slice(exc.row, 1).to_pylist()[0], exc.column, str(exc))
+
+
+def _rejected_value(
+    table: TableSchema, row: dict[str, object], column: str | None, reason: str
+) -> RejectedValue:
+    value = row.get(column) if column else None
     return RejectedValue(
         table=table.ref,
-        key={k: _printable(row[k]) for k in table.primary_key},
-        column=exc.column,
+        key={k: None if row[k] is None else _printable(row[k]) for k in table.primary_key},
+        column=column,
         value=None if value is None else _printable(value),
-        reason=str(exc),
+        reason=reason,
     )
 
 

@@ -3,7 +3,9 @@
 Per table: one ``DELETE ... USING`` of the deleted and replaced keys, one
 ``INSERT ... SELECT`` of the final rows and one ``UPDATE ... FROM`` per group of
 partial updates, each reading a registered Arrow batch; the task's checkpoint
-is written in the same transaction.
+is written in the same transaction, and so are the changes the runner took
+out because DuckDB would refuse them (``screen_changes``: the checks of the
+full load, ``screen.py``), in ``awsdms_apply_exceptions``.
 """
 
 from __future__ import annotations
@@ -11,15 +13,27 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import rows_to_batch
-from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.base import EndpointConfig, RefusedRow, RejectedValue
 from conveyor.connectors.changes import TableChanges
-from conveyor.connectors.duckdb.target import connect, qualified, quote, to_ddl
+from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
+from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe, private_database
+from conveyor.connectors.duckdb.target import (
+    connect,
+    create_exceptions_table,
+    create_table_sql,
+    insert_rejections,
+    qualified,
+    quote,
+    table_sql,
+    to_ddl,
+)
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, DataError
 from conveyor.core.schema import TableSchema
@@ -32,11 +46,19 @@ def _key_match(table: TableSchema, left: str, right: str) -> str:
 
 
 class DuckDBApplier:
+    identifier_rule = IDENTIFIER_RULE
+
+    def fold_identifier(self, name: str) -> str:
+        return fold_identifier(name)
+
     def __init__(self, config: EndpointConfig) -> None:
         if not config.path:
             raise ConfigError(f"endpoint {config.name!r}: a duckdb endpoint needs a path")
         self.config = config
         self._conn: duckdb.DuckDBPyConnection | None = None
+        self._checker: duckdb.DuckDBPyConnection | None = None
+        self._screens: dict[tuple[TableSchema, tuple[str, ...]], BatchScreen] = {}
+        self._probes: dict[TableSchema, Probe] = {}
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._conn is None:
@@ -45,7 +67,80 @@ class DuckDBApplier:
                 f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (task_name VARCHAR PRIMARY KEY, "
                 "position JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL)"
             )
+            create_exceptions_table(self._conn)
         return self._conn
+
+    def screen_changes(
+        self, changes: TableChanges, thorough: bool
+    ) -> tuple[TableChanges, list[RejectedValue]]:
+        """Upserts and partial updates without the rows DuckDB would refuse
+        (deletes carry only keys the table has). ``thorough`` also tries the
+        whole rows on an empty copy of the table."""
+        table = changes.table
+        rejected: list[RejectedValue] = []
+        upserts: Sequence[dict[str, Any]] = changes.upserts
+        if upserts:
+            upserts, refused = self._screen_rows(table, upserts, table.column_names, thorough)
+            rejected += refused
+        partial: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for unchanged, rows in changes.partial.items():
+            present = [c for c in table.column_names if c not in unchanged]
+            kept, refused = self._screen_rows(table, rows, present, False)
+            rejected += refused
+            if kept:
+                partial[unchanged] = kept
+        if not rejected:
+            return changes, []
+        return replace(changes, upserts=upserts, partial=partial), rejected
+
+    def _screen_rows(
+        self, table: TableSchema, rows: Sequence[dict[str, Any]], columns: list[str], thorough: bool
+    ) -> tuple[list[dict[str, Any]], list[RejectedValue]]:
+        batch = rows_to_batch(table, rows, columns)
+        refused = self._screen(table, columns).refusals(batch)
+        if thorough:
+            out = {r.row for r in refused}
+            kept = [i for i in range(len(rows)) if i not in out]
+            found = self._probe(table).refusals(batch.take(kept)) if kept else []
+            refused += [RefusedRow(kept[r.row], r.column, r.reason) for r in found]
+        if not refused:
+            return list(rows), []
+        out = {r.row for r in refused}
+        rejected = [
+            RejectedValue(
+                table=table.ref,
+                key={k: _printable(rows[r.row].get(k)) for k in table.primary_key},
+                column=r.column,
+                value=_printable(rows[r.row].get(r.column)) if r.column else None,
+                reason=f"table {table.ref}: {r.reason}",
+            )
+            for r in refused
+        ]
+        return [row for i, row in enumerate(rows) if i not in out], rejected
+
+    def _screen(self, table: TableSchema, columns: list[str]) -> BatchScreen:
+        key = (table, tuple(columns))
+        screen = self._screens.get(key)
+        if screen is None:
+            part = TableSchema(
+                table.ref,
+                tuple(table.column(c) for c in columns),
+                tuple(k for k in table.primary_key if k in columns),
+            )
+            screen = self._screens[key] = BatchScreen(part, part, self._private())
+        return screen
+
+    def _probe(self, table: TableSchema) -> Probe:
+        probe = self._probes.get(table)
+        if probe is None:
+            create = [*table_sql(self._connection(), table.ref), create_table_sql(table)]
+            probe = self._probes[table] = Probe(self._private(), table.ref, create, table.column_names)
+        return probe
+
+    def _private(self) -> duckdb.DuckDBPyConnection:
+        if self._checker is None:
+            self._checker = private_database()
+        return self._checker
 
     def read_checkpoint(self, task: str) -> Checkpoint | None:
         row = (
@@ -64,12 +159,13 @@ class DuckDBApplier:
         try:
             for table_changes in changes:
                 self._apply_table(conn, table_changes)
+                insert_rejections(conn, task, table_changes.rejected)
             conn.execute(
                 f"INSERT OR REPLACE INTO {CHECKPOINTS} VALUES (?, ?, now())",
                 [task, json.dumps({"engine": checkpoint.engine, "position": checkpoint.position})],
             )
             conn.execute("COMMIT")
-        except (duckdb.ConstraintException, duckdb.ConversionException) as exc:
+        except REFUSALS as exc:
             conn.execute("ROLLBACK")
             raise DataError(f"applying changes: {exc}") from None
         except BaseException:
@@ -106,24 +202,40 @@ class DuckDBApplier:
                 )
 
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+        self._forget_shapes()
         conn = self._connection()
         for name in columns:
             ddl = to_ddl(table.column(name).type)
             conn.execute(f"ALTER TABLE {qualified(table.ref)} ADD COLUMN IF NOT EXISTS {quote(name)} {ddl}")
 
     def drop_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+        self._forget_shapes()
         conn = self._connection()
         for name in columns:
             conn.execute(f"ALTER TABLE {qualified(table.ref)} DROP COLUMN IF EXISTS {quote(name)}")
 
+    def _forget_shapes(self) -> None:
+        """Tables change shape: screens and probes are made again."""
+        self._screens.clear()
+        self._probes.clear()
+
     def rename_column(self, table: TableSchema, old: str, new: str) -> None:
+        self._forget_shapes()
         conn = self._connection()
         conn.execute(f"ALTER TABLE {qualified(table.ref)} RENAME COLUMN {quote(old)} TO {quote(new)}")
 
     def drop_table(self, table: TableSchema) -> None:
+        self._forget_shapes()
         self._connection().execute(f"DROP TABLE IF EXISTS {qualified(table.ref)}")
 
+    def forget_shapes(self) -> None:
+        self._forget_shapes()
+
     def close(self) -> None:
+        self._forget_shapes()
+        if self._checker is not None:
+            self._checker.close()
+            self._checker = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -137,3 +249,10 @@ def _registered(conn: duckdb.DuckDBPyConnection, name: str, batch: pa.RecordBatc
     finally:
         with contextlib.suppress(duckdb.Error):
             conn.unregister(name)
+
+
+def _printable(value: object) -> str | None:
+    if value is None:
+        return None
+    text = value.hex() if isinstance(value, bytes) else str(value)
+    return text.replace("\x00", "\\x00")

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from conveyor.connectors.base import EndpointConfig, PrepMode, RejectedValue
+from conveyor.connectors.base import EndpointConfig, PrepMode, RefusedRow, RejectedValue
+from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
+from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe
 from conveyor.connectors.duckdb.types import from_duckdb
-from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, SchemaMismatch
+from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, SchemaMismatch, TerminalError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
 
@@ -65,6 +68,74 @@ def to_ddl(ctype: ColumnType) -> str:
     return _DDL[ctype.kind]
 
 
+def create_exceptions_table(cursor: duckdb.DuckDBPyConnection) -> None:
+    """The apply-exceptions table (``awsdms_apply_exceptions``), when missing."""
+    cursor.execute(
+        f"CREATE TABLE IF NOT EXISTS main.{EXCEPTIONS_TABLE} (task_name VARCHAR, table_owner VARCHAR, "
+        "table_name VARCHAR, error_time TIMESTAMPTZ, key JSON, column_name VARCHAR, value VARCHAR, "
+        "error VARCHAR)"
+    )
+
+
+_EXCEPTIONS_SCHEMA = pa.schema(
+    [
+        ("task_name", pa.string()),
+        ("table_owner", pa.string()),
+        ("table_name", pa.string()),
+        ("error_time", pa.timestamp("us", tz="UTC")),
+        ("key", pa.string()),
+        ("column_name", pa.string()),
+        ("value", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+def insert_rejections(
+    cursor: duckdb.DuckDBPyConnection, task: str, rejected: Sequence[RejectedValue]
+) -> None:
+    """Append to the apply-exceptions table, as one Arrow batch (a table may
+    refuse many rows; DuckDB's executemany goes row by row)."""
+    if not rejected:
+        return
+    now = datetime.now(UTC)
+    rows = [r.exceptions_row(task, now) for r in rejected]
+    columns = [pa.array([row[i] for row in rows], f.type) for i, f in enumerate(_EXCEPTIONS_SCHEMA)]
+    cursor.register("conveyor_rejections", pa.Table.from_arrays(columns, schema=_EXCEPTIONS_SCHEMA))
+    try:
+        cursor.execute(f"INSERT INTO main.{EXCEPTIONS_TABLE} SELECT * FROM conveyor_rejections")
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            cursor.unregister("conveyor_rejections")
+
+
+def resolve(cursor: duckdb.DuckDBPyConnection, ref: TableRef) -> TableRef | None:
+    """The table as DuckDB stores the name ``ref`` resolves to, or None."""
+    rows = cursor.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() "
+        "WHERE lower(schema_name) = lower(?) AND lower(table_name) = lower(?)",
+        [ref.schema, ref.name],
+    ).fetchall()
+    want = (fold_identifier(ref.schema), fold_identifier(ref.name))
+    for schema, name in rows:
+        if (fold_identifier(schema), fold_identifier(name)) == want:
+            return TableRef(schema, name)
+    return None
+
+
+def table_sql(cursor: duckdb.DuckDBPyConnection, ref: TableRef) -> list[str]:
+    """DuckDB's own CREATE statement of the table ``ref`` resolves to (none when
+    it does not exist)."""
+    stored = resolve(cursor, ref)
+    if stored is None:
+        return []
+    rows = cursor.execute(
+        "SELECT sql FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+        [stored.schema, stored.name],
+    ).fetchall()
+    return [row[0] for row in rows if row[0]]
+
+
 def create_table_sql(table: TableSchema) -> str:
     cols = [f"{quote(c.name)} {to_ddl(c.type)}" + ("" if c.nullable else " NOT NULL") for c in table.columns]
     if table.primary_key:
@@ -100,6 +171,10 @@ class DuckDBTarget:
     a task runs on a cursor of this one connection, each in its own transaction."""
 
     engine = "duckdb"
+    identifier_rule = IDENTIFIER_RULE
+
+    def fold_identifier(self, name: str) -> str:
+        return fold_identifier(name)
 
     def __init__(self, config: EndpointConfig) -> None:
         if not config.path:
@@ -108,6 +183,7 @@ class DuckDBTarget:
         self.path = config.path
         self._lock = threading.Lock()
         self._conn: duckdb.DuckDBPyConnection | None = None
+        self._exceptions_ready = False
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
@@ -121,45 +197,58 @@ class DuckDBTarget:
         return f"DuckDB {row[0]}"
 
     def describe(self, ref: TableRef) -> TableSchema | None:
+        """The table DuckDB resolves ``ref`` to (names match without regard to
+        case: an existing ``mixed`` is the table ``Mixed`` names), or None."""
         cur = self._connection().cursor()
+        stored = resolve(cur, ref)
+        if stored is None:
+            return None
         rows = cur.execute(
             "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
             "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            [ref.schema, ref.name],
+            [stored.schema, stored.name],
         ).fetchall()
         if not rows:
             return None
         keys = cur.execute(
             "SELECT constraint_column_names FROM duckdb_constraints() "
             "WHERE schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
-            [ref.schema, ref.name],
-        ).fetchone()
+            [stored.schema, stored.name],
+        ).fetchall()
         columns = tuple(
             Column(name, from_duckdb(dtype), nullable=nullable == "YES") for name, dtype, nullable in rows
         )
-        return TableSchema(ref, columns, tuple(keys[0]) if keys else ())
+        return TableSchema(ref, columns, tuple(keys[0][0]) if keys else ())
 
     def begin_load(self, table: TableSchema, mode: PrepMode) -> DuckDBTableLoad:
         cur = self._connection().cursor()
         # Concurrent transactions creating the same schema conflict in DuckDB's
-        # catalog, so schemas are created first, one at a time, outside the load.
+        # catalog, so schemas are created first, one at a time, outside the load;
+        # so is the apply-exceptions table, which a load sees only if it existed
+        # when the load's transaction began.
         with self._lock:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.ref.schema)}")
+            if not self._exceptions_ready:
+                create_exceptions_table(cur)
+                self._exceptions_ready = True
         cur.execute("BEGIN TRANSACTION")
         try:
             existing = self.describe(table.ref)
             if mode is PrepMode.DROP_AND_CREATE or existing is None:
                 cur.execute(f"DROP TABLE IF EXISTS {qualified(table.ref)}")
                 cur.execute(create_table_sql(table))
+                existing = table
             else:
                 _check_shape(table, existing)
                 if mode is PrepMode.TRUNCATE_BEFORE_LOAD:
                     cur.execute(f"DELETE FROM {qualified(table.ref)}")
+            ddl = table_sql(cur, table.ref)
         except BaseException:
             cur.execute("ROLLBACK")
             cur.close()
             raise
-        return DuckDBTableLoad(cur, table)
+        create_sql = [*ddl, create_table_sql(existing)]
+        return DuckDBTableLoad(cur, table, existing, create_sql)
 
     def read(
         self, table: TableSchema, batch_rows: int, order_by_key: bool = False
@@ -198,12 +287,12 @@ class DuckDBTarget:
 
 def _check_shape(table: TableSchema, existing: TableSchema) -> None:
     """Under DO_NOTHING or TRUNCATE_BEFORE_LOAD the target table must take every
-    column the load writes."""
+    column the load writes (a column name resolves as DuckDB resolves it)."""
+    have_columns = {fold_identifier(c.name): c for c in existing.columns}
     problems = []
     for col in table.columns:
-        try:
-            have = existing.column(col.name)
-        except KeyError:
+        have = have_columns.get(fold_identifier(col.name))
+        if have is None:
             problems.append(f"column {col.name!r} is missing")
             continue
         if to_ddl(have.type) != to_ddl(col.type):
@@ -213,9 +302,22 @@ def _check_shape(table: TableSchema, existing: TableSchema) -> None:
 
 
 class DuckDBTableLoad:
-    def __init__(self, cursor: duckdb.DuckDBPyConnection, table: TableSchema) -> None:
+    """One table's load in one transaction. ``shape`` is the target table as
+    it is (its NOT NULL columns and key), ``table`` what the load writes."""
+
+    def __init__(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        table: TableSchema,
+        shape: TableSchema,
+        create_sql: Sequence[str] = (),
+    ) -> None:
         self._cur = cursor
         self.table = table
+        self.shape = shape
+        self._create_sql = [*create_sql, create_table_sql(shape)]
+        self._screen = BatchScreen(table, shape)
+        self._probe: Probe | None = None
         self._insert = (
             f"INSERT INTO {qualified(table.ref)} ({', '.join(quote(c) for c in table.column_names)}) "
             "SELECT * FROM batch"
@@ -225,13 +327,14 @@ class DuckDBTableLoad:
         """The whole table in one INSERT reading an Arrow stream: DuckDB pulls the
         batches as it goes, so only a few are in memory at once. The rows of a
         load have no order to keep: without it (for this load's session only)
-        DuckDB inserts with less work and memory."""
+        DuckDB inserts with less work and memory. A refused value aborts the
+        load's transaction (DataError): see ``SupportsCheckedWrite``."""
         reader = pa.RecordBatchReader.from_batches(schema, batches)
         self._cur.register("batch_stream", reader)
         try:
             self._cur.execute("SET SESSION preserve_insertion_order = false")
             self._cur.execute(self._insert.replace("FROM batch", "FROM batch_stream"))
-        except (duckdb.ConstraintException, duckdb.ConversionException) as exc:
+        except REFUSALS as exc:
             raise DataError(f"table {self.table.ref}: {exc}") from None
         finally:
             with contextlib.suppress(duckdb.Error):
@@ -239,38 +342,99 @@ class DuckDBTableLoad:
             with contextlib.suppress(duckdb.Error):
                 self._cur.unregister("batch_stream")
 
+    def screen(self, records: pa.RecordBatch) -> tuple[pa.RecordBatch, list[RefusedRow]]:
+        refused = self._screen.refusals(records)
+        return (_without(records, refused), refused) if refused else (records, refused)
+
+    def write_checked(self, records: pa.RecordBatch) -> list[RefusedRow]:
+        """Write the rows DuckDB takes; return those it would refuse: screened,
+        then keys the table already has (rows of this load or from before it),
+        then a probe on an empty copy of the table for anything else."""
+        refused = self._screen.refusals(records)
+        for stage in (self._existing_keys, self._probed):
+            kept = _kept_rows(records.num_rows, refused)
+            part = records.take(kept) if refused else records
+            found = stage(part)
+            refused += [RefusedRow(kept[r.row].as_py(), r.column, r.reason) for r in found]
+        refused.sort(key=lambda r: r.row)
+        rows = _without(records, refused) if refused else records
+        if rows.num_rows:
+            try:
+                self.write(rows)
+            except DataError as exc:  # the transaction is lost: the table fails, saying why
+                raise DataError(f"{exc} (DuckDB refused rows that passed every check)") from None
+        return refused
+
+    def _existing_keys(self, records: pa.RecordBatch) -> list[RefusedRow]:
+        """Rows whose primary key the target table already holds, in this transaction."""
+        written = {fold_identifier(name): i for i, name in enumerate(self.table.column_names)}
+        keys = self.shape.primary_key
+        if not keys or not records.num_rows or any(fold_identifier(k) not in written for k in keys):
+            return []
+        columns = {k: records.column(written[fold_identifier(k)]) for k in keys}
+        probe = pa.table(columns | {"conveyor_row": pa.array(range(records.num_rows), pa.int64())})
+        match = " AND ".join(f"t.{quote(k)} = k.{quote(k)}" for k in keys)
+        self._cur.register("conveyor_keys", probe)
+        try:
+            rows = self._cur.execute(
+                f"SELECT k.conveyor_row FROM conveyor_keys AS k WHERE EXISTS "
+                f"(SELECT 1 FROM {qualified(self.table.ref)} AS t WHERE {match}) ORDER BY 1"
+            ).fetchall()
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                self._cur.unregister("conveyor_keys")
+        reason = f"duplicate primary key ({', '.join(keys)}): the target table already has a row with it"
+        return [RefusedRow(int(row[0]), None, reason) for row in rows]
+
+    def _probed(self, records: pa.RecordBatch) -> list[RefusedRow]:
+        if self._probe is None:
+            checker = self._screen.checker()
+            self._probe = Probe(checker, self.table.ref, self._create_sql, self.table.column_names)
+        return self._probe.refusals(records)
+
     def write(self, records: pa.RecordBatch) -> None:
         # DuckDB has no savepoints: a failing INSERT aborts the whole transaction,
         # so after a DataError here the load can only be aborted.
         self._cur.register("batch", records)
         try:
             self._cur.execute(self._insert)
-        except (duckdb.ConstraintException, duckdb.ConversionException) as exc:
+        except REFUSALS as exc:
             raise DataError(f"table {self.table.ref}: {exc}") from None
         finally:
             with contextlib.suppress(duckdb.Error):  # fails once the transaction is aborted
                 self._cur.unregister("batch")
 
     def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:
-        if not rejected:
-            return
-        self._cur.execute(
-            f"CREATE TABLE IF NOT EXISTS main.{EXCEPTIONS_TABLE} (task_name VARCHAR, table_owner VARCHAR, "
-            "table_name VARCHAR, error_time TIMESTAMPTZ, key JSON, column_name VARCHAR, value VARCHAR, "
-            "error VARCHAR)"
-        )
-        now = datetime.now(UTC)
-        self._cur.executemany(
-            f"INSERT INTO main.{EXCEPTIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [r.exceptions_row(task, now) for r in rejected],
-        )
+        insert_rejections(self._cur, task, rejected)
 
     def commit(self) -> None:
-        self._cur.execute("COMMIT")
+        self._screen.close()
+        try:
+            self._cur.execute("COMMIT")
+        except duckdb.TransactionException as exc:  # a catalog conflict with another load
+            raise TerminalError(f"table {self.table.ref}: DuckDB could not commit the load: {exc}") from None
         self._cur.close()
 
     def abort(self) -> None:
+        self._screen.close()
         try:
-            self._cur.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already ended it
+                self._cur.execute("ROLLBACK")
         finally:
             self._cur.close()
+
+
+def _kept_rows(rows: int, refused: list[RefusedRow]) -> pa.Array:
+    """Indices of the rows not refused."""
+    if not refused:
+        return pa.array(range(rows), pa.int64())
+    return pc.indices_nonzero(_keep_mask(rows, refused))
+
+
+def _keep_mask(rows: int, refused: list[RefusedRow]) -> pa.Array:
+    out = pa.array([r.row for r in refused], pa.int64())
+    return pc.invert(pc.is_in(pa.array(range(rows), pa.int64()), value_set=out))
+
+
+def _without(records: pa.RecordBatch, refused: list[RefusedRow]) -> pa.RecordBatch:
+    return records.filter(_keep_mask(records.num_rows, refused))

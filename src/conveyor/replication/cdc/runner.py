@@ -22,6 +22,7 @@ whole transaction, which converges to the same rows.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -42,6 +43,7 @@ from conveyor.connectors.changes import (
     EncodedRows,
     RenamesColumns,
     RowChange,
+    ScreensChanges,
     SupportsAddTable,
     SupportsEncodedRows,
     TableChanges,
@@ -56,9 +58,10 @@ from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
 from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.reduce import TableReducer
+from conveyor.replication.cdc.refusals import ChangeRefusals
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.mappings import MappedTable, TableMappings
-from conveyor.replication.settings import ChangeProcessingDdlHandlingPolicy
+from conveyor.replication.settings import ChangeProcessingDdlHandlingPolicy, ErrorBehavior
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +149,7 @@ class ChangeCapture:
     fail_on_truncate: bool = False
     """ApplyErrorFailOnTruncationDdl: a captured TRUNCATE fails the task (nothing of it applied)."""
     reloader: TableReloader | None = None
+    errors: ErrorBehavior = field(default_factory=ErrorBehavior)
 
     def __post_init__(self) -> None:
         self._handed = self.start  # the position of the last batch handed to the applier
@@ -159,6 +163,11 @@ class ChangeCapture:
         self._applier_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"apply-{self.task}")
         self._inflight: deque[_InFlight] = deque()
         self._reloads = TableReloads(self.reloader, self.task) if self.reloader is not None else None
+        self._refusals = (
+            ChangeRefusals(self.applier, self.errors, self._suspend)
+            if isinstance(self.applier, ScreensChanges)
+            else None
+        )
 
     def run(self) -> None:
         try:
@@ -456,19 +465,45 @@ class ChangeCapture:
         # A table suspended while this batch waited its turn gets nothing more.
         changes = [c for c in changes if not self._is_suspended(c.table.ref)]
         try:
-            self._apply_with_retry(self._applying(changes, position))
+            self._apply_with_retry(self._applying(self._screened(changes, False), position))
         except DataError:
-            # Find the tables the target refuses, one at a time under the
-            # target's current checkpoint; suspend them and apply the rest.
-            good = []
-            for table_changes in changes:
-                try:
-                    self._apply_with_retry(self._applying([table_changes], self._on_target))
-                    good.append(table_changes)
-                except DataError as exc:
-                    self._suspend(table_changes.table.ref, str(exc))
-            self._apply_with_retry(self._applying(good, position))
+            if not self._applied_thoroughly(changes, position):
+                # Find the tables the target refuses, one at a time under the
+                # target's current checkpoint; suspend them and apply the rest.
+                self._apply_by_table(changes, position)
+        if self._refusals is not None:
+            self._refusals.committed()
         self._on_target = position
+
+    def _applied_thoroughly(self, changes: list[TableChanges], position: Checkpoint) -> bool:
+        """A screening applier looks again, thoroughly, and the batch is applied
+        without what it finds; False when the target still refuses it."""
+        if self._refusals is None:
+            return False
+        try:
+            self._apply_with_retry(self._applying(self._screened(changes, True), position))
+            return True
+        except DataError:
+            return False
+
+    def _apply_by_table(self, changes: list[TableChanges], position: Checkpoint) -> None:
+        changes = self._screened([c for c in changes if not self._is_suspended(c.table.ref)], True)
+        good = []
+        for table_changes in changes:
+            try:
+                self._apply_with_retry(self._applying([table_changes], self._on_target))
+                # logged with it: the batch below applies its rows again, not its log
+                good.append(dataclasses.replace(table_changes, rejected=()))
+            except DataError as exc:
+                self._suspend(table_changes.table.ref, str(exc))
+        self._apply_with_retry(self._applying(good, position))
+
+    def _screened(self, changes: list[TableChanges], thorough: bool) -> list[TableChanges]:
+        """Changes without those the target would refuse (data error policy),
+        when the applier can tell (``ScreensChanges``)."""
+        if self._refusals is None:
+            return changes
+        return self._refusals.screen(changes, thorough)
 
     def _is_suspended(self, target_ref: TableRef) -> bool:
         return any(t.suspended is not None for t in self.tables.values() if t.mapped.target.ref == target_ref)

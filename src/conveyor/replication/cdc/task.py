@@ -23,6 +23,7 @@ from conveyor.replication.cdc.reload_task import TaskTableReloader
 from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
 from conveyor.replication.full_load import TABLE_COMPLETED, TablePlan
+from conveyor.replication.identifiers import TargetNames, collisions, folding_of
 from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.settings import TablePolicy
 from conveyor.replication.task_run import (
@@ -66,16 +67,21 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
     changes = open_change_source(source_config)
     applier = open_applier(target_config)
     try:
-        for warning in changes.preflight([m.source for m in mapped]):
+        refused = collisions([names_of(m) for m in mapped], folding_of(applier))
+        for ref, reason in refused.items():
+            log.error("task %s: table %s not replicated: %s", run.name, ref, reason)
+        kept = [m for m in mapped if m.source.ref not in refused]
+        for warning in changes.preflight([m.source for m in kept]):
             log.warning("task %s: %s", run.name, warning)
-        position, loaded = _starting_position(run, mode, changes, applier, mapped)
+        position, loaded = _starting_position(run, mode, changes, applier, kept)
         if run.stop.is_set():
             return STOP_REASON_NORMAL
         if loaded and run.settings.full_load_settings.stop_task_cached_changes_not_applied:
             # The checkpoint is the capture's start: `tasks resume` applies the changes since.
             log.info("task %s: full load finished; stopping (StopTaskCachedChangesNotApplied)", run.name)
             return STOPPED_AFTER_FULL_LOAD
-        _capture(run, changes, applier, mappings, captured, position)
+        kept_captured = [m for m in captured if m.source.ref not in refused]
+        _capture(run, changes, applier, mappings, kept_captured, position, refused_tables(mapped, refused))
     finally:
         applier.close()
     return STOP_REASON_NORMAL
@@ -133,8 +139,9 @@ def _capture(
     mappings: TableMappings,
     mapped: list[MappedTable],
     position: Checkpoint,
+    refused: dict[TableRef, CaptureTable],
 ) -> None:
-    tables = {m.source.ref: CaptureTable.of(m) for m in mapped}
+    tables = {m.source.ref: CaptureTable.of(m) for m in mapped} | refused
     for row in run.store.suspensions(run.name):
         # Suspended in an earlier run: still suspended (a reload unsuspends it).
         table = tables.get(TableRef(row["schema_name"], row["table_name"]))
@@ -218,11 +225,30 @@ def _capture(
             reloader=reloader,
             ddl=run.settings.change_processing_ddl_handling_policy,
             fail_on_truncate=errors.apply_error_fail_on_truncation_ddl,
+            errors=errors,
         )
         report(capture)
         capture.run()
     finally:
         stream.close()
+
+
+def names_of(mapped: MappedTable) -> TargetNames:
+    return TargetNames(
+        mapped.source.ref, mapped.target.ref, tuple((c.source, c.target) for c in mapped.columns)
+    )
+
+
+def refused_tables(mapped: list[MappedTable], refused: dict[TableRef, str]) -> dict[TableRef, CaptureTable]:
+    """Tables refused before capture (colliding target names), reported as
+    suspended with their reason; they are neither loaded nor captured."""
+    tables = {}
+    for m in mapped:
+        if m.source.ref in refused:
+            table = CaptureTable.of(m)
+            table.suspended = refused[m.source.ref]
+            tables[m.source.ref] = table
+    return tables
 
 
 def _cdc_only_stats(table: CaptureTable) -> dict[str, Any]:
