@@ -358,9 +358,12 @@ def test_replay_writes_the_same_file_and_the_checkpoint_last(lake: Factory) -> N
     crashed.apply_changes("t", [changes(rows(1))], position(1))
     first = files(crashed, "raw")
 
-    # the same batch again: same file, same content, no duplicate
-    crashed.apply_changes("t", [changes(rows(1))], position(1))
-    assert files(crashed, "raw") == first
+    # a part of a large transaction, under the stored checkpoint: a new file after
+    # the stored batch's, which stays (rewriting it would lose the batch's rows)
+    crashed.apply_changes("t", [changes(rows(1, start=5))], position(1))
+    parted = files(crashed, "raw")
+    assert len(parted) == 2 and set(first) < set(parted)
+    assert [line.split(",")[1] for line in text(crashed, f"raw/{first[0]}").splitlines()] == ["1"]
 
     # a crash after the change files, before the checkpoint
     write_bytes = crashed.fs.write_bytes
@@ -375,7 +378,7 @@ def test_replay_writes_the_same_file_and_the_checkpoint_last(lake: Factory) -> N
     with pytest.raises(KeyboardInterrupt):
         crashed.apply_changes("t", batch_two, position(2))
     assert crashed.read_checkpoint("t") == position(1)
-    assert len(files(crashed, "raw")) == 3
+    assert len(files(crashed, "raw")) == 4
 
     # the replay (a new process) covers more of the source but not the other table
     resumed = open_applier(endpoint)
@@ -383,7 +386,7 @@ def test_replay_writes_the_same_file_and_the_checkpoint_last(lake: Factory) -> N
     resumed.apply_changes("t", [changes(rows(3, start=10))], position(3))
     assert resumed.read_checkpoint("t") == position(3)
     after = files(resumed, "raw")
-    assert len(after) == 2, after  # the crashed attempt's files: rewritten or removed
+    assert len(after) == 3, after  # the crashed attempt's files: rewritten or removed
     assert not [p for p in after if p.startswith("sales/other/")]
     newest = max(after, key=lambda p: p.rsplit("/", 1)[1])
     assert [line.split(",")[1] for line in text(resumed, f"raw/{newest}").splitlines()] == ["10", "11", "12"]
@@ -487,7 +490,7 @@ def test_an_endpoint_from_the_stack_model(tmp_path: Path) -> None:
     target.close()
 
 
-def test_reapplying_the_stored_batch_drops_a_crashed_later_attempt(tmp_path: Path) -> None:
+def test_a_part_under_the_stored_checkpoint_drops_a_crashed_later_attempt(tmp_path: Path) -> None:
     applier = LakeApplier(EndpointConfig("lk", "lake", path=str(tmp_path), options={"settings": {}}))
     applier.apply_changes("t", [changes(rows(1))], position(1))
     first = files(applier)
@@ -502,6 +505,8 @@ def test_reapplying_the_stored_batch_drops_a_crashed_later_attempt(tmp_path: Pat
     with pytest.raises(KeyboardInterrupt):
         applier.apply_changes("t", [changes(rows(1, start=2))], position(2))
     assert len(files(applier)) == 2
+    crashed = [f for f in files(applier) if f not in first]
     applier.fs.write_bytes = write_bytes  # type: ignore[method-assign]
-    applier.apply_changes("t", [changes(rows(1))], position(1))
-    assert files(applier) == first
+    applier.apply_changes("t", [changes(rows(1))], position(1))  # a part under the stored checkpoint
+    now = files(applier)
+    assert len(now) == 2 and first[0] in now and crashed[0] not in now

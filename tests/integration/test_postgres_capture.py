@@ -16,12 +16,14 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from conveyor.connectors.arrow_rows import Unrepresentable
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import ChangeEvent, Commit, RowChange, TableDefinition, Truncate
 from conveyor.connectors.postgres.capture import PostgresChangeSource, PostgresChangeStream, capture_name
 from conveyor.connectors.postgres.pgoutput import parse_lsn
 from conveyor.connectors.postgres.source import PostgresSnapshot
 from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.calendar import days_from_civil
 from conveyor.core.errors import ConfigError, DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 from support.postgres_types import TYPES_DDL
@@ -556,7 +558,7 @@ def test_the_fast_row_path_agrees_with_the_general_one() -> None:
         None,
         frozenset({"t"}),
     )
-    bad = b"I" + struct.pack("!I", 7) + b"N" + tup("1", "x", "1", "2024-01-01 00:00:00+00 BC", "t")
+    bad = b"I" + struct.pack("!I", 7) + b"N" + tup("1", "x", "1", "2024-13-01 00:00:00+00 BC", "t")
     assert stream._fast_row(bad) is None  # the general path names the column
     with pytest.raises(DataError, match=r"public.x column 'ts'"):
         stream._event_of(stream._decoder.decode(bad))
@@ -574,15 +576,18 @@ def test_preflight_refuses_a_user_without_replication(pg_db: str) -> None:
         _execute(pg_db, "DROP ROLE plain_user")
 
 
-def test_a_value_without_python_form_names_its_column(capture: tuple[str, PostgresChangeSource]) -> None:
+def test_a_value_without_python_form_arrives_exactly(capture: tuple[str, PostgresChangeSource]) -> None:
+    """A BC date has no Python date: it arrives as date32's day count (exact), and
+    a timestamp past int64 microseconds as Unrepresentable (refused at apply)."""
     url, source = capture
-    _execute(url, "CREATE TABLE old_dates (id int PRIMARY KEY, d date)")
+    _execute(url, "CREATE TABLE old_dates (id int PRIMARY KEY, d date, ts timestamp)")
     tables = _tables(source, "old_dates")
     stream = source.open_stream("t1", tables, source.begin_capture("t1", tables, False).position)
     try:
-        _execute(url, "INSERT INTO old_dates VALUES (1, '0044-03-15 BC')")
-        with pytest.raises(DataError, match=r"public.old_dates column 'd'.*BC"):
-            _collect(stream, 1)
+        _execute(url, "INSERT INTO old_dates VALUES (1, '0044-03-15 BC', '294276-12-31 23:59:59')")
+        (change,) = [e for e in _collect(stream, 1) if isinstance(e, RowChange)]
+        assert change.values["d"] == days_from_civil(-43, 3, 15)
+        assert isinstance(change.values["ts"], Unrepresentable)
     finally:
         stream.close()
 

@@ -3,36 +3,95 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from conveyor.core import types as t
+from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
-from conveyor.core.types import Kind
+from conveyor.core.types import ColumnType, Kind
 
 _INFINITE = {"infinity": 1, "-infinity": -1}
+# Kinds whose captured values can be infinite (strings) or ``Unrepresentable``.
+_CHECKED = frozenset({Kind.DATE, Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.TIME, Kind.INTERVAL, Kind.DECIMAL})
+
+
+@dataclass(frozen=True, slots=True)
+class Unrepresentable:
+    """A captured value no in-flight Arrow value holds exactly (a timestamp
+    past int64 microseconds, an array with bounds or dimensions a list cannot
+    keep). It travels to the applier, which refuses it: ``rows_to_batch``
+    raises a DataError naming the column, so the table is suspended with the
+    reason instead of receiving a changed value."""
+
+    text: str
+    reason: str
 
 
 def rows_to_batch(
     table: TableSchema, rows: Sequence[dict[str, Any]], columns: Sequence[str]
 ) -> pa.RecordBatch:
     """``columns`` of ``rows`` as a batch with the table's Arrow types. Infinite
-    dates and timestamps arrive as the strings ``"infinity"``/``"-infinity"``."""
+    dates and timestamps arrive as the strings ``"infinity"``/``"-infinity"``
+    (in arrays too); dates, timestamps and times out of Python's range as
+    their raw Arrow integers (days or microseconds since 1970)."""
     arrays = []
     fields = []
     for name in columns:
         column = table.column(name)
         values = [row.get(name) for row in rows]
-        arrays.append(_array(column.type.kind, values, column.type.arrow()))
+        try:
+            arrays.append(_array(column.type, values))
+        except _Refused as exc:
+            raise DataError(
+                f"table {table.ref} column {name!r}: value {exc.value.text!r}: {exc.value.reason}",
+                column=name,
+            ) from None
         fields.append(pa.field(name, column.type.arrow()))
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _array(kind: Kind, values: list[Any], dtype: pa.DataType) -> pa.Array:
-    if kind in {Kind.DATE, Kind.TIMESTAMP, Kind.TIMESTAMPTZ} and any(isinstance(v, str) for v in values):
-        return _with_infinity(kind, values, dtype)
+class _Refused(Exception):
+    def __init__(self, value: Unrepresentable) -> None:
+        super().__init__(value.reason)
+        self.value = value
+
+
+def _array(ctype: ColumnType, values: list[Any]) -> pa.Array:
+    kind = ctype.kind
+    dtype = ctype.arrow()
+    if kind is Kind.ARRAY:
+        assert ctype.element is not None
+        return _list(ctype.element, values, dtype)
+    if kind in _CHECKED:
+        for v in values:
+            if type(v) is Unrepresentable:
+                raise _Refused(v)
+        if kind is not Kind.TIME and any(isinstance(v, str) for v in values):
+            return _with_infinity(kind, values, dtype)
     return pa.array(values, type=dtype)
+
+
+def _list(element: ColumnType, values: list[Any], dtype: pa.DataType) -> pa.Array:
+    if element.kind not in _CHECKED:
+        for v in values:
+            if type(v) is Unrepresentable:
+                raise _Refused(v)
+        return pa.array(values, type=dtype)
+    offsets = [0]
+    flat: list[Any] = []
+    for v in values:
+        if type(v) is Unrepresentable:
+            raise _Refused(v)
+        if v is not None:
+            flat.extend(v)
+        offsets.append(len(flat))
+    mask = pa.array([v is None for v in values], pa.bool_())
+    return pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()), _array(element, flat), type=dtype, mask=mask
+    )
 
 
 def _with_infinity(kind: Kind, values: list[Any], dtype: pa.DataType) -> pa.Array:

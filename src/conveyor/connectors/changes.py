@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from conveyor.connectors.base import RejectedValue, Snapshot
 from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.errors import DataError
 from conveyor.core.schema import TableRef, TableSchema
 
 
@@ -260,6 +261,17 @@ class ScreensChanges(Protocol):
         ``thorough`` also tries the rows on an empty copy of the table (slower;
         after the target refused a screened batch)."""
         ...
+
+
+class RefusedTables(DataError):
+    """An applier found, before writing anything, values it cannot hold in
+    some tables' changes: ``reasons`` by target table. The runner suspends
+    those tables and applies the rest, without probing table by table (a
+    target without transactions, such as the lake, cannot be probed)."""
+
+    def __init__(self, reasons: Mapping[TableRef, str]) -> None:
+        super().__init__("; ".join(reasons.values()))
+        self.reasons = dict(reasons)
 
 
 class ChangeApplier(Protocol):

@@ -53,7 +53,9 @@ from conveyor.core.errors import ConveyorError, TerminalError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
+from conveyor.lake import delta_stats, unchanged
 from conveyor.lake.controller import Controller, ControllerEntry, Lake, format_time, parse_time
+from conveyor.lake.unchanged import UNCHANGED
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,9 @@ class RawIndex:
             for rel in lake.raw.list_tree(state_dir)
             if rel.endswith(".json") and rel.count("/") >= 1
         ]
+        unchanged_dir = lay.join(lay.STATE_DIR, "unchanged")
+        self.marked = {rel.removesuffix(".json") for rel in lake.raw.list_tree(unchanged_dir)}
+        """Change files with partial updates (``layout.unchanged_path``)."""
 
     def table_files(self, ref: TableRef) -> TableFiles:
         found = TableFiles()
@@ -181,10 +186,16 @@ def _file_layout(base: lay.FileLayout, rel: str) -> lay.FileLayout:
 
 
 def read_changes(
-    lake: Lake, files: Sequence[ChangeFile], schema: TableSchema | None, skipped: list[dict[str, str]]
+    lake: Lake,
+    files: Sequence[ChangeFile],
+    schema: TableSchema | None,
+    skipped: list[dict[str, str]],
+    marked: set[str] | None = None,
 ) -> pa.Table:
     """The change rows of ``files`` in file and row order: ``__op``, the
-    table's columns and ``__seq`` (the row's position). Without a recorded
+    table's columns, ``__unchanged`` (see ``unchanged``; files with partial
+    updates are in ``marked``, all are looked for without it) and ``__seq``
+    (the row's position). Without a recorded
     table shape (a CDC-only table) Parquet files and CSV files with a header
     row describe themselves. Unreadable files are skipped into ``skipped``."""
     base = lay.file_layout(lake.config.settings, lake.config.data_format, changes=True)
@@ -199,6 +210,10 @@ def read_changes(
         except Exception as exc:
             skipped.append({"file": lake.raw.location(change.rel), "reason": f"unreadable: {_short(exc)}"})
             continue
+        if marked is None or change.rel in marked:
+            data = data.append_column(UNCHANGED, unchanged.marks(lake, change.rel, data.num_rows))
+        else:
+            data = data.append_column(UNCHANGED, pa.nulls(data.num_rows, pa.string()))
         parts.append(data)
     if parts:
         data = pa.concat_tables(parts, promote_options="permissive" if schema is None else "none")
@@ -207,6 +222,30 @@ def read_changes(
     else:
         data = pa.schema([pa.field(OP, pa.string())]).empty_table()
     return data.append_column(SEQ, pa.array(range(data.num_rows), pa.int64()))
+
+
+def _current_rows(
+    lake: Lake,
+    dt: DeltaTable | None,
+    load: FullLoad | None,
+    key: Sequence[str],
+    skipped: list[dict[str, str]],
+) -> unchanged.Lookup:
+    """The current rows of given keys: from the full load being taken, else
+    the curated table (for partial updates' unchanged columns)."""
+
+    def lookup(keys: pa.Table) -> pa.Table:
+        if load is not None:
+            rows = read_full_load(lake, load, skipped)
+        elif dt is not None:
+            first = keys.column(key[0])
+            rows = dt.to_pyarrow_dataset().to_table(filter=pc.field(key[0]).isin(first.to_pylist()))
+        else:
+            return keys.slice(0, 0)
+        cast_keys = keys.cast(rows.select(list(key)).schema, safe=False)
+        return rows.join(cast_keys, keys=list(key), join_type="left semi", use_threads=False)
+
+    return lookup
 
 
 def _read_self_described(lake: Lake, rel: str, layout: lay.FileLayout) -> pa.Table:
@@ -539,11 +578,13 @@ def _process_table(
     if schema is not None:
         _check_columns(schema.column_names, key, part, schema.ref)
     if current:
-        changes = read_changes(lake, current, schema, result.skipped)
+        changes = read_changes(lake, current, schema, result.skipped, index.marked)
         if schema is None and changes.num_rows:
             _check_columns([n for n in changes.column_names if n not in (OP, SEQ)], key, part, ref)
         result.change_files = [c.rel for c in current]
         result.change_rows = changes.num_rows
+        taken = full_load if take_load else None
+        changes = unchanged.fill(changes, key, OP, SEQ, _current_rows(lake, dt, taken, key, result.skipped))
         reduced = last_per_key(changes, key) if changes.num_rows else None
 
     values = {"LastFullLoadDate": new_date, "LastIncrementalFile": new_last}
@@ -569,6 +610,8 @@ def _process_table(
             result.inserted = reduced.num_rows - result.deleted
             base = apply_in_memory(base, reduced, key)
         data = delta_ready(base)
+        if dt is not None:
+            delta_stats.ensure(dt, data.schema, replace=True)
         write_deltalake(
             uri,
             data,
@@ -577,6 +620,7 @@ def _process_table(
             schema_mode="overwrite",
             storage_options=options,
             commit_properties=commit,
+            configuration=delta_stats.configuration(data.schema),
         )
     elif reduced is None or reduced.num_rows == 0:
         # only covered or unreadable files: record the progress in an empty commit
@@ -590,6 +634,7 @@ def _process_table(
     elif not key:
         upserts = reduced.filter(pc.not_equal(reduced.column(OP), "D"))
         upserts = delta_ready(upserts.drop_columns([OP, SEQ]))
+        delta_stats.ensure(dt, upserts.schema)
         result.inserted = upserts.num_rows
         write_deltalake(
             uri,
@@ -601,6 +646,7 @@ def _process_table(
             commit_properties=commit,
         )
     else:
+        delta_stats.ensure(dt, reduced.schema, skip=(OP, SEQ))
         metrics = _rewrite(dt, reduced, key, part, commit) or _merge(dt, reduced, key, part, commit)
         result.inserted = int(metrics.get("num_target_rows_inserted", 0))
         result.updated = int(metrics.get("num_target_rows_updated", 0))

@@ -231,8 +231,9 @@ class FullLoad:
         return True
 
     def _source_rejections(self, progress: TableProgress, load: TableLoad) -> None:
-        """Values a source itself left out of rows (DynamoDB's load_errors setting)
-        are logged with the table's rows; a source's schema drift is reported."""
+        """Rows a source itself left out (DynamoDB's load_errors setting, values
+        PostgreSQL's reader cannot carry exactly) are handled by the data error
+        policy, logged with the table's rows; a source's schema drift is reported."""
         rejections = getattr(self.snapshot, "rejections", None)
         drift = getattr(self.snapshot, "drift_report", None)
         if drift is not None:
@@ -240,7 +241,11 @@ class FullLoad:
         if rejections is not None:
             target = progress.plan.target.ref
             rejected = [replace(r, table=target) for r in rejections(progress.plan.source.ref)]
-            load.record_rejections(self.task, rejected)
+            for r in rejected:  # DataErrorPolicy and its escalation, as for a refused write
+                progress.error_rows += 1
+                self._apply_policy(progress, DataError(r.reason, column=r.column))
+            if self.errors.data_error_policy is RecordPolicy.LOG_ERROR:
+                load.record_rejections(self.task, rejected)
 
     def _raw_columns(self, plan: TablePlan, load: TableLoad) -> list[str] | None:
         if not (isinstance(self.snapshot, SupportsRawCopy) and isinstance(load, SupportsRawCopyIn)):

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from conveyor.connectors.arrow_rows import rows_to_batch
+from conveyor.connectors.arrow_rows import Unrepresentable, rows_to_batch
 from conveyor.connectors.base import EndpointConfig, RefusedRow, RejectedValue
 from conveyor.connectors.changes import TableChanges
 from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
@@ -96,13 +96,20 @@ class DuckDBApplier:
     def _screen_rows(
         self, table: TableSchema, rows: Sequence[dict[str, Any]], columns: list[str], thorough: bool
     ) -> tuple[list[dict[str, Any]], list[RejectedValue]]:
-        batch = rows_to_batch(table, rows, columns)
-        refused = self._screen(table, columns).refusals(batch)
+        # Values capture could not hold exactly (``Unrepresentable``) are refused
+        # before the rest is screened: Arrow cannot carry them.
+        refused = [u for i, row in enumerate(rows) if (u := _unrepresentable(i, row, columns)) is not None]
+        held = {r.row for r in refused}
+        order = [i for i in range(len(rows)) if i not in held]
+        batch = rows_to_batch(table, [rows[i] for i in order], columns)
+        refused += [
+            RefusedRow(order[r.row], r.column, r.reason) for r in self._screen(table, columns).refusals(batch)
+        ]
         if thorough:
             out = {r.row for r in refused}
-            kept = [i for i in range(len(rows)) if i not in out]
+            kept = [n for n, i in enumerate(order) if i not in out]
             found = self._probe(table).refusals(batch.take(kept)) if kept else []
-            refused += [RefusedRow(kept[r.row], r.column, r.reason) for r in found]
+            refused += [RefusedRow(order[kept[r.row]], r.column, r.reason) for r in found]
         if not refused:
             return list(rows), []
         out = {r.row for r in refused}
@@ -111,7 +118,7 @@ class DuckDBApplier:
                 table=table.ref,
                 key={k: _printable(rows[r.row].get(k)) for k in table.primary_key},
                 column=r.column,
-                value=_printable(rows[r.row].get(r.column)) if r.column else None,
+                value=_value_text(rows[r.row].get(r.column)) if r.column else None,
                 reason=f"table {table.ref}: {r.reason}",
             )
             for r in refused
@@ -256,3 +263,27 @@ def _printable(value: object) -> str | None:
         return None
     text = value.hex() if isinstance(value, bytes) else str(value)
     return text.replace("\x00", "\\x00")
+
+
+def _unrepresentable(index: int, row: dict[str, Any], columns: list[str]) -> RefusedRow | None:
+    """The row's first value (also inside an array) capture could not hold exactly."""
+    for column in columns:
+        found = _first_unrepresentable(row.get(column))
+        if found is not None:
+            return RefusedRow(index, column, f"value {found.text!r}: {found.reason}")
+    return None
+
+
+def _first_unrepresentable(value: Any) -> Unrepresentable | None:
+    if isinstance(value, Unrepresentable):
+        return value
+    if isinstance(value, list):
+        for item in value:
+            if (found := _first_unrepresentable(item)) is not None:
+                return found
+    return None
+
+
+def _value_text(value: Any) -> str | None:
+    held = _first_unrepresentable(value)
+    return held.text if held is not None and held is value else _printable(value)

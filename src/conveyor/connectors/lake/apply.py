@@ -11,7 +11,9 @@ final change per key, so the order between keys carries no meaning):
   for a table without one (rows are only ever appended there);
 * ``partial`` updates: ``U`` with the columns the source did not send (unchanged
   TOASTed values) null. The file cannot tell "unchanged" from NULL, as the
-  service's own files cannot.
+  service's own files cannot, so those rows and columns are recorded beside it
+  (``layout.unchanged_path``, written before the file): curation keeps the
+  current value there, never NULL.
 
 ``CdcInsertsOnly`` keeps only the upserts (written as inserts); it drops
 deletes and partial updates. ``CdcInsertsAndUpdates`` drops deletes. Whether
@@ -27,9 +29,16 @@ batch after a crash starts from the same checkpoint, finds the intent and
 reuses its stamp and folder, so it overwrites the same files (each written
 atomically) and removes any file of the crashed attempt it does not rewrite.
 Only then is the checkpoint ``.conveyor/checkpoints/<task>.json`` written
-(atomically) and the intent removed. Applying a batch whose checkpoint is the
-stored one again rewrites the same files too. So a file is never duplicated
-and the checkpoint never runs ahead of durable files.
+(atomically) and the intent removed. So a file is never duplicated and the
+checkpoint never runs ahead of durable files.
+
+A call whose checkpoint is the stored one is a part of a large transaction
+(the runner applies those under the previous checkpoint): it writes new files
+after the stored batch's and leaves those in place. After a crash within a
+large transaction, its parts are applied again from the checkpoint: the parts
+written before the crash stay, so their changes appear twice, in order (a
+keyed table converges; a keyless one holds those rows twice). Rewriting the
+stored batch's files instead would drop the stored batch's rows.
 
 ``CdcMaxBatchInterval`` and ``CdcMinFileSize`` are accepted but do not delay
 files: the runner's batching decides when a change file is written, because
@@ -48,21 +57,34 @@ import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import rows_to_batch
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import TableChanges
+from conveyor.connectors.changes import RefusedTables, TableChanges
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.filesystem import LakeFS
 from conveyor.connectors.lake.settings import lake_config
 from conveyor.core.batch import Checkpoint
-from conveyor.core.errors import TerminalError
-from conveyor.core.schema import TableSchema
+from conveyor.core.errors import DataError, TerminalError
+from conveyor.core.schema import TableRef, TableSchema
 
 log = logging.getLogger(__name__)
+
+
+_Marks = list[tuple[int, list[str]]]
+"""Rows of a change file (by index) and the columns they left unchanged."""
 
 
 def _position(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
     if checkpoint is None:
         return None
     return {"engine": checkpoint.engine, "position": checkpoint.position}
+
+
+def _next_stamp(*after: str | None) -> str:
+    """Now's file-name stamp, or 1 ms after the latest of ``after`` when now is not later."""
+    now = datetime.now(UTC)
+    latest = max((a for a in after if a is not None), default=None)
+    if latest is not None and lay.change_stamp(now) <= latest:
+        now = lay.stamp_time(latest) + timedelta(milliseconds=1)
+    return lay.change_stamp(now)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -108,39 +130,48 @@ class LakeApplier:
         target = _position(checkpoint)
         stale: list[str] = []
         if state is not None and _same(stored, target):
-            # the stored batch again: rewrite exactly its files, and drop those
-            # of a crashed attempt at a later batch (the checkpoint does not cover them)
-            start, stamp, folder_root = state.get("start"), state["stamp"], state["bucket_path"]
-            stale = list(state.get("files", []))
-            if pending is not None and _same(pending.get("start"), stored):
-                stale += [rel for rel in pending.get("files", []) if rel not in stale]
+            # a part of a large transaction, under the stored checkpoint: files
+            # after the stored batch's (which stay: the checkpoint covers them);
+            # those of a crashed attempt from this checkpoint are dropped
+            start, folder_root = stored, state["bucket_path"]
+            crashed = pending if pending is not None and _same(pending.get("start"), stored) else None
+            stale = list(crashed.get("files", [])) if crashed else []
+            stamp = _next_stamp(state["stamp"], crashed["stamp"] if crashed else None)
         elif pending is not None and _same(pending.get("start"), stored):
             # a replay after a crash between the change files and the checkpoint
             start, stamp, folder_root = pending["start"], pending["stamp"], pending["bucket_path"]
             stale = list(pending.get("files", []))
         else:
             start, folder_root = stored, self.bucket_path
-            now = datetime.now(UTC)
-            if state is not None and lay.change_stamp(now) <= state["stamp"]:
-                now = lay.stamp_time(state["stamp"]) + timedelta(milliseconds=1)
-            stamp = lay.change_stamp(now)
+            stamp = _next_stamp(state["stamp"] if state is not None else None, None)
         when = lay.stamp_time(stamp)
-        planned: list[tuple[str, pa.Table]] = []
+        planned: list[tuple[str, pa.Table, _Marks]] = []
+        refused: dict[TableRef, str] = {}
         for table_changes in changes:
-            data = self._rows(table_changes, when)
-            if data is None:
+            try:
+                rows = self._rows(table_changes, when)
+            except DataError as exc:
+                refused[table_changes.table.ref] = str(exc)
+                continue
+            if rows is None:
                 continue
             folder = lay.change_folder(folder_root, self.settings, table_changes.table.ref, when)
-            planned.append((f"{folder}/{stamp}.{self.layout.ext}", data))
-        files = [rel for rel, _ in planned]
+            planned.append((f"{folder}/{stamp}.{self.layout.ext}", *rows))
+        if refused:  # before any file changes: this call must not write part of a batch
+            raise RefusedTables(refused)
+        files = [rel for rel, _, _ in planned]
+        sidecars = [lay.unchanged_path(rel) for rel, _, unchanged in planned if unchanged]
         intent = {
             "start": start,
             "stamp": stamp,
             "bucket_path": folder_root,
             "files": sorted({*files, *stale}),
+            "unchanged": sidecars,
         }
         self.fs.write_bytes(lay.pending_path(task), json.dumps(intent).encode())
-        for rel, data in planned:
+        for rel, data, unchanged in planned:
+            if unchanged:  # before the file: curation never sees the file without it
+                self.fs.write_bytes(lay.unchanged_path(rel), json.dumps({"rows": unchanged}).encode())
             staged = self.fs.stage(rel)
             try:
                 lay.write_whole_file(staged.local_path, data, self.layout)
@@ -151,6 +182,7 @@ class LakeApplier:
         for rel in stale:
             if rel not in files:
                 self.fs.delete(rel)
+                self.fs.delete(lay.unchanged_path(rel))
         document = {
             **(target or {}),
             "start": start,
@@ -162,34 +194,41 @@ class LakeApplier:
         self.fs.write_bytes(lay.checkpoint_path(task), json.dumps(document, default=str).encode())
         self.fs.delete(lay.pending_path(task))
 
-    def _rows(self, changes: TableChanges, when: datetime) -> pa.Table | None:
+    def _rows(
+        self, changes: TableChanges, when: datetime
+    ) -> tuple[pa.Table, list[tuple[int, list[str]]]] | None:
+        """The change file's rows, and the unchanged columns of its partial
+        updates by row."""
         table = changes.table
         settings = self.settings
         if changes.truncate:
             log.warning(
                 "lake: TRUNCATE of %s is not written (the raw layout has no row form for it)", table.ref
             )
-        parts: list[tuple[str, list[dict[str, Any]]]] = []
+        parts: list[tuple[str, list[dict[str, Any]], list[str]]] = []
         inserts_only = settings.cdc_inserts_only
         if changes.deletes and not (inserts_only or settings.cdc_inserts_and_updates):
-            parts.append(("D", list(changes.deletes)))
+            parts.append(("D", list(changes.deletes), []))
         if changes.upserts:
             op = "I" if inserts_only or not table.primary_key else "U"
-            parts.append((op, list(changes.upserts)))
+            parts.append((op, list(changes.upserts), []))
         if not inserts_only:
-            for rows in changes.partial.values():
-                parts.append(("U", rows))
-        total = sum(len(rows) for _, rows in parts)
+            for columns, rows in changes.partial.items():
+                parts.append(("U", rows, sorted(c for c in columns if c in table.column_names)))
+        total = sum(len(rows) for _, rows, _ in parts)
         if total == 0:
             return None
         ops: list[str] = []
         rows_all: list[dict[str, Any]] = []
-        for op, rows in parts:
+        marks: _Marks = []
+        for op, rows, unchanged in parts:
+            if unchanged:
+                marks.extend((len(rows_all) + i, unchanged) for i in range(len(rows)))
             ops.extend([op] * len(rows))
             rows_all.extend(rows)
         batch = rows_to_batch(table, rows_all, table.column_names)
         stamp = lay.format_timestamp(when, self.layout.millis) if self.layout.timestamp else None
-        return lay.frame(batch, self.layout, pa.array(ops, pa.string()), stamp)
+        return lay.frame(batch, self.layout, pa.array(ops, pa.string()), stamp), marks
 
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
         """Nothing to alter: the next change files carry the new columns."""

@@ -68,6 +68,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from conveyor.connectors.lake import calendar_text as cal
 from conveyor.connectors.lake.filesystem import LakeFS
 from conveyor.connectors.lake.settings import (
     CompressionType,
@@ -161,6 +162,13 @@ def checkpoint_path(task: str) -> str:
 
 def pending_path(task: str) -> str:
     return join(STATE_DIR, "checkpoints", f"{task}.pending.json")
+
+
+def unchanged_path(change_rel: str) -> str:
+    """Where the unchanged columns of a change file's partial updates are
+    recorded (``{"rows": [[row, [column, ...]], ...]}``): the file itself
+    cannot tell a value the source did not send from NULL."""
+    return join(STATE_DIR, "unchanged", f"{change_rel}.json")
 
 
 def format_timestamp(when: datetime, millis: bool) -> str:
@@ -289,13 +297,19 @@ def text_column(values: pa.Array) -> pa.Array:
         ints = values.view(raw)
         infinite = pc.or_(pc.equal(ints, t.INT64_INFINITY), pc.equal(ints, t.INT64_NEG_INFINITY))
         finite = pc.if_else(infinite, pa.scalar(None, raw), ints).view(pa.timestamp(dtype.unit))
-        return _with_infinity(values, finite.cast(pa.string()), raw, t.INT64_INFINITY)
+        texts = finite.cast(pa.string())
+        if dtype.unit == "us":
+            texts = cal.fill_texts(ints, texts, unit_is_days=False)
+        return _with_infinity(values, texts, raw, t.INT64_INFINITY)
     if pa.types.is_date32(dtype):
         raw = pa.int32()
         ints = values.view(raw)
         infinite = pc.or_(pc.equal(ints, t.DATE_INFINITY), pc.equal(ints, t.DATE_NEG_INFINITY))
         finite = pc.if_else(infinite, pa.scalar(None, raw), ints).view(pa.date32())
-        return _with_infinity(values, finite.cast(pa.string()), raw, t.DATE_INFINITY)
+        texts = cal.fill_texts(ints, finite.cast(pa.string()), unit_is_days=True)
+        return _with_infinity(values, texts, raw, t.DATE_INFINITY)
+    if pa.types.is_time64(dtype) and dtype.unit == "us":
+        return cal.time_texts(values)
     if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
         return _hex(values)
     if dtype == pa.month_day_nano_interval():
@@ -323,12 +337,23 @@ def parse_column(texts: pa.Array, dtype: pa.DataType) -> pa.Array:
         plain = pa.timestamp(dtype.unit) if pa.types.is_timestamp(dtype) else pa.date32()
         pos = pc.equal(texts, "infinity")
         neg = pc.equal(texts, "-infinity")
-        finite = pc.if_else(pc.or_(pos, neg), pa.scalar(None, pa.string()), texts).cast(plain).view(raw)
+        finite_texts = pc.if_else(pc.or_(pos, neg), pa.scalar(None, pa.string()), texts)
+        try:
+            finite = finite_texts.cast(plain).view(raw)
+        except pa.ArrowInvalid:  # years Arrow does not read (BC, after 9999)
+            if plain == pa.timestamp("ms"):
+                raise
+            finite = cal.parse_exact(finite_texts, raw, unit_is_days=raw == pa.int32())
         merged = pc.if_else(pos, pa.scalar(top, raw), pc.if_else(neg, pa.scalar(-top, raw), finite))
         return merged.view(plain).cast(dtype) if plain != dtype else merged.view(dtype)
     if pa.types.is_time64(dtype):
-        prefixed = pc.binary_join_element_wise(pa.scalar("1970-01-01"), texts, " ")
-        return prefixed.cast(pa.timestamp(dtype.unit)).cast(dtype)
+        end = pc.equal(texts, cal.DAY_END)
+        day = pc.if_else(end, pa.scalar(None, pa.string()), texts)
+        prefixed = pc.binary_join_element_wise(pa.scalar("1970-01-01"), day, " ")
+        parsed = prefixed.cast(pa.timestamp(dtype.unit)).cast(dtype)
+        if not pc.any(end).as_py():
+            return parsed
+        return pc.if_else(end, pa.scalar(86_400_000_000, pa.int64()), parsed.view(pa.int64())).view(dtype)
     if pa.types.is_binary(dtype):
         return pa.array([None if v is None else bytes.fromhex(v) for v in texts.to_pylist()], dtype)
     if dtype == pa.month_day_nano_interval():

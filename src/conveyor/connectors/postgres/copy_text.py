@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.core import types as t
+from conveyor.core.calendar import US_PER_DAY, pg_date, pg_timestamp
 
 NULL = "\\N"
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -81,14 +82,46 @@ def to_text(array: pa.Array) -> pa.Array:
         return array_literal(array)
     if dtype == pa.month_day_nano_interval():
         return pa.array([None if v is None else _interval(v) for v in array.to_pylist()], pa.string())
+    if dtype == pa.time64("us"):
+        return _time_text(array)
     return array.cast(pa.string())
 
 
 def _with_infinity(array: pa.Array, raw: pa.DataType, infinity: int) -> pa.Array:
-    text = array.cast(pa.string())
+    text = _exact_text(array, raw)
     values = array.view(raw)
     text = pc.if_else(pc.equal(values, pa.scalar(infinity, raw)), pa.scalar("infinity"), text)
     return pc.if_else(pc.equal(values, pa.scalar(-infinity, raw)), pa.scalar("-infinity"), text)
+
+
+def _exact_text(array: pa.Array, raw: pa.DataType) -> pa.Array:
+    """Arrow's text of dates and timestamps, with the values it does not write
+    in PostgreSQL's input form (years before 1 or after 9999) in that form."""
+    zone = ""
+    if pa.types.is_timestamp(array.type) and array.type.tz is not None:
+        # Arrow's text of a zoned timestamp wraps years past 32767 (pyarrow 26):
+        # the naive text, with the zone added, is exact or marked out of range.
+        naive = array.view(raw).view(pa.timestamp(array.type.unit)).cast(pa.string())
+        text = pc.binary_join_element_wise(naive, pa.scalar("Z"), "")
+        zone = "+00"
+    else:
+        text = array.cast(pa.string())
+    odd = pc.or_(pc.starts_with(text, "-"), pc.starts_with(text, "<"))
+    odd = pc.or_(odd, pc.starts_with(text, "0000-"))
+    if not pc.any(odd).as_py():
+        return text
+    values = array.view(raw).to_pylist()
+    out = text.to_pylist()
+    for i in pc.indices_nonzero(pc.fill_null(odd, False)).to_pylist():
+        out[i] = pg_date(values[i]) if raw == pa.int32() else pg_timestamp(values[i], zone)
+    return pa.array(out, pa.string())
+
+
+def _time_text(array: pa.Array) -> pa.Array:
+    """time64 values; ``24:00:00`` (which Arrow does not write) included."""
+    text = array.cast(pa.string())
+    end = pc.equal(array.view(pa.int64()), US_PER_DAY)
+    return pc.if_else(end, pa.scalar("24:00:00"), text) if pc.any(end).as_py() else text
 
 
 def _interval(value: pa.MonthDayNano) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -10,12 +11,12 @@ import psycopg
 import pyarrow as pa
 from psycopg import pq, sql
 
-from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.postgres import connection
-from conveyor.connectors.postgres._arrow import conform
+from conveyor.connectors.postgres._arrow import Refusal, checks, conform, interval_guard
 from conveyor.connectors.postgres.types import NativeColumn, from_native, needs_text_cast
 from conveyor.connectors.postgres.user_types import native_types, xml_columns
-from conveyor.core.errors import ConnectionFailed, TerminalError
+from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 
@@ -81,7 +82,9 @@ def select_list(table: TableSchema, columns: Sequence[str] | None = None) -> sql
     for name in columns or table.column_names:
         ident = sql.Identifier(name)
         ctype = table.column(name).type
-        if ctype.native == "inet":
+        if ctype.kind is Kind.INTERVAL:
+            parts.append(interval_guard(name))
+        elif ctype.native == "inet":
             # inet's text cast always adds the netmask; abbrev() is its output form.
             parts.append(sql.SQL("abbrev({}) AS {}").format(ident, ident))
         elif needs_text_cast(ctype):
@@ -214,6 +217,8 @@ class PostgresSnapshot:
             assert row is not None
             snapshot_id = str(row[0])
         self.snapshot_id = snapshot_id
+        self._lock = threading.Lock()
+        self._rejected: dict[TableRef, list[RejectedValue]] = {}
 
     def _begin(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -226,7 +231,20 @@ class PostgresSnapshot:
             "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
             f"SET TRANSACTION SNAPSHOT '{self.snapshot_id}'",
         ]
-        return read_arrow(self.config, table, batch_rows, order_by_key, setup)
+        with self._lock:
+            self._rejected[table.ref] = []
+
+        def reject(rows: list[RejectedValue]) -> None:
+            with self._lock:
+                self._rejected.setdefault(table.ref, []).extend(rows)
+
+        return read_arrow(self.config, table, batch_rows, order_by_key, setup, reject=reject)
+
+    def rejections(self, ref: TableRef) -> list[RejectedValue]:
+        """The rows of table ``ref`` its last read left out: values no batch can
+        carry exactly (see ``_arrow``), for the target's exceptions table."""
+        with self._lock:
+            return list(self._rejected.get(ref, []))
 
     def copy_out(self, table: TableSchema, columns: Sequence[str]) -> Iterator[bytes]:
         """The table's rows as PostgreSQL binary COPY data, in blocks of about
@@ -282,9 +300,12 @@ class PostgresSnapshot:
 
 
 def select_query(table: TableSchema, order_by_key: bool = False) -> sql.Composed:
-    """SELECT of every column in its in-flight form; ordered by the primary key
-    in code point order (COLLATE "C"), the order validation merges in."""
-    query = sql.SQL("SELECT {} FROM {}").format(select_list(table), qualified(table.ref))
+    """SELECT of every column in its in-flight form, then the columns of
+    ``_arrow.checks``; ordered by the primary key in code point order
+    (COLLATE "C"), the order validation merges in."""
+    items: list[sql.Composable] = [select_list(table)]
+    items += checks(table, table.column_names)[0]
+    query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(items), qualified(table.ref))
     if order_by_key and table.primary_key:
         keys = []
         for name in table.primary_key:
@@ -306,11 +327,15 @@ def read_arrow(
     order_by_key: bool = False,
     setup: Sequence[str] = (),
     schema: pa.Schema | None = None,
+    reject: Callable[[list[RejectedValue]], None] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream a table through ADBC as batches of at most ``batch_rows`` rows with
     the table's Arrow schema (or ``schema``, a compatible one it is cast to).
-    ``setup`` runs first in the same transaction."""
+    ``setup`` runs first in the same transaction. A row holding a value the
+    batch cannot carry exactly is left out and handed to ``reject``; without
+    ``reject`` it is a DataError."""
     text = select_query(table, order_by_key).as_string(None)
+    checked = checks(table, table.column_names)[1]
     schema = schema or table.arrow_schema()
     try:
         conn = adbc.connect(connection.adbc_uri(config))
@@ -325,7 +350,13 @@ def read_arrow(
             pending: list[pa.RecordBatch] = []
             pending_rows = 0
             for raw in cur.fetch_record_batch():
-                pending.append(conform(raw, schema))
+                batch, refused = conform(raw, schema, table, checked)
+                if refused:
+                    rejected = [_rejected(table, raw, r) for r in refused]
+                    if reject is None:
+                        raise DataError(rejected[0].reason, column=rejected[0].column)
+                    reject(rejected)
+                pending.append(batch)
                 pending_rows += raw.num_rows
                 if pending_rows >= batch_rows:
                     yield from _rebatch(pending, schema, batch_rows)
@@ -335,6 +366,20 @@ def read_arrow(
     finally:
         conn.rollback()
         conn.close()
+
+
+def _rejected(table: TableSchema, raw: pa.RecordBatch, refusal: Refusal) -> RejectedValue:
+    """The apply-exceptions entry of a refused row: its key as read."""
+    key: dict[str, str | None] = {}
+    for name in table.primary_key:
+        scalar = raw.column(table.column_names.index(name))[refusal.row]
+        try:
+            value = scalar.as_py()
+        except (ValueError, OverflowError):  # a date or timestamp Python cannot hold
+            value = scalar.cast(pa.string()).as_py()
+        key[name] = None if value is None else str(value)
+    reason = f"table {table.ref} column {refusal.column!r}: {refusal.reason}"
+    return RejectedValue(table.ref, key, refusal.column, refusal.value, reason)
 
 
 def _rebatch(batches: list[pa.RecordBatch], schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:

@@ -15,7 +15,12 @@ still parsed correctly.
 
 Infinite dates and timestamps stay the strings ``"infinity"`` and
 ``"-infinity"`` (see connectors.changes). Values no Python value can hold
-(BC dates, years after 9999, ``24:00:00``) raise DataError.
+(BC dates, years after 9999, ``24:00:00``) become the integer of their Arrow
+type (days or microseconds since 1970), which ``arrow_rows`` takes as is.
+Values no Arrow value can hold exactly (timestamps past int64 microseconds,
+arrays with lower bounds other than 1 or more than one dimension, decimal
+NaN, intervals past int64 nanoseconds) become ``Unrepresentable``, which the
+applier refuses with the column and the reason.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from conveyor.connectors.arrow_rows import Unrepresentable
+from conveyor.core.calendar import days_from_civil
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 from conveyor.core.types import ColumnType, Kind
@@ -96,39 +103,87 @@ def _float32(text: str) -> float:
     return value
 
 
-def _decimal(text: str) -> Decimal:
+def _decimal(text: str) -> Decimal | Unrepresentable:
     try:
-        return Decimal(text)
+        value = Decimal(text)
     except InvalidOperation:
         raise DataError(f"{text!r} is not a decimal") from None
+    if not value.is_finite():
+        return Unrepresentable(text, "a decimal column's Arrow type has no NaN or infinity")
+    return value
 
 
-def _date(text: str) -> date | str:
+# Values out of Python's range (BC, years after 9999) in PostgreSQL's ISO output.
+_DATE_TEXT = re.compile(r"(\d{4,})-(\d\d)-(\d\d)( BC)?")
+_TIMESTAMP_TEXT = re.compile(
+    r"(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?"
+    r"(?:([+-])(\d\d)(?::(\d\d))?(?::(\d\d))?)?( BC)?"
+)
+_US_PER_DAY = 86_400_000_000
+_INT64_MAX = 2**63 - 1
+_MIDNIGHT_END = "24:00:00"
+
+
+def _days(year: str, month: str, day: str, bc: str | None) -> int:
+    if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31):
+        raise DataError(f"{year}-{month}-{day} is not a date")
+    astronomical = 1 - int(year) if bc else int(year)  # 1 BC is year 0
+    return days_from_civil(astronomical, int(month), int(day))
+
+
+def _date(text: str) -> date | str | int:
+    """A date; one out of Python's range as days since 1970 (date32's integer)."""
     try:
         return date.fromisoformat(text)
     except ValueError:
         if text in _INFINITIES:
             return text
-        raise DataError(f"date {text!r} has no Python value (BC or after year 9999)") from None
+        match = _DATE_TEXT.fullmatch(text)
+        if match is None:
+            raise DataError(f"date {text!r} is not in ISO form") from None
+        return _days(*match.groups())
 
 
-def _time(text: str) -> time:
+def _time(text: str) -> time | int:
+    """A time; ``24:00:00`` (which PostgreSQL allows) as its time64 integer."""
     try:
         return time.fromisoformat(text)
     except ValueError:
+        if text == _MIDNIGHT_END:
+            return _US_PER_DAY
         raise DataError(f"time {text!r} has no Python value") from None
 
 
-def _timestamp(text: str) -> datetime | str:
+def _raw_timestamp(text: str, kind: str) -> int | Unrepresentable:
+    """A timestamp out of Python's range as microseconds since 1970 (UTC), or
+    Unrepresentable past int64."""
+    match = _TIMESTAMP_TEXT.fullmatch(text)
+    if match is None:
+        raise DataError(f"{kind} {text!r} is not in ISO form") from None
+    year, month, day, hh, mm, ss, fraction, sign, oh, om, os_, bc = match.groups()
+    if int(hh) > 23 or int(mm) > 59 or int(ss) > 59:
+        raise DataError(f"{kind} {text!r} is not a time of day")
+    seconds = int(hh) * 3600 + int(mm) * 60 + int(ss)
+    if sign is not None:
+        offset = int(oh) * 3600 + int(om or 0) * 60 + int(os_ or 0)
+        seconds -= offset if sign == "+" else -offset
+    micros = _days(year, month, day, bc) * _US_PER_DAY + seconds * 1_000_000
+    micros += int((fraction or "0").ljust(6, "0"))
+    if abs(micros) >= _INT64_MAX:
+        return Unrepresentable(text, f"{kind} is beyond int64 microseconds since 1970 (year 294247)")
+    return micros
+
+
+def _timestamp(text: str) -> datetime | str | int | Unrepresentable:
     try:
         return datetime.fromisoformat(text)
     except ValueError:
         if text in _INFINITIES:
             return text
-        raise DataError(f"timestamp {text!r} has no Python value (BC or after year 9999)") from None
+        return _raw_timestamp(text, "timestamp")
 
 
-def _timestamptz(text: str) -> datetime | str:
+def _timestamptz(text: str) -> datetime | str | int | Unrepresentable:
     # With TimeZone=UTC the text ends in '+00', which fromisoformat takes (3.11+)
     # and gives the UTC singleton for.
     try:
@@ -142,7 +197,7 @@ def _timestamptz(text: str) -> datetime | str:
     except (ValueError, OverflowError):
         if text in _INFINITIES:
             return text
-        raise DataError(f"timestamptz {text!r} has no Python value (BC or after year 9999)") from None
+        return _raw_timestamp(text, "timestamptz")
 
 
 _ISO_INTERVAL = re.compile(
@@ -160,9 +215,19 @@ def _seconds_nanos(whole: str, fraction: str | None) -> int:
     return -nanos if whole.startswith("-") else nanos
 
 
-def _interval(text: str) -> pa.MonthDayNano:
+def _interval(text: str) -> pa.MonthDayNano | Unrepresentable:
     """IntervalStyle iso_8601 ('P1Y2M-3DT4H5M6.789S'), or postgres
-    ('1 year 2 mons -3 days +04:05:06.789')."""
+    ('1 year 2 mons -3 days +04:05:06.789'); Unrepresentable when the time
+    part overflows int64 nanoseconds."""
+    value = _interval_value(text)
+    if abs(value.nanoseconds) > _INT64_MAX:
+        return Unrepresentable(
+            text, "interval's time part exceeds the in-flight range (+/-292 years in nanoseconds)"
+        )
+    return value
+
+
+def _interval_value(text: str) -> pa.MonthDayNano:
     match = _ISO_INTERVAL.fullmatch(text)
     if match is not None:
         years, months, days, hours, minutes, seconds, fraction = match.groups()
@@ -221,10 +286,29 @@ _BY_KIND: dict[Kind, Converter] = {
 }
 
 
+def array_shape_refusal(text: str) -> str | None:
+    """Why an array's text output has no exact one-dimensional list form (None
+    when it has): more than one dimension, or a lower bound other than 1."""
+    if text.startswith("["):
+        bounds = text[: text.index("=")]
+        if bounds.count("[") > 1:
+            return f"multi-dimensional array {bounds} has no exact form in a one-dimensional list column"
+        return f"array bounds {bounds} (lower bound other than 1) cannot be kept by a list column"
+    if text.startswith("{{"):
+        return "multi-dimensional array has no exact form in a one-dimensional list column"
+    return None
+
+
 def _array_converter(element: Converter) -> Converter:
-    def convert(text: str) -> list[Any]:
-        items = parse_array(text)
-        return _convert_items(items, element)
+    def convert(text: str) -> list[Any] | Unrepresentable:
+        refusal = array_shape_refusal(text)
+        if refusal is not None:
+            return Unrepresentable(text, refusal)
+        items = _convert_items(parse_array(text), element)
+        for item in items:
+            if type(item) is Unrepresentable:
+                return item
+        return items
 
     return convert
 

@@ -41,6 +41,7 @@ from conveyor.connectors.changes import (
     Commit,
     DropsTables,
     EncodedRows,
+    RefusedTables,
     RenamesColumns,
     RowChange,
     ScreensChanges,
@@ -466,6 +467,11 @@ class ChangeCapture:
         changes = [c for c in changes if not self._is_suspended(c.table.ref)]
         try:
             self._apply_with_retry(self._applying(self._screened(changes, False), position))
+        except RefusedTables as exc:
+            for ref, reason in exc.reasons.items():
+                self._suspend(ref, reason)
+            good = [c for c in changes if c.table.ref not in exc.reasons]
+            self._apply_with_retry(self._applying(self._screened(good, False), position))
         except DataError:
             if not self._applied_thoroughly(changes, position):
                 # Find the tables the target refuses, one at a time under the
