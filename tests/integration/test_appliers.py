@@ -179,3 +179,31 @@ def test_a_refused_value_is_named_by_column_not_shown(pg_server: PostgresServer)
     message = str(refused.value)
     assert "too long" in message and "pin" in message
     assert "123456" not in message and "top secret" not in message
+
+
+def test_a_table_recreated_with_another_type_is_applied_after_forget_shapes(pg_db: str) -> None:
+    """A reload recreates a target table (its type changed): the applier's
+    staging tables of the old shape must not refuse the new values."""
+    small = TableSchema(
+        TableRef("public", "n"),
+        (Column("id", t.simple(Kind.INT64), False), Column("v", t.simple(Kind.INT32))),
+        ("id",),
+    )
+    big = TableSchema(small.ref, (small.columns[0], Column("v", t.simple(Kind.INT64))), ("id",))
+    endpoint = EndpointConfig("dst", "postgres", url=pg_db)
+    target = open_target(endpoint)
+    target.begin_load(small, PrepMode.DROP_AND_CREATE).commit()
+    target.close()
+    applier = PostgresApplier(endpoint)
+    try:
+        position = Checkpoint("postgres", {"lsn": 1})
+        applier.apply_changes("t", [TableChanges(small, upserts=[{"id": 1, "v": 1}])], position)
+        target = open_target(endpoint)
+        target.begin_load(big, PrepMode.DROP_AND_CREATE).commit()  # what a reload does
+        target.close()
+        applier.forget_shapes()
+        applier.apply_changes("t", [TableChanges(big, upserts=[{"id": 1, "v": 5_000_000_000}])], position)
+    finally:
+        applier.close()
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT v FROM n").fetchall() == [(5_000_000_000,)]

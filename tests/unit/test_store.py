@@ -129,3 +129,23 @@ def test_an_older_store_is_migrated(location: dict[str, Any]) -> None:
     with second.engine.begin() as conn:
         assert conn.execute(select(schema.schema_version.c.version)).scalar() == schema.SCHEMA_VERSION
     second.close()
+
+
+def test_table_suspensions_survive_and_reload_requests_replace_them(store: Store) -> None:
+    position = {"engine": "postgres", "position": {"lsn": 42}}
+    store.put_suspension("t", ("public", "items"), ("dw", "items"), "column 'a' changed type", position)
+    store.put_suspension("t", ("public", "other"), ("dw", "other"), "refused", None)
+    rows = {r["table_name"]: r for r in store.suspensions("t")}
+    assert rows["items"]["state"] == "suspended" and rows["items"]["position"] == position
+    assert rows["items"]["reason"] == "column 'a' changed type" and rows["items"]["target_schema"] == "dw"
+    assert store.suspensions("another task") == []
+    store.request_table_reload("t", "public", "items", ("dw", "items"))
+    store.request_table_reload(
+        "t", "public", "fresh", ("dw", "fresh")
+    )  # not suspended: a reload all the same
+    states = {r["table_name"]: r["state"] for r in store.suspensions("t")}
+    assert states == {"items": "reload", "other": "suspended", "fresh": "reload"}
+    store.clear_suspension("t", "public", "items")
+    assert {r["table_name"] for r in store.suspensions("t")} == {"other", "fresh"}
+    store.clear_suspension("t")
+    assert store.suspensions("t") == []

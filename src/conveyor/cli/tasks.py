@@ -16,6 +16,7 @@ from conveyor.cli.progress import LiveProgress
 from conveyor.connectors.registry import SOURCES, open_source, open_target
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.bus import event_sink
+from conveyor.replication.cdc.reload_request import request_table_reloads
 from conveyor.replication.progress_lines import PlainProgress
 from conveyor.replication.task_run import ACTIVE_STATUSES, StartMode
 from conveyor.replication.worker import (
@@ -99,9 +100,38 @@ def tasks_resume(name: str, wait: WaitOption = False, as_json: JsonOption = Fals
 
 
 @tasks_app.command("reload")
-def tasks_reload(name: str, wait: WaitOption = False, as_json: JsonOption = False) -> None:
-    """Resync: drop the task's capture and start afresh (full load, then capture)."""
-    _start(name, wait, as_json, "reload")
+def tasks_reload(
+    name: str,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--table",
+            help="SCHEMA.TABLE (source or target name): reload just this table while capture goes on "
+            "for the others; repeatable.",
+        ),
+    ] = None,
+    wait: WaitOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Resync: drop the task's capture and start afresh (full load, then capture).
+    With --table, reload only those tables (also a suspended one) and capture on."""
+    if not table:
+        _start(name, wait, as_json, "reload")
+        return
+    with opened_store() as store:
+        stack = applied_task_stack(store, name)
+        refs = request_table_reloads(store, stack, name, table)
+        running = reap_stale(store, name, event_sink(store))["status"] in ACTIVE_STATUSES
+    listed = ", ".join(str(r) for r in refs)
+    if running:
+        if as_json:
+            _emit({"task": name, "status": "running", "reloading": [str(r) for r in refs]}, True)
+        else:
+            typer.echo(f"task {name}: the running task reloads {listed}")
+        return
+    if not as_json:
+        typer.echo(f"task {name}: resuming to reload {listed}")
+    _start(name, wait, as_json, "resume")
 
 
 def _start(name: str, wait: bool, as_json: bool, mode: StartMode) -> None:
@@ -152,6 +182,10 @@ def _describe(store: Store, name: str, stack: Stack) -> dict[str, Any]:
     progress = store.task_progress(name)
     if progress is not None:
         described["capture"] = progress
+    suspended = store.suspensions(name)
+    if suspended:
+        # Kept across runs until `conveyor tasks reload NAME --table S.T`.
+        described["suspended_tables"] = suspended
     return described
 
 
@@ -190,6 +224,9 @@ def _print_described(described: dict[str, Any]) -> None:
     ):
         if not_acted_on.get(key):
             _out.print(f"settings {label}: {', '.join(not_acted_on[key])}", markup=False, highlight=False)
+    for row in described.get("suspended_tables", []):
+        state = "reload requested" if row["state"] == "reload" else f"suspended: {row['reason']}"
+        _out.print(f"table {row['schema_name']}.{row['table_name']}: {state}", markup=False, highlight=False)
 
 
 def _print_capture(described: dict[str, Any]) -> None:

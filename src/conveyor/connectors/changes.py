@@ -75,9 +75,22 @@ class Commit:
 @dataclass(frozen=True)
 class TableDefinition:
     """A table's shape as the stream now sees it (before its next changes); a
-    difference from the shape known so far is DDL (ADD COLUMN, a type change ...)."""
+    difference from the shape known so far is DDL (ADD COLUMN, a type change ...).
+
+    ``renamed`` maps each column renamed since the last definition (new name)
+    to its old name. An empty mapping says "no column was renamed"; ``None``
+    says the stream cannot tell a rename from a DROP plus an ADD, so the runner
+    must not guess (a column gone and another come suspends the table)."""
 
     schema: TableSchema
+    renamed: Mapping[str, str] | None = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableDropped:
+    """The source table was dropped (in commit order): it leaves the capture."""
+
+    table: TableRef
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,7 @@ class Truncate:
     tables: tuple[TableRef, ...]
 
 
-ChangeEvent = RowChange | EncodedRows | Commit | TableDefinition | Truncate
+ChangeEvent = RowChange | EncodedRows | Commit | TableDefinition | TableDropped | Truncate
 
 
 @dataclass(frozen=True)
@@ -168,6 +181,46 @@ class ChangeSource(Protocol):
 
     def end_capture(self, task: str) -> None:
         """Remove what ``begin_capture`` created."""
+        ...
+
+
+@runtime_checkable
+class SupportsAddTable(Protocol):
+    """A stream that can begin capturing a table while it runs (one created
+    during capture that the task's selection includes)."""
+
+    def add_table(self, table: TableSchema) -> None:
+        """Stream ``table``'s changes from now on; raises ConfigError when it
+        cannot (no primary key, a publication managed by the user)."""
+        ...
+
+
+@runtime_checkable
+class CachesTargetShapes(Protocol):
+    """An applier that keeps what it learnt of target tables (staging tables of
+    their shape) across batches."""
+
+    def forget_shapes(self) -> None:
+        """Target tables changed outside the applier (a table reloaded): forget
+        them. Called while no batch is being applied."""
+        ...
+
+
+@runtime_checkable
+class RenamesColumns(Protocol):
+    """An applier that can rename a target column, keeping its values."""
+
+    def rename_column(self, table: TableSchema, old: str, new: str) -> None:
+        """ALTER TABLE RENAME COLUMN ``old`` TO ``new`` on the target table ``table``."""
+        ...
+
+
+@runtime_checkable
+class DropsTables(Protocol):
+    """An applier that can drop a target table (HandleSourceTableDropped)."""
+
+    def drop_table(self, table: TableSchema) -> None:
+        """DROP TABLE IF EXISTS on the target table ``table``."""
         ...
 
 

@@ -40,6 +40,12 @@ NO_TABLES_CAPTURED = (
     "StateChange",
     "No tables captured. {reason}",
 )
+TABLE_DROPPED = (
+    "CONVEYOR-EVENT-0003",
+    "REPLICATION_TASK_TABLE_DROPPED",
+    "Configuration change",
+    "Source table dropped; it left the capture. {reason}",
+)
 
 
 def task_arn(task: str) -> str:

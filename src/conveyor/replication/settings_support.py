@@ -172,11 +172,13 @@ SUPPORT: Mapping[str, Support] = {
     "ChangeProcessingTuning.MemoryKeepTime": cloud(_TUNING),
     "ChangeProcessingTuning.StatementCacheSize": cloud(_TUNING),
     # ChangeProcessingDdlHandlingPolicy
-    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableDropped": not_yet(
-        "Conveyor does not drop a target table when its source table is dropped", False
+    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableDropped": acted(
+        "a source DROP TABLE drops the target table (false: leaves it); the table leaves the capture"
     ),
     "ChangeProcessingDdlHandlingPolicy.HandleSourceTableTruncated": acted("a source TRUNCATE is applied"),
-    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered": acted("added/dropped columns are applied"),
+    "ChangeProcessingDdlHandlingPolicy.HandleSourceTableAltered": acted(
+        "added, dropped and renamed columns are applied (false: the table is suspended)"
+    ),
     # ValidationSettings
     "ValidationSettings.EnableValidation": acted("every value compared after the full load"),
     "ValidationSettings.ValidationMode": not_yet("Conveyor validates row by row", "ROW_LEVEL"),

@@ -19,7 +19,8 @@ from sqlalchemy import (
 # 1: stacks, tasks, runs, table_stats, events
 # 2: task_progress (the running task's change-capture position and latencies)
 # 3: statements, executions, execution_events, endpoint_connections, schedule_state (orchestration)
-SCHEMA_VERSION = 3
+# 4: table_suspensions (a change-capture table suspended or being reloaded, across runs)
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -86,6 +87,25 @@ task_progress = Table(
     Column("run_id", Integer, nullable=False),
     Column("detail", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# A captured table that stopped receiving changes (a type change, a refused value ...),
+# kept across stop, resume and crashes until `conveyor tasks reload NAME --table S.T`
+# reloads it. Keyed by the source table; state "suspended" or "reload" (requested or
+# under way: a run that finds it reloads the table).
+table_suspensions = Table(
+    "table_suspensions",
+    metadata,
+    Column("task", String(200), nullable=False),
+    Column("schema_name", String(200), nullable=False),
+    Column("table_name", String(200), nullable=False),
+    Column("target_schema", String(200), nullable=False),
+    Column("target_table", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("position", JSON),  # the capture's checkpoint when it was suspended
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("task", "schema_name", "table_name"),
 )
 
 # --- orchestration (version 3) ---------------------------------------------------------

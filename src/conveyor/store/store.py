@@ -258,6 +258,48 @@ class Store:
             ).all()
         return [dict(r[0]) for r in rows]
 
+    # suspended tables of change-capture tasks (kept across runs)
+    def put_suspension(
+        self, task: str, source: tuple[str, str], target: tuple[str, str], reason: str, position: Any
+    ) -> None:
+        """Record ``source`` (schema, table) as suspended with ``reason``."""
+        key = self._suspension_key(task, *source)
+        values: dict[str, Any] = {"target_schema": target[0], "target_table": target[1], "state": "suspended"}
+        values |= {"reason": reason, "position": position, "updated_at": now()}
+        with self._tx() as conn:
+            if not conn.execute(update(s.table_suspensions).where(key).values(**values)).rowcount:
+                row = {"task": task, "schema_name": source[0], "table_name": source[1]}
+                conn.execute(insert(s.table_suspensions).values(**row, **values))
+
+    def suspensions(self, task: str) -> list[dict[str, Any]]:
+        query = select(s.table_suspensions).where(s.table_suspensions.c.task == task)
+        with self._tx() as conn:
+            rows = conn.execute(query.order_by(s.table_suspensions.c.schema_name)).mappings().all()
+        return [_run_dict(row) for row in rows]
+
+    def request_table_reload(self, task: str, schema_name: str, table: str, target: tuple[str, str]) -> None:
+        """Mark the table for reload; a run of the task reloads it (suspended or not)."""
+        key = self._suspension_key(task, schema_name, table)
+        values: dict[str, Any] = {"state": "reload", "updated_at": now()}
+        with self._tx() as conn:
+            if not conn.execute(update(s.table_suspensions).where(key).values(**values)).rowcount:
+                row = {"task": task, "schema_name": schema_name, "table_name": table, "reason": "reload"}
+                target_row = {"target_schema": target[0], "target_table": target[1]}
+                conn.execute(insert(s.table_suspensions).values(**row, **target_row, **values))
+
+    def clear_suspension(self, task: str, schema_name: str | None = None, table: str | None = None) -> None:
+        """Forget one table's suspension, or (no table given) every one of the task."""
+        where = s.table_suspensions.c.task == task
+        if schema_name is not None and table is not None:
+            where = self._suspension_key(task, schema_name, table)
+        with self._tx() as conn:
+            conn.execute(delete(s.table_suspensions).where(where))
+
+    @staticmethod
+    def _suspension_key(task: str, schema_name: str, table: str) -> Any:
+        c = s.table_suspensions.c
+        return (c.task == task) & (c.schema_name == schema_name) & (c.table_name == table)
+
     # events
     def put_event(self, event_doc: dict[str, Any]) -> str:
         event_id = str(event_doc.get("id") or uuid.uuid4())

@@ -226,6 +226,18 @@ class DuckDBApplier:
         self._screens.clear()
         self._probes.clear()
 
+    def rename_column(self, table: TableSchema, old: str, new: str) -> None:
+        self._forget_shapes()
+        conn = self._connection()
+        conn.execute(f"ALTER TABLE {qualified(table.ref)} RENAME COLUMN {quote(old)} TO {quote(new)}")
+
+    def drop_table(self, table: TableSchema) -> None:
+        self._forget_shapes()
+        self._connection().execute(f"DROP TABLE IF EXISTS {qualified(table.ref)}")
+
+    def forget_shapes(self) -> None:
+        self._forget_shapes()
+
     def close(self) -> None:
         self._forget_shapes()
         if self._checker is not None:

@@ -69,9 +69,11 @@ from conveyor.connectors.changes import (
     Commit,
     RowChange,
     TableDefinition,
+    TableDropped,
     Truncate,
 )
 from conveyor.connectors.mysql import connection
+from conveyor.connectors.mysql.ddl import AlteredColumns, altered_columns, dropped_tables
 from conveyor.connectors.mysql.source import ENGINE, MySQLSnapshot, MySQLSource, qualified, read_tables
 from conveyor.connectors.mysql.types import SPATIAL, enum_labels
 from conveyor.core.batch import Checkpoint, Op
@@ -831,7 +833,11 @@ class MySQLChangeStream:
                 if ref in self.tables:
                     emitted.append(Truncate((ref,)))
         else:
-            emitted.extend(self._refresh_definitions())
+            for ref in dropped_tables(query, default_schema):
+                if self.tables.pop(ref, None) is not None:
+                    self._converter_cache.pop(ref, None)
+                    emitted.append(TableDropped(ref))
+            emitted.extend(self._refresh_definitions(altered=altered_columns(query, default_schema)))
         if not emitted:
             return
         yield from emitted
@@ -839,8 +845,14 @@ class MySQLChangeStream:
         self._in_transaction = True
         yield from self._commit(file, end, event.timestamp)
 
-    def _refresh_definitions(self, only: TableRef | None = None) -> list[ChangeEvent]:
-        """TableDefinitions for selected tables whose catalog shape changed."""
+    def _refresh_definitions(
+        self, only: TableRef | None = None, altered: AlteredColumns | None = None
+    ) -> list[ChangeEvent]:
+        """TableDefinitions for selected tables whose catalog shape changed. The
+        columns renamed are those of the ALTER statement ``altered`` when it
+        explains the catalog's new column names exactly; otherwise (the catalog
+        is already past a later DDL, say) they are not known, and the runner
+        suspends a table whose change could be a rename."""
         current = {t.ref: t for t in self._catalog()}
         changed: list[ChangeEvent] = []
         for ref, known in list(self.tables.items()):
@@ -851,7 +863,14 @@ class MySQLChangeStream:
                 continue
             self.tables[ref] = now
             self._converter_cache.pop(ref, None)
-            changed.append(TableDefinition(now))
+            explained = (
+                altered is not None
+                and altered.table == ref
+                and set(now.column_names) == altered.names_after(known.column_names)
+            )
+            changed.append(
+                TableDefinition(now, altered.renamed if altered is not None and explained else None)
+            )
         return changed
 
     def _catalog(self) -> list[TableSchema]:

@@ -15,7 +15,7 @@ as they are, for tables whose columns have exactly the source's types.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -269,33 +269,68 @@ class PostgresApplier:
             self._unique_key[(table.ref, table.primary_key)] = known
         return known
 
-    def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
+    def _ddl(self, alter: Callable[[psycopg.Connection[Any]], None]) -> None:
+        """Target DDL in one transaction; a refusal leaves the connection usable."""
         conn = self._connection()
-        self._forget_staging(conn)
+        try:
+            self._forget_staging(conn)
+            alter(conn)
+            conn.commit()
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise TransientError(connection.describe_failure(self.config, exc)) from None
+        except BaseException:
+            if not conn.closed:
+                self._rollback(conn)
+            raise
+
+    def forget_shapes(self) -> None:
+        self._ddl(lambda conn: None)
+
+    def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
         same_engine = table.native_engine == "postgres"
-        if same_engine:
-            for native in table.native_types:  # a composite or domain new since the load
-                create_native_type(conn, native)
-        for name in columns:
-            # Rows already there have no value for it: the column takes NULLs.
-            added = Column(name, table.column(name).type, nullable=True)
-            conn.execute(
-                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(
-                    qualified(table.ref), column_ddl(table, added, same_engine)
+
+        def alter(conn: psycopg.Connection[Any]) -> None:
+            if same_engine:
+                for native in table.native_types:  # a composite or domain new since the load
+                    create_native_type(conn, native)
+            for name in columns:
+                # Rows already there have no value for it: the column takes NULLs.
+                added = Column(name, table.column(name).type, nullable=True)
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(
+                        qualified(table.ref), column_ddl(table, added, same_engine)
+                    )
                 )
-            )
-        conn.commit()
+
+        self._ddl(alter)
 
     def drop_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
-        conn = self._connection()
-        self._forget_staging(conn)
-        for name in columns:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
-                    qualified(table.ref), sql.Identifier(name)
+        def alter(conn: psycopg.Connection[Any]) -> None:
+            for name in columns:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(
+                        qualified(table.ref), sql.Identifier(name)
+                    )
                 )
+
+        self._ddl(alter)
+
+    def rename_column(self, table: TableSchema, old: str, new: str) -> None:
+        self._ddl_statement(
+            sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
+                qualified(table.ref), sql.Identifier(old), sql.Identifier(new)
             )
-        conn.commit()
+        )
+
+    def drop_table(self, table: TableSchema) -> None:
+        self._ddl_statement(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(table.ref)))
+
+    def _ddl_statement(self, statement: sql.Composed) -> None:
+        def alter(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(statement)
+
+        self._ddl(alter)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -47,9 +47,10 @@ from conveyor.connectors.changes import (
     EncodedRows,
     RowChange,
     TableDefinition,
+    TableDropped,
     Truncate,
 )
-from conveyor.connectors.postgres import connection, pgoutput
+from conveyor.connectors.postgres import connection, ddl_capture, pgoutput
 from conveyor.connectors.postgres.copy_lines import encoded_format, line_values, tuple_line
 from conveyor.connectors.postgres.pgoutput import UNCHANGED, format_lsn, parse_lsn
 from conveyor.connectors.postgres.source import (
@@ -196,6 +197,7 @@ class PostgresChangeSource(PostgresSource):
         slot = self.slot_name(task)
         with connection.connect(self.config, autocommit=True) as conn:
             warnings = self._ensure_publications(conn, task, tables)
+            warnings += ddl_capture.install(conn, task, tables)
             row = conn.execute(
                 "SELECT coalesce(confirmed_flush_lsn, restart_lsn)::text, plugin,"
                 " database = current_database() FROM pg_replication_slots WHERE slot_name = %s",
@@ -249,7 +251,13 @@ class PostgresChangeSource(PostgresSource):
     ) -> PostgresChangeStream:
         heartbeat = float(self.config.options.get("heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS))
         return PostgresChangeStream(
-            self.config, self.slot_name(task), self.publications(task), tables, _lsn_of(start), heartbeat
+            self.config,
+            self.slot_name(task),
+            self.publications(task),
+            tables,
+            _lsn_of(start),
+            heartbeat,
+            owns_publication=self._owns_publication(),
         )
 
     def end_capture(self, task: str) -> None:
@@ -261,6 +269,7 @@ class PostgresChangeSource(PostgresSource):
             if self._owns_publication():
                 for name in self.publications(task):
                     conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+            ddl_capture.remove(conn, task)
 
     def retained_wal_bytes(self, task: str) -> int | None:
         """WAL the server keeps for the task's slot (None when there is no slot,
@@ -556,8 +565,10 @@ class PostgresChangeStream:
         tables: Sequence[TableSchema],
         start_lsn: int,
         heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
+        owns_publication: bool = True,
     ) -> None:
         self.config = config
+        self._owns_publication = owns_publication
         self.slot = slot
         self.start_lsn = start_lsn
         self.heartbeat_seconds = heartbeat_seconds
@@ -843,6 +854,12 @@ class PostgresChangeStream:
             return Commit(_position(message.end_lsn), message.commit_time)
         if isinstance(message, pgoutput.Relation):
             return self._relation(message)
+        if (
+            isinstance(message, pgoutput.Message)
+            and message.transactional
+            and message.prefix == ddl_capture.PREFIX
+        ):
+            return None if self._skip else self._ddl(ddl_capture.decode(message.content))
         if isinstance(message, pgoutput.Truncate):
             refs = tuple(
                 self._relations[oid].schema.ref
@@ -891,7 +908,56 @@ class PostgresChangeStream:
         if not self._wanted(schema.ref) or self._known.get(schema.ref) == schema:
             return None
         self._known[schema.ref] = schema
-        return TableDefinition(schema)
+        # A shape not announced by a DDL message (none installed, or a replay
+        # from before one): which column became which is not known.
+        return TableDefinition(schema, renamed=None)
+
+    def _ddl(self, message: ddl_capture.DdlMessage) -> ChangeEvent | None:
+        """A DDL message (see ddl_capture), exactly where the DDL committed."""
+        ref = message.table
+        if message.dropped:
+            if ref not in self._known or not self._wanted(ref):
+                return None
+            del self._known[ref]
+            if self._selected is not None:
+                self._selected.discard(ref)
+            return TableDropped(ref)
+        assert message.relation is not None
+        try:
+            schema = self._schema_of(message.relation)
+        except (psycopg.OperationalError, ConnectionFailed) as exc:
+            raise TransientError(f"catalog query on {self.config.name!r} failed: {_one_line(exc)}") from None
+        if ref not in self._known:
+            # Not captured (yet): a table created now, say; the runner's selection decides.
+            return TableDefinition(schema, renamed=None) if self._selected is not None else None
+        if not self._wanted(ref) or self._known.get(ref) == schema:
+            return None
+        self._known[ref] = schema
+        return TableDefinition(schema, message.renamed)
+
+    def add_table(self, table: TableSchema) -> None:
+        """Capture ``table`` from now on (SupportsAddTable): it joins the task's
+        publication; its changes from that commit on are streamed."""
+        if not self._owns_publication:
+            raise ConfigError(
+                f"publication {self._publications[0]!r} is managed outside Conveyor: "
+                f"add table {table.ref} to it, then reload the table"
+            )
+        if not table.primary_key:
+            raise ConfigError(f"table {table.ref} has no primary key: add one, then reload the table")
+        try:
+            self._catalog_connection().execute(
+                sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+                    sql.Identifier(self._publications[0]), qualified(table.ref)
+                )
+            )
+        except psycopg.errors.DuplicateObject:
+            pass  # already there (a replay)
+        except (psycopg.OperationalError, ConnectionFailed) as exc:
+            raise TransientError(f"cannot add {table.ref} to the publication: {_one_line(exc)}") from None
+        self._known[table.ref] = table
+        if self._selected is not None:
+            self._selected.add(table.ref)
 
     def _schema_of(self, message: pgoutput.Relation) -> TableSchema:
         """The table as the relation message describes it (columns and types at

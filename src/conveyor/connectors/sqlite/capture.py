@@ -48,9 +48,10 @@ Guarantees
   records it; opening a stream from a position before the acknowledged one, or
   after the task's triggers vanished (``end_capture``, a table dropped and
   re-created, a trigger dropped by hand) raises TerminalError "resync required".
-* **DDL.** Columns added to or dropped from a captured table show up as a
-  ``TableDefinition`` before that table's next changes; a changed primary key
-  requires a resync.
+* **DDL.** Columns added to, dropped from or renamed in a captured table show
+  up as a ``TableDefinition`` before that table's next changes (a rename is a
+  column at the same position with the same type and a new name); a dropped
+  table as ``TableDropped``; a changed primary key requires a resync.
 
 Rows that SQLite deletes without firing DELETE triggers are not logged: rows
 removed by REPLACE conflict resolution fire no trigger unless ``PRAGMA
@@ -98,6 +99,7 @@ from conveyor.connectors.changes import (
     Commit,
     RowChange,
     TableDefinition,
+    TableDropped,
 )
 from conveyor.connectors.sqlite.source import (
     CHANGES_TABLE,
@@ -486,22 +488,44 @@ class SQLiteChangeStream:
         return out
 
     def _refresh_schemas(self) -> list[ChangeEvent]:
-        _check_triggers(self._conn, self._task, list(self._tables))
         out: list[ChangeEvent] = []
         for name, known in list(self._tables.items()):
+            if not _exists(self._conn, name):
+                # Dropped (its triggers went with it): it leaves the capture.
+                del self._tables[name], self._row_sql[name]
+                out.append(TableDropped(known.ref))
+        _check_triggers(self._conn, self._task, list(self._tables))
+        for name, known in list(self._tables.items()):
             now = describe(self._conn, name)
-            if not now.columns:
-                raise _resync(f"task {self._task!r}: table {name!r} no longer exists")
-            if now.primary_key != known.primary_key:
+            if now.columns == known.columns:
+                continue
+            renamed = _renames(known, now)
+            key = tuple(next((n for n, o in renamed.items() if o == k), k) for k in known.primary_key)
+            if now.primary_key != key:
                 raise _resync(
                     f"task {self._task!r}: the primary key of table {name!r} changed from "
                     f"{known.primary_key} to {now.primary_key}"
                 )
-            if now.columns != known.columns:
-                self._tables[name] = now
-                self._row_sql[name] = _row_query(now)
-                out.append(TableDefinition(now))
+            self._tables[name] = now
+            self._row_sql[name] = _row_query(now)
+            out.append(TableDefinition(now, renamed))
         return out
+
+
+def _renames(known: TableSchema, now: TableSchema) -> dict[str, str]:
+    """Columns renamed (new name -> old name), told by the catalog: a column at
+    the same position (cid) with the same type and a name new to the table,
+    where the old name is gone. (A DROP COLUMN of the last column and an ADD
+    COLUMN of the same type between two polls look the same.)"""
+    old_names, new_names = set(known.column_names), set(now.column_names)
+    return {
+        new.name: old.name
+        for old, new in zip(known.columns, now.columns, strict=False)
+        if old.name != new.name
+        and old.name not in new_names
+        and new.name not in old_names
+        and old.type == new.type
+    }
 
 
 # -- helpers ------------------------------------------------------------------

@@ -39,21 +39,28 @@ from conveyor.connectors.changes import (
     ChangeApplier,
     ChangeStream,
     Commit,
+    DropsTables,
     EncodedRows,
     RefusedTables,
+    RenamesColumns,
     RowChange,
     ScreensChanges,
+    SupportsAddTable,
     SupportsEncodedRows,
     TableChanges,
     TableDefinition,
+    TableDropped,
     Truncate,
 )
 from conveyor.core.batch import Checkpoint
-from conveyor.core.errors import ConnectionFailed, DataError, TerminalError, TransientError
+from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
+from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
+from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.reduce import TableReducer
 from conveyor.replication.cdc.refusals import ChangeRefusals
+from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.settings import ChangeProcessingDdlHandlingPolicy, ErrorBehavior
 
@@ -74,6 +81,9 @@ class CaptureTable:
     deletes: int = 0
     ddls: int = 0
     suspended: str | None = None
+    # Being reloaded: its changes are held until the reload's load has committed.
+    reloading: bool = False
+    suspended_at: Checkpoint | None = None
     # The stream's decoder of this table's encoded rows, when it encodes them.
     decode: Callable[[bytes], dict[str, Any]] | None = None
 
@@ -94,6 +104,7 @@ class CaptureTable:
             "Ddls": self.ddls,
             "AppliedChanges": self.inserts + self.updates + self.deletes,
             "SuspendedReason": self.suspended,
+            "Reloading": self.reloading,
         }
 
 
@@ -123,31 +134,6 @@ class _InFlight:
 
 
 @dataclass
-class CaptureProgress:
-    """What `tasks describe` shows for the task while it captures."""
-
-    position: Checkpoint | None = None
-    last_commit_time: datetime | None = None
-    last_applied_commit_time: datetime | None = None
-    applied_batches: int = 0
-    applied_changes: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        now = datetime.now(UTC)
-
-        def lag(value: datetime | None) -> float | None:
-            return round(max((now - value).total_seconds(), 0.0), 3) if value else None
-
-        return {
-            "SourcePosition": self.position.position if self.position else None,
-            "CDCLatencySource": lag(self.last_commit_time),
-            "CDCLatencyTarget": lag(self.last_applied_commit_time),
-            "AppliedBatches": self.applied_batches,
-            "AppliedChanges": self.applied_changes,
-        }
-
-
-@dataclass
 class ChangeCapture:
     """Runs until ``stop`` is set (or the stream fails terminally).
 
@@ -167,10 +153,12 @@ class ChangeCapture:
     retry_seconds: float = 5.0
     on_batch: Callable[[ChangeCapture], None] = field(default=lambda capture: None)
     on_suspended: Callable[[CaptureTable], None] = field(default=lambda table: None)
+    on_dropped: Callable[[CaptureTable, bool], None] = field(default=lambda table, dropped: None)
     progress: CaptureProgress = field(default_factory=CaptureProgress)
     ddl: ChangeProcessingDdlHandlingPolicy = field(default_factory=ChangeProcessingDdlHandlingPolicy)
     fail_on_truncate: bool = False
     """ApplyErrorFailOnTruncationDdl: a captured TRUNCATE fails the task (nothing of it applied)."""
+    reloader: TableReloader | None = None
     errors: ErrorBehavior = field(default_factory=ErrorBehavior)
 
     def __post_init__(self) -> None:
@@ -184,6 +172,7 @@ class ChangeCapture:
         # One batch is applied in a background thread while the next is read.
         self._applier_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"apply-{self.task}")
         self._inflight: deque[_InFlight] = deque()
+        self._reloads = TableReloads(self.reloader, self.task) if self.reloader is not None else None
         self._refusals = (
             ChangeRefusals(self.applier, self.errors, self._suspend)
             if isinstance(self.applier, ScreensChanges)
@@ -196,7 +185,27 @@ class ChangeCapture:
             self._flush()
             self._wait_applied()
         finally:
+            if self._reloads is not None:
+                self._reloads.close()  # a stop ends a load under way; it stays requested
             self._applier_thread.shutdown(wait=True, cancel_futures=True)
+
+    def settle(self, force: bool = False) -> None:
+        """Apply everything read so far (``force``: even with nothing counted
+        pending, for changes a reload held) and wait until it is on the target."""
+        if force:
+            self._note_pending()
+        self._flush(partial=True)
+        self._wait_applied()
+
+    def suspend(self, target_ref: TableRef, reason: str) -> None:
+        self._suspend(target_ref, reason)
+
+    def request_encoding(self) -> None:
+        self._apply_with_retry(self._request_encoding)
+
+    def request(self, action: Callable[[], None]) -> None:
+        """Run a target action, retried while the target is unreachable."""
+        self._apply_with_retry(action)
 
     def _request_encoding(self) -> None:
         """Let rows pass to the target in the source's own encoding where the
@@ -232,6 +241,8 @@ class ChangeCapture:
         for event in self.stream.events(idle_timeout=min(self.flush_seconds, 0.2)):
             if self.stop.is_set():
                 break
+            if self._reloads is not None:
+                self._reloads.step(self)
             while self._inflight and self._inflight[0].future.done():
                 self._wait_oldest()
             if event is None:
@@ -252,7 +263,9 @@ class ChangeCapture:
                     self._flush()
                     continue
             elif isinstance(event, TableDefinition):
-                self._on_definition(event.schema)
+                self._on_definition(event)
+            elif isinstance(event, TableDropped):
+                self._on_dropped(event.table)
             elif isinstance(event, Truncate):
                 if self.fail_on_truncate:
                     names = ", ".join(map(str, event.tables))
@@ -298,47 +311,113 @@ class ChangeCapture:
         table.reducer.add_encoded(rows)
         self._note_pending(len(rows.rows))
 
-    def _on_definition(self, schema: TableSchema) -> None:
-        """A table's shape as the source now has it. Per ChangeProcessingDdlHandlingPolicy
-        (HandleSourceTableAltered): new columns are added to the target and dropped
-        ones dropped; a changed column type suspends the table (it needs a reload).
-        With the policy off, any change suspends the table. Never silently ignored."""
+    def _on_definition(self, event: TableDefinition) -> None:
+        """A table's shape as the source now has it: renames, added and dropped
+        columns are applied to the target per ChangeProcessingDdlHandlingPolicy
+        (HandleSourceTableAltered); what cannot be applied exactly (a type change,
+        an ambiguous shape, the policy off) suspends the table. Never ignored."""
+        schema = event.schema
         table = self.tables.get(schema.ref)
         selected = self.mappings.select([schema], allow_empty=True)
+        if table is None and selected:
+            self._add_table(selected[0])
+            return
         if table is None or table.suspended is not None or not selected:
-            return  # not captured by this task (its selection is fixed at start)
+            return  # not captured by this task
         mapped = selected[0]
-        before = {c.name: c for c in table.mapped.target.columns}
-        after = {c.name: c for c in mapped.target.columns}
-        added = [n for n in after if n not in before]
-        dropped = [n for n in before if n not in after]
-        changed = [n for n in after if n in before and after[n].type != before[n].type]
+        change = plan_shape_change(table.mapped, mapped, event.renamed, self.ddl.handle_source_table_altered)
         if (
-            not (added or dropped or changed)
+            change.empty
             and mapped.columns == table.mapped.columns
             and mapped.target.primary_key == table.mapped.target.primary_key
         ):
             return
+        ref = mapped.target.ref
+        if table.reloading:
+            # The reload reads the shape it began with: it must start again.
+            self._suspend(ref, f"source DDL while the table was being reloaded; {RELOAD_HINT}")
+            return
         self._flush(partial=True)
         self._wait_applied()
-        ref = mapped.target.ref
-        if changed or ((added or dropped) and not self.ddl.handle_source_table_altered):
-            described = [f"column {n!r} changed type to {after[n].type.describe()}" for n in changed]
-            described += [f"column {n!r} added" for n in added] + [f"column {n!r} dropped" for n in dropped]
-            reason = f"source DDL: {'; '.join(described)}; reload the table (`conveyor tasks reload`)"
-            if not changed:
-                reason += " or set HandleSourceTableAltered"
-            self._suspend(ref, reason)
+        if change.renames and not isinstance(self.applier, RenamesColumns):
+            self._suspend(ref, f"source DDL: columns renamed, which this target cannot do; {RELOAD_HINT}")
             return
-        if added:
-            self._apply_with_retry(lambda: self.applier.add_columns(mapped.target, added))
-            log.info("task %s: table %s: added columns %s", self.task, ref, ", ".join(added))
-        if dropped:
-            self._apply_with_retry(lambda: self.applier.drop_columns(table.mapped.target, dropped))
-            log.info("task %s: table %s: dropped columns %s", self.task, ref, ", ".join(dropped))
-        if added or dropped:
+        if change.suspend is not None:
+            self._suspend(ref, change.suspend)
+            return
+        try:
+            self._alter_target(table, mapped, change)
+        except (TransientError, ConnectionFailed):
+            raise  # only while stopping: the checkpoint is before the DDL
+        except Exception as exc:  # the target refused the DDL: the table waits for a reload
+            self._suspend(ref, f"source DDL could not be applied to the target: {exc}; {RELOAD_HINT}")
+            return
+        if not change.empty:
             table.ddls += 1
+            log.info(
+                "task %s: table %s: dropped %s, renamed %s, added %s",
+                self.task,
+                ref,
+                change.dropped,
+                change.renames,
+                change.added,
+            )
         table.renew(mapped)
+        self._apply_with_retry(self._request_encoding)
+
+    def _alter_target(self, table: CaptureTable, mapped: MappedTable, change: ShapeChange) -> None:
+        applier = self.applier
+        if change.dropped:
+            self._apply_with_retry(lambda: applier.drop_columns(table.mapped.target, change.dropped))
+        for old, new in change.renames:
+            assert isinstance(applier, RenamesColumns)
+            self._apply_with_retry(functools.partial(applier.rename_column, table.mapped.target, old, new))
+        if change.added:
+            self._apply_with_retry(lambda: applier.add_columns(mapped.target, change.added))
+
+    def _add_table(self, mapped: MappedTable) -> None:
+        """A table the selection includes appeared (created during capture):
+        its capture begins now, and a load of it like a reload's (its changes
+        held until the load committed, then applied on top)."""
+        stream, ref = self.stream, mapped.source.ref
+        if not isinstance(stream, SupportsAddTable) or self._reloads is None:
+            log.warning(
+                "task %s: table %s created on the source is not captured (reload the task)", self.task, ref
+            )
+            return
+        self.settle()
+        table = self.tables[ref] = CaptureTable.of(mapped)
+        try:
+            self._apply_with_retry(lambda: stream.add_table(mapped.source))
+        except ConfigError as exc:
+            self._suspend(mapped.target.ref, f"created during capture, not captured: {exc}")
+            return
+        log.info("task %s: table %s created on the source: loading it, then capturing it", self.task, ref)
+        self._reloads.begin(self, ref, table, mapped)
+
+    def _on_dropped(self, source_ref: TableRef) -> None:
+        """The source table was dropped: its changes so far are applied, the
+        target table is dropped or left per HandleSourceTableDropped, and the
+        table leaves the capture."""
+        table = self.tables.get(source_ref)
+        if table is None:
+            return
+        self._flush(partial=True)
+        self._wait_applied()
+        dropped = False
+        if self.ddl.handle_source_table_dropped and isinstance(self.applier, DropsTables):
+            applier = self.applier
+            self._apply_with_retry(lambda: applier.drop_table(table.mapped.target))
+            dropped = True
+        del self.tables[source_ref]
+        log.warning(
+            "task %s: source table %s dropped; target table %s %s",
+            self.task,
+            source_ref,
+            table.mapped.target.ref,
+            "dropped" if dropped else "left as it is",
+        )
+        self.on_dropped(table, dropped)
         self._apply_with_retry(self._request_encoding)
 
     def _flush(self, partial: bool = False) -> None:
@@ -352,11 +431,10 @@ class ChangeCapture:
             self._wait_oldest()
         position = self._committed or self._handed
         self._handed = position
-        changes = [
-            t.reducer.changes() for t in self.tables.values() if t.reducer.pending and t.suspended is None
-        ]
+        applying = [t for t in self.tables.values() if not t.reloading]
+        changes = [t.reducer.changes() for t in applying if t.reducer.pending and t.suspended is None]
         fault_point("capture-before-apply")
-        for table in self.tables.values():
+        for table in applying:
             table.inserts += table.reducer.inserts
             table.updates += table.reducer.updates
             table.deletes += table.reducer.deletes
@@ -456,6 +534,8 @@ class ChangeCapture:
         for table in self.tables.values():
             if table.mapped.target.ref == target_ref:
                 table.suspended = reason
+                table.reloading = False
+                table.suspended_at = self._committed or self._handed
                 log.error("task %s: table %s suspended: %s", self.task, target_ref, reason)
                 self.on_suspended(table)
 

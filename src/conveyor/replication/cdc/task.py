@@ -18,7 +18,8 @@ from conveyor.connectors.registry import open_applier, open_change_source, open_
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableRef
-from conveyor.events.lifecycle import TABLE_SUSPENDED, task_event
+from conveyor.events.lifecycle import TABLE_DROPPED, TABLE_SUSPENDED, task_event
+from conveyor.replication.cdc.reload_task import TaskTableReloader
 from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
 from conveyor.replication.full_load import TABLE_COMPLETED
@@ -39,6 +40,8 @@ from conveyor.replication.task_run import (
 log = logging.getLogger(__name__)
 
 STOPPED_AFTER_FULL_LOAD = "STOPPED_AFTER_FULL_LOAD"  # the service's stop reason
+TABLE_RELOADING = "Table is being reloaded"
+TABLE_DROPPED_STATE = "Table dropped"
 
 MAX_FLUSH_SECONDS = 0.5
 DEFAULT_BATCH_CHANGES = 50_000  # bounds a batch's memory; BatchSplitSize overrides
@@ -121,8 +124,11 @@ def _starting_position(
         run.mark_running()
         return checkpoint, False
     sources = [m.source for m in mapped]
+    run.store.clear_suspension(run.name)  # every table is loaded (or captured) afresh
     changes.end_capture(run.name)  # start and reload begin afresh
     start = changes.begin_capture(run.name, sources, export_snapshot=full_load)
+    for warning in start.warnings:
+        log.warning("task %s: %s", run.name, warning)
     run.mark_running()
     if full_load:
         _full_load(run, changes, start, mapped)
@@ -153,8 +159,14 @@ def _capture(
     refused: dict[TableRef, CaptureTable],
 ) -> None:
     tables = {m.source.ref: CaptureTable.of(m) for m in mapped} | refused
+    for row in run.store.suspensions(run.name):
+        # Suspended in an earlier run: still suspended (a reload unsuspends it).
+        table = tables.get(TableRef(row["schema_name"], row["table_name"]))
+        if table is not None:
+            table.suspended = row["reason"] if row["state"] == "suspended" else "reload requested"
     # This run's full-load statistics per target table, to extend with CDC counters.
     loaded = {(s["SchemaName"], s["TableName"]): s for s in run.store.table_stats(run.name, run.run_id)}
+    reloader = TaskTableReloader(run, mappings, loaded)
     tuning = run.settings.change_processing_tuning
 
     drift_report = getattr(changes, "drift_report", None)
@@ -167,6 +179,8 @@ def _capture(
                 document["Drift"] = drift_report(table.mapped.source.ref)
             if table.suspended:
                 document |= {"TableState": TABLE_ERROR_STATE, "Error": table.suspended}
+            elif table.reloading:
+                document |= {"TableState": TABLE_RELOADING}
             run.store.put_table_stats(run.name, run.run_id, ref.schema, ref.name, document)
         detail: dict[str, Any] = capture.progress.as_dict()
         retained = getattr(changes, "retained_wal_bytes", None)
@@ -178,17 +192,37 @@ def _capture(
     suspensions = 0
 
     def suspended(table: CaptureTable) -> None:
-        """A table stops taking changes. TableErrorPolicy STOP_TASK (or its
-        escalation) then stops the task: its checkpoint stays before the batch."""
+        """A table stops taking changes, until `tasks reload NAME --table` (kept in
+        the store across runs). TableErrorPolicy STOP_TASK (or its escalation)
+        then stops the task: its checkpoint stays before the batch."""
         nonlocal suspensions
         suspensions += 1
-        reason = f"{table.mapped.target.ref}: {table.suspended}"
+        source, target = table.mapped.source.ref, table.mapped.target.ref
+        at = table.suspended_at
+        position = {"engine": at.engine, "position": at.position} if at is not None else None
+        run.store.put_suspension(
+            run.name,
+            (source.schema, source.name),
+            (target.schema, target.name),
+            table.suspended or "",
+            position,
+        )
+        reason = f"{target}: {table.suspended}"
         run.events(task_event(TABLE_SUSPENDED, run.name, reason))
         limit = errors.table_error_escalation_count
         if errors.table_error_policy is TablePolicy.STOP_TASK:
             raise TerminalError(f"table {reason} (TableErrorPolicy STOP_TASK)")
         if limit and suspensions >= limit and errors.table_error_escalation_policy is TablePolicy.STOP_TASK:
             raise TerminalError(f"table {reason} (table error escalation: {suspensions} tables, STOP_TASK)")
+
+    def dropped(table: CaptureTable, target_dropped: bool) -> None:
+        source, target = table.mapped.source.ref, table.mapped.target.ref
+        run.store.clear_suspension(run.name, source.schema, source.name)
+        what = f"target table {target} {'dropped' if target_dropped else 'left as it is'}"
+        document = loaded.get((target.schema, target.name), _cdc_only_stats(table)) | table.stats()
+        document |= {"TableState": TABLE_DROPPED_STATE, "Error": f"source table {source} dropped; {what}"}
+        run.store.put_table_stats(run.name, run.run_id, target.schema, target.name, document)
+        run.events(task_event(TABLE_DROPPED, run.name, f"{source}: {what}"))
 
     stream = changes.open_stream(run.name, [m.source for m in mapped], position)
     try:
@@ -204,6 +238,8 @@ def _capture(
             max_batch_changes=tuning.batch_split_size or DEFAULT_BATCH_CHANGES,
             on_batch=report,
             on_suspended=suspended,
+            on_dropped=dropped,
+            reloader=reloader,
             ddl=run.settings.change_processing_ddl_handling_policy,
             fail_on_truncate=errors.apply_error_fail_on_truncation_ddl,
             errors=errors,
