@@ -6,7 +6,6 @@ silent change."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,10 +15,8 @@ import duckdb
 import psycopg
 import pytest
 
-from conveyor.orchestration.bus import event_sink
-from conveyor.replication.task_runner import run_task
-from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
+from integration.test_cdc_tasks import RunningTask
 from support import edge_values as ev
 from support import types_doc
 from support.cli import conveyor
@@ -209,27 +206,6 @@ def test_full_load_every_value_exact_or_reported(
     assert not problems, "silent changes or failures:\n" + "\n".join(problems)
 
 
-class _Running:
-    """A task running in a thread of this process, stopped on exit."""
-
-    def __init__(self, store: Store, stack: Path) -> None:
-        self.stop = threading.Event()
-        loaded = load_stack(stack)
-        self._thread = threading.Thread(
-            target=lambda: run_task(store, loaded, "edge", events=event_sink(store), stop=self.stop),
-            daemon=True,
-        )
-
-    def __enter__(self) -> _Running:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self._thread.join(timeout=DEADLINE_S)
-        assert not self._thread.is_alive(), "the task did not stop"
-
-
 def _wait(check: Callable[[], bool], what: str, debug: Callable[[], Any]) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
@@ -263,7 +239,7 @@ def test_cdc_every_value_exact_or_reported(
     stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
     store = Store.open(home=home)
     try:
-        with _Running(store, stack):
+        with RunningTask(store, stack, "edge"):
             _wait(lambda: store.task_progress("edge") is not None, "capture to begin", lambda: None)
             _insert_all(source)
             _wait(

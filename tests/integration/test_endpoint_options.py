@@ -108,7 +108,11 @@ def test_slot_publication_and_memory_limit_from_the_stack_file(
             conn.execute("INSERT INTO public.items VALUES (3, 'c')")
         wait_for(home, "sync", lambda d: sum(t.get("Inserts", 0) for t in d["tables"]) >= 1)
         with psycopg.connect(pg_db, autocommit=True) as conn:
-            slots = dict(conn.execute("SELECT slot_name, active FROM pg_replication_slots").fetchall())
+            slots = dict(
+                conn.execute(
+                    "SELECT slot_name, active FROM pg_replication_slots WHERE database = current_database()"
+                ).fetchall()
+            )
             publications = {row[0] for row in conn.execute("SELECT pubname FROM pg_publication").fetchall()}
         assert slots.get(slot) is True  # the task streams from the user's slot
         assert not [name for name in slots if name.startswith("conveyor_")]

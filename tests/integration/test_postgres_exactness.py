@@ -386,7 +386,7 @@ def test_generated_columns_are_declared_on_a_postgres_target(tmp_path: Path, dbs
     assert _generated_on(target) == _generated_on(source)
     validated = conveyor(home, "validate", "load", "--json")
     assert validated.returncode == 0, validated.stdout + validated.stderr
-    assert {c["ValidationState"] for c in json.loads(validated.stdout)} == {"Validated"}
+    assert {c["ValidationState"] for c in json.loads(validated.stdout)["Tables"]} == {"Validated"}
     assert (
         "generated column public.gen.g: computed by the target (GENERATED ALWAYS AS ((x * 2)) STORED)"
         in described.stdout
@@ -419,7 +419,7 @@ def test_generated_columns_are_copied_to_duckdb(tmp_path: Path, dbs: tuple[str, 
     assert loaded == _rows(source, GEN_ROWS)
     validated = conveyor(home, "validate", "load", "--json")
     assert validated.returncode == 0, validated.stdout + validated.stderr
-    assert {c["ValidationState"] for c in json.loads(validated.stdout)} == {"Validated"}
+    assert {c["ValidationState"] for c in json.loads(validated.stdout)["Tables"]} == {"Validated"}
 
 
 def test_generated_columns_on_duckdb_under_change_capture_are_said_to_go_null(

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conveyor.core.calendar import civil_from_days
 from conveyor.core.types import DATE_INFINITY, INT64_INFINITY, ColumnType, Kind
 
 _US_PER_DAY = 86_400_000_000
@@ -147,22 +148,8 @@ def quote_element(text: str | None) -> str | None:
     return text
 
 
-def civil_date(days: int) -> tuple[int, int, int]:
-    """(year, month, day) of the proleptic Gregorian calendar, days since
-    1970-01-01; year 0 is 1 BC (H. Hinnant's days_from_civil inverse)."""
-    z = days + 719_468
-    era = z // 146_097
-    doe = z - era * 146_097
-    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (month <= 2), month, day
-
-
 def _ymd(days: int) -> tuple[str, bool]:
-    year, month, day = civil_date(days)
+    year, month, day = civil_from_days(days)
     bc = year <= 0
     return f"{(1 - year) if bc else year:04d}-{month:02d}-{day:02d}", bc
 
