@@ -110,6 +110,35 @@ def merge_into_store(store: Store, stack: Stack) -> list[str]:
     return lines
 
 
+GUARDED_TASK_KEYS = ("source", "target", "migration_type", "table_mappings")
+
+
+def running_task_changes(store: Store, stack: Stack) -> list[str]:
+    """One line per task that runs now and whose source, target, migration type
+    or table mappings the file would change under it: a worker keeps running
+    the old ones, so the store would say one thing while the task does another."""
+    from conveyor.orchestration.bus import event_sink
+    from conveyor.replication.task_run import ACTIVE_STATUSES
+    from conveyor.replication.worker import reap_stale
+
+    applied = (store.stack_document() or {}).get("tasks") or {}
+    lines = []
+    for name, body in (stack.to_store_dict().get("tasks") or {}).items():
+        before = applied.get(name)
+        changed = [
+            key for key in GUARDED_TASK_KEYS if before is not None and before.get(key) != body.get(key)
+        ]
+        if not changed:
+            continue
+        status = reap_stale(store, name, event_sink(store))["status"]
+        if status in ACTIVE_STATUSES:
+            lines.append(
+                f"tasks.{name}: the task is {status} and the file changes its {', '.join(changed)}: "
+                f"stop it first (`conveyor tasks stop {name}`), or apply with --force"
+            )
+    return lines
+
+
 @app.command()
 def apply(
     file: Annotated[Path, typer.Argument(help="The stack file (conveyor.yaml).")],
@@ -117,6 +146,12 @@ def apply(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="Refuse task-settings keys Conveyor does not act on.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Change a running task's source, target, type or mappings all the same."
+        ),
     ] = False,
 ) -> None:
     """Create or update what the stack file declares."""
@@ -140,6 +175,9 @@ def apply(
             _err.print(f"notice: {notice}", highlight=False, markup=False)
     if not dry_run:
         with opened_store() as store:
+            refused = [] if force else running_task_changes(store, stack)
+            if refused:
+                raise ConfigError("\n".join(refused))
             changes = merge_into_store(store, stack)
         for line in changes:
             typer.echo(line, err=as_json)
