@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import psycopg
 import pytest
 
+from conveyor.store.store import Store
 from support.moto import running_moto
 from support.servers import MariaDBServer, PostgresServer, ServerBinariesMissing
 
@@ -36,6 +38,14 @@ def pg_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def mariadb_server() -> Iterator[MariaDBServer]:
     yield from _running(MariaDBServer)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A metadata store under the test's own CONVEYOR_HOME-like folder."""
+    opened = Store.open(home=tmp_path / "home")
+    yield opened
+    opened.close()
 
 
 @pytest.fixture(autouse=True)

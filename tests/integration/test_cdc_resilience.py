@@ -41,13 +41,6 @@ OUTAGE_S = 30.0
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(home=tmp_path / "home")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def private_pg() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this test alone: it may be stopped and restarted."""
     server = PostgresServer()

@@ -10,7 +10,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +66,6 @@ class RunningTask:
         self.stop.set()
         self._thread.join(timeout=DEADLINE_S)
         assert not self._thread.is_alive(), "the task did not stop"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(home=tmp_path / "home")
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

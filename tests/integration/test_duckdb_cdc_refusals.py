@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,6 @@ def wait_until(check: Callable[[], bool], what: str, debug: Callable[[], Any] = 
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {DEADLINE_S} s waiting for {what}: {debug()}")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(home=tmp_path / "home")
-    yield opened
-    opened.close()
 
 
 def _stack(tmp_path: Path, settings: dict[str, Any], transformations: list[dict[str, Any]] = ()) -> Path:  # type: ignore[assignment]

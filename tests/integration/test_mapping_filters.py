@@ -10,7 +10,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -132,13 +132,6 @@ def wait_until(check: Callable[[], bool], what: str, debug: Callable[[], Any]) -
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}: {debug()}")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(home=tmp_path / "home")
-    yield opened
-    opened.close()
 
 
 class Source:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,6 @@ from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(home=tmp_path / "home")
-    yield opened
-    opened.close()
 
 
 def stack_file(tmp_path: Path, source_path: str) -> Path:

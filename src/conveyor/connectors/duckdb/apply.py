@@ -285,5 +285,4 @@ def _first_unrepresentable(value: Any) -> Unrepresentable | None:
 
 
 def _value_text(value: Any) -> str | None:
-    held = _first_unrepresentable(value)
-    return held.text if held is not None and held is value else _printable(value)
+    return value.text if isinstance(value, Unrepresentable) else _printable(value)
