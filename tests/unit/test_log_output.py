@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -110,3 +112,28 @@ def test_read_log_returns_whole_lines_from_an_offset(tmp_path: Path) -> None:
     assert read_log(path, head.next_offset, 7).text == "line 2\n"
     assert read_log(path, 10**6).rotated
     assert read_log(tmp_path / "missing.log", 5).text == ""
+
+
+def test_a_json_process_ends_with_json_lines_even_when_it_crashes(tmp_path: Path) -> None:
+    script = """
+import logging, threading, warnings
+from conveyor.core.log_format import bind, configure_logging
+configure_logging("json")
+bind(task="t", run_id=1)
+logging.getLogger("conveyor.x").info("hello")
+warnings.warn("careful")
+thread = threading.Thread(target=lambda: 1 / 0, name="applier")
+thread.start(); thread.join()
+raise RuntimeError("the end")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    assert records[0]["message"] == "hello"
+    assert any("careful" in r["message"] and r["logger"] == "py.warnings" for r in records)
+    crashed = [r for r in records if r["level"] == "CRITICAL"]
+    assert crashed[0]["message"] == "uncaught exception in thread applier"
+    assert "ZeroDivisionError" in crashed[0]["exc"] and "RuntimeError: the end" in crashed[1]["exc"]
+    assert all((r["task"], r["run_id"]) == ("t", 1) for r in records)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, TextIO
@@ -111,6 +112,7 @@ def configure_logging(
     if fmt == "json":
         logging.captureWarnings(True)  # a warning is a record, not a bare stderr line
         sys.excepthook = _log_uncaught
+        threading.excepthook = _log_uncaught_in_thread
     return fmt
 
 
@@ -119,3 +121,12 @@ def _log_uncaught(kind: type[BaseException], value: BaseException, traceback: Tr
         sys.__excepthook__(kind, value, traceback)
         return
     logging.getLogger("conveyor").critical("uncaught exception", exc_info=(kind, value, traceback))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None or issubclass(args.exc_type, SystemExit):
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("conveyor").critical(
+        "uncaught exception in thread %s", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+    )
