@@ -204,6 +204,14 @@ def test_metrics_after_a_full_load_with_json_logs(tmp_path: Path, serve_json: tu
     serve_records = json_lines(server.log_path.read_text())
     assert any(r["logger"] == "uvicorn.access" and "/metrics" in r["message"] for r in serve_records)
 
+    # A run in the foreground: its progress as JSON records on stderr, no log file.
+    waited = conveyor(home, "--log-format", "json", "tasks", "start", "load", "--wait", "--json")
+    assert waited.returncode == 0, waited.stderr
+    progress = [r for r in json_lines(waited.stderr) if r["logger"] == "conveyor.progress"]
+    assert ("main.items", 250) in {(r["table"], r["rows"]) for r in progress}
+    assert {(r["task"], r["run_id"]) for r in progress} == {("load", task["current_run"] + 1)}
+    assert json_lines(conveyor(home, "tasks", "logs", "load").stdout)[-1]["run_id"] == task["current_run"]
+
 
 def test_metrics_during_and_after_change_capture_and_following_the_log(
     pg_server: PostgresServer, tmp_path: Path, serve_json: tuple[Path, Serve]
