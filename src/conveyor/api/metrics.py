@@ -107,9 +107,13 @@ def observe(store: Store) -> Observed:
     stack = Stack.from_store_dict(document)
     observed.state_machines = sorted(stack.state_machines)
     events = event_sink(store)
-    updated = _progress_times(store)
+    reported = _progress_reports(store)
     for name, task in sorted(stack.tasks.items()):
         status = reap_stale(store, name, events)
+        run_id = status.get("current_run")
+        # Capture progress of an earlier run (a new run still in its full load) is not shown.
+        report_run, updated = reported.get(name, (None, None))
+        current = report_run is not None and report_run == run_id
         observed.tasks.append(
             TaskObservation(
                 name=name,
@@ -117,19 +121,21 @@ def observe(store: Store) -> Observed:
                 target=task.target,
                 migration_type=task.migration_type,
                 status=status["status"],
-                run_id=status.get("current_run"),
+                run_id=run_id,
                 tables=store.table_stats(name),
-                capture=store.task_progress(name),
-                capture_updated_at=updated.get(name),
+                capture=store.task_progress(name) if current else None,
+                capture_updated_at=updated if current else None,
             )
         )
     return observed
 
 
-def _progress_times(store: Store) -> dict[str, datetime]:
+def _progress_reports(store: Store) -> dict[str, tuple[int, datetime]]:
+    """Per task: the run whose capture progress is stored, and when it was reported."""
     t = s.task_progress
+    query = select(t.c.task, t.c.run_id, t.c.updated_at)
     with store.engine.begin() as conn:
-        return {str(task): when for task, when in conn.execute(select(t.c.task, t.c.updated_at)).all()}
+        return {str(task): (int(run), when) for task, run, when in conn.execute(query).all()}
 
 
 class StoreCollector(Collector):
