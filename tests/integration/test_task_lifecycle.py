@@ -211,7 +211,7 @@ def test_detached_start_returns_at_once_and_the_task_finishes(
     assert described["pid"] == pid
     rows = {t["TableName"]: t["FullLoadRows"] for t in described["tables"]}
     assert rows == {"customer": 3, "fact_sales_stg": 6}
-    log = (home / "logs" / "shop-full-load.log").read_text()
+    log = (home / "logs" / "shop-full-load" / f"{described['current_run']}.log").read_text()
     assert "table dbo.customer: Table completed, 3 rows" in log
     # the worker process hands its lifecycle events to the bus, which stores them
     listed = conveyor(home, "events", "list", "--json")

@@ -17,7 +17,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from conveyor import __version__
+from conveyor.api.metrics import metrics_router
 from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from conveyor.api.task_logs import task_logs_router
 from conveyor.aws.protocol import AwsJsonApi
 from conveyor.aws.sigv4 import KeyPair
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
@@ -99,6 +101,8 @@ def create_app(
     store = service.store
     executions = service.executions
     dms = _dms(service)
+    app.include_router(metrics_router(store))  # behind the token too: docs/observability.md
+    app.include_router(task_logs_router(store))
 
     # tasks
     @app.get("/tasks", tags=["tasks"], summary="Every task with its status (DescribeReplicationTasks)")

@@ -4,6 +4,7 @@ exits non-zero on failure (2 for invalid input)."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,8 +38,22 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="text | json (one object per line); also CONVEYOR_LOG_FORMAT. Workers inherit it.",
+        ),
+    ] = None,
 ) -> None:
     """Conveyor: full load and change data capture into a warehouse and a lake."""
+    from conveyor.core.log_format import choose_log_format, configure_logging
+
+    try:
+        if choose_log_format(log_format) == "json":
+            configure_logging("json", logging.WARNING)  # serve and workers log from INFO
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def summarize(stack: Stack) -> dict[str, object]:
@@ -186,6 +201,7 @@ def apply(
 def main() -> None:
     import conveyor.cli.lake
     import conveyor.cli.orchestration
+    import conveyor.cli.task_logs
     import conveyor.cli.tasks
     import conveyor.cli.validate  # noqa: F401  (registers the nouns' commands)
 

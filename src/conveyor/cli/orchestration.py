@@ -21,6 +21,7 @@ from conveyor.aws.sigv4 import KeyPair
 from conveyor.cli.app import app, opened_store
 from conveyor.cli.tasks import events_app
 from conveyor.core.errors import ConfigError
+from conveyor.core.log_format import configure_logging
 from conveyor.orchestration.scheduler import MISSED_POLICIES
 from conveyor.orchestration.service import Service, rules_listing, state_machines_listing
 from conveyor.store.store import DEFAULT_HOME, Store
@@ -346,11 +347,13 @@ def serve(
 ) -> None:
     """Run the scheduler, the event rules, executions and the REST API in one process."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from conveyor.api.app import create_app
 
     if missed_fires not in MISSED_POLICIES:
         raise ConfigError(f"--missed-fires must be one of {', '.join(MISSED_POLICIES)}")
+    fmt = configure_logging()
     token: str | None = None
     if no_auth:
         if not is_loopback(host):
@@ -366,10 +369,11 @@ def serve(
         home = Path(os.environ.get("CONVEYOR_HOME", DEFAULT_HOME))
         token = serve_token(home, os.environ.get(token_env), token_env)
         shown = "localhost" if is_loopback(host) else host
-        print(f"conveyor serve: http://{shown}:{port}/?token={token}", file=sys.stderr, flush=True)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
+        login = f"conveyor serve: http://{shown}:{port}/?token={token}"
+        if fmt == "json":
+            logging.getLogger(__name__).info("%s", login)
+        else:
+            print(login, file=sys.stderr, flush=True)
     store = Store.open()
     service = Service(store, missed=missed_fires)  # type: ignore[arg-type]
     # uvicorn handles SIGTERM/SIGINT while it serves, then re-raises them to the handlers
@@ -382,7 +386,12 @@ def serve(
     try:
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(service, token, max_body_bytes, aws_keys()), host=host, port=port, log_level="info"
+                create_app(service, token, max_body_bytes, aws_keys()),
+                host=host,
+                port=port,
+                log_level="info",
+                # In JSON, uvicorn's own records go through the root logger's formatter.
+                log_config=None if fmt == "json" else LOGGING_CONFIG,
             )
         )
         server.run()  # returns on SIGTERM / SIGINT

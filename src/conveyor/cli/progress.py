@@ -4,6 +4,7 @@ prints one plain line per table state change (as the worker process does)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from types import TracebackType
 from typing import Any
@@ -11,7 +12,19 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from conveyor.core.log_format import bind, log_format
 from conveyor.replication.full_load import TableProgress
+from conveyor.replication.progress_lines import PlainProgress
+
+
+def foreground_progress(task: str, run_id: int) -> PlainProgress:
+    """A ``--wait`` run's progress off a terminal: plain lines on stderr, or, with
+    JSON logs, INFO records carrying the task and run, as a worker's are."""
+    if log_format() != "json":
+        return PlainProgress()
+    bind(task=task, run_id=run_id)
+    logging.getLogger().setLevel(logging.INFO)
+    return PlainProgress(logger=logging.getLogger("conveyor.progress"))
 
 
 def _rate(progress: TableProgress) -> float:

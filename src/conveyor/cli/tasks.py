@@ -12,12 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.cli.app import app, applied_stack, opened_store
-from conveyor.cli.progress import LiveProgress
+from conveyor.cli.progress import LiveProgress, foreground_progress
 from conveyor.connectors.registry import SOURCES, open_source, open_target
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.bus import event_sink
 from conveyor.replication.cdc.reload_request import request_table_reloads
-from conveyor.replication.progress_lines import PlainProgress
 from conveyor.replication.task_run import ACTIVE_STATUSES, StartMode
 from conveyor.replication.worker import (
     claim_start,
@@ -151,7 +150,8 @@ def _start(name: str, wait: bool, as_json: bool, mode: StartMode) -> None:
             with LiveProgress(_out) as live:
                 status = run_claimed(store, stack, name, run_id, live, mode, events=events)
         else:
-            status = run_claimed(store, stack, name, run_id, PlainProgress(), mode, events=events)
+            progress = foreground_progress(name, run_id)
+            status = run_claimed(store, stack, name, run_id, progress, mode, events=events)
         described = _describe(store, name, stack)
     _emit(described, as_json)
     if not as_json:

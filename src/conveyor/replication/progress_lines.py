@@ -3,6 +3,7 @@ a log (the worker process's) or a terminal that is not interactive."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from typing import TextIO
@@ -11,10 +12,13 @@ from conveyor.replication.full_load import TableProgress
 
 
 class PlainProgress:
-    """One line per table state change: ``table dbo.sales: Table completed, 3 rows, 120 rows/s``."""
+    """One line per table state change: ``table dbo.sales: Table completed, 3 rows, 120 rows/s``,
+    printed to ``stream`` (stderr by default), or logged at INFO to ``logger`` (a
+    worker's log, in its log format)."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, logger: logging.Logger | None = None) -> None:
         self.stream = stream
+        self.logger = logger
         self._lock = threading.Lock()
         self._states: dict[str, str] = {}
 
@@ -30,5 +34,8 @@ class PlainProgress:
                 line += f", {rate:,.0f} rows/s"
             if error:
                 line += f" ({error})"
+            if self.logger is not None:
+                self.logger.info(line, extra={"table": table, "table_state": state, "rows": rows})
+                return
             stream = self.stream or sys.stderr
             print(line, file=stream, flush=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -27,9 +26,10 @@ from conveyor.core.errors import ConveyorError
 from conveyor.events.lifecycle import FAILED, EventSink, task_event
 from conveyor.replication.declarations import Declarations
 from conveyor.replication.full_load import ProgressCallback
+from conveyor.replication.run_logs import prune_run_logs, run_log_path
 from conveyor.replication.task_run import ACTIVE_STATUSES, FAILED_STATUS, STARTING, STOPPING, StartMode
 from conveyor.replication.task_runner import check_runnable, run_task
-from conveyor.store.store import DEFAULT_HOME, Store
+from conveyor.store.store import Store
 
 WORKER_MODULE = "conveyor.worker"
 """The worker process's entry point (``python -m conveyor.worker``): an adapter
@@ -154,19 +154,17 @@ def request_stop(store: Store, name: str, *, events: EventSink) -> dict[str, Any
     return {"task": name, "status": STOPPING, "pid": pid}
 
 
-def log_path(name: str) -> Path:
-    home = Path(os.environ.get("CONVEYOR_HOME", DEFAULT_HOME))
-    return home / "logs" / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".log")
-
-
 def spawn_worker(
     store: Store, name: str, run_id: int, mode: StartMode = "start", *, events: EventSink
 ) -> int:
-    """Start the detached worker process for a claimed run; returns its pid."""
-    path = log_path(name)
+    """Start the detached worker process for a claimed run; returns its pid. Its
+    output goes to the run's log file (``run_logs``)."""
+    path = run_log_path(name, run_id)
     argv = [sys.executable, "-m", WORKER_MODULE, name, "--run", str(run_id), "--mode", mode]
+    argv += ["--log-file", str(path)]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        prune_run_logs(name)
         # posix_spawn rather than Popen: nothing here waits for the worker, and an
         # abandoned Popen warns at exit. Python's own descriptors are not inherited.
         devnull = os.open(os.devnull, os.O_RDONLY)
