@@ -10,7 +10,6 @@ and by the executions, statement and event services. What is not listed answers
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,16 +110,6 @@ def _data(service: Service) -> RedshiftData:
     return RedshiftData(service.executions)
 
 
-def _result(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    """GetStatementResult, with ``blobValue`` base64 as the wire carries blobs."""
-    answer = _data(service).get_statement_result(p)
-    for record in answer.get("Records", []):
-        for field in record:
-            if "blobValue" in field:
-                field["blobValue"] = base64.b64encode(bytes.fromhex(field["blobValue"])).decode()
-    return answer
-
-
 def _batch(service: Service, p: dict[str, Any]) -> dict[str, Any]:
     sqls = p.get("Sqls")
     if not isinstance(sqls, list) or not sqls or not all(isinstance(s, str) for s in sqls):
@@ -149,7 +138,7 @@ REDSHIFT_DATA = AwsService(
         "ExecuteStatement": lambda s, p: _data(s).execute_statement(p),
         "BatchExecuteStatement": _batch,
         "DescribeStatement": lambda s, p: _data(s).describe_statement(p),
-        "GetStatementResult": _result,
+        "GetStatementResult": lambda s, p: _data(s).get_statement_result(p),
         "CancelStatement": lambda s, p: _data(s).cancel_statement(p),
         "ListStatements": _statements,
     },
