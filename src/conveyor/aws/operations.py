@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from conveyor.core.arns import ACCOUNT
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
+from conveyor.orchestration.bus import rule_arn
 from conveyor.orchestration.executions import state_machine_arn, state_machine_name
 from conveyor.orchestration.integrations_aws import DatabaseMigration, RedshiftData
 from conveyor.orchestration.service import Service, rules_listing
@@ -195,7 +197,7 @@ def _state_machine(service: Service, p: dict[str, Any]) -> dict[str, Any]:
         "name": name,
         "status": "ACTIVE",
         "definition": json.dumps(definition),
-        "roleArn": "arn:aws:iam::000000000000:role/conveyor",
+        "roleArn": f"arn:aws:iam::{ACCOUNT}:role/conveyor",
         "type": "STANDARD",
         "creationDate": _applied(service),
     }
@@ -280,7 +282,7 @@ def _rules(service: Service, p: dict[str, Any]) -> dict[str, Any]:
 def _rule(row: dict[str, Any]) -> dict[str, Any]:
     rule = {
         "Name": row["Name"],
-        "Arn": f"arn:aws:events:local:000000000000:rule/{row['Name']}",
+        "Arn": rule_arn(row["Name"]),
         "State": row["State"],
     }
     if "EventPattern" in row:
