@@ -11,99 +11,18 @@ and by the executions, statement and event services. What is not listed answers
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from conveyor.aws.base import AwsError, AwsService, required
+from conveyor.aws.dms import DMS
 from conveyor.core.arns import ACCOUNT
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.bus import rule_arn
 from conveyor.orchestration.executions import state_machine_arn, state_machine_name
-from conveyor.orchestration.integrations_aws import DatabaseMigration, RedshiftData
+from conveyor.orchestration.integrations_aws import RedshiftData
 from conveyor.orchestration.service import Service, rules_listing
-
-Operation = Callable[[Service, dict[str, Any]], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class AwsService:
-    """One service: its target prefix, the content type it answers with, and how
-    Conveyor's errors are named in it."""
-
-    name: str
-    content_type: str
-    not_found: str
-    invalid: str
-    wrong_state: str
-    operations: dict[str, Operation]
-
-
-class AwsError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
-
-
-# --- the migration service ------------------------------------------------------------------
-
-
-def _dms(service: Service) -> DatabaseMigration:
-    return DatabaseMigration(service.executions)
-
-
-def _table_statistics(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    dms = _dms(service)
-    (task,) = dms.describe_replication_tasks(
-        {"Filters": [{"Name": "replication-task-arn", "Values": [_required(p, "ReplicationTaskArn")]}]}
-    )["ReplicationTasks"] or [None]
-    if task is None:
-        raise NotFoundError(f"no replication task {p['ReplicationTaskArn']!r}")
-    return {
-        "ReplicationTaskArn": task["ReplicationTaskArn"],
-        "TableStatistics": service.store.table_stats(task["ReplicationTaskIdentifier"]),
-    }
-
-
-def _dms_events(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    limit = int(p.get("MaxRecords") or 100)
-    page, _ = service.store.events_page(limit=limit)
-    events = []
-    for event in page:
-        if event.get("source") != "aws.dms":
-            continue
-        detail = event.get("detail") or {}
-        events.append(
-            {
-                "SourceIdentifier": (event.get("resources") or [""])[0].rsplit(":", 1)[-1],
-                "SourceType": "replication-task",
-                "Message": detail.get("detailMessage", ""),
-                "EventCategories": [str(detail.get("category", "")).lower()],
-                "Date": event["time"],
-            }
-        )
-    return {"Events": events[::-1]}
-
-
-DMS = AwsService(
-    "AmazonDMSv20160101",
-    "application/x-amz-json-1.1",
-    not_found="ResourceNotFoundFault",
-    invalid="InvalidParameterValueException",
-    wrong_state="InvalidResourceStateFault",
-    operations={
-        "DescribeReplicationTasks": lambda s, p: _dms(s).describe_replication_tasks(p),
-        "StartReplicationTask": lambda s, p: _dms(s).start_replication_task(p),
-        "StopReplicationTask": lambda s, p: _dms(s).stop_replication_task(p),
-        "DescribeEndpoints": lambda s, p: _dms(s).describe_endpoints(p),
-        "ModifyEndpoint": lambda s, p: _dms(s).modify_endpoint(p),
-        "TestConnection": lambda s, p: _dms(s).test_connection(p),
-        "DescribeConnections": lambda s, p: _dms(s).describe_connections(p),
-        "DescribeTableStatistics": _table_statistics,
-        "DescribeEvents": _dms_events,
-    },
-)
-
+from conveyor.stack.entries import AlreadyExists
 
 # --- the Redshift Data API --------------------------------------------------------------------
 
@@ -157,7 +76,7 @@ def _start_execution(service: Service, p: dict[str, Any], run: str) -> dict[str,
     except json.JSONDecodeError as exc:
         raise ConfigError(f"input is not JSON: {exc}") from None
     started = service.executions.start(
-        _required(p, "stateMachineArn"),
+        required(p, "stateMachineArn"),
         given,
         name=p.get("name"),
         run=run,  # type: ignore[arg-type]
@@ -190,7 +109,7 @@ def _state_machines(service: Service, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _state_machine(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    name = state_machine_name(_required(p, "stateMachineArn"))
+    name = state_machine_name(required(p, "stateMachineArn"))
     definition = service.executions.definition(name)
     return {
         "stateMachineArn": state_machine_arn(name),
@@ -211,7 +130,7 @@ def _applied(service: Service) -> str:
 
 def _executions(service: Service, p: dict[str, Any]) -> dict[str, Any]:
     rows = service.executions.list(
-        state_machine=_required(p, "stateMachineArn"),
+        state_machine=required(p, "stateMachineArn"),
         status=p.get("statusFilter"),
         limit=int(p.get("maxResults") or 100),
     )
@@ -219,7 +138,7 @@ def _executions(service: Service, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stop(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    return service.executions.stop(_required(p, "executionArn"), p.get("error"), p.get("cause"))
+    return service.executions.stop(required(p, "executionArn"), p.get("error"), p.get("cause"))
 
 
 STEP_FUNCTIONS = AwsService(
@@ -231,10 +150,10 @@ STEP_FUNCTIONS = AwsService(
     operations={
         "StartExecution": _start,
         "StartSyncExecution": _start_sync,
-        "DescribeExecution": lambda s, p: s.executions.describe(_required(p, "executionArn")),
+        "DescribeExecution": lambda s, p: s.executions.describe(required(p, "executionArn")),
         "StopExecution": _stop,
         "ListExecutions": _executions,
-        "GetExecutionHistory": lambda s, p: s.executions.history(_required(p, "executionArn")),
+        "GetExecutionHistory": lambda s, p: s.executions.history(required(p, "executionArn")),
         "ListStateMachines": _state_machines,
         "DescribeStateMachine": _state_machine,
     },
@@ -294,7 +213,7 @@ def _rule(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe_rule(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    name = _required(p, "Name")
+    name = required(p, "Name")
     for row in rules_listing(service):
         if row["Name"] == name:
             return _rule(row)
@@ -313,13 +232,6 @@ EVENTS = AwsService(
 SERVICES = {s.name: s for s in (DMS, REDSHIFT_DATA, STEP_FUNCTIONS, EVENTS)}
 
 
-def _required(p: dict[str, Any], key: str) -> str:
-    value = p.get(key)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} is required")
-    return value
-
-
 def call(service: Service, target: str, body: dict[str, Any]) -> tuple[AwsService, dict[str, Any]]:
     """Run the operation ``target`` names (``Prefix.Operation``); raises AwsError
     with the service's error code for whatever goes wrong."""
@@ -333,6 +245,8 @@ def call(service: Service, target: str, body: dict[str, Any]) -> tuple[AwsServic
         raise
     except NotFoundError as exc:
         raise AwsError(aws.not_found, str(exc)) from None
+    except AlreadyExists as exc:
+        raise AwsError(aws.exists, str(exc)) from None
     except ConfigError as exc:
         raise AwsError(aws.invalid, str(exc)) from None
     except ConveyorError as exc:

@@ -14,7 +14,8 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conveyor.aws.operations import AwsError, call
+from conveyor.aws.base import AwsError
+from conveyor.aws.operations import call
 from conveyor.aws.sigv4 import KeyPair, SignatureRefused, verify
 from conveyor.orchestration.service import Service
 
