@@ -16,12 +16,12 @@ from typing import Any
 
 from conveyor.aws.base import AwsError, AwsService, required
 from conveyor.aws.dms import DMS
+from conveyor.aws.events import EVENTS
 from conveyor.core.arns import ACCOUNT
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.orchestration.bus import rule_arn
 from conveyor.orchestration.executions import state_machine_arn, state_machine_name
 from conveyor.orchestration.integrations_aws import RedshiftData
-from conveyor.orchestration.service import Service, rules_listing
+from conveyor.orchestration.service import Service
 from conveyor.stack.entries import AlreadyExists
 
 # --- the Redshift Data API --------------------------------------------------------------------
@@ -159,75 +159,6 @@ STEP_FUNCTIONS = AwsService(
     },
 )
 
-
-# --- EventBridge ------------------------------------------------------------------------------
-
-
-def _put_events(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    entries = p.get("Entries")
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError("Entries: one or more events are required")
-    answers: list[dict[str, Any]] = []
-    failed = 0
-    for entry in entries:
-        event = {
-            "source": entry.get("Source"),
-            "detail-type": entry.get("DetailType"),
-            "detail": entry.get("Detail", "{}"),
-            "resources": entry.get("Resources") or [],
-        }
-        if entry.get("Time") is not None:
-            event["time"] = _time_text(entry["Time"])
-        try:
-            answers.append({"EventId": service.bus.put_event(event)["EventId"]})
-        except ConfigError as exc:
-            failed += 1
-            answers.append({"ErrorCode": "MalformedDetail", "ErrorMessage": str(exc)})
-    return {"FailedEntryCount": failed, "Entries": answers}
-
-
-def _time_text(value: Any) -> str:
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value).astimezone().isoformat()
-    return str(value)
-
-
-def _rules(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    rows = rules_listing(service)
-    prefix = p.get("NamePrefix") or ""
-    return {"Rules": [_rule(r) for r in rows if r["Name"].startswith(prefix)]}
-
-
-def _rule(row: dict[str, Any]) -> dict[str, Any]:
-    rule = {
-        "Name": row["Name"],
-        "Arn": rule_arn(row["Name"]),
-        "State": row["State"],
-    }
-    if "EventPattern" in row:
-        rule["EventPattern"] = json.dumps(row["EventPattern"])
-    if "ScheduleExpression" in row:
-        rule["ScheduleExpression"] = row["ScheduleExpression"]
-    rule["EventBusName"] = "default"
-    return rule
-
-
-def _describe_rule(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    name = required(p, "Name")
-    for row in rules_listing(service):
-        if row["Name"] == name:
-            return _rule(row)
-    raise NotFoundError(f"Rule {name} does not exist.")
-
-
-EVENTS = AwsService(
-    "AWSEvents",
-    "application/x-amz-json-1.1",
-    not_found="ResourceNotFoundException",
-    invalid="ValidationException",
-    wrong_state="ConcurrentModificationException",
-    operations={"PutEvents": _put_events, "ListRules": _rules, "DescribeRule": _describe_rule},
-)
 
 SERVICES = {s.name: s for s in (DMS, REDSHIFT_DATA, STEP_FUNCTIONS, EVENTS)}
 
