@@ -37,8 +37,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from conveyor.core.arns import ACCOUNT, REGION
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.events.lifecycle import ACCOUNT, REGION, task_arn
+from conveyor.events.lifecycle import task_arn
 from conveyor.orchestration.asl.errors import TaskError
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext, TaskHandler
 from conveyor.orchestration.bus import event_sink
