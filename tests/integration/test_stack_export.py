@@ -29,7 +29,10 @@ state_machines:
 functions:
   hello: {handler: ./hello.py:handler, environment: {A: "1"}, timeout: 30}
 rules:
-  nightly: {schedule: "cron(0 2 * * ? *)", timezone: Europe/Paris, targets: [{state_machine: flow, input: {n: null}}]}
+  nightly:
+    schedule: "cron(0 2 * * ? *)"
+    timezone: Europe/Paris
+    targets: [{state_machine: flow, input: {n: null}}]
   on-app: {event_pattern: {source: [my.app]}, targets: [{state_machine: flow, input_path: "$.detail"}]}
 lake_tables:
   dbo.customer: {primary_key: [id], partition_key: []}
