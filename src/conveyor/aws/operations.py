@@ -15,6 +15,7 @@ from typing import Any
 from conveyor.aws.base import AwsError, AwsService
 from conveyor.aws.dms import DMS
 from conveyor.aws.events import EVENTS
+from conveyor.aws.glue import GLUE
 from conveyor.aws.states import STEP_FUNCTIONS
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.integrations_aws import RedshiftData
@@ -63,7 +64,7 @@ REDSHIFT_DATA = AwsService(
 )
 
 
-SERVICES = {s.name: s for s in (DMS, REDSHIFT_DATA, STEP_FUNCTIONS, EVENTS)}
+SERVICES = {s.name: s for s in (DMS, REDSHIFT_DATA, STEP_FUNCTIONS, EVENTS, GLUE)}
 
 
 def call(service: Service, target: str, body: dict[str, Any]) -> tuple[AwsService, dict[str, Any]]:
