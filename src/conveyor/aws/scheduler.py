@@ -27,6 +27,7 @@ from conveyor.stack.entries import AlreadyExists, delete_entry, put_entry
 from conveyor.stack.model import RuleSpec
 
 GROUP = "default"
+OPERATIONS = ("CreateSchedule", "GetSchedule", "ListSchedules", "UpdateSchedule", "DeleteSchedule")
 STATUS = {"ValidationException": 400, "ResourceNotFoundException": 404, "ConflictException": 409}
 
 
