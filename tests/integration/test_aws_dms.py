@@ -153,3 +153,53 @@ def test_create_modify_delete_a_task_as_apply_would(tmp_path: Path) -> None:
         assert names == ["shop-load"]
         with pytest.raises(dms.exceptions.ResourceNotFoundFault):
             dms.delete_replication_task(ReplicationTaskArn=arn)
+
+
+def test_a_running_task_is_not_modified_or_deleted_and_reloads_tables(tmp_path: Path) -> None:
+    with served_stack(tmp_path) as server:
+        dms = aws_client(server.url, "dms")
+        created = dms.create_replication_task(
+            ReplicationTaskIdentifier="shop-cdc",
+            SourceEndpointArn="shop-db",  # a name works as the ARN does
+            TargetEndpointArn="warehouse",
+            ReplicationInstanceArn="conveyor",
+            MigrationType="full-load-and-cdc",
+            TableMappings=json.dumps(CUSTOMERS_ONLY),
+        )["ReplicationTask"]
+        arn = created["ReplicationTaskArn"]
+        dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType="start-replication")
+
+        def capturing() -> dict[str, Any] | None:
+            (task,) = dms.describe_replication_tasks(
+                Filters=[{"Name": "replication-task-id", "Values": ["shop-cdc"]}]
+            )["ReplicationTasks"]
+            assert task["Status"] not in ("failed", "stopped"), task
+            loaded = task["ReplicationTaskStats"]["TablesLoaded"] == 1
+            return task if task["Status"] == "running" and loaded else None
+
+        wait_for(capturing, 90, "the full load to hand over to capture")
+        with pytest.raises(dms.exceptions.InvalidResourceStateFault):
+            dms.modify_replication_task(ReplicationTaskArn=arn, MigrationType="full-load")
+        with pytest.raises(dms.exceptions.InvalidResourceStateFault):
+            dms.delete_replication_task(ReplicationTaskArn=arn)
+        reloaded = dms.reload_tables(
+            ReplicationTaskArn=arn, TablesToReload=[{"SchemaName": "main", "TableName": "customer"}]
+        )
+        assert reloaded["ReplicationTaskArn"] == arn
+        with pytest.raises(dms.exceptions.ResourceNotFoundFault):
+            dms.reload_tables(
+                ReplicationTaskArn=arn, TablesToReload=[{"SchemaName": "main", "TableName": "nope"}]
+            )
+
+        dms.stop_replication_task(ReplicationTaskArn=arn)
+        wait_for(
+            lambda: (
+                dms.describe_replication_tasks(
+                    Filters=[{"Name": "replication-task-id", "Values": ["shop-cdc"]}]
+                )["ReplicationTasks"][0]["Status"]
+                == "stopped"
+            ),
+            60,
+            "the task to stop",
+        )
+        assert dms.delete_replication_task(ReplicationTaskArn=arn)["ReplicationTask"]["Status"] == "deleting"
