@@ -23,7 +23,6 @@ class EventSink(Protocol):
     def __call__(self, event: dict[str, Any], /) -> object: ...
 
 
-
 STARTED = ("DMS-EVENT-0069", "REPLICATION_TASK_STARTED", "StateChange", "Replication task has started.")
 STOPPED = ("DMS-EVENT-0079", "REPLICATION_TASK_STOPPED", "StateChange", "Stop Reason {reason}")
 FAILED = ("DMS-EVENT-0078", "REPLICATION_TASK_FAILED", "Failure", "Replication task has failed. {reason}")
