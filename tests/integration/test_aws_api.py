@@ -231,6 +231,8 @@ def test_event_bridge(served: tuple[Serve, Path]) -> None:
         ("redshift-data", lambda c: c.list_statements()),
         ("stepfunctions", lambda c: c.list_state_machines()),
         ("events", lambda c: c.list_rules()),
+        ("scheduler", lambda c: c.list_schedules()),
+        ("glue", lambda c: c.get_job_runs(JobName="any")),
     ],
 )
 def test_a_wrong_secret_is_refused_by_every_service(

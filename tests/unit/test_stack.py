@@ -426,12 +426,6 @@ ERRORS: list[tuple[str, str, dict[str, str], list[str]]] = [
         ["rules.r.schedule: cron(...) takes 6 fields"],
     ),
     (
-        "no-targets",
-        "rules:\n  r: {schedule: rate(1 day), targets: []}\n",
-        {},
-        ["rules.r.targets: needs at least 1 item"],
-    ),
-    (
         "lake-table-name",
         "lake_tables:\n  orders: {}\n",
         {},

@@ -31,7 +31,7 @@ from conveyor.store.store import Store
         ("x", {"stringValue": "x"}),
         (date(2024, 2, 29), {"stringValue": "2024-02-29"}),
         (datetime(2024, 2, 29, 1, 2, 3), {"stringValue": "2024-02-29 01:02:03"}),
-        (b"\x01\xff", {"blobValue": "01ff"}),
+        (b"\x01\xff", {"blobValue": "Af8="}),
     ],
 )
 def test_values_become_the_data_apis_typed_fields(value: Any, field: dict[str, Any]) -> None:

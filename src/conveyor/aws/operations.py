@@ -10,115 +10,23 @@ and by the executions, statement and event services. What is not listed answers
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from conveyor.aws.base import AwsError, AwsService
+from conveyor.aws.dms import DMS
+from conveyor.aws.events import EVENTS
+from conveyor.aws.glue import GLUE
+from conveyor.aws.states import STEP_FUNCTIONS
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.orchestration.executions import state_machine_arn, state_machine_name
-from conveyor.orchestration.integrations_aws import DatabaseMigration, RedshiftData
-from conveyor.orchestration.service import Service, rules_listing
-
-Operation = Callable[[Service, dict[str, Any]], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class AwsService:
-    """One service: its target prefix, the content type it answers with, and how
-    Conveyor's errors are named in it."""
-
-    name: str
-    content_type: str
-    not_found: str
-    invalid: str
-    wrong_state: str
-    operations: dict[str, Operation]
-
-
-class AwsError(Exception):
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.message, self.status = code, message, status
-
-
-# --- the migration service ------------------------------------------------------------------
-
-
-def _dms(service: Service) -> DatabaseMigration:
-    return DatabaseMigration(service.executions)
-
-
-def _table_statistics(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    dms = _dms(service)
-    (task,) = dms.describe_replication_tasks(
-        {"Filters": [{"Name": "replication-task-arn", "Values": [_required(p, "ReplicationTaskArn")]}]}
-    )["ReplicationTasks"] or [None]
-    if task is None:
-        raise NotFoundError(f"no replication task {p['ReplicationTaskArn']!r}")
-    return {
-        "ReplicationTaskArn": task["ReplicationTaskArn"],
-        "TableStatistics": service.store.table_stats(task["ReplicationTaskIdentifier"]),
-    }
-
-
-def _dms_events(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    limit = int(p.get("MaxRecords") or 100)
-    page, _ = service.store.events_page(limit=limit)
-    events = []
-    for event in page:
-        if event.get("source") != "aws.dms":
-            continue
-        detail = event.get("detail") or {}
-        events.append(
-            {
-                "SourceIdentifier": (event.get("resources") or [""])[0].rsplit(":", 1)[-1],
-                "SourceType": "replication-task",
-                "Message": detail.get("detailMessage", ""),
-                "EventCategories": [str(detail.get("category", "")).lower()],
-                "Date": event["time"],
-            }
-        )
-    return {"Events": events[::-1]}
-
-
-DMS = AwsService(
-    "AmazonDMSv20160101",
-    "application/x-amz-json-1.1",
-    not_found="ResourceNotFoundFault",
-    invalid="InvalidParameterValueException",
-    wrong_state="InvalidResourceStateFault",
-    operations={
-        "DescribeReplicationTasks": lambda s, p: _dms(s).describe_replication_tasks(p),
-        "StartReplicationTask": lambda s, p: _dms(s).start_replication_task(p),
-        "StopReplicationTask": lambda s, p: _dms(s).stop_replication_task(p),
-        "DescribeEndpoints": lambda s, p: _dms(s).describe_endpoints(p),
-        "ModifyEndpoint": lambda s, p: _dms(s).modify_endpoint(p),
-        "TestConnection": lambda s, p: _dms(s).test_connection(p),
-        "DescribeConnections": lambda s, p: _dms(s).describe_connections(p),
-        "DescribeTableStatistics": _table_statistics,
-        "DescribeEvents": _dms_events,
-    },
-)
-
+from conveyor.orchestration.integrations_aws import RedshiftData
+from conveyor.orchestration.service import Service
+from conveyor.stack.entries import AlreadyExists
 
 # --- the Redshift Data API --------------------------------------------------------------------
 
 
 def _data(service: Service) -> RedshiftData:
     return RedshiftData(service.executions)
-
-
-def _result(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    """GetStatementResult, with ``blobValue`` base64 as the wire carries blobs."""
-    answer = _data(service).get_statement_result(p)
-    for record in answer.get("Records", []):
-        for field in record:
-            if "blobValue" in field:
-                field["blobValue"] = base64.b64encode(bytes.fromhex(field["blobValue"])).decode()
-    return answer
 
 
 def _batch(service: Service, p: dict[str, Any]) -> dict[str, Any]:
@@ -149,184 +57,14 @@ REDSHIFT_DATA = AwsService(
         "ExecuteStatement": lambda s, p: _data(s).execute_statement(p),
         "BatchExecuteStatement": _batch,
         "DescribeStatement": lambda s, p: _data(s).describe_statement(p),
-        "GetStatementResult": _result,
+        "GetStatementResult": lambda s, p: _data(s).get_statement_result(p),
         "CancelStatement": lambda s, p: _data(s).cancel_statement(p),
         "ListStatements": _statements,
     },
 )
 
 
-# --- Step Functions ---------------------------------------------------------------------------
-
-
-def _start_execution(service: Service, p: dict[str, Any], run: str) -> dict[str, Any]:
-    raw = p.get("input", "{}")
-    try:
-        given = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"input is not JSON: {exc}") from None
-    started = service.executions.start(
-        _required(p, "stateMachineArn"),
-        given,
-        name=p.get("name"),
-        run=run,  # type: ignore[arg-type]
-    )
-    return started
-
-
-def _start(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    started = _start_execution(service, p, "thread")
-    return {"executionArn": started["executionArn"], "startDate": started["startDate"]}
-
-
-def _start_sync(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    return _start_execution(service, p, "inline")
-
-
-def _state_machines(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    stack = service.stack()
-    return {
-        "stateMachines": [
-            {
-                "stateMachineArn": state_machine_arn(n),
-                "name": n,
-                "type": "STANDARD",
-                "creationDate": _applied(service),
-            }
-            for n in sorted(stack.state_machines)
-        ]
-    }
-
-
-def _state_machine(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    name = state_machine_name(_required(p, "stateMachineArn"))
-    definition = service.executions.definition(name)
-    return {
-        "stateMachineArn": state_machine_arn(name),
-        "name": name,
-        "status": "ACTIVE",
-        "definition": json.dumps(definition),
-        "roleArn": "arn:aws:iam::000000000000:role/conveyor",
-        "type": "STANDARD",
-        "creationDate": _applied(service),
-    }
-
-
-def _applied(service: Service) -> str:
-    """A state machine's creationDate: when the stack declaring it was last applied."""
-    applied = service.store.stack_applied_at()
-    return (applied or datetime(1970, 1, 1, tzinfo=UTC)).isoformat()
-
-
-def _executions(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    rows = service.executions.list(
-        state_machine=_required(p, "stateMachineArn"),
-        status=p.get("statusFilter"),
-        limit=int(p.get("maxResults") or 100),
-    )
-    return {"executions": [{k: v for k, v in r.items() if v is not None} for r in rows]}
-
-
-def _stop(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    return service.executions.stop(_required(p, "executionArn"), p.get("error"), p.get("cause"))
-
-
-STEP_FUNCTIONS = AwsService(
-    "AWSStepFunctions",
-    "application/x-amz-json-1.0",
-    not_found="ExecutionDoesNotExist",
-    invalid="ValidationException",
-    wrong_state="ExecutionAlreadyExists",
-    operations={
-        "StartExecution": _start,
-        "StartSyncExecution": _start_sync,
-        "DescribeExecution": lambda s, p: s.executions.describe(_required(p, "executionArn")),
-        "StopExecution": _stop,
-        "ListExecutions": _executions,
-        "GetExecutionHistory": lambda s, p: s.executions.history(_required(p, "executionArn")),
-        "ListStateMachines": _state_machines,
-        "DescribeStateMachine": _state_machine,
-    },
-)
-
-
-# --- EventBridge ------------------------------------------------------------------------------
-
-
-def _put_events(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    entries = p.get("Entries")
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError("Entries: one or more events are required")
-    answers: list[dict[str, Any]] = []
-    failed = 0
-    for entry in entries:
-        event = {
-            "source": entry.get("Source"),
-            "detail-type": entry.get("DetailType"),
-            "detail": entry.get("Detail", "{}"),
-            "resources": entry.get("Resources") or [],
-        }
-        if entry.get("Time") is not None:
-            event["time"] = _time_text(entry["Time"])
-        try:
-            answers.append({"EventId": service.bus.put_event(event)["EventId"]})
-        except ConfigError as exc:
-            failed += 1
-            answers.append({"ErrorCode": "MalformedDetail", "ErrorMessage": str(exc)})
-    return {"FailedEntryCount": failed, "Entries": answers}
-
-
-def _time_text(value: Any) -> str:
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value).astimezone().isoformat()
-    return str(value)
-
-
-def _rules(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    rows = rules_listing(service)
-    prefix = p.get("NamePrefix") or ""
-    return {"Rules": [_rule(r) for r in rows if r["Name"].startswith(prefix)]}
-
-
-def _rule(row: dict[str, Any]) -> dict[str, Any]:
-    rule = {
-        "Name": row["Name"],
-        "Arn": f"arn:aws:events:local:000000000000:rule/{row['Name']}",
-        "State": row["State"],
-    }
-    if "EventPattern" in row:
-        rule["EventPattern"] = json.dumps(row["EventPattern"])
-    if "ScheduleExpression" in row:
-        rule["ScheduleExpression"] = row["ScheduleExpression"]
-    rule["EventBusName"] = "default"
-    return rule
-
-
-def _describe_rule(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    name = _required(p, "Name")
-    for row in rules_listing(service):
-        if row["Name"] == name:
-            return _rule(row)
-    raise NotFoundError(f"Rule {name} does not exist.")
-
-
-EVENTS = AwsService(
-    "AWSEvents",
-    "application/x-amz-json-1.1",
-    not_found="ResourceNotFoundException",
-    invalid="ValidationException",
-    wrong_state="ConcurrentModificationException",
-    operations={"PutEvents": _put_events, "ListRules": _rules, "DescribeRule": _describe_rule},
-)
-
-SERVICES = {s.name: s for s in (DMS, REDSHIFT_DATA, STEP_FUNCTIONS, EVENTS)}
-
-
-def _required(p: dict[str, Any], key: str) -> str:
-    value = p.get(key)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} is required")
-    return value
+SERVICES = {s.name: s for s in (DMS, REDSHIFT_DATA, STEP_FUNCTIONS, EVENTS, GLUE)}
 
 
 def call(service: Service, target: str, body: dict[str, Any]) -> tuple[AwsService, dict[str, Any]]:
@@ -342,6 +80,8 @@ def call(service: Service, target: str, body: dict[str, Any]) -> tuple[AwsServic
         raise
     except NotFoundError as exc:
         raise AwsError(aws.not_found, str(exc)) from None
+    except AlreadyExists as exc:
+        raise AwsError(aws.exists, str(exc)) from None
     except ConfigError as exc:
         raise AwsError(aws.invalid, str(exc)) from None
     except ConveyorError as exc:

@@ -201,6 +201,7 @@ def apply(
 def main() -> None:
     import conveyor.cli.lake
     import conveyor.cli.orchestration
+    import conveyor.cli.stack
     import conveyor.cli.task_logs
     import conveyor.cli.tasks
     import conveyor.cli.validate  # noqa: F401  (registers the nouns' commands)

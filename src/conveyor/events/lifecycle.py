@@ -8,6 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from conveyor.core.arns import ACCOUNT, REGION
+
 
 class EventSink(Protocol):
     """Where replication publishes the lifecycle events it raises (``task_event``).
@@ -20,9 +22,6 @@ class EventSink(Protocol):
 
     def __call__(self, event: dict[str, Any], /) -> object: ...
 
-
-ACCOUNT = "000000000000"
-REGION = "local"
 
 STARTED = ("DMS-EVENT-0069", "REPLICATION_TASK_STARTED", "StateChange", "Replication task has started.")
 STOPPED = ("DMS-EVENT-0079", "REPLICATION_TASK_STOPPED", "StateChange", "Stop Reason {reason}")

@@ -22,8 +22,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from conveyor.core.arns import ACCOUNT, REGION
 from conveyor.core.errors import ConfigError
-from conveyor.events.lifecycle import ACCOUNT, REGION, EventSink
+from conveyor.events.lifecycle import EventSink
 from conveyor.events.patterns import EventPattern
 from conveyor.orchestration.asl.paths import read_path
 from conveyor.stack.model import RuleTarget, Stack

@@ -24,13 +24,14 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from conveyor.core.arns import ACCOUNT, REGION
 from conveyor.core.errors import ConfigError, NotFoundError
-from conveyor.events.lifecycle import ACCOUNT, REGION
 from conveyor.orchestration.asl.clock import Clock, ExecutionSuspended, SystemClock
 from conveyor.orchestration.asl.engine import Execution
 from conveyor.orchestration.asl.integrations import Integrations
 from conveyor.orchestration.asl.store import Cursor, ExecutionRecord, HistoryEvent
 from conveyor.orchestration.statements import StackProvider, Statements
+from conveyor.orchestration.task_tokens import StoreTaskTokens
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
@@ -156,6 +157,7 @@ class Executions:
         self.stack = stack
         self.statements = statements or Statements(store, stack)
         self.exec_store = StoreExecutionStore(store)
+        self.tokens = StoreTaskTokens(store)
         self.clock_factory: ClockFactory = clock_factory or (ServiceClock)
         self.integrations = integrations or build_integrations(self)
         self.pid = os.getpid()
@@ -213,6 +215,7 @@ class Executions:
             clock=SystemClock(),
             name=name,
             state_machine_name=sm,
+            tokens=self.tokens,
         )
         if run == "thread":
             self.run_in_thread(execution.execution_id)
@@ -268,7 +271,7 @@ class Executions:
             if self._closing.is_set():
                 return
             execution = Execution.resume(
-                self.exec_store, execution_id, integrations=self.integrations, clock=clock
+                self.exec_store, execution_id, integrations=self.integrations, clock=clock, tokens=self.tokens
             )
             execution.run()
         except Exception:

@@ -37,12 +37,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from conveyor.core.arns import ACCOUNT, REGION
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.events.lifecycle import ACCOUNT, REGION, task_arn
+from conveyor.events.lifecycle import task_arn
 from conveyor.orchestration.asl.errors import TaskError
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext, TaskHandler
 from conveyor.orchestration.bus import event_sink
-from conveyor.orchestration.integrations_glue import START_JOB_RUN, start_job_run
+from conveyor.orchestration.integrations_glue import START_JOB_RUN, JobRuns, start_job_run
 from conveyor.orchestration.lambda_runtime import FunctionFailed, Invocation, invoke
 from conveyor.stack.model import TARGET_ENGINES, Stack
 from conveyor.stack.modify import modify_endpoint
@@ -546,8 +547,9 @@ def build_integrations(executions: Executions) -> Integrations:
     ):
         found.register(f"{SDK}databasemigration:{action}", _service_errors("DatabaseMigration", method))
     found.register("arn:aws:states:::lambda:invoke", lambda_invoke(executions))
-    found.register(START_JOB_RUN, start_job_run(executions.stack, sync=False))
-    found.register(f"{START_JOB_RUN}.sync", start_job_run(executions.stack, sync=True))
+    runs = JobRuns(executions.store, executions.stack)
+    found.register(START_JOB_RUN, start_job_run(runs, sync=False))
+    found.register(f"{START_JOB_RUN}.sync", start_job_run(runs, sync=True))
     found.register("arn:aws:states:::states:startExecution", _start_execution(executions, "async"))
     found.register("arn:aws:states:::states:startExecution.sync", _start_execution(executions, "sync"))
     found.register("arn:aws:states:::states:startExecution.sync:2", _start_execution(executions, "sync2"))

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.core.arns import arn
+
 log = logging.getLogger(__name__)
 REGION = "us-east-1"
 
@@ -100,7 +102,7 @@ class _Context:
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", function)
         self.function_version = "$LATEST"
         self.aws_request_id = str(uuid.uuid4())
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:000000000000:function:{self.function_name}"
+        self.invoked_function_arn = arn("lambda", f"function:{self.function_name}")
         self.memory_limit_in_mb = 128
         self._deadline = time.monotonic() + timeout
 

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from conveyor.core.arns import ACCOUNT, REGION
 from conveyor.core.errors import ConfigError
-from conveyor.events.lifecycle import ACCOUNT, REGION
 from conveyor.events.schedules import Schedule
 from conveyor.orchestration.bus import load_stack, rule_arn, target_input
 from conveyor.store.store import Store

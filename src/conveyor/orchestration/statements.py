@@ -14,6 +14,7 @@ typed fields (``stringValue``, ``longValue``, ``doubleValue``, ``booleanValue``,
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
 import os
@@ -52,7 +53,8 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 def typed_field(value: Any) -> dict[str, Any]:
-    """One value as the Data API's Field union."""
+    """One value as the Data API's Field union (``blobValue`` base64, as the service's
+    JSON carries it; boto3 decodes it to bytes)."""
     if value is None:
         return {"isNull": True}
     if isinstance(value, bool):
@@ -68,7 +70,7 @@ def typed_field(value: Any) -> dict[str, Any]:
             "stringValue": value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
         }
     if isinstance(value, bytes | bytearray | memoryview):
-        return {"blobValue": bytes(value).hex()}
+        return {"blobValue": base64.b64encode(bytes(value)).decode("ascii")}
     return {"stringValue": str(value)}
 
 

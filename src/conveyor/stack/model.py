@@ -361,6 +361,8 @@ class FunctionSpec(_Spec):
 
 class RuleTarget(_Spec):
     state_machine: str
+    id: str | None = None
+    """The target's Id in EventBridge's PutTargets / ListTargetsByRule (default: its position)."""
     input: Any = None
     """The execution input (any JSON value); None passes the event itself."""
     input_path: str | None = None
@@ -393,7 +395,9 @@ class RuleSpec(_Spec):
     schedule: str | None = None
     timezone: str | None = None
     """The IANA time zone a ``cron(...)`` schedule is read in (default UTC)."""
-    targets: list[RuleTarget] = Field(min_length=1)
+    targets: list[RuleTarget] = Field(default_factory=list)
+    """What a match or a fire starts; a rule without targets does nothing (EventBridge
+    allows one, so PutRule can come before PutTargets)."""
     enabled: bool = True
     description: str | None = None
 

@@ -20,7 +20,8 @@ from sqlalchemy import (
 # 2: task_progress (the running task's change-capture position and latencies)
 # 3: statements, executions, execution_events, endpoint_connections, schedule_state (orchestration)
 # 4: table_suspensions (a change-capture table suspended or being reloaded, across runs)
-SCHEMA_VERSION = 4
+# 5: task_tokens (a Task's .waitForTaskToken: the token and its answer), job_runs (curation runs)
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -170,4 +171,34 @@ schedule_state = Table(
     metadata,
     Column("rule", String(200), primary_key=True),
     Column("last_fire", DateTime(timezone=True), nullable=False),
+)
+
+# --- version 5 ----------------------------------------------------------------------------
+
+task_tokens = Table(
+    "task_tokens",
+    metadata,
+    Column("token", String(200), primary_key=True),
+    Column("execution_id", String(64), nullable=False, index=True),
+    Column("state", String(200), nullable=False),
+    Column("status", String(20), nullable=False),  # waiting | succeeded | failed | closed
+    Column("output", JSON),
+    Column("error", Text),
+    Column("cause", Text),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True)),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("job_name", String(255), nullable=False, index=True),
+    Column("state", String(20), nullable=False),  # RUNNING | SUCCEEDED | FAILED
+    Column("arguments", JSON, nullable=False),
+    Column("started_on", DateTime(timezone=True), nullable=False),
+    Column("completed_on", DateTime(timezone=True)),
+    Column("error", Text),
+    Column("tables", JSON),  # each table's result (lake.jobs.TableResult.as_dict)
+    Column("pid", Integer),
 )

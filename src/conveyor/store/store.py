@@ -481,6 +481,60 @@ class Store:
         return bool(done)
 
     # endpoint connection tests
+    # task tokens (.waitForTaskToken)
+    def put_task_token(self, token: str, execution_id: str, state: str, issued_at: datetime) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                insert(s.task_tokens).values(
+                    token=token, execution_id=execution_id, state=state, status="waiting", issued_at=issued_at
+                )
+            )
+
+    def task_token(self, token: str) -> dict[str, Any] | None:
+        t = s.task_tokens
+        with self._tx() as conn:
+            row = conn.execute(select(t).where(t.c.token == token)).mappings().first()
+        return None if row is None else _run_dict(row)
+
+    def answer_task_token(
+        self, token: str, status: str, output: Any = None, error: str | None = None, cause: str | None = None
+    ) -> bool:
+        """A waiting token's answer (succeeded | failed) or its end (closed); False
+        when the token is not waiting any more."""
+        t = s.task_tokens
+        where = (t.c.token == token) & (t.c.status == "waiting")
+        with self._tx() as conn:
+            values = {"status": status, "output": output, "error": error, "cause": cause}
+            return bool(conn.execute(update(t).where(where).values(**values)).rowcount)
+
+    def heartbeat_task_token(self, token: str) -> bool:
+        t = s.task_tokens
+        where = (t.c.token == token) & (t.c.status == "waiting")
+        with self._tx() as conn:
+            return bool(conn.execute(update(t).where(where).values(heartbeat_at=now())).rowcount)
+
+    # curation job runs (Glue's JobRun)
+    def put_job_run(self, values: dict[str, Any]) -> None:
+        with self._tx() as conn:
+            conn.execute(insert(s.job_runs).values(**values))
+
+    def update_job_run(self, run_id: str, values: dict[str, Any]) -> None:
+        with self._tx() as conn:
+            conn.execute(update(s.job_runs).where(s.job_runs.c.id == run_id).values(**values))
+
+    def job_run(self, run_id: str) -> dict[str, Any] | None:
+        t = s.job_runs
+        with self._tx() as conn:
+            row = conn.execute(select(t).where(t.c.id == run_id)).mappings().first()
+        return None if row is None else _run_dict(row)
+
+    def job_runs(self, job_name: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Runs of a job, newest first."""
+        t = s.job_runs
+        query = select(t).where(t.c.job_name == job_name).order_by(t.c.started_on.desc()).limit(limit)
+        with self._tx() as conn:
+            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+
     def set_connection(self, endpoint: str, status: str, message: str | None = None) -> None:
         t = s.endpoint_connections
         with self._tx() as conn:

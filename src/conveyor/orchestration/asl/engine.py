@@ -10,6 +10,12 @@ Contract
   retry counts). ``Execution.resume`` continues from the last checkpoint, so a Wait
   restored from the store sleeps only for the time left, and a state that was
   interrupted while running is run again (tasks are at-least-once, as in Step Functions).
+* A Task whose resource ends in ``.waitForTaskToken`` gets a token (``$$.Task.Token``)
+  issued before its integration is called, then waits, polling its :class:`TaskTokens`,
+  for the token's answer (SendTaskSuccess / SendTaskFailure), honouring TimeoutSeconds
+  and HeartbeatSeconds (SendTaskHeartbeat) from when the token was issued. The token is
+  checkpointed: a resumed execution waits for the same token without calling the
+  integration again. Each retry attempt gets a new token.
 * Parallel branches and Map iterations run inline and in order (MaxConcurrency is
   honoured as sequential execution); they are not checkpointed separately, so a
   Parallel or Map state interrupted midway runs again from its start.
@@ -33,6 +39,16 @@ from conveyor.orchestration.asl.integrations import Integrations, TaskContext
 from conveyor.orchestration.asl.intrinsics import IntrinsicEnv, evaluate_intrinsic
 from conveyor.orchestration.asl.paths import apply_payload_template, apply_result_path, read_any, read_path
 from conveyor.orchestration.asl.store import Cursor, ExecutionRecord, ExecutionStore, HistoryEvent
+from conveyor.orchestration.asl.tokens import (
+    CLOSED,
+    FAILED,
+    SUCCEEDED,
+    WAIT_FOR_TOKEN,
+    InMemoryTaskTokens,
+    TaskTokens,
+)
+
+TOKEN_POLL_SECONDS = 0.2
 
 _EVENT_PREFIX = {
     "Task": "Task",
@@ -44,6 +60,14 @@ _EVENT_PREFIX = {
     "Succeed": "Succeed",
     "Fail": "Fail",
 }
+
+
+def _json_or_none(value: Any) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return None
+    return value
 
 
 def _iso(when: datetime) -> str:
@@ -88,8 +112,10 @@ class Execution:
         integrations: Integrations,
         clock: Clock | None = None,
         seed: int | None = None,
+        tokens: TaskTokens | None = None,
     ) -> None:
         self.machine = machine
+        self.tokens: TaskTokens = tokens or InMemoryTaskTokens()
         self.record = record
         self.store = store
         self.integrations = integrations
@@ -114,6 +140,7 @@ class Execution:
         execution_id: str | None = None,
         state_machine_name: str = "StateMachine",
         seed: int | None = None,
+        tokens: TaskTokens | None = None,
     ) -> Execution:
         """Validate ``definition`` (ConfigError when invalid), record ExecutionStarted and commit."""
         machine = (
@@ -135,7 +162,9 @@ class Execution:
             cursor=Cursor(state=machine.start_at, input=execution_input, entered_time=now),
             state_machine_name=state_machine_name,
         )
-        execution = cls(machine, record, store=store, integrations=integrations, clock=clock, seed=seed)
+        execution = cls(
+            machine, record, store=store, integrations=integrations, clock=clock, seed=seed, tokens=tokens
+        )
         execution._event("ExecutionStarted", input=execution_input)
         execution._commit()
         return execution
@@ -149,11 +178,14 @@ class Execution:
         integrations: Integrations,
         clock: Clock | None = None,
         seed: int | None = None,
+        tokens: TaskTokens | None = None,
     ) -> Execution:
         """Continue an execution from its last checkpoint."""
         record = store.load(execution_id)
         machine = parse_definition(record.definition, resources=integrations)
-        return cls(machine, record, store=store, integrations=integrations, clock=clock, seed=seed)
+        return cls(
+            machine, record, store=store, integrations=integrations, clock=clock, seed=seed, tokens=tokens
+        )
 
     @property
     def execution_id(self) -> str:
@@ -393,10 +425,13 @@ class Execution:
             self._sleep(scope, _parse_iso(cursor.wake_at), "retry", attempts)
         while True:
             context = self._context(state, entered, sum(attempts), scope)
+            token = self._task_token(state, scope)
+            if token is not None:
+                context["Task"] = {"Token": token}
             try:
                 data = self._effective_input(state, raw, context)
                 if state.type == "Task":
-                    result = self._run_task(state, raw, data, context)
+                    result = self._run_task(state, raw, data, context, token, scope)
                 elif state.type == "Parallel":
                     result = self._run_parallel(state, data, scope)
                 else:
@@ -435,7 +470,25 @@ class Execution:
             return delay
         return None
 
-    def _run_task(self, state: State, raw: Any, parameters: Any, context: dict[str, Any]) -> Any:
+    def _task_token(self, state: State, scope: _Scope) -> str | None:
+        """The token of a ``.waitForTaskToken`` Task: the checkpointed one when the
+        execution resumes while waiting, else a new one."""
+        if state.type != "Task" or not state.resource.endswith(WAIT_FOR_TOKEN):
+            return None
+        cursor = scope.cursor if scope.top else None
+        if cursor is not None and cursor.phase == "token" and cursor.token is not None:
+            return cursor.token
+        return self.tokens.issue(self.execution_id, state.name, self.clock.now())
+
+    def _run_task(
+        self,
+        state: State,
+        raw: Any,
+        parameters: Any,
+        context: dict[str, Any],
+        token: str | None = None,
+        scope: _Scope | None = None,
+    ) -> Any:
         handler = self.integrations.resolve(state.resource)
         if handler is None:
             raise StatesError(E.RUNTIME, f"No integration handles resource '{state.resource}'")
@@ -456,18 +509,33 @@ class Execution:
             heartbeat_seconds=heartbeat,
             last_heartbeat=now,
         )
-        self._event(
-            "TaskScheduled",
-            resource=state.resource,
-            parameters=parameters,
-            timeoutInSeconds=timeout,
-            heartbeatInSeconds=heartbeat,
+        cursor = scope.cursor if scope is not None and scope.top else None
+        waiting = (
+            token is not None and cursor is not None and cursor.phase == "token" and cursor.token == token
         )
-        self._event("TaskStarted", resource=state.resource)
+        if not waiting:
+            self._event(
+                "TaskScheduled",
+                resource=state.resource,
+                parameters=parameters,
+                timeoutInSeconds=timeout,
+                heartbeatInSeconds=heartbeat,
+            )
+            self._event("TaskStarted", resource=state.resource)
         try:
-            result = handler(parameters, task)
-            task.check_timeouts()
+            if token is None:
+                result = handler(parameters, task)
+                task.check_timeouts()
+            else:
+                if not waiting:
+                    submitted = handler(parameters, task)
+                    self._event("TaskSubmitted", resource=state.resource, output=_json_or_none(submitted))
+                    if cursor is not None:
+                        cursor.phase, cursor.token = "token", token
+                        self._commit()
+                result = self._await_token(state, token, timeout, heartbeat)
         except StatesError as exc:
+            self._leave_token(cursor, token)
             if exc.error in (E.TIMEOUT, E.HEARTBEAT_TIMEOUT):
                 self._event("TaskTimedOut", resource=state.resource, error=exc.error, cause=exc.cause)
             else:
@@ -476,9 +544,11 @@ class Execution:
         except (ExecutionSuspended, KeyboardInterrupt):
             raise
         except Exception as exc:
+            self._leave_token(cursor, token)
             error = TaskError(E.TASK_FAILED, f"{type(exc).__name__}: {exc}")
             self._event("TaskFailed", resource=state.resource, error=error.error, cause=error.cause)
             raise error from exc
+        self._leave_token(cursor, token)
         try:
             json.dumps(result)
         except (TypeError, ValueError):
@@ -486,6 +556,39 @@ class Execution:
             raise StatesError(E.TASK_FAILED, cause) from None
         self._event("TaskSucceeded", resource=state.resource, output=result)
         return result
+
+    def _leave_token(self, cursor: Cursor | None, token: str | None) -> None:
+        """The Task is over: its token takes no answer any more and the cursor forgets it."""
+        if token is None:
+            return
+        self.tokens.close(token)
+        if cursor is not None:
+            cursor.phase, cursor.token = "enter", None
+
+    def _await_token(self, state: State, token: str, timeout: float | None, heartbeat: float | None) -> Any:
+        """Poll the token's answer until it comes or the Task's time runs out."""
+        while True:
+            self._check_execution_timeout()
+            found = self.tokens.answer(token)
+            if found is None:
+                raise StatesError(E.RUNTIME, f"Task '{state.name}': its task token is not recorded")
+            if found.status == SUCCEEDED:
+                return found.output
+            if found.status == FAILED:
+                raise TaskError(found.error or E.TASK_FAILED, found.cause)
+            if found.status == CLOSED:
+                raise StatesError(E.TIMEOUT, f"Task '{state.name}': its task token was closed")
+            now = self.clock.now()
+            if timeout is not None and now >= found.issued_at + timedelta(seconds=float(timeout)):
+                self.tokens.close(token)
+                raise StatesError(E.TIMEOUT, f"Task '{state.name}' ran past its TimeoutSeconds")
+            alive = found.heartbeat_at or found.issued_at
+            if heartbeat is not None and now >= alive + timedelta(seconds=float(heartbeat)):
+                self.tokens.close(token)
+                raise StatesError(
+                    E.HEARTBEAT_TIMEOUT, f"Task '{state.name}' sent no heartbeat within HeartbeatSeconds"
+                )
+            self.clock.sleep_until(now + timedelta(seconds=TOKEN_POLL_SECONDS))
 
     @staticmethod
     def _seconds_from(raw: Any, path: str, field: str) -> int:

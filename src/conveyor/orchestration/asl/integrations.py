@@ -18,6 +18,7 @@ from typing import Any
 from conveyor.orchestration.asl import errors as E
 from conveyor.orchestration.asl.clock import Clock
 from conveyor.orchestration.asl.errors import StatesError, TaskError
+from conveyor.orchestration.asl.tokens import WAIT_FOR_TOKEN
 
 
 @dataclass
@@ -66,7 +67,10 @@ class Integrations:
         (self._prefixes if prefix else self._exact)[resource] = handler
 
     def resolve(self, resource: str) -> TaskHandler | None:
-        handler = self._exact.get(resource)
+        """The handler of ``resource``; ``X.waitForTaskToken`` not registered itself is
+        X's (the engine waits for the token)."""
+        handler = self._exact.get(resource) or self._exact.get(resource.removesuffix(WAIT_FOR_TOKEN))
+        resource = resource.removesuffix(WAIT_FOR_TOKEN) if handler is None else resource
         if handler is not None:
             return handler
         best = max((p for p in self._prefixes if resource.startswith(p)), key=len, default=None)

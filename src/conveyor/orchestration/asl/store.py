@@ -23,7 +23,8 @@ class Cursor:
 
     ``phase`` is ``"enter"`` (run the state from the start), ``"wait"`` (a Wait state is
     sleeping until ``wake_at``) or ``"retry"`` (a Task/Parallel/Map sleeps until ``wake_at``
-    before its next attempt; ``attempts`` counts the retries used per retrier).
+    before its next attempt; ``attempts`` counts the retries used per retrier) or
+    ``"token"`` (a Task waits for the answer to ``token``).
     """
 
     state: str
@@ -32,6 +33,9 @@ class Cursor:
     phase: str = "enter"
     wake_at: str | None = None
     attempts: list[int] = field(default_factory=list)
+    token: str | None = None
+    """Phase ``"token"``: the Task (``.waitForTaskToken``) called its integration and
+    waits for an answer to this token."""
 
 
 @dataclass

@@ -1,0 +1,216 @@
+"""Step Functions (``AWSStepFunctions``) on the stack's state machines and Conveyor's
+executions.
+
+Create/Update/DeleteStateMachine write the applied stack as ``conveyor apply`` does
+(stack/entries.py), after the definition parsed against the integrations Conveyor has
+(``InvalidDefinition`` otherwise). SendTaskSuccess / SendTaskFailure /
+SendTaskHeartbeat answer the token a ``.waitForTaskToken`` Task is waiting on, from
+any process sharing the store (orchestration/task_tokens.py).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.aws.base import AwsError, AwsService, json_member, required
+from conveyor.core.arns import ACCOUNT
+from conveyor.core.errors import ConfigError, NotFoundError
+from conveyor.orchestration.asl.definition import parse_definition
+from conveyor.orchestration.executions import state_machine_arn, state_machine_name
+from conveyor.orchestration.service import Service
+from conveyor.orchestration.task_tokens import TokenTimedOut
+from conveyor.stack.entries import delete_entry, put_entry
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _start_execution(service: Service, p: dict[str, Any], run: str) -> dict[str, Any]:
+    raw = p.get("input", "{}")
+    try:
+        given = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as exc:
+        raise AwsError("InvalidExecutionInput", f"input is not JSON: {exc}") from None
+    _machine(service, p)
+    try:
+        return service.executions.start(
+            required(p, "stateMachineArn"),
+            given,
+            name=p.get("name"),
+            run=run,  # type: ignore[arg-type]
+        )
+    except ConfigError as exc:
+        if "already has an execution named" in str(exc):
+            raise AwsError("ExecutionAlreadyExists", str(exc)) from None
+        raise
+
+
+def _start(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    started = _start_execution(service, p, "thread")
+    return {"executionArn": started["executionArn"], "startDate": started["startDate"]}
+
+
+def _start_sync(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    return _start_execution(service, p, "inline")
+
+
+def _applied(service: Service) -> str:
+    """A state machine's creationDate: when the stack declaring it was last applied."""
+    applied = service.store.stack_applied_at()
+    return (applied or datetime(1970, 1, 1, tzinfo=UTC)).isoformat()
+
+
+def _machine(service: Service, p: dict[str, Any]) -> str:
+    name = state_machine_name(required(p, "stateMachineArn"))
+    if name not in service.stack().state_machines:
+        raise AwsError("StateMachineDoesNotExist", f"State Machine Does Not Exist: '{name}'")
+    return name
+
+
+def _state_machines(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    stack = service.stack()
+    return {
+        "stateMachines": [
+            {
+                "stateMachineArn": state_machine_arn(n),
+                "name": n,
+                "type": "STANDARD",
+                "creationDate": _applied(service),
+            }
+            for n in sorted(stack.state_machines)
+        ]
+    }
+
+
+def _state_machine(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    name = _machine(service, p)
+    spec = service.stack().state_machines[name]
+    answer = {
+        "stateMachineArn": state_machine_arn(name),
+        "name": name,
+        "status": "ACTIVE",
+        "definition": json.dumps(spec.definition),
+        "roleArn": f"arn:aws:iam::{ACCOUNT}:role/conveyor",
+        "type": "STANDARD",
+        "creationDate": _applied(service),
+    }
+    if spec.description:
+        answer["description"] = spec.description
+    return answer
+
+
+def _definition(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    definition = json_member(p, "definition")
+    if not isinstance(definition, dict):
+        raise AwsError("InvalidDefinition", "definition must be a JSON object (Amazon States Language)")
+    try:
+        parse_definition(definition, resources=service.executions.integrations)
+    except ConfigError as exc:
+        raise AwsError("InvalidDefinition", str(exc)) from None
+    return definition
+
+
+def _create_state_machine(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    name = required(p, "name")
+    if p.get("type", "STANDARD") != "STANDARD":
+        raise ConfigError("type: Conveyor runs STANDARD state machines (EXPRESS ones are not supported)")
+    definition = _definition(service, p)
+    existing = service.stack().state_machines.get(name)
+    if existing is not None:
+        if existing.definition != definition:
+            raise AwsError("StateMachineAlreadyExists", f"State Machine Already Exists: '{name}'")
+    else:
+        body = {"definition": definition, "description": p.get("description")}
+        put_entry(service.store, "state_machines", name, body, create=True)
+    return {"stateMachineArn": state_machine_arn(name), "creationDate": _applied(service)}
+
+
+def _update_state_machine(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    name = _machine(service, p)
+    body = service.stack().state_machines[name].model_dump(mode="json")
+    if "definition" in p:
+        body["definition"] = _definition(service, p)
+    if "description" in p:
+        body["description"] = p["description"]
+    put_entry(service.store, "state_machines", name, body, create=False)
+    return {"updateDate": _now()}
+
+
+def _delete_state_machine(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    name = state_machine_name(required(p, "stateMachineArn"))
+    if name in service.stack().state_machines:  # deleting one that is gone succeeds, as the service's
+        delete_entry(service.store, "state_machines", name)
+    return {}
+
+
+def _executions(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    _machine(service, p)
+    rows = service.executions.list(
+        state_machine=required(p, "stateMachineArn"),
+        status=p.get("statusFilter"),
+        limit=int(p.get("maxResults") or 100),
+    )
+    return {"executions": [{k: v for k, v in r.items() if v is not None} for r in rows]}
+
+
+def _stop(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    return service.executions.stop(required(p, "executionArn"), p.get("error"), p.get("cause"))
+
+
+def _history(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    events = service.executions.history(required(p, "executionArn"))["events"]
+    if p.get("reverseOrder"):
+        events = events[::-1]
+    return {"events": events}
+
+
+def _token_call(action: str) -> Any:
+    def operation(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+        tokens = service.executions.tokens
+        token = p.get("taskToken")
+        try:
+            if action == "success":
+                tokens.succeed(token, p.get("output", "null"))
+            elif action == "failure":
+                tokens.fail(token, p.get("error"), p.get("cause"))
+            else:
+                tokens.heartbeat(token)
+        except NotFoundError as exc:
+            raise AwsError("TaskDoesNotExist", str(exc)) from None
+        except TokenTimedOut as exc:
+            raise AwsError("TaskTimedOut", str(exc)) from None
+        except ConfigError as exc:
+            code = "InvalidOutput" if "output" in str(exc) else "InvalidToken"
+            raise AwsError(code, str(exc)) from None
+        return {}
+
+    return operation
+
+
+STEP_FUNCTIONS = AwsService(
+    "AWSStepFunctions",
+    "application/x-amz-json-1.0",
+    not_found="ExecutionDoesNotExist",
+    invalid="ValidationException",
+    wrong_state="ExecutionAlreadyExists",
+    exists="StateMachineAlreadyExists",
+    operations={
+        "ListStateMachines": _state_machines,
+        "DescribeStateMachine": _state_machine,
+        "CreateStateMachine": _create_state_machine,
+        "UpdateStateMachine": _update_state_machine,
+        "DeleteStateMachine": _delete_state_machine,
+        "StartExecution": _start,
+        "StartSyncExecution": _start_sync,
+        "DescribeExecution": lambda s, p: s.executions.describe(required(p, "executionArn")),
+        "StopExecution": _stop,
+        "ListExecutions": _executions,
+        "GetExecutionHistory": _history,
+        "SendTaskSuccess": _token_call("success"),
+        "SendTaskFailure": _token_call("failure"),
+        "SendTaskHeartbeat": _token_call("heartbeat"),
+    },
+)

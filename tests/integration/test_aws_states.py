@@ -1,0 +1,172 @@
+"""Step Functions through boto3: state machines created, updated and deleted through
+the API, and `.waitForTaskToken` Tasks answered with SendTaskSuccess / Failure /
+Heartbeat, also by a Lambda function calling boto3 itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.aws import SHOP_STACK, aws_client, served_stack
+from support.serve import wait_for
+
+pytestmark = pytest.mark.e2e
+
+APPROVE = """
+import json
+import boto3
+
+def handler(event, context):
+    sfn = boto3.client("stepfunctions")
+    sfn.send_task_heartbeat(taskToken=event["token"])
+    sfn.send_task_success(taskToken=event["token"], output=json.dumps({"approved": event["order"]}))
+    return {"sent": True}
+"""
+NOOP = "def handler(event, context):\n    return {'queued': True}\n"
+
+
+def waiting(function: str, **fields: Any) -> str:
+    task = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {
+            "FunctionName": function,
+            "Payload": {"token.$": "$$.Task.Token", "order.$": "$.order"},
+        },
+        "ResultPath": "$.answer",
+        "End": True,
+        **fields,
+    }
+    return json.dumps({"StartAt": "Ask", "States": {"Ask": task}})
+
+
+def stack(folder: Path) -> str:
+    (folder / "approve.py").write_text(APPROVE)
+    (folder / "noop.py").write_text(NOOP)
+    return (
+        SHOP_STACK
+        + f"""
+functions:
+  approve: {{handler: ./approve.py:handler}}
+  noop: {{handler: ./noop.py:handler}}
+state_machines:
+  approval: {{definition: {waiting("approve")}}}
+  manual: {{definition: {waiting("noop", HeartbeatSeconds=4, TimeoutSeconds=60)}}}
+"""
+    )
+
+
+def ended(sfn: Any, arn: str, timeout: float = 60) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+        return described if described["status"] != "RUNNING" else None
+
+    return wait_for(done, timeout, f"{arn} to end")  # type: ignore[no-any-return]
+
+
+def token_of(sfn: Any, arn: str) -> str:
+    def submitted() -> str | None:
+        events = sfn.get_execution_history(executionArn=arn)["events"]
+        if not any(e["type"] == "TaskSubmitted" for e in events):
+            return None
+        scheduled = next(e for e in events if e["type"] == "TaskScheduled")
+        return str(json.loads(scheduled["taskScheduledEventDetails"]["parameters"])["Payload"]["token"])
+
+    return wait_for(submitted, 60, "the task to be submitted")  # type: ignore[no-any-return]
+
+
+def test_wait_for_task_token(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    with served_stack(tmp_path, stack(tmp_path)) as server:
+        sfn = aws_client(server.url, "stepfunctions")
+        machines = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
+
+        # a Lambda function answers the token itself, through boto3
+        answered = sfn.start_execution(stateMachineArn=machines["approval"], input='{"order": 7}')
+        described = ended(sfn, answered["executionArn"])
+        assert described["status"] == "SUCCEEDED", described
+        assert json.loads(described["output"]) == {"order": 7, "answer": {"approved": 7}}
+
+        # a person answers: heartbeat, then failure; a late answer is refused
+        first = sfn.start_execution(stateMachineArn=machines["manual"], input='{"order": 1}')
+        token = token_of(sfn, first["executionArn"])
+        assert sfn.describe_execution(executionArn=first["executionArn"])["status"] == "RUNNING"
+        sfn.send_task_heartbeat(taskToken=token)
+        sfn.send_task_failure(taskToken=token, error="Rejected", cause="out of stock")
+        failed = ended(sfn, first["executionArn"])
+        assert (failed["status"], failed["error"], failed["cause"]) == ("FAILED", "Rejected", "out of stock")
+        with pytest.raises(sfn.exceptions.TaskTimedOut):
+            sfn.send_task_success(taskToken=token, output="{}")
+        with pytest.raises(sfn.exceptions.TaskDoesNotExist):
+            sfn.send_task_success(taskToken="not-a-token", output="{}")
+
+        second = sfn.start_execution(stateMachineArn=machines["manual"], input='{"order": 2}')
+        token = token_of(sfn, second["executionArn"])
+        with pytest.raises(sfn.exceptions.InvalidOutput):
+            sfn.send_task_success(taskToken=token, output="not json")
+        sfn.send_task_success(taskToken=token, output=json.dumps({"ok": True}))
+        assert json.loads(ended(sfn, second["executionArn"])["output"]) == {
+            "order": 2,
+            "answer": {"ok": True},
+        }
+
+        # nobody answers: HeartbeatSeconds (4 s) ends it
+        silent = sfn.start_execution(stateMachineArn=machines["manual"], input='{"order": 3}')
+        timed_out = ended(sfn, silent["executionArn"])
+        assert (timed_out["status"], timed_out["error"]) == ("FAILED", "States.HeartbeatTimeout")
+        types = [e["type"] for e in sfn.get_execution_history(executionArn=silent["executionArn"])["events"]]
+        assert "TaskTimedOut" in types
+
+
+PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": 1, "ResultPath": "$.v", "End": True}}}
+
+
+def test_create_update_delete_state_machines(tmp_path: Path) -> None:
+    with served_stack(tmp_path) as server:
+        sfn = aws_client(server.url, "stepfunctions")
+        role = "arn:aws:iam::000000000000:role/any"
+        created = sfn.create_state_machine(name="made", definition=json.dumps(PASS), roleArn=role)
+        arn = created["stateMachineArn"]
+        assert arn.endswith(":stateMachine:made")
+        assert json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"]) == PASS
+        # the same again is fine; another definition under the name is not
+        sfn.create_state_machine(name="made", definition=json.dumps(PASS), roleArn=role)
+        other = PASS | {"Comment": "other"}
+        with pytest.raises(sfn.exceptions.StateMachineAlreadyExists):
+            sfn.create_state_machine(name="made", definition=json.dumps(other), roleArn=role)
+        with pytest.raises(sfn.exceptions.InvalidDefinition):
+            sfn.create_state_machine(
+                name="broken",
+                definition=json.dumps(
+                    {"StartAt": "X", "States": {"X": {"Type": "Task", "Resource": "nope"}}}
+                ),
+                roleArn=role,
+            )
+
+        run = sfn.start_sync_execution(stateMachineArn=arn, name="one", input='{"a": 1}')
+        assert run["status"] == "SUCCEEDED" and json.loads(run["output"]) == {"a": 1, "v": 1}
+        with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
+            sfn.start_execution(stateMachineArn=arn, name="one")
+
+        updated = PASS | {"States": {"P": PASS["States"]["P"] | {"Result": 2}}}
+        sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(updated))
+        assert json.loads(sfn.start_sync_execution(stateMachineArn=arn)["output"]) == {"v": 2}
+
+        from conveyor.store.store import Store
+
+        store = Store.open(tmp_path / "home")
+        try:
+            stored = (store.stack_document() or {})["state_machines"]["made"]
+        finally:
+            store.close()
+        assert stored == {"definition": updated, "description": None}  # as apply stores a declaration
+
+        sfn.delete_state_machine(stateMachineArn=arn)
+        assert sfn.list_state_machines()["stateMachines"] == []
+        with pytest.raises(sfn.exceptions.StateMachineDoesNotExist):
+            sfn.describe_state_machine(stateMachineArn=arn)
+        with pytest.raises(sfn.exceptions.StateMachineDoesNotExist):
+            sfn.start_execution(stateMachineArn=arn)
