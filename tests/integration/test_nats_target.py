@@ -34,7 +34,7 @@ from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
 from support.cli import conveyor
 from support.nats_server import NatsServer
-from support.servers import PostgresServer
+from support.servers import PostgresServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -314,6 +314,8 @@ def test_full_load_and_changes_reach_a_consumer_exactly_once_across_sigkills(
     assert len(changes) >= 1500 * 2 and writer.operations > 0
     ops = {env["op"] for _, env in changes}
     assert ops == {"c", "u", "d"}
+    # the replays after the kills did publish again, and the stream dropped them
+    assert "(a replay): deduplicated" in (home / "logs" / "sync.log").read_text()
 
 
 def test_values_the_encoding_cannot_carry_are_refused_before_anything_is_published(
@@ -355,3 +357,50 @@ def test_values_the_encoding_cannot_carry_are_refused_before_anything_is_publish
         assert applier.read_checkpoint("t") == at
     finally:
         applier.close()
+
+
+def test_endpoints_test_connects_and_checks_an_existing_stream(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async def small_stream() -> None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().add_stream(name="SMALL", subjects=["small.>"], duplicate_window=60)
+        finally:
+            await nc.close()
+
+    asyncio.run(small_stream())
+    closed = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    endpoints = {
+        "good": {
+            "engine": "nats",
+            "url": nats_server.url,
+            "settings": {"stream": "GOOD", "subject_prefix": "g"},
+        },
+        "small": {
+            "engine": "nats",
+            "url": nats_server.url,
+            "settings": {"stream": "SMALL", "subject_prefix": "small"},
+        },
+        "other": {
+            "engine": "nats",
+            "url": nats_server.url,
+            "settings": {"stream": "SMALL", "subject_prefix": "x"},
+        },
+        "down": {"engine": "nats", "url": closed, "settings": {"connect_timeout_seconds": 1}},
+    }
+    stack = tmp_path / "stack.json"
+    stack.write_text(json.dumps({"endpoints": endpoints}))
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+
+    def tested(name: str) -> dict[str, Any]:
+        result = conveyor(home, "endpoints", "test", name, "--json")
+        document: dict[str, Any] = json.loads(result.stdout)
+        assert (result.returncode == 0) == (document["status"] == "successful")
+        return document
+
+    assert tested("good")["version"].startswith("NATS 2.")
+    assert "deduplicates over 60 s" in tested("small")["error"]
+    assert "not 'x.>'" in tested("other")["error"]
+    assert "cannot connect to NATS" in tested("down")["error"]

@@ -19,6 +19,7 @@ with the reason and applies the rest.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -30,6 +31,8 @@ from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import TerminalError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
+
+log = logging.getLogger(__name__)
 
 
 class NatsApplier(NatsEndpoint):
@@ -77,7 +80,15 @@ class NatsApplier(NatsEndpoint):
                 )
         if refused:  # before anything of the batch is published
             raise RefusedTables(refused)
-        self.link.publish(messages)
+        duplicates = self.link.publish(messages)
+        if duplicates:
+            log.info(
+                "task %s: %d of %d changes were already in stream %s (a replay): deduplicated",
+                task,
+                duplicates,
+                len(messages),
+                self.settings.stream,
+            )
         fault_point("nats-after-publish")  # published, checkpoint not stored: the replay is deduplicated
         document = {
             "engine": checkpoint.engine,
