@@ -18,6 +18,12 @@ the stream's own thread, in order, each after its batch committed.
 A transaction larger than the batch limit is applied in parts under the
 previous checkpoint, so memory stays bounded; a crash inside it replays the
 whole transaction, which converges to the same rows.
+
+An applier that publishes each change (``KeepsChangeLog``, a stream target)
+also gets every change in commit order with its ``(position, index)``: the
+last commit position read and the count of changes since it. A replay from a
+checkpoint (always a commit position) meets the same changes at the same
+``(position, index)``, so the applier can make replays harmless by that identity.
 """
 
 from __future__ import annotations
