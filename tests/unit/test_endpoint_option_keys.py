@@ -32,6 +32,7 @@ def read_keys(engine_dir: str) -> set[str]:
         ("sqlite", "sqlite"),
         ("duckdb", "duckdb"),
         ("dynamodb", "dynamodb"),
+        ("nats", "nats"),
     ],
 )
 def test_every_option_a_connector_reads_is_declared(engine: str, folder: str) -> None:
@@ -65,6 +66,8 @@ OPTIONS: list[tuple[str, dict[str, Any], list[str]]] = [
      ["settings.incremental.attribute", "settings.incremental.atribute"]),
     ("lake", {"DatePartitionEnabled": True, "EncryptionMode": "SSE_S3"}, []),
     ("lake", {"DatePartitionEnable": True}, ["settings.DatePartitionEnable"]),
+    ("nats", {"stream": "ORDERS", "subject_prefix": "cdc.sales", "duplicate_window_seconds": 600}, []),
+    ("nats", {"subject_prefix": "cdc.*", "stream": "a.b"}, ["settings.stream", "settings.subject_prefix"]),
 ]  # fmt: skip
 
 

@@ -272,7 +272,7 @@ ERRORS: list[tuple[str, str, dict[str, str], list[str]]] = [
         {},
         [
             "conveyor.yaml: endpoints.sales-db.engine: unknown engine 'oracle' (expected one of: duckdb, "
-            "dynamodb, lake, mysql, postgres, sqlite)"
+            "dynamodb, lake, mysql, nats, postgres, sqlite)"
         ],
     ),
     (
@@ -329,7 +329,7 @@ ERRORS: list[tuple[str, str, dict[str, str], list[str]]] = [
         {},
         [
             "tasks.t.target: endpoint 's' is a sqlite endpoint, which cannot be a target",
-            "duckdb, lake, postgres",
+            "duckdb, lake, nats, postgres",
         ],
     ),
     (

@@ -153,6 +153,15 @@ class Target(Protocol):
 
 
 @runtime_checkable
+class NamesItsSource(Protocol):
+    """A target whose output names the task and the source endpoint each row
+    came from (a stream target's change envelopes). Told once, before any
+    load or apply."""
+
+    def describe_source(self, task: str, source: EndpointConfig) -> None: ...
+
+
+@runtime_checkable
 class SupportsRowFilter(Protocol):
     """A snapshot that can push a row filter down into its SELECT (a WHERE
     clause with quoted literals), comparing as :mod:`conveyor.core.row_filter`

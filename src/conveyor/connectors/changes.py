@@ -224,6 +224,36 @@ class DropsTables(Protocol):
         ...
 
 
+@dataclass(slots=True)
+class LoggedChange:
+    """One change as the source made it, for a target that publishes every
+    change rather than the reduced batch (``KeepsChangeLog``): ``op`` is ``c``,
+    ``u``, ``d`` or ``t`` (TRUNCATE); rows are in target column names, mapped
+    as the reduced batch's are (``after`` lacks the columns the source did not
+    send). ``position`` is the last commit position before the change (the
+    capture's start for the first) and ``index`` counts the changes since it:
+    a replay from a checkpoint meets the same changes at the same
+    ``(position, index)``, which makes them an identity for deduplication.
+    ``commit_time`` is the source's commit time, when the transaction's commit
+    was read before the change was handed over."""
+
+    op: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    position: Checkpoint
+    index: int
+    commit_time: datetime | None = None
+
+
+@runtime_checkable
+class KeepsChangeLog(Protocol):
+    """An applier that publishes each change (a stream target): the runner
+    also hands it, in ``TableChanges.log``, the table's changes in commit order.
+    It must make a replay of the same ``(position, index)`` harmless."""
+
+    keeps_change_log: bool
+
+
 @dataclass(frozen=True)
 class TableChanges:
     """One table's share of an apply batch, already reduced to one final change
@@ -235,7 +265,8 @@ class TableChanges:
     the applier accepted for this table, columns in ``table.column_names`` order.
     ``rejected`` are changes taken out because the target would refuse them
     (``ScreensChanges``), to log in the apply-exceptions table in the batch's
-    transaction."""
+    transaction. ``log`` holds the changes one by one, in commit order, for an
+    applier that ``KeepsChangeLog`` (empty otherwise)."""
 
     table: TableSchema
     deletes: Sequence[dict[str, Any]] = ()
@@ -244,6 +275,7 @@ class TableChanges:
     truncate: bool = False
     encoded: Sequence[bytes] = ()
     rejected: Sequence[RejectedValue] = ()
+    log: Sequence[LoggedChange] = ()
 
 
 @runtime_checkable

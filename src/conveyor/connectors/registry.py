@@ -20,6 +20,7 @@ TARGETS = {
     "duckdb": "conveyor.connectors.duckdb.target:DuckDBTarget",
     "postgres": "conveyor.connectors.postgres.target:PostgresTarget",
     "lake": "conveyor.connectors.lake.target:LakeTarget",
+    "nats": "conveyor.connectors.nats.target:NatsTarget",
 }
 
 # Sources that can also capture changes (connectors.changes.ChangeSource).
@@ -35,6 +36,7 @@ APPLIERS = {
     "postgres": "conveyor.connectors.postgres.apply:PostgresApplier",
     "duckdb": "conveyor.connectors.duckdb.apply:DuckDBApplier",
     "lake": "conveyor.connectors.lake.apply:LakeApplier",
+    "nats": "conveyor.connectors.nats.apply:NatsApplier",
 }
 
 

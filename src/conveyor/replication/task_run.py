@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Literal
 
-from conveyor.connectors.base import Snapshot, Target
+from conveyor.connectors.base import NamesItsSource, Snapshot, Target
 from conveyor.core.errors import ConveyorError
 from conveyor.core.schema import TableSchema
 from conveyor.events.lifecycle import NO_TABLES_CAPTURED, STARTED, EventSink, task_event
@@ -131,12 +131,19 @@ class TaskRun:
             self.on_progress(progress)
 
 
+def tell_source(connector: object, run: TaskRun) -> None:
+    """Name the task and its source to a target that puts them in its output."""
+    if isinstance(connector, NamesItsSource):
+        connector.describe_source(run.name, run.stack.endpoint_config(run.spec.source))
+
+
 def load_tables(
     run: TaskRun, snapshot: Snapshot, target: Target, plans: list[TablePlan]
 ) -> list[TableProgress]:
     """The full load of ``plans`` from ``snapshot``, validated when the settings
     say so. Raises when a table failed (unless the user stopped the run)."""
     settings = run.settings.full_load_settings
+    tell_source(target, run)
     loader = FullLoad(
         snapshot,
         target,

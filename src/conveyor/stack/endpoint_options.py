@@ -120,12 +120,35 @@ class DynamoDBOptions(_Options):
         return value
 
 
+class NatsOptions(_Options):
+    stream: Annotated[str, StringConstraints(pattern=r"^[^\s.*>/\\]+$")] = Field(
+        default="CONVEYOR", description="the JetStream stream (created when missing)"
+    )
+    subject_prefix: Annotated[str, StringConstraints(pattern=r"^[^\s*>.]+(\.[^\s*>.]+)*$")] = Field(
+        default="conveyor", description="subjects are PREFIX.SCHEMA.TABLE"
+    )
+    duplicate_window_seconds: float = Field(
+        default=7200, gt=0, le=7 * 86400, description="the stream's deduplication window"
+    )
+    max_in_flight: int = Field(default=1000, ge=1, le=100_000, description="unacknowledged publishes")
+    publish_timeout_seconds: float = Field(default=30, gt=0, le=3600)
+    connect_timeout_seconds: float = Field(default=5, gt=0, le=600)
+    checkpoint_bucket: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_-]+$")] = Field(
+        default="conveyor_checkpoints", description="the key-value bucket of the tasks' checkpoints"
+    )
+    storage: Literal["file", "memory"] = "file"
+    replicas: int = Field(default=1, ge=1, le=5)
+    token: str | None = Field(default=None, repr=False)
+    credentials_file: str | None = Field(default=None, description="a NATS .creds file (JWT and NKey)")
+
+
 ENGINE_OPTIONS: Mapping[str, type[_Options]] = {
     "postgres": PostgresOptions,
     "mysql": MySQLOptions,
     "sqlite": SQLiteOptions,
     "duckdb": DuckDBOptions,
     "dynamodb": DynamoDBOptions,
+    "nats": NatsOptions,
 }
 """Each engine's options; a lake's settings are the S3 settings of ``connectors.lake.settings``."""
 

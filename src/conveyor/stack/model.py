@@ -42,10 +42,10 @@ from conveyor.replication.settings_support import SettingsReview, review_task_se
 from conveyor.stack import secrets
 from conveyor.stack.endpoint_options import lake_ignored, option_problems, unknown_endpoint_key
 
-ENGINES: tuple[str, ...] = ("postgres", "mysql", "sqlite", "duckdb", "lake", "dynamodb")
+ENGINES: tuple[str, ...] = ("postgres", "mysql", "sqlite", "duckdb", "lake", "dynamodb", "nats")
 ENGINE_ALIASES: Mapping[str, str] = {"mariadb": "mysql", "postgresql": "postgres"}
 SOURCE_ENGINES: frozenset[str] = frozenset({"postgres", "mysql", "sqlite", "dynamodb"})
-TARGET_ENGINES: frozenset[str] = frozenset({"postgres", "duckdb", "lake"})
+TARGET_ENGINES: frozenset[str] = frozenset({"postgres", "duckdb", "lake", "nats"})
 
 COMMON_KEYS: frozenset[str] = frozenset({"engine", "settings"})
 ENGINE_KEYS: Mapping[str, frozenset[str]] = {
@@ -55,6 +55,7 @@ ENGINE_KEYS: Mapping[str, frozenset[str]] = {
     "duckdb": frozenset({"path", "dialect"}),
     "lake": frozenset({"path", "format", "bucket_path", "curated_path", "endpoint_url", "region"}),
     "dynamodb": frozenset({"endpoint_url", "region"}),
+    "nats": frozenset({"url", "password"}),
 }
 """The keys each engine takes besides ``engine`` and ``settings``."""
 REQUIRED_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -64,10 +65,12 @@ REQUIRED_KEYS: Mapping[str, tuple[str, ...]] = {
     "duckdb": ("path",),
     "lake": ("path",),
     "dynamodb": (),
+    "nats": ("url",),
 }
 URL_SCHEMES: Mapping[str, tuple[str, ...]] = {
     "postgres": ("postgresql", "postgres"),
     "mysql": ("mysql", "mariadb"),
+    "nats": ("nats", "tls"),
 }
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -249,7 +252,7 @@ class EndpointSpec(_Spec):
         path = resolve("path", self.path)
         settings = resolve("settings", self.settings)
         options: dict[str, Any] = {"settings": settings}
-        if self.engine in ("postgres", "mysql", "sqlite", "duckdb"):
+        if self.engine in ("postgres", "mysql", "sqlite", "duckdb", "nats"):
             options.update(settings)  # the connectors read their options at the top level
         for key in ("endpoint_url", "region", "bucket_path", "curated_path", "format", "dialect"):
             value = getattr(self, key)

@@ -12,7 +12,7 @@ import pyarrow as pa
 from psycopg import pq, sql
 
 from conveyor.connectors.base import EndpointConfig, RejectedValue
-from conveyor.connectors.postgres import connection, filters
+from conveyor.connectors.postgres import connection, ddl_capture, filters
 from conveyor.connectors.postgres._arrow import Refusal, checks, conform, interval_guard
 from conveyor.connectors.postgres.types import NativeColumn, from_native, needs_text_cast
 from conveyor.connectors.postgres.user_types import native_types, xml_columns
@@ -26,6 +26,7 @@ SELECT n.nspname, c.relname, c.oid, greatest(c.reltuples, 0)::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+  AND n.nspname <> %(own)s
   AND (%(schema)s::text IS NULL OR (n.nspname = %(schema)s AND c.relname = %(name)s))
 ORDER BY n.nspname, c.relname
 """
@@ -98,7 +99,11 @@ def select_list(table: TableSchema, columns: Sequence[str] | None = None) -> sql
 
 def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> list[TableSchema]:
     """Every user table of the database the connection is on (or just ``only``)."""
-    params = {"schema": only.schema if only else None, "name": only.name if only else None}
+    params = {
+        "schema": only.schema if only else None,
+        "name": only.name if only else None,
+        "own": ddl_capture.SCHEMA,  # Conveyor's own (DDL capture): never a user table
+    }
     rows = conn.execute(_TABLES_SQL, params).fetchall()
     oids = [r[2] for r in rows]
     columns: dict[int, list[Any]] = {}

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from conveyor.connectors.changes import EncodedRows, RowChange, TableChanges
-from conveyor.core.batch import Op
+from conveyor.connectors.changes import EncodedRows, LoggedChange, RowChange, TableChanges
+from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
@@ -52,6 +52,9 @@ class TableReducer:
     convert: Callable[[dict[str, Any]], None] | None = None
     mask: Callable[[dict[str, Any]], None] | None = None
     truncate: bool = False
+    # The changes one by one, in commit order (None: not kept), for an applier
+    # that publishes each (connectors.changes.KeepsChangeLog).
+    log: list[LoggedChange] | None = None
     inserts: int = 0
     updates: int = 0
     deletes: int = 0
@@ -80,7 +83,8 @@ class TableReducer:
             and list(self.rename) == list(self.table.column_names)
         )
 
-    def add(self, change: RowChange) -> None:
+    def add(self, change: RowChange, at: tuple[Checkpoint, int] | None = None) -> None:
+        """Take a change; ``at`` is its ``(position, index)`` for the change log."""
         if self.row_filter is not None and change.op is not Op.DELETE:
             if change.op is Op.UPDATE and change.unchanged:
                 change = self._completed(change)
@@ -116,6 +120,8 @@ class TableReducer:
         if self.mask is not None and change.op is not Op.DELETE:
             self.mask(values)  # after add-column, as the full load masks added columns too
         old = self._target(change.old_key) if change.old_key is not None else None
+        if self.log is not None and at is not None:
+            self._log(change.op, values, old, at)
         if change.op is Op.INSERT:
             self.inserts += 1
             self._put(values, frozenset(), None)
@@ -127,6 +133,18 @@ class TableReducer:
             self._delete(old if old is not None else values)
         else:
             raise ValueError(f"unexpected change operation {change.op!r}")
+
+    def _log(
+        self, op: Op, values: dict[str, Any], old: dict[str, Any] | None, at: tuple[Checkpoint, int]
+    ) -> None:
+        assert self.log is not None
+        if op is Op.DELETE:
+            entry = LoggedChange("d", old if old is not None else values, None, *at)
+        elif op is Op.UPDATE:
+            entry = LoggedChange("u", old, values, *at)
+        else:
+            entry = LoggedChange("c", None, values, *at)
+        self.log.append(entry)
 
     def _passes(self, change: RowChange) -> bool:
         """Whether an INSERT's or UPDATE's new row passes the filter, judged by
@@ -150,8 +168,10 @@ class TableReducer:
         values = {**{c: old[c] for c in change.unchanged}, **change.values}
         return replace(change, values=values, unchanged=frozenset())
 
-    def clear(self) -> None:
+    def clear(self, at: tuple[Checkpoint, int] | None = None) -> None:
         """A TRUNCATE: what came before it in the batch no longer matters."""
+        if self.log is not None and at is not None:
+            self.log.append(LoggedChange("t", None, None, *at))
         self._final.clear()
         self._appended.clear()
         self.truncate = True
@@ -176,7 +196,15 @@ class TableReducer:
                 partial.setdefault(final.unchanged, []).append(final.row)
             else:
                 upserts.append(final)  # type: ignore[arg-type]
-        return TableChanges(self.table, deletes, upserts, partial, truncate=self.truncate, encoded=encoded)
+        return TableChanges(
+            self.table,
+            deletes,
+            upserts,
+            partial,
+            truncate=self.truncate,
+            encoded=encoded,
+            log=tuple(self.log or ()),
+        )
 
     def add_encoded(self, rows: EncodedRows) -> None:
         """INSERTs and UPDATEs whose whole rows the stream encoded (the runner

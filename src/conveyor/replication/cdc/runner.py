@@ -18,6 +18,12 @@ the stream's own thread, in order, each after its batch committed.
 A transaction larger than the batch limit is applied in parts under the
 previous checkpoint, so memory stays bounded; a crash inside it replays the
 whole transaction, which converges to the same rows.
+
+An applier that publishes each change (``KeepsChangeLog``, a stream target)
+also gets every change in commit order with its ``(position, index)``: the
+last commit position read and the count of changes since it. A replay from a
+checkpoint (always a commit position) meets the same changes at the same
+``(position, index)``, so the applier can make replays harmless by that identity.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from conveyor.connectors.changes import (
     Commit,
     DropsTables,
     EncodedRows,
+    KeepsChangeLog,
+    LoggedChange,
     RefusedTables,
     RenamesColumns,
     RowChange,
@@ -86,15 +94,17 @@ class CaptureTable:
     suspended_at: Checkpoint | None = None
     # The stream's decoder of this table's encoded rows, when it encodes them.
     decode: Callable[[bytes], dict[str, Any]] | None = None
+    # Keep each change for an applier that publishes them (KeepsChangeLog).
+    keep_log: bool = False
 
     @classmethod
-    def of(cls, mapped: MappedTable) -> CaptureTable:
-        return cls(mapped, _reducer(mapped))
+    def of(cls, mapped: MappedTable, keep_log: bool = False) -> CaptureTable:
+        return cls(mapped, _reducer(mapped, keep_log=keep_log), keep_log=keep_log)
 
     def renew(self, mapped: MappedTable | None = None) -> None:
         """Start a new batch (and, after DDL, a new mapping)."""
         self.mapped = mapped or self.mapped
-        self.reducer = _reducer(self.mapped, self.decode)
+        self.reducer = _reducer(self.mapped, self.decode, self.keep_log)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -108,7 +118,9 @@ class CaptureTable:
         }
 
 
-def _reducer(mapped: MappedTable, decode: Callable[[bytes], dict[str, Any]] | None = None) -> TableReducer:
+def _reducer(
+    mapped: MappedTable, decode: Callable[[bytes], dict[str, Any]] | None = None, keep_log: bool = False
+) -> TableReducer:
     rename = {c.source: c.target for c in mapped.columns if c.source is not None}
     added = mapped.compute_added if mapped.added else None
     return TableReducer(
@@ -120,6 +132,7 @@ def _reducer(mapped: MappedTable, decode: Callable[[bytes], dict[str, Any]] | No
         row_filter=mapped.row_filter,
         convert=mapped.convert_row if mapped.conversions else None,
         mask=mapped.mask_row if mapped.masks else None,
+        log=[] if keep_log else None,
     )
 
 
@@ -178,6 +191,15 @@ class ChangeCapture:
             if isinstance(self.applier, ScreensChanges)
             else None
         )
+        # Where each change sits in the stream, for an applier that publishes
+        # each change: the last commit position read and the changes since it.
+        self._keeps_log = isinstance(self.applier, KeepsChangeLog)
+        self._anchor, self._index = self.start, 0
+        self._open_log: list[LoggedChange] = []  # logged changes whose commit is not read yet
+        if self._keeps_log:
+            for table in self.tables.values():
+                table.keep_log = True
+                table.renew()
 
     def run(self) -> None:
         try:
@@ -250,10 +272,16 @@ class ChangeCapture:
                     self._flush()
                 continue
             if isinstance(event, RowChange):
-                self._on_change(event)
+                self._on_change(event, (self._anchor, self._index))
+                self._index += 1
             elif isinstance(event, EncodedRows):
                 self._on_encoded(event)
+                self._index += len(event.rows)
             elif isinstance(event, Commit):
+                self._anchor, self._index = event.position, 0
+                for logged in self._open_log:
+                    logged.commit_time = event.time
+                self._open_log.clear()
                 self._committed = event.position
                 self.progress.last_commit_time = event.time or datetime.now(UTC)
                 self._pending_commit_time = self.progress.last_commit_time
@@ -280,8 +308,9 @@ class ChangeCapture:
                 for ref in event.tables:
                     table = self.tables.get(ref)
                     if table is not None and table.suspended is None:
-                        table.reducer.clear()
+                        table.reducer.clear((self._anchor, self._index))
                         self._note_pending()
+                self._index += 1
             if self._pending >= self.max_batch_changes or (
                 self._first_pending is not None
                 and time.monotonic() - self._first_pending >= self.flush_seconds
@@ -293,15 +322,18 @@ class ChangeCapture:
         if self._first_pending is None:
             self._first_pending = time.monotonic()
 
-    def _on_change(self, change: RowChange) -> None:
+    def _on_change(self, change: RowChange, at: tuple[Checkpoint, int]) -> None:
         table = self.tables.get(change.table)
         if table is None or table.suspended is not None:
             return
         try:
-            table.reducer.add(change)
+            table.reducer.add(change, at)
         except DataError as exc:  # a value the mapping cannot convert (change-data-type, add-column)
             self._suspend(table.mapped.target.ref, str(exc))
             return
+        log = table.reducer.log
+        if log and log[-1].index == at[1] and log[-1].position is at[0]:
+            self._open_log.append(log[-1])
         self._note_pending()
 
     def _on_encoded(self, rows: EncodedRows) -> None:
@@ -386,7 +418,7 @@ class ChangeCapture:
             )
             return
         self.settle()
-        table = self.tables[ref] = CaptureTable.of(mapped)
+        table = self.tables[ref] = CaptureTable.of(mapped, self._keeps_log)
         try:
             self._apply_with_retry(lambda: stream.add_table(mapped.source))
         except ConfigError as exc:
@@ -448,6 +480,7 @@ class ChangeCapture:
             )
         )
         self._pending, self._first_pending, self._committed = 0, None, None
+        self._open_log.clear()  # handed over (a part of an open transaction: without its commit time)
 
     def _wait_applied(self) -> None:
         """Wait for every batch in flight (see ``_wait_oldest``)."""

@@ -35,6 +35,7 @@ from conveyor.replication.task_run import (
     select_tables,
     table_plan,
     task_mappings,
+    tell_source,
 )
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
         return STOP_REASON_NORMAL
     changes = open_change_source(source_config)
     applier = open_applier(target_config)
+    tell_source(applier, run)
     try:
         refused = collisions([names_of(m) for m in mapped], folding_of(applier))
         for ref, reason in refused.items():

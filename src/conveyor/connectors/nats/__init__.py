@@ -1,0 +1,3 @@
+"""NATS JetStream as a stream target: every change a Debezium-style JSON
+envelope on a subject per table, deduplicated by a message ID taken from the
+source position (see docs/nats.md)."""
