@@ -187,7 +187,8 @@ def main() -> None:
     import conveyor.cli.lake
     import conveyor.cli.orchestration
     import conveyor.cli.tasks
-    import conveyor.cli.validate  # noqa: F401  (registers the nouns' commands)
+    import conveyor.cli.validate
+    import conveyor.cli.worker  # noqa: F401  (registers the nouns' commands)
 
     try:
         # Without standalone mode, click returns an Exit's code instead of exiting.

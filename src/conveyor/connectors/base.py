@@ -211,6 +211,48 @@ class SupportsStreamWrite(Protocol):
 
 
 @runtime_checkable
+class SupportsSharedSnapshot(Protocol):
+    """A snapshot other processes can attach to by ``snapshot_id`` (PostgreSQL's
+    exported snapshot), valid while this one stays open. Segments of a table
+    loaded by other workers read inside it (``SupportsSnapshotAttach``)."""
+
+    snapshot_id: str
+
+    def key_range(self, table: TableSchema, column: str) -> tuple[Any, Any] | None:
+        """The smallest and largest value of ``column`` in the snapshot (None
+        for an empty table): the bounds of key-range segments."""
+        ...
+
+
+@runtime_checkable
+class SupportsSnapshotAttach(Protocol):
+    """A source whose snapshots another process exported can be read here."""
+
+    def attach_snapshot(self, snapshot_id: str) -> Snapshot:
+        """A read view of that exported snapshot; closing it leaves the exporter open."""
+        ...
+
+
+@runtime_checkable
+class SupportsSegmentMerge(Protocol):
+    """A target that can take a table's rows from staging tables that segment
+    loads (other processes, other transactions) committed, in the table's own
+    load transaction, dropping the staging tables in it: the table commits
+    once, whole. ``drop_staging`` removes a staging table outside any load (a
+    load given up)."""
+
+    def drop_staging(self, ref: TableRef) -> None: ...
+
+
+@runtime_checkable
+class SupportsInsertFrom(Protocol):
+    """A table load that inserts the rows of staging tables (of its own table's
+    columns) and drops them, in its transaction; returns the rows inserted."""
+
+    def insert_from(self, staging: Sequence[TableRef]) -> int: ...
+
+
+@runtime_checkable
 class SupportsCheckedWrite(Protocol):
     """A table load that finds the rows its target would refuse instead of
     failing (DuckDB: no savepoints, so a refused INSERT aborts the whole load).

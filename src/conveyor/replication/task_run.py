@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Literal
@@ -28,8 +28,11 @@ from conveyor.replication.full_load import (
     TableProgress,
 )
 from conveyor.replication.mappings import MappedTable, TableMappings
-from conveyor.replication.settings import TaskSettings
+from conveyor.replication.segment_load import StoreSegments
+from conveyor.replication.segment_plan import table_segments
+from conveyor.replication.settings import SegmentWorkers, TaskSettings
 from conveyor.replication.validation import TableValidation, ValidationRun, validate_tables
+from conveyor.store.segments import SegmentQueue
 from conveyor.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -137,6 +140,12 @@ def load_tables(
     """The full load of ``plans`` from ``snapshot``, validated when the settings
     say so. Raises when a table failed (unless the user stopped the run)."""
     settings = run.settings.full_load_settings
+    segmented = run.settings.segmented_load_settings
+    plans = [replace(p, segments=table_segments(p, snapshot, segmented)) for p in plans]
+    by_workers = None
+    if segmented.workers is SegmentWorkers.STORE:
+        queue = SegmentQueue(run.store)
+        by_workers = StoreSegments(queue, run.name, run.run_id, snapshot, target, segmented)
     loader = FullLoad(
         snapshot,
         target,
@@ -149,6 +158,7 @@ def load_tables(
         task=run.name,
         errors=run.settings.error_behavior,
         key_after_load=settings.create_pk_after_full_load,
+        segmented=by_workers,
     )
     results = loader.run()
     unfinished = [p for p in results if p.state != TABLE_COMPLETED]

@@ -198,6 +198,10 @@ class PostgresSource:
     def snapshot(self) -> PostgresSnapshot:
         return PostgresSnapshot(self.config)
 
+    def attach_snapshot(self, snapshot_id: str) -> PostgresSnapshot:
+        """Reads inside a snapshot another process exported (and holds open)."""
+        return PostgresSnapshot(self.config, snapshot_id=snapshot_id)
+
     def close(self) -> None:
         pass
 
@@ -316,6 +320,19 @@ class PostgresSnapshot:
         from conveyor.connectors.postgres.validation import read_text_rows
 
         return read_text_rows(self.config, table, batch_rows, self.snapshot_id)
+
+    def key_range(self, table: TableSchema, column: str) -> tuple[Any, Any] | None:
+        """min and max of ``column`` in the snapshot (an index makes both cheap)."""
+        query = sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(
+            c=sql.Identifier(column), t=qualified(table.ref)
+        )
+        with connection.connect(self.config) as conn:
+            self._begin(conn)
+            row = conn.execute(query).fetchone()
+            conn.rollback()
+        if row is None or row[0] is None:
+            return None
+        return row[0], row[1]
 
     def count(self, table: TableRef) -> int:
         with connection.connect(self.config) as conn:

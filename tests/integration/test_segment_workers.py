@@ -1,0 +1,143 @@
+"""A big table's full load split across `conveyor worker` processes sharing a
+PostgreSQL metadata store: 16 key-range segments read in the task's exported
+snapshot, one worker SIGKILLed mid-segment, the table committed once and exact."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from conveyor.store.segments import DONE, SegmentQueue
+from conveyor.store.store import Store
+from support.cli import conveyor, environment
+from support.servers import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+ROWS = 2_000_000
+SEGMENTS = 16
+CHECKSUM = "SELECT count(*), count(DISTINCT id), sum(hashtext(t::text)::bigint) FROM big t"
+
+
+def _stack(tmp_path: Path, source_url: str, target_url: str, settings: dict[str, Any]) -> Path:
+    (tmp_path / "mappings.json").write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {
+                        "rule-type": "selection",
+                        "rule-id": "1",
+                        "rule-name": "big",
+                        "object-locator": {"schema-name": "public", "table-name": "big"},
+                        "rule-action": "include",
+                    }
+                ]
+            }
+        )
+    )
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    stack = tmp_path / "conveyor.yaml"
+    stack.write_text(
+        "endpoints:\n"
+        f"  src: {{engine: postgres, url: '{source_url}'}}\n"
+        f"  dw: {{engine: postgres, url: '{target_url}'}}\n"
+        "tasks:\n"
+        "  big-load: {source: src, target: dw, migration_type: full-load, "
+        "table_mappings: file://mappings.json, settings: file://settings.json}\n"
+    )
+    return stack
+
+
+def _worker(home: Path, store_url: str, log: Path, fault: str | None = None) -> subprocess.Popen[bytes]:
+    env = environment(home, {"CONVEYOR_FAULT_POINT": fault} if fault else None)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "worker", "--store-url", store_url, "--idle-exit", "90"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def test_two_workers_one_killed_load_is_exact(pg_server: PostgresServer, tmp_path: Path) -> None:
+    source_url = pg_server.url(pg_server.new_database("segsrc"))
+    target_url = pg_server.url(pg_server.new_database("segdst"))
+    store_url = pg_server.url(pg_server.new_database("segstore"))
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE big (id integer PRIMARY KEY, a integer NOT NULL, b integer)")
+        conn.execute(
+            "INSERT INTO big SELECT g, (g::bigint * 7919 % 100003)::int, NULLIF(g % 13, 0)"
+            f" FROM generate_series(1, {ROWS}) g"
+        )
+        conn.execute("ANALYZE big")
+        expected = conn.execute(CHECKSUM).fetchone()
+    settings = {
+        "FullLoadSettings": {"CommitRate": 50000},
+        "SegmentedLoadSettings": {
+            "Workers": "store",
+            "SplitAboveRows": ROWS // 2,
+            "Segments": SEGMENTS,
+            "LeaseSeconds": 3,
+        },
+    }
+    home = tmp_path / "home"
+    env = {"CONVEYOR_STORE_URL": store_url}
+    applied = conveyor(home, "apply", str(_stack(tmp_path, source_url, target_url, settings)), env=env)
+    assert applied.returncode == 0, applied.stderr
+
+    # Segments of 125,000 rows in batches of 50,000: the doomed worker dies on its
+    # 4th batch, inside its second segment, after committing its first.
+    doomed = _worker(home, store_url, tmp_path / "doomed.log", fault="full-load-batch:4")
+    steady = _worker(home, store_url, tmp_path / "steady.log")
+    began = time.monotonic()
+    try:
+        started = conveyor(home, "tasks", "start", "big-load", "--wait", "--json", env=env, timeout=240)
+        elapsed = time.monotonic() - began
+        assert started.returncode == 0, started.stdout + started.stderr
+        described = json.loads(started.stdout)
+        assert (described["status"], described["stop_reason"]) == ("stopped", "FULL_LOAD_ONLY_FINISHED")
+        (table,) = described["tables"]
+        assert (table["TableState"], table["FullLoadRows"]) == ("Table completed", ROWS)
+        assert doomed.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        for process in (doomed, steady):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in (doomed, steady):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    print(f"2M rows in {SEGMENTS} segments by 2 workers (one killed): {elapsed:.1f} s")
+
+    with psycopg.connect(target_url) as conn:
+        assert conn.execute(CHECKSUM).fetchone() == expected
+        staging = conn.execute("SELECT count(*) FROM pg_tables WHERE tablename LIKE '\\_cv\\_seg\\_%'")
+        assert staging.fetchone() == (0,)
+
+    store = Store.open(url=store_url)
+    try:
+        run_id = store.task_status("big-load")["current_run"]
+        segments = SegmentQueue(store).segments(run_id)
+    finally:
+        store.close()
+    assert len(segments) == SEGMENTS
+    assert {s["state"] for s in segments} == {DONE}
+    assert sum(s["rows"] for s in segments) == ROWS
+    doomed_owner = next(o for s in segments for o in s["claims"] if o.endswith(f":{doomed.pid}"))
+    steady_owner = next(o for s in segments for o in s["claims"] if o.endswith(f":{steady.pid}"))
+    finishers = {s["owner"] for s in segments}
+    assert doomed_owner in finishers and steady_owner in finishers  # both loaded segments
+    taken_over = [s for s in segments if s["claims"][:1] == [doomed_owner] and s["owner"] == steady_owner]
+    assert len(taken_over) == 1, [(s["seq"], s["claims"], s["owner"]) for s in segments]
+    assert os.path.getsize(tmp_path / "steady.log") > 0
