@@ -141,3 +141,55 @@ def test_two_workers_one_killed_load_is_exact(pg_server: PostgresServer, tmp_pat
     taken_over = [s for s in segments if s["claims"][:1] == [doomed_owner] and s["owner"] == steady_owner]
     assert len(taken_over) == 1, [(s["seq"], s["claims"], s["owner"]) for s in segments]
     assert os.path.getsize(tmp_path / "steady.log") > 0
+
+
+def test_ranges_rule_with_the_sqlite_store_on_one_host(pg_server: PostgresServer, tmp_path: Path) -> None:
+    """parallel-load ranges (and a selection filter) loaded by one worker
+    sharing the default SQLite store under CONVEYOR_HOME."""
+    source_url = pg_server.url(pg_server.new_database("segsrc"))
+    target_url = pg_server.url(pg_server.new_database("segdst"))
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE big (id integer PRIMARY KEY, a integer NOT NULL, b integer)")
+        conn.execute("INSERT INTO big SELECT g, g % 7, NULLIF(g % 5, 0) FROM generate_series(1, 20000) g")
+        expected = conn.execute(CHECKSUM.replace("FROM big t", "FROM big t WHERE a <> 3")).fetchone()
+    stack = _stack(tmp_path, source_url, target_url, {"SegmentedLoadSettings": {"Workers": "store"}})
+    mappings = json.loads((tmp_path / "mappings.json").read_text())
+    mappings["rules"][0]["filters"] = [
+        {
+            "filter-type": "source",
+            "column-name": "a",
+            "filter-conditions": [{"filter-operator": "noteq", "value": "3"}],
+        }
+    ]
+    mappings["rules"].append(
+        {
+            "rule-type": "table-settings",
+            "rule-id": "2",
+            "rule-name": "split",
+            "object-locator": {"schema-name": "public", "table-name": "big"},
+            "parallel-load": {"type": "ranges", "columns": ["id"], "boundaries": [["5000"], ["12000"]]},
+        }
+    )
+    (tmp_path / "mappings.json").write_text(json.dumps(mappings))
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "worker", "--idle-exit", "5", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=environment(home),
+    )
+    try:
+        started = conveyor(home, "tasks", "start", "big-load", "--wait", "--json", timeout=120)
+        assert started.returncode == 0, started.stdout + started.stderr
+        (table,) = json.loads(started.stdout)["tables"]
+        assert (table["TableState"], table["FullLoadRows"]) == ("Table completed", expected[0])
+        out, _ = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    # Three ranges and the NULL segment of the ranges rule (empty here: a key).
+    assert json.loads(out)["segments_loaded"] == 4
+    with psycopg.connect(target_url) as conn:
+        assert conn.execute(CHECKSUM).fetchone() == expected

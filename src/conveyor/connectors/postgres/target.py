@@ -433,6 +433,8 @@ class PostgresTableLoad:
                     self._conn.execute(sql.SQL("DROP TABLE {}").format(qualified(ref)))
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             raise DataError(f"table {self.table.ref}: {' '.join(str(exc).split())}") from None
+        except psycopg.Error as exc:
+            raise TerminalError(f"table {self.table.ref}: {' '.join(str(exc).split())}") from None
         return rows
 
     def _constraint_columns(self, exc: psycopg.Error) -> str | None:
