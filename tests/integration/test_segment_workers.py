@@ -174,7 +174,7 @@ def test_ranges_rule_with_the_sqlite_store_on_one_host(pg_server: PostgresServer
     home = tmp_path / "home"
     assert conveyor(home, "apply", str(stack)).returncode == 0
     worker = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "worker", "--idle-exit", "5", "--json"],
+        [sys.executable, "-m", "conveyor", "worker", "--idle-exit", "120", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=environment(home),
@@ -184,6 +184,7 @@ def test_ranges_rule_with_the_sqlite_store_on_one_host(pg_server: PostgresServer
         assert started.returncode == 0, started.stdout + started.stderr
         (table,) = json.loads(started.stdout)["tables"]
         assert (table["TableState"], table["FullLoadRows"]) == ("Table completed", expected[0])
+        worker.send_signal(signal.SIGTERM)  # stops between segments, reports what it did
         out, _ = worker.communicate(timeout=60)
     finally:
         if worker.poll() is None:
@@ -191,5 +192,66 @@ def test_ranges_rule_with_the_sqlite_store_on_one_host(pg_server: PostgresServer
             worker.wait()
     # Three ranges and the NULL segment of the ranges rule (empty here: a key).
     assert json.loads(out)["segments_loaded"] == 4
+    with psycopg.connect(target_url) as conn:
+        assert conn.execute(CHECKSUM).fetchone() == expected
+
+
+def test_partitions_auto_one_segment_per_partition(pg_server: PostgresServer, tmp_path: Path) -> None:
+    """parallel-load partitions-auto: each leaf partition of a partitioned
+    PostgreSQL table is a segment, copied raw into its staging table."""
+    source_url = pg_server.url(pg_server.new_database("segsrc"))
+    target_url = pg_server.url(pg_server.new_database("segdst"))
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE big (id integer, region text, a integer NOT NULL, b integer,"
+            " PRIMARY KEY (id, region)) PARTITION BY LIST (region)"
+        )
+        conn.execute("CREATE TABLE big_eu PARTITION OF big FOR VALUES IN ('eu')")
+        conn.execute("CREATE TABLE big_us PARTITION OF big FOR VALUES IN ('us', 'ca')")
+        conn.execute("CREATE TABLE big_other PARTITION OF big DEFAULT")
+        conn.execute(
+            "INSERT INTO big SELECT g, (ARRAY['eu', 'us', 'ca', 'ap', 'eu'])[g % 5 + 1], g % 11, g % 3"
+            " FROM generate_series(1, 30000) g"
+        )
+        expected = conn.execute(CHECKSUM).fetchone()
+    stack = _stack(tmp_path, source_url, target_url, {"SegmentedLoadSettings": {"Workers": "store"}})
+    mappings = json.loads((tmp_path / "mappings.json").read_text())
+    mappings["rules"].append(
+        {
+            "rule-type": "table-settings",
+            "rule-id": "2",
+            "rule-name": "by-partition",
+            "object-locator": {"schema-name": "public", "table-name": "big"},
+            "parallel-load": {"type": "partitions-auto"},
+        }
+    )
+    (tmp_path / "mappings.json").write_text(json.dumps(mappings))
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "worker", "--idle-exit", "120", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=environment(home),
+    )
+    try:
+        started = conveyor(home, "tasks", "start", "big-load", "--wait", "--json", timeout=120)
+        assert started.returncode == 0, started.stdout + started.stderr
+        (table,) = json.loads(started.stdout)["tables"]
+        assert (table["TableState"], table["FullLoadRows"]) == ("Table completed", expected[0])
+        worker.send_signal(signal.SIGTERM)  # stops between segments, reports what it did
+        out, _ = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert json.loads(out)["segments_loaded"] == 3
+    store = Store.open(home=home)
+    try:
+        segments = SegmentQueue(store).segments(store.task_status("big-load")["current_run"])
+    finally:
+        store.close()
+    assert sorted(s["spec"]["relation"][1] for s in segments) == ["big_eu", "big_other", "big_us"]
+    assert sorted(s["rows"] for s in segments) == [6000, 12000, 12000]
     with psycopg.connect(target_url) as conn:
         assert conn.execute(CHECKSUM).fetchone() == expected

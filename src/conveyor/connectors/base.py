@@ -225,6 +225,16 @@ class SupportsSharedSnapshot(Protocol):
 
 
 @runtime_checkable
+class SupportsPartitions(Protocol):
+    """A snapshot that can list a partitioned table's leaf partitions (each read
+    as a table of the same columns): parallel-load partitions-auto."""
+
+    def partitions(self, table: TableSchema) -> list[TableRef]:
+        """The leaf partitions, in order; empty when the table is not partitioned."""
+        ...
+
+
+@runtime_checkable
 class SupportsSnapshotAttach(Protocol):
     """A source whose snapshots another process exported can be read here."""
 

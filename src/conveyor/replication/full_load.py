@@ -64,6 +64,9 @@ class TablePlan:
     raw_copy: bool = True
     # parallel-load ranges: filters reading the table segment by segment.
     segments: tuple[RowFilter, ...] = ()
+    # parallel-load partitions-auto: `conveyor worker`s load each partition as a
+    # segment (in process, the table is read in one piece).
+    partitions_auto: bool = False
 
     def names(self) -> TargetNames:
         """The names the target gets (for ``identifiers.collisions``)."""

@@ -16,9 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from conveyor.connectors.base import (
     Snapshot,
+    SupportsPartitions,
     SupportsRowFilter,
     SupportsSegmentMerge,
     SupportsSharedSnapshot,
@@ -55,9 +57,16 @@ class StoreSegments:
     target: Target
     settings: SegmentedLoadSettings
     _staging: dict[TableRef, list[TableRef]] = field(default_factory=dict, init=False)
+    _partitions: dict[TableRef, list[TableRef]] = field(default_factory=dict, init=False)
 
     def takes(self, plan: TablePlan) -> bool:
-        if not plan.segments:
+        if plan.partitions_auto and not plan.segments and isinstance(self.snapshot, SupportsPartitions):
+            partitions = self.snapshot.partitions(plan.source)
+            if partitions:
+                self._partitions[plan.source.ref] = partitions
+            else:
+                log.info("table %s: partitions-auto, but the table has no partitions", plan.source.ref)
+        if not plan.segments and plan.source.ref not in self._partitions:
             return False
         reasons = []
         if not isinstance(self.snapshot, SupportsSharedSnapshot):
@@ -82,15 +91,18 @@ class StoreSegments:
     ) -> list[TableRef] | None:
         assert isinstance(self.snapshot, SupportsSharedSnapshot)
         source = (plan.source.ref.schema, plan.source.ref.name)
-        staging = [staging_ref(plan.target.ref, self.run_id, i) for i in range(len(plan.segments))]
+        parts: list[dict[str, Any]]
+        if plan.segments:
+            parts = [{"filter": encode_filter(segment)} for segment in plan.segments]
+        else:  # partitions-auto: each partition read as a table, with the table's filters
+            where = None if plan.row_filter is None else encode_filter(plan.row_filter)
+            partitions = self._partitions[plan.source.ref]
+            parts = [{"relation": [p.schema, p.name], "filter": where} for p in partitions]
+        staging = [staging_ref(plan.target.ref, self.run_id, i) for i in range(len(parts))]
         self._staging[plan.source.ref] = staging
         specs = [
-            {
-                "filter": encode_filter(segment),
-                "staging": [ref.schema, ref.name],
-                "lease_seconds": self.settings.lease_seconds,
-            }
-            for segment, ref in zip(plan.segments, staging, strict=True)
+            part | {"staging": [ref.schema, ref.name], "lease_seconds": self.settings.lease_seconds}
+            for part, ref in zip(parts, staging, strict=True)
         ]
         self.queue.publish(self.task, self.run_id, source, self.snapshot.snapshot_id, specs)
         log.info(

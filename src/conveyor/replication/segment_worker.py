@@ -203,4 +203,15 @@ def _segment_plan(stack: Declarations, claim: Claim, tables: Sequence[TableSchem
         raise ConveyorError(f"the task's mappings no longer select table {ref}")
     schema_name, table_name = claim.spec["staging"]
     staging = replace(plan.target, ref=TableRef(schema_name, table_name), primary_key=())
-    return replace(plan, target=staging, row_filter=decode_filter(claim.spec["filter"]), segments=())
+    where = claim.spec.get("filter")
+    plan = replace(
+        plan,
+        target=staging,
+        row_filter=None if where is None else decode_filter(where),
+        segments=(),
+        partitions_auto=False,
+    )
+    relation = claim.spec.get("relation")
+    if relation is not None:  # partitions-auto: the partition read as a table of the same columns
+        plan = replace(plan, source=replace(plan.source, ref=TableRef(*relation)))
+    return plan

@@ -211,6 +211,7 @@ def table_plan(mapped: MappedTable) -> TablePlan:
         row_filter=mapped.row_filter,
         raw_copy=not mapped.masks and not mapped.conversions,
         segments=mapped.segments,
+        partitions_auto=mapped.partitions_auto,
     )
 
 

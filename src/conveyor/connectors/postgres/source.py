@@ -334,6 +334,19 @@ class PostgresSnapshot:
             return None
         return row[0], row[1]
 
+    def partitions(self, table: TableSchema) -> list[TableRef]:
+        """The leaf partitions of a partitioned table (none for a plain one)."""
+        query = (
+            "SELECT n.nspname, c.relname FROM pg_partition_tree(%s::regclass) p"
+            " JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE p.isleaf AND p.level > 0 ORDER BY n.nspname, c.relname"
+        )
+        with connection.connect(self.config) as conn:
+            self._begin(conn)
+            rows = conn.execute(query, (qualified(table.ref).as_string(conn),)).fetchall()
+            conn.rollback()
+        return [TableRef(str(schema), str(name)) for schema, name in rows]
+
     def count(self, table: TableRef) -> int:
         with connection.connect(self.config) as conn:
             self._begin(conn)
