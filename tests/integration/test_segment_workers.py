@@ -57,8 +57,8 @@ def _stack(tmp_path: Path, source_url: str, target_url: str, settings: dict[str,
     return stack
 
 
-def _worker(home: Path, store_url: str, log: Path, fault: str | None = None) -> subprocess.Popen[bytes]:
-    env = environment(home, {"CONVEYOR_FAULT_POINT": fault} if fault else None)
+def _worker(home: Path, store_url: str, log: Path) -> subprocess.Popen[bytes]:
+    env = environment(home)
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "conveyor", "worker", "--store-url", store_url, "--idle-exit", "90"],
@@ -66,6 +66,27 @@ def _worker(home: Path, store_url: str, log: Path, fault: str | None = None) -> 
             stderr=subprocess.STDOUT,
             env=env,
         )
+
+
+def _kill_mid_segment(store_url: str, worker: subprocess.Popen[bytes], deadline: float) -> int:
+    """SIGKILL ``worker`` half a second after it holds a segment, having
+    finished one already; returns the segment's seq."""
+    store = Store.open(url=store_url)
+    try:
+        queue = SegmentQueue(store)
+        while time.monotonic() < deadline:
+            run_id = store.task_status("big-load")["current_run"]
+            segments = queue.segments(run_id) if run_id is not None else []
+            mine = [s for s in segments if (s["owner"] or "").endswith(f":{worker.pid}")]
+            held = [s for s in mine if s["state"] == "running"]
+            if held and any(s["state"] == DONE for s in mine):
+                time.sleep(0.5)
+                worker.send_signal(signal.SIGKILL)
+                return int(held[0]["seq"])
+            time.sleep(0.05)
+    finally:
+        store.close()
+    raise AssertionError("the worker never loaded a second segment")
 
 
 def test_two_workers_one_killed_load_is_exact(pg_server: PostgresServer, tmp_path: Path) -> None:
@@ -94,25 +115,33 @@ def test_two_workers_one_killed_load_is_exact(pg_server: PostgresServer, tmp_pat
     applied = conveyor(home, "apply", str(_stack(tmp_path, source_url, target_url, settings)), env=env)
     assert applied.returncode == 0, applied.stderr
 
-    # Segments of 125,000 rows in batches of 50,000: the doomed worker dies on its
-    # 4th batch, inside its second segment, after committing its first.
-    doomed = _worker(home, store_url, tmp_path / "doomed.log", fault="full-load-batch:4")
+    doomed = _worker(home, store_url, tmp_path / "doomed.log")
     steady = _worker(home, store_url, tmp_path / "steady.log")
     began = time.monotonic()
+    task = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "tasks", "start", "big-load", "--wait", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(home, env),
+    )
     try:
-        started = conveyor(home, "tasks", "start", "big-load", "--wait", "--json", env=env, timeout=240)
+        # The doomed worker is SIGKILLed once it has loaded a segment and is
+        # loading another one (half a second into it).
+        killed_in = _kill_mid_segment(store_url, doomed, deadline=time.monotonic() + 180)
+        out, err = task.communicate(timeout=240)
         elapsed = time.monotonic() - began
-        assert started.returncode == 0, started.stdout + started.stderr
-        described = json.loads(started.stdout)
+        assert task.returncode == 0, out + err
+        described = json.loads(out)
         assert (described["status"], described["stop_reason"]) == ("stopped", "FULL_LOAD_ONLY_FINISHED")
         (table,) = described["tables"]
         assert (table["TableState"], table["FullLoadRows"]) == ("Table completed", ROWS)
         assert doomed.wait(timeout=30) == -signal.SIGKILL
     finally:
-        for process in (doomed, steady):
+        for process in (task, doomed, steady):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in (doomed, steady):
+        for process in (task, doomed, steady):
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -138,8 +167,8 @@ def test_two_workers_one_killed_load_is_exact(pg_server: PostgresServer, tmp_pat
     steady_owner = next(o for s in segments for o in s["claims"] if o.endswith(f":{steady.pid}"))
     finishers = {s["owner"] for s in segments}
     assert doomed_owner in finishers and steady_owner in finishers  # both loaded segments
-    taken_over = [s for s in segments if s["claims"][:1] == [doomed_owner] and s["owner"] == steady_owner]
-    assert len(taken_over) == 1, [(s["seq"], s["claims"], s["owner"]) for s in segments]
+    (taken_over,) = [s for s in segments if s["seq"] == killed_in]
+    assert taken_over["claims"] == [doomed_owner, steady_owner] and taken_over["owner"] == steady_owner
     assert os.path.getsize(tmp_path / "steady.log") > 0
 
 

@@ -174,7 +174,12 @@ class SupportsRawCopy(Protocol):
 
     raw_format: str
 
-    def copy_out(self, table: TableSchema, columns: Sequence[str]) -> Iterator[bytes]: ...
+    def copy_out(
+        self, table: TableSchema, columns: Sequence[str], where: RowFilter | None = None
+    ) -> Iterator[bytes]:
+        """The rows (only those ``where`` passes, when given: the caller checked
+        ``SupportsRowFilter.pushes_down``) in the raw format."""
+        ...
 
 
 @runtime_checkable

@@ -75,10 +75,11 @@ class TablePlan:
             self.source.ref, self.target.ref, tuple(zip(sources, self.target.column_names, strict=True))
         )
 
-    def raw_columns(self) -> list[str] | None:
+    def raw_columns(self, filtered: bool = False) -> list[str] | None:
         """Source columns for a raw same-engine copy, or None when the mapping
-        adds columns, filters rows or masks values (a raw copy cannot)."""
-        if not self.raw_copy or self.row_filter is not None or self.segments:
+        adds columns, filters rows (unless the copy can: ``filtered``) or masks
+        values (a raw copy cannot)."""
+        if not self.raw_copy or (self.row_filter is not None and not filtered) or self.segments:
             return None
         if self.source_columns is None:
             return self.target.column_names
@@ -304,7 +305,7 @@ class FullLoad:
             for s, t in zip(raw_columns, plan.target.column_names, strict=True)
             if t not in load.computed
         ]
-        read = self.snapshot.copy_out(plan.source, [s for s, _ in pairs])
+        read = self.snapshot.copy_out(plan.source, [s for s, _ in pairs], plan.row_filter)
         with closing(self._until_stopped(read)) as chunks:
             try:
                 progress.rows = load.copy_in(chunks, [t for _, t in pairs])
@@ -340,7 +341,14 @@ class FullLoad:
             return None
         if load.raw_format is None or load.raw_format != self.snapshot.raw_format:
             return None
-        return plan.raw_columns()
+        # A filter the source pushes down into its SELECT, it can push into its COPY.
+        where = plan.row_filter
+        filtered = (
+            where is not None
+            and isinstance(self.snapshot, SupportsRowFilter)
+            and self.snapshot.pushes_down(plan.source, where)
+        )
+        return plan.raw_columns(filtered)
 
     def _until_stopped(self, chunks: Iterator[bytes]) -> Generator[bytes]:
         for chunk in chunks:

@@ -270,7 +270,9 @@ class PostgresSnapshot:
     ) -> Iterator[pa.RecordBatch]:
         return self._read(table, batch_rows, order_by_key, filters.where_condition(where))
 
-    def copy_out(self, table: TableSchema, columns: Sequence[str]) -> Iterator[bytes]:
+    def copy_out(
+        self, table: TableSchema, columns: Sequence[str], where: RowFilter | None = None
+    ) -> Iterator[bytes]:
         """The table's rows as PostgreSQL binary COPY data, in blocks of about
         1 MiB. The server sends one message per row; draining them with libpq
         directly (psycopg's documented ``pq`` layer) and joining them costs half
@@ -279,12 +281,16 @@ class PostgresSnapshot:
         # and xml's binary input reads it back (targets take raw copies only of
         # tables without xml arrays: see target.has_xml_arrays).
         xml = set(xml_columns(table))
-        query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)").format(
+        condition = (
+            sql.SQL("") if where is None else sql.SQL(" WHERE {}").format(filters.where_condition(where))
+        )
+        query = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)").format(
             sql.SQL(", ").join(
                 sql.SQL("{}::text").format(sql.Identifier(c)) if c in xml else sql.Identifier(c)
                 for c in columns
             ),
             qualified(table.ref),
+            condition,
         )
         with connection.connect(self.config) as conn:
             self._begin(conn)
