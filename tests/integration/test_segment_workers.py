@@ -69,8 +69,8 @@ def _worker(home: Path, store_url: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _kill_mid_segment(store_url: str, worker: subprocess.Popen[bytes], deadline: float) -> int:
-    """SIGKILL ``worker`` half a second after it holds a segment, having
-    finished one already; returns the segment's seq."""
+    """SIGKILL ``worker`` as soon as it holds a segment, having finished one
+    already; returns the seq of the segment it held when it died."""
     store = Store.open(url=store_url)
     try:
         queue = SegmentQueue(store)
@@ -78,12 +78,17 @@ def _kill_mid_segment(store_url: str, worker: subprocess.Popen[bytes], deadline:
             run_id = store.task_status("big-load")["current_run"]
             segments = queue.segments(run_id) if run_id is not None else []
             mine = [s for s in segments if (s["owner"] or "").endswith(f":{worker.pid}")]
-            held = [s for s in mine if s["state"] == "running"]
-            if held and any(s["state"] == DONE for s in mine):
-                time.sleep(0.5)
+            if any(s["state"] == "running" for s in mine) and any(s["state"] == DONE for s in mine):
                 worker.send_signal(signal.SIGKILL)
+                worker.wait(timeout=30)
+                held = [
+                    s
+                    for s in queue.segments(run_id)
+                    if s["state"] == "running" and s["owner"].endswith(f":{worker.pid}")
+                ]
+                assert len(held) == 1, "the worker finished its segment before the kill landed"
                 return int(held[0]["seq"])
-            time.sleep(0.05)
+            time.sleep(0.02)
     finally:
         store.close()
     raise AssertionError("the worker never loaded a second segment")

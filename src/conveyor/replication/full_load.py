@@ -220,12 +220,13 @@ class FullLoad:
         progress.state, progress.started = TABLE_LOADING, datetime.now(UTC)
         self.on_progress(progress)
         try:
-            load = self._begin(plan)
+            by_workers = self.segmented is not None and self.segmented.takes(plan)
+            # Rows from staging tables: one bulk INSERT, the key built after it.
+            load = self._begin(plan, key_after=by_workers)
         except ConveyorError as exc:
             self._fail(progress, self._table_error(str(exc)))
             return
         progress.generated = generated_handling(plan, load)
-        by_workers = self.segmented is not None and self.segmented.takes(plan)
         try:
             if by_workers:
                 self._take_segments(progress, load)
@@ -284,9 +285,9 @@ class FullLoad:
             raise _Stopped
         progress.rows = load.insert_from(staging)
 
-    def _begin(self, plan: TablePlan) -> TableLoad:
+    def _begin(self, plan: TablePlan, key_after: bool = False) -> TableLoad:
         """The table's load on the target (its key added after the rows when asked)."""
-        if self.key_after_load and isinstance(self.target, SupportsKeyAfterLoad):
+        if (self.key_after_load or key_after) and isinstance(self.target, SupportsKeyAfterLoad):
             return self.target.begin_load_key_after(plan.target, self.mode)
         return self.target.begin_load(plan.target, self.mode)
 
