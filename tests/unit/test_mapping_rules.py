@@ -198,11 +198,6 @@ CASES: list[tuple[str, list[dict[str, Any]], Target | str]] = [
         "parallel-load ranges on column 'id' of table app.src_people: boundaries must be strictly increasing",
     ),
     (
-        "parallel-load partitions-auto",
-        [selection(), table_settings(**{"parallel-load": {"type": "partitions-auto"}})],
-        "parallel-load type 'partitions-auto' is not supported",
-    ),
-    (
         "parallel-load subpartitions-auto",
         [selection(), table_settings(**{"parallel-load": {"type": "subpartitions-auto"}})],
         "parallel-load type 'subpartitions-auto' is not supported",

@@ -70,6 +70,15 @@ ROWS: list[Row] = [
     cloud("TargetMetadata.ParallelLoadQueuesPerThread", 2),
     cloud("TargetMetadata.ParallelApplyBufferSize", 500),
     cloud("TargetMetadata.ParallelApplyQueuesPerThread", 2),
+    # SegmentedLoadSettings (Conveyor's own)
+    acted("SegmentedLoadSettings.Workers", "store", "segments claimed by `conveyor worker` processes",
+          "integration/test_segment_workers.py::test_two_workers_one_killed_load_is_exact"),
+    acted("SegmentedLoadSettings.SplitAboveRows", 1000, "big tables split by key range",
+          "integration/test_segment_workers.py::test_two_workers_one_killed_load_is_exact"),
+    acted("SegmentedLoadSettings.Segments", 16, "key ranges per split table",
+          "integration/test_segment_workers.py::test_two_workers_one_killed_load_is_exact"),
+    acted("SegmentedLoadSettings.LeaseSeconds", 3, "a dead worker's segment is claimed again after it",
+          "integration/test_segment_workers.py::test_two_workers_one_killed_load_is_exact"),
     # FullLoadSettings
     acted("FullLoadSettings.TargetTablePrepMode", "TRUNCATE_BEFORE_LOAD", "tables are prepared so",
           "integration/test_sqlite_to_duckdb.py::test_prep_modes"),

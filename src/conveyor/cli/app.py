@@ -204,7 +204,8 @@ def main() -> None:
     import conveyor.cli.stack
     import conveyor.cli.task_logs
     import conveyor.cli.tasks
-    import conveyor.cli.validate  # noqa: F401  (registers the nouns' commands)
+    import conveyor.cli.validate
+    import conveyor.cli.worker  # noqa: F401  (registers the nouns' commands)
 
     try:
         # Without standalone mode, click returns an Exit's code instead of exiting.

@@ -183,7 +183,12 @@ class SupportsRawCopy(Protocol):
 
     raw_format: str
 
-    def copy_out(self, table: TableSchema, columns: Sequence[str]) -> Iterator[bytes]: ...
+    def copy_out(
+        self, table: TableSchema, columns: Sequence[str], where: RowFilter | None = None
+    ) -> Iterator[bytes]:
+        """The rows (only those ``where`` passes, when given: the caller checked
+        ``SupportsRowFilter.pushes_down``) in the raw format."""
+        ...
 
 
 @runtime_checkable
@@ -217,6 +222,58 @@ class SupportsStreamWrite(Protocol):
     per batch. It cannot say which row a target refused."""
 
     def write_stream(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> None: ...
+
+
+@runtime_checkable
+class SupportsSharedSnapshot(Protocol):
+    """A snapshot other processes can attach to by ``snapshot_id`` (PostgreSQL's
+    exported snapshot), valid while this one stays open. Segments of a table
+    loaded by other workers read inside it (``SupportsSnapshotAttach``)."""
+
+    snapshot_id: str
+
+    def key_range(self, table: TableSchema, column: str) -> tuple[Any, Any] | None:
+        """The smallest and largest value of ``column`` in the snapshot (None
+        for an empty table): the bounds of key-range segments."""
+        ...
+
+
+@runtime_checkable
+class SupportsPartitions(Protocol):
+    """A snapshot that can list a partitioned table's leaf partitions (each read
+    as a table of the same columns): parallel-load partitions-auto."""
+
+    def partitions(self, table: TableSchema) -> list[TableRef]:
+        """The leaf partitions, in order; empty when the table is not partitioned."""
+        ...
+
+
+@runtime_checkable
+class SupportsSnapshotAttach(Protocol):
+    """A source whose snapshots another process exported can be read here."""
+
+    def attach_snapshot(self, snapshot_id: str) -> Snapshot:
+        """A read view of that exported snapshot; closing it leaves the exporter open."""
+        ...
+
+
+@runtime_checkable
+class SupportsSegmentMerge(Protocol):
+    """A target that can take a table's rows from staging tables that segment
+    loads (other processes, other transactions) committed, in the table's own
+    load transaction, dropping the staging tables in it: the table commits
+    once, whole. ``drop_staging`` removes a staging table outside any load (a
+    load given up)."""
+
+    def drop_staging(self, ref: TableRef) -> None: ...
+
+
+@runtime_checkable
+class SupportsInsertFrom(Protocol):
+    """A table load that inserts the rows of staging tables (of its own table's
+    columns) and drops them, in its transaction; returns the rows inserted."""
+
+    def insert_from(self, staging: Sequence[TableRef]) -> int: ...
 
 
 @runtime_checkable

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 import pyarrow as pa
 
@@ -20,6 +21,7 @@ from conveyor.connectors.base import (
     RejectedValue,
     Snapshot,
     SupportsCheckedWrite,
+    SupportsInsertFrom,
     SupportsKeyAfterLoad,
     SupportsRawCopy,
     SupportsRawCopyIn,
@@ -31,7 +33,7 @@ from conveyor.connectors.base import (
 from conveyor.core.errors import ConveyorError, DataError
 from conveyor.core.faults import fault_point
 from conveyor.core.row_filter import RowFilter
-from conveyor.core.schema import TableSchema
+from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.identifiers import TargetNames, collisions, folding_of
 from conveyor.replication.segments import read_segments
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy, TablePolicy
@@ -62,6 +64,9 @@ class TablePlan:
     raw_copy: bool = True
     # parallel-load ranges: filters reading the table segment by segment.
     segments: tuple[RowFilter, ...] = ()
+    # parallel-load partitions-auto: `conveyor worker`s load each partition as a
+    # segment (in process, the table is read in one piece).
+    partitions_auto: bool = False
 
     def names(self) -> TargetNames:
         """The names the target gets (for ``identifiers.collisions``)."""
@@ -70,10 +75,11 @@ class TablePlan:
             self.source.ref, self.target.ref, tuple(zip(sources, self.target.column_names, strict=True))
         )
 
-    def raw_columns(self) -> list[str] | None:
+    def raw_columns(self, filtered: bool = False) -> list[str] | None:
         """Source columns for a raw same-engine copy, or None when the mapping
-        adds columns, filters rows or masks values (a raw copy cannot)."""
-        if not self.raw_copy or self.row_filter is not None or self.segments:
+        adds columns, filters rows (unless the copy can: ``filtered``) or masks
+        values (a raw copy cannot)."""
+        if not self.raw_copy or (self.row_filter is not None and not filtered) or self.segments:
             return None
         if self.source_columns is None:
             return self.target.column_names
@@ -130,6 +136,28 @@ class TableProgress:
 ProgressCallback = Callable[[TableProgress], None]
 
 
+class SegmentedLoader(Protocol):
+    """Loads a table's segments elsewhere (``conveyor worker`` processes, see
+    ``replication.segment_load``) into staging tables the target takes the
+    table's rows from at the end, in the table's own load transaction."""
+
+    def takes(self, plan: TablePlan) -> bool:
+        """Whether this plan's segments go to the workers (else read here)."""
+        ...
+
+    def load(
+        self, plan: TablePlan, progress: TableProgress, stop: threading.Event, report: Callable[[], None]
+    ) -> list[TableRef] | None:
+        """Publish the segments and wait until every one is in; return their
+        staging tables, or None when ``stop`` was set (everything given up).
+        Raises ConveyorError when a segment failed (the others given up)."""
+        ...
+
+    def abandon(self, plan: TablePlan) -> None:
+        """Give the table's segments up and drop their staging tables."""
+        ...
+
+
 class _Stopped(Exception):
     """The load was asked to stop between two writes."""
 
@@ -165,6 +193,11 @@ class FullLoad:
     errors: ErrorBehavior = field(default_factory=ErrorBehavior)
     key_after_load: bool = False
     """CreatePkAfterFullLoad: targets that can add a new table's key after its rows."""
+    segmented: SegmentedLoader | None = None
+    """Where segmented tables' segments are loaded when not here (``conveyor worker``)."""
+    commit_check: Callable[[], bool] = field(default=lambda: True)
+    """Asked right before a table commits: False gives the table up as stopped
+    (a segment worker that lost its lease)."""
     _table_errors: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -187,13 +220,17 @@ class FullLoad:
         progress.state, progress.started = TABLE_LOADING, datetime.now(UTC)
         self.on_progress(progress)
         try:
-            load = self._begin(plan)
+            by_workers = self.segmented is not None and self.segmented.takes(plan)
+            # Rows from staging tables: one bulk INSERT, the key built after it.
+            load = self._begin(plan, key_after=by_workers)
         except ConveyorError as exc:
             self._fail(progress, self._table_error(str(exc)))
             return
         progress.generated = generated_handling(plan, load)
         try:
-            if not self._copy_raw(progress, load):
+            if by_workers:
+                self._take_segments(progress, load)
+            elif not self._copy_raw(progress, load):
                 try:
                     self._load_batches(progress, load)
                 except _StreamRefused as refused:
@@ -206,15 +243,23 @@ class FullLoad:
                     load = self._begin(plan)
                     self._load_checked(progress, load)
                 self._source_rejections(progress, load)
+            if not self.commit_check():
+                raise _Stopped
             load.commit()
         except _Stopped:
             load.abort()
+            if by_workers:
+                assert self.segmented is not None
+                self.segmented.abandon(plan)
             progress.state, progress.error = TABLE_QUEUED, "stopped before the table finished"
             progress.rows = 0
             self.on_progress(progress)
             return
         except ConveyorError as exc:
             load.abort()
+            if by_workers:
+                assert self.segmented is not None
+                self.segmented.abandon(plan)
             if isinstance(exc, _TaskStop):
                 self.stop.set()
             chosen = isinstance(exc, _TaskStop | TableSuspended)  # by a data error policy
@@ -222,14 +267,27 @@ class FullLoad:
             return
         except BaseException as exc:
             load.abort()
+            if by_workers:
+                assert self.segmented is not None
+                self.segmented.abandon(plan)
             self._fail(progress, f"internal error: {exc!r}")  # never left "being loaded"
             raise
         progress.state, progress.ended = TABLE_COMPLETED, datetime.now(UTC)
         self.on_progress(progress)
 
-    def _begin(self, plan: TablePlan) -> TableLoad:
+    def _take_segments(self, progress: TableProgress, load: TableLoad) -> None:
+        """The table's rows from the staging tables its segments were loaded
+        into by workers, inserted in this load's transaction (the table, prepared
+        by the prep mode at ``_begin``, commits once, whole)."""
+        assert self.segmented is not None and isinstance(load, SupportsInsertFrom)
+        staging = self.segmented.load(progress.plan, progress, self.stop, lambda: self.on_progress(progress))
+        if staging is None:
+            raise _Stopped
+        progress.rows = load.insert_from(staging)
+
+    def _begin(self, plan: TablePlan, key_after: bool = False) -> TableLoad:
         """The table's load on the target (its key added after the rows when asked)."""
-        if self.key_after_load and isinstance(self.target, SupportsKeyAfterLoad):
+        if (self.key_after_load or key_after) and isinstance(self.target, SupportsKeyAfterLoad):
             return self.target.begin_load_key_after(plan.target, self.mode)
         return self.target.begin_load(plan.target, self.mode)
 
@@ -248,7 +306,7 @@ class FullLoad:
             for s, t in zip(raw_columns, plan.target.column_names, strict=True)
             if t not in load.computed
         ]
-        read = self.snapshot.copy_out(plan.source, [s for s, _ in pairs])
+        read = self.snapshot.copy_out(plan.source, [s for s, _ in pairs], plan.row_filter)
         with closing(self._until_stopped(read)) as chunks:
             try:
                 progress.rows = load.copy_in(chunks, [t for _, t in pairs])
@@ -284,7 +342,14 @@ class FullLoad:
             return None
         if load.raw_format is None or load.raw_format != self.snapshot.raw_format:
             return None
-        return plan.raw_columns()
+        # A filter the source pushes down into its SELECT, it can push into its COPY.
+        where = plan.row_filter
+        filtered = (
+            where is not None
+            and isinstance(self.snapshot, SupportsRowFilter)
+            and self.snapshot.pushes_down(plan.source, where)
+        )
+        return plan.raw_columns(filtered)
 
     def _until_stopped(self, chunks: Iterator[bytes]) -> Generator[bytes]:
         for chunk in chunks:

@@ -360,11 +360,11 @@ class _RuleParser:
                 )
             if parallel == "ranges":
                 ranges = self._ranges(load)
-            elif parallel != "none":
+            elif parallel not in ("none", "partitions-auto"):
                 self.problem(
                     f"parallel-load type {parallel!r} is not supported: Conveyor reads each table in "
                     "one stream of its snapshot (use MaxFullLoadSubTasks to load tables in parallel, "
-                    "or type 'ranges' on one column), or set type 'none'"
+                    "type 'ranges' on one column, or 'partitions-auto'), or set type 'none'"
                 )
         lob = self.obj("lob-settings", required=False)
         if lob is not None:

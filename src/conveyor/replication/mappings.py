@@ -78,6 +78,8 @@ class MappedTable:
     # parallel-load ranges: the full load reads the table segment by segment
     # (each segment's filter includes ``row_filter``).
     segments: tuple[RowFilter, ...] = ()
+    # parallel-load partitions-auto: workers load the table partition by partition.
+    partitions_auto: bool = False
 
     def source_columns(self) -> list[str]:
         """Source columns to read, in target order."""
@@ -259,9 +261,11 @@ class TableMappings:
         masks: list[tuple[_Col, Rule]] = []
         load_order = max((r.load_order for r in selected_by), default=0)
         ranged: Rule | None = None
+        by_partition = False
         for rule in self._rules:
             if rule.rule_type == "table-settings" and rule.matches_table(ref.schema, ref.name):
                 load_order = max(load_order, rule.load_order)
+                by_partition = by_partition or rule.parallel_load == "partitions-auto"
                 if rule.ranges is not None:
                     if ranged is not None:
                         raise _fail(
@@ -401,6 +405,7 @@ class TableMappings:
             evaluator=evaluator,
             row_filter=row_filter,
             segments=bind_segments(origin, table, ranged, row_filter),
+            partitions_auto=by_partition and ranged is None,
             masks=tuple(mask_by_target.values()),
             load_order=load_order,
             conversions=tuple(conversions),

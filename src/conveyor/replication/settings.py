@@ -106,6 +106,24 @@ class FullLoadSettings(_Section):
         return self
 
 
+class SegmentWorkers(StrEnum):
+    LOCAL = "local"
+    STORE = "store"
+
+
+class SegmentedLoadSettings(_Section):
+    """Conveyor's own section (the service has none): how a table split into
+    segments (parallel-load ranges, or ``SplitAboveRows``) is loaded. ``Workers``
+    ``local``: the task's process reads the segments in parallel into the
+    table's one transaction; ``store``: the segments become work items in the
+    metadata store that ``conveyor worker`` processes claim (docs/scale-workers.md)."""
+
+    workers: SegmentWorkers = SegmentWorkers.LOCAL
+    split_above_rows: int = Field(default=0, ge=0, description="0: never split by key range")
+    segments: int = Field(default=8, ge=2, le=1000)
+    lease_seconds: int = Field(default=30, ge=2, le=3600)
+
+
 class ErrorBehavior(_Section):
     data_error_policy: RecordPolicy = RecordPolicy.LOG_ERROR
     data_truncation_error_policy: RecordPolicy = RecordPolicy.LOG_ERROR
@@ -221,6 +239,7 @@ class TaskSettings(_Section):
 
     target_metadata: TargetMetadata = TargetMetadata()
     full_load_settings: FullLoadSettings = FullLoadSettings()
+    segmented_load_settings: SegmentedLoadSettings = SegmentedLoadSettings()
     logging: Logging = Logging()
     control_tables_settings: ControlTablesSettings = ControlTablesSettings()
     change_processing_tuning: ChangeProcessingTuning = ChangeProcessingTuning()

@@ -122,6 +122,17 @@ SUPPORT: Mapping[str, Support] = {
     "TargetMetadata.ParallelLoadQueuesPerThread": cloud(_TUNING),
     "TargetMetadata.ParallelApplyBufferSize": cloud(_TUNING),
     "TargetMetadata.ParallelApplyQueuesPerThread": cloud(_TUNING),
+    # SegmentedLoadSettings (Conveyor's own: docs/scale-workers.md)
+    "SegmentedLoadSettings.Workers": acted(
+        "who loads a table's segments: this task (local) or `conveyor worker`s (store)"
+    ),
+    "SegmentedLoadSettings.SplitAboveRows": acted(
+        "tables estimated above this many rows are split by key range"
+    ),
+    "SegmentedLoadSettings.Segments": acted("how many key-range segments a split table gets"),
+    "SegmentedLoadSettings.LeaseSeconds": acted(
+        "how long a worker's claim on a segment lasts without a heartbeat"
+    ),
     # FullLoadSettings
     "FullLoadSettings.TargetTablePrepMode": acted("how target tables are prepared before a load"),
     "FullLoadSettings.CreatePkAfterFullLoad": acted(

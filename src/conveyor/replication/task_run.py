@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Literal
@@ -28,8 +28,11 @@ from conveyor.replication.full_load import (
     TableProgress,
 )
 from conveyor.replication.mappings import MappedTable, TableMappings
-from conveyor.replication.settings import TaskSettings
+from conveyor.replication.segment_load import StoreSegments
+from conveyor.replication.segment_plan import table_segments
+from conveyor.replication.settings import SegmentWorkers, TaskSettings
 from conveyor.replication.validation import TableValidation, ValidationRun, validate_tables
+from conveyor.store.segments import SegmentQueue
 from conveyor.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -144,6 +147,12 @@ def load_tables(
     say so. Raises when a table failed (unless the user stopped the run)."""
     settings = run.settings.full_load_settings
     tell_source(target, run)
+    segmented = run.settings.segmented_load_settings
+    plans = [replace(p, segments=table_segments(p, snapshot, segmented)) for p in plans]
+    by_workers = None
+    if segmented.workers is SegmentWorkers.STORE:
+        queue = SegmentQueue(run.store)
+        by_workers = StoreSegments(queue, run.name, run.run_id, snapshot, target, segmented)
     loader = FullLoad(
         snapshot,
         target,
@@ -156,6 +165,7 @@ def load_tables(
         task=run.name,
         errors=run.settings.error_behavior,
         key_after_load=settings.create_pk_after_full_load,
+        segmented=by_workers,
     )
     results = loader.run()
     unfinished = [p for p in results if p.state != TABLE_COMPLETED]
@@ -208,6 +218,7 @@ def table_plan(mapped: MappedTable) -> TablePlan:
         row_filter=mapped.row_filter,
         raw_copy=not mapped.masks and not mapped.conversions,
         segments=mapped.segments,
+        partitions_auto=mapped.partitions_auto,
     )
 
 

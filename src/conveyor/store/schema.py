@@ -21,7 +21,8 @@ from sqlalchemy import (
 # 3: statements, executions, execution_events, endpoint_connections, schedule_state (orchestration)
 # 4: table_suspensions (a change-capture table suspended or being reloaded, across runs)
 # 5: task_tokens (a Task's .waitForTaskToken: the token and its answer), job_runs (curation runs)
-SCHEMA_VERSION = 5
+# 6: load_segments (segments of a full load, claimed by `conveyor worker` processes)
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 
@@ -107,6 +108,33 @@ table_suspensions = Table(
     Column("position", JSON),  # the capture's checkpoint when it was suspended
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("task", "schema_name", "table_name"),
+)
+
+# One segment of a table's full load, a work item claimed by `conveyor worker`
+# processes (see store/segments.py): pending -> running (leased) -> done | failed,
+# or cancelled by the run that published it. ``attempt`` counts claims; a claim,
+# a renewal or a finish is a compare-and-set on it, so a worker whose lease was
+# taken over can no longer change the row.
+load_segments = Table(
+    "load_segments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(200), nullable=False),
+    Column("run_id", Integer, nullable=False, index=True),
+    Column("schema_name", String(200), nullable=False),  # the source table
+    Column("table_name", String(200), nullable=False),
+    Column("seq", Integer, nullable=False),  # the segment's place in its table (0-based)
+    Column("snapshot_id", String(200)),  # the source snapshot every segment reads
+    Column("spec", JSON, nullable=False),  # the row filter and the staging table
+    Column("state", String(20), nullable=False, index=True),
+    Column("owner", String(300)),  # host:pid of the worker holding the lease
+    Column("lease_until", DateTime(timezone=True)),
+    Column("attempt", Integer, nullable=False),
+    Column("claims", JSON, nullable=False),  # every owner that claimed it, in order
+    Column("rows", BigInteger),
+    Column("error", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("run_id", "schema_name", "table_name", "seq"),
 )
 
 # --- orchestration (version 3) ---------------------------------------------------------

@@ -203,6 +203,10 @@ class PostgresSource:
     def snapshot(self) -> PostgresSnapshot:
         return PostgresSnapshot(self.config)
 
+    def attach_snapshot(self, snapshot_id: str) -> PostgresSnapshot:
+        """Reads inside a snapshot another process exported (and holds open)."""
+        return PostgresSnapshot(self.config, snapshot_id=snapshot_id)
+
     def close(self) -> None:
         pass
 
@@ -271,7 +275,9 @@ class PostgresSnapshot:
     ) -> Iterator[pa.RecordBatch]:
         return self._read(table, batch_rows, order_by_key, filters.where_condition(where))
 
-    def copy_out(self, table: TableSchema, columns: Sequence[str]) -> Iterator[bytes]:
+    def copy_out(
+        self, table: TableSchema, columns: Sequence[str], where: RowFilter | None = None
+    ) -> Iterator[bytes]:
         """The table's rows as PostgreSQL binary COPY data, in blocks of about
         1 MiB. The server sends one message per row; draining them with libpq
         directly (psycopg's documented ``pq`` layer) and joining them costs half
@@ -280,12 +286,16 @@ class PostgresSnapshot:
         # and xml's binary input reads it back (targets take raw copies only of
         # tables without xml arrays: see target.has_xml_arrays).
         xml = set(xml_columns(table))
-        query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)").format(
+        condition = (
+            sql.SQL("") if where is None else sql.SQL(" WHERE {}").format(filters.where_condition(where))
+        )
+        query = sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)").format(
             sql.SQL(", ").join(
                 sql.SQL("{}::text").format(sql.Identifier(c)) if c in xml else sql.Identifier(c)
                 for c in columns
             ),
             qualified(table.ref),
+            condition,
         )
         with connection.connect(self.config) as conn:
             self._begin(conn)
@@ -321,6 +331,32 @@ class PostgresSnapshot:
         from conveyor.connectors.postgres.validation import read_text_rows
 
         return read_text_rows(self.config, table, batch_rows, self.snapshot_id)
+
+    def key_range(self, table: TableSchema, column: str) -> tuple[Any, Any] | None:
+        """min and max of ``column`` in the snapshot (an index makes both cheap)."""
+        query = sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(
+            c=sql.Identifier(column), t=qualified(table.ref)
+        )
+        with connection.connect(self.config) as conn:
+            self._begin(conn)
+            row = conn.execute(query).fetchone()
+            conn.rollback()
+        if row is None or row[0] is None:
+            return None
+        return row[0], row[1]
+
+    def partitions(self, table: TableSchema) -> list[TableRef]:
+        """The leaf partitions of a partitioned table (none for a plain one)."""
+        query = (
+            "SELECT n.nspname, c.relname FROM pg_partition_tree(%s::regclass) p"
+            " JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE p.isleaf AND p.level > 0 ORDER BY n.nspname, c.relname"
+        )
+        with connection.connect(self.config) as conn:
+            self._begin(conn)
+            rows = conn.execute(query, (qualified(table.ref).as_string(conn),)).fetchall()
+            conn.rollback()
+        return [TableRef(str(schema), str(name)) for schema, name in rows]
 
     def count(self, table: TableRef) -> int:
         with connection.connect(self.config) as conn:

@@ -110,6 +110,11 @@ class PostgresTarget:
             self, conn, table, raw=exact and not has_xml_arrays(table), computed=computed, add_key=add_key
         )
 
+    def drop_staging(self, ref: TableRef) -> None:
+        """Drop a segment's staging table (a load given up); gone already is fine."""
+        with connection.connect(self.config, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(ref)))
+
     def ensure_exceptions_table(self) -> None:
         with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
             conn.execute(
@@ -410,6 +415,27 @@ class PostgresTableLoad:
             message, _line, column = refused_at(exc)
             column = column or self._constraint_columns(exc)
             raise DataError(f"table {self.table.ref}: {message}", column=column, load_usable=True) from None
+
+    def insert_from(self, staging: Sequence[TableRef]) -> int:
+        """The rows of segment staging tables (same columns), then the staging
+        tables dropped, all in this load's transaction."""
+        columns = sql.SQL(", ").join(map(sql.Identifier, self._written))
+        rows = 0
+        try:
+            with self._conn.transaction():
+                for ref in staging:
+                    cur = self._conn.execute(
+                        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+                            qualified(self.table.ref), columns, columns, qualified(ref)
+                        )
+                    )
+                    rows += cur.rowcount
+                    self._conn.execute(sql.SQL("DROP TABLE {}").format(qualified(ref)))
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            raise DataError(f"table {self.table.ref}: {' '.join(str(exc).split())}") from None
+        except psycopg.Error as exc:
+            raise TerminalError(f"table {self.table.ref}: {' '.join(str(exc).split())}") from None
+        return rows
 
     def _constraint_columns(self, exc: psycopg.Error) -> str | None:
         """The column(s) of the table constraint a row broke (a CHECK, a unique
