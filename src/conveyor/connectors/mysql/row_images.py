@@ -22,14 +22,14 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from pymysqlreplication.constants import FIELD_TYPE
-from pymysqlreplication.constants.NONE_SOURCE import (
+from pymysqlreplication.constants import FIELD_TYPE  # type: ignore[import-untyped]
+from pymysqlreplication.constants.NONE_SOURCE import (  # type: ignore[import-untyped]
     COLS_BITMAP,
     NULL,
     OUT_OF_DATE_RANGE,
     OUT_OF_DATETIME2_RANGE,
 )
-from pymysqlreplication.row_event import (
+from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
     DeleteRowsEvent,
     RowsEvent,
     UpdateRowsEvent,
