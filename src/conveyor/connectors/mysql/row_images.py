@@ -267,11 +267,20 @@ def compile_columns(columns: Sequence[Any], ignore_decode_errors: bool = False) 
     return tuple(compiled)
 
 
+_LAYOUTS: dict[tuple[bytes, int], tuple[tuple[bool, ...], int]] = {}
+
+
 def _layout(present: bytes, columns: int) -> tuple[tuple[bool, ...], int]:
     """Which columns an image carries, and its null bitmap's length (the bits
     set in the whole present bitmap, as pymysqlreplication's BitCount counts)."""
-    flags = tuple(bool(present[i >> 3] & (1 << (i & 7))) for i in range(columns))
-    return flags, (sum(bin(b).count("1") for b in present) + 7) // 8
+    key = (bytes(present), columns)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        flags = tuple(bool(present[i >> 3] & (1 << (i & 7))) for i in range(columns))
+        layout = (flags, (sum(bin(b).count("1") for b in present) + 7) // 8)
+        if len(_LAYOUTS) < 4096:  # a handful per table in practice
+            _LAYOUTS[key] = layout
+    return layout
 
 
 def _image(
@@ -283,6 +292,17 @@ def _image(
     off += null_bytes
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    if all(flags):  # a FULL row image: the null bitmap's bits are the columns'
+        for index, (name, read, none_source) in enumerate(compiled):
+            if nulls[index >> 3] & (1 << (index & 7)):
+                values[name] = None
+                sources[name] = NULL
+                continue
+            value, off = read(data, off)
+            values[name] = value
+            if value is None:
+                sources[name] = none_source or NULL
+        return values, sources, off
     null_index = 0
     for (name, read, none_source), carried in zip(compiled, flags, strict=True):
         if not carried:
