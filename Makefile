@@ -39,12 +39,16 @@ test: system-packages $(STAMP) lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-# Full-load benchmark against psql COPY references (bench/README.md); 5M rows
-# by default (long), e.g. `make bench ROWS=500000 ROUNDS=3`; then bench-cdc and bench-curate.
+# Every path in one table, written to docs/benchmarks.md (bench/all.py): 500k rows / updates,
+# 3 rounds; QUICK=1 for a smoke run; ROWS= UPDATES= LAKE_ROWS= CHANGES= ROUNDS= PATHS=fixed,pg-pg,...
 bench: system-packages $(STAMP)
+	$(BIN)/python bench/all.py $(if $(QUICK),--quick) $(if $(ROWS),--rows $(ROWS)) $(if $(UPDATES),--updates $(UPDATES)) $(if $(LAKE_ROWS),--lake-rows $(LAKE_ROWS)) $(if $(CHANGES),--changes $(CHANGES)) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(PATHS),--paths $(PATHS))
+
+# Full-load benchmark alone against psql COPY references (bench/README.md); 5M rows
+# by default (long), e.g. `make bench-full ROWS=500000 ROUNDS=3`.
+.PHONY: bench-full
+bench-full: system-packages $(STAMP)
 	$(BIN)/python bench/full_load.py $(if $(ROWS),--rows $(ROWS)) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(CASES),--cases $(CASES))
-	$(MAKE) --no-print-directory bench-cdc
-	$(MAKE) --no-print-directory bench-curate
 
 # Change-capture benchmark against pg_recvlogical (bench/cdc.py); 500k updates
 # by default, e.g. `make bench-cdc UPDATES=100000 ROUNDS=3`, or QUICK=1 (CI-sized).

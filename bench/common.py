@@ -59,7 +59,8 @@ class Child:
 class ChildOutput:
     result: dict[str, Any]
     process_seconds: float  # wall time from start to reaping
-    peak_rss_mb: float  # the child's own ru_maxrss
+    peak_rss_mb: float  # the child's own ru_maxrss (the largest of it and the children it reaped)
+    cpu_seconds: float = 0.0  # user + system CPU of the child and the children it reaped
 
 
 def start_child(command: Sequence[str], workdir: Path, name: str, what: str) -> Child:
@@ -89,7 +90,8 @@ def finish_child(child: Child, timeout_s: float) -> ChildOutput:
         tail = "\n".join(child.log_file.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
         raise BenchFailure(f"{child.what} exited with {code}:\n{tail}")
     result = json.loads(child.result_file.read_text())
-    return ChildOutput(result, process_seconds, usage.ru_maxrss / 1024)  # KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
+    return ChildOutput(result, process_seconds, usage.ru_maxrss / 1024, cpu)  # KiB on Linux
 
 
 def run_child(command: Sequence[str], workdir: Path, name: str, what: str, timeout_s: float) -> ChildOutput:

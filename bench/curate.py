@@ -103,6 +103,7 @@ class Run:
     rows: int  # rows of the result (curated table or reference Parquet)
     checksum: str
     detail: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # the child's user + system CPU
 
 
 @dataclass
@@ -468,8 +469,8 @@ def parquet_fingerprint(folder: str) -> tuple[int, str]:
 
 def run_child(
     side: str, case: str, spec_file: Path, workdir: Path, timeout_s: float, of: str | None = None
-) -> tuple[dict[str, Any], float, float]:
-    """One child; (its result, process seconds, peak RSS MB)."""
+) -> tuple[dict[str, Any], float, float, float]:
+    """One child; (its result, process seconds, peak RSS MB, CPU seconds)."""
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -483,13 +484,13 @@ def run_child(
     if of is not None:
         command += ["--of", of]
     out = common_run_child(command, workdir, f"{side}-{case}", f"{side} {case}", timeout_s)
-    return out.result, out.process_seconds, out.peak_rss_mb
+    return out.result, out.process_seconds, out.peak_rss_mb, out.cpu_seconds
 
 
 def fingerprint(setup: Setup, of: str) -> tuple[int, str]:
     """(rows, checksum) of a curated Delta table (``delta:URI``) or a Parquet
     folder (``parquet:FOLDER``), read in a child."""
-    body, _, _ = run_child("fingerprint", CASES[0], setup.spec_file, setup.workdir, setup.timeout_s, of=of)
+    body, *_ = run_child("fingerprint", CASES[0], setup.spec_file, setup.workdir, setup.timeout_s, of=of)
     return int(body["rows"]), str(body["checksum"])
 
 
@@ -532,7 +533,7 @@ def prepare(setup: Setup, cases: list[str]) -> None:
         "reference_out": str(setup.workdir / "reference-out"),
     }
     setup.write_spec()
-    body, _, _ = run_child("generate", CASES[0], setup.spec_file, setup.workdir, setup.timeout_s)
+    body, *_ = run_child("generate", CASES[0], setup.spec_file, setup.workdir, setup.timeout_s)
     setup.raw_seconds = float(body.pop("seconds"))
     setup.spec.update(body)
     setup.write_spec()
@@ -541,7 +542,7 @@ def prepare(setup: Setup, cases: list[str]) -> None:
         f"{len(body['change_files'])} change files; {body['expected_rows']:,} rows expected"
     )
     if "merge" in cases:
-        body, _, _ = run_child("reference-base", "merge", setup.spec_file, setup.workdir, setup.timeout_s)
+        body, *_ = run_child("reference-base", "merge", setup.spec_file, setup.workdir, setup.timeout_s)
         setup.reference_base = (int(body["rows"]), str(body["checksum"]))
         if setup.reference_base[0] != setup.rows:
             raise BenchFailure(
@@ -565,9 +566,11 @@ def run_case(setup: Setup, case: str) -> CaseResult:
 
     def reference(round_no: int) -> None:
         shutil.rmtree(out, ignore_errors=True)
-        body, process_s, rss = run_child("reference", case, setup.spec_file, setup.workdir, setup.timeout_s)
+        body, process_s, rss, cpu = run_child(
+            "reference", case, setup.spec_file, setup.workdir, setup.timeout_s
+        )
         rows, checksum = fingerprint(setup, f"parquet:{out}")
-        run = Run(float(body["seconds"]), process_s, rss, rows, checksum)
+        run = Run(float(body["seconds"]), process_s, rss, rows, checksum, cpu_seconds=cpu)
         check_result(setup, f"reference {case} round {round_no}", (rows, checksum))
         result.reference_runs.append(run)
         log(
@@ -578,12 +581,14 @@ def run_case(setup: Setup, case: str) -> CaseResult:
     def conveyor(round_no: int) -> None:
         shutil.rmtree(curated, ignore_errors=True)
         if case == "merge":  # the curated table of the full load alone, outside the timing
-            body, _, _ = run_child("prepare", case, setup.spec_file, setup.workdir, setup.timeout_s)
+            body, *_ = run_child("prepare", case, setup.spec_file, setup.workdir, setup.timeout_s)
             assert setup.reference_base is not None
             expect_same("merge preparation", fingerprint(setup, f"delta:{body['uri']}"), setup.reference_base)
-        body, process_s, rss = run_child("conveyor", case, setup.spec_file, setup.workdir, setup.timeout_s)
+        body, process_s, rss, cpu = run_child(
+            "conveyor", case, setup.spec_file, setup.workdir, setup.timeout_s
+        )
         rows, checksum = fingerprint(setup, f"delta:{body['uri']}")
-        run = Run(float(body["seconds"]), process_s, rss, rows, checksum, body["result"])
+        run = Run(float(body["seconds"]), process_s, rss, rows, checksum, body["result"], cpu)
         check_result(setup, f"conveyor {case} round {round_no}", (rows, checksum))
         result.conveyor_runs.append(run)
         detail = body["result"]

@@ -207,6 +207,16 @@ def build_sqlite(path: Path, rows: int) -> int:
         conn.close()
 
 
+def count_parquet(folder: Path) -> int:
+    """Rows in every Parquet file under ``folder`` (a lake target's output)."""
+    files = sorted(str(p) for p in folder.rglob("*.parquet"))
+    if not files:
+        return 0
+    with duckdb.connect() as conn:
+        row = conn.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()
+    return int(row[0]) if row else 0
+
+
 def count_duckdb(path: Path, schema: str) -> int:
     conn = duckdb.connect(str(path), read_only=True)
     try:

@@ -49,15 +49,26 @@ from bench import data  # noqa: E402
 from bench.common import BenchFailure, log, num, render_table, run_child  # noqa: E402
 from support.servers import MariaDBServer, PostgresServer  # noqa: E402
 
-CASES = ("pg-pg", "pg-duckdb", "mariadb-pg", "sqlite-duckdb")
+CASES = ("pg-pg", "pg-duckdb", "pg-lake", "mariadb-pg", "sqlite-duckdb")
 RESULTS_DIR = REPO / "bench" / "results"
 # Targets from the issue: ratio to the reference, and peak RSS (MB) at 5M rows.
-RATIO_TARGETS = {"pg-pg": 1.05, "pg-duckdb": 1.3}
+RATIO_TARGETS = {"pg-pg": 1.05, "pg-duckdb": 1.3, "pg-lake": 1.2, "mariadb-pg": 1.3}
 RSS_TARGET_MB = 400.0
 REFERENCES = {
     "pg-pg": "psql binary COPY pipe",
     "pg-duckdb": "psql binary COPY > /dev/null",
+    "pg-lake": "psql binary COPY > /dev/null",
+    "mariadb-pg": "mariadb --quick --batch | psql COPY FROM STDIN",
 }
+# The reference pipe's table in the PostgreSQL target (text COPY of the client's output).
+MARIADB_REF_SCHEMA = "mariadb_ref"
+MARIADB_REF_DDL = f"""
+CREATE TABLE {MARIADB_REF_SCHEMA}.orders (
+    id bigint PRIMARY KEY, customer_id integer NOT NULL, status varchar(32) NOT NULL,
+    amount numeric(12,2) NOT NULL, created_at timestamptz NOT NULL, note text,
+    flag boolean NOT NULL, attrs jsonb
+)
+"""
 PG_SOURCE_DB = "bench_src"
 PG_TARGET_DB = "bench_dst"
 MARIADB_DB = "bench_src"
@@ -70,6 +81,7 @@ class ConveyorRun:
     peak_rss_mb: float  # the child's own ru_maxrss
     rows: int
     raw_format: str | None
+    cpu_seconds: float = 0.0  # the child's user + system CPU
 
 
 @dataclass
@@ -151,6 +163,7 @@ def run_conveyor(
         peak_rss_mb=out.peak_rss_mb,
         rows=int(out.result["rows"]),
         raw_format=out.result["raw_format"],
+        cpu_seconds=out.cpu_seconds,
     )
 
 
@@ -214,6 +227,58 @@ def reference_pipe(server: PostgresServer, timeout_s: float) -> float:
     return seconds
 
 
+def reference_mariadb_pipe(mariadb: MariaDBServer, pg: PostgresServer, timeout_s: float) -> float:
+    """mariadb --quick --batch -e "SELECT ..." | psql COPY FROM STDIN (text, NULL 'NULL'); seconds.
+    The client's batch output is tab-separated with backslash escapes, the
+    form COPY's text format reads; only the timing is the reference's (its
+    text form does not keep exact types)."""
+    began = time.perf_counter()
+    out = subprocess.Popen(
+        [
+            "mariadb",
+            "--quick",
+            "--batch",
+            "--skip-column-names",
+            "-h",
+            mariadb.host,
+            "-P",
+            str(mariadb.port),
+            "-u",
+            mariadb.user,
+            MARIADB_DB,
+            "-e",
+            "SELECT id, customer_id, status, amount, created_at, note, flag, attrs FROM orders",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.stdout is not None
+    into = subprocess.Popen(
+        psql(pg, PG_TARGET_DB, f"COPY {MARIADB_REF_SCHEMA}.orders FROM STDIN (FORMAT text, NULL 'NULL')"),
+        stdin=out.stdout,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=psql_env(),
+    )
+    out.stdout.close()
+    try:
+        _, into_err = into.communicate(timeout=timeout_s)
+        _, out_err = out.communicate(timeout=max(1.0, timeout_s - (time.perf_counter() - began)))
+    except subprocess.TimeoutExpired:
+        for proc in (out, into):
+            proc.kill()
+            proc.wait()
+        raise BenchFailure(f"mariadb reference pipe: no result within {timeout_s:.0f} s (killed)") from None
+    seconds = time.perf_counter() - began
+    if out.returncode or into.returncode:
+        raise BenchFailure(
+            f"mariadb reference pipe failed ({out.returncode}, {into.returncode}): "
+            f"{out_err.decode(errors='replace')} {into_err.decode(errors='replace')}"
+        )
+    return seconds
+
+
 def reference_read(server: PostgresServer, timeout_s: float) -> float:
     """psql COPY TO STDOUT (binary) > /dev/null; seconds."""
     began = time.perf_counter()
@@ -258,16 +323,16 @@ def expect_rows(what: str, got: int, want: int) -> None:
 
 
 def start_sources(setup: Setup, cases: list[str]) -> None:
-    needs_pg = any(c in cases for c in ("pg-pg", "pg-duckdb", "mariadb-pg"))
+    needs_pg = any(c in cases for c in ("pg-pg", "pg-duckdb", "pg-lake", "mariadb-pg"))
     if needs_pg:
         setup.pg = PostgresServer()
         setup.pg.start()
         with psycopg.connect(setup.pg.url(), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {PG_TARGET_DB}")
-            if "pg-pg" in cases or "pg-duckdb" in cases:
+            if any(c in cases for c in ("pg-pg", "pg-duckdb", "pg-lake")):
                 conn.execute(f"CREATE DATABASE {PG_SOURCE_DB}")
         log(f"postgres {setup.pg.bindir} on 127.0.0.1:{setup.pg.port}")
-    if "pg-pg" in cases or "pg-duckdb" in cases:
+    if any(c in cases for c in ("pg-pg", "pg-duckdb", "pg-lake")):
         began = time.perf_counter()
         count = data.build_postgres(setup.pg_url(PG_SOURCE_DB), setup.rows, int(setup.timeout_s))
         setup.build_seconds["postgres"] = time.perf_counter() - began
@@ -348,10 +413,37 @@ def run_case(setup: Setup, case: str) -> CaseResult:
 
         def check(run: ConveyorRun) -> None:
             expect_rows("conveyor pg-duckdb target", data.count_duckdb(duck, "public"), setup.rows)
+    elif case == "pg-lake":
+        assert setup.pg is not None
+        pg = setup.pg
+        lake = setup.workdir / "lake"
+        source, target = setup.pg_url(PG_SOURCE_DB), str(lake)
+
+        def reference() -> float:
+            return reference_read(pg, setup.timeout_s)
+
+        def prepare() -> None:
+            shutil.rmtree(lake, ignore_errors=True)
+
+        def check(run: ConveyorRun) -> None:
+            expect_rows("conveyor pg-lake target", data.count_parquet(lake), setup.rows)
     elif case == "mariadb-pg":
-        assert setup.mariadb is not None
+        assert setup.mariadb is not None and setup.pg is not None
+        pg, maria = setup.pg, setup.mariadb
         dst = setup.pg_url(PG_TARGET_DB)
         source, target = setup.mariadb.url(MARIADB_DB), dst
+
+        def prepare_reference() -> None:
+            with psycopg.connect(dst, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {MARIADB_REF_SCHEMA} CASCADE")
+                conn.execute(f"CREATE SCHEMA {MARIADB_REF_SCHEMA}")
+                conn.execute(MARIADB_REF_DDL)
+                conn.execute("CHECKPOINT")
+
+        def reference() -> float:
+            seconds = reference_mariadb_pipe(maria, pg, setup.timeout_s)
+            expect_rows("mariadb reference pipe", data.count_postgres(dst, MARIADB_REF_SCHEMA), setup.rows)
+            return seconds
 
         def prepare() -> None:
             with psycopg.connect(dst, autocommit=True) as conn:

@@ -40,10 +40,14 @@ CASES: dict[str, tuple[str, str]] = {
     "pg-duckdb": ("postgres", "duckdb"),
     "mariadb-pg": ("mysql", "postgres"),
     "sqlite-duckdb": ("sqlite", "duckdb"),
+    "pg-lake": ("postgres", "lake"),
 }
 
 
 def endpoint(name: str, engine: str, where: str) -> EndpointConfig:
+    if engine == "lake":  # a local folder, Parquet files (zstd, the lake's default)
+        options = {"settings": {}, "format": "parquet"}
+        return EndpointConfig(name=name, engine=engine, path=where, options=options)
     if engine in {"duckdb", "sqlite"}:
         return EndpointConfig(name=name, engine=engine, path=where)
     return EndpointConfig(name=name, engine=engine, url=where)
@@ -60,6 +64,10 @@ def make_source(config: EndpointConfig) -> Source:
 def make_target(config: EndpointConfig) -> Target:
     if config.engine == "postgres":
         return PostgresTarget(config)
+    if config.engine == "lake":
+        from conveyor.connectors.lake.target import LakeTarget
+
+        return LakeTarget(config)
     return DuckDBTarget(config)
 
 

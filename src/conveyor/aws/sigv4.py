@@ -14,10 +14,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import Credentials  # type: ignore[import-untyped]
-
 MAX_SKEW = timedelta(minutes=15)
 _AUTHORIZATION = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
@@ -77,6 +73,11 @@ def verify(
         raise SignatureRefused(
             "IncompleteSignatureException", f"signed headers missing: {', '.join(missing)}"
         )
+    # botocore (~0.1 s to import) only when a signed request arrives, not for every `conveyor` command.
+    from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+    from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+    from botocore.credentials import Credentials  # type: ignore[import-untyped]
+
     request = AWSRequest(method=method, url=url, headers={name: headers[name] for name in signed}, data=body)
     request.context["timestamp"] = stamp
     signer = SigV4Auth(

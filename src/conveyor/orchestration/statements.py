@@ -22,20 +22,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.orchestration import duckdb_procedures
-from conveyor.orchestration.redshift_sql import (
-    CallProcedure,
-    CreateProcedure,
-    Statement,
-    Translated,
-    translate,
-)
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
+
+if TYPE_CHECKING:
+    from conveyor.orchestration.redshift_sql import Translated
+
+# The Redshift translation (sqlglot, ~0.2 s to import) is imported by the
+# statements that need it, not by every `conveyor` command importing this module.
 
 SUBMITTED, PICKED, STARTED = "SUBMITTED", "PICKED", "STARTED"
 FINISHED, FAILED, ABORTED = "FINISHED", "FAILED", "ABORTED"
@@ -192,6 +190,8 @@ class Statements:
                 backend_pid=conn.info.backend_pid,
             )
             if config.options.get("dialect") == "redshift":
+                from conveyor.orchestration.redshift_sql import translate
+
                 sql = ";\n".join(_plain(translate(sql, "postgres")))
             with conn.cursor() as cur:
                 try:
@@ -224,6 +224,8 @@ class Statements:
                 statement_id, [PICKED], status=STARTED, started_at=dt.datetime.now(dt.UTC)
             )
             if config.options.get("dialect") == "redshift":
+                from conveyor.orchestration.redshift_sql import translate
+
                 cursor = _run_translated(conn, translate(sql, "duckdb"), params)
             else:
                 cursor = conn.execute(sql, params or None)
@@ -349,12 +351,17 @@ class Statements:
 
 def _plain(translated: Sequence[Translated]) -> list[str]:
     """Statements for PostgreSQL, which holds its own procedures."""
+    from conveyor.orchestration.redshift_sql import Statement
+
     return [t.sql for t in translated if isinstance(t, Statement)]
 
 
 def _run_translated(conn: Any, translated: Sequence[Translated], params: dict[str, Any]) -> Any:
     """Run translated statements in order on DuckDB; the last one's cursor (None
     when it was a procedure's creation or call)."""
+    from conveyor.orchestration import duckdb_procedures
+    from conveyor.orchestration.redshift_sql import CallProcedure, CreateProcedure
+
     cursor = None
     for item in translated:
         if isinstance(item, CreateProcedure):

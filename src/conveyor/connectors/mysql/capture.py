@@ -74,6 +74,7 @@ from conveyor.connectors.changes import (
 )
 from conveyor.connectors.mysql import connection
 from conveyor.connectors.mysql.ddl import AlteredColumns, altered_columns, dropped_tables
+from conveyor.connectors.mysql.row_images import RowImageDecoder
 from conveyor.connectors.mysql.source import ENGINE, MySQLSnapshot, MySQLSource, qualified, read_tables
 from conveyor.connectors.mysql.types import SPATIAL, enum_labels
 from conveyor.core.batch import Checkpoint, Op
@@ -618,6 +619,7 @@ class MySQLChangeStream:
         self._ctl: Connection | None = None
         self._converters = _Converters(self._wkt)
         self._converter_cache: dict[TableRef, tuple[TableSchema, dict[str, Convert]]] = {}
+        self._decoder = RowImageDecoder()  # row images straight from the event's bytes
         # Reconnection state: rows of the transaction in flight already produced
         # (a replay after a lost connection skips that many), rows of it seen on
         # the current connection, and when the next connection may be tried.
@@ -918,7 +920,7 @@ class MySQLChangeStream:
         return cached
 
     def _rows(self, ref: TableRef, event: Any) -> Iterator[ChangeEvent]:
-        rows = event.rows
+        rows = self._decoder.rows(event)
         names = {c.name for c in event.columns or ()}
         table = self.tables[ref]
         if names and names != set(table.column_names):
