@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from conveyor import __version__
+from conveyor.api.console import install_console
 from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from conveyor.aws.protocol import AwsJsonApi
 from conveyor.aws.sigv4 import KeyPair
@@ -86,6 +87,7 @@ def create_app(
         dependencies=[Depends(authorize)],
     )
     app.add_middleware(AwsJsonApi, service=service, keys=aws_keys)  # signed with SigV4, not the token
+    install_console(app, service, token)  # the web console at /, and /docs with local assets
     app.add_middleware(BodyLimit, limit=max_body_bytes)  # the outermost: every request
 
     @app.exception_handler(ConveyorError)

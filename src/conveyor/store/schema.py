@@ -8,6 +8,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Integer,
     MetaData,
     String,
@@ -20,7 +21,8 @@ from sqlalchemy import (
 # 2: task_progress (the running task's change-capture position and latencies)
 # 3: statements, executions, execution_events, endpoint_connections, schedule_state (orchestration)
 # 4: table_suspensions (a change-capture table suspended or being reloaded, across runs)
-SCHEMA_VERSION = 4
+# 5: task_samples (change-capture latency and retained WAL over time, for the console's charts)
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -87,6 +89,22 @@ task_progress = Table(
     Column("run_id", Integer, nullable=False),
     Column("detail", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# The capture's latencies and retained WAL over time: a sample at most every few
+# seconds per task from the progress reports, kept for a bounded time (the
+# console draws them as charts).
+task_samples = Table(
+    "task_samples",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(200), nullable=False, index=True),
+    Column("run_id", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("latency_source", Float),
+    Column("latency_target", Float),
+    Column("retained_wal_bytes", BigInteger),
+    Column("applied_changes", BigInteger),
 )
 
 # A captured table that stopped receiving changes (a type change, a refused value ...),
