@@ -47,7 +47,7 @@ def _progress(tables: list[dict[str, Any]], capture: dict[str, Any] | None) -> s
         return "-"
     done = sum(1 for t in tables if t.get("TableState") == "Table completed")
     rows = sum(int(t.get("FullLoadRows") or 0) for t in tables)
-    text = f"{done}/{len(tables)} tables loaded, {rows:,} rows"
+    text = f"{done}/{len(tables)} tables completed, {rows:,} rows loaded"
     if capture:
         text += f"; {int(capture.get('AppliedChanges') or 0):,} changes applied"
     return text
