@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 COOKIE = "conveyor_console"
+"""The cookie's name, followed by the port: cookies ignore ports, and two serves on
+one host (each with its own token) must not overwrite each other's session."""
 MAX_AGE = 7 * 24 * 3600
 
 
@@ -38,7 +40,7 @@ class ConsoleAuth:
         """Whether the request carries a valid session cookie (or the console is open)."""
         if self._session is None:
             return True
-        cookie = request.cookies.get(COOKIE)
+        cookie = request.cookies.get(cookie_name(request))
         return cookie is not None and hmac.compare_digest(cookie.encode(), self._session.encode())
 
     def same_origin_action(self, request: Request) -> bool:
@@ -49,13 +51,25 @@ class ConsoleAuth:
         origin = request.headers.get("origin")
         return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
 
-    def log_in(self, response: Response, secure: bool) -> None:
+    def log_in(self, request: Request, response: Response) -> None:
         if self._session is None:
             return
+        secure = request.url.scheme == "https"
         response.set_cookie(
-            COOKIE, self._session, max_age=MAX_AGE, httponly=True, samesite="strict", secure=secure, path="/"
+            cookie_name(request),
+            self._session,
+            max_age=MAX_AGE,
+            httponly=True,
+            samesite="strict",
+            secure=secure,
+            path="/",
         )
 
     @staticmethod
-    def log_out(response: Response) -> None:
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    def log_out(request: Request, response: Response) -> None:
+        response.delete_cookie(cookie_name(request), path="/", httponly=True, samesite="strict")
+
+
+def cookie_name(request: Request) -> str:
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    return f"{COOKIE}_{port}"

@@ -214,10 +214,9 @@ def execution_detail(service: Service, ref: str) -> dict[str, Any]:
     """DescribeExecution, the definition, and per state what it took, gave and raised."""
     described = service.executions.describe(ref)
     row = service.executions.resolve(ref)
-    try:
+    definition = row["record"].get("definition")  # what it ran, even if re-applied since
+    if not isinstance(definition, dict):
         definition = service.executions.definition(row["state_machine"])
-    except NotFoundError:
-        definition = row["record"].get("definition") or {}
     states: dict[str, StateRun] = {}
     path: list[str] = []
     current: StateRun | None = None

@@ -54,6 +54,7 @@ def create_console(service: Service, token: str | None, openapi_url: str | None)
     def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
         if not auth.allowed(request):
             return login_page(request)
+        context["logged_in"] = True
         return templates.TemplateResponse(request, name, context, status_code=status_code)
 
     def live(
@@ -90,12 +91,19 @@ def create_console(service: Service, token: str | None, openapi_url: str | None)
     def after_login(target: str, request: Request) -> Response:
         safe = target if target.startswith("/") and not target.startswith("//") else "/"
         response = RedirectResponse(safe, status_code=303)
-        auth.log_in(response, secure=request.url.scheme == "https")
+        auth.log_in(request, response)
         return response
 
     def failure(request: Request, exc: ConveyorError) -> Response:
         status = 404 if isinstance(exc, NotFoundError) else 409
         return page(request, "error.html", status, message=str(exc), page_title="Not available")
+
+    @console.exception_handler(ConveyorError)
+    def _gone(request: Request, exc: ConveyorError) -> Response:
+        """A fragment or action on something that went away (a task no longer applied)."""
+        status = 404 if isinstance(exc, NotFoundError) else 409
+        context = {"message": str(exc), "ok": False}
+        return templates.TemplateResponse(request, "fragments/flash.html", context, status_code=status)
 
     # --- logging in ---------------------------------------------------------------------------
 
@@ -118,9 +126,9 @@ def create_console(service: Service, token: str | None, openapi_url: str | None)
         return login_page(request, "That token is not this server's.")
 
     @console.post("/console/logout")
-    def log_out() -> Response:
+    def log_out(request: Request) -> Response:
         response = RedirectResponse("/", status_code=303)
-        auth.log_out(response)
+        auth.log_out(request, response)
         return response
 
     # --- tasks --------------------------------------------------------------------------------
