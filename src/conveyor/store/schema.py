@@ -9,6 +9,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -98,13 +99,14 @@ task_samples = Table(
     "task_samples",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("task", String(200), nullable=False, index=True),
+    Column("task", String(200), nullable=False),
     Column("run_id", Integer, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("latency_source", Float),
     Column("latency_target", Float),
     Column("retained_wal_bytes", BigInteger),
     Column("applied_changes", BigInteger),
+    Index("ix_task_samples_task_at", "task", "at"),  # the newest sample, a window, the retention
 )
 
 # A captured table that stopped receiving changes (a type change, a refused value ...),

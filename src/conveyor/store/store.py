@@ -264,7 +264,7 @@ class Store:
     ) -> list[dict[str, Any]]:
         """The task's progress samples, oldest first (the newest ``limit`` of them)."""
         t = s.task_samples
-        query = select(t).where(t.c.task == task).order_by(t.c.seq.desc()).limit(limit)
+        query = select(t).where(t.c.task == task).order_by(t.c.at.desc()).limit(limit)
         if since is not None:
             query = query.where(t.c.at >= since)
         with self._tx() as conn:

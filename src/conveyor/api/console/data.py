@@ -28,6 +28,7 @@ EVENTS_SCANNED = 2000
 QUERY_ROWS = 500
 """Rows of a lake query shown (the rest counted)."""
 CHART_WINDOW = timedelta(minutes=30)
+CHART_POINTS = 360
 START_TYPES = {"start": "start-replication", "resume": "resume-processing", "reload": "reload-target"}
 
 
@@ -137,7 +138,10 @@ def task_actions(status: str, capturing: bool) -> list[str]:
 
 
 def task_samples(service: Service, name: str) -> list[dict[str, Any]]:
-    return service.store.task_samples(name, since=datetime.now(UTC) - CHART_WINDOW)
+    """The samples of the chart window, thinned to at most CHART_POINTS (the newest kept)."""
+    samples = service.store.task_samples(name, since=datetime.now(UTC) - CHART_WINDOW)
+    step = -(-len(samples) // CHART_POINTS)
+    return samples[::-1][::step][::-1] if step > 1 else samples
 
 
 def task_events(service: Service, name: str) -> list[dict[str, Any]]:
