@@ -353,7 +353,7 @@ def test_rules_statements_and_offline_api_docs(page: Page, console: Console) -> 
     executed = console.api(
         "POST",
         "/statements",
-        json={"ClusterIdentifier": "warehouse", "Sql": "SELECT count(*) AS n FROM notes"},
+        json={"ClusterIdentifier": "warehouse", "Sql": "SELECT 6 * 7 AS answer"},
     )
     assert executed.status_code == 200, executed.text
     statement = executed.json()["Id"]
@@ -362,6 +362,8 @@ def test_rules_statements_and_offline_api_docs(page: Page, console: Console) -> 
     expect(entry.locator(".status")).to_have_text("FINISHED", timeout=WAIT_MS)
     entry.get_by_role("button").click()
     expect(page.locator("#statement-result table tbody tr")).to_have_count(1)
+    expect(page.locator("#statement-result table")).to_contain_text("answer")
+    expect(page.locator("#statement-result tbody td")).to_have_text("42")
     console.shot(page, "statements")
 
     _nav(page, "API")  # every asset local: the page is offline but for us
