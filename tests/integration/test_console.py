@@ -268,6 +268,13 @@ def test_task_page_loads_captures_live_and_stops_and_resumes(page: Page, console
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#task-status")).to_have_text("stopped", timeout=WAIT_MS)
 
+    page.get_by_role("button", name="Reload table public.notes").click()  # one table, from the page
+    expect(page.locator("#flash")).to_contain_text("resuming to reload public.notes")
+    expect(page.locator("#task-status")).to_have_text("running", timeout=WAIT_MS)
+    expect(_cell(page, "public.notes", "FullLoadRows")).to_have_text("27", timeout=WAIT_MS)
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator("#task-status")).to_have_text("stopped", timeout=WAIT_MS)
+
     _nav(page, "Tasks")
     expect(page.locator("tr[data-task='sales-sync'] .status")).to_have_text("stopped")
     console.shot(page, "home")
