@@ -271,7 +271,16 @@ def test_task_page_loads_captures_live_and_stops_and_resumes(page: Page, console
     page.get_by_role("button", name="Reload table public.notes").click()  # one table, from the page
     expect(page.locator("#flash")).to_contain_text("resuming to reload public.notes")
     expect(page.locator("#task-status")).to_have_text("running", timeout=WAIT_MS)
-    expect(_cell(page, "public.notes", "FullLoadRows")).to_have_text("27", timeout=WAIT_MS)
+    # The reloaded table's counts are taken over once the stream passes the reload's
+    # snapshot: on an idle source that is at the next change (of any table).
+    reloaded = _cell(page, "public.notes", "FullLoadRows")
+    with psycopg.connect(console.source, autocommit=True) as conn:
+        for _ in range(60):  # bounded: a change a second until the reload is taken over
+            conn.execute("UPDATE items SET qty = qty + 1 WHERE id = 1")
+            if reloaded.inner_text() == "27":
+                break
+            page.wait_for_timeout(1000)
+    expect(reloaded).to_have_text("27", timeout=WAIT_MS)
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#task-status")).to_have_text("stopped", timeout=WAIT_MS)
 
