@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the database server binaries the test suite and benches start privately.
+# Install the database server binaries the test suite and benches start privately,
+# and the browser the console's tests drive.
 # Nothing here starts or configures a system service.
 set -euo pipefail
 missing=()
@@ -7,6 +8,7 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 command -v mariadbd >/dev/null || command -v mysqld >/dev/null || missing+=(mariadb-server)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v nats-server >/dev/null || [[ -x /usr/sbin/nats-server ]] || missing+=(nats-server)
+command -v chromium >/dev/null || missing+=(chromium)  # the console's browser tests (Playwright)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "missing packages: ${missing[*]} (run as root, or install them)" >&2

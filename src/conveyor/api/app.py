@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from conveyor import __version__
+from conveyor.api.console import install_console
 from conveyor.api.metrics import metrics_router
 from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from conveyor.api.task_logs import task_logs_router
@@ -88,6 +89,7 @@ def create_app(
         dependencies=[Depends(authorize)],
     )
     app.add_middleware(AwsJsonApi, service=service, keys=aws_keys)  # signed with SigV4, not the token
+    install_console(app, service, token)  # the web console at /, and /docs with local assets
     app.add_middleware(BodyLimit, limit=max_body_bytes)  # the outermost: every request
 
     @app.exception_handler(ConveyorError)

@@ -8,6 +8,8 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -22,7 +24,8 @@ from sqlalchemy import (
 # 4: table_suspensions (a change-capture table suspended or being reloaded, across runs)
 # 5: task_tokens (a Task's .waitForTaskToken: the token and its answer), job_runs (curation runs)
 # 6: load_segments (segments of a full load, claimed by `conveyor worker` processes)
-SCHEMA_VERSION = 6
+# 7: task_samples (change-capture latency and retained WAL over time, for the console's charts)
+SCHEMA_VERSION = 7
 
 metadata = MetaData()
 
@@ -89,6 +92,23 @@ task_progress = Table(
     Column("run_id", Integer, nullable=False),
     Column("detail", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# The capture's latencies and retained WAL over time: a sample at most every few
+# seconds per task from the progress reports, kept for a bounded time (the
+# console draws them as charts).
+task_samples = Table(
+    "task_samples",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("task", String(200), nullable=False),
+    Column("run_id", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("latency_source", Float),
+    Column("latency_target", Float),
+    Column("retained_wal_bytes", BigInteger),
+    Column("applied_changes", BigInteger),
+    Index("ix_task_samples_task_at", "task", "at"),  # the newest sample, a window, the retention
 )
 
 # A captured table that stopped receiving changes (a type change, a refused value ...),
