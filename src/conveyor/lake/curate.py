@@ -429,6 +429,8 @@ class TableResult:
     recovered: bool = False
     skipped: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
+    engine: str | None = None
+    """Which engine did the table's work (None: no work)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -447,6 +449,7 @@ class TableResult:
             "recovered": self.recovered,
             "skipped": self.skipped,
             "error": self.error,
+            "engine": self.engine,
         }
 
 
@@ -658,6 +661,7 @@ class EmbeddedEngine:
     """Arrow and deltalake in this process (the default)."""
 
     def run(self, lake: Lake, plan: TablePlan, result: TableResult) -> None:
+        result.engine = result.engine or "embedded"
         ref = TableRef(plan.entry.schema_name, plan.entry.table_name)
         uri, options, dt, schema = plan.uri, plan.options, plan.dt, plan.schema
         key, part, current, full_load = plan.key, plan.part, plan.current, plan.full_load
