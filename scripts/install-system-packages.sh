@@ -6,6 +6,8 @@ missing=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v mariadbd >/dev/null || command -v mysqld >/dev/null || missing+=(mariadb-server)
 command -v psql >/dev/null || missing+=(postgresql-client)
+# a Java runtime for pyspark (the Spark curation engine and its tests)
+command -v java >/dev/null || missing+=(default-jre-headless)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "missing packages: ${missing[*]} (run as root, or install them)" >&2

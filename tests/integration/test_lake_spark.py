@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ from conveyor.connectors.lake.apply import LakeApplier
 from conveyor.connectors.lake.settings import lake_config
 from conveyor.connectors.lake.target import LakeTarget
 from conveyor.core.batch import Checkpoint
+from conveyor.core.faults import ENV as FAULT_ENV
 from conveyor.lake.controller import CONTROLLER_FILE, Controller, open_lake
 from conveyor.lake.curate import process
 from conveyor.lake.spark_engine import FAULT_BEFORE_COMMIT, SparkEngine
@@ -28,7 +30,6 @@ from integration.test_lake_curation import (
     TABLE,
     World,
     apply_stack,
-    cli,
     controller_for,
     curated,
     expected,
@@ -36,9 +37,15 @@ from integration.test_lake_curation import (
     lake_of,
     s3_lake,
 )
+from support.cli import conveyor
 from support.spark import SparkCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def cli(home: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI, with time for a Spark session on a busy machine."""
+    return conveyor(home, *args, env={FAULT_ENV: fault} if fault else None, timeout=600)
 
 
 def _table(root: Path) -> list[dict[str, object]]:

@@ -59,7 +59,7 @@ class SparkCluster:
         shutil.rmtree(self.tempdir, ignore_errors=True)
 
 
-def start_cluster(memory: str = "1536m") -> SparkCluster:
+def start_cluster(memory: str = "1536m", cores: int = 1) -> SparkCluster:
     import pyspark
 
     home = Path(pyspark.__file__).parent
@@ -77,7 +77,7 @@ def start_cluster(memory: str = "1536m") -> SparkCluster:
     master_url = f"spark://127.0.0.1:{port}"
     master = ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port)]
     master += ["--webui-port", str(web)]
-    worker = ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1"]
+    worker = ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", str(cores)]
     worker += ["--memory", memory, "--webui-port", str(worker_web), "--work-dir", str(tempdir / "work")]
     processes: list[subprocess.Popen[bytes]] = []
     for name, args in (("master", master), ("worker", [*worker, master_url])):

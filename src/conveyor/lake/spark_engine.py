@@ -423,15 +423,10 @@ class _Run:
         if not part:
             return None
         existing = {_partition_key(row, part) for row in _partition_rows(actions, part)}
-        new = {
-            _partition_key(row.asDict(), part)
-            for row in reduced.filter(F.col(OP) != "D").select(*part).distinct().collect()
-        }
-        if existing <= new:
-            return None
-        moved = current.join(reduced.select(*self.plan.key), on=self.plan.key, how="left_semi")
-        old = {_partition_key(row.asDict(), part) for row in moved.select(*part).distinct().collect()}
-        return new | old
+        new = reduced.filter(F.col(OP) != "D").select(*part)
+        moved = current.join(reduced.select(*self.plan.key), on=self.plan.key, how="left_semi").select(*part)
+        touched = {_partition_key(row.asDict(), part) for row in new.union(moved).distinct().collect()}
+        return None if existing <= touched else touched
 
     def _fill_unchanged(self, changes: DataFrame, base: DataFrame) -> DataFrame:
         """``lake.unchanged.fill`` on Spark: a partial update's unchanged column
