@@ -16,6 +16,7 @@ from deltalake import DeltaTable
 
 from conveyor.connectors.base import PrepMode
 from conveyor.connectors.changes import TableChanges
+from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.apply import LakeApplier
 from conveyor.connectors.lake.settings import lake_config
 from conveyor.connectors.lake.target import LakeTarget
@@ -30,6 +31,7 @@ from integration.test_lake_curation import (
     TABLE,
     World,
     apply_stack,
+    change_file,
     controller_for,
     curated,
     expected,
@@ -93,14 +95,24 @@ def test_spark_and_embedded_engines_curate_the_same_files_alike(
             ("I", {"id": 60, "region": "eu", "qty": 1, "note": None}),
         ]
         world.apply(ops)
-        newest = sorted((world.root / "cdc").rglob("*.csv"))[-1]
+        # partial updates (an unchanged TOASTed note): from the table, and from the key's previous change
+        partial = [
+            ("U", {"id": 7, "region": REGIONS[1], "qty": 70, "note": None}),
+            ("U", {"id": 8, "region": REGIONS[2], "qty": 8, "note": "eight"}),
+            ("U", {"id": 8, "region": REGIONS[2], "qty": 80, "note": None}),
+        ]
+        rel = change_file(world.root, world.clock.stamp(), partial)
+        marks = world.root / lay.unchanged_path(rel)
+        marks.parent.mkdir(parents=True, exist_ok=True)
+        marks.write_text(json.dumps({"rows": [[0, ["note"]], [2, ["note"]]]}))
+        world.source[7] = {"id": 7, "region": REGIONS[1], "qty": 70, "note": "n7"}
+        world.source[8] = {"id": 8, "region": REGIONS[2], "qty": 80, "note": "eight"}
         for name, root in roots.items():
-            target = root / newest.relative_to(world.root)
-            shutil.copy(newest, target)
+            shutil.copytree(world.root, root, dirs_exist_ok=True)
             lake = lake_of(root)
             [result] = process(lake, Controller(lake), engine=engine if name == "spark" else None)
             assert result.status == "processed", result.error
-            assert (result.inserted, result.updated, result.deleted) == (1, 1, 1), result.as_dict()
+            assert (result.inserted, result.updated, result.deleted) == (1, 3, 1), result.as_dict()
             lake.close()
         assert _table(roots["spark"]) == _table(roots["embedded"]) == expected(world.source)
         spark_lake = lake_of(roots["spark"])
