@@ -202,6 +202,7 @@ class SparkEngine:
             self.embedded.run(lake, plan, result)
             return
         result.engine = "spark"
+        log.info("curating %s on Spark at %s", plan.entry.table, self.master)
         with tempfile.TemporaryDirectory(prefix="conveyor-spark-") as staging:
             try:
                 _Run(self.spark, lake, plan, result, Path(staging)).execute()
