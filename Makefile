@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,nats]'
+	$(BIN)/pip install --quiet -e '.[dev,nats,spark]'
 	touch $(STAMP)
 
 # Server binaries the test suite starts privately (its own data dirs and ports).
@@ -57,10 +57,10 @@ bench-cdc: system-packages $(STAMP)
 	$(BIN)/python bench/cdc.py $(if $(UPDATES),--updates $(UPDATES)) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(CDC_CASES),--cases $(CDC_CASES)) $(if $(QUICK),--quick)
 
 # Lake curation benchmark against a DuckDB SQL merge (bench/curate.py); 1M-row
-# full load + 200k changes by default, e.g. `make bench-curate LAKE_FORMAT=csv`.
+# full load + 200k changes by default, e.g. `make bench-curate LAKE_FORMAT=csv` (CURATE_ENGINE=spark: also on Spark).
 .PHONY: bench-curate
 bench-curate: $(STAMP)
-	$(BIN)/python bench/curate.py $(if $(LAKE_ROWS),--rows $(LAKE_ROWS)) $(if $(CHANGES),--changes $(CHANGES)) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(LAKE_FORMAT),--format $(LAKE_FORMAT)) $(if $(CURATE_CASES),--cases $(CURATE_CASES))
+	$(BIN)/python bench/curate.py $(if $(LAKE_ROWS),--rows $(LAKE_ROWS)) $(if $(CHANGES),--changes $(CHANGES)) $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(LAKE_FORMAT),--format $(LAKE_FORMAT)) $(if $(CURATE_CASES),--cases $(CURATE_CASES)) $(if $(CURATE_ENGINE),--engine $(CURATE_ENGINE))
 
 clean:
 	rm -rf $(VENV) .conveyor build *.egg-info

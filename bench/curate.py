@@ -29,6 +29,13 @@ odd rounds, Conveyor first in even rounds):
                     Parquet of the full load, written once) in place of the
                     load file, to a new folder.
 
+With ``--engine spark`` a third side runs in every round: ``conveyor lake
+process --engine spark`` on a Spark standalone cluster (one master, one worker
+with every core) that the bench starts on loopback with pyspark's own
+launcher. Its time is taken after the Spark session is up (the session's start
+is reported apart), and its ratio is given against the embedded engine of the
+same run (spark / embedded). Its result is checked like the others.
+
 Both sides run in a child process of their own (``bench/curate.py child
 ...``), reaped with ``os.wait4``: the peak RSS of each is its own. Times are
 measured inside the child (Conveyor: from opening the lake to ``process``
@@ -69,6 +76,9 @@ if str(REPO) not in sys.path:
 
 from bench.common import BenchFailure, log, num, render_table  # noqa: E402
 from bench.common import run_child as common_run_child  # noqa: E402
+
+if str(REPO / "tests") not in sys.path:  # the Spark cluster launcher the tests use
+    sys.path.insert(0, str(REPO / "tests"))
 
 CASES = ("full-and-changes", "merge")
 RESULTS_DIR = REPO / "bench" / "results"
@@ -114,6 +124,23 @@ class CaseResult:
     raw_format: str
     reference_runs: list[Run] = field(default_factory=list)
     conveyor_runs: list[Run] = field(default_factory=list)
+    spark_runs: list[Run] = field(default_factory=list)
+
+    @property
+    def spark_median(self) -> float | None:
+        return self._median(self.spark_runs)
+
+    @property
+    def spark_ratio(self) -> float | None:
+        """Spark engine / embedded engine, same run."""
+        spark, embedded = self.spark_median, self.conveyor_median
+        return spark / embedded if spark is not None and embedded else None
+
+    @property
+    def spark_session_median(self) -> float | None:
+        starts = [r.detail.get("session_seconds") for r in self.spark_runs]
+        values = [float(v) for v in starts if v is not None]
+        return statistics.median(values) if values else None
 
     @staticmethod
     def _median(runs: list[Run]) -> float | None:
@@ -168,6 +195,10 @@ class CaseResult:
             "reference_peak_rss_mb": self.reference_rss_mb,
             "conveyor_peak_rss_mb": self.conveyor_rss_mb,
             "verdict": self.verdict(),
+            "spark_runs": [asdict(r) for r in self.spark_runs],
+            "spark_median_s": self.spark_median,
+            "spark_session_start_median_s": self.spark_session_median,
+            "spark_to_embedded_ratio": self.spark_ratio,
         }
 
 
@@ -287,7 +318,7 @@ def generate(lake_dir: Path, rows: int, changes: int, raw_format: str, seed: int
 # --- the children --------------------------------------------------------------------------
 
 
-CHILD_SIDES = ("generate", "conveyor", "prepare", "reference", "reference-base", "fingerprint")
+CHILD_SIDES = ("generate", "conveyor", "spark", "prepare", "reference", "reference-base", "fingerprint")
 
 
 def _child(argv: list[str]) -> int:
@@ -327,6 +358,15 @@ def _conveyor(spec: dict[str, Any], side: str) -> dict[str, Any]:
     config = EndpointConfig(
         "bench-lake", "lake", path=spec["lake"], options=endpoint_options(spec["raw_format"])
     )
+    engine = None
+    session_seconds = None
+    if side == "spark":
+        from conveyor.lake.spark_engine import SparkEngine
+
+        engine = SparkEngine(spec["master"], {"spark.sql.shuffle.partitions": str(os.cpu_count() or 2)})
+        started = time.perf_counter()
+        engine.spark.range(1).count()  # the session and an executor up, outside the timing
+        session_seconds = time.perf_counter() - started
     began = time.perf_counter()
     lake = open_lake(lake_config(config), CURATED)
     try:
@@ -337,13 +377,15 @@ def _conveyor(spec: dict[str, Any], side: str) -> dict[str, Any]:
         if side == "prepare":
             entry.last_incremental_file = SENTINEL_FILE
         controller.save()
-        [result] = process(lake, controller, [TABLE])
+        [result] = process(lake, controller, [TABLE], engine)
         seconds = time.perf_counter() - began
         if side == "prepare":
             entry.last_incremental_file = None
             controller.save()
     finally:
         lake.close()
+        if engine is not None:
+            engine.close()
     if result.status != "processed" or result.error or result.skipped:
         raise SystemExit(f"curation of {TABLE}: {json.dumps(result.as_dict())}")
     return {
@@ -351,7 +393,8 @@ def _conveyor(spec: dict[str, Any], side: str) -> dict[str, Any]:
         "uri": lake.table_uri(TABLE),
         "result": {
             k: v for k, v in result.as_dict().items() if k not in {"skipped", "error", "table", "lake"}
-        },
+        }
+        | {"session_seconds": session_seconds},
     }
 
 
@@ -578,30 +621,33 @@ def run_case(setup: Setup, case: str) -> CaseResult:
             f"(process {process_s:.2f} s, peak RSS {rss:.0f} MB, {rows:,} rows)"
         )
 
-    def conveyor(round_no: int) -> None:
+    def conveyor(round_no: int, side: str = "conveyor") -> None:
         shutil.rmtree(curated, ignore_errors=True)
         if case == "merge":  # the curated table of the full load alone, outside the timing
             body, *_ = run_child("prepare", case, setup.spec_file, setup.workdir, setup.timeout_s)
             assert setup.reference_base is not None
             expect_same("merge preparation", fingerprint(setup, f"delta:{body['uri']}"), setup.reference_base)
-        body, process_s, rss, cpu = run_child(
-            "conveyor", case, setup.spec_file, setup.workdir, setup.timeout_s
-        )
+        body, process_s, rss, cpu = run_child(side, case, setup.spec_file, setup.workdir, setup.timeout_s)
         rows, checksum = fingerprint(setup, f"delta:{body['uri']}")
         run = Run(float(body["seconds"]), process_s, rss, rows, checksum, body["result"], cpu)
-        check_result(setup, f"conveyor {case} round {round_no}", (rows, checksum))
-        result.conveyor_runs.append(run)
+        check_result(setup, f"{side} {case} round {round_no}", (rows, checksum))
+        (result.spark_runs if side == "spark" else result.conveyor_runs).append(run)
         detail = body["result"]
+        started = detail.get("session_seconds")
         log(
-            f"  {case} round {round_no}: conveyor  {run.seconds:6.2f} s "
-            f"(process {process_s:.2f} s, peak RSS {rss:.0f} MB, {rows:,} rows; "
+            f"  {case} round {round_no}: {side:9} {run.seconds:6.2f} s "
+            + ("" if started is None else f"(+{started:.1f} s session start) ")
+            + f"(process {process_s:.2f} s, peak RSS {rss:.0f} MB, {rows:,} rows; "
             f"+{detail['inserted']:,} ~{detail['updated']:,} -{detail['deleted']:,}, "
             f"{detail['files_rewritten']} files rewritten)"
         )
 
+    def spark(round_no: int) -> None:
+        conveyor(round_no, "spark")
+
     for round_no in range(1, setup.rounds + 1):
-        sides = (reference, conveyor) if round_no % 2 else (conveyor, reference)
-        for side in sides:
+        sides = [reference, conveyor, *([spark] if setup.spec.get("master") else [])]
+        for side in sides if round_no % 2 else reversed(sides):
             side(round_no)
     return result
 
@@ -623,6 +669,8 @@ def table(results: Sequence[CaseResult]) -> str:
         "ref peak RSS MB",
         "conveyor peak RSS MB",
         "verdict",
+        "spark median s",
+        "spark/embedded",
     )
     lines = [header]
     for r in results:
@@ -640,9 +688,11 @@ def table(results: Sequence[CaseResult]) -> str:
                 num(r.reference_rss_mb, ".0f"),
                 num(r.conveyor_rss_mb, ".0f"),
                 r.verdict(),
+                num(r.spark_median, ".2f"),
+                "-" if r.spark_ratio is None else f"{r.spark_ratio:.2f}x",
             )
         )
-    return render_table(lines[0], lines[1:], {2, 3, 4, 5, 6, 7, 9, 10})
+    return render_table(lines[0], lines[1:], {2, 3, 4, 5, 6, 7, 9, 10, 12, 13})
 
 
 def environment() -> dict[str, Any]:
@@ -678,6 +728,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--timeout", type=float, help="seconds any one step may take (default: scaled with --rows)"
     )
     parser.add_argument(
+        "--engine",
+        choices=("embedded", "spark"),
+        default="embedded",
+        help="spark: also curate on a local Spark standalone cluster, beside the embedded engine",
+    )
+    parser.add_argument(
         "--no-json", action="store_true", help="do not write bench/results/curate-<timestamp>.json"
     )
     args = parser.parse_args(argv)
@@ -705,14 +761,25 @@ def main(argv: list[str] | None = None) -> int:
         f"conveyor curation bench: {args.rows:,}-row full load + {args.changes:,} changes "
         f"({args.format}), {args.rounds} rounds, cases {args.case_list}"
     )
+    cluster = None
     try:
+        if args.engine == "spark":
+            from support.spark import start_cluster
+
+            cluster = start_cluster(memory="4g", cores=os.cpu_count() or 2)
+            log(f"spark: standalone cluster at {cluster.master_url}")
         prepare(setup, args.case_list)
+        if cluster is not None:
+            setup.spec["master"] = cluster.master_url
+            setup.write_spec()
         for case in args.case_list:
             log(f"{case}:")
             results.append(run_case(setup, case))
     except BenchFailure as exc:
         failure = str(exc)
     finally:
+        if cluster is not None:
+            cluster.close()
         shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(table(results))
@@ -728,6 +795,7 @@ def main(argv: list[str] | None = None) -> int:
             "raw_format": args.format,
             "rounds": args.rounds,
             "cases": args.case_list,
+            "engine": args.engine,
             "environment": environment(),
             "raw_write_seconds": setup.raw_seconds,
             "expected_rows": setup.spec.get("expected_rows"),

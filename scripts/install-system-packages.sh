@@ -9,6 +9,8 @@ command -v mariadbd >/dev/null || command -v mysqld >/dev/null || missing+=(mari
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v nats-server >/dev/null || [[ -x /usr/sbin/nats-server ]] || missing+=(nats-server)
 command -v chromium >/dev/null || missing+=(chromium)  # the console's browser tests (Playwright)
+# a Java runtime for pyspark (the Spark curation engine and its tests)
+command -v java >/dev/null || missing+=(default-jre-headless)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "missing packages: ${missing[*]} (run as root, or install them)" >&2

@@ -13,6 +13,7 @@ import pytest
 from conveyor.store.store import Store
 from support.moto import running_moto
 from support.servers import MariaDBServer, PostgresServer, ServerBinariesMissing
+from support.spark import SparkCluster, start_cluster
 
 Server = TypeVar("Server", PostgresServer, MariaDBServer)
 MISSING_HINT = "run `make system-packages` to install the database servers"
@@ -82,3 +83,14 @@ def moto_url() -> Iterator[str]:
     their buckets and tables uniquely."""
     with running_moto() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def spark_cluster() -> Iterator[SparkCluster]:
+    """One Spark standalone master and worker (1 core) on loopback for the session."""
+    pytest.importorskip("pyspark")
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()

@@ -166,12 +166,19 @@ def _only(controller: Controller, table: str) -> Controller:
 def lake_process(
     table: Annotated[str | None, typer.Argument(help="Only this table (schema.table).")] = None,
     lake: LakeOption = None,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="embedded or spark (default: the lake endpoint's curation_engine)."),
+    ] = None,
+    master: Annotated[
+        str | None, typer.Option("--master", help="The Spark master for --engine spark: spark://HOST:7077.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Curate the raw files of the active tables into Delta tables; exit 1 if a table failed."""
     with opened_store() as store:
         stack = applied_stack(store)
-    results = [r.as_dict() for r in curate(stack, lake, table)]
+    results = [r.as_dict() for r in curate(stack, lake, table, engine, master)]
     if as_json:
         _emit_json(results)
     else:

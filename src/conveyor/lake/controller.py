@@ -152,6 +152,8 @@ class Lake:
     """The curated root relative to the raw root when it lies inside it (its
     files are not raw files)."""
     declared: dict[str, LakeTableDeclaration] = field(default_factory=dict)
+    curation: dict[str, str] = field(default_factory=dict)
+    """The endpoint's ``curation_engine`` and ``spark_master`` when set."""
 
     def table_uri(self, table: str) -> str:
         schema, name = table.split(".", 1)
@@ -218,6 +220,11 @@ def open_lakes(stack: LakeDeclarations) -> list[Lake]:
     for name in names:
         endpoint = stack.endpoint_config(name)
         lakes[name] = open_lake(lake_config(endpoint), endpoint.options.get(CURATED_OPTION))
+        lakes[name].curation = {
+            key: str(endpoint.options[key])
+            for key in ("curation_engine", "spark_master")
+            if endpoint.options.get(key) is not None
+        }
     problems = []
     for table, spec in sorted(stack.lake_tables.items()):
         target = spec.endpoint

@@ -38,7 +38,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -429,6 +429,8 @@ class TableResult:
     recovered: bool = False
     skipped: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
+    engine: str | None = None
+    """Which engine did the table's work (None: no work)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -447,6 +449,7 @@ class TableResult:
             "recovered": self.recovered,
             "skipped": self.skipped,
             "error": self.error,
+            "engine": self.engine,
         }
 
 
@@ -508,7 +511,51 @@ def recover(lake: Lake, entry: ControllerEntry, dt: DeltaTable | None) -> bool:
     return True
 
 
-def process(lake: Lake, controller: Controller, tables: Iterable[str] | None = None) -> list[TableResult]:
+class Engine(Protocol):
+    """How a table's planned work is carried out: the embedded engine below,
+    or ``spark_engine.SparkEngine``. Called once per table that has work;
+    it makes the one Delta commit carrying ``plan.commit`` (crash-safe: the
+    controller is written by ``finish`` after it)."""
+
+    def run(self, lake: Lake, plan: TablePlan, result: TableResult) -> None: ...
+
+
+@dataclass
+class TablePlan:
+    """What a run does for one table, decided from the controller entry and
+    the raw listing (see the module docstring)."""
+
+    entry: ControllerEntry
+    uri: str
+    options: dict[str, str] | None
+    dt: DeltaTable | None
+    full_load: FullLoad | None
+    """The full load being taken (None: the table stands on the one it has)."""
+    current: list[ChangeFile]
+    """The change files to apply, in order (those not covered by a full load)."""
+    schema: TableSchema | None
+    key: list[str]
+    part: list[str]
+    new_date: str | None
+    new_last: str | None
+    marked: set[str]
+
+    @property
+    def commit(self) -> CommitProperties:
+        values = {"LastFullLoadDate": self.new_date, "LastIncrementalFile": self.new_last}
+        return CommitProperties(custom_metadata={METADATA_KEY: json.dumps(values)})
+
+    @property
+    def repartition(self) -> bool:
+        return self.dt is not None and list(self.dt.metadata().partition_columns) != self.part
+
+
+def process(
+    lake: Lake,
+    controller: Controller,
+    tables: Iterable[str] | None = None,
+    engine: Engine | None = None,
+) -> list[TableResult]:
     """Curate the active tables of ``lake`` (or only ``tables``)."""
     wanted = set(tables) if tables is not None else None
     index = RawIndex(lake)
@@ -523,7 +570,10 @@ def process(lake: Lake, controller: Controller, tables: Iterable[str] | None = N
             results.append(result)
             continue
         try:
-            _process_table(lake, controller, entry, index, result)
+            plan = plan_table(lake, controller, entry, index, result)
+            if plan is not None:
+                (engine or EMBEDDED).run(lake, plan, result)
+                finish(lake, controller, plan, result)
         except Exception as exc:
             log.exception("curating %s failed", name)
             result.status = "failed"
@@ -533,9 +583,11 @@ def process(lake: Lake, controller: Controller, tables: Iterable[str] | None = N
     return results
 
 
-def _process_table(
+def plan_table(
     lake: Lake, controller: Controller, entry: ControllerEntry, index: RawIndex, result: TableResult
-) -> None:
+) -> TablePlan | None:
+    """Recover the entry, list the table's files and decide the work (None:
+    nothing new for the table)."""
     ref = TableRef(entry.schema_name, entry.table_name)
     uri = lake.table_uri(entry.table)
     options = lake.storage_options()
@@ -569,98 +621,128 @@ def _process_table(
 
     if not take_load and not pending:
         result.version = None if dt is None else dt.version()
-        return
+        return None
 
     schema = full_load.schema if take_load and full_load else _newest_schema(files)
     key = list(entry.primary_key)
     part = list(entry.partition_key)
-    reduced = None
     if schema is not None:
         _check_columns(schema.column_names, key, part, schema.ref)
-    if current:
-        changes = read_changes(lake, current, schema, result.skipped, index.marked)
-        if schema is None and changes.num_rows:
-            _check_columns([n for n in changes.column_names if n not in (OP, SEQ)], key, part, ref)
-        result.change_files = [c.rel for c in current]
-        result.change_rows = changes.num_rows
-        taken = full_load if take_load else None
-        changes = unchanged.fill(changes, key, OP, SEQ, _current_rows(lake, dt, taken, key, result.skipped))
-        reduced = last_per_key(changes, key) if changes.num_rows else None
+    return TablePlan(
+        entry=entry,
+        uri=uri,
+        options=options,
+        dt=dt,
+        full_load=full_load if take_load else None,
+        current=current,
+        schema=schema,
+        key=key,
+        part=part,
+        new_date=new_date,
+        new_last=new_last,
+        marked=index.marked,
+    )
 
-    values = {"LastFullLoadDate": new_date, "LastIncrementalFile": new_last}
-    commit = CommitProperties(custom_metadata={METADATA_KEY: json.dumps(values)})
-    repartition = dt is not None and list(dt.metadata().partition_columns) != part
 
-    if take_load or dt is None or repartition:
-        if take_load and full_load is not None:
-            base = read_full_load(lake, full_load, result.skipped)
-            result.full_load = lake.raw.location(full_load.folder)
-        elif dt is not None:
-            base = dt.to_pyarrow_table()
-        elif schema is not None:
-            base = schema.arrow_schema().empty_table()
-        elif reduced is not None:  # a CDC-only table: the change files' columns
-            base = reduced.drop_columns([OP, SEQ]).schema.empty_table()
-        else:
-            raise TerminalError("none of the table's files could be read")
-        if reduced is not None:
-            reduced = _conform(reduced, base.schema)
-            ops = reduced.column(OP)
-            result.deleted = int(pc.sum(pc.equal(ops, "D")).as_py() or 0) if key else 0
-            result.inserted = reduced.num_rows - result.deleted
-            base = apply_in_memory(base, reduced, key)
-        data = delta_ready(base)
-        if dt is not None:
-            delta_stats.ensure(dt, data.schema, replace=True)
-        write_deltalake(
-            uri,
-            data,
-            mode="overwrite",
-            partition_by=part or None,
-            schema_mode="overwrite",
-            storage_options=options,
-            commit_properties=commit,
-            configuration=delta_stats.configuration(data.schema),
-        )
-    elif reduced is None or reduced.num_rows == 0:
-        # only covered or unreadable files: record the progress in an empty commit
-        write_deltalake(
-            uri,
-            _empty_like(dt),
-            mode="append",
-            storage_options=options,
-            commit_properties=commit,
-        )
-    elif not key:
-        upserts = reduced.filter(pc.not_equal(reduced.column(OP), "D"))
-        upserts = delta_ready(upserts.drop_columns([OP, SEQ]))
-        delta_stats.ensure(dt, upserts.schema)
-        result.inserted = upserts.num_rows
-        write_deltalake(
-            uri,
-            upserts,
-            mode="append",
-            partition_by=part or None,
-            schema_mode="merge",
-            storage_options=options,
-            commit_properties=commit,
-        )
-    else:
-        delta_stats.ensure(dt, reduced.schema, skip=(OP, SEQ))
-        metrics = _rewrite(dt, reduced, key, part, commit) or _merge(dt, reduced, key, part, commit)
-        result.inserted = int(metrics.get("num_target_rows_inserted", 0))
-        result.updated = int(metrics.get("num_target_rows_updated", 0))
-        result.deleted = int(metrics.get("num_target_rows_deleted", 0))
-        result.files_rewritten = int(metrics.get("num_target_files_removed", 0))
-
-    dt = DeltaTable(uri, storage_options=options)
+def finish(lake: Lake, controller: Controller, plan: TablePlan, result: TableResult) -> None:
+    """After the table's commit: the controller takes its values."""
+    dt = DeltaTable(plan.uri, storage_options=plan.options)
     fault_point(FAULT_BEFORE_CONTROLLER)
-    entry.last_full_load_date = new_date
-    entry.last_incremental_file = new_last
+    entry = plan.entry
+    entry.last_full_load_date = plan.new_date
+    entry.last_incremental_file = plan.new_last
     entry.table_version = dt.version()
     controller.save()
     result.version = entry.table_version
     result.status = "processed"
+
+
+class EmbeddedEngine:
+    """Arrow and deltalake in this process (the default)."""
+
+    def run(self, lake: Lake, plan: TablePlan, result: TableResult) -> None:
+        result.engine = result.engine or "embedded"
+        ref = TableRef(plan.entry.schema_name, plan.entry.table_name)
+        uri, options, dt, schema = plan.uri, plan.options, plan.dt, plan.schema
+        key, part, current, full_load = plan.key, plan.part, plan.current, plan.full_load
+        take_load = full_load is not None
+        reduced = None
+        if current:
+            changes = read_changes(lake, current, schema, result.skipped, plan.marked)
+            if schema is None and changes.num_rows:
+                _check_columns([n for n in changes.column_names if n not in (OP, SEQ)], key, part, ref)
+            result.change_files = [c.rel for c in current]
+            result.change_rows = changes.num_rows
+            changes = unchanged.fill(
+                changes, key, OP, SEQ, _current_rows(lake, dt, full_load, key, result.skipped)
+            )
+            reduced = last_per_key(changes, key) if changes.num_rows else None
+        commit = plan.commit
+
+        if take_load or dt is None or plan.repartition:
+            if take_load and full_load is not None:
+                base = read_full_load(lake, full_load, result.skipped)
+                result.full_load = lake.raw.location(full_load.folder)
+            elif dt is not None:
+                base = dt.to_pyarrow_table()
+            elif schema is not None:
+                base = schema.arrow_schema().empty_table()
+            elif reduced is not None:  # a CDC-only table: the change files' columns
+                base = reduced.drop_columns([OP, SEQ]).schema.empty_table()
+            else:
+                raise TerminalError("none of the table's files could be read")
+            if reduced is not None:
+                reduced = _conform(reduced, base.schema)
+                ops = reduced.column(OP)
+                result.deleted = int(pc.sum(pc.equal(ops, "D")).as_py() or 0) if key else 0
+                result.inserted = reduced.num_rows - result.deleted
+                base = apply_in_memory(base, reduced, key)
+            data = delta_ready(base)
+            if dt is not None:
+                delta_stats.ensure(dt, data.schema, replace=True)
+            write_deltalake(
+                uri,
+                data,
+                mode="overwrite",
+                partition_by=part or None,
+                schema_mode="overwrite",
+                storage_options=options,
+                commit_properties=commit,
+                configuration=delta_stats.configuration(data.schema),
+            )
+        elif reduced is None or reduced.num_rows == 0:
+            # only covered or unreadable files: record the progress in an empty commit
+            write_deltalake(
+                uri,
+                _empty_like(dt),
+                mode="append",
+                storage_options=options,
+                commit_properties=commit,
+            )
+        elif not key:
+            upserts = reduced.filter(pc.not_equal(reduced.column(OP), "D"))
+            upserts = delta_ready(upserts.drop_columns([OP, SEQ]))
+            delta_stats.ensure(dt, upserts.schema)
+            result.inserted = upserts.num_rows
+            write_deltalake(
+                uri,
+                upserts,
+                mode="append",
+                partition_by=part or None,
+                schema_mode="merge",
+                storage_options=options,
+                commit_properties=commit,
+            )
+        else:
+            delta_stats.ensure(dt, reduced.schema, skip=(OP, SEQ))
+            metrics = _rewrite(dt, reduced, key, part, commit) or _merge(dt, reduced, key, part, commit)
+            result.inserted = int(metrics.get("num_target_rows_inserted", 0))
+            result.updated = int(metrics.get("num_target_rows_updated", 0))
+            result.deleted = int(metrics.get("num_target_rows_deleted", 0))
+            result.files_rewritten = int(metrics.get("num_target_files_removed", 0))
+
+
+EMBEDDED = EmbeddedEngine()
 
 
 def _empty_like(dt: DeltaTable) -> pa.Table:

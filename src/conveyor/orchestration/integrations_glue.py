@@ -3,7 +3,8 @@ curation job, so a schedule rule can run `conveyor lake process` the way a Glue
 trigger runs the seed's job.
 
 ``JobName`` is free and kept in the answer; ``Arguments`` may hold ``--lake``
-(a lake endpoint) and ``--table`` (``schema.table``) to narrow the run. With
+(a lake endpoint) and ``--table`` (``schema.table``) to narrow the run, and
+``--engine`` (``embedded`` or ``spark``) with ``--master`` to pick the engine. With
 ``.sync`` the Task waits and fails with ``States.TaskFailed`` (the JobRun as
 its cause) when a table failed; without it the run starts in a background
 thread (the process waits for it before it exits) and the Task answers
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 START_JOB_RUN = "arn:aws:states:::glue:startJobRun"
-ARGUMENTS = ("--lake", "--table")
+ARGUMENTS = ("--lake", "--table", "--engine", "--master")
 INVALID_INPUT = "Glue.InvalidInputException"
 
 
@@ -91,7 +92,13 @@ class JobRuns:
 
         values: dict[str, Any]
         try:
-            results = curate(self.stack(), arguments.get("--lake"), arguments.get("--table"))
+            results = curate(
+                self.stack(),
+                arguments.get("--lake"),
+                arguments.get("--table"),
+                arguments.get("--engine"),
+                arguments.get("--master"),
+            )
         except Exception as exc:
             log.exception("glue job run %s failed", run_id)
             values = {"state": "FAILED", "error": " ".join(str(exc).split()) or type(exc).__name__}

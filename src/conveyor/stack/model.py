@@ -53,7 +53,18 @@ ENGINE_KEYS: Mapping[str, frozenset[str]] = {
     "mysql": frozenset({"url", "password"}),
     "sqlite": frozenset({"path"}),
     "duckdb": frozenset({"path", "dialect"}),
-    "lake": frozenset({"path", "format", "bucket_path", "curated_path", "endpoint_url", "region"}),
+    "lake": frozenset(
+        {
+            "path",
+            "format",
+            "bucket_path",
+            "curated_path",
+            "endpoint_url",
+            "region",
+            "curation_engine",
+            "spark_master",
+        }
+    ),
     "dynamodb": frozenset({"endpoint_url", "region"}),
     "nats": frozenset({"url", "password"}),
 }
@@ -115,6 +126,10 @@ class EndpointSpec(_Spec):
     curated_path: str | None = None
     """Lake: where the curated tables and their controller live (relative to
     ``path`` unless absolute or ``s3://``; default ``<path>/curated``)."""
+    curation_engine: Literal["embedded", "spark"] | None = None
+    """Lake: what `conveyor lake process` curates with unless ``--engine`` says (default embedded)."""
+    spark_master: str | None = None
+    """Lake: the Spark master (``spark://HOST:7077``) for ``curation_engine: spark``."""
     dialect: Literal["redshift"] | None = None
     """Warehouses: the SQL dialect statements and procedures are written in
     (``redshift``: translated to the warehouse's own; see orchestration/redshift_sql.py)."""
@@ -254,7 +269,16 @@ class EndpointSpec(_Spec):
         options: dict[str, Any] = {"settings": settings}
         if self.engine in ("postgres", "mysql", "sqlite", "duckdb", "nats"):
             options.update(settings)  # the connectors read their options at the top level
-        for key in ("endpoint_url", "region", "bucket_path", "curated_path", "format", "dialect"):
+        for key in (
+            "endpoint_url",
+            "region",
+            "bucket_path",
+            "curated_path",
+            "format",
+            "dialect",
+            "curation_engine",
+            "spark_master",
+        ):
             value = getattr(self, key)
             if value is not None:
                 options[key] = resolve(key, value)
