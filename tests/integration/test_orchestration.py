@@ -530,8 +530,10 @@ rules:
             "/rules",
         ):
             assert path in spec["paths"], path
-        tasks = httpx.get(f"{first.url}/tasks", timeout=5).json()["ReplicationTasks"]
-        assert [t["ReplicationTaskIdentifier"] for t in tasks] == ["shop-load"]
+        # The same answer as `conveyor tasks list --json`.
+        tasks = httpx.get(f"{first.url}/tasks", timeout=5).json()
+        assert tasks == json.loads(conveyor(home, "tasks", "list", "--json").stdout)
+        assert [t["name"] for t in tasks] == ["shop-load"]
         answer = httpx.post(
             f"{first.url}/state-machines/waiter/executions", json={"input": {"n": 1}}, timeout=5
         )

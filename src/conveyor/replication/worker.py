@@ -16,7 +16,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -154,16 +154,25 @@ def request_stop(store: Store, name: str, *, events: EventSink) -> dict[str, Any
     return {"task": name, "status": STOPPING, "pid": pid}
 
 
-def log_path(name: str) -> Path:
-    home = Path(os.environ.get("CONVEYOR_HOME", DEFAULT_HOME))
+def log_path(name: str, environment: Mapping[str, str] | None = None) -> Path:
+    home = Path((os.environ if environment is None else environment).get("CONVEYOR_HOME", DEFAULT_HOME))
     return home / "logs" / (re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".log")
 
 
 def spawn_worker(
-    store: Store, name: str, run_id: int, mode: StartMode = "start", *, events: EventSink
+    store: Store,
+    name: str,
+    run_id: int,
+    mode: StartMode = "start",
+    *,
+    events: EventSink,
+    environment: Mapping[str, str] | None = None,
 ) -> int:
-    """Start the detached worker process for a claimed run; returns its pid."""
-    path = log_path(name)
+    """Start the detached worker process for a claimed run; returns its pid.
+    ``environment`` (default: this process's) must name the same store
+    (CONVEYOR_HOME, CONVEYOR_STORE_URL) as ``store``."""
+    env = dict(os.environ if environment is None else environment)
+    path = log_path(name, env)
     argv = [sys.executable, "-m", WORKER_MODULE, name, "--run", str(run_id), "--mode", mode]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +185,7 @@ def spawn_worker(
                 pid = os.posix_spawn(
                     sys.executable,
                     argv,
-                    dict(os.environ),
+                    env,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, devnull, 0),
                         (os.POSIX_SPAWN_DUP2, log_fd, 1),
