@@ -18,12 +18,12 @@ import httpx
 import psycopg
 import pytest
 
-from conveyor.cli.app import merge_into_store
 from conveyor.core.json_text import load_json
 from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.executions import ScaledClock
 from conveyor.orchestration.service import Service
 from conveyor.replication.task_runner import run_task
+from conveyor.service.apply import merge_into_store
 from conveyor.stack.loader import load_stack
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
