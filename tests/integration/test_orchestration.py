@@ -18,12 +18,12 @@ import httpx
 import psycopg
 import pytest
 
-from conveyor.cli.app import merge_into_store
 from conveyor.core.json_text import load_json
 from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.executions import ScaledClock
 from conveyor.orchestration.service import Service
 from conveyor.replication.task_runner import run_task
+from conveyor.service.apply import merge_into_store
 from conveyor.stack.loader import load_stack
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
@@ -530,8 +530,10 @@ rules:
             "/rules",
         ):
             assert path in spec["paths"], path
-        tasks = httpx.get(f"{first.url}/tasks", timeout=5).json()["ReplicationTasks"]
-        assert [t["ReplicationTaskIdentifier"] for t in tasks] == ["shop-load"]
+        # The same answer as `conveyor tasks list --json`.
+        tasks = httpx.get(f"{first.url}/tasks", timeout=5).json()
+        assert tasks == json.loads(conveyor(home, "tasks", "list", "--json").stdout)
+        assert [t["name"] for t in tasks] == ["shop-load"]
         answer = httpx.post(
             f"{first.url}/state-machines/waiter/executions", json={"input": {"n": 1}}, timeout=5
         )

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from conveyor.cli.app import merge_into_store
 from conveyor.orchestration.bus import render_template, target_input
 from conveyor.orchestration.scheduler import Scheduler
 from conveyor.orchestration.statements import _named, typed_field
+from conveyor.service.apply import merge_into_store
 from conveyor.stack.loader import load_stack
 from conveyor.stack.model import RuleTarget
 from conveyor.store.store import Store

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from conveyor.cli.app import app, applied_stack, opened_store
-from conveyor.core.errors import ConfigError, NotFoundError
-from conveyor.core.names import did_you_mean
-from conveyor.lake.controller import (
-    Controller,
-    ControllerEntry,
-    Lake,
-    format_time,
-    parse_names,
-    parse_time,
-)
-from conveyor.lake.jobs import curate, lakes_with_controllers
+from conveyor.cli.app import app
+from conveyor.cli.output import opened_conveyor, print_json
+from conveyor.service.lake import LakeTableChange
+from conveyor.service.models import LakeTableList, to_json
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 LakeOption = Annotated[
@@ -37,46 +25,22 @@ _out = Console()
 _err = Console(stderr=True)
 
 
-@contextmanager
-def opened_lakes(only: str | None = None) -> Iterator[list[tuple[Lake, Controller]]]:
-    """The applied stack's lakes with their controllers, seeded from the stack."""
-    with opened_store() as store:
-        stack = applied_stack(store)
-    with lakes_with_controllers(stack, only) as pairs:
-        yield pairs
-
-
-def _json_value(value: Any) -> Any:
-    """JSON for values DuckDB returns: whole decimals (SUM of integers is a
-    HUGEINT) as numbers, other decimals, times and bytes as exact text."""
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
-        return int(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
-
-
-def _emit_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=_json_value))
-
-
-def _list(pairs: list[tuple[Lake, Controller]], as_json: bool) -> None:
-    rows = [entry.public(lake.name) for lake, c in pairs for entry in c.entries.values()]
+def _list(rows: LakeTableList, as_json: bool) -> None:
     if as_json:
-        _emit_json(rows)
+        print_json(rows)
         return
     table = Table(
         "table", "lake", "ActiveFlag", "PrimaryKey", "PartitionKey", "LastFullLoadDate", "LastIncrementalFile"
     )
-    for r in rows:
+    for r in rows.root:
         table.add_row(
-            r["Table"],
-            r["Lake"],
-            str(r["ActiveFlag"]).lower(),
-            r["PrimaryKey"] or "null",
-            r["PartitionKey"] or "null",
-            r["LastFullLoadDate"] or "-",
-            r["LastIncrementalFile"] or "-",
+            r.Table,
+            r.Lake,
+            str(r.ActiveFlag).lower(),
+            r.PrimaryKey or "null",
+            r.PartitionKey or "null",
+            r.LastFullLoadDate or "-",
+            r.LastIncrementalFile or "-",
         )
     _out.print(table)
 
@@ -86,29 +50,9 @@ def tables(ctx: typer.Context, lake: LakeOption = None, as_json: JsonOption = Fa
     """List the controller entries (with a subcommand: edit them)."""
     if ctx.invoked_subcommand is not None:
         return
-    with opened_lakes(lake) as pairs:
-        _list(pairs, as_json)
-
-
-def _find(pairs: list[tuple[Lake, Controller]], table: str) -> tuple[Lake, Controller, ControllerEntry]:
-    holders = [(lake, c) for lake, c in pairs if table in c.entries]
-    if len(holders) > 1:
-        raise ConfigError(
-            f"lake table {table!r} is in several lakes ({', '.join(lake.name for lake, _ in holders)}); "
-            "pick one with --lake"
-        )
-    if holders:
-        lake, controller = holders[0]
-        return lake, controller, controller.entries[table]
-    if len(pairs) != 1:
-        known = [name for _, c in pairs for name in c.entries]
-        raise NotFoundError(f"no lake table named {table!r}" + did_you_mean(table, known))
-    schema, dot, name = table.partition(".")
-    if not (dot and schema and name):
-        raise ConfigError(f"a lake table is named schema.table, not {table!r}")
-    lake, controller = pairs[0]
-    entry = controller.entries[table] = ControllerEntry(table)
-    return lake, controller, entry
+    with opened_conveyor() as conveyor:
+        rows = conveyor.lake_tables(lake)
+    _list(rows, as_json)
 
 
 @tables_app.command("set")
@@ -137,29 +81,10 @@ def tables_set(
     as_json: JsonOption = False,
 ) -> None:
     """Edit a table's controller entry."""
-    with opened_lakes(lake) as pairs:
-        owner, controller, entry = _find(pairs, table)
-        if active is not None:
-            entry.active = active
-        if primary_key is not None:
-            entry.primary_key = parse_names(primary_key)
-        if partition_key is not None:
-            entry.partition_key = parse_names(partition_key)
-        if last_full_load_date is not None:
-            when = None if last_full_load_date.lower() in ("", "null") else parse_time(last_full_load_date)
-            entry.last_full_load_date = None if when is None else format_time(when)
-        if last_incremental_file is not None:
-            value = last_incremental_file.strip()
-            entry.last_incremental_file = None if value.lower() in ("", "null") else value
-        controller.save()
-        _list([(owner, _only(controller, table))], as_json)
-
-
-def _only(controller: Controller, table: str) -> Controller:
-    view = Controller.__new__(Controller)
-    view.lake = controller.lake
-    view.entries = {table: controller.entries[table]}
-    return view
+    change = LakeTableChange(active, primary_key, partition_key, last_full_load_date, last_incremental_file)
+    with opened_conveyor() as conveyor:
+        entry = conveyor.set_lake_table(table, change, lake)
+    _list(LakeTableList([entry]), as_json)
 
 
 @lake_app.command("process")
@@ -176,13 +101,13 @@ def lake_process(
     as_json: JsonOption = False,
 ) -> None:
     """Curate the raw files of the active tables into Delta tables; exit 1 if a table failed."""
-    with opened_store() as store:
-        stack = applied_stack(store)
-    results = [r.as_dict() for r in curate(stack, lake, table, engine, master)]
+    with opened_conveyor() as conveyor:
+        processed = conveyor.lake_process(table, lake, engine, master)
     if as_json:
-        _emit_json(results)
+        print_json(processed)
     else:
         grid = Table("table", "status", "full load", "files", "rows", "ins", "upd", "del", "version")
+        results = to_json(processed)
         for r in results:
             grid.add_row(
                 r["table"],
@@ -201,7 +126,7 @@ def lake_process(
                 _err.print(f"skipped {skipped['file']}: {skipped['reason']}", markup=False, highlight=False)
             if r["error"]:
                 _err.print(f"error: {r['table']}: {r['error']}", markup=False, highlight=False)
-    if any(r["status"] == "failed" for r in results):
+    if processed.failed:
         raise typer.Exit(1)
 
 
@@ -211,17 +136,12 @@ def query(
     as_json: JsonOption = False,
 ) -> None:
     """Answer SQL over the curated lake tables (DuckDB)."""
-    from conveyor.lake.catalog import build_catalog, run_query
-
-    with opened_lakes() as pairs:
-        catalog = build_catalog(lake for lake, _ in pairs)
-        result = run_query(catalog, sql)
-        catalog.connection.close()
-    data = result.to_pylist()
+    with opened_conveyor() as conveyor:
+        result = conveyor.query(sql)
     if as_json:
-        _emit_json(data)
+        print_json(result)
         return
-    grid = Table(*result.column_names)
-    for row in data:
+    grid = Table(*result.columns)
+    for row in result.root:
         grid.add_row(*("NULL" if v is None else str(v) for v in row.values()))
     _out.print(grid)

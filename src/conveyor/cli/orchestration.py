@@ -13,17 +13,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
 from conveyor.api.security import DEFAULT_MAX_BODY_BYTES, serve_token
 from conveyor.aws.sigv4 import KeyPair
-from conveyor.cli.app import app, opened_store
+from conveyor.cli.app import app
+from conveyor.cli.output import opened_conveyor, print_json
 from conveyor.cli.tasks import events_app
 from conveyor.core.errors import ConfigError
 from conveyor.core.log_format import configure_logging
 from conveyor.orchestration.scheduler import MISSED_POLICIES
-from conveyor.orchestration.service import Service, rules_listing, state_machines_listing
+from conveyor.orchestration.service import Service
+from conveyor.service.models import to_json
 from conveyor.store.store import DEFAULT_HOME, Store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -38,18 +41,13 @@ app.add_typer(statements_app, name="statements")
 _out = Console()
 
 
-def _emit(data: Any, as_json: bool, table: Table | None = None, text: str | None = None) -> None:
+def _emit(data: BaseModel, as_json: bool, table: Table | None = None, text: str | None = None) -> None:
     if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
+        print_json(data)
     elif table is not None:
         _out.print(table)
     elif text is not None:
         _out.print(text, markup=False, highlight=False)
-
-
-def _service(store: Store) -> Service:
-    """The orchestration objects over the store, without starting anything."""
-    return Service(store)
 
 
 def _json_arg(text: str | None, what: str) -> Any:
@@ -62,16 +60,11 @@ def _json_arg(text: str | None, what: str) -> Any:
 
 
 def _start(name: str, input_json: str | None, execution_name: str | None, wait: bool, as_json: bool) -> None:
-    with opened_store() as store:
-        service = _service(store)
-        execution_input = _json_arg(input_json, "--input")
-        described = service.executions.start(
-            name, execution_input, name=execution_name, run="inline" if wait else "none"
-        )
-    if not wait:
-        described["note"] = "recorded; `conveyor serve` runs it"
-    _emit(described, as_json, text=_execution_text(described))
-    if wait and described["status"] != "SUCCEEDED":
+    execution_input = _json_arg(input_json, "--input")
+    with opened_conveyor() as conveyor:
+        started = conveyor.start_execution(name, execution_input, execution_name, wait)
+    _emit(started, as_json, text=_execution_text(to_json(started)))
+    if wait and started.status != "SUCCEEDED":
         raise typer.Exit(1)
 
 
@@ -109,10 +102,10 @@ def executions_list(
     as_json: JsonOption = False,
 ) -> None:
     """Executions, newest first."""
-    with opened_store() as store:
-        rows = _service(store).executions.list(state_machine=state_machine, status=status)
+    with opened_conveyor() as conveyor:
+        rows = conveyor.list_executions(state_machine, status)
     table = Table("id", "state machine", "status", "started", "stopped")
-    for r in rows:
+    for r in to_json(rows):
         table.add_row(
             r["executionId"], r["stateMachineName"], r["status"], r["startDate"], r["stopDate"] or ""
         )
@@ -122,18 +115,18 @@ def executions_list(
 @executions_app.command("describe")
 def executions_describe(execution: str, as_json: JsonOption = False) -> None:
     """Status, input, output, error of one execution (id, ARN or name)."""
-    with opened_store() as store:
-        described = _service(store).executions.describe(execution)
-    _emit(described, as_json, text=_execution_text(described))
+    with opened_conveyor() as conveyor:
+        described = conveyor.describe_execution(execution)
+    _emit(described, as_json, text=_execution_text(to_json(described)))
 
 
 @executions_app.command("history")
 def executions_history(execution: str, as_json: JsonOption = False) -> None:
     """Every event of an execution: states entered and exited with inputs and outputs."""
-    with opened_store() as store:
-        history = _service(store).executions.history(execution)
+    with opened_conveyor() as conveyor:
+        history = conveyor.get_execution_history(execution)
     table = Table("id", "time", "type", "state / resource", "detail")
-    for e in history["events"]:
+    for e in history.events:
         details: dict[str, Any] = next((v for k, v in e.items() if k.endswith("EventDetails")), {})
         where = details.get("name") or details.get("resource") or ""
         shown = details.get("input") or details.get("output") or details.get("error") or ""
@@ -151,9 +144,9 @@ def executions_stop(
     as_json: JsonOption = False,
 ) -> None:
     """Abort a running execution."""
-    with opened_store() as store:
-        stopped = _service(store).executions.stop(execution, error, cause)
-    _emit(stopped, as_json, text=f"stopped {stopped['executionArn']}")
+    with opened_conveyor() as conveyor:
+        stopped = conveyor.stop_execution(execution, error, cause)
+    _emit(stopped, as_json, text=f"stopped {stopped.executionArn}")
 
 
 # --- state machines ----------------------------------------------------------------------------
@@ -162,13 +155,13 @@ def executions_stop(
 @machines_app.command("list")
 def machines_list(as_json: JsonOption = False) -> None:
     """Every applied state machine, validated against the integrations Conveyor has."""
-    with opened_store() as store:
-        rows = state_machines_listing(_service(store))
+    with opened_conveyor() as conveyor:
+        rows = conveyor.list_state_machines()
     table = Table("state machine", "valid", "problem")
-    for r in rows:
+    for r in to_json(rows):
         table.add_row(r["name"], "yes" if r["valid"] else "no", r.get("error") or "; ".join(r["warnings"]))
     _emit(rows, as_json, table)
-    if not all(r["valid"] for r in rows):
+    if not all(r.valid for r in rows.root):
         raise typer.Exit(1)
 
 
@@ -192,10 +185,10 @@ def machines_start(
 @rules_app.command("list")
 def rules_list(as_json: JsonOption = False) -> None:
     """Rules with their pattern or schedule (and last / next fire)."""
-    with opened_store() as store:
-        rows = rules_listing(_service(store))
+    with opened_conveyor() as conveyor:
+        rows = conveyor.list_rules()
     table = Table("rule", "state", "trigger", "targets", "next fire")
-    for r in rows:
+    for r in to_json(rows):
         trigger = r.get("ScheduleExpression") or json.dumps(r.get("EventPattern"))
         targets = ", ".join(t["state_machine"] for t in r["Targets"])
         table.add_row(r["Name"], r["State"], trigger, targets, r.get("NextFire") or "")
@@ -222,15 +215,15 @@ def events_put(
             raise ConfigError(f"{path}: an event is a JSON object")
     else:
         event = {"source": source, "detail-type": detail_type, "detail": _json_arg(detail, "--detail") or {}}
-    with opened_store() as store:
-        answer = _service(store).bus.put_event(event)
-    text = f"event {answer['EventId']}: rules matched: {', '.join(answer['MatchedRules']) or '-'}"
-    for arn in answer["Executions"]:
+    with opened_conveyor() as conveyor:
+        answer = conveyor.put_event(event)
+    text = f"event {answer.EventId}: rules matched: {', '.join(answer.MatchedRules) or '-'}"
+    for arn in answer.Executions:
         text += f"\n  started {arn}"
-    for failure in answer["Failures"]:
+    for failure in answer.Failures:
         text += f"\n  failed {failure['Rule']}: {failure['ErrorMessage']}"
     _emit(answer, as_json, text=text)
-    if answer["Failures"]:
+    if answer.Failures:
         raise typer.Exit(1)
 
 
@@ -245,21 +238,19 @@ def statements_execute(
     as_json: JsonOption = False,
 ) -> None:
     """Run SQL on an endpoint and wait for it (CALL of procedures included)."""
-    with opened_store() as store:
-        statements = _service(store).statements
-        described = statements.wait(statements.execute(endpoint, sql), timeout)
-        if described["Status"] == "FINISHED" and described["HasResultSet"]:
-            described["Result"] = statements.result(described["Id"])
-    _emit(described, as_json, text=f"{described['Id']}: {described['Status']} {described.get('Error') or ''}")
-    if described["Status"] != "FINISHED":
+    with opened_conveyor() as conveyor:
+        described = conveyor.execute_statement(endpoint, sql, wait=True, timeout=timeout)
+    shown = to_json(described)
+    _emit(described, as_json, text=f"{shown['Id']}: {shown['Status']} {shown.get('Error') or ''}")
+    if shown["Status"] != "FINISHED":
         raise typer.Exit(1)
 
 
 @statements_app.command("describe")
 def statements_describe(statement_id: str, as_json: JsonOption = False) -> None:
-    with opened_store() as store:
-        described = _service(store).statements.describe(statement_id)
-    _emit(described, as_json, text=json.dumps(described, indent=2))
+    with opened_conveyor() as conveyor:
+        described = conveyor.describe_statement(statement_id)
+    _emit(described, as_json, text=json.dumps(to_json(described), indent=2))
 
 
 @statements_app.command("result")
@@ -268,29 +259,29 @@ def statements_result(
     next_token: Annotated[str | None, typer.Option("--next-token")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    with opened_store() as store:
-        page = _service(store).statements.result(statement_id, next_token)
-    table = Table(*[c["name"] for c in page["ColumnMetadata"]])
-    for record in page["Records"]:
+    with opened_conveyor() as conveyor:
+        page = conveyor.get_statement_result(statement_id, next_token)
+    table = Table(*[c["name"] for c in page.ColumnMetadata])
+    for record in page.Records:
         table.add_row(*["NULL" if f.get("isNull") else str(next(iter(f.values()))) for f in record])
     _emit(page, as_json, table)
 
 
 @statements_app.command("cancel")
 def statements_cancel(statement_id: str, as_json: JsonOption = False) -> None:
-    with opened_store() as store:
-        done = _service(store).statements.cancel(statement_id)
-    _emit({"Status": done}, as_json, text="cancelled" if done else "not cancelled")
+    with opened_conveyor() as conveyor:
+        done = conveyor.cancel_statement(statement_id)
+    _emit(done, as_json, text="cancelled" if done.Status else "not cancelled")
 
 
 @statements_app.command("list")
 def statements_list(as_json: JsonOption = False) -> None:
-    with opened_store() as store:
-        rows = _service(store).statements.list()
+    with opened_conveyor() as conveyor:
+        rows = conveyor.list_statements()
     table = Table("id", "status", "endpoint", "created", "sql")
-    for r in rows:
+    for r in to_json(rows)["Statements"]:
         table.add_row(r["Id"], r["Status"], r["ClusterIdentifier"], r["CreatedAt"], r["QueryString"][:60])
-    _emit({"Statements": rows}, as_json, table)
+    _emit(rows, as_json, table)
 
 
 # --- serve --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from conveyor.replication.full_load import TableProgress
 from conveyor.replication.progress_lines import PlainProgress
 
 
-def foreground_progress(task: str, run_id: int) -> PlainProgress:
+def foreground_progress(task: str, run_id: int | None = None) -> PlainProgress:
     """A ``--wait`` run's progress off a terminal: plain lines on stderr, or, with
     JSON logs, INFO records carrying the task and run, as a worker's are."""
     if log_format() != "json":

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli.app import app, applied_stack, opened_store
-from conveyor.stack.export import export_yaml
+from conveyor.cli.app import app
+from conveyor.cli.output import opened_conveyor
 
 stack_app = typer.Typer(no_args_is_help=True, help="The applied stack as a whole.")
 app.add_typer(stack_app, name="stack")
@@ -21,8 +21,8 @@ def stack_export(
     ] = None,
 ) -> None:
     """Write the applied stack (also what the AWS APIs created) as YAML that `apply` takes back."""
-    with opened_store() as store:
-        text = export_yaml(applied_stack(store))
+    with opened_conveyor() as conveyor:
+        text = conveyor.export_stack()
     if output is None:
         typer.echo(text, nl=False)
     else:

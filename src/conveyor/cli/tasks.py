@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
+from contextlib import ExitStack
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from conveyor.cli.app import app, applied_stack, opened_store
+from conveyor.cli.app import app
+from conveyor.cli.output import opened_conveyor, print_json
 from conveyor.cli.progress import LiveProgress, foreground_progress
-from conveyor.connectors.registry import SOURCES, open_source, open_target
-from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.orchestration.bus import event_sink
-from conveyor.replication.cdc.reload_request import request_table_reloads
-from conveyor.replication.task_run import ACTIVE_STATUSES, StartMode
-from conveyor.replication.worker import (
-    claim_start,
-    current_pid,
-    reap_stale,
-    request_stop,
-    run_claimed,
-    spawn_worker,
-)
-from conveyor.stack.model import Stack
-from conveyor.stack.modify import assignments, modify_endpoint
-from conveyor.store.event_pages import MAX_LIMIT, events_page
-from conveyor.store.store import Store
+from conveyor.replication.task_run import ACTIVE_STATUSES
+from conveyor.service.models import TableReload, TaskDescription, TaskProcess, to_json
+from conveyor.store.event_pages import MAX_LIMIT
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 WaitOption = Annotated[
@@ -44,38 +31,18 @@ app.add_typer(events_app, name="events")
 _out = Console()
 
 
-def applied_task_stack(store: Store, name: str) -> Stack:
-    """The applied stack, after checking that it declares task ``name``."""
-    stack = applied_stack(store)
-    if name not in stack.tasks:
-        raise NotFoundError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
-    return stack
-
-
-def _emit(data: Any, as_json: bool, table: Table | None = None) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
-    elif table is not None:
-        _out.print(table)
-
-
 @tasks_app.command("list")
 def tasks_list(as_json: JsonOption = False) -> None:
     """Every applied task with its status."""
-    with opened_store() as store:
-        stack = applied_stack(store)
-        events = event_sink(store)
-        rows = [
-            {"name": name, "source": t.source, "target": t.target, "migration_type": t.migration_type}
-            | {k: v for k, v in reap_stale(store, name, events).items() if k in {"status", "stop_reason"}}
-            for name, t in sorted(stack.tasks.items())
-        ]
+    with opened_conveyor() as conveyor:
+        rows = conveyor.list_tasks()
+    if as_json:
+        print_json(rows)
+        return
     table = Table("task", "source", "target", "type", "status", "stop reason")
-    for r in rows:
-        table.add_row(
-            r["name"], r["source"], r["target"], r["migration_type"], r["status"], r["stop_reason"] or ""
-        )
-    _emit(rows, as_json, table)
+    for r in rows.root:
+        table.add_row(r.name, r.source, r.target, r.migration_type, r.status, r.stop_reason or "")
+    _out.print(table)
 
 
 @tasks_app.command("start")
@@ -114,79 +81,44 @@ def tasks_reload(
 ) -> None:
     """Resync: drop the task's capture and start afresh (full load, then capture).
     With --table, reload only those tables (also a suspended one) and capture on."""
-    if not table:
-        _start(name, wait, as_json, "reload")
-        return
-    with opened_store() as store:
-        stack = applied_task_stack(store, name)
-        refs = request_table_reloads(store, stack, name, table)
-        running = reap_stale(store, name, event_sink(store))["status"] in ACTIVE_STATUSES
-    listed = ", ".join(str(r) for r in refs)
-    if running:
-        if as_json:
-            _emit({"task": name, "status": "running", "reloading": [str(r) for r in refs]}, True)
-        else:
-            typer.echo(f"task {name}: the running task reloads {listed}")
-        return
-    if not as_json:
-        typer.echo(f"task {name}: resuming to reload {listed}")
-    _start(name, wait, as_json, "resume")
+    _start(name, wait, as_json, "reload", table or None)
 
 
-def _start(name: str, wait: bool, as_json: bool, mode: StartMode) -> None:
-    with opened_store() as store:
-        stack = applied_task_stack(store, name)
-        events = event_sink(store)
-        if not wait:
-            run_id = claim_start(store, stack, name, events=events)
-            pid = spawn_worker(store, name, run_id, mode, events=events)
-            if as_json:
-                _emit({"task": name, "status": "starting", "pid": pid}, True)
-            else:
-                typer.echo(f"task {name} starting (pid {pid}); follow with `conveyor tasks describe {name}`")
-            return
-        run_id = claim_start(store, stack, name, pid=os.getpid(), events=events)
-        if sys.stdout.isatty() and not as_json:
-            with LiveProgress(_out) as live:
-                status = run_claimed(store, stack, name, run_id, live, mode, events=events)
+def _start(name: str, wait: bool, as_json: bool, mode: str, tables: list[str] | None = None) -> None:
+    answer: TaskProcess | TaskDescription | TableReload
+    with opened_conveyor() as conveyor, ExitStack() as shown:
+        live = wait and sys.stdout.isatty() and not as_json
+        on_progress = shown.enter_context(LiveProgress(_out)) if live else foreground_progress(name)
+        if mode == "start":
+            answer = conveyor.start_task(name, wait, on_progress)
+        elif mode == "resume":
+            answer = conveyor.resume_task(name, wait, on_progress)
         else:
-            progress = foreground_progress(name, run_id)
-            status = run_claimed(store, stack, name, run_id, progress, mode, events=events)
-        described = _describe(store, name, stack)
-    _emit(described, as_json)
-    if not as_json:
-        _print_described(described)
-    if status == "failed":
+            answer = conveyor.reload_task(name, tables, wait, on_progress)
+    if not as_json and not isinstance(answer, TableReload) and answer.reloading:
+        typer.echo(f"task {name}: resuming to reload {', '.join(answer.reloading)}")
+    if as_json:
+        print_json(answer)
+    elif isinstance(answer, TableReload):
+        typer.echo(f"task {name}: the running task reloads {', '.join(answer.reloading)}")
+    elif isinstance(answer, TaskProcess):
+        typer.echo(f"task {name} starting (pid {answer.pid}); follow with `conveyor tasks describe {name}`")
+    else:
+        _print_described(answer.model_dump(exclude_unset=True))
+    if isinstance(answer, TaskDescription) and answer.status == "failed":
         raise typer.Exit(1)
 
 
 @tasks_app.command("stop")
 def tasks_stop(name: str, as_json: JsonOption = False) -> None:
     """Stop a running task between batches; tables not finished are rolled back."""
-    with opened_store() as store:
-        applied_task_stack(store, name)
-        result = request_stop(store, name, events=event_sink(store))
+    with opened_conveyor() as conveyor:
+        result = conveyor.stop_task(name)
     if as_json:
-        _emit(result, True)
+        print_json(result)
     else:
-        pid = f" (pid {result['pid']})" if result["pid"] is not None else ""
+        pid = f" (pid {result.pid})" if result.pid is not None else ""
         typer.echo(f"task {name} stopping{pid}; follow with `conveyor tasks describe {name}`")
-
-
-def _describe(store: Store, name: str, stack: Stack) -> dict[str, Any]:
-    status = reap_stale(store, name, event_sink(store))
-    runs = store.list_runs(name, limit=5)
-    pid = current_pid(store, status)
-    described = {"task": name, **status, "pid": pid, "tables": store.table_stats(name), "runs": runs}
-    described["settings_not_acted_on"] = stack.tasks[name].settings_review().as_dict()
-    progress = store.task_progress(name)
-    if progress is not None:
-        described["capture"] = progress
-    suspended = store.suspensions(name)
-    if suspended:
-        # Kept across runs until `conveyor tasks reload NAME --table S.T`.
-        described["suspended_tables"] = suspended
-    return described
 
 
 def _print_described(described: dict[str, Any]) -> None:
@@ -251,25 +183,27 @@ def _print_capture(described: dict[str, Any]) -> None:
 @tasks_app.command("describe")
 def tasks_describe(name: str, as_json: JsonOption = False) -> None:
     """Status, stop reason and per-table statistics of the latest run."""
-    with opened_store() as store:
-        stack = applied_task_stack(store, name)
-        described = _describe(store, name, stack)
+    with opened_conveyor() as conveyor:
+        described = conveyor.describe_task(name)
     if as_json:
-        _emit(described, True)
+        print_json(described)
     else:
-        _print_described(described)
+        _print_described(described.model_dump(exclude_unset=True))
 
 
 @endpoints_app.command("list")
 def endpoints_list(as_json: JsonOption = False) -> None:
     """Every applied endpoint; secrets shown only as their references."""
-    with opened_store() as store:
-        stack = applied_stack(store)
-    rows = [{"name": n, **e.redacted()} for n, e in sorted(stack.endpoints.items())]
+    with opened_conveyor() as conveyor:
+        rows = conveyor.list_endpoints()
+    if as_json:
+        print_json(rows)
+        return
     table = Table("endpoint", "engine", "where")
-    for r in rows:
-        table.add_row(r["name"], r["engine"], str(r.get("url") or r.get("path") or ""))
-    _emit(rows, as_json, table)
+    for r in rows.root:
+        extra = r.model_extra or {}
+        table.add_row(r.name, r.engine, str(extra.get("url") or extra.get("path") or ""))
+    _out.print(table)
 
 
 @endpoints_app.command("modify")
@@ -284,36 +218,24 @@ def endpoints_modify(
 ) -> None:
     """Change an applied endpoint (e.g. a lake's dated bucket_path before a load);
     kept until the next `conveyor apply` of a file that declares it."""
-    if not set_ and not unset:
-        raise ConfigError("nothing to change: give --set KEY=VALUE or --unset KEY")
-    with opened_store() as store:
-        stack = modify_endpoint(store, name, assignments(set_ or [], unset or []), f"endpoints modify {name}")
-    endpoint = {"name": name, **stack.endpoints[name].redacted()}
+    with opened_conveyor() as conveyor:
+        endpoint = conveyor.modify_endpoint(name, set_ or [], unset or [])
     if as_json:
-        _emit(endpoint, True)
+        print_json(endpoint)
     else:
-        _out.print(f"{name}: {json.dumps(endpoint, default=str)}", markup=False)
+        _out.print(f"{name}: {json.dumps(to_json(endpoint))}", markup=False)
 
 
 @endpoints_app.command("test")
 def endpoints_test(name: str, as_json: JsonOption = False) -> None:
     """Connect to an endpoint and say whether it works, and why not."""
-    with opened_store() as store:
-        stack = applied_stack(store)
-    config = stack.endpoint_config(name)
-    try:
-        connector = open_source(config) if config.engine in SOURCES else open_target(config)
-        version = connector.check()
-        result = {"endpoint": name, "status": "successful", "version": version}
-    except ConveyorError as exc:
-        result = {"endpoint": name, "status": "failed", "error": str(exc)}
+    with opened_conveyor() as conveyor:
+        result = conveyor.test_endpoint(name)
     if as_json:
-        _emit(result, True)
+        print_json(result)
     else:
-        _out.print(
-            f"{name}: {result['status']} ({result.get('version') or result.get('error')})", markup=False
-        )
-    if result["status"] != "successful":
+        _out.print(f"{name}: {result.status} ({result.version or result.error})", markup=False)
+    if result.status != "successful":
         raise typer.Exit(1)
 
 
@@ -329,12 +251,15 @@ def events_list(
     as_json: JsonOption = False,
 ) -> None:
     """Stored events, newest first, a page at a time."""
-    with opened_store() as store:
-        page = events_page(store, since, limit, next_token)
+    with opened_conveyor() as conveyor:
+        page = conveyor.events(since, limit, next_token)
+    if as_json:
+        print_json(page)
+        return
     table = Table("time", "source", "eventId", "message")
-    for e in page["Events"]:
+    for e in page.Events:
         detail = e.get("detail", {})
         table.add_row(e["time"], e["source"], detail.get("eventId", ""), detail.get("detailMessage", ""))
-    if page["NextToken"] is not None:
-        table.caption = f"older events: --next-token {page['NextToken']}"
-    _emit(page, as_json, table)
+    if page.NextToken is not None:
+        table.caption = f"older events: --next-token {page.NextToken}"
+    _out.print(table)

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from conveyor.cli.app import app, opened_store
-from conveyor.cli.tasks import applied_task_stack
-from conveyor.replication.task_runner import all_validated, validate_task
+from conveyor.cli.app import app
+from conveyor.cli.output import opened_conveyor, print_json
+from conveyor.service.models import TableValidation
 
 _out = Console(soft_wrap=True)
 FIRST_FAILURES_SHOWN = 3
 
 
-def _failure(f: dict[str, Any]) -> str:
-    key = ",".join(f"{k}={v}" for k, v in f["Key"].items())
+def _failure(f: dict[str, object]) -> str:
+    key = ",".join(f"{k}={v}" for k, v in f["Key"].items())  # type: ignore[attr-defined]
     if f["FailureType"] == "RECORD_DIFF":
-        return f"{key}: {', '.join(f['Columns'])}"
+        return f"{key}: {', '.join(f['Columns'])}"  # type: ignore[arg-type]
     return f"{key}: {'missing on target' if f['FailureType'] == 'MISSING_TARGET' else 'missing on source'}"
+
+
+def _row(c: TableValidation) -> list[str]:
+    counts = (c.SourceRows, c.TargetRows, c.MissingOnTarget, c.ExtraOnTarget, c.Different)
+    shown = "; ".join(_failure(f) for f in c.FirstFailures[:FIRST_FAILURES_SHOWN])
+    if c.FailedRecords > FIRST_FAILURES_SHOWN:
+        shown += f"; ... ({c.FailedRecords} in all, {c.FailuresRecorded} recorded)"
+    return [c.Table, c.ValidationState, *map(str, counts), shown or (c.Reason or "")]
 
 
 @app.command()
@@ -31,26 +38,21 @@ def validate(
     """Compare a task's target with its source, every table, value by value.
 
     Exit code 1 when any table is not Validated."""
-    with opened_store() as store:
-        stack = applied_task_stack(store, name)
-    report = validate_task(stack, name)
+    with opened_conveyor() as conveyor:
+        report = conveyor.validate(name)
     if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2, default=str))
+        print_json(report)
     else:
         table = Table(
             "table", "state", "source rows", "target rows", "missing", "extra", "different", "first failures"
         )
-        for c in report.tables:
-            counts = (c.source_rows, c.target_rows, c.missing_on_target, c.extra_on_target, c.different)
-            shown = "; ".join(_failure(f) for f in c.first_failures[:FIRST_FAILURES_SHOWN])
-            if c.failed_records > FIRST_FAILURES_SHOWN:
-                shown += f"; ... ({c.failed_records} in all, {c.failures_recorded} recorded)"
-            table.add_row(c.table, c.state, *map(str, counts), shown or (c.reason or ""))
+        for c in report.Tables:
+            table.add_row(*_row(c))
         _out.print(table)
-        for c in report.tables:
-            for line in ([c.reason] if c.reason and c.first_failures else []) + c.notes:
-                _out.print(f"{c.table}: {line}", markup=False, highlight=False)
-        for line in report.notes:
+        for c in report.Tables:
+            for line in ([c.Reason] if c.Reason and c.FirstFailures else []) + c.Notes:
+                _out.print(f"{c.Table}: {line}", markup=False, highlight=False)
+        for line in report.Notes:
             _out.print(f"note: {line}", markup=False, highlight=False)
-    if not all_validated(report.tables):
+    if not report.validated:
         raise typer.Exit(1)

@@ -4,7 +4,6 @@ SIGTERM or Ctrl-C. See docs/scale-workers.md."""
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -13,12 +12,10 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli.app import app, applied_stack
-from conveyor.replication.segment_worker import run_worker
+from conveyor.cli.app import app
+from conveyor.cli.output import print_json
 from conveyor.replication.worker import stop_on_signals
-from conveyor.stack.model import Stack
-from conveyor.store.segments import SegmentQueue, worker_name
-from conveyor.store.store import Store
+from conveyor.service import Conveyor
 
 
 @app.command()
@@ -40,19 +37,10 @@ def worker(
     """Claim segments of full loads from the store and load them; run one per
     core, on as many hosts as share the store. Stops between batches on SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    store = Store.open(url=store_url)
     stop = threading.Event()
-    owner = worker_name()
-
-    def stack() -> Stack:
-        return applied_stack(store)
-
-    try:
-        with stop_on_signals(stop, signal.SIGTERM, signal.SIGINT):
-            done = run_worker(SegmentQueue(store), stack, stop, idle_exit=idle_exit, owner=owner)
-    finally:
-        store.close()
+    with Conveyor(store_url=store_url) as conveyor, stop_on_signals(stop, signal.SIGTERM, signal.SIGINT):
+        summary = conveyor.run_segment_worker(stop, idle_exit=idle_exit)
     if as_json:
-        typer.echo(json.dumps({"worker": owner, "segments_loaded": done}))
+        print_json(summary)
     else:
-        typer.echo(f"worker {owner}: {done} segments loaded")
+        typer.echo(f"worker {summary.worker}: {summary.segments_loaded} segments loaded")

@@ -132,7 +132,7 @@ def copy_log(task: str, run_id: int, out: IO[str], home: Path | None = None) -> 
     return bool(parts)
 
 
-def logged_run(store: Store, task: str, run_id: int | None = None) -> int:
+def logged_run(store: Store, task: str, run_id: int | None = None, home: Path | None = None) -> int:
     """``run_id``, else the task's newest run that has a log. Raises NotFoundError
     when there is none (a run in the foreground, ``tasks start --wait``, logs to
     its terminal, not to a file)."""
@@ -140,10 +140,10 @@ def logged_run(store: Store, task: str, run_id: int | None = None) -> int:
         run = store.run(run_id)
         if run is None or run["task"] != task:
             raise NotFoundError(f"task {task} has no run {run_id}")
-        if not run_log_path(task, run_id).exists():
+        if not run_log_path(task, run_id, home).exists():
             raise NotFoundError(f"run {run_id} of task {task} has no log (it ran in the foreground?)")
         return run_id
-    runs = logged_runs(task)
+    runs = logged_runs(task, home)
     if not runs:
         raise NotFoundError(f"task {task} has no worker log yet (a run with --wait logs to its terminal)")
     return runs[-1]

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +29,7 @@ from conveyor.replication.full_load import ProgressCallback
 from conveyor.replication.run_logs import prune_run_logs, run_log_path
 from conveyor.replication.task_run import ACTIVE_STATUSES, FAILED_STATUS, STARTING, STOPPING, StartMode
 from conveyor.replication.task_runner import check_runnable, run_task
-from conveyor.store.store import Store
+from conveyor.store.store import DEFAULT_HOME, Store
 
 WORKER_MODULE = "conveyor.worker"
 """The worker process's entry point (``python -m conveyor.worker``): an adapter
@@ -155,16 +155,26 @@ def request_stop(store: Store, name: str, *, events: EventSink) -> dict[str, Any
 
 
 def spawn_worker(
-    store: Store, name: str, run_id: int, mode: StartMode = "start", *, events: EventSink
+    store: Store,
+    name: str,
+    run_id: int,
+    mode: StartMode = "start",
+    *,
+    events: EventSink,
+    environment: Mapping[str, str] | None = None,
 ) -> int:
     """Start the detached worker process for a claimed run; returns its pid. Its
-    output goes to the run's log file (``run_logs``)."""
-    path = run_log_path(name, run_id)
+    output goes to the run's log file (``run_logs``). ``environment`` (default:
+    this process's) must name the same store (CONVEYOR_HOME, CONVEYOR_STORE_URL)
+    as ``store``."""
+    env = dict(os.environ if environment is None else environment)
+    home = Path(env.get("CONVEYOR_HOME", DEFAULT_HOME))
+    path = run_log_path(name, run_id, home)
     argv = [sys.executable, "-m", WORKER_MODULE, name, "--run", str(run_id), "--mode", mode]
     argv += ["--log-file", str(path)]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        prune_run_logs(name)
+        prune_run_logs(name, home=home)
         # posix_spawn rather than Popen: nothing here waits for the worker, and an
         # abandoned Popen warns at exit. Python's own descriptors are not inherited.
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -174,7 +184,7 @@ def spawn_worker(
                 pid = os.posix_spawn(
                     sys.executable,
                     argv,
-                    dict(os.environ),
+                    env,
                     file_actions=[
                         (os.POSIX_SPAWN_DUP2, devnull, 0),
                         (os.POSIX_SPAWN_DUP2, log_fd, 1),

@@ -1,0 +1,114 @@
+"""Task operations over the store: list, start (in a worker process or here),
+stop, reload some tables, describe. The worker functions do the work; this
+module names the task, checks it is applied, and shapes the answers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from conveyor.core.errors import NotFoundError
+from conveyor.orchestration.bus import event_sink
+from conveyor.replication.cdc.reload_request import request_table_reloads
+from conveyor.replication.full_load import ProgressCallback
+from conveyor.replication.task_run import ACTIVE_STATUSES, StartMode
+from conveyor.replication.worker import (
+    claim_start,
+    current_pid,
+    reap_stale,
+    request_stop,
+    run_claimed,
+    spawn_worker,
+)
+from conveyor.service.apply import applied_stack
+from conveyor.service.models import (
+    TableReload,
+    TaskDescription,
+    TaskList,
+    TaskProcess,
+    TaskSummary,
+)
+from conveyor.stack.model import Stack
+from conveyor.store.store import Store
+
+
+def applied_task_stack(store: Store, name: str) -> Stack:
+    """The applied stack, after checking that it declares task ``name``."""
+    stack = applied_stack(store)
+    if name not in stack.tasks:
+        raise NotFoundError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
+    return stack
+
+
+def list_tasks(store: Store) -> TaskList:
+    stack = applied_stack(store)
+    events = event_sink(store)
+    rows = []
+    for name, t in sorted(stack.tasks.items()):
+        status = reap_stale(store, name, events)
+        rows.append(
+            TaskSummary(
+                name=name,
+                source=t.source,
+                target=t.target,
+                migration_type=t.migration_type,
+                status=status["status"],
+                stop_reason=status.get("stop_reason"),
+            )
+        )
+    return TaskList(rows)
+
+
+def start_in_worker(
+    store: Store, name: str, mode: StartMode, environment: Mapping[str, str] | None = None
+) -> TaskProcess:
+    """Claim a run and start its detached worker process."""
+    stack = applied_task_stack(store, name)
+    events = event_sink(store)
+    run_id = claim_start(store, stack, name, events=events)
+    pid = spawn_worker(store, name, run_id, mode, events=events, environment=environment)
+    return TaskProcess(task=name, status="starting", pid=pid)
+
+
+def run_here(
+    store: Store, name: str, mode: StartMode, on_progress: ProgressCallback | None
+) -> TaskDescription:
+    """Claim a run and run it in this process until it stops; then describe the task."""
+    stack = applied_task_stack(store, name)
+    events = event_sink(store)
+    run_id = claim_start(store, stack, name, pid=os.getpid(), events=events)
+    run_claimed(store, stack, name, run_id, on_progress, mode, events=events)
+    return describe(store, name, stack)
+
+
+def stop(store: Store, name: str) -> TaskProcess:
+    applied_task_stack(store, name)
+    return TaskProcess(**request_stop(store, name, events=event_sink(store)))
+
+
+def request_reloads(store: Store, name: str, tables: list[str]) -> tuple[TableReload, bool]:
+    """Mark ``tables`` for reload; the answer, and whether the task runs now (it
+    reloads them itself) or must be resumed to do so."""
+    stack = applied_task_stack(store, name)
+    refs = request_table_reloads(store, stack, name, tables)
+    running = reap_stale(store, name, event_sink(store))["status"] in ACTIVE_STATUSES
+    answer = TableReload(task=name, status="running", reloading=[str(r) for r in refs])
+    return answer, running
+
+
+def describe(store: Store, name: str, stack: Stack | None = None) -> TaskDescription:
+    stack = stack or applied_task_stack(store, name)
+    status = reap_stale(store, name, event_sink(store))
+    described: dict[str, Any] = {"task": name, **status, "pid": current_pid(store, status)}
+    described["tables"] = store.table_stats(name)
+    described["runs"] = store.list_runs(name, limit=5)
+    described["settings_not_acted_on"] = stack.tasks[name].settings_review().as_dict()
+    progress = store.task_progress(name)
+    if progress is not None:
+        described["capture"] = progress
+    suspended = store.suspensions(name)
+    if suspended:
+        # Kept across runs until `conveyor tasks reload NAME --table S.T`.
+        described["suspended_tables"] = suspended
+    return TaskDescription(**described)
