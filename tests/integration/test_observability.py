@@ -127,7 +127,7 @@ def test_metrics_after_a_full_load_with_json_logs(tmp_path: Path, serve_json: tu
     # The global option: the worker this command spawns inherits it.
     started = conveyor(home, "--log-format", "json", "tasks", "start", "load")
     assert started.returncode == 0, started.stderr
-    wait_for(lambda: rest_task(server, "load")["Status"] == "stopped", 60, "the load to finish")
+    wait_for(lambda: rest_task(server, "load")["status"] == "stopped", 60, "the load to finish")
     task = described(home, "load")
 
     assert httpx.get(f"{server.url}/metrics", timeout=5).status_code == 401
@@ -247,7 +247,7 @@ def test_metrics_during_and_after_change_capture_and_following_the_log(
     follower: subprocess.Popen[str] | None = None
     try:
         wait_for(
-            lambda: any("Inserts" in t for t in rest_task(server, "sync")["Tables"]),
+            lambda: any("Inserts" in t for t in rest_task(server, "sync")["tables"]),
             60,
             "the capture to begin",
         )
@@ -264,7 +264,7 @@ def test_metrics_during_and_after_change_capture_and_following_the_log(
             conn.execute("DELETE FROM items WHERE id IN (10, 11)")
 
         def changed() -> bool:
-            (table,) = rest_task(server, "sync")["Tables"]
+            (table,) = rest_task(server, "sync")["tables"]
             return (table.get("Inserts"), table.get("Updates"), table.get("Deletes")) == (5, 3, 2)
 
         wait_for(changed, 60, "the changes to be applied")
@@ -290,7 +290,7 @@ def test_metrics_during_and_after_change_capture_and_following_the_log(
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0
         out, err = follower.communicate(timeout=60)  # --follow ends with the run
         assert follower.returncode == 0, err
-        wait_for(lambda: rest_task(server, "sync")["Status"] == "stopped", 30, "the task to stop")
+        wait_for(lambda: rest_task(server, "sync")["status"] == "stopped", 30, "the task to stop")
     finally:
         if follower is not None and follower.poll() is None:
             follower.kill()
