@@ -17,12 +17,13 @@ from conveyor.replication.full_load import TableProgress
 from conveyor.replication.progress_lines import PlainProgress
 
 
-def foreground_progress(task: str, run_id: int | None = None) -> PlainProgress:
+def foreground_progress(task: str) -> PlainProgress:
     """A ``--wait`` run's progress off a terminal: plain lines on stderr, or, with
-    JSON logs, INFO records carrying the task and run, as a worker's are."""
+    JSON logs, INFO records carrying the task and run (the service binds the run
+    once it is claimed), as a worker's are."""
     if log_format() != "json":
         return PlainProgress()
-    bind(task=task, run_id=run_id)
+    bind(task=task)
     logging.getLogger().setLevel(logging.INFO)
     return PlainProgress(logger=logging.getLogger("conveyor.progress"))
 

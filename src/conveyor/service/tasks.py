@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from conveyor.core.errors import NotFoundError
+from conveyor.core.log_format import bind
 from conveyor.orchestration.bus import event_sink
 from conveyor.replication.cdc.reload_request import request_table_reloads
 from conveyor.replication.full_load import ProgressCallback
@@ -78,7 +79,11 @@ def run_here(
     stack = applied_task_stack(store, name)
     events = event_sink(store)
     run_id = claim_start(store, stack, name, pid=os.getpid(), events=events)
-    run_claimed(store, stack, name, run_id, on_progress, mode, events=events)
+    bind(task=name, run_id=run_id)  # this process's log records are now about the run
+    try:
+        run_claimed(store, stack, name, run_id, on_progress, mode, events=events)
+    finally:
+        bind(run_id=None)
     return describe(store, name, stack)
 
 
