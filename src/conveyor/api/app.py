@@ -80,5 +80,5 @@ def create_app(
 
     for router in ROUTERS:
         app.include_router(router)
-    app.include_router(metrics_router(service.store))  # behind the token too: docs/observability.md
+    app.include_router(metrics_router(app.state.conveyor))  # behind the token too: docs/observability.md
     return app

@@ -69,6 +69,7 @@ from conveyor.service.models import (
     ValidationReport,
     WorkerSummary,
 )
+from conveyor.service.observations import Observed, observe_store
 from conveyor.stack.loader import load_stack
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
@@ -312,6 +313,11 @@ class Conveyor:
     def modify_endpoint_settings(self, name: str, members: Mapping[str, Any]) -> AwsAnswer:
         """ModifyEndpoint with the service's members (S3Settings, ServerName, ...)."""
         return AwsAnswer(**self._dms().modify_endpoint(dict(members) | {"EndpointArn": name}))
+
+    def observations(self) -> Observed:
+        """What ``GET /metrics`` reports: each task's status and latest-run statistics,
+        executions and statements by status, statement durations."""
+        return observe_store(self.store)
 
     # --- events and rules ----------------------------------------------------------------------
 
