@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -44,6 +45,7 @@ from conveyor.service.models import (
     AwsAnswer,
     CancelResult,
     ConnectionTest,
+    CurationRuns,
     Endpoint,
     EndpointList,
     EventsPage,
@@ -66,6 +68,7 @@ from conveyor.service.models import (
     TaskList,
     TaskLog,
     TaskProcess,
+    TaskSamples,
     ValidationReport,
     WorkerSummary,
 )
@@ -229,6 +232,11 @@ class Conveyor:
     def describe_task(self, name: str) -> TaskDescription:
         """Status, stop reason and per-table statistics of the latest run."""
         return task_ops.describe(self.store, name)
+
+    def task_samples(self, name: str, since: datetime | None = None) -> TaskSamples:
+        """The task's progress samples (since ``since``), oldest first."""
+        task_ops.applied_task_stack(self.store, name)
+        return TaskSamples(self.store.task_samples(name, since=since))
 
     def task_log(
         self, name: str, run: int | None = None, offset: int | None = None, limit: int = READ_LIMIT
@@ -414,6 +422,10 @@ class Conveyor:
     def lake_tables(self, lake: str | None = None) -> LakeTableList:
         """The curation job's controller entries (``lake``: only that lake's)."""
         return lake_ops.lake_tables(self.stack(), lake)
+
+    def curation_runs(self, limit: int = 50) -> CurationRuns:
+        """The newest curation commits over every curated lake table."""
+        return lake_ops.curation_runs(self.stack(), limit)
 
     def set_lake_table(
         self, table: str, change: lake_ops.LakeTableChange, lake: str | None = None

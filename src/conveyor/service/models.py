@@ -123,6 +123,11 @@ class TaskProcess(Model):
     reloading: list[str] | None = None
 
 
+class TaskSamples(RootModel[list[dict[str, Any]]]):
+    """A task's progress samples (rows loaded, changes applied, latencies), oldest
+    first, as the worker recorded them: what the console charts."""
+
+
 class TaskLog(Model):
     """A chunk of a run's worker log: bytes ``offset`` to ``next_offset`` of its
     current file. ``running`` is false once the run ended and the log is complete;
@@ -305,6 +310,11 @@ class LakeTable(Model):
 
 class LakeTableList(RootModel[list[LakeTable]]):
     pass
+
+
+class CurationRuns(RootModel[list[dict[str, Any]]]):
+    """Recent curation commits of the curated tables, newest first: table, version,
+    time, operation, rows and files touched, the controller values."""
 
 
 class LakeTableResult(Model):
