@@ -52,6 +52,7 @@ from conveyor.service.models import (
     Execution,
     ExecutionHistory,
     ExecutionList,
+    ExecutionStates,
     LakeProcessResult,
     LakeTable,
     LakeTableList,
@@ -374,6 +375,12 @@ class Conveyor:
 
     def get_execution_history(self, execution: str) -> ExecutionHistory:
         return ExecutionHistory(**self.orchestration.executions.history(execution))
+
+    def execution_states(self, execution: str) -> ExecutionStates:
+        """The definition the execution ran and, per state, what it took, gave and raised."""
+        from conveyor.service.executions import execution_states
+
+        return execution_states(self.orchestration.executions, execution)
 
     def stop_execution(
         self, execution: str, error: str | None = None, cause: str | None = None

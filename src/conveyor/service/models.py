@@ -251,6 +251,29 @@ class ExecutionHistory(Model):
     events: list[dict[str, Any]]
 
 
+class StateRun(Model):
+    """What one state did in an execution (its last entry, for a state run several times)."""
+
+    name: str
+    entered: int = 0
+    input: Any = None
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    exited: bool = False
+
+
+class ExecutionStates(Model):
+    """``execution_states``: the definition an execution ran, the states in the order
+    entered (``path``), per state what it took, gave and raised, and the state it
+    failed in."""
+
+    definition: dict[str, Any]
+    path: list[str]
+    states: list[StateRun]
+    failed_state: str | None
+
+
 class StateMachine(Model):
     name: str
     stateMachineArn: str

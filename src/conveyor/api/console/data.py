@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,7 +16,7 @@ from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.events.lifecycle import task_arn
 from conveyor.replication.task_run import ACTIVE_STATUSES
 from conveyor.service import Conveyor
-from conveyor.service.models import TableReload
+from conveyor.service.models import StateRun, TableReload
 
 TASK_EVENTS = 50
 """Events shown on a task's page (its newest)."""
@@ -192,54 +191,17 @@ def executions_list(service: Conveyor, limit: int = 100) -> list[dict[str, Any]]
     return [e.model_dump() for e in service.list_executions(limit=limit).root]
 
 
-@dataclass
-class StateRun:
-    """What one state did in an execution (its last entry, for a state run several times)."""
-
-    name: str
-    entered: int = 0
-    input: Any = None
-    output: Any = None
-    error: str | None = None
-    cause: str | None = None
-    exited: bool = False
-
-
 def execution_detail(service: Conveyor, ref: str) -> dict[str, Any]:
-    """DescribeExecution, the definition, and per state what it took, gave and raised.
-    (Still reads the executions' own records: the service has no typed answer for
-    the definition an execution ran nor its raw state events yet.)"""
+    """DescribeExecution, the definition, and per state what it took, gave and raised."""
     described = service.describe_execution(ref).model_dump()
-    executions = service.orchestration.executions
-    row = executions.resolve(ref)
-    definition = row["record"].get("definition")  # what it ran, even if re-applied since
-    if not isinstance(definition, dict):
-        definition = executions.definition(row["state_machine"])
-    states: dict[str, StateRun] = {}
-    path: list[str] = []
-    current: StateRun | None = None
-    for event in service.store.execution_events(row["id"]):
-        kind, details = event["type"], event["details"]
-        if kind.endswith("StateEntered"):
-            current = states.setdefault(details["name"], StateRun(details["name"]))
-            current.entered += 1
-            current.input = details.get("input")
-            current.exited = False
-            path.append(details["name"])
-        elif kind.endswith("StateExited") and details.get("name") in states:
-            states[details["name"]].output = details.get("output")
-            states[details["name"]].exited = True
-        elif (kind.endswith("Failed") or kind.endswith("TimedOut")) and details.get("error"):
-            target = states.get(details.get("name", "")) or current
-            if target is not None and not kind.startswith("Execution"):
-                target.error, target.cause = details.get("error"), details.get("cause")
+    run = service.execution_states(ref)
     return {
         "described": described,
-        "definition": definition,
-        "path": path,
-        "states": [_state_view(states[n]) for n in dict.fromkeys(path)],
+        "definition": run.definition,
+        "path": run.path,
+        "states": [_state_view(state) for state in run.states],
         "status": described["status"],
-        "failed_state": next((s.name for s in states.values() if s.error and not s.exited), None),
+        "failed_state": run.failed_state,
     }
 
 
