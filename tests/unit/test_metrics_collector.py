@@ -10,13 +10,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 
 from conveyor.api.metrics import StoreCollector, observe
+from conveyor.orchestration.service import Service
+from conveyor.service import Conveyor
 from conveyor.store import schema as s
 from conveyor.store.store import Store
 
 
 def _scrape(store: Store) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(lambda: observe(store)))
+    registry.register(StoreCollector(lambda: observe(Conveyor.over(Service(store)))))
     text = generate_latest(registry).decode()
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value

@@ -67,7 +67,7 @@ def create_app(
     )
     app.state.conveyor = Conveyor.over(service)
     app.add_middleware(AwsJsonApi, service=service, keys=aws_keys)  # signed with SigV4, not the token
-    install_console(app, service, token)  # the web console at /, and /docs with local assets
+    install_console(app, app.state.conveyor, token)  # the web console at /, and /docs with local assets
     app.add_middleware(BodyLimit, limit=max_body_bytes)  # the outermost: every request
 
     @app.exception_handler(ConveyorError)
@@ -80,5 +80,5 @@ def create_app(
 
     for router in ROUTERS:
         app.include_router(router)
-    app.include_router(metrics_router(service.store))  # behind the token too: docs/observability.md
+    app.include_router(metrics_router(app.state.conveyor))  # behind the token too: docs/observability.md
     return app

@@ -2,8 +2,9 @@
 
 Tasks run in their own worker processes and write their statistics to the store;
 so nothing here counts in memory. At each scrape :class:`StoreCollector` reads the
-current state through one function, :func:`observe` (the only place that knows
-where the numbers come from), and turns it into metric families. The metric list
+current state through the service layer (``Conveyor.observations``, which knows
+where the numbers come from: ``service/observations.py``) and turns it into metric
+families. The metric list
 is in ``docs/observability.md``.
 
 Per-run numbers (rows loaded, changes applied) start again at 0 with each run of a
@@ -15,9 +16,6 @@ worker last reported (``conveyor_task_progress_updated_timestamp_seconds`` says 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -28,10 +26,8 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import select
 
 from conveyor import __version__
-from conveyor.orchestration.bus import event_sink
 from conveyor.replication.cdc.task import TABLE_DROPPED_STATE, TABLE_RELOADING
 from conveyor.replication.full_load import TABLE_COMPLETED, TABLE_ERROR, TABLE_LOADING, TABLE_QUEUED
 from conveyor.replication.task_run import (
@@ -42,17 +38,9 @@ from conveyor.replication.task_run import (
     STOPPED_STATUS,
     STOPPING,
 )
-from conveyor.replication.worker import reap_stale
-from conveyor.stack.model import Stack
-from conveyor.store import schema as s
-from conveyor.store.observations import (
-    DURATION_BUCKETS,
-    DurationHistogram,
-    execution_counts,
-    statement_counts,
-    statement_durations,
-)
-from conveyor.store.store import Store
+from conveyor.service import Conveyor
+from conveyor.service.observations import Observed, TaskObservation
+from conveyor.store.observations import DURATION_BUCKETS
 
 TASK_STATUSES = (READY, STARTING, RUNNING, STOPPING, STOPPED_STATUS, FAILED_STATUS)
 TABLE_STATES = (
@@ -68,74 +56,9 @@ EXECUTION_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 OPERATIONS = {"Inserts": "insert", "Updates": "update", "Deletes": "delete", "Ddls": "ddl"}
 
 
-@dataclass
-class TaskObservation:
-    name: str
-    source: str
-    target: str
-    migration_type: str
-    status: str
-    run_id: int | None
-    tables: list[dict[str, Any]]
-    capture: dict[str, Any] | None
-    capture_updated_at: datetime | None
-
-
-@dataclass
-class Observed:
-    """Everything one scrape reports."""
-
-    tasks: list[TaskObservation] = field(default_factory=list)
-    state_machines: list[str] = field(default_factory=list)
-    executions: dict[tuple[str, str], int] = field(default_factory=dict)
-    statements: dict[tuple[str, str], int] = field(default_factory=dict)
-    durations: list[DurationHistogram] = field(default_factory=list)
-
-
-def observe(store: Store) -> Observed:
-    """The current state, as ``tasks describe`` shows it: each applied task's status
-    (a dead worker's run recorded as failed first, as every reader does) and the
-    statistics of its latest run; executions and statements from the store."""
-    document = store.stack_document()
-    observed = Observed(
-        executions=execution_counts(store),
-        statements=statement_counts(store),
-        durations=statement_durations(store),
-    )
-    if document is None:
-        return observed
-    stack = Stack.from_store_dict(document)
-    observed.state_machines = sorted(stack.state_machines)
-    events = event_sink(store)
-    reported = _progress_reports(store)
-    for name, task in sorted(stack.tasks.items()):
-        status = reap_stale(store, name, events)
-        run_id = status.get("current_run")
-        # Capture progress of an earlier run (a new run still in its full load) is not shown.
-        report_run, updated = reported.get(name, (None, None))
-        current = report_run is not None and report_run == run_id
-        observed.tasks.append(
-            TaskObservation(
-                name=name,
-                source=task.source,
-                target=task.target,
-                migration_type=task.migration_type,
-                status=status["status"],
-                run_id=run_id,
-                tables=store.table_stats(name),
-                capture=store.task_progress(name) if current else None,
-                capture_updated_at=updated if current else None,
-            )
-        )
-    return observed
-
-
-def _progress_reports(store: Store) -> dict[str, tuple[int, datetime]]:
-    """Per task: the run whose capture progress is stored, and when it was reported."""
-    t = s.task_progress
-    query = select(t.c.task, t.c.run_id, t.c.updated_at)
-    with store.engine.begin() as conn:
-        return {str(task): (int(run), when) for task, run, when in conn.execute(query).all()}
+def observe(conveyor: Conveyor) -> Observed:
+    """What one scrape reports, from the service layer."""
+    return conveyor.observations()
 
 
 class StoreCollector(Collector):
@@ -294,11 +217,11 @@ def _bound(value: float) -> str:
     return repr(float(value))
 
 
-def metrics_router(store: Store) -> APIRouter:
-    """The ``/metrics`` route, reading ``store`` at each scrape. It sits behind the
+def metrics_router(conveyor: Conveyor) -> APIRouter:
+    """The ``/metrics`` route, asking ``conveyor`` at each scrape. It sits behind the
     API's bearer token like every other route."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(lambda: observe(store)))
+    registry.register(StoreCollector(lambda: observe(conveyor)))
     router = APIRouter()
 
     @router.get("/metrics", tags=["service"], summary="Prometheus metrics (text exposition format)")

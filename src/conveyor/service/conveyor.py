@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -44,12 +45,14 @@ from conveyor.service.models import (
     AwsAnswer,
     CancelResult,
     ConnectionTest,
+    CurationRuns,
     Endpoint,
     EndpointList,
     EventsPage,
     Execution,
     ExecutionHistory,
     ExecutionList,
+    ExecutionStates,
     LakeProcessResult,
     LakeTable,
     LakeTableList,
@@ -66,9 +69,11 @@ from conveyor.service.models import (
     TaskList,
     TaskLog,
     TaskProcess,
+    TaskSamples,
     ValidationReport,
     WorkerSummary,
 )
+from conveyor.service.observations import Observed, observe_store
 from conveyor.stack.loader import load_stack
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
@@ -229,6 +234,11 @@ class Conveyor:
         """Status, stop reason and per-table statistics of the latest run."""
         return task_ops.describe(self.store, name)
 
+    def task_samples(self, name: str, since: datetime | None = None) -> TaskSamples:
+        """The task's progress samples (since ``since``), oldest first."""
+        task_ops.applied_task_stack(self.store, name)
+        return TaskSamples(self.store.task_samples(name, since=since))
+
     def task_log(
         self, name: str, run: int | None = None, offset: int | None = None, limit: int = READ_LIMIT
     ) -> TaskLog:
@@ -313,6 +323,11 @@ class Conveyor:
         """ModifyEndpoint with the service's members (S3Settings, ServerName, ...)."""
         return AwsAnswer(**self._dms().modify_endpoint(dict(members) | {"EndpointArn": name}))
 
+    def observations(self) -> Observed:
+        """What ``GET /metrics`` reports: each task's status and latest-run statistics,
+        executions and statements by status, statement durations."""
+        return observe_store(self.store)
+
     # --- events and rules ----------------------------------------------------------------------
 
     def events(self, since: str | None = None, limit: int = 100, next_token: str | None = None) -> EventsPage:
@@ -361,6 +376,12 @@ class Conveyor:
     def get_execution_history(self, execution: str) -> ExecutionHistory:
         return ExecutionHistory(**self.orchestration.executions.history(execution))
 
+    def execution_states(self, execution: str) -> ExecutionStates:
+        """The definition the execution ran and, per state, what it took, gave and raised."""
+        from conveyor.service.executions import execution_states
+
+        return execution_states(self.orchestration.executions, execution)
+
     def stop_execution(
         self, execution: str, error: str | None = None, cause: str | None = None
     ) -> StoppedExecution:
@@ -408,6 +429,10 @@ class Conveyor:
     def lake_tables(self, lake: str | None = None) -> LakeTableList:
         """The curation job's controller entries (``lake``: only that lake's)."""
         return lake_ops.lake_tables(self.stack(), lake)
+
+    def curation_runs(self, limit: int = 50) -> CurationRuns:
+        """The newest curation commits over every curated lake table."""
+        return lake_ops.curation_runs(self.stack(), limit)
 
     def set_lake_table(
         self, table: str, change: lake_ops.LakeTableChange, lake: str | None = None

@@ -4,12 +4,14 @@ and SQL over the curated tables."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.core.names import did_you_mean
 from conveyor.lake.controller import Controller, ControllerEntry, Lake, format_time, parse_names, parse_time
 from conveyor.lake.jobs import curate, lakes_with_controllers
 from conveyor.service.models import (
+    CurationRuns,
     LakeProcessResult,
     LakeTable,
     LakeTableList,
@@ -36,6 +38,19 @@ def lake_tables(stack: Stack, lake: str | None = None) -> LakeTableList:
         return LakeTableList(
             [LakeTable(**entry.public(owner.name)) for owner, c in pairs for entry in c.entries.values()]
         )
+
+
+def curation_runs(stack: Stack, limit: int) -> CurationRuns:
+    """The newest ``limit`` curation commits over every curated table of every lake."""
+    from conveyor.lake.history import curation_runs as table_runs
+
+    runs: list[dict[str, Any]] = []
+    with lakes_with_controllers(stack) as pairs:
+        for lake, controller in pairs:
+            for table in sorted(controller.entries):
+                runs += table_runs(lake, table)
+    runs.sort(key=lambda r: r["time"] or "", reverse=True)
+    return CurationRuns(runs[:limit])
 
 
 def set_lake_table(stack: Stack, table: str, change: LakeTableChange, lake: str | None = None) -> LakeTable:

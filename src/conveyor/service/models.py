@@ -123,6 +123,11 @@ class TaskProcess(Model):
     reloading: list[str] | None = None
 
 
+class TaskSamples(RootModel[list[dict[str, Any]]]):
+    """A task's progress samples (rows loaded, changes applied, latencies), oldest
+    first, as the worker recorded them: what the console charts."""
+
+
 class TaskLog(Model):
     """A chunk of a run's worker log: bytes ``offset`` to ``next_offset`` of its
     current file. ``running`` is false once the run ended and the log is complete;
@@ -246,6 +251,29 @@ class ExecutionHistory(Model):
     events: list[dict[str, Any]]
 
 
+class StateRun(Model):
+    """What one state did in an execution (its last entry, for a state run several times)."""
+
+    name: str
+    entered: int = 0
+    input: Any = None
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    exited: bool = False
+
+
+class ExecutionStates(Model):
+    """``execution_states``: the definition an execution ran, the states in the order
+    entered (``path``), per state what it took, gave and raised, and the state it
+    failed in."""
+
+    definition: dict[str, Any]
+    path: list[str]
+    states: list[StateRun]
+    failed_state: str | None
+
+
 class StateMachine(Model):
     name: str
     stateMachineArn: str
@@ -305,6 +333,11 @@ class LakeTable(Model):
 
 class LakeTableList(RootModel[list[LakeTable]]):
     pass
+
+
+class CurationRuns(RootModel[list[dict[str, Any]]]):
+    """Recent curation commits of the curated tables, newest first: table, version,
+    time, operation, rows and files touched, the controller values."""
 
 
 class LakeTableResult(Model):

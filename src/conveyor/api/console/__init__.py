@@ -14,7 +14,7 @@ import re
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conveyor.orchestration.service import Service
+from conveyor.service import Conveyor
 
 CONSOLE_ONLY = re.compile(r"^/(|lake|docs|docs/oauth2-redirect)$")
 SHARED_PAGES = re.compile(r"^/(tasks/[^/]+|executions|executions/[^/]+|rules|statements)$")
@@ -49,7 +49,7 @@ class ConsoleRouter:
             await self.app(scope, receive, send)
 
 
-def install_console(app: FastAPI, service: Service, token: str | None) -> None:
+def install_console(app: FastAPI, service: Conveyor, token: str | None) -> None:
     """Serve the console (and the offline API docs) in front of ``app``'s routes."""
     from conveyor.api.console.pages import create_console
 

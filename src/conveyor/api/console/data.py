@@ -1,25 +1,22 @@
 """Everything the console reads and does, in one place: plain dicts for the
-templates, from the store and the orchestration and replication functions the
-CLI and the REST API use. The pages never touch the store themselves, so this
-module is the one seam to re-point (at the service layer) without touching a
-template."""
+templates, from the service layer (:class:`~conveyor.service.Conveyor`) the CLI
+and the REST API call too, so an action in the console is the same operation as
+``conveyor tasks start`` or ``POST /tasks/NAME/start``. The pages never touch the
+service themselves."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.events.lifecycle import task_arn
-from conveyor.orchestration.bus import event_sink
-from conveyor.orchestration.integrations_aws import DatabaseMigration
-from conveyor.orchestration.service import Service, rules_listing
 from conveyor.replication.task_run import ACTIVE_STATUSES
-from conveyor.replication.worker import current_pid, reap_stale, request_stop
+from conveyor.service import Conveyor
+from conveyor.service.models import StateRun, TableReload
 
 TASK_EVENTS = 50
 """Events shown on a task's page (its newest)."""
@@ -29,10 +26,10 @@ QUERY_ROWS = 500
 """Rows of a lake query shown (the rest counted)."""
 CHART_WINDOW = timedelta(minutes=30)
 CHART_POINTS = 360
-START_TYPES = {"start": "start-replication", "resume": "resume-processing", "reload": "reload-target"}
+ACTIONS = ("start", "resume", "reload", "stop")
 
 
-def _stack_or_none(service: Service) -> Any:
+def _stack_or_none(service: Conveyor) -> Any:
     try:
         return service.stack()
     except Exception:
@@ -54,60 +51,56 @@ def _progress(tables: list[dict[str, Any]], capture: dict[str, Any] | None) -> s
     return text
 
 
-def tasks_overview(service: Service) -> list[dict[str, Any]]:
+def tasks_overview(service: Conveyor) -> list[dict[str, Any]]:
     """Every applied task: status, stop reason, type, progress, last error, table states."""
-    stack = _stack_or_none(service)
-    if stack is None:
+    if _stack_or_none(service) is None:
         return []
-    store = service.store
-    events = event_sink(store)
     rows = []
-    for name, spec in sorted(stack.tasks.items()):
-        status = reap_stale(store, name, events)
-        tables = store.table_stats(name)
-        capture = store.task_progress(name)
+    for task in service.list_tasks().root:
+        try:
+            described = service.describe_task(task.name)
+        except NotFoundError:  # removed by an apply since it was listed
+            continue
+        tables = [t.model_dump() for t in described.tables]
         rows.append(
             {
-                "name": name,
-                "source": spec.source,
-                "target": spec.target,
-                "migration_type": spec.migration_type,
-                "status": status["status"],
-                "stop_reason": status.get("stop_reason"),
-                "last_error": status.get("last_error"),
-                "progress": _progress(tables, capture),
+                "name": task.name,
+                "source": task.source,
+                "target": task.target,
+                "migration_type": task.migration_type,
+                "status": described.status,
+                "stop_reason": described.stop_reason,
+                "last_error": described.last_error,
+                "progress": _progress(tables, described.capture),
                 "table_states": sorted(Counter(t.get("TableState") or "-" for t in tables).items()),
             }
         )
     return rows
 
 
-def task_detail(service: Service, name: str) -> dict[str, Any]:
+def task_detail(service: Conveyor, name: str) -> dict[str, Any]:
     """One task's page: status, tables, capture progress, suspensions, runs."""
-    stack = service.stack()
-    spec = stack.tasks.get(name)
+    spec = service.stack().tasks.get(name)
     if spec is None:
         raise NotFoundError(f"no task named {name!r}")
-    store = service.store
-    status = reap_stale(store, name, event_sink(store))
-    tables = store.table_stats(name)
+    described = service.describe_task(name)
     capturing = spec.migration_type != "full-load"
     return {
         "name": name,
         "source": spec.source,
         "target": spec.target,
         "migration_type": spec.migration_type,
-        "status": status["status"],
-        "active": status["status"] in ACTIVE_STATUSES,
+        "status": described.status,
+        "active": described.status in ACTIVE_STATUSES,
         "capturing": capturing,
-        "stop_reason": status.get("stop_reason"),
-        "last_error": status.get("last_error"),
-        "pid": current_pid(store, status),
-        "tables": [_table_row(t) for t in tables],
-        "capture": store.task_progress(name) if capturing else None,
-        "suspensions": store.suspensions(name),
-        "runs": store.list_runs(name, limit=5),
-        "actions": task_actions(status["status"], capturing),
+        "stop_reason": described.stop_reason,
+        "last_error": described.last_error,
+        "pid": described.pid,
+        "tables": [_table_row(t.model_dump()) for t in described.tables],
+        "capture": described.capture if capturing else None,
+        "suspensions": described.suspended_tables or [],
+        "runs": described.runs,
+        "actions": task_actions(described.status, capturing),
     }
 
 
@@ -137,23 +130,24 @@ def task_actions(status: str, capturing: bool) -> list[str]:
     return actions
 
 
-def task_samples(service: Service, name: str) -> list[dict[str, Any]]:
+def task_samples(service: Conveyor, name: str) -> list[dict[str, Any]]:
     """The samples of the chart window, thinned to at most CHART_POINTS (the newest kept)."""
-    samples = service.store.task_samples(name, since=datetime.now(UTC) - CHART_WINDOW)
+    samples = service.task_samples(name, since=datetime.now(UTC) - CHART_WINDOW).root
     step = -(-len(samples) // CHART_POINTS)
     return samples[::-1][::step][::-1] if step > 1 else samples
 
 
-def task_events(service: Service, name: str) -> list[dict[str, Any]]:
+def task_events(service: Conveyor, name: str) -> list[dict[str, Any]]:
     """The task's lifecycle events, newest first."""
     arn = task_arn(name)
     found: list[dict[str, Any]] = []
     before = None
     scanned = 0
     while scanned < EVENTS_SCANNED and len(found) < TASK_EVENTS:
-        page, before = service.store.events_page(limit=500, before=before)
-        scanned += len(page)
-        found += [e for e in page if arn in (e.get("resources") or [])]
+        page = service.events(limit=500, next_token=before)
+        before = page.NextToken
+        scanned += len(page.Events)
+        found += [e for e in page.Events if arn in (e.get("resources") or [])]
         if before is None:
             break
     return [
@@ -167,85 +161,47 @@ def task_events(service: Service, name: str) -> list[dict[str, Any]]:
     ]
 
 
-def task_action(service: Service, name: str, action: str, table: str | None = None) -> str:
-    """Start, resume, reload (the task or one table) or stop; returns what happened."""
-    from conveyor.replication.cdc.reload_request import request_table_reloads
-
-    stack = service.stack()
-    if name not in stack.tasks:
-        raise NotFoundError(f"no task named {name!r}")
-    dms = DatabaseMigration(service.executions)
+def task_action(service: Conveyor, name: str, action: str, table: str | None = None) -> str:
+    """Start, resume, reload (the task or one table) or stop, as the CLI and the REST
+    API do; returns what happened."""
+    if action not in ACTIONS:
+        raise ConfigError(f"unknown action {action!r}")
     if action == "stop":
-        request_stop(service.store, name, events=event_sink(service.store))
+        service.stop_task(name)
         return f"task {name} stopping"
     if action == "reload" and table:
-        refs = request_table_reloads(service.store, stack, name, [table])
-        listed = ", ".join(str(r) for r in refs)
-        status = reap_stale(service.store, name, event_sink(service.store))["status"]
-        if status in ACTIVE_STATUSES:
+        answer = service.reload_task(name, [table])
+        listed = ", ".join(answer.reloading or [])
+        if isinstance(answer, TableReload):
             return f"task {name}: the running task reloads {listed}"
-        dms.start_replication_task(
-            {"ReplicationTaskArn": name, "StartReplicationTaskType": "resume-processing"}
-        )
         return f"task {name}: resuming to reload {listed}"
-    if action not in START_TYPES:
-        raise ConfigError(f"unknown action {action!r}")
-    dms.start_replication_task({"ReplicationTaskArn": name, "StartReplicationTaskType": START_TYPES[action]})
+    if action == "start":
+        service.start_task(name)
+    elif action == "resume":
+        service.resume_task(name)
+    else:
+        service.reload_task(name)
     return f"task {name}: {action} requested"
 
 
 # --- executions ------------------------------------------------------------------------------
 
 
-def executions_list(service: Service, limit: int = 100) -> list[dict[str, Any]]:
-    return service.executions.list(limit=limit)
+def executions_list(service: Conveyor, limit: int = 100) -> list[dict[str, Any]]:
+    return [e.model_dump() for e in service.list_executions(limit=limit).root]
 
 
-@dataclass
-class StateRun:
-    """What one state did in an execution (its last entry, for a state run several times)."""
-
-    name: str
-    entered: int = 0
-    input: Any = None
-    output: Any = None
-    error: str | None = None
-    cause: str | None = None
-    exited: bool = False
-
-
-def execution_detail(service: Service, ref: str) -> dict[str, Any]:
+def execution_detail(service: Conveyor, ref: str) -> dict[str, Any]:
     """DescribeExecution, the definition, and per state what it took, gave and raised."""
-    described = service.executions.describe(ref)
-    row = service.executions.resolve(ref)
-    definition = row["record"].get("definition")  # what it ran, even if re-applied since
-    if not isinstance(definition, dict):
-        definition = service.executions.definition(row["state_machine"])
-    states: dict[str, StateRun] = {}
-    path: list[str] = []
-    current: StateRun | None = None
-    for event in service.store.execution_events(row["id"]):
-        kind, details = event["type"], event["details"]
-        if kind.endswith("StateEntered"):
-            current = states.setdefault(details["name"], StateRun(details["name"]))
-            current.entered += 1
-            current.input = details.get("input")
-            current.exited = False
-            path.append(details["name"])
-        elif kind.endswith("StateExited") and details.get("name") in states:
-            states[details["name"]].output = details.get("output")
-            states[details["name"]].exited = True
-        elif (kind.endswith("Failed") or kind.endswith("TimedOut")) and details.get("error"):
-            target = states.get(details.get("name", "")) or current
-            if target is not None and not kind.startswith("Execution"):
-                target.error, target.cause = details.get("error"), details.get("cause")
+    described = service.describe_execution(ref).model_dump()
+    run = service.execution_states(ref)
     return {
         "described": described,
-        "definition": definition,
-        "path": path,
-        "states": [_state_view(states[n]) for n in dict.fromkeys(path)],
+        "definition": run.definition,
+        "path": run.path,
+        "states": [_state_view(state) for state in run.states],
         "status": described["status"],
-        "failed_state": next((s.name for s in states.values() if s.error and not s.exited), None),
+        "failed_state": run.failed_state,
     }
 
 
@@ -268,7 +224,7 @@ def _state_view(run: StateRun) -> dict[str, Any]:
 # --- rules, schedules and statements ---------------------------------------------------------
 
 
-def rules(service: Service) -> list[dict[str, Any]]:
+def rules(service: Conveyor) -> list[dict[str, Any]]:
     if _stack_or_none(service) is None:
         return []
     return [
@@ -279,22 +235,22 @@ def rules(service: Service) -> list[dict[str, Any]]:
                 str(t.get("state_machine") or t.get("StateMachine") or t) for t in row["Targets"]
             ),
         }
-        for row in rules_listing(service)
+        for row in (rule.model_dump() for rule in service.list_rules().root)
     ]
 
 
-def statements(service: Service, limit: int = 50) -> list[dict[str, Any]]:
-    return service.statements.list(limit)
+def statements(service: Conveyor, limit: int = 50) -> list[dict[str, Any]]:
+    return service.list_statements(limit).Statements
 
 
-def statement_result(service: Service, statement_id: str) -> dict[str, Any]:
+def statement_result(service: Conveyor, statement_id: str) -> dict[str, Any]:
     """Columns and rows of a finished statement's first result page."""
-    described = service.statements.describe(statement_id)
+    described = service.describe_statement(statement_id).model_dump()
     if not described.get("HasResultSet") or described.get("Status") != "FINISHED":
         return {"described": described, "columns": [], "rows": []}
-    result = service.statements.result(statement_id, None)
-    columns = [c.get("name") or c.get("label") or "?" for c in result.get("ColumnMetadata", [])]
-    rows = [[_field(f) for f in record] for record in result.get("Records", [])]
+    result = service.get_statement_result(statement_id)
+    columns = [c.get("name") or c.get("label") or "?" for c in result.ColumnMetadata]
+    rows = [[_field(f) for f in record] for record in result.Records]
     return {"described": described, "columns": columns, "rows": rows}
 
 
@@ -309,47 +265,31 @@ def _field(field: dict[str, Any]) -> str:
 # --- the lake ----------------------------------------------------------------------------------
 
 
-def lake_overview(service: Service) -> dict[str, Any]:
+def lake_overview(service: Conveyor) -> dict[str, Any]:
     """The controller entries of every lake, and each curated table's recent curation runs."""
-    from conveyor.lake.history import curation_runs
-    from conveyor.lake.jobs import lakes_with_controllers
-
     stack = _stack_or_none(service)
     if stack is None:
         return {"lakes": False, "entries": [], "runs": []}
-    entries: list[dict[str, Any]] = []
-    runs: list[dict[str, Any]] = []
-    with lakes_with_controllers(stack) as pairs:
-        for lake, controller in pairs:
-            for table, entry in sorted(controller.entries.items()):
-                entries.append(entry.public(lake.name))
-                runs += curation_runs(lake, table)
-    runs.sort(key=lambda r: r["time"] or "", reverse=True)
-    return {"lakes": bool(entries) or _has_lake(stack), "entries": entries, "runs": runs[:50]}
+    entries = sorted(
+        (t.model_dump() for t in service.lake_tables().root), key=lambda e: (e["Lake"], e["Table"])
+    )
+    runs = service.curation_runs(limit=50).root
+    return {"lakes": bool(entries) or _has_lake(stack), "entries": entries, "runs": runs}
 
 
 def _has_lake(stack: Any) -> bool:
     return any(e.engine == "lake" for e in stack.endpoints.values())
 
 
-def lake_query(service: Service, sql: str) -> dict[str, Any]:
+def lake_query(service: Conveyor, sql: str) -> dict[str, Any]:
     """``conveyor query``: the SQL over the curated tables, as columns and text rows."""
-    from conveyor.lake.catalog import build_catalog, run_query
-    from conveyor.lake.jobs import lakes_with_controllers
-
     if not sql.strip():
         raise ConfigError("write a query first")
-    with lakes_with_controllers(service.stack()) as pairs:
-        catalog = build_catalog(lake for lake, _ in pairs)
-        try:
-            result = run_query(catalog, sql)
-        finally:
-            catalog.connection.close()
-    shown = result.slice(0, QUERY_ROWS).to_pylist()
+    result = service.query(sql)
     return {
-        "columns": list(result.column_names),
-        "rows": [[_text(v) for v in row.values()] for row in shown],
-        "total": result.num_rows,
+        "columns": result.columns,
+        "rows": [[_text(v) for v in row.values()] for row in result.root[:QUERY_ROWS]],
+        "total": len(result.root),
     }
 
 

@@ -23,7 +23,7 @@ from conveyor.api.console.auth import ConsoleAuth
 from conveyor.api.console.charts import task_charts
 from conveyor.api.console.graph import state_graph
 from conveyor.core.errors import ConveyorError, NotFoundError
-from conveyor.orchestration.service import Service
+from conveyor.service import Conveyor
 
 HERE = Path(__file__).parent
 STATIC = "/console/static"
@@ -42,7 +42,7 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: values[0] for key, values in fields.items()}
 
 
-def create_console(service: Service, token: str | None, openapi_url: str | None) -> FastAPI:
+def create_console(service: Conveyor, token: str | None, openapi_url: str | None) -> FastAPI:
     """The console as its own small app (no OpenAPI of its own, no bearer token)."""
     auth = ConsoleAuth(token)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
