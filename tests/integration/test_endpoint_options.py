@@ -14,7 +14,7 @@ import duckdb
 import psycopg
 import pytest
 
-from support.cli import conveyor
+from support.cli import conveyor, worker_log
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +130,7 @@ def test_slot_publication_and_memory_limit_from_the_stack_file(
             (2, "b"),
             (3, "c"),
         ]
-    log = (home / "logs" / "sync.log").read_text()
+    log = worker_log(home, "sync")
     assert "endpoint dw: DuckDB memory_limit 91.5 MiB" in log  # DuckDB shows 96MB in MiB
     with psycopg.connect(pg_db, autocommit=True) as conn:  # the user's slot outlives the task
         assert conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()

@@ -32,7 +32,7 @@ from conveyor.core.batch import Checkpoint
 from conveyor.core.faults import ENV as FAULT_ENV
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
-from support.cli import conveyor
+from support.cli import conveyor, worker_log
 from support.nats_server import NatsServer
 from support.servers import PostgresServer, free_port
 
@@ -280,7 +280,7 @@ def test_full_load_and_changes_reach_a_consumer_exactly_once_across_sigkills(
                 f"the worker to die at {point}",
                 debug=lambda: (writer.error, described(home)),
             )
-            assert "died" in described(home)["last_error"], (home / "logs" / "sync.log").read_text()[-4000:]
+            assert "died" in described(home)["last_error"], worker_log(home, "sync")[-4000:]
         writer.until.set()
         thread.join(timeout=DEADLINE_S)
         assert writer.error is None
@@ -315,7 +315,7 @@ def test_full_load_and_changes_reach_a_consumer_exactly_once_across_sigkills(
     snapshot = [env for _, subject, env in messages if subject == SUBJECT and env["op"] == "r"]
     assert len(snapshot) >= 1000 and all(env["source"]["ts_ms"] is None for env in snapshot)
     # the replays after the kills did publish again, and the stream dropped them
-    assert "(a replay): deduplicated" in (home / "logs" / "sync.log").read_text()
+    assert "(a replay): deduplicated" in worker_log(home, "sync")
 
 
 def test_values_the_encoding_cannot_carry_are_refused_before_anything_is_published(

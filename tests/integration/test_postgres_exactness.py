@@ -23,7 +23,7 @@ from conveyor.connectors.postgres.source import PostgresSource
 from conveyor.connectors.postgres.target import RAW_FORMAT, PostgresTarget
 from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan, TableProgress
 from conveyor.replication.settings import ErrorBehavior
-from support.cli import conveyor
+from support.cli import conveyor, worker_log
 from support.servers import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -340,9 +340,9 @@ def test_composites_and_domains_through_full_load_and_cdc(tmp_path: Path, dbs: t
     assert _rows(target, TYPES_SQL) == _rows(source, TYPES_SQL)
     assert _rows(target, DOCS_SQL)[:3] == _rows(source, DOCS_SQL)[:3], "the full load keeps declarations"
     assert _rows(target, "SELECT x::text FROM docs WHERE id = 4") == [('<doc a="1">é<b/></doc>',)]
-    worker_log = (home / "logs" / "load.log").read_text()
+    log_text = worker_log(home, "load")
     assert "public.docs: xml column(s) x, xa, d: change capture cannot keep a document's XML declaration" in (
-        worker_log
+        log_text
     )
 
 
@@ -458,9 +458,9 @@ def test_generated_columns_on_duckdb_under_change_capture_are_said_to_go_null(
         (5, 5, 10, "#5", "y5"),
         (6, 7, None, None, "new"),
     ]
-    worker_log = (home / "logs" / "load.log").read_text()
-    assert "table public.gen: generated column(s) g, label: change capture does not carry them" in worker_log
-    assert "captured inserts and updates leave them NULL" in worker_log
+    log_text = worker_log(home, "load")
+    assert "table public.gen: generated column(s) g, label: change capture does not carry them" in log_text
+    assert "captured inserts and updates leave them NULL" in log_text
 
 
 def test_generated_columns_are_copied_to_the_lake(tmp_path: Path, dbs: tuple[str, str]) -> None:

@@ -16,7 +16,7 @@ import duckdb
 import psycopg
 import pytest
 
-from support.cli import conveyor
+from support.cli import conveyor, worker_log
 from support.servers import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -127,8 +127,8 @@ def test_target_schema_key_after_load_and_log_levels(tmp_path: Path, pg_server: 
     # The tuned table was created without its key, which came after its 3 rows; the plain one had it at once.
     assert ("ALTER TABLE", "landing.items", 3) in ddl
     assert not [row for row in ddl if row[0] == "ALTER TABLE" and row[1] == "public.items"]
-    tuned_log = (home / "logs" / "tuned.log").read_text()
-    plain_log = (home / "logs" / "plain.log").read_text()
+    tuned_log = worker_log(home, "tuned")
+    plain_log = worker_log(home, "plain")
     assert "DEBUG task tuned: tables planned: landing.items" in tuned_log
     assert "DEBUG" not in plain_log
 

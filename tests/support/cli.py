@@ -28,3 +28,12 @@ def conveyor(
         env=environment(home, env),
         check=False,
     )
+
+
+def worker_log(home: Path, task: str) -> str:
+    """Every background run's worker log of ``task`` (``logs/TASK/RUN.log``), oldest run
+    first, each run's older part before its current one."""
+    folder = home / "logs" / task
+    runs = sorted((p for p in folder.glob("*.log") if p.stem.isdigit()), key=lambda p: int(p.stem))
+    parts = [q for p in runs for q in (p.with_name(p.name + ".1"), p) if q.exists()]
+    return "".join(p.read_text(errors="replace") for p in parts)
