@@ -129,7 +129,8 @@ def test_target_schema_key_after_load_and_log_levels(tmp_path: Path, pg_server: 
     assert not [row for row in ddl if row[0] == "ALTER TABLE" and row[1] == "public.items"]
     tuned_log = worker_log(home, "tuned")
     plain_log = worker_log(home, "plain")
-    assert "DEBUG task tuned: tables planned: landing.items" in tuned_log
+    planned = [line for line in tuned_log.splitlines() if "task tuned: tables planned: landing.items" in line]
+    assert planned and all(" DEBUG " in line for line in planned), tuned_log
     assert "DEBUG" not in plain_log
 
 
