@@ -100,7 +100,7 @@ def main() -> None:
             # Machines get the REST API's error shape, on stderr as text errors are.
             print(json.dumps({"error": str(exc)}, ensure_ascii=False), file=sys.stderr)
         else:
-            _err.print(f"error: {exc}", highlight=False, markup=False)
+            _err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -123,9 +123,16 @@ def lake_process(
         _out.print(grid)
         for r in results:
             for skipped in r["skipped"]:
-                _err.print(f"skipped {skipped['file']}: {skipped['reason']}", markup=False, highlight=False)
+                _err.print(
+                    f"skipped {skipped['file']}: {skipped['reason']}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
             if r["error"]:
-                _err.print(f"error: {r['table']}: {r['error']}", markup=False, highlight=False)
+                _err.print(
+                    f"error: {r['table']}: {r['error']}", markup=False, highlight=False, soft_wrap=True
+                )
     if processed.failed:
         raise typer.Exit(1)
 

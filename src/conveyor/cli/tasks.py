@@ -130,7 +130,7 @@ def _print_described(described: dict[str, Any]) -> None:
         + (f" (stop reason {described['stop_reason']})" if described.get("stop_reason") else "")
     )
     if described.get("last_error"):
-        _out.print(f"error: {described['last_error']}", markup=False, highlight=False)
+        _out.print(f"error: {described['last_error']}", markup=False, highlight=False, soft_wrap=True)
     table = Table(
         "schema", "table", "TableState", "FullLoadRows", "FullLoadErrorRows", "rows/s", "validation"
     )
