@@ -139,6 +139,17 @@ class Statements:
         return statement_id
 
     def _run(self, statement_id: str, config: EndpointConfig, sql: str, params: dict[str, Any]) -> None:
+        try:
+            self._run_and_record(statement_id, config, sql, params)
+        finally:
+            # Only once its end is recorded: until then a DescribeStatement in this
+            # process must see the statement's thread alive (or it calls it lost).
+            with self._lock:
+                self._threads.pop(statement_id, None)
+
+    def _run_and_record(
+        self, statement_id: str, config: EndpointConfig, sql: str, params: dict[str, Any]
+    ) -> None:
         began = time.perf_counter_ns()
         try:
             if not self.store.update_statement(statement_id, [SUBMITTED], status=PICKED):
@@ -156,9 +167,6 @@ class Statements:
                 statement_id, ACTIVE, status=FAILED, error=message, duration_ns=time.perf_counter_ns() - began
             )
             return
-        finally:
-            with self._lock:
-                self._threads.pop(statement_id, None)
         has_result = columns is not None
         result = None
         if has_result:
