@@ -191,23 +191,17 @@ def psql_env() -> dict[str, str]:
     return os.environ | {"PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "conveyor-bench-reference"}
 
 
-def reference_pipe(server: PostgresServer, timeout_s: float) -> float:
-    """psql COPY TO STDOUT (binary) | psql COPY FROM STDIN (binary); seconds."""
+def _timed_pipe(
+    reader: list[str], reader_env: dict[str, str] | None, writer: list[str], what: str, timeout_s: float
+) -> float:
+    """``reader | writer``, both killed after ``timeout_s``; the wall seconds."""
     began = time.perf_counter()
     out = subprocess.Popen(
-        psql(server, PG_SOURCE_DB, "COPY orders TO STDOUT (FORMAT binary)"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=psql_env(),
+        reader, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=reader_env
     )
     assert out.stdout is not None
     into = subprocess.Popen(
-        psql(server, PG_TARGET_DB, "COPY orders FROM STDIN (FORMAT binary)"),
-        stdin=out.stdout,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=psql_env(),
+        writer, stdin=out.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=psql_env()
     )
     out.stdout.close()
     try:
@@ -217,14 +211,25 @@ def reference_pipe(server: PostgresServer, timeout_s: float) -> float:
         for proc in (out, into):
             proc.kill()
             proc.wait()
-        raise BenchFailure(f"reference pipe: no result within {timeout_s:.0f} s (killed)") from None
+        raise BenchFailure(f"{what}: no result within {timeout_s:.0f} s (killed)") from None
     seconds = time.perf_counter() - began
     if out.returncode or into.returncode:
         raise BenchFailure(
-            f"reference pipe failed ({out.returncode}, {into.returncode}): "
+            f"{what} failed ({out.returncode}, {into.returncode}): "
             f"{out_err.decode(errors='replace')} {into_err.decode(errors='replace')}"
         )
     return seconds
+
+
+def reference_pipe(server: PostgresServer, timeout_s: float) -> float:
+    """psql COPY TO STDOUT (binary) | psql COPY FROM STDIN (binary); seconds."""
+    return _timed_pipe(
+        psql(server, PG_SOURCE_DB, "COPY orders TO STDOUT (FORMAT binary)"),
+        psql_env(),
+        psql(server, PG_TARGET_DB, "COPY orders FROM STDIN (FORMAT binary)"),
+        "reference pipe",
+        timeout_s,
+    )
 
 
 def reference_mariadb_pipe(mariadb: MariaDBServer, pg: PostgresServer, timeout_s: float) -> float:
@@ -232,51 +237,16 @@ def reference_mariadb_pipe(mariadb: MariaDBServer, pg: PostgresServer, timeout_s
     The client's batch output is tab-separated with backslash escapes, the
     form COPY's text format reads; only the timing is the reference's (its
     text form does not keep exact types)."""
-    began = time.perf_counter()
-    out = subprocess.Popen(
-        [
-            "mariadb",
-            "--quick",
-            "--batch",
-            "--skip-column-names",
-            "-h",
-            mariadb.host,
-            "-P",
-            str(mariadb.port),
-            "-u",
-            mariadb.user,
-            MARIADB_DB,
-            "-e",
-            "SELECT id, customer_id, status, amount, created_at, note, flag, attrs FROM orders",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    assert out.stdout is not None
-    into = subprocess.Popen(
+    select = "SELECT id, customer_id, status, amount, created_at, note, flag, attrs FROM orders"
+    reader = ["mariadb", "--quick", "--batch", "--skip-column-names", "-h", mariadb.host]
+    reader += ["-P", str(mariadb.port), "-u", mariadb.user, MARIADB_DB, "-e", select]
+    return _timed_pipe(
+        reader,
+        None,
         psql(pg, PG_TARGET_DB, f"COPY {MARIADB_REF_SCHEMA}.orders FROM STDIN (FORMAT text, NULL 'NULL')"),
-        stdin=out.stdout,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=psql_env(),
+        "mariadb reference pipe",
+        timeout_s,
     )
-    out.stdout.close()
-    try:
-        _, into_err = into.communicate(timeout=timeout_s)
-        _, out_err = out.communicate(timeout=max(1.0, timeout_s - (time.perf_counter() - began)))
-    except subprocess.TimeoutExpired:
-        for proc in (out, into):
-            proc.kill()
-            proc.wait()
-        raise BenchFailure(f"mariadb reference pipe: no result within {timeout_s:.0f} s (killed)") from None
-    seconds = time.perf_counter() - began
-    if out.returncode or into.returncode:
-        raise BenchFailure(
-            f"mariadb reference pipe failed ({out.returncode}, {into.returncode}): "
-            f"{out_err.decode(errors='replace')} {into_err.decode(errors='replace')}"
-        )
-    return seconds
 
 
 def reference_read(server: PostgresServer, timeout_s: float) -> float:

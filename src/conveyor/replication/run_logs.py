@@ -12,13 +12,11 @@ from __future__ import annotations
 import logging.handlers
 import os
 import re
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
 
 from conveyor.core.errors import NotFoundError
 from conveyor.store.store import DEFAULT_HOME, Store
@@ -121,15 +119,14 @@ def read_log(path: Path, offset: int | None = None, limit: int = READ_LIMIT) -> 
     return LogChunk(data.decode("utf-8", errors="replace"), start, start + len(data), size, rotated)
 
 
-def copy_log(task: str, run_id: int, out: IO[str], home: Path | None = None) -> bool:
-    """Write the whole log of the run (older part first) to the text stream ``out``;
-    False when the run has no log."""
-    path = run_log_path(task, run_id, home)
-    parts = [p for p in (_older(path), path) if p.exists()]
-    for part in parts:
-        with part.open(encoding="utf-8", errors="replace") as f:
-            shutil.copyfileobj(f, out)
-    return bool(parts)
+def whole_log(path: Path, piece: int = 1 << 16) -> Iterator[str]:
+    """A run's whole log (its older part first) as text pieces of up to ``piece``
+    characters; nothing when the run has no log."""
+    for part in (_older(path), path):
+        if part.exists():
+            with part.open(encoding="utf-8", errors="replace") as f:
+                while text := f.read(piece):
+                    yield text
 
 
 def logged_run(store: Store, task: str, run_id: int | None = None, home: Path | None = None) -> int:

@@ -13,6 +13,7 @@ from conveyor.replication.run_logs import (
     read_log,
     run_ended,
     run_log_path,
+    whole_log,
 )
 from conveyor.replication.worker import reap_stale
 from conveyor.service.models import TaskLog
@@ -50,11 +51,4 @@ def task_log_text(store: Store, home: Path | None, name: str, run: int | None, f
         reap_stale(store, name, event_sink(store))
         return run_ended(store, run_id)
 
-    if follow:
-        yield from follow_log(path, ended)
-        return
-    for part in (path.with_name(path.name + ".1"), path):
-        if part.exists():
-            with part.open(encoding="utf-8", errors="replace") as f:
-                while text := f.read(1 << 16):
-                    yield text
+    yield from follow_log(path, ended) if follow else whole_log(path)
