@@ -4,8 +4,10 @@ each command must work when only its modules are imported."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -53,3 +55,18 @@ def test_an_unknown_command_is_refused_with_the_known_ones_loaded() -> None:
     )
     assert ran.returncode == 2
     assert "No such command 'taks'" in ran.stderr
+
+
+def test_a_bad_environment_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    env = os.environ | {"CONVEYOR_HOME": str(tmp_path), "CONVEYOR_AWS_ACCOUNT_ID": "abc"}
+    ran = subprocess.run(
+        [sys.executable, "-m", "conveyor", "tasks", "list"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert ran.returncode == 2
+    assert "error: CONVEYOR_AWS_ACCOUNT_ID='abc': an account id is 12 digits" in ran.stderr
+    assert "Traceback" not in ran.stderr

@@ -18,7 +18,8 @@ import json
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from conveyor.aws.base import AwsError
+from conveyor.aws.base import AwsError, Paging
+from conveyor.aws.paging import page
 from conveyor.core.arns import ACCOUNT, arn
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.executions import state_machine_arn, state_machine_name
@@ -129,7 +130,21 @@ def _put(service: Service, name: str, p: dict[str, Any], create: bool) -> dict[s
     return {"ScheduleArn": schedule_arn(name)}
 
 
+_LIST_PAGING = Paging("Schedules", "MaxResults", "NextToken")
+
+
 def _list(service: Service, query: dict[str, str]) -> dict[str, Any]:
+    """ListSchedules, a page of it (``MaxResults`` 1-100, ``NextToken``)."""
+    limit = query.get("MaxResults")
+    if limit is not None and not limit.isdigit():
+        raise AwsError("ValidationException", f"MaxResults must be a number (it is {limit!r})")
+    paged: dict[str, Any] = {k: v for k, v in query.items() if k != "MaxResults"}
+    if limit is not None:
+        paged["MaxResults"] = int(limit)
+    return page("ListSchedules", _LIST_PAGING, "ValidationException", paged, lambda q: _schedules(service, q))
+
+
+def _schedules(service: Service, query: dict[str, str]) -> dict[str, Any]:
     _group(query.get("ScheduleGroup"))
     prefix, state = query.get("NamePrefix") or "", query.get("State")
     found = []
@@ -146,7 +161,7 @@ def _list(service: Service, query: dict[str, str]) -> dict[str, Any]:
             }
             | {"Target": {"Arn": described["Target"]["Arn"]}}
         )
-    return {"Schedules": found[: int(query.get("MaxResults") or 100)]}
+    return {"Schedules": found}
 
 
 def _route(

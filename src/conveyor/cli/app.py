@@ -13,9 +13,7 @@ import typer
 from rich.console import Console
 
 from conveyor import __version__
-from conveyor.cli.output import opened_conveyor, print_json
 from conveyor.core.errors import ConfigError, ConveyorError
-from conveyor.service.apply import SECTIONS
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Self-hosted database migration and replication."
@@ -66,6 +64,9 @@ def apply(
     ] = False,
 ) -> None:
     """Create or update what the stack file declares."""
+    from conveyor.cli.output import opened_conveyor, print_json
+    from conveyor.service.apply import SECTIONS
+
     with opened_conveyor() as conveyor:
         result = conveyor.apply(file, dry_run=dry_run, strict=strict, force=force)
     if as_json:
@@ -133,8 +134,10 @@ def register_commands(command: str | None) -> None:
 
 
 def main() -> None:
-    register_commands(command_named(sys.argv[1:]))
     try:
+        # Inside the try: a module's import can refuse the environment
+        # (CONVEYOR_AWS_ACCOUNT_ID ...), and that is an error, not a traceback.
+        register_commands(command_named(sys.argv[1:]))
         # Without standalone mode, click returns an Exit's code instead of exiting.
         code = app(standalone_mode=False)
     except ConveyorError as exc:
