@@ -4,21 +4,50 @@ each command must work when only its modules are imported."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from conveyor.cli.app import COMMAND_MODULES, command_named
+
+TREE = """
+import json, sys
 import typer
+from conveyor.cli.app import app, register_commands
 
-from conveyor.cli.app import COMMAND_MODULES, app, command_named, register_commands
+register_commands(sys.argv[1] if len(sys.argv) > 1 else None)
+
+def tree(command):
+    if hasattr(command, "commands"):  # a group (typer vendors click: no isinstance)
+        return {name: tree(sub) for name, sub in command.commands.items()}
+    return None
+
+print(json.dumps(tree(typer.main.get_command(app))))
+"""
 
 
-def test_the_table_names_every_command() -> None:
-    register_commands(None)  # every module, as help does
-    group = typer.main.get_command(app)
-    assert sorted(group.commands) == sorted(COMMAND_MODULES)  # type: ignore[attr-defined]
+def command_tree(command: str | None) -> dict[str, Any]:
+    """The command tree a fresh interpreter registers for ``command`` (None: all)."""
+    ran = subprocess.run(
+        [sys.executable, "-c", TREE, *([command] if command else [])],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return json.loads(ran.stdout)  # type: ignore[no-any-return]
+
+
+def test_each_command_gets_its_whole_tree_from_its_modules() -> None:
+    whole = command_tree(None)
+    assert sorted(whole) == sorted(COMMAND_MODULES)
+    for command in COMMAND_MODULES:
+        assert command_tree(command)[command] == whole[command], command
 
 
 @pytest.mark.parametrize(

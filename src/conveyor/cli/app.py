@@ -93,7 +93,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "apply": (),
     "tasks": ("tasks", "task_logs"),
     "endpoints": ("tasks",),
-    "events": ("tasks",),
+    "events": ("tasks", "orchestration"),  # `events put` is the bus's
     "lake": ("lake",),
     "query": ("lake",),
     "executions": ("orchestration",),
