@@ -93,7 +93,10 @@ OTHER_LOG_COMPONENTS: frozenset[str] = frozenset(
 )  # fmt: skip
 """The service's other log components: accepted, no counterpart here."""
 
-_RETRIES = "Conveyor retries transient errors with its own bounded backoff"
+_RETRIES = (
+    "a transient target error retries the table's full load from the same snapshot, or the "
+    "change-capture batch (core/retry.py)"
+)
 _UPSERT = (
     "Conveyor applies changes idempotently: an insert over an existing row, or an update of a "
     "missing row, writes the row (UPDATE_RECORD)"
@@ -233,11 +236,13 @@ SUPPORT: Mapping[str, Support] = {
     ),
     "ErrorBehavior.TableErrorEscalationPolicy": acted("what follows TableErrorEscalationCount table errors"),
     "ErrorBehavior.TableErrorEscalationCount": acted("table errors before escalation (0: no limit)"),
-    "ErrorBehavior.RecoverableErrorCount": not_yet(_RETRIES),
-    "ErrorBehavior.RecoverableErrorInterval": not_yet(_RETRIES),
-    "ErrorBehavior.RecoverableErrorThrottling": not_yet(_RETRIES),
-    "ErrorBehavior.RecoverableErrorThrottlingMax": not_yet(_RETRIES),
-    "ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax": not_yet(_RETRIES),
+    "ErrorBehavior.RecoverableErrorCount": acted(_RETRIES + ": how many (-1: no bound, 0: none)"),
+    "ErrorBehavior.RecoverableErrorInterval": acted(_RETRIES + ": the first wait, in seconds"),
+    "ErrorBehavior.RecoverableErrorThrottling": acted(_RETRIES + ": each wait doubles"),
+    "ErrorBehavior.RecoverableErrorThrottlingMax": acted(_RETRIES + ": the longest wait"),
+    "ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax": acted(
+        _RETRIES + ": give up once a wait of the maximum was not enough"
+    ),
     "ErrorBehavior.ApplyErrorDeletePolicy": not_yet(
         "a delete of a missing row is ignored (IGNORE_RECORD)", "IGNORE_RECORD"
     ),

@@ -63,6 +63,7 @@ from conveyor.connectors.changes import (
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
 from conveyor.core.faults import fault_point
+from conveyor.core.retry import RetryPolicy, retry_call
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
 from conveyor.replication.cdc.progress import CaptureProgress
@@ -163,7 +164,6 @@ class ChangeCapture:
     flush_seconds: float = 0.5
     max_batch_changes: int = 50_000
     batches_in_flight: int = 2
-    retry_seconds: float = 5.0
     on_batch: Callable[[ChangeCapture], None] = field(default=lambda capture: None)
     on_suspended: Callable[[CaptureTable], None] = field(default=lambda table: None)
     on_dropped: Callable[[CaptureTable, bool], None] = field(default=lambda table, dropped: None)
@@ -572,17 +572,22 @@ class ChangeCapture:
                 log.error("task %s: table %s suspended: %s", self.task, target_ref, reason)
                 self.on_suspended(table)
 
+    @property
+    def retries(self) -> RetryPolicy:
+        return self.errors.retry_policy()
+
     def _apply_with_retry(self, action: Callable[[], None]) -> None:
-        """Retry while the target is unreachable; the checkpoint stays put, so
-        nothing is lost however long it takes. A stop ends the wait."""
-        delay = 0.5
-        while True:
-            try:
-                action()
-                return
-            except (TransientError, ConnectionFailed) as exc:
-                if self.stop.is_set():
-                    raise
-                log.warning("task %s: target unavailable, retrying in %.1f s: %s", self.task, delay, exc)
-                self.stop.wait(delay)
-                delay = min(delay * 2, self.retry_seconds)
+        """Retry while the target is unreachable, as the RecoverableError*
+        settings say (core/retry.py); the checkpoint stays put, so nothing is
+        lost however long it takes. A stop ends the wait; no retry left fails
+        the task with the error."""
+        if self.stop.is_set():
+            action()  # stopping: one try, the error as it is
+            return
+        retry_call(
+            action,
+            self.retries,
+            what=f"task {self.task}: target unavailable",
+            retryable=(TransientError, ConnectionFailed),
+            sleep=self.stop.wait,
+        )
