@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +26,7 @@ from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
+from support.change_log import logged, upserted
 
 pytestmark = pytest.mark.integration
 
@@ -290,8 +291,8 @@ def test_settings_are_checked_by_their_service_names(tmp_path: Path) -> None:
 # --- change files -------------------------------------------------------------------------
 
 
-def changes(upserts: list[dict[str, Any]], deletes: list[dict[str, Any]] = (), **kw: Any) -> TableChanges:  # type: ignore[assignment]
-    return TableChanges(TABLE, deletes=deletes, upserts=upserts, **kw)
+def changes(inserts: list[dict[str, Any]], deletes: Sequence[dict[str, Any]] = (), **kw: Any) -> TableChanges:
+    return upserted(TABLE, inserts, deletes, **kw)
 
 
 def position(n: int) -> Checkpoint:
@@ -302,8 +303,9 @@ def test_change_files_with_op_column_and_date_partitions(lake: Factory) -> None:
     applier = open_applier(lake({"DatePartitionEnabled": True, "AddColumnName": True}))
     assert isinstance(applier, LakeApplier)
     assert applier.read_checkpoint("t1") is None
-    partial = {frozenset({"name"}): [{"id": 7, "amount": Decimal("9.00"), "at": AT, "ok": True, "day": None}]}
-    applier.apply_changes("t1", [changes(rows(1, start=5), [{"id": 3}], partial=partial)], position(1))
+    partial = {"id": 7, "amount": Decimal("9.00"), "at": AT, "ok": True, "day": None}  # name unsent
+    ops = [("D", {"id": 3}), ("I", rows(1, start=5)[0]), ("U", partial)]
+    applier.apply_changes("t1", [logged(TABLE, ops)], position(1))
     assert applier.read_checkpoint("t1") == position(1)
     (path,) = files(applier, "raw")
     folder, name = path.rsplit("/", 1)
@@ -312,7 +314,7 @@ def test_change_files_with_op_column_and_date_partitions(lake: Factory) -> None:
     assert text(applier, f"raw/{path}").split("\n") == [
         "Op,id,name,amount,at,ok,day",
         "D,3,,,,,",
-        "U,5,name 5,1.25,2024-01-02 03:04:05.123000,false,2024-01-06",
+        "I,5,name 5,1.25,2024-01-02 03:04:05.123000,false,2024-01-06",
         "U,7,,9.00,2024-01-02 03:04:05.123000,true,",
         "",
     ]
@@ -374,7 +376,7 @@ def test_replay_writes_the_same_file_and_the_checkpoint_last(lake: Factory) -> N
         write_bytes(rel, data)
 
     crashed.fs.write_bytes = dying  # type: ignore[method-assign]
-    batch_two = [changes(rows(2, start=10)), TableChanges(other, upserts=rows(1, start=50))]
+    batch_two = [changes(rows(2, start=10)), upserted(other, rows(1, start=50))]
     with pytest.raises(KeyboardInterrupt):
         crashed.apply_changes("t", batch_two, position(2))
     assert crashed.read_checkpoint("t") == position(1)
@@ -401,7 +403,7 @@ def test_replay_writes_the_same_file_and_the_checkpoint_last(lake: Factory) -> N
 def test_truncate_and_added_columns_do_not_break_the_files(tmp_path: Path) -> None:
     applier = LakeApplier(EndpointConfig("lk", "lake", path=str(tmp_path), options={"settings": {}}))
     applier.add_columns(TABLE, ["day"])
-    applier.apply_changes("t", [changes([], truncate=True)], position(1))
+    applier.apply_changes("t", [logged(TABLE, [("T", None)])], position(1))
     assert files(applier) == []
     assert applier.read_checkpoint("t") == position(1)
 
