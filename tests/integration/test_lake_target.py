@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conveyor.connectors.base import EndpointConfig, PrepMode
-from conveyor.connectors.changes import TableChanges
+from conveyor.connectors.changes import LoggedChange, TableChanges
+from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.apply import LakeApplier
 from conveyor.connectors.lake.target import LakeTarget
 from conveyor.connectors.registry import open_applier, open_target
@@ -512,3 +513,67 @@ def test_a_part_under_the_stored_checkpoint_drops_a_crashed_later_attempt(tmp_pa
     applier.apply_changes("t", [changes(rows(1))], position(1))  # a part under the stored checkpoint
     now = files(applier)
     assert len(now) == 2 and first[0] in now and crashed[0] not in now
+
+
+def test_commit_times_and_a_key_change_in_commit_order(lake: Factory) -> None:
+    applier = open_applier(lake({"TimestampColumnName": "ts"}))
+    assert isinstance(applier, LakeApplier)
+    one = rows(1)[0]
+    committed = datetime(2024, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
+    first = logged(TABLE, [("I", one), ("U", {**one, "name": "renamed"})], commit_time=committed)
+    # then the key moves, in a transaction whose commit was not read yet (no commit time)
+    moved = TableChanges(
+        TABLE, log=[*first.log, LoggedChange("u", {"id": 1}, {**one, "id": 2}, first.log[0].position, 2)]
+    )
+    applier.apply_changes("t", [moved], position(1))
+    (path,) = files(applier, "raw")
+    lines = text(applier, f"raw/{path}").splitlines()
+    written = lay.stamp_time(path.rsplit("/", 1)[1].split(".")[0])
+    assert [line.split(",")[:3] for line in lines] == [
+        ["I", "2024-03-01 12:00:00.250000", "1"],
+        ["U", "2024-03-01 12:00:00.250000", "1"],
+        ["D", lay.format_timestamp(written, False), "1"],  # the file's time: no commit time known
+        ["U", lay.format_timestamp(written, False), "2"],
+    ]
+    assert lines[1].split(",")[3] == "renamed" and lines[2].split(",")[3] == ""  # the key the source sent
+    applier.close()
+
+
+def test_inserts_and_updates_drop_every_delete_row(lake: Factory) -> None:
+    applier = open_applier(lake({"CdcInsertsAndUpdates": True, "IncludeOpForFullLoad": True}))
+    assert isinstance(applier, LakeApplier)
+    one = rows(1)[0]
+    ops = [("I", one), ("D", {"id": 1}), ("I", one), ("U", {**one, "name": "x"})]
+    moved = logged(TABLE, ops)
+    key_change = LoggedChange("u", {"id": 1}, {**one, "id": 5}, moved.log[0].position, 4)
+    applier.apply_changes("t", [TableChanges(TABLE, log=[*moved.log, key_change])], position(1))
+    (path,) = files(applier, "raw")
+    assert [line.split(",")[:2] for line in text(applier, f"raw/{path}").splitlines()] == [
+        ["I", "1"],
+        ["I", "1"],
+        ["U", "1"],
+        ["U", "5"],
+    ]
+    applier.close()
+
+
+def test_a_batch_that_ended_inside_a_transaction_is_not_written_twice(tmp_path: Path) -> None:
+    config = EndpointConfig("lk", "lake", path=str(tmp_path), options={"settings": {}})
+    p0, p1, p2 = position(0), position(1), position(2)
+    committed = [("I", r) for r in rows(2, start=1)]  # a transaction that committed at p1
+    opened = [("I", r) for r in rows(4, start=10)]  # the next one, committed at p2
+    first = LakeApplier(config)
+    log = [*logged(TABLE, committed, at=p0).log, *logged(TABLE, opened[:2], at=p1).log]  # its first two
+    first.apply_changes("t", [TableChanges(TABLE, log=log)], p1)
+    first.close()
+    # a new process replays from p1: the open transaction's changes come again, from index 0
+    again = LakeApplier(config)
+    again.apply_changes("t", [logged(TABLE, opened, at=p1)], p2)
+    ids = [
+        line.split(",")[1]
+        for rel in sorted(files(again), key=lambda rel: rel.rsplit("/", 1)[1])
+        if not rel.startswith(".conveyor")
+        for line in text(again, rel).splitlines()
+    ]
+    assert ids == ["1", "2", "10", "11", "12", "13"]
+    again.close()
