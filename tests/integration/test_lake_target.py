@@ -577,3 +577,21 @@ def test_a_batch_that_ended_inside_a_transaction_is_not_written_twice(tmp_path: 
     ]
     assert ids == ["1", "2", "10", "11", "12", "13"]
     again.close()
+
+
+def test_changes_held_back_for_a_reloaded_table_are_written_later(tmp_path: Path) -> None:
+    """One transaction after p1 changes two tables; the batch that ends inside
+    it writes the first table's changes while the second's are held (a reload):
+    those come in a later batch, with indexes the first table's covered, and
+    are written."""
+    other = TableSchema(TableRef("sales", "other"), TABLE.columns, ("id",))
+    p1, p2 = position(1), position(2)
+    applier = LakeApplier(EndpointConfig("lk", "lake", path=str(tmp_path), options={"settings": {}}))
+    a0, x1, a2 = rows(3, start=1)
+    written = logged(TABLE, [("I", a0), ("I", a2)], at=p1)  # indexes 0 and 1
+    applier.apply_changes("t", [written], p1)
+    held = logged(other, [("I", x1)], at=p1, first_index=1)  # index 1, after the reload
+    applier.apply_changes("t", [held], p2)
+    [path] = files(applier, "sales/other")
+    assert [line.split(",")[1] for line in text(applier, f"sales/other/{path}").splitlines()] == ["2"]
+    applier.close()

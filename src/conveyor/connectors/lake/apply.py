@@ -50,8 +50,9 @@ A batch may end inside a transaction (a full batch, or the interval reached
 while a transaction is open): its rows go with the last commit position, and
 a replay from there meets them again. Every logged change has an identity,
 the commit position it follows and its index since (``LoggedChange``); the
-checkpoint records the last one written after its own position
-(``written``), and the replay skips changes up to it. A call whose checkpoint
+checkpoint records, per table, the last one written after its own position
+(``written``), and the replay skips that table's changes up to it (per table:
+changes of a table being reloaded are held back, not written, meanwhile). A call whose checkpoint
 is the stored one (the runner's next part of such a transaction) writes new
 files after the stored batch's. So no change is written twice, keyed or not.
 """
@@ -124,16 +125,18 @@ def _moves_key(key: Sequence[str], old: dict[str, Any] | None, new: dict[str, An
 
 
 def _written(
-    changes: Sequence[TableChanges], target: dict[str, Any] | None, before: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    """The identity of the last change written after the checkpoint's own
-    position (a batch that ended inside a transaction), or ``before``'s when
-    this call adds none (a part under the same checkpoint keeps it)."""
+    changes: Sequence[TableChanges], target: dict[str, Any] | None, before: dict[str, Any]
+) -> dict[str, Any]:
+    """Per table, the identity of the last change written after the
+    checkpoint's own position (a batch that ended inside a transaction), on
+    top of ``before`` (what a part under the same checkpoint keeps)."""
     at = _anchored_at(target)
-    indexes = [c.index for tc in changes for c in tc.log if at(c.position)]
-    if not indexes:
-        return before
-    return {"at": target, "index": max(indexes)}
+    written = dict(before)
+    for table_changes in changes:
+        indexes = [c.index for c in table_changes.log if at(c.position)]
+        if indexes:
+            written[str(table_changes.table.ref)] = {"at": target, "index": max(indexes)}
+    return written
 
 
 class LakeApplier:
@@ -202,12 +205,13 @@ class LakeApplier:
             stamp = _next_stamp(state["stamp"] if state is not None else None, None)
         when = lay.stamp_time(stamp)
         # changes a stored batch already wrote (it ended inside a transaction)
-        before = (state or {}).get("written")
-        skip = (_anchored_at(before["at"]), int(before["index"])) if before else None
+        before: dict[str, Any] = (state or {}).get("written") or {}
         planned: list[tuple[str, pa.Table, _Marks]] = []
         refused: dict[TableRef, str] = {}
         for table_changes in changes:
             try:
+                done = before.get(str(table_changes.table.ref))
+                skip = (_anchored_at(done["at"]), int(done["index"])) if done else None
                 rows = self._rows(table_changes, when, skip)
             except DataError as exc:
                 refused[table_changes.table.ref] = str(exc)
@@ -248,7 +252,7 @@ class LakeApplier:
             "stamp": stamp,
             "bucket_path": folder_root,
             "files": files,
-            "written": _written(changes, target, before if _same(stored, target) else None),
+            "written": _written(changes, target, before if _same(stored, target) else {}),
             "updated_at": datetime.now(UTC).isoformat(),
         }
         self.fs.write_bytes(lay.checkpoint_path(task), json.dumps(document, default=str).encode())
