@@ -267,8 +267,8 @@ class PacesBatches(Protocol):
     batch_min_bytes: int
     """A batch is due once one table's changes reach this size."""
 
-    def change_bytes(self, change: LoggedChange) -> int:
-        """The size ``change`` adds to its table's file (an estimate)."""
+    def change_bytes(self, table: TableRef, change: LoggedChange) -> int:
+        """The size ``change`` adds to target table ``table``'s file (an estimate)."""
         ...
 
 

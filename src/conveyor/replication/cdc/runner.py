@@ -360,7 +360,7 @@ class ChangeCapture:
             self._open_log.append(log[-1])
             if self._pacing is not None:
                 ref = table.mapped.target.ref
-                size = self._file_bytes.get(ref, 0) + self._pacing.change_bytes(log[-1])
+                size = self._file_bytes.get(ref, 0) + self._pacing.change_bytes(ref, log[-1])
                 self._file_bytes[ref] = size
                 self._file_full = self._file_full or size >= self._pacing.batch_min_bytes
         self._note_pending()
