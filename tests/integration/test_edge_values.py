@@ -67,7 +67,9 @@ def _target(kind: str, tmp_path: Path, pg_server: PostgresServer) -> dict[str, A
     if kind == "postgres":
         return {"engine": "postgres", "url": pg_server.url(pg_server.new_database("edge_dst"))}
     data_format = kind.removeprefix("lake-")
-    return {"engine": "lake", "path": str(tmp_path / "lake"), "format": data_format}
+    # a change file per second (the service's CdcMaxBatchInterval default is 60)
+    settings = {"CdcMaxBatchInterval": 1}
+    return {"engine": "lake", "path": str(tmp_path / "lake"), "format": data_format, "settings": settings}
 
 
 def _silent_changes(target: str, observed: Observed, reported: Reported, cdc: bool) -> list[str]:

@@ -19,8 +19,9 @@ CSV, as the service writes it by default:
   columns) holding ``yyyy-MM-dd HH:mm:ss.SSSSSS`` (``.SSS`` with
   ``ParquetTimestampInMillisecond``): for a full load the time the batch was
   written (or the load's start with ``UseTaskStartTimeForFullLoadTimestamp``),
-  for changes the time the change file was written (the service uses the
-  source commit time, which the applier does not receive);
+  for changes the source's commit time of the change's transaction (the time
+  the file was written when the source reports none: SQLite, or a part of a
+  transaction handed over before its commit was read);
 * ``Rfc4180=true`` (the default) quotes a value with ``"`` only when it holds the
   delimiter, a quote, CR, LF or the row delimiter, doubling inner quotes;
 * NULL is written as ``CsvNullValue`` (default: nothing). An empty string is
@@ -43,7 +44,9 @@ Parquet uncompressed.
 
 ``MaxFileSize`` (KB) rolls LOAD files: a CSV file never grows past it unless a
 single row is larger (measured before compression); a Parquet file rolls after
-the row group that reaches it. Change files are one per table per applied batch.
+the row group that reaches it. Change files are one per table per applied
+batch, and batches follow ``CdcMaxBatchInterval`` / ``CdcMinFileSize`` (see
+``apply``).
 
 Conveyor's own state lives under ``<root>/.conveyor/`` (hidden from crawlers
 and from the curation's file listing): task checkpoints, and per table the
@@ -232,9 +235,13 @@ def file_layout(
 
 
 def frame(
-    batch: pa.RecordBatch, layout: FileLayout, ops: pa.Array | str | None, stamp: str | None
+    batch: pa.RecordBatch,
+    layout: FileLayout,
+    ops: pa.Array | str | None,
+    stamp: pa.Array | str | None,
 ) -> pa.Table:
-    """The file's columns: ``Op``, the timestamp column, then the batch's."""
+    """The file's columns: ``Op``, the timestamp column (one text for every
+    row, or one per row), then the batch's."""
     arrays: list[pa.Array] = []
     names: list[str] = []
     n = batch.num_rows
@@ -242,7 +249,7 @@ def frame(
         arrays.append(pa.array([ops] * n, pa.string()) if isinstance(ops, str) or ops is None else ops)
         names.append(OP_COLUMN)
     if layout.timestamp:
-        arrays.append(pa.array([stamp] * n, pa.string()))
+        arrays.append(stamp if isinstance(stamp, pa.Array) else pa.array([stamp] * n, pa.string()))
         names.append(layout.timestamp)
     if layout.timestamp in batch.schema.names or (layout.op and OP_COLUMN in batch.schema.names):
         raise TerminalError(

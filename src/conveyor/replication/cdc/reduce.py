@@ -96,6 +96,8 @@ class TableReducer:
                     if change.old_key is not None:
                         self._delete(self._target(change.old_key))
                     self._delete(self._target(change.values))
+                    if self.log is not None and at is not None and change.op is Op.UPDATE:
+                        self._log_moved_out(change, at)
                 return
             if change.unchanged and self.table.ref not in _WARNED:
                 _WARNED.add(self.table.ref)
@@ -145,6 +147,17 @@ class TableReducer:
         else:
             entry = LoggedChange("c", None, values, *at)
         self.log.append(entry)
+
+    def _log_moved_out(self, change: RowChange, at: tuple[Checkpoint, int]) -> None:
+        """An UPDATE whose new row fails the filter: the row leaves the target,
+        which a reader of the change log sees as a delete of the old key (the
+        old row as the source sent it, else the key)."""
+        if change.old_key is not None:
+            old = self._target(change.old_key)
+        else:
+            new = self._target(change.values)
+            old = {k: new[k] for k in self.table.primary_key if k in new}
+        self._log(Op.DELETE, old, None, at)
 
     def _passes(self, change: RowChange) -> bool:
         """Whether an INSERT's or UPDATE's new row passes the filter, judged by

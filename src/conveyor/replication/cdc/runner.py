@@ -24,6 +24,12 @@ also gets every change in commit order with its ``(position, index)``: the
 last commit position read and the count of changes since it. A replay from a
 checkpoint (always a commit position) meets the same changes at the same
 ``(position, index)``, so the applier can make replays harmless by that identity.
+
+An applier whose batches are files with their own due rule (``PacesBatches``,
+the lake's CdcMaxBatchInterval / CdcMinFileSize) gets a batch only when that
+rule says so, or when the runner must hand one over (a full batch, DDL, a
+reload, a stop): batch boundaries are file boundaries, so the checkpoint
+never covers a change that is not in a durable file.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from conveyor.connectors.changes import (
     EncodedRows,
     KeepsChangeLog,
     LoggedChange,
+    PacesBatches,
     RefusedTables,
     RenamesColumns,
     RowChange,
@@ -200,6 +207,9 @@ class ChangeCapture:
             for table in self.tables.values():
                 table.keep_log = True
                 table.renew()
+        self._pacing = self.applier if isinstance(self.applier, PacesBatches) else None
+        self._file_bytes: dict[TableRef, int] = {}  # pending size per table, when paced
+        self._file_full = False  # one of them reached the paced size
 
     def run(self) -> None:
         try:
@@ -268,7 +278,7 @@ class ChangeCapture:
             while self._inflight and self._inflight[0].future.done():
                 self._wait_oldest()
             if event is None:
-                if self._pending or self._committed is not None:
+                if (self._pending or self._committed is not None) and self._paced_due():
                     self._flush()
                 continue
             if isinstance(event, RowChange):
@@ -285,7 +295,7 @@ class ChangeCapture:
                 self._committed = event.position
                 self.progress.last_commit_time = event.time or datetime.now(UTC)
                 self._pending_commit_time = self.progress.last_commit_time
-                if not self._inflight and self._pending:
+                if not self._inflight and self._pending and self._paced_due():
                     # The applier is idle: hand it what committed now rather than
                     # letting it wait (group commit: batches grow while it is busy).
                     self._flush()
@@ -313,9 +323,23 @@ class ChangeCapture:
                 self._index += 1
             if self._pending >= self.max_batch_changes or (
                 self._first_pending is not None
-                and time.monotonic() - self._first_pending >= self.flush_seconds
+                and (
+                    time.monotonic() - self._first_pending >= self.flush_seconds
+                    if self._pacing is None
+                    else self._paced_due()
+                )
             ):
                 self._flush()
+
+    def _paced_due(self) -> bool:
+        """Whether a paced applier's batch is due (always, for the others, and
+        when nothing is pending: a checkpoint alone writes no file)."""
+        pacing = self._pacing
+        if pacing is None or not self._pending or self._first_pending is None:
+            return True
+        if time.monotonic() - self._first_pending >= pacing.batch_seconds:
+            return True
+        return self._file_full
 
     def _note_pending(self, changes: int = 1) -> None:
         self._pending += changes
@@ -334,6 +358,11 @@ class ChangeCapture:
         log = table.reducer.log
         if log and log[-1].index == at[1] and log[-1].position is at[0]:
             self._open_log.append(log[-1])
+            if self._pacing is not None:
+                ref = table.mapped.target.ref
+                size = self._file_bytes.get(ref, 0) + self._pacing.change_bytes(ref, log[-1])
+                self._file_bytes[ref] = size
+                self._file_full = self._file_full or size >= self._pacing.batch_min_bytes
         self._note_pending()
 
     def _on_encoded(self, rows: EncodedRows) -> None:
@@ -480,6 +509,8 @@ class ChangeCapture:
             )
         )
         self._pending, self._first_pending, self._committed = 0, None, None
+        self._file_bytes.clear()
+        self._file_full = False
         self._open_log.clear()  # handed over (a part of an open transaction: without its commit time)
 
     def _wait_applied(self) -> None:
