@@ -16,16 +16,27 @@ Contract
   and HeartbeatSeconds (SendTaskHeartbeat) from when the token was issued. The token is
   checkpointed: a resumed execution waits for the same token without calling the
   integration again. Each retry attempt gets a new token.
-* Parallel branches and Map iterations run inline and in order (MaxConcurrency is
-  honoured as sequential execution); they are not checkpointed separately, so a
-  Parallel or Map state interrupted midway runs again from its start.
+* Parallel branches and Map iterations run concurrently in threads, up to the Map's
+  MaxConcurrency (0 = at most :data:`MAX_CONCURRENCY`, as Step Functions caps an inline
+  Map at 40). Each finished iteration / branch is checkpointed (``Cursor.done``): a
+  resumed Map or Parallel runs only those that had not finished. A ``.waitForTaskToken``
+  Task inside one keeps its token in ``Cursor.tokens`` and waits for the same token
+  after a restart; the states before it in the iteration run again (at least once).
+  When one fails, the iterations not started are not started and the running ones
+  stop at their next state (a Distributed Map tolerates ``ToleratedFailure*``).
+* ``QueryLanguage: JSONata`` states evaluate ``{% %}`` expressions (jsonata_eval);
+  ``Assign`` sets workflow variables, read as ``$name`` in both languages, kept in the
+  cursor. A Map iteration or Parallel branch reads the outer variables and has its own.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import threading
 import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,11 +44,19 @@ from typing import Any
 from conveyor.orchestration.asl import errors as E
 from conveyor.orchestration.asl.choice import parse_timestamp
 from conveyor.orchestration.asl.clock import Clock, ExecutionSuspended, SystemClock
-from conveyor.orchestration.asl.definition import Retrier, State, StateMachine, parse_definition
+from conveyor.orchestration.asl.definition import Catcher, Retrier, State, StateMachine, parse_definition
 from conveyor.orchestration.asl.errors import StatesError, TaskError, matches
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext
 from conveyor.orchestration.asl.intrinsics import IntrinsicEnv, evaluate_intrinsic
-from conveyor.orchestration.asl.paths import apply_payload_template, apply_result_path, read_any, read_path
+from conveyor.orchestration.asl.item_reader import batches, items_from
+from conveyor.orchestration.asl.jsonata_eval import JsonataEnv
+from conveyor.orchestration.asl.paths import (
+    apply_payload_template,
+    apply_result_path,
+    bound_variables,
+    read_any,
+    read_path,
+)
 from conveyor.orchestration.asl.store import Cursor, ExecutionRecord, ExecutionStore, HistoryEvent
 from conveyor.orchestration.asl.tokens import (
     CLOSED,
@@ -49,6 +68,12 @@ from conveyor.orchestration.asl.tokens import (
 )
 
 TOKEN_POLL_SECONDS = 0.2
+MAX_CONCURRENCY = 40
+"""Iterations / branches running at once when MaxConcurrency is 0 (or larger)."""
+ASSIGN_MAX_BYTES = 256 * 1024
+"""The JSON size of the values one Assign sets (Step Functions' limit)."""
+VARIABLES_MAX_BYTES = 10 * 1024 * 1024
+"""The JSON size of all the variables a scope holds (Step Functions' limit)."""
 
 _EVENT_PREFIX = {
     "Task": "Task",
@@ -90,14 +115,28 @@ class _Outcome:
     next: str | None
 
 
+class _Cancelled(Exception):
+    """A sibling iteration or branch failed: this one stops at its next state."""
+
+
 @dataclass
 class _Scope:
-    """A running list of states: the top level (checkpointed) or a branch/iteration."""
+    """A running list of states: the top level (checkpointed) or a branch/iteration.
+
+    ``key`` prefixes the checkpoint keys of what runs inside (``Map[3]/``); ``variables``
+    are the scope's own (the cursor's at the top level), ``outer`` the enclosing ones'."""
 
     machine: StateMachine
     top: bool
     map_item: dict[str, Any] | None = None
     cursor: Cursor | None = field(default=None)
+    key: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
+    outer: Mapping[str, Any] = field(default_factory=dict)
+    cancel: threading.Event | None = None
+
+    def visible(self) -> dict[str, Any]:
+        return {**self.outer, **self.variables}
 
 
 class Execution:
@@ -122,6 +161,8 @@ class Execution:
         self.clock: Clock = clock or SystemClock()
         self.rng = random.Random(seed)
         self._intrinsics = IntrinsicEnv(self.rng)
+        self._jsonata_env = JsonataEnv(self.rng)
+        self._lock = threading.RLock()
         self._pending: list[HistoryEvent] = []
         self._next_event_id = len(store.history(record.execution_id)) + 1
 
@@ -218,7 +259,7 @@ class Execution:
         if self.record.status != "RUNNING" or cursor is None:
             return False
         state = self.machine.states[cursor.state]
-        scope = _Scope(self.machine, top=True, cursor=cursor)
+        scope = _Scope(self.machine, top=True, cursor=cursor, variables=cursor.variables)
         try:
             self._check_execution_timeout()
             outcome = self._run_state(state, cursor.input, scope)
@@ -232,7 +273,9 @@ class Execution:
             self._commit()
             return False
         now = _iso(self.clock.now())
-        self.record.cursor = Cursor(state=outcome.next, input=outcome.output, entered_time=now)
+        self.record.cursor = Cursor(
+            state=outcome.next, input=outcome.output, entered_time=now, variables=scope.variables
+        )
         self._commit()
         return True
 
@@ -255,13 +298,15 @@ class Execution:
     # --- events and checkpoints ------------------------------------------------------
 
     def _event(self, kind: str, **details: Any) -> None:
-        event = HistoryEvent(self._next_event_id, kind, _iso(self.clock.now()), details)
-        self._next_event_id += 1
-        self._pending.append(event)
+        with self._lock:
+            event = HistoryEvent(self._next_event_id, kind, _iso(self.clock.now()), details)
+            self._next_event_id += 1
+            self._pending.append(event)
 
     def _commit(self) -> None:
-        self.store.commit(self.record, self._pending)
-        self._pending = []
+        with self._lock:
+            self.store.commit(self.record, self._pending)
+            self._pending = []
 
     def _sleep(self, scope: _Scope, wake_at: datetime, phase: str, attempts: list[int]) -> None:
         if scope.top and scope.cursor is not None:
@@ -315,8 +360,7 @@ class Execution:
         return data
 
     def _finish_output(self, state: State, raw: Any, result: Any, context: Any) -> Any:
-        if state.result_selector is not None:
-            result = self._template(state.result_selector, result, context, "ResultSelector")
+        """ResultPath then OutputPath (ResultSelector was applied to ``result``)."""
         combined = apply_result_path(state.result_path, raw, result)
         if state.output_path is None:
             return {}
@@ -324,9 +368,54 @@ class Execution:
             return combined
         return read_path(state.output_path, combined, what="OutputPath")
 
+    def _bindings(self, raw: Any, context: Any, scope: _Scope, **states: Any) -> dict[str, Any]:
+        """What a JSONata expression sees: ``$states`` and the visible variables."""
+        return {**scope.visible(), "states": {"input": raw, "context": context, **states}}
+
+    def _jsonata(self, value: Any, bindings: Mapping[str, Any]) -> Any:
+        return self._jsonata_env.template(value, bindings)
+
+    def _expression(self, state: State, key: str, bindings: Mapping[str, Any]) -> Any:
+        return self._jsonata_env.evaluate(state.expressions[key], bindings)
+
+    def _assign(
+        self,
+        scope: _Scope,
+        block: dict[str, Any] | None,
+        state: State,
+        data: Any,
+        context: Any,
+        bindings: Any,
+    ) -> None:
+        """Evaluate ``Assign`` with the variables as they were before the state, then set them.
+        JSONPath: ``.$`` values read ``data`` (the state's result, or its input)."""
+        if not block:
+            return
+        if state.query_language == "JSONata":
+            values = {name: self._jsonata(value, bindings) for name, value in block.items()}
+        else:
+            evaluated = self._template(block, data, context, "Assign")
+            values = dict(evaluated)
+        size = len(json.dumps(values, separators=(",", ":")))
+        if size > ASSIGN_MAX_BYTES:
+            cause = f"Assign of '{state.name}' sets {size} bytes of variables (at most {ASSIGN_MAX_BYTES})"
+            raise StatesError(E.DATA_LIMIT_EXCEEDED, cause)
+        merged = {**scope.variables, **values}
+        total = len(json.dumps(merged, separators=(",", ":")))
+        if total > VARIABLES_MAX_BYTES:
+            cause = (
+                f"the variables would hold {total} bytes after '{state.name}' (at most {VARIABLES_MAX_BYTES})"
+            )
+            raise StatesError(E.DATA_LIMIT_EXCEEDED, cause)
+        scope.variables.update(values)
+
     # --- states ----------------------------------------------------------------------
 
     def _run_state(self, state: State, raw: Any, scope: _Scope) -> _Outcome:
+        with bound_variables(scope.visible()):
+            return self._run_state_bound(state, raw, scope)
+
+    def _run_state_bound(self, state: State, raw: Any, scope: _Scope) -> _Outcome:
         prefix = _EVENT_PREFIX[state.type]
         cursor = scope.cursor if scope.top else None
         resuming = cursor is not None and cursor.phase != "enter"
@@ -337,48 +426,93 @@ class Execution:
             return self._run_choice(state, raw, scope, entered)
         if state.type in ("Wait", "Succeed", "Pass"):
             context = self._context(state, entered, 0, scope)
+            bindings = self._bindings(raw, context, scope) if state.query_language == "JSONata" else {}
             if state.type == "Wait":
-                output = self._run_wait(state, raw, scope, context)
-            elif state.type == "Succeed":
-                output = self._plain_output(state, raw)
+                output = self._run_wait(state, raw, scope, context, bindings)
+            elif state.type == "Succeed" or state.query_language == "JSONata":
+                output = self._plain_output(state, raw, bindings)
             else:
                 data = self._effective_input(state, raw, context)
-                output = self._finish_output(state, raw, state.result if state.has_result else data, context)
+                result = state.result if state.has_result else data
+                self._assign(scope, state.assign, state, result, context, bindings)
+                output = self._finish_output(state, raw, result, context)
+            if state.type != "Pass" or state.query_language == "JSONata":
+                self._assign(
+                    scope, state.assign, state, self._apply_input_path(state, raw), context, bindings
+                )
             self._event(f"{prefix}StateExited", name=state.name, output=output)
             return _Outcome(output, state.next)
         if state.type == "Fail":
-            error, cause = self._fail_details(state, raw, self._context(state, entered, 0, scope))
+            error, cause = self._fail_details(state, raw, self._context(state, entered, 0, scope), scope)
             raise StatesError(error, cause)
         return self._run_with_retry(state, raw, scope, entered)
 
-    def _plain_output(self, state: State, raw: Any) -> Any:
+    def _plain_output(self, state: State, raw: Any, bindings: Mapping[str, Any]) -> Any:
+        if state.query_language == "JSONata":
+            return self._jsonata(state.output, bindings) if state.has_output else raw
         data = self._apply_input_path(state, raw)
         if state.output_path is None:
             return {}
         return data if state.output_path == "$" else read_path(state.output_path, data, what="OutputPath")
 
     def _run_choice(self, state: State, raw: Any, scope: _Scope, entered: str) -> _Outcome:
-        data = self._apply_input_path(state, raw)
         context = self._context(state, entered, 0, scope)
-        target = next((rule.next for rule in state.choices if rule.evaluate(data, context)), state.default)
+        jsonata = state.query_language == "JSONata"
+        bindings = self._bindings(raw, context, scope) if jsonata else {}
+        data = raw if jsonata else self._apply_input_path(state, raw)
+        matched = None
+        for index, rule in enumerate(state.choices):
+            if rule.kind == "Condition":
+                verdict = self._jsonata(rule.operand, bindings)
+                if not isinstance(verdict, bool):
+                    cause = f"The Condition of {state.name}.Choices[{index}] gave {verdict!r}, not a boolean"
+                    raise StatesError(E.QUERY_EVALUATION, cause)
+            else:
+                verdict = rule.evaluate(data, context)
+            if verdict:
+                matched = index
+                break
+        target = state.default if matched is None else state.choices[matched].next
         if target is None:
             cause = f"No Choice rule matched and there is no Default in '{state.name}'"
             raise StatesError(E.NO_CHOICE_MATCHED, cause)
-        output = self._plain_output(state, raw)
+        assign, output_tmpl = state.assign, (state.has_output, state.output)
+        if matched is not None:
+            assign = state.choice_assign[matched] if state.choice_assign[matched] is not None else assign
+            output_tmpl = state.choice_output[matched] if state.choice_output[matched][0] else output_tmpl
+        if jsonata and output_tmpl[0]:
+            output = self._jsonata(output_tmpl[1], bindings)
+        else:
+            output = self._plain_output(state, raw, bindings)
+        self._assign(scope, assign, state, data, context, bindings)
         self._event("ChoiceStateExited", name=state.name, output=output)
         return _Outcome(output, target)
 
-    def _run_wait(self, state: State, raw: Any, scope: _Scope, context: Any) -> Any:
+    def _run_wait(self, state: State, raw: Any, scope: _Scope, context: Any, bindings: Any) -> Any:
         cursor = scope.cursor if scope.top else None
         if cursor is not None and cursor.phase == "wait" and cursor.wake_at is not None:
             wake_at = _parse_iso(cursor.wake_at)
         else:
-            wake_at = self._wake_time(state, self._apply_input_path(state, raw))
+            wake_at = self._wake_time(state, self._apply_input_path(state, raw), bindings)
         self._sleep(scope, wake_at, "wait", [])
-        return self._plain_output(state, raw)
+        return self._plain_output(state, raw, bindings)
 
-    def _wake_time(self, state: State, data: Any) -> datetime:
+    def _wake_time(self, state: State, data: Any, bindings: Mapping[str, Any]) -> datetime:
         now = self.clock.now()
+        if "Seconds" in state.expressions:
+            value = self._expression(state, "Seconds", bindings)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise StatesError(
+                    E.QUERY_EVALUATION, f"Seconds of '{state.name}' gave {value!r}, not an integer >= 0"
+                )
+            return now + timedelta(seconds=value)
+        if "Timestamp" in state.expressions:
+            stamp = parse_timestamp(self._expression(state, "Timestamp", bindings))
+            if stamp is None:
+                raise StatesError(
+                    E.QUERY_EVALUATION, f"Timestamp of '{state.name}' did not give an RFC 3339 timestamp"
+                )
+            return stamp
         if state.seconds is not None:
             return now + timedelta(seconds=state.seconds)
         if state.timestamp is not None:
@@ -398,21 +532,24 @@ class Execution:
             raise StatesError(E.RUNTIME, cause)
         return stamp
 
-    def _fail_details(self, state: State, raw: Any, context: Any) -> tuple[str, str | None]:
-        def dynamic(expr: str | None, literal: str | None) -> str | None:
-            if expr is None:
+    def _fail_details(self, state: State, raw: Any, context: Any, scope: _Scope) -> tuple[str, str | None]:
+        def dynamic(key: str, expr: str | None, literal: str | None) -> str | None:
+            if key in state.expressions:
+                value = self._expression(state, key, self._bindings(raw, context, scope))
+            elif expr is None:
                 return literal
-            value = (
-                read_any(expr, raw, context, what="path")
-                if expr.startswith("$")
-                else self._intrinsic(expr, raw, context)
-            )
+            else:
+                value = (
+                    read_any(expr, raw, context, what="path")
+                    if expr.startswith("$")
+                    else self._intrinsic(expr, raw, context)
+                )
             if not isinstance(value, str):
-                raise StatesError(E.RUNTIME, f"'{expr}' in Fail state '{state.name}' must give a string")
+                raise StatesError(E.RUNTIME, f"The {key} of Fail state '{state.name}' must give a string")
             return value
 
-        error = dynamic(state.error_path, state.error)
-        cause = dynamic(state.cause_path, state.cause)
+        error = dynamic("Error", state.error_path, state.error)
+        cause = dynamic("Cause", state.cause_path, state.cause)
         return error or "States.Fail", cause
 
     # --- Task, Parallel, Map: the states with Retry and Catch ------------------------
@@ -423,36 +560,63 @@ class Execution:
         attempts = list(cursor.attempts) if cursor is not None and cursor.attempts else [0] * len(state.retry)
         if cursor is not None and cursor.phase == "retry" and cursor.wake_at is not None:
             self._sleep(scope, _parse_iso(cursor.wake_at), "retry", attempts)
+        jsonata = state.query_language == "JSONata"
         while True:
             context = self._context(state, entered, sum(attempts), scope)
             token = self._task_token(state, scope)
             if token is not None:
                 context["Task"] = {"Token": token}
             try:
-                data = self._effective_input(state, raw, context)
+                bindings = self._bindings(raw, context, scope) if jsonata else {}
+                if jsonata:
+                    data = self._jsonata(state.arguments, bindings) if state.has_arguments else raw
+                else:
+                    data = self._effective_input(state, raw, context)
                 if state.type == "Task":
-                    result = self._run_task(state, raw, data, context, token, scope)
+                    result = self._run_task(state, raw, data, context, token, scope, bindings)
                 elif state.type == "Parallel":
                     result = self._run_parallel(state, data, scope)
                 else:
-                    result = self._run_map(state, data, context, scope)
-                output = self._finish_output(state, raw, result, context)
+                    result = self._run_map(state, data, context, scope, bindings)
+                if jsonata:
+                    bindings = self._bindings(raw, context, scope, result=result)
+                    output = self._jsonata(state.output, bindings) if state.has_output else result
+                    self._assign(scope, state.assign, state, result, context, bindings)
+                else:
+                    if state.result_selector is not None:
+                        result = self._template(state.result_selector, result, context, "ResultSelector")
+                    self._assign(scope, state.assign, state, result, context, bindings)
+                    output = self._finish_output(state, raw, result, context)
             except StatesError as exc:
                 if isinstance(exc, _ExecutionTimedOut):
                     raise
+                self._forget(f"{scope.key}{state.name}[")
                 delay = self._retry_delay(state.retry, attempts, exc.error)
                 if delay is not None:
                     self._sleep(scope, self.clock.now() + timedelta(seconds=delay), "retry", attempts)
                     continue
                 for catcher in state.catch:
                     if matches(list(catcher.error_equals), exc.error):
-                        error_output = {"Error": exc.error, "Cause": exc.cause or ""}
-                        output = apply_result_path(catcher.result_path, raw, error_output)
+                        output = self._caught(state, catcher, exc, raw, context, scope)
                         self._event(f"{prefix}StateExited", name=state.name, output=output)
                         return _Outcome(output, catcher.next)
                 raise
             self._event(f"{prefix}StateExited", name=state.name, output=output)
             return _Outcome(output, state.next)
+
+    def _caught(
+        self, state: State, catcher: Catcher, exc: StatesError, raw: Any, context: Any, scope: _Scope
+    ) -> Any:
+        """The output of a state whose error a catcher handles (and the catcher's Assign)."""
+        error_output = {"Error": exc.error, "Cause": exc.cause or ""}
+        if state.query_language == "JSONata":
+            bindings = self._bindings(raw, context, scope, errorOutput=error_output)
+            output = self._jsonata(catcher.output, bindings) if catcher.has_output else error_output
+        else:
+            bindings = {}
+            output = apply_result_path(catcher.result_path, raw, error_output)
+        self._assign(scope, catcher.assign, state, error_output, context, bindings)
+        return output
 
     def _retry_delay(self, retriers: tuple[Retrier, ...], attempts: list[int], error: str) -> float | None:
         """Seconds to wait before the next attempt (and count it), or None: no retry left."""
@@ -470,15 +634,58 @@ class Execution:
             return delay
         return None
 
+    # --- task tokens -----------------------------------------------------------------
+
+    def _saved_token(self, state: State, scope: _Scope) -> str | None:
+        """The token this Task waits for according to the checkpoint, if any."""
+        if scope.top:
+            cursor = scope.cursor
+            waiting = cursor is not None and cursor.phase == "token"
+            return cursor.token if waiting and cursor is not None else None
+        top = self.record.cursor
+        with self._lock:
+            return None if top is None else top.tokens.get(f"{scope.key}{state.name}")
+
+    def _save_token(self, state: State, scope: _Scope, token: str) -> None:
+        with self._lock:
+            if scope.top and scope.cursor is not None:
+                scope.cursor.phase, scope.cursor.token = "token", token
+            elif self.record.cursor is not None:
+                self.record.cursor.tokens[f"{scope.key}{state.name}"] = token
+            self._commit()
+
+    def _leave_token(self, state: State, scope: _Scope, token: str | None) -> None:
+        """The Task is over: its token takes no answer any more and the cursor forgets it."""
+        if token is None:
+            return
+        self.tokens.close(token)
+        with self._lock:
+            if scope.top and scope.cursor is not None:
+                scope.cursor.phase, scope.cursor.token = "enter", None
+            elif self.record.cursor is not None:
+                self.record.cursor.tokens.pop(f"{scope.key}{state.name}", None)
+
     def _task_token(self, state: State, scope: _Scope) -> str | None:
         """The token of a ``.waitForTaskToken`` Task: the checkpointed one when the
         execution resumes while waiting, else a new one."""
         if state.type != "Task" or not state.resource.endswith(WAIT_FOR_TOKEN):
             return None
-        cursor = scope.cursor if scope.top else None
-        if cursor is not None and cursor.phase == "token" and cursor.token is not None:
-            return cursor.token
-        return self.tokens.issue(self.execution_id, state.name, self.clock.now())
+        return self._saved_token(state, scope) or self.tokens.issue(
+            self.execution_id, state.name, self.clock.now()
+        )
+
+    def _task_seconds(self, state: State, raw: Any, key: str, bindings: Mapping[str, Any]) -> float | None:
+        if key in state.expressions:
+            value = self._expression(state, key, bindings)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise StatesError(
+                    E.QUERY_EVALUATION, f"{key} of '{state.name}' gave {value!r}, not an integer > 0"
+                )
+            return value
+        path = state.timeout_seconds_path if key == "TimeoutSeconds" else state.heartbeat_seconds_path
+        if path is not None:
+            return self._seconds_from(raw, path, f"{key}Path")
+        return state.timeout_seconds if key == "TimeoutSeconds" else state.heartbeat_seconds
 
     def _run_task(
         self,
@@ -486,18 +693,15 @@ class Execution:
         raw: Any,
         parameters: Any,
         context: dict[str, Any],
-        token: str | None = None,
-        scope: _Scope | None = None,
+        token: str | None,
+        scope: _Scope,
+        bindings: Mapping[str, Any],
     ) -> Any:
         handler = self.integrations.resolve(state.resource)
         if handler is None:
             raise StatesError(E.RUNTIME, f"No integration handles resource '{state.resource}'")
-        timeout = state.timeout_seconds
-        if state.timeout_seconds_path is not None:
-            timeout = self._seconds_from(raw, state.timeout_seconds_path, "TimeoutSecondsPath")
-        heartbeat = state.heartbeat_seconds
-        if state.heartbeat_seconds_path is not None:
-            heartbeat = self._seconds_from(raw, state.heartbeat_seconds_path, "HeartbeatSecondsPath")
+        timeout = self._task_seconds(state, raw, "TimeoutSeconds", bindings)
+        heartbeat = self._task_seconds(state, raw, "HeartbeatSeconds", bindings)
         now = self.clock.now()
         task = TaskContext(
             resource=state.resource,
@@ -509,10 +713,7 @@ class Execution:
             heartbeat_seconds=heartbeat,
             last_heartbeat=now,
         )
-        cursor = scope.cursor if scope is not None and scope.top else None
-        waiting = (
-            token is not None and cursor is not None and cursor.phase == "token" and cursor.token == token
-        )
+        waiting = token is not None and token == self._saved_token(state, scope)
         if not waiting:
             self._event(
                 "TaskScheduled",
@@ -530,25 +731,23 @@ class Execution:
                 if not waiting:
                     submitted = handler(parameters, task)
                     self._event("TaskSubmitted", resource=state.resource, output=_json_or_none(submitted))
-                    if cursor is not None:
-                        cursor.phase, cursor.token = "token", token
-                        self._commit()
-                result = self._await_token(state, token, timeout, heartbeat)
+                    self._save_token(state, scope, token)
+                result = self._await_token(state, token, timeout, heartbeat, scope)
         except StatesError as exc:
-            self._leave_token(cursor, token)
+            self._leave_token(state, scope, token)
             if exc.error in (E.TIMEOUT, E.HEARTBEAT_TIMEOUT):
                 self._event("TaskTimedOut", resource=state.resource, error=exc.error, cause=exc.cause)
             else:
                 self._event("TaskFailed", resource=state.resource, error=exc.error, cause=exc.cause)
             raise
-        except (ExecutionSuspended, KeyboardInterrupt):
+        except (ExecutionSuspended, KeyboardInterrupt, _Cancelled):
             raise
         except Exception as exc:
-            self._leave_token(cursor, token)
+            self._leave_token(state, scope, token)
             error = TaskError(E.TASK_FAILED, f"{type(exc).__name__}: {exc}")
             self._event("TaskFailed", resource=state.resource, error=error.error, cause=error.cause)
             raise error from exc
-        self._leave_token(cursor, token)
+        self._leave_token(state, scope, token)
         try:
             json.dumps(result)
         except (TypeError, ValueError):
@@ -557,18 +756,14 @@ class Execution:
         self._event("TaskSucceeded", resource=state.resource, output=result)
         return result
 
-    def _leave_token(self, cursor: Cursor | None, token: str | None) -> None:
-        """The Task is over: its token takes no answer any more and the cursor forgets it."""
-        if token is None:
-            return
-        self.tokens.close(token)
-        if cursor is not None:
-            cursor.phase, cursor.token = "enter", None
-
-    def _await_token(self, state: State, token: str, timeout: float | None, heartbeat: float | None) -> Any:
+    def _await_token(
+        self, state: State, token: str, timeout: float | None, heartbeat: float | None, scope: _Scope
+    ) -> Any:
         """Poll the token's answer until it comes or the Task's time runs out."""
         while True:
             self._check_execution_timeout()
+            if scope.cancel is not None and scope.cancel.is_set():
+                raise _Cancelled
             found = self.tokens.answer(token)
             if found is None:
                 raise StatesError(E.RUNTIME, f"Task '{state.name}': its task token is not recorded")
@@ -597,48 +792,228 @@ class Execution:
             raise StatesError(E.RUNTIME, f"{field} '{path}' must give a positive integer, got {value!r}")
         return value
 
-    def _run_scope(self, machine: StateMachine, data: Any, map_item: dict[str, Any] | None = None) -> Any:
-        scope = _Scope(machine, top=False, map_item=map_item)
-        name: str | None = machine.start_at
+    # --- Parallel and Map: concurrent, checkpointed per iteration -----------------------
+
+    def _run_scope(self, scope: _Scope, data: Any) -> Any:
+        name: str | None = scope.machine.start_at
         while name is not None:
-            outcome = self._run_state(machine.states[name], data, scope)
+            if scope.cancel is not None and scope.cancel.is_set():
+                raise _Cancelled
+            outcome = self._run_state(scope.machine.states[name], data, scope)
             data, name = outcome.output, outcome.next
         return data
 
+    def _forget(self, prefix: str) -> None:
+        """Drop the checkpoints of finished iterations (and tokens) under ``prefix``."""
+        top = self.record.cursor
+        if top is None:
+            return
+        with self._lock:
+            for book in (top.done, top.tokens):
+                for key in [k for k in book if k.startswith(prefix)]:
+                    del book[key]
+
+    def _fan_out(
+        self,
+        state: State,
+        scope: _Scope,
+        jobs: Sequence[tuple[StateMachine, Any, dict[str, Any] | None]],
+        limit: int,
+        kind: str,
+        tolerated: tuple[int | None, float | None] = (None, None),
+    ) -> list[Any]:
+        """Run ``jobs`` (machine, input, map item) concurrently, at most ``limit`` at once;
+        a job whose output is checkpointed is not run again. Returns the outputs in order.
+        The first failure (or, with ``tolerated``, the first beyond it) cancels the rest."""
+        prefix = f"{scope.key}{state.name}"
+        top = self.record.cursor
+        cancel = threading.Event()
+        outputs: list[Any] = [None] * len(jobs)
+        failures: list[StatesError] = []
+        max_count, max_percent = tolerated
+        tolerant = max_count is not None or max_percent is not None
+
+        def over_threshold() -> bool:
+            if max_count is not None and len(failures) > max_count:
+                return True
+            return max_percent is not None and len(failures) * 100.0 / len(jobs) > max_percent
+
+        def one(index: int) -> None:
+            key = f"{prefix}[{index}]"
+            with self._lock:
+                if top is not None and key in top.done:
+                    outputs[index] = top.done[key]
+                    return
+            if cancel.is_set():
+                return
+            machine, data, map_item = jobs[index]
+            child = _Scope(machine, False, map_item, key=f"{key}/", outer=scope.visible(), cancel=cancel)
+            if kind == "Map":
+                self._event("MapIterationStarted", name=state.name, index=index)
+            try:
+                output = self._run_scope(child, data)
+            except _Cancelled:
+                if kind == "Map":
+                    self._event("MapIterationAborted", name=state.name, index=index)
+                return
+            except StatesError as exc:
+                if kind == "Map":
+                    self._event(
+                        "MapIterationFailed", name=state.name, index=index, error=exc.error, cause=exc.cause
+                    )
+                with self._lock:
+                    failures.append(exc)
+                    outputs[index] = {"Error": exc.error, "Cause": exc.cause or ""}
+                    if not tolerant or over_threshold():
+                        cancel.set()
+                return
+            if kind == "Map":
+                self._event("MapIterationSucceeded", name=state.name, index=index)
+            with self._lock:
+                outputs[index] = output
+                if top is not None:
+                    top.done[key] = output
+                    self._forget(f"{key}/")
+                    self._commit()
+
+        self._gather(one, len(jobs), limit)
+        if failures and (not tolerant or over_threshold()):
+            first = failures[0]
+            if tolerant:
+                cause = (
+                    f"{len(failures)} of {len(jobs)} iterations failed, more than tolerated; first: {first}"
+                )
+                first = StatesError(E.EXCEED_TOLERATED_FAILURE, cause)
+            self._event(f"{kind}StateFailed", name=state.name, error=first.error, cause=first.cause)
+            raise first
+        self._forget(f"{prefix}[")
+        self._event(f"{kind}StateSucceeded", name=state.name)
+        return outputs
+
+    @staticmethod
+    def _gather(one: Any, count: int, limit: int) -> None:
+        """Call ``one(i)`` for every index, ``limit`` threads at once (inline when 1);
+        an exception other than a state's error (a suspension) is raised once all ended."""
+        if limit <= 1 or count <= 1:
+            for index in range(count):
+                one(index)
+            return
+        with ThreadPoolExecutor(max_workers=min(limit, count), thread_name_prefix="asl-iteration") as pool:
+            futures = [pool.submit(one, index) for index in range(count)]
+        for future in futures:
+            future.result()
+
     def _run_parallel(self, state: State, data: Any, scope: _Scope) -> list[Any]:
         self._event("ParallelStateStarted", name=state.name)
-        results = []
-        for branch in state.branches:
-            try:
-                results.append(self._run_scope(branch, data))
-            except StatesError as exc:
-                self._event("ParallelStateFailed", name=state.name, error=exc.error, cause=exc.cause)
-                raise
-        self._event("ParallelStateSucceeded", name=state.name)
-        return results
+        jobs = [(branch, data, None) for branch in state.branches]
+        return self._fan_out(state, scope, jobs, MAX_CONCURRENCY, "Parallel")
 
-    def _run_map(self, state: State, data: Any, context: dict[str, Any], scope: _Scope) -> list[Any]:
-        items = read_path(state.items_path, data, what="ItemsPath")
-        if not isinstance(items, list):
-            cause = f"ItemsPath '{state.items_path}' of '{state.name}' did not give an array"
-            raise StatesError(E.RUNTIME, cause)
+    def _run_map(
+        self, state: State, data: Any, context: dict[str, Any], scope: _Scope, bindings: Mapping[str, Any]
+    ) -> list[Any]:
+        jsonata = state.query_language == "JSONata"
+        items = self._map_items(state, data, context, bindings)
         assert state.processor is not None
         self._event("MapStateStarted", name=state.name, length=len(items))
-        results = []
+        jobs: list[tuple[StateMachine, Any, dict[str, Any] | None]] = []
         for index, item in enumerate(items):
             map_item = {"Index": index, "Value": item}
             item_input = item
             if state.has_item_selector:
                 item_context = {**context, "Map": {"Item": map_item}}
-                item_input = self._template(state.item_selector, data, item_context, "ItemSelector")
-            self._event("MapIterationStarted", name=state.name, index=index)
-            try:
-                results.append(self._run_scope(state.processor, item_input, map_item))
-            except StatesError as exc:
-                failure = {"error": exc.error, "cause": exc.cause}
-                self._event("MapIterationFailed", name=state.name, index=index, **failure)
-                self._event("MapStateFailed", name=state.name, error=exc.error, cause=exc.cause)
-                raise
-            self._event("MapIterationSucceeded", name=state.name, index=index)
-        self._event("MapStateSucceeded", name=state.name)
-        return results
+                if jsonata:
+                    item_input = self._jsonata(
+                        state.item_selector, {**bindings, "states": {"input": data, "context": item_context}}
+                    )
+                else:
+                    item_input = self._template(state.item_selector, data, item_context, "ItemSelector")
+            jobs.append((state.processor, item_input, map_item))
+        if state.item_batcher is not None:
+            jobs = self._batched(state, data, context, bindings, jobs)
+        limit = self._map_number(state, "MaxConcurrency", data, bindings, state.max_concurrency)
+        tolerated = (
+            self._map_number(state, "ToleratedFailureCount", data, bindings, state.tolerated_failure_count),
+            self._map_number(
+                state, "ToleratedFailurePercentage", data, bindings, state.tolerated_failure_percentage
+            ),
+        )
+        limit = MAX_CONCURRENCY if not limit or limit > MAX_CONCURRENCY else int(limit)
+        return self._fan_out(state, scope, jobs, limit, "Map", tolerated)
+
+    def _map_number(self, state: State, key: str, data: Any, bindings: Mapping[str, Any], given: Any) -> Any:
+        """MaxConcurrency / ToleratedFailure*: literal, ``{% %}`` or ``...Path``."""
+        if key in state.expressions and state.query_language == "JSONata":
+            value = self._expression(state, key, bindings)
+        elif key == "MaxConcurrency" and state.max_concurrency_path is not None:
+            value = read_path(state.max_concurrency_path, data, what="MaxConcurrencyPath")
+        elif f"{key}Path" in state.expressions:
+            value = read_path(state.expressions[f"{key}Path"], data, what=f"{key}Path")
+        else:
+            return given
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise StatesError(E.RUNTIME, f"{key} of '{state.name}' gave {value!r}, not a number >= 0")
+        return value
+
+    def _map_items(
+        self, state: State, data: Any, context: dict[str, Any], bindings: Mapping[str, Any]
+    ) -> list[Any]:
+        if state.item_reader is not None:
+            return self._read_items(state, data, context, bindings)
+        if state.query_language == "JSONata":
+            items = self._jsonata(state.items, bindings) if state.has_items else data
+            if not isinstance(items, list):
+                raise StatesError(E.QUERY_EVALUATION, f"The Items of '{state.name}' did not give an array")
+            return items
+        items = read_path(state.items_path, data, what="ItemsPath")
+        if not isinstance(items, list):
+            cause = f"ItemsPath '{state.items_path}' of '{state.name}' did not give an array"
+            raise StatesError(E.RUNTIME, cause)
+        return items
+
+    def _read_items(
+        self, state: State, data: Any, context: dict[str, Any], bindings: Mapping[str, Any]
+    ) -> list[Any]:
+        """A Distributed Map's ItemReader, called through the integrations registry."""
+        reader = state.item_reader or {}
+        resource = reader["Resource"]
+        if state.query_language == "JSONata":
+            parameters = self._jsonata(reader.get("Arguments", {}), bindings)
+        else:
+            parameters = self._template(reader.get("Parameters", {}), data, context, "ItemReader.Parameters")
+        handler = self.integrations.resolve(resource)
+        if handler is None:
+            raise StatesError(E.ITEM_READER_FAILED, f"No integration reads items from '{resource}'")
+        task = TaskContext(resource, state.name, self.execution_id, context, self.clock)
+        try:
+            answer = handler(parameters, task)
+        except StatesError as exc:
+            raise StatesError(E.ITEM_READER_FAILED, f"{resource}: {exc.error}: {exc.cause}") from None
+        return items_from(resource, answer, reader.get("ReaderConfig", {}))
+
+    def _batched(
+        self,
+        state: State,
+        data: Any,
+        context: dict[str, Any],
+        bindings: Mapping[str, Any],
+        jobs: list[tuple[StateMachine, Any, dict[str, Any] | None]],
+    ) -> list[tuple[StateMachine, Any, dict[str, Any] | None]]:
+        """ItemBatcher: each iteration gets ``{"Items": [...], "BatchInput": ...}``."""
+        batcher = state.item_batcher or {}
+        limits: list[int | None] = []
+        for key in ("MaxItemsPerBatch", "MaxInputBytesPerBatch"):
+            if key in state.expressions and state.query_language == "JSONata":
+                limits.append(self._expression(state, key, bindings))
+            elif f"{key}Path" in batcher:
+                limits.append(read_path(batcher[f"{key}Path"], data, what=f"{key}Path"))
+            else:
+                limits.append(batcher.get(key))
+        batch_input = batcher.get("BatchInput")
+        if batch_input is not None:
+            if state.query_language == "JSONata":
+                batch_input = self._jsonata(batch_input, bindings)
+            else:
+                batch_input = self._template(batch_input, data, context, "BatchInput")
+        assert state.processor is not None
+        grouped = batches([item for _, item, _ in jobs], limits[0], limits[1], batch_input)
+        return [(state.processor, batch, {"Index": i, "Value": batch}) for i, batch in enumerate(grouped)]
