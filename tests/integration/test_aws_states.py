@@ -170,3 +170,61 @@ def test_create_update_delete_state_machines(tmp_path: Path) -> None:
             sfn.describe_state_machine(stateMachineArn=arn)
         with pytest.raises(sfn.exceptions.StateMachineDoesNotExist):
             sfn.start_execution(stateMachineArn=arn)
+
+
+JSONATA_MAP = {
+    "QueryLanguage": "JSONata",
+    "StartAt": "Setup",
+    "States": {
+        "Setup": {"Type": "Pass", "Assign": {"rate": "{% $states.input.rate %}"}, "Next": "Each"},
+        "Each": {
+            "Type": "Map",
+            "Items": "{% $states.input.orders %}",
+            "MaxConcurrency": 2,
+            "ItemProcessor": {
+                "StartAt": "Price",
+                "States": {
+                    "Price": {
+                        "Type": "Pass",
+                        "Output": {"id": "{% $states.input.id %}", "cost": "{% $states.input.qty * $rate %}"},
+                        "End": True,
+                    }
+                },
+            },
+            "Assign": {"total": "{% $sum($states.result.cost) %}"},
+            "Output": {"orders": "{% $states.result %}"},
+            "Next": "Done",
+        },
+        "Done": {
+            "Type": "Pass",
+            "Output": {"total": "{% $total %}", "count": "{% $count($states.input.orders) %}"},
+            "End": True,
+        },
+    },
+}
+
+
+def test_jsonata_assign_and_map_through_boto3(tmp_path: Path) -> None:
+    with served_stack(tmp_path) as server:
+        sfn = aws_client(server.url, "stepfunctions")
+        role = "arn:aws:iam::000000000000:role/any"
+        arn = sfn.create_state_machine(name="priced", definition=json.dumps(JSONATA_MAP), roleArn=role)[
+            "stateMachineArn"
+        ]
+        orders = [{"id": f"o{i}", "qty": i} for i in range(1, 6)]
+        run = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"rate": 3, "orders": orders}))
+        described = ended(sfn, run["executionArn"])
+        assert described["status"] == "SUCCEEDED", described
+        assert json.loads(described["output"]) == {"total": 45, "count": 5}
+        events = sfn.get_execution_history(executionArn=run["executionArn"])["events"]
+        assert sum(e["type"] == "MapIterationSucceeded" for e in events) == 5
+        # a JSONata state with a JSONPath field is refused as the service refuses it
+        bad = {
+            "QueryLanguage": "JSONata",
+            "StartAt": "P",
+            "States": {"P": {"Type": "Pass", "InputPath": "$", "End": True}},
+        }
+        with pytest.raises(
+            sfn.exceptions.InvalidDefinition, match="InputPath: not allowed in a JSONata state"
+        ):
+            sfn.create_state_machine(name="bad", definition=json.dumps(bad), roleArn=role)
