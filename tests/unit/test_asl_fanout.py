@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -153,9 +154,13 @@ def test_task_tokens_inside_map_iterations_survive_a_restart() -> None:
     sent: list[str] = []
     lock = threading.Lock()
 
+    both = threading.Barrier(2, timeout=5)
+
     def submit(parameters: Any, context: Any) -> Any:
         with lock:
             sent.append(parameters["token"])
+        if len(sent) <= 2:
+            both.wait()  # both iterations are submitted before the 'kill'
         return {"queued": True}
 
     waiting = task(
@@ -316,3 +321,48 @@ def test_fanout_engine(case: Case) -> None:
 @pytest.mark.parametrize("case", [c.param() for c in ORACLE])
 def test_fanout_moto(oracle: MotoOracle, case: Case) -> None:
     check_moto(oracle, case)
+
+
+def test_a_failed_iteration_closes_the_token_a_sibling_waits_for() -> None:
+    tokens = InMemoryTaskTokens()
+
+    def fail_once_the_sibling_waits(parameters: Any, context: Any) -> Any:
+        for _ in range(500):  # at most 5 s
+            if tokens.issued:
+                break
+            time.sleep(0.01)
+        raise TaskError("Custom.Bad", "item 0")
+
+    integrations = registry(lambda p, c: {"queued": True}, TASK + ".waitForTaskToken")
+    integrations.register("arn:aws:states:::glue:startJobRun", fail_once_the_sibling_waits)
+    processor = {
+        "StartAt": "Which",
+        "States": {
+            "Which": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$", "NumericEquals": 0, "Next": "Fails"}],
+                "Default": "Waits",
+            },
+            "Fails": {"Type": "Task", "Resource": "arn:aws:states:::glue:startJobRun", "End": True},
+            "Waits": {
+                "Type": "Task",
+                "Resource": TASK + ".waitForTaskToken",
+                "Parameters": {"token.$": "$$.Task.Token"},
+                "End": True,
+            },
+        },
+    }
+    definition = machine({"M": {"Type": "Map", "ItemProcessor": processor, "End": True}})
+    execution = Execution.start(
+        definition,
+        [0, 1],
+        store=InMemoryExecutionStore(),
+        integrations=integrations,
+        clock=FakeClock(),
+        tokens=tokens,
+    )
+    record = execution.run()
+    assert (record.status, record.error) == ("FAILED", "Custom.Bad")
+    answer = tokens.answer(tokens.issued[0])
+    assert answer is not None and answer.status == "closed"
+    assert "MapIterationAborted" in [e.type for e in execution.history()]

@@ -133,10 +133,30 @@ class _Scope:
     key: str = ""
     variables: dict[str, Any] = field(default_factory=dict)
     outer: Mapping[str, Any] = field(default_factory=dict)
-    cancel: threading.Event | None = None
+    halt: _Halt | None = None
+    parent: _Scope | None = None
 
     def visible(self) -> dict[str, Any]:
         return {**self.outer, **self.variables}
+
+    def check_halted(self) -> None:
+        """Raise when this scope or an enclosing one was told to stop."""
+        scope: _Scope | None = self
+        while scope is not None:
+            if scope.halt is not None and scope.halt.cancelled.is_set():
+                if scope.halt.suspended.is_set():
+                    raise ExecutionSuspended
+                raise _Cancelled
+            scope = scope.parent
+
+
+@dataclass
+class _Halt:
+    """Why the iterations of one Map / Parallel stop: a sibling failed (``cancelled``), or
+    the execution is being suspended too (``suspended``: tokens and checkpoints stay)."""
+
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    suspended: threading.Event = field(default_factory=threading.Event)
 
 
 class Execution:
@@ -434,8 +454,8 @@ class Execution:
             else:
                 data = self._effective_input(state, raw, context)
                 result = state.result if state.has_result else data
-                self._assign(scope, state.assign, state, result, context, bindings)
                 output = self._finish_output(state, raw, result, context)
+                self._assign(scope, state.assign, state, result, context, bindings)
             if state.type != "Pass" or state.query_language == "JSONata":
                 self._assign(
                     scope, state.assign, state, self._apply_input_path(state, raw), context, bindings
@@ -585,8 +605,8 @@ class Execution:
                 else:
                     if state.result_selector is not None:
                         result = self._template(state.result_selector, result, context, "ResultSelector")
-                    self._assign(scope, state.assign, state, result, context, bindings)
                     output = self._finish_output(state, raw, result, context)
+                    self._assign(scope, state.assign, state, result, context, bindings)
             except StatesError as exc:
                 if isinstance(exc, _ExecutionTimedOut):
                     raise
@@ -740,7 +760,10 @@ class Execution:
             else:
                 self._event("TaskFailed", resource=state.resource, error=exc.error, cause=exc.cause)
             raise
-        except (ExecutionSuspended, KeyboardInterrupt, _Cancelled):
+        except _Cancelled:
+            self._leave_token(state, scope, token)
+            raise
+        except (ExecutionSuspended, KeyboardInterrupt):
             raise
         except Exception as exc:
             self._leave_token(state, scope, token)
@@ -762,8 +785,7 @@ class Execution:
         """Poll the token's answer until it comes or the Task's time runs out."""
         while True:
             self._check_execution_timeout()
-            if scope.cancel is not None and scope.cancel.is_set():
-                raise _Cancelled
+            scope.check_halted()
             found = self.tokens.answer(token)
             if found is None:
                 raise StatesError(E.RUNTIME, f"Task '{state.name}': its task token is not recorded")
@@ -797,8 +819,7 @@ class Execution:
     def _run_scope(self, scope: _Scope, data: Any) -> Any:
         name: str | None = scope.machine.start_at
         while name is not None:
-            if scope.cancel is not None and scope.cancel.is_set():
-                raise _Cancelled
+            scope.check_halted()
             outcome = self._run_state(scope.machine.states[name], data, scope)
             data, name = outcome.output, outcome.next
         return data
@@ -827,7 +848,7 @@ class Execution:
         The first failure (or, with ``tolerated``, the first beyond it) cancels the rest."""
         prefix = f"{scope.key}{state.name}"
         top = self.record.cursor
-        cancel = threading.Event()
+        halt = _Halt()
         outputs: list[Any] = [None] * len(jobs)
         failures: list[StatesError] = []
         max_count, max_percent = tolerated
@@ -839,15 +860,25 @@ class Execution:
             return max_percent is not None and len(failures) * 100.0 / len(jobs) > max_percent
 
         def one(index: int) -> None:
+            try:
+                run_one(index)
+            except BaseException:
+                halt.suspended.set()  # a suspension (or a bug): start nothing more
+                halt.cancelled.set()
+                raise
+
+        def run_one(index: int) -> None:
             key = f"{prefix}[{index}]"
             with self._lock:
                 if top is not None and key in top.done:
                     outputs[index] = top.done[key]
                     return
-            if cancel.is_set():
+            if halt.cancelled.is_set():
                 return
             machine, data, map_item = jobs[index]
-            child = _Scope(machine, False, map_item, key=f"{key}/", outer=scope.visible(), cancel=cancel)
+            child = _Scope(
+                machine, False, map_item, key=f"{key}/", outer=scope.visible(), halt=halt, parent=scope
+            )
             if kind == "Map":
                 self._event("MapIterationStarted", name=state.name, index=index)
             try:
@@ -865,7 +896,7 @@ class Execution:
                     failures.append(exc)
                     outputs[index] = {"Error": exc.error, "Cause": exc.cause or ""}
                     if not tolerant or over_threshold():
-                        cancel.set()
+                        halt.cancelled.set()
                 return
             if kind == "Map":
                 self._event("MapIterationSucceeded", name=state.name, index=index)
