@@ -183,6 +183,9 @@ class Execution:
         self._intrinsics = IntrinsicEnv(self.rng)
         self._jsonata_env = JsonataEnv(self.rng)
         self._lock = threading.RLock()
+        self._nested_checkpoints = record.cursor is not None and any(
+            "/" in key for key in (*record.cursor.done, *record.cursor.tokens)
+        )
         self._pending: list[HistoryEvent] = []
         self._next_event_id = len(store.history(record.execution_id)) + 1
 
@@ -672,6 +675,7 @@ class Execution:
                 scope.cursor.phase, scope.cursor.token = "token", token
             elif self.record.cursor is not None:
                 self.record.cursor.tokens[f"{scope.key}{state.name}"] = token
+                self._nested_checkpoints = True
             self._commit()
 
     def _leave_token(self, state: State, scope: _Scope, token: str | None) -> None:
@@ -827,7 +831,7 @@ class Execution:
     def _forget(self, prefix: str) -> None:
         """Drop the checkpoints of finished iterations (and tokens) under ``prefix``."""
         top = self.record.cursor
-        if top is None:
+        if top is None or ("/" in prefix and not self._nested_checkpoints):
             return
         with self._lock:
             for book in (top.done, top.tokens):
@@ -904,6 +908,7 @@ class Execution:
                 outputs[index] = output
                 if top is not None:
                     top.done[key] = output
+                    self._nested_checkpoints |= "/" in key
                     self._forget(f"{key}/")
                     self._commit()
 
