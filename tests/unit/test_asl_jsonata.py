@@ -244,6 +244,34 @@ CASES = [
         [3, 6, 9],
     ),
     Case(
+        "jsonpath-variables-in-choice-and-intrinsics",
+        machine(
+            {
+                "A": {"Type": "Pass", "Assign": {"count": 3, "who": "ana"}, "Next": "C"},
+                "C": {
+                    "Type": "Choice",
+                    "Choices": [
+                        {
+                            "Variable": "$count",
+                            "NumericGreaterThan": 2,
+                            "Assign": {"branch": "many"},
+                            "Next": "Many",
+                        }
+                    ],
+                    "Default": "Few",
+                },
+                "Many": {
+                    "Type": "Pass",
+                    "Parameters": {"text.$": "States.Format('{} has {}', $who, $count)", "b.$": "$branch"},
+                    "End": True,
+                },
+                "Few": {"Type": "Pass", "End": True},
+            }
+        ),
+        {},
+        {"text": "ana has 3", "b": "many"},
+    ),
+    Case(
         "mixed-languages",  # a JSONata state in a JSONPath state machine
         machine(
             {
