@@ -366,3 +366,70 @@ def test_a_failed_iteration_closes_the_token_a_sibling_waits_for() -> None:
     answer = tokens.answer(tokens.issued[0])
     assert answer is not None and answer.status == "closed"
     assert "MapIterationAborted" in [e.type for e in execution.history()]
+
+
+# Distributed Map ItemReader on moto (its interpreter reads moto's own S3; it has no
+# ItemBatcher) and on our engine (a getObject integration serving the same objects).
+OBJECTS = {
+    "people.csv": "id,name\n1,ana\n2,bo\n3,cy\n",
+    "people.json": '[{"a": 1}, {"a": 2}, {"a": 3}]',
+}
+READS = [
+    ("csv", {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"}, "people.csv", {}),
+    ("json", {"InputType": "JSON"}, "people.json", {}),
+    (
+        "csv-max-items-selector",
+        {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW", "MaxItems": 2},
+        "people.csv",
+        {"ItemSelector": {"v.$": "$$.Map.Item.Value.name", "i.$": "$$.Map.Item.Index"}},
+    ),
+]
+
+
+def reading(config: dict[str, Any], key: str, fields: dict[str, Any]) -> dict[str, Any]:
+    reader = {
+        "Resource": "arn:aws:states:::s3:getObject",
+        "ReaderConfig": config,
+        "Parameters": {"Bucket": "items-bucket", "Key": key},
+    }
+    processor = {**DISTRIBUTED, "StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+    return machine(
+        {"M": {"Type": "Map", "ItemReader": reader, "ItemProcessor": processor, "End": True, **fields}}
+    )
+
+
+@pytest.mark.parametrize(("config", "key", "fields"), [r[1:] for r in READS], ids=[r[0] for r in READS])
+def test_item_reader_as_moto_reads(
+    oracle: MotoOracle, config: dict[str, Any], key: str, fields: dict[str, Any]
+) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="items-bucket")
+    for name, body in OBJECTS.items():
+        s3.put_object(Bucket="items-bucket", Key=name, Body=body.encode())
+    definition = reading(config, key, fields)
+    expected = oracle.run(definition, {})
+    assert expected.status == "SUCCEEDED", expected.cause
+    integrations = Integrations()
+    integrations.register("arn:aws:states:::s3:getObject", lambda p, c: {"Body": OBJECTS[p["Key"]]})
+    assert run_engine(definition, {}, integrations).output == expected.output
+
+
+def test_item_reader_jsonl_csv_given_headers_and_bad_rows() -> None:
+    from conveyor.orchestration.asl.errors import StatesError
+    from conveyor.orchestration.asl.item_reader import GET_OBJECT, items_from
+
+    assert items_from(GET_OBJECT, {"Body": '{"a": 1}\n\n{"a": 2}\n'}, {"InputType": "JSONL"}) == [
+        {"a": 1},
+        {"a": 2},
+    ]
+    given = {
+        "InputType": "CSV",
+        "CSVHeaderLocation": "GIVEN",
+        "CSVHeaders": ["x", "y"],
+        "CSVDelimiter": "PIPE",
+    }
+    assert items_from(GET_OBJECT, {"Body": "1|2\n3\n"}, given) == [{"x": "1", "y": "2"}, {"x": "3", "y": ""}]
+    with pytest.raises(StatesError, match="CSV row 1 has 3 fields but there are 2 headers"):
+        items_from(GET_OBJECT, {"Body": "1|2|3\n"}, given)
