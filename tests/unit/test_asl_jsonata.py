@@ -272,6 +272,44 @@ CASES = [
         {"text": "ana has 3", "b": "many"},
     ),
     Case(
+        "jsonpath-assign-reads-the-raw-result",  # before ResultSelector, as LocalStack does
+        machine(
+            {
+                "P": {
+                    "Type": "Parallel",
+                    "Branches": [machine({"B": {"Type": "Pass", "Result": {"a": 1, "b": 2}, "End": True}})],
+                    "ResultSelector": {"only.$": "$[0].a"},
+                    "Assign": {"b.$": "$[0].b"},
+                    "Next": "N",
+                },
+                "N": {"Type": "Pass", "Parameters": {"b.$": "$b", "in.$": "$"}, "End": True},
+            }
+        ),
+        {},
+        {"b": 2, "in": {"only": 1}},
+    ),
+    Case(
+        "choice-default-takes-the-state-assign",
+        jsonata(
+            {
+                "C": {
+                    "Type": "Choice",
+                    "Choices": [{"Condition": "{% false %}", "Assign": {"path": "rule"}, "Next": "N"}],
+                    "Default": "N",
+                    "Assign": {"path": "default"},
+                    "Output": {"via": "default"},
+                },
+                "N": {
+                    "Type": "Pass",
+                    "Output": {"path": "{% $path %}", "via": "{% $states.input.via %}"},
+                    "End": True,
+                },
+            }
+        ),
+        {},
+        {"path": "default", "via": "default"},
+    ),
+    Case(
         "mixed-languages",  # a JSONata state in a JSONPath state machine
         machine(
             {

@@ -499,10 +499,10 @@ class Execution:
         if target is None:
             cause = f"No Choice rule matched and there is no Default in '{state.name}'"
             raise StatesError(E.NO_CHOICE_MATCHED, cause)
+        # The matched rule's Assign / Output; the state's own when Default is taken.
         assign, output_tmpl = state.assign, (state.has_output, state.output)
         if matched is not None:
-            assign = state.choice_assign[matched] if state.choice_assign[matched] is not None else assign
-            output_tmpl = state.choice_output[matched] if state.choice_output[matched][0] else output_tmpl
+            assign, output_tmpl = state.choice_assign[matched], state.choice_output[matched]
         if jsonata and output_tmpl[0]:
             output = self._jsonata(output_tmpl[1], bindings)
         else:
@@ -606,10 +606,11 @@ class Execution:
                     output = self._jsonata(state.output, bindings) if state.has_output else result
                     self._assign(scope, state.assign, state, result, context, bindings)
                 else:
+                    raw_result = result
                     if state.result_selector is not None:
                         result = self._template(state.result_selector, result, context, "ResultSelector")
                     output = self._finish_output(state, raw, result, context)
-                    self._assign(scope, state.assign, state, result, context, bindings)
+                    self._assign(scope, state.assign, state, raw_result, context, bindings)
             except StatesError as exc:
                 if isinstance(exc, _ExecutionTimedOut):
                     raise
