@@ -228,3 +228,52 @@ def test_jsonata_assign_and_map_through_boto3(tmp_path: Path) -> None:
             sfn.exceptions.InvalidDefinition, match="InputPath: not allowed in a JSONata state"
         ):
             sfn.create_state_machine(name="bad", definition=json.dumps(bad), roleArn=role)
+
+
+def waiting_map() -> str:
+    processor = {"StartAt": "Ask", "States": {"Ask": json.loads(waiting("noop"))["States"]["Ask"]}}
+    state = {"Type": "Map", "ItemsPath": "$.orders", "ItemProcessor": processor, "End": True}
+    return json.dumps({"StartAt": "Each", "States": {"Each": state}})
+
+
+def test_task_tokens_inside_a_map_survive_a_killed_serve(tmp_path: Path) -> None:
+    from support.aws import KEYS, TOKEN
+    from support.serve import Serve
+    from support.servers import free_port
+
+    (tmp_path / "noop.py").write_text(NOOP)
+    stack_text = SHOP_STACK + "functions:\n  noop: {handler: ./noop.py:handler}\n"
+    stack_text += f"state_machines:\n  asks: {{definition: {waiting_map()}}}\n"
+    with served_stack(tmp_path, stack_text) as first:
+        sfn = aws_client(first.url, "stepfunctions")
+        arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+        run = sfn.start_execution(
+            stateMachineArn=arn, input=json.dumps({"orders": [{"order": 1}, {"order": 2}]})
+        )
+
+        def submitted() -> list[str] | None:
+            events = sfn.get_execution_history(executionArn=run["executionArn"])["events"]
+            if sum(e["type"] == "TaskSubmitted" for e in events) < 2:
+                return None
+            scheduled = [e for e in events if e["type"] == "TaskScheduled"]
+            return [
+                json.loads(e["taskScheduledEventDetails"]["parameters"])["Payload"]["token"]
+                for e in scheduled
+            ]
+
+        tokens = wait_for(submitted, 60, "both iterations to be submitted")
+        first.kill()  # SIGKILL: nothing is suspended cleanly
+    second = Serve(tmp_path / "home", free_port(), KEYS | TOKEN)
+    try:
+        second.ready()
+        sfn = aws_client(second.url, "stepfunctions")
+        for number, token in enumerate(tokens, 1):
+            sfn.send_task_success(taskToken=token, output=json.dumps({"ok": number}))
+        described = ended(sfn, run["executionArn"])
+        assert described["status"] == "SUCCEEDED", described
+        answers = sorted(item["answer"]["ok"] for item in json.loads(described["output"]))
+        assert answers == [1, 2]
+        events = sfn.get_execution_history(executionArn=run["executionArn"])["events"]
+        assert sum(e["type"] == "TaskScheduled" for e in events) == 2  # not called again
+    finally:
+        second.kill()
