@@ -403,3 +403,9 @@ def test_variables_survive_a_restart_and_their_size_is_limited() -> None:
     outcome = run_engine(big, {})
     assert (outcome.status, outcome.error) == ("FAILED", "States.DataLimitExceeded")
     assert "at most 262144" in (outcome.cause or "")
+
+
+def test_a_runaway_expression_fails_with_query_evaluation_error() -> None:
+    recursive = "{% ($f := function($n){ $n > 0 ? 1 + $f($n - 1) : 0 }; $f(100000)) %}"
+    outcome = run_engine(jsonata({"P": {"Type": "Pass", "Output": recursive, "End": True}}), {})
+    assert (outcome.status, outcome.error) == ("FAILED", "States.QueryEvaluationError")

@@ -29,6 +29,10 @@ from conveyor.orchestration.asl import errors as E
 from conveyor.orchestration.asl.errors import StatesError
 
 _EXPR = re.compile(r"^\{%(.*)%\}$", re.DOTALL)
+TIMEOUT_MS = 10_000
+"""How long one expression may run before it fails (States.QueryEvaluationError)."""
+MAX_DEPTH = 500
+"""How deep an expression may recurse."""
 _HASHES = {"MD5": "md5", "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
 
 
@@ -117,7 +121,11 @@ class JsonataEnv:
             compiled.register_lambda(
                 "random", lambda *seed: random.Random(seed[0]).random() if seed else self.rng.random()
             )
-            value = compiled.evaluate(None, dict(bindings))
+            frame = compiled.create_frame()
+            frame.set_runtime_bounds(TIMEOUT_MS, MAX_DEPTH)
+            for name, bound in bindings.items():
+                frame.bind(name, bound)
+            value = compiled.evaluate(None, frame)
         except StatesError:
             raise
         except (JException, RecursionError, TypeError, ValueError) as exc:
