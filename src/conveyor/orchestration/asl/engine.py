@@ -450,19 +450,16 @@ class Execution:
         if state.type in ("Wait", "Succeed", "Pass"):
             context = self._context(state, entered, 0, scope)
             bindings = self._bindings(raw, context, scope) if state.query_language == "JSONata" else {}
+            assign_data = self._apply_input_path(state, raw)  # what JSONPath Assign reads
             if state.type == "Wait":
                 output = self._run_wait(state, raw, scope, context, bindings)
             elif state.type == "Succeed" or state.query_language == "JSONata":
                 output = self._plain_output(state, raw, bindings)
             else:
                 data = self._effective_input(state, raw, context)
-                result = state.result if state.has_result else data
-                output = self._finish_output(state, raw, result, context)
-                self._assign(scope, state.assign, state, result, context, bindings)
-            if state.type != "Pass" or state.query_language == "JSONata":
-                self._assign(
-                    scope, state.assign, state, self._apply_input_path(state, raw), context, bindings
-                )
+                assign_data = state.result if state.has_result else data
+                output = self._finish_output(state, raw, assign_data, context)
+            self._assign(scope, state.assign, state, assign_data, context, bindings)
             self._event(f"{prefix}StateExited", name=state.name, output=output)
             return _Outcome(output, state.next)
         if state.type == "Fail":
