@@ -409,3 +409,41 @@ def test_a_runaway_expression_fails_with_query_evaluation_error() -> None:
     recursive = "{% ($f := function($n){ $n > 0 ? 1 + $f($n - 1) : 0 }; $f(100000)) %}"
     outcome = run_engine(jsonata({"P": {"Type": "Pass", "Output": recursive, "End": True}}), {})
     assert (outcome.status, outcome.error) == ("FAILED", "States.QueryEvaluationError")
+
+
+def test_the_docs_conversion_from_parameters_to_arguments_gives_the_same_call() -> None:
+    """ "Transforming data with JSONata": a JSONPath Task's Parameters and the JSONata
+    Arguments the guide converts them to (``.$`` keys gone, ``$customerName`` a variable;
+    a string without ``{% %}`` stays a literal in both)."""
+    calls: list[Any] = []
+    integrations = Integrations()
+    integrations.register("arn:aws:states:::lambda:invoke", lambda p, c: calls.append(p) or {})
+    set_name = {"Type": "Pass", "Assign": {"customerName": "Ana"}, "Next": "T"}
+    jsonpath_task = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {
+            "static": "Hello",
+            "title.$": "$.title",
+            "name.$": "$customerName",
+            "not-evaluated": "$customerName",
+        },
+        "End": True,
+    }
+    jsonata_task = {
+        "Type": "Task",
+        "QueryLanguage": "JSONata",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Arguments": {
+            "static": "Hello",
+            "title": "{% $states.input.title %}",
+            "name": "{% $customerName %}",
+            "not-evaluated": "$customerName",
+        },
+        "End": True,
+    }
+    for task in (jsonpath_task, jsonata_task):
+        outcome = run_engine(machine({"S": set_name, "T": task}), {"title": "Dr"}, integrations)
+        assert outcome.status == "SUCCEEDED", outcome.cause
+    expected = {"static": "Hello", "title": "Dr", "name": "Ana", "not-evaluated": "$customerName"}
+    assert calls == [expected, expected]
