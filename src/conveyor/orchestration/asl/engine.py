@@ -35,9 +35,8 @@ import json
 import random
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,9 +45,9 @@ from conveyor.orchestration.asl.choice import parse_timestamp
 from conveyor.orchestration.asl.clock import Clock, ExecutionSuspended, SystemClock
 from conveyor.orchestration.asl.definition import Catcher, Retrier, State, StateMachine, parse_definition
 from conveyor.orchestration.asl.errors import StatesError, TaskError, matches
+from conveyor.orchestration.asl.fanout import FanOut
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext
 from conveyor.orchestration.asl.intrinsics import IntrinsicEnv, evaluate_intrinsic
-from conveyor.orchestration.asl.item_reader import batches, items_from
 from conveyor.orchestration.asl.jsonata_eval import JsonataEnv
 from conveyor.orchestration.asl.paths import (
     apply_payload_template,
@@ -57,6 +56,7 @@ from conveyor.orchestration.asl.paths import (
     read_any,
     read_path,
 )
+from conveyor.orchestration.asl.scope import Cancelled, Scope
 from conveyor.orchestration.asl.store import Cursor, ExecutionRecord, ExecutionStore, HistoryEvent
 from conveyor.orchestration.asl.tokens import (
     CLOSED,
@@ -68,8 +68,6 @@ from conveyor.orchestration.asl.tokens import (
 )
 
 TOKEN_POLL_SECONDS = 0.2
-MAX_CONCURRENCY = 40
-"""Iterations / branches running at once when MaxConcurrency is 0 (or larger)."""
 ASSIGN_MAX_BYTES = 256 * 1024
 """The JSON size of the values one Assign sets (Step Functions' limit)."""
 VARIABLES_MAX_BYTES = 10 * 1024 * 1024
@@ -115,51 +113,7 @@ class _Outcome:
     next: str | None
 
 
-class _Cancelled(Exception):
-    """A sibling iteration or branch failed: this one stops at its next state."""
-
-
-@dataclass
-class _Scope:
-    """A running list of states: the top level (checkpointed) or a branch/iteration.
-
-    ``key`` prefixes the checkpoint keys of what runs inside (``Map[3]/``); ``variables``
-    are the scope's own (the cursor's at the top level), ``outer`` the enclosing ones'."""
-
-    machine: StateMachine
-    top: bool
-    map_item: dict[str, Any] | None = None
-    cursor: Cursor | None = field(default=None)
-    key: str = ""
-    variables: dict[str, Any] = field(default_factory=dict)
-    outer: Mapping[str, Any] = field(default_factory=dict)
-    halt: _Halt | None = None
-    parent: _Scope | None = None
-
-    def visible(self) -> dict[str, Any]:
-        return {**self.outer, **self.variables}
-
-    def check_halted(self) -> None:
-        """Raise when this scope or an enclosing one was told to stop."""
-        scope: _Scope | None = self
-        while scope is not None:
-            if scope.halt is not None and scope.halt.cancelled.is_set():
-                if scope.halt.suspended.is_set():
-                    raise ExecutionSuspended
-                raise _Cancelled
-            scope = scope.parent
-
-
-@dataclass
-class _Halt:
-    """Why the iterations of one Map / Parallel stop: a sibling failed (``cancelled``), or
-    the execution is being suspended too (``suspended``: tokens and checkpoints stay)."""
-
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    suspended: threading.Event = field(default_factory=threading.Event)
-
-
-class Execution:
+class Execution(FanOut):
     """One execution of a state machine. Not thread-safe: drive it from one thread."""
 
     def __init__(
@@ -282,7 +236,7 @@ class Execution:
         if self.record.status != "RUNNING" or cursor is None:
             return False
         state = self.machine.states[cursor.state]
-        scope = _Scope(self.machine, top=True, cursor=cursor, variables=cursor.variables)
+        scope = Scope(self.machine, top=True, cursor=cursor, variables=cursor.variables)
         try:
             self._check_execution_timeout()
             outcome = self._run_state(state, cursor.input, scope)
@@ -331,7 +285,7 @@ class Execution:
             self.store.commit(self.record, self._pending)
             self._pending = []
 
-    def _sleep(self, scope: _Scope, wake_at: datetime, phase: str, attempts: list[int]) -> None:
+    def _sleep(self, scope: Scope, wake_at: datetime, phase: str, attempts: list[int]) -> None:
         if scope.top and scope.cursor is not None:
             scope.cursor.phase, scope.cursor.wake_at = phase, _iso(wake_at)
             scope.cursor.attempts = list(attempts)
@@ -346,7 +300,7 @@ class Execution:
 
     # --- context object and data processing ----------------------------------------
 
-    def _context(self, state: State, entered: str, retry_count: int, scope: _Scope) -> dict[str, Any]:
+    def _context(self, state: State, entered: str, retry_count: int, scope: Scope) -> dict[str, Any]:
         ctx: dict[str, Any] = {
             "Execution": {
                 "Id": self.execution_id,
@@ -391,7 +345,7 @@ class Execution:
             return combined
         return read_path(state.output_path, combined, what="OutputPath")
 
-    def _bindings(self, raw: Any, context: Any, scope: _Scope, **states: Any) -> dict[str, Any]:
+    def _bindings(self, raw: Any, context: Any, scope: Scope, **states: Any) -> dict[str, Any]:
         """What a JSONata expression sees: ``$states`` and the visible variables."""
         return {**scope.visible(), "states": {"input": raw, "context": context, **states}}
 
@@ -403,7 +357,7 @@ class Execution:
 
     def _assign(
         self,
-        scope: _Scope,
+        scope: Scope,
         block: dict[str, Any] | None,
         state: State,
         data: Any,
@@ -434,11 +388,11 @@ class Execution:
 
     # --- states ----------------------------------------------------------------------
 
-    def _run_state(self, state: State, raw: Any, scope: _Scope) -> _Outcome:
+    def _run_state(self, state: State, raw: Any, scope: Scope) -> _Outcome:
         with bound_variables(scope.visible()):
             return self._run_state_bound(state, raw, scope)
 
-    def _run_state_bound(self, state: State, raw: Any, scope: _Scope) -> _Outcome:
+    def _run_state_bound(self, state: State, raw: Any, scope: Scope) -> _Outcome:
         prefix = _EVENT_PREFIX[state.type]
         cursor = scope.cursor if scope.top else None
         resuming = cursor is not None and cursor.phase != "enter"
@@ -475,7 +429,7 @@ class Execution:
             return {}
         return data if state.output_path == "$" else read_path(state.output_path, data, what="OutputPath")
 
-    def _run_choice(self, state: State, raw: Any, scope: _Scope, entered: str) -> _Outcome:
+    def _run_choice(self, state: State, raw: Any, scope: Scope, entered: str) -> _Outcome:
         context = self._context(state, entered, 0, scope)
         jsonata = state.query_language == "JSONata"
         bindings = self._bindings(raw, context, scope) if jsonata else {}
@@ -508,7 +462,7 @@ class Execution:
         self._event("ChoiceStateExited", name=state.name, output=output)
         return _Outcome(output, target)
 
-    def _run_wait(self, state: State, raw: Any, scope: _Scope, context: Any, bindings: Any) -> Any:
+    def _run_wait(self, state: State, raw: Any, scope: Scope, context: Any, bindings: Any) -> Any:
         cursor = scope.cursor if scope.top else None
         if cursor is not None and cursor.phase == "wait" and cursor.wake_at is not None:
             wake_at = _parse_iso(cursor.wake_at)
@@ -552,7 +506,7 @@ class Execution:
             raise StatesError(E.RUNTIME, cause)
         return stamp
 
-    def _fail_details(self, state: State, raw: Any, context: Any, scope: _Scope) -> tuple[str, str | None]:
+    def _fail_details(self, state: State, raw: Any, context: Any, scope: Scope) -> tuple[str, str | None]:
         def dynamic(key: str, expr: str | None, literal: str | None) -> str | None:
             if key in state.expressions:
                 value = self._expression(state, key, self._bindings(raw, context, scope))
@@ -574,7 +528,7 @@ class Execution:
 
     # --- Task, Parallel, Map: the states with Retry and Catch ------------------------
 
-    def _run_with_retry(self, state: State, raw: Any, scope: _Scope, entered: str) -> _Outcome:
+    def _run_with_retry(self, state: State, raw: Any, scope: Scope, entered: str) -> _Outcome:
         prefix = _EVENT_PREFIX[state.type]
         cursor = scope.cursor if scope.top else None
         attempts = list(cursor.attempts) if cursor is not None and cursor.attempts else [0] * len(state.retry)
@@ -626,7 +580,7 @@ class Execution:
             return _Outcome(output, state.next)
 
     def _caught(
-        self, state: State, catcher: Catcher, exc: StatesError, raw: Any, context: Any, scope: _Scope
+        self, state: State, catcher: Catcher, exc: StatesError, raw: Any, context: Any, scope: Scope
     ) -> Any:
         """The output of a state whose error a catcher handles (and the catcher's Assign)."""
         error_output = {"Error": exc.error, "Cause": exc.cause or ""}
@@ -657,7 +611,7 @@ class Execution:
 
     # --- task tokens -----------------------------------------------------------------
 
-    def _saved_token(self, state: State, scope: _Scope) -> str | None:
+    def _saved_token(self, state: State, scope: Scope) -> str | None:
         """The token this Task waits for according to the checkpoint, if any."""
         if scope.top:
             cursor = scope.cursor
@@ -667,7 +621,7 @@ class Execution:
         with self._lock:
             return None if top is None else top.tokens.get(f"{scope.key}{state.name}")
 
-    def _save_token(self, state: State, scope: _Scope, token: str) -> None:
+    def _save_token(self, state: State, scope: Scope, token: str) -> None:
         with self._lock:
             if scope.top and scope.cursor is not None:
                 scope.cursor.phase, scope.cursor.token = "token", token
@@ -676,7 +630,7 @@ class Execution:
                 self._nested_checkpoints = True
             self._commit()
 
-    def _leave_token(self, state: State, scope: _Scope, token: str | None) -> None:
+    def _leave_token(self, state: State, scope: Scope, token: str | None) -> None:
         """The Task is over: its token takes no answer any more and the cursor forgets it."""
         if token is None:
             return
@@ -687,7 +641,7 @@ class Execution:
             elif self.record.cursor is not None:
                 self.record.cursor.tokens.pop(f"{scope.key}{state.name}", None)
 
-    def _task_token(self, state: State, scope: _Scope) -> str | None:
+    def _task_token(self, state: State, scope: Scope) -> str | None:
         """The token of a ``.waitForTaskToken`` Task: the checkpointed one when the
         execution resumes while waiting, else a new one."""
         if state.type != "Task" or not state.resource.endswith(WAIT_FOR_TOKEN):
@@ -716,7 +670,7 @@ class Execution:
         parameters: Any,
         context: dict[str, Any],
         token: str | None,
-        scope: _Scope,
+        scope: Scope,
         bindings: Mapping[str, Any],
     ) -> Any:
         handler = self.integrations.resolve(state.resource)
@@ -762,7 +716,7 @@ class Execution:
             else:
                 self._event("TaskFailed", resource=state.resource, error=exc.error, cause=exc.cause)
             raise
-        except _Cancelled:
+        except Cancelled:
             self._leave_token(state, scope, token)
             raise
         except (ExecutionSuspended, KeyboardInterrupt):
@@ -782,7 +736,7 @@ class Execution:
         return result
 
     def _await_token(
-        self, state: State, token: str, timeout: float | None, heartbeat: float | None, scope: _Scope
+        self, state: State, token: str, timeout: float | None, heartbeat: float | None, scope: Scope
     ) -> Any:
         """Poll the token's answer until it comes or the Task's time runs out."""
         while True:
@@ -815,239 +769,3 @@ class Execution:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise StatesError(E.RUNTIME, f"{field} '{path}' must give a positive integer, got {value!r}")
         return value
-
-    # --- Parallel and Map: concurrent, checkpointed per iteration -----------------------
-
-    def _run_scope(self, scope: _Scope, data: Any) -> Any:
-        name: str | None = scope.machine.start_at
-        while name is not None:
-            scope.check_halted()
-            outcome = self._run_state(scope.machine.states[name], data, scope)
-            data, name = outcome.output, outcome.next
-        return data
-
-    def _forget(self, prefix: str) -> None:
-        """Drop the checkpoints of finished iterations (and tokens) under ``prefix``."""
-        top = self.record.cursor
-        if top is None or ("/" in prefix and not self._nested_checkpoints):
-            return
-        with self._lock:
-            for book in (top.done, top.tokens):
-                for key in [k for k in book if k.startswith(prefix)]:
-                    del book[key]
-
-    def _fan_out(
-        self,
-        state: State,
-        scope: _Scope,
-        jobs: Sequence[tuple[StateMachine, Any, dict[str, Any] | None]],
-        limit: int,
-        kind: str,
-        tolerated: tuple[int | None, float | None] = (None, None),
-    ) -> list[Any]:
-        """Run ``jobs`` (machine, input, map item) concurrently, at most ``limit`` at once;
-        a job whose output is checkpointed is not run again. Returns the outputs in order.
-        The first failure (or, with ``tolerated``, the first beyond it) cancels the rest."""
-        prefix = f"{scope.key}{state.name}"
-        top = self.record.cursor
-        halt = _Halt()
-        outputs: list[Any] = [None] * len(jobs)
-        failures: list[StatesError] = []
-        max_count, max_percent = tolerated
-        tolerant = max_count is not None or max_percent is not None
-
-        def over_threshold() -> bool:
-            if max_count is not None and len(failures) > max_count:
-                return True
-            return max_percent is not None and len(failures) * 100.0 / len(jobs) > max_percent
-
-        def one(index: int) -> None:
-            try:
-                run_one(index)
-            except BaseException:
-                halt.suspended.set()  # a suspension (or a bug): start nothing more
-                halt.cancelled.set()
-                raise
-
-        def run_one(index: int) -> None:
-            key = f"{prefix}[{index}]"
-            with self._lock:
-                if top is not None and key in top.done:
-                    outputs[index] = top.done[key]
-                    return
-            if halt.cancelled.is_set():
-                return
-            machine, data, map_item = jobs[index]
-            child = _Scope(
-                machine, False, map_item, key=f"{key}/", outer=scope.visible(), halt=halt, parent=scope
-            )
-            if kind == "Map":
-                self._event("MapIterationStarted", name=state.name, index=index)
-            try:
-                output = self._run_scope(child, data)
-            except _Cancelled:
-                if kind == "Map":
-                    self._event("MapIterationAborted", name=state.name, index=index)
-                return
-            except StatesError as exc:
-                if kind == "Map":
-                    self._event(
-                        "MapIterationFailed", name=state.name, index=index, error=exc.error, cause=exc.cause
-                    )
-                with self._lock:
-                    failures.append(exc)
-                    outputs[index] = {"Error": exc.error, "Cause": exc.cause or ""}
-                    if not tolerant or over_threshold():
-                        halt.cancelled.set()
-                return
-            if kind == "Map":
-                self._event("MapIterationSucceeded", name=state.name, index=index)
-            with self._lock:
-                outputs[index] = output
-                if top is not None:
-                    top.done[key] = output
-                    self._nested_checkpoints |= "/" in key
-                    self._forget(f"{key}/")
-                    self._commit()
-
-        self._gather(one, len(jobs), limit)
-        if failures and (not tolerant or over_threshold()):
-            first = failures[0]
-            if tolerant:
-                cause = (
-                    f"{len(failures)} of {len(jobs)} iterations failed, more than tolerated; first: {first}"
-                )
-                first = StatesError(E.EXCEED_TOLERATED_FAILURE, cause)
-            self._event(f"{kind}StateFailed", name=state.name, error=first.error, cause=first.cause)
-            raise first
-        self._forget(f"{prefix}[")
-        self._event(f"{kind}StateSucceeded", name=state.name)
-        return outputs
-
-    @staticmethod
-    def _gather(one: Any, count: int, limit: int) -> None:
-        """Call ``one(i)`` for every index, ``limit`` threads at once (inline when 1);
-        an exception other than a state's error (a suspension) is raised once all ended."""
-        if limit <= 1 or count <= 1:
-            for index in range(count):
-                one(index)
-            return
-        with ThreadPoolExecutor(max_workers=min(limit, count), thread_name_prefix="asl-iteration") as pool:
-            futures = [pool.submit(one, index) for index in range(count)]
-        for future in futures:
-            future.result()
-
-    def _run_parallel(self, state: State, data: Any, scope: _Scope) -> list[Any]:
-        self._event("ParallelStateStarted", name=state.name)
-        jobs = [(branch, data, None) for branch in state.branches]
-        return self._fan_out(state, scope, jobs, MAX_CONCURRENCY, "Parallel")
-
-    def _run_map(
-        self, state: State, data: Any, context: dict[str, Any], scope: _Scope, bindings: Mapping[str, Any]
-    ) -> list[Any]:
-        jsonata = state.query_language == "JSONata"
-        items = self._map_items(state, data, context, bindings)
-        assert state.processor is not None
-        self._event("MapStateStarted", name=state.name, length=len(items))
-        jobs: list[tuple[StateMachine, Any, dict[str, Any] | None]] = []
-        for index, item in enumerate(items):
-            map_item = {"Index": index, "Value": item}
-            item_input = item
-            if state.has_item_selector:
-                item_context = {**context, "Map": {"Item": map_item}}
-                if jsonata:
-                    item_input = self._jsonata(
-                        state.item_selector, {**bindings, "states": {"input": data, "context": item_context}}
-                    )
-                else:
-                    item_input = self._template(state.item_selector, data, item_context, "ItemSelector")
-            jobs.append((state.processor, item_input, map_item))
-        if state.item_batcher is not None:
-            jobs = self._batched(state, data, context, bindings, jobs)
-        limit = self._map_number(state, "MaxConcurrency", data, bindings, state.max_concurrency)
-        tolerated = (
-            self._map_number(state, "ToleratedFailureCount", data, bindings, state.tolerated_failure_count),
-            self._map_number(
-                state, "ToleratedFailurePercentage", data, bindings, state.tolerated_failure_percentage
-            ),
-        )
-        limit = MAX_CONCURRENCY if not limit or limit > MAX_CONCURRENCY else int(limit)
-        return self._fan_out(state, scope, jobs, limit, "Map", tolerated)
-
-    def _map_number(self, state: State, key: str, data: Any, bindings: Mapping[str, Any], given: Any) -> Any:
-        """MaxConcurrency / ToleratedFailure*: literal, ``{% %}`` or ``...Path``."""
-        if key in state.expressions and state.query_language == "JSONata":
-            value = self._expression(state, key, bindings)
-        elif key == "MaxConcurrency" and state.max_concurrency_path is not None:
-            value = read_path(state.max_concurrency_path, data, what="MaxConcurrencyPath")
-        elif f"{key}Path" in state.expressions:
-            value = read_path(state.expressions[f"{key}Path"], data, what=f"{key}Path")
-        else:
-            return given
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise StatesError(E.RUNTIME, f"{key} of '{state.name}' gave {value!r}, not a number >= 0")
-        return value
-
-    def _map_items(
-        self, state: State, data: Any, context: dict[str, Any], bindings: Mapping[str, Any]
-    ) -> list[Any]:
-        if state.item_reader is not None:
-            return self._read_items(state, data, context, bindings)
-        if state.query_language == "JSONata":
-            items = self._jsonata(state.items, bindings) if state.has_items else data
-            if not isinstance(items, list):
-                raise StatesError(E.QUERY_EVALUATION, f"The Items of '{state.name}' did not give an array")
-            return items
-        items = read_path(state.items_path, data, what="ItemsPath")
-        if not isinstance(items, list):
-            cause = f"ItemsPath '{state.items_path}' of '{state.name}' did not give an array"
-            raise StatesError(E.RUNTIME, cause)
-        return items
-
-    def _read_items(
-        self, state: State, data: Any, context: dict[str, Any], bindings: Mapping[str, Any]
-    ) -> list[Any]:
-        """A Distributed Map's ItemReader, called through the integrations registry."""
-        reader = state.item_reader or {}
-        resource = reader["Resource"]
-        if state.query_language == "JSONata":
-            parameters = self._jsonata(reader.get("Arguments", {}), bindings)
-        else:
-            parameters = self._template(reader.get("Parameters", {}), data, context, "ItemReader.Parameters")
-        handler = self.integrations.resolve(resource)
-        if handler is None:
-            raise StatesError(E.ITEM_READER_FAILED, f"No integration reads items from '{resource}'")
-        task = TaskContext(resource, state.name, self.execution_id, context, self.clock)
-        try:
-            answer = handler(parameters, task)
-        except StatesError as exc:
-            raise StatesError(E.ITEM_READER_FAILED, f"{resource}: {exc.error}: {exc.cause}") from None
-        return items_from(resource, answer, reader.get("ReaderConfig", {}))
-
-    def _batched(
-        self,
-        state: State,
-        data: Any,
-        context: dict[str, Any],
-        bindings: Mapping[str, Any],
-        jobs: list[tuple[StateMachine, Any, dict[str, Any] | None]],
-    ) -> list[tuple[StateMachine, Any, dict[str, Any] | None]]:
-        """ItemBatcher: each iteration gets ``{"Items": [...], "BatchInput": ...}``."""
-        batcher = state.item_batcher or {}
-        limits: list[int | None] = []
-        for key in ("MaxItemsPerBatch", "MaxInputBytesPerBatch"):
-            if key in state.expressions and state.query_language == "JSONata":
-                limits.append(self._expression(state, key, bindings))
-            elif f"{key}Path" in batcher:
-                limits.append(read_path(batcher[f"{key}Path"], data, what=f"{key}Path"))
-            else:
-                limits.append(batcher.get(key))
-        batch_input = batcher.get("BatchInput")
-        if batch_input is not None:
-            if state.query_language == "JSONata":
-                batch_input = self._jsonata(batch_input, bindings)
-            else:
-                batch_input = self._template(batch_input, data, context, "BatchInput")
-        assert state.processor is not None
-        grouped = batches([item for _, item, _ in jobs], limits[0], limits[1], batch_input)
-        return [(state.processor, batch, {"Index": i, "Value": batch}) for i, batch in enumerate(grouped)]
