@@ -344,8 +344,8 @@ def settings_notes(settings: ValidationSettings) -> list[str]:
         if getattr(settings, name) != getattr(defaults, name)
     }
     notes = [
-        f"{key}: not acted on: it delays failure reports of validation during change capture, "
-        "which Conveyor does not do (every run compares the tables as they are now)"
+        f"{key}: not acted on here: it concerns validation during change capture (EnableValidation "
+        "on a running cdc task); this run compares the tables as they are now"
         for key in _CDC_ONLY
         if key in changed
     ]

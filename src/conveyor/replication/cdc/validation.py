@@ -67,6 +67,7 @@ class _Table:
     since: float | None = field(default_factory=time.monotonic)  # oldest pending change
     differing: set[Key] = field(default_factory=set)  # found different by the last comparison
     failed: int = 0  # confirmed failures
+    recorded: set[Key] | None = None  # the keys in the failures table (None: not written yet)
     state: str = PENDING
     reason: str | None = None
     checked: str | None = None
@@ -187,14 +188,25 @@ class CaptureValidation:
             found: dict[Key, ValidationFailure] = {f.key: f for f in result.failures}
             if result.state == MISMATCHED and not table.plan.target.primary_key:
                 found = {_WHOLE: ValidationFailure(_WHOLE, "RECORD_DIFF", (), "{}")}
-            confirmed = [f for k, f in found.items() if k in table.differing and k not in moved]
+            # Confirmed: found by the last comparison too, unchanged since. A recorded
+            # failure stays recorded while it still differs.
+            recorded = table.recorded or set()
+            confirmed = [
+                f for k, f in found.items() if (k in table.differing and k not in moved) or k in recorded
+            ]
             table.differing = set(found)
             table.failed = len(confirmed)
-            if len(confirmed) < len(found) and table.since is None:
+            unconfirmed = len(confirmed) < len(found)
+            if unconfirmed and table.since is None:
                 table.since = time.monotonic()  # compare again once they settle
             table.state = MISMATCHED if confirmed else VALIDATED
             table.reason = result.reason if confirmed else None
-        if table.plan.target.primary_key:
+            keys = {f.key for f in confirmed}
+            # First write after a (re)start: wait until what differs is confirmed.
+            write = keys != table.recorded and not (table.recorded is None and unconfirmed and not keys)
+            if write and table.plan.target.primary_key:
+                table.recorded = keys
+        if write and table.plan.target.primary_key:
             self._record(target, table.plan.target.ref, confirmed)
 
     def _record(self, target: Target, ref: TableRef, failures: list[ValidationFailure]) -> None:
