@@ -174,7 +174,7 @@ def _capture(
     tuning = run.settings.change_processing_tuning
 
     drift_report = getattr(changes, "drift_report", None)
-    validation = _validation(run, tables)
+    validation = _validation(run, tables, loaded)
     reporting = threading.Lock()  # the capture's thread and validation's
 
     def report(capture: ChangeCapture) -> None:
@@ -269,15 +269,19 @@ def _capture(
         stream.close()
 
 
-def _validation(run: TaskRun, tables: dict[TableRef, CaptureTable]) -> CaptureValidation | None:
+def _validation(
+    run: TaskRun, tables: dict[TableRef, CaptureTable], loaded: dict[tuple[str, str], dict[str, Any]]
+) -> CaptureValidation | None:
     """Validation during capture, when EnableValidation: every captured table,
-    compared whole first (in memory only: a restart compares them all again)."""
+    starting from this run's full-load validation, else compared whole first
+    (in memory only: a restart compares them all again)."""
     settings = run.settings.validation_settings
     if not settings.enable_validation:
         return None
     plans = [table_plan(t.mapped) for t in tables.values() if t.suspended is None]
     sides = opener(run.stack.endpoint_config(run.spec.source), run.stack.endpoint_config(run.spec.target))
-    return CaptureValidation(run.name, settings, plans, sides)
+    validated = {TableRef(*key): document for key, document in loaded.items()}
+    return CaptureValidation(run.name, settings, plans, sides, validated)
 
 
 def names_of(mapped: MappedTable) -> TargetNames:

@@ -72,6 +72,14 @@ class _Table:
     reason: str | None = None
     checked: str | None = None
 
+    def start_from(self, document: dict[str, Any]) -> None:
+        """This run's full load validated the table (its statistics ``document``):
+        its state stands until a change touches the table."""
+        if document.get("ValidationState") in {VALIDATED, MISMATCHED, TABLE_ERROR}:
+            self.state, self.reason = document["ValidationState"], document.get("ValidationStateDetails")
+            self.failed = int(document.get("ValidationFailedRecords") or 0)
+            self.whole, self.since = False, None
+
     def stats(self) -> dict[str, Any]:
         unconfirmed = len(self.differing) - self.failed if self.differing else 0
         waiting = len(self.pending) + max(unconfirmed, 0)
@@ -97,12 +105,16 @@ class CaptureValidation:
         settings: ValidationSettings,
         plans: Sequence[TablePlan],
         open_sides: Callable[[], Sides],
+        loaded: dict[TableRef, dict[str, Any]] | None = None,
     ) -> None:
         self.task, self.settings = task, settings
         self.settle = settle_seconds(settings)
         self._open_sides = open_sides
         self._publish: Callable[[], None] = lambda: None
         self._tables = {p.target.ref: _Table(p) for p in plans}
+        for ref, document in (loaded or {}).items():
+            if ref in self._tables:
+                self._tables[ref].start_from(document)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"validate-{task}", daemon=True)
