@@ -186,6 +186,8 @@ def _capture(
             ref = table.mapped.target.ref
             document = loaded.get((ref.schema, ref.name), _cdc_only_stats(table)) | table.stats()
             if validation is not None:
+                if table.suspended is None:
+                    validation.observe(table_plan(table.mapped), table.reloading)
                 document |= validation.stats(ref)
             elif "ValidationState" not in document:
                 document["ValidationState"] = NOT_ENABLED

@@ -68,6 +68,7 @@ class _Table:
     differing: set[Key] = field(default_factory=set)  # found different by the last comparison
     failed: int = 0  # confirmed failures
     recorded: set[Key] | None = None  # the keys in the failures table (None: not written yet)
+    reloading: bool = False
     state: str = PENDING
     reason: str | None = None
     checked: str | None = None
@@ -129,6 +130,18 @@ class CaptureValidation:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def observe(self, plan: TablePlan, reloading: bool) -> None:
+        """A captured table as the capture reports it: one it did not know (created
+        during capture) or one whose reload just ended is compared whole."""
+        with self._lock:
+            table = self._tables.get(plan.target.ref)
+            if table is None:
+                table = self._tables[plan.target.ref] = _Table(plan)
+            elif table.reloading and not reloading:
+                table.plan, table.whole = plan, True
+                table.since = table.since or time.monotonic()
+            table.reloading = reloading
+
     def stats(self, ref: TableRef) -> dict[str, Any]:
         with self._lock:
             table = self._tables.get(ref)
@@ -155,7 +168,9 @@ class CaptureValidation:
             now = time.monotonic()
             with self._lock:
                 due = [
-                    t for t in self._tables.values() if t.since is not None and now - t.since >= self.settle
+                    t
+                    for t in self._tables.values()
+                    if t.since is not None and now - t.since >= self.settle and not t.reloading
                 ]
             if not due:
                 continue
