@@ -248,3 +248,17 @@ def test_an_update_moving_out_of_the_filter_is_a_delete_in_the_change_log() -> N
         ("d", {"id": 1}, 1),
         ("d", {"id": 3, "v": "in"}, 3),
     ]
+
+
+def test_touched_keys_name_every_key_a_batch_changes_or_the_whole_table() -> None:
+    """Validation during capture queues these keys (replication.cdc.validation)."""
+    reducer = TableReducer(TABLE, {c: c for c in TABLE.column_names})
+    reducer.add(change(Op.INSERT, {"id": 1, "v": "a", "big": None}))
+    reducer.add(change(Op.UPDATE, {"id": 3, "v": "b", "big": None}, {"id": 2}))  # a key change
+    reducer.add(change(Op.DELETE, {}, {"id": 4}))
+    assert sorted(reducer.touched_keys() or []) == [(1,), (2,), (3,), (4,)]
+    reducer.clear()
+    assert reducer.touched_keys() is None  # a TRUNCATE: every row
+    keyless = TableReducer(TableSchema(REF, TABLE.columns), {c: c for c in TABLE.column_names})
+    keyless.add(change(Op.INSERT, {"id": 1, "v": "a", "big": None}))
+    assert keyless.touched_keys() is None

@@ -168,7 +168,8 @@ ROWS: list[Row] = [
     not_yet("ValidationSettings.RecordSuspendDelayInMinutes", 30),
     acted("ValidationSettings.ValidationPartialLobSize", 64, "first N kilobytes",
           "integration/test_validation_in_process.py::test_lob_settings_say_what_was_not_compared"),
-    not_yet("ValidationSettings.ValidationQueryCdcDelaySeconds", 0),
+    acted("ValidationSettings.ValidationQueryCdcDelaySeconds", 3, "seconds a change settles",
+          "integration/test_validation_during_cdc.py::test_postgres_to_postgres_through_the_cli"),
     # ErrorBehavior
     acted("ErrorBehavior.DataErrorPolicy", "LOG_ERROR", "refused values go to awsdms_apply_exceptions",
           "integration/test_bad_input.py::test_values_out_of_the_targets_range_go_to_apply_exceptions"),

@@ -193,6 +193,13 @@ class TableReducer:
     def pending(self) -> int:
         return len(self._final) + len(self._appended) + int(self.truncate)
 
+    def touched_keys(self) -> list[Key] | None:
+        """The target keys this batch changes; None when that is the whole
+        table (a TRUNCATE, or rows without a primary key)."""
+        if self.truncate or self._appended:
+            return None
+        return list(self._final)
+
     def changes(self) -> TableChanges:
         deletes: list[dict[str, Any]] = []
         upserts: list[dict[str, Any]] = []

@@ -152,6 +152,7 @@ class _InFlight:
     committed: Checkpoint | None
     commit_time: datetime | None
     changes: int
+    touched: dict[TableRef, list[Any] | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,6 +181,9 @@ class ChangeCapture:
     """ApplyErrorFailOnTruncationDdl: a captured TRUNCATE fails the task (nothing of it applied)."""
     reloader: TableReloader | None = None
     errors: ErrorBehavior = field(default_factory=ErrorBehavior)
+    # Validation during capture: the target keys of each batch once it committed
+    # (None for a whole table), in the stream's thread (replication.cdc.validation).
+    on_applied: Callable[[dict[TableRef, list[Any] | None]], None] | None = None
 
     def __post_init__(self) -> None:
         self._handed = self.start  # the position of the last batch handed to the applier
@@ -494,6 +498,11 @@ class ChangeCapture:
         self._handed = position
         applying = [t for t in self.tables.values() if not t.reloading]
         changes = [t.reducer.changes() for t in applying if t.reducer.pending and t.suspended is None]
+        touched = (
+            {t.mapped.target.ref: t.reducer.touched_keys() for t in applying if t.reducer.pending}
+            if self.on_applied is not None
+            else {}
+        )
         fault_point("capture-before-apply")
         for table in applying:
             table.inserts += table.reducer.inserts
@@ -506,6 +515,7 @@ class ChangeCapture:
                 committed=self._committed,
                 commit_time=self._pending_commit_time,
                 changes=self._pending,
+                touched=touched,
             )
         )
         self._pending, self._first_pending, self._committed = 0, None, None
@@ -536,6 +546,8 @@ class ChangeCapture:
             self.progress.last_applied_commit_time = inflight.commit_time
             self.stream.ack(inflight.committed)
             fault_point("capture-after-ack")
+        if self.on_applied is not None and inflight.touched:
+            self.on_applied(inflight.touched)
         self.on_batch(self)
 
     def _apply(self, changes: list[TableChanges], position: Checkpoint) -> None:
