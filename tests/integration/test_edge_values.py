@@ -87,7 +87,7 @@ def _silent_changes(
     refused = 0
     for edge in ev.all_edges():
         if edge.name in observed and observed[edge.name] != edge.expected(target) and _warned(edge, log):
-            refused += 1
+            refused += 1  # warned about, by table and column, when the task started
             continue
         expected = edge.expected(target)
         table = f"r_{edge.name}"
@@ -119,7 +119,7 @@ def _counts(path: str, problems: list[str], refused: int) -> list[str]:
     tried = len(ev.all_edges())
     line = (
         f"edge values {path}: tried {tried}, exact {tried - refused - len(problems)},"
-        f" refused {refused}, silently changed or missing {len(problems)}"
+        f" refused or warned {refused}, silently changed or missing {len(problems)}"
     )
     print(line)
     return [line, *problems] if problems else []
