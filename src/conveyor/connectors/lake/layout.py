@@ -446,19 +446,45 @@ class CsvFileWriter:
         self._raw.close()
 
 
+def text_intervals_type(dtype: pa.DataType) -> pa.DataType:
+    """``dtype`` with intervals (Parquet and Delta have none), at any list depth, as strings."""
+    if dtype == pa.month_day_nano_interval():
+        return pa.string()
+    if pa.types.is_list(dtype):
+        return pa.list_(text_intervals_type(dtype.value_type))
+    return dtype
+
+
+def intervals_as_text(values: pa.Array) -> pa.Array:
+    """``values`` with every interval, at any list depth, as its ISO 8601 text."""
+    if values.type == pa.month_day_nano_interval():
+        return text_column(values)
+    if pa.types.is_list(values.type) and text_intervals_type(values.type) != values.type:
+        inner = intervals_as_text(values.values)
+        return pa.ListArray.from_arrays(values.offsets, inner, mask=values.is_null())
+    return values
+
+
+def _intervals_from_text(values: pa.Array, dtype: pa.DataType) -> pa.Array:
+    """The inverse of ``intervals_as_text`` for lists read from Parquet."""
+    if not pa.types.is_list(dtype):
+        return parse_column(values, dtype)
+    inner = _intervals_from_text(values.values, dtype.value_type)
+    return pa.ListArray.from_arrays(values.offsets, inner, type=dtype, mask=values.is_null())
+
+
 def parquet_schema(data: pa.Table) -> pa.Schema:
     fields = []
     for field in data.schema:
-        dtype = pa.string() if field.type == pa.month_day_nano_interval() else field.type
-        fields.append(pa.field(field.name, dtype, nullable=True))
+        fields.append(pa.field(field.name, text_intervals_type(field.type), nullable=True))
     return pa.schema(fields)
 
 
 def parquet_ready(data: pa.Table, schema: pa.Schema) -> pa.Table:
     arrays = []
     for column in data.columns:
-        if column.type == pa.month_day_nano_interval():
-            arrays.append(text_column(column.combine_chunks()))
+        if text_intervals_type(column.type) != column.type:
+            arrays.append(intervals_as_text(column.combine_chunks()))
         else:
             arrays.append(column)
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -530,6 +556,9 @@ def read_file(fs: LakeFS, rel: str, table: TableSchema, layout: FileLayout) -> p
         elif pa.types.is_string(values.type) and not pa.types.is_string(field.type):
             whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
             arrays.append(parse_column(whole, field.type))
+        elif pa.types.is_list(values.type) and values.type == text_intervals_type(field.type):
+            whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+            arrays.append(_intervals_from_text(whole, field.type))
         else:
             arrays.append(values.cast(field.type))
     return pa.Table.from_arrays(arrays, schema=target)
@@ -596,7 +625,8 @@ def table_state(table: TableSchema, layout: FileLayout, files: list[str]) -> byt
         "schema": table.ref.schema,
         "table": table.ref.name,
         "columns": [
-            {"name": c.name, "type": _type_to_json(c.type), "nullable": c.nullable} for c in table.columns
+            {"name": c.name, "type": _type_to_json(c.type), "nullable": c.nullable, "generated": c.generated}
+            for c in table.columns
         ],
         "primary_key": list(table.primary_key),
         "native_engine": table.native_engine,
@@ -610,7 +640,8 @@ def table_state(table: TableSchema, layout: FileLayout, files: list[str]) -> byt
 def parse_table_state(data: bytes) -> tuple[TableSchema, FileLayout, list[str]]:
     document = json.loads(data)
     columns = tuple(
-        Column(c["name"], _type_from_json(c["type"]), nullable=c["nullable"]) for c in document["columns"]
+        Column(c["name"], _type_from_json(c["type"]), nullable=c["nullable"], generated=c.get("generated"))
+        for c in document["columns"]
     )
     schema = TableSchema(
         TableRef(document["schema"], document["table"]),
