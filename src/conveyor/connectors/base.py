@@ -306,6 +306,14 @@ class FoldsIdentifiers(Protocol):
     def fold_identifier(self, name: str) -> str: ...
 
 
+@runtime_checkable
+class RefusesNames(Protocol):
+    """A target (or applier) that cannot hold some names at all (a lake's
+    names become folder names). ``refused_name`` gives the reason, or None."""
+
+    def refused_name(self, name: str) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class ValidationFailure:
     """A row validation found different, bound for the target's

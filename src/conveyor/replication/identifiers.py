@@ -12,7 +12,8 @@ collide refuse their table the same way.
 
 How an engine resolves a name is the target's to say (``FoldsIdentifiers``);
 a target without that hook takes names as they are, and only exactly equal
-names collide.
+names collide. A target that cannot hold a name at all (``RefusesNames``: a
+lake's schema and table names become folder names) refuses its table the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from conveyor.connectors.base import FoldsIdentifiers
+from conveyor.connectors.base import FoldsIdentifiers, RefusesNames
 from conveyor.core.schema import TableRef
 
 
@@ -30,6 +31,8 @@ class Folding:
 
     fold: Callable[[str], str]
     rule: str
+    refuse: Callable[[str], str | None] = lambda name: None
+    """Why the target cannot hold a table (or schema) name at all, or None."""
 
 
 EXACT = Folding(lambda name: name, "the target takes names as they are")
@@ -37,9 +40,10 @@ EXACT = Folding(lambda name: name, "the target takes names as they are")
 
 def folding_of(target: object) -> Folding:
     """The target's folding, or exact names when it has none."""
+    refuse = target.refused_name if isinstance(target, RefusesNames) else EXACT.refuse
     if isinstance(target, FoldsIdentifiers):
-        return Folding(target.fold_identifier, target.identifier_rule)
-    return EXACT
+        return Folding(target.fold_identifier, target.identifier_rule, refuse)
+    return Folding(EXACT.fold, EXACT.rule, refuse)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,12 @@ def collisions(tables: Sequence[TargetNames], folding: Folding) -> dict[TableRef
     """Source tables that cannot load, with the reason: their target name, or
     two of their columns' names, resolve to the same identifier on the target."""
     refused: dict[TableRef, str] = {}
+    for table in tables:
+        for kind, name in (("schema", table.target.schema), ("table", table.target.name)):
+            if table.source not in refused and (why := folding.refuse(name)) is not None:
+                refused[table.source] = (
+                    f"target table {table.target} (source table {table.source}): {kind} name {name!r}: {why}"
+                )
     groups: dict[tuple[str, str], list[TargetNames]] = {}
     for table in tables:
         key = (folding.fold(table.target.schema), folding.fold(table.target.name))

@@ -92,6 +92,9 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class LakeApplier:
+    def refused_name(self, name: str) -> str | None:
+        return lay.refused_name(name)
+
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
         self.lake = lake_config(config)
