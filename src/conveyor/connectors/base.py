@@ -309,9 +309,11 @@ class FoldsIdentifiers(Protocol):
 @runtime_checkable
 class RefusesNames(Protocol):
     """A target (or applier) that cannot hold some names at all (a lake's
-    names become folder names). ``refused_name`` gives the reason, or None."""
+    names become folder names; PostgreSQL cuts names past 63 bytes).
+    ``refused_name`` gives the reason for a "schema", "table" or "column"
+    name, or None."""
 
-    def refused_name(self, name: str) -> str | None: ...
+    def refused_name(self, kind: str, name: str) -> str | None: ...
 
 
 @dataclass(frozen=True)

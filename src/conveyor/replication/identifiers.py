@@ -4,8 +4,7 @@ Two source tables can keep different names through the table mappings and
 still land on one target table: DuckDB matches identifiers without regard to
 case (``Mixed`` and ``MIXED`` are one table). Loading both would make one
 overwrite the other, or (tables in parallel) fail the whole task on a catalog
-conflict. (PostgreSQL would cut names to 63 bytes; its target refuses longer
-names table by table instead, so it needs no folding here.) So before anything loads,
+conflict. So before anything loads,
 the tables whose target names collide are refused, by name, each with a reason
 naming the other source table; the rest load. Columns of one table that
 collide refuse their table the same way.
@@ -13,7 +12,8 @@ collide refuse their table the same way.
 How an engine resolves a name is the target's to say (``FoldsIdentifiers``);
 a target without that hook takes names as they are, and only exactly equal
 names collide. A target that cannot hold a name at all (``RefusesNames``: a
-lake's schema and table names become folder names) refuses its table the same way.
+lake's schema and table names become folder names, PostgreSQL cuts names past
+63 bytes) refuses its table the same way, so change capture goes on for the rest.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ class Folding:
 
     fold: Callable[[str], str]
     rule: str
-    refuse: Callable[[str], str | None] = lambda name: None
-    """Why the target cannot hold a table (or schema) name at all, or None."""
+    refuse: Callable[[str, str], str | None] = lambda kind, name: None
+    """Why the target cannot hold a schema, table or column name at all, or None."""
 
 
 EXACT = Folding(lambda name: name, "the target takes names as they are")
@@ -43,7 +43,7 @@ def folding_of(target: object) -> Folding:
     refuse = target.refused_name if isinstance(target, RefusesNames) else EXACT.refuse
     if isinstance(target, FoldsIdentifiers):
         return Folding(target.fold_identifier, target.identifier_rule, refuse)
-    return Folding(EXACT.fold, EXACT.rule, refuse)
+    return EXACT if refuse is EXACT.refuse else Folding(EXACT.fold, EXACT.rule, refuse)
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,10 @@ def collisions(tables: Sequence[TargetNames], folding: Folding) -> dict[TableRef
     two of their columns' names, resolve to the same identifier on the target."""
     refused: dict[TableRef, str] = {}
     for table in tables:
-        for kind, name in (("schema", table.target.schema), ("table", table.target.name)):
-            if table.source not in refused and (why := folding.refuse(name)) is not None:
+        names = [("schema", table.target.schema), ("table", table.target.name)]
+        names += [("column", target) for _, target in table.columns]
+        for kind, name in names:
+            if table.source not in refused and (why := folding.refuse(kind, name)) is not None:
                 refused[table.source] = (
                     f"target table {table.target} (source table {table.source}): {kind} name {name!r}: {why}"
                 )

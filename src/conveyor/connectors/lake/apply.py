@@ -92,8 +92,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class LakeApplier:
-    def refused_name(self, name: str) -> str | None:
-        return lay.refused_name(name)
+    def refused_name(self, kind: str, name: str) -> str | None:
+        return None if kind == "column" else lay.refused_name(name)
 
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
