@@ -100,7 +100,7 @@ def _mariadb_source(maria: MariaDBServer) -> Source:
     def execute(statements: list[str]) -> None:
         conn = mariadb_connect(url)
         try:
-            run(conn, *statements)
+            run(conn, "START TRANSACTION", *statements, "COMMIT")  # one binlog transaction
         finally:
             conn.close()
 
