@@ -87,7 +87,7 @@ URL_SCHEMES: Mapping[str, tuple[str, ...]] = {
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-TABLE_PATTERN = r"^[^.\s]+\.[^\s]+$"
+TABLE_PATTERN = r"^[^.\s]+\.[\s\S]+$"  # the table name is any text (spaces, dots, quotes)
 TableName = Annotated[str, StringConstraints(pattern=TABLE_PATTERN)]
 _CRON_FIELDS = "minutes hours day-of-month month day-of-week year"
 MigrationType = Literal["full-load", "cdc", "full-load-and-cdc"]

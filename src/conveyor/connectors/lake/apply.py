@@ -145,6 +145,9 @@ def _written(
 class LakeApplier:
     keeps_change_log = True
 
+    def refused_name(self, kind: str, name: str) -> str | None:
+        return None if kind == "column" else lay.refused_name(name)
+
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
         self.lake = lake_config(config)

@@ -126,8 +126,35 @@ def load_number(name: str) -> int | None:
     return int(match.group(1), 16) if match else None
 
 
+NAME_RULE = (
+    "a lake's schema and table names are folder names (raw and curated): a name holding '/', '\\', "
+    "'[', ']' or a control character, or starting with '.', is refused; "
+    "rename with a table-mapping transformation rule"
+)
+
+
+def refused_name(name: str) -> str | None:
+    """Why ``name`` cannot be a schema or table folder of the lake, or None.
+    Names are used as they are (DMS's layout); those that would leave their
+    folder (``..``, ``a/b``), hide in it (``.x``, the lake's own ``.conveyor``)
+    or cannot be a file or Delta table name (NUL, control characters;
+    deltalake parses '[' and ']' as a URL's) are refused."""
+    if not name or name.startswith(".") or any(c in "/\\[]" or ord(c) < 0x20 or c == "\x7f" for c in name):
+        return NAME_RULE
+    return None
+
+
+def _names(ref: TableRef) -> tuple[str, str]:
+    """The table's schema and name as folder names, refused as ``refused_name`` says
+    (the plan refuses such tables first; this keeps any other path inside the lake)."""
+    for name in (ref.schema, ref.name):
+        if refused_name(name) is not None:
+            raise TerminalError(f"table {ref}: name {name!r}: {NAME_RULE}")
+    return ref.schema, ref.name
+
+
 def table_folder(bucket_path: str, ref: TableRef) -> str:
-    return join(bucket_path, ref.schema, ref.name)
+    return join(bucket_path, *_names(ref))
 
 
 def change_stamp(when: datetime) -> str:
@@ -149,14 +176,15 @@ def date_partition(when: datetime, settings: LakeSettings) -> str:
 
 
 def change_folder(bucket_path: str, settings: LakeSettings, ref: TableRef, when: datetime) -> str:
-    folder = join(bucket_path, settings.cdc_path or "", ref.schema, ref.name)
+    folder = join(bucket_path, settings.cdc_path or "", *_names(ref))
     if settings.date_partition_enabled:
         folder = join(folder, date_partition(when, settings))
     return folder
 
 
 def table_state_path(bucket_path: str, ref: TableRef) -> str:
-    return join(STATE_DIR, "tables", bucket_path, ref.schema, f"{ref.name}.json")
+    schema, name = _names(ref)
+    return join(STATE_DIR, "tables", bucket_path, schema, f"{name}.json")
 
 
 def checkpoint_path(task: str) -> str:

@@ -33,6 +33,7 @@ from conveyor.connectors.postgres.target import (
     column_ddl,
     create_native_type,
     describe_table,
+    long_name,
     refused_at,
 )
 from conveyor.core.batch import Checkpoint
@@ -85,6 +86,9 @@ class PostgresApplier:
         # (creating and dropping them per batch costs time and bloats the catalog).
         self._staging: dict[tuple[TableRef, str, tuple[str, ...]], sql.Identifier] = {}
         self._staging_serial = 0
+
+    def refused_name(self, kind: str, name: str) -> str | None:
+        return long_name(kind, name)
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:

@@ -54,6 +54,9 @@ class PostgresTarget:
         with connection.connect(self.config, autocommit=True) as conn:
             return str(conn.execute("SELECT version()").fetchone()[0])  # type: ignore[index]
 
+    def refused_name(self, kind: str, name: str) -> str | None:
+        return long_name(kind, name)
+
     def describe(self, ref: TableRef) -> TableSchema | None:
         with connection.connect(self.config, autocommit=True) as conn:
             return describe_table(conn, ref)
@@ -206,6 +209,17 @@ def create_table_sql(table: TableSchema, same_engine: bool, with_key: bool = Tru
 
 def primary_key_sql(table: TableSchema) -> sql.Composed:
     return sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.primary_key)))
+
+
+def long_name(kind: str, name: str) -> str | None:
+    """Why PostgreSQL cannot hold ``name`` as it is, or None."""
+    size = len(name.encode())
+    if size <= MAX_NAME_BYTES:
+        return None
+    return (
+        f"PostgreSQL names are at most {MAX_NAME_BYTES} bytes (this {kind} name has {size}; "
+        "PostgreSQL would cut it); rename with a table-mapping transformation rule"
+    )
 
 
 def check_names(table: TableSchema) -> None:
