@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import numpy as np
@@ -289,5 +289,9 @@ def _canonical_json(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ",".join(_canonical_json(v) for v in value) + "]"
     if isinstance(value, Decimal):
-        return str(value.normalize()) if value.is_finite() else str(value)
+        if not value.is_finite():
+            return str(value)
+        # As many digits as the number has: the default context (28) would round
+        # 30-digit numbers that differ in their last digit to one spelling.
+        return str(value.normalize(Context(prec=max(1, len(value.as_tuple().digits)))))
     return json.dumps(value, ensure_ascii=False)
