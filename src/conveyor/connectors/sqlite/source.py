@@ -210,12 +210,20 @@ def _to_arrow(table: TableSchema, column: Column, values: Sequence[Any]) -> pa.A
             return pa.array([None if v is None else _boolean(v) for v in values], type=target)
         if kind is Kind.BYTES:
             return pa.array([v.encode() if isinstance(v, str) else v for v in values], type=target)
+        if kind in _INTEGERS and any(type(v) is float for v in values):
+            # A REAL in an INTEGER column (SQLite keeps 1.5 as 1.5): Arrow would truncate it.
+            raise pa.ArrowInvalid(
+                f"{next(v for v in values if type(v) is float)!r} is a real, not an integer"
+            )
         return pa.array(values, type=target)
     except (pa.ArrowInvalid, pa.ArrowTypeError, InvalidOperation, OverflowError) as exc:
         raise DataError(
             f"table {table.ref}: column {column.name!r} ({column.type.native}) holds a value that is not "
             f"{column.type.describe()}: {exc}"
         ) from None
+
+
+_INTEGERS = frozenset({Kind.INT16, Kind.INT32, Kind.INT64})
 
 
 def _boolean(value: Any) -> bool:
