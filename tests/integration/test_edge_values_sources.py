@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import duckdb
 import psycopg
 import pytest
@@ -23,6 +24,7 @@ from conveyor.replication.task_runner import run_task
 from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
 from integration.test_cdc_tasks import RunningTask
+from support import edge_values_dynamodb as ddb
 from support import edge_values_mariadb as maria
 from support import edge_values_sqlite as lite
 from support import source_types_doc
@@ -113,7 +115,7 @@ def _sqlite_insert(path: Path) -> None:
 # Targets: each row's text, what was reported, and each table's column type.
 
 
-def _pg_read(url: str, corpus: Corpus) -> tuple[Observed, Reported, dict[str, str]]:
+def _pg_read(url: str, corpus: Corpus, prefix: str = "") -> tuple[Observed, Reported, dict[str, str]]:
     observed: Observed = {}
     reported: Reported = {}
     typed: dict[str, str] = {}
@@ -126,12 +128,12 @@ def _pg_read(url: str, corpus: Corpus) -> tuple[Observed, Reported, dict[str, st
             ).fetchall()
         )
         for table in corpus.tables():
-            if table not in located:
+            if prefix + table not in located:
                 continue
-            relation = f'"{located[table]}"."{table}"'
+            relation = f'"{located[prefix + table]}"."{prefix + table}"'
             if corpus.engine == "dynamodb":
                 rows = conn.execute(  # type: ignore[call-overload]
-                    f"SELECT name, (to_jsonb(t) - 'pk' - 'name' - '_variant')::text FROM {relation} t"
+                    f"SELECT pk, (to_jsonb(t) - 'pk' - '_variant')::text FROM {relation} t"
                 ).fetchall()
             else:
                 rows = conn.execute(f"SELECT name, v::text FROM {relation}").fetchall()  # type: ignore[call-overload]
@@ -187,7 +189,9 @@ def _table_reasons(store: Store) -> Reported:
     run = store.task_status(TASK)["current_run"]
     stats = store.table_stats(TASK, run) if run is not None else []
     return {
-        s["TableName"]: str(s.get("SuspendedReason") or s.get("Error"))
+        s["TableName"].split("_", 1)[1] if s["TableName"].startswith("x") else s["TableName"]: str(
+            s.get("SuspendedReason") or s.get("Error")
+        )
         for s in stats
         if s.get("SuspendedReason") or s.get("Error")
     }
@@ -216,25 +220,27 @@ def _wait(check: Callable[[], bool], what: str, debug: Callable[[], Any]) -> Non
     raise AssertionError(f"timed out waiting for {what}: {debug()}")
 
 
-def _captured(store: Store, corpus: Corpus, already: int = 0) -> bool:
+def _captured(store: Store, corpus: Corpus, already: int = 0, prefix: str = "") -> bool:
     """Every table's rows applied (beyond ``already`` loaded ones) or the table suspended."""
     run = store.task_status(TASK)["current_run"]
     stats = {s["TableName"]: s for s in (store.table_stats(TASK, run) if run is not None else [])}
     for name, (_, edges) in corpus.tables().items():
-        entry = stats.get(name, {})
+        entry = stats.get(prefix + name, {})
         if entry.get("SuspendedReason") is None and entry.get("Inserts", 0) + already < len(edges):
             return False
     return True
 
 
-def _cdc(store: Store, stack: Path, corpus: Corpus, write: Callable[[], None], already: int = 0) -> Reported:
+def _cdc(
+    store: Store, stack: Path, corpus: Corpus, write: Callable[[], None], already: int = 0, prefix: str = ""
+) -> Reported:
     with RunningTask(store, stack, TASK):
         _wait(
             lambda: store.task_progress(TASK) is not None, "capture to begin", lambda: store.task_status(TASK)
         )
         write()
         _wait(
-            lambda: _captured(store, corpus, already),
+            lambda: _captured(store, corpus, already, prefix),
             "every table applied or suspended",
             lambda: (store.task_status(TASK), _table_reasons(store)),
         )
@@ -296,3 +302,65 @@ def test_sqlite_every_value_exact_or_reported(cdc: bool, store: Store, tmp_path:
         tables = _table_reasons(store)
     path = f"SQLite -> duckdb ({'CDC' if cdc else 'full load'})"
     _check(lite.CORPUS, "duckdb", path, _read("duckdb", endpoint, lite.CORPUS), tables)
+
+
+_tables_made = iter(range(1_000_000))
+
+
+def _dynamodb_tables(url: str) -> tuple[Any, str]:
+    """The corpus's tables, created with a prefix of their own (moto is shared)
+    and streams on; returns the resource and the prefix."""
+    resource = boto3.resource("dynamodb", endpoint_url=url, region_name="us-east-1")
+    prefix = f"x{next(_tables_made)}{int(time.time() * 1000) % 10**8}_"
+    for name in ddb.CORPUS.tables():
+        resource.create_table(
+            TableName=prefix + name,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+    return resource, prefix
+
+
+def _dynamodb_put(resource: Any, prefix: str, seeds: bool) -> None:
+    """The first item of each table (``seeds``), or the others."""
+    for name, (_, edges) in ddb.CORPUS.tables().items():
+        table = resource.Table(prefix + name)
+        for edge in edges[:1] if seeds else edges[1:]:
+            item = {"pk": edge.name}
+            if edge.literal is not None or not edge.name.endswith("_null"):
+                item["v"] = edge.literal
+            table.put_item(Item=item)
+
+
+@pytest.mark.parametrize("cdc", [False, True], ids=["full-load", "streams"])
+def test_dynamodb_every_value_exact_or_reported(
+    cdc: bool,
+    moto_url: str,
+    pg_server: PostgresServer,
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
+    resource, prefix = _dynamodb_tables(moto_url)
+    _dynamodb_put(resource, prefix, seeds=True)
+    settings = {
+        "tables": [prefix + n for n in ddb.CORPUS.tables()],
+        "conflicting_values": "load_errors",
+        "column_types": {prefix + t: columns for t, columns in ddb.OVERRIDE.items()},
+    }
+    source = {"engine": "dynamodb", "endpoint_url": moto_url, "region": "us-east-1", "settings": settings}
+    endpoint = _target("postgres", tmp_path, pg_server)
+    if cdc:
+        stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
+        write = lambda: _dynamodb_put(resource, prefix, seeds=False)  # noqa: E731
+        tables = _cdc(store, stack, ddb.CORPUS, write, already=1, prefix=prefix)
+    else:
+        _dynamodb_put(resource, prefix, seeds=False)
+        stack = _stack(tmp_path, source, endpoint, "full-load")
+        _full_load(store, stack)
+        tables = _table_reasons(store)
+    path = f"DynamoDB -> postgres ({'Streams' if cdc else 'full load'})"
+    _check(ddb.CORPUS, "postgres", path, _pg_read(endpoint["url"], ddb.CORPUS, prefix), tables)

@@ -55,6 +55,9 @@ class Corpus:
 
     engine: str
     groups: tuple[Group, ...]
+    split_refused: bool = True
+    """False where a refusal leaves its row loaded (DynamoDB's load errors):
+    refused values stay in their group's table."""
 
     def edges(self) -> list[SourceEdge]:
         return [e for g in self.groups for e in g.edges()]
@@ -63,11 +66,11 @@ class Corpus:
         """Source table name -> (column type, its rows): refused values alone."""
         found: dict[str, tuple[str, list[SourceEdge]]] = {}
         for group in self.groups:
-            kept = [e for e in group.edges() if not e.refused_somewhere]
+            kept = [e for e in group.edges() if not (self.split_refused and e.refused_somewhere)]
             if kept:
                 found[f"e_{group.slug}"] = (group.source_type, kept)
             for edge in group.edges():
-                if edge.refused_somewhere:
+                if self.split_refused and edge.refused_somewhere:
                     found[f"r_{edge.name}"] = (group.source_type, [edge])
         return found
 
