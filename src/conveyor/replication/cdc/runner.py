@@ -507,8 +507,8 @@ class ChangeCapture:
         logged = []
         for table_changes in changes:
             extra = found.pop(table_changes.table.ref, None)
-            rows = () if extra is None else tuple(extra[1])
-            logged.append(dataclasses.replace(table_changes, rejected=(*table_changes.rejected, *rows)))
+            more = () if extra is None else tuple(extra[1])
+            logged.append(dataclasses.replace(table_changes, rejected=(*table_changes.rejected, *more)))
         return logged + [TableChanges(target, rejected=tuple(rows)) for target, rows in found.values()]
 
     def _wait_applied(self) -> None:
