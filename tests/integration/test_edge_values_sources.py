@@ -7,6 +7,7 @@ assertion per path lists every silent change; each path prints its counts."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -137,11 +138,13 @@ def _pg_read(url: str, corpus: Corpus, prefix: str = "") -> tuple[Observed, Repo
                 ).fetchall()
             else:
                 rows = conn.execute(f"SELECT name, v::text FROM {relation}").fetchall()  # type: ignore[call-overload]
-                (kind,) = conn.execute(  # type: ignore[call-overload]
-                    f"SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
-                    f" WHERE attrelid = '{relation}'::regclass AND attname = 'v'"
-                ).fetchone()
-                typed[table] = kind
+            kind = conn.execute(  # type: ignore[call-overload]
+                "SELECT CASE WHEN t.typtype = 'e' THEN 'enum' ELSE format_type(atttypid, atttypmod) END"
+                f" FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+                f" WHERE attrelid = '{relation}'::regclass AND attname = 'v'"
+            ).fetchone()
+            if kind is not None:
+                typed[table] = kind[0]
             observed.update(dict(rows))
         if "awsdms_apply_exceptions" in located:
             for table, key, column, error in conn.execute(
@@ -168,7 +171,7 @@ def _duckdb_read(path: Path, corpus: Corpus) -> tuple[Observed, Reported, dict[s
             ).fetchall()
             observed.update({name: value for name, value, _ in rows})
             if rows:
-                typed[table] = rows[0][2]
+                typed[table] = re.sub(r"^ENUM\(.*", "ENUM", rows[0][2], flags=re.S)
         if "awsdms_apply_exceptions" in located:
             for table, key, column, error in conn.execute(
                 "SELECT table_name, key, column_name, error FROM main.awsdms_apply_exceptions"

@@ -17,6 +17,7 @@ CONFLICT = Refused("column 'v' (int64)")
 OVERRIDE = {
     "e_override": {"v": "decimal(38,2)"},
     "e_n_int": {"v": "int64"},
+    "e_n_38": {"v": "decimal(38,0)"},
 }
 """``column_types`` for the corpus (table names without the test's prefix):
 without them a full load, which samples every item, infers a json column for
@@ -44,7 +45,7 @@ CORPUS = Corpus(
         ),
         Group(
             "n_38",
-            "N (38 digits)",
+            "N (38 digits, column_types decimal(38,0))",
             (
                 ("seed", Decimal(D38), f'{{"v": {D38}}}'),
                 ("neg", Decimal("-" + "9" * 38), f'{{"v": -{"9" * 38}}}'),
