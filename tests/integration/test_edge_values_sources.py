@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ from support.source_edges import Corpus, counts, silent_changes
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 60.0
+MODIFIED = "updated_at"
+"""DynamoDB items' modified-at attribute (incremental capture)."""
 TASK = "edge"
 Observed = dict[str, str | None]
 Reported = dict[str, str]
@@ -134,7 +137,7 @@ def _pg_read(url: str, corpus: Corpus, prefix: str = "") -> tuple[Observed, Repo
             relation = f'"{located[prefix + table]}"."{prefix + table}"'
             if corpus.engine == "dynamodb":
                 rows = conn.execute(  # type: ignore[call-overload]
-                    f"SELECT pk, (to_jsonb(t) - 'pk' - '_variant')::text FROM {relation} t"
+                    f"SELECT pk, (to_jsonb(t) - 'pk' - '_variant' - '{MODIFIED}')::text FROM {relation} t"
                 ).fetchall()
             else:
                 rows = conn.execute(f"SELECT name, v::text FROM {relation}").fetchall()  # type: ignore[call-overload]
@@ -229,7 +232,8 @@ def _captured(store: Store, corpus: Corpus, already: int = 0, prefix: str = "") 
     stats = {s["TableName"]: s for s in (store.table_stats(TASK, run) if run is not None else [])}
     for name, (_, edges) in corpus.tables().items():
         entry = stats.get(prefix + name, {})
-        if entry.get("SuspendedReason") is None and entry.get("Inserts", 0) + already < len(edges):
+        applied = entry.get("Inserts", 0) + entry.get("Updates", 0)  # incremental capture upserts
+        if entry.get("SuspendedReason") is None and applied + already < len(edges):
             return False
     return True
 
@@ -327,19 +331,21 @@ def _dynamodb_tables(url: str) -> tuple[Any, str]:
 
 
 def _dynamodb_put(resource: Any, prefix: str, seeds: bool) -> None:
-    """The first item of each table (``seeds``), or the others."""
+    """The first item of each table (``seeds``), or the others; each with a
+    modified-at attribute for incremental capture (the seeds' in the past)."""
     for name, (_, edges) in ddb.CORPUS.tables().items():
         table = resource.Table(prefix + name)
         for edge in edges[:1] if seeds else edges[1:]:
-            item = {"pk": edge.name}
+            modified = "2000-01-01T00:00:00" if seeds else datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+            item = {"pk": edge.name, MODIFIED: modified}
             if edge.literal is not None or not edge.name.endswith("_null"):
                 item["v"] = edge.literal
             table.put_item(Item=item)
 
 
-@pytest.mark.parametrize("cdc", [False, True], ids=["full-load", "streams"])
+@pytest.mark.parametrize("capture", [None, "streams", "incremental"])
 def test_dynamodb_every_value_exact_or_reported(
-    cdc: bool,
+    capture: str | None,
     moto_url: str,
     pg_server: PostgresServer,
     store: Store,
@@ -354,9 +360,11 @@ def test_dynamodb_every_value_exact_or_reported(
         "conflicting_values": "load_errors",
         "column_types": {prefix + t: columns for t, columns in ddb.OVERRIDE.items()},
     }
+    if capture == "incremental":
+        settings["incremental"] = {"attribute": MODIFIED, "interval_seconds": 0}
     source = {"engine": "dynamodb", "endpoint_url": moto_url, "region": "us-east-1", "settings": settings}
     endpoint = _target("postgres", tmp_path, pg_server)
-    if cdc:
+    if capture is not None:
         stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
         write = lambda: _dynamodb_put(resource, prefix, seeds=False)  # noqa: E731
         tables = _cdc(store, stack, ddb.CORPUS, write, already=1, prefix=prefix)
@@ -365,5 +373,5 @@ def test_dynamodb_every_value_exact_or_reported(
         stack = _stack(tmp_path, source, endpoint, "full-load")
         _full_load(store, stack)
         tables = _table_reasons(store)
-    path = f"DynamoDB -> postgres ({'Streams' if cdc else 'full load'})"
+    path = f"DynamoDB -> postgres ({capture or 'full load'})"
     _check(ddb.CORPUS, "postgres", path, _pg_read(endpoint["url"], ddb.CORPUS, prefix), tables)
