@@ -289,6 +289,7 @@ def test_mariadb_every_value_exact_or_reported(
         stack = _stack(tmp_path, source, endpoint, "full-load")
         _full_load(store, stack)
         tables = _table_reasons(store)
+        assert tables == {}, "a refused value fails no table: its row goes to the exceptions table"
     path = f"MariaDB -> {target} ({'CDC' if cdc else 'full load'})"
     _check(maria.CORPUS, target, path, _read(target, endpoint, maria.CORPUS), tables)
 
