@@ -308,6 +308,7 @@ def test_sqlite_every_value_exact_or_reported(cdc: bool, store: Store, tmp_path:
         stack = _stack(tmp_path, source, endpoint, "full-load")
         _full_load(store, stack)
         tables = _table_reasons(store)
+        assert tables == {}, "a refused value fails no table: its row goes to the exceptions table"
     path = f"SQLite -> duckdb ({'CDC' if cdc else 'full load'})"
     _check(lite.CORPUS, "duckdb", path, _read("duckdb", endpoint, lite.CORPUS), tables)
 
