@@ -65,6 +65,11 @@ class _Refused(Exception):
         self.value = value
 
 
+def column_array(ctype: ColumnType, values: list[Any]) -> pa.Array:
+    """Captured values of one column (no ``Unrepresentable`` among them) as Arrow."""
+    return _array(ctype, values)
+
+
 def _array(ctype: ColumnType, values: list[Any]) -> pa.Array:
     kind = ctype.kind
     dtype = ctype.arrow()
@@ -87,7 +92,7 @@ def _array(ctype: ColumnType, values: list[Any]) -> pa.Array:
 
 
 def _list(element: ColumnType, values: list[Any], dtype: pa.DataType) -> pa.Array:
-    if element.kind not in _CHECKED:
+    if element.kind not in _CHECKED and element.kind is not Kind.ARRAY:
         for v in values:
             if type(v) is Unrepresentable:
                 raise _Refused(v)

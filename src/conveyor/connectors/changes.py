@@ -254,6 +254,24 @@ class KeepsChangeLog(Protocol):
     keeps_change_log: bool
 
 
+@runtime_checkable
+class PacesBatches(Protocol):
+    """An applier that writes one file per table per batch and has its own rule
+    for when a file is due (the lake: CdcMaxBatchInterval, CdcMinFileSize).
+    The runner then hands a batch over only when that rule says so (or when it
+    must: a full batch, DDL, a stop), so batch boundaries are file boundaries
+    and the checkpoint advances only with the files that hold the changes."""
+
+    batch_seconds: float
+    """A batch is due this long after its first change."""
+    batch_min_bytes: int
+    """A batch is due once one table's changes reach this size."""
+
+    def change_bytes(self, table: TableRef, change: LoggedChange) -> int:
+        """The size ``change`` adds to target table ``table``'s file (an estimate)."""
+        ...
+
+
 @dataclass(frozen=True)
 class TableChanges:
     """One table's share of an apply batch, already reduced to one final change

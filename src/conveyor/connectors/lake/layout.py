@@ -19,8 +19,9 @@ CSV, as the service writes it by default:
   columns) holding ``yyyy-MM-dd HH:mm:ss.SSSSSS`` (``.SSS`` with
   ``ParquetTimestampInMillisecond``): for a full load the time the batch was
   written (or the load's start with ``UseTaskStartTimeForFullLoadTimestamp``),
-  for changes the time the change file was written (the service uses the
-  source commit time, which the applier does not receive);
+  for changes the source's commit time of the change's transaction (the time
+  the file was written when the source reports none: SQLite, or a part of a
+  transaction handed over before its commit was read);
 * ``Rfc4180=true`` (the default) quotes a value with ``"`` only when it holds the
   delimiter, a quote, CR, LF or the row delimiter, doubling inner quotes;
 * NULL is written as ``CsvNullValue`` (default: nothing). An empty string is
@@ -43,7 +44,9 @@ Parquet uncompressed.
 
 ``MaxFileSize`` (KB) rolls LOAD files: a CSV file never grows past it unless a
 single row is larger (measured before compression); a Parquet file rolls after
-the row group that reaches it. Change files are one per table per applied batch.
+the row group that reaches it. Change files are one per table per applied
+batch, and batches follow ``CdcMaxBatchInterval`` / ``CdcMinFileSize`` (see
+``apply``).
 
 Conveyor's own state lives under ``<root>/.conveyor/`` (hidden from crawlers
 and from the curation's file listing): task checkpoints, and per table the
@@ -232,9 +235,13 @@ def file_layout(
 
 
 def frame(
-    batch: pa.RecordBatch, layout: FileLayout, ops: pa.Array | str | None, stamp: str | None
+    batch: pa.RecordBatch,
+    layout: FileLayout,
+    ops: pa.Array | str | None,
+    stamp: pa.Array | str | None,
 ) -> pa.Table:
-    """The file's columns: ``Op``, the timestamp column, then the batch's."""
+    """The file's columns: ``Op``, the timestamp column (one text for every
+    row, or one per row), then the batch's."""
     arrays: list[pa.Array] = []
     names: list[str] = []
     n = batch.num_rows
@@ -242,7 +249,7 @@ def frame(
         arrays.append(pa.array([ops] * n, pa.string()) if isinstance(ops, str) or ops is None else ops)
         names.append(OP_COLUMN)
     if layout.timestamp:
-        arrays.append(pa.array([stamp] * n, pa.string()))
+        arrays.append(stamp if isinstance(stamp, pa.Array) else pa.array([stamp] * n, pa.string()))
         names.append(layout.timestamp)
     if layout.timestamp in batch.schema.names or (layout.op and OP_COLUMN in batch.schema.names):
         raise TerminalError(
@@ -439,19 +446,45 @@ class CsvFileWriter:
         self._raw.close()
 
 
+def text_intervals_type(dtype: pa.DataType) -> pa.DataType:
+    """``dtype`` with intervals (Parquet and Delta have none), at any list depth, as strings."""
+    if dtype == pa.month_day_nano_interval():
+        return pa.string()
+    if pa.types.is_list(dtype):
+        return pa.list_(text_intervals_type(dtype.value_type))
+    return dtype
+
+
+def intervals_as_text(values: pa.Array) -> pa.Array:
+    """``values`` with every interval, at any list depth, as its ISO 8601 text."""
+    if values.type == pa.month_day_nano_interval():
+        return text_column(values)
+    if pa.types.is_list(values.type) and text_intervals_type(values.type) != values.type:
+        inner = intervals_as_text(values.values)
+        return pa.ListArray.from_arrays(values.offsets, inner, mask=values.is_null())
+    return values
+
+
+def _intervals_from_text(values: pa.Array, dtype: pa.DataType) -> pa.Array:
+    """The inverse of ``intervals_as_text`` for lists read from Parquet."""
+    if not pa.types.is_list(dtype):
+        return parse_column(values, dtype)
+    inner = _intervals_from_text(values.values, dtype.value_type)
+    return pa.ListArray.from_arrays(values.offsets, inner, type=dtype, mask=values.is_null())
+
+
 def parquet_schema(data: pa.Table) -> pa.Schema:
     fields = []
     for field in data.schema:
-        dtype = pa.string() if field.type == pa.month_day_nano_interval() else field.type
-        fields.append(pa.field(field.name, dtype, nullable=True))
+        fields.append(pa.field(field.name, text_intervals_type(field.type), nullable=True))
     return pa.schema(fields)
 
 
 def parquet_ready(data: pa.Table, schema: pa.Schema) -> pa.Table:
     arrays = []
     for column in data.columns:
-        if column.type == pa.month_day_nano_interval():
-            arrays.append(text_column(column.combine_chunks()))
+        if text_intervals_type(column.type) != column.type:
+            arrays.append(intervals_as_text(column.combine_chunks()))
         else:
             arrays.append(column)
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -523,6 +556,9 @@ def read_file(fs: LakeFS, rel: str, table: TableSchema, layout: FileLayout) -> p
         elif pa.types.is_string(values.type) and not pa.types.is_string(field.type):
             whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
             arrays.append(parse_column(whole, field.type))
+        elif pa.types.is_list(values.type) and values.type == text_intervals_type(field.type):
+            whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+            arrays.append(_intervals_from_text(whole, field.type))
         else:
             arrays.append(values.cast(field.type))
     return pa.Table.from_arrays(arrays, schema=target)
@@ -589,7 +625,8 @@ def table_state(table: TableSchema, layout: FileLayout, files: list[str]) -> byt
         "schema": table.ref.schema,
         "table": table.ref.name,
         "columns": [
-            {"name": c.name, "type": _type_to_json(c.type), "nullable": c.nullable} for c in table.columns
+            {"name": c.name, "type": _type_to_json(c.type), "nullable": c.nullable, "generated": c.generated}
+            for c in table.columns
         ],
         "primary_key": list(table.primary_key),
         "native_engine": table.native_engine,
@@ -603,7 +640,8 @@ def table_state(table: TableSchema, layout: FileLayout, files: list[str]) -> byt
 def parse_table_state(data: bytes) -> tuple[TableSchema, FileLayout, list[str]]:
     document = json.loads(data)
     columns = tuple(
-        Column(c["name"], _type_from_json(c["type"]), nullable=c["nullable"]) for c in document["columns"]
+        Column(c["name"], _type_from_json(c["type"]), nullable=c["nullable"], generated=c.get("generated"))
+        for c in document["columns"]
     )
     schema = TableSchema(
         TableRef(document["schema"], document["table"]),

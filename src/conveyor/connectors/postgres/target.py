@@ -104,7 +104,7 @@ class PostgresTarget:
                     for native in table.native_types:
                         create_native_type(conn, native)
         except psycopg.Error as exc:
-            raise TerminalError(f"table {table.ref}: {' '.join(str(exc).split())}") from None
+            raise connection.failure(f"table {table.ref}", exc) from None
         conn = connection.connect(self.config)
         try:
             existing = describe_table(conn, table.ref)
@@ -127,7 +127,7 @@ class PostgresTarget:
                     conn.execute(sql.SQL("TRUNCATE {}").format(qualified(table.ref)))
         except psycopg.Error as exc:
             conn.close()
-            raise TerminalError(f"table {table.ref}: {' '.join(str(exc).split())}") from None
+            raise connection.failure(f"table {table.ref}", exc) from None
         except BaseException:
             conn.rollback()
             conn.close()
@@ -404,6 +404,8 @@ class PostgresTableLoad:
             error = _data_error(self.table.ref, exc, records.num_rows)
             error.column = error.column or self._constraint_columns(exc)
             raise error from None
+        except psycopg.Error as exc:
+            raise connection.failure(f"table {self.table.ref}", exc) from None
 
     def copy_in(self, chunks: Iterator[bytes], columns: Sequence[str]) -> int:
         """Write PostgreSQL binary COPY data (from a PostgreSQL source) as it comes.
@@ -415,12 +417,21 @@ class PostgresTableLoad:
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
             qualified(self.table.ref), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
+        from_source: list[BaseException] = []
+
+        def read() -> Iterator[bytes]:
+            try:
+                yield from chunks
+            except BaseException as exc:  # the source's error, not the target's
+                from_source.append(exc)
+                raise
+
         try:
             with self._conn.transaction(), self._conn.cursor() as cur:
                 with cur.copy(statement) as copy:
                     pending: list[bytes] = []
                     size = 0
-                    for chunk in chunks:
+                    for chunk in read():
                         pending.append(chunk)
                         size += len(chunk)
                         if size >= COPY_WRITE_BYTES:
@@ -435,6 +446,10 @@ class PostgresTableLoad:
             message, _line, column = refused_at(exc)
             column = column or self._constraint_columns(exc)
             raise DataError(f"table {self.table.ref}: {message}", column=column, load_usable=True) from None
+        except psycopg.Error as exc:
+            if exc in from_source:
+                raise
+            raise connection.failure(f"table {self.table.ref}", exc) from None
 
     def insert_from(self, staging: Sequence[TableRef]) -> int:
         """The rows of segment staging tables (same columns), then the staging
@@ -454,7 +469,7 @@ class PostgresTableLoad:
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             raise DataError(f"table {self.table.ref}: {' '.join(str(exc).split())}") from None
         except psycopg.Error as exc:
-            raise TerminalError(f"table {self.table.ref}: {' '.join(str(exc).split())}") from None
+            raise connection.failure(f"table {self.table.ref}", exc) from None
         return rows
 
     def _constraint_columns(self, exc: psycopg.Error) -> str | None:
@@ -494,6 +509,8 @@ class PostgresTableLoad:
                         f"table {self.table.ref}: primary key after the load: {reason}"
                     ) from None
             self._conn.commit()
+        except psycopg.Error as exc:
+            raise connection.failure(f"table {self.table.ref}: commit", exc) from None
         finally:
             self._conn.close()
 
