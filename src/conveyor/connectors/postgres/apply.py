@@ -33,6 +33,7 @@ from conveyor.connectors.postgres.target import (
     column_ddl,
     create_native_type,
     describe_table,
+    insert_rejections,
     long_name,
     refused_at,
 )
@@ -154,6 +155,7 @@ class PostgresApplier:
         try:
             for table_changes in changes:
                 self._apply_table(conn, table_changes)
+                insert_rejections(conn, task, table_changes.rejected, create=True)
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {}.{} (task_name, position, updated_at) VALUES (%s, %s, now()) "

@@ -28,6 +28,32 @@ ENGINE = "postgres"
 RAW_FORMAT = "postgres-binary"
 EXCEPTIONS_TABLE = "awsdms_apply_exceptions"
 EXCEPTIONS_SCHEMA = "public"
+_CREATE_EXCEPTIONS = sql.SQL(
+    "CREATE TABLE IF NOT EXISTS {}.{} (task_name varchar(128), table_owner varchar(128), "
+    "table_name varchar(128), error_time timestamptz, key jsonb, column_name text, "
+    "value text, error text)"
+).format(sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE))
+
+
+def insert_rejections(
+    conn: psycopg.Connection[Any], task: str, rejected: Sequence[RejectedValue], create: bool = False
+) -> None:
+    """Rows of the apply-exceptions table, in ``conn``'s transaction (``create``:
+    the table created first if need be)."""
+    if not rejected:
+        return
+    if create:
+        conn.execute(_CREATE_EXCEPTIONS)
+    now = datetime.now(UTC)
+    with conn.cursor() as cur:
+        cur.executemany(
+            sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(
+                sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE)
+            ),
+            [r.exceptions_row(task, now) for r in rejected],
+        )
+
+
 MAX_NAME_BYTES = 63
 COPY_WRITE_BYTES = 1 << 20
 _COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
@@ -120,13 +146,7 @@ class PostgresTarget:
 
     def ensure_exceptions_table(self) -> None:
         with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {}.{} (task_name varchar(128), table_owner varchar(128), "
-                    "table_name varchar(128), error_time timestamptz, key jsonb, column_name text, "
-                    "value text, error text)"
-                ).format(sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE))
-            )
+            conn.execute(_CREATE_EXCEPTIONS)
 
     def read(
         self, table: TableSchema, batch_rows: int, order_by_key: bool = False
@@ -485,14 +505,7 @@ class PostgresTableLoad:
         if not rejected:
             return
         self._target.ensure_exceptions_table()
-        now = datetime.now(UTC)
-        with self._conn.cursor() as cur:
-            cur.executemany(
-                sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(
-                    sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE)
-                ),
-                [r.exceptions_row(task, now) for r in rejected],
-            )
+        insert_rejections(self._conn, task, rejected)
 
     def commit(self) -> None:
         try:

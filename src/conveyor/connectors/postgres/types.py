@@ -44,7 +44,7 @@ _DDL: dict[Kind, str] = {
     Kind.TIMESTAMPTZ: "timestamp(6) with time zone",
     Kind.INTERVAL: "interval",
     Kind.UUID: "uuid",
-    Kind.JSON: "jsonb",
+    Kind.JSON: "json",  # the document as written: jsonb would reorder keys and drop duplicates
     Kind.ENUM: "text",
 }
 

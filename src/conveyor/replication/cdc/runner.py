@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from conveyor.connectors.base import RejectedValue
 from conveyor.connectors.changes import (
     AcceptsEncodedRows,
     ChangeApplier,
@@ -75,10 +76,10 @@ from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
 from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.reduce import TableReducer
-from conveyor.replication.cdc.refusals import ChangeRefusals
+from conveyor.replication.cdc.refusals import ChangeRefusals, source_rejection_stops
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.mappings import MappedTable, TableMappings
-from conveyor.replication.settings import ChangeProcessingDdlHandlingPolicy, ErrorBehavior
+from conveyor.replication.settings import ChangeProcessingDdlHandlingPolicy, ErrorBehavior, RecordPolicy
 
 log = logging.getLogger(__name__)
 
@@ -498,6 +499,7 @@ class ChangeCapture:
         self._handed = position
         applying = [t for t in self.tables.values() if not t.reloading]
         changes = [t.reducer.changes() for t in applying if t.reducer.pending and t.suspended is None]
+        changes = self._with_source_rejections(changes)
         touched = (
             {t.mapped.target.ref: t.reducer.touched_keys() for t in applying if t.reducer.pending}
             if self.on_applied is not None
@@ -522,6 +524,33 @@ class ChangeCapture:
         self._file_bytes.clear()
         self._file_full = False
         self._open_log.clear()  # handed over (a part of an open transaction: without its commit time)
+
+    def _with_source_rejections(self, changes: list[TableChanges]) -> list[TableChanges]:
+        """Values the stream left out (``take_rejections``), bound for the
+        target's apply-exceptions table in this batch's transaction, per
+        DataErrorPolicy (as the full load's source rejections)."""
+        take: Callable[[], list[RejectedValue]] | None = getattr(self.stream, "take_rejections", None)
+        rejected = take() if take is not None else []
+        found: dict[TableRef, tuple[TableSchema, list[RejectedValue]]] = {}
+        for r in rejected:
+            table = self.tables.get(r.table)
+            if table is None or table.suspended is not None:
+                continue
+            target = table.mapped.target
+            found.setdefault(target.ref, (target, []))[1].append(dataclasses.replace(r, table=target.ref))
+        for ref, (_, rows) in list(found.items()):
+            reason = source_rejection_stops(self.errors, f"{ref}: {rows[0].reason}")
+            if reason is not None:
+                self._suspend(ref, reason)
+                del found[ref]
+        if not found or self.errors.data_error_policy is not RecordPolicy.LOG_ERROR:
+            return changes
+        logged = []
+        for table_changes in changes:
+            extra = found.pop(table_changes.table.ref, None)
+            more = () if extra is None else tuple(extra[1])
+            logged.append(dataclasses.replace(table_changes, rejected=(*table_changes.rejected, *more)))
+        return logged + [TableChanges(target, rejected=tuple(rows)) for target, rows in found.values()]
 
     def _wait_applied(self) -> None:
         """Wait for every batch in flight (see ``_wait_oldest``)."""
