@@ -284,7 +284,11 @@ class TableChanges:
     ``rejected`` are changes taken out because the target would refuse them
     (``ScreensChanges``), to log in the apply-exceptions table in the batch's
     transaction. ``log`` holds the changes one by one, in commit order, for an
-    applier that ``KeepsChangeLog`` (empty otherwise)."""
+    applier that ``KeepsChangeLog`` (empty otherwise). ``key_is_group``: the
+    key names a group of rows (a DynamoDB child table keyed by its parent
+    alone), not one row: the table has no unique key, ``deletes`` remove whole
+    groups and ``upserts`` hold every row of each group they replace (the
+    appliers' delete-by-key-then-insert does exactly that)."""
 
     table: TableSchema
     deletes: Sequence[dict[str, Any]] = ()
@@ -294,6 +298,7 @@ class TableChanges:
     encoded: Sequence[bytes] = ()
     rejected: Sequence[RejectedValue] = ()
     log: Sequence[LoggedChange] = ()
+    key_is_group: bool = False
 
 
 @runtime_checkable

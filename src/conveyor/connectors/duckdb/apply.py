@@ -76,7 +76,8 @@ class DuckDBApplier:
         """Upserts and partial updates without the rows DuckDB would refuse
         (deletes carry only keys the table has). ``thorough`` also tries the
         whole rows on an empty copy of the table."""
-        table = changes.table
+        # Rows of a group share its key: no row is unique by it.
+        table = replace(changes.table, primary_key=()) if changes.key_is_group else changes.table
         rejected: list[RejectedValue] = []
         upserts: Sequence[dict[str, Any]] = changes.upserts
         if upserts:
