@@ -18,8 +18,8 @@ from deltalake import DeltaTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import EndpointConfig, PrepMode
-from conveyor.connectors.changes import TableChanges
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.apply import LakeApplier
 from conveyor.connectors.lake.settings import lake_config
@@ -291,7 +291,7 @@ def test_changes_from_the_lake_applier_with_date_partitions(tmp_path: Path) -> N
         ]
     ):
         applier.apply_changes(
-            "t", [TableChanges(TABLE, upserts=upserts, deletes=deletes)], Checkpoint("sqlite", {"n": n})
+            "t", [change_batch(TABLE, upserts=upserts, deletes=deletes)], Checkpoint("sqlite", {"n": n})
         )
         time.sleep(0.002)
     applier.close()
@@ -541,7 +541,7 @@ def test_curation_on_s3(moto_url: str) -> None:
     time.sleep(0.002)
     applier = LakeApplier(config)
     upsert = {"id": 2, "region": "eu", "qty": 20, "note": "s3"}
-    changes = [TableChanges(TABLE, upserts=[upsert], deletes=[{"id": 4}])]
+    changes = [change_batch(TABLE, upserts=[upsert], deletes=[{"id": 4}])]
     applier.apply_changes("t", changes, Checkpoint("sqlite", {"n": 1}))
     applier.close()
     lake = open_lake(lake_config(config))
@@ -596,7 +596,7 @@ def test_repeated_curation_runs_on_s3(moto_url: str, monkeypatch: pytest.MonkeyP
     for n, (upserts, deletes) in enumerate(batches):
         time.sleep(0.002)
         applier = LakeApplier(config)
-        changes = [TableChanges(TABLE, upserts=upserts, deletes=[{"id": k} for k in deletes])]
+        changes = [change_batch(TABLE, upserts=upserts, deletes=[{"id": k} for k in deletes])]
         applier.apply_changes("t", changes, Checkpoint("sqlite", {"n": n}))
         applier.close()
         for row in upserts:
@@ -660,7 +660,7 @@ def test_a_cdc_only_table_without_a_full_load(
         ([{"id": 1, "region": "eu", "qty": 10, "note": "a2"}], [{"id": 2}]),
     ]
     for n, (upserts, deletes) in enumerate(batches):
-        changes = [TableChanges(TABLE, upserts=upserts, deletes=deletes)]
+        changes = [change_batch(TABLE, upserts=upserts, deletes=deletes)]
         applier.apply_changes("t", changes, Checkpoint("sqlite", {"n": n}))
         time.sleep(0.002)
     applier.close()

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import PrepMode
-from conveyor.connectors.changes import TableChanges
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.apply import LakeApplier
 from conveyor.connectors.lake.settings import lake_config
@@ -162,7 +162,7 @@ def test_raw_files_on_s3_through_a_local_staging_folder(moto_url: str, spark_clu
     applier = LakeApplier(config)
     upsert = {"id": 2, "region": "eu", "qty": 20, "note": "s3"}
     applier.apply_changes(
-        "t", [TableChanges(TABLE, upserts=[upsert], deletes=[{"id": 4}])], Checkpoint("sqlite", {"n": 1})
+        "t", [change_batch(TABLE, upserts=[upsert], deletes=[{"id": 4}])], Checkpoint("sqlite", {"n": 1})
     )
     applier.close()
     lake = open_lake(lake_config(config))
@@ -172,7 +172,7 @@ def test_raw_files_on_s3_through_a_local_staging_folder(moto_url: str, spark_clu
         assert result.status == "processed" and result.engine == "spark", result.error
         applier = LakeApplier(config)
         more = [
-            TableChanges(
+            change_batch(
                 TABLE, upserts=[{"id": 9, "region": "us", "qty": 9, "note": "late"}], deletes=[{"id": 1}]
             )
         ]

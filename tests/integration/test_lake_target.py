@@ -16,13 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import EndpointConfig, PrepMode
-from conveyor.connectors.changes import TableChanges
 from conveyor.connectors.lake.apply import LakeApplier
 from conveyor.connectors.lake.target import LakeTarget
 from conveyor.connectors.registry import open_applier, open_target
 from conveyor.core import types as t
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import ConfigError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
@@ -290,8 +290,8 @@ def test_settings_are_checked_by_their_service_names(tmp_path: Path) -> None:
 # --- change files -------------------------------------------------------------------------
 
 
-def changes(upserts: list[dict[str, Any]], deletes: list[dict[str, Any]] = (), **kw: Any) -> TableChanges:  # type: ignore[assignment]
-    return TableChanges(TABLE, deletes=deletes, upserts=upserts, **kw)
+def changes(upserts: list[dict[str, Any]], deletes: list[dict[str, Any]] = (), **kw: Any) -> ChangeBatch:  # type: ignore[assignment]
+    return change_batch(TABLE, deletes=deletes, upserts=upserts, **kw)
 
 
 def position(n: int) -> Checkpoint:
@@ -374,7 +374,7 @@ def test_replay_writes_the_same_file_and_the_checkpoint_last(lake: Factory) -> N
         write_bytes(rel, data)
 
     crashed.fs.write_bytes = dying  # type: ignore[method-assign]
-    batch_two = [changes(rows(2, start=10)), TableChanges(other, upserts=rows(1, start=50))]
+    batch_two = [changes(rows(2, start=10)), change_batch(other, upserts=rows(1, start=50))]
     with pytest.raises(KeyboardInterrupt):
         crashed.apply_changes("t", batch_two, position(2))
     assert crashed.read_checkpoint("t") == position(1)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
-from conveyor.connectors.changes import RowChange, TableChanges
+from conveyor.connectors.changes import RowChange
 from conveyor.core import types as t
-from conveyor.core.batch import Op
+from conveyor.core.batch import ChangeBatch, Op
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -33,7 +35,11 @@ def change(
     return RowChange(REF, op, values, old, unchanged)
 
 
-def reduced(*changes: RowChange, table: TableSchema = TABLE) -> TableChanges:
+def _rows(partial: Mapping[frozenset[str], pa.RecordBatch]) -> dict[frozenset[str], list[dict[str, Any]]]:
+    return {unchanged: rows.to_pylist() for unchanged, rows in partial.items()}
+
+
+def reduced(*changes: RowChange, table: TableSchema = TABLE) -> ChangeBatch:
     reducer = TableReducer(table, {c: c for c in table.column_names})
     for c in changes:
         reducer.add(c)
@@ -103,9 +109,9 @@ CASES: list[tuple[str, list[RowChange], dict[str, Any]]] = [
 @pytest.mark.parametrize(("name", "changes", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_reduction(name: str, changes: list[RowChange], expected: dict[str, Any]) -> None:
     result = reduced(*changes)
-    assert list(result.deletes) == expected.get("deletes", [])
-    assert list(result.upserts) == expected.get("upserts", [])
-    assert result.partial == expected.get("partial", {})
+    assert result.deletes.to_pylist() == expected.get("deletes", [])
+    assert result.upserts.to_pylist() == expected.get("upserts", [])
+    assert _rows(result.partial) == expected.get("partial", {})
 
 
 def test_truncate_drops_what_came_before_and_keeps_what_follows() -> None:
@@ -114,7 +120,7 @@ def test_truncate_drops_what_came_before_and_keeps_what_follows() -> None:
     reducer.clear()
     reducer.add(change(Op.INSERT, {"id": 2, "v": "b", "big": None}))
     result = reducer.changes()
-    assert result.truncate and list(result.upserts) == [{"id": 2, "v": "b", "big": None}]
+    assert result.truncate and result.upserts.to_pylist() == [{"id": 2, "v": "b", "big": None}]
     assert (reducer.inserts, reducer.updates, reducer.deletes) == (2, 0, 0)
 
 
@@ -124,7 +130,7 @@ def test_renamed_and_removed_columns() -> None:
     )
     reducer = TableReducer(target, {"id": "ID", "v": "V"})
     reducer.add(change(Op.INSERT, {"id": 1, "v": "a", "big": "dropped"}))
-    assert list(reducer.changes().upserts) == [{"ID": 1, "V": "a"}]
+    assert reducer.changes().upserts.to_pylist() == [{"ID": 1, "V": "a"}]
 
 
 def test_without_a_primary_key_rows_are_appended_and_deletes_refused() -> None:
@@ -215,9 +221,9 @@ def test_row_filter(changes: list[RowChange], expected: dict[str, Any]) -> None:
         reducer.add(c)
     out = reducer.changes()
     assert not reducer.passes_encoded
-    assert sorted(out.deletes, key=lambda d: d["id"]) == expected.get("deletes", [])
-    assert list(out.upserts) == expected.get("upserts", [])
-    assert out.partial == expected.get("partial", {})
+    assert sorted(out.deletes.to_pylist(), key=lambda d: d["id"]) == expected.get("deletes", [])
+    assert out.upserts.to_pylist() == expected.get("upserts", [])
+    assert _rows(out.partial) == expected.get("partial", {})
 
 
 def test_a_sent_filtered_value_that_fails_moves_the_row_out_though_another_is_unsent() -> None:
@@ -231,5 +237,5 @@ def test_a_sent_filtered_value_that_fails_moves_the_row_out_though_another_is_un
     reducer.add(change(Op.UPDATE, {"id": 1, "big": None}, unchanged=frozenset({"v"})))
     reducer.add(change(Op.UPDATE, {"id": 2, "big": "x"}, unchanged=frozenset({"v"})))
     out = reducer.changes()
-    assert list(out.deletes) == [{"id": 1}]
-    assert out.partial == {frozenset({"v"}): [{"id": 2, "big": "x"}]}
+    assert out.deletes.to_pylist() == [{"id": 1}]
+    assert _rows(out.partial) == {frozenset({"v"}): [{"id": 2, "big": "x"}]}

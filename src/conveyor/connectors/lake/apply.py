@@ -55,13 +55,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from conveyor.connectors.arrow_rows import rows_to_batch
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import RefusedTables, TableChanges
+from conveyor.connectors.changes import RefusedTables
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.filesystem import LakeFS
 from conveyor.connectors.lake.settings import lake_config
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 
@@ -123,7 +122,7 @@ class LakeApplier:
 
     # --- applying ----------------------------------------------------------------
 
-    def apply_changes(self, task: str, changes: Sequence[TableChanges], checkpoint: Checkpoint) -> None:
+    def apply_changes(self, task: str, changes: Sequence[ChangeBatch], checkpoint: Checkpoint) -> None:
         state = self._read_json(lay.checkpoint_path(task))
         pending = self._read_json(lay.pending_path(task))
         stored = None if state is None else {"engine": state["engine"], "position": state["position"]}
@@ -195,40 +194,39 @@ class LakeApplier:
         self.fs.delete(lay.pending_path(task))
 
     def _rows(
-        self, changes: TableChanges, when: datetime
+        self, changes: ChangeBatch, when: datetime
     ) -> tuple[pa.Table, list[tuple[int, list[str]]]] | None:
         """The change file's rows, and the unchanged columns of its partial
         updates by row."""
         table = changes.table
+        changes.refuse_unrepresentable()
         settings = self.settings
         if changes.truncate:
             log.warning(
                 "lake: TRUNCATE of %s is not written (the raw layout has no row form for it)", table.ref
             )
-        parts: list[tuple[str, list[dict[str, Any]], list[str]]] = []
+        parts: list[tuple[str, pa.RecordBatch, list[str]]] = []
         inserts_only = settings.cdc_inserts_only
-        if changes.deletes and not (inserts_only or settings.cdc_inserts_and_updates):
-            parts.append(("D", list(changes.deletes), []))
-        if changes.upserts:
+        if changes.deletes.num_rows and not (inserts_only or settings.cdc_inserts_and_updates):
+            parts.append(("D", changes.deletes, []))
+        if changes.upserts.num_rows:
             op = "I" if inserts_only or not table.primary_key else "U"
-            parts.append((op, list(changes.upserts), []))
+            parts.append((op, changes.upserts, []))
         if not inserts_only:
             for columns, rows in changes.partial.items():
                 parts.append(("U", rows, sorted(c for c in columns if c in table.column_names)))
-        total = sum(len(rows) for _, rows, _ in parts)
+        total = sum(rows.num_rows for _, rows, _ in parts)
         if total == 0:
             return None
         ops: list[str] = []
-        rows_all: list[dict[str, Any]] = []
         marks: _Marks = []
         for op, rows, unchanged in parts:
             if unchanged:
-                marks.extend((len(rows_all) + i, unchanged) for i in range(len(rows)))
-            ops.extend([op] * len(rows))
-            rows_all.extend(rows)
-        batch = rows_to_batch(table, rows_all, table.column_names)
+                marks.extend((len(ops) + i, unchanged) for i in range(rows.num_rows))
+            ops.extend([op] * rows.num_rows)
+        batch = pa.Table.from_batches([_widened(table, rows) for _, rows, _ in parts]).combine_chunks()
         stamp = lay.format_timestamp(when, self.layout.millis) if self.layout.timestamp else None
-        return lay.frame(batch, self.layout, pa.array(ops, pa.string()), stamp), marks
+        return lay.frame(batch.to_batches()[0], self.layout, pa.array(ops, pa.string()), stamp), marks
 
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
         """Nothing to alter: the next change files carry the new columns."""
@@ -238,3 +236,13 @@ class LakeApplier:
 
     def close(self) -> None:
         self.fs.close()
+
+
+def _widened(table: TableSchema, rows: pa.RecordBatch) -> pa.RecordBatch:
+    """``rows`` with every column of ``table``, those it lacks null."""
+    arrays = [
+        rows.column(c) if c in rows.schema.names else pa.nulls(rows.num_rows, table.column(c).type.arrow())
+        for c in table.column_names
+    ]
+    fields = [pa.field(c, table.column(c).type.arrow()) for c in table.column_names]
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))

@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from conveyor.connectors.changes import EncodedRows, LoggedChange, RowChange, TableChanges
-from conveyor.core.batch import Checkpoint, Op
+from conveyor.connectors.arrow_rows import change_batch
+from conveyor.connectors.changes import EncodedRows, RowChange
+from conveyor.core.batch import ChangeBatch, Checkpoint, LoggedChange, Op
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
@@ -180,7 +181,9 @@ class TableReducer:
     def pending(self) -> int:
         return len(self._final) + len(self._appended) + int(self.truncate)
 
-    def changes(self) -> TableChanges:
+    def changes(self) -> ChangeBatch:
+        """The reduced changes as the table's ``ChangeBatch`` (converted to Arrow
+        here, once: appliers write it as it is)."""
         deletes: list[dict[str, Any]] = []
         upserts: list[dict[str, Any]] = []
         encoded: list[bytes] = []
@@ -196,10 +199,10 @@ class TableReducer:
                 partial.setdefault(final.unchanged, []).append(final.row)
             else:
                 upserts.append(final)  # type: ignore[arg-type]
-        return TableChanges(
+        return change_batch(
             self.table,
-            deletes,
             upserts,
+            deletes,
             partial,
             truncate=self.truncate,
             encoded=encoded,
@@ -290,5 +293,5 @@ class TableReducer:
         self._final[self._key(values)] = None
 
 
-def reduce_changes(reducers: Sequence[TableReducer]) -> list[TableChanges]:
+def reduce_changes(reducers: Sequence[TableReducer]) -> list[ChangeBatch]:
     return [r.changes() for r in reducers if r.pending]

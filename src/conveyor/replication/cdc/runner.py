@@ -55,12 +55,11 @@ from conveyor.connectors.changes import (
     ScreensChanges,
     SupportsAddTable,
     SupportsEncodedRows,
-    TableChanges,
     TableDefinition,
     TableDropped,
     Truncate,
 )
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
@@ -464,7 +463,7 @@ class ChangeCapture:
         position = self._committed or self._handed
         self._handed = position
         applying = [t for t in self.tables.values() if not t.reloading]
-        changes = [t.reducer.changes() for t in applying if t.reducer.pending and t.suspended is None]
+        reducers = [t.reducer for t in applying if t.reducer.pending and t.suspended is None]
         fault_point("capture-before-apply")
         for table in applying:
             table.inserts += table.reducer.inserts
@@ -473,7 +472,7 @@ class ChangeCapture:
             table.renew()
         self._inflight.append(
             _InFlight(
-                future=self._applier_thread.submit(self._apply, changes, position),
+                future=self._applier_thread.submit(self._apply_reduced, reducers, position),
                 committed=self._committed,
                 commit_time=self._pending_commit_time,
                 changes=self._pending,
@@ -507,7 +506,12 @@ class ChangeCapture:
             fault_point("capture-after-ack")
         self.on_batch(self)
 
-    def _apply(self, changes: list[TableChanges], position: Checkpoint) -> None:
+    def _apply_reduced(self, reducers: list[TableReducer], position: Checkpoint) -> None:
+        """The applier thread's part: the batch's tables as ``ChangeBatch``es
+        (their one conversion to Arrow, done here while the stream reads on), applied."""
+        self._apply([r.changes() for r in reducers], position)
+
+    def _apply(self, changes: list[ChangeBatch], position: Checkpoint) -> None:
         """The applier thread's part: one batch, with its checkpoint."""
         # A table suspended while this batch waited its turn gets nothing more.
         changes = [c for c in changes if not self._is_suspended(c.table.ref)]
@@ -527,7 +531,7 @@ class ChangeCapture:
             self._refusals.committed()
         self._on_target = position
 
-    def _applied_thoroughly(self, changes: list[TableChanges], position: Checkpoint) -> bool:
+    def _applied_thoroughly(self, changes: list[ChangeBatch], position: Checkpoint) -> bool:
         """A screening applier looks again, thoroughly, and the batch is applied
         without what it finds; False when the target still refuses it."""
         if self._refusals is None:
@@ -538,7 +542,7 @@ class ChangeCapture:
         except DataError:
             return False
 
-    def _apply_by_table(self, changes: list[TableChanges], position: Checkpoint) -> None:
+    def _apply_by_table(self, changes: list[ChangeBatch], position: Checkpoint) -> None:
         changes = self._screened([c for c in changes if not self._is_suspended(c.table.ref)], True)
         good = []
         for table_changes in changes:
@@ -550,7 +554,7 @@ class ChangeCapture:
                 self._suspend(table_changes.table.ref, str(exc))
         self._apply_with_retry(self._applying(good, position))
 
-    def _screened(self, changes: list[TableChanges], thorough: bool) -> list[TableChanges]:
+    def _screened(self, changes: list[ChangeBatch], thorough: bool) -> list[ChangeBatch]:
         """Changes without those the target would refuse (data error policy),
         when the applier can tell (``ScreensChanges``)."""
         if self._refusals is None:
@@ -560,7 +564,7 @@ class ChangeCapture:
     def _is_suspended(self, target_ref: TableRef) -> bool:
         return any(t.suspended is not None for t in self.tables.values() if t.mapped.target.ref == target_ref)
 
-    def _applying(self, changes: list[TableChanges], position: Checkpoint) -> Callable[[], None]:
+    def _applying(self, changes: list[ChangeBatch], position: Checkpoint) -> Callable[[], None]:
         return lambda: self.applier.apply_changes(self.task, changes, position)
 
     def _suspend(self, target_ref: TableRef, reason: str) -> None:
