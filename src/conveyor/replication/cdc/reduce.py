@@ -9,6 +9,7 @@ acknowledgement harmless.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -184,6 +185,12 @@ class TableReducer:
     def changes(self) -> ChangeBatch:
         """The reduced changes as the table's ``ChangeBatch`` (converted to Arrow
         here, once: appliers write it as it is)."""
+        return self.reduced()()
+
+    def reduced(self) -> Callable[[], ChangeBatch]:
+        """The reduced rows, and what makes them the table's ``ChangeBatch``
+        (called apart: the runner reduces in the stream's thread, which frees
+        the pending changes at once, and converts in the applier's)."""
         deletes: list[dict[str, Any]] = []
         upserts: list[dict[str, Any]] = []
         encoded: list[bytes] = []
@@ -199,7 +206,8 @@ class TableReducer:
                 partial.setdefault(final.unchanged, []).append(final.row)
             else:
                 upserts.append(final)  # type: ignore[arg-type]
-        return change_batch(
+        return functools.partial(
+            change_batch,
             self.table,
             upserts,
             deletes,

@@ -463,7 +463,7 @@ class ChangeCapture:
         position = self._committed or self._handed
         self._handed = position
         applying = [t for t in self.tables.values() if not t.reloading]
-        reducers = [t.reducer for t in applying if t.reducer.pending and t.suspended is None]
+        reduced = [t.reducer.reduced() for t in applying if t.reducer.pending and t.suspended is None]
         fault_point("capture-before-apply")
         for table in applying:
             table.inserts += table.reducer.inserts
@@ -472,7 +472,7 @@ class ChangeCapture:
             table.renew()
         self._inflight.append(
             _InFlight(
-                future=self._applier_thread.submit(self._apply_reduced, reducers, position),
+                future=self._applier_thread.submit(self._apply_reduced, reduced, position),
                 committed=self._committed,
                 commit_time=self._pending_commit_time,
                 changes=self._pending,
@@ -506,10 +506,10 @@ class ChangeCapture:
             fault_point("capture-after-ack")
         self.on_batch(self)
 
-    def _apply_reduced(self, reducers: list[TableReducer], position: Checkpoint) -> None:
+    def _apply_reduced(self, reduced: list[Callable[[], ChangeBatch]], position: Checkpoint) -> None:
         """The applier thread's part: the batch's tables as ``ChangeBatch``es
         (their one conversion to Arrow, done here while the stream reads on), applied."""
-        self._apply([r.changes() for r in reducers], position)
+        self._apply([build() for build in reduced], position)
 
     def _apply(self, changes: list[ChangeBatch], position: Checkpoint) -> None:
         """The applier thread's part: one batch, with its checkpoint."""
