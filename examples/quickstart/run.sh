@@ -3,7 +3,7 @@
 # from an SQLite file into the embedded DuckDB warehouse.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-venv="$here/../../.venv/bin"
+venv="${CONVEYOR_VENV:-$here/../../.venv/bin}"  # another environment: CONVEYOR_VENV=/path/bin
 export CONVEYOR_HOME="$here/.conveyor"
 rm -rf "$CONVEYOR_HOME" "$here/data"
 

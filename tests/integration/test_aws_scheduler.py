@@ -4,6 +4,7 @@ stack's schedule rules, and one created through the API fires its state machine.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +88,53 @@ def test_schedules(tmp_path: Path) -> None:
         with pytest.raises(scheduler.exceptions.ValidationException):
             scheduler.create_schedule(
                 Name="once",
-                ScheduleExpression="at(2030-01-01T00:00:00)",
+                ScheduleExpression="at(2030-02-30T00:00:00)",  # no such day
                 Target=target,
                 FlexibleTimeWindow=WINDOW,
             )
+        with pytest.raises(scheduler.exceptions.ValidationException, match="end_date must come after"):
+            scheduler.create_schedule(
+                Name="backwards",
+                ScheduleExpression="rate(5 minutes)",
+                StartDate=datetime(2030, 1, 2, tzinfo=UTC),
+                EndDate=datetime(2030, 1, 1, tzinfo=UTC),
+                Target=target,
+                FlexibleTimeWindow=WINDOW,
+            )
+        window = {"StartDate": datetime(2030, 1, 1, tzinfo=UTC), "EndDate": datetime(2031, 1, 1, tzinfo=UTC)}
+        scheduler.create_schedule(
+            Name="bounded",
+            ScheduleExpression="rate(1 day)",
+            Target=target,
+            FlexibleTimeWindow=WINDOW,
+            **window,
+        )
+        got = scheduler.get_schedule(Name="bounded")
+        assert (got["StartDate"], got["EndDate"]) == (window["StartDate"], window["EndDate"])
+
+        # a one-time schedule fires once, then deletes itself (ActionAfterCompletion DELETE)
+        soon = (datetime.now(UTC) + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%S")
+        once = target | {"Input": '{"from": "at"}'}
+        scheduler.create_schedule(
+            Name="once",
+            ScheduleExpression=f"at({soon})",
+            ActionAfterCompletion="DELETE",
+            Target=once,
+            FlexibleTimeWindow=WINDOW,
+        )
+        assert scheduler.get_schedule(Name="once")["ActionAfterCompletion"] == "DELETE"
+
+        def gone() -> bool:
+            return "once" not in {s["Name"] for s in scheduler.list_schedules()["Schedules"]}
+
+        wait_for(gone, 60, "the one-time schedule to fire and delete itself")
+        ran = [
+            e
+            for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+            if json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"]) == {"from": "at"}
+        ]
+        assert len(ran) == 1
+        scheduler.delete_schedule(Name="bounded")
         with pytest.raises(scheduler.exceptions.ValidationException):
             scheduler.create_schedule(
                 Name="queue",

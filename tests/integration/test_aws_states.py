@@ -170,3 +170,110 @@ def test_create_update_delete_state_machines(tmp_path: Path) -> None:
             sfn.describe_state_machine(stateMachineArn=arn)
         with pytest.raises(sfn.exceptions.StateMachineDoesNotExist):
             sfn.start_execution(stateMachineArn=arn)
+
+
+JSONATA_MAP = {
+    "QueryLanguage": "JSONata",
+    "StartAt": "Setup",
+    "States": {
+        "Setup": {"Type": "Pass", "Assign": {"rate": "{% $states.input.rate %}"}, "Next": "Each"},
+        "Each": {
+            "Type": "Map",
+            "Items": "{% $states.input.orders %}",
+            "MaxConcurrency": 2,
+            "ItemProcessor": {
+                "StartAt": "Price",
+                "States": {
+                    "Price": {
+                        "Type": "Pass",
+                        "Output": {"id": "{% $states.input.id %}", "cost": "{% $states.input.qty * $rate %}"},
+                        "End": True,
+                    }
+                },
+            },
+            "Assign": {"total": "{% $sum($states.result.cost) %}"},
+            "Output": {"orders": "{% $states.result %}"},
+            "Next": "Done",
+        },
+        "Done": {
+            "Type": "Pass",
+            "Output": {"total": "{% $total %}", "count": "{% $count($states.input.orders) %}"},
+            "End": True,
+        },
+    },
+}
+
+
+def test_jsonata_assign_and_map_through_boto3(tmp_path: Path) -> None:
+    with served_stack(tmp_path) as server:
+        sfn = aws_client(server.url, "stepfunctions")
+        role = "arn:aws:iam::000000000000:role/any"
+        arn = sfn.create_state_machine(name="priced", definition=json.dumps(JSONATA_MAP), roleArn=role)[
+            "stateMachineArn"
+        ]
+        orders = [{"id": f"o{i}", "qty": i} for i in range(1, 6)]
+        run = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"rate": 3, "orders": orders}))
+        described = ended(sfn, run["executionArn"])
+        assert described["status"] == "SUCCEEDED", described
+        assert json.loads(described["output"]) == {"total": 45, "count": 5}
+        events = sfn.get_execution_history(executionArn=run["executionArn"])["events"]
+        assert sum(e["type"] == "MapIterationSucceeded" for e in events) == 5
+        # a JSONata state with a JSONPath field is refused as the service refuses it
+        bad = {
+            "QueryLanguage": "JSONata",
+            "StartAt": "P",
+            "States": {"P": {"Type": "Pass", "InputPath": "$", "End": True}},
+        }
+        with pytest.raises(
+            sfn.exceptions.InvalidDefinition, match="InputPath: not allowed in a JSONata state"
+        ):
+            sfn.create_state_machine(name="bad", definition=json.dumps(bad), roleArn=role)
+
+
+def waiting_map() -> str:
+    processor = {"StartAt": "Ask", "States": {"Ask": json.loads(waiting("noop"))["States"]["Ask"]}}
+    state = {"Type": "Map", "ItemsPath": "$.orders", "ItemProcessor": processor, "End": True}
+    return json.dumps({"StartAt": "Each", "States": {"Each": state}})
+
+
+def test_task_tokens_inside_a_map_survive_a_killed_serve(tmp_path: Path) -> None:
+    from support.aws import KEYS, TOKEN
+    from support.serve import Serve
+    from support.servers import free_port
+
+    (tmp_path / "noop.py").write_text(NOOP)
+    stack_text = SHOP_STACK + "functions:\n  noop: {handler: ./noop.py:handler}\n"
+    stack_text += f"state_machines:\n  asks: {{definition: {waiting_map()}}}\n"
+    with served_stack(tmp_path, stack_text) as first:
+        sfn = aws_client(first.url, "stepfunctions")
+        arn = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+        run = sfn.start_execution(
+            stateMachineArn=arn, input=json.dumps({"orders": [{"order": 1}, {"order": 2}]})
+        )
+
+        def submitted() -> list[str] | None:
+            events = sfn.get_execution_history(executionArn=run["executionArn"])["events"]
+            if sum(e["type"] == "TaskSubmitted" for e in events) < 2:
+                return None
+            scheduled = [e for e in events if e["type"] == "TaskScheduled"]
+            return [
+                json.loads(e["taskScheduledEventDetails"]["parameters"])["Payload"]["token"]
+                for e in scheduled
+            ]
+
+        tokens = wait_for(submitted, 60, "both iterations to be submitted")
+        first.kill()  # SIGKILL: nothing is suspended cleanly
+    second = Serve(tmp_path / "home", free_port(), KEYS | TOKEN)
+    try:
+        second.ready()
+        sfn = aws_client(second.url, "stepfunctions")
+        for number, token in enumerate(tokens, 1):
+            sfn.send_task_success(taskToken=token, output=json.dumps({"ok": number}))
+        described = ended(sfn, run["executionArn"])
+        assert described["status"] == "SUCCEEDED", described
+        answers = sorted(item["answer"]["ok"] for item in json.loads(described["output"]))
+        assert answers == [1, 2]
+        events = sfn.get_execution_history(executionArn=run["executionArn"])["events"]
+        assert sum(e["type"] == "TaskScheduled" for e in events) == 2  # not called again
+    finally:
+        second.kill()

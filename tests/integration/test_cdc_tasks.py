@@ -138,6 +138,12 @@ def test_sqlite_to_duckdb_full_load_then_changes(sqlite_stack: Path, store: Stor
             conn.execute("DELETE FROM items WHERE id = 7")
         conn.close()
         wait_until(lambda: _stats(store).get("Inserts") == 1 and _stats(store).get("Deletes") == 1, "changes")
+        # EnableValidation: the changed rows are validated once they settle (5 s by default).
+        wait_until(
+            lambda: _stats(store).get("ValidationState") == "Validated",
+            "validated",
+            debug=lambda: _stats(store),
+        )
     assert target_rows(target) == source_rows(source)
     stats = _stats(store)
     assert (stats["FullLoadRows"], stats["Inserts"], stats["Updates"], stats["Deletes"]) == (100, 1, 1, 1)

@@ -18,7 +18,6 @@ from deltalake import DeltaTable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import EndpointConfig, PrepMode
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.apply import LakeApplier
@@ -33,6 +32,7 @@ from conveyor.lake import curate
 from conveyor.lake.catalog import build_catalog, run_query
 from conveyor.lake.controller import CONTROLLER_FILE, Controller, ControllerEntry, Lake, open_lake
 from conveyor.lake.curate import process
+from support.change_log import upserted
 from support.cli import conveyor
 
 pytestmark = pytest.mark.integration
@@ -290,9 +290,7 @@ def test_changes_from_the_lake_applier_with_date_partitions(tmp_path: Path) -> N
             ([{"id": 4, "region": "ap", "qty": 4, "note": ""}], [{"id": 1}]),
         ]
     ):
-        applier.apply_changes(
-            "t", [change_batch(TABLE, upserts=upserts, deletes=deletes)], Checkpoint("sqlite", {"n": n})
-        )
+        applier.apply_changes("t", [upserted(TABLE, upserts, deletes)], Checkpoint("sqlite", {"n": n}))
         time.sleep(0.002)
     applier.close()
     lake = lake_of(tmp_path, **settings_)
@@ -541,7 +539,7 @@ def test_curation_on_s3(moto_url: str) -> None:
     time.sleep(0.002)
     applier = LakeApplier(config)
     upsert = {"id": 2, "region": "eu", "qty": 20, "note": "s3"}
-    changes = [change_batch(TABLE, upserts=[upsert], deletes=[{"id": 4}])]
+    changes = [upserted(TABLE, [upsert], [{"id": 4}])]
     applier.apply_changes("t", changes, Checkpoint("sqlite", {"n": 1}))
     applier.close()
     lake = open_lake(lake_config(config))
@@ -596,7 +594,7 @@ def test_repeated_curation_runs_on_s3(moto_url: str, monkeypatch: pytest.MonkeyP
     for n, (upserts, deletes) in enumerate(batches):
         time.sleep(0.002)
         applier = LakeApplier(config)
-        changes = [change_batch(TABLE, upserts=upserts, deletes=[{"id": k} for k in deletes])]
+        changes = [upserted(TABLE, upserts, [{"id": k} for k in deletes])]
         applier.apply_changes("t", changes, Checkpoint("sqlite", {"n": n}))
         applier.close()
         for row in upserts:
@@ -660,7 +658,7 @@ def test_a_cdc_only_table_without_a_full_load(
         ([{"id": 1, "region": "eu", "qty": 10, "note": "a2"}], [{"id": 2}]),
     ]
     for n, (upserts, deletes) in enumerate(batches):
-        changes = [change_batch(TABLE, upserts=upserts, deletes=deletes)]
+        changes = [upserted(TABLE, upserts, deletes)]
         applier.apply_changes("t", changes, Checkpoint("sqlite", {"n": n}))
         time.sleep(0.002)
     applier.close()

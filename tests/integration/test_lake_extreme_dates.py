@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import EndpointConfig, PrepMode
 from conveyor.connectors.lake.apply import LakeApplier
 from conveyor.connectors.lake.settings import lake_config
@@ -22,6 +21,7 @@ from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 from conveyor.lake.controller import Controller, ControllerEntry, open_lake
 from conveyor.lake.curate import process
+from support.change_log import upserted
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def test_extreme_dates_curate_into_new_and_existing_tables(
     assert _curate(tmp_path, data_format, key) == {1: 0}  # created without extreme dates
     applier = LakeApplier(_endpoint(tmp_path, data_format))
     rows = [{"id": 2, "d": "infinity"}, {"id": 3, "d": LAST}, {"id": 4, "d": FIRST}]
-    applier.apply_changes("t", [change_batch(TABLE, upserts=rows)], Checkpoint("sqlite", {"n": 1}))
+    applier.apply_changes("t", [upserted(TABLE, rows)], Checkpoint("sqlite", {"n": 1}))
     applier.close()
     infinity = t.DATE_INFINITY
     assert _curate(tmp_path, data_format, key) == {1: 0, 2: infinity, 3: LAST, 4: FIRST}

@@ -14,7 +14,6 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import PrepMode
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.apply import LakeApplier
@@ -39,6 +38,7 @@ from integration.test_lake_curation import (
     lake_of,
     s3_lake,
 )
+from support.change_log import upserted
 from support.cli import conveyor
 from support.spark import SparkCluster
 
@@ -161,9 +161,7 @@ def test_raw_files_on_s3_through_a_local_staging_folder(moto_url: str, spark_clu
     target.close()
     applier = LakeApplier(config)
     upsert = {"id": 2, "region": "eu", "qty": 20, "note": "s3"}
-    applier.apply_changes(
-        "t", [change_batch(TABLE, upserts=[upsert], deletes=[{"id": 4}])], Checkpoint("sqlite", {"n": 1})
-    )
+    applier.apply_changes("t", [upserted(TABLE, [upsert], [{"id": 4}])], Checkpoint("sqlite", {"n": 1}))
     applier.close()
     lake = open_lake(lake_config(config))
     engine = SparkEngine(spark_cluster.master_url)
@@ -171,11 +169,7 @@ def test_raw_files_on_s3_through_a_local_staging_folder(moto_url: str, spark_clu
         [result] = process(lake, controller_for(lake, partition=("region",)), engine=engine)
         assert result.status == "processed" and result.engine == "spark", result.error
         applier = LakeApplier(config)
-        more = [
-            change_batch(
-                TABLE, upserts=[{"id": 9, "region": "us", "qty": 9, "note": "late"}], deletes=[{"id": 1}]
-            )
-        ]
+        more = [upserted(TABLE, [{"id": 9, "region": "us", "qty": 9, "note": "late"}], [{"id": 1}])]
         applier.apply_changes("t", more, Checkpoint("sqlite", {"n": 2}))
         applier.close()
         [result] = process(lake, Controller(lake), engine=engine)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,14 +18,16 @@ import pytest
 
 from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import EndpointConfig, PrepMode
+from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.apply import LakeApplier
 from conveyor.connectors.lake.target import LakeTarget
 from conveyor.connectors.registry import open_applier, open_target
 from conveyor.core import types as t
-from conveyor.core.batch import ChangeBatch, Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint, LoggedChange
 from conveyor.core.errors import ConfigError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
+from support.change_log import logged, upserted
 
 pytestmark = pytest.mark.integration
 
@@ -290,8 +292,8 @@ def test_settings_are_checked_by_their_service_names(tmp_path: Path) -> None:
 # --- change files -------------------------------------------------------------------------
 
 
-def changes(upserts: list[dict[str, Any]], deletes: list[dict[str, Any]] = (), **kw: Any) -> ChangeBatch:  # type: ignore[assignment]
-    return change_batch(TABLE, deletes=deletes, upserts=upserts, **kw)
+def changes(inserts: list[dict[str, Any]], deletes: Sequence[dict[str, Any]] = (), **kw: Any) -> ChangeBatch:
+    return upserted(TABLE, inserts, deletes, **kw)
 
 
 def position(n: int) -> Checkpoint:
@@ -302,8 +304,9 @@ def test_change_files_with_op_column_and_date_partitions(lake: Factory) -> None:
     applier = open_applier(lake({"DatePartitionEnabled": True, "AddColumnName": True}))
     assert isinstance(applier, LakeApplier)
     assert applier.read_checkpoint("t1") is None
-    partial = {frozenset({"name"}): [{"id": 7, "amount": Decimal("9.00"), "at": AT, "ok": True, "day": None}]}
-    applier.apply_changes("t1", [changes(rows(1, start=5), [{"id": 3}], partial=partial)], position(1))
+    partial = {"id": 7, "amount": Decimal("9.00"), "at": AT, "ok": True, "day": None}  # name unsent
+    ops = [("D", {"id": 3}), ("I", rows(1, start=5)[0]), ("U", partial)]
+    applier.apply_changes("t1", [logged(TABLE, ops)], position(1))
     assert applier.read_checkpoint("t1") == position(1)
     (path,) = files(applier, "raw")
     folder, name = path.rsplit("/", 1)
@@ -312,7 +315,7 @@ def test_change_files_with_op_column_and_date_partitions(lake: Factory) -> None:
     assert text(applier, f"raw/{path}").split("\n") == [
         "Op,id,name,amount,at,ok,day",
         "D,3,,,,,",
-        "U,5,name 5,1.25,2024-01-02 03:04:05.123000,false,2024-01-06",
+        "I,5,name 5,1.25,2024-01-02 03:04:05.123000,false,2024-01-06",
         "U,7,,9.00,2024-01-02 03:04:05.123000,true,",
         "",
     ]
@@ -374,7 +377,7 @@ def test_replay_writes_the_same_file_and_the_checkpoint_last(lake: Factory) -> N
         write_bytes(rel, data)
 
     crashed.fs.write_bytes = dying  # type: ignore[method-assign]
-    batch_two = [changes(rows(2, start=10)), change_batch(other, upserts=rows(1, start=50))]
+    batch_two = [changes(rows(2, start=10)), upserted(other, rows(1, start=50))]
     with pytest.raises(KeyboardInterrupt):
         crashed.apply_changes("t", batch_two, position(2))
     assert crashed.read_checkpoint("t") == position(1)
@@ -401,7 +404,7 @@ def test_replay_writes_the_same_file_and_the_checkpoint_last(lake: Factory) -> N
 def test_truncate_and_added_columns_do_not_break_the_files(tmp_path: Path) -> None:
     applier = LakeApplier(EndpointConfig("lk", "lake", path=str(tmp_path), options={"settings": {}}))
     applier.add_columns(TABLE, ["day"])
-    applier.apply_changes("t", [changes([], truncate=True)], position(1))
+    applier.apply_changes("t", [logged(TABLE, [("T", None)])], position(1))
     assert files(applier) == []
     assert applier.read_checkpoint("t") == position(1)
 
@@ -510,3 +513,85 @@ def test_a_part_under_the_stored_checkpoint_drops_a_crashed_later_attempt(tmp_pa
     applier.apply_changes("t", [changes(rows(1))], position(1))  # a part under the stored checkpoint
     now = files(applier)
     assert len(now) == 2 and first[0] in now and crashed[0] not in now
+
+
+def test_commit_times_and_a_key_change_in_commit_order(lake: Factory) -> None:
+    applier = open_applier(lake({"TimestampColumnName": "ts"}))
+    assert isinstance(applier, LakeApplier)
+    one = rows(1)[0]
+    committed = datetime(2024, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
+    first = logged(TABLE, [("I", one), ("U", {**one, "name": "renamed"})], commit_time=committed)
+    # then the key moves, in a transaction whose commit was not read yet (no commit time)
+    moved = change_batch(
+        TABLE, log=[*first.log, LoggedChange("u", {"id": 1}, {**one, "id": 2}, first.log[0].position, 2)]
+    )
+    applier.apply_changes("t", [moved], position(1))
+    (path,) = files(applier, "raw")
+    lines = text(applier, f"raw/{path}").splitlines()
+    written = lay.stamp_time(path.rsplit("/", 1)[1].split(".")[0])
+    assert [line.split(",")[:3] for line in lines] == [
+        ["I", "2024-03-01 12:00:00.250000", "1"],
+        ["U", "2024-03-01 12:00:00.250000", "1"],
+        ["D", lay.format_timestamp(written, False), "1"],  # the file's time: no commit time known
+        ["U", lay.format_timestamp(written, False), "2"],
+    ]
+    assert lines[1].split(",")[3] == "renamed" and lines[2].split(",")[3] == ""  # the key the source sent
+    applier.close()
+
+
+def test_inserts_and_updates_drop_every_delete_row(lake: Factory) -> None:
+    applier = open_applier(lake({"CdcInsertsAndUpdates": True, "IncludeOpForFullLoad": True}))
+    assert isinstance(applier, LakeApplier)
+    one = rows(1)[0]
+    ops = [("I", one), ("D", {"id": 1}), ("I", one), ("U", {**one, "name": "x"})]
+    moved = logged(TABLE, ops)
+    key_change = LoggedChange("u", {"id": 1}, {**one, "id": 5}, moved.log[0].position, 4)
+    applier.apply_changes("t", [change_batch(TABLE, log=[*moved.log, key_change])], position(1))
+    (path,) = files(applier, "raw")
+    assert [line.split(",")[:2] for line in text(applier, f"raw/{path}").splitlines()] == [
+        ["I", "1"],
+        ["I", "1"],
+        ["U", "1"],
+        ["U", "5"],
+    ]
+    applier.close()
+
+
+def test_a_batch_that_ended_inside_a_transaction_is_not_written_twice(tmp_path: Path) -> None:
+    config = EndpointConfig("lk", "lake", path=str(tmp_path), options={"settings": {}})
+    p0, p1, p2 = position(0), position(1), position(2)
+    committed = [("I", r) for r in rows(2, start=1)]  # a transaction that committed at p1
+    opened = [("I", r) for r in rows(4, start=10)]  # the next one, committed at p2
+    first = LakeApplier(config)
+    log = [*logged(TABLE, committed, at=p0).log, *logged(TABLE, opened[:2], at=p1).log]  # its first two
+    first.apply_changes("t", [change_batch(TABLE, log=log)], p1)
+    first.close()
+    # a new process replays from p1: the open transaction's changes come again, from index 0
+    again = LakeApplier(config)
+    again.apply_changes("t", [logged(TABLE, opened, at=p1)], p2)
+    ids = [
+        line.split(",")[1]
+        for rel in sorted(files(again), key=lambda rel: rel.rsplit("/", 1)[1])
+        if not rel.startswith(".conveyor")
+        for line in text(again, rel).splitlines()
+    ]
+    assert ids == ["1", "2", "10", "11", "12", "13"]
+    again.close()
+
+
+def test_changes_held_back_for_a_reloaded_table_are_written_later(tmp_path: Path) -> None:
+    """One transaction after p1 changes two tables; the batch that ends inside
+    it writes the first table's changes while the second's are held (a reload):
+    those come in a later batch, with indexes the first table's covered, and
+    are written."""
+    other = TableSchema(TableRef("sales", "other"), TABLE.columns, ("id",))
+    p1, p2 = position(1), position(2)
+    applier = LakeApplier(EndpointConfig("lk", "lake", path=str(tmp_path), options={"settings": {}}))
+    a0, x1, a2 = rows(3, start=1)
+    written = logged(TABLE, [("I", a0), ("I", a2)], at=p1)  # indexes 0 and 1
+    applier.apply_changes("t", [written], p1)
+    held = logged(other, [("I", x1)], at=p1, first_index=1)  # index 1, after the reload
+    applier.apply_changes("t", [held], p2)
+    [path] = files(applier, "sales/other")
+    assert [line.split(",")[1] for line in text(applier, f"sales/other/{path}").splitlines()] == ["2"]
+    applier.close()

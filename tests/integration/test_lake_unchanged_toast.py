@@ -104,7 +104,12 @@ def test_unchanged_toasted_values_keep_their_value_in_the_curated_table(
             {
                 "endpoints": {
                     "src": {"engine": "postgres", "url": source},
-                    "lake": {"engine": "lake", "path": str(tmp_path / "lake"), "format": "csv"},
+                    "lake": {
+                        "engine": "lake",
+                        "path": str(tmp_path / "lake"),
+                        "format": "csv",
+                        "settings": {"CdcMaxBatchInterval": 1},
+                    },
                 },
                 "tasks": {
                     "toast": {

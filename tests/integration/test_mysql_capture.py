@@ -15,6 +15,7 @@ import pyarrow as pa
 import pymysql
 import pytest
 
+from conveyor.connectors.arrow_rows import Unrepresentable, rows_to_batch
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import ChangeEvent, Commit, RowChange, TableDefinition, Truncate
 from conveyor.connectors.mysql.capture import (
@@ -640,17 +641,22 @@ def test_values_the_full_load_refuses_are_data_errors(
     stream = source.open_stream(task, [table], start.position)
     try:
         run(raw, f"INSERT INTO z (id, {column}) VALUES (1, {value})")
-        with pytest.raises(DataError, match=f"column '{column}'") as info:
-            collect(stream, commits(1), wait_s=5)
+        (change,) = row_changes(collect(stream, commits(1), wait_s=5))
     finally:
         stream.close()
-    assert info.value.column == column
+    # Captured as unrepresentable: the applier refuses it, suspending the table by column.
+    refused = change.values[column]
+    assert isinstance(refused, Unrepresentable), refused
+    with pytest.raises(DataError, match=f"column '{column}'"):
+        rows_to_batch(table, [change.values], [column])
     snapshot = source.snapshot()
     try:
-        with pytest.raises(DataError, match=f"column '{column}'"):
-            read_rows(snapshot, table)
+        assert read_rows(snapshot, table) == []  # left out, and kept for the exceptions table
+        (rejected,) = snapshot.rejections(table.ref)
     finally:
         snapshot.close()
+    assert (rejected.key, rejected.column) == ({"id": 1}, column)
+    assert f"column '{column}'" in rejected.reason
 
 
 def test_table_ids_reused_after_a_server_restart_name_the_right_tables() -> None:

@@ -19,7 +19,7 @@ from conveyor.connectors.mysql.source import MySQLSnapshot, MySQLSource
 from conveyor.connectors.mysql.types import NativeColumn, enum_labels, from_native
 from conveyor.connectors.registry import open_source
 from conveyor.core import types as t
-from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError
+from conveyor.core.errors import ConfigError, ConnectionFailed, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
 from support.mariadb import mariadb_connect as _raw
@@ -363,7 +363,7 @@ def test_enum_labels_parse_quotes_commas_and_escapes() -> None:
 # --- values that cannot be represented --------------------------------------------
 
 
-def test_zero_date_is_a_data_error(raw: Conn, source: MySQLSource) -> None:
+def test_zero_date_is_left_out_and_kept_as_a_rejection(raw: Conn, source: MySQLSource) -> None:
     run(
         raw,
         "SET SESSION sql_mode = ''",
@@ -374,21 +374,24 @@ def test_zero_date_is_a_data_error(raw: Conn, source: MySQLSource) -> None:
     )
     snap = source.snapshot()
     try:
-        with pytest.raises(DataError) as info:
-            read_rows(snap, table_named(source, "zd"))
-        assert "'d'" in str(info.value) and "0000-00-00" in str(info.value)
-        assert info.value.column == "d"
-        with pytest.raises(DataError) as info:
-            read_rows(snap, table_named(source, "zdt"))
-        assert "'dtm'" in str(info.value) and "0000-00-00 00:00:00" in str(info.value)
-        # The snapshot is still usable after a data error.
-        assert snap.count(table_named(source, "zd").ref) == 2
+        zd, zdt = table_named(source, "zd"), table_named(source, "zdt")
+        assert [r["id"] for r in read_rows(snap, zd)] == [1]
+        (rejected,) = snap.rejections(zd.ref)
+        assert (rejected.key, rejected.column, rejected.value) == ({"id": 2}, "d", "0000-00-00")
+        assert "'d'" in rejected.reason and "0000-00-00" in rejected.reason
+        assert read_rows(snap, zdt) == []
+        (rejected,) = snap.rejections(zdt.ref)
+        assert rejected.column == "dtm" and "0000-00-00 00:00:00" in rejected.reason
+        # A second read starts the table's list afresh; the snapshot stays usable.
+        read_rows(snap, zd)
+        assert len(snap.rejections(zd.ref)) == 1
+        assert snap.count(zd.ref) == 2
     finally:
         snap.close()
 
 
 @pytest.mark.parametrize(("value", "shown"), [("-00:00:01", "-00:00:01"), ("25:00:00.5", "25:00:00.5")])
-def test_time_outside_a_day_is_a_data_error(
+def test_time_outside_a_day_is_left_out_and_kept_as_a_rejection(
     raw: Conn,
     source: MySQLSource,
     value: str,
@@ -401,11 +404,13 @@ def test_time_outside_a_day_is_a_data_error(
     )
     snap = source.snapshot()
     try:
-        with pytest.raises(DataError) as info:
-            read_rows(snap, table_named(source, "tm"))
-        assert "'t m'" in str(info.value) and shown in str(info.value)
+        tm = table_named(source, "tm")
+        assert [r["id"] for r in read_rows(snap, tm)] == [1]
+        (rejected,) = snap.rejections(tm.ref)
     finally:
         snap.close()
+    assert rejected.key == {"id": 2} and rejected.column == "t m"
+    assert "'t m'" in rejected.reason and shown in rejected.reason
 
 
 # --- snapshot --------------------------------------------------------------------

@@ -16,6 +16,7 @@ from conveyor.connectors.duckdb.target import DuckDBTarget
 from conveyor.connectors.sqlite.source import SQLiteSource
 from conveyor.core.errors import SchemaMismatch
 from conveyor.replication.full_load import TABLE_COMPLETED, TABLE_ERROR, FullLoad, TablePlan
+from conveyor.replication.settings import ErrorBehavior
 
 WEIRD = 'we"ird; name.`x` é'
 
@@ -79,12 +80,20 @@ def target(tmp_path: Path) -> Iterator[DuckDBTarget]:
     tgt.close()
 
 
-def run_load(source_path: Path, target: DuckDBTarget, mode: PrepMode, batch_rows: int = 2) -> list[str]:
+def run_load(
+    source_path: Path,
+    target: DuckDBTarget,
+    mode: PrepMode,
+    batch_rows: int = 2,
+    errors: ErrorBehavior | None = None,
+) -> list[str]:
     source = SQLiteSource(EndpointConfig("shop", "sqlite", path=str(source_path)))
     snapshot = source.snapshot()
     try:
         plans = [TablePlan(t, t) for t in source.tables()]
-        result = FullLoad(snapshot, target, plans, mode, batch_rows=batch_rows, parallel=2).run()
+        result = FullLoad(
+            snapshot, target, plans, mode, batch_rows=batch_rows, parallel=2, errors=errors or ErrorBehavior()
+        ).run()
     finally:
         snapshot.close()
     return [
@@ -152,12 +161,29 @@ def test_a_failed_table_leaves_the_previous_contents(source_path: Path, target: 
     with sqlite3.connect(source_path) as conn:
         conn.execute("INSERT INTO sales (order_number, order_amt) VALUES ('200', 'not a number')")
     conn.close()
-    states = run_load(source_path, target, PrepMode.DROP_AND_CREATE)
+    # The reader leaves the row out; DataErrorPolicy SUSPEND_TABLE fails its table.
+    suspend = ErrorBehavior.model_validate({"DataErrorPolicy": "SUSPEND_TABLE"})
+    states = run_load(source_path, target, PrepMode.DROP_AND_CREATE, errors=suspend)
     assert states[0] == states[2] == TABLE_COMPLETED
     assert states[1].startswith(TABLE_ERROR) and "'order_amt'" in states[1] and "decimal(18,2)" in states[1]
     assert (
         target.count(SQLiteSource(EndpointConfig("s", "sqlite", path=str(source_path))).tables()[1].ref) == 3
     )
+
+
+def test_a_value_its_column_cannot_hold_is_logged_and_the_rest_loads(
+    source_path: Path, target: DuckDBTarget
+) -> None:
+    with sqlite3.connect(source_path) as conn:
+        conn.execute("INSERT INTO sales (order_number, order_amt) VALUES ('200', 'not a number')")
+    conn.close()
+    assert run_load(source_path, target, PrepMode.DROP_AND_CREATE) == [TABLE_COMPLETED] * 3
+    cur = target._connection().cursor()
+    logged = cur.execute(
+        "SELECT table_name, key, column_name, value FROM main.awsdms_apply_exceptions"
+    ).fetchall()
+    assert logged == [("sales", '{"order_number": "200"}', "order_amt", "'not a number'")]
+    assert cur.execute("SELECT count(*) FROM main.sales").fetchone() == (3,)
 
 
 def test_add_column_expressions(source_path: Path, target: DuckDBTarget) -> None:

@@ -45,9 +45,9 @@ INVALID: list[tuple[str, Any, str]] = [
         "Sates: unknown field; did you mean 'States'?",
     ),
     (
-        "jsonata",
-        {"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {"Type": "Succeed"}}},
-        "QueryLanguage: only 'JSONPath'",
+        "query-language",
+        {"QueryLanguage": "JSONPointer", "StartAt": "A", "States": {"A": {"Type": "Succeed"}}},
+        "QueryLanguage: must be 'JSONPath' or 'JSONata'",
     ),
     (
         "next-typo",
@@ -308,19 +308,19 @@ INVALID: list[tuple[str, Any, str]] = [
     ),
     ("map-no-processor", only({"Type": "Map", "End": True}), "States.S.ItemProcessor: missing"),
     (
-        "map-distributed",
+        "map-mode",
         only(
             {
                 "Type": "Map",
                 "End": True,
                 "ItemProcessor": {
-                    "ProcessorConfig": {"Mode": "DISTRIBUTED"},
+                    "ProcessorConfig": {"Mode": "EXPRESS"},
                     "StartAt": "A",
                     "States": {"A": {"Type": "Succeed"}},
                 },
             }
         ),
-        "States.S.ItemProcessor.ProcessorConfig.Mode: only INLINE is supported",
+        "States.S.ItemProcessor.ProcessorConfig.Mode: must be INLINE or DISTRIBUTED",
     ),
     (
         "map-processor-start",

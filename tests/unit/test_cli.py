@@ -113,7 +113,7 @@ def test_settings_conveyor_does_not_act_on_are_shown_and_strict_refuses_them(tmp
         "    target: dw\n"
         "    settings:\n"
         "      Logging: {EnableLogging: true, CloudWatchLogGroup: g}\n"
-        "      ErrorBehavior: {RecoverableErrorCount: 3, TableErrorPolicy: STOP_TASK}\n",
+        "      ErrorBehavior: {EventErrorPolicy: IGNORE, TableErrorPolicy: STOP_TASK}\n",
     )
     env = os.environ | {"CONVEYOR_HOME": str(tmp_path / "home")}
     strict = run("apply", str(stack), "--strict", env=env)
@@ -123,7 +123,7 @@ def test_settings_conveyor_does_not_act_on_are_shown_and_strict_refuses_them(tmp
         "tasks.load.settings: cloud-only, no meaning here: Logging.EnableLogging, Logging.CloudWatchLogGroup"
         in refused
     )
-    assert "tasks.load.settings: not acted on yet: ErrorBehavior.RecoverableErrorCount" in refused
+    assert "tasks.load.settings: not acted on yet: ErrorBehavior.EventErrorPolicy" in refused
     assert not (tmp_path / "home").exists()  # nothing applied
     applied = run("apply", str(stack), env=env)
     assert applied.returncode == 0, applied.stderr
@@ -133,7 +133,7 @@ def test_settings_conveyor_does_not_act_on_are_shown_and_strict_refuses_them(tmp
     assert described.returncode == 0, described.stderr
     assert json.loads(described.stdout)["settings_not_acted_on"] == {
         "cloud_only": ["Logging.EnableLogging", "Logging.CloudWatchLogGroup"],
-        "not_acted_on_yet": ["ErrorBehavior.RecoverableErrorCount"],
+        "not_acted_on_yet": ["ErrorBehavior.EventErrorPolicy"],
     }
     shown = run("tasks", "describe", "load", env=env | {"COLUMNS": "300"})
-    assert "settings not acted on yet: ErrorBehavior.RecoverableErrorCount" in shown.stdout
+    assert "settings not acted on yet: ErrorBehavior.EventErrorPolicy" in shown.stdout

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conveyor.connectors.postgres.copy_lines import TEXT_FORMAT, encoded_format, line_values, tuple_line
@@ -154,7 +154,7 @@ TRICKY = st.sampled_from(["\\N", "\\", "\t", "\n", "\r", "\\t", "\\\\N", "N", ""
 VALUE = st.one_of(st.none(), st.text(max_size=30), st.lists(TRICKY, max_size=5).map("".join))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(VALUE, min_size=1, max_size=12))
 def test_lines_round_trip(values: list[str | None]) -> None:
     names = [f"c{i}" for i in range(len(values))]

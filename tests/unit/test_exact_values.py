@@ -137,3 +137,36 @@ def test_copy_text_writes_postgresql_input_for_every_value(
 ) -> None:
     raw = pa.int32() if dtype == pa.date32() else pa.int64()
     assert to_text(pa.array(values, raw).view(dtype)).to_pylist() == texts
+
+
+def test_int64_max_is_refused_not_read_as_infinity() -> None:
+    """294247-01-10 04:00:54.775807 is int64's maximum: DuckDB's infinity."""
+    raw = _raw([t.INT64_INFINITY, 7], [[t.INT64_INFINITY], [8]])
+    batch, refused = conform(raw, TABLE.arrow_schema(), TABLE)
+    assert [(r.row, r.column, r.value) for r in refused] == [(0, "ts", "294247-01-10 04:00:54.775807")]
+    assert batch.column(0).to_pylist() == [2]
+
+
+NESTED = t.array(t.array(t.simple(Kind.DATE)))
+
+
+def test_a_column_of_two_dimensions_reads_nested_lists_and_refuses_other_shapes() -> None:
+    table = TableSchema(
+        TableRef("s", "t"), (Column("id", t.simple(Kind.INT32), False), Column("v", NESTED)), ("id",)
+    )
+    texts = [
+        '{{"4714-11-24 BC",infinity},{NULL,2020-01-01}}',
+        "{1,2}",
+        "[0:0][1:1]={{2020-01-01}}",
+        "{}",
+        None,
+    ]
+    raw = pa.RecordBatch.from_arrays([pa.array(range(1, 6), pa.int32()), pa.array(texts)], ["id", "v"])
+    batch, refused = conform(raw, table.arrow_schema(), table)
+    assert [(r.row, r.reason.split(" (")[0]) for r in refused] == [
+        (1, "1-dimensional array has no exact form in a list column of 2 dimension(s)"),
+        (2, "array bounds [0:0][1:1]"),
+    ]
+    assert batch.column(0).to_pylist() == [1, 4, 5]
+    days = batch.column(1).cast(pa.list_(pa.list_(pa.int32()))).to_pylist()
+    assert days == [[[-2_440_588, t.DATE_INFINITY], [None, 18_262]], [], None]

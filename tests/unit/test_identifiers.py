@@ -7,6 +7,8 @@ import pytest
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.duckdb.names import fold_identifier
 from conveyor.connectors.duckdb.target import DuckDBTarget
+from conveyor.connectors.lake.target import LakeTarget
+from conveyor.connectors.postgres.target import PostgresTarget
 from conveyor.core.schema import TableRef
 from conveyor.replication.identifiers import EXACT, TargetNames, collisions, folding_of
 
@@ -64,3 +66,28 @@ def test_reasons_name_both_source_tables_and_columns() -> None:
     [reason] = collisions([renamed], DUCKDB).values()
     assert "column 'Key' (source column 'a') and column 'KEY' (source column 'b')" in reason
     assert "added column 'key'" in reason
+
+
+def test_names_a_target_cannot_hold_refuse_their_table() -> None:
+    """PostgreSQL cuts names past 63 bytes; a lake's schema and table names are folders."""
+    postgres = folding_of(PostgresTarget(EndpointConfig("pg", "postgres", url="postgresql://x/y")))
+    lake = folding_of(LakeTarget(EndpointConfig("lake", "lake", path="/tmp/lake")))
+    tables = [
+        _table("p" * 63 + "_one"),
+        _table("t", ("id", "é" * 32)),
+        _table("ok", ("id", "a/b")),
+        _table(".."),
+    ]
+    refused = collisions(tables, postgres)
+    assert sorted(ref.name for ref in refused) == ["p" * 63 + "_one", "t"]
+    assert (
+        "column name 'éééééééééééééééééééééééééééééééé': PostgreSQL names are at most 63 bytes"
+        in (refused[TableRef("src_public", "t")])
+    )
+    assert "(this column name has 64;" in refused[TableRef("src_public", "t")]
+    refused = collisions(tables, lake)
+    assert list(refused) == [TableRef("src_public", "..")]  # columns are no folders
+    assert (
+        "table name '..': a lake's schema and table names are folder names"
+        in refused[TableRef("src_public", "..")]
+    )

@@ -75,7 +75,11 @@ def test_without_a_key_every_non_delete_row_is_appended(
     assert merged.to_pylist() == [*base, *(row for op, row in ops if op != "D")]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     base=st.lists(row_st, max_size=12),
     batches=st.lists(st.lists(op_st, min_size=1, max_size=12), min_size=1, max_size=3),
@@ -116,7 +120,11 @@ def test_the_merge_touches_only_the_changed_partitions(tmp_path: Path) -> None:
 COUNTS = ("num_target_rows_inserted", "num_target_rows_updated", "num_target_rows_deleted")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     base=st.lists(row_st, max_size=12),
     batches=st.lists(st.lists(op_st, min_size=1, max_size=12), min_size=1, max_size=3),

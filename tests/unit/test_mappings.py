@@ -10,6 +10,7 @@ import pytest
 from conveyor.core.errors import ConfigError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
+from conveyor.replication.identifiers import EXACT, TargetNames, collisions
 from conveyor.replication.mappings import ColumnMap, TableMappings
 
 ORIGIN = "mappings.json"
@@ -254,17 +255,28 @@ def test_parse_errors(doc: dict[str, Any] | str, message: str) -> None:
             [USERS],
             "leaves column 'id' of table public.users",
         ),
-        (
-            [tr(2, "schema", "rename", "one")],
-            [table("a", "t", "id"), table("b", "t", "id")],
-            "source tables a.t and b.t both map to target table one.t",
-        ),
     ],
 )
 def test_select_errors(rules: list[dict[str, Any]], tables: list[TableSchema], message: str) -> None:
     mappings = TableMappings.parse(rule_doc(*rules), ORIGIN)
     with pytest.raises(ConfigError, match=re.escape(message)):
         mappings.select(tables)
+
+
+def test_two_tables_renamed_to_one_target_name_are_refused_by_the_plan_alone() -> None:
+    """The mappings keep both tables; the plan's collision check refuses just those two."""
+    mappings = TableMappings.parse(rule_doc(tr(2, "schema", "rename", "one")), ORIGIN)
+    mapped = mappings.select([table("a", "t", "id"), table("b", "t", "id"), table("a", "u", "id")])
+    assert sorted(str(m.target.ref) for m in mapped) == ["one.t", "one.t", "one.u"]
+    names = [
+        TargetNames(m.source.ref, m.target.ref, [(c.source, c.target) for c in m.columns]) for m in mapped
+    ]
+    refused = collisions(names, EXACT)
+    assert sorted(str(ref) for ref in refused) == ["a.t", "b.t"]
+    assert (
+        "target table one.t (source table a.t) collides with one.t (source table b.t)"
+        in refused[TableRef("a", "t")]
+    )
 
 
 def test_nothing_selected_lists_at_most_20_tables() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from conveyor.connectors.changes import RowChange
 from conveyor.core import types as t
-from conveyor.core.batch import ChangeBatch, Op
+from conveyor.core.batch import ChangeBatch, Checkpoint, Op
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -239,3 +239,32 @@ def test_a_sent_filtered_value_that_fails_moves_the_row_out_though_another_is_un
     out = reducer.changes()
     assert out.deletes.to_pylist() == [{"id": 1}]
     assert _rows(out.partial) == {frozenset({"v"}): [{"id": 2, "big": "x"}]}
+
+
+def test_an_update_moving_out_of_the_filter_is_a_delete_in_the_change_log() -> None:
+    reducer = TableReducer(TABLE, {c: c for c in TABLE.column_names}, row_filter=IN_FILTER, log=[])
+    anchor = Checkpoint("test", {"n": 1})
+    reducer.add(change(Op.INSERT, {"id": 1, "v": "in", "big": "B"}), (anchor, 0))
+    reducer.add(change(Op.UPDATE, {"id": 1, "v": "out", "big": "B"}), (anchor, 1))
+    reducer.add(change(Op.INSERT, {"id": 2, "v": "out", "big": "B"}), (anchor, 2))  # never in: no entry
+    reducer.add(change(Op.UPDATE, {"id": 4, "v": "out", "big": "C"}, {"id": 3, "v": "in"}), (anchor, 3))
+    log = reducer.changes().log
+    assert [(c.op, c.before, c.index) for c in log] == [
+        ("c", None, 0),
+        ("d", {"id": 1}, 1),
+        ("d", {"id": 3, "v": "in"}, 3),
+    ]
+
+
+def test_touched_keys_name_every_key_a_batch_changes_or_the_whole_table() -> None:
+    """Validation during capture queues these keys (replication.cdc.validation)."""
+    reducer = TableReducer(TABLE, {c: c for c in TABLE.column_names})
+    reducer.add(change(Op.INSERT, {"id": 1, "v": "a", "big": None}))
+    reducer.add(change(Op.UPDATE, {"id": 3, "v": "b", "big": None}, {"id": 2}))  # a key change
+    reducer.add(change(Op.DELETE, {}, {"id": 4}))
+    assert sorted(reducer.touched_keys() or []) == [(1,), (2,), (3,), (4,)]
+    reducer.clear()
+    assert reducer.touched_keys() is None  # a TRUNCATE: every row
+    keyless = TableReducer(TableSchema(REF, TABLE.columns), {c: c for c in TABLE.column_names})
+    keyless.add(change(Op.INSERT, {"id": 1, "v": "a", "big": None}))
+    assert keyless.touched_keys() is None

@@ -400,8 +400,9 @@ BAD: list[tuple[str, str, str]] = [
     ("rate(5 secs)", "UTC", "unknown rate unit 'secs'; use minute(s), hour(s) or day(s)"),
     ("rate(5 minuts)", "UTC", "unknown rate unit 'minuts' (did you mean 'minutes'?)"),
     ("rate(5)", "UTC", "a rate is rate(value unit), e.g. rate(5 minutes)"),
-    ("every 5 minutes", "UTC", "every 5 minutes: a schedule expression is rate(value unit) or cron("),
-    ("at(2026-01-01T00:00:00)", "UTC", "a schedule expression is rate(value unit) or cron("),
+    ("every 5 minutes", "UTC", "every 5 minutes: a schedule expression is rate(value unit), cron("),
+    ("at(2026-01-01 00:00:00)", "UTC", "a one-time schedule is at(yyyy-mm-ddThh:mm:ss)"),
+    ("at(2026-02-29T00:00:00)", "UTC", "not a date and time: day is out of range for month"),
     ("cron(60 * * * ? *)", "UTC", "minutes field '60': 60 is out of range 0-59"),
     ("cron(0 24 * * ? *)", "UTC", "hours field '24': 24 is out of range 0-23"),
     ("cron(0 0 32 * ? *)", "UTC", "day-of-month field '32': 32 is out of range 1-31"),
@@ -448,3 +449,27 @@ def test_unknown_time_zone() -> None:
 def test_error_without_origin() -> None:
     with pytest.raises(ConfigError, match=r"^rate\(1 minutes\): a rate of 1"):
         Schedule.parse("rate(1 minutes)")
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone", "after", "expected"),
+    [
+        ("at(2027-01-31T08:00:00)", "UTC", "2027-01-01T00:00", "2027-01-31T08:00"),
+        ("at(2027-01-31T08:00:00)", "America/New_York", "2027-01-01T00:00", "2027-01-31T13:00"),
+        ("at(2027-01-31T08:00:00)", "UTC", "2027-01-31T08:00", None),  # strictly after: fired
+        ("at(2027-03-28T02:30:00)", "Europe/Paris", "2027-01-01T00:00", None),  # skipped that day
+        ("at(2027-10-31T02:30:00)", "Europe/Paris", "2027-01-01T00:00", "2027-10-31T00:30"),  # first of two
+    ],
+)
+def test_one_time_schedules(expression: str, zone: str, after: str, expected: str | None) -> None:
+    upcoming = Schedule.parse(expression, zone).next_fire(at(after))
+    assert upcoming == (None if expected is None else at(expected))
+
+
+def test_end_bounds_every_kind_of_schedule() -> None:
+    end = at("2027-01-03T00:00")
+    for expression in ("rate(1 day)", "cron(0 0 * * ? *)"):
+        schedule = Schedule.parse(expression, end=end)
+        fired = list(schedule.fires_between(at("2027-01-01T00:00"), at("2027-02-01T00:00")))
+        assert fired == [at("2027-01-02T00:00"), at("2027-01-03T00:00")], expression
+        assert schedule.next_fire(end) is None

@@ -152,7 +152,7 @@ def test_a_described_task_parses_with_its_spellings_and_nulls() -> None:
     assert settings.logging.log_components[1].severity == "LOGGER_SEVERITY_DEFAULT"
     assert "FailTaskWhenCleanTaskResourceFailed" in settings.ignored
     assert "Logging.CloudWatchLogGroup" not in settings.ignored  # null means absent
-    assert "ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax" in settings.ignored
+    assert settings.error_behavior.recoverable_error_stop_retry_after_throttling_max is True  # read now
 
 
 Getter = Callable[[TaskSettings], object]

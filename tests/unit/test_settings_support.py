@@ -19,6 +19,7 @@ from conveyor.stack.model import TaskSpec
 
 TESTS = Path(__file__).parents[1]
 EFFECTS = "integration/test_task_settings_effects.py"
+RETRIES = "integration/test_full_load_retries.py"
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,8 @@ ROWS: list[Row] = [
     not_yet("ValidationSettings.RecordSuspendDelayInMinutes", 30),
     acted("ValidationSettings.ValidationPartialLobSize", 64, "first N kilobytes",
           "integration/test_validation_in_process.py::test_lob_settings_say_what_was_not_compared"),
-    not_yet("ValidationSettings.ValidationQueryCdcDelaySeconds", 0),
+    acted("ValidationSettings.ValidationQueryCdcDelaySeconds", 3, "seconds a change settles",
+          "integration/test_validation_during_cdc.py::test_postgres_to_postgres_through_the_cli"),
     # ErrorBehavior
     acted("ErrorBehavior.DataErrorPolicy", "LOG_ERROR", "refused values go to awsdms_apply_exceptions",
           "integration/test_bad_input.py::test_values_out_of_the_targets_range_go_to_apply_exceptions"),
@@ -188,11 +190,16 @@ ROWS: list[Row] = [
           "the load stops after TableErrorEscalationCount failed tables (no end-to-end test yet)"),
     acted("ErrorBehavior.TableErrorEscalationCount", 2,
           "failed tables before escalation (no end-to-end test yet)"),
-    not_yet("ErrorBehavior.RecoverableErrorCount", 0),
-    not_yet("ErrorBehavior.RecoverableErrorInterval", 5),
-    not_yet("ErrorBehavior.RecoverableErrorThrottling", True),
-    not_yet("ErrorBehavior.RecoverableErrorThrottlingMax", 1800),
-    not_yet("ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax", True),
+    acted("ErrorBehavior.RecoverableErrorCount", 0, "no retry: a lost target connection fails the table",
+          f"{RETRIES}::test_no_retry_left_fails_the_table_with_the_reason"),
+    acted("ErrorBehavior.RecoverableErrorInterval", 0, "the first wait (0: a tenth of a second)",
+          f"{RETRIES}::test_a_lost_target_connection_loads_the_table_again"),
+    acted("ErrorBehavior.RecoverableErrorThrottling", False, "every wait the interval",
+          "unit/test_retry.py::test_the_task_settings_make_the_policy"),
+    acted("ErrorBehavior.RecoverableErrorThrottlingMax", 60, "the longest wait",
+          "unit/test_retry.py::test_waits"),
+    acted("ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax", False, "go on at the longest wait",
+          "unit/test_retry.py::test_without_stop_after_the_maximum_the_waits_go_on_at_it"),
     not_yet("ErrorBehavior.ApplyErrorDeletePolicy", "IGNORE_RECORD"),
     refused("ErrorBehavior.ApplyErrorDeletePolicy", "LOG_ERROR", "IGNORE_RECORD"),
     not_yet("ErrorBehavior.ApplyErrorInsertPolicy", "UPDATE_RECORD"),

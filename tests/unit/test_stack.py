@@ -220,6 +220,20 @@ VALID: list[tuple[str, str, dict[str, str], Check, object]] = [
         "rate(5 minutes)",
     ),
     (
+        "one-time-schedule",
+        "state_machines:\n  m: {definition: {StartAt: A, States: {A: {Type: Pass, End: true}}}}\n"
+        "rules:\n  r: {schedule: 'at(2030-01-31T08:00:00)', timezone: Europe/Paris,"
+        " start_date: '2030-01-01T00:00:00Z', action_after_completion: DELETE,"
+        " targets: [{state_machine: m}]}\n",
+        {},
+        lambda s: (
+            s.rules["r"].schedule,
+            s.rules["r"].start_date.isoformat(),
+            s.rules["r"].action_after_completion,
+        ),
+        ("at(2030-01-31T08:00:00)", "2030-01-01T00:00:00+00:00", "DELETE"),
+    ),
+    (
         "url-reference-in-host",
         "endpoints:\n  p: {engine: postgres, url: 'postgresql://app@${env:DB_HOST}:5432/db'}\n",
         {},
@@ -424,6 +438,26 @@ ERRORS: list[tuple[str, str, dict[str, str], list[str]]] = [
         "rules:\n  r: {schedule: cron(0 2 * *), targets: [{state_machine: m}]}\n",
         {},
         ["rules.r.schedule: cron(...) takes 6 fields"],
+    ),
+    (
+        "bad-one-time-schedule",
+        "rules:\n  r: {schedule: 'at(2030-02-30T08:00:00)', targets: [{state_machine: m}]}\n",
+        {},
+        ["rules.r: at(2030-02-30T08:00:00): not a date and time: day is out of range for month"],
+    ),
+    (
+        "naive-start-date",
+        "rules:\n  r: {schedule: rate(1 day), start_date: '2030-01-01T00:00:00',"
+        " targets: [{state_machine: m}]}\n",
+        {},
+        ["rules.r.start_date: give the time zone, e.g. 2027-01-31T08:00:00Z"],
+    ),
+    (
+        "dates-on-an-event-rule",
+        "rules:\n  r: {event_pattern: {source: [x]}, end_date: '2030-01-01T00:00:00Z',"
+        " targets: [{state_machine: m}]}\n",
+        {},
+        ["rules.r: start_date, end_date and action_after_completion are for schedules"],
     ),
     (
         "lake-table-name",

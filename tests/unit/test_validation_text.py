@@ -123,6 +123,14 @@ def test_json_compared_as_documents() -> None:
     assert json_document('{ "b": 1, "a": [1.0, 2] }') == json_document('{"a": [1, 2.00], "b": 1}')
     assert json_document('{"a": 1}') != json_document('{"a": 2}')
     assert json_document("not json") == "not json"
+    # json keeps duplicate keys: dropping one is a different value
+    assert json_document('{"b":1,"a":2,"a":3}') != json_document('{"b":1,"a":3}')
+    assert json_document('{"b":1,"a":2,"a":3}') == json_document('{"a":2, "a":3, "b":1}')
+    # numbers keep every digit (more than the decimal module's default 28)
+    big, bigger = "123456789012345678901234567890", "123456789012345678901234567891"
+    assert json_document(f'{{"n": {big}}}') != json_document(f'{{"n": {bigger}}}')
+    assert json_document(f"[{big}.123456789]") != json_document(f"[{big}.123456780]")
+    assert json_document(f"[{big}.10]") == json_document(f"[{big}.1]")
 
 
 def test_settings_not_acted_on_are_reported() -> None:

@@ -12,9 +12,10 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+if TYPE_CHECKING:  # the CLI reads the token helpers without the server extra
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.core.errors import ConfigError
 

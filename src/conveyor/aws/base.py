@@ -14,6 +14,28 @@ Operation = Callable[[Service, dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
+class Paging:
+    """How one list operation pages (aws/paging.py)."""
+
+    items: str
+    """The answer's list member."""
+    limit: str
+    """The request member with the page size."""
+    token: str
+    """The request and answer member with the next page's token."""
+    maximum: int = 100
+    minimum: int = 1
+    default: int = 100
+    zero_is_default: bool = False
+    """Step Functions: ``maxResults`` 0 means the default."""
+    passes_limit: bool = False
+    """The operation reads ``limit`` itself (a store query): it is asked for
+    enough items to fill the page and know whether another follows."""
+    invalid_token: str | None = None
+    """The service's error for a bad token (default: its validation error)."""
+
+
+@dataclass(frozen=True)
 class AwsService:
     """One service: its target prefix, the content type it answers with, and how
     Conveyor's errors are named in it."""
@@ -27,6 +49,8 @@ class AwsService:
     exists: str = "ResourceAlreadyExistsFault"
     refused: dict[str, str] = field(default_factory=dict)
     """Operations of the service Conveyor refuses, with why (answered as ``invalid``)."""
+    paging: dict[str, Paging] = field(default_factory=dict)
+    """The list operations Conveyor pages, by operation."""
 
 
 class AwsError(Exception):

@@ -11,9 +11,10 @@ As the service does, a task is modified or deleted only while it is not running
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conveyor.aws.base import AwsService, json_member, required
+from conveyor.aws.base import AwsService, Paging, json_member, required
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.integrations_aws import DatabaseMigration
@@ -141,27 +142,73 @@ def _assessment_results(service: Service, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _events(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    limit = int(p.get("MaxRecords") or 100)
-    page, _ = service.store.events_page(limit=limit)
-    wanted = p.get("SourceIdentifier")
-    events = []
-    for event in page:
-        if event.get("source") != "aws.dms":
-            continue
-        detail = event.get("detail") or {}
-        source = (event.get("resources") or [""])[0].rsplit(":", 1)[-1]
-        if wanted and source != wanted:
-            continue
-        events.append(
-            {
-                "SourceIdentifier": source,
-                "SourceType": "replication-task",
-                "Message": detail.get("detailMessage", ""),
-                "EventCategories": [str(detail.get("category", "")).lower()],
-                "Date": event["time"],
-            }
-        )
-    return {"Events": events[::-1]}
+    """The replication tasks' events, newest first, ``MaxRecords`` (20-100) a page;
+    ``Marker`` is the store's position of the next (older) page, so a page stays
+    stable while new events arrive."""
+    limit = p.get("MaxRecords", 100)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 20 <= limit <= 100:
+        raise ConfigError(f"MaxRecords must be between 20 and 100 (it is {limit!r})")
+    marker = p.get("Marker")
+    if marker is not None and not (isinstance(marker, str) and marker.isdigit()):
+        raise ConfigError(f"Marker {marker!r} is not one DescribeEvents gave")
+    since, until = _event_window(p)
+    wanted, categories = p.get("SourceIdentifier"), {c.lower() for c in p.get("EventCategories") or []}
+    events: list[tuple[int, dict[str, Any]]] = []
+    before = None if marker is None else int(marker)
+    while len(events) <= limit:
+        numbered = service.store.numbered_events(since=since, limit=100, before=before)
+        for seq, event in numbered:
+            described = _dms_event(event)
+            if described is None or (wanted and described["SourceIdentifier"] != wanted):
+                continue
+            if categories and not categories & set(described["EventCategories"]):
+                continue
+            if until is not None and datetime.fromisoformat(str(described["Date"])) > until:
+                continue
+            events.append((seq, described))
+        if len(numbered) < 100:
+            break
+        before = numbered[-1][0]
+    answer: dict[str, Any] = {"Events": [described for _, described in events[:limit]]}
+    if len(events) > limit:
+        answer["Marker"] = str(events[limit][0] + 1)  # the next page starts at that event
+    return answer
+
+
+def _dms_event(event: dict[str, Any]) -> dict[str, Any] | None:
+    if event.get("source") != "aws.dms":
+        return None
+    detail = event.get("detail") or {}
+    return {
+        "SourceIdentifier": (event.get("resources") or [""])[0].rsplit(":", 1)[-1],
+        "SourceType": "replication-task",
+        "Message": detail.get("detailMessage", ""),
+        "EventCategories": [str(detail.get("category", "")).lower()],
+        "Date": event["time"],
+    }
+
+
+def _event_window(p: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    """StartTime / EndTime, or Duration (minutes before EndTime or now)."""
+    start, end = _when(p.get("StartTime"), "StartTime"), _when(p.get("EndTime"), "EndTime")
+    duration = p.get("Duration")
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, int) or duration < 0:
+            raise ConfigError(f"Duration must be a whole number of minutes (it is {duration!r})")
+        start = (end or datetime.now(UTC)) - timedelta(minutes=duration)
+    return start, end
+
+
+def _when(value: Any, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{what} {value!r} is not a time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 DMS = AwsService(
@@ -185,5 +232,15 @@ DMS = AwsService(
         "DescribeConnections": lambda s, p: _dms(s).describe_connections(p),
         "DescribeEvents": _events,
         "DescribeReplicationTaskAssessmentResults": _assessment_results,
+    },
+    paging={
+        operation: Paging(items, "MaxRecords", "Marker", minimum=20, maximum=maximum)
+        for operation, items, maximum in (
+            ("DescribeReplicationTasks", "ReplicationTasks", 100),
+            ("DescribeEndpoints", "Endpoints", 100),
+            ("DescribeConnections", "Connections", 100),
+            ("DescribeTableStatistics", "TableStatistics", 500),
+            ("DescribeReplicationTaskAssessmentResults", "ReplicationTaskAssessmentResults", 100),
+        )
     },
 )

@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from conveyor.aws.base import AwsError, AwsService, json_member, required
+from conveyor.aws.base import AwsError, AwsService, Paging, json_member, required
 from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.orchestration.bus import rule_arn
 from conveyor.orchestration.executions import state_machine_arn, state_machine_name
@@ -226,5 +226,9 @@ EVENTS = AwsService(
         "PutTargets": _put_targets,
         "ListTargetsByRule": _list_targets,
         "RemoveTargets": _remove_targets,
+    },
+    paging={
+        "ListRules": Paging("Rules", "Limit", "NextToken"),
+        "ListTargetsByRule": Paging("Targets", "Limit", "NextToken"),
     },
 )

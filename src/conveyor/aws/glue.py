@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.aws.base import AwsService, required
+from conveyor.aws.base import AwsService, Paging, required
 from conveyor.core.errors import ConfigError
 from conveyor.orchestration.asl.errors import TaskError
 from conveyor.orchestration.integrations_glue import JobRuns, request_arguments
@@ -49,4 +49,5 @@ GLUE = AwsService(
     wrong_state="ConcurrentRunsExceededException",
     exists="AlreadyExistsException",
     operations={"StartJobRun": _start, "GetJobRun": _get, "GetJobRuns": _list},
+    paging={"GetJobRuns": Paging("JobRuns", "MaxResults", "NextToken", maximum=200, passes_limit=True)},
 )

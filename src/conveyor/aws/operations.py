@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.aws.base import AwsError, AwsService
+from conveyor.aws.base import AwsError, AwsService, Paging
 from conveyor.aws.dms import DMS
 from conveyor.aws.events import EVENTS
 from conveyor.aws.glue import GLUE
+from conveyor.aws.paging import page
 from conveyor.aws.states import STEP_FUNCTIONS
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.integrations_aws import RedshiftData
@@ -39,12 +40,14 @@ def _batch(service: Service, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _statements(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    limit = int(p.get("MaxResults") or 100)
     status = p.get("Status")
-    rows = service.statements.list(limit)
+    rows = service.statements.list(_ALL)
     if status and status != "ALL":
         rows = [r for r in rows if r.get("Status") == status]
     return {"Statements": rows}
+
+
+_ALL = 1_000_000  # a list filtered after the store's query: page the whole of it
 
 
 REDSHIFT_DATA = AwsService(
@@ -61,6 +64,7 @@ REDSHIFT_DATA = AwsService(
         "CancelStatement": lambda s, p: _data(s).cancel_statement(p),
         "ListStatements": _statements,
     },
+    paging={"ListStatements": Paging("Statements", "MaxResults", "NextToken", zero_is_default=True)},
 )
 
 
@@ -74,8 +78,12 @@ def call(service: Service, target: str, body: dict[str, Any]) -> tuple[AwsServic
     aws = SERVICES.get(prefix)
     if aws is None or operation not in aws.operations:
         raise AwsError("UnknownOperationException", f"{target} is not an operation Conveyor answers")
+    run = aws.operations[operation]
+    paging = aws.paging.get(operation)
     try:
-        return aws, aws.operations[operation](service, body)
+        if paging is not None:
+            return aws, page(operation, paging, aws.invalid, body, lambda p: run(service, p))
+        return aws, run(service, body)
     except AwsError:
         raise
     except NotFoundError as exc:

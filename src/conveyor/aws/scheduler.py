@@ -1,12 +1,13 @@
 """EventBridge Scheduler (``scheduler``, a REST-JSON protocol) on Conveyor's schedules.
 
 A schedule is a rule of the stack with ``schedule:`` (stack/entries.py writes it as
-``conveyor apply`` would): ``ScheduleExpression`` ``cron(...)`` or ``rate(...)``,
-``ScheduleExpressionTimezone``, ``State``, ``Description``, and a ``Target`` that is a
+``conveyor apply`` would): ``ScheduleExpression`` ``cron(...)``, ``rate(...)`` or
+one-time ``at(...)``, ``ScheduleExpressionTimezone``, ``StartDate`` / ``EndDate``,
+``ActionAfterCompletion``, ``State``, ``Description``, and a ``Target`` that is a
 state machine of the stack (its ARN), started with ``Target.Input`` (``{}`` when
-none). Only the ``default`` group exists. ``at(...)`` one-time schedules,
-``StartDate`` / ``EndDate`` and targets other than state machines are refused with
-ValidationException; a ``FLEXIBLE`` time window is accepted and fires on time.
+none). Only the ``default`` group exists. Targets other than state machines are
+refused with ValidationException; a ``FLEXIBLE`` time window is accepted and fires
+on time.
 
 Routes, as botocore's service model has them: ``POST|GET|PUT|DELETE
 /schedules/{Name}`` and ``GET /schedules``.
@@ -15,10 +16,12 @@ Routes, as botocore's service model has them: ``POST|GET|PUT|DELETE
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from conveyor.aws.base import AwsError
+from conveyor.aws.base import AwsError, Paging
+from conveyor.aws.paging import page
 from conveyor.core.arns import ACCOUNT, arn
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.executions import state_machine_arn, state_machine_name
@@ -77,8 +80,11 @@ def _described(service: Service, name: str, rule: RuleSpec) -> dict[str, Any]:
         "LastModificationDate": _applied(service),
         "Target": _target(service, rule),
         "FlexibleTimeWindow": {"Mode": "OFF"},
-        "ActionAfterCompletion": "NONE",
+        "ActionAfterCompletion": rule.action_after_completion,
     }
+    for member, value in (("StartDate", rule.start_date), ("EndDate", rule.end_date)):
+        if value is not None:
+            answer[member] = value.timestamp()
     if rule.description:
         answer["Description"] = rule.description
     return answer
@@ -90,13 +96,9 @@ def _body(service: Service, p: dict[str, Any]) -> dict[str, Any]:
     expression = p.get("ScheduleExpression")
     if not isinstance(expression, str) or not expression:
         raise ConfigError("ScheduleExpression is required")
-    if expression.strip().startswith("at("):
-        raise ConfigError(
-            "at(...) one-time schedules are not supported by Conveyor; use cron(...) or rate(...)"
-        )
-    for member in ("StartDate", "EndDate"):
-        if p.get(member) is not None:
-            raise ConfigError(f"{member} is not supported by Conveyor's schedules")
+    action = p.get("ActionAfterCompletion") or "NONE"
+    if action not in ("NONE", "DELETE"):
+        raise ConfigError(f"ActionAfterCompletion must be NONE or DELETE (it is {action!r})")
     window = p.get("FlexibleTimeWindow")
     if not isinstance(window, dict) or window.get("Mode") not in ("OFF", "FLEXIBLE"):
         raise ConfigError("FlexibleTimeWindow.Mode must be OFF or FLEXIBLE")
@@ -113,13 +115,27 @@ def _body(service: Service, p: dict[str, Any]) -> dict[str, Any]:
         given = json.loads(raw) if isinstance(raw, str) else {}
     except json.JSONDecodeError as exc:
         raise ConfigError(f"Target.Input is not JSON: {exc}") from None
-    return {
+    timed = {
+        "start_date": _instant(p.get("StartDate"), "StartDate"),
+        "end_date": _instant(p.get("EndDate"), "EndDate"),
+        "action_after_completion": None if action == "NONE" else action,
+    }
+    return {k: v for k, v in timed.items() if v is not None} | {
         "schedule": expression,
         "timezone": p.get("ScheduleExpressionTimezone"),
         "enabled": p.get("State", "ENABLED") != "DISABLED",
         "description": p.get("Description"),
         "targets": [{"state_machine": machine, "input": given}],
     }
+
+
+def _instant(value: Any, member: str) -> str | None:
+    """A timestamp member (epoch seconds on the wire) as the stack's ISO text."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{member} must be a timestamp (epoch seconds), not {value!r}")
+    return datetime.fromtimestamp(value, UTC).isoformat()
 
 
 def _put(service: Service, name: str, p: dict[str, Any], create: bool) -> dict[str, Any]:
@@ -129,7 +145,21 @@ def _put(service: Service, name: str, p: dict[str, Any], create: bool) -> dict[s
     return {"ScheduleArn": schedule_arn(name)}
 
 
+_LIST_PAGING = Paging("Schedules", "MaxResults", "NextToken")
+
+
 def _list(service: Service, query: dict[str, str]) -> dict[str, Any]:
+    """ListSchedules, a page of it (``MaxResults`` 1-100, ``NextToken``)."""
+    limit = query.get("MaxResults")
+    if limit is not None and not limit.isdigit():
+        raise AwsError("ValidationException", f"MaxResults must be a number (it is {limit!r})")
+    paged: dict[str, Any] = {k: v for k, v in query.items() if k != "MaxResults"}
+    if limit is not None:
+        paged["MaxResults"] = int(limit)
+    return page("ListSchedules", _LIST_PAGING, "ValidationException", paged, lambda q: _schedules(service, q))
+
+
+def _schedules(service: Service, query: dict[str, str]) -> dict[str, Any]:
     _group(query.get("ScheduleGroup"))
     prefix, state = query.get("NamePrefix") or "", query.get("State")
     found = []
@@ -146,7 +176,7 @@ def _list(service: Service, query: dict[str, str]) -> dict[str, Any]:
             }
             | {"Target": {"Arn": described["Target"]["Arn"]}}
         )
-    return {"Schedules": found[: int(query.get("MaxResults") or 100)]}
+    return {"Schedules": found}
 
 
 def _route(

@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor.aws.base import AwsError, AwsService, json_member, required
+from conveyor.aws.base import AwsError, AwsService, Paging, json_member, required
 from conveyor.core.arns import ACCOUNT
 from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.orchestration.asl.definition import parse_definition
@@ -212,5 +212,32 @@ STEP_FUNCTIONS = AwsService(
         "SendTaskSuccess": _token_call("success"),
         "SendTaskFailure": _token_call("failure"),
         "SendTaskHeartbeat": _token_call("heartbeat"),
+    },
+    paging={
+        "ListStateMachines": Paging(
+            "stateMachines",
+            "maxResults",
+            "nextToken",
+            maximum=1000,
+            zero_is_default=True,
+            invalid_token="InvalidToken",
+        ),
+        "ListExecutions": Paging(
+            "executions",
+            "maxResults",
+            "nextToken",
+            maximum=1000,
+            zero_is_default=True,
+            passes_limit=True,
+            invalid_token="InvalidToken",
+        ),
+        "GetExecutionHistory": Paging(
+            "events",
+            "maxResults",
+            "nextToken",
+            maximum=1000,
+            zero_is_default=True,
+            invalid_token="InvalidToken",
+        ),
     },
 )

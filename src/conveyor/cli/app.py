@@ -13,9 +13,7 @@ import typer
 from rich.console import Console
 
 from conveyor import __version__
-from conveyor.cli.output import opened_conveyor, print_json
 from conveyor.core.errors import ConfigError, ConveyorError
-from conveyor.service.apply import SECTIONS
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Self-hosted database migration and replication."
@@ -66,6 +64,9 @@ def apply(
     ] = False,
 ) -> None:
     """Create or update what the stack file declares."""
+    from conveyor.cli.output import opened_conveyor, print_json
+    from conveyor.service.apply import SECTIONS
+
     with opened_conveyor() as conveyor:
         result = conveyor.apply(file, dry_run=dry_run, strict=strict, force=force)
     if as_json:
@@ -83,16 +84,60 @@ def apply(
         typer.echo(line, err=as_json)
 
 
-def main() -> None:
-    import conveyor.cli.lake
-    import conveyor.cli.orchestration
-    import conveyor.cli.stack
-    import conveyor.cli.task_logs
-    import conveyor.cli.tasks
-    import conveyor.cli.validate
-    import conveyor.cli.worker  # noqa: F401  (registers the nouns' commands)
+# The modules that register each top-level command (the nouns and a few verbs).
+# A command line imports only its command's modules, not every command's
+# dependencies (serve's web stack, the lake's, the orchestration's): start-up
+# is most of a short command's time. tests/unit/test_cli_registry.py keeps
+# this table equal to what the modules register.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "apply": (),
+    "tasks": ("tasks", "task_logs"),
+    "endpoints": ("tasks",),
+    "events": ("tasks", "orchestration"),  # `events put` is the bus's
+    "lake": ("lake",),
+    "query": ("lake",),
+    "executions": ("orchestration",),
+    "state-machines": ("orchestration",),
+    "rules": ("orchestration",),
+    "statements": ("orchestration",),
+    "serve": ("orchestration",),
+    "stack": ("stack",),
+    "validate": ("validate",),
+    "worker": ("worker",),
+}
+_OPTIONS_WITH_VALUES = frozenset({"--log-format"})
 
+
+def command_named(argv: list[str]) -> str | None:
+    """The top-level command a command line names (None: none, e.g. ``--help``)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _OPTIONS_WITH_VALUES:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def register_commands(command: str | None) -> None:
+    """Import the modules that register ``command`` (every module for a command
+    line that names none or an unknown one: help and suggestions list them all)."""
+    import importlib
+
+    modules = COMMAND_MODULES.get(command or "")
+    if modules is None:
+        modules = tuple(dict.fromkeys(m for ms in COMMAND_MODULES.values() for m in ms))
+    for module in modules:
+        importlib.import_module(f"conveyor.cli.{module}")
+
+
+def main() -> None:
     try:
+        # Inside the try: a module's import can refuse the environment
+        # (CONVEYOR_AWS_ACCOUNT_ID ...), and that is an error, not a traceback.
+        register_commands(command_named(sys.argv[1:]))
         # Without standalone mode, click returns an Exit's code instead of exiting.
         code = app(standalone_mode=False)
     except ConveyorError as exc:

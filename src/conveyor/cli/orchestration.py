@@ -337,10 +337,14 @@ def serve(
     ] = "once",
 ) -> None:
     """Run the scheduler, the event rules, executions and the REST API in one process."""
-    import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
+    from conveyor.core.extras import needs_extra
 
-    from conveyor.api.app import create_app
+    with needs_extra("conveyor serve", "server"):
+        import botocore  # type: ignore[import-untyped]  # noqa: F401  (the AWS APIs' signature check)
+        import uvicorn
+        from uvicorn.config import LOGGING_CONFIG
+
+        from conveyor.api.app import create_app
 
     if missed_fires not in MISSED_POLICIES:
         raise ConfigError(f"--missed-fires must be one of {', '.join(MISSED_POLICIES)}")

@@ -20,6 +20,12 @@ _INFINITE = {"infinity": 1, "-infinity": -1}
 _CHECKED = frozenset({Kind.DATE, Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.TIME, Kind.INTERVAL, Kind.DECIMAL})
 
 
+def carries_unrepresentable(ctype: ColumnType) -> bool:
+    """Whether a captured value of this type may be ``Unrepresentable``
+    (``rows_to_batch`` refuses it by column)."""
+    return ctype.kind in _CHECKED
+
+
 @dataclass(frozen=True, slots=True)
 class Unrepresentable:
     """A captured value no in-flight Arrow value holds exactly (a timestamp
@@ -143,6 +149,11 @@ class _Refused(Exception):
         self.column = ""
 
 
+def column_array(ctype: ColumnType, values: list[Any]) -> pa.Array:
+    """Captured values of one column (no ``Unrepresentable`` among them) as Arrow."""
+    return _array(ctype, values)
+
+
 def _array(ctype: ColumnType, values: list[Any]) -> pa.Array:
     kind = ctype.kind
     dtype = ctype.arrow()
@@ -155,11 +166,17 @@ def _array(ctype: ColumnType, values: list[Any]) -> pa.Array:
                 raise _Refused(v)
         if kind is not Kind.TIME and any(isinstance(v, str) for v in values):
             return _with_infinity(kind, values, dtype)
-    return pa.array(values, type=dtype)
+    try:
+        return pa.array(values, type=dtype)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        for v in values:  # a kind not checked above may carry one too (SQLite's dynamic typing)
+            if type(v) is Unrepresentable:
+                raise _Refused(v) from None
+        raise
 
 
 def _list(element: ColumnType, values: list[Any], dtype: pa.DataType) -> pa.Array:
-    if element.kind not in _CHECKED:
+    if element.kind not in _CHECKED and element.kind is not Kind.ARRAY:
         for v in values:
             if type(v) is Unrepresentable:
                 raise _Refused(v)

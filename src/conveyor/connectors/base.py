@@ -290,6 +290,16 @@ class FoldsIdentifiers(Protocol):
     def fold_identifier(self, name: str) -> str: ...
 
 
+@runtime_checkable
+class RefusesNames(Protocol):
+    """A target (or applier) that cannot hold some names at all (a lake's
+    names become folder names; PostgreSQL cuts names past 63 bytes).
+    ``refused_name`` gives the reason for a "schema", "table" or "column"
+    name, or None."""
+
+    def refused_name(self, kind: str, name: str) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class ValidationFailure:
     """A row validation found different, bound for the target's

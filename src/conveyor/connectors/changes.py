@@ -235,6 +235,24 @@ class KeepsChangeLog(Protocol):
 
 
 @runtime_checkable
+class PacesBatches(Protocol):
+    """An applier that writes one file per table per batch and has its own rule
+    for when a file is due (the lake: CdcMaxBatchInterval, CdcMinFileSize).
+    The runner then hands a batch over only when that rule says so (or when it
+    must: a full batch, DDL, a stop), so batch boundaries are file boundaries
+    and the checkpoint advances only with the files that hold the changes."""
+
+    batch_seconds: float
+    """A batch is due this long after its first change."""
+    batch_min_bytes: int
+    """A batch is due once one table's changes reach this size."""
+
+    def change_bytes(self, table: TableRef, change: LoggedChange) -> int:
+        """The size ``change`` adds to target table ``table``'s file (an estimate)."""
+        ...
+
+
+@runtime_checkable
 class ScreensChanges(Protocol):
     """An applier that can find the changes its target would refuse before
     applying them (DuckDB: a refused statement aborts the whole batch and does

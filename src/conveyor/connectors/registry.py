@@ -1,5 +1,6 @@
 """Engine names to connector classes, imported only when used, so a missing
-optional driver never breaks ``import conveyor``."""
+optional driver never breaks ``import conveyor``: an engine whose driver is not
+installed is an error naming the extra to install (core/extras.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from conveyor.connectors.base import EndpointConfig, Source, Target
 from conveyor.connectors.changes import ChangeApplier, ChangeSource
 from conveyor.core.errors import ConfigError
+from conveyor.core.extras import needs_extra
 
 SOURCES = {
     "postgres": "conveyor.connectors.postgres.source:PostgresSource",
@@ -40,9 +42,10 @@ APPLIERS = {
 }
 
 
-def _load(spec: str) -> Any:
+def _load(spec: str, engine: str = "") -> Any:
     module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
+    with needs_extra(f"the {engine or module} engine"):
+        return getattr(importlib.import_module(module), name)
 
 
 def _open(role: str, engines: dict[str, str], config: EndpointConfig) -> Any:
@@ -52,7 +55,7 @@ def _open(role: str, engines: dict[str, str], config: EndpointConfig) -> Any:
             f"endpoint {config.name!r}: engine {config.engine!r} cannot be a {role} in this build "
             f"(available: {', '.join(sorted(engines))})"
         )
-    return _load(spec)(config)
+    return _load(spec, config.engine)(config)
 
 
 def open_source(config: EndpointConfig) -> Source:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import numpy as np
@@ -265,21 +265,33 @@ def binary_text(value: bytes, uuid: bool) -> str:
 def json_document(text: str | None) -> str | None:
     """A JSON text as one canonical document: keys sorted, no insignificant
     space, numbers by value (json and jsonb spell the same document differently).
+    A json text's duplicate keys are all kept, in their order (json keeps them).
     Text that is not JSON stays as it is."""
     if text is None:
         return None
     try:
-        return _canonical_json(json.loads(text, parse_float=Decimal, parse_int=Decimal))
+        return _canonical_json(
+            json.loads(text, parse_float=Decimal, parse_int=Decimal, object_pairs_hook=_Pairs)
+        )
     except (ValueError, RecursionError):
         return text
 
 
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object's members as written (duplicate keys included)."""
+
+
 def _canonical_json(value: Any) -> str:
-    if isinstance(value, dict):
-        items = (json.dumps(k, ensure_ascii=False) + ":" + _canonical_json(value[k]) for k in sorted(value))
+    if isinstance(value, _Pairs):
+        members = sorted(value, key=lambda pair: pair[0])  # stable: duplicates keep their order
+        items = (json.dumps(k, ensure_ascii=False) + ":" + _canonical_json(v) for k, v in members)
         return "{" + ",".join(items) + "}"
     if isinstance(value, list):
         return "[" + ",".join(_canonical_json(v) for v in value) + "]"
     if isinstance(value, Decimal):
-        return str(value.normalize()) if value.is_finite() else str(value)
+        if not value.is_finite():
+            return str(value)
+        # As many digits as the number has: the default context (28) would round
+        # 30-digit numbers that differ in their last digit to one spelling.
+        return str(value.normalize(Context(prec=max(1, len(value.as_tuple().digits)))))
     return json.dumps(value, ensure_ascii=False)

@@ -1,4 +1,9 @@
-"""Schedule expressions in EventBridge's language: ``rate(...)`` and ``cron(...)``.
+"""Schedule expressions in EventBridge's language: ``rate(...)``, ``cron(...)`` and
+EventBridge Scheduler's one-time ``at(yyyy-mm-ddThh:mm:ss)``.
+
+``at(...)`` fires once, at that wall-clock time in the schedule's time zone (a
+time the zone skips that day never fires; one it repeats fires at its first
+occurrence, as cron does).
 
 ``rate(value unit)`` fires every ``value`` minutes, hours or days of elapsed time
 (a day is 24 hours, also across a daylight-saving change). Fires fall on
@@ -50,7 +55,7 @@ UNITS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": time
 # 2011-12-30): local candidates this far before `after` can never fire after it.
 _OFFSET_SLACK = timedelta(hours=26)
 
-_EXPRESSION = re.compile(r"\s*(rate|cron)\((.*)\)\s*", re.DOTALL)
+_EXPRESSION = re.compile(r"\s*(rate|cron|at)\((.*)\)\s*", re.DOTALL)
 
 
 def _fail(origin: str, expression: str, message: str) -> ConfigError:
@@ -99,6 +104,33 @@ def _parse_rate(body: str, fail: _Fail) -> _Rate:
     if value > 1 and unit == singular:
         raise fail(f"a rate above 1 takes the plural unit: rate({value} {singular}s)")
     return _Rate(UNITS[singular] * value)
+
+
+# ---------------------------------------------------------------------------- at
+
+
+@dataclass(frozen=True)
+class _At:
+    instant: datetime | None
+    """None: the local time does not exist in the zone (skipped by daylight saving)."""
+
+    def fires(self, after: datetime) -> Iterator[datetime]:
+        if self.instant is not None and self.instant > after:
+            yield self.instant
+
+
+def _parse_at(body: str, zone: ZoneInfo, fail: _Fail) -> _At:
+    text = body.strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", text):
+        raise fail("a one-time schedule is at(yyyy-mm-ddThh:mm:ss), e.g. at(2027-01-31T08:00:00)")
+    try:
+        local = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise fail(f"not a date and time: {exc}") from None
+    first = local.replace(tzinfo=zone, fold=0)
+    if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != local:
+        return _At(None)  # a wall-clock time the zone skips that day
+    return _At(first.astimezone(UTC))
 
 
 # ---------------------------------------------------------------------------- cron fields
@@ -337,16 +369,27 @@ def _require_aware(value: datetime, name: str) -> None:
 @dataclass(frozen=True)
 class Schedule:
     """A parsed schedule expression. ``start``, when set, is the first instant a fire may
-    happen at and, for a rate, the anchor of its grid."""
+    happen at and, for a rate, the anchor of its grid; ``end``, when set, the last."""
 
     expression: str
     timezone: str
     start: datetime | None
-    _rule: _Rate | _Cron
+    _rule: _Rate | _Cron | _At
+    end: datetime | None = None
+
+    @property
+    def one_time(self) -> bool:
+        return isinstance(self._rule, _At)
 
     @classmethod
     def parse(
-        cls, expression: str, timezone: str = "UTC", origin: str = "", *, start: datetime | None = None
+        cls,
+        expression: str,
+        timezone: str = "UTC",
+        origin: str = "",
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> Schedule:
         fail = _Fail(origin, expression)
         try:
@@ -358,18 +401,32 @@ class Schedule:
             ) from None
         if start is not None:
             _require_aware(start, "start")
+        if end is not None:
+            _require_aware(end, "end")
         matched = _EXPRESSION.fullmatch(expression)
         if matched is None:
             raise fail(
-                "a schedule expression is rate(value unit) or "
-                f"cron({CRON_FIELDS}), e.g. rate(5 minutes) or cron(0 2 * * ? *)"
+                "a schedule expression is rate(value unit), "
+                f"cron({CRON_FIELDS}) or at(yyyy-mm-ddThh:mm:ss), e.g. rate(5 minutes) or cron(0 2 * * ? *)"
             )
         kind, body = matched.groups()
-        rule: _Rate | _Cron = _parse_rate(body, fail) if kind == "rate" else _parse_cron(body, zone, fail)
-        return cls(expression, timezone, start, rule)
+        rule: _Rate | _Cron | _At
+        if kind == "rate":
+            rule = _parse_rate(body, fail)
+        elif kind == "cron":
+            rule = _parse_cron(body, zone, fail)
+        else:
+            rule = _parse_at(body, zone, fail)
+        return cls(expression, timezone, start, rule, end)
 
     def _fires(self, after: datetime) -> Iterator[datetime]:
         _require_aware(after, "after")
+        for instant in self._unbounded(after):
+            if self.end is not None and instant > self.end:
+                return
+            yield instant
+
+    def _unbounded(self, after: datetime) -> Iterator[datetime]:
         if isinstance(self._rule, _Rate):
             return self._rule.fires(after, self.start or EPOCH)
         if self.start is not None and after < self.start:

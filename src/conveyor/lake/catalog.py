@@ -10,6 +10,7 @@ table's current version.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
 from conveyor.core.errors import ConfigError
 from conveyor.lake.controller import Controller, Lake
 from conveyor.lake.curate import open_delta
@@ -27,6 +29,11 @@ class Catalog:
     connection: duckdb.DuckDBPyConnection
     tables: dict[str, str] = field(default_factory=dict)
     """``schema.table`` -> where the Delta table lives."""
+    unreachable: dict[str, str] = field(default_factory=dict)
+    """``schema.table`` -> why it has no view (its name is another's to DuckDB)."""
+
+
+log = logging.getLogger(__name__)
 
 
 def _ident(name: str) -> str:
@@ -39,6 +46,7 @@ def build_catalog(lakes: Iterable[Lake]) -> Catalog:
     con = duckdb.connect(":memory:")
     catalog = Catalog(con)
     count = 0
+    viewed: dict[tuple[str, str], str] = {}  # DuckDB's resolved name -> its view's table
     for lake in lakes:
         for table in sorted(Controller(lake).entries):
             if table in catalog.tables:
@@ -47,6 +55,12 @@ def build_catalog(lakes: Iterable[Lake]) -> Catalog:
             if dt is None:
                 continue
             schema, name = table.split(".", 1)
+            first = viewed.setdefault((fold_identifier(schema), fold_identifier(name)), table)
+            if first != table:
+                reason = f"no view for {table}: the view {first} has its name to DuckDB ({IDENTIFIER_RULE})"
+                log.warning("%s", reason)
+                catalog.unreachable[table] = reason
+                continue
             hidden = f"__lake_{count}"
             count += 1
             con.register(hidden, dt.to_pyarrow_dataset())

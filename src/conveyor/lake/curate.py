@@ -297,14 +297,21 @@ def _read_with_op(lake: Lake, rel: str, schema: TableSchema, layout: lay.FileLay
     extra = [Column(lay.OP_COLUMN, text)] if layout.op else []
     if layout.timestamp:
         extra.append(Column(layout.timestamp, text))
-    wide = TableSchema(schema.ref, (*extra, *schema.columns), schema.primary_key)
+    # Change capture carries no generated columns: a change file leaves them
+    # out (NULL here, as the task's start warned).
+    captured = schema.without_generated()
+    wide = TableSchema(schema.ref, (*extra, *captured.columns), schema.primary_key)
     data = lay.read_file(lake.raw, rel, wide, replace(layout, op=False, timestamp=None))
     if layout.op:
         ops = data.column(lay.OP_COLUMN).combine_chunks()
     else:
         ops = pa.array(["I"] * data.num_rows, pa.string())
     _check_ops(ops)
-    return data.select(schema.column_names).add_column(0, OP, ops)
+    columns = [
+        data.column(c.name) if c.name in captured.column_names else pa.nulls(data.num_rows, c.type.arrow())
+        for c in schema.columns
+    ]
+    return pa.Table.from_arrays(columns, schema=schema.arrow_schema()).add_column(0, OP, ops)
 
 
 def read_full_load(lake: Lake, load: FullLoad, skipped: list[dict[str, str]]) -> pa.Table:
@@ -393,7 +400,11 @@ def _delta_type(dtype: pa.DataType) -> pa.DataType | None:
 def delta_ready(data: pa.Table) -> pa.Table:
     arrays = []
     fields = []
-    for f, column in zip(data.schema, data.columns, strict=True):
+    for read, given in zip(data.schema, data.columns, strict=True):
+        f, column = read, given
+        if pa.types.is_list(f.type) and lay.text_intervals_type(f.type) != f.type:
+            column = pa.chunked_array([lay.intervals_as_text(given.combine_chunks())])
+            f = pa.field(f.name, column.type)
         target = _delta_type(f.type)
         if target is None:
             arrays.append(column)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from conveyor.core.errors import ConfigError, NotFoundError
+from conveyor.core.extras import needs_extra
 from conveyor.core.names import did_you_mean
 from conveyor.lake.controller import Controller, Lake, open_lakes
 from conveyor.lake.declarations import LakeDeclarations
@@ -58,7 +59,8 @@ def curate(
     """One curation run over the active tables (or only ``table``, schema.table),
     with ``engine`` (else the lake endpoint's ``curation_engine``, else the
     embedded one); ``spark`` runs on ``master`` (else the endpoint's ``spark_master``)."""
-    from conveyor.lake.curate import process  # deltalake loads only for the lake's work
+    with needs_extra("lake curation", "lake"):
+        from conveyor.lake.curate import process  # deltalake loads only for the lake's work
 
     if engine is not None and engine not in ENGINES:
         raise ConfigError(f"unknown curation engine {engine!r} (engines: {', '.join(ENGINES)})")

@@ -26,7 +26,6 @@ from conveyor.core.arns import ACCOUNT, REGION
 from conveyor.core.errors import ConfigError
 from conveyor.events.lifecycle import EventSink
 from conveyor.events.patterns import EventPattern
-from conveyor.orchestration.asl.paths import read_path
 from conveyor.stack.model import RuleTarget, Stack
 from conveyor.store.store import Store
 
@@ -118,6 +117,8 @@ def render_template(template: str, values: dict[str, Any]) -> Any:
 
 def target_input(target: RuleTarget, event: dict[str, Any], rule: str) -> Any:
     """What a rule's target receives as its execution input."""
+    from conveyor.orchestration.asl.paths import read_path  # JSONPath: only for a matched rule
+
     if target.input is not None:
         return target.input
     if target.input_path is not None:

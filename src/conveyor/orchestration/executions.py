@@ -68,6 +68,16 @@ def record_from_dict(data: dict[str, Any]) -> ExecutionRecord:
     return ExecutionRecord(**fields, cursor=None if cursor is None else Cursor(**cursor))
 
 
+def _record_values(record: ExecutionRecord) -> dict[str, Any]:
+    """The record as the store keeps it: a shallow conversion (its values are plain JSON,
+    serialised by the store at once), not ``asdict``'s deep copy of a Map's every input
+    and checkpoint at every commit."""
+    values = dict(vars(record))
+    if record.cursor is not None:
+        values["cursor"] = dict(vars(record.cursor))
+    return values
+
+
 class StoreExecutionStore:
     """The engine's ExecutionStore on the metadata store. A commit for an execution that
     was aborted meanwhile writes nothing and suspends the engine."""
@@ -82,7 +92,7 @@ class StoreExecutionStore:
             "name": record.name,
             "state_machine": record.state_machine_name,
             "status": record.status,
-            "record": asdict(record),
+            "record": _record_values(record),
             "start_time": start,
             "stop_time": _parse_time(record.stop_time),
         }

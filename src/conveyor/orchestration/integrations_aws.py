@@ -18,6 +18,8 @@
   state machine of the stack.
 * ``arn:aws:states:::glue:startJobRun`` (``.sync``) runs the lake curation job
   (integrations_glue.py).
+* ``arn:aws:states:::s3:listObjectsV2`` / ``s3:getObject`` read a Distributed Map's
+  items from a lake endpoint (integrations_s3.py).
 
 Answers have the AWS APIs' shapes (PascalCase keys), so definitions written for AWS
 (``$.Id``, ``$.Status``, ``$.Connections[0].Status``) work as written. Failures raise
@@ -44,6 +46,7 @@ from conveyor.orchestration.asl.errors import TaskError
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext, TaskHandler
 from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.integrations_glue import START_JOB_RUN, JobRuns, start_job_run
+from conveyor.orchestration.integrations_s3 import register_s3
 from conveyor.orchestration.lambda_runtime import FunctionFailed, Invocation, invoke
 from conveyor.stack.model import TARGET_ENGINES, Stack
 from conveyor.stack.modify import modify_endpoint
@@ -553,4 +556,5 @@ def build_integrations(executions: Executions) -> Integrations:
     found.register("arn:aws:states:::states:startExecution", _start_execution(executions, "async"))
     found.register("arn:aws:states:::states:startExecution.sync", _start_execution(executions, "sync"))
     found.register("arn:aws:states:::states:startExecution.sync:2", _start_execution(executions, "sync2"))
+    register_s3(found, executions.stack)
     return found

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from conveyor.core.arns import ACCOUNT, REGION
-from conveyor.core.errors import ConfigError
+from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.events.schedules import Schedule
 from conveyor.orchestration.bus import load_stack, rule_arn, target_input
 from conveyor.store.store import Store
@@ -86,7 +86,13 @@ class Scheduler:
             if not rule.enabled or rule.schedule is None:
                 continue
             try:
-                found[name] = Schedule.parse(rule.schedule, rule.timezone or "UTC", f"rules.{name}.schedule")
+                found[name] = Schedule.parse(
+                    rule.schedule,
+                    rule.timezone or "UTC",
+                    f"rules.{name}.schedule",
+                    start=rule.start_date,
+                    end=rule.end_date,
+                )
             except ConfigError as exc:
                 log.error("schedule %s is skipped: %s", name, exc)
         return found
@@ -136,7 +142,20 @@ class Scheduler:
                         continue
                     started.append(described["executionArn"])
                 fired.append({"Rule": name, "Time": event["time"], "Executions": started})
+            if stack.rules[name].action_after_completion == "DELETE" and schedule.next_fire(now) is None:
+                self.complete(name)
         return fired
+
+    def complete(self, name: str) -> None:
+        """ActionAfterCompletion DELETE: a schedule that can fire no more leaves the stack."""
+        from conveyor.stack.entries import delete_entry
+
+        try:
+            delete_entry(self.store, "rules", name)
+        except ConveyorError as exc:  # deleted meanwhile, or named by another entry
+            log.warning("schedule %s completed but was not deleted: %s", name, exc)
+            return
+        log.info("schedule %s completed and was deleted (ActionAfterCompletion DELETE)", name)
 
     def describe(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Each schedule with its last handled and next fire."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
+from conveyor.core.extras import needs_extra
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
@@ -185,9 +186,10 @@ class Statements:
     def _run_postgres(
         self, statement_id: str, config: EndpointConfig, sql: str, params: dict[str, Any]
     ) -> _Outcome:
-        import psycopg
+        with needs_extra(f"statements on endpoint {config.name!r}", "postgres"):
+            import psycopg
 
-        from conveyor.connectors.postgres.connection import connect
+            from conveyor.connectors.postgres.connection import connect
 
         with connect(config, autocommit=True) as conn:
             self.store.update_statement(

@@ -30,7 +30,7 @@ from conveyor.connectors.base import (
     TableLoad,
     Target,
 )
-from conveyor.core.errors import ConveyorError, DataError
+from conveyor.core.errors import ConnectionFailed, ConveyorError, DataError, TransientError
 from conveyor.core.faults import fault_point
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
@@ -166,6 +166,17 @@ class _TaskStop(ConveyorError):
     """A data error whose policy stops the whole task."""
 
 
+class _Retry(Exception):
+    """The target failed in a way worth retrying (``TransientError``; also
+    ``ConnectionFailed`` while preparing the table): the table's load was rolled
+    back and can run again from the same snapshot. A source that loses its
+    snapshot raises ConnectionFailed or TerminalError, never TransientError."""
+
+    def __init__(self, error: ConveyorError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass
 class FullLoad:
     """Runs the plans with up to ``parallel`` tables at once (MaxFullLoadSubTasks),
@@ -214,6 +225,30 @@ class FullLoad:
         return progress
 
     def _load_table(self, progress: TableProgress) -> None:
+        """The table's load, run again on a transient target error as the
+        RecoverableError* settings say (core/retry.py)."""
+        waits = self.errors.retry_policy().waits()
+        while True:
+            try:
+                self._load_table_once(progress)
+                return
+            except _Retry as retry:
+                wait = next(waits, None)
+                if wait is None:
+                    reason = f"{retry.error} (no retry left: RecoverableErrorCount / ThrottlingMax)"
+                    self._fail(progress, self._table_error(reason))
+                    return
+                log.warning("table %s: %s; loading it again in %.1f s", progress.plan.target.ref, retry, wait)
+                progress.rows = progress.error_rows = 0
+                progress.error = f"retrying in {wait:.1f} s: {retry}"
+                self.on_progress(progress)
+                if self.stop.wait(wait):
+                    progress.state, progress.error = TABLE_QUEUED, "stopped before the table finished"
+                    self.on_progress(progress)
+                    return
+                progress.error = None
+
+    def _load_table_once(self, progress: TableProgress) -> None:
         if self.stop.is_set():
             return
         plan = progress.plan
@@ -223,6 +258,8 @@ class FullLoad:
             by_workers = self.segmented is not None and self.segmented.takes(plan)
             # Rows from staging tables: one bulk INSERT, the key built after it.
             load = self._begin(plan, key_after=by_workers)
+        except (TransientError, ConnectionFailed) as exc:
+            raise _Retry(exc) from None  # the target is not there: nothing began
         except ConveyorError as exc:
             self._fail(progress, self._table_error(str(exc)))
             return
@@ -260,6 +297,8 @@ class FullLoad:
             if by_workers:
                 assert self.segmented is not None
                 self.segmented.abandon(plan)
+            if isinstance(exc, TransientError):
+                raise _Retry(exc) from None
             if isinstance(exc, _TaskStop):
                 self.stop.set()
             chosen = isinstance(exc, _TaskStop | TableSuspended)  # by a data error policy

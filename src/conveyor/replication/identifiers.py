@@ -4,15 +4,16 @@ Two source tables can keep different names through the table mappings and
 still land on one target table: DuckDB matches identifiers without regard to
 case (``Mixed`` and ``MIXED`` are one table). Loading both would make one
 overwrite the other, or (tables in parallel) fail the whole task on a catalog
-conflict. (PostgreSQL would cut names to 63 bytes; its target refuses longer
-names table by table instead, so it needs no folding here.) So before anything loads,
+conflict. So before anything loads,
 the tables whose target names collide are refused, by name, each with a reason
 naming the other source table; the rest load. Columns of one table that
 collide refuse their table the same way.
 
 How an engine resolves a name is the target's to say (``FoldsIdentifiers``);
 a target without that hook takes names as they are, and only exactly equal
-names collide.
+names collide. A target that cannot hold a name at all (``RefusesNames``: a
+lake's schema and table names become folder names, PostgreSQL cuts names past
+63 bytes) refuses its table the same way, so change capture goes on for the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from conveyor.connectors.base import FoldsIdentifiers
+from conveyor.connectors.base import FoldsIdentifiers, RefusesNames
 from conveyor.core.schema import TableRef
 
 
@@ -30,6 +31,8 @@ class Folding:
 
     fold: Callable[[str], str]
     rule: str
+    refuse: Callable[[str, str], str | None] = lambda kind, name: None
+    """Why the target cannot hold a schema, table or column name at all, or None."""
 
 
 EXACT = Folding(lambda name: name, "the target takes names as they are")
@@ -37,9 +40,10 @@ EXACT = Folding(lambda name: name, "the target takes names as they are")
 
 def folding_of(target: object) -> Folding:
     """The target's folding, or exact names when it has none."""
+    refuse = target.refused_name if isinstance(target, RefusesNames) else EXACT.refuse
     if isinstance(target, FoldsIdentifiers):
-        return Folding(target.fold_identifier, target.identifier_rule)
-    return EXACT
+        return Folding(target.fold_identifier, target.identifier_rule, refuse)
+    return EXACT if refuse is EXACT.refuse else Folding(EXACT.fold, EXACT.rule, refuse)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,14 @@ def collisions(tables: Sequence[TargetNames], folding: Folding) -> dict[TableRef
     """Source tables that cannot load, with the reason: their target name, or
     two of their columns' names, resolve to the same identifier on the target."""
     refused: dict[TableRef, str] = {}
+    for table in tables:
+        names = [("schema", table.target.schema), ("table", table.target.name)]
+        names += [("column", target) for _, target in table.columns]
+        for kind, name in names:
+            if table.source not in refused and (why := folding.refuse(kind, name)) is not None:
+                refused[table.source] = (
+                    f"target table {table.target} (source table {table.source}): {kind} name {name!r}: {why}"
+                )
     groups: dict[tuple[str, str], list[TargetNames]] = {}
     for table in tables:
         key = (folding.fold(table.target.schema), folding.fold(table.target.name))

@@ -240,14 +240,8 @@ class TableMappings:
                 problems.append(str(exc))
         if problems:
             raise ConfigError("\n".join(problems))
-        owners: dict[TableRef, TableRef] = {}
-        for m in mapped:
-            other = owners.setdefault(m.target.ref, m.source.ref)
-            if other != m.source.ref:
-                raise ConfigError(
-                    f"{self._origin}: source tables {other} and {m.source.ref} both map to "
-                    f"target table {m.target.ref}"
-                )
+        # Two tables mapped to one target name are refused by the load's plan
+        # (replication/identifiers.py), just those tables, not the task.
         return sorted(mapped, key=lambda m: -m.load_order)
 
     def _map(self, table: TableSchema, selected_by: list[Rule]) -> MappedTable:

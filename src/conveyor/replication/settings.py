@@ -29,6 +29,7 @@ from conveyor.core.errors import ConfigError
 from conveyor.core.names import did_you_mean
 from conveyor.core.problems import Problem, format_problems, problems_from_validation_error
 from conveyor.core.problems import model_keys as _aliases
+from conveyor.core.retry import RetryPolicy
 
 
 class RecordPolicy(StrEnum):
@@ -137,6 +138,7 @@ class ErrorBehavior(_Section):
     recoverable_error_interval: int = Field(default=5, ge=0, description="seconds")
     recoverable_error_throttling: bool = True
     recoverable_error_throttling_max: int = Field(default=1800, ge=0, description="seconds")
+    recoverable_error_stop_retry_after_throttling_max: bool = True
     apply_error_delete_policy: RecordPolicy = RecordPolicy.IGNORE_RECORD
     apply_error_insert_policy: ApplyPolicy = ApplyPolicy.LOG_ERROR
     apply_error_update_policy: ApplyPolicy = ApplyPolicy.LOG_ERROR
@@ -146,6 +148,16 @@ class ErrorBehavior(_Section):
     fail_on_no_tables_captured: bool = True
     fail_on_transaction_consistency_breached: bool = False
     full_load_ignore_conflicts: bool = True
+
+    def retry_policy(self) -> RetryPolicy:
+        """The RecoverableError* settings as the one retry policy (core/retry.py)."""
+        return RetryPolicy(
+            count=self.recoverable_error_count,
+            interval=self.recoverable_error_interval,
+            throttling=self.recoverable_error_throttling,
+            throttling_max=self.recoverable_error_throttling_max,
+            stop_after_throttling_max=self.recoverable_error_stop_retry_after_throttling_max,
+        )
 
 
 class ValidationSettings(_Section):
@@ -274,7 +286,6 @@ IGNORED_TASK_SETTINGS: frozenset[str] = frozenset(
         "TargetMetadata.ParallelApplyQueuesPerThread",
         "Logging.CloudWatchLogGroup",
         "Logging.CloudWatchLogStream",
-        "ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax",
         "ErrorBehavior.DataMaskingErrorPolicy",
     }
 )

@@ -69,6 +69,11 @@ def not_yet(does: str, *honoured: Any) -> Support:
     return Support(Kind.NOT_YET, does, _only(*honoured)) if honoured else Support(Kind.NOT_YET, does)
 
 
+_RECORD_DELAY = (
+    "validation during change capture reports a differing row once a second comparison, a settle delay "
+    "later, finds it still different"
+)
+
 LOG_COMPONENTS: Mapping[str, tuple[str, ...]] = {
     "SOURCE_UNLOAD": ("conveyor.connectors.postgres.source", "conveyor.connectors.mysql.source",
                       "conveyor.connectors.sqlite.source", "conveyor.connectors.dynamodb.source"),
@@ -93,7 +98,10 @@ OTHER_LOG_COMPONENTS: frozenset[str] = frozenset(
 )  # fmt: skip
 """The service's other log components: accepted, no counterpart here."""
 
-_RETRIES = "Conveyor retries transient errors with its own bounded backoff"
+_RETRIES = (
+    "a transient target error retries the table's full load from the same snapshot, or the "
+    "change-capture batch (core/retry.py)"
+)
 _UPSERT = (
     "Conveyor applies changes idempotently: an insert over an existing row, or an update of a "
     "missing row, writes the row (UPDATE_RECORD)"
@@ -191,7 +199,9 @@ SUPPORT: Mapping[str, Support] = {
         "added, dropped and renamed columns are applied (false: the table is suspended)"
     ),
     # ValidationSettings
-    "ValidationSettings.EnableValidation": acted("every value compared after the full load"),
+    "ValidationSettings.EnableValidation": acted(
+        "every value compared after the full load, and rows changed during change capture once they settle"
+    ),
     "ValidationSettings.ValidationMode": not_yet("Conveyor validates row by row", "ROW_LEVEL"),
     "ValidationSettings.ValidationOnly": acted(
         "true: a full-load task compares the tables without loading (refused for change capture)"
@@ -205,18 +215,12 @@ SUPPORT: Mapping[str, Support] = {
     ),
     "ValidationSettings.SkipLobColumns": acted("true: LOB columns left out of the comparison, and said"),
     "ValidationSettings.MaxKeyColumnSize": cloud(_TUNING),
-    "ValidationSettings.RecordFailureDelayInMinutes": not_yet(
-        "Conveyor does not validate changes as they apply"
-    ),
-    "ValidationSettings.RecordFailureDelayLimitInMinutes": not_yet(
-        "Conveyor does not validate changes as they apply"
-    ),
-    "ValidationSettings.RecordSuspendDelayInMinutes": not_yet(
-        "Conveyor does not validate changes as they apply"
-    ),
+    "ValidationSettings.RecordFailureDelayInMinutes": not_yet(_RECORD_DELAY),
+    "ValidationSettings.RecordFailureDelayLimitInMinutes": not_yet(_RECORD_DELAY),
+    "ValidationSettings.RecordSuspendDelayInMinutes": not_yet(_RECORD_DELAY),
     "ValidationSettings.ValidationPartialLobSize": acted("LOB values compared on their first N kilobytes"),
-    "ValidationSettings.ValidationQueryCdcDelaySeconds": not_yet(
-        "Conveyor does not validate changes as they apply"
+    "ValidationSettings.ValidationQueryCdcDelaySeconds": acted(
+        "seconds a change settles before validation during change capture compares its row (0: 5 s)"
     ),
     # ErrorBehavior
     "ErrorBehavior.DataErrorPolicy": acted("a refused value goes to awsdms_apply_exceptions, or stops"),
@@ -233,11 +237,13 @@ SUPPORT: Mapping[str, Support] = {
     ),
     "ErrorBehavior.TableErrorEscalationPolicy": acted("what follows TableErrorEscalationCount table errors"),
     "ErrorBehavior.TableErrorEscalationCount": acted("table errors before escalation (0: no limit)"),
-    "ErrorBehavior.RecoverableErrorCount": not_yet(_RETRIES),
-    "ErrorBehavior.RecoverableErrorInterval": not_yet(_RETRIES),
-    "ErrorBehavior.RecoverableErrorThrottling": not_yet(_RETRIES),
-    "ErrorBehavior.RecoverableErrorThrottlingMax": not_yet(_RETRIES),
-    "ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax": not_yet(_RETRIES),
+    "ErrorBehavior.RecoverableErrorCount": acted(_RETRIES + ": how many (-1: no bound, 0: none)"),
+    "ErrorBehavior.RecoverableErrorInterval": acted(_RETRIES + ": the first wait, in seconds"),
+    "ErrorBehavior.RecoverableErrorThrottling": acted(_RETRIES + ": each wait doubles"),
+    "ErrorBehavior.RecoverableErrorThrottlingMax": acted(_RETRIES + ": the longest wait"),
+    "ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax": acted(
+        _RETRIES + ": give up once a wait of the maximum was not enough"
+    ),
     "ErrorBehavior.ApplyErrorDeletePolicy": not_yet(
         "a delete of a missing row is ignored (IGNORE_RECORD)", "IGNORE_RECORD"
     ),

@@ -97,7 +97,7 @@ def check_runnable(stack: Declarations, name: str) -> None:
     if spec.migration_type != "full-load" and spec.task_settings().validation_settings.validation_only:
         raise ConfigError(
             f"task {name!r}: ValidationSettings.ValidationOnly works with migration_type full-load only; "
-            "validation during change capture is not built yet"
+            "for change capture, EnableValidation validates changed rows as they settle"
         )
     if spec.migration_type != "full-load" and engine not in CHANGE_SOURCES:
         raise ConfigError(

@@ -63,6 +63,8 @@ class TableValidation:
     sample_keys: list[list[str | None]] = field(default_factory=list)
     first_failures: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The failed rows kept for the failures table (up to the limits), in key order.
+    failures: list[ValidationFailure] = field(default_factory=list, repr=False)
 
     @property
     def failed_records(self) -> int:
@@ -112,6 +114,9 @@ class ValidationRun:
     task: str = ""
     settings: ValidationSettings = field(default_factory=ValidationSettings)
     budget: FailureBudget | None = None
+    # False: failures are kept in each TableValidation, not written (the caller
+    # writes those it confirms: validation during change capture).
+    record: bool = True
 
     def __post_init__(self) -> None:
         if self.budget is None:
@@ -296,12 +301,15 @@ def _record(
 ) -> None:
     """Write the table's failures (replacing its earlier ones) on the target."""
     result.failures_not_recorded = recorder.dropped
+    result.failures = recorder.kept
     if recorder.dropped:
         limit = run.settings.table_failure_max_count
         result.notes.append(
             f"{recorder.dropped} of {result.failed_records} failed rows not recorded: "
             f"TableFailureMaxCount ({limit}) or FailureMaxCount ({run.settings.failure_max_count}) reached"
         )
+    if not run.record:
+        return
     if not isinstance(target, SupportsValidationFailures):
         if result.failed_records:
             result.notes.append("this target keeps no awsdms_validation_failures_v1 table")
@@ -336,8 +344,8 @@ def settings_notes(settings: ValidationSettings) -> list[str]:
         if getattr(settings, name) != getattr(defaults, name)
     }
     notes = [
-        f"{key}: not acted on: it delays failure reports of validation during change capture, "
-        "which Conveyor does not do (every run compares the tables as they are now)"
+        f"{key}: not acted on here: it concerns validation during change capture (EnableValidation "
+        "on a running cdc task); this run compares the tables as they are now"
         for key in _CDC_ONLY
         if key in changed
     ]

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.orchestration.bus import event_sink
-from conveyor.orchestration.executions import validate_definitions
 from conveyor.replication.task_run import ACTIVE_STATUSES
 from conveyor.replication.worker import reap_stale
 from conveyor.service.models import ApplyResult, StackSummary
@@ -112,6 +111,8 @@ def apply_stack(
     notices = settings_notices(stack)
     if strict and notices:
         raise ConfigError("\n".join(f"{line} (--strict: remove the keys)" for line in notices))
+    from conveyor.orchestration.executions import validate_definitions  # ASL: only to apply
+
     definition_warnings = validate_definitions(stack)
     changes: list[str] = []
     if not dry_run:

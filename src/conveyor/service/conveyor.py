@@ -28,15 +28,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from conveyor.core.errors import ConfigError, ConveyorError
-from conveyor.orchestration.integrations_aws import DatabaseMigration
-from conveyor.orchestration.service import Service, rules_listing, state_machines_listing
 from conveyor.replication.full_load import ProgressCallback
 from conveyor.replication.run_logs import READ_LIMIT
 from conveyor.replication.task_run import StartMode
-from conveyor.service import lake as lake_ops
 from conveyor.service import logs as log_ops
 from conveyor.service import tasks as task_ops
 from conveyor.service.apply import applied_stack, apply_stack
@@ -78,6 +75,14 @@ from conveyor.stack.loader import load_stack
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
+if TYPE_CHECKING:
+    # The orchestration (executions, the scheduler, ASL) and the lake's job are
+    # imported by the operations that use them: a task command does not pay
+    # for them at start-up (issue 17's fixed cost).
+    from conveyor.orchestration.integrations_aws import DatabaseMigration
+    from conveyor.orchestration.service import Service
+    from conveyor.service import lake as lake_ops
+
 TaskAnswer = TaskProcess | TaskDescription
 
 
@@ -115,6 +120,8 @@ class Conveyor:
     def orchestration(self) -> Service:
         """Executions, statements, the bus and the scheduler over the store (not started)."""
         if self._orchestration is None:
+            from conveyor.orchestration.service import Service
+
             self._orchestration = Service(self.store)
         return self._orchestration
 
@@ -306,6 +313,8 @@ class Conveyor:
         return ConnectionTest(endpoint=name, status="successful", version=version)
 
     def _dms(self) -> DatabaseMigration:
+        from conveyor.orchestration.integrations_aws import DatabaseMigration
+
         return DatabaseMigration(self.orchestration.executions)
 
     def describe_endpoints(self) -> AwsAnswer:
@@ -342,11 +351,15 @@ class Conveyor:
         return PutEventsResult(**self.orchestration.bus.put_event(dict(event)))
 
     def list_rules(self) -> RuleList:
+        from conveyor.orchestration.service import rules_listing
+
         return RuleList.model_validate(rules_listing(self.orchestration))
 
     # --- state machines and executions -----------------------------------------------------
 
     def list_state_machines(self) -> StateMachineList:
+        from conveyor.orchestration.service import state_machines_listing
+
         return StateMachineList.model_validate(state_machines_listing(self.orchestration))
 
     def start_execution(
@@ -428,16 +441,22 @@ class Conveyor:
 
     def lake_tables(self, lake: str | None = None) -> LakeTableList:
         """The curation job's controller entries (``lake``: only that lake's)."""
+        from conveyor.service import lake as lake_ops
+
         return lake_ops.lake_tables(self.stack(), lake)
 
     def curation_runs(self, limit: int = 50) -> CurationRuns:
         """The newest curation commits over every curated lake table."""
+        from conveyor.service import lake as lake_ops
+
         return lake_ops.curation_runs(self.stack(), limit)
 
     def set_lake_table(
         self, table: str, change: lake_ops.LakeTableChange, lake: str | None = None
     ) -> LakeTable:
         """Edit a table's controller entry (created when the stack has one lake)."""
+        from conveyor.service import lake as lake_ops
+
         return lake_ops.set_lake_table(self.stack(), table, change, lake)
 
     def lake_process(
@@ -450,8 +469,12 @@ class Conveyor:
         """Curate the raw files of the active tables (or only ``table``) into Delta tables,
         with the embedded engine or on Spark (``engine="spark"``, ``master``: docs/scale.md);
         by default the lake endpoint's choice."""
+        from conveyor.service import lake as lake_ops
+
         return lake_ops.lake_process(self.stack(), table, lake, engine, master)
 
     def query(self, sql: str) -> QueryResult:
         """Answer SQL over the curated lake tables (DuckDB), tables named schema.table."""
+        from conveyor.service import lake as lake_ops
+
         return lake_ops.query(self.stack(), sql)

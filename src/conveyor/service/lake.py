@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.core.errors import ConfigError, NotFoundError
+from conveyor.core.extras import needs_extra
 from conveyor.core.names import did_you_mean
 from conveyor.lake.controller import Controller, ControllerEntry, Lake, format_time, parse_names, parse_time
 from conveyor.lake.jobs import curate, lakes_with_controllers
@@ -42,7 +43,8 @@ def lake_tables(stack: Stack, lake: str | None = None) -> LakeTableList:
 
 def curation_runs(stack: Stack, limit: int) -> CurationRuns:
     """The newest ``limit`` curation commits over every curated table of every lake."""
-    from conveyor.lake.history import curation_runs as table_runs
+    with needs_extra("curation runs", "lake"):
+        from conveyor.lake.history import curation_runs as table_runs
 
     runs: list[dict[str, Any]] = []
     with lakes_with_controllers(stack) as pairs:
@@ -106,7 +108,8 @@ def lake_process(
 
 
 def query(stack: Stack, sql: str) -> QueryResult:
-    from conveyor.lake.catalog import build_catalog, run_query
+    with needs_extra("lake queries", "lake"):
+        from conveyor.lake.catalog import build_catalog, run_query
 
     with lakes_with_controllers(stack) as pairs:
         catalog = build_catalog(lake for lake, _ in pairs)

@@ -86,7 +86,8 @@ class TaskList(RootModel[list[TaskSummary]]):
 class TableStatistics(Model):
     """One table of a task's latest run, as the migration service's
     DescribeTableStatistics names it; change-capture counters (Inserts, Updates,
-    Deletes, Ddls), ValidationState, Drift and GeneratedColumns appear when they apply."""
+    Deletes, Ddls), ValidationState (during capture with ValidationPendingRecords and
+    ValidationFailedRecords), Drift and GeneratedColumns appear when they apply."""
 
     SchemaName: str
     TableName: str

@@ -17,6 +17,7 @@ import os
 import re
 import string
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -86,7 +87,7 @@ URL_SCHEMES: Mapping[str, tuple[str, ...]] = {
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-TABLE_PATTERN = r"^[^.\s]+\.[^\s]+$"
+TABLE_PATTERN = r"^[^.\s]+\.[\s\S]+$"  # the table name is any text (spaces, dots, quotes)
 TableName = Annotated[str, StringConstraints(pattern=TABLE_PATTERN)]
 _CRON_FIELDS = "minutes hours day-of-month month day-of-week year"
 MigrationType = Literal["full-load", "cdc", "full-load-and-cdc"]
@@ -427,6 +428,20 @@ class RuleSpec(_Spec):
     allows one, so PutRule can come before PutTargets)."""
     enabled: bool = True
     description: str | None = None
+    start_date: datetime | None = None
+    """A schedule fires at or after this instant only (EventBridge Scheduler's StartDate)."""
+    end_date: datetime | None = None
+    """A schedule fires at or before this instant only (EndDate)."""
+    action_after_completion: Literal["NONE", "DELETE"] = "NONE"
+    """DELETE: remove the schedule once it can fire no more (after an ``at(...)`` fire,
+    or past its end date), as EventBridge Scheduler's ActionAfterCompletion."""
+
+    @field_validator("start_date", "end_date")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give the time zone, e.g. 2027-01-31T08:00:00Z")
+        return value
 
     @field_validator("event_pattern")
     @classmethod
@@ -449,9 +464,10 @@ class RuleSpec(_Spec):
         elif match := re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", text):
             if int(match.group(1)) < 1:
                 raise ValueError("rate(...) needs a positive value")
-        else:
+        elif not re.fullmatch(r"at\(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\)", text):
             raise ValueError(
-                "expected cron(minutes hours day-of-month month day-of-week year) or rate(N units)"
+                "expected cron(minutes hours day-of-month month day-of-week year), rate(N units)"
+                " or at(yyyy-mm-ddThh:mm:ss)"
             )
         return text
 
@@ -459,6 +475,18 @@ class RuleSpec(_Spec):
     def _one_trigger(self) -> Self:
         if (self.event_pattern is None) == (self.schedule is None):
             raise ValueError("set exactly one of event_pattern and schedule")
+        if self.schedule is not None:
+            from conveyor.events.schedules import Schedule  # the whole language: days, zones
+
+            try:
+                Schedule.parse(self.schedule, self.timezone or "UTC")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        timed = self.start_date, self.end_date, self.action_after_completion != "NONE"
+        if self.schedule is None and any(timed):
+            raise ValueError("start_date, end_date and action_after_completion are for schedules")
+        if self.start_date and self.end_date and self.end_date <= self.start_date:
+            raise ValueError("end_date must come after start_date")
         return self
 
 

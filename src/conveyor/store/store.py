@@ -376,16 +376,23 @@ class Store:
         stored before the cursor ``before``; with the cursor of the next (older)
         page, or None when there is none. A page is stable while new events
         arrive: they are newer than any cursor."""
-        query = select(s.events.c.seq, s.events.c.event).order_by(s.events.c.seq.desc()).limit(limit + 1)
+        rows = self.numbered_events(since, limit + 1, before)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [event for _, event in rows], (rows[-1][0] if more and rows else None)
+
+    def numbered_events(
+        self, since: datetime | None = None, limit: int = 100, before: int | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Events newest first with their sequence numbers (a page's cursor is
+        the number of its last event: the next page is ``before`` it)."""
+        query = select(s.events.c.seq, s.events.c.event).order_by(s.events.c.seq.desc()).limit(limit)
         if since is not None:
             query = query.where(s.events.c.time >= since)
         if before is not None:
             query = query.where(s.events.c.seq < before)
         with self._tx() as conn:
-            rows = conn.execute(query).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return [dict(r.event) for r in rows], (int(rows[-1].seq) if more and rows else None)
+            return [(int(r.seq), dict(r.event)) for r in conn.execute(query).all()]
 
     # --- orchestration (schema version 3) ------------------------------------------
 

@@ -1,26 +1,40 @@
-"""The lake as a change target: one change file per table per applied batch,
-then the task's checkpoint.
+"""The lake as a change target: one change file per table per batch, then the
+task's checkpoint.
 
-Rows of a change file, in this order (the batch is already reduced to one
-final change per key, so the order between keys carries no meaning):
+The applier keeps the change log (``KeepsChangeLog``): a change file holds
+every change of the batch, one row each, in commit order, as the service
+writes them:
 
-* ``D`` rows for ``deletes``: the key columns, every other column null;
-* ``upserts``: ``U`` for a table with a primary key (the reduced batch no longer
-  says whether the final image came from an INSERT or an UPDATE; ``U`` with
-  the whole row is right for a last-operation-wins consumer either way), ``I``
-  for a table without one (rows are only ever appended there);
-* ``partial`` updates: ``U`` with the columns the source did not send (unchanged
-  TOASTed values) null. The file cannot tell "unchanged" from NULL, as the
-  service's own files cannot, so those rows and columns are recorded beside it
-  (``layout.unchanged_path``, written before the file): curation keeps the
-  current value there, never NULL.
+* ``I`` for an INSERT with the new row; ``U`` for an UPDATE with the new row;
+  ``D`` for a DELETE with what the source sent of the old row (the key
+  columns, or the whole row under REPLICA IDENTITY FULL / a full binlog row
+  image), the other columns empty. An UPDATE that changed the primary key
+  is written as ``D`` of the old key, then ``U`` of the new row (a reader
+  keyed on the primary key would otherwise keep the old row);
+* the timestamp column (``TimestampColumnName``) holds the source's commit
+  time of the change's transaction; where the source reports none (SQLite),
+  or for rows of a transaction handed over before its commit was read (one
+  larger than a batch), the time the file was written;
+* an UPDATE that left values unsent (unchanged TOASTed values) has those
+  columns empty. The file cannot tell "unchanged" from NULL, as the
+  service's own files cannot, so those rows and columns are recorded beside
+  it (``layout.unchanged_path``, written before the file): curation keeps
+  the key's previous value there, never NULL.
 
-``CdcInsertsOnly`` keeps only the upserts (written as inserts); it drops
-deletes and partial updates. ``CdcInsertsAndUpdates`` drops deletes. Whether
-those rows carry an ``Op`` column follows ``IncludeOpForFullLoad`` (see
-``layout``). A TRUNCATE has no row form in this layout: it is logged and not
-written. ``add_columns`` changes nothing on disk: later files simply carry the
-new columns.
+``CdcInsertsOnly`` keeps only the ``I`` rows; ``CdcInsertsAndUpdates`` drops
+the ``D`` rows. Whether those rows carry an ``Op`` column follows
+``IncludeOpForFullLoad`` (see ``layout``). A TRUNCATE has no row form in this
+layout: it is logged and not written. ``add_columns`` changes nothing on
+disk: later files simply carry the new columns.
+
+When files are written (``PacesBatches``). The runner hands a batch over when
+its oldest change is ``CdcMaxBatchInterval`` seconds old or one table's rows
+reach ``CdcMinFileSize`` KB (estimated from the values' text), whichever comes
+first, as the service writes a file; also at a full batch (BatchSplitSize,
+50,000 changes by default, which bounds memory), before DDL is applied, for a
+reload, and at a stop. A batch is one file per table, then the checkpoint, so
+the checkpoint never covers a change that is not in a durable file and the
+source is acknowledged only after both.
 
 Crash safety. Before any change file is written, an intent record
 ``.conveyor/checkpoints/<task>.pending.json`` names the batch's start (the
@@ -32,40 +46,42 @@ Only then is the checkpoint ``.conveyor/checkpoints/<task>.json`` written
 (atomically) and the intent removed. So a file is never duplicated and the
 checkpoint never runs ahead of durable files.
 
-A call whose checkpoint is the stored one is a part of a large transaction
-(the runner applies those under the previous checkpoint): it writes new files
-after the stored batch's and leaves those in place. After a crash within a
-large transaction, its parts are applied again from the checkpoint: the parts
-written before the crash stay, so their changes appear twice, in order (a
-keyed table converges; a keyless one holds those rows twice). Rewriting the
-stored batch's files instead would drop the stored batch's rows.
-
-``CdcMaxBatchInterval`` and ``CdcMinFileSize`` are accepted but do not delay
-files: the runner's batching decides when a change file is written, because
-the checkpoint may only advance once the rows are in a visible file.
+A batch may end inside a transaction (a full batch, or the interval reached
+while a transaction is open): its rows go with the last commit position, and
+a replay from there meets them again. Every logged change has an identity,
+the commit position it follows and its index since (``LoggedChange``); the
+checkpoint records, per table, the last one written after its own position
+(``written``), and the replay skips that table's changes up to it (per table:
+changes of a table being reloaded are held back, not written, meanwhile). A call whose checkpoint
+is the stored one (the runner's next part of such a transaction) writes new
+files after the stored batch's. So no change is written twice, keyed or not.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 
+from conveyor.connectors.arrow_rows import rows_to_batch
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import RefusedTables
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.filesystem import LakeFS
 from conveyor.connectors.lake.settings import lake_config
-from conveyor.core.batch import ChangeBatch, Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint, LoggedChange
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 
 log = logging.getLogger(__name__)
 
+
+_SAMPLE = 16
+"""One change in this many is measured for CdcMinFileSize (after a table's first ones)."""
 
 _Marks = list[tuple[int, list[str]]]
 """Rows of a change file (by index) and the columns they left unchanged."""
@@ -90,7 +106,48 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
+def _anchored_at(position: dict[str, Any] | None) -> Callable[[Checkpoint], bool]:
+    """Whether a logged change's anchor is ``position`` (the stored form),
+    compared once per distinct anchor object (a batch's changes share few)."""
+    seen: dict[int, bool] = {}
+
+    def test(anchor: Checkpoint) -> bool:
+        known = seen.get(id(anchor))
+        if known is None:
+            known = seen[id(anchor)] = position is not None and _same(_position(anchor), position)
+        return known
+
+    return test
+
+
+def _moves_key(key: Sequence[str], old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+    """Whether an UPDATE changed the primary key (the old image carries it)."""
+    if not key or old is None or new is None or not all(k in old and k in new for k in key):
+        return False
+    return any(old[k] != new[k] for k in key)
+
+
+def _written(
+    changes: Sequence[ChangeBatch], target: dict[str, Any] | None, before: dict[str, Any]
+) -> dict[str, Any]:
+    """Per table, the identity of the last change written after the
+    checkpoint's own position (a batch that ended inside a transaction), on
+    top of ``before`` (what a part under the same checkpoint keeps)."""
+    at = _anchored_at(target)
+    written = dict(before)
+    for table_changes in changes:
+        indexes = [c.index for c in table_changes.log if at(c.position)]
+        if indexes:
+            written[str(table_changes.table.ref)] = {"at": target, "index": max(indexes)}
+    return written
+
+
 class LakeApplier:
+    keeps_change_log = True
+
+    def refused_name(self, kind: str, name: str) -> str | None:
+        return None if kind == "column" else lay.refused_name(name)
+
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
         self.lake = lake_config(config)
@@ -99,6 +156,22 @@ class LakeApplier:
         self.fs = LakeFS(self.lake)
         self.settings = self.lake.settings
         self.layout = lay.file_layout(self.settings, self.lake.data_format, changes=True)
+        self.batch_seconds = float(self.settings.cdc_max_batch_interval)
+        self.batch_min_bytes = self.settings.cdc_min_file_size * 1024
+        self._row_extra = 2 + (27 if self.layout.timestamp else 0)  # Op, timestamp, row delimiter
+        self._sizes: dict[TableRef, tuple[int, int]] = {}  # changes seen, last measured size
+
+    def change_bytes(self, table: TableRef, change: LoggedChange) -> int:
+        """A change's row in a file, estimated as its CSV text (Parquet files
+        are measured the same way: their compressed size is not known ahead).
+        A table's first rows are measured, then one in ``_SAMPLE``; the others
+        count as the last measured one (measuring each cost ~9 us a change)."""
+        seen, size = self._sizes.get(table, (0, 0))
+        if seen < _SAMPLE or seen % _SAMPLE == 0:
+            row = change.after if change.after is not None else change.before or {}
+            size = self._row_extra + sum(len(str(v)) for v in row.values() if v is not None) + len(row)
+        self._sizes[table] = (seen + 1, size)
+        return size
 
     # --- checkpoint -------------------------------------------------------------
 
@@ -144,11 +217,15 @@ class LakeApplier:
             start, folder_root = stored, self.bucket_path
             stamp = _next_stamp(state["stamp"] if state is not None else None, None)
         when = lay.stamp_time(stamp)
+        # changes a stored batch already wrote (it ended inside a transaction)
+        before: dict[str, Any] = (state or {}).get("written") or {}
         planned: list[tuple[str, pa.Table, _Marks]] = []
         refused: dict[TableRef, str] = {}
         for table_changes in changes:
             try:
-                rows = self._rows(table_changes, when)
+                done = before.get(str(table_changes.table.ref))
+                skip = (_anchored_at(done["at"]), int(done["index"])) if done else None
+                rows = self._rows(table_changes, when, skip)
             except DataError as exc:
                 refused[table_changes.table.ref] = str(exc)
                 continue
@@ -188,45 +265,75 @@ class LakeApplier:
             "stamp": stamp,
             "bucket_path": folder_root,
             "files": files,
+            "written": _written(changes, target, before if _same(stored, target) else {}),
             "updated_at": datetime.now(UTC).isoformat(),
         }
         self.fs.write_bytes(lay.checkpoint_path(task), json.dumps(document, default=str).encode())
         self.fs.delete(lay.pending_path(task))
 
     def _rows(
-        self, changes: ChangeBatch, when: datetime
-    ) -> tuple[pa.Table, list[tuple[int, list[str]]]] | None:
-        """The change file's rows, and the unchanged columns of its partial
-        updates by row."""
+        self, changes: ChangeBatch, when: datetime, skip: tuple[Callable[[Checkpoint], bool], int] | None
+    ) -> tuple[pa.Table, _Marks] | None:
+        """The change file's rows (the log's changes after ``skip``: those at
+        its anchor up to its index were written already), and the unchanged
+        columns of its partial updates by row."""
         table = changes.table
-        changes.refuse_unrepresentable()
         settings = self.settings
-        if changes.truncate:
-            log.warning(
-                "lake: TRUNCATE of %s is not written (the raw layout has no row form for it)", table.ref
-            )
-        parts: list[tuple[str, pa.RecordBatch, list[str]]] = []
         inserts_only = settings.cdc_inserts_only
-        if changes.deletes.num_rows and not (inserts_only or settings.cdc_inserts_and_updates):
-            parts.append(("D", changes.deletes, []))
-        if changes.upserts.num_rows:
-            op = "I" if inserts_only or not table.primary_key else "U"
-            parts.append((op, changes.upserts, []))
-        if not inserts_only:
-            for columns, rows in changes.partial.items():
-                parts.append(("U", rows, sorted(c for c in columns if c in table.column_names)))
-        total = sum(rows.num_rows for _, rows, _ in parts)
-        if total == 0:
-            return None
+        no_deletes = inserts_only or settings.cdc_inserts_and_updates
+        key = table.primary_key
         ops: list[str] = []
+        rows: list[dict[str, Any]] = []
+        times: list[datetime | None] = []
         marks: _Marks = []
-        for op, rows, unchanged in parts:
-            if unchanged:
-                marks.extend((len(ops) + i, unchanged) for i in range(rows.num_rows))
-            ops.extend([op] * rows.num_rows)
-        batch = pa.Table.from_batches([_widened(table, rows) for _, rows, _ in parts]).combine_chunks()
-        stamp = lay.format_timestamp(when, self.layout.millis) if self.layout.timestamp else None
-        return lay.frame(batch.to_batches()[0], self.layout, pa.array(ops, pa.string()), stamp), marks
+        for change in changes.log:
+            if skip is not None and change.index <= skip[1] and skip[0](change.position):
+                continue
+            if change.op == "t":
+                log.warning(
+                    "lake: TRUNCATE of %s is not written (the raw layout has no row form for it)", table.ref
+                )
+                continue
+            old, new = change.before, change.after
+            if change.op == "d" or (change.op == "u" and _moves_key(key, old, new)):
+                if not no_deletes and old is not None:
+                    ops.append("D")
+                    rows.append(old)
+                    times.append(change.commit_time)
+                if change.op == "d":
+                    continue
+                assert old is not None and new is not None
+                unsent = [c for c in table.column_names if c not in new]
+                if unsent and not all(c in old for c in unsent):
+                    raise DataError(
+                        f"table {table.ref}: an UPDATE changed the primary key and left columns "
+                        f"{', '.join(unsent)} unsent, which the change file cannot carry; "
+                        "set REPLICA IDENTITY FULL on the source table, then reload the table"
+                    )
+                new = {**{c: old[c] for c in unsent}, **new}
+            if new is None or (inserts_only and change.op != "c"):
+                continue
+            unchanged = [c for c in table.column_names if c not in new]
+            if unchanged and change.op == "u":
+                marks.append((len(rows), unchanged))
+            ops.append("I" if change.op == "c" else "U")
+            rows.append(new)
+            times.append(change.commit_time)
+        if not rows:
+            return None
+        batch = rows_to_batch(table, rows, table.column_names)
+        stamps = None
+        if self.layout.timestamp:
+            texts: dict[datetime, str] = {}
+            millis = self.layout.millis
+            stamps = pa.array(
+                [
+                    texts.get(w) or texts.setdefault(w, lay.format_timestamp(w, millis))
+                    for w in (t or when for t in times)
+                ],
+                pa.string(),
+            )
+        return lay.frame(batch, self.layout, pa.array(ops, pa.string()), stamps), marks
 
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
         """Nothing to alter: the next change files carry the new columns."""
@@ -236,13 +343,3 @@ class LakeApplier:
 
     def close(self) -> None:
         self.fs.close()
-
-
-def _widened(table: TableSchema, rows: pa.RecordBatch) -> pa.RecordBatch:
-    """``rows`` with every column of ``table``, those it lacks null."""
-    arrays = [
-        rows.column(c) if c in rows.schema.names else pa.nulls(rows.num_rows, table.column(c).type.arrow())
-        for c in table.column_names
-    ]
-    fields = [pa.field(c, table.column(c).type.arrow()) for c in table.column_names]
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))

@@ -19,8 +19,9 @@ CSV, as the service writes it by default:
   columns) holding ``yyyy-MM-dd HH:mm:ss.SSSSSS`` (``.SSS`` with
   ``ParquetTimestampInMillisecond``): for a full load the time the batch was
   written (or the load's start with ``UseTaskStartTimeForFullLoadTimestamp``),
-  for changes the time the change file was written (the service uses the
-  source commit time, which the applier does not receive);
+  for changes the source's commit time of the change's transaction (the time
+  the file was written when the source reports none: SQLite, or a part of a
+  transaction handed over before its commit was read);
 * ``Rfc4180=true`` (the default) quotes a value with ``"`` only when it holds the
   delimiter, a quote, CR, LF or the row delimiter, doubling inner quotes;
 * NULL is written as ``CsvNullValue`` (default: nothing). An empty string is
@@ -43,7 +44,9 @@ Parquet uncompressed.
 
 ``MaxFileSize`` (KB) rolls LOAD files: a CSV file never grows past it unless a
 single row is larger (measured before compression); a Parquet file rolls after
-the row group that reaches it. Change files are one per table per applied batch.
+the row group that reaches it. Change files are one per table per applied
+batch, and batches follow ``CdcMaxBatchInterval`` / ``CdcMinFileSize`` (see
+``apply``).
 
 Conveyor's own state lives under ``<root>/.conveyor/`` (hidden from crawlers
 and from the curation's file listing): task checkpoints, and per table the
@@ -123,8 +126,35 @@ def load_number(name: str) -> int | None:
     return int(match.group(1), 16) if match else None
 
 
+NAME_RULE = (
+    "a lake's schema and table names are folder names (raw and curated): a name holding '/', '\\', "
+    "'[', ']' or a control character, or starting with '.', is refused; "
+    "rename with a table-mapping transformation rule"
+)
+
+
+def refused_name(name: str) -> str | None:
+    """Why ``name`` cannot be a schema or table folder of the lake, or None.
+    Names are used as they are (DMS's layout); those that would leave their
+    folder (``..``, ``a/b``), hide in it (``.x``, the lake's own ``.conveyor``)
+    or cannot be a file or Delta table name (NUL, control characters;
+    deltalake parses '[' and ']' as a URL's) are refused."""
+    if not name or name.startswith(".") or any(c in "/\\[]" or ord(c) < 0x20 or c == "\x7f" for c in name):
+        return NAME_RULE
+    return None
+
+
+def _names(ref: TableRef) -> tuple[str, str]:
+    """The table's schema and name as folder names, refused as ``refused_name`` says
+    (the plan refuses such tables first; this keeps any other path inside the lake)."""
+    for name in (ref.schema, ref.name):
+        if refused_name(name) is not None:
+            raise TerminalError(f"table {ref}: name {name!r}: {NAME_RULE}")
+    return ref.schema, ref.name
+
+
 def table_folder(bucket_path: str, ref: TableRef) -> str:
-    return join(bucket_path, ref.schema, ref.name)
+    return join(bucket_path, *_names(ref))
 
 
 def change_stamp(when: datetime) -> str:
@@ -146,14 +176,15 @@ def date_partition(when: datetime, settings: LakeSettings) -> str:
 
 
 def change_folder(bucket_path: str, settings: LakeSettings, ref: TableRef, when: datetime) -> str:
-    folder = join(bucket_path, settings.cdc_path or "", ref.schema, ref.name)
+    folder = join(bucket_path, settings.cdc_path or "", *_names(ref))
     if settings.date_partition_enabled:
         folder = join(folder, date_partition(when, settings))
     return folder
 
 
 def table_state_path(bucket_path: str, ref: TableRef) -> str:
-    return join(STATE_DIR, "tables", bucket_path, ref.schema, f"{ref.name}.json")
+    schema, name = _names(ref)
+    return join(STATE_DIR, "tables", bucket_path, schema, f"{name}.json")
 
 
 def checkpoint_path(task: str) -> str:
@@ -232,9 +263,13 @@ def file_layout(
 
 
 def frame(
-    batch: pa.RecordBatch, layout: FileLayout, ops: pa.Array | str | None, stamp: str | None
+    batch: pa.RecordBatch,
+    layout: FileLayout,
+    ops: pa.Array | str | None,
+    stamp: pa.Array | str | None,
 ) -> pa.Table:
-    """The file's columns: ``Op``, the timestamp column, then the batch's."""
+    """The file's columns: ``Op``, the timestamp column (one text for every
+    row, or one per row), then the batch's."""
     arrays: list[pa.Array] = []
     names: list[str] = []
     n = batch.num_rows
@@ -242,7 +277,7 @@ def frame(
         arrays.append(pa.array([ops] * n, pa.string()) if isinstance(ops, str) or ops is None else ops)
         names.append(OP_COLUMN)
     if layout.timestamp:
-        arrays.append(pa.array([stamp] * n, pa.string()))
+        arrays.append(stamp if isinstance(stamp, pa.Array) else pa.array([stamp] * n, pa.string()))
         names.append(layout.timestamp)
     if layout.timestamp in batch.schema.names or (layout.op and OP_COLUMN in batch.schema.names):
         raise TerminalError(
@@ -439,19 +474,45 @@ class CsvFileWriter:
         self._raw.close()
 
 
+def text_intervals_type(dtype: pa.DataType) -> pa.DataType:
+    """``dtype`` with intervals (Parquet and Delta have none), at any list depth, as strings."""
+    if dtype == pa.month_day_nano_interval():
+        return pa.string()
+    if pa.types.is_list(dtype):
+        return pa.list_(text_intervals_type(dtype.value_type))
+    return dtype
+
+
+def intervals_as_text(values: pa.Array) -> pa.Array:
+    """``values`` with every interval, at any list depth, as its ISO 8601 text."""
+    if values.type == pa.month_day_nano_interval():
+        return text_column(values)
+    if pa.types.is_list(values.type) and text_intervals_type(values.type) != values.type:
+        inner = intervals_as_text(values.values)
+        return pa.ListArray.from_arrays(values.offsets, inner, mask=values.is_null())
+    return values
+
+
+def _intervals_from_text(values: pa.Array, dtype: pa.DataType) -> pa.Array:
+    """The inverse of ``intervals_as_text`` for lists read from Parquet."""
+    if not pa.types.is_list(dtype):
+        return parse_column(values, dtype)
+    inner = _intervals_from_text(values.values, dtype.value_type)
+    return pa.ListArray.from_arrays(values.offsets, inner, type=dtype, mask=values.is_null())
+
+
 def parquet_schema(data: pa.Table) -> pa.Schema:
     fields = []
     for field in data.schema:
-        dtype = pa.string() if field.type == pa.month_day_nano_interval() else field.type
-        fields.append(pa.field(field.name, dtype, nullable=True))
+        fields.append(pa.field(field.name, text_intervals_type(field.type), nullable=True))
     return pa.schema(fields)
 
 
 def parquet_ready(data: pa.Table, schema: pa.Schema) -> pa.Table:
     arrays = []
     for column in data.columns:
-        if column.type == pa.month_day_nano_interval():
-            arrays.append(text_column(column.combine_chunks()))
+        if text_intervals_type(column.type) != column.type:
+            arrays.append(intervals_as_text(column.combine_chunks()))
         else:
             arrays.append(column)
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -523,6 +584,9 @@ def read_file(fs: LakeFS, rel: str, table: TableSchema, layout: FileLayout) -> p
         elif pa.types.is_string(values.type) and not pa.types.is_string(field.type):
             whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
             arrays.append(parse_column(whole, field.type))
+        elif pa.types.is_list(values.type) and values.type == text_intervals_type(field.type):
+            whole = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+            arrays.append(_intervals_from_text(whole, field.type))
         else:
             arrays.append(values.cast(field.type))
     return pa.Table.from_arrays(arrays, schema=target)
@@ -589,7 +653,8 @@ def table_state(table: TableSchema, layout: FileLayout, files: list[str]) -> byt
         "schema": table.ref.schema,
         "table": table.ref.name,
         "columns": [
-            {"name": c.name, "type": _type_to_json(c.type), "nullable": c.nullable} for c in table.columns
+            {"name": c.name, "type": _type_to_json(c.type), "nullable": c.nullable, "generated": c.generated}
+            for c in table.columns
         ],
         "primary_key": list(table.primary_key),
         "native_engine": table.native_engine,
@@ -603,7 +668,8 @@ def table_state(table: TableSchema, layout: FileLayout, files: list[str]) -> byt
 def parse_table_state(data: bytes) -> tuple[TableSchema, FileLayout, list[str]]:
     document = json.loads(data)
     columns = tuple(
-        Column(c["name"], _type_from_json(c["type"]), nullable=c["nullable"]) for c in document["columns"]
+        Column(c["name"], _type_from_json(c["type"]), nullable=c["nullable"], generated=c.get("generated"))
+        for c in document["columns"]
     )
     schema = TableSchema(
         TableRef(document["schema"], document["table"]),

@@ -37,6 +37,9 @@ class LakeTarget:
 
     engine = "lake"
 
+    def refused_name(self, kind: str, name: str) -> str | None:
+        return None if kind == "column" else lay.refused_name(name)
+
     def __init__(self, config: EndpointConfig) -> None:
         self.config = config
         self.lake: LakeConfig = lake_config(config)

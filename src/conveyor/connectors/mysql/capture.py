@@ -60,6 +60,7 @@ from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
     WriteRowsEvent,
 )
 
+from conveyor.connectors.arrow_rows import Unrepresentable, carries_unrepresentable
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import (
     CaptureStart,
@@ -259,6 +260,10 @@ class _Converters:
         if base == "set":
             order = {label: i for i, label in enumerate(enum_labels(native or ""))}
             return lambda v, s: _set_text(v, s, order)
+        if base == "year":
+            # The binlog's byte is the year minus 1900, and 0 is year 0000:
+            # pymysqlreplication reads it as 1900, a year a YEAR column cannot hold.
+            return lambda v, _s: 0 if v == 1900 else v
         if base in SPATIAL and kind is Kind.TEXT:
             return lambda v, s: None if v is None else self._wkt(v)
         if kind is Kind.DECIMAL:
@@ -982,6 +987,11 @@ class MySQLChangeStream:
                 values[name] = convert(value, source)
             except _Unrepresentable as exc:
                 column = table.column(name)
+                if carries_unrepresentable(column.type):  # the applier refuses it: its table suspended
+                    values[name] = Unrepresentable(
+                        str(exc.value), f"not a {column.type.describe()} value: {exc.why}"
+                    )
+                    continue
                 raise DataError(
                     f"table {table.ref}: column {name!r} ({column.type.native}) holds {exc.value!r}, "
                     f"which is not a {column.type.describe()} value: {exc.why}",
@@ -989,6 +999,9 @@ class MySQLChangeStream:
                 ) from None
             except (ArithmeticError, ValueError, TypeError) as exc:
                 column = table.column(name)
+                if carries_unrepresentable(column.type):
+                    values[name] = Unrepresentable(str(value), f"not a {column.type.describe()} value: {exc}")
+                    continue
                 raise DataError(
                     f"table {table.ref}: column {name!r} ({column.type.native}) holds a value that is "
                     f"not {column.type.describe()}: {exc}",

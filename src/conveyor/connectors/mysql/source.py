@@ -15,7 +15,7 @@ import pyarrow as pa
 import pymysql
 from pymysql.cursors import SSCursor
 
-from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.mysql import connection, filters
 from conveyor.connectors.mysql.connection import quote
 from conveyor.connectors.mysql.types import NativeColumn, from_native, order_expression, select_expression
@@ -188,6 +188,7 @@ class MySQLSnapshot:
         self._owner: int | None = None
         self._reading: TableRef | None = None
         self._lost: str | None = None
+        self._rejected: dict[TableRef, list[RejectedValue]] = {}
         if conn is None:
             conn = connection.connect(config)
             try:
@@ -274,12 +275,16 @@ class MySQLSnapshot:
             cursor = conn.cursor(SSCursor)
             try:
                 cursor.execute(query + order)
+                if where is None:
+                    self._rejected[table.ref] = []
                 while rows := cursor.fetchmany(batch_rows):
-                    columns = list(zip(*rows, strict=True))
-                    arrays = [
-                        _to_arrow(table, col, convert, values)
-                        for col, convert, values in zip(table.columns, converters, columns, strict=True)
-                    ]
+                    try:
+                        arrays = _arrays(table, converters, rows)
+                    except DataError:
+                        carried = self._keep_carried(table, converters, rows)
+                        if not carried:
+                            continue
+                        arrays = _arrays(table, converters, carried)
                     yield pa.RecordBatch.from_arrays(arrays, schema=schema)
                 if self._conn is not conn:
                     # Closed (or lost) while this read was suspended: the rows
@@ -300,6 +305,31 @@ class MySQLSnapshot:
                     cursor.close()
                 except Exception as exc:
                     self._drop(" ".join(str(exc).split()) or type(exc).__name__)
+
+    def _keep_carried(
+        self, table: TableSchema, converters: Sequence[Converter | None], rows: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """The rows every value of which converts; the others are kept for
+        ``rejections`` (the full load logs them per DataErrorPolicy)."""
+        kept = []
+        for row in rows:
+            try:
+                _arrays(table, converters, [row])
+            except DataError as exc:
+                values = dict(zip(table.column_names, row, strict=True))
+                key = {k: values[k] for k in table.primary_key or table.column_names}
+                raw = values.get(exc.column) if exc.column else None
+                self._rejected.setdefault(table.ref, []).append(
+                    RejectedValue(table.ref, key, exc.column, None if raw is None else str(raw), str(exc))
+                )
+                continue
+            kept.append(row)
+        return kept
+
+    def rejections(self, ref: TableRef) -> list[RejectedValue]:
+        """The rows of table ``ref`` its last read left out: a value no batch
+        carries exactly (a zero date, a time beyond a day), for the exceptions table."""
+        return list(self._rejected.get(ref, []))
 
     def read_text(self, table: TableSchema, batch_rows: int) -> Iterator[list[tuple[str | None, ...]]]:
         """Rows as the server's own text in key order, canonically spelled (validation)."""
@@ -441,6 +471,16 @@ def _time_text(value: dt.timedelta) -> str:
     seconds, fraction = divmod(micros, 1_000_000)
     text = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
     return text + (f".{fraction:06d}".rstrip("0") if fraction else "")
+
+
+def _arrays(
+    table: TableSchema, converters: Sequence[Converter | None], rows: Sequence[tuple[Any, ...]]
+) -> list[pa.Array]:
+    columns = list(zip(*rows, strict=True))
+    return [
+        _to_arrow(table, col, convert, values)
+        for col, convert, values in zip(table.columns, converters, columns, strict=True)
+    ]
 
 
 def _to_arrow(

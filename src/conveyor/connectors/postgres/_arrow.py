@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from conveyor.connectors.postgres.text_values import array_shape_refusal
+from conveyor.connectors.arrow_rows import Unrepresentable, column_array
+from conveyor.connectors.postgres.text_values import array_shape_refusal, converter
+from conveyor.connectors.postgres.types import array_dims
 from conveyor.core import types as t
 from conveyor.core.calendar import civil_from_days
 from conveyor.core.errors import DataError
@@ -72,10 +75,12 @@ def checks(table: TableSchema, columns: Sequence[str]) -> tuple[list[sql.Composa
         ctype = table.column(name).type
         ident = sql.Identifier(name)
         if ctype.kind is Kind.ARRAY:
+            dims = array_dims(ctype)
+            lower = " OR ".join(f"array_lower({{c}}, {d}) <> 1" for d in range(1, dims + 1))
             checked.append(
-                sql.SQL(
-                    "CASE WHEN array_ndims({c}) > 1 OR array_lower({c}, 1) <> 1 THEN {c}::text END"
-                ).format(c=ident)
+                sql.SQL(f"CASE WHEN array_ndims({{c}}) <> {dims} OR {lower} THEN {{c}}::text END").format(
+                    c=ident
+                )
             )
             names.append(name)
         elif ctype.kind is Kind.INTERVAL:
@@ -126,7 +131,7 @@ def conform(
 def _check_reason(ctype: ColumnType, found: str) -> str:
     if ctype.kind is Kind.INTERVAL:
         return "interval's time part exceeds the in-flight range (+/-292 years in nanoseconds)"
-    return array_shape_refusal(found) or f"array {found[:60]!r} has no exact list form"
+    return array_shape_refusal(found, array_dims(ctype)) or f"array {found[:60]!r} has no exact list form"
 
 
 def _conform_column(
@@ -135,6 +140,8 @@ def _conform_column(
     if isinstance(array.type, pa.ExtensionType):
         array = array.storage
     refusals: list[Refusal] = []
+    if ctype is not None and array_dims(ctype) > 1 and pa.types.is_string(array.type):
+        return _nested_lists(array, ctype, name, refusals), refusals
     if ctype is not None and ctype.kind is Kind.DECIMAL and pa.types.is_string(array.type):
         special = pc.is_in(array, value_set=pa.array(["NaN", "Infinity", "-Infinity"]))
         if pc.any(special).as_py():
@@ -146,6 +153,21 @@ def _conform_column(
     return conform_array(array, target, name, refusals), refusals
 
 
+def _nested_lists(texts: pa.Array, ctype: ColumnType, name: str, refusals: list[Refusal]) -> pa.Array:
+    """A multi-dimensional array column, read as its text, as nested lists
+    (the ADBC driver flattens such arrays); a value of other dimensions or
+    bounds is refused by row."""
+    convert = converter(ctype)
+    values: list[Any] = []
+    for row, text in enumerate(texts.to_pylist()):
+        value = None if text is None else convert(text)
+        if type(value) is Unrepresentable:
+            refusals.append(Refusal(row, name, value.text, value.reason))
+            value = None
+        values.append(value)
+    return column_array(ctype, values)
+
+
 def conform_array(
     array: pa.Array, target: pa.DataType, name: str, refusals: list[Refusal] | None = None
 ) -> pa.Array:
@@ -154,8 +176,9 @@ def conform_array(
     if isinstance(array.type, pa.ExtensionType):
         array = array.storage
     if pa.types.is_timestamp(target) and pa.types.is_timestamp(array.type):
+        at_max = pc.equal(array.view(pa.int64()), t.INT64_INFINITY)  # a real value: DuckDB's infinity
         fixed = _fix_infinity(array, pa.int64(), _TS_POS_WRAPPED, _TS_NEG_WRAPPED, t.INT64_INFINITY, target)
-        _wrapped(fixed, name, refusals)
+        _wrapped(fixed, at_max, name, refusals)
         return fixed
     if pa.types.is_date32(target) and pa.types.is_date32(array.type):
         return _fix_infinity(array, pa.int32(), _DATE_POS_WRAPPED, _DATE_NEG_WRAPPED, t.DATE_INFINITY, target)
@@ -181,16 +204,19 @@ def conform_array(
         raise DataError(f"column {name!r}: cannot carry a value as {target}: {exc}") from None
 
 
-def _wrapped(values: pa.Array, name: str, refusals: list[Refusal] | None) -> None:
-    """Timestamps below PostgreSQL's minimum: the driver wrapped a value past
-    int64 microseconds since 1970 (beyond 294247-01-10)."""
+def _wrapped(values: pa.Array, at_max: pa.Array, name: str, refusals: list[Refusal] | None) -> None:
+    """Timestamps below PostgreSQL's minimum (the driver wrapped a value past
+    int64 microseconds since 1970, beyond 294247-01-10), or at int64's maximum
+    (``at_max``: 294247-01-10 04:00:54.775807, which is infinity in flight)."""
     ints = values.view(pa.int64())
     below = pc.and_(pc.less(ints, PG_MIN_TIMESTAMP_US), pc.not_equal(ints, t.INT64_NEG_INFINITY))
+    below = pc.or_(below, at_max)
     if not pc.any(below).as_py():
         return
     for row in pc.indices_nonzero(pc.fill_null(below, False)).to_pylist():
-        value = format_micros(ints[row].as_py() + 2**64)
-        reason = f"timestamp {value} is after 294247-01-10 04:00:54.775807, the latest the target can hold"
+        micros = ints[row].as_py()
+        value = format_micros(micros if micros == t.INT64_INFINITY else micros + 2**64)
+        reason = f"timestamp {value} is after 294247-01-10 04:00:54.775806, the latest the target can hold"
         if refusals is None:
             raise DataError(f"column {name!r}: {reason}", column=name)
         refusals.append(Refusal(row, name, value, reason))

@@ -32,6 +32,8 @@ from conveyor.connectors.postgres.target import (
     column_ddl,
     create_native_type,
     describe_table,
+    insert_rejections,
+    long_name,
     refused_at,
 )
 from conveyor.core.batch import ChangeBatch, Checkpoint
@@ -84,6 +86,9 @@ class PostgresApplier:
         # (creating and dropping them per batch costs time and bloats the catalog).
         self._staging: dict[tuple[TableRef, str, tuple[str, ...]], sql.Identifier] = {}
         self._staging_serial = 0
+
+    def refused_name(self, kind: str, name: str) -> str | None:
+        return long_name(kind, name)
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
@@ -149,6 +154,7 @@ class PostgresApplier:
         try:
             for table_changes in changes:
                 self._apply_table(conn, table_changes)
+                insert_rejections(conn, task, table_changes.rejected, create=True)
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {}.{} (task_name, position, updated_at) VALUES (%s, %s, now()) "

@@ -993,6 +993,9 @@ class PostgresChangeStream:
             nullable = True
             if current is not None and col.name in current.column_names:
                 nullable = current.column(col.name).nullable
+                known = current.column(col.name).type
+                if ctype.kind is t.Kind.ARRAY and known.kind is t.Kind.ARRAY and known.native == ctype.native:
+                    ctype = known  # the declared dimensions (pgoutput does not send them)
             columns.append(Column(col.name, ctype, nullable))
         names = {c.name for c in columns}
         if current is not None and all(k in names for k in current.primary_key):

@@ -9,7 +9,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.core.errors import ConfigError, ConnectionFailed
+from conveyor.core.errors import ConfigError, ConnectionFailed, ConveyorError, TerminalError, TransientError
 
 CONNECT_TIMEOUT_S = 10
 
@@ -41,6 +41,26 @@ def connect(config: EndpointConfig, *, autocommit: bool = False) -> psycopg.Conn
         return psycopg.connect(conninfo(config), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise ConnectionFailed(describe_failure(config, exc)) from None
+
+
+_TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01", "53300"})
+"""Shut down by an administrator or a crash, starting up, a serialization failure or
+deadlock, too many connections: the same work may succeed a moment later."""
+
+
+def is_transient(exc: psycopg.Error) -> bool:
+    """Whether the server (or the connection to it) failed in a way a retry can get past."""
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)  # the connection broke: no server answer
+    return state.startswith("08") or state in _TRANSIENT_STATES
+
+
+def failure(what: str, exc: psycopg.Error) -> ConveyorError:
+    """``exc`` as Conveyor's error: TransientError when a retry can get past it
+    (the full load then loads the table again, core/retry.py), else TerminalError."""
+    text = f"{what}: {' '.join(str(exc).split())}"
+    return TransientError(text) if is_transient(exc) else TerminalError(text)
 
 
 def describe_failure(config: EndpointConfig, exc: BaseException) -> str:

@@ -13,7 +13,7 @@ from psycopg import pq, sql
 from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.postgres import connection, ddl_capture, filters
 from conveyor.connectors.postgres._arrow import Refusal, checks, conform, interval_guard
-from conveyor.connectors.postgres.types import NativeColumn, from_native, needs_text_cast
+from conveyor.connectors.postgres.types import NativeColumn, array_dims, from_native, needs_text_cast
 from conveyor.connectors.postgres.user_types import native_types, xml_columns
 from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
 from conveyor.core.row_filter import RowFilter
@@ -37,7 +37,8 @@ SELECT a.attrelid, a.attname, a.attnotnull, a.atttypmod,
        ty.typcategory = 'A',
        coalesce(et.typtype, ty.typtype) = 'e',
        coalesce(et.oid, ty.oid),
-       CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END
+       CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+       a.attndims
 FROM pg_attribute a
 JOIN pg_type ty ON ty.oid = a.atttypid
 LEFT JOIN pg_type et ON ty.typcategory = 'A' AND et.oid = ty.typelem
@@ -89,7 +90,7 @@ def select_list(table: TableSchema, columns: Sequence[str] | None = None) -> sql
             # inet's text cast always adds the netmask; abbrev() is its output form.
             parts.append(sql.SQL("abbrev({}) AS {}").format(ident, ident))
         elif needs_text_cast(ctype):
-            cast = "text[]" if ctype.element is not None else "text"
+            cast = "text[]" if array_dims(ctype) == 1 else "text"
             parts.append(sql.SQL("{}::" + cast + " AS {}").format(ident, ident))
         else:
             parts.append(ident)
@@ -131,6 +132,7 @@ def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> 
                         is_array=c[6],
                         is_enum=c[7],
                         enum_labels=tuple(labels.get(c[8], ())),
+                        dims=c[10],
                     )
                 ),
                 nullable=not c[2],

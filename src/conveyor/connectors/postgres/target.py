@@ -28,6 +28,32 @@ ENGINE = "postgres"
 RAW_FORMAT = "postgres-binary"
 EXCEPTIONS_TABLE = "awsdms_apply_exceptions"
 EXCEPTIONS_SCHEMA = "public"
+_CREATE_EXCEPTIONS = sql.SQL(
+    "CREATE TABLE IF NOT EXISTS {}.{} (task_name varchar(128), table_owner varchar(128), "
+    "table_name varchar(128), error_time timestamptz, key jsonb, column_name text, "
+    "value text, error text)"
+).format(sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE))
+
+
+def insert_rejections(
+    conn: psycopg.Connection[Any], task: str, rejected: Sequence[RejectedValue], create: bool = False
+) -> None:
+    """Rows of the apply-exceptions table, in ``conn``'s transaction (``create``:
+    the table created first if need be)."""
+    if not rejected:
+        return
+    if create:
+        conn.execute(_CREATE_EXCEPTIONS)
+    now = datetime.now(UTC)
+    with conn.cursor() as cur:
+        cur.executemany(
+            sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(
+                sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE)
+            ),
+            [r.exceptions_row(task, now) for r in rejected],
+        )
+
+
 MAX_NAME_BYTES = 63
 COPY_WRITE_BYTES = 1 << 20
 _COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
@@ -54,6 +80,9 @@ class PostgresTarget:
         with connection.connect(self.config, autocommit=True) as conn:
             return str(conn.execute("SELECT version()").fetchone()[0])  # type: ignore[index]
 
+    def refused_name(self, kind: str, name: str) -> str | None:
+        return long_name(kind, name)
+
     def describe(self, ref: TableRef) -> TableSchema | None:
         with connection.connect(self.config, autocommit=True) as conn:
             return describe_table(conn, ref)
@@ -78,7 +107,7 @@ class PostgresTarget:
                     for native in table.native_types:
                         create_native_type(conn, native)
         except psycopg.Error as exc:
-            raise TerminalError(f"table {table.ref}: {' '.join(str(exc).split())}") from None
+            raise connection.failure(f"table {table.ref}", exc) from None
         conn = connection.connect(self.config)
         try:
             existing = describe_table(conn, table.ref)
@@ -101,7 +130,7 @@ class PostgresTarget:
                     conn.execute(sql.SQL("TRUNCATE {}").format(qualified(table.ref)))
         except psycopg.Error as exc:
             conn.close()
-            raise TerminalError(f"table {table.ref}: {' '.join(str(exc).split())}") from None
+            raise connection.failure(f"table {table.ref}", exc) from None
         except BaseException:
             conn.rollback()
             conn.close()
@@ -117,13 +146,7 @@ class PostgresTarget:
 
     def ensure_exceptions_table(self) -> None:
         with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {}.{} (task_name varchar(128), table_owner varchar(128), "
-                    "table_name varchar(128), error_time timestamptz, key jsonb, column_name text, "
-                    "value text, error text)"
-                ).format(sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE))
-            )
+            conn.execute(_CREATE_EXCEPTIONS)
 
     def read(
         self, table: TableSchema, batch_rows: int, order_by_key: bool = False
@@ -206,6 +229,17 @@ def create_table_sql(table: TableSchema, same_engine: bool, with_key: bool = Tru
 
 def primary_key_sql(table: TableSchema) -> sql.Composed:
     return sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, table.primary_key)))
+
+
+def long_name(kind: str, name: str) -> str | None:
+    """Why PostgreSQL cannot hold ``name`` as it is, or None."""
+    size = len(name.encode())
+    if size <= MAX_NAME_BYTES:
+        return None
+    return (
+        f"PostgreSQL names are at most {MAX_NAME_BYTES} bytes (this {kind} name has {size}; "
+        "PostgreSQL would cut it); rename with a table-mapping transformation rule"
+    )
 
 
 def check_names(table: TableSchema) -> None:
@@ -384,6 +418,8 @@ class PostgresTableLoad:
             error = _data_error(self.table.ref, exc, records.num_rows)
             error.column = error.column or self._constraint_columns(exc)
             raise error from None
+        except psycopg.Error as exc:
+            raise connection.failure(f"table {self.table.ref}", exc) from None
 
     def copy_in(self, chunks: Iterator[bytes], columns: Sequence[str]) -> int:
         """Write PostgreSQL binary COPY data (from a PostgreSQL source) as it comes.
@@ -395,12 +431,21 @@ class PostgresTableLoad:
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(
             qualified(self.table.ref), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
+        from_source: list[BaseException] = []
+
+        def read() -> Iterator[bytes]:
+            try:
+                yield from chunks
+            except BaseException as exc:  # the source's error, not the target's
+                from_source.append(exc)
+                raise
+
         try:
             with self._conn.transaction(), self._conn.cursor() as cur:
                 with cur.copy(statement) as copy:
                     pending: list[bytes] = []
                     size = 0
-                    for chunk in chunks:
+                    for chunk in read():
                         pending.append(chunk)
                         size += len(chunk)
                         if size >= COPY_WRITE_BYTES:
@@ -415,6 +460,10 @@ class PostgresTableLoad:
             message, _line, column = refused_at(exc)
             column = column or self._constraint_columns(exc)
             raise DataError(f"table {self.table.ref}: {message}", column=column, load_usable=True) from None
+        except psycopg.Error as exc:
+            if exc in from_source:
+                raise
+            raise connection.failure(f"table {self.table.ref}", exc) from None
 
     def insert_from(self, staging: Sequence[TableRef]) -> int:
         """The rows of segment staging tables (same columns), then the staging
@@ -434,7 +483,7 @@ class PostgresTableLoad:
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             raise DataError(f"table {self.table.ref}: {' '.join(str(exc).split())}") from None
         except psycopg.Error as exc:
-            raise TerminalError(f"table {self.table.ref}: {' '.join(str(exc).split())}") from None
+            raise connection.failure(f"table {self.table.ref}", exc) from None
         return rows
 
     def _constraint_columns(self, exc: psycopg.Error) -> str | None:
@@ -456,14 +505,7 @@ class PostgresTableLoad:
         if not rejected:
             return
         self._target.ensure_exceptions_table()
-        now = datetime.now(UTC)
-        with self._conn.cursor() as cur:
-            cur.executemany(
-                sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(
-                    sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE)
-                ),
-                [r.exceptions_row(task, now) for r in rejected],
-            )
+        insert_rejections(self._conn, task, rejected)
 
     def commit(self) -> None:
         try:
@@ -481,6 +523,8 @@ class PostgresTableLoad:
                         f"table {self.table.ref}: primary key after the load: {reason}"
                     ) from None
             self._conn.commit()
+        except psycopg.Error as exc:
+            raise connection.failure(f"table {self.table.ref}: commit", exc) from None
         finally:
             self._conn.close()
 

@@ -58,8 +58,11 @@ def converter(ctype: ColumnType) -> Converter:
     """The function from a non-NULL text value of this column to its Python value."""
     kind = ctype.kind
     if kind is Kind.ARRAY:
-        assert ctype.element is not None
-        return _array_converter(converter(ctype.element))
+        dims, leaf = 0, ctype
+        while leaf.kind is Kind.ARRAY:
+            assert leaf.element is not None
+            dims, leaf = dims + 1, leaf.element
+        return _array_converter(converter(leaf), dims)
     return _BY_KIND.get(kind, _identity)
 
 
@@ -286,31 +289,40 @@ _BY_KIND: dict[Kind, Converter] = {
 }
 
 
-def array_shape_refusal(text: str) -> str | None:
-    """Why an array's text output has no exact one-dimensional list form (None
-    when it has): more than one dimension, or a lower bound other than 1."""
+def array_shape_refusal(text: str, dims: int = 1) -> str | None:
+    """Why an array's text output has no exact form in a list column of
+    ``dims`` levels (None when it has): a lower bound other than 1 (PostgreSQL
+    writes bounds only then), or another number of dimensions."""
     if text.startswith("["):
         bounds = text[: text.index("=")]
-        if bounds.count("[") > 1:
-            return f"multi-dimensional array {bounds} has no exact form in a one-dimensional list column"
         return f"array bounds {bounds} (lower bound other than 1) cannot be kept by a list column"
-    if text.startswith("{{"):
-        return "multi-dimensional array has no exact form in a one-dimensional list column"
+    found = len(text) - len(text.lstrip("{"))
+    if text != "{}" and found != dims:
+        return (
+            f"{found}-dimensional array has no exact form in a list column of {dims} dimension(s)"
+            " (declare the column with one [] per dimension, e.g. integer[][], for nested lists)"
+        )
     return None
 
 
-def _array_converter(element: Converter) -> Converter:
+def _array_converter(element: Converter, dims: int) -> Converter:
     def convert(text: str) -> list[Any] | Unrepresentable:
-        refusal = array_shape_refusal(text)
+        refusal = array_shape_refusal(text, dims)
         if refusal is not None:
             return Unrepresentable(text, refusal)
         items = _convert_items(parse_array(text), element)
-        for item in items:
-            if type(item) is Unrepresentable:
-                return item
-        return items
+        return _first_unrepresentable(items) or items
 
     return convert
+
+
+def _first_unrepresentable(items: list[Any]) -> Unrepresentable | None:
+    for item in items:
+        if type(item) is Unrepresentable:
+            return item
+        if type(item) is list and (found := _first_unrepresentable(item)) is not None:
+            return found
+    return None
 
 
 def _convert_items(items: Sequence[Any], element: Converter) -> list[Any]:

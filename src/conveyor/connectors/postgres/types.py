@@ -44,7 +44,7 @@ _DDL: dict[Kind, str] = {
     Kind.TIMESTAMPTZ: "timestamp(6) with time zone",
     Kind.INTERVAL: "interval",
     Kind.UUID: "uuid",
-    Kind.JSON: "jsonb",
+    Kind.JSON: "json",  # the document as written: jsonb would reorder keys and drop duplicates
     Kind.ENUM: "text",
 }
 
@@ -59,6 +59,8 @@ class NativeColumn:
     is_array: bool
     is_enum: bool
     enum_labels: tuple[str, ...] = ()
+    dims: int = 1
+    """An array column's declared dimensions (pg_attribute.attndims; ``int[][]`` is 2)."""
 
 
 def from_native(col: NativeColumn) -> ColumnType:
@@ -66,8 +68,19 @@ def from_native(col: NativeColumn) -> ColumnType:
     (inet, money, ranges, geometric ...) travel as their text form."""
     element = _scalar(col)
     if col.is_array:
+        for _ in range(max(col.dims, 1) - 1):  # a declared dimension is a list level
+            element = t.array(element)
         return t.array(element, native=col.formatted)
     return element
+
+
+def array_dims(ctype: ColumnType) -> int:
+    """How many list levels an array type has (0 for a scalar)."""
+    dims = 0
+    while ctype.kind is Kind.ARRAY:
+        assert ctype.element is not None
+        ctype, dims = ctype.element, dims + 1
+    return dims
 
 
 def _scalar(col: NativeColumn) -> ColumnType:
@@ -92,6 +105,8 @@ def needs_text_cast(ctype: ColumnType) -> bool:
     """Whether a column is read as ``col::text`` to reach its in-flight Arrow type."""
     scalar = ctype.element if ctype.kind is Kind.ARRAY else ctype
     assert scalar is not None
+    if scalar.kind is Kind.ARRAY:  # more than one dimension: parsed from the text
+        return True
     if scalar.kind in {Kind.UUID, Kind.JSON, Kind.NUMERIC, Kind.DECIMAL, Kind.ENUM}:
         return True
     # Types with no conveyor kind of their own (inet, money, ...) travel as text.

@@ -92,6 +92,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from conveyor.connectors.arrow_rows import Unrepresentable
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import (
     CaptureStart,
@@ -111,7 +112,7 @@ from conveyor.connectors.sqlite.source import (
     to_python,
 )
 from conveyor.core.batch import Checkpoint, Op
-from conveyor.core.errors import ConfigError, ConnectionFailed, TerminalError, TransientError
+from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
 from conveyor.core.schema import Column, TableSchema
 
 log = logging.getLogger(__name__)
@@ -537,8 +538,26 @@ def _convert(
     if not rows:
         return []
     names = [c.name for c in columns]
-    converted = [to_python(table, c, list(v)) for c, v in zip(columns, zip(*rows, strict=True), strict=True)]
+    converted = [
+        _column_values(table, c, list(v)) for c, v in zip(columns, zip(*rows, strict=True), strict=True)
+    ]
     return [dict(zip(names, values, strict=True)) for values in zip(*converted, strict=True)]
+
+
+def _column_values(table: TableSchema, column: Column, values: list[Any]) -> list[Any]:
+    """A column's captured values; one the full load would refuse becomes
+    ``Unrepresentable``, so the applier refuses it by column (its table
+    suspended) instead of the stream failing the task."""
+    try:
+        return to_python(table, column, values)
+    except DataError:
+        found: list[Any] = []
+        for value in values:
+            try:
+                found.extend(to_python(table, column, [value]))
+            except DataError as exc:
+                found.append(Unrepresentable(repr(value), str(exc)))
+        return found
 
 
 def _row_query(table: TableSchema) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.core import types as t
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError
 from conveyor.core.row_filter import ColumnFilter, RowFilter, render_sql
@@ -131,6 +131,7 @@ class SQLiteSnapshot:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._conn.execute("BEGIN")
+        self._rejected: dict[TableRef, list[RejectedValue]] = {}
 
     def pushes_down(self, table: TableSchema, where: RowFilter) -> bool:
         """Integer, double and text columns compare in SQL as in Python (text
@@ -162,15 +163,43 @@ class SQLiteSnapshot:
             query += " ORDER BY " + ", ".join(quote(k) for k in table.primary_key)
         schema = table.arrow_schema()
         cursor = self._conn.execute(query, params)
+        if where is None:
+            self._rejected[table.ref] = []
         try:
             while rows := cursor.fetchmany(batch_rows):
-                columns = list(zip(*rows, strict=True))
-                arrays = [
-                    _to_arrow(table, col, values) for col, values in zip(table.columns, columns, strict=True)
-                ]
+                try:
+                    arrays = _arrays(table, rows)
+                except DataError:
+                    carried = self._keep_carried(table, rows)
+                    if not carried:
+                        continue
+                    arrays = _arrays(table, carried)
                 yield pa.RecordBatch.from_arrays(arrays, schema=schema)
         finally:
             cursor.close()
+
+    def _keep_carried(self, table: TableSchema, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The rows every value of which converts; the others are kept for
+        ``rejections`` (the full load logs them per DataErrorPolicy)."""
+        kept = []
+        for row in rows:
+            try:
+                _arrays(table, [row])
+            except DataError as exc:
+                values = dict(zip(table.column_names, row, strict=True))
+                key = {k: values[k] for k in table.primary_key or table.column_names}
+                raw = values.get(exc.column) if exc.column else None
+                self._rejected.setdefault(table.ref, []).append(
+                    RejectedValue(table.ref, key, exc.column, None if raw is None else repr(raw), str(exc))
+                )
+                continue
+            kept.append(row)
+        return kept
+
+    def rejections(self, ref: TableRef) -> list[RejectedValue]:
+        """The rows of table ``ref`` its last read left out: a value its column's
+        type cannot hold (SQLite's dynamic typing), for the exceptions table."""
+        return list(self._rejected.get(ref, []))
 
     def count(self, table: TableRef) -> int:
         row = self._conn.execute(f"SELECT count(*) FROM {quote(table.name)}").fetchone()
@@ -195,6 +224,11 @@ def to_python(table: TableSchema, column: Column, values: Sequence[Any]) -> list
     return list(_to_arrow(table, column, values).to_pylist())
 
 
+def _arrays(table: TableSchema, rows: Sequence[tuple[Any, ...]]) -> list[pa.Array]:
+    columns = list(zip(*rows, strict=True))
+    return [_to_arrow(table, col, values) for col, values in zip(table.columns, columns, strict=True)]
+
+
 def _to_arrow(table: TableSchema, column: Column, values: Sequence[Any]) -> pa.Array:
     kind = column.type.kind
     target = column.type.arrow()
@@ -210,12 +244,21 @@ def _to_arrow(table: TableSchema, column: Column, values: Sequence[Any]) -> pa.A
             return pa.array([None if v is None else _boolean(v) for v in values], type=target)
         if kind is Kind.BYTES:
             return pa.array([v.encode() if isinstance(v, str) else v for v in values], type=target)
+        if kind in _INTEGERS and any(type(v) is float for v in values):
+            # A REAL in an INTEGER column (SQLite keeps 1.5 as 1.5): Arrow would truncate it.
+            raise pa.ArrowInvalid(
+                f"{next(v for v in values if type(v) is float)!r} is a real, not an integer"
+            )
         return pa.array(values, type=target)
     except (pa.ArrowInvalid, pa.ArrowTypeError, InvalidOperation, OverflowError) as exc:
         raise DataError(
             f"table {table.ref}: column {column.name!r} ({column.type.native}) holds a value that is not "
-            f"{column.type.describe()}: {exc}"
+            f"{column.type.describe()}: {exc}",
+            column=column.name,
         ) from None
+
+
+_INTEGERS = frozenset({Kind.INT16, Kind.INT32, Kind.INT64})
 
 
 def _boolean(value: Any) -> bool:

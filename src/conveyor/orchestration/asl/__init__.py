@@ -1,4 +1,4 @@
-"""An Amazon States Language interpreter (JSONPath mode), as a library with no I/O of its own.
+"""An Amazon States Language interpreter (JSONPath and JSONata), as a library with no I/O of its own.
 
 Tasks run through an :class:`Integrations` registry, time comes from a :class:`Clock`,
 and executions persist through an :class:`ExecutionStore`.

@@ -1,4 +1,11 @@
-"""Parse and validate an ASL definition (JSONPath mode) into typed states.
+"""Parse and validate an ASL definition (JSONPath or JSONata) into typed states.
+
+``QueryLanguage`` (top level, or per state under a JSONPath top level) picks how a
+state reads and writes data. A JSONata state refuses the JSONPath-only fields
+(InputPath, Parameters, ResultSelector, ResultPath, OutputPath, the ``*Path`` fields),
+a JSONPath state the JSONata-only ones (Arguments, Output, Items, Condition), as
+Step Functions does. ``Assign`` is checked in both (variable names; a Map or Parallel
+inner state may not assign a variable an outer state assigns).
 
 Every problem is a :class:`ConfigError` whose message starts with the JSON path of the
 offending field (``States.Poll.Next: no state named 'Pol'; did you mean 'Poll'?``).
@@ -18,6 +25,7 @@ from conveyor.core.errors import ConfigError
 from conveyor.core.json_text import load_json
 from conveyor.orchestration.asl.choice import Rule, parse_rule, parse_timestamp
 from conveyor.orchestration.asl.intrinsics import IntrinsicSyntaxError, parse_intrinsic
+from conveyor.orchestration.asl.jsonata_eval import JsonataSyntaxError, check_template, expression_of
 from conveyor.orchestration.asl.paths import PathSyntaxError, parse_reference_path, validate_path
 
 
@@ -42,12 +50,16 @@ class Catcher:
     error_equals: tuple[str, ...]
     next: str
     result_path: str | None = "$"
+    output: Any = None
+    has_output: bool = False
+    assign: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class State:
     name: str
     type: str
+    query_language: str = "JSONPath"
     next: str | None = None
     end: bool = False
     input_path: str | None = "$"
@@ -58,6 +70,13 @@ class State:
     result_path: str | None = "$"
     retry: tuple[Retrier, ...] = ()
     catch: tuple[Catcher, ...] = ()
+    assign: dict[str, Any] | None = None
+    # JSONata: Arguments, Output, and fields given as {% expressions %} (by field name)
+    arguments: Any = None
+    has_arguments: bool = False
+    output: Any = None
+    has_output: bool = False
+    expressions: dict[str, str] = field(default_factory=dict)
     # Pass
     result: Any = None
     has_result: bool = False
@@ -74,6 +93,8 @@ class State:
     timestamp_path: str | None = None
     # Choice
     choices: tuple[Rule, ...] = ()
+    choice_assign: tuple[dict[str, Any] | None, ...] = ()
+    choice_output: tuple[tuple[bool, Any], ...] = ()
     default: str | None = None
     # Fail
     error: str | None = None
@@ -87,6 +108,14 @@ class State:
     item_selector: Any = None
     has_item_selector: bool = False
     max_concurrency: int = 0
+    max_concurrency_path: str | None = None
+    items: Any = None
+    has_items: bool = False
+    mode: str = "INLINE"
+    item_reader: dict[str, Any] | None = None
+    item_batcher: dict[str, Any] | None = None
+    tolerated_failure_count: int | None = None
+    tolerated_failure_percentage: float | None = None
 
 
 @dataclass
@@ -99,9 +128,39 @@ class StateMachine:
     source: dict[str, Any] = field(default_factory=dict)
 
 
-_COMMON = {"Type", "Comment", "QueryLanguage"}
+_COMMON = {"Type", "Comment", "QueryLanguage", "Output", "Assign"}
 _IO = {"InputPath", "OutputPath"}
 _FLOW = {"Next", "End"}
+JSONPATH_ONLY = {
+    "InputPath",
+    "OutputPath",
+    "Parameters",
+    "ResultSelector",
+    "ResultPath",
+    "Result",
+    "ItemsPath",
+    "Iterator",
+    "SecondsPath",
+    "TimestampPath",
+    "TimeoutSecondsPath",
+    "HeartbeatSecondsPath",
+    "ErrorPath",
+    "CausePath",
+    "MaxConcurrencyPath",
+    "ToleratedFailurePercentagePath",
+    "ToleratedFailureCountPath",
+}
+JSONATA_ONLY = {"Arguments", "Output", "Items"}
+_DISTRIBUTED_ONLY = (
+    "ItemReader",
+    "ItemBatcher",
+    "ResultWriter",
+    "ToleratedFailurePercentage",
+    "ToleratedFailurePercentagePath",
+    "ToleratedFailureCount",
+    "ToleratedFailureCountPath",
+)
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESULTS = {"Parameters", "ResultSelector", "ResultPath"}
 ALLOWED: dict[str, set[str]] = {
     "Pass": _COMMON | _IO | _FLOW | {"Parameters", "ResultPath", "Result"},
@@ -118,12 +177,13 @@ ALLOWED: dict[str, set[str]] = {
         "HeartbeatSeconds",
         "HeartbeatSecondsPath",
         "Credentials",
+        "Arguments",
     },
     "Choice": _COMMON | _IO | {"Choices", "Default"},
     "Wait": _COMMON | _IO | _FLOW | {"Seconds", "SecondsPath", "Timestamp", "TimestampPath"},
     "Succeed": _COMMON | _IO,
-    "Fail": _COMMON | {"Error", "ErrorPath", "Cause", "CausePath"},
-    "Parallel": _COMMON | _IO | _FLOW | _RESULTS | {"Branches", "Retry", "Catch"},
+    "Fail": {"Type", "Comment", "QueryLanguage", "Error", "ErrorPath", "Cause", "CausePath"},
+    "Parallel": _COMMON | _IO | _FLOW | _RESULTS | {"Branches", "Retry", "Catch", "Arguments"},
     "Map": _COMMON
     | _IO
     | _FLOW
@@ -138,8 +198,11 @@ ALLOWED: dict[str, set[str]] = {
         "ItemProcessor",
         "Iterator",
         "Label",
+        "Items",
+        *_DISTRIBUTED_ONLY,
     },
 }
+ALLOWED["Succeed"] = ALLOWED["Succeed"] - {"Assign"}
 _MAX_INT = 99999999
 
 
@@ -166,19 +229,22 @@ def parse_definition(
         data = definition
     if not isinstance(data, dict):
         raise ConfigError("$: a state machine definition must be a JSON object")
-    if data.get("QueryLanguage", "JSONPath") != "JSONPath":
-        raise ConfigError(f"QueryLanguage: only 'JSONPath' is supported, got {data['QueryLanguage']!r}")
-    parser = _Parser(resources)
+    language = data.get("QueryLanguage", "JSONPath")
+    if language not in ("JSONPath", "JSONata"):
+        raise ConfigError(f"QueryLanguage: must be 'JSONPath' or 'JSONata', got {language!r}")
+    parser = _Parser(resources, language)
     machine = parser.machine(data, "", top=True)
     parser.check_names_unique()
+    check_variable_scopes(machine, set())
     machine.warnings = warnings + parser.warnings
     machine.source = data
     return machine
 
 
 class _Parser:
-    def __init__(self, resources: ResourceResolver | None) -> None:
+    def __init__(self, resources: ResourceResolver | None, language: str = "JSONPath") -> None:
         self.resources = resources
+        self.language = language
         self.warnings: list[str] = []
         self.names: dict[str, list[str]] = {}
 
@@ -250,15 +316,37 @@ class _Parser:
             raise ConfigError(
                 f"{where}.Type: unknown state type {kind!r}{_did_you_mean(kind, sorted(ALLOWED))}"
             )
-        if body.get("QueryLanguage", "JSONPath") != "JSONPath":
-            raise ConfigError(f"{where}.QueryLanguage: only 'JSONPath' is supported")
+        language = body.get("QueryLanguage", self.language)
+        if language not in ("JSONPath", "JSONata"):
+            raise ConfigError(f"{where}.QueryLanguage: must be 'JSONPath' or 'JSONata', got {language!r}")
+        if language == "JSONPath" and self.language == "JSONata":
+            raise ConfigError(
+                f"{where}.QueryLanguage: a state cannot use JSONPath when the state machine's "
+                "QueryLanguage is JSONata"
+            )
         for key in body:
+            if language == "JSONata" and key in JSONPATH_ONLY:
+                raise ConfigError(
+                    f"{where}.{key}: not allowed in a JSONata state (QueryLanguage JSONata); "
+                    "use Arguments, Output, Assign and {% %} expressions instead"
+                )
+            if language == "JSONPath" and key in JSONATA_ONLY:
+                raise ConfigError(
+                    f"{where}.{key}: only a JSONata state has {key} (set QueryLanguage: JSONata)"
+                )
             if key not in ALLOWED[kind]:
                 if key in {"Result", "ResultPath"}:
                     raise ConfigError(f"{where}.{key}: not allowed in a {kind} state")
                 hint = _did_you_mean(key, sorted(ALLOWED[kind]))
                 raise ConfigError(f"{where}.{key}: unknown field for a {kind} state{hint}")
-        fields: dict[str, Any] = {"name": name, "type": kind}
+        fields: dict[str, Any] = {"name": name, "type": kind, "query_language": language}
+        jsonata = language == "JSONata"
+        for key, attribute in (("Arguments", "arguments"), ("Output", "output")):
+            if key in body:
+                self.jsonata(body[key], f"{where}.{key}")
+                fields[attribute], fields[f"has_{attribute}"] = body[key], True
+        if "Assign" in body:
+            fields["assign"] = self.assign(body["Assign"], f"{where}.Assign", jsonata)
         if "Next" in ALLOWED[kind]:
             fields.update(self.flow(body, where, names))
         for key in ("InputPath", "OutputPath"):
@@ -276,7 +364,8 @@ class _Parser:
         if "Retry" in body:
             fields["retry"] = self.retriers(body["Retry"], f"{where}.Retry")
         if "Catch" in body:
-            fields["catch"] = self.catchers(body["Catch"], f"{where}.Catch", names)
+            fields["catch"] = self.catchers(body["Catch"], f"{where}.Catch", names, jsonata)
+        fields["expressions"] = {}
         getattr(self, f"state_{kind.lower()}")(body, where, names, fields)
         return State(**fields)
 
@@ -357,6 +446,52 @@ class _Parser:
                 f"{where}: {value!r} is neither a path ($...) nor an intrinsic function (States...)"
             )
 
+    def jsonata(self, value: Any, where: str) -> None:
+        try:
+            check_template(value, where)
+        except JsonataSyntaxError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def assign(self, value: Any, where: str, jsonata: bool) -> dict[str, Any]:
+        """An ``Assign`` object: variable names (``name.$`` in JSONPath) to values."""
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: must be an object mapping variable names to values")
+        if jsonata:
+            self.jsonata(value, where)
+        else:
+            self.template(value, where)
+        for key in value:
+            name = key if jsonata else key.removesuffix(".$")
+            if not _VARIABLE_NAME.fullmatch(name) or len(name) > 80:
+                raise ConfigError(
+                    f"{where}.{key}: a variable name is a letter or '_' then letters, digits or '_' "
+                    "(at most 80 characters)"
+                )
+            if name == "states":
+                raise ConfigError(f"{where}.{key}: 'states' is reserved ($states)")
+            if jsonata and key.endswith(".$"):
+                raise ConfigError(f"{where}.{key}: a JSONata state's Assign uses {{% %}}, not '.$' keys")
+        return value
+
+    def expression_or_int(
+        self,
+        body: dict[str, Any],
+        key: str,
+        where: str,
+        fields: dict[str, Any],
+        *,
+        minimum: int = 1,
+        maximum: int = _MAX_INT,
+    ) -> int | None:
+        """A number field that a JSONata state may give as ``{% %}`` (kept in ``expressions``)."""
+        value = body[key]
+        expression = expression_of(value)
+        if expression is not None and fields["query_language"] == "JSONata":
+            self.jsonata(value, f"{where}.{key}")
+            fields["expressions"][key] = expression
+            return None
+        return self.positive_int(value, f"{where}.{key}", minimum=minimum, maximum=maximum)
+
     def positive_int(self, value: Any, where: str, *, minimum: int = 1, maximum: int = _MAX_INT) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
             raise ConfigError(f"{where}: must be an integer from {minimum} to {maximum}, got {value!r}")
@@ -421,7 +556,9 @@ class _Parser:
             )
         return tuple(out)
 
-    def catchers(self, value: Any, where: str, names: list[str]) -> tuple[Catcher, ...]:
+    def catchers(
+        self, value: Any, where: str, names: list[str], jsonata: bool = False
+    ) -> tuple[Catcher, ...]:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: must be an array of catchers")
         out: list[Catcher] = []
@@ -429,16 +566,28 @@ class _Parser:
             here = f"{where}[{i}]"
             if not isinstance(item, dict):
                 raise ConfigError(f"{here}: a catcher must be an object")
+            allowed = {"ErrorEquals", "Next", "Comment", "Assign"} | (
+                {"Output"} if jsonata else {"ResultPath"}
+            )
             for key in item:
-                if key not in {"ErrorEquals", "Next", "ResultPath", "Comment"}:
-                    raise ConfigError(f"{here}.{key}: unknown catcher field")
+                if key not in allowed:
+                    which = "JSONata" if jsonata else "JSONPath"
+                    raise ConfigError(f"{here}.{key}: unknown field for a catcher of a {which} state")
             errors = self.error_names(item.get("ErrorEquals"), f"{here}.ErrorEquals")
             if "States.ALL" in errors and i != len(value) - 1:
                 raise ConfigError(f"{here}.ErrorEquals: a catcher with 'States.ALL' must be the last one")
             if "Next" not in item:
                 raise ConfigError(f"{here}.Next: missing; a catcher must name the state to go to")
             result_path = self.result_path(item.get("ResultPath", "$"), f"{here}.ResultPath")
-            out.append(Catcher(errors, self.target(item["Next"], f"{here}.Next", names), result_path))
+            extra: dict[str, Any] = {}
+            if "Output" in item:
+                self.jsonata(item["Output"], f"{here}.Output")
+                extra = {"output": item["Output"], "has_output": True}
+            if "Assign" in item:
+                extra["assign"] = self.assign(item["Assign"], f"{here}.Assign", jsonata)
+            out.append(
+                Catcher(errors, self.target(item["Next"], f"{here}.Next", names), result_path, **extra)
+            )
         return tuple(out)
 
     # --- per type -------------------------------------------------------------------
@@ -460,9 +609,9 @@ class _Parser:
                 raise ConfigError(f"{where}: use either {key} or {key}Path, not both")
         timeout = heartbeat = None
         if "TimeoutSeconds" in body:
-            timeout = self.positive_int(body["TimeoutSeconds"], f"{where}.TimeoutSeconds")
+            timeout = self.expression_or_int(body, "TimeoutSeconds", where, fields)
         if "HeartbeatSeconds" in body:
-            heartbeat = self.positive_int(body["HeartbeatSeconds"], f"{where}.HeartbeatSeconds")
+            heartbeat = self.expression_or_int(body, "HeartbeatSeconds", where, fields)
         if timeout is not None and heartbeat is not None and heartbeat >= timeout:
             raise ConfigError(f"{where}.HeartbeatSeconds: must be smaller than TimeoutSeconds ({timeout})")
         fields["timeout_seconds"], fields["heartbeat_seconds"] = timeout, heartbeat
@@ -481,14 +630,50 @@ class _Parser:
         choices = body.get("Choices")
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"{where}.Choices: missing or empty; a Choice state needs at least one rule")
-        rules = []
-        for i, item in enumerate(choices):
-            rule = parse_rule(item, f"{where}.Choices[{i}]", top_level=True)
-            self.target(rule.next, f"{where}.Choices[{i}].Next", names)
+        rules, assigns, outputs = [], [], []
+        jsonata = fields["query_language"] == "JSONata"
+        for i, given in enumerate(choices):
+            here = f"{where}.Choices[{i}]"
+            item = dict(given) if isinstance(given, dict) else given
+            assign = item.pop("Assign", None) if isinstance(item, dict) else None
+            assigns.append(None if assign is None else self.assign(assign, f"{here}.Assign", jsonata))
+            output = (False, None)
+            if isinstance(item, dict) and "Output" in item:
+                if not jsonata:
+                    raise ConfigError(
+                        f"{here}.Output: only a JSONata state has Output (set QueryLanguage: JSONata)"
+                    )
+                self.jsonata(item["Output"], f"{here}.Output")
+                output = (True, item.pop("Output"))
+            outputs.append(output)
+            if not jsonata and isinstance(item, dict) and "Condition" in item:
+                raise ConfigError(
+                    f"{here}.Condition: only a JSONata state has Condition (set QueryLanguage: JSONata)"
+                )
+            rule = self.condition(item, here) if jsonata else parse_rule(item, here, top_level=True)
+            self.target(rule.next, f"{here}.Next", names)
             rules.append(rule)
         fields["choices"] = tuple(rules)
+        fields["choice_assign"], fields["choice_output"] = tuple(assigns), tuple(outputs)
         if "Default" in body:
             fields["default"] = self.target(body["Default"], f"{where}.Default", names)
+
+    def condition(self, item: Any, where: str) -> Rule:
+        """A JSONata Choice rule: ``Condition`` (``{% %}`` or a boolean) and ``Next``."""
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: a Choice rule must be an object")
+        for key in item:
+            if key not in {"Condition", "Next", "Comment"}:
+                raise ConfigError(f"{where}.{key}: a JSONata Choice rule has Condition, Next, Output, Assign")
+        if "Condition" not in item:
+            raise ConfigError(f"{where}.Condition: missing; a JSONata Choice rule needs a Condition")
+        condition = item["Condition"]
+        if expression_of(condition) is None and not isinstance(condition, bool):
+            raise ConfigError(f"{where}.Condition: must be a {{% %}} expression or a boolean")
+        self.jsonata(condition, f"{where}.Condition")
+        if not isinstance(item.get("Next"), str):
+            raise ConfigError(f"{where}.Next: a top-level Choice rule needs 'Next' (a state name)")
+        return Rule(kind="Condition", operand=condition, next=item["Next"])
 
     def state_wait(self, body: dict[str, Any], where: str, names: list[str], fields: dict[str, Any]) -> None:
         given = [k for k in ("Seconds", "SecondsPath", "Timestamp", "TimestampPath") if k in body]
@@ -500,7 +685,10 @@ class _Parser:
             )
         key = given[0]
         if key == "Seconds":
-            fields["seconds"] = self.positive_int(body[key], f"{where}.Seconds", minimum=0)
+            fields["seconds"] = self.expression_or_int(body, key, where, fields, minimum=0)
+        elif key == "Timestamp" and fields["query_language"] == "JSONata" and expression_of(body[key]):
+            self.jsonata(body[key], f"{where}.Timestamp")
+            fields["expressions"][key] = expression_of(body[key])
         elif key == "Timestamp":
             if parse_timestamp(body[key]) is None:
                 raise ConfigError(f"{where}.Timestamp: not an RFC 3339 timestamp like 2024-01-01T00:00:00Z")
@@ -522,6 +710,9 @@ class _Parser:
             if key in body:
                 if not isinstance(body[key], str):
                     raise ConfigError(f"{where}.{key}: must be a string")
+                if fields["query_language"] == "JSONata" and expression_of(body[key]) is not None:
+                    self.jsonata(body[key], f"{where}.{key}")
+                    fields["expressions"][key] = expression_of(body[key])
                 fields[key.lower()] = body[key]
             if f"{key}Path" in body:
                 self.dynamic(body[f"{key}Path"], f"{where}.{key}Path")
@@ -546,13 +737,26 @@ class _Parser:
         processor = body[key]
         config = processor.get("ProcessorConfig", {}) if isinstance(processor, dict) else {}
         mode = config.get("Mode", "INLINE") if isinstance(config, dict) else None
-        if mode != "INLINE":
-            raise ConfigError(f"{where}.{key}.ProcessorConfig.Mode: only INLINE is supported, got {mode!r}")
+        if mode not in ("INLINE", "DISTRIBUTED"):
+            raise ConfigError(
+                f"{where}.{key}.ProcessorConfig.Mode: must be INLINE or DISTRIBUTED, got {mode!r}"
+            )
+        fields["mode"] = mode
+        for extra in _DISTRIBUTED_ONLY:
+            if extra in body and mode != "DISTRIBUTED":
+                raise ConfigError(
+                    f"{where}.{extra}: only a Distributed Map has {extra} "
+                    f"(set {key}.ProcessorConfig.Mode: DISTRIBUTED)"
+                )
         fields["processor"] = self.machine(processor, f"{where}.{key}")
+        jsonata = fields["query_language"] == "JSONata"
         if "ItemSelector" in body and "Parameters" in body:
             raise ConfigError(f"{where}: use either ItemSelector or Parameters, not both")
         if "ItemSelector" in body:
-            self.template(body["ItemSelector"], f"{where}.ItemSelector")
+            if jsonata:
+                self.jsonata(body["ItemSelector"], f"{where}.ItemSelector")
+            else:
+                self.template(body["ItemSelector"], f"{where}.ItemSelector")
             fields["item_selector"], fields["has_item_selector"] = body["ItemSelector"], True
         elif fields.get("has_parameters"):
             # In a Map state, Parameters is the older name of ItemSelector.
@@ -560,9 +764,143 @@ class _Parser:
             fields["parameters"], fields["has_parameters"] = None, False
         if "ItemsPath" in body:
             fields["items_path"] = self.path(body["ItemsPath"], f"{where}.ItemsPath")
+        if "Items" in body:
+            if "ItemReader" in body:
+                raise ConfigError(f"{where}: use either Items or ItemReader, not both")
+            self.jsonata(body["Items"], f"{where}.Items")
+            if expression_of(body["Items"]) is None and not isinstance(body["Items"], list):
+                raise ConfigError(f"{where}.Items: must be a JSON array or a {{% %}} expression")
+            fields["items"], fields["has_items"] = body["Items"], True
+        if "MaxConcurrency" in body and "MaxConcurrencyPath" in body:
+            raise ConfigError(f"{where}: use either MaxConcurrency or MaxConcurrencyPath, not both")
         if "MaxConcurrency" in body:
-            fields["max_concurrency"] = self.positive_int(
-                body["MaxConcurrency"], f"{where}.MaxConcurrency", minimum=0
+            fields["max_concurrency"] = (
+                self.expression_or_int(body, "MaxConcurrency", where, fields, minimum=0) or 0
             )
         if "MaxConcurrencyPath" in body:
-            self.path(body["MaxConcurrencyPath"], f"{where}.MaxConcurrencyPath")
+            fields["max_concurrency_path"] = self.path(
+                body["MaxConcurrencyPath"], f"{where}.MaxConcurrencyPath"
+            )
+        self.distributed(body, where, fields)
+
+    def distributed(self, body: dict[str, Any], where: str, fields: dict[str, Any]) -> None:
+        """ItemReader, ItemBatcher, ToleratedFailure* and ResultWriter of a Distributed Map."""
+        if "ResultWriter" in body:
+            raise ConfigError(
+                f"{where}.ResultWriter: not supported by Conveyor (the results are the Map's output; "
+                "write them with a Task after the Map)"
+            )
+        if "ItemReader" in body:
+            fields["item_reader"] = self.item_reader(body["ItemReader"], f"{where}.ItemReader")
+        if "ItemBatcher" in body:
+            batcher = body["ItemBatcher"]
+            here = f"{where}.ItemBatcher"
+            if not isinstance(batcher, dict):
+                raise ConfigError(f"{here}: must be an object")
+            known = {
+                "MaxItemsPerBatch",
+                "MaxInputBytesPerBatch",
+                "BatchInput",
+                "MaxItemsPerBatchPath",
+                "MaxInputBytesPerBatchPath",
+            }
+            for key in batcher:
+                if key not in known:
+                    raise ConfigError(f"{here}.{key}: unknown field{_did_you_mean(key, sorted(known))}")
+            for key in ("MaxItemsPerBatch", "MaxInputBytesPerBatch"):
+                if key in batcher:
+                    self.expression_or_int(batcher, key, here, fields, maximum=262144)
+            if not {
+                "MaxItemsPerBatch",
+                "MaxInputBytesPerBatch",
+                "MaxItemsPerBatchPath",
+                "MaxInputBytesPerBatchPath",
+            } & set(batcher):
+                raise ConfigError(f"{here}: needs MaxItemsPerBatch or MaxInputBytesPerBatch")
+            fields["item_batcher"] = batcher
+        for key in ("ToleratedFailureCount", "ToleratedFailurePercentage"):
+            if key not in body:
+                continue
+            value = body[key]
+            if expression_of(value) is not None and fields["query_language"] == "JSONata":
+                self.jsonata(value, f"{where}.{key}")
+                fields["expressions"][key] = expression_of(value)
+                continue
+            bad = isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            if bad or (key == "ToleratedFailurePercentage" and value > 100):
+                upper = "100" if key == "ToleratedFailurePercentage" else "any"
+                raise ConfigError(f"{where}.{key}: must be a number from 0 to {upper}, got {value!r}")
+            if key == "ToleratedFailureCount":
+                fields["tolerated_failure_count"] = int(value)
+            else:
+                fields["tolerated_failure_percentage"] = float(value)
+        for key in ("ToleratedFailureCountPath", "ToleratedFailurePercentagePath"):
+            if key in body:
+                fields["expressions"][key] = self.path(body[key], f"{where}.{key}")
+
+    def item_reader(self, value: Any, where: str) -> dict[str, Any]:
+        from conveyor.orchestration.asl.item_reader import READERS
+
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: must be an object with Resource")
+        for key in value:
+            if key not in {"Resource", "Parameters", "Arguments", "ReaderConfig"}:
+                raise ConfigError(
+                    f"{where}.{key}: unknown field (Resource, Parameters, Arguments, ReaderConfig)"
+                )
+        resource = value.get("Resource")
+        if resource not in READERS:
+            raise ConfigError(
+                f"{where}.Resource: must be one of {', '.join(sorted(READERS))}, got {resource!r}"
+            )
+        if "Parameters" in value:
+            self.template(value["Parameters"], f"{where}.Parameters")
+        if "Arguments" in value:
+            self.jsonata(value["Arguments"], f"{where}.Arguments")
+        config = value.get("ReaderConfig", {})
+        if not isinstance(config, dict):
+            raise ConfigError(f"{where}.ReaderConfig: must be an object")
+        input_type = config.get("InputType")
+        if resource.endswith(":getObject"):
+            if input_type not in ("JSON", "JSONL", "CSV"):
+                raise ConfigError(
+                    f"{where}.ReaderConfig.InputType: must be JSON, JSONL or CSV, got {input_type!r}"
+                )
+            if input_type == "CSV" and config.get("CSVHeaderLocation", "FIRST_ROW") not in (
+                "FIRST_ROW",
+                "GIVEN",
+            ):
+                raise ConfigError(f"{where}.ReaderConfig.CSVHeaderLocation: must be FIRST_ROW or GIVEN")
+            if config.get("CSVHeaderLocation") == "GIVEN" and not isinstance(config.get("CSVHeaders"), list):
+                raise ConfigError(
+                    f"{where}.ReaderConfig.CSVHeaders: needed (a list) with CSVHeaderLocation GIVEN"
+                )
+        if "MaxItems" in config:
+            self.positive_int(config["MaxItems"], f"{where}.ReaderConfig.MaxItems", maximum=100_000_000)
+        return value
+
+
+def _assigned(machine: StateMachine) -> dict[str, str]:
+    """Variable names the states of ``machine`` (not its Map/Parallel insides) assign."""
+    names: dict[str, str] = {}
+    for state in machine.states.values():
+        blocks = [state.assign, *state.choice_assign, *(c.assign for c in state.catch)]
+        for block in blocks:
+            for key in block or {}:
+                names.setdefault(key.removesuffix(".$"), state.name)
+    return names
+
+
+def check_variable_scopes(machine: StateMachine, outer: set[str]) -> None:
+    """A state inside a Map or Parallel reads the outer variables but may not assign one."""
+    mine = _assigned(machine)
+    for name, owner in mine.items():
+        if name in outer:
+            raise ConfigError(
+                f"States.{owner}.Assign.{name}: variable '{name}' belongs to an outer scope; "
+                "a Map or Parallel inner state cannot assign it (pass values out through the output)"
+            )
+    visible = outer | set(mine)
+    for state in machine.states.values():
+        for inner in (*state.branches, *((state.processor,) if state.processor else ())):
+            check_variable_scopes(inner, visible)

@@ -16,28 +16,47 @@ Contract
   and HeartbeatSeconds (SendTaskHeartbeat) from when the token was issued. The token is
   checkpointed: a resumed execution waits for the same token without calling the
   integration again. Each retry attempt gets a new token.
-* Parallel branches and Map iterations run inline and in order (MaxConcurrency is
-  honoured as sequential execution); they are not checkpointed separately, so a
-  Parallel or Map state interrupted midway runs again from its start.
+* Parallel branches and Map iterations run concurrently in threads, up to the Map's
+  MaxConcurrency (0 = at most :data:`MAX_CONCURRENCY`, as Step Functions caps an inline
+  Map at 40). Each finished iteration / branch is checkpointed (``Cursor.done``): a
+  resumed Map or Parallel runs only those that had not finished. A ``.waitForTaskToken``
+  Task inside one keeps its token in ``Cursor.tokens`` and waits for the same token
+  after a restart; the states before it in the iteration run again (at least once).
+  When one fails, the iterations not started are not started and the running ones
+  stop at their next state (a Distributed Map tolerates ``ToleratedFailure*``).
+* ``QueryLanguage: JSONata`` states evaluate ``{% %}`` expressions (jsonata_eval);
+  ``Assign`` sets workflow variables, read as ``$name`` in both languages, kept in the
+  cursor. A Map iteration or Parallel branch reads the outer variables and has its own.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import threading
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.orchestration.asl import errors as E
 from conveyor.orchestration.asl.choice import parse_timestamp
 from conveyor.orchestration.asl.clock import Clock, ExecutionSuspended, SystemClock
-from conveyor.orchestration.asl.definition import Retrier, State, StateMachine, parse_definition
+from conveyor.orchestration.asl.definition import Catcher, Retrier, State, StateMachine, parse_definition
 from conveyor.orchestration.asl.errors import StatesError, TaskError, matches
+from conveyor.orchestration.asl.fanout import FanOut
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext
 from conveyor.orchestration.asl.intrinsics import IntrinsicEnv, evaluate_intrinsic
-from conveyor.orchestration.asl.paths import apply_payload_template, apply_result_path, read_any, read_path
+from conveyor.orchestration.asl.jsonata_eval import JsonataEnv
+from conveyor.orchestration.asl.paths import (
+    apply_payload_template,
+    apply_result_path,
+    bound_variables,
+    read_any,
+    read_path,
+)
+from conveyor.orchestration.asl.scope import Cancelled, Scope
 from conveyor.orchestration.asl.store import Cursor, ExecutionRecord, ExecutionStore, HistoryEvent
 from conveyor.orchestration.asl.tokens import (
     CLOSED,
@@ -49,6 +68,10 @@ from conveyor.orchestration.asl.tokens import (
 )
 
 TOKEN_POLL_SECONDS = 0.2
+ASSIGN_MAX_BYTES = 256 * 1024
+"""The JSON size of the values one Assign sets (Step Functions' limit)."""
+VARIABLES_MAX_BYTES = 10 * 1024 * 1024
+"""The JSON size of all the variables a scope holds (Step Functions' limit)."""
 
 _EVENT_PREFIX = {
     "Task": "Task",
@@ -90,17 +113,7 @@ class _Outcome:
     next: str | None
 
 
-@dataclass
-class _Scope:
-    """A running list of states: the top level (checkpointed) or a branch/iteration."""
-
-    machine: StateMachine
-    top: bool
-    map_item: dict[str, Any] | None = None
-    cursor: Cursor | None = field(default=None)
-
-
-class Execution:
+class Execution(FanOut):
     """One execution of a state machine. Not thread-safe: drive it from one thread."""
 
     def __init__(
@@ -122,6 +135,11 @@ class Execution:
         self.clock: Clock = clock or SystemClock()
         self.rng = random.Random(seed)
         self._intrinsics = IntrinsicEnv(self.rng)
+        self._jsonata_env = JsonataEnv(self.rng)
+        self._lock = threading.RLock()
+        self._nested_checkpoints = record.cursor is not None and any(
+            "/" in key for key in (*record.cursor.done, *record.cursor.tokens)
+        )
         self._pending: list[HistoryEvent] = []
         self._next_event_id = len(store.history(record.execution_id)) + 1
 
@@ -218,7 +236,7 @@ class Execution:
         if self.record.status != "RUNNING" or cursor is None:
             return False
         state = self.machine.states[cursor.state]
-        scope = _Scope(self.machine, top=True, cursor=cursor)
+        scope = Scope(self.machine, top=True, cursor=cursor, variables=cursor.variables)
         try:
             self._check_execution_timeout()
             outcome = self._run_state(state, cursor.input, scope)
@@ -232,7 +250,9 @@ class Execution:
             self._commit()
             return False
         now = _iso(self.clock.now())
-        self.record.cursor = Cursor(state=outcome.next, input=outcome.output, entered_time=now)
+        self.record.cursor = Cursor(
+            state=outcome.next, input=outcome.output, entered_time=now, variables=scope.variables
+        )
         self._commit()
         return True
 
@@ -255,15 +275,17 @@ class Execution:
     # --- events and checkpoints ------------------------------------------------------
 
     def _event(self, kind: str, **details: Any) -> None:
-        event = HistoryEvent(self._next_event_id, kind, _iso(self.clock.now()), details)
-        self._next_event_id += 1
-        self._pending.append(event)
+        with self._lock:
+            event = HistoryEvent(self._next_event_id, kind, _iso(self.clock.now()), details)
+            self._next_event_id += 1
+            self._pending.append(event)
 
     def _commit(self) -> None:
-        self.store.commit(self.record, self._pending)
-        self._pending = []
+        with self._lock:
+            self.store.commit(self.record, self._pending)
+            self._pending = []
 
-    def _sleep(self, scope: _Scope, wake_at: datetime, phase: str, attempts: list[int]) -> None:
+    def _sleep(self, scope: Scope, wake_at: datetime, phase: str, attempts: list[int]) -> None:
         if scope.top and scope.cursor is not None:
             scope.cursor.phase, scope.cursor.wake_at = phase, _iso(wake_at)
             scope.cursor.attempts = list(attempts)
@@ -278,7 +300,7 @@ class Execution:
 
     # --- context object and data processing ----------------------------------------
 
-    def _context(self, state: State, entered: str, retry_count: int, scope: _Scope) -> dict[str, Any]:
+    def _context(self, state: State, entered: str, retry_count: int, scope: Scope) -> dict[str, Any]:
         ctx: dict[str, Any] = {
             "Execution": {
                 "Id": self.execution_id,
@@ -315,8 +337,7 @@ class Execution:
         return data
 
     def _finish_output(self, state: State, raw: Any, result: Any, context: Any) -> Any:
-        if state.result_selector is not None:
-            result = self._template(state.result_selector, result, context, "ResultSelector")
+        """ResultPath then OutputPath (ResultSelector was applied to ``result``)."""
         combined = apply_result_path(state.result_path, raw, result)
         if state.output_path is None:
             return {}
@@ -324,9 +345,54 @@ class Execution:
             return combined
         return read_path(state.output_path, combined, what="OutputPath")
 
+    def _bindings(self, raw: Any, context: Any, scope: Scope, **states: Any) -> dict[str, Any]:
+        """What a JSONata expression sees: ``$states`` and the visible variables."""
+        return {**scope.visible(), "states": {"input": raw, "context": context, **states}}
+
+    def _jsonata(self, value: Any, bindings: Mapping[str, Any]) -> Any:
+        return self._jsonata_env.template(value, bindings)
+
+    def _expression(self, state: State, key: str, bindings: Mapping[str, Any]) -> Any:
+        return self._jsonata_env.evaluate(state.expressions[key], bindings)
+
+    def _assign(
+        self,
+        scope: Scope,
+        block: dict[str, Any] | None,
+        state: State,
+        data: Any,
+        context: Any,
+        bindings: Any,
+    ) -> None:
+        """Evaluate ``Assign`` with the variables as they were before the state, then set them.
+        JSONPath: ``.$`` values read ``data`` (the state's result, or its input)."""
+        if not block:
+            return
+        if state.query_language == "JSONata":
+            values = {name: self._jsonata(value, bindings) for name, value in block.items()}
+        else:
+            evaluated = self._template(block, data, context, "Assign")
+            values = dict(evaluated)
+        size = len(json.dumps(values, separators=(",", ":")))
+        if size > ASSIGN_MAX_BYTES:
+            cause = f"Assign of '{state.name}' sets {size} bytes of variables (at most {ASSIGN_MAX_BYTES})"
+            raise StatesError(E.DATA_LIMIT_EXCEEDED, cause)
+        merged = {**scope.variables, **values}
+        total = len(json.dumps(merged, separators=(",", ":")))
+        if total > VARIABLES_MAX_BYTES:
+            cause = (
+                f"the variables would hold {total} bytes after '{state.name}' (at most {VARIABLES_MAX_BYTES})"
+            )
+            raise StatesError(E.DATA_LIMIT_EXCEEDED, cause)
+        scope.variables.update(values)
+
     # --- states ----------------------------------------------------------------------
 
-    def _run_state(self, state: State, raw: Any, scope: _Scope) -> _Outcome:
+    def _run_state(self, state: State, raw: Any, scope: Scope) -> _Outcome:
+        with bound_variables(scope.visible()):
+            return self._run_state_bound(state, raw, scope)
+
+    def _run_state_bound(self, state: State, raw: Any, scope: Scope) -> _Outcome:
         prefix = _EVENT_PREFIX[state.type]
         cursor = scope.cursor if scope.top else None
         resuming = cursor is not None and cursor.phase != "enter"
@@ -337,48 +403,90 @@ class Execution:
             return self._run_choice(state, raw, scope, entered)
         if state.type in ("Wait", "Succeed", "Pass"):
             context = self._context(state, entered, 0, scope)
+            bindings = self._bindings(raw, context, scope) if state.query_language == "JSONata" else {}
+            assign_data = self._apply_input_path(state, raw)  # what JSONPath Assign reads
             if state.type == "Wait":
-                output = self._run_wait(state, raw, scope, context)
-            elif state.type == "Succeed":
-                output = self._plain_output(state, raw)
+                output = self._run_wait(state, raw, scope, context, bindings)
+            elif state.type == "Succeed" or state.query_language == "JSONata":
+                output = self._plain_output(state, raw, bindings)
             else:
                 data = self._effective_input(state, raw, context)
-                output = self._finish_output(state, raw, state.result if state.has_result else data, context)
+                assign_data = state.result if state.has_result else data
+                output = self._finish_output(state, raw, assign_data, context)
+            self._assign(scope, state.assign, state, assign_data, context, bindings)
             self._event(f"{prefix}StateExited", name=state.name, output=output)
             return _Outcome(output, state.next)
         if state.type == "Fail":
-            error, cause = self._fail_details(state, raw, self._context(state, entered, 0, scope))
+            error, cause = self._fail_details(state, raw, self._context(state, entered, 0, scope), scope)
             raise StatesError(error, cause)
         return self._run_with_retry(state, raw, scope, entered)
 
-    def _plain_output(self, state: State, raw: Any) -> Any:
+    def _plain_output(self, state: State, raw: Any, bindings: Mapping[str, Any]) -> Any:
+        if state.query_language == "JSONata":
+            return self._jsonata(state.output, bindings) if state.has_output else raw
         data = self._apply_input_path(state, raw)
         if state.output_path is None:
             return {}
         return data if state.output_path == "$" else read_path(state.output_path, data, what="OutputPath")
 
-    def _run_choice(self, state: State, raw: Any, scope: _Scope, entered: str) -> _Outcome:
-        data = self._apply_input_path(state, raw)
+    def _run_choice(self, state: State, raw: Any, scope: Scope, entered: str) -> _Outcome:
         context = self._context(state, entered, 0, scope)
-        target = next((rule.next for rule in state.choices if rule.evaluate(data, context)), state.default)
+        jsonata = state.query_language == "JSONata"
+        bindings = self._bindings(raw, context, scope) if jsonata else {}
+        data = raw if jsonata else self._apply_input_path(state, raw)
+        matched = None
+        for index, rule in enumerate(state.choices):
+            if rule.kind == "Condition":
+                verdict = self._jsonata(rule.operand, bindings)
+                if not isinstance(verdict, bool):
+                    cause = f"The Condition of {state.name}.Choices[{index}] gave {verdict!r}, not a boolean"
+                    raise StatesError(E.QUERY_EVALUATION, cause)
+            else:
+                verdict = rule.evaluate(data, context)
+            if verdict:
+                matched = index
+                break
+        target = state.default if matched is None else state.choices[matched].next
         if target is None:
             cause = f"No Choice rule matched and there is no Default in '{state.name}'"
             raise StatesError(E.NO_CHOICE_MATCHED, cause)
-        output = self._plain_output(state, raw)
+        # The matched rule's Assign / Output; the state's own when Default is taken.
+        assign, output_tmpl = state.assign, (state.has_output, state.output)
+        if matched is not None:
+            assign, output_tmpl = state.choice_assign[matched], state.choice_output[matched]
+        if jsonata and output_tmpl[0]:
+            output = self._jsonata(output_tmpl[1], bindings)
+        else:
+            output = self._plain_output(state, raw, bindings)
+        self._assign(scope, assign, state, data, context, bindings)
         self._event("ChoiceStateExited", name=state.name, output=output)
         return _Outcome(output, target)
 
-    def _run_wait(self, state: State, raw: Any, scope: _Scope, context: Any) -> Any:
+    def _run_wait(self, state: State, raw: Any, scope: Scope, context: Any, bindings: Any) -> Any:
         cursor = scope.cursor if scope.top else None
         if cursor is not None and cursor.phase == "wait" and cursor.wake_at is not None:
             wake_at = _parse_iso(cursor.wake_at)
         else:
-            wake_at = self._wake_time(state, self._apply_input_path(state, raw))
+            wake_at = self._wake_time(state, self._apply_input_path(state, raw), bindings)
         self._sleep(scope, wake_at, "wait", [])
-        return self._plain_output(state, raw)
+        return self._plain_output(state, raw, bindings)
 
-    def _wake_time(self, state: State, data: Any) -> datetime:
+    def _wake_time(self, state: State, data: Any, bindings: Mapping[str, Any]) -> datetime:
         now = self.clock.now()
+        if "Seconds" in state.expressions:
+            value = self._expression(state, "Seconds", bindings)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise StatesError(
+                    E.QUERY_EVALUATION, f"Seconds of '{state.name}' gave {value!r}, not an integer >= 0"
+                )
+            return now + timedelta(seconds=value)
+        if "Timestamp" in state.expressions:
+            stamp = parse_timestamp(self._expression(state, "Timestamp", bindings))
+            if stamp is None:
+                raise StatesError(
+                    E.QUERY_EVALUATION, f"Timestamp of '{state.name}' did not give an RFC 3339 timestamp"
+                )
+            return stamp
         if state.seconds is not None:
             return now + timedelta(seconds=state.seconds)
         if state.timestamp is not None:
@@ -398,61 +506,92 @@ class Execution:
             raise StatesError(E.RUNTIME, cause)
         return stamp
 
-    def _fail_details(self, state: State, raw: Any, context: Any) -> tuple[str, str | None]:
-        def dynamic(expr: str | None, literal: str | None) -> str | None:
-            if expr is None:
+    def _fail_details(self, state: State, raw: Any, context: Any, scope: Scope) -> tuple[str, str | None]:
+        def dynamic(key: str, expr: str | None, literal: str | None) -> str | None:
+            if key in state.expressions:
+                value = self._expression(state, key, self._bindings(raw, context, scope))
+            elif expr is None:
                 return literal
-            value = (
-                read_any(expr, raw, context, what="path")
-                if expr.startswith("$")
-                else self._intrinsic(expr, raw, context)
-            )
+            else:
+                value = (
+                    read_any(expr, raw, context, what="path")
+                    if expr.startswith("$")
+                    else self._intrinsic(expr, raw, context)
+                )
             if not isinstance(value, str):
-                raise StatesError(E.RUNTIME, f"'{expr}' in Fail state '{state.name}' must give a string")
+                raise StatesError(E.RUNTIME, f"The {key} of Fail state '{state.name}' must give a string")
             return value
 
-        error = dynamic(state.error_path, state.error)
-        cause = dynamic(state.cause_path, state.cause)
+        error = dynamic("Error", state.error_path, state.error)
+        cause = dynamic("Cause", state.cause_path, state.cause)
         return error or "States.Fail", cause
 
     # --- Task, Parallel, Map: the states with Retry and Catch ------------------------
 
-    def _run_with_retry(self, state: State, raw: Any, scope: _Scope, entered: str) -> _Outcome:
+    def _run_with_retry(self, state: State, raw: Any, scope: Scope, entered: str) -> _Outcome:
         prefix = _EVENT_PREFIX[state.type]
         cursor = scope.cursor if scope.top else None
         attempts = list(cursor.attempts) if cursor is not None and cursor.attempts else [0] * len(state.retry)
         if cursor is not None and cursor.phase == "retry" and cursor.wake_at is not None:
             self._sleep(scope, _parse_iso(cursor.wake_at), "retry", attempts)
+        jsonata = state.query_language == "JSONata"
         while True:
             context = self._context(state, entered, sum(attempts), scope)
             token = self._task_token(state, scope)
             if token is not None:
                 context["Task"] = {"Token": token}
             try:
-                data = self._effective_input(state, raw, context)
+                bindings = self._bindings(raw, context, scope) if jsonata else {}
+                if jsonata:
+                    data = self._jsonata(state.arguments, bindings) if state.has_arguments else raw
+                else:
+                    data = self._effective_input(state, raw, context)
                 if state.type == "Task":
-                    result = self._run_task(state, raw, data, context, token, scope)
+                    result = self._run_task(state, raw, data, context, token, scope, bindings)
                 elif state.type == "Parallel":
                     result = self._run_parallel(state, data, scope)
                 else:
-                    result = self._run_map(state, data, context, scope)
-                output = self._finish_output(state, raw, result, context)
+                    result = self._run_map(state, data, context, scope, bindings)
+                if jsonata:
+                    bindings = self._bindings(raw, context, scope, result=result)
+                    output = self._jsonata(state.output, bindings) if state.has_output else result
+                    self._assign(scope, state.assign, state, result, context, bindings)
+                else:
+                    raw_result = result
+                    if state.result_selector is not None:
+                        result = self._template(state.result_selector, result, context, "ResultSelector")
+                    output = self._finish_output(state, raw, result, context)
+                    self._assign(scope, state.assign, state, raw_result, context, bindings)
             except StatesError as exc:
                 if isinstance(exc, _ExecutionTimedOut):
                     raise
+                self._forget(f"{scope.key}{state.name}[")
                 delay = self._retry_delay(state.retry, attempts, exc.error)
                 if delay is not None:
                     self._sleep(scope, self.clock.now() + timedelta(seconds=delay), "retry", attempts)
                     continue
                 for catcher in state.catch:
                     if matches(list(catcher.error_equals), exc.error):
-                        error_output = {"Error": exc.error, "Cause": exc.cause or ""}
-                        output = apply_result_path(catcher.result_path, raw, error_output)
+                        output = self._caught(state, catcher, exc, raw, context, scope)
                         self._event(f"{prefix}StateExited", name=state.name, output=output)
                         return _Outcome(output, catcher.next)
                 raise
             self._event(f"{prefix}StateExited", name=state.name, output=output)
             return _Outcome(output, state.next)
+
+    def _caught(
+        self, state: State, catcher: Catcher, exc: StatesError, raw: Any, context: Any, scope: Scope
+    ) -> Any:
+        """The output of a state whose error a catcher handles (and the catcher's Assign)."""
+        error_output = {"Error": exc.error, "Cause": exc.cause or ""}
+        if state.query_language == "JSONata":
+            bindings = self._bindings(raw, context, scope, errorOutput=error_output)
+            output = self._jsonata(catcher.output, bindings) if catcher.has_output else error_output
+        else:
+            bindings = {}
+            output = apply_result_path(catcher.result_path, raw, error_output)
+        self._assign(scope, catcher.assign, state, error_output, context, bindings)
+        return output
 
     def _retry_delay(self, retriers: tuple[Retrier, ...], attempts: list[int], error: str) -> float | None:
         """Seconds to wait before the next attempt (and count it), or None: no retry left."""
@@ -470,15 +609,59 @@ class Execution:
             return delay
         return None
 
-    def _task_token(self, state: State, scope: _Scope) -> str | None:
+    # --- task tokens -----------------------------------------------------------------
+
+    def _saved_token(self, state: State, scope: Scope) -> str | None:
+        """The token this Task waits for according to the checkpoint, if any."""
+        if scope.top:
+            cursor = scope.cursor
+            waiting = cursor is not None and cursor.phase == "token"
+            return cursor.token if waiting and cursor is not None else None
+        top = self.record.cursor
+        with self._lock:
+            return None if top is None else top.tokens.get(f"{scope.key}{state.name}")
+
+    def _save_token(self, state: State, scope: Scope, token: str) -> None:
+        with self._lock:
+            if scope.top and scope.cursor is not None:
+                scope.cursor.phase, scope.cursor.token = "token", token
+            elif self.record.cursor is not None:
+                self.record.cursor.tokens[f"{scope.key}{state.name}"] = token
+                self._nested_checkpoints = True
+            self._commit()
+
+    def _leave_token(self, state: State, scope: Scope, token: str | None) -> None:
+        """The Task is over: its token takes no answer any more and the cursor forgets it."""
+        if token is None:
+            return
+        self.tokens.close(token)
+        with self._lock:
+            if scope.top and scope.cursor is not None:
+                scope.cursor.phase, scope.cursor.token = "enter", None
+            elif self.record.cursor is not None:
+                self.record.cursor.tokens.pop(f"{scope.key}{state.name}", None)
+
+    def _task_token(self, state: State, scope: Scope) -> str | None:
         """The token of a ``.waitForTaskToken`` Task: the checkpointed one when the
         execution resumes while waiting, else a new one."""
         if state.type != "Task" or not state.resource.endswith(WAIT_FOR_TOKEN):
             return None
-        cursor = scope.cursor if scope.top else None
-        if cursor is not None and cursor.phase == "token" and cursor.token is not None:
-            return cursor.token
-        return self.tokens.issue(self.execution_id, state.name, self.clock.now())
+        return self._saved_token(state, scope) or self.tokens.issue(
+            self.execution_id, state.name, self.clock.now()
+        )
+
+    def _task_seconds(self, state: State, raw: Any, key: str, bindings: Mapping[str, Any]) -> float | None:
+        if key in state.expressions:
+            value = self._expression(state, key, bindings)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise StatesError(
+                    E.QUERY_EVALUATION, f"{key} of '{state.name}' gave {value!r}, not an integer > 0"
+                )
+            return value
+        path = state.timeout_seconds_path if key == "TimeoutSeconds" else state.heartbeat_seconds_path
+        if path is not None:
+            return self._seconds_from(raw, path, f"{key}Path")
+        return state.timeout_seconds if key == "TimeoutSeconds" else state.heartbeat_seconds
 
     def _run_task(
         self,
@@ -486,18 +669,15 @@ class Execution:
         raw: Any,
         parameters: Any,
         context: dict[str, Any],
-        token: str | None = None,
-        scope: _Scope | None = None,
+        token: str | None,
+        scope: Scope,
+        bindings: Mapping[str, Any],
     ) -> Any:
         handler = self.integrations.resolve(state.resource)
         if handler is None:
             raise StatesError(E.RUNTIME, f"No integration handles resource '{state.resource}'")
-        timeout = state.timeout_seconds
-        if state.timeout_seconds_path is not None:
-            timeout = self._seconds_from(raw, state.timeout_seconds_path, "TimeoutSecondsPath")
-        heartbeat = state.heartbeat_seconds
-        if state.heartbeat_seconds_path is not None:
-            heartbeat = self._seconds_from(raw, state.heartbeat_seconds_path, "HeartbeatSecondsPath")
+        timeout = self._task_seconds(state, raw, "TimeoutSeconds", bindings)
+        heartbeat = self._task_seconds(state, raw, "HeartbeatSeconds", bindings)
         now = self.clock.now()
         task = TaskContext(
             resource=state.resource,
@@ -509,10 +689,7 @@ class Execution:
             heartbeat_seconds=heartbeat,
             last_heartbeat=now,
         )
-        cursor = scope.cursor if scope is not None and scope.top else None
-        waiting = (
-            token is not None and cursor is not None and cursor.phase == "token" and cursor.token == token
-        )
+        waiting = token is not None and token == self._saved_token(state, scope)
         if not waiting:
             self._event(
                 "TaskScheduled",
@@ -530,25 +707,26 @@ class Execution:
                 if not waiting:
                     submitted = handler(parameters, task)
                     self._event("TaskSubmitted", resource=state.resource, output=_json_or_none(submitted))
-                    if cursor is not None:
-                        cursor.phase, cursor.token = "token", token
-                        self._commit()
-                result = self._await_token(state, token, timeout, heartbeat)
+                    self._save_token(state, scope, token)
+                result = self._await_token(state, token, timeout, heartbeat, scope)
         except StatesError as exc:
-            self._leave_token(cursor, token)
+            self._leave_token(state, scope, token)
             if exc.error in (E.TIMEOUT, E.HEARTBEAT_TIMEOUT):
                 self._event("TaskTimedOut", resource=state.resource, error=exc.error, cause=exc.cause)
             else:
                 self._event("TaskFailed", resource=state.resource, error=exc.error, cause=exc.cause)
             raise
+        except Cancelled:
+            self._leave_token(state, scope, token)
+            raise
         except (ExecutionSuspended, KeyboardInterrupt):
             raise
         except Exception as exc:
-            self._leave_token(cursor, token)
+            self._leave_token(state, scope, token)
             error = TaskError(E.TASK_FAILED, f"{type(exc).__name__}: {exc}")
             self._event("TaskFailed", resource=state.resource, error=error.error, cause=error.cause)
             raise error from exc
-        self._leave_token(cursor, token)
+        self._leave_token(state, scope, token)
         try:
             json.dumps(result)
         except (TypeError, ValueError):
@@ -557,18 +735,13 @@ class Execution:
         self._event("TaskSucceeded", resource=state.resource, output=result)
         return result
 
-    def _leave_token(self, cursor: Cursor | None, token: str | None) -> None:
-        """The Task is over: its token takes no answer any more and the cursor forgets it."""
-        if token is None:
-            return
-        self.tokens.close(token)
-        if cursor is not None:
-            cursor.phase, cursor.token = "enter", None
-
-    def _await_token(self, state: State, token: str, timeout: float | None, heartbeat: float | None) -> Any:
+    def _await_token(
+        self, state: State, token: str, timeout: float | None, heartbeat: float | None, scope: Scope
+    ) -> Any:
         """Poll the token's answer until it comes or the Task's time runs out."""
         while True:
             self._check_execution_timeout()
+            scope.check_halted()
             found = self.tokens.answer(token)
             if found is None:
                 raise StatesError(E.RUNTIME, f"Task '{state.name}': its task token is not recorded")
@@ -596,49 +769,3 @@ class Execution:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise StatesError(E.RUNTIME, f"{field} '{path}' must give a positive integer, got {value!r}")
         return value
-
-    def _run_scope(self, machine: StateMachine, data: Any, map_item: dict[str, Any] | None = None) -> Any:
-        scope = _Scope(machine, top=False, map_item=map_item)
-        name: str | None = machine.start_at
-        while name is not None:
-            outcome = self._run_state(machine.states[name], data, scope)
-            data, name = outcome.output, outcome.next
-        return data
-
-    def _run_parallel(self, state: State, data: Any, scope: _Scope) -> list[Any]:
-        self._event("ParallelStateStarted", name=state.name)
-        results = []
-        for branch in state.branches:
-            try:
-                results.append(self._run_scope(branch, data))
-            except StatesError as exc:
-                self._event("ParallelStateFailed", name=state.name, error=exc.error, cause=exc.cause)
-                raise
-        self._event("ParallelStateSucceeded", name=state.name)
-        return results
-
-    def _run_map(self, state: State, data: Any, context: dict[str, Any], scope: _Scope) -> list[Any]:
-        items = read_path(state.items_path, data, what="ItemsPath")
-        if not isinstance(items, list):
-            cause = f"ItemsPath '{state.items_path}' of '{state.name}' did not give an array"
-            raise StatesError(E.RUNTIME, cause)
-        assert state.processor is not None
-        self._event("MapStateStarted", name=state.name, length=len(items))
-        results = []
-        for index, item in enumerate(items):
-            map_item = {"Index": index, "Value": item}
-            item_input = item
-            if state.has_item_selector:
-                item_context = {**context, "Map": {"Item": map_item}}
-                item_input = self._template(state.item_selector, data, item_context, "ItemSelector")
-            self._event("MapIterationStarted", name=state.name, index=index)
-            try:
-                results.append(self._run_scope(state.processor, item_input, map_item))
-            except StatesError as exc:
-                failure = {"error": exc.error, "cause": exc.cause}
-                self._event("MapIterationFailed", name=state.name, index=index, **failure)
-                self._event("MapStateFailed", name=state.name, error=exc.error, cause=exc.cause)
-                raise
-            self._event("MapIterationSucceeded", name=state.name, index=index)
-        self._event("MapStateSucceeded", name=state.name)
-        return results

@@ -19,6 +19,9 @@ PARAMETER_PATH_FAILURE = "States.ParameterPathFailure"
 BRANCH_FAILED = "States.BranchFailed"
 PERMISSIONS = "States.Permissions"
 DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
+QUERY_EVALUATION = "States.QueryEvaluationError"
+EXCEED_TOLERATED_FAILURE = "States.ExceedToleratedFailureThreshold"
+ITEM_READER_FAILED = "States.ItemReaderFailed"
 
 # Errors that end the execution whatever its Retry/Catch say (AWS: "A retry or catch
 # on States.ALL won't catch States.Runtime errors", and DataLimitExceeded is terminal).

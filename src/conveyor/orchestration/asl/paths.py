@@ -13,11 +13,13 @@ Two kinds of paths:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from jsonpath_ng import JSONPath
@@ -60,8 +62,34 @@ def _is_definite(expr: JSONPath) -> bool:
     return False
 
 
+_VARIABLE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)(.*)$", re.DOTALL)
+_variables: ContextVar[Mapping[str, Any] | None] = ContextVar("asl_variables", default=None)
+
+
+@contextlib.contextmanager
+def bound_variables(variables: Mapping[str, Any]) -> Iterator[None]:
+    """Make ``$name`` paths read ``variables`` in this thread while the block runs."""
+    token = _variables.set(variables)
+    try:
+        yield
+    finally:
+        _variables.reset(token)
+
+
+def variable_reference(path: str) -> tuple[str, str] | None:
+    """``$name.a[0]`` → ``("name", "$.a[0]")``; None for ``$``, ``$.x`` and ``$$.x``."""
+    found = _VARIABLE.match(path)
+    if found is None:
+        return None
+    return found.group(1), "$" + found.group(2)
+
+
 def validate_path(path: str) -> None:
-    """Raise PathSyntaxError when ``path`` is not a valid Path or ``$$.`` context path."""
+    """Raise PathSyntaxError when ``path`` is not a valid Path, ``$$.`` context path or
+    ``$name...`` variable reference."""
+    reference = variable_reference(path)
+    if reference is not None:
+        path = reference[1]
     compile_path(path[1:] if path.startswith("$$") else path)
 
 
@@ -79,7 +107,15 @@ def read_path(path: str, data: Any, *, error: str = E.RUNTIME, what: str = "path
 
 
 def read_any(path: str, data: Any, context: Any, *, error: str = E.RUNTIME, what: str = "path") -> Any:
-    """Like :func:`read_path`; ``$$.…`` reads the context object instead of the input."""
+    """Like :func:`read_path`; ``$$.…`` reads the context object instead of the input,
+    ``$name…`` the workflow variable ``name``."""
+    reference = variable_reference(path)
+    if reference is not None:
+        name, rest = reference
+        variables = _variables.get() or {}
+        if name not in variables:
+            raise StatesError(error, f"Invalid {what} '{path}': no variable named '{name}' is assigned")
+        return read_path(rest, variables[name], error=error, what=what)
     if path.startswith("$$"):
         return read_path(path[1:], context, error=error, what=what)
     return read_path(path, data, error=error, what=what)

@@ -36,6 +36,14 @@ class Cursor:
     token: str | None = None
     """Phase ``"token"``: the Task (``.waitForTaskToken``) called its integration and
     waits for an answer to this token."""
+    variables: dict[str, Any] = field(default_factory=dict)
+    """The top-level workflow variables (``Assign``) when this state was entered."""
+    done: dict[str, Any] = field(default_factory=dict)
+    """Outputs of the Map iterations / Parallel branches of this state that finished,
+    by key (``Map[3]``, ``Par[1]/Inner[0]``): a resumed state does not run them again."""
+    tokens: dict[str, str] = field(default_factory=dict)
+    """Task tokens that Tasks inside iterations / branches wait for, by key
+    (``Map[3]/Ask``): a resumed iteration waits for the same token."""
 
 
 @dataclass

@@ -98,6 +98,8 @@ class TableReducer:
                     if change.old_key is not None:
                         self._delete(self._target(change.old_key))
                     self._delete(self._target(change.values))
+                    if self.log is not None and at is not None and change.op is Op.UPDATE:
+                        self._log_moved_out(change, at)
                 return
             if change.unchanged and self.table.ref not in _WARNED:
                 _WARNED.add(self.table.ref)
@@ -148,6 +150,17 @@ class TableReducer:
             entry = LoggedChange("c", None, values, *at)
         self.log.append(entry)
 
+    def _log_moved_out(self, change: RowChange, at: tuple[Checkpoint, int]) -> None:
+        """An UPDATE whose new row fails the filter: the row leaves the target,
+        which a reader of the change log sees as a delete of the old key (the
+        old row as the source sent it, else the key)."""
+        if change.old_key is not None:
+            old = self._target(change.old_key)
+        else:
+            new = self._target(change.values)
+            old = {k: new[k] for k in self.table.primary_key if k in new}
+        self._log(Op.DELETE, old, None, at)
+
     def _passes(self, change: RowChange) -> bool:
         """Whether an INSERT's or UPDATE's new row passes the filter, judged by
         the filtered columns it carries (one the source did not send kept its
@@ -181,6 +194,13 @@ class TableReducer:
     @property
     def pending(self) -> int:
         return len(self._final) + len(self._appended) + int(self.truncate)
+
+    def touched_keys(self) -> list[Key] | None:
+        """The target keys this batch changes; None when that is the whole
+        table (a TRUNCATE, or rows without a primary key)."""
+        if self.truncate or self._appended:
+            return None
+        return list(self._final)
 
     def changes(self) -> ChangeBatch:
         """The reduced changes as the table's ``ChangeBatch`` (converted to Arrow

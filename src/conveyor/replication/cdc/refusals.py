@@ -51,7 +51,8 @@ class ChangeRefusals:
                 continue
             self._pending[ref] = count
             keep = self.errors.data_error_policy is RecordPolicy.LOG_ERROR
-            screened_changes.append(replace(screened, rejected=tuple(rejected) if keep else ()))
+            logged = (*screened.rejected, *rejected) if keep else screened.rejected
+            screened_changes.append(replace(screened, rejected=tuple(logged)))
         return screened_changes
 
     def committed(self) -> None:
@@ -74,3 +75,16 @@ class ChangeRefusals:
         if policy is RecordPolicy.SUSPEND_TABLE:
             return f"{first} (DataErrorPolicy SUSPEND_TABLE)"
         return None
+
+
+def source_rejection_stops(errors: ErrorBehavior, first: str) -> str | None:
+    """What DataErrorPolicy makes of values a source left out while capturing
+    (DynamoDB's ``conflicting_values: load_errors``): None to go on (logged
+    under LOG_ERROR, dropped under IGNORE_RECORD), or the reason to suspend
+    their table; raises TerminalError under STOP_TASK."""
+    policy = errors.data_error_policy
+    if policy is RecordPolicy.STOP_TASK:
+        raise TerminalError(f"{first} (DataErrorPolicy STOP_TASK)")
+    if policy is RecordPolicy.SUSPEND_TABLE:
+        return f"{first} (DataErrorPolicy SUSPEND_TABLE)"
+    return None

@@ -24,6 +24,12 @@ also gets every change in commit order with its ``(position, index)``: the
 last commit position read and the count of changes since it. A replay from a
 checkpoint (always a commit position) meets the same changes at the same
 ``(position, index)``, so the applier can make replays harmless by that identity.
+
+An applier whose batches are files with their own due rule (``PacesBatches``,
+the lake's CdcMaxBatchInterval / CdcMinFileSize) gets a batch only when that
+rule says so, or when the runner must hand one over (a full batch, DDL, a
+reload, a stop): batch boundaries are file boundaries, so the checkpoint
+never covers a change that is not in a durable file.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from conveyor.connectors.arrow_rows import change_batch
+from conveyor.connectors.base import RejectedValue
 from conveyor.connectors.changes import (
     AcceptsEncodedRows,
     ChangeApplier,
@@ -49,6 +57,7 @@ from conveyor.connectors.changes import (
     EncodedRows,
     KeepsChangeLog,
     LoggedChange,
+    PacesBatches,
     RefusedTables,
     RenamesColumns,
     RowChange,
@@ -62,14 +71,15 @@ from conveyor.connectors.changes import (
 from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
 from conveyor.core.faults import fault_point
+from conveyor.core.retry import RetryPolicy, retry_call
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
 from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.reduce import TableReducer
-from conveyor.replication.cdc.refusals import ChangeRefusals
+from conveyor.replication.cdc.refusals import ChangeRefusals, source_rejection_stops
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.mappings import MappedTable, TableMappings
-from conveyor.replication.settings import ChangeProcessingDdlHandlingPolicy, ErrorBehavior
+from conveyor.replication.settings import ChangeProcessingDdlHandlingPolicy, ErrorBehavior, RecordPolicy
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +153,7 @@ class _InFlight:
     committed: Checkpoint | None
     commit_time: datetime | None
     changes: int
+    touched: dict[TableRef, list[Any] | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,7 +173,6 @@ class ChangeCapture:
     flush_seconds: float = 0.5
     max_batch_changes: int = 50_000
     batches_in_flight: int = 2
-    retry_seconds: float = 5.0
     on_batch: Callable[[ChangeCapture], None] = field(default=lambda capture: None)
     on_suspended: Callable[[CaptureTable], None] = field(default=lambda table: None)
     on_dropped: Callable[[CaptureTable, bool], None] = field(default=lambda table, dropped: None)
@@ -172,6 +182,9 @@ class ChangeCapture:
     """ApplyErrorFailOnTruncationDdl: a captured TRUNCATE fails the task (nothing of it applied)."""
     reloader: TableReloader | None = None
     errors: ErrorBehavior = field(default_factory=ErrorBehavior)
+    # Validation during capture: the target keys of each batch once it committed
+    # (None for a whole table), in the stream's thread (replication.cdc.validation).
+    on_applied: Callable[[dict[TableRef, list[Any] | None]], None] | None = None
 
     def __post_init__(self) -> None:
         self._handed = self.start  # the position of the last batch handed to the applier
@@ -199,6 +212,9 @@ class ChangeCapture:
             for table in self.tables.values():
                 table.keep_log = True
                 table.renew()
+        self._pacing = self.applier if isinstance(self.applier, PacesBatches) else None
+        self._file_bytes: dict[TableRef, int] = {}  # pending size per table, when paced
+        self._file_full = False  # one of them reached the paced size
 
     def run(self) -> None:
         try:
@@ -267,7 +283,7 @@ class ChangeCapture:
             while self._inflight and self._inflight[0].future.done():
                 self._wait_oldest()
             if event is None:
-                if self._pending or self._committed is not None:
+                if (self._pending or self._committed is not None) and self._paced_due():
                     self._flush()
                 continue
             if isinstance(event, RowChange):
@@ -284,7 +300,7 @@ class ChangeCapture:
                 self._committed = event.position
                 self.progress.last_commit_time = event.time or datetime.now(UTC)
                 self._pending_commit_time = self.progress.last_commit_time
-                if not self._inflight and self._pending:
+                if not self._inflight and self._pending and self._paced_due():
                     # The applier is idle: hand it what committed now rather than
                     # letting it wait (group commit: batches grow while it is busy).
                     self._flush()
@@ -312,9 +328,23 @@ class ChangeCapture:
                 self._index += 1
             if self._pending >= self.max_batch_changes or (
                 self._first_pending is not None
-                and time.monotonic() - self._first_pending >= self.flush_seconds
+                and (
+                    time.monotonic() - self._first_pending >= self.flush_seconds
+                    if self._pacing is None
+                    else self._paced_due()
+                )
             ):
                 self._flush()
+
+    def _paced_due(self) -> bool:
+        """Whether a paced applier's batch is due (always, for the others, and
+        when nothing is pending: a checkpoint alone writes no file)."""
+        pacing = self._pacing
+        if pacing is None or not self._pending or self._first_pending is None:
+            return True
+        if time.monotonic() - self._first_pending >= pacing.batch_seconds:
+            return True
+        return self._file_full
 
     def _note_pending(self, changes: int = 1) -> None:
         self._pending += changes
@@ -333,6 +363,11 @@ class ChangeCapture:
         log = table.reducer.log
         if log and log[-1].index == at[1] and log[-1].position is at[0]:
             self._open_log.append(log[-1])
+            if self._pacing is not None:
+                ref = table.mapped.target.ref
+                size = self._file_bytes.get(ref, 0) + self._pacing.change_bytes(ref, log[-1])
+                self._file_bytes[ref] = size
+                self._file_full = self._file_full or size >= self._pacing.batch_min_bytes
         self._note_pending()
 
     def _on_encoded(self, rows: EncodedRows) -> None:
@@ -464,6 +499,12 @@ class ChangeCapture:
         self._handed = position
         applying = [t for t in self.tables.values() if not t.reloading]
         reduced = [t.reducer.reduced() for t in applying if t.reducer.pending and t.suspended is None]
+        rejected = self._source_rejections()
+        touched = (
+            {t.mapped.target.ref: t.reducer.touched_keys() for t in applying if t.reducer.pending}
+            if self.on_applied is not None
+            else {}
+        )
         fault_point("capture-before-apply")
         for table in applying:
             table.inserts += table.reducer.inserts
@@ -472,14 +513,55 @@ class ChangeCapture:
             table.renew()
         self._inflight.append(
             _InFlight(
-                future=self._applier_thread.submit(self._apply_reduced, reduced, position),
+                future=self._applier_thread.submit(self._apply_reduced, reduced, rejected, position),
                 committed=self._committed,
                 commit_time=self._pending_commit_time,
                 changes=self._pending,
+                touched=touched,
             )
         )
         self._pending, self._first_pending, self._committed = 0, None, None
+        self._file_bytes.clear()
+        self._file_full = False
         self._open_log.clear()  # handed over (a part of an open transaction: without its commit time)
+
+    def _source_rejections(self) -> dict[TableRef, tuple[TableSchema, list[RejectedValue]]]:
+        """Values the stream left out (``take_rejections``), by target table,
+        bound for the target's apply-exceptions table in this batch's
+        transaction, per DataErrorPolicy (as the full load's source
+        rejections); a table whose policy stops is suspended here."""
+        take: Callable[[], list[RejectedValue]] | None = getattr(self.stream, "take_rejections", None)
+        rejected = take() if take is not None else []
+        found: dict[TableRef, tuple[TableSchema, list[RejectedValue]]] = {}
+        for r in rejected:
+            table = self.tables.get(r.table)
+            if table is None or table.suspended is not None:
+                continue
+            target = table.mapped.target
+            found.setdefault(target.ref, (target, []))[1].append(dataclasses.replace(r, table=target.ref))
+        for ref, (_, rows) in list(found.items()):
+            reason = source_rejection_stops(self.errors, f"{ref}: {rows[0].reason}")
+            if reason is not None:
+                self._suspend(ref, reason)
+                del found[ref]
+        if self.errors.data_error_policy is not RecordPolicy.LOG_ERROR:
+            return {}
+        return found
+
+    @staticmethod
+    def _with_source_rejections(
+        changes: list[ChangeBatch], found: dict[TableRef, tuple[TableSchema, list[RejectedValue]]]
+    ) -> list[ChangeBatch]:
+        """``changes`` with the source's rejected values (``_source_rejections``) to log."""
+        if not found:
+            return changes
+        found = dict(found)
+        logged = []
+        for table_changes in changes:
+            extra = found.pop(table_changes.table.ref, None)
+            more = () if extra is None else tuple(extra[1])
+            logged.append(dataclasses.replace(table_changes, rejected=(*table_changes.rejected, *more)))
+        return logged + [change_batch(target, rejected=tuple(rows)) for target, rows in found.values()]
 
     def _wait_applied(self) -> None:
         """Wait for every batch in flight (see ``_wait_oldest``)."""
@@ -504,12 +586,20 @@ class ChangeCapture:
             self.progress.last_applied_commit_time = inflight.commit_time
             self.stream.ack(inflight.committed)
             fault_point("capture-after-ack")
+        if self.on_applied is not None and inflight.touched:
+            self.on_applied(inflight.touched)
         self.on_batch(self)
 
-    def _apply_reduced(self, reduced: list[Callable[[], ChangeBatch]], position: Checkpoint) -> None:
+    def _apply_reduced(
+        self,
+        reduced: list[Callable[[], ChangeBatch]],
+        rejected: dict[TableRef, tuple[TableSchema, list[RejectedValue]]],
+        position: Checkpoint,
+    ) -> None:
         """The applier thread's part: the batch's tables as ``ChangeBatch``es
-        (their one conversion to Arrow, done here while the stream reads on), applied."""
-        self._apply([build() for build in reduced], position)
+        (their one conversion to Arrow, done here while the stream reads on),
+        with the source's rejected values, applied."""
+        self._apply(self._with_source_rejections([build() for build in reduced], rejected), position)
 
     def _apply(self, changes: list[ChangeBatch], position: Checkpoint) -> None:
         """The applier thread's part: one batch, with its checkpoint."""
@@ -576,17 +666,22 @@ class ChangeCapture:
                 log.error("task %s: table %s suspended: %s", self.task, target_ref, reason)
                 self.on_suspended(table)
 
+    @property
+    def retries(self) -> RetryPolicy:
+        return self.errors.retry_policy()
+
     def _apply_with_retry(self, action: Callable[[], None]) -> None:
-        """Retry while the target is unreachable; the checkpoint stays put, so
-        nothing is lost however long it takes. A stop ends the wait."""
-        delay = 0.5
-        while True:
-            try:
-                action()
-                return
-            except (TransientError, ConnectionFailed) as exc:
-                if self.stop.is_set():
-                    raise
-                log.warning("task %s: target unavailable, retrying in %.1f s: %s", self.task, delay, exc)
-                self.stop.wait(delay)
-                delay = min(delay * 2, self.retry_seconds)
+        """Retry while the target is unreachable, as the RecoverableError*
+        settings say (core/retry.py); the checkpoint stays put, so nothing is
+        lost however long it takes. A stop ends the wait; no retry left fails
+        the task with the error."""
+        if self.stop.is_set():
+            action()  # stopping: one try, the error as it is
+            return
+        retry_call(
+            action,
+            self.retries,
+            what=f"task {self.task}: target unavailable",
+            retryable=(TransientError, ConnectionFailed),
+            sleep=self.stop.wait,
+        )

@@ -11,6 +11,7 @@ from there. Killed before the checkpoint exists, the task starts over.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from conveyor.connectors.changes import CaptureStart, ChangeApplier, ChangeSource
@@ -22,6 +23,7 @@ from conveyor.events.lifecycle import TABLE_DROPPED, TABLE_SUSPENDED, task_event
 from conveyor.replication.cdc.reload_task import TaskTableReloader
 from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
+from conveyor.replication.cdc.validation import NOT_ENABLED, CaptureValidation, opener
 from conveyor.replication.full_load import TABLE_COMPLETED
 from conveyor.replication.identifiers import TargetNames, collisions, folding_of
 from conveyor.replication.mappings import MappedTable, TableMappings
@@ -172,11 +174,23 @@ def _capture(
     tuning = run.settings.change_processing_tuning
 
     drift_report = getattr(changes, "drift_report", None)
+    validation = _validation(run, tables, loaded)
+    reporting = threading.Lock()  # the capture's thread and validation's
 
     def report(capture: ChangeCapture) -> None:
-        for table in capture.tables.values():
+        with reporting:
+            _report(capture)
+
+    def _report(capture: ChangeCapture) -> None:
+        for table in list(capture.tables.values()):
             ref = table.mapped.target.ref
             document = loaded.get((ref.schema, ref.name), _cdc_only_stats(table)) | table.stats()
+            if validation is not None:
+                if table.suspended is None:
+                    validation.observe(table_plan(table.mapped), table.reloading)
+                document |= validation.stats(ref)
+            elif "ValidationState" not in document:
+                document["ValidationState"] = NOT_ENABLED
             if drift_report is not None:
                 document["Drift"] = drift_report(table.mapped.source.ref)
             if table.suspended:
@@ -245,11 +259,31 @@ def _capture(
             ddl=run.settings.change_processing_ddl_handling_policy,
             fail_on_truncate=errors.apply_error_fail_on_truncation_ddl,
             errors=errors,
+            on_applied=validation.applied if validation is not None else None,
         )
         report(capture)
+        if validation is not None:
+            validation.start(lambda: report(capture))
         capture.run()
     finally:
+        if validation is not None:
+            validation.close()
         stream.close()
+
+
+def _validation(
+    run: TaskRun, tables: dict[TableRef, CaptureTable], loaded: dict[tuple[str, str], dict[str, Any]]
+) -> CaptureValidation | None:
+    """Validation during capture, when EnableValidation: every captured table,
+    starting from this run's full-load validation, else compared whole first
+    (in memory only: a restart compares them all again)."""
+    settings = run.settings.validation_settings
+    if not settings.enable_validation:
+        return None
+    plans = [table_plan(t.mapped) for t in tables.values() if t.suspended is None]
+    sides = opener(run.stack.endpoint_config(run.spec.source), run.stack.endpoint_config(run.spec.target))
+    validated = {TableRef(*key): document for key, document in loaded.items()}
+    return CaptureValidation(run.name, settings, plans, sides, validated)
 
 
 def names_of(mapped: MappedTable) -> TargetNames:

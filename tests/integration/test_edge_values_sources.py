@@ -1,0 +1,379 @@
+"""Every MariaDB, SQLite and DynamoDB value arrives exactly or is reported: the
+edge-value corpora (support/edge_values_{mariadb,sqlite,dynamodb}.py) through
+full load and change capture, MariaDB -> PostgreSQL and DuckDB, SQLite ->
+DuckDB, DynamoDB -> PostgreSQL (Streams and incremental capture). One
+assertion per path lists every silent change; each path prints its counts."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import duckdb
+import psycopg
+import pytest
+
+from conveyor.orchestration.bus import event_sink
+from conveyor.replication.task_runner import run_task
+from conveyor.stack.loader import load_stack
+from conveyor.store.store import Store
+from integration.test_cdc_tasks import RunningTask
+from support import edge_values_dynamodb as ddb
+from support import edge_values_mariadb as maria
+from support import edge_values_sqlite as lite
+from support import source_types_doc
+from support.mariadb import mariadb_connect
+from support.servers import PostgresServer
+from support.source_edges import Corpus, counts, silent_changes
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 60.0
+MODIFIED = "updated_at"
+"""DynamoDB items' modified-at attribute (incremental capture)."""
+TASK = "edge"
+Observed = dict[str, str | None]
+Reported = dict[str, str]
+
+
+def _stack(path: Path, source: dict[str, Any], target: dict[str, Any], migration: str) -> Path:
+    document = {
+        "endpoints": {"src": source, "dst": target},
+        "tasks": {
+            TASK: {
+                "source": "src",
+                "target": "dst",
+                "migration_type": migration,
+                "table_mappings": {
+                    "rules": [
+                        {
+                            "rule-type": "selection",
+                            "rule-id": "1",
+                            "rule-name": "all",
+                            "object-locator": {"schema-name": "%", "table-name": "%"},
+                            "rule-action": "include",
+                        }
+                    ]
+                },
+            }
+        },
+    }
+    file = path / "conveyor.yaml"
+    file.write_text(json.dumps(document))
+    return file
+
+
+# Sources: create the tables, and write the rows (all, or those the CDC test leaves to capture).
+
+
+def _maria_create(url: str) -> None:
+    conn = mariadb_connect(url)
+    try:
+        with conn.cursor() as cur:
+            for name, (column_type, _) in maria.CORPUS.tables().items():
+                cur.execute(
+                    f"CREATE TABLE {name} (id int PRIMARY KEY, name varchar(64) NOT NULL, v {column_type})"
+                    " DEFAULT CHARSET=utf8mb4"
+                )
+    finally:
+        conn.close()
+
+
+def _maria_insert(url: str) -> None:
+    conn = mariadb_connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = ''")
+            cur.execute("SET SESSION time_zone = '+00:00'")
+            for name, (_, edges) in maria.CORPUS.tables().items():
+                rows = ", ".join(f"({i}, '{e.name}', {e.literal})" for i, e in enumerate(edges, 1))
+                cur.execute(f"INSERT INTO {name} VALUES {rows}")
+    finally:
+        conn.close()
+
+
+def _sqlite_create(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        for name, (column_type, _) in lite.CORPUS.tables().items():
+            conn.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, v {column_type})")
+    conn.close()
+
+
+def _sqlite_insert(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        for name, (_, edges) in lite.CORPUS.tables().items():
+            rows = ", ".join(f"({i}, '{e.name}', {e.literal})" for i, e in enumerate(edges, 1))
+            conn.execute(f"INSERT INTO {name} VALUES {rows}")
+    conn.close()
+
+
+# Targets: each row's text, what was reported, and each table's column type.
+
+
+def _pg_read(url: str, corpus: Corpus, prefix: str = "") -> tuple[Observed, Reported, dict[str, str]]:
+    observed: Observed = {}
+    reported: Reported = {}
+    typed: dict[str, str] = {}
+    with psycopg.connect(url) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        located = dict(
+            conn.execute(
+                "SELECT table_name, table_schema FROM information_schema.tables"
+                " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+            ).fetchall()
+        )
+        for table in corpus.tables():
+            if prefix + table not in located:
+                continue
+            relation = f'"{located[prefix + table]}"."{prefix + table}"'
+            if corpus.engine == "dynamodb":
+                rows = conn.execute(  # type: ignore[call-overload]
+                    f"SELECT pk, (to_jsonb(t) - 'pk' - '_variant' - '{MODIFIED}')::text FROM {relation} t"
+                ).fetchall()
+            else:
+                rows = conn.execute(f"SELECT name, v::text FROM {relation}").fetchall()  # type: ignore[call-overload]
+            kind = conn.execute(  # type: ignore[call-overload]
+                "SELECT CASE WHEN t.typtype = 'e' THEN 'enum' ELSE format_type(atttypid, atttypmod) END"
+                f" FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+                f" WHERE attrelid = '{relation}'::regclass AND attname = 'v'"
+            ).fetchone()
+            if kind is not None:
+                typed[table] = kind[0]
+            observed.update(dict(rows))
+        if "awsdms_apply_exceptions" in located:
+            for table, key, column, error in conn.execute(
+                "SELECT table_name, key, column_name, error FROM public.awsdms_apply_exceptions"
+            ).fetchall():
+                reported[_row_name(corpus, table, key)] = f"column {column!r}: {error}"
+    return observed, reported, typed
+
+
+def _duckdb_read(path: Path, corpus: Corpus) -> tuple[Observed, Reported, dict[str, str]]:
+    observed: Observed = {}
+    reported: Reported = {}
+    typed: dict[str, str] = {}
+    with duckdb.connect(str(path), read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        located = dict(
+            conn.execute("SELECT table_name, table_schema FROM information_schema.tables").fetchall()
+        )
+        for table in corpus.tables():
+            if table not in located:
+                continue
+            rows = conn.execute(
+                f'SELECT name, CAST(v AS VARCHAR), typeof(v) FROM "{located[table]}"."{table}"'
+            ).fetchall()
+            observed.update({name: value for name, value, _ in rows})
+            if rows:
+                typed[table] = re.sub(r"^ENUM\(.*", "ENUM", rows[0][2], flags=re.S)
+        if "awsdms_apply_exceptions" in located:
+            for table, key, column, error in conn.execute(
+                "SELECT table_name, key, column_name, error FROM main.awsdms_apply_exceptions"
+            ).fetchall():
+                reported[_row_name(corpus, table, key)] = f"column {column!r}: {error}"
+    return observed, reported, typed
+
+
+def _row_name(corpus: Corpus, table: str, key: str | dict[str, Any]) -> str:
+    key = json.loads(key) if isinstance(key, str) else key
+    if "pk" in key:  # DynamoDB: the key is the row's name
+        return str(key["pk"])
+    return corpus.row_of(table, int(key["id"]))
+
+
+def _table_reasons(store: Store) -> Reported:
+    """Tables failed or suspended, with their reason."""
+    run = store.task_status(TASK)["current_run"]
+    stats = store.table_stats(TASK, run) if run is not None else []
+    return {
+        s["TableName"].split("_", 1)[1] if s["TableName"].startswith("x") else s["TableName"]: str(
+            s.get("SuspendedReason") or s.get("Error")
+        )
+        for s in stats
+        if s.get("SuspendedReason") or s.get("Error")
+    }
+
+
+def _check(
+    corpus: Corpus, target: str, path: str, read: tuple[Observed, Reported, dict[str, str]], tables: Reported
+) -> None:
+    observed, reported, typed = read
+    problems = silent_changes(corpus, target, observed, {**reported, **tables})
+    problems += source_types_doc.drift(corpus, target, typed)
+    print(f"\n{path}: {counts(corpus, target, problems)}")
+    assert not problems, f"{path}: silent changes or failures:\n" + "\n".join(problems)
+
+
+def _full_load(store: Store, stack: Path) -> None:
+    run_task(store, load_stack(stack), TASK, events=event_sink(store), stop=threading.Event())
+
+
+def _wait(check: Callable[[], bool], what: str, debug: Callable[[], Any]) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: {debug()}")
+
+
+def _captured(store: Store, corpus: Corpus, already: int = 0, prefix: str = "") -> bool:
+    """Every table's rows applied (beyond ``already`` loaded ones) or the table suspended."""
+    run = store.task_status(TASK)["current_run"]
+    stats = {s["TableName"]: s for s in (store.table_stats(TASK, run) if run is not None else [])}
+    for name, (_, edges) in corpus.tables().items():
+        entry = stats.get(prefix + name, {})
+        applied = entry.get("Inserts", 0) + entry.get("Updates", 0)  # incremental capture upserts
+        if entry.get("SuspendedReason") is None and applied + already < len(edges):
+            return False
+    return True
+
+
+def _cdc(
+    store: Store, stack: Path, corpus: Corpus, write: Callable[[], None], already: int = 0, prefix: str = ""
+) -> Reported:
+    with RunningTask(store, stack, TASK):
+        _wait(
+            lambda: store.task_progress(TASK) is not None, "capture to begin", lambda: store.task_status(TASK)
+        )
+        write()
+        _wait(
+            lambda: _captured(store, corpus, already, prefix),
+            "every table applied or suspended",
+            lambda: (store.task_status(TASK), _table_reasons(store)),
+        )
+    return _table_reasons(store)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(home=tmp_path / "home")
+    yield opened
+    opened.close()
+
+
+def _target(kind: str, tmp_path: Path, pg_server: PostgresServer) -> dict[str, Any]:
+    if kind == "duckdb":
+        return {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
+    return {"engine": "postgres", "url": pg_server.url(pg_server.new_database("edge_dst"))}
+
+
+def _read(kind: str, endpoint: dict[str, Any], corpus: Corpus) -> tuple[Observed, Reported, dict[str, str]]:
+    if kind == "duckdb":
+        return _duckdb_read(Path(endpoint["path"]), corpus)
+    return _pg_read(endpoint["url"], corpus)
+
+
+@pytest.mark.parametrize("cdc", [False, True], ids=["full-load", "cdc"])
+@pytest.mark.parametrize("target", ["postgres", "duckdb"])
+def test_mariadb_every_value_exact_or_reported(
+    target: str, cdc: bool, mariadb_db: str, pg_server: PostgresServer, store: Store, tmp_path: Path
+) -> None:
+    _maria_create(mariadb_db)
+    endpoint = _target(target, tmp_path, pg_server)
+    source = {"engine": "mysql", "url": mariadb_db}
+    if cdc:
+        stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
+        tables = _cdc(store, stack, maria.CORPUS, lambda: _maria_insert(mariadb_db))
+    else:
+        _maria_insert(mariadb_db)
+        stack = _stack(tmp_path, source, endpoint, "full-load")
+        _full_load(store, stack)
+        tables = _table_reasons(store)
+        assert tables == {}, "a refused value fails no table: its row goes to the exceptions table"
+    path = f"MariaDB -> {target} ({'CDC' if cdc else 'full load'})"
+    _check(maria.CORPUS, target, path, _read(target, endpoint, maria.CORPUS), tables)
+
+
+@pytest.mark.parametrize("cdc", [False, True], ids=["full-load", "cdc"])
+def test_sqlite_every_value_exact_or_reported(cdc: bool, store: Store, tmp_path: Path) -> None:
+    db = tmp_path / "src.sqlite"
+    _sqlite_create(db)
+    endpoint = {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
+    source = {"engine": "sqlite", "path": str(db)}
+    if cdc:
+        stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
+        tables = _cdc(store, stack, lite.CORPUS, lambda: _sqlite_insert(db))
+    else:
+        _sqlite_insert(db)
+        stack = _stack(tmp_path, source, endpoint, "full-load")
+        _full_load(store, stack)
+        tables = _table_reasons(store)
+        assert tables == {}, "a refused value fails no table: its row goes to the exceptions table"
+    path = f"SQLite -> duckdb ({'CDC' if cdc else 'full load'})"
+    _check(lite.CORPUS, "duckdb", path, _read("duckdb", endpoint, lite.CORPUS), tables)
+
+
+_tables_made = iter(range(1_000_000))
+
+
+def _dynamodb_tables(url: str) -> tuple[Any, str]:
+    """The corpus's tables, created with a prefix of their own (moto is shared)
+    and streams on; returns the resource and the prefix."""
+    resource = boto3.resource("dynamodb", endpoint_url=url, region_name="us-east-1")
+    prefix = f"x{next(_tables_made)}{int(time.time() * 1000) % 10**8}_"
+    for name in ddb.CORPUS.tables():
+        resource.create_table(
+            TableName=prefix + name,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+    return resource, prefix
+
+
+def _dynamodb_put(resource: Any, prefix: str, seeds: bool) -> None:
+    """The first item of each table (``seeds``), or the others; each with a
+    modified-at attribute for incremental capture (the seeds' in the past)."""
+    for name, (_, edges) in ddb.CORPUS.tables().items():
+        table = resource.Table(prefix + name)
+        for edge in edges[:1] if seeds else edges[1:]:
+            modified = "2000-01-01T00:00:00" if seeds else datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+            item = {"pk": edge.name, MODIFIED: modified}
+            if edge.literal is not None or not edge.name.endswith("_null"):
+                item["v"] = edge.literal
+            table.put_item(Item=item)
+
+
+@pytest.mark.parametrize("capture", [None, "streams", "incremental"])
+def test_dynamodb_every_value_exact_or_reported(
+    capture: str | None,
+    moto_url: str,
+    pg_server: PostgresServer,
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
+    resource, prefix = _dynamodb_tables(moto_url)
+    _dynamodb_put(resource, prefix, seeds=True)
+    settings = {
+        "tables": [prefix + n for n in ddb.CORPUS.tables()],
+        "conflicting_values": "load_errors",
+        "column_types": {prefix + t: columns for t, columns in ddb.OVERRIDE.items()},
+    }
+    if capture == "incremental":
+        settings["incremental"] = {"attribute": MODIFIED, "interval_seconds": 0}
+    source = {"engine": "dynamodb", "endpoint_url": moto_url, "region": "us-east-1", "settings": settings}
+    endpoint = _target("postgres", tmp_path, pg_server)
+    if capture is not None:
+        stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
+        write = lambda: _dynamodb_put(resource, prefix, seeds=False)  # noqa: E731
+        tables = _cdc(store, stack, ddb.CORPUS, write, already=1, prefix=prefix)
+    else:
+        _dynamodb_put(resource, prefix, seeds=False)
+        stack = _stack(tmp_path, source, endpoint, "full-load")
+        _full_load(store, stack)
+        tables = _table_reasons(store)
+    path = f"DynamoDB -> postgres ({capture or 'full load'})"
+    _check(ddb.CORPUS, "postgres", path, _pg_read(endpoint["url"], ddb.CORPUS, prefix), tables)

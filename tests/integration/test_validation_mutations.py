@@ -1,0 +1,293 @@
+"""`conveyor validate` flags every value of the edge-value corpus
+(support/edge_values.py) changed behind Conveyor's back, and never raises.
+
+The corpus is loaded PG -> PG and PG -> DuckDB. Every value that arrived
+exactly (its table Validated) is changed on the target to a different valid
+value of its type, one row per table per round (the closest change first:
+a digit, a trailing space, -0 for 0), then one validation of the task must
+flag exactly the changed row of each changed table and nothing else; the rows
+are restored before the next round."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import psycopg
+import pytest
+
+from conveyor.replication.task_runner import validate_task
+from conveyor.stack.loader import load_stack
+from support import edge_values as ev
+from support.cli import conveyor
+from support.servers import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+# More PostgreSQL values whose spelling a load may change (this test's own tables).
+EXTRA: dict[str, tuple[str, list[str]]] = {
+    "x_char": ("character(5)", ["'ab'", "'abcde'", "' a'"]),
+    "x_varchar": ("varchar(10)", ["'a  '", "'x'"]),
+    "x_xml": ("xml", ['\'<?xml version="1.0" standalone="yes"?><r/>\'', "'<r a=\"1\">t</r>'"]),
+    "x_ts3": ("timestamp(3)", ["'2020-01-01 00:00:00.123'", "'2020-01-01 00:00:00'"]),
+    "x_num": ("numeric(6,3)", ["'1.500'", "'-0.000'"]),
+    "x_tstz": ("timestamptz", ["'2020-06-01 12:00:00.000001+02'"]),
+    "x_varbit": ("bit varying(8)", ["B'101'"]),
+    "x_inet": ("inet", ["'10.0.0.1/8'"]),
+    "x_ia": ("integer[]", ["'{{1,2},{3,4}}'", "'[0:1]={5,6}'"]),
+}
+
+
+def corpus() -> dict[str, tuple[str, int]]:
+    """Table -> (column type, rows): the edge-value corpus and EXTRA."""
+    tables = {n: (t, len(edges)) for n, (t, edges) in ev.tables().items()}
+    return tables | {n: (t, len(values)) for n, (t, values) in EXTRA.items()}
+
+
+def _create(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(ev.create_sql())  # type: ignore[arg-type]
+        for statement in ev.insert_sql():
+            conn.execute(statement)  # type: ignore[arg-type]
+        for name, (native, values) in EXTRA.items():
+            rows = ", ".join(f"({i}, {v})" for i, v in enumerate(values, 1))
+            conn.execute(f"CREATE TABLE {name} (id integer PRIMARY KEY, v {native})")  # type: ignore[arg-type]
+            conn.execute(f"INSERT INTO {name} VALUES {rows}")  # type: ignore[arg-type]
+
+
+FALLBACKS = ("-infinity", "infinity", "0", "1", "x", "[1]", "{1}", "[]", "{}", '{"x": 1}', "\\x01")
+
+
+class Target(Protocol):
+    def text(self, table: str, row: int) -> str | None: ...
+    def set(self, table: str, row: int, text: str) -> bool: ...
+    def restore(self, table: str, row: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class PostgresTarget:
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute("CREATE SCHEMA bk")
+        for name in corpus():
+            self.conn.execute(f"CREATE TABLE bk.{name} AS SELECT * FROM public.{name}")  # type: ignore[arg-type]
+
+    def text(self, table: str, row: int) -> str | None:
+        found = self.conn.execute(f"SELECT v::text FROM public.{table} WHERE id = %s", [row]).fetchone()  # type: ignore[arg-type]
+        return found[0] if found else None
+
+    def set(self, table: str, row: int, text: str) -> bool:
+        native = corpus()[table][0]
+        try:
+            self.conn.execute(f"UPDATE public.{table} SET v = %s::{native} WHERE id = %s", [text, row])  # type: ignore[arg-type]
+        except psycopg.Error:
+            return False
+        return True
+
+    def restore(self, table: str, row: int) -> None:
+        self.conn.execute(
+            f"UPDATE public.{table} t SET v = b.v FROM bk.{table} b WHERE b.id = t.id AND t.id = %s",  # type: ignore[arg-type]
+            [row],
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class DuckDBTarget:
+    def __init__(self, path: Path) -> None:
+        # In this process, with the task's own settings: the instance validation opens too.
+        self.conn = duckdb.connect(str(path), config={"memory_limit": "128MB"})
+        self.conn.execute("CREATE SCHEMA bk")
+        present = {r[0] for r in self.conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        for name in corpus():
+            if name in present:
+                self.conn.execute(f"CREATE TABLE bk.{name} AS SELECT * FROM public.{name}")
+
+    def text(self, table: str, row: int) -> str | None:
+        found = self.conn.execute(
+            f"SELECT CAST(v AS VARCHAR) FROM public.{table} WHERE id = ?", [row]
+        ).fetchone()
+        return found[0] if found else None
+
+    def set(self, table: str, row: int, text: str) -> bool:
+        found = self.conn.execute(f"SELECT typeof(v) FROM public.{table} LIMIT 1").fetchone()
+        assert found is not None
+        try:
+            self.conn.execute(
+                f"UPDATE public.{table} SET v = CAST(? AS {found[0]}) WHERE id = ?", [text, row]
+            )
+        except duckdb.Error:
+            return False
+        return True
+
+    def restore(self, table: str, row: int) -> None:
+        self.conn.execute(
+            f"UPDATE public.{table} SET v = (SELECT b.v FROM bk.{table} b WHERE b.id = ?) WHERE id = ?",
+            [row, row],
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def candidates(text: str, native: str) -> Iterator[str]:
+    """Different values for a value's text, the closest first: the silent
+    changes seen on the way (a float's last bit, -0, a trailing space, an
+    array's bounds or dimensions, a json duplicate key dropped), then a digit."""
+    if native in {"real", "double precision"}:
+        yield from _next_float(text, native == "real")
+    if native == "text":
+        yield text + " "
+    if re.match(r"^\[[-0-9:\]\[]*\]=", text):
+        yield text.split("=", 1)[1]  # the lower bounds dropped
+    if text.startswith("{{"):
+        yield "{" + text.replace("{", "").replace("}", "") + "}"  # flattened
+    if native == "json" and text.count('"a"') > 1:
+        yield text.replace('"a":2,', "")  # a duplicate key dropped
+    digits = [i for i, c in enumerate(text) if c.isdigit()]
+    for i in reversed(digits):
+        for step in (1, 9):
+            yield text[:i] + str((int(text[i]) + step) % 10) + text[i + 1 :]
+    if text.lower() != text and native != "numeric":
+        yield text.lower()
+    yield text + "x"
+    yield from FALLBACKS
+
+
+def _next_float(text: str, single: bool) -> Iterator[str]:
+    if text in {"-0", "-0.0", "0"}:
+        yield "0" if text.startswith("-") else "-0"
+    try:
+        value = float(text)
+    except ValueError:
+        return
+    if math.isfinite(value) and value != 0:
+        if single:
+            bits = struct.unpack("<i", struct.pack("<f", value))[0]
+            yield repr(struct.unpack("<f", struct.pack("<i", bits - 1))[0])
+        else:
+            yield repr(math.nextafter(value, 0))
+
+
+def mutate(target: Target, table: str, row: int) -> str | None:
+    """Change one value to a different valid value; what it became (None: no candidate took)."""
+    before = target.text(table, row)
+    native = corpus()[table][0]
+    for candidate in candidates(before if before is not None else "", native):
+        if target.set(table, row, candidate):
+            after = target.text(table, row)
+            if after is not None and after != before:
+                return after
+            target.restore(table, row)
+    return None
+
+
+def _stack(tmp_path: Path, source: str, target: dict[str, Any]) -> Path:
+    rule = {
+        "rule-type": "selection",
+        "rule-id": "1",
+        "rule-name": "all",
+        "object-locator": {"schema-name": "public", "table-name": "%"},
+        "rule-action": "include",
+    }
+    document = {
+        "endpoints": {"src": {"engine": "postgres", "url": source}, "dst": target},
+        "tasks": {
+            "edge": {
+                "source": "src",
+                "target": "dst",
+                "migration_type": "full-load",
+                "table_mappings": {"rules": [rule]},
+            }
+        },
+    }
+    path = tmp_path / "conveyor.yaml"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["postgres", "duckdb"])
+def test_every_changed_value_is_flagged(kind: str, pg_server: PostgresServer, tmp_path: Path) -> None:
+    source = pg_server.url(pg_server.new_database("mut_src"))
+    _create(source)
+    if kind == "duckdb":
+        endpoint: dict[str, Any] = {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
+    else:
+        endpoint = {"engine": "postgres", "url": pg_server.url(pg_server.new_database("mut_dst"))}
+    stack_path = _stack(tmp_path, source, endpoint)
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack_path)).returncode == 0
+    conveyor(home, "tasks", "start", "edge", "--wait", timeout=300)  # refused values may fail their tables
+    stack = load_stack(stack_path)
+
+    def validate() -> dict[str, dict[str, Any]]:
+        report = validate_task(stack, "edge").as_dict()  # never raises: every table gets a state
+        return {t["Table"].split(".")[-1]: t for t in report["Tables"]}
+
+    baseline = validate()
+    assert set(baseline) == set(corpus()), "a table without a state"
+    exact = {n for n, t in baseline.items() if t["ValidationState"] == "Validated"}
+    not_validated = [
+        f"{n}: {t['ValidationState']} {t['Reason']}" for n, t in baseline.items() if n not in exact
+    ]
+    assert {n for n in ev.tables() if n.startswith("e_")} <= exact, not_validated
+    print(f"{kind}: not Validated before any change:", *not_validated, sep="\n  ")
+    for name in set(baseline) - exact:  # a refused value: its row is missing, or the table is in error
+        state = baseline[name]
+        kinds = {f["FailureType"] for f in state["FirstFailures"]}
+        assert (state["ValidationState"], kinds) == ("Mismatched records", {"MISSING_TARGET"}) or (
+            state["ValidationState"] == "Table error" and state["Reason"]
+        ), (name, state)
+    target: Target = (
+        DuckDBTarget(tmp_path / "dw.duckdb") if kind == "duckdb" else PostgresTarget(endpoint["url"])
+    )
+    todo = {n: list(range(1, corpus()[n][1] + 1)) for n in sorted(exact)}
+    tried = missed_count = 0
+    missed: list[str] = []
+    unchangeable: list[str] = []
+    changes: list[str] = []
+    try:
+        while any(todo.values()):
+            changed: dict[str, tuple[int, str, str | None]] = {}
+            for name, rows in todo.items():
+                if rows:
+                    row = rows.pop(0)
+                    before = target.text(name, row)
+                    after = mutate(target, name, row)
+                    if after is None:
+                        unchangeable.append(f"{name} row {row} ({before!r})")
+                    else:
+                        changed[name] = (row, before or "<NULL>", after)
+                        changes.append(f"{name} row {row}: {before!r} -> {after!r}")
+            tables = validate()
+            for name in exact:
+                state = tables[name]
+                if name not in changed:
+                    if state["ValidationState"] != "Validated":
+                        missed.append(
+                            f"{name}: unchanged, yet {state['ValidationState']} {state['FirstFailures']}"
+                        )
+                    continue
+                row, before, after = changed[name]
+                tried += 1
+                flagged = [(f["Key"], f["FailureType"], f["Columns"]) for f in state["FirstFailures"]]
+                if flagged != [({"id": str(row)}, "RECORD_DIFF", ["v"])]:
+                    missed_count += 1
+                    missed.append(
+                        f"{name} row {row}: {before!r} -> {after!r}: {state['ValidationState']} {flagged}"
+                    )
+                target.restore(name, row)
+    finally:
+        target.close()
+    print(f"{kind}: {tried} values changed one at a time, {missed_count} missed")
+    print("\n".join(f"  {c}" for c in changes))
+    assert not missed, f"{missed_count} of {tried} changes missed:\n" + "\n".join(missed)
+    assert not unchangeable, unchangeable
+    assert tried == sum(corpus()[n][1] for n in exact)
