@@ -128,6 +128,8 @@ def _first_unrepresentable(value: Any) -> Unrepresentable | None:
 
 
 def _batch(table: TableSchema, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> pa.RecordBatch:
+    if not rows:
+        return _empty_batch(table, columns)
     arrays = []
     fields = []
     for name in columns:
@@ -140,6 +142,14 @@ def _batch(table: TableSchema, rows: Sequence[dict[str, Any]], columns: Sequence
             raise
         fields.append(pa.field(name, column.type.arrow()))
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _empty_batch(table: TableSchema, columns: Sequence[str]) -> pa.RecordBatch:
+    """No rows, without ``pa.array``: its first call imports pandas (pyarrow's
+    array-like check), ~50 MB and up to a second, which a batch of encoded rows
+    (PostgreSQL to PostgreSQL: every part but ``encoded`` empty) never needs."""
+    fields = [pa.field(name, table.column(name).type.arrow()) for name in columns]
+    return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in fields], schema=pa.schema(fields))
 
 
 class _Refused(Exception):
