@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -268,3 +270,30 @@ def test_touched_keys_name_every_key_a_batch_changes_or_the_whole_table() -> Non
     keyless = TableReducer(TableSchema(REF, TABLE.columns), {c: c for c in TABLE.column_names})
     keyless.add(change(Op.INSERT, {"id": 1, "v": "a", "big": None}))
     assert keyless.touched_keys() is None
+
+
+def test_a_batch_of_encoded_rows_builds_its_empty_parts_without_importing_pandas() -> None:
+    """pyarrow's ``pa.array`` imports pandas on its first call (~50 MB, up to a
+    second): a PostgreSQL->PostgreSQL capture, whose rows pass encoded, never needs it."""
+    code = (
+        "import sys\n"
+        "from conveyor.core import types as t\n"
+        "from conveyor.core.schema import Column, TableRef, TableSchema\n"
+        "from conveyor.core.types import Kind\n"
+        "from conveyor.replication.cdc.reduce import TableReducer\n"
+        "from conveyor.connectors.changes import EncodedRows\n"
+        "table = TableSchema(TableRef('public', 'items'), [Column('id', t.simple(Kind.INT64), False),"
+        " Column('d', t.simple(Kind.DATE))], ('id',))\n"
+        "reducer = TableReducer(table, {'id': 'id', 'd': 'd'})\n"
+        "reducer.add_encoded(EncodedRows(table.ref, [(1,)], [b'1\\t2024-01-01\\n'], 0, 1))\n"
+        "out = reducer.changes()\n"
+        "assert out.encoded == [b'1\\t2024-01-01\\n'] and out.num_rows == 1, out\n"
+        "assert out.upserts.schema.field('d').type == t.simple(Kind.DATE).arrow(), out.upserts.schema\n"
+        "assert out.deletes.schema.names == ['id'] and out.deletes.num_rows == 0\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
