@@ -153,6 +153,16 @@ def test_create_modify_delete_a_task_as_apply_would(tmp_path: Path) -> None:
         assert names == ["shop-load"]
         with pytest.raises(dms.exceptions.ResourceNotFoundFault):
             dms.delete_replication_task(ReplicationTaskArn=arn)
+        # Created, modified and deleted, as the service's events say (a refused call says nothing).
+        described = dms.describe_events(SourceIdentifier="customers-load", SourceType="replication-task")
+        events = [
+            (e["Message"], tuple(e["EventCategories"]))
+            for e in described["Events"]
+            if e["EventCategories"] != ["statechange"]  # it also ran
+        ]
+        assert events[0] == ("Replication task has been created.", ("creation",))
+        assert events[-1] == ("Replication task has been deleted.", ("deletion",))
+        assert set(events[1:-1]) == {("Replication task has been modified.", ("configuration change",))}
 
 
 def test_a_running_task_is_not_modified_or_deleted_and_reloads_tables(tmp_path: Path) -> None:

@@ -47,7 +47,13 @@ def test_full_load_journey(stack: Path, tmp_path: Path) -> None:
     assert {t["ValidationState"] for t in rows.values()} == {"Validated"}
 
     events = json.loads(conveyor(home, "events", "list", "--json").stdout)["Events"][::-1]
-    assert [e["detail"]["eventId"] for e in events] == ["DMS-EVENT-0069", "DMS-EVENT-0079"]
+    # apply created the stack's two tasks; then this one started and stopped.
+    assert [e["detail"]["eventId"] for e in events] == [
+        "DMS-EVENT-0074",
+        "DMS-EVENT-0074",
+        "DMS-EVENT-0069",
+        "DMS-EVENT-0079",
+    ]
     stopped = events[-1]
     assert stopped["source"] == "aws.dms"
     assert stopped["detail"]["detailMessage"] == "Stop Reason FULL_LOAD_ONLY_FINISHED"

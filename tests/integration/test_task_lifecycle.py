@@ -217,6 +217,7 @@ def test_detached_start_returns_at_once_and_the_task_finishes(
     listed = conveyor(home, "events", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     events = [e["detail"] for e in json.loads(listed.stdout)["Events"][::-1]]
+    events = [e for e in events if e["category"] == "StateChange"]  # not apply's "created"
     assert [(e["eventId"], e["detailMessage"]) for e in events] == [
         ("DMS-EVENT-0069", "Replication task has started."),
         ("DMS-EVENT-0079", "Stop Reason FULL_LOAD_ONLY_FINISHED"),
@@ -296,6 +297,7 @@ def test_stop_a_running_task_rolls_back_and_says_normal(
     assert described["tables"][0]["FullLoadRows"] == 0
     assert described["tables"][0]["TableState"] == "Before load"
     events = json.loads(conveyor(home, "events", "list", "--json").stdout)["Events"][::-1]
+    events = [e for e in events if e["detail"]["category"] == "StateChange"]  # not apply's "created"
     assert [e["detail"]["eventId"] for e in events] == ["DMS-EVENT-0069", "DMS-EVENT-0079"]
     assert events[-1]["detail"]["detailMessage"] == "Stop Reason NORMAL"
     wait_gone(pid)  # the worker exits right after recording the stop
@@ -336,7 +338,9 @@ def test_a_killed_worker_is_taken_over_and_the_load_redone_exactly(
     assert (new_run["status"], new_run["pid"]) == ("stopped", described["pid"])
     assert (old_run["status"], old_run["pid"]) == ("failed", pid)
     assert old_run["error"] == f"worker process {pid} died"
+    assert old_run["stop_reason"] == "RECOVERABLE_ERROR"  # resumed from its checkpoint
     events = json.loads(conveyor(home, "events", "list", "--json").stdout)["Events"][::-1]
+    events = [e for e in events if e["detail"]["eventType"] != "REPLICATION_TASK_CREATED"]
     assert [e["detail"]["eventId"] for e in events] == [
         "DMS-EVENT-0069",
         "DMS-EVENT-0078",

@@ -14,6 +14,7 @@ import duckdb
 import psycopg
 import pytest
 
+from conveyor.connectors.duckdb.target import DEFAULT_MEMORY_LIMIT
 from conveyor.store.store import Store
 from integration.test_cdc_tasks import RunningTask, _described, _kill_worker, wait_until
 from support.cli import conveyor
@@ -170,7 +171,7 @@ def test_postgres_to_duckdb(pg_server: PostgresServer, store: Store, tmp_path: P
 
     def target_sql(statement: str) -> list[tuple[Any, ...]]:
         # In this process, with the task's own settings: the same database instance.
-        with duckdb.connect(str(path), config={"memory_limit": "128MB"}) as conn:
+        with duckdb.connect(str(path), config={"memory_limit": DEFAULT_MEMORY_LIMIT}) as conn:
             conn.execute("SET search_path = 'public,main'")
             try:
                 return conn.execute(

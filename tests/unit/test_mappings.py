@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -427,3 +428,62 @@ def test_add_column_errors(rules: list[dict[str, Any]], message: str) -> None:
     mappings = TableMappings.parse(rule_doc(*rules), ORIGIN)
     with pytest.raises(ConfigError, match=re.escape(message)):
         mappings.select([USERS])
+
+
+def child_tables() -> list[TableSchema]:
+    """A DynamoDB-like parent and its child table (keyed by the parent's key and position)."""
+    parent = table("dynamodb", "Orders", "OrderId", "Total", key=("OrderId",))
+    child = replace(
+        table("dynamodb", "Orders_Items", "OrderId", "position", "Sku", key=("OrderId", "position")),
+        parent=parent.ref,
+    )
+    return [parent, child]
+
+
+CHILD_SELECTION = [
+    ([sel(1, "dynamodb", "Orders")], ["Orders", "Orders_Items"]),
+    ([sel(1, "dynamodb", "Orders"), sel(2, "dynamodb", "Orders_Items", "exclude")], ["Orders"]),
+    ([sel(1, "dynamodb", "Orders"), sel(2, "%", "%Items", "exclude")], ["Orders"]),
+    ([sel(1, "dynamodb", "Orders_Items")], ["Orders_Items"]),
+    ([sel(1, "dynamodb", "Orders", "exclude"), sel(2, "%", "%")], ["Orders_Items"]),
+]
+
+
+@pytest.mark.parametrize(("rules", "expected"), CHILD_SELECTION)
+def test_selecting_a_parent_selects_its_child_tables(
+    rules: list[dict[str, Any]], expected: list[str]
+) -> None:
+    mapped = TableMappings.parse({"rules": rules}, ORIGIN).select(child_tables())
+    assert sorted(m.source.ref.name for m in mapped) == expected
+
+
+def test_a_parents_filter_on_a_column_its_child_lacks_is_refused_by_name() -> None:
+    rule = sel(1, "dynamodb", "Orders") | {
+        "filters": [
+            {
+                "filter-type": "source",
+                "column-name": "Total",
+                "filter-conditions": [{"filter-operator": "gte", "value": "5"}],
+            }
+        ]
+    }
+    with pytest.raises(ConfigError, match=r"Orders_Items is selected with its parent .*'Total'.*exclude it"):
+        TableMappings.parse({"rules": [rule]}, ORIGIN).select(child_tables())
+
+
+def test_a_child_table_without_its_position_is_keyed_by_its_parent_as_a_group() -> None:
+    rules = [
+        sel(1, "dynamodb", "Orders"),
+        tr(2, "column", "remove-column", table="Orders_Items", column="position"),
+    ]
+    child = {
+        m.source.ref.name: m for m in TableMappings.parse({"rules": rules}, ORIGIN).select(child_tables())
+    }
+    assert child["Orders_Items"].target.primary_key == ()  # no unique key on the target
+    assert child["Orders_Items"].group_key == ("OrderId",)
+    assert child["Orders"].group_key == () and child["Orders"].target.primary_key == ("OrderId",)
+    kept = {
+        m.source.ref.name: m for m in TableMappings.parse({"rules": rules[:1]}, ORIGIN).select(child_tables())
+    }
+    assert kept["Orders_Items"].group_key == ()
+    assert kept["Orders_Items"].target.primary_key == ("OrderId", "position")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.connectors.mysql.ddl import altered_columns, dropped_tables
+from conveyor.connectors.mysql.ddl import altered_columns, created_tables, dropped_tables
 from conveyor.core.schema import TableRef
 
 ALTERS: list[tuple[str, tuple[str, str], dict[str, str], list[str], list[str]]] = [
@@ -66,3 +66,19 @@ DROPS = [
 @pytest.mark.parametrize(("query", "tables"), DROPS)
 def test_dropped_tables(query: str, tables: list[tuple[str, str]]) -> None:
     assert dropped_tables(query, "db") == [TableRef(*t) for t in tables]
+
+
+CREATES = [
+    ("CREATE TABLE fresh (id int PRIMARY KEY, v varchar(20))", [("db", "fresh")]),
+    ("create table if not exists `db2`.`a b` like x", [("db2", "a b")]),
+    ("/* c */ CREATE OR REPLACE TABLE t2 AS SELECT 1 AS a", [("db", "t2")]),
+    ("RENAME TABLE a TO b, db2.c TO db3.d", [("db", "b"), ("db3", "d")]),
+    ("CREATE TEMPORARY TABLE t (a int)", []),
+    ("CREATE INDEX i ON t (a)", []),
+    ("ALTER TABLE t ADD c int", []),
+]
+
+
+@pytest.mark.parametrize(("query", "tables"), CREATES)
+def test_created_tables(query: str, tables: list[tuple[str, str]]) -> None:
+    assert created_tables(query, "db") == [TableRef(*t) for t in tables]

@@ -297,3 +297,58 @@ def test_a_batch_of_encoded_rows_builds_its_empty_parts_without_importing_pandas
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+CHILD = TableRef("dynamodb", "Orders_Items")
+LINES = TableSchema(
+    TableRef("main", "order_items"),
+    (Column("order_id", t.simple(Kind.TEXT), False), Column("sku", t.simple(Kind.TEXT))),
+)
+
+
+def grouped(carry: Any = None) -> TableReducer:
+    """A child table whose mapping removed ``position``: replaced per parent."""
+    rename = {"OrderId": "order_id", "Sku": "sku"}
+    return TableReducer(
+        LINES, rename, group_key=("order_id",), source_key=("OrderId", "position"), carry=carry
+    )
+
+
+def line(op: Op, order: str, position: int, sku: str | None = None) -> RowChange:
+    key = {"OrderId": order, "position": position}
+    values = key if sku is None else {**key, "Sku": sku}
+    return RowChange(CHILD, op, values, old_key=key)
+
+
+def test_a_child_table_keyed_by_its_parent_replaces_the_parents_rows() -> None:
+    reducer = grouped()
+    for position in range(8):
+        reducer.add(line(Op.UPDATE, "o1", position, f"s{position}"))
+    reducer.add(line(Op.UPDATE, "o2", 0, "x"))
+    reducer.add(line(Op.DELETE, "o2", 1))
+    reducer.add(line(Op.DELETE, "o3", 0))
+    changes = reducer.changes()
+    assert changes.key_is_group and changes.table.primary_key == ("order_id",)
+    assert changes.deletes.to_pylist() == [{"order_id": "o1"}, {"order_id": "o2"}, {"order_id": "o3"}]
+    assert changes.upserts.to_pylist() == [{"order_id": "o1", "sku": f"s{p}"} for p in range(8)] + [
+        {"order_id": "o2", "sku": "x"}
+    ]
+    assert (reducer.updates, reducer.deletes) == (9, 2)
+
+
+def test_a_parent_cut_by_a_batch_boundary_continues_in_the_next_batch() -> None:
+    first = grouped()
+    first.add(line(Op.UPDATE, "o0", 0, "a"))
+    for position in range(3):
+        first.add(line(Op.UPDATE, "o1", position, f"s{position}"))
+    assert first.changes().upserts.num_rows == 4
+    second = grouped(first.open_group)
+    for position in range(3, 5):
+        second.add(line(Op.UPDATE, "o1", position, f"s{position}"))
+    changes = second.changes()
+    assert changes.deletes.to_pylist() == [{"order_id": "o1"}]
+    assert changes.upserts.to_pylist() == [{"order_id": "o1", "sku": f"s{p}"} for p in range(5)]
+    # A batch that does not touch the carried parent hands over nothing of it.
+    third = grouped(second.open_group)
+    third.add(line(Op.UPDATE, "o9", 0, "z"))
+    assert third.changes().upserts.to_pylist() == [{"order_id": "o9", "sku": "z"}]

@@ -16,6 +16,7 @@ from typing import Any
 
 from conveyor.aws.base import AwsService, Paging, json_member, required
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
+from conveyor.events.lifecycle import CREATED, DELETED, MODIFIED, task_event
 from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.integrations_aws import DatabaseMigration
 from conveyor.orchestration.service import Service
@@ -80,6 +81,7 @@ def _create_task(service: Service, p: dict[str, Any]) -> dict[str, Any]:
         required(p, member)
     body = _task_body(service, p, {"migration_type": p.get("MigrationType") or "full-load"})
     stack = put_entry(service.store, "tasks", name, body, create=True)
+    event_sink(service.store)(task_event(CREATED, name))
     return {"ReplicationTask": _dms(service).task_document(stack, name)}
 
 
@@ -90,6 +92,7 @@ def _modify_task(service: Service, p: dict[str, Any]) -> dict[str, Any]:
     _not_running(service, name, "modify")
     base = service.stack().tasks[name].model_dump(mode="json")
     stack = put_entry(service.store, "tasks", name, _task_body(service, p, base), create=False)
+    event_sink(service.store)(task_event(MODIFIED, name))
     return {"ReplicationTask": _dms(service).task_document(stack, name)}
 
 
@@ -98,6 +101,7 @@ def _delete_task(service: Service, p: dict[str, Any]) -> dict[str, Any]:
     _not_running(service, name, "delete")
     document = _dms(service).task_document(service.stack(), name) | {"Status": "deleting"}
     delete_entry(service.store, "tasks", name)
+    event_sink(service.store)(task_event(DELETED, name))
     return {"ReplicationTask": document}
 
 

@@ -64,6 +64,7 @@ def change_batch(
     encoded: Sequence[bytes] = (),
     rejected: Sequence[RejectedValue] = (),
     log: Sequence[LoggedChange] = (),
+    key_is_group: bool = False,
 ) -> ChangeBatch:
     """A table's reduced rows as its ``ChangeBatch``: one Arrow array per
     column (the one conversion of a change batch's values). Rows holding a
@@ -83,6 +84,7 @@ def change_batch(
         unrepresentable=held,
         rejected=rejected,
         log=log,
+        key_is_group=key_is_group,
     )
 
 

@@ -92,7 +92,11 @@ class ChangeBatch:
     target would refuse them (``ScreensChanges``), to log in the
     apply-exceptions table in the batch's transaction. ``log`` holds the
     changes one by one, in commit order, for an applier that
-    ``KeepsChangeLog`` (empty otherwise)."""
+    ``KeepsChangeLog`` (empty otherwise). ``key_is_group``: the key names a
+    group of rows (a DynamoDB child table keyed by its parent alone), not one
+    row: the table has no unique key, ``deletes`` remove whole groups and
+    ``upserts`` hold every row of each group they replace (the appliers'
+    delete-by-key-then-insert does exactly that)."""
 
     table: TableSchema
     upserts: pa.RecordBatch
@@ -103,6 +107,7 @@ class ChangeBatch:
     unrepresentable: Sequence[RejectedValue] = ()
     rejected: Sequence[RejectedValue] = ()
     log: Sequence[LoggedChange] = ()
+    key_is_group: bool = False
 
     @property
     def num_rows(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from decimal import Context, Decimal
 from typing import Any
 
@@ -275,6 +276,21 @@ def json_document(text: str | None) -> str | None:
         )
     except (ValueError, RecursionError):
         return text
+
+
+_XML_DECLARATION = re.compile(
+    r"""\A<\?xml\s+version\s*=\s*(["'])1\.0\1(\s+encoding\s*=\s*(["'])[A-Za-z0-9._-]+\3)?\s*\?>"""
+)
+
+
+def xml_document(text: str | None) -> str | None:
+    """An XML text without a declaration that says only ``version="1.0"`` and an
+    encoding: the text is decoded already, and PostgreSQL's output drops such a
+    declaration where its binary form (a load's) keeps it. A declaration with
+    ``standalone`` stays, as everything else does."""
+    if text is None:
+        return None
+    return _XML_DECLARATION.sub("", text, count=1)
 
 
 class _Pairs(list[tuple[str, Any]]):

@@ -60,6 +60,9 @@ class TableSchema:
     native_engine: str | None = field(default=None, compare=False)
     # User-defined types the columns need, dependencies first (native_engine's).
     native_types: tuple[NativeType, ...] = field(default=(), compare=False)
+    # The table this one is cut out of (a DynamoDB child table: the rows of one
+    # list attribute, keyed by the parent's key and the element's position).
+    parent: TableRef | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]

@@ -39,6 +39,23 @@ NO_TABLES_CAPTURED = (
     "StateChange",
     "No tables captured. {reason}",
 )
+CREATED = ("DMS-EVENT-0074", "REPLICATION_TASK_CREATED", "Creation", "Replication task has been created.")
+DELETED = ("DMS-EVENT-0073", "REPLICATION_TASK_DELETED", "Deletion", "Replication task has been deleted.")
+MODIFIED = (
+    "DMS-EVENT-0080",
+    "REPLICATION_TASK_MODIFIED",
+    "Configuration change",
+    "Replication task has been modified.",
+)
+# The service announces the end of a full-load-and-cdc task's full load in its
+# task log only: Conveyor's own id, in the same shape.
+FULL_LOAD_COMPLETED = (
+    "CONVEYOR-EVENT-0004",
+    "REPLICATION_TASK_FULL_LOAD_COMPLETED",
+    "StateChange",
+    "Full load completed; change capture goes on. {reason}",
+)
+TABLE_ERROR = ("CONVEYOR-EVENT-0005", "REPLICATION_TASK_TABLE_ERROR", "Failure", "Table error. {reason}")
 TABLE_DROPPED = (
     "CONVEYOR-EVENT-0003",
     "REPLICATION_TASK_TABLE_DROPPED",

@@ -80,6 +80,11 @@ class MappedTable:
     segments: tuple[RowFilter, ...] = ()
     # parallel-load partitions-auto: workers load the table partition by partition.
     partitions_auto: bool = False
+    # A child table whose mapping removed the element's position from its key
+    # (a DynamoDB child table keyed by its parent alone): the target has no
+    # unique key, and change capture replaces a parent's rows as a whole
+    # (these target columns: the parent's key).
+    group_key: tuple[str, ...] = ()
 
     def source_columns(self) -> list[str]:
         """Source columns to read, in target order."""
@@ -207,8 +212,9 @@ class TableMappings:
         rules, _ = parse_rules(data["rules"])
         return cls(rules, origin)
 
-    def _selected(self, ref: TableRef) -> list[Rule] | None:
-        """The include rules selecting ``ref``, or None when it is not selected."""
+    def _matching(self, ref: TableRef) -> list[Rule] | None:
+        """The include rules naming ``ref`` ([] when none does), or None when an
+        exclude rule names it."""
         included: list[Rule] = []
         for rule in self._rules:
             if rule.rule_type != "selection" or not rule.matches_table(ref.schema, ref.name):
@@ -216,13 +222,35 @@ class TableMappings:
             if rule.action == "exclude":
                 return None
             included.append(rule)
-        return included or None
+        return included
+
+    def _selected(self, table: TableSchema) -> list[Rule] | None:
+        """The include rules selecting ``table``, or None when it is not
+        selected. A table cut out of a parent (a DynamoDB child table) that no
+        rule names is selected with its parent, by the parent's rules, unless
+        an exclude rule names it."""
+        rules = self._matching(table.ref)
+        if rules is None:
+            return None
+        if not rules and table.parent is not None:
+            inherited = self._matching(table.parent)
+            if inherited:
+                for rule in inherited:
+                    lacking = [f.column for f in rule.filters if f.column not in table.column_names]
+                    if lacking:
+                        raise ConfigError(
+                            f"{self._origin}: {rule.label}: table {table.ref} is selected with its parent "
+                            f"{table.parent}, whose filter names column {lacking[0]!r}, which "
+                            f"{table.ref} lacks: select {table.ref} by a rule of its own, or exclude it"
+                        )
+                return inherited
+        return rules or None
 
     def select(self, tables: Sequence[TableSchema], allow_empty: bool = False) -> list[MappedTable]:
         """The selected tables with their target shape, highest load-order first,
         else in input order. Selecting none is an error
         (FailOnNoTablesCaptured) unless ``allow_empty``."""
-        chosen = [(t, rules) for t in tables if (rules := self._selected(t.ref)) is not None]
+        chosen = [(t, rules) for t in tables if (rules := self._selected(t)) is not None]
         if not chosen and not allow_empty:
             names = [str(t.ref) for t in tables[:_MAX_LISTED]]
             listed = ", ".join(names) if names else "(none)"
@@ -380,6 +408,16 @@ class TableMappings:
                     f"{origin}: {mask.rule}: column {name!r} of table {ref} is part of the target's "
                     "primary key, which masking would change (deletes could no longer find rows)"
                 )
+        group_key: tuple[str, ...] = ()
+        key_kept = len(target_key)
+        if (
+            key is None
+            and table.parent is not None
+            and 0 < key_kept < len(source_key)
+            and all(k in by_source for k in source_key[:key_kept])
+        ):
+            # The parent's key is kept, the position removed: rows are not unique by it.
+            group_key, target_key = target_key, ()
         target = TableSchema(
             TableRef(schema_name, table_name),
             tuple(columns),
@@ -403,6 +441,7 @@ class TableMappings:
             masks=tuple(mask_by_target.values()),
             load_order=load_order,
             conversions=tuple(conversions),
+            group_key=group_key,
         )
 
 

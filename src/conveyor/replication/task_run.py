@@ -15,9 +15,10 @@ from functools import cached_property
 from typing import Any, Literal
 
 from conveyor.connectors.base import NamesItsSource, Snapshot, Target
-from conveyor.core.errors import ConveyorError
+from conveyor.core.errors import ConnectionFailed, ConveyorError, TransientError
 from conveyor.core.schema import TableSchema
 from conveyor.events.lifecycle import NO_TABLES_CAPTURED, STARTED, EventSink, task_event
+from conveyor.events.lifecycle import TABLE_ERROR as TABLE_ERROR_EVENT
 from conveyor.replication.declarations import Declarations, TaskDeclaration
 from conveyor.replication.full_load import (
     TABLE_COMPLETED,
@@ -37,9 +38,34 @@ from conveyor.store.store import Store
 
 log = logging.getLogger(__name__)
 
-# Stop reasons, as the migration service reports them (its events say "Stop Reason X").
+# Stop reasons, as the migration service reports them (its events and
+# DescribeReplicationTasks say "Stop Reason X"); docs/settings.md lists when each is set.
 FULL_LOAD_ONLY_FINISHED = "FULL_LOAD_ONLY_FINISHED"  # every table loaded
 STOP_REASON_NORMAL = "NORMAL"  # stopped by the user (`conveyor tasks stop`, SIGTERM, Ctrl-C)
+STOP_REASON_FATAL_ERROR = "FATAL_ERROR"  # failed: retrying will not help (`tasks describe` says why)
+STOP_REASON_RECOVERABLE_ERROR = "RECOVERABLE_ERROR"  # failed on an endpoint that may come back
+STOPPED_AFTER_FULL_LOAD = "STOPPED_AFTER_FULL_LOAD"  # StopTaskCachedChangesNotApplied
+STOPPED_AFTER_CACHED_EVENTS = "STOPPED_AFTER_CACHED_EVENTS"  # StopTaskCachedChangesApplied (not built)
+# The rest of the service's set, which nothing here asks for (no setting or
+# limit of Conveyor's leads to them): never set.
+UNUSED_STOP_REASONS = (
+    "STOPPED_AFTER_DDL_APPLY",
+    "STOPPED_DUE_TO_LOW_MEMORY",
+    "STOPPED_DUE_TO_LOW_DISK",
+    "STOPPED_AT_SERVER_TIME",
+    "STOPPED_AT_COMMIT_TIME",
+    "EXPRESS_LICENSE_LIMITS_REACHED",
+    "RECONFIGURATION_RESTART",
+    "RECYCLE_TASK",
+)
+
+
+def failure_stop_reason(error: BaseException) -> str:
+    """A failed task's stop reason: RECOVERABLE_ERROR when an endpoint could not
+    be reached (starting it again may succeed), FATAL_ERROR otherwise."""
+    recoverable = isinstance(error, ConnectionFailed | TransientError)
+    return STOP_REASON_RECOVERABLE_ERROR if recoverable else STOP_REASON_FATAL_ERROR
+
 
 # Task statuses: ready -> starting -> running -> stopping -> stopped | failed.
 READY = "ready"
@@ -183,6 +209,10 @@ def load_tables(
             report_validation(run.store, run.name, run.run_id, progress, check)
     if unfinished:
         failed = [p for p in unfinished if p.state == TABLE_ERROR]
+        for progress in failed:
+            run.events(
+                task_event(TABLE_ERROR_EVENT, run.name, f"{progress.plan.target.ref}: {progress.error}")
+            )
         reason = "; ".join(f"{p.plan.target.ref}: {p.error}" for p in failed)
         left = len(unfinished) - len(failed)
         if left:

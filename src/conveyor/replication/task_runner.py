@@ -21,11 +21,13 @@ from conveyor.replication.task_run import (
     FAILED_STATUS,
     FULL_LOAD_ONLY_FINISHED,
     STARTING,
+    STOP_REASON_FATAL_ERROR,
     STOP_REASON_NORMAL,
     STOPPED_STATUS,
     STOPPING,
     StartMode,
     TaskRun,
+    failure_stop_reason,
     load_tables,
     report_no_tables,
     select_tables,
@@ -202,10 +204,10 @@ def run_task(
     except ConveyorError as exc:
         if stop.is_set():  # stopped while opening the endpoints, say: still a user stop
             return _finish(run, STOPPED_STATUS, STOP_REASON_NORMAL)
-        return _finish(run, FAILED_STATUS, None, str(exc))
+        return _finish(run, FAILED_STATUS, failure_stop_reason(exc), str(exc))
     except BaseException as exc:
         # A bug or an interrupt: record it, so the task is not left "running".
-        _finish(run, FAILED_STATUS, None, f"internal error: {exc!r}")
+        _finish(run, FAILED_STATUS, STOP_REASON_FATAL_ERROR, f"internal error: {exc!r}")
         raise
     return _finish(run, STOPPED_STATUS, reason)
 

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from conveyor.connectors.base import Snapshot, SupportsTextRows, Target
-from conveyor.core.canonical_text import json_document, render_column
+from conveyor.core.canonical_text import json_document, render_column, xml_document
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 from conveyor.core.types import ColumnType, Kind
@@ -141,6 +141,7 @@ def normaliser(
     """What is done to every row's texts before comparing, on both sides alike:
     JSON as documents; LOB columns skipped or cut per the settings."""
     json_at = [i for i, t in enumerate(types) if t.kind is Kind.JSON]
+    xml_at = [i for i, t in enumerate(types) if (t.native or "").lower() == "xml"]
     lobs = [i for i, t in enumerate(types) if _is_lob(t)]
     skipped = lobs if settings.skip_lob_columns else []
     cut = settings.validation_partial_lob_size * 1024
@@ -154,11 +155,13 @@ def normaliser(
     partial = [] if skipped or not cut else lobs
 
     def normal(values: Values) -> Values:
-        if not (json_at or skipped or partial):
+        if not (json_at or xml_at or skipped or partial):
             return values
         out = list(values)
         for i in json_at:
             out[i] = json_document(out[i])
+        for i in xml_at:
+            out[i] = xml_document(out[i])
         for i in skipped:
             out[i] = None
         for i in partial:

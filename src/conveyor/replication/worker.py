@@ -27,7 +27,15 @@ from conveyor.events.lifecycle import FAILED, EventSink, task_event
 from conveyor.replication.declarations import Declarations
 from conveyor.replication.full_load import ProgressCallback
 from conveyor.replication.run_logs import prune_run_logs, run_log_path
-from conveyor.replication.task_run import ACTIVE_STATUSES, FAILED_STATUS, STARTING, STOPPING, StartMode
+from conveyor.replication.task_run import (
+    ACTIVE_STATUSES,
+    FAILED_STATUS,
+    STARTING,
+    STOP_REASON_FATAL_ERROR,
+    STOP_REASON_RECOVERABLE_ERROR,
+    STOPPING,
+    StartMode,
+)
 from conveyor.replication.task_runner import check_runnable, run_task
 from conveyor.store.store import DEFAULT_HOME, Store
 
@@ -99,9 +107,10 @@ def reap_stale(store: Store, name: str, events: EventSink) -> dict[str, Any]:
         return status
     reason = f"worker process {dead} died" if dead is not None else "worker process never started"
     if store.transition_task(name, [status["status"]], FAILED_STATUS, expected_run=run_id, clear=True):
+        # `tasks resume` goes on from the target's checkpoint: recoverable.
         if run_id is not None:
-            store.finish_run(run_id, FAILED_STATUS, None, reason)
-        store.set_task_status(name, FAILED_STATUS, error=reason)
+            store.finish_run(run_id, FAILED_STATUS, STOP_REASON_RECOVERABLE_ERROR, reason)
+        store.set_task_status(name, FAILED_STATUS, stop_reason=STOP_REASON_RECOVERABLE_ERROR, error=reason)
         events(task_event(FAILED, name, reason))
     return store.task_status(name)
 
@@ -198,8 +207,8 @@ def spawn_worker(
             os.close(devnull)
     except OSError as exc:
         reason = f"could not start the worker process: {exc}"
-        store.finish_run(run_id, FAILED_STATUS, None, reason)
-        store.set_task_status(name, FAILED_STATUS, error=reason)
+        store.finish_run(run_id, FAILED_STATUS, STOP_REASON_FATAL_ERROR, reason)
+        store.set_task_status(name, FAILED_STATUS, stop_reason=STOP_REASON_FATAL_ERROR, error=reason)
         events(task_event(FAILED, name, reason))
         raise ConveyorError(f"task {name}: {reason}") from None
     store.set_run(run_id, pid=pid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from conveyor.core.errors import ConfigError, ConveyorError
+from conveyor.events.lifecycle import CREATED, MODIFIED, task_event
 from conveyor.orchestration.bus import event_sink
 from conveyor.replication.task_run import ACTIVE_STATUSES
 from conveyor.replication.worker import reap_stale
@@ -82,6 +83,16 @@ def merge_into_store(store: Store, stack: Stack) -> list[str]:
     return lines
 
 
+def announce_task_changes(store: Store, changes: list[str]) -> None:
+    """The service's events for the tasks ``merge_into_store`` created or updated."""
+    events = event_sink(store)
+    for line in changes:
+        change, _, entry = line.partition(": ")
+        section, _, name = entry.partition(".")
+        if section == "tasks" and change in {"created", "updated"}:
+            events(task_event(CREATED if change == "created" else MODIFIED, name))
+
+
 def running_task_changes(store: Store, stack: Stack) -> list[str]:
     """One line per task that runs now and whose source, target, migration type
     or table mappings the file would change under it: a worker keeps running
@@ -121,6 +132,7 @@ def apply_stack(
         if refused:
             raise ConfigError("\n".join(refused))
         changes = merge_into_store(store, stack)
+        announce_task_changes(store, changes)
     return ApplyResult(
         summary=summarize(stack),
         changes=changes,

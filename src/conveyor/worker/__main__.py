@@ -18,7 +18,7 @@ from conveyor.events.lifecycle import FAILED, task_event
 from conveyor.orchestration.bus import event_sink
 from conveyor.replication.progress_lines import PlainProgress
 from conveyor.replication.run_logs import RunLogHandler
-from conveyor.replication.task_run import FAILED_STATUS
+from conveyor.replication.task_run import FAILED_STATUS, failure_stop_reason
 from conveyor.replication.worker import WORKER_MODULE, run_claimed
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         status = run_claimed(store, stack, args.task, args.run, progress, args.mode, events=events)
     except ConveyorError as exc:
         # Before run_task took the run over: record why, or the task stays "starting".
-        store.finish_run(args.run, FAILED_STATUS, None, str(exc))
-        store.set_task_status(args.task, FAILED_STATUS, error=str(exc))
+        reason = failure_stop_reason(exc)
+        store.finish_run(args.run, FAILED_STATUS, reason, str(exc))
+        store.set_task_status(args.task, FAILED_STATUS, stop_reason=reason, error=str(exc))
         events(task_event(FAILED, args.task, str(exc)))
         log.error("task %s: %s", args.task, exc)
         return 1

@@ -75,7 +75,8 @@ class DuckDBApplier:
         whole rows on an empty copy of the table. Rows capture could not hold
         exactly (``unrepresentable``, already out of the Arrow batches) are
         refused with them."""
-        table = changes.table
+        # Rows of a group share its key: no row is unique by it.
+        table = replace(changes.table, primary_key=()) if changes.key_is_group else changes.table
         rejected = [replace(r, reason=f"table {table.ref}: {r.reason}") for r in changes.unrepresentable]
         upserts = changes.upserts
         if upserts.num_rows:

@@ -143,14 +143,14 @@ def create_table_sql(table: TableSchema) -> str:
     return f"CREATE TABLE {qualified(table.ref)} ({', '.join(cols)})"
 
 
-DEFAULT_MEMORY_LIMIT = "128MB"
+DEFAULT_MEMORY_LIMIT = "1GB"
 
 log = logging.getLogger(__name__)
 
 
 def connect(config: EndpointConfig) -> duckdb.DuckDBPyConnection:
     """Conveyor's connection to a DuckDB file. Its memory is capped (endpoint
-    option ``memory_limit``, default 128MB): DuckDB spills beyond it, so a load's
+    option ``memory_limit``, default 1GB): DuckDB spills beyond it, so a load's
     memory does not grow with the table. Every connection of one process to a
     file must use the same settings, hence this one function."""
     assert config.path is not None

@@ -17,8 +17,10 @@ Every ``interval_seconds`` a table is read by a parallel Scan with
 ``FilterExpression: #m > :hwm``; every item found becomes an UPDATE (upsert)
 of its parent row, its child rows are replaced (an UPDATE per element and a
 DELETE for every position from the list's length up to the longest list seen
-in the table), and the pass ends with a ``Commit`` whose position holds the new
-high-water mark (the largest value the pass saw)::
+in the table; a child table whose mapping removed ``position`` is replaced per
+parent by the runner), and the pass ends with a ``Commit`` whose position holds
+the new high-water mark (the largest value the pass saw) and, as its source
+time (CDCLatencySource), the time the pass began reading::
 
     {"mode": "incremental", "attribute": "updated_at",
      "tables": {"Orders": {"high_water_mark": "2024-06-15T09:12:11Z", "type": "S",
@@ -180,19 +182,6 @@ def _later(a: str | None, b: str | None, tag: str | None) -> str | None:
     return a if a.encode() >= b.encode() else b
 
 
-def _as_time(mark: str | None, tag: str | None, units: int) -> datetime | None:
-    """The source time a mark stands for (the capture's latency), when it says."""
-    if mark is None:
-        return None
-    try:
-        if tag == "N":
-            return datetime.fromtimestamp(float(mark) / units, UTC)
-        moment = datetime.fromisoformat(mark.replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def observe(
     state: dict[str, Any], items: pa.Array, children: Sequence[TableLayout], settings: IncrementalSettings
 ) -> str | None:
@@ -349,6 +338,9 @@ class DynamoDBIncrementalStream:
         children = list(self.source.document(scan.table).children)
         best: str | None = None
         found = 0
+        # The source time of what a pass reads is when it read it: the items'
+        # own attribute is the writer's clock (and may lie far in the past).
+        read_at = datetime.now(UTC)
         snapshot = self.source.snapshot()
         for _, page in snapshot.pages(scan.table, _scan_checkpoint(self.source), expression):
             if not len(page.items):
@@ -359,8 +351,7 @@ class DynamoDBIncrementalStream:
         if not found:
             return
         state["high_water_mark"] = _later(mark, best, state.get("type"))
-        when = _as_time(state["high_water_mark"], state.get("type"), self.settings.units_per_second)
-        yield Commit(Checkpoint(ENGINE, deepcopy(self.position)), when)
+        yield Commit(Checkpoint(ENGINE, deepcopy(self.position)), read_at)
 
     def _changes(self, scan: _Pass, state: dict[str, Any], items: pa.Array) -> Iterator[ChangeEvent]:
         from conveyor.connectors.dynamodb.streams import _group, widen_layouts

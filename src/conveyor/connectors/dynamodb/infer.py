@@ -25,7 +25,8 @@ The type lattice, per attribute path (``NULL`` values are ignored):
 A list of maps at ``path`` becomes the child table ``<table>_<path>``
 (``Orders_Items``), with the parent's key columns, ``position`` (0-based index
 in the list) and the flattened columns of the maps; its key is the parent key
-plus ``position``. Lists of maps inside a child's maps are json columns.
+plus ``position``, and its schema names the parent (``TableSchema.parent``:
+selecting the parent selects it). Lists of maps inside a child's maps are json columns.
 
 Every table also has the ``_variant`` json column (endpoint setting
 ``variant_column``; ``null`` removes it): a value that does not fit its column
@@ -390,6 +391,7 @@ def layout(
     lists: list[tuple[tuple[str, ...], str, Node]] = []
     _walk(root, (), "", taken, fields, lists, skip=frozenset(key_attributes))
     parent = _table(ref, keys, [], fields, None, variant, overrides.get(ref.name, {}), estimated_rows)
+    own = parent.schema.ref
     children = []
     for list_path, column, element in lists:
         name = (child_names or {}).get(f"{ref.name}.{column}", f"{ref.name}_{column}")
@@ -399,7 +401,15 @@ def layout(
         child_ref = TableRef(ref.schema, name)
         children.append(
             _table(
-                child_ref, keys, [POSITION], child_fields, list_path, variant, overrides.get(name, {}), None
+                child_ref,
+                keys,
+                [POSITION],
+                child_fields,
+                list_path,
+                variant,
+                overrides.get(name, {}),
+                None,
+                parent=own,
             )
         )
     parent = replace(parent, child_paths=tuple(path for path, _, _ in lists))
@@ -415,6 +425,7 @@ def _table(
     variant: str | None,
     overrides: Mapping[str, str],
     estimated_rows: int | None,
+    parent: TableRef | None = None,
 ) -> TableLayout:
     def typed(spec: FieldSpec) -> FieldSpec:
         if spec.name not in overrides:
@@ -438,6 +449,7 @@ def _table(
         tuple(k.name for k in keys) + tuple(extra_key),
         estimated_rows=estimated_rows,
         native_engine="dynamodb",
+        parent=parent,
     )
     return TableLayout(schema, tuple(keys), tuple(fields), list_path, variant)
 
@@ -461,5 +473,6 @@ def merge_layout(old: TableLayout, new: TableLayout) -> TableLayout:
         old.variant,
         {},
         old.schema.estimated_rows,
+        parent=old.schema.parent,
     )
     return replace(table, child_paths=tuple({*old.child_paths, *new.child_paths}))

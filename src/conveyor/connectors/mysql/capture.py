@@ -74,7 +74,7 @@ from conveyor.connectors.changes import (
     Truncate,
 )
 from conveyor.connectors.mysql import connection
-from conveyor.connectors.mysql.ddl import AlteredColumns, altered_columns, dropped_tables
+from conveyor.connectors.mysql.ddl import AlteredColumns, altered_columns, created_tables, dropped_tables
 from conveyor.connectors.mysql.row_images import RowImageDecoder
 from conveyor.connectors.mysql.source import ENGINE, MySQLSnapshot, MySQLSource, qualified, read_tables
 from conveyor.connectors.mysql.types import SPATIAL, enum_labels
@@ -844,7 +844,12 @@ class MySQLChangeStream:
                 if self.tables.pop(ref, None) is not None:
                     self._converter_cache.pop(ref, None)
                     emitted.append(TableDropped(ref))
-            emitted.extend(self._refresh_definitions(altered=altered_columns(query, default_schema)))
+            emitted.extend(
+                self._refresh_definitions(
+                    altered=altered_columns(query, default_schema),
+                    created=created_tables(query, default_schema),
+                )
+            )
         if not emitted:
             return
         yield from emitted
@@ -853,15 +858,24 @@ class MySQLChangeStream:
         yield from self._commit(file, end, event.timestamp)
 
     def _refresh_definitions(
-        self, only: TableRef | None = None, altered: AlteredColumns | None = None
+        self,
+        only: TableRef | None = None,
+        altered: AlteredColumns | None = None,
+        created: Sequence[TableRef] = (),
     ) -> list[ChangeEvent]:
         """TableDefinitions for selected tables whose catalog shape changed. The
         columns renamed are those of the ALTER statement ``altered`` when it
         explains the catalog's new column names exactly; otherwise (the catalog
         is already past a later DDL, say) they are not known, and the runner
-        suspends a table whose change could be a rename."""
+        suspends a table whose change could be a rename. Tables ``created`` by
+        the statement and not captured yet come too: the runner decides whether
+        the task's selection takes them (``add_table``)."""
         current = {t.ref: t for t in self._catalog()}
-        changed: list[ChangeEvent] = []
+        changed: list[ChangeEvent] = [
+            TableDefinition(current[ref], renamed=None)
+            for ref in created
+            if ref in current and ref not in self.tables
+        ]
         for ref, known in list(self.tables.items()):
             if only is not None and ref != only:
                 continue
@@ -879,6 +893,25 @@ class MySQLChangeStream:
                 TableDefinition(now, altered.renamed if altered is not None and explained else None)
             )
         return changed
+
+    def add_table(self, table: TableSchema) -> None:
+        """Capture ``table`` from now on (SupportsAddTable). The runner calls it
+        on the TableDefinition of the table's CREATE, before reading on: the
+        binlog is read again from the end of that statement with the table among
+        those whose row events are decoded, so every row written to it since
+        its creation is read (the load's later snapshot holds some of them too;
+        applied by key, they converge)."""
+        if not table.primary_key:
+            raise ConfigError(
+                f"table {table.ref} has no primary key: the rows its load and its capture both "
+                "hold would be applied twice; add one, then reload the table"
+            )
+        self.tables[table.ref] = table
+        self._converter_cache.pop(table.ref, None)
+        with suppress(Exception):
+            self._reader.close()
+        self._txn_seen = 0
+        self._reader = self._open_reader(self._file, self._pos)
 
     def _catalog(self) -> list[TableSchema]:
         conn = self._control()

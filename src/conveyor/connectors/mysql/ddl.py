@@ -1,6 +1,7 @@
 """Reading what a MariaDB/MySQL binlog QUERY event's DDL did to tables: which
 columns it renamed (``ALTER TABLE ... RENAME COLUMN a TO b`` and ``CHANGE
-[COLUMN] a b type``) and which tables it dropped (``DROP TABLE``).
+[COLUMN] a b type``), which tables it dropped (``DROP TABLE``) and which it
+created (``CREATE TABLE``, the new names of ``RENAME TABLE``).
 
 The catalog says a table's shape after the DDL, not which column became which:
 a rename and a DROP plus an ADD look alike there, so renames are read from the
@@ -45,6 +46,12 @@ _DROP = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _DROPPED_NAME = re.compile(rf"^\s*{_TABLE}\s*(?:/\*.*?\*/)?\s*$", re.DOTALL)
+_CREATE = re.compile(
+    rf"^\s*{_COMMENT}CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?{_TABLE}",
+    re.IGNORECASE | re.DOTALL,
+)
+_RENAME_TABLE = re.compile(rf"^\s*{_COMMENT}RENAME\s+TABLES?\s+(.*?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+_RENAMED_PAIR = re.compile(rf"^\s*{_TABLE}\s+TO\s+{_TABLE}\s*$", re.IGNORECASE | re.DOTALL)
 
 
 def unquote(name: str) -> str:
@@ -142,4 +149,23 @@ def dropped_tables(query: str, default_schema: str) -> list[TableRef]:
         found = _DROPPED_NAME.match(name)
         if found is not None:
             refs.append(_ref(found.group(1), found.group(2), default_schema))
+    return refs
+
+
+def created_tables(query: str, default_schema: str) -> list[TableRef]:
+    """The tables a statement brings into being under a new name: ``CREATE
+    TABLE`` (also ``... LIKE`` and ``... SELECT``; a temporary table is not
+    written to a row-based binlog) and the new names of ``RENAME TABLE``;
+    [] for any other statement."""
+    m = _CREATE.match(query)
+    if m is not None:
+        return [_ref(m.group(1), m.group(2), default_schema)]
+    m = _RENAME_TABLE.match(query)
+    if m is None:
+        return []
+    refs = []
+    for pair in split_clauses(m.group(1)):
+        found = _RENAMED_PAIR.match(pair)
+        if found is not None:
+            refs.append(_ref(found.group(3), found.group(4), default_schema))
     return refs

@@ -51,7 +51,10 @@ Guarantees
 * **DDL.** Columns added to, dropped from or renamed in a captured table show
   up as a ``TableDefinition`` before that table's next changes (a rename is a
   column at the same position with the same type and a new name); a dropped
-  table as ``TableDropped``; a changed primary key requires a resync.
+  table as ``TableDropped``; a changed primary key requires a resync. A table
+  the stream does not capture yet (created during capture, say) is offered
+  once as a ``TableDefinition``; when the task's selection takes it, the runner
+  calls ``add_table``, which creates its triggers (see there for the hand-over).
 
 Rows that SQLite deletes without firing DELETE triggers are not logged: rows
 removed by REPLACE conflict resolution fire no trigger unless ``PRAGMA
@@ -109,6 +112,7 @@ from conveyor.connectors.sqlite.source import (
     SQLiteSource,
     describe,
     quote,
+    table_names,
     to_python,
 )
 from conveyor.core.batch import Checkpoint, Op
@@ -342,7 +346,12 @@ class SQLiteChangeStream:
         self._batch_rows = batch_rows
         self._schema_version: int | None = None
         self._lock = threading.Lock()
-        width = max((len(t.primary_key) for t in tables), default=1)
+        # Tables offered to the runner (or captured): any other is offered once.
+        self._offered = set(self._tables)
+        self._set_width(max((len(t.primary_key) for t in tables), default=1))
+
+    def _set_width(self, width: int) -> None:
+        """Read ``width`` key columns of each change row."""
         keys = ", ".join(
             [f"old_{i}" for i in range(1, width + 1)] + [f"new_{i}" for i in range(1, width + 1)]
         )
@@ -394,6 +403,50 @@ class SQLiteChangeStream:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+
+    def add_table(self, table: TableSchema) -> None:
+        """Capture ``table`` from now on (SupportsAddTable): its triggers are
+        created and it joins the task's registry, in one write transaction.
+        Rows written before that are in the table, which the runner's load
+        reads afterwards; every change after it is logged. A change both logged
+        and already loaded is applied again by key, which converges."""
+        if not table.primary_key:
+            raise ConfigError(
+                f"table {table.ref} has no primary key: SQLite capture identifies changed rows by "
+                "primary key; add one, then reload the table"
+            )
+        name = table.ref.name
+        width = max(self._width, len(table.primary_key))
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise TransientError(f"task {self._task!r}: cannot add table {name!r}: {exc}") from None
+            try:
+                problems = _table_problems(conn, [table])
+                if problems:
+                    raise ConfigError("; ".join(problems))
+                _create_change_tables(conn, width)
+                _create_triggers(conn, self._task, table)
+                row = conn.execute(f"SELECT tables FROM {REGISTRY} WHERE task = ?", (self._task,)).fetchone()
+                if row is None:
+                    raise _resync(f"task {self._task!r}: capture was ended")
+                captured = [n for n in json.loads(row[0]) if n != name] + [name]
+                conn.execute(
+                    f"UPDATE {REGISTRY} SET tables = ? WHERE task = ?", (json.dumps(captured), self._task)
+                )
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                conn.execute("ROLLBACK")
+                raise TransientError(f"task {self._task!r}: cannot add table {name!r}: {exc}") from None
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._tables[name] = table
+            self._row_sql[name] = _row_query(table)
+            self._offered.add(name)
+            self._set_width(width)
 
     def close(self) -> None:
         with self._lock:
@@ -494,6 +547,7 @@ class SQLiteChangeStream:
             if not _exists(self._conn, name):
                 # Dropped (its triggers went with it): it leaves the capture.
                 del self._tables[name], self._row_sql[name]
+                self._offered.discard(name)
                 out.append(TableDropped(known.ref))
         _check_triggers(self._conn, self._task, list(self._tables))
         for name, known in list(self._tables.items()):
@@ -510,6 +564,10 @@ class SQLiteChangeStream:
             self._tables[name] = now
             self._row_sql[name] = _row_query(now)
             out.append(TableDefinition(now, renamed))
+        for name in table_names(self._conn):
+            if name not in self._offered:
+                self._offered.add(name)
+                out.append(TableDefinition(describe(self._conn, name), renamed=None))
         return out
 
 

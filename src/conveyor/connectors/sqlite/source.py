@@ -102,15 +102,7 @@ class SQLiteSource:
 
     def tables(self) -> list[TableSchema]:
         with closing(self._connect()) as conn:
-            names = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT name FROM sqlite_schema WHERE type = 'table' "
-                    "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
-                )
-                if r[0] not in CONTROL_TABLES
-            ]
-            return [self._describe(conn, name) for name in names]
+            return [self._describe(conn, name) for name in table_names(conn)]
 
     def _describe(self, conn: sqlite3.Connection, name: str) -> TableSchema:
         return describe(conn, name)
@@ -208,6 +200,18 @@ class SQLiteSnapshot:
     def close(self) -> None:
         self._conn.rollback()
         self._conn.close()
+
+
+def table_names(conn: sqlite3.Connection) -> list[str]:
+    """The user tables of the database, by name (not SQLite's nor capture's own)."""
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+        )
+        if r[0] not in CONTROL_TABLES
+    ]
 
 
 def describe(conn: sqlite3.Connection, name: str) -> TableSchema:

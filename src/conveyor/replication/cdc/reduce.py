@@ -23,6 +23,7 @@ from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
 
 Key = tuple[Any, ...]
+Group = tuple[Key, dict[Key, dict[str, Any] | None]]  # a parent's key and its rows by source key
 log = logging.getLogger(__name__)
 _WARNED: set[TableRef] = set()  # tables whose filter met an update it could not judge whole (logged once)
 
@@ -57,12 +58,21 @@ class TableReducer:
     # The changes one by one, in commit order (None: not kept), for an applier
     # that publishes each (connectors.changes.KeepsChangeLog).
     log: list[LoggedChange] | None = None
+    # A table whose rows are replaced per parent (MappedTable.group_key): the
+    # target columns of the parent's key, the source key identifying a row
+    # (parent key, then position) and the parent whose rows the last batch
+    # may have handed over only in part.
+    group_key: tuple[str, ...] = ()
+    source_key: tuple[str, ...] = ()
+    carry: Group | None = None
     inserts: int = 0
     updates: int = 0
     deletes: int = 0
     filtered: int = 0
     _final: dict[Key, dict[str, Any] | bytes | _Partial | None] = field(default_factory=dict)
     _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
+    _groups: dict[Key, dict[Key, dict[str, Any] | None]] = field(default_factory=dict)
+    _last_group: Key | None = None
 
     def __post_init__(self) -> None:
         # Source and target columns are the same (no rename, no removed column):
@@ -94,7 +104,9 @@ class TableReducer:
                 # Out of the filter: the target must not have the row (it may have
                 # had it before this change moved it out, or from a replay).
                 self.filtered += 1
-                if self.table.primary_key:
+                if self.group_key:
+                    self._grouped(change, None)
+                elif self.table.primary_key:
                     if change.old_key is not None:
                         self._delete(self._target(change.old_key))
                     self._delete(self._target(change.values))
@@ -126,6 +138,10 @@ class TableReducer:
         old = self._target(change.old_key) if change.old_key is not None else None
         if self.log is not None and at is not None:
             self._log(change.op, values, old, at)
+        if self.group_key:
+            self._count(change.op)
+            self._grouped(change, None if change.op is Op.DELETE else values)
+            return
         if change.op is Op.INSERT:
             self.inserts += 1
             self._put(values, frozenset(), None)
@@ -137,6 +153,51 @@ class TableReducer:
             self._delete(old if old is not None else values)
         else:
             raise ValueError(f"unexpected change operation {change.op!r}")
+
+    def _count(self, op: Op) -> None:
+        if op is Op.INSERT:
+            self.inserts += 1
+        elif op is Op.UPDATE:
+            self.updates += 1
+        else:
+            self.deletes += 1
+
+    def _grouped(self, change: RowChange, row: dict[str, Any] | None) -> None:
+        """A change of a table whose rows are replaced per parent: the row is
+        kept by its source key (parent key and position) within its parent's
+        group. The source sends every row of a parent it changed (and deletes
+        for the positions gone), so the group the batch hands over replaces the
+        parent's rows; a parent whose rows a batch boundary cut (``carry``)
+        continues with the rows the last batch had."""
+        source = change.values if change.op is not Op.DELETE else (change.old_key or change.values)
+        try:
+            key = tuple(source[k] for k in self.source_key)
+            old = (
+                tuple(change.old_key[k] for k in self.source_key)
+                if change.op is Op.UPDATE and change.old_key is not None
+                else key
+            )
+        except KeyError as exc:
+            raise TerminalError(
+                f"table {self.table.ref}: a change lacks key column {exc.args[0]!r}"
+            ) from None
+        parent = self._target(dict(zip(self.source_key, key, strict=True)))
+        group_id = tuple(parent[k] for k in self.group_key)
+        group = self._groups.get(group_id)
+        if group is None:
+            carried = self.carry if self.carry is not None and self.carry[0] == group_id else None
+            group = self._groups[group_id] = dict(carried[1]) if carried is not None else {}
+        self._last_group = group_id
+        if old != key:
+            group[old] = None
+        group[key] = row
+
+    @property
+    def open_group(self) -> Group | None:
+        """The parent whose rows the next batch may continue (see ``_grouped``)."""
+        if self._last_group is None:
+            return self.carry
+        return self._last_group, self._groups[self._last_group]
 
     def _log(
         self, op: Op, values: dict[str, Any], old: dict[str, Any] | None, at: tuple[Checkpoint, int]
@@ -189,11 +250,13 @@ class TableReducer:
             self.log.append(LoggedChange("t", None, None, *at))
         self._final.clear()
         self._appended.clear()
+        self._groups.clear()
+        self._last_group, self.carry = None, None
         self.truncate = True
 
     @property
     def pending(self) -> int:
-        return len(self._final) + len(self._appended) + int(self.truncate)
+        return len(self._final) + len(self._appended) + len(self._groups) + int(self.truncate)
 
     def touched_keys(self) -> list[Key] | None:
         """The target keys this batch changes; None when that is the whole
@@ -226,15 +289,23 @@ class TableReducer:
                 partial.setdefault(final.unchanged, []).append(final.row)
             else:
                 upserts.append(final)  # type: ignore[arg-type]
+        table = self.table
+        if self.group_key:
+            # Each parent's rows replace its rows on the target (deleted by the parent's key).
+            table = replace(table, primary_key=self.group_key)
+            for group_id, rows in self._groups.items():
+                deletes.append(dict(zip(self.group_key, group_id, strict=True)))
+                upserts.extend(row for row in rows.values() if row is not None)
         return functools.partial(
             change_batch,
-            self.table,
+            table,
             upserts,
             deletes,
             partial,
             truncate=self.truncate,
             encoded=encoded,
             log=tuple(self.log or ()),
+            key_is_group=bool(self.group_key),
         )
 
     def add_encoded(self, rows: EncodedRows) -> None:

@@ -75,7 +75,7 @@ from conveyor.core.retry import RetryPolicy, retry_call
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
 from conveyor.replication.cdc.progress import CaptureProgress
-from conveyor.replication.cdc.reduce import TableReducer
+from conveyor.replication.cdc.reduce import Group, TableReducer
 from conveyor.replication.cdc.refusals import ChangeRefusals, source_rejection_stops
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.mappings import MappedTable, TableMappings
@@ -113,7 +113,7 @@ class CaptureTable:
     def renew(self, mapped: MappedTable | None = None) -> None:
         """Start a new batch (and, after DDL, a new mapping)."""
         self.mapped = mapped or self.mapped
-        self.reducer = _reducer(self.mapped, self.decode, self.keep_log)
+        self.reducer = _reducer(self.mapped, self.decode, self.keep_log, self.reducer.open_group)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -128,7 +128,10 @@ class CaptureTable:
 
 
 def _reducer(
-    mapped: MappedTable, decode: Callable[[bytes], dict[str, Any]] | None = None, keep_log: bool = False
+    mapped: MappedTable,
+    decode: Callable[[bytes], dict[str, Any]] | None = None,
+    keep_log: bool = False,
+    carry: Group | None = None,
 ) -> TableReducer:
     rename = {c.source: c.target for c in mapped.columns if c.source is not None}
     added = mapped.compute_added if mapped.added else None
@@ -142,6 +145,9 @@ def _reducer(
         convert=mapped.convert_row if mapped.conversions else None,
         mask=mapped.mask_row if mapped.masks else None,
         log=[] if keep_log else None,
+        group_key=mapped.group_key,
+        source_key=mapped.source.primary_key,
+        carry=carry if mapped.group_key else None,
     )
 
 

@@ -19,7 +19,7 @@ from conveyor.connectors.registry import open_applier, open_change_source, open_
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableRef
-from conveyor.events.lifecycle import TABLE_DROPPED, TABLE_SUSPENDED, task_event
+from conveyor.events.lifecycle import FULL_LOAD_COMPLETED, TABLE_DROPPED, TABLE_SUSPENDED, task_event
 from conveyor.replication.cdc.reload_task import TaskTableReloader
 from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
@@ -30,6 +30,7 @@ from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.settings import TablePolicy
 from conveyor.replication.task_run import (
     STOP_REASON_NORMAL,
+    STOPPED_AFTER_FULL_LOAD,
     StartMode,
     TaskRun,
     load_tables,
@@ -42,7 +43,6 @@ from conveyor.replication.task_run import (
 
 log = logging.getLogger(__name__)
 
-STOPPED_AFTER_FULL_LOAD = "STOPPED_AFTER_FULL_LOAD"  # the service's stop reason
 TABLE_RELOADING = "Table is being reloaded"
 TABLE_DROPPED_STATE = "Table dropped"
 
@@ -138,6 +138,7 @@ def _starting_position(
         _full_load(run, changes, start, mapped)
         if run.stop.is_set():
             return start.position, True
+        run.events(task_event(FULL_LOAD_COMPLETED, run.name, f"{len(mapped)} tables loaded"))
     applier.apply_changes(run.name, [], start.position)
     return start.position, full_load
 
