@@ -130,9 +130,11 @@ class DuckDBTarget:
         return True
 
     def restore(self, table: str, row: int) -> None:
+        # A join, not a scalar subquery: the subquery's value loses a -0.0 inside a list.
         self.conn.execute(
-            f"UPDATE public.{table} SET v = (SELECT b.v FROM bk.{table} b WHERE b.id = ?) WHERE id = ?",
-            [row, row],
+            f"UPDATE public.{table} SET v = b.v FROM bk.{table} b"
+            f" WHERE b.id = public.{table}.id AND b.id = ?",
+            [row],
         )
 
     def close(self) -> None:
@@ -302,4 +304,7 @@ def test_every_changed_value_is_flagged(kind: str, pg_server: PostgresServer, tm
     print("\n".join(f"  {c}" for c in changes))
     assert not missed, f"{missed_count} of {tried} changes missed:\n" + "\n".join(missed)
     assert not unchangeable, unchangeable
-    assert tried == sum(corpus()[n][1] for n in exact)
+    computed = kind == "postgres"  # a PostgreSQL target computes generated columns itself
+    assert tried == sum(
+        corpus()[n][1] for n in exact if not (computed and "GENERATED ALWAYS" in corpus()[n][0])
+    )
