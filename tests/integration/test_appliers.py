@@ -13,8 +13,9 @@ import psycopg
 import pyarrow as pa
 import pytest
 
+from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import EndpointConfig, PrepMode
-from conveyor.connectors.changes import ChangeApplier, TableChanges
+from conveyor.connectors.changes import ChangeApplier
 from conveyor.connectors.postgres.apply import PostgresApplier
 from conveyor.connectors.registry import open_applier, open_target
 from conveyor.core import types as t
@@ -79,9 +80,9 @@ def test_a_batch_lands_with_its_checkpoint_and_a_replay_changes_nothing(
     applier: ChangeApplier, endpoint: EndpointConfig
 ) -> None:
     assert applier.read_checkpoint("t") is None
-    batch = [TableChanges(TABLE, upserts=[row(1), row(2), row(3)])]
+    batch = [change_batch(TABLE, upserts=[row(1), row(2), row(3)])]
     applier.apply_changes("t", batch, position(1))
-    second = [TableChanges(TABLE, deletes=[{"id": 2}], upserts=[row(3, "changed"), row(4)])]
+    second = [change_batch(TABLE, deletes=[{"id": 2}], upserts=[row(3, "changed"), row(4)])]
     applier.apply_changes("t", second, position(2))
     applier.apply_changes("t", second, position(2))  # a replay after a crash before the source ack
     assert [(r["id"], r["note"]) for r in rows(endpoint)] == [(1, "n"), (3, "changed"), (4, "n")]
@@ -92,41 +93,41 @@ def test_a_batch_lands_with_its_checkpoint_and_a_replay_changes_nothing(
 
 def test_partial_updates_keep_unsent_values(applier: ChangeApplier, endpoint: EndpointConfig) -> None:
     applier.apply_changes(
-        "t", [TableChanges(TABLE, upserts=[row(1, big="x" * 100_000), row(2)])], position(1)
+        "t", [change_batch(TABLE, upserts=[row(1, big="x" * 100_000), row(2)])], position(1)
     )
     partial = {frozenset({"big"}): [{"id": 1, "amount": Decimal("9.50"), "note": "new", "at": WHEN}]}
-    applier.apply_changes("t", [TableChanges(TABLE, partial=partial)], position(2))
+    applier.apply_changes("t", [change_batch(TABLE, partial=partial)], position(2))
     first = rows(endpoint)[0]
     assert (first["note"], first["amount"], first["big"]) == ("new", Decimal("9.50"), "x" * 100_000)
 
 
 def test_truncate_then_new_rows(applier: ChangeApplier, endpoint: EndpointConfig) -> None:
-    applier.apply_changes("t", [TableChanges(TABLE, upserts=[row(1), row(2)])], position(1))
-    applier.apply_changes("t", [TableChanges(TABLE, upserts=[row(5)], truncate=True)], position(2))
+    applier.apply_changes("t", [change_batch(TABLE, upserts=[row(1), row(2)])], position(1))
+    applier.apply_changes("t", [change_batch(TABLE, upserts=[row(5)], truncate=True)], position(2))
     assert [r["id"] for r in rows(endpoint)] == [5]
 
 
 def test_added_columns_take_values(applier: ChangeApplier, endpoint: EndpointConfig) -> None:
-    applier.apply_changes("t", [TableChanges(TABLE, upserts=[row(1)])], position(1))
+    applier.apply_changes("t", [change_batch(TABLE, upserts=[row(1)])], position(1))
     wider = TableSchema(
         TABLE.ref, (*TABLE.columns, Column("flag", t.simple(Kind.BOOLEAN))), TABLE.primary_key
     )
     applier.add_columns(wider, ["flag"])
     applier.add_columns(wider, ["flag"])  # idempotent: a replay after a crash
-    applier.apply_changes("t", [TableChanges(wider, upserts=[row(2) | {"flag": True}])], position(2))
+    applier.apply_changes("t", [change_batch(wider, upserts=[row(2) | {"flag": True}])], position(2))
     assert [(r["id"], r["flag"]) for r in rows(endpoint, wider)] == [(1, None), (2, True)]
 
 
 def test_a_failed_batch_leaves_rows_and_checkpoint_as_they_were(
     applier: ChangeApplier, endpoint: EndpointConfig
 ) -> None:
-    applier.apply_changes("t", [TableChanges(TABLE, upserts=[row(1)])], position(1))
+    applier.apply_changes("t", [change_batch(TABLE, upserts=[row(1)])], position(1))
     bad = row(2) | {"id": None}  # NOT NULL key
     with pytest.raises(Exception, match=r"(?i)null"):
-        applier.apply_changes("t", [TableChanges(TABLE, upserts=[row(3), bad])], position(2))
+        applier.apply_changes("t", [change_batch(TABLE, upserts=[row(3), bad])], position(2))
     assert [r["id"] for r in rows(endpoint)] == [1]
     assert applier.read_checkpoint("t") == position(1)
-    applier.apply_changes("t", [TableChanges(TABLE, upserts=[row(3)])], position(3))  # still usable
+    applier.apply_changes("t", [change_batch(TABLE, upserts=[row(3)])], position(3))  # still usable
     assert [r["id"] for r in rows(endpoint)] == [1, 3]
 
 
@@ -143,8 +144,8 @@ def test_a_target_without_a_unique_key_still_gets_one_row_per_key(pg_server: Pos
         )
     applier = open_applier(endpoint)
     try:
-        applier.apply_changes("t", [TableChanges(TABLE, upserts=[row(1), row(2)])], position(1))
-        applier.apply_changes("t", [TableChanges(TABLE, upserts=[row(1, "again")])], position(2))
+        applier.apply_changes("t", [change_batch(TABLE, upserts=[row(1), row(2)])], position(1))
+        applier.apply_changes("t", [change_batch(TABLE, upserts=[row(1, "again")])], position(2))
     finally:
         applier.close()
     assert [(r["id"], r["note"]) for r in rows(endpoint)] == [(1, "again"), (2, "n")]
@@ -171,7 +172,7 @@ def test_a_refused_value_is_named_by_column_not_shown(pg_server: PostgresServer)
         with pytest.raises(DataError) as refused:
             applier.apply_changes(
                 "t",
-                [TableChanges(table, upserts=[{"id": 1, "pin": "123456", "note": "top secret"}])],
+                [change_batch(table, upserts=[{"id": 1, "pin": "123456", "note": "top secret"}])],
                 position(1),
             )
     finally:
@@ -197,12 +198,12 @@ def test_a_table_recreated_with_another_type_is_applied_after_forget_shapes(pg_d
     applier = PostgresApplier(endpoint)
     try:
         position = Checkpoint("postgres", {"lsn": 1})
-        applier.apply_changes("t", [TableChanges(small, upserts=[{"id": 1, "v": 1}])], position)
+        applier.apply_changes("t", [change_batch(small, upserts=[{"id": 1, "v": 1}])], position)
         target = open_target(endpoint)
         target.begin_load(big, PrepMode.DROP_AND_CREATE).commit()  # what a reload does
         target.close()
         applier.forget_shapes()
-        applier.apply_changes("t", [TableChanges(big, upserts=[{"id": 1, "v": 5_000_000_000}])], position)
+        applier.apply_changes("t", [change_batch(big, upserts=[{"id": 1, "v": 5_000_000_000}])], position)
     finally:
         applier.close()
     with psycopg.connect(pg_db) as conn:

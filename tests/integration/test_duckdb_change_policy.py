@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import TableChanges
 from conveyor.connectors.duckdb.apply import DuckDBApplier
 from conveyor.core import types as t
+from conveyor.core.batch import ChangeBatch
 from conveyor.core.errors import TerminalError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
@@ -46,15 +47,15 @@ def _refusals(applier: DuckDBApplier, suspended: dict[TableRef, str], **settings
     return ChangeRefusals(applier, errors, suspended.__setitem__)
 
 
-def _batch() -> list[TableChanges]:
-    return [TableChanges(TABLE, upserts=[*BAD, *GOOD])]
+def _batch() -> list[ChangeBatch]:
+    return [change_batch(TABLE, upserts=[*BAD, *GOOD])]
 
 
 @pytest.mark.parametrize(("policy", "logged"), [("LOG_ERROR", 2), ("IGNORE_RECORD", 0)])
 def test_log_error_and_ignore_record_apply_the_rest(applier: DuckDBApplier, policy: str, logged: int) -> None:
     suspended: dict[TableRef, str] = {}
     [screened] = _refusals(applier, suspended, DataErrorPolicy=policy).screen(_batch(), thorough=False)
-    assert [row["id"] for row in screened.upserts] == [3]
+    assert screened.upserts.column("id").to_pylist() == [3]
     assert len(screened.rejected) == logged
     assert suspended == {}
     if logged:

@@ -16,14 +16,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import EndpointConfig, PrepMode
-from conveyor.connectors.changes import LoggedChange, TableChanges
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.apply import LakeApplier
 from conveyor.connectors.lake.target import LakeTarget
 from conveyor.connectors.registry import open_applier, open_target
 from conveyor.core import types as t
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint, LoggedChange
 from conveyor.core.errors import ConfigError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
@@ -292,7 +292,7 @@ def test_settings_are_checked_by_their_service_names(tmp_path: Path) -> None:
 # --- change files -------------------------------------------------------------------------
 
 
-def changes(inserts: list[dict[str, Any]], deletes: Sequence[dict[str, Any]] = (), **kw: Any) -> TableChanges:
+def changes(inserts: list[dict[str, Any]], deletes: Sequence[dict[str, Any]] = (), **kw: Any) -> ChangeBatch:
     return upserted(TABLE, inserts, deletes, **kw)
 
 
@@ -522,7 +522,7 @@ def test_commit_times_and_a_key_change_in_commit_order(lake: Factory) -> None:
     committed = datetime(2024, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
     first = logged(TABLE, [("I", one), ("U", {**one, "name": "renamed"})], commit_time=committed)
     # then the key moves, in a transaction whose commit was not read yet (no commit time)
-    moved = TableChanges(
+    moved = change_batch(
         TABLE, log=[*first.log, LoggedChange("u", {"id": 1}, {**one, "id": 2}, first.log[0].position, 2)]
     )
     applier.apply_changes("t", [moved], position(1))
@@ -546,7 +546,7 @@ def test_inserts_and_updates_drop_every_delete_row(lake: Factory) -> None:
     ops = [("I", one), ("D", {"id": 1}), ("I", one), ("U", {**one, "name": "x"})]
     moved = logged(TABLE, ops)
     key_change = LoggedChange("u", {"id": 1}, {**one, "id": 5}, moved.log[0].position, 4)
-    applier.apply_changes("t", [TableChanges(TABLE, log=[*moved.log, key_change])], position(1))
+    applier.apply_changes("t", [change_batch(TABLE, log=[*moved.log, key_change])], position(1))
     (path,) = files(applier, "raw")
     assert [line.split(",")[:2] for line in text(applier, f"raw/{path}").splitlines()] == [
         ["I", "1"],
@@ -564,7 +564,7 @@ def test_a_batch_that_ended_inside_a_transaction_is_not_written_twice(tmp_path: 
     opened = [("I", r) for r in rows(4, start=10)]  # the next one, committed at p2
     first = LakeApplier(config)
     log = [*logged(TABLE, committed, at=p0).log, *logged(TABLE, opened[:2], at=p1).log]  # its first two
-    first.apply_changes("t", [TableChanges(TABLE, log=log)], p1)
+    first.apply_changes("t", [change_batch(TABLE, log=log)], p1)
     first.close()
     # a new process replays from p1: the open transaction's changes come again, from index 0
     again = LakeApplier(config)

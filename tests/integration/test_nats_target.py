@@ -25,8 +25,9 @@ import nats
 import psycopg
 import pytest
 
+from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import LoggedChange, RefusedTables, TableChanges
+from conveyor.connectors.changes import LoggedChange, RefusedTables
 from conveyor.connectors.registry import open_applier
 from conveyor.core.batch import Checkpoint
 from conveyor.core.faults import ENV as FAULT_ENV
@@ -337,7 +338,7 @@ def test_values_the_encoding_cannot_carry_are_refused_before_anything_is_publish
     try:
         with pytest.raises(RefusedTables) as refused:
             applier.apply_changes(
-                "t", [TableChanges(table, log=bad_log), TableChanges(good, log=good_log)], at
+                "t", [change_batch(table, log=bad_log), change_batch(good, log=good_log)], at
             )
         assert list(refused.value.reasons) == [TableRef("public", "t")]
         assert "surrogate" in refused.value.reasons[TableRef("public", "t")]
@@ -351,8 +352,8 @@ def test_values_the_encoding_cannot_carry_are_refused_before_anything_is_publish
                 await nc.close()
 
         assert asyncio.run(count()) == 0
-        applier.apply_changes("t", [TableChanges(good, log=good_log)], at)
-        applier.apply_changes("t", [TableChanges(good, log=good_log)], at)  # a replay: deduplicated
+        applier.apply_changes("t", [change_batch(good, log=good_log)], at)
+        applier.apply_changes("t", [change_batch(good, log=good_log)], at)  # a replay: deduplicated
         assert asyncio.run(count()) == 1
         assert applier.read_checkpoint("t") == at
     finally:

@@ -1,5 +1,5 @@
 """Changes for an applier that keeps the change log (the lake), built by hand:
-``TableChanges.log`` as the runner hands it over, in commit order."""
+``ChangeBatch.log`` as the runner hands it over, in commit order."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from conveyor.connectors.changes import LoggedChange, TableChanges
-from conveyor.core.batch import Checkpoint
+from conveyor.connectors.arrow_rows import change_batch
+from conveyor.core.batch import ChangeBatch, Checkpoint, LoggedChange
 from conveyor.core.schema import TableSchema
 
 _ANCHORS = itertools.count(1)
@@ -22,7 +22,7 @@ def logged(
     at: Checkpoint | None = None,
     commit_time: datetime | None = None,
     first_index: int = 0,
-) -> TableChanges:
+) -> ChangeBatch:
     """``ops`` (``I``/``U`` with the new row, ``D`` with the old row or its
     key, ``T`` for a TRUNCATE) as one table's logged changes after the commit
     position ``at`` (by default one no checkpoint names), indexed from
@@ -39,7 +39,7 @@ def logged(
         )
         for i, (op, row) in enumerate(ops)
     ]
-    return TableChanges(table, log=log)
+    return change_batch(table, log=log)
 
 
 def upserted(
@@ -47,6 +47,6 @@ def upserted(
     inserts: Sequence[dict[str, Any]] = (),
     deletes: Sequence[dict[str, Any]] = (),
     **kw: Any,
-) -> TableChanges:
+) -> ChangeBatch:
     """Deletes, then inserts, as logged changes."""
     return logged(table, [*(("D", r) for r in deletes), *(("I", r) for r in inserts)], **kw)

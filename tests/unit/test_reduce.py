@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Mapping
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
-from conveyor.connectors.changes import RowChange, TableChanges
+from conveyor.connectors.changes import RowChange
 from conveyor.core import types as t
-from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.batch import ChangeBatch, Checkpoint, Op
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -33,7 +37,11 @@ def change(
     return RowChange(REF, op, values, old, unchanged)
 
 
-def reduced(*changes: RowChange, table: TableSchema = TABLE) -> TableChanges:
+def _rows(partial: Mapping[frozenset[str], pa.RecordBatch]) -> dict[frozenset[str], list[dict[str, Any]]]:
+    return {unchanged: rows.to_pylist() for unchanged, rows in partial.items()}
+
+
+def reduced(*changes: RowChange, table: TableSchema = TABLE) -> ChangeBatch:
     reducer = TableReducer(table, {c: c for c in table.column_names})
     for c in changes:
         reducer.add(c)
@@ -103,9 +111,9 @@ CASES: list[tuple[str, list[RowChange], dict[str, Any]]] = [
 @pytest.mark.parametrize(("name", "changes", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_reduction(name: str, changes: list[RowChange], expected: dict[str, Any]) -> None:
     result = reduced(*changes)
-    assert list(result.deletes) == expected.get("deletes", [])
-    assert list(result.upserts) == expected.get("upserts", [])
-    assert result.partial == expected.get("partial", {})
+    assert result.deletes.to_pylist() == expected.get("deletes", [])
+    assert result.upserts.to_pylist() == expected.get("upserts", [])
+    assert _rows(result.partial) == expected.get("partial", {})
 
 
 def test_truncate_drops_what_came_before_and_keeps_what_follows() -> None:
@@ -114,7 +122,7 @@ def test_truncate_drops_what_came_before_and_keeps_what_follows() -> None:
     reducer.clear()
     reducer.add(change(Op.INSERT, {"id": 2, "v": "b", "big": None}))
     result = reducer.changes()
-    assert result.truncate and list(result.upserts) == [{"id": 2, "v": "b", "big": None}]
+    assert result.truncate and result.upserts.to_pylist() == [{"id": 2, "v": "b", "big": None}]
     assert (reducer.inserts, reducer.updates, reducer.deletes) == (2, 0, 0)
 
 
@@ -124,7 +132,7 @@ def test_renamed_and_removed_columns() -> None:
     )
     reducer = TableReducer(target, {"id": "ID", "v": "V"})
     reducer.add(change(Op.INSERT, {"id": 1, "v": "a", "big": "dropped"}))
-    assert list(reducer.changes().upserts) == [{"ID": 1, "V": "a"}]
+    assert reducer.changes().upserts.to_pylist() == [{"ID": 1, "V": "a"}]
 
 
 def test_without_a_primary_key_rows_are_appended_and_deletes_refused() -> None:
@@ -215,9 +223,9 @@ def test_row_filter(changes: list[RowChange], expected: dict[str, Any]) -> None:
         reducer.add(c)
     out = reducer.changes()
     assert not reducer.passes_encoded
-    assert sorted(out.deletes, key=lambda d: d["id"]) == expected.get("deletes", [])
-    assert list(out.upserts) == expected.get("upserts", [])
-    assert out.partial == expected.get("partial", {})
+    assert sorted(out.deletes.to_pylist(), key=lambda d: d["id"]) == expected.get("deletes", [])
+    assert out.upserts.to_pylist() == expected.get("upserts", [])
+    assert _rows(out.partial) == expected.get("partial", {})
 
 
 def test_a_sent_filtered_value_that_fails_moves_the_row_out_though_another_is_unsent() -> None:
@@ -231,8 +239,8 @@ def test_a_sent_filtered_value_that_fails_moves_the_row_out_though_another_is_un
     reducer.add(change(Op.UPDATE, {"id": 1, "big": None}, unchanged=frozenset({"v"})))
     reducer.add(change(Op.UPDATE, {"id": 2, "big": "x"}, unchanged=frozenset({"v"})))
     out = reducer.changes()
-    assert list(out.deletes) == [{"id": 1}]
-    assert out.partial == {frozenset({"v"}): [{"id": 2, "big": "x"}]}
+    assert out.deletes.to_pylist() == [{"id": 1}]
+    assert _rows(out.partial) == {frozenset({"v"}): [{"id": 2, "big": "x"}]}
 
 
 def test_an_update_moving_out_of_the_filter_is_a_delete_in_the_change_log() -> None:
@@ -262,6 +270,33 @@ def test_touched_keys_name_every_key_a_batch_changes_or_the_whole_table() -> Non
     keyless = TableReducer(TableSchema(REF, TABLE.columns), {c: c for c in TABLE.column_names})
     keyless.add(change(Op.INSERT, {"id": 1, "v": "a", "big": None}))
     assert keyless.touched_keys() is None
+
+
+def test_a_batch_of_encoded_rows_builds_its_empty_parts_without_importing_pandas() -> None:
+    """pyarrow's ``pa.array`` imports pandas on its first call (~50 MB, up to a
+    second): a PostgreSQL->PostgreSQL capture, whose rows pass encoded, never needs it."""
+    code = (
+        "import sys\n"
+        "from conveyor.core import types as t\n"
+        "from conveyor.core.schema import Column, TableRef, TableSchema\n"
+        "from conveyor.core.types import Kind\n"
+        "from conveyor.replication.cdc.reduce import TableReducer\n"
+        "from conveyor.connectors.changes import EncodedRows\n"
+        "table = TableSchema(TableRef('public', 'items'), [Column('id', t.simple(Kind.INT64), False),"
+        " Column('d', t.simple(Kind.DATE))], ('id',))\n"
+        "reducer = TableReducer(table, {'id': 'id', 'd': 'd'})\n"
+        "reducer.add_encoded(EncodedRows(table.ref, [(1,)], [b'1\\t2024-01-01\\n'], 0, 1))\n"
+        "out = reducer.changes()\n"
+        "assert out.encoded == [b'1\\t2024-01-01\\n'] and out.num_rows == 1, out\n"
+        "assert out.upserts.schema.field('d').type == t.simple(Kind.DATE).arrow(), out.upserts.schema\n"
+        "assert out.deletes.schema.names == ['id'] and out.deletes.num_rows == 0\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 CHILD = TableRef("dynamodb", "Orders_Items")
@@ -294,8 +329,8 @@ def test_a_child_table_keyed_by_its_parent_replaces_the_parents_rows() -> None:
     reducer.add(line(Op.DELETE, "o3", 0))
     changes = reducer.changes()
     assert changes.key_is_group and changes.table.primary_key == ("order_id",)
-    assert changes.deletes == [{"order_id": "o1"}, {"order_id": "o2"}, {"order_id": "o3"}]
-    assert changes.upserts == [{"order_id": "o1", "sku": f"s{p}"} for p in range(8)] + [
+    assert changes.deletes.to_pylist() == [{"order_id": "o1"}, {"order_id": "o2"}, {"order_id": "o3"}]
+    assert changes.upserts.to_pylist() == [{"order_id": "o1", "sku": f"s{p}"} for p in range(8)] + [
         {"order_id": "o2", "sku": "x"}
     ]
     assert (reducer.updates, reducer.deletes) == (9, 2)
@@ -306,14 +341,14 @@ def test_a_parent_cut_by_a_batch_boundary_continues_in_the_next_batch() -> None:
     first.add(line(Op.UPDATE, "o0", 0, "a"))
     for position in range(3):
         first.add(line(Op.UPDATE, "o1", position, f"s{position}"))
-    assert len(first.changes().upserts) == 4
+    assert first.changes().upserts.num_rows == 4
     second = grouped(first.open_group)
     for position in range(3, 5):
         second.add(line(Op.UPDATE, "o1", position, f"s{position}"))
     changes = second.changes()
-    assert changes.deletes == [{"order_id": "o1"}]
-    assert changes.upserts == [{"order_id": "o1", "sku": f"s{p}"} for p in range(5)]
+    assert changes.deletes.to_pylist() == [{"order_id": "o1"}]
+    assert changes.upserts.to_pylist() == [{"order_id": "o1", "sku": f"s{p}"} for p in range(5)]
     # A batch that does not touch the carried parent hands over nothing of it.
     third = grouped(second.open_group)
     third.add(line(Op.UPDATE, "o9", 0, "z"))
-    assert third.changes().upserts == [{"order_id": "o9", "sku": "z"}]
+    assert third.changes().upserts.to_pylist() == [{"order_id": "o9", "sku": "z"}]

@@ -1,14 +1,16 @@
-"""Row dictionaries (change events' values) as Arrow record batches."""
+"""Row dictionaries (change events' values) as Arrow record batches, and the
+reduced rows of a table as its ``ChangeBatch``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from conveyor.core import types as t
+from conveyor.core.batch import ChangeBatch, LoggedChange, RejectedValue
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 from conveyor.core.types import ColumnType, Kind
@@ -43,6 +45,93 @@ def rows_to_batch(
     dates and timestamps arrive as the strings ``"infinity"``/``"-infinity"``
     (in arrays too); dates, timestamps and times out of Python's range as
     their raw Arrow integers (days or microseconds since 1970)."""
+    try:
+        return _batch(table, rows, columns)
+    except _Refused as exc:
+        raise DataError(
+            f"table {table.ref} column {exc.column!r}: value {exc.value.text!r}: {exc.value.reason}",
+            column=exc.column,
+        ) from None
+
+
+def change_batch(
+    table: TableSchema,
+    upserts: Sequence[dict[str, Any]] = (),
+    deletes: Sequence[dict[str, Any]] = (),
+    partial: Mapping[frozenset[str], Sequence[dict[str, Any]]] | None = None,
+    *,
+    truncate: bool = False,
+    encoded: Sequence[bytes] = (),
+    rejected: Sequence[RejectedValue] = (),
+    log: Sequence[LoggedChange] = (),
+    key_is_group: bool = False,
+) -> ChangeBatch:
+    """A table's reduced rows as its ``ChangeBatch``: one Arrow array per
+    column (the one conversion of a change batch's values). Rows holding a
+    value no Arrow value carries (``Unrepresentable``) are left out into
+    ``unrepresentable``."""
+    held: list[RejectedValue] = []
+    return ChangeBatch(
+        table,
+        _held_out(table, upserts, table.column_names, held),
+        _held_out(table, deletes, table.primary_key, held),
+        {
+            unchanged: _held_out(table, rows, [c for c in table.column_names if c not in unchanged], held)
+            for unchanged, rows in (partial or {}).items()
+        },
+        truncate=truncate,
+        encoded=encoded,
+        unrepresentable=held,
+        rejected=rejected,
+        log=log,
+        key_is_group=key_is_group,
+    )
+
+
+def printable(value: object) -> str | None:
+    """A value as the apply-exceptions table shows it (bytes in hex, NUL escaped)."""
+    if value is None:
+        return None
+    text = value.hex() if isinstance(value, bytes) else str(value)
+    return text.replace("\x00", "\\x00")
+
+
+def _held_out(
+    table: TableSchema, rows: Sequence[dict[str, Any]], columns: Sequence[str], held: list[RejectedValue]
+) -> pa.RecordBatch:
+    """``rows`` as a batch, those with an ``Unrepresentable`` value appended to ``held``."""
+    try:
+        return _batch(table, rows, columns)
+    except _Refused:
+        pass  # rare: find every such row, then convert the others
+    kept = []
+    for row in rows:
+        found = next(((c, u) for c in columns if (u := _first_unrepresentable(row.get(c))) is not None), None)
+        if found is None:
+            kept.append(row)
+            continue
+        column, value = found
+        key = {k: printable(row.get(k)) for k in table.primary_key}
+        held.append(
+            RejectedValue(table.ref, key, column, value.text, f"value {value.text!r}: {value.reason}")
+        )
+    return _batch(table, kept, columns)
+
+
+def _first_unrepresentable(value: Any) -> Unrepresentable | None:
+    """``value`` itself, or the first item of an array (nested too), when it is one."""
+    if type(value) is Unrepresentable:
+        return value
+    if isinstance(value, list):
+        for item in value:
+            if (found := _first_unrepresentable(item)) is not None:
+                return found
+    return None
+
+
+def _batch(table: TableSchema, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> pa.RecordBatch:
+    if not rows:
+        return _empty_batch(table, columns)
     arrays = []
     fields = []
     for name in columns:
@@ -51,18 +140,25 @@ def rows_to_batch(
         try:
             arrays.append(_array(column.type, values))
         except _Refused as exc:
-            raise DataError(
-                f"table {table.ref} column {name!r}: value {exc.value.text!r}: {exc.value.reason}",
-                column=name,
-            ) from None
+            exc.column = name
+            raise
         fields.append(pa.field(name, column.type.arrow()))
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _empty_batch(table: TableSchema, columns: Sequence[str]) -> pa.RecordBatch:
+    """No rows, without ``pa.array``: its first call imports pandas (pyarrow's
+    array-like check), ~50 MB and up to a second, which a batch of encoded rows
+    (PostgreSQL to PostgreSQL: every part but ``encoded`` empty) never needs."""
+    fields = [pa.field(name, table.column(name).type.arrow()) for name in columns]
+    return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in fields], schema=pa.schema(fields))
 
 
 class _Refused(Exception):
     def __init__(self, value: Unrepresentable) -> None:
         super().__init__(value.reason)
         self.value = value
+        self.column = ""
 
 
 def column_array(ctype: ColumnType, values: list[Any]) -> pa.Array:

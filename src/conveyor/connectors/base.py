@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from conveyor.core.batch import RejectedValue as RejectedValue  # noqa: PLC0414  (defined in core; imported from here too)
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
 
@@ -42,23 +43,6 @@ class PrepMode(StrEnum):
     DROP_AND_CREATE = "DROP_AND_CREATE"
     TRUNCATE_BEFORE_LOAD = "TRUNCATE_BEFORE_LOAD"
     DO_NOTHING = "DO_NOTHING"
-
-
-@dataclass(frozen=True)
-class RejectedValue:
-    """A value a target cannot hold, bound for the apply-exceptions table."""
-
-    table: TableRef
-    key: dict[str, Any]
-    column: str | None
-    value: str | None
-    reason: str
-
-    def exceptions_row(self, task: str, when: datetime) -> tuple[Any, ...]:
-        """The row of the apply-exceptions table: task_name, table_owner, table_name,
-        error_time, key (JSON), column_name, value, error."""
-        key = json.dumps(self.key, default=str)
-        return (task, self.table.schema, self.table.name, when, key, self.column, self.value, self.reason)
 
 
 @dataclass(frozen=True)

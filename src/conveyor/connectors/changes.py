@@ -28,7 +28,8 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from conveyor.connectors.base import RejectedValue, Snapshot
-from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.batch import ChangeBatch, Checkpoint, Op
+from conveyor.core.batch import LoggedChange as LoggedChange  # noqa: PLC0414  (defined in core; imported from here too)
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableRef, TableSchema
 
@@ -224,31 +225,10 @@ class DropsTables(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class LoggedChange:
-    """One change as the source made it, for a target that publishes every
-    change rather than the reduced batch (``KeepsChangeLog``): ``op`` is ``c``,
-    ``u``, ``d`` or ``t`` (TRUNCATE); rows are in target column names, mapped
-    as the reduced batch's are (``after`` lacks the columns the source did not
-    send). ``position`` is the last commit position before the change (the
-    capture's start for the first) and ``index`` counts the changes since it:
-    a replay from a checkpoint meets the same changes at the same
-    ``(position, index)``, which makes them an identity for deduplication.
-    ``commit_time`` is the source's commit time, when the transaction's commit
-    was read before the change was handed over."""
-
-    op: str
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    position: Checkpoint
-    index: int
-    commit_time: datetime | None = None
-
-
 @runtime_checkable
 class KeepsChangeLog(Protocol):
     """An applier that publishes each change (a stream target): the runner
-    also hands it, in ``TableChanges.log``, the table's changes in commit order.
+    also hands it, in ``ChangeBatch.log``, the table's changes in commit order.
     It must make a replay of the same ``(position, index)`` harmless."""
 
     keeps_change_log: bool
@@ -272,46 +252,15 @@ class PacesBatches(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class TableChanges:
-    """One table's share of an apply batch, already reduced to one final change
-    per primary key: ``deletes`` are key rows to remove; ``upserts`` are whole
-    rows to insert or replace; ``partial`` holds UPDATEs whose ``unchanged``
-    columns must keep the target's value (rows of the other columns, grouped by
-    which columns are unchanged). ``truncate`` empties the table first.
-    ``encoded`` are more whole rows to insert or replace, in the encoded format
-    the applier accepted for this table, columns in ``table.column_names`` order.
-    ``rejected`` are changes taken out because the target would refuse them
-    (``ScreensChanges``), to log in the apply-exceptions table in the batch's
-    transaction. ``log`` holds the changes one by one, in commit order, for an
-    applier that ``KeepsChangeLog`` (empty otherwise). ``key_is_group``: the
-    key names a group of rows (a DynamoDB child table keyed by its parent
-    alone), not one row: the table has no unique key, ``deletes`` remove whole
-    groups and ``upserts`` hold every row of each group they replace (the
-    appliers' delete-by-key-then-insert does exactly that)."""
-
-    table: TableSchema
-    deletes: Sequence[dict[str, Any]] = ()
-    upserts: Sequence[dict[str, Any]] = ()
-    partial: dict[frozenset[str], list[dict[str, Any]]] = field(default_factory=dict)
-    truncate: bool = False
-    encoded: Sequence[bytes] = ()
-    rejected: Sequence[RejectedValue] = ()
-    log: Sequence[LoggedChange] = ()
-    key_is_group: bool = False
-
-
 @runtime_checkable
 class ScreensChanges(Protocol):
     """An applier that can find the changes its target would refuse before
     applying them (DuckDB: a refused statement aborts the whole batch and does
     not say which row). The runner applies the data error policy to what it
     returns; rejected changes it keeps for the log go back to ``apply_changes``
-    in ``TableChanges.rejected``."""
+    in ``ChangeBatch.rejected``."""
 
-    def screen_changes(
-        self, changes: TableChanges, thorough: bool
-    ) -> tuple[TableChanges, list[RejectedValue]]:
+    def screen_changes(self, changes: ChangeBatch, thorough: bool) -> tuple[ChangeBatch, list[RejectedValue]]:
         """``changes`` without the rows the target would refuse, and those rows.
         ``thorough`` also tries the rows on an empty copy of the table (slower;
         after the target refused a screened batch)."""
@@ -330,14 +279,15 @@ class RefusedTables(DataError):
 
 
 class ChangeApplier(Protocol):
-    """A Target that can apply changes."""
+    """A Target that can apply changes: each table's as a ``ChangeBatch``,
+    taken as it is (Arrow in the target's types, written without rebuilding)."""
 
     def read_checkpoint(self, task: str) -> Checkpoint | None:
         """The position the task's last applied batch reached, from the target's
         control table (the truth after a crash), or None."""
         ...
 
-    def apply_changes(self, task: str, changes: Sequence[TableChanges], checkpoint: Checkpoint) -> None:
+    def apply_changes(self, task: str, changes: Sequence[ChangeBatch], checkpoint: Checkpoint) -> None:
         """Apply in one target transaction, with the checkpoint; all or nothing."""
         ...
 

@@ -1,14 +1,19 @@
-"""The one record type between stages: a batch of row images."""
+"""What travels between the stages of a change batch: operations, source
+positions and ``ChangeBatch``, one table's reduced changes in Arrow."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import pyarrow as pa
 
-from conveyor.core.schema import TableRef
+from conveyor.core.errors import DataError
+from conveyor.core.schema import TableRef, TableSchema
 
 
 class Op(StrEnum):
@@ -31,16 +36,90 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
-class ChangeBatch:
-    """Row images of one table. ``records`` holds the table's columns in the
-    source schema's order; for CDC an ``op`` array of the same length says what
-    each row is (None for full-load batches, where every row is a READ)."""
+class RejectedValue:
+    """A value a target cannot hold, bound for the apply-exceptions table."""
 
     table: TableRef
-    records: pa.RecordBatch
-    op: pa.Array | None = None
-    checkpoint: Checkpoint | None = None
+    key: dict[str, Any]
+    column: str | None
+    value: str | None
+    reason: str
+
+    def exceptions_row(self, task: str, when: datetime) -> tuple[Any, ...]:
+        """The row of the apply-exceptions table: task_name, table_owner, table_name,
+        error_time, key (JSON), column_name, value, error."""
+        key = json.dumps(self.key, default=str)
+        return (task, self.table.schema, self.table.name, when, key, self.column, self.value, self.reason)
+
+
+@dataclass(slots=True)
+class LoggedChange:
+    """One change as the source made it, for a target that publishes every
+    change rather than the reduced batch (``KeepsChangeLog``): ``op`` is ``c``,
+    ``u``, ``d`` or ``t`` (TRUNCATE); rows are in target column names, mapped
+    as the reduced batch's are (``after`` lacks the columns the source did not
+    send). ``position`` is the last commit position before the change (the
+    capture's start for the first) and ``index`` counts the changes since it:
+    a replay from a checkpoint meets the same changes at the same
+    ``(position, index)``, which makes them an identity for deduplication.
+    ``commit_time`` is the source's commit time, when the transaction's commit
+    was read before the change was handed over."""
+
+    op: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    position: Checkpoint
+    index: int
+    commit_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """The one record type between reduce and apply: one table's share of an
+    apply batch, reduced to one final change per primary key, in Arrow with
+    the target table's column types (``TableSchema.column(c).type.arrow()``).
+
+    ``upserts`` are whole rows (``table.column_names``) to insert or replace;
+    ``deletes`` the key rows (``table.primary_key``) to remove; ``partial``
+    UPDATEs whose ``unchanged`` columns keep the target's value: per set of
+    unchanged columns, a batch of the other columns. ``truncate`` empties the
+    table first. ``encoded`` are more whole rows to insert or replace in the
+    encoded format the applier accepted (columns in ``table.column_names``
+    order). ``unrepresentable`` are rows left out because capture could not
+    hold one of their values exactly (no Arrow value carries it): a target
+    refuses them, a screening one per its data error policy, the others by
+    suspending the table. ``rejected`` are changes taken out because the
+    target would refuse them (``ScreensChanges``), to log in the
+    apply-exceptions table in the batch's transaction. ``log`` holds the
+    changes one by one, in commit order, for an applier that
+    ``KeepsChangeLog`` (empty otherwise). ``key_is_group``: the key names a
+    group of rows (a DynamoDB child table keyed by its parent alone), not one
+    row: the table has no unique key, ``deletes`` remove whole groups and
+    ``upserts`` hold every row of each group they replace (the appliers'
+    delete-by-key-then-insert does exactly that)."""
+
+    table: TableSchema
+    upserts: pa.RecordBatch
+    deletes: pa.RecordBatch
+    partial: Mapping[frozenset[str], pa.RecordBatch] = field(default_factory=dict)
+    truncate: bool = False
+    encoded: Sequence[bytes] = ()
+    unrepresentable: Sequence[RejectedValue] = ()
+    rejected: Sequence[RejectedValue] = ()
+    log: Sequence[LoggedChange] = ()
+    key_is_group: bool = False
 
     @property
     def num_rows(self) -> int:
-        return int(self.records.num_rows)
+        """Rows to write (upserts, deletes, partial updates, encoded rows)."""
+        partial = sum(b.num_rows for b in self.partial.values())
+        return int(self.upserts.num_rows + self.deletes.num_rows + partial + len(self.encoded))
+
+    def refuse_unrepresentable(self) -> None:
+        """Raise a DataError naming the column when capture could not hold a
+        value of the batch exactly (for a target that suspends the table)."""
+        if self.unrepresentable:
+            first = self.unrepresentable[0]
+            raise DataError(
+                f"table {self.table.ref} column {first.column!r}: {first.reason}", column=first.column
+            )

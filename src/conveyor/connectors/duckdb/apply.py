@@ -19,9 +19,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from conveyor.connectors.arrow_rows import Unrepresentable, rows_to_batch
+from conveyor.connectors.arrow_rows import printable
 from conveyor.connectors.base import EndpointConfig, RefusedRow, RejectedValue
-from conveyor.connectors.changes import TableChanges
 from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe, private_database
 from conveyor.connectors.duckdb.target import (
@@ -34,7 +33,7 @@ from conveyor.connectors.duckdb.target import (
     table_sql,
     to_ddl,
 )
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import ConfigError, DataError
 from conveyor.core.schema import TableSchema
 
@@ -70,61 +69,52 @@ class DuckDBApplier:
             create_exceptions_table(self._conn)
         return self._conn
 
-    def screen_changes(
-        self, changes: TableChanges, thorough: bool
-    ) -> tuple[TableChanges, list[RejectedValue]]:
+    def screen_changes(self, changes: ChangeBatch, thorough: bool) -> tuple[ChangeBatch, list[RejectedValue]]:
         """Upserts and partial updates without the rows DuckDB would refuse
         (deletes carry only keys the table has). ``thorough`` also tries the
-        whole rows on an empty copy of the table."""
+        whole rows on an empty copy of the table. Rows capture could not hold
+        exactly (``unrepresentable``, already out of the Arrow batches) are
+        refused with them."""
         # Rows of a group share its key: no row is unique by it.
         table = replace(changes.table, primary_key=()) if changes.key_is_group else changes.table
-        rejected: list[RejectedValue] = []
-        upserts: Sequence[dict[str, Any]] = changes.upserts
-        if upserts:
-            upserts, refused = self._screen_rows(table, upserts, table.column_names, thorough)
+        rejected = [replace(r, reason=f"table {table.ref}: {r.reason}") for r in changes.unrepresentable]
+        upserts = changes.upserts
+        if upserts.num_rows:
+            upserts, refused = self._screen_rows(table, upserts, thorough)
             rejected += refused
-        partial: dict[frozenset[str], list[dict[str, Any]]] = {}
+        partial: dict[frozenset[str], pa.RecordBatch] = {}
         for unchanged, rows in changes.partial.items():
-            present = [c for c in table.column_names if c not in unchanged]
-            kept, refused = self._screen_rows(table, rows, present, False)
+            kept, refused = self._screen_rows(table, rows, False)
             rejected += refused
-            if kept:
+            if kept.num_rows:
                 partial[unchanged] = kept
         if not rejected:
             return changes, []
-        return replace(changes, upserts=upserts, partial=partial), rejected
+        return replace(changes, upserts=upserts, partial=partial, unrepresentable=()), rejected
 
     def _screen_rows(
-        self, table: TableSchema, rows: Sequence[dict[str, Any]], columns: list[str], thorough: bool
-    ) -> tuple[list[dict[str, Any]], list[RejectedValue]]:
-        # Values capture could not hold exactly (``Unrepresentable``) are refused
-        # before the rest is screened: Arrow cannot carry them.
-        refused = [u for i, row in enumerate(rows) if (u := _unrepresentable(i, row, columns)) is not None]
-        held = {r.row for r in refused}
-        order = [i for i in range(len(rows)) if i not in held]
-        batch = rows_to_batch(table, [rows[i] for i in order], columns)
-        refused += [
-            RefusedRow(order[r.row], r.column, r.reason) for r in self._screen(table, columns).refusals(batch)
-        ]
+        self, table: TableSchema, batch: pa.RecordBatch, thorough: bool
+    ) -> tuple[pa.RecordBatch, list[RejectedValue]]:
+        refused = self._screen(table, batch.schema.names).refusals(batch)
         if thorough:
             out = {r.row for r in refused}
-            kept = [n for n, i in enumerate(order) if i not in out]
+            kept = [i for i in range(batch.num_rows) if i not in out]
             found = self._probe(table).refusals(batch.take(kept)) if kept else []
-            refused += [RefusedRow(order[kept[r.row]], r.column, r.reason) for r in found]
+            refused += [RefusedRow(kept[r.row], r.column, r.reason) for r in found]
         if not refused:
-            return list(rows), []
+            return batch, []
         out = {r.row for r in refused}
         rejected = [
             RejectedValue(
                 table=table.ref,
-                key={k: _printable(rows[r.row].get(k)) for k in table.primary_key},
+                key={k: _cell(batch, k, r.row) for k in table.primary_key},
                 column=r.column,
-                value=_value_text(rows[r.row].get(r.column)) if r.column else None,
+                value=_cell(batch, r.column, r.row) if r.column else None,
                 reason=f"table {table.ref}: {r.reason}",
             )
             for r in refused
         ]
-        return [row for i, row in enumerate(rows) if i not in out], rejected
+        return batch.filter(pa.array([i not in out for i in range(batch.num_rows)])), rejected
 
     def _screen(self, table: TableSchema, columns: list[str]) -> BatchScreen:
         key = (table, tuple(columns))
@@ -161,7 +151,7 @@ class DuckDBApplier:
         document = json.loads(row[0])
         return Checkpoint(document["engine"], document["position"])
 
-    def apply_changes(self, task: str, changes: Sequence[TableChanges], checkpoint: Checkpoint) -> None:
+    def apply_changes(self, task: str, changes: Sequence[ChangeBatch], checkpoint: Checkpoint) -> None:
         conn = self._connection()
         conn.execute("BEGIN TRANSACTION")
         try:
@@ -181,28 +171,29 @@ class DuckDBApplier:
                 conn.execute("ROLLBACK")
             raise
 
-    def _apply_table(self, conn: duckdb.DuckDBPyConnection, changes: TableChanges) -> None:
+    def _apply_table(self, conn: duckdb.DuckDBPyConnection, changes: ChangeBatch) -> None:
         table = changes.table
+        changes.refuse_unrepresentable()  # screened out before, unless called unscreened
         target = qualified(table.ref)
         if changes.truncate:
             conn.execute(f"DELETE FROM {target}")
-        keyed = [*changes.deletes, *(changes.upserts if table.primary_key else ())]
-        if keyed:
-            with _registered(conn, "conveyor_keys", rows_to_batch(table, keyed, table.primary_key)):
+        keys = [changes.deletes]
+        if table.primary_key:
+            keys.append(changes.upserts.select(list(table.primary_key)))
+        if any(k.num_rows for k in keys):
+            with _registered(conn, "conveyor_keys", pa.Table.from_batches(keys)):
                 conn.execute(
                     f"DELETE FROM {target} AS t USING conveyor_keys AS k WHERE {_key_match(table, 't', 'k')}"
                 )
-        if changes.upserts:
-            batch = rows_to_batch(table, changes.upserts, table.column_names)
-            with _registered(conn, "conveyor_rows", batch):
+        if changes.upserts.num_rows:
+            with _registered(conn, "conveyor_rows", changes.upserts):
                 cols = ", ".join(quote(c) for c in table.column_names)
                 conn.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM conveyor_rows")
-        for unchanged, rows in changes.partial.items():
-            present = [c for c in table.column_names if c not in unchanged]
-            updates = [c for c in present if c not in table.primary_key]
+        for rows in changes.partial.values():
+            updates = [c for c in rows.schema.names if c not in table.primary_key]
             if not updates:
                 continue
-            with _registered(conn, "conveyor_partial", rows_to_batch(table, rows, present)):
+            with _registered(conn, "conveyor_partial", rows):
                 assignments = ", ".join(f"{quote(c)} = p.{quote(c)}" for c in updates)
                 conn.execute(
                     f"UPDATE {target} AS t SET {assignments} FROM conveyor_partial AS p "
@@ -250,7 +241,7 @@ class DuckDBApplier:
 
 
 @contextlib.contextmanager
-def _registered(conn: duckdb.DuckDBPyConnection, name: str, batch: pa.RecordBatch) -> Any:
+def _registered(conn: duckdb.DuckDBPyConnection, name: str, batch: pa.RecordBatch | pa.Table) -> Any:
     conn.register(name, batch)
     try:
         yield
@@ -259,31 +250,10 @@ def _registered(conn: duckdb.DuckDBPyConnection, name: str, batch: pa.RecordBatc
             conn.unregister(name)
 
 
-def _printable(value: object) -> str | None:
-    if value is None:
-        return None
-    text = value.hex() if isinstance(value, bytes) else str(value)
-    return text.replace("\x00", "\\x00")
-
-
-def _unrepresentable(index: int, row: dict[str, Any], columns: list[str]) -> RefusedRow | None:
-    """The row's first value (also inside an array) capture could not hold exactly."""
-    for column in columns:
-        found = _first_unrepresentable(row.get(column))
-        if found is not None:
-            return RefusedRow(index, column, f"value {found.text!r}: {found.reason}")
-    return None
-
-
-def _first_unrepresentable(value: Any) -> Unrepresentable | None:
-    if isinstance(value, Unrepresentable):
-        return value
-    if isinstance(value, list):
-        for item in value:
-            if (found := _first_unrepresentable(item)) is not None:
-                return found
-    return None
-
-
-def _value_text(value: Any) -> str | None:
-    return value.text if isinstance(value, Unrepresentable) else _printable(value)
+def _cell(batch: pa.RecordBatch, column: str, row: int) -> str | None:
+    """A value of ``batch`` as the apply-exceptions table shows it."""
+    scalar = batch.column(column)[row]
+    try:
+        return printable(scalar.as_py())
+    except (ValueError, OverflowError):  # past Python's range (an infinite timestamp's sentinel)
+        return printable(getattr(scalar, "value", None))  # the raw days or microseconds

@@ -69,11 +69,11 @@ import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import rows_to_batch
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import LoggedChange, RefusedTables, TableChanges
+from conveyor.connectors.changes import RefusedTables
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.filesystem import LakeFS
 from conveyor.connectors.lake.settings import lake_config
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint, LoggedChange
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 
@@ -128,7 +128,7 @@ def _moves_key(key: Sequence[str], old: dict[str, Any] | None, new: dict[str, An
 
 
 def _written(
-    changes: Sequence[TableChanges], target: dict[str, Any] | None, before: dict[str, Any]
+    changes: Sequence[ChangeBatch], target: dict[str, Any] | None, before: dict[str, Any]
 ) -> dict[str, Any]:
     """Per table, the identity of the last change written after the
     checkpoint's own position (a batch that ended inside a transaction), on
@@ -195,7 +195,7 @@ class LakeApplier:
 
     # --- applying ----------------------------------------------------------------
 
-    def apply_changes(self, task: str, changes: Sequence[TableChanges], checkpoint: Checkpoint) -> None:
+    def apply_changes(self, task: str, changes: Sequence[ChangeBatch], checkpoint: Checkpoint) -> None:
         state = self._read_json(lay.checkpoint_path(task))
         pending = self._read_json(lay.pending_path(task))
         stored = None if state is None else {"engine": state["engine"], "position": state["position"]}
@@ -272,7 +272,7 @@ class LakeApplier:
         self.fs.delete(lay.pending_path(task))
 
     def _rows(
-        self, changes: TableChanges, when: datetime, skip: tuple[Callable[[Checkpoint], bool], int] | None
+        self, changes: ChangeBatch, when: datetime, skip: tuple[Callable[[Checkpoint], bool], int] | None
     ) -> tuple[pa.Table, _Marks] | None:
         """The change file's rows (the log's changes after ``skip``: those at
         its anchor up to its index were written already), and the unchanged

@@ -23,11 +23,11 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from conveyor.connectors.changes import RefusedTables, TableChanges
+from conveyor.connectors.changes import RefusedTables
 from conveyor.connectors.nats._link import NatsEndpoint, epoch_ms
 from conveyor.connectors.nats.envelope import Message, envelope, message_id, position_text, table_subject
 from conveyor.connectors.nats.values import Unrepresentable
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import TerminalError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
@@ -50,7 +50,7 @@ class NatsApplier(NatsEndpoint):
                 f"checkpoint {task!r} in bucket {self.settings.checkpoint_bucket!r} is not Conveyor's"
             ) from None
 
-    def apply_changes(self, task: str, changes: Sequence[TableChanges], checkpoint: Checkpoint) -> None:
+    def apply_changes(self, task: str, changes: Sequence[ChangeBatch], checkpoint: Checkpoint) -> None:
         messages: list[Message] = []
         refused: dict[TableRef, str] = {}
         now = epoch_ms(datetime.now(UTC)) or 0

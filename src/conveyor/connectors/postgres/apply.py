@@ -19,11 +19,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 
-from conveyor.connectors.arrow_rows import rows_to_batch
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import TableChanges
 from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.copy_lines import encoded_format
 from conveyor.connectors.postgres.copy_text import encode_batch
@@ -37,7 +36,7 @@ from conveyor.connectors.postgres.target import (
     long_name,
     refused_at,
 )
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import DataError, TransientError
 from conveyor.core.schema import Column, TableRef, TableSchema
 
@@ -150,7 +149,7 @@ class PostgresApplier:
             for c in table.columns
         )
 
-    def apply_changes(self, task: str, changes: Sequence[TableChanges], checkpoint: Checkpoint) -> None:
+    def apply_changes(self, task: str, changes: Sequence[ChangeBatch], checkpoint: Checkpoint) -> None:
         conn = self._connection()
         try:
             for table_changes in changes:
@@ -204,25 +203,26 @@ class PostgresApplier:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(name))
         self._staging.clear()
 
-    def _apply_table(self, conn: psycopg.Connection[Any], changes: TableChanges) -> None:
+    def _apply_table(self, conn: psycopg.Connection[Any], changes: ChangeBatch) -> None:
         table = changes.table
+        changes.refuse_unrepresentable()
         target = qualified(table.ref)
         if changes.truncate:
             conn.execute(sql.SQL("DELETE FROM {}").format(target))
-        if changes.deletes:
+        if changes.deletes.num_rows:
             keys = self._staging_table(conn, table, table.primary_key, "keys")
-            _copy_rows(conn, keys, table, changes.deletes, table.primary_key)
+            _copy_rows(conn, keys, changes.deletes)
             conn.execute(
                 sql.SQL("DELETE FROM {} AS t USING {} AS k WHERE {}").format(
                     target, keys, _key_match(table, "t", "k")
                 )
             )
-        if changes.upserts or changes.encoded:
+        if changes.upserts.num_rows or changes.encoded:
             self._put_rows(conn, changes, target)
-        for unchanged, rows in changes.partial.items():
-            present = [c for c in table.column_names if c not in unchanged]
+        for rows in changes.partial.values():
+            present = rows.schema.names
             staged = self._staging_table(conn, table, present, "partial")
-            _copy_rows(conn, staged, table, rows, present)
+            _copy_rows(conn, staged, rows)
             updates = [c for c in present if c not in table.primary_key]
             if updates:
                 assignments = sql.SQL(", ").join(
@@ -234,14 +234,14 @@ class PostgresApplier:
                     )
                 )
 
-    def _put_rows(self, conn: psycopg.Connection[Any], changes: TableChanges, target: sql.Composable) -> None:
+    def _put_rows(self, conn: psycopg.Connection[Any], changes: ChangeBatch, target: sql.Composable) -> None:
         """Insert or replace the batch's final rows."""
         table = changes.table
         if not table.primary_key:  # append-only
-            _copy_rows(conn, target, table, changes.upserts, table.column_names, changes.encoded)
+            _copy_rows(conn, target, changes.upserts, changes.encoded)
             return
         staged = self._staging_table(conn, table, table.column_names, "rows")
-        _copy_rows(conn, staged, table, changes.upserts, table.column_names, changes.encoded)
+        _copy_rows(conn, staged, changes.upserts, changes.encoded)
         if self._has_unique_key(conn, table):
             # One row per key (the batch is reduced): INSERT ... ON CONFLICT updates
             # in place, cheaper for the server than a delete and a re-insert.
@@ -371,17 +371,13 @@ def _upsert_sql(table: TableSchema, target: sql.Composable, staged: sql.Composab
 
 
 def _copy_rows(
-    conn: psycopg.Connection[Any],
-    into: sql.Composable,
-    table: TableSchema,
-    rows: Sequence[dict[str, Any]],
-    columns: Sequence[str],
-    lines: Sequence[bytes] = (),
+    conn: psycopg.Connection[Any], into: sql.Composable, rows: pa.RecordBatch, lines: Sequence[bytes] = ()
 ) -> None:
-    """COPY ``rows`` (values) and ``lines`` (COPY text lines of ``columns``) into ``into``."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(into, _joined(columns))
+    """COPY ``rows`` (as COPY text, as the full load writes Arrow) and ``lines``
+    (COPY text lines of the same columns) into ``into``."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(into, _joined(rows.schema.names))
     with conn.cursor() as cur, cur.copy(statement) as copy:
-        if rows:
-            copy.write(encode_batch(rows_to_batch(table, rows, columns)))
+        if rows.num_rows:
+            copy.write(encode_batch(rows))
         if lines:
             copy.write(b"".join(lines))

@@ -9,13 +9,15 @@ acknowledgement harmless.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from conveyor.connectors.changes import EncodedRows, LoggedChange, RowChange, TableChanges
-from conveyor.core.batch import Checkpoint, Op
+from conveyor.connectors.arrow_rows import change_batch
+from conveyor.connectors.changes import EncodedRows, RowChange
+from conveyor.core.batch import ChangeBatch, Checkpoint, LoggedChange, Op
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
@@ -263,7 +265,15 @@ class TableReducer:
             return None
         return list(self._final)
 
-    def changes(self) -> TableChanges:
+    def changes(self) -> ChangeBatch:
+        """The reduced changes as the table's ``ChangeBatch`` (converted to Arrow
+        here, once: appliers write it as it is)."""
+        return self.reduced()()
+
+    def reduced(self) -> Callable[[], ChangeBatch]:
+        """The reduced rows, and what makes them the table's ``ChangeBatch``
+        (called apart: the runner reduces in the stream's thread, which frees
+        the pending changes at once, and converts in the applier's)."""
         deletes: list[dict[str, Any]] = []
         upserts: list[dict[str, Any]] = []
         encoded: list[bytes] = []
@@ -286,10 +296,11 @@ class TableReducer:
             for group_id, rows in self._groups.items():
                 deletes.append(dict(zip(self.group_key, group_id, strict=True)))
                 upserts.extend(row for row in rows.values() if row is not None)
-        return TableChanges(
+        return functools.partial(
+            change_batch,
             table,
-            deletes,
             upserts,
+            deletes,
             partial,
             truncate=self.truncate,
             encoded=encoded,
@@ -381,5 +392,5 @@ class TableReducer:
         self._final[self._key(values)] = None
 
 
-def reduce_changes(reducers: Sequence[TableReducer]) -> list[TableChanges]:
+def reduce_changes(reducers: Sequence[TableReducer]) -> list[ChangeBatch]:
     return [r.changes() for r in reducers if r.pending]

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from conveyor.connectors.changes import ScreensChanges, TableChanges
+from conveyor.connectors.changes import ScreensChanges
+from conveyor.core.batch import ChangeBatch
 from conveyor.core.errors import TerminalError
 from conveyor.core.schema import TableRef
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy
@@ -31,7 +32,7 @@ class ChangeRefusals:
     counts: dict[TableRef, int] = field(default_factory=dict)
     _pending: dict[TableRef, int] = field(default_factory=dict)
 
-    def screen(self, changes: Sequence[TableChanges], thorough: bool) -> list[TableChanges]:
+    def screen(self, changes: Sequence[ChangeBatch], thorough: bool) -> list[ChangeBatch]:
         """The changes to apply: refused rows taken out (and attached for the
         log under LOG_ERROR); a table the policy suspends is left out. Raises
         TerminalError when the policy stops the task."""

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.base import RejectedValue
 from conveyor.connectors.changes import (
     AcceptsEncodedRows,
@@ -63,12 +64,11 @@ from conveyor.connectors.changes import (
     ScreensChanges,
     SupportsAddTable,
     SupportsEncodedRows,
-    TableChanges,
     TableDefinition,
     TableDropped,
     Truncate,
 )
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
 from conveyor.core.faults import fault_point
 from conveyor.core.retry import RetryPolicy, retry_call
@@ -504,8 +504,8 @@ class ChangeCapture:
         position = self._committed or self._handed
         self._handed = position
         applying = [t for t in self.tables.values() if not t.reloading]
-        changes = [t.reducer.changes() for t in applying if t.reducer.pending and t.suspended is None]
-        changes = self._with_source_rejections(changes)
+        reduced = [t.reducer.reduced() for t in applying if t.reducer.pending and t.suspended is None]
+        rejected = self._source_rejections()
         touched = (
             {t.mapped.target.ref: t.reducer.touched_keys() for t in applying if t.reducer.pending}
             if self.on_applied is not None
@@ -519,7 +519,7 @@ class ChangeCapture:
             table.renew()
         self._inflight.append(
             _InFlight(
-                future=self._applier_thread.submit(self._apply, changes, position),
+                future=self._applier_thread.submit(self._apply_reduced, reduced, rejected, position),
                 committed=self._committed,
                 commit_time=self._pending_commit_time,
                 changes=self._pending,
@@ -531,10 +531,11 @@ class ChangeCapture:
         self._file_full = False
         self._open_log.clear()  # handed over (a part of an open transaction: without its commit time)
 
-    def _with_source_rejections(self, changes: list[TableChanges]) -> list[TableChanges]:
-        """Values the stream left out (``take_rejections``), bound for the
-        target's apply-exceptions table in this batch's transaction, per
-        DataErrorPolicy (as the full load's source rejections)."""
+    def _source_rejections(self) -> dict[TableRef, tuple[TableSchema, list[RejectedValue]]]:
+        """Values the stream left out (``take_rejections``), by target table,
+        bound for the target's apply-exceptions table in this batch's
+        transaction, per DataErrorPolicy (as the full load's source
+        rejections); a table whose policy stops is suspended here."""
         take: Callable[[], list[RejectedValue]] | None = getattr(self.stream, "take_rejections", None)
         rejected = take() if take is not None else []
         found: dict[TableRef, tuple[TableSchema, list[RejectedValue]]] = {}
@@ -549,14 +550,24 @@ class ChangeCapture:
             if reason is not None:
                 self._suspend(ref, reason)
                 del found[ref]
-        if not found or self.errors.data_error_policy is not RecordPolicy.LOG_ERROR:
+        if self.errors.data_error_policy is not RecordPolicy.LOG_ERROR:
+            return {}
+        return found
+
+    @staticmethod
+    def _with_source_rejections(
+        changes: list[ChangeBatch], found: dict[TableRef, tuple[TableSchema, list[RejectedValue]]]
+    ) -> list[ChangeBatch]:
+        """``changes`` with the source's rejected values (``_source_rejections``) to log."""
+        if not found:
             return changes
+        found = dict(found)
         logged = []
         for table_changes in changes:
             extra = found.pop(table_changes.table.ref, None)
             more = () if extra is None else tuple(extra[1])
             logged.append(dataclasses.replace(table_changes, rejected=(*table_changes.rejected, *more)))
-        return logged + [TableChanges(target, rejected=tuple(rows)) for target, rows in found.values()]
+        return logged + [change_batch(target, rejected=tuple(rows)) for target, rows in found.values()]
 
     def _wait_applied(self) -> None:
         """Wait for every batch in flight (see ``_wait_oldest``)."""
@@ -585,7 +596,18 @@ class ChangeCapture:
             self.on_applied(inflight.touched)
         self.on_batch(self)
 
-    def _apply(self, changes: list[TableChanges], position: Checkpoint) -> None:
+    def _apply_reduced(
+        self,
+        reduced: list[Callable[[], ChangeBatch]],
+        rejected: dict[TableRef, tuple[TableSchema, list[RejectedValue]]],
+        position: Checkpoint,
+    ) -> None:
+        """The applier thread's part: the batch's tables as ``ChangeBatch``es
+        (their one conversion to Arrow, done here while the stream reads on),
+        with the source's rejected values, applied."""
+        self._apply(self._with_source_rejections([build() for build in reduced], rejected), position)
+
+    def _apply(self, changes: list[ChangeBatch], position: Checkpoint) -> None:
         """The applier thread's part: one batch, with its checkpoint."""
         # A table suspended while this batch waited its turn gets nothing more.
         changes = [c for c in changes if not self._is_suspended(c.table.ref)]
@@ -605,7 +627,7 @@ class ChangeCapture:
             self._refusals.committed()
         self._on_target = position
 
-    def _applied_thoroughly(self, changes: list[TableChanges], position: Checkpoint) -> bool:
+    def _applied_thoroughly(self, changes: list[ChangeBatch], position: Checkpoint) -> bool:
         """A screening applier looks again, thoroughly, and the batch is applied
         without what it finds; False when the target still refuses it."""
         if self._refusals is None:
@@ -616,7 +638,7 @@ class ChangeCapture:
         except DataError:
             return False
 
-    def _apply_by_table(self, changes: list[TableChanges], position: Checkpoint) -> None:
+    def _apply_by_table(self, changes: list[ChangeBatch], position: Checkpoint) -> None:
         changes = self._screened([c for c in changes if not self._is_suspended(c.table.ref)], True)
         good = []
         for table_changes in changes:
@@ -628,7 +650,7 @@ class ChangeCapture:
                 self._suspend(table_changes.table.ref, str(exc))
         self._apply_with_retry(self._applying(good, position))
 
-    def _screened(self, changes: list[TableChanges], thorough: bool) -> list[TableChanges]:
+    def _screened(self, changes: list[ChangeBatch], thorough: bool) -> list[ChangeBatch]:
         """Changes without those the target would refuse (data error policy),
         when the applier can tell (``ScreensChanges``)."""
         if self._refusals is None:
@@ -638,7 +660,7 @@ class ChangeCapture:
     def _is_suspended(self, target_ref: TableRef) -> bool:
         return any(t.suspended is not None for t in self.tables.values() if t.mapped.target.ref == target_ref)
 
-    def _applying(self, changes: list[TableChanges], position: Checkpoint) -> Callable[[], None]:
+    def _applying(self, changes: list[ChangeBatch], position: Checkpoint) -> Callable[[], None]:
         return lambda: self.applier.apply_changes(self.task, changes, position)
 
     def _suspend(self, target_ref: TableRef, reason: str) -> None:
