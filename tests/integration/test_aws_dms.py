@@ -157,7 +157,7 @@ def test_create_modify_delete_a_task_as_apply_would(tmp_path: Path) -> None:
         described = dms.describe_events(SourceIdentifier="customers-load", SourceType="replication-task")
         events = [
             (e["Message"], tuple(e["EventCategories"]))
-            for e in described["Events"]
+            for e in described["Events"][::-1]  # newest first: oldest first here
             if e["EventCategories"] != ["statechange"]  # it also ran
         ]
         assert events[0] == ("Replication task has been created.", ("creation",))
