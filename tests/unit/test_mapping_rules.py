@@ -620,5 +620,5 @@ def test_cdc_rows_equal_full_load_rows_through_every_column_transformation() -> 
     reducer = _reducer(mapped)
     for row in BATCH.to_pylist():
         reducer.add(RowChange(PEOPLE.ref, Op.INSERT, dict(row)))
-    assert sorted(reducer.changes().upserts, key=lambda r: r["id"]) == full_load
+    assert sorted(reducer.changes().upserts.to_pylist(), key=lambda r: r["id"]) == full_load
     assert full_load[0]["label"] == "tel +* ***-****"
