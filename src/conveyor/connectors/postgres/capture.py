@@ -964,7 +964,11 @@ class PostgresChangeStream:
         this point of the WAL), with nullability and key from the catalog."""
         ref = TableRef(message.namespace, message.name)
         catalog = self._catalog_connection()
-        found = read_tables(catalog, only=ref)
+        # One snapshot for read_tables' statements: a table dropped between them
+        # would come back without its key (and its changes be applied keyless).
+        with catalog.transaction():
+            catalog.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            found = read_tables(catalog, only=ref)
         current = found[0] if found else None
         rows = catalog.execute(
             _TYPES_SQL, ([c.type_oid for c in message.columns], [c.typmod for c in message.columns])
