@@ -103,7 +103,7 @@ def test_the_status_row_through_a_run(tmp_path: Path) -> None:
     tables.connection.close()  # let the test read the file; the writer opens it again
     assert _query(path, status) == [("sync", FULL_LOAD, None, None)]
     tables.phase(CHANGE_PROCESSING)
-    tables._status_written = 0.0  # the next observation writes at once (else once a second)
+    tables._status_written = 0.0  # the next observation writes at once (else every 5 s)
     tables.observe_capture(9, 2, '{"lsn": "0/2"}', clock.now, clock.now, [])
     tables.connection.close()
     assert _query(path, status) == [("sync", CHANGE_PROCESSING, 2, '{"lsn": "0/2"}')]

@@ -6,8 +6,9 @@ task settings",
 https://docs.aws.amazon.com/dms/latest/userguide/CHAP_Tasks.CustomizingTasks.TaskSettings.ControlTable.html):
 
 - ``awsdms_status`` (StatusTableEnabled): one row per task, replaced as the task
-  runs: ``FULL LOAD`` while tables load, ``CHANGE PROCESSING`` while changes are
-  applied, ``NOT RUNNING`` once the run ends.
+  runs (every few seconds, and at once when the phase changes): ``FULL LOAD``
+  while tables load, ``CHANGE PROCESSING`` while changes are applied, ``NOT
+  RUNNING`` once the run ends.
 - ``awsdms_suspended_tables`` (SuspendedTablesTableEnabled): a row per
   suspended table with the reason and the time; it goes when the table is
   reloaded (or the task starts afresh).
@@ -51,6 +52,9 @@ HISTORY_TABLE = "awsdms_history"
 FULL_LOAD = "FULL LOAD"
 CHANGE_PROCESSING = "CHANGE PROCESSING"
 NOT_RUNNING = "NOT RUNNING"
+
+STATUS_REFRESH_SECONDS = 5.0
+"""How often a running task's status row is rewritten (a phase change: at once)."""
 
 _COLUMNS = {
     STATUS_TABLE: (
@@ -304,8 +308,8 @@ class ControlTables:
         return True
 
     def _refresh(self) -> None:
-        """The status row again, at most once a second."""
-        if time.monotonic() - self._status_written >= 1.0:
+        """The status row again, at most every STATUS_REFRESH_SECONDS."""
+        if time.monotonic() - self._status_written >= STATUS_REFRESH_SECONDS:
             self._write_status()
 
     def _write_status(self) -> None:
