@@ -245,3 +245,58 @@ def test_a_lake_target_refuses_control_tables_naming_key_and_engine(tmp_path: Pa
         in result.stderr
     )
     assert "a lake target keeps no control tables" in result.stderr
+
+
+def test_duckdb_control_schema_holds_every_control_table(tmp_path: Path) -> None:
+    source, target = tmp_path / "shop.sqlite", tmp_path / "dw.duckdb"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE sales (id INTEGER PRIMARY KEY, amt DECIMAL(10,2))")
+        conn.executemany("INSERT INTO sales VALUES (?, ?)", [(1, "1.50"), (2, "2.50"), (3, "not a number")])
+    conn.close()
+    rule = {
+        "rule-type": "selection",
+        "rule-id": "1",
+        "rule-name": "all",
+        "object-locator": {"schema-name": "main", "table-name": "%"},
+        "rule-action": "include",
+    }
+    control = {"ControlSchema": "ctl", "StatusTableEnabled": True, "HistoryTableEnabled": True}
+    stack = {
+        "endpoints": {
+            "shop": {"engine": "sqlite", "path": str(source)},
+            "dw": {"engine": "duckdb", "path": str(target)},
+        },
+        "tasks": {
+            "load": {
+                "source": "shop",
+                "target": "dw",
+                "migration_type": "full-load",
+                "table_mappings": {"rules": [rule]},
+                "settings": {"ControlTablesSettings": control},
+            }
+        },
+    }
+    path = tmp_path / "s.yaml"
+    path.write_text(json.dumps(stack))
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(path)).returncode == 0
+    started = conveyor(home, "tasks", "start", "load", "--wait", "--json")
+    assert started.returncode == 0, started.stdout + started.stderr
+    tables = (
+        "SELECT table_schema, table_name FROM information_schema.tables"
+        " WHERE table_name LIKE 'awsdms%' ORDER BY 2"
+    )
+    assert _duckdb(target, tables) == [
+        ("ctl", "awsdms_apply_exceptions"),
+        ("ctl", "awsdms_history"),
+        ("ctl", "awsdms_status"),
+    ]
+    assert _duckdb(target, "SELECT table_name, column_name FROM ctl.awsdms_apply_exceptions") == [
+        ("sales", "amt")
+    ]
+    assert _duckdb(target, "SELECT task_name, task_status FROM ctl.awsdms_status") == [
+        ("load", "NOT RUNNING")
+    ]
+    assert _duckdb(target, "SELECT timeslot_type, timeslot_records FROM ctl.awsdms_history") == [
+        ("FULL LOAD", 2)
+    ]
