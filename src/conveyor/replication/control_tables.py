@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -113,7 +113,7 @@ def with_control_schema(config: EndpointConfig, settings: ControlTablesSettings)
     if not settings.control_schema:
         return config
     options = config.options | {CONTROL_SCHEMA_OPTION: settings.control_schema}
-    return EndpointConfig(config.name, config.engine, config.url, config.path, config.password, options)
+    return replace(config, options=options)
 
 
 @dataclass(frozen=True)
