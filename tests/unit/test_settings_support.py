@@ -20,6 +20,7 @@ from conveyor.stack.model import TaskSpec
 TESTS = Path(__file__).parents[1]
 EFFECTS = "integration/test_task_settings_effects.py"
 RETRIES = "integration/test_full_load_retries.py"
+CONTROL = "integration/test_control_tables_cli.py"
 
 
 @dataclass(frozen=True)
@@ -104,17 +105,18 @@ ROWS: list[Row] = [
     cloud("Logging.CloudWatchLogGroup", "group"),
     cloud("Logging.CloudWatchLogStream", "stream"),
     # ControlTablesSettings
-    not_yet("ControlTablesSettings.ControlSchema", ""),
-    refused("ControlTablesSettings.ControlSchema", "dms_control", "no control tables"),
-    not_yet("ControlTablesSettings.HistoryTimeslotInMinutes", 5),
-    not_yet("ControlTablesSettings.HistoryTableEnabled", False),
-    refused("ControlTablesSettings.HistoryTableEnabled", True, "no control tables"),
-    not_yet("ControlTablesSettings.SuspendedTablesTableEnabled", False),
-    refused("ControlTablesSettings.SuspendedTablesTableEnabled", True, "tasks describe"),
-    not_yet("ControlTablesSettings.StatusTableEnabled", False),
-    refused("ControlTablesSettings.StatusTableEnabled", True, "no control tables"),
+    acted("ControlTablesSettings.ControlSchema", "dms_control", "the control tables go in dms_control",
+          f"{CONTROL}::test_postgres_control_schema_holds_every_control_table"),
+    acted("ControlTablesSettings.HistoryTimeslotInMinutes", 1, "a history row per minute",
+          "unit/test_control_tables.py::test_a_history_row_per_timeslot_and_one_at_the_end"),
+    acted("ControlTablesSettings.HistoryTableEnabled", True, "awsdms_history rows with counters",
+          f"{CONTROL}::test_postgres_status_history_and_suspended_tables"),
+    acted("ControlTablesSettings.SuspendedTablesTableEnabled", True, "a row per suspended table",
+          f"{CONTROL}::test_postgres_status_history_and_suspended_tables"),
+    acted("ControlTablesSettings.StatusTableEnabled", True, "the task's status row",
+          f"{CONTROL}::test_duckdb_status_history_and_suspended_tables"),
     not_yet("ControlTablesSettings.FullLoadExceptionTableEnabled", False),
-    refused("ControlTablesSettings.FullLoadExceptionTableEnabled", True, "no control tables"),
+    refused("ControlTablesSettings.FullLoadExceptionTableEnabled", True, "awsdms_apply_exceptions"),
     not_yet("ControlTablesSettings.CommitPositionTableEnabled", False),
     refused("ControlTablesSettings.CommitPositionTableEnabled", True, "conveyor_checkpoints"),
     # ChangeProcessingTuning

@@ -336,3 +336,26 @@ class SupportsValidationFailures(Protocol):
     ) -> None:
         """Replace the rows of ``task`` and ``table`` with ``failures``."""
         ...
+
+
+class ControlTablesConnection(Protocol):
+    """Where a relational target keeps the migration service's control tables
+    (``replication.control_tables`` writes them): statements with ``?``
+    placeholders, each group in one transaction."""
+
+    default_schema: str
+
+    def run(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+CONTROL_SCHEMA_OPTION = "control_schema"
+"""The endpoint option a task's ControlTablesSettings.ControlSchema reaches the
+target's connectors by (``replication.control_tables.with_control_schema``)."""
+
+
+def control_schema(config: EndpointConfig, default: str) -> str:
+    """The schema a target keeps its control tables in (apply exceptions,
+    validation failures ...): ControlSchema when the task set it, else ``default``."""
+    return str(config.options.get(CONTROL_SCHEMA_OPTION) or default)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from conveyor.connectors.base import EndpointConfig, Source, Target
+from conveyor.connectors.base import ControlTablesConnection, EndpointConfig, Source, Target
 from conveyor.connectors.changes import ChangeApplier, ChangeSource
 from conveyor.core.errors import ConfigError
 from conveyor.core.extras import needs_extra
@@ -39,6 +39,12 @@ APPLIERS = {
     "duckdb": "conveyor.connectors.duckdb.apply:DuckDBApplier",
     "lake": "conveyor.connectors.lake.apply:LakeApplier",
     "nats": "conveyor.connectors.nats.apply:NatsApplier",
+}
+
+# Targets that keep the migration service's control tables (replication.control_tables).
+CONTROL_TABLES = {
+    "postgres": "conveyor.connectors.postgres.control:PostgresControlTables",
+    "duckdb": "conveyor.connectors.duckdb.control:DuckDBControlTables",
 }
 
 
@@ -76,3 +82,8 @@ def open_applier(config: EndpointConfig) -> ChangeApplier:
 def open_target(config: EndpointConfig) -> Target:
     target: Target = _open("target", TARGETS, config)
     return target
+
+
+def open_control_tables(config: EndpointConfig) -> ControlTablesConnection:
+    connection: ControlTablesConnection = _open("control-tables target", CONTROL_TABLES, config)
+    return connection

@@ -32,6 +32,7 @@ from conveyor.connectors.base import PrepMode, SupportsSnapshotAttach
 from conveyor.connectors.registry import open_source, open_target
 from conveyor.core.errors import ConveyorError
 from conveyor.core.schema import TableRef, TableSchema
+from conveyor.replication.control_tables import with_control_schema
 from conveyor.replication.declarations import Declarations
 from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan
 from conveyor.replication.segment_plan import decode_filter
@@ -163,7 +164,9 @@ def _load(
         return None, "the segment names no source snapshot"
     source = open_source(stack.endpoint_config(spec.source))
     try:
-        target = open_target(stack.endpoint_config(spec.target))
+        target = open_target(
+            with_control_schema(stack.endpoint_config(spec.target), settings.control_tables_settings)
+        )
         try:
             if not isinstance(source, SupportsSnapshotAttach):
                 return None, f"a {stack.endpoints[spec.source].engine} source cannot share its snapshot"

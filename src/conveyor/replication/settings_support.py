@@ -108,7 +108,14 @@ _UPSERT = (
 )
 _LOBS = "Conveyor copies every LOB whole (never truncated), whatever the LOB mode"
 _TUNING = "tuning of the service's replication instance; Conveyor sizes its own batches"
-_CONTROL = "Conveyor writes no control tables besides awsdms_apply_exceptions"
+_FULL_LOAD_EXCEPTIONS = (
+    "the service's documentation gives this table no columns; a value the full load refuses goes to "
+    "awsdms_apply_exceptions"
+)
+_COMMIT_POSITION = (
+    "the service's documentation gives this table no columns; the commit position lives in "
+    "conveyor_checkpoints on the target"
+)
 
 SUPPORT: Mapping[str, Support] = {
     # TargetMetadata
@@ -167,18 +174,23 @@ SUPPORT: Mapping[str, Support] = {
     "Logging.LogComponents": acted("each component's severity sets its Python loggers' level in the worker"),
     "Logging.CloudWatchLogGroup": cloud("CloudWatch logging"),
     "Logging.CloudWatchLogStream": cloud("CloudWatch logging"),
-    # ControlTablesSettings
-    "ControlTablesSettings.ControlSchema": not_yet(_CONTROL + ", in the target's default schema", ""),
-    "ControlTablesSettings.HistoryTimeslotInMinutes": not_yet("Conveyor writes no history table"),
-    "ControlTablesSettings.HistoryTableEnabled": not_yet(_CONTROL, False),
-    "ControlTablesSettings.SuspendedTablesTableEnabled": not_yet(
-        _CONTROL + " (suspended tables show in `conveyor tasks describe`)", False
+    # ControlTablesSettings (replication/control_tables.py; the lake and NATS refuse them)
+    "ControlTablesSettings.ControlSchema": acted(
+        "the control tables (awsdms_status, awsdms_suspended_tables, awsdms_history, awsdms_apply_exceptions,"
+        " awsdms_validation_failures_v1) go in this schema, created if missing"
     ),
-    "ControlTablesSettings.StatusTableEnabled": not_yet(_CONTROL, False),
-    "ControlTablesSettings.FullLoadExceptionTableEnabled": not_yet(_CONTROL, False),
-    "ControlTablesSettings.CommitPositionTableEnabled": not_yet(
-        _CONTROL + " (the checkpoint lives in conveyor_checkpoints)", False
+    "ControlTablesSettings.HistoryTimeslotInMinutes": acted("minutes per awsdms_history row"),
+    "ControlTablesSettings.HistoryTableEnabled": acted(
+        "awsdms_history: records processed per timeslot, full load and change processing"
     ),
+    "ControlTablesSettings.SuspendedTablesTableEnabled": acted(
+        "awsdms_suspended_tables: a row per suspended table with its reason, gone once reloaded"
+    ),
+    "ControlTablesSettings.StatusTableEnabled": acted(
+        "awsdms_status: the task's status row (FULL LOAD, CHANGE PROCESSING, NOT RUNNING), kept current"
+    ),
+    "ControlTablesSettings.FullLoadExceptionTableEnabled": not_yet(_FULL_LOAD_EXCEPTIONS, False),
+    "ControlTablesSettings.CommitPositionTableEnabled": not_yet(_COMMIT_POSITION, False),
     # ChangeProcessingTuning
     "ChangeProcessingTuning.BatchApplyPreserveTransaction": cloud("applies to Oracle targets only"),
     "ChangeProcessingTuning.BatchApplyTimeoutMin": acted("seconds a change batch may gather (at most 0.5)"),

@@ -14,11 +14,13 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Literal
 
-from conveyor.connectors.base import NamesItsSource, Snapshot, Target
+from conveyor.connectors.base import EndpointConfig, NamesItsSource, Snapshot, Target
 from conveyor.core.errors import ConnectionFailed, ConveyorError, TransientError
 from conveyor.core.schema import TableSchema
 from conveyor.events.lifecycle import NO_TABLES_CAPTURED, STARTED, EventSink, task_event
 from conveyor.events.lifecycle import TABLE_ERROR as TABLE_ERROR_EVENT
+from conveyor.replication.control_tables import FULL_LOAD as FULL_LOAD_PHASE
+from conveyor.replication.control_tables import ControlTables, with_control_schema
 from conveyor.replication.declarations import Declarations, TaskDeclaration
 from conveyor.replication.full_load import (
     TABLE_COMPLETED,
@@ -138,10 +140,18 @@ class TaskRun:
     stop: threading.Event
     events: EventSink
     on_progress: ProgressCallback | None = None
+    control: ControlTables | None = None
+    """The run's control tables (ControlTablesSettings), when it keeps any."""
 
     @property
     def spec(self) -> TaskDeclaration:
         return self.stack.tasks[self.name]
+
+    @property
+    def target_config(self) -> EndpointConfig:
+        """The task's target endpoint, with its ControlSchema (``control_tables``)."""
+        config = self.stack.endpoint_config(self.spec.target)
+        return with_control_schema(config, self.settings.control_tables_settings)
 
     @cached_property
     def settings(self) -> TaskSettings:
@@ -155,6 +165,8 @@ class TaskRun:
 
     def report(self, progress: TableProgress) -> None:
         ref = progress.plan.target.ref
+        if self.control is not None:
+            self.control.observe_table_rows(ref.schema, ref.name, progress.rows)
         self.store.put_table_stats(self.name, self.run_id, ref.schema, ref.name, stats_document(progress))
         if self.on_progress is not None:
             self.on_progress(progress)
@@ -172,6 +184,8 @@ def load_tables(
     """The full load of ``plans`` from ``snapshot``, validated when the settings
     say so. Raises when a table failed (unless the user stopped the run)."""
     settings = run.settings.full_load_settings
+    if run.control is not None:
+        run.control.phase(FULL_LOAD_PHASE)
     tell_source(target, run)
     segmented = run.settings.segmented_load_settings
     plans = [replace(p, segments=table_segments(p, snapshot, segmented)) for p in plans]

@@ -14,6 +14,7 @@ from conveyor.connectors.registry import CHANGE_SOURCES, open_source, open_targe
 from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.events.lifecycle import FAILED, STOPPED, EventSink, task_event
 from conveyor.replication.cdc.task import capture_task
+from conveyor.replication.control_tables import ControlTables, with_control_schema
 from conveyor.replication.declarations import Declarations
 from conveyor.replication.full_load import TABLE_COMPLETED, ProgressCallback, TablePlan
 from conveyor.replication.log_levels import log_levels
@@ -71,7 +72,10 @@ def validate_task(stack: Declarations, name: str) -> ValidationReport:
     settings = spec.task_settings().validation_settings
     source: Source = open_source(stack.endpoint_config(spec.source))
     try:
-        target: Target = open_target(stack.endpoint_config(spec.target))
+        target_config = stack.endpoint_config(spec.target)
+        target: Target = open_target(
+            with_control_schema(target_config, spec.task_settings().control_tables_settings)
+        )
         try:
             plans = plan_tables(stack, name, source)
             snapshot = source.snapshot()
@@ -140,7 +144,7 @@ class StopWatcher:
 def _full_load_task(run: TaskRun) -> str:
     """A full-load task; returns its stop reason."""
     source = open_source(run.stack.endpoint_config(run.spec.source))
-    target = open_target(run.stack.endpoint_config(run.spec.target))
+    target = open_target(run.target_config)
     try:
         plans = plan_tables(run.stack, run.name, source)
         run.mark_running()
@@ -197,6 +201,7 @@ def run_task(
     run = TaskRun(store, stack, name, run_id, stop, events, on_progress)
     try:
         with StopWatcher(store, name, run_id, stop), log_levels(run.settings.logging):
+            run.control = ControlTables.open(name, run.settings.control_tables_settings, run.target_config)
             if run.spec.migration_type == "full-load":
                 reason = _full_load_task(run)
             else:
@@ -213,6 +218,8 @@ def run_task(
 
 
 def _finish(run: TaskRun, status: str, stop_reason: str | None, error: str | None = None) -> str:
+    if run.control is not None:
+        run.control.close()  # NOT RUNNING (and the history's part-slot) before the store says stopped
     run.store.finish_run(run.run_id, status, stop_reason, error)
     run.store.set_task_status(run.name, status, stop_reason=stop_reason, error=error)
     if status == FAILED_STATUS:

@@ -38,6 +38,7 @@ from conveyor.connectors.base import EndpointConfig
 from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.core.names import did_you_mean
 from conveyor.core.problems import Problem, format_problems, located, problems_from_validation_error
+from conveyor.replication.control_tables import target_problems
 from conveyor.replication.settings import TaskSettings, parse_task_settings
 from conveyor.replication.settings_support import SettingsReview, review_task_settings, task_settings_problems
 from conveyor.stack import secrets
@@ -571,6 +572,13 @@ def cross_reference_problems(
                         f" ({role} engines: {', '.join(sorted(engines))})",
                     )
                 )
+        target_spec = endpoints.get(task.target)
+        if target_spec is not None:
+            settings = task.task_settings().control_tables_settings
+            problems += [
+                (f"tasks.{name}.settings.{key}", why)
+                for key, why in target_problems(settings, target_spec.engine)
+            ]
     for name, rule in rules.items():
         for index, target in enumerate(rule.targets):
             if target.state_machine not in state_machines:

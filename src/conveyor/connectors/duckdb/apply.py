@@ -66,7 +66,7 @@ class DuckDBApplier:
                 f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (task_name VARCHAR PRIMARY KEY, "
                 "position JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL)"
             )
-            create_exceptions_table(self._conn)
+            create_exceptions_table(self._conn, self.config)
         return self._conn
 
     def screen_changes(self, changes: ChangeBatch, thorough: bool) -> tuple[ChangeBatch, list[RejectedValue]]:
@@ -157,7 +157,7 @@ class DuckDBApplier:
         try:
             for table_changes in changes:
                 self._apply_table(conn, table_changes)
-                insert_rejections(conn, task, table_changes.rejected)
+                insert_rejections(conn, self.config, task, table_changes.rejected)
             conn.execute(
                 f"INSERT OR REPLACE INTO {CHECKPOINTS} VALUES (?, ?, now())",
                 [task, json.dumps({"engine": checkpoint.engine, "position": checkpoint.position})],

@@ -13,7 +13,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conveyor.connectors.base import EndpointConfig, PrepMode, RefusedRow, RejectedValue, ValidationFailure
+from conveyor.connectors.base import (
+    EndpointConfig,
+    PrepMode,
+    RefusedRow,
+    RejectedValue,
+    ValidationFailure,
+    control_schema,
+)
 from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe
 from conveyor.connectors.duckdb.types import from_duckdb
@@ -68,10 +75,16 @@ def to_ddl(ctype: ColumnType) -> str:
     return _DDL[ctype.kind]
 
 
-def create_exceptions_table(cursor: duckdb.DuckDBPyConnection) -> None:
-    """The apply-exceptions table (``awsdms_apply_exceptions``), when missing."""
+def exceptions_table(config: EndpointConfig) -> str:
+    """The apply-exceptions table, in the task's ControlSchema (default ``main``)."""
+    return f"{quote(control_schema(config, 'main'))}.{EXCEPTIONS_TABLE}"
+
+
+def create_exceptions_table(cursor: duckdb.DuckDBPyConnection, config: EndpointConfig) -> None:
+    """The apply-exceptions table (``awsdms_apply_exceptions``) and its schema, when missing."""
+    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(control_schema(config, 'main'))}")
     cursor.execute(
-        f"CREATE TABLE IF NOT EXISTS main.{EXCEPTIONS_TABLE} (task_name VARCHAR, table_owner VARCHAR, "
+        f"CREATE TABLE IF NOT EXISTS {exceptions_table(config)} (task_name VARCHAR, table_owner VARCHAR, "
         "table_name VARCHAR, error_time TIMESTAMPTZ, key JSON, column_name VARCHAR, value VARCHAR, "
         "error VARCHAR)"
     )
@@ -92,7 +105,7 @@ _EXCEPTIONS_SCHEMA = pa.schema(
 
 
 def insert_rejections(
-    cursor: duckdb.DuckDBPyConnection, task: str, rejected: Sequence[RejectedValue]
+    cursor: duckdb.DuckDBPyConnection, config: EndpointConfig, task: str, rejected: Sequence[RejectedValue]
 ) -> None:
     """Append to the apply-exceptions table, as one Arrow batch (a table may
     refuse many rows; DuckDB's executemany goes row by row)."""
@@ -103,7 +116,7 @@ def insert_rejections(
     columns = [pa.array([row[i] for row in rows], f.type) for i, f in enumerate(_EXCEPTIONS_SCHEMA)]
     cursor.register("conveyor_rejections", pa.Table.from_arrays(columns, schema=_EXCEPTIONS_SCHEMA))
     try:
-        cursor.execute(f"INSERT INTO main.{EXCEPTIONS_TABLE} SELECT * FROM conveyor_rejections")
+        cursor.execute(f"INSERT INTO {exceptions_table(config)} SELECT * FROM conveyor_rejections")
     finally:
         with contextlib.suppress(duckdb.Error):
             cursor.unregister("conveyor_rejections")
@@ -229,7 +242,7 @@ class DuckDBTarget:
         with self._lock:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(table.ref.schema)}")
             if not self._exceptions_ready:
-                create_exceptions_table(cur)
+                create_exceptions_table(cur, self.config)
                 self._exceptions_ready = True
         cur.execute("BEGIN TRANSACTION")
         try:
@@ -248,7 +261,7 @@ class DuckDBTarget:
             cur.close()
             raise
         create_sql = [*ddl, create_table_sql(existing)]
-        return DuckDBTableLoad(cur, table, existing, create_sql)
+        return DuckDBTableLoad(cur, table, existing, create_sql, self.config)
 
     def read(
         self, table: TableSchema, batch_rows: int, order_by_key: bool = False
@@ -278,7 +291,9 @@ class DuckDBTarget:
     ) -> None:
         from conveyor.connectors.duckdb.validation import record_failures
 
-        record_failures(self._connection().cursor(), task, table, failures, when)
+        record_failures(
+            self._connection().cursor(), task, table, failures, when, control_schema(self.config, "main")
+        )
 
     def count(self, ref: TableRef) -> int:
         row = self._connection().cursor().execute(f"SELECT count(*) FROM {qualified(ref)}").fetchone()
@@ -318,8 +333,10 @@ class DuckDBTableLoad:
         table: TableSchema,
         shape: TableSchema,
         create_sql: Sequence[str] = (),
+        config: EndpointConfig | None = None,
     ) -> None:
         self._cur = cursor
+        self._config = config
         self.table = table
         self.shape = shape
         self._create_sql = [*create_sql, create_table_sql(shape)]
@@ -412,7 +429,8 @@ class DuckDBTableLoad:
                 self._cur.unregister("batch")
 
     def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:
-        insert_rejections(self._cur, task, rejected)
+        assert self._config is not None, "a load that records rejections knows its endpoint"
+        insert_rejections(self._cur, self._config, task, rejected)
 
     def commit(self) -> None:
         self._screen.close()

@@ -12,7 +12,7 @@ import duckdb
 from conveyor.connectors.base import ValidationFailure
 from conveyor.core.schema import TableRef
 
-FAILURES_TABLE = "main.awsdms_validation_failures_v1"
+FAILURES_TABLE = "awsdms_validation_failures_v1"
 _LOCK = threading.Lock()  # parallel tables write one at a time (DuckDB catalog conflicts)
 
 
@@ -22,31 +22,34 @@ def record_failures(
     ref: TableRef,
     failures: Sequence[ValidationFailure],
     when: datetime,
+    schema: str = "main",
 ) -> None:
     """Replace the table's rows of ``task`` with ``failures``, in one transaction;
-    the table is created for the first failure."""
+    the table (in ``schema``, the task's ControlSchema) is created for the first failure."""
+    table = '"' + schema.replace('"', '""') + '".' + FAILURES_TABLE
     with _LOCK:
         try:
             exists = cur.execute(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' "
-                "AND table_name = 'awsdms_validation_failures_v1'"
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [schema, FAILURES_TABLE],
             ).fetchone()
             if not failures and exists is None:
                 return  # nothing to record, nothing recorded before
+            cur.execute('CREATE SCHEMA IF NOT EXISTS "' + schema.replace('"', '""') + '"')
             cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {FAILURES_TABLE} (TASK_NAME VARCHAR NOT NULL, "
+                f"CREATE TABLE IF NOT EXISTS {table} (TASK_NAME VARCHAR NOT NULL, "
                 "TABLE_OWNER VARCHAR NOT NULL, TABLE_NAME VARCHAR NOT NULL, FAILURE_TIME TIMESTAMP NOT NULL, "
                 "KEY_TYPE VARCHAR NOT NULL, KEY VARCHAR NOT NULL, FAILURE_TYPE VARCHAR NOT NULL, "
                 "DETAILS VARCHAR NOT NULL)"
             )
             cur.execute("BEGIN TRANSACTION")
             cur.execute(
-                f"DELETE FROM {FAILURES_TABLE} WHERE TASK_NAME = ? AND TABLE_OWNER = ? AND TABLE_NAME = ?",
+                f"DELETE FROM {table} WHERE TASK_NAME = ? AND TABLE_OWNER = ? AND TABLE_NAME = ?",
                 [task, ref.schema, ref.name],
             )
             if failures:
                 cur.executemany(
-                    f"INSERT INTO {FAILURES_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [f.row(task, ref, when) for f in failures],
                 )
             cur.execute("COMMIT")

@@ -154,7 +154,7 @@ class PostgresApplier:
         try:
             for table_changes in changes:
                 self._apply_table(conn, table_changes)
-                insert_rejections(conn, task, table_changes.rejected, create=True)
+                insert_rejections(conn, self.config, task, table_changes.rejected, create=True)
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {}.{} (task_name, position, updated_at) VALUES (%s, %s, now()) "

@@ -14,7 +14,13 @@ import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from conveyor.connectors.base import EndpointConfig, PrepMode, RejectedValue, ValidationFailure
+from conveyor.connectors.base import (
+    EndpointConfig,
+    PrepMode,
+    RejectedValue,
+    ValidationFailure,
+    control_schema,
+)
 from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified, read_arrow, read_tables
@@ -28,27 +34,46 @@ ENGINE = "postgres"
 RAW_FORMAT = "postgres-binary"
 EXCEPTIONS_TABLE = "awsdms_apply_exceptions"
 EXCEPTIONS_SCHEMA = "public"
-_CREATE_EXCEPTIONS = sql.SQL(
-    "CREATE TABLE IF NOT EXISTS {}.{} (task_name varchar(128), table_owner varchar(128), "
-    "table_name varchar(128), error_time timestamptz, key jsonb, column_name text, "
-    "value text, error text)"
-).format(sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE))
+
+
+def exceptions_table(config: EndpointConfig) -> sql.Composed:
+    """The apply-exceptions table, in the task's ControlSchema (default ``public``)."""
+    schema = control_schema(config, EXCEPTIONS_SCHEMA)
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(EXCEPTIONS_TABLE))
+
+
+def create_exceptions_table(conn: psycopg.Connection[Any], config: EndpointConfig) -> None:
+    """The apply-exceptions table (and its schema), when missing."""
+    schema = control_schema(config, EXCEPTIONS_SCHEMA)
+    if schema != EXCEPTIONS_SCHEMA:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (task_name varchar(128), table_owner varchar(128), "
+            "table_name varchar(128), error_time timestamptz, key jsonb, column_name text, "
+            "value text, error text)"
+        ).format(exceptions_table(config))
+    )
 
 
 def insert_rejections(
-    conn: psycopg.Connection[Any], task: str, rejected: Sequence[RejectedValue], create: bool = False
+    conn: psycopg.Connection[Any],
+    config: EndpointConfig,
+    task: str,
+    rejected: Sequence[RejectedValue],
+    create: bool = False,
 ) -> None:
     """Rows of the apply-exceptions table, in ``conn``'s transaction (``create``:
     the table created first if need be)."""
     if not rejected:
         return
     if create:
-        conn.execute(_CREATE_EXCEPTIONS)
+        create_exceptions_table(conn, config)
     now = datetime.now(UTC)
     with conn.cursor() as cur:
         cur.executemany(
-            sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(
-                sql.Identifier(EXCEPTIONS_SCHEMA), sql.Identifier(EXCEPTIONS_TABLE)
+            sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s, %s, %s)").format(
+                exceptions_table(config)
             ),
             [r.exceptions_row(task, now) for r in rejected],
         )
@@ -146,7 +171,7 @@ class PostgresTarget:
 
     def ensure_exceptions_table(self) -> None:
         with self._catalog_lock, connection.connect(self.config, autocommit=True) as conn:
-            conn.execute(_CREATE_EXCEPTIONS)
+            create_exceptions_table(conn, self.config)
 
     def read(
         self, table: TableSchema, batch_rows: int, order_by_key: bool = False
@@ -505,7 +530,7 @@ class PostgresTableLoad:
         if not rejected:
             return
         self._target.ensure_exceptions_table()
-        insert_rejections(self._conn, task, rejected)
+        insert_rejections(self._conn, self._target.config, task, rejected)
 
     def commit(self) -> None:
         try:

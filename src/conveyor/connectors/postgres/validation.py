@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg import sql
 
-from conveyor.connectors.base import EndpointConfig, ValidationFailure
+from conveyor.connectors.base import EndpointConfig, ValidationFailure, control_schema
 from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.source import qualified
 from conveyor.core.schema import TableRef, TableSchema
@@ -92,11 +92,13 @@ def record_failures(
 ) -> None:
     """Replace the table's rows of ``task`` in the failures table with
     ``failures``, in one transaction; the table is created for the first failure."""
-    table = sql.SQL("{}.{}").format(sql.Identifier(FAILURES_SCHEMA), sql.Identifier(FAILURES_TABLE))
+    schema = control_schema(config, FAILURES_SCHEMA)  # ControlSchema
+    table = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(FAILURES_TABLE))
     with _CREATE_LOCK, connection.connect(config) as conn:
         exists = conn.execute("SELECT to_regclass(%s)", [table.as_string(conn)]).fetchone()
         if not failures and (exists is None or exists[0] is None):
             return  # nothing to record, nothing recorded before
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (task_name varchar(128) NOT NULL, "

@@ -57,7 +57,7 @@ class TaskTableReloader:
             if not found:
                 raise ConveyorError(f"table {mapped.source.ref} is no longer on the source")
             m = found[0]  # the full load's mapping (generated columns included, as in a full load)
-            target = open_target(run.stack.endpoint_config(run.spec.target))
+            target = open_target(run.target_config)
             try:
                 snapshot = source.snapshot()
                 try:

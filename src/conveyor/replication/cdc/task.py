@@ -10,8 +10,11 @@ from there. Killed before the checkpoint exists, the task starts over.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.connectors.changes import CaptureStart, ChangeApplier, ChangeSource
@@ -24,6 +27,7 @@ from conveyor.replication.cdc.reload_task import TaskTableReloader
 from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
 from conveyor.replication.cdc.validation import NOT_ENABLED, CaptureValidation, opener
+from conveyor.replication.control_tables import CHANGE_PROCESSING, ControlTables, Suspended
 from conveyor.replication.full_load import TABLE_COMPLETED
 from conveyor.replication.identifiers import TargetNames, collisions, folding_of
 from conveyor.replication.mappings import MappedTable, TableMappings
@@ -54,7 +58,7 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
     """Run a change-capture task until stopped; returns the stop reason."""
     spec = run.spec
     source_config = run.stack.endpoint_config(spec.source)
-    target_config = run.stack.endpoint_config(spec.target)
+    target_config = run.target_config
     mappings = task_mappings(run.stack, run.name)
     source = open_source(source_config)
     try:
@@ -144,7 +148,7 @@ def _starting_position(
 
 
 def _full_load(run: TaskRun, changes: ChangeSource, start: CaptureStart, mapped: list[MappedTable]) -> None:
-    target = open_target(run.stack.endpoint_config(run.spec.target))
+    target = open_target(run.target_config)
     snapshot = changes.capture_snapshot(start)
     try:
         plans = [table_plan(m) for m in mapped]
@@ -204,6 +208,8 @@ def _capture(
         if retained is not None:
             detail["RetainedWalBytes"] = retained(run.name)
         run.store.put_task_progress(run.name, run.run_id, detail)
+        if run.control is not None:
+            observe_capture(run.control, capture)
 
     errors = run.settings.error_behavior
     suspensions = 0
@@ -225,6 +231,8 @@ def _capture(
             position,
         )
         reason = f"{target}: {table.suspended}"
+        if run.control is not None:
+            run.control.suspended(suspended_tables(tables.values()))
         run.events(task_event(TABLE_SUSPENDED, run.name, reason))
         limit = errors.table_error_escalation_count
         if errors.table_error_policy is TablePolicy.STOP_TASK:
@@ -262,6 +270,8 @@ def _capture(
             errors=errors,
             on_applied=validation.applied if validation is not None else None,
         )
+        if run.control is not None:
+            run.control.phase(CHANGE_PROCESSING)
         report(capture)
         if validation is not None:
             validation.start(lambda: report(capture))
@@ -282,7 +292,7 @@ def _validation(
     if not settings.enable_validation:
         return None
     plans = [table_plan(t.mapped) for t in tables.values() if t.suspended is None]
-    sides = opener(run.stack.endpoint_config(run.spec.source), run.stack.endpoint_config(run.spec.target))
+    sides = opener(run.stack.endpoint_config(run.spec.source), run.target_config)
     validated = {TableRef(*key): document for key, document in loaded.items()}
     return CaptureValidation(run.name, settings, plans, sides, validated)
 
@@ -314,3 +324,29 @@ def _cdc_only_stats(table: CaptureTable) -> dict[str, Any]:
         "FullLoadRows": 0,
         "FullLoadErrorRows": 0,
     }
+
+
+def suspended_tables(tables: Iterable[CaptureTable]) -> list[Suspended]:
+    """The suspended tables as ``awsdms_suspended_tables`` lists them (by target name)."""
+    now = datetime.now(UTC)
+    return [
+        Suspended(t.mapped.target.ref.schema, t.mapped.target.ref.name, t.suspended, now)
+        for t in tables
+        if t.suspended is not None
+    ]
+
+
+def observe_capture(control: ControlTables, capture: ChangeCapture) -> None:
+    """The capture's counters and suspended tables, for the control tables."""
+    tables = list(capture.tables.values())
+    progress = capture.progress
+    control.observe_capture(
+        applied=progress.applied_changes,
+        pending=sum(t.reducer.pending for t in tables),
+        position=json.dumps(progress.position.position, sort_keys=True, default=str)
+        if progress.position
+        else None,
+        read_time=progress.last_commit_time,
+        applied_time=progress.last_applied_commit_time,
+        suspended=suspended_tables(tables),
+    )
