@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, func, i
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from conveyor.core.errors import ConveyorError
+from conveyor.store import migrate
 from conveyor.store import schema as s
 
 DEFAULT_HOME = ".conveyor"
@@ -78,19 +78,7 @@ class Store:
             yield conn
 
     def _migrate(self) -> None:
-        s.metadata.create_all(self.engine, checkfirst=True)
-        with self._tx() as conn:
-            version = conn.execute(select(func.max(s.schema_version.c.version))).scalar()
-            if version is None:
-                conn.execute(insert(s.schema_version).values(version=s.SCHEMA_VERSION))
-            elif version > s.SCHEMA_VERSION:
-                raise ConveyorError(
-                    f"the metadata store has schema version {version}, newer than this Conveyor "
-                    f"understands ({s.SCHEMA_VERSION}): upgrade Conveyor"
-                )
-            elif version < s.SCHEMA_VERSION:
-                # Every change so far only adds tables, which create_all made above.
-                conn.execute(update(s.schema_version).values(version=s.SCHEMA_VERSION))
+        migrate.upgrade(self.engine)
 
     # the applied stack
     def stack_document(self) -> dict[str, Any] | None:
