@@ -254,3 +254,23 @@ def test_a_store_at_the_head_is_opened_without_alembic(location: dict[str, Any])
     assert first.stdout.strip() == "True"  # a new store: Alembic made it
     again = subprocess.run(opener(location), capture_output=True, text=True, timeout=120, check=True)
     assert again.stdout.strip() == "False"
+
+
+def test_a_scratch_store_in_memory_has_the_head_tables_without_alembic() -> None:
+    code = """
+        import sys
+        from sqlalchemy import create_engine
+        from conveyor.store.store import Store
+        store = Store(create_engine("sqlite://"))
+        store.put_task_progress("t", 1, {"AppliedChanges": 1})
+        assert store.task_progress("t") == {"AppliedChanges": 1}
+        print("alembic" in sys.modules)
+    """
+    ran = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (ran.returncode, ran.stdout.strip()) == (0, "False"), ran.stderr[-2000:]
