@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from conveyor.store import migrate
 from conveyor.store import schema as s
+from conveyor.store.rows import JobRunRow, RunRow, SuspensionRow, TaskSampleRow, TaskStatusRow, TaskTokenRow
 
 DEFAULT_HOME = ".conveyor"
 SAMPLE_SECONDS = 1.0
@@ -107,7 +108,7 @@ class Store:
         except IntegrityError:  # another process created it first
             return
 
-    def task_status(self, name: str) -> dict[str, Any]:
+    def task_status(self, name: str) -> TaskStatusRow:
         with self._tx() as conn:
             row = conn.execute(select(s.tasks).where(s.tasks.c.name == name)).mappings().first()
         if row is None:
@@ -118,7 +119,7 @@ class Store:
                 "last_error": None,
                 "current_run": None,
             }
-        return {k: (_aware(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+        return cast(TaskStatusRow, _run_dict(row))
 
     def set_task_status(
         self,
@@ -198,16 +199,16 @@ class Store:
             conn.execute(delete(s.table_stats).where(s.table_stats.c.run_id == run_id))
             conn.execute(delete(s.runs).where(s.runs.c.id == run_id))
 
-    def run(self, run_id: int) -> dict[str, Any] | None:
+    def run(self, run_id: int) -> RunRow | None:
         with self._tx() as conn:
             row = conn.execute(select(s.runs).where(s.runs.c.id == run_id)).mappings().first()
-        return None if row is None else _run_dict(row)
+        return None if row is None else cast(RunRow, _run_dict(row))
 
-    def list_runs(self, task: str, limit: int = 10) -> list[dict[str, Any]]:
+    def list_runs(self, task: str, limit: int = 10) -> list[RunRow]:
         """The task's runs, newest first."""
         query = select(s.runs).where(s.runs.c.task == task).order_by(s.runs.c.id.desc()).limit(limit)
         with self._tx() as conn:
-            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+            return [cast(RunRow, _run_dict(row)) for row in conn.execute(query).mappings().all()]
 
     # the running task's progress (change capture position, latencies)
     def put_task_progress(self, task: str, run_id: int, detail: dict[str, Any]) -> None:
@@ -249,14 +250,14 @@ class Store:
 
     def task_samples(
         self, task: str, since: datetime | None = None, limit: int = 3600
-    ) -> list[dict[str, Any]]:
+    ) -> list[TaskSampleRow]:
         """The task's progress samples, oldest first (the newest ``limit`` of them)."""
         t = s.task_samples
         query = select(t).where(t.c.task == task).order_by(t.c.at.desc()).limit(limit)
         if since is not None:
             query = query.where(t.c.at >= since)
         with self._tx() as conn:
-            rows = [_run_dict(row) for row in conn.execute(query).mappings().all()]
+            rows = [cast(TaskSampleRow, _run_dict(row)) for row in conn.execute(query).mappings().all()]
         rows.reverse()
         return rows
 
@@ -304,11 +305,11 @@ class Store:
                 row = {"task": task, "schema_name": source[0], "table_name": source[1]}
                 conn.execute(insert(s.table_suspensions).values(**row, **values))
 
-    def suspensions(self, task: str) -> list[dict[str, Any]]:
+    def suspensions(self, task: str) -> list[SuspensionRow]:
         query = select(s.table_suspensions).where(s.table_suspensions.c.task == task)
         with self._tx() as conn:
             rows = conn.execute(query.order_by(s.table_suspensions.c.schema_name)).mappings().all()
-        return [_run_dict(row) for row in rows]
+        return [cast(SuspensionRow, _run_dict(row)) for row in rows]
 
     def request_table_reload(self, task: str, schema_name: str, table: str, target: tuple[str, str]) -> None:
         """Mark the table for reload; a run of the task reloads it (suspended or not)."""
@@ -530,11 +531,11 @@ class Store:
                 )
             )
 
-    def task_token(self, token: str) -> dict[str, Any] | None:
+    def task_token(self, token: str) -> TaskTokenRow | None:
         t = s.task_tokens
         with self._tx() as conn:
             row = conn.execute(select(t).where(t.c.token == token)).mappings().first()
-        return None if row is None else _run_dict(row)
+        return None if row is None else cast(TaskTokenRow, _run_dict(row))
 
     def answer_task_token(
         self, token: str, status: str, output: Any = None, error: str | None = None, cause: str | None = None
@@ -562,18 +563,18 @@ class Store:
         with self._tx() as conn:
             conn.execute(update(s.job_runs).where(s.job_runs.c.id == run_id).values(**values))
 
-    def job_run(self, run_id: str) -> dict[str, Any] | None:
+    def job_run(self, run_id: str) -> JobRunRow | None:
         t = s.job_runs
         with self._tx() as conn:
             row = conn.execute(select(t).where(t.c.id == run_id)).mappings().first()
-        return None if row is None else _run_dict(row)
+        return None if row is None else cast(JobRunRow, _run_dict(row))
 
-    def job_runs(self, job_name: str, limit: int = 100) -> list[dict[str, Any]]:
+    def job_runs(self, job_name: str, limit: int = 100) -> list[JobRunRow]:
         """Runs of a job, newest first."""
         t = s.job_runs
         query = select(t).where(t.c.job_name == job_name).order_by(t.c.started_on.desc()).limit(limit)
         with self._tx() as conn:
-            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+            return [cast(JobRunRow, _run_dict(row)) for row in conn.execute(query).mappings().all()]
 
     def set_connection(self, endpoint: str, status: str, message: str | None = None) -> None:
         t = s.endpoint_connections
