@@ -9,7 +9,7 @@ import os
 import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,7 +19,10 @@ from sqlalchemy.exc import IntegrityError
 
 from conveyor.store import migrate
 from conveyor.store import schema as s
+from conveyor.store.job_runs import JobRuns
+from conveyor.store.repository import aware, now, row_dict
 from conveyor.store.rows import JobRunRow, RunRow, SuspensionRow, TaskSampleRow, TaskStatusRow, TaskTokenRow
+from conveyor.store.task_tokens import TaskTokens
 
 DEFAULT_HOME = ".conveyor"
 SAMPLE_SECONDS = 1.0
@@ -28,21 +31,15 @@ SAMPLE_RETENTION = timedelta(hours=24)
 """Samples older than this are deleted as new ones arrive."""
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-def _run_dict(row: Any) -> dict[str, Any]:
-    return {k: (_aware(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+_aware, _run_dict = aware, row_dict
 
 
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # repositories, one per noun (store/repository.py); the methods below hand over
+        self.tokens = TaskTokens(engine)
+        self.jobs = JobRuns(engine)
         try:
             self._migrate()
         except BaseException:
@@ -522,59 +519,34 @@ class Store:
         return bool(done)
 
     # endpoint connection tests
-    # task tokens (.waitForTaskToken)
+    # task tokens (.waitForTaskToken): store/task_tokens.py
     def put_task_token(self, token: str, execution_id: str, state: str, issued_at: datetime) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                insert(s.task_tokens).values(
-                    token=token, execution_id=execution_id, state=state, status="waiting", issued_at=issued_at
-                )
-            )
+        self.tokens.put(token, execution_id, state, issued_at)
 
     def task_token(self, token: str) -> TaskTokenRow | None:
-        t = s.task_tokens
-        with self._tx() as conn:
-            row = conn.execute(select(t).where(t.c.token == token)).mappings().first()
-        return None if row is None else cast(TaskTokenRow, _run_dict(row))
+        return self.tokens.get(token)
 
     def answer_task_token(
         self, token: str, status: str, output: Any = None, error: str | None = None, cause: str | None = None
     ) -> bool:
-        """A waiting token's answer (succeeded | failed) or its end (closed); False
-        when the token is not waiting any more."""
-        t = s.task_tokens
-        where = (t.c.token == token) & (t.c.status == "waiting")
-        with self._tx() as conn:
-            values = {"status": status, "output": output, "error": error, "cause": cause}
-            return bool(conn.execute(update(t).where(where).values(**values)).rowcount)
+        return self.tokens.answer(token, status, output, error, cause)
 
     def heartbeat_task_token(self, token: str) -> bool:
-        t = s.task_tokens
-        where = (t.c.token == token) & (t.c.status == "waiting")
-        with self._tx() as conn:
-            return bool(conn.execute(update(t).where(where).values(heartbeat_at=now())).rowcount)
+        return self.tokens.heartbeat(token)
 
-    # curation job runs (Glue's JobRun)
+    # curation job runs (Glue's JobRun): store/job_runs.py
     def put_job_run(self, values: dict[str, Any]) -> None:
-        with self._tx() as conn:
-            conn.execute(insert(s.job_runs).values(**values))
+        self.jobs.put(values)
 
     def update_job_run(self, run_id: str, values: dict[str, Any]) -> None:
-        with self._tx() as conn:
-            conn.execute(update(s.job_runs).where(s.job_runs.c.id == run_id).values(**values))
+        self.jobs.update(run_id, values)
 
     def job_run(self, run_id: str) -> JobRunRow | None:
-        t = s.job_runs
-        with self._tx() as conn:
-            row = conn.execute(select(t).where(t.c.id == run_id)).mappings().first()
-        return None if row is None else cast(JobRunRow, _run_dict(row))
+        return self.jobs.get(run_id)
 
     def job_runs(self, job_name: str, limit: int = 100) -> list[JobRunRow]:
         """Runs of a job, newest first."""
-        t = s.job_runs
-        query = select(t).where(t.c.job_name == job_name).order_by(t.c.started_on.desc()).limit(limit)
-        with self._tx() as conn:
-            return [cast(JobRunRow, _run_dict(row)) for row in conn.execute(query).mappings().all()]
+        return self.jobs.of_job(job_name, limit)
 
     def set_connection(self, endpoint: str, status: str, message: str | None = None) -> None:
         t = s.endpoint_connections
