@@ -1,5 +1,5 @@
 """The metadata store on SQLite and on PostgreSQL (CONVEYOR_STORE_URL): runs,
-statistics, events and schema versions."""
+statistics and events (its schema's versions: test_store_migrations.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
 
-from conveyor.core.errors import ConfigError, ConveyorError
+from conveyor.core.errors import ConfigError
 from conveyor.events.lifecycle import STARTED, STOPPED, task_event
-from conveyor.store import schema
 from conveyor.store.event_pages import events_page
 from conveyor.store.store import Store
 
@@ -105,29 +103,6 @@ def test_stack_document_survives_reopen(location: dict[str, Any]) -> None:
     first.close()
     second = Store.open(**location)
     assert second.stack_document() == {"endpoints": {"a": {"engine": "sqlite"}}}
-    second.close()
-
-
-def test_a_store_newer_than_the_code_is_refused(location: dict[str, Any]) -> None:
-    first = Store.open(**location)
-    with first.engine.begin() as conn:
-        conn.execute(update(schema.schema_version).values(version=schema.SCHEMA_VERSION + 1))
-    first.close()
-    with pytest.raises(ConveyorError, match="newer than this Conveyor understands"):
-        Store.open(**location)
-
-
-def test_an_older_store_is_migrated(location: dict[str, Any]) -> None:
-    first = Store.open(**location)
-    with first.engine.begin() as conn:
-        conn.execute(update(schema.schema_version).values(version=1))
-        schema.task_progress.drop(conn)
-    first.close()
-    second = Store.open(**location)
-    second.put_task_progress("t", 1, {"CDCLatencySource": 0.5})
-    assert second.task_progress("t") == {"CDCLatencySource": 0.5}
-    with second.engine.begin() as conn:
-        assert conn.execute(select(schema.schema_version.c.version)).scalar() == schema.SCHEMA_VERSION
     second.close()
 
 

@@ -29,6 +29,7 @@ from conveyor.orchestration.asl.integrations import TaskContext, TaskHandler
 
 if TYPE_CHECKING:
     from conveyor.stack.model import Stack
+    from conveyor.store.rows import JobRunRow
     from conveyor.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class JobRuns:
     def list(self, job: str, limit: int = 100) -> list[dict[str, Any]]:
         return [self._answer(row) for row in self.store.job_runs(job, limit)]
 
-    def _answer(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, row: JobRunRow) -> dict[str, Any]:
         from conveyor.replication.worker import pid_alive
 
         state, error, completed = row["state"], row["error"], row["completed_on"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.orchestration.asl.tokens import CLOSED, FAILED, SUCCEEDED, WAITING, TokenAnswer, new_token
+from conveyor.store.rows import TaskTokenRow
 from conveyor.store.store import Store
 
 
@@ -39,7 +40,7 @@ class StoreTaskTokens:
         self.store.answer_task_token(token, CLOSED)
 
     # the API's side
-    def _waiting(self, token: Any) -> dict[str, Any]:
+    def _waiting(self, token: Any) -> TaskTokenRow:
         if not isinstance(token, str) or not token:
             raise ConfigError("taskToken is required")
         row = self.store.task_token(token)

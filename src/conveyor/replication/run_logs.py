@@ -153,10 +153,9 @@ def run_ended(store: Store, run_id: int) -> bool:
     run = store.run(run_id)
     if run is None:
         return True
-    if run.get("stopped_at") is None:
+    stopped, pid = run["stopped_at"], run["pid"]
+    if stopped is None:
         return False
-    pid = run.get("pid")
-    stopped = run["stopped_at"]
     lingering = datetime.now(UTC) - stopped < timedelta(seconds=EXIT_GRACE)
     return not (pid is not None and lingering and _alive(int(pid)))
 

@@ -37,6 +37,7 @@ from conveyor.replication.task_run import (
     StartMode,
 )
 from conveyor.replication.task_runner import check_runnable, run_task
+from conveyor.store.rows import RunRow, TaskStatusRow
 from conveyor.store.store import DEFAULT_HOME, Store
 
 WORKER_MODULE = "conveyor.worker"
@@ -79,7 +80,7 @@ def pid_alive(pid: int | None) -> bool:
     return "python" in cmdline or "conveyor" in cmdline
 
 
-def _worker_dead(run: dict[str, Any] | None) -> int | bool | None:
+def _worker_dead(run: RunRow | None) -> int | bool | None:
     """False when the run's worker may still be alive; else the dead pid (None when
     the run never got one)."""
     if run is None:
@@ -93,7 +94,7 @@ def _worker_dead(run: dict[str, Any] | None) -> int | bool | None:
     return False if pid_alive(pid) else int(pid)
 
 
-def reap_stale(store: Store, name: str, events: EventSink) -> dict[str, Any]:
+def reap_stale(store: Store, name: str, events: EventSink) -> TaskStatusRow:
     """The task's status; if it says starting/running/stopping but the worker is
     gone, first record that run as failed ("worker process N died") and tell
     ``events``."""
@@ -115,7 +116,7 @@ def reap_stale(store: Store, name: str, events: EventSink) -> dict[str, Any]:
     return store.task_status(name)
 
 
-def current_pid(store: Store, status: dict[str, Any]) -> int | None:
+def current_pid(store: Store, status: TaskStatusRow) -> int | None:
     run_id = status.get("current_run")
     run = store.run(run_id) if run_id is not None else None
     return None if run is None else run.get("pid")
@@ -141,7 +142,7 @@ def claim_start(
     return run_id
 
 
-def _busy_message(store: Store, name: str, status: dict[str, Any]) -> str:
+def _busy_message(store: Store, name: str, status: TaskStatusRow) -> str:
     pid = current_pid(store, status)
     return f"task {name} is already running (pid {pid if pid is not None else 'not yet known'})"
 

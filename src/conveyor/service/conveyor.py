@@ -244,7 +244,7 @@ class Conveyor:
     def task_samples(self, name: str, since: datetime | None = None) -> TaskSamples:
         """The task's progress samples (since ``since``), oldest first."""
         task_ops.applied_task_stack(self.store, name)
-        return TaskSamples(self.store.task_samples(name, since=since))
+        return TaskSamples([dict(row) for row in self.store.task_samples(name, since=since)])
 
     def task_log(
         self, name: str, run: int | None = None, offset: int | None = None, limit: int = READ_LIMIT

@@ -1,4 +1,4 @@
-"""The metadata store's tables (SQLAlchemy Core) and their versions."""
+"""The metadata store's tables (SQLAlchemy Core), as of the newest revision."""
 
 from __future__ import annotations
 
@@ -18,14 +18,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-# 1: stacks, tasks, runs, table_stats, events
-# 2: task_progress (the running task's change-capture position and latencies)
-# 3: statements, executions, execution_events, endpoint_connections, schedule_state (orchestration)
-# 4: table_suspensions (a change-capture table suspended or being reloaded, across runs)
-# 5: task_tokens (a Task's .waitForTaskToken: the token and its answer), job_runs (curation runs)
-# 6: load_segments (segments of a full load, claimed by `conveyor worker` processes)
-# 7: task_samples (change-capture latency and retained WAL over time, for the console's charts)
-SCHEMA_VERSION = 7
+# The schema's history is in store/migrations/versions (Alembic): a change here
+# needs a revision there (see store/migrate.py). The legacy table below is kept as a
+# guard for Conveyors from before Alembic (versions 1..7 of their own migrations).
 
 metadata = MetaData()
 

@@ -25,7 +25,8 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import OperationalError
 
 from conveyor.store import schema as s
-from conveyor.store.store import Store, now
+from conveyor.store.repository import now
+from conveyor.store.store import Store
 
 PENDING = "pending"
 RUNNING = "running"

@@ -9,16 +9,20 @@ import os
 import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from conveyor.core.errors import ConveyorError
+from conveyor.store import migrate
 from conveyor.store import schema as s
+from conveyor.store.job_runs import JobRuns
+from conveyor.store.repository import aware, now, row_dict
+from conveyor.store.rows import JobRunRow, RunRow, SuspensionRow, TaskSampleRow, TaskStatusRow, TaskTokenRow
+from conveyor.store.task_tokens import TaskTokens
 
 DEFAULT_HOME = ".conveyor"
 SAMPLE_SECONDS = 1.0
@@ -27,21 +31,15 @@ SAMPLE_RETENTION = timedelta(hours=24)
 """Samples older than this are deleted as new ones arrive."""
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-def _run_dict(row: Any) -> dict[str, Any]:
-    return {k: (_aware(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+_aware, _run_dict = aware, row_dict
 
 
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # repositories, one per noun (store/repository.py); the methods below hand over
+        self.tokens = TaskTokens(engine)
+        self.jobs = JobRuns(engine)
         try:
             self._migrate()
         except BaseException:
@@ -78,19 +76,7 @@ class Store:
             yield conn
 
     def _migrate(self) -> None:
-        s.metadata.create_all(self.engine, checkfirst=True)
-        with self._tx() as conn:
-            version = conn.execute(select(func.max(s.schema_version.c.version))).scalar()
-            if version is None:
-                conn.execute(insert(s.schema_version).values(version=s.SCHEMA_VERSION))
-            elif version > s.SCHEMA_VERSION:
-                raise ConveyorError(
-                    f"the metadata store has schema version {version}, newer than this Conveyor "
-                    f"understands ({s.SCHEMA_VERSION}): upgrade Conveyor"
-                )
-            elif version < s.SCHEMA_VERSION:
-                # Every change so far only adds tables, which create_all made above.
-                conn.execute(update(s.schema_version).values(version=s.SCHEMA_VERSION))
+        migrate.upgrade(self.engine)
 
     # the applied stack
     def stack_document(self) -> dict[str, Any] | None:
@@ -119,7 +105,7 @@ class Store:
         except IntegrityError:  # another process created it first
             return
 
-    def task_status(self, name: str) -> dict[str, Any]:
+    def task_status(self, name: str) -> TaskStatusRow:
         with self._tx() as conn:
             row = conn.execute(select(s.tasks).where(s.tasks.c.name == name)).mappings().first()
         if row is None:
@@ -130,7 +116,7 @@ class Store:
                 "last_error": None,
                 "current_run": None,
             }
-        return {k: (_aware(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+        return cast(TaskStatusRow, _run_dict(row))
 
     def set_task_status(
         self,
@@ -210,16 +196,16 @@ class Store:
             conn.execute(delete(s.table_stats).where(s.table_stats.c.run_id == run_id))
             conn.execute(delete(s.runs).where(s.runs.c.id == run_id))
 
-    def run(self, run_id: int) -> dict[str, Any] | None:
+    def run(self, run_id: int) -> RunRow | None:
         with self._tx() as conn:
             row = conn.execute(select(s.runs).where(s.runs.c.id == run_id)).mappings().first()
-        return None if row is None else _run_dict(row)
+        return None if row is None else cast(RunRow, _run_dict(row))
 
-    def list_runs(self, task: str, limit: int = 10) -> list[dict[str, Any]]:
+    def list_runs(self, task: str, limit: int = 10) -> list[RunRow]:
         """The task's runs, newest first."""
         query = select(s.runs).where(s.runs.c.task == task).order_by(s.runs.c.id.desc()).limit(limit)
         with self._tx() as conn:
-            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+            return [cast(RunRow, _run_dict(row)) for row in conn.execute(query).mappings().all()]
 
     # the running task's progress (change capture position, latencies)
     def put_task_progress(self, task: str, run_id: int, detail: dict[str, Any]) -> None:
@@ -261,14 +247,14 @@ class Store:
 
     def task_samples(
         self, task: str, since: datetime | None = None, limit: int = 3600
-    ) -> list[dict[str, Any]]:
+    ) -> list[TaskSampleRow]:
         """The task's progress samples, oldest first (the newest ``limit`` of them)."""
         t = s.task_samples
         query = select(t).where(t.c.task == task).order_by(t.c.at.desc()).limit(limit)
         if since is not None:
             query = query.where(t.c.at >= since)
         with self._tx() as conn:
-            rows = [_run_dict(row) for row in conn.execute(query).mappings().all()]
+            rows = [cast(TaskSampleRow, _run_dict(row)) for row in conn.execute(query).mappings().all()]
         rows.reverse()
         return rows
 
@@ -316,11 +302,11 @@ class Store:
                 row = {"task": task, "schema_name": source[0], "table_name": source[1]}
                 conn.execute(insert(s.table_suspensions).values(**row, **values))
 
-    def suspensions(self, task: str) -> list[dict[str, Any]]:
+    def suspensions(self, task: str) -> list[SuspensionRow]:
         query = select(s.table_suspensions).where(s.table_suspensions.c.task == task)
         with self._tx() as conn:
             rows = conn.execute(query.order_by(s.table_suspensions.c.schema_name)).mappings().all()
-        return [_run_dict(row) for row in rows]
+        return [cast(SuspensionRow, _run_dict(row)) for row in rows]
 
     def request_table_reload(self, task: str, schema_name: str, table: str, target: tuple[str, str]) -> None:
         """Mark the table for reload; a run of the task reloads it (suspended or not)."""
@@ -533,59 +519,34 @@ class Store:
         return bool(done)
 
     # endpoint connection tests
-    # task tokens (.waitForTaskToken)
+    # task tokens (.waitForTaskToken): store/task_tokens.py
     def put_task_token(self, token: str, execution_id: str, state: str, issued_at: datetime) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                insert(s.task_tokens).values(
-                    token=token, execution_id=execution_id, state=state, status="waiting", issued_at=issued_at
-                )
-            )
+        self.tokens.put(token, execution_id, state, issued_at)
 
-    def task_token(self, token: str) -> dict[str, Any] | None:
-        t = s.task_tokens
-        with self._tx() as conn:
-            row = conn.execute(select(t).where(t.c.token == token)).mappings().first()
-        return None if row is None else _run_dict(row)
+    def task_token(self, token: str) -> TaskTokenRow | None:
+        return self.tokens.get(token)
 
     def answer_task_token(
         self, token: str, status: str, output: Any = None, error: str | None = None, cause: str | None = None
     ) -> bool:
-        """A waiting token's answer (succeeded | failed) or its end (closed); False
-        when the token is not waiting any more."""
-        t = s.task_tokens
-        where = (t.c.token == token) & (t.c.status == "waiting")
-        with self._tx() as conn:
-            values = {"status": status, "output": output, "error": error, "cause": cause}
-            return bool(conn.execute(update(t).where(where).values(**values)).rowcount)
+        return self.tokens.answer(token, status, output, error, cause)
 
     def heartbeat_task_token(self, token: str) -> bool:
-        t = s.task_tokens
-        where = (t.c.token == token) & (t.c.status == "waiting")
-        with self._tx() as conn:
-            return bool(conn.execute(update(t).where(where).values(heartbeat_at=now())).rowcount)
+        return self.tokens.heartbeat(token)
 
-    # curation job runs (Glue's JobRun)
+    # curation job runs (Glue's JobRun): store/job_runs.py
     def put_job_run(self, values: dict[str, Any]) -> None:
-        with self._tx() as conn:
-            conn.execute(insert(s.job_runs).values(**values))
+        self.jobs.put(values)
 
     def update_job_run(self, run_id: str, values: dict[str, Any]) -> None:
-        with self._tx() as conn:
-            conn.execute(update(s.job_runs).where(s.job_runs.c.id == run_id).values(**values))
+        self.jobs.update(run_id, values)
 
-    def job_run(self, run_id: str) -> dict[str, Any] | None:
-        t = s.job_runs
-        with self._tx() as conn:
-            row = conn.execute(select(t).where(t.c.id == run_id)).mappings().first()
-        return None if row is None else _run_dict(row)
+    def job_run(self, run_id: str) -> JobRunRow | None:
+        return self.jobs.get(run_id)
 
-    def job_runs(self, job_name: str, limit: int = 100) -> list[dict[str, Any]]:
+    def job_runs(self, job_name: str, limit: int = 100) -> list[JobRunRow]:
         """Runs of a job, newest first."""
-        t = s.job_runs
-        query = select(t).where(t.c.job_name == job_name).order_by(t.c.started_on.desc()).limit(limit)
-        with self._tx() as conn:
-            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+        return self.jobs.of_job(job_name, limit)
 
     def set_connection(self, endpoint: str, status: str, message: str | None = None) -> None:
         t = s.endpoint_connections
