@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from conveyor.core import types as t
-from conveyor.core.batch import ChangeBatch, LoggedChange, RejectedValue
+from conveyor.core.batch import ChangeBatch, KeyChecks, KeyHistory, LoggedChange, RejectedValue
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 from conveyor.core.types import ColumnType, Kind
@@ -65,12 +65,19 @@ def change_batch(
     rejected: Sequence[RejectedValue] = (),
     log: Sequence[LoggedChange] = (),
     key_is_group: bool = False,
+    checks: tuple[Sequence[dict[str, Any]], Sequence[KeyHistory]] | None = None,
 ) -> ChangeBatch:
     """A table's reduced rows as its ``ChangeBatch``: one Arrow array per
     column (the one conversion of a change batch's values). Rows holding a
     value no Arrow value carries (``Unrepresentable``) are left out into
-    ``unrepresentable``."""
+    ``unrepresentable``. ``checks``: the keys to judge against the target
+    (``KeyChecks``), as key rows and their histories."""
     held: list[RejectedValue] = []
+    key_checks = (
+        KeyChecks(rows_to_batch(table, checks[0], table.primary_key), tuple(checks[1]))
+        if checks is not None and checks[0]
+        else None
+    )
     return ChangeBatch(
         table,
         _held_out(table, upserts, table.column_names, held),
@@ -85,6 +92,7 @@ def change_batch(
         rejected=rejected,
         log=log,
         key_is_group=key_is_group,
+        checks=key_checks,
     )
 
 
