@@ -214,7 +214,9 @@ def test_ignore_record_skips_each_conflict_without_a_log(
     assert target.exceptions() == []
 
 
-def test_insert_and_update_record_write_the_rows(run: Callable[[dict[str, Any]], Task], target: Target) -> None:
+def test_insert_and_update_record_write_the_rows(
+    run: Callable[[dict[str, Any]], Task], target: Target
+) -> None:
     task = run({"ApplyErrorInsertPolicy": "INSERT_RECORD", "ApplyErrorUpdatePolicy": "UPDATE_RECORD"})
     task.change(*CONFLICTS)
     task.applied(4)
@@ -245,7 +247,9 @@ def test_later_changes_of_a_key_in_the_batch_apply_after_a_refused_first(
     assert [(t, k) for t, k, _ in target.exceptions()] == [("items", _key(1)), ("items", _key(2))]
 
 
-def test_suspend_table_suspends_before_the_batch(run: Callable[[dict[str, Any]], Task], target: Target) -> None:
+def test_suspend_table_suspends_before_the_batch(
+    run: Callable[[dict[str, Any]], Task], target: Target
+) -> None:
     task = run({"ApplyErrorUpdatePolicy": "SUSPEND_TABLE"})
     task.change(*CONFLICTS)
     described = task.wait(lambda d: any(t.get("SuspendedReason") for t in d["tables"]))
