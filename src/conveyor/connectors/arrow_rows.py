@@ -65,16 +65,16 @@ def change_batch(
     rejected: Sequence[RejectedValue] = (),
     log: Sequence[LoggedChange] = (),
     key_is_group: bool = False,
-    checks: tuple[Sequence[dict[str, Any]], Sequence[KeyHistory]] | None = None,
+    checks: tuple[Sequence[tuple[Any, ...]], Sequence[KeyHistory]] | None = None,
 ) -> ChangeBatch:
     """A table's reduced rows as its ``ChangeBatch``: one Arrow array per
     column (the one conversion of a change batch's values). Rows holding a
     value no Arrow value carries (``Unrepresentable``) are left out into
     ``unrepresentable``. ``checks``: the keys to judge against the target
-    (``KeyChecks``), as key rows and their histories."""
+    (``KeyChecks``), as primary key tuples and their histories."""
     held: list[RejectedValue] = []
     key_checks = (
-        KeyChecks(rows_to_batch(table, checks[0], table.primary_key), tuple(checks[1]))
+        KeyChecks(keys_to_batch(table, checks[0]), tuple(checks[1]))
         if checks is not None and checks[0]
         else None
     )
@@ -135,6 +135,23 @@ def _first_unrepresentable(value: Any) -> Unrepresentable | None:
             if (found := _first_unrepresentable(item)) is not None:
                 return found
     return None
+
+
+def keys_to_batch(table: TableSchema, keys: Sequence[tuple[Any, ...]]) -> pa.RecordBatch:
+    """Primary key tuples (in ``table.primary_key`` order) as a batch of the key
+    columns, typed as ``rows_to_batch`` types them."""
+    arrays, fields = [], []
+    for i, name in enumerate(table.primary_key):
+        column = table.column(name)
+        try:
+            arrays.append(_array(column.type, [key[i] for key in keys]))
+        except _Refused as exc:
+            raise DataError(
+                f"table {table.ref} column {name!r}: value {exc.value.text!r}: {exc.value.reason}",
+                column=name,
+            ) from None
+        fields.append(pa.field(name, column.type.arrow()))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _batch(table: TableSchema, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> pa.RecordBatch:

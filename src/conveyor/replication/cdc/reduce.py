@@ -315,20 +315,27 @@ class TableReducer:
             checks=self._checks(),
         )
 
-    def _checks(self) -> tuple[list[dict[str, Any]], list[KeyHistory]] | None:
+    def _checks(self) -> tuple[list[Key], list[KeyHistory]] | None:
         """The keys to judge against the target and their histories. None
         when nothing is judged: not asked, a TRUNCATE in the batch (the table
         is emptied first), rows without a key or replaced per parent."""
         if not self.check_keys or self.truncate or self.group_key or not self.table.primary_key:
             return None
-        keys: list[dict[str, Any]] = []
+        keys: list[Key] = []
         histories: list[KeyHistory] = []
+        shared: dict[tuple[Op, bool, bool, bool], KeyHistory] = {}  # few distinct histories
         for key, noted in self._history.items():
             if noted is None:
                 continue
             first, alone, reinserted = noted
-            keys.append(dict(zip(self.table.primary_key, key, strict=True)))
-            histories.append(KeyHistory(first, alone, reinserted, isinstance(self._final.get(key), _Partial)))
+            partial = type(self._final.get(key)) is _Partial
+            history = shared.get((first, alone, reinserted, partial))
+            if history is None:
+                history = shared[first, alone, reinserted, partial] = KeyHistory(
+                    first, alone, reinserted, partial
+                )
+            keys.append(key)
+            histories.append(history)
         return keys, histories
 
     def _note(self, key: Key, op: Op | None) -> None:
@@ -417,13 +424,15 @@ class TableReducer:
                 self._final[old_key] = None
                 # The update of the old key; the new key is not judged (a row
                 # moving onto an existing key is not an apply conflict here).
-                self._note(old_key, Op.UPDATE)
+                if self.check_keys:
+                    self._note(old_key, Op.UPDATE)
                 op_of_key: Op | None = None
             else:
                 op_of_key = op
         else:
             op_of_key = op
-        self._note(key, op_of_key)
+        if self.check_keys:
+            self._note(key, op_of_key)
         if not unchanged:
             self._final[key] = row
             return
@@ -442,7 +451,8 @@ class TableReducer:
         if not self.table.primary_key:
             raise TerminalError(f"table {self.table.ref}: a delete without a primary key cannot be applied")
         key = self._key(values)
-        self._note(key, op)
+        if self.check_keys:
+            self._note(key, op)
         self._final[key] = None
 
 
