@@ -46,10 +46,10 @@ class Target:
             return f"{{engine: postgres, url: '{self.where}'}}"
         return f"{{engine: duckdb, path: '{self.where}'}}"
 
-    def prepare(self) -> None:
+    def prepare(self, extra: str = "") -> None:
         statements = [
-            "CREATE TABLE public.items (id int PRIMARY KEY, name text)",
-            "INSERT INTO public.items VALUES (1, 'target')",
+            f"CREATE TABLE public.items (id int PRIMARY KEY, name text{extra})",
+            "INSERT INTO public.items (id, name) VALUES (1, 'target')",
         ]
         if self.engine == "postgres":
             with psycopg.connect(self.where, autocommit=True) as conn:
@@ -142,16 +142,22 @@ def _drop_slots(url: str) -> None:
 
 
 @pytest.fixture
-def run(tmp_path: Path, pg_db: str, target: Target) -> Iterator[Callable[[dict[str, Any]], Task]]:
+def run(tmp_path: Path, pg_db: str, target: Target) -> Iterator[Callable[..., Task]]:
     """Starts a cdc task from ``pg_db`` (rows 2 and 3) to ``target`` (row 1)
-    with the given ErrorBehavior, capturing when it returns."""
+    with the given ErrorBehavior, capturing when it returns. ``toasted``: the
+    table has a column ``big`` whose values PostgreSQL keeps out of line (an
+    UPDATE that leaves it unchanged does not send it)."""
     tasks: list[Task] = []
 
-    def start(error_behavior: dict[str, Any]) -> Task:
+    def start(error_behavior: dict[str, Any], toasted: bool = False) -> Task:
+        extra = ", big text" if toasted else ""
         with psycopg.connect(pg_db, autocommit=True) as conn:
-            conn.execute("CREATE TABLE public.items (id int PRIMARY KEY, name text)")
-            conn.execute("INSERT INTO public.items VALUES (2, 'two'), (3, 'three')")
-        target.prepare()
+            conn.execute(f"CREATE TABLE public.items (id int PRIMARY KEY, name text{extra})")
+            conn.execute("INSERT INTO public.items (id, name) VALUES (2, 'two'), (3, 'three')")
+            if toasted:
+                random = "SELECT string_agg(md5(g::text), '') FROM generate_series(1, 600) g"
+                conn.execute(f"UPDATE public.items SET big = ({random})")
+        target.prepare(extra)
         home, stack = tmp_path / "home", tmp_path / "conveyor.yaml"
         settings = json.dumps({"ErrorBehavior": error_behavior})
         stack.write_text(
@@ -182,7 +188,7 @@ def _key(i: int) -> str:
 
 
 def test_log_error_logs_each_conflict_and_leaves_the_target_row(
-    run: Callable[[dict[str, Any]], Task], target: Target
+    run: Callable[..., Task], target: Target
 ) -> None:
     task = run(
         {
@@ -203,9 +209,7 @@ def test_log_error_logs_each_conflict_and_leaves_the_target_row(
     assert task.describe()["status"] == "stopped"
 
 
-def test_ignore_record_skips_each_conflict_without_a_log(
-    run: Callable[[dict[str, Any]], Task], target: Target
-) -> None:
+def test_ignore_record_skips_each_conflict_without_a_log(run: Callable[..., Task], target: Target) -> None:
     task = run({"ApplyErrorInsertPolicy": "IGNORE_RECORD", "ApplyErrorUpdatePolicy": "IGNORE_RECORD"})
     task.change(*CONFLICTS)
     task.applied(4)
@@ -214,9 +218,7 @@ def test_ignore_record_skips_each_conflict_without_a_log(
     assert target.exceptions() == []
 
 
-def test_insert_and_update_record_write_the_rows(
-    run: Callable[[dict[str, Any]], Task], target: Target
-) -> None:
+def test_insert_and_update_record_write_the_rows(run: Callable[..., Task], target: Target) -> None:
     task = run({"ApplyErrorInsertPolicy": "INSERT_RECORD", "ApplyErrorUpdatePolicy": "UPDATE_RECORD"})
     task.change(*CONFLICTS)
     task.applied(4)
@@ -226,7 +228,7 @@ def test_insert_and_update_record_write_the_rows(
 
 
 def test_later_changes_of_a_key_in_the_batch_apply_after_a_refused_first(
-    run: Callable[[dict[str, Any]], Task], target: Target
+    run: Callable[..., Task], target: Target
 ) -> None:
     """Judged by the key's first change in the batch: the refused INSERT of 1
     is logged and the UPDATE after it applies to the existing row; the
@@ -247,9 +249,7 @@ def test_later_changes_of_a_key_in_the_batch_apply_after_a_refused_first(
     assert [(t, k) for t, k, _ in target.exceptions()] == [("items", _key(1)), ("items", _key(2))]
 
 
-def test_suspend_table_suspends_before_the_batch(
-    run: Callable[[dict[str, Any]], Task], target: Target
-) -> None:
+def test_suspend_table_suspends_before_the_batch(run: Callable[..., Task], target: Target) -> None:
     task = run({"ApplyErrorUpdatePolicy": "SUSPEND_TABLE"})
     task.change(*CONFLICTS)
     described = task.wait(lambda d: any(t.get("SuspendedReason") for t in d["tables"]))
@@ -260,9 +260,7 @@ def test_suspend_table_suspends_before_the_batch(
     assert target.rows() == {1: "target"}  # nothing of the batch applied
 
 
-def test_stop_task_fails_the_task_before_the_batch(
-    run: Callable[[dict[str, Any]], Task], target: Target
-) -> None:
+def test_stop_task_fails_the_task_before_the_batch(run: Callable[..., Task], target: Target) -> None:
     task = run({"ApplyErrorInsertPolicy": "STOP_TASK"})
     task.change(*CONFLICTS)
     described = task.wait(lambda d: d["status"] in {"stopped", "failed"})
@@ -272,9 +270,7 @@ def test_stop_task_fails_the_task_before_the_batch(
     assert target.rows() == {1: "target"}
 
 
-def test_escalation_suspends_the_table_at_the_count(
-    run: Callable[[dict[str, Any]], Task], target: Target
-) -> None:
+def test_escalation_suspends_the_table_at_the_count(run: Callable[..., Task], target: Target) -> None:
     """Two conflicts are logged over two batches; the third reaches the count."""
     task = run(
         {
@@ -297,10 +293,29 @@ def test_escalation_suspends_the_table_at_the_count(
     assert [(t, k) for t, k, _ in target.exceptions()] == [("items", _key(1)), ("items", _key(2))]
 
 
-def test_escalation_stops_the_task(run: Callable[[dict[str, Any]], Task], target: Target) -> None:
+def test_escalation_stops_the_task(run: Callable[..., Task], target: Target) -> None:
     task = run({"ApplyErrorEscalationCount": 2, "ApplyErrorEscalationPolicy": "STOP_TASK"})
     task.change(*CONFLICTS)  # unwritten policies: overwrite, insert, ignore; all three count
     described = task.wait(lambda d: d["status"] in {"stopped", "failed"})
     assert described["status"] == "failed"
     assert "apply error escalation: 3 apply conflicts, STOP_TASK" in described["last_error"]
     assert target.rows() == {1: "target"}
+
+
+def test_update_record_cannot_insert_a_partial_update_and_says_so(
+    run: Callable[..., Task], target: Target
+) -> None:
+    """The UPDATE of 2 leaves its out-of-line ``big`` unsent: the missing row
+    cannot be inserted whole, so the key goes to the exceptions table; row 3's
+    UPDATE sends every column (``big`` changed) and is inserted."""
+    task = run({"ApplyErrorUpdatePolicy": "UPDATE_RECORD"}, toasted=True)
+    task.change(
+        "UPDATE public.items SET name = 'source' WHERE id = 2",
+        "UPDATE public.items SET name = 'source', big = 'small' WHERE id = 3",
+    )
+    task.applied(2)
+    task.stop()
+    assert target.rows() == {1: "target", 3: "source"}
+    [(table, key, error)] = target.exceptions()
+    assert (table, key) == ("items", _key(2))
+    assert "left columns unsent: UPDATE_RECORD cannot insert it" in error
