@@ -68,6 +68,11 @@ class Target:
         with duckdb.connect(self.where, read_only=True) as conn:
             return conn.execute(statement).fetchall()
 
+    def query_commit(self, statement: str) -> None:
+        """A write behind Conveyor's back (PostgreSQL only: the worker holds a DuckDB file)."""
+        with psycopg.connect(self.where, autocommit=True) as conn:
+            conn.execute(statement)
+
     def rows(self) -> dict[int, str]:
         return dict(self.query("SELECT id, name FROM public.items"))
 
@@ -319,3 +324,36 @@ def test_update_record_cannot_insert_a_partial_update_and_says_so(
     [(table, key, error)] = target.exceptions()
     assert (table, key) == ("items", _key(2))
     assert "left columns unsent: UPDATE_RECORD cannot insert it" in error
+
+
+def test_a_reload_clears_a_suspension_and_conflicts_are_judged_again(
+    run: Callable[..., Task], target: Target
+) -> None:
+    """A table suspended by a conflict is reloaded (`tasks reload --table`):
+    it matches the source again, the changes held during the reload are not
+    judged, and later conflicts are (PostgreSQL: a row written behind
+    Conveyor's back)."""
+    task = run({"ApplyErrorInsertPolicy": "SUSPEND_TABLE"})
+    task.change(CONFLICTS[0])
+    task.wait(lambda d: bool(d.get("suspended_tables")))
+    reload = conveyor(task.home, "tasks", "reload", "sync", "--table", "public.items")
+    assert reload.returncode == 0, reload.stderr
+    task.change("INSERT INTO public.items VALUES (10, 'ten')")
+    task.wait(lambda d: not d.get("suspended_tables") and not any(t.get("Reloading") for t in d["tables"]))
+    task.change("INSERT INTO public.items VALUES (11, 'eleven')")
+    if target.engine == "postgres":
+        task.wait(lambda d: target.rows().get(11) == "eleven")
+        target.query_commit("INSERT INTO public.items VALUES (12, 'target')")
+        task.change("INSERT INTO public.items VALUES (12, 'source')")
+        described = task.wait(lambda d: bool(d.get("suspended_tables")))
+        assert "(ApplyErrorInsertPolicy SUSPEND_TABLE)" in json.dumps(described["suspended_tables"])
+    task.stop()
+    rows = target.rows()
+    assert {k: rows[k] for k in (1, 2, 3, 10, 11)} == {
+        1: "source",
+        2: "two",
+        3: "three",
+        10: "ten",
+        11: "eleven",
+    }
+    assert target.exceptions() == []

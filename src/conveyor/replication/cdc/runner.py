@@ -249,6 +249,11 @@ class ChangeCapture:
             raise ConfigError(apply_conflicts_refusal(self.errors, str(engine)))
         return ApplyConflicts(self.applier, self.errors, self._suspend)
 
+    @property
+    def judges_conflicts(self) -> bool:
+        """Whether batches are judged against the target (ErrorBehavior.ApplyError*)."""
+        return self._conflicts is not None
+
     def run(self) -> None:
         try:
             self._run()
