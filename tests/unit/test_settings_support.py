@@ -21,6 +21,7 @@ TESTS = Path(__file__).parents[1]
 EFFECTS = "integration/test_task_settings_effects.py"
 RETRIES = "integration/test_full_load_retries.py"
 CONTROL = "integration/test_control_tables_cli.py"
+CONFLICTS = "integration/test_apply_conflicts.py"
 
 
 @dataclass(frozen=True)
@@ -202,14 +203,20 @@ ROWS: list[Row] = [
           "unit/test_retry.py::test_waits"),
     acted("ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax", False, "go on at the longest wait",
           "unit/test_retry.py::test_without_stop_after_the_maximum_the_waits_go_on_at_it"),
-    not_yet("ErrorBehavior.ApplyErrorDeletePolicy", "IGNORE_RECORD"),
-    refused("ErrorBehavior.ApplyErrorDeletePolicy", "LOG_ERROR", "IGNORE_RECORD"),
-    not_yet("ErrorBehavior.ApplyErrorInsertPolicy", "UPDATE_RECORD"),
-    refused("ErrorBehavior.ApplyErrorInsertPolicy", "LOG_ERROR", "idempotently"),
-    not_yet("ErrorBehavior.ApplyErrorUpdatePolicy", "UPDATE_RECORD"),
-    refused("ErrorBehavior.ApplyErrorUpdatePolicy", "LOG_ERROR", "idempotently"),
-    not_yet("ErrorBehavior.ApplyErrorEscalationPolicy", "LOG_ERROR"),
-    not_yet("ErrorBehavior.ApplyErrorEscalationCount", 0),
+    acted("ErrorBehavior.ApplyErrorDeletePolicy", "LOG_ERROR", "a DELETE of a missing row is logged",
+          f"{CONFLICTS}::test_log_error_logs_each_conflict_and_leaves_the_target_row"),
+    acted("ErrorBehavior.ApplyErrorInsertPolicy", "LOG_ERROR", "an INSERT of an existing key is logged",
+          f"{CONFLICTS}::test_log_error_logs_each_conflict_and_leaves_the_target_row"),
+    acted("ErrorBehavior.ApplyErrorInsertPolicy", "INSERT_RECORD", "the existing row is overwritten",
+          f"{CONFLICTS}::test_insert_and_update_record_write_the_rows"),
+    acted("ErrorBehavior.ApplyErrorUpdatePolicy", "IGNORE_RECORD", "an UPDATE of a missing row is skipped",
+          f"{CONFLICTS}::test_ignore_record_skips_each_conflict_without_a_log"),
+    acted("ErrorBehavior.ApplyErrorUpdatePolicy", "SUSPEND_TABLE", "the table is suspended before the batch",
+          f"{CONFLICTS}::test_suspend_table_suspends_before_the_batch"),
+    acted("ErrorBehavior.ApplyErrorEscalationPolicy", "SUSPEND_TABLE", "the table is suspended at the count",
+          f"{CONFLICTS}::test_escalation_suspends_the_table_at_the_count"),
+    acted("ErrorBehavior.ApplyErrorEscalationCount", 2, "the escalation policy acts at 2 conflicts",
+          f"{CONFLICTS}::test_escalation_stops_the_task"),
     acted("ErrorBehavior.ApplyErrorFailOnTruncationDdl", True, "a captured TRUNCATE fails the task",
           f"{EFFECTS}::test_truncate_fails_the_task_when_told"),
     acted("ErrorBehavior.FailOnNoTablesCaptured", False, "no table selected: the task stops, with an event",
@@ -276,7 +283,7 @@ def test_refusals_come_all_at_once_naming_each_key(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text(
         "endpoints:\n  src: {engine: sqlite, path: ./a.sqlite}\n  dw: {engine: duckdb, path: ./d.duckdb}\n"
         "tasks:\n  t:\n    source: src\n    target: dw\n    settings:\n"
-        "      ErrorBehavior: {ApplyErrorInsertPolicy: LOG_ERROR, TableErrorPolicie: STOP_TASK}\n"
+        "      ErrorBehavior: {FullLoadIgnoreConflicts: false, TableErrorPolicie: STOP_TASK}\n"
         "      ValidationSettings: {ValidationMode: GROUP_LEVEL}\n"
     )
     with pytest.raises(ConfigError) as caught:
@@ -287,7 +294,7 @@ def test_refusals_come_all_at_once_naming_each_key(tmp_path: Path) -> None:
         "ErrorBehavior.TableErrorPolicie: unknown setting; did you mean 'TableErrorPolicy'?" in x
         for x in lines
     )
-    assert any("ErrorBehavior.ApplyErrorInsertPolicy: Conveyor cannot honour 'LOG_ERROR'" in x for x in lines)
+    assert any("ErrorBehavior.FullLoadIgnoreConflicts: Conveyor cannot honour False" in x for x in lines)
     assert any("ValidationSettings.ValidationMode: Conveyor cannot honour 'GROUP_LEVEL'" in x for x in lines)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from conveyor.core import types as t
-from conveyor.core.batch import ChangeBatch, LoggedChange, RejectedValue
+from conveyor.core.batch import ChangeBatch, KeyChecks, KeyHistory, LoggedChange, RejectedValue
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 from conveyor.core.types import ColumnType, Kind
@@ -65,12 +65,19 @@ def change_batch(
     rejected: Sequence[RejectedValue] = (),
     log: Sequence[LoggedChange] = (),
     key_is_group: bool = False,
+    checks: tuple[Sequence[tuple[Any, ...]], Sequence[KeyHistory]] | None = None,
 ) -> ChangeBatch:
     """A table's reduced rows as its ``ChangeBatch``: one Arrow array per
     column (the one conversion of a change batch's values). Rows holding a
     value no Arrow value carries (``Unrepresentable``) are left out into
-    ``unrepresentable``."""
+    ``unrepresentable``. ``checks``: the keys to judge against the target
+    (``KeyChecks``), as primary key tuples and their histories."""
     held: list[RejectedValue] = []
+    key_checks = (
+        KeyChecks(keys_to_batch(table, checks[0]), tuple(checks[1]))
+        if checks is not None and checks[0]
+        else None
+    )
     return ChangeBatch(
         table,
         _held_out(table, upserts, table.column_names, held),
@@ -85,6 +92,7 @@ def change_batch(
         rejected=rejected,
         log=log,
         key_is_group=key_is_group,
+        checks=key_checks,
     )
 
 
@@ -127,6 +135,23 @@ def _first_unrepresentable(value: Any) -> Unrepresentable | None:
             if (found := _first_unrepresentable(item)) is not None:
                 return found
     return None
+
+
+def keys_to_batch(table: TableSchema, keys: Sequence[tuple[Any, ...]]) -> pa.RecordBatch:
+    """Primary key tuples (in ``table.primary_key`` order) as a batch of the key
+    columns, typed as ``rows_to_batch`` types them."""
+    arrays, fields = [], []
+    for i, name in enumerate(table.primary_key):
+        column = table.column(name)
+        try:
+            arrays.append(_array(column.type, [key[i] for key in keys]))
+        except _Refused as exc:
+            raise DataError(
+                f"table {table.ref} column {name!r}: value {exc.value.text!r}: {exc.value.reason}",
+                column=name,
+            ) from None
+        fields.append(pa.field(name, column.type.arrow()))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _batch(table: TableSchema, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> pa.RecordBatch:

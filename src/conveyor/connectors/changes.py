@@ -267,6 +267,20 @@ class ScreensChanges(Protocol):
         ...
 
 
+@runtime_checkable
+class FindsConflicts(Protocol):
+    """An applier that can judge a reduced batch's keys (``ChangeBatch.checks``)
+    against its target's rows, set-wise, for the apply-conflict policies
+    (ErrorBehavior.ApplyError*: replication/cdc/conflicts.py)."""
+
+    def find_conflicts(self, changes: Sequence[ChangeBatch]) -> dict[TableRef, list[int]]:
+        """Per table with ``checks``, the rows of ``checks.keys`` the target
+        contradicts now: a key whose first change in the batch is an INSERT
+        and that the target has, or whose first change is an UPDATE or a
+        DELETE and that the target lacks. Tables without any are left out."""
+        ...
+
+
 class RefusedTables(DataError):
     """An applier found, before writing anything, values it cannot hold in
     some tables' changes: ``reasons`` by target table. The runner suspends

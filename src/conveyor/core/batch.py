@@ -73,6 +73,42 @@ class LoggedChange:
     commit_time: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyHistory:
+    """What a reduced batch did to one key, enough to judge it against the
+    target's row before the batch (apply conflicts, ErrorBehavior.ApplyError*):
+    ``first`` is the key's first change in the batch (an INSERT expects no row,
+    an UPDATE or DELETE one), ``alone`` whether it was the key's only change,
+    ``reinserted`` whether an INSERT came after it, ``partial`` whether its
+    final change is a partial UPDATE (some columns unsent)."""
+
+    first: Op
+    alone: bool
+    reinserted: bool
+    partial: bool
+
+
+@dataclass(frozen=True)
+class KeyChecks:
+    """The keys of a reduced batch to judge against the target (``keys``:
+    primary key columns, one row per key, in ``history`` order)."""
+
+    keys: pa.RecordBatch
+    history: Sequence[KeyHistory]
+
+    ROW = "conveyor_check_row"
+    PRESENT = "conveyor_check_present"
+
+    def staged(self) -> pa.RecordBatch:
+        """The keys with two more columns for a target to judge them in one
+        query: ``ROW`` (the key's row here) and ``PRESENT`` (whether the
+        target should have the key before the batch: its first change is not
+        an INSERT). A conflict is a key where the target's answer differs."""
+        rows = pa.array(range(self.keys.num_rows), pa.int32())
+        present = pa.array([h.first is not Op.INSERT for h in self.history], pa.bool_())
+        return self.keys.append_column(self.ROW, rows).append_column(self.PRESENT, present)
+
+
 @dataclass(frozen=True)
 class ChangeBatch:
     """The one record type between reduce and apply: one table's share of an
@@ -96,7 +132,9 @@ class ChangeBatch:
     group of rows (a DynamoDB child table keyed by its parent alone), not one
     row: the table has no unique key, ``deletes`` remove whole groups and
     ``upserts`` hold every row of each group they replace (the appliers'
-    delete-by-key-then-insert does exactly that)."""
+    delete-by-key-then-insert does exactly that). ``checks``: the keys to judge
+    against the target's rows before the batch, when the task's apply-conflict
+    policies ask (None: not judged)."""
 
     table: TableSchema
     upserts: pa.RecordBatch
@@ -108,6 +146,7 @@ class ChangeBatch:
     rejected: Sequence[RejectedValue] = ()
     log: Sequence[LoggedChange] = ()
     key_is_group: bool = False
+    checks: KeyChecks | None = None
 
     @property
     def num_rows(self) -> int:

@@ -51,6 +51,19 @@ class ApplyPolicy(StrEnum):
     UPDATE_RECORD = "UPDATE_RECORD"
 
 
+class InsertPolicy(StrEnum):
+    """What to do with an INSERT of a key the target already has. INSERT_RECORD
+    overwrites the row; UPDATE_RECORD is accepted as the same (Conveyor's
+    earlier spelling)."""
+
+    IGNORE_RECORD = "IGNORE_RECORD"
+    LOG_ERROR = "LOG_ERROR"
+    SUSPEND_TABLE = "SUSPEND_TABLE"
+    STOP_TASK = "STOP_TASK"
+    INSERT_RECORD = "INSERT_RECORD"
+    UPDATE_RECORD = "UPDATE_RECORD"
+
+
 class EscalationPolicy(StrEnum):
     """What to do once an error count reaches its escalation threshold."""
 
@@ -140,7 +153,7 @@ class ErrorBehavior(_Section):
     recoverable_error_throttling_max: int = Field(default=1800, ge=0, description="seconds")
     recoverable_error_stop_retry_after_throttling_max: bool = True
     apply_error_delete_policy: RecordPolicy = RecordPolicy.IGNORE_RECORD
-    apply_error_insert_policy: ApplyPolicy = ApplyPolicy.LOG_ERROR
+    apply_error_insert_policy: InsertPolicy = InsertPolicy.LOG_ERROR
     apply_error_update_policy: ApplyPolicy = ApplyPolicy.LOG_ERROR
     apply_error_escalation_policy: EscalationPolicy = EscalationPolicy.LOG_ERROR
     apply_error_escalation_count: int = Field(default=0, ge=0, description="0: no limit")
@@ -148,6 +161,36 @@ class ErrorBehavior(_Section):
     fail_on_no_tables_captured: bool = True
     fail_on_transaction_consistency_breached: bool = False
     full_load_ignore_conflicts: bool = True
+
+    @property
+    def judges_apply_conflicts(self) -> bool:
+        """Whether the settings wrote an ApplyError* conflict key: only then
+        are change batches judged against the target (otherwise changes apply
+        idempotently, at no cost: see ``insert_conflicts``)."""
+        return bool(self.model_fields_set & _APPLY_CONFLICT_KEYS)
+
+    def written_conflict_keys(self) -> list[str]:
+        """The ApplyError* conflict keys written, as ``ErrorBehavior.Key``."""
+        return [
+            f"ErrorBehavior.{to_pascal(name)}"
+            for name in type(self).model_fields
+            if name in _APPLY_CONFLICT_KEYS and name in self.model_fields_set
+        ]
+
+    @property
+    def insert_conflicts(self) -> InsertPolicy:
+        """ApplyErrorInsertPolicy as acted on: unwritten, the idempotent INSERT_RECORD."""
+        if "apply_error_insert_policy" not in self.model_fields_set:
+            return InsertPolicy.INSERT_RECORD
+        policy = self.apply_error_insert_policy
+        return InsertPolicy.INSERT_RECORD if policy is InsertPolicy.UPDATE_RECORD else policy
+
+    @property
+    def update_conflicts(self) -> ApplyPolicy:
+        """ApplyErrorUpdatePolicy as acted on: unwritten, the idempotent UPDATE_RECORD."""
+        if "apply_error_update_policy" not in self.model_fields_set:
+            return ApplyPolicy.UPDATE_RECORD
+        return self.apply_error_update_policy
 
     def retry_policy(self) -> RetryPolicy:
         """The RecoverableError* settings as the one retry policy (core/retry.py)."""
@@ -158,6 +201,30 @@ class ErrorBehavior(_Section):
             throttling_max=self.recoverable_error_throttling_max,
             stop_after_throttling_max=self.recoverable_error_stop_retry_after_throttling_max,
         )
+
+
+_APPLY_CONFLICT_KEYS = frozenset(
+    {
+        "apply_error_insert_policy",
+        "apply_error_update_policy",
+        "apply_error_delete_policy",
+        "apply_error_escalation_policy",
+        "apply_error_escalation_count",
+    }
+)
+
+
+CONFLICT_ENGINES = frozenset({"postgres", "duckdb"})
+"""Target engines whose change capture acts on the ApplyError* conflict keys."""
+
+
+def apply_conflicts_refusal(errors: ErrorBehavior, engine: str) -> str:
+    """Why a target of ``engine`` (not in ``CONFLICT_ENGINES``) refuses the written conflict keys."""
+    keys = ", ".join(errors.written_conflict_keys())
+    return (
+        f"{keys}: apply conflicts are judged only on {' and '.join(sorted(CONFLICT_ENGINES))} targets; "
+        f"a {engine} target applies every change as it comes (remove the key)"
+    )
 
 
 class ValidationSettings(_Section):

@@ -102,9 +102,9 @@ _RETRIES = (
     "a transient target error retries the table's full load from the same snapshot, or the "
     "change-capture batch (core/retry.py)"
 )
-_UPSERT = (
-    "Conveyor applies changes idempotently: an insert over an existing row, or an update of a "
-    "missing row, writes the row (UPDATE_RECORD)"
+_CONFLICTS = (
+    "change capture into PostgreSQL or DuckDB judges each key of a batch by its first change against "
+    "the target (refused for other targets)"
 )
 _LOBS = "Conveyor copies every LOB whole (never truncated), whatever the LOB mode"
 _TUNING = "tuning of the service's replication instance; Conveyor sizes its own batches"
@@ -256,13 +256,21 @@ SUPPORT: Mapping[str, Support] = {
     "ErrorBehavior.RecoverableErrorStopRetryAfterThrottlingMax": acted(
         _RETRIES + ": give up once a wait of the maximum was not enough"
     ),
-    "ErrorBehavior.ApplyErrorDeletePolicy": not_yet(
-        "a delete of a missing row is ignored (IGNORE_RECORD)", "IGNORE_RECORD"
+    "ErrorBehavior.ApplyErrorDeletePolicy": acted(
+        _CONFLICTS + ": a DELETE of a missing row (default IGNORE_RECORD)"
     ),
-    "ErrorBehavior.ApplyErrorInsertPolicy": not_yet(_UPSERT, "UPDATE_RECORD"),
-    "ErrorBehavior.ApplyErrorUpdatePolicy": not_yet(_UPSERT, "UPDATE_RECORD"),
-    "ErrorBehavior.ApplyErrorEscalationPolicy": not_yet(_UPSERT + "; no apply error is counted"),
-    "ErrorBehavior.ApplyErrorEscalationCount": not_yet(_UPSERT + "; no apply error is counted"),
+    "ErrorBehavior.ApplyErrorInsertPolicy": acted(
+        _CONFLICTS + ": an INSERT of an existing key (unwritten: INSERT_RECORD, the row overwritten)"
+    ),
+    "ErrorBehavior.ApplyErrorUpdatePolicy": acted(
+        _CONFLICTS + ": an UPDATE of a missing row (unwritten: UPDATE_RECORD, the whole row inserted)"
+    ),
+    "ErrorBehavior.ApplyErrorEscalationPolicy": acted(
+        _CONFLICTS + ": what follows ApplyErrorEscalationCount"
+    ),
+    "ErrorBehavior.ApplyErrorEscalationCount": acted(
+        _CONFLICTS + ": apply conflicts of a table before escalation"
+    ),
     "ErrorBehavior.ApplyErrorFailOnTruncationDdl": acted(
         "true: a captured TRUNCATE fails the task before any of it is applied"
     ),

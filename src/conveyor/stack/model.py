@@ -39,7 +39,12 @@ from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.core.names import did_you_mean
 from conveyor.core.problems import Problem, format_problems, located, problems_from_validation_error
 from conveyor.replication.control_tables import target_problems
-from conveyor.replication.settings import TaskSettings, parse_task_settings
+from conveyor.replication.settings import (
+    CONFLICT_ENGINES,
+    TaskSettings,
+    apply_conflicts_refusal,
+    parse_task_settings,
+)
 from conveyor.replication.settings_support import SettingsReview, review_task_settings, task_settings_problems
 from conveyor.stack import secrets
 from conveyor.stack.endpoint_options import lake_ignored, option_problems, unknown_endpoint_key
@@ -579,6 +584,12 @@ def cross_reference_problems(
                 (f"tasks.{name}.settings.{key}", why)
                 for key, why in target_problems(settings, target_spec.engine)
             ]
+        if target_spec is not None and target_spec.engine in TARGET_ENGINES - CONFLICT_ENGINES:
+            errors = task.task_settings().error_behavior
+            if errors.judges_apply_conflicts:
+                problems.append(
+                    (f"tasks.{name}.settings", apply_conflicts_refusal(errors, target_spec.engine))
+                )
     for name, rule in rules.items():
         for index, target in enumerate(rule.targets):
             if target.state_machine not in state_machines:

@@ -33,9 +33,9 @@ from conveyor.connectors.duckdb.target import (
     table_sql,
     to_ddl,
 )
-from conveyor.core.batch import ChangeBatch, Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint, KeyChecks
 from conveyor.core.errors import ConfigError, DataError
-from conveyor.core.schema import TableSchema
+from conveyor.core.schema import TableRef, TableSchema
 
 CHECKPOINTS = "main.conveyor_checkpoints"
 
@@ -170,6 +170,26 @@ class DuckDBApplier:
             with contextlib.suppress(duckdb.Error):
                 conn.execute("ROLLBACK")
             raise
+
+    def find_conflicts(self, changes: Sequence[ChangeBatch]) -> dict[TableRef, list[int]]:
+        """The batch's keys the target contradicts (``FindsConflicts``): one
+        query per table over the registered keys."""
+        conn = self._connection()
+        found: dict[TableRef, list[int]] = {}
+        for table_changes in changes:
+            checks, table = table_changes.checks, table_changes.table
+            if checks is None:
+                continue
+            row, present = quote(KeyChecks.ROW), quote(KeyChecks.PRESENT)
+            with _registered(conn, "conveyor_checks", checks.staged()):
+                rows = conn.execute(
+                    f"SELECT k.{row} FROM conveyor_checks AS k WHERE EXISTS (SELECT 1 FROM "
+                    f"{qualified(table.ref)} AS t WHERE {_key_match(table, 't', 'k')}) <> k.{present} "
+                    "ORDER BY 1"
+                ).fetchall()
+            if rows:
+                found[table.ref] = [int(r[0]) for r in rows]
+        return found
 
     def _apply_table(self, conn: duckdb.DuckDBPyConnection, changes: ChangeBatch) -> None:
         table = changes.table

@@ -36,7 +36,7 @@ from conveyor.connectors.postgres.target import (
     long_name,
     refused_at,
 )
-from conveyor.core.batch import ChangeBatch, Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint, KeyChecks
 from conveyor.core.errors import DataError, TransientError
 from conveyor.core.schema import Column, TableRef, TableSchema
 
@@ -173,6 +173,62 @@ class PostgresApplier:
             if not conn.closed:
                 self._rollback(conn)
             raise
+
+    def find_conflicts(self, changes: Sequence[ChangeBatch]) -> dict[TableRef, list[int]]:
+        """The batch's keys the target contradicts (``FindsConflicts``): per
+        table, one COPY of the keys and one query, in a transaction of its own."""
+        conn = self._connection()
+        found: dict[TableRef, list[int]] = {}
+        try:
+            for table_changes in changes:
+                checks = table_changes.checks
+                if checks is None:
+                    continue
+                rows = self._conflicting(conn, table_changes.table, checks)
+                if rows:
+                    found[table_changes.table.ref] = rows
+            conn.commit()
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise TransientError(connection.describe_failure(self.config, exc)) from None
+        except BaseException:
+            if not conn.closed:
+                self._rollback(conn)
+            raise
+        return found
+
+    def _conflicting(self, conn: psycopg.Connection[Any], table: TableSchema, checks: KeyChecks) -> list[int]:
+        key = (table.ref, "checks", table.primary_key)
+        staged = self._staging.get(key)
+        if staged is None:
+            self._staging_serial += 1
+            staged = sql.Identifier(f"conveyor_checks_{self._staging_serial}")
+            conn.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE {} ON COMMIT DELETE ROWS AS SELECT {}, 0 AS {}, true AS {} FROM {} "
+                    "WITH NO DATA"
+                ).format(
+                    staged,
+                    _joined(table.primary_key),
+                    sql.Identifier(KeyChecks.ROW),
+                    sql.Identifier(KeyChecks.PRESENT),
+                    qualified(table.ref),
+                )
+            )
+            self._staging[key] = staged
+        _copy_rows(conn, staged, checks.staged())
+        found = conn.execute(
+            sql.SQL(
+                "SELECT k.{} FROM {} AS k WHERE EXISTS (SELECT 1 FROM {} AS t WHERE {}) <> k.{} ORDER BY 1"
+            ).format(
+                sql.Identifier(KeyChecks.ROW),
+                staged,
+                qualified(table.ref),
+                _key_match(table, "t", "k"),
+                sql.Identifier(KeyChecks.PRESENT),
+            )
+        ).fetchall()
+        return [int(row[0]) for row in found]
 
     def _rollback(self, conn: psycopg.Connection[Any]) -> None:
         conn.rollback()

@@ -17,7 +17,7 @@ from typing import Any
 
 from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.changes import EncodedRows, RowChange
-from conveyor.core.batch import ChangeBatch, Checkpoint, LoggedChange, Op
+from conveyor.core.batch import ChangeBatch, Checkpoint, KeyHistory, LoggedChange, Op
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
@@ -69,6 +69,10 @@ class TableReducer:
     updates: int = 0
     deletes: int = 0
     filtered: int = 0
+    # Keep what each key's changes were (its first change, ...) to judge the
+    # reduced batch against the target (apply conflicts, ``KeyHistory``).
+    check_keys: bool = False
+    _history: dict[Key, list[Any] | None] = field(default_factory=dict)
     _final: dict[Key, dict[str, Any] | bytes | _Partial | None] = field(default_factory=dict)
     _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
     _groups: dict[Key, dict[Key, dict[str, Any] | None]] = field(default_factory=dict)
@@ -92,6 +96,7 @@ class TableReducer:
             and self.mask is None
             and self.convert is None
             and self.decode is not None
+            and not self.check_keys
             and list(self.rename) == list(self.table.column_names)
         )
 
@@ -108,8 +113,8 @@ class TableReducer:
                     self._grouped(change, None)
                 elif self.table.primary_key:
                     if change.old_key is not None:
-                        self._delete(self._target(change.old_key))
-                    self._delete(self._target(change.values))
+                        self._delete(self._target(change.old_key), None)
+                    self._delete(self._target(change.values), None)
                     if self.log is not None and at is not None and change.op is Op.UPDATE:
                         self._log_moved_out(change, at)
                 return
@@ -144,13 +149,13 @@ class TableReducer:
             return
         if change.op is Op.INSERT:
             self.inserts += 1
-            self._put(values, frozenset(), None)
+            self._put(values, frozenset(), None, Op.INSERT)
         elif change.op is Op.UPDATE:
             self.updates += 1
-            self._put(values, unchanged, old)
+            self._put(values, unchanged, old, Op.UPDATE)
         elif change.op is Op.DELETE:
             self.deletes += 1
-            self._delete(old if old is not None else values)
+            self._delete(old if old is not None else values, Op.DELETE)
         else:
             raise ValueError(f"unexpected change operation {change.op!r}")
 
@@ -249,6 +254,7 @@ class TableReducer:
         if self.log is not None and at is not None:
             self.log.append(LoggedChange("t", None, None, *at))
         self._final.clear()
+        self._history.clear()
         self._appended.clear()
         self._groups.clear()
         self._last_group, self.carry = None, None
@@ -306,7 +312,45 @@ class TableReducer:
             encoded=encoded,
             log=tuple(self.log or ()),
             key_is_group=bool(self.group_key),
+            checks=self._checks(),
         )
+
+    def _checks(self) -> tuple[list[Key], list[KeyHistory]] | None:
+        """The keys to judge against the target and their histories. None
+        when nothing is judged: not asked, a TRUNCATE in the batch (the table
+        is emptied first), rows without a key or replaced per parent."""
+        if not self.check_keys or self.truncate or self.group_key or not self.table.primary_key:
+            return None
+        keys: list[Key] = []
+        histories: list[KeyHistory] = []
+        shared: dict[tuple[Op, bool, bool, bool], KeyHistory] = {}  # few distinct histories
+        for key, noted in self._history.items():
+            if noted is None:
+                continue
+            first, alone, reinserted = noted
+            partial = type(self._final.get(key)) is _Partial
+            history = shared.get((first, alone, reinserted, partial))
+            if history is None:
+                history = shared[first, alone, reinserted, partial] = KeyHistory(
+                    first, alone, reinserted, partial
+                )
+            keys.append(key)
+            histories.append(history)
+        return keys, histories
+
+    def _note(self, key: Key, op: Op | None) -> None:
+        """A change of ``key`` (``op`` None: one not judged against the target,
+        which leaves the key unjudged when it is its first)."""
+        if not self.check_keys:
+            return
+        if key not in self._history:
+            self._history[key] = None if op is None else [op, True, False]
+            return
+        noted = self._history[key]
+        if noted is not None:
+            noted[1] = False
+            if op is Op.INSERT:
+                noted[2] = True
 
     def add_encoded(self, rows: EncodedRows) -> None:
         """INSERTs and UPDATEs whose whole rows the stream encoded (the runner
@@ -316,6 +360,8 @@ class TableReducer:
         if not self.table.primary_key:
             self._appended.extend(rows.rows)
         else:
+            for key in rows.keys:
+                self._note(tuple(key), None)
             self._final.update(zip(rows.keys, rows.rows, strict=True))
 
     def _decoded(self, row: dict[str, Any] | bytes | _Partial | None) -> dict[str, Any] | _Partial | None:
@@ -349,7 +395,9 @@ class TableReducer:
                 f"table {self.table.ref}: a change lacks key column {exc.args[0]!r}"
             ) from None
 
-    def _put(self, row: dict[str, Any], unchanged: frozenset[str], old: dict[str, Any] | None) -> None:
+    def _put(
+        self, row: dict[str, Any], unchanged: frozenset[str], old: dict[str, Any] | None, op: Op
+    ) -> None:
         if not self.table.primary_key:
             if unchanged:
                 raise TerminalError(
@@ -374,6 +422,17 @@ class TableReducer:
                     row = {**row, **{c: source[c] for c in unchanged}}
                     unchanged = frozenset()
                 self._final[old_key] = None
+                # The update of the old key; the new key is not judged (a row
+                # moving onto an existing key is not an apply conflict here).
+                if self.check_keys:
+                    self._note(old_key, Op.UPDATE)
+                op_of_key: Op | None = None
+            else:
+                op_of_key = op
+        else:
+            op_of_key = op
+        if self.check_keys:
+            self._note(key, op_of_key)
         if not unchanged:
             self._final[key] = row
             return
@@ -386,10 +445,15 @@ class TableReducer:
         else:
             self._final[key] = _Partial(row, unchanged)
 
-    def _delete(self, values: dict[str, Any]) -> None:
+    def _delete(self, values: dict[str, Any], op: Op | None) -> None:
+        """``op`` DELETE: the source's delete; None: the row leaves the target
+        for another reason (out of the filter), not judged against it."""
         if not self.table.primary_key:
             raise TerminalError(f"table {self.table.ref}: a delete without a primary key cannot be applied")
-        self._final[self._key(values)] = None
+        key = self._key(values)
+        if self.check_keys:
+            self._note(key, op)
+        self._final[key] = None
 
 
 def reduce_changes(reducers: Sequence[TableReducer]) -> list[ChangeBatch]:

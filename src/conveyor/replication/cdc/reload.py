@@ -93,6 +93,9 @@ class TableReloads:
         self.reloader.begin(mapped)
         table.suspended = None
         table.reloading = True
+        # The held changes replay onto loaded rows that may have them already:
+        # not apply conflicts, so not judged (ErrorBehavior.ApplyError*).
+        table.check_keys = False
         table.renew(mapped)
         capture.request_encoding()
         log.info("task %s: reloading table %s while capture goes on", capture.task, ref)
@@ -105,6 +108,7 @@ class TableReloads:
         error = future.exception()
         if error is not None:
             table.reloading = False
+            table.check_keys = capture.judges_conflicts
             table.renew()  # the held changes go: the next reload reads them anew
             if not capture.stop.is_set():
                 capture.suspend(table.mapped.target.ref, f"reload failed: {error}")
@@ -114,6 +118,10 @@ class TableReloads:
             capture.request(capture.applier.forget_shapes)
         table.reloading = False
         capture.settle(force=True)  # the held changes, after the loaded rows
+        if capture.judges_conflicts:
+            # From here on its changes are judged again, which needs them decoded.
+            table.check_keys = True
+            capture.request_encoding()
         log.info("task %s: table %s reloaded", capture.task, ref)
         self.reloader.done(table)
 

@@ -55,6 +55,7 @@ from conveyor.connectors.changes import (
     Commit,
     DropsTables,
     EncodedRows,
+    FindsConflicts,
     KeepsChangeLog,
     LoggedChange,
     PacesBatches,
@@ -73,13 +74,19 @@ from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, Termi
 from conveyor.core.faults import fault_point
 from conveyor.core.retry import RetryPolicy, retry_call
 from conveyor.core.schema import TableRef, TableSchema
+from conveyor.replication.cdc.conflicts import ApplyConflicts
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
 from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.reduce import Group, TableReducer
 from conveyor.replication.cdc.refusals import ChangeRefusals, source_rejection_stops
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.mappings import MappedTable, TableMappings
-from conveyor.replication.settings import ChangeProcessingDdlHandlingPolicy, ErrorBehavior, RecordPolicy
+from conveyor.replication.settings import (
+    ChangeProcessingDdlHandlingPolicy,
+    ErrorBehavior,
+    RecordPolicy,
+    apply_conflicts_refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +112,20 @@ class CaptureTable:
     decode: Callable[[bytes], dict[str, Any]] | None = None
     # Keep each change for an applier that publishes them (KeepsChangeLog).
     keep_log: bool = False
+    # Keep what each key's changes were, for the apply-conflict policies.
+    check_keys: bool = False
 
     @classmethod
-    def of(cls, mapped: MappedTable, keep_log: bool = False) -> CaptureTable:
-        return cls(mapped, _reducer(mapped, keep_log=keep_log), keep_log=keep_log)
+    def of(cls, mapped: MappedTable, keep_log: bool = False, check_keys: bool = False) -> CaptureTable:
+        reducer = _reducer(mapped, keep_log=keep_log, check_keys=check_keys)
+        return cls(mapped, reducer, keep_log=keep_log, check_keys=check_keys)
 
     def renew(self, mapped: MappedTable | None = None) -> None:
         """Start a new batch (and, after DDL, a new mapping)."""
         self.mapped = mapped or self.mapped
-        self.reducer = _reducer(self.mapped, self.decode, self.keep_log, self.reducer.open_group)
+        self.reducer = _reducer(
+            self.mapped, self.decode, self.keep_log, self.reducer.open_group, check_keys=self.check_keys
+        )
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -132,6 +144,7 @@ def _reducer(
     decode: Callable[[bytes], dict[str, Any]] | None = None,
     keep_log: bool = False,
     carry: Group | None = None,
+    check_keys: bool = False,
 ) -> TableReducer:
     rename = {c.source: c.target for c in mapped.columns if c.source is not None}
     added = mapped.compute_added if mapped.added else None
@@ -148,6 +161,7 @@ def _reducer(
         group_key=mapped.group_key,
         source_key=mapped.source.primary_key,
         carry=carry if mapped.group_key else None,
+        check_keys=check_keys,
     )
 
 
@@ -214,13 +228,31 @@ class ChangeCapture:
         self._keeps_log = isinstance(self.applier, KeepsChangeLog)
         self._anchor, self._index = self.start, 0
         self._open_log: list[LoggedChange] = []  # logged changes whose commit is not read yet
-        if self._keeps_log:
+        self._conflicts = self._apply_conflicts()
+        if self._keeps_log or self._conflicts is not None:
             for table in self.tables.values():
-                table.keep_log = True
+                table.keep_log = self._keeps_log
+                table.check_keys = self._conflicts is not None
                 table.renew()
         self._pacing = self.applier if isinstance(self.applier, PacesBatches) else None
         self._file_bytes: dict[TableRef, int] = {}  # pending size per table, when paced
         self._file_full = False  # one of them reached the paced size
+
+    def _apply_conflicts(self) -> ApplyConflicts | None:
+        """The apply-conflict policies, when the settings wrote one of their
+        keys; a target that cannot judge conflicts refuses them."""
+        if not self.errors.judges_apply_conflicts:
+            return None
+        if not isinstance(self.applier, FindsConflicts):
+            config = getattr(self.applier, "config", None)
+            engine = getattr(config, "engine", type(self.applier).__name__)
+            raise ConfigError(apply_conflicts_refusal(self.errors, str(engine)))
+        return ApplyConflicts(self.applier, self.errors, self._suspend)
+
+    @property
+    def judges_conflicts(self) -> bool:
+        """Whether batches are judged against the target (ErrorBehavior.ApplyError*)."""
+        return self._conflicts is not None
 
     def run(self) -> None:
         try:
@@ -458,7 +490,7 @@ class ChangeCapture:
             )
             return
         self.settle()
-        table = self.tables[ref] = CaptureTable.of(mapped, self._keeps_log)
+        table = self.tables[ref] = CaptureTable.of(mapped, self._keeps_log, self._conflicts is not None)
         try:
             self._apply_with_retry(lambda: stream.add_table(mapped.source))
         except ConfigError as exc:
@@ -611,6 +643,8 @@ class ChangeCapture:
         """The applier thread's part: one batch, with its checkpoint."""
         # A table suspended while this batch waited its turn gets nothing more.
         changes = [c for c in changes if not self._is_suspended(c.table.ref)]
+        if self._conflicts is not None:
+            changes = self._judged(self._conflicts, changes)
         try:
             self._apply_with_retry(self._applying(self._screened(changes, False), position))
         except RefusedTables as exc:
@@ -625,7 +659,20 @@ class ChangeCapture:
                 self._apply_by_table(changes, position)
         if self._refusals is not None:
             self._refusals.committed()
+        if self._conflicts is not None:
+            self._conflicts.committed()
         self._on_target = position
+
+    def _judged(self, conflicts: ApplyConflicts, changes: list[ChangeBatch]) -> list[ChangeBatch]:
+        """The batch per the apply-conflict policies (judged against the
+        target just before it is applied, retried while it is unreachable)."""
+        judged: list[ChangeBatch] = []
+
+        def judge() -> None:
+            judged[:] = conflicts.judge(changes)
+
+        self._apply_with_retry(judge)
+        return judged
 
     def _applied_thoroughly(self, changes: list[ChangeBatch], position: Checkpoint) -> bool:
         """A screening applier looks again, thoroughly, and the batch is applied

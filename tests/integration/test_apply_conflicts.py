@@ -1,0 +1,359 @@
+"""ErrorBehavior's apply-conflict policies (ApplyErrorInsertPolicy,
+ApplyErrorUpdatePolicy, ApplyErrorDeletePolicy and their escalation) in change
+capture into PostgreSQL and DuckDB, through a stack file and the CLI.
+
+The target table is made to differ from the source before a cdc task starts:
+it has row 1 (which the source then inserts) and lacks rows 2 and 3 (which
+the source then updates and deletes), so the capture meets one conflict of
+each kind; row 9, inserted last, is no conflict."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+
+from support.cli import conveyor
+from support.servers import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+CONFLICTS = [
+    "INSERT INTO public.items VALUES (1, 'source')",
+    "UPDATE public.items SET name = 'source' WHERE id = 2",
+    "DELETE FROM public.items WHERE id = 3",
+    "INSERT INTO public.items VALUES (9, 'nine')",
+]
+
+
+@dataclass
+class Target:
+    """The task's target: a PostgreSQL database or a DuckDB file (read only
+    once the task has stopped: the worker holds the file)."""
+
+    engine: str
+    where: str
+
+    def endpoint(self) -> str:
+        if self.engine == "postgres":
+            return f"{{engine: postgres, url: '{self.where}'}}"
+        return f"{{engine: duckdb, path: '{self.where}'}}"
+
+    def prepare(self, extra: str = "") -> None:
+        statements = [
+            f"CREATE TABLE public.items (id int PRIMARY KEY, name text{extra})",
+            "INSERT INTO public.items (id, name) VALUES (1, 'target')",
+        ]
+        if self.engine == "postgres":
+            with psycopg.connect(self.where, autocommit=True) as conn:
+                for statement in statements:
+                    conn.execute(statement)
+        else:
+            with duckdb.connect(self.where) as conn:
+                conn.execute("CREATE SCHEMA IF NOT EXISTS public")
+                for statement in statements:
+                    conn.execute(statement)
+
+    def query(self, statement: str) -> list[tuple[Any, ...]]:
+        if self.engine == "postgres":
+            with psycopg.connect(self.where) as conn:
+                return conn.execute(statement).fetchall()
+        with duckdb.connect(self.where, read_only=True) as conn:
+            return conn.execute(statement).fetchall()
+
+    def query_commit(self, statement: str) -> None:
+        """A write behind Conveyor's back (PostgreSQL only: the worker holds a DuckDB file)."""
+        with psycopg.connect(self.where, autocommit=True) as conn:
+            conn.execute(statement)
+
+    def rows(self) -> dict[int, str]:
+        return dict(self.query("SELECT id, name FROM public.items"))
+
+    def exceptions(self) -> list[tuple[str, str, str]]:
+        """(table, key, error) of the apply-exceptions table, by key."""
+        if not self.query(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'awsdms_apply_exceptions'"
+        )[0][0]:
+            return []
+        found = self.query("SELECT table_name, CAST(key AS VARCHAR), error FROM awsdms_apply_exceptions")
+        return sorted((t, json.dumps(json.loads(k)), e) for t, k, e in found)
+
+
+@pytest.fixture(params=["postgres", "duckdb"])
+def target(request: pytest.FixtureRequest, pg_server: PostgresServer, tmp_path: Path) -> Target:
+    if request.param == "postgres":
+        return Target("postgres", pg_server.url(pg_server.new_database()))
+    return Target("duckdb", str(tmp_path / "dw.duckdb"))
+
+
+@dataclass
+class Task:
+    home: Path
+    source: str
+
+    def describe(self) -> dict[str, Any]:
+        result = conveyor(self.home, "tasks", "describe", "sync", "--json")
+        assert result.returncode == 0, result.stderr
+        described: dict[str, Any] = json.loads(result.stdout)
+        return described
+
+    def wait(self, until: Callable[[dict[str, Any]], bool], seconds: float = 60) -> dict[str, Any]:
+        """Poll `tasks describe`: at most ``seconds`` and 300 polls."""
+        deadline = time.monotonic() + seconds
+        described: dict[str, Any] = {}
+        for _ in range(300):
+            described = self.describe()
+            if until(described):
+                return described
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"gave up waiting; last description: {described}")
+
+    def change(self, *statements: str) -> None:
+        """One source transaction."""
+        with psycopg.connect(self.source) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def applied(self, changes: int) -> dict[str, Any]:
+        return self.wait(lambda d: ((d.get("capture") or {}).get("AppliedChanges") or 0) >= changes)
+
+    def stop(self) -> None:
+        conveyor(self.home, "tasks", "stop", "sync")
+        self.wait(lambda d: d["status"] in {"stopped", "failed"})
+
+
+def _drop_slots(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(100):
+            row = conn.execute(
+                "SELECT count(*) FROM pg_replication_slots WHERE active AND database = current_database()"
+            ).fetchone()
+            if row == (0,):
+                break
+            time.sleep(0.1)
+        conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            " WHERE database = current_database()"
+        )
+
+
+@pytest.fixture
+def run(tmp_path: Path, pg_db: str, target: Target) -> Iterator[Callable[..., Task]]:
+    """Starts a cdc task from ``pg_db`` (rows 2 and 3) to ``target`` (row 1)
+    with the given ErrorBehavior, capturing when it returns. ``toasted``: the
+    table has a column ``big`` whose values PostgreSQL keeps out of line (an
+    UPDATE that leaves it unchanged does not send it)."""
+    tasks: list[Task] = []
+
+    def start(error_behavior: dict[str, Any], toasted: bool = False) -> Task:
+        extra = ", big text" if toasted else ""
+        with psycopg.connect(pg_db, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE public.items (id int PRIMARY KEY, name text{extra})")
+            conn.execute("INSERT INTO public.items (id, name) VALUES (2, 'two'), (3, 'three')")
+            if toasted:
+                random = "SELECT string_agg(md5(g::text), '') FROM generate_series(1, 600) g"
+                conn.execute(f"UPDATE public.items SET big = ({random})")
+        target.prepare(extra)
+        home, stack = tmp_path / "home", tmp_path / "conveyor.yaml"
+        settings = json.dumps({"ErrorBehavior": error_behavior})
+        stack.write_text(
+            "endpoints:\n"
+            f"  src: {{engine: postgres, url: '{pg_db}'}}\n"
+            f"  dw: {target.endpoint()}\n"
+            "tasks:\n"
+            f"  sync: {{source: src, target: dw, migration_type: cdc, settings: {settings}}}\n"
+        )
+        applied = conveyor(home, "apply", str(stack))
+        assert applied.returncode == 0, applied.stderr
+        task = Task(home, pg_db)
+        tasks.append(task)
+        assert conveyor(home, "tasks", "start", "sync").returncode == 0
+        task.wait(lambda d: d["status"] == "running" and "capture" in d)
+        return task
+
+    try:
+        yield start
+    finally:
+        for task in tasks:
+            conveyor(task.home, "tasks", "stop", "sync")
+        _drop_slots(pg_db)
+
+
+def _key(i: int) -> str:
+    return json.dumps({"id": i})
+
+
+def test_log_error_logs_each_conflict_and_leaves_the_target_row(
+    run: Callable[..., Task], target: Target
+) -> None:
+    task = run(
+        {
+            "ApplyErrorInsertPolicy": "LOG_ERROR",
+            "ApplyErrorUpdatePolicy": "LOG_ERROR",
+            "ApplyErrorDeletePolicy": "LOG_ERROR",
+        }
+    )
+    task.change(*CONFLICTS)
+    task.applied(4)
+    task.stop()
+    assert target.rows() == {1: "target", 9: "nine"}
+    logged = target.exceptions()
+    assert [(t, k) for t, k, _ in logged] == [("items", _key(1)), ("items", _key(2)), ("items", _key(3))]
+    assert "INSERT of a key the target already has (ApplyErrorInsertPolicy LOG_ERROR)" in logged[0][2]
+    assert "UPDATE of a row the target does not have (ApplyErrorUpdatePolicy LOG_ERROR)" in logged[1][2]
+    assert "DELETE of a row the target does not have (ApplyErrorDeletePolicy LOG_ERROR)" in logged[2][2]
+    assert task.describe()["status"] == "stopped"
+
+
+def test_ignore_record_skips_each_conflict_without_a_log(run: Callable[..., Task], target: Target) -> None:
+    task = run({"ApplyErrorInsertPolicy": "IGNORE_RECORD", "ApplyErrorUpdatePolicy": "IGNORE_RECORD"})
+    task.change(*CONFLICTS)
+    task.applied(4)
+    task.stop()
+    assert target.rows() == {1: "target", 9: "nine"}
+    assert target.exceptions() == []
+
+
+def test_insert_and_update_record_write_the_rows(run: Callable[..., Task], target: Target) -> None:
+    task = run({"ApplyErrorInsertPolicy": "INSERT_RECORD", "ApplyErrorUpdatePolicy": "UPDATE_RECORD"})
+    task.change(*CONFLICTS)
+    task.applied(4)
+    task.stop()
+    assert target.rows() == {1: "source", 2: "source", 9: "nine"}
+    assert target.exceptions() == []
+
+
+def test_later_changes_of_a_key_in_the_batch_apply_after_a_refused_first(
+    run: Callable[..., Task], target: Target
+) -> None:
+    """Judged by the key's first change in the batch: the refused INSERT of 1
+    is logged and the UPDATE after it applies to the existing row; the
+    refused UPDATE of 2 and the DELETE after it leave no row; 3 deleted and
+    inserted again in the batch is re-created."""
+    task = run({"ApplyErrorInsertPolicy": "LOG_ERROR", "ApplyErrorUpdatePolicy": "LOG_ERROR"})
+    task.change(
+        "INSERT INTO public.items VALUES (1, 'source')",
+        "UPDATE public.items SET name = 'updated' WHERE id = 1",
+        "UPDATE public.items SET name = 'source' WHERE id = 2",
+        "DELETE FROM public.items WHERE id = 2",
+        "DELETE FROM public.items WHERE id = 3",
+        "INSERT INTO public.items VALUES (3, 'again')",
+    )
+    task.applied(6)
+    task.stop()
+    assert target.rows() == {1: "updated", 3: "again"}
+    assert [(t, k) for t, k, _ in target.exceptions()] == [("items", _key(1)), ("items", _key(2))]
+
+
+def test_suspend_table_suspends_before_the_batch(run: Callable[..., Task], target: Target) -> None:
+    task = run({"ApplyErrorUpdatePolicy": "SUSPEND_TABLE"})
+    task.change(*CONFLICTS)
+    described = task.wait(lambda d: any(t.get("SuspendedReason") for t in d["tables"]))
+    [table] = described["tables"]
+    assert "1 x an UPDATE of a row the target does not have" in table["SuspendedReason"]
+    assert "(ApplyErrorUpdatePolicy SUSPEND_TABLE)" in table["SuspendedReason"]
+    task.stop()
+    assert target.rows() == {1: "target"}  # nothing of the batch applied
+
+
+def test_stop_task_fails_the_task_before_the_batch(run: Callable[..., Task], target: Target) -> None:
+    task = run({"ApplyErrorInsertPolicy": "STOP_TASK"})
+    task.change(*CONFLICTS)
+    described = task.wait(lambda d: d["status"] in {"stopped", "failed"})
+    assert described["status"] == "failed"
+    assert "1 x an INSERT of a key the target already has" in described["last_error"]
+    assert "(ApplyErrorInsertPolicy STOP_TASK)" in described["last_error"]
+    assert target.rows() == {1: "target"}
+
+
+def test_escalation_suspends_the_table_at_the_count(run: Callable[..., Task], target: Target) -> None:
+    """Two conflicts are logged over two batches; the third reaches the count."""
+    task = run(
+        {
+            "ApplyErrorInsertPolicy": "LOG_ERROR",
+            "ApplyErrorUpdatePolicy": "LOG_ERROR",
+            "ApplyErrorEscalationCount": 3,
+            "ApplyErrorEscalationPolicy": "SUSPEND_TABLE",
+        }
+    )
+    task.change(CONFLICTS[0])
+    task.applied(1)
+    task.change(CONFLICTS[1], "INSERT INTO public.items VALUES (8, 'eight')")
+    task.applied(3)
+    assert not any(t.get("SuspendedReason") for t in task.describe()["tables"])
+    task.change(CONFLICTS[2], CONFLICTS[3])  # a DELETE of a missing row (IGNORE_RECORD) counts too
+    described = task.wait(lambda d: any(t.get("SuspendedReason") for t in d["tables"]))
+    assert "apply error escalation: 3 apply conflicts" in described["tables"][0]["SuspendedReason"]
+    task.stop()
+    assert target.rows() == {1: "target", 8: "eight"}
+    assert [(t, k) for t, k, _ in target.exceptions()] == [("items", _key(1)), ("items", _key(2))]
+
+
+def test_escalation_stops_the_task(run: Callable[..., Task], target: Target) -> None:
+    task = run({"ApplyErrorEscalationCount": 2, "ApplyErrorEscalationPolicy": "STOP_TASK"})
+    task.change(*CONFLICTS)  # unwritten policies: overwrite, insert, ignore; all three count
+    described = task.wait(lambda d: d["status"] in {"stopped", "failed"})
+    assert described["status"] == "failed"
+    assert "apply error escalation: 3 apply conflicts, STOP_TASK" in described["last_error"]
+    assert target.rows() == {1: "target"}
+
+
+def test_update_record_cannot_insert_a_partial_update_and_says_so(
+    run: Callable[..., Task], target: Target
+) -> None:
+    """The UPDATE of 2 leaves its out-of-line ``big`` unsent: the missing row
+    cannot be inserted whole, so the key goes to the exceptions table; row 3's
+    UPDATE sends every column (``big`` changed) and is inserted."""
+    task = run({"ApplyErrorUpdatePolicy": "UPDATE_RECORD"}, toasted=True)
+    task.change(
+        "UPDATE public.items SET name = 'source' WHERE id = 2",
+        "UPDATE public.items SET name = 'source', big = 'small' WHERE id = 3",
+    )
+    task.applied(2)
+    task.stop()
+    assert target.rows() == {1: "target", 3: "source"}
+    [(table, key, error)] = target.exceptions()
+    assert (table, key) == ("items", _key(2))
+    assert "left columns unsent: UPDATE_RECORD cannot insert it" in error
+
+
+def test_a_reload_clears_a_suspension_and_conflicts_are_judged_again(
+    run: Callable[..., Task], target: Target
+) -> None:
+    """A table suspended by a conflict is reloaded (`tasks reload --table`):
+    it matches the source again, the changes held during the reload are not
+    judged, and later conflicts are (PostgreSQL: a row written behind
+    Conveyor's back)."""
+    task = run({"ApplyErrorInsertPolicy": "SUSPEND_TABLE"})
+    task.change(CONFLICTS[0])
+    task.wait(lambda d: bool(d.get("suspended_tables")))
+    reload = conveyor(task.home, "tasks", "reload", "sync", "--table", "public.items")
+    assert reload.returncode == 0, reload.stderr
+    task.change("INSERT INTO public.items VALUES (10, 'ten')")
+    task.wait(lambda d: not d.get("suspended_tables") and not any(t.get("Reloading") for t in d["tables"]))
+    task.change("INSERT INTO public.items VALUES (11, 'eleven')")
+    if target.engine == "postgres":
+        task.wait(lambda d: target.rows().get(11) == "eleven")
+        target.query_commit("INSERT INTO public.items VALUES (12, 'target')")
+        task.change("INSERT INTO public.items VALUES (12, 'source')")
+        described = task.wait(lambda d: bool(d.get("suspended_tables")))
+        assert "(ApplyErrorInsertPolicy SUSPEND_TABLE)" in json.dumps(described["suspended_tables"])
+    task.stop()
+    rows = target.rows()
+    assert {k: rows[k] for k in (1, 2, 3, 10, 11)} == {
+        1: "source",
+        2: "two",
+        3: "three",
+        10: "ten",
+        11: "eleven",
+    }
+    assert target.exceptions() == []
