@@ -513,6 +513,24 @@ class MySQLChangeSource(MySQLSource):
         position = Checkpoint(ENGINE, {"file": file, "pos": pos, "gtid": gtid})
         return CaptureStart(position, snapshot_id=snapshot_id)
 
+    def current_position(self) -> Checkpoint:
+        """The binlog's end now (the stream delivers a ``Commit`` there once it
+        has read up to it, even with nothing captured in between)."""
+        conn = connection.connect(self.config)
+        try:
+            with conn.cursor() as cur:
+                file, pos = _binlog_status(cur)
+                gtid = _gtid_position(cur, _is_mariadb(conn), file, pos)
+        except pymysql.err.MySQLError as exc:
+            raise self._start_failure(exc) from None
+        finally:
+            conn.close()
+        return Checkpoint(ENGINE, {"file": file, "pos": pos, "gtid": gtid})
+
+    def position_reached(self, position: Checkpoint, end: Checkpoint) -> bool:
+        here, there = position.position, end.position
+        return (str(here["file"]), int(here["pos"])) >= (str(there["file"]), int(there["pos"]))
+
     def capture_snapshot(self, start: CaptureStart) -> MySQLSnapshot:
         """The snapshot ``begin_capture(..., export_snapshot=True)`` opened at
         ``start.position``; the caller owns it from now on (and closes it). It

@@ -191,6 +191,10 @@ class ChangeCapture:
     # Validation during capture: the target keys of each batch once it committed
     # (None for a whole table), in the stream's thread (replication.cdc.validation).
     on_applied: Callable[[dict[TableRef, list[Any] | None]], None] | None = None
+    # StopTaskCachedChangesApplied: the run ends once the target's checkpoint
+    # satisfies this (``reached_end`` then tells a caller why it ended).
+    until: Callable[[Checkpoint], bool] | None = None
+    reached_end: bool = False
 
     def __post_init__(self) -> None:
         self._handed = self.start  # the position of the last batch handed to the applier
@@ -288,6 +292,9 @@ class ChangeCapture:
                 self._reloads.step(self)
             while self._inflight and self._inflight[0].future.done():
                 self._wait_oldest()
+            if self.until is not None and self.until(self.progress.position or self.start):
+                self.reached_end = True
+                break
             if event is None:
                 if (self._pending or self._committed is not None) and self._paced_due():
                     self._flush()
