@@ -74,7 +74,13 @@ from conveyor.connectors.changes import (
     Truncate,
 )
 from conveyor.connectors.mysql import connection
-from conveyor.connectors.mysql.ddl import AlteredColumns, altered_columns, created_tables, dropped_tables
+from conveyor.connectors.mysql.ddl import (
+    AlteredColumns,
+    altered_columns,
+    created_tables,
+    dropped_tables,
+    renamed_away,
+)
 from conveyor.connectors.mysql.row_images import RowImageDecoder
 from conveyor.connectors.mysql.source import ENGINE, MySQLSnapshot, MySQLSource, qualified, read_tables
 from conveyor.connectors.mysql.types import SPATIAL, enum_labels
@@ -858,7 +864,7 @@ class MySQLChangeStream:
                 if ref in self.tables:
                     emitted.append(Truncate((ref,)))
         else:
-            for ref in dropped_tables(query, default_schema):
+            for ref in dropped_tables(query, default_schema) + renamed_away(query, default_schema):
                 if self.tables.pop(ref, None) is not None:
                     self._converter_cache.pop(ref, None)
                     emitted.append(TableDropped(ref))
