@@ -195,6 +195,9 @@ class ChangeCapture:
     # satisfies this (``reached_end`` then tells a caller why it ended).
     until: Callable[[Checkpoint], bool] | None = None
     reached_end: bool = False
+    # Selected tables the task never captured (created while it was stopped):
+    # loaded, then captured, as the run begins (like a table created during capture).
+    add_at_start: list[MappedTable] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._handed = self.start  # the position of the last batch handed to the applier
@@ -285,6 +288,8 @@ class ChangeCapture:
 
     def _run(self) -> None:
         self._apply_with_retry(self._request_encoding)
+        for mapped in self.add_at_start:
+            self._add_table(mapped)
         for event in self.stream.events(idle_timeout=min(self.flush_seconds, 0.2)):
             if self.stop.is_set():
                 break

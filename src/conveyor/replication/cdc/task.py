@@ -97,7 +97,8 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
         until = _cached_changes_end(run, changes) if loaded else None
         kept_captured = [m for m in captured if m.source.ref not in refused]
         refused_now = refused_tables(mapped, refused)
-        if _capture(run, changes, applier, mappings, kept_captured, position, refused_now, until):
+        created = _never_captured(run, kept_captured) if mode == "resume" and not loaded else []
+        if _capture(run, changes, applier, mappings, kept_captured, position, refused_now, until, created):
             log.info("task %s: changes cached during the full load applied; stopping", run.name)
             return STOPPED_AFTER_CACHED_EVENTS
     finally:
@@ -116,6 +117,24 @@ def _cached_changes_end(run: TaskRun, changes: ChangeSource) -> Callable[[Checkp
     end = changes.current_position()
     log.info("task %s: stopping once the changes up to %s are applied", run.name, end.position)
     return lambda position: changes.position_reached(position, end)
+
+
+def _never_captured(run: TaskRun, mapped: list[MappedTable]) -> list[MappedTable]:
+    """On resume: the selected tables the task's previous run did not capture
+    (created on the source while the task was stopped, or newly selected). The
+    previous run reported every table it captured; without its report, none."""
+    previous = [r for r in run.store.list_runs(run.name, limit=2) if r["id"] != run.run_id]
+    if not previous:
+        return []
+    known = {(s["SchemaName"], s["TableName"]) for s in run.store.table_stats(run.name, previous[0]["id"])}
+    if not known:
+        return []
+    created = [m for m in mapped if (m.target.ref.schema, m.target.ref.name) not in known]
+    for m in created:
+        log.info(
+            "task %s: table %s was not captured before: loading it, then capturing it", run.name, m.source.ref
+        )
+    return created
 
 
 def _mapping_warnings(mapped: list[MappedTable]) -> list[str]:
@@ -189,8 +208,12 @@ def _capture(
     position: Checkpoint,
     refused: dict[TableRef, CaptureTable],
     until: Callable[[Checkpoint], bool] | None = None,
+    created: list[MappedTable] | None = None,
 ) -> bool:
-    """Capture until stopped; whether it stopped because ``until`` was reached."""
+    """Capture until stopped; whether it stopped because ``until`` was reached.
+    ``created``: tables of ``mapped`` never captured, loaded then captured first."""
+    new = {m.source.ref for m in created or []}
+    mapped_now, mapped = mapped, [m for m in mapped if m.source.ref not in new]
     tables = {m.source.ref: CaptureTable.of(m) for m in mapped} | refused
     for row in run.store.suspensions(run.name):
         # Suspended in an earlier run: still suspended (a reload unsuspends it).
@@ -290,6 +313,7 @@ def _capture(
             errors=errors,
             on_applied=validation.applied if validation is not None else None,
             until=until,
+            add_at_start=[m for m in mapped_now if m.source.ref in new],
         )
         report(capture)
         if validation is not None:
