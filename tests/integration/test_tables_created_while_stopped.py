@@ -14,6 +14,7 @@ import pytest
 
 from integration.test_task_settings_effects import apply, drop_slots, ended, wait_for
 from support.cli import conveyor
+from support.mariadb import mariadb_connect
 from support.servers import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -83,3 +84,51 @@ def test_postgres_table_created_while_stopped_is_loaded_on_resume(
         assert wait_for(home, "sync", ended)["status"] == "stopped"
     finally:
         drop_slots(source)
+
+
+def test_mariadb_table_created_while_stopped_is_loaded_on_resume(
+    tmp_path: Path, mariadb_db: str, pg_server: PostgresServer
+) -> None:
+    target = pg_server.url(pg_server.new_database())
+    schema = mariadb_db.rsplit("/", 1)[1]
+
+    def execute(*statements: str) -> None:
+        with mariadb_connect(mariadb_db) as conn, conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+
+    def source_rows() -> list[tuple[object, ...]]:
+        with mariadb_connect(mariadb_db) as conn, conn.cursor() as cur:
+            cur.execute("SELECT id, v FROM fresh ORDER BY id")
+            return [tuple(row) for row in cur.fetchall()]
+
+    def target_rows() -> list[tuple[object, ...]]:
+        exists = _rows(target, f"SELECT to_regclass('\"{schema}\".fresh') IS NOT NULL")[0][0]
+        return _rows(target, f'SELECT id, v FROM "{schema}".fresh ORDER BY id') if exists else []
+
+    execute("CREATE TABLE items (id int PRIMARY KEY, v varchar(20))", "INSERT INTO items VALUES (1, 'a')")
+    home = tmp_path / "home"
+    apply(
+        home,
+        tmp_path / "conveyor.yaml",
+        "endpoints:\n"
+        f"  src: {{engine: mysql, url: '{mariadb_db}'}}\n"
+        f"  dw: {{engine: postgres, url: '{target}'}}\n"
+        "tasks:\n"
+        "  sync: {source: src, target: dw, migration_type: full-load-and-cdc}\n",
+    )
+    assert conveyor(home, "tasks", "start", "sync").returncode == 0
+    wait_for(home, "sync", lambda d: d["status"] == "running" and "capture" in d)
+    assert conveyor(home, "tasks", "stop", "sync").returncode == 0
+    assert wait_for(home, "sync", ended)["status"] == "stopped"
+    execute("CREATE TABLE fresh (id int PRIMARY KEY, v varchar(20))")
+    execute(*(f"INSERT INTO fresh VALUES ({i}, 'v{i}')" for i in range(1, 31)))
+    assert conveyor(home, "tasks", "resume", "sync").returncode == 0
+    try:
+        _until(lambda: len(target_rows()) == 30, "the created table to be loaded")
+        execute("UPDATE fresh SET v = 'changed' WHERE id = 1", "DELETE FROM fresh WHERE id = 2")
+        _until(lambda: target_rows() == source_rows(), "changes after the load to be captured")
+        assert len(target_rows()) == 29
+    finally:
+        assert conveyor(home, "tasks", "stop", "sync").returncode == 0
+        assert wait_for(home, "sync", ended)["status"] == "stopped"
