@@ -289,7 +289,11 @@ class ChangeCapture:
     def _run(self) -> None:
         self._apply_with_retry(self._request_encoding)
         for mapped in self.add_at_start:
-            self._add_table(mapped)
+            if isinstance(self.stream, SupportsAddTable) and self._reloads is not None:
+                self._add_table(mapped)
+            else:  # said, not skipped: the table waits for `tasks reload`
+                self.tables[mapped.source.ref] = CaptureTable.of(mapped, self._keeps_log)
+                self._suspend(mapped.target.ref, f"not captured before this run; {RELOAD_HINT}")
         for event in self.stream.events(idle_timeout=min(self.flush_seconds, 0.2)):
             if self.stop.is_set():
                 break
