@@ -272,6 +272,58 @@ def test_mariadb_drop_table_drops_the_target_table(
     assert found == (None,)
 
 
+def test_mariadb_rename_table_follows_the_selection(
+    mariadb_items: str, pg_server: PostgresServer, store: Store, tmp_path: Path
+) -> None:
+    """RENAME TABLE of a captured table: the old name leaves the capture as if
+    dropped (HandleSourceTableDropped: its target table dropped); the new name,
+    selected, is loaded then captured, and no change is lost."""
+    target = pg_server.url(pg_server.new_database("cdcdst"))
+    stack = _mariadb_stack(tmp_path, mariadb_items, target)
+    schema = mariadb_items.rsplit("/", 1)[1]
+    execute = _mariadb_execute(mariadb_items)
+    with RunningTask(store, stack, "sync"):
+        wait_until(lambda: store.task_progress("sync") is not None, "capture to begin")
+        execute([("UPDATE items SET name = 'before' WHERE id = 1", ())])
+        execute([("RENAME TABLE items TO goods", ())])
+        for i in range(1001, 1051):  # written while the new name is picked up
+            execute([("INSERT INTO goods VALUES (%s, %s, 0, 'n')", (i, f"item {i}"))])
+        wait_until(
+            lambda: _table_stats(store, "goods").get("TableState") == "Table completed",
+            "the load of the new name",
+            debug=lambda: _table_stats(store, "goods"),
+        )
+        execute(
+            [("UPDATE goods SET name = 'after' WHERE id = 2", ()), ("DELETE FROM goods WHERE id = 3", ())]
+        )
+        expected = _mariadb_query(mariadb_items, "SELECT id, name FROM goods ORDER BY id")
+        query = f'SELECT id, name FROM "{schema}".goods ORDER BY id'
+        wait_until(lambda: _pg(target, query) == expected, "the target to equal the source")
+    assert len(expected) == 1049 and expected[:2] == [(1, "before"), (2, "after")]
+    with psycopg.connect(target) as conn:
+        found = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".items',)).fetchone()
+    assert found == (None,)  # the old name was dropped
+    assert _table_stats(store, "items").get("TableState") == "Table dropped"
+
+
+def test_mariadb_rename_table_out_of_the_selection_is_a_drop(
+    mariadb_items: str, mariadb_server: MariaDBServer, pg_server: PostgresServer, store: Store, tmp_path: Path
+) -> None:
+    target = pg_server.url(pg_server.new_database("cdcdst"))
+    stack = _mariadb_stack(tmp_path, mariadb_items, target)
+    schema = mariadb_items.rsplit("/", 1)[1]
+    elsewhere = mariadb_server.new_database("elsewhere")
+    execute = _mariadb_execute(mariadb_items)
+    with RunningTask(store, stack, "sync"):
+        wait_until(lambda: store.task_progress("sync") is not None, "capture to begin")
+        execute([(f"RENAME TABLE items TO `{elsewhere}`.items", ())])
+        wait_until(lambda: _table_stats(store, "items").get("TableState") == "Table dropped", "the drop")
+    with psycopg.connect(target) as conn:
+        found = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".items',)).fetchone()
+        assert found == (None,)
+        assert conn.execute("SELECT to_regnamespace(%s)", (elsewhere,)).fetchone() == (None,)
+
+
 # -- PostgreSQL ------------------------------------------------------------------
 
 

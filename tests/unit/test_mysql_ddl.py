@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.connectors.mysql.ddl import altered_columns, created_tables, dropped_tables
+from conveyor.connectors.mysql.ddl import altered_columns, created_tables, dropped_tables, renamed_away
 from conveyor.core.schema import TableRef
 
 ALTERS: list[tuple[str, tuple[str, str], dict[str, str], list[str], list[str]]] = [
@@ -82,3 +82,13 @@ CREATES = [
 @pytest.mark.parametrize(("query", "tables"), CREATES)
 def test_created_tables(query: str, tables: list[tuple[str, str]]) -> None:
     assert created_tables(query, "db") == [TableRef(*t) for t in tables]
+
+
+def test_renamed_away() -> None:
+    assert renamed_away("RENAME TABLE a TO b, db2.c TO db3.d", "db") == [
+        TableRef("db", "a"),
+        TableRef("db2", "c"),
+    ]
+    assert renamed_away("/* c */ rename table `x y` to z;", "db") == [TableRef("db", "x y")]
+    assert renamed_away("ALTER TABLE t RENAME COLUMN a TO b", "db") == []
+    assert renamed_away("DROP TABLE a", "db") == []

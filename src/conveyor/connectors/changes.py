@@ -186,6 +186,23 @@ class ChangeSource(Protocol):
 
 
 @runtime_checkable
+class ReportsPosition(Protocol):
+    """A change source that can say where its change log is now (for
+    StopTaskCachedChangesApplied: stop once the changes committed before the
+    end of the full load are applied)."""
+
+    def current_position(self) -> Checkpoint:
+        """A position every change committed so far lies at or before, that the
+        stream delivers a ``Commit`` at or after even when no captured table
+        changes (PostgreSQL: a heartbeat message written after it)."""
+        ...
+
+    def position_reached(self, position: Checkpoint, end: Checkpoint) -> bool:
+        """Whether a stream at ``position`` has delivered everything before ``end``."""
+        ...
+
+
+@runtime_checkable
 class SupportsAddTable(Protocol):
     """A stream that can begin capturing a table while it runs (one created
     during capture that the task's selection includes)."""

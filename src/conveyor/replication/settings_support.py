@@ -154,10 +154,9 @@ SUPPORT: Mapping[str, Support] = {
         "a PostgreSQL target table created by the load gets its primary key after the rows"
         " (other targets: the key exists either way)"
     ),
-    "FullLoadSettings.StopTaskCachedChangesApplied": not_yet(
-        "Conveyor cannot stop a task once the changes cached during its full load are applied"
-        " (StopTaskCachedChangesNotApplied stops it before them)",
-        False,
+    "FullLoadSettings.StopTaskCachedChangesApplied": acted(
+        "a full-load-and-cdc task stops once the changes committed during its full load are applied"
+        " (STOPPED_AFTER_CACHED_EVENTS); `tasks resume` continues"
     ),
     "FullLoadSettings.StopTaskCachedChangesNotApplied": acted(
         "a full-load-and-cdc task stops after its full load (STOPPED_AFTER_FULL_LOAD); `tasks resume`"

@@ -47,7 +47,7 @@ STOP_REASON_NORMAL = "NORMAL"  # stopped by the user (`conveyor tasks stop`, SIG
 STOP_REASON_FATAL_ERROR = "FATAL_ERROR"  # failed: retrying will not help (`tasks describe` says why)
 STOP_REASON_RECOVERABLE_ERROR = "RECOVERABLE_ERROR"  # failed on an endpoint that may come back
 STOPPED_AFTER_FULL_LOAD = "STOPPED_AFTER_FULL_LOAD"  # StopTaskCachedChangesNotApplied
-STOPPED_AFTER_CACHED_EVENTS = "STOPPED_AFTER_CACHED_EVENTS"  # StopTaskCachedChangesApplied (not built)
+STOPPED_AFTER_CACHED_EVENTS = "STOPPED_AFTER_CACHED_EVENTS"  # StopTaskCachedChangesApplied
 # The rest of the service's set, which nothing here asks for (no setting or
 # limit of Conveyor's leads to them): never set.
 UNUSED_STOP_REASONS = (

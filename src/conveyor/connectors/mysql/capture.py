@@ -74,7 +74,13 @@ from conveyor.connectors.changes import (
     Truncate,
 )
 from conveyor.connectors.mysql import connection
-from conveyor.connectors.mysql.ddl import AlteredColumns, altered_columns, created_tables, dropped_tables
+from conveyor.connectors.mysql.ddl import (
+    AlteredColumns,
+    altered_columns,
+    created_tables,
+    dropped_tables,
+    renamed_away,
+)
 from conveyor.connectors.mysql.row_images import RowImageDecoder
 from conveyor.connectors.mysql.source import ENGINE, MySQLSnapshot, MySQLSource, qualified, read_tables
 from conveyor.connectors.mysql.types import SPATIAL, enum_labels
@@ -513,6 +519,24 @@ class MySQLChangeSource(MySQLSource):
         position = Checkpoint(ENGINE, {"file": file, "pos": pos, "gtid": gtid})
         return CaptureStart(position, snapshot_id=snapshot_id)
 
+    def current_position(self) -> Checkpoint:
+        """The binlog's end now (the stream delivers a ``Commit`` there once it
+        has read up to it, even with nothing captured in between)."""
+        conn = connection.connect(self.config)
+        try:
+            with conn.cursor() as cur:
+                file, pos = _binlog_status(cur)
+                gtid = _gtid_position(cur, _is_mariadb(conn), file, pos)
+        except pymysql.err.MySQLError as exc:
+            raise self._start_failure(exc) from None
+        finally:
+            conn.close()
+        return Checkpoint(ENGINE, {"file": file, "pos": pos, "gtid": gtid})
+
+    def position_reached(self, position: Checkpoint, end: Checkpoint) -> bool:
+        here, there = position.position, end.position
+        return (str(here["file"]), int(here["pos"])) >= (str(there["file"]), int(there["pos"]))
+
     def capture_snapshot(self, start: CaptureStart) -> MySQLSnapshot:
         """The snapshot ``begin_capture(..., export_snapshot=True)`` opened at
         ``start.position``; the caller owns it from now on (and closes it). It
@@ -840,7 +864,7 @@ class MySQLChangeStream:
                 if ref in self.tables:
                     emitted.append(Truncate((ref,)))
         else:
-            for ref in dropped_tables(query, default_schema):
+            for ref in dropped_tables(query, default_schema) + renamed_away(query, default_schema):
                 if self.tables.pop(ref, None) is not None:
                     self._converter_cache.pop(ref, None)
                     emitted.append(TableDropped(ref))

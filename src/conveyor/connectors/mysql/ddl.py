@@ -152,6 +152,21 @@ def dropped_tables(query: str, default_schema: str) -> list[TableRef]:
     return refs
 
 
+def renamed_away(query: str, default_schema: str) -> list[TableRef]:
+    """The old names of ``RENAME TABLE`` ([] for any other statement): to the
+    capture, a table renamed away is gone, as if dropped; its new name, when
+    the task's selection takes it, is loaded then captured (``created_tables``)."""
+    m = _RENAME_TABLE.match(query)
+    if m is None:
+        return []
+    refs = []
+    for pair in split_clauses(m.group(1)):
+        found = _RENAMED_PAIR.match(pair)
+        if found is not None:
+            refs.append(_ref(found.group(1), found.group(2), default_schema))
+    return refs
+
+
 def created_tables(query: str, default_schema: str) -> list[TableRef]:
     """The tables a statement brings into being under a new name: ``CREATE
     TABLE`` (also ``... LIKE`` and ``... SELECT``; a temporary table is not

@@ -53,6 +53,7 @@ from conveyor.connectors.changes import (
 from conveyor.connectors.postgres import connection, ddl_capture, pgoutput
 from conveyor.connectors.postgres.copy_lines import encoded_format, line_values, tuple_line
 from conveyor.connectors.postgres.pgoutput import UNCHANGED, format_lsn, parse_lsn
+from conveyor.connectors.postgres.positions import CapturePositions
 from conveyor.connectors.postgres.source import (
     PostgresSnapshot,
     PostgresSource,
@@ -120,7 +121,7 @@ def _slot_gone(exc: BaseException) -> bool:
     return "replication slot" in text and any(marker in text for marker in _SLOT_GONE)
 
 
-class PostgresChangeSource(PostgresSource):
+class PostgresChangeSource(CapturePositions, PostgresSource):
     """A PostgreSQL source that also captures changes (pgoutput, protocol v1).
 
     Endpoint options: ``slot_name`` / ``publication_name`` name an existing slot

@@ -269,6 +269,14 @@ class SQLiteChangeSource:
                 raise
         return CaptureStart(position=Checkpoint(ENGINE, {"seq": seq}), snapshot_id=None)
 
+    def current_position(self) -> Checkpoint:
+        """The change table's last sequence number now."""
+        with closing(self._connect()) as conn:
+            return Checkpoint(ENGINE, {"seq": _last_seq(conn)})
+
+    def position_reached(self, position: Checkpoint, end: Checkpoint) -> bool:
+        return int(position.position["seq"]) >= int(end.position["seq"])
+
     def capture_snapshot(self, start: CaptureStart) -> SQLiteSnapshot:
         """A read snapshot taken after ``begin_capture``: changes logged after
         ``start`` that it already shows are replayed by key, which converges."""

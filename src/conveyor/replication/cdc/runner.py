@@ -205,6 +205,13 @@ class ChangeCapture:
     # Validation during capture: the target keys of each batch once it committed
     # (None for a whole table), in the stream's thread (replication.cdc.validation).
     on_applied: Callable[[dict[TableRef, list[Any] | None]], None] | None = None
+    # StopTaskCachedChangesApplied: the run ends once the target's checkpoint
+    # satisfies this (``reached_end`` then tells a caller why it ended).
+    until: Callable[[Checkpoint], bool] | None = None
+    reached_end: bool = False
+    # Selected tables the task never captured (created while it was stopped):
+    # loaded, then captured, as the run begins (like a table created during capture).
+    add_at_start: list[MappedTable] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._handed = self.start  # the position of the last batch handed to the applier
@@ -313,6 +320,12 @@ class ChangeCapture:
 
     def _run(self) -> None:
         self._apply_with_retry(self._request_encoding)
+        for mapped in self.add_at_start:
+            if isinstance(self.stream, SupportsAddTable) and self._reloads is not None:
+                self._add_table(mapped)
+            else:  # said, not skipped: the table waits for `tasks reload`
+                self.tables[mapped.source.ref] = CaptureTable.of(mapped, self._keeps_log)
+                self._suspend(mapped.target.ref, f"not captured before this run; {RELOAD_HINT}")
         for event in self.stream.events(idle_timeout=min(self.flush_seconds, 0.2)):
             if self.stop.is_set():
                 break
@@ -320,6 +333,9 @@ class ChangeCapture:
                 self._reloads.step(self)
             while self._inflight and self._inflight[0].future.done():
                 self._wait_oldest()
+            if self.until is not None and self.until(self.progress.position or self.start):
+                self.reached_end = True
+                break
             if event is None:
                 if (self._pending or self._committed is not None) and self._paced_due():
                     self._flush()

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor.connectors.changes import CaptureStart, ChangeApplier, ChangeSource
+from conveyor.connectors.changes import CaptureStart, ChangeApplier, ChangeSource, ReportsPosition
 from conveyor.connectors.registry import open_applier, open_change_source, open_source, open_target
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, TerminalError
@@ -34,6 +34,7 @@ from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.settings import TablePolicy
 from conveyor.replication.task_run import (
     STOP_REASON_NORMAL,
+    STOPPED_AFTER_CACHED_EVENTS,
     STOPPED_AFTER_FULL_LOAD,
     StartMode,
     TaskRun,
@@ -73,6 +74,13 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
         report_no_tables(run)
         return STOP_REASON_NORMAL
     changes = open_change_source(source_config)
+    if run.settings.full_load_settings.stop_task_cached_changes_applied and not isinstance(
+        changes, ReportsPosition
+    ):
+        raise ConfigError(
+            f"FullLoadSettings.StopTaskCachedChangesApplied: a {source_config.engine} source cannot "
+            "report its change log position, so the task cannot tell when the cached changes are applied"
+        )
     applier = open_applier(target_config)
     tell_source(applier, run)
     try:
@@ -89,11 +97,47 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
             # The checkpoint is the capture's start: `tasks resume` applies the changes since.
             log.info("task %s: full load finished; stopping (StopTaskCachedChangesNotApplied)", run.name)
             return STOPPED_AFTER_FULL_LOAD
+        until = _cached_changes_end(run, changes) if loaded else None
         kept_captured = [m for m in captured if m.source.ref not in refused]
-        _capture(run, changes, applier, mappings, kept_captured, position, refused_tables(mapped, refused))
+        refused_now = refused_tables(mapped, refused)
+        created = _never_captured(run, kept_captured) if mode == "resume" and not loaded else []
+        if _capture(run, changes, applier, mappings, kept_captured, position, refused_now, until, created):
+            log.info("task %s: changes cached during the full load applied; stopping", run.name)
+            return STOPPED_AFTER_CACHED_EVENTS
     finally:
         applier.close()
     return STOP_REASON_NORMAL
+
+
+def _cached_changes_end(run: TaskRun, changes: ChangeSource) -> Callable[[Checkpoint], bool] | None:
+    """StopTaskCachedChangesApplied: the changes "cached" during the full load are
+    those committed on the source between the capture's start and the load's
+    end; the task stops once its target checkpoint reaches the source's
+    position read at that end. ``tasks resume`` continues from there."""
+    if not run.settings.full_load_settings.stop_task_cached_changes_applied:
+        return None
+    assert isinstance(changes, ReportsPosition)  # checked before the full load
+    end = changes.current_position()
+    log.info("task %s: stopping once the changes up to %s are applied", run.name, end.position)
+    return lambda position: changes.position_reached(position, end)
+
+
+def _never_captured(run: TaskRun, mapped: list[MappedTable]) -> list[MappedTable]:
+    """On resume: the selected tables the task's previous run did not capture
+    (created on the source while the task was stopped, or newly selected). The
+    previous run reported every table it captured; without its report, none."""
+    previous = [r for r in run.store.list_runs(run.name, limit=2) if r["id"] != run.run_id]
+    if not previous:
+        return []
+    known = {(s["SchemaName"], s["TableName"]) for s in run.store.table_stats(run.name, previous[0]["id"])}
+    if not known:
+        return []
+    created = [m for m in mapped if (m.target.ref.schema, m.target.ref.name) not in known]
+    for m in created:
+        log.info(
+            "task %s: table %s was not captured before: loading it, then capturing it", run.name, m.source.ref
+        )
+    return created
 
 
 def _mapping_warnings(mapped: list[MappedTable]) -> list[str]:
@@ -166,7 +210,13 @@ def _capture(
     mapped: list[MappedTable],
     position: Checkpoint,
     refused: dict[TableRef, CaptureTable],
-) -> None:
+    until: Callable[[Checkpoint], bool] | None = None,
+    created: list[MappedTable] | None = None,
+) -> bool:
+    """Capture until stopped; whether it stopped because ``until`` was reached.
+    ``created``: tables of ``mapped`` never captured, loaded then captured first."""
+    new = {m.source.ref for m in created or []}
+    mapped_now, mapped = mapped, [m for m in mapped if m.source.ref not in new]
     tables = {m.source.ref: CaptureTable.of(m) for m in mapped} | refused
     for row in run.store.suspensions(run.name):
         # Suspended in an earlier run: still suspended (a reload unsuspends it).
@@ -269,6 +319,8 @@ def _capture(
             fail_on_truncate=errors.apply_error_fail_on_truncation_ddl,
             errors=errors,
             on_applied=validation.applied if validation is not None else None,
+            until=until,
+            add_at_start=[m for m in mapped_now if m.source.ref in new],
         )
         if run.control is not None:
             run.control.phase(CHANGE_PROCESSING)
@@ -276,6 +328,7 @@ def _capture(
         if validation is not None:
             validation.start(lambda: report(capture))
         capture.run()
+        return capture.reached_end
     finally:
         if validation is not None:
             validation.close()
