@@ -284,6 +284,10 @@ def test_mariadb_every_value_exact_or_reported(
     if cdc:
         stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
         tables = _cdc(store, stack, maria.CORPUS, lambda: _maria_insert(mariadb_db))
+        # PostgreSQL's own refusal of an enum label (not a source value) still
+        # suspends its table in CDC (docs/status.md, Not yet).
+        suspended = {t for t in tables if not (target == "postgres" and t == "r_en_emoji")}
+        assert suspended == set(), "in CDC too, a refused value suspends no table: its row is logged"
     else:
         _maria_insert(mariadb_db)
         stack = _stack(tmp_path, source, endpoint, "full-load")
@@ -303,6 +307,9 @@ def test_sqlite_every_value_exact_or_reported(cdc: bool, store: Store, tmp_path:
     if cdc:
         stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
         tables = _cdc(store, stack, lite.CORPUS, lambda: _sqlite_insert(db))
+        assert tables == {}, (
+            "in CDC too, a refused value suspends no table: its row goes to the exceptions table"
+        )
     else:
         _sqlite_insert(db)
         stack = _stack(tmp_path, source, endpoint, "full-load")

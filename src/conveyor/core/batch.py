@@ -4,7 +4,7 @@ positions and ``ChangeBatch``, one table's reduced changes in Arrow."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -50,6 +50,18 @@ class RejectedValue:
         error_time, key (JSON), column_name, value, error."""
         key = json.dumps(self.key, default=str)
         return (task, self.table.schema, self.table.name, when, key, self.column, self.value, self.reason)
+
+
+def rejected_row(
+    table: TableSchema, row: Sequence[Any], exc: DataError, spell: Callable[[Any], str] = str
+) -> RejectedValue:
+    """A source row the full load left out (``exc`` names its column) as its
+    exceptions-table entry: its key (every column when it has none) and the
+    refused value as ``spell`` writes it."""
+    values = dict(zip(table.column_names, row, strict=True))
+    key = {k: values[k] for k in table.primary_key or table.column_names}
+    raw = values.get(exc.column) if exc.column else None
+    return RejectedValue(table.ref, key, exc.column, None if raw is None else spell(raw), str(exc))
 
 
 @dataclass(slots=True)

@@ -59,7 +59,7 @@ class SQLiteOptions(_Options):
 
 
 class DuckDBOptions(_Options):
-    memory_limit: str = Field(default="128MB", description="DuckDB's memory_limit, e.g. 128MB or 2GB")
+    memory_limit: str = Field(default="1GB", description="DuckDB's memory_limit, e.g. 128MB or 2GB")
 
     @field_validator("memory_limit")
     @classmethod

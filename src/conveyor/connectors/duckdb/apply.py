@@ -28,6 +28,8 @@ from conveyor.connectors.duckdb.target import (
     create_exceptions_table,
     create_table_sql,
     insert_rejections,
+    memory_limit,
+    out_of_memory,
     qualified,
     quote,
     table_sql,
@@ -166,6 +168,10 @@ class DuckDBApplier:
         except REFUSALS as exc:
             conn.execute("ROLLBACK")
             raise DataError(f"applying changes: {exc}") from None
+        except duckdb.OutOfMemoryException as exc:
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("ROLLBACK")
+            raise out_of_memory(memory_limit(self.config), exc) from None
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 conn.execute("ROLLBACK")

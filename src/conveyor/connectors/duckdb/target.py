@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -159,6 +161,8 @@ def create_table_sql(table: TableSchema) -> str:
 DEFAULT_MEMORY_LIMIT = "1GB"
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def connect(config: EndpointConfig) -> duckdb.DuckDBPyConnection:
@@ -169,14 +173,43 @@ def connect(config: EndpointConfig) -> duckdb.DuckDBPyConnection:
     assert config.path is not None
     if config.path != ":memory:":
         Path(config.path).parent.mkdir(parents=True, exist_ok=True)
-    memory_limit = str(config.options.get("memory_limit", DEFAULT_MEMORY_LIMIT))
     try:
-        conn = duckdb.connect(config.path, config={"memory_limit": memory_limit})
+        conn = duckdb.connect(config.path, config={"memory_limit": memory_limit(config)})
     except duckdb.Error as exc:
         raise ConnectionFailed(f"endpoint {config.name!r}: cannot open {config.path}: {exc}") from None
     row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
     log.info("endpoint %s: DuckDB memory_limit %s", config.name, row[0] if row else "?")
     return conn
+
+
+def memory_limit(config: EndpointConfig) -> str:
+    """The endpoint option ``memory_limit`` in effect (as written, or the default)."""
+    return str(config.options.get("memory_limit", DEFAULT_MEMORY_LIMIT))
+
+
+def out_of_memory(limit: str, exc: duckdb.OutOfMemoryException) -> TerminalError:
+    """DuckDB's OutOfMemoryException as the error a user can act on: it names
+    the endpoint option ``memory_limit`` and the value in effect."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return TerminalError(
+        f"DuckDB ran out of memory at the endpoint option memory_limit ({limit} in effect): {first}; "
+        "raise memory_limit in the DuckDB endpoint's settings"
+    )
+
+
+def _memory_named(method: Callable[P, R]) -> Callable[P, R]:
+    """A load step whose OutOfMemoryException becomes ``out_of_memory``'s error."""
+
+    @functools.wraps(method)
+    def step(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except duckdb.OutOfMemoryException as exc:
+            load = args[0]
+            assert isinstance(load, DuckDBTableLoad)
+            raise out_of_memory(load.memory_limit, exc) from None
+
+    return step
 
 
 class DuckDBTarget:
@@ -261,7 +294,7 @@ class DuckDBTarget:
             cur.close()
             raise
         create_sql = [*ddl, create_table_sql(existing)]
-        return DuckDBTableLoad(cur, table, existing, create_sql, self.config)
+        return DuckDBTableLoad(cur, table, existing, create_sql, self.config, memory_limit(self.config))
 
     def read(
         self, table: TableSchema, batch_rows: int, order_by_key: bool = False
@@ -334,9 +367,11 @@ class DuckDBTableLoad:
         shape: TableSchema,
         create_sql: Sequence[str] = (),
         config: EndpointConfig | None = None,
+        memory_limit: str = DEFAULT_MEMORY_LIMIT,
     ) -> None:
         self._cur = cursor
         self._config = config
+        self.memory_limit = memory_limit
         self.table = table
         self.shape = shape
         self._create_sql = [*create_sql, create_table_sql(shape)]
@@ -347,6 +382,7 @@ class DuckDBTableLoad:
             "SELECT * FROM batch"
         )
 
+    @_memory_named
     def write_stream(self, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> None:
         """The whole table in one INSERT reading an Arrow stream: DuckDB pulls the
         batches as it goes, so only a few are in memory at once. The rows of a
@@ -370,6 +406,7 @@ class DuckDBTableLoad:
         refused = self._screen.refusals(records)
         return (_without(records, refused), refused) if refused else (records, refused)
 
+    @_memory_named
     def write_checked(self, records: pa.RecordBatch) -> list[RefusedRow]:
         """Write the rows DuckDB takes; return those it would refuse: screened,
         then keys the table already has (rows of this load or from before it),
@@ -416,6 +453,7 @@ class DuckDBTableLoad:
             self._probe = Probe(checker, self.table.ref, self._create_sql, self.table.column_names)
         return self._probe.refusals(records)
 
+    @_memory_named
     def write(self, records: pa.RecordBatch) -> None:
         # DuckDB has no savepoints: a failing INSERT aborts the whole transaction,
         # so after a DataError here the load can only be aborted.
@@ -432,6 +470,7 @@ class DuckDBTableLoad:
         assert self._config is not None, "a load that records rejections knows its endpoint"
         insert_rejections(self._cur, self._config, task, rejected)
 
+    @_memory_named
     def commit(self) -> None:
         self._screen.close()
         try:

@@ -60,7 +60,7 @@ from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
     WriteRowsEvent,
 )
 
-from conveyor.connectors.arrow_rows import Unrepresentable, carries_unrepresentable
+from conveyor.connectors.arrow_rows import Unrepresentable
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import (
     CaptureStart,
@@ -85,7 +85,7 @@ from conveyor.connectors.mysql.row_images import RowImageDecoder
 from conveyor.connectors.mysql.source import ENGINE, MySQLSnapshot, MySQLSource, qualified, read_tables
 from conveyor.connectors.mysql.types import SPATIAL, enum_labels
 from conveyor.core.batch import Checkpoint, Op
-from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
+from conveyor.core.errors import ConfigError, ConnectionFailed, TerminalError, TransientError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 
@@ -1043,27 +1043,14 @@ class MySQLChangeStream:
             try:
                 values[name] = convert(value, source)
             except _Unrepresentable as exc:
+                # Refused by the applier per DataErrorPolicy, as the full load's row.
                 column = table.column(name)
-                if carries_unrepresentable(column.type):  # the applier refuses it: its table suspended
-                    values[name] = Unrepresentable(
-                        str(exc.value), f"not a {column.type.describe()} value: {exc.why}"
-                    )
-                    continue
-                raise DataError(
-                    f"table {table.ref}: column {name!r} ({column.type.native}) holds {exc.value!r}, "
-                    f"which is not a {column.type.describe()} value: {exc.why}",
-                    column=name,
-                ) from None
+                values[name] = Unrepresentable(
+                    str(exc.value), f"not a {column.type.describe()} value: {exc.why}"
+                )
             except (ArithmeticError, ValueError, TypeError) as exc:
                 column = table.column(name)
-                if carries_unrepresentable(column.type):
-                    values[name] = Unrepresentable(str(value), f"not a {column.type.describe()} value: {exc}")
-                    continue
-                raise DataError(
-                    f"table {table.ref}: column {name!r} ({column.type.native}) holds a value that is "
-                    f"not {column.type.describe()}: {exc}",
-                    column=name,
-                ) from None
+                values[name] = Unrepresentable(str(value), f"not a {column.type.describe()} value: {exc}")
         return values
 
 

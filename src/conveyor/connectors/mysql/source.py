@@ -19,6 +19,7 @@ from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.mysql import connection, filters
 from conveyor.connectors.mysql.connection import quote
 from conveyor.connectors.mysql.types import NativeColumn, from_native, order_expression, select_expression
+from conveyor.core.batch import rejected_row
 from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -316,12 +317,7 @@ class MySQLSnapshot:
             try:
                 _arrays(table, converters, [row])
             except DataError as exc:
-                values = dict(zip(table.column_names, row, strict=True))
-                key = {k: values[k] for k in table.primary_key or table.column_names}
-                raw = values.get(exc.column) if exc.column else None
-                self._rejected.setdefault(table.ref, []).append(
-                    RejectedValue(table.ref, key, exc.column, None if raw is None else str(raw), str(exc))
-                )
+                self._rejected.setdefault(table.ref, []).append(rejected_row(table, row, exc))
                 continue
             kept.append(row)
         return kept

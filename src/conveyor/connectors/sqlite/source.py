@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.core import types as t
+from conveyor.core.batch import rejected_row
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError
 from conveyor.core.row_filter import ColumnFilter, RowFilter, render_sql
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -178,12 +179,7 @@ class SQLiteSnapshot:
             try:
                 _arrays(table, [row])
             except DataError as exc:
-                values = dict(zip(table.column_names, row, strict=True))
-                key = {k: values[k] for k in table.primary_key or table.column_names}
-                raw = values.get(exc.column) if exc.column else None
-                self._rejected.setdefault(table.ref, []).append(
-                    RejectedValue(table.ref, key, exc.column, None if raw is None else repr(raw), str(exc))
-                )
+                self._rejected.setdefault(table.ref, []).append(rejected_row(table, row, exc, repr))
                 continue
             kept.append(row)
         return kept

@@ -653,7 +653,40 @@ class ChangeCapture:
         """The applier thread's part: the batch's tables as ``ChangeBatch``es
         (their one conversion to Arrow, done here while the stream reads on),
         with the source's rejected values, applied."""
-        self._apply(self._with_source_rejections([build() for build in reduced], rejected), position)
+        built = self._unrepresentable_rejected([build() for build in reduced])
+        self._apply(self._with_source_rejections(built, rejected), position)
+
+    def _unrepresentable_rejected(self, changes: list[ChangeBatch]) -> list[ChangeBatch]:
+        """Rows capture could not hold exactly (``unrepresentable``: a MariaDB
+        zero date, a SQLite value its column's type cannot hold), for an applier
+        that does not screen them itself: per DataErrorPolicy as the full load's
+        source rejections (logged in the batch's transaction, dropped, the table
+        suspended or the task stopped), the other rows of the table applied."""
+        if self._refusals is not None:
+            return changes  # a screening applier refuses them with its own
+        kept = []
+        for table_changes in changes:
+            held = table_changes.unrepresentable
+            if not held:
+                kept.append(table_changes)
+                continue
+            ref = table_changes.table.ref
+            reason = source_rejection_stops(self.errors, f"table {ref}: {held[0].reason}")
+            if reason is not None:
+                self._suspend(ref, reason)
+                continue
+            logged = held if self.errors.data_error_policy is RecordPolicy.LOG_ERROR else ()
+            kept.append(
+                dataclasses.replace(
+                    table_changes,
+                    unrepresentable=(),
+                    rejected=(
+                        *table_changes.rejected,
+                        *(dataclasses.replace(r, reason=f"table {ref}: {r.reason}") for r in logged),
+                    ),
+                )
+            )
+        return kept
 
     def _apply(self, changes: list[ChangeBatch], position: Checkpoint) -> None:
         """The applier thread's part: one batch, with its checkpoint."""

@@ -1,0 +1,150 @@
+"""A MariaDB value capture cannot carry (a zero date) meets DataErrorPolicy in
+CDC as in the full load, on a target that does not screen changes
+(PostgreSQL): the row goes to awsdms_apply_exceptions and its table goes on
+(LOG_ERROR), is dropped (IGNORE_RECORD), suspends its table (SUSPEND_TABLE) or
+stops the task (STOP_TASK). Through a stack file."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from conveyor.store.store import Store
+from integration.test_cdc_tasks import RunningTask
+from support.mariadb import mariadb_connect
+from support.servers import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+TASK = "sync"
+DEADLINE_S = 60.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(home=tmp_path / "home")
+    yield opened
+    opened.close()
+
+
+def _wait(check: Callable[[], bool], what: str, debug: Callable[[], Any] = lambda: "") -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: {debug()}")
+
+
+def _run(url: str, *statements: str) -> None:
+    conn = mariadb_connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = ''")
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def _stack(tmp_path: Path, source: str, target: str, policy: str) -> Path:
+    document = {
+        "endpoints": {
+            "src": {"engine": "mysql", "url": source},
+            "dst": {"engine": "postgres", "url": target},
+        },
+        "tasks": {
+            TASK: {
+                "source": "src",
+                "target": "dst",
+                "migration_type": "full-load-and-cdc",
+                "table_mappings": {
+                    "rules": [
+                        {
+                            "rule-type": "selection",
+                            "rule-id": "1",
+                            "rule-name": "all",
+                            "object-locator": {"schema-name": "%", "table-name": "%"},
+                            "rule-action": "include",
+                        }
+                    ]
+                },
+                "settings": {"ErrorBehavior": {"DataErrorPolicy": policy}},
+            }
+        },
+    }
+    path = tmp_path / "conveyor.yaml"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _tables(store: Store) -> dict[str, dict[str, Any]]:
+    run = store.task_status(TASK)["current_run"]
+    return {t["TableName"]: t for t in (store.table_stats(TASK, run) if run is not None else [])}
+
+
+def _inserts(store: Store, table: str) -> int:
+    return int(_tables(store).get(table, {}).get("Inserts", 0))
+
+
+def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.mark.parametrize("policy", ["LOG_ERROR", "IGNORE_RECORD", "SUSPEND_TABLE", "STOP_TASK"])
+def test_a_zero_date_captured_meets_the_data_error_policy(
+    policy: str, mariadb_db: str, pg_server: PostgresServer, store: Store, tmp_path: Path
+) -> None:
+    _run(
+        mariadb_db,
+        "CREATE TABLE days (id int PRIMARY KEY, d date)",
+        "CREATE TABLE other (id int PRIMARY KEY)",
+    )
+    target = pg_server.url(pg_server.new_database("rej_dst"))
+    schema = mariadb_db.rsplit("/", 1)[1]
+    with RunningTask(store, _stack(tmp_path, mariadb_db, target, policy), TASK) as running:
+        _wait(lambda: store.task_progress(TASK) is not None, "capture to begin")
+        _run(
+            mariadb_db,
+            "INSERT INTO days VALUES (1, '2024-01-02')",
+            "INSERT INTO days VALUES (2, '0000-00-00')",
+            "INSERT INTO days VALUES (3, '2024-03-04')",
+        )
+        if policy == "STOP_TASK":
+            _wait(lambda: running.status is not None, "the task to stop", lambda: store.task_status(TASK))
+            status = store.task_status(TASK)
+            assert "DataErrorPolicy STOP_TASK" in str(status["last_error"]), status
+            assert "'0000-00-00'" in str(status["last_error"]) or "0000-00-00" in str(status["last_error"])
+            return
+        if policy == "SUSPEND_TABLE":
+            _wait(lambda: _tables(store).get("days", {}).get("SuspendedReason") is not None, "the suspension")
+            _run(mariadb_db, "INSERT INTO other VALUES (9)")
+            _wait(lambda: _inserts(store, "other") == 1, "other goes on", lambda: _tables(store))
+            reason = _tables(store)["days"]["SuspendedReason"]
+            assert "DataErrorPolicy SUSPEND_TABLE" in reason and "0000-00-00" in reason, reason
+            assert _rows(target, "SELECT to_regclass('public.awsdms_apply_exceptions')") == [(None,)]
+            return
+        # the counts are of captured changes: the refused row's among them
+        _wait(lambda: _inserts(store, "days") == 3, "the changes", lambda: _tables(store))
+    assert _tables(store)["days"].get("SuspendedReason") is None
+    assert _rows(target, f'SELECT id, d::text FROM "{schema}".days ORDER BY id') == [
+        (1, "2024-01-02"),
+        (3, "2024-03-04"),
+    ]
+    if policy == "IGNORE_RECORD":
+        assert _rows(target, "SELECT to_regclass('public.awsdms_apply_exceptions')") == [(None,)]
+        return
+    logged = _rows(
+        target, "SELECT table_name, key, column_name, value, error FROM public.awsdms_apply_exceptions"
+    )
+    assert len(logged) == 1, logged
+    table, key, column, value, error = logged[0]
+    assert (table, key, column, value) == ("days", {"id": "2"}, "d", "0000-00-00")
+    assert "no calendar day" in error and "days" in error
