@@ -330,8 +330,8 @@ def check_hostile_names(source: Source, pg_server: PostgresServer, tmp_path: Pat
         _wait(home, "every change applied or its table refused", _settled(names))
         print(f"changes applied after {time.monotonic() - began:.0f} s")
     finally:
-        for t in started:
-            conveyor(home, "tasks", "stop", f"to_{t}")
+        with ThreadPoolExecutor(len(TARGETS)) as pool:  # the stop requests side by side
+            list(pool.map(lambda t: conveyor(home, "tasks", "stop", f"to_{t}"), started))
     _wait(home, "the stops", lambda d: d["status"] == "stopped")
     print(f"stopped after {time.monotonic() - began:.0f} s")
     described = _all_described(home)
