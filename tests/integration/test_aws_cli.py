@@ -68,7 +68,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
         yield server
 
 
-def aws(server: Serve, args: list[str], secret: str | None = None) -> subprocess.CompletedProcess[str]:
+def aws(
+    server: Serve, args: list[str], secret: str | None = None, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env |= {
         "AWS_ACCESS_KEY_ID": KEYS["CONVEYOR_AWS_ACCESS_KEY_ID"],
@@ -78,6 +80,7 @@ def aws(server: Serve, args: list[str], secret: str | None = None) -> subprocess
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_MAX_ATTEMPTS": "1",
     }
+    env |= extra or {}
     return subprocess.run(
         [aws_command(), "--endpoint-url", server.url, "--output", "json", *args],
         capture_output=True,
@@ -113,3 +116,31 @@ def test_a_wrong_secret_is_refused(served: Serve, service: str) -> None:
     done = aws(served, COMMANDS[service], secret="not-the-secret")
     assert done.returncode != 0
     assert "InvalidSignatureException" in done.stderr, done.stderr
+
+
+SYNC = [
+    "stepfunctions",
+    "start-sync-execution",
+    "--state-machine-arn",
+    "arn:aws:states:local:000000000000:stateMachine:passer",
+    "--input",
+    '{"from": "cli"}',
+]
+
+
+def test_start_sync_execution_needs_host_prefix_injection_off(served: Serve, tmp_path: Path) -> None:
+    """botocore sends StartSyncExecution to ``sync-<host>``: on a loopback endpoint that
+    host does not resolve, and the SDKs' documented switch (environment or config file)
+    keeps the endpoint as given."""
+    refused = aws(served, SYNC)
+    assert refused.returncode != 0
+    assert "sync-127.0.0.1" in refused.stderr, refused.stderr
+    by_env = aws(served, SYNC, extra={"AWS_DISABLE_HOST_PREFIX_INJECTION": "true"})
+    assert by_env.returncode == 0, by_env.stderr
+    run = json.loads(by_env.stdout)
+    assert run["status"] == "SUCCEEDED" and json.loads(run["output"]) == {"from": "cli"}
+    config = tmp_path / "config"
+    config.write_text("[default]\ndisable_host_prefix_injection = true\n")
+    by_file = aws(served, SYNC, extra={"AWS_CONFIG_FILE": str(config)})
+    assert by_file.returncode == 0, by_file.stderr
+    assert json.loads(json.loads(by_file.stdout)["output"]) == {"from": "cli"}

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from support.aws import SHOP_STACK, aws_client, served_stack
+from support.cli import conveyor
 from support.serve import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -162,7 +164,11 @@ def test_create_update_delete_state_machines(tmp_path: Path) -> None:
             stored = (store.stack_document() or {})["state_machines"]["made"]
         finally:
             store.close()
-        assert stored == {"definition": updated, "description": None}  # as apply stores a declaration
+        assert stored == {
+            "definition": updated,
+            "description": None,
+            "type": "STANDARD",
+        }  # as apply stores a declaration
 
         sfn.delete_state_machine(stateMachineArn=arn)
         assert sfn.list_state_machines()["stateMachines"] == []
@@ -277,3 +283,65 @@ def test_task_tokens_inside_a_map_survive_a_killed_serve(tmp_path: Path) -> None
         assert sum(e["type"] == "TaskScheduled" for e in events) == 2  # not called again
     finally:
         second.kill()
+
+
+def test_express_state_machines(tmp_path: Path) -> None:
+    """type EXPRESS is kept and answered; its definition may not use the .sync or
+    .waitForTaskToken patterns (InvalidDefinition), in a Map's processor either; the
+    same holds for a stack file applied with `conveyor apply`."""
+    with served_stack(tmp_path) as server:
+        sfn = aws_client(server.url, "stepfunctions")
+        role = "arn:aws:iam::000000000000:role/any"
+        arn = sfn.create_state_machine(
+            name="quick", definition=json.dumps(PASS), roleArn=role, type="EXPRESS"
+        )["stateMachineArn"]
+        assert sfn.describe_state_machine(stateMachineArn=arn)["type"] == "EXPRESS"
+        listed = {m["name"]: m["type"] for m in sfn.list_state_machines()["stateMachines"]}
+        assert listed["quick"] == "EXPRESS"
+        run = sfn.start_sync_execution(stateMachineArn=arn, input='{"a": 1}')
+        assert run["status"] == "SUCCEEDED" and json.loads(run["output"]) == {"a": 1, "v": 1}
+        with pytest.raises(sfn.exceptions.InvalidDefinition, match="waitForTaskToken"):
+            sfn.create_state_machine(name="asks", definition=waiting("noop"), roleArn=role, type="EXPRESS")
+        mapped = {
+            "StartAt": "M",
+            "States": {
+                "M": {
+                    "Type": "Map",
+                    "ItemProcessor": {
+                        "StartAt": "Run",
+                        "States": {
+                            "Run": {
+                                "Type": "Task",
+                                "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                                "Parameters": {"StateMachineArn": arn},
+                                "End": True,
+                            }
+                        },
+                    },
+                    "End": True,
+                }
+            },
+        }
+        with pytest.raises(
+            sfn.exceptions.InvalidDefinition, match=r"States\.M\.ItemProcessor\.States\.Run.*'\.sync'"
+        ):
+            sfn.create_state_machine(
+                name="nested", definition=json.dumps(mapped), roleArn=role, type="EXPRESS"
+            )
+        # the same definition as STANDARD is taken
+        sfn.create_state_machine(name="nested", definition=json.dumps(mapped), roleArn=role)
+        with pytest.raises(sfn.exceptions.InvalidDefinition):
+            sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(mapped))
+        with pytest.raises(ClientError, match=r"ValidationException.*FAST"):
+            sfn.create_state_machine(name="odd", definition=json.dumps(PASS), roleArn=role, type="FAST")
+
+    home = tmp_path / "files"
+    home.mkdir()
+    file = home / "stack.yaml"
+    file.write_text(
+        SHOP_STACK + f"\nstate_machines:\n  asks: {{type: EXPRESS, definition: {waiting('noop')}}}\n"
+    )
+    refused = conveyor(home, "apply", str(file))
+    assert refused.returncode != 0
+    assert "state_machines.asks.definition.States.Ask.Resource" in refused.stderr + refused.stdout
+    assert "waitForTaskToken" in refused.stderr + refused.stdout

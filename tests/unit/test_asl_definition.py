@@ -308,6 +308,43 @@ INVALID: list[tuple[str, Any, str]] = [
     ),
     ("map-no-processor", only({"Type": "Map", "End": True}), "States.S.ItemProcessor: missing"),
     (
+        "express-child-waits",
+        only(
+            {
+                "Type": "Map",
+                "End": True,
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+                    "StartAt": "A",
+                    "States": {
+                        "A": {
+                            "Type": "Task",
+                            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                            "End": True,
+                        }
+                    },
+                },
+            }
+        ),
+        "States.S.ItemProcessor.States.A.Resource: arn:aws:states:::lambda:invoke.waitForTaskToken: "
+        "an EXPRESS child workflow does not support the '.waitForTaskToken' integration pattern",
+    ),
+    (
+        "execution-type",
+        only(
+            {
+                "Type": "Map",
+                "End": True,
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "FAST"},
+                    "StartAt": "A",
+                    "States": {"A": {"Type": "Succeed"}},
+                },
+            }
+        ),
+        "States.S.ItemProcessor.ProcessorConfig.ExecutionType: must be STANDARD or EXPRESS, got 'FAST'",
+    ),
+    (
         "map-mode",
         only(
             {

@@ -22,6 +22,7 @@ from conveyor.orchestration.executions import state_machine_arn, state_machine_n
 from conveyor.orchestration.service import Service
 from conveyor.orchestration.task_tokens import TokenTimedOut
 from conveyor.stack.entries import delete_entry, put_entry
+from conveyor.stack.model import waiting_resources
 
 
 def _now() -> str:
@@ -77,7 +78,7 @@ def _state_machines(service: Service, p: dict[str, Any]) -> dict[str, Any]:
             {
                 "stateMachineArn": state_machine_arn(n),
                 "name": n,
-                "type": "STANDARD",
+                "type": stack.state_machines[n].type,
                 "creationDate": _applied(service),
             }
             for n in sorted(stack.state_machines)
@@ -94,7 +95,7 @@ def _state_machine(service: Service, p: dict[str, Any]) -> dict[str, Any]:
         "status": "ACTIVE",
         "definition": json.dumps(spec.definition),
         "roleArn": f"arn:aws:iam::{ACCOUNT}:role/conveyor",
-        "type": "STANDARD",
+        "type": spec.type,
         "creationDate": _applied(service),
     }
     if spec.description:
@@ -113,17 +114,30 @@ def _definition(service: Service, p: dict[str, Any]) -> dict[str, Any]:
     return definition
 
 
+def _express_allows(kind: str, definition: dict[str, Any]) -> None:
+    """AWS refuses the ``.sync`` / ``.waitForTaskToken`` patterns in an EXPRESS machine."""
+    waiting = waiting_resources(definition) if kind == "EXPRESS" else []
+    if waiting:
+        where, resource, pattern = waiting[0]
+        raise AwsError(
+            "InvalidDefinition",
+            f"{where}: Express state machine does not support '{pattern}' service integration ({resource})",
+        )
+
+
 def _create_state_machine(service: Service, p: dict[str, Any]) -> dict[str, Any]:
     name = required(p, "name")
-    if p.get("type", "STANDARD") != "STANDARD":
-        raise ConfigError("type: Conveyor runs STANDARD state machines (EXPRESS ones are not supported)")
+    kind = p.get("type", "STANDARD")
+    if kind not in ("STANDARD", "EXPRESS"):
+        raise AwsError("ValidationException", f"type: {kind!r} is not STANDARD or EXPRESS")
     definition = _definition(service, p)
+    _express_allows(kind, definition)
     existing = service.stack().state_machines.get(name)
     if existing is not None:
-        if existing.definition != definition:
+        if existing.definition != definition or existing.type != kind:
             raise AwsError("StateMachineAlreadyExists", f"State Machine Already Exists: '{name}'")
     else:
-        body = {"definition": definition, "description": p.get("description")}
+        body = {"definition": definition, "description": p.get("description"), "type": kind}
         put_entry(service.store, "state_machines", name, body, create=True)
     return {"stateMachineArn": state_machine_arn(name), "creationDate": _applied(service)}
 
@@ -135,6 +149,7 @@ def _update_state_machine(service: Service, p: dict[str, Any]) -> dict[str, Any]
         body["definition"] = _definition(service, p)
     if "description" in p:
         body["description"] = p["description"]
+    _express_allows(body["type"], body["definition"])
     put_entry(service.store, "state_machines", name, body, create=False)
     return {"updateDate": _now()}
 

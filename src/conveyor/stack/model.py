@@ -347,6 +347,8 @@ class StateMachineSpec(_Spec):
 
     definition: dict[str, Any]
     description: str | None = None
+    type: Literal["STANDARD", "EXPRESS"] = "STANDARD"
+    """As AWS: EXPRESS machines cannot use the ``.sync`` / ``.waitForTaskToken`` patterns."""
 
     @field_validator("definition")
     @classmethod
@@ -359,6 +361,43 @@ class StateMachineSpec(_Spec):
         if problems:
             raise located(problems)
         return value
+
+    @model_validator(mode="after")
+    def _express_patterns(self) -> Self:
+        if self.type == "EXPRESS":
+            problems = [
+                (
+                    f"definition.{where}.Resource",
+                    f"{resource}: Express state machines do not support the '{pattern}' integration pattern",
+                )
+                for where, resource, pattern in waiting_resources(self.definition)
+            ]
+            if problems:
+                raise located(problems)
+        return self
+
+
+def waiting_resources(definition: dict[str, Any], prefix: str = "States") -> list[tuple[str, str, str]]:
+    """Task resources using the ``.sync`` or ``.waitForTaskToken`` pattern, with where
+    they are (inside Parallel branches and Map processors too)."""
+    found: list[tuple[str, str, str]] = []
+    states = definition.get("States")
+    for name, state in (states if isinstance(states, dict) else {}).items():
+        if not isinstance(state, dict):
+            continue
+        where = f"{prefix}.{name}"
+        resource = state.get("Resource")
+        if isinstance(resource, str):
+            for pattern in (".sync", ".waitForTaskToken"):
+                if resource.endswith(pattern) or f"{pattern}:" in resource:
+                    found.append((where, resource, pattern))
+        for key in ("ItemProcessor", "Iterator"):
+            if isinstance(state.get(key), dict):
+                found += waiting_resources(state[key], f"{where}.{key}.States")
+        for i, branch in enumerate(state.get("Branches") or []):
+            if isinstance(branch, dict):
+                found += waiting_resources(branch, f"{where}.Branches[{i}].States")
+    return found
 
 
 class FunctionSpec(_Spec):

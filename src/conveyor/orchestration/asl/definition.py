@@ -27,6 +27,7 @@ from conveyor.orchestration.asl.choice import Rule, parse_rule, parse_timestamp
 from conveyor.orchestration.asl.intrinsics import IntrinsicSyntaxError, parse_intrinsic
 from conveyor.orchestration.asl.jsonata_eval import JsonataSyntaxError, check_template, expression_of
 from conveyor.orchestration.asl.paths import PathSyntaxError, parse_reference_path, validate_path
+from conveyor.stack.model import waiting_resources
 
 
 class ResourceResolver(Protocol):
@@ -742,6 +743,18 @@ class _Parser:
                 f"{where}.{key}.ProcessorConfig.Mode: must be INLINE or DISTRIBUTED, got {mode!r}"
             )
         fields["mode"] = mode
+        kind = config.get("ExecutionType", "STANDARD") if isinstance(config, dict) else None
+        if mode == "DISTRIBUTED" and kind not in ("STANDARD", "EXPRESS"):
+            raise ConfigError(
+                f"{where}.{key}.ProcessorConfig.ExecutionType: must be STANDARD or EXPRESS, got {kind!r}"
+            )
+        waiting = waiting_resources(processor) if mode == "DISTRIBUTED" and kind == "EXPRESS" else []
+        if waiting:  # as AWS: EXPRESS child workflows cannot wait
+            inner, resource, pattern = waiting[0]
+            raise ConfigError(
+                f"{where}.{key}.{inner}.Resource: {resource}: an EXPRESS child workflow does not "
+                f"support the '{pattern}' integration pattern"
+            )
         for extra in _DISTRIBUTED_ONLY:
             if extra in body and mode != "DISTRIBUTED":
                 raise ConfigError(
