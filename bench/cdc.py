@@ -270,7 +270,7 @@ def _child_run(args: argparse.Namespace) -> dict[str, Any]:
     from conveyor.connectors.changes import ChangeStream, Commit, EncodedRows, RowChange
     from conveyor.connectors.mysql.capture import MySQLChangeSource
     from conveyor.connectors.postgres.apply import PostgresApplier
-    from conveyor.connectors.postgres.capture import PostgresChangeStream
+    from conveyor.connectors.postgres.capture_stream import PostgresChangeStream
     from conveyor.connectors.postgres.pgoutput import parse_lsn
     from conveyor.connectors.postgres.source import PostgresSource
     from conveyor.core.batch import Checkpoint

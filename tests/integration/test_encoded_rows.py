@@ -20,7 +20,8 @@ from psycopg import sql
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import ChangeEvent, EncodedRows, RowChange, TableDefinition
 from conveyor.connectors.postgres.apply import PostgresApplier
-from conveyor.connectors.postgres.capture import PostgresChangeSource, PostgresChangeStream
+from conveyor.connectors.postgres.capture import PostgresChangeSource
+from conveyor.connectors.postgres.capture_stream import PostgresChangeStream
 from conveyor.connectors.postgres.copy_lines import encoded_format, tuple_line
 from conveyor.connectors.postgres.source import PostgresSource
 from conveyor.core.batch import Checkpoint

@@ -28,7 +28,7 @@ from conveyor.core.batch import Checkpoint
 from conveyor.core.faults import ENV as FAULT_ENV
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
-from conveyor.lake import curate
+from conveyor.lake import delta_write
 from conveyor.lake.catalog import build_catalog, run_query
 from conveyor.lake.controller import CONTROLLER_FILE, Controller, ControllerEntry, Lake, open_lake
 from conveyor.lake.curate import process
@@ -602,7 +602,7 @@ def test_repeated_curation_runs_on_s3(moto_url: str, monkeypatch: pytest.MonkeyP
         for k in deletes:
             source.pop(k, None)
         if n == 2:  # a merge instead of a rewrite of the touched partitions
-            monkeypatch.setattr(curate, "_prefer_rewrite", lambda *args: False)
+            monkeypatch.setattr(delta_write, "prefer_rewrite", lambda *args: False)
         [result] = process(lake, controller)
         assert result.status == "processed", result.error
         assert len(result.change_files) == 1

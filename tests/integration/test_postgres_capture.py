@@ -19,7 +19,9 @@ import pytest
 from conveyor.connectors.arrow_rows import Unrepresentable
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import ChangeEvent, Commit, RowChange, TableDefinition, Truncate
-from conveyor.connectors.postgres.capture import PostgresChangeSource, PostgresChangeStream, capture_name
+from conveyor.connectors.postgres.capture import PostgresChangeSource
+from conveyor.connectors.postgres.capture_slots import capture_name
+from conveyor.connectors.postgres.capture_stream import PostgresChangeStream
 from conveyor.connectors.postgres.pgoutput import parse_lsn
 from conveyor.connectors.postgres.source import PostgresSnapshot
 from conveyor.core.batch import Checkpoint, Op
@@ -445,7 +447,7 @@ def test_names() -> None:
 
 def test_transactions_the_start_position_covers_are_skipped() -> None:
     from conveyor.connectors.postgres import pgoutput
-    from conveyor.connectors.postgres.capture import _Relation
+    from conveyor.connectors.postgres.capture_decode import Relation
     from conveyor.connectors.postgres.text_values import converter
     from conveyor.core import types as ct
     from conveyor.core.schema import Column
@@ -457,7 +459,7 @@ def test_transactions_the_start_position_covers_are_skipped() -> None:
     stream._selected = None
     int4 = ct.simple(ct.Kind.INT32)
     schema = TableSchema(TableRef("public", "x"), (Column("id", int4),), ("id",))
-    stream._relations = {7: _Relation(schema, ["id"], ["id"], [converter(int4)])}
+    stream._relations = {7: Relation(schema, ["id"], ["id"], [converter(int4)])}
     when = datetime(2024, 1, 1, tzinfo=UTC)
 
     def feed(*messages: pgoutput.PgOutputMessage) -> list[ChangeEvent]:
@@ -483,7 +485,7 @@ def test_the_fast_row_path_agrees_with_the_general_one() -> None:
     import struct
 
     from conveyor.connectors.postgres import pgoutput
-    from conveyor.connectors.postgres.capture import _Relation
+    from conveyor.connectors.postgres.capture_decode import Relation
     from conveyor.connectors.postgres.text_values import converter
     from conveyor.core import types as ct
     from conveyor.core.schema import Column
@@ -506,8 +508,8 @@ def test_the_fast_row_path_agrees_with_the_general_one() -> None:
     )
     other = TableSchema(TableRef("public", "y"), (Column("id", types[0]),), ("id",))
     stream._relations = {
-        7: _Relation(schema, names, ["id"], [converter(c) for c in types]),
-        8: _Relation(other, ["id"], ["id"], [converter(types[0])]),
+        7: Relation(schema, names, ["id"], [converter(c) for c in types]),
+        8: Relation(other, ["id"], ["id"], [converter(types[0])]),
     }
 
     def tup(*values: str | object | None) -> bytes:

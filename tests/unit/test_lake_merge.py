@@ -13,7 +13,8 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conveyor.lake.curate import OP, SEQ, _merge, _rewrite, apply_in_memory, last_per_key
+from conveyor.lake.change_rows import OP, SEQ, apply_in_memory, last_per_key
+from conveyor.lake.delta_write import merge, rewrite
 
 SCHEMA = pa.schema([("k1", pa.int64()), ("k2", pa.string()), ("part", pa.string()), ("v", pa.int64())])
 KEY = ["k1", "k2"]
@@ -95,7 +96,7 @@ def test_delta_merge_equals_the_replay(
     expected = base
     for ops in batches:
         reduced = last_per_key(changes_table(ops), KEY)
-        _merge(DeltaTable(path), reduced, KEY, ["part"], CommitProperties())
+        merge(DeltaTable(path), reduced, KEY, ["part"], CommitProperties())
         expected = replay(expected, ops)
         assert ordered(DeltaTable(path).to_pyarrow_table()) == expected
 
@@ -107,7 +108,7 @@ def test_the_merge_touches_only_the_changed_partitions(tmp_path: Path) -> None:
     # key 1 lives in y and moves to z: only y's file is rewritten (z gets a new file)
     before = set(DeltaTable(path).file_uris())
     ops = [("U", {"k1": 1, "k2": "a", "part": "z", "v": 9})]
-    metrics = _merge(
+    metrics = merge(
         DeltaTable(path), last_per_key(changes_table(ops), KEY), KEY, ["part"], CommitProperties()
     )
     after = set(DeltaTable(path).file_uris())
@@ -154,13 +155,13 @@ def test_partition_rewrite_equals_the_merge_and_the_replay(
     expected = base
     for ops in batches:
         reduced = last_per_key(changes_table(ops), key)
-        by_merge = _merge(DeltaTable(merged), reduced, key, part, CommitProperties())
+        by_merge = merge(DeltaTable(merged), reduced, key, part, CommitProperties())
         commit = CommitProperties(custom_metadata={"conveyor.curation": "{}"})
-        by_rewrite = _rewrite(DeltaTable(rewritten), reduced, key, part, commit)
+        by_rewrite = rewrite(DeltaTable(rewritten), reduced, key, part, commit)
         if by_rewrite is None:
             # Nothing of the table is touched (say, a delete of a key it never had):
             # the caller merges, as here.
-            by_rewrite = _merge(DeltaTable(rewritten), reduced, key, part, commit)
+            by_rewrite = merge(DeltaTable(rewritten), reduced, key, part, commit)
         assert {k: by_rewrite[k] for k in COUNTS} == {k: by_merge[k] for k in COUNTS}
         expected = replay(expected, ops)
         assert ordered(DeltaTable(rewritten).to_pyarrow_table()) == expected
@@ -175,4 +176,4 @@ def test_a_few_keys_in_partitions_of_many_files_are_merged(tmp_path: Path) -> No
         rows = [{"k1": i, "k2": "a", "part": "x", "v": 0} for i in range(start, start + 10)]
         write_deltalake(path, pa.Table.from_pylist(rows, schema=SCHEMA), partition_by=["part"], mode="append")
     reduced = last_per_key(changes_table([("U", {"k1": 3, "k2": "a", "part": "x", "v": 1})]), KEY)
-    assert _rewrite(DeltaTable(path), reduced, KEY, ["part"], CommitProperties()) is None
+    assert rewrite(DeltaTable(path), reduced, KEY, ["part"], CommitProperties()) is None

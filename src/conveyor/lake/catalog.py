@@ -21,7 +21,7 @@ import pyarrow as pa
 from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
 from conveyor.core.errors import ConfigError
 from conveyor.lake.controller import Controller, Lake
-from conveyor.lake.curate import open_delta
+from conveyor.lake.delta_commits import open_delta
 
 
 @dataclass

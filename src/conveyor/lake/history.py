@@ -1,7 +1,7 @@
 """The curation job's runs over one curated table, read back from the Delta
 log: every commit the job made carries the controller values it established
 (``conveyor.curation`` in its commitInfo), with deltalake's operation metrics.
-Read through the lake's own file system (see ``curate.commit_values`` for why
+Read through the lake's own file system (see ``delta_commits.commit_values`` for why
 not ``DeltaTable.history()``)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.lake.controller import Lake
-from conveyor.lake.curate import METADATA_KEY
+from conveyor.lake.delta_commits import METADATA_KEY
 
 RUNS_SHOWN = 10
 

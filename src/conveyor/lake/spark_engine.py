@@ -47,9 +47,10 @@ from conveyor.connectors.lake import layout as lay
 from conveyor.core.errors import ConveyorError, TerminalError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableSchema
-from conveyor.lake import curate, delta_stats, spark_session, unchanged
+from conveyor.lake import delta_stats, delta_types, delta_write, raw_read, spark_session, unchanged
+from conveyor.lake.change_rows import OP
 from conveyor.lake.controller import Lake, open_lake
-from conveyor.lake.curate import OP, EmbeddedEngine, TablePlan, TableResult
+from conveyor.lake.curate import EmbeddedEngine, TablePlan, TableResult
 from conveyor.lake.unchanged import UNCHANGED
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ class _Source:
     """The lake's config, rooted where the executors find the raw files."""
     schema: TableSchema
     columns: pa.Schema
-    """The table's columns as Delta stores them (``curate.delta_ready``)."""
+    """The table's columns as Delta stores them (``delta_types.delta_ready``)."""
     marked: frozenset[str]
     layout: Any = None
     """The LOAD files' layout (for ``_read_load``)."""
@@ -88,14 +89,14 @@ def _read_changes(source: _Source, tasks: Iterator[pa.RecordBatch]) -> Iterator[
     for batch in tasks:
         for index, rel in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
             try:
-                data = curate._read_with_op(lake, rel, source.schema, curate._file_layout(base, rel))
+                data = raw_read.read_with_op(lake, rel, source.schema, raw_read.file_layout(base, rel))
                 if rel in source.marked:
                     marks = unchanged.marks(lake, rel, data.num_rows)
                 else:
                     marks = pa.nulls(data.num_rows, pa.string())
-                ready = curate.delta_ready(data.drop_columns([OP]))
+                ready = delta_types.delta_ready(data.drop_columns([OP]))
             except Exception as exc:
-                yield _error_row(out, index, curate._short(exc))
+                yield _error_row(out, index, raw_read.short_error(exc))
                 continue
             yield from _framed(out, ready, data.column(OP), marks, index)
 
@@ -107,9 +108,9 @@ def _read_load(source: _Source, tasks: Iterator[pa.RecordBatch]) -> Iterator[pa.
     for batch in tasks:
         for index, rel in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
             try:
-                data = curate.delta_ready(lay.read_file(lake.raw, rel, source.schema, source.layout))
+                data = delta_types.delta_ready(lay.read_file(lake.raw, rel, source.schema, source.layout))
             except Exception as exc:
-                yield _error_row(out, index, curate._short(exc))
+                yield _error_row(out, index, raw_read.short_error(exc))
                 continue
             ops = pa.array(["I"] * data.num_rows, pa.string())
             yield from _framed(out, data, ops, pa.nulls(data.num_rows, pa.string()), index)
@@ -237,7 +238,7 @@ class _Run:
         self.result = result
         self.staging = staging
         self.schema: TableSchema = plan.schema
-        self.columns = curate.delta_ready(plan.schema.arrow_schema().empty_table()).schema
+        self.columns = delta_types.delta_ready(plan.schema.arrow_schema().empty_table()).schema
         self.remote = lake.config.is_s3
         self.run_id = f"spark-{uuid.uuid4().hex[:16]}"
         schema_name, table_name = plan.entry.table.split(".", 1)
@@ -569,7 +570,7 @@ def _op_counts(reduced: DataFrame) -> dict[str, int]:
 
 
 def _apply(base: DataFrame, reduced: DataFrame, key: Sequence[str]) -> DataFrame:
-    """``curate.apply_in_memory`` on Spark."""
+    """``change_rows.apply_in_memory`` on Spark."""
     from pyspark.sql import functions as F
 
     names = list(base.columns)
@@ -586,4 +587,4 @@ def _partition_rows(actions: pa.Table, part: Sequence[str]) -> Iterator[dict[str
 
 
 def _partition_key(row: dict[str, Any], part: Sequence[str]) -> tuple[str | None, ...]:
-    return tuple(curate._partition_text(row[n]) for n in part)
+    return tuple(delta_write.partition_text(row[n]) for n in part)

@@ -10,6 +10,7 @@ import psycopg
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.postgres import connection
+from conveyor.connectors.postgres.capture_replication import HEARTBEAT_PREFIX
 from conveyor.connectors.postgres.pgoutput import format_lsn, parse_lsn
 from conveyor.core.batch import Checkpoint
 
@@ -24,8 +25,6 @@ class CapturePositions:
         stream delivers a ``Commit`` past it even when no captured table changes
         (pgoutput sends no empty transactions). Without the right to write that
         message, the stream's own idle heartbeat, or the next change, gets there."""
-        from conveyor.connectors.postgres.capture import HEARTBEAT_PREFIX
-
         with connection.connect(self.config, autocommit=True) as conn:
             row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
             assert row is not None
