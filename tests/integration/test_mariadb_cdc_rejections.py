@@ -148,3 +148,36 @@ def test_a_zero_date_captured_meets_the_data_error_policy(
     table, key, column, value, error = logged[0]
     assert (table, key, column, value) == ("days", {"id": "2"}, "d", "0000-00-00")
     assert "no calendar day" in error and "days" in error
+
+
+def test_a_zero_date_captured_into_the_lake_is_logged_not_dropped(
+    mariadb_db: str, store: Store, tmp_path: Path
+) -> None:
+    """A lake target writes the refused value to its exceptions file (as the full
+    load does), in the batch that leaves the row out of the change file."""
+    _run(mariadb_db, "CREATE TABLE days (id int PRIMARY KEY, d date)")
+    stack = _stack(tmp_path, mariadb_db, "", "LOG_ERROR")
+    document = json.loads(stack.read_text())
+    lake = tmp_path / "lake"
+    document["endpoints"]["dst"] = {
+        "engine": "lake",
+        "path": str(lake),
+        "settings": {"CdcMaxBatchInterval": 1, "AddColumnName": True},
+    }
+    stack.write_text(json.dumps(document))
+    exceptions = lake / ".conveyor" / "exceptions"
+    with RunningTask(store, stack, TASK):
+        _wait(lambda: store.task_progress(TASK) is not None, "capture to begin")
+        _run(
+            mariadb_db,
+            "INSERT INTO days VALUES (1, '2024-01-02')",
+            "INSERT INTO days VALUES (2, '0000-00-00')",
+        )
+        _wait(lambda: any(exceptions.rglob("*.jsonl")), "the exceptions file", lambda: _tables(store))
+    assert _tables(store)["days"].get("SuspendedReason") is None
+    (logged,) = [json.loads(line) for f in exceptions.rglob("*.jsonl") for line in f.read_text().splitlines()]
+    assert logged["table"].endswith("days") and logged["column"] == "d" and logged["task"] == TASK
+    assert str(logged["key"]["id"]) == "2" and "no calendar day" in logged["reason"], logged
+    changed = [p for p in lake.rglob("*.csv") if "LOAD" not in p.name and ".conveyor" not in p.parts]
+    text = "".join(p.read_text() for p in changed)
+    assert "2024-01-02" in text and "0000-00-00" not in text, text

@@ -264,6 +264,7 @@ class MariaDBServer(_PrivateServer):
             "bind-address = 127.0.0.1\n"
             f"socket = {t}/mysqld.sock\n"
             f"pid-file = {t}/mysqld.pid\n"
+            f"tmpdir = {t}\n"  # private: bootstraps side by side collide on /tmp's #sql-temptable-* names
             f"log_bin = {t}/mysql-bin\n"
             "binlog_format = ROW\n"
             "binlog_row_image = FULL\n"

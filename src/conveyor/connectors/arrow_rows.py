@@ -114,16 +114,24 @@ def _held_out(
         pass  # rare: find every such row, then convert the others
     kept = []
     for row in rows:
-        found = next(((c, u) for c in columns if (u := _first_unrepresentable(row.get(c))) is not None), None)
-        if found is None:
+        rejected = _unrepresentable_of(table, row, columns)
+        if rejected is None:
             kept.append(row)
-            continue
-        column, value = found
-        key = {k: printable(row.get(k)) for k in table.primary_key}
-        held.append(
-            RejectedValue(table.ref, key, column, value.text, f"value {value.text!r}: {value.reason}")
-        )
+        else:
+            held.append(rejected)
     return _batch(table, kept, columns)
+
+
+def _unrepresentable_of(
+    table: TableSchema, row: Mapping[str, Any], columns: Sequence[str]
+) -> RejectedValue | None:
+    """The row's first value no Arrow value carries, as a rejected value."""
+    found = next(((c, u) for c in columns if (u := _first_unrepresentable(row.get(c))) is not None), None)
+    if found is None:
+        return None
+    column, value = found
+    key = {k: printable(row.get(k)) for k in table.primary_key}
+    return RejectedValue(table.ref, key, column, value.text, f"value {value.text!r}: {value.reason}")
 
 
 def _first_unrepresentable(value: Any) -> Unrepresentable | None:
@@ -135,6 +143,24 @@ def _first_unrepresentable(value: Any) -> Unrepresentable | None:
             if (found := _first_unrepresentable(item)) is not None:
                 return found
     return None
+
+
+def without_unrepresentable(
+    table: TableSchema, log: Sequence[LoggedChange]
+) -> tuple[list[LoggedChange], list[RejectedValue]]:
+    """``log`` without the changes holding a value no Arrow value carries, and
+    those changes as rejected values (one each: a change log publishes every
+    change, so each one left out is accounted for, not only final rows)."""
+    kept: list[LoggedChange] = []
+    left_out: list[RejectedValue] = []
+    for change in log:
+        row = change.after if change.after is not None else change.before
+        rejected = None if row is None else _unrepresentable_of(table, row, list(row))
+        if rejected is None:
+            kept.append(change)
+        else:
+            left_out.append(rejected)
+    return kept, left_out
 
 
 def keys_to_batch(table: TableSchema, keys: Sequence[tuple[Any, ...]]) -> pa.RecordBatch:

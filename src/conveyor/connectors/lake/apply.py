@@ -221,14 +221,25 @@ class LakeApplier:
         before: dict[str, Any] = (state or {}).get("written") or {}
         planned: list[tuple[str, pa.Table, _Marks]] = []
         refused: dict[TableRef, str] = {}
+        exceptions: list[tuple[str, bytes]] = []  # the batch's refused values, written with its files
         for table_changes in changes:
             try:
+                # A value capture could not hold: the table is refused (suspended), never
+                # written without it; values refused per DataErrorPolicy are logged below.
+                table_changes.refuse_unrepresentable()
                 done = before.get(str(table_changes.table.ref))
                 skip = (_anchored_at(done["at"]), int(done["index"])) if done else None
                 rows = self._rows(table_changes, when, skip)
             except DataError as exc:
                 refused[table_changes.table.ref] = str(exc)
                 continue
+            if table_changes.rejected:
+                exceptions.append(
+                    (
+                        lay.exceptions_path(lay.table_folder(folder_root, table_changes.table.ref), stamp),
+                        lay.exception_lines(task, table_changes.rejected, when),
+                    )
+                )
             if rows is None:
                 continue
             folder = lay.change_folder(folder_root, self.settings, table_changes.table.ref, when)
@@ -255,6 +266,8 @@ class LakeApplier:
             except BaseException:
                 staged.discard()
                 raise
+        for rel, lines in exceptions:  # named by the batch's stamp: a replay rewrites them
+            self.fs.write_bytes(rel, lines)
         for rel in stale:
             if rel not in files:
                 self.fs.delete(rel)

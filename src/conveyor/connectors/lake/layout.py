@@ -60,6 +60,7 @@ import gzip
 import io
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -80,6 +81,7 @@ from conveyor.connectors.lake.settings import (
     LakeSettings,
 )
 from conveyor.core import types as t
+from conveyor.core.batch import RejectedValue
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
@@ -180,6 +182,23 @@ def change_folder(bucket_path: str, settings: LakeSettings, ref: TableRef, when:
     if settings.date_partition_enabled:
         folder = join(folder, date_partition(when, settings))
     return folder
+
+
+def exceptions_path(table_folder: str, stamp: str) -> str:
+    """Where a batch's refused values go (the lake's awsdms_apply_exceptions):
+    one JSON line each, a file per load or change batch, named by its stamp (a
+    replayed batch rewrites its own file)."""
+    return join(STATE_DIR, "exceptions", table_folder, f"{stamp}.jsonl")
+
+
+def exception_lines(task: str, rejected: Sequence[RejectedValue], when: datetime) -> bytes:
+    """``rejected`` as the exceptions file's JSON lines."""
+    lines = []
+    for r in rejected:
+        entry = asdict(r)
+        entry.update(table=str(r.table), task=task, error_time=when.isoformat())
+        lines.append(json.dumps(entry, default=str) + "\n")
+    return "".join(lines).encode()
 
 
 def table_state_path(bucket_path: str, ref: TableRef) -> str:

@@ -13,9 +13,7 @@ DO_NOTHING keeps earlier LOAD files and numbers the new ones after them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 
 import numpy as np
@@ -136,7 +134,7 @@ class LakeTableLoad:
         self._staged: list[Staged] = []
         self._csv: lay.CsvFileWriter | None = None
         self._parquet: lay.ParquetFileWriter | None = None
-        self._rejections: list[dict[str, object]] = []
+        self._rejections: list[bytes] = []
         self._header: bytes | None = None
         self._closed = False
 
@@ -212,12 +210,8 @@ class LakeTableLoad:
                 self._finish_file()
 
     def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:
-        now = datetime.now(UTC).isoformat()
-        for r in rejected:
-            entry = asdict(r)
-            entry["table"] = str(r.table)
-            entry.update(task=task, error_time=now)
-            self._rejections.append(entry)
+        if rejected:
+            self._rejections.append(lay.exception_lines(task, rejected, datetime.now(UTC)))
 
     # --- outcome -------------------------------------------------------------
 
@@ -235,10 +229,7 @@ class LakeTableLoad:
                 staged.publish()
             if self._rejections:
                 stamp = lay.change_stamp(datetime.now(UTC))
-                lines = "".join(json.dumps(e, default=str) + "\n" for e in self._rejections)
-                fs.write_bytes(
-                    lay.join(lay.STATE_DIR, "exceptions", self.folder, f"{stamp}.jsonl"), lines.encode()
-                )
+                fs.write_bytes(lay.exceptions_path(self.folder, stamp), b"".join(self._rejections))
             fs.write_bytes(
                 lay.table_state_path(self.target.bucket_path, self.table.ref),
                 lay.table_state(self.table, self.layout, [*self._keep, *published]),

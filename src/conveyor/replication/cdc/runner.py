@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor.connectors.arrow_rows import change_batch
+from conveyor.connectors.arrow_rows import change_batch, without_unrepresentable
 from conveyor.connectors.base import RejectedValue
 from conveyor.connectors.changes import (
     AcceptsEncodedRows,
@@ -667,6 +667,12 @@ class ChangeCapture:
         kept = []
         for table_changes in changes:
             held = table_changes.unrepresentable
+            log = table_changes.log
+            if self._keeps_log and log:
+                # The change log is what such an applier writes: every change left
+                # out of it is accounted for, intermediate ones included.
+                log, left_out = without_unrepresentable(table_changes.table, log)
+                held = tuple(left_out) if left_out else held
             if not held:
                 kept.append(table_changes)
                 continue
@@ -680,6 +686,7 @@ class ChangeCapture:
                 dataclasses.replace(
                     table_changes,
                     unrepresentable=(),
+                    log=tuple(log),
                     rejected=(
                         *table_changes.rejected,
                         *(dataclasses.replace(r, reason=f"table {ref}: {r.reason}") for r in logged),
