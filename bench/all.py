@@ -281,6 +281,17 @@ def markdown(results: Sequence[PathResult]) -> str:
     return "\n".join(lines)
 
 
+def machine_state(load_at_start: Sequence[float]) -> str:
+    """Say whether the run shared its cores: a load above the core count bends the figures."""
+    cores = os.cpu_count() or 1
+    if load_at_start and load_at_start[0] > cores:
+        return (
+            "**The machine was shared**: other builds and test suites ran on the same cores, "
+            "so absolute times are noisy"
+        )
+    return "The machine was otherwise quiet"
+
+
 def write_doc(results: Sequence[PathResult], args: argparse.Namespace, started: datetime) -> None:
     machine = (
         f"{os.cpu_count()} cores, {memory_gib():.1f} GiB memory, {platform.machine()}, "
@@ -295,9 +306,8 @@ def write_doc(results: Sequence[PathResult], args: argparse.Namespace, started: 
     text = f"""# Benchmarks
 
 Measured {started.strftime("%Y-%m-%d %H:%M UTC")} with `{command}` (`make bench`)
-on {machine}. **The machine was shared**: other engineers' builds and test
-suites ran on the same cores during the run (load average {load} at its
-start), so absolute times are noisy; only the ratios mean something. Each ratio is Conveyor's
+on {machine}. {machine_state(args.load_at_start)} (load average {load} at its
+start); only the ratios mean something. Each ratio is Conveyor's
 median over the reference's median, both run alternately in the same run
 (A B A B), {args.rounds} rounds. Sizes: {sizes}.
 
