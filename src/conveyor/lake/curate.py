@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from conveyor.connectors.lake import layout as lay
+from conveyor.core.arrow_memory import prefer_jemalloc
 from conveyor.core.errors import TerminalError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
@@ -149,6 +150,7 @@ def process(
     engine: Engine | None = None,
 ) -> list[TableResult]:
     """Curate the active tables of ``lake`` (or only ``tables``)."""
+    prefer_jemalloc()
     wanted = set(tables) if tables is not None else None
     index = RawIndex(lake)
     results = []

@@ -3,14 +3,15 @@ partitions they touch (an overwrite whose predicate names them) or merging."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-from conveyor.lake.change_rows import OP, SEQ, apply_in_memory
+from conveyor.lake.change_rows import OP, SEQ
 from conveyor.lake.delta_types import delta_ready
 
 MAX_PRUNE_VALUES = 1000
@@ -194,12 +195,13 @@ def rewrite(
     storage_options: dict[str, str] | None = None,
 ) -> dict[str, int] | None:
     """Apply the reduced changes by rewriting the partitions they touch: those
-    partitions are read to Arrow, the changes applied in memory (changed keys
-    dropped, the new images added) and written back in one overwrite commit
-    whose predicate names those partitions (replaceWhere), carrying ``commit``.
-    Returns merge-like counts, or None when the changes cannot be applied this
-    way (new columns, or a type the partition predicate cannot name): then
-    the caller merges."""
+    partitions are streamed batch by batch, the changed keys dropped, the new
+    images added after them, and written back in one overwrite commit whose
+    predicate names those partitions (replaceWhere), carrying ``commit``. The
+    old rows never sit in memory whole, so a table larger than memory can be
+    rewritten. Returns merge-like counts, or None when the changes cannot be
+    applied this way (new columns, or a type the partition predicate cannot
+    name): then the caller merges."""
     target_schema = pa.schema(dt.schema().to_arrow())
     columns = [n for n in reduced.column_names if n not in (OP, SEQ)]
     if any(c not in target_schema.names for c in columns):
@@ -214,7 +216,7 @@ def rewrite(
         return None
     images = delta_ready(reduced.select(columns))
     try:
-        arrays = [reduced.column(OP), reduced.column(SEQ)]
+        arrays = [reduced.column(OP)]
         for f in target_schema:
             if f.name in images.column_names:
                 arrays.append(images.column(f.name).cast(f.type, safe=False))
@@ -222,45 +224,65 @@ def rewrite(
                 arrays.append(pa.nulls(reduced.num_rows, f.type))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    source = pa.Table.from_arrays(arrays, names=[OP, SEQ, *target_schema.names])
-    if combos is None:
-        base = dt.to_pyarrow_table()
-        files = len(dt.file_uris())
-    else:
-        dataset = dt.to_pyarrow_dataset()
-        expression = _partition_expression(combos, part)
-        base = dataset.to_table(filter=expression)
-        files = sum(1 for _ in dataset.get_fragments(filter=expression))
-    base = base.cast(target_schema)
-    deletes = pc.equal(source.column(OP), "D")
-    if len(key) == 1:  # one hash-set lookup gives both the rows to drop and the matched keys
-        column = base.column(key[0])
-        dropped = pc.is_in(column, value_set=source.column(key[0]).combine_chunks())
-        matched = pc.is_in(source.column(key[0]), value_set=column.filter(dropped).combine_chunks())
-        hits = source.filter(matched).column(OP)
-        upserts = source.filter(pc.invert(deletes)).select(list(base.column_names))
-        data = pa.concat_tables([base.filter(pc.invert(dropped)), upserts.cast(base.schema)])
-    else:
-        hits = (
-            source.select([*key, OP])
-            .join(base.select(list(key)), keys=list(key), join_type="left semi", use_threads=True)
-            .column(OP)
-        )
-        data = apply_in_memory(base, source, key)
-    deleted = int(pc.sum(pc.equal(hits, "D")).as_py() or 0)
-    updated = len(hits) - deleted
-    inserted = source.num_rows - int(pc.sum(deletes).as_py() or 0) - updated
+    source = pa.Table.from_arrays(arrays, names=[OP, *target_schema.names])
+    dataset = dt.to_pyarrow_dataset()
+    expression = None if combos is None else _partition_expression(combos, part)
+    files = sum(1 for _ in dataset.get_fragments(filter=expression))
+    kept = _KeptRows(source, key, target_schema)
+    upserts = source.filter(pc.not_equal(source.column(OP), "D")).drop_columns([OP])
+    batches = itertools.chain(
+        kept.batches(dataset.to_batches(filter=expression)), upserts.combine_chunks().to_batches()
+    )
     write_deltalake(
         dt,
-        data,
+        pa.RecordBatchReader.from_batches(target_schema, batches),
         mode="overwrite",
         predicate=predicate,
         storage_options=storage_options,
         commit_properties=commit,
     )
+    hits = kept.matched_ops()
+    deleted = int(pc.sum(pc.equal(hits, "D")).as_py() or 0)
+    updated = len(hits) - deleted
     return {
-        "num_target_rows_inserted": inserted,
+        "num_target_rows_inserted": upserts.num_rows - updated,
         "num_target_rows_updated": updated,
         "num_target_rows_deleted": deleted,
         "num_target_files_removed": files,
     }
+
+
+class _KeptRows:
+    """The old rows of the rewritten partitions that no change touches, batch by
+    batch, noting which changed keys the table held (to count what was updated
+    and what deleted)."""
+
+    def __init__(self, source: pa.Table, key: Sequence[str], schema: pa.Schema) -> None:
+        self.key = list(key)
+        self.schema = schema
+        self.source_keys = source.select(self.key).combine_chunks()
+        self.source_ops = source.select([*self.key, OP]).combine_chunks()
+        self.value_set = self.source_keys.column(0).combine_chunks() if len(self.key) == 1 else None
+        self.matched: list[pa.Table] = []
+
+    def batches(self, old: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in old:
+            rows = pa.Table.from_batches([batch]).cast(self.schema)
+            if self.value_set is not None:  # one hash-set lookup per batch
+                dropped = pc.is_in(rows.column(self.key[0]), value_set=self.value_set)
+                self.matched.append(rows.select(self.key).filter(dropped))
+                rows = rows.filter(pc.invert(dropped))
+            else:
+                keys = rows.select(self.key)
+                self.matched.append(
+                    keys.join(self.source_keys, keys=self.key, join_type="left semi", use_threads=False)
+                )
+                rows = rows.join(self.source_keys, keys=self.key, join_type="left anti", use_threads=False)
+                rows = rows.select(self.schema.names)
+            yield from rows.to_batches()
+
+    def matched_ops(self) -> pa.ChunkedArray:
+        """The operation of every change whose key the rewritten rows held."""
+        held = pa.concat_tables(self.matched) if self.matched else self.source_keys.schema.empty_table()
+        held = held.cast(self.source_keys.schema, safe=False)
+        return self.source_ops.join(held, keys=self.key, join_type="left semi", use_threads=False).column(OP)
