@@ -140,3 +140,65 @@ def test_a_key_held_twice_is_a_table_error_naming_it(
         snapshot.close()
         duck.close()
     assert (check.state, check.reason) == ("Table error", "the target holds the key (id) = ['7'] twice")
+
+
+class _Clock:
+    """Stands in for the module's ``time``: monotonic seconds the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("limit_minutes", [0, 2])
+def test_a_difference_is_reported_after_its_delay(
+    endpoints: tuple[SQLiteSource, DuckDBTarget],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    limit_minutes: int,
+) -> None:
+    """During capture a differing row is reported when comparisons find it unchanged
+    for a settle delay (ValidationQueryCdcDelaySeconds) or, with
+    RecordFailureDelayLimitInMinutes, for that many minutes; the next comparison is
+    scheduled for when that delay has passed."""
+    from conveyor.replication.cdc import validation as cdc_validation
+
+    clock = _Clock()
+    monkeypatch.setattr(cdc_validation, "time", clock)
+    source, target = endpoints
+    table = next(t for t in source.tables() if t.ref.name == "a")
+    plan = TablePlan(table, table)
+    settings = ValidationSettings.model_validate(
+        {
+            "EnableValidation": True,
+            "ValidationQueryCdcDelaySeconds": 10,
+            "RecordFailureDelayLimitInMinutes": limit_minutes,
+        }
+    )
+    capture = cdc_validation.CaptureValidation("t", settings, [plan], lambda: (None, None, lambda: None))  # type: ignore[arg-type,return-value]
+    con = duckdb.connect(str(tmp_path / "t.duckdb"))
+    con.execute("UPDATE main.a SET v = 'changed behind Conveyor' WHERE id = 7")
+    con.close()
+    confirm = limit_minutes * 60.0 or 10.0
+    state = capture._tables[plan.target.ref]
+
+    def compare() -> dict[str, Any]:
+        snapshot = source.snapshot()
+        try:
+            capture._check(snapshot, target, state)
+        finally:
+            snapshot.close()
+        return capture.stats(plan.target.ref)
+
+    first = compare()  # found, not yet reported
+    assert first["ValidationState"] == "Pending records" and first["ValidationFailedRecords"] == 0
+    assert first["ValidationPendingRecords"] == 1
+    assert state.since is not None and state.since + capture.settle == pytest.approx(clock.now + confirm)
+    clock.now += confirm - 1  # not long enough yet
+    assert compare()["ValidationFailedRecords"] == 0
+    clock.now += 1
+    reported = compare()
+    assert reported["ValidationState"] == "Mismatched records"
+    assert reported["ValidationFailedRecords"] == 1

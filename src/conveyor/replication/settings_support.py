@@ -227,7 +227,10 @@ SUPPORT: Mapping[str, Support] = {
     "ValidationSettings.SkipLobColumns": acted("true: LOB columns left out of the comparison, and said"),
     "ValidationSettings.MaxKeyColumnSize": cloud(_TUNING),
     "ValidationSettings.RecordFailureDelayInMinutes": not_yet(_RECORD_DELAY),
-    "ValidationSettings.RecordFailureDelayLimitInMinutes": not_yet(_RECORD_DELAY),
+    "ValidationSettings.RecordFailureDelayLimitInMinutes": acted(
+        "minutes a differing row must stay different, unchanged, before validation during"
+        " change capture reports it (0: one settle delay)"
+    ),
     "ValidationSettings.RecordSuspendDelayInMinutes": not_yet(_RECORD_DELAY),
     "ValidationSettings.ValidationPartialLobSize": acted("LOB values compared on their first N kilobytes"),
     "ValidationSettings.ValidationQueryCdcDelaySeconds": acted(

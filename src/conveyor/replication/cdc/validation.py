@@ -8,7 +8,9 @@ background thread compares the table, source against target, as
 ``conveyor validate`` does (``replication.validation``: canonical text of the
 source type). A differing row is reported only when a second comparison, a
 settle delay later, finds it still different without a change to its key in
-between: a row whose change is still on its way is not a failure. Confirmed
+between: a row whose change is still on its way is not a failure. With
+``RecordFailureDelayLimitInMinutes`` set, a row must have differed that long
+(from the comparison that first found it) before it is reported. Confirmed
 failures go to ``awsdms_validation_failures_v1`` on the target.
 
 Pending keys are kept in memory: a restarted capture queues every table whole.
@@ -57,6 +59,13 @@ def settle_seconds(settings: ValidationSettings) -> float:
     return float(settings.validation_query_cdc_delay_seconds) or DEFAULT_SETTLE_SECONDS
 
 
+def confirm_seconds(settings: ValidationSettings) -> float:
+    """How long a row must keep differing, unchanged, before it is reported:
+    ``RecordFailureDelayLimitInMinutes`` when set, else one settle delay."""
+    minutes = settings.record_failure_delay_limit_in_minutes
+    return minutes * 60.0 if minutes > 0 else settle_seconds(settings)
+
+
 @dataclass
 class _Table:
     """One table's validation state during capture."""
@@ -65,7 +74,9 @@ class _Table:
     pending: set[Key] = field(default_factory=set)
     whole: bool = True  # every row pending (capture start, a TRUNCATE, rows without a key)
     since: float | None = field(default_factory=time.monotonic)  # oldest pending change
-    differing: set[Key] = field(default_factory=set)  # found different by the last comparison
+    differing: dict[Key, float] = field(default_factory=dict)
+    """Keys the last comparison found different: when a comparison first found each
+    (monotonic seconds), unchanged since."""
     failed: int = 0  # confirmed failures
     recorded: set[Key] | None = None  # the keys in the failures table (None: not written yet)
     reloading: bool = False
@@ -110,6 +121,7 @@ class CaptureValidation:
     ) -> None:
         self.task, self.settings = task, settings
         self.settle = settle_seconds(settings)
+        self.confirm = confirm_seconds(settings)
         self._open_sides = open_sides
         self._publish: Callable[[], None] = lambda: None
         self._tables = {p.target.ref: _Table(p) for p in plans}
@@ -207,28 +219,35 @@ class CaptureValidation:
             # Keys touched while comparing (queued again meanwhile) cannot be confirmed either.
             moved = touched | table.pending
             if whole_before or table.whole:
-                moved |= table.differing  # changed after the last comparison, rows unnamed
+                moved |= set(table.differing)  # changed after the last comparison, rows unnamed
             table.checked = datetime.now(UTC).isoformat()
             if result.state == TABLE_ERROR:
-                table.state, table.reason, table.differing = TABLE_ERROR, result.reason, set()
+                table.state, table.reason, table.differing = TABLE_ERROR, result.reason, {}
                 return
             found: dict[Key, ValidationFailure] = {f.key: f for f in result.failures}
             if result.state == MISMATCHED and not table.plan.target.primary_key:
                 found = {_WHOLE: ValidationFailure(_WHOLE, "RECORD_DIFF", (), "{}")}
-            # Confirmed: found by the last comparison too, unchanged since. A recorded
-            # failure stays recorded while it still differs.
+            # Confirmed: found by an earlier comparison too, unchanged since, and
+            # differing for the confirmation delay. A recorded failure stays recorded
+            # while it still differs.
+            now = time.monotonic()
+            first = {k: table.differing[k] if k in table.differing and k not in moved else now for k in found}
             recorded = table.recorded or set()
             confirmed = [
-                f for k, f in found.items() if (k in table.differing and k not in moved) or k in recorded
+                f
+                for k, f in found.items()
+                if (first[k] < now and now - first[k] >= self.confirm) or k in recorded
             ]
-            table.differing = set(found)
+            table.differing = first
             table.failed = len(confirmed)
-            unconfirmed = len(confirmed) < len(found)
-            if unconfirmed and table.since is None:
-                table.since = time.monotonic()  # compare again once they settle
+            keys = {f.key for f in confirmed}
+            waiting = [first[k] for k in found if k not in keys]
+            if waiting and table.since is None:
+                # compare again once the first of them has differed for the delay
+                table.since = max(now, min(waiting) + self.confirm - self.settle)
+            unconfirmed = bool(waiting)
             table.state = MISMATCHED if confirmed else VALIDATED
             table.reason = result.reason if confirmed else None
-            keys = {f.key for f in confirmed}
             # First write after a (re)start: wait until what differs is confirmed.
             write = keys != table.recorded and not (table.recorded is None and unconfirmed and not keys)
             if write and table.plan.target.primary_key:
