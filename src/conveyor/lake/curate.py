@@ -14,7 +14,9 @@ For each active controller entry:
    file-name and row order. Files written before the full load the table
    stands on are covered by it and skipped. With a primary key the last
    operation per key wins (``D`` removes the row); without one, ``I`` and
-   ``U`` rows are appended and ``D`` rows ignored.
+   ``U`` rows are appended and ``D`` rows ignored. A TRUNCATE recorded among
+   them (``truncates``) empties the table: only the changes after the last
+   one are applied, to an empty table.
 4. One Delta commit per table: an overwrite when a full load was taken (or
    the table is new, or its PartitionKey changed). Otherwise the partitions
    the changes touch are read, the changes applied in memory and written back
@@ -53,6 +55,7 @@ from conveyor.lake.delta_types import delta_ready
 from conveyor.lake.delta_write import conform, merge, rewrite
 from conveyor.lake.raw_index import ChangeFile, FullLoad, RawIndex, TableFiles
 from conveyor.lake.raw_read import current_rows, read_changes, read_full_load, short_error
+from conveyor.lake.truncates import last_truncate
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,8 @@ class TableResult:
     files_rewritten: int = 0
     recovered: bool = False
     skipped: list[dict[str, str]] = field(default_factory=list)
+    truncated: bool = False
+    """A TRUNCATE among the change files emptied the table first."""
     error: str | None = None
     engine: str | None = None
     """Which engine did the table's work (None: no work)."""
@@ -99,6 +104,7 @@ class TableResult:
             "files_rewritten": self.files_rewritten,
             "recovered": self.recovered,
             "skipped": self.skipped,
+            "truncated": self.truncated,
             "error": self.error,
             "engine": self.engine,
         }
@@ -132,6 +138,8 @@ class TablePlan:
     new_date: str | None
     new_last: str | None
     marked: set[str]
+    truncated: set[str]
+    """Change files a TRUNCATE was recorded for (``RawIndex.truncated``)."""
 
     @property
     def commit(self) -> CommitProperties:
@@ -235,6 +243,7 @@ def plan_table(
         new_date=new_date,
         new_last=new_last,
         marked=index.marked,
+        truncated=index.truncated,
     )
 
 
@@ -262,21 +271,39 @@ class EmbeddedEngine:
         take_load = full_load is not None
         reduced = None
         if current:
-            changes = read_changes(lake, current, schema, result.skipped, plan.marked)
+            truncate = last_truncate(lake, current, plan.truncated)
+            result.truncated = truncate is not None
+            first, row = truncate or (0, 0)
+            unread = len(result.skipped)
+            changes = read_changes(lake, current[first:], schema, result.skipped, plan.marked)
+            if row and any(
+                s["file"] == lake.raw.location(current[first].rel) for s in result.skipped[unread:]
+            ):
+                raise TerminalError(
+                    f"{lake.raw.location(current[first].rel)} holds a TRUNCATE and cannot be read"
+                )
+            if row:  # without the rows of the TRUNCATE's own file before it
+                changes = changes.slice(row).set_column(
+                    changes.schema.get_field_index(SEQ),
+                    SEQ,
+                    pa.array(range(changes.num_rows - row), pa.int64()),
+                )
             if schema is None and changes.num_rows:
                 _check_columns([n for n in changes.column_names if n not in (OP, SEQ)], key, part, ref)
-            result.change_files = [c.rel for c in current]
+            result.change_files = [c.rel for c in current if c.written]
             result.change_rows = changes.num_rows
-            changes = unchanged.fill(
-                changes, key, OP, SEQ, current_rows(lake, dt, full_load, key, result.skipped)
-            )
+            rows_before = _no_rows if truncate else current_rows(lake, dt, full_load, key, result.skipped)
+            changes = unchanged.fill(changes, key, OP, SEQ, rows_before)
             reduced = last_per_key(changes, key) if changes.num_rows else None
         commit = plan.commit
 
-        if take_load or dt is None or plan.repartition:
+        if result.truncated or take_load or dt is None or plan.repartition:
             if take_load and full_load is not None:
-                base = read_full_load(lake, full_load, result.skipped)
                 result.full_load = lake.raw.location(full_load.folder)
+            if result.truncated:  # what stood before the last TRUNCATE is gone
+                base = _emptied(full_load, dt, schema, reduced)
+            elif take_load and full_load is not None:
+                base = read_full_load(lake, full_load, result.skipped)
             elif dt is not None:
                 base = dt.to_pyarrow_table()
             elif schema is not None:
@@ -337,6 +364,27 @@ class EmbeddedEngine:
 
 
 EMBEDDED = EmbeddedEngine()
+
+
+def _no_rows(keys: pa.Table) -> pa.Table:
+    """The rows of a table a TRUNCATE emptied (for partial updates after it)."""
+    return keys.slice(0, 0)
+
+
+def _emptied(
+    full_load: FullLoad | None, dt: DeltaTable | None, schema: TableSchema | None, reduced: pa.Table | None
+) -> pa.Table:
+    """The table's state right after a TRUNCATE: no rows, in the shape the
+    overwrite would otherwise start from."""
+    if full_load is not None:
+        return full_load.schema.arrow_schema().empty_table()
+    if dt is not None:
+        return _empty_like(dt)
+    if schema is not None:
+        return schema.arrow_schema().empty_table()
+    if reduced is not None:
+        return reduced.drop_columns([OP, SEQ]).schema.empty_table()
+    raise TerminalError("none of the table's files could be read")
 
 
 def _empty_like(dt: DeltaTable) -> pa.Table:

@@ -33,6 +33,8 @@ class FullLoad:
 class ChangeFile:
     name: str
     rel: str
+    written: bool = True
+    """False: only a TRUNCATE was recorded under this name (``layout.truncated_path``)."""
 
 
 @dataclass
@@ -59,6 +61,9 @@ class RawIndex:
         unchanged_dir = lay.join(lay.STATE_DIR, "unchanged")
         self.marked = {rel.removesuffix(".json") for rel in lake.raw.list_tree(unchanged_dir)}
         """Change files with partial updates (``layout.unchanged_path``)."""
+        truncated_dir = lay.join(lay.STATE_DIR, "truncated")
+        self.truncated = {rel.removesuffix(".json") for rel in lake.raw.list_tree(truncated_dir)}
+        """Change-file names a TRUNCATE was recorded under (``layout.truncated_path``)."""
 
     def table_files(self, ref: TableRef) -> TableFiles:
         found = TableFiles()
@@ -88,6 +93,11 @@ class RawIndex:
                     found.foreign.append(rel)  # LOAD files with no load record
             else:
                 found.foreign.append(rel)
+        listed = {c.rel for c in found.changes}
+        for rel in self.truncated - listed:  # a TRUNCATE with no change after it in its batch
+            rest = _after_table(rel.split("/"), ref)
+            if rest is not None and lay.CHANGE_RE.match(rest[-1]):
+                found.changes.append(ChangeFile(rest[-1], rel, written=False))
         found.changes.sort(key=lambda c: (c.name, c.rel))
         found.full_loads.sort(key=lambda f: (f.when, f.bucket_path))
         return found

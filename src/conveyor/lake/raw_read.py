@@ -49,6 +49,8 @@ def read_changes(
     base = lay.file_layout(lake.config.settings, lake.config.data_format, changes=True)
     parts: list[pa.Table] = []
     for change in files:
+        if not change.written:  # only a TRUNCATE was recorded under its name
+            continue
         layout = file_layout(base, change.rel)
         try:
             if schema is not None:

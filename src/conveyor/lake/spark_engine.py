@@ -222,6 +222,8 @@ def _not_for_spark(plan: TablePlan) -> str | None:
         return "the PartitionKey changed"
     if not plan.current and plan.full_load is None:
         return "only covered change files"
+    if any(c.rel in plan.truncated for c in plan.current):
+        return "a TRUNCATE among the change files"
     return None
 
 

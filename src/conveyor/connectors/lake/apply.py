@@ -24,8 +24,12 @@ writes them:
 ``CdcInsertsOnly`` keeps only the ``I`` rows; ``CdcInsertsAndUpdates`` drops
 the ``D`` rows. Whether those rows carry an ``Op`` column follows
 ``IncludeOpForFullLoad`` (see ``layout``). A TRUNCATE has no row form in this
-layout: it is logged and not written. ``add_columns`` changes nothing on
-disk: later files simply carry the new columns.
+layout: it is recorded beside the batch's file (``layout.truncated_path``: the
+row before which the table was emptied), written before the file, and
+curation empties the curated table there; with ``CdcInsertsOnly`` or
+``CdcInsertsAndUpdates`` (no deletes written) it is logged and not recorded.
+``add_columns`` changes nothing on disk: later files simply carry the new
+columns.
 
 When files are written (``PacesBatches``). The runner hands a batch over when
 its oldest change is ``CdcMaxBatchInterval`` seconds old or one table's rows
@@ -62,6 +66,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,6 +90,17 @@ _SAMPLE = 16
 
 _Marks = list[tuple[int, list[str]]]
 """Rows of a change file (by index) and the columns they left unchanged."""
+
+
+@dataclass(frozen=True)
+class _FileRows:
+    """What one table's part of a batch writes: the change file's rows (None:
+    no row, only a TRUNCATE), the unchanged columns of its partial updates,
+    and the row before which the last TRUNCATE emptied the table."""
+
+    data: pa.Table | None
+    unchanged: _Marks
+    truncated_at: int | None
 
 
 def _position(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
@@ -219,7 +235,7 @@ class LakeApplier:
         when = lay.stamp_time(stamp)
         # changes a stored batch already wrote (it ended inside a transaction)
         before: dict[str, Any] = (state or {}).get("written") or {}
-        planned: list[tuple[str, pa.Table, _Marks]] = []
+        planned: list[tuple[str, _FileRows]] = []
         refused: dict[TableRef, str] = {}
         exceptions: list[tuple[str, bytes]] = []  # the batch's refused values, written with its files
         for table_changes in changes:
@@ -243,11 +259,11 @@ class LakeApplier:
             if rows is None:
                 continue
             folder = lay.change_folder(folder_root, self.settings, table_changes.table.ref, when)
-            planned.append((f"{folder}/{stamp}.{self.layout.ext}", *rows))
+            planned.append((f"{folder}/{stamp}.{self.layout.ext}", rows))
         if refused:  # before any file changes: this call must not write part of a batch
             raise RefusedTables(refused)
-        files = [rel for rel, _, _ in planned]
-        sidecars = [lay.unchanged_path(rel) for rel, _, unchanged in planned if unchanged]
+        files = [rel for rel, _ in planned]
+        sidecars = [lay.unchanged_path(rel) for rel, rows in planned if rows.unchanged]
         intent = {
             "start": start,
             "stamp": stamp,
@@ -256,12 +272,21 @@ class LakeApplier:
             "unchanged": sidecars,
         }
         self.fs.write_bytes(lay.pending_path(task), json.dumps(intent).encode())
-        for rel, data, unchanged in planned:
-            if unchanged:  # before the file: curation never sees the file without it
-                self.fs.write_bytes(lay.unchanged_path(rel), json.dumps({"rows": unchanged}).encode())
+        for rel, rows in planned:
+            # the records beside the file first: curation never sees the file without them
+            if rows.unchanged:
+                self.fs.write_bytes(lay.unchanged_path(rel), json.dumps({"rows": rows.unchanged}).encode())
+            if rows.truncated_at is not None:
+                self.fs.write_bytes(lay.truncated_path(rel), json.dumps({"row": rows.truncated_at}).encode())
+            elif rel in stale:  # what a crashed attempt of this batch wrote
+                self.fs.delete(lay.truncated_path(rel))
+            if rows.data is None:
+                if rel in stale:
+                    self.fs.delete(rel)
+                continue
             staged = self.fs.stage(rel)
             try:
-                lay.write_whole_file(staged.local_path, data, self.layout)
+                lay.write_whole_file(staged.local_path, rows.data, self.layout)
                 staged.publish()
             except BaseException:
                 staged.discard()
@@ -272,6 +297,7 @@ class LakeApplier:
             if rel not in files:
                 self.fs.delete(rel)
                 self.fs.delete(lay.unchanged_path(rel))
+                self.fs.delete(lay.truncated_path(rel))
         document = {
             **(target or {}),
             "start": start,
@@ -286,10 +312,11 @@ class LakeApplier:
 
     def _rows(
         self, changes: ChangeBatch, when: datetime, skip: tuple[Callable[[Checkpoint], bool], int] | None
-    ) -> tuple[pa.Table, _Marks] | None:
+    ) -> _FileRows | None:
         """The change file's rows (the log's changes after ``skip``: those at
-        its anchor up to its index were written already), and the unchanged
-        columns of its partial updates by row."""
+        its anchor up to its index were written already), the unchanged
+        columns of its partial updates by row, and where the batch's last
+        TRUNCATE emptied the table (None: nothing to write)."""
         table = changes.table
         settings = self.settings
         inserts_only = settings.cdc_inserts_only
@@ -299,13 +326,19 @@ class LakeApplier:
         rows: list[dict[str, Any]] = []
         times: list[datetime | None] = []
         marks: _Marks = []
+        truncated_at: int | None = None
         for change in changes.log:
             if skip is not None and change.index <= skip[1] and skip[0](change.position):
                 continue
             if change.op == "t":
-                log.warning(
-                    "lake: TRUNCATE of %s is not written (the raw layout has no row form for it)", table.ref
-                )
+                if no_deletes:
+                    log.warning(
+                        "lake: TRUNCATE of %s is not recorded (CdcInsertsOnly / CdcInsertsAndUpdates "
+                        "write no deletes)",
+                        table.ref,
+                    )
+                else:
+                    truncated_at = len(rows)
                 continue
             old, new = change.before, change.after
             if change.op == "d" or (change.op == "u" and _moves_key(key, old, new)):
@@ -333,7 +366,7 @@ class LakeApplier:
             rows.append(new)
             times.append(change.commit_time)
         if not rows:
-            return None
+            return None if truncated_at is None else _FileRows(None, marks, truncated_at)
         batch = rows_to_batch(table, rows, table.column_names)
         stamps = None
         if self.layout.timestamp:
@@ -346,7 +379,8 @@ class LakeApplier:
                 ],
                 pa.string(),
             )
-        return lay.frame(batch, self.layout, pa.array(ops, pa.string()), stamps), marks
+        data = lay.frame(batch, self.layout, pa.array(ops, pa.string()), stamps)
+        return _FileRows(data, marks, truncated_at)
 
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
         """Nothing to alter: the next change files carry the new columns."""

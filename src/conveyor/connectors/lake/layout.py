@@ -221,6 +221,14 @@ def unchanged_path(change_rel: str) -> str:
     return join(STATE_DIR, "unchanged", f"{change_rel}.json")
 
 
+def truncated_path(change_rel: str) -> str:
+    """Where a TRUNCATE inside a change batch is recorded (``{"row": N}``: the
+    table was emptied before row N of ``change_rel``). The change-file layout
+    has no row form for it; the file named may hold no row at all (a TRUNCATE
+    with no change after it in the batch), and then is not written."""
+    return join(STATE_DIR, "truncated", f"{change_rel}.json")
+
+
 def format_timestamp(when: datetime, millis: bool) -> str:
     text = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     return text[:-3] if millis else text
