@@ -15,14 +15,15 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
 
 from conveyor.store import migrate
 from conveyor.store import schema as s
 from conveyor.store.job_runs import JobRuns
 from conveyor.store.repository import aware, now, row_dict
 from conveyor.store.rows import JobRunRow, RunRow, SuspensionRow, TaskSampleRow, TaskStatusRow, TaskTokenRow
+from conveyor.store.runs import Runs
 from conveyor.store.task_tokens import TaskTokens
+from conveyor.store.tasks import Tasks
 
 DEFAULT_HOME = ".conveyor"
 SAMPLE_SECONDS = 1.0
@@ -40,6 +41,8 @@ class Store:
         # repositories, one per noun (store/repository.py); the methods below hand over
         self.tokens = TaskTokens(engine)
         self.jobs = JobRuns(engine)
+        self.tasks = Tasks(engine)
+        self.runs = Runs(engine)
         try:
             self._migrate()
         except BaseException:
@@ -94,29 +97,12 @@ class Store:
         with self._tx() as conn:
             conn.execute(insert(s.stacks).values(document=document, applied_at=now()))
 
-    # tasks
+    # tasks: store/tasks.py
     def ensure_task(self, name: str) -> None:
-        with self._tx() as conn:
-            if conn.execute(select(s.tasks.c.name).where(s.tasks.c.name == name)).first() is not None:
-                return
-        try:
-            with self._tx() as conn:
-                conn.execute(insert(s.tasks).values(name=name, status="ready", updated_at=now()))
-        except IntegrityError:  # another process created it first
-            return
+        self.tasks.ensure(name)
 
     def task_status(self, name: str) -> TaskStatusRow:
-        with self._tx() as conn:
-            row = conn.execute(select(s.tasks).where(s.tasks.c.name == name)).mappings().first()
-        if row is None:
-            return {
-                "name": name,
-                "status": "ready",
-                "stop_reason": None,
-                "last_error": None,
-                "current_run": None,
-            }
-        return cast(TaskStatusRow, _run_dict(row))
+        return self.tasks.status(name)
 
     def set_task_status(
         self,
@@ -126,17 +112,7 @@ class Store:
         error: str | None = None,
         run: int | None = None,
     ) -> None:
-        values: dict[str, Any] = {
-            "status": status,
-            "stop_reason": stop_reason,
-            "last_error": error,
-            "updated_at": now(),
-        }
-        if run is not None:
-            values["current_run"] = run
-        self.ensure_task(name)
-        with self._tx() as conn:
-            conn.execute(update(s.tasks).where(s.tasks.c.name == name).values(**values))
+        self.tasks.set_status(name, status, stop_reason, error, run)
 
     def transition_task(
         self,
@@ -148,64 +124,29 @@ class Store:
         run: int | None = None,
         clear: bool = False,
     ) -> bool:
-        """Set ``status`` only if the task's status is one of ``expected`` (and, when
-        ``expected_run`` is given, its current run is that one): a compare-and-set, so
-        two processes cannot both win. ``clear`` resets stop reason and last error;
-        ``run`` makes that run the current one. Returns whether it was set."""
-        values: dict[str, Any] = {"status": status, "updated_at": now()}
-        if clear:
-            values |= {"stop_reason": None, "last_error": None}
-        if run is not None:
-            values["current_run"] = run
-        where = (s.tasks.c.name == name) & s.tasks.c.status.in_(list(expected))
-        if expected_run is not None:
-            where &= s.tasks.c.current_run == expected_run
-        self.ensure_task(name)
-        with self._tx() as conn:
-            return bool(conn.execute(update(s.tasks).where(where).values(**values)).rowcount)
+        """A compare-and-set of the task's status (Tasks.transition)."""
+        return self.tasks.transition(name, expected, status, expected_run=expected_run, run=run, clear=clear)
 
-    # runs
+    # runs: store/runs.py
     def start_run(self, task: str, pid: int | None, status: str = "running") -> int:
-        with self._tx() as conn:
-            result = conn.execute(insert(s.runs).values(task=task, pid=pid, status=status, started_at=now()))
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+        return self.runs.start(task, pid, status)
 
     def finish_run(self, run_id: int, status: str, stop_reason: str | None, error: str | None) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                update(s.runs)
-                .where(s.runs.c.id == run_id)
-                .values(status=status, stop_reason=stop_reason, error=error, stopped_at=now())
-            )
+        self.runs.finish(run_id, status, stop_reason, error)
 
     def set_run(self, run_id: int, *, pid: int | None = None, status: str | None = None) -> None:
-        values: dict[str, Any] = {}
-        if pid is not None:
-            values["pid"] = pid
-        if status is not None:
-            values["status"] = status
-        if values:
-            with self._tx() as conn:
-                conn.execute(update(s.runs).where(s.runs.c.id == run_id).values(**values))
+        self.runs.set(run_id, pid=pid, status=status)
 
     def discard_run(self, run_id: int) -> None:
         """Forget a run that never started (its start lost a race)."""
-        with self._tx() as conn:
-            conn.execute(delete(s.table_stats).where(s.table_stats.c.run_id == run_id))
-            conn.execute(delete(s.runs).where(s.runs.c.id == run_id))
+        self.runs.discard(run_id)
 
     def run(self, run_id: int) -> RunRow | None:
-        with self._tx() as conn:
-            row = conn.execute(select(s.runs).where(s.runs.c.id == run_id)).mappings().first()
-        return None if row is None else cast(RunRow, _run_dict(row))
+        return self.runs.get(run_id)
 
     def list_runs(self, task: str, limit: int = 10) -> list[RunRow]:
         """The task's runs, newest first."""
-        query = select(s.runs).where(s.runs.c.task == task).order_by(s.runs.c.id.desc()).limit(limit)
-        with self._tx() as conn:
-            return [cast(RunRow, _run_dict(row)) for row in conn.execute(query).mappings().all()]
+        return self.runs.of_task(task, limit)
 
     # the running task's progress (change capture position, latencies)
     def put_task_progress(self, task: str, run_id: int, detail: dict[str, Any]) -> None:
