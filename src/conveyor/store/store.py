@@ -9,7 +9,7 @@ import os
 import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from conveyor.store import migrate
 from conveyor.store import schema as s
 from conveyor.store.job_runs import JobRuns
+from conveyor.store.progress import TaskProgress
 from conveyor.store.repository import aware, now, row_dict
 from conveyor.store.rows import JobRunRow, RunRow, SuspensionRow, TaskSampleRow, TaskStatusRow, TaskTokenRow
 from conveyor.store.runs import Runs
@@ -26,10 +27,6 @@ from conveyor.store.task_tokens import TaskTokens
 from conveyor.store.tasks import Tasks
 
 DEFAULT_HOME = ".conveyor"
-SAMPLE_SECONDS = 1.0
-"""At most one progress sample per task this often (the console's charts)."""
-SAMPLE_RETENTION = timedelta(hours=24)
-"""Samples older than this are deleted as new ones arrive."""
 
 
 _aware, _run_dict = aware, row_dict
@@ -43,6 +40,7 @@ class Store:
         self.jobs = JobRuns(engine)
         self.tasks = Tasks(engine)
         self.runs = Runs(engine)
+        self.progress = TaskProgress(engine)
         try:
             self._migrate()
         except BaseException:
@@ -148,61 +146,19 @@ class Store:
         """The task's runs, newest first."""
         return self.runs.of_task(task, limit)
 
-    # the running task's progress (change capture position, latencies)
+    # the running task's progress (change capture position, latencies): store/progress.py
     def put_task_progress(self, task: str, run_id: int, detail: dict[str, Any]) -> None:
-        """Keep the task's latest progress, and a sample of it for the charts (at most
-        every SAMPLE_SECONDS; samples older than SAMPLE_RETENTION are dropped)."""
-        when = now()
-        with self._tx() as conn:
-            values = {"run_id": run_id, "detail": detail, "updated_at": when}
-            changed = conn.execute(
-                update(s.task_progress).where(s.task_progress.c.task == task).values(**values)
-            ).rowcount
-            if not changed:
-                conn.execute(insert(s.task_progress).values(task=task, **values))
-            self._sample(conn, task, run_id, detail, when)
-
-    @staticmethod
-    def _sample(conn: Connection, task: str, run_id: int, detail: dict[str, Any], when: datetime) -> None:
-        t = s.task_samples
-        last = _aware(conn.execute(select(func.max(t.c.at)).where(t.c.task == task)).scalar())
-        if last is not None and (when - last).total_seconds() < SAMPLE_SECONDS:
-            return
-
-        def number(key: str) -> Any:
-            value = detail.get(key)
-            return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-        conn.execute(
-            insert(t).values(
-                task=task,
-                run_id=run_id,
-                at=when,
-                latency_source=number("CDCLatencySource"),
-                latency_target=number("CDCLatencyTarget"),
-                retained_wal_bytes=number("RetainedWalBytes"),
-                applied_changes=number("AppliedChanges"),
-            )
-        )
-        conn.execute(delete(t).where((t.c.task == task) & (t.c.at < when - SAMPLE_RETENTION)))
+        """Keep the task's latest progress, and a sample of it for the charts."""
+        self.progress.put(task, run_id, detail)
 
     def task_samples(
         self, task: str, since: datetime | None = None, limit: int = 3600
     ) -> list[TaskSampleRow]:
         """The task's progress samples, oldest first (the newest ``limit`` of them)."""
-        t = s.task_samples
-        query = select(t).where(t.c.task == task).order_by(t.c.at.desc()).limit(limit)
-        if since is not None:
-            query = query.where(t.c.at >= since)
-        with self._tx() as conn:
-            rows = [cast(TaskSampleRow, _run_dict(row)) for row in conn.execute(query).mappings().all()]
-        rows.reverse()
-        return rows
+        return self.progress.samples(task, since, limit)
 
     def task_progress(self, task: str) -> dict[str, Any] | None:
-        with self._tx() as conn:
-            row = conn.execute(select(s.task_progress.c.detail).where(s.task_progress.c.task == task)).first()
-        return dict(row[0]) if row else None
+        return self.progress.get(task)
 
     # per-table statistics
     def put_table_stats(
