@@ -11,9 +11,9 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
 from sqlalchemy.engine import make_url
 
 from conveyor.store import migrate
@@ -23,6 +23,8 @@ from conveyor.store.progress import TaskProgress
 from conveyor.store.repository import aware, now, row_dict
 from conveyor.store.rows import JobRunRow, RunRow, SuspensionRow, TaskSampleRow, TaskStatusRow, TaskTokenRow
 from conveyor.store.runs import Runs
+from conveyor.store.suspensions import Suspensions
+from conveyor.store.table_stats import TableStats
 from conveyor.store.task_tokens import TaskTokens
 from conveyor.store.tasks import Tasks
 
@@ -41,6 +43,8 @@ class Store:
         self.tasks = Tasks(engine)
         self.runs = Runs(engine)
         self.progress = TaskProgress(engine)
+        self.statistics = TableStats(engine)
+        self.suspended = Suspensions(engine)
         try:
             self._migrate()
         except BaseException:
@@ -160,73 +164,32 @@ class Store:
     def task_progress(self, task: str) -> dict[str, Any] | None:
         return self.progress.get(task)
 
-    # per-table statistics
+    # per-table statistics: store/table_stats.py
     def put_table_stats(
         self, task: str, run_id: int, schema_name: str, table: str, stats: dict[str, Any]
     ) -> None:
-        key = (s.table_stats.c.run_id == run_id) & (s.table_stats.c.schema_name == schema_name)
-        key &= s.table_stats.c.table_name == table
-        with self._tx() as conn:
-            done = conn.execute(update(s.table_stats).where(key).values(stats=stats)).rowcount
-            if not done:
-                conn.execute(
-                    insert(s.table_stats).values(
-                        run_id=run_id, task=task, schema_name=schema_name, table_name=table, stats=stats
-                    )
-                )
+        self.statistics.put(task, run_id, schema_name, table, stats)
 
     def table_stats(self, task: str, run_id: int | None = None) -> list[dict[str, Any]]:
-        with self._tx() as conn:
-            if run_id is None:
-                run_id = conn.execute(select(func.max(s.runs.c.id)).where(s.runs.c.task == task)).scalar()
-            rows = conn.execute(
-                select(s.table_stats.c.stats)
-                .where(s.table_stats.c.run_id == run_id)
-                .order_by(s.table_stats.c.schema_name, s.table_stats.c.table_name)
-            ).all()
-        return [dict(r[0]) for r in rows]
+        return self.statistics.of_run(task, run_id)
 
-    # suspended tables of change-capture tasks (kept across runs)
+    # suspended tables of change-capture tasks (kept across runs): store/suspensions.py
     def put_suspension(
         self, task: str, source: tuple[str, str], target: tuple[str, str], reason: str, position: Any
     ) -> None:
         """Record ``source`` (schema, table) as suspended with ``reason``."""
-        key = self._suspension_key(task, *source)
-        values: dict[str, Any] = {"target_schema": target[0], "target_table": target[1], "state": "suspended"}
-        values |= {"reason": reason, "position": position, "updated_at": now()}
-        with self._tx() as conn:
-            if not conn.execute(update(s.table_suspensions).where(key).values(**values)).rowcount:
-                row = {"task": task, "schema_name": source[0], "table_name": source[1]}
-                conn.execute(insert(s.table_suspensions).values(**row, **values))
+        self.suspended.put(task, source, target, reason, position)
 
     def suspensions(self, task: str) -> list[SuspensionRow]:
-        query = select(s.table_suspensions).where(s.table_suspensions.c.task == task)
-        with self._tx() as conn:
-            rows = conn.execute(query.order_by(s.table_suspensions.c.schema_name)).mappings().all()
-        return [cast(SuspensionRow, _run_dict(row)) for row in rows]
+        return self.suspended.of_task(task)
 
     def request_table_reload(self, task: str, schema_name: str, table: str, target: tuple[str, str]) -> None:
         """Mark the table for reload; a run of the task reloads it (suspended or not)."""
-        key = self._suspension_key(task, schema_name, table)
-        values: dict[str, Any] = {"state": "reload", "updated_at": now()}
-        with self._tx() as conn:
-            if not conn.execute(update(s.table_suspensions).where(key).values(**values)).rowcount:
-                row = {"task": task, "schema_name": schema_name, "table_name": table, "reason": "reload"}
-                target_row = {"target_schema": target[0], "target_table": target[1]}
-                conn.execute(insert(s.table_suspensions).values(**row, **target_row, **values))
+        self.suspended.request_reload(task, schema_name, table, target)
 
     def clear_suspension(self, task: str, schema_name: str | None = None, table: str | None = None) -> None:
         """Forget one table's suspension, or (no table given) every one of the task."""
-        where = s.table_suspensions.c.task == task
-        if schema_name is not None and table is not None:
-            where = self._suspension_key(task, schema_name, table)
-        with self._tx() as conn:
-            conn.execute(delete(s.table_suspensions).where(where))
-
-    @staticmethod
-    def _suspension_key(task: str, schema_name: str, table: str) -> Any:
-        c = s.table_suspensions.c
-        return (c.task == task) & (c.schema_name == schema_name) & (c.table_name == table)
+        self.suspended.clear(task, schema_name, table)
 
     # events
     def put_event(self, event_doc: dict[str, Any]) -> str:
