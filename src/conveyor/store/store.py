@@ -6,7 +6,6 @@ one short transaction."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from conveyor.store import migrate
 from conveyor.store import schema as s
+from conveyor.store.events import Events
 from conveyor.store.job_runs import JobRuns
 from conveyor.store.progress import TaskProgress
 from conveyor.store.repository import aware, now, row_dict
@@ -45,6 +45,7 @@ class Store:
         self.progress = TaskProgress(engine)
         self.statistics = TableStats(engine)
         self.suspended = Suspensions(engine)
+        self.events = Events(engine)
         try:
             self._migrate()
         except BaseException:
@@ -191,54 +192,25 @@ class Store:
         """Forget one table's suspension, or (no table given) every one of the task."""
         self.suspended.clear(task, schema_name, table)
 
-    # events
+    # events: store/events.py
     def put_event(self, event_doc: dict[str, Any]) -> str:
-        event_id = str(event_doc.get("id") or uuid.uuid4())
-        when = datetime.fromisoformat(str(event_doc["time"]).replace("Z", "+00:00"))
-        with self._tx() as conn:
-            conn.execute(
-                insert(s.events).values(
-                    id=event_id,
-                    time=when,
-                    source=event_doc["source"],
-                    detail_type=event_doc["detail-type"],
-                    event=event_doc,
-                )
-            )
-        return event_id
+        return self.events.put(event_doc)
 
     def list_events(self, since: datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """The oldest ``limit`` events (at or after ``since``), oldest first."""
-        query = select(s.events.c.event).order_by(s.events.c.seq).limit(limit)
-        if since is not None:
-            query = query.where(s.events.c.time >= since)
-        with self._tx() as conn:
-            return [dict(r[0]) for r in conn.execute(query).all()]
+        return self.events.oldest(since, limit)
 
     def events_page(
         self, since: datetime | None = None, limit: int = 100, before: int | None = None
     ) -> tuple[list[dict[str, Any]], int | None]:
-        """Events newest first, at most ``limit``, those at or after ``since``,
-        stored before the cursor ``before``; with the cursor of the next (older)
-        page, or None when there is none. A page is stable while new events
-        arrive: they are newer than any cursor."""
-        rows = self.numbered_events(since, limit + 1, before)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return [event for _, event in rows], (rows[-1][0] if more and rows else None)
+        """Events newest first, a page at a time (Events.page)."""
+        return self.events.page(since, limit, before)
 
     def numbered_events(
         self, since: datetime | None = None, limit: int = 100, before: int | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
-        """Events newest first with their sequence numbers (a page's cursor is
-        the number of its last event: the next page is ``before`` it)."""
-        query = select(s.events.c.seq, s.events.c.event).order_by(s.events.c.seq.desc()).limit(limit)
-        if since is not None:
-            query = query.where(s.events.c.time >= since)
-        if before is not None:
-            query = query.where(s.events.c.seq < before)
-        with self._tx() as conn:
-            return [(int(r.seq), dict(r.event)) for r in conn.execute(query).all()]
+        """Events newest first with their sequence numbers (Events.numbered)."""
+        return self.events.numbered(since, limit, before)
 
     # --- orchestration (schema version 3) ------------------------------------------
 
