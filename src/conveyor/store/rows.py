@@ -85,3 +85,29 @@ class JobRunRow(TypedDict):
     error: str | None
     tables: list[dict[str, Any]] | None
     pid: int | None
+
+
+class StatementSummaryRow(TypedDict):
+    """A statement of the Data API without its result (``statements``; a list's rows)."""
+
+    id: str
+    endpoint: str
+    database: str | None
+    statement_name: str | None
+    query: str
+    status: str  # SUBMITTED | PICKED | STARTED | FINISHED | FAILED | ABORTED
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    duration_ns: int | None
+    result_rows: int | None
+    has_result_set: bool | None
+    pid: int | None  # the Conveyor process running it
+    backend_pid: int | None  # the database session running it (for cancel)
+
+
+class StatementRow(StatementSummaryRow):
+    """A statement with its result (``statements``)."""
+
+    result: dict[str, Any] | None  # {"ColumnMetadata": [...], "Records": [...]} when HasResultSet

@@ -21,8 +21,18 @@ from conveyor.store.events import Events
 from conveyor.store.job_runs import JobRuns
 from conveyor.store.progress import TaskProgress
 from conveyor.store.repository import aware, now, row_dict
-from conveyor.store.rows import JobRunRow, RunRow, SuspensionRow, TaskSampleRow, TaskStatusRow, TaskTokenRow
+from conveyor.store.rows import (
+    JobRunRow,
+    RunRow,
+    StatementRow,
+    StatementSummaryRow,
+    SuspensionRow,
+    TaskSampleRow,
+    TaskStatusRow,
+    TaskTokenRow,
+)
 from conveyor.store.runs import Runs
+from conveyor.store.statements import Statements
 from conveyor.store.suspensions import Suspensions
 from conveyor.store.table_stats import TableStats
 from conveyor.store.task_tokens import TaskTokens
@@ -46,6 +56,7 @@ class Store:
         self.statistics = TableStats(engine)
         self.suspended = Suspensions(engine)
         self.events = Events(engine)
+        self.statements = Statements(engine)
         try:
             self._migrate()
         except BaseException:
@@ -214,35 +225,21 @@ class Store:
 
     # --- orchestration (schema version 3) ------------------------------------------
 
-    # statements
+    # statements: store/statements.py
     def put_statement(self, values: dict[str, Any]) -> None:
-        with self._tx() as conn:
-            conn.execute(insert(s.statements).values(**values, created_at=now(), updated_at=now()))
+        self.statements.put(values)
 
     def update_statement(
         self, statement_id: str, expected: Collection[str] | None = None, **values: Any
     ) -> bool:
         """Update a statement; with ``expected``, only while its status is one of them."""
-        where = s.statements.c.id == statement_id
-        if expected is not None:
-            where &= s.statements.c.status.in_(list(expected))
-        with self._tx() as conn:
-            return bool(
-                conn.execute(update(s.statements).where(where).values(**values, updated_at=now())).rowcount
-            )
+        return self.statements.update(statement_id, expected, **values)
 
-    def statement(self, statement_id: str) -> dict[str, Any] | None:
-        with self._tx() as conn:
-            row = (
-                conn.execute(select(s.statements).where(s.statements.c.id == statement_id)).mappings().first()
-            )
-        return None if row is None else _run_dict(row)
+    def statement(self, statement_id: str) -> StatementRow | None:
+        return self.statements.get(statement_id)
 
-    def list_statements(self, limit: int = 100) -> list[dict[str, Any]]:
-        columns = [c for c in s.statements.c if c.name != "result"]
-        query = select(*columns).order_by(s.statements.c.created_at.desc()).limit(limit)
-        with self._tx() as conn:
-            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+    def list_statements(self, limit: int = 100) -> list[StatementSummaryRow]:
+        return self.statements.newest(limit)
 
     # executions and their history
     def commit_execution(
