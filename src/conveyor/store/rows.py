@@ -111,3 +111,27 @@ class StatementRow(StatementSummaryRow):
     """A statement with its result (``statements``)."""
 
     result: dict[str, Any] | None  # {"ColumnMetadata": [...], "Records": [...]} when HasResultSet
+
+
+class ExecutionRow(TypedDict):
+    """A state machine's execution (``executions``)."""
+
+    id: str
+    name: str
+    state_machine: str
+    status: str  # RUNNING | SUCCEEDED | FAILED | TIMED_OUT | ABORTED
+    record: dict[str, Any]  # the engine's ExecutionRecord (its cursor included)
+    start_time: datetime
+    stop_time: datetime | None
+    owner_pid: int | None  # the process running it; None = waiting for `conveyor serve`
+    updated_at: datetime
+
+
+class ExecutionEventRow(TypedDict):
+    """One event of an execution's history (``execution_events``), as the engine's
+    HistoryEvent names its fields."""
+
+    id: int
+    type: str
+    timestamp: str
+    details: dict[str, Any]

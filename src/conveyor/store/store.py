@@ -18,10 +18,13 @@ from sqlalchemy.engine import make_url
 from conveyor.store import migrate
 from conveyor.store import schema as s
 from conveyor.store.events import Events
+from conveyor.store.executions import Executions
 from conveyor.store.job_runs import JobRuns
 from conveyor.store.progress import TaskProgress
 from conveyor.store.repository import aware, now, row_dict
 from conveyor.store.rows import (
+    ExecutionEventRow,
+    ExecutionRow,
     JobRunRow,
     RunRow,
     StatementRow,
@@ -57,6 +60,7 @@ class Store:
         self.suspended = Suspensions(engine)
         self.events = Events(engine)
         self.statements = Statements(engine)
+        self.executions = Executions(engine)
         try:
             self._migrate()
         except BaseException:
@@ -241,46 +245,16 @@ class Store:
     def list_statements(self, limit: int = 100) -> list[StatementSummaryRow]:
         return self.statements.newest(limit)
 
-    # executions and their history
+    # executions and their history: store/executions.py
     def commit_execution(
         self, execution_id: str, values: dict[str, Any], events: list[dict[str, Any]]
     ) -> bool:
-        """Replace the execution's row with ``values`` and append ``events``, in one
-        transaction. Writes nothing and returns False when the execution was aborted
-        meanwhile (``executions stop`` from any process)."""
-        table = s.executions
-        with self._tx() as conn:
-            current = conn.execute(select(table.c.status).where(table.c.id == execution_id)).scalar()
-            if current == "ABORTED":
-                return False
-            if current is None:
-                conn.execute(insert(table).values(id=execution_id, **values, updated_at=now()))
-            else:
-                conn.execute(
-                    update(table).where(table.c.id == execution_id).values(**values, updated_at=now())
-                )
-            if events:
-                conn.execute(
-                    insert(s.execution_events),
-                    [
-                        {
-                            "execution_id": execution_id,
-                            "event_id": e["id"],
-                            "type": e["type"],
-                            "timestamp": e["timestamp"],
-                            "details": e["details"],
-                        }
-                        for e in events
-                    ],
-                )
-        return True
+        """Replace the execution's row and append ``events`` in one transaction; False
+        (nothing written) when the execution was aborted meanwhile."""
+        return self.executions.commit(execution_id, values, events)
 
-    def execution(self, execution_id: str) -> dict[str, Any] | None:
-        with self._tx() as conn:
-            row = (
-                conn.execute(select(s.executions).where(s.executions.c.id == execution_id)).mappings().first()
-            )
-        return None if row is None else _run_dict(row)
+    def execution(self, execution_id: str) -> ExecutionRow | None:
+        return self.executions.get(execution_id)
 
     def find_executions(
         self,
@@ -289,63 +263,23 @@ class Store:
         state_machine: str | None = None,
         name: str | None = None,
         limit: int = 100,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ExecutionRow]:
         """Executions, newest first."""
-        query = select(s.executions).order_by(s.executions.c.start_time.desc()).limit(limit)
-        if status is not None:
-            query = query.where(s.executions.c.status == status)
-        if state_machine is not None:
-            query = query.where(s.executions.c.state_machine == state_machine)
-        if name is not None:
-            query = query.where(s.executions.c.name == name)
-        with self._tx() as conn:
-            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+        return self.executions.find(status=status, state_machine=state_machine, name=name, limit=limit)
 
-    def execution_events(self, execution_id: str) -> list[dict[str, Any]]:
-        t = s.execution_events
-        query = select(t.c.event_id, t.c.type, t.c.timestamp, t.c.details)
-        query = query.where(t.c.execution_id == execution_id).order_by(t.c.seq)
-        with self._tx() as conn:
-            return [
-                {"id": r.event_id, "type": r.type, "timestamp": r.timestamp, "details": dict(r.details)}
-                for r in conn.execute(query).all()
-            ]
+    def execution_events(self, execution_id: str) -> list[ExecutionEventRow]:
+        return self.executions.history(execution_id)
 
     def claim_execution(self, execution_id: str, pid: int, expected_owner: int | None) -> bool:
         """Compare-and-set the owner of a RUNNING execution; True if this process has it now."""
-        t = s.executions
-        where = (t.c.id == execution_id) & (t.c.status == "RUNNING")
-        where &= t.c.owner_pid.is_(None) if expected_owner is None else t.c.owner_pid == expected_owner
-        with self._tx() as conn:
-            return bool(conn.execute(update(t).where(where).values(owner_pid=pid)).rowcount)
+        return self.executions.claim(execution_id, pid, expected_owner)
 
     def release_execution(self, execution_id: str, pid: int) -> None:
-        t = s.executions
-        with self._tx() as conn:
-            conn.execute(
-                update(t).where((t.c.id == execution_id) & (t.c.owner_pid == pid)).values(owner_pid=None)
-            )
+        self.executions.release(execution_id, pid)
 
     def abort_execution(self, execution_id: str, record: dict[str, Any], event: dict[str, Any]) -> bool:
         """RUNNING -> ABORTED with its ExecutionAborted event; False if it had ended already."""
-        t = s.executions
-        with self._tx() as conn:
-            done = conn.execute(
-                update(t)
-                .where((t.c.id == execution_id) & (t.c.status == "RUNNING"))
-                .values(status="ABORTED", record=record, stop_time=now(), updated_at=now())
-            ).rowcount
-            if done:
-                conn.execute(
-                    insert(s.execution_events).values(
-                        execution_id=execution_id,
-                        event_id=event["id"],
-                        type=event["type"],
-                        timestamp=event["timestamp"],
-                        details=event["details"],
-                    )
-                )
-        return bool(done)
+        return self.executions.abort(execution_id, record, event)
 
     # endpoint connection tests
     # task tokens (.waitForTaskToken): store/task_tokens.py
