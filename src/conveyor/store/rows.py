@@ -135,3 +135,12 @@ class ExecutionEventRow(TypedDict):
     type: str
     timestamp: str
     details: dict[str, Any]
+
+
+class ConnectionRow(TypedDict):
+    """An endpoint's connection test (``endpoint_connections``)."""
+
+    endpoint: str
+    status: str  # testing | successful | failed
+    message: str | None
+    updated_at: datetime

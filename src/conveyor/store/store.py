@@ -12,17 +12,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select
 from sqlalchemy.engine import make_url
 
 from conveyor.store import migrate
 from conveyor.store import schema as s
+from conveyor.store.connections import Connections
 from conveyor.store.events import Events
 from conveyor.store.executions import Executions
 from conveyor.store.job_runs import JobRuns
 from conveyor.store.progress import TaskProgress
 from conveyor.store.repository import aware, now, row_dict
 from conveyor.store.rows import (
+    ConnectionRow,
     ExecutionEventRow,
     ExecutionRow,
     JobRunRow,
@@ -35,6 +37,7 @@ from conveyor.store.rows import (
     TaskTokenRow,
 )
 from conveyor.store.runs import Runs
+from conveyor.store.schedules import Schedules
 from conveyor.store.statements import Statements
 from conveyor.store.suspensions import Suspensions
 from conveyor.store.table_stats import TableStats
@@ -61,6 +64,8 @@ class Store:
         self.events = Events(engine)
         self.statements = Statements(engine)
         self.executions = Executions(engine)
+        self.endpoints = Connections(engine)
+        self.schedules = Schedules(engine)
         try:
             self._migrate()
         except BaseException:
@@ -281,7 +286,6 @@ class Store:
         """RUNNING -> ABORTED with its ExecutionAborted event; False if it had ended already."""
         return self.executions.abort(execution_id, record, event)
 
-    # endpoint connection tests
     # task tokens (.waitForTaskToken): store/task_tokens.py
     def put_task_token(self, token: str, execution_id: str, state: str, issued_at: datetime) -> None:
         self.tokens.put(token, execution_id, state, issued_at)
@@ -311,26 +315,16 @@ class Store:
         """Runs of a job, newest first."""
         return self.jobs.of_job(job_name, limit)
 
+    # endpoint connection tests: store/connections.py
     def set_connection(self, endpoint: str, status: str, message: str | None = None) -> None:
-        t = s.endpoint_connections
-        with self._tx() as conn:
-            values = {"status": status, "message": message, "updated_at": now()}
-            if not conn.execute(update(t).where(t.c.endpoint == endpoint).values(**values)).rowcount:
-                conn.execute(insert(t).values(endpoint=endpoint, **values))
+        self.endpoints.set(endpoint, status, message)
 
-    def connections(self) -> list[dict[str, Any]]:
-        with self._tx() as conn:
-            rows = conn.execute(select(s.endpoint_connections)).mappings().all()
-        return [_run_dict(row) for row in rows]
+    def connections(self) -> list[ConnectionRow]:
+        return self.endpoints.all()
 
-    # schedules
+    # schedules: store/schedules.py
     def schedule_last_fire(self, rule: str) -> datetime | None:
-        t = s.schedule_state
-        with self._tx() as conn:
-            return _aware(conn.execute(select(t.c.last_fire).where(t.c.rule == rule)).scalar())
+        return self.schedules.last_fire(rule)
 
     def set_schedule_last_fire(self, rule: str, when: datetime) -> None:
-        t = s.schedule_state
-        with self._tx() as conn:
-            if not conn.execute(update(t).where(t.c.rule == rule).values(last_fire=when)).rowcount:
-                conn.execute(insert(t).values(rule=rule, last_fire=when))
+        self.schedules.set_last_fire(rule, when)
