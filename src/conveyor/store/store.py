@@ -1,7 +1,12 @@
-"""The metadata store: the applied stack, task status, runs, table statistics
-and events. SQLite under CONVEYOR_HOME by default, PostgreSQL when
-CONVEYOR_STORE_URL is set. Several processes may use it at once; every call is
-one short transaction."""
+"""The metadata store: the applied stack, task status, runs, table statistics,
+events, executions, statements... SQLite under CONVEYOR_HOME by default,
+PostgreSQL when CONVEYOR_STORE_URL is set. Several processes may use it at once;
+every call is one short transaction.
+
+``Store`` opens the engine, migrates the schema and holds one repository per noun
+(store/repository.py: ``store.tasks``, ``store.runs``, ``store.executions`` ...),
+each answering typed rows (store/rows.py). Its methods are the names callers
+use, each handing over to its repository."""
 
 from __future__ import annotations
 
@@ -12,17 +17,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from conveyor.store import migrate
-from conveyor.store import schema as s
 from conveyor.store.connections import Connections
 from conveyor.store.events import Events
 from conveyor.store.executions import Executions
 from conveyor.store.job_runs import JobRuns
 from conveyor.store.progress import TaskProgress
-from conveyor.store.repository import aware, now, row_dict
+from conveyor.store.repository import aware, row_dict
 from conveyor.store.rows import (
     ConnectionRow,
     ExecutionEventRow,
@@ -38,6 +42,7 @@ from conveyor.store.rows import (
 )
 from conveyor.store.runs import Runs
 from conveyor.store.schedules import Schedules
+from conveyor.store.stacks import Stacks
 from conveyor.store.statements import Statements
 from conveyor.store.suspensions import Suspensions
 from conveyor.store.table_stats import TableStats
@@ -47,13 +52,14 @@ from conveyor.store.tasks import Tasks
 DEFAULT_HOME = ".conveyor"
 
 
-_aware, _run_dict = aware, row_dict
+_aware, _run_dict = aware, row_dict  # for a method not yet in a repository
 
 
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         # repositories, one per noun (store/repository.py); the methods below hand over
+        self.stacks = Stacks(engine)
         self.tokens = TaskTokens(engine)
         self.jobs = JobRuns(engine)
         self.tasks = Tasks(engine)
@@ -104,21 +110,16 @@ class Store:
     def _migrate(self) -> None:
         migrate.upgrade(self.engine)
 
-    # the applied stack
+    # the applied stack: store/stacks.py
     def stack_document(self) -> dict[str, Any] | None:
-        with self._tx() as conn:
-            row = conn.execute(select(s.stacks.c.document).order_by(s.stacks.c.id.desc()).limit(1)).first()
-        return dict(row[0]) if row else None
+        return self.stacks.document()
 
     def stack_applied_at(self) -> datetime | None:
         """When the applied stack was applied (None before the first apply)."""
-        with self._tx() as conn:
-            row = conn.execute(select(s.stacks.c.applied_at).order_by(s.stacks.c.id.desc()).limit(1)).first()
-        return None if row is None else row[0]
+        return self.stacks.applied_at()
 
     def put_stack_document(self, document: dict[str, Any]) -> None:
-        with self._tx() as conn:
-            conn.execute(insert(s.stacks).values(document=document, applied_at=now()))
+        self.stacks.put(document)
 
     # tasks: store/tasks.py
     def ensure_task(self, name: str) -> None:
