@@ -131,10 +131,10 @@ def test_progress_is_sampled_at_most_every_interval_and_old_samples_are_dropped(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from conveyor.store import store as store_module
+    from conveyor.store import progress
 
     clock = [datetime(2026, 1, 1, tzinfo=UTC)]
-    monkeypatch.setattr(store_module, "now", lambda: clock[0])
+    monkeypatch.setattr(progress, "now", lambda: clock[0])
     detail = {
         "CDCLatencySource": 0.5,
         "CDCLatencyTarget": 0.75,
@@ -143,7 +143,7 @@ def test_progress_is_sampled_at_most_every_interval_and_old_samples_are_dropped(
     }
     store.put_task_progress("t", 1, detail)
     store.put_task_progress("t", 1, detail | {"CDCLatencySource": 9.0})  # within the interval: not sampled
-    clock[0] += timedelta(seconds=store_module.SAMPLE_SECONDS)
+    clock[0] += timedelta(seconds=progress.SAMPLE_SECONDS)
     store.put_task_progress("t", 1, detail | {"CDCLatencySource": 1.5, "RetainedWalBytes": None})
     samples = store.task_samples("t")
     assert [(s["latency_source"], s["latency_target"], s["retained_wal_bytes"]) for s in samples] == [
@@ -151,7 +151,7 @@ def test_progress_is_sampled_at_most_every_interval_and_old_samples_are_dropped(
         (1.5, 0.75, None),
     ]
     assert store.task_progress("t") == detail | {"CDCLatencySource": 1.5, "RetainedWalBytes": None}
-    clock[0] += store_module.SAMPLE_RETENTION + timedelta(seconds=5)
+    clock[0] += progress.SAMPLE_RETENTION + timedelta(seconds=5)
     store.put_task_progress("t", 2, detail)
     assert [s["run_id"] for s in store.task_samples("t")] == [2]
     assert store.task_samples("other") == []

@@ -33,6 +33,7 @@ from conveyor.orchestration.asl.store import Cursor, ExecutionRecord, HistoryEve
 from conveyor.orchestration.statements import StackProvider, Statements
 from conveyor.orchestration.task_tokens import StoreTaskTokens
 from conveyor.stack.model import Stack
+from conveyor.store.rows import ExecutionEventRow, ExecutionRow
 from conveyor.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -324,7 +325,7 @@ class Executions:
 
     # --- reading ---------------------------------------------------------------------
 
-    def resolve(self, ref: str) -> dict[str, Any]:
+    def resolve(self, ref: str) -> ExecutionRow:
         """The execution row named by id, ARN or name."""
         row = self.store.execution(ref)
         if row is not None:
@@ -431,7 +432,7 @@ class Executions:
 _JSON_DETAILS = ("input", "output", "parameters")
 
 
-def aws_history_event(event: dict[str, Any], previous: int) -> dict[str, Any]:
+def aws_history_event(event: ExecutionEventRow, previous: int) -> dict[str, Any]:
     """One engine history event in GetExecutionHistory's shape (JSON payloads as strings)."""
     kind = event["type"]
     details = dict(event["details"])

@@ -28,6 +28,7 @@ from conveyor.connectors.base import EndpointConfig
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
 from conveyor.core.extras import needs_extra
 from conveyor.stack.model import Stack
+from conveyor.store.rows import StatementRow
 from conveyor.store.store import Store
 
 if TYPE_CHECKING:
@@ -250,7 +251,7 @@ class Statements:
 
     # --- describe, result, cancel -------------------------------------------------------
 
-    def _row(self, statement_id: str) -> dict[str, Any]:
+    def _row(self, statement_id: str) -> StatementRow:
         row = self.store.statement(statement_id)
         if row is None:
             raise NotFoundError(f"no statement with Id {statement_id!r}")
@@ -260,7 +261,7 @@ class Statements:
             row = self.store.statement(statement_id) or row
         return row
 
-    def _alive(self, row: dict[str, Any]) -> bool:
+    def _alive(self, row: StatementRow) -> bool:
         from conveyor.replication.worker import pid_alive
 
         pid = row.get("pid")

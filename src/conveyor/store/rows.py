@@ -85,3 +85,62 @@ class JobRunRow(TypedDict):
     error: str | None
     tables: list[dict[str, Any]] | None
     pid: int | None
+
+
+class StatementSummaryRow(TypedDict):
+    """A statement of the Data API without its result (``statements``; a list's rows)."""
+
+    id: str
+    endpoint: str
+    database: str | None
+    statement_name: str | None
+    query: str
+    status: str  # SUBMITTED | PICKED | STARTED | FINISHED | FAILED | ABORTED
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    duration_ns: int | None
+    result_rows: int | None
+    has_result_set: bool | None
+    pid: int | None  # the Conveyor process running it
+    backend_pid: int | None  # the database session running it (for cancel)
+
+
+class StatementRow(StatementSummaryRow):
+    """A statement with its result (``statements``)."""
+
+    result: dict[str, Any] | None  # {"ColumnMetadata": [...], "Records": [...]} when HasResultSet
+
+
+class ExecutionRow(TypedDict):
+    """A state machine's execution (``executions``)."""
+
+    id: str
+    name: str
+    state_machine: str
+    status: str  # RUNNING | SUCCEEDED | FAILED | TIMED_OUT | ABORTED
+    record: dict[str, Any]  # the engine's ExecutionRecord (its cursor included)
+    start_time: datetime
+    stop_time: datetime | None
+    owner_pid: int | None  # the process running it; None = waiting for `conveyor serve`
+    updated_at: datetime
+
+
+class ExecutionEventRow(TypedDict):
+    """One event of an execution's history (``execution_events``), as the engine's
+    HistoryEvent names its fields."""
+
+    id: int
+    type: str
+    timestamp: str
+    details: dict[str, Any]
+
+
+class ConnectionRow(TypedDict):
+    """An endpoint's connection test (``endpoint_connections``)."""
+
+    endpoint: str
+    status: str  # testing | successful | failed
+    message: str | None
+    updated_at: datetime

@@ -1,45 +1,77 @@
-"""The metadata store: the applied stack, task status, runs, table statistics
-and events. SQLite under CONVEYOR_HOME by default, PostgreSQL when
-CONVEYOR_STORE_URL is set. Several processes may use it at once; every call is
-one short transaction."""
+"""The metadata store: the applied stack, task status, runs, table statistics,
+events, executions, statements... SQLite under CONVEYOR_HOME by default,
+PostgreSQL when CONVEYOR_STORE_URL is set. Several processes may use it at once;
+every call is one short transaction.
+
+``Store`` opens the engine, migrates the schema and holds one repository per noun
+(store/repository.py: ``store.tasks``, ``store.runs``, ``store.executions`` ...),
+each answering typed rows (store/rows.py). Its methods are the names callers
+use, each handing over to its repository."""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
 
 from conveyor.store import migrate
-from conveyor.store import schema as s
+from conveyor.store.connections import Connections
+from conveyor.store.events import Events
+from conveyor.store.executions import Executions
 from conveyor.store.job_runs import JobRuns
-from conveyor.store.repository import aware, now, row_dict
-from conveyor.store.rows import JobRunRow, RunRow, SuspensionRow, TaskSampleRow, TaskStatusRow, TaskTokenRow
+from conveyor.store.progress import TaskProgress
+from conveyor.store.repository import aware, row_dict
+from conveyor.store.rows import (
+    ConnectionRow,
+    ExecutionEventRow,
+    ExecutionRow,
+    JobRunRow,
+    RunRow,
+    StatementRow,
+    StatementSummaryRow,
+    SuspensionRow,
+    TaskSampleRow,
+    TaskStatusRow,
+    TaskTokenRow,
+)
+from conveyor.store.runs import Runs
+from conveyor.store.schedules import Schedules
+from conveyor.store.stacks import Stacks
+from conveyor.store.statements import Statements
+from conveyor.store.suspensions import Suspensions
+from conveyor.store.table_stats import TableStats
 from conveyor.store.task_tokens import TaskTokens
+from conveyor.store.tasks import Tasks
 
 DEFAULT_HOME = ".conveyor"
-SAMPLE_SECONDS = 1.0
-"""At most one progress sample per task this often (the console's charts)."""
-SAMPLE_RETENTION = timedelta(hours=24)
-"""Samples older than this are deleted as new ones arrive."""
 
 
-_aware, _run_dict = aware, row_dict
+_aware, _run_dict = aware, row_dict  # for a method not yet in a repository
 
 
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         # repositories, one per noun (store/repository.py); the methods below hand over
+        self.stacks = Stacks(engine)
         self.tokens = TaskTokens(engine)
         self.jobs = JobRuns(engine)
+        self.tasks = Tasks(engine)
+        self.runs = Runs(engine)
+        self.progress = TaskProgress(engine)
+        self.statistics = TableStats(engine)
+        self.suspended = Suspensions(engine)
+        self.events = Events(engine)
+        self.statements = Statements(engine)
+        self.executions = Executions(engine)
+        self.endpoints = Connections(engine)
+        self.schedules = Schedules(engine)
         try:
             self._migrate()
         except BaseException:
@@ -78,45 +110,23 @@ class Store:
     def _migrate(self) -> None:
         migrate.upgrade(self.engine)
 
-    # the applied stack
+    # the applied stack: store/stacks.py
     def stack_document(self) -> dict[str, Any] | None:
-        with self._tx() as conn:
-            row = conn.execute(select(s.stacks.c.document).order_by(s.stacks.c.id.desc()).limit(1)).first()
-        return dict(row[0]) if row else None
+        return self.stacks.document()
 
     def stack_applied_at(self) -> datetime | None:
         """When the applied stack was applied (None before the first apply)."""
-        with self._tx() as conn:
-            row = conn.execute(select(s.stacks.c.applied_at).order_by(s.stacks.c.id.desc()).limit(1)).first()
-        return None if row is None else row[0]
+        return self.stacks.applied_at()
 
     def put_stack_document(self, document: dict[str, Any]) -> None:
-        with self._tx() as conn:
-            conn.execute(insert(s.stacks).values(document=document, applied_at=now()))
+        self.stacks.put(document)
 
-    # tasks
+    # tasks: store/tasks.py
     def ensure_task(self, name: str) -> None:
-        with self._tx() as conn:
-            if conn.execute(select(s.tasks.c.name).where(s.tasks.c.name == name)).first() is not None:
-                return
-        try:
-            with self._tx() as conn:
-                conn.execute(insert(s.tasks).values(name=name, status="ready", updated_at=now()))
-        except IntegrityError:  # another process created it first
-            return
+        self.tasks.ensure(name)
 
     def task_status(self, name: str) -> TaskStatusRow:
-        with self._tx() as conn:
-            row = conn.execute(select(s.tasks).where(s.tasks.c.name == name)).mappings().first()
-        if row is None:
-            return {
-                "name": name,
-                "status": "ready",
-                "stop_reason": None,
-                "last_error": None,
-                "current_run": None,
-            }
-        return cast(TaskStatusRow, _run_dict(row))
+        return self.tasks.status(name)
 
     def set_task_status(
         self,
@@ -126,17 +136,7 @@ class Store:
         error: str | None = None,
         run: int | None = None,
     ) -> None:
-        values: dict[str, Any] = {
-            "status": status,
-            "stop_reason": stop_reason,
-            "last_error": error,
-            "updated_at": now(),
-        }
-        if run is not None:
-            values["current_run"] = run
-        self.ensure_task(name)
-        with self._tx() as conn:
-            conn.execute(update(s.tasks).where(s.tasks.c.name == name).values(**values))
+        self.tasks.set_status(name, status, stop_reason, error, run)
 
     def transition_task(
         self,
@@ -148,310 +148,119 @@ class Store:
         run: int | None = None,
         clear: bool = False,
     ) -> bool:
-        """Set ``status`` only if the task's status is one of ``expected`` (and, when
-        ``expected_run`` is given, its current run is that one): a compare-and-set, so
-        two processes cannot both win. ``clear`` resets stop reason and last error;
-        ``run`` makes that run the current one. Returns whether it was set."""
-        values: dict[str, Any] = {"status": status, "updated_at": now()}
-        if clear:
-            values |= {"stop_reason": None, "last_error": None}
-        if run is not None:
-            values["current_run"] = run
-        where = (s.tasks.c.name == name) & s.tasks.c.status.in_(list(expected))
-        if expected_run is not None:
-            where &= s.tasks.c.current_run == expected_run
-        self.ensure_task(name)
-        with self._tx() as conn:
-            return bool(conn.execute(update(s.tasks).where(where).values(**values)).rowcount)
+        """A compare-and-set of the task's status (Tasks.transition)."""
+        return self.tasks.transition(name, expected, status, expected_run=expected_run, run=run, clear=clear)
 
-    # runs
+    # runs: store/runs.py
     def start_run(self, task: str, pid: int | None, status: str = "running") -> int:
-        with self._tx() as conn:
-            result = conn.execute(insert(s.runs).values(task=task, pid=pid, status=status, started_at=now()))
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+        return self.runs.start(task, pid, status)
 
     def finish_run(self, run_id: int, status: str, stop_reason: str | None, error: str | None) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                update(s.runs)
-                .where(s.runs.c.id == run_id)
-                .values(status=status, stop_reason=stop_reason, error=error, stopped_at=now())
-            )
+        self.runs.finish(run_id, status, stop_reason, error)
 
     def set_run(self, run_id: int, *, pid: int | None = None, status: str | None = None) -> None:
-        values: dict[str, Any] = {}
-        if pid is not None:
-            values["pid"] = pid
-        if status is not None:
-            values["status"] = status
-        if values:
-            with self._tx() as conn:
-                conn.execute(update(s.runs).where(s.runs.c.id == run_id).values(**values))
+        self.runs.set(run_id, pid=pid, status=status)
 
     def discard_run(self, run_id: int) -> None:
         """Forget a run that never started (its start lost a race)."""
-        with self._tx() as conn:
-            conn.execute(delete(s.table_stats).where(s.table_stats.c.run_id == run_id))
-            conn.execute(delete(s.runs).where(s.runs.c.id == run_id))
+        self.runs.discard(run_id)
 
     def run(self, run_id: int) -> RunRow | None:
-        with self._tx() as conn:
-            row = conn.execute(select(s.runs).where(s.runs.c.id == run_id)).mappings().first()
-        return None if row is None else cast(RunRow, _run_dict(row))
+        return self.runs.get(run_id)
 
     def list_runs(self, task: str, limit: int = 10) -> list[RunRow]:
         """The task's runs, newest first."""
-        query = select(s.runs).where(s.runs.c.task == task).order_by(s.runs.c.id.desc()).limit(limit)
-        with self._tx() as conn:
-            return [cast(RunRow, _run_dict(row)) for row in conn.execute(query).mappings().all()]
+        return self.runs.of_task(task, limit)
 
-    # the running task's progress (change capture position, latencies)
+    # the running task's progress (change capture position, latencies): store/progress.py
     def put_task_progress(self, task: str, run_id: int, detail: dict[str, Any]) -> None:
-        """Keep the task's latest progress, and a sample of it for the charts (at most
-        every SAMPLE_SECONDS; samples older than SAMPLE_RETENTION are dropped)."""
-        when = now()
-        with self._tx() as conn:
-            values = {"run_id": run_id, "detail": detail, "updated_at": when}
-            changed = conn.execute(
-                update(s.task_progress).where(s.task_progress.c.task == task).values(**values)
-            ).rowcount
-            if not changed:
-                conn.execute(insert(s.task_progress).values(task=task, **values))
-            self._sample(conn, task, run_id, detail, when)
-
-    @staticmethod
-    def _sample(conn: Connection, task: str, run_id: int, detail: dict[str, Any], when: datetime) -> None:
-        t = s.task_samples
-        last = _aware(conn.execute(select(func.max(t.c.at)).where(t.c.task == task)).scalar())
-        if last is not None and (when - last).total_seconds() < SAMPLE_SECONDS:
-            return
-
-        def number(key: str) -> Any:
-            value = detail.get(key)
-            return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-        conn.execute(
-            insert(t).values(
-                task=task,
-                run_id=run_id,
-                at=when,
-                latency_source=number("CDCLatencySource"),
-                latency_target=number("CDCLatencyTarget"),
-                retained_wal_bytes=number("RetainedWalBytes"),
-                applied_changes=number("AppliedChanges"),
-            )
-        )
-        conn.execute(delete(t).where((t.c.task == task) & (t.c.at < when - SAMPLE_RETENTION)))
+        """Keep the task's latest progress, and a sample of it for the charts."""
+        self.progress.put(task, run_id, detail)
 
     def task_samples(
         self, task: str, since: datetime | None = None, limit: int = 3600
     ) -> list[TaskSampleRow]:
         """The task's progress samples, oldest first (the newest ``limit`` of them)."""
-        t = s.task_samples
-        query = select(t).where(t.c.task == task).order_by(t.c.at.desc()).limit(limit)
-        if since is not None:
-            query = query.where(t.c.at >= since)
-        with self._tx() as conn:
-            rows = [cast(TaskSampleRow, _run_dict(row)) for row in conn.execute(query).mappings().all()]
-        rows.reverse()
-        return rows
+        return self.progress.samples(task, since, limit)
 
     def task_progress(self, task: str) -> dict[str, Any] | None:
-        with self._tx() as conn:
-            row = conn.execute(select(s.task_progress.c.detail).where(s.task_progress.c.task == task)).first()
-        return dict(row[0]) if row else None
+        return self.progress.get(task)
 
-    # per-table statistics
+    # per-table statistics: store/table_stats.py
     def put_table_stats(
         self, task: str, run_id: int, schema_name: str, table: str, stats: dict[str, Any]
     ) -> None:
-        key = (s.table_stats.c.run_id == run_id) & (s.table_stats.c.schema_name == schema_name)
-        key &= s.table_stats.c.table_name == table
-        with self._tx() as conn:
-            done = conn.execute(update(s.table_stats).where(key).values(stats=stats)).rowcount
-            if not done:
-                conn.execute(
-                    insert(s.table_stats).values(
-                        run_id=run_id, task=task, schema_name=schema_name, table_name=table, stats=stats
-                    )
-                )
+        self.statistics.put(task, run_id, schema_name, table, stats)
 
     def table_stats(self, task: str, run_id: int | None = None) -> list[dict[str, Any]]:
-        with self._tx() as conn:
-            if run_id is None:
-                run_id = conn.execute(select(func.max(s.runs.c.id)).where(s.runs.c.task == task)).scalar()
-            rows = conn.execute(
-                select(s.table_stats.c.stats)
-                .where(s.table_stats.c.run_id == run_id)
-                .order_by(s.table_stats.c.schema_name, s.table_stats.c.table_name)
-            ).all()
-        return [dict(r[0]) for r in rows]
+        return self.statistics.of_run(task, run_id)
 
-    # suspended tables of change-capture tasks (kept across runs)
+    # suspended tables of change-capture tasks (kept across runs): store/suspensions.py
     def put_suspension(
         self, task: str, source: tuple[str, str], target: tuple[str, str], reason: str, position: Any
     ) -> None:
         """Record ``source`` (schema, table) as suspended with ``reason``."""
-        key = self._suspension_key(task, *source)
-        values: dict[str, Any] = {"target_schema": target[0], "target_table": target[1], "state": "suspended"}
-        values |= {"reason": reason, "position": position, "updated_at": now()}
-        with self._tx() as conn:
-            if not conn.execute(update(s.table_suspensions).where(key).values(**values)).rowcount:
-                row = {"task": task, "schema_name": source[0], "table_name": source[1]}
-                conn.execute(insert(s.table_suspensions).values(**row, **values))
+        self.suspended.put(task, source, target, reason, position)
 
     def suspensions(self, task: str) -> list[SuspensionRow]:
-        query = select(s.table_suspensions).where(s.table_suspensions.c.task == task)
-        with self._tx() as conn:
-            rows = conn.execute(query.order_by(s.table_suspensions.c.schema_name)).mappings().all()
-        return [cast(SuspensionRow, _run_dict(row)) for row in rows]
+        return self.suspended.of_task(task)
 
     def request_table_reload(self, task: str, schema_name: str, table: str, target: tuple[str, str]) -> None:
         """Mark the table for reload; a run of the task reloads it (suspended or not)."""
-        key = self._suspension_key(task, schema_name, table)
-        values: dict[str, Any] = {"state": "reload", "updated_at": now()}
-        with self._tx() as conn:
-            if not conn.execute(update(s.table_suspensions).where(key).values(**values)).rowcount:
-                row = {"task": task, "schema_name": schema_name, "table_name": table, "reason": "reload"}
-                target_row = {"target_schema": target[0], "target_table": target[1]}
-                conn.execute(insert(s.table_suspensions).values(**row, **target_row, **values))
+        self.suspended.request_reload(task, schema_name, table, target)
 
     def clear_suspension(self, task: str, schema_name: str | None = None, table: str | None = None) -> None:
         """Forget one table's suspension, or (no table given) every one of the task."""
-        where = s.table_suspensions.c.task == task
-        if schema_name is not None and table is not None:
-            where = self._suspension_key(task, schema_name, table)
-        with self._tx() as conn:
-            conn.execute(delete(s.table_suspensions).where(where))
+        self.suspended.clear(task, schema_name, table)
 
-    @staticmethod
-    def _suspension_key(task: str, schema_name: str, table: str) -> Any:
-        c = s.table_suspensions.c
-        return (c.task == task) & (c.schema_name == schema_name) & (c.table_name == table)
-
-    # events
+    # events: store/events.py
     def put_event(self, event_doc: dict[str, Any]) -> str:
-        event_id = str(event_doc.get("id") or uuid.uuid4())
-        when = datetime.fromisoformat(str(event_doc["time"]).replace("Z", "+00:00"))
-        with self._tx() as conn:
-            conn.execute(
-                insert(s.events).values(
-                    id=event_id,
-                    time=when,
-                    source=event_doc["source"],
-                    detail_type=event_doc["detail-type"],
-                    event=event_doc,
-                )
-            )
-        return event_id
+        return self.events.put(event_doc)
 
     def list_events(self, since: datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """The oldest ``limit`` events (at or after ``since``), oldest first."""
-        query = select(s.events.c.event).order_by(s.events.c.seq).limit(limit)
-        if since is not None:
-            query = query.where(s.events.c.time >= since)
-        with self._tx() as conn:
-            return [dict(r[0]) for r in conn.execute(query).all()]
+        return self.events.oldest(since, limit)
 
     def events_page(
         self, since: datetime | None = None, limit: int = 100, before: int | None = None
     ) -> tuple[list[dict[str, Any]], int | None]:
-        """Events newest first, at most ``limit``, those at or after ``since``,
-        stored before the cursor ``before``; with the cursor of the next (older)
-        page, or None when there is none. A page is stable while new events
-        arrive: they are newer than any cursor."""
-        rows = self.numbered_events(since, limit + 1, before)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return [event for _, event in rows], (rows[-1][0] if more and rows else None)
+        """Events newest first, a page at a time (Events.page)."""
+        return self.events.page(since, limit, before)
 
     def numbered_events(
         self, since: datetime | None = None, limit: int = 100, before: int | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
-        """Events newest first with their sequence numbers (a page's cursor is
-        the number of its last event: the next page is ``before`` it)."""
-        query = select(s.events.c.seq, s.events.c.event).order_by(s.events.c.seq.desc()).limit(limit)
-        if since is not None:
-            query = query.where(s.events.c.time >= since)
-        if before is not None:
-            query = query.where(s.events.c.seq < before)
-        with self._tx() as conn:
-            return [(int(r.seq), dict(r.event)) for r in conn.execute(query).all()]
+        """Events newest first with their sequence numbers (Events.numbered)."""
+        return self.events.numbered(since, limit, before)
 
     # --- orchestration (schema version 3) ------------------------------------------
 
-    # statements
+    # statements: store/statements.py
     def put_statement(self, values: dict[str, Any]) -> None:
-        with self._tx() as conn:
-            conn.execute(insert(s.statements).values(**values, created_at=now(), updated_at=now()))
+        self.statements.put(values)
 
     def update_statement(
         self, statement_id: str, expected: Collection[str] | None = None, **values: Any
     ) -> bool:
         """Update a statement; with ``expected``, only while its status is one of them."""
-        where = s.statements.c.id == statement_id
-        if expected is not None:
-            where &= s.statements.c.status.in_(list(expected))
-        with self._tx() as conn:
-            return bool(
-                conn.execute(update(s.statements).where(where).values(**values, updated_at=now())).rowcount
-            )
+        return self.statements.update(statement_id, expected, **values)
 
-    def statement(self, statement_id: str) -> dict[str, Any] | None:
-        with self._tx() as conn:
-            row = (
-                conn.execute(select(s.statements).where(s.statements.c.id == statement_id)).mappings().first()
-            )
-        return None if row is None else _run_dict(row)
+    def statement(self, statement_id: str) -> StatementRow | None:
+        return self.statements.get(statement_id)
 
-    def list_statements(self, limit: int = 100) -> list[dict[str, Any]]:
-        columns = [c for c in s.statements.c if c.name != "result"]
-        query = select(*columns).order_by(s.statements.c.created_at.desc()).limit(limit)
-        with self._tx() as conn:
-            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+    def list_statements(self, limit: int = 100) -> list[StatementSummaryRow]:
+        return self.statements.newest(limit)
 
-    # executions and their history
+    # executions and their history: store/executions.py
     def commit_execution(
         self, execution_id: str, values: dict[str, Any], events: list[dict[str, Any]]
     ) -> bool:
-        """Replace the execution's row with ``values`` and append ``events``, in one
-        transaction. Writes nothing and returns False when the execution was aborted
-        meanwhile (``executions stop`` from any process)."""
-        table = s.executions
-        with self._tx() as conn:
-            current = conn.execute(select(table.c.status).where(table.c.id == execution_id)).scalar()
-            if current == "ABORTED":
-                return False
-            if current is None:
-                conn.execute(insert(table).values(id=execution_id, **values, updated_at=now()))
-            else:
-                conn.execute(
-                    update(table).where(table.c.id == execution_id).values(**values, updated_at=now())
-                )
-            if events:
-                conn.execute(
-                    insert(s.execution_events),
-                    [
-                        {
-                            "execution_id": execution_id,
-                            "event_id": e["id"],
-                            "type": e["type"],
-                            "timestamp": e["timestamp"],
-                            "details": e["details"],
-                        }
-                        for e in events
-                    ],
-                )
-        return True
+        """Replace the execution's row and append ``events`` in one transaction; False
+        (nothing written) when the execution was aborted meanwhile."""
+        return self.executions.commit(execution_id, values, events)
 
-    def execution(self, execution_id: str) -> dict[str, Any] | None:
-        with self._tx() as conn:
-            row = (
-                conn.execute(select(s.executions).where(s.executions.c.id == execution_id)).mappings().first()
-            )
-        return None if row is None else _run_dict(row)
+    def execution(self, execution_id: str) -> ExecutionRow | None:
+        return self.executions.get(execution_id)
 
     def find_executions(
         self,
@@ -460,65 +269,24 @@ class Store:
         state_machine: str | None = None,
         name: str | None = None,
         limit: int = 100,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ExecutionRow]:
         """Executions, newest first."""
-        query = select(s.executions).order_by(s.executions.c.start_time.desc()).limit(limit)
-        if status is not None:
-            query = query.where(s.executions.c.status == status)
-        if state_machine is not None:
-            query = query.where(s.executions.c.state_machine == state_machine)
-        if name is not None:
-            query = query.where(s.executions.c.name == name)
-        with self._tx() as conn:
-            return [_run_dict(row) for row in conn.execute(query).mappings().all()]
+        return self.executions.find(status=status, state_machine=state_machine, name=name, limit=limit)
 
-    def execution_events(self, execution_id: str) -> list[dict[str, Any]]:
-        t = s.execution_events
-        query = select(t.c.event_id, t.c.type, t.c.timestamp, t.c.details)
-        query = query.where(t.c.execution_id == execution_id).order_by(t.c.seq)
-        with self._tx() as conn:
-            return [
-                {"id": r.event_id, "type": r.type, "timestamp": r.timestamp, "details": dict(r.details)}
-                for r in conn.execute(query).all()
-            ]
+    def execution_events(self, execution_id: str) -> list[ExecutionEventRow]:
+        return self.executions.history(execution_id)
 
     def claim_execution(self, execution_id: str, pid: int, expected_owner: int | None) -> bool:
         """Compare-and-set the owner of a RUNNING execution; True if this process has it now."""
-        t = s.executions
-        where = (t.c.id == execution_id) & (t.c.status == "RUNNING")
-        where &= t.c.owner_pid.is_(None) if expected_owner is None else t.c.owner_pid == expected_owner
-        with self._tx() as conn:
-            return bool(conn.execute(update(t).where(where).values(owner_pid=pid)).rowcount)
+        return self.executions.claim(execution_id, pid, expected_owner)
 
     def release_execution(self, execution_id: str, pid: int) -> None:
-        t = s.executions
-        with self._tx() as conn:
-            conn.execute(
-                update(t).where((t.c.id == execution_id) & (t.c.owner_pid == pid)).values(owner_pid=None)
-            )
+        self.executions.release(execution_id, pid)
 
     def abort_execution(self, execution_id: str, record: dict[str, Any], event: dict[str, Any]) -> bool:
         """RUNNING -> ABORTED with its ExecutionAborted event; False if it had ended already."""
-        t = s.executions
-        with self._tx() as conn:
-            done = conn.execute(
-                update(t)
-                .where((t.c.id == execution_id) & (t.c.status == "RUNNING"))
-                .values(status="ABORTED", record=record, stop_time=now(), updated_at=now())
-            ).rowcount
-            if done:
-                conn.execute(
-                    insert(s.execution_events).values(
-                        execution_id=execution_id,
-                        event_id=event["id"],
-                        type=event["type"],
-                        timestamp=event["timestamp"],
-                        details=event["details"],
-                    )
-                )
-        return bool(done)
+        return self.executions.abort(execution_id, record, event)
 
-    # endpoint connection tests
     # task tokens (.waitForTaskToken): store/task_tokens.py
     def put_task_token(self, token: str, execution_id: str, state: str, issued_at: datetime) -> None:
         self.tokens.put(token, execution_id, state, issued_at)
@@ -548,26 +316,16 @@ class Store:
         """Runs of a job, newest first."""
         return self.jobs.of_job(job_name, limit)
 
+    # endpoint connection tests: store/connections.py
     def set_connection(self, endpoint: str, status: str, message: str | None = None) -> None:
-        t = s.endpoint_connections
-        with self._tx() as conn:
-            values = {"status": status, "message": message, "updated_at": now()}
-            if not conn.execute(update(t).where(t.c.endpoint == endpoint).values(**values)).rowcount:
-                conn.execute(insert(t).values(endpoint=endpoint, **values))
+        self.endpoints.set(endpoint, status, message)
 
-    def connections(self) -> list[dict[str, Any]]:
-        with self._tx() as conn:
-            rows = conn.execute(select(s.endpoint_connections)).mappings().all()
-        return [_run_dict(row) for row in rows]
+    def connections(self) -> list[ConnectionRow]:
+        return self.endpoints.all()
 
-    # schedules
+    # schedules: store/schedules.py
     def schedule_last_fire(self, rule: str) -> datetime | None:
-        t = s.schedule_state
-        with self._tx() as conn:
-            return _aware(conn.execute(select(t.c.last_fire).where(t.c.rule == rule)).scalar())
+        return self.schedules.last_fire(rule)
 
     def set_schedule_last_fire(self, rule: str, when: datetime) -> None:
-        t = s.schedule_state
-        with self._tx() as conn:
-            if not conn.execute(update(t).where(t.c.rule == rule).values(last_fire=when)).rowcount:
-                conn.execute(insert(t).values(rule=rule, last_fire=when))
+        self.schedules.set_last_fire(rule, when)
