@@ -4,6 +4,7 @@ statistics and events (its schema's versions: test_store_migrations.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,16 @@ def test_stack_document_survives_reopen(location: dict[str, Any]) -> None:
     second = Store.open(**location)
     assert second.stack_document() == {"endpoints": {"a": {"engine": "sqlite"}}}
     second.close()
+
+
+def test_stack_applied_at_is_timezone_aware(store: Store) -> None:
+    """SQLite gives datetimes back naive; read as local time they would shift
+    a state machine's creationDate and a schedule's timestamps."""
+    assert store.stack_applied_at() is None
+    store.put_stack_document({})
+    applied = store.stack_applied_at()
+    assert applied is not None and applied.utcoffset() == timedelta(0)
+    assert abs((datetime.now(UTC) - applied).total_seconds()) < 60
 
 
 def test_table_suspensions_survive_and_reload_requests_replace_them(store: Store) -> None:

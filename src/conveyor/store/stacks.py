@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from conveyor.store import schema as s
-from conveyor.store.repository import Repository, now
+from conveyor.store.repository import Repository, aware, now
 
 
 class Stacks(Repository):
@@ -22,7 +22,7 @@ class Stacks(Repository):
         """When the applied stack was applied (None before the first apply)."""
         with self._tx() as conn:
             row = conn.execute(select(s.stacks.c.applied_at).order_by(s.stacks.c.id.desc()).limit(1)).first()
-        return None if row is None else row[0]
+        return None if row is None else aware(row[0])
 
     def put(self, document: dict[str, Any]) -> None:
         with self._tx() as conn:
