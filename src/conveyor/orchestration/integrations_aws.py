@@ -267,11 +267,11 @@ class DatabaseMigration:
         thread.start()
 
     def _test(self, stack: Stack, name: str) -> None:
-        from conveyor.connectors.registry import SOURCES, open_source, open_target
+        from conveyor.connectors.registry import open_source, open_target, plays
 
         try:
             config = stack.endpoint_config(name)
-            connector: Any = open_source(config) if config.engine in SOURCES else open_target(config)
+            connector: Any = open_source(config) if plays(config.engine, "source") else open_target(config)
             try:
                 connector.check()
             finally:

@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conveyor.connectors.base import CONTROL_SCHEMA_OPTION, ControlTablesConnection, EndpointConfig
-from conveyor.connectors.registry import CONTROL_TABLES, open_control_tables
+from conveyor.connectors.registry import open_control_tables, plays
 from conveyor.core.problems import Problem
 from conveyor.replication.settings import ControlTablesSettings
 
@@ -89,7 +89,7 @@ def quote(name: str) -> str:
 def target_problems(settings: ControlTablesSettings, engine: str) -> list[Problem]:
     """The written ControlTablesSettings a target engine without control tables
     (the lake, NATS) cannot honour, as ``(key, why)``."""
-    if engine in CONTROL_TABLES:
+    if plays(engine, "control_tables"):
         return []
     why = f"a {engine} target keeps no control tables (PostgreSQL and DuckDB targets do)"
     problems = [
@@ -177,7 +177,7 @@ class ControlTables:
         """The run's control tables, or None when the settings enable none or the
         target keeps none (stack validation refuses enabled ones there)."""
         wanted = any(getattr(settings, attribute) for attribute in _KEYS.values())
-        if not wanted or target.engine not in CONTROL_TABLES:
+        if not wanted or not plays(target.engine, "control_tables"):
             return None
         tables = cls(task, settings, open_control_tables(target))
         tables.start()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.connectors.base import Source, Target
-from conveyor.connectors.registry import CHANGE_SOURCES, open_source, open_target
+from conveyor.connectors.registry import engines_for, open_source, open_target, plays
 from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.events.lifecycle import FAILED, STOPPED, EventSink, task_event
 from conveyor.replication.cdc.task import capture_task
@@ -105,10 +105,10 @@ def check_runnable(stack: Declarations, name: str) -> None:
             f"task {name!r}: ValidationSettings.ValidationOnly works with migration_type full-load only; "
             "for change capture, EnableValidation validates changed rows as they settle"
         )
-    if spec.migration_type != "full-load" and engine not in CHANGE_SOURCES:
+    if spec.migration_type != "full-load" and not plays(engine, "change_source"):
         raise ConfigError(
             f"task {name!r}: migration_type {spec.migration_type!r} needs change capture, "
-            f"which a {engine} source does not have (available: {', '.join(sorted(CHANGE_SOURCES))})"
+            f"which a {engine} source does not have (available: {', '.join(engines_for('change_source'))})"
         )
 
 

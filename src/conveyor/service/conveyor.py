@@ -302,11 +302,11 @@ class Conveyor:
 
     def test_endpoint(self, name: str) -> ConnectionTest:
         """Connect to the endpoint now and say whether it works, and why not."""
-        from conveyor.connectors.registry import SOURCES, open_source, open_target
+        from conveyor.connectors.registry import open_source, open_target, plays
 
         config = self.stack().endpoint_config(name)
         try:
-            connector = open_source(config) if config.engine in SOURCES else open_target(config)
+            connector = open_source(config) if plays(config.engine, "source") else open_target(config)
             version = connector.check()
         except ConveyorError as exc:
             return ConnectionTest(endpoint=name, status="failed", error=str(exc))
