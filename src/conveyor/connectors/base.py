@@ -338,6 +338,31 @@ class SupportsValidationFailures(Protocol):
         ...
 
 
+@runtime_checkable
+class ReportsRejections(Protocol):
+    """A snapshot that leaves out rows it cannot carry exactly (DynamoDB's
+    load_errors, values PostgreSQL's or MySQL's reader cannot hold) and hands
+    them over after the table's read, for DataErrorPolicy."""
+
+    def rejections(self, ref: TableRef) -> list[RejectedValue]: ...
+
+
+@runtime_checkable
+class ReportsDrift(Protocol):
+    """A snapshot of a schemaless source (DynamoDB) that says how the items it
+    read differed from the table's inferred shape."""
+
+    def drift_report(self, ref: TableRef) -> list[str]: ...
+
+
+@runtime_checkable
+class ReadsConcurrently(Protocol):
+    """A snapshot whose reads may run at once in threads (each its own connection
+    in the same snapshot); ``concurrent_reads`` says whether they may."""
+
+    concurrent_reads: bool
+
+
 class ControlTablesConnection(Protocol):
     """Where a relational target keeps the migration service's control tables
     (``replication.control_tables`` writes them): statements with ``?``

@@ -203,6 +203,14 @@ class ReportsPosition(Protocol):
 
 
 @runtime_checkable
+class ReportsRetainedWal(Protocol):
+    """A change source that can say how much log the source keeps for the task
+    (PostgreSQL: the WAL its slot holds back)."""
+
+    def retained_wal_bytes(self, task: str) -> int | None: ...
+
+
+@runtime_checkable
 class SupportsAddTable(Protocol):
     """A stream that can begin capturing a table while it runs (one created
     during capture that the task's selection includes)."""

@@ -19,6 +19,8 @@ from conveyor.connectors.base import (
     PrepMode,
     RefusedRow,
     RejectedValue,
+    ReportsDrift,
+    ReportsRejections,
     Snapshot,
     SupportsCheckedWrite,
     SupportsInsertFrom,
@@ -363,13 +365,11 @@ class FullLoad:
         """Rows a source itself left out (DynamoDB's load_errors setting, values
         PostgreSQL's reader cannot carry exactly) are handled by the data error
         policy, logged with the table's rows; a source's schema drift is reported."""
-        rejections = getattr(self.snapshot, "rejections", None)
-        drift = getattr(self.snapshot, "drift_report", None)
-        if drift is not None:
-            progress.drift = drift(progress.plan.source.ref)
-        if rejections is not None:
+        if isinstance(self.snapshot, ReportsDrift):
+            progress.drift = self.snapshot.drift_report(progress.plan.source.ref)
+        if isinstance(self.snapshot, ReportsRejections):
             target = progress.plan.target.ref
-            rejected = [replace(r, table=target) for r in rejections(progress.plan.source.ref)]
+            rejected = [replace(r, table=target) for r in self.snapshot.rejections(progress.plan.source.ref)]
             for r in rejected:  # DataErrorPolicy and its escalation, as for a refused write
                 progress.error_rows += 1
                 self._apply_policy(progress, DataError(r.reason, column=r.column))

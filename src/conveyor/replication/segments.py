@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
 
-from conveyor.connectors.base import SupportsRowFilter
+from conveyor.connectors.base import ReadsConcurrently, SupportsRowFilter
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableSchema
 
@@ -30,7 +30,8 @@ _POLL_S = 0.2
 def read_segments(
     snapshot: SupportsRowFilter, table: TableSchema, batch_rows: int, segments: Sequence[RowFilter]
 ) -> Iterator[pa.RecordBatch]:
-    readers = min(MAX_READERS, len(segments)) if getattr(snapshot, "concurrent_reads", False) else 1
+    concurrent = isinstance(snapshot, ReadsConcurrently) and snapshot.concurrent_reads
+    readers = min(MAX_READERS, len(segments)) if concurrent else 1
     if readers <= 1:
         return itertools.chain.from_iterable(snapshot.read_where(table, batch_rows, s) for s in segments)
     return _parallel(snapshot, table, batch_rows, segments, readers)

@@ -17,7 +17,14 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor.connectors.changes import CaptureStart, ChangeApplier, ChangeSource, ReportsPosition
+from conveyor.connectors.base import ReportsDrift
+from conveyor.connectors.changes import (
+    CaptureStart,
+    ChangeApplier,
+    ChangeSource,
+    ReportsPosition,
+    ReportsRetainedWal,
+)
 from conveyor.connectors.registry import open_applier, open_change_source, open_source, open_target
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, TerminalError
@@ -228,7 +235,7 @@ def _capture(
     reloader = TaskTableReloader(run, mappings, loaded)
     tuning = run.settings.change_processing_tuning
 
-    drift_report = getattr(changes, "drift_report", None)
+    drift_report = changes.drift_report if isinstance(changes, ReportsDrift) else None
     validation = _validation(run, tables, loaded)
     reporting = threading.Lock()  # the capture's thread and validation's
 
@@ -254,9 +261,8 @@ def _capture(
                 document |= {"TableState": TABLE_RELOADING}
             run.store.put_table_stats(run.name, run.run_id, ref.schema, ref.name, document)
         detail: dict[str, Any] = capture.progress.as_dict()
-        retained = getattr(changes, "retained_wal_bytes", None)
-        if retained is not None:
-            detail["RetainedWalBytes"] = retained(run.name)
+        if isinstance(changes, ReportsRetainedWal):
+            detail["RetainedWalBytes"] = changes.retained_wal_bytes(run.name)
         run.store.put_task_progress(run.name, run.run_id, detail)
         if run.control is not None:
             observe_capture(run.control, capture)
