@@ -274,7 +274,8 @@ def _child_run(args: argparse.Namespace) -> dict[str, Any]:
     from conveyor.connectors.postgres.pgoutput import parse_lsn
     from conveyor.connectors.postgres.source import PostgresSource
     from conveyor.core.batch import Checkpoint
-    from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
+    from conveyor.replication.cdc.capture_table import CaptureTable
+    from conveyor.replication.cdc.runner import ChangeCapture
     from conveyor.replication.cdc.task import DEFAULT_BATCH_CHANGES, MAX_FLUSH_SECONDS
     from conveyor.replication.mappings import TableMappings
 

@@ -28,7 +28,8 @@ from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.core.types import Kind
-from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
+from conveyor.replication.cdc.capture_table import CaptureTable
+from conveyor.replication.cdc.runner import ChangeCapture
 from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan
 from conveyor.replication.mappings import TableMappings
 

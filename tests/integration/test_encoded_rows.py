@@ -26,7 +26,8 @@ from conveyor.connectors.postgres.copy_lines import encoded_format, tuple_line
 from conveyor.connectors.postgres.source import PostgresSource
 from conveyor.core.batch import Checkpoint
 from conveyor.core.schema import TableRef, TableSchema
-from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
+from conveyor.replication.cdc.capture_table import CaptureTable
+from conveyor.replication.cdc.runner import ChangeCapture
 from conveyor.replication.mappings import TableMappings
 from support.postgres_types import TYPES_DDL
 from support.servers import PostgresServer

@@ -596,7 +596,7 @@ def test_a_defined_key_other_than_the_sources_is_a_capture_warning() -> None:
 def test_cdc_rows_equal_full_load_rows_through_every_column_transformation() -> None:
     from conveyor.connectors.changes import RowChange
     from conveyor.core.batch import Op
-    from conveyor.replication.cdc.runner import _reducer
+    from conveyor.replication.cdc.capture_table import table_reducer
 
     rules = [
         selection(),
@@ -617,7 +617,7 @@ def test_cdc_rows_equal_full_load_rows_through_every_column_transformation() -> 
     ]
     [mapped] = TableMappings.parse({"rules": rules}, ORIGIN).select([PEOPLE])
     full_load = mapped.project(BATCH).to_pylist()
-    reducer = _reducer(mapped)
+    reducer = table_reducer(mapped)
     for row in BATCH.to_pylist():
         reducer.add(RowChange(PEOPLE.ref, Op.INSERT, dict(row)))
     assert sorted(reducer.changes().upserts.to_pylist(), key=lambda r: r["id"]) == full_load

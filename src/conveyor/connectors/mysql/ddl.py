@@ -1,7 +1,7 @@
 """Reading what a MariaDB/MySQL binlog QUERY event's DDL did to tables: which
 columns it renamed (``ALTER TABLE ... RENAME COLUMN a TO b`` and ``CHANGE
-[COLUMN] a b type``), which tables it dropped (``DROP TABLE``) and which it
-created (``CREATE TABLE``, the new names of ``RENAME TABLE``).
+[COLUMN] a b type``), which tables it dropped (``DROP TABLE``), emptied
+(``TRUNCATE``) and created (``CREATE TABLE``, the new names of ``RENAME TABLE``).
 
 The catalog says a table's shape after the DDL, not which column became which:
 a rename and a DROP plus an ADD look alike there, so renames are read from the
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from conveyor.core.schema import TableRef
 
 _COMMENT = r"(?:/\*.*?\*/\s*)*"
+_VERB = re.compile(rf"^\s*{_COMMENT}(ALTER|CREATE|DROP|RENAME|TRUNCATE)\b", re.IGNORECASE | re.DOTALL)
 _NAME = r"(?:`(?:[^`]|``)+`|[\w$]+)"
 _TABLE = rf"({_NAME})(?:\s*\.\s*({_NAME}))?"
 _ALTER = re.compile(
@@ -52,6 +53,10 @@ _CREATE = re.compile(
 )
 _RENAME_TABLE = re.compile(rf"^\s*{_COMMENT}RENAME\s+TABLES?\s+(.*?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
 _RENAMED_PAIR = re.compile(rf"^\s*{_TABLE}\s+TO\s+{_TABLE}\s*$", re.IGNORECASE | re.DOTALL)
+_TRUNCATE = re.compile(
+    rf"^\s*{_COMMENT}TRUNCATE\s+(?:TABLE\s+)?({_NAME})(?:\s*\.\s*({_NAME}))?\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def unquote(name: str) -> str:
@@ -142,14 +147,7 @@ def dropped_tables(query: str, default_schema: str) -> list[TableRef]:
     """The tables a DROP TABLE statement drops ([] for any other statement; a
     DROP TEMPORARY TABLE drops no captured table, only one that shadows it)."""
     m = _DROP.match(query)
-    if m is None:
-        return []
-    refs = []
-    for name in split_clauses(m.group(1)):
-        found = _DROPPED_NAME.match(name)
-        if found is not None:
-            refs.append(_ref(found.group(1), found.group(2), default_schema))
-    return refs
+    return [] if m is None else _tables_in(m.group(1), _DROPPED_NAME, 1, default_schema)
 
 
 def renamed_away(query: str, default_schema: str) -> list[TableRef]:
@@ -157,14 +155,7 @@ def renamed_away(query: str, default_schema: str) -> list[TableRef]:
     capture, a table renamed away is gone, as if dropped; its new name, when
     the task's selection takes it, is loaded then captured (``created_tables``)."""
     m = _RENAME_TABLE.match(query)
-    if m is None:
-        return []
-    refs = []
-    for pair in split_clauses(m.group(1)):
-        found = _RENAMED_PAIR.match(pair)
-        if found is not None:
-            refs.append(_ref(found.group(1), found.group(2), default_schema))
-    return refs
+    return [] if m is None else _tables_in(m.group(1), _RENAMED_PAIR, 1, default_schema)
 
 
 def created_tables(query: str, default_schema: str) -> list[TableRef]:
@@ -176,11 +167,29 @@ def created_tables(query: str, default_schema: str) -> list[TableRef]:
     if m is not None:
         return [_ref(m.group(1), m.group(2), default_schema)]
     m = _RENAME_TABLE.match(query)
-    if m is None:
-        return []
+    return [] if m is None else _tables_in(m.group(1), _RENAMED_PAIR, 3, default_schema)
+
+
+def _tables_in(listing: str, clause: re.Pattern[str], group: int, default_schema: str) -> list[TableRef]:
+    """The table each comma-separated clause of ``listing`` that matches ``clause``
+    names in its groups ``group`` (schema or table) and ``group + 1`` (table)."""
     refs = []
-    for pair in split_clauses(m.group(1)):
-        found = _RENAMED_PAIR.match(pair)
+    for text in split_clauses(listing):
+        found = clause.match(text)
         if found is not None:
-            refs.append(_ref(found.group(3), found.group(4), default_schema))
+            refs.append(_ref(found.group(group), found.group(group + 1), default_schema))
     return refs
+
+
+def ddl_verb(query: str) -> str | None:
+    """``ALTER``, ``CREATE``, ``DROP``, ``RENAME`` or ``TRUNCATE`` (upper case)
+    when ``query`` is such a statement (after leading comments); None otherwise."""
+    m = _VERB.match(query)
+    return None if m is None else m.group(1).upper()
+
+
+def truncated_table(query: str, default_schema: str) -> TableRef | None:
+    """The one table a ``TRUNCATE [TABLE] name`` statement empties; None for
+    any other statement."""
+    m = _TRUNCATE.match(query)
+    return None if m is None else _ref(m.group(1), m.group(2), default_schema)

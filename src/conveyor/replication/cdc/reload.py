@@ -14,16 +14,18 @@ requested, and the next run loads the table again from the start.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
-from conveyor.connectors.changes import CachesTargetShapes
+from conveyor.connectors.changes import CachesTargetShapes, ChangeApplier
 from conveyor.core.schema import TableRef
 from conveyor.replication.mappings import MappedTable
 
 if TYPE_CHECKING:
-    from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
+    from conveyor.replication.cdc.capture_table import CaptureTable
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,26 @@ class TableReloader(Protocol):
         ...
 
 
+class ReloadingCapture(Protocol):
+    """What a reload needs of the capture it runs in (the runner's ChangeCapture)."""
+
+    task: str
+    applier: ChangeApplier
+    tables: dict[TableRef, CaptureTable]
+    stop: threading.Event
+
+    @property
+    def judges_conflicts(self) -> bool: ...
+
+    def settle(self, force: bool = False) -> None: ...
+
+    def suspend(self, target_ref: TableRef, reason: str) -> None: ...
+
+    def request_encoding(self) -> None: ...
+
+    def request(self, action: Callable[[], None]) -> None: ...
+
+
 class TableReloads:
     """The reloads under way in one capture."""
 
@@ -65,7 +87,7 @@ class TableReloads:
         self._running: dict[TableRef, Future[None]] = {}
         self._next_poll = 0.0
 
-    def step(self, capture: ChangeCapture) -> None:
+    def step(self, capture: ReloadingCapture) -> None:
         """Finish the reloads that ended; start those newly requested."""
         for ref, future in list(self._running.items()):
             if future.done():
@@ -80,7 +102,7 @@ class TableReloads:
             if table is not None and ref not in self._running:
                 self._start(capture, ref, table)
 
-    def _start(self, capture: ChangeCapture, ref: TableRef, table: CaptureTable) -> None:
+    def _start(self, capture: ReloadingCapture, ref: TableRef, table: CaptureTable) -> None:
         capture.settle()
         mapped = self.reloader.describe(ref)
         if mapped is None:
@@ -88,7 +110,9 @@ class TableReloads:
             return
         self.begin(capture, ref, table, mapped)
 
-    def begin(self, capture: ChangeCapture, ref: TableRef, table: CaptureTable, mapped: MappedTable) -> None:
+    def begin(
+        self, capture: ReloadingCapture, ref: TableRef, table: CaptureTable, mapped: MappedTable
+    ) -> None:
         """Reload ``table`` as ``mapped`` from the stream's current position on."""
         self.reloader.begin(mapped)
         table.suspended = None
@@ -101,7 +125,7 @@ class TableReloads:
         log.info("task %s: reloading table %s while capture goes on", capture.task, ref)
         self._running[ref] = self._thread.submit(self.reloader.load, mapped)
 
-    def _finish(self, capture: ChangeCapture, ref: TableRef, future: Future[None]) -> None:
+    def _finish(self, capture: ReloadingCapture, ref: TableRef, future: Future[None]) -> None:
         table = capture.tables.get(ref)
         if table is None or not table.reloading:
             return  # dropped, or suspended again (DDL) meanwhile

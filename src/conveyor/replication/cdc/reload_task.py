@@ -14,7 +14,7 @@ from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.task_run import TaskRun, load_tables, stats_document
 
 if TYPE_CHECKING:
-    from conveyor.replication.cdc.runner import CaptureTable
+    from conveyor.replication.cdc.capture_table import CaptureTable
 
 RELOAD = "reload"
 

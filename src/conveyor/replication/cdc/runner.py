@@ -74,10 +74,10 @@ from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, Termi
 from conveyor.core.faults import fault_point
 from conveyor.core.retry import RetryPolicy, retry_call
 from conveyor.core.schema import TableRef, TableSchema
+from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.conflicts import ApplyConflicts
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
 from conveyor.replication.cdc.progress import CaptureProgress
-from conveyor.replication.cdc.reduce import Group, TableReducer
 from conveyor.replication.cdc.refusals import ChangeRefusals, source_rejection_stops
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.mappings import MappedTable, TableMappings
@@ -91,78 +91,6 @@ from conveyor.replication.settings import (
 log = logging.getLogger(__name__)
 
 TABLE_SUSPENDED = "Table error"
-
-
-@dataclass
-class CaptureTable:
-    """One captured table: its mapping, the changes pending in the current batch
-    and its counters under the migration service's names."""
-
-    mapped: MappedTable
-    reducer: TableReducer
-    inserts: int = 0
-    updates: int = 0
-    deletes: int = 0
-    ddls: int = 0
-    suspended: str | None = None
-    # Being reloaded: its changes are held until the reload's load has committed.
-    reloading: bool = False
-    suspended_at: Checkpoint | None = None
-    # The stream's decoder of this table's encoded rows, when it encodes them.
-    decode: Callable[[bytes], dict[str, Any]] | None = None
-    # Keep each change for an applier that publishes them (KeepsChangeLog).
-    keep_log: bool = False
-    # Keep what each key's changes were, for the apply-conflict policies.
-    check_keys: bool = False
-
-    @classmethod
-    def of(cls, mapped: MappedTable, keep_log: bool = False, check_keys: bool = False) -> CaptureTable:
-        reducer = _reducer(mapped, keep_log=keep_log, check_keys=check_keys)
-        return cls(mapped, reducer, keep_log=keep_log, check_keys=check_keys)
-
-    def renew(self, mapped: MappedTable | None = None) -> None:
-        """Start a new batch (and, after DDL, a new mapping)."""
-        self.mapped = mapped or self.mapped
-        self.reducer = _reducer(
-            self.mapped, self.decode, self.keep_log, self.reducer.open_group, check_keys=self.check_keys
-        )
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "Inserts": self.inserts,
-            "Updates": self.updates,
-            "Deletes": self.deletes,
-            "Ddls": self.ddls,
-            "AppliedChanges": self.inserts + self.updates + self.deletes,
-            "SuspendedReason": self.suspended,
-            "Reloading": self.reloading,
-        }
-
-
-def _reducer(
-    mapped: MappedTable,
-    decode: Callable[[bytes], dict[str, Any]] | None = None,
-    keep_log: bool = False,
-    carry: Group | None = None,
-    check_keys: bool = False,
-) -> TableReducer:
-    rename = {c.source: c.target for c in mapped.columns if c.source is not None}
-    added = mapped.compute_added if mapped.added else None
-    return TableReducer(
-        mapped.target,
-        rename,
-        added=added,
-        added_names=mapped.added_names,
-        decode=decode,
-        row_filter=mapped.row_filter,
-        convert=mapped.convert_row if mapped.conversions else None,
-        mask=mapped.mask_row if mapped.masks else None,
-        log=[] if keep_log else None,
-        group_key=mapped.group_key,
-        source_key=mapped.source.primary_key,
-        carry=carry if mapped.group_key else None,
-        check_keys=check_keys,
-    )
 
 
 @dataclass

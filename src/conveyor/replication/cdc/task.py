@@ -30,9 +30,10 @@ from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableRef
 from conveyor.events.lifecycle import FULL_LOAD_COMPLETED, TABLE_DROPPED, TABLE_SUSPENDED, task_event
+from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.reload_task import TaskTableReloader
 from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
-from conveyor.replication.cdc.runner import CaptureTable, ChangeCapture
+from conveyor.replication.cdc.runner import ChangeCapture
 from conveyor.replication.cdc.validation import NOT_ENABLED, CaptureValidation, opener
 from conveyor.replication.control_tables import CHANGE_PROCESSING, ControlTables, Suspended
 from conveyor.replication.full_load import TABLE_COMPLETED
