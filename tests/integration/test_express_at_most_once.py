@@ -34,8 +34,8 @@ def waits(seconds: int) -> str:
 
 STACK = f"""
 state_machines:
-  quick: {{type: EXPRESS, definition: {waits(60)}}}
-  steady: {{definition: {waits(15)}}}
+  quick: {{type: EXPRESS, definition: {waits(300)}}}
+  steady: {{definition: {waits(40)}}}
 """
 
 START = [sys.executable, "-m", "conveyor", "executions", "start"]
@@ -65,12 +65,13 @@ def test_a_synchronous_express_execution_runs_at_most_once(tmp_path: Path) -> No
         for machine in ("quick", "steady")
     }
     try:
-        for machine in waiting:
-            wait_for(
-                lambda m=machine: described(home, f"{m}-1", recorded=False).get("currentState") == "W",  # type: ignore[misc]
-                60,
-                f"{machine} to wait",
-            )
+        wait_for(
+            lambda: all(
+                described(home, f"{m}-1", recorded=False).get("currentState") == "W" for m in waiting
+            ),
+            90,
+            "both to wait",
+        )
     finally:
         for process in waiting.values():
             process.kill()  # SIGKILL: the callers are gone
@@ -81,7 +82,7 @@ def test_a_synchronous_express_execution_runs_at_most_once(tmp_path: Path) -> No
     try:
         server.ready()
         steady = wait_for(
-            lambda: (d := described(home, "steady-1"))["status"] != "RUNNING" and d, 60, "steady to end"
+            lambda: (d := described(home, "steady-1"))["status"] != "RUNNING" and d, 120, "steady to end"
         )
         assert steady["status"] == "SUCCEEDED" and json.loads(steady["output"]) == {"p": "done"}
         quick = wait_for(lambda: (d := described(home, "quick-1"))["status"] != "RUNNING" and d, 30, "quick")

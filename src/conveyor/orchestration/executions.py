@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -53,12 +53,12 @@ def execution_arn(state_machine: str, name: str, express_id: str | None = None) 
     return f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{state_machine}:{name}"
 
 
-def is_express(row: dict[str, Any]) -> bool:
+def is_express(row: Mapping[str, Any]) -> bool:
     """Whether the execution row is of a machine that was EXPRESS when it started."""
     return bool(row["record"].get("state_machine_type") == "EXPRESS")
 
 
-def row_arn(row: dict[str, Any]) -> str:
+def row_arn(row: Mapping[str, Any]) -> str:
     return execution_arn(row["state_machine"], row["name"], row["id"] if is_express(row) else None)
 
 
@@ -330,7 +330,7 @@ class Executions:
     ABANDONED_AFTER = timedelta(seconds=60)
     """How long an unowned synchronous EXPRESS execution may wait for its caller to claim it."""
 
-    def _fail_abandoned(self, row: dict[str, Any]) -> None:
+    def _fail_abandoned(self, row: Mapping[str, Any]) -> None:
         from conveyor.replication.worker import pid_alive
 
         owner = row["owner_pid"]
@@ -382,14 +382,14 @@ class Executions:
         row = self.store.execution(ref)
         if row is not None:
             return row
-        found: list[dict[str, Any]] = []
         if ref.startswith("arn:") and ":express:" in ref:
             sm, _, rest = ref.split(":express:", 1)[1].partition(":")
             name, _, execution_id = rest.rpartition(":")
             row = self.store.execution(execution_id)
             if row is not None and (row["state_machine"], row["name"]) == (sm, name) and is_express(row):
                 return row
-        elif ref.startswith("arn:") and ":execution:" in ref:
+            raise NotFoundError(f"no execution with id, ARN or name {ref!r}")
+        if ref.startswith("arn:") and ":execution:" in ref:
             sm, _, name = ref.split(":execution:", 1)[1].partition(":")
             found = self.store.find_executions(state_machine=sm, name=name, limit=2)
         else:
