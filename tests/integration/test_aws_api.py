@@ -52,6 +52,7 @@ tasks:
 state_machines:
   passer: {definition: file://pass.asl.json}
   waiter: {definition: file://wait.asl.json}
+  quick: {type: EXPRESS, definition: file://pass.asl.json}
 rules:
   on-app-event:
     event_pattern: {source: [my.app]}
@@ -156,7 +157,7 @@ def test_redshift_data_api(served: tuple[Serve, Path]) -> None:
 def test_step_functions(served: tuple[Serve, Path]) -> None:
     sfn = client(served, "stepfunctions")
     machines = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
-    assert set(machines) == {"passer", "waiter"}
+    assert set(machines) == {"passer", "waiter", "quick"}
     definition = json.loads(sfn.describe_state_machine(stateMachineArn=machines["passer"])["definition"])
     assert definition == PASS_ASL
 
@@ -174,8 +175,12 @@ def test_step_functions(served: tuple[Serve, Path]) -> None:
     listed = sfn.list_executions(stateMachineArn=machines["passer"])["executions"]
     assert started["executionArn"] in [e["executionArn"] for e in listed]
 
-    synced = sfn.start_sync_execution(stateMachineArn=machines["passer"], input='{"b": 2}')
+    # StartSyncExecution is for EXPRESS machines only
+    with pytest.raises(sfn.exceptions.StateMachineTypeNotSupported):
+        sfn.start_sync_execution(stateMachineArn=machines["passer"], input='{"b": 2}')
+    synced = sfn.start_sync_execution(stateMachineArn=machines["quick"], input='{"b": 2}')
     assert synced["status"] == "SUCCEEDED" and json.loads(synced["output"]) == {"b": 2, "r": {"ok": 1}}
+    assert synced["executionArn"].startswith("arn:aws:states:local:000000000000:express:quick:")
 
     waiting = sfn.start_execution(stateMachineArn=machines["waiter"])
     until(

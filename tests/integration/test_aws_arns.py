@@ -19,6 +19,7 @@ tasks:
   shop-load: {source: shop-db, target: warehouse, table_mappings: file://mappings.json}
 state_machines:
   passer: {definition: {StartAt: P, States: {P: {Type: Pass, End: true}}}}
+  quick: {type: EXPRESS, definition: {StartAt: P, States: {P: {Type: Pass, End: true}}}}
 rules:
   on-app: {event_pattern: {source: [my.app]}, targets: [{state_machine: passer}]}
 """
@@ -32,10 +33,12 @@ def test_arns_name_the_configured_account_and_region(tmp_path: Path) -> None:
         assert task["ReplicationTaskArn"] == "arn:aws:dms:eu-west-1:123456789012:task:shop-load"
         assert task["SourceEndpointArn"] == "arn:aws:dms:eu-west-1:123456789012:endpoint:shop-db"
         sfn = aws_client(server.url, "stepfunctions", region="eu-west-1")
-        (machine,) = sfn.list_state_machines()["stateMachines"]
-        assert machine["stateMachineArn"] == "arn:aws:states:eu-west-1:123456789012:stateMachine:passer"
-        started = sfn.start_sync_execution(stateMachineArn=machine["stateMachineArn"], name="one")
+        machines = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
+        assert machines["passer"] == "arn:aws:states:eu-west-1:123456789012:stateMachine:passer"
+        started = sfn.start_execution(stateMachineArn=machines["passer"], name="one")
         assert started["executionArn"] == "arn:aws:states:eu-west-1:123456789012:execution:passer:one"
+        synced = sfn.start_sync_execution(stateMachineArn=machines["quick"], name="two")
+        assert synced["executionArn"].startswith("arn:aws:states:eu-west-1:123456789012:express:quick:two:")
         events = aws_client(server.url, "events", region="eu-west-1")
         assert (
             events.describe_rule(Name="on-app")["Arn"] == "arn:aws:events:eu-west-1:123456789012:rule/on-app"

@@ -25,6 +25,7 @@ STACK = (
     + """
 state_machines:
   passer: {definition: {StartAt: P, States: {P: {Type: Pass, End: true}}}}
+  quick: {type: EXPRESS, definition: {StartAt: P, States: {P: {Type: Pass, End: true}}}}
 """
 )
 COMMANDS = {
@@ -122,7 +123,7 @@ SYNC = [
     "stepfunctions",
     "start-sync-execution",
     "--state-machine-arn",
-    "arn:aws:states:local:000000000000:stateMachine:passer",
+    "arn:aws:states:local:000000000000:stateMachine:quick",
     "--input",
     '{"from": "cli"}',
 ]
@@ -139,6 +140,7 @@ def test_start_sync_execution_needs_host_prefix_injection_off(served: Serve, tmp
     assert by_env.returncode == 0, by_env.stderr
     run = json.loads(by_env.stdout)
     assert run["status"] == "SUCCEEDED" and json.loads(run["output"]) == {"from": "cli"}
+    assert run["billingDetails"]["billedMemoryUsedInMB"] == 64
     config = tmp_path / "config"
     config.write_text("[default]\ndisable_host_prefix_injection = true\n")
     by_file = aws(served, SYNC, extra={"AWS_CONFIG_FILE": str(config)})

@@ -5,6 +5,7 @@ Heartbeat, also by a Lambda function calling boto3 itself."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -148,14 +149,16 @@ def test_create_update_delete_state_machines(tmp_path: Path) -> None:
                 roleArn=role,
             )
 
-        run = sfn.start_sync_execution(stateMachineArn=arn, name="one", input='{"a": 1}')
+        first = sfn.start_execution(stateMachineArn=arn, name="one", input='{"a": 1}')
+        run = ended(sfn, first["executionArn"])
         assert run["status"] == "SUCCEEDED" and json.loads(run["output"]) == {"a": 1, "v": 1}
         with pytest.raises(sfn.exceptions.ExecutionAlreadyExists):
             sfn.start_execution(stateMachineArn=arn, name="one")
 
         updated = PASS | {"States": {"P": PASS["States"]["P"] | {"Result": 2}}}
         sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(updated))
-        assert json.loads(sfn.start_sync_execution(stateMachineArn=arn)["output"]) == {"v": 2}
+        again = ended(sfn, sfn.start_execution(stateMachineArn=arn)["executionArn"])
+        assert json.loads(again["output"]) == {"v": 2}
 
         from conveyor.store.store import Store
 
@@ -345,3 +348,86 @@ def test_express_state_machines(tmp_path: Path) -> None:
     assert refused.returncode != 0
     assert "state_machines.asks.definition.States.Ask.Resource" in refused.stderr + refused.stdout
     assert "waitForTaskToken" in refused.stderr + refused.stdout
+
+
+WAIT_THEN_PASS = {
+    "StartAt": "W",
+    "States": {"W": {"Type": "Wait", "Seconds": 1, "Next": "P"}, "P": PASS["States"]["P"]},
+}
+FAILS = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Broken", "Cause": "on purpose"}}}
+EXPRESS_STACK = (
+    SHOP_STACK
+    + f"""
+state_machines:
+  quick: {{type: EXPRESS, definition: {json.dumps(WAIT_THEN_PASS)}}}
+  failing: {{type: EXPRESS, definition: {json.dumps(FAILS)}}}
+  standard: {{definition: {json.dumps(PASS)}}}
+"""
+)
+EXPRESS_ARN = r"arn:aws:states:local:000000000000:express:{machine}:{name}:[0-9a-f-]{{36}}"
+
+
+def test_express_executions(tmp_path: Path) -> None:
+    """StartSyncExecution runs EXPRESS machines only, answering with billingDetails; the
+    API keeps no history of EXPRESS executions (Describe / History / Stop: InvalidArn,
+    ListExecutions: StateMachineTypeNotSupported), as the service's answers recorded by
+    LocalStack against AWS show; `conveyor executions` still shows them."""
+    with served_stack(tmp_path, EXPRESS_STACK) as server:
+        sfn = aws_client(server.url, "stepfunctions")
+        machines = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
+        with pytest.raises(sfn.exceptions.StateMachineTypeNotSupported):
+            sfn.start_sync_execution(stateMachineArn=machines["standard"])
+
+        run = sfn.start_sync_execution(stateMachineArn=machines["quick"], name="one", input='{"a": 1}')
+        assert run["status"] == "SUCCEEDED" and json.loads(run["output"]) == {"a": 1, "v": 1}
+        assert re.fullmatch(EXPRESS_ARN.format(machine="quick", name="one"), run["executionArn"])
+        assert (run["name"], run["stateMachineArn"]) == ("one", machines["quick"])
+        assert json.loads(run["input"]) == {"a": 1}
+        assert run["inputDetails"] == run["outputDetails"] == {"included": True}
+        billed = run["billingDetails"]
+        took = (run["stopDate"] - run["startDate"]).total_seconds() * 1000
+        assert billed["billedMemoryUsedInMB"] == 64
+        assert billed["billedDurationInMilliseconds"] % 100 == 0
+        assert billed["billedDurationInMilliseconds"] - 100 < took <= billed["billedDurationInMilliseconds"]
+        assert took >= 1000  # the Wait
+
+        # an EXPRESS name need not be unique: its ARN carries an id
+        again = sfn.start_sync_execution(stateMachineArn=machines["quick"], name="one")
+        assert again["status"] == "SUCCEEDED" and again["executionArn"] != run["executionArn"]
+
+        failed = sfn.start_sync_execution(stateMachineArn=machines["failing"], name="bad")
+        assert (failed["status"], failed["error"], failed["cause"]) == ("FAILED", "Broken", "on purpose")
+        assert "output" not in failed and failed["billingDetails"]["billedDurationInMilliseconds"] >= 100
+
+        for call in (
+            lambda: sfn.describe_execution(executionArn=run["executionArn"]),
+            lambda: sfn.get_execution_history(executionArn=run["executionArn"]),
+            lambda: sfn.stop_execution(executionArn=run["executionArn"]),
+        ):
+            with pytest.raises(
+                sfn.exceptions.InvalidArn, match="Resource type not valid in this context: express"
+            ):
+                call()
+        with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):  # not as a STANDARD one either
+            sfn.describe_execution(executionArn="arn:aws:states:local:000000000000:execution:failing:bad")
+        with pytest.raises(sfn.exceptions.StateMachineTypeNotSupported):
+            sfn.list_executions(stateMachineArn=machines["quick"])
+
+        started = sfn.start_execution(stateMachineArn=machines["quick"], name="later")
+        assert re.fullmatch(EXPRESS_ARN.format(machine="quick", name="later"), started["executionArn"])
+
+        def finished() -> dict[str, Any] | None:
+            shown = conveyor(tmp_path / "home", "executions", "describe", started["executionArn"], "--json")
+            assert shown.returncode == 0, shown.stderr
+            described: dict[str, Any] = json.loads(shown.stdout)
+            return described if described["status"] != "RUNNING" else None
+
+        described = wait_for(finished, 60, "the asynchronous EXPRESS execution")
+        assert described["status"] == "SUCCEEDED" and described["stateMachineType"] == "EXPRESS"
+        listed = conveyor(tmp_path / "home", "executions", "list", "--state-machine", "quick", "--json")
+        assert listed.returncode == 0, listed.stderr
+        arns = {e["executionArn"] for e in json.loads(listed.stdout)}
+        assert arns == {run["executionArn"], again["executionArn"], started["executionArn"]}
+        history = conveyor(tmp_path / "home", "executions", "history", run["executionArn"], "--json")
+        assert history.returncode == 0, history.stderr
+        assert [e["type"] for e in json.loads(history.stdout)["events"]][-1] == "ExecutionSucceeded"

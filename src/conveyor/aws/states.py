@@ -11,6 +11,7 @@ any process sharing the store (orchestration/task_tokens.py).
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from conveyor.aws.base import AwsError, AwsService, Paging, json_member, require
 from conveyor.core.arns import ACCOUNT
 from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.orchestration.asl.definition import parse_definition
-from conveyor.orchestration.executions import state_machine_arn, state_machine_name
+from conveyor.orchestration.executions import is_express, state_machine_arn, state_machine_name
 from conveyor.orchestration.service import Service
 from conveyor.orchestration.task_tokens import TokenTimedOut
 from conveyor.stack.entries import delete_entry, put_entry
@@ -29,13 +30,19 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _start_execution(service: Service, p: dict[str, Any], run: str) -> dict[str, Any]:
+_NOT_THIS_TYPE = "This operation is not supported by this type of state machine"
+_EXPRESS_ARN = "Invalid Arn: 'Resource type not valid in this context: express'"
+
+
+def _start_execution(service: Service, p: dict[str, Any], run: str, *, sync: bool = False) -> dict[str, Any]:
     raw = p.get("input", "{}")
     try:
         given = json.loads(raw) if isinstance(raw, str) else raw
     except json.JSONDecodeError as exc:
         raise AwsError("InvalidExecutionInput", f"input is not JSON: {exc}") from None
-    _machine(service, p)
+    name = _machine(service, p)
+    if sync and service.stack().state_machines[name].type != "EXPRESS":
+        raise AwsError("StateMachineTypeNotSupported", _NOT_THIS_TYPE)
     try:
         return service.executions.start(
             required(p, "stateMachineArn"),
@@ -54,8 +61,55 @@ def _start(service: Service, p: dict[str, Any]) -> dict[str, Any]:
     return {"executionArn": started["executionArn"], "startDate": started["startDate"]}
 
 
+_SYNC_MEMBERS = (
+    "executionArn",
+    "stateMachineArn",
+    "name",
+    "startDate",
+    "stopDate",
+    "status",
+    "error",
+    "cause",
+)
+
+
 def _start_sync(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    return _start_execution(service, p, "inline")
+    """StartSyncExecution: EXPRESS machines only; runs in the request and answers as the
+    service does, with ``billingDetails`` (see :func:`_billing`)."""
+    ran = _start_execution(service, p, "inline", sync=True)
+    answer = {k: ran[k] for k in _SYNC_MEMBERS if ran.get(k) is not None}
+    answer |= {"input": ran["input"], "inputDetails": {"included": True}}
+    if "output" in ran:
+        answer |= {"output": ran["output"], "outputDetails": {"included": True}}
+    answer["billingDetails"] = _billing(ran["startDate"], ran.get("stopDate"))
+    return answer
+
+
+_BILLED_MEMORY_MB = 64
+"""The smallest chunk the service bills EXPRESS memory in: Conveyor does not measure an
+execution's memory, so it reports this floor."""
+
+
+def _billing(start: str, stop: str | None) -> dict[str, int]:
+    """What the service would bill: the duration rounded up to the next 100 ms (100 at
+    least), and :data:`_BILLED_MEMORY_MB`."""
+    began = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    ended = datetime.fromisoformat(stop.replace("Z", "+00:00")) if stop else datetime.now(UTC)
+    millis = max(1, math.ceil((ended - began).total_seconds() * 1000))
+    billed = -(-millis // 100) * 100
+    return {"billedMemoryUsedInMB": _BILLED_MEMORY_MB, "billedDurationInMilliseconds": billed}
+
+
+def _standard_execution(service: Service, p: dict[str, Any]) -> str:
+    """The ``executionArn`` of a STANDARD execution: the service keeps no history of
+    EXPRESS ones, and refuses their ARNs (``InvalidArn``) as it does; another reference
+    to one does not exist for these operations."""
+    ref = required(p, "executionArn")
+    if ref.startswith("arn:") and ":express:" in ref:
+        raise AwsError("InvalidArn", _EXPRESS_ARN)
+    if is_express(service.executions.resolve(ref)):
+        raise AwsError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{ref}'")
+    return ref
 
 
 def _applied(service: Service) -> str:
@@ -162,21 +216,28 @@ def _delete_state_machine(service: Service, p: dict[str, Any]) -> dict[str, Any]
 
 
 def _executions(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    _machine(service, p)
-    rows = service.executions.list(
-        state_machine=required(p, "stateMachineArn"),
-        status=p.get("statusFilter"),
-        limit=int(p.get("maxResults") or 100),
-    )
-    return {"executions": [{k: v for k, v in r.items() if v is not None} for r in rows]}
+    if service.stack().state_machines[_machine(service, p)].type == "EXPRESS":
+        raise AwsError("StateMachineTypeNotSupported", _NOT_THIS_TYPE)
+    wanted = int(p.get("maxResults") or 100)
+    asked = wanted
+    while True:  # ends: each turn asks for more rows, and the store has finitely many
+        rows = service.executions.list(
+            state_machine=required(p, "stateMachineArn"), status=p.get("statusFilter"), limit=asked
+        )
+        # executions run while the machine was EXPRESS (re-applied since) have no history here
+        kept = [r for r in rows if r["stateMachineType"] != "EXPRESS"]
+        if len(rows) < asked or len(kept) >= wanted:
+            break
+        asked *= 2
+    return {"executions": [{k: v for k, v in r.items() if v is not None} for r in kept[:wanted]]}
 
 
 def _stop(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    return service.executions.stop(required(p, "executionArn"), p.get("error"), p.get("cause"))
+    return service.executions.stop(_standard_execution(service, p), p.get("error"), p.get("cause"))
 
 
 def _history(service: Service, p: dict[str, Any]) -> dict[str, Any]:
-    events = service.executions.history(required(p, "executionArn"))["events"]
+    events = service.executions.history(_standard_execution(service, p))["events"]
     if p.get("reverseOrder"):
         events = events[::-1]
     return {"events": events}
@@ -220,7 +281,7 @@ STEP_FUNCTIONS = AwsService(
         "DeleteStateMachine": _delete_state_machine,
         "StartExecution": _start,
         "StartSyncExecution": _start_sync,
-        "DescribeExecution": lambda s, p: s.executions.describe(required(p, "executionArn")),
+        "DescribeExecution": lambda s, p: s.executions.describe(_standard_execution(s, p)),
         "StopExecution": _stop,
         "ListExecutions": _executions,
         "GetExecutionHistory": _history,

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -46,8 +46,21 @@ def state_machine_arn(name: str) -> str:
     return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
 
 
-def execution_arn(state_machine: str, name: str) -> str:
+def execution_arn(state_machine: str, name: str, express_id: str | None = None) -> str:
+    """A STANDARD execution's ARN, or with ``express_id`` an EXPRESS one's: as the service
+    shapes it (``express:MACHINE:NAME:ID``), since an EXPRESS name need not be unique."""
+    if express_id is not None:
+        return f"arn:aws:states:{REGION}:{ACCOUNT}:express:{state_machine}:{name}:{express_id}"
     return f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{state_machine}:{name}"
+
+
+def is_express(row: Mapping[str, Any]) -> bool:
+    """Whether the execution row is of a machine that was EXPRESS when it started."""
+    return bool(row["record"].get("state_machine_type") == "EXPRESS")
+
+
+def row_arn(row: Mapping[str, Any]) -> str:
+    return execution_arn(row["state_machine"], row["name"], row["id"] if is_express(row) else None)
 
 
 def state_machine_name(ref: str) -> str:
@@ -215,9 +228,12 @@ class Executions:
         """Record a new execution; ``run`` says who runs it: a thread of this process,
         this thread until it ends, or whoever claims it later (``conveyor serve``)."""
         sm = state_machine_name(state_machine)
-        if name is not None and self.store.find_executions(state_machine=sm, name=name, limit=1):
-            raise ConfigError(f"state machine {sm!r} already has an execution named {name!r}")
         self.validate(sm)
+        kind = self.stack().state_machines[sm].type
+        # a STANDARD name is unique; an EXPRESS one need not be (its ARN carries the id)
+        unique = kind != "EXPRESS" and name is not None
+        if unique and self.store.find_executions(state_machine=sm, name=name, limit=1):
+            raise ConfigError(f"state machine {sm!r} already has an execution named {name!r}")
         execution = Execution.start(
             self.definition(sm),
             execution_input,
@@ -226,6 +242,8 @@ class Executions:
             clock=SystemClock(),
             name=name,
             state_machine_name=sm,
+            state_machine_type=kind,
+            at_most_once=kind == "EXPRESS" and run == "inline",
             tokens=self.tokens,
         )
         if run == "thread":
@@ -295,14 +313,49 @@ class Executions:
             self.store.release_execution(execution_id, self.pid)
 
     def resume_unowned(self) -> list[str]:
-        """Claim and run (in threads) every RUNNING execution that nothing live runs."""
+        """Claim and run (in threads) every RUNNING execution that nothing live runs; a
+        synchronous EXPRESS one whose caller is gone is failed instead (at most once,
+        as the service runs them)."""
         taken = []
         for row in self.store.find_executions(status=RUNNING, limit=1000):
             with self._lock:
                 mine = row["id"] in self._threads
-            if not mine and row["owner_pid"] != self.pid and self.run_in_thread(row["id"]):
+            if mine or row["owner_pid"] == self.pid:
+                continue
+            if row["record"].get("at_most_once"):
+                self._fail_abandoned(row)
+            elif self.run_in_thread(row["id"]):
                 taken.append(row["id"])
         return taken
+
+    ABANDONED_AFTER = timedelta(seconds=60)
+    """How long an unowned synchronous EXPRESS execution may wait for its caller to claim it."""
+
+    def _fail_abandoned(self, row: Mapping[str, Any]) -> None:
+        from conveyor.replication.worker import pid_alive
+
+        owner = row["owner_pid"]
+        if owner is not None and pid_alive(owner):
+            return
+        started = _parse_time(row["record"]["start_time"])
+        if owner is None and started is not None and datetime.now(UTC) - started < self.ABANDONED_AFTER:
+            return  # its caller is about to claim it, or a suspended one it still answers
+        if not self.store.claim_execution(row["id"], self.pid, owner):
+            return
+        try:
+            record = self.exec_store.load(row["id"])
+            now = _iso(datetime.now(UTC))
+            cause = "the process running this synchronous EXPRESS execution ended; it runs at most once"
+            record.status, record.error, record.cause = FAILED, "States.Runtime", cause
+            record.cursor, record.stop_time = None, now
+            event_id = len(self.store.execution_events(row["id"])) + 1
+            details = {"error": record.error, "cause": cause}
+            failed = HistoryEvent(event_id, "ExecutionFailed", now or "", details)
+            self.exec_store.commit(record, [failed])
+        except ExecutionSuspended:
+            pass  # stopped meanwhile
+        finally:
+            self.store.release_execution(row["id"], self.pid)
 
     def running(self) -> list[str]:
         with self._lock:
@@ -330,6 +383,13 @@ class Executions:
         row = self.store.execution(ref)
         if row is not None:
             return row
+        if ref.startswith("arn:") and ":express:" in ref:
+            sm, _, rest = ref.split(":express:", 1)[1].partition(":")
+            name, _, execution_id = rest.rpartition(":")
+            row = self.store.execution(execution_id)
+            if row is not None and (row["state_machine"], row["name"]) == (sm, name) and is_express(row):
+                return row
+            raise NotFoundError(f"no execution with id, ARN or name {ref!r}")
         if ref.startswith("arn:") and ":execution:" in ref:
             sm, _, name = ref.split(":execution:", 1)[1].partition(":")
             found = self.store.find_executions(state_machine=sm, name=name, limit=2)
@@ -346,10 +406,11 @@ class Executions:
         row = self.resolve(ref)
         record = row["record"]
         described: dict[str, Any] = {
-            "executionArn": execution_arn(row["state_machine"], row["name"]),
+            "executionArn": row_arn(row),
             "executionId": row["id"],
             "stateMachineArn": state_machine_arn(row["state_machine"]),
             "stateMachineName": row["state_machine"],
+            "stateMachineType": record.get("state_machine_type", "STANDARD"),
             "name": row["name"],
             "status": row["status"],
             "startDate": record["start_time"],
@@ -380,10 +441,11 @@ class Executions:
         )
         return [
             {
-                "executionArn": execution_arn(r["state_machine"], r["name"]),
+                "executionArn": row_arn(r),
                 "executionId": r["id"],
                 "stateMachineArn": state_machine_arn(r["state_machine"]),
                 "stateMachineName": r["state_machine"],
+                "stateMachineType": r["record"].get("state_machine_type", "STANDARD"),
                 "name": r["name"],
                 "status": r["status"],
                 "startDate": r["record"]["start_time"],
@@ -426,7 +488,7 @@ class Executions:
         stop = getattr(clock, "stop", None)
         if stop is not None:
             stop()
-        return {"stopDate": _iso(now), "executionArn": execution_arn(row["state_machine"], row["name"])}
+        return {"stopDate": _iso(now), "executionArn": row_arn(row)}
 
 
 _JSON_DETAILS = ("input", "output", "parameters")

@@ -157,6 +157,8 @@ class Execution(FanOut):
         name: str | None = None,
         execution_id: str | None = None,
         state_machine_name: str = "StateMachine",
+        state_machine_type: str = "STANDARD",
+        at_most_once: bool = False,
         seed: int | None = None,
         tokens: TaskTokens | None = None,
     ) -> Execution:
@@ -179,6 +181,8 @@ class Execution(FanOut):
             start_time=now,
             cursor=Cursor(state=machine.start_at, input=execution_input, entered_time=now),
             state_machine_name=state_machine_name,
+            state_machine_type=state_machine_type,
+            at_most_once=at_most_once,
         )
         execution = cls(
             machine, record, store=store, integrations=integrations, clock=clock, seed=seed, tokens=tokens

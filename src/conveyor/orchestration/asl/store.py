@@ -60,6 +60,11 @@ class ExecutionRecord:
     cause: str | None = None
     stop_time: str | None = None
     state_machine_name: str = "StateMachine"
+    state_machine_type: str = "STANDARD"
+    """STANDARD or EXPRESS, as the machine was when the execution started."""
+    at_most_once: bool = False
+    """Run by its caller until it ends (a synchronous EXPRESS execution): when that
+    process dies, nobody takes it over (orchestration/executions.py fails it)."""
 
 
 @dataclass
