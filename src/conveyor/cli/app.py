@@ -6,19 +6,30 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from conveyor import __version__
 from conveyor.core.errors import ConfigError, ConveyorError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Self-hosted database migration and replication."
 )
-_err = Console(stderr=True)
+
+
+@cache
+def console(stderr: bool = False) -> Console:
+    """rich's console for stdout (or stderr), made on first use: a command that
+    prints only JSON or plain lines does not import rich."""
+    from rich.console import Console
+
+    return Console(stderr=stderr)
 
 
 def _version(value: bool) -> None:
@@ -77,9 +88,9 @@ def apply(
             names = getattr(summary, section)
             typer.echo(f"{section}: {', '.join(names) if names else '-'}")
         for warning in [*summary.warnings, *result.definition_warnings]:
-            _err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False)
         for notice in result.notices:
-            _err.print(f"notice: {notice}", highlight=False, markup=False)
+            console(stderr=True).print(f"notice: {notice}", highlight=False, markup=False)
     for line in result.changes:
         typer.echo(line, err=as_json)
 
@@ -145,7 +156,7 @@ def main() -> None:
             # Machines get the REST API's error shape, on stderr as text errors are.
             print(json.dumps({"error": str(exc)}, ensure_ascii=False), file=sys.stderr)
         else:
-            _err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+            console(stderr=True).print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

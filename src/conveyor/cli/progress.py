@@ -7,14 +7,15 @@ from __future__ import annotations
 import logging
 import threading
 from types import TracebackType
-from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING, Any
 
 from conveyor.core.log_format import bind, log_format
 from conveyor.replication.full_load import TableProgress
 from conveyor.replication.progress_lines import PlainProgress
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 def foreground_progress(task: str) -> PlainProgress:
@@ -42,6 +43,9 @@ class LiveProgress:
     when the source gave one), rows/s. Use as a context manager around the load."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console  # rich only for a live display (see cli.app.console)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
         self._progress = Progress(
             TextColumn("{task.description}", style="bold"),
             TextColumn("{task.fields[state]}"),

@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import ExitStack
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from conveyor.cli.app import app
+from conveyor.cli.app import app, console
 from conveyor.cli.output import opened_conveyor, print_json
 from conveyor.cli.progress import LiveProgress, foreground_progress
 from conveyor.replication.task_run import ACTIVE_STATUSES
 from conveyor.service.models import TableReload, TaskDescription, TaskProcess, to_json
 from conveyor.store.event_pages import MAX_LIMIT
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 WaitOption = Annotated[
@@ -28,7 +29,12 @@ events_app = typer.Typer(no_args_is_help=True, help="Lifecycle events.")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(endpoints_app, name="endpoints")
 app.add_typer(events_app, name="events")
-_out = Console()
+
+
+def _table(*columns: str) -> Table:
+    from rich.table import Table  # rich on first use: see app.console
+
+    return Table(*columns)
 
 
 @tasks_app.command("list")
@@ -39,10 +45,10 @@ def tasks_list(as_json: JsonOption = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("task", "source", "target", "type", "status", "stop reason")
+    table = _table("task", "source", "target", "type", "status", "stop reason")
     for r in rows.root:
         table.add_row(r.name, r.source, r.target, r.migration_type, r.status, r.stop_reason or "")
-    _out.print(table)
+    console().print(table)
 
 
 @tasks_app.command("start")
@@ -88,7 +94,7 @@ def _start(name: str, wait: bool, as_json: bool, mode: str, tables: list[str] | 
     answer: TaskProcess | TaskDescription | TableReload
     with opened_conveyor() as conveyor, ExitStack() as shown:
         live = wait and sys.stdout.isatty() and not as_json
-        on_progress = shown.enter_context(LiveProgress(_out)) if live else foreground_progress(name)
+        on_progress = shown.enter_context(LiveProgress(console())) if live else foreground_progress(name)
         if mode == "start":
             answer = conveyor.start_task(name, wait, on_progress)
         elif mode == "resume":
@@ -124,14 +130,14 @@ def tasks_stop(name: str, as_json: JsonOption = False) -> None:
 def _print_described(described: dict[str, Any]) -> None:
     pid = described.get("pid")
     active = described["status"] in ACTIVE_STATUSES
-    _out.print(
+    console().print(
         f"task {described['task']}: {described['status']}"
         + (f" (pid {pid})" if pid is not None and active else "")
         + (f" (stop reason {described['stop_reason']})" if described.get("stop_reason") else "")
     )
     if described.get("last_error"):
-        _out.print(f"error: {described['last_error']}", markup=False, highlight=False, soft_wrap=True)
-    table = Table(
+        console().print(f"error: {described['last_error']}", markup=False, highlight=False, soft_wrap=True)
+    table = _table(
         "schema", "table", "TableState", "FullLoadRows", "FullLoadErrorRows", "rows/s", "validation"
     )
     for t in described["tables"]:
@@ -139,14 +145,18 @@ def _print_described(described: dict[str, Any]) -> None:
         table.add_row(
             t["SchemaName"], t["TableName"], t["TableState"], *counts, t.get("ValidationState") or "-"
         )
-    _out.print(table)
+    console().print(table)
     for t in described["tables"]:
         # Schema drift a source recorded for the table (DynamoDB: attributes new since inference).
         for line in t.get("Drift") or []:
-            _out.print(f"drift: {t['SchemaName']}.{t['TableName']}: {line}", markup=False, highlight=False)
+            console().print(
+                f"drift: {t['SchemaName']}.{t['TableName']}: {line}", markup=False, highlight=False
+            )
         for generated in t.get("GeneratedColumns") or []:
             where = f"{t['SchemaName']}.{t['TableName']}.{generated['Column']}"
-            _out.print(f"generated column {where}: {generated['Handling']}", markup=False, highlight=False)
+            console().print(
+                f"generated column {where}: {generated['Handling']}", markup=False, highlight=False
+            )
     if any("Inserts" in t for t in described["tables"]):
         _print_capture(described)
     not_acted_on = described.get("settings_not_acted_on") or {}
@@ -155,19 +165,23 @@ def _print_described(described: dict[str, Any]) -> None:
         ("not acted on yet", "not_acted_on_yet"),
     ):
         if not_acted_on.get(key):
-            _out.print(f"settings {label}: {', '.join(not_acted_on[key])}", markup=False, highlight=False)
+            console().print(
+                f"settings {label}: {', '.join(not_acted_on[key])}", markup=False, highlight=False
+            )
     for row in described.get("suspended_tables", []):
         state = "reload requested" if row["state"] == "reload" else f"suspended: {row['reason']}"
-        _out.print(f"table {row['schema_name']}.{row['table_name']}: {state}", markup=False, highlight=False)
+        console().print(
+            f"table {row['schema_name']}.{row['table_name']}: {state}", markup=False, highlight=False
+        )
 
 
 def _print_capture(described: dict[str, Any]) -> None:
     """Change-capture counters per table, and where the capture stands."""
-    table = Table("table", "Inserts", "Updates", "Deletes", "Ddls", "suspended")
+    table = _table("table", "Inserts", "Updates", "Deletes", "Ddls", "suspended")
     for t in described["tables"]:
         counts = [str(t.get(k, 0)) for k in ("Inserts", "Updates", "Deletes", "Ddls")]
         table.add_row(f"{t['SchemaName']}.{t['TableName']}", *counts, t.get("SuspendedReason") or "-")
-    _out.print(table)
+    console().print(table)
     capture = described.get("capture") or {}
     if capture:
         parts = [
@@ -177,7 +191,7 @@ def _print_capture(described: dict[str, Any]) -> None:
         ]
         if capture.get("RetainedWalBytes") is not None:
             parts.append(f"retained WAL {capture['RetainedWalBytes']:,} bytes")
-        _out.print("capture: " + ", ".join(parts), markup=False, highlight=False)
+        console().print("capture: " + ", ".join(parts), markup=False, highlight=False)
 
 
 @tasks_app.command("describe")
@@ -199,11 +213,11 @@ def endpoints_list(as_json: JsonOption = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("endpoint", "engine", "where")
+    table = _table("endpoint", "engine", "where")
     for r in rows.root:
         extra = r.model_extra or {}
         table.add_row(r.name, r.engine, str(extra.get("url") or extra.get("path") or ""))
-    _out.print(table)
+    console().print(table)
 
 
 @endpoints_app.command("modify")
@@ -223,7 +237,7 @@ def endpoints_modify(
     if as_json:
         print_json(endpoint)
     else:
-        _out.print(f"{name}: {json.dumps(to_json(endpoint))}", markup=False)
+        console().print(f"{name}: {json.dumps(to_json(endpoint))}", markup=False)
 
 
 @endpoints_app.command("test")
@@ -234,7 +248,7 @@ def endpoints_test(name: str, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(result)
     else:
-        _out.print(f"{name}: {result.status} ({result.version or result.error})", markup=False)
+        console().print(f"{name}: {result.status} ({result.version or result.error})", markup=False)
     if result.status != "successful":
         raise typer.Exit(1)
 
@@ -256,10 +270,10 @@ def events_list(
     if as_json:
         print_json(page)
         return
-    table = Table("time", "source", "eventId", "message")
+    table = _table("time", "source", "eventId", "message")
     for e in page.Events:
         detail = e.get("detail", {})
         table.add_row(e["time"], e["source"], detail.get("eventId", ""), detail.get("detailMessage", ""))
     if page.NextToken is not None:
         table.caption = f"older events: --next-token {page.NextToken}"
-    _out.print(table)
+    console().print(table)

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from conveyor.core.arrow_compute import pc
 from conveyor.core.calendar import civil_from_days
 from conveyor.core.types import DATE_INFINITY, INT64_INFINITY, ColumnType, Kind
 

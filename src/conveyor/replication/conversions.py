@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from conveyor.core.arrow_compute import pc
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableRef
 from conveyor.core.types import ColumnType, Kind

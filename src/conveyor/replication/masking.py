@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from conveyor.core.arrow_compute import pc
 from conveyor.core.types import ColumnType, Kind, varchar
 
 HASH_LENGTH = 64

@@ -13,7 +13,6 @@ from conveyor.connectors.base import Source, Target
 from conveyor.connectors.registry import engines_for, open_source, open_target, plays
 from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.events.lifecycle import FAILED, STOPPED, EventSink, task_event
-from conveyor.replication.cdc.task import capture_task
 from conveyor.replication.control_tables import ControlTables, with_control_schema
 from conveyor.replication.declarations import Declarations
 from conveyor.replication.full_load import TABLE_COMPLETED, ProgressCallback, TablePlan
@@ -205,6 +204,9 @@ def run_task(
             if run.spec.migration_type == "full-load":
                 reason = _full_load_task(run)
             else:
+                # imported here: a full-load task does not pay for the capture's modules
+                from conveyor.replication.cdc.task import capture_task
+
                 reason = capture_task(run, mode)
     except ConveyorError as exc:
         if stop.is_set():  # stopped while opening the endpoints, say: still a user stop

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import sql
 
 from conveyor.connectors.arrow_rows import Unrepresentable, column_array
 from conveyor.connectors.postgres.text_values import array_shape_refusal, converter
 from conveyor.connectors.postgres.types import array_dims
 from conveyor.core import types as t
+from conveyor.core.arrow_compute import pc
 from conveyor.core.calendar import civil_from_days
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from conveyor.core import types as t
+from conveyor.core.arrow_compute import pc
 from conveyor.core.calendar import US_PER_DAY, pg_date, pg_timestamp
 
 NULL = "\\N"
