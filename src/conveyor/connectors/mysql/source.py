@@ -23,6 +23,7 @@ from conveyor.connectors.mysql.text_columns import TextCast, text_cast
 from conveyor.connectors.mysql.types import NativeColumn, from_native, order_expression, select_expression
 from conveyor.core.batch import rejected_row
 from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
+from conveyor.core.read_ahead import read_ahead
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
@@ -64,6 +65,8 @@ _LOST_CONNECTION = frozenset({2006, 2013, 2055})
 _ONE_DAY = dt.timedelta(days=1)
 _ONE_US = dt.timedelta(microseconds=1)
 _SPACE = re.compile(r"\s+")
+# Batches parsed ahead of the consumer (each batch_rows rows).
+_READ_AHEAD = 2
 
 
 def qualified(ref: TableRef) -> str:
@@ -271,7 +274,6 @@ class MySQLSnapshot:
                 order_expression(k, table.column(k).type) for k in table.primary_key
             )
         schema = table.arrow_schema()
-        converters = [_converter(table, c) for c in table.columns]
         casts = [text_cast(c, _base(c.type.native)) for c in table.columns]
         with self._exclusive(table.ref) as conn:
             if where is not None:  # literals quoted as this connection's sql_mode needs
@@ -289,16 +291,15 @@ class MySQLSnapshot:
                 decode = _decoders(cursor.description, decoders)
                 if where is None:
                     self._rejected[table.ref] = []
-                while rows := cursor.fetchmany(batch_rows):
-                    try:
-                        arrays = _text_arrays(table, converters, casts, decode, rows)
-                    except DataError:
-                        # Row by row, from the values PyMySQL's converters make.
-                        carried = self._keep_carried(table, converters, _decoded(decode, rows))
-                        if not carried:
-                            continue
-                        arrays = _arrays(table, converters, carried)
-                    yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+                # The next batch is parsed while the consumer writes this one.
+                batches = self._batches(table, cursor, batch_rows, schema, casts, decode)
+                try:
+                    yield from read_ahead(batches, depth=_READ_AHEAD, name=f"read {table.ref}")
+                except Exception:
+                    if self._conn is conn:
+                        raise
+                    # The snapshot was closed under the reading thread (whose
+                    # error then says nothing useful): said below.
                 if self._conn is not conn:
                     # Closed (or lost) while this read was suspended: the rows
                     # stopped coming, which must not pass for the end of the table.
@@ -318,6 +319,27 @@ class MySQLSnapshot:
                     cursor.close()
                 except Exception as exc:
                     self._drop(" ".join(str(exc).split()) or type(exc).__name__)
+
+    def _batches(
+        self,
+        table: TableSchema,
+        cursor: SSCursor,
+        batch_rows: int,
+        schema: pa.Schema,
+        casts: Sequence[TextCast | None],
+        decode: Sequence[Converter | None],
+    ) -> Iterator[pa.RecordBatch]:
+        converters = [_converter(table, c) for c in table.columns]
+        while rows := cursor.fetchmany(batch_rows):
+            try:
+                arrays = _text_arrays(table, converters, casts, decode, rows)
+            except DataError:
+                # Row by row, from the values PyMySQL's converters make.
+                carried = self._keep_carried(table, converters, _decoded(decode, rows))
+                if not carried:
+                    continue
+                arrays = _arrays(table, converters, carried)
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def _keep_carried(
         self, table: TableSchema, converters: Sequence[Converter | None], rows: Sequence[tuple[Any, ...]]
