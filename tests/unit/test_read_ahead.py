@@ -74,3 +74,20 @@ def test_closing_stops_the_producer_and_closes_it_before_returning() -> None:
     assert closed.is_set()
     assert len(made) < 10
     assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
+
+
+def test_a_producer_that_does_not_stop_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("conveyor.core.read_ahead._JOIN_S", 0.1)
+    release = threading.Event()
+    stuck: list[bool] = []
+
+    def produce() -> Iterator[int]:
+        yield 1
+        release.wait(5)  # a fetch that hangs
+        yield 2
+
+    items = read_ahead(produce(), depth=1, on_stuck=lambda: stuck.append(True))
+    assert next(items) == 1
+    items.close()
+    assert stuck == [True]
+    release.set()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -32,9 +32,16 @@ class _End(Generic[T]):
         self.error = error
 
 
-def read_ahead(items: Iterator[T], depth: int = 1, name: str = "read-ahead") -> Generator[T, None, None]:
+def read_ahead(
+    items: Iterator[T],
+    depth: int = 1,
+    name: str = "read-ahead",
+    on_stuck: Callable[[], None] | None = None,
+) -> Generator[T, None, None]:
     """``items`` produced in a thread, up to ``depth`` of them waiting for the
-    consumer; an exception of the producer is raised in the consumer."""
+    consumer; an exception of the producer is raised in the consumer.
+    ``on_stuck`` is called when the producer has not stopped ``_JOIN_S``
+    seconds after the consumer let go (e.g. to close the connection it reads)."""
     out: queue.Queue[T | _End[T]] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
@@ -77,3 +84,5 @@ def read_ahead(items: Iterator[T], depth: int = 1, name: str = "read-ahead") -> 
     finally:
         stop.set()
         thread.join(timeout=_JOIN_S)
+        if thread.is_alive() and on_stuck is not None:
+            on_stuck()

@@ -294,7 +294,13 @@ class MySQLSnapshot:
                 # The next batch is parsed while the consumer writes this one.
                 batches = self._batches(table, cursor, batch_rows, schema, casts, decode)
                 try:
-                    yield from read_ahead(batches, depth=_READ_AHEAD, name=f"read {table.ref}")
+                    yield from read_ahead(
+                        batches,
+                        depth=_READ_AHEAD,
+                        name=f"read {table.ref}",
+                        # Its fetch is stalled: the cursor cannot be drained under it.
+                        on_stuck=lambda: self._drop(f"the read of {table.ref} did not stop"),
+                    )
                 except Exception:
                     if self._conn is conn:
                         raise
