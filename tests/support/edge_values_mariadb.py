@@ -110,6 +110,8 @@ CORPUS = Corpus(
                 ("zero", "'0000-00-00'", ZERO_DATE, ZERO_DATE),
                 ("zero_month", "'2024-00-10'", ZERO_DATE, ZERO_DATE),
                 ("zero_day", "'2024-01-00'", ZERO_DATE, ZERO_DATE),
+                # Parses in Arrow (year 0), but has no calendar day in Python.
+                ("zero_year", "'0000-01-01'", ZERO_DATE, ZERO_DATE),
             ),
         ),
         Group(
@@ -120,6 +122,8 @@ CORPUS = Corpus(
                 ("last", "'9999-12-31 23:59:59.999999'", "9999-12-31 23:59:59.999999"),
                 ("micro", "'2000-01-01 00:00:00.000001'", "2000-01-01 00:00:00.000001"),
                 ("zero", "'0000-00-00 00:00:00'", ZERO_DATE, ZERO_DATE),
+                ("zero_year", "'0000-01-01 00:00:00'", ZERO_DATE, ZERO_DATE),
+                ("year1", "'0001-01-01 00:00:00.5'", "0001-01-01 00:00:00.5"),
             ),
         ),
         Group(

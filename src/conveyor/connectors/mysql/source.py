@@ -13,14 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pymysql
+from pymysql.converters import through
 from pymysql.cursors import SSCursor
 
 from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.mysql import connection, filters
 from conveyor.connectors.mysql.connection import quote
+from conveyor.connectors.mysql.text_columns import TextCast, text_cast
 from conveyor.connectors.mysql.types import NativeColumn, from_native, order_expression, select_expression
 from conveyor.core.batch import rejected_row
 from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
+from conveyor.core.read_ahead import read_ahead
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
@@ -62,6 +65,8 @@ _LOST_CONNECTION = frozenset({2006, 2013, 2055})
 _ONE_DAY = dt.timedelta(days=1)
 _ONE_US = dt.timedelta(microseconds=1)
 _SPACE = re.compile(r"\s+")
+# Batches parsed ahead of the consumer (each batch_rows rows).
+_READ_AHEAD = 2
 
 
 def qualified(ref: TableRef) -> str:
@@ -269,24 +274,38 @@ class MySQLSnapshot:
                 order_expression(k, table.column(k).type) for k in table.primary_key
             )
         schema = table.arrow_schema()
-        converters = [_converter(table, c) for c in table.columns]
+        casts = [text_cast(c, _base(c.type.native)) for c in table.columns]
         with self._exclusive(table.ref) as conn:
             if where is not None:  # literals quoted as this connection's sql_mode needs
                 query += " WHERE " + filters.where_condition(where, conn.escape)
             cursor = conn.cursor(SSCursor)
+            decoders = conn.decoders
             try:
-                cursor.execute(query + order)
+                # Values arrive as the server's text (Arrow casts whole columns,
+                # text_columns); the result's converters are fixed when it starts.
+                conn.decoders = {}
+                try:
+                    cursor.execute(query + order)
+                finally:
+                    conn.decoders = decoders
+                decode = _decoders(cursor.description, decoders)
                 if where is None:
                     self._rejected[table.ref] = []
-                while rows := cursor.fetchmany(batch_rows):
-                    try:
-                        arrays = _arrays(table, converters, rows)
-                    except DataError:
-                        carried = self._keep_carried(table, converters, rows)
-                        if not carried:
-                            continue
-                        arrays = _arrays(table, converters, carried)
-                    yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+                # The next batch is parsed while the consumer writes this one.
+                batches = self._batches(table, cursor, batch_rows, schema, casts, decode)
+                try:
+                    yield from read_ahead(
+                        batches,
+                        depth=_READ_AHEAD,
+                        name=f"read {table.ref}",
+                        # Its fetch is stalled: the cursor cannot be drained under it.
+                        on_stuck=lambda: self._drop(f"the read of {table.ref} did not stop"),
+                    )
+                except Exception:
+                    if self._conn is conn:
+                        raise
+                    # The snapshot was closed under the reading thread (whose
+                    # error then says nothing useful): said below.
                 if self._conn is not conn:
                     # Closed (or lost) while this read was suspended: the rows
                     # stopped coming, which must not pass for the end of the table.
@@ -306,6 +325,27 @@ class MySQLSnapshot:
                     cursor.close()
                 except Exception as exc:
                     self._drop(" ".join(str(exc).split()) or type(exc).__name__)
+
+    def _batches(
+        self,
+        table: TableSchema,
+        cursor: SSCursor,
+        batch_rows: int,
+        schema: pa.Schema,
+        casts: Sequence[TextCast | None],
+        decode: Sequence[Converter | None],
+    ) -> Iterator[pa.RecordBatch]:
+        converters = [_converter(table, c) for c in table.columns]
+        while rows := cursor.fetchmany(batch_rows):
+            try:
+                arrays = _text_arrays(table, converters, casts, decode, rows)
+            except DataError:
+                # Row by row, from the values PyMySQL's converters make.
+                carried = self._keep_carried(table, converters, _decoded(decode, rows))
+                if not carried:
+                    continue
+                arrays = _arrays(table, converters, carried)
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def _keep_carried(
         self, table: TableSchema, converters: Sequence[Converter | None], rows: Sequence[tuple[Any, ...]]
@@ -467,6 +507,40 @@ def _time_text(value: dt.timedelta) -> str:
     seconds, fraction = divmod(micros, 1_000_000)
     text = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
     return text + (f".{fraction:06d}".rstrip("0") if fraction else "")
+
+
+def _decoders(description: Any, decoders: dict[int, Any]) -> list[Converter | None]:
+    """Per column, the converter PyMySQL applies to the text of a value (None: none)."""
+    found = [decoders.get(d[1]) for d in description]
+    return [None if f is None or f is through else f for f in found]
+
+
+def _decoded(decode: Sequence[Converter | None], rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Text rows as PyMySQL's converters would have returned them."""
+    return [
+        tuple(v if v is None or f is None else f(v) for f, v in zip(decode, row, strict=True)) for row in rows
+    ]
+
+
+def _text_arrays(
+    table: TableSchema,
+    converters: Sequence[Converter | None],
+    casts: Sequence[TextCast | None],
+    decode: Sequence[Converter | None],
+    rows: Sequence[tuple[Any, ...]],
+) -> list[pa.Array]:
+    """The batch's columns from text rows: a whole-column cast where it is exact,
+    else value by value from what PyMySQL's converter makes of each text."""
+    arrays = []
+    for column, convert, cast, decoder, values in zip(
+        table.columns, converters, casts, decode, zip(*rows, strict=True), strict=True
+    ):
+        array = None if cast is None else cast(values)
+        if array is None:
+            decoded = values if decoder is None else [None if v is None else decoder(v) for v in values]
+            array = _to_arrow(table, column, convert, decoded)
+        arrays.append(array)
+    return arrays
 
 
 def _arrays(
