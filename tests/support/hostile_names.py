@@ -114,6 +114,27 @@ def sqlite() -> list[str]:
     return names
 
 
+def dynamodb_tables() -> list[str]:
+    """DynamoDB table names: 3 to 255 of ``a-z A-Z 0-9 _ . -``, case kept (so
+    case-only families exist); the dialect's own hostile names (dots, dashes,
+    reserved words of the targets, names past their limits) added to those of
+    the common list that fit."""
+    own = [
+        "a-b", "a--b", "a_.-b", "---", "...", "_._", "x.y.z", "UPPER.lower", "0abc", "..a", "a..",
+        "__init__", "_-_", "with-dash-and.dot", "Order", "ORDER", "Select", "SELECT", "Table", "TABLE",
+        "KEY", "NULL", "False", "public", "main", "dynamodb", "information_schema", "pg_catalog",
+        "sqlite_master", "canary_", "canary.x", "canary-x", "a.b.c.d.e", "t" * 255,
+    ]  # fmt: skip
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+    common = [n for n in _common() + _LONG if 3 <= len(n) <= 255 and set(n) <= allowed]
+    return list(dict.fromkeys(common + own))
+
+
+def dynamodb_attributes() -> list[str]:
+    """DynamoDB attribute names: any UTF-8 text of 1 to 255 bytes (the key's too)."""
+    return [n for n in _common() + _LONG + ["🚀 rocket"] if n != "id" and len(n.encode()) <= 255]
+
+
 def column_for(i: int, names: list[str]) -> str:
     """A hostile column name for table ``i`` (the next name along, never ``id``)."""
     return names[(i + 7) % len(names)]

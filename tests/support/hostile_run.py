@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import duckdb
 import psycopg
 from deltalake import DeltaTable
@@ -44,6 +45,10 @@ class Source:
     quote: Callable[[str], str]
     execute: Callable[[list[str]], None]
     canary: Callable[[], list[tuple[Any, ...]]]
+    prepare: Callable[[], None] | None = None
+    """Creates the tables and their first rows (default: SQL through ``execute``)."""
+    modify: Callable[[], None] | None = None
+    """Writes the captured changes (default: SQL through ``execute``)."""
 
 
 def _double(name: str) -> str:
@@ -55,6 +60,9 @@ def _backtick(name: str) -> str:
 
 
 def _setup(source: Source) -> None:
+    if source.prepare is not None:
+        source.prepare()
+        return
     q, names = source.quote, source.names
     statements = [
         f"CREATE TABLE {hn.CANARY} (id integer PRIMARY KEY, v text)",
@@ -69,6 +77,9 @@ def _setup(source: Source) -> None:
 
 
 def _change(source: Source) -> None:
+    if source.modify is not None:
+        source.modify()
+        return
     q, names = source.quote, source.names
     statements = []
     for i, name in enumerate(names):
@@ -134,6 +145,63 @@ def sqlite_source(path: Path) -> Source:
             conn.close()
 
     return Source({"engine": "sqlite", "path": str(path)}, "main", hn.sqlite(), _double, execute, canary)
+
+
+def dynamodb_source(moto_url: str) -> Source:
+    """DynamoDB on the tests' moto server, captured from Streams: a table per
+    hostile table name, keyed by ``id`` (a number), one hostile attribute each.
+    The caller deletes the tables afterwards (``delete_dynamodb_tables``)."""
+    client = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
+    names, attributes = hn.dynamodb_tables(), hn.dynamodb_attributes()
+
+    def attribute(i: int) -> str:
+        return hn.column_for(i, attributes)
+
+    def put(table: str, key: int, name: str, value: str) -> None:
+        client.put_item(TableName=table, Item={"id": {"N": str(key)}, name: {"S": value}})
+
+    def prepare() -> None:
+        for table in [hn.CANARY, *names]:
+            client.create_table(
+                TableName=table,
+                BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+            )
+        put(hn.CANARY, 1, "v", "alive")
+        for i, table in enumerate(names):
+            put(table, 1, attribute(i), "one")
+            put(table, 2, attribute(i), "two")
+
+    def modify() -> None:
+        for i, table in enumerate(names):
+            put(table, 3, attribute(i), "three")
+            put(table, 1, attribute(i), "one, updated")
+            client.delete_item(TableName=table, Key={"id": {"N": "2"}})
+
+    def canary() -> list[tuple[Any, ...]]:
+        items = client.scan(TableName=hn.CANARY)["Items"]
+        return [(int(item["id"]["N"]), item["v"]["S"]) for item in items]
+
+    def refuse_sql(statements: list[str]) -> None:
+        raise AssertionError("a DynamoDB source takes no SQL")
+
+    endpoint = {
+        "engine": "dynamodb",
+        "endpoint_url": moto_url,
+        "region": "us-east-1",
+        "settings": {"variant_column": None},
+    }
+    return Source(endpoint, "dynamodb", names, _double, refuse_sql, canary, prepare, modify)
+
+
+def delete_dynamodb_tables(moto_url: str) -> None:
+    """The hostile tables go, so later tests on the same moto server do not see them."""
+    client = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
+    for table in [hn.CANARY, *hn.dynamodb_tables()]:
+        with contextlib.suppress(client.exceptions.ResourceNotFoundException):
+            client.delete_table(TableName=table)
 
 
 def _stack(tmp_path: Path, source: dict[str, Any], schema: str, pg_target: str, names: list[str]) -> Path:

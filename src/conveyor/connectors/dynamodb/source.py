@@ -63,6 +63,7 @@ least the page size, or ``page_size``, for exactly-once delivery).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import queue
@@ -249,9 +250,7 @@ class DynamoDBSource:
 
     def checkpoint_path(self, ref: TableRef) -> Path:
         home = Path(os.environ.get("CONVEYOR_HOME", DEFAULT_HOME))
-        endpoint = re.sub(r"[^A-Za-z0-9._-]", "_", self.config.name)
-        table = re.sub(r"[^A-Za-z0-9._-]", "_", ref.name)
-        return home / "dynamodb" / endpoint / f"{table}.json"
+        return home / "dynamodb" / _file_name(self.config.name) / f"{_file_name(ref.name)}.json"
 
     def close(self) -> None:
         if self._client is not None:
@@ -267,6 +266,19 @@ class _Done:
 @dataclass
 class _Failed:
     error: BaseException
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+
+
+def _file_name(name: str) -> str:
+    """A file name for ``name``, one per name: the name itself where it is short and
+    plain, else a plain prefix and a digest (names differing only in the characters
+    replaced, or past the file system's 255 bytes, shared one file before)."""
+    if _SAFE_NAME.fullmatch(name):
+        return name
+    plain = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64].lstrip(".")
+    return f"{plain}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
 
 @dataclass

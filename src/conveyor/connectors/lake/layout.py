@@ -128,10 +128,15 @@ def load_number(name: str) -> int | None:
     return int(match.group(1), 16) if match else None
 
 
+MAX_NAME_BYTES = 200
+"""The longest schema or table name the lake takes, in UTF-8 bytes: a file name
+is at most 255 bytes on common file systems, and the lake names files after
+tables (``.conveyor/tables/.../<table>.json``, written through a temporary
+name a few dozen bytes longer)."""
 NAME_RULE = (
     "a lake's schema and table names are folder names (raw and curated): a name holding '/', '\\', "
-    "'[', ']' or a control character, or starting with '.', is refused; "
-    "rename with a table-mapping transformation rule"
+    f"'[', ']' or a control character, starting with '.', or longer than {MAX_NAME_BYTES} bytes, is "
+    "refused; rename with a table-mapping transformation rule"
 )
 
 
@@ -140,8 +145,10 @@ def refused_name(name: str) -> str | None:
     Names are used as they are (DMS's layout); those that would leave their
     folder (``..``, ``a/b``), hide in it (``.x``, the lake's own ``.conveyor``)
     or cannot be a file or Delta table name (NUL, control characters;
-    deltalake parses '[' and ']' as a URL's) are refused."""
+    deltalake parses '[' and ']' as a URL's; past ``MAX_NAME_BYTES``) are refused."""
     if not name or name.startswith(".") or any(c in "/\\[]" or ord(c) < 0x20 or c == "\x7f" for c in name):
+        return NAME_RULE
+    if len(name.encode()) > MAX_NAME_BYTES:
         return NAME_RULE
     return None
 
