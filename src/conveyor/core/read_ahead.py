@@ -25,6 +25,35 @@ _POLL_S = 0.2
 _JOIN_S = 60.0
 
 
+class Handoff(Generic[T]):
+    """A bounded queue from producer threads to one consumer, which the consumer
+    can abandon: after ``stop`` a producer's ``put`` gives up (answers False)
+    instead of waiting for room forever."""
+
+    def __init__(self, depth: int) -> None:
+        self._queue: queue.Queue[T] = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+
+    def put(self, item: T) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self) -> T:
+        return self._queue.get()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+
 class _End(Generic[T]):
     """The producer finished (``error`` None) or failed."""
 
@@ -42,17 +71,8 @@ def read_ahead(
     consumer; an exception of the producer is raised in the consumer.
     ``on_stuck`` is called when the producer has not stopped ``_JOIN_S``
     seconds after the consumer let go (e.g. to close the connection it reads)."""
-    out: queue.Queue[T | _End[T]] = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-
-    def put(item: T | _End[T]) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
+    out: Handoff[T | _End[T]] = Handoff(depth)
+    put = out.put
 
     def produce() -> None:
         error: BaseException | None = None
@@ -82,7 +102,7 @@ def read_ahead(
                 return
             yield item
     finally:
-        stop.set()
+        out.stop()
         thread.join(timeout=_JOIN_S)
         if thread.is_alive() and on_stuck is not None:
             on_stuck()

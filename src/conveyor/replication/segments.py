@@ -7,7 +7,7 @@ target transaction) takes batches in whatever order they come. Otherwise the
 segments are read one after another.
 
 Closing the returned iterator (a stopped or failed load) stops the readers:
-each closes its read (and its connection) and exits within ``_POLL_S``."""
+each closes its read (and its connection) and exits within ``read_ahead``'s poll."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 
 from conveyor.connectors.base import ReadsConcurrently, SupportsRowFilter
+from conveyor.core.read_ahead import Handoff
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableSchema
 
 MAX_READERS = 4
 _QUEUED_BATCHES = 4
-_POLL_S = 0.2
 
 
 def read_segments(
@@ -54,22 +54,13 @@ def _parallel(
     todo: queue.SimpleQueue[RowFilter] = queue.SimpleQueue()
     for segment in segments:
         todo.put(segment)
-    out: queue.Queue[pa.RecordBatch | _Done] = queue.Queue(maxsize=_QUEUED_BATCHES)
-    stop = threading.Event()
-
-    def put(item: pa.RecordBatch | _Done) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
+    out: Handoff[pa.RecordBatch | _Done] = Handoff(_QUEUED_BATCHES)
+    put = out.put
 
     def read() -> None:
         error: BaseException | None = None
         try:
-            while not stop.is_set():
+            while not out.stopped:
                 try:
                     segment = todo.get_nowait()
                 except queue.Empty:
@@ -103,6 +94,6 @@ def _parallel(
                 continue
             yield item
     finally:
-        stop.set()
+        out.stop()
         for thread in threads:
             thread.join(timeout=30)
