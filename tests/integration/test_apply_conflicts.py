@@ -51,6 +51,8 @@ class Target:
             f"CREATE TABLE public.items (id int PRIMARY KEY, name text{extra})",
             "INSERT INTO public.items (id, name) VALUES (1, 'target')",
         ]
+        if extra:
+            statements.append("UPDATE public.items SET big = 'target big' WHERE id = 1")
         if self.engine == "postgres":
             with psycopg.connect(self.where, autocommit=True) as conn:
                 for statement in statements:
@@ -252,6 +254,32 @@ def test_later_changes_of_a_key_in_the_batch_apply_after_a_refused_first(
     task.stop()
     assert target.rows() == {1: "updated", 3: "again"}
     assert [(t, k) for t, k, _ in target.exceptions()] == [("items", _key(1)), ("items", _key(2))]
+
+
+@pytest.mark.parametrize("policy", ["IGNORE_RECORD", "LOG_ERROR"])
+def test_a_partial_update_after_a_refused_insert_keeps_the_target_rows_unsent_values(
+    run: Callable[..., Task], target: Target, policy: str
+) -> None:
+    """As one by one: the INSERT of 1 is refused and the UPDATEs after it
+    apply to the target's row; they leave the out-of-line ``big`` unsent, so
+    it keeps the target's value, not the refused INSERT's. Row 4, inserted
+    and updated the same way, is no conflict and has the source's."""
+    task = run({"ApplyErrorInsertPolicy": policy}, toasted=True)
+    task.change(
+        "INSERT INTO public.items SELECT 1, 'source', big FROM public.items WHERE id = 2",
+        "INSERT INTO public.items SELECT 4, 'source', big FROM public.items WHERE id = 2",
+        "UPDATE public.items SET name = 'updated' WHERE id IN (1, 4)",
+        "UPDATE public.items SET name = 'again' WHERE id = 1",
+    )
+    task.applied(5)
+    task.stop()
+    with psycopg.connect(task.source) as conn:
+        source_big = conn.execute("SELECT big FROM public.items WHERE id = 2").fetchone()
+    assert source_big is not None and len(source_big[0]) > 10_000  # kept out of line
+    rows = target.query("SELECT id, name, big FROM public.items WHERE id IN (1, 4) ORDER BY id")
+    assert rows == [(1, "again", "target big"), (4, "updated", source_big[0])]
+    logged = [(t, k) for t, k, _ in target.exceptions()]
+    assert logged == ([("items", _key(1))] if policy == "LOG_ERROR" else [])
 
 
 def test_suspend_table_suspends_before_the_batch(run: Callable[..., Task], target: Target) -> None:

@@ -92,12 +92,16 @@ class KeyHistory:
     ``first`` is the key's first change in the batch (an INSERT expects no row,
     an UPDATE or DELETE one), ``alone`` whether it was the key's only change,
     ``reinserted`` whether an INSERT came after it, ``partial`` whether its
-    final change is a partial UPDATE (some columns unsent)."""
+    final change is a partial UPDATE (some columns unsent). ``inherited``:
+    when the first change is an INSERT followed only by partial UPDATEs, the
+    columns they left unsent, whose final values are still the INSERT's (a
+    refused INSERT leaves them the target row's own)."""
 
     first: Op
     alone: bool
     reinserted: bool
     partial: bool
+    inherited: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
