@@ -9,7 +9,10 @@ each kind; row 9, inserted last, is no conflict."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -131,6 +134,20 @@ class Task:
     def stop(self) -> None:
         conveyor(self.home, "tasks", "stop", "sync")
         self.wait(lambda d: d["status"] in {"stopped", "failed"})
+
+    def kill(self) -> None:
+        """SIGKILL the worker, then wait until the task is seen failed."""
+        pid = self.describe().get("pid")
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.wait(lambda d: d["status"] == "failed")
+
+    def again(self, command: str) -> None:
+        """``tasks resume`` or ``tasks start``, capturing when it returns."""
+        result = conveyor(self.home, "tasks", command, "sync")
+        assert result.returncode == 0, result.stderr
+        self.wait(lambda d: d["status"] == "running" and "capture" in d)
 
 
 def _drop_slots(url: str) -> None:
@@ -324,6 +341,44 @@ def test_escalation_suspends_the_table_at_the_count(run: Callable[..., Task], ta
     task.stop()
     assert target.rows() == {1: "target", 8: "eight"}
     assert [(t, k) for t, k, _ in target.exceptions()] == [("items", _key(1)), ("items", _key(2))]
+
+
+def test_escalation_counts_over_the_tasks_life(run: Callable[..., Task], target: Target) -> None:
+    """One conflict before a stop, one before a SIGKILL: the third, after
+    the resumes, reaches the count (the target keeps the counts with its
+    checkpoint). A new start counts afresh."""
+    task = run(
+        {
+            "ApplyErrorInsertPolicy": "LOG_ERROR",
+            "ApplyErrorUpdatePolicy": "LOG_ERROR",
+            "ApplyErrorEscalationCount": 3,
+            "ApplyErrorEscalationPolicy": "SUSPEND_TABLE",
+        }
+    )
+    task.change(CONFLICTS[0])
+    task.applied(1)
+    task.stop()
+    task.again("resume")
+    task.change(CONFLICTS[1])
+    task.applied(1)
+    task.kill()
+    task.again("resume")
+    assert not any(t.get("SuspendedReason") for t in task.describe()["tables"])
+    task.change(CONFLICTS[2])
+    described = task.wait(lambda d: any(t.get("SuspendedReason") for t in d["tables"]))
+    assert "apply error escalation: 3 apply conflicts" in described["tables"][0]["SuspendedReason"]
+    task.stop()
+    task.again("start")
+    task.change("UPDATE public.items SET name = 'again' WHERE id = 2")  # a fourth conflict, the first now
+    task.applied(1)
+    assert not any(t.get("SuspendedReason") for t in task.describe()["tables"])
+    task.stop()
+    assert target.rows() == {1: "target"}
+    assert [(t, k) for t, k, _ in target.exceptions()] == [
+        ("items", _key(1)),
+        ("items", _key(2)),
+        ("items", _key(2)),
+    ]
 
 
 def test_escalation_stops_the_task(run: Callable[..., Task], target: Target) -> None:

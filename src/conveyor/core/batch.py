@@ -150,7 +150,9 @@ class ChangeBatch:
     ``upserts`` hold every row of each group they replace (the appliers'
     delete-by-key-then-insert does exactly that). ``checks``: the keys to judge
     against the target's rows before the batch, when the task's apply-conflict
-    policies ask (None: not judged)."""
+    policies ask (None: not judged). ``conflicts``: the table's apply
+    conflicts over the task's life, this batch's included, for the applier to
+    keep in the batch's transaction (None: the batch found none)."""
 
     table: TableSchema
     upserts: pa.RecordBatch
@@ -163,6 +165,7 @@ class ChangeBatch:
     log: Sequence[LoggedChange] = ()
     key_is_group: bool = False
     checks: KeyChecks | None = None
+    conflicts: int | None = None
 
     @property
     def num_rows(self) -> int:

@@ -24,9 +24,11 @@ each conflict's policy decides:
   applied); STOP_TASK: the task stops before the batch.
 
 Every conflict counts towards ApplyErrorEscalationCount, per table, over the
-batches that committed; once a batch reaches it, ApplyErrorEscalationPolicy
-decides (SUSPEND_TABLE, STOP_TASK; LOG_ERROR: an error in the task's log, and
-the conflicts go on by their policies).
+batches that committed in the task's life (a resume reads the counts back
+from the target, which keeps them in each batch's transaction); once a batch
+reaches it, ApplyErrorEscalationPolicy decides (SUSPEND_TABLE, STOP_TASK;
+LOG_ERROR: an error in the task's log, and the conflicts go on by their
+policies).
 """
 
 from __future__ import annotations
@@ -63,19 +65,24 @@ _APPLIES = frozenset({InsertPolicy.INSERT_RECORD, ApplyPolicy.UPDATE_RECORD})
 
 @dataclass
 class ApplyConflicts:
-    """Judges batches for one capture run; ``suspend`` takes a table out
-    (the runner's own suspension, with its reason)."""
+    """Judges batches for one capture run of ``task``; ``suspend`` takes a
+    table out (the runner's own suspension, with its reason). ``counts``
+    start from the target's (read at the first batch, in the applier's
+    thread)."""
 
     applier: FindsConflicts
     errors: ErrorBehavior
     suspend: Callable[[TableRef, str], None]
-    counts: dict[TableRef, int] = field(default_factory=dict)
+    task: str
+    counts: dict[TableRef, int] | None = None
     _pending: dict[TableRef, int] = field(default_factory=dict)
 
     def judge(self, changes: Sequence[ChangeBatch]) -> list[ChangeBatch]:
-        """The changes to apply, per the policies (``checks`` consumed). A
-        table the policies suspend is left out; raises TerminalError when
-        they stop the task."""
+        """The changes to apply, per the policies (``checks`` consumed), each
+        table's count with them (``conflicts``). A table the policies suspend
+        is left out; raises TerminalError when they stop the task."""
+        if self.counts is None:
+            self.counts = self.applier.conflict_counts(self.task)
         self._pending = {}
         checked = [c for c in changes if c.checks is not None]
         found = self.applier.find_conflicts(checked) if checked else {}
@@ -94,7 +101,8 @@ class ApplyConflicts:
 
     def committed(self) -> None:
         """The last judged batch is on the target: its conflicts count."""
-        self.counts.update(self._pending)
+        if self.counts is not None:
+            self.counts.update(self._pending)
         self._pending = {}
 
     def _policy(self, op: Op) -> str:
@@ -106,7 +114,7 @@ class ApplyConflicts:
 
     def _judge_table(self, changes: ChangeBatch, checks: KeyChecks, rows: list[int]) -> ChangeBatch | None:
         ref = changes.table.ref
-        count = self.counts.get(ref, 0) + len(rows)
+        count = (self.counts or {}).get(ref, 0) + len(rows)
         reason = self._stops(ref, [checks.history[i].first for i in rows], count)
         if reason is not None:
             self.suspend(ref, reason)
@@ -138,7 +146,9 @@ class ApplyConflicts:
             if policy == "LOG_ERROR":
                 key = _KEYS[history.first]
                 logged.append(_rejected(ref, checks, i, f"{_WHAT[history.first]} ({key} LOG_ERROR)"))
-        kept = _onto_target(_without_keys(changes, checks, skipped), checks, onto_target)
+        kept = replace(
+            _onto_target(_without_keys(changes, checks, skipped), checks, onto_target), conflicts=count
+        )
         return replace(kept, rejected=(*changes.rejected, *logged)) if logged else kept
 
     def _stops(self, ref: TableRef, ops: list[Op], count: int) -> str | None:

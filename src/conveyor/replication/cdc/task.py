@@ -17,7 +17,13 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor.connectors.changes import CaptureStart, ChangeApplier, ChangeSource, ReportsPosition
+from conveyor.connectors.changes import (
+    CaptureStart,
+    ChangeApplier,
+    ChangeSource,
+    FindsConflicts,
+    ReportsPosition,
+)
 from conveyor.connectors.registry import open_applier, open_change_source, open_source, open_target
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, TerminalError
@@ -187,6 +193,8 @@ def _starting_position(
         if run.stop.is_set():
             return start.position, True
         run.events(task_event(FULL_LOAD_COMPLETED, run.name, f"{len(mapped)} tables loaded"))
+    if isinstance(applier, FindsConflicts):
+        applier.forget_conflicts(run.name)  # apply conflicts count afresh (ApplyErrorEscalationCount)
     applier.apply_changes(run.name, [], start.position)
     return start.position, full_load
 
