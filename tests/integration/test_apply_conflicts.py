@@ -9,7 +9,10 @@ each kind; row 9, inserted last, is no conflict."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +54,8 @@ class Target:
             f"CREATE TABLE public.items (id int PRIMARY KEY, name text{extra})",
             "INSERT INTO public.items (id, name) VALUES (1, 'target')",
         ]
+        if extra:
+            statements.append("UPDATE public.items SET big = 'target big' WHERE id = 1")
         if self.engine == "postgres":
             with psycopg.connect(self.where, autocommit=True) as conn:
                 for statement in statements:
@@ -129,6 +134,20 @@ class Task:
     def stop(self) -> None:
         conveyor(self.home, "tasks", "stop", "sync")
         self.wait(lambda d: d["status"] in {"stopped", "failed"})
+
+    def kill(self) -> None:
+        """SIGKILL the worker, then wait until the task is seen failed."""
+        pid = self.describe().get("pid")
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.wait(lambda d: d["status"] == "failed")
+
+    def again(self, command: str) -> None:
+        """``tasks resume`` or ``tasks start``, capturing when it returns."""
+        result = conveyor(self.home, "tasks", command, "sync")
+        assert result.returncode == 0, result.stderr
+        self.wait(lambda d: d["status"] == "running" and "capture" in d)
 
 
 def _drop_slots(url: str) -> None:
@@ -254,6 +273,32 @@ def test_later_changes_of_a_key_in_the_batch_apply_after_a_refused_first(
     assert [(t, k) for t, k, _ in target.exceptions()] == [("items", _key(1)), ("items", _key(2))]
 
 
+@pytest.mark.parametrize("policy", ["IGNORE_RECORD", "LOG_ERROR"])
+def test_a_partial_update_after_a_refused_insert_keeps_the_target_rows_unsent_values(
+    run: Callable[..., Task], target: Target, policy: str
+) -> None:
+    """As one by one: the INSERT of 1 is refused and the UPDATEs after it
+    apply to the target's row; they leave the out-of-line ``big`` unsent, so
+    it keeps the target's value, not the refused INSERT's. Row 4, inserted
+    and updated the same way, is no conflict and has the source's."""
+    task = run({"ApplyErrorInsertPolicy": policy}, toasted=True)
+    task.change(
+        "INSERT INTO public.items SELECT 1, 'source', big FROM public.items WHERE id = 2",
+        "INSERT INTO public.items SELECT 4, 'source', big FROM public.items WHERE id = 2",
+        "UPDATE public.items SET name = 'updated' WHERE id IN (1, 4)",
+        "UPDATE public.items SET name = 'again' WHERE id = 1",
+    )
+    task.applied(5)
+    task.stop()
+    with psycopg.connect(task.source) as conn:
+        source_big = conn.execute("SELECT big FROM public.items WHERE id = 2").fetchone()
+    assert source_big is not None and len(source_big[0]) > 10_000  # kept out of line
+    rows = target.query("SELECT id, name, big FROM public.items WHERE id IN (1, 4) ORDER BY id")
+    assert rows == [(1, "again", "target big"), (4, "updated", source_big[0])]
+    logged = [(t, k) for t, k, _ in target.exceptions()]
+    assert logged == ([("items", _key(1))] if policy == "LOG_ERROR" else [])
+
+
 def test_suspend_table_suspends_before_the_batch(run: Callable[..., Task], target: Target) -> None:
     task = run({"ApplyErrorUpdatePolicy": "SUSPEND_TABLE"})
     task.change(*CONFLICTS)
@@ -296,6 +341,44 @@ def test_escalation_suspends_the_table_at_the_count(run: Callable[..., Task], ta
     task.stop()
     assert target.rows() == {1: "target", 8: "eight"}
     assert [(t, k) for t, k, _ in target.exceptions()] == [("items", _key(1)), ("items", _key(2))]
+
+
+def test_escalation_counts_over_the_tasks_life(run: Callable[..., Task], target: Target) -> None:
+    """One conflict before a stop, one before a SIGKILL: the third, after
+    the resumes, reaches the count (the target keeps the counts with its
+    checkpoint). A new start counts afresh."""
+    task = run(
+        {
+            "ApplyErrorInsertPolicy": "LOG_ERROR",
+            "ApplyErrorUpdatePolicy": "LOG_ERROR",
+            "ApplyErrorEscalationCount": 3,
+            "ApplyErrorEscalationPolicy": "SUSPEND_TABLE",
+        }
+    )
+    task.change(CONFLICTS[0])
+    task.applied(1)
+    task.stop()
+    task.again("resume")
+    task.change(CONFLICTS[1])
+    task.applied(1)
+    task.kill()
+    task.again("resume")
+    assert not any(t.get("SuspendedReason") for t in task.describe()["tables"])
+    task.change(CONFLICTS[2])
+    described = task.wait(lambda d: any(t.get("SuspendedReason") for t in d["tables"]))
+    assert "apply error escalation: 3 apply conflicts" in described["tables"][0]["SuspendedReason"]
+    task.stop()
+    task.again("start")
+    task.change("UPDATE public.items SET name = 'again' WHERE id = 2")  # a fourth conflict, the first now
+    task.applied(1)
+    assert not any(t.get("SuspendedReason") for t in task.describe()["tables"])
+    task.stop()
+    assert target.rows() == {1: "target"}
+    assert [(t, k) for t, k, _ in target.exceptions()] == [
+        ("items", _key(1)),
+        ("items", _key(2)),
+        ("items", _key(2)),
+    ]
 
 
 def test_escalation_stops_the_task(run: Callable[..., Task], target: Target) -> None:

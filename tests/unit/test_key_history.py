@@ -65,6 +65,29 @@ def test_each_key_keeps_its_first_change_and_what_followed() -> None:
     assert batch.checks.staged().to_pydict()["conveyor_check_present"] == [False, True, True, False, True]
 
 
+def test_an_insert_followed_by_partial_updates_names_the_columns_it_alone_set() -> None:
+    """A refused INSERT leaves those columns the target row's own; a whole
+    change after it (an UPDATE, a DELETE) ends what it decides."""
+    unsent = frozenset({"v"})
+    batch = reduced(
+        change(Op.INSERT, {"id": 1, "v": "a"}),
+        change(Op.UPDATE, {"id": 1}, unchanged=unsent),
+        change(Op.INSERT, {"id": 2, "v": "a"}),
+        change(Op.UPDATE, {"id": 2, "v": "b"}),
+        change(Op.UPDATE, {"id": 2}, unchanged=unsent),
+        change(Op.INSERT, {"id": 3, "v": "a"}),
+        change(Op.DELETE, {"id": 3}),
+        change(Op.INSERT, {"id": 3, "v": "c"}),
+        change(Op.UPDATE, {"id": 3}, unchanged=unsent),
+    )
+    assert histories(batch) == {
+        1: KeyHistory(Op.INSERT, alone=False, reinserted=False, partial=False, inherited=unsent),
+        2: KeyHistory(Op.INSERT, alone=False, reinserted=False, partial=False),
+        3: KeyHistory(Op.INSERT, alone=False, reinserted=True, partial=False),
+    }
+    assert batch.upserts.to_pylist() == [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 3, "v": "c"}]
+
+
 def test_a_key_change_judges_the_old_key_only() -> None:
     batch = reduced(change(Op.UPDATE, {"id": 7, "v": "a"}, old={"id": 6, "v": "a"}))
     assert histories(batch) == {6: KeyHistory(Op.UPDATE, alone=True, reinserted=False, partial=False)}

@@ -305,6 +305,16 @@ class FindsConflicts(Protocol):
         DELETE and that the target lacks. Tables without any are left out."""
         ...
 
+    def conflict_counts(self, task: str) -> dict[TableRef, int]:
+        """The task's apply conflicts per table, as the batches that committed
+        left them (``apply_changes`` keeps each batch's ``ChangeBatch.conflicts``
+        in its transaction, so a crash neither loses nor repeats a count)."""
+        ...
+
+    def forget_conflicts(self, task: str) -> None:
+        """Drop the task's counts: a new start (not a resume) counts afresh."""
+        ...
+
 
 class RefusedTables(DataError):
     """An applier found, before writing anything, values it cannot hold in

@@ -92,12 +92,16 @@ class KeyHistory:
     ``first`` is the key's first change in the batch (an INSERT expects no row,
     an UPDATE or DELETE one), ``alone`` whether it was the key's only change,
     ``reinserted`` whether an INSERT came after it, ``partial`` whether its
-    final change is a partial UPDATE (some columns unsent)."""
+    final change is a partial UPDATE (some columns unsent). ``inherited``:
+    when the first change is an INSERT followed only by partial UPDATEs, the
+    columns they left unsent, whose final values are still the INSERT's (a
+    refused INSERT leaves them the target row's own)."""
 
     first: Op
     alone: bool
     reinserted: bool
     partial: bool
+    inherited: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,9 @@ class ChangeBatch:
     ``upserts`` hold every row of each group they replace (the appliers'
     delete-by-key-then-insert does exactly that). ``checks``: the keys to judge
     against the target's rows before the batch, when the task's apply-conflict
-    policies ask (None: not judged)."""
+    policies ask (None: not judged). ``conflicts``: the table's apply
+    conflicts over the task's life, this batch's included, for the applier to
+    keep in the batch's transaction (None: the batch found none)."""
 
     table: TableSchema
     upserts: pa.RecordBatch
@@ -159,6 +165,7 @@ class ChangeBatch:
     log: Sequence[LoggedChange] = ()
     key_is_group: bool = False
     checks: KeyChecks | None = None
+    conflicts: int | None = None
 
     @property
     def num_rows(self) -> int:

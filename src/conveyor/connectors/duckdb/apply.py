@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import printable
 from conveyor.connectors.base import EndpointConfig, RefusedRow, RejectedValue
+from conveyor.connectors.duckdb.conflict_counts import forget_counts, read_counts, write_counts
 from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe, private_database
 from conveyor.connectors.duckdb.target import (
@@ -160,6 +161,7 @@ class DuckDBApplier:
             for table_changes in changes:
                 self._apply_table(conn, table_changes)
                 insert_rejections(conn, self.config, task, table_changes.rejected)
+            write_counts(conn, task, changes)
             conn.execute(
                 f"INSERT OR REPLACE INTO {CHECKPOINTS} VALUES (?, ?, now())",
                 [task, json.dumps({"engine": checkpoint.engine, "position": checkpoint.position})],
@@ -196,6 +198,12 @@ class DuckDBApplier:
             if rows:
                 found[table.ref] = [int(r[0]) for r in rows]
         return found
+
+    def conflict_counts(self, task: str) -> dict[TableRef, int]:
+        return read_counts(self._connection(), task)
+
+    def forget_conflicts(self, task: str) -> None:
+        forget_counts(self._connection(), task)
 
     def _apply_table(self, conn: duckdb.DuckDBPyConnection, changes: ChangeBatch) -> None:
         table = changes.table

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pyarrow as pa
@@ -24,6 +24,7 @@ from psycopg import sql
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.postgres import connection
+from conveyor.connectors.postgres.conflict_counts import forget_counts, read_counts, write_counts
 from conveyor.connectors.postgres.copy_lines import encoded_format
 from conveyor.connectors.postgres.copy_text import encode_batch
 from conveyor.connectors.postgres.source import qualified
@@ -58,6 +59,7 @@ UNPORTABLE_TEXT = frozenset(
         "regtype",
     }
 )
+_T = TypeVar("_T")
 CONTROL_SCHEMA = "public"
 CHECKPOINTS = "conveyor_checkpoints"
 
@@ -155,6 +157,7 @@ class PostgresApplier:
             for table_changes in changes:
                 self._apply_table(conn, table_changes)
                 insert_rejections(conn, self.config, task, table_changes.rejected, create=True)
+            write_counts(conn, task, changes)
             conn.execute(
                 sql.SQL(
                     "INSERT INTO {}.{} (task_name, position, updated_at) VALUES (%s, %s, now()) "
@@ -196,6 +199,27 @@ class PostgresApplier:
                 self._rollback(conn)
             raise
         return found
+
+    def conflict_counts(self, task: str) -> dict[TableRef, int]:
+        return self._control(lambda conn: read_counts(conn, task))
+
+    def forget_conflicts(self, task: str) -> None:
+        self._control(lambda conn: forget_counts(conn, task))
+
+    def _control(self, action: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """``action`` in a transaction of its own (a lost connection: transient)."""
+        conn = self._connection()
+        try:
+            result = action(conn)
+            conn.commit()
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise TransientError(connection.describe_failure(self.config, exc)) from None
+        except BaseException:
+            if not conn.closed:
+                self._rollback(conn)
+            raise
+        return result
 
     def _conflicting(self, conn: psycopg.Connection[Any], table: TableSchema, checks: KeyChecks) -> list[int]:
         key = (table.ref, "checks", table.primary_key)

@@ -16,16 +16,19 @@ each conflict's policy decides:
   writes the key to awsdms_apply_exceptions, in the batch's transaction). The
   key's later changes in the batch still apply where they would have applied
   one by one: after a refused INSERT, the rest applies to the existing row
-  (the final change applies, unless the INSERT was the key's only change);
+  (the final change applies, unless the INSERT was the key's only change;
+  columns that only partial UPDATEs followed keep the target row's values);
   after a refused UPDATE or DELETE, only a later INSERT re-creates the row
   (the final change applies only then).
 - SUSPEND_TABLE: the table is suspended before the batch (none of its changes
   applied); STOP_TASK: the task stops before the batch.
 
 Every conflict counts towards ApplyErrorEscalationCount, per table, over the
-batches that committed; once a batch reaches it, ApplyErrorEscalationPolicy
-decides (SUSPEND_TABLE, STOP_TASK; LOG_ERROR: an error in the task's log, and
-the conflicts go on by their policies).
+batches that committed in the task's life (a resume reads the counts back
+from the target, which keeps them in each batch's transaction); once a batch
+reaches it, ApplyErrorEscalationPolicy decides (SUSPEND_TABLE, STOP_TASK;
+LOG_ERROR: an error in the task's log, and the conflicts go on by their
+policies).
 """
 
 from __future__ import annotations
@@ -62,19 +65,24 @@ _APPLIES = frozenset({InsertPolicy.INSERT_RECORD, ApplyPolicy.UPDATE_RECORD})
 
 @dataclass
 class ApplyConflicts:
-    """Judges batches for one capture run; ``suspend`` takes a table out
-    (the runner's own suspension, with its reason)."""
+    """Judges batches for one capture run of ``task``; ``suspend`` takes a
+    table out (the runner's own suspension, with its reason). ``counts``
+    start from the target's (read at the first batch, in the applier's
+    thread)."""
 
     applier: FindsConflicts
     errors: ErrorBehavior
     suspend: Callable[[TableRef, str], None]
-    counts: dict[TableRef, int] = field(default_factory=dict)
+    task: str
+    counts: dict[TableRef, int] | None = None
     _pending: dict[TableRef, int] = field(default_factory=dict)
 
     def judge(self, changes: Sequence[ChangeBatch]) -> list[ChangeBatch]:
-        """The changes to apply, per the policies (``checks`` consumed). A
-        table the policies suspend is left out; raises TerminalError when
-        they stop the task."""
+        """The changes to apply, per the policies (``checks`` consumed), each
+        table's count with them (``conflicts``). A table the policies suspend
+        is left out; raises TerminalError when they stop the task."""
+        if self.counts is None:
+            self.counts = self.applier.conflict_counts(self.task)
         self._pending = {}
         checked = [c for c in changes if c.checks is not None]
         found = self.applier.find_conflicts(checked) if checked else {}
@@ -93,7 +101,8 @@ class ApplyConflicts:
 
     def committed(self) -> None:
         """The last judged batch is on the target: its conflicts count."""
-        self.counts.update(self._pending)
+        if self.counts is not None:
+            self.counts.update(self._pending)
         self._pending = {}
 
     def _policy(self, op: Op) -> str:
@@ -105,13 +114,14 @@ class ApplyConflicts:
 
     def _judge_table(self, changes: ChangeBatch, checks: KeyChecks, rows: list[int]) -> ChangeBatch | None:
         ref = changes.table.ref
-        count = self.counts.get(ref, 0) + len(rows)
+        count = (self.counts or {}).get(ref, 0) + len(rows)
         reason = self._stops(ref, [checks.history[i].first for i in rows], count)
         if reason is not None:
             self.suspend(ref, reason)
             return None
         self._pending[ref] = count
         skipped: list[int] = []
+        onto_target: list[int] = []  # refused INSERTs whose later partial UPDATEs still apply
         logged: list[RejectedValue] = []
         for i in rows:
             history = checks.history[i]
@@ -131,10 +141,14 @@ class ApplyConflicts:
                 continue
             if _skips(history):
                 skipped.append(i)
+            elif history.first is Op.INSERT and history.inherited:
+                onto_target.append(i)
             if policy == "LOG_ERROR":
                 key = _KEYS[history.first]
                 logged.append(_rejected(ref, checks, i, f"{_WHAT[history.first]} ({key} LOG_ERROR)"))
-        kept = _without_keys(changes, checks, skipped)
+        kept = replace(
+            _onto_target(_without_keys(changes, checks, skipped), checks, onto_target), conflicts=count
+        )
         return replace(kept, rejected=(*changes.rejected, *logged)) if logged else kept
 
     def _stops(self, ref: TableRef, ops: list[Op], count: int) -> str | None:
@@ -185,6 +199,29 @@ def _cell(batch: pa.RecordBatch, column: str, row: int) -> Any:
     except (ValueError, OverflowError):  # past Python's range (an infinite timestamp's sentinel)
         return printable(getattr(scalar, "value", None))
     return value if isinstance(value, int | str | bool | float) or value is None else printable(value)
+
+
+def _onto_target(changes: ChangeBatch, checks: KeyChecks, rows: list[int]) -> ChangeBatch:
+    """``changes`` with the final rows of the keys at ``rows`` of ``checks``
+    (a refused INSERT, then partial UPDATEs) made partial UPDATEs of the
+    target's row: the columns only the INSERT set (``inherited``) keep the
+    target's values, as applying the changes one by one would leave them."""
+    upserts = changes.upserts
+    if not rows or not upserts.num_rows:
+        return changes
+    names = checks.keys.schema.names
+    inherited = {
+        tuple(checks.keys.column(k)[i].as_py() for k in names): checks.history[i].inherited for i in rows
+    }
+    found = [inherited.get(key) for key in zip(*(upserts.column(k).to_pylist() for k in names), strict=True)]
+    partial = dict(changes.partial)
+    for unchanged in dict.fromkeys(u for u in found if u is not None):
+        moved = upserts.filter(pa.array([u == unchanged for u in found], pa.bool_()))
+        moved = moved.select([c for c in changes.table.column_names if c not in unchanged])
+        earlier = partial.get(unchanged)
+        partial[unchanged] = moved if earlier is None else pa.concat_batches([earlier, moved])
+    kept = upserts.filter(pa.array([u is None for u in found], pa.bool_()))
+    return replace(changes, upserts=kept, partial=partial)
 
 
 def _without_keys(changes: ChangeBatch, checks: KeyChecks, rows: list[int]) -> ChangeBatch:

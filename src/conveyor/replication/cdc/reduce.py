@@ -73,6 +73,9 @@ class TableReducer:
     # reduced batch against the target (apply conflicts, ``KeyHistory``).
     check_keys: bool = False
     _history: dict[Key, list[Any] | None] = field(default_factory=dict)
+    # Keys whose first change is an INSERT followed only by partial UPDATEs:
+    # the columns whose final value is still the INSERT's (``KeyHistory.inherited``).
+    _inherited: dict[Key, frozenset[str]] = field(default_factory=dict)
     _final: dict[Key, dict[str, Any] | bytes | _Partial | None] = field(default_factory=dict)
     _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
     _groups: dict[Key, dict[Key, dict[str, Any] | None]] = field(default_factory=dict)
@@ -255,6 +258,7 @@ class TableReducer:
             self.log.append(LoggedChange("t", None, None, *at))
         self._final.clear()
         self._history.clear()
+        self._inherited.clear()
         self._appended.clear()
         self._groups.clear()
         self._last_group, self.carry = None, None
@@ -323,16 +327,17 @@ class TableReducer:
             return None
         keys: list[Key] = []
         histories: list[KeyHistory] = []
-        shared: dict[tuple[Op, bool, bool, bool], KeyHistory] = {}  # few distinct histories
+        shared: dict[tuple[Op, bool, bool, bool, frozenset[str]], KeyHistory] = {}  # few distinct ones
         for key, noted in self._history.items():
             if noted is None:
                 continue
             first, alone, reinserted = noted
             partial = type(self._final.get(key)) is _Partial
-            history = shared.get((first, alone, reinserted, partial))
+            inherited = self._inherited.get(key, frozenset()) if not alone else frozenset()
+            history = shared.get((first, alone, reinserted, partial, inherited))
             if history is None:
-                history = shared[first, alone, reinserted, partial] = KeyHistory(
-                    first, alone, reinserted, partial
+                history = shared[first, alone, reinserted, partial, inherited] = KeyHistory(
+                    first, alone, reinserted, partial, inherited
                 )
             keys.append(key)
             histories.append(history)
@@ -362,6 +367,7 @@ class TableReducer:
         else:
             for key in rows.keys:
                 self._note(tuple(key), None)
+                self._inherited.pop(tuple(key), None)
             self._final.update(zip(rows.keys, rows.rows, strict=True))
 
     def _decoded(self, row: dict[str, Any] | bytes | _Partial | None) -> dict[str, Any] | _Partial | None:
@@ -422,6 +428,7 @@ class TableReducer:
                     row = {**row, **{c: source[c] for c in unchanged}}
                     unchanged = frozenset()
                 self._final[old_key] = None
+                self._inherited.pop(old_key, None)
                 # The update of the old key; the new key is not judged (a row
                 # moving onto an existing key is not an apply conflict here).
                 if self.check_keys:
@@ -432,7 +439,7 @@ class TableReducer:
         else:
             op_of_key = op
         if self.check_keys:
-            self._note(key, op_of_key)
+            self._note_inherited(key, row, unchanged, op_of_key)
         if not unchanged:
             self._final[key] = row
             return
@@ -445,6 +452,21 @@ class TableReducer:
         else:
             self._final[key] = _Partial(row, unchanged)
 
+    def _note_inherited(
+        self, key: Key, row: dict[str, Any], unchanged: frozenset[str], op: Op | None
+    ) -> None:
+        """Note a change of ``key`` and follow the columns its first INSERT
+        still decides: all of them at the INSERT, those a partial UPDATE left
+        unsent after it; any other change ends the following."""
+        first = key not in self._history
+        self._note(key, op)
+        if first and op is Op.INSERT:
+            self._inherited[key] = frozenset(row)
+        elif unchanged and key in self._inherited:
+            self._inherited[key] &= unchanged
+        else:
+            self._inherited.pop(key, None)
+
     def _delete(self, values: dict[str, Any], op: Op | None) -> None:
         """``op`` DELETE: the source's delete; None: the row leaves the target
         for another reason (out of the filter), not judged against it."""
@@ -453,6 +475,7 @@ class TableReducer:
         key = self._key(values)
         if self.check_keys:
             self._note(key, op)
+            self._inherited.pop(key, None)
         self._final[key] = None
 
 

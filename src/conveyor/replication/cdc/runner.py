@@ -182,7 +182,7 @@ class ChangeCapture:
             config = getattr(self.applier, "config", None)
             engine = getattr(config, "engine", type(self.applier).__name__)
             raise ConfigError(apply_conflicts_refusal(self.errors, str(engine)))
-        return ApplyConflicts(self.applier, self.errors, self._suspend)
+        return ApplyConflicts(self.applier, self.errors, self._suspend, self.task)
 
     @property
     def judges_conflicts(self) -> bool:

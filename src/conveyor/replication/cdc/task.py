@@ -22,6 +22,7 @@ from conveyor.connectors.changes import (
     CaptureStart,
     ChangeApplier,
     ChangeSource,
+    FindsConflicts,
     ReportsPosition,
     ReportsRetainedWal,
 )
@@ -195,6 +196,8 @@ def _starting_position(
         if run.stop.is_set():
             return start.position, True
         run.events(task_event(FULL_LOAD_COMPLETED, run.name, f"{len(mapped)} tables loaded"))
+    if isinstance(applier, FindsConflicts):
+        applier.forget_conflicts(run.name)  # apply conflicts count afresh (ApplyErrorEscalationCount)
     applier.apply_changes(run.name, [], start.position)
     return start.position, full_load
 
