@@ -144,7 +144,7 @@ def run(tmp_path: Path, pg_server: PostgresServer) -> Iterator[Callable[[dict[st
         for url, statements in ((source, SOURCE_TABLES), (target, TARGET_TABLES)):
             with psycopg.connect(url, autocommit=True) as conn:
                 for statement in statements:
-                    conn.execute(statement)  # type: ignore[arg-type]
+                    conn.execute(statement)
         home, stack = tmp_path / "home", tmp_path / "conveyor.yaml"
         settings = json.dumps({"ErrorBehavior": error_behavior})
         stack.write_text(
