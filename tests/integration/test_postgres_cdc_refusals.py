@@ -92,7 +92,7 @@ class Task:
         """One source transaction."""
         with psycopg.connect(self.source) as conn:
             for statement in statements:
-                conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(statement)
 
     def applied(self, changes: int) -> dict[str, Any]:
         return self.wait(lambda d: ((d.get("capture") or {}).get("AppliedChanges") or 0) >= changes)
@@ -110,7 +110,7 @@ class Task:
 
     def query(self, statement: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.target) as conn:
-            return conn.execute(statement).fetchall()  # type: ignore[arg-type]
+            return conn.execute(statement).fetchall()
 
     def rows(self) -> dict[str, list[tuple[Any, ...]]]:
         return {
