@@ -269,7 +269,7 @@ def _cdc_done(store: Store) -> bool:
     return True
 
 
-@pytest.mark.parametrize("target", ["duckdb", "lake-csv", "postgres"])
+@pytest.mark.parametrize("target", ["duckdb", "lake-csv", "lake-parquet", "postgres"])
 def test_cdc_every_value_exact_or_reported(
     target: str, source: str, pg_server: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -93,6 +93,10 @@ def _inserts(store: Store, table: str) -> int:
     return int(_tables(store).get(table, {}).get("Inserts", 0))
 
 
+def _applied(store: Store) -> int:
+    return int((store.task_progress(TASK) or {}).get("AppliedChanges") or 0)
+
+
 def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
         return conn.execute(sql).fetchall()
@@ -181,3 +185,57 @@ def test_a_zero_date_captured_into_the_lake_is_logged_not_dropped(
     changed = [p for p in lake.rglob("*.csv") if "LOAD" not in p.name and ".conveyor" not in p.parts]
     text = "".join(p.read_text() for p in changed)
     assert "2024-01-02" in text and "0000-00-00" not in text, text
+
+
+@pytest.mark.parametrize("target", ["postgres", "lake"])
+def test_zero_dates_captured_count_toward_the_escalation(
+    target: str, mariadb_db: str, pg_server: PostgresServer, store: Store, tmp_path: Path
+) -> None:
+    """DataErrorEscalationCount counts a table's rows capture could not hold,
+    as the full load counts its refused rows: the first zero date is logged,
+    the second suspends the table; another table goes on. On PostgreSQL (a
+    target that screens changes) and the lake (one that does not)."""
+    _run(
+        mariadb_db,
+        "CREATE TABLE days (id int PRIMARY KEY, d date)",
+        "CREATE TABLE other (id int PRIMARY KEY)",
+    )
+    url = pg_server.url(pg_server.new_database("esc_dst"))
+    stack = _stack(tmp_path, mariadb_db, url, "LOG_ERROR")
+    document = json.loads(stack.read_text())
+    document["tasks"][TASK]["settings"]["ErrorBehavior"].update(
+        {"DataErrorEscalationCount": 2, "DataErrorEscalationPolicy": "SUSPEND_TABLE"}
+    )
+    if target == "lake":
+        settings = {"CdcMaxBatchInterval": 1}
+        document["endpoints"]["dst"] = {
+            "engine": "lake",
+            "path": str(tmp_path / "lake"),
+            "settings": settings,
+        }
+    stack.write_text(json.dumps(document))
+    with RunningTask(store, stack, TASK):
+        _wait(lambda: store.task_progress(TASK) is not None, "capture to begin")
+        _run(
+            mariadb_db,
+            "INSERT INTO days VALUES (1, '2024-01-02')",
+            "INSERT INTO days VALUES (2, '0000-00-00')",
+        )
+        _wait(lambda: _applied(store) >= 2, "the first changes applied", lambda: _tables(store))
+        assert _tables(store)["days"].get("SuspendedReason") is None
+        _run(mariadb_db, "INSERT INTO days VALUES (3, '0000-00-00')", "INSERT INTO other VALUES (9)")
+        _wait(lambda: _tables(store)["days"].get("SuspendedReason") is not None, "the suspension")
+        _wait(lambda: _inserts(store, "other") == 1, "other goes on", lambda: _tables(store))
+    reason = _tables(store)["days"]["SuspendedReason"]
+    assert "(data error escalation: 2 errors)" in reason and "0000-00-00" in reason, reason
+    if target == "postgres":
+        logged = _rows(url, "SELECT key::text FROM public.awsdms_apply_exceptions")
+        assert logged == [('{"id": "2"}',)], logged
+    else:
+        exceptions = tmp_path / "lake" / ".conveyor" / "exceptions"
+        keys = [
+            json.loads(line)["key"]
+            for f in exceptions.rglob("*.jsonl")
+            for line in f.read_text().splitlines()
+        ]
+        assert [str(k["id"]) for k in keys] == ["2"], keys

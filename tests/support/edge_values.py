@@ -75,6 +75,12 @@ CREATE TYPE nest AS (p pair, t timestamp, n numeric);
 CREATE DOMAIN posint AS integer CHECK (VALUE > 0);
 CREATE DOMAIN email AS text CHECK (VALUE LIKE '%@%');
 CREATE DOMAIN money_amount AS numeric(12,2) NOT NULL;
+CREATE DOMAIN small_posint AS posint CHECK (VALUE < 1000);
+CREATE DOMAIN short_code AS varchar(10);
+CREATE DOMAIN stamp AS timestamp;
+CREATE DOMAIN doc AS jsonb;
+CREATE DOMAIN mood_d AS mood;
+CREATE DOMAIN int_list AS integer[];
 """
 """Types the corpus's tables use, created before them."""
 
@@ -559,7 +565,32 @@ GROUPS: tuple[TypeGroup, ...] = (
     ),
     TypeGroup("posint", "posint", _same(("one", "1", "1"), ("max", "2147483647", "2147483647"))),
     TypeGroup("email", "email", _same(("plain", "'a@b'", "a@b"))),
-    TypeGroup("mamt", "money_amount", _same(("cents", "12.34", "12.34"))),
+    TypeGroup(
+        "mamt",
+        "money_amount",
+        _same(("cents", "12.34", "12.34"), ("max", "9999999999.99", "9999999999.99"), ("zero", "0", "0.00")),
+    ),
+    TypeGroup("sposint", "small_posint", _same(("one", "1", "1"), ("top", "999", "999"))),
+    TypeGroup(
+        "dcode", "short_code", _same(("spaces", "'ab  '", "ab  "), ("full", "'0123456789'", "0123456789"))
+    ),
+    TypeGroup(
+        "stamp",
+        "stamp",
+        _same(
+            ("inf", "'infinity'", "infinity"),
+            ("bc", "'4714-11-24 00:00:00 BC'", "4714-11-24 (BC) 00:00:00"),
+            ("micro", "'2020-02-29 23:59:59.999999'", "2020-02-29 23:59:59.999999"),
+        ),
+    ),
+    TypeGroup("doc", "doc", _same(("ordered", '\'{"b":1,"a":2}\'', '{"a": 2, "b": 1}'))),
+    TypeGroup("moodd", "mood_d", _same(("first", "'sad'", "sad"), ("unicode", "'ünï'", "ünï"))),
+    TypeGroup(
+        "dil",
+        "int_list",
+        _same(("nulls", "'{1,NULL,3}'", "[1, NULL, 3]"), ("empty", "'{}'", "[]")),
+    ),
+    TypeGroup("posa", "posint[]", _same(("two", "'{1,2147483647}'", "[1, 2147483647]"))),
     TypeGroup(
         "i4r",
         "int4range",
@@ -736,6 +767,9 @@ REFUSED: tuple[Edge, ...] = (
     Edge("ia2_lower_bound", "integer[][]", "'[1:1][0:1]={{7,8}}'", BOUNDS),
     Edge("iv_time_overflow", "interval", "'3000000 hours'", INTERVAL_RANGE),
     Edge("dec_nan", "numeric(12,2)", "'NaN'", DECIMAL_NAN),
+    Edge("mamt_nan", "money_amount", "'NaN'", DECIMAL_NAN),
+    Edge("stamp_after_int64", "stamp", "'294276-12-31 23:59:59'", AFTER_INT64),
+    Edge("dil_lower_bound", "int_list", "'[0:1]={7,8}'", BOUNDS),
 )
 """Values refused (reported) instead of carried; each in its own table. The
 CDC reason differs in words for a timestamp past int64 (``BEYOND_INT64``)."""
@@ -755,6 +789,7 @@ CDC_REASONS = {
     "ts_int64_max": BEYOND_INT64,
     "tstz_after_int64": BEYOND_INT64,
     "tsa_after_int64": BEYOND_INT64,
+    "stamp_after_int64": BEYOND_INT64,
 }
 
 

@@ -14,16 +14,19 @@ as they are, for tables whose columns have exactly the source's types.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import psycopg
 import pyarrow as pa
 from psycopg import sql
 
-from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.postgres import connection
+from conveyor.connectors.postgres.apply_refusals import refused_rows
 from conveyor.connectors.postgres.conflict_counts import forget_counts, read_counts, write_counts
 from conveyor.connectors.postgres.copy_lines import encoded_format
 from conveyor.connectors.postgres.copy_text import encode_batch
@@ -176,6 +179,50 @@ class PostgresApplier:
             if not conn.closed:
                 self._rollback(conn)
             raise
+
+    def screen_changes(self, changes: ChangeBatch, thorough: bool) -> tuple[ChangeBatch, list[RejectedValue]]:
+        """(``ScreensChanges``) ``changes`` without the rows capture could not
+        hold exactly (``unrepresentable``) and, when ``thorough`` (the target
+        refused the batch), without the rows the target refuses, found by
+        trying them in a transaction rolled back (apply_refusals.py); those
+        rows. A table whose key names a group of rows is not probed (half a
+        group would replace the whole group): its refusal suspends it."""
+        ref = changes.table.ref
+        rejected = [replace(r, reason=f"table {ref}: {r.reason}") for r in changes.unrepresentable]
+        if rejected:
+            changes = replace(changes, unrepresentable=())
+        if thorough and not changes.key_is_group and (changes.num_rows or changes.truncate):
+            conn = self._connection()
+            try:
+                changes, refused = refused_rows(
+                    conn, changes, functools.partial(self._attempt, conn), conn.info.encoding
+                )
+            except psycopg.OperationalError as exc:
+                self.close()
+                raise TransientError(connection.describe_failure(self.config, exc)) from None
+            finally:
+                if not conn.closed:
+                    self._rollback(conn)
+            rejected += refused
+        return changes, rejected
+
+    def _attempt(self, conn: psycopg.Connection[Any], changes: ChangeBatch) -> psycopg.Error | None:
+        """Apply ``changes`` under a savepoint (``apply_refusals.Attempt``); the
+        staging tables are emptied after it, for the next attempt."""
+        staged = set(self._staging)
+        conn.execute("SAVEPOINT conveyor_probe")
+        try:
+            self._apply_table(conn, changes)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            conn.execute("ROLLBACK TO SAVEPOINT conveyor_probe")
+            for key in set(self._staging) - staged:  # created under the savepoint: gone
+                del self._staging[key]
+            return exc
+        conn.execute("RELEASE SAVEPOINT conveyor_probe")
+        for key, name in self._staging.items():
+            if key[0] == changes.table.ref:
+                conn.execute(sql.SQL("DELETE FROM {}").format(name))
+        return None
 
     def find_conflicts(self, changes: Sequence[ChangeBatch]) -> dict[TableRef, list[int]]:
         """The batch's keys the target contradicts (``FindsConflicts``): per

@@ -11,22 +11,27 @@ import psycopg
 from conveyor.connectors.changes import EncodedRows
 from conveyor.connectors.postgres import pgoutput
 from conveyor.connectors.postgres.capture_replication import ENGINE
-from conveyor.connectors.postgres.source import read_tables
+from conveyor.connectors.postgres.source import DOMAIN_BASES_SQL, RESOLVED_TYPE_SQL, read_tables
 from conveyor.connectors.postgres.text_values import Converter
 from conveyor.connectors.postgres.types import NativeColumn, from_native
 from conveyor.core import types as t
 from conveyor.core.errors import DataError
 from conveyor.core.schema import Column, TableRef, TableSchema
 
-TYPES_SQL = """
+TYPES_SQL = (
+    DOMAIN_BASES_SQL
+    + """
 SELECT format_type(m.oid, m.typmod), coalesce(et.typname, ty.typname),
        coalesce(ty.typcategory = 'A', false), coalesce(coalesce(et.typtype, ty.typtype) = 'e', false),
-       coalesce(et.oid, ty.oid)
+       coalesce(et.oid, ty.oid), coalesce(nullif(db.typmod, -1), nullif(eb.typmod, -1), m.typmod)
 FROM unnest(%s::oid[], %s::int[]) WITH ORDINALITY AS m(oid, typmod, ord)
-LEFT JOIN pg_type ty ON ty.oid = m.oid
-LEFT JOIN pg_type et ON ty.typcategory = 'A' AND et.oid = ty.typelem
+"""
+    + RESOLVED_TYPE_SQL.format(oid="m.oid").replace("JOIN pg_type ty", "LEFT JOIN pg_type ty")
+    + """
 ORDER BY m.ord
 """
+)
+"""The relation's column types through their domains (a dropped type: NULLs)."""
 
 
 class Relation:
@@ -148,14 +153,14 @@ def relation_schema(catalog: psycopg.Connection[Any], message: pgoutput.Relation
         ).fetchall():
             labels.setdefault(oid, []).append(label)
     columns = []
-    for col, (formatted, type_name, is_array, is_enum, base_oid) in zip(message.columns, rows, strict=True):
+    for col, (formatted, type_name, is_array, is_enum, base_oid, typmod) in zip(
+        message.columns, rows, strict=True
+    ):
         if type_name is None:  # a type dropped since: its text travels as text
             ctype = t.simple(t.Kind.TEXT, native="text")
         else:
             ctype = from_native(
-                NativeColumn(
-                    type_name, formatted, col.typmod, is_array, is_enum, tuple(labels.get(base_oid, ()))
-                )
+                NativeColumn(type_name, formatted, typmod, is_array, is_enum, tuple(labels.get(base_oid, ())))
             )
         nullable = True
         if current is not None and col.name in current.column_names:

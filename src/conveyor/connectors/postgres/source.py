@@ -30,22 +30,55 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
 ORDER BY n.nspname, c.relname
 """
 
-_COLUMNS_SQL = """
-SELECT a.attrelid, a.attname, a.attnotnull, a.atttypmod,
+# A domain's values are its base type's (a domain over a domain: the innermost
+# base), with the typmod the domain chain declares (``numeric(12,2)``), so a
+# column of a domain gets the base's conveyor type; its own spelling is kept as
+# the native type (PostgreSQL to PostgreSQL creates the domain first).
+DOMAIN_BASES_SQL = """
+WITH RECURSIVE chain(domain, base, typmod, depth) AS (
+    SELECT oid, typbasetype, typtypmod, 1 FROM pg_type WHERE typtype = 'd'
+    UNION ALL
+    SELECT c.domain, t.typbasetype, CASE WHEN c.typmod = -1 THEN t.typtypmod ELSE c.typmod END, c.depth + 1
+    FROM chain c JOIN pg_type t ON t.oid = c.base AND t.typtype = 'd'
+    WHERE c.depth < 32
+), domain_bases AS (
+    SELECT DISTINCT ON (domain) domain, base, typmod FROM chain ORDER BY domain, depth DESC
+)
+"""
+
+# The column's type through its domains (``ty``), its element through theirs
+# (``et``), the typmod that applies and the declared dimensions (a domain over
+# an array declares them in typndims).
+RESOLVED_TYPE_SQL = """
+LEFT JOIN domain_bases db ON db.domain = {oid}
+JOIN pg_type ty ON ty.oid = coalesce(db.base, {oid})
+LEFT JOIN domain_bases eb ON ty.typcategory = 'A' AND eb.domain = ty.typelem
+LEFT JOIN pg_type et ON ty.typcategory = 'A' AND et.oid = coalesce(eb.base, ty.typelem)
+"""
+
+_COLUMNS_SQL = (
+    DOMAIN_BASES_SQL
+    + """
+SELECT a.attrelid, a.attname, a.attnotnull,
+       coalesce(nullif(db.typmod, -1), nullif(eb.typmod, -1), a.atttypmod),
        format_type(a.atttypid, a.atttypmod),
        coalesce(et.typname, ty.typname),
        ty.typcategory = 'A',
        coalesce(et.typtype, ty.typtype) = 'e',
        coalesce(et.oid, ty.oid),
        CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END,
-       a.attndims
+       CASE WHEN a.attndims = 0 THEN dt.typndims ELSE a.attndims END,
+       a.atttypid
 FROM pg_attribute a
-JOIN pg_type ty ON ty.oid = a.atttypid
-LEFT JOIN pg_type et ON ty.typcategory = 'A' AND et.oid = ty.typelem
+JOIN pg_type dt ON dt.oid = a.atttypid
+"""
+    + RESOLVED_TYPE_SQL.format(oid="a.atttypid")
+    + """
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum
 """
+)
 
 # Generated columns are part of a table's schema (Column.generated): a full load
 # reads their values; pgoutput does not send them (before PostgreSQL 18), so
@@ -118,7 +151,7 @@ def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> 
     keys: dict[int, list[str]] = {}
     for relid, name in conn.execute(_KEYS_SQL, (oids,)).fetchall():
         keys.setdefault(relid, []).append(name)
-    types = native_types(conn, {oid: [c[8] for c in cols] for oid, cols in columns.items()})
+    types = native_types(conn, {oid: [c[11] for c in cols] for oid, cols in columns.items()})
     tables = []
     for schema, name, oid, estimate in rows:
         cols = tuple(

@@ -306,6 +306,8 @@ def _create_enum(
     if ctype is None or ctype.kind is not Kind.ENUM:
         return
     name = enum_type_name(table, column, same_engine)
+    if same_engine and any(n.base is not None and n.name == name for n in table.native_types):
+        return  # a domain over an enum: created (with its enum) from native_types
     exists = conn.execute(
         "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
         "WHERE n.nspname = %s AND t.typname = %s",

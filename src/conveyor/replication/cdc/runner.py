@@ -78,7 +78,7 @@ from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.conflicts import ApplyConflicts
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
 from conveyor.replication.cdc.progress import CaptureProgress
-from conveyor.replication.cdc.refusals import ChangeRefusals, source_rejection_stops
+from conveyor.replication.cdc.refusals import ChangeRefusals, DataErrorCounts
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.settings import (
@@ -153,8 +153,10 @@ class ChangeCapture:
         self._applier_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"apply-{self.task}")
         self._inflight: deque[_InFlight] = deque()
         self._reloads = TableReloads(self.reloader, self.task) if self.reloader is not None else None
+        # Data errors by table toward DataErrorEscalationCount, whoever refused the rows.
+        self._data_errors = DataErrorCounts(self.errors)
         self._refusals = (
-            ChangeRefusals(self.applier, self.errors, self._suspend)
+            ChangeRefusals(self.applier, self.errors, self._suspend, self._data_errors)
             if isinstance(self.applier, ScreensChanges)
             else None
         )
@@ -510,8 +512,8 @@ class ChangeCapture:
     def _source_rejections(self) -> dict[TableRef, tuple[TableSchema, list[RejectedValue]]]:
         """Values the stream left out (``take_rejections``), by target table,
         bound for the target's apply-exceptions table in this batch's
-        transaction, per DataErrorPolicy (as the full load's source
-        rejections); a table whose policy stops is suspended here."""
+        transaction, per DataErrorPolicy and its escalation (as the full
+        load's source rejections); a table whose policy stops is suspended here."""
         take: Callable[[], list[RejectedValue]] | None = getattr(self.stream, "take_rejections", None)
         rejected = take() if take is not None else []
         found: dict[TableRef, tuple[TableSchema, list[RejectedValue]]] = {}
@@ -522,7 +524,7 @@ class ChangeCapture:
             target = table.mapped.target
             found.setdefault(target.ref, (target, []))[1].append(dataclasses.replace(r, table=target.ref))
         for ref, (_, rows) in list(found.items()):
-            reason = source_rejection_stops(self.errors, f"{ref}: {rows[0].reason}")
+            reason = self._data_errors.stops(ref, f"{ref}: {rows[0].reason}", len(rows))
             if reason is not None:
                 self._suspend(ref, reason)
                 del found[ref]
@@ -587,8 +589,8 @@ class ChangeCapture:
     def _unrepresentable_rejected(self, changes: list[ChangeBatch]) -> list[ChangeBatch]:
         """Rows capture could not hold exactly (``unrepresentable``: a MariaDB
         zero date, a SQLite value its column's type cannot hold), for an applier
-        that does not screen them itself: per DataErrorPolicy as the full load's
-        source rejections (logged in the batch's transaction, dropped, the table
+        that does not screen them itself: per DataErrorPolicy and its escalation
+        as the full load's source rejections (logged in the batch's transaction, dropped, the table
         suspended or the task stopped), the other rows of the table applied."""
         if self._refusals is not None:
             return changes  # a screening applier refuses them with its own
@@ -605,7 +607,7 @@ class ChangeCapture:
                 kept.append(table_changes)
                 continue
             ref = table_changes.table.ref
-            reason = source_rejection_stops(self.errors, f"table {ref}: {held[0].reason}")
+            reason = self._data_errors.stops(ref, f"table {ref}: {held[0].reason}", len(held))
             if reason is not None:
                 self._suspend(ref, reason)
                 continue
