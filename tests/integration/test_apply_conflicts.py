@@ -10,7 +10,6 @@ each kind; row 9, inserted last, is no conflict."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from support.cli import conveyor
 from support.servers import PostgresServer
+from support.tasks import drop_slots, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -105,17 +105,8 @@ class Task:
         return described
 
     def wait(self, until: Callable[[dict[str, Any]], bool], seconds: float = 60) -> dict[str, Any]:
-        """Poll `tasks describe`: at most ``seconds`` and 300 polls."""
-        deadline = time.monotonic() + seconds
-        described: dict[str, Any] = {}
-        for _ in range(300):
-            described = self.describe()
-            if until(described):
-                return described
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"gave up waiting; last description: {described}")
+        """Poll the task's description (in this process: support/tasks.py)."""
+        return wait_for(self.home, "sync", until, seconds)
 
     def change(self, *statements: str) -> None:
         """One source transaction."""
@@ -129,21 +120,6 @@ class Task:
     def stop(self) -> None:
         conveyor(self.home, "tasks", "stop", "sync")
         self.wait(lambda d: d["status"] in {"stopped", "failed"})
-
-
-def _drop_slots(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        for _ in range(100):
-            row = conn.execute(
-                "SELECT count(*) FROM pg_replication_slots WHERE active AND database = current_database()"
-            ).fetchone()
-            if row == (0,):
-                break
-            time.sleep(0.1)
-        conn.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            " WHERE database = current_database()"
-        )
 
 
 @pytest.fixture
@@ -185,7 +161,7 @@ def run(tmp_path: Path, pg_db: str, target: Target) -> Iterator[Callable[..., Ta
     finally:
         for task in tasks:
             conveyor(task.home, "tasks", "stop", "sync")
-        _drop_slots(pg_db)
+        drop_slots(pg_db)
 
 
 def _key(i: int) -> str:
