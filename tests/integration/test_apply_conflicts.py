@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 
 from support.cli import conveyor
 from support.servers import PostgresServer
+from support.tasks import drop_slots, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -110,17 +110,8 @@ class Task:
         return described
 
     def wait(self, until: Callable[[dict[str, Any]], bool], seconds: float = 60) -> dict[str, Any]:
-        """Poll `tasks describe`: at most ``seconds`` and 300 polls."""
-        deadline = time.monotonic() + seconds
-        described: dict[str, Any] = {}
-        for _ in range(300):
-            described = self.describe()
-            if until(described):
-                return described
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"gave up waiting; last description: {described}")
+        """Poll the task's description (in this process: support/tasks.py)."""
+        return wait_for(self.home, "sync", until, seconds)
 
     def change(self, *statements: str) -> None:
         """One source transaction."""
@@ -148,21 +139,6 @@ class Task:
         result = conveyor(self.home, "tasks", command, "sync")
         assert result.returncode == 0, result.stderr
         self.wait(lambda d: d["status"] == "running" and "capture" in d)
-
-
-def _drop_slots(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        for _ in range(100):
-            row = conn.execute(
-                "SELECT count(*) FROM pg_replication_slots WHERE active AND database = current_database()"
-            ).fetchone()
-            if row == (0,):
-                break
-            time.sleep(0.1)
-        conn.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            " WHERE database = current_database()"
-        )
 
 
 @pytest.fixture
@@ -204,7 +180,7 @@ def run(tmp_path: Path, pg_db: str, target: Target) -> Iterator[Callable[..., Ta
     finally:
         for task in tasks:
             conveyor(task.home, "tasks", "stop", "sync")
-        _drop_slots(pg_db)
+        drop_slots(pg_db)
 
 
 def _key(i: int) -> str:

@@ -19,12 +19,16 @@ from conveyor.connectors.changes import TableDefinition
 from conveyor.connectors.postgres.capture import PostgresChangeSource
 from conveyor.store.store import Store
 from integration.test_cdc_resilience import _mariadb_execute, _mariadb_items, _mariadb_stack, _pg_rows
-from integration.test_cdc_tasks import RunningTask, _described, _kill_worker, wait_until
+from integration.test_cdc_tasks import _described
 from integration.test_cdc_tasks import _stats as task_stats
 from integration.test_postgres_capture import _collect
+from support import stacks
 from support.cli import conveyor
 from support.mariadb import mariadb_connect
 from support.servers import MariaDBServer, PostgresServer
+from support.task_thread import RunningTask
+from support.tasks import described as read_task
+from support.tasks import kill_worker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,30 +55,14 @@ def _sqlite_stack(tmp_path: Path, settings: dict[str, Any] | None = None) -> tup
         conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, f"item {i}", i) for i in range(1, 51)])
         conn.executemany("INSERT INTO other VALUES (?, ?)", [(i, f"v{i}") for i in range(1, 11)])
     conn.close()
-    rule = {
-        "rule-type": "selection",
-        "rule-id": "1",
-        "rule-name": "all",
-        "object-locator": {"schema-name": "main", "table-name": "%"},
-        "rule-action": "include",
-    }
-    stack = {
-        "endpoints": {
-            "shop": {"engine": "sqlite", "path": str(source)},
-            "dw": {"engine": "duckdb", "path": str(target)},
-        },
-        "tasks": {
-            "sync": {
-                "source": "shop",
-                "target": "dw",
-                "migration_type": "full-load-and-cdc",
-                "table_mappings": {"rules": [rule]},
-                "settings": settings or {},
-            }
-        },
-    }
-    path = tmp_path / "conveyor.yaml"
-    path.write_text(json.dumps(stack))
+    path = stacks.one_task(
+        tmp_path / "conveyor.yaml",
+        {"engine": "sqlite", "path": str(source)},
+        {"engine": "duckdb", "path": str(target)},
+        schema="main",
+        settings=settings or {},
+        names=("shop", "dw"),
+    )
     return path, source, target
 
 
@@ -532,8 +520,8 @@ def _items_suspended(home: Path) -> str | None:
 
 
 def _active(home: Path) -> bool:
-    described = _described(home)
-    return described["status"] == "running" and "capture" in described
+    task = read_task(home, "sync")
+    return task["status"] == "running" and "capture" in task
 
 
 def test_a_suspended_table_stays_suspended_across_stop_resume_and_sigkill_until_reloaded(
@@ -552,7 +540,7 @@ def test_a_suspended_table_stays_suspended_across_stop_resume_and_sigkill_until_
 
         # Stopped, changed meanwhile, resumed: still suspended; the other table flows.
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0
-        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the stop")
         _pg_execute(source, "UPDATE items SET name = 'while stopped' WHERE id = 2")
         _pg_execute(source, "UPDATE other SET v = 'while stopped' WHERE id = 1")
         assert conveyor(home, "tasks", "resume", "sync").returncode == 0
@@ -563,8 +551,8 @@ def test_a_suspended_table_stays_suspended_across_stop_resume_and_sigkill_until_
         assert _items_suspended(home) is not None
 
         # Killed and resumed: still suspended.
-        _kill_worker(home)
-        wait_until(lambda: _described(home)["status"] == "failed", "the dead worker to be noticed")
+        kill_worker(home, "sync")
+        wait_until(lambda: read_task(home, "sync")["status"] == "failed", "the dead worker to be noticed")
         assert conveyor(home, "tasks", "resume", "sync").returncode == 0
         _pg_execute(source, "UPDATE other SET v = 'after kill' WHERE id = 2")
         wait_until(lambda: _pg(target, "SELECT v FROM other WHERE id = 2") == [("after kill",)], "other")
@@ -580,7 +568,7 @@ def test_a_suspended_table_stays_suspended_across_stop_resume_and_sigkill_until_
         reload = conveyor(home, "tasks", "reload", "sync", "--table", "public.items")
         assert reload.returncode == 0, reload.stderr
         _pg_execute(source, "UPDATE items SET counter = 6000000000 WHERE id = 4")  # during or after it
-        wait_until(lambda: not _described(home).get("suspended_tables"), "the reload", seconds=60)
+        wait_until(lambda: not read_task(home, "sync").get("suspended_tables"), "the reload", seconds=60)
         _pg_execute(source, "UPDATE items SET counter = 7000000000 WHERE id = 3")
         wait_until(
             lambda: _pg(target, "SELECT counter FROM items WHERE id = 3") == [(7000000000,)],
@@ -593,9 +581,9 @@ def test_a_suspended_table_stays_suspended_across_stop_resume_and_sigkill_until_
         items = next(t for t in described["tables"] if t["TableName"] == "items")
         assert items["TableState"] == "Table completed" and items["FullLoadRows"] == 200
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0
-        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the stop")
     finally:
-        _kill_worker(home)
+        kill_worker(home, "sync")
 
 
 def test_reload_of_one_table_of_a_stopped_task_resumes_it(tmp_path: Path) -> None:
@@ -615,15 +603,17 @@ def test_reload_of_one_table_of_a_stopped_task_resumes_it(tmp_path: Path) -> Non
         )
         wait_until(lambda: _items_suspended(home) is not None, "the suspension")
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0
-        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the stop")
         _sqlite_execute(source, "UPDATE items SET name = 'while stopped' WHERE id = 1")
         result = conveyor(home, "tasks", "reload", "sync", "--table", "main.items")
         assert result.returncode == 0 and "resuming to reload main.items" in result.stdout, result.stderr
-        wait_until(lambda: _active(home) and not _described(home).get("suspended_tables"), "the reload", 60)
+        wait_until(
+            lambda: _active(home) and not read_task(home, "sync").get("suspended_tables"), "the reload", 60
+        )
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0
-        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the stop")
     finally:
-        _kill_worker(home)
+        kill_worker(home, "sync")
     rows = _duckdb(target, "SELECT id, name, qty FROM main.items ORDER BY id")
     with sqlite3.connect(source) as conn:
         expected = conn.execute("SELECT id, name, qty FROM items ORDER BY id").fetchall()

@@ -3,10 +3,7 @@ arriving, stop, resume."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import sqlite3
 import threading
 import time
@@ -19,53 +16,18 @@ import psycopg
 import pytest
 
 from conveyor.core.faults import ENV as FAULT_ENV
-from conveyor.orchestration.bus import event_sink
-from conveyor.replication.task_run import STOP_REASON_NORMAL, StartMode
-from conveyor.replication.task_runner import run_task
-from conveyor.stack.loader import load_stack
+from conveyor.replication.task_run import STOP_REASON_NORMAL
 from conveyor.store.store import Store
+from support import stacks
 from support.cli import conveyor
 from support.servers import PostgresServer
+from support.task_thread import RunningTask
+from support.tasks import described as read_task
+from support.tasks import kill_worker, wait_until
 
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 30.0
-
-
-def wait_until(
-    check: Callable[[], bool], what: str, seconds: float = DEADLINE_S, debug: Callable[[], Any] | None = None
-) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}: {debug() if debug else ''}")
-
-
-class RunningTask:
-    """A task running in a thread of this process, stopped on exit."""
-
-    def __init__(self, store: Store, stack_path: Path, name: str, mode: StartMode = "start") -> None:
-        self.stop = threading.Event()
-        self.status: str | None = None
-        stack = load_stack(stack_path)
-        events = event_sink(store)
-        self._thread = threading.Thread(
-            target=lambda: setattr(
-                self, "status", run_task(store, stack, name, events=events, stop=self.stop, mode=mode)
-            ),
-            daemon=True,
-        )
-
-    def __enter__(self) -> RunningTask:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self._thread.join(timeout=DEADLINE_S)
-        assert not self._thread.is_alive(), "the task did not stop"
 
 
 @pytest.fixture
@@ -175,30 +137,8 @@ def _stats(store: Store) -> dict[str, Any]:
 
 
 def _stack_file(path: Path, source: dict[str, Any], target: dict[str, Any], schema: str) -> Path:
-    document = {
-        "endpoints": {"src": source, "dst": target},
-        "tasks": {
-            "sync": {
-                "source": "src",
-                "target": "dst",
-                "migration_type": "full-load-and-cdc",
-                "table_mappings": {
-                    "rules": [
-                        {
-                            "rule-type": "selection",
-                            "rule-id": "1",
-                            "rule-name": "all",
-                            "object-locator": {"schema-name": schema, "table-name": "%"},
-                            "rule-action": "include",
-                        }
-                    ]
-                },
-                "settings": {"FullLoadSettings": {"CommitRate": 500}},
-            }
-        },
-    }
-    path.write_text(json.dumps(document))
-    return path
+    settings = {"FullLoadSettings": {"CommitRate": 500}}
+    return stacks.one_task(path, source, target, schema=schema, settings=settings)
 
 
 class Writer:
@@ -360,13 +300,13 @@ def test_sigkill_at_each_crash_point_then_resume_loses_and_repeats_nothing(
             started = conveyor(home, "tasks", command, "sync", env={FAULT_ENV: point})
             assert started.returncode == 0, started.stderr
             wait_until(
-                lambda: _described(home)["status"] == "failed",
+                lambda: read_task(home, "sync")["status"] == "failed",
                 f"the worker to die at {point}",
                 debug=lambda: (writer.error, _described(home)),
             )
             assert "died" in _described(home)["last_error"]
     except BaseException:
-        _kill_worker(home)
+        kill_worker(home, "sync")
         raise
     finally:
         done.set()
@@ -380,22 +320,14 @@ def test_sigkill_at_each_crash_point_then_resume_loses_and_repeats_nothing(
     finally:
         conveyor(home, "tasks", "stop", "sync")
         try:
-            wait_until(lambda: _described(home)["status"] == "stopped", "the task to stop")
+            wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the task to stop")
         finally:
-            _kill_worker(home)
+            kill_worker(home, "sync")
     with psycopg.connect(source) as conn:
         slots = conn.execute(
             "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
         ).fetchone()
     assert slots == (1,)
-
-
-def _kill_worker(home: Path) -> None:
-    """A test that fails must not leave a worker behind (it would hold the servers)."""
-    pid = _described(home).get("pid")
-    if pid:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def _described(home: Path) -> dict[str, Any]:

@@ -13,11 +13,13 @@ import psycopg
 import pytest
 
 from integration.test_cdc_ddl import _active, _items_suspended
-from integration.test_cdc_tasks import _described, _kill_worker, wait_until
+from integration.test_cdc_tasks import _described
 from integration.test_cdc_tasks import _stack_file as stack_file
 from support.cli import conveyor
 from support.mariadb import mariadb_connect
 from support.servers import MariaDBServer, PostgresServer
+from support.tasks import described as read_task
+from support.tasks import kill_worker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -87,15 +89,15 @@ def test_mariadb_type_change_then_stop_resume_and_sigkill(
 
         # Stopped, changed meanwhile, resumed.
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0
-        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the stop")
         _mariadb(source, "UPDATE items SET name = 'while stopped' WHERE id = 2")
         _mariadb(source, "UPDATE other SET v = 'while stopped' WHERE id = 1")
         assert conveyor(home, "tasks", "resume", "sync").returncode == 0
         wait_until(lambda: other(1) == [("while stopped",)], "the other table's change")
 
         # Killed and resumed.
-        _kill_worker(home)
-        wait_until(lambda: _described(home)["status"] == "failed", "the dead worker to be noticed")
+        kill_worker(home, "sync")
+        wait_until(lambda: read_task(home, "sync")["status"] == "failed", "the dead worker to be noticed")
         assert conveyor(home, "tasks", "resume", "sync").returncode == 0
         _mariadb(source, "UPDATE items SET counter = 6000000000 WHERE id = 3")
         _mariadb(source, "UPDATE other SET v = 'after kill' WHERE id = 2")
@@ -106,7 +108,7 @@ def test_mariadb_type_change_then_stop_resume_and_sigkill(
         assert not equal()
         reload = conveyor(home, "tasks", "reload", "sync", "--table", f"{database}.items")
         assert reload.returncode == 0, reload.stderr
-        wait_until(lambda: not _described(home).get("suspended_tables"), "the reload", seconds=60)
+        wait_until(lambda: not read_task(home, "sync").get("suspended_tables"), "the reload", seconds=60)
         wait_until(equal, "items to equal the source after the reload")
         _mariadb(source, "UPDATE items SET counter = 7000000000 WHERE id = 4")
         wait_until(equal, "a change after all of it")
@@ -114,6 +116,6 @@ def test_mariadb_type_change_then_stop_resume_and_sigkill(
         items = next(t for t in _described(home)["tables"] if t["TableName"] == "items")
         assert items["TableState"] == "Table completed", items
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0
-        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the stop")
     finally:
-        _kill_worker(home)
+        kill_worker(home, "sync")

@@ -24,9 +24,11 @@ from integration.test_cdc_ddl import (
     _sqlite_execute,
 )
 from integration.test_cdc_ddl import _sqlite_stack as sqlite_stack
-from integration.test_cdc_tasks import _described, _kill_worker, wait_until
+from support import stacks
 from support.cli import conveyor
 from support.servers import PostgresServer
+from support.tasks import described as read_task
+from support.tasks import kill_worker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +95,7 @@ def test_postgres_status_history_and_suspended_tables(pg_pair: tuple[str, str], 
         assert (task, owner, name) == ("sync", "public", "items") and "changed type" in reason
 
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0
-        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the stop")
         assert _status(target) == [("sync", "NOT RUNNING")]
         history = _pg(target, "SELECT timeslot_type, timeslot_records FROM public.awsdms_history")
         totals = _history(history)
@@ -108,13 +110,13 @@ def test_postgres_status_history_and_suspended_tables(pg_pair: tuple[str, str], 
         wait_until(lambda: _status(target) == [("sync", "CHANGE PROCESSING")], "the status row again")
         assert [(*row[:3], row[4]) for row in _suspended(target)] == [("sync", "public", "items", since)]
         assert conveyor(home, "tasks", "reload", "sync", "--table", "public.items").returncode == 0
-        wait_until(lambda: not _described(home).get("suspended_tables"), "the reload", seconds=60)
+        wait_until(lambda: not read_task(home, "sync").get("suspended_tables"), "the reload", seconds=60)
         wait_until(lambda: _suspended(target) == [], "the suspended table's row to go")
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0
-        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the stop")
         assert _status(target) == [("sync", "NOT RUNNING")]
     finally:
-        _kill_worker(home)
+        kill_worker(home, "sync")
 
 
 def test_postgres_control_schema_holds_every_control_table(pg_server: PostgresServer, tmp_path: Path) -> None:
@@ -126,13 +128,6 @@ def test_postgres_control_schema_holds_every_control_table(pg_server: PostgresSe
         conn.execute("INSERT INTO orders SELECT g, g * 100.25 FROM generate_series(1, 20) g")
     with psycopg.connect(target, autocommit=True) as conn:
         conn.execute("CREATE TABLE orders (id integer PRIMARY KEY, amount numeric(5,2))")
-    rule = {
-        "rule-type": "selection",
-        "rule-id": "1",
-        "rule-name": "all",
-        "object-locator": {"schema-name": "public", "table-name": "%"},
-        "rule-action": "include",
-    }
     settings = {
         "FullLoadSettings": {"TargetTablePrepMode": "DO_NOTHING"},
         "ErrorBehavior": {"DataErrorPolicy": "LOG_ERROR"},
@@ -143,23 +138,15 @@ def test_postgres_control_schema_holds_every_control_table(pg_server: PostgresSe
             "HistoryTableEnabled": True,
         },
     }
-    stack = {
-        "endpoints": {
-            "src": {"engine": "postgres", "url": source},
-            "dst": {"engine": "postgres", "url": target},
-        },
-        "tasks": {
-            "load": {
-                "source": "src",
-                "target": "dst",
-                "migration_type": "full-load",
-                "table_mappings": {"rules": [rule]},
-                "settings": settings,
-            }
-        },
-    }
-    path = tmp_path / "s.yaml"
-    path.write_text(json.dumps(stack))
+    path = stacks.one_task(
+        tmp_path / "s.yaml",
+        {"engine": "postgres", "url": source},
+        {"engine": "postgres", "url": target},
+        task="load",
+        migration_type="full-load",
+        schema="public",
+        settings=settings,
+    )
     home = tmp_path / "home"
     assert conveyor(home, "apply", str(path)).returncode == 0
     started = conveyor(home, "tasks", "start", "load", "--wait", "--json")
@@ -205,7 +192,7 @@ def test_duckdb_status_history_and_suspended_tables(tmp_path: Path) -> None:
         )
         wait_until(lambda: _items_suspended(home) is not None, "the suspension")
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0
-        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the stop")
         # The DuckDB file is readable once the worker has let it go.
         assert _duckdb(target, "SELECT task_name, task_status FROM main.awsdms_status") == [
             ("sync", "NOT RUNNING")
@@ -218,15 +205,17 @@ def test_duckdb_status_history_and_suspended_tables(tmp_path: Path) -> None:
 
         result = conveyor(home, "tasks", "reload", "sync", "--table", "main.items")
         assert result.returncode == 0, result.stderr
-        wait_until(lambda: _active(home) and not _described(home).get("suspended_tables"), "the reload", 60)
+        wait_until(
+            lambda: _active(home) and not read_task(home, "sync").get("suspended_tables"), "the reload", 60
+        )
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0
-        wait_until(lambda: _described(home)["status"] == "stopped", "the stop")
+        wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the stop")
         assert _duckdb(target, suspended) == []
         assert _duckdb(target, "SELECT task_status FROM main.awsdms_status") == [("NOT RUNNING",)]
         runs = _duckdb(target, "SELECT count(DISTINCT timeslot) FROM main.awsdms_history") or [(0,)]
         assert runs[0][0] >= 2  # a part-slot row at each run's end
     finally:
-        _kill_worker(home)
+        kill_worker(home, "sync")
     with sqlite3.connect(source) as conn:
         expected = conn.execute("SELECT id, name, qty FROM items ORDER BY id").fetchall()
     conn.close()
@@ -253,31 +242,17 @@ def test_duckdb_control_schema_holds_every_control_table(tmp_path: Path) -> None
         conn.execute("CREATE TABLE sales (id INTEGER PRIMARY KEY, amt DECIMAL(10,2))")
         conn.executemany("INSERT INTO sales VALUES (?, ?)", [(1, "1.50"), (2, "2.50"), (3, "not a number")])
     conn.close()
-    rule = {
-        "rule-type": "selection",
-        "rule-id": "1",
-        "rule-name": "all",
-        "object-locator": {"schema-name": "main", "table-name": "%"},
-        "rule-action": "include",
-    }
     control = {"ControlSchema": "ctl", "StatusTableEnabled": True, "HistoryTableEnabled": True}
-    stack = {
-        "endpoints": {
-            "shop": {"engine": "sqlite", "path": str(source)},
-            "dw": {"engine": "duckdb", "path": str(target)},
-        },
-        "tasks": {
-            "load": {
-                "source": "shop",
-                "target": "dw",
-                "migration_type": "full-load",
-                "table_mappings": {"rules": [rule]},
-                "settings": {"ControlTablesSettings": control},
-            }
-        },
-    }
-    path = tmp_path / "s.yaml"
-    path.write_text(json.dumps(stack))
+    path = stacks.one_task(
+        tmp_path / "s.yaml",
+        {"engine": "sqlite", "path": str(source)},
+        {"engine": "duckdb", "path": str(target)},
+        task="load",
+        migration_type="full-load",
+        schema="main",
+        settings={"ControlTablesSettings": control},
+        names=("shop", "dw"),
+    )
     home = tmp_path / "home"
     assert conveyor(home, "apply", str(path)).returncode == 0
     started = conveyor(home, "tasks", "start", "load", "--wait", "--json")

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from conveyor.store.store import Store
-from integration.test_cdc_tasks import RunningTask
+from support.task_thread import RunningTask
 
 pytestmark = pytest.mark.integration
 

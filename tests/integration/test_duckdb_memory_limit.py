@@ -17,7 +17,7 @@ from conveyor.orchestration.bus import event_sink
 from conveyor.replication.task_runner import run_task
 from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
-from integration.test_cdc_tasks import RunningTask
+from support.task_thread import RunningTask
 
 pytestmark = pytest.mark.integration
 

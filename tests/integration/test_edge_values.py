@@ -17,11 +17,11 @@ import psycopg
 import pytest
 
 from conveyor.store.store import Store
-from integration.test_cdc_tasks import RunningTask
 from support import edge_values as ev
 from support import types_doc
 from support.cli import conveyor
 from support.servers import PostgresServer
+from support.task_thread import RunningTask
 
 pytestmark = pytest.mark.integration
 

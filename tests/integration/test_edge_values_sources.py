@@ -25,7 +25,6 @@ from conveyor.orchestration.bus import event_sink
 from conveyor.replication.task_runner import run_task
 from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
-from integration.test_cdc_tasks import RunningTask
 from support import edge_values_dynamodb as ddb
 from support import edge_values_mariadb as maria
 from support import edge_values_sqlite as lite
@@ -33,6 +32,7 @@ from support import source_types_doc
 from support.mariadb import mariadb_connect
 from support.servers import PostgresServer
 from support.source_edges import Corpus, counts, silent_changes
+from support.task_thread import RunningTask
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,10 @@ import psycopg
 import pytest
 
 from conveyor.store.store import Store
-from integration.test_cdc_tasks import RunningTask
+from support import stacks
 from support.mariadb import mariadb_connect
 from support.servers import PostgresServer
+from support.task_thread import RunningTask
 
 pytestmark = pytest.mark.integration
 
@@ -54,34 +55,13 @@ def _run(url: str, *statements: str) -> None:
 
 
 def _stack(tmp_path: Path, source: str, target: str, policy: str) -> Path:
-    document = {
-        "endpoints": {
-            "src": {"engine": "mysql", "url": source},
-            "dst": {"engine": "postgres", "url": target},
-        },
-        "tasks": {
-            TASK: {
-                "source": "src",
-                "target": "dst",
-                "migration_type": "full-load-and-cdc",
-                "table_mappings": {
-                    "rules": [
-                        {
-                            "rule-type": "selection",
-                            "rule-id": "1",
-                            "rule-name": "all",
-                            "object-locator": {"schema-name": "%", "table-name": "%"},
-                            "rule-action": "include",
-                        }
-                    ]
-                },
-                "settings": {"ErrorBehavior": {"DataErrorPolicy": policy}},
-            }
-        },
-    }
-    path = tmp_path / "conveyor.yaml"
-    path.write_text(json.dumps(document))
-    return path
+    return stacks.one_task(
+        tmp_path / "conveyor.yaml",
+        {"engine": "mysql", "url": source},
+        {"engine": "postgres", "url": target},
+        task=TASK,
+        settings={"ErrorBehavior": {"DataErrorPolicy": policy}},
+    )
 
 
 def _tables(store: Store) -> dict[str, dict[str, Any]]:

@@ -25,6 +25,7 @@ from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan,
 from conveyor.replication.settings import ErrorBehavior
 from support.cli import conveyor, worker_log
 from support.servers import PostgresServer
+from support.tasks import described as read_task
 
 pytestmark = pytest.mark.integration
 
@@ -285,7 +286,8 @@ def _running_task(home: Path) -> Iterator[None]:
     finally:
         conveyor(home, "tasks", "stop", "load")
         try:
-            _wait_until(lambda: _described(home)["status"] in {"stopped", "failed"}, "the task to stop", 30)
+            stopped = {"stopped", "failed"}
+            _wait_until(lambda: read_task(home, "load")["status"] in stopped, "the task to stop", 30)
         finally:
             pid = _described(home).get("pid")
             if pid:
@@ -444,7 +446,7 @@ def test_generated_columns_on_duckdb_under_change_capture_are_said_to_go_null(
             "INSERT INTO gen (id, x, y) VALUES (6, 7, 'new')",
             "UPDATE gen SET x = -x WHERE id <= 2",
         )
-        _wait_until(lambda: _described(home)["tables"][0].get("Updates", 0) >= 2, "captured changes")
+        _wait_until(lambda: read_task(home, "load")["tables"][0].get("Updates", 0) >= 2, "captured changes")
     con = duckdb.connect(str(path), read_only=True)
     try:
         loaded = con.execute("SELECT id, x, g, label, y FROM public.gen ORDER BY id").fetchall()

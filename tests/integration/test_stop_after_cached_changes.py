@@ -21,10 +21,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from integration.test_task_settings_effects import apply, describe, drop_slots, ended, wait_for
 from support.cli import conveyor
 from support.mariadb import mariadb_connect
 from support.servers import PostgresServer
+from support.tasks import apply, described, drop_slots, ended, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def _write_during_load(home: Path, target: str, table: str, write: Callable[[], 
             try:
                 _until(load_blocked, f"the full load to wait for target table {table}", seconds=60)
             except AssertionError:
-                raise AssertionError(f"load not blocked: {describe(home, 'sync')}") from None
+                raise AssertionError(f"load not blocked: {described(home, 'sync')}") from None
         write()  # after the capture's start and snapshot, before the load's end
         locker.rollback()
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from integration.test_task_settings_effects import apply, drop_slots, ended, wait_for
 from support.cli import conveyor
 from support.mariadb import mariadb_connect
 from support.servers import PostgresServer
+from support.tasks import apply, drop_slots, ended, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 
 from support.cli import conveyor, worker_log
 from support.servers import PostgresServer
+from support.tasks import apply, drop_slots, ended, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,48 +43,6 @@ def describe(home: Path, task: str) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     described: dict[str, Any] = json.loads(result.stdout)
     return described
-
-
-def wait_for(
-    home: Path, task: str, until: Callable[[dict[str, Any]], bool], seconds: float = 60
-) -> dict[str, Any]:
-    """Poll `tasks describe`: at most ``seconds`` and 300 polls."""
-    deadline = time.monotonic() + seconds
-    described: dict[str, Any] = {}
-    for _ in range(300):
-        described = describe(home, task)
-        if until(described):
-            return described
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    raise AssertionError(f"gave up waiting; last description: {described}")
-
-
-def ended(described: dict[str, Any]) -> bool:
-    return described["status"] in {"stopped", "failed"}
-
-
-def drop_slots(url: str) -> None:
-    """Drop the database's replication slots once no worker holds them (at most 10 s)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        for _ in range(100):
-            row = conn.execute(
-                "SELECT count(*) FROM pg_replication_slots WHERE active AND database = current_database()"
-            ).fetchone()
-            if row == (0,):
-                break
-            time.sleep(0.1)
-        conn.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            " WHERE database = current_database() AND NOT active"
-        )
-
-
-def apply(home: Path, path: Path, text: str) -> None:
-    path.write_text(text)
-    result = conveyor(home, "apply", str(path))
-    assert result.returncode == 0, result.stderr
 
 
 def test_target_schema_key_after_load_and_log_levels(tmp_path: Path, pg_server: PostgresServer) -> None:

@@ -16,9 +16,11 @@ import pytest
 
 from conveyor.connectors.duckdb.target import DEFAULT_MEMORY_LIMIT
 from conveyor.store.store import Store
-from integration.test_cdc_tasks import RunningTask, _described, _kill_worker, wait_until
 from support.cli import conveyor
 from support.servers import PostgresServer
+from support.task_thread import RunningTask
+from support.tasks import described as read_task
+from support.tasks import kill_worker, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +141,7 @@ def test_postgres_to_postgres_through_the_cli(pg_server: PostgresServer, tmp_pat
 
     def stop() -> None:
         conveyor(home, "tasks", "stop", "sync")
-        wait_until(lambda: _described(home)["status"] == "stopped", "the task to stop")
+        wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the task to stop")
 
     assert conveyor(home, "tasks", "start", "sync").returncode == 0
     try:
@@ -148,7 +150,7 @@ def test_postgres_to_postgres_through_the_cli(pg_server: PostgresServer, tmp_pat
         # and confirms the difference again (its failure row stays meanwhile).
         stop()
         assert conveyor(home, "tasks", "resume", "sync").returncode == 0
-        wait_until(lambda: _described(home)["status"] == "running", "the task to run")
+        wait_until(lambda: read_task(home, "sync")["status"] == "running", "the task to run")
         wait_until(
             lambda: _state(tables()["items"]) == ("Mismatched records", 0, 1), "Mismatched again", 60, tables
         )
@@ -158,7 +160,7 @@ def test_postgres_to_postgres_through_the_cli(pg_server: PostgresServer, tmp_pat
         try:
             stop()
         finally:
-            _kill_worker(home)
+            kill_worker(home, "sync")
 
 
 def test_postgres_to_duckdb(pg_server: PostgresServer, store: Store, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from support import hostile_names as hn
 from support.cli import conveyor
 from support.mariadb import mariadb_connect, run
 from support.servers import MariaDBServer, PostgresServer
+from support.tasks import wait_for_all
 
 DEADLINE_S = 90.0
 TARGETS = ("postgres", "duckdb", "lake")
@@ -267,17 +268,8 @@ def _all_described(home: Path) -> dict[str, dict[str, Any]]:
 
 
 def _wait(home: Path, what: str, check: Any) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    states: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        states = _all_described(home)
-        if all(check(d) for d in states.values()):
-            return
-        time.sleep(0.3)
-    raise AssertionError(
-        f"timed out waiting for {what}: "
-        + json.dumps({t: {k: d.get(k) for k in ("status", "last_error")} for t, d in states.items()})
-    )
+    """Until ``check`` holds for the three tasks (read in this process: support/tasks.py)."""
+    wait_for_all(home, [f"to_{t}" for t in TARGETS], check, what, seconds=DEADLINE_S, interval=0.3)
 
 
 def _capturing(described: dict[str, Any]) -> bool:

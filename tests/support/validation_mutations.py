@@ -6,11 +6,11 @@ exactly (its table Validated) is changed on the target to a different valid
 value of its type, one row per table per round (the closest change first:
 a digit, a trailing space, -0 for 0), then one validation of the task must
 flag exactly the changed row of each changed table and nothing else; the rows
-are restored before the next round."""
+are restored before the next round. One test file per target
+(test_validation_mutations_*.py), so the suite's two workers can share them."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import struct
@@ -21,16 +21,14 @@ from typing import Any, Protocol
 
 import duckdb
 import psycopg
-import pytest
 
 from conveyor.connectors.duckdb.target import DEFAULT_MEMORY_LIMIT
 from conveyor.replication.task_runner import validate_task
 from conveyor.stack.loader import load_stack
 from support import edge_values as ev
+from support import stacks
 from support.cli import conveyor
 from support.servers import PostgresServer
-
-pytestmark = pytest.mark.integration
 
 # More PostgreSQL values whose spelling a load may change (this test's own tables).
 EXTRA: dict[str, tuple[str, list[str]]] = {
@@ -201,31 +199,14 @@ def mutate(target: Target, table: str, row: int) -> str | None:
 
 
 def _stack(tmp_path: Path, source: str, target: dict[str, Any]) -> Path:
-    rule = {
-        "rule-type": "selection",
-        "rule-id": "1",
-        "rule-name": "all",
-        "object-locator": {"schema-name": "public", "table-name": "%"},
-        "rule-action": "include",
-    }
-    document = {
-        "endpoints": {"src": {"engine": "postgres", "url": source}, "dst": target},
-        "tasks": {
-            "edge": {
-                "source": "src",
-                "target": "dst",
-                "migration_type": "full-load",
-                "table_mappings": {"rules": [rule]},
-            }
-        },
-    }
-    path = tmp_path / "conveyor.yaml"
-    path.write_text(json.dumps(document))
-    return path
+    endpoint = {"engine": "postgres", "url": source}
+    return stacks.one_task(
+        tmp_path / "conveyor.yaml", endpoint, target, task="edge", migration_type="full-load", schema="public"
+    )
 
 
-@pytest.mark.parametrize("kind", ["postgres", "duckdb"])
-def test_every_changed_value_is_flagged(kind: str, pg_server: PostgresServer, tmp_path: Path) -> None:
+def check_every_changed_value_is_flagged(kind: str, pg_server: PostgresServer, tmp_path: Path) -> None:
+    """The corpus loaded into a ``kind`` target; every value changed there flagged alone."""
     source = pg_server.url(pg_server.new_database("mut_src"))
     _create(source)
     if kind == "duckdb":
