@@ -148,11 +148,17 @@ def sqlite_source(path: Path) -> Source:
     return Source({"engine": "sqlite", "path": str(path)}, "main", hn.sqlite(), _double, execute, canary)
 
 
+DYNAMODB_REGION = "eu-north-1"
+"""A region of its own on the session's moto server: the task selects every
+table (``%``), and the tables other tests leave in theirs (some without a
+stream) are not its to capture."""
+
+
 def dynamodb_source(moto_url: str) -> Source:
     """DynamoDB on the tests' moto server, captured from Streams: a table per
     hostile table name, keyed by ``id`` (a number), one hostile attribute each.
     The caller deletes the tables afterwards (``delete_dynamodb_tables``)."""
-    client = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
+    client = boto3.client("dynamodb", endpoint_url=moto_url, region_name=DYNAMODB_REGION)
     names, attributes = hn.dynamodb_tables(), hn.dynamodb_attributes()
 
     def attribute(i: int) -> str:
@@ -191,7 +197,7 @@ def dynamodb_source(moto_url: str) -> Source:
     endpoint = {
         "engine": "dynamodb",
         "endpoint_url": moto_url,
-        "region": "us-east-1",
+        "region": DYNAMODB_REGION,
         "settings": {"variant_column": None},
     }
     return Source(endpoint, "dynamodb", names, _double, refuse_sql, canary, prepare, modify)
@@ -199,7 +205,7 @@ def dynamodb_source(moto_url: str) -> Source:
 
 def delete_dynamodb_tables(moto_url: str) -> None:
     """The hostile tables go, so later tests on the same moto server do not see them."""
-    client = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
+    client = boto3.client("dynamodb", endpoint_url=moto_url, region_name=DYNAMODB_REGION)
     for table in [hn.CANARY, *hn.dynamodb_tables()]:
         with contextlib.suppress(client.exceptions.ResourceNotFoundException):
             client.delete_table(TableName=table)

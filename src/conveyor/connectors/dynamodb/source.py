@@ -46,7 +46,8 @@ change capture, which re-applies later changes).
 Scan checkpoints: after the batches of a page have been handed on (the caller
 asked for the next batch), the segment's ``LastEvaluatedKey`` is written to
 ``$CONVEYOR_HOME/dynamodb/<endpoint>/<table>.json`` (``<table>`` is the
-relational table read: parent or child; the file is removed when the scan
+relational table read: parent or child; written only with ``resume_scan``,
+one endpoint's table by one task at a time, and removed when the scan
 completes). Within one read, throttling and dropped connections never restart
 a segment: the request is retried with the same ``ExclusiveStartKey``, so every
 item is read exactly once. Across runs, a new read starts from scratch unless
@@ -296,10 +297,14 @@ class ScanCheckpoint:
     total_segments: int
     keys: dict[int, dict[str, Any] | None] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
+    durable: bool = False
+    """Written to ``path`` as the scan goes (``resume_scan``). Otherwise nothing
+    ever reads it back, and tasks reading the same endpoint's table at once
+    would race on one file (a task failed with FileNotFoundError)."""
 
     @classmethod
     def load(cls, path: Path, total_segments: int, resume: bool) -> ScanCheckpoint:
-        fresh = cls(path, total_segments)
+        fresh = cls(path, total_segments, durable=resume)
         if not resume or not path.is_file():
             return fresh
         data = json.loads(path.read_text())
@@ -318,17 +323,20 @@ class ScanCheckpoint:
         self.save()
 
     def save(self) -> None:
+        if not self.durable:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         segments = {
             str(s): {"last_key": _encode_key(self.keys.get(s)), "done": s in self.done}
             for s in range(self.total_segments)
         }
-        tmp = self.path.with_suffix(".json.tmp")
+        tmp = self.path.with_name(f".{os.getpid()}-{threading.get_ident()}.tmp")  # one per writer
         tmp.write_text(json.dumps({"total_segments": self.total_segments, "segments": segments}, indent=1))
         os.replace(tmp, self.path)
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self.durable:
+            self.path.unlink(missing_ok=True)
 
 
 def _encode_key(key: Mapping[str, Any] | None) -> Any:
