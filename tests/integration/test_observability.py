@@ -193,8 +193,15 @@ def test_metrics_after_a_full_load_with_json_logs(tmp_path: Path, serve_json: tu
     assert "table main.items: Table completed, 250 rows" in "\n".join(messages)
     assert messages[-1] == "task load: stopped"
     assert (home / "logs" / "load" / f"{task['current_run']}.log").exists()
-    routed = httpx.get(f"{server.url}/tasks/load/logs", headers=AUTH, timeout=5).json()
-    assert routed["run"] == task["current_run"] and not routed["running"]
+
+    def complete_log() -> dict[str, Any] | None:
+        """The run's log once the worker is gone (it may still be exiting after
+        writing its last line; ``running`` stays true for that, at most EXIT_GRACE)."""
+        found: dict[str, Any] = httpx.get(f"{server.url}/tasks/load/logs", headers=AUTH, timeout=5).json()
+        return None if found["running"] else found
+
+    routed = wait_for(complete_log, 15, "the worker to exit")
+    assert routed["run"] == task["current_run"]
     assert [r["message"] for r in json_lines(routed["text"])] == messages
     assert httpx.get(f"{server.url}/tasks/nope/logs", headers=AUTH, timeout=5).status_code == 404
     assert conveyor(home, "tasks", "logs", "load", "--run", "99").returncode != 0

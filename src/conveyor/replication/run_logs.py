@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from conveyor.core.errors import NotFoundError
+from conveyor.core.processes import pid_alive
 from conveyor.store.store import DEFAULT_HOME, Store
 
 MAX_BYTES_ENV = "CONVEYOR_WORKER_LOG_MAX_BYTES"
@@ -157,7 +158,7 @@ def run_ended(store: Store, run_id: int) -> bool:
     if stopped is None:
         return False
     lingering = datetime.now(UTC) - stopped < timedelta(seconds=EXIT_GRACE)
-    return not (pid is not None and lingering and _alive(int(pid)))
+    return not (pid is not None and lingering and pid_alive(int(pid)))
 
 
 def _size(path: Path) -> int:
@@ -165,16 +166,6 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def follow_log(
