@@ -227,9 +227,9 @@ class PostgresApplier:
     def find_conflicts(self, changes: Sequence[ChangeBatch]) -> dict[TableRef, list[int]]:
         """The batch's keys the target contradicts (``FindsConflicts``): per
         table, one COPY of the keys and one query, in a transaction of its own."""
-        conn = self._connection()
-        found: dict[TableRef, list[int]] = {}
-        try:
+
+        def find(conn: psycopg.Connection[Any]) -> dict[TableRef, list[int]]:
+            found: dict[TableRef, list[int]] = {}
             for table_changes in changes:
                 checks = table_changes.checks
                 if checks is None:
@@ -237,15 +237,9 @@ class PostgresApplier:
                 rows = self._conflicting(conn, table_changes.table, checks)
                 if rows:
                     found[table_changes.table.ref] = rows
-            conn.commit()
-        except psycopg.OperationalError as exc:
-            self.close()
-            raise TransientError(connection.describe_failure(self.config, exc)) from None
-        except BaseException:
-            if not conn.closed:
-                self._rollback(conn)
-            raise
-        return found
+            return found
+
+        return self._control(find)
 
     def conflict_counts(self, task: str) -> dict[TableRef, int]:
         return self._control(lambda conn: read_counts(conn, task))
