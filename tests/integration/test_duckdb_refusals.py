@@ -152,6 +152,25 @@ def test_refused_values_are_logged_and_the_rest_loads(duck: DuckDBTarget) -> Non
     assert "NOT NULL" in logged[('{"id": null}', "id")][5]
 
 
+def test_a_created_table_gets_its_key_after_its_rows(duck: DuckDBTarget) -> None:
+    """The load creates the table without its key and adds it once the rows are
+    in: the committed table has it, and a duplicate within one load (found when
+    the key is added) sends the table to the checked load, as a keyed INSERT did."""
+    _, progress = _load(duck, [[GOOD, (2, "s", None, None, None)], [(2, "m", None, None, None)]])
+    assert progress.state == TABLE_COMPLETED, progress.error
+    assert _rows(duck, "SELECT id, size FROM main.items ORDER BY id") == [(1, "s"), (2, "s")]
+    constraints = _rows(
+        duck,
+        "SELECT constraint_type, constraint_column_names FROM duckdb_constraints() "
+        "WHERE table_name = 'items' AND constraint_type = 'PRIMARY KEY'",
+    )
+    assert constraints == [("PRIMARY KEY", ["id"])]
+    [(key, column, error)] = [(row[2], row[3], row[5]) for row in _exceptions(duck)]
+    assert (key, column) == ('{"id": "2"}', None) and "duplicate primary key (id)" in error
+    with pytest.raises(duckdb.ConstraintException):
+        _rows(duck, "INSERT INTO main.items (id) VALUES (1)")
+
+
 def test_ignore_record_loads_the_rest_and_logs_nothing(duck: DuckDBTarget) -> None:
     _, progress = _load(duck, BATCHES, _errors(DataErrorPolicy="IGNORE_RECORD"))
     assert progress.state == TABLE_COMPLETED, progress.error

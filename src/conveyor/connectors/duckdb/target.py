@@ -151,11 +151,21 @@ def table_sql(cursor: duckdb.DuckDBPyConnection, ref: TableRef) -> list[str]:
     return [row[0] for row in rows if row[0]]
 
 
-def create_table_sql(table: TableSchema) -> str:
-    cols = [f"{quote(c.name)} {to_ddl(c.type)}" + ("" if c.nullable else " NOT NULL") for c in table.columns]
-    if table.primary_key:
-        cols.append("PRIMARY KEY (" + ", ".join(quote(k) for k in table.primary_key) + ")")
+def create_table_sql(table: TableSchema, with_key: bool = True) -> str:
+    """The table's CREATE statement; ``with_key=False`` leaves the primary key
+    out (its columns stay NOT NULL), for a load that adds it after its rows."""
+    keys = set(table.primary_key)
+    cols = [
+        f"{quote(c.name)} {to_ddl(c.type)}" + ("" if c.nullable and c.name not in keys else " NOT NULL")
+        for c in table.columns
+    ]
+    if table.primary_key and with_key:
+        cols.append(primary_key_sql(table.primary_key))
     return f"CREATE TABLE {qualified(table.ref)} ({', '.join(cols)})"
+
+
+def primary_key_sql(keys: Sequence[str]) -> str:
+    return "PRIMARY KEY (" + ", ".join(quote(k) for k in keys) + ")"
 
 
 DEFAULT_MEMORY_LIMIT = "1GB"
@@ -280,21 +290,34 @@ class DuckDBTarget:
         cur.execute("BEGIN TRANSACTION")
         try:
             existing = self.describe(table.ref)
+            created = mode is PrepMode.DROP_AND_CREATE or existing is None
             if mode is PrepMode.DROP_AND_CREATE or existing is None:
+                # The key is added once the rows are in (``DuckDBTableLoad.add_key``):
+                # building its index in one pass is about twice as fast as
+                # checking every inserted row against it.
                 cur.execute(f"DROP TABLE IF EXISTS {qualified(table.ref)}")
-                cur.execute(create_table_sql(table))
+                cur.execute(create_table_sql(table, with_key=False))
                 existing = table
+                ddl = []  # the table's DDL is Conveyor's (create_table_sql), key included
             else:
                 _check_shape(table, existing)
                 if mode is PrepMode.TRUNCATE_BEFORE_LOAD:
                     cur.execute(f"DELETE FROM {qualified(table.ref)}")
-            ddl = table_sql(cur, table.ref)
+                ddl = table_sql(cur, table.ref)
         except BaseException:
             cur.execute("ROLLBACK")
             cur.close()
             raise
         create_sql = [*ddl, create_table_sql(existing)]
-        return DuckDBTableLoad(cur, table, existing, create_sql, self.config, memory_limit(self.config))
+        return DuckDBTableLoad(
+            cur,
+            table,
+            existing,
+            create_sql,
+            self.config,
+            memory_limit(self.config),
+            deferred_key=created,
+        )
 
     def read(
         self, table: TableSchema, batch_rows: int, order_by_key: bool = False
@@ -368,8 +391,11 @@ class DuckDBTableLoad:
         create_sql: Sequence[str] = (),
         config: EndpointConfig | None = None,
         memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        deferred_key: bool = False,
     ) -> None:
         self._cur = cursor
+        # The table was created without its primary key, added by ``add_key``.
+        self._deferred_key = tuple(shape.primary_key) if deferred_key else ()
         self._config = config
         self.memory_limit = memory_limit
         self.table = table
@@ -394,6 +420,7 @@ class DuckDBTableLoad:
         try:
             self._cur.execute("SET SESSION preserve_insertion_order = false")
             self._cur.execute(self._insert.replace("FROM batch", "FROM batch_stream"))
+            self.add_key()
         except REFUSALS as exc:
             raise DataError(f"table {self.table.ref}: {exc}") from None
         finally:
@@ -411,6 +438,7 @@ class DuckDBTableLoad:
         """Write the rows DuckDB takes; return those it would refuse: screened,
         then keys the table already has (rows of this load or from before it),
         then a probe on an empty copy of the table for anything else."""
+        self.add_key()  # rows are checked against it as they are written
         refused = self._screen.refusals(records)
         for stage in (self._existing_keys, self._probed):
             kept = _kept_rows(records.num_rows, refused)
@@ -457,6 +485,7 @@ class DuckDBTableLoad:
     def write(self, records: pa.RecordBatch) -> None:
         # DuckDB has no savepoints: a failing INSERT aborts the whole transaction,
         # so after a DataError here the load can only be aborted.
+        self.add_key()
         self._cur.register("batch", records)
         try:
             self._cur.execute(self._insert)
@@ -470,8 +499,27 @@ class DuckDBTableLoad:
         assert self._config is not None, "a load that records rejections knows its endpoint"
         insert_rejections(self._cur, self._config, task, rejected)
 
+    def add_key(self) -> None:
+        """Add the primary key the table was created without. DuckDB checks a
+        key added in a transaction only at its COMMIT, so the rows are checked
+        here first: a duplicate is a DataError, as it is for an INSERT into a
+        keyed table."""
+        keys = self._deferred_key
+        if not keys:
+            return
+        columns = ", ".join(quote(k) for k in keys)
+        duplicate = self._cur.execute(
+            f"SELECT {columns} FROM {qualified(self.table.ref)} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+        ).fetchone()
+        if duplicate is not None:
+            shown = ", ".join(f"{k}: {v!r}" for k, v in zip(keys, duplicate, strict=True))
+            raise DataError(f"table {self.table.ref}: duplicate primary key ({shown})")
+        self._cur.execute(f"ALTER TABLE {qualified(self.table.ref)} ADD {primary_key_sql(keys)}")
+        self._deferred_key = ()
+
     @_memory_named
     def commit(self) -> None:
+        self.add_key()
         self._screen.close()
         try:
             self._cur.execute("COMMIT")
