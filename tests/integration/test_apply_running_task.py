@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from support import tasks as support_tasks
 from support.cli import conveyor
 
 pytestmark = pytest.mark.e2e
@@ -39,10 +40,8 @@ def stack(tmp_path: Path, target: str, settings: dict[str, Any] | None = None) -
 
 
 def describe(home: Path) -> dict[str, Any]:
-    done = conveyor(home, "tasks", "describe", "sync", "--json")
-    assert done.returncode == 0, done.stderr
-    described: dict[str, Any] = json.loads(done.stdout)
-    return described
+    """`conveyor tasks describe sync --json`, read in this process (it is polled)."""
+    return support_tasks.described(home, "sync")
 
 
 def wait_status(home: Path, wanted: str) -> None:

@@ -200,6 +200,11 @@ def test_a_running_task_is_not_modified_or_deleted_and_reloads_tables(tmp_path: 
             dms.reload_tables(
                 ReplicationTaskArn=arn, TablesToReload=[{"SchemaName": "main", "TableName": "nope"}]
             )
+        # The service's event for it, once (the refused call says nothing).
+        messages = [e["Message"] for e in dms.describe_events(SourceIdentifier="shop-cdc")["Events"]]
+        assert [m for m in messages if "reload" in m] == [
+            "A reload of table details has been requested. Tables: main.customer."
+        ]
 
         dms.stop_replication_task(ReplicationTaskArn=arn)
         wait_for(

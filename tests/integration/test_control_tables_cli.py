@@ -110,6 +110,14 @@ def test_postgres_status_history_and_suspended_tables(pg_pair: tuple[str, str], 
         wait_until(lambda: _status(target) == [("sync", "CHANGE PROCESSING")], "the status row again")
         assert [(*row[:3], row[4]) for row in _suspended(target)] == [("sync", "public", "items", since)]
         assert conveyor(home, "tasks", "reload", "sync", "--table", "public.items").returncode == 0
+        events = json.loads(conveyor(home, "events", "list", "--json").stdout)["Events"]
+        requested = [e["detail"] for e in events if e["detail"]["eventId"] == "DMS-EVENT-0081"]
+        assert [(d["eventType"], d["detailMessage"]) for d in requested] == [
+            (
+                "REPLICATION_TASK_RELOAD_REQUESTED",
+                "A reload of table details has been requested. Tables: public.items.",
+            )
+        ]
         wait_until(lambda: not read_task(home, "sync").get("suspended_tables"), "the reload", seconds=60)
         wait_until(lambda: _suspended(target) == [], "the suspended table's row to go")
         assert conveyor(home, "tasks", "stop", "sync").returncode == 0

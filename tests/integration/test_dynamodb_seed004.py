@@ -19,6 +19,7 @@ import boto3
 import duckdb
 import pytest
 
+from support import tasks as support_tasks
 from support.cli import conveyor
 
 pytestmark = pytest.mark.e2e
@@ -130,10 +131,8 @@ def _stack(tmp_path: Path, url: str, incremental: bool, prep_mode: str) -> Path:
 
 
 def _describe(home: Path) -> dict[str, Any]:
-    done = conveyor(home, "tasks", "describe", "orders", "--json")
-    assert done.returncode == 0, done.stderr
-    described: dict[str, Any] = json.loads(done.stdout)
-    return described
+    """`conveyor tasks describe orders --json`, read in this process (it is polled)."""
+    return support_tasks.described(home, "orders")
 
 
 def _table(described: dict[str, Any], name: str) -> dict[str, Any]:

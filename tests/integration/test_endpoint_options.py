@@ -4,7 +4,6 @@ runs with the memory_limit it sets. Through `conveyor apply` and `tasks start`."
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,16 +13,15 @@ import duckdb
 import psycopg
 import pytest
 
+from support import tasks as support_tasks
 from support.cli import conveyor, worker_log
 
 pytestmark = pytest.mark.integration
 
 
 def describe(home: Path, task: str) -> dict[str, Any]:
-    result = conveyor(home, "tasks", "describe", task, "--json")
-    assert result.returncode == 0, result.stderr
-    described: dict[str, Any] = json.loads(result.stdout)
-    return described
+    """`conveyor tasks describe TASK --json`, read in this process (it is polled)."""
+    return support_tasks.described(home, task)
 
 
 def wait_for(home: Path, task: str, until: Callable[[dict[str, Any]], bool], seconds: float = 60) -> None:

@@ -23,6 +23,7 @@ import pytest
 
 from conveyor.connectors.lake import layout as lay
 from conveyor.core.faults import ENV as FAULT_ENV
+from support import tasks as support_tasks
 from support.cli import conveyor, worker_log
 from support.servers import PostgresServer
 
@@ -41,10 +42,8 @@ def wait_until(check: Callable[[], bool], what: str, debug: Callable[[], Any] | 
 
 
 def described(home: Path, task: str) -> dict[str, Any]:
-    result = conveyor(home, "tasks", "describe", task, "--json")
-    assert result.returncode == 0, result.stderr
-    document: dict[str, Any] = json.loads(result.stdout)
-    return document
+    """`conveyor tasks describe TASK --json`, read in this process (it is polled)."""
+    return support_tasks.described(home, task)
 
 
 def stop(home: Path, task: str) -> None:

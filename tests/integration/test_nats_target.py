@@ -33,6 +33,7 @@ from conveyor.core.batch import Checkpoint
 from conveyor.core.faults import ENV as FAULT_ENV
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
+from support import tasks as support_tasks
 from support.cli import conveyor, worker_log
 from support.nats_server import NatsServer
 from support.servers import PostgresServer, free_port
@@ -240,10 +241,8 @@ CRASH_POINTS = [
 
 
 def described(home: Path) -> dict[str, Any]:
-    result = conveyor(home, "tasks", "describe", "sync", "--json")
-    assert result.returncode == 0, result.stderr
-    document: dict[str, Any] = json.loads(result.stdout)
-    return document
+    """`conveyor tasks describe sync --json`, read in this process (it is polled)."""
+    return support_tasks.described(home, "sync")
 
 
 def kill_worker(home: Path) -> None:

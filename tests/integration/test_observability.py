@@ -21,6 +21,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from support import tasks as support_tasks
 from support.cli import conveyor, environment
 from support.serve import Serve, wait_for
 from support.servers import PostgresServer, free_port
@@ -61,10 +62,8 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 
 
 def described(home: Path, task: str) -> dict[str, Any]:
-    result = conveyor(home, "tasks", "describe", task, "--json")
-    assert result.returncode == 0, result.stderr
-    found: dict[str, Any] = json.loads(result.stdout)
-    return found
+    """`conveyor tasks describe TASK --json`, read in this process (it is polled)."""
+    return support_tasks.described(home, task)
 
 
 def rest_task(server: Serve, name: str) -> dict[str, Any]:

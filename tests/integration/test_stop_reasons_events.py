@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from support import tasks as support_tasks
 from support.cli import conveyor
 
 pytestmark = pytest.mark.e2e
@@ -53,10 +54,8 @@ def _events(home: Path) -> list[dict[str, Any]]:
 
 
 def _describe(home: Path) -> dict[str, Any]:
-    done = conveyor(home, "tasks", "describe", "sync", "--json")
-    assert done.returncode == 0, done.stderr
-    described: dict[str, Any] = json.loads(done.stdout)
-    return described
+    """`conveyor tasks describe sync --json`, read in this process (it is polled)."""
+    return support_tasks.described(home, "sync")
 
 
 def _wait(home: Path, wanted: set[str]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from support import tasks as support_tasks
 from support.cli import conveyor, environment
 
 QUICKSTART = Path(__file__).parents[2] / "examples" / "quickstart"
@@ -27,10 +28,8 @@ pytestmark = pytest.mark.integration
 
 
 def describe(home: Path, task: str) -> dict[str, Any]:
-    result = conveyor(home, "tasks", "describe", task, "--json")
-    assert result.returncode == 0, result.stderr
-    described: dict[str, Any] = json.loads(result.stdout)
-    return described
+    """`conveyor tasks describe TASK --json`, read in this process (it is polled)."""
+    return support_tasks.described(home, task)
 
 
 def wait_for(

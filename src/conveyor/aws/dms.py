@@ -108,9 +108,8 @@ def _delete_task(service: Service, p: dict[str, Any]) -> dict[str, Any]:
 def _reload_tables(service: Service, p: dict[str, Any]) -> dict[str, Any]:
     """Reload the named tables of a change-capture task: a running task reloads them
     while capture goes on; a stopped one resumes to reload them (``tasks reload --table``)."""
-    from conveyor.replication.cdc.reload_request import request_table_reloads
-    from conveyor.replication.task_run import ACTIVE_STATUSES
-    from conveyor.replication.worker import claim_start, reap_stale, spawn_worker
+    from conveyor.replication.worker import claim_start, spawn_worker
+    from conveyor.service.tasks import request_reloads
 
     name = _task(service, p)
     wanted = p.get("TablesToReload")
@@ -121,9 +120,9 @@ def _reload_tables(service: Service, p: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("ReloadOption: Conveyor reloads data (data-reload); it does not validate-only")
     stack = service.stack()
     store = service.store
-    request_table_reloads(store, stack, name, tables)
-    events = event_sink(store)
-    if reap_stale(store, name, events)["status"] not in ACTIVE_STATUSES:
+    _, running = request_reloads(store, name, tables)
+    if not running:
+        events = event_sink(store)
         run_id = claim_start(store, stack, name, events=events)
         spawn_worker(store, name, run_id, "resume", events=events)
         service.executions.started_tasks.add(name)

@@ -47,6 +47,12 @@ MODIFIED = (
     "Configuration change",
     "Replication task has been modified.",
 )
+RELOAD_REQUESTED = (
+    "DMS-EVENT-0081",
+    "REPLICATION_TASK_RELOAD_REQUESTED",
+    "StateChange",
+    "A reload of table details has been requested. {reason}",
+)
 # The service announces the end of a full-load-and-cdc task's full load in its
 # task log only: Conveyor's own id, in the same shape.
 FULL_LOAD_COMPLETED = (

@@ -10,6 +10,7 @@ from typing import Any
 
 from conveyor.core.errors import NotFoundError
 from conveyor.core.log_format import bind
+from conveyor.events.lifecycle import RELOAD_REQUESTED, task_event
 from conveyor.orchestration.bus import event_sink
 from conveyor.replication.cdc.reload_request import request_table_reloads
 from conveyor.replication.full_load import ProgressCallback
@@ -97,7 +98,9 @@ def request_reloads(store: Store, name: str, tables: list[str]) -> tuple[TableRe
     reloads them itself) or must be resumed to do so."""
     stack = applied_task_stack(store, name)
     refs = request_table_reloads(store, stack, name, tables)
-    running = reap_stale(store, name, event_sink(store))["status"] in ACTIVE_STATUSES
+    events = event_sink(store)
+    events(task_event(RELOAD_REQUESTED, name, "Tables: " + ", ".join(str(r) for r in refs) + "."))
+    running = reap_stale(store, name, events)["status"] in ACTIVE_STATUSES
     answer = TableReload(task=name, status="running", reloading=[str(r) for r in refs])
     return answer, running
 
