@@ -16,11 +16,11 @@ from typing import Any
 
 from conveyor.aws.base import AwsService, Paging, json_member, required
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.events.lifecycle import CREATED, DELETED, MODIFIED, task_event
+from conveyor.events.lifecycle import CREATED, MODIFIED, task_event
 from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.integrations_aws import DatabaseMigration
 from conveyor.orchestration.service import Service
-from conveyor.stack.entries import delete_entry, put_entry
+from conveyor.stack.entries import put_entry
 
 MIGRATION_TYPES = ("full-load", "cdc", "full-load-and-cdc")
 
@@ -97,11 +97,12 @@ def _modify_task(service: Service, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _delete_task(service: Service, p: dict[str, Any]) -> dict[str, Any]:
+    from conveyor.service.tasks import delete
+
     name = _task(service, p)
     _not_running(service, name, "delete")
     document = _dms(service).task_document(service.stack(), name) | {"Status": "deleting"}
-    delete_entry(service.store, "tasks", name)
-    event_sink(service.store)(task_event(DELETED, name))
+    delete(service.store, name)
     return {"ReplicationTask": document}
 
 

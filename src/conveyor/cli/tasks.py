@@ -127,6 +127,18 @@ def tasks_stop(name: str, as_json: JsonOption = False) -> None:
         typer.echo(f"task {name} stopping{pid}; follow with `conveyor tasks describe {name}`")
 
 
+@tasks_app.command("delete")
+def tasks_delete(name: str, as_json: JsonOption = False) -> None:
+    """Delete a stopped task: its change capture ends on the source (the replication
+    slot and publication Conveyor made are dropped), then it leaves what is applied."""
+    with opened_conveyor() as conveyor:
+        result = conveyor.delete_task(name)
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(f"task {name} deleted; a stack file that declares it creates it again at `conveyor apply`")
+
+
 def _print_described(described: dict[str, Any]) -> None:
     pid = described.get("pid")
     active = described["status"] in ACTIVE_STATUSES

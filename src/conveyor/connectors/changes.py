@@ -184,6 +184,8 @@ class ChangeSource(Protocol):
         """Remove what ``begin_capture`` created."""
         ...
 
+    def close(self) -> None: ...
+
 
 @runtime_checkable
 class ReportsPosition(Protocol):

@@ -237,6 +237,12 @@ class Conveyor:
         """Ask the task's worker to stop between batches; tables not finished are rolled back."""
         return task_ops.stop(self.store, name)
 
+    def delete_task(self, name: str) -> TaskProcess:
+        """Remove a stopped task from what is applied, its change capture ended on the
+        source first (slot, publication). A later ``apply`` of a file declaring it
+        creates it again."""
+        return task_ops.delete(self.store, name)
+
     def describe_task(self, name: str) -> TaskDescription:
         """Status, stop reason and per-table statistics of the latest run."""
         return task_ops.describe(self.store, name)

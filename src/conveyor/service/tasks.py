@@ -8,9 +8,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from conveyor.core.errors import NotFoundError
+from conveyor.connectors.registry import open_change_source
+from conveyor.core.errors import ConveyorError, NotFoundError
 from conveyor.core.log_format import bind
-from conveyor.events.lifecycle import RELOAD_REQUESTED, task_event
+from conveyor.events.lifecycle import DELETED, RELOAD_REQUESTED, task_event
 from conveyor.orchestration.bus import event_sink
 from conveyor.replication.cdc.reload_request import request_table_reloads
 from conveyor.replication.full_load import ProgressCallback
@@ -31,6 +32,7 @@ from conveyor.service.models import (
     TaskProcess,
     TaskSummary,
 )
+from conveyor.stack.entries import delete_entry
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
@@ -91,6 +93,30 @@ def run_here(
 def stop(store: Store, name: str) -> TaskProcess:
     applied_task_stack(store, name)
     return TaskProcess(**request_stop(store, name, events=event_sink(store)))
+
+
+def delete(store: Store, name: str) -> TaskProcess:
+    """Remove a stopped task from what is applied (its runs and statistics stay in
+    the store). A change-capture task's capture ends first, on the source: the
+    replication slot, publication and DDL capture Conveyor made for it are
+    dropped, so nothing of it keeps holding the source's WAL. Nothing is removed
+    when the source cannot be reached, or while a rule or another entry names it."""
+    stack = applied_task_stack(store, name)
+    events = event_sink(store)
+    status = reap_stale(store, name, events)["status"]
+    if status in ACTIVE_STATUSES:
+        raise ConveyorError(f"task {name!r} is {status}: stop it before you delete it")
+    delete_entry(store, "tasks", name, dry_run=True)
+    spec = stack.tasks[name]
+    if spec.migration_type != "full-load":
+        changes = open_change_source(stack.endpoint_config(spec.source))
+        try:
+            changes.end_capture(name)
+        finally:
+            changes.close()
+    delete_entry(store, "tasks", name)
+    events(task_event(DELETED, name))
+    return TaskProcess(task=name, status="deleted", pid=None)
 
 
 def request_reloads(store: Store, name: str, tables: list[str]) -> tuple[TableReload, bool]:

@@ -66,13 +66,15 @@ def put_entry(
     return updated
 
 
-def delete_entry(store: Store, section: str, name: str) -> Stack:
-    """Remove ``section.name``; refused (ConfigError) while other entries name it."""
+def delete_entry(store: Store, section: str, name: str, *, dry_run: bool = False) -> Stack:
+    """Remove ``section.name``; refused (ConfigError) while other entries name it.
+    ``dry_run``: only check it could be removed (the stack without it)."""
     document = applied_document(store)
     entries = dict(document.get(section) or {})
     if name not in entries:
         raise NotFoundError(f"no {section}.{name}: nothing of that name is applied")
     del entries[name]
     updated = Stack.from_store_dict(document | {section: entries}, origin=f"deleting {section}.{name}")
-    store.put_stack_document(updated.to_store_dict())
+    if not dry_run:
+        store.put_stack_document(updated.to_store_dict())
     return updated

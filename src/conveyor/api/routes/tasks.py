@@ -62,6 +62,13 @@ def stop_task(name: str, conveyor: Service) -> JSONResponse:
     return answer(conveyor.stop_task(name))
 
 
+@router.delete(
+    "/{name}", summary="Delete a stopped task (its capture ended on the source)", response_model=TaskProcess
+)
+def delete_task(name: str, conveyor: Service) -> JSONResponse:
+    return answer(conveyor.delete_task(name))
+
+
 @router.get("/{name}/logs", summary="A run's worker log (the latest run by default)", response_model=TaskLog)
 def task_logs(
     name: str, conveyor: Service, run: int | None = None, offset: int | None = None, limit: int = READ_LIMIT
