@@ -38,8 +38,9 @@ typecheck: $(STAMP)
 # Bytecode is written even where PYTHONDONTWRITEBYTECODE is set: every `conveyor` child
 # process the suite starts (CLI calls, task workers) then reads compiled
 # modules instead of compiling src/ again (about 10% of a CLI-heavy file's time).
+# The 25 slowest tests are listed at the end: where the suite's time goes.
 test: system-packages $(STAMP) lint typecheck
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n 2 --dist loadfile
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n 2 --dist loadfile --durations=25
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
