@@ -11,6 +11,8 @@ in the same run (A B A B, medians of ``--rounds``):
   mariadb-pg     full load MariaDB -> PostgreSQL                 | mariadb --quick --batch | psql COPY
   cdc pg-pg      500k single-row updates, capture + apply        | pg_recvlogical drain   (bench/cdc.py)
   cdc mariadb-pg the same on MariaDB                             | mariadb-binlog --raw drain
+  cdc latency    PostgreSQL -> PostgreSQL at 2k changes/s, 10-row  | (none: the p99 latency from source
+                 transactions; commit time to target commit time |  commit to target commit, < 0.1 s)
   curate merge   change files merged into a curated Delta table  | DuckDB SQL merge       (bench/curate.py)
 
 The ratio is always Conveyor seconds / reference seconds (lower is better;
@@ -47,7 +49,17 @@ from bench import cdc, curate, fixed_cost, full_load  # noqa: E402
 from bench.common import BenchFailure, log, num, render_table  # noqa: E402
 from support.servers import PostgresServer  # noqa: E402
 
-PATHS = ("fixed", "pg-pg", "pg-duckdb", "pg-lake", "mariadb-pg", "cdc-pg", "cdc-mariadb", "curate-merge")
+PATHS = (
+    "fixed",
+    "pg-pg",
+    "pg-duckdb",
+    "pg-lake",
+    "mariadb-pg",
+    "cdc-pg",
+    "cdc-mariadb",
+    "cdc-latency",
+    "curate-merge",
+)
 DOC = REPO / "docs" / "benchmarks.md"
 HEADER = (
     "path",
@@ -78,6 +90,7 @@ class PathResult:
     cpu_s: list[float] = field(default_factory=list)
     target: str = ""
     check: Callable[[PathResult], str] | None = None
+    achieved_rate: float | None = None  # a paced path's rate (the latency case): not size / seconds
 
     @property
     def conveyor(self) -> float | None:
@@ -94,6 +107,8 @@ class PathResult:
 
     @property
     def rate(self) -> float | None:
+        if self.achieved_rate is not None:
+            return self.achieved_rate
         conv = self.conveyor
         return self.size / conv if conv else None
 
@@ -109,7 +124,7 @@ class PathResult:
         return num(self.cpu_per_million, ".1f")
 
     def verdict(self) -> str:
-        return self.check(self) if self.check is not None and self.ratio is not None else ""
+        return self.check(self) if self.check is not None and self.conveyor is not None else ""
 
     def cells(self) -> tuple[str, ...]:
         return (
@@ -120,7 +135,9 @@ class PathResult:
             num(self.ref, ".3f"),
             "-" if self.ratio is None else f"{self.ratio:.2f}x",
             self.target,
-            str(min(len(self.conveyor_s), len(self.reference_s))),
+            str(
+                min(len(self.conveyor_s), len(self.reference_s)) if self.reference_s else len(self.conveyor_s)
+            ),
             num(self.rate, ",.0f"),
             num(max(self.rss_mb) if self.rss_mb else None, ".0f"),
             self.cpu_cell(),
@@ -130,7 +147,8 @@ class PathResult:
 
 def ratio_at_most(limit: float) -> Callable[[PathResult], str]:
     def check(result: PathResult) -> str:
-        assert result.ratio is not None
+        if result.ratio is None:
+            return ""
         return "ok" if result.ratio <= limit else "MISSED"
 
     return check
@@ -217,11 +235,14 @@ def run_cdc(args: argparse.Namespace, workdir: Path, cases: list[str]) -> list[P
         )
 
     try:
-        cdc.start_postgres(setup, ["pg-pg"] if "cdc-pg" in cases else [])
+        cdc.start_postgres(setup, ["pg-pg"] if {"cdc-pg", "cdc-latency"} & set(cases) else [])
         if "cdc-pg" in cases:
             log("cdc pg-pg:")
             e2e, _read = cdc.run_pg_throughput(setup)
             of("cdc pg-pg", e2e, "<= 1.11x (rate >= 0.9x)", ratio_at_most(1 / 0.9))
+        if "cdc-latency" in cases:
+            log(f"cdc latency pg-pg at {setup.rate:,.0f} changes/s, {setup.latency_seconds:.0f} s a round:")
+            out.append(latency_path(cdc.run_latency(setup)))
         if "cdc-mariadb" in cases:
             cdc.start_mariadb(setup)
             log("cdc mariadb-pg:")
@@ -242,6 +263,26 @@ def run_cdc(args: argparse.Namespace, workdir: Path, cases: list[str]) -> list[P
             if server is not None:
                 server.close()
     return out
+
+
+def latency_path(ran: cdc.LatencyResult) -> PathResult:
+    """The latency case as a row: "conveyor s" is the median of the rounds' p99
+    latency (source commit to target commit), the reference column its p50."""
+    p50 = ran.p50
+    result = PathResult(
+        "cdc latency",
+        ran.rounds[0].changes if ran.rounds else 0,
+        "changes",
+        "none: p50 " + ("-" if p50 is None else f"{p50 * 1000:.0f} ms") + ", the p99 as conveyor s",
+        [r.p99_s for r in ran.rounds],
+        [],
+        [r.peak_rss_mb for r in ran.rounds],
+        [],
+        f"p99 < {cdc.P99_TARGET_S:.1f} s at {ran.rate:,.0f}/s",
+        lambda result: "ok" if (result.conveyor or 0) < cdc.P99_TARGET_S else "MISSED",
+        statistics.median(r.achieved_rate for r in ran.rounds) if ran.rounds else None,
+    )
+    return result
 
 
 def run_curate(args: argparse.Namespace, workdir: Path) -> list[PathResult]:
@@ -322,7 +363,9 @@ median over the reference's median, both run alternately in the same run
   closed, inside the child (bench/run_one.py); CDC from opening the stream
   until the last change is committed on the target; curation from opening the
   lake until the Delta commit; fixed cost the whole process, interpreter start
-  included. References are wall times of their processes.
+  included; the latency row's is the p99 of its changes' latency (source
+  commit to target commit, `pg_xact_commit_timestamp` on both), with no
+  reference. References are wall times of their processes.
 - *peak RSS* and *CPU-s / M rows* are Conveyor's own processes (os.wait4 of
   the child: the largest RSS of it and the children it reaped, user + system
   CPU), not the database servers'. CPU-s per million rows shows the 2-core
@@ -367,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     failure: str | None = None
     log(f"conveyor bench, every path: {args.path_list}, {args.rounds} rounds (a shared machine: ratios only)")
     loads = [p for p in ("pg-pg", "pg-duckdb", "pg-lake", "mariadb-pg") if p in args.path_list]
-    cdcs = [p for p in ("cdc-pg", "cdc-mariadb") if p in args.path_list]
+    cdcs = [p for p in ("cdc-pg", "cdc-mariadb", "cdc-latency") if p in args.path_list]
     try:
         if "fixed" in args.path_list:
             results += run_fixed(args, workdir)
