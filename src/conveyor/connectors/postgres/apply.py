@@ -398,18 +398,12 @@ class PostgresApplier:
 
     def _ddl(self, alter: Callable[[psycopg.Connection[Any]], None]) -> None:
         """Target DDL in one transaction; a refusal leaves the connection usable."""
-        conn = self._connection()
-        try:
+
+        def altered(conn: psycopg.Connection[Any]) -> None:
             self._forget_staging(conn)
             alter(conn)
-            conn.commit()
-        except psycopg.OperationalError as exc:
-            self.close()
-            raise TransientError(connection.describe_failure(self.config, exc)) from None
-        except BaseException:
-            if not conn.closed:
-                self._rollback(conn)
-            raise
+
+        self._control(altered)
 
     def forget_shapes(self) -> None:
         self._ddl(lambda conn: None)
