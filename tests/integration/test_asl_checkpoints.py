@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.executions import Executions
 from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
@@ -55,13 +56,15 @@ DEFINITION = {
 RUNNER = """
 import sys
 from pathlib import Path
+from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.executions import Executions
 from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
 
 stack = load_stack(Path(sys.argv[1]))
 store = Store.open(home=Path(sys.argv[2]))
-Executions(store, lambda: stack).start("each", [1, 2, 3, 4], name="killed", run="inline")
+executions = Executions(store, lambda: stack, events=event_sink(store))
+executions.start("each", [1, 2, 3, 4], name="killed", run="inline")
 """
 
 
@@ -95,7 +98,7 @@ def test_killed_map_resumes_without_rerunning_finished_iterations(
     stack = load_stack(stack_file)
     store = Store.open(home=home)
     try:
-        executions = Executions(store, lambda: stack)
+        executions = Executions(store, lambda: stack, events=event_sink(store))
         execution_id = executions.resolve("killed")["id"]
         described = executions.run(execution_id)
         assert described["status"] == "SUCCEEDED", described

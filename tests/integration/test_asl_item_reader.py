@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.executions import Executions
 from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
@@ -61,7 +62,7 @@ state_machines:
     stack = load_stack(stack_file)
     store = Store.open(home=tmp_path / "home")
     try:
-        executions = Executions(store, lambda: stack)
+        executions = Executions(store, lambda: stack, events=event_sink(store))
         started = executions.start("read", execution_input, run="inline")
         return executions.describe(started["executionId"])
     finally:

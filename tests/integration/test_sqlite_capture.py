@@ -16,7 +16,9 @@ import pytest
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import ChangeEvent, Commit, RowChange, TableDefinition
-from conveyor.connectors.sqlite.capture import SQLiteChangeSource, SQLiteChangeStream, trigger_name
+from conveyor.connectors.sqlite.capture import SQLiteChangeSource
+from conveyor.connectors.sqlite.capture_stream import SQLiteChangeStream
+from conveyor.connectors.sqlite.capture_triggers import trigger_name
 from conveyor.connectors.sqlite.source import SQLiteSource, quote
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.errors import ConfigError, TerminalError

@@ -170,7 +170,7 @@ class Bus:
                     raise ConfigError("nothing is applied yet")
                 return found
 
-            self._executions = Executions(store, stack)
+            self._executions = Executions(store, stack, events=event_sink(store))
         return self._executions
 
     def matching_rules(self, event: dict[str, Any], stack: Stack) -> list[str]:

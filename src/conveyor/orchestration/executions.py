@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from conveyor.core.arns import ACCOUNT, REGION
 from conveyor.core.errors import ConfigError, NotFoundError
+from conveyor.events.lifecycle import EventSink
 from conveyor.orchestration.asl.clock import Clock, ExecutionSuspended, SystemClock
 from conveyor.orchestration.asl.engine import Execution
 from conveyor.orchestration.asl.integrations import Integrations
@@ -171,6 +172,7 @@ class Executions:
         store: Store,
         stack: StackProvider,
         *,
+        events: EventSink,
         statements: Statements | None = None,
         clock_factory: ClockFactory | None = None,
         integrations: Integrations | None = None,
@@ -179,6 +181,9 @@ class Executions:
 
         self.store = store
         self.stack = stack
+        self.events = events
+        """Where the replication tasks its integrations start send their lifecycle events
+        (``bus.event_sink``): handed in, as this module is below the bus."""
         self.statements = statements or Statements(store, stack)
         self.exec_store = StoreExecutionStore(store)
         self.tokens = StoreTaskTokens(store)
@@ -518,6 +523,10 @@ def aws_history_event(event: ExecutionEventRow, previous: int) -> dict[str, Any]
     return shaped
 
 
+def _no_events(event: dict[str, Any]) -> None:
+    raise RuntimeError(f"validating definitions starts no task, yet an event came: {event}")
+
+
 def validate_definitions(stack: Stack) -> list[str]:
     """Parse every state machine of ``stack`` against the integrations Conveyor has
     (an unknown Task resource is an error), at `conveyor apply` time; raises one
@@ -526,7 +535,7 @@ def validate_definitions(stack: Stack) -> list[str]:
 
     store = Store(create_engine("sqlite://"))
     try:
-        executions = Executions(store, lambda: stack)
+        executions = Executions(store, lambda: stack, events=_no_events)
         warnings: list[str] = []
         problems: list[str] = []
         for name in sorted(stack.state_machines):

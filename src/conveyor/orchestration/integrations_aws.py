@@ -36,28 +36,61 @@ import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from conveyor.core.arns import ACCOUNT, REGION
 from conveyor.core.errors import ConfigError, ConveyorError, NotFoundError
-from conveyor.events.lifecycle import task_arn
+from conveyor.events.lifecycle import EventSink, task_arn
 from conveyor.orchestration.asl.errors import TaskError
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext, TaskHandler
-from conveyor.orchestration.bus import event_sink
 from conveyor.orchestration.integrations_glue import START_JOB_RUN, JobRuns, start_job_run
 from conveyor.orchestration.integrations_s3 import register_s3
 from conveyor.orchestration.lambda_runtime import FunctionFailed, Invocation, invoke
+from conveyor.orchestration.statements import StackProvider, Statements
 from conveyor.stack.model import TARGET_ENGINES, Stack
 from conveyor.stack.modify import modify_endpoint
-
-if TYPE_CHECKING:
-    from conveyor.orchestration.executions import Executions
+from conveyor.store.store import Store
 
 SDK = "arn:aws:states:::aws-sdk:"
 REPLICATION_INSTANCE = "conveyor"
 REPLICATION_INSTANCE_ARN = f"arn:aws:dms:{REGION}:{ACCOUNT}:rep:{REPLICATION_INSTANCE}"
 START_TYPES = {"start-replication": "start", "resume-processing": "resume", "reload-target": "reload"}
+
+
+class IntegrationHost(Protocol):
+    """What the integrations use of the :class:`~conveyor.orchestration.executions.Executions`
+    that builds them (a protocol: this module does not import that one). ``events`` takes
+    the lifecycle events of the replication tasks they start, stop or describe."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def stack(self) -> StackProvider: ...
+
+    @property
+    def statements(self) -> Statements: ...
+
+    @property
+    def events(self) -> EventSink: ...
+
+    @property
+    def started_tasks(self) -> set[str]: ...
+
+    @property
+    def aws_endpoint(self) -> str | None: ...
+
+    def start(
+        self,
+        state_machine: str,
+        execution_input: Any = None,
+        *,
+        name: str | None = None,
+        run: Literal["thread", "inline", "none"] = "none",
+    ) -> dict[str, Any]: ...
+
+
 ENGINE_NAMES = {"lake": "s3", "postgres": "postgres", "mysql": "mysql", "sqlite": "sqlite"}
 
 
@@ -114,7 +147,7 @@ def _service_errors(service: str, handler: Callable[[dict[str, Any]], Any]) -> T
 
 
 class RedshiftData:
-    def __init__(self, executions: Executions) -> None:
+    def __init__(self, executions: IntegrationHost) -> None:
         self.statements = executions.statements
 
     def execute_statement(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -160,7 +193,7 @@ class RedshiftData:
 
 
 class DatabaseMigration:
-    def __init__(self, executions: Executions) -> None:
+    def __init__(self, executions: IntegrationHost) -> None:
         self.executions = executions
         self.store = executions.store
 
@@ -304,7 +337,7 @@ class DatabaseMigration:
         from conveyor.replication.worker import reap_stale
 
         spec = stack.tasks[name]
-        status = reap_stale(self.store, name, event_sink(self.store))
+        status = reap_stale(self.store, name, self.executions.events)
         tables = self.store.table_stats(name)
         states = [t.get("TableState") for t in tables]
         loaded = states.count("Table completed")
@@ -367,7 +400,7 @@ class DatabaseMigration:
                     f"endpoint {endpoint!r}: its connection test is {tested['status']}; "
                     "a task starts once it is successful"
                 )
-        events = event_sink(self.store)
+        events = self.executions.events
         run_id = claim_start(self.store, stack, name, events=events)
         spawn_worker(self.store, name, run_id, START_TYPES[kind], events=events)  # type: ignore[arg-type]
         self.executions.started_tasks.add(name)
@@ -378,7 +411,7 @@ class DatabaseMigration:
 
         stack = self._stack()
         name = self._task_name(stack, p.get("ReplicationTaskArn"))
-        request_stop(self.store, name, events=event_sink(self.store))
+        request_stop(self.store, name, events=self.executions.events)
         return {"ReplicationTask": self.task_document(stack, name)}
 
 
@@ -429,7 +462,7 @@ def resolve_function(name: Any) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
-def lambda_invoke(executions: Executions) -> TaskHandler:
+def lambda_invoke(executions: IntegrationHost) -> TaskHandler:
     """``lambda:invoke``: a function the stack declares (``functions:``) runs as
     written in a child process (lambda_runtime.py); otherwise ``FunctionName`` is a
     Python ``module:function`` called in this process."""
@@ -481,7 +514,7 @@ def _call_in_process(p: dict[str, Any], payload: Any, context: TaskContext) -> A
 # --- nested state machines --------------------------------------------------------------------
 
 
-def _start_execution(executions: Executions, mode: str) -> TaskHandler:
+def _start_execution(executions: IntegrationHost, mode: str) -> TaskHandler:
     def handler(parameters: Any, context: TaskContext) -> Any:
         p = _params(parameters)
         machine = p.get("StateMachineArn")
@@ -527,8 +560,8 @@ def _start_execution(executions: Executions, mode: str) -> TaskHandler:
     return handler
 
 
-def build_integrations(executions: Executions) -> Integrations:
-    """Every resource Conveyor runs, bound to one :class:`Executions`."""
+def build_integrations(executions: IntegrationHost) -> Integrations:
+    """Every resource Conveyor runs, bound to one :class:`IntegrationHost` (an Executions)."""
     found = Integrations()
     data = RedshiftData(executions)
     for action, method in (

@@ -43,7 +43,11 @@ class Service:
         self.poll = poll
         self.statements = Statements(store, self.stack)
         self.executions = Executions(
-            store, self.stack, statements=self.statements, clock_factory=clock_factory
+            store,
+            self.stack,
+            events=event_sink(store),
+            statements=self.statements,
+            clock_factory=clock_factory,
         )
         self.bus = Bus(store, self.executions, run="thread")
         self.scheduler = Scheduler(store, self.executions, missed=missed)

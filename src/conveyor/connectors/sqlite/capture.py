@@ -84,63 +84,34 @@ inserts would then fail; ``end_capture`` drops the triggers first.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sqlite3
-import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import closing
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from conveyor.connectors.arrow_rows import Unrepresentable
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import (
-    CaptureStart,
-    ChangeEvent,
-    Commit,
-    RowChange,
-    TableDefinition,
-    TableDropped,
+from conveyor.connectors.changes import CaptureStart
+from conveyor.connectors.sqlite.capture_stream import ENGINE, SQLiteChangeStream
+from conveyor.connectors.sqlite.capture_triggers import (
+    CHANGES,
+    REGISTRY,
+    check_triggers,
+    create_change_tables,
+    create_triggers,
+    drop_triggers,
+    exists,
+    last_seq,
+    resync_required,
+    table_problems,
 )
-from conveyor.connectors.sqlite.source import (
-    CHANGES_TABLE,
-    REGISTRY_TABLE,
-    SQLiteSnapshot,
-    SQLiteSource,
-    describe,
-    quote,
-    table_names,
-    to_python,
-)
-from conveyor.core.batch import Checkpoint, Op
-from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
-from conveyor.core.schema import Column, TableSchema
+from conveyor.connectors.sqlite.source import SQLiteSnapshot, SQLiteSource
+from conveyor.core.batch import Checkpoint
+from conveyor.core.errors import ConfigError, ConnectionFailed, TransientError
+from conveyor.core.schema import TableSchema
 
-log = logging.getLogger(__name__)
-
-ENGINE = "sqlite"
-CHANGES = CHANGES_TABLE
-REGISTRY = REGISTRY_TABLE
 BUSY_TIMEOUT = 5.0
-POLL_INTERVAL = 0.2
 BATCH_ROWS = 1000
-_SUFFIXES = {"ins": "INSERT", "upd": "UPDATE", "del": "DELETE"}
-_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def trigger_name(task: str, table: str, suffix: str) -> str:
-    return f"conveyor_{task}_{table}_{suffix}"
-
-
-def _resync(message: str) -> TerminalError:
-    return TerminalError(f"{message}: resync required (reload the tables and begin capture again)")
 
 
 class SQLiteChangeSource:
@@ -222,7 +193,7 @@ class SQLiteChangeSource:
                 raise self._write_error(exc) from None
             finally:
                 conn.execute("ROLLBACK")
-            problems = _table_problems(conn, tables)
+            problems = table_problems(conn, tables)
             if problems:
                 raise ConfigError(f"endpoint {self.config.name!r}: " + "; ".join(problems))
             mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
@@ -242,24 +213,24 @@ class SQLiteChangeSource:
         with closing(self._connect()) as conn:
             self._begin_write(conn)
             try:
-                problems = _table_problems(conn, tables)
+                problems = table_problems(conn, tables)
                 if problems:
                     raise ConfigError(f"endpoint {self.config.name!r}: " + "; ".join(problems))
                 width = max((len(t.primary_key) for t in tables), default=1)
-                _create_change_tables(conn, width)
+                create_change_tables(conn, width)
                 row = conn.execute(f"SELECT tables FROM {REGISTRY} WHERE task = ?", (task,)).fetchone()
                 previous = set(json.loads(row[0])) if row else set()
                 wanted = [t.ref.name for t in tables]
                 for name in sorted(previous - set(wanted)):
-                    _drop_triggers(conn, task, name)
+                    drop_triggers(conn, task, name)
                 for table in tables:
-                    _create_triggers(conn, task, table)
+                    create_triggers(conn, task, table)
                 conn.execute(
                     f"INSERT INTO {REGISTRY} (task, acked_seq, tables) VALUES (?, 0, ?) "
                     "ON CONFLICT (task) DO UPDATE SET tables = excluded.tables",
                     (task, json.dumps(wanted)),
                 )
-                seq = _last_seq(conn)
+                seq = last_seq(conn)
                 conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 conn.execute("ROLLBACK")
@@ -272,7 +243,7 @@ class SQLiteChangeSource:
     def current_position(self) -> Checkpoint:
         """The change table's last sequence number now."""
         with closing(self._connect()) as conn:
-            return Checkpoint(ENGINE, {"seq": _last_seq(conn)})
+            return Checkpoint(ENGINE, {"seq": last_seq(conn)})
 
     def position_reached(self, position: Checkpoint, end: Checkpoint) -> bool:
         return int(position.position["seq"]) >= int(end.position["seq"])
@@ -296,10 +267,10 @@ class SQLiteChangeSource:
                 else None
             )
             if row is None:
-                raise _resync(f"task {task!r}: capture is not set up on {self.path}")
+                raise resync_required(f"task {task!r}: capture is not set up on {self.path}")
             acked, captured = int(row[0]), set(json.loads(row[1]))
             if start.position["seq"] < acked:
-                raise _resync(
+                raise resync_required(
                     f"task {task!r}: changes up to {acked} were already released, the stream cannot "
                     f"resume from {start.position['seq']}"
                 )
@@ -309,7 +280,7 @@ class SQLiteChangeSource:
                     f"task {task!r}: tables {', '.join(map(repr, missing))} are not captured; "
                     "begin capture with them first"
                 )
-            _check_triggers(conn, task, [t.ref.name for t in tables])
+            check_triggers(conn, task, [t.ref.name for t in tables])
         except BaseException:
             conn.close()
             raise
@@ -319,14 +290,14 @@ class SQLiteChangeSource:
         with closing(self._connect()) as conn:
             self._begin_write(conn)
             try:
-                if not _exists(conn, REGISTRY):
+                if not exists(conn, REGISTRY):
                     conn.execute("ROLLBACK")
                     return
                 row = conn.execute(f"SELECT tables FROM {REGISTRY} WHERE task = ?", (task,)).fetchone()
                 for name in json.loads(row[0]) if row else []:
-                    _drop_triggers(conn, task, name)
+                    drop_triggers(conn, task, name)
                 conn.execute(f"DELETE FROM {REGISTRY} WHERE task = ?", (task,))
-                if _exists(conn, CHANGES):
+                if exists(conn, CHANGES):
                     conn.execute(f"DELETE FROM {CHANGES} WHERE task = ?", (task,))
                 if conn.execute(f"SELECT count(*) FROM {REGISTRY}").fetchone()[0] == 0:
                     conn.execute(f"DROP TABLE IF EXISTS {CHANGES}")
@@ -338,407 +309,3 @@ class SQLiteChangeSource:
 
     def close(self) -> None:
         pass
-
-
-class SQLiteChangeStream:
-    """Polls the change table; see the module docstring for the guarantees."""
-
-    def __init__(
-        self, conn: sqlite3.Connection, task: str, tables: Sequence[TableSchema], start: int, batch_rows: int
-    ) -> None:
-        self._conn = conn
-        self._task = task
-        self._tables = {t.ref.name: t for t in tables}
-        self._row_sql = {name: _row_query(t) for name, t in self._tables.items()}
-        self._position = start
-        self._batch_rows = batch_rows
-        self._schema_version: int | None = None
-        self._lock = threading.Lock()
-        # Tables offered to the runner (or captured): any other is offered once.
-        self._offered = set(self._tables)
-        self._set_width(max((len(t.primary_key) for t in tables), default=1))
-
-    def _set_width(self, width: int) -> None:
-        """Read ``width`` key columns of each change row."""
-        keys = ", ".join(
-            [f"old_{i}" for i in range(1, width + 1)] + [f"new_{i}" for i in range(1, width + 1)]
-        )
-        self._width = width
-        self._select = (
-            f"SELECT seq, table_name, op, changed_at, {keys} FROM {CHANGES} "
-            "WHERE seq > ? AND task = ? ORDER BY seq LIMIT ?"
-        )
-
-    @property
-    def position(self) -> Checkpoint:
-        return Checkpoint(ENGINE, {"seq": self._position})
-
-    def events(self, idle_timeout: float) -> Iterator[ChangeEvent | None]:
-        interval = max(0.001, min(idle_timeout, POLL_INTERVAL))
-        while True:
-            deadline = time.monotonic() + idle_timeout
-            while True:
-                polled = self._poll()
-                remaining = deadline - time.monotonic()
-                if polled or remaining <= 0:
-                    break
-                time.sleep(min(interval, remaining))
-            if not polled:
-                yield None
-            else:
-                yield from polled
-
-    def ack(self, position: Checkpoint) -> None:
-        seq = int(position.position["seq"])
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                # Releasing change rows is housekeeping: the next ack catches up.
-                log.warning("task %r: could not release changes up to %s: %s", self._task, seq, exc)
-                return
-            try:
-                self._conn.execute(f"DELETE FROM {CHANGES} WHERE seq <= ? AND task = ?", (seq, self._task))
-                self._conn.execute(
-                    f"UPDATE {REGISTRY} SET acked_seq = max(acked_seq, ?) WHERE task = ?", (seq, self._task)
-                )
-                self._conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                self._conn.execute("ROLLBACK")
-                if "no such table" in str(exc):
-                    raise _resync(f"task {self._task!r}: capture was ended") from None
-                log.warning("task %r: could not release changes up to %s: %s", self._task, seq, exc)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-
-    def add_table(self, table: TableSchema) -> None:
-        """Capture ``table`` from now on (SupportsAddTable): its triggers are
-        created and it joins the task's registry, in one write transaction.
-        Rows written before that are in the table, which the runner's load
-        reads afterwards; every change after it is logged. A change both logged
-        and already loaded is applied again by key, which converges."""
-        if not table.primary_key:
-            raise ConfigError(
-                f"table {table.ref} has no primary key: SQLite capture identifies changed rows by "
-                "primary key; add one, then reload the table"
-            )
-        name = table.ref.name
-        width = max(self._width, len(table.primary_key))
-        with self._lock:
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise TransientError(f"task {self._task!r}: cannot add table {name!r}: {exc}") from None
-            try:
-                problems = _table_problems(conn, [table])
-                if problems:
-                    raise ConfigError("; ".join(problems))
-                _create_change_tables(conn, width)
-                _create_triggers(conn, self._task, table)
-                row = conn.execute(f"SELECT tables FROM {REGISTRY} WHERE task = ?", (self._task,)).fetchone()
-                if row is None:
-                    raise _resync(f"task {self._task!r}: capture was ended")
-                captured = [n for n in json.loads(row[0]) if n != name] + [name]
-                conn.execute(
-                    f"UPDATE {REGISTRY} SET tables = ? WHERE task = ?", (json.dumps(captured), self._task)
-                )
-                conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                conn.execute("ROLLBACK")
-                raise TransientError(f"task {self._task!r}: cannot add table {name!r}: {exc}") from None
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            self._tables[name] = table
-            self._row_sql[name] = _row_query(table)
-            self._offered.add(name)
-            self._set_width(width)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    # -- reading ------------------------------------------------------------
-
-    def _poll(self) -> list[ChangeEvent]:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN")
-                try:
-                    return self._read()
-                finally:
-                    self._conn.execute("ROLLBACK")
-            except sqlite3.OperationalError as exc:
-                if "no such table" in str(exc) or "no such column" in str(exc):
-                    raise _resync(f"task {self._task!r}: {exc}") from None
-                raise TransientError(f"task {self._task!r}: reading changes failed: {exc}") from None
-
-    def _read(self) -> list[ChangeEvent]:
-        conn = self._conn
-        out: list[ChangeEvent] = []
-        version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
-        if version != self._schema_version:
-            out.extend(self._refresh_schemas())
-            self._schema_version = version
-        entries = conn.execute(self._select, (self._position, self._task, self._batch_rows)).fetchall()
-        if not entries:
-            return out
-        w = self._width
-        # First read every current row, then convert per table and column in bulk.
-        pending: list[tuple[TableSchema, str, tuple[Any, ...] | None, tuple[Any, ...], tuple[Any, ...]]] = []
-        for entry in entries:
-            table = self._tables.get(entry[1])
-            if table is None:  # a table this stream does not follow (left over from an earlier capture)
-                continue
-            k = len(table.primary_key)
-            old, new = tuple(entry[4 : 4 + k]), tuple(entry[4 + w : 4 + w + k])
-            row = None
-            if entry[2] != Op.DELETE:
-                row = conn.execute(self._row_sql[table.ref.name], new).fetchone()
-            pending.append((table, entry[2], row, old, new))
-        out.extend(self._changes(pending))
-        last = entries[-1]
-        self._position = int(last[0])
-        out.append(Commit(self.position, _parse_time(last[3])))
-        return out
-
-    def _changes(
-        self,
-        pending: list[tuple[TableSchema, str, tuple[Any, ...] | None, tuple[Any, ...], tuple[Any, ...]]],
-    ) -> list[RowChange]:
-        rows: dict[str, list[tuple[Any, ...]]] = {}
-        keys: dict[str, list[tuple[Any, ...]]] = {}
-        for table, _op, row, old, new in pending:
-            name = table.ref.name
-            if row is not None:
-                rows.setdefault(name, []).append(row)
-            keys.setdefault(name, []).extend((old, new))
-        values = {
-            name: iter(_convert(self._tables[name], self._tables[name].columns, r))
-            for name, r in rows.items()
-        }
-        converted_keys = {
-            name: iter(
-                _convert(
-                    self._tables[name],
-                    [self._tables[name].column(c) for c in self._tables[name].primary_key],
-                    k,
-                )
-            )
-            for name, k in keys.items()
-        }
-        out: list[RowChange] = []
-        for table, op, row, old, new in pending:
-            name = table.ref.name
-            old_key, new_key = next(converted_keys[name]), next(converted_keys[name])
-            image = next(values[name]) if row is not None else None
-            if op == Op.DELETE:
-                out.append(RowChange(table.ref, Op.DELETE, {}, old_key=old_key))
-            elif op == Op.INSERT:
-                if image is None:  # deleted (or moved) since: a later change row says so too
-                    out.append(RowChange(table.ref, Op.DELETE, {}, old_key=new_key))
-                else:
-                    out.append(RowChange(table.ref, Op.INSERT, image))
-            else:
-                moved = old != new
-                if image is None:
-                    out.append(RowChange(table.ref, Op.DELETE, {}, old_key=old_key if moved else new_key))
-                else:
-                    out.append(RowChange(table.ref, Op.UPDATE, image, old_key=old_key if moved else None))
-        return out
-
-    def _refresh_schemas(self) -> list[ChangeEvent]:
-        out: list[ChangeEvent] = []
-        for name, known in list(self._tables.items()):
-            if not _exists(self._conn, name):
-                # Dropped (its triggers went with it): it leaves the capture.
-                del self._tables[name], self._row_sql[name]
-                self._offered.discard(name)
-                out.append(TableDropped(known.ref))
-        _check_triggers(self._conn, self._task, list(self._tables))
-        for name, known in list(self._tables.items()):
-            now = describe(self._conn, name)
-            if now.columns == known.columns:
-                continue
-            renamed = _renames(known, now)
-            key = tuple(next((n for n, o in renamed.items() if o == k), k) for k in known.primary_key)
-            if now.primary_key != key:
-                raise _resync(
-                    f"task {self._task!r}: the primary key of table {name!r} changed from "
-                    f"{known.primary_key} to {now.primary_key}"
-                )
-            self._tables[name] = now
-            self._row_sql[name] = _row_query(now)
-            out.append(TableDefinition(now, renamed))
-        for name in table_names(self._conn):
-            if name not in self._offered:
-                self._offered.add(name)
-                out.append(TableDefinition(describe(self._conn, name), renamed=None))
-        return out
-
-
-def _renames(known: TableSchema, now: TableSchema) -> dict[str, str]:
-    """Columns renamed (new name -> old name), told by the catalog: a column at
-    the same position (cid) with the same type and a name new to the table,
-    where the old name is gone. (A DROP COLUMN of the last column and an ADD
-    COLUMN of the same type between two polls look the same.)"""
-    old_names, new_names = set(known.column_names), set(now.column_names)
-    return {
-        new.name: old.name
-        for old, new in zip(known.columns, now.columns, strict=False)
-        if old.name != new.name
-        and old.name not in new_names
-        and new.name not in old_names
-        and old.type == new.type
-    }
-
-
-# -- helpers ------------------------------------------------------------------
-
-
-def _convert(
-    table: TableSchema, columns: Sequence[Column], rows: list[tuple[Any, ...]]
-) -> list[dict[str, Any]]:
-    if not rows:
-        return []
-    names = [c.name for c in columns]
-    converted = [
-        _column_values(table, c, list(v)) for c, v in zip(columns, zip(*rows, strict=True), strict=True)
-    ]
-    return [dict(zip(names, values, strict=True)) for values in zip(*converted, strict=True)]
-
-
-def _column_values(table: TableSchema, column: Column, values: list[Any]) -> list[Any]:
-    """A column's captured values; one the full load would refuse becomes
-    ``Unrepresentable``, so the applier refuses it by column (its table
-    suspended) instead of the stream failing the task."""
-    try:
-        return to_python(table, column, values)
-    except DataError:
-        found: list[Any] = []
-        for value in values:
-            try:
-                found.extend(to_python(table, column, [value]))
-            except DataError as exc:
-                found.append(Unrepresentable(repr(value), str(exc)))
-        return found
-
-
-def _row_query(table: TableSchema) -> str:
-    cols = ", ".join(quote(c) for c in table.column_names)
-    where = " AND ".join(f"{quote(k)} IS ?" for k in table.primary_key)
-    return f"SELECT {cols} FROM {quote(table.ref.name)} WHERE {where}"
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
-def _exists(conn: sqlite3.Connection, name: str, kind: str = "table") -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_schema WHERE type = ? AND name = ?", (kind, name)).fetchone()
-    return row is not None
-
-
-def _last_seq(conn: sqlite3.Connection) -> int:
-    row = conn.execute(
-        f"SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = '{CHANGES}'), "
-        f"(SELECT max(seq) FROM {CHANGES}), 0)"
-    ).fetchone()
-    return int(row[0])
-
-
-def _table_problems(conn: sqlite3.Connection, tables: Sequence[TableSchema]) -> list[str]:
-    problems: list[str] = []
-    for table in tables:
-        actual = describe(conn, table.ref.name)
-        if not actual.columns:
-            problems.append(f"table {table.ref.name!r} does not exist")
-        elif not actual.primary_key:
-            problems.append(
-                f"table {table.ref.name!r} has no primary key: SQLite capture identifies changed rows by "
-                "primary key; add one or leave the table out of the CDC task"
-            )
-        elif actual.primary_key != table.primary_key:
-            problems.append(
-                f"table {table.ref.name!r} has primary key {actual.primary_key}, "
-                f"not {table.primary_key} as listed; list the tables again"
-            )
-    return problems
-
-
-def _create_change_tables(conn: sqlite3.Connection, width: int) -> None:
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {CHANGES} (seq INTEGER PRIMARY KEY AUTOINCREMENT, task TEXT NOT NULL, "
-        "table_name TEXT NOT NULL, op TEXT NOT NULL, changed_at TEXT NOT NULL, old_1, new_1)"
-    )
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {REGISTRY} (task TEXT PRIMARY KEY, acked_seq INTEGER NOT NULL, "
-        "tables TEXT NOT NULL)"
-    )
-    have = {r[0] for r in conn.execute("SELECT name FROM pragma_table_info(?)", (CHANGES,))}
-    for i in range(2, width + 1):
-        for col in (f"old_{i}", f"new_{i}"):
-            if col not in have:
-                # No declared type: key values are stored exactly as the table holds them.
-                conn.execute(f"ALTER TABLE {CHANGES} ADD COLUMN {col}")
-
-
-def _trigger_table(conn: sqlite3.Connection, name: str) -> str | None:
-    row = conn.execute(
-        "SELECT tbl_name FROM sqlite_schema WHERE type = 'trigger' AND name = ?", (name,)
-    ).fetchone()
-    return None if row is None else str(row[0])
-
-
-def _drop_triggers(conn: sqlite3.Connection, task: str, table: str) -> None:
-    for suffix in _SUFFIXES:
-        name = trigger_name(task, table, suffix)
-        if _trigger_table(conn, name) == table:
-            conn.execute(f"DROP TRIGGER {quote(name)}")
-
-
-def _create_triggers(conn: sqlite3.Connection, task: str, table: TableSchema) -> None:
-    key = table.primary_key
-    n = len(key)
-    head = f"INSERT INTO {CHANGES} (task, table_name, op, changed_at"
-    fixed = f"{_literal(task)}, {_literal(table.ref.name)}"
-    olds = ", ".join(f"old_{i}" for i in range(1, n + 1))
-    news = ", ".join(f"new_{i}" for i in range(1, n + 1))
-    old_values = ", ".join(f"OLD.{quote(k)}" for k in key)
-    new_values = ", ".join(f"NEW.{quote(k)}" for k in key)
-    bodies = {
-        "ins": f"{head}, {news}) VALUES ({fixed}, '{Op.INSERT.value}', {_NOW}, {new_values});",
-        "upd": (
-            f"{head}, {olds}, {news}) VALUES ({fixed}, '{Op.UPDATE.value}', {_NOW}, "
-            f"{old_values}, {new_values});"
-        ),
-        "del": f"{head}, {olds}) VALUES ({fixed}, '{Op.DELETE.value}', {_NOW}, {old_values});",
-    }
-    for suffix, event in _SUFFIXES.items():
-        name = trigger_name(task, table.ref.name, suffix)
-        owner = _trigger_table(conn, name)
-        if owner is not None and owner != table.ref.name:
-            raise ConfigError(
-                f"task {task!r}: trigger {name!r} already exists on table {owner!r}; choose another task name"
-            )
-        if owner is not None:
-            conn.execute(f"DROP TRIGGER {quote(name)}")
-        conn.execute(
-            f"CREATE TRIGGER {quote(name)} AFTER {event} ON {quote(table.ref.name)} FOR EACH ROW "
-            f"BEGIN {bodies[suffix]} END"
-        )
-
-
-def _check_triggers(conn: sqlite3.Connection, task: str, tables: Sequence[str]) -> None:
-    for table in tables:
-        for suffix in _SUFFIXES:
-            name = trigger_name(task, table, suffix)
-            if _trigger_table(conn, name) != table:
-                raise _resync(f"task {task!r}: trigger {name!r} on table {table!r} is missing")

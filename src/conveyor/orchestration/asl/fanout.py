@@ -1,29 +1,27 @@
 """Map and Parallel: iterations / branches run concurrently and checkpointed one by one.
 
 :class:`FanOut` is a part of :class:`~conveyor.orchestration.asl.engine.Execution`
-(a mixin): it runs a Map's or a Parallel's jobs in threads, at most MaxConcurrency at
-once (0 = :data:`MAX_CONCURRENCY`), records each finished one in the cursor's ``done``
-and commits, so a resumed execution runs only the unfinished ones; it reads a
-Distributed Map's items (ItemReader), batches them (ItemBatcher) and tolerates failures
-(ToleratedFailure*).
+(a mixin, see ``parts``): it runs a Map's or a Parallel's jobs in threads, at most
+MaxConcurrency at once (0 = :data:`MAX_CONCURRENCY`), records each finished one in the
+cursor's ``done`` and commits, so a resumed execution runs only the unfinished ones; it
+reads a Distributed Map's items (ItemReader), batches them (ItemBatcher) and tolerates
+failures (ToleratedFailure*).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from conveyor.orchestration.asl import errors as E
-from conveyor.orchestration.asl.clock import Clock
 from conveyor.orchestration.asl.definition import State, StateMachine
 from conveyor.orchestration.asl.errors import StatesError
-from conveyor.orchestration.asl.integrations import Integrations, TaskContext
+from conveyor.orchestration.asl.integrations import TaskContext
 from conveyor.orchestration.asl.item_reader import batches, items_from
+from conveyor.orchestration.asl.parts import ExecutionParts
 from conveyor.orchestration.asl.paths import read_path
 from conveyor.orchestration.asl.scope import Cancelled, Halt, Scope
-from conveyor.orchestration.asl.store import ExecutionRecord
 
 MAX_CONCURRENCY = 40
 """Iterations / branches running at once when MaxConcurrency is 0 (or larger)."""
@@ -32,36 +30,8 @@ Job = tuple[StateMachine, Any, dict[str, Any] | None]
 """A Map iteration or Parallel branch: the states, their input, the Map item."""
 
 
-class FanOut:
-    """Map and Parallel for :class:`Execution`; the attributes below are the Execution's."""
-
-    record: ExecutionRecord
-    integrations: Integrations
-    clock: Clock
-    _lock: threading.RLock
-    _nested_checkpoints: bool
-
-    @property
-    def execution_id(self) -> str:
-        raise NotImplementedError
-
-    def _event(self, kind: str, **details: Any) -> None:
-        raise NotImplementedError
-
-    def _commit(self) -> None:
-        raise NotImplementedError
-
-    def _run_state(self, state: State, raw: Any, scope: Scope) -> Any:
-        raise NotImplementedError
-
-    def _jsonata(self, value: Any, bindings: Mapping[str, Any]) -> Any:
-        raise NotImplementedError
-
-    def _template(self, template: Any, data: Any, context: Any, field: str) -> Any:
-        raise NotImplementedError
-
-    def _expression(self, state: State, key: str, bindings: Mapping[str, Any]) -> Any:
-        raise NotImplementedError
+class FanOut(ExecutionParts):
+    """Map and Parallel for :class:`Execution`."""
 
     def _run_scope(self, scope: Scope, data: Any) -> Any:
         name: str | None = scope.machine.start_at
