@@ -99,7 +99,18 @@ class Truncate:
     tables: tuple[TableRef, ...]
 
 
-ChangeEvent = RowChange | EncodedRows | Commit | TableDefinition | TableDropped | Truncate
+@dataclass(frozen=True)
+class CaptureLost:
+    """The table is still there but its changes are no longer captured
+    (``LosesCapture``: SQLite's capture triggers went with a table rebuild):
+    what it had is unknown from here on, until a reload of the table begins
+    its capture again. ``reason`` says what was found."""
+
+    table: TableRef
+    reason: str
+
+
+ChangeEvent = RowChange | EncodedRows | Commit | TableDefinition | TableDropped | Truncate | CaptureLost
 
 
 @dataclass(frozen=True)
@@ -218,6 +229,24 @@ class SupportsAddTable(Protocol):
     def add_table(self, table: TableSchema) -> None:
         """Stream ``table``'s changes from now on; raises ConfigError when it
         cannot (no primary key, a publication managed by the user)."""
+        ...
+
+
+@runtime_checkable
+class LosesCapture(Protocol):
+    """A stream whose capture of a table can be lost while the table stays: on
+    SQLite, rebuilding a table (create a new one, copy, drop the old one,
+    rename: how SQLite changes a column's type) drops the capture triggers with
+    the old table. The stream says so with ``CaptureLost`` (also for a loss it
+    finds when opened, after a stop or a crash); ``add_table`` captures the
+    table again, which a reload of the table calls before it loads."""
+
+    def captures(self, table: TableRef) -> bool:
+        """Whether the stream captures ``table``'s changes now."""
+        ...
+
+    def add_table(self, table: TableSchema) -> None:
+        """Capture ``table`` again from now on (idempotent)."""
         ...
 
 

@@ -46,8 +46,13 @@ Guarantees
   (everything after the triggers exist is logged), and the overlap converges.
 * **Resync.** ``ack`` deletes the task's change rows up to the position and
   records it; opening a stream from a position before the acknowledged one, or
-  after the task's triggers vanished (``end_capture``, a table dropped and
-  re-created, a trigger dropped by hand) raises TerminalError "resync required".
+  after capture was ended (``end_capture``), raises TerminalError "resync
+  required". A captured table whose triggers vanished while the table stayed
+  (rebuilt: create a new table, copy, drop the old one, rename, which is how
+  SQLite changes a column's type; or a trigger dropped by hand) is
+  ``CaptureLost`` (``LosesCapture``), found by a poll or when the stream is
+  opened after a stop or a crash: its change rows are skipped from then on,
+  and ``add_table`` (a reload of the table) captures it again.
 * **DDL.** Columns added to, dropped from or renamed in a captured table show
   up as a ``TableDefinition`` before that table's next changes (a rename is a
   column at the same position with the same type and a new name); a dropped
@@ -89,7 +94,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +103,7 @@ from typing import Any
 from conveyor.connectors.arrow_rows import Unrepresentable
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import (
+    CaptureLost,
     CaptureStart,
     ChangeEvent,
     Commit,
@@ -117,7 +123,7 @@ from conveyor.connectors.sqlite.source import (
 )
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
-from conveyor.core.schema import Column, TableSchema
+from conveyor.core.schema import Column, TableRef, TableSchema
 
 log = logging.getLogger(__name__)
 
@@ -309,11 +315,16 @@ class SQLiteChangeSource:
                     f"task {task!r}: tables {', '.join(map(repr, missing))} are not captured; "
                     "begin capture with them first"
                 )
-            _check_triggers(conn, task, [t.ref.name for t in tables])
+            lost: dict[str, str] = {}
+            for table in tables:
+                trigger = _missing_trigger(conn, task, table.ref.name)
+                # A table that is gone was dropped: the first poll says so (TableDropped).
+                if trigger is not None and _exists(conn, table.ref.name):
+                    lost[table.ref.name] = trigger
         except BaseException:
             conn.close()
             raise
-        return SQLiteChangeStream(conn, task, tables, start.position["seq"], self.batch_rows)
+        return SQLiteChangeStream(conn, task, tables, start.position["seq"], self.batch_rows, lost)
 
     def end_capture(self, task: str) -> None:
         with closing(self._connect()) as conn:
@@ -344,18 +355,32 @@ class SQLiteChangeStream:
     """Polls the change table; see the module docstring for the guarantees."""
 
     def __init__(
-        self, conn: sqlite3.Connection, task: str, tables: Sequence[TableSchema], start: int, batch_rows: int
+        self,
+        conn: sqlite3.Connection,
+        task: str,
+        tables: Sequence[TableSchema],
+        start: int,
+        batch_rows: int,
+        lost: Mapping[str, str] | None = None,
     ) -> None:
+        """``lost``: tables whose capture triggers are gone (name -> the missing
+        trigger), reported as ``CaptureLost`` by the first poll."""
         self._conn = conn
         self._task = task
-        self._tables = {t.ref.name: t for t in tables}
+        lost = lost or {}
+        self._tables = {t.ref.name: t for t in tables if t.ref.name not in lost}
         self._row_sql = {name: _row_query(t) for name, t in self._tables.items()}
         self._position = start
         self._batch_rows = batch_rows
         self._schema_version: int | None = None
         self._lock = threading.Lock()
         # Tables offered to the runner (or captured): any other is offered once.
-        self._offered = set(self._tables)
+        self._offered = {t.ref.name for t in tables}
+        self._unreported: list[ChangeEvent] = [
+            CaptureLost(t.ref, _lost_reason(lost[t.ref.name], t.ref.name))
+            for t in tables
+            if t.ref.name in lost
+        ]
         self._set_width(max((len(t.primary_key) for t in tables), default=1))
 
     def _set_width(self, width: int) -> None:
@@ -372,6 +397,10 @@ class SQLiteChangeStream:
     @property
     def position(self) -> Checkpoint:
         return Checkpoint(ENGINE, {"seq": self._position})
+
+    def captures(self, table: TableRef) -> bool:
+        """Whether ``table``'s changes are captured now (LosesCapture)."""
+        return table.name in self._tables
 
     def events(self, idle_timeout: float) -> Iterator[ChangeEvent | None]:
         interval = max(0.001, min(idle_timeout, POLL_INTERVAL))
@@ -413,8 +442,9 @@ class SQLiteChangeStream:
                 raise
 
     def add_table(self, table: TableSchema) -> None:
-        """Capture ``table`` from now on (SupportsAddTable): its triggers are
-        created and it joins the task's registry, in one write transaction.
+        """Capture ``table`` from now on (SupportsAddTable), or again after its
+        capture was lost (LosesCapture): its triggers are (re)created and it
+        joins the task's registry, in one write transaction.
         Rows written before that are in the table, which the runner's load
         reads afterwards; every change after it is logged. A change both logged
         and already loaded is applied again by key, which converges."""
@@ -477,7 +507,7 @@ class SQLiteChangeStream:
 
     def _read(self) -> list[ChangeEvent]:
         conn = self._conn
-        out: list[ChangeEvent] = []
+        out, self._unreported = self._unreported, []
         version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
         if version != self._schema_version:
             out.extend(self._refresh_schemas())
@@ -557,7 +587,12 @@ class SQLiteChangeStream:
                 del self._tables[name], self._row_sql[name]
                 self._offered.discard(name)
                 out.append(TableDropped(known.ref))
-        _check_triggers(self._conn, self._task, list(self._tables))
+        for name, known in list(self._tables.items()):
+            missing = _missing_trigger(self._conn, self._task, name)
+            if missing is not None:
+                # Rebuilt (or a trigger dropped by hand): its changes from here on are unknown.
+                del self._tables[name], self._row_sql[name]
+                out.append(CaptureLost(known.ref, _lost_reason(missing, name)))
         for name, known in list(self._tables.items()):
             now = describe(self._conn, name)
             if now.columns == known.columns:
@@ -736,9 +771,18 @@ def _create_triggers(conn: sqlite3.Connection, task: str, table: TableSchema) ->
         )
 
 
-def _check_triggers(conn: sqlite3.Connection, task: str, tables: Sequence[str]) -> None:
-    for table in tables:
-        for suffix in _SUFFIXES:
-            name = trigger_name(task, table, suffix)
-            if _trigger_table(conn, name) != table:
-                raise _resync(f"task {task!r}: trigger {name!r} on table {table!r} is missing")
+def _missing_trigger(conn: sqlite3.Connection, task: str, table: str) -> str | None:
+    """The first of ``table``'s capture triggers that is not on it, if any."""
+    for suffix in _SUFFIXES:
+        name = trigger_name(task, table, suffix)
+        if _trigger_table(conn, name) != table:
+            return name
+    return None
+
+
+def _lost_reason(trigger: str, table: str) -> str:
+    return (
+        f"capture trigger {trigger!r} on table {table!r} is missing (a table rebuild, as SQLite "
+        "changes a column's type, drops them with the old table): its changes are no longer "
+        "captured; resync required"
+    )

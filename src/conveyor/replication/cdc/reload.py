@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
 from conveyor.connectors.changes import CachesTargetShapes, ChangeApplier
+from conveyor.core.errors import ConfigError
 from conveyor.core.schema import TableRef
 from conveyor.replication.mappings import MappedTable
 
@@ -77,6 +78,8 @@ class ReloadingCapture(Protocol):
 
     def request(self, action: Callable[[], None]) -> None: ...
 
+    def recapture(self, mapped: MappedTable) -> None: ...
+
 
 class TableReloads:
     """The reloads under way in one capture."""
@@ -107,6 +110,11 @@ class TableReloads:
         mapped = self.reloader.describe(ref)
         if mapped is None:
             capture.suspend(table.mapped.target.ref, "reload: the source table no longer exists")
+            return
+        try:
+            capture.recapture(mapped)  # its changes from here on, before the load reads it
+        except ConfigError as exc:
+            capture.suspend(table.mapped.target.ref, f"reload: the table cannot be captured again: {exc}")
             return
         self.begin(capture, ref, table, mapped)
 
