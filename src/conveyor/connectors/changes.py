@@ -340,8 +340,9 @@ class FindsConflicts(Protocol):
         in its transaction, so a crash neither loses nor repeats a count)."""
         ...
 
-    def forget_conflicts(self, task: str) -> None:
-        """Drop the task's counts: a new start (not a resume) counts afresh."""
+    def forget_conflicts(self, task: str, table: TableRef | None = None) -> None:
+        """Drop the task's counts: a new start (not a resume) counts afresh;
+        with ``table``, that target table's alone (its reload)."""
         ...
 
 

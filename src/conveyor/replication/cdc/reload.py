@@ -80,6 +80,8 @@ class ReloadingCapture(Protocol):
 
     def recapture(self, mapped: MappedTable) -> None: ...
 
+    def forget_errors(self, target_ref: TableRef) -> None: ...
+
 
 class TableReloads:
     """The reloads under way in one capture."""
@@ -123,6 +125,8 @@ class TableReloads:
     ) -> None:
         """Reload ``table`` as ``mapped`` from the stream's current position on."""
         self.reloader.begin(mapped)
+        for target in dict.fromkeys((table.mapped.target.ref, mapped.target.ref)):
+            capture.forget_errors(target)  # its escalation counts start over
         table.suspended = None
         table.reloading = True
         # The held changes replay onto loaded rows that may have them already:

@@ -485,6 +485,19 @@ class ChangeCapture:
             return  # captured again since the loss was read: a reload began after it
         self._suspend(table.mapped.target.ref, f"{event.reason}; {RELOAD_HINT}")
 
+    def forget_errors(self, target_ref: TableRef) -> None:
+        """A reloaded table's escalation counts start over (the apply
+        conflicts on the target too, DataErrorEscalationCount's for the run):
+        they were counted against rows the reload replaces. Called while no
+        batch is in flight."""
+        self._data_errors.forget(target_ref)
+        if self._conflicts is not None:
+            conflicts = self._conflicts
+            self._apply_with_retry(lambda: conflicts.forget(target_ref))
+        elif isinstance(self.applier, FindsConflicts):  # counted under earlier settings
+            applier = self.applier
+            self._apply_with_retry(lambda: applier.forget_conflicts(self.task, target_ref))
+
     def recapture(self, mapped: MappedTable) -> None:
         """Before a table's reload: the stream captures it again if it lost it
         (LosesCapture). Raises ConfigError when it cannot."""
