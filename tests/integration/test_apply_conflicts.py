@@ -416,3 +416,58 @@ def test_a_reload_clears_a_suspension_and_conflicts_are_judged_again(
         11: "eleven",
     }
     assert target.exceptions() == []
+
+
+def test_a_reloaded_table_counts_its_conflicts_afresh(run: Callable[..., Task], target: Target) -> None:
+    """Two conflicts counted, then the table is reloaded (`tasks reload
+    --table`, the table not suspended): its count starts over, on the target
+    too (seen after a stop and a resume), so the escalation comes at the third
+    conflict after the reload, not at the first."""
+    task = run(
+        {
+            "ApplyErrorInsertPolicy": "LOG_ERROR",
+            "ApplyErrorUpdatePolicy": "LOG_ERROR",
+            "ApplyErrorEscalationCount": 3,
+            "ApplyErrorEscalationPolicy": "SUSPEND_TABLE",
+        }
+    )
+    task.change(CONFLICTS[0])
+    task.applied(1)
+    task.change(CONFLICTS[1])
+    task.applied(2)
+    reload = conveyor(task.home, "tasks", "reload", "sync", "--table", "public.items")
+    assert reload.returncode == 0, reload.stderr
+    task.wait(lambda d: not d.get("suspended_tables") and not any(t.get("Reloading") for t in d["tables"]))
+    task.stop()
+    assert target.rows() == {1: "source", 2: "source", 3: "three"}
+    assert target.query("SELECT count(*) FROM conveyor_apply_conflicts WHERE table_name = 'items'") == [(0,)]
+
+    # The target made to differ again, behind Conveyor's back, while the task is stopped.
+    statements = [
+        "DELETE FROM public.items WHERE id IN (2, 3)",
+        "INSERT INTO public.items VALUES (20, 'target')",
+    ]
+    if target.engine == "postgres":
+        for statement in statements:
+            target.query_commit(statement)
+    else:
+        with duckdb.connect(target.where) as conn:
+            for statement in statements:
+                conn.execute(statement)
+    task.again("resume")
+    task.change("UPDATE public.items SET name = 'after' WHERE id = 2")
+    task.applied(1)
+    task.change("UPDATE public.items SET name = 'after' WHERE id = 3")
+    task.applied(2)
+    assert not any(t.get("SuspendedReason") for t in task.describe()["tables"])
+    task.change("INSERT INTO public.items VALUES (20, 'source')")
+    described = task.wait(lambda d: any(t.get("SuspendedReason") for t in d["tables"]))
+    assert "apply error escalation: 3 apply conflicts" in described["tables"][0]["SuspendedReason"]
+    task.stop()
+    assert target.rows() == {1: "source", 20: "target"}
+    assert [(t, k) for t, k, _ in target.exceptions()] == [
+        ("items", _key(1)),
+        ("items", _key(2)),
+        ("items", _key(2)),
+        ("items", _key(3)),
+    ]

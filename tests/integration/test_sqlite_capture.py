@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import ChangeEvent, Commit, RowChange, TableDefinition
+from conveyor.connectors.changes import (
+    CaptureLost,
+    ChangeEvent,
+    Commit,
+    LosesCapture,
+    RowChange,
+    TableDefinition,
+    TableDropped,
+)
 from conveyor.connectors.sqlite.capture import SQLiteChangeSource
 from conveyor.connectors.sqlite.capture_stream import SQLiteChangeStream
 from conveyor.connectors.sqlite.capture_triggers import trigger_name
@@ -279,6 +287,72 @@ def test_column_added_shows_as_table_definition(
     assert isinstance(events[0], TableDefinition)
     assert events[0].schema.column_names == [*weird.column_names, "extra"]
     assert changes(events)[0].values["extra"] == "new"
+
+
+def _rebuild_orders(db: Path) -> None:
+    """How SQLite changes a column's type (amount REAL to TEXT): a new table, copied, renamed."""
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.executescript(
+            """
+            BEGIN;
+            CREATE TABLE orders_new (region TEXT, id INTEGER, amount TEXT, big INTEGER, data BLOB, note TEXT,
+                                     price DECIMAL(10,2), day DATE, flag BOOLEAN, PRIMARY KEY (region, id));
+            INSERT INTO orders_new SELECT * FROM orders;
+            DROP TABLE orders;
+            ALTER TABLE orders_new RENAME TO orders;
+            COMMIT;
+            """
+        )
+
+
+def test_a_rebuilt_table_is_capture_lost_until_added_again(
+    db: Path, captured: tuple[SQLiteChangeSource, list[TableSchema], SQLiteChangeStream]
+) -> None:
+    src, (orders, weird), stream = captured
+    assert isinstance(stream, LosesCapture) and stream.captures(orders.ref)
+    write(db, "INSERT INTO orders (region, id, amount) VALUES ('eu', 1, 1.5)")
+    drain(stream, 1)
+    _rebuild_orders(db)
+    write(db, "UPDATE orders SET note = 'unseen' WHERE id = 1")
+    write(db, f"INSERT INTO {WEIRD_Q} VALUES (1, 'a', 1.0)")
+    events = drain(stream, 1)
+    lost = [e for e in events if isinstance(e, CaptureLost)]
+    assert [e.table for e in lost] == [orders.ref] and "resync required" in lost[0].reason
+    assert "conveyor_t1_orders_" in lost[0].reason
+    assert [c.table for c in changes(events)] == [weird.ref]  # the other table goes on
+    assert not stream.captures(orders.ref)
+
+    # Opened again (a resume, a restart after a crash): the loss is found, not a failure.
+    again = src.open_stream(TASK, [orders, weird], stream.position)
+    try:
+        write(db, f"INSERT INTO {WEIRD_Q} VALUES (2, 'b', 2.0)")
+        events = drain(again, 1)
+        assert [e.table for e in events if isinstance(e, CaptureLost)] == [orders.ref]
+        assert [c.table for c in changes(events)] == [weird.ref]
+        rebuilt = schemas(db, "orders")[0]
+        again.add_table(rebuilt)  # a reload captures it again
+        assert again.captures(orders.ref)
+        write(db, "UPDATE orders SET amount = 'x' WHERE id = 1")
+        events = drain(again, 1)
+        assert not [e for e in events if isinstance(e, CaptureLost)]
+        assert [(c.table, c.values["amount"]) for c in changes(events)] == [(orders.ref, "x")]
+    finally:
+        again.close()
+
+
+def test_a_table_dropped_while_stopped_is_dropped_when_reopened(
+    db: Path, captured: tuple[SQLiteChangeSource, list[TableSchema], SQLiteChangeStream]
+) -> None:
+    src, (orders, weird), stream = captured
+    write(db, "DROP TABLE orders")
+    again = src.open_stream(TASK, [orders, weird], stream.position)
+    try:
+        write(db, f"INSERT INTO {WEIRD_Q} VALUES (1, 'a', 1.0)")
+        events = drain(again, 1)
+        assert [e.table for e in events if isinstance(e, TableDropped)] == [orders.ref]
+        assert not [e for e in events if isinstance(e, CaptureLost)]
+    finally:
+        again.close()
 
 
 def test_random_changes_converge(

@@ -64,3 +64,15 @@ def test_escalation_stops_the_task_at_the_count() -> None:
 def test_no_count_no_escalation() -> None:
     counts = DataErrorCounts(_escalating(0, "STOP_TASK"))
     assert counts.stops(TableRef("s", "a"), REASON, 1000) is None
+
+
+def test_a_reloaded_table_counts_afresh() -> None:
+    """A table's reload starts its count over (the runner's forget_errors); the others keep theirs."""
+    counts = DataErrorCounts(_escalating(3, "SUSPEND_TABLE"))
+    a, b = TableRef("s", "a"), TableRef("s", "b")
+    assert counts.stops(a, REASON, 2) is None
+    assert counts.stops(b, REASON, 2) is None
+    counts.forget(a)
+    assert (counts.count(a), counts.count(b)) == (0, 2)
+    assert counts.stops(a, REASON, 2) is None  # 2, not 4
+    assert counts.stops(b, REASON, 1) == f"{REASON} (data error escalation: 3 errors)"

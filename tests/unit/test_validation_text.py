@@ -147,8 +147,7 @@ def test_settings_not_acted_on_are_reported() -> None:
     assert [n.split(":")[0] for n in notes] == [
         "RecordFailureDelayLimitInMinutes",
         "ValidationMode GROUP_LEVEL",
-        "HandleCollationDiff",
-    ]
+    ]  # HandleCollationDiff is acted on: keys are paired whatever the collations
 
 
 def test_validation_only_is_refused_for_change_capture_tasks(tmp_path: Path) -> None:

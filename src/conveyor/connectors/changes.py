@@ -99,7 +99,18 @@ class Truncate:
     tables: tuple[TableRef, ...]
 
 
-ChangeEvent = RowChange | EncodedRows | Commit | TableDefinition | TableDropped | Truncate
+@dataclass(frozen=True)
+class CaptureLost:
+    """The table is still there but its changes are no longer captured
+    (``LosesCapture``: SQLite's capture triggers went with a table rebuild):
+    what it had is unknown from here on, until a reload of the table begins
+    its capture again. ``reason`` says what was found."""
+
+    table: TableRef
+    reason: str
+
+
+ChangeEvent = RowChange | EncodedRows | Commit | TableDefinition | TableDropped | Truncate | CaptureLost
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,24 @@ class SupportsAddTable(Protocol):
 
 
 @runtime_checkable
+class LosesCapture(Protocol):
+    """A stream whose capture of a table can be lost while the table stays: on
+    SQLite, rebuilding a table (create a new one, copy, drop the old one,
+    rename: how SQLite changes a column's type) drops the capture triggers with
+    the old table. The stream says so with ``CaptureLost`` (also for a loss it
+    finds when opened, after a stop or a crash); ``add_table`` captures the
+    table again, which a reload of the table calls before it loads."""
+
+    def captures(self, table: TableRef) -> bool:
+        """Whether the stream captures ``table``'s changes now."""
+        ...
+
+    def add_table(self, table: TableSchema) -> None:
+        """Capture ``table`` again from now on (idempotent)."""
+        ...
+
+
+@runtime_checkable
 class CachesTargetShapes(Protocol):
     """An applier that keeps what it learnt of target tables (staging tables of
     their shape) across batches."""
@@ -313,8 +342,9 @@ class FindsConflicts(Protocol):
         in its transaction, so a crash neither loses nor repeats a count)."""
         ...
 
-    def forget_conflicts(self, task: str) -> None:
-        """Drop the task's counts: a new start (not a resume) counts afresh."""
+    def forget_conflicts(self, task: str, table: TableRef | None = None) -> None:
+        """Drop the task's counts: a new start (not a resume) counts afresh;
+        with ``table``, that target table's alone (its reload)."""
         ...
 
 

@@ -353,9 +353,4 @@ def settings_notes(settings: ValidationSettings) -> list[str]:
         notes.append("ValidationMode GROUP_LEVEL: not acted on: rows are always compared one by one")
     if "MaxKeyColumnSize" in changed:
         notes.append("MaxKeyColumnSize: not acted on: keys of any size are compared whole")
-    if settings.handle_collation_diff:
-        notes.append(
-            "HandleCollationDiff: keys are always paired by code point order on both sides, "
-            "whatever the columns' collations; the setting changes nothing more"
-        )
     return notes

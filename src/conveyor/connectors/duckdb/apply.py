@@ -202,8 +202,8 @@ class DuckDBApplier:
     def conflict_counts(self, task: str) -> dict[TableRef, int]:
         return read_counts(self._connection(), task)
 
-    def forget_conflicts(self, task: str) -> None:
-        forget_counts(self._connection(), task)
+    def forget_conflicts(self, task: str, table: TableRef | None = None) -> None:
+        forget_counts(self._connection(), task, table)
 
     def _apply_table(self, conn: duckdb.DuckDBPyConnection, changes: ChangeBatch) -> None:
         table = changes.table

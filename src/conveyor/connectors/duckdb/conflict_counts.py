@@ -41,10 +41,18 @@ def read_counts(conn: duckdb.DuckDBPyConnection, task: str) -> dict[TableRef, in
     return {TableRef(schema, name): int(count) for schema, name, count in rows}
 
 
-def forget_counts(conn: duckdb.DuckDBPyConnection, task: str) -> None:
-    """The task's counts gone (a new start counts afresh)."""
-    if _exists(conn):
+def forget_counts(conn: duckdb.DuckDBPyConnection, task: str, table: TableRef | None = None) -> None:
+    """The task's counts gone (a new start counts afresh), or ``table``'s
+    alone (a reloaded table counts afresh)."""
+    if not _exists(conn):
+        return
+    if table is None:
         conn.execute(f"DELETE FROM {COUNTS} WHERE task_name = ?", [task])
+    else:
+        conn.execute(
+            f"DELETE FROM {COUNTS} WHERE task_name = ? AND table_schema = ? AND table_name = ?",
+            [task, table.schema, table.name],
+        )
 
 
 def _exists(conn: duckdb.DuckDBPyConnection) -> bool:

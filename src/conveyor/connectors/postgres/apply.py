@@ -244,8 +244,8 @@ class PostgresApplier:
     def conflict_counts(self, task: str) -> dict[TableRef, int]:
         return self._control(lambda conn: read_counts(conn, task))
 
-    def forget_conflicts(self, task: str) -> None:
-        self._control(lambda conn: forget_counts(conn, task))
+    def forget_conflicts(self, task: str, table: TableRef | None = None) -> None:
+        self._control(lambda conn: forget_counts(conn, task, table))
 
     def _control(self, action: Callable[[psycopg.Connection[Any]], _T]) -> _T:
         """``action`` in a transaction of its own (a lost connection: transient)."""

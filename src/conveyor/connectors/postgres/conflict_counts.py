@@ -53,10 +53,20 @@ def read_counts(conn: psycopg.Connection[Any], task: str) -> dict[TableRef, int]
     return {TableRef(schema, name): int(count) for schema, name, count in rows}
 
 
-def forget_counts(conn: psycopg.Connection[Any], task: str) -> None:
-    """The task's counts gone (a new start counts afresh)."""
-    if _exists(conn):
+def forget_counts(conn: psycopg.Connection[Any], task: str, table: TableRef | None = None) -> None:
+    """The task's counts gone (a new start counts afresh), or ``table``'s
+    alone (a reloaded table counts afresh)."""
+    if not _exists(conn):
+        return
+    if table is None:
         conn.execute(sql.SQL("DELETE FROM {} WHERE task_name = %s").format(COUNTS), (task,))
+    else:
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE task_name = %s AND table_schema = %s AND table_name = %s").format(
+                COUNTS
+            ),
+            (task, table.schema, table.name),
+        )
 
 
 def _exists(conn: psycopg.Connection[Any]) -> bool:

@@ -46,8 +46,13 @@ Guarantees
   (everything after the triggers exist is logged), and the overlap converges.
 * **Resync.** ``ack`` deletes the task's change rows up to the position and
   records it; opening a stream from a position before the acknowledged one, or
-  after the task's triggers vanished (``end_capture``, a table dropped and
-  re-created, a trigger dropped by hand) raises TerminalError "resync required".
+  after capture was ended (``end_capture``), raises TerminalError "resync
+  required". A captured table whose triggers vanished while the table stayed
+  (rebuilt: create a new table, copy, drop the old one, rename, which is how
+  SQLite changes a column's type; or a trigger dropped by hand) is
+  ``CaptureLost`` (``LosesCapture``), found by a poll or when the stream is
+  opened after a stop or a crash: its change rows are skipped from then on,
+  and ``add_table`` (a reload of the table) captures it again.
 * **DDL.** Columns added to, dropped from or renamed in a captured table show
   up as a ``TableDefinition`` before that table's next changes (a rename is a
   column at the same position with the same type and a new name); a dropped
@@ -96,12 +101,12 @@ from conveyor.connectors.sqlite.capture_stream import ENGINE, SQLiteChangeStream
 from conveyor.connectors.sqlite.capture_triggers import (
     CHANGES,
     REGISTRY,
-    check_triggers,
     create_change_tables,
     create_triggers,
     drop_triggers,
     exists,
     last_seq,
+    missing_trigger,
     resync_required,
     table_problems,
 )
@@ -280,11 +285,16 @@ class SQLiteChangeSource:
                     f"task {task!r}: tables {', '.join(map(repr, missing))} are not captured; "
                     "begin capture with them first"
                 )
-            check_triggers(conn, task, [t.ref.name for t in tables])
+            lost: dict[str, str] = {}
+            for table in tables:
+                trigger = missing_trigger(conn, task, table.ref.name)
+                # A table that is gone was dropped: the first poll says so (TableDropped).
+                if trigger is not None and exists(conn, table.ref.name):
+                    lost[table.ref.name] = trigger
         except BaseException:
             conn.close()
             raise
-        return SQLiteChangeStream(conn, task, tables, start.position["seq"], self.batch_rows)
+        return SQLiteChangeStream(conn, task, tables, start.position["seq"], self.batch_rows, lost)
 
     def end_capture(self, task: str) -> None:
         with closing(self._connect()) as conn:

@@ -12,25 +12,26 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
-from conveyor.connectors.changes import ChangeEvent, Commit, TableDefinition, TableDropped
+from conveyor.connectors.changes import CaptureLost, ChangeEvent, Commit, TableDefinition, TableDropped
 from conveyor.connectors.sqlite.capture_rows import PendingChange, row_changes, row_query
 from conveyor.connectors.sqlite.capture_triggers import (
     CHANGES,
     REGISTRY,
-    check_triggers,
     create_change_tables,
     create_triggers,
     exists,
+    lost_reason,
+    missing_trigger,
     resync_required,
     table_problems,
 )
 from conveyor.connectors.sqlite.source import describe, table_names
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.errors import ConfigError, TransientError
-from conveyor.core.schema import TableSchema
+from conveyor.core.schema import TableRef, TableSchema
 
 log = logging.getLogger("conveyor.connectors.sqlite.capture")
 
@@ -42,18 +43,32 @@ class SQLiteChangeStream:
     """Polls the change table; see the module docstring for the guarantees."""
 
     def __init__(
-        self, conn: sqlite3.Connection, task: str, tables: Sequence[TableSchema], start: int, batch_rows: int
+        self,
+        conn: sqlite3.Connection,
+        task: str,
+        tables: Sequence[TableSchema],
+        start: int,
+        batch_rows: int,
+        lost: Mapping[str, str] | None = None,
     ) -> None:
+        """``lost``: tables whose capture triggers are gone (name -> the missing
+        trigger), reported as ``CaptureLost`` by the first poll."""
         self._conn = conn
         self._task = task
-        self._tables = {t.ref.name: t for t in tables}
+        lost = lost or {}
+        self._tables = {t.ref.name: t for t in tables if t.ref.name not in lost}
         self._row_sql = {name: row_query(t) for name, t in self._tables.items()}
         self._position = start
         self._batch_rows = batch_rows
         self._schema_version: int | None = None
         self._lock = threading.Lock()
         # Tables offered to the runner (or captured): any other is offered once.
-        self._offered = set(self._tables)
+        self._offered = {t.ref.name for t in tables}
+        self._unreported: list[ChangeEvent] = [
+            CaptureLost(t.ref, lost_reason(lost[t.ref.name], t.ref.name))
+            for t in tables
+            if t.ref.name in lost
+        ]
         self._set_width(max((len(t.primary_key) for t in tables), default=1))
 
     def _set_width(self, width: int) -> None:
@@ -110,9 +125,14 @@ class SQLiteChangeStream:
                 self._conn.execute("ROLLBACK")
                 raise
 
+    def captures(self, table: TableRef) -> bool:
+        """Whether ``table``'s changes are captured now (LosesCapture)."""
+        return table.name in self._tables
+
     def add_table(self, table: TableSchema) -> None:
-        """Capture ``table`` from now on (SupportsAddTable): its triggers are
-        created and it joins the task's registry, in one write transaction.
+        """Capture ``table`` from now on (SupportsAddTable), or again after its
+        capture was lost (LosesCapture): its triggers are (re)created and it
+        joins the task's registry, in one write transaction.
         Rows written before that are in the table, which the runner's load
         reads afterwards; every change after it is logged. A change both logged
         and already loaded is applied again by key, which converges."""
@@ -175,7 +195,7 @@ class SQLiteChangeStream:
 
     def _read(self) -> list[ChangeEvent]:
         conn = self._conn
-        out: list[ChangeEvent] = []
+        out, self._unreported = self._unreported, []
         version = int(conn.execute("PRAGMA schema_version").fetchone()[0])
         if version != self._schema_version:
             out.extend(self._refresh_schemas())
@@ -210,7 +230,12 @@ class SQLiteChangeStream:
                 del self._tables[name], self._row_sql[name]
                 self._offered.discard(name)
                 out.append(TableDropped(known.ref))
-        check_triggers(self._conn, self._task, list(self._tables))
+        for name, known in list(self._tables.items()):
+            missing = missing_trigger(self._conn, self._task, name)
+            if missing is not None:
+                # Rebuilt (or a trigger dropped by hand): its changes from here on are unknown.
+                del self._tables[name], self._row_sql[name]
+                out.append(CaptureLost(known.ref, lost_reason(missing, name)))
         for name, known in list(self._tables.items()):
             now = describe(self._conn, name)
             if now.columns == known.columns:

@@ -128,9 +128,18 @@ def create_triggers(conn: sqlite3.Connection, task: str, table: TableSchema) -> 
         )
 
 
-def check_triggers(conn: sqlite3.Connection, task: str, tables: Sequence[str]) -> None:
-    for table in tables:
-        for suffix in _SUFFIXES:
-            name = trigger_name(task, table, suffix)
-            if _trigger_table(conn, name) != table:
-                raise resync_required(f"task {task!r}: trigger {name!r} on table {table!r} is missing")
+def missing_trigger(conn: sqlite3.Connection, task: str, table: str) -> str | None:
+    """The first of ``table``'s capture triggers that is not on it, if any."""
+    for suffix in _SUFFIXES:
+        name = trigger_name(task, table, suffix)
+        if _trigger_table(conn, name) != table:
+            return name
+    return None
+
+
+def lost_reason(trigger: str, table: str) -> str:
+    return (
+        f"capture trigger {trigger!r} on table {table!r} is missing (a table rebuild, as SQLite "
+        "changes a column's type, drops them with the old table): its changes are no longer "
+        "captured; resync required"
+    )

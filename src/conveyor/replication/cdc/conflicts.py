@@ -28,7 +28,9 @@ batches that committed in the task's life (a resume reads the counts back
 from the target, which keeps them in each batch's transaction); once a batch
 reaches it, ApplyErrorEscalationPolicy decides (SUSPEND_TABLE, STOP_TASK;
 LOG_ERROR: an error in the task's log, and the conflicts go on by their
-policies).
+policies). A table's reload starts its count over (``forget``), as a new
+start of the task starts every count over: the conflicts were judged against
+target rows the reload replaces.
 """
 
 from __future__ import annotations
@@ -98,6 +100,14 @@ class ApplyConflicts:
             if kept is not None:
                 judged.append(kept)
         return judged
+
+    def forget(self, ref: TableRef) -> None:
+        """``ref``'s count starts over, on the target too (its reload). Called
+        while no batch is in flight."""
+        self.applier.forget_conflicts(self.task, ref)
+        if self.counts is not None:
+            self.counts.pop(ref, None)
+        self._pending.pop(ref, None)
 
     def committed(self) -> None:
         """The last judged batch is on the target: its conflicts count."""

@@ -10,7 +10,8 @@ stop the task (STOP_TASK). Rows a source left out while capturing and rows
 capture could not hold exactly count toward the same escalation
 (``DataErrorCounts``): as the full load counts a table's refused rows,
 whoever refused them. Counts are per target table, for the run; a target's
-refusals count only once their batch committed.
+refusals count only once their batch committed; a table's reload starts its
+count over.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class DataErrorCounts:
     def count(self, ref: TableRef) -> int:
         with self._lock:
             return self._counts.get(ref, 0)
+
+    def forget(self, ref: TableRef) -> None:
+        """``ref``'s count starts over (its reload)."""
+        with self._lock:
+            self._counts.pop(ref, None)
 
     def add(self, ref: TableRef, rows: int) -> int:
         """Count ``rows`` more errors of ``ref``; the table's count now."""

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
 from conveyor.connectors.changes import CachesTargetShapes, ChangeApplier
+from conveyor.core.errors import ConfigError
 from conveyor.core.schema import TableRef
 from conveyor.replication.mappings import MappedTable
 
@@ -77,6 +78,10 @@ class ReloadingCapture(Protocol):
 
     def request(self, action: Callable[[], None]) -> None: ...
 
+    def recapture(self, mapped: MappedTable) -> None: ...
+
+    def forget_errors(self, target_ref: TableRef) -> None: ...
+
 
 class TableReloads:
     """The reloads under way in one capture."""
@@ -108,6 +113,11 @@ class TableReloads:
         if mapped is None:
             capture.suspend(table.mapped.target.ref, "reload: the source table no longer exists")
             return
+        try:
+            capture.recapture(mapped)  # its changes from here on, before the load reads it
+        except ConfigError as exc:
+            capture.suspend(table.mapped.target.ref, f"reload: the table cannot be captured again: {exc}")
+            return
         self.begin(capture, ref, table, mapped)
 
     def begin(
@@ -115,6 +125,8 @@ class TableReloads:
     ) -> None:
         """Reload ``table`` as ``mapped`` from the stream's current position on."""
         self.reloader.begin(mapped)
+        for target in dict.fromkeys((table.mapped.target.ref, mapped.target.ref)):
+            capture.forget_errors(target)  # its escalation counts start over
         table.suspended = None
         table.reloading = True
         # The held changes replay onto loaded rows that may have them already:

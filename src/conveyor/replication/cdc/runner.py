@@ -50,6 +50,7 @@ from conveyor.connectors.arrow_rows import change_batch, without_unrepresentable
 from conveyor.connectors.base import RejectedValue
 from conveyor.connectors.changes import (
     AcceptsEncodedRows,
+    CaptureLost,
     ChangeApplier,
     ChangeStream,
     Commit,
@@ -58,6 +59,7 @@ from conveyor.connectors.changes import (
     FindsConflicts,
     KeepsChangeLog,
     LoggedChange,
+    LosesCapture,
     PacesBatches,
     RefusedTables,
     RenamesColumns,
@@ -293,6 +295,8 @@ class ChangeCapture:
                 self._on_definition(event)
             elif isinstance(event, TableDropped):
                 self._on_dropped(event.table)
+            elif isinstance(event, CaptureLost):
+                self._on_capture_lost(event)
             elif isinstance(event, Truncate):
                 if self.fail_on_truncate:
                     names = ", ".join(map(str, event.tables))
@@ -469,6 +473,38 @@ class ChangeCapture:
         )
         self.on_dropped(table, dropped)
         self._apply_with_retry(self._request_encoding)
+
+    def _on_capture_lost(self, event: CaptureLost) -> None:
+        """The source no longer captures the table (its triggers went with a
+        table rebuild): it is suspended until a reload, which captures it
+        again (``recapture``). One already suspended keeps its reason."""
+        table = self.tables.get(event.table)
+        if table is None or table.suspended is not None:
+            return
+        if isinstance(self.stream, LosesCapture) and self.stream.captures(event.table):
+            return  # captured again since the loss was read: a reload began after it
+        self._suspend(table.mapped.target.ref, f"{event.reason}; {RELOAD_HINT}")
+
+    def forget_errors(self, target_ref: TableRef) -> None:
+        """A reloaded table's escalation counts start over (the apply
+        conflicts on the target too, DataErrorEscalationCount's for the run):
+        they were counted against rows the reload replaces. Called while no
+        batch is in flight."""
+        self._data_errors.forget(target_ref)
+        if self._conflicts is not None:
+            conflicts = self._conflicts
+            self._apply_with_retry(lambda: conflicts.forget(target_ref))
+        elif isinstance(self.applier, FindsConflicts):  # counted under earlier settings
+            applier = self.applier
+            self._apply_with_retry(lambda: applier.forget_conflicts(self.task, target_ref))
+
+    def recapture(self, mapped: MappedTable) -> None:
+        """Before a table's reload: the stream captures it again if it lost it
+        (LosesCapture). Raises ConfigError when it cannot."""
+        stream = self.stream
+        if isinstance(stream, LosesCapture) and not stream.captures(mapped.source.ref):
+            self._apply_with_retry(lambda: stream.add_table(mapped.source))
+            log.info("task %s: table %s captured again", self.task, mapped.source.ref)
 
     def _flush(self, partial: bool = False) -> None:
         """Hand what is pending to the applier thread (waiting while
