@@ -37,7 +37,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conveyor.orchestration.asl import errors as E
@@ -101,6 +101,12 @@ def _parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def context_time(text: str) -> str:
+    """A time of the context object as the service writes it: ``2019-03-26T20:14:13.192Z``."""
+    when = _parse_iso(text).astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
 class _ExecutionTimedOut(StatesError):
     """The state machine's own TimeoutSeconds ran out: no Retry or Catch applies."""
 
@@ -161,8 +167,13 @@ class Execution(FanOut):
         at_most_once: bool = False,
         seed: int | None = None,
         tokens: TaskTokens | None = None,
+        execution_arn: str | None = None,
+        state_machine_arn: str | None = None,
+        max_seconds: int | None = None,
     ) -> Execution:
-        """Validate ``definition`` (ConfigError when invalid), record ExecutionStarted and commit."""
+        """Validate ``definition`` (ConfigError when invalid), record ExecutionStarted and commit.
+        The ARNs are what the context object shows; ``max_seconds`` caps the duration as
+        TimeoutSeconds does (an EXPRESS execution's five minutes)."""
         machine = (
             definition
             if isinstance(definition, StateMachine)
@@ -183,6 +194,9 @@ class Execution(FanOut):
             state_machine_name=state_machine_name,
             state_machine_type=state_machine_type,
             at_most_once=at_most_once,
+            execution_arn=execution_arn,
+            state_machine_arn=state_machine_arn,
+            max_seconds=max_seconds,
         )
         execution = cls(
             machine, record, store=store, integrations=integrations, clock=clock, seed=seed, tokens=tokens
@@ -244,6 +258,9 @@ class Execution(FanOut):
         try:
             self._check_execution_timeout()
             outcome = self._run_state(state, cursor.input, scope)
+        except _ExecutionTimedOut as exc:
+            self._finish_failed(exc.error, exc.cause, status="TIMED_OUT")
+            return False
         except StatesError as exc:
             self._finish_failed(exc.error, exc.cause)
             return False
@@ -260,21 +277,38 @@ class Execution(FanOut):
         self._commit()
         return True
 
-    def _finish_failed(self, error: str, cause: str | None) -> None:
-        self.record.status, self.record.error, self.record.cause = "FAILED", error, cause
+    def _finish_failed(self, error: str, cause: str | None, status: str = "FAILED") -> None:
+        """End the execution FAILED (ExecutionFailed) or TIMED_OUT (ExecutionTimedOut)."""
+        self.record.status, self.record.error, self.record.cause = status, error, cause
         self.record.cursor, self.record.stop_time = None, _iso(self.clock.now())
-        self._event("ExecutionFailed", error=error, cause=cause)
+        kind = "ExecutionTimedOut" if status == "TIMED_OUT" else "ExecutionFailed"
+        self._event(kind, error=error, cause=cause)
         self._commit()
 
+    def _time_limit(self) -> tuple[float, str] | None:
+        """The execution's limit in seconds and what sets it: the definition's
+        TimeoutSeconds or the record's hard limit, whichever is shorter."""
+        limits = []
+        if self.machine.timeout_seconds is not None:
+            limits.append((float(self.machine.timeout_seconds), "the state machine's TimeoutSeconds"))
+        if self.record.max_seconds is not None:
+            kind = self.record.state_machine_type
+            what = f"the {self.record.max_seconds}-second limit of an {kind} execution"
+            limits.append((float(self.record.max_seconds), what))
+        return min(limits) if limits else None
+
     def _execution_deadline(self) -> datetime | None:
-        if self.machine.timeout_seconds is None:
+        limit = self._time_limit()
+        if limit is None:
             return None
-        return _parse_iso(self.record.start_time) + timedelta(seconds=self.machine.timeout_seconds)
+        return _parse_iso(self.record.start_time) + timedelta(seconds=limit[0])
 
     def _check_execution_timeout(self) -> None:
         deadline = self._execution_deadline()
         if deadline is not None and self.clock.now() >= deadline:
-            raise _ExecutionTimedOut(E.TIMEOUT, "The execution ran past the state machine's TimeoutSeconds")
+            limit = self._time_limit()
+            assert limit is not None
+            raise _ExecutionTimedOut(E.TIMEOUT, f"The execution ran past {limit[1]}")
 
     # --- events and checkpoints ------------------------------------------------------
 
@@ -305,16 +339,22 @@ class Execution(FanOut):
     # --- context object and data processing ----------------------------------------
 
     def _context(self, state: State, entered: str, retry_count: int, scope: Scope) -> dict[str, Any]:
+        """The context object (``$$``), shaped as the service's: Ids are ARNs, times ISO 8601
+        in UTC to the millisecond. ``Execution.RoleArn`` is left out: Conveyor has no roles."""
+        record = self.record
         ctx: dict[str, Any] = {
             "Execution": {
-                "Id": self.execution_id,
-                "Input": self.record.input,
-                "Name": self.record.name,
-                "StartTime": self.record.start_time,
+                "Id": record.execution_arn or self.execution_id,
+                "Input": record.input,
+                "Name": record.name,
+                "StartTime": context_time(record.start_time),
                 "RedriveCount": 0,
             },
-            "State": {"EnteredTime": entered, "Name": state.name, "RetryCount": retry_count},
-            "StateMachine": {"Id": self.record.state_machine_name, "Name": self.record.state_machine_name},
+            "State": {"EnteredTime": context_time(entered), "Name": state.name, "RetryCount": retry_count},
+            "StateMachine": {
+                "Id": record.state_machine_arn or record.state_machine_name,
+                "Name": record.state_machine_name,
+            },
         }
         if scope.map_item is not None:
             ctx["Map"] = {"Item": scope.map_item}
@@ -569,6 +609,7 @@ class Execution(FanOut):
             except StatesError as exc:
                 if isinstance(exc, _ExecutionTimedOut):
                     raise
+                self._check_execution_timeout()  # past it, nothing catches or retries
                 self._forget(f"{scope.key}{state.name}[")
                 delay = self._retry_delay(state.retry, attempts, exc.error)
                 if delay is not None:
@@ -683,13 +724,17 @@ class Execution(FanOut):
         timeout = self._task_seconds(state, raw, "TimeoutSeconds", bindings)
         heartbeat = self._task_seconds(state, raw, "HeartbeatSeconds", bindings)
         now = self.clock.now()
+        timeout_at = None if timeout is None else now + timedelta(seconds=float(timeout))
+        deadline = self._execution_deadline()  # a handler's heartbeat() ends it there too
+        if deadline is not None and (timeout_at is None or deadline < timeout_at):
+            timeout_at = deadline
         task = TaskContext(
             resource=state.resource,
             state_name=state.name,
             execution_id=self.execution_id,
             context_object=context,
             clock=self.clock,
-            timeout_at=None if timeout is None else now + timedelta(seconds=float(timeout)),
+            timeout_at=timeout_at,
             heartbeat_seconds=heartbeat,
             last_heartbeat=now,
         )
