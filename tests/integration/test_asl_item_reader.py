@@ -102,3 +102,43 @@ def test_get_object_reads_csv_rows_and_names_a_missing_bucket(tmp_path: Path, la
     missing = run(tmp_path, lakes, distributed_map(CSV), {"bucket": "nope", "key": "k"})
     assert (missing["status"], missing["error"]) == ("FAILED", "States.ItemReaderFailed")
     assert "'nope' is neither a lake endpoint nor the bucket of one" in missing["cause"]
+
+
+def test_result_writer_exports_to_a_local_lake_and_to_s3(tmp_path: Path, lakes: str) -> None:
+    """ResultWriter (s3:putObject) on the stack's lakes: the manifest and result files
+    under PREFIX/MAP_RUN_ID/, as the AWS developer guide's "ResultWriter (Map)" shows."""
+    for bucket, prefix in (("lake", "out"), ("cloud", "results/"), (BUCKET, "top")):
+        definition = distributed_map(LIST)
+        definition["States"]["M"]["ResultWriter"] = {
+            "Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": bucket, "Prefix": prefix},
+        }
+        ran = run(tmp_path, lakes, definition, {"bucket": "lake"})
+        assert ran["status"] == "SUCCEEDED", ran
+        output = json.loads(ran["output"])
+        run_id = output["MapRunArn"].rsplit(":", 1)[1]
+        assert output["MapRunArn"] == f"arn:aws:states:local:000000000000:mapRun:read/M:{run_id}"
+        folder = f"{prefix.rstrip('/')}/{run_id}/"
+        assert output["ResultWriterDetails"] == {"Bucket": bucket, "Key": folder + "manifest.json"}
+        if bucket == "lake":
+            read = {
+                name: (tmp_path / "lake" / folder / name).read_text()
+                for name in ("manifest.json", "SUCCEEDED_0.json")
+            }
+        else:
+            s3 = boto3.client("s3", endpoint_url=lakes, region_name="us-east-1")
+            base = "base/" if bucket == "cloud" else ""
+            read = {
+                name: s3.get_object(Bucket=BUCKET, Key=base + folder + name)["Body"].read().decode()
+                for name in ("manifest.json", "SUCCEEDED_0.json")
+            }
+        manifest = json.loads(read["manifest.json"])
+        assert manifest["DestinationBucket"] == bucket and manifest["MapRunArn"] == output["MapRunArn"]
+        assert manifest["ResultFiles"] == {
+            "FAILED": [],
+            "PENDING": [],
+            "SUCCEEDED": [{"Key": folder + "SUCCEEDED_0.json", "Size": len(read["SUCCEEDED_0.json"])}],
+        }
+        records = json.loads(read["SUCCEEDED_0.json"])
+        assert [json.loads(r["Output"])["Key"] for r in records] == ["raw/2024/b.json", "raw/a.csv"]
+        assert {r["Status"] for r in records} == {"SUCCEEDED"}

@@ -286,7 +286,8 @@ def test_execution_timeout() -> None:
         "States": {"W": {"Type": "Wait", "Seconds": 60, "Next": "P"}, "P": {"Type": "Pass", "End": True}},
     }
     execution, clock = run(definition, ScriptedTask([{}]))
-    assert (execution.status, execution.record.error) == ("FAILED", "States.Timeout")
+    assert (execution.status, execution.record.error) == ("TIMED_OUT", "States.Timeout")
+    assert execution.history()[-1].type == "ExecutionTimedOut"
     assert clock.sleeps == [30.0]  # the wait is cut short at the execution's deadline
 
 
@@ -308,7 +309,8 @@ def test_execution_timeout_is_not_caught_inside_a_map() -> None:
         },
     }
     execution, clock = run(definition, ScriptedTask([{}]), [1])
-    assert (execution.status, execution.record.error) == ("FAILED", "States.Timeout")
+    assert (execution.status, execution.record.error) == ("TIMED_OUT", "States.Timeout")
+    assert execution.history()[-1].type == "ExecutionTimedOut"
     assert clock.sleeps == [5.0]
 
 
@@ -616,3 +618,106 @@ def test_system_clock_stop_suspends_sleepers() -> None:
     clock.stop()
     with pytest.raises(ExecutionSuspended):
         clock.sleep_until(clock.now() + timedelta(seconds=30))
+
+
+def test_context_object_names_arns_and_millisecond_times() -> None:
+    """``$$`` as the service's context object shows it (AWS Step Functions developer guide,
+    "Accessing execution data from the Context object"): ARNs as Ids, times to the
+    millisecond in UTC."""
+    definition = machine(
+        {
+            "W": {"Type": "Wait", "Seconds": 1, "Next": "P"},
+            "P": {"Type": "Pass", "Parameters": {"ctx.$": "$$"}, "End": True},
+        }
+    )
+    clock = FakeClock(T0 + timedelta(microseconds=192_345))
+    execution = Execution.start(
+        definition,
+        {"k": "v"},
+        store=InMemoryExecutionStore(),
+        integrations=Integrations(),
+        clock=clock,
+        name="run1",
+        state_machine_name="sm",
+        execution_arn="arn:aws:states:local:000000000000:execution:sm:run1",
+        state_machine_arn="arn:aws:states:local:000000000000:stateMachine:sm",
+    )
+    execution.run()
+    ctx = execution.output["ctx"]
+    assert ctx["Execution"] == {
+        "Id": "arn:aws:states:local:000000000000:execution:sm:run1",
+        "Input": {"k": "v"},
+        "Name": "run1",
+        "StartTime": "2024-01-01T00:00:00.192Z",
+        "RedriveCount": 0,
+    }
+    assert ctx["StateMachine"] == {"Id": "arn:aws:states:local:000000000000:stateMachine:sm", "Name": "sm"}
+    assert ctx["State"] == {"EnteredTime": "2024-01-01T00:00:01.192Z", "Name": "P", "RetryCount": 0}
+
+
+@pytest.mark.parametrize(
+    ("timeout_seconds", "max_seconds", "sleeps", "cause"),
+    [
+        (None, 5, [5.0], "the 5-second limit of an EXPRESS execution"),
+        (3, 5, [3.0], "the state machine's TimeoutSeconds"),
+        (None, None, [60.0], None),
+    ],
+)
+def test_a_hard_limit_ends_the_execution_timed_out(
+    timeout_seconds: int | None, max_seconds: int | None, sleeps: list[float], cause: str | None
+) -> None:
+    definition: dict[str, Any] = {
+        "StartAt": "W",
+        "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}},
+    }
+    if timeout_seconds is not None:
+        definition["TimeoutSeconds"] = timeout_seconds
+    clock = FakeClock(T0)
+    execution = Execution.start(
+        definition,
+        None,
+        store=InMemoryExecutionStore(),
+        integrations=Integrations(),
+        clock=clock,
+        state_machine_type="EXPRESS",
+        max_seconds=max_seconds,
+    )
+    execution.run()
+    assert clock.sleeps == sleeps
+    if cause is None:
+        assert execution.status == "SUCCEEDED"
+        return
+    assert (execution.status, execution.record.error) == ("TIMED_OUT", "States.Timeout")
+    assert execution.record.cause == f"The execution ran past {cause}"
+    assert types(execution)[-1] == "ExecutionTimedOut"
+
+
+def test_a_task_running_past_the_limit_is_not_caught() -> None:
+    """A handler that heartbeats past the execution's limit ends the execution TIMED_OUT;
+    the state's Catch does not apply (nothing runs after the limit)."""
+
+    def slow(parameters: Any, context: TaskContext) -> Any:
+        for _ in range(10):
+            context.clock.sleep_until(context.clock.now() + timedelta(seconds=1))
+            context.heartbeat()
+        return {}
+
+    definition = machine(
+        {
+            "T": task(Catch=[{"ErrorEquals": ["States.ALL"], "Next": "H"}], End=True),
+            "H": {"Type": "Succeed"},
+        }
+    )
+    integrations = Integrations()
+    integrations.register(RES, slow)
+    execution = Execution.start(
+        definition,
+        None,
+        store=InMemoryExecutionStore(),
+        integrations=integrations,
+        clock=FakeClock(T0),
+        max_seconds=3,
+    )
+    execution.run()
+    assert (execution.status, execution.record.error) == ("TIMED_OUT", "States.Timeout")
+    assert types(execution)[-2:] == ["TaskTimedOut", "ExecutionTimedOut"]

@@ -261,16 +261,147 @@ def test_distributed_map_over_listed_objects_tolerates_failures() -> None:
     assert (outcome.status, outcome.error) == ("FAILED", "States.ExceedToleratedFailureThreshold")
 
 
-def test_distributed_only_fields_are_refused_inline_and_result_writer_is_refused() -> None:
+def test_distributed_only_fields_are_refused_inline() -> None:
     from conveyor.core.errors import ConfigError
     from conveyor.orchestration.asl import parse_definition
 
     with pytest.raises(ConfigError, match=r"States\.M\.ToleratedFailureCount: only a Distributed Map"):
         parse_definition(map_of(task(), ToleratedFailureCount=1))
-    processor = {**DISTRIBUTED, "StartAt": "T", "States": {"T": task(End=True)}}
-    writer = {"Type": "Map", "ItemProcessor": processor, "ResultWriter": {}, "End": True}
-    with pytest.raises(ConfigError, match=r"States\.M\.ResultWriter: not supported by Conveyor"):
-        parse_definition(machine({"M": writer}))
+    with pytest.raises(ConfigError, match=r"States\.M\.ResultWriter: only a Distributed Map"):
+        parse_definition(map_of(task(), ResultWriter={"WriterConfig": {"Transformation": "FLATTEN"}}))
+
+
+PUT = "arn:aws:states:::s3:putObject"
+LISTED = {
+    "Resource": "arn:aws:states:::s3:listObjectsV2",
+    "Parameters": {"Bucket": "lake", "Prefix": "raw/"},
+}
+
+
+@pytest.mark.parametrize(
+    ("writer", "problem"),
+    [
+        ({}, r"ResultWriter: must be an object with Resource"),
+        ({"Resource": PUT}, r"ResultWriter: Resource needs Parameters"),
+        ({"Resource": "arn:aws:states:::s3:getObject", "Parameters": {}}, r"ResultWriter\.Resource: must be"),
+        ({"WriterConfig": {"Transformation": "SQUASH"}}, r"Transformation: must be one of NONE, COMPACT"),
+        ({"WriterConfig": {"OutputType": "JSONL"}}, r"OutputType: 'JSONL' is not supported by Conveyor"),
+        ({"Writer": {}}, r"ResultWriter\.Writer: unknown field.*WriterConfig"),
+    ],
+)
+def test_a_result_writer_that_cannot_run_is_refused(writer: dict[str, Any], problem: str) -> None:
+    from conveyor.core.errors import ConfigError
+    from conveyor.orchestration.asl import parse_definition
+
+    with pytest.raises(ConfigError, match=problem):
+        parse_definition(distributed(LISTED, {}, ResultWriter=writer))
+
+
+def listed_objects(count: int) -> Integrations:
+    """A Distributed Map's world: ``count`` listed objects, a task failing on sizes 1 and 3
+    (an array for size 2), and a putObject keeping what it is given."""
+    listing = {"Contents": [{"Key": f"raw/{i}.json", "Size": i} for i in range(count)]}
+
+    def handler(parameters: Any, context: Any) -> Any:
+        if parameters["Size"] in (1, 3):
+            raise TaskError("Custom.Bad", parameters["Key"])
+        return [parameters["Size"], "x"] if parameters["Size"] == 2 else parameters["Size"]
+
+    integrations = registry(handler)
+    integrations.register("arn:aws:states:::s3:listObjectsV2", lambda p, c: listing)
+    return integrations
+
+
+def test_result_writer_exports_results_and_a_manifest() -> None:
+    """As the AWS developer guide's "ResultWriter (Map)" describes: the files under
+    PREFIX/MAP_RUN_ID/, the manifest listing them by status, the Map's result naming the
+    manifest; records (Transformation NONE, the export's default) for every iteration."""
+    import json
+    import re
+
+    written: dict[str, str] = {}
+
+    def put(parameters: Any, context: Any) -> Any:
+        assert parameters["Bucket"] == "out"
+        written[parameters["Key"]] = parameters["Body"]
+        return {}
+
+    integrations = listed_objects(4)
+    integrations.register(PUT, put)
+    writer = {"Resource": PUT, "Parameters": {"Bucket": "out", "Prefix.$": "$.prefix"}}
+    definition = distributed(LISTED, {}, ToleratedFailureCount=2, ResultWriter=writer)
+    outcome = run_engine(definition, {"prefix": "runs"}, integrations)
+    assert outcome.status == "SUCCEEDED", outcome.error
+    details = outcome.output["ResultWriterDetails"]
+    run_id = outcome.output["MapRunArn"].rsplit(":", 1)[1]
+    assert re.fullmatch(r"arn:aws:states:::mapRun:StateMachine/M:[0-9a-f-]{36}", outcome.output["MapRunArn"])
+    assert details == {"Bucket": "out", "Key": f"runs/{run_id}/manifest.json"}
+    manifest = json.loads(written[details["Key"]])
+    succeeded, failed = f"runs/{run_id}/SUCCEEDED_0.json", f"runs/{run_id}/FAILED_0.json"
+    assert manifest == {
+        "DestinationBucket": "out",
+        "MapRunArn": outcome.output["MapRunArn"],
+        "ResultFiles": {
+            "FAILED": [{"Key": failed, "Size": len(written[failed])}],
+            "PENDING": [],
+            "SUCCEEDED": [{"Key": succeeded, "Size": len(written[succeeded])}],
+        },
+    }
+    records = json.loads(written[succeeded])
+    assert [(r["Name"], json.loads(r["Output"]), r["Status"]) for r in records] == [
+        ("0", 0, "SUCCEEDED"),
+        ("2", [2, "x"], "SUCCEEDED"),
+    ]
+    assert json.loads(records[0]["Input"]) == {"Key": "raw/0.json", "Size": 0}
+    assert records[0]["InputDetails"] == records[0]["OutputDetails"] == {"Included": True}
+    assert [(r["Name"], r["Error"], r["Cause"], r["Status"]) for r in json.loads(written[failed])] == [
+        ("1", "Custom.Bad", "raw/1.json", "FAILED"),
+        ("3", "Custom.Bad", "raw/3.json", "FAILED"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("transformation", "expected"),
+    [("COMPACT", [0, [2, "x"], 4]), ("FLATTEN", [0, 2, "x", 4])],
+)
+def test_result_writer_transformations(transformation: str, expected: list[Any]) -> None:
+    """Without an export the state's result is transformed; a failed iteration is its
+    record (NONE), as the guide says; with one, the files hold the transformed results."""
+    import json
+
+    writer = {"WriterConfig": {"Transformation": transformation}}
+    definition = distributed(LISTED, {}, ToleratedFailureCount=2, ResultWriter=writer)
+    outcome = run_engine(definition, {}, listed_objects(5))
+    failed = [r for r in outcome.output if isinstance(r, dict)]
+    assert [r for r in outcome.output if not isinstance(r, dict)] == expected
+    assert [(r["Name"], r["Status"]) for r in failed] == [("1", "FAILED"), ("3", "FAILED")]
+
+    written: dict[str, str] = {}
+    integrations = listed_objects(5)
+    integrations.register(PUT, lambda p, c: written.update({p["Key"]: p["Body"]}))
+    exported = {**writer, "Resource": PUT, "Parameters": {"Bucket": "out", "Prefix": ""}}
+    outcome = run_engine(
+        distributed(LISTED, {}, ToleratedFailureCount=2, ResultWriter=exported), {}, integrations
+    )
+    key = next(k for k in written if k.endswith("SUCCEEDED_0.json"))
+    assert json.loads(written[key]) == expected
+    assert not key.startswith("/")
+
+
+def test_a_result_writer_that_cannot_write_fails_the_map() -> None:
+    def put(parameters: Any, context: Any) -> Any:
+        raise TaskError("S3.NoSuchBucket", "no bucket 'out'")
+
+    integrations = listed_objects(1)
+    integrations.register(PUT, put)
+    writer = {"Resource": PUT, "Parameters": {"Bucket": "out", "Prefix": "p"}}
+    outcome = run_engine(distributed(LISTED, {}, ResultWriter=writer), {}, integrations)
+    assert (outcome.status, outcome.error) == ("FAILED", "States.ResultWriterFailed")
+    assert "S3.NoSuchBucket" in (outcome.cause or "")
+    missing = {"Resource": PUT, "Parameters": {"Prefix": "p"}}
+    outcome = run_engine(distributed(LISTED, {}, ResultWriter=missing), {}, integrations)
+    assert (outcome.status, outcome.error) == ("FAILED", "States.ResultWriterFailed")
+    assert "needs a Bucket and a Prefix" in (outcome.cause or "")
 
 
 # The inline Map's concurrency changes nothing in its output: checked against moto too.

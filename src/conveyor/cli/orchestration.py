@@ -97,7 +97,7 @@ def executions_start(
 def executions_list(
     state_machine: Annotated[str | None, typer.Option("--state-machine")] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help="RUNNING, SUCCEEDED, FAILED, ABORTED")
+        str | None, typer.Option("--status", help="RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

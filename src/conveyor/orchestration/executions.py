@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,21 @@ log = logging.getLogger(__name__)
 
 RUNNING, SUCCEEDED, FAILED, ABORTED = "RUNNING", "SUCCEEDED", "FAILED", "ABORTED"
 RunMode = Literal["thread", "inline", "none"]
+
+EXPRESS_MAX_SECONDS = 300
+"""An EXPRESS execution runs five minutes at most, as the service's do: past them it ends
+TIMED_OUT (``States.Timeout``). Not a setting; ``CONVEYOR_EXPRESS_MAX_SECONDS`` may only
+lower it (tests, to see the limit without waiting five minutes)."""
+
+
+def express_max_seconds() -> int:
+    """:data:`EXPRESS_MAX_SECONDS`, or ``CONVEYOR_EXPRESS_MAX_SECONDS`` when that is lower."""
+    raw = os.environ.get("CONVEYOR_EXPRESS_MAX_SECONDS", "").strip()
+    if not raw:
+        return EXPRESS_MAX_SECONDS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"CONVEYOR_EXPRESS_MAX_SECONDS={raw!r}: a whole number of seconds, 1 at least")
+    return min(int(raw), EXPRESS_MAX_SECONDS)
 
 
 def state_machine_arn(name: str) -> str:
@@ -236,9 +252,12 @@ class Executions:
         self.validate(sm)
         kind = self.stack().state_machines[sm].type
         # a STANDARD name is unique; an EXPRESS one need not be (its ARN carries the id)
-        unique = kind != "EXPRESS" and name is not None
-        if unique and self.store.find_executions(state_machine=sm, name=name, limit=1):
-            raise ConfigError(f"state machine {sm!r} already has an execution named {name!r}")
+        if kind != "EXPRESS" and name is not None:
+            existing = self._same_name(sm, name, execution_input, run)
+            if existing is not None:
+                return existing
+        execution_id = str(uuid.uuid4())
+        express = kind == "EXPRESS"
         execution = Execution.start(
             self.definition(sm),
             execution_input,
@@ -248,14 +267,34 @@ class Executions:
             name=name,
             state_machine_name=sm,
             state_machine_type=kind,
-            at_most_once=kind == "EXPRESS" and run == "inline",
+            at_most_once=express and run == "inline",
             tokens=self.tokens,
+            execution_id=execution_id,
+            execution_arn=execution_arn(sm, name or execution_id, execution_id if express else None),
+            state_machine_arn=state_machine_arn(sm),
+            max_seconds=express_max_seconds() if express else None,
         )
         if run == "thread":
             self.run_in_thread(execution.execution_id)
         elif run == "inline":
             self.run(execution.execution_id)
         return self.describe(execution.execution_id)
+
+    def _same_name(self, sm: str, name: str, execution_input: Any, run: RunMode) -> dict[str, Any] | None:
+        """StartExecution of a STANDARD name already used: the service answers the
+        existing execution while it runs with the same input (the call is idempotent),
+        and ExecutionAlreadyExists otherwise. A caller that would run it here and wait
+        (``inline``) is refused too: another thread or process runs that execution."""
+        found = self.store.find_executions(state_machine=sm, name=name, limit=1)
+        if not found:
+            return None
+        row = found[0]
+        given = {} if execution_input is None else execution_input
+        same = json.dumps(row["record"]["input"], sort_keys=True) == json.dumps(given, sort_keys=True)
+        if run != "inline" and row["status"] == RUNNING and same:
+            return self.describe(row["id"])
+        why = "it is " + row["status"] if row["status"] != RUNNING else "with another input"
+        raise ConfigError(f"state machine {sm!r} already has an execution named {name!r} ({why})")
 
     def run(self, execution_id: str) -> dict[str, Any]:
         """Run an execution in this thread until it ends or is suspended (claims it first)."""

@@ -533,6 +533,8 @@ def _start_execution(executions: IntegrationHost, mode: str) -> TaskHandler:
         except NotFoundError as exc:
             raise TaskError("StepFunctions.StateMachineDoesNotExistException", str(exc)) from None
         except ConfigError as exc:
+            if "already has an execution named" in str(exc):
+                raise TaskError("StepFunctions.ExecutionAlreadyExistsException", str(exc)) from None
             raise TaskError("StepFunctions.InvalidDefinitionException", str(exc)) from None
         if mode == "async":
             return {"ExecutionArn": started["executionArn"], "StartDate": started["startDate"]}

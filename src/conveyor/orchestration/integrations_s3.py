@@ -1,5 +1,5 @@
-"""A Distributed Map's ``ItemReader`` on the stack's lakes: ``s3:listObjectsV2`` and
-``s3:getObject``.
+"""A Distributed Map's ``ItemReader`` and ``ResultWriter`` on the stack's lakes:
+``s3:listObjectsV2``, ``s3:getObject`` and ``s3:putObject``.
 
 ``Bucket`` names a lake endpoint of the stack (keys are then relative to its path, a
 local folder or ``s3://bucket/prefix``), or the S3 bucket of a lake endpoint on S3 (keys
@@ -19,6 +19,7 @@ from conveyor.core.errors import ConveyorError
 from conveyor.orchestration.asl.errors import TaskError
 from conveyor.orchestration.asl.integrations import Integrations, TaskContext
 from conveyor.orchestration.asl.item_reader import GET_OBJECT, LIST_OBJECTS
+from conveyor.orchestration.asl.result_writer import PUT_OBJECT
 from conveyor.stack.model import Stack
 
 MAX_OBJECTS = 1_000_000
@@ -92,6 +93,29 @@ def get_object(stack: Callable[[], Stack]) -> Callable[[Any, TaskContext], Any]:
     return handler
 
 
+def put_object(stack: Callable[[], Stack]) -> Callable[[Any, TaskContext], Any]:
+    """Writes ``Body`` (text) at ``Key``, replacing an object there."""
+
+    def handler(parameters: Any, context: TaskContext) -> Any:
+        params = parameters if isinstance(parameters, dict) else {}
+        lake = lake_bucket(stack(), params.get("Bucket"))
+        key, body = params.get("Key"), params.get("Body")
+        if not isinstance(key, str) or not key or key.startswith("/") or ".." in key.split("/"):
+            raise TaskError("S3.InvalidRequest", f"Key: expected a relative object key, got {key!r}")
+        if not isinstance(body, str):
+            raise TaskError("S3.InvalidRequest", "Body: expected text")
+        try:
+            lake.write_bytes(key, body.encode())
+        except (ConveyorError, OSError) as exc:
+            raise TaskError("S3.S3Exception", str(exc)) from None
+        finally:
+            lake.close()
+        return {}
+
+    return handler
+
+
 def register_s3(found: Integrations, stack: Callable[[], Stack]) -> None:
     found.register(LIST_OBJECTS, list_objects(stack))
     found.register(GET_OBJECT, get_object(stack))
+    found.register(PUT_OBJECT, put_object(stack))

@@ -15,7 +15,7 @@ from conveyor.orchestration.asl import errors as E
 from conveyor.orchestration.asl.definition import State
 from conveyor.orchestration.asl.errors import StatesError
 from conveyor.orchestration.asl.intrinsics import evaluate_intrinsic
-from conveyor.orchestration.asl.parts import ExecutionParts
+from conveyor.orchestration.asl.parts import ExecutionParts, context_time
 from conveyor.orchestration.asl.paths import apply_payload_template, apply_result_path, read_path
 from conveyor.orchestration.asl.scope import Scope
 
@@ -29,16 +29,22 @@ class DataFlow(ExecutionParts):
     """``$$``, paths, payload templates, JSONata and Assign for :class:`Execution`."""
 
     def _context(self, state: State, entered: str, retry_count: int, scope: Scope) -> dict[str, Any]:
+        """The context object (``$$``), shaped as the service's: Ids are ARNs, times ISO 8601
+        in UTC to the millisecond. ``Execution.RoleArn`` is left out: Conveyor has no roles."""
+        record = self.record
         ctx: dict[str, Any] = {
             "Execution": {
-                "Id": self.execution_id,
-                "Input": self.record.input,
-                "Name": self.record.name,
-                "StartTime": self.record.start_time,
+                "Id": record.execution_arn or self.execution_id,
+                "Input": record.input,
+                "Name": record.name,
+                "StartTime": context_time(record.start_time),
                 "RedriveCount": 0,
             },
-            "State": {"EnteredTime": entered, "Name": state.name, "RetryCount": retry_count},
-            "StateMachine": {"Id": self.record.state_machine_name, "Name": self.record.state_machine_name},
+            "State": {"EnteredTime": context_time(entered), "Name": state.name, "RetryCount": retry_count},
+            "StateMachine": {
+                "Id": record.state_machine_arn or record.state_machine_name,
+                "Name": record.state_machine_name,
+            },
         }
         if scope.map_item is not None:
             ctx["Map"] = {"Item": scope.map_item}

@@ -94,6 +94,7 @@ class State:
     mode: str = "INLINE"
     item_reader: dict[str, Any] | None = None
     item_batcher: dict[str, Any] | None = None
+    result_writer: dict[str, Any] | None = None
     tolerated_failure_count: int | None = None
     tolerated_failure_percentage: float | None = None
 

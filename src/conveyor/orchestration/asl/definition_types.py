@@ -229,10 +229,7 @@ class StateTypeReader(FieldReader):
     def distributed(self, body: dict[str, Any], where: str, fields: dict[str, Any]) -> None:
         """ItemReader, ItemBatcher, ToleratedFailure* and ResultWriter of a Distributed Map."""
         if "ResultWriter" in body:
-            raise ConfigError(
-                f"{where}.ResultWriter: not supported by Conveyor (the results are the Map's output; "
-                "write them with a Task after the Map)"
-            )
+            fields["result_writer"] = self.result_writer(body["ResultWriter"], f"{where}.ResultWriter")
         if "ItemReader" in body:
             fields["item_reader"] = self.item_reader(body["ItemReader"], f"{where}.ItemReader")
         if "ItemBatcher" in body:
@@ -280,6 +277,47 @@ class StateTypeReader(FieldReader):
         for key in ("ToleratedFailureCountPath", "ToleratedFailurePercentagePath"):
             if key in body:
                 fields["expressions"][key] = self.path(body[key], f"{where}.{key}")
+
+    def result_writer(self, value: Any, where: str) -> dict[str, Any]:
+        """``Resource`` with ``Parameters`` / ``Arguments`` (Bucket, Prefix), and/or
+        ``WriterConfig`` (Transformation; OutputType JSON)."""
+        from conveyor.orchestration.asl.result_writer import OUTPUT_TYPES, PUT_OBJECT, TRANSFORMATIONS
+
+        known = {"Resource", "Parameters", "Arguments", "WriterConfig"}
+        if not isinstance(value, dict) or not value:
+            raise ConfigError(f"{where}: must be an object with Resource and Parameters, or WriterConfig")
+        for key in value:
+            if key not in known:
+                raise ConfigError(f"{where}.{key}: unknown field{did_you_mean(key, sorted(known))}")
+        arguments = "Arguments" if "Arguments" in value else "Parameters"
+        if "Resource" in value or arguments in value:
+            if value.get("Resource") != PUT_OBJECT:
+                raise ConfigError(f"{where}.Resource: must be {PUT_OBJECT}, got {value.get('Resource')!r}")
+            if arguments not in value:
+                raise ConfigError(
+                    f"{where}: Resource needs Parameters (Arguments in JSONata): Bucket, Prefix"
+                )
+            if arguments == "Parameters":
+                self.template(value["Parameters"], f"{where}.Parameters")
+            else:
+                self.jsonata(value["Arguments"], f"{where}.Arguments")
+        config = value.get("WriterConfig", {})
+        if not isinstance(config, dict):
+            raise ConfigError(f"{where}.WriterConfig: must be an object")
+        for key in config:
+            if key not in ("Transformation", "OutputType"):
+                raise ConfigError(f"{where}.WriterConfig.{key}: unknown field (Transformation, OutputType)")
+        if config.get("Transformation", "NONE") not in TRANSFORMATIONS:
+            raise ConfigError(
+                f"{where}.WriterConfig.Transformation: must be one of {', '.join(TRANSFORMATIONS)}, "
+                f"got {config['Transformation']!r}"
+            )
+        if config.get("OutputType", "JSON") not in OUTPUT_TYPES:
+            raise ConfigError(
+                f"{where}.WriterConfig.OutputType: {config['OutputType']!r} is not supported by Conveyor "
+                "(JSON only)"
+            )
+        return value
 
     def item_reader(self, value: Any, where: str) -> dict[str, Any]:
         from conveyor.orchestration.asl.item_reader import READERS

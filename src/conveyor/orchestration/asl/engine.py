@@ -107,8 +107,13 @@ class Execution(FlowStates, Recovery, TaskState, FanOut, DataFlow):
         at_most_once: bool = False,
         seed: int | None = None,
         tokens: TaskTokens | None = None,
+        execution_arn: str | None = None,
+        state_machine_arn: str | None = None,
+        max_seconds: int | None = None,
     ) -> Execution:
-        """Validate ``definition`` (ConfigError when invalid), record ExecutionStarted and commit."""
+        """Validate ``definition`` (ConfigError when invalid), record ExecutionStarted and commit.
+        The ARNs are what the context object shows; ``max_seconds`` caps the duration as
+        TimeoutSeconds does (an EXPRESS execution's five minutes)."""
         machine = (
             definition
             if isinstance(definition, StateMachine)
@@ -129,6 +134,9 @@ class Execution(FlowStates, Recovery, TaskState, FanOut, DataFlow):
             state_machine_name=state_machine_name,
             state_machine_type=state_machine_type,
             at_most_once=at_most_once,
+            execution_arn=execution_arn,
+            state_machine_arn=state_machine_arn,
+            max_seconds=max_seconds,
         )
         execution = cls(
             machine, record, store=store, integrations=integrations, clock=clock, seed=seed, tokens=tokens
@@ -190,6 +198,9 @@ class Execution(FlowStates, Recovery, TaskState, FanOut, DataFlow):
         try:
             self._check_execution_timeout()
             outcome = self._run_state(state, cursor.input, scope)
+        except ExecutionTimedOut as exc:
+            self._finish_failed(exc.error, exc.cause, status="TIMED_OUT")
+            return False
         except StatesError as exc:
             self._finish_failed(exc.error, exc.cause)
             return False
@@ -206,21 +217,38 @@ class Execution(FlowStates, Recovery, TaskState, FanOut, DataFlow):
         self._commit()
         return True
 
-    def _finish_failed(self, error: str, cause: str | None) -> None:
-        self.record.status, self.record.error, self.record.cause = "FAILED", error, cause
+    def _finish_failed(self, error: str, cause: str | None, status: str = "FAILED") -> None:
+        """End the execution FAILED (ExecutionFailed) or TIMED_OUT (ExecutionTimedOut)."""
+        self.record.status, self.record.error, self.record.cause = status, error, cause
         self.record.cursor, self.record.stop_time = None, iso(self.clock.now())
-        self._event("ExecutionFailed", error=error, cause=cause)
+        kind = "ExecutionTimedOut" if status == "TIMED_OUT" else "ExecutionFailed"
+        self._event(kind, error=error, cause=cause)
         self._commit()
 
+    def _time_limit(self) -> tuple[float, str] | None:
+        """The execution's limit in seconds and what sets it: the definition's
+        TimeoutSeconds or the record's hard limit, whichever is shorter."""
+        limits = []
+        if self.machine.timeout_seconds is not None:
+            limits.append((float(self.machine.timeout_seconds), "the state machine's TimeoutSeconds"))
+        if self.record.max_seconds is not None:
+            kind = self.record.state_machine_type
+            what = f"the {self.record.max_seconds}-second limit of an {kind} execution"
+            limits.append((float(self.record.max_seconds), what))
+        return min(limits) if limits else None
+
     def _execution_deadline(self) -> datetime | None:
-        if self.machine.timeout_seconds is None:
+        limit = self._time_limit()
+        if limit is None:
             return None
-        return parse_iso(self.record.start_time) + timedelta(seconds=self.machine.timeout_seconds)
+        return parse_iso(self.record.start_time) + timedelta(seconds=limit[0])
 
     def _check_execution_timeout(self) -> None:
         deadline = self._execution_deadline()
         if deadline is not None and self.clock.now() >= deadline:
-            raise ExecutionTimedOut(E.TIMEOUT, "The execution ran past the state machine's TimeoutSeconds")
+            limit = self._time_limit()
+            assert limit is not None
+            raise ExecutionTimedOut(E.TIMEOUT, f"The execution ran past {limit[1]}")
 
     # --- events and checkpoints ------------------------------------------------------
 

@@ -22,6 +22,7 @@ DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
 QUERY_EVALUATION = "States.QueryEvaluationError"
 EXCEED_TOLERATED_FAILURE = "States.ExceedToleratedFailureThreshold"
 ITEM_READER_FAILED = "States.ItemReaderFailed"
+RESULT_WRITER_FAILED = "States.ResultWriterFailed"
 
 # Errors that end the execution whatever its Retry/Catch say (AWS: "A retry or catch
 # on States.ALL won't catch States.Runtime errors", and DataLimitExceeded is terminal).

@@ -10,11 +10,13 @@ failures (ToleratedFailure*).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from conveyor.orchestration.asl import errors as E
+from conveyor.orchestration.asl import result_writer
 from conveyor.orchestration.asl.definition import State, StateMachine
 from conveyor.orchestration.asl.errors import StatesError
 from conveyor.orchestration.asl.integrations import TaskContext
@@ -59,10 +61,12 @@ class FanOut(ExecutionParts):
         limit: int,
         kind: str,
         tolerated: tuple[int | None, float | None] = (None, None),
+        failed: dict[int, StatesError] | None = None,
     ) -> list[Any]:
         """Run ``jobs`` (machine, input, map item) concurrently, at most ``limit`` at once;
         a job whose output is checkpointed is not run again. Returns the outputs in order.
-        The first failure (or, with ``tolerated``, the first beyond it) cancels the rest."""
+        The first failure (or, with ``tolerated``, the first beyond it) cancels the rest;
+        tolerated failures are kept in ``failed`` by index."""
         prefix = f"{scope.key}{state.name}"
         top = self.record.cursor
         halt = Halt()
@@ -111,6 +115,8 @@ class FanOut(ExecutionParts):
                     )
                 with self._lock:
                     failures.append(exc)
+                    if failed is not None:
+                        failed[index] = exc
                     outputs[index] = {"Error": exc.error, "Cause": exc.cause or ""}
                     if not tolerant or over_threshold():
                         halt.cancelled.set()
@@ -159,7 +165,7 @@ class FanOut(ExecutionParts):
 
     def _run_map(
         self, state: State, data: Any, context: dict[str, Any], scope: Scope, bindings: Mapping[str, Any]
-    ) -> list[Any]:
+    ) -> Any:
         jsonata = state.query_language == "JSONata"
         items = self._map_items(state, data, context, bindings)
         assert state.processor is not None
@@ -187,7 +193,43 @@ class FanOut(ExecutionParts):
             ),
         )
         limit = MAX_CONCURRENCY if not limit or limit > MAX_CONCURRENCY else int(limit)
-        return self._fan_out(state, scope, jobs, limit, "Map", tolerated)
+        failed: dict[int, StatesError] = {}
+        outputs = self._fan_out(state, scope, jobs, limit, "Map", tolerated, failed)
+        if state.result_writer is None:
+            return outputs
+        inputs = [item_input for _, item_input, _ in jobs]
+        return self._write_results(state, data, context, bindings, inputs, outputs, failed)
+
+    def _write_results(
+        self,
+        state: State,
+        data: Any,
+        context: dict[str, Any],
+        bindings: Mapping[str, Any],
+        inputs: list[Any],
+        outputs: list[Any],
+        failed: dict[int, StatesError],
+    ) -> Any:
+        """ResultWriter: the results transformed, and exported through ``s3:putObject``."""
+        writer = state.result_writer or {}
+        shaped = result_writer.results(result_writer.transformation(writer), inputs, outputs, failed)
+        if not result_writer.exports(writer):
+            return [result for _, result in shaped]
+        if state.query_language == "JSONata":
+            parameters = self._jsonata(writer.get("Arguments", {}), bindings)
+        else:
+            parameters = self._template(
+                writer.get("Parameters", {}), data, context, "ResultWriter.Parameters"
+            )
+        handler = self.integrations.resolve(result_writer.PUT_OBJECT)
+        if handler is None:
+            raise StatesError(E.RESULT_WRITER_FAILED, f"No integration handles '{result_writer.PUT_OBJECT}'")
+        task = TaskContext(result_writer.PUT_OBJECT, state.name, self.execution_id, context, self.clock)
+        machine_arn = (
+            self.record.state_machine_arn or f"arn:aws:states:::stateMachine:{self.record.state_machine_name}"
+        )
+        run_arn = machine_arn.replace(":stateMachine:", ":mapRun:", 1) + f"/{state.name}:{uuid.uuid4()}"
+        return result_writer.write(parameters, run_arn, shaped, lambda p: handler(p, task))
 
     def _map_number(self, state: State, key: str, data: Any, bindings: Mapping[str, Any], given: Any) -> Any:
         """MaxConcurrency / ToleratedFailure*: literal, ``{% %}`` or ``...Path``."""

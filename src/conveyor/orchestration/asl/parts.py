@@ -15,7 +15,7 @@ import random
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.orchestration.asl.clock import Clock
@@ -49,8 +49,15 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def context_time(text: str) -> str:
+    """A time of the context object as the service writes it: ``2019-03-26T20:14:13.192Z``."""
+    when = parse_iso(text).astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
 class ExecutionTimedOut(StatesError):
-    """The state machine's own TimeoutSeconds ran out: no Retry or Catch applies."""
+    """The execution's time limit ran out (the state machine's TimeoutSeconds, or an
+    EXPRESS execution's five minutes): no Retry or Catch applies."""
 
 
 @dataclass
@@ -91,6 +98,9 @@ class ExecutionParts:
         raise NotImplementedError
 
     def _check_execution_timeout(self) -> None:
+        raise NotImplementedError
+
+    def _execution_deadline(self) -> datetime | None:
         raise NotImplementedError
 
     # dataflow: $$, paths, templates, JSONata, Assign

@@ -65,6 +65,7 @@ class Recovery(ExecutionParts):
             except StatesError as exc:
                 if isinstance(exc, ExecutionTimedOut):
                     raise
+                self._check_execution_timeout()  # past it, nothing catches or retries
                 self._forget(f"{scope.key}{state.name}[")
                 delay = self._retry_delay(state.retry, attempts, exc.error)
                 if delay is not None:

@@ -53,7 +53,7 @@ class ExecutionRecord:
     definition: dict[str, Any]
     input: Any
     start_time: str
-    status: str = "RUNNING"  # RUNNING | SUCCEEDED | FAILED
+    status: str = "RUNNING"  # RUNNING | SUCCEEDED | FAILED | TIMED_OUT (| ABORTED, by the API)
     cursor: Cursor | None = None
     output: Any = None
     error: str | None = None
@@ -65,6 +65,13 @@ class ExecutionRecord:
     at_most_once: bool = False
     """Run by its caller until it ends (a synchronous EXPRESS execution): when that
     process dies, nobody takes it over (orchestration/executions.py fails it)."""
+    execution_arn: str | None = None
+    """``$$.Execution.Id``: the execution's ARN (None: its id, for records without one)."""
+    state_machine_arn: str | None = None
+    """``$$.StateMachine.Id``: the state machine's ARN (None: its name)."""
+    max_seconds: int | None = None
+    """A hard limit on the execution's duration besides the definition's TimeoutSeconds
+    (an EXPRESS execution's five minutes): past it the execution ends TIMED_OUT."""
 
 
 @dataclass

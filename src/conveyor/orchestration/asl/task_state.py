@@ -105,13 +105,17 @@ class TaskState(ExecutionParts):
         timeout = self._task_seconds(state, raw, "TimeoutSeconds", bindings)
         heartbeat = self._task_seconds(state, raw, "HeartbeatSeconds", bindings)
         now = self.clock.now()
+        timeout_at = None if timeout is None else now + timedelta(seconds=float(timeout))
+        deadline = self._execution_deadline()  # a handler's heartbeat() ends it there too
+        if deadline is not None and (timeout_at is None or deadline < timeout_at):
+            timeout_at = deadline
         task = TaskContext(
             resource=state.resource,
             state_name=state.name,
             execution_id=self.execution_id,
             context_object=context,
             clock=self.clock,
-            timeout_at=None if timeout is None else now + timedelta(seconds=float(timeout)),
+            timeout_at=timeout_at,
             heartbeat_seconds=heartbeat,
             last_heartbeat=now,
         )
