@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,58 @@ def test_redshift_data_api(served: tuple[Serve, Path]) -> None:
         data.execute_statement(ClusterIdentifier="missing", Database="dev", Sql="select 1")
     with pytest.raises(data.exceptions.ValidationException):
         data.execute_statement(ClusterIdentifier="shop-db", Database="dev", Sql="select 1")  # not SQL
+
+
+def test_a_cancelled_statement_is_rolled_back_on_duckdb(served: tuple[Serve, Path]) -> None:
+    """CancelStatement interrupts a DuckDB statement (rolled back, ABORTED); one that has
+    ended cannot be cancelled. Before, the statement was only marked ABORTED and ran on
+    to commit its changes (here: about 2-4 s after the cancel; the check waits 8 s)."""
+    data = client(served, "redshift-data")
+
+    def run(sql: str) -> str:
+        statement: str = data.execute_statement(ClusterIdentifier="warehouse", Database="dev", Sql=sql)["Id"]
+        return statement
+
+    running = run("CREATE TABLE slow AS SELECT sum(hash(i) % 7) AS n FROM range(600000000) t(i)")
+    until(lambda: data.describe_statement(Id=running)["Status"] == "STARTED", "the statement to start")
+    assert data.cancel_statement(Id=running)["Status"] is True
+    described = data.describe_statement(Id=running)
+    assert (described["Status"], described["Error"]) == ("ABORTED", "cancelled by the user")
+
+    def tables_named_slow() -> int:
+        check = run("SELECT count(*) FROM information_schema.tables WHERE table_name = 'slow'")
+        until(lambda: data.describe_statement(Id=check)["Status"] == "FINISHED", "the check")
+        found: int = data.get_statement_result(Id=check)["Records"][0][0]["longValue"]
+        return found
+
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        assert tables_named_slow() == 0, "the cancelled statement committed its table"
+        time.sleep(0.5)
+    finished = run("SELECT 1")
+    until(lambda: data.describe_statement(Id=finished)["Status"] == "FINISHED", "a statement")
+    with pytest.raises(data.exceptions.ValidationException, match="is FINISHED and cannot be cancelled"):
+        data.cancel_statement(Id=finished)
+
+
+def test_connection_tests_through_the_migration_service(served: tuple[Serve, Path]) -> None:
+    dms = client(served, "dms")
+    arns = {e["EndpointIdentifier"]: e["EndpointArn"] for e in dms.describe_endpoints()["Endpoints"]}
+    tested = dms.test_connection(ReplicationInstanceArn="conveyor", EndpointArn=arns["shop-db"])
+    assert tested["Connection"]["Status"] == "testing"
+    assert tested["Connection"]["EndpointIdentifier"] == "shop-db"
+
+    def done() -> dict[str, Any] | None:
+        (found,) = dms.describe_connections(Filters=[{"Name": "endpoint-arn", "Values": [arns["shop-db"]]}])[
+            "Connections"
+        ]
+        return found if found["Status"] != "testing" else None
+
+    assert until(done, "the connection test")["Status"] == "successful"
+    with pytest.raises(dms.exceptions.ResourceNotFoundFault):
+        dms.test_connection(
+            ReplicationInstanceArn="conveyor", EndpointArn="arn:aws:dms:local:0:endpoint:nope"
+        )
 
 
 def test_step_functions(served: tuple[Serve, Path]) -> None:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 SUBMITTED, PICKED, STARTED = "SUBMITTED", "PICKED", "STARTED"
 FINISHED, FAILED, ABORTED = "FINISHED", "FAILED", "ABORTED"
 ACTIVE = (SUBMITTED, PICKED, STARTED)
+CANCEL_WAIT_S = 30.0  # CancelStatement waits this long for the statement to end
 ENGINES = ("postgres", "duckdb")
 MAX_RESULT_ROWS = 100_000
 PAGE_ROWS = 1000
@@ -86,6 +87,10 @@ class Statements:
         self.stack = stack
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
+        # DuckDB statements running in this process, to interrupt (CancelStatement),
+        # and those whose interruption was asked for (then ABORTED, not FAILED).
+        self._duckdb: dict[str, Any] = {}
+        self._interrupted: set[str] = set()
 
     # --- execute ----------------------------------------------------------------------
 
@@ -148,6 +153,7 @@ class Statements:
             # process must see the statement's thread alive (or it calls it lost).
             with self._lock:
                 self._threads.pop(statement_id, None)
+                self._interrupted.discard(statement_id)
 
     def _run_and_record(
         self, statement_id: str, config: EndpointConfig, sql: str, params: dict[str, Any]
@@ -160,9 +166,22 @@ class Statements:
                 columns, rows, count = self._run_postgres(statement_id, config, sql, params)
             else:
                 columns, rows, count = self._run_duckdb(statement_id, config, sql, params)
+        except _NotStarted:
+            return  # cancelled between being picked and starting
         except Exception as exc:
             current = self.store.statement(statement_id)
             if current is not None and current["status"] == ABORTED:
+                return
+            with self._lock:
+                interrupted = statement_id in self._interrupted or isinstance(exc, _Cancelled)
+            if interrupted:  # the database rolled the statement back
+                self.store.update_statement(
+                    statement_id,
+                    ACTIVE,
+                    status=ABORTED,
+                    error="cancelled by the user",
+                    duration_ns=time.perf_counter_ns() - began,
+                )
                 return
             message = " ".join(str(exc).split()) or type(exc).__name__
             self.store.update_statement(
@@ -193,13 +212,14 @@ class Statements:
             from conveyor.connectors.postgres.connection import connect
 
         with connect(config, autocommit=True) as conn:
-            self.store.update_statement(
+            if not self.store.update_statement(
                 statement_id,
                 [PICKED],
                 status=STARTED,
                 started_at=dt.datetime.now(dt.UTC),
                 backend_pid=conn.info.backend_pid,
-            )
+            ):
+                raise _NotStarted
             if config.options.get("dialect") == "redshift":
                 from conveyor.orchestration.redshift_sql import translate
 
@@ -211,6 +231,8 @@ class Statements:
                     else:
                         cur.execute(sql.encode())
                 except psycopg.errors.QueryCanceled as exc:
+                    if "user request" in str(exc):  # pg_cancel_backend: CancelStatement
+                        raise _Cancelled from None
                     raise ConveyorError(f"statement cancelled: {exc}") from None
                 if cur.description is None:
                     return None, [], max(cur.rowcount, 0)
@@ -231,9 +253,12 @@ class Statements:
             raise ConfigError(f"endpoint {config.name!r}: a duckdb endpoint needs a path")
         conn = duckdb.connect(config.path)
         try:
-            self.store.update_statement(
+            with self._lock:
+                self._duckdb[statement_id] = conn
+            if not self.store.update_statement(
                 statement_id, [PICKED], status=STARTED, started_at=dt.datetime.now(dt.UTC)
-            )
+            ):
+                raise _NotStarted
             if config.options.get("dialect") == "redshift":
                 from conveyor.orchestration.redshift_sql import translate
 
@@ -247,6 +272,8 @@ class Statements:
             rows = cursor.fetchmany(MAX_RESULT_ROWS)
             return columns, rows, len(rows)
         finally:
+            with self._lock:
+                self._duckdb.pop(statement_id, None)
             conn.close()
 
     # --- describe, result, cancel -------------------------------------------------------
@@ -319,23 +346,55 @@ class Statements:
         return page
 
     def cancel(self, statement_id: str) -> bool:
-        """Cancel a statement not yet finished (pg_cancel_backend on PostgreSQL)."""
+        """Cancel a statement not yet finished: pg_cancel_backend on PostgreSQL; on DuckDB
+        the statement is interrupted (rolled back), which only the process running it
+        can do. True when it ends ABORTED; False when it finished first."""
         row = self._row(statement_id)
         if row["status"] not in ACTIVE:
             raise ConfigError(f"statement {statement_id} is {row['status']} and cannot be cancelled")
-        if not self.store.update_statement(
-            statement_id, ACTIVE, status=ABORTED, error="cancelled by the user"
+        if self.store.update_statement(
+            statement_id, [SUBMITTED, PICKED], status=ABORTED, error="cancelled by the user"
         ):
-            return False
-        backend = row["backend_pid"]
-        if backend:
-            config = self.endpoint_config(row["endpoint"])
-            if config.engine == "postgres":
-                from conveyor.connectors.postgres.connection import connect
+            return True  # not started: its thread sees that and runs nothing
+        row = self._row(statement_id)  # started meanwhile, or ended
+        if row["status"] != STARTED:
+            return row["status"] == ABORTED
+        config = self.endpoint_config(row["endpoint"])
+        if config.engine == "duckdb":
+            return self._interrupt(statement_id, row)
+        from conveyor.connectors.postgres.connection import connect
 
-                with connect(config, autocommit=True) as conn:
-                    conn.execute("SELECT pg_cancel_backend(%s)", [backend])
-        return True
+        # The statement's own thread records the end: ABORTED when the server cancelled
+        # it, FINISHED when it ended first (marking it ABORTED here could say
+        # "cancelled" of a statement that committed).
+        with connect(config, autocommit=True) as conn:
+            conn.execute("SELECT pg_cancel_backend(%s)", [row["backend_pid"]])
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while time.monotonic() < deadline:
+            row = self._row(statement_id)
+            if row["status"] not in ACTIVE:
+                break
+            time.sleep(0.05)
+        return row["status"] == ABORTED
+
+    def _interrupt(self, statement_id: str, row: StatementRow) -> bool:
+        """Interrupt a running DuckDB statement and wait for its thread to record the end:
+        ABORTED (rolled back) or, when it finished first, FINISHED. Marking it ABORTED
+        while it ran on would say "cancelled" of a statement whose changes commit."""
+        with self._lock:
+            conn = self._duckdb.get(statement_id)
+            thread = self._threads.get(statement_id)
+            if conn is not None:
+                self._interrupted.add(statement_id)
+        if conn is None or thread is None:
+            raise ConfigError(
+                f"statement {statement_id} runs on DuckDB in Conveyor process {row['pid']}: only that "
+                "process can cancel it (cancel it through the `conveyor serve` that ran it)"
+            )
+        conn.interrupt()
+        thread.join(timeout=CANCEL_WAIT_S)
+        current = self.store.statement(statement_id)
+        return current is not None and current["status"] == ABORTED
 
     def wait(self, statement_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """Describe the statement once it has ended (or when ``timeout`` runs out)."""
@@ -358,6 +417,14 @@ class Statements:
             }
             for r in self.store.list_statements(limit)
         ]
+
+
+class _NotStarted(Exception):
+    """The statement was cancelled after it was picked, before it started."""
+
+
+class _Cancelled(Exception):
+    """PostgreSQL cancelled the statement at CancelStatement's request (rolled back)."""
 
 
 def _plain(translated: Sequence[Translated]) -> list[str]:
