@@ -230,7 +230,8 @@ ROWS: list[Row] = [
     # whole sections and top-level values
     cloud("StreamBufferSettings", {"StreamBufferCount": 3}),
     cloud("BeforeImageSettings", {"EnableBeforeImage": True}),
-    not_yet("LoopbackPreventionSettings", {"EnableLoopbackPrevention": True}),
+    not_yet("LoopbackPreventionSettings", {"EnableLoopbackPrevention": False, "SourceSchema": "loop"}),
+    refused("LoopbackPreventionSettings", {"EnableLoopbackPrevention": True}, "does not prevent loopback"),
     cloud("CharacterSetSettings", {"CharacterReplacements": []}),
     cloud("PostProcessingRules", {}),
     cloud("TTSettings", {"EnableTT": True}),

@@ -288,7 +288,11 @@ SUPPORT: Mapping[str, Support] = {
     # whole sections and top-level values
     "StreamBufferSettings": cloud(_TUNING),
     "BeforeImageSettings": cloud("applies to Kinesis and Kafka targets only"),
-    "LoopbackPreventionSettings": not_yet("Conveyor does not prevent loopback in two-way replication"),
+    "LoopbackPreventionSettings": Support(
+        Kind.NOT_YET,
+        "Conveyor does not prevent loopback in two-way replication: EnableLoopbackPrevention true is refused",
+        lambda value, _settings: not (isinstance(value, dict) and value.get("EnableLoopbackPrevention")),
+    ),
     "CharacterSetSettings": cloud("applies to Oracle and Db2 sources only"),
     "PostProcessingRules": cloud("the service's post-processing rules"),
     "TTSettings": cloud("the service's Time Travel logging to S3"),
