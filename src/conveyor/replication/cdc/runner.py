@@ -58,6 +58,7 @@ from conveyor.connectors.changes import (
     FindsConflicts,
     KeepsChangeLog,
     LoggedChange,
+    LooksUpValues,
     PacesBatches,
     RefusedTables,
     RenamesColumns,
@@ -77,6 +78,7 @@ from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.conflicts import ApplyConflicts
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
+from conveyor.replication.cdc.lookups import with_carried
 from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.refusals import ChangeRefusals, DataErrorCounts
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
@@ -166,11 +168,14 @@ class ChangeCapture:
         self._anchor, self._index = self.start, 0
         self._open_log: list[LoggedChange] = []  # logged changes whose commit is not read yet
         self._conflicts = self._apply_conflicts()
-        if self._keeps_log or self._conflicts is not None:
-            for table in self.tables.values():
+        # Values the stream does not carry exactly, looked up from the source per batch.
+        self._values_from = self.stream if isinstance(self.stream, LooksUpValues) else None
+        for table in self.tables.values():
+            if self._keeps_log or self._conflicts is not None:
                 table.keep_log = self._keeps_log
                 table.check_keys = self._conflicts is not None
-                table.renew()
+            table.looks_up_from(self._values_from)
+            table.renew()
         self._pacing = self.applier if isinstance(self.applier, PacesBatches) else None
         self._file_bytes: dict[TableRef, int] = {}  # pending size per table, when paced
         self._file_full = False  # one of them reached the paced size
@@ -368,6 +373,8 @@ class ChangeCapture:
         an ambiguous shape, the policy off) suspends the table. Never ignored."""
         schema = event.schema
         table = self.tables.get(schema.ref)
+        if table is not None:
+            schema = with_carried(schema, table.mapped.source)
         selected = self.mappings.select([schema], allow_empty=True)
         if table is None and selected:
             self._add_table(selected[0])
@@ -437,6 +444,8 @@ class ChangeCapture:
             return
         self.settle()
         table = self.tables[ref] = CaptureTable.of(mapped, self._keeps_log, self._conflicts is not None)
+        table.looks_up_from(self._values_from)
+        table.renew()
         try:
             self._apply_with_retry(lambda: stream.add_table(mapped.source))
         except ConfigError as exc:
