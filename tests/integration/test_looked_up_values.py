@@ -218,3 +218,40 @@ def test_a_row_gone_from_the_source_is_not_written(pg_server: PostgresServer) ->
     assert kept == [whole]
     assert parts == {frozenset({"big"}): [whole]}
     assert [c.op for c in log] == ["d"], "the INSERT of the row gone is left out of the log"
+
+
+def test_source_ddl_keeps_the_looked_up_columns(tmp_path: Path, pg_server: PostgresServer) -> None:
+    """The stream's relation never has generated columns: an added column is
+    DDL, the generated ones the target holds stay (and stay looked up); a
+    looked-up column dropped on the source before its changes were applied
+    suspends the table with the reason (its values cannot be looked up)."""
+    source = pg_server.url(pg_server.new_database("src"))
+    _execute(source, *DDL, LOADED)
+    endpoint = {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
+    stack = one_task(
+        tmp_path / "conveyor.yaml",
+        {"engine": "postgres", "url": source},
+        endpoint,
+        task="load",
+        schema="public",
+    )
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+    with _worker(home, "start"):
+        wait_for(home, "load", lambda d: bool(d.get("tables")) and d["tables"][0].get("FullLoadRows") == 7)
+        wait_until(lambda: described(home, "load").get("status") == "running", "capture")
+        _execute(
+            source,
+            "ALTER TABLE docs ADD COLUMN n integer",
+            "UPDATE docs SET x = 100, n = 1 WHERE id = 1",
+        )
+        wait_until(lambda: _applied(home) >= 1, "the change after the DDL")
+        _execute(source, "UPDATE docs SET doc = '<a/>' WHERE id = 2", "ALTER TABLE docs DROP COLUMN doc")
+        wait_until(
+            lambda: bool(described(home, "load")["tables"][0].get("SuspendedReason")), "the table suspended"
+        )
+        reason = described(home, "load")["tables"][0]["SuspendedReason"]
+    assert "looked up from the source by key, which failed" in reason and "reload the table" in reason, reason
+    with duckdb.connect(endpoint["path"], read_only=True) as con:
+        row = con.execute("SELECT id, x, g, label, doc, n FROM public.docs WHERE id = 1").fetchone()
+    assert row == (1, 100, 200, "#1/100", DECLARED, 1)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 
 from conveyor.connectors.base import EndpointConfig
@@ -30,7 +31,7 @@ from conveyor.connectors.postgres.source import qualified
 from conveyor.connectors.postgres.text_values import converter
 from conveyor.connectors.postgres.types import array_dims
 from conveyor.connectors.postgres.user_types import xml_columns
-from conveyor.core.errors import ConnectionFailed
+from conveyor.core.errors import ConnectionFailed, DataError
 from conveyor.core.schema import TableSchema
 
 CHUNK_KEYS = 1000
@@ -70,6 +71,17 @@ class SourceLookups:
         with self._lock:
             try:
                 return self._look_up(table, columns, keys)
+            except psycopg.errors.UndefinedTable:
+                # Dropped since: every row is gone (the drop follows in the stream).
+                self.close()
+                return {}
+            except psycopg.errors.UndefinedColumn as exc:
+                self.close()
+                raise DataError(
+                    f"table {table.ref}: the values of {', '.join(columns)} are looked up from the "
+                    f"source by key, which failed: {' '.join(str(exc).split())} (a column dropped or "
+                    "renamed on the source since); reload the table"
+                ) from None
             except psycopg.OperationalError:
                 self.close()  # the source restarted: once more on a new connection
                 try:

@@ -491,7 +491,11 @@ class ChangeCapture:
         position = self._committed or self._handed
         self._handed = position
         applying = [t for t in self.tables.values() if not t.reloading]
-        reduced = [t.reducer.reduced() for t in applying if t.reducer.pending and t.suspended is None]
+        reduced = [
+            (t.mapped.target.ref, t.reducer.reduced())
+            for t in applying
+            if t.reducer.pending and t.suspended is None
+        ]
         rejected = self._source_rejections()
         touched = (
             {t.mapped.target.ref: t.reducer.touched_keys() for t in applying if t.reducer.pending}
@@ -585,14 +589,22 @@ class ChangeCapture:
 
     def _apply_reduced(
         self,
-        reduced: list[Callable[[], ChangeBatch]],
+        reduced: list[tuple[TableRef, Callable[[], ChangeBatch]]],
         rejected: dict[TableRef, tuple[TableSchema, list[RejectedValue]]],
         position: Checkpoint,
     ) -> None:
         """The applier thread's part: the batch's tables as ``ChangeBatch``es
-        (their one conversion to Arrow, done here while the stream reads on),
-        with the source's rejected values, applied."""
-        built = self._unrepresentable_rejected([build() for build in reduced])
+        (their one conversion to Arrow, done here while the stream reads on,
+        with the values looked up from the source), with the source's
+        rejected values, applied. A table whose values cannot be looked up
+        (a column gone from the source since) is suspended with the reason."""
+        made = []
+        for ref, build in reduced:
+            try:
+                made.append(self._with_retry(build))
+            except DataError as exc:
+                self._suspend(ref, str(exc))
+        built = self._unrepresentable_rejected(made)
         self._apply(self._with_source_rejections(built, rejected), position)
 
     def _unrepresentable_rejected(self, changes: list[ChangeBatch]) -> list[ChangeBatch]:
@@ -717,6 +729,12 @@ class ChangeCapture:
     @property
     def retries(self) -> RetryPolicy:
         return self.errors.retry_policy()
+
+    def _with_retry(self, build: Callable[[], ChangeBatch]) -> ChangeBatch:
+        """A table's batch, its lookups retried while the source is unreachable."""
+        made: list[ChangeBatch] = []
+        self._apply_with_retry(lambda: made.append(build()))
+        return made[-1]
 
     def _apply_with_retry(self, action: Callable[[], None]) -> None:
         """Retry while the target is unreachable, as the RecoverableError*
