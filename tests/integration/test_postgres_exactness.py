@@ -413,6 +413,7 @@ def test_generated_columns_are_copied_to_duckdb(tmp_path: Path, dbs: tuple[str, 
     assert table["TableState"] == TABLE_COMPLETED
     assert [c["Column"] for c in table["GeneratedColumns"]] == ["g", "label"]
     assert table["GeneratedColumns"][0]["Handling"].startswith("copied as a plain column")
+    assert "change capture looks it up from the source by key" in table["GeneratedColumns"][0]["Handling"]
     con = duckdb.connect(str(path), read_only=True)
     try:
         loaded = con.execute("SELECT id, x, g, label, y FROM public.gen ORDER BY id").fetchall()
