@@ -525,9 +525,9 @@ def test_added_column_during_capture(dbs: tuple[str, str], capture: Callable[...
 
 
 def test_generated_column(dbs: tuple[str, str], capture: Callable[..., Capture]) -> None:
-    """pgoutput does not send generated columns, so change capture carries a
-    table without them (the preflight says so): lines hold the others, the
-    target computes its own, and the relation's shape is no DDL."""
+    """pgoutput does not send generated columns: where the target computes
+    them, change capture carries a table without them: lines hold the others,
+    the target computes its own, and the relation's shape is no DDL."""
     source, target = dbs
     ddl = "CREATE TABLE gen (id int PRIMARY KEY, x int, g int GENERATED ALWAYS AS (x * 2) STORED, y text)"
     for url in dbs:
@@ -545,7 +545,7 @@ def test_generated_column(dbs: tuple[str, str], capture: Callable[..., Capture])
         warnings = changes.preflight([table])
     finally:
         changes.close()
-    assert any("public.gen: generated column(s) g: change capture does not carry them" in w for w in warnings)
+    assert not any("generated column" in w for w in warnings), "a keyed table's are looked up if need be"
     run = capture("gen")
     _execute(source, "INSERT INTO gen (id, x, y) SELECT g, g, 'y' || g FROM generate_series(1, 20) AS g")
     _execute(source, "UPDATE gen SET x = -x WHERE id <= 5", "DELETE FROM gen WHERE id = 20")

@@ -774,15 +774,11 @@ REFUSED: tuple[Edge, ...] = (
 """Values refused (reported) instead of carried; each in its own table. The
 CDC reason differs in words for a timestamp past int64 (``BEYOND_INT64``)."""
 
-GENERATED = "generated column(s) v: change capture does not carry them"
-CDC_WARNED = {
-    "xml_decl": "xml column(s) v: change capture cannot keep a document's XML declaration",
-    "gen_first": GENERATED,
-    "gen_second": GENERATED,
-}
+CDC_WARNED: dict[str, str] = {}
 """Values change capture cannot carry, said by a warning naming the table and
-column when the task starts (the full load carries them exactly): the target
-may differ (PostgreSQL computes generated columns itself)."""
+column when the task starts (the full load carries them exactly). None now:
+generated columns and xml (its declaration), which pgoutput does not carry
+exactly, are looked up from the source by key."""
 
 CDC_REASONS = {
     "ts_after_int64": BEYOND_INT64,

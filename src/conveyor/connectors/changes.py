@@ -199,6 +199,42 @@ class ChangeSource(Protocol):
 
 
 @runtime_checkable
+class LooksUpValues(Protocol):
+    """A stream whose log does not carry some columns exactly (PostgreSQL's
+    pgoutput: generated columns not at all, xml without its declaration): the
+    runner looks their current values up from the source by primary key, once
+    per table per apply batch, in the applier's thread (the way the migration
+    service looks up LOBs it cannot get from the log). A value looked up is the
+    source's current one, which a later change of the same row in the stream
+    then writes again: the target converges to the source."""
+
+    def lookup_columns(self, table: TableSchema) -> tuple[str, ...]:
+        """The columns of ``table`` (a captured source table) the stream does
+        not carry exactly; empty when there are none or the table has no
+        primary key to look them up by."""
+        ...
+
+    def look_up(
+        self, table: TableSchema, columns: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """The current values of ``columns`` of the rows with these primary
+        keys (in ``table.primary_key`` order, values as the stream gives them),
+        as the stream's in-flight values, by key; a key whose row is gone is
+        left out. Called from one thread (the applier's), never the stream's."""
+        ...
+
+
+@runtime_checkable
+class ComputesColumns(Protocol):
+    """An applier whose target tables may compute columns themselves
+    (PostgreSQL's GENERATED ALWAYS AS ... STORED): a change must not write them."""
+
+    def computed_columns(self, table: TableSchema) -> frozenset[str]:
+        """The columns target table ``table`` computes (none when it does not exist)."""
+        ...
+
+
+@runtime_checkable
 class ReportsPosition(Protocol):
     """A change source that can say where its change log is now (for
     StopTaskCachedChangesApplied: stop once the changes committed before the

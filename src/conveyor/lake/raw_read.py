@@ -149,11 +149,16 @@ def read_with_op(lake: Lake, rel: str, schema: TableSchema, layout: lay.FileLayo
     extra = [Column(lay.OP_COLUMN, text)] if layout.op else []
     if layout.timestamp:
         extra.append(Column(layout.timestamp, text))
-    # Change capture carries no generated columns: a change file leaves them
-    # out (NULL here, as the task's start warned).
-    captured = schema.without_generated()
-    wide = TableSchema(schema.ref, (*extra, *captured.columns), schema.primary_key)
-    data = lay.read_file(lake.raw, rel, wide, replace(layout, op=False, timestamp=None))
+    # Change capture carries generated columns (looked up from the source); a
+    # headerless CSV change file of an older Conveyor left them out (NULL here).
+    captured = schema
+    try:
+        data = _read_change_file(lake, rel, schema, layout, extra)
+    except pa.ArrowInvalid:
+        captured = schema.without_generated()
+        if captured.columns == schema.columns or layout.data_format == "parquet":
+            raise
+        data = _read_change_file(lake, rel, captured, layout, extra)
     if layout.op:
         ops = data.column(lay.OP_COLUMN).combine_chunks()
     else:
@@ -164,6 +169,13 @@ def read_with_op(lake: Lake, rel: str, schema: TableSchema, layout: lay.FileLayo
         for c in schema.columns
     ]
     return pa.Table.from_arrays(columns, schema=schema.arrow_schema()).add_column(0, OP, ops)
+
+
+def _read_change_file(
+    lake: Lake, rel: str, schema: TableSchema, layout: lay.FileLayout, extra: list[Column]
+) -> pa.Table:
+    wide = TableSchema(schema.ref, (*extra, *schema.columns), schema.primary_key)
+    return lay.read_file(lake.raw, rel, wide, replace(layout, op=False, timestamp=None))
 
 
 def read_full_load(lake: Lake, load: FullLoad, skipped: list[dict[str, str]]) -> pa.Table:

@@ -601,7 +601,7 @@ def generated_handling(plan: TablePlan, load: TableLoad) -> dict[str, str]:
         else:
             handling[target_name] = (
                 f"copied as a plain column (the source computes it as {column.generated}); "
-                "change capture does not carry it"
+                "change capture looks it up from the source by key (a table with a primary key)"
             )
     return handling
 

@@ -154,6 +154,20 @@ class PostgresApplier:
             for c in table.columns
         )
 
+    def computed_columns(self, table: TableSchema) -> frozenset[str]:
+        """The target table's generated columns (GENERATED ALWAYS AS ... STORED),
+        which a change must not write; none when the table does not exist."""
+        conn = self._connection()
+        try:
+            existing = describe_table(conn, table.ref)
+            conn.commit()
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise TransientError(connection.describe_failure(self.config, exc)) from None
+        if existing is None:
+            return frozenset()
+        return frozenset(c.name for c in existing.columns if c.generated is not None)
+
     def apply_changes(self, task: str, changes: Sequence[ChangeBatch], checkpoint: Checkpoint) -> None:
         conn = self._connection()
         try:

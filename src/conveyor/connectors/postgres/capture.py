@@ -138,7 +138,7 @@ class PostgresChangeSource(CapturePositions, PostgresSource):
             if problems:
                 raise ConfigError(f"endpoint {self.config.name!r}: " + "; ".join(problems))
             warnings = [identity_warning(ref) for ref in without_identity(conn, tables)]
-            return warnings + generated_column_warnings(conn, tables) + xml_column_warnings(tables)
+            return warnings + generated_column_warnings(tables) + xml_column_warnings(tables)
 
     # -- capture lifecycle -----------------------------------------------------
 

@@ -52,6 +52,7 @@ from conveyor.connectors.postgres.capture_replication import (
     slot_gone,
 )
 from conveyor.connectors.postgres.copy_lines import encoded_format, line_values, tuple_line
+from conveyor.connectors.postgres.lookups import SourceLookups, lookup_columns
 from conveyor.connectors.postgres.pgoutput import UNCHANGED, format_lsn
 from conveyor.connectors.postgres.source import (
     qualified,
@@ -585,7 +586,23 @@ class PostgresChangeStream:
         except psycopg2.Error as exc:
             self._lost(self._error(exc))
 
+    # -- values pgoutput does not carry exactly (LooksUpValues) ------------------
+
+    _lookups: SourceLookups | None = None
+
+    def lookup_columns(self, table: TableSchema) -> tuple[str, ...]:
+        return lookup_columns(table)
+
+    def look_up(
+        self, table: TableSchema, columns: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], dict[str, Any]]:
+        if self._lookups is None:
+            self._lookups = SourceLookups(self.config)
+        return self._lookups.look_up(table, columns, keys)
+
     def close(self) -> None:
+        if self._lookups is not None:
+            self._lookups.close()
         self._close_replication()
         if not self._catalog.closed:
             self._catalog.close()

@@ -82,16 +82,8 @@ ORDER BY a.attrelid, a.attnum
 
 # Generated columns are part of a table's schema (Column.generated): a full load
 # reads their values; pgoutput does not send them (before PostgreSQL 18), so
-# change capture carries a table without them (TableSchema.without_generated).
-_GENERATED_SQL = """
-SELECT n.nspname, c.relname, a.attname
-FROM pg_attribute a
-JOIN pg_class c ON c.oid = a.attrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE a.attrelid = ANY(%s::regclass[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
-ORDER BY n.nspname, c.relname, a.attnum
-"""
-
+# change capture looks them up by key where the target does not compute them
+# (postgres/lookups.py, replication/cdc/lookups.py).
 _KEYS_SQL = """
 SELECT i.indrelid, a.attname
 FROM pg_index i
@@ -186,35 +178,37 @@ def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> 
     return tables
 
 
-def generated_column_warnings(conn: psycopg.Connection[Any], tables: Sequence[TableSchema]) -> list[str]:
-    """A warning per table with generated columns, which are not replicated."""
-    if not tables:
-        return []
-    names = [qualified(t.ref).as_string(conn) for t in tables]
-    found: dict[tuple[str, str], list[str]] = {}
-    for schema, table, column in conn.execute(_GENERATED_SQL, (names,)).fetchall():
-        found.setdefault((schema, table), []).append(column)
-    return [
-        f"table {schema}.{table}: generated column(s) {', '.join(columns)}: change capture does not "
-        "carry them (pgoutput does not send them). A target table that computes them stays right (a "
-        "PostgreSQL table Conveyor creates declares them GENERATED ALWAYS AS ... STORED); elsewhere "
-        "(DuckDB, the lake, a plain target column) they hold the full load's values and captured "
-        "inserts and updates leave them NULL"
-        for (schema, table), columns in found.items()
-    ]
+def generated_column_warnings(tables: Sequence[TableSchema]) -> list[str]:
+    """A warning per table with generated columns that change capture cannot
+    look up: pgoutput does not send them, and without a primary key there is
+    no row to look their values up by (postgres/lookups.py)."""
+    warnings = []
+    for table in tables:
+        names = [c.name for c in table.columns if c.generated is not None]
+        if names and not table.primary_key:
+            warnings.append(
+                f"table {table.ref}: generated column(s) {', '.join(names)}: pgoutput does not send "
+                "them and the table has no primary key to look them up by: a target table that "
+                "computes them stays right (a PostgreSQL table Conveyor creates declares them "
+                "GENERATED ALWAYS AS ... STORED); elsewhere (DuckDB, the lake, a plain target column) "
+                "captured inserts leave them NULL. Add a primary key to make them exact"
+            )
+    return warnings
 
 
 def xml_column_warnings(tables: Sequence[TableSchema]) -> list[str]:
-    """A warning per table with xml columns: change capture gets xml's output
-    form, which leaves out an XML declaration (the full load keeps it)."""
+    """A warning per table with xml columns change capture cannot look up:
+    pgoutput sends xml's output form, which leaves out an XML declaration, and
+    without a primary key there is no row to look the value up by."""
     warnings = []
     for table in tables:
         names = xml_columns(table)
-        if names:
+        if names and not table.primary_key:
             warnings.append(
-                f"table {table.ref}: xml column(s) {', '.join(names)}: change capture cannot keep a "
-                "document's XML declaration (<?xml version=\"1.0\" ...?>): pgoutput sends xml's output "
-                "form, which leaves it out; the full load keeps it"
+                f"table {table.ref}: xml column(s) {', '.join(names)}: pgoutput leaves out a "
+                'document\'s XML declaration (<?xml version="1.0" ...?>) and the table has no '
+                "primary key to look the value up by: captured changes lose it (the full load keeps "
+                "it). Add a primary key to make them exact"
             )
     return warnings
 

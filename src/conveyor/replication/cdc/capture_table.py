@@ -8,7 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.connectors.changes import LooksUpValues
 from conveyor.core.batch import Checkpoint
+from conveyor.replication.cdc.lookups import ValueLookup, value_lookup
 from conveyor.replication.cdc.reduce import Group, TableReducer
 from conveyor.replication.mappings import MappedTable
 
@@ -34,6 +36,10 @@ class CaptureTable:
     keep_log: bool = False
     # Keep what each key's changes were, for the apply-conflict policies.
     check_keys: bool = False
+    # The stream, when it looks up values it does not carry exactly, and this
+    # table's lookup of them (None: nothing to look up).
+    values_from: LooksUpValues | None = None
+    lookup: ValueLookup | None = None
 
     @classmethod
     def of(cls, mapped: MappedTable, keep_log: bool = False, check_keys: bool = False) -> CaptureTable:
@@ -42,10 +48,23 @@ class CaptureTable:
 
     def renew(self, mapped: MappedTable | None = None) -> None:
         """Start a new batch (and, after DDL, a new mapping)."""
-        self.mapped = mapped or self.mapped
+        if mapped is not None:
+            self.mapped = mapped
+            self.looks_up_from(self.values_from)
         self.reducer = table_reducer(
-            self.mapped, self.decode, self.keep_log, self.reducer.open_group, check_keys=self.check_keys
+            self.mapped,
+            self.decode,
+            self.keep_log,
+            self.reducer.open_group,
+            check_keys=self.check_keys,
+            lookup=self.lookup,
         )
+
+    def looks_up_from(self, source: LooksUpValues | None) -> None:
+        """Look values the stream does not carry exactly up from ``source``
+        (from the next batch on)."""
+        self.values_from = source
+        self.lookup = value_lookup(source, self.mapped) if source is not None else None
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -65,6 +84,7 @@ def table_reducer(
     keep_log: bool = False,
     carry: Group | None = None,
     check_keys: bool = False,
+    lookup: ValueLookup | None = None,
 ) -> TableReducer:
     """A reducer of one batch of ``mapped``'s changes (``carry``: the group a
     grouped table's previous batch left open)."""
@@ -84,4 +104,5 @@ def table_reducer(
         source_key=mapped.source.primary_key,
         carry=carry if mapped.group_key else None,
         check_keys=check_keys,
+        lookup=lookup,
     )

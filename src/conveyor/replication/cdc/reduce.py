@@ -13,7 +13,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.changes import EncodedRows, RowChange
@@ -21,6 +21,9 @@ from conveyor.core.batch import ChangeBatch, Checkpoint, KeyHistory, LoggedChang
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
+
+if TYPE_CHECKING:
+    from conveyor.replication.cdc.lookups import ValueLookup
 
 Key = tuple[Any, ...]
 Group = tuple[Key, dict[Key, dict[str, Any] | None]]  # a parent's key and its rows by source key
@@ -72,6 +75,10 @@ class TableReducer:
     # Keep what each key's changes were (its first change, ...) to judge the
     # reduced batch against the target (apply conflicts, ``KeyHistory``).
     check_keys: bool = False
+    # Columns the stream does not carry exactly, looked up from the source when
+    # the batch is built (cdc/lookups.py); then the source key of each target key.
+    lookup: ValueLookup | None = None
+    _source_keys: dict[Key, Key] = field(default_factory=dict)
     _history: dict[Key, list[Any] | None] = field(default_factory=dict)
     # Keys whose first change is an INSERT followed only by partial UPDATEs:
     # the columns whose final value is still the INSERT's (``KeyHistory.inherited``).
@@ -100,6 +107,7 @@ class TableReducer:
             and self.convert is None
             and self.decode is not None
             and not self.check_keys
+            and self.lookup is None
             and list(self.rename) == list(self.table.column_names)
         )
 
@@ -150,6 +158,9 @@ class TableReducer:
             self._count(change.op)
             self._grouped(change, None if change.op is Op.DELETE else values)
             return
+        if self.lookup is not None and change.op is not Op.DELETE:
+            source = change.values
+            self._source_keys[self._key(values)] = tuple(source.get(k) for k in self.lookup.source_key)
         if change.op is Op.INSERT:
             self.inserts += 1
             self._put(values, frozenset(), None, Op.INSERT)
@@ -261,6 +272,7 @@ class TableReducer:
         self._inherited.clear()
         self._appended.clear()
         self._groups.clear()
+        self._source_keys.clear()
         self._last_group, self.carry = None, None
         self.truncate = True
 
@@ -306,6 +318,8 @@ class TableReducer:
             for group_id, rows in self._groups.items():
                 deletes.append(dict(zip(self.group_key, group_id, strict=True)))
                 upserts.extend(row for row in rows.values() if row is not None)
+        if self.lookup is not None and (upserts or partial or self.log):
+            return functools.partial(self._looked_up, upserts, deletes, partial)
         return functools.partial(
             change_batch,
             table,
@@ -316,6 +330,28 @@ class TableReducer:
             encoded=encoded,
             log=tuple(self.log or ()),
             key_is_group=bool(self.group_key),
+            checks=self._checks(),
+        )
+
+    def _looked_up(
+        self,
+        upserts: list[dict[str, Any]],
+        deletes: list[dict[str, Any]],
+        partial: dict[frozenset[str], list[dict[str, Any]]],
+    ) -> ChangeBatch:
+        """The batch with the values the stream does not carry exactly looked
+        up from the source (in the applier's thread: ``reduced``)."""
+        assert self.lookup is not None
+        upserts, partial, logged = self.lookup.complete(
+            upserts, partial, tuple(self.log or ()), self._source_keys, self._key
+        )
+        return change_batch(
+            self.table,
+            upserts,
+            deletes,
+            partial,
+            truncate=self.truncate,
+            log=logged,
             checks=self._checks(),
         )
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from conveyor.connectors.changes import ChangeApplier
 from conveyor.connectors.registry import open_source, open_target
 from conveyor.core.errors import ConveyorError
 from conveyor.core.schema import TableRef
+from conveyor.replication.cdc.lookups import captured_sources
 from conveyor.replication.full_load import TABLE_COMPLETED, TablePlan
 from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.task_run import TaskRun, load_tables, stats_document
@@ -23,8 +25,15 @@ class TaskTableReloader:
     """``TableReloader`` for a task run. ``loaded`` is the run's full-load
     statistics per target table, which a finished reload replaces."""
 
-    def __init__(self, run: TaskRun, mappings: TableMappings, loaded: dict[tuple[str, str], Any]) -> None:
+    def __init__(
+        self,
+        run: TaskRun,
+        mappings: TableMappings,
+        loaded: dict[tuple[str, str], Any],
+        applier: ChangeApplier | None = None,
+    ) -> None:
         self.run, self.mappings, self.loaded = run, mappings, loaded
+        self.applier = applier
         self._documents: dict[TableRef, dict[str, Any]] = {}
 
     def requested(self) -> list[TableRef]:
@@ -34,12 +43,16 @@ class TaskTableReloader:
     def describe(self, ref: TableRef) -> MappedTable | None:
         source = open_source(self.run.stack.endpoint_config(self.run.spec.source))
         try:
-            tables = [t.without_generated() for t in source.tables() if t.ref == ref]
+            tables = [t for t in source.tables() if t.ref == ref]
         finally:
             source.close()
-        # What capture carries: no generated columns (as capture_task selects them).
         selected = self.mappings.select(tables, allow_empty=True)
-        return selected[0] if selected else None
+        if not selected or self.applier is None:
+            return selected[0] if selected else None
+        # What capture carries (as capture_task selects it): generated columns
+        # only where the target does not compute them.
+        captured = self.mappings.select(captured_sources(selected, self.applier), allow_empty=True)
+        return captured[0] if captured else None
 
     def begin(self, mapped: MappedTable) -> None:
         source, target = mapped.source.ref, mapped.target.ref

@@ -59,6 +59,7 @@ from conveyor.connectors.changes import (
     FindsConflicts,
     KeepsChangeLog,
     LoggedChange,
+    LooksUpValues,
     LosesCapture,
     PacesBatches,
     RefusedTables,
@@ -79,6 +80,7 @@ from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.conflicts import ApplyConflicts
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
+from conveyor.replication.cdc.lookups import with_carried
 from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.refusals import ChangeRefusals, DataErrorCounts
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
@@ -168,11 +170,14 @@ class ChangeCapture:
         self._anchor, self._index = self.start, 0
         self._open_log: list[LoggedChange] = []  # logged changes whose commit is not read yet
         self._conflicts = self._apply_conflicts()
-        if self._keeps_log or self._conflicts is not None:
-            for table in self.tables.values():
+        # Values the stream does not carry exactly, looked up from the source per batch.
+        self._values_from = self.stream if isinstance(self.stream, LooksUpValues) else None
+        for table in self.tables.values():
+            if self._keeps_log or self._conflicts is not None:
                 table.keep_log = self._keeps_log
                 table.check_keys = self._conflicts is not None
-                table.renew()
+            table.looks_up_from(self._values_from)
+            table.renew()
         self._pacing = self.applier if isinstance(self.applier, PacesBatches) else None
         self._file_bytes: dict[TableRef, int] = {}  # pending size per table, when paced
         self._file_full = False  # one of them reached the paced size
@@ -372,6 +377,8 @@ class ChangeCapture:
         an ambiguous shape, the policy off) suspends the table. Never ignored."""
         schema = event.schema
         table = self.tables.get(schema.ref)
+        if table is not None:
+            schema = with_carried(schema, table.mapped.source)
         selected = self.mappings.select([schema], allow_empty=True)
         if table is None and selected:
             self._add_table(selected[0])
@@ -441,6 +448,8 @@ class ChangeCapture:
             return
         self.settle()
         table = self.tables[ref] = CaptureTable.of(mapped, self._keeps_log, self._conflicts is not None)
+        table.looks_up_from(self._values_from)
+        table.renew()
         try:
             self._apply_with_retry(lambda: stream.add_table(mapped.source))
         except ConfigError as exc:
@@ -518,7 +527,11 @@ class ChangeCapture:
         position = self._committed or self._handed
         self._handed = position
         applying = [t for t in self.tables.values() if not t.reloading]
-        reduced = [t.reducer.reduced() for t in applying if t.reducer.pending and t.suspended is None]
+        reduced = [
+            (t.mapped.target.ref, t.reducer.reduced())
+            for t in applying
+            if t.reducer.pending and t.suspended is None
+        ]
         rejected = self._source_rejections()
         touched = (
             {t.mapped.target.ref: t.reducer.touched_keys() for t in applying if t.reducer.pending}
@@ -612,14 +625,22 @@ class ChangeCapture:
 
     def _apply_reduced(
         self,
-        reduced: list[Callable[[], ChangeBatch]],
+        reduced: list[tuple[TableRef, Callable[[], ChangeBatch]]],
         rejected: dict[TableRef, tuple[TableSchema, list[RejectedValue]]],
         position: Checkpoint,
     ) -> None:
         """The applier thread's part: the batch's tables as ``ChangeBatch``es
-        (their one conversion to Arrow, done here while the stream reads on),
-        with the source's rejected values, applied."""
-        built = self._unrepresentable_rejected([build() for build in reduced])
+        (their one conversion to Arrow, done here while the stream reads on,
+        with the values looked up from the source), with the source's
+        rejected values, applied. A table whose values cannot be looked up
+        (a column gone from the source since) is suspended with the reason."""
+        made = []
+        for ref, build in reduced:
+            try:
+                made.append(self._with_retry(build))
+            except DataError as exc:
+                self._suspend(ref, str(exc))
+        built = self._unrepresentable_rejected(made)
         self._apply(self._with_source_rejections(built, rejected), position)
 
     def _unrepresentable_rejected(self, changes: list[ChangeBatch]) -> list[ChangeBatch]:
@@ -744,6 +765,12 @@ class ChangeCapture:
     @property
     def retries(self) -> RetryPolicy:
         return self.errors.retry_policy()
+
+    def _with_retry(self, build: Callable[[], ChangeBatch]) -> ChangeBatch:
+        """A table's batch, its lookups retried while the source is unreachable."""
+        made: list[ChangeBatch] = []
+        self._apply_with_retry(lambda: made.append(build()))
+        return made[-1]
 
     def _apply_with_retry(self, action: Callable[[], None]) -> None:
         """Retry while the target is unreachable, as the RecoverableError*

@@ -32,6 +32,7 @@ from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableRef
 from conveyor.events.lifecycle import FULL_LOAD_COMPLETED, TABLE_DROPPED, TABLE_SUSPENDED, task_event
 from conveyor.replication.cdc.capture_table import CaptureTable
+from conveyor.replication.cdc.lookups import captured_sources
 from conveyor.replication.cdc.reload_task import TaskTableReloader
 from conveyor.replication.cdc.runner import TABLE_SUSPENDED as TABLE_ERROR_STATE
 from conveyor.replication.cdc.runner import ChangeCapture
@@ -74,8 +75,6 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
     try:
         tables = source.tables()
         mapped = select_tables(run.stack, run.name, tables)
-        # What change capture carries: no generated columns (pgoutput does not send them).
-        captured = select_tables(run.stack, run.name, [t.without_generated() for t in tables])
     finally:
         source.close()
     if not mapped:
@@ -107,7 +106,9 @@ def capture_task(run: TaskRun, mode: StartMode) -> str:
             log.info("task %s: full load finished; stopping (StopTaskCachedChangesNotApplied)", run.name)
             return STOPPED_AFTER_FULL_LOAD
         until = _cached_changes_end(run, changes) if loaded else None
-        kept_captured = [m for m in captured if m.source.ref not in refused]
+        # What capture carries: generated columns only where the target does not
+        # compute them (the table exists now), their values then looked up.
+        kept_captured = mappings.select(captured_sources(kept, applier), allow_empty=True)
         refused_now = refused_tables(mapped, refused)
         created = _never_captured(run, kept_captured) if mode == "resume" and not loaded else []
         if _capture(run, changes, applier, mappings, kept_captured, position, refused_now, until, created):
@@ -236,7 +237,7 @@ def _capture(
             table.suspended = row["reason"] if row["state"] == "suspended" else "reload requested"
     # This run's full-load statistics per target table, to extend with CDC counters.
     loaded = {(s["SchemaName"], s["TableName"]): s for s in run.store.table_stats(run.name, run.run_id)}
-    reloader = TaskTableReloader(run, mappings, loaded)
+    reloader = TaskTableReloader(run, mappings, loaded, applier)
     tuning = run.settings.change_processing_tuning
 
     drift_report = changes.drift_report if isinstance(changes, ReportsDrift) else None
@@ -309,7 +310,8 @@ def _capture(
         run.store.put_table_stats(run.name, run.run_id, target.schema, target.name, document)
         run.events(task_event(TABLE_DROPPED, run.name, f"{source}: {what}"))
 
-    stream = changes.open_stream(run.name, [m.source for m in mapped], position)
+    # The stream's own view of a table never has generated columns (pgoutput does not send them).
+    stream = changes.open_stream(run.name, [m.source.without_generated() for m in mapped], position)
     try:
         capture = ChangeCapture(
             task=run.name,
