@@ -40,7 +40,8 @@ ROWS_SQL = (
 )
 DUCK_SQL = (
     "CREATE TABLE public.items (id BIGINT PRIMARY KEY, name VARCHAR, ts TIMESTAMP, n DECIMAL(12, 2)); "
-    "INSERT INTO public.items SELECT g, 'item ' || g, TIMESTAMP '2020-01-01 10:00:00.5' + g * INTERVAL 1 SECOND, "
+    "INSERT INTO public.items SELECT g, 'item ' || g, "
+    "TIMESTAMP '2020-01-01 10:00:00.5' + g * INTERVAL 1 SECOND, "
     "g * 1.25 FROM range(1, {rows} + 1) t(g)"
 )
 
@@ -93,17 +94,21 @@ def main() -> None:
                 target = open_target(config)
                 snapshot = source.snapshot()
                 try:
-                    whole = measure(lambda: validate_table(snapshot, target, plan, run=run), args.repeat)
+                    whole = measure(
+                        lambda s=snapshot, t=target: validate_table(s, t, plan, run=run), args.repeat
+                    )
                     print(f"  PG -> {name}: whole table      {whole[0]:7.3f} s wall {whole[1]:7.3f} s CPU")
                     for changed in (10, 1000):
                         keys = [(str(k),) for k in range(1, args.rows, args.rows // changed)][:changed]
                         result = validate_keys(snapshot, target, plan, keys, run)
                         assert result is not None and result.state == "Validated", result
                         taken = measure(
-                            lambda keys=keys: validate_keys(snapshot, target, plan, keys, run), args.repeat
+                            lambda k=keys, s=snapshot, t=target: validate_keys(s, t, plan, k, run),
+                            args.repeat,
                         )
                         print(
-                            f"  PG -> {name}: {changed:5d} changed keys {taken[0]:7.3f} s wall {taken[1]:7.3f} s CPU"
+                            f"  PG -> {name}: {changed:5d} changed keys "
+                            f"{taken[0]:7.3f} s wall {taken[1]:7.3f} s CPU"
                         )
                 finally:
                     snapshot.close()
