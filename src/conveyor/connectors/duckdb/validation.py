@@ -25,7 +25,10 @@ timestamps with their zones, binary as hex, are compared whole)."""
 
 
 def read_keys(
-    cur: duckdb.DuckDBPyConnection, table: TableSchema, keys: Sequence[tuple[str | None, ...]], batch_rows: int
+    cur: duckdb.DuckDBPyConnection,
+    table: TableSchema,
+    keys: Sequence[tuple[str | None, ...]],
+    batch_rows: int,
 ) -> Iterator[pa.RecordBatch]:
     """The rows of ``keys`` (canonical texts), as Arrow batches of ``table``'s
     types: the keys, converted to the key columns' types in Arrow, joined to the table."""
