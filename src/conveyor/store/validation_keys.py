@@ -33,9 +33,10 @@ class ValidationKeys(Repository):
         with self._tx() as conn:
             return [KeyRow(*row) for row in conn.execute(query)]
 
-    def put(self, task: str, rows: Sequence[KeyRow]) -> None:
-        """Set these rows (replacing the same keys'), in one transaction."""
-        if not rows:
+    def put(self, task: str, rows: Sequence[KeyRow], new: Sequence[KeyRow] = ()) -> None:
+        """Set ``rows`` (replacing the same keys') and add ``new`` (keys the store
+        does not hold: nothing to replace), in one transaction."""
+        if not rows and not new:
             return
         with self._tx() as conn:
             for (schema_name, table), keys in _by_table(rows).items():
@@ -51,7 +52,7 @@ class ValidationKeys(Repository):
                         "state": r.state,
                         "since": r.since,
                     }
-                    for r in rows
+                    for r in [*rows, *new]
                 ],
             )
 

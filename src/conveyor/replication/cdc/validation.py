@@ -219,6 +219,7 @@ class CaptureValidation:
         """A batch goes to the applier (it may commit from now on): its keys are
         kept in the store first, so a crash after its commit leaves them to compare."""
         rows: list[KeyRow] = []
+        new: list[KeyRow] = []  # keys the store does not hold yet
         with self._lock:
             for ref, keys in touched.items():
                 table = self._tables.get(ref)
@@ -233,10 +234,14 @@ class CaptureValidation:
                     continue
                 for key in texts:
                     table.handed[key] = table.handed.get(key, 0) + 1
-                    if table.stored.get(key) != QUEUED:
+                    held = table.stored.get(key)
+                    if held != QUEUED:
                         table.stored[key] = QUEUED
-                        rows.append(KeyRow(ref.schema, ref.name, _key_text(key), QUEUED))
-            self._put(rows)
+                        (new if held is None else rows).append(
+                            KeyRow(ref.schema, ref.name, _key_text(key), QUEUED)
+                        )
+            if (rows or new) and self._keys is not None:
+                self._keys.put(self.task, rows, new)
 
     def applied(self, touched: dict[TableRef, list[Any] | None]) -> None:
         """A batch committed on the target: queue the keys it touched
