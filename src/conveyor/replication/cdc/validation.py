@@ -97,6 +97,8 @@ class _Table:
     handed_whole: int = 0  # batches handed, not yet committed, that touched the whole table
     stored: dict[Key, str] = field(default_factory=dict)  # each key's row in the store (its state)
     mode: str | None = None  # the table's row in the store (WHOLE, KEYS; None: none)
+    by_key: bool = False
+    """Compared whole (or Validated by this run's full load) once: changed keys only from then on."""
 
     @property
     def ref(self) -> TableRef:
@@ -109,6 +111,8 @@ class _Table:
             self.state, self.reason = document["ValidationState"], document.get("ValidationStateDetails")
             self.failed = int(document.get("ValidationFailedRecords") or 0)
             self.whole, self.since = False, None
+            # differences the load found are not named here: the next comparison is whole
+            self.by_key = self.state == VALIDATED
             return True
         return False
 
@@ -126,7 +130,7 @@ class _Table:
                 self.pending.add(key)
         if self.mode != KEYS:
             return  # never compared whole: compared whole first
-        self.whole, self.state = False, VALIDATED
+        self.whole, self.state, self.by_key = False, VALIDATED, True
         self.since = now if self.pending or self.differing else None
 
     def stats(self) -> dict[str, Any]:
@@ -174,8 +178,9 @@ class CaptureValidation:
         for ref, table in self._tables.items():
             document = (loaded or {}).get(ref)
             if document is not None and table.start_from(document):
-                table.mode = KEYS
-                marks.append(KeyRow(ref.schema, ref.name, TABLE_ROW, KEYS))
+                if table.by_key:
+                    table.mode = KEYS
+                    marks.append(KeyRow(ref.schema, ref.name, TABLE_ROW, KEYS))
             elif ref in rows:
                 table.resume(rows[ref], now, wall)
         self._put(marks)
@@ -201,7 +206,7 @@ class CaptureValidation:
             if table is None:
                 table = self._tables[plan.target.ref] = _Table(plan)
             elif table.reloading and not reloading:
-                table.plan, table.whole = plan, True
+                table.plan, table.whole, table.by_key = plan, True, False
                 table.pending.clear()
                 table.differing.clear()
                 table.since = table.since or time.monotonic()
@@ -316,7 +321,8 @@ class CaptureValidation:
             whole_before, table.whole, table.since = table.whole, False, None
             asked = touched | set(table.differing)  # the changed keys, and those that differed
         run = ValidationRun(self.task, self.settings, record=False)
-        result = None if whole_before else validate_keys(snapshot, target, table.plan, asked, run)
+        whole = whole_before or not table.by_key
+        result = None if whole else validate_keys(snapshot, target, table.plan, asked, run)
         by_key = result is not None
         if result is None:
             result = validate_table(snapshot, target, table.plan, run=run)
@@ -362,17 +368,18 @@ class CaptureValidation:
             write = keys != table.recorded and not (table.recorded is None and unconfirmed and not keys)
             if write and table.plan.target.primary_key:
                 table.recorded = keys
-            self._keep(table, None if not by_key else asked, whole_before, found)
+            self._keep(table, asked if by_key else None, found)
         if write and table.plan.target.primary_key:
             self._record(target, table.plan.target.ref, confirmed)
 
-    def _keep(
-        self, table: _Table, asked: Iterable[Key] | None, whole_before: bool, found: dict[Key, Any]
-    ) -> None:
+    def _keep(self, table: _Table, asked: Iterable[Key] | None, found: dict[Key, Any]) -> None:
         """The store after a comparison (under the lock): differing keys kept with
         when they were first found, those found equal (``asked``; None: every key
         the store held) forgotten unless changed again meanwhile, and a table
         compared whole marked as compared by key from now on."""
+        whole = asked is None and not table.whole and not table.handed_whole
+        if whole and table.plan.target.primary_key:
+            table.by_key = True
         if self._keys is None:
             return
         ref, wall, now = table.ref, _wall(), time.monotonic()
@@ -389,7 +396,7 @@ class CaptureValidation:
             for k in (set(table.stored) if asked is None else set(asked) & set(table.stored))
             if k not in found and k not in again
         ]
-        if whole_before and not table.whole and not table.handed_whole and table.plan.target.primary_key:
+        if whole and table.plan.target.primary_key and table.mode != KEYS:
             table.mode = KEYS
             rows.append(KeyRow(ref.schema, ref.name, TABLE_ROW, KEYS))
         self._keys.put(self.task, rows)
