@@ -168,6 +168,7 @@ class CaptureValidation:
         self.confirm = confirm_seconds(settings)
         self._open_sides = open_sides
         self._keys = keys
+        self._rendered: dict[int, list[Key]] = {}  # a handed batch's key texts, by its key list
         self._publish: Callable[[], None] = lambda: None
         self._tables = {p.target.ref: _Table(p) for p in plans}
         rows: dict[TableRef, list[KeyRow]] = {}
@@ -237,6 +238,8 @@ class CaptureValidation:
                         table.mode = WHOLE
                         rows.append(KeyRow(ref.schema, ref.name, TABLE_ROW, WHOLE))
                     continue
+                assert keys is not None
+                self._rendered[id(keys)] = texts  # the list lives on with its batch until applied
                 for key in texts:
                     table.handed[key] = table.handed.get(key, 0) + 1
                     held = table.stored.get(key)
@@ -255,7 +258,9 @@ class CaptureValidation:
             table = self._tables.get(ref)
             if table is None:
                 continue
-            texts = self._texts(table, keys)
+            texts = self._rendered.pop(id(keys), None) if keys is not None else None
+            if texts is None:
+                texts = self._texts(table, keys)
             with self._lock:
                 if texts is None:
                     table.whole = True
