@@ -20,6 +20,7 @@ from conveyor.replication.validation import ValidationRun
 from conveyor.replication.validation_keys import validate_keys
 from conveyor.store.store import Store
 from conveyor.store.validation_keys import KeyRow
+from support.mariadb import mariadb_connect
 from support.servers import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -127,3 +128,41 @@ def test_the_store_keeps_what_is_left_to_compare(store: Store) -> None:
     assert sorted(r.key for r in keys.of_task("t")) == ["", '["2"]']
     keys.clear("t")
     assert keys.of_task("t") == [] and len(keys.of_task("other")) == 1
+
+
+def test_mariadb_source(mariadb_db: str, pg_server: PostgresServer) -> None:
+    """MariaDB's text read by key, integer keys only: a text key (its collation may
+    match other spellings) is left to the whole-table comparison (None)."""
+    with mariadb_connect(mariadb_db) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE items (id bigint PRIMARY KEY, name varchar(20), n decimal(8, 2))")
+        cur.execute("INSERT INTO items VALUES (1, 'a', 1.50), (2, 'b', 3.00), (3, 'c', NULL)")
+        cur.execute("CREATE TABLE named (code varchar(10) PRIMARY KEY, v int)")
+        cur.execute("INSERT INTO named VALUES ('x', 1)")
+    target = pg_server.url(pg_server.new_database("vkmdst"))
+    with psycopg.connect(target, autocommit=True) as pg:
+        pg.execute("CREATE SCHEMA IF NOT EXISTS " + mariadb_db.rsplit("/", 1)[1])
+        schema = mariadb_db.rsplit("/", 1)[1]
+        pg.execute(f"CREATE TABLE {schema}.items (id bigint PRIMARY KEY, name varchar(20), n numeric(8, 2))")
+        pg.execute(f"INSERT INTO {schema}.items VALUES (1, 'a', 1.50), (2, 'B', 3.00)")
+        pg.execute(f"CREATE TABLE {schema}.named (code varchar(10) PRIMARY KEY, v integer)")
+    source = open_source(EndpointConfig("src", "mysql", url=mariadb_db))
+    opened = open_target(EndpointConfig("dst", "postgres", url=target))
+    try:
+        tables = {t.ref.name: t for t in source.tables()}
+        snapshot = source.snapshot()
+        try:
+            run = ValidationRun("t", ValidationSettings(), record=False)
+            items = TablePlan(tables["items"], tables["items"])
+            result = validate_keys(snapshot, opened, items, [("1",), ("2",), ("3",), ("4",)], run)
+            assert result is not None
+            assert sorted((f.key, f.failure_type) for f in result.failures) == [
+                (("2",), "RECORD_DIFF"),
+                (("3",), "MISSING_TARGET"),
+            ]
+            named = TablePlan(tables["named"], tables["named"])
+            assert validate_keys(snapshot, opened, named, [("x",)], run) is None
+        finally:
+            snapshot.close()
+    finally:
+        opened.close()
+        source.close()
