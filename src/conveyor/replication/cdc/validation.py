@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 PENDING = "Pending records"
 NOT_ENABLED = "Not enabled"
 DEFAULT_SETTLE_SECONDS = 5.0
+_UNCAPPED = 1 << 62
 _WHOLE: tuple[str | None, ...] = ("<whole table>",)  # a table without a key: its rows cannot be named
 WHOLE, KEYS = "whole", "keys"  # a table's row in the store: compared whole next, or by key
 QUEUED, DIFFERING = "pending", "differing"  # a key's row
@@ -325,7 +326,10 @@ class CaptureValidation:
             touched, table.pending = table.pending, set()
             whole_before, table.whole, table.since = table.whole, False, None
             asked = touched | set(table.differing)  # the changed keys, and those that differed
-        run = ValidationRun(self.task, self.settings, record=False)
+        # Every differing row is kept (its key is compared again until it is equal);
+        # TableFailureMaxCount caps what the failures table gets (``_record``).
+        every = {"table_failure_max_count": _UNCAPPED, "failure_max_count": _UNCAPPED}
+        run = ValidationRun(self.task, self.settings.model_copy(update=every), record=False)
         whole = whole_before or not table.by_key
         result = None if whole else validate_keys(snapshot, target, table.plan, asked, run)
         by_key = result is not None
@@ -413,10 +417,9 @@ class CaptureValidation:
     def _record(self, target: Target, ref: TableRef, failures: list[ValidationFailure]) -> None:
         if not isinstance(target, SupportsValidationFailures):
             return
+        kept = failures[: self.settings.table_failure_max_count]
         try:
-            target.record_validation_failures(
-                self.task, ref, failures, datetime.now(UTC).replace(tzinfo=None)
-            )
+            target.record_validation_failures(self.task, ref, kept, datetime.now(UTC).replace(tzinfo=None))
         except Exception as exc:
             log.warning(
                 "task %s: table %s: validation failures could not be recorded: %s", self.task, ref, exc
