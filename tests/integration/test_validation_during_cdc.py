@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from conveyor.connectors.duckdb.target import DEFAULT_MEMORY_LIMIT
+from conveyor.core.faults import ENV as FAULT_ENV
 from conveyor.store.store import Store
 from support.cli import conveyor
 from support.servers import PostgresServer
@@ -143,11 +144,14 @@ def test_postgres_to_postgres_through_the_cli(pg_server: PostgresServer, tmp_pat
         conveyor(home, "tasks", "stop", "sync")
         wait_until(lambda: read_task(home, "sync")["status"] == "stopped", "the task to stop")
 
+    def failed_keys() -> list[str]:
+        return [k for (k,) in target_sql("SELECT key FROM awsdms_validation_failures_v1 ORDER BY key")]
+
     assert conveyor(home, "tasks", "start", "sync").returncode == 0
     try:
         _scenario(source, tables, target_sql)
-        # Pending keys live in memory: a resumed task compares every table whole,
-        # and confirms the difference again (its failure row stays meanwhile).
+        # The differing key is kept in the store: a resumed task compares it (not
+        # every table) and confirms the difference again (its failure row stays meanwhile).
         stop()
         assert conveyor(home, "tasks", "resume", "sync").returncode == 0
         wait_until(lambda: read_task(home, "sync")["status"] == "running", "the task to run")
@@ -155,7 +159,40 @@ def test_postgres_to_postgres_through_the_cli(pg_server: PostgresServer, tmp_pat
             lambda: _state(tables()["items"]) == ("Mismatched records", 0, 1), "Mismatched again", 60, tables
         )
         assert _state(tables()["quiet"]) == ("Validated", 0, 0)
-        assert len(target_sql("SELECT key FROM awsdms_validation_failures_v1")) == 1
+        assert failed_keys() == ['{"key": ["7"]}']
+
+        # Fixed behind Conveyor's back, no change on the source: compared again
+        # after the confirmation delay, Validated, its failure row gone.
+        target_sql("UPDATE items SET ts = ts - interval '1 microsecond' WHERE id = 7")
+        wait_until(
+            lambda: _state(tables().get("items", {})) == ("Validated", 0, 0),
+            "Validated after the fix",
+            60,
+            tables,
+        )
+        wait_until(lambda: failed_keys() == [], "the failure row gone", debug=failed_keys)
+
+        # A worker killed just after a batch committed on the target (before the
+        # validation thread heard of it): its keys were stored as the batch was
+        # handed over, so the resumed task compares them. Row 40, changed on the
+        # target and never since on the source, is not compared: after a table's
+        # first comparison only changed keys are (`conveyor validate` compares all).
+        stop()
+        target_sql("UPDATE items SET name = 'behind the back' WHERE id = 40")
+        _source_sql(source, "UPDATE items SET name = 'while stopped' WHERE id = 20")
+        died = conveyor(home, "tasks", "resume", "sync", env={FAULT_ENV: "capture-after-apply"})
+        assert died.returncode == 0, died.stderr
+        wait_until(lambda: read_task(home, "sync")["status"] == "failed", "the worker to die after the apply")
+        assert target_sql("SELECT name FROM items WHERE id = 20") == [("while stopped",)]
+        target_sql("UPDATE items SET doc = '{\"n\": -1}' WHERE id = 20")  # behind Conveyor's back
+        assert conveyor(home, "tasks", "resume", "sync").returncode == 0
+        wait_until(
+            lambda: _state(tables().get("items", {})) == ("Mismatched records", 0, 1),
+            "key 20 Mismatched",
+            60,
+            tables,
+        )
+        wait_until(lambda: failed_keys() == ['{"key": ["20"]}'], "key 20's failure row", debug=failed_keys)
     finally:
         try:
             stop()
@@ -184,3 +221,27 @@ def test_postgres_to_duckdb(pg_server: PostgresServer, store: Store, tmp_path: P
 
     with RunningTask(store, stack, "sync"):
         _scenario(source, tables, target_sql)
+    # Resumed: the differing key comes from the store and is confirmed again; row 40,
+    # changed on the target while the task was stopped and untouched since, is not
+    # compared (by key only after the first comparison); a fix is Validated again.
+    target_sql("UPDATE items SET name = 'behind the back' WHERE id = 40")
+    with RunningTask(store, stack, "sync", mode="resume"):
+        wait_until(
+            lambda: _state(tables().get("items", {})) == ("Mismatched records", 0, 1),
+            "Mismatched again",
+            60,
+            tables,
+        )
+        assert [k for (k,) in target_sql("SELECT key FROM awsdms_validation_failures_v1")] == [
+            '{"key": ["7"]}'
+        ]
+        target_sql("UPDATE items SET ts = ts - interval '1 microsecond' WHERE id = 7")
+        wait_until(
+            lambda: _state(tables().get("items", {})) == ("Validated", 0, 0),
+            "Validated after the fix",
+            60,
+            tables,
+        )
+        wait_until(
+            lambda: target_sql("SELECT key FROM awsdms_validation_failures_v1") == [], "the failure row gone"
+        )

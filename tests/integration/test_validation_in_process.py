@@ -202,3 +202,39 @@ def test_a_difference_is_reported_after_its_delay(
     reported = compare()
     assert reported["ValidationState"] == "Mismatched records"
     assert reported["ValidationFailedRecords"] == 1
+
+
+def test_every_differing_row_is_kept_during_capture_and_the_record_capped(
+    endpoints: tuple[SQLiteSource, DuckDBTarget], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TableFailureMaxCount caps the failures table, not what capture validation
+    keeps comparing: every differing row stays counted (and compared again)."""
+    from conveyor.replication.cdc import validation as cdc_validation
+
+    clock = _Clock()
+    monkeypatch.setattr(cdc_validation, "time", clock)
+    source, target = endpoints
+    table = next(t for t in source.tables() if t.ref.name == "a")
+    plan = TablePlan(table, table)
+    settings = ValidationSettings.model_validate(
+        {"EnableValidation": True, "ValidationQueryCdcDelaySeconds": 10, "TableFailureMaxCount": 2}
+    )
+    capture = cdc_validation.CaptureValidation("t", settings, [plan], lambda: (None, None, lambda: None))  # type: ignore[arg-type,return-value]
+    con = duckdb.connect(str(tmp_path / "t.duckdb"))
+    con.execute("UPDATE main.a SET v = 'changed behind Conveyor' WHERE id < 5")
+    con.close()
+    state = capture._tables[plan.target.ref]
+    for _ in range(2):
+        snapshot = source.snapshot()
+        try:
+            capture._check(snapshot, target, state)
+        finally:
+            snapshot.close()
+        clock.now += 10
+    assert capture.stats(plan.target.ref)["ValidationFailedRecords"] == 5
+    assert len(state.differing) == 5
+    cur = target._connection().cursor()  # the target's own database instance
+    try:
+        assert cur.execute("SELECT count(*) FROM main.awsdms_validation_failures_v1").fetchone() == (2,)
+    finally:
+        cur.close()

@@ -27,6 +27,9 @@ from conveyor.core.errors import ConveyorError
 from conveyor.store import migrate, schema
 from conveyor.store.store import Store
 
+HEAD_LEGACY = migrate.LEGACY_GUARD if migrate.HEAD != migrate.BASELINE else migrate.LEGACY_LATEST
+"""What ``schema_version`` says at the head: the guard once a revision followed the baseline."""
+
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "data" / "store"
 LEGACY_TABLES = {
     1: ["schema_version", "stacks", "tasks", "runs", "table_stats", "events"],
@@ -107,7 +110,7 @@ def test_head_is_the_one_head_of_the_scripts() -> None:
 def test_a_new_store_is_at_the_head_and_equals_the_schema(location: dict[str, Any], raw: Engine) -> None:
     Store.open(**location).close()
     assert differences(raw) == []
-    assert versions(raw) == ([migrate.HEAD], [migrate.LEGACY_LATEST])
+    assert versions(raw) == ([migrate.HEAD], [HEAD_LEGACY])
 
 
 @pytest.mark.parametrize("version", list(LEGACY_TABLES))
@@ -123,7 +126,7 @@ def test_a_store_from_before_alembic_is_upgraded_with_nothing_lost(
     try:
         assert rows(raw, kept) == before
         assert differences(raw) == []
-        assert versions(raw) == ([migrate.HEAD], [migrate.LEGACY_LATEST])
+        assert versions(raw) == ([migrate.HEAD], [HEAD_LEGACY])
         assert store.stack_document() == {"endpoints": {"src": {"engine": "sqlite", "path": "src.db"}}}
         assert store.task_status("orders")["stop_reason"] == "STOP_REASON_NORMAL"
         assert [e["id"] for e in store.list_events()] == ["ev-1"]
@@ -137,7 +140,7 @@ def test_a_store_from_before_alembic_is_upgraded_with_nothing_lost(
     finally:
         store.close()
     Store.open(**location).close()  # at the head: opened again as it is
-    assert versions(raw) == ([migrate.HEAD], [migrate.LEGACY_LATEST])
+    assert versions(raw) == ([migrate.HEAD], [HEAD_LEGACY])
 
 
 def test_a_store_newer_than_this_conveyor_is_refused(location: dict[str, Any], raw: Engine) -> None:
@@ -156,15 +159,15 @@ def test_a_store_newer_than_this_conveyor_is_refused(location: dict[str, Any], r
 LATER_REVISION = '''
 """A later change: a column on runs.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -191,8 +194,8 @@ def scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def later_scripts(scripts: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The store's scripts with one more revision (a column on runs) as the head."""
-    (scripts / "versions" / "0002_runs_host.py").write_text(LATER_REVISION)
-    monkeypatch.setattr(migrate, "HEAD", "0002")
+    (scripts / "versions" / "0003_runs_host.py").write_text(LATER_REVISION)
+    monkeypatch.setattr(migrate, "HEAD", "0003")
     return scripts
 
 
@@ -201,7 +204,7 @@ def test_a_later_revision_upgrades_a_store_and_older_conveyors_refuse_it(
 ) -> None:
     load_v7_snapshot(location, 3)
     Store.open(**location).close()
-    assert versions(raw) == (["0002"], [migrate.LEGACY_GUARD])  # > 7: Conveyor before Alembic refuses
+    assert versions(raw) == (["0003"], [migrate.LEGACY_GUARD])  # > 7: Conveyor before Alembic refuses
     assert "host" in {c["name"] for c in inspect(raw).get_columns("runs")}
     with raw.connect() as conn:
         assert conn.execute(text("SELECT pid FROM runs WHERE id = 1")).scalar() == 4242
@@ -215,11 +218,11 @@ def test_a_new_revision_is_written_from_the_schema(scripts: Path) -> None:
         migrate.new_revision("extra things")
     finally:
         schema.metadata.remove(extra)
-    written = list((scripts / "versions").glob("0002_*.py"))
+    written = list((scripts / "versions").glob("0003_*.py"))
     assert len(written) == 1
     body = written[0].read_text()
     assert (
-        'revision = "0002"' in body.replace("'", '"')
+        'revision = "0003"' in body.replace("'", '"')
         and "op.create_table(" in body
         and "extra_things" in body
     )
@@ -245,7 +248,7 @@ def test_processes_opening_a_new_store_at_once_migrate_it_once(location: dict[st
     ]
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in results]
-    assert versions(raw) == ([migrate.HEAD], [migrate.LEGACY_LATEST])
+    assert versions(raw) == ([migrate.HEAD], [HEAD_LEGACY])
     assert differences(raw) == []
 
 

@@ -328,6 +328,33 @@ class SupportsTextRows(Protocol):
 
 
 @runtime_checkable
+class SupportsKeyedTextRows(Protocol):
+    """A snapshot or target that reads the rows of given primary keys (their
+    values as the engine's output text) as ``SupportsTextRows`` reads a table:
+    validation during change capture compares only the keys that changed."""
+
+    def read_text_keys(
+        self, table: TableSchema, keys: Sequence[tuple[str | None, ...]], batch_rows: int
+    ) -> Iterator[list[tuple[str | None, ...]]]: ...
+
+
+@runtime_checkable
+class SupportsKeyedRead(Protocol):
+    """A target that reads the rows of given primary keys (their values as
+    canonical text) as Arrow batches of ``table``'s types; a key of a type it
+    cannot look up so makes it raise ``KeyLookupUnsupported``."""
+
+    def read_keys(
+        self, table: TableSchema, keys: Sequence[tuple[str | None, ...]], batch_rows: int
+    ) -> Iterator[pa.RecordBatch]: ...
+
+
+class KeyLookupUnsupported(Exception):
+    """The rows cannot be looked up by these key columns' texts (the caller
+    compares the whole table instead)."""
+
+
+@runtime_checkable
 class SupportsValidationFailures(Protocol):
     """A target that keeps validation failures in ``awsdms_validation_failures_v1``."""
 

@@ -230,7 +230,7 @@ SUPPORT: Mapping[str, Support] = {
     "ValidationSettings.RecordFailureDelayInMinutes": not_yet(_RECORD_DELAY),
     "ValidationSettings.RecordFailureDelayLimitInMinutes": acted(
         "minutes a differing row must stay different, unchanged, before validation during"
-        " change capture reports it (0: one settle delay)"
+        " change capture reports it (0: one settle delay); a differing row is compared again each such delay"
     ),
     "ValidationSettings.RecordSuspendDelayInMinutes": not_yet(_RECORD_DELAY),
     "ValidationSettings.ValidationPartialLobSize": acted("LOB values compared on their first N kilobytes"),

@@ -204,7 +204,7 @@ def _multiset(
 # -- the merge -----------------------------------------------------------------------------
 
 
-class _Recorder:
+class Recorder:
     """Failures of one table: the first SAMPLE_KEYS for the report, up to
     TableFailureMaxCount (and the run's FailureMaxCount) for the failures table."""
 
@@ -263,7 +263,7 @@ def _compare(
     partitions, ignored = [0], [0]
     source = keyed(source_batches, key_at, orders, normal, "source", key_names, partitions)
     target_rows = keyed(target_batches, key_at, orders, normal, "target", key_names, ignored)
-    recorder = _Recorder(run, names, key_names)
+    recorder = Recorder(run, names, key_names)
     src, tgt = next(source, None), next(target_rows, None)
     while src is not None or tgt is not None:
         if tgt is None or (src is not None and src[0] < tgt[0]):
@@ -293,11 +293,11 @@ def _compare(
     result.sample_keys = [list(f["Key"].values()) for f in recorder.sample]
     if result.failed_records:
         result.state = MISMATCHED
-    _record(target, plan, run, recorder, result)
+    finish(target, plan, run, recorder, result)
 
 
-def _record(
-    target: Target, plan: TablePlan, run: ValidationRun, recorder: _Recorder, result: TableValidation
+def finish(
+    target: Target, plan: TablePlan, run: ValidationRun, recorder: Recorder, result: TableValidation
 ) -> None:
     """Write the table's failures (replacing its earlier ones) on the target."""
     result.failures_not_recorded = recorder.dropped

@@ -52,7 +52,7 @@ def source_view(plan: TablePlan) -> TableSchema | None:
     return TableSchema(plan.source.ref, tuple(columns), key)
 
 
-def _rendered(batches: Iterable[pa.RecordBatch], types: Sequence[ColumnType]) -> Iterator[list[Values]]:
+def rendered(batches: Iterable[pa.RecordBatch], types: Sequence[ColumnType]) -> Iterator[list[Values]]:
     for batch in batches:
         columns = [render_column(batch.column(i), types[i]) for i in range(len(types))]
         yield list(zip(*columns, strict=True))
@@ -76,13 +76,13 @@ def sides(
         if isinstance(target, SupportsTextRows):
             notes.extend(_other_types(plan, view, target.describe(plan.target.ref)))
             return source, target.read_text(plan.target, partition), types, "source text, target text"
-        rendered = _rendered(target.read(plan.target, partition, order_by_key=True), types)
-        return source, rendered, types, "source text, target rendered as source text"
+        target_rows = rendered(target.read(plan.target, partition, order_by_key=True), types)
+        return source, target_rows, types, "source text, target rendered as source text"
     types = [c.type for c in plan.target.columns]
     read = read_source(snapshot, plan, partition, order_by_key=True)
-    source = _rendered(_projected(plan, read, refused if refused is not None else []), types)
-    rendered = _rendered(target.read(plan.target, partition, order_by_key=True), types)
-    return source, rendered, types, "values as read, rendered alike"
+    source = rendered(_projected(plan, read, refused if refused is not None else []), types)
+    target_rows = rendered(target.read(plan.target, partition, order_by_key=True), types)
+    return source, target_rows, types, "values as read, rendered alike"
 
 
 def _projected(

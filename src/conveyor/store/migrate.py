@@ -32,7 +32,7 @@ from conveyor.store import schema
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD = "0001"
+HEAD = "0002"
 """The newest revision (tests/unit/test_store_migrations.py checks it is the scripts' head)."""
 BASELINE = "0001"
 """The revision equal to the schema of Conveyor's own migrations at their last version."""

@@ -245,3 +245,23 @@ job_runs = Table(
     Column("tables", JSON),  # each table's result (lake.jobs.TableResult.as_dict)
     Column("pid", Integer),
 )
+
+# Validation during change capture (replication/cdc/validation.py): the rows a
+# running CDC task still has to compare, kept across stop, resume and crashes.
+# One row per target table with ``key`` '' (state "whole": the table is to be
+# compared whole; "keys": its first comparison is done, changed keys only from
+# then on), and one per key (its texts as a JSON list) that is "pending"
+# (changed, not yet compared) or "differing" (found different at ``since``,
+# seconds since the epoch, and not changed since; confirmed once it has
+# differed for the confirmation delay).
+validation_keys = Table(
+    "validation_keys",
+    metadata,
+    Column("task", String(200), nullable=False),
+    Column("schema_name", String(200), nullable=False),
+    Column("table_name", String(200), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("since", Float),
+    UniqueConstraint("task", "schema_name", "table_name", "key"),
+)

@@ -48,6 +48,7 @@ from conveyor.store.suspensions import Suspensions
 from conveyor.store.table_stats import TableStats
 from conveyor.store.task_tokens import TaskTokens
 from conveyor.store.tasks import Tasks
+from conveyor.store.validation_keys import ValidationKeys
 
 DEFAULT_HOME = ".conveyor"
 
@@ -72,6 +73,7 @@ class Store:
         self.executions = Executions(engine)
         self.endpoints = Connections(engine)
         self.schedules = Schedules(engine)
+        self.validation_keys = ValidationKeys(engine)  # validation during change capture
         try:
             self._migrate()
         except BaseException:

@@ -342,6 +342,18 @@ class DuckDBTarget:
         finally:
             cur.close()
 
+    def read_keys(
+        self, table: TableSchema, keys: Sequence[tuple[str | None, ...]], batch_rows: int
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of ``keys`` (validation during capture; ``duckdb.validation.read_keys``)."""
+        from conveyor.connectors.duckdb.validation import read_keys
+
+        cur = self._connection().cursor()
+        try:
+            yield from read_keys(cur, table, keys, batch_rows)
+        finally:
+            cur.close()
+
     def record_validation_failures(
         self, task: str, table: TableRef, failures: Sequence[ValidationFailure], when: datetime
     ) -> None:

@@ -1,19 +1,58 @@
-"""DuckDB's side of validation: the validation-failures table."""
+"""DuckDB's side of validation: rows by key, and the validation-failures table."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 import duckdb
+import pyarrow as pa
 
-from conveyor.connectors.base import ValidationFailure
-from conveyor.core.schema import TableRef
+from conveyor.connectors.base import KeyLookupUnsupported, ValidationFailure
+from conveyor.connectors.duckdb.target import qualified, quote
+from conveyor.core.schema import TableRef, TableSchema
+from conveyor.core.types import Kind
 
 FAILURES_TABLE = "awsdms_validation_failures_v1"
 _LOCK = threading.Lock()  # parallel tables write one at a time (DuckDB catalog conflicts)
+
+
+_LOOKUP_KINDS = {Kind.INT16, Kind.INT32, Kind.INT64, Kind.TEXT, Kind.UUID}
+"""Key kinds whose canonical text Arrow reads back as the same value (others,
+timestamps with their zones, binary as hex, are compared whole)."""
+
+
+def read_keys(
+    cur: duckdb.DuckDBPyConnection,
+    table: TableSchema,
+    keys: Sequence[tuple[str | None, ...]],
+    batch_rows: int,
+) -> Iterator[pa.RecordBatch]:
+    """The rows of ``keys`` (canonical texts), as Arrow batches of ``table``'s
+    types: the keys, converted to the key columns' types in Arrow, joined to the table."""
+    columns = [table.column(k) for k in table.primary_key]
+    if not columns or any(c.type.kind not in _LOOKUP_KINDS for c in columns):
+        raise KeyLookupUnsupported(f"keys of {table.ref} cannot be looked up on DuckDB")
+    schema = table.arrow_schema()
+    arrays = [
+        pa.array([key[i] for key in keys], pa.string()).cast(schema.field(c.name).type)
+        for i, c in enumerate(columns)
+    ]
+    lookup = pa.table(arrays, names=[f"k{i}" for i in range(len(columns))])
+    on = " AND ".join(f"t.{quote(c.name)} = k.k{i}" for i, c in enumerate(columns))
+    cols = ", ".join(f"t.{quote(c)}" for c in table.column_names)
+    cur.register("conveyor_validation_keys", lookup)
+    try:
+        query = f"SELECT {cols} FROM {qualified(table.ref)} t SEMI JOIN conveyor_validation_keys k ON {on}"
+        reader = cur.sql(query).to_arrow_reader(batch_rows)
+        for batch in reader:
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(i).cast(schema.field(i).type) for i in range(len(schema))], schema=schema
+            )
+    finally:
+        cur.unregister("conveyor_validation_keys")
 
 
 def record_failures(

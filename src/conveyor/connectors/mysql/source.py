@@ -369,6 +369,20 @@ class MySQLSnapshot:
 
     def read_text(self, table: TableSchema, batch_rows: int) -> Iterator[list[tuple[str | None, ...]]]:
         """Rows as the server's own text in key order, canonically spelled (validation)."""
+        return self._read_text(table, batch_rows, None)
+
+    def read_text_keys(
+        self, table: TableSchema, keys: Sequence[tuple[str | None, ...]], batch_rows: int
+    ) -> Iterator[list[tuple[str | None, ...]]]:
+        """The rows of ``keys`` (integer keys only) as ``read_text`` reads them
+        (validation during capture)."""
+        from conveyor.connectors.mysql import validation
+
+        return self._read_text(table, batch_rows, validation.key_filter(table, keys))
+
+    def _read_text(
+        self, table: TableSchema, batch_rows: int, where: str | None
+    ) -> Iterator[list[tuple[str | None, ...]]]:
         from conveyor.connectors.mysql import validation
 
         with self._exclusive(table.ref) as conn:
@@ -377,7 +391,7 @@ class MySQLSnapshot:
             try:
                 conn.decoders = {}  # the result's converters are fixed when it starts
                 try:
-                    cursor.execute(validation.query(table, qualified(table.ref)))
+                    cursor.execute(validation.query(table, qualified(table.ref), where))
                 finally:
                     conn.decoders = decoders
                 yield from validation.rows_of(cursor, table, batch_rows)

@@ -12,9 +12,10 @@ numbers, spatial values as WKT (as the load reads them).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from conveyor.connectors.base import KeyLookupUnsupported
 from conveyor.connectors.mysql.connection import quote
 from conveyor.connectors.mysql.types import is_spatial, order_expression
 from conveyor.core.canonical_text import float_text
@@ -39,8 +40,26 @@ def select_text(column: Column) -> str:
     return name
 
 
-def query(table: TableSchema, ref: str) -> str:
+_INTEGERS = {Kind.INT16, Kind.INT32, Kind.INT64}
+
+
+def key_filter(table: TableSchema, keys: Sequence[tuple[str | None, ...]]) -> str:
+    """``(k1, k2) IN ((1, 2), ...)`` for integer keys; other key types raise
+    ``KeyLookupUnsupported`` (a text key's collation may match other spellings,
+    other types' canonical texts are not MySQL literals)."""
+    if not table.primary_key or any(table.column(k).type.kind not in _INTEGERS for k in table.primary_key):
+        raise KeyLookupUnsupported(f"keys of {table.ref} cannot be looked up on MySQL/MariaDB")
+    if not keys:
+        return "FALSE"
+    columns = ", ".join(quote(k) for k in table.primary_key)
+    tuples = ", ".join("(" + ", ".join(str(int(v or "")) for v in key) + ")" for key in keys)
+    return f"({columns}) IN ({tuples})"
+
+
+def query(table: TableSchema, ref: str, where: str | None = None) -> str:
     text = f"SELECT {', '.join(select_text(c) for c in table.columns)} FROM {ref}"
+    if where is not None:
+        text += f" WHERE {where}"
     if table.primary_key:
         text += " ORDER BY " + ", ".join(order_expression(k, table.column(k).type) for k in table.primary_key)
     return text

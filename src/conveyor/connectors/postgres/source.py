@@ -360,6 +360,14 @@ class PostgresSnapshot:
 
         return read_text_rows(self.config, table, batch_rows, self.snapshot_id)
 
+    def read_text_keys(
+        self, table: TableSchema, keys: Sequence[tuple[str | None, ...]], batch_rows: int
+    ) -> Iterator[list[tuple[str | None, ...]]]:
+        """The rows of ``keys`` (key texts) as output text, in this snapshot (validation during capture)."""
+        from conveyor.connectors.postgres.validation import read_text_rows
+
+        return read_text_rows(self.config, table, batch_rows, self.snapshot_id, keys)
+
     def key_range(self, table: TableSchema, column: str) -> tuple[Any, Any] | None:
         """min and max of ``column`` in the snapshot (an index makes both cheap)."""
         query = sql.SQL("SELECT min({c}), max({c}) FROM {t}").format(

@@ -194,6 +194,16 @@ class PostgresTarget:
             raise NotFoundError(f"target table {table.ref} does not exist")
         return validation.read_text_rows(self.config, table, batch_rows)
 
+    def read_text_keys(
+        self, table: TableSchema, keys: Sequence[tuple[str | None, ...]], batch_rows: int
+    ) -> Iterator[list[tuple[str | None, ...]]]:
+        """The rows of ``keys`` (key texts) as output text (validation during capture)."""
+        from conveyor.connectors.postgres import validation
+
+        if not validation.table_exists(self.config, table.ref):
+            raise NotFoundError(f"target table {table.ref} does not exist")
+        return validation.read_text_rows(self.config, table, batch_rows, keys=keys)
+
     def record_validation_failures(
         self, task: str, table: TableRef, failures: Sequence[ValidationFailure], when: datetime
     ) -> None:

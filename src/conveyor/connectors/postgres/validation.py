@@ -50,14 +50,21 @@ def order_by(table: TableSchema) -> sql.Composable:
 
 
 def read_text_rows(
-    config: EndpointConfig, table: TableSchema, batch_rows: int, snapshot_id: str | None = None
+    config: EndpointConfig,
+    table: TableSchema,
+    batch_rows: int,
+    snapshot_id: str | None = None,
+    keys: Sequence[tuple[str | None, ...]] | None = None,
 ) -> Iterator[list[tuple[str | None, ...]]]:
     """The table's rows (``table``'s columns, in order) as output text, ordered by
     its primary key (if it has one), in lists of at most ``batch_rows``. Inside ``snapshot_id``
-    (an exported snapshot) when given."""
+    (an exported snapshot) when given. With ``keys`` (primary-key values as their
+    output text), only the rows of those keys."""
     query = sql.SQL("SELECT {} FROM {}").format(
         sql.SQL(", ").join(map(sql.Identifier, table.column_names)), qualified(table.ref)
     )
+    if keys is not None:
+        query += sql.SQL(" WHERE {}").format(key_filter(table, keys))
     if table.primary_key:
         query += sql.SQL(" ORDER BY {}").format(order_by(table))
     query = sql.SQL("COPY ({}) TO STDOUT").format(query)
@@ -79,6 +86,17 @@ def read_text_rows(
                     yield batch
         finally:
             conn.execute("ROLLBACK")
+
+
+def key_filter(table: TableSchema, keys: Sequence[tuple[str | None, ...]]) -> sql.Composable:
+    """``(k1, k2) IN (('..', '..'), ...)``: each key text an untyped literal, which
+    the server reads with the key column's own input function (the output text
+    reads back as the same value), so the primary key's index serves the lookup."""
+    if not keys:
+        return sql.SQL("false")
+    columns = [sql.Identifier(k) for k in table.primary_key]
+    tuples = [sql.SQL("({})").format(sql.SQL(", ").join(map(sql.Literal, key))) for key in keys]
+    return sql.SQL("({}) IN ({})").format(sql.SQL(", ").join(columns), sql.SQL(", ").join(tuples))
 
 
 def table_exists(config: EndpointConfig, ref: TableRef) -> bool:

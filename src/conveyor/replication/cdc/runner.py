@@ -137,6 +137,9 @@ class ChangeCapture:
     # Validation during capture: the target keys of each batch once it committed
     # (None for a whole table), in the stream's thread (replication.cdc.validation).
     on_applied: Callable[[dict[TableRef, list[Any] | None]], None] | None = None
+    # The same keys as the batch is handed to the applier, before it can commit
+    # (validation keeps them durably first, so a crash after the commit loses none).
+    on_handed: Callable[[dict[TableRef, list[Any] | None]], None] | None = None
     # StopTaskCachedChangesApplied: the run ends once the target's checkpoint
     # satisfies this (``reached_end`` then tells a caller why it ended).
     until: Callable[[Checkpoint], bool] | None = None
@@ -538,6 +541,8 @@ class ChangeCapture:
             if self.on_applied is not None
             else {}
         )
+        if self.on_handed is not None and touched:
+            self.on_handed(touched)
         fault_point("capture-before-apply")
         for table in applying:
             table.inserts += table.reducer.inserts

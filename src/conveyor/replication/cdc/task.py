@@ -187,6 +187,7 @@ def _starting_position(
         return checkpoint, False
     sources = [m.source for m in mapped]
     run.store.clear_suspension(run.name)  # every table is loaded (or captured) afresh
+    run.store.validation_keys.clear(run.name)  # and validated afresh
     changes.end_capture(run.name)  # start and reload begin afresh
     start = changes.begin_capture(run.name, sources, export_snapshot=full_load)
     for warning in start.warnings:
@@ -331,6 +332,7 @@ def _capture(
             fail_on_truncate=errors.apply_error_fail_on_truncation_ddl,
             errors=errors,
             on_applied=validation.applied if validation is not None else None,
+            on_handed=validation.handed if validation is not None else None,
             until=until,
             add_at_start=[m for m in mapped_now if m.source.ref in new],
         )
@@ -351,15 +353,15 @@ def _validation(
     run: TaskRun, tables: dict[TableRef, CaptureTable], loaded: dict[tuple[str, str], dict[str, Any]]
 ) -> CaptureValidation | None:
     """Validation during capture, when EnableValidation: every captured table,
-    starting from this run's full-load validation, else compared whole first
-    (in memory only: a restart compares them all again)."""
+    starting from this run's full-load validation, else from what an earlier run
+    left to compare (the store's ``validation_keys``), else compared whole first."""
     settings = run.settings.validation_settings
     if not settings.enable_validation:
         return None
     plans = [table_plan(t.mapped) for t in tables.values() if t.suspended is None]
     sides = opener(run.stack.endpoint_config(run.spec.source), run.target_config)
     validated = {TableRef(*key): document for key, document in loaded.items()}
-    return CaptureValidation(run.name, settings, plans, sides, validated)
+    return CaptureValidation(run.name, settings, plans, sides, validated, run.store.validation_keys)
 
 
 def names_of(mapped: MappedTable) -> TargetNames:
