@@ -22,7 +22,7 @@ import pyarrow as pa
 from conveyor.connectors.arrow_rows import printable
 from conveyor.connectors.base import EndpointConfig, RefusedRow, RejectedValue
 from conveyor.connectors.duckdb.conflict_counts import forget_counts, read_counts, write_counts
-from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
+from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier, qualified, quote
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe, private_database
 from conveyor.connectors.duckdb.target import (
     connect,
@@ -31,8 +31,6 @@ from conveyor.connectors.duckdb.target import (
     insert_rejections,
     memory_limit,
     out_of_memory,
-    qualified,
-    quote,
     table_sql,
     to_ddl,
 )

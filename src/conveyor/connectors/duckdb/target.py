@@ -23,7 +23,7 @@ from conveyor.connectors.base import (
     ValidationFailure,
     control_schema,
 )
-from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier
+from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier, literal, qualified, quote
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe
 from conveyor.connectors.duckdb.types import from_duckdb
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, SchemaMismatch, TerminalError
@@ -50,18 +50,6 @@ _DDL: dict[Kind, str] = {
     Kind.UUID: "UUID",
     Kind.JSON: "JSON",
 }
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def qualified(ref: TableRef) -> str:
-    return f"{quote(ref.schema)}.{quote(ref.name)}"
-
-
-def literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def to_ddl(ctype: ColumnType) -> str:

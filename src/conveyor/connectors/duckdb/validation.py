@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from conveyor.connectors.base import KeyLookupUnsupported, ValidationFailure
-from conveyor.connectors.duckdb.target import qualified, quote
+from conveyor.connectors.duckdb.names import qualified, quote
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.core.types import Kind
 
