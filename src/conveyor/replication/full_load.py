@@ -69,6 +69,7 @@ class TablePlan:
     # parallel-load partitions-auto: `conveyor worker`s load each partition as a
     # segment (in process, the table is read in one piece).
     partitions_auto: bool = False
+    partitions_named: tuple[str, ...] = ()  # partitions-list: checked, then loaded first
 
     def names(self) -> TargetNames:
         """The names the target gets (for ``identifiers.collisions``)."""
@@ -266,6 +267,12 @@ class FullLoad:
             self._fail(progress, self._table_error(str(exc)))
             return
         progress.generated = generated_handling(plan, load)
+        if plan.partitions_named and not by_workers:
+            log.warning(
+                "table %s: parallel-load partitions-list: the table is read in one piece, its partitions "
+                "included (partitions are segments with SegmentedLoadSettings.Workers: store)",
+                plan.source.ref,
+            )
         try:
             if by_workers:
                 self._take_segments(progress, load)

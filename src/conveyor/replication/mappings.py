@@ -78,8 +78,10 @@ class MappedTable:
     # parallel-load ranges: the full load reads the table segment by segment
     # (each segment's filter includes ``row_filter``).
     segments: tuple[RowFilter, ...] = ()
-    # parallel-load partitions-auto: workers load the table partition by partition.
+    # parallel-load partitions-auto / partitions-list: workers load the table
+    # partition by partition (partitions-list: these named partitions first).
     partitions_auto: bool = False
+    partitions_named: tuple[str, ...] = ()
     # A child table whose mapping removed the element's position from its key
     # (a DynamoDB child table keyed by its parent alone): the target has no
     # unique key, and change capture replaces a parent's rows as a whole
@@ -284,10 +286,16 @@ class TableMappings:
         load_order = max((r.load_order for r in selected_by), default=0)
         ranged: Rule | None = None
         by_partition = False
+        named: Rule | None = None  # the partitions-list rule
         for rule in self._rules:
             if rule.rule_type == "table-settings" and rule.matches_table(ref.schema, ref.name):
                 load_order = max(load_order, rule.load_order)
-                by_partition = by_partition or rule.parallel_load == "partitions-auto"
+                by_partition = by_partition or rule.parallel_load in ("partitions-auto", "partitions-list")
+                if rule.partitions:
+                    if named is not None:
+                        already = f"table {ref} already has a parallel-load partitions-list ({named.label})"
+                        raise _fail(origin, rule, already)
+                    named = rule
                 if rule.ranges is not None:
                     if ranged is not None:
                         raise _fail(
@@ -438,6 +446,7 @@ class TableMappings:
             row_filter=row_filter,
             segments=bind_segments(origin, table, ranged, row_filter),
             partitions_auto=by_partition and ranged is None,
+            partitions_named=named.partitions if named is not None and ranged is None else (),
             masks=tuple(mask_by_target.values()),
             load_order=load_order,
             conversions=tuple(conversions),
