@@ -418,7 +418,9 @@ CASES: list[tuple[str, list[dict[str, Any]], Target | str]] = [
             selection(),
             T("table", "add-before-image-columns", **{"before-image-def": {"column-prefix": "BI_"}}),
         ],
-        "rule 2 (t): rule-action 'add-before-image-columns' is not supported",
+        "rule 2 (t): rule-action 'add-before-image-columns' is not supported: the service adds "
+        "before-image columns to the messages of streaming targets (Kinesis, Kafka); Conveyor's "
+        "streaming target, nats, already carries each update's and delete's before image",
     ),
     ("tablespace target", [selection(), T("table-tablespace", "rename", value="x")], "Oracle tablespaces"),
     (
