@@ -362,3 +362,42 @@ def test_partitions_list_named_partitions_first_then_the_rest(
     assert [s["spec"]["relation"][1] for s in ordered] == ["big_us", "big_eu", "big_other"]
     with psycopg.connect(target_url) as conn:
         assert conn.execute(CHECKSUM).fetchone() == expected
+
+
+def test_partitions_list_in_process_checks_the_names_and_loads_the_table_whole(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Without workers a partitions-list table is read in one piece, its
+    partitions included; its names are still checked (never ignored)."""
+    source_url = pg_server.url(pg_server.new_database("plisrc"))
+    target_url = pg_server.url(pg_server.new_database("plidst"))
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE big (id integer PRIMARY KEY, a integer) PARTITION BY RANGE (id)")
+        conn.execute("CREATE TABLE big_low PARTITION OF big FOR VALUES FROM (MINVALUE) TO (1000)")
+        conn.execute("CREATE TABLE big_high PARTITION OF big FOR VALUES FROM (1000) TO (MAXVALUE)")
+        conn.execute("INSERT INTO big SELECT g, g % 7 FROM generate_series(1, 2500) g")
+        expected = conn.execute(CHECKSUM).fetchone()
+    stack = _stack(tmp_path, source_url, target_url, {})
+    base = json.loads((tmp_path / "mappings.json").read_text())
+    home = tmp_path / "home"
+    for names, loads in ((["big_middle"], False), (["big_high"], True)):
+        rule = {
+            "rule-type": "table-settings",
+            "rule-id": "2",
+            "rule-name": "named",
+            "object-locator": {"schema-name": "public", "table-name": "big"},
+            "parallel-load": {"type": "partitions-list", "partitions": names},
+        }
+        (tmp_path / "mappings.json").write_text(json.dumps({"rules": [*base["rules"], rule]}))
+        assert conveyor(home, "apply", str(stack)).returncode == 0
+        started = conveyor(home, "tasks", "start", "big-load", "--wait", "--json", timeout=120)
+        if not loads:
+            assert started.returncode != 0
+            assert "names 'big_middle', not a leaf partition of the table" in started.stdout
+            assert "(its leaf partitions: big_high, big_low)" in started.stdout
+            continue
+        assert started.returncode == 0, started.stdout + started.stderr
+        (table,) = json.loads(started.stdout)["tables"]
+        assert (table["TableState"], table["FullLoadRows"]) == ("Table completed", expected[0])
+    with psycopg.connect(target_url) as conn:
+        assert conn.execute(CHECKSUM).fetchone() == expected

@@ -25,6 +25,7 @@ from conveyor.connectors.base import (
     SupportsCheckedWrite,
     SupportsInsertFrom,
     SupportsKeyAfterLoad,
+    SupportsPartitions,
     SupportsRawCopy,
     SupportsRawCopyIn,
     SupportsRowFilter,
@@ -70,6 +71,28 @@ class TablePlan:
     # segment (in process, the table is read in one piece).
     partitions_auto: bool = False
     partitions_named: tuple[str, ...] = ()  # partitions-list: checked, then loaded first
+
+    def ordered_partitions(self, partitions: list[TableRef] | None) -> list[TableRef]:
+        """The table's leaf partitions (None: the source cannot list them) with
+        partitions-list's named ones first, in the rule's order; the others
+        follow, so the table is loaded whole. A name that is not a leaf
+        partition of the table, or a source that cannot list partitions, is
+        refused (ConveyorError: the table fails, the names are never ignored)."""
+        if not self.partitions_named:
+            return partitions or []
+        where = f"table {self.source.ref}: parallel-load partitions-list"
+        if partitions is None:
+            raise ConveyorError(f"{where}: its source cannot list the table's partitions (PostgreSQL can)")
+        by_name = {p.name: p for p in partitions}
+        unknown = [n for n in self.partitions_named if n not in by_name]
+        if unknown:
+            known = ", ".join(sorted(by_name)) or "none: the table is not partitioned"
+            raise ConveyorError(
+                f"{where} names {', '.join(map(repr, unknown))}, not a leaf partition of the table "
+                f"(its leaf partitions: {known})"
+            )
+        first = [by_name[n] for n in self.partitions_named]
+        return first + [p for p in partitions if p.name not in self.partitions_named]
 
     def names(self) -> TargetNames:
         """The names the target gets (for ``identifiers.collisions``)."""
@@ -259,6 +282,11 @@ class FullLoad:
         self.on_progress(progress)
         try:
             by_workers = self.segmented is not None and self.segmented.takes(plan)
+            if plan.partitions_named and not by_workers:
+                # The names are checked even when the table is read in one piece.
+                snap = self.snapshot
+                listed = snap.partitions(plan.source) if isinstance(snap, SupportsPartitions) else None
+                plan.ordered_partitions(listed)
             # Rows from staging tables: one bulk INSERT, the key built after it.
             load = self._begin(plan, key_after=by_workers)
         except (TransientError, ConnectionFailed) as exc:

@@ -39,24 +39,6 @@ _POLL_S = 0.5
 _NOBODY_WARNING_S = 30.0
 
 
-def named_first(plan: TablePlan, partitions: list[TableRef]) -> list[TableRef]:
-    """The leaf partitions with partitions-list's named ones first, in the
-    rule's order; the others follow, so the table is loaded whole. A name that
-    is not a leaf partition of the table is refused (ConveyorError)."""
-    if not plan.partitions_named:
-        return partitions
-    by_name = {p.name: p for p in partitions}
-    unknown = [n for n in plan.partitions_named if n not in by_name]
-    if unknown:
-        known = ", ".join(sorted(by_name)) or "none: the table is not partitioned"
-        raise ConveyorError(
-            f"table {plan.source.ref}: parallel-load partitions-list names {', '.join(map(repr, unknown))}, "
-            f"not a leaf partition of the table (its leaf partitions: {known})"
-        )
-    first = [by_name[n] for n in plan.partitions_named]
-    return first + [p for p in partitions if p.name not in plan.partitions_named]
-
-
 def staging_ref(target: TableRef, run_id: int, seq: int) -> TableRef:
     """The staging table of a segment: beside the target table, named by the
     run, a digest of the table's name and the segment (within 63 bytes)."""
@@ -79,16 +61,13 @@ class StoreSegments:
 
     def takes(self, plan: TablePlan) -> bool:
         if plan.partitions_auto and not plan.segments and isinstance(self.snapshot, SupportsPartitions):
-            partitions = named_first(plan, self.snapshot.partitions(plan.source))
+            partitions = plan.ordered_partitions(self.snapshot.partitions(plan.source))
             if partitions:
                 self._partitions[plan.source.ref] = partitions
             else:
                 log.info("table %s: partitions-auto, but the table has no partitions", plan.source.ref)
         elif plan.partitions_named:
-            raise ConveyorError(
-                f"table {plan.source.ref}: parallel-load partitions-list: its source cannot list "
-                "the table's partitions (PostgreSQL sources can)"
-            )
+            plan.ordered_partitions(None)  # refused: the source cannot list partitions
         if not plan.segments and plan.source.ref not in self._partitions:
             return False
         reasons = []
