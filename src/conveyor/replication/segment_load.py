@@ -28,7 +28,7 @@ from conveyor.connectors.base import (
 )
 from conveyor.core.errors import ConveyorError
 from conveyor.core.schema import TableRef
-from conveyor.replication.full_load import TablePlan, TableProgress
+from conveyor.replication.full_load import TablePlan, TableProgress, partition_names
 from conveyor.replication.segment_plan import encode_filter
 from conveyor.replication.settings import SegmentedLoadSettings
 from conveyor.store.segments import DONE, FAILED, SegmentQueue
@@ -67,7 +67,7 @@ class StoreSegments:
             else:
                 log.info("table %s: partitions-auto, but the table has no partitions", plan.source.ref)
         elif plan.partitions_named:
-            plan.ordered_partitions(None)  # refused: the source cannot list partitions
+            plan.check_partitions(partition_names(self.snapshot, plan.source))
         if not plan.segments and plan.source.ref not in self._partitions:
             return False
         reasons = []
