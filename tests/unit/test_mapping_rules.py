@@ -226,6 +226,18 @@ CASES: list[tuple[str, list[dict[str, Any]], Target | str]] = [
         "parallel-load: 'partitions' names a partition twice",
     ),
     (
+        "two parallel-load rules on one table",
+        [
+            selection(),
+            table_settings(**{"parallel-load": {"type": "ranges", "columns": ["id"], "boundaries": [[2]]}}),
+            {
+                **table_settings(**{"parallel-load": {"type": "partitions-list", "partitions": ["p"]}}),
+                "rule-id": "4",
+            },
+        ],
+        "rule 4 (settings): table app.src_people already has parallel-load ranges (rule 3 (settings))",
+    ),
+    (
         "parallel-load partitions on partitions-auto",
         [selection(), table_settings(**{"parallel-load": {"type": "partitions-auto", "partitions": ["a"]}})],
         "parallel-load: 'partitions' belongs to other types than 'partitions-auto'",
