@@ -84,6 +84,48 @@ def test_misspelt_keys_are_refused_at_apply_all_at_once(tmp_path: Path) -> None:
     assert conveyor(home, "tasks", "list").returncode != 0  # nothing was stored
 
 
+def test_rules_conveyor_cannot_honour_are_refused_at_apply_with_the_reason(tmp_path: Path) -> None:
+    """Oracle-only parallel-load types and keys, a key of another type, and
+    before-image columns: each refused at apply, naming the rule and why."""
+    orders = {"schema-name": "main", "table-name": "orders"}
+    rules = [
+        _rule("selection", 1, {"schema-name": "main", "table-name": "%"}, **{"rule-action": "include"}),
+        _rule("table-settings", 2, orders, **{"parallel-load": {"type": "subpartitions-auto"}}),
+        _rule(
+            "table-settings",
+            3,
+            orders,
+            **{"parallel-load": {"type": "partitions-list", "partitions": ["p1"], "subpartitions": ["s1"]}},
+        ),
+        _rule(
+            "table-settings", 4, orders, **{"parallel-load": {"type": "partitions-auto", "columns": ["id"]}}
+        ),
+        _rule(
+            "transformation",
+            5,
+            orders,
+            **{
+                "rule-target": "column",
+                "rule-action": "add-before-image-columns",
+                "before-image-def": {"column-prefix": "BI_", "column-filter": "pk-only"},
+            },
+        ),
+    ]
+    home = tmp_path / "home"
+    result = conveyor(home, "apply", str(_stack(tmp_path, rules)))
+    assert result.returncode == 2, result.stdout
+    for text in (
+        "rule 2 (r2): parallel-load type 'subpartitions-auto' is not supported: the service defines it "
+        "for Oracle sources only",
+        "rule 3 (r3): parallel-load: 'subpartitions' is for Oracle sources only",
+        "rule 4 (r4): parallel-load: 'columns' belongs to other types than 'partitions-auto'",
+        "rule 5 (r5): rule-action 'add-before-image-columns' is not supported: the service adds "
+        "before-image columns to the messages of streaming targets",
+    ):
+        assert text in result.stderr, result.stderr
+    assert conveyor(home, "tasks", "list").returncode != 0  # nothing was stored
+
+
 def test_rules_shape_the_loaded_tables(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "shop.sqlite") as conn:
         conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, code TEXT, email TEXT, qty INTEGER)")

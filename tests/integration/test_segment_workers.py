@@ -289,3 +289,115 @@ def test_partitions_auto_one_segment_per_partition(pg_server: PostgresServer, tm
     assert sorted(s["rows"] for s in segments) == [6000, 12000, 12000]
     with psycopg.connect(target_url) as conn:
         assert conn.execute(CHECKSUM).fetchone() == expected
+
+
+def test_partitions_list_named_partitions_first_then_the_rest(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    """parallel-load partitions-list: the named leaf partitions are the first
+    segments, in the rule's order, the other partitions follow (the table is
+    loaded whole); a name that is not a leaf partition fails the table, saying
+    which partitions it has."""
+    source_url = pg_server.url(pg_server.new_database("plsrc"))
+    target_url = pg_server.url(pg_server.new_database("pldst"))
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE big (id integer, region text, a integer NOT NULL, b integer,"
+            " PRIMARY KEY (id, region)) PARTITION BY LIST (region)"
+        )
+        conn.execute("CREATE TABLE big_eu PARTITION OF big FOR VALUES IN ('eu')")
+        conn.execute("CREATE TABLE big_us PARTITION OF big FOR VALUES IN ('us', 'ca')")
+        conn.execute("CREATE TABLE big_other PARTITION OF big DEFAULT")
+        conn.execute(
+            "INSERT INTO big SELECT g, (ARRAY['eu', 'us', 'ca', 'ap', 'eu'])[g % 5 + 1], g % 11, g % 3"
+            " FROM generate_series(1, 3000) g"
+        )
+        expected = conn.execute(CHECKSUM).fetchone()
+    stack = _stack(tmp_path, source_url, target_url, {"SegmentedLoadSettings": {"Workers": "store"}})
+    base = json.loads((tmp_path / "mappings.json").read_text())
+
+    def with_partitions(names: list[str]) -> None:
+        rule = {
+            "rule-type": "table-settings",
+            "rule-id": "2",
+            "rule-name": "named",
+            "object-locator": {"schema-name": "public", "table-name": "big"},
+            "parallel-load": {"type": "partitions-list", "partitions": names},
+        }
+        (tmp_path / "mappings.json").write_text(json.dumps({"rules": [*base["rules"], rule]}))
+        assert conveyor(home, "apply", str(stack)).returncode == 0
+
+    home = tmp_path / "home"
+    with_partitions(["big_us", "big_nowhere"])
+    failed = conveyor(home, "tasks", "start", "big-load", "--wait", "--json", timeout=120)
+    assert failed.returncode != 0
+    assert "partitions-list names 'big_nowhere', not a leaf partition of the table" in failed.stdout
+    assert "(its leaf partitions: big_eu, big_other, big_us)" in failed.stdout
+
+    with_partitions(["big_us", "big_eu"])
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "worker", "--idle-exit", "120", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=environment(home),
+    )
+    try:
+        started = conveyor(home, "tasks", "start", "big-load", "--wait", "--json", timeout=120)
+        assert started.returncode == 0, started.stdout + started.stderr
+        (table,) = json.loads(started.stdout)["tables"]
+        assert (table["TableState"], table["FullLoadRows"]) == ("Table completed", expected[0])
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert json.loads(out)["segments_loaded"] == 3
+    store = Store.open(home=home)
+    try:
+        segments = SegmentQueue(store).segments(store.task_status("big-load")["current_run"])
+    finally:
+        store.close()
+    ordered = sorted(segments, key=lambda s: s["seq"])
+    assert [s["spec"]["relation"][1] for s in ordered] == ["big_us", "big_eu", "big_other"]
+    with psycopg.connect(target_url) as conn:
+        assert conn.execute(CHECKSUM).fetchone() == expected
+
+
+def test_partitions_list_in_process_checks_the_names_and_loads_the_table_whole(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Without workers a partitions-list table is read in one piece, its
+    partitions included; its names are still checked (never ignored)."""
+    source_url = pg_server.url(pg_server.new_database("plisrc"))
+    target_url = pg_server.url(pg_server.new_database("plidst"))
+    with psycopg.connect(source_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE big (id integer PRIMARY KEY, a integer) PARTITION BY RANGE (id)")
+        conn.execute("CREATE TABLE big_low PARTITION OF big FOR VALUES FROM (MINVALUE) TO (1000)")
+        conn.execute("CREATE TABLE big_high PARTITION OF big FOR VALUES FROM (1000) TO (MAXVALUE)")
+        conn.execute("INSERT INTO big SELECT g, g % 7 FROM generate_series(1, 2500) g")
+        expected = conn.execute(CHECKSUM).fetchone()
+    stack = _stack(tmp_path, source_url, target_url, {})
+    base = json.loads((tmp_path / "mappings.json").read_text())
+    home = tmp_path / "home"
+    for names, loads in ((["big_middle"], False), (["big_high"], True)):
+        rule = {
+            "rule-type": "table-settings",
+            "rule-id": "2",
+            "rule-name": "named",
+            "object-locator": {"schema-name": "public", "table-name": "big"},
+            "parallel-load": {"type": "partitions-list", "partitions": names},
+        }
+        (tmp_path / "mappings.json").write_text(json.dumps({"rules": [*base["rules"], rule]}))
+        assert conveyor(home, "apply", str(stack)).returncode == 0
+        started = conveyor(home, "tasks", "start", "big-load", "--wait", "--json", timeout=120)
+        if not loads:
+            assert started.returncode != 0
+            assert "names 'big_middle', not a leaf partition of the table" in started.stdout
+            assert "(its leaf partitions: big_high, big_low)" in started.stdout
+            continue
+        assert started.returncode == 0, started.stdout + started.stderr
+        (table,) = json.loads(started.stdout)["tables"]
+        assert (table["TableState"], table["FullLoadRows"]) == ("Table completed", expected[0])
+    with psycopg.connect(target_url) as conn:
+        assert conn.execute(CHECKSUM).fetchone() == expected

@@ -203,9 +203,44 @@ CASES: list[tuple[str, list[dict[str, Any]], Target | str]] = [
         "parallel-load type 'subpartitions-auto' is not supported",
     ),
     (
-        "parallel-load partitions-list",
-        [selection(), table_settings(**{"parallel-load": {"type": "partitions-list", "partitions": ["p1"]}})],
-        "parallel-load type 'partitions-list' is not supported",
+        "parallel-load partitions-list, Oracle subpartitions",
+        [
+            selection(),
+            table_settings(
+                **{"parallel-load": {"type": "partitions-list", "partitions": ["p1"], "subpartitions": ["s"]}}
+            ),
+        ],
+        "parallel-load: 'subpartitions' is for Oracle sources only",
+    ),
+    (
+        "parallel-load partitions-list without partitions",
+        [selection(), table_settings(**{"parallel-load": {"type": "partitions-list"}})],
+        "parallel-load: 'partitions' must be a non-empty list of partition names",
+    ),
+    (
+        "parallel-load partitions-list naming one twice",
+        [
+            selection(),
+            table_settings(**{"parallel-load": {"type": "partitions-list", "partitions": ["a", "a"]}}),
+        ],
+        "parallel-load: 'partitions' names a partition twice",
+    ),
+    (
+        "two parallel-load rules on one table",
+        [
+            selection(),
+            table_settings(**{"parallel-load": {"type": "ranges", "columns": ["id"], "boundaries": [[2]]}}),
+            {
+                **table_settings(**{"parallel-load": {"type": "partitions-list", "partitions": ["p"]}}),
+                "rule-id": "4",
+            },
+        ],
+        "rule 4 (settings): table app.src_people already has parallel-load ranges (rule 3 (settings))",
+    ),
+    (
+        "parallel-load partitions on partitions-auto",
+        [selection(), table_settings(**{"parallel-load": {"type": "partitions-auto", "partitions": ["a"]}})],
+        "parallel-load: 'partitions' belongs to other types than 'partitions-auto'",
     ),
     (
         "lob-settings unlimited",
@@ -395,7 +430,9 @@ CASES: list[tuple[str, list[dict[str, Any]], Target | str]] = [
             selection(),
             T("table", "add-before-image-columns", **{"before-image-def": {"column-prefix": "BI_"}}),
         ],
-        "rule 2 (t): rule-action 'add-before-image-columns' is not supported",
+        "rule 2 (t): rule-action 'add-before-image-columns' is not supported: the service adds "
+        "before-image columns to the messages of streaming targets (Kinesis, Kafka); Conveyor's "
+        "streaming target, nats, already carries each update's and delete's before image",
     ),
     ("tablespace target", [selection(), T("table-tablespace", "rename", value="x")], "Oracle tablespaces"),
     (
@@ -622,3 +659,13 @@ def test_cdc_rows_equal_full_load_rows_through_every_column_transformation() -> 
         reducer.add(RowChange(PEOPLE.ref, Op.INSERT, dict(row)))
     assert sorted(reducer.changes().upserts.to_pylist(), key=lambda r: r["id"]) == full_load
     assert full_load[0]["label"] == "tel +* ***-****"
+
+
+def test_partitions_list_names_reach_the_plan_in_rule_order() -> None:
+    """partitions-list loads partition by partition, its named ones first
+    (checked against the table's partitions when the load starts)."""
+    load = {"type": "partitions-list", "partitions": ["p_b", "p_a"]}
+    [mapped] = TableMappings.parse(
+        {"rules": [selection(), table_settings(**{"parallel-load": load})]}, ORIGIN
+    ).select([PEOPLE])
+    assert (mapped.partitions_auto, mapped.partitions_named) == (True, ("p_b", "p_a"))

@@ -233,6 +233,18 @@ class SupportsPartitions(Protocol):
 
 
 @runtime_checkable
+class ListsPartitionNames(Protocol):
+    """A snapshot that can name a partitioned table's leaf partitions, though
+    they cannot be read as tables (MariaDB): parallel-load partitions-list
+    names are checked against them, and the table is read in one piece."""
+
+    def partition_names(self, table: TableSchema) -> list[str]:
+        """The leaf partitions' names (sub-partitions where there are); empty
+        when the table is not partitioned."""
+        ...
+
+
+@runtime_checkable
 class SupportsSnapshotAttach(Protocol):
     """A source whose snapshots another process exported can be read here."""
 

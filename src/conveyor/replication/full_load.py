@@ -16,6 +16,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from conveyor.connectors.base import (
+    ListsPartitionNames,
     PrepMode,
     RefusedRow,
     RejectedValue,
@@ -25,6 +26,7 @@ from conveyor.connectors.base import (
     SupportsCheckedWrite,
     SupportsInsertFrom,
     SupportsKeyAfterLoad,
+    SupportsPartitions,
     SupportsRawCopy,
     SupportsRawCopyIn,
     SupportsRowFilter,
@@ -69,6 +71,33 @@ class TablePlan:
     # parallel-load partitions-auto: `conveyor worker`s load each partition as a
     # segment (in process, the table is read in one piece).
     partitions_auto: bool = False
+    partitions_named: tuple[str, ...] = ()  # partitions-list: checked, then loaded first
+
+    def check_partitions(self, names: list[str] | None) -> None:
+        """Refuse partitions-list names that are not among the table's leaf
+        partitions ``names`` (None: the source cannot list them): ConveyorError,
+        the table fails; the names are never ignored."""
+        if not self.partitions_named:
+            return
+        where = f"table {self.source.ref}: parallel-load partitions-list"
+        if names is None:
+            raise ConveyorError(f"{where}: its source cannot list the table's partitions")
+        unknown = [n for n in self.partitions_named if n not in names]
+        if unknown:
+            known = ", ".join(sorted(names)) or "none: the table is not partitioned"
+            raise ConveyorError(
+                f"{where} names {', '.join(map(repr, unknown))}, not a leaf partition of the table "
+                f"(its leaf partitions: {known})"
+            )
+
+    def ordered_partitions(self, partitions: list[TableRef]) -> list[TableRef]:
+        """The table's leaf partitions with partitions-list's named ones first,
+        in the rule's order (checked: ``check_partitions``); the others follow,
+        so the table is loaded whole."""
+        self.check_partitions([p.name for p in partitions])
+        by_name = {p.name: p for p in partitions}
+        first = [by_name[n] for n in self.partitions_named]
+        return first + [p for p in partitions if p.name not in self.partitions_named]
 
     def names(self) -> TargetNames:
         """The names the target gets (for ``identifiers.collisions``)."""
@@ -88,6 +117,16 @@ class TablePlan:
         if any(name is None for name in self.source_columns):
             return None
         return [name for name in self.source_columns if name is not None]
+
+
+def partition_names(snapshot: Snapshot, table: TableSchema) -> list[str] | None:
+    """The names of the table's leaf partitions, or None when the source
+    cannot list them."""
+    if isinstance(snapshot, SupportsPartitions):
+        return [p.name for p in snapshot.partitions(table)]
+    if isinstance(snapshot, ListsPartitionNames):
+        return snapshot.partition_names(table)
+    return None
 
 
 def read_source(
@@ -258,6 +297,9 @@ class FullLoad:
         self.on_progress(progress)
         try:
             by_workers = self.segmented is not None and self.segmented.takes(plan)
+            if plan.partitions_named and not by_workers:
+                # The names are checked even when the table is read in one piece.
+                plan.check_partitions(partition_names(self.snapshot, plan.source))
             # Rows from staging tables: one bulk INSERT, the key built after it.
             load = self._begin(plan, key_after=by_workers)
         except (TransientError, ConnectionFailed) as exc:
@@ -266,6 +308,12 @@ class FullLoad:
             self._fail(progress, self._table_error(str(exc)))
             return
         progress.generated = generated_handling(plan, load)
+        if plan.partitions_named and not by_workers:
+            log.warning(
+                "table %s: parallel-load partitions-list: the table is read in one piece, its partitions "
+                "included (PostgreSQL partitions are segments with SegmentedLoadSettings.Workers: store)",
+                plan.source.ref,
+            )
         try:
             if by_workers:
                 self._take_segments(progress, load)

@@ -83,7 +83,13 @@ COLUMN_ACTIONS = (
 TABLE_ACTIONS = ("define-primary-key",)
 MASKING_ACTIONS = frozenset(a for a in COLUMN_ACTIONS if a.startswith("data-masking-"))
 REFUSED_ACTIONS = {
-    "add-before-image-columns": "before-image columns are not implemented",
+    "add-before-image-columns": (
+        "the service adds before-image columns to the messages of streaming targets (Kinesis, "
+        "Kafka); Conveyor's streaming target, nats, already carries each update's and delete's "
+        "before image in its messages' 'before' (docs/nats.md), the lake target's change files "
+        "hold one row per change without before-image columns, and the PostgreSQL and DuckDB "
+        "targets hold the rows themselves"
+    ),
 }
 NEEDS_VALUE = frozenset(
     {

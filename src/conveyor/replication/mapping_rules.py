@@ -104,6 +104,7 @@ class Rule:
     load_order: int = 0
     parallel_load: str | None = None
     ranges: RangeSpec | None = None
+    partitions: tuple[str, ...] = ()  # parallel-load partitions-list: the named partitions
     primary_key: PrimaryKeySpec | None = None
     of_kinds: frozenset[Kind] | None = None  # object-locator data-type: columns of these kinds
 
@@ -350,6 +351,7 @@ class _RuleParser:
         assert schema is not None and table is not None
         parallel: str | None = None
         ranges: RangeSpec | None = None
+        partitions: tuple[str, ...] = ()
         load = self.obj("parallel-load", required=False)
         if load is not None:
             parallel = self.string(load, "type", "parallel-load")
@@ -360,12 +362,17 @@ class _RuleParser:
                 )
             if parallel == "ranges":
                 ranges = self._ranges(load)
-            elif parallel not in ("none", "partitions-auto"):
+            elif parallel == "partitions-list":
+                partitions = self._partitions_list(load)
+            elif parallel == "subpartitions-auto":
                 self.problem(
-                    f"parallel-load type {parallel!r} is not supported: Conveyor reads each table in "
-                    "one stream of its snapshot (use MaxFullLoadSubTasks to load tables in parallel, "
-                    "type 'ranges' on one column, or 'partitions-auto'), or set type 'none'"
+                    "parallel-load type 'subpartitions-auto' is not supported: the service defines it "
+                    "for Oracle sources only; from PostgreSQL, 'partitions-auto' already makes each "
+                    "leaf partition (sub-partitions included) a segment"
                 )
+            for key in ("partitions", "subpartitions", "columns", "boundaries"):
+                if key in load and not _parallel_key_fits(parallel, key):
+                    self.problem(f"parallel-load: {key!r} belongs to other types than {parallel!r}")
         lob = self.obj("lob-settings", required=False)
         if lob is not None:
             mode = self.string(lob, "mode", "lob-settings")
@@ -394,7 +401,23 @@ class _RuleParser:
             load_order=self._load_order(),
             parallel_load=parallel,
             ranges=ranges,
+            partitions=partitions,
         )
+
+    def _partitions_list(self, load: Mapping[str, Any]) -> tuple[str, ...]:
+        """parallel-load ``partitions-list``: the partitions named (checked
+        against the table's own when the load starts)."""
+        if "subpartitions" in load:
+            self.problem(
+                "parallel-load: 'subpartitions' is for Oracle sources only (the service's "
+                "sub-partitions); name PostgreSQL leaf partitions in 'partitions'"
+            )
+        names = load.get("partitions")
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise self.fatal("parallel-load: 'partitions' must be a non-empty list of partition names")
+        if len(set(names)) != len(names):
+            self.problem(f"parallel-load: 'partitions' names a partition twice: {names}")
+        return tuple(names)
 
     def _ranges(self, load: Mapping[str, Any]) -> RangeSpec | None:
         """parallel-load ``ranges``: one column and its segment boundaries."""
@@ -419,9 +442,8 @@ class _RuleParser:
                     f"parallel-load: boundaries[{i}] must be a list of one value (one per column)"
                 )
             values.append(str(bound[0]))
-        for key in ("partitions", "subpartitions", "number-of-partitions"):
-            if key in load:
-                self.problem(f"parallel-load: {key!r} belongs to other types than 'ranges'")
+        if "number-of-partitions" in load:
+            self.problem("parallel-load: 'number-of-partitions' belongs to other types than 'ranges'")
         return RangeSpec(columns[0], tuple(values))
 
     def _transformation(self, rule_id: str, name: str, action: str, locator: Mapping[str, Any]) -> Rule:
@@ -581,3 +603,11 @@ def parse_rules(raw_rules: list[Any]) -> tuple[list[Rule], RuleProblems]:
         if len(problems.items) == before:
             rules.append(rule)
     return rules, problems
+
+
+def _parallel_key_fits(parallel: str, key: str) -> bool:
+    """Whether a parallel-load key belongs to the type (a key for another type
+    would be ignored: refused)."""
+    if key in ("partitions", "subpartitions"):
+        return parallel == "partitions-list"
+    return parallel == "ranges"

@@ -78,8 +78,10 @@ class MappedTable:
     # parallel-load ranges: the full load reads the table segment by segment
     # (each segment's filter includes ``row_filter``).
     segments: tuple[RowFilter, ...] = ()
-    # parallel-load partitions-auto: workers load the table partition by partition.
+    # parallel-load partitions-auto / partitions-list: workers load the table
+    # partition by partition (partitions-list: these named partitions first).
     partitions_auto: bool = False
+    partitions_named: tuple[str, ...] = ()
     # A child table whose mapping removed the element's position from its key
     # (a DynamoDB child table keyed by its parent alone): the target has no
     # unique key, and change capture replaces a parent's rows as a whole
@@ -282,18 +284,17 @@ class TableMappings:
         key: tuple[str, ...] | None = None
         masks: list[tuple[_Col, Rule]] = []
         load_order = max((r.load_order for r in selected_by), default=0)
-        ranged: Rule | None = None
-        by_partition = False
+        parallel: Rule | None = None  # the table's parallel-load rule (one at most)
         for rule in self._rules:
             if rule.rule_type == "table-settings" and rule.matches_table(ref.schema, ref.name):
                 load_order = max(load_order, rule.load_order)
-                by_partition = by_partition or rule.parallel_load == "partitions-auto"
-                if rule.ranges is not None:
-                    if ranged is not None:
+                if rule.parallel_load not in (None, "none"):
+                    if parallel is not None:
+                        kind = parallel.parallel_load
                         raise _fail(
-                            origin, rule, f"table {ref} already has parallel-load ranges ({ranged.label})"
+                            origin, rule, f"table {ref} already has parallel-load {kind} ({parallel.label})"
                         )
-                    ranged = rule
+                    parallel = rule
             if rule.rule_type != "transformation" or not rule.matches_table(ref.schema, ref.name):
                 continue
             if rule.target == "schema":
@@ -429,6 +430,7 @@ class TableMappings:
         maps = tuple(ColumnMap(target=c.target, source=c.source) for c in cols)
         evaluator = Evaluator(table, added, origin) if added else None
         row_filter = bind_filters(origin, table, selected_by)
+        ranged = parallel if parallel is not None and parallel.ranges is not None else None
         return MappedTable(
             source=table,
             target=target,
@@ -437,7 +439,9 @@ class TableMappings:
             evaluator=evaluator,
             row_filter=row_filter,
             segments=bind_segments(origin, table, ranged, row_filter),
-            partitions_auto=by_partition and ranged is None,
+            partitions_auto=parallel is not None
+            and parallel.parallel_load in ("partitions-auto", "partitions-list"),
+            partitions_named=() if parallel is None else parallel.partitions,
             masks=tuple(mask_by_target.values()),
             load_order=load_order,
             conversions=tuple(conversions),

@@ -28,7 +28,7 @@ from conveyor.connectors.base import (
 )
 from conveyor.core.errors import ConveyorError
 from conveyor.core.schema import TableRef
-from conveyor.replication.full_load import TablePlan, TableProgress
+from conveyor.replication.full_load import TablePlan, TableProgress, partition_names
 from conveyor.replication.segment_plan import encode_filter
 from conveyor.replication.settings import SegmentedLoadSettings
 from conveyor.store.segments import DONE, FAILED, SegmentQueue
@@ -61,11 +61,13 @@ class StoreSegments:
 
     def takes(self, plan: TablePlan) -> bool:
         if plan.partitions_auto and not plan.segments and isinstance(self.snapshot, SupportsPartitions):
-            partitions = self.snapshot.partitions(plan.source)
+            partitions = plan.ordered_partitions(self.snapshot.partitions(plan.source))
             if partitions:
                 self._partitions[plan.source.ref] = partitions
             else:
                 log.info("table %s: partitions-auto, but the table has no partitions", plan.source.ref)
+        elif plan.partitions_named:
+            plan.check_partitions(partition_names(self.snapshot, plan.source))
         if not plan.segments and plan.source.ref not in self._partitions:
             return False
         reasons = []

@@ -213,6 +213,7 @@ def _segment_plan(stack: Declarations, claim: Claim, tables: Sequence[TableSchem
         row_filter=None if where is None else decode_filter(where),
         segments=(),
         partitions_auto=False,
+        partitions_named=(),
     )
     relation = claim.spec.get("relation")
     if relation is not None:  # partitions-auto: the partition read as a table of the same columns

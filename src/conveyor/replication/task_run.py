@@ -263,6 +263,7 @@ def table_plan(mapped: MappedTable) -> TablePlan:
         raw_copy=not mapped.masks and not mapped.conversions,
         segments=mapped.segments,
         partitions_auto=mapped.partitions_auto,
+        partitions_named=mapped.partitions_named,
     )
 
 

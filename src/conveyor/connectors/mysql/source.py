@@ -408,6 +408,23 @@ class MySQLSnapshot:
                 except Exception as exc:
                     self._drop(" ".join(str(exc).split()) or type(exc).__name__)
 
+    def partition_names(self, table: TableSchema) -> list[str]:
+        """The leaf partitions of a partitioned table (its sub-partitions where
+        it has them), from information_schema; none for a plain table."""
+        query = (
+            "SELECT COALESCE(SUBPARTITION_NAME, PARTITION_NAME) FROM information_schema.PARTITIONS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND PARTITION_NAME IS NOT NULL"
+            " ORDER BY PARTITION_ORDINAL_POSITION, SUBPARTITION_ORDINAL_POSITION"
+        )
+        with self._exclusive(table.ref) as conn:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(query, (table.ref.schema, table.ref.name))
+                    rows = cur.fetchall()
+            except pymysql.err.MySQLError as exc:
+                raise self._failure(table.ref, exc) from None
+        return [str(name) for (name,) in rows]
+
     def count(self, table: TableRef) -> int:
         with self._exclusive(table) as conn:
             try:
