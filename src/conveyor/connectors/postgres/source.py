@@ -16,6 +16,7 @@ from conveyor.connectors.postgres._arrow import Refusal, checks, conform, interv
 from conveyor.connectors.postgres.types import NativeColumn, array_dims, from_native, needs_text_cast
 from conveyor.connectors.postgres.user_types import native_types, xml_columns
 from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
+from conveyor.core.read_ahead import read_ahead
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
@@ -94,6 +95,7 @@ ORDER BY i.indrelid, k.ord
 """
 
 COPY_BLOCK_BYTES = 1 << 20
+_READ_AHEAD = 2  # batches fetched ahead of the target (each up to CommitRate rows)
 _ENUMS_SQL = (
     "SELECT enumtypid, enumlabel FROM pg_enum WHERE enumtypid = ANY(%s) ORDER BY enumtypid, enumsortorder"
 )
@@ -287,7 +289,12 @@ class PostgresSnapshot:
             with self._lock:
                 self._rejected.setdefault(table.ref, []).extend(rows)
 
-        return read_arrow(self.config, table, batch_rows, order_by_key, setup, reject=reject, where=where)
+        batches = read_arrow(self.config, table, batch_rows, order_by_key, setup, reject=reject, where=where)
+        if where is not None:
+            return batches  # a segment's read: already a thread of its own (replication.segments)
+        # The next batch is fetched and conformed while the target writes this one
+        # (the driver's fetch, Arrow's casts and the targets' writers release the GIL).
+        return read_ahead(batches, depth=_READ_AHEAD, name=f"read {table.ref}")
 
     def rejections(self, ref: TableRef) -> list[RejectedValue]:
         """The rows of table ``ref`` its last read left out: values no batch can
