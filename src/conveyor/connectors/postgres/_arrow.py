@@ -46,6 +46,8 @@ _DATE_NEG_WRAPPED = -(2**31) + _PG_EPOCH_DAYS
 # 1970) wraps in the driver to below this: a value no source can hold.
 PG_MIN_TIMESTAMP_US = -211_813_488_000_000_000 + _PG_EPOCH_US
 _US_PER_DAY = 86_400_000_000
+# PostgreSQL numeric values no decimal holds, as its text output spells them.
+NUMERIC_SPECIALS = "^(NaN|Infinity|-Infinity)$"
 # An interval's time part in nanoseconds must fit int64.
 _INTERVAL_OVERFLOW = (
     "abs(extract(hour from {c}) * 3600 + extract(minute from {c}) * 60 + extract(second from {c}))"
@@ -143,7 +145,8 @@ def _conform_column(
     if ctype is not None and array_dims(ctype) > 1 and pa.types.is_string(array.type):
         return _nested_lists(array, ctype, name, refusals), refusals
     if ctype is not None and ctype.kind is Kind.DECIMAL and pa.types.is_string(array.type):
-        special = pc.is_in(array, value_set=pa.array(["NaN", "Infinity", "-Infinity"]))
+        # A pattern, not a value set: building one from Python values imports pandas.
+        special = pc.match_substring_regex(array, NUMERIC_SPECIALS)
         if pc.any(special).as_py():
             for row in pc.indices_nonzero(pc.fill_null(special, False)).to_pylist():
                 value = array[row].as_py()
