@@ -22,6 +22,7 @@ import pyarrow as pa
 from conveyor.connectors.arrow_rows import printable
 from conveyor.connectors.base import EndpointConfig, RefusedRow, RejectedValue
 from conveyor.connectors.duckdb.conflict_counts import forget_counts, read_counts, write_counts
+from conveyor.connectors.duckdb.memory import memory_limit_of
 from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier, qualified, quote
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe, private_database
 from conveyor.connectors.duckdb.target import (
@@ -154,6 +155,17 @@ class DuckDBApplier:
 
     def apply_changes(self, task: str, changes: Sequence[ChangeBatch], checkpoint: Checkpoint) -> None:
         conn = self._connection()
+        # The whole memory_limit, even while a table's reload streams its rows.
+        with memory_limit_of(self.config.path or ":memory:", memory_limit(self.config)).busy(conn):
+            self._apply_changes(conn, task, changes, checkpoint)
+
+    def _apply_changes(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        task: str,
+        changes: Sequence[ChangeBatch],
+        checkpoint: Checkpoint,
+    ) -> None:
         conn.execute("BEGIN TRANSACTION")
         try:
             for table_changes in changes:

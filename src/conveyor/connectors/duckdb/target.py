@@ -23,6 +23,8 @@ from conveyor.connectors.base import (
     ValidationFailure,
     control_schema,
 )
+from conveyor.connectors.duckdb.key_order import AscendingKey
+from conveyor.connectors.duckdb.memory import MemoryLimit, memory_limit_of
 from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier, literal, qualified, quote
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe
 from conveyor.connectors.duckdb.types import from_duckdb
@@ -157,6 +159,7 @@ def primary_key_sql(keys: Sequence[str]) -> str:
 
 
 DEFAULT_MEMORY_LIMIT = "1GB"
+DUPLICATE_CHECK_MEMORY = "64MB"
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -185,12 +188,13 @@ def memory_limit(config: EndpointConfig) -> str:
     return str(config.options.get("memory_limit", DEFAULT_MEMORY_LIMIT))
 
 
-def out_of_memory(limit: str, exc: duckdb.OutOfMemoryException) -> TerminalError:
+def out_of_memory(limit: str, exc: duckdb.OutOfMemoryException, note: str = "") -> TerminalError:
     """DuckDB's OutOfMemoryException as the error a user can act on: it names
-    the endpoint option ``memory_limit`` and the value in effect."""
+    the endpoint option ``memory_limit`` and the value in effect (``note``:
+    the lowered limit of a streamed load, ``MemoryLimit.note``)."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return TerminalError(
-        f"DuckDB ran out of memory at the endpoint option memory_limit ({limit} in effect): {first}; "
+        f"DuckDB ran out of memory at the endpoint option memory_limit ({limit} in effect{note}): {first}; "
         "raise memory_limit in the DuckDB endpoint's settings"
     )
 
@@ -205,7 +209,7 @@ def _memory_named(method: Callable[P, R]) -> Callable[P, R]:
         except duckdb.OutOfMemoryException as exc:
             load = args[0]
             assert isinstance(load, DuckDBTableLoad)
-            raise out_of_memory(load.memory_limit, exc) from None
+            raise out_of_memory(load.memory.limit, exc, load.memory.note()) from None
 
     return step
 
@@ -266,6 +270,18 @@ class DuckDBTarget:
 
     def begin_load(self, table: TableSchema, mode: PrepMode) -> DuckDBTableLoad:
         cur = self._connection().cursor()
+        memory = memory_limit_of(self.path, memory_limit(self.config))
+        memory.enter_busy(cur)  # until the load ends, but for its streamed insert
+        try:
+            return self._begin_load(cur, memory, table, mode)
+        except BaseException:
+            memory.leave_busy(cur)
+            cur.close()
+            raise
+
+    def _begin_load(
+        self, cur: duckdb.DuckDBPyConnection, memory: MemoryLimit, table: TableSchema, mode: PrepMode
+    ) -> DuckDBTableLoad:
         # Concurrent transactions creating the same schema conflict in DuckDB's
         # catalog, so schemas are created first, one at a time, outside the load;
         # so is the apply-exceptions table, which a load sees only if it existed
@@ -294,7 +310,6 @@ class DuckDBTarget:
                 ddl = table_sql(cur, table.ref)
         except BaseException:
             cur.execute("ROLLBACK")
-            cur.close()
             raise
         create_sql = [*ddl, create_table_sql(existing)]
         return DuckDBTableLoad(
@@ -303,7 +318,7 @@ class DuckDBTarget:
             existing,
             create_sql,
             self.config,
-            memory_limit(self.config),
+            memory,
             deferred_key=created,
         )
 
@@ -390,14 +405,17 @@ class DuckDBTableLoad:
         shape: TableSchema,
         create_sql: Sequence[str] = (),
         config: EndpointConfig | None = None,
-        memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        memory: MemoryLimit | None = None,
         deferred_key: bool = False,
     ) -> None:
         self._cur = cursor
         # The table was created without its primary key, added by ``add_key``.
         self._deferred_key = tuple(shape.primary_key) if deferred_key else ()
         self._config = config
-        self.memory_limit = memory_limit
+        # The file's memory_limit, which this load holds busy until it ends
+        # (``MemoryLimit.enter_busy``); a load made without one holds nothing.
+        self.memory = memory or MemoryLimit(DEFAULT_MEMORY_LIMIT)
+        self._holds_memory = memory is not None
         self.table = table
         self.shape = shape
         self._create_sql = [*create_sql, create_table_sql(shape)]
@@ -415,12 +433,15 @@ class DuckDBTableLoad:
         load have no order to keep: without it (for this load's session only)
         DuckDB inserts with less work and memory. A refused value aborts the
         load's transaction (DataError): see ``SupportsCheckedWrite``."""
+        ascending = AscendingKey.of(self.table, self._deferred_key)
+        if ascending is not None:
+            batches = ascending.watch(batches)
         reader = pa.RecordBatchReader.from_batches(schema, batches)
         self._cur.register("batch_stream", reader)
         try:
             self._cur.execute("SET SESSION preserve_insertion_order = false")
-            self._cur.execute(self._insert.replace("FROM batch", "FROM batch_stream"))
-            self.add_key()
+            self._stream_insert()
+            self.add_key(unique=ascending is not None and ascending.holds)
         except REFUSALS as exc:
             raise DataError(f"table {self.table.ref}: {exc}") from None
         finally:
@@ -428,6 +449,19 @@ class DuckDBTableLoad:
                 self._cur.execute("RESET SESSION preserve_insertion_order")
             with contextlib.suppress(duckdb.Error):
                 self._cur.unregister("batch_stream")
+
+    def _stream_insert(self) -> None:
+        """The INSERT of the stream, under the file's lowered memory limit when
+        nothing else runs on it (``MemoryLimit.streaming``)."""
+        insert = self._insert.replace("FROM batch", "FROM batch_stream")
+        if not self._holds_memory:
+            self._cur.execute(insert)
+            return
+        with self.memory.streaming(self._cur):
+            try:
+                self._cur.execute(insert)
+            except duckdb.OutOfMemoryException as exc:  # named with the limit in effect now
+                raise out_of_memory(self.memory.limit, exc, self.memory.note()) from None
 
     def screen(self, records: pa.RecordBatch) -> tuple[pa.RecordBatch, list[RefusedRow]]:
         refused = self._screen.refusals(records)
@@ -499,23 +533,34 @@ class DuckDBTableLoad:
         assert self._config is not None, "a load that records rejections knows its endpoint"
         insert_rejections(self._cur, self._config, task, rejected)
 
-    def add_key(self) -> None:
+    def add_key(self, unique: bool = False) -> None:
         """Add the primary key the table was created without. DuckDB checks a
         key added in a transaction only at its COMMIT, so the rows are checked
-        here first: a duplicate is a DataError, as it is for an INSERT into a
-        keyed table."""
+        here first, unless they are known ``unique`` (``AscendingKey``): a
+        duplicate is a DataError, as it is for an INSERT into a keyed table."""
         keys = self._deferred_key
         if not keys:
             return
-        columns = ", ".join(quote(k) for k in keys)
-        duplicate = self._cur.execute(
-            f"SELECT {columns} FROM {qualified(self.table.ref)} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
-        ).fetchone()
+        duplicate = None if unique else self._duplicate_key()
         if duplicate is not None:
             shown = ", ".join(f"{k}: {v!r}" for k, v in zip(keys, duplicate, strict=True))
             raise DataError(f"table {self.table.ref}: duplicate primary key ({shown})")
         self._cur.execute(f"ALTER TABLE {qualified(self.table.ref)} ADD {primary_key_sql(keys)}")
         self._deferred_key = ()
+
+    def _duplicate_key(self) -> tuple[object, ...] | None:
+        """A key the table holds twice, or None. The GROUP BY's hash table is
+        capped (``DUPLICATE_CHECK_MEMORY``): beyond it, it spills to disk, which
+        at 5M keys was faster than DuckDB's unbounded one and half its memory."""
+        columns = ", ".join(quote(k) for k in self._deferred_key)
+        self._cur.execute(f"SET SESSION operator_memory_limit = '{DUPLICATE_CHECK_MEMORY}'")
+        try:
+            return self._cur.execute(
+                f"SELECT {columns} FROM {qualified(self.table.ref)} GROUP BY ALL HAVING count(*) > 1 LIMIT 1"
+            ).fetchone()
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                self._cur.execute("RESET SESSION operator_memory_limit")
 
     @_memory_named
     def commit(self) -> None:
@@ -525,7 +570,7 @@ class DuckDBTableLoad:
             self._cur.execute("COMMIT")
         except duckdb.TransactionException as exc:  # a catalog conflict with another load
             raise TerminalError(f"table {self.table.ref}: DuckDB could not commit the load: {exc}") from None
-        self._cur.close()
+        self._release()
 
     def abort(self) -> None:
         self._screen.close()
@@ -533,7 +578,13 @@ class DuckDBTableLoad:
             with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already ended it
                 self._cur.execute("ROLLBACK")
         finally:
-            self._cur.close()
+            self._release()
+
+    def _release(self) -> None:
+        if self._holds_memory:
+            self._holds_memory = False
+            self.memory.leave_busy(self._cur)
+        self._cur.close()
 
 
 def _kept_rows(rows: int, refused: list[RefusedRow]) -> pa.Array:

@@ -13,6 +13,7 @@ refusals, in row order.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,8 @@ _DATE_NEG_WRAPPED = -(2**31) + _PG_EPOCH_DAYS
 # 1970) wraps in the driver to below this: a value no source can hold.
 PG_MIN_TIMESTAMP_US = -211_813_488_000_000_000 + _PG_EPOCH_US
 _US_PER_DAY = 86_400_000_000
+# PostgreSQL numeric values no decimal holds, as its text output spells them.
+NUMERIC_SPECIALS = "^(NaN|Infinity|-Infinity)$"
 # An interval's time part in nanoseconds must fit int64.
 _INTERVAL_OVERFLOW = (
     "abs(extract(hour from {c}) * 3600 + extract(minute from {c}) * 60 + extract(second from {c}))"
@@ -143,7 +146,8 @@ def _conform_column(
     if ctype is not None and array_dims(ctype) > 1 and pa.types.is_string(array.type):
         return _nested_lists(array, ctype, name, refusals), refusals
     if ctype is not None and ctype.kind is Kind.DECIMAL and pa.types.is_string(array.type):
-        special = pc.is_in(array, value_set=pa.array(["NaN", "Infinity", "-Infinity"]))
+        # A pattern, not a value set: building one from Python values imports pandas.
+        special = pc.match_substring_regex(array, NUMERIC_SPECIALS)
         if pc.any(special).as_py():
             for row in pc.indices_nonzero(pc.fill_null(special, False)).to_pylist():
                 value = array[row].as_py()
@@ -176,7 +180,7 @@ def conform_array(
     if isinstance(array.type, pa.ExtensionType):
         array = array.storage
     if pa.types.is_timestamp(target) and pa.types.is_timestamp(array.type):
-        at_max = pc.equal(array.view(pa.int64()), t.INT64_INFINITY)  # a real value: DuckDB's infinity
+        at_max = pc.equal(array.view(pa.int64()), _int(t.INT64_INFINITY, pa.int64()))  # DuckDB's infinity
         fixed = _fix_infinity(array, pa.int64(), _TS_POS_WRAPPED, _TS_NEG_WRAPPED, t.INT64_INFINITY, target)
         _wrapped(fixed, at_max, name, refusals)
         return fixed
@@ -209,7 +213,10 @@ def _wrapped(values: pa.Array, at_max: pa.Array, name: str, refusals: list[Refus
     int64 microseconds since 1970, beyond 294247-01-10), or at int64's maximum
     (``at_max``: 294247-01-10 04:00:54.775807, which is infinity in flight)."""
     ints = values.view(pa.int64())
-    below = pc.and_(pc.less(ints, PG_MIN_TIMESTAMP_US), pc.not_equal(ints, t.INT64_NEG_INFINITY))
+    below = pc.and_(
+        pc.less(ints, _int(PG_MIN_TIMESTAMP_US, pa.int64())),
+        pc.not_equal(ints, _int(t.INT64_NEG_INFINITY, pa.int64())),
+    )
     below = pc.or_(below, at_max)
     if not pc.any(below).as_py():
         return
@@ -235,11 +242,21 @@ def format_micros(micros: int) -> str:
     return f"{year:04d}-{month:02d}-{day:02d} {clock}"
 
 
+@functools.cache
+def _int(value: int, kind: pa.DataType) -> pa.Scalar:
+    """An integer scalar made from its bytes: pyarrow imports pandas (about
+    36 MB, a second on a cold cache) the first time it converts a Python value,
+    which a load of Arrow batches never otherwise needs."""
+    data = pa.py_buffer(value.to_bytes(kind.bit_width // 8, "little", signed=True))
+    return pa.Array.from_buffers(kind, 1, [None, data])[0]
+
+
 def _fix_infinity(
     array: pa.Array, raw: pa.DataType, pos: int, neg: int, infinity: int, target: pa.DataType
 ) -> pa.Array:
     values = array.view(raw)
-    if pc.any(pc.or_(pc.equal(values, pos), pc.equal(values, neg))).as_py():
-        values = pc.if_else(pc.equal(values, pos), pa.scalar(infinity, raw), values)
-        values = pc.if_else(pc.equal(values, neg), pa.scalar(-infinity, raw), values)
+    at_pos, at_neg = pc.equal(values, _int(pos, raw)), pc.equal(values, _int(neg, raw))
+    if pc.any(pc.or_(at_pos, at_neg)).as_py():
+        values = pc.if_else(at_pos, _int(infinity, raw), values)
+        values = pc.if_else(pc.equal(values, _int(neg, raw)), _int(-infinity, raw), values)
     return values.view(target) if values.type != target else values

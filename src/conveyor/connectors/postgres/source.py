@@ -13,9 +13,10 @@ from psycopg import pq, sql
 from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.postgres import connection, ddl_capture, filters
 from conveyor.connectors.postgres._arrow import Refusal, checks, conform, interval_guard
+from conveyor.connectors.postgres.adbc_stream import query_batches
 from conveyor.connectors.postgres.types import NativeColumn, array_dims, from_native, needs_text_cast
 from conveyor.connectors.postgres.user_types import native_types, xml_columns
-from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
+from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.read_ahead import read_ahead
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -460,39 +461,23 @@ def read_arrow(
     text = select_query(table, order_by_key, where).as_string(None)
     checked = checks(table, table.column_names)[1]
     schema = schema or table.arrow_schema()
-    # Imported here: its DB-API module imports pyarrow.dataset and pandas (about
-    # 0.3 s, seconds on a cold cache), which the raw binary COPY path never needs.
-    import adbc_driver_postgresql.dbapi as adbc
-
-    try:
-        conn = adbc.connect(connection.adbc_uri(config))
-    except adbc.Error as exc:
-        raise ConnectionFailed(connection.describe_failure(config, exc)) from None
-    try:
-        with conn.cursor() as cur:
-            cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(8 << 20)})
-            for statement in setup:
-                cur.execute(statement)
-            cur.execute(text)
-            pending: list[pa.RecordBatch] = []
-            pending_rows = 0
-            for raw in cur.fetch_record_batch():
-                batch, refused = conform(raw, schema, table, checked)
-                if refused:
-                    rejected = [_rejected(table, raw, r) for r in refused]
-                    if reject is None:
-                        raise DataError(rejected[0].reason, column=rejected[0].column)
-                    reject(rejected)
-                pending.append(batch)
-                pending_rows += raw.num_rows
-                if pending_rows >= batch_rows:
-                    yield from _rebatch(pending, schema, batch_rows)
-                    pending, pending_rows = [], 0
-            if pending:
+    with query_batches(config, text, setup) as reader:
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        for raw in reader:
+            batch, refused = conform(raw, schema, table, checked)
+            if refused:
+                rejected = [_rejected(table, raw, r) for r in refused]
+                if reject is None:
+                    raise DataError(rejected[0].reason, column=rejected[0].column)
+                reject(rejected)
+            pending.append(batch)
+            pending_rows += raw.num_rows
+            if pending_rows >= batch_rows:
                 yield from _rebatch(pending, schema, batch_rows)
-    finally:
-        conn.rollback()
-        conn.close()
+                pending, pending_rows = [], 0
+        if pending:
+            yield from _rebatch(pending, schema, batch_rows)
 
 
 def _rejected(table: TableSchema, raw: pa.RecordBatch, refusal: Refusal) -> RejectedValue:
