@@ -42,12 +42,19 @@ def test_schedules(tmp_path: Path) -> None:
         assert [s["Name"] for s in listed] == ["nightly"]
         assert listed[0]["Arn"].endswith(":schedule/default/nightly")
 
+        # A rate's grid is anchored at its StartDate: the first fire is at it, not a minute later.
+        start = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
         created = scheduler.create_schedule(
-            Name="every-minute", ScheduleExpression="rate(1 minute)", Target=target, FlexibleTimeWindow=WINDOW
+            Name="every-minute",
+            ScheduleExpression="rate(1 minute)",
+            StartDate=start,
+            Target=target,
+            FlexibleTimeWindow=WINDOW,
         )
         assert created["ScheduleArn"].endswith(":schedule/default/every-minute")
         got = scheduler.get_schedule(Name="every-minute")
         assert got["ScheduleExpression"] == "rate(1 minute)" and got["State"] == "ENABLED"
+        assert got["StartDate"] == start
         assert got["Target"]["Arn"] == machine and json.loads(got["Target"]["Input"]) == {"from": "scheduler"}
 
         def fired() -> list[dict[str, Any]]:
@@ -58,7 +65,7 @@ def test_schedules(tmp_path: Path) -> None:
                 == {"from": "scheduler"}
             ]
 
-        wait_for(fired, 90, "the schedule to fire")  # rate(1 minute): the first fire within a minute
+        wait_for(fired, 30, "the schedule to fire at its StartDate")
 
         scheduler.update_schedule(
             Name="every-minute",

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from conveyor.core.faults import ENV as FAULT_ENV
-from conveyor.replication.task_run import STOP_REASON_NORMAL
+from conveyor.replication.task_states import STOP_REASON_NORMAL
 from conveyor.store.store import Store
 from support import stacks
 from support.cli import conveyor

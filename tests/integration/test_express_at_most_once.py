@@ -35,7 +35,7 @@ def waits(seconds: int) -> str:
 STACK = f"""
 state_machines:
   quick: {{type: EXPRESS, definition: {waits(300)}}}
-  steady: {{definition: {waits(40)}}}
+  steady: {{definition: {waits(20)}}}
 """
 
 START = [sys.executable, "-m", "conveyor", "executions", "start"]

@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 
 from conveyor.orchestration.bus import event_sink
-from conveyor.replication.task_run import StartMode
 from conveyor.replication.task_runner import run_task
+from conveyor.replication.task_states import StartMode
 from conveyor.stack.loader import load_stack
 from conveyor.store.store import Store
 

@@ -22,8 +22,8 @@ from conveyor.core.canonical_text import (
 )
 from conveyor.core.errors import ConfigError
 from conveyor.core.types import Kind
+from conveyor.replication.runnable import check_runnable
 from conveyor.replication.settings import ValidationSettings
-from conveyor.replication.task_runner import check_runnable
 from conveyor.replication.validation import settings_notes
 from conveyor.stack.loader import load_stack
 

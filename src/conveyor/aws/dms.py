@@ -46,7 +46,7 @@ def _task(service: Service, p: dict[str, Any]) -> str:
 
 
 def _not_running(service: Service, name: str, doing: str) -> None:
-    from conveyor.replication.task_run import ACTIVE_STATUSES
+    from conveyor.replication.task_states import ACTIVE_STATUSES
     from conveyor.replication.worker import reap_stale
 
     status = reap_stale(service.store, name, event_sink(service.store))["status"]

@@ -12,7 +12,7 @@ import typer
 from conveyor.cli.app import app, console
 from conveyor.cli.output import opened_conveyor, print_json
 from conveyor.cli.progress import LiveProgress, foreground_progress
-from conveyor.replication.task_run import ACTIVE_STATUSES
+from conveyor.replication.task_states import ACTIVE_STATUSES
 from conveyor.service.models import TableReload, TaskDescription, TaskProcess, to_json
 from conveyor.store.event_pages import MAX_LIMIT
 

@@ -14,7 +14,7 @@ import typer
 
 from conveyor.cli.app import app
 from conveyor.cli.output import print_json
-from conveyor.replication.worker import stop_on_signals
+from conveyor.core.processes import stop_on_signals
 from conveyor.service import Conveyor
 
 

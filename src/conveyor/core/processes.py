@@ -1,10 +1,18 @@
 """Whether a recorded process (a worker, a statement's or an execution's owner) is
-still running."""
+still running, and stopping this one between batches on a signal."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
+
+log = logging.getLogger(__name__)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -30,3 +38,27 @@ def pid_alive(pid: int | None) -> bool:
     except (OSError, ValueError):
         return True  # no /proc here: trust the signal
     return "python" in cmdline or "conveyor" in cmdline
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, *signums: signal.Signals) -> Iterator[None]:
+    """While inside, the given signals set ``stop`` instead of ending the process
+    (a second SIGINT ends it the usual way). Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:  # a second Ctrl-C: stop now
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        log.warning("%s: stopping between batches", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

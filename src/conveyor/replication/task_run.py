@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 from conveyor.connectors.base import EndpointConfig, NamesItsSource, Snapshot, Target
-from conveyor.core.errors import ConnectionFailed, ConveyorError, TransientError
+from conveyor.core.errors import ConveyorError
 from conveyor.core.schema import TableSchema
 from conveyor.events.lifecycle import NO_TABLES_CAPTURED, STARTED, EventSink, task_event
 from conveyor.events.lifecycle import TABLE_ERROR as TABLE_ERROR_EVENT
@@ -34,51 +34,15 @@ from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.segment_load import StoreSegments
 from conveyor.replication.segment_plan import table_segments
 from conveyor.replication.settings import SegmentWorkers, TaskSettings
+from conveyor.replication.task_states import (
+    RUNNING,
+    STARTING,
+)
 from conveyor.replication.validation import TableValidation, ValidationRun, validate_tables
 from conveyor.store.segments import SegmentQueue
 from conveyor.store.store import Store
 
 log = logging.getLogger(__name__)
-
-# Stop reasons, as the migration service reports them (its events and
-# DescribeReplicationTasks say "Stop Reason X"); docs/settings.md lists when each is set.
-FULL_LOAD_ONLY_FINISHED = "FULL_LOAD_ONLY_FINISHED"  # every table loaded
-STOP_REASON_NORMAL = "NORMAL"  # stopped by the user (`conveyor tasks stop`, SIGTERM, Ctrl-C)
-STOP_REASON_FATAL_ERROR = "FATAL_ERROR"  # failed: retrying will not help (`tasks describe` says why)
-STOP_REASON_RECOVERABLE_ERROR = "RECOVERABLE_ERROR"  # failed on an endpoint that may come back
-STOPPED_AFTER_FULL_LOAD = "STOPPED_AFTER_FULL_LOAD"  # StopTaskCachedChangesNotApplied
-STOPPED_AFTER_CACHED_EVENTS = "STOPPED_AFTER_CACHED_EVENTS"  # StopTaskCachedChangesApplied
-# The rest of the service's set, which nothing here asks for (no setting or
-# limit of Conveyor's leads to them): never set.
-UNUSED_STOP_REASONS = (
-    "STOPPED_AFTER_DDL_APPLY",
-    "STOPPED_DUE_TO_LOW_MEMORY",
-    "STOPPED_DUE_TO_LOW_DISK",
-    "STOPPED_AT_SERVER_TIME",
-    "STOPPED_AT_COMMIT_TIME",
-    "EXPRESS_LICENSE_LIMITS_REACHED",
-    "RECONFIGURATION_RESTART",
-    "RECYCLE_TASK",
-)
-
-
-def failure_stop_reason(error: BaseException) -> str:
-    """A failed task's stop reason: RECOVERABLE_ERROR when an endpoint could not
-    be reached (starting it again may succeed), FATAL_ERROR otherwise."""
-    recoverable = isinstance(error, ConnectionFailed | TransientError)
-    return STOP_REASON_RECOVERABLE_ERROR if recoverable else STOP_REASON_FATAL_ERROR
-
-
-# Task statuses: ready -> starting -> running -> stopping -> stopped | failed.
-READY = "ready"
-STARTING = "starting"
-RUNNING = "running"
-STOPPING = "stopping"
-STOPPED_STATUS = "stopped"
-FAILED_STATUS = "failed"
-ACTIVE_STATUSES = (STARTING, RUNNING, STOPPING)
-
-StartMode = Literal["start", "resume", "reload"]
 
 
 def stats_document(progress: TableProgress) -> dict[str, Any]:

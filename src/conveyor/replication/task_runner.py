@@ -5,19 +5,30 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from conveyor.connectors.base import Source, Target
-from conveyor.connectors.registry import engines_for, open_source, open_target, plays
-from conveyor.core.errors import ConfigError, ConveyorError
+from conveyor.connectors.registry import open_source, open_target
+from conveyor.core.errors import ConveyorError
+from conveyor.core.processes import stop_on_signals
 from conveyor.events.lifecycle import FAILED, STOPPED, EventSink, task_event
 from conveyor.replication.control_tables import ControlTables, with_control_schema
 from conveyor.replication.declarations import Declarations
 from conveyor.replication.full_load import TABLE_COMPLETED, ProgressCallback, TablePlan
 from conveyor.replication.log_levels import log_levels
+from conveyor.replication.runnable import check_runnable
 from conveyor.replication.task_run import (
+    TaskRun,
+    load_tables,
+    report_no_tables,
+    select_tables,
+    table_plan,
+    validate_only,
+)
+from conveyor.replication.task_states import (
     FAILED_STATUS,
     FULL_LOAD_ONLY_FINISHED,
     STARTING,
@@ -26,13 +37,7 @@ from conveyor.replication.task_run import (
     STOPPED_STATUS,
     STOPPING,
     StartMode,
-    TaskRun,
     failure_stop_reason,
-    load_tables,
-    report_no_tables,
-    select_tables,
-    table_plan,
-    validate_only,
 )
 from conveyor.replication.validation import (
     VALIDATED,
@@ -91,24 +96,6 @@ def validate_task(stack: Declarations, name: str) -> ValidationReport:
 
 def all_validated(checks: list[TableValidation]) -> bool:
     return all(check.state == VALIDATED for check in checks)
-
-
-def check_runnable(stack: Declarations, name: str) -> None:
-    """Raise unless this build can run task ``name`` of ``stack``."""
-    spec = stack.tasks.get(name)
-    if spec is None:
-        raise ConfigError(f"no task named {name!r}; known: {', '.join(sorted(stack.tasks)) or '-'}")
-    engine = stack.endpoints[spec.source].engine
-    if spec.migration_type != "full-load" and spec.task_settings().validation_settings.validation_only:
-        raise ConfigError(
-            f"task {name!r}: ValidationSettings.ValidationOnly works with migration_type full-load only; "
-            "for change capture, EnableValidation validates changed rows as they settle"
-        )
-    if spec.migration_type != "full-load" and not plays(engine, "change_source"):
-        raise ConfigError(
-            f"task {name!r}: migration_type {spec.migration_type!r} needs change capture, "
-            f"which a {engine} source does not have (available: {', '.join(engines_for('change_source'))})"
-        )
 
 
 class StopWatcher:
@@ -229,3 +216,21 @@ def _finish(run: TaskRun, status: str, stop_reason: str | None, error: str | Non
     else:
         run.events(task_event(STOPPED, run.name, stop_reason or ""))
     return status
+
+
+def run_claimed(
+    store: Store,
+    stack: Declarations,
+    name: str,
+    run_id: int,
+    on_progress: ProgressCallback | None = None,
+    mode: StartMode = "start",
+    *,
+    events: EventSink,
+) -> str:
+    """Run a claimed run in this process until it ends; SIGTERM and SIGINT stop it."""
+    stop = threading.Event()
+    with stop_on_signals(stop, signal.SIGTERM, signal.SIGINT):
+        return run_task(
+            store, stack, name, events=events, run_id=run_id, stop=stop, on_progress=on_progress, mode=mode
+        )

@@ -14,21 +14,19 @@ import logging
 import os
 import signal
 import sys
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from conveyor.core.errors import ConveyorError
 from conveyor.core.processes import pid_alive as pid_alive  # noqa: PLC0414  (imported from here too)
 from conveyor.events.lifecycle import FAILED, EventSink, task_event
 from conveyor.replication.declarations import Declarations
-from conveyor.replication.full_load import ProgressCallback
 from conveyor.replication.run_logs import prune_run_logs, run_log_path
-from conveyor.replication.task_run import (
+from conveyor.replication.runnable import check_runnable
+from conveyor.replication.task_states import (
     ACTIVE_STATUSES,
     FAILED_STATUS,
     STARTING,
@@ -37,7 +35,6 @@ from conveyor.replication.task_run import (
     STOPPING,
     StartMode,
 )
-from conveyor.replication.task_runner import check_runnable, run_task
 from conveyor.store.rows import RunRow, TaskStatusRow
 from conveyor.store.store import DEFAULT_HOME, Store
 
@@ -190,45 +187,3 @@ def spawn_worker(
         raise ConveyorError(f"task {name}: {reason}") from None
     store.set_run(run_id, pid=pid)
     return pid
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event, *signums: signal.Signals) -> Iterator[None]:
-    """While inside, the given signals set ``stop`` instead of ending the process
-    (a second SIGINT ends it the usual way). Only in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set() and signum == signal.SIGINT:  # a second Ctrl-C: stop now
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        log.warning("%s: stopping between batches", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {signum: signal.signal(signum, handler) for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
-def run_claimed(
-    store: Store,
-    stack: Declarations,
-    name: str,
-    run_id: int,
-    on_progress: ProgressCallback | None = None,
-    mode: StartMode = "start",
-    *,
-    events: EventSink,
-) -> str:
-    """Run a claimed run in this process until it ends; SIGTERM and SIGINT stop it."""
-    stop = threading.Event()
-    with stop_on_signals(stop, signal.SIGTERM, signal.SIGINT):
-        return run_task(
-            store, stack, name, events=events, run_id=run_id, stop=stop, on_progress=on_progress, mode=mode
-        )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.events.lifecycle import CREATED, MODIFIED, task_event
 from conveyor.orchestration.bus import event_sink
-from conveyor.replication.task_run import ACTIVE_STATUSES
+from conveyor.replication.task_states import ACTIVE_STATUSES
 from conveyor.replication.worker import reap_stale
 from conveyor.service.models import ApplyResult, StackSummary
 from conveyor.stack.loader import SECTIONS as STACK_SECTIONS

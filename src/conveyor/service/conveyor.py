@@ -31,9 +31,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from conveyor.core.errors import ConfigError, ConveyorError
-from conveyor.replication.full_load import ProgressCallback
 from conveyor.replication.run_logs import READ_LIMIT
-from conveyor.replication.task_run import StartMode
+from conveyor.replication.task_states import StartMode
 from conveyor.service import logs as log_ops
 from conveyor.service import tasks as task_ops
 from conveyor.service.apply import applied_stack, apply_stack
@@ -81,6 +80,7 @@ if TYPE_CHECKING:
     # for them at start-up (issue 17's fixed cost).
     from conveyor.orchestration.integrations_aws import DatabaseMigration
     from conveyor.orchestration.service import Service
+    from conveyor.replication.full_load import ProgressCallback
     from conveyor.service import lake as lake_ops
 
 TaskAnswer = TaskProcess | TaskDescription

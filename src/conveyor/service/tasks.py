@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.connectors.registry import open_change_source
 from conveyor.core.errors import ConveyorError, NotFoundError
@@ -14,14 +14,12 @@ from conveyor.core.log_format import bind
 from conveyor.events.lifecycle import DELETED, RELOAD_REQUESTED, task_event
 from conveyor.orchestration.bus import event_sink
 from conveyor.replication.cdc.reload_request import request_table_reloads
-from conveyor.replication.full_load import ProgressCallback
-from conveyor.replication.task_run import ACTIVE_STATUSES, StartMode
+from conveyor.replication.task_states import ACTIVE_STATUSES, StartMode
 from conveyor.replication.worker import (
     claim_start,
     current_pid,
     reap_stale,
     request_stop,
-    run_claimed,
     spawn_worker,
 )
 from conveyor.service.apply import applied_stack
@@ -35,6 +33,9 @@ from conveyor.service.models import (
 from conveyor.stack.entries import delete_entry
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
+
+if TYPE_CHECKING:
+    from conveyor.replication.full_load import ProgressCallback
 
 
 def applied_task_stack(store: Store, name: str) -> Stack:
@@ -79,6 +80,9 @@ def run_here(
     store: Store, name: str, mode: StartMode, on_progress: ProgressCallback | None
 ) -> TaskDescription:
     """Claim a run and run it in this process until it stops; then describe the task."""
+    # The engines load with the run: the service's other operations do not pay for them.
+    from conveyor.replication.task_runner import run_claimed
+
     stack = applied_task_stack(store, name)
     events = event_sink(store)
     run_id = claim_start(store, stack, name, pid=os.getpid(), events=events)

@@ -18,8 +18,9 @@ from conveyor.events.lifecycle import FAILED, task_event
 from conveyor.orchestration.bus import event_sink
 from conveyor.replication.progress_lines import PlainProgress
 from conveyor.replication.run_logs import RunLogHandler
-from conveyor.replication.task_run import FAILED_STATUS, failure_stop_reason
-from conveyor.replication.worker import WORKER_MODULE, run_claimed
+from conveyor.replication.task_runner import run_claimed
+from conveyor.replication.task_states import FAILED_STATUS, failure_stop_reason
+from conveyor.replication.worker import WORKER_MODULE
 from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 

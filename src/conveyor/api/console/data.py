@@ -14,7 +14,7 @@ from typing import Any
 
 from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.events.lifecycle import task_arn
-from conveyor.replication.task_run import ACTIVE_STATUSES
+from conveyor.replication.task_states import ACTIVE_STATUSES
 from conveyor.service import Conveyor
 from conveyor.service.models import StateRun, TableReload
 

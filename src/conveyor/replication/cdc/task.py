@@ -43,10 +43,6 @@ from conveyor.replication.identifiers import TargetNames, collisions, folding_of
 from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.settings import TablePolicy
 from conveyor.replication.task_run import (
-    STOP_REASON_NORMAL,
-    STOPPED_AFTER_CACHED_EVENTS,
-    STOPPED_AFTER_FULL_LOAD,
-    StartMode,
     TaskRun,
     load_tables,
     report_no_tables,
@@ -54,6 +50,12 @@ from conveyor.replication.task_run import (
     table_plan,
     task_mappings,
     tell_source,
+)
+from conveyor.replication.task_states import (
+    STOP_REASON_NORMAL,
+    STOPPED_AFTER_CACHED_EVENTS,
+    STOPPED_AFTER_FULL_LOAD,
+    StartMode,
 )
 
 log = logging.getLogger(__name__)
