@@ -15,7 +15,7 @@ from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
 
 from conveyor.connectors.arrow_rows import Unrepresentable
 from conveyor.connectors.changes import RowChange
-from conveyor.connectors.mysql.capture_values import Convert, UnrepresentableValue, ValueConverters
+from conveyor.connectors.mysql.capture_values import Convert, UnrepresentableValue, ValueConverters, set_text
 from conveyor.connectors.mysql.row_images import RowImageDecoder
 from conveyor.core.batch import Op
 from conveyor.core.schema import TableRef, TableSchema
@@ -28,6 +28,10 @@ class RowChanges:
     def __init__(self, wkt: Callable[[bytes], str]) -> None:
         self._converters = ValueConverters(wkt)
         self._cache: dict[TableRef, tuple[TableSchema, dict[str, Convert]]] = {}
+        # Per table, for its latest table map (column list): SET columns' label positions as the binlog's
+        # metadata gives them. The catalog spells a 4-byte character of a label '?';
+        # the table map has the labels themselves.
+        self._set_orders: dict[TableRef, tuple[Any, dict[str, dict[str, int]]]] = {}
         self._decoder = RowImageDecoder()  # row images straight from the event's bytes
 
     def decode(self, event: Any) -> list[dict[str, Any]]:
@@ -38,18 +42,20 @@ class RowChanges:
     def forget(self, ref: TableRef) -> None:
         """Drop the converters of a table no longer captured (or reshaped)."""
         self._cache.pop(ref, None)
+        self._set_orders.pop(ref, None)
 
     def change(self, table: TableSchema, event: Any, row: Mapping[str, Any]) -> RowChange:
         """One decoded ``row`` of a rows ``event`` of ``table``."""
         ref = table.ref
+        sets = self._set_labels(ref, event)
         if isinstance(event, WriteRowsEvent):
-            values = self._values(table, row["values"], row.get("none_sources", {}))
+            values = self._values(table, row["values"], row.get("none_sources", {}), sets)
             return RowChange(ref, Op.INSERT, values, unchanged=_missing(table, values))
         if isinstance(event, DeleteRowsEvent):
-            values = self._values(table, row["values"], row.get("none_sources", {}))
+            values = self._values(table, row["values"], row.get("none_sources", {}), sets)
             return RowChange(ref, Op.DELETE, values, old_key=_key(table, values))
-        before = self._values(table, row["before_values"], row.get("before_none_sources", {}))
-        after = self._values(table, row["after_values"], row.get("after_none_sources", {}))
+        before = self._values(table, row["before_values"], row.get("before_none_sources", {}), sets)
+        after = self._values(table, row["after_values"], row.get("after_none_sources", {}), sets)
         old_key = _key(table, before)
         new_key = _key(table, after)
         return RowChange(
@@ -67,8 +73,26 @@ class RowChanges:
             self._cache[table.ref] = cached
         return cached[1]
 
+    def _set_labels(self, ref: TableRef, event: Any) -> dict[str, dict[str, int]]:
+        """The event's SET columns' label positions, from its table map's metadata."""
+        columns = event.columns
+        cached = self._set_orders.get(ref)
+        if cached is None or cached[0] is not columns:
+            orders = {
+                c.name: {label: i for i, label in enumerate(c.set_values)}
+                for c in columns
+                if getattr(c, "set_values", None)
+            }
+            cached = (columns, orders)
+            self._set_orders[ref] = cached
+        return cached[1]
+
     def _values(
-        self, table: TableSchema, raw: Mapping[str, Any], sources: Mapping[str, str]
+        self,
+        table: TableSchema,
+        raw: Mapping[str, Any],
+        sources: Mapping[str, str],
+        sets: Mapping[str, Mapping[str, int]],
     ) -> dict[str, Any]:
         converters = self._table_converters(table)
         values: dict[str, Any] = {}
@@ -83,7 +107,8 @@ class RowChanges:
             if source == "cols bitmap":
                 continue  # not in a MINIMAL row image: reported as unchanged
             try:
-                values[name] = convert(value, source)
+                order = sets.get(name)
+                values[name] = set_text(value, source, order) if order is not None else convert(value, source)
             except UnrepresentableValue as exc:
                 # Refused by the applier per DataErrorPolicy, as the full load's row.
                 column = table.column(name)

@@ -62,7 +62,7 @@ class ValueConverters:
             return lambda v, _s: _bits(v)
         if base == "set":
             order = {label: i for i, label in enumerate(enum_labels(native or ""))}
-            return lambda v, s: _set_text(v, s, order)
+            return lambda v, s: set_text(v, s, order)
         if base == "year":
             # The binlog's byte is the year minus 1900, and 0 is year 0000:
             # pymysqlreplication reads it as 1900, a year a YEAR column cannot hold.
@@ -101,7 +101,8 @@ def _bits(value: Any) -> int:
     return int(value)
 
 
-def _set_text(value: Any, source: str, order: Mapping[str, int]) -> str | None:
+def set_text(value: Any, source: str, order: Mapping[str, int]) -> str | None:
+    """A SET's members as the full load reads them: in declaration order (``order``: label -> position)."""
     if value is None:
         # pymysqlreplication gives None for the empty set too (none-source "empty set").
         return "" if source == "empty set" else None

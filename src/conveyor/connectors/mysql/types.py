@@ -93,6 +93,10 @@ class NativeColumn:
     is_json: bool = False  # a CHECK (json_valid(col)) constraint holds (MariaDB json)
 
 
+UNREADABLE_LABEL = "?"
+"""How MariaDB's catalog spells a character of an enum label it cannot show (4-byte UTF-8)."""
+
+
 def from_native(col: NativeColumn) -> ColumnType:
     """The conveyor type of a MySQL/MariaDB column."""
     name = col.data_type.strip().lower()
@@ -121,7 +125,14 @@ def from_native(col: NativeColumn) -> ColumnType:
             col.char_length if col.char_length is not None else _first_size(native), native=native
         )
     if name == "enum":
-        return t.enum(enum_labels(native), native=native)
+        labels = enum_labels(native)
+        if any(UNREADABLE_LABEL in label for label in labels):
+            # information_schema (and SHOW CREATE TABLE) spell a label's 4-byte
+            # character as '?', so the catalog's labels are not the table's: an
+            # enum built from them would refuse the rows holding such a label.
+            # The label travels as text instead, exactly as the source returns it.
+            return t.simple(Kind.TEXT, native=native)
+        return t.enum(labels, native=native)
     if col.is_json and name in {"longtext", "text", "mediumtext", "tinytext", "varchar"}:
         return t.simple(Kind.JSON, native=native)
     if name in _SIMPLE:
