@@ -17,6 +17,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
+PIP = (sys.executable, "-m", "pip", "--disable-pip-version-check")
 RULE = (
     '{rule-type: selection, rule-id: "1", rule-name: a,'
     ' object-locator: {schema-name: "%", table-name: "%"}, rule-action: include}'
@@ -38,7 +39,9 @@ tasks:
 def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A virtual environment with `pip install conveyor` (no extras) from this tree."""
     venv = tmp_path_factory.mktemp("core-venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # Without its own pip, filled by this one's (`pip --python`), without compiling every
+    # installed module up front: the same packages in a third of the time.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     # A copy of the tree: pip must not write build files into the checkout.
     tree = tmp_path_factory.mktemp("tree")
     for part in ("pyproject.toml", "README.md", "src"):
@@ -48,7 +51,7 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         else:
             shutil.copy(source, tree / part)
     installed = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(tree)],
+        [*PIP, "--python", str(venv / "bin" / "python"), "install", "--quiet", "--no-compile", str(tree)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -60,7 +63,7 @@ def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_the_core_has_no_optional_dependency(core: Path) -> None:
     listed = subprocess.run(
-        [str(core / "python"), "-m", "pip", "list", "--format=json"],
+        [*PIP, "--python", str(core / "python"), "list", "--format=json"],
         capture_output=True,
         text=True,
         check=True,
