@@ -61,22 +61,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.connectors.base import RejectedValue
 from conveyor.connectors.changes import CaptureStart, ChangeEvent, Commit, RowChange, TableDefinition
+from conveyor.connectors.dynamodb.drift import rows_by_record, widen_layouts
 from conveyor.connectors.dynamodb.flatten import _Variants, attr_at, build_column, flatten
 from conveyor.connectors.dynamodb.infer import POSITION, TableLayout, tag_field
-from conveyor.connectors.dynamodb.source import ScanCheckpoint
+from conveyor.connectors.dynamodb.source import DynamoDBSource, ScanCheckpoint
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableSchema
-
-if TYPE_CHECKING:
-    from conveyor.connectors.dynamodb.streams import DynamoDBChangeSource
 
 ENGINE = "dynamodb"
 MODE = "incremental"
@@ -230,16 +228,16 @@ def _projection(settings: IncrementalSettings, children: Sequence[TableLayout]) 
     return {"ProjectionExpression": ", ".join(paths), "ExpressionAttributeNames": names}
 
 
-def _scan_checkpoint(source: DynamoDBChangeSource) -> ScanCheckpoint:
+def _scan_checkpoint(source: DynamoDBSource) -> ScanCheckpoint:
     """Segments to scan from the start (a pass is never resumed: it is redone)."""
     return ScanCheckpoint(Path("unused"), source.total_segments)
 
 
 def begin_incremental(
-    source: DynamoDBChangeSource, settings: IncrementalSettings, tables: Sequence[TableSchema]
+    source: DynamoDBSource, settings: IncrementalSettings, tables: Sequence[TableSchema]
 ) -> CaptureStart:
     position: dict[str, Any] = {"mode": MODE, "attribute": settings.attribute, "tables": {}}
-    for name in source._sources(tables):
+    for name in source.source_tables(tables):
         position["tables"][name] = first_state(source, settings, name)
     return CaptureStart(
         Checkpoint(ENGINE, position),
@@ -251,7 +249,7 @@ def begin_incremental(
     )
 
 
-def first_state(source: DynamoDBChangeSource, settings: IncrementalSettings, name: str) -> dict[str, Any]:
+def first_state(source: DynamoDBSource, settings: IncrementalSettings, name: str) -> dict[str, Any]:
     """A table's first mark: ``start``, or the largest value now (one projected scan)."""
     children = list(source.document(name).children)
     state: dict[str, Any] = {"high_water_mark": settings.start, "type": settings.type, "lists": {}}
@@ -279,7 +277,7 @@ class _Pass:
 class DynamoDBIncrementalStream:
     """Scans every ``interval_seconds`` for items modified after the mark."""
 
-    source: DynamoDBChangeSource
+    source: DynamoDBSource
     settings: IncrementalSettings
     tables: Sequence[TableSchema]
     start: Checkpoint
@@ -297,7 +295,7 @@ class DynamoDBIncrementalStream:
         self.position: dict[str, Any] = deepcopy(position)
         wanted = {t.ref for t in self.tables}
         self._passes: list[_Pass] = []
-        for name in self.source._sources(self.tables):
+        for name in self.source.source_tables(self.tables):
             if name not in self.position["tables"]:
                 # A table new to the task: from its current mark on.
                 self.position["tables"][name] = first_state(self.source, self.settings, name)
@@ -354,8 +352,6 @@ class DynamoDBIncrementalStream:
         yield Commit(Checkpoint(ENGINE, deepcopy(self.position)), read_at)
 
     def _changes(self, scan: _Pass, state: dict[str, Any], items: pa.Array) -> Iterator[ChangeEvent]:
-        from conveyor.connectors.dynamodb.streams import _group, widen_layouts
-
         for index, widened in enumerate(widen_layouts(self.source, scan.table, scan.layouts, items)):
             if widened is not None:
                 scan.layouts[index] = widened
@@ -369,7 +365,7 @@ class DynamoDBIncrementalStream:
                 for row in flat.batch.to_pylist():
                     yield RowChange(ref, Op.UPDATE, row, old_key={k: row[k] for k in keys})
                 continue
-            groups = _group(flat)
+            groups = rows_by_record(flat)
             longest = int(state.get("lists", {}).get(ref.name, 0))
             for index, parent in enumerate(_parent_keys(items, table)):
                 fresh = groups.get(index, [])

@@ -70,7 +70,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,6 +169,15 @@ class DynamoDBSource:
                 self._tables[table.schema.ref] = _Table(name, table)
                 schemas.append(table.schema)
         return schemas
+
+    def source_tables(self, tables: Sequence[TableSchema]) -> list[str]:
+        """The DynamoDB tables ``tables`` come from, each once, in their order."""
+        names: list[str] = []
+        for table in tables:
+            name = self.table(table.ref).source
+            if name not in names:
+                names.append(name)
+        return names
 
     def document(self, name: str) -> DocumentLayout:
         """The relational layout of DynamoDB table ``name``: from a sample the

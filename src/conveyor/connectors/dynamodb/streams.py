@@ -54,14 +54,15 @@ from conveyor.connectors.changes import (
     RowChange,
     TableDefinition,
 )
-from conveyor.connectors.dynamodb.flatten import Flattened, flatten, items_from_python
+from conveyor.connectors.dynamodb.drift import rows_by_record, widen_layouts
+from conveyor.connectors.dynamodb.flatten import flatten, items_from_python
 from conveyor.connectors.dynamodb.incremental import MODE as INCREMENTAL_MODE
 from conveyor.connectors.dynamodb.incremental import (
     DynamoDBIncrementalStream,
     IncrementalSettings,
     begin_incremental,
 )
-from conveyor.connectors.dynamodb.infer import TableLayout, merge_layout
+from conveyor.connectors.dynamodb.infer import TableLayout
 from conveyor.connectors.dynamodb.source import DynamoDBSnapshot, DynamoDBSource
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.errors import ConfigError, TerminalError
@@ -90,19 +91,11 @@ class DynamoDBChangeSource(DynamoDBSource):
             self._streams_client = self.client.streams_client()
         return self._streams_client
 
-    def _sources(self, tables: Sequence[TableSchema]) -> list[str]:
-        names: list[str] = []
-        for table in tables:
-            name = self.table(table.ref).source
-            if name not in names:
-                names.append(name)
-        return names
-
     def preflight(self, tables: Sequence[TableSchema]) -> list[str]:
         if self.incremental is not None:
             return [f"DynamoDB incremental capture by {self.incremental.attribute!r} does not see deletes"]
         problems = []
-        for name in self._sources(tables):
+        for name in self.source_tables(tables):
             spec = self.client.describe(name).get("StreamSpecification") or {}
             if not spec.get("StreamEnabled"):
                 problems.append(
@@ -121,7 +114,7 @@ class DynamoDBChangeSource(DynamoDBSource):
         if self.incremental is not None:
             return begin_incremental(self, self.incremental, tables)
         position: dict[str, Any] = {}
-        for name in self._sources(tables):
+        for name in self.source_tables(tables):
             arn = self.client.describe(name).get("LatestStreamArn")
             position[name] = {"arn": arn, "shards": {}}
         return CaptureStart(
@@ -177,7 +170,7 @@ class DynamoDBChangeStream:
         self._streams: list[_Stream] = []
         self.rejected: list[RejectedValue] = []
         wanted = {t.ref for t in tables}
-        for name in source._sources(tables):
+        for name in source.source_tables(tables):
             state = self.position.get(name)
             arn = source.client.describe(name).get("LatestStreamArn")
             if state is None:
@@ -318,8 +311,8 @@ class DynamoDBChangeStream:
         for table in stream.layouts:
             flat = flatten(new_items, table, reject=reject)
             self.rejected.extend(flat.rejected)
-            new_rows = _group(flat)
-            old_rows = _group(flatten(old_items, table)) if table.list_path is not None else None
+            new_rows = rows_by_record(flat)
+            old_rows = rows_by_record(flatten(old_items, table)) if table.list_path is not None else None
             per_table.append((table, new_rows, old_rows))
         for index, record in enumerate(records):
             name = record["eventName"]
@@ -349,40 +342,8 @@ class DynamoDBChangeStream:
         return widen_layouts(self.source, stream.table, stream.layouts, items)
 
 
-def widen_layouts(
-    source: DynamoDBSource, name: str, layouts: Sequence[TableLayout], items: pa.Array
-) -> list[TableLayout | None]:
-    """New layouts for the tables of DynamoDB table ``name`` whose ``items``
-    now carry attributes they lack (None: unchanged)."""
-    drift = [flatten(items, table, reject=True).drift for table in layouts]
-    if not any(drift):
-        return [None] * len(layouts)
-    for table, found in zip(layouts, drift, strict=True):
-        if found:
-            source.widen(name, items, table.schema.ref, found)
-    document = source.document(name)
-    fresh = {t.schema.ref: t for t in document.tables()}
-    out: list[TableLayout | None] = []
-    for table in layouts:
-        widened = fresh.get(table.schema.ref)
-        merged = merge_layout(table, widened) if widened is not None else table
-        out.append(merged if merged.schema.column_names != table.schema.column_names else None)
-    return out
-
-
 def _refs(source: DynamoDBSource, name: str) -> list[TableRef]:
     return [ref for ref, entry in source._tables.items() if entry.source == name]
-
-
-def _group(flat: Flattened) -> dict[int, list[dict[str, Any]]]:
-    """Rows by the index of the record they came from (children in position order)."""
-    rows = flat.batch.to_pylist()
-    if flat.parents is None:
-        return {i: [row] for i, row in enumerate(rows)}
-    groups: dict[int, list[dict[str, Any]]] = {}
-    for parent, row in zip(flat.parents.to_pylist(), rows, strict=True):
-        groups.setdefault(parent, []).append(row)
-    return groups
 
 
 def _as_time(value: Any) -> datetime | None:

@@ -30,7 +30,7 @@ from conveyor.connectors.postgres.apply_refusals import refused_rows
 from conveyor.connectors.postgres.conflict_counts import forget_counts, read_counts, write_counts
 from conveyor.connectors.postgres.copy_lines import encoded_format
 from conveyor.connectors.postgres.copy_text import encode_batch
-from conveyor.connectors.postgres.source import qualified
+from conveyor.connectors.postgres.names import qualified
 from conveyor.connectors.postgres.target import (
     ENGINE,
     column_ddl,

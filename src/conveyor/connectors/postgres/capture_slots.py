@@ -12,9 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from conveyor.connectors.postgres.source import (
-    qualified,
-)
+from conveyor.connectors.postgres.names import qualified
 from conveyor.core.errors import ConfigError, TransientError
 from conveyor.core.schema import TableRef, TableSchema
 

@@ -53,10 +53,8 @@ from conveyor.connectors.postgres.capture_replication import (
 )
 from conveyor.connectors.postgres.copy_lines import encoded_format, line_values, tuple_line
 from conveyor.connectors.postgres.lookups import SourceLookups, lookup_columns
+from conveyor.connectors.postgres.names import qualified
 from conveyor.connectors.postgres.pgoutput import UNCHANGED, format_lsn
-from conveyor.connectors.postgres.source import (
-    qualified,
-)
 from conveyor.connectors.postgres.text_values import Converter, converter
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError

@@ -27,7 +27,7 @@ from psycopg import sql
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.postgres import connection
-from conveyor.connectors.postgres.source import qualified
+from conveyor.connectors.postgres.names import qualified
 from conveyor.connectors.postgres.text_values import converter
 from conveyor.connectors.postgres.types import array_dims
 from conveyor.connectors.postgres.user_types import xml_columns

@@ -14,8 +14,10 @@ from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.postgres import connection, ddl_capture, filters
 from conveyor.connectors.postgres._arrow import Refusal, checks, conform, interval_guard
 from conveyor.connectors.postgres.adbc_stream import query_batches
+from conveyor.connectors.postgres.names import qualified
 from conveyor.connectors.postgres.types import NativeColumn, array_dims, from_native, needs_text_cast
 from conveyor.connectors.postgres.user_types import native_types, xml_columns
+from conveyor.connectors.postgres.validation import read_text_rows
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.read_ahead import read_ahead
 from conveyor.core.row_filter import RowFilter
@@ -100,10 +102,6 @@ _READ_AHEAD = 2  # batches fetched ahead of the target (each up to CommitRate ro
 _ENUMS_SQL = (
     "SELECT enumtypid, enumlabel FROM pg_enum WHERE enumtypid = ANY(%s) ORDER BY enumtypid, enumsortorder"
 )
-
-
-def qualified(ref: TableRef) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(ref.schema), sql.Identifier(ref.name))
 
 
 def select_list(table: TableSchema, columns: Sequence[str] | None = None) -> sql.Composed:
@@ -364,7 +362,6 @@ class PostgresSnapshot:
 
     def read_text(self, table: TableSchema, batch_rows: int) -> Iterator[list[tuple[str | None, ...]]]:
         """Rows as output text in key order, in this snapshot (validation)."""
-        from conveyor.connectors.postgres.validation import read_text_rows
 
         return read_text_rows(self.config, table, batch_rows, self.snapshot_id)
 
@@ -372,7 +369,6 @@ class PostgresSnapshot:
         self, table: TableSchema, keys: Sequence[tuple[str | None, ...]], batch_rows: int
     ) -> Iterator[list[tuple[str | None, ...]]]:
         """The rows of ``keys`` (key texts) as output text, in this snapshot (validation during capture)."""
-        from conveyor.connectors.postgres.validation import read_text_rows
 
         return read_text_rows(self.config, table, batch_rows, self.snapshot_id, keys)
 

@@ -23,7 +23,8 @@ from conveyor.connectors.base import (
 )
 from conveyor.connectors.postgres import connection
 from conveyor.connectors.postgres.copy_text import encode_batch
-from conveyor.connectors.postgres.source import qualified, read_arrow, read_tables
+from conveyor.connectors.postgres.names import qualified
+from conveyor.connectors.postgres.source import read_arrow, read_tables
 from conveyor.connectors.postgres.types import to_ddl
 from conveyor.connectors.postgres.user_types import xml_array_columns
 from conveyor.core.errors import DataError, NotFoundError, SchemaMismatch, TerminalError

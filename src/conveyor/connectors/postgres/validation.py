@@ -18,7 +18,7 @@ from psycopg import sql
 
 from conveyor.connectors.base import EndpointConfig, ValidationFailure, control_schema
 from conveyor.connectors.postgres import connection
-from conveyor.connectors.postgres.source import qualified
+from conveyor.connectors.postgres.names import qualified
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.core.types import Kind
 
