@@ -186,6 +186,20 @@ def test_every_change_behind_conveyors_back_is_found_on_duckdb(source: str, tmp_
     assert tables["public.plain"]["ValidationState"] == "Validated"
     assert tables["public.typed"]["ValidationState"] == "Mismatched records"
 
+    # --table: only the tables named (a source or a target name), each once.
+    only = conveyor(home, "validate", "load", "--table", "public.plain", "--table", "public.plain", "--json")
+    assert only.returncode == 0, only.stderr
+    assert [t["Table"] for t in json.loads(only.stdout)["Tables"]] == ["public.plain"]
+    both = conveyor(home, "validate", "load", "--table", "public.typed", "--table", "public.plain", "--json")
+    assert both.returncode == 1, both.stderr
+    states = {t["Table"]: t["ValidationState"] for t in json.loads(both.stdout)["Tables"]}
+    assert states == {"public.typed": "Mismatched records", "public.plain": "Validated"}
+    unknown = conveyor(home, "validate", "load", "--table", "public.nope")
+    assert unknown.returncode != 0 and "task 'load' has no table public.nope; its tables:" in unknown.stderr
+    assert "public.plain" in unknown.stderr and "Traceback" not in unknown.stderr
+    bad = conveyor(home, "validate", "load", "--table", "plain")
+    assert bad.returncode != 0 and "give it as SCHEMA.TABLE" in bad.stderr
+
 
 PG_CHANGES: list[tuple[int, str, str]] = [
     (1, "ts", "ts = ts + interval '1 microsecond'"),

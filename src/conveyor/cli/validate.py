@@ -33,13 +33,18 @@ def _row(c: TableValidation) -> list[str]:
 
 @app.command()
 def validate(
-    name: str, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False
+    name: str,
+    tables: Annotated[
+        list[str] | None,
+        typer.Option("--table", help="Only this table, SCHEMA.TABLE (source or target name); repeatable."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Compare a task's target with its source, every table, value by value.
+    """Compare a task's target with its source, every table (or the --table ones), value by value.
 
     Exit code 1 when any table is not Validated."""
     with opened_conveyor() as conveyor:
-        report = conveyor.validate(name)
+        report = conveyor.validate(name, tables or ())
     if as_json:
         print_json(report)
     else:

@@ -7,14 +7,17 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from conveyor.connectors.base import Source, Target
 from conveyor.connectors.registry import open_source, open_target
-from conveyor.core.errors import ConveyorError
+from conveyor.core.errors import ConveyorError, NotFoundError
 from conveyor.core.processes import stop_on_signals
+from conveyor.core.schema import TableRef
 from conveyor.events.lifecycle import FAILED, STOPPED, EventSink, task_event
+from conveyor.replication.cdc.reload_request import parse_table
 from conveyor.replication.control_tables import ControlTables, with_control_schema
 from conveyor.replication.declarations import Declarations
 from conveyor.replication.full_load import TABLE_COMPLETED, ProgressCallback, TablePlan
@@ -69,9 +72,29 @@ class ValidationReport:
         return {"Task": self.task, "Tables": [t.as_dict() for t in self.tables], "Notes": self.notes}
 
 
-def validate_task(stack: Declarations, name: str) -> ValidationReport:
-    """Compare every table of the task, source against target, now, per the
-    task's ValidationSettings; failures go to the target's failures table."""
+def named_plans(task: str, plans: Sequence[TablePlan], tables: Sequence[str]) -> list[TablePlan]:
+    """The plans of the tables named SCHEMA.TABLE (a source or a target name), in
+    the order named; an unknown name is an error listing the task's tables."""
+    chosen: list[TablePlan] = []
+    for text in tables:
+        schema, table = parse_table(text)
+        found = [p for p in plans if (schema, table) in {_parts(p.source.ref), _parts(p.target.ref)}]
+        if not found:
+            known = ", ".join(str(p.source.ref) for p in plans) or "-"
+            raise NotFoundError(f"task {task!r} has no table {schema}.{table}; its tables: {known}")
+        if found[0] not in chosen:
+            chosen.append(found[0])
+    return chosen
+
+
+def _parts(ref: TableRef) -> tuple[str, str]:
+    return ref.schema, ref.name
+
+
+def validate_task(stack: Declarations, name: str, tables: Sequence[str] = ()) -> ValidationReport:
+    """Compare every table of the task (or the ``tables`` named, SCHEMA.TABLE as on
+    the source or the target), source against target, now, per the task's
+    ValidationSettings; failures go to the target's failures table."""
     spec = stack.tasks[name]
     settings = spec.task_settings().validation_settings
     source: Source = open_source(stack.endpoint_config(spec.source))
@@ -82,16 +105,18 @@ def validate_task(stack: Declarations, name: str) -> ValidationReport:
         )
         try:
             plans = plan_tables(stack, name, source)
+            if tables:
+                plans = named_plans(name, plans, tables)
             snapshot = source.snapshot()
             try:
-                tables = validate_tables(snapshot, target, plans, ValidationRun(name, settings))
+                validated = validate_tables(snapshot, target, plans, ValidationRun(name, settings))
             finally:
                 snapshot.close()
         finally:
             target.close()
     finally:
         source.close()
-    return ValidationReport(name, tables, settings_notes(settings))
+    return ValidationReport(name, validated, settings_notes(settings))
 
 
 def all_validated(checks: list[TableValidation]) -> bool:

@@ -282,12 +282,13 @@ class Conveyor:
         done = run_worker(SegmentQueue(self.store), self.stack, stop, idle_exit=idle_exit, owner=owner)
         return WorkerSummary(worker=owner, segments_loaded=done)
 
-    def validate(self, name: str) -> ValidationReport:
-        """Compare the task's target with its source, every table, value by value."""
+    def validate(self, name: str, tables: Sequence[str] = ()) -> ValidationReport:
+        """Compare the task's target with its source, every table (or the ``tables``
+        named SCHEMA.TABLE), value by value."""
         from conveyor.replication.task_runner import validate_task
 
         stack = task_ops.applied_task_stack(self.store, name)
-        return ValidationReport(**validate_task(stack, name).as_dict())
+        return ValidationReport(**validate_task(stack, name, tables).as_dict())
 
     # --- endpoints -----------------------------------------------------------------------------
 

@@ -72,15 +72,16 @@ def record_failures(
                 "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
                 [schema, FAILURES_TABLE],
             ).fetchone()
-            if not failures and exists is None:
-                return  # nothing to record, nothing recorded before
-            cur.execute('CREATE SCHEMA IF NOT EXISTS "' + schema.replace('"', '""') + '"')
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {table} (TASK_NAME VARCHAR NOT NULL, "
-                "TABLE_OWNER VARCHAR NOT NULL, TABLE_NAME VARCHAR NOT NULL, FAILURE_TIME TIMESTAMP NOT NULL, "
-                "KEY_TYPE VARCHAR NOT NULL, KEY VARCHAR NOT NULL, FAILURE_TYPE VARCHAR NOT NULL, "
-                "DETAILS VARCHAR NOT NULL)"
-            )
+            if not failures and (exists is None or not _recorded(cur, table, task, ref)):
+                return  # nothing to record, nothing recorded before: no write (and no commit)
+            if exists is None:
+                cur.execute('CREATE SCHEMA IF NOT EXISTS "' + schema.replace('"', '""') + '"')
+                cur.execute(
+                    f"CREATE TABLE IF NOT EXISTS {table} (TASK_NAME VARCHAR NOT NULL, "
+                    "TABLE_OWNER VARCHAR NOT NULL, TABLE_NAME VARCHAR NOT NULL, "
+                    "FAILURE_TIME TIMESTAMP NOT NULL, KEY_TYPE VARCHAR NOT NULL, KEY VARCHAR NOT NULL, "
+                    "FAILURE_TYPE VARCHAR NOT NULL, DETAILS VARCHAR NOT NULL)"
+                )
             cur.execute("BEGIN TRANSACTION")
             cur.execute(
                 f"DELETE FROM {table} WHERE TASK_NAME = ? AND TABLE_OWNER = ? AND TABLE_NAME = ?",
@@ -98,3 +99,12 @@ def record_failures(
             raise
         finally:
             cur.close()
+
+
+def _recorded(cur: duckdb.DuckDBPyConnection, table: str, task: str, ref: TableRef) -> bool:
+    """Whether the failures table holds rows of ``task``'s table ``ref``."""
+    found = cur.execute(
+        f"SELECT 1 FROM {table} WHERE TASK_NAME = ? AND TABLE_OWNER = ? AND TABLE_NAME = ? LIMIT 1",
+        [task, ref.schema, ref.name],
+    ).fetchone()
+    return found is not None

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from conveyor.connectors.base import EndpointConfig, ValidationFailure, control_schema
@@ -105,6 +106,12 @@ def table_exists(config: EndpointConfig, ref: TableRef) -> bool:
         return row is not None and row[0] is not None
 
 
+def _recorded(conn: psycopg.Connection[Any], table: sql.Composed, task: str, ref: TableRef) -> bool:
+    """Whether the failures table holds rows of ``task``'s table ``ref``."""
+    query = sql.SQL("SELECT 1 FROM {} WHERE task_name = %s AND table_owner = %s AND table_name = %s LIMIT 1")
+    return conn.execute(query.format(table), [task, ref.schema, ref.name]).fetchone() is not None
+
+
 def record_failures(
     config: EndpointConfig, task: str, ref: TableRef, failures: Sequence[ValidationFailure], when: datetime
 ) -> None:
@@ -112,19 +119,24 @@ def record_failures(
     ``failures``, in one transaction; the table is created for the first failure."""
     schema = control_schema(config, FAILURES_SCHEMA)  # ControlSchema
     table = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(FAILURES_TABLE))
-    with _CREATE_LOCK, connection.connect(config) as conn:
+    with connection.connect(config) as conn:
         exists = conn.execute("SELECT to_regclass(%s)", [table.as_string(conn)]).fetchone()
-        if not failures and (exists is None or exists[0] is None):
-            return  # nothing to record, nothing recorded before
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (task_name varchar(128) NOT NULL, "
-                "table_owner varchar(128) NOT NULL, table_name varchar(128) NOT NULL, "
-                "failure_time timestamp(3) NOT NULL, key_type varchar(128) NOT NULL, key text NOT NULL, "
-                "failure_type varchar(128) NOT NULL, details varchar(8000) NOT NULL)"
-            ).format(table)
-        )
+        created = exists is not None and exists[0] is not None
+        if not failures and (not created or not _recorded(conn, table, task, ref)):
+            return  # nothing to record, nothing recorded before: no write
+        if not created:
+            with _CREATE_LOCK:  # threads of one validation creating it at once would collide
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+                conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (task_name varchar(128) NOT NULL, "
+                        "table_owner varchar(128) NOT NULL, table_name varchar(128) NOT NULL, "
+                        "failure_time timestamp(3) NOT NULL, key_type varchar(128) NOT NULL, "
+                        "key text NOT NULL, failure_type varchar(128) NOT NULL, "
+                        "details varchar(8000) NOT NULL)"
+                    ).format(table)
+                )
+                conn.commit()
         conn.execute(
             sql.SQL("DELETE FROM {} WHERE task_name = %s AND table_owner = %s AND table_name = %s").format(
                 table
