@@ -22,7 +22,8 @@ from conveyor.connectors.base import EndpointConfig, PrepMode
 from conveyor.connectors.changes import Commit, RowChange, TableDefinition
 from conveyor.connectors.duckdb.apply import DuckDBApplier
 from conveyor.connectors.duckdb.target import DuckDBTarget
-from conveyor.connectors.dynamodb.source import DynamoDBSource, ScanCheckpoint
+from conveyor.connectors.dynamodb.scan_checkpoint import ScanCheckpoint
+from conveyor.connectors.dynamodb.source import DynamoDBSource
 from conveyor.connectors.dynamodb.streams import DynamoDBChangeSource
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, TerminalError
