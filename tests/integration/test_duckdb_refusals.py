@@ -22,8 +22,9 @@ from conveyor.connectors.duckdb.target import DuckDBTarget
 from conveyor.core import types as t
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
-from conveyor.replication.full_load import TABLE_COMPLETED, TABLE_ERROR, FullLoad, TablePlan
+from conveyor.replication.full_load import FullLoad
 from conveyor.replication.settings import ErrorBehavior, RecordPolicy
+from conveyor.replication.table_plan import TABLE_COMPLETED, TABLE_ERROR, TablePlan
 from support.cli import conveyor
 from support.servers import PostgresServer
 

@@ -15,7 +15,8 @@ from conveyor.connectors.duckdb.target import DuckDBTarget
 from conveyor.core.errors import DataError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind
-from conveyor.replication.full_load import TABLE_COMPLETED, TABLE_ERROR, TABLE_QUEUED, FullLoad, TablePlan
+from conveyor.replication.full_load import FullLoad
+from conveyor.replication.table_plan import TABLE_COMPLETED, TABLE_ERROR, TABLE_QUEUED, TablePlan
 
 pytestmark = pytest.mark.integration
 

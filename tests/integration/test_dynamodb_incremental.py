@@ -29,8 +29,9 @@ from conveyor.core.errors import ConfigError, DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.runner import ChangeCapture
-from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan
+from conveyor.replication.full_load import FullLoad
 from conveyor.replication.mappings import TableMappings
+from conveyor.replication.table_plan import TABLE_COMPLETED, TablePlan
 
 CREDS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 ALL = {

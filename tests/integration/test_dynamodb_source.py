@@ -22,7 +22,8 @@ from conveyor.connectors.base import EndpointConfig, PrepMode
 from conveyor.connectors.changes import Commit, RowChange, TableDefinition
 from conveyor.connectors.duckdb.apply import DuckDBApplier
 from conveyor.connectors.duckdb.target import DuckDBTarget
-from conveyor.connectors.dynamodb.source import DynamoDBSource, ScanCheckpoint
+from conveyor.connectors.dynamodb.scan_checkpoint import ScanCheckpoint
+from conveyor.connectors.dynamodb.source import DynamoDBSource
 from conveyor.connectors.dynamodb.streams import DynamoDBChangeSource
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, TerminalError
@@ -30,8 +31,9 @@ from conveyor.core.schema import TableRef, TableSchema
 from conveyor.core.types import Kind
 from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.runner import ChangeCapture
-from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan
+from conveyor.replication.full_load import FullLoad
 from conveyor.replication.mappings import TableMappings
+from conveyor.replication.table_plan import TABLE_COMPLETED, TablePlan
 
 CREDS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 SEED_ITEM = {

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conveyor.connectors.base import EndpointConfig, PrepMode
+from conveyor.connectors.lake import files as lake_files
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.apply import LakeApplier
 from conveyor.connectors.lake.settings import lake_config
@@ -107,7 +108,7 @@ def change_file(
     rel = f"{folder}/{REF.schema}/{REF.name}/{stamp}.{layout.ext}"
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    lay.write_whole_file(str(path), framed, layout)
+    lake_files.write_whole_file(str(path), framed, layout)
     return rel
 
 

@@ -475,7 +475,7 @@ def test_every_type_reads_back_unchanged(tmp_path: Path, data_format: str) -> No
 
 
 def test_an_endpoint_from_the_stack_model(tmp_path: Path) -> None:
-    from conveyor.stack.model import EndpointSpec
+    from conveyor.stack.endpoints_spec import EndpointSpec
 
     spec = EndpointSpec(
         engine="lake",

@@ -22,7 +22,8 @@ from conveyor.connectors.duckdb.target import DuckDBTarget
 from conveyor.connectors.mysql.source import MySQLSource
 from conveyor.connectors.postgres.target import PostgresTarget
 from conveyor.core.schema import TableSchema
-from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan, TableProgress
+from conveyor.replication.full_load import FullLoad
+from conveyor.replication.table_plan import TABLE_COMPLETED, TablePlan, TableProgress
 from conveyor.replication.validation import MISMATCHED, VALIDATED, TableValidation, validate_table
 from support.mariadb import mariadb_connect as _raw
 

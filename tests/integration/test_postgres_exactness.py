@@ -21,8 +21,9 @@ import pytest
 from conveyor.connectors.base import EndpointConfig, PrepMode
 from conveyor.connectors.postgres.source import PostgresSource
 from conveyor.connectors.postgres.target import RAW_FORMAT, PostgresTarget
-from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan, TableProgress
+from conveyor.replication.full_load import FullLoad
 from conveyor.replication.settings import ErrorBehavior
+from conveyor.replication.table_plan import TABLE_COMPLETED, TablePlan, TableProgress
 from support.cli import conveyor, worker_log
 from support.servers import PostgresServer
 from support.tasks import described as read_task

@@ -25,8 +25,9 @@ from conveyor.core import types as t
 from conveyor.core.errors import SchemaMismatch
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
-from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan, TableProgress
+from conveyor.replication.full_load import FullLoad
 from conveyor.replication.settings import ErrorBehavior, RecordPolicy
+from conveyor.replication.table_plan import TABLE_COMPLETED, TablePlan, TableProgress
 from conveyor.replication.validation import VALIDATED, validate_table
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,11 @@ from conveyor.connectors.base import EndpointConfig, PrepMode
 from conveyor.connectors.postgres.source import PostgresSource
 from conveyor.connectors.postgres.target import PostgresTarget
 from conveyor.core.types import Kind
-from conveyor.replication.full_load import TABLE_ERROR, TABLE_QUEUED, FullLoad, TablePlan
+from conveyor.replication.full_load import FullLoad
 from conveyor.replication.segment_load import StoreSegments
 from conveyor.replication.segment_plan import key_ranges
 from conveyor.replication.settings import SegmentedLoadSettings
+from conveyor.replication.table_plan import TABLE_ERROR, TABLE_QUEUED, TablePlan
 from conveyor.store.segments import CANCELLED, FAILED, SegmentQueue
 from conveyor.store.store import Store
 from support.servers import PostgresServer

@@ -16,9 +16,10 @@ from conveyor.connectors.duckdb.target import DuckDBTarget
 from conveyor.connectors.sqlite.source import SQLiteSource
 from conveyor.core.row_filter import range_segments
 from conveyor.core.types import Kind
-from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan
+from conveyor.replication.full_load import FullLoad
 from conveyor.replication.segment_load import StoreSegments
 from conveyor.replication.settings import SegmentedLoadSettings
+from conveyor.replication.table_plan import TABLE_COMPLETED, TablePlan
 from conveyor.store.segments import SegmentQueue
 from conveyor.store.store import Store
 

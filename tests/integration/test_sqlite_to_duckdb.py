@@ -15,8 +15,9 @@ from conveyor.connectors.base import EndpointConfig, PrepMode
 from conveyor.connectors.duckdb.target import DuckDBTarget
 from conveyor.connectors.sqlite.source import SQLiteSource
 from conveyor.core.errors import SchemaMismatch
-from conveyor.replication.full_load import TABLE_COMPLETED, TABLE_ERROR, FullLoad, TablePlan
+from conveyor.replication.full_load import FullLoad
 from conveyor.replication.settings import ErrorBehavior
+from conveyor.replication.table_plan import TABLE_COMPLETED, TABLE_ERROR, TablePlan
 
 WEIRD = 'we"ird; name.`x` é'
 

@@ -14,7 +14,7 @@ import duckdb
 import psycopg
 import pytest
 
-from conveyor.connectors.duckdb.target import DEFAULT_MEMORY_LIMIT
+from conveyor.connectors.duckdb.connection import DEFAULT_MEMORY_LIMIT
 from conveyor.core.faults import ENV as FAULT_ENV
 from conveyor.store.store import Store
 from support.cli import conveyor

@@ -15,8 +15,8 @@ from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.duckdb.target import DuckDBTarget, create_table_sql
 from conveyor.connectors.sqlite.source import SQLiteSource
 from conveyor.core.schema import TableRef
-from conveyor.replication.full_load import TablePlan
 from conveyor.replication.settings import ValidationSettings
+from conveyor.replication.table_plan import TablePlan
 from conveyor.replication.validation import VALIDATED, ValidationRun, validate_tables
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ import pytest
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.registry import open_source, open_target
 from conveyor.core.schema import TableRef
-from conveyor.replication.full_load import TablePlan
 from conveyor.replication.settings import ValidationSettings
+from conveyor.replication.table_plan import TablePlan
 from conveyor.replication.validation import ValidationRun
 from conveyor.replication.validation_keys import validate_keys
 from conveyor.store.store import Store

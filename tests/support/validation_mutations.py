@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import duckdb
 import psycopg
 
-from conveyor.connectors.duckdb.target import DEFAULT_MEMORY_LIMIT
+from conveyor.connectors.duckdb.connection import DEFAULT_MEMORY_LIMIT
 from conveyor.replication.task_runner import validate_task
 from conveyor.stack.loader import load_stack
 from support import edge_values as ev

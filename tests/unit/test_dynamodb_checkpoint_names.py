@@ -4,18 +4,18 @@ and names differing only in replaced characters shared one file)."""
 
 from __future__ import annotations
 
-from conveyor.connectors.dynamodb.source import _file_name
+from conveyor.connectors.dynamodb.scan_checkpoint import file_name
 
 
 def test_plain_short_names_keep_their_file_name() -> None:
-    assert _file_name("Orders") == "Orders"
-    assert _file_name("Orders_Items.v-2") == "Orders_Items.v-2"
+    assert file_name("Orders") == "Orders"
+    assert file_name("Orders_Items.v-2") == "Orders_Items.v-2"
 
 
 def test_every_name_has_its_own_short_file_name() -> None:
     names = ["a b", "a_b", "a/b", "a\\b", "t" * 255, "t" * 254 + "u", "..", ".hidden", "日本語", "🚀"]
     names.append("x" * 101)
-    files = [_file_name(n) for n in names]
+    files = [file_name(n) for n in names]
     assert len(set(files)) == len(names)
     for name, file in zip(names, files, strict=True):
         assert len((file + ".json.tmp").encode()) <= 255, name

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conveyor.stack.endpoint_options import option_names, option_problems
-from conveyor.stack.model import EndpointSpec
+from conveyor.stack.endpoints_spec import EndpointSpec
 
 CONNECTORS = Path(__file__).parents[2] / "src" / "conveyor" / "connectors"
 READ = re.compile(r"""(?:options|settings)\.get\(\s*["']([a-z_]+)["']""")

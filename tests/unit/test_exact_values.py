@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from conveyor.connectors.arrow_rows import Unrepresentable, rows_to_batch
-from conveyor.connectors.lake import layout as lay
+from conveyor.connectors.lake import files as lake_files
 from conveyor.connectors.postgres._arrow import PG_MIN_TIMESTAMP_US, conform, format_micros
 from conveyor.connectors.postgres.copy_text import to_text
 from conveyor.core import types as t
@@ -96,8 +96,8 @@ def test_lake_texts_round_trip_where_arrow_cannot_format(
 ) -> None:
     raw = pa.int32() if dtype == pa.date32() else pa.int64()
     array = pa.array(values, raw).view(dtype)
-    assert lay.text_column(array).to_pylist() == texts
-    assert lay.parse_column(pa.array(texts), dtype).equals(array)
+    assert lake_files.text_column(array).to_pylist() == texts
+    assert lake_files.parse_column(pa.array(texts), dtype).equals(array)
 
 
 def test_change_rows_carry_raw_values_and_refuse_unrepresentable_ones() -> None:

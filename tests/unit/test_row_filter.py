@@ -15,7 +15,7 @@ from conveyor.connectors.sqlite.source import SQLiteSource
 from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter, parse_value, range_segments
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
-from conveyor.replication.full_load import TablePlan, read_source
+from conveyor.replication.table_plan import TablePlan, read_source
 
 ROWS = [
     (1, "EU", 1.5, 10),

@@ -12,8 +12,9 @@ import pytest
 
 from conveyor.core.errors import ConfigError, NotFoundError
 from conveyor.stack import secrets
+from conveyor.stack.endpoints_spec import EndpointSpec
 from conveyor.stack.loader import load_stack
-from conveyor.stack.model import EndpointSpec, Stack, all_tables_mapping
+from conveyor.stack.model import Stack, all_tables_mapping
 
 SECRET = "s3cr3t-Value-42"
 

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 
 from conveyor import __version__
 from conveyor.replication.cdc.task import TABLE_DROPPED_STATE, TABLE_RELOADING
-from conveyor.replication.full_load import TABLE_COMPLETED, TABLE_ERROR, TABLE_LOADING, TABLE_QUEUED
+from conveyor.replication.table_plan import TABLE_COMPLETED, TABLE_ERROR, TABLE_LOADING, TABLE_QUEUED
 from conveyor.replication.task_states import FAILED_STATUS, READY, RUNNING, STARTING, STOPPED_STATUS, STOPPING
 from conveyor.service import Conveyor
 from conveyor.service.observations import Observed, TaskObservation

@@ -10,8 +10,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.log_format import bind, log_format
-from conveyor.replication.full_load import TableProgress
 from conveyor.replication.progress_lines import PlainProgress
+from conveyor.replication.table_plan import TableProgress
 
 if TYPE_CHECKING:
     from rich.console import Console

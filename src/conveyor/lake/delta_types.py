@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from conveyor.connectors.lake import layout as lay
+from conveyor.connectors.lake import files as lake_files
 
 
 def _delta_type(dtype: pa.DataType) -> pa.DataType | None:
@@ -32,8 +32,8 @@ def delta_ready(data: pa.Table) -> pa.Table:
     fields = []
     for read, given in zip(data.schema, data.columns, strict=True):
         f, column = read, given
-        if pa.types.is_list(f.type) and lay.text_intervals_type(f.type) != f.type:
-            column = pa.chunked_array([lay.intervals_as_text(given.combine_chunks())])
+        if pa.types.is_list(f.type) and lake_files.text_intervals_type(f.type) != f.type:
+            column = pa.chunked_array([lake_files.intervals_as_text(given.combine_chunks())])
             f = pa.field(f.name, column.type)
         target = _delta_type(f.type)
         if target is None:
@@ -41,7 +41,7 @@ def delta_ready(data: pa.Table) -> pa.Table:
             fields.append(pa.field(f.name, f.type, nullable=True))
             continue
         if target == pa.string() and not pa.types.is_null(f.type):
-            converted: pa.Array | pa.ChunkedArray = lay.text_column(column.combine_chunks())
+            converted: pa.Array | pa.ChunkedArray = lake_files.text_column(column.combine_chunks())
         else:
             converted = column.cast(target, safe=False)
         arrays.append(converted)

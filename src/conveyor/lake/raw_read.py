@@ -15,6 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
+from conveyor.connectors.lake import files as lake_files
 from conveyor.connectors.lake import layout as lay
 from conveyor.core import types as t
 from conveyor.core.errors import TerminalError
@@ -175,14 +176,14 @@ def _read_change_file(
     lake: Lake, rel: str, schema: TableSchema, layout: lay.FileLayout, extra: list[Column]
 ) -> pa.Table:
     wide = TableSchema(schema.ref, (*extra, *schema.columns), schema.primary_key)
-    return lay.read_file(lake.raw, rel, wide, replace(layout, op=False, timestamp=None))
+    return lake_files.read_file(lake.raw, rel, wide, replace(layout, op=False, timestamp=None))
 
 
 def read_full_load(lake: Lake, load: FullLoad, skipped: list[dict[str, str]]) -> pa.Table:
     parts = []
     for rel in load.files:
         try:
-            parts.append(lay.read_file(lake.raw, rel, load.schema, load.layout))
+            parts.append(lake_files.read_file(lake.raw, rel, load.schema, load.layout))
         except Exception as exc:
             skipped.append({"file": lake.raw.location(rel), "reason": f"unreadable: {short_error(exc)}"})
     if not parts:

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 from deltalake.transaction import AddAction, RemoveAction
 
+from conveyor.connectors.lake import files as lake_files
 from conveyor.connectors.lake import layout as lay
 from conveyor.core.errors import ConveyorError, TerminalError
 from conveyor.core.faults import fault_point
@@ -108,7 +109,9 @@ def _read_load(source: _Source, tasks: Iterator[pa.RecordBatch]) -> Iterator[pa.
     for batch in tasks:
         for index, rel in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
             try:
-                data = delta_types.delta_ready(lay.read_file(lake.raw, rel, source.schema, source.layout))
+                data = delta_types.delta_ready(
+                    lake_files.read_file(lake.raw, rel, source.schema, source.layout)
+                )
             except Exception as exc:
                 yield _error_row(out, index, raw_read.short_error(exc))
                 continue

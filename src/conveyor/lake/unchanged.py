@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conveyor.connectors.lake import files as lake_files
 from conveyor.connectors.lake import layout as lay
 from conveyor.core.errors import TerminalError
 from conveyor.lake.controller import Lake
@@ -138,5 +139,5 @@ def _as(values: pa.Array, dtype: pa.DataType) -> pa.Array:
     if values.type == dtype:
         return values
     if pa.types.is_string(values.type) and not pa.types.is_string(dtype):
-        return lay.parse_column(values, dtype)
+        return lake_files.parse_column(values, dtype)
     return values.cast(dtype)

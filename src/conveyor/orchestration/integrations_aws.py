@@ -48,7 +48,8 @@ from conveyor.orchestration.integrations_glue import START_JOB_RUN, JobRuns, sta
 from conveyor.orchestration.integrations_s3 import register_s3
 from conveyor.orchestration.lambda_runtime import FunctionFailed, Invocation, invoke
 from conveyor.orchestration.statements import StackProvider, Statements
-from conveyor.stack.model import TARGET_ENGINES, Stack
+from conveyor.stack.endpoints_spec import TARGET_ENGINES
+from conveyor.stack.model import Stack
 from conveyor.stack.modify import modify_endpoint
 from conveyor.store.store import Store
 

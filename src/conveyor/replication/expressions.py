@@ -44,14 +44,12 @@ is a :class:`DataError` naming the rule, the column and the row.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -59,6 +57,15 @@ import pyarrow as pa
 from conveyor.core.errors import ConfigError, DataError
 from conveyor.core.schema import TableSchema
 from conveyor.core.types import MAX_DECIMAL_PRECISION, ColumnType, Kind, decimal, simple, varchar
+from conveyor.replication.expression_values import (
+    AFFINITY,
+    NOT_REFERABLE,
+    Unconvertible,
+    converter,
+    sqlite_value,
+    sqlite_values,
+    timestamp_text,
+)
 
 HEADER_VARIABLES = ("AR_M_SOURCE_SCHEMA", "AR_M_SOURCE_TABLE_NAME", "AR_H_OPERATION", "AR_H_TIMESTAMP")
 FULL_LOAD_OPERATION = "INSERT"
@@ -281,176 +288,6 @@ class AddedColumn:
     rule: str
 
 
-_AFFINITY = {
-    Kind.INT16: "INTEGER",
-    Kind.INT32: "INTEGER",
-    Kind.INT64: "INTEGER",
-    Kind.BOOLEAN: "INTEGER",
-    Kind.FLOAT32: "REAL",
-    Kind.FLOAT64: "REAL",
-    Kind.DECIMAL: "NUMERIC",
-    Kind.NUMERIC: "NUMERIC",
-    Kind.BYTES: "BLOB",
-}
-_NOT_REFERABLE = frozenset({Kind.INTERVAL, Kind.ARRAY})
-
-
-def _sqlite_values(array: pa.Array | pa.ChunkedArray, kind: Kind) -> list[Any]:
-    """A column's values as SQLite takes them (see the module docstring)."""
-    if kind is Kind.BOOLEAN:
-        array = array.cast(pa.int64())
-    elif kind is Kind.TIMESTAMPTZ:
-        array = array.cast(pa.timestamp("us")).cast(pa.string())
-    elif kind in (Kind.DECIMAL, Kind.DATE, Kind.TIME, Kind.TIMESTAMP):
-        array = array.cast(pa.string())
-    return array.to_pylist()  # type: ignore[no-any-return]
-
-
-def _sqlite_value(value: object, kind: Kind) -> object:
-    """One CDC value as SQLite takes it: the same as :func:`_sqlite_values`."""
-    if value is None or isinstance(value, str):
-        return value  # also the "infinity" PostgreSQL sends for dates and timestamps
-    if kind is Kind.BOOLEAN and isinstance(value, bool):
-        return int(value)
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.isoformat(sep=" ", timespec="microseconds")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, time):
-        return value.replace(tzinfo=None).isoformat(timespec="microseconds")
-    if isinstance(value, (int, float, bytes)):
-        return value
-    raise _Unconvertible(value)
-
-
-def _timestamp_text(value: datetime | None) -> str:
-    value = value or datetime.now(UTC)
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(sep=" ", timespec="microseconds")
-
-
-_TRUE = frozenset({"true", "t", "yes", "y", "1"})
-_FALSE = frozenset({"false", "f", "no", "n", "0"})
-
-
-class _Unconvertible(Exception):
-    pass
-
-
-def _to_int(value: object) -> int:
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise _Unconvertible
-        return math.trunc(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return _to_int(_to_float(value))
-    raise _Unconvertible
-
-
-def _to_float(value: object) -> float:
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            raise _Unconvertible from None
-    raise _Unconvertible
-
-
-def _to_decimal(value: object) -> Decimal:
-    if isinstance(value, (int, float, str)):
-        try:
-            result = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
-        except InvalidOperation:
-            raise _Unconvertible from None
-        if not result.is_finite():
-            raise _Unconvertible
-        return result
-    raise _Unconvertible
-
-
-def _to_bool(value: object) -> bool:
-    if isinstance(value, (int, float)):
-        return value != 0
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    raise _Unconvertible
-
-
-def _to_timestamp(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise _Unconvertible
-    try:
-        result = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise _Unconvertible from None
-    if result.tzinfo is not None:
-        result = result.astimezone(UTC).replace(tzinfo=None)
-    return result
-
-
-def _to_date(value: object) -> date:
-    if not isinstance(value, str):
-        raise _Unconvertible
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        raise _Unconvertible from None
-
-
-def _to_time(value: object) -> time:
-    if not isinstance(value, str):
-        raise _Unconvertible
-    try:
-        return time.fromisoformat(value.strip())
-    except ValueError:
-        raise _Unconvertible from None
-
-
-def _converter(column_type: ColumnType) -> Any:
-    kind = column_type.kind
-    if kind in (Kind.INT16, Kind.INT32, Kind.INT64):
-        return _to_int
-    if kind in (Kind.FLOAT32, Kind.FLOAT64):
-        return _to_float
-    if kind is Kind.DECIMAL:
-        exponent = Decimal(1).scaleb(-(column_type.scale or 0))
-
-        def to_decimal(value: object) -> Decimal:
-            try:
-                return _to_decimal(value).quantize(exponent, rounding=ROUND_HALF_EVEN)
-            except InvalidOperation:
-                raise _Unconvertible from None
-
-        return to_decimal
-    if kind is Kind.NUMERIC:
-        return lambda value: str(_to_decimal(value))
-    if kind is Kind.BOOLEAN:
-        return _to_bool
-    if kind is Kind.DATE:
-        return _to_date
-    if kind is Kind.TIME:
-        return _to_time
-    if kind is Kind.TIMESTAMP:
-        return _to_timestamp
-    return None  # text and bytes: SQLite's CAST already made the value
-
-
 class Evaluator:
     """The added columns of one source table, compiled against its columns.
 
@@ -473,7 +310,7 @@ class Evaluator:
                         f"{origin}: {col.rule}: the expression of column {col.name!r} names "
                         f"${name}, which table {source.ref} does not have{hint}"
                     )
-                if by_name[name].type.kind in _NOT_REFERABLE:
+                if by_name[name].type.kind in NOT_REFERABLE:
                     raise ConfigError(
                         f"{origin}: {col.rule}: the expression of column {col.name!r} names "
                         f"${name}, a {by_name[name].type.describe()} column expressions cannot use"
@@ -482,7 +319,7 @@ class Evaluator:
         self.inputs = tuple(by_name[name] for name in used)
         idents = {c.name: f'"c{i}"' for i, c in enumerate(self.inputs)}
         self._create = "CREATE TEMP TABLE b (r INTEGER PRIMARY KEY{})".format(
-            "".join(f', "c{i}" {_AFFINITY.get(c.type.kind, "TEXT")}' for i, c in enumerate(self.inputs))
+            "".join(f', "c{i}" {AFFINITY.get(c.type.kind, "TEXT")}' for i, c in enumerate(self.inputs))
         )
         self._insert = f"INSERT INTO b VALUES ({', '.join('?' * (len(self.inputs) + 1))})"
         selects = []
@@ -494,7 +331,7 @@ class Evaluator:
                 sql = f"CAST({sql} AS BLOB)"
             selects.append(sql)
         self._select = f"SELECT {', '.join(selects)} FROM b ORDER BY r"
-        self._converters = [_converter(c.type) for c in self.added]
+        self._converters = [converter(c.type) for c in self.added]
         self._needs = [c.expression.columns for c in self.added]
         self._local = threading.local()
         conn = self._connection()
@@ -523,7 +360,7 @@ class Evaluator:
             index = batch.schema.get_field_index(col.name)
             if index < 0:
                 raise ValueError(f"batch for {self.source.ref} has no column {col.name!r}")
-            columns.append(_sqlite_values(batch.column(index), col.type.kind))
+            columns.append(sqlite_values(batch.column(index), col.type.kind))
         return self._run(batch.num_rows, columns, operation, timestamp)
 
     def evaluate_rows(
@@ -541,8 +378,8 @@ class Evaluator:
         for col in self.inputs:
             kind = col.type.kind
             try:
-                columns.append([_sqlite_value(row.get(col.name), kind) for row in rows])
-            except _Unconvertible as exc:
+                columns.append([sqlite_value(row.get(col.name), kind) for row in rows])
+            except Unconvertible as exc:
                 raise DataError(
                     f"table {self.source.ref}: column {col.name!r} holds {exc.args[0]!r}, "
                     f"which an expression cannot use as a {col.type.describe()}",
@@ -566,7 +403,7 @@ class Evaluator:
             "ar_m_source_schema": self.source.ref.schema,
             "ar_m_source_table_name": self.source.ref.name,
             "ar_h_operation": operation,
-            "ar_h_timestamp": _timestamp_text(timestamp),
+            "ar_h_timestamp": timestamp_text(timestamp),
         }
         conn = self._connection()
         conn.execute("BEGIN")
@@ -594,7 +431,7 @@ class Evaluator:
                     continue
                 try:
                     converted.append(convert(value))
-                except _Unconvertible:
+                except Unconvertible:
                     raise self._error(col, row, value) from None
             values = converted
         try:

@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import TextIO
 
-from conveyor.replication.full_load import TableProgress
+from conveyor.replication.table_plan import TableProgress
 
 
 class PlainProgress:

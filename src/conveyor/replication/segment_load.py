@@ -28,9 +28,9 @@ from conveyor.connectors.base import (
 )
 from conveyor.core.errors import ConveyorError
 from conveyor.core.schema import TableRef
-from conveyor.replication.full_load import TablePlan, TableProgress, partition_names
 from conveyor.replication.segment_plan import encode_filter
 from conveyor.replication.settings import SegmentedLoadSettings
+from conveyor.replication.table_plan import TablePlan, TableProgress, partition_names
 from conveyor.store.segments import DONE, FAILED, SegmentQueue
 
 log = logging.getLogger(__name__)

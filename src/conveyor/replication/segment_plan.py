@@ -18,8 +18,8 @@ from typing import Any
 from conveyor.connectors.base import Snapshot, SupportsSharedSnapshot
 from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter, literal_text, parse_value
 from conveyor.core.types import Kind
-from conveyor.replication.full_load import TablePlan
 from conveyor.replication.settings import SegmentedLoadSettings
+from conveyor.replication.table_plan import TablePlan
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,9 @@ from conveyor.core.errors import ConveyorError
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.control_tables import with_control_schema
 from conveyor.replication.declarations import Declarations
-from conveyor.replication.full_load import TABLE_COMPLETED, FullLoad, TablePlan
+from conveyor.replication.full_load import FullLoad
 from conveyor.replication.segment_plan import decode_filter
+from conveyor.replication.table_plan import TABLE_COMPLETED, TablePlan
 from conveyor.replication.task_run import select_tables, table_plan
 from conveyor.store.segments import Claim, SegmentQueue, worker_name
 

@@ -22,18 +22,18 @@ from conveyor.events.lifecycle import TABLE_ERROR as TABLE_ERROR_EVENT
 from conveyor.replication.control_tables import FULL_LOAD as FULL_LOAD_PHASE
 from conveyor.replication.control_tables import ControlTables, with_control_schema
 from conveyor.replication.declarations import Declarations, TaskDeclaration
-from conveyor.replication.full_load import (
-    TABLE_COMPLETED,
-    TABLE_ERROR,
-    FullLoad,
-    ProgressCallback,
-    TablePlan,
-    TableProgress,
-)
+from conveyor.replication.full_load import FullLoad
 from conveyor.replication.mappings import MappedTable, TableMappings
 from conveyor.replication.segment_load import StoreSegments
 from conveyor.replication.segment_plan import table_segments
 from conveyor.replication.settings import SegmentWorkers, TaskSettings
+from conveyor.replication.table_plan import (
+    TABLE_COMPLETED,
+    TABLE_ERROR,
+    ProgressCallback,
+    TablePlan,
+    TableProgress,
+)
 from conveyor.replication.task_states import (
     RUNNING,
     STARTING,

@@ -20,9 +20,9 @@ from conveyor.events.lifecycle import FAILED, STOPPED, EventSink, task_event
 from conveyor.replication.cdc.reload_request import parse_table
 from conveyor.replication.control_tables import ControlTables, with_control_schema
 from conveyor.replication.declarations import Declarations
-from conveyor.replication.full_load import TABLE_COMPLETED, ProgressCallback, TablePlan
 from conveyor.replication.log_levels import log_levels
 from conveyor.replication.runnable import check_runnable
+from conveyor.replication.table_plan import TABLE_COMPLETED, ProgressCallback, TablePlan
 from conveyor.replication.task_run import (
     TaskRun,
     load_tables,

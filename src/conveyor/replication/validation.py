@@ -31,8 +31,8 @@ from conveyor.connectors.base import (
     Target,
     ValidationFailure,
 )
-from conveyor.replication.full_load import TablePlan
 from conveyor.replication.settings import ValidationSettings
+from conveyor.replication.table_plan import TablePlan
 from conveyor.replication.validation_rows import OutOfOrder, Values, keyed, normaliser, sides, sort_key
 
 VALIDATED = "Validated"

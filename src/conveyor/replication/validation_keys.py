@@ -21,7 +21,7 @@ from conveyor.connectors.base import (
     SupportsKeyedTextRows,
     Target,
 )
-from conveyor.replication.full_load import TablePlan
+from conveyor.replication.table_plan import TablePlan
 from conveyor.replication.validation import (
     MISMATCHED,
     MISSING_SOURCE,

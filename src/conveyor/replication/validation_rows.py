@@ -20,8 +20,8 @@ from conveyor.core.canonical_text import json_document, render_column, xml_docum
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 from conveyor.core.types import ColumnType, Kind
-from conveyor.replication.full_load import TablePlan, read_source
 from conveyor.replication.settings import ValidationSettings
+from conveyor.replication.table_plan import TablePlan, read_source
 
 Values = tuple[str | None, ...]
 Row = tuple[Any, Values, Values]  # (sort key, key texts, column texts)

@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     # for them at start-up (issue 17's fixed cost).
     from conveyor.orchestration.integrations_aws import DatabaseMigration
     from conveyor.orchestration.service import Service
-    from conveyor.replication.full_load import ProgressCallback
+    from conveyor.replication.table_plan import ProgressCallback
     from conveyor.service import lake as lake_ops
 
 TaskAnswer = TaskProcess | TaskDescription

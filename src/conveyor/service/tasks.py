@@ -35,7 +35,7 @@ from conveyor.stack.model import Stack
 from conveyor.store.store import Store
 
 if TYPE_CHECKING:
-    from conveyor.replication.full_load import ProgressCallback
+    from conveyor.replication.table_plan import ProgressCallback
 
 
 def applied_task_stack(store: Store, name: str) -> Stack:

@@ -21,10 +21,10 @@ from conveyor.core.errors import ConfigError
 from conveyor.core.json_text import load_json
 from conveyor.core.names import did_you_mean
 from conveyor.core.problems import format_problems, problems_from_validation_error
+from conveyor.stack.endpoints_spec import EndpointSpec
 from conveyor.stack.model import (
     NAME_PATTERN,
     TABLE_PATTERN,
-    EndpointSpec,
     FunctionSpec,
     LakeTableSpec,
     RuleSpec,

@@ -22,19 +22,13 @@ import pyarrow as pa
 from conveyor.connectors.arrow_rows import printable
 from conveyor.connectors.base import EndpointConfig, RefusedRow, RejectedValue
 from conveyor.connectors.duckdb.conflict_counts import forget_counts, read_counts, write_counts
+from conveyor.connectors.duckdb.connection import connect, memory_limit, out_of_memory
+from conveyor.connectors.duckdb.exceptions import create_exceptions_table, insert_rejections
 from conveyor.connectors.duckdb.memory import memory_limit_of
 from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier, qualified, quote
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe, private_database
-from conveyor.connectors.duckdb.target import (
-    connect,
-    create_exceptions_table,
-    create_table_sql,
-    insert_rejections,
-    memory_limit,
-    out_of_memory,
-    table_sql,
-    to_ddl,
-)
+from conveyor.connectors.duckdb.target import create_table_sql, table_sql
+from conveyor.connectors.duckdb.types import to_ddl
 from conveyor.core.batch import ChangeBatch, Checkpoint, KeyChecks
 from conveyor.core.errors import ConfigError, DataError
 from conveyor.core.schema import TableRef, TableSchema

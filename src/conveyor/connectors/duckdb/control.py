@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.duckdb.target import connect
+from conveyor.connectors.duckdb.connection import connect
 from conveyor.core.errors import TerminalError
 
 DEFAULT_SCHEMA = "main"

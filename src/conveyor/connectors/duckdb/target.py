@@ -7,8 +7,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import ParamSpec, TypeVar
 
 import duckdb
@@ -23,95 +22,16 @@ from conveyor.connectors.base import (
     ValidationFailure,
     control_schema,
 )
+from conveyor.connectors.duckdb.connection import DEFAULT_MEMORY_LIMIT, connect, memory_limit, out_of_memory
+from conveyor.connectors.duckdb.exceptions import create_exceptions_table, insert_rejections
 from conveyor.connectors.duckdb.key_order import AscendingKey
 from conveyor.connectors.duckdb.memory import MemoryLimit, memory_limit_of
-from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier, literal, qualified, quote
+from conveyor.connectors.duckdb.names import IDENTIFIER_RULE, fold_identifier, qualified, quote
 from conveyor.connectors.duckdb.screen import REFUSALS, BatchScreen, Probe
-from conveyor.connectors.duckdb.types import from_duckdb
-from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, SchemaMismatch, TerminalError
+from conveyor.connectors.duckdb.types import from_duckdb, to_ddl
+from conveyor.core.errors import ConfigError, DataError, SchemaMismatch, TerminalError
 from conveyor.core.schema import Column, TableRef, TableSchema
-from conveyor.core.types import ColumnType, Kind
-
-EXCEPTIONS_TABLE = "awsdms_apply_exceptions"
-
-_DDL: dict[Kind, str] = {
-    Kind.INT16: "SMALLINT",
-    Kind.INT32: "INTEGER",
-    Kind.INT64: "BIGINT",
-    Kind.NUMERIC: "VARCHAR",
-    Kind.FLOAT32: "REAL",
-    Kind.FLOAT64: "DOUBLE",
-    Kind.TEXT: "VARCHAR",
-    Kind.BYTES: "BLOB",
-    Kind.BOOLEAN: "BOOLEAN",
-    Kind.DATE: "DATE",
-    Kind.TIME: "TIME",
-    Kind.TIMESTAMP: "TIMESTAMP",
-    Kind.TIMESTAMPTZ: "TIMESTAMPTZ",
-    Kind.INTERVAL: "INTERVAL",
-    Kind.UUID: "UUID",
-    Kind.JSON: "JSON",
-}
-
-
-def to_ddl(ctype: ColumnType) -> str:
-    """DuckDB's spelling of a conveyor type. Unbounded numerics stay exact as
-    their decimal text (DuckDB's DECIMAL stops at 38 digits)."""
-    if ctype.kind is Kind.DECIMAL:
-        return f"DECIMAL({ctype.precision},{ctype.scale})"
-    if ctype.kind is Kind.ARRAY:
-        assert ctype.element is not None
-        return to_ddl(ctype.element) + "[]"
-    if ctype.kind is Kind.ENUM:
-        return "ENUM(" + ", ".join(literal(label) for label in ctype.labels) + ")"
-    return _DDL[ctype.kind]
-
-
-def exceptions_table(config: EndpointConfig) -> str:
-    """The apply-exceptions table, in the task's ControlSchema (default ``main``)."""
-    return f"{quote(control_schema(config, 'main'))}.{EXCEPTIONS_TABLE}"
-
-
-def create_exceptions_table(cursor: duckdb.DuckDBPyConnection, config: EndpointConfig) -> None:
-    """The apply-exceptions table (``awsdms_apply_exceptions``) and its schema, when missing."""
-    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(control_schema(config, 'main'))}")
-    cursor.execute(
-        f"CREATE TABLE IF NOT EXISTS {exceptions_table(config)} (task_name VARCHAR, table_owner VARCHAR, "
-        "table_name VARCHAR, error_time TIMESTAMPTZ, key JSON, column_name VARCHAR, value VARCHAR, "
-        "error VARCHAR)"
-    )
-
-
-_EXCEPTIONS_SCHEMA = pa.schema(
-    [
-        ("task_name", pa.string()),
-        ("table_owner", pa.string()),
-        ("table_name", pa.string()),
-        ("error_time", pa.timestamp("us", tz="UTC")),
-        ("key", pa.string()),
-        ("column_name", pa.string()),
-        ("value", pa.string()),
-        ("error", pa.string()),
-    ]
-)
-
-
-def insert_rejections(
-    cursor: duckdb.DuckDBPyConnection, config: EndpointConfig, task: str, rejected: Sequence[RejectedValue]
-) -> None:
-    """Append to the apply-exceptions table, as one Arrow batch (a table may
-    refuse many rows; DuckDB's executemany goes row by row)."""
-    if not rejected:
-        return
-    now = datetime.now(UTC)
-    rows = [r.exceptions_row(task, now) for r in rejected]
-    columns = [pa.array([row[i] for row in rows], f.type) for i, f in enumerate(_EXCEPTIONS_SCHEMA)]
-    cursor.register("conveyor_rejections", pa.Table.from_arrays(columns, schema=_EXCEPTIONS_SCHEMA))
-    try:
-        cursor.execute(f"INSERT INTO {exceptions_table(config)} SELECT * FROM conveyor_rejections")
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            cursor.unregister("conveyor_rejections")
+from conveyor.core.types import Kind
 
 
 def resolve(cursor: duckdb.DuckDBPyConnection, ref: TableRef) -> TableRef | None:
@@ -158,45 +78,11 @@ def primary_key_sql(keys: Sequence[str]) -> str:
     return "PRIMARY KEY (" + ", ".join(quote(k) for k in keys) + ")"
 
 
-DEFAULT_MEMORY_LIMIT = "1GB"
 DUPLICATE_CHECK_MEMORY = "64MB"
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def connect(config: EndpointConfig) -> duckdb.DuckDBPyConnection:
-    """Conveyor's connection to a DuckDB file. Its memory is capped (endpoint
-    option ``memory_limit``, default 1GB): DuckDB spills beyond it, so a load's
-    memory does not grow with the table. Every connection of one process to a
-    file must use the same settings, hence this one function."""
-    assert config.path is not None
-    if config.path != ":memory:":
-        Path(config.path).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        conn = duckdb.connect(config.path, config={"memory_limit": memory_limit(config)})
-    except duckdb.Error as exc:
-        raise ConnectionFailed(f"endpoint {config.name!r}: cannot open {config.path}: {exc}") from None
-    row = conn.execute("SELECT current_setting('memory_limit')").fetchone()
-    log.info("endpoint %s: DuckDB memory_limit %s", config.name, row[0] if row else "?")
-    return conn
-
-
-def memory_limit(config: EndpointConfig) -> str:
-    """The endpoint option ``memory_limit`` in effect (as written, or the default)."""
-    return str(config.options.get("memory_limit", DEFAULT_MEMORY_LIMIT))
-
-
-def out_of_memory(limit: str, exc: duckdb.OutOfMemoryException, note: str = "") -> TerminalError:
-    """DuckDB's OutOfMemoryException as the error a user can act on: it names
-    the endpoint option ``memory_limit`` and the value in effect (``note``:
-    the lowered limit of a streamed load, ``MemoryLimit.note``)."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return TerminalError(
-        f"DuckDB ran out of memory at the endpoint option memory_limit ({limit} in effect{note}): {first}; "
-        "raise memory_limit in the DuckDB endpoint's settings"
-    )
 
 
 def _memory_named(method: Callable[P, R]) -> Callable[P, R]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from conveyor.connectors.duckdb.names import literal
 from conveyor.core import types as t
 from conveyor.core.types import ColumnType, Kind
 
@@ -42,3 +43,36 @@ def from_duckdb(name: str) -> ColumnType:
     if name in _NAMES:
         return t.simple(_NAMES[name], native=name)
     raise ValueError(f"DuckDB type {name} has no conveyor counterpart")
+
+
+_DDL: dict[Kind, str] = {
+    Kind.INT16: "SMALLINT",
+    Kind.INT32: "INTEGER",
+    Kind.INT64: "BIGINT",
+    Kind.NUMERIC: "VARCHAR",
+    Kind.FLOAT32: "REAL",
+    Kind.FLOAT64: "DOUBLE",
+    Kind.TEXT: "VARCHAR",
+    Kind.BYTES: "BLOB",
+    Kind.BOOLEAN: "BOOLEAN",
+    Kind.DATE: "DATE",
+    Kind.TIME: "TIME",
+    Kind.TIMESTAMP: "TIMESTAMP",
+    Kind.TIMESTAMPTZ: "TIMESTAMPTZ",
+    Kind.INTERVAL: "INTERVAL",
+    Kind.UUID: "UUID",
+    Kind.JSON: "JSON",
+}
+
+
+def to_ddl(ctype: ColumnType) -> str:
+    """DuckDB's spelling of a conveyor type. Unbounded numerics stay exact as
+    their decimal text (DuckDB's DECIMAL stops at 38 digits)."""
+    if ctype.kind is Kind.DECIMAL:
+        return f"DECIMAL({ctype.precision},{ctype.scale})"
+    if ctype.kind is Kind.ARRAY:
+        assert ctype.element is not None
+        return to_ddl(ctype.element) + "[]"
+    if ctype.kind is Kind.ENUM:
+        return "ENUM(" + ", ".join(literal(label) for label in ctype.labels) + ")"
+    return _DDL[ctype.kind]

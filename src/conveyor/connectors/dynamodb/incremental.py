@@ -71,7 +71,8 @@ from conveyor.connectors.changes import CaptureStart, ChangeEvent, Commit, RowCh
 from conveyor.connectors.dynamodb.drift import rows_by_record, widen_layouts
 from conveyor.connectors.dynamodb.flatten import _Variants, attr_at, build_column, flatten
 from conveyor.connectors.dynamodb.infer import POSITION, TableLayout, tag_field
-from conveyor.connectors.dynamodb.source import DynamoDBSource, ScanCheckpoint
+from conveyor.connectors.dynamodb.scan_checkpoint import ScanCheckpoint
+from conveyor.connectors.dynamodb.source import DynamoDBSource
 from conveyor.core.batch import Checkpoint, Op
 from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableSchema

@@ -63,15 +63,11 @@ least the page size, or ``page_size``, for exactly-once delivery).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import os
 import queue
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +78,7 @@ from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.dynamodb.client import DynamoClient, endpoint_settings
 from conveyor.connectors.dynamodb.flatten import Page, PageReader, flatten
 from conveyor.connectors.dynamodb.infer import VARIANT, DocumentLayout, Node, TableLayout, layout
+from conveyor.connectors.dynamodb.scan_checkpoint import ScanCheckpoint, file_name
 from conveyor.core.errors import ConfigError
 from conveyor.core.schema import TableRef, TableSchema
 
@@ -260,7 +257,7 @@ class DynamoDBSource:
 
     def checkpoint_path(self, ref: TableRef) -> Path:
         home = Path(os.environ.get("CONVEYOR_HOME", DEFAULT_HOME))
-        return home / "dynamodb" / _file_name(self.config.name) / f"{_file_name(ref.name)}.json"
+        return home / "dynamodb" / file_name(self.config.name) / f"{file_name(ref.name)}.json"
 
     def close(self) -> None:
         if self._client is not None:
@@ -278,92 +275,10 @@ class _Failed:
     error: BaseException
 
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
-
-
-def _file_name(name: str) -> str:
-    """A file name for ``name``, one per name: the name itself where it is short and
-    plain, else a plain prefix and a digest (names differing only in the characters
-    replaced, or past the file system's 255 bytes, shared one file before)."""
-    if _SAFE_NAME.fullmatch(name):
-        return name
-    plain = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64].lstrip(".")
-    return f"{plain}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
-
-
 @dataclass
 class _Fetched:
     segment: int
     page: Page
-
-
-@dataclass
-class ScanCheckpoint:
-    """Per segment: the key to continue after (None: from the start) and
-    whether the segment is finished."""
-
-    path: Path
-    total_segments: int
-    keys: dict[int, dict[str, Any] | None] = field(default_factory=dict)
-    done: set[int] = field(default_factory=set)
-    durable: bool = False
-    """Written to ``path`` as the scan goes (``resume_scan``). Otherwise nothing
-    ever reads it back, and tasks reading the same endpoint's table at once
-    would race on one file (a task failed with FileNotFoundError)."""
-
-    @classmethod
-    def load(cls, path: Path, total_segments: int, resume: bool) -> ScanCheckpoint:
-        fresh = cls(path, total_segments, durable=resume)
-        if not resume or not path.is_file():
-            return fresh
-        data = json.loads(path.read_text())
-        if data.get("total_segments") != total_segments:
-            return fresh
-        for name, state in data.get("segments", {}).items():
-            fresh.keys[int(name)] = _decode_key(state.get("last_key"))
-            if state.get("done"):
-                fresh.done.add(int(name))
-        return fresh
-
-    def advance(self, segment: int, last_key: dict[str, Any] | None) -> None:
-        self.keys[segment] = last_key
-        if last_key is None:
-            self.done.add(segment)
-        self.save()
-
-    def save(self) -> None:
-        if not self.durable:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        segments = {
-            str(s): {"last_key": _encode_key(self.keys.get(s)), "done": s in self.done}
-            for s in range(self.total_segments)
-        }
-        tmp = self.path.with_name(f".{os.getpid()}-{threading.get_ident()}.tmp")  # one per writer
-        tmp.write_text(json.dumps({"total_segments": self.total_segments, "segments": segments}, indent=1))
-        os.replace(tmp, self.path)
-
-    def remove(self) -> None:
-        if self.durable:
-            self.path.unlink(missing_ok=True)
-
-
-def _encode_key(key: Mapping[str, Any] | None) -> Any:
-    if key is None:
-        return None
-    return {
-        name: {tag: base64.b64encode(v).decode() if isinstance(v, bytes) else v for tag, v in value.items()}
-        for name, value in key.items()
-    }
-
-
-def _decode_key(key: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if key is None:
-        return None
-    return {
-        name: {tag: base64.b64decode(v) if tag == "B" else v for tag, v in value.items()}
-        for name, value in key.items()
-    }
 
 
 class DynamoDBSnapshot:

@@ -75,6 +75,7 @@ import pyarrow as pa
 from conveyor.connectors.arrow_rows import rows_to_batch
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import RefusedTables
+from conveyor.connectors.lake import files as lake_files
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.filesystem import LakeFS
 from conveyor.connectors.lake.settings import lake_config
@@ -286,7 +287,7 @@ class LakeApplier:
                 continue
             staged = self.fs.stage(rel)
             try:
-                lay.write_whole_file(staged.local_path, rows.data, self.layout)
+                lake_files.write_whole_file(staged.local_path, rows.data, self.layout)
                 staged.publish()
             except BaseException:
                 staged.discard()

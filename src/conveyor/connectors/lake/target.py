@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conveyor.connectors.base import EndpointConfig, PrepMode, RejectedValue
+from conveyor.connectors.lake import files as lake_files
 from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.filesystem import LakeFS, Staged
 from conveyor.connectors.lake.settings import LakeConfig, lake_config
@@ -86,7 +87,7 @@ class LakeTarget:
         file_layout = state[1] if state is not None else self.layout
         folder = lay.table_folder(self.bucket_path, table.ref)
         parts = [
-            lay.read_file(self.fs, f"{folder}/{name}", table, file_layout)
+            lake_files.read_file(self.fs, f"{folder}/{name}", table, file_layout)
             for name in self.load_files(table.ref)
         ]
         data = pa.concat_tables(parts) if parts else table.arrow_schema().empty_table()
@@ -106,7 +107,7 @@ class LakeTarget:
                 with self.fs.open_input(f"{folder}/{name}") as handle:
                     total += pq.ParquetFile(handle).metadata.num_rows
             else:
-                total += lay.read_file(self.fs, f"{folder}/{name}", schema, file_layout).num_rows
+                total += lake_files.read_file(self.fs, f"{folder}/{name}", schema, file_layout).num_rows
         return total
 
     def close(self) -> None:
@@ -132,8 +133,8 @@ class LakeTableLoad:
         self._replace = replace
         self._keep = keep
         self._staged: list[Staged] = []
-        self._csv: lay.CsvFileWriter | None = None
-        self._parquet: lay.ParquetFileWriter | None = None
+        self._csv: lake_files.CsvFileWriter | None = None
+        self._parquet: lake_files.ParquetFileWriter | None = None
         self._rejections: list[bytes] = []
         self._header: bytes | None = None
         self._closed = False
@@ -177,13 +178,13 @@ class LakeTableLoad:
     def _write_csv(self, data: pa.Table) -> None:
         limit = self.settings.max_file_bytes
         if self._header is None and self.layout.header:
-            self._header = lay.header_bytes(data.schema.names, self.layout)
-        buffer, offsets = lay.csv_rows(data, self.layout)
+            self._header = lake_files.header_bytes(data.schema.names, self.layout)
+        buffer, offsets = lake_files.csv_rows(data, self.layout)
         n = data.num_rows
         i = 0
         while i < n:
             if self._csv is None:
-                self._csv = lay.CsvFileWriter(self._new_file().local_path, self.layout, self._header)
+                self._csv = lake_files.CsvFileWriter(self._new_file().local_path, self.layout, self._header)
             room = limit - self._csv.size
             j = int(np.searchsorted(offsets, offsets[i] + room, side="right")) - 1
             j = min(j, n)
@@ -202,8 +203,8 @@ class LakeTableLoad:
         for start in range(0, data.num_rows, chunk):
             part = data.slice(start, chunk)
             if self._parquet is None:
-                self._parquet = lay.ParquetFileWriter(
-                    self._new_file().local_path, self.layout, lay.parquet_schema(part)
+                self._parquet = lake_files.ParquetFileWriter(
+                    self._new_file().local_path, self.layout, lake_files.parquet_schema(part)
                 )
             self._parquet.write(part)
             if self._parquet.size >= limit:

@@ -3,17 +3,14 @@ snapshot, rows streamed (unbuffered) into Arrow batches."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pymysql
-from pymysql.converters import through
 from pymysql.cursors import SSCursor
 
 from conveyor.connectors.base import EndpointConfig, RejectedValue
@@ -26,12 +23,21 @@ from conveyor.core.errors import ConnectionFailed, DataError, TerminalError
 from conveyor.core.read_ahead import read_ahead
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
-from conveyor.core.types import Kind
 
 if TYPE_CHECKING:
     from typing import TypeAlias
 
     Connection: TypeAlias = pymysql.connections.Connection[pymysql.cursors.Cursor]
+
+from conveyor.connectors.mysql.read_values import (
+    Converter,
+    base_type,
+    column_converter,
+    decoded_rows,
+    text_decoders,
+    texts_to_arrays,
+    values_to_arrays,
+)
 
 _TABLES_SQL = """
 SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES
@@ -62,8 +68,6 @@ WHERE CONSTRAINT_SCHEMA = %s
 
 ENGINE = "mysql"
 _LOST_CONNECTION = frozenset({2006, 2013, 2055})
-_ONE_DAY = dt.timedelta(days=1)
-_ONE_US = dt.timedelta(microseconds=1)
 _SPACE = re.compile(r"\s+")
 # Batches parsed ahead of the consumer (each batch_rows rows).
 _READ_AHEAD = 2
@@ -274,7 +278,7 @@ class MySQLSnapshot:
                 order_expression(k, table.column(k).type) for k in table.primary_key
             )
         schema = table.arrow_schema()
-        casts = [text_cast(c, _base(c.type.native)) for c in table.columns]
+        casts = [text_cast(c, base_type(c.type.native)) for c in table.columns]
         with self._exclusive(table.ref) as conn:
             if where is not None:  # literals quoted as this connection's sql_mode needs
                 query += " WHERE " + filters.where_condition(where, conn.escape)
@@ -288,7 +292,7 @@ class MySQLSnapshot:
                     cursor.execute(query + order)
                 finally:
                     conn.decoders = decoders
-                decode = _decoders(cursor.description, decoders)
+                decode = text_decoders(cursor.description, decoders)
                 if where is None:
                     self._rejected[table.ref] = []
                 # The next batch is parsed while the consumer writes this one.
@@ -335,16 +339,16 @@ class MySQLSnapshot:
         casts: Sequence[TextCast | None],
         decode: Sequence[Converter | None],
     ) -> Iterator[pa.RecordBatch]:
-        converters = [_converter(table, c) for c in table.columns]
+        converters = [column_converter(table, c) for c in table.columns]
         while rows := cursor.fetchmany(batch_rows):
             try:
-                arrays = _text_arrays(table, converters, casts, decode, rows)
+                arrays = texts_to_arrays(table, converters, casts, decode, rows)
             except DataError:
                 # Row by row, from the values PyMySQL's converters make.
-                carried = self._keep_carried(table, converters, _decoded(decode, rows))
+                carried = self._keep_carried(table, converters, decoded_rows(decode, rows))
                 if not carried:
                     continue
-                arrays = _arrays(table, converters, carried)
+                arrays = values_to_arrays(table, converters, carried)
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def _keep_carried(
@@ -355,7 +359,7 @@ class MySQLSnapshot:
         kept = []
         for row in rows:
             try:
-                _arrays(table, converters, [row])
+                values_to_arrays(table, converters, [row])
             except DataError as exc:
                 self._rejected.setdefault(table.ref, []).append(rejected_row(table, row, exc))
                 continue
@@ -445,160 +449,3 @@ class MySQLSnapshot:
         finally:
             if acquired:
                 self._lock.release()
-
-
-class _Unrepresentable(Exception):
-    def __init__(self, value: Any, why: str) -> None:
-        super().__init__(why)
-        self.value = value
-        self.why = why
-
-
-Converter = Callable[[Any], Any]
-
-
-def _base(native: str | None) -> str:
-    return (native or "").split("(")[0].strip().split(" ")[0].lower()
-
-
-def _converter(table: TableSchema, column: Column) -> Converter | None:
-    """How one value pymysql returns becomes the value Arrow is given, or None
-    when pymysql's value is already right."""
-    kind = column.type.kind
-    base = _base(column.type.native)
-    if base == "bit":
-        if kind is Kind.BOOLEAN:
-            return lambda v: _bits(v) != 0
-        if kind is Kind.DECIMAL:
-            return lambda v: Decimal(_bits(v))
-        return _bits
-    if kind is Kind.NUMERIC:
-        return lambda v: format(Decimal(v), "f")
-    if kind is Kind.DATE:
-        return _date
-    if kind is Kind.TIMESTAMP:
-        return _datetime
-    if kind is Kind.TIMESTAMPTZ:
-        return lambda v: _datetime(v).replace(tzinfo=dt.UTC)
-    if kind is Kind.TIME:
-        return _time
-    if kind is Kind.UUID:
-        return lambda v: _string(v).lower()
-    if kind in {Kind.TEXT, Kind.JSON, Kind.ENUM}:
-        return _string
-    if kind is Kind.BYTES:
-        return lambda v: v.encode() if isinstance(v, str) else v
-    return None
-
-
-def _bits(value: Any) -> int:
-    return int.from_bytes(value, "big") if isinstance(value, bytes | bytearray) else int(value)
-
-
-def _string(value: Any) -> str:
-    if type(value) is str:
-        return value
-    if isinstance(value, bytes | bytearray):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            raise _Unrepresentable(value, "it is not UTF-8 text") from None
-    if isinstance(value, set | frozenset):
-        return ",".join(sorted(value))
-    return str(value)
-
-
-def _date(value: Any) -> dt.date:
-    # pymysql hands back the text of dates it cannot build: '0000-00-00',
-    # '2024-00-10' (zero parts are allowed unless sql_mode forbids them).
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return value
-    raise _Unrepresentable(value, "a date with a zero year, month or day has no calendar day")
-
-
-def _datetime(value: Any) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value
-    raise _Unrepresentable(value, "a date with a zero year, month or day has no calendar day")
-
-
-def _time(value: Any) -> int:
-    if isinstance(value, dt.timedelta):
-        if dt.timedelta(0) <= value < _ONE_DAY:
-            return value // _ONE_US
-        raise _Unrepresentable(_time_text(value), "a time of day must lie within 00:00:00..23:59:59.999999")
-    raise _Unrepresentable(value, "it is not a time of day")
-
-
-def _time_text(value: dt.timedelta) -> str:
-    """A timedelta as MySQL spells a TIME ('-838:59:59', '25:00:00.5')."""
-    micros = value // _ONE_US
-    sign = "-" if micros < 0 else ""
-    micros = abs(micros)
-    seconds, fraction = divmod(micros, 1_000_000)
-    text = f"{sign}{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    return text + (f".{fraction:06d}".rstrip("0") if fraction else "")
-
-
-def _decoders(description: Any, decoders: dict[int, Any]) -> list[Converter | None]:
-    """Per column, the converter PyMySQL applies to the text of a value (None: none)."""
-    found = [decoders.get(d[1]) for d in description]
-    return [None if f is None or f is through else f for f in found]
-
-
-def _decoded(decode: Sequence[Converter | None], rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Text rows as PyMySQL's converters would have returned them."""
-    return [
-        tuple(v if v is None or f is None else f(v) for f, v in zip(decode, row, strict=True)) for row in rows
-    ]
-
-
-def _text_arrays(
-    table: TableSchema,
-    converters: Sequence[Converter | None],
-    casts: Sequence[TextCast | None],
-    decode: Sequence[Converter | None],
-    rows: Sequence[tuple[Any, ...]],
-) -> list[pa.Array]:
-    """The batch's columns from text rows: a whole-column cast where it is exact,
-    else value by value from what PyMySQL's converter makes of each text."""
-    arrays = []
-    for column, convert, cast, decoder, values in zip(
-        table.columns, converters, casts, decode, zip(*rows, strict=True), strict=True
-    ):
-        array = None if cast is None else cast(values)
-        if array is None:
-            decoded = values if decoder is None else [None if v is None else decoder(v) for v in values]
-            array = _to_arrow(table, column, convert, decoded)
-        arrays.append(array)
-    return arrays
-
-
-def _arrays(
-    table: TableSchema, converters: Sequence[Converter | None], rows: Sequence[tuple[Any, ...]]
-) -> list[pa.Array]:
-    columns = list(zip(*rows, strict=True))
-    return [
-        _to_arrow(table, col, convert, values)
-        for col, convert, values in zip(table.columns, converters, columns, strict=True)
-    ]
-
-
-def _to_arrow(
-    table: TableSchema, column: Column, convert: Converter | None, values: Sequence[Any]
-) -> pa.Array:
-    target = column.type.arrow()
-    what = f"table {table.ref}: column {column.name!r} ({column.type.native})"
-    try:
-        if convert is not None:
-            values = [None if v is None else convert(v) for v in values]
-        return pa.array(values, type=target)
-    except _Unrepresentable as exc:
-        raise DataError(
-            f"{what} holds {exc.value!r}, which is not a {column.type.describe()} value: {exc.why}",
-            column=column.name,
-        ) from None
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ArithmeticError, ValueError, TypeError) as exc:
-        raise DataError(
-            f"{what} holds a value that is not {column.type.describe()}: {exc}", column=column.name
-        ) from None

@@ -11,8 +11,8 @@ from conveyor.connectors.registry import open_source, open_target
 from conveyor.core.errors import ConveyorError
 from conveyor.core.schema import TableRef
 from conveyor.replication.cdc.lookups import captured_sources
-from conveyor.replication.full_load import TABLE_COMPLETED, TablePlan
 from conveyor.replication.mappings import MappedTable, TableMappings
+from conveyor.replication.table_plan import TABLE_COMPLETED, TablePlan
 from conveyor.replication.task_run import TaskRun, load_tables, stats_document
 
 if TYPE_CHECKING:

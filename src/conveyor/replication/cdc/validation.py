@@ -46,8 +46,8 @@ from conveyor.connectors.base import (
 from conveyor.connectors.registry import open_source, open_target
 from conveyor.core.canonical_text import render_column
 from conveyor.core.schema import TableRef
-from conveyor.replication.full_load import TablePlan
 from conveyor.replication.settings import ValidationSettings
+from conveyor.replication.table_plan import TablePlan
 from conveyor.replication.validation import MISMATCHED, TABLE_ERROR, VALIDATED, ValidationRun, validate_table
 from conveyor.replication.validation_keys import validate_keys
 from conveyor.store.validation_keys import TABLE_ROW, KeyRow, ValidationKeys
