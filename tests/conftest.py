@@ -85,12 +85,21 @@ def moto_url() -> Iterator[str]:
         yield url
 
 
+SPARK_TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
 @pytest.fixture(scope="session")
 def spark_cluster() -> Iterator[SparkCluster]:
-    """One Spark standalone master and worker (1 core) on loopback for the session."""
+    """One Spark standalone master and worker (1 core) on loopback for the session.
+
+    Its JVMs, and the drivers and executors of the session's runs, compile with the
+    client compiler only (``JAVA_TOOL_OPTIONS``): the same results, half the CPU for
+    runs this short (a test's Spark curation: 45 -> 22 CPU-s, 50 -> 34 s)."""
     pytest.importorskip("pyspark")
-    cluster = start_cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.close()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAVA_TOOL_OPTIONS", SPARK_TEST_JVM_OPTIONS)
+        cluster = start_cluster()
+        try:
+            yield cluster
+        finally:
+            cluster.close()
