@@ -207,9 +207,9 @@ def test_log_error_logs_each_refused_row_and_applies_the_rest_once(run: Callable
     assert task.written() == WRITTEN_ONCE
     logged = task.exceptions()
     assert sorted((t, k, c, v) for t, k, c, v, _ in logged) == [
-        ("items", '{"id": 2}', None, None),  # a CHECK names no column
-        ("items", '{"id": 3}', None, None),
-        ("notes", '{"id": 2}', None, None),
+        ("items", '{"id": 2}', "qty", "-1"),  # the CHECK's column, from the target's catalog
+        ("items", '{"id": 3}', "qty", "-3"),
+        ("notes", '{"id": 2}', "v", "bad"),
     ]
     errors = {(t, k): e for t, k, _, _, e in logged}
     assert 'violates check constraint "qty_not_negative"' in errors[("items", '{"id": 2}')]

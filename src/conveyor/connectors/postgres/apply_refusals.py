@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import printable
 from conveyor.connectors.postgres.copy_lines import line_values
-from conveyor.connectors.postgres.target import refused_at
+from conveyor.connectors.postgres.target import constraint_columns, refused_at
 from conveyor.connectors.postgres.text_values import converter
 from conveyor.core.batch import ChangeBatch, RejectedValue
 from conveyor.core.schema import TableSchema
@@ -77,7 +77,7 @@ def refused_rows(
     if not any(p.refused for p in parts):
         return changes, []
     rejected = [
-        _rejection(table, part.values(row), refusal)
+        _rejection(conn, table, part.values(row), refusal)
         for part in parts
         for row, refusal in sorted(part.refused.items())
     ]
@@ -169,13 +169,19 @@ def _row(batch: pa.RecordBatch, row: int) -> dict[str, Any]:
     return values
 
 
-def _rejection(table: TableSchema, values: dict[str, Any], exc: psycopg.Error) -> RejectedValue:
+def _rejection(
+    conn: psycopg.Connection[Any], table: TableSchema, values: dict[str, Any], exc: psycopg.Error
+) -> RejectedValue:
+    """The apply-exceptions entry of a refused row: its key, the column the
+    server names or the columns of the constraint it broke (a CHECK names
+    none), the value when that is one column, and the server's message."""
     message, _, column = refused_at(exc)
+    column = column or constraint_columns(conn, table.ref, exc)
     detail = exc.diag
     if detail.constraint_name and detail.constraint_name not in message:
         message += f" (constraint {detail.constraint_name})"
     key_columns: Sequence[str] = table.primary_key or table.column_names
     key = {k: values[k] for k in key_columns if k in values}
-    value = printable(values.get(column)) if column else None
+    value = printable(values.get(column)) if column in values else None
     where = f" (column {column})" if column else ""
     return RejectedValue(table.ref, key, column, value, f"table {table.ref}: {message}{where}")

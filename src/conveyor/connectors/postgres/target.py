@@ -454,7 +454,7 @@ class PostgresTableLoad:
                     copy.write(data[start : start + COPY_WRITE_BYTES])
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             error = _data_error(self.table.ref, exc, records.num_rows)
-            error.column = error.column or self._constraint_columns(exc)
+            error.column = error.column or constraint_columns(self._conn, self.table.ref, exc)
             raise error from None
         except psycopg.Error as exc:
             raise connection.failure(f"table {self.table.ref}", exc) from None
@@ -496,7 +496,7 @@ class PostgresTableLoad:
             # DatatypeMismatch: binary data the target's types do not read
             # (COPY text, which the server parses, may still take it).
             message, _line, column = refused_at(exc)
-            column = column or self._constraint_columns(exc)
+            column = column or constraint_columns(self._conn, self.table.ref, exc)
             raise DataError(f"table {self.table.ref}: {message}", column=column, load_usable=True) from None
         except psycopg.Error as exc:
             if exc in from_source:
@@ -523,21 +523,6 @@ class PostgresTableLoad:
         except psycopg.Error as exc:
             raise connection.failure(f"table {self.table.ref}", exc) from None
         return rows
-
-    def _constraint_columns(self, exc: psycopg.Error) -> str | None:
-        """The column(s) of the table constraint a row broke (a CHECK, a unique
-        key), comma-separated; None when the error names no such constraint."""
-        name = exc.diag.constraint_name
-        if not name:
-            return None
-        row = self._conn.execute(
-            "SELECT string_agg(a.attname, ', ' ORDER BY k.ord) FROM pg_constraint c"
-            " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)"
-            " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum"
-            " WHERE c.conrelid = %s::regclass AND c.conname = %s",
-            (qualified(self.table.ref).as_string(self._conn), name),
-        ).fetchone()
-        return str(row[0]) if row and row[0] else None
 
     def record_rejections(self, task: str, rejected: Sequence[RejectedValue]) -> None:
         if not rejected:
@@ -573,3 +558,20 @@ class PostgresTableLoad:
             self._conn.rollback()
         finally:
             self._conn.close()
+
+
+def constraint_columns(conn: psycopg.Connection[Any], ref: TableRef, exc: psycopg.Error) -> str | None:
+    """The column(s) of the table constraint a row broke (a CHECK, a unique
+    key), comma-separated; None when the error names no such constraint.
+    PostgreSQL's error names the constraint, never a CHECK's column."""
+    name = exc.diag.constraint_name
+    if not name:
+        return None
+    row = conn.execute(
+        "SELECT string_agg(a.attname, ', ' ORDER BY k.ord) FROM pg_constraint c"
+        " CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)"
+        " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum"
+        " WHERE c.conrelid = %s::regclass AND c.conname = %s",
+        (qualified(ref).as_string(conn), name),
+    ).fetchone()
+    return str(row[0]) if row and row[0] else None
