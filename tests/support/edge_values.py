@@ -81,6 +81,7 @@ CREATE DOMAIN stamp AS timestamp;
 CREATE DOMAIN doc AS jsonb;
 CREATE DOMAIN mood_d AS mood;
 CREATE DOMAIN int_list AS integer[];
+CREATE DOMAIN ipaddr AS inet;
 """
 """Types the corpus's tables use, created before them."""
 
@@ -505,6 +506,16 @@ GROUPS: tuple[TypeGroup, ...] = (
             ("v6_mapped", "'::ffff:1.2.3.4'", "::ffff:1.2.3.4"),
             ("v6_net", "'2001:db8::/32'", "2001:db8::/32"),
         ),
+    ),
+    TypeGroup(
+        "ipdom",
+        "ipaddr",
+        _same(("host", "'192.168.0.1'", "192.168.0.1"), ("host_mask", "'10.1.2.3/8'", "10.1.2.3/8")),
+    ),
+    TypeGroup(
+        "inta",
+        "inet[]",
+        _same(("hosts", "'{192.168.0.1,10.1.2.3/8,::1}'", "[192.168.0.1, 10.1.2.3/8, '::1']")),
     ),
     TypeGroup(
         "cidr",

@@ -16,7 +16,7 @@ from conveyor.connectors.postgres._arrow import Refusal, checks, conform, interv
 from conveyor.connectors.postgres.adbc_stream import query_batches
 from conveyor.connectors.postgres.names import qualified
 from conveyor.connectors.postgres.types import NativeColumn, array_dims, from_native, needs_text_cast
-from conveyor.connectors.postgres.user_types import native_types, xml_columns
+from conveyor.connectors.postgres.user_types import columns_over, native_types, xml_columns
 from conveyor.connectors.postgres.validation import read_text_rows
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.read_ahead import read_ahead
@@ -107,14 +107,19 @@ _ENUMS_SQL = (
 def select_list(table: TableSchema, columns: Sequence[str] | None = None) -> sql.Composed:
     """The columns to read, cast to text where that is how they travel."""
     parts: list[sql.Composable] = []
+    # inet's text cast always adds the netmask (a host gets /32), as does each
+    # element's of inet[]::text[]; its output form (abbrev(), an array's own
+    # text) does not, and is what change capture receives.
+    inets = set(columns_over(table, ["inet"]))
     for name in columns or table.column_names:
         ident = sql.Identifier(name)
         ctype = table.column(name).type
         if ctype.kind is Kind.INTERVAL:
             parts.append(interval_guard(name))
-        elif ctype.native == "inet":
-            # inet's text cast always adds the netmask; abbrev() is its output form.
+        elif name in inets and ctype.kind is not Kind.ARRAY:
             parts.append(sql.SQL("abbrev({}) AS {}").format(ident, ident))
+        elif name in inets and array_dims(ctype) == 1:
+            parts.append(sql.SQL("{}::text::text[] AS {}").format(ident, ident))
         elif needs_text_cast(ctype):
             cast = "text[]" if array_dims(ctype) == 1 else "text"
             parts.append(sql.SQL("{}::" + cast + " AS {}").format(ident, ident))

@@ -213,14 +213,20 @@ def native_types(
     return {table: catalog.needed(oids) for table, oids in columns.items()}
 
 
-def xml_columns(table: TableSchema) -> list[str]:
-    """The table's columns of type xml, xml[] or a domain over xml (through
-    ``native_types``, dependencies first)."""
-    xml_types = {"xml"}
+def columns_over(table: TableSchema, bases: Iterable[str]) -> list[str]:
+    """The table's columns whose type is one of ``bases`` (built-in names), an
+    array of one, or a domain over one (through ``native_types``, dependencies
+    first), scalar or array."""
+    names = set(bases)
     for native in table.native_types:
-        if native.base is not None and _bare_type(native.base) in xml_types:
-            xml_types.add(native.name)
-    return [c.name for c in table.columns if _bare_type(c.type.native or "") in xml_types]
+        if native.base is not None and _bare_type(native.base) in names:
+            names.add(native.name)
+    return [c.name for c in table.columns if _bare_type(c.type.native or "") in names]
+
+
+def xml_columns(table: TableSchema) -> list[str]:
+    """The table's columns of type xml, xml[] or a domain over xml."""
+    return columns_over(table, ["xml"])
 
 
 def xml_array_columns(table: TableSchema) -> list[str]:
