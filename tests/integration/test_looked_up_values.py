@@ -255,3 +255,42 @@ def test_source_ddl_keeps_the_looked_up_columns(tmp_path: Path, pg_server: Postg
     with duckdb.connect(endpoint["path"], read_only=True) as con:
         row = con.execute("SELECT id, x, g, label, doc, n FROM public.docs WHERE id = 1").fetchone()
     assert row == (1, 100, 200, "#1/100", DECLARED, 1)
+
+
+def test_a_generated_column_added_during_capture_suspends_until_a_reload(
+    tmp_path: Path, pg_server: PostgresServer
+) -> None:
+    """pgoutput never sends a generated column, so one added by DDL during
+    capture used to be missed (the target without it, no word). The source
+    computed it for every row: the table is suspended with the reason, and
+    its reload (the task runs on) brings the column and its values."""
+    source = pg_server.url(pg_server.new_database("src"))
+    _execute(source, *DDL, LOADED)
+    endpoint = {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
+    stack = one_task(
+        tmp_path / "conveyor.yaml",
+        {"engine": "postgres", "url": source},
+        endpoint,
+        task="load",
+        schema="public",
+    )
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+    with _worker(home, "start"):
+        wait_for(home, "load", lambda d: bool(d.get("tables")) and d["tables"][0].get("FullLoadRows") == 7)
+        wait_until(lambda: described(home, "load").get("status") == "running", "capture")
+        _execute(source, "ALTER TABLE docs ADD COLUMN triple integer GENERATED ALWAYS AS (x * 3) STORED")
+        wait_until(
+            lambda: bool(described(home, "load")["tables"][0].get("SuspendedReason")), "the table suspended"
+        )
+        reason = described(home, "load")["tables"][0]["SuspendedReason"]
+        assert "generated column(s) triple added" in reason and "reload" in reason, reason
+        reload = conveyor(home, "tasks", "reload", "load", "--table", "public.docs")
+        assert reload.returncode == 0, reload.stderr
+        wait_until(lambda: not described(home, "load")["tables"][0].get("SuspendedReason"), "the reload", 60)
+        _execute(source, "UPDATE docs SET x = 11 WHERE id = 1")
+        wait_until(lambda: _applied(home) >= 1, "a change after the reload")
+    with duckdb.connect(endpoint["path"], read_only=True) as con:
+        rows = con.execute("SELECT id, x, g, triple FROM public.docs ORDER BY id").fetchall()
+    assert rows == _rows(source, "SELECT id, x, g, triple FROM docs ORDER BY id")
+    assert rows[0] == (1, 11, 22, 33)

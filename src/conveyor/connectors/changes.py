@@ -81,10 +81,15 @@ class TableDefinition:
     ``renamed`` maps each column renamed since the last definition (new name)
     to its old name. An empty mapping says "no column was renamed"; ``None``
     says the stream cannot tell a rename from a DROP plus an ADD, so the runner
-    must not guess (a column gone and another come suspends the table)."""
+    must not guess (a column gone and another come suspends the table).
+
+    ``generated`` names the table's generated columns, which ``schema`` (the
+    stream's view: pgoutput never sends them) leaves out; None when the
+    stream cannot tell."""
 
     schema: TableSchema
     renamed: Mapping[str, str] | None = field(default_factory=dict)
+    generated: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

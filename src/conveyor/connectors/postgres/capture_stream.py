@@ -110,6 +110,8 @@ class PostgresChangeStream:
         self._retry_at = 0.0
         self._retry_delay = RECONNECT_MIN_S
         self._known = {s.ref: s for s in tables}
+        # Each table's generated columns as the last DDL message told them.
+        self._generated: dict[TableRef, frozenset[str]] = {}
         self._selected = set(self._known) or None  # None: every table the publications hold
         self._relations: dict[int, Relation] = {}
         self._encode: dict[TableRef, tuple[tuple[tuple[str, str | None], ...], tuple[str, ...]]] = {}
@@ -455,10 +457,13 @@ class PostgresChangeStream:
         if ref not in self._known:
             # Not captured (yet): a table created now, say; the runner's selection decides.
             return TableDefinition(schema, renamed=None) if self._selected is not None else None
-        if not self._wanted(ref) or self._known.get(ref) == schema:
+        told = message.generated is not None and self._generated.get(ref) != message.generated
+        if message.generated is not None:
+            self._generated[ref] = message.generated
+        if not self._wanted(ref) or (self._known.get(ref) == schema and not told):
             return None
         self._known[ref] = schema
-        return TableDefinition(schema, message.renamed)
+        return TableDefinition(schema, message.renamed, message.generated)
 
     def add_table(self, table: TableSchema) -> None:
         """Capture ``table`` from now on (SupportsAddTable): it joins the task's

@@ -14,7 +14,9 @@ transaction they write a transactional logical decoding message (prefix
   keeps its attnum when renamed, while a dropped and re-added one gets a new
   attnum. The trigger keeps each table's last (attnum, name) pairs
   in ``conveyor_ddl.columns`` to compare with; ``known`` is false for a table it
-  had not seen before, whose renames therefore are not known;
+  had not seen before, whose renames therefore are not known; and the names
+  of its generated columns (``generated``), which pgoutput never shows, so an
+  added one is not missed;
 * after DROP TABLE: the table's name.
 
 Partitions are left out, as the source's table list leaves them out: their
@@ -54,6 +56,7 @@ DECLARE
     rel oid;
     renamed jsonb;
     cols jsonb;
+    gen jsonb;
     seen boolean;
 BEGIN
     FOR rel IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
@@ -65,10 +68,14 @@ BEGIN
         SELECT jsonb_agg(jsonb_build_array(a.attname, a.atttypid, a.atttypmod) ORDER BY a.attnum) INTO cols
           FROM pg_attribute a
          WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+        SELECT jsonb_agg(a.attname ORDER BY a.attnum) INTO gen
+          FROM pg_attribute a
+         WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '';
         seen := EXISTS (SELECT 1 FROM {SCHEMA}.columns WHERE relid = rel);
         PERFORM pg_logical_emit_message(true, '{PREFIX}', jsonb_build_object(
                     'op', 'alter', 'schema', n.nspname, 'table', c.relname, 'known', seen,
-                    'renamed', renamed, 'columns', coalesce(cols, '[]'::jsonb))::text)
+                    'renamed', renamed, 'columns', coalesce(cols, '[]'::jsonb),
+                    'generated', coalesce(gen, '[]'::jsonb))::text)
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.oid = rel AND c.relkind IN ('r', 'p') AND NOT c.relispartition;
         DELETE FROM {SCHEMA}.columns WHERE relid = rel;
@@ -169,6 +176,7 @@ class DdlMessage:
     dropped: bool
     relation: Relation | None = None  # the table's columns after an ALTER
     renamed: dict[str, str] | None = None  # new name -> old name; None: not known
+    generated: frozenset[str] | None = None  # its generated columns; None: not told (an older trigger)
 
 
 def decode(content: bytes) -> DdlMessage:
@@ -181,4 +189,5 @@ def decode(content: bytes) -> DdlMessage:
     )
     relation = Relation(0, ref.schema, ref.name, "d", columns)
     renamed = dict(document["renamed"]) if document["known"] else None
-    return DdlMessage(ref, dropped=False, relation=relation, renamed=renamed)
+    generated = frozenset(document["generated"]) if "generated" in document else None
+    return DdlMessage(ref, dropped=False, relation=relation, renamed=renamed, generated=generated)

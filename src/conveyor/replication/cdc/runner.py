@@ -389,6 +389,15 @@ class ChangeCapture:
         if table is None or table.suspended is not None or not selected:
             return  # not captured by this task
         mapped = selected[0]
+        added = _generated_added(event, table.mapped.source)
+        if added:
+            # The source computed them for every row it has: the target's rows
+            # would have none. Only a reload of the table fills them.
+            self._suspend(
+                mapped.target.ref,
+                f"source DDL: generated column(s) {', '.join(added)} added; {RELOAD_HINT}",
+            )
+            return
         change = plan_shape_change(table.mapped, mapped, event.renamed, self.ddl.handle_source_table_altered)
         if (
             change.empty
@@ -792,3 +801,12 @@ class ChangeCapture:
             retryable=(TransientError, ConnectionFailed),
             sleep=self.stop.wait,
         )
+
+
+def _generated_added(event: TableDefinition, source: TableSchema) -> list[str]:
+    """Generated columns the source has now and the captured table had not
+    (the stream tells them apart from its view, which never has them)."""
+    if event.generated is None:
+        return []
+    had = {c.name for c in source.columns if c.generated is not None}
+    return sorted(event.generated - had)
