@@ -1,7 +1,7 @@
 """Every MariaDB, SQLite and DynamoDB value arrives exactly or is reported: the
 edge-value corpora (support/edge_values_{mariadb,sqlite,dynamodb}.py) through
 full load and change capture, MariaDB -> PostgreSQL and DuckDB, SQLite ->
-DuckDB, DynamoDB -> PostgreSQL (Streams and incremental capture). One
+DuckDB, DynamoDB -> PostgreSQL and DuckDB (Streams and incremental capture). One
 assertion per path lists every silent change; each path prints its counts."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,64 @@ def _duckdb_read(path: Path, corpus: Corpus) -> tuple[Observed, Reported, dict[s
             observed.update({name: value for name, value, _ in rows})
             if rows:
                 typed[table] = re.sub(r"^ENUM\(.*", "ENUM", rows[0][2], flags=re.S)
+        if "awsdms_apply_exceptions" in located:
+            for table, key, column, error in conn.execute(
+                "SELECT table_name, key, column_name, error FROM main.awsdms_apply_exceptions"
+            ).fetchall():
+                reported[_row_name(corpus, table, key)] = f"column {column!r}: {error}"
+    return observed, reported, typed
+
+
+def _jsonb_text(value: Any) -> str:
+    """A DuckDB value as PostgreSQL's jsonb prints it (``to_jsonb(t)::text``),
+    so the DynamoDB corpus's one spelling serves both targets: keys by length,
+    then bytes; numbers exact; bytes as bytea's hex text."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return (
+            "{"
+            + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_jsonb_text(value[k])}" for k in keys)
+            + "}"
+        )
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_jsonb_text(v) for v in value) + "]"
+    if isinstance(value, bytes):
+        return json.dumps("\\x" + value.hex())
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | Decimal):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _duckdb_items(path: Path, corpus: Corpus, prefix: str) -> tuple[Observed, Reported, dict[str, str]]:
+    """The DynamoDB corpus's rows in DuckDB, each as the JSON of its row
+    without its key and Conveyor's own columns (as ``_pg_read`` reads them)."""
+    observed: Observed = {}
+    reported: Reported = {}
+    typed: dict[str, str] = {}
+    with duckdb.connect(str(path), read_only=True) as conn:
+        located = dict(
+            conn.execute("SELECT table_name, table_schema FROM information_schema.tables").fetchall()
+        )
+        for table in corpus.tables():
+            if prefix + table not in located:
+                continue
+            relation = f'"{located[prefix + table]}"."{prefix + table}"'
+            types = {name: kind for name, kind, *_ in conn.execute(f"DESCRIBE {relation}").fetchall()}
+            if "v" in types:
+                typed[table] = types["v"]
+            cursor = conn.execute(f"SELECT * FROM {relation}")
+            names = [d[0] for d in cursor.description]
+            for row in cursor.fetchall():
+                values = dict(zip(names, row, strict=True))
+                name = values.pop("pk")
+                for own in ("_variant", MODIFIED):
+                    values.pop(own, None)
+                for column, value in values.items():
+                    if types[column] == "JSON" and value is not None:
+                        values[column] = json.loads(value)
+                observed[name] = _jsonb_text(values)
         if "awsdms_apply_exceptions" in located:
             for table, key, column, error in conn.execute(
                 "SELECT table_name, key, column_name, error FROM main.awsdms_apply_exceptions"
@@ -350,8 +409,19 @@ def _dynamodb_put(resource: Any, prefix: str, seeds: bool) -> None:
             table.put_item(Item=item)
 
 
-@pytest.mark.parametrize("capture", [None, "streams", "incremental"])
+@pytest.mark.parametrize(
+    ("target", "capture"),
+    [
+        ("postgres", None),
+        ("postgres", "streams"),
+        ("postgres", "incremental"),
+        ("duckdb", None),
+        ("duckdb", "streams"),
+        ("duckdb", "incremental"),
+    ],
+)
 def test_dynamodb_every_value_exact_or_reported(
+    target: str,
     capture: str | None,
     moto_url: str,
     pg_server: PostgresServer,
@@ -370,7 +440,7 @@ def test_dynamodb_every_value_exact_or_reported(
     if capture == "incremental":
         settings["incremental"] = {"attribute": MODIFIED, "interval_seconds": 0}
     source = {"engine": "dynamodb", "endpoint_url": moto_url, "region": "us-east-1", "settings": settings}
-    endpoint = _target("postgres", tmp_path, pg_server)
+    endpoint = _target(target, tmp_path, pg_server)
     if capture is not None:
         stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
         write = lambda: _dynamodb_put(resource, prefix, seeds=False)  # noqa: E731
@@ -380,5 +450,9 @@ def test_dynamodb_every_value_exact_or_reported(
         stack = _stack(tmp_path, source, endpoint, "full-load")
         _full_load(store, stack)
         tables = _table_reasons(store)
-    path = f"DynamoDB -> postgres ({capture or 'full load'})"
-    _check(ddb.CORPUS, "postgres", path, _pg_read(endpoint["url"], ddb.CORPUS, prefix), tables)
+    path = f"DynamoDB -> {target} ({capture or 'full load'})"
+    if target == "duckdb":
+        read = _duckdb_items(Path(endpoint["path"]), ddb.CORPUS, prefix)
+    else:
+        read = _pg_read(endpoint["url"], ddb.CORPUS, prefix)
+    _check(ddb.CORPUS, target, path, read, tables)

@@ -18,6 +18,7 @@ SECTIONS = {
     "MariaDB -> DuckDB": ("mysql", "duckdb"),
     "SQLite -> DuckDB": ("sqlite", "duckdb"),
     "DynamoDB -> PostgreSQL": ("dynamodb", "postgres"),
+    "DynamoDB -> DuckDB": ("dynamodb", "duckdb"),
 }
 _CODE = re.compile(r"`([^`]+)`")
 
