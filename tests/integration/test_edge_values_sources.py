@@ -1,8 +1,10 @@
 """Every MariaDB, SQLite and DynamoDB value arrives exactly or is reported: the
 edge-value corpora (support/edge_values_{mariadb,sqlite,dynamodb}.py) through
-full load and change capture, MariaDB -> PostgreSQL and DuckDB, SQLite ->
-DuckDB, DynamoDB -> PostgreSQL and DuckDB (Streams and incremental capture). One
-assertion per path lists every silent change; each path prints its counts."""
+full load and change capture, MariaDB -> PostgreSQL, DuckDB and the lake
+(curated by `conveyor lake process`, read by `conveyor query`), SQLite ->
+DuckDB and the lake, DynamoDB -> PostgreSQL and DuckDB (Streams and incremental
+capture). One assertion per path lists every silent change; each path prints
+its counts."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import boto3
 import duckdb
@@ -30,6 +33,7 @@ from support import edge_values_dynamodb as ddb
 from support import edge_values_mariadb as maria
 from support import edge_values_sqlite as lite
 from support import source_types_doc
+from support.cli import conveyor
 from support.mariadb import mariadb_connect
 from support.servers import PostgresServer
 from support.source_edges import Corpus, counts, silent_changes
@@ -45,8 +49,10 @@ Observed = dict[str, str | None]
 Reported = dict[str, str]
 
 
-def _stack(path: Path, source: dict[str, Any], target: dict[str, Any], migration: str) -> Path:
-    document = {
+def _stack(
+    path: Path, source: dict[str, Any], target: dict[str, Any], migration: str, curated: Corpus | None = None
+) -> Path:
+    document: dict[str, Any] = {
         "endpoints": {"src": source, "dst": target},
         "tasks": {
             TASK: {
@@ -67,6 +73,9 @@ def _stack(path: Path, source: dict[str, Any], target: dict[str, Any], migration
             }
         },
     }
+    if curated is not None:  # the lake's tables, curated by their key (a MariaDB schema is its database)
+        schema = urlparse(source["url"]).path.lstrip("/") if "url" in source else "main"
+        document["lake_tables"] = {f"{schema}.{n}": {"primary_key": ["id"]} for n in curated.tables()}
     file = path / "conveyor.yaml"
     file.write_text(json.dumps(document))
     return file
@@ -242,6 +251,33 @@ def _duckdb_items(path: Path, corpus: Corpus, prefix: str) -> tuple[Observed, Re
     return observed, reported, typed
 
 
+def _lake_read(home: Path, lake: Path, corpus: Corpus) -> tuple[Observed, Reported, dict[str, str]]:
+    """The curated tables (`conveyor lake process`, then `conveyor query`) and
+    the refusals the lake recorded beside its files."""
+    processed = conveyor(home, "lake", "process", "--json", timeout=300)
+    assert processed.returncode == 0, processed.stdout + processed.stderr
+    results = json.loads(processed.stdout)
+    trouble = [t for t in results if t["status"] == "failed" or t["skipped"]]
+    assert not trouble, [(t["table"], t["error"], t["skipped"]) for t in trouble]
+    names = sorted(t["table"] for t in results if t["version"] is not None)
+    selects = [f"SELECT name, CAST(v AS VARCHAR) AS v, typeof(v) AS t FROM {n}" for n in names]
+    queried = conveyor(home, "query", " UNION ALL ".join(selects), "--json")
+    assert queried.returncode == 0, queried.stderr
+    rows = json.loads(queried.stdout)
+    observed: Observed = {row["name"]: row["v"] for row in rows}
+    by_name = {e.name: table for table, (_, edges) in corpus.tables().items() for e in edges}
+    typed = {by_name[row["name"]]: re.sub(r"^ENUM\(.*", "ENUM", row["t"], flags=re.S) for row in rows}
+    reported: Reported = {}
+    for file in (lake / ".conveyor" / "exceptions").rglob("*.jsonl"):
+        for line in file.read_text().splitlines():
+            entry = json.loads(line)
+            table = entry["table"].split(".", 1)[1]
+            reported[_row_name(corpus, table, entry["key"])] = (
+                f"column {entry['column']!r}: {entry['reason']}"
+            )
+    return observed, reported, typed
+
+
 def _row_name(corpus: Corpus, table: str, key: str | dict[str, Any]) -> str:
     key = json.loads(key) if isinstance(key, str) else key
     if "pk" in key:  # DynamoDB: the key is the row's name
@@ -323,58 +359,77 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def _target(kind: str, tmp_path: Path, pg_server: PostgresServer) -> dict[str, Any]:
     if kind == "duckdb":
         return {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
+    if kind == "lake":  # a change file per second (the service's CdcMaxBatchInterval default is 60)
+        lake = str(tmp_path / "lake")
+        return {"engine": "lake", "path": lake, "format": "parquet", "settings": {"CdcMaxBatchInterval": 1}}
     return {"engine": "postgres", "url": pg_server.url(pg_server.new_database("edge_dst"))}
 
 
-def _read(kind: str, endpoint: dict[str, Any], corpus: Corpus) -> tuple[Observed, Reported, dict[str, str]]:
+def _read(
+    kind: str, endpoint: dict[str, Any], corpus: Corpus, home: Path
+) -> tuple[Observed, Reported, dict[str, str]]:
+    if kind == "lake":
+        return _lake_read(home, Path(endpoint["path"]), corpus)
     if kind == "duckdb":
         return _duckdb_read(Path(endpoint["path"]), corpus)
     return _pg_read(endpoint["url"], corpus)
 
 
 @pytest.mark.parametrize("cdc", [False, True], ids=["full-load", "cdc"])
-@pytest.mark.parametrize("target", ["postgres", "duckdb"])
+@pytest.mark.parametrize("target", ["postgres", "duckdb", "lake"])
 def test_mariadb_every_value_exact_or_reported(
     target: str, cdc: bool, mariadb_db: str, pg_server: PostgresServer, store: Store, tmp_path: Path
 ) -> None:
     _maria_create(mariadb_db)
     endpoint = _target(target, tmp_path, pg_server)
     source = {"engine": "mysql", "url": mariadb_db}
+    curated = maria.CORPUS if target == "lake" else None
+    if curated is not None:  # `conveyor lake process` curates what the applied stack declares
+        stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc" if cdc else "full-load", curated)
+        applied = conveyor(tmp_path / "home", "apply", str(stack))
+        assert applied.returncode == 0, applied.stderr
     if cdc:
-        stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
+        stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc", curated)
         tables = _cdc(store, stack, maria.CORPUS, lambda: _maria_insert(mariadb_db))
         # PostgreSQL's own refusal of an enum label (not a source value) too.
         assert tables == {}, "in CDC too, a refused value suspends no table: its row is logged"
     else:
         _maria_insert(mariadb_db)
-        stack = _stack(tmp_path, source, endpoint, "full-load")
+        stack = _stack(tmp_path, source, endpoint, "full-load", curated)
         _full_load(store, stack)
         tables = _table_reasons(store)
         assert tables == {}, "a refused value fails no table: its row goes to the exceptions table"
     path = f"MariaDB -> {target} ({'CDC' if cdc else 'full load'})"
-    _check(maria.CORPUS, target, path, _read(target, endpoint, maria.CORPUS), tables)
+    _check(maria.CORPUS, target, path, _read(target, endpoint, maria.CORPUS, tmp_path / "home"), tables)
 
 
 @pytest.mark.parametrize("cdc", [False, True], ids=["full-load", "cdc"])
-def test_sqlite_every_value_exact_or_reported(cdc: bool, store: Store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["duckdb", "lake"])
+def test_sqlite_every_value_exact_or_reported(
+    target: str, cdc: bool, pg_server: PostgresServer, store: Store, tmp_path: Path
+) -> None:
     db = tmp_path / "src.sqlite"
     _sqlite_create(db)
-    endpoint = {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
+    endpoint = _target(target, tmp_path, pg_server)
     source = {"engine": "sqlite", "path": str(db)}
+    curated = lite.CORPUS if target == "lake" else None
+    migration = "full-load-and-cdc" if cdc else "full-load"
+    stack = _stack(tmp_path, source, endpoint, migration, curated)
+    if curated is not None:  # `conveyor lake process` curates what the applied stack declares
+        applied = conveyor(tmp_path / "home", "apply", str(stack))
+        assert applied.returncode == 0, applied.stderr
     if cdc:
-        stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
         tables = _cdc(store, stack, lite.CORPUS, lambda: _sqlite_insert(db))
         assert tables == {}, (
             "in CDC too, a refused value suspends no table: its row goes to the exceptions table"
         )
     else:
         _sqlite_insert(db)
-        stack = _stack(tmp_path, source, endpoint, "full-load")
         _full_load(store, stack)
         tables = _table_reasons(store)
         assert tables == {}, "a refused value fails no table: its row goes to the exceptions table"
-    path = f"SQLite -> duckdb ({'CDC' if cdc else 'full load'})"
-    _check(lite.CORPUS, "duckdb", path, _read("duckdb", endpoint, lite.CORPUS), tables)
+    path = f"SQLite -> {target} ({'CDC' if cdc else 'full load'})"
+    _check(lite.CORPUS, target, path, _read(target, endpoint, lite.CORPUS, tmp_path / "home"), tables)
 
 
 _tables_made = iter(range(1_000_000))

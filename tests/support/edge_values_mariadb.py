@@ -5,7 +5,7 @@ UTC). Rows are written with ``sql_mode = ''`` so zero dates can exist."""
 from __future__ import annotations
 
 from support.edge_values import Refused
-from support.source_edges import Corpus, Group
+from support.source_edges import SAME, Corpus, Group
 
 ZERO_DATE = Refused("a date with a zero year, month or day has no calendar day")
 TIME_RANGE = Refused("time")
@@ -135,9 +135,9 @@ CORPUS = Corpus(
             "tm",
             "time(6)",
             (
-                ("midnight", "'00:00:00'", "00:00:00"),
+                ("midnight", "'00:00:00'", "00:00:00", SAME, "00:00:00.000000"),
                 ("last", "'23:59:59.999999'", "23:59:59.999999"),
-                ("frac", "'12:34:56.5'", "12:34:56.5"),
+                ("frac", "'12:34:56.5'", "12:34:56.5", SAME, "12:34:56.500000"),
                 ("max", "'838:59:59'", TIME_RANGE, TIME_RANGE),
                 ("min", "'-838:59:59'", TIME_RANGE, TIME_RANGE),
                 ("neg_second", "'-00:00:01'", TIME_RANGE, TIME_RANGE),

@@ -25,7 +25,7 @@ class SourceEdge:
     literal: Any
     """SQL literal (MariaDB, SQLite) or a Python value (DynamoDB)."""
     expected: dict[str, Expected]
-    """Target (``postgres``, ``duckdb``) -> the target's text, or Refused."""
+    """Target (``postgres``, ``duckdb``, ``lake``) -> the target's text, or Refused."""
 
     @property
     def refused_somewhere(self) -> bool:
@@ -37,15 +37,16 @@ class Group:
     slug: str
     source_type: str
     cases: tuple[tuple[Any, ...], ...]
-    """(case, literal, PostgreSQL text[, DuckDB text or SAME])."""
+    """(case, literal, PostgreSQL text[, DuckDB text or SAME[, lake text]]): the
+    lake's (its curated table's, read through DuckDB) is DuckDB's unless given."""
 
     def edges(self) -> list[SourceEdge]:
         found = []
         for case, literal, pg, *rest in self.cases:
             duck = rest[0] if rest and rest[0] is not SAME else pg
-            found.append(
-                SourceEdge(f"{self.slug}_{case}", self.source_type, literal, {"postgres": pg, "duckdb": duck})
-            )
+            lake = rest[1] if len(rest) > 1 else duck
+            expected = {"postgres": pg, "duckdb": duck, "lake": lake}
+            found.append(SourceEdge(f"{self.slug}_{case}", self.source_type, literal, expected))
         return found
 
 

@@ -16,7 +16,9 @@ from support.types_doc import DOC, DocRow
 SECTIONS = {
     "MariaDB -> PostgreSQL": ("mysql", "postgres"),
     "MariaDB -> DuckDB": ("mysql", "duckdb"),
+    "MariaDB -> lake": ("mysql", "lake"),
     "SQLite -> DuckDB": ("sqlite", "duckdb"),
+    "SQLite -> lake": ("sqlite", "lake"),
     "DynamoDB -> PostgreSQL": ("dynamodb", "postgres"),
     "DynamoDB -> DuckDB": ("dynamodb", "duckdb"),
 }
