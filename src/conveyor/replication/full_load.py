@@ -47,6 +47,7 @@ from conveyor.replication.table_plan import (
     TableProgress,
     generated_handling,
     partition_names,
+    partition_reads,
     read_source,
 )
 
@@ -162,12 +163,8 @@ class FullLoad:
             self._fail(progress, self._table_error(str(exc)))
             return
         progress.generated = generated_handling(plan, load)
-        if plan.partitions_named and not by_workers:
-            log.warning(
-                "table %s: parallel-load partitions-list: the table is read in one piece, its partitions "
-                "included (PostgreSQL partitions are segments with SegmentedLoadSettings.Workers: store)",
-                plan.source.ref,
-            )
+        if plan.partitions_auto and not by_workers:
+            self._say_partitions(plan, load)
         try:
             if by_workers:
                 self._take_segments(progress, load)
@@ -233,6 +230,24 @@ class FullLoad:
         if (self.key_after_load or key_after) and isinstance(self.target, SupportsKeyAfterLoad):
             return self.target.begin_load_key_after(plan.target, self.mode)
         return self.target.begin_load(plan.target, self.mode)
+
+    def _say_partitions(self, plan: TablePlan, load: TableLoad) -> None:
+        """Say when a parallel-load partitions rule cannot read the table by its
+        partitions here (``read_source`` says when it does)."""
+        if self._raw_columns(plan, load) is not None:
+            how = "copied in one raw stream (the engines' own bulk format)"
+        elif partition_reads(self.snapshot, plan) is None:
+            how = "read in one piece, its partitions included"
+        else:
+            return
+        log.log(
+            logging.WARNING if plan.partitions_named else logging.INFO,
+            "table %s: parallel-load %s: the table is %s (with SegmentedLoadSettings.Workers: store, "
+            "`conveyor worker`s load PostgreSQL partitions as segments)",
+            plan.source.ref,
+            "partitions-list" if plan.partitions_named else "partitions-auto",
+            how,
+        )
 
     def _copy_raw(self, progress: TableProgress, load: TableLoad) -> bool:
         """Copy the table in the engines' own bulk format when it can; False when

@@ -1,5 +1,7 @@
-"""Reading a table by segments (parallel-load ``ranges``): each segment is one
-pushed-down read of the same snapshot. Where the snapshot serves reads from
+"""Reading a table by segments (parallel-load ``ranges``: each segment is one
+pushed-down read of the same snapshot) or by partitions (``partitions-auto``,
+``partitions-list``: each leaf partition read as a table of the same columns,
+with the table's filter). Where the snapshot serves reads from
 several threads at once (``concurrent_reads``: PostgreSQL attaches every
 connection to the exported snapshot), up to ``MAX_READERS`` segments are read
 in parallel into a bounded queue; the one consumer (the table's load, one
@@ -11,30 +13,63 @@ each closes its read (and its connection) and exits within ``read_ahead``'s poll
 
 from __future__ import annotations
 
+import functools
 import itertools
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 
 import pyarrow as pa
 
-from conveyor.connectors.base import ReadsConcurrently, SupportsRowFilter
+from conveyor.connectors.base import ReadsConcurrently, Snapshot, SupportsRowFilter
 from conveyor.core.read_ahead import Handoff
 from conveyor.core.row_filter import RowFilter
-from conveyor.core.schema import TableSchema
+from conveyor.core.schema import TableRef, TableSchema
 
 MAX_READERS = 4
 _QUEUED_BATCHES = 4
 
 
+Read = Callable[[], Iterator[pa.RecordBatch]]
+
+
 def read_segments(
     snapshot: SupportsRowFilter, table: TableSchema, batch_rows: int, segments: Sequence[RowFilter]
 ) -> Iterator[pa.RecordBatch]:
-    concurrent = isinstance(snapshot, ReadsConcurrently) and snapshot.concurrent_reads
-    readers = min(MAX_READERS, len(segments)) if concurrent else 1
+    reads = [functools.partial(snapshot.read_where, table, batch_rows, s) for s in segments]
+    return _read_all(reads_concurrently(snapshot), table, reads)
+
+
+def read_partitions(
+    snapshot: Snapshot,
+    table: TableSchema,
+    batch_rows: int,
+    partitions: Sequence[TableRef],
+    where: RowFilter | None,
+) -> Iterator[pa.RecordBatch]:
+    """The table's rows, partition by partition (``where`` pushed down into
+    each read: the caller checked the snapshot can)."""
+    reads: list[Read] = []
+    for ref in partitions:
+        part = replace(table, ref=ref)
+        if where is None:
+            reads.append(functools.partial(snapshot.read, part, batch_rows))
+        else:
+            assert isinstance(snapshot, SupportsRowFilter)
+            reads.append(functools.partial(snapshot.read_where, part, batch_rows, where))
+    return _read_all(reads_concurrently(snapshot), table, reads)
+
+
+def reads_concurrently(snapshot: object) -> bool:
+    return isinstance(snapshot, ReadsConcurrently) and snapshot.concurrent_reads
+
+
+def _read_all(concurrent: bool, table: TableSchema, reads: Sequence[Read]) -> Iterator[pa.RecordBatch]:
+    readers = min(MAX_READERS, len(reads)) if concurrent else 1
     if readers <= 1:
-        return itertools.chain.from_iterable(snapshot.read_where(table, batch_rows, s) for s in segments)
-    return _parallel(snapshot, table, batch_rows, segments, readers)
+        return itertools.chain.from_iterable(read() for read in reads)
+    return _parallel(table, reads, readers)
 
 
 class _Done:
@@ -44,16 +79,10 @@ class _Done:
         self.error = error
 
 
-def _parallel(
-    snapshot: SupportsRowFilter,
-    table: TableSchema,
-    batch_rows: int,
-    segments: Sequence[RowFilter],
-    readers: int,
-) -> Iterator[pa.RecordBatch]:
-    todo: queue.SimpleQueue[RowFilter] = queue.SimpleQueue()
-    for segment in segments:
-        todo.put(segment)
+def _parallel(table: TableSchema, reads: Sequence[Read], readers: int) -> Iterator[pa.RecordBatch]:
+    todo: queue.SimpleQueue[Read] = queue.SimpleQueue()
+    for read_one in reads:
+        todo.put(read_one)
     out: Handoff[pa.RecordBatch | _Done] = Handoff(_QUEUED_BATCHES)
     put = out.put
 
@@ -62,10 +91,10 @@ def _parallel(
         try:
             while not out.stopped:
                 try:
-                    segment = todo.get_nowait()
+                    read_one = todo.get_nowait()
                 except queue.Empty:
                     break
-                batches = snapshot.read_where(table, batch_rows, segment)
+                batches = read_one()
                 try:
                     for batch in batches:
                         if not put(batch):

@@ -25,7 +25,7 @@ from conveyor.core.errors import ConveyorError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.identifiers import TargetNames
-from conveyor.replication.segments import read_segments
+from conveyor.replication.segments import read_partitions, read_segments, reads_concurrently
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,23 @@ def partition_names(snapshot: Snapshot, table: TableSchema) -> list[str] | None:
     return None
 
 
+def partition_reads(snapshot: Snapshot, plan: TablePlan) -> list[TableRef] | None:
+    """The leaf partitions to read the plan's table by, in this process
+    (parallel-load partitions-auto or partitions-list, named ones first): None
+    unless the source lists them, reads them at once and can push the table's
+    filter into each read."""
+    if not plan.partitions_auto or plan.segments or not reads_concurrently(snapshot):
+        return None
+    if not isinstance(snapshot, SupportsPartitions):
+        return None
+    where = plan.row_filter
+    if where is not None and not (
+        isinstance(snapshot, SupportsRowFilter) and snapshot.pushes_down(plan.source, where)
+    ):
+        return None
+    return plan.ordered_partitions(snapshot.partitions(plan.source)) or None
+
+
 def read_source(
     snapshot: Snapshot, plan: TablePlan, batch_rows: int, order_by_key: bool = False
 ) -> Iterator[pa.RecordBatch]:
@@ -129,6 +146,10 @@ def read_source(
             return read_segments(snapshot, plan.source, batch_rows, plan.segments)
         log.info("table %s: the source cannot read range segments: one read of the table", plan.source.ref)
     where = plan.row_filter
+    partitions = None if order_by_key else partition_reads(snapshot, plan)
+    if partitions:
+        log.info("table %s: read by its %d leaf partitions", plan.source.ref, len(partitions))
+        return read_partitions(snapshot, plan.source, batch_rows, partitions, where)
     if where is None:
         return snapshot.read(plan.source, batch_rows, order_by_key)
     if isinstance(snapshot, SupportsRowFilter) and snapshot.pushes_down(plan.source, where):
