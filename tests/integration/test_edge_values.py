@@ -238,6 +238,12 @@ def test_full_load_every_value_exact_or_reported(
         return
     if target == "duckdb":
         observed, reported, typed = _duckdb_rows(tmp_path / "dw.duckdb")
+        with duckdb.connect(str(tmp_path / "dw.duckdb"), read_only=True) as conn:
+            nullable = conn.execute(
+                "SELECT is_nullable FROM information_schema.columns"
+                " WHERE table_name = 'e_mamt' AND column_name = 'v'"
+            ).fetchone()
+        assert nullable == ("NO",), "a domain's NOT NULL (money_amount) makes its column NOT NULL"
     else:
         observed, reported, typed = _lake_rows(home, tmp_path / "lake")
     changed, refused = _silent_changes(target, observed, reported, cdc=False)

@@ -37,16 +37,18 @@ ORDER BY n.nspname, c.relname
 # A domain's values are its base type's (a domain over a domain: the innermost
 # base), with the typmod the domain chain declares (``numeric(12,2)``), so a
 # column of a domain gets the base's conveyor type; its own spelling is kept as
-# the native type (PostgreSQL to PostgreSQL creates the domain first).
+# the native type (PostgreSQL to PostgreSQL creates the domain first). A NOT
+# NULL anywhere on the chain makes the column NOT NULL (``not_null``).
 DOMAIN_BASES_SQL = """
-WITH RECURSIVE chain(domain, base, typmod, depth) AS (
-    SELECT oid, typbasetype, typtypmod, 1 FROM pg_type WHERE typtype = 'd'
+WITH RECURSIVE chain(domain, base, typmod, not_null, depth) AS (
+    SELECT oid, typbasetype, typtypmod, typnotnull, 1 FROM pg_type WHERE typtype = 'd'
     UNION ALL
-    SELECT c.domain, t.typbasetype, CASE WHEN c.typmod = -1 THEN t.typtypmod ELSE c.typmod END, c.depth + 1
+    SELECT c.domain, t.typbasetype, CASE WHEN c.typmod = -1 THEN t.typtypmod ELSE c.typmod END,
+           c.not_null OR t.typnotnull, c.depth + 1
     FROM chain c JOIN pg_type t ON t.oid = c.base AND t.typtype = 'd'
     WHERE c.depth < 32
 ), domain_bases AS (
-    SELECT DISTINCT ON (domain) domain, base, typmod FROM chain ORDER BY domain, depth DESC
+    SELECT DISTINCT ON (domain) domain, base, typmod, not_null FROM chain ORDER BY domain, depth DESC
 )
 """
 
@@ -63,7 +65,7 @@ LEFT JOIN pg_type et ON ty.typcategory = 'A' AND et.oid = coalesce(eb.base, ty.t
 _COLUMNS_SQL = (
     DOMAIN_BASES_SQL
     + """
-SELECT a.attrelid, a.attname, a.attnotnull,
+SELECT a.attrelid, a.attname, a.attnotnull OR coalesce(db.not_null, false),
        coalesce(nullif(db.typmod, -1), nullif(eb.typmod, -1), a.atttypmod),
        format_type(a.atttypid, a.atttypmod),
        coalesce(et.typname, ty.typname),
