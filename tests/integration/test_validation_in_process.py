@@ -152,17 +152,25 @@ class _Clock:
         return self.now
 
 
-@pytest.mark.parametrize("limit_minutes", [0, 2])
+@pytest.mark.parametrize(
+    ("delay_key", "limit_minutes"),
+    [
+        ("RecordFailureDelayLimitInMinutes", 0),
+        ("RecordFailureDelayLimitInMinutes", 2),
+        ("RecordFailureDelayInMinutes", 3),
+    ],
+)
 def test_a_difference_is_reported_after_its_delay(
     endpoints: tuple[SQLiteSource, DuckDBTarget],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    delay_key: str,
     limit_minutes: int,
 ) -> None:
     """During capture a differing row is reported when comparisons find it unchanged
     for a settle delay (ValidationQueryCdcDelaySeconds) or, with
-    RecordFailureDelayLimitInMinutes, for that many minutes; the next comparison is
-    scheduled for when that delay has passed."""
+    RecordFailureDelayLimitInMinutes (or RecordFailureDelayInMinutes, written), for
+    that many minutes; the next comparison is scheduled for when that delay has passed."""
     from conveyor.replication.cdc import validation as cdc_validation
 
     clock = _Clock()
@@ -174,7 +182,7 @@ def test_a_difference_is_reported_after_its_delay(
         {
             "EnableValidation": True,
             "ValidationQueryCdcDelaySeconds": 10,
-            "RecordFailureDelayLimitInMinutes": limit_minutes,
+            delay_key: limit_minutes,
         }
     )
     capture = cdc_validation.CaptureValidation("t", settings, [plan], lambda: (None, None, lambda: None))  # type: ignore[arg-type,return-value]

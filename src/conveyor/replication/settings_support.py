@@ -227,7 +227,11 @@ SUPPORT: Mapping[str, Support] = {
     ),
     "ValidationSettings.SkipLobColumns": acted("true: LOB columns left out of the comparison, and said"),
     "ValidationSettings.MaxKeyColumnSize": cloud(_TUNING),
-    "ValidationSettings.RecordFailureDelayInMinutes": not_yet(_RECORD_DELAY),
+    "ValidationSettings.RecordFailureDelayInMinutes": acted(
+        "when written, minutes a differing row must stay different, unchanged, before validation during"
+        " change capture reports it, unless RecordFailureDelayLimitInMinutes is set (0, or not written:"
+        " one settle delay)"
+    ),
     "ValidationSettings.RecordFailureDelayLimitInMinutes": acted(
         "minutes a differing row must stay different, unchanged, before validation during"
         " change capture reports it (0: one settle delay); a differing row is compared again each such delay"

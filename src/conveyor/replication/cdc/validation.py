@@ -72,8 +72,12 @@ def settle_seconds(settings: ValidationSettings) -> float:
 
 def confirm_seconds(settings: ValidationSettings) -> float:
     """How long a row must keep differing, unchanged, before it is reported:
-    ``RecordFailureDelayLimitInMinutes`` when set, else one settle delay."""
+    ``RecordFailureDelayLimitInMinutes`` when set, else ``RecordFailureDelayInMinutes``
+    when the task's settings write it (its default of 5 minutes is not applied
+    unasked), else one settle delay."""
     minutes = settings.record_failure_delay_limit_in_minutes
+    if minutes <= 0 and "record_failure_delay_in_minutes" in settings.model_fields_set:
+        minutes = settings.record_failure_delay_in_minutes
     return minutes * 60.0 if minutes > 0 else settle_seconds(settings)
 
 
