@@ -2,8 +2,8 @@
 edge-value corpora (support/edge_values_{mariadb,sqlite,dynamodb}.py) through
 full load and change capture, MariaDB -> PostgreSQL, DuckDB and the lake
 (curated by `conveyor lake process`, read by `conveyor query`), SQLite ->
-DuckDB and the lake, DynamoDB -> PostgreSQL and DuckDB (Streams and incremental
-capture). One assertion per path lists every silent change; each path prints
+DuckDB and the lake, DynamoDB -> PostgreSQL, DuckDB and the lake (Streams and
+incremental capture). One assertion per path lists every silent change; each path prints
 its counts."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import duckdb
 import psycopg
 import pytest
 
+from conveyor import Conveyor
 from conveyor.orchestration.bus import event_sink
 from conveyor.replication.task_runner import run_task
 from conveyor.stack.loader import load_stack
@@ -50,7 +51,13 @@ Reported = dict[str, str]
 
 
 def _stack(
-    path: Path, source: dict[str, Any], target: dict[str, Any], migration: str, curated: Corpus | None = None
+    path: Path,
+    source: dict[str, Any],
+    target: dict[str, Any],
+    migration: str,
+    curated: Corpus | None = None,
+    schema: str | None = None,
+    prefix: str = "",
 ) -> Path:
     document: dict[str, Any] = {
         "endpoints": {"src": source, "dst": target},
@@ -74,8 +81,10 @@ def _stack(
         },
     }
     if curated is not None:  # the lake's tables, curated by their key (a MariaDB schema is its database)
-        schema = urlparse(source["url"]).path.lstrip("/") if "url" in source else "main"
-        document["lake_tables"] = {f"{schema}.{n}": {"primary_key": ["id"]} for n in curated.tables()}
+        if schema is None:
+            schema = urlparse(source["url"]).path.lstrip("/") if "url" in source else "main"
+        key = ["pk"] if curated.engine == "dynamodb" else ["id"]
+        document["lake_tables"] = {f"{schema}.{prefix}{n}": {"primary_key": key} for n in curated.tables()}
     file = path / "conveyor.yaml"
     file.write_text(json.dumps(document))
     return file
@@ -278,6 +287,38 @@ def _lake_read(home: Path, lake: Path, corpus: Corpus) -> tuple[Observed, Report
     return observed, reported, typed
 
 
+def _lake_items(
+    home: Path, lake: Path, corpus: Corpus, prefix: str
+) -> tuple[Observed, Reported, dict[str, str]]:
+    """The DynamoDB corpus's curated rows (`conveyor lake process`, then the
+    Python API's query, which answers DuckDB's own values), each as the JSON of
+    its row without its key and Conveyor's own columns (as ``_pg_read``)."""
+    processed = conveyor(home, "lake", "process", "--json", timeout=300)
+    assert processed.returncode == 0, processed.stdout + processed.stderr
+    results = json.loads(processed.stdout)
+    trouble = [t for t in results if t["status"] == "failed" or t["skipped"]]
+    assert not trouble, [(t["table"], t["error"], t["skipped"]) for t in trouble]
+    observed: Observed = {}
+    typed: dict[str, str] = {}
+    with Conveyor(home=home) as service:
+        for curated in sorted(t["table"] for t in results if t["version"] is not None):
+            table = curated.split(".", 1)[1].removeprefix(prefix)
+            answer = service.query(f"SELECT * FROM {curated}")
+            for values in answer.root:
+                name = values.pop("pk")
+                for own in ("_variant", MODIFIED):
+                    values.pop(own, None)
+                observed[name] = _jsonb_text(values)
+            if "v" in answer.columns:
+                typed[table] = service.query(f"SELECT typeof(v) AS t FROM {curated} LIMIT 1").root[0]["t"]
+    reported: Reported = {}
+    for file in (lake / ".conveyor" / "exceptions").rglob("*.jsonl"):
+        for line in file.read_text().splitlines():
+            entry = json.loads(line)
+            reported[_row_name(corpus, "", entry["key"])] = f"column {entry['column']!r}: {entry['reason']}"
+    return observed, reported, typed
+
+
 def _row_name(corpus: Corpus, table: str, key: str | dict[str, Any]) -> str:
     key = json.loads(key) if isinstance(key, str) else key
     if "pk" in key:  # DynamoDB: the key is the row's name
@@ -473,6 +514,8 @@ def _dynamodb_put(resource: Any, prefix: str, seeds: bool) -> None:
         ("duckdb", None),
         ("duckdb", "streams"),
         ("duckdb", "incremental"),
+        ("lake", None),
+        ("lake", "streams"),
     ],
 )
 def test_dynamodb_every_value_exact_or_reported(
@@ -496,6 +539,11 @@ def test_dynamodb_every_value_exact_or_reported(
         settings["incremental"] = {"attribute": MODIFIED, "interval_seconds": 0}
     source = {"engine": "dynamodb", "endpoint_url": moto_url, "region": "us-east-1", "settings": settings}
     endpoint = _target(target, tmp_path, pg_server)
+    if target == "lake":  # `conveyor lake process` curates what the applied stack declares
+        migration = "full-load" if capture is None else "full-load-and-cdc"
+        stack = _stack(tmp_path, source, endpoint, migration, ddb.CORPUS, schema="dynamodb", prefix=prefix)
+        applied = conveyor(tmp_path / "home", "apply", str(stack))
+        assert applied.returncode == 0, applied.stderr
     if capture is not None:
         stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc")
         write = lambda: _dynamodb_put(resource, prefix, seeds=False)  # noqa: E731
@@ -506,7 +554,9 @@ def test_dynamodb_every_value_exact_or_reported(
         _full_load(store, stack)
         tables = _table_reasons(store)
     path = f"DynamoDB -> {target} ({capture or 'full load'})"
-    if target == "duckdb":
+    if target == "lake":
+        read = _lake_items(tmp_path / "home", Path(endpoint["path"]), ddb.CORPUS, prefix)
+    elif target == "duckdb":
         read = _duckdb_items(Path(endpoint["path"]), ddb.CORPUS, prefix)
     else:
         read = _pg_read(endpoint["url"], ddb.CORPUS, prefix)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from support.edge_values import Refused
-from support.source_edges import Corpus, Group
+from support.source_edges import SAME, Corpus, Group
 
 CONFLICT = Refused("column 'v' (int64)")
 OVERRIDE = {
@@ -143,7 +143,15 @@ CORPUS = Corpus(
         Group(
             "lmix",
             "L (mixed)",
-            (("seed", ["x", Decimal(1), {"k": True}, None], '{"v": ["x", 1, {"k": true}, null]}'),),
+            (
+                (
+                    "seed",
+                    ["x", Decimal(1), {"k": True}, None],
+                    '{"v": ["x", 1, {"k": true}, null]}',
+                    SAME,
+                    '{"v": "[\\"x\\",1,{\\"k\\":true},null]"}',  # the lake: the JSON's text
+                ),
+            ),
         ),
         Group(
             "override",

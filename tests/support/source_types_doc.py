@@ -21,6 +21,7 @@ SECTIONS = {
     "SQLite -> lake": ("sqlite", "lake"),
     "DynamoDB -> PostgreSQL": ("dynamodb", "postgres"),
     "DynamoDB -> DuckDB": ("dynamodb", "duckdb"),
+    "DynamoDB -> lake": ("dynamodb", "lake"),
 }
 _CODE = re.compile(r"`([^`]+)`")
 
