@@ -2,7 +2,7 @@
 edge-value corpora (support/edge_values_{mariadb,sqlite,dynamodb}.py) through
 full load and change capture, MariaDB -> PostgreSQL, DuckDB and the lake
 (curated by `conveyor lake process`, read by `conveyor query`), SQLite ->
-DuckDB and the lake, DynamoDB -> PostgreSQL, DuckDB and the lake (Streams and
+DuckDB, the lake and PostgreSQL, DynamoDB -> PostgreSQL, DuckDB and the lake (Streams and
 incremental capture). One assertion per path lists every silent change; each path prints
 its counts."""
 
@@ -445,7 +445,7 @@ def test_mariadb_every_value_exact_or_reported(
 
 
 @pytest.mark.parametrize("cdc", [False, True], ids=["full-load", "cdc"])
-@pytest.mark.parametrize("target", ["duckdb", "lake"])
+@pytest.mark.parametrize("target", ["duckdb", "lake", "postgres"])
 def test_sqlite_every_value_exact_or_reported(
     target: str, cdc: bool, pg_server: PostgresServer, store: Store, tmp_path: Path
 ) -> None:

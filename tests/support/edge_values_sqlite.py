@@ -1,6 +1,7 @@
 """SQLite edge values (support/source_edges.py) and what each becomes in
-DuckDB (``CAST(v AS VARCHAR)``): SQLite's dynamic typing lets a column hold
-values of another storage class than its declared type."""
+PostgreSQL (``v::text``) and DuckDB (``CAST(v AS VARCHAR)``, when it differs):
+SQLite's dynamic typing lets a column hold values of another storage class than
+its declared type."""
 
 from __future__ import annotations
 
@@ -35,12 +36,12 @@ CORPUS = Corpus(
             "REAL",
             (
                 ("max", "1.7976931348623157e308", "1.7976931348623157e+308"),
-                ("inf", "9e999", "inf"),
-                ("neg_inf", "-9e999", "-inf"),
+                ("inf", "9e999", "Infinity", "inf"),
+                ("neg_inf", "-9e999", "-Infinity", "-inf"),
                 ("subnormal", "4.9406564584124654e-324", "5e-324"),
-                ("neg_zero", "-0.0", "0.0"),  # SQLite stores -0.0 as 0.0
+                ("neg_zero", "-0.0", "0", "0.0"),  # SQLite stores -0.0 as 0.0
                 ("tenth", "0.1", "0.1"),
-                ("int", "3", "3.0"),
+                ("int", "3", "3", "3.0"),
                 ("text", "'x'", NOT_REAL),
                 ("blob", "x'01'", NOT_REAL),
                 ("null", "NULL", None),
@@ -53,7 +54,7 @@ CORPUS = Corpus(
                 ("empty", "''", ""),
                 ("null_word", "'NULL'", "NULL"),
                 ("emoji", "'😀🚀 𝄞 ☃'", "😀🚀 𝄞 ☃"),
-                ("nul", "'a' || char(0) || 'b'", "a\x00b"),
+                ("nul", "'a' || char(0) || 'b'", Refused("0x00"), "a\x00b"),  # PostgreSQL text holds no NUL
                 ("int", "123", "123"),
                 ("real", "1.5", "1.5"),
                 ("blob", "x'00ff'", NOT_TEXT),
@@ -64,9 +65,9 @@ CORPUS = Corpus(
             "blob",
             "BLOB",
             (
-                ("empty", "x''", ""),
-                ("nuls", "x'00ff00'", "\\x00\\xFF\\x00"),
-                ("text", "'abc'", "abc"),  # a text in a BLOB column: its UTF-8 bytes
+                ("empty", "x''", "\\x", ""),
+                ("nuls", "x'00ff00'", "\\x00ff00", "\\x00\\xFF\\x00"),
+                ("text", "'abc'", "\\x616263", "abc"),  # a text in a BLOB column: its UTF-8 bytes
                 ("int", "7", Refused("blob")),
             ),
         ),
@@ -76,7 +77,12 @@ CORPUS = Corpus(
             (
                 ("int", "'12'", "12"),
                 ("decimal", "'1.5'", "1.5"),
-                ("big", "'123456789012345678901234567890'", "1.2345678901234568E+29"),
+                (
+                    "big",
+                    "'123456789012345678901234567890'",
+                    "123456789012345680000000000000",
+                    "1.2345678901234568E+29",
+                ),
                 ("text", "'abc'", Refused("numeric")),
             ),
         ),

@@ -19,6 +19,7 @@ SECTIONS = {
     "MariaDB -> lake": ("mysql", "lake"),
     "SQLite -> DuckDB": ("sqlite", "duckdb"),
     "SQLite -> lake": ("sqlite", "lake"),
+    "SQLite -> PostgreSQL": ("sqlite", "postgres"),
     "DynamoDB -> PostgreSQL": ("dynamodb", "postgres"),
     "DynamoDB -> DuckDB": ("dynamodb", "duckdb"),
     "DynamoDB -> lake": ("dynamodb", "lake"),

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import printable
 from conveyor.connectors.postgres.copy_lines import line_values
-from conveyor.connectors.postgres.target import constraint_columns, refused_at
+from conveyor.connectors.postgres.target import constraint_columns, nul_column, refused_at
 from conveyor.connectors.postgres.text_values import converter
 from conveyor.core.batch import ChangeBatch, RejectedValue
 from conveyor.core.schema import TableSchema
@@ -176,7 +176,11 @@ def _rejection(
     server names or the columns of the constraint it broke (a CHECK names
     none), the value when that is one column, and the server's message."""
     message, _, column = refused_at(exc)
-    column = column or constraint_columns(conn, table.ref, exc)
+    column = (
+        column
+        or constraint_columns(conn, table.ref, exc)
+        or (nul_column(values) if "0x00" in message else None)
+    )
     detail = exc.diag
     if detail.constraint_name and detail.constraint_name not in message:
         message += f" (constraint {detail.constraint_name})"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -412,6 +412,15 @@ def refused_at(exc: psycopg.Error) -> tuple[str, int | None, str | None]:
     return message, line, column
 
 
+_NUL = "0x00"  # in the server's message for a text holding the NUL character, which it cannot store
+
+
+def nul_column(values: Mapping[str, Any]) -> str | None:
+    """The first column of a row whose text holds the NUL character: PostgreSQL
+    refuses it ("invalid byte sequence ... 0x00") without naming the column."""
+    return next((name for name, value in values.items() if isinstance(value, str) and "\x00" in value), None)
+
+
 def _data_error(table: TableRef, exc: psycopg.Error, rows: int) -> DataError:
     """A refused COPY as a DataError naming the row (index in the batch) and column."""
     message, line, column = refused_at(exc)
@@ -455,6 +464,9 @@ class PostgresTableLoad:
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             error = _data_error(self.table.ref, exc, records.num_rows)
             error.column = error.column or constraint_columns(self._conn, self.table.ref, exc)
+            if error.column is None and error.row is not None and _NUL in (exc.diag.message_primary or ""):
+                row = records.slice(error.row, 1).to_pylist()[0]
+                error.column = nul_column(row)
             raise error from None
         except psycopg.Error as exc:
             raise connection.failure(f"table {self.table.ref}", exc) from None
