@@ -516,6 +516,7 @@ def _dynamodb_put(resource: Any, prefix: str, seeds: bool) -> None:
         ("duckdb", "incremental"),
         ("lake", None),
         ("lake", "streams"),
+        ("lake", "incremental"),
     ],
 )
 def test_dynamodb_every_value_exact_or_reported(
