@@ -35,7 +35,6 @@ from support import edge_values_mariadb as maria
 from support import edge_values_sqlite as lite
 from support import source_types_doc
 from support.cli import conveyor
-from support.mariadb import mariadb_connect
 from support.servers import PostgresServer
 from support.source_edges import Corpus, counts, silent_changes
 from support.task_thread import RunningTask
@@ -91,32 +90,6 @@ def _stack(
 
 
 # Sources: create the tables, and write the rows (all, or those the CDC test leaves to capture).
-
-
-def _maria_create(url: str) -> None:
-    conn = mariadb_connect(url)
-    try:
-        with conn.cursor() as cur:
-            for name, (column_type, _) in maria.CORPUS.tables().items():
-                cur.execute(
-                    f"CREATE TABLE {name} (id int PRIMARY KEY, name varchar(64) NOT NULL, v {column_type})"
-                    " DEFAULT CHARSET=utf8mb4"
-                )
-    finally:
-        conn.close()
-
-
-def _maria_insert(url: str) -> None:
-    conn = mariadb_connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION sql_mode = ''")
-            cur.execute("SET SESSION time_zone = '+00:00'")
-            for name, (_, edges) in maria.CORPUS.tables().items():
-                rows = ", ".join(f"({i}, '{e.name}', {e.literal})" for i, e in enumerate(edges, 1))
-                cur.execute(f"INSERT INTO {name} VALUES {rows}")
-    finally:
-        conn.close()
 
 
 def _sqlite_create(path: Path) -> None:
@@ -421,7 +394,7 @@ def _read(
 def test_mariadb_every_value_exact_or_reported(
     target: str, cdc: bool, mariadb_db: str, pg_server: PostgresServer, store: Store, tmp_path: Path
 ) -> None:
-    _maria_create(mariadb_db)
+    maria.create(mariadb_db)
     endpoint = _target(target, tmp_path, pg_server)
     source = {"engine": "mysql", "url": mariadb_db}
     curated = maria.CORPUS if target == "lake" else None
@@ -431,11 +404,11 @@ def test_mariadb_every_value_exact_or_reported(
         assert applied.returncode == 0, applied.stderr
     if cdc:
         stack = _stack(tmp_path, source, endpoint, "full-load-and-cdc", curated)
-        tables = _cdc(store, stack, maria.CORPUS, lambda: _maria_insert(mariadb_db))
+        tables = _cdc(store, stack, maria.CORPUS, lambda: maria.insert(mariadb_db))
         # PostgreSQL's own refusal of an enum label (not a source value) too.
         assert tables == {}, "in CDC too, a refused value suspends no table: its row is logged"
     else:
-        _maria_insert(mariadb_db)
+        maria.insert(mariadb_db)
         stack = _stack(tmp_path, source, endpoint, "full-load", curated)
         _full_load(store, stack)
         tables = _table_reasons(store)

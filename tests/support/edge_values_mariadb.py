@@ -5,6 +5,7 @@ UTC). Rows are written with ``sql_mode = ''`` so zero dates can exist."""
 from __future__ import annotations
 
 from support.edge_values import Refused
+from support.mariadb import mariadb_connect
 from support.source_edges import SAME, Corpus, Group
 
 ZERO_DATE = Refused("a date with a zero year, month or day has no calendar day")
@@ -214,3 +215,31 @@ CORPUS = Corpus(
         ),
     ),
 )
+
+
+def create(url: str) -> None:
+    """The corpus's tables in the MariaDB database of ``url``."""
+    conn = mariadb_connect(url)
+    try:
+        with conn.cursor() as cur:
+            for name, (column_type, _) in CORPUS.tables().items():
+                cur.execute(
+                    f"CREATE TABLE {name} (id int PRIMARY KEY, name varchar(64) NOT NULL, v {column_type})"
+                    " DEFAULT CHARSET=utf8mb4"
+                )
+    finally:
+        conn.close()
+
+
+def insert(url: str) -> None:
+    """Every row of the corpus (``sql_mode = ''``: zero dates can exist)."""
+    conn = mariadb_connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = ''")
+            cur.execute("SET SESSION time_zone = '+00:00'")
+            for name, (_, edges) in CORPUS.tables().items():
+                rows = ", ".join(f"({i}, '{e.name}', {e.literal})" for i, e in enumerate(edges, 1))
+                cur.execute(f"INSERT INTO {name} VALUES {rows}")
+    finally:
+        conn.close()

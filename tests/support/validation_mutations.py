@@ -15,9 +15,11 @@ import math
 import re
 import struct
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlparse
 
 import duckdb
 import psycopg
@@ -26,6 +28,7 @@ from conveyor.connectors.duckdb.connection import DEFAULT_MEMORY_LIMIT
 from conveyor.replication.task_runner import validate_task
 from conveyor.stack.loader import load_stack
 from support import edge_values as ev
+from support import edge_values_mariadb as maria
 from support import stacks
 from support.cli import conveyor
 from support.servers import PostgresServer
@@ -50,6 +53,29 @@ def corpus() -> dict[str, tuple[str, int]]:
     return tables | {n: (t, len(values)) for n, (t, values) in EXTRA.items()}
 
 
+@dataclass(frozen=True)
+class Corpus:
+    """What one source's run mutates: table -> (source column type, rows),
+    the schema its tables land in, and the tables every value of which must
+    arrive exactly (Validated before any change)."""
+
+    tables: dict[str, tuple[str, int]]
+    schema: str
+    exact: frozenset[str]
+    source_types: bool  # the target's column types are the source's (PostgreSQL -> PostgreSQL, DuckDB)
+
+
+def postgres_corpus() -> Corpus:
+    exact = frozenset(n for n in ev.tables() if n.startswith("e_"))
+    return Corpus(corpus(), "public", exact, True)
+
+
+def mariadb_corpus(url: str) -> Corpus:
+    tables = {n: (t, len(edges)) for n, (t, edges) in maria.CORPUS.tables().items()}
+    exact = frozenset(n for n in tables if n.startswith("e_"))
+    return Corpus(tables, urlparse(url).path.lstrip("/"), exact, False)
+
+
 def _create(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(ev.create_sql())  # type: ignore[arg-type]
@@ -66,33 +92,49 @@ FALLBACKS = ("-infinity", "infinity", "0", "1", "x", "[1]", "{1}", "[]", "{}", '
 
 class Target(Protocol):
     def text(self, table: str, row: int) -> str | None: ...
+    def native(self, table: str) -> str: ...
     def set(self, table: str, row: int, text: str) -> bool: ...
     def restore(self, table: str, row: int) -> None: ...
     def close(self) -> None: ...
 
 
 class PostgresTarget:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, schema: str, tables: Iterable[str]) -> None:
         self.conn = psycopg.connect(url, autocommit=True)
+        self.schema = schema
         self.conn.execute("CREATE SCHEMA bk")
-        for name in corpus():
-            self.conn.execute(f"CREATE TABLE bk.{name} AS SELECT * FROM public.{name}")  # type: ignore[arg-type]
+        for name in tables:
+            self.conn.execute(f'CREATE TABLE bk.{name} AS SELECT * FROM "{schema}".{name}')  # type: ignore[arg-type]
 
     def text(self, table: str, row: int) -> str | None:
-        found = self.conn.execute(f"SELECT v::text FROM public.{table} WHERE id = %s", [row]).fetchone()  # type: ignore[arg-type]
+        found = self.conn.execute(  # type: ignore[call-overload]
+            f'SELECT v::text FROM "{self.schema}".{table} WHERE id = %s', [row]
+        ).fetchone()
         return found[0] if found else None
 
+    def native(self, table: str) -> str:
+        """The target column's type, as the catalog spells it."""
+        found = self.conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = format('%%I.%%I', %s::text, %s::text)::regclass AND attname = 'v'",
+            [self.schema, table],
+        ).fetchone()
+        assert found is not None
+        return str(found[0])
+
     def set(self, table: str, row: int, text: str) -> bool:
-        native = corpus()[table][0]
+        native = self.native(table)
         try:
-            self.conn.execute(f"UPDATE public.{table} SET v = %s::{native} WHERE id = %s", [text, row])  # type: ignore[arg-type]
+            self.conn.execute(  # type: ignore[call-overload]
+                f'UPDATE "{self.schema}".{table} SET v = %s::{native} WHERE id = %s', [text, row]
+            )
         except psycopg.Error:
             return False
         return True
 
     def restore(self, table: str, row: int) -> None:
-        self.conn.execute(
-            f"UPDATE public.{table} t SET v = b.v FROM bk.{table} b WHERE b.id = t.id AND t.id = %s",  # type: ignore[arg-type]
+        self.conn.execute(  # type: ignore[call-overload]
+            f'UPDATE "{self.schema}".{table} t SET v = b.v FROM bk.{table} b WHERE b.id = t.id AND t.id = %s',
             [row],
         )
 
@@ -116,12 +158,15 @@ class DuckDBTarget:
         ).fetchone()
         return found[0] if found else None
 
-    def set(self, table: str, row: int, text: str) -> bool:
+    def native(self, table: str) -> str:
         found = self.conn.execute(f"SELECT typeof(v) FROM public.{table} LIMIT 1").fetchone()
         assert found is not None
+        return str(found[0])
+
+    def set(self, table: str, row: int, text: str) -> bool:
         try:
             self.conn.execute(
-                f"UPDATE public.{table} SET v = CAST(? AS {found[0]}) WHERE id = ?", [text, row]
+                f"UPDATE public.{table} SET v = CAST(? AS {self.native(table)}) WHERE id = ?", [text, row]
             )
         except duckdb.Error:
             return False
@@ -181,10 +226,13 @@ def _next_float(text: str, single: bool) -> Iterator[str]:
             yield repr(math.nextafter(value, 0))
 
 
-def mutate(target: Target, table: str, row: int) -> str | None:
+def mutate(target: Target, table: str, row: int, source: Corpus | None = None) -> str | None:
     """Change one value to a different valid value; what it became (None: no candidate took)."""
+    source = source or postgres_corpus()
     before = target.text(table, row)
-    native, rows = corpus()[table]
+    native, rows = source.tables[table]
+    if not source.source_types:
+        native = target.native(table)
     # Then another row's value of the same table: a valid value of the type (an enum's label).
     others = (target.text(table, r) for r in range(1, rows + 1) if r != row)
     for candidate in chain(candidates(before if before is not None else "", native), others):
@@ -198,22 +246,32 @@ def mutate(target: Target, table: str, row: int) -> str | None:
     return None
 
 
-def _stack(tmp_path: Path, source: str, target: dict[str, Any]) -> Path:
-    endpoint = {"engine": "postgres", "url": source}
+def _stack(tmp_path: Path, source: dict[str, Any], target: dict[str, Any], schema: str) -> Path:
     return stacks.one_task(
-        tmp_path / "conveyor.yaml", endpoint, target, task="edge", migration_type="full-load", schema="public"
+        tmp_path / "conveyor.yaml", source, target, task="edge", migration_type="full-load", schema=schema
     )
 
 
-def check_every_changed_value_is_flagged(kind: str, pg_server: PostgresServer, tmp_path: Path) -> None:
-    """The corpus loaded into a ``kind`` target; every value changed there flagged alone."""
-    source = pg_server.url(pg_server.new_database("mut_src"))
-    _create(source)
+def check_every_changed_value_is_flagged(
+    kind: str, pg_server: PostgresServer, tmp_path: Path, mariadb_url: str | None = None
+) -> None:
+    """The corpus loaded into a ``kind`` target; every value changed there flagged alone.
+    The PostgreSQL corpus by default; with ``mariadb_url``, the MariaDB one."""
+    if mariadb_url is not None:
+        maria.create(mariadb_url)
+        maria.insert(mariadb_url)
+        source: Corpus = mariadb_corpus(mariadb_url)
+        source_endpoint = {"engine": "mysql", "url": mariadb_url}
+    else:
+        url = pg_server.url(pg_server.new_database("mut_src"))
+        _create(url)
+        source = postgres_corpus()
+        source_endpoint = {"engine": "postgres", "url": url}
     if kind == "duckdb":
         endpoint: dict[str, Any] = {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
     else:
         endpoint = {"engine": "postgres", "url": pg_server.url(pg_server.new_database("mut_dst"))}
-    stack_path = _stack(tmp_path, source, endpoint)
+    stack_path = _stack(tmp_path, source_endpoint, endpoint, source.schema)
     home = tmp_path / "home"
     assert conveyor(home, "apply", str(stack_path)).returncode == 0
     conveyor(home, "tasks", "start", "edge", "--wait", timeout=300)  # refused values may fail their tables
@@ -221,16 +279,18 @@ def check_every_changed_value_is_flagged(kind: str, pg_server: PostgresServer, t
 
     def validate(names: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
         """Every table's state (or the ``names``'); never raises: every table gets a state."""
-        report = validate_task(stack, "edge", [f"public.{n}" for n in sorted(names)]).as_dict()
+        report = validate_task(stack, "edge", [f"{source.schema}.{n}" for n in sorted(names)]).as_dict()
         return {t["Table"].split(".")[-1]: t for t in report["Tables"]}
 
     baseline = validate()
-    assert set(baseline) == set(corpus()), "a table without a state"
+    assert set(baseline) == set(source.tables), "a table without a state"
     exact = {n for n, t in baseline.items() if t["ValidationState"] == "Validated"}
     not_validated = [
-        f"{n}: {t['ValidationState']} {t['Reason']}" for n, t in baseline.items() if n not in exact
+        f"{n}: {t['ValidationState']} {t['Reason']} {t['FirstFailures'][:2]}"
+        for n, t in baseline.items()
+        if n not in exact
     ]
-    assert {n for n in ev.tables() if n.startswith("e_")} <= exact, not_validated
+    assert source.exact <= exact, not_validated
     print(f"{kind}: not Validated before any change:", *not_validated, sep="\n  ")
     for name in set(baseline) - exact:  # a refused value: its row is missing, or the table is in error
         state = baseline[name]
@@ -239,9 +299,11 @@ def check_every_changed_value_is_flagged(kind: str, pg_server: PostgresServer, t
             state["ValidationState"] == "Table error" and state["Reason"]
         ), (name, state)
     target: Target = (
-        DuckDBTarget(tmp_path / "dw.duckdb") if kind == "duckdb" else PostgresTarget(endpoint["url"])
+        DuckDBTarget(tmp_path / "dw.duckdb")
+        if kind == "duckdb"
+        else PostgresTarget(endpoint["url"], source.schema, source.tables)
     )
-    todo = {n: list(range(1, corpus()[n][1] + 1)) for n in sorted(exact)}
+    todo = {n: list(range(1, source.tables[n][1] + 1)) for n in sorted(exact)}
     tried = missed_count = 0
     missed: list[str] = []
     unchangeable: list[str] = []
@@ -254,13 +316,13 @@ def check_every_changed_value_is_flagged(kind: str, pg_server: PostgresServer, t
         while any(todo.values()):
             changed: dict[str, tuple[int, str, str | None]] = {}
             for name, rows in todo.items():
-                if rows and kind == "postgres" and "GENERATED ALWAYS" in corpus()[name][0]:
+                if rows and kind == "postgres" and "GENERATED ALWAYS" in source.tables[name][0]:
                     rows.clear()  # the target computes it: it cannot differ behind Conveyor's back
                     continue
                 if rows:
                     row = rows.pop(0)
                     before = target.text(name, row)
-                    after = mutate(target, name, row)
+                    after = mutate(target, name, row, source)
                     if after is None:
                         unchangeable.append(f"{name} row {row} ({before!r})")
                     else:
@@ -300,5 +362,5 @@ def check_every_changed_value_is_flagged(kind: str, pg_server: PostgresServer, t
     assert not unchangeable, unchangeable
     computed = kind == "postgres"  # a PostgreSQL target computes generated columns itself
     assert tried == sum(
-        corpus()[n][1] for n in exact if not (computed and "GENERATED ALWAYS" in corpus()[n][0])
+        source.tables[n][1] for n in exact if not (computed and "GENERATED ALWAYS" in source.tables[n][0])
     )

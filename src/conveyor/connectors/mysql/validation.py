@@ -7,7 +7,7 @@ change nothing but the spelling (a fraction's trailing zeros, ``+00`` for a
 UTC timestamp, hex for binary data), so a value the load changed still reads
 differently. Values whose text is not exact are selected in a form that is:
 ``float`` as DOUBLE (the server rounds a FLOAT's text to 6 digits), bits as
-numbers, spatial values as WKT (as the load reads them).
+numbers, years as numbers (0, not 0000), spatial values as WKT (as the load reads them).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def select_text(column: Column) -> str:
         return f"ST_AsText({name})"
     if column.type.kind is Kind.FLOAT32:
         return f"CAST({name} AS DOUBLE)"
-    if _base(column.type.native) == "bit":
-        return f"({name} + 0)"
+    if _base(column.type.native) in {"bit", "year"}:
+        return f"({name} + 0)"  # a number: the server spells a year 0 as 0000, the load reads 0
     return name
 
 
