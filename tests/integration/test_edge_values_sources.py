@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -90,22 +89,6 @@ def _stack(
 
 
 # Sources: create the tables, and write the rows (all, or those the CDC test leaves to capture).
-
-
-def _sqlite_create(path: Path) -> None:
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
-        for name, (column_type, _) in lite.CORPUS.tables().items():
-            conn.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, v {column_type})")
-    conn.close()
-
-
-def _sqlite_insert(path: Path) -> None:
-    with sqlite3.connect(path) as conn:
-        for name, (_, edges) in lite.CORPUS.tables().items():
-            rows = ", ".join(f"({i}, '{e.name}', {e.literal})" for i, e in enumerate(edges, 1))
-            conn.execute(f"INSERT INTO {name} VALUES {rows}")
-    conn.close()
 
 
 # Targets: each row's text, what was reported, and each table's column type.
@@ -423,7 +406,7 @@ def test_sqlite_every_value_exact_or_reported(
     target: str, cdc: bool, pg_server: PostgresServer, store: Store, tmp_path: Path
 ) -> None:
     db = tmp_path / "src.sqlite"
-    _sqlite_create(db)
+    lite.create(db)
     endpoint = _target(target, tmp_path, pg_server)
     source = {"engine": "sqlite", "path": str(db)}
     curated = lite.CORPUS if target == "lake" else None
@@ -433,12 +416,12 @@ def test_sqlite_every_value_exact_or_reported(
         applied = conveyor(tmp_path / "home", "apply", str(stack))
         assert applied.returncode == 0, applied.stderr
     if cdc:
-        tables = _cdc(store, stack, lite.CORPUS, lambda: _sqlite_insert(db))
+        tables = _cdc(store, stack, lite.CORPUS, lambda: lite.insert(db))
         assert tables == {}, (
             "in CDC too, a refused value suspends no table: its row goes to the exceptions table"
         )
     else:
-        _sqlite_insert(db)
+        lite.insert(db)
         _full_load(store, stack)
         tables = _table_reasons(store)
         assert tables == {}, "a refused value fails no table: its row goes to the exceptions table"

@@ -5,6 +5,9 @@ its declared type."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 from support.edge_values import Refused
 from support.source_edges import Corpus, Group
 
@@ -124,3 +127,21 @@ CORPUS = Corpus(
         ),
     ),
 )
+
+
+def create(path: Path) -> None:
+    """The corpus's tables in the SQLite file ``path``."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        for name, (column_type, _) in CORPUS.tables().items():
+            conn.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, v {column_type})")
+    conn.close()
+
+
+def insert(path: Path) -> None:
+    """Every row of the corpus."""
+    with sqlite3.connect(path) as conn:
+        for name, (_, edges) in CORPUS.tables().items():
+            rows = ", ".join(f"({i}, '{e.name}', {e.literal})" for i, e in enumerate(edges, 1))
+            conn.execute(f"INSERT INTO {name} VALUES {rows}")
+    conn.close()

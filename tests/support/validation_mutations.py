@@ -29,6 +29,7 @@ from conveyor.replication.task_runner import validate_task
 from conveyor.stack.loader import load_stack
 from support import edge_values as ev
 from support import edge_values_mariadb as maria
+from support import edge_values_sqlite as lite
 from support import stacks
 from support.cli import conveyor
 from support.servers import PostgresServer
@@ -68,6 +69,12 @@ class Corpus:
 def postgres_corpus() -> Corpus:
     exact = frozenset(n for n in ev.tables() if n.startswith("e_"))
     return Corpus(corpus(), "public", exact, True)
+
+
+def sqlite_corpus() -> Corpus:
+    tables = {n: (t, len(edges)) for n, (t, edges) in lite.CORPUS.tables().items()}
+    exact = frozenset(n for n in tables if n.startswith("e_"))
+    return Corpus(tables, "main", exact, False)
 
 
 def mariadb_corpus(url: str) -> Corpus:
@@ -143,30 +150,37 @@ class PostgresTarget:
 
 
 class DuckDBTarget:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, schema: str, tables: Iterable[str]) -> None:
         # In this process, with the task's own settings: the instance validation opens too.
         self.conn = duckdb.connect(str(path), config={"memory_limit": DEFAULT_MEMORY_LIMIT})
+        self.schema = schema
         self.conn.execute("CREATE SCHEMA bk")
-        present = {r[0] for r in self.conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        for name in corpus():
+        present = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = ?", [schema]
+            ).fetchall()
+        }
+        for name in tables:
             if name in present:
-                self.conn.execute(f"CREATE TABLE bk.{name} AS SELECT * FROM public.{name}")
+                self.conn.execute(f"CREATE TABLE bk.{name} AS SELECT * FROM {schema}.{name}")
 
     def text(self, table: str, row: int) -> str | None:
         found = self.conn.execute(
-            f"SELECT CAST(v AS VARCHAR) FROM public.{table} WHERE id = ?", [row]
+            f"SELECT CAST(v AS VARCHAR) FROM {self.schema}.{table} WHERE id = ?", [row]
         ).fetchone()
         return found[0] if found else None
 
     def native(self, table: str) -> str:
-        found = self.conn.execute(f"SELECT typeof(v) FROM public.{table} LIMIT 1").fetchone()
+        found = self.conn.execute(f"SELECT typeof(v) FROM {self.schema}.{table} LIMIT 1").fetchone()
         assert found is not None
         return str(found[0])
 
     def set(self, table: str, row: int, text: str) -> bool:
         try:
             self.conn.execute(
-                f"UPDATE public.{table} SET v = CAST(? AS {self.native(table)}) WHERE id = ?", [text, row]
+                f"UPDATE {self.schema}.{table} SET v = CAST(? AS {self.native(table)}) WHERE id = ?",
+                [text, row],
             )
         except duckdb.Error:
             return False
@@ -175,8 +189,8 @@ class DuckDBTarget:
     def restore(self, table: str, row: int) -> None:
         # A join, not a scalar subquery: the subquery's value loses a -0.0 inside a list.
         self.conn.execute(
-            f"UPDATE public.{table} SET v = b.v FROM bk.{table} b"
-            f" WHERE b.id = public.{table}.id AND b.id = ?",
+            f"UPDATE {self.schema}.{table} SET v = b.v FROM bk.{table} b"
+            f" WHERE b.id = {self.schema}.{table}.id AND b.id = ?",
             [row],
         )
 
@@ -253,14 +267,25 @@ def _stack(tmp_path: Path, source: dict[str, Any], target: dict[str, Any], schem
 
 
 def check_every_changed_value_is_flagged(
-    kind: str, pg_server: PostgresServer, tmp_path: Path, mariadb_url: str | None = None
+    kind: str,
+    pg_server: PostgresServer,
+    tmp_path: Path,
+    mariadb_url: str | None = None,
+    sqlite: bool = False,
 ) -> None:
     """The corpus loaded into a ``kind`` target; every value changed there flagged alone.
-    The PostgreSQL corpus by default; with ``mariadb_url``, the MariaDB one."""
-    if mariadb_url is not None:
+    The PostgreSQL corpus by default; with ``mariadb_url``, the MariaDB one; with
+    ``sqlite``, the SQLite one."""
+    if sqlite:
+        db = tmp_path / "src.sqlite"
+        lite.create(db)
+        lite.insert(db)
+        source: Corpus = sqlite_corpus()
+        source_endpoint: dict[str, Any] = {"engine": "sqlite", "path": str(db)}
+    elif mariadb_url is not None:
         maria.create(mariadb_url)
         maria.insert(mariadb_url)
-        source: Corpus = mariadb_corpus(mariadb_url)
+        source = mariadb_corpus(mariadb_url)
         source_endpoint = {"engine": "mysql", "url": mariadb_url}
     else:
         url = pg_server.url(pg_server.new_database("mut_src"))
@@ -299,7 +324,7 @@ def check_every_changed_value_is_flagged(
             state["ValidationState"] == "Table error" and state["Reason"]
         ), (name, state)
     target: Target = (
-        DuckDBTarget(tmp_path / "dw.duckdb")
+        DuckDBTarget(tmp_path / "dw.duckdb", source.schema, source.tables)
         if kind == "duckdb"
         else PostgresTarget(endpoint["url"], source.schema, source.tables)
     )

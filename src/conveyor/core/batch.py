@@ -37,13 +37,16 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class RejectedValue:
-    """A value a target cannot hold, bound for the apply-exceptions table."""
+    """A value a target cannot hold, bound for the apply-exceptions table.
+    ``row_loaded``: the row itself was loaded, without the value (DynamoDB's
+    load_errors); otherwise the row was left out."""
 
     table: TableRef
     key: dict[str, Any]
     column: str | None
     value: str | None
     reason: str
+    row_loaded: bool = False
 
     def exceptions_row(self, task: str, when: datetime) -> tuple[Any, ...]:
         """The row of the apply-exceptions table: task_name, table_owner, table_name,

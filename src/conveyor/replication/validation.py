@@ -33,7 +33,16 @@ from conveyor.connectors.base import (
 )
 from conveyor.replication.settings import ValidationSettings
 from conveyor.replication.table_plan import TablePlan
-from conveyor.replication.validation_rows import OutOfOrder, Values, keyed, normaliser, sides, sort_key
+from conveyor.replication.validation_rows import (
+    VALUES_AS_READ,
+    OutOfOrder,
+    Values,
+    keyed,
+    left_out,
+    normaliser,
+    sides,
+    sort_key,
+)
 
 VALIDATED = "Validated"
 MISMATCHED = "Mismatched records"
@@ -284,7 +293,9 @@ def _compare(
                 result.different += 1
                 recorder.add(RECORD_DIFF, src[1], src[2], tgt[2])
             src, tgt = next(source, None), next(target_rows, None)
-    for keys in refused:  # rows the mapping could not convert: in the exceptions table, not the target
+    if how == VALUES_AS_READ:
+        refused += left_out(snapshot, plan)
+    for keys in refused:  # rows the mapping or the source's reader could not carry: not on the target
         result.source_rows += 1
         result.missing_on_target += 1
         recorder.add(MISSING_TARGET, keys, None, None)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from conveyor.connectors.base import Snapshot, SupportsTextRows, Target
+from conveyor.connectors.base import ReportsRejections, Snapshot, SupportsTextRows, Target
 from conveyor.core.canonical_text import json_document, render_column, xml_document
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
@@ -82,7 +82,34 @@ def sides(
     read = read_source(snapshot, plan, partition, order_by_key=True)
     source = rendered(_projected(plan, read, refused if refused is not None else []), types)
     target_rows = rendered(target.read(plan.target, partition, order_by_key=True), types)
-    return source, target_rows, types, "values as read, rendered alike"
+    return source, target_rows, types, VALUES_AS_READ
+
+
+VALUES_AS_READ = "values as read, rendered alike"
+
+
+def left_out(snapshot: Snapshot, plan: TablePlan) -> list[Values]:
+    """The target keys of the rows the source's reader left out of its last
+    read of the table (a value the column's type cannot hold: SQLite's dynamic
+    typing, a zero date): in the exceptions table, not on the target. Read
+    after the table's source rows were."""
+    if not isinstance(snapshot, ReportsRejections):
+        return []
+    key_sources = _key_sources(plan)
+    found: dict[Values, None] = {}
+    for rejected in snapshot.rejections(plan.source.ref):
+        if not rejected.row_loaded:
+            values = rejected.key
+            found[tuple(None if values.get(k) is None else str(values.get(k)) for k in key_sources)] = None
+    return list(found)
+
+
+def _key_sources(plan: TablePlan) -> list[str]:
+    """The source columns of the target's key, in its order."""
+    by_target = dict(
+        zip(plan.target.column_names, plan.source_columns or plan.target.column_names, strict=True)
+    )
+    return [by_target[k] or k for k in plan.target.primary_key]
 
 
 def _projected(
@@ -91,10 +118,7 @@ def _projected(
     """The source batches as the target gets them, without the rows the mapping
     cannot convert (change-data-type): their keys, as the target names them, go
     to ``refused``."""
-    by_target = dict(
-        zip(plan.target.column_names, plan.source_columns or plan.target.column_names, strict=True)
-    )
-    key_sources = [by_target[k] or k for k in plan.target.primary_key]
+    key_sources = _key_sources(plan)
     for read in batches:
         pending = read
         while True:

@@ -563,7 +563,8 @@ def _finish(
             for column, value in sorted(found.items()):
                 text = json.dumps(value, ensure_ascii=False, sort_keys=True)
                 reason = _reason(table, column, value, drift)
-                rejected.append(RejectedValue(table.schema.ref, row_key, column, text, reason))
+                ref = table.schema.ref
+                rejected.append(RejectedValue(ref, row_key, column, text, reason, row_loaded=True))
     elif variants.values and table.variant is None:
         row, found = next(iter(sorted(variants.values.items())))
         column, value = next(iter(found.items()))
