@@ -1,5 +1,5 @@
 """`conveyor validate` flags every value of the MariaDB edge-value corpus changed
-behind Conveyor's back on a PostgreSQL target, and never raises
+behind Conveyor's back on PostgreSQL and DuckDB targets, and never raises
 (support/validation_mutations.py)."""
 
 from __future__ import annotations
@@ -14,5 +14,8 @@ from support.servers import PostgresServer
 pytestmark = pytest.mark.integration
 
 
-def test_every_changed_value_is_flagged(mariadb_db: str, pg_server: PostgresServer, tmp_path: Path) -> None:
-    vm.check_every_changed_value_is_flagged("postgres", pg_server, tmp_path, mariadb_url=mariadb_db)
+@pytest.mark.parametrize("target", ["postgres", "duckdb"])
+def test_every_changed_value_is_flagged(
+    target: str, mariadb_db: str, pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    vm.check_every_changed_value_is_flagged(target, pg_server, tmp_path, mariadb_url=mariadb_db)
