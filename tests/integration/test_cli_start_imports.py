@@ -37,6 +37,8 @@ NOT_ON_THE_PATH = [
     "uvicorn",
     # Conveyor's own: other commands' and other task types' modules
     "conveyor.replication.cdc.task",
+    "conveyor.connectors.postgres.pgoutput",  # change capture's decoding (and its DDL capture)
+    "conveyor.connectors.postgres.ddl_capture",
     "conveyor.orchestration.executions",
     "conveyor.orchestration.asl",
     "conveyor.lake.curate",

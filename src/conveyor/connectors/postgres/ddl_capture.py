@@ -38,11 +38,12 @@ from typing import Any
 
 import psycopg
 
+from conveyor.connectors.postgres.names import DDL_CAPTURE_SCHEMA
 from conveyor.connectors.postgres.pgoutput import Relation, RelationColumn
 from conveyor.core.schema import TableRef, TableSchema
 
 PREFIX = "conveyor_ddl"
-SCHEMA = "conveyor_ddl"
+SCHEMA = DDL_CAPTURE_SCHEMA
 END_TRIGGER, DROP_TRIGGER = "conveyor_ddl_end", "conveyor_ddl_drop"
 
 _INSTALL = f"""

@@ -6,6 +6,9 @@ from psycopg import sql
 
 from conveyor.core.schema import TableRef
 
+DDL_CAPTURE_SCHEMA = "conveyor_ddl"
+"""Conveyor's own schema in a source database (the DDL capture's tables): never a user table."""
+
 
 def qualified(ref: TableRef) -> sql.Composed:
     """``"schema"."name"``, each part quoted as an identifier."""

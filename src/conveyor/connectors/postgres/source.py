@@ -11,10 +11,10 @@ import pyarrow as pa
 from psycopg import pq, sql
 
 from conveyor.connectors.base import EndpointConfig, RejectedValue
-from conveyor.connectors.postgres import connection, ddl_capture, filters
+from conveyor.connectors.postgres import connection, filters
 from conveyor.connectors.postgres._arrow import Refusal, checks, conform, interval_guard
 from conveyor.connectors.postgres.adbc_stream import query_batches
-from conveyor.connectors.postgres.names import qualified
+from conveyor.connectors.postgres.names import DDL_CAPTURE_SCHEMA, qualified
 from conveyor.connectors.postgres.types import NativeColumn, array_dims, from_native, needs_text_cast
 from conveyor.connectors.postgres.user_types import columns_over, native_types, xml_columns
 from conveyor.connectors.postgres.validation import read_text_rows
@@ -135,7 +135,7 @@ def read_tables(conn: psycopg.Connection[Any], only: TableRef | None = None) -> 
     params = {
         "schema": only.schema if only else None,
         "name": only.name if only else None,
-        "own": ddl_capture.SCHEMA,  # Conveyor's own (DDL capture): never a user table
+        "own": DDL_CAPTURE_SCHEMA,
     }
     rows = conn.execute(_TABLES_SQL, params).fetchall()
     oids = [r[2] for r in rows]
