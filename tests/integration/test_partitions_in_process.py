@@ -128,3 +128,25 @@ def test_a_raw_postgres_copy_says_it_reads_in_one_stream(pg_server: PostgresServ
     assert any("parallel-load partitions-list: the table is copied in one raw stream" in m for m in warned), (
         said
     )
+
+
+def test_a_value_refused_in_a_partition_is_reported(pg_server: PostgresServer, tmp_path: Path) -> None:
+    """A value the reader cannot carry (a timestamp past DuckDB's range) in one
+    partition: its row goes to the exceptions table, as from a table read whole."""
+    source = _source(pg_server)
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("ALTER TABLE big ADD COLUMN at timestamp")
+        conn.execute("UPDATE big SET at = '294276-12-31 23:59:59' WHERE id = 7")  # in big_us (us, ca)
+    target = {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
+    home = tmp_path / "home"
+    stack = _stack(tmp_path, source, target, {"type": "partitions-auto"})
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+    started = conveyor(home, "tasks", "start", "parts", "--wait", "--json", timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    (table,) = json.loads(started.stdout)["tables"]
+    with psycopg.connect(source) as conn:
+        expected = conn.execute(ROWS.format("big")).fetchall()
+    assert (table["TableState"], table["FullLoadRows"]) == ("Table completed", len(expected) - 1)
+    with duckdb.connect(target["path"], read_only=True) as con:
+        logged = con.execute("SELECT key, column_name FROM main.awsdms_apply_exceptions").fetchall()
+    assert [(json.loads(k), c) for k, c in logged] == [({"id": "7", "region": "ca"}, "at")]

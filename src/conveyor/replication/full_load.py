@@ -286,7 +286,9 @@ class FullLoad:
             progress.drift = self.snapshot.drift_report(progress.plan.source.ref)
         if isinstance(self.snapshot, ReportsRejections):
             target = progress.plan.target.ref
-            rejected = [replace(r, table=target) for r in self.snapshot.rejections(progress.plan.source.ref)]
+            # A table read by its partitions: each partition's read keeps its own.
+            refs = [progress.plan.source.ref, *(partition_reads(self.snapshot, progress.plan) or ())]
+            rejected = [replace(r, table=target) for ref in refs for r in self.snapshot.rejections(ref)]
             for r in rejected:  # DataErrorPolicy and its escalation, as for a refused write
                 progress.error_rows += 1
                 self._apply_policy(progress, DataError(r.reason, column=r.column))
