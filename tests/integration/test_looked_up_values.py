@@ -246,7 +246,12 @@ def test_source_ddl_keeps_the_looked_up_columns(tmp_path: Path, pg_server: Postg
             "UPDATE docs SET x = 100, n = 1 WHERE id = 1",
         )
         wait_until(lambda: _applied(home) >= 1, "the change after the DDL")
-        _execute(source, "UPDATE docs SET doc = '<a/>' WHERE id = 2", "ALTER TABLE docs DROP COLUMN doc")
+        # One transaction: the DDL reaches the runner with the UPDATE not yet applied,
+        # whose lookup then fails (the column is gone): the target keeps its shape.
+        _execute(
+            source,
+            "BEGIN; UPDATE docs SET doc = '<a/>' WHERE id = 2; ALTER TABLE docs DROP COLUMN doc; COMMIT",
+        )
         wait_until(
             lambda: bool(described(home, "load")["tables"][0].get("SuspendedReason")), "the table suspended"
         )

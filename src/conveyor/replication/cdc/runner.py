@@ -412,6 +412,11 @@ class ChangeCapture:
             return
         self._flush(partial=True)
         self._wait_applied()
+        if self._is_suspended(ref):
+            # Suspended by the batch just applied (values it could not look up
+            # from the source, the column already gone there): the target keeps
+            # its shape until the table's reload.
+            return
         if change.renames and not isinstance(self.applier, RenamesColumns):
             self._suspend(ref, f"source DDL: columns renamed, which this target cannot do; {RELOAD_HINT}")
             return
