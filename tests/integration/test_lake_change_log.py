@@ -70,6 +70,33 @@ def change_rows(lake: Path, table: str) -> list[dict[str, str]]:
     return rows
 
 
+def _twice(lake: Path, home: Path, inserted: list[str]) -> str:
+    """What a failed exactly-once check needs to be understood: the inserts
+    written twice or lost, the files holding the doubled ones, the
+    checkpoints and the worker's log. A rare failure (100 inserts, one
+    BatchSplitSize part, written twice) was seen on 2026-12-05: once in a
+    clean-clone run and 3 times in 32 runs from the main checkout (that
+    day's code), never in 60 runs from a worktree (that day's code and the
+    day before's)."""
+    doubled = sorted({i for i in inserted if inserted.count(i) > 1}, key=int)
+    files = sorted(
+        {
+            str(path.relative_to(lake))
+            for path in change_files(lake, "events")
+            for row in csv.DictReader(io.StringIO(path.read_text()))
+            if row["Op"] == "I" and row["id"] in doubled
+        }
+    )
+    checkpoints = {
+        str(p.relative_to(lake)): p.read_text() for p in (lake / ".conveyor" / "checkpoints").glob("*.json")
+    }
+    return (
+        f"an insert lost or written twice: {len(inserted)} inserts, {len(set(inserted))} distinct;"
+        f" doubled {doubled[:3]}..{doubled[-3:]} ({len(doubled)}) in {files}; checkpoints {checkpoints};"
+        f" worker log:\n{worker_log(home, 'sync')[-6000:]}"
+    )
+
+
 def stack(path: Path, endpoints: dict[str, Any], task: dict[str, Any], lake_tables: dict[str, Any]) -> Path:
     path.write_text(json.dumps({"endpoints": endpoints, "tasks": {"sync": task}, "lake_tables": lake_tables}))
     return path
@@ -292,7 +319,7 @@ def test_a_killed_worker_loses_and_repeats_no_change(pg_server: PostgresServer, 
         stop(home, "sync")
     rows = change_rows(lake, "events")
     inserted = [r["id"] for r in rows if r["Op"] == "I"]
-    assert len(inserted) == len(set(inserted)) == 3 * 355, "an insert lost or written twice"
+    assert len(inserted) == len(set(inserted)) == 3 * 355, _twice(lake, home, inserted)
     assert len(rows) == expected_rows
     with psycopg.connect(source) as conn:
         expected = [{"id": i, "v": v} for i, v in conn.execute("SELECT id, v FROM events ORDER BY id")]
