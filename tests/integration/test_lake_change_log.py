@@ -75,8 +75,8 @@ def _twice(lake: Path, home: Path, inserted: list[str]) -> str:
     written twice or lost, the files holding the doubled ones, the
     checkpoints and the worker's log. A rare failure (100 inserts, one
     BatchSplitSize part, written twice) was seen on 2026-12-05: once in a
-    clean-clone run and 3 times in 32 runs from the main checkout (that
-    day's code), never in 60 runs from a worktree (that day's code and the
+    clean-clone run and twice in 42 runs from the main checkout (that day's
+    code), never in about 90 runs from a worktree (that day's code and the
     day before's)."""
     doubled = sorted({i for i in inserted if inserted.count(i) > 1}, key=int)
     files = sorted(
