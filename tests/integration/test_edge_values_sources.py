@@ -216,14 +216,20 @@ def _duckdb_items(path: Path, corpus: Corpus, prefix: str) -> tuple[Observed, Re
     return observed, reported, typed
 
 
+def _lake_processed(home: Path) -> list[dict[str, Any]]:
+    """`conveyor lake process --json`'s tables, none failed or skipped."""
+    processed = conveyor(home, "lake", "process", "--json", timeout=300)
+    assert processed.returncode == 0, processed.stdout + processed.stderr
+    results: list[dict[str, Any]] = json.loads(processed.stdout)
+    trouble = [t for t in results if t["status"] == "failed" or t["skipped"]]
+    assert not trouble, [(t["table"], t["error"], t["skipped"]) for t in trouble]
+    return results
+
+
 def _lake_read(home: Path, lake: Path, corpus: Corpus) -> tuple[Observed, Reported, dict[str, str]]:
     """The curated tables (`conveyor lake process`, then `conveyor query`) and
     the refusals the lake recorded beside its files."""
-    processed = conveyor(home, "lake", "process", "--json", timeout=300)
-    assert processed.returncode == 0, processed.stdout + processed.stderr
-    results = json.loads(processed.stdout)
-    trouble = [t for t in results if t["status"] == "failed" or t["skipped"]]
-    assert not trouble, [(t["table"], t["error"], t["skipped"]) for t in trouble]
+    results = _lake_processed(home)
     names = sorted(t["table"] for t in results if t["version"] is not None)
     selects = [f"SELECT name, CAST(v AS VARCHAR) AS v, typeof(v) AS t FROM {n}" for n in names]
     queried = conveyor(home, "query", " UNION ALL ".join(selects), "--json")
@@ -249,11 +255,7 @@ def _lake_items(
     """The DynamoDB corpus's curated rows (`conveyor lake process`, then the
     Python API's query, which answers DuckDB's own values), each as the JSON of
     its row without its key and Conveyor's own columns (as ``_pg_read``)."""
-    processed = conveyor(home, "lake", "process", "--json", timeout=300)
-    assert processed.returncode == 0, processed.stdout + processed.stderr
-    results = json.loads(processed.stdout)
-    trouble = [t for t in results if t["status"] == "failed" or t["skipped"]]
-    assert not trouble, [(t["table"], t["error"], t["skipped"]) for t in trouble]
+    results = _lake_processed(home)
     observed: Observed = {}
     typed: dict[str, str] = {}
     with Conveyor(home=home) as service:

@@ -119,6 +119,29 @@ def _target_rows(kind: str, home: Path, endpoint: dict[str, Any]) -> list[tuple[
     return _rows(endpoint["url"], SOURCE_ROWS)
 
 
+def _into_duckdb(tmp_path: Path, pg: PostgresServer) -> tuple[str, dict[str, Any], Path]:
+    """The docs table loaded and captured into DuckDB by the applied stack
+    file's task ``load``: the source's URL, the target endpoint, the home."""
+    source = pg.url(pg.new_database("src"))
+    _execute(source, *DDL, LOADED)
+    endpoint = {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
+    stack = one_task(
+        tmp_path / "conveyor.yaml",
+        {"engine": "postgres", "url": source},
+        endpoint,
+        task="load",
+        schema="public",
+    )
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+    return source, endpoint, home
+
+
+def _loaded_then_capturing(home: Path) -> None:
+    wait_for(home, "load", lambda d: bool(d.get("tables")) and d["tables"][0].get("FullLoadRows") == 7)
+    wait_until(lambda: described(home, "load").get("status") == "running", "capture")
+
+
 @pytest.mark.parametrize("kind", ["duckdb", "lake", "postgres-existing-table", "postgres-created-table"])
 def test_generated_and_xml_values_equal_the_source_after_cdc(
     kind: str, tmp_path: Path, pg_server: PostgresServer
@@ -225,21 +248,9 @@ def test_source_ddl_keeps_the_looked_up_columns(tmp_path: Path, pg_server: Postg
     DDL, the generated ones the target holds stay (and stay looked up); a
     looked-up column dropped on the source before its changes were applied
     suspends the table with the reason (its values cannot be looked up)."""
-    source = pg_server.url(pg_server.new_database("src"))
-    _execute(source, *DDL, LOADED)
-    endpoint = {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
-    stack = one_task(
-        tmp_path / "conveyor.yaml",
-        {"engine": "postgres", "url": source},
-        endpoint,
-        task="load",
-        schema="public",
-    )
-    home = tmp_path / "home"
-    assert conveyor(home, "apply", str(stack)).returncode == 0
+    source, endpoint, home = _into_duckdb(tmp_path, pg_server)
     with _worker(home, "start"):
-        wait_for(home, "load", lambda d: bool(d.get("tables")) and d["tables"][0].get("FullLoadRows") == 7)
-        wait_until(lambda: described(home, "load").get("status") == "running", "capture")
+        _loaded_then_capturing(home)
         _execute(
             source,
             "ALTER TABLE docs ADD COLUMN n integer",
@@ -269,21 +280,9 @@ def test_a_generated_column_added_during_capture_suspends_until_a_reload(
     capture used to be missed (the target without it, no word). The source
     computed it for every row: the table is suspended with the reason, and
     its reload (the task runs on) brings the column and its values."""
-    source = pg_server.url(pg_server.new_database("src"))
-    _execute(source, *DDL, LOADED)
-    endpoint = {"engine": "duckdb", "path": str(tmp_path / "dw.duckdb")}
-    stack = one_task(
-        tmp_path / "conveyor.yaml",
-        {"engine": "postgres", "url": source},
-        endpoint,
-        task="load",
-        schema="public",
-    )
-    home = tmp_path / "home"
-    assert conveyor(home, "apply", str(stack)).returncode == 0
+    source, endpoint, home = _into_duckdb(tmp_path, pg_server)
     with _worker(home, "start"):
-        wait_for(home, "load", lambda d: bool(d.get("tables")) and d["tables"][0].get("FullLoadRows") == 7)
-        wait_until(lambda: described(home, "load").get("status") == "running", "capture")
+        _loaded_then_capturing(home)
         _execute(source, "ALTER TABLE docs ADD COLUMN triple integer GENERATED ALWAYS AS (x * 3) STORED")
         wait_until(
             lambda: bool(described(home, "load")["tables"][0].get("SuspendedReason")), "the table suspended"
