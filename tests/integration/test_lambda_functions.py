@@ -152,11 +152,14 @@ def test_seed_003_functions_as_written_repoint_the_lake_and_start_the_load(
     assert output["Modified"]["Payload"] == {"BucketFolder": today}
     assert output["Connection"]["Payload"] == {"Status": "successful"}
 
-    def loaded() -> list[Path]:
-        return sorted((folder / "lake" / today / "dbo").glob("*/LOAD*.csv"))
+    def tables_loaded() -> set[str]:
+        files = (folder / "lake" / today / "dbo").glob("*/LOAD*.csv")
+        tables = {f.parent.name for f in files}
+        # The tables load one after the other: wait for both, not the first.
+        return tables if len(tables) >= 2 else set()
 
-    files = wait_for(loaded, 60, "the full load into today's folder")
-    assert {f.parent.name for f in files} == {"customer", "fact_sales_stg"}
+    tables = wait_for(tables_loaded, 60, "the full load of both tables into today's folder")
+    assert tables == {"customer", "fact_sales_stg"}
 
 
 def test_a_function_that_raises_fails_its_task_with_lambdas_error(served: tuple[Serve, Path]) -> None:
