@@ -149,13 +149,20 @@ def _written(
 ) -> dict[str, Any]:
     """Per table, the identity of the last change written after the
     checkpoint's own position (a batch that ended inside a transaction), on
-    top of ``before`` (what a part under the same checkpoint keeps)."""
+    top of ``before`` (what a part under the same checkpoint keeps). Never
+    lower than ``before``'s: a replay's parts may end earlier than the first
+    run's, and a lower mark would write the rest of the first run's again."""
     at = _anchored_at(target)
     written = dict(before)
     for table_changes in changes:
         indexes = [c.index for c in table_changes.log if at(c.position)]
         if indexes:
-            written[str(table_changes.table.ref)] = {"at": target, "index": max(indexes)}
+            ref = str(table_changes.table.ref)
+            done = written.get(ref)
+            last = max(indexes)
+            if done is not None and _same(done["at"], target):
+                last = max(last, int(done["index"]))
+            written[ref] = {"at": target, "index": last}
     return written
 
 
