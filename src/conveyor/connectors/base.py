@@ -385,6 +385,12 @@ class ReportsRejections(Protocol):
 
     def rejections(self, ref: TableRef) -> list[RejectedValue]: ...
 
+    def forget_rejections(self, ref: TableRef) -> None:
+        """Start ``ref``'s list afresh: a read of the table begins (reads of
+        its segments, partitions or filtered rows add to the list, so a table
+        read again would otherwise report its rows twice)."""
+        ...
+
 
 @runtime_checkable
 class ReportsDrift(Protocol):

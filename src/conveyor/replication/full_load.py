@@ -33,6 +33,7 @@ from conveyor.connectors.base import (
 )
 from conveyor.core.errors import ConnectionFailed, ConveyorError, DataError, TransientError
 from conveyor.core.faults import fault_point
+from conveyor.core.schema import TableRef
 from conveyor.replication.identifiers import collisions, folding_of
 from conveyor.replication.refused_values import rejected_value, rejection, source_rejection
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy, TablePolicy
@@ -170,6 +171,7 @@ class FullLoad:
                 self._take_segments(progress, load)
             elif not self._copy_raw(progress, load):
                 try:
+                    self._forget_rejections(plan)
                     self._load_batches(progress, load)
                 except _StreamRefused as refused:
                     # The target refused the stream in a way its screen could not
@@ -179,6 +181,7 @@ class FullLoad:
                     load = _Aborted()  # until the new load has begun
                     progress.rows = progress.error_rows = 0
                     load = self._begin(plan)
+                    self._forget_rejections(plan)  # the first read's are read again
                     self._load_checked(progress, load)
                 self._source_rejections(progress, load)
             if not self.commit_check():
@@ -278,6 +281,16 @@ class FullLoad:
                 return False
         return True
 
+    def _rejection_refs(self, plan: TablePlan) -> list[TableRef]:
+        """Where the source keeps the table's rejections: the table, and each
+        partition when it is read by its partitions (each read keeps its own)."""
+        return [plan.source.ref, *(partition_reads(self.snapshot, plan) or ())]
+
+    def _forget_rejections(self, plan: TablePlan) -> None:
+        if isinstance(self.snapshot, ReportsRejections):
+            for ref in self._rejection_refs(plan):
+                self.snapshot.forget_rejections(ref)
+
     def _source_rejections(self, progress: TableProgress, load: TableLoad) -> None:
         """Rows a source itself left out (DynamoDB's load_errors setting, values
         PostgreSQL's reader cannot carry exactly) are handled by the data error
@@ -286,8 +299,7 @@ class FullLoad:
             progress.drift = self.snapshot.drift_report(progress.plan.source.ref)
         if isinstance(self.snapshot, ReportsRejections):
             target = progress.plan.target.ref
-            # A table read by its partitions: each partition's read keeps its own.
-            refs = [progress.plan.source.ref, *(partition_reads(self.snapshot, progress.plan) or ())]
+            refs = self._rejection_refs(progress.plan)
             rejected = [replace(r, table=target) for ref in refs for r in self.snapshot.rejections(ref)]
             for r in rejected:  # DataErrorPolicy and its escalation, as for a refused write
                 progress.error_rows += 1

@@ -400,6 +400,10 @@ class DynamoDBSnapshot:
         table (``conflicting_values: load_errors``); complete once the read is."""
         return self.source.rejections(table)
 
+    def forget_rejections(self, ref: TableRef) -> None:
+        with self.source._lock:
+            self.source._rejected.pop(ref, None)
+
     def drift_report(self, table: TableRef) -> list[str]:
         return self.source.drift_report(table)
 

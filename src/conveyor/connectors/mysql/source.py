@@ -371,6 +371,9 @@ class MySQLSnapshot:
         carries exactly (a zero date, a time beyond a day), for the exceptions table."""
         return list(self._rejected.get(ref, []))
 
+    def forget_rejections(self, ref: TableRef) -> None:
+        self._rejected.pop(ref, None)
+
     def read_text(self, table: TableSchema, batch_rows: int) -> Iterator[list[tuple[str | None, ...]]]:
         """Rows as the server's own text in key order, canonically spelled (validation)."""
         return self._read_text(table, batch_rows, None)

@@ -308,6 +308,10 @@ class PostgresSnapshot:
         with self._lock:
             return list(self._rejected.get(ref, []))
 
+    def forget_rejections(self, ref: TableRef) -> None:
+        with self._lock:
+            self._rejected.pop(ref, None)
+
     def pushes_down(self, table: TableSchema, where: RowFilter) -> bool:
         return filters.pushes_down(where)
 

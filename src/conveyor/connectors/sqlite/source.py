@@ -189,6 +189,9 @@ class SQLiteSnapshot:
         type cannot hold (SQLite's dynamic typing), for the exceptions table."""
         return list(self._rejected.get(ref, []))
 
+    def forget_rejections(self, ref: TableRef) -> None:
+        self._rejected.pop(ref, None)
+
     def count(self, table: TableRef) -> int:
         row = self._conn.execute(f"SELECT count(*) FROM {quote(table.name)}").fetchone()
         return int(row[0])
