@@ -73,11 +73,10 @@ def change_rows(lake: Path, table: str) -> list[dict[str, str]]:
 def _twice(lake: Path, home: Path, inserted: list[str]) -> str:
     """What a failed exactly-once check needs to be understood: the inserts
     written twice or lost, the files holding the doubled ones, the
-    checkpoints and the worker's log. A rare failure (100 inserts, one
-    BatchSplitSize part, written twice) was seen on 2026-12-05: once in a
-    clean-clone run and twice in 42 runs from the main checkout (that day's
-    code), never in about 90 runs from a worktree (that day's code and the
-    day before's)."""
+    checkpoints and the worker's log. (A rare double write of one
+    BatchSplitSize part, seen on 2026-12-05, was a replay's parts lowering the
+    checkpoint's written mark: test_lake_target's
+    test_a_replay_in_smaller_parts_writes_no_change_twice.)"""
     doubled = sorted({i for i in inserted if inserted.count(i) > 1}, key=int)
     files = sorted(
         {

@@ -85,8 +85,9 @@ def test_misspelt_keys_are_refused_at_apply_all_at_once(tmp_path: Path) -> None:
 
 
 def test_rules_conveyor_cannot_honour_are_refused_at_apply_with_the_reason(tmp_path: Path) -> None:
-    """Oracle-only parallel-load types and keys, a key of another type, and
-    before-image columns: each refused at apply, naming the rule and why."""
+    """Oracle-only parallel-load types and keys, a key of another type, and a
+    before-image filter the service does not define: each refused at apply,
+    naming the rule and why."""
     orders = {"schema-name": "main", "table-name": "orders"}
     rules = [
         _rule("selection", 1, {"schema-name": "main", "table-name": "%"}, **{"rule-action": "include"}),
@@ -107,7 +108,7 @@ def test_rules_conveyor_cannot_honour_are_refused_at_apply_with_the_reason(tmp_p
             **{
                 "rule-target": "column",
                 "rule-action": "add-before-image-columns",
-                "before-image-def": {"column-prefix": "BI_", "column-filter": "pk-only"},
+                "before-image-def": {"column-prefix": "BI_", "column-filter": "pk"},
             },
         ),
     ]
@@ -119,8 +120,7 @@ def test_rules_conveyor_cannot_honour_are_refused_at_apply_with_the_reason(tmp_p
         "for Oracle sources only",
         "rule 3 (r3): parallel-load: 'subpartitions' is for Oracle sources only",
         "rule 4 (r4): parallel-load: 'columns' belongs to other types than 'partitions-auto'",
-        "rule 5 (r5): rule-action 'add-before-image-columns' is not supported: the service adds "
-        "before-image columns to the messages of streaming targets",
+        "rule 5 (r5): before-image-def: 'column-filter' must be one of pk-only, non-lob, all, not 'pk'",
     ):
         assert text in result.stderr, result.stderr
     assert conveyor(home, "tasks", "list").returncode != 0  # nothing was stored

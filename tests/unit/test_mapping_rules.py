@@ -425,14 +425,81 @@ CASES: list[tuple[str, list[dict[str, Any]], Target | str]] = [
         "to date",
     ),
     (
-        "add-before-image-columns",
+        "add-before-image-columns (pk-only by default; NULL in the full load)",
+        [selection(), T("column", "add-before-image-columns")],
+        Target(columns=(*ALL_COLUMNS, "BI_id"), values={"BI_id": [None] * 4}),
+    ),
+    (
+        "add-before-image-columns non-lob, prefix and suffix",
         [
             selection(),
-            T("table", "add-before-image-columns", **{"before-image-def": {"column-prefix": "BI_"}}),
+            T(
+                "column",
+                "add-before-image-columns",
+                **{
+                    "before-image-def": {
+                        "column-prefix": "old_",
+                        "column-suffix": "_v",
+                        "column-filter": "non-lob",
+                    }
+                },
+            ),
         ],
-        "rule 2 (t): rule-action 'add-before-image-columns' is not supported: the service adds "
-        "before-image columns to the messages of streaming targets (Kinesis, Kafka); Conveyor's "
-        "streaming target, nats, already carries each update's and delete's before image",
+        # name and region are text without a length (LOBs to the service), phone a varchar(20)
+        Target(columns=(*ALL_COLUMNS, "old_id_v", "old_phone_v", "old_amount_v")),
+    ),
+    (
+        "add-before-image-columns all, of the columns a column-name matches",
+        [
+            selection(),
+            T("column", "add-before-image-columns", "na%", **{"before-image-def": {"column-filter": "all"}}),
+        ],
+        Target(columns=(*ALL_COLUMNS, "BI_name")),
+    ),
+    (
+        "add-before-image-columns of a masked column is masked",
+        [
+            selection(),
+            T("column", "data-masking-digits-mask", "phone", value="#"),
+            {
+                **T(
+                    "column",
+                    "add-before-image-columns",
+                    "phone",
+                    **{"before-image-def": {"column-filter": "all"}},
+                ),
+                "rule-id": "4",
+            },
+        ],
+        Target(columns=(*ALL_COLUMNS, "BI_phone"), values={"phone": digits("#"), "BI_phone": [None] * 4}),
+    ),
+    (
+        "add-before-image-columns on a table",
+        [selection(), T("table", "add-before-image-columns")],
+        "rule 2 (t): rule-action 'add-before-image-columns' needs rule-target 'column'",
+    ),
+    (
+        "add-before-image-columns with an unknown column-filter",
+        [
+            selection(),
+            T("column", "add-before-image-columns", **{"before-image-def": {"column-filter": "pk_only"}}),
+        ],
+        "rule 2 (t): before-image-def: 'column-filter' must be one of pk-only, non-lob, all, not 'pk_only'; "
+        "did you mean 'pk-only'?",
+    ),
+    (
+        "add-before-image-columns with neither prefix nor suffix",
+        [selection(), T("column", "add-before-image-columns", **{"before-image-def": {"column-prefix": ""}})],
+        "rule 2 (t): before-image-def: 'column-prefix' and 'column-suffix' cannot both be empty",
+    ),
+    (
+        "add-before-image-columns onto a column that exists",
+        [
+            selection(),
+            T("column", "add-column", value="BI_id", expression="$id", **{"data-type": {"type": "int8"}}),
+            {**T("column", "add-before-image-columns"), "rule-id": "4"},
+        ],
+        "rule 4 (t): table app.src_people already has a column 'BI_id'",
     ),
     ("tablespace target", [selection(), T("table-tablespace", "rename", value="x")], "Oracle tablespaces"),
     (
@@ -659,6 +726,61 @@ def test_cdc_rows_equal_full_load_rows_through_every_column_transformation() -> 
         reducer.add(RowChange(PEOPLE.ref, Op.INSERT, dict(row)))
     assert sorted(reducer.changes().upserts.to_pylist(), key=lambda r: r["id"]) == full_load
     assert full_load[0]["label"] == "tel +* ***-****"
+
+
+def test_before_image_columns_in_change_capture() -> None:
+    """INSERTs get NULL, an UPDATE its columns' values before it (the old row
+    the source sent, or the unchanged key), converted and masked as the
+    columns are; a value the source did not send suspends the table (DataError)."""
+    from conveyor.connectors.changes import RowChange
+    from conveyor.core.batch import Op
+    from conveyor.replication.cdc.capture_table import table_reducer
+
+    rules = [
+        selection(),
+        T("column", "data-masking-digits-mask", "phone", value="#"),
+        {
+            **T("column", "change-data-type", "amount", **{"data-type": {"type": "string", "length": 10}}),
+            "rule-id": "3",
+        },
+        {
+            **T("column", "add-before-image-columns", **{"before-image-def": {"column-filter": "all"}}),
+            "rule-id": "4",
+        },
+    ]
+    [mapped] = TableMappings.parse({"rules": rules}, ORIGIN).select([PEOPLE])
+    old = {"id": 1, "name": "Ann", "phone": "555 0101", "region": "EU", "amount": Decimal("5.00")}
+    new = {**old, "name": "Anne", "amount": Decimal("6.50")}
+    moved = {**new, "id": 7}
+    reducer = table_reducer(mapped)
+    reducer.add(RowChange(PEOPLE.ref, Op.INSERT, dict(BATCH.to_pylist()[1])))
+    reducer.add(RowChange(PEOPLE.ref, Op.UPDATE, dict(new), old_key=dict(old)))  # REPLICA IDENTITY FULL
+    reducer.add(RowChange(PEOPLE.ref, Op.UPDATE, dict(moved), before=dict(new)))  # MySQL's row image
+    rows = {r["id"]: r for r in reducer.changes().upserts.to_pylist()}
+    assert {k: v for k, v in rows[2].items() if k.startswith("BI_")} == dict.fromkeys(
+        ["BI_id", "BI_name", "BI_phone", "BI_region", "BI_amount"]
+    )
+    assert {k: v for k, v in rows[7].items() if k.startswith("BI_")} == {
+        "BI_id": 1,
+        "BI_name": "Anne",
+        "BI_phone": "### ####",
+        "BI_region": "EU",
+        "BI_amount": "6.50",
+    }
+
+    [keys_only] = TableMappings.parse(
+        {"rules": [selection(), T("column", "add-before-image-columns")]}, ORIGIN
+    ).select([PEOPLE])
+    reducer = table_reducer(keys_only)
+    reducer.add(RowChange(PEOPLE.ref, Op.UPDATE, {**new, "id": 2}))  # the key did not change
+    reducer.add(RowChange(PEOPLE.ref, Op.UPDATE, dict(moved), old_key={"id": 1}))
+    assert sorted((r["id"], r["BI_id"]) for r in reducer.changes().upserts.to_pylist()) == [(2, 2), (7, 1)]
+
+    reducer = table_reducer(mapped)
+    with pytest.raises(
+        DataError, match="before-image column 'BI_name' needs the value of 'name' before the UPDATE"
+    ):
+        reducer.add(RowChange(PEOPLE.ref, Op.UPDATE, dict(new)))
 
 
 def test_partitions_list_names_reach_the_plan_in_rule_order() -> None:

@@ -182,10 +182,6 @@ def rule_doc(*rules: object) -> dict[str, Any]:
         ),
         (rule_doc(sel(2, "%", "%", "foo")), "rule 2 (r2): unknown rule-action 'foo'"),
         (rule_doc(tr(2, "column", "foo")), "rule 2 (t2): unknown rule-action 'foo'"),
-        (
-            rule_doc(tr(2, "column", "add-before-image-columns")),
-            "mappings.json: rule 2 (t2): rule-action 'add-before-image-columns' is not supported",
-        ),
         (rule_doc(tr(2, "table", "replace-prefix", "x")), "rule 2 (t2): missing 'old-value'"),
         (
             rule_doc(tr(2, "table", "data-masking-hash-mask")),

@@ -41,13 +41,16 @@ class RowChange:
     send because it did not change, such as an unchanged TOASTed value, which
     is not NULL and must not overwrite the target's value). For DELETE, and for
     an UPDATE that changed the primary key, ``old_key`` holds the key columns of
-    the row as it was (the whole old row under REPLICA IDENTITY FULL)."""
+    the row as it was (the whole old row under REPLICA IDENTITY FULL).
+    ``before`` is an UPDATE's whole old row where the source sends it apart
+    from ``old_key`` (MySQL/MariaDB's row image), for before-image columns."""
 
     table: TableRef
     op: Op
     values: dict[str, Any]
     old_key: dict[str, Any] | None = None
     unchanged: frozenset[str] = frozenset()
+    before: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

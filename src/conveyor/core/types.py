@@ -139,6 +139,20 @@ _ARROW_BY_KIND: dict[Kind, pa.DataType] = {
 }
 
 
+_LOB_NATIVES = frozenset(
+    {"text", "xml", "character varying", "varchar", "citext", "longtext", "mediumtext", "clob"}
+)
+
+
+def is_lob(ctype: ColumnType) -> bool:
+    """Whether the migration service counts a column of this type as a LOB:
+    binary, JSON, and text without a length limit."""
+    if ctype.kind in {Kind.BYTES, Kind.JSON}:
+        return True
+    native = (ctype.native or "text").split("(")[0].lower()
+    return ctype.kind is Kind.TEXT and ctype.length is None and native in _LOB_NATIVES
+
+
 def simple(kind: Kind, native: str | None = None) -> ColumnType:
     return ColumnType(kind, native=native)
 

@@ -56,6 +56,7 @@ PARALLEL_KEYS = frozenset(
 )
 LOB_KEYS = frozenset({"mode", "bulk-max-size"})
 BEFORE_IMAGE_KEYS = frozenset({"column-prefix", "column-suffix", "column-filter"})
+BEFORE_IMAGE_FILTERS = ("pk-only", "non-lob", "all")
 PRIMARY_KEY_KEYS = frozenset({"name", "origin", "columns"})
 DATA_TYPE_KEYS = frozenset({"type", "length", "precision", "scale"})
 
@@ -79,18 +80,10 @@ COLUMN_ACTIONS = (
     "data-masking-digits-mask",
     "data-masking-digits-randomize",
     "data-masking-hash-mask",
+    "add-before-image-columns",
 )
 TABLE_ACTIONS = ("define-primary-key",)
 MASKING_ACTIONS = frozenset(a for a in COLUMN_ACTIONS if a.startswith("data-masking-"))
-REFUSED_ACTIONS = {
-    "add-before-image-columns": (
-        "the service adds before-image columns to the messages of streaming targets (Kinesis, "
-        "Kafka); Conveyor's streaming target, nats, already carries each update's and delete's "
-        "before image in its messages' 'before' (docs/nats.md), the lake target's change files "
-        "hold one row per change without before-image columns, and the PostgreSQL and DuckDB "
-        "targets hold the rows themselves"
-    ),
-}
 NEEDS_VALUE = frozenset(
     {
         "rename",

@@ -27,6 +27,7 @@ from conveyor.replication.expressions import (
     parse_expression,
 )
 from conveyor.replication.mapping_keys import (
+    BEFORE_IMAGE_FILTERS,
     BEFORE_IMAGE_KEYS,
     COLUMN_ACTIONS,
     CONDITION_KEYS,
@@ -42,7 +43,6 @@ from conveyor.replication.mapping_keys import (
     PARALLEL_KEYS,
     PARALLEL_LOAD_TYPES,
     PRIMARY_KEY_KEYS,
-    REFUSED_ACTIONS,
     RULE_KEYS,
     SELECTION_ACTIONS,
     TABLE_ACTIONS,
@@ -81,6 +81,17 @@ class RangeSpec:
 
 
 @dataclass(frozen=True)
+class BeforeImageSpec:
+    """add-before-image-columns: each chosen column ``c`` gets a column
+    ``prefix + c + suffix`` holding its value before the row's last UPDATE;
+    ``columns`` is ``pk-only`` (the default), ``non-lob`` or ``all``."""
+
+    prefix: str
+    suffix: str
+    columns: str
+
+
+@dataclass(frozen=True)
 class PrimaryKeySpec:
     name: str | None
     columns: tuple[str, ...]
@@ -106,6 +117,7 @@ class Rule:
     ranges: RangeSpec | None = None
     partitions: tuple[str, ...] = ()  # parallel-load partitions-list: the named partitions
     primary_key: PrimaryKeySpec | None = None
+    before_image: BeforeImageSpec | None = None
     of_kinds: frozenset[Kind] | None = None  # object-locator data-type: columns of these kinds
 
     @property
@@ -454,9 +466,7 @@ class _RuleParser:
             raise self.fatal(f"rule-target {target!r} (Oracle tablespaces) is not supported")
         if target not in ("schema", "table", "column"):
             raise self.fatal(f"unknown rule-target {target!r} (expected schema, table or column)")
-        if action in REFUSED_ACTIONS:
-            raise self.fatal(f"rule-action {action!r} is not supported: {REFUSED_ACTIONS[action]}")
-        known = (*NAME_ACTIONS, *COLUMN_ACTIONS, *TABLE_ACTIONS, *REFUSED_ACTIONS)
+        known = (*NAME_ACTIONS, *COLUMN_ACTIONS, *TABLE_ACTIONS)
         if action not in known:
             raise self.fatal(f"unknown rule-action {action!r}{did_you_mean(action, known)}")
         if action in COLUMN_ACTIONS and target != "column":
@@ -483,7 +493,9 @@ class _RuleParser:
             assert table is not None
             table_p = pattern(table, True)
         if target == "column" and action != "add-column":
-            column = self.string(locator, "column-name", "object-locator")
+            # add-before-image-columns: the filter chooses the columns, a name narrows them
+            optional = action == "add-before-image-columns" and "column-name" not in locator
+            column = "%" if optional else self.string(locator, "column-name", "object-locator")
             assert column is not None
             column_p = pattern(column, True)
         of_kinds = self._of_kinds(locator, action)
@@ -514,6 +526,7 @@ class _RuleParser:
             expression=expression,
             data_type=data_type,
             primary_key=self._primary_key() if action == "define-primary-key" else None,
+            before_image=self._before_image() if action == "add-before-image-columns" else None,
             of_kinds=of_kinds,
         )
 
@@ -554,6 +567,27 @@ class _RuleParser:
             "define-primary-key",
         ):
             self.problem(f"rule-action {action!r} takes no 'value'")
+
+    def _before_image(self) -> BeforeImageSpec:
+        spec = self.obj("before-image-def", required=False) or {}
+        prefix = spec.get("column-prefix", "BI_")
+        suffix = spec.get("column-suffix", "")
+        columns = spec.get("column-filter", "pk-only")
+        if not isinstance(prefix, str) or not isinstance(suffix, str):
+            self.problem("before-image-def: 'column-prefix' and 'column-suffix' must be strings")
+            prefix, suffix = "BI_", ""
+        elif not prefix and not suffix:
+            self.problem(
+                "before-image-def: 'column-prefix' and 'column-suffix' cannot both be empty "
+                "(a before-image column would take its column's own name)"
+            )
+        if columns not in BEFORE_IMAGE_FILTERS:
+            self.problem(
+                f"before-image-def: 'column-filter' must be one of {', '.join(BEFORE_IMAGE_FILTERS)}, "
+                f"not {columns!r}{did_you_mean(str(columns), BEFORE_IMAGE_FILTERS)}"
+            )
+            columns = "pk-only"
+        return BeforeImageSpec(prefix, suffix, columns)
 
     def _primary_key(self) -> PrimaryKeySpec:
         spec = self.obj("primary-key-def")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ from conveyor.core.names import did_you_mean
 from conveyor.core.problems import Problem
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
-from conveyor.core.types import ColumnType
+from conveyor.core.types import ColumnType, is_lob
 from conveyor.replication.conversions import Conversion, convertible
 from conveyor.replication.expressions import FULL_LOAD_OPERATION, AddedColumn, Evaluator
 from conveyor.replication.mapping_keys import MASKING_ACTIONS
@@ -87,6 +87,9 @@ class MappedTable:
     # unique key, and change capture replaces a parent's rows as a whole
     # (these target columns: the parent's key).
     group_key: tuple[str, ...] = ()
+    # add-before-image-columns: (before-image column, the target column whose
+    # value before an UPDATE it holds); NULL in the full load and for INSERTs.
+    before_images: tuple[tuple[str, str], ...] = ()
 
     def source_columns(self) -> list[str]:
         """Source columns to read, in target order."""
@@ -283,6 +286,7 @@ class TableMappings:
         included: set[str] | None = None  # include-column rules: the columns they keep
         key: tuple[str, ...] | None = None
         masks: list[tuple[_Col, Rule]] = []
+        before_rules: list[Rule] = []  # add-before-image-columns, once the columns are known
         load_order = max((r.load_order for r in selected_by), default=0)
         parallel: Rule | None = None  # the table's parallel-load rule (one at most)
         for rule in self._rules:
@@ -312,6 +316,8 @@ class TableMappings:
                 table_name = rule.apply(table_name)
                 if not table_name:
                     raise _fail(origin, rule, f"leaves table {ref} with an empty name")
+            elif rule.action == "add-before-image-columns":
+                before_rules.append(rule)
             elif rule.action == "add-column":
                 assert rule.value is not None
                 if any(c.target == rule.value for c in cols):
@@ -403,6 +409,7 @@ class TableMappings:
             added.append(AddedColumn(c.target, c.rule.data_type, c.rule.expression, c.rule.label))
         source_key = key if key is not None else table.primary_key
         target_key = tuple(by_source[k] for k in source_key if k in by_source)
+        before_images = _before_images(origin, table, before_rules, cols, columns, source_key, mask_by_target)
         for name, mask in mask_by_target.items():
             if name in target_key:
                 raise ConfigError(
@@ -446,6 +453,7 @@ class TableMappings:
             load_order=load_order,
             conversions=tuple(conversions),
             group_key=group_key,
+            before_images=before_images,
         )
 
 
@@ -468,6 +476,42 @@ def _conversion(origin: str, table: TableSchema, col: _Col, conversions: list[Co
 
 def _fail(origin: str, rule: Rule, problem: str) -> ConfigError:
     return ConfigError(f"{origin}: {rule.label}: {problem}")
+
+
+def _before_images(
+    origin: str,
+    table: TableSchema,
+    rules: list[Rule],
+    cols: list[_Col],
+    columns: list[Column],
+    source_key: tuple[str, ...],
+    masks: dict[str, Mask],
+) -> tuple[tuple[str, str], ...]:
+    """The before-image columns ``rules`` add (appended to ``cols`` and
+    ``columns``, their masks to ``masks``): per rule, the source-fed columns
+    its column-name matches and its column-filter keeps, named with its
+    prefix and suffix, of the column's target type."""
+    pairs: list[tuple[str, str]] = []
+    types = {c.name: c for c in columns}
+    for rule in rules:
+        spec = rule.before_image
+        assert spec is not None and rule.column is not None
+        for col in [c for c in cols if c.source is not None and rule.column.fullmatch(c.match)]:
+            assert col.source is not None
+            if spec.columns == "pk-only" and col.source not in source_key:
+                continue
+            if spec.columns == "non-lob" and is_lob(table.column(col.source).type):
+                continue
+            name = f"{spec.prefix}{col.target}{spec.suffix}"
+            if name in types:
+                raise _fail(origin, rule, f"table {table.ref} already has a column {name!r}")
+            cols.append(_Col(name, name, None, rule))
+            column = types[name] = Column(name, types[col.target].type, True)
+            columns.append(column)
+            pairs.append((name, col.target))
+            if col.target in masks:  # the value before is masked as the value after is
+                masks[name] = replace(masks[col.target], column=name)
+    return tuple(pairs)
 
 
 def _masks(

@@ -57,6 +57,9 @@ class TablePlan:
     # segment (in process, the table is read in one piece).
     partitions_auto: bool = False
     partitions_named: tuple[str, ...] = ()  # partitions-list: checked, then loaded first
+    # Target columns validation cannot compare: before-image columns hold a
+    # value from before a row's last UPDATE, which the source no longer has.
+    uncompared: tuple[str, ...] = ()
 
     def check_partitions(self, names: list[str] | None) -> None:
         """Refuse partitions-list names that are not among the table's leaf

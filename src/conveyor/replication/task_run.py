@@ -228,6 +228,7 @@ def table_plan(mapped: MappedTable) -> TablePlan:
         segments=mapped.segments,
         partitions_auto=mapped.partitions_auto,
         partitions_named=mapped.partitions_named,
+        uncompared=tuple(name for name, _ in mapped.before_images),
     )
 
 

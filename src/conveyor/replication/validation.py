@@ -182,7 +182,7 @@ def _as_a_whole(
     source_batches, target_batches, types, result.compared_as = sides(
         snapshot, target, plan, partition, result.notes
     )
-    normal = normaliser(plan.target.column_names, types, run.settings, result.notes)
+    normal = normaliser(plan.target.column_names, types, run.settings, result.notes, plan.uncompared)
     partitions = [0]
     result.source_rows, source_sum = _multiset(source_batches, normal, partitions)
     result.target_rows, target_sum = _multiset(target_batches, normal, [0])
@@ -268,7 +268,7 @@ def _compare(
     key_names = plan.target.primary_key
     key_at = [names.index(k) for k in key_names]
     orders = [sort_key(types[i].kind) for i in key_at]
-    normal = normaliser(names, types, run.settings, result.notes)
+    normal = normaliser(names, types, run.settings, result.notes, plan.uncompared)
     partitions, ignored = [0], [0]
     source = keyed(source_batches, key_at, orders, normal, "source", key_names, partitions)
     target_rows = keyed(target_batches, key_at, orders, normal, "target", key_names, ignored)

@@ -59,7 +59,7 @@ def validate_keys(
     names = plan.target.column_names
     key_at = [names.index(k) for k in plan.target.primary_key]
     types = [c.type for c in view.columns]
-    normal = normaliser(names, types, run.settings, result.notes)
+    normal = normaliser(names, types, run.settings, result.notes, plan.uncompared)
     recorder = Recorder(run, names, plan.target.primary_key)
     partition = max(1, run.settings.partition_size)
     try:

@@ -19,7 +19,7 @@ from conveyor.connectors.base import ReportsRejections, Snapshot, SupportsTextRo
 from conveyor.core.canonical_text import json_document, render_column, xml_document
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
-from conveyor.core.types import ColumnType, Kind
+from conveyor.core.types import ColumnType, Kind, is_lob
 from conveyor.replication.settings import ValidationSettings
 from conveyor.replication.table_plan import TablePlan, read_source
 
@@ -149,24 +149,19 @@ def _other_types(plan: TablePlan, view: TableSchema, existing: TableSchema | Non
     return [f"target columns of other types, compared as each side's own text: {', '.join(other)}"]
 
 
-def _is_lob(ctype: ColumnType) -> bool:
-    if ctype.kind in {Kind.BYTES, Kind.JSON}:
-        return True
-    native = (ctype.native or "text").split("(")[0].lower()
-    return ctype.kind is Kind.TEXT and ctype.length is None and native in _LOB_NATIVES
-
-
-_LOB_NATIVES = {"text", "xml", "character varying", "varchar", "citext", "longtext", "mediumtext", "clob"}
-
-
 def normaliser(
-    names: Sequence[str], types: Sequence[ColumnType], settings: ValidationSettings, notes: list[str]
+    names: Sequence[str],
+    types: Sequence[ColumnType],
+    settings: ValidationSettings,
+    notes: list[str],
+    uncompared: Sequence[str] = (),
 ) -> Callable[[Values], Values]:
     """What is done to every row's texts before comparing, on both sides alike:
-    JSON as documents; LOB columns skipped or cut per the settings."""
+    JSON as documents; LOB columns skipped or cut per the settings; the
+    ``uncompared`` columns (before images) left out."""
     json_at = [i for i, t in enumerate(types) if t.kind is Kind.JSON]
     xml_at = [i for i, t in enumerate(types) if (t.native or "").lower() == "xml"]
-    lobs = [i for i, t in enumerate(types) if _is_lob(t)]
+    lobs = [i for i, t in enumerate(types) if is_lob(t)]
     skipped = lobs if settings.skip_lob_columns else []
     cut = settings.validation_partial_lob_size * 1024
     if skipped:
@@ -177,6 +172,12 @@ def normaliser(
             f"of {', '.join(names[i] for i in lobs)}"
         )
     partial = [] if skipped or not cut else lobs
+    if uncompared:
+        notes.append(
+            "before-image columns not compared (the source keeps no value from before its rows' "
+            f"last UPDATE): {', '.join(uncompared)}"
+        )
+        skipped = sorted({*skipped, *(names.index(n) for n in uncompared)})
 
     def normal(values: Values) -> Values:
         if not (json_at or xml_at or skipped or partial):

@@ -64,6 +64,7 @@ class RowChanges:
             after,
             old_key=old_key if old_key != new_key else None,
             unchanged=_missing(table, after),
+            before=before,
         )
 
     def _table_converters(self, table: TableSchema) -> dict[str, Convert]:

@@ -105,4 +105,5 @@ def table_reducer(
         carry=carry if mapped.group_key else None,
         check_keys=check_keys,
         lookup=lookup,
+        before_images=mapped.before_images,
     )

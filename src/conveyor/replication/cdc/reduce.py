@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.connectors.arrow_rows import change_batch
 from conveyor.connectors.changes import EncodedRows, RowChange
 from conveyor.core.batch import ChangeBatch, Checkpoint, KeyHistory, LoggedChange, Op
-from conveyor.core.errors import TerminalError
+from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
 
@@ -78,6 +78,8 @@ class TableReducer:
     # Columns the stream does not carry exactly, looked up from the source when
     # the batch is built (cdc/lookups.py); then the source key of each target key.
     lookup: ValueLookup | None = None
+    # add-before-image-columns: (before-image column, its column), target names.
+    before_images: tuple[tuple[str, str], ...] = ()
     _source_keys: dict[Key, Key] = field(default_factory=dict)
     _history: dict[Key, list[Any] | None] = field(default_factory=dict)
     # Keys whose first change is an INSERT followed only by partial UPDATEs:
@@ -102,6 +104,7 @@ class TableReducer:
         return (
             self._identity
             and self.added is None
+            and not self.before_images
             and self.row_filter is None
             and self.mask is None
             and self.convert is None
@@ -149,9 +152,11 @@ class TableReducer:
             values.update(extra)
             # An expression whose input was not sent (unchanged TOAST) keeps the target's value.
             unchanged |= self.added_names - extra.keys()
+        old = self._target(change.old_key) if change.old_key is not None else None
+        if self.before_images and change.op is not Op.DELETE:
+            values.update(self._before_image(change, values, old))
         if self.mask is not None and change.op is not Op.DELETE:
             self.mask(values)  # after add-column, as the full load masks added columns too
-        old = self._target(change.old_key) if change.old_key is not None else None
         if self.log is not None and at is not None:
             self._log(change.op, values, old, at)
         if self.group_key:
@@ -172,6 +177,41 @@ class TableReducer:
             self._delete(old if old is not None else values, Op.DELETE)
         else:
             raise ValueError(f"unexpected change operation {change.op!r}")
+
+    def _before_image(
+        self, change: RowChange, values: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The before-image columns of an INSERT (NULL) or an UPDATE (each
+        column's value before it). A key column the source sent no old value
+        of did not change; any other value the source did not send is a
+        DataError (the table is suspended), never a guess."""
+        if change.op is Op.INSERT:
+            return {name: None for name, _ in self.before_images}
+        if change.before is not None:
+            old = self._target(change.before)
+        looked_up = set(self.lookup.rename.values()) if self.lookup is not None else set()
+        out: dict[str, Any] = {}
+        for name, column in self.before_images:
+            if column in looked_up:
+                raise DataError(
+                    f"table {self.table.ref}: before-image column {name!r}: the change stream does not "
+                    f"carry {column!r} exactly (its values are looked up from the source, which has "
+                    "only the value after)",
+                    column=name,
+                )
+            if old is not None and column in old:
+                out[name] = old[column]
+            elif column in self.table.primary_key and column in values:
+                out[name] = values[column]
+            else:
+                raise DataError(
+                    f"table {self.table.ref}: before-image column {name!r} needs the value of {column!r} "
+                    "before the UPDATE, which the source did not send (a PostgreSQL table needs REPLICA "
+                    "IDENTITY FULL, a MySQL/MariaDB server binlog_row_image=FULL; SQLite and DynamoDB "
+                    "sources send only the key's: column-filter pk-only)",
+                    column=name,
+                )
+        return out
 
     def _count(self, op: Op) -> None:
         if op is Op.INSERT:
@@ -425,7 +465,12 @@ class TableReducer:
         return renamed
 
     def _renamed(self, values: dict[str, Any]) -> dict[str, Any]:
-        if self._identity and self.added is None and values.keys() <= self.rename.keys():
+        if (
+            self._identity
+            and self.added is None
+            and not self.before_images
+            and values.keys() <= self.rename.keys()
+        ):
             return values
         return {self.rename[name]: value for name, value in values.items() if name in self.rename}
 
