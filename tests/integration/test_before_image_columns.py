@@ -6,6 +6,8 @@ column-filter all) suspends its table with the reason, never a guess."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -176,4 +178,40 @@ def test_from_mariadb(mariadb_db: str, pg_server: PostgresServer, store: Store, 
     assert _rows(target, f'SELECT * FROM "{schema}".items ORDER BY id') == [
         (1, "uno", "z", 1, "one"),
         (20, "two", "b", 2, "two"),
+    ]
+
+
+def test_into_the_lake(pg_server: PostgresServer, store: Store, tmp_path: Path) -> None:
+    """The lake's change files carry the before images on their U rows; the
+    LOAD file has the columns, empty."""
+    source = pg_server.url(pg_server.new_database("bi_lake"))
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id integer PRIMARY KEY, name text)")
+        conn.execute("ALTER TABLE items REPLICA IDENTITY FULL")
+        conn.execute("INSERT INTO items VALUES (1, 'one')")
+    lake = tmp_path / "lake"
+    path = stacks.one_task(
+        tmp_path / "conveyor.yaml",
+        {"engine": "postgres", "url": source},
+        {"engine": "lake", "path": str(lake), "settings": {"AddColumnName": True, "CdcMaxBatchInterval": 1}},
+        task=TASK,
+        rules=[stacks.select_all("public"), _before_image(2, "public", "items", **{"column-filter": "all"})],
+    )
+
+    def rows(pattern: str) -> list[dict[str, str]]:
+        found: list[dict[str, str]] = []
+        for file in sorted(lake.rglob(pattern)):
+            found.extend(csv.DictReader(io.StringIO(file.read_text())))
+        return found
+
+    with RunningTask(store, path, TASK):
+        _wait(lambda: store.task_progress(TASK) is not None, "capture to begin")
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute("UPDATE items SET name = 'uno' WHERE id = 1")
+            conn.execute("INSERT INTO items VALUES (2, 'two')")
+        _wait(lambda: len(rows("2*.csv")) == 2, "the change file", lambda: rows("2*.csv"))
+    assert rows("LOAD*.csv") == [{"id": "1", "name": "one", "BI_id": "", "BI_name": ""}]
+    assert rows("2*.csv") == [
+        {"Op": "U", "id": "1", "name": "uno", "BI_id": "1", "BI_name": "one"},
+        {"Op": "I", "id": "2", "name": "two", "BI_id": "", "BI_name": ""},
     ]
