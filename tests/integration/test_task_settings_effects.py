@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,66 @@ def test_truncate_fails_the_task_when_told(tmp_path: Path, pg_db: str) -> None:
     finally:
         conveyor(home, "tasks", "stop", "sync")
         drop_slots(pg_db)
+
+
+def test_support_lobs_false_leaves_the_lob_columns_out(tmp_path: Path, pg_server: PostgresServer) -> None:
+    """SupportLobs false: text without a length, bytea and jsonb columns are
+    not on the target, in the full load or in change capture; a varchar(n)
+    is not a LOB, and a text key stays (the rows need it). Said in the log."""
+    source, target = pg_server.url(pg_server.new_database()), pg_server.url(pg_server.new_database())
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.docs"
+            " (code text PRIMARY KEY, title varchar(20), body text, raw bytea, meta jsonb)"
+        )
+        conn.execute("INSERT INTO public.docs VALUES ('a', 'A', 'long', '\\x00', '{}')")
+    home = tmp_path / "home"
+    settings = {"TargetMetadata": {"SupportLobs": False}}
+    apply(
+        home,
+        tmp_path / "conveyor.yaml",
+        "endpoints:\n"
+        f"  src: {{engine: postgres, url: '{source}'}}\n"
+        f"  dw: {{engine: postgres, url: '{target}'}}\n"
+        "tasks:\n"
+        "  nolobs: {source: src, target: dw, migration_type: full-load-and-cdc,"
+        f" settings: {json.dumps(settings)}}}\n",
+    )
+    try:
+        assert conveyor(home, "tasks", "start", "nolobs").returncode == 0
+        wait_for(home, "nolobs", _loaded)
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute("INSERT INTO public.docs VALUES ('b', 'B', 'more', '\\x01', '[]')")
+            conn.execute("UPDATE public.docs SET title = 'A2', body = 'changed' WHERE code = 'a'")
+
+        def caught_up() -> bool:
+            with psycopg.connect(target) as conn:
+                return conn.execute(
+                    "SELECT count(*) FROM public.docs WHERE title IN ('A2', 'B')"
+                ).fetchone() == (2,)
+
+        deadline = time.monotonic() + 60
+        while not caught_up():
+            assert time.monotonic() < deadline, "the changes did not arrive"
+            time.sleep(0.2)
+    finally:
+        conveyor(home, "tasks", "stop", "nolobs")
+        wait_for(home, "nolobs", ended)
+        drop_slots(source)
+    with psycopg.connect(target) as conn:
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_name = 'docs' ORDER BY ordinal_position"
+        ).fetchall()
+        rows = conn.execute("SELECT * FROM public.docs ORDER BY code").fetchall()
+    assert columns == [("code",), ("title",)]
+    assert rows == [("a", "A2"), ("b", "B")]
+    assert (
+        "TargetMetadata.SupportLobs is false: LOB columns left out: body, raw, meta (kept, as the key: code)"
+        in (worker_log(home, "nolobs"))
+    )
+
+
+def _loaded(described: dict[str, Any]) -> bool:
+    tables = described.get("tables") or []
+    return bool(tables) and all(t.get("TableState") == "Table completed" for t in tables)

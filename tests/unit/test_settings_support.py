@@ -56,8 +56,8 @@ ROWS: list[Row] = [
     # TargetMetadata
     acted("TargetMetadata.TargetSchema", "landing", "tables land in landing",
           f"{EFFECTS}::test_target_schema_key_after_load_and_log_levels"),
-    not_yet("TargetMetadata.SupportLobs", True),
-    refused("TargetMetadata.SupportLobs", False, "always replicates LOB columns"),
+    acted("TargetMetadata.SupportLobs", False, "LOB columns left out but for the key",
+          f"{EFFECTS}::test_support_lobs_false_leaves_the_lob_columns_out"),
     cloud("TargetMetadata.FullLobMode", False),
     cloud("TargetMetadata.LobChunkSize", 128),
     cloud("TargetMetadata.LimitedSizeLobMode", True),

@@ -23,6 +23,7 @@ ones another rule renames or removes. It is never part of the primary key.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -45,6 +46,8 @@ from conveyor.replication.masking import Mask, maskable
 from conveyor.replication.source_filters import bind_filters, bind_segments
 
 _MAX_LISTED = 20
+log = logging.getLogger(__name__)
+_LOBS_SAID: set[tuple[str, TableRef]] = set()  # tables whose LOB columns SupportLobs false left out
 
 
 @dataclass(frozen=True)
@@ -189,15 +192,23 @@ def check_table_mappings(doc: Mapping[str, Any]) -> list[Problem]:
 class TableMappings:
     """Parsed table mappings; :meth:`select` applies them to source tables."""
 
-    def __init__(self, rules: Sequence[Rule], origin: str, target_schema: str = "") -> None:
+    def __init__(
+        self, rules: Sequence[Rule], origin: str, target_schema: str = "", lobs: bool = True
+    ) -> None:
         self._rules = tuple(rules)
         self._origin = origin
         self._target_schema = target_schema
+        self._lobs = lobs
 
     def in_schema(self, target_schema: str) -> TableMappings:
         """These mappings with the task setting TargetMetadata.TargetSchema: tables
         land in that schema (rules on the schema name still apply to it)."""
-        return TableMappings(self._rules, self._origin, target_schema)
+        return TableMappings(self._rules, self._origin, target_schema, self._lobs)
+
+    def without_lobs(self) -> TableMappings:
+        """These mappings with the task setting TargetMetadata.SupportLobs false:
+        the LOB columns (``core.types.is_lob``) are left out, but for key columns."""
+        return TableMappings(self._rules, self._origin, self._target_schema, lobs=False)
 
     @classmethod
     def parse(cls, doc: Mapping[str, Any] | str, origin: str) -> TableMappings:
@@ -276,6 +287,21 @@ class TableMappings:
         # Two tables mapped to one target name are refused by the load's plan
         # (replication/identifiers.py), just those tables, not the task.
         return sorted(mapped, key=lambda m: -m.load_order)
+
+    def _without_lobs(self, table: TableSchema, cols: list[_Col], key: tuple[str, ...]) -> list[_Col]:
+        """``cols`` without the LOB columns (SupportLobs false), said once per table."""
+        lobs = {c.name for c in table.columns if is_lob(c.type)}
+        left_out = [c.source for c in cols if c.source in lobs and c.source not in key]
+        kept = [k for k in key if k in lobs]
+        if (left_out or kept) and (self._origin, table.ref) not in _LOBS_SAID:
+            _LOBS_SAID.add((self._origin, table.ref))
+            log.warning(
+                "table %s: TargetMetadata.SupportLobs is false: LOB columns left out: %s%s",
+                table.ref,
+                ", ".join(map(str, left_out)) or "none",
+                f" (kept, as the key: {', '.join(kept)})" if kept else "",
+            )
+        return [c for c in cols if c.source not in left_out]
 
     def _map(self, table: TableSchema, selected_by: list[Rule]) -> MappedTable:
         origin = self._origin
@@ -372,6 +398,8 @@ class TableMappings:
                     )
         if included is not None:
             cols = [c for c in cols if c.rule is not None or c.match in included]
+        if not self._lobs:
+            cols = self._without_lobs(table, cols, key if key is not None else table.primary_key)
         if not any(c.source is not None for c in cols):
             raise ConfigError(f"{origin}: table {ref} keeps none of its source columns")
         by_source = {c.source: c.target for c in cols if c.source is not None}

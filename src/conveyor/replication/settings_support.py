@@ -120,7 +120,10 @@ _COMMIT_POSITION = (
 SUPPORT: Mapping[str, Support] = {
     # TargetMetadata
     "TargetMetadata.TargetSchema": acted("tables land in this schema unless a rule renames it"),
-    "TargetMetadata.SupportLobs": not_yet("Conveyor always replicates LOB columns", True),
+    "TargetMetadata.SupportLobs": acted(
+        "false: LOB columns (binary, JSON, text without a length) are left out of every table, but for "
+        "key columns; true (the default): copied whole"
+    ),
     "TargetMetadata.FullLobMode": cloud(_LOBS),
     "TargetMetadata.LobChunkSize": cloud(_LOBS),
     "TargetMetadata.LimitedSizeLobMode": cloud(_LOBS),

@@ -233,10 +233,12 @@ def table_plan(mapped: MappedTable) -> TablePlan:
 
 
 def task_mappings(stack: Declarations, name: str) -> TableMappings:
-    """The task's table mappings, with its TargetMetadata.TargetSchema."""
+    """The task's table mappings, with its TargetMetadata.TargetSchema and SupportLobs."""
     spec = stack.tasks[name]
     mappings = TableMappings.parse(spec.table_mappings, f"tasks.{name}.table_mappings")
-    return mappings.in_schema(spec.task_settings().target_metadata.target_schema)
+    metadata = spec.task_settings().target_metadata
+    mappings = mappings.in_schema(metadata.target_schema)
+    return mappings if metadata.support_lobs else mappings.without_lobs()
 
 
 def select_tables(stack: Declarations, name: str, tables: Sequence[TableSchema]) -> list[MappedTable]:
