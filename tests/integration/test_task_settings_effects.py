@@ -325,3 +325,63 @@ def test_support_lobs_false_leaves_the_lob_columns_out(tmp_path: Path, pg_server
 def _loaded(described: dict[str, Any]) -> bool:
     tables = described.get("tables") or []
     return bool(tables) and all(t.get("TableState") == "Table completed" for t in tables)
+
+
+def test_limited_lob_mode_cuts_what_the_user_wrote_to_cut(tmp_path: Path, pg_server: PostgresServer) -> None:
+    """LimitedSizeLobMode with LobMaxSize 1 (KB): text and bytea LOBs are cut
+    to 1024 bytes in the full load and in change capture, and the log says
+    so; FullLobMode copies them whole; a varchar(n) is not a LOB."""
+    source, target = pg_server.url(pg_server.new_database()), pg_server.url(pg_server.new_database())
+    with psycopg.connect(source, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.docs (id int PRIMARY KEY, body text, raw bytea, title varchar(4000))"
+        )
+        conn.execute(
+            "INSERT INTO public.docs VALUES (1, repeat('x', 3000), decode(repeat('ab', 3000), 'hex'),"
+            " repeat('t', 3000))"
+        )
+    home = tmp_path / "home"
+    limited = {"TargetMetadata": {"LimitedSizeLobMode": True, "LobMaxSize": 1, "TargetSchema": "cut"}}
+    full = {"TargetMetadata": {"FullLobMode": True, "LimitedSizeLobMode": False, "TargetSchema": "whole"}}
+    apply(
+        home,
+        tmp_path / "conveyor.yaml",
+        "endpoints:\n"
+        f"  src: {{engine: postgres, url: '{source}'}}\n"
+        f"  dw: {{engine: postgres, url: '{target}'}}\n"
+        "tasks:\n"
+        "  cut: {source: src, target: dw, migration_type: full-load-and-cdc,"
+        f" settings: {json.dumps(limited)}}}\n"
+        f"  whole: {{source: src, target: dw, settings: {json.dumps(full)}}}\n",
+    )
+    sizes = "SELECT id, octet_length(body), octet_length(raw), octet_length(title) FROM {}.docs ORDER BY id"
+    try:
+        assert conveyor(home, "tasks", "start", "whole").returncode == 0
+        wait_for(home, "whole", ended)
+        assert conveyor(home, "tasks", "start", "cut").returncode == 0
+        wait_for(home, "cut", _loaded)
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute("INSERT INTO public.docs VALUES (2, repeat('é', 2000), '\\x00', 'short')")
+
+        def caught_up() -> bool:
+            with psycopg.connect(target) as conn:
+                return conn.execute("SELECT count(*) FROM cut.docs").fetchone() == (2,)
+
+        deadline = time.monotonic() + 60
+        while not caught_up():
+            assert time.monotonic() < deadline, "the change did not arrive"
+            time.sleep(0.2)
+    finally:
+        conveyor(home, "tasks", "stop", "cut")
+        wait_for(home, "cut", ended)
+        drop_slots(source)
+    with psycopg.connect(target) as conn:
+        cut = conn.execute(sizes.format("cut")).fetchall()
+        whole = conn.execute(sizes.format("whole")).fetchall()
+        cut_text = conn.execute("SELECT body FROM cut.docs WHERE id = 2").fetchone()
+    assert cut == [(1, 1024, 1024, 3000), (2, 1024, 1, 5)]
+    assert cut_text == ("é" * 512,)  # 1024 bytes, never half a character
+    assert whole == [(1, 3000, 3000, 3000)]
+    log = worker_log(home, "cut")
+    assert "table cut.docs: 1 value(s) of LOB column body cut to 1 KB" in log, log
+    assert "table cut.docs: LOB column body cut to 1 KB" in log, log

@@ -13,6 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from conveyor.connectors.changes import RowChange
+from conveyor.core.batch import Op
 from conveyor.core.errors import ConfigError, DataError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, decimal, simple, varchar
@@ -258,9 +260,9 @@ CASES: list[tuple[str, list[dict[str, Any]], Target | str]] = [
         "rule 3 (settings): lob-settings: 'bulk-max-size' must be a non-negative integer, not 'lots'",
     ),
     (
-        "lob-settings limited",
+        "lob-settings limited (short values kept whole)",
         [selection(), table_settings(**{"lob-settings": {"mode": "limited", "bulk-max-size": 64}})],
-        "lob-settings mode 'limited' (truncating values to bulk-max-size) is not supported",
+        Target(values={"name": ["Ann", "bob", "Cy", None]}),
     ),
     ("load-order", [selection(), table_settings(**{"load-order": 3})], Target()),
     (
@@ -698,8 +700,6 @@ def test_a_defined_key_other_than_the_sources_is_a_capture_warning() -> None:
 
 
 def test_cdc_rows_equal_full_load_rows_through_every_column_transformation() -> None:
-    from conveyor.connectors.changes import RowChange
-    from conveyor.core.batch import Op
     from conveyor.replication.cdc.capture_table import table_reducer
 
     rules = [
@@ -732,8 +732,6 @@ def test_before_image_columns_in_change_capture() -> None:
     """INSERTs get NULL, an UPDATE its columns' values before it (the old row
     the source sent, or the unchanged key), converted and masked as the
     columns are; a value the source did not send suspends the table (DataError)."""
-    from conveyor.connectors.changes import RowChange
-    from conveyor.core.batch import Op
     from conveyor.replication.cdc.capture_table import table_reducer
 
     rules = [
@@ -791,3 +789,77 @@ def test_partitions_list_names_reach_the_plan_in_rule_order() -> None:
         {"rules": [selection(), table_settings(**{"parallel-load": load})]}, ORIGIN
     ).select([PEOPLE])
     assert (mapped.partitions_auto, mapped.partitions_named) == (True, ("p_b", "p_a"))
+
+
+LOBS = TableSchema(
+    TableRef("app", "docs"),
+    (
+        Column("id", simple(Kind.INT64), nullable=False),
+        Column("body", simple(Kind.TEXT)),
+        Column("raw", simple(Kind.BYTES)),
+        Column("meta", simple(Kind.JSON)),
+        Column("title", varchar(5000)),
+    ),
+    ("id",),
+)
+
+
+def test_limited_lob_mode_cuts_text_and_binary_lobs_alike_in_load_and_capture() -> None:
+    """Text is cut to the limit in UTF-8 bytes (never inside a character),
+    binary to the limit in bytes; JSON and a varchar(n) are not LOBs to cut.
+    A table-settings rule's limit wins over the task's; 'unlimited' copies whole."""
+    from conveyor.replication.cdc.capture_table import table_reducer
+    from conveyor.replication.settings import TargetMetadata
+
+    long_text, wide_text, blob = "x" * 3000, "é" * 700, bytes(range(256)) * 12
+    document = '{"k": "' + "v" * 3000 + '"}'
+    batch = pa.RecordBatch.from_pylist(
+        [
+            {"id": 1, "body": long_text, "raw": blob, "meta": document, "title": long_text},
+            {"id": 2, "body": wide_text, "raw": b"short", "meta": None, "title": None},
+        ],
+        schema=LOBS.arrow_schema(),
+    )
+    select = {**selection(), "object-locator": {"schema-name": "app", "table-name": "docs"}}
+    limited = TargetMetadata.model_validate({"LimitedSizeLobMode": True, "LobMaxSize": 1})
+    [mapped] = TableMappings.parse({"rules": [select]}, ORIGIN).for_task(limited).select([LOBS])
+    loaded = mapped.project(batch).to_pylist()
+    assert [len(r["body"].encode()) for r in loaded] == [1024, 1024]
+    assert loaded[1]["body"] == "é" * 512
+    assert [r["raw"] for r in loaded] == [blob[:1024], b"short"]
+    assert loaded[0]["meta"] == document and loaded[0]["title"] == long_text
+    reducer = table_reducer(mapped)
+    for row in batch.to_pylist():
+        reducer.add(RowChange(LOBS.ref, Op.INSERT, dict(row)))
+    assert sorted(reducer.changes().upserts.to_pylist(), key=lambda r: r["id"]) == loaded
+
+    per_table = {
+        **table_settings(**{"lob-settings": {"mode": "limited", "bulk-max-size": "2"}}),
+        "object-locator": {"schema-name": "app", "table-name": "docs"},
+    }
+    [mapped] = TableMappings.parse({"rules": [select, per_table]}, ORIGIN).for_task(limited).select([LOBS])
+    assert len(mapped.project(batch).column(1)[0].as_py()) == 2048
+    whole = {**per_table, "lob-settings": {"mode": "unlimited"}}
+    [mapped] = TableMappings.parse({"rules": [select, whole]}, ORIGIN).for_task(limited).select([LOBS])
+    assert mapped.lob_limit is None and mapped.project(batch).column(1)[0].as_py() == long_text
+    # Unwritten, the service's default (limited, 32 KB) is not taken: whole values.
+    [mapped] = TableMappings.parse({"rules": [select]}, ORIGIN).for_task(TargetMetadata()).select([LOBS])
+    assert mapped.lob_limit is None
+
+
+@pytest.mark.parametrize(
+    ("written", "limit"),
+    [
+        ({}, None),
+        ({"LimitedSizeLobMode": True}, 32),
+        ({"LobMaxSize": 8}, 8),
+        ({"LimitedSizeLobMode": False, "LobMaxSize": 8}, None),
+        ({"LimitedSizeLobMode": False, "FullLobMode": True, "LobMaxSize": 8}, None),
+        ({"LimitedSizeLobMode": True, "SupportLobs": False}, None),
+        ({"LimitedSizeLobMode": True, "LobMaxSize": 0}, None),
+    ],
+)
+def test_the_lob_limit_as_written(written: dict[str, Any], limit: int | None) -> None:
+    from conveyor.replication.settings import TargetMetadata
+
+    assert TargetMetadata.model_validate(written).lob_limit() == limit

@@ -118,6 +118,9 @@ class Rule:
     partitions: tuple[str, ...] = ()  # parallel-load partitions-list: the named partitions
     primary_key: PrimaryKeySpec | None = None
     before_image: BeforeImageSpec | None = None
+    # table-settings lob-settings: mode (limited, unlimited, none) and bulk-max-size (KB)
+    lob_mode: str | None = None
+    lob_kilobytes: int | None = None
     of_kinds: frozenset[Kind] | None = None  # object-locator data-type: columns of these kinds
 
     @property
@@ -386,21 +389,19 @@ class _RuleParser:
                 if key in load and not _parallel_key_fits(parallel, key):
                     self.problem(f"parallel-load: {key!r} belongs to other types than {parallel!r}")
         lob = self.obj("lob-settings", required=False)
+        mode: str | None = None
+        size: Any = None
         if lob is not None:
             mode = self.string(lob, "mode", "lob-settings")
             assert mode is not None
             if mode not in LOB_MODES:
                 raise self.fatal(f"lob-settings: unknown mode {mode!r}{did_you_mean(mode, LOB_MODES)}")
-            if mode == "limited":
-                self.problem(
-                    "lob-settings mode 'limited' (truncating values to bulk-max-size) is not supported: "
-                    "Conveyor always copies whole values; use mode 'unlimited'"
-                )
             size = lob.get("bulk-max-size")
             if isinstance(size, str) and size.strip().isdigit():
                 size = int(size)  # the service's examples write it as text
             if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
                 self.problem(f"lob-settings: 'bulk-max-size' must be a non-negative integer, not {size!r}")
+                size = None
         return Rule(
             rule_id,
             name,
@@ -414,6 +415,8 @@ class _RuleParser:
             parallel_load=parallel,
             ranges=ranges,
             partitions=partitions,
+            lob_mode=mode,
+            lob_kilobytes=size or None,
         )
 
     def _partitions_list(self, load: Mapping[str, Any]) -> tuple[str, ...]:

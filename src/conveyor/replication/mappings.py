@@ -27,7 +27,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -40,12 +40,18 @@ from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType, is_lob
 from conveyor.replication.conversions import Conversion, convertible
 from conveyor.replication.expressions import FULL_LOAD_OPERATION, AddedColumn, Evaluator
+from conveyor.replication.lob_limits import LobLimit, cut_columns
 from conveyor.replication.mapping_keys import MASKING_ACTIONS
 from conveyor.replication.mapping_rules import Rule, parse_rules
 from conveyor.replication.masking import Mask, maskable
 from conveyor.replication.source_filters import bind_filters, bind_segments
 
+if TYPE_CHECKING:
+    from conveyor.replication.settings import TargetMetadata
+
 _MAX_LISTED = 20
+_TASK_LOB_LIMIT = "TargetMetadata.LimitedSizeLobMode, LobMaxSize"
+_DEFAULT_LOB_KILOBYTES = 32  # the service's LobMaxSize default
 log = logging.getLogger(__name__)
 _LOBS_SAID: set[tuple[str, TableRef]] = set()  # tables whose LOB columns SupportLobs false left out
 
@@ -93,6 +99,13 @@ class MappedTable:
     # add-before-image-columns: (before-image column, the target column whose
     # value before an UPDATE it holds); NULL in the full load and for INSERTs.
     before_images: tuple[tuple[str, str], ...] = ()
+    # Limited LOB mode: the LOB columns cut to a size (None: copied whole).
+    lob_limit: LobLimit | None = None
+
+    @property
+    def converts(self) -> bool:
+        """Whether change capture's rows need ``convert_row``."""
+        return bool(self.conversions) or self.lob_limit is not None
 
     def source_columns(self) -> list[str]:
         """Source columns to read, in target order."""
@@ -103,7 +116,7 @@ class MappedTable:
         """Whether target values are the source's as they are (no masking, no
         type change, no filter): what a raw same-engine copy or an encoded row
         pass-through needs."""
-        return not self.masks and not self.conversions and self.row_filter is None and not self.segments
+        return not self.masks and not self.converts and self.row_filter is None and not self.segments
 
     def project(self, records: pa.RecordBatch, timestamp: datetime | None = None) -> pa.RecordBatch:
         """Rename and drop columns of a source batch, compute added columns
@@ -131,6 +144,8 @@ class MappedTable:
                 array = conversion.array(array)
             elif not array.type.equals(arrow_field.type):
                 array = array.cast(arrow_field.type)
+            if self.lob_limit is not None and cmap.target in self.lob_limit.columns:
+                array = self.lob_limit.array(cmap.target, array)
             arrays.append(array)
         for i, cmap in enumerate(self.columns):
             mask = masks.get(cmap.target)
@@ -144,6 +159,8 @@ class MappedTable:
         for conversion in self.conversions:
             if conversion.column in row:
                 row[conversion.column] = conversion.value(row[conversion.column])
+        if self.lob_limit is not None:
+            self.lob_limit.cut_row(row)
 
     def mask_row(self, row: dict[str, Any]) -> None:
         """Mask a CDC row given in target column names, in place (a column the
@@ -193,22 +210,27 @@ class TableMappings:
     """Parsed table mappings; :meth:`select` applies them to source tables."""
 
     def __init__(
-        self, rules: Sequence[Rule], origin: str, target_schema: str = "", lobs: bool = True
+        self,
+        rules: Sequence[Rule],
+        origin: str,
+        target_schema: str = "",
+        lobs: bool = True,
+        lob_kilobytes: int | None = None,
     ) -> None:
         self._rules = tuple(rules)
         self._origin = origin
         self._target_schema = target_schema
         self._lobs = lobs
+        self._lob_kilobytes = lob_kilobytes
 
-    def in_schema(self, target_schema: str) -> TableMappings:
-        """These mappings with the task setting TargetMetadata.TargetSchema: tables
-        land in that schema (rules on the schema name still apply to it)."""
-        return TableMappings(self._rules, self._origin, target_schema, self._lobs)
-
-    def without_lobs(self) -> TableMappings:
-        """These mappings with the task setting TargetMetadata.SupportLobs false:
-        the LOB columns (``core.types.is_lob``) are left out, but for key columns."""
-        return TableMappings(self._rules, self._origin, self._target_schema, lobs=False)
+    def for_task(self, metadata: TargetMetadata) -> TableMappings:
+        """These mappings with the task's TargetMetadata: tables land in
+        TargetSchema (rules on the schema name still apply to it); SupportLobs
+        false leaves the LOB columns (``core.types.is_lob``) out, but for key
+        columns; limited LOB mode cuts LOBs (``lob_limits``)."""
+        return TableMappings(
+            self._rules, self._origin, metadata.target_schema, metadata.support_lobs, metadata.lob_limit()
+        )
 
     @classmethod
     def parse(cls, doc: Mapping[str, Any] | str, origin: str) -> TableMappings:
@@ -315,9 +337,15 @@ class TableMappings:
         before_rules: list[Rule] = []  # add-before-image-columns, once the columns are known
         load_order = max((r.load_order for r in selected_by), default=0)
         parallel: Rule | None = None  # the table's parallel-load rule (one at most)
+        lob_kilobytes, lob_setting = self._lob_kilobytes, _TASK_LOB_LIMIT
         for rule in self._rules:
             if rule.rule_type == "table-settings" and rule.matches_table(ref.schema, ref.name):
                 load_order = max(load_order, rule.load_order)
+                if rule.lob_mode == "limited":
+                    lob_kilobytes = rule.lob_kilobytes or self._lob_kilobytes or _DEFAULT_LOB_KILOBYTES
+                    lob_setting = f"{rule.label}: lob-settings mode limited"
+                elif rule.lob_mode == "unlimited":
+                    lob_kilobytes = None
                 if rule.parallel_load not in (None, "none"):
                     if parallel is not None:
                         kind = parallel.parallel_load
@@ -463,6 +491,10 @@ class TableMappings:
             table.native_types,
         )
         maps = tuple(ColumnMap(target=c.target, source=c.source) for c in cols)
+        # Columns read from the source (a before image is cut as its column's value is).
+        fed = {c.target for c in cols if c.source is not None}
+        cut = cut_columns([c for c in target.columns if c.name in fed]) if lob_kilobytes else ()
+        lob_limit = LobLimit(target.ref, cut, lob_kilobytes, lob_setting) if lob_kilobytes and cut else None
         evaluator = Evaluator(table, added, origin) if added else None
         row_filter = bind_filters(origin, table, selected_by)
         ranged = parallel if parallel is not None and parallel.ranges is not None else None
@@ -482,6 +514,7 @@ class TableMappings:
             conversions=tuple(conversions),
             group_key=group_key,
             before_images=before_images,
+            lob_limit=lob_limit,
         )
 
 

@@ -258,9 +258,22 @@ class TargetMetadata(_Section):
     parallel_apply_threads: int = Field(default=0, ge=0)
     task_recovery_table_enabled: bool = False
 
+    def lob_limit(self) -> int | None:
+        """The KB limited LOB mode cuts LOBs to, when the settings as written ask
+        for it (LimitedSizeLobMode true, or a LobMaxSize, without FullLobMode);
+        None: LOBs are copied whole. Unwritten, the service's default (limited,
+        32 KB) is not taken: Conveyor copies whole values unless told."""
+        written = self.model_fields_set
+        if self.full_lob_mode or not self.support_lobs or not self.lob_max_size:
+            return None
+        if "limited_size_lob_mode" in written:
+            return self.lob_max_size if self.limited_size_lob_mode else None
+        return self.lob_max_size if "lob_max_size" in written else None
+
     @model_validator(mode="after")
     def _one_lob_mode(self) -> Self:
-        if self.full_lob_mode and self.limited_size_lob_mode:
+        written = "limited_size_lob_mode" in self.model_fields_set  # its default is true
+        if self.full_lob_mode and self.limited_size_lob_mode and written:
             raise ValueError("FullLobMode and LimitedSizeLobMode cannot both be true")
         return self
 

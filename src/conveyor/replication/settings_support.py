@@ -106,7 +106,11 @@ _CONFLICTS = (
     "change capture into PostgreSQL or DuckDB judges each key of a batch by its first change against "
     "the target (refused for other targets)"
 )
-_LOBS = "Conveyor copies every LOB whole (never truncated), whatever the LOB mode"
+_LOB_CHUNKS = "how the service moves LOBs in pieces; Conveyor reads each value whole"
+_LIMITED = (
+    "written (LimitedSizeLobMode true, or a LobMaxSize), text and binary LOBs are cut to LobMaxSize KB "
+    "and each cut logged; unwritten, Conveyor copies LOBs whole (not the service's 32 KB default)"
+)
 _TUNING = "tuning of the service's replication instance; Conveyor sizes its own batches"
 _FULL_LOAD_EXCEPTIONS = (
     "the service's documentation gives this table no columns; a value the full load refuses goes to "
@@ -124,11 +128,13 @@ SUPPORT: Mapping[str, Support] = {
         "false: LOB columns (binary, JSON, text without a length) are left out of every table, but for "
         "key columns; true (the default): copied whole"
     ),
-    "TargetMetadata.FullLobMode": cloud(_LOBS),
-    "TargetMetadata.LobChunkSize": cloud(_LOBS),
-    "TargetMetadata.LimitedSizeLobMode": cloud(_LOBS),
-    "TargetMetadata.LobMaxSize": cloud(_LOBS),
-    "TargetMetadata.InlineLobMaxSize": cloud(_LOBS),
+    "TargetMetadata.FullLobMode": acted(
+        "true: every LOB copied whole (Conveyor's way unless limited mode is written)"
+    ),
+    "TargetMetadata.LobChunkSize": cloud(_LOB_CHUNKS),
+    "TargetMetadata.LimitedSizeLobMode": acted(_LIMITED),
+    "TargetMetadata.LobMaxSize": acted(_LIMITED),
+    "TargetMetadata.InlineLobMaxSize": cloud(_LOB_CHUNKS),
     "TargetMetadata.BatchApplyEnabled": cloud("Conveyor always applies changes as set-based batches"),
     "TargetMetadata.ParallelLoadThreads": cloud(_TUNING + " (MaxFullLoadSubTasks sets the parallelism)"),
     "TargetMetadata.ParallelApplyThreads": cloud(_TUNING),

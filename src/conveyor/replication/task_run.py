@@ -224,7 +224,7 @@ def table_plan(mapped: MappedTable) -> TablePlan:
         mapped.project,
         tuple(c.source for c in mapped.columns),
         row_filter=mapped.row_filter,
-        raw_copy=not mapped.masks and not mapped.conversions,
+        raw_copy=not mapped.masks and not mapped.converts,
         segments=mapped.segments,
         partitions_auto=mapped.partitions_auto,
         partitions_named=mapped.partitions_named,
@@ -233,12 +233,10 @@ def table_plan(mapped: MappedTable) -> TablePlan:
 
 
 def task_mappings(stack: Declarations, name: str) -> TableMappings:
-    """The task's table mappings, with its TargetMetadata.TargetSchema and SupportLobs."""
+    """The task's table mappings, with its TargetMetadata (schema, LOBs)."""
     spec = stack.tasks[name]
     mappings = TableMappings.parse(spec.table_mappings, f"tasks.{name}.table_mappings")
-    metadata = spec.task_settings().target_metadata
-    mappings = mappings.in_schema(metadata.target_schema)
-    return mappings if metadata.support_lobs else mappings.without_lobs()
+    return mappings.for_task(spec.task_settings().target_metadata)
 
 
 def select_tables(stack: Declarations, name: str, tables: Sequence[TableSchema]) -> list[MappedTable]:

@@ -97,7 +97,7 @@ def table_reducer(
         added_names=mapped.added_names,
         decode=decode,
         row_filter=mapped.row_filter,
-        convert=mapped.convert_row if mapped.conversions else None,
+        convert=mapped.convert_row if mapped.converts else None,
         mask=mapped.mask_row if mapped.masks else None,
         log=[] if keep_log else None,
         group_key=mapped.group_key,

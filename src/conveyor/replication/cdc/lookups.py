@@ -116,7 +116,7 @@ def value_lookup(source: LooksUpValues, mapped: MappedTable) -> ValueLookup | No
         mapped.source,
         columns,
         {c: rename[c] for c in columns},
-        mapped.convert_row if mapped.conversions else None,
+        mapped.convert_row if mapped.converts else None,
         mapped.mask_row if mapped.masks else None,
     )
 
