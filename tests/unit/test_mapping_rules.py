@@ -828,6 +828,9 @@ def test_limited_lob_mode_cuts_text_and_binary_lobs_alike_in_load_and_capture() 
     assert loaded[1]["body"] == "é" * 512
     assert [r["raw"] for r in loaded] == [blob[:1024], b"short"]
     assert loaded[0]["meta"] == document and loaded[0]["title"] == long_text
+    keyed = TableSchema(LOBS.ref, LOBS.columns, ("body",))  # a text key is never cut
+    [by_text] = TableMappings.parse({"rules": [select]}, ORIGIN).for_task(limited).select([keyed])
+    assert by_text.lob_limit is None or "body" not in by_text.lob_limit.columns
     reducer = table_reducer(mapped)
     for row in batch.to_pylist():
         reducer.add(RowChange(LOBS.ref, Op.INSERT, dict(row)))

@@ -491,8 +491,9 @@ class TableMappings:
             table.native_types,
         )
         maps = tuple(ColumnMap(target=c.target, source=c.source) for c in cols)
-        # Columns read from the source (a before image is cut as its column's value is).
-        fed = {c.target for c in cols if c.source is not None}
+        # Columns read from the source (a before image is cut as its column's value
+        # is), never the key's: cut keys could make two rows one.
+        fed = {c.target for c in cols if c.source is not None} - set(target.primary_key)
         cut = cut_columns([c for c in target.columns if c.name in fed]) if lob_kilobytes else ()
         lob_limit = LobLimit(target.ref, cut, lob_kilobytes, lob_setting) if lob_kilobytes and cut else None
         evaluator = Evaluator(table, added, origin) if added else None
