@@ -7,7 +7,8 @@ without it Conveyor copies every LOB whole.
 
 Text is cut to at most the limit in UTF-8 bytes, never inside a character;
 binary values to the limit in bytes. JSON values are never cut (a cut
-document is not JSON): they are copied whole."""
+document is not JSON), nor key columns (two keys could become one): they are
+copied whole."""
 
 from __future__ import annotations
 
