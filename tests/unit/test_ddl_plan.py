@@ -10,7 +10,8 @@ import pytest
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
 from conveyor.replication.cdc.ddl import plan_shape_change
-from conveyor.replication.mappings import MappedTable, TableMappings
+from conveyor.replication.mapped_table import MappedTable
+from conveyor.replication.mappings import TableMappings
 
 MAPPINGS = TableMappings.parse(
     {

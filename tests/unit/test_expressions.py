@@ -15,7 +15,8 @@ from conveyor.core.errors import ConfigError, DataError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import ColumnType, Kind, decimal, simple, varchar
 from conveyor.replication.expressions import ExpressionError, parse_data_type, parse_expression
-from conveyor.replication.mappings import MappedTable, TableMappings
+from conveyor.replication.mapped_table import MappedTable
+from conveyor.replication.mappings import TableMappings
 
 ORIGIN = "mappings.json"
 WEIRD = 'we"ird col'

@@ -12,7 +12,8 @@ from conveyor.core.errors import ConfigError
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
 from conveyor.replication.identifiers import EXACT, TargetNames, collisions
-from conveyor.replication.mappings import ColumnMap, TableMappings
+from conveyor.replication.mapped_table import ColumnMap
+from conveyor.replication.mappings import TableMappings
 
 ORIGIN = "mappings.json"
 

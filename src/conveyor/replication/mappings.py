@@ -25,25 +25,26 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from conveyor.core.batch import Op
 from conveyor.core.errors import ConfigError
 from conveyor.core.names import did_you_mean
 from conveyor.core.problems import Problem
-from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
-from conveyor.core.types import ColumnType, is_lob
-from conveyor.replication.conversions import Conversion, convertible
-from conveyor.replication.expressions import FULL_LOAD_OPERATION, AddedColumn, Evaluator
+from conveyor.core.types import is_lob
+from conveyor.replication.conversions import Conversion
+from conveyor.replication.expressions import AddedColumn, Evaluator
 from conveyor.replication.lob_limits import LobLimit, cut_columns
+from conveyor.replication.mapped_table import ColumnMap, MappedTable
+from conveyor.replication.mapping_columns import (
+    RuleColumn,
+    before_image_columns,
+    column_masks,
+    converted_type,
+    rule_error,
+)
 from conveyor.replication.mapping_keys import MASKING_ACTIONS
 from conveyor.replication.mapping_rules import Rule, parse_rules
-from conveyor.replication.masking import Mask, maskable
 from conveyor.replication.source_filters import bind_filters, bind_segments
 
 if TYPE_CHECKING:
@@ -54,139 +55,6 @@ _TASK_LOB_LIMIT = "TargetMetadata.LimitedSizeLobMode, LobMaxSize"
 _DEFAULT_LOB_KILOBYTES = 32  # the service's LobMaxSize default
 log = logging.getLogger(__name__)
 _LOBS_SAID: set[tuple[str, TableRef]] = set()  # tables whose LOB columns SupportLobs false left out
-
-
-@dataclass(frozen=True)
-class ColumnMap:
-    """One target column and the source column it is filled from (None: no source)."""
-
-    target: str
-    source: str | None
-
-
-_OPERATIONS = {Op.READ: FULL_LOAD_OPERATION, Op.INSERT: "INSERT", Op.UPDATE: "UPDATE", Op.DELETE: "DELETE"}
-
-
-@dataclass(frozen=True)
-class MappedTable:
-    """A selected table: ``columns`` lists the target columns and their source
-    columns (None for a column an add-column rule computes, see ``added``).
-    ``row_filter`` selects the source rows (selection rule filters), ``masks``
-    rewrite target columns (data masking), ``load_order`` orders the full load
-    (higher first)."""
-
-    source: TableSchema
-    target: TableSchema
-    columns: tuple[ColumnMap, ...]
-    added: tuple[AddedColumn, ...] = ()
-    evaluator: Evaluator | None = field(default=None, compare=False, repr=False)
-    row_filter: RowFilter | None = None
-    masks: tuple[Mask, ...] = ()
-    load_order: int = 0
-    conversions: tuple[Conversion, ...] = ()
-    # parallel-load ranges: the full load reads the table segment by segment
-    # (each segment's filter includes ``row_filter``).
-    segments: tuple[RowFilter, ...] = ()
-    # parallel-load partitions-auto / partitions-list: workers load the table
-    # partition by partition (partitions-list: these named partitions first).
-    partitions_auto: bool = False
-    partitions_named: tuple[str, ...] = ()
-    # A child table whose mapping removed the element's position from its key
-    # (a DynamoDB child table keyed by its parent alone): the target has no
-    # unique key, and change capture replaces a parent's rows as a whole
-    # (these target columns: the parent's key).
-    group_key: tuple[str, ...] = ()
-    # add-before-image-columns: (before-image column, the target column whose
-    # value before an UPDATE it holds); NULL in the full load and for INSERTs.
-    before_images: tuple[tuple[str, str], ...] = ()
-    # Limited LOB mode: the LOB columns cut to a size (None: copied whole).
-    lob_limit: LobLimit | None = None
-
-    @property
-    def converts(self) -> bool:
-        """Whether change capture's rows need ``convert_row``."""
-        return bool(self.conversions) or self.lob_limit is not None
-
-    def source_columns(self) -> list[str]:
-        """Source columns to read, in target order."""
-        return [c.source for c in self.columns if c.source is not None]
-
-    @property
-    def passes_values(self) -> bool:
-        """Whether target values are the source's as they are (no masking, no
-        type change, no filter): what a raw same-engine copy or an encoded row
-        pass-through needs."""
-        return not self.masks and not self.converts and self.row_filter is None and not self.segments
-
-    def project(self, records: pa.RecordBatch, timestamp: datetime | None = None) -> pa.RecordBatch:
-        """Rename and drop columns of a source batch, compute added columns
-        ($AR_H_OPERATION 'INSERT', $AR_H_TIMESTAMP ``timestamp`` or now) and
-        mask; the result has ``target.arrow_schema()``. A value an added
-        column's type cannot take raises DataError."""
-        schema = self.target.arrow_schema()
-        computed: dict[str, pa.Array] = {}
-        if self.evaluator is not None:
-            values = self.evaluator.evaluate(records, FULL_LOAD_OPERATION, timestamp)
-            computed = {c.name: a for c, a in zip(self.added, values, strict=True)}
-        masks = {m.column: m for m in self.masks}
-        conversions = {c.column: c for c in self.conversions}
-        arrays: list[pa.Array] = []
-        for cmap, arrow_field in zip(self.columns, schema, strict=True):
-            if cmap.source is None:
-                arrays.append(computed.get(cmap.target, pa.nulls(records.num_rows, type=arrow_field.type)))
-                continue
-            index = records.schema.get_field_index(cmap.source)
-            if index < 0:
-                raise ValueError(f"batch for {self.source.ref} has no column {cmap.source!r}")
-            array = records.column(index)
-            conversion = conversions.get(cmap.target)
-            if conversion is not None:
-                array = conversion.array(array)
-            elif not array.type.equals(arrow_field.type):
-                array = array.cast(arrow_field.type)
-            if self.lob_limit is not None and cmap.target in self.lob_limit.columns:
-                array = self.lob_limit.array(cmap.target, array)
-            arrays.append(array)
-        for i, cmap in enumerate(self.columns):
-            mask = masks.get(cmap.target)
-            if mask is not None:
-                arrays[i] = mask.array(arrays[i])
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-    def convert_row(self, row: dict[str, Any]) -> None:
-        """Convert a CDC row's values (target column names) to the types
-        change-data-type rules set, in place; DataError when one does not convert."""
-        for conversion in self.conversions:
-            if conversion.column in row:
-                row[conversion.column] = conversion.value(row[conversion.column])
-        if self.lob_limit is not None:
-            self.lob_limit.cut_row(row)
-
-    def mask_row(self, row: dict[str, Any]) -> None:
-        """Mask a CDC row given in target column names, in place (a column the
-        row lacks is unchanged and stays so)."""
-        for mask in self.masks:
-            value = row.get(mask.column)
-            if value is not None:
-                row[mask.column] = mask.one()(value)
-
-    @property
-    def added_names(self) -> frozenset[str]:
-        """Target names of the columns add-column rules compute."""
-        return frozenset(c.name for c in self.added)
-
-    def compute_added(
-        self, rows: Sequence[Mapping[str, Any]], op: Op = Op.INSERT, timestamp: datetime | None = None
-    ) -> list[dict[str, Any]]:
-        """For CDC: the added columns of rows given in *source* column names
-        (``RowChange.values``), as ``{target name: value}`` per row, ready to merge
-        into the renamed row. ``op`` gives $AR_H_OPERATION, ``timestamp``
-        $AR_H_TIMESTAMP (default now). An added column whose expression reads a
-        source column a row lacks (unchanged, not sent) is left out of that row:
-        the caller must treat it as unchanged. Empty dicts when nothing is added."""
-        if self.evaluator is None:
-            return [{} for _ in rows]
-        return self.evaluator.evaluate_rows(rows, _OPERATIONS[op], timestamp)
 
 
 def check_table_mappings(doc: Mapping[str, Any]) -> list[Problem]:
@@ -310,7 +178,9 @@ class TableMappings:
         # (replication/identifiers.py), just those tables, not the task.
         return sorted(mapped, key=lambda m: -m.load_order)
 
-    def _without_lobs(self, table: TableSchema, cols: list[_Col], key: tuple[str, ...]) -> list[_Col]:
+    def _without_lobs(
+        self, table: TableSchema, cols: list[RuleColumn], key: tuple[str, ...]
+    ) -> list[RuleColumn]:
         """``cols`` without the LOB columns (SupportLobs false), said once per table."""
         lobs = {c.name for c in table.columns if is_lob(c.type)}
         left_out = [c.source for c in cols if c.source in lobs and c.source not in key]
@@ -330,10 +200,10 @@ class TableMappings:
         ref = table.ref
         schema_name, table_name = self._target_schema or ref.schema, ref.name
         # The target's columns as rules leave them; removed columns leave the list.
-        cols = [_Col(c.name, c.name, c.name) for c in table.columns]
+        cols = [RuleColumn(c.name, c.name, c.name) for c in table.columns]
         included: set[str] | None = None  # include-column rules: the columns they keep
         key: tuple[str, ...] | None = None
-        masks: list[tuple[_Col, Rule]] = []
+        masks: list[tuple[RuleColumn, Rule]] = []
         before_rules: list[Rule] = []  # add-before-image-columns, once the columns are known
         load_order = max((r.load_order for r in selected_by), default=0)
         parallel: Rule | None = None  # the table's parallel-load rule (one at most)
@@ -349,7 +219,7 @@ class TableMappings:
                 if rule.parallel_load not in (None, "none"):
                     if parallel is not None:
                         kind = parallel.parallel_load
-                        raise _fail(
+                        raise rule_error(
                             origin, rule, f"table {ref} already has parallel-load {kind} ({parallel.label})"
                         )
                     parallel = rule
@@ -358,25 +228,27 @@ class TableMappings:
             if rule.target == "schema":
                 schema_name = rule.apply(schema_name)
                 if not schema_name:
-                    raise _fail(origin, rule, f"leaves schema of table {ref} with an empty name")
+                    raise rule_error(origin, rule, f"leaves schema of table {ref} with an empty name")
             elif rule.action == "define-primary-key":
                 assert rule.primary_key is not None
                 by_match = {c.match: c for c in cols}
                 missing = [n for n in rule.primary_key.columns if n not in by_match]
                 if missing:
-                    raise _fail(origin, rule, f"table {ref} has no column {', '.join(map(repr, missing))}")
+                    raise rule_error(
+                        origin, rule, f"table {ref} has no column {', '.join(map(repr, missing))}"
+                    )
                 key = tuple(rule.primary_key.columns)
             elif rule.target == "table":
                 table_name = rule.apply(table_name)
                 if not table_name:
-                    raise _fail(origin, rule, f"leaves table {ref} with an empty name")
+                    raise rule_error(origin, rule, f"leaves table {ref} with an empty name")
             elif rule.action == "add-before-image-columns":
                 before_rules.append(rule)
             elif rule.action == "add-column":
                 assert rule.value is not None
                 if any(c.target == rule.value for c in cols):
-                    raise _fail(origin, rule, f"table {ref} already has a column {rule.value!r}")
-                cols.append(_Col(rule.value, rule.value, None, rule))
+                    raise rule_error(origin, rule, f"table {ref} already has a column {rule.value!r}")
+                cols.append(RuleColumn(rule.value, rule.value, None, rule))
             else:
                 assert rule.column is not None
                 pattern = rule.column
@@ -384,7 +256,7 @@ class TableMappings:
                 if rule.action == "remove-column":
                     cols = [c for c in cols if c not in hit]
                     if not cols:
-                        raise _fail(origin, rule, f"removes every column of table {ref}")
+                        raise rule_error(origin, rule, f"removes every column of table {ref}")
                     continue
                 if rule.action == "include-column":
                     included = (included or set()) | {c.match for c in hit}
@@ -401,7 +273,7 @@ class TableMappings:
                         ]
                     for c in hit:
                         if c.source is None:
-                            raise _fail(
+                            raise rule_error(
                                 origin,
                                 rule,
                                 f"column {c.match!r} is added by {c.rule.label if c.rule else ''}: "
@@ -412,14 +284,14 @@ class TableMappings:
                 for c in hit:
                     new = rule.apply(c.target)
                     if not new:
-                        raise _fail(
+                        raise rule_error(
                             origin, rule, f"leaves column {c.match!r} of table {ref} with an empty name"
                         )
                     c.target = new
                 names = [c.target for c in cols]
                 dupes = sorted({n for n in names if names.count(n) > 1})
                 if dupes:
-                    raise _fail(
+                    raise rule_error(
                         origin,
                         rule,
                         f"renaming columns of table {ref} makes {', '.join(repr(d) for d in dupes)} collide",
@@ -443,7 +315,7 @@ class TableMappings:
                     f"{origin}: table {ref}: define-primary-key names column(s) "
                     f"{', '.join(map(repr, missing))}, which other rules remove"
                 )
-        mask_by_target = _masks(origin, table, masks, cols)
+        mask_by_target = column_masks(origin, table, masks, cols)
         conversions: list[Conversion] = []
         columns: list[Column] = []
         added: list[AddedColumn] = []
@@ -453,7 +325,7 @@ class TableMappings:
                 source_col = table.column(c.source)
                 column_type = source_col.type
                 if c.new_type is not None:
-                    column_type = _conversion(origin, table, c, conversions)
+                    column_type = converted_type(origin, table, c, conversions)
                 if c.target in mask_by_target:
                     column_type = mask_by_target[c.target].target_type(column_type)
                 kept = same_columns and column_type == source_col.type and c.target not in mask_by_target
@@ -465,7 +337,9 @@ class TableMappings:
             added.append(AddedColumn(c.target, c.rule.data_type, c.rule.expression, c.rule.label))
         source_key = key if key is not None else table.primary_key
         target_key = tuple(by_source[k] for k in source_key if k in by_source)
-        before_images = _before_images(origin, table, before_rules, cols, columns, source_key, mask_by_target)
+        before_images = before_image_columns(
+            origin, table, before_rules, cols, columns, source_key, mask_by_target
+        )
         for name, mask in mask_by_target.items():
             if name in target_key:
                 raise ConfigError(
@@ -517,100 +391,3 @@ class TableMappings:
             before_images=before_images,
             lob_limit=lob_limit,
         )
-
-
-def _conversion(origin: str, table: TableSchema, col: _Col, conversions: list[Conversion]) -> ColumnType:
-    """The type a change-data-type rule gives a source column (checked convertible)."""
-    rule = col.new_type
-    assert rule is not None and rule.data_type is not None and col.source is not None
-    source_type = table.column(col.source).type
-    if not convertible(source_type, rule.data_type):
-        raise _fail(
-            origin,
-            rule,
-            f"column {col.match!r} of table {table.ref} is {source_type.describe()}, which cannot be "
-            f"converted to {rule.data_type.describe()}",
-        )
-    if rule.data_type != source_type:
-        conversions.append(Conversion(table.ref, col.target, source_type, rule.data_type, rule.label))
-    return rule.data_type
-
-
-def _fail(origin: str, rule: Rule, problem: str) -> ConfigError:
-    return ConfigError(f"{origin}: {rule.label}: {problem}")
-
-
-def _before_images(
-    origin: str,
-    table: TableSchema,
-    rules: list[Rule],
-    cols: list[_Col],
-    columns: list[Column],
-    source_key: tuple[str, ...],
-    masks: dict[str, Mask],
-) -> tuple[tuple[str, str], ...]:
-    """The before-image columns ``rules`` add (appended to ``cols`` and
-    ``columns``, their masks to ``masks``): per rule, the source-fed columns
-    its column-name matches and its column-filter keeps, named with its
-    prefix and suffix, of the column's target type."""
-    pairs: list[tuple[str, str]] = []
-    types = {c.name: c for c in columns}
-    for rule in rules:
-        spec = rule.before_image
-        assert spec is not None and rule.column is not None
-        for col in [c for c in cols if c.source is not None and rule.column.fullmatch(c.match)]:
-            assert col.source is not None
-            if spec.columns == "pk-only" and col.source not in source_key:
-                continue
-            if spec.columns == "non-lob" and is_lob(table.column(col.source).type):
-                continue
-            name = f"{spec.prefix}{col.target}{spec.suffix}"
-            if name in types:
-                raise _fail(origin, rule, f"table {table.ref} already has a column {name!r}")
-            cols.append(_Col(name, name, None, rule))
-            column = types[name] = Column(name, types[col.target].type, True)
-            columns.append(column)
-            pairs.append((name, col.target))
-            if col.target in masks:  # the value before is masked as the value after is
-                masks[name] = replace(masks[col.target], column=name)
-    return tuple(pairs)
-
-
-def _masks(
-    origin: str, table: TableSchema, masks: list[tuple[_Col, Rule]], cols: list[_Col]
-) -> dict[str, Mask]:
-    """The masking rules on columns the target keeps, by target name (the last
-    rule on a column wins)."""
-    result: dict[str, Mask] = {}
-    for col, rule in masks:
-        if col not in cols:
-            continue
-        column_type = (
-            (col.new_type.data_type if col.new_type else table.column(col.source).type)
-            if col.source is not None
-            else (col.rule.data_type if col.rule else None)
-        )
-        if column_type is None or not maskable(column_type):
-            described = column_type.describe() if column_type else "unknown"
-            raise _fail(
-                origin,
-                rule,
-                f"{rule.action} masks text columns; column {col.match!r} of table {table.ref} is {described}",
-            )
-        result[col.target] = Mask(col.target, rule.action, rule.value, rule.label)
-    return result
-
-
-class _Col:
-    """A target column while rules are applied: ``match`` is the name column
-    locators match (the source name, or an added column's name), ``source`` the
-    source column it is read from (None when ``rule``, an add-column rule, computes it)."""
-
-    __slots__ = ("match", "new_type", "rule", "source", "target")
-
-    def __init__(self, match: str, target: str, source: str | None, rule: Rule | None = None) -> None:
-        self.match = match
-        self.target = target
-        self.source = source
-        self.rule = rule
-        self.new_type: Rule | None = None  # a change-data-type rule

@@ -23,7 +23,8 @@ from conveyor.replication.control_tables import FULL_LOAD as FULL_LOAD_PHASE
 from conveyor.replication.control_tables import ControlTables, with_control_schema
 from conveyor.replication.declarations import Declarations, TaskDeclaration
 from conveyor.replication.full_load import FullLoad
-from conveyor.replication.mappings import MappedTable, TableMappings
+from conveyor.replication.mapped_table import MappedTable
+from conveyor.replication.mappings import TableMappings
 from conveyor.replication.segment_load import StoreSegments
 from conveyor.replication.segment_plan import table_segments
 from conveyor.replication.settings import SegmentWorkers, TaskSettings

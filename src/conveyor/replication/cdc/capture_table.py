@@ -12,7 +12,7 @@ from conveyor.connectors.changes import LooksUpValues
 from conveyor.core.batch import Checkpoint
 from conveyor.replication.cdc.lookups import ValueLookup, value_lookup
 from conveyor.replication.cdc.reduce import Group, TableReducer
-from conveyor.replication.mappings import MappedTable
+from conveyor.replication.mapped_table import MappedTable
 
 
 @dataclass

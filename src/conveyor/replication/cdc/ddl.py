@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from conveyor.replication.mappings import MappedTable
+from conveyor.replication.mapped_table import MappedTable
 
 RELOAD_HINT = "reload the table (`conveyor tasks reload TASK --table SCHEMA.TABLE`)"
 

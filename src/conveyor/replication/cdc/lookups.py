@@ -29,7 +29,7 @@ from typing import Any
 from conveyor.connectors.changes import ChangeApplier, ComputesColumns, LooksUpValues
 from conveyor.core.batch import LoggedChange
 from conveyor.core.schema import TableSchema
-from conveyor.replication.mappings import MappedTable
+from conveyor.replication.mapped_table import MappedTable
 
 log = logging.getLogger(__name__)
 

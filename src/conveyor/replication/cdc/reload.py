@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from conveyor.connectors.changes import CachesTargetShapes, ChangeApplier
 from conveyor.core.errors import ConfigError
 from conveyor.core.schema import TableRef
-from conveyor.replication.mappings import MappedTable
+from conveyor.replication.mapped_table import MappedTable
 
 if TYPE_CHECKING:
     from conveyor.replication.cdc.capture_table import CaptureTable

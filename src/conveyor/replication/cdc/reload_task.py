@@ -11,7 +11,8 @@ from conveyor.connectors.registry import open_source, open_target
 from conveyor.core.errors import ConveyorError
 from conveyor.core.schema import TableRef
 from conveyor.replication.cdc.lookups import captured_sources
-from conveyor.replication.mappings import MappedTable, TableMappings
+from conveyor.replication.mapped_table import MappedTable
+from conveyor.replication.mappings import TableMappings
 from conveyor.replication.table_plan import TABLE_COMPLETED, TablePlan
 from conveyor.replication.task_run import TaskRun, load_tables, stats_document
 

@@ -84,7 +84,8 @@ from conveyor.replication.cdc.lookups import with_carried
 from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.refusals import ChangeRefusals, DataErrorCounts
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
-from conveyor.replication.mappings import MappedTable, TableMappings
+from conveyor.replication.mapped_table import MappedTable
+from conveyor.replication.mappings import TableMappings
 from conveyor.replication.settings import (
     ChangeProcessingDdlHandlingPolicy,
     ErrorBehavior,

@@ -39,7 +39,8 @@ from conveyor.replication.cdc.runner import ChangeCapture
 from conveyor.replication.cdc.validation import NOT_ENABLED, CaptureValidation, opener
 from conveyor.replication.control_tables import CHANGE_PROCESSING, ControlTables, Suspended
 from conveyor.replication.identifiers import TargetNames, collisions, folding_of
-from conveyor.replication.mappings import MappedTable, TableMappings
+from conveyor.replication.mapped_table import MappedTable
+from conveyor.replication.mappings import TableMappings
 from conveyor.replication.settings import TablePolicy
 from conveyor.replication.table_plan import TABLE_COMPLETED
 from conveyor.replication.task_run import (
