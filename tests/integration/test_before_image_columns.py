@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +23,7 @@ from support.cli import conveyor
 from support.mariadb import mariadb_connect
 from support.servers import PostgresServer
 from support.task_thread import RunningTask
+from support.tasks import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +38,19 @@ def store(tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
-def _wait(check: Callable[[], bool], what: str, debug: Callable[[], Any] = lambda: "") -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {debug()}")
+def _wait(check: Callable[[], bool], what: str, debug: Callable[[], Any] | None = None) -> None:
+    wait_until(check, what, seconds=DEADLINE_S, debug=debug)
+
+
+def _maria(url: str, *statements: str) -> None:
+    conn = mariadb_connect(url)
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
 
 
 def _tables(store: Store) -> dict[str, dict[str, Any]]:
@@ -140,14 +146,11 @@ def test_from_postgresql(pg_server: PostgresServer, store: Store, tmp_path: Path
 
 def test_from_mariadb(mariadb_db: str, pg_server: PostgresServer, store: Store, tmp_path: Path) -> None:
     """MariaDB's row image (binlog_row_image FULL) carries every column's value before."""
-    conn = mariadb_connect(mariadb_db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE items (id int PRIMARY KEY, name varchar(20), note text)")
-            cur.execute("INSERT INTO items VALUES (1, 'one', 'a'), (2, 'two', 'b')")
-        conn.commit()
-    finally:
-        conn.close()
+    _maria(
+        mariadb_db,
+        "CREATE TABLE items (id int PRIMARY KEY, name varchar(20), note text)",
+        "INSERT INTO items VALUES (1, 'one', 'a'), (2, 'two', 'b')",
+    )
     target = pg_server.url(pg_server.new_database("bi_maria"))
     schema = mariadb_db.rsplit("/", 1)[1]
     path = stacks.one_task(
@@ -159,14 +162,11 @@ def test_from_mariadb(mariadb_db: str, pg_server: PostgresServer, store: Store, 
     )
     with RunningTask(store, path, TASK):
         _wait(lambda: store.task_progress(TASK) is not None, "capture to begin")
-        conn = mariadb_connect(mariadb_db)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("UPDATE items SET name = 'uno', note = 'z' WHERE id = 1")
-                cur.execute("UPDATE items SET id = 20 WHERE id = 2")
-            conn.commit()
-        finally:
-            conn.close()
+        _maria(
+            mariadb_db,
+            "UPDATE items SET name = 'uno', note = 'z' WHERE id = 1",
+            "UPDATE items SET id = 20 WHERE id = 2",
+        )
         _wait(
             lambda: (
                 _rows(target, f'SELECT name FROM "{schema}".items WHERE id = 1') == [("uno",)]

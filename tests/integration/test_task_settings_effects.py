@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 
 from support.cli import conveyor, worker_log
 from support.servers import PostgresServer
-from support.tasks import apply, drop_slots, ended, wait_for
+from support.tasks import apply, drop_slots, ended, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -293,17 +292,7 @@ def test_support_lobs_false_leaves_the_lob_columns_out(tmp_path: Path, pg_server
         with psycopg.connect(source, autocommit=True) as conn:
             conn.execute("INSERT INTO public.docs VALUES ('b', 'B', 'more', '\\x01', '[]')")
             conn.execute("UPDATE public.docs SET title = 'A2', body = 'changed' WHERE code = 'a'")
-
-        def caught_up() -> bool:
-            with psycopg.connect(target) as conn:
-                return conn.execute(
-                    "SELECT count(*) FROM public.docs WHERE title IN ('A2', 'B')"
-                ).fetchone() == (2,)
-
-        deadline = time.monotonic() + 60
-        while not caught_up():
-            assert time.monotonic() < deadline, "the changes did not arrive"
-            time.sleep(0.2)
+        _wait_count(target, "SELECT count(*) FROM public.docs WHERE title IN ('A2', 'B')", 2)
     finally:
         conveyor(home, "tasks", "stop", "nolobs")
         wait_for(home, "nolobs", ended)
@@ -320,6 +309,16 @@ def test_support_lobs_false_leaves_the_lob_columns_out(tmp_path: Path, pg_server
         "TargetMetadata.SupportLobs is false: LOB columns left out: body, raw, meta (kept, as the key: code)"
         in (worker_log(home, "nolobs"))
     )
+
+
+def _wait_count(url: str, sql: str, count: int) -> None:
+    """Until ``sql`` counts ``count`` on ``url`` (the changes reached the target)."""
+
+    def counted() -> bool:
+        with psycopg.connect(url) as conn:
+            return conn.execute(sql).fetchone() == (count,)
+
+    wait_until(counted, f"{sql} to count {count}", seconds=60)
 
 
 def _loaded(described: dict[str, Any]) -> bool:
@@ -362,15 +361,7 @@ def test_limited_lob_mode_cuts_what_the_user_wrote_to_cut(tmp_path: Path, pg_ser
         wait_for(home, "cut", _loaded)
         with psycopg.connect(source, autocommit=True) as conn:
             conn.execute("INSERT INTO public.docs VALUES (2, repeat('é', 2000), '\\x00', 'short')")
-
-        def caught_up() -> bool:
-            with psycopg.connect(target) as conn:
-                return conn.execute("SELECT count(*) FROM cut.docs").fetchone() == (2,)
-
-        deadline = time.monotonic() + 60
-        while not caught_up():
-            assert time.monotonic() < deadline, "the change did not arrive"
-            time.sleep(0.2)
+        _wait_count(target, "SELECT count(*) FROM cut.docs", 2)
     finally:
         conveyor(home, "tasks", "stop", "cut")
         wait_for(home, "cut", ended)
