@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 from conveyor import Conveyor
+from conveyor.connectors.mysql.snapshot_connection import DRIVER_VARIABLE
 from conveyor.orchestration.bus import event_sink
 from conveyor.replication.task_runner import run_task
 from conveyor.stack.loader import load_stack
@@ -374,11 +375,29 @@ def _read(
     return _pg_read(endpoint["url"], corpus)
 
 
-@pytest.mark.parametrize("cdc", [False, True], ids=["full-load", "cdc"])
-@pytest.mark.parametrize("target", ["postgres", "duckdb", "lake"])
+_MARIADB_CASES = [
+    *(
+        pytest.param(target, cdc, "connector", id=f"{'cdc' if cdc else 'full-load'}-{target}")
+        for target in ("postgres", "duckdb", "lake")
+        for cdc in (False, True)
+    ),
+    # The snapshot's other driver (snapshot_connection: where the C extension does not load).
+    pytest.param("postgres", False, "pymysql", id="full-load-postgres-pymysql"),
+]
+
+
+@pytest.mark.parametrize(("target", "cdc", "driver"), _MARIADB_CASES)
 def test_mariadb_every_value_exact_or_reported(
-    target: str, cdc: bool, mariadb_db: str, pg_server: PostgresServer, store: Store, tmp_path: Path
+    target: str,
+    cdc: bool,
+    driver: str,
+    mariadb_db: str,
+    pg_server: PostgresServer,
+    store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv(DRIVER_VARIABLE, driver)  # also for the CLI's processes
     maria.create(mariadb_db)
     endpoint = _target(target, tmp_path, pg_server)
     source = {"engine": "mysql", "url": mariadb_db}

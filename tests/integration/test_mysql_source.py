@@ -1,4 +1,8 @@
-"""MariaDB/MySQL as a source: catalog, types, values, snapshot and connection failures."""
+"""MariaDB/MySQL as a source: catalog, types, values, snapshot and connection failures.
+
+Every test runs on both drivers a snapshot reads through
+(connectors/mysql/snapshot_connection.py): MySQL Connector/Python's C
+extension, and PyMySQL, which a machine without it reads through."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import pymysql
 import pytest
 
 from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.mysql.snapshot_connection import DRIVER_VARIABLE
 from conveyor.connectors.mysql.source import MySQLSnapshot, MySQLSource
 from conveyor.connectors.mysql.types import NativeColumn, enum_labels, from_native
 from conveyor.connectors.registry import open_source
@@ -43,6 +48,12 @@ def raw(mariadb_db: str) -> Iterator[Conn]:
         yield conn
     finally:
         conn.close()
+
+
+@pytest.fixture(autouse=True, params=["connector", "pymysql"])
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(DRIVER_VARIABLE, request.param)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -299,7 +310,8 @@ def test_views_are_not_tables(all_types: TableSchema, source: MySQLSource) -> No
     assert [tbl.ref.name for tbl in source.tables()] == ["all_types"]
 
 
-def test_read_every_value(all_types: TableSchema, snapshot: MySQLSnapshot) -> None:
+def test_read_every_value(all_types: TableSchema, snapshot: MySQLSnapshot, driver: str) -> None:
+    assert snapshot.driver.startswith("mysql-connector" if driver == "connector" else "pymysql")
     rows = read_rows(snapshot, all_types, order_by_key=True)
     assert [r["id"] for r in rows] == [1, 2, 3]
     for expected, got in ((EXPECTED_MAX, rows[0]), (EXPECTED_MIN, rows[2])):

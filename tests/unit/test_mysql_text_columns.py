@@ -66,6 +66,9 @@ TAKEN: list[tuple[ColumnType, list[str | None], Callable[[str], Any], Callable[[
         converters.convert_datetime,
         _utc,
     ),
+    (t.simple(Kind.TEXT, "varchar(10)"), ["", "naïve", "日本", "\x00a", None], str, lambda v: v),
+    (t.simple(Kind.JSON, "json"), ['{"a": [1, "é"]}', "null"], str, lambda v: v),
+    (t.simple(Kind.ENUM, "enum"), ["small", "large"], str, lambda v: v),
 ]
 
 # Texts no column cast may take: PyMySQL hands them back as text, which the load reports.
@@ -88,12 +91,19 @@ def _column(ctype: ColumnType) -> Column:
 @pytest.mark.parametrize(
     ("ctype", "texts", "decode", "then"), TAKEN, ids=lambda x: getattr(x, "native", None)
 )
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
 def test_a_taken_column_equals_what_pymysql_values_make(
-    ctype: ColumnType, texts: list[str | None], decode: Callable[[str], Any], then: Callable[[Any], Any]
+    ctype: ColumnType,
+    texts: list[str | None],
+    decode: Callable[[str], Any],
+    then: Callable[[Any], Any],
+    as_bytes: bool,
 ) -> None:
+    """Also from the texts as UTF-8 bytes, as MySQL Connector/Python's C
+    extension hands every value over (snapshot_connection)."""
     cast = text_cast(_column(ctype), (ctype.native or "").split("(")[0].split(" ")[0])
     assert cast is not None
-    got = cast(texts)
+    got = cast([None if v is None else v.encode() for v in texts] if as_bytes else texts)
     want = pa.array([None if v is None else then(decode(v)) for v in texts], type=ctype.arrow())
     assert got is not None
     assert got.type == ctype.arrow()
@@ -117,8 +127,16 @@ def test_a_value_without_an_exact_cast_declines_the_column(
         t.decimal(20, 0, "bit(64)"),
         t.simple(Kind.TIME, "time"),
         t.simple(Kind.NUMERIC, "decimal(65,30)"),
-        t.simple(Kind.TEXT, "varchar(10)"),
+        t.simple(Kind.UUID, "uuid"),
     ],
 )
-def test_bits_times_and_texts_are_converted_value_by_value(ctype: ColumnType) -> None:
+def test_bits_times_and_uuids_are_converted_value_by_value(ctype: ColumnType) -> None:
     assert text_cast(_column(ctype), (ctype.native or "").split("(")[0].split(" ")[0]) is None
+
+
+@pytest.mark.parametrize("kind", [Kind.TEXT, Kind.JSON, Kind.ENUM])
+def test_bytes_that_are_not_utf8_decline_the_column(kind: Kind) -> None:
+    """The value-by-value path then reports the value (read_values._string)."""
+    cast = text_cast(_column(t.simple(kind, "varchar(10)")), "varchar")
+    assert cast is not None
+    assert cast([b"fine", b"\xff\xfe"]) is None

@@ -64,13 +64,11 @@ from conveyor.connectors.mysql.capture_preflight import (
     setting_problems,
 )
 from conveyor.connectors.mysql.capture_stream import MySQLChangeStream
-from conveyor.connectors.mysql.source import ENGINE, MySQLSnapshot, MySQLSource, qualified
+from conveyor.connectors.mysql.snapshot_connection import SnapshotConnection, open_snapshot_connection
+from conveyor.connectors.mysql.source import ENGINE, MySQLSnapshot, MySQLSource, begin_snapshot, qualified
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, ConnectionFailed, TerminalError
 from conveyor.core.schema import TableSchema
-
-if TYPE_CHECKING:
-    from conveyor.connectors.mysql.capture_binlog import Connection
 
 
 class MySQLChangeSource(MySQLSource):
@@ -124,30 +122,21 @@ class MySQLChangeSource(MySQLSource):
     # -- capture start and the full load's snapshot --------------------------
 
     def begin_capture(self, task: str, tables: Sequence[TableSchema], export_snapshot: bool) -> CaptureStart:
-        conn = connection.connect(self.config)
+        if not export_snapshot:
+            return CaptureStart(self.current_position())
+        conn = open_snapshot_connection(self.config)
         try:
-            mariadb = is_mariadb(conn)
-            if not export_snapshot:
-                try:
-                    with conn.cursor() as cur:
-                        file, pos = binlog_status(cur)
-                        gtid = gtid_position(cur, mariadb, file, pos)
-                except pymysql.err.MySQLError as exc:
-                    raise self._start_failure(exc) from None
-                finally:
-                    conn.close()
-                return CaptureStart(Checkpoint(ENGINE, {"file": file, "pos": pos, "gtid": gtid}))
-            try:
-                if mariadb:
-                    file, pos, gtid = self._mariadb_snapshot(conn)
-                else:
-                    file, pos, gtid = self._locked_snapshot(conn, tables)
-            except pymysql.err.MySQLError as exc:
-                conn.close()
-                raise self._start_failure(exc) from None
+            if is_mariadb(conn):
+                file, pos, gtid = self._mariadb_snapshot(conn)
+            else:
+                file, pos, gtid = self._locked_snapshot(conn, tables)
+        except Exception as exc:
+            conn.close()
+            if conn.failure(exc) is None and not isinstance(exc, pymysql.err.MySQLError):
+                raise
+            raise self._start_failure(exc) from None
         except BaseException:
-            with suppress(Exception):
-                conn.close()
+            conn.close()
             raise
         snapshot_id = f"{file}:{pos}"
         previous = self._snapshots.pop(snapshot_id, None)
@@ -189,15 +178,10 @@ class MySQLChangeSource(MySQLSource):
 
     snapshot_for = capture_snapshot
 
-    @staticmethod
-    def _begin_snapshot(cur: pymysql.cursors.Cursor) -> None:
-        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-
-    def _mariadb_snapshot(self, conn: Connection) -> tuple[str, int, str]:
+    def _mariadb_snapshot(self, conn: SnapshotConnection) -> tuple[str, int, str]:
         """MariaDB: the binlog position of a consistent snapshot, without a lock."""
+        begin_snapshot(conn)
         with conn.cursor() as cur:
-            self._begin_snapshot(cur)
             cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
             status = {text(k).lower(): text(v) for k, v in cur.fetchall()}
             file, pos = status.get("binlog_snapshot_file"), status.get("binlog_snapshot_position")
@@ -209,7 +193,9 @@ class MySQLChangeSource(MySQLSource):
             gtid = gtid_position(cur, True, file, int(pos))
         return file, int(pos), gtid
 
-    def _locked_snapshot(self, conn: Connection, tables: Sequence[TableSchema]) -> tuple[str, int, str]:
+    def _locked_snapshot(
+        self, conn: SnapshotConnection, tables: Sequence[TableSchema]
+    ) -> tuple[str, int, str]:
         """MySQL: hold commits while the snapshot starts and the position is read."""
         lock = connection.connect(self.config)
         try:
@@ -223,8 +209,7 @@ class MySQLChangeSource(MySQLSource):
                     # commits do not matter to this capture).
                     lcur.execute("LOCK TABLES " + ", ".join(f"{qualified(t.ref)} READ" for t in tables))
                 try:
-                    with conn.cursor() as cur:
-                        self._begin_snapshot(cur)
+                    begin_snapshot(conn)
                     file, pos = binlog_status(lcur)
                     gtid = gtid_position(lcur, False, file, pos)
                 finally:
@@ -233,7 +218,7 @@ class MySQLChangeSource(MySQLSource):
             lock.close()
         return file, pos, gtid
 
-    def _start_failure(self, exc: pymysql.err.MySQLError) -> Exception:
+    def _start_failure(self, exc: Exception) -> Exception:
         if error_code(exc) in ACCESS_DENIED:
             return ConfigError(
                 f"endpoint {self.config.name!r}: cannot read the binlog position: {error_reason(exc)} "

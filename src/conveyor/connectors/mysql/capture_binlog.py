@@ -43,10 +43,12 @@ def error_code(exc: BaseException) -> int | None:
 
 
 def error_reason(exc: BaseException) -> str:
-    return " ".join(str(exc.args[-1] if exc.args else exc).split())
+    message = getattr(exc, "msg", None)  # MySQL Connector/Python's errors: (errno, msg, sqlstate)
+    return " ".join(str(message or (exc.args[-1] if exc.args else exc)).split())
 
 
-def is_mariadb(conn: Connection) -> bool:
+def is_mariadb(conn: Any) -> bool:
+    """Whether the server is MariaDB (``conn``: any driver's connection with ``cursor()``)."""
     with conn.cursor() as cur:
         cur.execute("SELECT VERSION()")
         row = cur.fetchone()

@@ -19,6 +19,12 @@ SCHEMES = frozenset({"mysql", "mariadb"})
 # writes each batch to the target; the default net_write_timeout (60 s) would
 # cut the connection during a slow target write.
 NET_TIMEOUT_S = 3600
+SESSION_STATEMENTS = (
+    # TIMESTAMP values then come back as UTC wall-clock times.
+    "SET SESSION time_zone = '+00:00'",
+    f"SET SESSION net_write_timeout = {NET_TIMEOUT_S}",
+    f"SET SESSION net_read_timeout = {NET_TIMEOUT_S}",
+)
 
 _ER_ACCESS_DENIED = 1045
 _ER_DBACCESS_DENIED = 1044
@@ -95,10 +101,8 @@ def connect(config: EndpointConfig) -> pymysql.connections.Connection[pymysql.cu
         raise ConnectionFailed(describe_failure(config, p, exc)) from None
     try:
         with conn.cursor() as cur:
-            # TIMESTAMP values then come back as UTC wall-clock times.
-            cur.execute("SET SESSION time_zone = '+00:00'")
-            cur.execute(f"SET SESSION net_write_timeout = {NET_TIMEOUT_S}")
-            cur.execute(f"SET SESSION net_read_timeout = {NET_TIMEOUT_S}")
+            for statement in SESSION_STATEMENTS:
+                cur.execute(statement)
     except pymysql.err.MySQLError as exc:
         conn.close()
         raise ConnectionFailed(describe_failure(config, p, exc)) from None

@@ -126,12 +126,20 @@ def text_decoders(description: Any, decoders: dict[int, Any]) -> list[Converter 
     return [None if f is None or f is through else f for f in found]
 
 
+def _decoded(decoder: Converter, value: Any) -> Any:
+    """What PyMySQL's converter makes of a value's text. A driver that hands
+    every value over as bytes (MySQL Connector/Python's C extension) gives
+    numbers and times as ASCII bytes, which PyMySQL gives as ``str``."""
+    return decoder(value.decode("ascii") if type(value) is bytes else value)
+
+
 def decoded_rows(
     decode: Sequence[Converter | None], rows: Sequence[tuple[Any, ...]]
 ) -> list[tuple[Any, ...]]:
     """Text rows as PyMySQL's converters would have returned them."""
     return [
-        tuple(v if v is None or f is None else f(v) for f, v in zip(decode, row, strict=True)) for row in rows
+        tuple(v if v is None or f is None else _decoded(f, v) for f, v in zip(decode, row, strict=True))
+        for row in rows
     ]
 
 
@@ -150,7 +158,9 @@ def texts_to_arrays(
     ):
         array = None if cast is None else cast(values)
         if array is None:
-            decoded = values if decoder is None else [None if v is None else decoder(v) for v in values]
+            decoded = (
+                values if decoder is None else [None if v is None else _decoded(decoder, v) for v in values]
+            )
             array = _to_arrow(table, column, convert, decoded)
         arrays.append(array)
     return arrays

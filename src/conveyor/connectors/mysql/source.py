@@ -6,16 +6,21 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pymysql
-from pymysql.cursors import SSCursor
+from pymysql.converters import decoders as text_converters
 
 from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.mysql import connection, filters
 from conveyor.connectors.mysql.connection import quote
+from conveyor.connectors.mysql.snapshot_connection import (
+    RowStream,
+    SnapshotConnection,
+    open_snapshot_connection,
+)
 from conveyor.connectors.mysql.text_columns import TextCast, text_cast
 from conveyor.connectors.mysql.types import NativeColumn, from_native, order_expression, select_expression
 from conveyor.core.batch import rejected_row
@@ -67,7 +72,6 @@ WHERE CONSTRAINT_SCHEMA = %s
 """
 
 ENGINE = "mysql"
-_LOST_CONNECTION = frozenset({2006, 2013, 2055})
 _SPACE = re.compile(r"\s+")
 # Batches parsed ahead of the consumer (each batch_rows rows).
 _READ_AHEAD = 2
@@ -176,6 +180,12 @@ class MySQLSource:
         pass
 
 
+def begin_snapshot(conn: SnapshotConnection) -> None:
+    """Start the read-only REPEATABLE READ transaction the snapshot reads in."""
+    conn.query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    conn.query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+
 class MySQLSnapshot:
     """One REPEATABLE READ transaction started WITH CONSISTENT SNAPSHOT.
 
@@ -188,11 +198,11 @@ class MySQLSnapshot:
     MySQL protocol ends an unbuffered result), so the snapshot stays usable.
     """
 
-    def __init__(self, config: EndpointConfig, conn: Connection | None = None) -> None:
-        """``conn``: adopt a connection (from ``connection.connect``) whose REPEATABLE
-        READ transaction WITH CONSISTENT SNAPSHOT is already open, e.g. the one
-        change capture read the matching binlog position on; the snapshot then
-        owns and closes it."""
+    def __init__(self, config: EndpointConfig, conn: SnapshotConnection | None = None) -> None:
+        """``conn``: adopt a connection (``open_snapshot_connection``) whose
+        REPEATABLE READ transaction WITH CONSISTENT SNAPSHOT is already open,
+        e.g. the one change capture read the matching binlog position on; the
+        snapshot then owns and closes it."""
         self.config = config
         self._lock = threading.Lock()
         self._owner: int | None = None
@@ -200,20 +210,27 @@ class MySQLSnapshot:
         self._lost: str | None = None
         self._rejected: dict[TableRef, list[RejectedValue]] = {}
         if conn is None:
-            conn = connection.connect(config)
+            conn = open_snapshot_connection(config)
             try:
-                with conn.cursor() as cur:
-                    cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            except pymysql.err.MySQLError as exc:
+                begin_snapshot(conn)
+            except Exception as exc:
+                failed = conn.failure(exc)
                 conn.close()
+                if failed is None:
+                    raise
                 raise ConnectionFailed(
-                    f"endpoint {config.name!r}: cannot open a consistent snapshot: {exc.args[-1]}"
+                    f"endpoint {config.name!r}: cannot open a consistent snapshot: {failed[1]}"
                 ) from None
-        self._conn: Connection | None = conn
+        self._driver = conn  # kept after a close, to read its errors
+        self._conn: SnapshotConnection | None = conn
+
+    @property
+    def driver(self) -> str:
+        """The driver the snapshot reads through (``snapshot_connection``)."""
+        return self._driver.driver
 
     @contextmanager
-    def _exclusive(self, ref: TableRef) -> Iterator[Connection]:
+    def _exclusive(self, ref: TableRef) -> Iterator[SnapshotConnection]:
         """The snapshot's connection, for one statement and its whole result."""
         if self._owner == threading.get_ident():
             raise TerminalError(
@@ -233,10 +250,19 @@ class MySQLSnapshot:
             finally:
                 self._owner = self._reading = None
 
-    def _failure(self, ref: TableRef, exc: pymysql.err.MySQLError) -> Exception:
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        reason = " ".join(str(exc.args[-1] if exc.args else exc).split())
-        if isinstance(exc, pymysql.err.OperationalError) and code in _LOST_CONNECTION:
+    @contextmanager
+    def _driver_errors(self, ref: TableRef) -> Iterator[None]:
+        """The driver's errors as ConnectionFailed (the connection is lost) or TerminalError."""
+        try:
+            yield
+        except Exception as exc:
+            failed = self._driver.failure(exc)
+            if failed is None:
+                raise
+            raise self._failure(ref, *failed) from None
+
+    def _failure(self, ref: TableRef, lost: bool, reason: str) -> Exception:
+        if lost:
             self._drop(reason)
             return ConnectionFailed(
                 f"endpoint {self.config.name!r}: lost the connection while reading {ref}: {reason}"
@@ -249,14 +275,7 @@ class MySQLSnapshot:
         if conn is None:
             return
         self._lost = reason
-        # A result still streaming (a read suspended in this thread) must not
-        # try to drain itself from the closed socket later (pymysql would, on
-        # cursor close or garbage collection).
-        result = getattr(conn, "_result", None)
-        if getattr(result, "unbuffered_active", False):
-            result.unbuffered_active = False  # type: ignore[union-attr]
-        with suppress(pymysql.err.Error, OSError):
-            conn.close()
+        conn.close()
 
     def pushes_down(self, table: TableSchema, where: RowFilter) -> bool:
         return filters.pushes_down(where)
@@ -282,44 +301,37 @@ class MySQLSnapshot:
         with self._exclusive(table.ref) as conn:
             if where is not None:  # literals quoted as this connection's sql_mode needs
                 query += " WHERE " + filters.where_condition(where, conn.escape)
-            cursor = conn.cursor(SSCursor)
-            decoders = conn.decoders
+            with self._driver_errors(table.ref):
+                # Values arrive as the server's text (Arrow casts whole columns, text_columns).
+                cursor = conn.stream(query + order)
             try:
-                # Values arrive as the server's text (Arrow casts whole columns,
-                # text_columns); the result's converters are fixed when it starts.
-                conn.decoders = {}
-                try:
-                    cursor.execute(query + order)
-                finally:
-                    conn.decoders = decoders
-                decode = text_decoders(cursor.description, decoders)
-                if where is None:
-                    self._rejected[table.ref] = []
-                # The next batch is parsed while the consumer writes this one.
-                batches = self._batches(table, cursor, batch_rows, schema, casts, decode)
-                try:
-                    yield from read_ahead(
-                        batches,
-                        depth=_READ_AHEAD,
-                        name=f"read {table.ref}",
-                        # Its fetch is stalled: the cursor cannot be drained under it.
-                        on_stuck=lambda: self._drop(f"the read of {table.ref} did not stop"),
-                    )
-                except Exception:
-                    if self._conn is conn:
-                        raise
-                    # The snapshot was closed under the reading thread (whose
-                    # error then says nothing useful): said below.
-                if self._conn is not conn:
-                    # Closed (or lost) while this read was suspended: the rows
-                    # stopped coming, which must not pass for the end of the table.
-                    raise ConnectionFailed(
-                        f"endpoint {self.config.name!r}: the snapshot was "
-                        + (f"lost ({self._lost})" if self._lost else "closed")
-                        + f" before the read of {table.ref} finished"
-                    )
-            except pymysql.err.MySQLError as exc:
-                raise self._failure(table.ref, exc) from None
+                with self._driver_errors(table.ref):
+                    decode = text_decoders(cursor.description, text_converters)
+                    if where is None:
+                        self._rejected[table.ref] = []
+                    # The next batch is parsed while the consumer writes this one.
+                    batches = self._batches(table, cursor, batch_rows, schema, casts, decode)
+                    try:
+                        yield from read_ahead(
+                            batches,
+                            depth=_READ_AHEAD,
+                            name=f"read {table.ref}",
+                            # Its fetch is stalled: the cursor cannot be drained under it.
+                            on_stuck=lambda: self._drop(f"the read of {table.ref} did not stop"),
+                        )
+                    except Exception:
+                        if self._conn is conn:
+                            raise
+                        # The snapshot was closed under the reading thread (whose
+                        # error then says nothing useful): said below.
+                    if self._conn is not conn:
+                        # Closed (or lost) while this read was suspended: the rows
+                        # stopped coming, which must not pass for the end of the table.
+                        raise ConnectionFailed(
+                            f"endpoint {self.config.name!r}: the snapshot was "
+                            + (f"lost ({self._lost})" if self._lost else "closed")
+                            + f" before the read of {table.ref} finished"
+                        )
             finally:
                 # Ends the unbuffered result (draining unread rows) so the next
                 # statement on the connection can run, also when the consumer
@@ -333,7 +345,7 @@ class MySQLSnapshot:
     def _batches(
         self,
         table: TableSchema,
-        cursor: SSCursor,
+        cursor: RowStream,
         batch_rows: int,
         schema: pa.Schema,
         casts: Sequence[TextCast | None],
@@ -393,22 +405,16 @@ class MySQLSnapshot:
         from conveyor.connectors.mysql import validation
 
         with self._exclusive(table.ref) as conn:
-            cursor = conn.cursor(SSCursor)
-            decoders = conn.decoders
+            with self._driver_errors(table.ref):
+                cursor = conn.stream(validation.query(table, qualified(table.ref), where))
             try:
-                conn.decoders = {}  # the result's converters are fixed when it starts
-                try:
-                    cursor.execute(validation.query(table, qualified(table.ref), where))
-                finally:
-                    conn.decoders = decoders
-                yield from validation.rows_of(cursor, table, batch_rows)
+                with self._driver_errors(table.ref):
+                    yield from validation.rows_of(cursor, table, batch_rows)
                 if self._conn is not conn:
                     raise ConnectionFailed(
                         f"endpoint {self.config.name!r}: the snapshot was closed before the read of "
                         f"{table.ref} finished"
                     )
-            except pymysql.err.MySQLError as exc:
-                raise self._failure(table.ref, exc) from None
             finally:
                 try:
                     cursor.close()
@@ -423,25 +429,14 @@ class MySQLSnapshot:
             " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND PARTITION_NAME IS NOT NULL"
             " ORDER BY PARTITION_ORDINAL_POSITION, SUBPARTITION_ORDINAL_POSITION"
         )
-        with self._exclusive(table.ref) as conn:
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(query, (table.ref.schema, table.ref.name))
-                    rows = cur.fetchall()
-            except pymysql.err.MySQLError as exc:
-                raise self._failure(table.ref, exc) from None
-        return [str(name) for (name,) in rows]
+        with self._exclusive(table.ref) as conn, self._driver_errors(table.ref):
+            rows = conn.query(query, (table.ref.schema, table.ref.name))
+        return [_text(name) for (name,) in rows]
 
     def count(self, table: TableRef) -> int:
-        with self._exclusive(table) as conn:
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(f"SELECT COUNT(*) FROM {qualified(table)}")
-                    row = cur.fetchone()
-            except pymysql.err.MySQLError as exc:
-                raise self._failure(table, exc) from None
-        assert row is not None
-        return int(row[0])
+        with self._exclusive(table) as conn, self._driver_errors(table):
+            [(count,)] = conn.query(f"SELECT COUNT(*) FROM {qualified(table)}")
+        return int(count)
 
     def close(self) -> None:
         # Wait a while for a read in another thread to finish; closing the

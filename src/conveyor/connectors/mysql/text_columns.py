@@ -24,6 +24,7 @@ from conveyor.core.types import Kind
 TextCast = Callable[[Sequence[str | None]], pa.Array | None]
 
 _INTEGERS = frozenset({Kind.INT16, Kind.INT32, Kind.INT64})
+_STRINGS = frozenset({Kind.TEXT, Kind.JSON, Kind.ENUM})
 _TIMESTAMP = pa.timestamp("us")
 _TIMESTAMP_UTC = pa.timestamp("us", tz="UTC")
 # Year 0 parses in Arrow, but has no Python date (PyMySQL hands such a value
@@ -45,6 +46,10 @@ def text_cast(column: Column, base: str) -> TextCast | None:
         # Selected as DOUBLE text: parsed as a double, then narrowed, as a
         # Python float given to a float32 array is.
         return _then(_cast_to(pa.float64()), pa.float32())
+    if kind in _STRINGS:
+        # Text as it is; bytes (from a driver that hands every value over so)
+        # are checked to be UTF-8 by Arrow, else converted one by one (which reports them).
+        return _cast_to(column.type.arrow())
     if kind is Kind.DATE:
         return _checked(pa.date32(), pa.int32(), _FIRST_DAY)
     if kind is Kind.TIMESTAMP:
