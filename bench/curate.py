@@ -237,6 +237,7 @@ def generate(lake_dir: Path, rows: int, changes: int, raw_format: str, seed: int
     import pyarrow.compute as pc
 
     from conveyor.connectors.base import EndpointConfig, PrepMode
+    from conveyor.connectors.lake import files
     from conveyor.connectors.lake import layout as lay
     from conveyor.connectors.lake.settings import lake_config
     from conveyor.connectors.lake.target import LakeTarget
@@ -303,7 +304,7 @@ def generate(lake_dir: Path, rows: int, changes: int, raw_format: str, seed: int
         folder = lake_dir / lay.change_folder(BUCKET_PATH, lake.settings, schema.ref, stamp)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{lay.change_stamp(stamp)}.{layout.ext}"
-        lay.write_whole_file(str(path), framed, layout)
+        files.write_whole_file(str(path), framed, layout)
         change_files.append(str(path))
     folder = lake_dir / lay.table_folder(BUCKET_PATH, schema.ref)
     load_files = sorted(str(p) for p in folder.glob("LOAD*"))

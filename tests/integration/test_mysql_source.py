@@ -19,7 +19,7 @@ import pymysql
 import pytest
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.mysql.snapshot_connection import DRIVER_VARIABLE
+from conveyor.connectors.mysql.snapshot_connection import DRIVER_VARIABLE, open_snapshot_connection
 from conveyor.connectors.mysql.source import MySQLSnapshot, MySQLSource
 from conveyor.connectors.mysql.types import NativeColumn, enum_labels, from_native
 from conveyor.connectors.registry import open_source
@@ -538,6 +538,20 @@ def test_closed_snapshot_refuses_reads(raw: Conn, source: MySQLSource) -> None:
 
 
 # --- connecting --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["", "NO_BACKSLASH_ESCAPES"])
+def test_string_literals_round_trip_in_either_sql_mode(mariadb_db: str, mode: str) -> None:
+    """A source filter's literals (``escape``) read back as written, whichever
+    way the session's sql_mode reads backslashes."""
+    conn = open_snapshot_connection(EndpointConfig(name="m", engine="mysql", url=mariadb_db))
+    try:
+        conn.query(f"SET SESSION sql_mode = '{mode}'")
+        text = "it's a \\ back'slash\" ñ \n%_ \\'"
+        [(got,)] = conn.query(f"SELECT {conn.escape(text)}")
+        assert (got.decode() if isinstance(got, bytes) else got) == text
+    finally:
+        conn.close()
 
 
 def test_check_and_registry(mariadb_db: str) -> None:
