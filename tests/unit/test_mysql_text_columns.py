@@ -111,12 +111,13 @@ def test_a_taken_column_equals_what_pymysql_values_make(
 
 
 @pytest.mark.parametrize(("ctype", "texts"), DECLINED, ids=lambda x: getattr(x, "native", None))
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
 def test_a_value_without_an_exact_cast_declines_the_column(
-    ctype: ColumnType, texts: list[str | None]
+    ctype: ColumnType, texts: list[str | None], as_bytes: bool
 ) -> None:
     cast = text_cast(_column(ctype), (ctype.native or "").split("(")[0].split(" ")[0])
     assert cast is not None
-    assert cast(texts) is None
+    assert cast([None if v is None else v.encode() for v in texts] if as_bytes else texts) is None
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from conveyor.core.types import Kind
 
 # A column of text values (None for NULL) as the column's Arrow array, or None
 # when some value does not cast exactly.
-TextCast = Callable[[Sequence[str | None]], pa.Array | None]
+TextCast = Callable[[Sequence[str | bytes | None]], pa.Array | None]
 
 _INTEGERS = frozenset({Kind.INT16, Kind.INT32, Kind.INT64})
 _STRINGS = frozenset({Kind.TEXT, Kind.JSON, Kind.ENUM})
@@ -61,8 +61,18 @@ def text_cast(column: Column, base: str) -> TextCast | None:
 
 
 def _cast_to(target: pa.DataType) -> TextCast:
-    def cast(values: Sequence[str | None]) -> pa.Array | None:
+    # Bytes (a driver that hands every value over so) are taken as binary and
+    # cast from there, which is about twice as fast as pa.array(..., pa.string())
+    # checking each value's UTF-8; Arrow parses numbers from binary directly,
+    # dates and times only from (checked) strings.
+    from_binary = target if pa.types.is_integer(target) or pa.types.is_floating(target) else pa.string()
+    from_binary_then = None if from_binary == target or target == pa.string() else target
+
+    def cast(values: Sequence[str | bytes | None]) -> pa.Array | None:
         try:
+            if type(next((v for v in values if v is not None), None)) is bytes:
+                array = pa.array(values, pa.binary()).cast(from_binary)
+                return array if from_binary_then is None else array.cast(from_binary_then)
             return pa.array(values, pa.string()).cast(target)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             return None
@@ -71,7 +81,7 @@ def _cast_to(target: pa.DataType) -> TextCast:
 
 
 def _then(first: TextCast, target: pa.DataType) -> TextCast:
-    def cast(values: Sequence[str | None]) -> pa.Array | None:
+    def cast(values: Sequence[str | bytes | None]) -> pa.Array | None:
         array = first(values)
         return None if array is None else array.cast(target)
 
@@ -81,7 +91,7 @@ def _then(first: TextCast, target: pa.DataType) -> TextCast:
 def _checked(target: pa.DataType, storage: pa.DataType, lowest: int) -> TextCast:
     parse = _cast_to(target)
 
-    def cast(values: Sequence[str | None]) -> pa.Array | None:
+    def cast(values: Sequence[str | bytes | None]) -> pa.Array | None:
         array = parse(values)
         if array is None:
             return None
