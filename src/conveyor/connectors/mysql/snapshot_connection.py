@@ -15,6 +15,7 @@ validation spellers take alike.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 DRIVER_VARIABLE = "CONVEYOR_MYSQL_DRIVER"
 _LOST_CONNECTION = frozenset({2006, 2013, 2055})
-_WARNED: list[str] = []
 _FETCH_WAIT_S = 5.0
 
 
@@ -243,15 +243,20 @@ class ConnectorConnection:
 
 def _connector() -> tuple[Any, Any] | None:
     """MySQL Connector/Python's module and its errors when its C extension
-    loads here; None otherwise (not installed, or a library it needs does not
-    load: said in the log once), or when the user asked for PyMySQL."""
+    loads here; None otherwise, or when the user asked for PyMySQL."""
     if os.environ.get(DRIVER_VARIABLE, "").strip().lower() == "pymysql":
         return None
+    return _c_extension()
+
+
+@functools.cache
+def _c_extension() -> tuple[Any, Any] | None:
+    """Probed once per process: the module and its errors, or None when it is
+    not installed or a library it needs does not load (said in the log)."""
     try:
         import _mysql_connector  # type: ignore[import-not-found]  # noqa: F401  (the C extension)
     except ImportError as exc:
-        if "_mysql_connector" not in str(exc) and not _WARNED:
-            _WARNED.append(str(exc))
+        if "_mysql_connector" not in str(exc):
             log.info("MySQL Connector/Python's C extension does not load (%s): reading through PyMySQL", exc)
         return None
     import mysql.connector
