@@ -267,7 +267,7 @@ def _child(argv: list[str]) -> int:
 
 def _child_run(args: argparse.Namespace) -> dict[str, Any]:
     from conveyor.connectors.base import EndpointConfig
-    from conveyor.connectors.changes import ChangeStream, Commit, EncodedRows, RowChange
+    from conveyor.connectors.changes import ChangeStream, Commit, RowChange
     from conveyor.connectors.mysql.capture import MySQLChangeSource
     from conveyor.connectors.postgres.apply import PostgresApplier
     from conveyor.connectors.postgres.capture_stream import PostgresChangeStream
@@ -302,8 +302,8 @@ def _child_run(args: argparse.Namespace) -> dict[str, Any]:
             for event in stream.events(idle_timeout=0.2):
                 if isinstance(event, RowChange):
                     seen += 1
-                elif isinstance(event, EncodedRows):
-                    seen += len(event.rows)
+                elif type(event).__name__ in ("ChangeBatch", "EncodedRows"):  # either version (--base)
+                    seen += event.num_rows if hasattr(event, "num_rows") else len(event.rows)
                 elif (isinstance(event, Commit) or event is None) and seen >= args.changes:
                     break
             return {"seconds": time.perf_counter() - began, "changes": seen}

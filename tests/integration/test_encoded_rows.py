@@ -1,5 +1,5 @@
 """PostgreSQL to PostgreSQL change capture passing rows through as COPY text
-lines (copy_lines.py, EncodedRows) instead of Python values: a hand-wired
+lines (copy_lines.py, captured ChangeBatches with ENCODED) instead of Python values: a hand-wired
 ChangeCapture (as bench/cdc.py wires one) between two databases of the private
 server, run in a thread and stopped by its stop event; the target must end
 exactly equal to the source."""
@@ -18,13 +18,13 @@ import pytest
 from psycopg import sql
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import ChangeEvent, EncodedRows, RowChange, TableDefinition
+from conveyor.connectors.changes import ChangeEvent, RowChange, TableDefinition
 from conveyor.connectors.postgres.apply import PostgresApplier
 from conveyor.connectors.postgres.capture import PostgresChangeSource
 from conveyor.connectors.postgres.capture_stream import PostgresChangeStream
 from conveyor.connectors.postgres.copy_lines import encoded_format, tuple_line
 from conveyor.connectors.postgres.source import PostgresSource
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ENCODED, OP, ChangeBatch, Checkpoint
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.runner import ChangeCapture
@@ -115,11 +115,30 @@ class RecordingStream:
         self.decoded += 1
         return self.stream.decode_row(table, encoded)
 
-    def encoded(self, name: str) -> list[EncodedRows]:
-        return [e for e in self.seen if isinstance(e, EncodedRows) and e.table.name == name]
+    def encoded(self, name: str) -> list[ChangeBatch]:
+        return [
+            e for e in self.seen if isinstance(e, ChangeBatch) and _is_encoded(e) and e.table.ref.name == name
+        ]
 
     def changes(self, name: str) -> list[RowChange]:
         return [e for e in self.seen if isinstance(e, RowChange) and e.table.name == name]
+
+
+def _is_encoded(event: ChangeEvent | None) -> bool:
+    return (
+        isinstance(event, ChangeBatch) and event.changes is not None and ENCODED in event.changes.schema.names
+    )
+
+
+def _updates(captured: ChangeBatch) -> int:
+    assert captured.changes is not None
+    return captured.changes.column(OP).to_pylist().count(b"u")
+
+
+def _keys(captured: ChangeBatch) -> list[tuple[Any, ...]]:
+    assert captured.changes is not None
+    columns = [captured.changes.column(k).to_pylist() for k in captured.table.primary_key]
+    return list(zip(*columns, strict=True)) if columns else [()] * captured.num_rows
 
 
 def _mappings(*rules: dict[str, Any]) -> TableMappings:
@@ -349,10 +368,10 @@ def test_every_type_passes_through_unchanged(
 
     assert run.stream is not None
     encoded = run.stream.encoded("typed")
-    assert sum(len(e.rows) for e in encoded) >= 2505 + 4, "inserts and updates came encoded"
-    assert sum(e.updates for e in encoded) >= 52
-    assert len(encoded) >= 3 and max(len(e.rows) for e in encoded) <= 1000
-    assert all(len(e.keys) == len(e.rows) for e in encoded)
+    assert sum(e.num_rows for e in encoded) >= 2505 + 4, "inserts and updates came encoded"
+    assert sum(_updates(e) for e in encoded) >= 52
+    assert len(encoded) >= 3 and max(e.num_rows for e in encoded) <= 1000
+    assert all(len(_keys(e)) == e.num_rows for e in encoded)
     # Deletes still come as row changes.
     assert {c.op.name for c in run.stream.changes("typed")} == {"DELETE"}
     assert _passed_through(runner_log) == [
@@ -397,7 +416,7 @@ def test_a_different_target_type_takes_the_values_path(
     assert not run.stream.encoded("mism")
     assert len(run.stream.changes("mism")) == 50 + 1 + 1 + 3
     for table in ("same", "loose"):
-        assert sum(len(e.rows) for e in run.stream.encoded(table)) == 50 + 1 + 3
+        assert sum(e.num_rows for e in run.stream.encoded(table)) == 50 + 1 + 3
     assert _passed_through(runner_log) == [
         f"task {TASK}: 2 of 3 tables pass to the target without conversion"
     ]
@@ -450,8 +469,8 @@ def test_unchanged_toast_and_key_changes_on_encoded_rows_of_the_same_batch(
         source, "SELECT id, small, big FROM toasty ORDER BY id"
     )
     assert run.stream is not None
-    assert sum(len(e.rows) for e in run.stream.encoded("toasty")) == 4  # the inserts
-    assert sum(len(e.rows) for e in run.stream.encoded("pair")) == 4
+    assert sum(e.num_rows for e in run.stream.encoded("toasty")) == 4  # the inserts
+    assert sum(e.num_rows for e in run.stream.encoded("pair")) == 4
     unchanged = [c for c in run.stream.changes("toasty") if c.unchanged]
     assert len(unchanged) == 4 and all(c.unchanged == {"big"} for c in unchanged)
     # The batch held rows 1, 2 and 3 as lines: their big values were decoded from them.
@@ -482,7 +501,7 @@ def test_lines_of_every_type_decoded_for_a_partial_update(
         source, "SELECT md5(big) FROM typed ORDER BY id"
     )
     assert run.stream is not None
-    assert sum(len(e.rows) for e in run.stream.encoded("typed")) == 10
+    assert sum(e.num_rows for e in run.stream.encoded("typed")) == 10
     assert [c.unchanged for c in run.stream.changes("typed")] == [frozenset({"big"})] * 5
     assert run.stream.decoded == 5
 
@@ -518,7 +537,9 @@ def test_added_column_during_capture(dbs: tuple[str, str], capture: Callable[...
     definitions = [i for i, e in enumerate(seen) if isinstance(e, TableDefinition)]
     assert len(definitions) == 2
     spans = [seen[: definitions[0]], seen[definitions[0] : definitions[1]], seen[definitions[1] :]]
-    encoded = [sum(len(e.rows) for e in span if isinstance(e, EncodedRows)) for span in spans]
+    encoded = [
+        sum(e.num_rows for e in span if isinstance(e, ChangeBatch) and _is_encoded(e)) for span in spans
+    ]
     assert encoded == [2, 4, 2], "rows of each new shape pass through too"
     shapes = [[c.name for c in r[TableRef("public", "grows")].columns] for r in run.stream.requests]
     assert shapes == [["id", "v"], ["id", "v", "n", "tags"], ["id", "n", "tags"]]
@@ -559,7 +580,7 @@ def test_generated_column(dbs: tuple[str, str], capture: Callable[..., Capture])
     assert _rows(target, _json_rows("gen")) == _rows(source, _json_rows("gen"))
     assert run.stream is not None
     assert not [e for e in run.stream.seen if isinstance(e, TableDefinition)], "no DDL happened"
-    assert sum(len(e.rows) for e in run.stream.encoded("gen")) == 25
+    assert sum(e.num_rows for e in run.stream.encoded("gen")) == 25
 
 
 def test_table_without_primary_key_appends_every_row(
@@ -579,8 +600,8 @@ def test_table_without_primary_key_appends_every_row(
     assert _rows(target, query) == _rows(source, query)
     assert _rows(target, "SELECT count(*) FROM nokey") == [(1505,)]
     assert run.stream is not None
-    assert sum(len(e.rows) for e in run.stream.encoded("nokey")) == 1505
-    assert all(k == () for e in run.stream.encoded("nokey") for k in e.keys)
+    assert sum(e.num_rows for e in run.stream.encoded("nokey")) == 1505
+    assert all(k == () for e in run.stream.encoded("nokey") for k in _keys(e))
 
 
 def test_replication_lost_in_the_middle_of_a_transaction(
@@ -600,7 +621,7 @@ def test_replication_lost_in_the_middle_of_a_transaction(
     deadline = time.monotonic() + WAIT_S
     while not run.stream.encoded("stream") and time.monotonic() < deadline:
         time.sleep(0.005)
-    seen_at_loss = sum(len(e.rows) for e in run.stream.encoded("stream"))
+    seen_at_loss = sum(e.num_rows for e in run.stream.encoded("stream"))
     assert 0 < seen_at_loss < rows, "the transaction was still streaming"
     with psycopg.connect(source, autocommit=True) as conn:
         ended = conn.execute(
@@ -611,7 +632,7 @@ def test_replication_lost_in_the_middle_of_a_transaction(
     query = "SELECT count(*), count(DISTINCT n), sum(n), min(n), max(n) FROM stream"
     assert run.wait_equal(query) == [(rows, rows, rows * (rows + 1) // 2, 1, rows)]
     run.finish()
-    assert sum(len(e.rows) for e in run.stream.encoded("stream")) == rows
+    assert sum(e.num_rows for e in run.stream.encoded("stream")) == rows
     assert any("reconnecting" in r.getMessage() for r in caplog.records)
 
 
@@ -709,4 +730,4 @@ def test_a_new_primary_key_keys_every_change_alike(
     assert all(t.suspended is None for t in run.capture.tables.values())
     assert run.stream is not None
     assert run.stream.requests[-1][TableRef("public", "t")].primary_key == ("id", "b"), "asked again"
-    assert [k for e in run.stream.encoded("t") for k in e.keys][-2:] == [(2, 20), (1, 10)]
+    assert [k for e in run.stream.encoded("t") for k in _keys(e)][-2:] == [(2, 20), (1, 10)]

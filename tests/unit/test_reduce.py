@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from conveyor.connectors.changes import RowChange
+from conveyor.connectors.changes import RowChange, row_changes
 from conveyor.core import types as t
-from conveyor.core.batch import ChangeBatch, Checkpoint, Op
+from conveyor.core.batch import OP, ChangeBatch, Checkpoint, Op, op_array
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -272,22 +274,29 @@ def test_touched_keys_name_every_key_a_batch_changes_or_the_whole_table() -> Non
     assert keyless.touched_keys() is None
 
 
-def test_a_batch_of_encoded_rows_builds_its_empty_parts_without_importing_pandas() -> None:
+def test_captured_encoded_rows_reduce_without_importing_pandas() -> None:
     """pyarrow's ``pa.array`` imports pandas on its first call (~50 MB, up to a
-    second): a PostgreSQL->PostgreSQL capture, whose rows pass encoded, never needs it."""
+    second): a PostgreSQL->PostgreSQL capture, whose rows pass encoded, never
+    needs it, from the stream's captured batch to the reduced one."""
     code = (
         "import sys\n"
         "from conveyor.core import types as t\n"
         "from conveyor.core.schema import Column, TableRef, TableSchema\n"
         "from conveyor.core.types import Kind\n"
         "from conveyor.replication.cdc.reduce import TableReducer\n"
-        "from conveyor.connectors.changes import EncodedRows\n"
+        "from conveyor.connectors.postgres.capture_decode import Chunk\n"
         "table = TableSchema(TableRef('public', 'items'), [Column('id', t.simple(Kind.INT64), False),"
         " Column('d', t.simple(Kind.DATE))], ('id',))\n"
         "reducer = TableReducer(table, {'id': 'id', 'd': 'd'})\n"
-        "reducer.add_encoded(EncodedRows(table.ref, [(1,)], [b'1\\t2024-01-01\\n'], 0, 1))\n"
+        "chunk = Chunk()\n"
+        "chunk.add(table, True, b'1\\t2024-01-01\\n', (1,))\n"
+        "chunk.add(table, False, b'2\\t2024-01-02\\n', (2,))\n"
+        "chunk.add(table, True, b'1\\t2024-01-03\\n', (1,))\n"
+        "[captured] = chunk.take()\n"
+        "assert reducer.add_captured(captured) and (reducer.inserts, reducer.updates) == (1, 2)\n"
         "out = reducer.changes()\n"
-        "assert out.encoded == [b'1\\t2024-01-01\\n'] and out.num_rows == 1, out\n"
+        "assert out.encoded_rows() == [b'2\\t2024-01-02\\n', b'1\\t2024-01-03\\n'], out\n"
+        "assert bytes(out.encoded_data()) == b'2\\t2024-01-02\\n1\\t2024-01-03\\n' and out.num_rows == 2\n"
         "assert out.upserts.schema.field('d').type == t.simple(Kind.DATE).arrow(), out.upserts.schema\n"
         "assert out.deletes.schema.names == ['id'] and out.deletes.num_rows == 0\n"
         "print('pandas' in sys.modules)\n"
@@ -352,3 +361,92 @@ def test_a_parent_cut_by_a_batch_boundary_continues_in_the_next_batch() -> None:
     third = grouped(second.open_group)
     third.add(line(Op.UPDATE, "o9", 0, "z"))
     assert third.changes().upserts.to_pylist() == [{"order_id": "o9", "sku": "z"}]
+
+
+# Captured changes (ChangeBatch.captured), reduced in Arrow.
+
+PAIR = TableSchema(
+    TableRef("public", "pair"),
+    (
+        Column("a", t.simple(Kind.INT64), False),
+        Column("b", t.simple(Kind.TEXT), False),
+        Column("v", t.simple(Kind.TEXT)),
+    ),
+    ("a", "b"),
+)
+PAIR_COLUMNS = {"a": "a", "b": "b", "v": "v"}
+
+
+def _captured(ops: str, rows: list[dict[str, Any]]) -> ChangeBatch:
+    columns = [op_array(ops.encode())]
+    columns += [pa.array([r[c] for r in rows], PAIR.column(c).type.arrow()) for c in PAIR.column_names]
+    return ChangeBatch.captured(PAIR, pa.RecordBatch.from_arrays(columns, names=[OP, *PAIR.column_names]))
+
+
+def _sorted(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    return sorted(batch.to_pylist(), key=lambda r: (r["a"], r["b"]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_captured_changes_reduce_in_arrow_as_one_by_one(seed: int) -> None:
+    """Random changes over a few composite keys, captured in two batches and
+    reduced in Arrow, give the rows, keys and counts the change-by-change
+    reducer gives (the captured UPDATE's old key is its key)."""
+    rng = random.Random(seed)
+    for _ in range(40):
+        n = rng.randint(1, 40)
+        ops = "".join(rng.choice("cud") for _ in range(n))
+        rows = [
+            {"a": rng.randint(0, 4), "b": rng.choice("xy"), "v": None if op == "d" else f"v{i}"}
+            for i, op in enumerate(ops)
+        ]
+        one_by_one = TableReducer(PAIR, PAIR_COLUMNS)
+        for change_ in row_changes(_captured(ops, rows)):
+            one_by_one.add(change_)
+        whole = TableReducer(PAIR, PAIR_COLUMNS)
+        cut = rng.randint(1, n)
+        assert whole.add_captured(_captured(ops[:cut], rows[:cut]))
+        if cut < n:
+            assert whole.add_captured(_captured(ops[cut:], rows[cut:]))
+        want, got = one_by_one.changes(), whole.changes()
+        assert _sorted(got.upserts) == _sorted(want.upserts) and _sorted(got.deletes) == _sorted(want.deletes)
+        assert got.upserts.schema == want.upserts.schema and got.deletes.schema == want.deletes.schema
+        assert (whole.inserts, whole.updates, whole.deletes) == (
+            one_by_one.inserts,
+            one_by_one.updates,
+            one_by_one.deletes,
+        )
+
+
+def test_a_change_one_by_one_after_captured_ones_applies_after_them() -> None:
+    reducer = TableReducer(PAIR, PAIR_COLUMNS)
+    assert reducer.add_captured(_captured("cc", [{"a": 1, "b": "x", "v": "1"}, {"a": 2, "b": "x", "v": "2"}]))
+    reducer.add(RowChange(PAIR.ref, Op.DELETE, {"a": 1, "b": "x"}, {"a": 1, "b": "x"}))
+    assert reducer.add_captured(_captured("u", [{"a": 2, "b": "x", "v": "3"}]))
+    out = reducer.changes()
+    assert out.upserts.to_pylist() == [{"a": 2, "b": "x", "v": "3"}]
+    assert out.deletes.to_pylist() == [{"a": 1, "b": "x"}]
+
+
+def test_captured_changes_a_mapping_needs_one_by_one_are_declined() -> None:
+    """A rename (or a filter, a mask, a change log ...) needs each change: the
+    runner then hands them over as RowChanges."""
+    renamed = TableReducer(
+        replace(PAIR, columns=(*PAIR.columns[:2], Column("w", t.simple(Kind.TEXT)))),
+        {
+            "a": "a",
+            "b": "b",
+            "v": "w",
+        },
+    )
+    assert not renamed.add_captured(_captured("c", [{"a": 1, "b": "x", "v": "1"}]))
+    assert not renamed.pending
+
+
+def test_a_truncate_drops_the_captured_changes_before_it() -> None:
+    reducer = TableReducer(PAIR, PAIR_COLUMNS)
+    assert reducer.add_captured(_captured("c", [{"a": 1, "b": "x", "v": "1"}]))
+    reducer.clear()
+    assert reducer.add_captured(_captured("c", [{"a": 2, "b": "y", "v": "2"}]))
+    out = reducer.changes()
+    assert out.truncate and out.upserts.to_pylist() == [{"a": 2, "b": "y", "v": "2"}]

@@ -3,6 +3,8 @@ reduced rows of a table as its ``ChangeBatch``."""
 
 from __future__ import annotations
 
+import itertools
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -182,7 +184,7 @@ def keys_to_batch(table: TableSchema, keys: Sequence[tuple[Any, ...]]) -> pa.Rec
 
 def _batch(table: TableSchema, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> pa.RecordBatch:
     if not rows:
-        return _empty_batch(table, columns)
+        return empty_batch(table, columns)
     arrays = []
     fields = []
     for name in columns:
@@ -197,7 +199,7 @@ def _batch(table: TableSchema, rows: Sequence[dict[str, Any]], columns: Sequence
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _empty_batch(table: TableSchema, columns: Sequence[str]) -> pa.RecordBatch:
+def empty_batch(table: TableSchema, columns: Sequence[str]) -> pa.RecordBatch:
     """No rows, without ``pa.array``: its first call imports pandas (pyarrow's
     array-like check), ~50 MB and up to a second, which a batch of encoded rows
     (PostgreSQL to PostgreSQL: every part but ``encoded`` empty) never needs."""
@@ -217,9 +219,27 @@ def column_array(ctype: ColumnType, values: list[Any]) -> pa.Array:
     return _array(ctype, values)
 
 
+_INT_CODES = {Kind.INT16: "h", Kind.INT32: "i", Kind.INT64: "q"}
+
+
+def binary_array(rows: Sequence[bytes]) -> pa.Array:
+    """Byte strings as an Arrow binary array (built from their buffers: no
+    ``pa.array``, whose first call imports pandas)."""
+    offsets = array("i", [0])
+    offsets.extend(itertools.accumulate(map(len, rows)))
+    data = b"".join(rows)
+    return pa.Array.from_buffers(pa.binary(), len(rows), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
 def _array(ctype: ColumnType, values: list[Any]) -> pa.Array:
     kind = ctype.kind
     dtype = ctype.arrow()
+    code = _INT_CODES.get(kind)
+    if code is not None and dtype.bit_width == 8 * array(code).itemsize and set(map(type, values)) == {int}:
+        try:  # ints alone (no NULL, no bool): from a buffer (no pandas import, ~10x faster)
+            return pa.Array.from_buffers(dtype, len(values), [None, pa.py_buffer(array(code, values))])
+        except OverflowError:
+            pass  # pa.array says what does not fit
     if kind is Kind.ARRAY:
         assert ctype.element is not None
         return _list(ctype.element, values, dtype)

@@ -4,14 +4,15 @@ target's change applier takes.
 A source captures changes of the selected tables from a position on: a
 PostgreSQL replication slot (pgoutput), a MariaDB/MySQL binlog, triggers into a
 change table on SQLite. Its stream yields events in source commit order:
-row changes, then the ``Commit`` that closes their transaction with the
-position to resume *after* it. The runner groups committed transactions into
+row changes (captured ``ChangeBatch``es in Arrow, or ``RowChange``s one by
+one), then the ``Commit`` that closes their transaction with the position to
+resume *after* it. The runner groups committed transactions into
 batches, applies each batch in one target transaction together with the task's
 checkpoint, and only then acknowledges the position to the source. A crash at
 any point therefore replays from the target's checkpoint, and the runner skips
 what the checkpoint already covers: nothing lost, nothing applied twice.
 
-Row values are Python values in conveyor's in-flight form, the values
+A ``RowChange``'s values are Python values in conveyor's in-flight form, the values
 ``pa.array(values, type=column.type.arrow())`` takes: int, float, Decimal, str
 (also uuid, json, unbounded numeric, enum), bytes, bool, date, time, datetime
 (UTC-aware for timestamptz), ``pa.MonthDayNano`` for intervals, lists for
@@ -28,7 +29,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from conveyor.connectors.base import RejectedValue, Snapshot
-from conveyor.core.batch import ChangeBatch, Checkpoint, Op
+from conveyor.core.batch import ENCODED, OP, ChangeBatch, Checkpoint, Op
 from conveyor.core.batch import LoggedChange as LoggedChange  # noqa: PLC0414  (defined in core; imported from here too)
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableRef, TableSchema
@@ -53,18 +54,24 @@ class RowChange:
     before: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedRows:
-    """Consecutive INSERTs and UPDATEs of one table, in commit order, that the
-    stream encoded (``SupportsEncodedRows``): ``rows`` are whole new rows in
-    the stream's ``encoded_format``, ``keys`` their primary key values (in
-    primary key order; empty tuples for a table without one)."""
+def row_changes(changes: ChangeBatch) -> Iterator[RowChange]:
+    """A captured ``ChangeBatch``'s changes of whole rows one by one, for a
+    mapping that needs each (its key did not change: a captured UPDATE's old
+    key is its key)."""
+    batch = changes.changes
+    if batch is None or ENCODED in batch.schema.names:
+        raise ValueError("not a captured batch of whole rows")
+    ref, key = changes.table.ref, changes.table.primary_key
+    names = [name for name in batch.schema.names if name != OP]
+    for op, row in zip(batch.column(OP).to_pylist(), batch.select(names).to_pylist(), strict=True):
+        old = {k: row[k] for k in key}
+        if op == _DELETE:
+            yield RowChange(ref, Op.DELETE, old, old_key=old)
+        else:
+            yield RowChange(ref, Op(op.decode()), row, old_key=old)
 
-    table: TableRef
-    keys: Sequence[tuple[Any, ...]]
-    rows: Sequence[bytes]
-    inserts: int
-    updates: int
+
+_DELETE = Op.DELETE.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +125,7 @@ class CaptureLost:
     reason: str
 
 
-ChangeEvent = RowChange | EncodedRows | Commit | TableDefinition | TableDropped | Truncate | CaptureLost
+ChangeEvent = RowChange | ChangeBatch | Commit | TableDefinition | TableDropped | Truncate | CaptureLost
 
 
 @dataclass(frozen=True)
@@ -158,7 +165,8 @@ class SupportsEncodedRows(Protocol):
 
     def encode_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
         """From now on, deliver INSERTs and UPDATEs of these tables (keyed by
-        source table, with the shape the target accepted) as ``EncodedRows``
+        source table, with the shape the target accepted) as captured
+        ``ChangeBatch``es of encoded rows (``ENCODED``, with the key columns)
         while the stream's view of a table has exactly that shape; every other
         change comes as a ``RowChange``."""
         ...

@@ -1,5 +1,6 @@
 """What travels between the stages of a change batch: operations, source
-positions and ``ChangeBatch``, one table's reduced changes in Arrow."""
+positions and ``ChangeBatch``, one table's changes in Arrow, as captured or
+reduced."""
 
 from __future__ import annotations
 
@@ -128,9 +129,28 @@ class KeyChecks:
         return self.keys.append_column(self.ROW, rows).append_column(self.PRESENT, present)
 
 
+OP = "conveyor_op"
+"""The column of a captured ``ChangeBatch.changes`` saying what each change
+is: fixed-size binary of one byte, ``Op``'s letter (b"c", b"u", b"d")."""
+ENCODED = "conveyor_encoded"
+"""The column of a captured ``ChangeBatch.changes`` holding each whole new
+row in the stream's encoded format (``SupportsEncodedRows``)."""
+OP_TYPE = pa.binary(1)
+
+
+def op_array(ops: bytes) -> pa.Array:
+    """An ``OP`` column from one letter per change (built from the bytes, without
+    ``pa.array``: its first call imports pandas, which capture never needs)."""
+    return pa.Array.from_buffers(OP_TYPE, len(ops), [None, pa.py_buffer(ops)])
+
+
 @dataclass(frozen=True)
 class ChangeBatch:
-    """The one record type between reduce and apply: one table's share of an
+    """The one record type between capture, reduce and apply: one table's
+    changes, in Arrow.
+
+    A stream yields them as captured (``changes``: every change, in commit
+    order; see ``captured``). Reduce turns them into the table's share of an
     apply batch, reduced to one final change per primary key, in Arrow with
     the target table's column types (``TableSchema.column(c).type.arrow()``).
 
@@ -140,8 +160,9 @@ class ChangeBatch:
     unchanged columns, a batch of the other columns. ``truncate`` empties the
     table first. ``encoded`` are more whole rows to insert or replace in the
     encoded format the applier accepted (columns in ``table.column_names``
-    order). ``unrepresentable`` are rows left out because capture could not
-    hold one of their values exactly (no Arrow value carries it): a target
+    order; a list, or an Arrow binary array). ``unrepresentable`` are rows
+    left out because capture could not hold one of their values exactly (no
+    Arrow value carries it): a target
     refuses them, a screening one per its data error policy, the others by
     suspending the table. ``rejected`` are changes taken out because the
     target would refuse them (``ScreensChanges``), to log in the
@@ -162,19 +183,52 @@ class ChangeBatch:
     deletes: pa.RecordBatch
     partial: Mapping[frozenset[str], pa.RecordBatch] = field(default_factory=dict)
     truncate: bool = False
-    encoded: Sequence[bytes] = ()
+    encoded: Sequence[bytes] | pa.BinaryArray = ()
     unrepresentable: Sequence[RejectedValue] = ()
     rejected: Sequence[RejectedValue] = ()
     log: Sequence[LoggedChange] = ()
     key_is_group: bool = False
     checks: KeyChecks | None = None
     conflicts: int | None = None
+    changes: pa.RecordBatch | None = None
+
+    @classmethod
+    def captured(cls, table: TableSchema, changes: pa.RecordBatch) -> ChangeBatch:
+        """A stream's changes of ``table`` (its source table, as the stream
+        sees it), not yet reduced: ``changes`` holds ``OP``, then either the
+        new rows' columns (a DELETE's key columns; the others null) or the key
+        columns and ``ENCODED``. Consecutive in commit order, within one
+        source transaction or across several."""
+        empty = pa.RecordBatch.from_arrays([], schema=pa.schema([]))
+        return cls(table, empty, empty, changes=changes)
 
     @property
     def num_rows(self) -> int:
-        """Rows to write (upserts, deletes, partial updates, encoded rows)."""
+        """Rows to write (upserts, deletes, partial updates, encoded rows), or
+        the changes captured (``changes``)."""
+        if self.changes is not None:
+            return int(self.changes.num_rows)
         partial = sum(b.num_rows for b in self.partial.values())
         return int(self.upserts.num_rows + self.deletes.num_rows + partial + len(self.encoded))
+
+    def encoded_rows(self) -> list[bytes]:
+        """``encoded`` as one bytes object per row."""
+        encoded = self.encoded
+        return encoded.to_pylist() if isinstance(encoded, pa.Array) else list(encoded)
+
+    def encoded_data(self) -> bytes | memoryview:
+        """``encoded``'s rows one after another (an Arrow array's: its data
+        buffer, not copied)."""
+        encoded = self.encoded
+        if not isinstance(encoded, pa.Array):
+            return b"".join(encoded)
+        if not len(encoded):
+            return b""
+        _, offsets_buffer, data = encoded.buffers()
+        offsets = pa.Array.from_buffers(
+            pa.int32(), len(encoded) + 1, [None, offsets_buffer], offset=encoded.offset
+        )  # of this slice of the array
+        return memoryview(data)[offsets[0].as_py() : offsets[-1].as_py()]
 
     def refuse_unrepresentable(self) -> None:
         """Raise a DataError naming the column when capture could not hold a

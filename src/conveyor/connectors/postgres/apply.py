@@ -352,7 +352,7 @@ class PostgresApplier:
                     target, keys, _key_match(table, "t", "k")
                 )
             )
-        if changes.upserts.num_rows or changes.encoded:
+        if changes.upserts.num_rows or len(changes.encoded):
             self._put_rows(conn, changes, target)
         for rows in changes.partial.values():
             present = rows.schema.names
@@ -373,10 +373,10 @@ class PostgresApplier:
         """Insert or replace the batch's final rows."""
         table = changes.table
         if not table.primary_key:  # append-only
-            _copy_rows(conn, target, changes.upserts, changes.encoded)
+            _copy_rows(conn, target, changes.upserts, changes.encoded_data())
             return
         staged = self._staging_table(conn, table, table.column_names, "rows")
-        _copy_rows(conn, staged, changes.upserts, changes.encoded)
+        _copy_rows(conn, staged, changes.upserts, changes.encoded_data())
         if self._has_unique_key(conn, table):
             # One row per key (the batch is reduced): INSERT ... ON CONFLICT updates
             # in place, cheaper for the server than a delete and a re-insert.
@@ -500,13 +500,13 @@ def _upsert_sql(table: TableSchema, target: sql.Composable, staged: sql.Composab
 
 
 def _copy_rows(
-    conn: psycopg.Connection[Any], into: sql.Composable, rows: pa.RecordBatch, lines: Sequence[bytes] = ()
+    conn: psycopg.Connection[Any], into: sql.Composable, rows: pa.RecordBatch, lines: bytes | memoryview = b""
 ) -> None:
     """COPY ``rows`` (as COPY text, as the full load writes Arrow) and ``lines``
-    (COPY text lines of the same columns) into ``into``."""
+    (COPY text lines of the same columns, one after another) into ``into``."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(into, _joined(rows.schema.names))
     with conn.cursor() as cur, cur.copy(statement) as copy:
         if rows.num_rows:
             copy.write(encode_batch(rows))
-        if lines:
-            copy.write(b"".join(lines))
+        if len(lines):
+            copy.write(lines)

@@ -56,6 +56,7 @@ def refused_rows(
     it back. After a refused TRUNCATE (the table emptied) nothing is left
     out: no row of it can be, and the batch's apply fails as it did."""
     table = changes.table
+    changes = replace(changes, encoded=changes.encoded_rows())  # one bytes object per row, to pick from
     base = replace(
         changes,
         upserts=changes.upserts.slice(0, 0),

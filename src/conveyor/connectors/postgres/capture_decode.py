@@ -7,14 +7,16 @@ import struct
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 
-from conveyor.connectors.changes import EncodedRows
+from conveyor.connectors.arrow_rows import binary_array, keys_to_batch
 from conveyor.connectors.postgres import pgoutput
 from conveyor.connectors.postgres.capture_replication import ENGINE
 from conveyor.connectors.postgres.source import DOMAIN_BASES_SQL, RESOLVED_TYPE_SQL, read_tables
 from conveyor.connectors.postgres.text_values import Converter
 from conveyor.connectors.postgres.types import NativeColumn, from_native
 from conveyor.core import types as t
+from conveyor.core.batch import ENCODED, OP, ChangeBatch, Op, op_array
 from conveyor.core.errors import DataError
 from conveyor.core.schema import Column, TableRef, TableSchema
 
@@ -103,31 +105,42 @@ def fast_values(
 
 class Chunk:
     """Encoded rows read but not yet delivered, by table (in commit order
-    within each table, which is all the batches need: they reduce per table)."""
+    within each table, which is all the batches need: they reduce per table),
+    delivered as captured ``ChangeBatch``es (``OP``, the key columns, ``ENCODED``)."""
 
     __slots__ = ("_tables", "size")
 
     def __init__(self) -> None:
         self.size = 0
-        self._tables: dict[TableRef, tuple[list[tuple[Any, ...]], list[bytes], list[int]]] = {}
+        self._tables: dict[TableRef, tuple[TableSchema, list[tuple[Any, ...]], list[bytes], bytearray]] = {}
 
-    def add(self, ref: TableRef, update: bool, line: bytes, key: tuple[Any, ...]) -> None:
-        entry = self._tables.get(ref)
+    def add(self, table: TableSchema, update: bool, line: bytes, key: tuple[Any, ...]) -> None:
+        entry = self._tables.get(table.ref)
         if entry is None:
-            entry = self._tables[ref] = ([], [], [0])
-        entry[0].append(key)
-        entry[1].append(line)
-        entry[2][0] += update
+            entry = self._tables[table.ref] = (table, [], [], bytearray())
+        entry[1].append(key)
+        entry[2].append(line)
+        entry[3].append(_UPDATE if update else _INSERT)
         self.size += 1
 
-    def take(self) -> list[EncodedRows]:
-        taken = [
-            EncodedRows(ref, keys, rows, len(rows) - updates[0], updates[0])
-            for ref, (keys, rows, updates) in self._tables.items()
-        ]
+    def take(self) -> list[ChangeBatch]:
+        """The rows read so far, one batch per table."""
+        taken = [_captured(*entry) for entry in self._tables.values()]
         self._tables = {}
         self.size = 0
         return taken
+
+
+_INSERT, _UPDATE = ord(Op.INSERT), ord(Op.UPDATE)
+
+
+def _captured(
+    table: TableSchema, keys: list[tuple[Any, ...]], rows: list[bytes], ops: bytearray
+) -> ChangeBatch:
+    key_columns = keys_to_batch(table, keys)
+    columns = [op_array(bytes(ops)), *key_columns.columns, binary_array(rows)]
+    names = [OP, *key_columns.schema.names, ENCODED]
+    return ChangeBatch.captured(table, pa.RecordBatch.from_arrays(columns, names=names))
 
 
 def relation_schema(catalog: psycopg.Connection[Any], message: pgoutput.Relation) -> TableSchema:

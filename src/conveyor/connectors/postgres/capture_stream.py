@@ -286,7 +286,7 @@ class PostgresChangeStream:
         if self._skip_events:  # delivered before the connection was lost
             self._skip_events -= 1
         else:
-            self._chunk.add(rel.ref, payload[0] == UPDATE_KIND, encoded[0], encoded[1])
+            self._chunk.add(rel.schema, payload[0] == UPDATE_KIND, encoded[0], encoded[1])
         return True
 
     def _new_row_relation(self, payload: bytes) -> Relation | None:

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from conveyor.connectors.arrow_rows import change_batch
-from conveyor.connectors.changes import EncodedRows, RowChange
-from conveyor.core.batch import ChangeBatch, Checkpoint, KeyHistory, LoggedChange, Op
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conveyor.connectors.arrow_rows import change_batch, empty_batch
+from conveyor.connectors.changes import RowChange
+from conveyor.core.batch import ENCODED, OP, ChangeBatch, Checkpoint, KeyHistory, LoggedChange, Op, op_array
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
@@ -89,6 +93,9 @@ class TableReducer:
     _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
     _groups: dict[Key, dict[Key, dict[str, Any] | None]] = field(default_factory=dict)
     _last_group: Key | None = None
+    # Captured changes taken whole (``add_captured``), in commit order after
+    # everything in ``_final``, reduced in Arrow when the batch is built.
+    _captured: list[pa.RecordBatch] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Source and target columns are the same (no rename, no removed column):
@@ -101,6 +108,14 @@ class TableReducer:
     def passes_encoded(self) -> bool:
         """Whether encoded rows can go to the target as they are: the mapping
         neither renames, removes nor adds a column, and they can be decoded."""
+        return self._as_they_are and self.decode is not None
+
+    @property
+    def _as_they_are(self) -> bool:
+        """Whether rows go to the target as the source sent them: the mapping
+        neither renames, removes, adds, converts, filters nor masks a column,
+        and nothing is asked of each change (its key's history, a value to
+        look up, its place in a change log)."""
         return (
             self._identity
             and self.added is None
@@ -108,14 +123,66 @@ class TableReducer:
             and self.row_filter is None
             and self.mask is None
             and self.convert is None
-            and self.decode is not None
             and not self.check_keys
             and self.lookup is None
             and list(self.rename) == list(self.table.column_names)
         )
 
+    def add_captured(self, changes: ChangeBatch) -> bool:
+        """Take a stream's captured changes (``ChangeBatch.captured``) whole,
+        to reduce in Arrow when the batch is built. False when the table's
+        mapping needs its changes one by one (the runner then hands them over
+        as RowChanges); captured encoded rows are always taken."""
+        batch = changes.changes
+        assert batch is not None
+        encoded = ENCODED in batch.schema.names
+        whole = (
+            self._as_they_are
+            and self.log is None
+            and not self.group_key
+            and bool(self.table.primary_key)
+            and set(batch.schema.names) - {OP, ENCODED}
+            == set(self.table.primary_key if encoded else self.table.column_names)
+        )
+        if not whole and not encoded:
+            return False
+        ops, counts_of = pc.value_counts(batch.column(OP)).flatten()
+        counts = dict(zip(ops.to_pylist(), counts_of.to_pylist(), strict=True))
+        self.inserts += counts.get(Op.INSERT.encode(), 0)
+        self.updates += counts.get(Op.UPDATE.encode(), 0)
+        self.deletes += counts.get(Op.DELETE.encode(), 0)
+        self._captured.append(batch)
+        if not whole or self._final or self._appended:
+            self._fold()  # after what is pending as values, in commit order
+        return True
+
+    def _fold(self) -> None:
+        """The captured changes taken whole, into the per-key state the
+        change-by-change path keeps (for a change that needs it: a partial
+        UPDATE on top of an encoded row, a key history)."""
+        captured, self._captured = self._captured, []
+        key = self.table.primary_key
+        for batch in captured:
+            names = batch.schema.names
+            ops = batch.column(OP).to_pylist()
+            if ENCODED in names:
+                rows: list[Any] = batch.column(ENCODED).to_pylist()
+            else:
+                rows = batch.select(self.table.column_names).to_pylist()
+            if not key:  # encoded rows of a table without a primary key: INSERTs alone
+                self._appended.extend(rows)
+                continue
+            keys = zip(*(batch.column(k).to_pylist() for k in key), strict=True)
+            deleted = Op.DELETE.encode()
+            for op, k, row in zip(ops, keys, rows, strict=True):
+                self._note(k, None)
+                self._inherited.pop(k, None)
+                self._final[k] = None if op == deleted else row
+
     def add(self, change: RowChange, at: tuple[Checkpoint, int] | None = None) -> None:
         """Take a change; ``at`` is its ``(position, index)`` for the change log."""
+        if self._captured:
+            self._fold()
         if self.row_filter is not None and change.op is not Op.DELETE:
             if change.op is Op.UPDATE and change.unchanged:
                 change = self._completed(change)
@@ -308,6 +375,7 @@ class TableReducer:
         if self.log is not None and at is not None:
             self.log.append(LoggedChange("t", None, None, *at))
         self._final.clear()
+        self._captured.clear()
         self._history.clear()
         self._inherited.clear()
         self._appended.clear()
@@ -318,11 +386,19 @@ class TableReducer:
 
     @property
     def pending(self) -> int:
-        return len(self._final) + len(self._appended) + len(self._groups) + int(self.truncate)
+        return (
+            len(self._final)
+            + len(self._appended)
+            + len(self._groups)
+            + len(self._captured)
+            + int(self.truncate)
+        )
 
     def touched_keys(self) -> list[Key] | None:
         """The target keys this batch changes; None when that is the whole
         table (a TRUNCATE, or rows without a primary key)."""
+        if self._captured:
+            self._fold()
         if self.truncate or self._appended:
             return None
         return list(self._final)
@@ -335,7 +411,12 @@ class TableReducer:
     def reduced(self) -> Callable[[], ChangeBatch]:
         """The reduced rows, and what makes them the table's ``ChangeBatch``
         (called apart: the runner reduces in the stream's thread, which frees
-        the pending changes at once, and converts in the applier's)."""
+        the pending changes at once, and converts in the applier's; captured
+        changes taken whole are reduced there too, in Arrow)."""
+        if self._captured:
+            return functools.partial(
+                reduce_captured, self.table, tuple(self._captured), truncate=self.truncate
+            )
         deletes: list[dict[str, Any]] = []
         upserts: list[dict[str, Any]] = []
         encoded: list[bytes] = []
@@ -432,19 +513,6 @@ class TableReducer:
             noted[1] = False
             if op is Op.INSERT:
                 noted[2] = True
-
-    def add_encoded(self, rows: EncodedRows) -> None:
-        """INSERTs and UPDATEs whose whole rows the stream encoded (the runner
-        asks for that only while ``passes_encoded``)."""
-        self.inserts += rows.inserts
-        self.updates += rows.updates
-        if not self.table.primary_key:
-            self._appended.extend(rows.rows)
-        else:
-            for key in rows.keys:
-                self._note(tuple(key), None)
-                self._inherited.pop(tuple(key), None)
-            self._final.update(zip(rows.keys, rows.rows, strict=True))
 
     def _decoded(self, row: dict[str, Any] | bytes | _Partial | None) -> dict[str, Any] | _Partial | None:
         if not isinstance(row, bytes):
@@ -562,3 +630,85 @@ class TableReducer:
 
 def reduce_changes(reducers: Sequence[TableReducer]) -> list[ChangeBatch]:
     return [r.changes() for r in reducers if r.pending]
+
+
+def reduce_captured(
+    table: TableSchema, captured: Sequence[pa.RecordBatch], *, truncate: bool = False
+) -> ChangeBatch:
+    """Captured changes of ``table`` (a table with a primary key whose rows
+    go to the target as the source sent them), in commit order, reduced in
+    Arrow to the last change per key: its whole new row (``upserts``, or
+    ``encoded`` for encoded rows) or its key (``deletes``)."""
+    key = list(table.primary_key)
+    changes = pa.Table.from_batches(captured) if len({b.schema for b in captured}) == 1 else None
+    if changes is None:  # a shape changed between them: one schema, the first's order of columns
+        changes = pa.concat_tables([pa.Table.from_batches([b]) for b in captured], promote_options="default")
+    last = _last_per_key(changes, key)
+    if last is not None:
+        changes = changes.take(last)
+    deleted = pc.equal(changes.column(OP), _DELETE)
+    deletes = _target_batch(table, changes.filter(deleted), key)
+    rows = changes.filter(pc.invert(deleted))
+    if ENCODED in changes.column_names:
+        upserts, encoded = empty_batch(table, table.column_names), rows.column(ENCODED).combine_chunks()
+    else:
+        upserts, encoded = _target_batch(table, rows, table.column_names), ()
+    return ChangeBatch(table, upserts, deletes, truncate=truncate, encoded=encoded)
+
+
+_DELETE = op_array(Op.DELETE.encode())[0]
+
+
+def _last_per_key(changes: pa.Table, key: list[str]) -> pa.Array | None:
+    """The rows holding each key's last change, in commit order; None when
+    every key changed once. By sorting (keys, then latest first) and keeping
+    each run's first: Arrow's group_by would import pyarrow.dataset and pandas."""
+    n = changes.num_rows
+    order = _int64s(range(n))
+    keys = changes.select(key).append_column(_ORDER, order)
+    try:
+        ranked = pc.sort_indices(keys, sort_keys=[*((k, "ascending") for k in key), (_ORDER, "descending")])
+    except pa.ArrowNotImplementedError:  # a key type Arrow cannot sort: in Python
+        found: dict[Key, int] = {}
+        for i, values in enumerate(zip(*(changes.column(c).to_pylist() for c in key), strict=True)):
+            found[values] = i
+        if len(found) == n:
+            return None
+        return _int64s(sorted(found.values()))
+    if n < 2:
+        return None
+    new_run = None  # where a sorted row's key differs from the row before it
+    for name in key:
+        column = keys.column(name).take(ranked)
+        differs = pc.not_equal(column.slice(1), column.slice(0, n - 1))
+        new_run = differs if new_run is None else pc.or_(new_run, differs)
+    assert new_run is not None
+    if pc.all(new_run).as_py():
+        return None
+    first = pa.concat_arrays([_TRUE, new_run.combine_chunks()])  # each run's first: its latest change
+    latest = ranked.filter(first)
+    return latest.take(pc.sort_indices(latest))
+
+
+def _int64s(values: Iterable[int]) -> pa.Array:
+    return pa.Array.from_buffers(pa.int64(), len(a := array("q", values)), [None, pa.py_buffer(a)])
+
+
+_TRUE = pa.Array.from_buffers(pa.bool_(), 1, [None, pa.py_buffer(b"\x01")])
+
+
+_ORDER = "conveyor_order"
+
+
+def _target_batch(table: TableSchema, rows: pa.Table, columns: Sequence[str]) -> pa.RecordBatch:
+    """``columns`` of ``rows`` as one batch in the target table's types."""
+    if not rows.num_rows:
+        return empty_batch(table, columns)
+    schema = pa.schema([pa.field(c, table.column(c).type.arrow()) for c in columns])
+    picked = rows.select(list(columns)).combine_chunks()
+    if picked.schema != schema:
+        try:
+            picked = picked.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise DataError(f"table {table.ref}: a captured value does not fit the target: {exc}") from None
+    return picked.to_batches()[0]

@@ -55,7 +55,6 @@ from conveyor.connectors.changes import (
     ChangeStream,
     Commit,
     DropsTables,
-    EncodedRows,
     FindsConflicts,
     KeepsChangeLog,
     LoggedChange,
@@ -71,6 +70,7 @@ from conveyor.connectors.changes import (
     TableDefinition,
     TableDropped,
     Truncate,
+    row_changes,
 )
 from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
@@ -284,9 +284,8 @@ class ChangeCapture:
             if isinstance(event, RowChange):
                 self._on_change(event, (self._anchor, self._index))
                 self._index += 1
-            elif isinstance(event, EncodedRows):
-                self._on_encoded(event)
-                self._index += len(event.rows)
+            elif isinstance(event, ChangeBatch):
+                self._on_captured(event)
             elif isinstance(event, Commit):
                 self._anchor, self._index = event.position, 0
                 for logged in self._open_log:
@@ -367,12 +366,18 @@ class ChangeCapture:
                 self._file_full = self._file_full or size >= self._pacing.batch_min_bytes
         self._note_pending()
 
-    def _on_encoded(self, rows: EncodedRows) -> None:
-        table = self.tables.get(rows.table)
-        if table is None or table.suspended is not None:
-            return
-        table.reducer.add_encoded(rows)
-        self._note_pending(len(rows.rows))
+    def _on_captured(self, changes: ChangeBatch) -> None:
+        """A stream's captured changes: taken whole by the table's reducer
+        (reduced in Arrow), or one by one when its mapping needs that."""
+        table = self.tables.get(changes.table.ref)
+        if table is not None and table.suspended is None:
+            if not table.reducer.add_captured(changes):
+                for change in row_changes(changes):
+                    self._on_change(change, (self._anchor, self._index))
+                    self._index += 1
+                return
+            self._note_pending(changes.num_rows)
+        self._index += changes.num_rows
 
     def _on_definition(self, event: TableDefinition) -> None:
         """A table's shape as the source now has it: renames, added and dropped
