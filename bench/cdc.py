@@ -375,8 +375,10 @@ def run_child(
     profile: Path | None = None,
     ready: Path | None = None,
     background: bool = False,
+    base: Path | None = None,
 ) -> ChildRun | Child:
-    """Conveyor's side in a child; with ``background``, the started child (see ``child_run``)."""
+    """Conveyor's side in a child; with ``background``, the started child (see
+    ``child_run``); with ``base``, Conveyor as that checkout's ``src`` has it."""
     command = [sys.executable, str(Path(__file__).resolve()), "child", mode, "--engine", engine]
     command += ["--source", source, "--target", target, "--schema", schema]
     command += ["--start", json.dumps(start), "--changes", str(changes)]
@@ -386,7 +388,8 @@ def run_child(
         command += ["--profile", str(profile)]
     if ready is not None:
         command += ["--ready", str(ready)]
-    child = start_child(command, workdir, mode, f"conveyor {mode}")
+    env = None if base is None else {**os.environ, "PYTHONPATH": str(base / "src")}
+    child = start_child(command, workdir, mode, f"conveyor {mode}", env)
     return child if background else child_run(child, timeout_s)
 
 
@@ -497,6 +500,7 @@ class Setup:
     latency_seconds: float
     rate: float
     profile_dir: Path | None
+    base: Path | None = None
     pg: PostgresServer | None = None
     mariadb: MariaDBServer | None = None
 
@@ -562,7 +566,8 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
     pg = setup.pg
     e2e = ThroughputResult("pg-pg e2e", setup.updates, "pg_recvlogical drain")
     read = ThroughputResult("pg-pg read", setup.updates, "pg_recvlogical drain")
-    slots = ["bench_ref", "bench_read", "bench_e2e"]
+    base = ThroughputResult("pg-pg e2e (--base)", setup.updates, "pg_recvlogical drain")
+    slots = ["bench_ref", "bench_read", "bench_e2e"] + (["bench_base"] if setup.base else [])
     for round_no in range(1, setup.rounds + 1):
         points = create_slots(setup.src, slots)  # before the changes: all three hold the same WAL
         endpos = generate_pg(setup)
@@ -574,6 +579,7 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
             seconds = pg_recvlogical(pg, "bench_ref", endpos, setup.timeout_s)
             e2e.reference_runs.append(seconds)
             read.reference_runs.append(seconds)
+            base.reference_runs.append(seconds)
             log(
                 f"    reference (pg_recvlogical) {seconds:7.2f} s  {setup.updates / seconds:10,.0f} changes/s"
             )
@@ -596,34 +602,60 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
             read.conveyor_runs.append(run)
             log(f"    conveyor read              {run.seconds:7.2f} s  {_rate(run):10,.0f} changes/s")
 
-        def end_to_end(points: dict[str, str] = points, round_no: int = round_no, want: Any = want) -> None:
+        def end_to_end(
+            points: dict[str, str] = points,
+            round_no: int = round_no,
+            want: Any = want,
+            checkout: Path | None = None,
+        ) -> None:
+            """Conveyor's capture loop; with ``checkout``, that checkout's (``--base``)."""
+            name, slot, result = (
+                ("e2e", "bench_e2e", e2e) if checkout is None else ("e2e (--base)", "bench_base", base)
+            )
+            if setup.base is not None:
+                _unapply(setup.dst)
             run = run_child(
                 "e2e",
                 setup.workdir,
                 setup.timeout_s,
                 source=setup.src,
                 target=setup.dst,
-                start={"lsn": points["bench_e2e"]},
+                start={"lsn": points[slot]},
                 changes=setup.updates,
-                slot="bench_e2e",
-                profile=setup.profile(f"pg-e2e-{round_no}"),
+                slot=slot,
+                profile=setup.profile(f"pg-e2e-{round_no}") if checkout is None else None,
+                base=checkout,
             )
             assert isinstance(run, ChildRun)
-            expect_same("conveyor pg-pg e2e", pg_fingerprint(setup.dst), want)
-            e2e.conveyor_runs.append(run)
+            expect_same(f"conveyor pg-pg {name}", pg_fingerprint(setup.dst), want)
+            result.conveyor_runs.append(run)
             log(
-                f"    conveyor e2e               {run.seconds:7.2f} s  {_rate(run):10,.0f} changes/s"
+                f"    conveyor {name:<18}{run.seconds:7.2f} s  {_rate(run):10,.0f} changes/s"
                 f"  (process {run.process_seconds:.2f} s, peak RSS {run.peak_rss_mb:.0f} MB)"
             )
 
+        def end_to_end_base() -> None:
+            end_to_end(checkout=setup.base)
+
         order: list[Callable[[], None]] = [reference, reader, end_to_end]
+        if setup.base is not None:
+            order.append(end_to_end_base)
         if round_no % 2 == 0:
             order.reverse()
         log(f"  pg-pg round {round_no}: {', '.join(step.__name__ for step in order)}")
         for step in order:
             step()
         drop_slots(setup.src, slots)
-    return [e2e, read]
+    return [e2e, read] + ([base] if setup.base is not None else [])
+
+
+def _unapply(target: str) -> None:
+    """Make every target row differ from the source's, so that an e2e run after
+    another in the same round (``--base``) must apply every change again for
+    its fingerprint check to pass."""
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute("UPDATE orders SET amount = amount - 1")
+        conn.execute("VACUUM orders")
 
 
 def run_latency(setup: Setup) -> LatencyResult:
@@ -938,6 +970,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-json", action="store_true", help="do not write bench/results/cdc-<timestamp>.json"
     )
+    parser.add_argument(
+        "--base",
+        type=Path,
+        help="pg-pg: also run the e2e case with another checkout's src (before/after in one run)",
+    )
     args = parser.parse_args(argv)
     args.updates = args.updates or (20_000 if args.quick else 500_000)
     args.rounds = args.rounds or 3
@@ -962,7 +999,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     setup = Setup(
-        args.updates, args.rounds, timeout_s, workdir, args.latency_seconds, args.rate, args.profile
+        args.updates,
+        args.rounds,
+        timeout_s,
+        workdir,
+        args.latency_seconds,
+        args.rate,
+        args.profile,
+        args.base.resolve() if args.base else None,
     )
     throughput: list[ThroughputResult] = []
     latency: LatencyResult | None = None

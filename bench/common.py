@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,9 +63,12 @@ class ChildOutput:
     cpu_seconds: float = 0.0  # user + system CPU of the child and the children it reaped
 
 
-def start_child(command: Sequence[str], workdir: Path, name: str, what: str) -> Child:
+def start_child(
+    command: Sequence[str], workdir: Path, name: str, what: str, env: Mapping[str, str] | None = None
+) -> Child:
     """Start ``command --result <workdir>/<name>.result.json`` in the repository,
-    its output to ``<workdir>/<name>.log``; ``what`` names it in errors."""
+    its output to ``<workdir>/<name>.log``; ``what`` names it in errors; ``env``
+    (None: this process's)."""
     result_file = workdir / f"{name}.result.json"
     log_file = workdir / f"{name}.log"
     result_file.unlink(missing_ok=True)
@@ -77,6 +80,7 @@ def start_child(command: Sequence[str], workdir: Path, name: str, what: str) -> 
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
+            env=None if env is None else dict(env),
         )
     return Child(proc, result_file, log_file, began, what)
 

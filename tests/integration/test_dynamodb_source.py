@@ -19,13 +19,13 @@ import pyarrow as pa
 import pytest
 
 from conveyor.connectors.base import EndpointConfig, PrepMode
-from conveyor.connectors.changes import Commit, RowChange, TableDefinition
+from conveyor.connectors.changes import Commit, RowChange, TableDefinition, row_changes
 from conveyor.connectors.duckdb.apply import DuckDBApplier
 from conveyor.connectors.duckdb.target import DuckDBTarget
 from conveyor.connectors.dynamodb.scan_checkpoint import ScanCheckpoint
 from conveyor.connectors.dynamodb.source import DynamoDBSource
 from conveyor.connectors.dynamodb.streams import DynamoDBChangeSource
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.core.types import Kind
@@ -525,10 +525,16 @@ def _drain(stream: Any) -> list[Any]:
 
 
 def _changes(events: list[Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [
-        (e.table.name, e.op.value, {k: v for k, v in e.values.items() if k != "_variant"})
+    """The row changes, a captured batch's one by one (a page's changes of
+    the item table come captured, before those of its child tables)."""
+    changes = (
+        change
         for e in events
-        if isinstance(e, RowChange)
+        if isinstance(e, RowChange | ChangeBatch)
+        for change in (row_changes(e) if isinstance(e, ChangeBatch) else [e])
+    )
+    return [
+        (e.table.name, e.op.value, {k: v for k, v in e.values.items() if k != "_variant"}) for e in changes
     ]
 
 
@@ -568,11 +574,12 @@ def test_streams_capture_inserts_modifies_removes_and_child_rows(moto_url: str) 
     events = _drain(stream)
     assert [(t, op, v.get("position"), v.get("Q")) for t, op, v in _changes(events)] == [
         (name, "u", None, None),
+        (name, "d", None, None),
         (child, "d", 1, None),
         (child, "u", 0, 4),
-        (name, "d", None, None),
         (child, "d", 0, None),
     ]
+    assert any(isinstance(e, ChangeBatch) and e.num_rows == 2 for e in events), "the item table's, captured"
     last = [e for e in events if isinstance(e, Commit)][-1].position
 
     # Resumed from the checkpoint: nothing again; then drift widens the layout.

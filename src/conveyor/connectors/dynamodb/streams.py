@@ -64,7 +64,7 @@ from conveyor.connectors.dynamodb.incremental import (
 )
 from conveyor.connectors.dynamodb.infer import TableLayout
 from conveyor.connectors.dynamodb.source import DynamoDBSnapshot, DynamoDBSource
-from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.batch import OP, ChangeBatch, Checkpoint, Op, op_array
 from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 
@@ -308,29 +308,25 @@ class DynamoDBChangeStream:
                 yield TableDefinition(layout.schema)
         per_table = []
         reject = self.source.load_errors
+        ops = op_array(bytes(_OPS[r["eventName"]] for r in records))
         for table in stream.layouts:
             flat = flatten(new_items, table, reject=reject)
             self.rejected.extend(flat.rejected)
-            new_rows = rows_by_record(flat)
-            old_rows = rows_by_record(flatten(old_items, table)) if table.list_path is not None else None
-            per_table.append((table, new_rows, old_rows))
+            if table.list_path is None:
+                # One row per record (a REMOVE's: its key), captured as it is.
+                changes = flat.batch.add_column(0, OP, ops)
+                yield ChangeBatch.captured(table.schema, changes)
+                continue
+            old_rows = rows_by_record(flatten(old_items, table))
+            per_table.append((table, rows_by_record(flat), old_rows))
         for index, record in enumerate(records):
             name = record["eventName"]
             for table, new_groups, old_groups in per_table:
+                # A list's rows: those of the new image, and deletes for the positions gone.
                 ref = table.schema.ref
                 keys = list(table.schema.primary_key)
-                if table.list_path is None:
-                    if name == "REMOVE":
-                        (row,) = new_groups.get(index, [{}]) or [{}]
-                        key = {k: row.get(k) for k in keys}
-                        yield RowChange(ref, Op.DELETE, key, old_key=key)
-                    else:
-                        (row,) = new_groups[index]
-                        op = Op.INSERT if name == "INSERT" else Op.UPDATE
-                        yield RowChange(ref, op, row, old_key={k: row[k] for k in keys})
-                    continue
                 fresh = [] if name == "REMOVE" else new_groups.get(index, [])
-                stale = old_groups.get(index, []) if old_groups is not None else []
+                stale = old_groups.get(index, [])
                 for row in stale[len(fresh) :]:
                     key = {k: row[k] for k in keys}
                     yield RowChange(ref, Op.DELETE, key, old_key=key)
@@ -340,6 +336,9 @@ class DynamoDBChangeStream:
 
     def _widen(self, stream: _Stream, items: pa.Array) -> list[TableLayout | None]:
         return widen_layouts(self.source, stream.table, stream.layouts, items)
+
+
+_OPS = {"INSERT": ord(Op.INSERT), "MODIFY": ord(Op.UPDATE), "REMOVE": ord(Op.DELETE)}
 
 
 def _refs(source: DynamoDBSource, name: str) -> list[TableRef]:
