@@ -450,3 +450,18 @@ def test_a_truncate_drops_the_captured_changes_before_it() -> None:
     assert reducer.add_captured(_captured("c", [{"a": 2, "b": "y", "v": "2"}]))
     out = reducer.changes()
     assert out.truncate and out.upserts.to_pylist() == [{"a": 2, "b": "y", "v": "2"}]
+
+
+def test_captured_changes_of_a_single_column_key_reduce_to_the_last_per_key() -> None:
+    """One key column: every key once passes as it is (found by hashing);
+    a repeated key keeps its last change, in commit order."""
+    single = replace(PAIR, primary_key=("a",))
+    reducer = TableReducer(single, PAIR_COLUMNS)
+    rows = [{"a": 1, "b": "x", "v": "1"}, {"a": 2, "b": "x", "v": "2"}]
+    assert reducer.add_captured(replace(_captured("cu", rows), table=single))
+    assert reducer.changes().upserts.to_pylist() == rows
+    reducer = TableReducer(single, PAIR_COLUMNS)
+    rows = [{"a": 1, "b": "x", "v": "1"}, {"a": 2, "b": "x", "v": "2"}, {"a": 1, "b": "y", "v": None}]
+    assert reducer.add_captured(replace(_captured("cud", rows), table=single))
+    out = reducer.changes()
+    assert out.upserts.to_pylist() == [rows[1]] and out.deletes.to_pylist() == [{"a": 1}]

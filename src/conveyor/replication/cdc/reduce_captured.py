@@ -35,8 +35,11 @@ def reduce_captured(
     if last is not None:
         changes = changes.take(last)
     deleted = pc.equal(changes.column(OP), _DELETE)
-    deletes = _target_batch(table, changes.filter(deleted), key)
-    rows = changes.filter(pc.invert(deleted))
+    if pc.any(deleted).as_py():
+        deletes = _target_batch(table, changes.filter(deleted), key)
+        rows = changes.filter(pc.invert(deleted))
+    else:
+        deletes, rows = empty_batch(table, key), changes
     if ENCODED in changes.column_names:
         upserts, encoded = empty_batch(table, table.column_names), rows.column(ENCODED).combine_chunks()
     else:
@@ -52,6 +55,8 @@ def _last_per_key(changes: pa.Table, key: list[str]) -> pa.Array | None:
     every key changed once. By sorting (keys, then latest first) and keeping
     each run's first."""
     n = changes.num_rows
+    if len(key) == 1 and pc.count_distinct(changes.column(key[0])).as_py() == n:
+        return None  # the common case, found by hashing rather than sorting
     order = _int64s(range(n))
     keys = changes.select(key).append_column(_ORDER, order)
     try:
