@@ -9,7 +9,8 @@ Order of effects for every batch, and what a crash between any two means:
 3. ``ack`` lets the source release what the checkpoint covers (a crash before
    it replays the batch, which the reduced, key-based apply makes harmless).
 
-Step 2 runs in a background thread while the stream reads on: batches are
+Step 2 runs in a background thread while the stream reads on (``batch_apply``,
+which also refuses, judges and screens what the target must not get): batches are
 applied one after another in the order they were handed over (at most
 ``batches_in_flight`` of them, so reading can run a batch ahead of the apply),
 each checkpoint is at or after the one before it, and acknowledgements stay in
@@ -46,7 +47,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor.connectors.arrow_rows import change_batch, without_unrepresentable
 from conveyor.connectors.base import RejectedValue
 from conveyor.connectors.changes import (
     AcceptsEncodedRows,
@@ -61,10 +61,8 @@ from conveyor.connectors.changes import (
     LooksUpValues,
     LosesCapture,
     PacesBatches,
-    RefusedTables,
     RenamesColumns,
     RowChange,
-    ScreensChanges,
     SupportsAddTable,
     SupportsEncodedRows,
     TableDefinition,
@@ -75,14 +73,14 @@ from conveyor.connectors.changes import (
 from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
 from conveyor.core.faults import fault_point
-from conveyor.core.retry import RetryPolicy, retry_call
 from conveyor.core.schema import TableRef, TableSchema
+from conveyor.replication.cdc.batch_apply import BatchApply
 from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.conflicts import ApplyConflicts
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
 from conveyor.replication.cdc.lookups import with_carried
 from conveyor.replication.cdc.progress import CaptureProgress
-from conveyor.replication.cdc.refusals import ChangeRefusals, DataErrorCounts
+from conveyor.replication.cdc.refusals import DataErrorCounts
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.mapped_table import MappedTable
 from conveyor.replication.mappings import TableMappings
@@ -151,7 +149,6 @@ class ChangeCapture:
 
     def __post_init__(self) -> None:
         self._handed = self.start  # the position of the last batch handed to the applier
-        self._on_target = self.start  # the applier thread's: the target's checkpoint
         self._committed: Checkpoint | None = None
         self._pending = 0
         self._first_pending: float | None = None
@@ -163,17 +160,24 @@ class ChangeCapture:
         self._reloads = TableReloads(self.reloader, self.task) if self.reloader is not None else None
         # Data errors by table toward DataErrorEscalationCount, whoever refused the rows.
         self._data_errors = DataErrorCounts(self.errors)
-        self._refusals = (
-            ChangeRefusals(self.applier, self.errors, self._suspend, self._data_errors)
-            if isinstance(self.applier, ScreensChanges)
-            else None
-        )
         # Where each change sits in the stream, for an applier that publishes
         # each change: the last commit position read and the changes since it.
         self._keeps_log = isinstance(self.applier, KeepsChangeLog)
         self._anchor, self._index = self.start, 0
         self._open_log: list[LoggedChange] = []  # logged changes whose commit is not read yet
         self._conflicts = self._apply_conflicts()
+        self._batches = BatchApply(
+            self.task,
+            self.applier,
+            self.errors,
+            self.stop,
+            self._suspend,
+            self._is_suspended,
+            self._data_errors,
+            self._conflicts,
+            self._keeps_log,
+            on_target=self.start,
+        )
         # Values the stream does not carry exactly, looked up from the source per batch.
         self._values_from = self.stream if isinstance(self.stream, LooksUpValues) else None
         for table in self.tables.values():
@@ -571,7 +575,7 @@ class ChangeCapture:
             table.renew()
         self._inflight.append(
             _InFlight(
-                future=self._applier_thread.submit(self._apply_reduced, reduced, rejected, position),
+                future=self._applier_thread.submit(self._batches.apply_reduced, reduced, rejected, position),
                 committed=self._committed,
                 commit_time=self._pending_commit_time,
                 changes=self._pending,
@@ -606,21 +610,6 @@ class ChangeCapture:
             return {}
         return found
 
-    @staticmethod
-    def _with_source_rejections(
-        changes: list[ChangeBatch], found: dict[TableRef, tuple[TableSchema, list[RejectedValue]]]
-    ) -> list[ChangeBatch]:
-        """``changes`` with the source's rejected values (``_source_rejections``) to log."""
-        if not found:
-            return changes
-        found = dict(found)
-        logged = []
-        for table_changes in changes:
-            extra = found.pop(table_changes.table.ref, None)
-            more = () if extra is None else tuple(extra[1])
-            logged.append(dataclasses.replace(table_changes, rejected=(*table_changes.rejected, *more)))
-        return logged + [change_batch(target, rejected=tuple(rows)) for target, rows in found.values()]
-
     def _wait_applied(self) -> None:
         """Wait for every batch in flight (see ``_wait_oldest``)."""
         while self._inflight:
@@ -648,135 +637,8 @@ class ChangeCapture:
             self.on_applied(inflight.touched)
         self.on_batch(self)
 
-    def _apply_reduced(
-        self,
-        reduced: list[tuple[TableRef, Callable[[], ChangeBatch]]],
-        rejected: dict[TableRef, tuple[TableSchema, list[RejectedValue]]],
-        position: Checkpoint,
-    ) -> None:
-        """The applier thread's part: the batch's tables as ``ChangeBatch``es
-        (their one conversion to Arrow, done here while the stream reads on,
-        with the values looked up from the source), with the source's
-        rejected values, applied. A table whose values cannot be looked up
-        (a column gone from the source since) is suspended with the reason."""
-        made = []
-        for ref, build in reduced:
-            try:
-                made.append(self._with_retry(build))
-            except DataError as exc:
-                self._suspend(ref, str(exc))
-        built = self._unrepresentable_rejected(made)
-        self._apply(self._with_source_rejections(built, rejected), position)
-
-    def _unrepresentable_rejected(self, changes: list[ChangeBatch]) -> list[ChangeBatch]:
-        """Rows capture could not hold exactly (``unrepresentable``: a MariaDB
-        zero date, a SQLite value its column's type cannot hold), for an applier
-        that does not screen them itself: per DataErrorPolicy and its escalation
-        as the full load's source rejections (logged in the batch's transaction, dropped, the table
-        suspended or the task stopped), the other rows of the table applied."""
-        if self._refusals is not None:
-            return changes  # a screening applier refuses them with its own
-        kept = []
-        for table_changes in changes:
-            held = table_changes.unrepresentable
-            log = table_changes.log
-            if self._keeps_log and log:
-                # The change log is what such an applier writes: every change left
-                # out of it is accounted for, intermediate ones included.
-                log, left_out = without_unrepresentable(table_changes.table, log)
-                held = tuple(left_out) if left_out else held
-            if not held:
-                kept.append(table_changes)
-                continue
-            ref = table_changes.table.ref
-            reason = self._data_errors.stops(ref, f"table {ref}: {held[0].reason}", len(held))
-            if reason is not None:
-                self._suspend(ref, reason)
-                continue
-            logged = held if self.errors.data_error_policy is RecordPolicy.LOG_ERROR else ()
-            kept.append(
-                dataclasses.replace(
-                    table_changes,
-                    unrepresentable=(),
-                    log=tuple(log),
-                    rejected=(
-                        *table_changes.rejected,
-                        *(dataclasses.replace(r, reason=f"table {ref}: {r.reason}") for r in logged),
-                    ),
-                )
-            )
-        return kept
-
-    def _apply(self, changes: list[ChangeBatch], position: Checkpoint) -> None:
-        """The applier thread's part: one batch, with its checkpoint."""
-        # A table suspended while this batch waited its turn gets nothing more.
-        changes = [c for c in changes if not self._is_suspended(c.table.ref)]
-        if self._conflicts is not None:
-            changes = self._judged(self._conflicts, changes)
-        try:
-            self._apply_with_retry(self._applying(self._screened(changes, False), position))
-        except RefusedTables as exc:
-            for ref, reason in exc.reasons.items():
-                self._suspend(ref, reason)
-            good = [c for c in changes if c.table.ref not in exc.reasons]
-            self._apply_with_retry(self._applying(self._screened(good, False), position))
-        except DataError:
-            if not self._applied_thoroughly(changes, position):
-                # Find the tables the target refuses, one at a time under the
-                # target's current checkpoint; suspend them and apply the rest.
-                self._apply_by_table(changes, position)
-        if self._refusals is not None:
-            self._refusals.committed()
-        if self._conflicts is not None:
-            self._conflicts.committed()
-        self._on_target = position
-
-    def _judged(self, conflicts: ApplyConflicts, changes: list[ChangeBatch]) -> list[ChangeBatch]:
-        """The batch per the apply-conflict policies (judged against the
-        target just before it is applied, retried while it is unreachable)."""
-        judged: list[ChangeBatch] = []
-
-        def judge() -> None:
-            judged[:] = conflicts.judge(changes)
-
-        self._apply_with_retry(judge)
-        return judged
-
-    def _applied_thoroughly(self, changes: list[ChangeBatch], position: Checkpoint) -> bool:
-        """A screening applier looks again, thoroughly, and the batch is applied
-        without what it finds; False when the target still refuses it."""
-        if self._refusals is None:
-            return False
-        try:
-            self._apply_with_retry(self._applying(self._screened(changes, True), position))
-            return True
-        except DataError:
-            return False
-
-    def _apply_by_table(self, changes: list[ChangeBatch], position: Checkpoint) -> None:
-        changes = self._screened([c for c in changes if not self._is_suspended(c.table.ref)], True)
-        good = []
-        for table_changes in changes:
-            try:
-                self._apply_with_retry(self._applying([table_changes], self._on_target))
-                # logged with it: the batch below applies its rows again, not its log
-                good.append(dataclasses.replace(table_changes, rejected=()))
-            except DataError as exc:
-                self._suspend(table_changes.table.ref, str(exc))
-        self._apply_with_retry(self._applying(good, position))
-
-    def _screened(self, changes: list[ChangeBatch], thorough: bool) -> list[ChangeBatch]:
-        """Changes without those the target would refuse (data error policy),
-        when the applier can tell (``ScreensChanges``)."""
-        if self._refusals is None:
-            return changes
-        return self._refusals.screen(changes, thorough)
-
     def _is_suspended(self, target_ref: TableRef) -> bool:
         return any(t.suspended is not None for t in self.tables.values() if t.mapped.target.ref == target_ref)
-
-    def _applying(self, changes: list[ChangeBatch], position: Checkpoint) -> Callable[[], None]:
-        return lambda: self.applier.apply_changes(self.task, changes, position)
 
     def _suspend(self, target_ref: TableRef, reason: str) -> None:
         for table in self.tables.values():
@@ -787,31 +649,8 @@ class ChangeCapture:
                 log.error("task %s: table %s suspended: %s", self.task, target_ref, reason)
                 self.on_suspended(table)
 
-    @property
-    def retries(self) -> RetryPolicy:
-        return self.errors.retry_policy()
-
-    def _with_retry(self, build: Callable[[], ChangeBatch]) -> ChangeBatch:
-        """A table's batch, its lookups retried while the source is unreachable."""
-        made: list[ChangeBatch] = []
-        self._apply_with_retry(lambda: made.append(build()))
-        return made[-1]
-
     def _apply_with_retry(self, action: Callable[[], None]) -> None:
-        """Retry while the target is unreachable, as the RecoverableError*
-        settings say (core/retry.py); the checkpoint stays put, so nothing is
-        lost however long it takes. A stop ends the wait; no retry left fails
-        the task with the error."""
-        if self.stop.is_set():
-            action()  # stopping: one try, the error as it is
-            return
-        retry_call(
-            action,
-            self.retries,
-            what=f"task {self.task}: target unavailable",
-            retryable=(TransientError, ConnectionFailed),
-            sleep=self.stop.wait,
-        )
+        self._batches.with_retry(action)
 
 
 def _generated_added(event: TableDefinition, source: TableSchema) -> list[str]:
