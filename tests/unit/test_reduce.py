@@ -280,6 +280,7 @@ def test_captured_encoded_rows_reduce_without_importing_pandas() -> None:
     needs it, from the stream's captured batch to the reduced one."""
     code = (
         "import sys\n"
+        "import pyarrow as pa\n"
         "from conveyor.core import types as t\n"
         "from conveyor.core.schema import Column, TableRef, TableSchema\n"
         "from conveyor.core.types import Kind\n"
@@ -293,6 +294,7 @@ def test_captured_encoded_rows_reduce_without_importing_pandas() -> None:
         "chunk.add(table, False, b'2\\t2024-01-02\\n', (2,))\n"
         "chunk.add(table, True, b'1\\t2024-01-03\\n', (1,))\n"
         "[captured] = chunk.take()\n"
+        "assert captured.changes.schema.field('conveyor_encoded').type == pa.large_binary()\n"
         "assert reducer.add_captured(captured) and (reducer.inserts, reducer.updates) == (1, 2)\n"
         "out = reducer.changes()\n"
         "assert out.encoded_rows() == [b'2\\t2024-01-02\\n', b'1\\t2024-01-03\\n'], out\n"
@@ -465,3 +467,19 @@ def test_captured_changes_of_a_single_column_key_reduce_to_the_last_per_key() ->
     assert reducer.add_captured(replace(_captured("cud", rows), table=single))
     out = reducer.changes()
     assert out.upserts.to_pylist() == [rows[1]] and out.deletes.to_pylist() == [{"a": 1}]
+
+
+@pytest.mark.parametrize(
+    ("start", "length", "want"),
+    [(0, 3, b"abcdef"), (1, 2, b"cdef"), (1, 1, b"cde"), (0, 0, b""), (2, 1, b"f")],
+)
+def test_encoded_data_is_the_rows_of_an_arrow_slice(start: int, length: int, want: bytes) -> None:
+    """The applier COPYs ``encoded_data`` as one buffer: a slice's own rows,
+    whichever offset width the array has."""
+    rows = [b"ab", b"cde", b"f"]
+    empty = pa.RecordBatch.from_arrays([], names=[])
+    for array in (pa.array(rows, pa.binary()), pa.array(rows, pa.large_binary())):
+        changes = ChangeBatch(PAIR, empty, empty, encoded=array.slice(start, length))
+        assert bytes(changes.encoded_data()) == want
+        assert changes.encoded_rows() == rows[start : start + length]
+    assert ChangeBatch(PAIR, empty, empty, encoded=rows[start : start + length]).encoded_data() == want

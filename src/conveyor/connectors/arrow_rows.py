@@ -222,13 +222,16 @@ def column_array(ctype: ColumnType, values: list[Any]) -> pa.Array:
 _INT_CODES = {Kind.INT16: "h", Kind.INT32: "i", Kind.INT64: "q"}
 
 
-def binary_array(rows: Sequence[bytes]) -> pa.Array:
-    """Byte strings as an Arrow binary array (built from their buffers: no
+def large_binary_array(rows: Sequence[bytes]) -> pa.Array:
+    """Byte strings as an Arrow large binary array (64-bit offsets: a batch's
+    rows may hold more than 2 GiB together), built from their buffers (no
     ``pa.array``, whose first call imports pandas)."""
-    offsets = array("i", [0])
+    offsets = array("q", [0])
     offsets.extend(itertools.accumulate(map(len, rows)))
     data = b"".join(rows)
-    return pa.Array.from_buffers(pa.binary(), len(rows), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pa.Array.from_buffers(
+        pa.large_binary(), len(rows), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
 
 
 def _array(ctype: ColumnType, values: list[Any]) -> pa.Array:

@@ -146,11 +146,11 @@ def op_array(ops: bytes) -> pa.Array:
 
 @dataclass(frozen=True)
 class ChangeBatch:
-    """The one record type between capture, reduce and apply: one table's
-    changes, in Arrow.
+    """The record type between reduce and apply, and between capture and
+    reduce for a stream that captures in Arrow: one table's changes.
 
-    A stream yields them as captured (``changes``: every change, in commit
-    order; see ``captured``). Reduce turns them into the table's share of an
+    Such a stream yields them as captured (``changes``: every change, in
+    commit order; see ``captured``). Reduce turns them into the table's share of an
     apply batch, reduced to one final change per primary key, in Arrow with
     the target table's column types (``TableSchema.column(c).type.arrow()``).
 
@@ -160,7 +160,7 @@ class ChangeBatch:
     unchanged columns, a batch of the other columns. ``truncate`` empties the
     table first. ``encoded`` are more whole rows to insert or replace in the
     encoded format the applier accepted (columns in ``table.column_names``
-    order; a list, or an Arrow binary array). ``unrepresentable`` are rows
+    order; a list, or an Arrow (large) binary array). ``unrepresentable`` are rows
     left out because capture could not hold one of their values exactly (no
     Arrow value carries it): a target
     refuses them, a screening one per its data error policy, the others by
@@ -183,7 +183,7 @@ class ChangeBatch:
     deletes: pa.RecordBatch
     partial: Mapping[frozenset[str], pa.RecordBatch] = field(default_factory=dict)
     truncate: bool = False
-    encoded: Sequence[bytes] | pa.BinaryArray = ()
+    encoded: Sequence[bytes] | pa.Array = ()
     unrepresentable: Sequence[RejectedValue] = ()
     rejected: Sequence[RejectedValue] = ()
     log: Sequence[LoggedChange] = ()
@@ -225,8 +225,9 @@ class ChangeBatch:
         if not len(encoded):
             return b""
         _, offsets_buffer, data = encoded.buffers()
+        width = pa.int64() if pa.types.is_large_binary(encoded.type) else pa.int32()
         offsets = pa.Array.from_buffers(
-            pa.int32(), len(encoded) + 1, [None, offsets_buffer], offset=encoded.offset
+            width, len(encoded) + 1, [None, offsets_buffer], offset=encoded.offset
         )  # of this slice of the array
         return memoryview(data)[offsets[0].as_py() : offsets[-1].as_py()]
 

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 
-from conveyor.connectors.arrow_rows import binary_array, keys_to_batch
+from conveyor.connectors.arrow_rows import keys_to_batch, large_binary_array
 from conveyor.connectors.postgres import pgoutput
 from conveyor.connectors.postgres.capture_replication import ENGINE
 from conveyor.connectors.postgres.source import DOMAIN_BASES_SQL, RESOLVED_TYPE_SQL, read_tables
@@ -138,7 +138,7 @@ def _captured(
     table: TableSchema, keys: list[tuple[Any, ...]], rows: list[bytes], ops: bytearray
 ) -> ChangeBatch:
     key_columns = keys_to_batch(table, keys)
-    columns = [op_array(bytes(ops)), *key_columns.columns, binary_array(rows)]
+    columns = [op_array(bytes(ops)), *key_columns.columns, large_binary_array(rows)]
     names = [OP, *key_columns.schema.names, ENCODED]
     return ChangeBatch.captured(table, pa.RecordBatch.from_arrays(columns, names=names))
 

@@ -413,6 +413,8 @@ class TableReducer:
         (called apart: the runner reduces in the stream's thread, which frees
         the pending changes at once, and converts in the applier's; captured
         changes taken whole are reduced there too, in Arrow)."""
+        if self._captured and (self._final or self._appended):
+            self._fold()  # not expected (``add_captured`` folds then), but never lose them
         if self._captured:
             return functools.partial(
                 reduce_captured, self.table, tuple(self._captured), truncate=self.truncate
