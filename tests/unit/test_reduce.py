@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -385,16 +385,30 @@ def _captured(ops: str, rows: list[dict[str, Any]]) -> ChangeBatch:
     return ChangeBatch.captured(PAIR, pa.RecordBatch.from_arrays(columns, names=[OP, *PAIR.column_names]))
 
 
-def _sorted(batch: pa.RecordBatch) -> list[dict[str, Any]]:
-    return sorted(batch.to_pylist(), key=lambda r: (r["a"], r["b"]))
+def _sorted(batch: pa.RecordBatch, key: Sequence[str] = ("a", "b")) -> list[dict[str, Any]]:
+    return sorted(batch.to_pylist(), key=lambda r: tuple(r[k] for k in key))
+
+
+RENAMED = TableSchema(
+    TableRef("public", "renamed"),
+    (Column("A", t.simple(Kind.INT64), False), Column("B", t.simple(Kind.TEXT), False)),
+    ("A", "B"),
+)
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_captured_changes_reduce_in_arrow_as_one_by_one(seed: int) -> None:
+@pytest.mark.parametrize(
+    ("target", "columns"), [(PAIR, PAIR_COLUMNS), (RENAMED, {"a": "A", "b": "B"})], ids=["same", "renamed"]
+)
+def test_captured_changes_reduce_in_arrow_as_one_by_one(
+    seed: int, target: TableSchema, columns: dict[str, str]
+) -> None:
     """Random changes over a few composite keys, captured in two batches and
     reduced in Arrow, give the rows, keys and counts the change-by-change
-    reducer gives (the captured UPDATE's old key is its key)."""
+    reducer gives (the captured UPDATE's old key is its key); also through a
+    mapping that renames columns and removes one."""
     rng = random.Random(seed)
+    key = target.primary_key
     for _ in range(40):
         n = rng.randint(1, 40)
         ops = "".join(rng.choice("cud") for _ in range(n))
@@ -402,16 +416,17 @@ def test_captured_changes_reduce_in_arrow_as_one_by_one(seed: int) -> None:
             {"a": rng.randint(0, 4), "b": rng.choice("xy"), "v": None if op == "d" else f"v{i}"}
             for i, op in enumerate(ops)
         ]
-        one_by_one = TableReducer(PAIR, PAIR_COLUMNS)
+        one_by_one = TableReducer(target, columns)
         for change_ in row_changes(_captured(ops, rows)):
             one_by_one.add(change_)
-        whole = TableReducer(PAIR, PAIR_COLUMNS)
+        whole = TableReducer(target, columns)
         cut = rng.randint(1, n)
         assert whole.add_captured(_captured(ops[:cut], rows[:cut]))
         if cut < n:
             assert whole.add_captured(_captured(ops[cut:], rows[cut:]))
         want, got = one_by_one.changes(), whole.changes()
-        assert _sorted(got.upserts) == _sorted(want.upserts) and _sorted(got.deletes) == _sorted(want.deletes)
+        assert _sorted(got.upserts, key) == _sorted(want.upserts, key)
+        assert _sorted(got.deletes, key) == _sorted(want.deletes, key)
         assert got.upserts.schema == want.upserts.schema and got.deletes.schema == want.deletes.schema
         assert (whole.inserts, whole.updates, whole.deletes) == (
             one_by_one.inserts,
@@ -431,18 +446,14 @@ def test_a_change_one_by_one_after_captured_ones_applies_after_them() -> None:
 
 
 def test_captured_changes_a_mapping_needs_one_by_one_are_declined() -> None:
-    """A rename (or a filter, a mask, a change log ...) needs each change: the
-    runner then hands them over as RowChanges."""
-    renamed = TableReducer(
-        replace(PAIR, columns=(*PAIR.columns[:2], Column("w", t.simple(Kind.TEXT)))),
-        {
-            "a": "a",
-            "b": "b",
-            "v": "w",
-        },
-    )
-    assert not renamed.add_captured(_captured("c", [{"a": 1, "b": "x", "v": "1"}]))
-    assert not renamed.pending
+    """A filter (or a mask, a conversion, a change log ...) needs each change:
+    the runner then hands them over as RowChanges."""
+    only_1 = RowFilter((ColumnFilter("v", Kind.TEXT, (Condition(FilterOp.EQ, ("1",)),)),))
+    filtered = TableReducer(PAIR, PAIR_COLUMNS, row_filter=only_1)
+    assert not filtered.add_captured(_captured("c", [{"a": 1, "b": "x", "v": "1"}]))
+    assert not filtered.pending
+    logged = TableReducer(PAIR, PAIR_COLUMNS, log=[])
+    assert not logged.add_captured(_captured("c", [{"a": 1, "b": "x", "v": "1"}]))
 
 
 def test_a_truncate_drops_the_captured_changes_before_it() -> None:

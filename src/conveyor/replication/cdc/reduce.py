@@ -118,15 +118,42 @@ class TableReducer:
         look up, its place in a change log)."""
         return (
             self._identity
-            and self.added is None
+            and self._values_pass
+            and not self.check_keys
+            and list(self.rename) == list(self.table.column_names)
+        )
+
+    @property
+    def _values_pass(self) -> bool:
+        """Whether every target value is a source value as it is: no column
+        added, converted or masked, no filter, nothing looked up."""
+        return (
+            self.added is None
             and not self.before_images
             and self.row_filter is None
             and self.mask is None
             and self.convert is None
-            and not self.check_keys
             and self.lookup is None
-            and list(self.rename) == list(self.table.column_names)
         )
+
+    def _whole_rows(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+        """A captured batch of whole rows in the target's column names, when
+        the mapping at most renames or removes columns and nothing is asked
+        of each change; None when its changes must go one by one."""
+        if not (
+            self._values_pass
+            and not self.check_keys
+            and self.log is None
+            and not self.group_key
+            and self.table.primary_key
+            and sorted(self.rename.values()) == sorted(self.table.column_names)
+            and self.rename.keys() <= set(batch.schema.names)
+        ):
+            return None
+        if self._identity:
+            return batch
+        sources = list(self.rename)
+        return batch.select([OP, *sources]).rename_columns([OP, *(self.rename[c] for c in sources)])
 
     def add_captured(self, changes: ChangeBatch) -> bool:
         """Take a stream's captured changes (``ChangeBatch.captured``) whole,
@@ -136,16 +163,18 @@ class TableReducer:
         batch = changes.changes
         assert batch is not None
         encoded = ENCODED in batch.schema.names
-        whole = (
-            self._as_they_are
-            and self.log is None
-            and not self.group_key
-            and bool(self.table.primary_key)
-            and set(batch.schema.names) - {OP, ENCODED}
-            == set(self.table.primary_key if encoded else self.table.column_names)
-        )
-        if not whole and not encoded:
-            return False
+        if encoded:
+            whole = (
+                self._as_they_are
+                and self.log is None
+                and bool(self.table.primary_key)
+                and set(batch.schema.names) - {OP, ENCODED} == set(self.table.primary_key)
+            )
+        else:
+            rows = self._whole_rows(batch)
+            if rows is None:
+                return False
+            batch, whole = rows, True
         ops, counts_of = pc.value_counts(batch.column(OP)).flatten()
         counts = dict(zip(ops.to_pylist(), counts_of.to_pylist(), strict=True))
         self.inserts += counts.get(Op.INSERT.encode(), 0)
