@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from conveyor.connectors.arrow_rows import keys_to_batch
 from conveyor.connectors.changes import RowChange, row_changes
 from conveyor.core import types as t
 from conveyor.core.batch import OP, ChangeBatch, Checkpoint, Op, op_array
@@ -494,3 +495,24 @@ def test_encoded_data_is_the_rows_of_an_arrow_slice(start: int, length: int, wan
         assert bytes(changes.encoded_data()) == want
         assert changes.encoded_rows() == rows[start : start + length]
     assert ChangeBatch(PAIR, empty, empty, encoded=rows[start : start + length]).encoded_data() == want
+
+
+@pytest.mark.parametrize(
+    ("kind", "values"),
+    [
+        (Kind.INT16, [1, -2, 2**15 - 1]),
+        (Kind.INT32, [-(2**31), 7]),
+        (Kind.INT64, [-(2**63), 2**63 - 1]),
+        (Kind.INT64, [None, 1]),  # not ints alone: through pa.array
+    ],
+)
+def test_integer_keys_built_from_a_buffer_hold_the_values(kind: Kind, values: list[Any]) -> None:
+    table = TableSchema(REF, (Column("k", t.simple(kind), False),), ("k",))
+    keys = keys_to_batch(table, [(v,) for v in values])
+    assert keys.column(0).type == t.simple(kind).arrow() and keys.column(0).to_pylist() == values
+
+
+def test_an_integer_key_out_of_its_range_is_refused() -> None:
+    table = TableSchema(REF, (Column("k", t.simple(Kind.INT16), False),), ("k",))
+    with pytest.raises(pa.ArrowInvalid):
+        keys_to_batch(table, [(2**15,)])
