@@ -18,13 +18,13 @@ import pyarrow as pa
 import pytest
 
 from conveyor.connectors.base import EndpointConfig, PrepMode
-from conveyor.connectors.changes import Commit, RowChange, TableDefinition
+from conveyor.connectors.changes import Commit, RowChange, TableDefinition, row_changes
 from conveyor.connectors.duckdb.apply import DuckDBApplier
 from conveyor.connectors.duckdb.target import DuckDBTarget
 from conveyor.connectors.dynamodb.incremental import DynamoDBIncrementalStream
 from conveyor.connectors.dynamodb.source import DynamoDBSource
 from conveyor.connectors.dynamodb.streams import DynamoDBChangeSource
-from conveyor.core.batch import Checkpoint
+from conveyor.core.batch import ChangeBatch, Checkpoint
 from conveyor.core.errors import ConfigError, DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.capture_table import CaptureTable
@@ -182,11 +182,19 @@ def _drain(stream: Any) -> list[Any]:
     return events
 
 
+def _row_changes(events: list[Any]) -> list[RowChange]:
+    """The row changes, a captured batch's (the item table's) one by one."""
+    return [
+        change
+        for e in events
+        if isinstance(e, RowChange | ChangeBatch)
+        for change in (row_changes(e) if isinstance(e, ChangeBatch) else [e])
+    ]
+
+
 def _changes(events: list[Any]) -> list[tuple[str, str, Any, Any]]:
     return sorted(
-        (e.table.name, e.op.value, e.values["pk"], e.values.get("position"))
-        for e in events
-        if isinstance(e, RowChange)
+        (e.table.name, e.op.value, e.values["pk"], e.values.get("position")) for e in _row_changes(events)
     )
 
 
@@ -227,9 +235,8 @@ def test_incremental_by_modified_at_reads_newer_items_and_resumes(moto_url: str)
         (child, "d", "c", 1),
         (child, "u", "a", 0),
     ]
-    (upsert,) = [
-        e for e in events if isinstance(e, RowChange) and e.values["pk"] == "a" and e.table.name == name
-    ]
+    (upsert,) = [e for e in _row_changes(events) if e.values["pk"] == "a" and e.table.name == name]
+    assert any(isinstance(e, ChangeBatch) for e in events), "the item table's rows come captured"
     assert upsert.values["v"] == 2 and upsert.old_key == {"pk": "a"}
     (commit,) = [e for e in events if isinstance(e, Commit)]
     assert commit.position.position["tables"][name]["high_water_mark"] == "2024-01-01T00:00:05Z"

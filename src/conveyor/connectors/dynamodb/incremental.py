@@ -73,7 +73,7 @@ from conveyor.connectors.dynamodb.flatten import _Variants, attr_at, build_colum
 from conveyor.connectors.dynamodb.infer import POSITION, TableLayout, tag_field
 from conveyor.connectors.dynamodb.scan_checkpoint import ScanCheckpoint
 from conveyor.connectors.dynamodb.source import DynamoDBSource
-from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.batch import OP, ChangeBatch, Checkpoint, Op, op_array
 from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableSchema
 
@@ -362,9 +362,9 @@ class DynamoDBIncrementalStream:
             self.rejected.extend(flat.rejected)
             ref = table.schema.ref
             keys = list(table.schema.primary_key)
-            if table.list_path is None:
-                for row in flat.batch.to_pylist():
-                    yield RowChange(ref, Op.UPDATE, row, old_key={k: row[k] for k in keys})
+            if table.list_path is None:  # every item read as an UPDATE, captured as it is
+                updates = op_array(Op.UPDATE.encode() * flat.batch.num_rows)
+                yield ChangeBatch.captured(table.schema, flat.batch.add_column(0, OP, updates))
                 continue
             groups = rows_by_record(flat)
             longest = int(state.get("lists", {}).get(ref.name, 0))
