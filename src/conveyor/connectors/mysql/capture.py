@@ -51,12 +51,9 @@ from conveyor.connectors.mysql import connection
 from conveyor.connectors.mysql.capture_binlog import (
     ACCESS_DENIED,
     binlog_status,
-    error_code,
-    error_reason,
     gtid_position,
     is_mariadb,
     server_id_for,
-    text,
 )
 from conveyor.connectors.mysql.capture_preflight import (
     capture_problems_message,
@@ -64,6 +61,7 @@ from conveyor.connectors.mysql.capture_preflight import (
     setting_problems,
 )
 from conveyor.connectors.mysql.capture_stream import MySQLChangeStream
+from conveyor.connectors.mysql.connection import error_code, error_reason, text
 from conveyor.connectors.mysql.snapshot_connection import SnapshotConnection, open_snapshot_connection
 from conveyor.connectors.mysql.source import ENGINE, MySQLSnapshot, MySQLSource, begin_snapshot, qualified
 from conveyor.core.batch import Checkpoint

@@ -12,6 +12,7 @@ import pymysql
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.mysql import connection
+from conveyor.connectors.mysql.connection import text
 from conveyor.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,19 +33,6 @@ ACCESS_DENIED = frozenset({1044, 1045, 1142, 1227})
 def server_id_for(task: str) -> int:
     """A replica server id for the task's stream: stable, in a high range."""
     return _SERVER_ID_BASE + zlib.crc32(task.encode()) % _SERVER_ID_SPAN
-
-
-def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
-
-
-def error_code(exc: BaseException) -> int | None:
-    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-
-
-def error_reason(exc: BaseException) -> str:
-    message = getattr(exc, "msg", None)  # MySQL Connector/Python's errors: (errno, msg, sqlstate)
-    return " ".join(str(message or (exc.args[-1] if exc.args else exc)).split())
 
 
 def is_mariadb(conn: Any) -> bool:

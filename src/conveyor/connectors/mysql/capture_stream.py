@@ -44,14 +44,12 @@ from conveyor.connectors.mysql.capture_binlog import (
     ER_BINLOG_FATAL,
     LOST,
     ControlConnection,
-    error_code,
-    error_reason,
     server_id_for,
-    text,
 )
 from conveyor.connectors.mysql.capture_rows import RowChanges
 from conveyor.connectors.mysql.capture_tables import TableShapes
 from conveyor.connectors.mysql.capture_values import geometry_text
+from conveyor.connectors.mysql.connection import error_code, error_reason, text
 from conveyor.connectors.mysql.source import ENGINE
 from conveyor.core.batch import Checkpoint
 from conveyor.core.errors import ConfigError, TerminalError, TransientError

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 import pymysql
 
 from conveyor.connectors.changes import ChangeEvent, TableDefinition, TableDropped, Truncate
-from conveyor.connectors.mysql.capture_binlog import ControlConnection, error_reason
+from conveyor.connectors.mysql.capture_binlog import ControlConnection
+from conveyor.connectors.mysql.connection import error_reason
 from conveyor.connectors.mysql.ddl import (
     AlteredColumns,
     altered_columns,

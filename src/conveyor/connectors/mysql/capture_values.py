@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 
-from conveyor.connectors.mysql.capture_binlog import error_reason, text
+from conveyor.connectors.mysql.connection import error_reason, text
 from conveyor.connectors.mysql.types import SPATIAL, enum_labels
 from conveyor.core.schema import Column
 from conveyor.core.types import Kind

@@ -4,6 +4,7 @@ without secrets."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pymysql
@@ -45,6 +46,21 @@ class ConnectParams:
     @property
     def where(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+def text(value: Any) -> str:
+    """A value a driver gave as bytes or str, as str (UTF-8)."""
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+
+
+def error_code(exc: BaseException) -> int | None:
+    """A driver error's server error number (PyMySQL's first argument)."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+
+
+def error_reason(exc: BaseException) -> str:
+    message = getattr(exc, "msg", None)  # MySQL Connector/Python's errors: (errno, msg, sqlstate)
+    return " ".join(str(message or (exc.args[-1] if exc.args else exc)).split())
 
 
 def quote(name: str) -> str:

@@ -29,6 +29,7 @@ from pymysql.cursors import SSCursor
 
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.mysql import connection
+from conveyor.connectors.mysql.connection import error_code, error_reason
 from conveyor.core.errors import ConnectionFailed
 
 if TYPE_CHECKING:
@@ -120,9 +121,8 @@ class PyMySQLConnection:
     def failure(self, exc: BaseException) -> tuple[bool, str] | None:
         if not isinstance(exc, pymysql.err.MySQLError):
             return None
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-        reason = " ".join(str(exc.args[-1] if exc.args else exc).split())
-        return isinstance(exc, pymysql.err.OperationalError) and code in _LOST_CONNECTION, reason
+        lost = isinstance(exc, pymysql.err.OperationalError) and error_code(exc) in _LOST_CONNECTION
+        return lost, error_reason(exc)
 
     def close(self) -> None:
         # A result still streaming (a read suspended in another frame) must not
@@ -213,8 +213,7 @@ class ConnectorConnection:
     def escape(self, text: str) -> str:
         if self._no_backslash_escapes is None:
             [(mode,)] = self.query("SELECT @@SESSION.sql_mode")
-            mode = mode.decode() if isinstance(mode, bytes | bytearray) else str(mode)
-            self._no_backslash_escapes = "NO_BACKSLASH_ESCAPES" in mode.upper().split(",")
+            self._no_backslash_escapes = "NO_BACKSLASH_ESCAPES" in connection.text(mode).upper().split(",")
         if self._no_backslash_escapes:
             return "'" + text.replace("'", "''") + "'"
         return "'" + escape_string(text) + "'"
@@ -222,7 +221,7 @@ class ConnectorConnection:
     def failure(self, exc: BaseException) -> tuple[bool, str] | None:
         if not isinstance(exc, self._errors.Error):
             return None
-        reason = " ".join(str(exc.msg or exc).split())
+        reason = error_reason(exc)
         # errno -1 or none: the client's own "connection not available".
         unavailable = exc.errno in (None, -1) and isinstance(
             exc, self._errors.OperationalError | self._errors.InterfaceError

@@ -15,7 +15,7 @@ from pymysql.converters import decoders as text_converters
 
 from conveyor.connectors.base import EndpointConfig, RejectedValue
 from conveyor.connectors.mysql import connection, filters
-from conveyor.connectors.mysql.connection import quote
+from conveyor.connectors.mysql.connection import quote, text
 from conveyor.connectors.mysql.snapshot_connection import (
     RowStream,
     SnapshotConnection,
@@ -81,10 +81,6 @@ def qualified(ref: TableRef) -> str:
     return f"{quote(ref.schema)}.{quote(ref.name)}"
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
-
-
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -99,9 +95,9 @@ def _json_columns(conn: Connection, database: str) -> set[tuple[str, str]]:
         return set()
     found: set[tuple[str, str]] = set()
     for table, clause in rows:
-        m = re.fullmatch(r"json_valid\(`((?:[^`]|``)+)`\)", _SPACE.sub("", _text(clause)), re.IGNORECASE)
+        m = re.fullmatch(r"json_valid\(`((?:[^`]|``)+)`\)", _SPACE.sub("", text(clause)), re.IGNORECASE)
         if m:
-            found.add((_text(table), m.group(1).replace("``", "`")))
+            found.add((text(table), m.group(1).replace("``", "`")))
     return found
 
 
@@ -117,10 +113,10 @@ def read_tables(conn: Connection, database: str) -> list[TableSchema]:
     json_columns = _json_columns(conn, database) if column_rows else set()
     columns: dict[str, list[Column]] = {}
     for raw_table, raw_name, nullable, data_type, column_type, length, precision, scale in column_rows:
-        table, name = _text(raw_table), _text(raw_name)
+        table, name = text(raw_table), text(raw_name)
         native = NativeColumn(
-            data_type=_text(data_type),
-            column_type=_text(column_type),
+            data_type=text(data_type),
+            column_type=text(column_type),
             char_length=_int(length),
             precision=_int(precision),
             scale=_int(scale),
@@ -128,14 +124,14 @@ def read_tables(conn: Connection, database: str) -> list[TableSchema]:
             is_json=any(t == table and c.lower() == name.lower() for t, c in json_columns),
         )
         columns.setdefault(table, []).append(
-            Column(name=name, type=from_native(native), nullable=_text(nullable) == "YES")
+            Column(name=name, type=from_native(native), nullable=text(nullable) == "YES")
         )
     keys: dict[str, list[str]] = {}
     for table, name in key_rows:
-        keys.setdefault(_text(table), []).append(_text(name))
+        keys.setdefault(text(table), []).append(text(name))
     tables = []
     for table, estimate in table_rows:
-        name = _text(table)
+        name = text(table)
         tables.append(
             TableSchema(
                 TableRef(database, name),
@@ -162,7 +158,7 @@ class MySQLSource:
                 cur.execute("SELECT VERSION()")
                 row = cur.fetchone()
             assert row is not None
-            return _text(row[0])
+            return text(row[0])
         finally:
             conn.close()
 
@@ -431,7 +427,7 @@ class MySQLSnapshot:
         )
         with self._exclusive(table.ref) as conn, self._driver_errors(table.ref):
             rows = conn.query(query, (table.ref.schema, table.ref.name))
-        return [_text(name) for (name,) in rows]
+        return [text(name) for (name,) in rows]
 
     def count(self, table: TableRef) -> int:
         with self._exclusive(table) as conn, self._driver_errors(table):
