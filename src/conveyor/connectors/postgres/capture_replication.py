@@ -20,7 +20,7 @@ FEEDBACK_INTERVAL_S = 10
 # by the stream itself, waiting this long between attempts, doubling.
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 5.0
-ENCODED_CHUNK_ROWS = 1000  # encoded rows delivered together (EncodedRows) at most
+ENCODED_CHUNK_ROWS = 1000  # encoded rows delivered together (one captured ChangeBatch) at most
 SLOT_GONE = ("does not exist", "can no longer get changes", "has been invalidated", "was invalidated")
 
 

@@ -53,7 +53,7 @@ class TableReducer:
     # add-column mapping rules: (source rows, operation) -> the added columns' values
     added: Callable[[Sequence[Mapping[str, Any]], Op], list[dict[str, Any]]] | None = None
     added_names: frozenset[str] = frozenset()
-    # Encoded rows (EncodedRows) as values, for the rare change that needs a
+    # Encoded rows (captured, ENCODED) as values, for the rare change that needs a
     # whole row the batch holds encoded (a partial update on top of it).
     decode: Callable[[bytes], dict[str, Any]] | None = None
     # Selection rule filters (on source values); change-data-type conversions
