@@ -254,7 +254,7 @@ def run_cdc(args: argparse.Namespace, workdir: Path, cases: list[str]) -> list[P
 
             of(
                 "cdc mariadb-pg",
-                cdc.run_mariadb(setup),
+                cdc.run_mariadb(setup)[0],
                 "<= 2.0x and >= 30k/s",
                 mariadb_check,
             )

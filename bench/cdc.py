@@ -73,6 +73,7 @@ if str(REPO / "tests") not in sys.path:
 
 import psycopg  # noqa: E402
 import pymysql  # noqa: E402
+from psycopg import sql  # noqa: E402
 
 from bench import data  # noqa: E402
 from bench.common import BenchFailure, Child, finish_child, log, num, render_table, start_child  # noqa: E402
@@ -649,13 +650,14 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
     return [e2e, read] + ([base] if setup.base is not None else [])
 
 
-def _unapply(target: str) -> None:
+def _unapply(target: str, schema: str = "public") -> None:
     """Make every target row differ from the source's, so that an e2e run after
     another in the same round (``--base``) must apply every change again for
     its fingerprint check to pass."""
+    orders = sql.Identifier(schema, "orders")
     with psycopg.connect(target, autocommit=True) as conn:
-        conn.execute("UPDATE orders SET amount = amount - 1")
-        conn.execute("VACUUM orders")
+        conn.execute(sql.SQL("UPDATE {} SET amount = amount - 1").format(orders))
+        conn.execute(sql.SQL("VACUUM {}").format(orders))
 
 
 def run_latency(setup: Setup) -> LatencyResult:
@@ -805,12 +807,13 @@ def binlog_drain(setup: Setup, start: dict[str, Any]) -> float:
     return seconds
 
 
-def run_mariadb(setup: Setup) -> ThroughputResult:
+def run_mariadb(setup: Setup) -> list[ThroughputResult]:
     from conveyor.connectors.base import EndpointConfig
     from conveyor.connectors.mysql.capture import MySQLChangeSource
 
     assert setup.mariadb is not None
     result = ThroughputResult("mariadb-pg e2e", setup.updates, "mariadb-binlog --raw drain")
+    base = ThroughputResult("mariadb-pg e2e (--base)", setup.updates, "mariadb-binlog --raw drain")
     url = setup.mariadb.url(MARIADB_DB)
     for round_no in range(1, setup.rounds + 1):
         source = MySQLChangeSource(EndpointConfig(name="bench-source", engine="mysql", url=url))
@@ -830,32 +833,56 @@ def run_mariadb(setup: Setup) -> ThroughputResult:
             f"  mariadb-pg round {round_no}: generated {setup.updates:,} updates "
             f"in {time.perf_counter() - began:.1f} s"
         )
-        if round_no % 2:  # alternate which side reads the binlog first (a warm page cache)
-            result.reference_runs.append(binlog_drain(setup, dict(start.position)))
-        run = run_child(
-            "e2e",
-            setup.workdir,
-            setup.timeout_s,
-            source=url,
-            target=setup.dst,
-            start=dict(start.position),
-            changes=setup.updates,
-            engine="mysql",
-            schema=MARIADB_DB,
-            profile=setup.profile(f"mariadb-e2e-{round_no}"),
-        )
-        assert isinstance(run, ChildRun)
-        if not round_no % 2:
-            result.reference_runs.append(binlog_drain(setup, dict(start.position)))
-        expect_same(
-            "conveyor mariadb-pg", pg_fingerprint(setup.dst, schema=MARIADB_DB), _mariadb_fingerprint(setup)
-        )
-        result.conveyor_runs.append(run)
-        log(
-            f"    conveyor e2e {run.seconds:7.2f} s  {run.changes / run.seconds:10,.0f} changes/s"
-            f"  (process {run.process_seconds:.2f} s, peak RSS {run.peak_rss_mb:.0f} MB)"
-        )
-    return result
+        want = _mariadb_fingerprint(setup)
+
+        def reference(start: Any = start) -> None:
+            seconds = binlog_drain(setup, dict(start.position))
+            result.reference_runs.append(seconds)
+            base.reference_runs.append(seconds)
+
+        def end_to_end(
+            start: Any = start,
+            round_no: int = round_no,
+            want: tuple[int, str] = want,
+            checkout: Path | None = None,
+        ) -> None:
+            """Conveyor's capture loop; with ``checkout``, that checkout's (``--base``)."""
+            name, into = ("e2e", result) if checkout is None else ("e2e (--base)", base)
+            if setup.base is not None:
+                _unapply(setup.dst, MARIADB_DB)
+            run = run_child(
+                "e2e",
+                setup.workdir,
+                setup.timeout_s,
+                source=url,
+                target=setup.dst,
+                start=dict(start.position),
+                changes=setup.updates,
+                engine="mysql",
+                schema=MARIADB_DB,
+                profile=setup.profile(f"mariadb-e2e-{round_no}") if checkout is None else None,
+                base=checkout,
+            )
+            assert isinstance(run, ChildRun)
+            expect_same(f"conveyor mariadb-pg {name}", pg_fingerprint(setup.dst, schema=MARIADB_DB), want)
+            into.conveyor_runs.append(run)
+            log(
+                f"    conveyor {name:<13}{run.seconds:7.2f} s  {run.changes / run.seconds:10,.0f} changes/s"
+                f"  (process {run.process_seconds:.2f} s, peak RSS {run.peak_rss_mb:.0f} MB)"
+            )
+
+        def end_to_end_base() -> None:
+            end_to_end(checkout=setup.base)
+
+        # Alternated, so neither side always reads the binlog from a warm page cache.
+        order: list[Callable[[], None]] = [reference, end_to_end]
+        if setup.base is not None:
+            order.append(end_to_end_base)
+        if round_no % 2 == 0:
+            order.reverse()
+        for step in order:
+            step()
+    return [result] + ([base] if setup.base is not None else [])
 
 
 # --- output ----------------------------------------------------------------------------
@@ -973,7 +1000,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--base",
         type=Path,
-        help="pg-pg: also run the e2e case with another checkout's src (before/after in one run)",
+        help="pg-pg, mariadb-pg: also run the e2e case with another checkout's src (before/after in one run)",
     )
     args = parser.parse_args(argv)
     args.updates = args.updates or (20_000 if args.quick else 500_000)
@@ -1029,7 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
             latency = run_latency(setup)
         if "mariadb-pg" in args.case_list:
             log("mariadb-pg:")
-            throughput.append(run_mariadb(setup))
+            throughput.extend(run_mariadb(setup))
     except BenchFailure as exc:
         failure = str(exc)
     finally:

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pymysql
 import pytest
 
+from conveyor.connectors import changes
 from conveyor.connectors.arrow_rows import Unrepresentable, rows_to_batch
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import ChangeEvent, Commit, RowChange, TableDefinition, Truncate
@@ -26,8 +27,9 @@ from conveyor.connectors.mysql.capture import (
     server_id_for,
     setting_problems,
 )
+from conveyor.connectors.mysql.capture_stream import CHUNK_ROWS
 from conveyor.connectors.mysql.source import MySQLSnapshot
-from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.batch import ChangeBatch, Checkpoint, Op
 from conveyor.core.errors import ConfigError, DataError, TerminalError, TransientError
 from conveyor.core.schema import TableRef, TableSchema
 from support.mariadb import mariadb_connect as _raw
@@ -307,6 +309,122 @@ def test_row_values_equal_the_full_load(
     state: dict[Any, dict[str, Any]] = {}
     replay(all_types, changes, state)
     assert arrow_rows(all_types, [state[k] for k in sorted(state)]) == final
+    assert [state[k] for k in sorted(state)] == final
+
+
+def expanded(events: list[ChangeEvent]) -> list[RowChange]:
+    """Every row change, a captured batch's one by one (through Arrow)."""
+    return [
+        c
+        for e in events
+        for c in (changes.row_changes(e) if isinstance(e, ChangeBatch) else [e])
+        if isinstance(c, RowChange)
+    ]
+
+
+def test_rows_in_arrow_equal_the_row_changes(
+    raw: Conn, source: MySQLChangeSource, all_types: TableSchema, task: str
+) -> None:
+    """Every type, captured in Arrow (``capture_rows``), gives the values of
+    the row changes through Arrow; a key change comes as a row change in its
+    place."""
+    start = source.begin_capture(task, [all_types], export_snapshot=False)
+    in_arrow = source.open_stream(task, [all_types], start.position)
+    one_by_one = source.open_stream(task, [all_types], start.position)
+    in_arrow.capture_rows({all_types.ref: all_types})
+    try:
+        run(
+            raw,
+            "SET time_zone = '+05:00'",
+            "BEGIN",
+            f"INSERT INTO all_types ({COLUMNS}) VALUES ({MAX_ROW})",
+            "INSERT INTO all_types (id, nn) VALUES (2, 'n')",
+            f"INSERT INTO all_types ({COLUMNS}) VALUES ({MIN_ROW})",
+            "COMMIT",
+            "UPDATE all_types SET vc = 'changed 😀', st = 'y', js = '{\"x\": 1}', dtm = NULL WHERE id = 1",
+            "UPDATE all_types SET id = 30, nn = 'pk' WHERE id = 3",
+            "DELETE FROM all_types WHERE id = 2",
+        )
+        got = collect(in_arrow, commits(4))
+        want = collect(one_by_one, commits(4))
+    finally:
+        in_arrow.close()
+        one_by_one.close()
+    assert [type(e).__name__ for e in got] == [
+        "ChangeBatch", "Commit", "ChangeBatch", "Commit", "RowChange", "Commit", "ChangeBatch", "Commit"
+    ]  # fmt: skip
+    batches = [e for e in got if isinstance(e, ChangeBatch)]
+    assert [b.num_rows for b in batches] == [3, 1, 1]
+    assert all(
+        b.changes is not None and b.changes.schema.names[1:] == list(all_types.column_names) for b in batches
+    )
+    arrow, rows = expanded(got), row_changes(want)
+    assert [(c.op, c.old_key) for c in arrow] == [
+        (Op.INSERT, {"id": 1}), (Op.INSERT, {"id": 2}), (Op.INSERT, {"id": 3}),
+        (Op.UPDATE, {"id": 1}), (Op.UPDATE, {"id": 3}), (Op.DELETE, {"id": 2}),
+    ]  # fmt: skip
+    assert [c.values for c in arrow if c.op is not Op.DELETE] == arrow_rows(
+        all_types, [c.values for c in rows if c.op is not Op.DELETE]
+    )
+    assert arrow[-1].values == {"id": 2}
+
+
+def test_rows_in_arrow_keep_commit_order(raw: Conn, source: MySQLChangeSource, task: str) -> None:
+    """Runs of one table's rows come as captured batches of at most CHUNK_ROWS
+    rows; another table's row, a changed key or a row image without every
+    column cuts a run, and every change keeps its place."""
+    run(raw, "CREATE TABLE t (id int PRIMARY KEY, v varchar(10))", "CREATE TABLE u (id int PRIMARY KEY)")
+    t, u = table_named(source, "t"), table_named(source, "u")
+    start = source.begin_capture(task, [t, u], export_snapshot=False)
+    stream = source.open_stream(task, [t, u], start.position)
+    stream.capture_rows({t.ref: t})
+    try:
+        run(
+            raw,
+            "SET SESSION max_recursive_iterations = 10000",
+            "BEGIN",
+            "INSERT INTO t WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 2500) "
+            "SELECT n, 'a' FROM s",
+            "INSERT INTO u VALUES (1)",
+            "UPDATE t SET id = 0 WHERE id = 7",
+            "UPDATE t SET v = 'b' WHERE id < 3",
+            "DELETE FROM t WHERE id = 9",
+            "SET SESSION binlog_row_image = 'MINIMAL'",
+            "UPDATE t SET v = 'c' WHERE id = 10",
+            "SET SESSION binlog_row_image = 'FULL'",
+            "DELETE FROM t WHERE id = 11",
+            "COMMIT",
+        )
+        events = collect(stream, commits(1))
+        final = full_load(source, t)
+    finally:
+        stream.close()
+    assert isinstance(events[-1], Commit)
+    batches = [e for e in events if isinstance(e, ChangeBatch)]
+    assert all(b.table == t and 0 < b.num_rows <= CHUNK_ROWS for b in batches)
+    assert sum(b.num_rows for b in batches) == 2500 + 3 + 2
+    got = [(c.table.name, c.op, c.values.get("id"), c.old_key) for c in expanded(events)]
+    assert got == [
+        *(("t", Op.INSERT, n, {"id": n}) for n in range(1, 2501)),
+        ("u", Op.INSERT, 1, None),
+        ("t", Op.UPDATE, 0, {"id": 7}),
+        ("t", Op.UPDATE, 0, {"id": 0}),
+        ("t", Op.UPDATE, 1, {"id": 1}),
+        ("t", Op.UPDATE, 2, {"id": 2}),
+        ("t", Op.DELETE, 9, {"id": 9}),
+        ("t", Op.UPDATE, None, {"id": 10}),  # a row change: MINIMAL's image lacks columns
+        ("t", Op.DELETE, 11, {"id": 11}),
+    ]
+    state: dict[Any, dict[str, Any]] = {}
+    for c in expanded(events):
+        if c.table != t.ref:
+            continue
+        old = (c.old_key or c.values)["id"]
+        if c.op is Op.DELETE:
+            del state[old]
+        else:
+            row = {**state.pop(old, {}), **c.values}  # a partial UPDATE keeps the unsent columns
+            state[row["id"]] = row
     assert [state[k] for k in sorted(state)] == final
 
 

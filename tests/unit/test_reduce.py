@@ -455,6 +455,10 @@ def test_captured_changes_a_mapping_needs_one_by_one_are_declined() -> None:
     assert not filtered.pending
     logged = TableReducer(PAIR, PAIR_COLUMNS, log=[])
     assert not logged.add_captured(_captured("c", [{"a": 1, "b": "x", "v": "1"}]))
+    # What the runner asks a stream for (CapturesRowsInArrow) agrees.
+    assert not filtered.takes_whole and not logged.takes_whole
+    assert TableReducer(PAIR, PAIR_COLUMNS).takes_whole
+    assert not TableReducer(PAIR, PAIR_COLUMNS, check_keys=True).takes_whole
 
 
 def test_a_truncate_drops_the_captured_changes_before_it() -> None:

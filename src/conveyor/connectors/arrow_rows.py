@@ -49,7 +49,7 @@ def rows_to_batch(
     their raw Arrow integers (days or microseconds since 1970)."""
     try:
         return _batch(table, rows, columns)
-    except _Refused as exc:
+    except UnrepresentableFound as exc:
         raise DataError(
             f"table {table.ref} column {exc.column!r}: value {exc.value.text!r}: {exc.value.reason}",
             column=exc.column,
@@ -112,7 +112,7 @@ def _held_out(
     """``rows`` as a batch, those with an ``Unrepresentable`` value appended to ``held``."""
     try:
         return _batch(table, rows, columns)
-    except _Refused:
+    except UnrepresentableFound:
         pass  # rare: find every such row, then convert the others
     kept = []
     for row in rows:
@@ -173,7 +173,7 @@ def keys_to_batch(table: TableSchema, keys: Sequence[tuple[Any, ...]]) -> pa.Rec
         column = table.column(name)
         try:
             arrays.append(_key_array(column.type, [key[i] for key in keys]))
-        except _Refused as exc:
+        except UnrepresentableFound as exc:
             raise DataError(
                 f"table {table.ref} column {name!r}: value {exc.value.text!r}: {exc.value.reason}",
                 column=name,
@@ -207,7 +207,7 @@ def _batch(table: TableSchema, rows: Sequence[dict[str, Any]], columns: Sequence
         values = [row.get(name) for row in rows]
         try:
             arrays.append(_array(column.type, values))
-        except _Refused as exc:
+        except UnrepresentableFound as exc:
             exc.column = name
             raise
         fields.append(pa.field(name, column.type.arrow()))
@@ -222,7 +222,9 @@ def empty_batch(table: TableSchema, columns: Sequence[str]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in fields], schema=pa.schema(fields))
 
 
-class _Refused(Exception):
+class UnrepresentableFound(Exception):
+    """An ``Unrepresentable`` value among values to convert to Arrow."""
+
     def __init__(self, value: Unrepresentable) -> None:
         super().__init__(value.reason)
         self.value = value
@@ -230,7 +232,8 @@ class _Refused(Exception):
 
 
 def column_array(ctype: ColumnType, values: list[Any]) -> pa.Array:
-    """Captured values of one column (no ``Unrepresentable`` among them) as Arrow."""
+    """Captured values of one column as Arrow; UnrepresentableFound when one is
+    an ``Unrepresentable``."""
     return _array(ctype, values)
 
 
@@ -258,7 +261,7 @@ def _array(ctype: ColumnType, values: list[Any]) -> pa.Array:
     if kind in _CHECKED:
         for v in values:
             if type(v) is Unrepresentable:
-                raise _Refused(v)
+                raise UnrepresentableFound(v)
         if kind is not Kind.TIME and any(isinstance(v, str) for v in values):
             return _with_infinity(kind, values, dtype)
     try:
@@ -266,7 +269,7 @@ def _array(ctype: ColumnType, values: list[Any]) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         for v in values:  # a kind not checked above may carry one too (SQLite's dynamic typing)
             if type(v) is Unrepresentable:
-                raise _Refused(v) from None
+                raise UnrepresentableFound(v) from None
         raise
 
 
@@ -274,13 +277,13 @@ def _list(element: ColumnType, values: list[Any], dtype: pa.DataType) -> pa.Arra
     if element.kind not in _CHECKED and element.kind is not Kind.ARRAY:
         for v in values:
             if type(v) is Unrepresentable:
-                raise _Refused(v)
+                raise UnrepresentableFound(v)
         return pa.array(values, type=dtype)
     offsets = [0]
     flat: list[Any] = []
     for v in values:
         if type(v) is Unrepresentable:
-            raise _Refused(v)
+            raise UnrepresentableFound(v)
         if v is not None:
             flat.extend(v)
         offsets.append(len(flat))

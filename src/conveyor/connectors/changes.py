@@ -177,6 +177,23 @@ class SupportsEncodedRows(Protocol):
 
 
 @runtime_checkable
+class CapturesRowsInArrow(Protocol):
+    """A stream that can hand whole rows over as captured ``ChangeBatch``es of
+    values in Arrow (MariaDB/MySQL: a run of one table's rows events), for a
+    table whose reducer takes them whole: no Python value per change between
+    the stream and the target batch."""
+
+    def capture_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
+        """From now on, deliver the changes of these tables (keyed by source
+        table, with the shape the runner knows) as captured ``ChangeBatch``es
+        of whole rows while the stream's view of a table has exactly that
+        shape. A change it cannot deliver so exactly (a partial row image, a
+        changed key, a value no Arrow value carries) comes as a ``RowChange``,
+        in its place in commit order."""
+        ...
+
+
+@runtime_checkable
 class AcceptsEncodedRows(Protocol):
     """An applier that can load rows in a stream's ``encoded_format``."""
 

@@ -14,6 +14,7 @@ from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
 )
 
 from conveyor.connectors.arrow_rows import Unrepresentable
+from conveyor.connectors.captured_rows import DELETE, INSERT, UPDATE
 from conveyor.connectors.changes import RowChange
 from conveyor.connectors.mysql.capture_values import Convert, UnrepresentableValue, ValueConverters, set_text
 from conveyor.connectors.mysql.row_images import RowImageDecoder
@@ -66,6 +67,28 @@ class RowChanges:
             unchanged=_missing(table, after),
             before=before,
         )
+
+    def whole_row(
+        self, table: TableSchema, event: Any, row: Mapping[str, Any]
+    ) -> tuple[bytes, dict[str, Any]] | None:
+        """One decoded ``row`` as its op letter and whole new row (a DELETE's
+        old row) for a captured batch; None when it is not that simple (the
+        image lacks columns, a value no Arrow value carries, an UPDATE moved
+        its row to another key): ``change`` then gives it. The before image of
+        an UPDATE is not converted: its key's raw values are compared."""
+        sets = self._set_labels(table.ref, event)
+        if isinstance(event, WriteRowsEvent):
+            op, values = INSERT, self._values(table, row["values"], row.get("none_sources", {}), sets)
+        elif isinstance(event, DeleteRowsEvent):
+            op, values = DELETE, self._values(table, row["values"], row.get("none_sources", {}), sets)
+        else:
+            before, after = row["before_values"], row["after_values"]
+            if any(before.get(k, _ABSENT) != after.get(k, _ABSENT) for k in table.primary_key):
+                return None
+            op, values = UPDATE, self._values(table, after, row.get("after_none_sources", {}), sets)
+        if len(values) != len(table.columns) or Unrepresentable in set(map(type, values.values())):
+            return None
+        return op, values
 
     def _table_converters(self, table: TableSchema) -> dict[str, Convert]:
         cached = self._cache.get(table.ref)
@@ -120,6 +143,9 @@ class RowChanges:
                 column = table.column(name)
                 values[name] = Unrepresentable(str(value), f"not a {column.type.describe()} value: {exc}")
         return values
+
+
+_ABSENT = object()
 
 
 def _key(table: TableSchema, values: dict[str, Any]) -> dict[str, Any]:

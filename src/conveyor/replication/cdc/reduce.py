@@ -136,19 +136,24 @@ class TableReducer:
             and self.lookup is None
         )
 
-    def _whole_rows(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
-        """A captured batch of whole rows in the target's column names, when
-        the mapping at most renames or removes columns and nothing is asked
-        of each change; None when its changes must go one by one."""
-        if not (
+    @property
+    def takes_whole(self) -> bool:
+        """Whether captured batches of whole rows are taken whole: the mapping
+        at most renames or removes columns, nothing is asked of each change
+        and the table has a primary key."""
+        return bool(
             self._values_pass
             and not self.check_keys
             and self.log is None
             and not self.group_key
             and self.table.primary_key
             and sorted(self.rename.values()) == sorted(self.table.column_names)
-            and self.rename.keys() <= set(batch.schema.names)
-        ):
+        )
+
+    def _whole_rows(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+        """A captured batch of whole rows in the target's column names, when
+        the reducer takes it whole; None when its changes must go one by one."""
+        if not (self.takes_whole and self.rename.keys() <= set(batch.schema.names)):
             return None
         if self._identity:
             return batch

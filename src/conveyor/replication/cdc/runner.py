@@ -51,6 +51,7 @@ from conveyor.connectors.base import RejectedValue
 from conveyor.connectors.changes import (
     AcceptsEncodedRows,
     CaptureLost,
+    CapturesRowsInArrow,
     ChangeApplier,
     ChangeStream,
     Commit,
@@ -235,33 +236,45 @@ class ChangeCapture:
         self._apply_with_retry(action)
 
     def _request_encoding(self) -> None:
-        """Let rows pass to the target in the source's own encoding where the
-        applier accepts that (PostgreSQL to PostgreSQL with the same column
-        types and an identity mapping): no conversion to Python values and back.
-        Asked at the start and after DDL, while no batch is in flight."""
+        """Ask the stream for rows in the form that costs least to apply, per
+        table: in the source's own encoding where the applier accepts that
+        (PostgreSQL to PostgreSQL with the same column types and an identity
+        mapping: no conversion to Python values and back), else in Arrow
+        where the table's reducer takes captured rows whole. Asked at the
+        start and after DDL, while no batch is in flight."""
         stream, applier = self.stream, self.applier
-        if not (isinstance(stream, SupportsEncodedRows) and isinstance(applier, AcceptsEncodedRows)):
-            return
-        wanted: dict[TableRef, TableSchema] = {}
-        for ref, table in self.tables.items():
-            table.decode = functools.partial(stream.decode_row, ref)
-            table.renew()
-            if (
-                table.suspended is None
-                and table.reducer.passes_encoded
-                and table.mapped.target.column_names == table.mapped.source.column_names
-                and table.mapped.target.primary_key == table.mapped.source.primary_key
-                and applier.accepts_encoded(table.mapped.target, stream.encoded_format)
-            ):
-                wanted[ref] = table.mapped.source
-        stream.encode_rows(wanted)
-        if wanted:
-            log.info(
-                "task %s: %d of %d tables pass to the target without conversion",
-                self.task,
-                len(wanted),
-                len(self.tables),
-            )
+        encoded: dict[TableRef, TableSchema] = {}
+        if isinstance(stream, SupportsEncodedRows) and isinstance(applier, AcceptsEncodedRows):
+            for ref, table in self.tables.items():
+                table.decode = functools.partial(stream.decode_row, ref)
+                table.renew()
+                if (
+                    table.suspended is None
+                    and table.reducer.passes_encoded
+                    and table.mapped.target.column_names == table.mapped.source.column_names
+                    and table.mapped.target.primary_key == table.mapped.source.primary_key
+                    and applier.accepts_encoded(table.mapped.target, stream.encoded_format)
+                ):
+                    encoded[ref] = table.mapped.source
+            stream.encode_rows(encoded)
+            if encoded:
+                log.info(
+                    "task %s: %d of %d tables pass to the target without conversion",
+                    self.task,
+                    len(encoded),
+                    len(self.tables),
+                )
+        if isinstance(stream, CapturesRowsInArrow):
+            in_arrow = {
+                ref: table.mapped.source
+                for ref, table in self.tables.items()
+                if ref not in encoded and table.suspended is None and table.reducer.takes_whole
+            }
+            stream.capture_rows(in_arrow)
+            if in_arrow:
+                log.info(
+                    "task %s: %d of %d tables captured in Arrow", self.task, len(in_arrow), len(self.tables)
+                )
 
     def _run(self) -> None:
         self._apply_with_retry(self._request_encoding)

@@ -1,0 +1,59 @@
+"""Whole rows a stream converted to Python values, gathered into one captured
+``ChangeBatch`` per run of one table's changes (``CapturesRowsInArrow``):
+one ``column_array`` per column, the conversion the reducer would otherwise
+make per target column in the applier's thread."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from conveyor.connectors.arrow_rows import UnrepresentableFound, column_array
+from conveyor.connectors.changes import RowChange
+from conveyor.core.batch import OP, OP_TYPE, ChangeBatch, Op, op_array
+from conveyor.core.schema import TableSchema
+
+INSERT, UPDATE, DELETE = (op.encode() for op in (Op.INSERT, Op.UPDATE, Op.DELETE))
+
+
+class RowsChunk:
+    """One table's changes in commit order: a whole new row per INSERT and
+    UPDATE (its key unchanged), the key (or the whole old row) per DELETE."""
+
+    def __init__(self, table: TableSchema) -> None:
+        self.table = table
+        self._ops = bytearray()
+        self._rows: list[dict[str, Any]] = []
+
+    @property
+    def size(self) -> int:
+        return len(self._rows)
+
+    def add(self, op: bytes, values: dict[str, Any]) -> None:
+        """``op``: INSERT, UPDATE or DELETE."""
+        self._ops += op
+        self._rows.append(values)
+
+    def take(self) -> list[ChangeBatch | RowChange]:
+        """The rows as one captured batch; as RowChanges in the rare case
+        Arrow refuses one of their values, or one is ``Unrepresentable`` (the
+        reducer then refuses it per the task's policy, saying which)."""
+        table, rows = self.table, self._rows
+        arrays, fields = [op_array(bytes(self._ops))], [pa.field(OP, OP_TYPE)]
+        try:
+            for column in table.columns:
+                name = column.name
+                arrays.append(column_array(column.type, [row.get(name) for row in rows]))
+                fields.append(pa.field(name, column.type.arrow()))
+        except (UnrepresentableFound, pa.ArrowException, ArithmeticError, TypeError, ValueError):
+            return [_row_change(table, op, row) for op, row in zip(self._ops, rows, strict=True)]
+        return [ChangeBatch.captured(table, pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)))]
+
+
+def _row_change(table: TableSchema, letter: int, values: dict[str, Any]) -> RowChange:
+    op = Op(chr(letter))
+    if op is Op.DELETE:
+        key = {k: values[k] for k in table.primary_key}
+        return RowChange(table.ref, op, {}, old_key=key)
+    return RowChange(table.ref, op, values)
