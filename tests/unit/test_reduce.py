@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from conveyor.connectors.arrow_rows import keys_to_batch
+from conveyor.connectors.captured_rows import RowsChunk
 from conveyor.connectors.changes import RowChange, row_changes
 from conveyor.core import types as t
 from conveyor.core.batch import OP, ChangeBatch, Checkpoint, Op, op_array
@@ -520,3 +522,34 @@ def test_an_integer_key_out_of_its_range_is_refused() -> None:
     table = TableSchema(REF, (Column("k", t.simple(Kind.INT16), False),), ("k",))
     with pytest.raises(pa.ArrowInvalid):
         keys_to_batch(table, [(2**15,)])
+
+
+def test_captured_infinite_dates_fold_and_expand_as_the_streams_strings() -> None:
+    """An infinite date or timestamp has no Python value: folded into the
+    per-key state (a row change after captured ones) or handed over one by
+    one, it is the string a stream delivers, and the batch keeps it exact."""
+    dated = TableSchema(
+        TableRef("public", "dated"),
+        (
+            Column("id", t.simple(Kind.INT64), False),
+            Column("d", t.simple(Kind.DATE)),
+            Column("ts", t.simple(Kind.TIMESTAMPTZ)),
+        ),
+        ("id",),
+    )
+    chunk = RowsChunk(dated)
+    chunk.add(b"c", {"id": 1, "d": "infinity", "ts": "-infinity"})
+    chunk.add(b"c", {"id": 2, "d": dt.date(2024, 2, 29), "ts": None})
+    (captured,) = chunk.take()
+    assert isinstance(captured, ChangeBatch)
+    assert [c.values for c in row_changes(captured)] == [
+        {"id": 1, "d": "infinity", "ts": "-infinity"},
+        {"id": 2, "d": dt.date(2024, 2, 29), "ts": None},
+    ]
+    reducer = TableReducer(dated, {c: c for c in dated.column_names})
+    assert reducer.add_captured(captured)
+    reducer.add(RowChange(dated.ref, Op.UPDATE, {"id": 2, "d": "-infinity", "ts": "infinity"}))
+    out = reducer.changes()
+    raw = out.upserts.sort_by("id")
+    assert raw.column("d").view(pa.int32()).to_pylist() == [t.DATE_INFINITY, t.DATE_NEG_INFINITY]
+    assert raw.column("ts").view(pa.int64()).to_pylist() == [t.INT64_NEG_INFINITY, t.INT64_INFINITY]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from conveyor.core import types as t
 from conveyor.core.batch import ChangeBatch, KeyChecks, KeyHistory, LoggedChange, RejectedValue
@@ -163,6 +164,34 @@ def without_unrepresentable(
         else:
             left_out.append(rejected)
     return kept, left_out
+
+
+def column_values(column: pa.Array) -> list[Any]:
+    """An Arrow column's values in the in-flight form streams deliver
+    (``changes.RowChange``): as ``to_pylist`` gives them, except infinite
+    dates and timestamps (core.types' sentinels, which no Python value
+    holds), which come back as the strings "infinity" and "-infinity"."""
+    dtype = column.type
+    is_date = pa.types.is_date32(dtype)
+    if not (is_date or pa.types.is_timestamp(dtype)):
+        return list(column.to_pylist())
+    infinity = t.DATE_INFINITY if is_date else t.INT64_INFINITY
+    raw = column.view(pa.int32() if is_date else pa.int64())
+    infinite = pc.or_(pc.equal(raw, infinity), pc.equal(raw, -infinity))
+    if not pc.any(infinite).as_py():
+        return list(column.to_pylist())
+    finite = pc.if_else(infinite, pa.scalar(None, dtype), column).to_pylist()
+    return [
+        ("infinity" if r > 0 else "-infinity") if inf else v
+        for v, r, inf in zip(finite, raw.to_pylist(), infinite.to_pylist(), strict=True)
+    ]
+
+
+def batch_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """A batch's rows in the in-flight form (``column_values``)."""
+    names = batch.schema.names
+    columns = [column_values(batch.column(i)) for i in range(batch.num_columns)]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)] if names else []
 
 
 def keys_to_batch(table: TableSchema, keys: Sequence[tuple[Any, ...]]) -> pa.RecordBatch:

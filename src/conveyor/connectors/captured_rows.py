@@ -5,6 +5,7 @@ make per target column in the applier's thread."""
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import pyarrow as pa
@@ -49,6 +50,29 @@ class RowsChunk:
         except (UnrepresentableFound, pa.ArrowException, ArithmeticError, TypeError, ValueError):
             return [_row_change(table, op, row) for op, row in zip(self._ops, rows, strict=True)]
         return [ChangeBatch.captured(table, pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)))]
+
+
+def whole_row(
+    change: RowChange, table: TableSchema, names: AbstractSet[str]
+) -> tuple[bytes, dict[str, Any]] | None:
+    """``change`` as a ``RowsChunk`` row of ``table`` (``names``: its column
+    names): None when a captured batch cannot say it (unsent columns, a
+    changed key, no key), the change then going as it is."""
+    key = table.primary_key
+    old = change.old_key
+    if change.op is Op.DELETE:
+        if not key or old is None or not old.keys() >= set(key):
+            return None
+        return DELETE, {k: old[k] for k in key}
+    values = change.values
+    if not key or change.unchanged or values.keys() != names:
+        return None
+    if old is not None and any(old.get(k, _ABSENT) != values[k] for k in key):
+        return None  # the row moved to another key
+    return (INSERT if change.op is Op.INSERT else UPDATE), values
+
+
+_ABSENT = object()
 
 
 def _row_change(table: TableSchema, letter: int, values: dict[str, Any]) -> RowChange:

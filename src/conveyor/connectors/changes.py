@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from conveyor.connectors.arrow_rows import batch_rows
 from conveyor.connectors.base import RejectedValue, Snapshot
 from conveyor.core.batch import ENCODED, OP, ChangeBatch, Checkpoint, Op
 from conveyor.core.batch import LoggedChange as LoggedChange  # noqa: PLC0414  (defined in core; imported from here too)
@@ -63,7 +64,7 @@ def row_changes(changes: ChangeBatch) -> Iterator[RowChange]:
         raise ValueError("not a captured batch of whole rows")
     ref, key = changes.table.ref, changes.table.primary_key
     names = [name for name in batch.schema.names if name != OP]
-    for op, row in zip(batch.column(OP).to_pylist(), batch.select(names).to_pylist(), strict=True):
+    for op, row in zip(batch.column(OP).to_pylist(), batch_rows(batch.select(names)), strict=True):
         old = {k: row[k] for k in key}
         if op == _DELETE:
             yield RowChange(ref, Op.DELETE, old, old_key=old)

@@ -17,6 +17,7 @@ import psycopg2.extras  # type: ignore[import-untyped]
 from psycopg import sql
 
 from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.captured_rows import RowsChunk, whole_row
 from conveyor.connectors.changes import (
     ChangeEvent,
     Commit,
@@ -81,6 +82,10 @@ class PostgresChangeStream:
     _replay: tuple[int, int] | None = None
     _skip_events = 0
     _server_encoding: str | None = None
+    # Captured in Arrow (see __init__): none unless asked; both are replaced, never changed in place.
+    _in_arrow: Mapping[TableRef, TableSchema] = {}
+    _arrow: Mapping[TableRef, tuple[TableSchema, frozenset[str]]] = {}
+    _rows: RowsChunk | None = None
 
     def __init__(
         self,
@@ -116,6 +121,11 @@ class PostgresChangeStream:
         self._relations: dict[int, Relation] = {}
         self._encode: dict[TableRef, tuple[tuple[tuple[str, str | None], ...], tuple[str, ...]]] = {}
         self._chunk = Chunk()
+        # Tables whose rows come as captured Arrow batches (CapturesRowsInArrow),
+        # as asked and as matched by the stream's current view, and the run of them being gathered.
+        self._in_arrow = {}
+        self._arrow = {}
+        self._rows = None
         self._catalog = connection.connect(config, autocommit=True)
         self._repl: Any = None
         try:
@@ -214,11 +224,14 @@ class PostgresChangeStream:
             except (psycopg2.Error, TransientError) as exc:
                 # TransientError: a catalog query failed, the server is going away.
                 self._lost(exc if isinstance(exc, TransientError) else self._error(exc))
-                yield from chunk.take()  # delivered: a replay skips them
+                yield from self._take_rows()  # delivered: a replay skips them
+                yield from chunk.take()
                 continue
             if msg is not None:
                 self._data_seen = True
                 if encoded:
+                    if self._rows is not None:
+                        yield from self._take_rows()  # before the line just gathered
                     if chunk.size >= ENCODED_CHUNK_ROWS:
                         yield from chunk.take()
                     continue
@@ -229,12 +242,23 @@ class PostgresChangeStream:
                     if self._skip_events:  # delivered before the connection was lost
                         self._skip_events -= 1
                         continue
+                    if type(event) is RowChange and event.table in self._arrow:
+                        taken = self._gather(event)
+                        if taken is not None:
+                            if chunk.size:
+                                yield from chunk.take()
+                            yield from taken
+                            continue
+                if self._rows is not None:
+                    yield from self._take_rows()
                 if chunk.size:
                     yield from chunk.take()  # every event after the rows before it
                 if event is not None:
                     yield event
                     deadline = time.monotonic() + idle_timeout
                     continue
+            if self._rows is not None:
+                yield from self._take_rows()
             if chunk.size:
                 yield from chunk.take()
             now = time.monotonic()
@@ -256,6 +280,45 @@ class PostgresChangeStream:
         self._encode = {ref: shape(schema) for ref, schema in tables.items()}
         for rel in self._relations.values():
             rel.encode_keys = self._encode_keys(rel)
+
+    def capture_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
+        """Whole rows of these tables (INSERTs, UPDATEs that keep the key and
+        send every column, DELETEs) come as captured ChangeBatches in Arrow
+        while the stream's view of a table has exactly the given column names,
+        types and primary key (CapturesRowsInArrow)."""
+        self._in_arrow = dict(tables)
+        self._match_arrow()
+
+    def _match_arrow(self) -> None:
+        """The tables captured in Arrow: those asked whose shape is the one known now."""
+        matched = {}
+        for ref, asked in self._in_arrow.items():
+            known = self._known.get(ref)
+            if known is not None and shape(known) == shape(asked):
+                matched[ref] = (known, frozenset(known.column_names))
+        self._arrow = matched
+
+    def _gather(self, change: RowChange) -> list[ChangeEvent] | None:
+        """Take ``change`` into the run of captured rows; the events to
+        deliver first (the run so far, when it is another table's or full), or
+        None when the change must go as it is."""
+        table, names = self._arrow[change.table]
+        row = whole_row(change, table, names)
+        if row is None:
+            return None
+        rows = self._rows
+        before: list[ChangeEvent] = []
+        if rows is not None and (rows.table is not table or rows.size >= ENCODED_CHUNK_ROWS):
+            before = self._take_rows()
+            rows = None
+        if rows is None:
+            rows = self._rows = RowsChunk(table)
+        rows.add(*row)
+        return before
+
+    def _take_rows(self) -> list[ChangeEvent]:
+        rows, self._rows = self._rows, None
+        return [] if rows is None else list(rows.take())
 
     def _encode_keys(self, rel: Relation) -> tuple[tuple[int, str, Converter], ...] | None:
         if rel.columns is None or self._encode.get(rel.ref) != shape(rel.schema):
@@ -435,6 +498,7 @@ class PostgresChangeStream:
         if not self._wanted(schema.ref) or self._known.get(schema.ref) == schema:
             return None
         self._known[schema.ref] = schema
+        self._match_arrow()
         # A shape not announced by a DDL message (none installed, or a replay
         # from before one): which column became which is not known.
         return TableDefinition(schema, renamed=None)
@@ -446,6 +510,7 @@ class PostgresChangeStream:
             if ref not in self._known or not self._wanted(ref):
                 return None
             del self._known[ref]
+            self._match_arrow()
             if self._selected is not None:
                 self._selected.discard(ref)
             return TableDropped(ref)
@@ -463,6 +528,7 @@ class PostgresChangeStream:
         if not self._wanted(ref) or (self._known.get(ref) == schema and not told):
             return None
         self._known[ref] = schema
+        self._match_arrow()
         return TableDefinition(schema, message.renamed, message.generated)
 
     def add_table(self, table: TableSchema) -> None:
@@ -486,6 +552,7 @@ class PostgresChangeStream:
         except (psycopg.OperationalError, ConnectionFailed) as exc:
             raise TransientError(f"cannot add {table.ref} to the publication: {one_line(exc)}") from None
         self._known[table.ref] = table
+        self._match_arrow()
         if self._selected is not None:
             self._selected.add(table.ref)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conveyor.connectors.arrow_rows import change_batch
+from conveyor.connectors.arrow_rows import batch_rows, change_batch, column_values
 from conveyor.connectors.changes import RowChange
 from conveyor.core.batch import ENCODED, OP, ChangeBatch, Checkpoint, KeyHistory, LoggedChange, Op
 from conveyor.core.errors import DataError, TerminalError
@@ -202,11 +202,11 @@ class TableReducer:
             if ENCODED in names:
                 rows: list[Any] = batch.column(ENCODED).to_pylist()
             else:
-                rows = batch.select(self.table.column_names).to_pylist()
+                rows = batch_rows(batch.select(self.table.column_names))
             if not key:  # encoded rows of a table without a primary key: INSERTs alone
                 self._appended.extend(rows)
                 continue
-            keys = zip(*(batch.column(k).to_pylist() for k in key), strict=True)
+            keys = zip(*(column_values(batch.column(k)) for k in key), strict=True)
             deleted = Op.DELETE.encode()
             for op, k, row in zip(ops, keys, rows, strict=True):
                 self._note(k, None)
