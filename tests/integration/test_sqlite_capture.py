@@ -23,12 +23,13 @@ from conveyor.connectors.changes import (
     RowChange,
     TableDefinition,
     TableDropped,
+    row_changes,
 )
 from conveyor.connectors.sqlite.capture import SQLiteChangeSource
 from conveyor.connectors.sqlite.capture_stream import SQLiteChangeStream
 from conveyor.connectors.sqlite.capture_triggers import trigger_name
 from conveyor.connectors.sqlite.source import SQLiteSource, quote
-from conveyor.core.batch import Checkpoint, Op
+from conveyor.core.batch import ChangeBatch, Checkpoint, Op
 from conveyor.core.errors import ConfigError, TerminalError
 from conveyor.core.schema import TableSchema
 
@@ -355,11 +356,26 @@ def test_a_table_dropped_while_stopped_is_dropped_when_reopened(
         again.close()
 
 
+@pytest.mark.parametrize("in_arrow", [False, True], ids=["row-changes", "in-arrow"])
 def test_random_changes_converge(
-    db: Path, captured: tuple[SQLiteChangeSource, list[TableSchema], SQLiteChangeStream]
+    db: Path, captured: tuple[SQLiteChangeSource, list[TableSchema], SQLiteChangeStream], in_arrow: bool
 ) -> None:
-    """Replaying the events by key onto a copy gives the source's final rows."""
+    """Replaying the events by key onto a copy gives the source's final rows;
+    also with whole rows captured in Arrow (a moved key still one by one)."""
     _, (orders, _), stream = captured
+    if in_arrow:
+        stream.capture_rows({orders.ref: orders})
+    seen: list[ChangeEvent] = []
+
+    def changes(events: list[ChangeEvent]) -> list[RowChange]:
+        seen.extend(events)
+        return [
+            c
+            for e in events
+            for c in (row_changes(e) if isinstance(e, ChangeBatch) else [e])
+            if isinstance(c, RowChange)
+        ]
+
     rng = random.Random(7)
     replica: dict[tuple[Any, ...], dict[str, Any]] = {}
     with closing(sqlite3.connect(db, timeout=10)) as conn:
@@ -391,6 +407,9 @@ def test_random_changes_converge(
         apply(replica, change)
     expected = {(r["region"], r["id"]): r for r in full_load_rows(db, orders)}
     assert replica == expected
+    batches = [e for e in seen if isinstance(e, ChangeBatch)]
+    assert bool(batches) is in_arrow
+    assert any(isinstance(e, RowChange) and e.old_key is not None for e in seen), "moved keys one by one"
 
 
 def apply(replica: dict[tuple[Any, ...], dict[str, Any]], change: RowChange) -> None:

@@ -5,15 +5,16 @@ make per target column in the applier's thread."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
 import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import UnrepresentableFound, column_array
-from conveyor.connectors.changes import RowChange
+from conveyor.connectors.changes import ChangeEvent, RowChange
 from conveyor.core.batch import OP, OP_TYPE, ChangeBatch, Op, op_array
-from conveyor.core.schema import TableSchema
+from conveyor.core.schema import TableRef, TableSchema
 
 INSERT, UPDATE, DELETE = (op.encode() for op in (Op.INSERT, Op.UPDATE, Op.DELETE))
 
@@ -73,6 +74,37 @@ def whole_row(
 
 
 _ABSENT = object()
+
+CHUNK_ROWS = 1000
+"""Changes of one captured batch at most."""
+
+Captured = Mapping[TableRef, tuple[TableSchema, AbstractSet[str]]]
+"""The tables whose whole rows go into captured batches: each with the
+shape the stream reads it with and that shape's column names."""
+
+
+def gather(events: Iterable[ChangeEvent], tables: Captured) -> Iterator[ChangeEvent]:
+    """``events`` with each run of one table's whole-row changes (of
+    ``tables``, as ``whole_row`` takes them) gathered into captured
+    batches of up to ``CHUNK_ROWS``; every other event in its place."""
+    run: RowsChunk | None = None
+    for event in events:
+        entry = tables.get(event.table) if isinstance(event, RowChange) else None
+        row = whole_row(event, *entry) if entry is not None and isinstance(event, RowChange) else None
+        if row is not None and entry is not None:
+            if run is not None and (run.table is not entry[0] or run.size >= CHUNK_ROWS):
+                yield from run.take()
+                run = None
+            if run is None:
+                run = RowsChunk(entry[0])
+            run.add(*row)
+            continue
+        if run is not None:
+            yield from run.take()
+            run = None
+        yield event
+    if run is not None:
+        yield from run.take()
 
 
 def _row_change(table: TableSchema, letter: int, values: dict[str, Any]) -> RowChange:

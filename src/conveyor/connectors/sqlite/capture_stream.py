@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
+from conveyor.connectors.captured_rows import Captured, gather
 from conveyor.connectors.changes import CaptureLost, ChangeEvent, Commit, TableDefinition, TableDropped
 from conveyor.connectors.sqlite.capture_rows import PendingChange, row_changes, row_query
 from conveyor.connectors.sqlite.capture_triggers import (
@@ -62,6 +63,7 @@ class SQLiteChangeStream:
         self._batch_rows = batch_rows
         self._schema_version: int | None = None
         self._lock = threading.Lock()
+        self._arrow: dict[TableRef, TableSchema] = {}  # asked (capture_rows)
         # Tables offered to the runner (or captured): any other is offered once.
         self._offered = {t.ref.name for t in tables}
         self._unreported: list[ChangeEvent] = [
@@ -124,6 +126,20 @@ class SQLiteChangeStream:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+
+    def capture_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
+        """Whole rows of these tables come as captured ChangeBatches in Arrow
+        while the stream reads them with exactly the given shape
+        (CapturesRowsInArrow); the others as RowChanges."""
+        with self._lock:
+            self._arrow = dict(tables)
+
+    def _in_arrow(self) -> Captured:
+        return {
+            t.ref: (t, frozenset(t.column_names))
+            for t in self._tables.values()
+            if self._arrow.get(t.ref) == t
+        }
 
     def captures(self, table: TableRef) -> bool:
         """Whether ``table``'s changes are captured now (LosesCapture)."""
@@ -216,7 +232,8 @@ class SQLiteChangeStream:
             if entry[2] != Op.DELETE:
                 row = conn.execute(self._row_sql[table.ref.name], new).fetchone()
             pending.append((table, entry[2], row, old, new))
-        out.extend(row_changes(self._tables, pending))
+        changes = row_changes(self._tables, pending)
+        out.extend(gather(changes, self._in_arrow()) if self._arrow else changes)
         last = entries[-1]
         self._position = int(last[0])
         out.append(Commit(self.position, _parse_time(last[3])))
