@@ -255,6 +255,7 @@ def _child(argv: list[str]) -> int:
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--ready", type=Path, help="touched once the stream is open")
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--values", action="store_true", help="no encoded rows: the values path")
     args = parser.parse_args(argv)
     if args.profile is not None:
         profiler = cProfile.Profile()
@@ -323,6 +324,8 @@ def _child_run(args: argparse.Namespace) -> dict[str, Any]:
             "bench",
         )
         mapped = mappings.select(tables)
+        if args.values:  # as for a target table of other column types: rows go as values
+            PostgresApplier.accepts_encoded = lambda *_: False  # type: ignore[method-assign]
         applier = PostgresApplier(EndpointConfig(name="bench-target", engine="postgres", url=args.target))
         done: list[float] = []
         stop = threading.Event()
@@ -377,6 +380,7 @@ def run_child(
     ready: Path | None = None,
     background: bool = False,
     base: Path | None = None,
+    values: bool = False,
 ) -> ChildRun | Child:
     """Conveyor's side in a child; with ``background``, the started child (see
     ``child_run``); with ``base``, Conveyor as that checkout's ``src`` has it."""
@@ -389,6 +393,8 @@ def run_child(
         command += ["--profile", str(profile)]
     if ready is not None:
         command += ["--ready", str(ready)]
+    if values:
+        command += ["--values"]
     env = None if base is None else {**os.environ, "PYTHONPATH": str(base / "src")}
     child = start_child(command, workdir, mode, f"conveyor {mode}", env)
     return child if background else child_run(child, timeout_s)
@@ -502,6 +508,7 @@ class Setup:
     rate: float
     profile_dir: Path | None
     base: Path | None = None
+    values: bool = False
     pg: PostgresServer | None = None
     mariadb: MariaDBServer | None = None
 
@@ -565,9 +572,10 @@ def generate_pg(setup: Setup) -> str:
 def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
     assert setup.pg is not None
     pg = setup.pg
-    e2e = ThroughputResult("pg-pg e2e", setup.updates, "pg_recvlogical drain")
+    values = " (values)" if setup.values else ""
+    e2e = ThroughputResult(f"pg-pg e2e{values}", setup.updates, "pg_recvlogical drain")
     read = ThroughputResult("pg-pg read", setup.updates, "pg_recvlogical drain")
-    base = ThroughputResult("pg-pg e2e (--base)", setup.updates, "pg_recvlogical drain")
+    base = ThroughputResult(f"pg-pg e2e{values} (--base)", setup.updates, "pg_recvlogical drain")
     slots = ["bench_ref", "bench_read", "bench_e2e"] + (["bench_base"] if setup.base else [])
     for round_no in range(1, setup.rounds + 1):
         points = create_slots(setup.src, slots)  # before the changes: all three hold the same WAL
@@ -626,6 +634,7 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
                 slot=slot,
                 profile=setup.profile(f"pg-e2e-{round_no}") if checkout is None else None,
                 base=checkout,
+                values=setup.values,
             )
             assert isinstance(run, ChildRun)
             expect_same(f"conveyor pg-pg {name}", pg_fingerprint(setup.dst), want)
@@ -998,6 +1007,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-json", action="store_true", help="do not write bench/results/cdc-<timestamp>.json"
     )
     parser.add_argument(
+        "--values",
+        action="store_true",
+        help="pg-pg: Conveyor's e2e applies values, not COPY lines (as for a target of other types)",
+    )
+    parser.add_argument(
         "--base",
         type=Path,
         help="pg-pg, mariadb-pg: also run the e2e case with another checkout's src (before/after in one run)",
@@ -1034,6 +1048,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rate,
         args.profile,
         args.base.resolve() if args.base else None,
+        args.values,
     )
     throughput: list[ThroughputResult] = []
     latency: LatencyResult | None = None
