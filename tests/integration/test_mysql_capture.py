@@ -18,6 +18,7 @@ import pytest
 from conveyor.connectors import changes
 from conveyor.connectors.arrow_rows import Unrepresentable, rows_to_batch
 from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.captured_rows import CHUNK_ROWS
 from conveyor.connectors.changes import ChangeEvent, Commit, RowChange, TableDefinition, Truncate
 from conveyor.connectors.mysql.capture import (
     MySQLChangeSource,
@@ -27,7 +28,6 @@ from conveyor.connectors.mysql.capture import (
     server_id_for,
     setting_problems,
 )
-from conveyor.connectors.mysql.capture_stream import CHUNK_ROWS
 from conveyor.connectors.mysql.source import MySQLSnapshot
 from conveyor.core.batch import ChangeBatch, Checkpoint, Op
 from conveyor.core.errors import ConfigError, DataError, TerminalError, TransientError

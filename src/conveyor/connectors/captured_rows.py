@@ -83,28 +83,59 @@ Captured = Mapping[TableRef, tuple[TableSchema, AbstractSet[str]]]
 shape the stream reads it with and that shape's column names."""
 
 
+class RowRuns:
+    """A stream's runs of whole-row changes of ``tables`` (as ``whole_row``
+    takes them), each run one table's, up to ``CHUNK_ROWS``, delivered as
+    one captured batch."""
+
+    def __init__(self, tables: Captured | None = None) -> None:
+        self.tables: Captured = tables or {}
+        self._run: RowsChunk | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether a run is being gathered (deliver it before any later event)."""
+        return self._run is not None
+
+    def add(self, change: RowChange) -> list[ChangeEvent] | None:
+        """Take ``change`` into the run; the events to deliver first (the run
+        so far, when it is another table's or full), or None when the change
+        must go as it is (after ``flush``)."""
+        entry = self.tables.get(change.table)
+        row = None if entry is None else whole_row(change, *entry)
+        if row is None or entry is None:
+            return None
+        return self.add_row(entry[0], *row)
+
+    def add_row(self, table: TableSchema, op: bytes, values: dict[str, Any]) -> list[ChangeEvent]:
+        """Take a whole row of ``table`` (a ``RowsChunk`` row) into the run;
+        the events to deliver first."""
+        run, before = self._run, []
+        if run is not None and (run.table is not table or run.size >= CHUNK_ROWS):
+            before, run = self.flush(), None
+        if run is None:
+            run = self._run = RowsChunk(table)
+        run.add(op, values)
+        return before
+
+    def flush(self) -> list[ChangeEvent]:
+        """The run gathered so far, as its events."""
+        run, self._run = self._run, None
+        return [] if run is None else list(run.take())
+
+
 def gather(events: Iterable[ChangeEvent], tables: Captured) -> Iterator[ChangeEvent]:
-    """``events`` with each run of one table's whole-row changes (of
-    ``tables``, as ``whole_row`` takes them) gathered into captured
-    batches of up to ``CHUNK_ROWS``; every other event in its place."""
-    run: RowsChunk | None = None
+    """``events`` with their runs of whole-row changes (``RowRuns``)
+    gathered into captured batches; every other event in its place."""
+    runs = RowRuns(tables)
     for event in events:
-        entry = tables.get(event.table) if isinstance(event, RowChange) else None
-        row = whole_row(event, *entry) if entry is not None and isinstance(event, RowChange) else None
-        if row is not None and entry is not None:
-            if run is not None and (run.table is not entry[0] or run.size >= CHUNK_ROWS):
-                yield from run.take()
-                run = None
-            if run is None:
-                run = RowsChunk(entry[0])
-            run.add(*row)
+        before = runs.add(event) if isinstance(event, RowChange) else None
+        if before is not None:
+            yield from before
             continue
-        if run is not None:
-            yield from run.take()
-            run = None
+        yield from runs.flush()
         yield event
-    if run is not None:
-        yield from run.take()
+    yield from runs.flush()
 
 
 def _row_change(table: TableSchema, letter: int, values: dict[str, Any]) -> RowChange:

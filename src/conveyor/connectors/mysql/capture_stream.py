@@ -9,7 +9,7 @@ are skipped when the server sends it again, so each change arrives once), and
 turns the server's errors into transient, terminal and configuration errors.
 Row images become RowChanges in :mod:`capture_rows`, or, for the tables the
 runner asks to have in Arrow (``capture_rows``), captured ChangeBatches of a
-run of one table's rows events (up to ``CHUNK_ROWS`` rows); DDL updates the
+run of one table's rows events (``captured_rows.RowRuns``); DDL updates the
 tables' shapes in :mod:`capture_tables`.
 """
 
@@ -39,7 +39,7 @@ from pymysqlreplication.row_event import (  # type: ignore[import-untyped]
 )
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.captured_rows import RowsChunk
+from conveyor.connectors.captured_rows import RowRuns
 from conveyor.connectors.changes import ChangeEvent, Commit
 from conveyor.connectors.mysql import connection
 from conveyor.connectors.mysql.capture_binlog import (
@@ -73,8 +73,6 @@ _POLL_MAX_S = 1.0
 # Commit when the stream goes idle, or after this many of them, so the
 # checkpoint does not stay in a binlog file the server may purge.
 _EMPTY_COMMITS_FLUSH = 1000
-# Rows captured in Arrow are delivered together (one ChangeBatch) at most this many.
-CHUNK_ROWS = 1000
 # A dump that sends nothing for this long is taken as a dead connection.
 _READ_TIMEOUT_S = 300
 # A lost stream (the source restarted, say) is reopened from the last commit
@@ -125,7 +123,7 @@ class MySQLChangeStream:
         self._txn_seen = 0
         # Tables whose rows come in Arrow (``capture_rows``), and the run of rows being gathered.
         self._in_arrow: dict[TableRef, TableSchema] = {}
-        self._chunk: RowsChunk | None = None
+        self._runs = RowRuns()
         self._retry_at = 0.0
         self._retry_delay = RECONNECT_MIN_S
         self._reader = self._open_reader(file, pos)
@@ -199,8 +197,8 @@ class MySQLChangeStream:
                     self._lost(exc)
                     continue
                 # The end of the binlog: the next poll reconnects, less often while idle.
-                if self._chunk is not None:
-                    self._pending.extend(self._flush_chunk())
+                if self._runs.pending:
+                    self._pending.extend(self._runs.flush())
                     continue
                 self._next_poll = time.monotonic() + self._poll_wait
                 self._poll_wait = min(self._poll_wait * 2, _POLL_MAX_S)
@@ -278,16 +276,12 @@ class MySQLChangeStream:
     def capture_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
         """Deliver these tables' whole rows as captured ChangeBatches from now
         on, while their shape is the one given (CapturesRowsInArrow)."""
-        self._pending.extend(self._flush_chunk())
+        self._pending.extend(self._runs.flush())
         self._in_arrow = dict(tables)
-
-    def _flush_chunk(self) -> list[ChangeEvent]:
-        chunk, self._chunk = self._chunk, None
-        return [] if chunk is None else list(chunk.take())
 
     def _handle(self, event: Any) -> Iterator[ChangeEvent]:
         if not isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
-            yield from self._flush_chunk()  # rows before whatever comes next
+            yield from self._runs.flush()  # rows before whatever comes next
         if isinstance(event, RotateEvent):
             self._reader.table_map.clear()  # table ids of another file may mean other tables
             return
@@ -365,12 +359,10 @@ class MySQLChangeStream:
         rows = self._row_changes.decode(event)
         names = {c.name for c in event.columns or ()}
         table = self.tables[ref]
-        if self._chunk is not None and self._chunk.table is not table:
-            yield from self._flush_chunk()  # another table's run
         if names and names != set(table.column_names):
             # The binlog's shape differs from the one known: a DDL this stream
             # did not see (or not yet parsed) — the catalog says what it is now.
-            yield from self._flush_chunk()
+            yield from self._runs.flush()
             yield from self._shapes.refresh(only=ref)
             table = self.tables[ref]
         self._in_transaction = True
@@ -382,11 +374,7 @@ class MySQLChangeStream:
             self._txn_delivered += 1
             whole = self._row_changes.whole_row(table, event, row) if in_arrow else None
             if whole is None:
-                yield from self._flush_chunk()  # in commit order
+                yield from self._runs.flush()  # in commit order
                 yield self._row_changes.change(table, event, row)
-                continue
-            if self._chunk is None:
-                self._chunk = RowsChunk(table)
-            self._chunk.add(*whole)
-            if self._chunk.size >= CHUNK_ROWS:
-                yield from self._flush_chunk()
+            else:
+                yield from self._runs.add_row(table, *whole)

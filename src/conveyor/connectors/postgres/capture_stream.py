@@ -17,7 +17,7 @@ import psycopg2.extras  # type: ignore[import-untyped]
 from psycopg import sql
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.captured_rows import RowsChunk, whole_row
+from conveyor.connectors.captured_rows import RowRuns
 from conveyor.connectors.changes import (
     ChangeEvent,
     Commit,
@@ -84,8 +84,6 @@ class PostgresChangeStream:
     _server_encoding: str | None = None
     # Captured in Arrow (see __init__): none unless asked; both are replaced, never changed in place.
     _in_arrow: Mapping[TableRef, TableSchema] = {}
-    _arrow: Mapping[TableRef, tuple[TableSchema, frozenset[str]]] = {}
-    _rows: RowsChunk | None = None
 
     def __init__(
         self,
@@ -124,8 +122,7 @@ class PostgresChangeStream:
         # Tables whose rows come as captured Arrow batches (CapturesRowsInArrow),
         # as asked and as matched by the stream's current view, and the run of them being gathered.
         self._in_arrow = {}
-        self._arrow = {}
-        self._rows = None
+        self._runs = RowRuns()
         self._catalog = connection.connect(config, autocommit=True)
         self._repl: Any = None
         try:
@@ -224,14 +221,14 @@ class PostgresChangeStream:
             except (psycopg2.Error, TransientError) as exc:
                 # TransientError: a catalog query failed, the server is going away.
                 self._lost(exc if isinstance(exc, TransientError) else self._error(exc))
-                yield from self._take_rows()  # delivered: a replay skips them
+                yield from self._runs.flush()  # delivered: a replay skips them
                 yield from chunk.take()
                 continue
             if msg is not None:
                 self._data_seen = True
                 if encoded:
-                    if self._rows is not None:
-                        yield from self._take_rows()  # before the line just gathered
+                    if self._runs.pending:
+                        yield from self._runs.flush()  # before the line just gathered
                     if chunk.size >= ENCODED_CHUNK_ROWS:
                         yield from chunk.take()
                     continue
@@ -242,23 +239,23 @@ class PostgresChangeStream:
                     if self._skip_events:  # delivered before the connection was lost
                         self._skip_events -= 1
                         continue
-                    if type(event) is RowChange and event.table in self._arrow:
-                        taken = self._gather(event)
+                    if type(event) is RowChange and event.table in self._runs.tables:
+                        taken = self._runs.add(event)
                         if taken is not None:
                             if chunk.size:
                                 yield from chunk.take()
                             yield from taken
                             continue
-                if self._rows is not None:
-                    yield from self._take_rows()
+                if self._runs.pending:
+                    yield from self._runs.flush()
                 if chunk.size:
                     yield from chunk.take()  # every event after the rows before it
                 if event is not None:
                     yield event
                     deadline = time.monotonic() + idle_timeout
                     continue
-            if self._rows is not None:
-                yield from self._take_rows()
+            if self._runs.pending:
+                yield from self._runs.flush()
             if chunk.size:
                 yield from chunk.take()
             now = time.monotonic()
@@ -296,29 +293,7 @@ class PostgresChangeStream:
             known = self._known.get(ref)
             if known is not None and shape(known) == shape(asked):
                 matched[ref] = (known, frozenset(known.column_names))
-        self._arrow = matched
-
-    def _gather(self, change: RowChange) -> list[ChangeEvent] | None:
-        """Take ``change`` into the run of captured rows; the events to
-        deliver first (the run so far, when it is another table's or full), or
-        None when the change must go as it is."""
-        table, names = self._arrow[change.table]
-        row = whole_row(change, table, names)
-        if row is None:
-            return None
-        rows = self._rows
-        before: list[ChangeEvent] = []
-        if rows is not None and (rows.table is not table or rows.size >= ENCODED_CHUNK_ROWS):
-            before = self._take_rows()
-            rows = None
-        if rows is None:
-            rows = self._rows = RowsChunk(table)
-        rows.add(*row)
-        return before
-
-    def _take_rows(self) -> list[ChangeEvent]:
-        rows, self._rows = self._rows, None
-        return [] if rows is None else list(rows.take())
+        self._runs.tables = matched
 
     def _encode_keys(self, rel: Relation) -> tuple[tuple[int, str, Converter], ...] | None:
         if rel.columns is None or self._encode.get(rel.ref) != shape(rel.schema):
