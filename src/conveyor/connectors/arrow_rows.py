@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from conveyor.core import types as t
 from conveyor.core.batch import ChangeBatch, KeyChecks, KeyHistory, LoggedChange, RejectedValue
@@ -175,6 +174,8 @@ def column_values(column: pa.Array) -> list[Any]:
     is_date = pa.types.is_date32(dtype)
     if not (is_date or pa.types.is_timestamp(dtype)):
         return list(column.to_pylist())
+    import pyarrow.compute as pc  # here: a full load's start never needs it
+
     infinity = t.DATE_INFINITY if is_date else t.INT64_INFINITY
     raw = column.view(pa.int32() if is_date else pa.int64())
     infinite = pc.or_(pc.equal(raw, infinity), pc.equal(raw, -infinity))

@@ -180,9 +180,10 @@ class SupportsEncodedRows(Protocol):
 @runtime_checkable
 class CapturesRowsInArrow(Protocol):
     """A stream that can hand whole rows over as captured ``ChangeBatch``es of
-    values in Arrow (MariaDB/MySQL: a run of one table's rows events), for a
-    table whose reducer takes them whole: no Python value per change between
-    the stream and the target batch."""
+    values in Arrow (PostgreSQL, MariaDB/MySQL, SQLite: runs of one table's
+    changes, ``captured_rows.RowRuns``), for a table whose reducer takes them
+    whole: no Python value per change between the stream and the target
+    batch's Arrow."""
 
     def capture_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
         """From now on, deliver the changes of these tables (keyed by source

@@ -82,7 +82,7 @@ class PostgresChangeStream:
     _replay: tuple[int, int] | None = None
     _skip_events = 0
     _server_encoding: str | None = None
-    # Captured in Arrow (see __init__): none unless asked; both are replaced, never changed in place.
+    # Captured in Arrow (see __init__): none unless asked; replaced, never changed in place.
     _in_arrow: Mapping[TableRef, TableSchema] = {}
 
     def __init__(
