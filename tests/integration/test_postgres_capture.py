@@ -298,6 +298,49 @@ def test_rows_in_arrow_equal_the_row_changes(pg_db: str) -> None:
         assert a[2].keys() == e[2].keys() and all(_same(a[2][k], v) for k, v in e[2].items()), (i, a, e)
 
 
+def test_rows_in_arrow_and_encoded_rows_keep_commit_order(capture: tuple[str, PostgresChangeSource]) -> None:
+    """One table's rows as COPY lines, another's in Arrow, interleaved in one
+    transaction: every change comes once, in commit order."""
+    url, source = capture
+    _execute(
+        url,
+        "CREATE TABLE lines (id int PRIMARY KEY, v text)",
+        "CREATE TABLE arrow (id int PRIMARY KEY, v text)",
+    )
+    tables = _tables(source, "lines", "arrow")
+    by_name = {t.ref.name: t for t in tables}
+    stream = source.open_stream("t1", tables, source.begin_capture("t1", tables, False).position)
+    stream.encode_rows({by_name["lines"].ref: by_name["lines"]})
+    stream.capture_rows({by_name["arrow"].ref: by_name["arrow"]})
+    try:
+        statements = ["BEGIN"]
+        for i in range(1, 1301):
+            table = "lines" if (i // 100) % 2 else "arrow"  # runs of 100, alternating
+            statements.append(f"INSERT INTO {table} VALUES ({i}, 'v{i}')")
+        statements += ["DELETE FROM arrow WHERE id = 1", "UPDATE lines SET v = 'w' WHERE id = 100", "COMMIT"]
+        _execute(url, *statements)
+        events = _collect(stream, 1)
+    finally:
+        stream.close()
+    order = []
+    for event in events:
+        if isinstance(event, ChangeBatch):
+            assert event.changes is not None
+            ops = event.changes.column("conveyor_op").to_pylist()
+            ids = event.changes.column("id").to_pylist()
+            order += [(event.table.ref.name, op.decode(), i) for op, i in zip(ops, ids, strict=True)]
+        elif isinstance(event, RowChange):
+            order.append((event.table.name, event.op.value, (event.old_key or event.values)["id"]))
+    expected = [("lines" if (i // 100) % 2 else "arrow", "c", i) for i in range(1, 1301)]
+    assert order == [*expected, ("arrow", "d", 1), ("lines", "u", 100)]
+    kinds = {
+        (e.table.ref.name, "conveyor_encoded" in e.changes.schema.names)
+        for e in events
+        if isinstance(e, ChangeBatch) and e.changes is not None
+    }
+    assert kinds == {("lines", True), ("arrow", False)}
+
+
 def test_unchanged_toast_value(capture: tuple[str, PostgresChangeSource]) -> None:
     url, source = capture
     _execute(
