@@ -74,7 +74,7 @@ class ReloadingCapture(Protocol):
 
     def suspend(self, target_ref: TableRef, reason: str) -> None: ...
 
-    def request_encoding(self) -> None: ...
+    def request_row_forms(self) -> None: ...
 
     def request(self, action: Callable[[], None]) -> None: ...
 
@@ -133,7 +133,7 @@ class TableReloads:
         # not apply conflicts, so not judged (ErrorBehavior.ApplyError*).
         table.check_keys = False
         table.renew(mapped)
-        capture.request_encoding()
+        capture.request_row_forms()
         log.info("task %s: reloading table %s while capture goes on", capture.task, ref)
         self._running[ref] = self._thread.submit(self.reloader.load, mapped)
 
@@ -157,7 +157,7 @@ class TableReloads:
         if capture.judges_conflicts:
             # From here on its changes are judged again, which needs them decoded.
             table.check_keys = True
-            capture.request_encoding()
+            capture.request_row_forms()
         log.info("task %s: table %s reloaded", capture.task, ref)
         self.reloader.done(table)
 

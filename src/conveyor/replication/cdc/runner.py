@@ -228,14 +228,14 @@ class ChangeCapture:
     def suspend(self, target_ref: TableRef, reason: str) -> None:
         self._suspend(target_ref, reason)
 
-    def request_encoding(self) -> None:
-        self._apply_with_retry(self._request_encoding)
+    def request_row_forms(self) -> None:
+        self._apply_with_retry(self._request_row_forms)
 
     def request(self, action: Callable[[], None]) -> None:
         """Run a target action, retried while the target is unreachable."""
         self._apply_with_retry(action)
 
-    def _request_encoding(self) -> None:
+    def _request_row_forms(self) -> None:
         """Ask the stream for rows in the form that costs least to apply, per
         table: in the source's own encoding where the applier accepts that
         (PostgreSQL to PostgreSQL with the same column types and an identity
@@ -277,7 +277,7 @@ class ChangeCapture:
                 )
 
     def _run(self) -> None:
-        self._apply_with_retry(self._request_encoding)
+        self._apply_with_retry(self._request_row_forms)
         for mapped in self.add_at_start:
             if isinstance(self.stream, SupportsAddTable) and self._reloads is not None:
                 self._add_table(mapped)
@@ -464,7 +464,7 @@ class ChangeCapture:
                 change.added,
             )
         table.renew(mapped)
-        self._apply_with_retry(self._request_encoding)
+        self._apply_with_retry(self._request_row_forms)
 
     def _alter_target(self, table: CaptureTable, mapped: MappedTable, change: ShapeChange) -> None:
         applier = self.applier
@@ -521,7 +521,7 @@ class ChangeCapture:
             "dropped" if dropped else "left as it is",
         )
         self.on_dropped(table, dropped)
-        self._apply_with_retry(self._request_encoding)
+        self._apply_with_retry(self._request_row_forms)
 
     def _on_capture_lost(self, event: CaptureLost) -> None:
         """The source no longer captures the table (its triggers went with a
