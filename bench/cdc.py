@@ -34,6 +34,9 @@ Conveyor's full load, bench/run_one.py). Cases:
   mariadb-pg  The same ``--updates`` single-row UPDATEs in 1,000-row
               transactions on MariaDB (row binlog), applied into PostgreSQL
               by Conveyor's capture loop, against mariadb-binlog --raw draining the same binlog.
+              With ``--interleave``, each UPDATE is followed by an upsert of
+              ``order_notes`` in the same transaction (two tables written in
+              turn: twice the changes).
 
 Conveyor runs in a child process of its own (``bench/cdc.py child ...``), as in
 bench/full_load.py, so its peak RSS is its own; its time is measured inside the
@@ -59,7 +62,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,6 +116,28 @@ BEGIN
     START TRANSACTION;
     WHILE i <= n DO
         UPDATE orders SET amount = amount + 1 WHERE id = i;
+        IF i % txn = 0 THEN
+            COMMIT;
+            START TRANSACTION;
+        END IF;
+        SET i = i + 1;
+    END WHILE;
+    COMMIT;
+END
+"""
+
+# --interleave: each order's UPDATE is followed by a write to another table in
+# the same transaction (an order, its note, the next order ...), as an
+# application writing a parent and its child rows in turn does.
+NOTES_DDL = "CREATE TABLE order_notes (id bigint PRIMARY KEY, amount decimal(12,2) NOT NULL)"
+MARIADB_INTERLEAVED = """
+CREATE OR REPLACE PROCEDURE bench_updates(n BIGINT, txn INT)
+BEGIN
+    DECLARE i BIGINT DEFAULT 1;
+    START TRANSACTION;
+    WHILE i <= n DO
+        UPDATE orders SET amount = amount + 1 WHERE id = i;
+        INSERT INTO order_notes VALUES (i, 1) ON DUPLICATE KEY UPDATE amount = amount + 1;
         IF i % txn = 0 THEN
             COMMIT;
             START TRANSACTION;
@@ -285,7 +310,7 @@ def _child_run(args: argparse.Namespace) -> dict[str, Any]:
     start = Checkpoint(args.engine, json.loads(args.start))
     mysql = MySQLChangeSource(source_config) if args.engine == "mysql" else None
     lister = mysql if mysql is not None else PostgresSource(source_config)
-    tables = [t for t in lister.tables() if t.ref.name in {"orders", "lat"}]
+    tables = [t for t in lister.tables() if t.ref.name in {"orders", "lat", "order_notes"}]
     began = time.perf_counter()
     stream: ChangeStream
     if mysql is not None:
@@ -509,6 +534,7 @@ class Setup:
     profile_dir: Path | None
     base: Path | None = None
     values: bool = False
+    interleave: bool = False
     pg: PostgresServer | None = None
     mariadb: MariaDBServer | None = None
 
@@ -659,14 +685,15 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
     return [e2e, read] + ([base] if setup.base is not None else [])
 
 
-def _unapply(target: str, schema: str = "public") -> None:
+def _unapply(target: str, schema: str = "public", tables: Sequence[str] = ("orders",)) -> None:
     """Make every target row differ from the source's, so that an e2e run after
     another in the same round (``--base``) must apply every change again for
     its fingerprint check to pass."""
-    orders = sql.Identifier(schema, "orders")
     with psycopg.connect(target, autocommit=True) as conn:
-        conn.execute(sql.SQL("UPDATE {} SET amount = amount - 1").format(orders))
-        conn.execute(sql.SQL("VACUUM {}").format(orders))
+        for name in tables:
+            table = sql.Identifier(schema, name)
+            conn.execute(sql.SQL("UPDATE {} SET amount = amount - 1").format(table))
+            conn.execute(sql.SQL("VACUUM {}").format(table))
 
 
 def run_latency(setup: Setup) -> LatencyResult:
@@ -757,12 +784,18 @@ def start_mariadb(setup: Setup) -> None:
     conn = _mariadb(setup)
     try:
         with conn.cursor() as cur:
-            cur.execute(MARIADB_UPDATES)
+            if setup.interleave:
+                cur.execute(NOTES_DDL)
+            cur.execute(MARIADB_INTERLEAVED if setup.interleave else MARIADB_UPDATES)
     finally:
         conn.close()
     with psycopg.connect(setup.dst, autocommit=True) as pg:
         pg.execute(f"DROP SCHEMA IF EXISTS {MARIADB_DB} CASCADE")
     run_one_full_load("mariadb-pg", setup.mariadb.url(MARIADB_DB), setup.dst, setup.workdir, setup.timeout_s)
+    if setup.interleave:  # empty on the source: its target table as a full load would create it
+        with psycopg.connect(setup.dst, autocommit=True) as pg:
+            columns = "id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL"
+            pg.execute(f"CREATE TABLE {MARIADB_DB}.order_notes ({columns})")
     log(f"built mariadb orders and its copy in {time.perf_counter() - began:.1f} s")
 
 
@@ -773,16 +806,24 @@ def _mariadb(setup: Setup) -> Any:
     )
 
 
-def _mariadb_fingerprint(setup: Setup) -> tuple[int, str]:
+def _mariadb_tables(setup: Setup) -> tuple[str, ...]:
+    return ("orders", "order_notes") if setup.interleave else ("orders",)
+
+
+def _mariadb_fingerprint(setup: Setup) -> list[tuple[int, str]]:
+    """Per table of the case, (count, sum(amount))."""
     conn = _mariadb(setup)
+    found = []
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT count(*), coalesce(sum(amount), 0) FROM orders")
-            row = cur.fetchone()
+            for name in _mariadb_tables(setup):
+                cur.execute(f"SELECT count(*), coalesce(sum(amount), 0) FROM {name}")
+                row = cur.fetchone()
+                assert row is not None
+                found.append((int(row[0]), str(row[1])))
     finally:
         conn.close()
-    assert row is not None
-    return int(row[0]), str(row[1])
+    return found
 
 
 def binlog_drain(setup: Setup, start: dict[str, Any]) -> float:
@@ -821,8 +862,10 @@ def run_mariadb(setup: Setup) -> list[ThroughputResult]:
     from conveyor.connectors.mysql.capture import MySQLChangeSource
 
     assert setup.mariadb is not None
-    result = ThroughputResult("mariadb-pg e2e", setup.updates, "mariadb-binlog --raw drain")
-    base = ThroughputResult("mariadb-pg e2e (--base)", setup.updates, "mariadb-binlog --raw drain")
+    changes = setup.updates * len(_mariadb_tables(setup))
+    case = "mariadb-pg e2e, two tables in turn" if setup.interleave else "mariadb-pg e2e"
+    result = ThroughputResult(case, changes, "mariadb-binlog --raw drain")
+    base = ThroughputResult(f"{case} (--base)", changes, "mariadb-binlog --raw drain")
     url = setup.mariadb.url(MARIADB_DB)
     for round_no in range(1, setup.rounds + 1):
         source = MySQLChangeSource(EndpointConfig(name="bench-source", engine="mysql", url=url))
@@ -839,7 +882,7 @@ def run_mariadb(setup: Setup) -> list[ThroughputResult]:
         finally:
             conn.close()
         log(
-            f"  mariadb-pg round {round_no}: generated {setup.updates:,} updates "
+            f"  mariadb-pg round {round_no}: generated {changes:,} changes "
             f"in {time.perf_counter() - began:.1f} s"
         )
         want = _mariadb_fingerprint(setup)
@@ -852,13 +895,13 @@ def run_mariadb(setup: Setup) -> list[ThroughputResult]:
         def end_to_end(
             start: Any = start,
             round_no: int = round_no,
-            want: tuple[int, str] = want,
+            want: list[tuple[int, str]] = want,
             checkout: Path | None = None,
         ) -> None:
             """Conveyor's capture loop; with ``checkout``, that checkout's (``--base``)."""
             name, into = ("e2e", result) if checkout is None else ("e2e (--base)", base)
             if setup.base is not None:
-                _unapply(setup.dst, MARIADB_DB)
+                _unapply(setup.dst, MARIADB_DB, _mariadb_tables(setup))
             run = run_child(
                 "e2e",
                 setup.workdir,
@@ -866,14 +909,16 @@ def run_mariadb(setup: Setup) -> list[ThroughputResult]:
                 source=url,
                 target=setup.dst,
                 start=dict(start.position),
-                changes=setup.updates,
+                changes=changes,
                 engine="mysql",
                 schema=MARIADB_DB,
                 profile=setup.profile(f"mariadb-e2e-{round_no}") if checkout is None else None,
                 base=checkout,
             )
             assert isinstance(run, ChildRun)
-            expect_same(f"conveyor mariadb-pg {name}", pg_fingerprint(setup.dst, schema=MARIADB_DB), want)
+            for table_name, wanted in zip(_mariadb_tables(setup), want, strict=True):
+                got = pg_fingerprint(setup.dst, table_name, schema=MARIADB_DB)
+                expect_same(f"conveyor mariadb-pg {name}, {table_name}", got, wanted)
             into.conveyor_runs.append(run)
             log(
                 f"    conveyor {name:<13}{run.seconds:7.2f} s  {run.changes / run.seconds:10,.0f} changes/s"
@@ -1012,6 +1057,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pg-pg: Conveyor's e2e applies values, not COPY lines (as for a target of other types)",
     )
     parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="mariadb-pg: each transaction writes orders and order_notes in turn (twice the changes)",
+    )
+    parser.add_argument(
         "--base",
         type=Path,
         help="pg-pg, mariadb-pg: also run the e2e case with another checkout's src (before/after in one run)",
@@ -1049,6 +1099,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile,
         args.base.resolve() if args.base else None,
         args.values,
+        args.interleave,
     )
     throughput: list[ThroughputResult] = []
     latency: LatencyResult | None = None

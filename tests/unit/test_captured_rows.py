@@ -6,10 +6,19 @@ import datetime as dt
 from decimal import Decimal
 
 from conveyor.connectors.arrow_rows import Unrepresentable
-from conveyor.connectors.captured_rows import DELETE, INSERT, UPDATE, RowsChunk
-from conveyor.connectors.changes import RowChange, row_changes
+from conveyor.connectors.captured_rows import (
+    CHUNK_ROWS,
+    DELETE,
+    INSERT,
+    RUNS_ROWS,
+    UPDATE,
+    RowRuns,
+    RowsChunk,
+    gather,
+)
+from conveyor.connectors.changes import Commit, RowChange, row_changes
 from conveyor.core import types as t
-from conveyor.core.batch import OP, ChangeBatch, Op
+from conveyor.core.batch import OP, ChangeBatch, Checkpoint, Op
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 
@@ -65,3 +74,63 @@ def test_an_unrepresentable_value_gives_the_rows_as_row_changes() -> None:
     chunk = RowsChunk(TABLE)
     chunk.add(INSERT, {"id": 1, "amount": None, "at": zero})
     assert chunk.take() == [RowChange(TABLE.ref, Op.INSERT, {"id": 1, "amount": None, "at": zero})]
+
+
+LINES = TableSchema(
+    TableRef("shop", "lines"),
+    (Column("id", t.simple(Kind.INT64), False), Column("qty", t.simple(Kind.INT32))),
+    ("id",),
+)
+CAPTURED = {table.ref: (table, frozenset(table.column_names)) for table in (TABLE, LINES)}
+COMMIT = Commit(Checkpoint("sqlite", 1))
+
+
+def _shapes(events: list[object]) -> list[tuple[str, int] | str]:
+    """Each event as (table, rows) for a captured batch, else its type's name."""
+    return [
+        (e.table.ref.name, e.num_rows) if isinstance(e, ChangeBatch) else type(e).__name__ for e in events
+    ]
+
+
+def test_tables_written_in_turn_are_gathered_per_table() -> None:
+    """An order, its line, the next order ...: one batch per table, not one per row."""
+    events: list[object] = []
+    for n in range(1, 301):
+        events.append(RowChange(TABLE.ref, Op.INSERT, {"id": n, "amount": Decimal(n), "at": AT}))
+        events.append(RowChange(LINES.ref, Op.INSERT, {"id": n, "qty": n}))
+    events.append(COMMIT)
+    out = list(gather(events, CAPTURED))  # type: ignore[arg-type]
+    assert _shapes(out) == [("orders", 300), ("lines", 300), "Commit"]
+    assert [c.values["id"] for c in row_changes(out[0])] == list(range(1, 301))  # type: ignore[arg-type]
+
+
+def test_a_change_that_goes_as_it_is_cuts_its_own_tables_run_only() -> None:
+    """A moved key of ``lines`` comes after the lines before it; the orders'
+    run stays open across it, and a commit delivers every run before it."""
+    moved = RowChange(LINES.ref, Op.UPDATE, {"id": 9, "qty": 1}, old_key={"id": 1})
+    events = [
+        RowChange(TABLE.ref, Op.INSERT, {"id": 1, "amount": None, "at": None}),
+        RowChange(LINES.ref, Op.INSERT, {"id": 1, "qty": 1}),
+        moved,
+        RowChange(TABLE.ref, Op.UPDATE, {"id": 1, "amount": Decimal(2), "at": None}),
+        RowChange(LINES.ref, Op.DELETE, {}, old_key={"id": 9}),
+        COMMIT,
+        RowChange(TABLE.ref, Op.DELETE, {}, old_key={"id": 1}),
+    ]
+    out = list(gather(events, CAPTURED))  # type: ignore[arg-type]
+    assert _shapes(out) == [("lines", 1), "RowChange", ("orders", 2), ("lines", 1), "Commit", ("orders", 1)]
+    assert out[1] is moved
+
+
+def test_runs_are_cut_at_their_size_and_at_the_size_of_all() -> None:
+    rows = [RowChange(LINES.ref, Op.INSERT, {"id": n, "qty": n}) for n in range(CHUNK_ROWS + 1)]
+    assert _shapes(list(gather(rows, CAPTURED))) == [("lines", CHUNK_ROWS), ("lines", 1)]  # type: ignore[arg-type]
+    tables = [TableSchema(TableRef("shop", f"t{i}"), LINES.columns, ("id",)) for i in range(RUNS_ROWS // 100)]
+    runs = RowRuns({table.ref: (table, frozenset(table.column_names)) for table in tables})
+    for table in tables:
+        for n in range(100):
+            assert runs.add(RowChange(table.ref, Op.INSERT, {"id": n, "qty": n})) == []
+    # All runs together hold RUNS_ROWS changes: the next change delivers them first.
+    before = runs.add(RowChange(tables[0].ref, Op.INSERT, {"id": 100, "qty": 0}))
+    assert before is not None and _shapes(before) == [(table.ref.name, 100) for table in tables]  # type: ignore[arg-type]
+    assert _shapes(runs.flush()) == [(tables[0].ref.name, 1)]  # type: ignore[arg-type]

@@ -78,6 +78,9 @@ _ABSENT = object()
 CHUNK_ROWS = 1000
 """Changes of one captured batch at most."""
 
+RUNS_ROWS = 10 * CHUNK_ROWS
+"""Changes gathered over all tables at most, before every run is delivered."""
+
 Captured = Mapping[TableRef, tuple[TableSchema, AbstractSet[str]]]
 """The tables whose whole rows go into captured batches: each with the
 shape the stream reads it with and that shape's column names."""
@@ -85,22 +88,30 @@ shape the stream reads it with and that shape's column names."""
 
 class RowRuns:
     """A stream's runs of whole-row changes of ``tables`` (as ``whole_row``
-    takes them), each run one table's, up to ``CHUNK_ROWS``, delivered as
-    one captured batch."""
+    takes them), one per table, each delivered as one captured batch of up
+    to ``CHUNK_ROWS``.
+
+    A run holds one table's changes in commit order; runs of several tables
+    are open at once, as the reducer reduces per table: tables written in
+    turn in one transaction (an order, its lines, the next order ...) make
+    long runs, not batches of one row. A table's run is delivered before a
+    change of that table that goes as it is (``flush(table)``), and every
+    run before any other event (a commit, DDL, a TRUNCATE: ``flush()``)."""
 
     def __init__(self, tables: Captured | None = None) -> None:
         self.tables: Captured = tables or {}
-        self._run: RowsChunk | None = None
+        self._runs: dict[TableRef, RowsChunk] = {}
+        self._size = 0
 
     @property
     def pending(self) -> bool:
         """Whether a run is being gathered (deliver it before any later event)."""
-        return self._run is not None
+        return bool(self._runs)
 
     def add(self, change: RowChange) -> list[ChangeEvent] | None:
-        """Take ``change`` into the run; the events to deliver first (the run
-        so far, when it is another table's or full), or None when the change
-        must go as it is (after ``flush``)."""
+        """Take ``change`` into its table's run; the events to deliver first
+        (runs that were full), or None when the change must go as it is
+        (after ``flush(change.table)``)."""
         entry = self.tables.get(change.table)
         row = None if entry is None else whole_row(change, *entry)
         if row is None or entry is None:
@@ -108,32 +119,48 @@ class RowRuns:
         return self.add_row(entry[0], *row)
 
     def add_row(self, table: TableSchema, op: bytes, values: dict[str, Any]) -> list[ChangeEvent]:
-        """Take a whole row of ``table`` (a ``RowsChunk`` row) into the run;
+        """Take a whole row of ``table`` (a ``RowsChunk`` row) into its run;
         the events to deliver first."""
-        run, before = self._run, []
+        before: list[ChangeEvent] = []
+        if self._size >= RUNS_ROWS:
+            before = self.flush()
+        run = self._runs.get(table.ref)
         if run is not None and (run.table is not table or run.size >= CHUNK_ROWS):
-            before, run = self.flush(), None
+            before += self.flush(table.ref)  # full, or the table's shape changed
+            run = None
         if run is None:
-            run = self._run = RowsChunk(table)
+            run = self._runs[table.ref] = RowsChunk(table)
         run.add(op, values)
+        self._size += 1
         return before
 
-    def flush(self) -> list[ChangeEvent]:
-        """The run gathered so far, as its events."""
-        run, self._run = self._run, None
-        return [] if run is None else list(run.take())
+    def flush(self, table: TableRef | None = None) -> list[ChangeEvent]:
+        """The runs gathered so far (only ``table``'s, when given), as their events."""
+        if table is None:
+            runs, self._runs, self._size = list(self._runs.values()), {}, 0
+        else:
+            run = self._runs.pop(table, None)
+            if run is None:
+                return []
+            runs = [run]
+            self._size -= run.size
+        return [event for run in runs for event in run.take()]
 
 
 def gather(events: Iterable[ChangeEvent], tables: Captured) -> Iterator[ChangeEvent]:
-    """``events`` with their runs of whole-row changes (``RowRuns``)
-    gathered into captured batches; every other event in its place."""
+    """``events`` with their whole-row changes gathered into captured
+    batches per table (``RowRuns``); each table's changes in commit order,
+    every other event after all changes before it."""
     runs = RowRuns(tables)
     for event in events:
-        before = runs.add(event) if isinstance(event, RowChange) else None
-        if before is not None:
-            yield from before
-            continue
-        yield from runs.flush()
+        if isinstance(event, RowChange):
+            before = runs.add(event)
+            if before is not None:
+                yield from before
+                continue
+            yield from runs.flush(event.table)
+        else:
+            yield from runs.flush()
         yield event
     yield from runs.flush()
 

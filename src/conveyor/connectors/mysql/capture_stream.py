@@ -8,8 +8,8 @@ delivered (the rows of a transaction cut off midway that were already produced
 are skipped when the server sends it again, so each change arrives once), and
 turns the server's errors into transient, terminal and configuration errors.
 Row images become RowChanges in :mod:`capture_rows`, or, for the tables the
-runner asks to have in Arrow (``capture_rows``), captured ChangeBatches of a
-run of one table's rows events (``captured_rows.RowRuns``); DDL updates the
+runner asks to have in Arrow (``capture_rows``), captured ChangeBatches of
+runs of each table's rows in a transaction (``captured_rows.RowRuns``); DDL updates the
 tables' shapes in :mod:`capture_tables`.
 """
 
@@ -374,7 +374,7 @@ class MySQLChangeStream:
             self._txn_delivered += 1
             whole = self._row_changes.whole_row(table, event, row) if in_arrow else None
             if whole is None:
-                yield from self._runs.flush()  # in commit order
+                yield from self._runs.flush(ref)  # after the table's rows before it
                 yield self._row_changes.change(table, event, row)
             else:
                 yield from self._runs.add_row(table, *whole)

@@ -123,8 +123,14 @@ class Chunk:
         entry[3].append(_UPDATE if update else _INSERT)
         self.size += 1
 
-    def take(self) -> list[ChangeBatch]:
-        """The rows read so far, one batch per table."""
+    def take(self, table: TableRef | None = None) -> list[ChangeBatch]:
+        """The rows read so far, one batch per table (only ``table``'s, when given)."""
+        if table is not None:
+            entry = self._tables.pop(table, None)
+            if entry is None:
+                return []
+            self.size -= len(entry[1])
+            return [_captured(*entry)]
         taken = [_captured(*entry) for entry in self._tables.values()]
         self._tables = {}
         self.size = 0

@@ -226,9 +226,7 @@ class PostgresChangeStream:
                 continue
             if msg is not None:
                 self._data_seen = True
-                if encoded:
-                    if self._runs.pending:
-                        yield from self._runs.flush()  # before the line just gathered
+                if encoded:  # its table's rows never go into runs (``_match_arrow``)
                     if chunk.size >= ENCODED_CHUNK_ROWS:
                         yield from chunk.take()
                     continue
@@ -239,26 +237,32 @@ class PostgresChangeStream:
                     if self._skip_events:  # delivered before the connection was lost
                         self._skip_events -= 1
                         continue
-                    if type(event) is RowChange and event.table in self._runs.tables:
-                        taken = self._runs.add(event)
+                    if type(event) is RowChange:
+                        taken = self._runs.add(event) if event.table in self._runs.tables else None
                         if taken is not None:
-                            if chunk.size:
-                                yield from chunk.take()
                             yield from taken
                             continue
-                if self._runs.pending:
-                    yield from self._runs.flush()
-                if chunk.size:
-                    yield from chunk.take()  # every event after the rows before it
+                        # After its table's rows gathered before it; other tables' wait.
+                        yield from self._runs.flush(event.table)
+                        yield from chunk.take(event.table)
+                        yield event
+                        deadline = time.monotonic() + idle_timeout
+                        continue
                 if event is not None:
+                    if self._runs.pending:
+                        yield from self._runs.flush()
+                    if chunk.size:
+                        yield from chunk.take()  # every event after the rows before it
                     yield event
                     deadline = time.monotonic() + idle_timeout
                     continue
-            if self._runs.pending:
-                yield from self._runs.flush()
-            if chunk.size:
-                yield from chunk.take()
+                # A message of no event (BEGIN, a relation, a replayed change) cuts no run.
             now = time.monotonic()
+            if msg is None or now >= deadline:
+                if self._runs.pending:
+                    yield from self._runs.flush()
+                if chunk.size:
+                    yield from chunk.take()
             if now >= deadline:
                 yield None  # also when only messages without events arrived (replays)
                 deadline = time.monotonic() + idle_timeout
@@ -277,6 +281,7 @@ class PostgresChangeStream:
         self._encode = {ref: shape(schema) for ref, schema in tables.items()}
         for rel in self._relations.values():
             rel.encode_keys = self._encode_keys(rel)
+        self._match_arrow()
 
     def capture_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
         """Whole rows of these tables (INSERTs, UPDATEs that keep the key and
@@ -291,7 +296,9 @@ class PostgresChangeStream:
         matched = {}
         for ref, asked in self._in_arrow.items():
             known = self._known.get(ref)
-            if known is not None and shape(known) == shape(asked):
+            # A table's rows go as COPY lines or in runs, never both: each form
+            # is gathered apart, and one table's changes must keep their order.
+            if known is not None and ref not in self._encode and shape(known) == shape(asked):
                 matched[ref] = (known, frozenset(known.column_names))
         self._runs.tables = matched
 
