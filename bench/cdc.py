@@ -65,6 +65,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,9 @@ def _child(argv: list[str]) -> int:
     parser.add_argument("--ready", type=Path, help="touched once the stream is open")
     parser.add_argument("--profile", type=Path)
     parser.add_argument("--values", action="store_true", help="no encoded rows: the values path")
+    parser.add_argument(
+        "--lake", action="store_true", help="--target is a lake folder (Parquet change files)"
+    )
     args = parser.parse_args(argv)
     if args.profile is not None:
         profiler = cProfile.Profile()
@@ -351,7 +355,16 @@ def _child_run(args: argparse.Namespace) -> dict[str, Any]:
         mapped = mappings.select(tables)
         if args.values:  # as for a target table of other column types: rows go as values
             PostgresApplier.accepts_encoded = lambda *_: False  # type: ignore[method-assign]
-        applier = PostgresApplier(EndpointConfig(name="bench-target", engine="postgres", url=args.target))
+        applier: Any
+        if args.lake:  # a change file a second, as a user wanting fresh files sets it
+            from conveyor.connectors.lake.apply import LakeApplier
+
+            options = {"format": "parquet", "settings": {"CdcMaxBatchInterval": 1}}
+            applier = LakeApplier(
+                EndpointConfig(name="bench-lake", engine="lake", path=args.target, options=options)
+            )
+        else:
+            applier = PostgresApplier(EndpointConfig(name="bench-target", engine="postgres", url=args.target))
         done: list[float] = []
         stop = threading.Event()
 
@@ -406,6 +419,7 @@ def run_child(
     background: bool = False,
     base: Path | None = None,
     values: bool = False,
+    lake: bool = False,
 ) -> ChildRun | Child:
     """Conveyor's side in a child; with ``background``, the started child (see
     ``child_run``); with ``base``, Conveyor as that checkout's ``src`` has it."""
@@ -420,6 +434,8 @@ def run_child(
         command += ["--ready", str(ready)]
     if values:
         command += ["--values"]
+    if lake:
+        command += ["--lake"]
     env = None if base is None else {**os.environ, "PYTHONPATH": str(base / "src")}
     child = start_child(command, workdir, mode, f"conveyor {mode}", env)
     return child if background else child_run(child, timeout_s)
@@ -515,6 +531,21 @@ def pg_fingerprint(url: str, table: str = "orders", schema: str = "public") -> t
     return int(row[0]), str(row[1])
 
 
+def lake_fingerprint(folder: Path) -> tuple[int, str]:
+    """(count, sum(amount)) of the change rows in a lake's Parquet change
+    files: a round updates every row once, so they are the source's."""
+    import pyarrow.parquet as pq
+
+    count, total = 0, Decimal(0)
+    for path in folder.rglob("*.parquet"):
+        rows = pq.read_table(path, columns=["Op", "amount"])
+        if set(rows.column("Op").to_pylist()) - {"U"}:
+            raise BenchFailure(f"{path}: a change file holds other changes than the round's UPDATEs")
+        count += rows.num_rows
+        total += sum(rows.column("amount").to_pylist(), Decimal(0))
+    return count, str(total)
+
+
 def expect_same(what: str, got: tuple[int, str], want: tuple[int, str]) -> None:
     if got != want:
         raise BenchFailure(f"{what}: target (count, sum(amount)) {got} is not the source's {want}")
@@ -535,6 +566,7 @@ class Setup:
     base: Path | None = None
     values: bool = False
     interleave: bool = False
+    lake: bool = False
     pg: PostgresServer | None = None
     mariadb: MariaDBServer | None = None
 
@@ -599,6 +631,7 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
     assert setup.pg is not None
     pg = setup.pg
     values = " (values)" if setup.values else ""
+    values += " to a lake" if setup.lake else ""
     e2e = ThroughputResult(f"pg-pg e2e{values}", setup.updates, "pg_recvlogical drain")
     read = ThroughputResult("pg-pg read", setup.updates, "pg_recvlogical drain")
     base = ThroughputResult(f"pg-pg e2e{values} (--base)", setup.updates, "pg_recvlogical drain")
@@ -647,23 +680,27 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
             name, slot, result = (
                 ("e2e", "bench_e2e", e2e) if checkout is None else ("e2e (--base)", "bench_base", base)
             )
-            if setup.base is not None:
+            lake = setup.workdir / f"lake-{round_no}-{slot}"
+            if setup.base is not None and not setup.lake:
                 _unapply(setup.dst)
             run = run_child(
                 "e2e",
                 setup.workdir,
                 setup.timeout_s,
                 source=setup.src,
-                target=setup.dst,
+                target=str(lake) if setup.lake else setup.dst,
                 start={"lsn": points[slot]},
                 changes=setup.updates,
                 slot=slot,
                 profile=setup.profile(f"pg-e2e-{round_no}") if checkout is None else None,
                 base=checkout,
                 values=setup.values,
+                lake=setup.lake,
             )
             assert isinstance(run, ChildRun)
-            expect_same(f"conveyor pg-pg {name}", pg_fingerprint(setup.dst), want)
+            got = lake_fingerprint(lake) if setup.lake else pg_fingerprint(setup.dst)
+            expect_same(f"conveyor pg-pg {name}", got, want)
+            shutil.rmtree(lake, ignore_errors=True)
             result.conveyor_runs.append(run)
             log(
                 f"    conveyor {name:<18}{run.seconds:7.2f} s  {_rate(run):10,.0f} changes/s"
@@ -1057,6 +1094,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pg-pg: Conveyor's e2e applies values, not COPY lines (as for a target of other types)",
     )
     parser.add_argument(
+        "--lake",
+        action="store_true",
+        help="pg-pg: Conveyor's e2e writes the changes to a lake (local folder, Parquet change files)",
+    )
+    parser.add_argument(
         "--interleave",
         action="store_true",
         help="mariadb-pg: each transaction writes orders and order_notes in turn (twice the changes)",
@@ -1100,6 +1142,7 @@ def main(argv: list[str] | None = None) -> int:
         args.base.resolve() if args.base else None,
         args.values,
         args.interleave,
+        args.lake,
     )
     throughput: list[ThroughputResult] = []
     latency: LatencyResult | None = None

@@ -192,7 +192,9 @@ def test_each_change_in_commit_order_with_its_commit_time(pg_server: PostgresSer
 # --- when files are written ------------------------------------------------------------------
 
 
-def _sqlite_stack(tmp_path: Path, settings: dict[str, Any]) -> tuple[Path, Path, Path]:
+def _sqlite_stack(
+    tmp_path: Path, settings: dict[str, Any], task_settings: dict[str, Any] | None = None
+) -> tuple[Path, Path, Path]:
     db = tmp_path / "src.sqlite"
     with contextlib.closing(sqlite3.connect(db)) as conn:
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
@@ -204,7 +206,7 @@ def _sqlite_stack(tmp_path: Path, settings: dict[str, Any]) -> tuple[Path, Path,
             "src": {"engine": "sqlite", "path": str(db)},
             "lake": {"engine": "lake", "path": str(lake), "settings": settings},
         },
-        {"source": "src", "target": "lake", "migration_type": "cdc"},
+        {"source": "src", "target": "lake", "migration_type": "cdc", "settings": task_settings or {}},
         {"main.notes": {"primary_key": ["id"]}},
     )
     home = tmp_path / "home"
@@ -247,6 +249,27 @@ def test_cdc_min_file_size_writes_a_file_per_size(tmp_path: Path) -> None:
     files = change_files(lake, "notes")
     assert [len(p.read_text().splitlines()) for p in files] == [5, 5, 5]
     assert all(p.stat().st_size >= 1024 for p in files)
+
+
+def test_batch_split_size_cuts_a_transaction_captured_in_arrow(tmp_path: Path) -> None:
+    """A 1,000-row transaction comes as one captured batch (the table is
+    captured in Arrow); BatchSplitSize cuts it: a file per 100 changes."""
+    settings = {"CdcMaxBatchInterval": 3600, "CdcMinFileSize": 32000}
+    tuning = {"ChangeProcessingTuning": {"BatchSplitSize": 100}}
+    db, lake, home = _sqlite_stack(tmp_path, settings, tuning)
+    try:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.executemany("INSERT INTO notes VALUES (?, ?)", [(i, f"n{i}") for i in range(1, 1001)])
+            conn.commit()
+        wait_until(lambda: len(change_files(lake, "notes")) >= 10, "ten files")
+    finally:
+        stop(home, "sync")
+    files = change_files(lake, "notes")
+    lines = [p.read_text().splitlines() for p in files]
+    assert [len(rows) for rows in lines] == [100] * 10
+    assert [row.split(",")[:2] for rows in lines for row in rows] == [["I", str(i)] for i in range(1, 1001)]
+    log = (home / "logs" / "sync").glob("*.log")
+    assert any("1 of 1 tables captured in Arrow" in path.read_text() for path in log)
 
 
 # --- SIGKILL: nothing lost, nothing twice ----------------------------------------------------------

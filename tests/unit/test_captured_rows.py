@@ -62,7 +62,7 @@ def test_a_value_arrow_refuses_gives_the_rows_as_row_changes() -> None:
     assert chunk.take() == [
         RowChange(TABLE.ref, Op.INSERT, {"id": 1, "amount": Decimal("1.00"), "at": AT}),
         RowChange(TABLE.ref, Op.UPDATE, {"id": 3, "amount": Decimal("123456789012345.5"), "at": None}),
-        RowChange(TABLE.ref, Op.DELETE, {}, old_key={"id": 2}),
+        RowChange(TABLE.ref, Op.DELETE, {}, old_key={"id": 2, "amount": None, "at": None}),
     ]
 
 

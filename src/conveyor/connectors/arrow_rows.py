@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import itertools
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from conveyor.core import types as t
-from conveyor.core.batch import ChangeBatch, KeyChecks, KeyHistory, LoggedChange, RejectedValue
+from conveyor.core.batch import (
+    OP,
+    ChangeBatch,
+    KeyChecks,
+    KeyHistory,
+    Logged,
+    LoggedChange,
+    LoggedRows,
+    RejectedValue,
+)
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 from conveyor.core.types import ColumnType, Kind
@@ -65,7 +74,7 @@ def change_batch(
     truncate: bool = False,
     encoded: Sequence[bytes] = (),
     rejected: Sequence[RejectedValue] = (),
-    log: Sequence[LoggedChange] = (),
+    log: Sequence[Logged] = (),
     key_is_group: bool = False,
     checks: tuple[Sequence[tuple[Any, ...]], Sequence[KeyHistory]] | None = None,
 ) -> ChangeBatch:
@@ -148,14 +157,18 @@ def _first_unrepresentable(value: Any) -> Unrepresentable | None:
 
 
 def without_unrepresentable(
-    table: TableSchema, log: Sequence[LoggedChange]
-) -> tuple[list[LoggedChange], list[RejectedValue]]:
+    table: TableSchema, log: Sequence[Logged]
+) -> tuple[list[Logged], list[RejectedValue]]:
     """``log`` without the changes holding a value no Arrow value carries, and
     those changes as rejected values (one each: a change log publishes every
-    change, so each one left out is accounted for, not only final rows)."""
-    kept: list[LoggedChange] = []
+    change, so each one left out is accounted for, not only final rows).
+    Captured rows (``LoggedRows``) are Arrow values already."""
+    kept: list[Logged] = []
     left_out: list[RejectedValue] = []
     for change in log:
+        if isinstance(change, LoggedRows):
+            kept.append(change)
+            continue
         row = change.after if change.after is not None else change.before
         rejected = None if row is None else _unrepresentable_of(table, row, list(row))
         if rejected is None:
@@ -165,12 +178,44 @@ def without_unrepresentable(
     return kept, left_out
 
 
+def logged_changes(log: Sequence[Logged]) -> Iterator[LoggedChange]:
+    """A change log's changes one by one, captured ones (``LoggedRows``)
+    made Python values: a DELETE's old row, an INSERT's or UPDATE's new row."""
+    for entry in log:
+        if not isinstance(entry, LoggedRows):
+            yield entry
+            continue
+        names = [n for n in entry.rows.schema.names if n != OP]
+        ops = entry.rows.column(OP).to_pylist()
+        rows = batch_rows(entry.rows.select(names))
+        for i, (op, row) in enumerate(zip(ops, rows, strict=True)):
+            letter = op.decode()
+            before, after = (row, None) if letter == "d" else (None, row)
+            yield LoggedChange(letter, before, after, entry.position, entry.index + i, entry.commit_time)
+
+
 def column_values(column: pa.Array) -> list[Any]:
     """An Arrow column's values in the in-flight form streams deliver
     (``changes.RowChange``): as ``to_pylist`` gives them, except infinite
     dates and timestamps (core.types' sentinels, which no Python value
     holds), which come back as the strings "infinity" and "-infinity"."""
     dtype = column.type
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        if not _temporal(dtype.value_type):
+            return list(column.to_pylist())
+        import pyarrow.compute as pc  # here: a full load's start never needs it
+
+        flat = iter(column_values(column.flatten()))
+        lengths = pc.list_value_length(column).to_pylist()
+        return [None if n is None else [next(flat) for _ in range(n)] for n in lengths]
+    if pa.types.is_time(dtype):
+        raw = column.view(pa.int64() if pa.types.is_time64(dtype) else pa.int32())
+        day = 86_400 * _PER_SECOND[dtype.unit]
+        # Arrow gives 24:00:00 (PostgreSQL's) as 00:00:00: the raw integer keeps it.
+        return [
+            r if r is not None and r >= day else v
+            for v, r in zip(_in_range(column, raw), raw.to_pylist(), strict=True)
+        ]
     is_date = pa.types.is_date32(dtype)
     if not (is_date or pa.types.is_timestamp(dtype)):
         return list(column.to_pylist())
@@ -180,12 +225,37 @@ def column_values(column: pa.Array) -> list[Any]:
     raw = column.view(pa.int32() if is_date else pa.int64())
     infinite = pc.or_(pc.equal(raw, infinity), pc.equal(raw, -infinity))
     if not pc.any(infinite).as_py():
-        return list(column.to_pylist())
-    finite = pc.if_else(infinite, pa.scalar(None, dtype), column).to_pylist()
+        return _in_range(column, raw)
+    finite = _in_range(pc.if_else(infinite, pa.scalar(None, dtype), column), raw)
     return [
         ("infinity" if r > 0 else "-infinity") if inf else v
         for v, r, inf in zip(finite, raw.to_pylist(), infinite.to_pylist(), strict=True)
     ]
+
+
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _temporal(dtype: pa.DataType) -> bool:
+    """Whether values of ``dtype`` (or of its lists) are dates, times or timestamps."""
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        return _temporal(dtype.value_type)
+    return bool(pa.types.is_date32(dtype) or pa.types.is_time(dtype) or pa.types.is_timestamp(dtype))
+
+
+def _in_range(column: pa.Array, raw: pa.Array) -> list[Any]:
+    """A date, time or timestamp column's Python values; a value out of
+    Python's range as its raw Arrow integer (the form streams deliver it in)."""
+    try:
+        return list(column.to_pylist())
+    except (OverflowError, ValueError):
+        values = []
+        for value, integer in zip(column, raw.to_pylist(), strict=True):
+            try:
+                values.append(value.as_py())
+            except (OverflowError, ValueError):
+                values.append(integer)
+        return values
 
 
 def batch_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:

@@ -58,13 +58,15 @@ def whole_row(
 ) -> tuple[bytes, dict[str, Any]] | None:
     """``change`` as a ``RowsChunk`` row of ``table`` (``names``: its column
     names): None when a captured batch cannot say it (unsent columns, a
-    changed key, no key), the change then going as it is."""
+    changed key, no key), the change then going as it is. A DELETE's row is
+    the old row when the source sent it whole (REPLICA IDENTITY FULL), else
+    its key (a change log writes what the source sent)."""
     key = table.primary_key
     old = change.old_key
     if change.op is Op.DELETE:
         if not key or old is None or not old.keys() >= set(key):
             return None
-        return DELETE, {k: old[k] for k in key}
+        return DELETE, (old if old.keys() == names else {k: old[k] for k in key})
     values = change.values
     if not key or change.unchanged or values.keys() != names:
         return None
@@ -167,7 +169,6 @@ def gather(events: Iterable[ChangeEvent], tables: Captured) -> Iterator[ChangeEv
 
 def _row_change(table: TableSchema, letter: int, values: dict[str, Any]) -> RowChange:
     op = Op(chr(letter))
-    if op is Op.DELETE:
-        key = {k: values[k] for k in table.primary_key}
-        return RowChange(table.ref, op, {}, old_key=key)
+    if op is Op.DELETE:  # the old row as the stream sent it (its key, or whole)
+        return RowChange(table.ref, op, {}, old_key=values)
     return RowChange(table.ref, op, values)

@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from conveyor.connectors.arrow_rows import batch_rows
 from conveyor.connectors.base import RejectedValue, Snapshot
-from conveyor.core.batch import ENCODED, OP, ChangeBatch, Checkpoint, Op
+from conveyor.core.batch import ENCODED, OP, ChangeBatch, Checkpoint, Logged, Op
 from conveyor.core.batch import LoggedChange as LoggedChange  # noqa: PLC0414  (defined in core; imported from here too)
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableRef, TableSchema
@@ -362,6 +362,17 @@ class KeepsChangeLog(Protocol):
 
 
 @runtime_checkable
+class TakesLoggedRows(Protocol):
+    """An applier keeping the change log that takes a stream's captured rows
+    as they came (``LoggedRows``: no change one by one in Python), writing a
+    DELETE's old row as it is (its key, or the whole row) and needing no
+    UPDATE's old row (the lake's change files; not NATS, whose envelope
+    tells a key from a whole old row)."""
+
+    takes_logged_rows: bool
+
+
+@runtime_checkable
 class PacesBatches(Protocol):
     """An applier that writes one file per table per batch and has its own rule
     for when a file is due (the lake: CdcMaxBatchInterval, CdcMinFileSize).
@@ -374,8 +385,9 @@ class PacesBatches(Protocol):
     batch_min_bytes: int
     """A batch is due once one table's changes reach this size."""
 
-    def change_bytes(self, table: TableRef, change: LoggedChange) -> int:
-        """The size ``change`` adds to target table ``table``'s file (an estimate)."""
+    def change_bytes(self, table: TableRef, change: Logged) -> int:
+        """The size ``change`` (or captured changes) adds to target table
+        ``table``'s file (an estimate)."""
         ...
 
 

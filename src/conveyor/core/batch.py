@@ -89,6 +89,30 @@ class LoggedChange:
     commit_time: datetime | None = None
 
 
+@dataclass(slots=True)
+class LoggedRows:
+    """Consecutive changes of one table, as a stream captured them in Arrow
+    (``ChangeBatch.captured``), for an applier that takes the change log in
+    this form (``TakesLoggedRows``): ``rows`` holds ``OP`` (``c``, ``u`` or
+    ``d``) and every target column, in target names: an INSERT's or UPDATE's
+    whole new row (its key unchanged), a DELETE's old row (its key alone
+    when the source sent no more, the other columns null). The ``i``-th row
+    is the change at ``(position, index + i)`` (see ``LoggedChange``)."""
+
+    rows: pa.RecordBatch
+    position: Checkpoint
+    index: int
+    commit_time: datetime | None = None
+
+    @property
+    def last_index(self) -> int:
+        return self.index + int(self.rows.num_rows) - 1
+
+
+Logged = LoggedChange | LoggedRows
+"""An entry of a change log: one change, or consecutive captured ones."""
+
+
 @dataclass(frozen=True, slots=True)
 class KeyHistory:
     """What a reduced batch did to one key, enough to judge it against the
@@ -186,7 +210,7 @@ class ChangeBatch:
     encoded: Sequence[bytes] | pa.Array = ()
     unrepresentable: Sequence[RejectedValue] = ()
     rejected: Sequence[RejectedValue] = ()
-    log: Sequence[LoggedChange] = ()
+    log: Sequence[Logged] = ()
     key_is_group: bool = False
     checks: KeyChecks | None = None
     conflicts: int | None = None

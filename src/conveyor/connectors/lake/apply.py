@@ -66,20 +66,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pyarrow as pa
-
-from conveyor.connectors.arrow_rows import rows_to_batch
+from conveyor.connectors.arrow_rows import batch_rows
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.changes import RefusedTables
 from conveyor.connectors.lake import files as lake_files
 from conveyor.connectors.lake import layout as lay
+from conveyor.connectors.lake.change_rows import ChangeRows, FileRows, Skip
 from conveyor.connectors.lake.filesystem import LakeFS
 from conveyor.connectors.lake.settings import lake_config
-from conveyor.core.batch import ChangeBatch, Checkpoint, LoggedChange
+from conveyor.core.batch import OP, ChangeBatch, Checkpoint, Logged, LoggedRows
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 
@@ -88,20 +86,6 @@ log = logging.getLogger(__name__)
 
 _SAMPLE = 16
 """One change in this many is measured for CdcMinFileSize (after a table's first ones)."""
-
-_Marks = list[tuple[int, list[str]]]
-"""Rows of a change file (by index) and the columns they left unchanged."""
-
-
-@dataclass(frozen=True)
-class _FileRows:
-    """What one table's part of a batch writes: the change file's rows (None:
-    no row, only a TRUNCATE), the unchanged columns of its partial updates,
-    and the row before which the last TRUNCATE emptied the table."""
-
-    data: pa.Table | None
-    unchanged: _Marks
-    truncated_at: int | None
 
 
 def _position(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
@@ -137,13 +121,6 @@ def _anchored_at(position: dict[str, Any] | None) -> Callable[[Checkpoint], bool
     return test
 
 
-def _moves_key(key: Sequence[str], old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
-    """Whether an UPDATE changed the primary key (the old image carries it)."""
-    if not key or old is None or new is None or not all(k in old and k in new for k in key):
-        return False
-    return any(old[k] != new[k] for k in key)
-
-
 def _written(
     changes: Sequence[ChangeBatch], target: dict[str, Any] | None, before: dict[str, Any]
 ) -> dict[str, Any]:
@@ -155,7 +132,11 @@ def _written(
     at = _anchored_at(target)
     written = dict(before)
     for table_changes in changes:
-        indexes = [c.index for c in table_changes.log if at(c.position)]
+        indexes = [
+            c.last_index if isinstance(c, LoggedRows) else c.index
+            for c in table_changes.log
+            if at(c.position)
+        ]
         if indexes:
             ref = str(table_changes.table.ref)
             done = written.get(ref)
@@ -168,6 +149,7 @@ def _written(
 
 class LakeApplier:
     keeps_change_log = True
+    takes_logged_rows = True
 
     def refused_name(self, kind: str, name: str) -> str | None:
         return None if kind == "column" else lay.refused_name(name)
@@ -185,17 +167,26 @@ class LakeApplier:
         self._row_extra = 2 + (27 if self.layout.timestamp else 0)  # Op, timestamp, row delimiter
         self._sizes: dict[TableRef, tuple[int, int]] = {}  # changes seen, last measured size
 
-    def change_bytes(self, table: TableRef, change: LoggedChange) -> int:
+    def change_bytes(self, table: TableRef, change: Logged) -> int:
         """A change's row in a file, estimated as its CSV text (Parquet files
         are measured the same way: their compressed size is not known ahead).
         A table's first rows are measured, then one in ``_SAMPLE``; the others
-        count as the last measured one (measuring each cost ~9 us a change)."""
+        count as the last measured one (measuring each cost ~9 us a change).
+        Captured changes count as their first row, measured, times their number."""
         seen, size = self._sizes.get(table, (0, 0))
-        if seen < _SAMPLE or seen % _SAMPLE == 0:
-            row = change.after if change.after is not None else change.before or {}
-            size = self._row_extra + sum(len(str(v)) for v in row.values() if v is not None) + len(row)
-        self._sizes[table] = (seen + 1, size)
-        return size
+        count = 1
+        if isinstance(change, LoggedRows):
+            count = change.rows.num_rows
+            if count and (seen < _SAMPLE or seen // _SAMPLE != (seen + count) // _SAMPLE):
+                [first] = batch_rows(change.rows.slice(0, 1).drop_columns([OP]))
+                size = self._row_size(first)
+        elif seen < _SAMPLE or seen % _SAMPLE == 0:
+            size = self._row_size(change.after if change.after is not None else change.before or {})
+        self._sizes[table] = (seen + count, size)
+        return size * count
+
+    def _row_size(self, row: dict[str, Any]) -> int:
+        return self._row_extra + sum(len(str(v)) for v in row.values() if v is not None) + len(row)
 
     # --- checkpoint -------------------------------------------------------------
 
@@ -243,7 +234,7 @@ class LakeApplier:
         when = lay.stamp_time(stamp)
         # changes a stored batch already wrote (it ended inside a transaction)
         before: dict[str, Any] = (state or {}).get("written") or {}
-        planned: list[tuple[str, _FileRows]] = []
+        planned: list[tuple[str, FileRows]] = []
         refused: dict[TableRef, str] = {}
         exceptions: list[tuple[str, bytes]] = []  # the batch's refused values, written with its files
         for table_changes in changes:
@@ -318,77 +309,16 @@ class LakeApplier:
         self.fs.write_bytes(lay.checkpoint_path(task), json.dumps(document, default=str).encode())
         self.fs.delete(lay.pending_path(task))
 
-    def _rows(
-        self, changes: ChangeBatch, when: datetime, skip: tuple[Callable[[Checkpoint], bool], int] | None
-    ) -> _FileRows | None:
+    def _rows(self, changes: ChangeBatch, when: datetime, skip: Skip | None) -> FileRows | None:
         """The change file's rows (the log's changes after ``skip``: those at
         its anchor up to its index were written already), the unchanged
         columns of its partial updates by row, and where the batch's last
         TRUNCATE emptied the table (None: nothing to write)."""
-        table = changes.table
         settings = self.settings
-        inserts_only = settings.cdc_inserts_only
-        no_deletes = inserts_only or settings.cdc_inserts_and_updates
-        key = table.primary_key
-        ops: list[str] = []
-        rows: list[dict[str, Any]] = []
-        times: list[datetime | None] = []
-        marks: _Marks = []
-        truncated_at: int | None = None
-        for change in changes.log:
-            if skip is not None and change.index <= skip[1] and skip[0](change.position):
-                continue
-            if change.op == "t":
-                if no_deletes:
-                    log.warning(
-                        "lake: TRUNCATE of %s is not recorded (CdcInsertsOnly / CdcInsertsAndUpdates "
-                        "write no deletes)",
-                        table.ref,
-                    )
-                else:
-                    truncated_at = len(rows)
-                continue
-            old, new = change.before, change.after
-            if change.op == "d" or (change.op == "u" and _moves_key(key, old, new)):
-                if not no_deletes and old is not None:
-                    ops.append("D")
-                    rows.append(old)
-                    times.append(change.commit_time)
-                if change.op == "d":
-                    continue
-                assert old is not None and new is not None
-                unsent = [c for c in table.column_names if c not in new]
-                if unsent and not all(c in old for c in unsent):
-                    raise DataError(
-                        f"table {table.ref}: an UPDATE changed the primary key and left columns "
-                        f"{', '.join(unsent)} unsent, which the change file cannot carry; "
-                        "set REPLICA IDENTITY FULL on the source table, then reload the table"
-                    )
-                new = {**{c: old[c] for c in unsent}, **new}
-            if new is None or (inserts_only and change.op != "c"):
-                continue
-            unchanged = [c for c in table.column_names if c not in new]
-            if unchanged and change.op == "u":
-                marks.append((len(rows), unchanged))
-            ops.append("I" if change.op == "c" else "U")
-            rows.append(new)
-            times.append(change.commit_time)
-        if not rows:
-            return None if truncated_at is None else _FileRows(None, marks, truncated_at)
-        batch = rows_to_batch(table, rows, table.column_names)
-        stamps = None
-        if self.layout.timestamp:
-            texts: dict[datetime, str] = {}
-            millis = self.layout.millis
-            stamps = pa.array(
-                [
-                    texts.get(w) or texts.setdefault(w, lay.format_timestamp(w, millis))
-                    for w in (t or when for t in times)
-                ],
-                pa.string(),
-            )
-        data = lay.frame(batch, self.layout, pa.array(ops, pa.string()), stamps)
-        return _FileRows(data, marks, truncated_at)
+        rows = ChangeRows(
+            changes.table, self.layout, settings.cdc_inserts_only, settings.cdc_inserts_and_updates
+        )
+        return rows.build(changes, when, skip)
 
     def add_columns(self, table: TableSchema, columns: Sequence[str]) -> None:
         """Nothing to alter: the next change files carry the new columns."""

@@ -287,21 +287,22 @@ def file_layout(
 
 
 def frame(
-    batch: pa.RecordBatch,
+    batch: pa.RecordBatch | pa.Table,
     layout: FileLayout,
-    ops: pa.Array | str | None,
-    stamp: pa.Array | str | None,
+    ops: pa.Array | pa.ChunkedArray | str | None,
+    stamp: pa.Array | pa.ChunkedArray | str | None,
 ) -> pa.Table:
     """The file's columns: ``Op``, the timestamp column (one text for every
     row, or one per row), then the batch's."""
-    arrays: list[pa.Array] = []
+    arrays: list[pa.Array | pa.ChunkedArray] = []
     names: list[str] = []
     n = batch.num_rows
     if layout.op:
         arrays.append(pa.array([ops] * n, pa.string()) if isinstance(ops, str) or ops is None else ops)
         names.append(OP_COLUMN)
     if layout.timestamp:
-        arrays.append(stamp if isinstance(stamp, pa.Array) else pa.array([stamp] * n, pa.string()))
+        given = isinstance(stamp, pa.Array | pa.ChunkedArray)
+        arrays.append(stamp if given else pa.array([stamp] * n, pa.string()))
         names.append(layout.timestamp)
     if layout.timestamp in batch.schema.names or (layout.op and OP_COLUMN in batch.schema.names):
         raise TerminalError(

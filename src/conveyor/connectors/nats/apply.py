@@ -23,6 +23,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from conveyor.connectors.arrow_rows import logged_changes
 from conveyor.connectors.changes import RefusedTables
 from conveyor.connectors.nats._link import NatsEndpoint, epoch_ms
 from conveyor.connectors.nats.envelope import Message, envelope, message_id, position_text, table_subject
@@ -58,7 +59,7 @@ class NatsApplier(NatsEndpoint):
             table = table_changes.table
             subject = table_subject(self.settings.subject_prefix, table.ref)
             try:
-                for change in table_changes.log:
+                for change in logged_changes(table_changes.log):
                     position = change.position.position
                     payload = envelope(
                         table,

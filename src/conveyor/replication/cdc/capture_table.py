@@ -32,8 +32,10 @@ class CaptureTable:
     suspended_at: Checkpoint | None = None
     # The stream's decoder of this table's encoded rows, when it encodes them.
     decode: Callable[[bytes], dict[str, Any]] | None = None
-    # Keep each change for an applier that publishes them (KeepsChangeLog).
+    # Keep each change for an applier that publishes them (KeepsChangeLog);
+    # captured rows as they came, when it takes them so (TakesLoggedRows).
     keep_log: bool = False
+    log_rows: bool = False
     # Keep what each key's changes were, for the apply-conflict policies.
     check_keys: bool = False
     # The stream, when it looks up values it does not carry exactly, and this
@@ -42,9 +44,11 @@ class CaptureTable:
     lookup: ValueLookup | None = None
 
     @classmethod
-    def of(cls, mapped: MappedTable, keep_log: bool = False, check_keys: bool = False) -> CaptureTable:
-        reducer = table_reducer(mapped, keep_log=keep_log, check_keys=check_keys)
-        return cls(mapped, reducer, keep_log=keep_log, check_keys=check_keys)
+    def of(
+        cls, mapped: MappedTable, keep_log: bool = False, check_keys: bool = False, log_rows: bool = False
+    ) -> CaptureTable:
+        reducer = table_reducer(mapped, keep_log=keep_log, check_keys=check_keys, log_rows=log_rows)
+        return cls(mapped, reducer, keep_log=keep_log, log_rows=log_rows, check_keys=check_keys)
 
     def renew(self, mapped: MappedTable | None = None) -> None:
         """Start a new batch (and, after DDL, a new mapping)."""
@@ -58,6 +62,7 @@ class CaptureTable:
             self.reducer.open_group,
             check_keys=self.check_keys,
             lookup=self.lookup,
+            log_rows=self.log_rows,
         )
 
     def looks_up_from(self, source: LooksUpValues | None) -> None:
@@ -85,6 +90,7 @@ def table_reducer(
     carry: Group | None = None,
     check_keys: bool = False,
     lookup: ValueLookup | None = None,
+    log_rows: bool = False,
 ) -> TableReducer:
     """A reducer of one batch of ``mapped``'s changes (``carry``: the group a
     grouped table's previous batch left open)."""
@@ -100,6 +106,7 @@ def table_reducer(
         convert=mapped.convert_row if mapped.converts else None,
         mask=mapped.mask_row if mapped.masks else None,
         log=[] if keep_log else None,
+        logs_rows=keep_log and log_rows,
         group_key=mapped.group_key,
         source_key=mapped.source.primary_key,
         carry=carry if mapped.group_key else None,

@@ -20,7 +20,17 @@ import pyarrow.compute as pc
 
 from conveyor.connectors.arrow_rows import batch_rows, change_batch, column_values
 from conveyor.connectors.changes import RowChange
-from conveyor.core.batch import ENCODED, OP, ChangeBatch, Checkpoint, KeyHistory, LoggedChange, Op
+from conveyor.core.batch import (
+    ENCODED,
+    OP,
+    ChangeBatch,
+    Checkpoint,
+    KeyHistory,
+    Logged,
+    LoggedChange,
+    LoggedRows,
+    Op,
+)
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
@@ -63,8 +73,10 @@ class TableReducer:
     mask: Callable[[dict[str, Any]], None] | None = None
     truncate: bool = False
     # The changes one by one, in commit order (None: not kept), for an applier
-    # that publishes each (connectors.changes.KeepsChangeLog).
-    log: list[LoggedChange] | None = None
+    # that publishes each (connectors.changes.KeepsChangeLog); captured changes
+    # taken whole stay as they came (LoggedRows) when it takes them so.
+    log: list[Logged] | None = None
+    logs_rows: bool = False
     # A table whose rows are replaced per parent (MappedTable.group_key): the
     # target columns of the parent's key, the source key identifying a row
     # (parent key, then position) and the parent whose rows the last batch
@@ -140,11 +152,12 @@ class TableReducer:
     def takes_whole(self) -> bool:
         """Whether captured batches of whole rows are taken whole: the mapping
         at most renames or removes columns, nothing is asked of each change
-        and the table has a primary key."""
+        (a change log only of an applier that takes captured rows as they
+        are) and the table has a primary key."""
         return bool(
             self._values_pass
             and not self.check_keys
-            and self.log is None
+            and (self.log is None or self.logs_rows)
             and not self.group_key
             and self.table.primary_key
             and sorted(self.rename.values()) == sorted(self.table.column_names)
@@ -160,11 +173,12 @@ class TableReducer:
         sources = list(self.rename)
         return batch.select([OP, *sources]).rename_columns([OP, *(self.rename[c] for c in sources)])
 
-    def add_captured(self, changes: ChangeBatch) -> bool:
+    def add_captured(self, changes: ChangeBatch, at: tuple[Checkpoint, int] | None = None) -> bool:
         """Take a stream's captured changes (``ChangeBatch.captured``) whole,
         to reduce in Arrow when the batch is built. False when the table's
         mapping needs its changes one by one (the runner then hands them over
-        as RowChanges); captured encoded rows are always taken."""
+        as RowChanges); captured encoded rows are always taken. ``at`` is the
+        first change's ``(position, index)`` for the change log."""
         batch = changes.changes
         assert batch is not None
         encoded = ENCODED in batch.schema.names
@@ -180,6 +194,9 @@ class TableReducer:
             if rows is None:
                 return False
             batch, whole = rows, True
+            if self.log is not None:
+                assert at is not None, "a change log needs each change's place"
+                self.log.append(LoggedRows(batch, *at))
         ops, counts_of = pc.value_counts(batch.column(OP)).flatten()
         counts = dict(zip(ops.to_pylist(), counts_of.to_pylist(), strict=True))
         self.inserts += counts.get(Op.INSERT.encode(), 0)
@@ -451,7 +468,11 @@ class TableReducer:
             self._fold()  # not expected (``add_captured`` folds then), but never lose them
         if self._captured:
             return functools.partial(
-                reduce_captured, self.table, tuple(self._captured), truncate=self.truncate
+                reduce_captured,
+                self.table,
+                tuple(self._captured),
+                truncate=self.truncate,
+                log=tuple(self.log or ()),
             )
         deletes: list[dict[str, Any]] = []
         upserts: list[dict[str, Any]] = []
@@ -499,8 +520,12 @@ class TableReducer:
         """The batch with the values the stream does not carry exactly looked
         up from the source (in the applier's thread: ``reduced``)."""
         assert self.lookup is not None
+        # A table whose values are looked up takes no captured rows whole: its
+        # log holds changes one by one.
+        changes = [c for c in self.log or () if isinstance(c, LoggedChange)]
+        assert len(changes) == len(self.log or ())
         upserts, partial, logged = self.lookup.complete(
-            upserts, partial, tuple(self.log or ()), self._source_keys, self._key
+            upserts, partial, changes, self._source_keys, self._key
         )
         return change_batch(
             self.table,

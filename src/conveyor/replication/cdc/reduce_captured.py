@@ -15,13 +15,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.connectors.arrow_rows import empty_batch
-from conveyor.core.batch import ENCODED, OP, ChangeBatch, Op, op_array
+from conveyor.core.batch import ENCODED, OP, ChangeBatch, Logged, Op, op_array
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 
 
 def reduce_captured(
-    table: TableSchema, captured: Sequence[pa.RecordBatch], *, truncate: bool = False
+    table: TableSchema,
+    captured: Sequence[pa.RecordBatch],
+    *,
+    truncate: bool = False,
+    log: Sequence[Logged] = (),
 ) -> ChangeBatch:
     """Captured changes of ``table`` (a table with a primary key whose rows
     go to the target as the source sent them), in commit order, reduced in
@@ -44,7 +48,7 @@ def reduce_captured(
         upserts, encoded = empty_batch(table, table.column_names), rows.column(ENCODED).combine_chunks()
     else:
         upserts, encoded = _target_batch(table, rows, table.column_names), ()
-    return ChangeBatch(table, upserts, deletes, truncate=truncate, encoded=encoded)
+    return ChangeBatch(table, upserts, deletes, truncate=truncate, encoded=encoded, log=log)
 
 
 _DELETE = op_array(Op.DELETE.encode())[0]

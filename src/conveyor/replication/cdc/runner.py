@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -58,7 +59,6 @@ from conveyor.connectors.changes import (
     DropsTables,
     FindsConflicts,
     KeepsChangeLog,
-    LoggedChange,
     LooksUpValues,
     LosesCapture,
     PacesBatches,
@@ -68,10 +68,11 @@ from conveyor.connectors.changes import (
     SupportsEncodedRows,
     TableDefinition,
     TableDropped,
+    TakesLoggedRows,
     Truncate,
     row_changes,
 )
-from conveyor.core.batch import ChangeBatch, Checkpoint
+from conveyor.core.batch import ENCODED, ChangeBatch, Checkpoint, Logged, LoggedRows
 from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
@@ -164,8 +165,9 @@ class ChangeCapture:
         # Where each change sits in the stream, for an applier that publishes
         # each change: the last commit position read and the changes since it.
         self._keeps_log = isinstance(self.applier, KeepsChangeLog)
+        self._log_rows = self._keeps_log and isinstance(self.applier, TakesLoggedRows)
         self._anchor, self._index = self.start, 0
-        self._open_log: list[LoggedChange] = []  # logged changes whose commit is not read yet
+        self._open_log: list[Logged] = []  # logged changes whose commit is not read yet
         self._conflicts = self._apply_conflicts()
         self._batches = BatchApply(
             self.task,
@@ -183,7 +185,7 @@ class ChangeCapture:
         self._values_from = self.stream if isinstance(self.stream, LooksUpValues) else None
         for table in self.tables.values():
             if self._keeps_log or self._conflicts is not None:
-                table.keep_log = self._keeps_log
+                table.keep_log, table.log_rows = self._keeps_log, self._log_rows
                 table.check_keys = self._conflicts is not None
             table.looks_up_from(self._values_from)
             table.renew()
@@ -282,7 +284,9 @@ class ChangeCapture:
             if isinstance(self.stream, SupportsAddTable) and self._reloads is not None:
                 self._add_table(mapped)
             else:  # said, not skipped: the table waits for `tasks reload`
-                self.tables[mapped.source.ref] = CaptureTable.of(mapped, self._keeps_log)
+                self.tables[mapped.source.ref] = CaptureTable.of(
+                    mapped, self._keeps_log, log_rows=self._log_rows
+                )
                 self._suspend(mapped.target.ref, f"not captured before this run; {RELOAD_HINT}")
         for event in self.stream.events(idle_timeout=min(self.flush_seconds, 0.2)):
             if self.stop.is_set():
@@ -375,25 +379,68 @@ class ChangeCapture:
             return
         log = table.reducer.log
         if log and log[-1].index == at[1] and log[-1].position is at[0]:
-            self._open_log.append(log[-1])
-            if self._pacing is not None:
-                ref = table.mapped.target.ref
-                size = self._file_bytes.get(ref, 0) + self._pacing.change_bytes(ref, log[-1])
-                self._file_bytes[ref] = size
-                self._file_full = self._file_full or size >= self._pacing.batch_min_bytes
+            self._note_logged(table, log[-1])
         self._note_pending()
+
+    def _note_logged(self, table: CaptureTable, logged: Logged, size: float | None = None) -> None:
+        """A change log's new entry: its commit time comes with its commit;
+        its size (``size``, when measured already) counts toward a paced
+        applier's file."""
+        self._open_log.append(logged)
+        if self._pacing is not None:
+            ref = table.mapped.target.ref
+            added = self._pacing.change_bytes(ref, logged) if size is None else size
+            total = self._file_bytes[ref] = self._file_bytes.get(ref, 0) + int(added)
+            self._file_full = self._file_full or total >= self._pacing.batch_min_bytes
 
     def _on_captured(self, changes: ChangeBatch) -> None:
         """A stream's captured changes: taken whole by the table's reducer
-        (reduced in Arrow), or one by one when its mapping needs that."""
+        (reduced in Arrow), or one by one when its mapping needs that; cut
+        where the batch fills (BatchSplitSize, a paced applier's file size),
+        each part handed over as a batch."""
         table = self.tables.get(changes.table.ref)
-        if table is not None and table.suspended is None:
-            if not table.reducer.add_captured(changes):
-                for change in row_changes(changes):
-                    self._on_change(change, (self._anchor, self._index))
-                    self._index += 1
-                return
-            self._note_pending(changes.num_rows)
+        if table is None or table.suspended is not None:
+            self._index += changes.num_rows
+            return
+        rest: ChangeBatch | None = changes
+        while rest is not None:
+            part, rest, row_bytes = self._cut(table, rest)
+            self._take_captured(table, part, row_bytes)
+            if rest is not None:
+                self._flush()
+
+    def _cut(
+        self, table: CaptureTable, changes: ChangeBatch
+    ) -> tuple[ChangeBatch, ChangeBatch | None, float | None]:
+        """``changes`` up to where the batch is full, the rest (None: none),
+        and a paced applier's estimate of a row's size in its file."""
+        n = changes.num_rows
+        room = self.max_batch_changes - self._pending
+        row_bytes = None
+        rows = changes.changes
+        if self._pacing is not None and rows is not None and ENCODED not in rows.schema.names and n:
+            ref = table.mapped.target.ref
+            row_bytes = self._pacing.change_bytes(ref, LoggedRows(rows, self._anchor, self._index)) / n
+            left = self._pacing.batch_min_bytes - self._file_bytes.get(ref, 0)
+            room = min(room, math.ceil(left / row_bytes) if row_bytes > 0 else n)
+        if room >= n or rows is None:
+            return changes, None, row_bytes
+        room = max(room, 1)
+        part = ChangeBatch.captured(changes.table, rows.slice(0, room))
+        return part, ChangeBatch.captured(changes.table, rows.slice(room)), row_bytes
+
+    def _take_captured(self, table: CaptureTable, changes: ChangeBatch, row_bytes: float | None) -> None:
+        at = (self._anchor, self._index)
+        if not table.reducer.add_captured(changes, at):
+            for change in row_changes(changes):
+                self._on_change(change, (self._anchor, self._index))
+                self._index += 1
+            return
+        log = table.reducer.log
+        if log and isinstance(log[-1], LoggedRows) and log[-1].position is at[0] and log[-1].index == at[1]:
+            size = None if row_bytes is None else row_bytes * changes.num_rows
+            self._note_logged(table, log[-1], size)
+        self._note_pending(changes.num_rows)
         self._index += changes.num_rows
 
     def _on_definition(self, event: TableDefinition) -> None:
@@ -487,7 +534,9 @@ class ChangeCapture:
             )
             return
         self.settle()
-        table = self.tables[ref] = CaptureTable.of(mapped, self._keeps_log, self._conflicts is not None)
+        table = self.tables[ref] = CaptureTable.of(
+            mapped, self._keeps_log, self._conflicts is not None, self._log_rows
+        )
         table.looks_up_from(self._values_from)
         table.renew()
         try:
