@@ -110,13 +110,18 @@ END
 $$
 """
 
-MARIADB_UPDATES = """
+
+def _mariadb_updates(also: str = "") -> str:
+    """The procedure writing ``n`` single-row UPDATEs in transactions of
+    ``txn``; ``also``, a statement after each (of row ``i``)."""
+    return f"""
 CREATE OR REPLACE PROCEDURE bench_updates(n BIGINT, txn INT)
 BEGIN
     DECLARE i BIGINT DEFAULT 1;
     START TRANSACTION;
     WHILE i <= n DO
         UPDATE orders SET amount = amount + 1 WHERE id = i;
+        {also}
         IF i % txn = 0 THEN
             COMMIT;
             START TRANSACTION;
@@ -127,27 +132,16 @@ BEGIN
 END
 """
 
+
+MARIADB_UPDATES = _mariadb_updates()
+
 # --interleave: each order's UPDATE is followed by a write to another table in
 # the same transaction (an order, its note, the next order ...), as an
 # application writing a parent and its child rows in turn does.
 NOTES_DDL = "CREATE TABLE order_notes (id bigint PRIMARY KEY, amount decimal(12,2) NOT NULL)"
-MARIADB_INTERLEAVED = """
-CREATE OR REPLACE PROCEDURE bench_updates(n BIGINT, txn INT)
-BEGIN
-    DECLARE i BIGINT DEFAULT 1;
-    START TRANSACTION;
-    WHILE i <= n DO
-        UPDATE orders SET amount = amount + 1 WHERE id = i;
-        INSERT INTO order_notes VALUES (i, 1) ON DUPLICATE KEY UPDATE amount = amount + 1;
-        IF i % txn = 0 THEN
-            COMMIT;
-            START TRANSACTION;
-        END IF;
-        SET i = i + 1;
-    END WHILE;
-    COMMIT;
-END
-"""
+MARIADB_INTERLEAVED = _mariadb_updates(
+    "INSERT INTO order_notes VALUES (i, 1) ON DUPLICATE KEY UPDATE amount = amount + 1;"
+)
 
 LAT_DDL = "CREATE TABLE IF NOT EXISTS lat (id bigint PRIMARY KEY, note text NOT NULL)"
 
