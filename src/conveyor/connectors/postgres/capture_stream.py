@@ -258,7 +258,10 @@ class PostgresChangeStream:
                     continue
                 # A message of no event (BEGIN, a relation, a replayed change) cuts no run.
             now = time.monotonic()
-            if msg is None or now >= deadline:
+            # Waiting for the rest of a transaction cuts no run either: its rows
+            # cannot commit before it does, and batches must not depend on how
+            # the server's messages happen to arrive.
+            if (msg is None or now >= deadline) and self._txn_final is None:
                 if self._runs.pending:
                     yield from self._runs.flush()
                 if chunk.size:
