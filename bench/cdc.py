@@ -446,6 +446,13 @@ def child_run(child: Child, timeout_s: float) -> ChildRun:
     )
 
 
+def log_run(name: str, run: ChildRun, width: int) -> None:
+    log(
+        f"    conveyor {name:<{width}}{run.seconds:7.2f} s  {_rate(run):10,.0f} changes/s"
+        f"  (process {run.process_seconds:.2f} s, peak RSS {run.peak_rss_mb:.0f} MB)"
+    )
+
+
 def _rate(run: ChildRun) -> float:
     return run.changes / run.seconds if run.seconds else 0.0
 
@@ -696,10 +703,7 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
             expect_same(f"conveyor pg-pg {name}", got, want)
             shutil.rmtree(lake, ignore_errors=True)
             result.conveyor_runs.append(run)
-            log(
-                f"    conveyor {name:<18}{run.seconds:7.2f} s  {_rate(run):10,.0f} changes/s"
-                f"  (process {run.process_seconds:.2f} s, peak RSS {run.peak_rss_mb:.0f} MB)"
-            )
+            log_run(name, run, 18)
 
         def end_to_end_base() -> None:
             end_to_end(checkout=setup.base)
@@ -951,10 +955,7 @@ def run_mariadb(setup: Setup) -> list[ThroughputResult]:
                 got = pg_fingerprint(setup.dst, table_name, schema=MARIADB_DB)
                 expect_same(f"conveyor mariadb-pg {name}, {table_name}", got, wanted)
             into.conveyor_runs.append(run)
-            log(
-                f"    conveyor {name:<13}{run.seconds:7.2f} s  {run.changes / run.seconds:10,.0f} changes/s"
-                f"  (process {run.process_seconds:.2f} s, peak RSS {run.peak_rss_mb:.0f} MB)"
-            )
+            log_run(name, run, 13)
 
         def end_to_end_base() -> None:
             end_to_end(checkout=setup.base)

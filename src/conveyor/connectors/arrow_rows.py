@@ -196,9 +196,11 @@ def logged_changes(log: Sequence[Logged]) -> Iterator[LoggedChange]:
 
 def column_values(column: pa.Array) -> list[Any]:
     """An Arrow column's values in the in-flight form streams deliver
-    (``changes.RowChange``): as ``to_pylist`` gives them, except infinite
-    dates and timestamps (core.types' sentinels, which no Python value
-    holds), which come back as the strings "infinity" and "-infinity"."""
+    (``changes.RowChange``): as ``to_pylist`` gives them, except what no
+    Python value holds: infinite dates and timestamps (core.types'
+    sentinels) come back as the strings "infinity" and "-infinity", a date
+    or timestamp past year 9999 and a time of 24:00:00 as their raw Arrow
+    integers; in lists too."""
     dtype = column.type
     if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
         if not _temporal(dtype.value_type):

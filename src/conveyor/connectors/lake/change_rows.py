@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from conveyor.connectors.arrow_rows import batch_rows, rows_to_batch
+from conveyor.connectors.arrow_rows import batch_rows, empty_batch, rows_to_batch
 from conveyor.connectors.lake import layout as lay
 from conveyor.core.batch import OP, ChangeBatch, Checkpoint, LoggedChange, LoggedRows
 from conveyor.core.errors import DataError
@@ -79,6 +79,7 @@ class ChangeRows:
         self._times: list[datetime | None] = []
         self.marks: Marks = []
         self.truncated_at: int | None = None
+        self._schema = empty_batch(table, table.column_names).schema  # as ``rows_to_batch`` types rows
 
     def build(self, changes: ChangeBatch, when: datetime, skip: Skip | None) -> FileRows | None:
         """The file's rows for ``changes.log`` after ``skip`` (``when``: the
@@ -163,11 +164,10 @@ class ChangeRows:
         one by one are (``rows_to_batch``)."""
         names = self.table.column_names
         selected = rows.select(names)
-        schema = rows_to_batch(self.table, [], names).schema
-        if selected.schema == schema:
+        if selected.schema == self._schema:
             return pa.Table.from_batches([selected])
         try:
-            return pa.Table.from_batches([selected]).cast(schema)
+            return pa.Table.from_batches([selected]).cast(self._schema)
         except (pa.ArrowException, ValueError):  # as the rows of changes one by one are made
             return pa.Table.from_batches([rows_to_batch(self.table, batch_rows(selected), names)])
 
@@ -199,7 +199,7 @@ class ChangeRows:
                 [
                     pa.array([text(t) for t in p.times], pa.string())
                     if isinstance(p.times, list)
-                    else pa.array([text(p.times)] * len(p.ops), pa.string())
+                    else pa.repeat(pa.scalar(text(p.times), pa.string()), len(p.ops))
                     for p in parts
                 ],
                 pa.string(),
