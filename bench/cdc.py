@@ -38,6 +38,11 @@ Conveyor's full load, bench/run_one.py). Cases:
               ``order_notes`` in the same transaction (two tables written in
               turn: twice the changes).
 
+``--toast`` (pg-pg) gives ``orders`` a ``doc`` column of 2,500 bytes per row,
+stored out of line (STORAGE EXTERNAL), which the round's UPDATEs leave as it
+is: PostgreSQL does not send it, so every change is a partial UPDATE; each
+e2e run is also checked on ``count(doc)`` and ``sum(length(doc))``.
+
 Conveyor runs in a child process of its own (``bench/cdc.py child ...``), as in
 bench/full_load.py, so its peak RSS is its own; its time is measured inside the
 child from opening the stream until the batch holding the last change is
@@ -523,10 +528,14 @@ def drop_slots(url: str, names: list[str]) -> None:
             )
 
 
-def pg_fingerprint(url: str, table: str = "orders", schema: str = "public") -> tuple[int, str]:
+def pg_fingerprint(
+    url: str, table: str = "orders", schema: str = "public", toast: bool = False
+) -> tuple[int, str]:
+    """(count, sum(amount)); with ``toast``, the sum followed by ``doc``'s count and total length."""
+    doc = " || '|' || count(doc) || '|' || coalesce(sum(length(doc)), 0)" if toast else ""
     with psycopg.connect(url) as conn:
         row = conn.execute(
-            f'SELECT count(*), coalesce(sum(amount), 0)::text FROM "{schema}".{table}'
+            f'SELECT count(*), coalesce(sum(amount), 0)::text{doc} FROM "{schema}".{table}'
         ).fetchone()
     assert row is not None
     return int(row[0]), str(row[1])
@@ -568,6 +577,7 @@ class Setup:
     values: bool = False
     interleave: bool = False
     lake: bool = False
+    toast: bool = False
     pg: PostgresServer | None = None
     mariadb: MariaDBServer | None = None
 
@@ -607,13 +617,21 @@ def start_postgres(setup: Setup, cases: list[str]) -> None:
         began = time.perf_counter()
         count = data.build_postgres(setup.src, setup.updates, int(setup.timeout_s))
         with psycopg.connect(setup.src, autocommit=True) as conn:
+            if setup.toast:  # out of line, uncompressed: never sent by an UPDATE that keeps it
+                conn.execute("ALTER TABLE orders ADD COLUMN doc text")
+                conn.execute("ALTER TABLE orders ALTER COLUMN doc SET STORAGE EXTERNAL")
+                conn.execute("UPDATE orders SET doc = repeat(md5(id::text), 78) || id")
+                conn.execute("VACUUM (FREEZE, ANALYZE) orders")
             conn.execute(PG_UPDATES)
             conn.execute(LAT_DDL)
             conn.execute(f"CREATE PUBLICATION {PUBLICATION} FOR TABLE orders, lat")
         run_one_full_load("pg-pg", setup.src, setup.dst, setup.workdir, setup.timeout_s)
         with psycopg.connect(setup.dst, autocommit=True) as conn:
             conn.execute(LAT_DDL)
-        expect_same("initial copy", pg_fingerprint(setup.dst), pg_fingerprint(setup.src))
+        toast = setup.toast
+        expect_same(
+            "initial copy", pg_fingerprint(setup.dst, toast=toast), pg_fingerprint(setup.src, toast=toast)
+        )
         log(f"built postgres orders ({count:,} rows) and its copy in {time.perf_counter() - began:.1f} s")
 
 
@@ -633,6 +651,7 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
     pg = setup.pg
     values = " (values)" if setup.values else ""
     values += " to a lake" if setup.lake else ""
+    values += ", TOASTed doc unsent" if setup.toast else ""
     e2e = ThroughputResult(f"pg-pg e2e{values}", setup.updates, "pg_recvlogical drain")
     read = ThroughputResult("pg-pg read", setup.updates, "pg_recvlogical drain")
     base = ThroughputResult(f"pg-pg e2e{values} (--base)", setup.updates, "pg_recvlogical drain")
@@ -640,7 +659,7 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
     for round_no in range(1, setup.rounds + 1):
         points = create_slots(setup.src, slots)  # before the changes: all three hold the same WAL
         endpos = generate_pg(setup)
-        want = pg_fingerprint(setup.src)
+        want = pg_fingerprint(setup.src, toast=setup.toast)
         with psycopg.connect(setup.dst, autocommit=True) as conn:
             conn.execute("CHECKPOINT")
 
@@ -699,7 +718,7 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
                 lake=setup.lake,
             )
             assert isinstance(run, ChildRun)
-            got = lake_fingerprint(lake) if setup.lake else pg_fingerprint(setup.dst)
+            got = lake_fingerprint(lake) if setup.lake else pg_fingerprint(setup.dst, toast=setup.toast)
             expect_same(f"conveyor pg-pg {name}", got, want)
             shutil.rmtree(lake, ignore_errors=True)
             result.conveyor_runs.append(run)
@@ -1099,6 +1118,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="mariadb-pg: each transaction writes orders and order_notes in turn (twice the changes)",
     )
     parser.add_argument(
+        "--toast",
+        action="store_true",
+        help="pg-pg: orders has a TOASTed doc column the UPDATEs leave unsent (every change partial)",
+    )
+    parser.add_argument(
         "--base",
         type=Path,
         help="pg-pg, mariadb-pg: also run the e2e case with another checkout's src (before/after in one run)",
@@ -1138,6 +1162,7 @@ def main(argv: list[str] | None = None) -> int:
         args.values,
         args.interleave,
         args.lake,
+        args.toast,
     )
     throughput: list[ThroughputResult] = []
     latency: LatencyResult | None = None

@@ -14,7 +14,16 @@ from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.change_rows import ChangeRows, FileRows, Skip
 from conveyor.connectors.lake.settings import LakeSettings
 from conveyor.core import types as t
-from conveyor.core.batch import OP, OP_TYPE, ChangeBatch, Checkpoint, Logged, LoggedChange, LoggedRows
+from conveyor.core.batch import (
+    OP,
+    OP_TYPE,
+    UNCHANGED,
+    ChangeBatch,
+    Checkpoint,
+    Logged,
+    LoggedChange,
+    LoggedRows,
+)
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 
@@ -34,20 +43,23 @@ WHEN = dt.datetime(2026, 12, 5, 11, 0, 0, tzinfo=dt.UTC)
 
 
 def _captured(
-    position: Checkpoint, index: int, when: dt.datetime | None, *changes: tuple[str, dict[str, Any]]
+    position: Checkpoint, index: int, when: dt.datetime | None, *changes: tuple[Any, ...]
 ) -> LoggedRows:
-    rows = [row for _, row in changes]
+    """Captured changes: (op, row), or (op, row, unsent columns) for a partial UPDATE."""
+    rows = [change[1] for change in changes]
     batch = rows_to_batch(TABLE, rows, TABLE.column_names)
-    ops = pa.array([op.encode() for op, _ in changes], OP_TYPE)
-    return LoggedRows(
-        pa.RecordBatch.from_arrays([ops, *batch.columns], [OP, *TABLE.column_names]), position, index, when
-    )
+    ops = pa.array([change[0].encode() for change in changes], OP_TYPE)
+    columns, names = [ops, *batch.columns], [OP, *TABLE.column_names]
+    if any(len(change) > 2 for change in changes):
+        columns.append(pa.array([change[2] if len(change) > 2 else None for change in changes]))
+        names.append(UNCHANGED)
+    return LoggedRows(pa.RecordBatch.from_arrays(columns, names), position, index, when)
 
 
 def _log() -> list[Logged]:
     """Two transactions: captured runs, changes one by one between them (a
     partial UPDATE, a moved key, a TRUNCATE), a DELETE with its key alone
-    and one with its whole old row."""
+    and one with its whole old row, a captured partial UPDATE."""
     return [
         _captured(
             FIRST, 0, T1, ("c", {"id": 1, "note": "a", "n": 1}), ("c", {"id": 2, "note": None, "n": 2})
@@ -70,6 +82,7 @@ def _log() -> list[Logged]:
             ("c", {"id": 5, "note": "e", "n": 6}),
             ("d", {"id": 5, "note": "e", "n": 6}),  # the whole old row
             ("u", {"id": 4, "note": "f", "n": 7}),
+            ("u", {"id": 4, "note": None, "n": 8}, ["note"]),  # partial: note unsent
         ),
     ]
 
@@ -96,6 +109,7 @@ SKIPS: list[tuple[Checkpoint, int] | None] = [
     (FIRST, 6),
     (SECOND, 1),
     (SECOND, 3),
+    (SECOND, 4),
 ]
 
 
@@ -106,7 +120,7 @@ def test_captured_rows_make_the_file_changes_one_by_one_make(
 ) -> None:
     log = _log()
     one_by_one: list[Logged] = list(logged_changes(log))
-    assert len(one_by_one) == 11 and not any(isinstance(c, LoggedRows) for c in one_by_one)
+    assert len(one_by_one) == 12 and not any(isinstance(c, LoggedRows) for c in one_by_one)
     skip = None if written is None else ((lambda at, w=written[0]: at is w), written[1])
     got, want = _file(log, settings, skip), _file(one_by_one, settings, skip)
     assert (got is None) == (want is None)
@@ -128,7 +142,8 @@ def test_the_file_holds_every_change_in_order() -> None:
         ("U", 2, "2026-12-05 10:00:00"), ("D", 1, "2026-12-05 10:00:00"), ("I", 3, "2026-12-05 10:00:00"),
         ("D", 3, "2026-12-05 10:00:00"), ("U", 4, "2026-12-05 10:00:00"),  # the moved key
         ("I", 5, "2026-12-05 11:00:00"), ("D", 5, "2026-12-05 11:00:00"), ("U", 4, "2026-12-05 11:00:00"),
+        ("U", 4, "2026-12-05 11:00:00"),
     ]  # fmt: skip
-    assert found.unchanged == [(2, ["note"])]
+    assert found.unchanged == [(2, ["note"]), (11, ["note"])]
     assert found.truncated_at == 8
     assert found.data.to_pylist()[9]["note"] == "e"  # a DELETE's whole old row, as the source sent it

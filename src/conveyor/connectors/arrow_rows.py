@@ -14,6 +14,7 @@ import pyarrow as pa
 from conveyor.core import types as t
 from conveyor.core.batch import (
     OP,
+    UNCHANGED,
     ChangeBatch,
     KeyChecks,
     KeyHistory,
@@ -185,12 +186,16 @@ def logged_changes(log: Sequence[Logged]) -> Iterator[LoggedChange]:
         if not isinstance(entry, LoggedRows):
             yield entry
             continue
-        names = [n for n in entry.rows.schema.names if n != OP]
+        schema = entry.rows.schema
+        names = [n for n in schema.names if n not in (OP, UNCHANGED)]
         ops = entry.rows.column(OP).to_pylist()
         rows = batch_rows(entry.rows.select(names))
-        for i, (op, row) in enumerate(zip(ops, rows, strict=True)):
+        unsent = entry.rows.column(UNCHANGED).to_pylist() if UNCHANGED in schema.names else [None] * len(ops)
+        for i, (op, row, gone) in enumerate(zip(ops, rows, unsent, strict=True)):
             letter = op.decode()
-            before, after = (row, None) if letter == "d" else (None, row)
+            # A partial UPDATE's new row lacks what it did not send.
+            sent = {c: v for c, v in row.items() if c not in gone} if gone else row
+            before, after = (sent, None) if letter == "d" else (None, sent)
             yield LoggedChange(letter, before, after, entry.position, entry.index + i, entry.commit_time)
 
 

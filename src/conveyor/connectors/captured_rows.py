@@ -13,27 +13,36 @@ import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import UnrepresentableFound, column_array
 from conveyor.connectors.changes import ChangeEvent, RowChange
-from conveyor.core.batch import OP, OP_TYPE, ChangeBatch, Op, op_array
+from conveyor.core.batch import OP, OP_TYPE, UNCHANGED, ChangeBatch, Op, op_array
 from conveyor.core.schema import TableRef, TableSchema
 
 INSERT, UPDATE, DELETE = (op.encode() for op in (Op.INSERT, Op.UPDATE, Op.DELETE))
 
 
 class RowsChunk:
-    """One table's changes in commit order: a whole new row per INSERT and
-    UPDATE (its key unchanged), the key (or the whole old row) per DELETE."""
+    """One table's changes in commit order: the new row per INSERT and
+    UPDATE (its key unchanged; a partial UPDATE's unsent columns named),
+    the key (or the whole old row) per DELETE."""
 
     def __init__(self, table: TableSchema) -> None:
         self.table = table
         self._ops = bytearray()
         self._rows: list[dict[str, Any]] = []
+        self._unchanged: list[list[str] | None] | None = None  # per row, once a row is partial
 
     @property
     def size(self) -> int:
         return len(self._rows)
 
-    def add(self, op: bytes, values: dict[str, Any]) -> None:
-        """``op``: INSERT, UPDATE or DELETE."""
+    def add(self, op: bytes, values: dict[str, Any], unchanged: AbstractSet[str] = frozenset()) -> None:
+        """``op``: INSERT, UPDATE or DELETE; ``unchanged``: the columns a
+        partial UPDATE did not send."""
+        if unchanged:
+            if self._unchanged is None:
+                self._unchanged = [None] * len(self._rows)
+            self._unchanged.append([c for c in self.table.column_names if c in unchanged])
+        elif self._unchanged is not None:
+            self._unchanged.append(None)
         self._ops += op
         self._rows.append(values)
 
@@ -49,30 +58,51 @@ class RowsChunk:
                 arrays.append(column_array(column.type, [row.get(name) for row in rows]))
                 fields.append(pa.field(name, column.type.arrow()))
         except (UnrepresentableFound, pa.ArrowException, ArithmeticError, TypeError, ValueError):
-            return [_row_change(table, op, row) for op, row in zip(self._ops, rows, strict=True)]
+            unchanged = self._unchanged or [None] * len(rows)
+            return [
+                _row_change(table, op, row, gone)
+                for op, row, gone in zip(self._ops, rows, unchanged, strict=True)
+            ]
+        if self._unchanged is not None:
+            arrays.append(pa.array(self._unchanged, _NAMES))
+            fields.append(pa.field(UNCHANGED, _NAMES))
         return [ChangeBatch.captured(table, pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)))]
+
+
+_NAMES = pa.list_(pa.string())
 
 
 def whole_row(
     change: RowChange, table: TableSchema, names: AbstractSet[str]
-) -> tuple[bytes, dict[str, Any]] | None:
+) -> tuple[bytes, dict[str, Any], frozenset[str]] | None:
     """``change`` as a ``RowsChunk`` row of ``table`` (``names``: its column
-    names): None when a captured batch cannot say it (unsent columns, a
-    changed key, no key), the change then going as it is. A DELETE's row is
-    the old row when the source sent it whole (REPLICA IDENTITY FULL), else
-    its key (a change log writes what the source sent)."""
+    names) and the columns it left unsent (a partial UPDATE's): None when a
+    captured batch cannot say it (a changed key, an unsent key column, no
+    key), the change then going as it is. A DELETE's row is the old row when
+    the source sent it whole (REPLICA IDENTITY FULL), else its key (a change
+    log writes what the source sent)."""
     key = table.primary_key
     old = change.old_key
     if change.op is Op.DELETE:
         if not key or old is None or not old.keys() >= set(key):
             return None
-        return DELETE, (old if old.keys() == names else {k: old[k] for k in key})
-    values = change.values
-    if not key or change.unchanged or values.keys() != names:
+        return DELETE, (old if old.keys() == names else {k: old[k] for k in key}), frozenset()
+    values, unchanged = change.values, change.unchanged
+    if not key:
+        return None
+    if unchanged:
+        if (
+            change.op is not Op.UPDATE
+            or not unchanged.isdisjoint(key)
+            or not values.keys().isdisjoint(unchanged)
+            or values.keys() | unchanged != names
+        ):
+            return None
+    elif values.keys() != names:
         return None
     if old is not None and any(old.get(k, _ABSENT) != values[k] for k in key):
         return None  # the row moved to another key
-    return (INSERT if change.op is Op.INSERT else UPDATE), values
+    return (INSERT if change.op is Op.INSERT else UPDATE), values, unchanged
 
 
 _ABSENT = object()
@@ -120,9 +150,15 @@ class RowRuns:
             return None
         return self.add_row(entry[0], *row)
 
-    def add_row(self, table: TableSchema, op: bytes, values: dict[str, Any]) -> list[ChangeEvent]:
-        """Take a whole row of ``table`` (a ``RowsChunk`` row) into its run;
-        the events to deliver first."""
+    def add_row(
+        self,
+        table: TableSchema,
+        op: bytes,
+        values: dict[str, Any],
+        unchanged: AbstractSet[str] = frozenset(),
+    ) -> list[ChangeEvent]:
+        """Take a row of ``table`` (a ``RowsChunk`` row) into its run; the
+        events to deliver first."""
         before: list[ChangeEvent] = []
         if self._size >= RUNS_ROWS:
             before = self.flush()
@@ -132,7 +168,7 @@ class RowRuns:
             run = None
         if run is None:
             run = self._runs[table.ref] = RowsChunk(table)
-        run.add(op, values)
+        run.add(op, values, unchanged)
         self._size += 1
         return before
 
@@ -167,8 +203,10 @@ def gather(events: Iterable[ChangeEvent], tables: Captured) -> Iterator[ChangeEv
     yield from runs.flush()
 
 
-def _row_change(table: TableSchema, letter: int, values: dict[str, Any]) -> RowChange:
+def _row_change(
+    table: TableSchema, letter: int, values: dict[str, Any], unchanged: list[str] | None
+) -> RowChange:
     op = Op(chr(letter))
     if op is Op.DELETE:  # the old row as the stream sent it (its key, or whole)
         return RowChange(table.ref, op, {}, old_key=values)
-    return RowChange(table.ref, op, values)
+    return RowChange(table.ref, op, values, unchanged=frozenset(unchanged or ()))

@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from conveyor.connectors.arrow_rows import batch_rows
 from conveyor.connectors.base import RejectedValue, Snapshot
-from conveyor.core.batch import ENCODED, OP, ChangeBatch, Checkpoint, Logged, Op
+from conveyor.core.batch import ENCODED, OP, UNCHANGED, ChangeBatch, Checkpoint, Logged, Op
 from conveyor.core.batch import LoggedChange as LoggedChange  # noqa: PLC0414  (defined in core; imported from here too)
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableRef, TableSchema
@@ -56,18 +56,24 @@ class RowChange:
 
 
 def row_changes(changes: ChangeBatch) -> Iterator[RowChange]:
-    """A captured ``ChangeBatch``'s changes of whole rows one by one, for a
+    """A captured ``ChangeBatch``'s changes of rows one by one, for a
     mapping that needs each (its key did not change: a captured UPDATE's old
     key is its key)."""
     batch = changes.changes
     if batch is None or ENCODED in batch.schema.names:
-        raise ValueError("not a captured batch of whole rows")
+        raise ValueError("not a captured batch of rows")
     ref, key = changes.table.ref, changes.table.primary_key
-    names = [name for name in batch.schema.names if name != OP]
-    for op, row in zip(batch.column(OP).to_pylist(), batch_rows(batch.select(names)), strict=True):
+    names = [name for name in batch.schema.names if name not in (OP, UNCHANGED)]
+    ops = batch.column(OP).to_pylist()
+    unsent = batch.column(UNCHANGED).to_pylist() if UNCHANGED in batch.schema.names else [None] * len(ops)
+    for op, row, gone in zip(ops, batch_rows(batch.select(names)), unsent, strict=True):
         old = {k: row[k] for k in key}
         if op == _DELETE:
             yield RowChange(ref, Op.DELETE, old, old_key=old)
+        elif gone:
+            unchanged = frozenset(gone)
+            values = {c: v for c, v in row.items() if c not in unchanged}
+            yield RowChange(ref, Op.UPDATE, values, old_key=old, unchanged=unchanged)
         else:
             yield RowChange(ref, Op(op.decode()), row, old_key=old)
 

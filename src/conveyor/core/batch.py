@@ -95,8 +95,9 @@ class LoggedRows:
     (``ChangeBatch.captured``), for an applier that takes the change log in
     this form (``TakesLoggedRows``): ``rows`` holds ``OP`` (``c``, ``u`` or
     ``d``) and every target column, in target names: an INSERT's or UPDATE's
-    whole new row (its key unchanged), a DELETE's old row (its key alone
-    when the source sent no more, the other columns null). The ``i``-th row
+    new row (its key unchanged; a partial UPDATE's unsent columns null and
+    named in ``UNCHANGED``, when a row has some), a DELETE's old row (its
+    key alone when the source sent no more, the other columns null). The ``i``-th row
     is the change at ``(position, index + i)`` (see ``LoggedChange``)."""
 
     rows: pa.RecordBatch
@@ -156,6 +157,11 @@ class KeyChecks:
 OP = "conveyor_op"
 """The column of a captured ``ChangeBatch.changes`` saying what each change
 is: fixed-size binary of one byte, ``Op``'s letter (b"c", b"u", b"d")."""
+UNCHANGED = "conveyor_unchanged"
+"""The column of a captured ``ChangeBatch.changes`` naming, for a partial
+UPDATE, the columns the source did not send (an unchanged TOASTed value:
+null in the row, and not NULL on the source): a list of names, null for a
+whole row. Absent when every row is whole."""
 ENCODED = "conveyor_encoded"
 """The column of a captured ``ChangeBatch.changes`` holding each whole new
 row in the stream's encoded format (``SupportsEncodedRows``)."""
@@ -220,8 +226,9 @@ class ChangeBatch:
     def captured(cls, table: TableSchema, changes: pa.RecordBatch) -> ChangeBatch:
         """A stream's changes of ``table`` (its source table, as the stream
         sees it), not yet reduced: ``changes`` holds ``OP``, then either the
-        new rows' columns (a DELETE's key columns; the others null) or the key
-        columns and ``ENCODED``. Consecutive in commit order, within one
+        new rows' columns (a DELETE's key columns, or its whole old row; a
+        partial UPDATE's unsent columns null and named in ``UNCHANGED``) or
+        the key columns and ``ENCODED``. Consecutive in commit order, within one
         source transaction or across several."""
         empty = pa.RecordBatch.from_arrays([], schema=pa.schema([]))
         return cls(table, empty, empty, changes=changes)

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import batch_rows, empty_batch, rows_to_batch
 from conveyor.connectors.lake import layout as lay
-from conveyor.core.batch import OP, ChangeBatch, Checkpoint, LoggedChange, LoggedRows
+from conveyor.core.batch import OP, UNCHANGED, ChangeBatch, Checkpoint, LoggedChange, LoggedRows
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 
@@ -139,8 +139,8 @@ class ChangeRows:
         self._times.append(time)
 
     def _add_rows(self, entry: LoggedRows, skip: Skip | None) -> None:
-        """Captured changes: whole new rows (their key unchanged) and DELETEs'
-        old rows, in Arrow."""
+        """Captured changes: new rows (their key unchanged; a partial UPDATE's
+        unsent columns marked) and DELETEs' old rows, in Arrow."""
         rows = entry.rows
         if skip is not None and skip[1] >= entry.index and skip[0](entry.position):
             rows = rows.slice(skip[1] - entry.index + 1)
@@ -154,6 +154,10 @@ class ChangeRows:
         if not rows.num_rows:
             return
         self._end_part()
+        if UNCHANGED in rows.schema.names:
+            for i, gone in enumerate(rows.column(UNCHANGED).to_pylist()):
+                if gone:
+                    self.marks.append((self._count + i, [c for c in self.table.column_names if c in gone]))
         labels = _LABELS.take(_letter_codes(ops))
         columns = self._columns(rows)
         self._parts.append(_Part(columns, labels, entry.commit_time))

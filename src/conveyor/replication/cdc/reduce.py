@@ -23,6 +23,7 @@ from conveyor.connectors.changes import RowChange
 from conveyor.core.batch import (
     ENCODED,
     OP,
+    UNCHANGED,
     ChangeBatch,
     Checkpoint,
     KeyHistory,
@@ -164,14 +165,21 @@ class TableReducer:
         )
 
     def _whole_rows(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
-        """A captured batch of whole rows in the target's column names, when
-        the reducer takes it whole; None when its changes must go one by one."""
+        """A captured batch of rows in the target's column names, when the
+        reducer takes it whole; None when its changes must go one by one."""
         if not (self.takes_whole and self.rename.keys() <= set(batch.schema.names)):
             return None
         if self._identity:
             return batch
         sources = list(self.rename)
-        return batch.select([OP, *sources]).rename_columns([OP, *(self.rename[c] for c in sources)])
+        rows = batch.select([OP, *sources]).rename_columns([OP, *(self.rename[c] for c in sources)])
+        if UNCHANGED not in batch.schema.names:
+            return rows
+        unsent = [
+            None if names is None else [self.rename[c] for c in names if c in self.rename] or None
+            for names in batch.column(UNCHANGED).to_pylist()
+        ]
+        return rows.append_column(UNCHANGED, pa.array(unsent, batch.schema.field(UNCHANGED).type))
 
     def add_captured(self, changes: ChangeBatch, at: tuple[Checkpoint, int] | None = None) -> bool:
         """Take a stream's captured changes (``ChangeBatch.captured``) whole,
@@ -224,8 +232,15 @@ class TableReducer:
                 self._appended.extend(rows)
                 continue
             keys = zip(*(column_values(batch.column(k)) for k in key), strict=True)
+            unsent = batch.column(UNCHANGED).to_pylist() if UNCHANGED in names else [None] * len(rows)
             deleted = Op.DELETE.encode()
-            for op, k, row in zip(ops, keys, rows, strict=True):
+            for op, k, row, gone in zip(ops, keys, rows, unsent, strict=True):
+                if gone:  # a partial UPDATE: merged into the key's row as the others are
+                    unchanged = frozenset(gone)
+                    self._put(
+                        {c: v for c, v in row.items() if c not in unchanged}, unchanged, None, Op.UPDATE
+                    )
+                    continue
                 self._note(k, None)
                 self._inherited.pop(k, None)
                 self._final[k] = None if op == deleted else row
@@ -658,7 +673,8 @@ class TableReducer:
             self._final[key] = {**previous, **row}
         elif isinstance(previous, _Partial):
             merged = {**previous.row, **row}
-            self._final[key] = _Partial(merged, previous.unchanged & unchanged)
+            still = previous.unchanged & unchanged  # none: every column was sent by one of them
+            self._final[key] = _Partial(merged, still) if still else merged
         else:
             self._final[key] = _Partial(row, unchanged)
 

@@ -1,5 +1,6 @@
 """Reducing captured changes (``ChangeBatch.captured``) in Arrow: the last
-change of each primary key, as whole rows, encoded rows or deleted keys.
+change of each primary key, as whole rows, encoded rows, deleted keys or
+partial updates (the columns no change of the key sent keep the target's value).
 
 Built without ``pa.array`` and without Arrow's ``group_by`` (which imports
 pyarrow.dataset), both of which import pandas: a PostgreSQL to PostgreSQL
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.connectors.arrow_rows import empty_batch
-from conveyor.core.batch import ENCODED, OP, ChangeBatch, Logged, Op, op_array
+from conveyor.core.batch import ENCODED, OP, UNCHANGED, ChangeBatch, Logged, Op, op_array
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 
@@ -30,14 +31,27 @@ def reduce_captured(
     """Captured changes of ``table`` (a table with a primary key whose rows
     go to the target as the source sent them), in commit order, reduced in
     Arrow to the last change per key: its whole new row (``upserts``, or
-    ``encoded`` for encoded rows) or its key (``deletes``)."""
+    ``encoded`` for encoded rows), its key (``deletes``), or, when no change
+    of the key in the batch sent some columns (partial UPDATEs), its row
+    without them (``partial``)."""
     key = list(table.primary_key)
     changes = pa.Table.from_batches(captured) if len({b.schema for b in captured}) == 1 else None
     if changes is None:  # a shape changed between them: one schema, the first's order of columns
         changes = pa.concat_tables([pa.Table.from_batches([b]) for b in captured], promote_options="default")
-    last = _last_per_key(changes, key)
-    if last is not None:
-        changes = changes.take(last)
+    partial: dict[frozenset[str], pa.RecordBatch] = {}
+    if UNCHANGED in changes.column_names and changes.column(UNCHANGED).null_count == changes.num_rows:
+        changes = changes.drop_columns([UNCHANGED])  # every row whole
+    if UNCHANGED in changes.column_names:
+        changes, unsent = _merged(changes, key, table.column_names)
+        for columns, rows in _by_unsent(changes, unsent).items():
+            sent = [c for c in table.column_names if c not in columns]
+            partial[columns] = _target_batch(table, rows, sent)
+        if partial:
+            changes = changes.filter(unsent.is_null())
+    else:
+        last = _last_per_key(changes, key)
+        if last is not None:
+            changes = changes.take(last)
     deleted = pc.equal(changes.column(OP), _DELETE)
     if pc.any(deleted).as_py():
         deletes = _target_batch(table, changes.filter(deleted), key)
@@ -48,7 +62,7 @@ def reduce_captured(
         upserts, encoded = empty_batch(table, table.column_names), rows.column(ENCODED).combine_chunks()
     else:
         upserts, encoded = _target_batch(table, rows, table.column_names), ()
-    return ChangeBatch(table, upserts, deletes, truncate=truncate, encoded=encoded, log=log)
+    return ChangeBatch(table, upserts, deletes, partial, truncate=truncate, encoded=encoded, log=log)
 
 
 _DELETE = op_array(Op.DELETE.encode())[0]
@@ -109,3 +123,75 @@ def _target_batch(table: TableSchema, rows: pa.Table, columns: Sequence[str]) ->
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise DataError(f"table {table.ref}: a captured value does not fit the target: {exc}") from None
     return picked.to_batches()[0]
+
+
+def _merged(changes: pa.Table, key: list[str], columns: Sequence[str]) -> tuple[pa.Table, pa.Array]:
+    """Each key's last change with the values its partial UPDATEs left
+    unsent taken from the key's latest earlier change that sent them (since
+    its last DELETE), and per row the columns no such change sent (a list
+    of names, null when none: the row is whole). Like the change-by-change
+    path's merge, by a forward fill of each column's source row within each
+    key's run of changes sorted by key, then commit order."""
+    n = changes.num_rows
+    positions = _int64s(range(n))
+    ranked = pc.sort_indices(
+        changes.select(key).append_column(_ORDER, positions),
+        sort_keys=[*((k, "ascending") for k in key), (_ORDER, "ascending")],
+    )
+    ordered = changes.take(ranked)
+    starts = ends = _TRUE.slice(0, n)  # of each key's run (n is 0 or 1 here)
+    if n > 1:
+        differs = None
+        for name in key:
+            column = ordered.column(name)
+            step = pc.not_equal(column.slice(1), column.slice(0, n - 1)).combine_chunks()
+            differs = step if differs is None else pc.or_(differs, step)
+        assert differs is not None
+        starts, ends = pa.concat_arrays([_TRUE, differs]), pa.concat_arrays([differs, _TRUE])
+    last = positions.filter(ends)
+    deleted = pc.equal(ordered.column(OP), _DELETE).combine_chunks()
+    lists = ordered.column(UNCHANGED).combine_chunks()
+    names, owners = pc.list_flatten(lists), pc.list_parent_indices(lists).cast(pa.int64())
+    picked: list[pa.Array] = []
+    gone: dict[str, pa.Array] = {}
+    for name in ordered.column_names:
+        rows = owners.filter(pc.equal(names, name)) if name in columns else None
+        if rows is None or not len(rows):
+            picked.append(ordered.column(name).take(last))
+            continue
+        sent = pc.invert(pc.or_(pc.is_in(positions, value_set=rows), deleted))
+        # A row sending the column is its own source; a key's first change, or
+        # a DELETE, has none (-1); the others carry the one before them.
+        source = pc.if_else(sent, positions, pc.if_else(pc.or_(starts, deleted), _NONE, _NULL))
+        found = pc.fill_null_forward(source).take(last)
+        missing = pc.equal(found, _NONE)
+        gone[name] = missing
+        picked.append(ordered.column(name).take(pc.if_else(missing, last, found)))
+    merged = pa.Table.from_arrays(picked, names=ordered.column_names).drop_columns([UNCHANGED])
+    return merged, _unsent_lists(gone, len(last), pc.equal(merged.column(OP), _DELETE))
+
+
+_NONE = _int64s([-1])[0]
+_NULL = pa.nulls(1, pa.int64())[0]
+
+
+def _unsent_lists(gone: dict[str, pa.Array], n: int, deleted: pa.ChunkedArray) -> pa.Array:
+    """Per row, the columns in ``gone`` it lacks, as a list (null when none,
+    and for a DELETE)."""
+    flags = [column.to_pylist() for column in gone.values()]
+    names = list(gone)
+    is_deleted = deleted.to_pylist()
+    lists = [
+        None if dead or not any(row) else [name for name, flag in zip(names, row, strict=True) if flag]
+        for dead, row in zip(is_deleted, zip(*flags, strict=True) if flags else [()] * n, strict=True)
+    ]
+    return pa.array(lists, pa.list_(pa.string()))
+
+
+def _by_unsent(rows: pa.Table, unsent: pa.Array) -> dict[frozenset[str], pa.Table]:
+    """The rows lacking columns, grouped by the columns they lack."""
+    groups: dict[frozenset[str], list[int]] = {}
+    for i, columns in enumerate(unsent.to_pylist()):
+        if columns:
+            groups.setdefault(frozenset(columns), []).append(i)
+    return {columns: rows.take(_int64s(indices)) for columns, indices in groups.items()}

@@ -1,0 +1,204 @@
+"""Partial UPDATEs (unsent, unchanged values such as PostgreSQL's TOASTed
+ones) captured in Arrow: reduced in Arrow, folded after a change one by one,
+and handed over one by one, they give what the change-by-change reducer
+gives for the same changes."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from conveyor.connectors.arrow_rows import logged_changes
+from conveyor.connectors.captured_rows import RowRuns, RowsChunk, whole_row
+from conveyor.connectors.changes import RowChange, row_changes
+from conveyor.core import types as t
+from conveyor.core.batch import UNCHANGED, ChangeBatch, Checkpoint, LoggedRows, Op
+from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import Kind
+from conveyor.replication.cdc.reduce import TableReducer
+
+DOCS = TableSchema(
+    TableRef("public", "docs"),
+    (
+        Column("a", t.simple(Kind.INT64), False),
+        Column("b", t.simple(Kind.TEXT), False),
+        Column("v", t.simple(Kind.TEXT)),
+        Column("w", t.simple(Kind.TEXT)),
+    ),
+    ("a", "b"),
+)
+SAME = {c: c for c in DOCS.column_names}
+RENAMED = TableSchema(
+    TableRef("public", "renamed"),
+    (
+        Column("A", t.simple(Kind.INT64), False),
+        Column("B", t.simple(Kind.TEXT), False),
+        Column("V", t.simple(Kind.TEXT)),
+    ),
+    ("A", "B"),
+)
+RENAMING = {"a": "A", "b": "B", "v": "V"}  # w removed
+UPDATE, INSERT, DELETE = b"u", b"c", b"d"
+
+
+def _changes(rng: random.Random, n: int) -> list[RowChange]:
+    """Random changes over a few keys, as a source sends them: an UPDATE or
+    DELETE only of a key that is there, an INSERT only of one that is not."""
+    there = {(a, b) for a in range(4) for b in "xy" if rng.random() < 0.5}  # on the target already
+    out: list[RowChange] = []
+    for i in range(n):
+        key = (rng.randint(0, 3), rng.choice("xy"))
+        row = {"a": key[0], "b": key[1], "v": f"v{i}", "w": None if rng.random() < 0.2 else f"w{i}"}
+        if key not in there:
+            out.append(RowChange(DOCS.ref, Op.INSERT, row))
+            there.add(key)
+        elif rng.random() < 0.2:
+            out.append(
+                RowChange(DOCS.ref, Op.DELETE, {"a": key[0], "b": key[1]}, old_key={"a": key[0], "b": key[1]})
+            )
+            there.discard(key)
+        else:
+            unsent = frozenset(rng.choice([(), ("v",), ("w",), ("v", "w")]))
+            values = {c: v for c, v in row.items() if c not in unsent}
+            out.append(RowChange(DOCS.ref, Op.UPDATE, values, unchanged=unsent))
+    return out
+
+
+def _chunk(changes: list[RowChange]) -> ChangeBatch:
+    chunk = RowsChunk(DOCS)
+    for c in changes:
+        row = whole_row(c, DOCS, set(DOCS.column_names))
+        assert row is not None
+        chunk.add(*row)
+    (captured,) = chunk.take()
+    assert isinstance(captured, ChangeBatch)
+    return captured
+
+
+def _sorted(rows: pa.RecordBatch, key: tuple[str, ...]) -> list[dict[str, Any]]:
+    return sorted(rows.to_pylist(), key=lambda r: tuple(r[k] for k in key))
+
+
+def _partial(batch: ChangeBatch, key: tuple[str, ...]) -> Mapping[frozenset[str], list[dict[str, Any]]]:
+    return {unsent: _sorted(rows, key) for unsent, rows in batch.partial.items() if rows.num_rows}
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize(("target", "columns"), [(DOCS, SAME), (RENAMED, RENAMING)], ids=["same", "renamed"])
+def test_partial_updates_reduce_in_arrow_as_one_by_one(
+    seed: int, target: TableSchema, columns: dict[str, str]
+) -> None:
+    rng = random.Random(seed)
+    key = target.primary_key
+    for _ in range(30):
+        changes = _changes(rng, rng.randint(1, 40))
+        one_by_one = TableReducer(target, columns)
+        for c in changes:
+            one_by_one.add(c)
+        in_arrow = TableReducer(target, columns)
+        cut = rng.randint(1, len(changes))
+        assert in_arrow.add_captured(_chunk(changes[:cut]))
+        if cut < len(changes):
+            assert in_arrow.add_captured(_chunk(changes[cut:]))
+        folded = TableReducer(target, columns)  # a change one by one in the middle folds the captured ones
+        assert folded.add_captured(_chunk(changes[:cut]))
+        for c in changes[cut:]:
+            folded.add(c)
+        want = one_by_one.changes()
+        for got, reducer in ((in_arrow.changes(), in_arrow), (folded.changes(), folded)):
+            assert _sorted(got.upserts, key) == _sorted(want.upserts, key)
+            assert _sorted(got.deletes, key) == _sorted(want.deletes, key)
+            assert _partial(got, key) == _partial(want, key)
+            assert got.upserts.schema == want.upserts.schema
+            for unsent, rows in got.partial.items():
+                assert rows.schema.names == [c for c in target.column_names if c not in unsent]
+            assert (reducer.inserts, reducer.updates, reducer.deletes) == (
+                one_by_one.inserts,
+                one_by_one.updates,
+                one_by_one.deletes,
+            )
+
+
+def test_a_partial_update_of_a_key_inserted_earlier_in_the_batch_is_whole() -> None:
+    changes = [
+        RowChange(DOCS.ref, Op.INSERT, {"a": 1, "b": "x", "v": "v1", "w": "w1"}),
+        RowChange(DOCS.ref, Op.UPDATE, {"a": 1, "b": "x", "v": "v2"}, unchanged=frozenset({"w"})),
+        RowChange(DOCS.ref, Op.UPDATE, {"a": 2, "b": "x", "w": "w3"}, unchanged=frozenset({"v"})),
+        RowChange(DOCS.ref, Op.UPDATE, {"a": 2, "b": "x", "v": "v4"}, unchanged=frozenset({"w"})),
+        RowChange(DOCS.ref, Op.UPDATE, {"a": 3, "b": "x"}, unchanged=frozenset({"v", "w"})),
+    ]
+    reducer = TableReducer(DOCS, SAME)
+    assert reducer.add_captured(_chunk(changes))
+    out = reducer.changes()
+    # Key 2 is whole too: w sent by its first UPDATE, v by its second.
+    assert out.upserts.to_pylist() == [
+        {"a": 1, "b": "x", "v": "v2", "w": "w1"},
+        {"a": 2, "b": "x", "v": "v4", "w": "w3"},
+    ]
+    assert out.partial.keys() == {frozenset({"v", "w"})}
+    assert out.partial[frozenset({"v", "w"})].to_pylist() == [{"a": 3, "b": "x"}]
+
+
+def test_captured_partial_updates_go_one_by_one_and_into_a_change_log_as_sent() -> None:
+    changes = [
+        RowChange(DOCS.ref, Op.INSERT, {"a": 1, "b": "x", "v": "v1", "w": "w1"}),
+        RowChange(DOCS.ref, Op.UPDATE, {"a": 1, "b": "x", "v": "v2"}, unchanged=frozenset({"w"})),
+    ]
+    captured = _chunk(changes)
+    assert captured.changes is not None
+    assert captured.changes.column(UNCHANGED).to_pylist() == [None, ["w"]]
+    back = list(row_changes(captured))
+    assert [(c.op, c.values, c.unchanged) for c in back] == [(c.op, c.values, c.unchanged) for c in changes]
+    start = Checkpoint("postgres", {"lsn": "0/1"})
+    logged = list(logged_changes([LoggedRows(captured.changes, start, 0)]))
+    assert [(e.op, e.after) for e in logged] == [("c", changes[0].values), ("u", changes[1].values)]
+
+
+def test_a_renamed_mapping_names_the_unsent_columns_in_target_names() -> None:
+    changes = [
+        RowChange(DOCS.ref, Op.UPDATE, {"a": 1, "b": "x", "w": "w1"}, unchanged=frozenset({"v"})),
+        RowChange(DOCS.ref, Op.UPDATE, {"a": 2, "b": "x", "v": "v2"}, unchanged=frozenset({"w"})),
+    ]
+    reducer = TableReducer(RENAMED, RENAMING, log=[], logs_rows=True)
+    assert reducer.add_captured(_chunk(changes), (Checkpoint("postgres", {}), 0))
+    [entry] = reducer.log or []
+    assert isinstance(entry, LoggedRows)
+    assert entry.rows.column(UNCHANGED).to_pylist() == [["V"], None]  # w is not on the target
+    out = reducer.changes()
+    assert out.upserts.to_pylist() == [{"A": 2, "B": "x", "V": "v2"}]
+    assert out.partial[frozenset({"V"})].to_pylist() == [{"A": 1, "B": "x"}]
+
+
+def test_what_a_captured_batch_cannot_hold_goes_as_it_is() -> None:
+    names = set(DOCS.column_names)
+    moved = RowChange(DOCS.ref, Op.UPDATE, {"a": 2, "b": "x"}, {"a": 1, "b": "x"}, frozenset({"v", "w"}))
+    key_unsent = RowChange(DOCS.ref, Op.UPDATE, {"a": 1, "v": "v", "w": "w"}, unchanged=frozenset({"b"}))
+    insert_unsent = RowChange(DOCS.ref, Op.INSERT, {"a": 1, "b": "x", "v": "v"}, unchanged=frozenset({"w"}))
+    sent_and_unsent = RowChange(
+        DOCS.ref, Op.UPDATE, {"a": 1, "b": "x", "v": "v"}, unchanged=frozenset({"v", "w"})
+    )
+    for change in (moved, key_unsent, insert_unsent, sent_and_unsent):
+        assert whole_row(change, DOCS, names) is None
+    runs = RowRuns({DOCS.ref: (DOCS, names)})
+    partial = RowChange(DOCS.ref, Op.UPDATE, {"a": 1, "b": "x", "v": "v"}, unchanged=frozenset({"w"}))
+    assert runs.add(partial) == []
+    [batch] = runs.flush()
+    assert isinstance(batch, ChangeBatch) and batch.num_rows == 1
+
+
+def test_a_run_arrow_refuses_goes_one_by_one_with_its_unsent_columns() -> None:
+    chunk = RowsChunk(DOCS)
+    chunk.add(INSERT, {"a": 1, "b": "x", "v": "v", "w": "w"})
+    chunk.add(UPDATE, {"a": "not an integer", "b": "x", "v": "v2"}, frozenset({"w"}))
+    first, second = chunk.take()
+    assert isinstance(first, RowChange) and isinstance(second, RowChange)
+    assert second.unchanged == frozenset({"w"}) and second.values == {
+        "a": "not an integer",
+        "b": "x",
+        "v": "v2",
+    }
+    assert Op.DELETE.encode() == DELETE
