@@ -28,6 +28,7 @@ from conveyor.core.batch import ChangeBatch, Checkpoint, Op
 from conveyor.core.calendar import days_from_civil
 from conveyor.core.errors import ConfigError, DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
+from conveyor.replication.cdc.reduce import TableReducer
 from support.postgres_types import TYPES_DDL
 
 pytestmark = pytest.mark.integration
@@ -780,3 +781,67 @@ def test_text_arrives_in_the_server_encoding_whatever_the_environment(
     finally:
         stream.close()
     assert [r.values for r in _rows(events)] == [{"id": 1, "t": "grüße € 🚀"}]
+
+
+def test_a_copy_line_tables_partial_updates_and_deletes_come_in_arrow_in_order(
+    capture: tuple[str, PostgresChangeSource],
+) -> None:
+    """A table whose rows go as COPY lines and are also asked in Arrow: the
+    changes a line cannot hold (UPDATEs that left a TOASTed value unsent,
+    DELETEs) come in Arrow runs, every change in its table's commit order;
+    reduced together they give the source's rows."""
+    url, source = capture
+    _execute(
+        url,
+        "CREATE TABLE docs (id int PRIMARY KEY, small text, big text)",
+        "ALTER TABLE docs ALTER COLUMN big SET STORAGE EXTERNAL",
+    )
+    [docs] = _tables(source, "docs")
+    stream = source.open_stream("t1", [docs], source.begin_capture("t1", [docs], False).position)
+    stream.encode_rows({docs.ref: docs})
+    stream.capture_rows({docs.ref: docs})
+    big = "0123456789abcdef" * 200  # 3.2 kB, out of line
+    try:
+        _execute(
+            url,
+            "BEGIN",
+            f"INSERT INTO docs SELECT g, 's', '{big}' || g FROM generate_series(1, 30) AS g",
+            "UPDATE docs SET small = 't' WHERE id <= 20",  # big unsent
+            "DELETE FROM docs WHERE id > 25",
+            "UPDATE docs SET small = 'u', big = 'now small' WHERE id = 1",  # whole: a line
+            "UPDATE docs SET small = 'v' WHERE id = 2",  # big unsent again
+            "INSERT INTO docs VALUES (26, 'back', 'b')",
+            "COMMIT",
+        )
+        events = _collect(stream, 1)
+        with psycopg.connect(url) as conn:
+            want = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, small, big FROM docs")}
+        batches = [e for e in events if isinstance(e, ChangeBatch)]
+        reducer = TableReducer(
+            docs, {c: c for c in docs.column_names}, decode=lambda line: stream.decode_row(docs.ref, line)
+        )
+        for batch in batches:
+            assert reducer.add_captured(batch)
+        out = reducer.changes()
+        rows = {r["id"]: (r["small"], r["big"]) for r in out.upserts.to_pylist()}
+        for line in out.encoded_rows():
+            row = stream.decode_row(docs.ref, line)
+            rows[row["id"]] = (row["small"], row["big"])
+    finally:
+        stream.close()
+    order: list[tuple[str, bool, int]] = []  # (op, as a line, id)
+    assert not any(isinstance(e, RowChange) for e in events)
+    for batch in batches:
+        assert batch.changes is not None
+        lines = "conveyor_encoded" in batch.changes.schema.names
+        ops = batch.changes.column("conveyor_op").to_pylist()
+        order += [
+            (op.decode(), lines, i) for op, i in zip(ops, batch.changes.column("id").to_pylist(), strict=True)
+        ]
+    expected = [("c", True, i) for i in range(1, 31)] + [("u", False, i) for i in range(1, 21)]
+    expected += [("d", False, i) for i in range(26, 31)] + [("u", True, 1), ("u", False, 2), ("c", True, 26)]
+    assert order == expected
+    # Reduced, lines and rows in Arrow together: every key's final row is the source's.
+    assert sorted(r["id"] for r in out.deletes.to_pylist()) == [27, 28, 29, 30]
+    assert not out.partial  # each partial UPDATE's key was inserted in the batch
+    assert rows == want

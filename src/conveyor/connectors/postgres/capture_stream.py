@@ -226,7 +226,9 @@ class PostgresChangeStream:
                 continue
             if msg is not None:
                 self._data_seen = True
-                if encoded:  # its table's rows never go into runs (``_match_arrow``)
+                if encoded:
+                    if self._runs.pending:  # the table's rows in a run came before this line
+                        yield from self._runs.flush(self._encoded_ref)
                     if chunk.size >= ENCODED_CHUNK_ROWS:
                         yield from chunk.take()
                     continue
@@ -238,7 +240,11 @@ class PostgresChangeStream:
                         self._skip_events -= 1
                         continue
                     if type(event) is RowChange:
-                        taken = self._runs.add(event) if event.table in self._runs.tables else None
+                        taken = None
+                        if event.table in self._runs.tables:
+                            if event.table in self._encode and chunk.size:
+                                yield from chunk.take(event.table)  # its lines came before it
+                            taken = self._runs.add(event)
                         if taken is not None:
                             yield from taken
                             continue
@@ -295,13 +301,15 @@ class PostgresChangeStream:
         self._match_arrow()
 
     def _match_arrow(self) -> None:
-        """The tables captured in Arrow: those asked whose shape is the one known now."""
+        """The tables captured in Arrow: those asked whose shape is the one
+        known now. A table whose rows go as COPY lines has in runs only the
+        rows a line cannot hold (partial UPDATEs, DELETEs); a table's line
+        delivers its run first and a row into its run its lines first, so
+        its changes keep their order."""
         matched = {}
         for ref, asked in self._in_arrow.items():
             known = self._known.get(ref)
-            # A table's rows go as COPY lines or in runs, never both: each form
-            # is gathered apart, and one table's changes must keep their order.
-            if known is not None and ref not in self._encode and shape(known) == shape(asked):
+            if known is not None and shape(known) == shape(asked):
                 matched[ref] = (known, frozenset(known.column_names))
         self._runs.tables = matched
 
@@ -335,6 +343,7 @@ class PostgresChangeStream:
             self._skip_events -= 1
         else:
             self._chunk.add(rel.schema, payload[0] == UPDATE_KIND, encoded[0], encoded[1])
+            self._encoded_ref = rel.ref
         return True
 
     def _new_row_relation(self, payload: bytes) -> Relation | None:

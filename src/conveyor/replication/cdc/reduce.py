@@ -109,6 +109,10 @@ class TableReducer:
     # Captured changes taken whole (``add_captured``), in commit order after
     # everything in ``_final``, reduced in Arrow when the batch is built.
     _captured: list[pa.RecordBatch] = field(default_factory=list)
+    # Whether ``_captured`` holds encoded rows, and partial UPDATEs: both
+    # together are folded (a partial UPDATE on top of a line needs it decoded).
+    _captured_lines: bool = False
+    _captured_partial: bool = False
 
     def __post_init__(self) -> None:
         # Source and target columns are the same (no rename, no removed column):
@@ -211,7 +215,9 @@ class TableReducer:
         self.updates += counts.get(Op.UPDATE.encode(), 0)
         self.deletes += counts.get(Op.DELETE.encode(), 0)
         self._captured.append(batch)
-        if not whole or self._final or self._appended:
+        self._captured_lines |= encoded
+        self._captured_partial |= UNCHANGED in batch.schema.names
+        if not whole or self._final or self._appended or (self._captured_lines and self._captured_partial):
             self._fold()  # after what is pending as values, in commit order
         return True
 
@@ -220,6 +226,7 @@ class TableReducer:
         change-by-change path keeps (for a change that needs it: a partial
         UPDATE on top of an encoded row, a key history)."""
         captured, self._captured = self._captured, []
+        self._captured_lines = self._captured_partial = False
         key = self.table.primary_key
         for batch in captured:
             names = batch.schema.names
@@ -442,6 +449,7 @@ class TableReducer:
             self.log.append(LoggedChange("t", None, None, *at))
         self._final.clear()
         self._captured.clear()
+        self._captured_lines = self._captured_partial = False
         self._history.clear()
         self._inherited.clear()
         self._appended.clear()

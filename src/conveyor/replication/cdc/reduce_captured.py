@@ -59,7 +59,13 @@ def reduce_captured(
     else:
         deletes, rows = empty_batch(table, key), changes
     if ENCODED in changes.column_names:
-        upserts, encoded = empty_batch(table, table.column_names), rows.column(ENCODED).combine_chunks()
+        lines = rows.column(ENCODED)
+        if lines.null_count:  # whole rows in Arrow among the lines (a line could not hold them)
+            values = rows.filter(lines.is_null())
+            upserts, rows = _target_batch(table, values, table.column_names), rows.filter(lines.is_valid())
+        else:
+            upserts = empty_batch(table, table.column_names)
+        encoded = rows.column(ENCODED).combine_chunks()
     else:
         upserts, encoded = _target_batch(table, rows, table.column_names), ()
     return ChangeBatch(table, upserts, deletes, partial, truncate=truncate, encoded=encoded, log=log)

@@ -241,8 +241,9 @@ class ChangeCapture:
         """Ask the stream for rows in the form that costs least to apply, per
         table: in the source's own encoding where the applier accepts that
         (PostgreSQL to PostgreSQL with the same column types and an identity
-        mapping: no conversion to Python values and back), else in Arrow
-        where the table's reducer takes captured rows whole. Asked at the
+        mapping: no conversion to Python values and back), and in Arrow
+        where the table's reducer takes captured rows whole (an encoded
+        table's rows its encoding cannot hold: partial UPDATEs, DELETEs). Asked at the
         start and after DDL, while no batch is in flight."""
         stream, applier = self.stream, self.applier
         encoded: dict[TableRef, TableSchema] = {}
@@ -270,7 +271,7 @@ class ChangeCapture:
             in_arrow = {
                 ref: table.mapped.source
                 for ref, table in self.tables.items()
-                if ref not in encoded and table.suspended is None and table.reducer.takes_whole
+                if table.suspended is None and table.reducer.takes_whole  # an encoded one's other rows
             }
             stream.capture_rows(in_arrow)
             if in_arrow:
