@@ -57,7 +57,7 @@ class Relation:
         self.encode_keys: tuple[tuple[int, str, Converter], ...] | None = None
 
 
-_TEXT, _NULL = 0x74, 0x6E  # tuple value tags 't' and 'n'
+_TEXT, _NULL, _UNCHANGED = 0x74, 0x6E, 0x75  # tuple value tags 't', 'n' and 'u'
 INSERT_KIND, UPDATE_KIND = 0x49, 0x55  # message kinds 'I' and 'U'
 read_oid = struct.Struct("!I").unpack_from
 _COUNT = struct.Struct("!h").unpack_from
@@ -68,10 +68,11 @@ FAST_ERRORS = (DataError, ValueError, ArithmeticError, IndexError, struct.error,
 def fast_values(
     columns: tuple[tuple[str, Converter], ...], payload: bytes, pos: int, text: str | None, encoding: str
 ) -> dict[str, Any] | None:
-    """The tuple at ``pos`` converted, by column name; None when it holds an
-    unchanged TOASTed value or does not fit the relation (the general path then
-    decodes it, and reports what is wrong). ``text`` is the payload decoded as
-    latin-1 when it is all ASCII (then byte and character offsets agree)."""
+    """The tuple at ``pos`` converted, by column name, without its unchanged
+    TOASTed values (not sent); None when it does not fit the relation (the
+    general path then decodes it, and reports what is wrong). ``text`` is the
+    payload decoded as latin-1 when it is all ASCII (then byte and character
+    offsets agree)."""
     if _COUNT(payload, pos)[0] != len(columns):
         return None
     pos += 2
@@ -86,6 +87,8 @@ def fast_values(
             elif tag == _NULL:
                 values[name] = None
                 pos += 1
+            elif tag == _UNCHANGED:
+                pos += 1
             else:
                 return None
     else:
@@ -97,6 +100,8 @@ def fast_values(
                 values[name] = convert(payload[start:pos].decode(encoding))
             elif tag == _NULL:
                 values[name] = None
+                pos += 1
+            elif tag == _UNCHANGED:
                 pos += 1
             else:
                 return None

@@ -377,7 +377,12 @@ class PostgresChangeStream:
             return None  # the general path reports it
         if values is None:
             return None
-        return RowChange(rel.ref, Op.UPDATE if payload[0] == UPDATE_KIND else Op.INSERT, values)
+        if len(values) == len(rel.columns):
+            return RowChange(rel.ref, Op.UPDATE if payload[0] == UPDATE_KIND else Op.INSERT, values)
+        if payload[0] != UPDATE_KIND:
+            return None  # only an UPDATE's new row leaves values unsent: the general path reports it
+        unchanged = frozenset(name for name, _ in rel.columns if name not in values)
+        return RowChange(rel.ref, Op.UPDATE, values, unchanged=unchanged)
 
     def _lost(self, error: Exception) -> None:
         """The replication connection failed: reconnect (``events``) unless it
