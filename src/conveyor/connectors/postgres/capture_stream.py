@@ -123,6 +123,7 @@ class PostgresChangeStream:
         # as asked and as matched by the stream's current view, and the run of them being gathered.
         self._in_arrow = {}
         self._runs = RowRuns()
+        self._encoded_ref: TableRef | None = None  # the table of the last row read as a COPY line
         self._catalog = connection.connect(config, autocommit=True)
         self._repl: Any = None
         try:
@@ -227,8 +228,8 @@ class PostgresChangeStream:
             if msg is not None:
                 self._data_seen = True
                 if encoded:
-                    if self._runs.pending:  # the table's rows in a run came before this line
-                        yield from self._runs.flush(self._encoded_ref)
+                    if self._runs.pending and self._encoded_ref is not None:
+                        yield from self._runs.flush(self._encoded_ref)  # its run came before this line
                     if chunk.size >= ENCODED_CHUNK_ROWS:
                         yield from chunk.take()
                     continue
@@ -339,11 +340,11 @@ class PostgresChangeStream:
         if encoded is None:
             return False
         self._txn_events += 1
+        self._encoded_ref = rel.ref
         if self._skip_events:  # delivered before the connection was lost
             self._skip_events -= 1
         else:
             self._chunk.add(rel.schema, payload[0] == UPDATE_KIND, encoded[0], encoded[1])
-            self._encoded_ref = rel.ref
         return True
 
     def _new_row_relation(self, payload: bytes) -> Relation | None:
