@@ -42,7 +42,7 @@ RENAMED = TableSchema(
     ("A", "B"),
 )
 RENAMING = {"a": "A", "b": "B", "v": "V"}  # w removed
-UPDATE, INSERT, DELETE = b"u", b"c", b"d"
+UPDATE, INSERT = b"u", b"c"
 
 
 def _changes(rng: random.Random, n: int) -> list[RowChange]:
@@ -201,4 +201,3 @@ def test_a_run_arrow_refuses_goes_one_by_one_with_its_unsent_columns() -> None:
         "b": "x",
         "v": "v2",
     }
-    assert Op.DELETE.encode() == DELETE
