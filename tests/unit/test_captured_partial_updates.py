@@ -201,3 +201,46 @@ def test_a_run_arrow_refuses_goes_one_by_one_with_its_unsent_columns() -> None:
         "b": "x",
         "v": "v2",
     }
+
+
+def test_a_key_type_arrow_cannot_sort_merges_partial_updates_in_python() -> None:
+    """An interval primary key (Arrow neither sorts nor compares
+    month_day_nano): the key's runs are found by hashing, with the same result."""
+    spans = TableSchema(
+        TableRef("public", "spans"),
+        (
+            Column("span", t.simple(Kind.INTERVAL), False),
+            Column("v", t.simple(Kind.TEXT)),
+            Column("w", t.simple(Kind.TEXT)),
+        ),
+        ("span",),
+    )
+    one, two = pa.MonthDayNano([1, 2, 3]), pa.MonthDayNano([0, 1, 0])
+    changes = [
+        RowChange(spans.ref, Op.INSERT, {"span": one, "v": "v1", "w": "w1"}),
+        RowChange(spans.ref, Op.UPDATE, {"span": two, "v": "v2"}, unchanged=frozenset({"w"})),
+        RowChange(spans.ref, Op.UPDATE, {"span": one, "v": "v3"}, unchanged=frozenset({"w"})),
+    ]
+    chunk = RowsChunk(spans)
+    for c in changes:
+        row = whole_row(c, spans, set(spans.column_names))
+        assert row is not None
+        chunk.add(*row)
+    (captured,) = chunk.take()
+    assert isinstance(captured, ChangeBatch)
+    reducer = TableReducer(spans, {c: c for c in spans.column_names})
+    assert reducer.add_captured(captured)
+    out = reducer.changes()
+    assert out.upserts.to_pylist() == [{"span": one, "v": "v3", "w": "w1"}]
+    assert {u: rows.to_pylist() for u, rows in out.partial.items()} == {
+        frozenset({"w"}): [{"span": two, "v": "v2"}]
+    }
+    # Whole rows only, a key repeated: the last change per key, found the same way.
+    chunk = RowsChunk(spans)
+    chunk.add(INSERT, {"span": one, "v": "v1", "w": "w1"})
+    chunk.add(UPDATE, {"span": one, "v": "v4", "w": "w4"})
+    (captured,) = chunk.take()
+    assert isinstance(captured, ChangeBatch)
+    reducer = TableReducer(spans, {c: c for c in spans.column_names})
+    assert reducer.add_captured(captured)
+    assert reducer.changes().upserts.to_pylist() == [{"span": one, "v": "v4", "w": "w4"}]

@@ -85,7 +85,7 @@ def _last_per_key(changes: pa.Table, key: list[str]) -> pa.Array | None:
     keys = changes.select(key).append_column(_ORDER, order)
     try:
         ranked = pc.sort_indices(keys, sort_keys=[*((k, "ascending") for k in key), (_ORDER, "descending")])
-    except pa.ArrowNotImplementedError:  # a key type Arrow cannot sort: in Python
+    except _UNSORTABLE:  # a key type Arrow cannot sort: in Python
         found: dict[tuple[Any, ...], int] = {}
         for i, values in enumerate(zip(*(changes.column(c).to_pylist() for c in key), strict=True)):
             found[values] = i
@@ -140,20 +140,16 @@ def _merged(changes: pa.Table, key: list[str], columns: Sequence[str]) -> tuple[
     key's run of changes sorted by key, then commit order."""
     n = changes.num_rows
     positions = _int64s(range(n))
-    ranked = pc.sort_indices(
-        changes.select(key).append_column(_ORDER, positions),
-        sort_keys=[*((k, "ascending") for k in key), (_ORDER, "ascending")],
-    )
-    ordered = changes.take(ranked)
-    starts = ends = _TRUE.slice(0, n)  # of each key's run (n is 0 or 1 here)
-    if n > 1:
-        differs = None
-        for name in key:
-            column = ordered.column(name)
-            step = pc.not_equal(column.slice(1), column.slice(0, n - 1)).combine_chunks()
-            differs = step if differs is None else pc.or_(differs, step)
-        assert differs is not None
-        starts, ends = pa.concat_arrays([_TRUE, differs]), pa.concat_arrays([differs, _TRUE])
+    try:
+        ordered, starts, ends = _key_runs(changes, key, positions)
+    except _UNSORTABLE:  # a key type Arrow cannot sort or compare: grouped in Python
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, values in enumerate(zip(*(changes.column(c).to_pylist() for c in key), strict=True)):
+            groups.setdefault(values, []).append(i)
+        ordered = changes.take(_int64s(i for run in groups.values() for i in run))
+        bounds = [(j == 0, j == len(run) - 1) for run in groups.values() for j in range(len(run))]
+        starts = pa.array([first for first, _ in bounds], pa.bool_())
+        ends = pa.array([final for _, final in bounds], pa.bool_())
     last = positions.filter(ends)
     deleted = pc.equal(ordered.column(OP), _DELETE).combine_chunks()
     lists = ordered.column(UNCHANGED).combine_chunks()
@@ -177,6 +173,29 @@ def _merged(changes: pa.Table, key: list[str], columns: Sequence[str]) -> tuple[
     return merged, _unsent_lists(gone, len(last), pc.equal(merged.column(OP), _DELETE))
 
 
+def _key_runs(changes: pa.Table, key: list[str], positions: pa.Array) -> tuple[pa.Table, pa.Array, pa.Array]:
+    """``changes`` sorted by key, then commit order, and where each key's run
+    of changes starts and ends."""
+    n = changes.num_rows
+    ranked = pc.sort_indices(
+        changes.select(key).append_column(_ORDER, positions),
+        sort_keys=[*((k, "ascending") for k in key), (_ORDER, "ascending")],
+    )
+    ordered = changes.take(ranked)
+    if n < 2:
+        return ordered, _TRUE.slice(0, n), _TRUE.slice(0, n)
+    differs = None
+    for name in key:
+        column = ordered.column(name)
+        step = pc.not_equal(column.slice(1), column.slice(0, n - 1)).combine_chunks()
+        differs = step if differs is None else pc.or_(differs, step)
+    assert differs is not None
+    return ordered, pa.concat_arrays([_TRUE, differs]), pa.concat_arrays([differs, _TRUE])
+
+
+_UNSORTABLE = (pa.ArrowNotImplementedError, pa.ArrowTypeError)
+"""What Arrow raises for a key it cannot sort or compare (an interval: the
+first for a column, the second for a table)."""
 _NONE = _int64s([-1])[0]
 _NULL = pa.nulls(1, pa.int64())[0]
 
