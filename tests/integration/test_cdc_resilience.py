@@ -173,7 +173,7 @@ def test_mariadb_full_load_and_cdc_while_a_writer_runs(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="conveyor.replication.cdc.runner")
+    caplog.set_level(logging.INFO, logger="conveyor.replication.cdc.row_forms")
     target = pg_server.url(pg_server.new_database("cdcdst"))
     stack = _mariadb_stack(tmp_path, mariadb_items, target)
     schema = mariadb_items.rsplit("/", 1)[1]

@@ -35,7 +35,7 @@ from support.servers import PostgresServer
 pytestmark = pytest.mark.integration
 
 TASK = "enc"
-RUNNER_LOG = "conveyor.replication.cdc.runner"
+ROW_FORMS_LOG = "conveyor.replication.cdc.row_forms"
 WAIT_S = 20.0  # for the target to catch up with the source
 STOP_S = 15.0  # for a stopped capture's thread to end
 
@@ -251,8 +251,8 @@ def capture(dbs: tuple[str, str]) -> Iterator[Callable[..., Capture]]:
 
 
 @pytest.fixture
-def runner_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO, logger=RUNNER_LOG)
+def row_forms_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO, logger=ROW_FORMS_LOG)
     return caplog
 
 
@@ -260,7 +260,7 @@ def _passed_through(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.name == RUNNER_LOG and "pass to the target without conversion" in r.getMessage()
+        if r.name == ROW_FORMS_LOG and "pass to the target without conversion" in r.getMessage()
     ]
 
 
@@ -329,7 +329,7 @@ def test_postgres_reads_the_lines_back(pg_db: str) -> None:
 
 
 def test_every_type_passes_through_unchanged(
-    dbs: tuple[str, str], capture: Callable[..., Capture], runner_log: pytest.LogCaptureFixture
+    dbs: tuple[str, str], capture: Callable[..., Capture], row_forms_log: pytest.LogCaptureFixture
 ) -> None:
     source, target = dbs
     _execute(source, TYPES_DDL)
@@ -374,13 +374,13 @@ def test_every_type_passes_through_unchanged(
     assert all(len(_keys(e)) == e.num_rows for e in encoded)
     # Deletes still come as row changes.
     assert {c.op.name for c in run.stream.changes("typed")} == {"DELETE"}
-    assert _passed_through(runner_log) == [
+    assert _passed_through(row_forms_log) == [
         f"task {TASK}: 1 of 1 tables pass to the target without conversion"
     ]
 
 
 def test_a_different_target_type_takes_the_values_path(
-    dbs: tuple[str, str], capture: Callable[..., Capture], runner_log: pytest.LogCaptureFixture
+    dbs: tuple[str, str], capture: Callable[..., Capture], row_forms_log: pytest.LogCaptureFixture
 ) -> None:
     source, target = dbs
     _execute(
@@ -417,7 +417,7 @@ def test_a_different_target_type_takes_the_values_path(
     assert len(run.stream.changes("mism")) == 50 + 1 + 1 + 3
     for table in ("same", "loose"):
         assert sum(e.num_rows for e in run.stream.encoded(table)) == 50 + 1 + 3
-    assert _passed_through(runner_log) == [
+    assert _passed_through(row_forms_log) == [
         f"task {TASK}: 2 of 3 tables pass to the target without conversion"
     ]
 

@@ -38,9 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,9 +48,7 @@ from typing import Any
 
 from conveyor.connectors.base import RejectedValue
 from conveyor.connectors.changes import (
-    AcceptsEncodedRows,
     CaptureLost,
-    CapturesRowsInArrow,
     ChangeApplier,
     ChangeStream,
     Commit,
@@ -65,7 +61,6 @@ from conveyor.connectors.changes import (
     RenamesColumns,
     RowChange,
     SupportsAddTable,
-    SupportsEncodedRows,
     TableDefinition,
     TableDropped,
     TakesLoggedRows,
@@ -77,6 +72,7 @@ from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, Termi
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.batch_apply import BatchApply
+from conveyor.replication.cdc.batch_fill import BatchFill
 from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.conflicts import ApplyConflicts
 from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
@@ -84,6 +80,7 @@ from conveyor.replication.cdc.lookups import with_carried
 from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.refusals import DataErrorCounts
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
+from conveyor.replication.cdc.row_forms import request_row_forms
 from conveyor.replication.mapped_table import MappedTable
 from conveyor.replication.mappings import TableMappings
 from conveyor.replication.settings import (
@@ -152,8 +149,6 @@ class ChangeCapture:
     def __post_init__(self) -> None:
         self._handed = self.start  # the position of the last batch handed to the applier
         self._committed: Checkpoint | None = None
-        self._pending = 0
-        self._first_pending: float | None = None
         self._pending_commit_time: datetime | None = None
         self.progress.position = self.start
         # One batch is applied in a background thread while the next is read.
@@ -189,9 +184,8 @@ class ChangeCapture:
                 table.check_keys = self._conflicts is not None
             table.looks_up_from(self._values_from)
             table.renew()
-        self._pacing = self.applier if isinstance(self.applier, PacesBatches) else None
-        self._file_bytes: dict[TableRef, int] = {}  # pending size per table, when paced
-        self._file_full = False  # one of them reached the paced size
+        pacing = self.applier if isinstance(self.applier, PacesBatches) else None
+        self._fill = BatchFill(self.max_batch_changes, self.flush_seconds, pacing)
 
     def _apply_conflicts(self) -> ApplyConflicts | None:
         """The apply-conflict policies, when the settings wrote one of their
@@ -223,7 +217,7 @@ class ChangeCapture:
         """Apply everything read so far (``force``: even with nothing counted
         pending, for changes a reload held) and wait until it is on the target."""
         if force:
-            self._note_pending()
+            self._fill.note()
         self._flush(partial=True)
         self._wait_applied()
 
@@ -238,46 +232,7 @@ class ChangeCapture:
         self._apply_with_retry(action)
 
     def _request_row_forms(self) -> None:
-        """Ask the stream for rows in the form that costs least to apply, per
-        table: in the source's own encoding where the applier accepts that
-        (PostgreSQL to PostgreSQL with the same column types and an identity
-        mapping: no conversion to Python values and back), and in Arrow
-        where the table's reducer takes captured rows whole (an encoded
-        table's rows its encoding cannot hold: partial UPDATEs, DELETEs). Asked at the
-        start and after DDL, while no batch is in flight."""
-        stream, applier = self.stream, self.applier
-        encoded: dict[TableRef, TableSchema] = {}
-        if isinstance(stream, SupportsEncodedRows) and isinstance(applier, AcceptsEncodedRows):
-            for ref, table in self.tables.items():
-                table.decode = functools.partial(stream.decode_row, ref)
-                table.renew()
-                if (
-                    table.suspended is None
-                    and table.reducer.passes_encoded
-                    and table.mapped.target.column_names == table.mapped.source.column_names
-                    and table.mapped.target.primary_key == table.mapped.source.primary_key
-                    and applier.accepts_encoded(table.mapped.target, stream.encoded_format)
-                ):
-                    encoded[ref] = table.mapped.source
-            stream.encode_rows(encoded)
-            if encoded:
-                log.info(
-                    "task %s: %d of %d tables pass to the target without conversion",
-                    self.task,
-                    len(encoded),
-                    len(self.tables),
-                )
-        if isinstance(stream, CapturesRowsInArrow):
-            in_arrow = {
-                ref: table.mapped.source
-                for ref, table in self.tables.items()
-                if table.suspended is None and table.reducer.takes_whole  # an encoded one's other rows
-            }
-            stream.capture_rows(in_arrow)
-            if in_arrow:
-                log.info(
-                    "task %s: %d of %d tables captured in Arrow", self.task, len(in_arrow), len(self.tables)
-                )
+        request_row_forms(self.task, self.stream, self.applier, self.tables)
 
     def _run(self) -> None:
         self._apply_with_retry(self._request_row_forms)
@@ -300,7 +255,7 @@ class ChangeCapture:
                 self.reached_end = True
                 break
             if event is None:
-                if (self._pending or self._committed is not None) and self._paced_due():
+                if (self._fill.pending or self._committed is not None) and self._fill.paced_due():
                     self._flush()
                 continue
             if isinstance(event, RowChange):
@@ -316,7 +271,7 @@ class ChangeCapture:
                 self._committed = event.position
                 self.progress.last_commit_time = event.time or datetime.now(UTC)
                 self._pending_commit_time = self.progress.last_commit_time
-                if not self._inflight and self._pending and self._paced_due():
+                if not self._inflight and self._fill.pending and self._fill.paced_due():
                     # The applier is idle: hand it what committed now rather than
                     # letting it wait (group commit: batches grow while it is busy).
                     self._flush()
@@ -342,32 +297,10 @@ class ChangeCapture:
                     table = self.tables.get(ref)
                     if table is not None and table.suspended is None:
                         table.reducer.clear((self._anchor, self._index))
-                        self._note_pending()
+                        self._fill.note()
                 self._index += 1
-            if self._pending >= self.max_batch_changes or (
-                self._first_pending is not None
-                and (
-                    time.monotonic() - self._first_pending >= self.flush_seconds
-                    if self._pacing is None
-                    else self._paced_due()
-                )
-            ):
+            if self._fill.due:
                 self._flush()
-
-    def _paced_due(self) -> bool:
-        """Whether a paced applier's batch is due (always, for the others, and
-        when nothing is pending: a checkpoint alone writes no file)."""
-        pacing = self._pacing
-        if pacing is None or not self._pending or self._first_pending is None:
-            return True
-        if time.monotonic() - self._first_pending >= pacing.batch_seconds:
-            return True
-        return self._file_full
-
-    def _note_pending(self, changes: int = 1) -> None:
-        self._pending += changes
-        if self._first_pending is None:
-            self._first_pending = time.monotonic()
 
     def _on_change(self, change: RowChange, at: tuple[Checkpoint, int]) -> None:
         table = self.tables.get(change.table)
@@ -381,18 +314,14 @@ class ChangeCapture:
         log = table.reducer.log
         if log and log[-1].index == at[1] and log[-1].position is at[0]:
             self._note_logged(table, log[-1])
-        self._note_pending()
+        self._fill.note()
 
     def _note_logged(self, table: CaptureTable, logged: Logged, size: float | None = None) -> None:
         """A change log's new entry: its commit time comes with its commit;
         its size (``size``, when measured already) counts toward a paced
         applier's file."""
         self._open_log.append(logged)
-        if self._pacing is not None:
-            ref = table.mapped.target.ref
-            added = self._pacing.change_bytes(ref, logged) if size is None else size
-            total = self._file_bytes[ref] = self._file_bytes.get(ref, 0) + int(added)
-            self._file_full = self._file_full or total >= self._pacing.batch_min_bytes
+        self._fill.note_logged(table.mapped.target.ref, logged, size)
 
     def _on_captured(self, changes: ChangeBatch) -> None:
         """A stream's captured changes: taken whole by the table's reducer
@@ -415,16 +344,12 @@ class ChangeCapture:
     ) -> tuple[ChangeBatch, ChangeBatch | None, float | None]:
         """``changes`` up to where the batch is full, the rest (None: none),
         and a paced applier's estimate of a row's size in its file."""
-        n = changes.num_rows
-        room = self.max_batch_changes - self._pending
-        row_bytes = None
         rows = changes.changes
-        if self._pacing is not None and rows is not None and ENCODED not in rows.schema.names and n:
-            ref = table.mapped.target.ref
-            row_bytes = self._pacing.change_bytes(ref, LoggedRows(rows, self._anchor, self._index)) / n
-            left = self._pacing.batch_min_bytes - self._file_bytes.get(ref, 0)
-            room = min(room, math.ceil(left / row_bytes) if row_bytes > 0 else n)
-        if room >= n or rows is None:
+        if rows is None:
+            return changes, None, None
+        captured = None if ENCODED in rows.schema.names else LoggedRows(rows, self._anchor, self._index)
+        room, row_bytes = self._fill.room(table.mapped.target.ref, captured)
+        if room >= rows.num_rows:
             return changes, None, row_bytes
         room = max(room, 1)
         part = ChangeBatch.captured(changes.table, rows.slice(0, room))
@@ -441,7 +366,7 @@ class ChangeCapture:
         if log and isinstance(log[-1], LoggedRows) and log[-1].position is at[0] and log[-1].index == at[1]:
             size = None if row_bytes is None else row_bytes * changes.num_rows
             self._note_logged(table, log[-1], size)
-        self._note_pending(changes.num_rows)
+        self._fill.note(changes.num_rows)
         self._index += changes.num_rows
 
     def _on_definition(self, event: TableDefinition) -> None:
@@ -610,7 +535,7 @@ class ChangeCapture:
         ``batches_in_flight`` batches are). Rows of an unfinished transaction go
         with the last complete transaction's checkpoint (``partial``, or a full
         batch)."""
-        if not self._pending and self._committed is None:
+        if not self._fill.pending and self._committed is None:
             return
         while len(self._inflight) >= self.batches_in_flight:
             self._wait_oldest()
@@ -641,13 +566,12 @@ class ChangeCapture:
                 future=self._applier_thread.submit(self._batches.apply_reduced, reduced, rejected, position),
                 committed=self._committed,
                 commit_time=self._pending_commit_time,
-                changes=self._pending,
+                changes=self._fill.pending,
                 touched=touched,
             )
         )
-        self._pending, self._first_pending, self._committed = 0, None, None
-        self._file_bytes.clear()
-        self._file_full = False
+        self._fill.handed()
+        self._committed = None
         self._open_log.clear()  # handed over (a part of an open transaction: without its commit time)
 
     def _source_rejections(self) -> dict[TableRef, tuple[TableSchema, list[RejectedValue]]]:
