@@ -68,10 +68,10 @@ def _changes(rng: random.Random, n: int) -> list[RowChange]:
     return out
 
 
-def _chunk(changes: list[RowChange]) -> ChangeBatch:
-    chunk = RowsChunk(DOCS)
+def _chunk(changes: list[RowChange], table: TableSchema = DOCS) -> ChangeBatch:
+    chunk = RowsChunk(table)
     for c in changes:
-        row = whole_row(c, DOCS, set(DOCS.column_names))
+        row = whole_row(c, table, set(table.column_names))
         assert row is not None
         chunk.add(*row)
     (captured,) = chunk.take()
@@ -221,26 +221,18 @@ def test_a_key_type_arrow_cannot_sort_merges_partial_updates_in_python() -> None
         RowChange(spans.ref, Op.UPDATE, {"span": two, "v": "v2"}, unchanged=frozenset({"w"})),
         RowChange(spans.ref, Op.UPDATE, {"span": one, "v": "v3"}, unchanged=frozenset({"w"})),
     ]
-    chunk = RowsChunk(spans)
-    for c in changes:
-        row = whole_row(c, spans, set(spans.column_names))
-        assert row is not None
-        chunk.add(*row)
-    (captured,) = chunk.take()
-    assert isinstance(captured, ChangeBatch)
     reducer = TableReducer(spans, {c: c for c in spans.column_names})
-    assert reducer.add_captured(captured)
+    assert reducer.add_captured(_chunk(changes, spans))
     out = reducer.changes()
     assert out.upserts.to_pylist() == [{"span": one, "v": "v3", "w": "w1"}]
     assert {u: rows.to_pylist() for u, rows in out.partial.items()} == {
         frozenset({"w"}): [{"span": two, "v": "v2"}]
     }
     # Whole rows only, a key repeated: the last change per key, found the same way.
-    chunk = RowsChunk(spans)
-    chunk.add(INSERT, {"span": one, "v": "v1", "w": "w1"})
-    chunk.add(UPDATE, {"span": one, "v": "v4", "w": "w4"})
-    (captured,) = chunk.take()
-    assert isinstance(captured, ChangeBatch)
+    whole = [
+        RowChange(spans.ref, Op.INSERT, {"span": one, "v": "v1", "w": "w1"}),
+        RowChange(spans.ref, Op.UPDATE, {"span": one, "v": "v4", "w": "w4"}),
+    ]
     reducer = TableReducer(spans, {c: c for c in spans.column_names})
-    assert reducer.add_captured(captured)
+    assert reducer.add_captured(_chunk(whole, spans))
     assert reducer.changes().upserts.to_pylist() == [{"span": one, "v": "v4", "w": "w4"}]

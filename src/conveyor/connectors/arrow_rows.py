@@ -179,23 +179,40 @@ def without_unrepresentable(
     return kept, left_out
 
 
+def captured_changes(
+    batch: pa.RecordBatch, names: Sequence[str] | None = None
+) -> Iterator[tuple[bytes, dict[str, Any], frozenset[str]]]:
+    """A captured batch's changes of rows (not encoded lines) one by one: the
+    ``OP`` letter, the row in the in-flight form (``names``' columns, or every
+    one) without the columns it left unsent, and those columns (a partial
+    UPDATE's, named in ``UNCHANGED``; empty for a whole row)."""
+    schema = batch.schema
+    if names is None:
+        names = [n for n in schema.names if n not in (OP, UNCHANGED)]
+    ops = batch.column(OP).to_pylist()
+    unsent = batch.column(UNCHANGED).to_pylist() if UNCHANGED in schema.names else [None] * len(ops)
+    for op, row, gone in zip(ops, batch_rows(batch.select(names)), unsent, strict=True):
+        if gone:
+            unchanged = frozenset(gone)
+            yield op, {c: v for c, v in row.items() if c not in unchanged}, unchanged
+        else:
+            yield op, row, _WHOLE
+
+
+_WHOLE: frozenset[str] = frozenset()
+
+
 def logged_changes(log: Sequence[Logged]) -> Iterator[LoggedChange]:
     """A change log's changes one by one, captured ones (``LoggedRows``)
-    made Python values: a DELETE's old row, an INSERT's or UPDATE's new row."""
+    made Python values: a DELETE's old row, an INSERT's or UPDATE's new row
+    (a partial UPDATE's without what it did not send)."""
     for entry in log:
         if not isinstance(entry, LoggedRows):
             yield entry
             continue
-        schema = entry.rows.schema
-        names = [n for n in schema.names if n not in (OP, UNCHANGED)]
-        ops = entry.rows.column(OP).to_pylist()
-        rows = batch_rows(entry.rows.select(names))
-        unsent = entry.rows.column(UNCHANGED).to_pylist() if UNCHANGED in schema.names else [None] * len(ops)
-        for i, (op, row, gone) in enumerate(zip(ops, rows, unsent, strict=True)):
+        for i, (op, row, _) in enumerate(captured_changes(entry.rows)):
             letter = op.decode()
-            # A partial UPDATE's new row lacks what it did not send.
-            sent = {c: v for c, v in row.items() if c not in gone} if gone else row
-            before, after = (sent, None) if letter == "d" else (None, sent)
+            before, after = (row, None) if letter == "d" else (None, row)
             yield LoggedChange(letter, before, after, entry.position, entry.index + i, entry.commit_time)
 
 

@@ -1,4 +1,4 @@
-"""Whole rows a stream converted to Python values, gathered into one captured
+"""Rows a stream converted to Python values, gathered into one captured
 ``ChangeBatch`` per run of one table's changes (``CapturesRowsInArrow``):
 one ``column_array`` per column, the conversion the reducer would otherwise
 make per target column in the applier's thread."""
@@ -119,7 +119,7 @@ shape the stream reads it with and that shape's column names."""
 
 
 class RowRuns:
-    """A stream's runs of whole-row changes of ``tables`` (as ``whole_row``
+    """A stream's runs of row changes of ``tables`` (as ``whole_row``
     takes them), one per table, each delivered as one captured batch of up
     to ``CHUNK_ROWS``.
 

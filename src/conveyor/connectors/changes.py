@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from conveyor.connectors.arrow_rows import batch_rows
+from conveyor.connectors.arrow_rows import captured_changes
 from conveyor.connectors.base import RejectedValue, Snapshot
-from conveyor.core.batch import ENCODED, OP, UNCHANGED, ChangeBatch, Checkpoint, Logged, Op
+from conveyor.core.batch import ENCODED, ChangeBatch, Checkpoint, Logged, Op
 from conveyor.core.batch import LoggedChange as LoggedChange  # noqa: PLC0414  (defined in core; imported from here too)
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableRef, TableSchema
@@ -63,19 +63,12 @@ def row_changes(changes: ChangeBatch) -> Iterator[RowChange]:
     if batch is None or ENCODED in batch.schema.names:
         raise ValueError("not a captured batch of rows")
     ref, key = changes.table.ref, changes.table.primary_key
-    names = [name for name in batch.schema.names if name not in (OP, UNCHANGED)]
-    ops = batch.column(OP).to_pylist()
-    unsent = batch.column(UNCHANGED).to_pylist() if UNCHANGED in batch.schema.names else [None] * len(ops)
-    for op, row, gone in zip(ops, batch_rows(batch.select(names)), unsent, strict=True):
+    for op, row, unchanged in captured_changes(batch):
         old = {k: row[k] for k in key}
         if op == _DELETE:
             yield RowChange(ref, Op.DELETE, old, old_key=old)
-        elif gone:
-            unchanged = frozenset(gone)
-            values = {c: v for c, v in row.items() if c not in unchanged}
-            yield RowChange(ref, Op.UPDATE, values, old_key=old, unchanged=unchanged)
         else:
-            yield RowChange(ref, Op(op.decode()), row, old_key=old)
+            yield RowChange(ref, Op(op.decode()), row, old_key=old, unchanged=unchanged)
 
 
 _DELETE = Op.DELETE.encode()
@@ -195,9 +188,10 @@ class CapturesRowsInArrow(Protocol):
         """From now on, deliver the changes of these tables (keyed by source
         table, with the shape the runner knows) as captured ``ChangeBatch``es
         of whole rows while the stream's view of a table has exactly that
-        shape. A change it cannot deliver so exactly (a partial row image, a
-        changed key, a value no Arrow value carries) comes as a ``RowChange``,
-        in its place in commit order."""
+        shape (PostgreSQL's partial UPDATEs too, their unsent columns named in
+        ``UNCHANGED``). A change it cannot deliver so exactly (a MariaDB/MySQL
+        row image without every column, a changed key, a value no Arrow value
+        carries) comes as a ``RowChange``, in its place in commit order."""
         ...
 
 

@@ -291,13 +291,12 @@ class PostgresChangeStream:
         self._encode = {ref: shape(schema) for ref, schema in tables.items()}
         for rel in self._relations.values():
             rel.encode_keys = self._encode_keys(rel)
-        self._match_arrow()
 
     def capture_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
-        """Whole rows of these tables (INSERTs, UPDATEs that keep the key and
-        send every column, DELETEs) come as captured ChangeBatches in Arrow
-        while the stream's view of a table has exactly the given column names,
-        types and primary key (CapturesRowsInArrow)."""
+        """The changes of these tables (INSERTs, UPDATEs that keep the key,
+        partial ones too, DELETEs) that do not go as COPY lines come as
+        captured ChangeBatches in Arrow while the stream's view of a table has
+        exactly the given column names, types and primary key (CapturesRowsInArrow)."""
         self._in_arrow = dict(tables)
         self._match_arrow()
 

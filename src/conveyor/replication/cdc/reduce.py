@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conveyor.connectors.arrow_rows import batch_rows, change_batch, column_values
+from conveyor.connectors.arrow_rows import captured_changes, change_batch, column_values
 from conveyor.connectors.changes import RowChange
 from conveyor.core.batch import (
     ENCODED,
@@ -228,29 +228,27 @@ class TableReducer:
         captured, self._captured = self._captured, []
         self._captured_lines = self._captured_partial = False
         key = self.table.primary_key
+        deleted = Op.DELETE.encode()
         for batch in captured:
-            names = batch.schema.names
-            ops = batch.column(OP).to_pylist()
-            if ENCODED in names:
-                rows: list[Any] = batch.column(ENCODED).to_pylist()
-            else:
-                rows = batch_rows(batch.select(self.table.column_names))
+            if ENCODED not in batch.schema.names:
+                for op, row, unchanged in captured_changes(batch, self.table.column_names):
+                    if unchanged:  # a partial UPDATE: merged into the key's row as the others are
+                        self._put(row, unchanged, None, Op.UPDATE)
+                        continue
+                    k = self._key(row)
+                    self._note(k, None)
+                    self._inherited.pop(k, None)
+                    self._final[k] = None if op == deleted else row
+                continue
+            lines = batch.column(ENCODED).to_pylist()
             if not key:  # encoded rows of a table without a primary key: INSERTs alone
-                self._appended.extend(rows)
+                self._appended.extend(lines)
                 continue
             keys = zip(*(column_values(batch.column(k)) for k in key), strict=True)
-            unsent = batch.column(UNCHANGED).to_pylist() if UNCHANGED in names else [None] * len(rows)
-            deleted = Op.DELETE.encode()
-            for op, k, row, gone in zip(ops, keys, rows, unsent, strict=True):
-                if gone:  # a partial UPDATE: merged into the key's row as the others are
-                    unchanged = frozenset(gone)
-                    self._put(
-                        {c: v for c, v in row.items() if c not in unchanged}, unchanged, None, Op.UPDATE
-                    )
-                    continue
+            for op, k, line in zip(batch.column(OP).to_pylist(), keys, lines, strict=True):
                 self._note(k, None)
                 self._inherited.pop(k, None)
-                self._final[k] = None if op == deleted else row
+                self._final[k] = None if op == deleted else line
 
     def add(self, change: RowChange, at: tuple[Checkpoint, int] | None = None) -> None:
         """Take a change; ``at`` is its ``(position, index)`` for the change log."""
