@@ -7,6 +7,7 @@ and out of the filter."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -208,8 +209,9 @@ def source(request: pytest.FixtureRequest) -> Source:
 
 
 def test_filters_and_masks_in_full_load_and_cdc(
-    source: Source, pg_server: PostgresServer, store: Store, tmp_path: Path
+    source: Source, pg_server: PostgresServer, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="conveyor.replication.cdc.row_forms")
     target = pg_server.url(pg_server.new_database("filtdst"))
     mappings = json.loads(json.dumps(MAPPINGS).replace("SCHEMA", source.schema))
     stack_path = tmp_path / "conveyor.yaml"
@@ -267,6 +269,7 @@ def test_filters_and_masks_in_full_load_and_cdc(
         )
         assert [r[0] for r in target_rows()] == [2, 20]
         assert target_rows()[1][3] == "####"
+        assert "task sync: 1 of 1 tables captured in Arrow" in caplog.messages  # filtered and masked there
     finally:
         stop.set()
         thread.join(timeout=DEADLINE_S)
@@ -275,8 +278,9 @@ def test_filters_and_masks_in_full_load_and_cdc(
 
 
 def test_change_data_type_converts_or_refuses_in_full_load_and_cdc(
-    pg_server: PostgresServer, store: Store, tmp_path: Path
+    pg_server: PostgresServer, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="conveyor.replication.cdc.row_forms")
     source = pg_server.url(pg_server.new_database("cdtsrc"))
     target = pg_server.url(pg_server.new_database("cdtdst"))
     with psycopg.connect(source, autocommit=True) as conn:
@@ -364,6 +368,8 @@ def test_change_data_type_converts_or_refuses_in_full_load_and_cdc(
             conn.execute("UPDATE counts SET qty = '11' WHERE id = 1")
             conn.execute("INSERT INTO counts VALUES (4, '40')")
         wait_until(lambda: rows() == [(1, 11), (3, 30), (4, 40)], "converted changes", rows)
+        # converted in Arrow, as captured; the refusal below goes one by one, named
+        assert "task sync: 1 of 1 tables captured in Arrow" in caplog.messages
         with psycopg.connect(source, autocommit=True) as conn:
             conn.execute("INSERT INTO counts VALUES (5, 'fifty')")
 

@@ -78,7 +78,8 @@ def whole_row(
     """``change`` as a ``RowsChunk`` row of ``table`` (``names``: its column
     names) and the columns it left unsent (a partial UPDATE's): None when a
     captured batch cannot say it (a changed key, an unsent key column, no
-    key), the change then going as it is. A DELETE's row is the old row when
+    key), the change then going as it is. A partial UPDATE whose old row
+    came whole is made whole from it. A DELETE's row is the old row when
     the source sent it whole (REPLICA IDENTITY FULL), else its key (a change
     log writes what the source sent)."""
     key = table.primary_key
@@ -98,6 +99,9 @@ def whole_row(
             or values.keys() | unchanged != names
         ):
             return None
+        if old is not None and unchanged <= old.keys():
+            # The old row came whole (REPLICA IDENTITY FULL): an unsent value is its old one.
+            values, unchanged = {**{c: old[c] for c in unchanged}, **values}, frozenset()
     elif values.keys() != names:
         return None
     if old is not None and any(old.get(k, _ABSENT) != values[k] for k in key):

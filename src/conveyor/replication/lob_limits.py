@@ -48,23 +48,36 @@ class LobLimit:
 
     def array(self, column: str, values: pa.Array) -> pa.Array:
         """``values`` of ``column`` with every value over the limit cut (logged)."""
+        values, count = self._cut_array(values)
+        if count:
+            log.warning(
+                "table %s: %d value(s) of LOB column %s cut to %d KB (%s)",
+                self.table,
+                count,
+                column,
+                self.kilobytes,
+                self.setting,
+            )
+        return values
+
+    def cut_changes(self, column: str, values: pa.Array) -> pa.Array:
+        """Change capture's ``values`` of ``column`` (captured rows in Arrow),
+        cut and logged as ``cut_row`` cuts and logs them one by one."""
+        values, count = self._cut_array(values)
+        if count:
+            self._count_cuts(column, count)
+        return values
+
+    def _cut_array(self, values: pa.Array) -> tuple[pa.Array, int]:
         limit = self.limit
         long = pc.greater(pc.binary_length(values), limit)
         count = pc.sum(long).as_py() or 0
         if not count:
-            return values
+            return values, 0
         rows = values.to_pylist()
         for row in pc.indices_nonzero(pc.fill_null(long, False)).to_pylist():
             rows[row] = _cut(rows[row], limit)
-        log.warning(
-            "table %s: %d value(s) of LOB column %s cut to %d KB (%s)",
-            self.table,
-            count,
-            column,
-            self.kilobytes,
-            self.setting,
-        )
-        return pa.array(rows, type=values.type)
+        return pa.array(rows, type=values.type), count
 
     def cut_row(self, row: dict[str, Any]) -> None:
         """A change's row (target names), cut in place; the first cut of each
@@ -75,16 +88,22 @@ class LobLimit:
             if value is None or _size(value) <= limit:
                 continue
             row[column] = _cut(value, limit)
-            seen = self._cuts[column] = self._cuts.get(column, 0) + 1
-            if seen == 1 or seen % _SAY_EVERY == 0:
-                log.warning(
-                    "table %s: LOB column %s cut to %d KB (%s): %d value(s) cut in change capture so far",
-                    self.table,
-                    column,
-                    self.kilobytes,
-                    self.setting,
-                    seen,
-                )
+            self._count_cuts(column, 1)
+
+    def _count_cuts(self, column: str, count: int) -> None:
+        """Log the first cut of ``column`` in change capture, then one in
+        every thousand, with the count so far."""
+        before = self._cuts.get(column, 0)
+        seen = self._cuts[column] = before + count
+        if before == 0 or seen // _SAY_EVERY > before // _SAY_EVERY:
+            log.warning(
+                "table %s: LOB column %s cut to %d KB (%s): %d value(s) cut in change capture so far",
+                self.table,
+                column,
+                self.kilobytes,
+                self.setting,
+                seen,
+            )
 
 
 def _size(value: Any) -> int:

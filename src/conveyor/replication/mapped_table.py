@@ -12,7 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from conveyor.core.batch import Op
+from conveyor.core.arrow_compute import pc
+from conveyor.core.batch import OP, Op, op_array
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableSchema
 from conveyor.replication.conversions import Conversion
@@ -126,6 +127,33 @@ class MappedTable:
                 row[conversion.column] = conversion.value(row[conversion.column])
         if self.lob_limit is not None:
             self.lob_limit.cut_row(row)
+
+    def convert_changes(self, changes: pa.RecordBatch) -> pa.RecordBatch:
+        """Captured changes in target column names (``ChangeBatch.captured``,
+        a partial UPDATE's unsent values null) converted, cut and masked as
+        ``convert_row`` and ``mask_row`` do each change: every conversion
+        first (DataError, before any cut, for a value that does not
+        convert), then LOB cuts, then masks, which leave a DELETE's values
+        as they are."""
+        conversions = {c.column: c for c in self.conversions}
+        cut = self.lob_limit.columns if self.lob_limit is not None else ()
+        masks = {m.column: m for m in self.masks}
+        arrays = changes.columns
+        names = changes.schema.names
+        for i, name in enumerate(names):
+            if name in conversions:
+                arrays[i] = conversions[name].array(arrays[i])
+        for i, name in enumerate(names):
+            if name in cut:
+                assert self.lob_limit is not None
+                arrays[i] = self.lob_limit.cut_changes(name, arrays[i])
+        deleted: pa.Array | None = None
+        for i, name in enumerate(names):
+            if name in masks:
+                if deleted is None:
+                    deleted = pc.equal(changes.column(OP), op_array(Op.DELETE.encode())[0])
+                arrays[i] = pc.if_else(deleted, arrays[i], masks[name].array(arrays[i]))
+        return pa.RecordBatch.from_arrays(arrays, names=names)
 
     def mask_row(self, row: dict[str, Any]) -> None:
         """Mask a CDC row given in target column names, in place (a column the

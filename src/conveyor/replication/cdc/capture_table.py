@@ -105,6 +105,7 @@ def table_reducer(
         row_filter=mapped.row_filter,
         convert=mapped.convert_row if mapped.converts else None,
         mask=mapped.mask_row if mapped.masks else None,
+        convert_captured=mapped.convert_changes if mapped.converts or mapped.masks else None,
         log=[] if keep_log else None,
         logs_rows=keep_log and log_rows,
         group_key=mapped.group_key,

@@ -35,6 +35,7 @@ from conveyor.core.batch import (
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
+from conveyor.replication.cdc.captured_filter import Judged, judge
 from conveyor.replication.cdc.reduce_captured import reduce_captured
 
 if TYPE_CHECKING:
@@ -72,6 +73,8 @@ class TableReducer:
     row_filter: RowFilter | None = None
     convert: Callable[[dict[str, Any]], None] | None = None
     mask: Callable[[dict[str, Any]], None] | None = None
+    # Both, on captured changes in Arrow (target names; MappedTable.convert_changes).
+    convert_captured: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None
     truncate: bool = False
     # The changes one by one, in commit order (None: not kept), for an applier
     # that publishes each (connectors.changes.KeepsChangeLog); captured changes
@@ -156,11 +159,16 @@ class TableReducer:
     @property
     def takes_whole(self) -> bool:
         """Whether captured batches of whole rows are taken whole: the mapping
-        at most renames or removes columns, nothing is asked of each change
-        (a change log only of an applier that takes captured rows as they
-        are) and the table has a primary key."""
+        at most renames, removes, converts, masks or filters (without a change
+        log) rows, in Arrow, nothing is asked of each change (a change log
+        only of an applier that takes captured rows as they are) and the
+        table has a primary key."""
         return bool(
-            self._values_pass
+            self.added is None
+            and not self.before_images
+            and (self.row_filter is None or self.log is None)
+            and self.lookup is None
+            and (self.convert_captured is not None or (self.convert is None and self.mask is None))
             and not self.check_keys
             and (self.log is None or self.logs_rows)
             and not self.group_key
@@ -168,13 +176,24 @@ class TableReducer:
             and sorted(self.rename.values()) == sorted(self.table.column_names)
         )
 
-    def _whole_rows(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
-        """A captured batch of rows in the target's column names, when the
-        reducer takes it whole; None when its changes must go one by one."""
+    def _whole_rows(self, batch: pa.RecordBatch) -> Judged | None:
+        """A captured batch of rows in the target's column names, filtered
+        (``captured_filter``), converted and masked, when the reducer takes
+        it whole; None when its changes must go one by one."""
         if not (self.takes_whole and self.rename.keys() <= set(batch.schema.names)):
             return None
-        if self._identity:
-            return batch
+        judged = Judged(batch, batch.column(OP), 0, None)
+        if self.row_filter is not None:
+            judged = judge(self.row_filter, batch)
+        rows = judged.rows if self._identity else self._renamed_batch(judged.rows)
+        if self.convert_captured is not None:
+            try:
+                rows = self.convert_captured(rows)
+            except DataError:
+                return None  # one by one: the change whose value does not convert is named
+        return replace(judged, rows=rows)
+
+    def _renamed_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         sources = list(self.rename)
         rows = batch.select([OP, *sources]).rename_columns([OP, *(self.rename[c] for c in sources)])
         if UNCHANGED not in batch.schema.names:
@@ -201,15 +220,19 @@ class TableReducer:
                 and bool(self.table.primary_key)
                 and set(batch.schema.names) - {OP, ENCODED} == set(self.table.primary_key)
             )
+            counted = batch.column(OP)
         else:
-            rows = self._whole_rows(batch)
-            if rows is None:
+            judged = self._whole_rows(batch)
+            if judged is None:
                 return False
-            batch, whole = rows, True
+            batch, counted, whole = judged.rows, judged.counted, True
+            self.filtered += judged.moved_out
+            if judged.unsent:
+                self._warn_unsent(judged.unsent)
             if self.log is not None:
                 assert at is not None, "a change log needs each change's place"
                 self.log.append(LoggedRows(batch, *at))
-        ops, counts_of = pc.value_counts(batch.column(OP)).flatten()
+        ops, counts_of = pc.value_counts(counted).flatten()
         counts = dict(zip(ops.to_pylist(), counts_of.to_pylist(), strict=True))
         self.inserts += counts.get(Op.INSERT.encode(), 0)
         self.updates += counts.get(Op.UPDATE.encode(), 0)
@@ -270,15 +293,8 @@ class TableReducer:
                     if self.log is not None and at is not None and change.op is Op.UPDATE:
                         self._log_moved_out(change, at)
                 return
-            if change.unchanged and self.table.ref not in _WARNED:
-                _WARNED.add(self.table.ref)
-                log.warning(
-                    "table %s: an UPDATE that passes the source filter left values unsent (%s) and "
-                    "came without the old row: if it moved the row into the filter, the target "
-                    "misses the row. Set REPLICA IDENTITY FULL on the source table to make this exact",
-                    self.table.ref,
-                    ", ".join(sorted(change.unchanged)),
-                )
+            if change.unchanged:
+                self._warn_unsent(change.unchanged)
         values = self._target(change.values)
         unchanged = (
             frozenset(self.rename[c] for c in change.unchanged if c in self.rename)
@@ -315,6 +331,20 @@ class TableReducer:
             self._delete(old if old is not None else values, Op.DELETE)
         else:
             raise ValueError(f"unexpected change operation {change.op!r}")
+
+    def _warn_unsent(self, unsent: frozenset[str]) -> None:
+        """Once per table: an UPDATE that passed the filter left ``unsent``
+        columns unsent and came without the old row."""
+        if self.table.ref in _WARNED:
+            return
+        _WARNED.add(self.table.ref)
+        log.warning(
+            "table %s: an UPDATE that passes the source filter left values unsent (%s) and "
+            "came without the old row: if it moved the row into the filter, the target "
+            "misses the row. Set REPLICA IDENTITY FULL on the source table to make this exact",
+            self.table.ref,
+            ", ".join(sorted(unsent)),
+        )
 
     def _before_image(
         self, change: RowChange, values: dict[str, Any], old: dict[str, Any] | None

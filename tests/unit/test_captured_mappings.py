@@ -1,0 +1,292 @@
+"""Captured changes of a table whose mapping filters rows (selection rule
+filters), converts (change-data-type, limited LOB mode) and masks columns
+are taken whole, in Arrow, and give what the change-by-change reducer gives
+for the same changes; a value that does not convert sends the batch one by
+one, where the change is named."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from conveyor.connectors.arrow_rows import logged_changes
+from conveyor.connectors.captured_rows import RowsChunk, whole_row
+from conveyor.connectors.changes import RowChange
+from conveyor.core.batch import ChangeBatch, Checkpoint, LoggedChange, LoggedRows, Op
+from conveyor.core.errors import DataError
+from conveyor.core.schema import Column, TableRef, TableSchema
+from conveyor.core.types import Kind, simple
+from conveyor.replication.cdc import reduce
+from conveyor.replication.cdc.capture_table import table_reducer
+from conveyor.replication.mapped_table import MappedTable
+from conveyor.replication.mappings import TableMappings
+from conveyor.replication.settings import TargetMetadata
+
+REF = TableRef("app", "docs")
+DOCS = TableSchema(
+    REF,
+    (
+        Column("id", simple(Kind.INT64), nullable=False),
+        Column("n", simple(Kind.INT64)),
+        Column("qty", simple(Kind.TEXT, "varchar")),
+        Column("phone", simple(Kind.TEXT, "varchar")),
+        Column("body", simple(Kind.TEXT, "text")),
+        Column("note", simple(Kind.TEXT, "varchar")),
+    ),
+    ("id",),
+)
+SELECT = {
+    "rule-type": "selection",
+    "rule-id": "1",
+    "rule-name": "docs",
+    "object-locator": {"schema-name": "app", "table-name": "docs"},
+    "rule-action": "include",
+}
+
+
+def _column_rule(rule_id: int, column: str, action: str, **more: Any) -> dict[str, Any]:
+    return {
+        "rule-type": "transformation",
+        "rule-id": str(rule_id),
+        "rule-name": f"r{rule_id}",
+        "rule-target": "column",
+        "object-locator": {"schema-name": "app", "table-name": "docs", "column-name": column},
+        "rule-action": action,
+        **more,
+    }
+
+
+FILTERS = [
+    {
+        "filter-type": "source",
+        "column-name": "n",
+        "filter-conditions": [{"filter-operator": "between", "start-value": "100", "end-value": "3000"}],
+    },
+    {
+        "filter-type": "source",
+        "column-name": "note",
+        "filter-conditions": [{"filter-operator": "gte", "value": "n1"}],
+    },
+]
+
+
+def _mapped(mask: str, filtered: bool = False) -> MappedTable:
+    rules = [
+        {**SELECT, "filters": FILTERS} if filtered else SELECT,
+        _column_rule(2, "qty", "change-data-type", **{"data-type": {"type": "int4"}}),
+        _column_rule(3, "phone", mask, **({"value": "#"} if mask == "data-masking-digits-mask" else {})),
+        _column_rule(4, "note", "rename", value="remark"),
+    ]
+    limited = TargetMetadata.model_validate({"LimitedSizeLobMode": True, "LobMaxSize": 1})
+    [mapped] = TableMappings.parse({"rules": rules}, "mappings.json").for_task(limited).select([DOCS])
+    assert mapped.conversions and mapped.masks and mapped.lob_limit is not None
+    assert (mapped.row_filter is not None) == filtered
+    return mapped
+
+
+def _changes(rng: random.Random, n: int) -> list[RowChange]:
+    there = {i for i in range(6) if rng.random() < 0.5}
+    out: list[RowChange] = []
+    for i in range(n):
+        key = rng.randint(0, 5)
+        row = {
+            "id": key,
+            "n": None if rng.random() < 0.1 else rng.randint(-5, 5000),
+            "qty": None if rng.random() < 0.1 else str(rng.randint(-5, 5000)),
+            "phone": None if rng.random() < 0.1 else f"555-01{i:02d}",
+            "body": "é" * rng.choice([3, 700]),  # 1,400 bytes: over the 1 KB limit
+            "note": f"n{i}",
+        }
+        if key not in there:
+            out.append(RowChange(REF, Op.INSERT, row))
+            there.add(key)
+        elif rng.random() < 0.2:
+            out.append(RowChange(REF, Op.DELETE, {"id": key}, old_key={"id": key}))
+            there.discard(key)
+        else:
+            unsent = frozenset(rng.choice([(), ("body",), ("phone", "body"), ("qty", "note"), ("n",)]))
+            out.append(
+                RowChange(REF, Op.UPDATE, {c: v for c, v in row.items() if c not in unsent}, unchanged=unsent)
+            )
+    return out
+
+
+def _chunk(changes: list[RowChange]) -> ChangeBatch:
+    chunk = RowsChunk(DOCS)
+    for c in changes:
+        row = whole_row(c, DOCS, set(DOCS.column_names))
+        assert row is not None
+        chunk.add(*row)
+    (captured,) = chunk.take()
+    assert isinstance(captured, ChangeBatch)
+    return captured
+
+
+def _sorted(rows: pa.RecordBatch) -> list[dict[str, Any]]:
+    return sorted(rows.to_pylist(), key=lambda r: r["id"])
+
+
+@pytest.mark.parametrize("filtered", [False, True], ids=["all", "filtered"])
+@pytest.mark.parametrize("mask", ["data-masking-digits-mask", "data-masking-hash-mask"])
+@pytest.mark.parametrize("seed", range(5))
+def test_filtered_converted_and_masked_changes_reduce_in_arrow_as_one_by_one(
+    seed: int, mask: str, filtered: bool
+) -> None:
+    rng = random.Random(seed)
+    mapped = _mapped(mask, filtered)
+    for _ in range(20):
+        changes = _changes(rng, rng.randint(1, 30))
+        one_by_one = table_reducer(mapped)
+        for c in changes:
+            one_by_one.add(c)
+        in_arrow = table_reducer(mapped)
+        assert in_arrow.takes_whole
+        cut = rng.randint(1, len(changes))
+        assert in_arrow.add_captured(_chunk(changes[:cut]))
+        if cut < len(changes):
+            assert in_arrow.add_captured(_chunk(changes[cut:]))
+        folded = table_reducer(mapped)  # a change one by one after captured ones folds them
+        assert folded.add_captured(_chunk(changes[:cut]))
+        for c in changes[cut:]:
+            folded.add(c)
+        want = one_by_one.changes()
+        assert all(len(r["body"].encode()) <= 1024 for r in want.upserts.to_pylist())
+        for got, reducer in ((in_arrow.changes(), in_arrow), (folded.changes(), folded)):
+            assert (reducer.inserts, reducer.updates, reducer.deletes, reducer.filtered) == (
+                one_by_one.inserts,
+                one_by_one.updates,
+                one_by_one.deletes,
+                one_by_one.filtered,
+            )
+            assert _sorted(got.upserts) == _sorted(want.upserts)
+            assert got.upserts.schema == want.upserts.schema
+            assert got.upserts.schema.types == mapped.target.arrow_schema().types
+            assert _sorted(got.deletes) == _sorted(want.deletes)
+            assert {u: _sorted(r) for u, r in got.partial.items() if r.num_rows} == {
+                u: _sorted(r) for u, r in want.partial.items() if r.num_rows
+            }
+
+
+def test_a_change_log_holds_the_converted_and_masked_rows_a_deletes_values_unmasked() -> None:
+    mapped = _mapped("data-masking-digits-mask")
+    old = {
+        "id": 2,
+        "n": 1,
+        "qty": "9",
+        "phone": "555-0202",
+        "body": "c",
+        "note": "o",
+    }  # REPLICA IDENTITY FULL
+    changes = [
+        RowChange(
+            REF, Op.INSERT, {"id": 1, "n": 1, "qty": "7", "phone": "555-0101", "body": "b", "note": "n"}
+        ),
+        RowChange(
+            REF, Op.UPDATE, {"id": 1, "n": 1, "qty": "8", "note": "m"}, unchanged=frozenset({"phone", "body"})
+        ),
+        RowChange(REF, Op.DELETE, old, old_key=old),
+    ]
+    reducer = table_reducer(mapped, keep_log=True, log_rows=True)
+    assert reducer.add_captured(_chunk(changes), (Checkpoint("postgres", {"lsn": "0/1"}), 0))
+    assert reducer.log is not None
+    [logged] = reducer.log
+    assert isinstance(logged, LoggedRows)
+    assert logged.rows.column("qty").type == pa.int32()
+    assert logged.rows.column("phone").to_pylist() == ["###-####", None, "555-0202"]
+    one_by_one = table_reducer(mapped, keep_log=True)
+    for i, c in enumerate(changes):
+        one_by_one.add(c, (Checkpoint("postgres", {"lsn": "0/1"}), i))
+    assert one_by_one.log is not None
+
+    def rows(log: list[LoggedChange]) -> list[tuple[str, dict[str, Any] | None]]:
+        return [(c.op, c.before if c.op == "d" else c.after) for c in log]
+
+    assert rows(list(logged_changes(reducer.log))) == rows(list(logged_changes(one_by_one.log)))
+
+
+def test_a_value_that_does_not_convert_sends_the_batch_one_by_one_where_it_is_named() -> None:
+    mapped = _mapped("data-masking-digits-mask")
+    good = RowChange(REF, Op.INSERT, {"id": 1, "n": 1, "qty": "7", "phone": None, "body": "b", "note": "n"})
+    bad = RowChange(
+        REF, Op.INSERT, {"id": 2, "n": 1, "qty": "twelve", "phone": None, "body": "b", "note": "n"}
+    )
+    reducer = table_reducer(mapped)
+    assert not reducer.add_captured(_chunk([good, bad]))
+    assert reducer.pending == 0 and reducer.inserts == 0
+    reducer.add(good)
+    with pytest.raises(DataError, match="'twelve' cannot be converted to int32"):
+        reducer.add(bad)
+
+
+def test_cuts_in_arrow_are_logged_as_one_by_one(caplog: pytest.LogCaptureFixture) -> None:
+    """The first cut of a column, then one in every thousand, with the count so far."""
+    mapped = _mapped("data-masking-digits-mask")
+    long = {"n": 1, "qty": "1", "phone": None, "body": "x" * 2000, "note": "n"}
+    reducer = table_reducer(mapped)
+    caplog.set_level(logging.WARNING, logger="conveyor.replication.lob_limits")
+    for start in (0, 600, 1200):
+        batch = [RowChange(REF, Op.INSERT, {"id": i, **long}) for i in range(start, start + 600)]
+        assert reducer.add_captured(_chunk(batch))
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2, said
+    assert said[0].endswith("600 value(s) cut in change capture so far")
+    assert said[1].endswith("1200 value(s) cut in change capture so far")
+    assert {len(b) for b in reducer.changes().upserts.column("body").to_pylist()} == {1024}
+
+
+def test_a_partial_update_passing_the_filter_is_said_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(reduce, "_WARNED", set())
+    mapped = _mapped("data-masking-digits-mask", filtered=True)
+    partial = RowChange(
+        REF, Op.UPDATE, {"id": 1, "n": 200, "note": "n5"}, unchanged=frozenset({"qty", "phone", "body"})
+    )
+    failing = RowChange(
+        REF, Op.UPDATE, {"id": 2, "n": 5, "note": "n5"}, unchanged=frozenset({"qty", "phone", "body"})
+    )
+    reducer = table_reducer(mapped)
+    assert reducer.add_captured(_chunk([failing]))
+    assert not caplog.messages  # moved out: nothing is missed
+    assert reducer.add_captured(_chunk([partial, partial]))
+    assert reducer.add_captured(_chunk([partial]))
+    [said] = caplog.messages
+    assert said.startswith(
+        "table app.docs: an UPDATE that passes the source filter left values unsent (body, phone, qty)"
+    )
+    out = reducer.changes()
+    assert out.deletes.to_pylist() == [{"id": 2}] and reducer.filtered == 1 and reducer.updates == 3
+
+
+def test_a_partial_update_whose_old_row_came_whole_is_judged_whole() -> None:
+    """REPLICA IDENTITY FULL: the unsent values are the old row's, so a row
+    moving into the filter arrives whole, as one by one."""
+    mapped = _mapped("data-masking-digits-mask", filtered=True)
+    old = {"id": 1, "n": 5, "qty": "3", "phone": None, "body": "b", "note": "n7"}
+    moved_in = RowChange(
+        REF, Op.UPDATE, {"id": 1, "n": 500, "note": "n7"}, old, frozenset({"qty", "phone", "body"})
+    )
+    assert whole_row(moved_in, DOCS, set(DOCS.column_names)) == (
+        b"u",
+        {**old, "n": 500},
+        frozenset(),
+    )
+    in_arrow, one_by_one = table_reducer(mapped), table_reducer(mapped)
+    assert in_arrow.add_captured(_chunk([moved_in]))
+    one_by_one.add(moved_in)
+    assert (
+        in_arrow.changes().upserts.to_pylist()
+        == one_by_one.changes().upserts.to_pylist()
+        == [{"id": 1, "n": 500, "qty": 3, "phone": None, "body": "b", "remark": "n7"}]
+    )
+
+
+def test_a_filtered_table_with_a_change_log_goes_one_by_one() -> None:
+    """A change log says a row moved out with its old row, which captured rows lack."""
+    reducer = table_reducer(_mapped("data-masking-digits-mask", filtered=True), keep_log=True, log_rows=True)
+    assert not reducer.takes_whole
+    assert table_reducer(_mapped("data-masking-digits-mask"), keep_log=True, log_rows=True).takes_whole
