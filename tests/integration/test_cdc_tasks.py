@@ -4,6 +4,8 @@ arriving, stop, resume."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sqlite3
 import threading
 import time
@@ -376,8 +378,9 @@ def test_source_ddl_is_applied_or_suspends_the_table_never_ignored(
 
 
 def test_added_columns_are_computed_for_captured_changes(
-    sqlite_stack: Path, store: Store, tmp_path: Path
+    sqlite_stack: Path, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="conveyor.replication.cdc.row_forms")
     document = json.loads(sqlite_stack.read_text())
     document["tasks"]["sync"]["table_mappings"]["rules"].append(
         {
@@ -406,3 +409,5 @@ def test_added_columns_are_computed_for_captured_changes(
             "SELECT id, label FROM main.items WHERE id IN (1, 2, 500) ORDER BY id"
         ).fetchall()
     assert labels == [(1, "ITEM 1 (INSERT)"), (2, "CHANGED (UPDATE)"), (500, "FRESH (INSERT)")]
+    # computed in Arrow, as captured
+    assert any(re.fullmatch(r"task sync: (\d+) of \1 tables captured in Arrow", m) for m in caplog.messages)

@@ -374,18 +374,8 @@ class Evaluator:
         (an unchanged value the source did not send) is left out of that row."""
         if not rows or not self.added:
             return [{} for _ in rows]
-        columns: list[list[Any]] = []
-        for col in self.inputs:
-            kind = col.type.kind
-            try:
-                columns.append([sqlite_value(row.get(col.name), kind) for row in rows])
-            except Unconvertible as exc:
-                raise DataError(
-                    f"table {self.source.ref}: column {col.name!r} holds {exc.args[0]!r}, "
-                    f"which an expression cannot use as a {col.type.describe()}",
-                    column=col.name,
-                ) from None
-        arrays = self._run(len(rows), columns, operation, timestamp)
+        inputs = {col.name: [row.get(col.name) for row in rows] for col in self.inputs}
+        arrays = self.evaluate_values(inputs, len(rows), operation, timestamp)
         values_by_col = [a.to_pylist() for a in arrays]
         result: list[dict[str, Any]] = []
         for i, row in enumerate(rows):
@@ -395,6 +385,34 @@ class Evaluator:
                     out[added.name] = values[i]
             result.append(out)
         return result
+
+    def evaluate_values(
+        self,
+        inputs: Mapping[str, Sequence[Any]],
+        num_rows: int,
+        operation: str = FULL_LOAD_OPERATION,
+        timestamp: datetime | None = None,
+    ) -> list[pa.Array]:
+        """The added columns' values, in ``added`` order, for ``num_rows`` rows
+        of in-flight source values given per input column (CDC's values; a
+        value not sent is None here)."""
+        columns: list[list[Any]] = []
+        for col in self.inputs:
+            kind = col.type.kind
+            try:
+                columns.append([sqlite_value(value, kind) for value in inputs[col.name]])
+            except Unconvertible as exc:
+                raise DataError(
+                    f"table {self.source.ref}: column {col.name!r} holds {exc.args[0]!r}, "
+                    f"which an expression cannot use as a {col.type.describe()}",
+                    column=col.name,
+                ) from None
+        return self._run(num_rows, columns, operation, timestamp)
+
+    @property
+    def needs(self) -> tuple[tuple[str, ...], ...]:
+        """The source columns each added column's expression reads, in ``added`` order."""
+        return tuple(self._needs)
 
     def _run(
         self, num_rows: int, columns: list[list[Any]], operation: str, timestamp: datetime | None

@@ -5,6 +5,7 @@ limits). :mod:`mappings` builds it from the rules."""
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,8 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from conveyor.connectors.arrow_rows import column_values
 from conveyor.core.arrow_compute import pc
-from conveyor.core.batch import OP, Op, op_array
+from conveyor.core.batch import OP, UNCHANGED, Op, op_array
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableSchema
 from conveyor.replication.conversions import Conversion
@@ -135,8 +137,9 @@ class MappedTable:
         first (DataError, before any cut, for a value that does not
         convert), then LOB cuts, then masks, which leave a DELETE's values
         as they are."""
-        conversions = {c.column: c for c in self.conversions}
-        cut = self.lob_limit.columns if self.lob_limit is not None else ()
+        added = self.added_names  # neither converted nor cut, as one by one: masked alone
+        conversions = {c.column: c for c in self.conversions if c.column not in added}
+        cut = [c for c in self.lob_limit.columns if c not in added] if self.lob_limit is not None else ()
         masks = {m.column: m for m in self.masks}
         arrays = changes.columns
         names = changes.schema.names
@@ -167,6 +170,46 @@ class MappedTable:
     def added_names(self) -> frozenset[str]:
         """Target names of the columns add-column rules compute."""
         return frozenset(c.name for c in self.added)
+
+    def compute_added_changes(
+        self, changes: pa.RecordBatch, timestamp: datetime | None = None
+    ) -> tuple[dict[str, pa.Array], list[list[str] | None] | None]:
+        """For captured changes (``ChangeBatch.captured``, source column
+        names): the added columns' values by target name, as
+        ``compute_added`` gives them each change (an INSERT's operation for
+        the INSERTs, an UPDATE's for the UPDATEs; null for a DELETE), and per
+        row the added columns left out because their expression reads a
+        column the row did not send (None when no row has one)."""
+        assert self.evaluator is not None
+        evaluator = self.evaluator
+        ops = changes.column(OP)
+        n = changes.num_rows
+        positions = array("q", [0]) * n
+        parts: list[list[pa.Array]] = []
+        taken = 0
+        for op in (Op.INSERT, Op.UPDATE):
+            rows = pc.indices_nonzero(pc.equal(ops, op_array(op.encode())[0]))
+            if not len(rows):
+                continue
+            some = changes.take(rows)
+            inputs = {c.name: column_values(some.column(c.name)) for c in evaluator.inputs}
+            parts.append(evaluator.evaluate_values(inputs, len(rows), _OPERATIONS[op], timestamp))
+            for i, row in enumerate(rows.to_pylist()):
+                positions[row] = taken + i + 1  # 0: a DELETE's null
+            taken += len(rows)
+        at = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(positions)])
+        values = {
+            c.name: pa.concat_arrays([pa.nulls(1, c.type.arrow()), *(part[j] for part in parts)]).take(at)
+            for j, c in enumerate(self.added)
+        }
+        if UNCHANGED not in changes.schema.names:
+            return values, None
+        needs = [(a.name, frozenset(columns)) for a, columns in zip(self.added, evaluator.needs, strict=True)]
+        unsent: list[list[str] | None] = []
+        for names in changes.column(UNCHANGED).to_pylist():
+            left = [name for name, reads in needs if not reads.isdisjoint(names)] if names else []
+            unsent.append(left or None)
+        return values, unsent if any(unsent) else None
 
     def compute_added(
         self, rows: Sequence[Mapping[str, Any]], op: Op = Op.INSERT, timestamp: datetime | None = None

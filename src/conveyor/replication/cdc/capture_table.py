@@ -101,6 +101,7 @@ def table_reducer(
         rename,
         added=added,
         added_names=mapped.added_names,
+        added_captured=mapped.compute_added_changes if mapped.added else None,
         decode=decode,
         row_filter=mapped.row_filter,
         convert=mapped.convert_row if mapped.converts else None,

@@ -65,6 +65,11 @@ class TableReducer:
     # add-column mapping rules: (source rows, operation) -> the added columns' values
     added: Callable[[Sequence[Mapping[str, Any]], Op], list[dict[str, Any]]] | None = None
     added_names: frozenset[str] = frozenset()
+    # The same on captured changes in Arrow (MappedTable.compute_added_changes):
+    # the added columns by name, and per row those left unsent.
+    added_captured: (
+        Callable[[pa.RecordBatch], tuple[dict[str, pa.Array], list[list[str] | None] | None]] | None
+    ) = None
     # Encoded rows (captured, ENCODED) as values, for the rare change that needs a
     # whole row the batch holds encoded (a partial update on top of it).
     decode: Callable[[bytes], dict[str, Any]] | None = None
@@ -159,12 +164,12 @@ class TableReducer:
     @property
     def takes_whole(self) -> bool:
         """Whether captured batches of whole rows are taken whole: the mapping
-        at most renames, removes, converts, masks or filters (without a change
-        log) rows, in Arrow, nothing is asked of each change (a change log
-        only of an applier that takes captured rows as they are) and the
+        at most renames, removes, adds, converts, masks or filters (without a
+        change log) rows, in Arrow, nothing is asked of each change (a change
+        log only of an applier that takes captured rows as they are) and the
         table has a primary key."""
         return bool(
-            self.added is None
+            (self.added is None or self.added_captured is not None)
             and not self.before_images
             and (self.row_filter is None or self.log is None)
             and self.lookup is None
@@ -173,25 +178,46 @@ class TableReducer:
             and (self.log is None or self.logs_rows)
             and not self.group_key
             and self.table.primary_key
-            and sorted(self.rename.values()) == sorted(self.table.column_names)
+            and sorted([*self.rename.values(), *self.added_names]) == sorted(self.table.column_names)
         )
 
     def _whole_rows(self, batch: pa.RecordBatch) -> Judged | None:
         """A captured batch of rows in the target's column names, filtered
-        (``captured_filter``), converted and masked, when the reducer takes
-        it whole; None when its changes must go one by one."""
+        (``captured_filter``), with its added columns, converted and masked,
+        when the reducer takes it whole; None when its changes must go one by
+        one (a value that does not convert or evaluate: there, the change
+        that holds it is named)."""
         if not (self.takes_whole and self.rename.keys() <= set(batch.schema.names)):
             return None
         judged = Judged(batch, batch.column(OP), 0, None)
         if self.row_filter is not None:
             judged = judge(self.row_filter, batch)
         rows = judged.rows if self._identity else self._renamed_batch(judged.rows)
-        if self.convert_captured is not None:
-            try:
+        try:
+            if self.added_captured is not None:
+                rows = self._with_added(rows, *self.added_captured(judged.rows))
+            if self.convert_captured is not None:
                 rows = self.convert_captured(rows)
-            except DataError:
-                return None  # one by one: the change whose value does not convert is named
+        except DataError:
+            return None
         return replace(judged, rows=rows)
+
+    def _with_added(
+        self, rows: pa.RecordBatch, added: dict[str, pa.Array], unsent: list[list[str] | None] | None
+    ) -> pa.RecordBatch:
+        """``rows`` with the added columns, in the target's order; an added
+        column whose input a row did not send is named unsent in it."""
+        arrays = dict(zip(rows.schema.names, rows.columns, strict=True)) | added
+        names = [OP, *self.table.column_names]
+        if UNCHANGED in arrays:
+            names.append(UNCHANGED)
+            if unsent is not None:
+                lists = arrays[UNCHANGED].to_pylist()
+                merged = [
+                    [*(had or ()), *(more or ())] or None for had, more in zip(lists, unsent, strict=True)
+                ]
+                arrays[UNCHANGED] = pa.array(merged, arrays[UNCHANGED].type)
+        return pa.RecordBatch.from_arrays([arrays[n] for n in names], names=names)
 
     def _renamed_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         sources = list(self.rename)
