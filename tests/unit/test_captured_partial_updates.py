@@ -16,7 +16,7 @@ from conveyor.connectors.arrow_rows import logged_changes
 from conveyor.connectors.captured_rows import RowRuns, RowsChunk, whole_row
 from conveyor.connectors.changes import RowChange, row_changes
 from conveyor.core import types as t
-from conveyor.core.batch import UNCHANGED, ChangeBatch, Checkpoint, LoggedRows, Op
+from conveyor.core.batch import UNCHANGED, ChangeBatch, Checkpoint, KeyHistory, LoggedRows, Op
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 from conveyor.replication.cdc.reduce import TableReducer
@@ -45,9 +45,10 @@ RENAMING = {"a": "A", "b": "B", "v": "V"}  # w removed
 UPDATE, INSERT = b"u", b"c"
 
 
-def _changes(rng: random.Random, n: int) -> list[RowChange]:
+def _changes(rng: random.Random, n: int, partial: bool = True) -> list[RowChange]:
     """Random changes over a few keys, as a source sends them: an UPDATE or
-    DELETE only of a key that is there, an INSERT only of one that is not."""
+    DELETE only of a key that is there, an INSERT only of one that is not
+    (``partial``: some UPDATEs leave columns unsent)."""
     there = {(a, b) for a in range(4) for b in "xy" if rng.random() < 0.5}  # on the target already
     out: list[RowChange] = []
     for i in range(n):
@@ -62,7 +63,7 @@ def _changes(rng: random.Random, n: int) -> list[RowChange]:
             )
             there.discard(key)
         else:
-            unsent = frozenset(rng.choice([(), ("v",), ("w",), ("v", "w")]))
+            unsent = frozenset(rng.choice([(), ("v",), ("w",), ("v", "w")]) if partial else ())
             values = {c: v for c, v in row.items() if c not in unsent}
             out.append(RowChange(DOCS.ref, Op.UPDATE, values, unchanged=unsent))
     return out
@@ -87,24 +88,36 @@ def _partial(batch: ChangeBatch, key: tuple[str, ...]) -> Mapping[frozenset[str]
     return {unsent: _sorted(rows, key) for unsent, rows in batch.partial.items() if rows.num_rows}
 
 
+def _checks(batch: ChangeBatch) -> dict[tuple[Any, ...], KeyHistory] | None:
+    if batch.checks is None:
+        return None
+    keys = batch.checks.keys.to_pylist()
+    return {tuple(k.values()): h for k, h in zip(keys, batch.checks.history, strict=True)}
+
+
+@pytest.mark.parametrize("partial", [True, False], ids=["partial", "whole"])
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize(("target", "columns"), [(DOCS, SAME), (RENAMED, RENAMING)], ids=["same", "renamed"])
 def test_partial_updates_reduce_in_arrow_as_one_by_one(
-    seed: int, target: TableSchema, columns: dict[str, str]
+    seed: int, target: TableSchema, columns: dict[str, str], partial: bool
 ) -> None:
+    """Key histories too (apply conflicts judged): the same for every key."""
     rng = random.Random(seed)
     key = target.primary_key
     for _ in range(30):
-        changes = _changes(rng, rng.randint(1, 40))
-        one_by_one = TableReducer(target, columns)
+        changes = _changes(rng, rng.randint(1, 40), partial)
+        check_keys = rng.random() < 0.5
+        one_by_one = TableReducer(target, columns, check_keys=check_keys)
         for c in changes:
             one_by_one.add(c)
-        in_arrow = TableReducer(target, columns)
+        in_arrow = TableReducer(target, columns, check_keys=check_keys)
         cut = rng.randint(1, len(changes))
         assert in_arrow.add_captured(_chunk(changes[:cut]))
         if cut < len(changes):
             assert in_arrow.add_captured(_chunk(changes[cut:]))
-        folded = TableReducer(target, columns)  # a change one by one in the middle folds the captured ones
+        folded = TableReducer(
+            target, columns, check_keys=check_keys
+        )  # a change one by one folds the captured ones
         assert folded.add_captured(_chunk(changes[:cut]))
         for c in changes[cut:]:
             folded.add(c)
@@ -114,6 +127,8 @@ def test_partial_updates_reduce_in_arrow_as_one_by_one(
             assert _sorted(got.deletes, key) == _sorted(want.deletes, key)
             assert _partial(got, key) == _partial(want, key)
             assert got.upserts.schema == want.upserts.schema
+            assert _checks(got) == _checks(want)
+            assert (got.checks is None) == (not check_keys)
             for unsent, rows in got.partial.items():
                 assert rows.schema.names == [c for c in target.column_names if c not in unsent]
             assert (reducer.inserts, reducer.updates, reducer.deletes) == (
@@ -221,10 +236,16 @@ def test_a_key_type_arrow_cannot_sort_merges_partial_updates_in_python() -> None
         RowChange(spans.ref, Op.UPDATE, {"span": two, "v": "v2"}, unchanged=frozenset({"w"})),
         RowChange(spans.ref, Op.UPDATE, {"span": one, "v": "v3"}, unchanged=frozenset({"w"})),
     ]
-    reducer = TableReducer(spans, {c: c for c in spans.column_names})
+    reducer = TableReducer(spans, {c: c for c in spans.column_names}, check_keys=True)
     assert reducer.add_captured(_chunk(changes, spans))
     out = reducer.changes()
     assert out.upserts.to_pylist() == [{"span": one, "v": "v3", "w": "w1"}]
+    assert _checks(out) == {
+        (one,): KeyHistory(
+            Op.INSERT, alone=False, reinserted=False, partial=False, inherited=frozenset({"w"})
+        ),
+        (two,): KeyHistory(Op.UPDATE, alone=True, reinserted=False, partial=True),
+    }
     assert {u: rows.to_pylist() for u, rows in out.partial.items()} == {
         frozenset({"w"}): [{"span": two, "v": "v2"}]
     }
@@ -233,6 +254,8 @@ def test_a_key_type_arrow_cannot_sort_merges_partial_updates_in_python() -> None
         RowChange(spans.ref, Op.INSERT, {"span": one, "v": "v1", "w": "w1"}),
         RowChange(spans.ref, Op.UPDATE, {"span": one, "v": "v4", "w": "w4"}),
     ]
-    reducer = TableReducer(spans, {c: c for c in spans.column_names})
+    reducer = TableReducer(spans, {c: c for c in spans.column_names}, check_keys=True)
     assert reducer.add_captured(_chunk(whole, spans))
-    assert reducer.changes().upserts.to_pylist() == [{"span": one, "v": "v4", "w": "w4"}]
+    out = reducer.changes()
+    assert out.upserts.to_pylist() == [{"span": one, "v": "v4", "w": "w4"}]
+    assert _checks(out) == {(one,): KeyHistory(Op.INSERT, alone=False, reinserted=False, partial=False)}

@@ -165,16 +165,16 @@ class TableReducer:
     def takes_whole(self) -> bool:
         """Whether captured batches of whole rows are taken whole: the mapping
         at most renames, removes, adds, converts, masks or filters (without a
-        change log) rows, in Arrow, nothing is asked of each change (a change
-        log only of an applier that takes captured rows as they are) and the
-        table has a primary key."""
+        change log or key histories, which say a moved-out row apart) rows,
+        in Arrow, nothing is asked of each change but its key's history (a
+        change log only of an applier that takes captured rows as they are)
+        and the table has a primary key."""
         return bool(
             (self.added is None or self.added_captured is not None)
             and not self.before_images
-            and (self.row_filter is None or self.log is None)
+            and (self.row_filter is None or (self.log is None and not self.check_keys))
             and self.lookup is None
             and (self.convert_captured is not None or (self.convert is None and self.mask is None))
-            and not self.check_keys
             and (self.log is None or self.logs_rows)
             and not self.group_key
             and self.table.primary_key
@@ -273,21 +273,18 @@ class TableReducer:
     def _fold(self) -> None:
         """The captured changes taken whole, into the per-key state the
         change-by-change path keeps (for a change that needs it: a partial
-        UPDATE on top of an encoded row, a key history)."""
+        UPDATE on top of an encoded row), each noted in its key's history."""
         captured, self._captured = self._captured, []
         self._captured_lines = self._captured_partial = False
         key = self.table.primary_key
-        deleted = Op.DELETE.encode()
+        deleted, inserted = Op.DELETE.encode(), Op.INSERT.encode()
         for batch in captured:
             if ENCODED not in batch.schema.names:
                 for op, row, unchanged in captured_changes(batch, self.table.column_names):
-                    if unchanged:  # a partial UPDATE: merged into the key's row as the others are
-                        self._put(row, unchanged, None, Op.UPDATE)
-                        continue
-                    k = self._key(row)
-                    self._note(k, None)
-                    self._inherited.pop(k, None)
-                    self._final[k] = None if op == deleted else row
+                    if op == deleted:
+                        self._delete(row, Op.DELETE)
+                    else:  # a partial UPDATE is merged into the key's row as the others are
+                        self._put(row, unchanged, None, Op.INSERT if op == inserted else Op.UPDATE)
                 continue
             lines = batch.column(ENCODED).to_pylist()
             if not key:  # encoded rows of a table without a primary key: INSERTs alone
@@ -550,6 +547,7 @@ class TableReducer:
                 tuple(self._captured),
                 truncate=self.truncate,
                 log=tuple(self.log or ()),
+                check_keys=self.check_keys and not self.truncate,
             )
         deletes: list[dict[str, Any]] = []
         upserts: list[dict[str, Any]] = []

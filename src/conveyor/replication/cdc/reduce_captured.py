@@ -10,13 +10,24 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.connectors.arrow_rows import empty_batch
-from conveyor.core.batch import ENCODED, OP, UNCHANGED, ChangeBatch, Logged, Op, op_array
+from conveyor.core.batch import (
+    ENCODED,
+    OP,
+    UNCHANGED,
+    ChangeBatch,
+    KeyChecks,
+    KeyHistory,
+    Logged,
+    Op,
+    op_array,
+)
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 
@@ -27,28 +38,36 @@ def reduce_captured(
     *,
     truncate: bool = False,
     log: Sequence[Logged] = (),
+    check_keys: bool = False,
 ) -> ChangeBatch:
     """Captured changes of ``table`` (a table with a primary key whose rows
     go to the target as the source sent them), in commit order, reduced in
     Arrow to the last change per key: its whole new row (``upserts``, or
     ``encoded`` for encoded rows), its key (``deletes``), or, when no change
     of the key in the batch sent some columns (partial UPDATEs), its row
-    without them (``partial``)."""
+    without them (``partial``). ``check_keys``: with each key's history, to
+    judge against the target (``ChangeBatch.checks``)."""
     key = list(table.primary_key)
     changes = pa.Table.from_batches(captured) if len({b.schema for b in captured}) == 1 else None
     if changes is None:  # a shape changed between them: one schema, the first's order of columns
         changes = pa.concat_tables([pa.Table.from_batches([b]) for b in captured], promote_options="default")
     partial: dict[frozenset[str], pa.RecordBatch] = {}
+    checks: KeyChecks | None = None
     if UNCHANGED in changes.column_names and changes.column(UNCHANGED).null_count == changes.num_rows:
         changes = changes.drop_columns([UNCHANGED])  # every row whole
     if UNCHANGED in changes.column_names:
-        changes, unsent = _merged(changes, key, table.column_names)
+        runs = _runs(changes, key)
+        changes, unsent = _merged(runs, table.column_names)
+        if check_keys:
+            checks = _key_checks(table, runs, unsent)
         for columns, rows in _by_unsent(changes, unsent).items():
             sent = [c for c in table.column_names if c not in columns]
             partial[columns] = _target_batch(table, rows, sent)
         if partial:
             changes = changes.filter(unsent.is_null())
     else:
+        if check_keys:
+            checks = _key_checks(table, _runs(changes, key), None)
         last = _last_per_key(changes, key)
         if last is not None:
             changes = changes.take(last)
@@ -68,7 +87,9 @@ def reduce_captured(
         encoded = rows.column(ENCODED).combine_chunks()
     else:
         upserts, encoded = _target_batch(table, rows, table.column_names), ()
-    return ChangeBatch(table, upserts, deletes, partial, truncate=truncate, encoded=encoded, log=log)
+    return ChangeBatch(
+        table, upserts, deletes, partial, truncate=truncate, encoded=encoded, log=log, checks=checks
+    )
 
 
 _DELETE = op_array(Op.DELETE.encode())[0]
@@ -131,17 +152,21 @@ def _target_batch(table: TableSchema, rows: pa.Table, columns: Sequence[str]) ->
     return picked.to_batches()[0]
 
 
-def _merged(changes: pa.Table, key: list[str], columns: Sequence[str]) -> tuple[pa.Table, pa.Array]:
-    """Each key's last change with the values its partial UPDATEs left
-    unsent taken from the key's latest earlier change that sent them (since
-    its last DELETE), and per row the columns no such change sent (a list
-    of names, null when none: the row is whole). Like the change-by-change
-    path's merge, by a forward fill of each column's source row within each
-    key's run of changes sorted by key, then commit order."""
-    n = changes.num_rows
-    positions = _int64s(range(n))
+@dataclass(frozen=True)
+class _Runs:
+    """Changes sorted by key, then commit order (``ordered``), and where each
+    key's run of changes starts and ends."""
+
+    ordered: pa.Table
+    starts: pa.Array
+    ends: pa.Array
+    key: list[str]
+
+
+def _runs(changes: pa.Table, key: list[str]) -> _Runs:
+    positions = _int64s(range(changes.num_rows))
     try:
-        ordered, starts, ends = _key_runs(changes, key, positions)
+        return _Runs(*_key_runs(changes, key, positions), key)
     except _UNSORTABLE:  # a key type Arrow cannot sort or compare: grouped in Python
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, values in enumerate(zip(*(changes.column(c).to_pylist() for c in key), strict=True)):
@@ -150,6 +175,19 @@ def _merged(changes: pa.Table, key: list[str], columns: Sequence[str]) -> tuple[
         bounds = [(j == 0, j == len(run) - 1) for run in groups.values() for j in range(len(run))]
         starts = pa.array([first for first, _ in bounds], pa.bool_())
         ends = pa.array([final for _, final in bounds], pa.bool_())
+        return _Runs(ordered, starts, ends, key)
+
+
+def _merged(runs: _Runs, columns: Sequence[str]) -> tuple[pa.Table, pa.Array]:
+    """Each key's last change with the values its partial UPDATEs left
+    unsent taken from the key's latest earlier change that sent them (since
+    its last DELETE), and per row the columns no such change sent (a list
+    of names, null when none: the row is whole), in the order of ``runs``.
+    Like the change-by-change path's merge, by a forward fill of each
+    column's source row within each key's run of changes sorted by key, then
+    commit order."""
+    ordered, starts, ends = runs.ordered, runs.starts, runs.ends
+    positions = _int64s(range(ordered.num_rows))
     last = positions.filter(ends)
     deleted = pc.equal(ordered.column(OP), _DELETE).combine_chunks()
     lists = ordered.column(UNCHANGED).combine_chunks()
@@ -198,6 +236,62 @@ _UNSORTABLE = (pa.ArrowNotImplementedError, pa.ArrowTypeError)
 first for a column, the second for a table)."""
 _NONE = _int64s([-1])[0]
 _NULL = pa.nulls(1, pa.int64())[0]
+
+
+def _key_checks(table: TableSchema, runs: _Runs, unsent: pa.Array | None) -> KeyChecks | None:
+    """Each key's history in the batch (``KeyHistory``, as the change-by-change
+    reducer notes it), in the order of ``runs``; ``unsent``: the columns each
+    key's final row lacks (``_merged``), None when every change was whole."""
+    ordered, starts, ends = runs.ordered, runs.starts, runs.ends
+    if not ordered.num_rows:
+        return None
+    ops = ordered.column(OP).combine_chunks()
+    firsts = ops.filter(starts).to_pylist()
+    alone = pc.and_(starts, ends).filter(starts).to_pylist()
+    later_inserts = pc.and_(pc.equal(ops, _INSERT), pc.invert(starts)).cast(pa.int64())
+    counted = pc.cumulative_sum(later_inserts)
+    reinserted = pc.greater(pc.subtract(counted.filter(ends), counted.filter(starts)), 0).to_pylist()
+    partial = [False] * len(firsts) if unsent is None else unsent.is_valid().to_pylist()
+    inherited = _inherited(table, ordered, starts, firsts, alone) if unsent is not None else {}
+    shared: dict[KeyHistory, KeyHistory] = {}  # few distinct ones
+    histories = []
+    for i, (first, one, again, part) in enumerate(zip(firsts, alone, reinserted, partial, strict=True)):
+        history = KeyHistory(Op(first.decode()), one, again, part, inherited.get(i, frozenset()))
+        histories.append(shared.setdefault(history, history))
+    keys = ordered.select(runs.key).filter(starts)
+    return KeyChecks(_target_batch(table, keys, runs.key), histories)
+
+
+def _inherited(
+    table: TableSchema, ordered: pa.Table, starts: pa.Array, firsts: list[bytes], alone: list[bool]
+) -> dict[int, frozenset[str]]:
+    """By key (its run's index): the columns whose final value is still its
+    first change's, an INSERT followed only by partial UPDATEs: those every
+    one of them left unsent."""
+    wanted = [
+        i for i, (first, one) in enumerate(zip(firsts, alone, strict=True)) if first == _INSERT_OP and not one
+    ]
+    if not wanted:
+        return {}
+    begins = pc.indices_nonzero(starts).to_pylist()
+    ops = ordered.column(OP).to_pylist()
+    lists = ordered.column(UNCHANGED).to_pylist()
+    out: dict[int, frozenset[str]] = {}
+    for run in wanted:
+        end = begins[run + 1] if run + 1 < len(begins) else len(ops)
+        left = frozenset(table.column_names)
+        for row in range(begins[run] + 1, end):
+            if ops[row] != _UPDATE_OP or not lists[row]:
+                left = frozenset()
+                break
+            left &= frozenset(lists[row])
+        if left:
+            out[run] = left
+    return out
+
+
+_INSERT_OP, _UPDATE_OP = Op.INSERT.encode(), Op.UPDATE.encode()
+_INSERT = op_array(_INSERT_OP)[0]
 
 
 def _unsent_lists(gone: dict[str, pa.Array], n: int, deleted: pa.ChunkedArray) -> pa.Array:
