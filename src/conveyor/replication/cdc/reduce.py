@@ -35,7 +35,7 @@ from conveyor.core.batch import (
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
-from conveyor.replication.cdc.captured_filter import Judged, judge
+from conveyor.replication.cdc.captured_mapping import CapturedMapping, Conversions, Judged
 from conveyor.replication.cdc.reduce_captured import reduce_captured
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class TableReducer:
     convert: Callable[[dict[str, Any]], None] | None = None
     mask: Callable[[dict[str, Any]], None] | None = None
     # Both, on captured changes in Arrow (target names; MappedTable.convert_changes).
-    convert_captured: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None
+    convert_captured: Conversions | None = None
     truncate: bool = False
     # The changes one by one, in commit order (None: not kept), for an applier
     # that publishes each (connectors.changes.KeepsChangeLog); captured changes
@@ -182,53 +182,15 @@ class TableReducer:
         )
 
     def _whole_rows(self, batch: pa.RecordBatch) -> Judged | None:
-        """A captured batch of rows in the target's column names, filtered
-        (``captured_filter``), with its added columns, converted and masked,
-        when the reducer takes it whole; None when its changes must go one by
-        one (a value that does not convert or evaluate: there, the change
-        that holds it is named)."""
+        """A captured batch of rows in the target's column names, mapped
+        (``captured_mapping``), when the reducer takes it whole; None when
+        its changes must go one by one."""
         if not (self.takes_whole and self.rename.keys() <= set(batch.schema.names)):
             return None
-        judged = Judged(batch, batch.column(OP), 0, None)
-        if self.row_filter is not None:
-            judged = judge(self.row_filter, batch)
-        rows = judged.rows if self._identity else self._renamed_batch(judged.rows)
-        try:
-            if self.added_captured is not None:
-                rows = self._with_added(rows, *self.added_captured(judged.rows))
-            if self.convert_captured is not None:
-                rows = self.convert_captured(rows)
-        except DataError:
-            return None
-        return replace(judged, rows=rows)
-
-    def _with_added(
-        self, rows: pa.RecordBatch, added: dict[str, pa.Array], unsent: list[list[str] | None] | None
-    ) -> pa.RecordBatch:
-        """``rows`` with the added columns, in the target's order; an added
-        column whose input a row did not send is named unsent in it."""
-        arrays = dict(zip(rows.schema.names, rows.columns, strict=True)) | added
-        names = [OP, *self.table.column_names]
-        if UNCHANGED in arrays:
-            names.append(UNCHANGED)
-            if unsent is not None:
-                lists = arrays[UNCHANGED].to_pylist()
-                merged = [
-                    [*(had or ()), *(more or ())] or None for had, more in zip(lists, unsent, strict=True)
-                ]
-                arrays[UNCHANGED] = pa.array(merged, arrays[UNCHANGED].type)
-        return pa.RecordBatch.from_arrays([arrays[n] for n in names], names=names)
-
-    def _renamed_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        sources = list(self.rename)
-        rows = batch.select([OP, *sources]).rename_columns([OP, *(self.rename[c] for c in sources)])
-        if UNCHANGED not in batch.schema.names:
-            return rows
-        unsent = [
-            None if names is None else [self.rename[c] for c in names if c in self.rename] or None
-            for names in batch.column(UNCHANGED).to_pylist()
-        ]
-        return rows.append_column(UNCHANGED, pa.array(unsent, batch.schema.field(UNCHANGED).type))
+        mapping = CapturedMapping(
+            self.table, self.rename, self.row_filter, self.added_captured, self.convert_captured
+        )
+        return mapping.apply(batch)
 
     def add_captured(self, changes: ChangeBatch, at: tuple[Checkpoint, int] | None = None) -> bool:
         """Take a stream's captured changes (``ChangeBatch.captured``) whole,
