@@ -43,6 +43,12 @@ stored out of line (STORAGE EXTERNAL), which the round's UPDATEs leave as it
 is: PostgreSQL does not send it, so every change is a partial UPDATE; each
 e2e run is also checked on ``count(doc)`` and ``sum(length(doc))``.
 
+``--mapping`` (pg-pg) runs the e2e case with a mapping as users write them
+(``MAPPING_RULES``): a source filter every row passes, customer_id changed to
+int8, note's digits masked and an ``op`` column added ($AR_H_OPERATION), so
+every change goes through each; each e2e run is also checked on every updated
+row saying UPDATE and no note holding a digit.
+
 Conveyor runs in a child process of its own (``bench/cdc.py child ...``), as in
 bench/full_load.py, so its peak RSS is its own; its time is measured inside the
 child from opening the stream until the batch holding the last change is
@@ -284,6 +290,7 @@ def _child(argv: list[str]) -> int:
     parser.add_argument(
         "--lake", action="store_true", help="--target is a lake folder (Parquet change files)"
     )
+    parser.add_argument("--mapping", action="store_true", help="the mapping of MAPPING_RULES")
     args = parser.parse_args(argv)
     if args.profile is not None:
         profiler = cProfile.Profile()
@@ -337,20 +344,18 @@ def _child_run(args: argparse.Namespace) -> dict[str, Any]:
                 elif (isinstance(event, Commit) or event is None) and seen >= args.changes:
                     break
             return {"seconds": time.perf_counter() - began, "changes": seen}
-        mappings = TableMappings.parse(
+        rules: list[dict[str, Any]] = [
             {
-                "rules": [
-                    {
-                        "rule-type": "selection",
-                        "rule-id": "1",
-                        "rule-name": "all",
-                        "object-locator": {"schema-name": args.schema, "table-name": "%"},
-                        "rule-action": "include",
-                    }
-                ]
-            },
-            "bench",
-        )
+                "rule-type": "selection",
+                "rule-id": "1",
+                "rule-name": "all",
+                "object-locator": {"schema-name": args.schema, "table-name": "%"},
+                "rule-action": "include",
+            }
+        ]
+        if args.mapping:
+            rules = json.loads(json.dumps(MAPPING_RULES).replace("SCHEMA", args.schema))
+        mappings = TableMappings.parse({"rules": rules}, "bench")
         mapped = mappings.select(tables)
         if args.values:  # as for a target table of other column types: rows go as values
             PostgresApplier.accepts_encoded = lambda *_: False  # type: ignore[method-assign]
@@ -419,6 +424,7 @@ def run_child(
     base: Path | None = None,
     values: bool = False,
     lake: bool = False,
+    mapping: bool = False,
 ) -> ChildRun | Child:
     """Conveyor's side in a child; with ``background``, the started child (see
     ``child_run``); with ``base``, Conveyor as that checkout's ``src`` has it."""
@@ -435,6 +441,8 @@ def run_child(
         command += ["--values"]
     if lake:
         command += ["--lake"]
+    if mapping:
+        command += ["--mapping"]
     env = None if base is None else {**os.environ, "PYTHONPATH": str(base / "src")}
     child = start_child(command, workdir, mode, f"conveyor {mode}", env)
     return child if background else child_run(child, timeout_s)
@@ -556,6 +564,67 @@ def lake_fingerprint(folder: Path) -> tuple[int, str]:
     return count, str(total)
 
 
+MAPPING_RULES: list[dict[str, Any]] = [
+    {
+        "rule-type": "selection",
+        "rule-id": "1",
+        "rule-name": "orders",
+        "object-locator": {"schema-name": "SCHEMA", "table-name": "orders"},
+        "rule-action": "include",
+        "filters": [
+            {
+                "filter-type": "source",
+                "column-name": "id",
+                "filter-conditions": [{"filter-operator": "gte", "value": "1"}],
+            }
+        ],
+    },
+    {
+        "rule-type": "transformation",
+        "rule-id": "2",
+        "rule-name": "customer as bigint",
+        "rule-target": "column",
+        "object-locator": {"schema-name": "SCHEMA", "table-name": "orders", "column-name": "customer_id"},
+        "rule-action": "change-data-type",
+        "data-type": {"type": "int8"},
+    },
+    {
+        "rule-type": "transformation",
+        "rule-id": "3",
+        "rule-name": "note masked",
+        "rule-target": "column",
+        "object-locator": {"schema-name": "SCHEMA", "table-name": "orders", "column-name": "note"},
+        "rule-action": "data-masking-digits-mask",
+        "value": "#",
+    },
+    {
+        "rule-type": "transformation",
+        "rule-id": "4",
+        "rule-name": "operation",
+        "rule-target": "column",
+        "object-locator": {"schema-name": "SCHEMA", "table-name": "orders"},
+        "rule-action": "add-column",
+        "value": "op",
+        "expression": "$AR_H_OPERATION",
+        "data-type": {"type": "string", "length": 10},
+    },
+]
+"""``--mapping``: a filter every row passes, a type change, a mask and an added
+column, as users write them (docs/mappings.md); every change then goes
+through each of them."""
+MAPPING_TARGET_DDL = "ALTER TABLE orders ADD COLUMN op varchar(10)"
+
+
+def expect_mapped(url: str, updates: int) -> None:
+    """``--mapping``: every updated row says UPDATE and its note is masked."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE op = 'UPDATE'), count(*) FILTER (WHERE note ~ '[0-9]') FROM orders"
+        ).fetchone()
+    if row != (updates, 0):
+        raise BenchFailure(f"--mapping: (rows said UPDATE, notes with a digit) {row}, not ({updates}, 0)")
+
+
 def expect_same(what: str, got: tuple[int, str], want: tuple[int, str]) -> None:
     if got != want:
         raise BenchFailure(f"{what}: target (count, sum(amount)) {got} is not the source's {want}")
@@ -578,6 +647,7 @@ class Setup:
     interleave: bool = False
     lake: bool = False
     toast: bool = False
+    mapping: bool = False
     pg: PostgresServer | None = None
     mariadb: MariaDBServer | None = None
 
@@ -628,6 +698,8 @@ def start_postgres(setup: Setup, cases: list[str]) -> None:
         run_one_full_load("pg-pg", setup.src, setup.dst, setup.workdir, setup.timeout_s)
         with psycopg.connect(setup.dst, autocommit=True) as conn:
             conn.execute(LAT_DDL)
+            if setup.mapping:
+                conn.execute(MAPPING_TARGET_DDL)
         toast = setup.toast
         expect_same(
             "initial copy", pg_fingerprint(setup.dst, toast=toast), pg_fingerprint(setup.src, toast=toast)
@@ -652,6 +724,7 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
     values = " (values)" if setup.values else ""
     values += " to a lake" if setup.lake else ""
     values += ", TOASTed doc unsent" if setup.toast else ""
+    values += ", mapped (filter, type change, mask, added column)" if setup.mapping else ""
     e2e = ThroughputResult(f"pg-pg e2e{values}", setup.updates, "pg_recvlogical drain")
     read = ThroughputResult("pg-pg read", setup.updates, "pg_recvlogical drain")
     base = ThroughputResult(f"pg-pg e2e{values} (--base)", setup.updates, "pg_recvlogical drain")
@@ -703,6 +776,9 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
             lake = setup.workdir / f"lake-{round_no}-{slot}"
             if setup.base is not None and not setup.lake:
                 _unapply(setup.dst)
+            if setup.mapping:
+                with psycopg.connect(setup.dst, autocommit=True) as conn:
+                    conn.execute("UPDATE orders SET op = NULL")
             run = run_child(
                 "e2e",
                 setup.workdir,
@@ -716,10 +792,13 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
                 base=checkout,
                 values=setup.values,
                 lake=setup.lake,
+                mapping=setup.mapping,
             )
             assert isinstance(run, ChildRun)
             got = lake_fingerprint(lake) if setup.lake else pg_fingerprint(setup.dst, toast=setup.toast)
             expect_same(f"conveyor pg-pg {name}", got, want)
+            if setup.mapping:
+                expect_mapped(setup.dst, setup.updates)
             shutil.rmtree(lake, ignore_errors=True)
             result.conveyor_runs.append(run)
             log_run(name, run, 18)
@@ -1127,7 +1206,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="pg-pg, mariadb-pg: also run the e2e case with another checkout's src (before/after in one run)",
     )
+    parser.add_argument(
+        "--mapping",
+        action="store_true",
+        help="pg-pg: the task's mapping filters (every row passes), converts, masks and adds a column",
+    )
     args = parser.parse_args(argv)
+    if args.mapping and (args.lake or args.toast):
+        parser.error("--mapping goes with neither --lake nor --toast")
     args.updates = args.updates or (20_000 if args.quick else 500_000)
     args.rounds = args.rounds or 3
     args.latency_seconds = args.latency_seconds or (5.0 if args.quick else 20.0)
@@ -1163,6 +1249,7 @@ def main(argv: list[str] | None = None) -> int:
         args.interleave,
         args.lake,
         args.toast,
+        args.mapping,
     )
     throughput: list[ThroughputResult] = []
     latency: LatencyResult | None = None
