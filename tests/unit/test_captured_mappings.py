@@ -18,10 +18,12 @@ from conveyor.connectors.captured_rows import RowsChunk, whole_row
 from conveyor.connectors.changes import RowChange
 from conveyor.core.batch import ChangeBatch, Checkpoint, Logged, LoggedChange, LoggedRows, Op
 from conveyor.core.errors import DataError
+from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
-from conveyor.replication.cdc import reduce
+from conveyor.replication.cdc import captured_mapping, reduce
 from conveyor.replication.cdc.capture_table import table_reducer
+from conveyor.replication.cdc.captured_mapping import judge
 from conveyor.replication.mapped_table import MappedTable
 from conveyor.replication.mappings import TableMappings
 from conveyor.replication.settings import TargetMetadata
@@ -369,3 +371,70 @@ def test_a_change_log_holds_the_added_columns_as_one_by_one() -> None:
         ("UPDATE", None, 10),  # tag reads the unsent phone: left out, as one by one
         (None, None, None),
     ]
+
+
+@pytest.mark.parametrize("in_arrow", [True, False], ids=["arrow", "by-value"])
+@pytest.mark.parametrize("seed", range(4))
+def test_arrow_and_value_by_value_filters_judge_alike(
+    seed: int, in_arrow: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Integer and text columns are judged by Arrow's kernels, others value by
+    value: both give, for every operator, NULLs, unsent columns and non-ASCII
+    text, what ``ColumnFilter.test`` gives each change."""
+    if not in_arrow:
+        monkeypatch.setattr(captured_mapping, "_IN_ARROW", frozenset())
+    rng = random.Random(seed)
+    words = ["", "a", "b", "ab", "é", "z", "Z", "ä", "n1", "n10", "n2"]
+    ints = [-5, 0, 1, 2, 7, 2**40]
+    for _ in range(40):
+        conditions: list[tuple[str, Any]] = []
+        for kind, pool in ((Kind.INT64, ints), (Kind.TEXT, words)):
+            picked = []
+            for _ in range(rng.randint(1, 2)):
+                op = rng.choice(list(FilterOp))
+                values: tuple[Any, ...] = ()
+                if op in (FilterOp.BETWEEN, FilterOp.NOTBETWEEN):
+                    values = tuple(sorted(rng.sample(pool, 2)))
+                elif op not in (FilterOp.NULL, FilterOp.NOTNULL):
+                    values = (rng.choice(pool),)
+                picked.append(Condition(op, values))
+            conditions.append((kind, tuple(picked)))
+        row_filter = RowFilter(
+            (
+                ColumnFilter("n", conditions[0][0], conditions[0][1]),
+                ColumnFilter("note", conditions[1][0], conditions[1][1]),
+            )
+        )
+        changes = []
+        for i in range(30):
+            row = {
+                "id": i,
+                "n": rng.choice([*ints, None]),
+                "qty": None,
+                "phone": None,
+                "body": None,
+                "note": rng.choice([*words, None]),
+            }
+            op = rng.choice([Op.INSERT, Op.UPDATE, Op.UPDATE, Op.DELETE])
+            if op is Op.DELETE:
+                changes.append(RowChange(REF, op, row, old_key=row))
+                continue
+            unsent = (
+                frozenset(rng.choice([(), ("n",), ("note",), ("body",)])) if op is Op.UPDATE else frozenset()
+            )
+            values = {c: v for c, v in row.items() if c not in unsent}
+            changes.append(RowChange(REF, op, values, unchanged=unsent))
+        judged = judge(row_filter, _chunk(changes).changes)
+        want = [
+            c.op is not Op.DELETE
+            and not all(
+                f.test(c.values.get(f.column)) for f in row_filter.columns if f.column not in c.unchanged
+            )
+            for c in changes
+        ]
+        got = [
+            op == b"d" and c.op is not Op.DELETE
+            for op, c in zip(judged.rows.column("conveyor_op").to_pylist(), changes, strict=True)
+        ]
+        assert got == want, row_filter
+        assert judged.moved_out == sum(want)

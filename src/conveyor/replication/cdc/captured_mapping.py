@@ -17,8 +17,9 @@ from conveyor.connectors.arrow_rows import column_values
 from conveyor.core.arrow_compute import pc
 from conveyor.core.batch import OP, UNCHANGED, Op, op_array
 from conveyor.core.errors import DataError
-from conveyor.core.row_filter import RowFilter
+from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import TableSchema
+from conveyor.core.types import Kind
 
 AddedColumns = Callable[[pa.RecordBatch], tuple[dict[str, pa.Array], list[list[str] | None] | None]]
 """Captured changes (source names) -> the added columns by target name, and
@@ -44,13 +45,29 @@ class Judged:
 
 
 def judge(row_filter: RowFilter, batch: pa.RecordBatch) -> Judged:
-    """``batch`` (source column names) judged by ``row_filter`` (see the module docstring)."""
+    """``batch`` (source column names) judged by ``row_filter`` (see the module
+    docstring): integer and text columns by Arrow's kernels, whose order on
+    them is Python's (text by code point), the others value by value."""
     n = batch.num_rows
-    ops = batch.column(OP).to_pylist()
     names = batch.schema.names
-    unsent: list[list[str] | None] = batch.column(UNCHANGED).to_pylist() if UNCHANGED in names else [None] * n
-    fails = bytearray(n)
+    deleted = pc.equal(batch.column(OP), op_array(_DELETE)[0])
+    lists = batch.column(UNCHANGED) if UNCHANGED in names else None
+    fails = bytearray(n)  # the columns judged value by value
+    by_value: list[ColumnFilter] = []
+    failed: pa.Array | None = None
     for column_filter in row_filter.columns:
+        passes = _passing(column_filter, batch.column(column_filter.column))
+        if passes is None:
+            by_value.append(column_filter)
+            continue
+        judged = pc.invert(deleted)
+        if lists is not None:
+            judged = pc.and_(judged, pc.invert(_naming(lists, column_filter.column)))
+        failing = pc.and_(judged, pc.invert(passes))
+        failed = failing if failed is None else pc.or_(failed, failing)
+    ops = batch.column(OP).to_pylist() if by_value or lists is not None else []
+    unsent: list[list[str] | None] = lists.to_pylist() if lists is not None else [None] * n
+    for column_filter in by_value:
         column = column_filter.column
         for i, value in enumerate(column_values(batch.column(column))):
             left = unsent[i]
@@ -58,18 +75,23 @@ def judge(row_filter: RowFilter, batch: pa.RecordBatch) -> Judged:
                 continue
             if not column_filter.test(value):
                 fails[i] = 1
-    first_unsent = next(
-        (
-            frozenset(u)
-            for op, u, failed in zip(ops, unsent, fails, strict=True)
-            if u and not failed and op != _DELETE
-        ),
-        None,
-    )
-    moved_out = sum(fails)
+    if by_value:
+        failing = pc.not_equal(pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(bytes(fails))]), 0)
+        failed = failing if failed is None else pc.or_(failed, failing)
+    assert failed is not None, "a filter judges at least one column"
+    moved_out = pc.sum(failed).as_py() or 0
+    first_unsent = None
+    if lists is not None and lists.null_count < n:
+        first_unsent = next(
+            (
+                frozenset(u)
+                for op, u, out in zip(ops, unsent, failed.to_pylist(), strict=True)
+                if u and not out and op != _DELETE
+            ),
+            None,
+        )
     if not moved_out:
         return Judged(batch, batch.column(OP), 0, first_unsent)
-    failed = pc.not_equal(pa.Array.from_buffers(pa.uint8(), n, [None, pa.py_buffer(bytes(fails))]), 0)
     arrays = batch.columns
     arrays[names.index(OP)] = pc.if_else(failed, op_array(_DELETE)[0], batch.column(OP))
     if UNCHANGED in names:
@@ -77,6 +99,57 @@ def judge(row_filter: RowFilter, batch: pa.RecordBatch) -> Judged:
         arrays[names.index(UNCHANGED)] = pc.if_else(failed, pa.nulls(1, lists.type)[0], lists)
     rows = pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
     return Judged(rows, batch.column(OP).filter(pc.invert(failed)), moved_out, first_unsent)
+
+
+_IN_ARROW = frozenset({Kind.INT16, Kind.INT32, Kind.INT64, Kind.TEXT})
+
+
+def _passing(column_filter: ColumnFilter, values: pa.Array) -> pa.Array | None:
+    """Which ``values`` pass, by Arrow's kernels, for an integer or text
+    column; None for another (judged value by value, ``ColumnFilter.test``)."""
+    dtype = values.type
+    if column_filter.kind not in _IN_ARROW or not (
+        pa.types.is_integer(dtype) or pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+    ):
+        return None
+    passes: pa.Array | None = None
+    try:
+        for condition in column_filter.conditions:
+            meets = pc.fill_null(_meets(condition, values), False)  # NULL fails but for ``null``
+            passes = meets if passes is None else pc.or_(passes, meets)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError):
+        return None  # a value the column's type cannot compare with (an integer out of range)
+    return passes
+
+
+def _meets(condition: Condition, values: pa.Array) -> pa.Array:
+    op, bounds = condition.op, condition.values
+    if op is FilterOp.NULL:
+        return values.is_null()
+    if op is FilterOp.NOTNULL:
+        return values.is_valid()
+    if op is FilterOp.BETWEEN:
+        return pc.and_(pc.greater_equal(values, bounds[0]), pc.less_equal(values, bounds[1]))
+    if op is FilterOp.NOTBETWEEN:
+        return pc.or_(pc.less(values, bounds[0]), pc.greater(values, bounds[1]))
+    compare = {
+        FilterOp.EQ: pc.equal,
+        FilterOp.NOTEQ: pc.not_equal,
+        FilterOp.LTE: pc.less_equal,
+        FilterOp.GTE: pc.greater_equal,
+        FilterOp.LT: pc.less,
+        FilterOp.GT: pc.greater,
+    }[op]
+    return compare(values, bounds[0])
+
+
+def _naming(lists: pa.Array, column: str) -> pa.Array:
+    """Which rows' unsent-column lists name ``column``."""
+    rows = bytearray(len(lists))
+    owners = pc.list_parent_indices(lists).filter(pc.equal(pc.list_flatten(lists), column))
+    for row in owners.to_pylist():
+        rows[row] = 1
+    return pc.not_equal(pa.Array.from_buffers(pa.uint8(), len(lists), [None, pa.py_buffer(bytes(rows))]), 0)
 
 
 @dataclass(frozen=True)
