@@ -178,11 +178,15 @@ def test_a_renamed_mapping_names_the_unsent_columns_in_target_names() -> None:
         RowChange(DOCS.ref, Op.UPDATE, {"a": 1, "b": "x", "w": "w1"}, unchanged=frozenset({"v"})),
         RowChange(DOCS.ref, Op.UPDATE, {"a": 2, "b": "x", "v": "v2"}, unchanged=frozenset({"w"})),
     ]
-    reducer = TableReducer(RENAMED, RENAMING, log=[], logs_rows=True)
-    assert reducer.add_captured(_chunk(changes), (Checkpoint("postgres", {}), 0))
-    [entry] = reducer.log or []
+    logging = TableReducer(RENAMED, RENAMING, log=[], logs_rows=True)
+    assert logging.add_captured(_chunk(changes), (Checkpoint("postgres", {}), 0))
+    [entry] = logging.log or []
     assert isinstance(entry, LoggedRows)
     assert entry.rows.column(UNCHANGED).to_pylist() == [["V"], None]  # w is not on the target
+    only_log = logging.changes()  # a change-log applier reads the log alone: no rows are reduced
+    assert only_log.log == (entry,) and not only_log.upserts.num_rows and not only_log.partial
+    reducer = TableReducer(RENAMED, RENAMING)
+    assert reducer.add_captured(_chunk(changes))
     out = reducer.changes()
     assert out.upserts.to_pylist() == [{"A": 2, "B": "x", "V": "v2"}]
     assert out.partial[frozenset({"V"})].to_pylist() == [{"A": 1, "B": "x"}]

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from conveyor.connectors.arrow_rows import keys_to_batch
+from conveyor.connectors.arrow_rows import keys_to_batch, logged_changes
 from conveyor.connectors.captured_rows import RowsChunk
 from conveyor.connectors.changes import RowChange, row_changes
 from conveyor.core import types as t
@@ -261,6 +261,22 @@ def test_an_update_moving_out_of_the_filter_is_a_delete_in_the_change_log() -> N
         ("d", {"id": 1}, 1),
         ("d", {"id": 3, "v": "in"}, 3),
     ]
+    out = reducer.changes()  # a change-log applier reads the log alone: no rows are reduced
+    assert (out.upserts.num_rows, out.deletes.num_rows, out.partial) == (0, 0, {})
+
+
+def test_a_change_log_takes_captured_and_row_changes_in_order_without_folding() -> None:
+    reducer = TableReducer(PAIR, PAIR_COLUMNS, log=[], logs_rows=True)
+    anchor = Checkpoint("test", {"n": 1})
+    assert reducer.add_captured(_captured("c", [{"a": 1, "b": "x", "v": "1"}]), (anchor, 0))
+    reducer.add(RowChange(PAIR.ref, Op.UPDATE, {"a": 1, "b": "x", "v": "2"}), (anchor, 1))
+    assert reducer.pending and reducer.touched_keys() == [(1, "x")]
+    out = reducer.changes()
+    assert [(c.op, c.after) for c in logged_changes(out.log)] == [
+        ("c", {"a": 1, "b": "x", "v": "1"}),
+        ("u", {"a": 1, "b": "x", "v": "2"}),
+    ]
+    assert not out.upserts.num_rows
 
 
 def test_touched_keys_name_every_key_a_batch_changes_or_the_whole_table() -> None:

@@ -355,8 +355,10 @@ class DropsTables(Protocol):
 @runtime_checkable
 class KeepsChangeLog(Protocol):
     """An applier that publishes each change (a stream target): the runner
-    also hands it, in ``ChangeBatch.log``, the table's changes in commit order.
-    It must make a replay of the same ``(position, index)`` harmless."""
+    hands it, in ``ChangeBatch.log``, the table's changes in commit order,
+    and builds no reduced rows for it (the batch's upserts, deletes and
+    partial updates are empty). It must make a replay of the same
+    ``(position, index)`` harmless."""
 
     keeps_change_log: bool
 

@@ -162,6 +162,14 @@ class TableReducer:
         )
 
     @property
+    def _log_only(self) -> bool:
+        """Whether the applier reads the change log alone (``KeepsChangeLog``:
+        the lake, NATS): the reduced rows are then not built, nor captured
+        changes folded for them; a log whose values are looked up is built
+        with the rows."""
+        return self.log is not None and self.lookup is None
+
+    @property
     def takes_whole(self) -> bool:
         """Whether captured batches of whole rows are taken whole: the mapping
         at most renames, removes, adds, converts, masks or filters (without a
@@ -228,7 +236,10 @@ class TableReducer:
         self._captured.append(batch)
         self._captured_lines |= encoded
         self._captured_partial |= UNCHANGED in batch.schema.names
-        if not whole or self._final or self._appended or (self._captured_lines and self._captured_partial):
+        if not whole or (
+            not self._log_only
+            and (self._final or self._appended or (self._captured_lines and self._captured_partial))
+        ):
             self._fold()  # after what is pending as values, in commit order
         return True
 
@@ -260,7 +271,7 @@ class TableReducer:
 
     def add(self, change: RowChange, at: tuple[Checkpoint, int] | None = None) -> None:
         """Take a change; ``at`` is its ``(position, index)`` for the change log."""
-        if self._captured:
+        if self._captured and not self._log_only:
             self._fold()
         if self.row_filter is not None and change.op is not Op.DELETE:
             if change.op is Op.UPDATE and change.unchanged:
@@ -500,6 +511,9 @@ class TableReducer:
         (called apart: the runner reduces in the stream's thread, which frees
         the pending changes at once, and converts in the applier's; captured
         changes taken whole are reduced there too, in Arrow)."""
+        if self._log_only:
+            log = tuple(self.log or ())
+            return functools.partial(change_batch, self.table, [], [], {}, truncate=self.truncate, log=log)
         if self._captured and (self._final or self._appended):
             self._fold()  # not expected (``add_captured`` folds then), but never lose them
         if self._captured:
