@@ -36,7 +36,6 @@ never covers a change that is not in a durable file.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import threading
 from collections import deque
@@ -52,13 +51,11 @@ from conveyor.connectors.changes import (
     ChangeApplier,
     ChangeStream,
     Commit,
-    DropsTables,
     FindsConflicts,
     KeepsChangeLog,
     LooksUpValues,
     LosesCapture,
     PacesBatches,
-    RenamesColumns,
     RowChange,
     SupportsAddTable,
     TableDefinition,
@@ -68,19 +65,19 @@ from conveyor.connectors.changes import (
     row_changes,
 )
 from conveyor.core.batch import ENCODED, ChangeBatch, Checkpoint, Logged, LoggedRows
-from conveyor.core.errors import ConfigError, ConnectionFailed, DataError, TerminalError, TransientError
+from conveyor.core.errors import ConfigError, DataError, TerminalError
 from conveyor.core.faults import fault_point
 from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.cdc.batch_apply import BatchApply
 from conveyor.replication.cdc.batch_fill import BatchFill
 from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.conflicts import ApplyConflicts
-from conveyor.replication.cdc.ddl import RELOAD_HINT, ShapeChange, plan_shape_change
-from conveyor.replication.cdc.lookups import with_carried
+from conveyor.replication.cdc.ddl import RELOAD_HINT
 from conveyor.replication.cdc.progress import CaptureProgress
 from conveyor.replication.cdc.refusals import DataErrorCounts
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.cdc.row_forms import request_row_forms
+from conveyor.replication.cdc.source_ddl import on_capture_lost, on_definition, on_dropped
 from conveyor.replication.mapped_table import MappedTable
 from conveyor.replication.mappings import TableMappings
 from conveyor.replication.settings import (
@@ -170,7 +167,7 @@ class ChangeCapture:
             self.errors,
             self.stop,
             self._suspend,
-            self._is_suspended,
+            self.is_suspended,
             self._data_errors,
             self._conflicts,
             self._keeps_log,
@@ -238,7 +235,7 @@ class ChangeCapture:
         self._apply_with_retry(self._request_row_forms)
         for mapped in self.add_at_start:
             if isinstance(self.stream, SupportsAddTable) and self._reloads is not None:
-                self._add_table(mapped)
+                self.add_table(mapped)
             else:  # said, not skipped: the table waits for `tasks reload`
                 self.tables[mapped.source.ref] = CaptureTable.of(
                     mapped, self._keeps_log, log_rows=self._log_rows
@@ -277,11 +274,11 @@ class ChangeCapture:
                     self._flush()
                     continue
             elif isinstance(event, TableDefinition):
-                self._on_definition(event)
+                on_definition(self, event)
             elif isinstance(event, TableDropped):
-                self._on_dropped(event.table)
+                on_dropped(self, event.table)
             elif isinstance(event, CaptureLost):
-                self._on_capture_lost(event)
+                on_capture_lost(self, event)
             elif isinstance(event, Truncate):
                 if self.fail_on_truncate:
                     names = ", ".join(map(str, event.tables))
@@ -369,87 +366,7 @@ class ChangeCapture:
         self._fill.note(changes.num_rows)
         self._index += changes.num_rows
 
-    def _on_definition(self, event: TableDefinition) -> None:
-        """A table's shape as the source now has it: renames, added and dropped
-        columns are applied to the target per ChangeProcessingDdlHandlingPolicy
-        (HandleSourceTableAltered); what cannot be applied exactly (a type change,
-        an ambiguous shape, the policy off) suspends the table. Never ignored."""
-        schema = event.schema
-        table = self.tables.get(schema.ref)
-        if table is not None:
-            schema = with_carried(schema, table.mapped.source)
-        selected = self.mappings.select([schema], allow_empty=True)
-        if table is None and selected:
-            self._add_table(selected[0])
-            return
-        if table is None or table.suspended is not None or not selected:
-            return  # not captured by this task
-        mapped = selected[0]
-        added = _generated_added(event, table.mapped.source)
-        if added:
-            # The source computed them for every row it has: the target's rows
-            # would have none. Only a reload of the table fills them.
-            self._suspend(
-                mapped.target.ref,
-                f"source DDL: generated column(s) {', '.join(added)} added; {RELOAD_HINT}",
-            )
-            return
-        change = plan_shape_change(table.mapped, mapped, event.renamed, self.ddl.handle_source_table_altered)
-        if (
-            change.empty
-            and mapped.columns == table.mapped.columns
-            and mapped.target.primary_key == table.mapped.target.primary_key
-        ):
-            return
-        ref = mapped.target.ref
-        if table.reloading:
-            # The reload reads the shape it began with: it must start again.
-            self._suspend(ref, f"source DDL while the table was being reloaded; {RELOAD_HINT}")
-            return
-        self._flush(partial=True)
-        self._wait_applied()
-        if self._is_suspended(ref):
-            # Suspended by the batch just applied (values it could not look up
-            # from the source, the column already gone there): the target keeps
-            # its shape until the table's reload.
-            return
-        if change.renames and not isinstance(self.applier, RenamesColumns):
-            self._suspend(ref, f"source DDL: columns renamed, which this target cannot do; {RELOAD_HINT}")
-            return
-        if change.suspend is not None:
-            self._suspend(ref, change.suspend)
-            return
-        try:
-            self._alter_target(table, mapped, change)
-        except (TransientError, ConnectionFailed):
-            raise  # only while stopping: the checkpoint is before the DDL
-        except Exception as exc:  # the target refused the DDL: the table waits for a reload
-            self._suspend(ref, f"source DDL could not be applied to the target: {exc}; {RELOAD_HINT}")
-            return
-        if not change.empty:
-            table.ddls += 1
-            log.info(
-                "task %s: table %s: dropped %s, renamed %s, added %s",
-                self.task,
-                ref,
-                change.dropped,
-                change.renames,
-                change.added,
-            )
-        table.renew(mapped)
-        self._apply_with_retry(self._request_row_forms)
-
-    def _alter_target(self, table: CaptureTable, mapped: MappedTable, change: ShapeChange) -> None:
-        applier = self.applier
-        if change.dropped:
-            self._apply_with_retry(lambda: applier.drop_columns(table.mapped.target, change.dropped))
-        for old, new in change.renames:
-            assert isinstance(applier, RenamesColumns)
-            self._apply_with_retry(functools.partial(applier.rename_column, table.mapped.target, old, new))
-        if change.added:
-            self._apply_with_retry(lambda: applier.add_columns(mapped.target, change.added))
-
-    def _add_table(self, mapped: MappedTable) -> None:
+    def add_table(self, mapped: MappedTable) -> None:
         """A table the selection includes appeared (created during capture):
         its capture begins now, and a load of it like a reload's (its changes
         held until the load committed, then applied on top)."""
@@ -472,42 +389,6 @@ class ChangeCapture:
             return
         log.info("task %s: table %s created on the source: loading it, then capturing it", self.task, ref)
         self._reloads.begin(self, ref, table, mapped)
-
-    def _on_dropped(self, source_ref: TableRef) -> None:
-        """The source table was dropped: its changes so far are applied, the
-        target table is dropped or left per HandleSourceTableDropped, and the
-        table leaves the capture."""
-        table = self.tables.get(source_ref)
-        if table is None:
-            return
-        self._flush(partial=True)
-        self._wait_applied()
-        dropped = False
-        if self.ddl.handle_source_table_dropped and isinstance(self.applier, DropsTables):
-            applier = self.applier
-            self._apply_with_retry(lambda: applier.drop_table(table.mapped.target))
-            dropped = True
-        del self.tables[source_ref]
-        log.warning(
-            "task %s: source table %s dropped; target table %s %s",
-            self.task,
-            source_ref,
-            table.mapped.target.ref,
-            "dropped" if dropped else "left as it is",
-        )
-        self.on_dropped(table, dropped)
-        self._apply_with_retry(self._request_row_forms)
-
-    def _on_capture_lost(self, event: CaptureLost) -> None:
-        """The source no longer captures the table (its triggers went with a
-        table rebuild): it is suspended until a reload, which captures it
-        again (``recapture``). One already suspended keeps its reason."""
-        table = self.tables.get(event.table)
-        if table is None or table.suspended is not None:
-            return
-        if isinstance(self.stream, LosesCapture) and self.stream.captures(event.table):
-            return  # captured again since the loss was read: a reload began after it
-        self._suspend(table.mapped.target.ref, f"{event.reason}; {RELOAD_HINT}")
 
     def forget_errors(self, target_ref: TableRef) -> None:
         """A reloaded table's escalation counts start over (the apply
@@ -624,7 +505,7 @@ class ChangeCapture:
             self.on_applied(inflight.touched)
         self.on_batch(self)
 
-    def _is_suspended(self, target_ref: TableRef) -> bool:
+    def is_suspended(self, target_ref: TableRef) -> bool:
         return any(t.suspended is not None for t in self.tables.values() if t.mapped.target.ref == target_ref)
 
     def _suspend(self, target_ref: TableRef, reason: str) -> None:
@@ -638,12 +519,3 @@ class ChangeCapture:
 
     def _apply_with_retry(self, action: Callable[[], None]) -> None:
         self._batches.with_retry(action)
-
-
-def _generated_added(event: TableDefinition, source: TableSchema) -> list[str]:
-    """Generated columns the source has now and the captured table had not
-    (the stream tells them apart from its view, which never has them)."""
-    if event.generated is None:
-        return []
-    had = {c.name for c in source.columns if c.generated is not None}
-    return sorted(event.generated - had)
