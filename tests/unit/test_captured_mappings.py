@@ -16,7 +16,7 @@ import pytest
 from conveyor.connectors.arrow_rows import logged_changes
 from conveyor.connectors.captured_rows import RowsChunk, whole_row
 from conveyor.connectors.changes import RowChange
-from conveyor.core.batch import ChangeBatch, Checkpoint, Logged, LoggedChange, LoggedRows, Op
+from conveyor.core.batch import ChangeBatch, Checkpoint, KeyHistory, Logged, LoggedChange, LoggedRows, Op
 from conveyor.core.errors import DataError
 from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -153,6 +153,12 @@ def _chunk(changes: list[RowChange]) -> ChangeBatch:
     return captured
 
 
+def _checks(batch: ChangeBatch) -> dict[int, KeyHistory] | None:
+    if batch.checks is None:
+        return None
+    return {k["id"]: h for k, h in zip(batch.checks.keys.to_pylist(), batch.checks.history, strict=True)}
+
+
 def _sorted(rows: pa.RecordBatch) -> list[dict[str, Any]]:
     return sorted(rows.to_pylist(), key=lambda r: r["id"])
 
@@ -168,16 +174,17 @@ def test_filtered_added_converted_and_masked_changes_reduce_in_arrow_as_one_by_o
     mapped = _mapped(mask, filtered, added)
     for _ in range(20):
         changes = _changes(rng, rng.randint(1, 30))
-        one_by_one = table_reducer(mapped)
+        check_keys = rng.random() < 0.5  # apply conflicts judged: each key's history
+        one_by_one = table_reducer(mapped, check_keys=check_keys)
         for c in changes:
             one_by_one.add(c)
-        in_arrow = table_reducer(mapped)
+        in_arrow = table_reducer(mapped, check_keys=check_keys)
         assert in_arrow.takes_whole
         cut = rng.randint(1, len(changes))
         assert in_arrow.add_captured(_chunk(changes[:cut]))
         if cut < len(changes):
             assert in_arrow.add_captured(_chunk(changes[cut:]))
-        folded = table_reducer(mapped)  # a change one by one after captured ones folds them
+        folded = table_reducer(mapped, check_keys=check_keys)  # a change one by one folds the captured
         assert folded.add_captured(_chunk(changes[:cut]))
         for c in changes[cut:]:
             folded.add(c)
@@ -192,6 +199,7 @@ def test_filtered_added_converted_and_masked_changes_reduce_in_arrow_as_one_by_o
             )
             assert _sorted(got.upserts) == _sorted(want.upserts)
             assert got.upserts.schema == want.upserts.schema
+            assert _checks(got) == _checks(want)
             assert got.upserts.schema.types == mapped.target.arrow_schema().types
             assert _sorted(got.deletes) == _sorted(want.deletes)
             assert {u: _sorted(r) for u, r in got.partial.items() if r.num_rows} == {

@@ -29,6 +29,9 @@ Conversions = Callable[[pa.RecordBatch], pa.RecordBatch]
 (``MappedTable.convert_changes``)."""
 
 _DELETE = Op.DELETE.encode()
+MOVED_OUT = "conveyor_moved_out"
+"""A boolean column marking the changes a filter moved out (made DELETEs),
+when asked (``judge``'s ``mark``): key histories leave them unjudged."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,11 @@ class Judged:
     unsent: frozenset[str] | None
 
 
-def judge(row_filter: RowFilter, batch: pa.RecordBatch) -> Judged:
+def judge(row_filter: RowFilter, batch: pa.RecordBatch, mark: bool = False) -> Judged:
     """``batch`` (source column names) judged by ``row_filter`` (see the module
     docstring): integer and text columns by Arrow's kernels, whose order on
-    them is Python's (text by code point), the others value by value."""
+    them is Python's (text by code point), the others value by value.
+    ``mark``: the rows moved out are marked (``MOVED_OUT``)."""
     n = batch.num_rows
     names = batch.schema.names
     deleted = pc.equal(batch.column(OP), op_array(_DELETE)[0])
@@ -98,6 +102,8 @@ def judge(row_filter: RowFilter, batch: pa.RecordBatch) -> Judged:
         lists = batch.column(UNCHANGED)
         arrays[names.index(UNCHANGED)] = pc.if_else(failed, pa.nulls(1, lists.type)[0], lists)
     rows = pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+    if mark:
+        rows = rows.append_column(MOVED_OUT, failed)
     return Judged(rows, batch.column(OP).filter(pc.invert(failed)), moved_out, first_unsent)
 
 
@@ -163,6 +169,7 @@ class CapturedMapping:
     row_filter: RowFilter | None = None
     added: AddedColumns | None = None
     convert: Conversions | None = None
+    mark_moved_out: bool = False  # for key histories (``MOVED_OUT``)
 
     def apply(self, batch: pa.RecordBatch) -> Judged | None:
         """``batch`` (source names) in the target's column names, judged by
@@ -171,7 +178,7 @@ class CapturedMapping:
         one, where the change that holds it is named)."""
         judged = Judged(batch, batch.column(OP), 0, None)
         if self.row_filter is not None:
-            judged = judge(self.row_filter, batch)
+            judged = judge(self.row_filter, batch, self.mark_moved_out)
         rows = judged.rows if self._identity else self._renamed(judged.rows)
         try:
             if self.added is not None:
@@ -191,6 +198,8 @@ class CapturedMapping:
     def _renamed(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         sources = list(self.rename)
         rows = batch.select([OP, *sources]).rename_columns([OP, *(self.rename[c] for c in sources)])
+        if MOVED_OUT in batch.schema.names:
+            rows = rows.append_column(MOVED_OUT, batch.column(MOVED_OUT))
         if UNCHANGED not in batch.schema.names:
             return rows
         unsent = [
@@ -205,7 +214,7 @@ class CapturedMapping:
         """``rows`` with the added columns, in the target's order; an added
         column whose input a row did not send is named unsent in it."""
         arrays = dict(zip(rows.schema.names, rows.columns, strict=True)) | added
-        names = [OP, *self.table.column_names]
+        names = [OP, *self.table.column_names, *((MOVED_OUT,) if MOVED_OUT in arrays else ())]
         if UNCHANGED in arrays:
             names.append(UNCHANGED)
             if unsent is not None:

@@ -35,7 +35,13 @@ from conveyor.core.batch import (
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableRef, TableSchema
-from conveyor.replication.cdc.captured_mapping import CapturedMapping, Conversions, Judged
+from conveyor.replication.cdc.captured_mapping import (
+    MOVED_OUT,
+    AddedColumns,
+    CapturedMapping,
+    Conversions,
+    Judged,
+)
 from conveyor.replication.cdc.reduce_captured import reduce_captured
 
 if TYPE_CHECKING:
@@ -67,9 +73,7 @@ class TableReducer:
     added_names: frozenset[str] = frozenset()
     # The same on captured changes in Arrow (MappedTable.compute_added_changes):
     # the added columns by name, and per row those left unsent.
-    added_captured: (
-        Callable[[pa.RecordBatch], tuple[dict[str, pa.Array], list[list[str] | None] | None]] | None
-    ) = None
+    added_captured: AddedColumns | None = None
     # Encoded rows (captured, ENCODED) as values, for the rare change that needs a
     # whole row the batch holds encoded (a partial update on top of it).
     decode: Callable[[bytes], dict[str, Any]] | None = None
@@ -173,14 +177,14 @@ class TableReducer:
     def takes_whole(self) -> bool:
         """Whether captured batches of whole rows are taken whole: the mapping
         at most renames, removes, adds, converts, masks or filters (without a
-        change log or key histories, which say a moved-out row apart) rows,
-        in Arrow, nothing is asked of each change but its key's history (a
+        change log, which says a moved-out row with its old row) rows, in
+        Arrow, nothing is asked of each change but its key's history (a
         change log only of an applier that takes captured rows as they are)
         and the table has a primary key."""
         return bool(
             (self.added is None or self.added_captured is not None)
             and not self.before_images
-            and (self.row_filter is None or (self.log is None and not self.check_keys))
+            and (self.row_filter is None or self.log is None)
             and self.lookup is None
             and (self.convert_captured is not None or (self.convert is None and self.mask is None))
             and (self.log is None or self.logs_rows)
@@ -196,7 +200,12 @@ class TableReducer:
         if not (self.takes_whole and self.rename.keys() <= set(batch.schema.names)):
             return None
         mapping = CapturedMapping(
-            self.table, self.rename, self.row_filter, self.added_captured, self.convert_captured
+            self.table,
+            self.rename,
+            self.row_filter,
+            self.added_captured,
+            self.convert_captured,
+            mark_moved_out=self.check_keys,
         )
         return mapping.apply(batch)
 
@@ -253,9 +262,10 @@ class TableReducer:
         deleted, inserted = Op.DELETE.encode(), Op.INSERT.encode()
         for batch in captured:
             if ENCODED not in batch.schema.names:
-                for op, row, unchanged in captured_changes(batch, self.table.column_names):
+                moved = batch.column(MOVED_OUT).to_pylist() if MOVED_OUT in batch.schema.names else None
+                for i, (op, row, unchanged) in enumerate(captured_changes(batch, self.table.column_names)):
                     if op == deleted:
-                        self._delete(row, Op.DELETE)
+                        self._delete(row, None if moved and moved[i] else Op.DELETE)
                     else:  # a partial UPDATE is merged into the key's row as the others are
                         self._put(row, unchanged, None, Op.INSERT if op == inserted else Op.UPDATE)
                 continue

@@ -30,6 +30,7 @@ from conveyor.core.batch import (
 )
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
+from conveyor.replication.cdc.captured_mapping import MOVED_OUT
 
 
 def reduce_captured(
@@ -259,6 +260,13 @@ def _key_checks(table: TableSchema, runs: _Runs, unsent: pa.Array | None) -> Key
         history = KeyHistory(Op(first.decode()), one, again, part, inherited.get(i, frozenset()))
         histories.append(shared.setdefault(history, history))
     keys = ordered.select(runs.key).filter(starts)
+    if MOVED_OUT in ordered.column_names:
+        # A key whose first change a filter moved out is not judged (as one by one).
+        judged = pc.invert(pc.fill_null(ordered.column(MOVED_OUT), False).combine_chunks().filter(starts))
+        keys = keys.filter(judged)
+        histories = [h for h, keep in zip(histories, judged.to_pylist(), strict=True) if keep]
+        if not histories:
+            return None
     return KeyChecks(_target_batch(table, keys, runs.key), histories)
 
 

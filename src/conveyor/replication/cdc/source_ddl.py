@@ -37,6 +37,7 @@ class DdlCapture(ReloadingCapture, Protocol):
     mappings: TableMappings
     stream: ChangeStream
     ddl: ChangeProcessingDdlHandlingPolicy
+
     def on_dropped(self, table: CaptureTable, dropped: bool) -> None: ...
 
     def is_suspended(self, target_ref: TableRef) -> bool: ...
