@@ -149,7 +149,9 @@ def run(tmp_path: Path, pg_db: str, target: Target) -> Iterator[Callable[..., Ta
     UPDATE that leaves it unchanged does not send it)."""
     tasks: list[Task] = []
 
-    def start(error_behavior: dict[str, Any], toasted: bool = False) -> Task:
+    def start(
+        error_behavior: dict[str, Any], toasted: bool = False, rules: list[dict[str, Any]] | None = None
+    ) -> Task:
         extra = ", big text" if toasted else ""
         with psycopg.connect(pg_db, autocommit=True) as conn:
             conn.execute(f"CREATE TABLE public.items (id int PRIMARY KEY, name text{extra})")
@@ -160,12 +162,13 @@ def run(tmp_path: Path, pg_db: str, target: Target) -> Iterator[Callable[..., Ta
         target.prepare(extra)
         home, stack = tmp_path / "home", tmp_path / "conveyor.yaml"
         settings = json.dumps({"ErrorBehavior": error_behavior})
+        mappings = f", table_mappings: {json.dumps({'rules': rules})}" if rules else ""
         stack.write_text(
             "endpoints:\n"
             f"  src: {{engine: postgres, url: '{pg_db}'}}\n"
             f"  dw: {target.endpoint()}\n"
             "tasks:\n"
-            f"  sync: {{source: src, target: dw, migration_type: cdc, settings: {settings}}}\n"
+            f"  sync: {{source: src, target: dw, migration_type: cdc, settings: {settings}{mappings}}}\n"
         )
         applied = conveyor(home, "apply", str(stack))
         assert applied.returncode == 0, applied.stderr
@@ -274,6 +277,43 @@ def test_a_partial_update_after_a_refused_insert_keeps_the_target_rows_unsent_va
     logged = [(t, k) for t, k, _ in target.exceptions()]
     assert logged == ([("items", _key(1))] if policy == "LOG_ERROR" else [])
     # judged from key histories of rows captured in Arrow, partial UPDATEs among them
+    assert "task sync: 1 of 1 tables captured in Arrow" in worker_log(task.home, "sync")
+
+
+def test_a_row_the_filter_moves_out_is_not_judged_and_the_others_are(
+    run: Callable[..., Task], target: Target
+) -> None:
+    """A source filter with apply conflicts judged (rows captured in Arrow):
+    the INSERT of 1 and the UPDATE of 3 are conflicts, logged; the UPDATE
+    moving 2 out of the filter deletes it and is not judged (as one by one),
+    and the INSERT of 4, outside the filter, is not applied."""
+    rules = [
+        {
+            "rule-type": "selection",
+            "rule-id": "1",
+            "rule-name": "items",
+            "object-locator": {"schema-name": "public", "table-name": "items"},
+            "rule-action": "include",
+            "filters": [
+                {
+                    "filter-type": "source",
+                    "column-name": "name",
+                    "filter-conditions": [{"filter-operator": "noteq", "value": "skip"}],
+                }
+            ],
+        }
+    ]
+    task = run({"ApplyErrorInsertPolicy": "LOG_ERROR", "ApplyErrorUpdatePolicy": "LOG_ERROR"}, rules=rules)
+    task.change(
+        "INSERT INTO public.items VALUES (1, 'source')",
+        "UPDATE public.items SET name = 'skip' WHERE id = 2",
+        "UPDATE public.items SET name = 'kept' WHERE id = 3",
+        "INSERT INTO public.items VALUES (4, 'skip')",
+    )
+    task.applied(2)
+    task.stop()
+    assert target.rows() == {1: "target"}
+    assert [(t, k) for t, k, _ in target.exceptions()] == [("items", _key(1)), ("items", _key(3))]
     assert "task sync: 1 of 1 tables captured in Arrow" in worker_log(task.home, "sync")
 
 
