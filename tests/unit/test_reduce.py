@@ -366,6 +366,16 @@ def test_a_child_table_keyed_by_its_parent_replaces_the_parents_rows() -> None:
     assert (reducer.updates, reducer.deletes) == (9, 2)
 
 
+def test_a_change_logs_batch_of_a_child_table_is_keyed_by_its_parent() -> None:
+    """No rows are reduced for a change-log applier; its batch is still keyed
+    as the rows would be (the lake tells a moved key by it)."""
+    reducer = replace(grouped(), log=[])
+    reducer.add(line(Op.UPDATE, "o1", 0, "a"), (Checkpoint("test", {}), 0))
+    changes = reducer.changes()
+    assert changes.key_is_group and changes.table.primary_key == ("order_id",)
+    assert not changes.upserts.num_rows and [c.op for c in changes.log] == ["u"]
+
+
 def test_a_parent_cut_by_a_batch_boundary_continues_in_the_next_batch() -> None:
     first = grouped()
     first.add(line(Op.UPDATE, "o0", 0, "a"))

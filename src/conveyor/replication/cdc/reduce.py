@@ -522,8 +522,19 @@ class TableReducer:
         the pending changes at once, and converts in the applier's; captured
         changes taken whole are reduced there too, in Arrow)."""
         if self._log_only:
+            # The batch's table as the rows' would be: one replaced per parent keyed by the parent.
+            table = replace(self.table, primary_key=self.group_key) if self.group_key else self.table
             log = tuple(self.log or ())
-            return functools.partial(change_batch, self.table, [], [], {}, truncate=self.truncate, log=log)
+            return functools.partial(
+                change_batch,
+                table,
+                [],
+                [],
+                {},
+                truncate=self.truncate,
+                log=log,
+                key_is_group=bool(self.group_key),
+            )
         if self._captured and (self._final or self._appended):
             self._fold()  # not expected (``add_captured`` folds then), but never lose them
         if self._captured:
