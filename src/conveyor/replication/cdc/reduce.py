@@ -42,6 +42,7 @@ from conveyor.replication.cdc.captured_mapping import (
     Conversions,
     Judged,
 )
+from conveyor.replication.cdc.key_histories import KeyHistories
 from conveyor.replication.cdc.reduce_captured import reduce_captured
 
 if TYPE_CHECKING:
@@ -110,10 +111,7 @@ class TableReducer:
     # add-before-image-columns: (before-image column, its column), target names.
     before_images: tuple[tuple[str, str], ...] = ()
     _source_keys: dict[Key, Key] = field(default_factory=dict)
-    _history: dict[Key, list[Any] | None] = field(default_factory=dict)
-    # Keys whose first change is an INSERT followed only by partial UPDATEs:
-    # the columns whose final value is still the INSERT's (``KeyHistory.inherited``).
-    _inherited: dict[Key, frozenset[str]] = field(default_factory=dict)
+    _histories: KeyHistories = field(default_factory=KeyHistories)  # noted when ``check_keys``
     _final: dict[Key, dict[str, Any] | bytes | _Partial | None] = field(default_factory=dict)
     _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
     _groups: dict[Key, dict[Key, dict[str, Any] | None]] = field(default_factory=dict)
@@ -275,8 +273,8 @@ class TableReducer:
                 continue
             keys = zip(*(column_values(batch.column(k)) for k in key), strict=True)
             for op, k, line in zip(batch.column(OP).to_pylist(), keys, lines, strict=True):
-                self._note(k, None)
-                self._inherited.pop(k, None)
+                if self.check_keys:
+                    self._histories.note_gone(k, None)
                 self._final[k] = None if op == deleted else line
 
     def add(self, change: RowChange, at: tuple[Checkpoint, int] | None = None) -> None:
@@ -484,8 +482,7 @@ class TableReducer:
         self._final.clear()
         self._captured.clear()
         self._captured_lines = self._captured_partial = False
-        self._history.clear()
-        self._inherited.clear()
+        self._histories.clear()
         self._appended.clear()
         self._groups.clear()
         self._source_keys.clear()
@@ -615,37 +612,7 @@ class TableReducer:
         is emptied first), rows without a key or replaced per parent."""
         if not self.check_keys or self.truncate or self.group_key or not self.table.primary_key:
             return None
-        keys: list[Key] = []
-        histories: list[KeyHistory] = []
-        shared: dict[tuple[Op, bool, bool, bool, frozenset[str]], KeyHistory] = {}  # few distinct ones
-        for key, noted in self._history.items():
-            if noted is None:
-                continue
-            first, alone, reinserted = noted
-            partial = type(self._final.get(key)) is _Partial
-            inherited = self._inherited.get(key, frozenset()) if not alone else frozenset()
-            history = shared.get((first, alone, reinserted, partial, inherited))
-            if history is None:
-                history = shared[first, alone, reinserted, partial, inherited] = KeyHistory(
-                    first, alone, reinserted, partial, inherited
-                )
-            keys.append(key)
-            histories.append(history)
-        return keys, histories
-
-    def _note(self, key: Key, op: Op | None) -> None:
-        """A change of ``key`` (``op`` None: one not judged against the target,
-        which leaves the key unjudged when it is its first)."""
-        if not self.check_keys:
-            return
-        if key not in self._history:
-            self._history[key] = None if op is None else [op, True, False]
-            return
-        noted = self._history[key]
-        if noted is not None:
-            noted[1] = False
-            if op is Op.INSERT:
-                noted[2] = True
+        return self._histories.checks(lambda key: type(self._final.get(key)) is _Partial)
 
     def _decoded(self, row: dict[str, Any] | bytes | _Partial | None) -> dict[str, Any] | _Partial | None:
         if not isinstance(row, bytes):
@@ -710,18 +677,17 @@ class TableReducer:
                     row = {**row, **{c: source[c] for c in unchanged}}
                     unchanged = frozenset()
                 self._final[old_key] = None
-                self._inherited.pop(old_key, None)
                 # The update of the old key; the new key is not judged (a row
                 # moving onto an existing key is not an apply conflict here).
                 if self.check_keys:
-                    self._note(old_key, Op.UPDATE)
+                    self._histories.note_gone(old_key, Op.UPDATE)
                 op_of_key: Op | None = None
             else:
                 op_of_key = op
         else:
             op_of_key = op
         if self.check_keys:
-            self._note_inherited(key, row, unchanged, op_of_key)
+            self._histories.note_row(key, row, unchanged, op_of_key)
         if not unchanged:
             self._final[key] = row
             return
@@ -735,21 +701,6 @@ class TableReducer:
         else:
             self._final[key] = _Partial(row, unchanged)
 
-    def _note_inherited(
-        self, key: Key, row: dict[str, Any], unchanged: frozenset[str], op: Op | None
-    ) -> None:
-        """Note a change of ``key`` and follow the columns its first INSERT
-        still decides: all of them at the INSERT, those a partial UPDATE left
-        unsent after it; any other change ends the following."""
-        first = key not in self._history
-        self._note(key, op)
-        if first and op is Op.INSERT:
-            self._inherited[key] = frozenset(row)
-        elif unchanged and key in self._inherited:
-            self._inherited[key] &= unchanged
-        else:
-            self._inherited.pop(key, None)
-
     def _delete(self, values: dict[str, Any], op: Op | None) -> None:
         """``op`` DELETE: the source's delete; None: the row leaves the target
         for another reason (out of the filter), not judged against it."""
@@ -757,8 +708,7 @@ class TableReducer:
             raise TerminalError(f"table {self.table.ref}: a delete without a primary key cannot be applied")
         key = self._key(values)
         if self.check_keys:
-            self._note(key, op)
-            self._inherited.pop(key, None)
+            self._histories.note_gone(key, op)
         self._final[key] = None
 
 
