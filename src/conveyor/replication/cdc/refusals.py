@@ -17,13 +17,14 @@ count over.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from conveyor.connectors.base import RejectedValue
 from conveyor.connectors.changes import ScreensChanges
 from conveyor.core.batch import ChangeBatch
 from conveyor.core.errors import TerminalError
-from conveyor.core.schema import TableRef
+from conveyor.core.schema import TableRef, TableSchema
 from conveyor.replication.settings import ErrorBehavior, EscalationPolicy, RecordPolicy
 
 
@@ -128,3 +129,31 @@ def source_rejection_stops(errors: ErrorBehavior, first: str) -> str | None:
     """DataErrorPolicy alone (no count) for values a source left out while
     capturing (DynamoDB's ``conflicting_values: load_errors``)."""
     return data_error_stops(errors, first, 0)
+
+
+def source_rejections(
+    rejected: Sequence[RejectedValue],
+    targets: Mapping[TableRef, TableSchema],
+    counts: DataErrorCounts,
+    suspend: Callable[[TableRef, str], None],
+) -> dict[TableRef, tuple[TableSchema, list[RejectedValue]]]:
+    """Values a stream left out, by target table (``targets``: each captured
+    source table's, suspended ones left out), bound for the target's
+    apply-exceptions table in the batch's transaction, per DataErrorPolicy
+    and its escalation (as the full load's source rejections): a table whose
+    policy stops is suspended here; none are logged unless the policy is
+    LOG_ERROR."""
+    found: dict[TableRef, tuple[TableSchema, list[RejectedValue]]] = {}
+    for r in rejected:
+        target = targets.get(r.table)
+        if target is None:
+            continue
+        found.setdefault(target.ref, (target, []))[1].append(replace(r, table=target.ref))
+    for ref, (_, rows) in list(found.items()):
+        reason = counts.stops(ref, f"{ref}: {rows[0].reason}", len(rows))
+        if reason is not None:
+            suspend(ref, reason)
+            del found[ref]
+    if counts.errors.data_error_policy is not RecordPolicy.LOG_ERROR:
+        return {}
+    return found

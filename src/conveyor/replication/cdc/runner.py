@@ -35,7 +35,6 @@ never covers a change that is not in a durable file.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections import deque
@@ -74,7 +73,7 @@ from conveyor.replication.cdc.capture_table import CaptureTable
 from conveyor.replication.cdc.conflicts import ApplyConflicts
 from conveyor.replication.cdc.ddl import RELOAD_HINT
 from conveyor.replication.cdc.progress import CaptureProgress
-from conveyor.replication.cdc.refusals import DataErrorCounts
+from conveyor.replication.cdc.refusals import DataErrorCounts, source_rejections
 from conveyor.replication.cdc.reload import TableReloader, TableReloads
 from conveyor.replication.cdc.row_forms import request_row_forms
 from conveyor.replication.cdc.source_ddl import on_capture_lost, on_definition, on_dropped
@@ -83,7 +82,6 @@ from conveyor.replication.mappings import TableMappings
 from conveyor.replication.settings import (
     ChangeProcessingDdlHandlingPolicy,
     ErrorBehavior,
-    RecordPolicy,
     apply_conflicts_refusal,
 )
 
@@ -456,27 +454,13 @@ class ChangeCapture:
         self._open_log.clear()  # handed over (a part of an open transaction: without its commit time)
 
     def _source_rejections(self) -> dict[TableRef, tuple[TableSchema, list[RejectedValue]]]:
-        """Values the stream left out (``take_rejections``), by target table,
-        bound for the target's apply-exceptions table in this batch's
-        transaction, per DataErrorPolicy and its escalation (as the full
-        load's source rejections); a table whose policy stops is suspended here."""
+        """Values the stream left out (``take_rejections``), by target table
+        (``refusals.source_rejections``)."""
         take: Callable[[], list[RejectedValue]] | None = getattr(self.stream, "take_rejections", None)
-        rejected = take() if take is not None else []
-        found: dict[TableRef, tuple[TableSchema, list[RejectedValue]]] = {}
-        for r in rejected:
-            table = self.tables.get(r.table)
-            if table is None or table.suspended is not None:
-                continue
-            target = table.mapped.target
-            found.setdefault(target.ref, (target, []))[1].append(dataclasses.replace(r, table=target.ref))
-        for ref, (_, rows) in list(found.items()):
-            reason = self._data_errors.stops(ref, f"{ref}: {rows[0].reason}", len(rows))
-            if reason is not None:
-                self._suspend(ref, reason)
-                del found[ref]
-        if self.errors.data_error_policy is not RecordPolicy.LOG_ERROR:
+        if take is None:
             return {}
-        return found
+        targets = {ref: t.mapped.target for ref, t in self.tables.items() if t.suspended is None}
+        return source_rejections(take(), targets, self._data_errors, self._suspend)
 
     def _wait_applied(self) -> None:
         """Wait for every batch in flight (see ``_wait_oldest``)."""
