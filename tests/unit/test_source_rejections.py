@@ -46,6 +46,11 @@ def test_the_escalation_suspends_the_table_and_other_policies_log_nothing() -> N
     assert found == {} and [ref for ref, _ in suspended] == [TARGET.ref]
     assert "not a number" in suspended[0][1]
     ignoring = ErrorBehavior.model_validate({"DataErrorPolicy": "IGNORE_RECORD"})
-    assert (
-        source_rejections([_rejected(SOURCE, "a")], {SOURCE: TARGET}, DataErrorCounts(ignoring), print) == {}
+    suspended.clear()
+    found = source_rejections(
+        [_rejected(SOURCE, "a")],
+        {SOURCE: TARGET},
+        DataErrorCounts(ignoring),
+        lambda ref, reason: suspended.append((ref, reason)),
     )
+    assert found == {} and not suspended  # dropped, not logged
