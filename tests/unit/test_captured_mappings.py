@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from conveyor.connectors.arrow_rows import logged_changes
-from conveyor.connectors.captured_rows import RowsChunk, whole_row
+from conveyor.connectors.captured_rows import whole_row
 from conveyor.connectors.changes import RowChange
 from conveyor.core.batch import ChangeBatch, Checkpoint, KeyHistory, Logged, LoggedChange, LoggedRows, Op
 from conveyor.core.errors import DataError
@@ -27,6 +27,7 @@ from conveyor.replication.cdc.captured_mapping import judge
 from conveyor.replication.mapped_table import MappedTable
 from conveyor.replication.mappings import TableMappings
 from conveyor.replication.settings import TargetMetadata
+from support.captured import captured
 
 REF = TableRef("app", "docs")
 DOCS = TableSchema(
@@ -143,14 +144,7 @@ def _changes(rng: random.Random, n: int) -> list[RowChange]:
 
 
 def _chunk(changes: list[RowChange]) -> ChangeBatch:
-    chunk = RowsChunk(DOCS)
-    for c in changes:
-        row = whole_row(c, DOCS, set(DOCS.column_names))
-        assert row is not None
-        chunk.add(*row)
-    (captured,) = chunk.take()
-    assert isinstance(captured, ChangeBatch)
-    return captured
+    return captured(changes, DOCS)
 
 
 def _checks(batch: ChangeBatch) -> dict[int, KeyHistory] | None:

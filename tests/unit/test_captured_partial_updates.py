@@ -20,6 +20,7 @@ from conveyor.core.batch import UNCHANGED, ChangeBatch, Checkpoint, KeyHistory, 
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 from conveyor.replication.cdc.reduce import TableReducer
+from support.captured import captured
 
 DOCS = TableSchema(
     TableRef("public", "docs"),
@@ -70,14 +71,7 @@ def _changes(rng: random.Random, n: int, partial: bool = True) -> list[RowChange
 
 
 def _chunk(changes: list[RowChange], table: TableSchema = DOCS) -> ChangeBatch:
-    chunk = RowsChunk(table)
-    for c in changes:
-        row = whole_row(c, table, set(table.column_names))
-        assert row is not None
-        chunk.add(*row)
-    (captured,) = chunk.take()
-    assert isinstance(captured, ChangeBatch)
-    return captured
+    return captured(changes, table)
 
 
 def _sorted(rows: pa.RecordBatch, key: tuple[str, ...]) -> list[dict[str, Any]]:
