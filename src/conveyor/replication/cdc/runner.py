@@ -21,7 +21,7 @@ previous checkpoint, so memory stays bounded; a crash inside it replays the
 whole transaction, which converges to the same rows.
 
 An applier that publishes each change (``KeepsChangeLog``, a stream target)
-also gets every change in commit order with its ``(position, index)``: the
+gets every change in commit order, and no reduced rows, with its ``(position, index)``: the
 last commit position read and the count of changes since it. A replay from a
 checkpoint (always a commit position) meets the same changes at the same
 ``(position, index)``, so the applier can make replays harmless by that identity.
