@@ -89,7 +89,12 @@ class MotoOracle:
         deadline = time.monotonic() + 10
         while True:
             desc = self.client.describe_execution(executionArn=run_arn)
-            if desc["status"] != "RUNNING" or time.monotonic() > deadline:
+            # moto's execution thread sets the status a moment before the output or the error.
+            status = desc["status"]
+            finished = status != "RUNNING" and (
+                "output" in desc if status == "SUCCEEDED" else "error" in desc if status == "FAILED" else True
+            )
+            if finished or time.monotonic() > deadline:
                 break
             time.sleep(0.002)
         output = _decode(desc["output"]) if desc.get("output") else None
