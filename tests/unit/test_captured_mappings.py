@@ -16,12 +16,13 @@ import pytest
 from conveyor.connectors.arrow_rows import logged_changes
 from conveyor.connectors.captured_rows import whole_row
 from conveyor.connectors.changes import RowChange
+from conveyor.core import row_filter as row_filters
 from conveyor.core.batch import ChangeBatch, Checkpoint, KeyHistory, Logged, LoggedChange, LoggedRows, Op
 from conveyor.core.errors import DataError
 from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
-from conveyor.replication.cdc import captured_mapping, reduce
+from conveyor.replication.cdc import reduce
 from conveyor.replication.cdc.capture_table import table_reducer
 from conveyor.replication.cdc.captured_mapping import judge
 from conveyor.replication.mapped_table import MappedTable
@@ -384,7 +385,7 @@ def test_arrow_and_value_by_value_filters_judge_alike(
     value: both give, for every operator, NULLs, unsent columns and non-ASCII
     text, what ``ColumnFilter.test`` gives each change."""
     if not in_arrow:
-        monkeypatch.setattr(captured_mapping, "_IN_ARROW", frozenset())
+        monkeypatch.setattr(row_filters, "_IN_ARROW", frozenset())
     rng = random.Random(seed)
     words = ["", "a", "b", "ab", "é", "z", "Z", "ä", "n1", "n10", "n2"]
     ints = [-5, 0, 1, 2, 7, 2**40]

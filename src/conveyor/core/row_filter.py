@@ -28,6 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from conveyor.core.arrow_compute import pc
 from conveyor.core.types import Kind
 
 
@@ -107,6 +108,48 @@ class ColumnFilter:
         value = comparable(value, self.kind)
         return any(c.test(value) for c in self.conditions)
 
+    def passing(self, values: pa.Array | pa.ChunkedArray) -> pa.Array | None:
+        """Which ``values`` pass, by Arrow's comparison kernels, for an integer
+        or text column, whose order Arrow shares with Python's (text by code
+        point); None for another kind (judged value by value, ``test``)."""
+        dtype = values.type
+        if self.kind not in _IN_ARROW or not (
+            pa.types.is_integer(dtype) or pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+        ):
+            return None
+        passes: pa.Array | None = None
+        try:
+            for condition in self.conditions:
+                meets = pc.fill_null(_meets(condition, values), False)  # NULL fails but for ``null``
+                passes = meets if passes is None else pc.or_(passes, meets)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError):
+            return None  # a value the column's type cannot compare with (an integer out of range)
+        return passes
+
+
+_IN_ARROW = frozenset({Kind.INT16, Kind.INT32, Kind.INT64, Kind.TEXT})
+
+
+def _meets(condition: Condition, values: pa.Array | pa.ChunkedArray) -> Any:
+    op, bounds = condition.op, condition.values
+    if op is FilterOp.NULL:
+        return values.is_null()
+    if op is FilterOp.NOTNULL:
+        return values.is_valid()
+    if op is FilterOp.BETWEEN:
+        return pc.and_(pc.greater_equal(values, bounds[0]), pc.less_equal(values, bounds[1]))
+    if op is FilterOp.NOTBETWEEN:
+        return pc.or_(pc.less(values, bounds[0]), pc.greater(values, bounds[1]))
+    compare = {
+        FilterOp.EQ: pc.equal,
+        FilterOp.NOTEQ: pc.not_equal,
+        FilterOp.LTE: pc.less_equal,
+        FilterOp.GTE: pc.greater_equal,
+        FilterOp.LT: pc.less,
+        FilterOp.GT: pc.greater,
+    }[op]
+    return compare(values, bounds[0])
+
 
 @dataclass(frozen=True)
 class RowFilter:
@@ -125,13 +168,14 @@ class RowFilter:
 
     def mask(self, batch: pa.RecordBatch) -> pa.BooleanArray:
         """Which rows of a batch of source columns pass."""
-        keep = [True] * batch.num_rows
+        keep: Any = pa.array([True] * batch.num_rows, type=pa.bool_())
         for f in self.columns:
-            values = batch.column(batch.schema.get_field_index(f.column)).to_pylist()
-            for i, value in enumerate(values):
-                if keep[i] and not f.test(value):
-                    keep[i] = False
-        return pa.array(keep, type=pa.bool_())
+            values = batch.column(batch.schema.get_field_index(f.column))
+            passes = f.passing(values)
+            if passes is None:
+                passes = pa.array([f.test(value) for value in values.to_pylist()], type=pa.bool_())
+            keep = pc.and_(keep, passes)
+        return keep
 
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         return batch.filter(self.mask(batch))

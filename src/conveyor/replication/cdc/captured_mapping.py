@@ -17,9 +17,8 @@ from conveyor.connectors.arrow_rows import column_values
 from conveyor.core.arrow_compute import pc
 from conveyor.core.batch import OP, UNCHANGED, Op, op_array
 from conveyor.core.errors import DataError
-from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
+from conveyor.core.row_filter import ColumnFilter, RowFilter
 from conveyor.core.schema import TableSchema
-from conveyor.core.types import Kind
 
 AddedColumns = Callable[[pa.RecordBatch], tuple[dict[str, pa.Array], list[list[str] | None] | None]]
 """Captured changes (source names) -> the added columns by target name, and
@@ -49,8 +48,8 @@ class Judged:
 
 def judge(row_filter: RowFilter, batch: pa.RecordBatch, mark: bool = False) -> Judged:
     """``batch`` (source column names) judged by ``row_filter`` (see the module
-    docstring): integer and text columns by Arrow's kernels, whose order on
-    them is Python's (text by code point), the others value by value.
+    docstring): integer and text columns by Arrow's kernels
+    (``ColumnFilter.passing``), the others value by value.
     ``mark``: the rows moved out are marked (``MOVED_OUT``)."""
     n = batch.num_rows
     names = batch.schema.names
@@ -60,7 +59,7 @@ def judge(row_filter: RowFilter, batch: pa.RecordBatch, mark: bool = False) -> J
     by_value: list[ColumnFilter] = []
     failed: pa.Array | None = None
     for column_filter in row_filter.columns:
-        passes = _passing(column_filter, batch.column(column_filter.column))
+        passes = column_filter.passing(batch.column(column_filter.column))
         if passes is None:
             by_value.append(column_filter)
             continue
@@ -105,48 +104,6 @@ def judge(row_filter: RowFilter, batch: pa.RecordBatch, mark: bool = False) -> J
     if mark:
         rows = rows.append_column(MOVED_OUT, failed)
     return Judged(rows, batch.column(OP).filter(pc.invert(failed)), moved_out, first_unsent)
-
-
-_IN_ARROW = frozenset({Kind.INT16, Kind.INT32, Kind.INT64, Kind.TEXT})
-
-
-def _passing(column_filter: ColumnFilter, values: pa.Array) -> pa.Array | None:
-    """Which ``values`` pass, by Arrow's kernels, for an integer or text
-    column; None for another (judged value by value, ``ColumnFilter.test``)."""
-    dtype = values.type
-    if column_filter.kind not in _IN_ARROW or not (
-        pa.types.is_integer(dtype) or pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
-    ):
-        return None
-    passes: pa.Array | None = None
-    try:
-        for condition in column_filter.conditions:
-            meets = pc.fill_null(_meets(condition, values), False)  # NULL fails but for ``null``
-            passes = meets if passes is None else pc.or_(passes, meets)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError):
-        return None  # a value the column's type cannot compare with (an integer out of range)
-    return passes
-
-
-def _meets(condition: Condition, values: pa.Array) -> pa.Array:
-    op, bounds = condition.op, condition.values
-    if op is FilterOp.NULL:
-        return values.is_null()
-    if op is FilterOp.NOTNULL:
-        return values.is_valid()
-    if op is FilterOp.BETWEEN:
-        return pc.and_(pc.greater_equal(values, bounds[0]), pc.less_equal(values, bounds[1]))
-    if op is FilterOp.NOTBETWEEN:
-        return pc.or_(pc.less(values, bounds[0]), pc.greater(values, bounds[1]))
-    compare = {
-        FilterOp.EQ: pc.equal,
-        FilterOp.NOTEQ: pc.not_equal,
-        FilterOp.LTE: pc.less_equal,
-        FilterOp.GTE: pc.greater_equal,
-        FilterOp.LT: pc.less,
-        FilterOp.GT: pc.greater,
-    }[op]
-    return compare(values, bounds[0])
 
 
 def _naming(lists: pa.Array, column: str) -> pa.Array:
