@@ -5,7 +5,6 @@ limits). :mod:`mappings` builds it from the rules."""
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -183,10 +182,9 @@ class MappedTable:
         assert self.evaluator is not None
         evaluator = self.evaluator
         ops = changes.column(OP)
-        n = changes.num_rows
-        positions = array("q", [0]) * n
+        deleted = pc.indices_nonzero(pc.equal(ops, op_array(Op.DELETE.encode())[0]))
+        taken: list[pa.Array] = [deleted]  # the rows of each part, DELETEs' (null) first
         parts: list[list[pa.Array]] = []
-        taken = 0
         for op in (Op.INSERT, Op.UPDATE):
             rows = pc.indices_nonzero(pc.equal(ops, op_array(op.encode())[0]))
             if not len(rows):
@@ -194,12 +192,12 @@ class MappedTable:
             some = changes.take(rows)
             inputs = {c.name: column_values(some.column(c.name)) for c in evaluator.inputs}
             parts.append(evaluator.evaluate_values(inputs, len(rows), _OPERATIONS[op], timestamp))
-            for i, row in enumerate(rows.to_pylist()):
-                positions[row] = taken + i + 1  # 0: a DELETE's null
-            taken += len(rows)
-        at = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(positions)])
+            taken.append(rows)
+        in_order = pc.sort_indices(pa.concat_arrays(taken))  # the parts' rows back in commit order
         values = {
-            c.name: pa.concat_arrays([pa.nulls(1, c.type.arrow()), *(part[j] for part in parts)]).take(at)
+            c.name: pa.concat_arrays(
+                [pa.nulls(len(deleted), c.type.arrow()), *(part[j] for part in parts)]
+            ).take(in_order)
             for j, c in enumerate(self.added)
         }
         if UNCHANGED not in changes.schema.names:
