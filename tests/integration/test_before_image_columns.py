@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +29,7 @@ from support.tasks import wait_until
 pytestmark = pytest.mark.integration
 
 TASK = "sync"
+ROW_FORMS = "conveyor.replication.cdc.row_forms"
 DEADLINE_S = 60.0
 
 
@@ -75,7 +77,10 @@ def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-def test_from_postgresql(pg_server: PostgresServer, store: Store, tmp_path: Path) -> None:
+def test_from_postgresql(
+    pg_server: PostgresServer, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=ROW_FORMS)
     source = pg_server.url(pg_server.new_database("bi_src"))
     target = pg_server.url(pg_server.new_database("bi_dst"))
     with psycopg.connect(source, autocommit=True) as conn:
@@ -128,6 +133,8 @@ def test_from_postgresql(pg_server: PostgresServer, store: Store, tmp_path: Path
     ]
     assert "before-image column 'BI_name' needs the value of 'name' before the UPDATE" in reason, reason
     assert "REPLICA IDENTITY FULL" in reason
+    # captured in Arrow with their old rows; strict's UPDATEs came without them: one by one, refused
+    assert "task sync: 3 of 3 tables captured in Arrow" in caplog.messages
 
     # Validation compares every other column: the before images are not the source's to compare.
     home = tmp_path / "home"
@@ -144,8 +151,11 @@ def test_from_postgresql(pg_server: PostgresServer, store: Store, tmp_path: Path
         ), report[table]
 
 
-def test_from_mariadb(mariadb_db: str, pg_server: PostgresServer, store: Store, tmp_path: Path) -> None:
+def test_from_mariadb(
+    mariadb_db: str, pg_server: PostgresServer, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """MariaDB's row image (binlog_row_image FULL) carries every column's value before."""
+    caplog.set_level(logging.INFO, logger=ROW_FORMS)
     _maria(
         mariadb_db,
         "CREATE TABLE items (id int PRIMARY KEY, name varchar(20), note text)",
@@ -179,11 +189,15 @@ def test_from_mariadb(mariadb_db: str, pg_server: PostgresServer, store: Store, 
         (1, "uno", "z", 1, "one"),
         (20, "two", "b", 2, "two"),
     ]
+    assert "task sync: 1 of 1 tables captured in Arrow" in caplog.messages
 
 
-def test_into_the_lake(pg_server: PostgresServer, store: Store, tmp_path: Path) -> None:
+def test_into_the_lake(
+    pg_server: PostgresServer, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The lake's change files carry the before images on their U rows; the
     LOAD file has the columns, empty."""
+    caplog.set_level(logging.INFO, logger=ROW_FORMS)
     source = pg_server.url(pg_server.new_database("bi_lake"))
     with psycopg.connect(source, autocommit=True) as conn:
         conn.execute("CREATE TABLE items (id integer PRIMARY KEY, name text)")
@@ -215,3 +229,4 @@ def test_into_the_lake(pg_server: PostgresServer, store: Store, tmp_path: Path) 
         {"Op": "U", "id": "1", "name": "uno", "BI_id": "1", "BI_name": "one"},
         {"Op": "I", "id": "2", "name": "two", "BI_id": "", "BI_name": ""},
     ]
+    assert "task sync: 1 of 1 tables captured in Arrow" in caplog.messages

@@ -23,6 +23,7 @@ import pytest
 
 from conveyor.connectors.lake import layout as lay
 from conveyor.core.faults import ENV as FAULT_ENV
+from support import stacks
 from support import tasks as support_tasks
 from support.cli import conveyor, worker_log
 from support.servers import PostgresServer
@@ -187,6 +188,81 @@ def test_each_change_in_commit_order_with_its_commit_time(pg_server: PostgresSer
         {"id": 2, "v": "two"},
         {"id": 12, "v": "y"},
     ]
+
+
+def test_a_source_filter_writes_a_moved_out_row_as_a_delete_of_its_old_row(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Rows captured in Arrow with a source filter: an INSERT the filter
+    leaves out is not in the file, an UPDATE that moves its row out is a D
+    row of the old row as the source sent it (whole under REPLICA IDENTITY
+    FULL, else its key), one that moves it in a U row."""
+    source = pg_server.url(pg_server.new_database("lakefilter"))
+    with psycopg.connect(source, autocommit=True) as conn:
+        for table in ("wide", "narrow"):
+            conn.execute(f"CREATE TABLE {table} (id integer PRIMARY KEY, n integer, v text)")
+            conn.execute(f"INSERT INTO {table} VALUES (1, 10, 'one'), (2, 500, 'two')")
+        conn.execute("ALTER TABLE wide REPLICA IDENTITY FULL")
+    lake = tmp_path / "lake"
+    rule = {
+        "rule-type": "selection",
+        "rule-id": "1",
+        "rule-name": "small",
+        "object-locator": {"schema-name": "public", "table-name": "%"},
+        "rule-action": "include",
+        "filters": [
+            {
+                "filter-type": "source",
+                "column-name": "n",
+                "filter-conditions": [{"filter-operator": "between", "start-value": "0", "end-value": "100"}],
+            }
+        ],
+    }
+    path = stacks.one_task(
+        tmp_path / "stack.json",
+        {"engine": "postgres", "url": source},
+        {"engine": "lake", "path": str(lake), "settings": {"AddColumnName": True, "CdcMaxBatchInterval": 1}},
+        rules=[rule],
+    )
+    home = tmp_path / "home"
+    assert conveyor(home, "apply", str(path)).returncode == 0
+    assert conveyor(home, "tasks", "start", "sync").returncode == 0
+    try:
+        wait_until(lambda: len(list(lake.rglob("LOAD00000001.csv"))) == 2, "the full load")
+        with psycopg.connect(source, autocommit=True) as conn:
+            for table in ("wide", "narrow"):
+                conn.execute(f"INSERT INTO {table} VALUES (3, 20, 'three')")
+                conn.execute(f"INSERT INTO {table} VALUES (4, 900, 'four')")  # never in
+                conn.execute(f"UPDATE {table} SET n = 700, v = 'gone' WHERE id = 1")  # moves out
+                conn.execute(f"UPDATE {table} SET n = 50 WHERE id = 2")  # moves in
+                conn.execute(f"UPDATE {table} SET n = 30 WHERE id = 3")
+                conn.execute(f"DELETE FROM {table} WHERE id = 3")
+        wait_until(
+            lambda: all(len(change_rows(lake, t)) >= 5 for t in ("wide", "narrow")),
+            "the change rows",
+            debug=lambda: (change_rows(lake, "wide"), change_rows(lake, "narrow")),
+        )
+    finally:
+        stop(home, "sync")
+
+    def said(table: str) -> list[tuple[str, ...]]:
+        return [(r["Op"], r["id"], r["n"], r["v"]) for r in change_rows(lake, table)]
+
+    assert said("wide") == [
+        ("I", "3", "20", "three"),
+        ("D", "1", "10", "one"),
+        ("U", "2", "50", "two"),
+        ("U", "3", "30", "three"),
+        ("D", "3", "30", "three"),
+    ]
+    assert said("narrow") == [
+        ("I", "3", "20", "three"),
+        ("D", "1", "", ""),
+        ("U", "2", "50", "two"),
+        ("U", "3", "30", "three"),
+        ("D", "3", "", ""),
+    ]
+    assert "task sync: 2 of 2 tables captured in Arrow" in worker_log(home, "sync")
 
 
 # --- when files are written ------------------------------------------------------------------

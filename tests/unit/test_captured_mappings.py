@@ -301,10 +301,13 @@ def test_a_partial_update_whose_old_row_came_whole_is_judged_whole() -> None:
     moved_in = RowChange(
         REF, Op.UPDATE, {"id": 1, "n": 500, "note": "n7"}, old, frozenset({"qty", "phone", "body"})
     )
-    assert whole_row(moved_in, DOCS, set(DOCS.column_names)) == (
+    assert whole_row(moved_in, DOCS, set(DOCS.column_names)) == (b"u", {**old, "n": 500}, frozenset(), None)
+    # the old row itself too, when asked (``BEFORE``)
+    assert whole_row(moved_in, DOCS, set(DOCS.column_names), True) == (
         b"u",
         {**old, "n": 500},
         frozenset(),
+        old,
     )
     in_arrow, one_by_one = table_reducer(mapped), table_reducer(mapped)
     assert in_arrow.add_captured(_chunk([moved_in]))
@@ -314,13 +317,6 @@ def test_a_partial_update_whose_old_row_came_whole_is_judged_whole() -> None:
         == one_by_one.changes().upserts.to_pylist()
         == [{"id": 1, "n": 500, "qty": 3, "phone": None, "body": "b", "remark": "n7"}]
     )
-
-
-def test_a_filtered_table_with_a_change_log_goes_one_by_one() -> None:
-    """A change log says a row moved out with its old row, which captured rows lack."""
-    reducer = table_reducer(_mapped("data-masking-digits-mask", filtered=True), keep_log=True, log_rows=True)
-    assert not reducer.takes_whole
-    assert table_reducer(_mapped("data-masking-digits-mask"), keep_log=True, log_rows=True).takes_whole
 
 
 def test_an_added_value_that_does_not_fit_sends_the_batch_one_by_one_where_it_is_named() -> None:

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from conveyor.core import types as t
 from conveyor.core.batch import (
+    BEFORE,
     OP,
     UNCHANGED,
     ChangeBatch,
@@ -181,14 +182,15 @@ def without_unrepresentable(
 
 def captured_changes(
     batch: pa.RecordBatch, names: Sequence[str] | None = None
-) -> Iterator[tuple[bytes, dict[str, Any], frozenset[str]]]:
+) -> Iterator[tuple[bytes | None, dict[str, Any], frozenset[str]]]:
     """A captured batch's changes of rows (not encoded lines) one by one: the
-    ``OP`` letter, the row in the in-flight form (``names``' columns, or every
-    one) without the columns it left unsent, and those columns (a partial
-    UPDATE's, named in ``UNCHANGED``; empty for a whole row)."""
+    ``OP`` letter (None for a change a log leaves out: ``LoggedRows``), the
+    row in the in-flight form (``names``' columns, or every one) without the
+    columns it left unsent, and those columns (a partial UPDATE's, named in
+    ``UNCHANGED``; empty for a whole row)."""
     schema = batch.schema
     if names is None:
-        names = [n for n in schema.names if n not in (OP, UNCHANGED)]
+        names = [n for n in schema.names if n not in (OP, UNCHANGED, BEFORE)]
     ops = batch.column(OP).to_pylist()
     unsent = batch.column(UNCHANGED).to_pylist() if UNCHANGED in schema.names else [None] * len(ops)
     for op, row, gone in zip(ops, batch_rows(batch.select(names)), unsent, strict=True):
@@ -205,12 +207,15 @@ _WHOLE: frozenset[str] = frozenset()
 def logged_changes(log: Sequence[Logged]) -> Iterator[LoggedChange]:
     """A change log's changes one by one, captured ones (``LoggedRows``)
     made Python values: a DELETE's old row, an INSERT's or UPDATE's new row
-    (a partial UPDATE's without what it did not send)."""
+    (a partial UPDATE's without what it did not send); a row the log leaves
+    out (its ``OP`` null) is skipped."""
     for entry in log:
         if not isinstance(entry, LoggedRows):
             yield entry
             continue
         for i, (op, row, _) in enumerate(captured_changes(entry.rows)):
+            if op is None:
+                continue
             letter = op.decode()
             before, after = (row, None) if letter == "d" else (None, row)
             yield LoggedChange(letter, before, after, entry.position, entry.index + i, entry.commit_time)

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import UnrepresentableFound, column_array
 from conveyor.connectors.changes import ChangeEvent, RowChange
-from conveyor.core.batch import OP, OP_TYPE, UNCHANGED, ChangeBatch, Op, op_array
+from conveyor.core.batch import BEFORE, OP, OP_TYPE, UNCHANGED, ChangeBatch, Op, op_array
 from conveyor.core.schema import TableRef, TableSchema
 
 INSERT, UPDATE, DELETE = (op.encode() for op in (Op.INSERT, Op.UPDATE, Op.DELETE))
@@ -22,21 +22,35 @@ INSERT, UPDATE, DELETE = (op.encode() for op in (Op.INSERT, Op.UPDATE, Op.DELETE
 class RowsChunk:
     """One table's changes in commit order: the new row per INSERT and
     UPDATE (its key unchanged; a partial UPDATE's unsent columns named),
-    the key (or the whole old row) per DELETE."""
+    the key (or the whole old row) per DELETE; an UPDATE's whole old row
+    (``BEFORE``) when the stream passes it."""
 
     def __init__(self, table: TableSchema) -> None:
         self.table = table
         self._ops = bytearray()
         self._rows: list[dict[str, Any]] = []
         self._unchanged: list[list[str] | None] | None = None  # per row, once a row is partial
+        self._before: list[dict[str, Any] | None] | None = None  # per row, once a row has one
 
     @property
     def size(self) -> int:
         return len(self._rows)
 
-    def add(self, op: bytes, values: dict[str, Any], unchanged: AbstractSet[str] = frozenset()) -> None:
+    def add(
+        self,
+        op: bytes,
+        values: dict[str, Any],
+        unchanged: AbstractSet[str] = frozenset(),
+        before: dict[str, Any] | None = None,
+    ) -> None:
         """``op``: INSERT, UPDATE or DELETE; ``unchanged``: the columns a
-        partial UPDATE did not send."""
+        partial UPDATE did not send; ``before``: an UPDATE's whole old row."""
+        if before is not None:
+            if self._before is None:
+                self._before = [None] * len(self._rows)
+            self._before.append(before)
+        elif self._before is not None:
+            self._before.append(None)
         if unchanged:
             if self._unchanged is None:
                 self._unchanged = [None] * len(self._rows)
@@ -53,44 +67,68 @@ class RowsChunk:
         table, rows = self.table, self._rows
         arrays, fields = [op_array(bytes(self._ops))], [pa.field(OP, OP_TYPE)]
         try:
-            for column in table.columns:
-                name = column.name
-                arrays.append(column_array(column.type, [row.get(name) for row in rows]))
-                fields.append(pa.field(name, column.type.arrow()))
+            columns = _columns(table, rows)
+            before = None if self._before is None else _old_rows(table, self._before)
         except (UnrepresentableFound, pa.ArrowException, ArithmeticError, TypeError, ValueError):
             unchanged = self._unchanged or [None] * len(rows)
+            olds = self._before or [None] * len(rows)
             return [
-                _row_change(table, op, row, gone)
-                for op, row, gone in zip(self._ops, rows, unchanged, strict=True)
+                _row_change(table, op, row, gone, old)
+                for op, row, gone, old in zip(self._ops, rows, unchanged, olds, strict=True)
             ]
+        arrays += columns
+        fields += [pa.field(c.name, c.type.arrow()) for c in table.columns]
         if self._unchanged is not None:
             arrays.append(pa.array(self._unchanged, _NAMES))
             fields.append(pa.field(UNCHANGED, _NAMES))
+        if before is not None:
+            arrays.append(before)
+            fields.append(pa.field(BEFORE, before.type))
         return [ChangeBatch.captured(table, pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)))]
+
+
+def _columns(table: TableSchema, rows: list[dict[str, Any]]) -> list[pa.Array]:
+    """One Arrow array per column of ``table`` (a row's missing value null)."""
+    return [column_array(c.type, [row.get(c.name) for row in rows]) for c in table.columns]
+
+
+def _old_rows(table: TableSchema, olds: list[dict[str, Any] | None]) -> pa.StructArray:
+    """The ``BEFORE`` column: each UPDATE's whole old row, null for the others."""
+    empty: dict[str, Any] = {}
+    fields = [pa.field(c.name, c.type.arrow()) for c in table.columns]
+    return pa.StructArray.from_arrays(
+        _columns(table, [old or empty for old in olds]),
+        fields=fields,
+        mask=pa.array([old is None for old in olds], pa.bool_()),
+    )
 
 
 _NAMES = pa.list_(pa.string())
 
 
 def whole_row(
-    change: RowChange, table: TableSchema, names: AbstractSet[str]
-) -> tuple[bytes, dict[str, Any], frozenset[str]] | None:
+    change: RowChange, table: TableSchema, names: AbstractSet[str], before: bool = False
+) -> tuple[bytes, dict[str, Any], frozenset[str], dict[str, Any] | None] | None:
     """``change`` as a ``RowsChunk`` row of ``table`` (``names``: its column
-    names) and the columns it left unsent (a partial UPDATE's): None when a
-    captured batch cannot say it (a changed key, an unsent key column, no
-    key), the change then going as it is. A partial UPDATE whose old row
-    came whole is made whole from it. A DELETE's row is the old row when
-    the source sent it whole (REPLICA IDENTITY FULL), else its key (a change
-    log writes what the source sent)."""
+    names), the columns it left unsent (a partial UPDATE's) and, when
+    ``before`` is asked, an UPDATE's old row if the source sent it whole
+    (else None): None when a captured batch cannot say it (a changed key, an
+    unsent key column, no key), the change then going as it is. A partial
+    UPDATE whose old row came whole is made whole from it. A DELETE's row is
+    the old row when the source sent it whole (REPLICA IDENTITY FULL), else
+    its key (a change log writes what the source sent)."""
     key = table.primary_key
     old = change.old_key
     if change.op is Op.DELETE:
         if not key or old is None or not old.keys() >= set(key):
             return None
-        return DELETE, (old if old.keys() == names else {k: old[k] for k in key}), frozenset()
+        return DELETE, (old if old.keys() == names else {k: old[k] for k in key}), frozenset(), None
     values, unchanged = change.values, change.unchanged
     if not key:
         return None
+    whole_old = change.before if change.before is not None else old
+    if whole_old is not None and whole_old.keys() != names:
+        whole_old = None
     if unchanged:
         if (
             change.op is not Op.UPDATE
@@ -106,7 +144,9 @@ def whole_row(
         return None
     if old is not None and any(old.get(k, _ABSENT) != values[k] for k in key):
         return None  # the row moved to another key
-    return (INSERT if change.op is Op.INSERT else UPDATE), values, unchanged
+    if change.op is Op.INSERT:
+        return INSERT, values, unchanged, None
+    return UPDATE, values, unchanged, whole_old if before else None
 
 
 _ABSENT = object()
@@ -117,9 +157,10 @@ CHUNK_ROWS = 1000
 RUNS_ROWS = 10 * CHUNK_ROWS
 """Changes gathered over all tables at most, before every run is delivered."""
 
-Captured = Mapping[TableRef, tuple[TableSchema, AbstractSet[str]]]
+Captured = Mapping[TableRef, tuple[TableSchema, AbstractSet[str], bool]]
 """The tables whose whole rows go into captured batches: each with the
-shape the stream reads it with and that shape's column names."""
+shape the stream reads it with, that shape's column names, and whether its
+UPDATEs' whole old rows go too (``BEFORE``)."""
 
 
 class RowRuns:
@@ -160,21 +201,22 @@ class RowRuns:
         op: bytes,
         values: dict[str, Any],
         unchanged: AbstractSet[str] = frozenset(),
+        before: dict[str, Any] | None = None,
     ) -> list[ChangeEvent]:
         """Take a row of ``table`` (a ``RowsChunk`` row) into its run; the
         events to deliver first."""
-        before: list[ChangeEvent] = []
+        first: list[ChangeEvent] = []
         if self._size >= RUNS_ROWS:
-            before = self.flush()
+            first = self.flush()
         run = self._runs.get(table.ref)
         if run is not None and (run.table is not table or run.size >= CHUNK_ROWS):
-            before += self.flush(table.ref)  # full, or the table's shape changed
+            first += self.flush(table.ref)  # full, or the table's shape changed
             run = None
         if run is None:
             run = self._runs[table.ref] = RowsChunk(table)
-        run.add(op, values, unchanged)
+        run.add(op, values, unchanged, before)
         self._size += 1
-        return before
+        return first
 
     def flush(self, table: TableRef | None = None) -> list[ChangeEvent]:
         """The runs gathered so far (only ``table``'s, when given), as their events."""
@@ -208,9 +250,13 @@ def gather(events: Iterable[ChangeEvent], tables: Captured) -> Iterator[ChangeEv
 
 
 def _row_change(
-    table: TableSchema, letter: int, values: dict[str, Any], unchanged: list[str] | None
+    table: TableSchema,
+    letter: int,
+    values: dict[str, Any],
+    unchanged: list[str] | None,
+    before: dict[str, Any] | None,
 ) -> RowChange:
     op = Op(chr(letter))
     if op is Op.DELETE:  # the old row as the stream sent it (its key, or whole)
         return RowChange(table.ref, op, {}, old_key=values)
-    return RowChange(table.ref, op, values, unchanged=frozenset(unchanged or ()))
+    return RowChange(table.ref, op, values, unchanged=frozenset(unchanged or ()), before=before)

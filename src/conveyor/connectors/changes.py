@@ -24,13 +24,14 @@ Python value: streams deliver them as the strings ``"infinity"`` and
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from conveyor.connectors.arrow_rows import captured_changes
 from conveyor.connectors.base import RejectedValue, Snapshot
-from conveyor.core.batch import ENCODED, ChangeBatch, Checkpoint, Logged, Op
+from conveyor.core.batch import BEFORE, ENCODED, ChangeBatch, Checkpoint, Logged, Op
 from conveyor.core.batch import LoggedChange as LoggedChange  # noqa: PLC0414  (defined in core; imported from here too)
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableRef, TableSchema
@@ -63,12 +64,15 @@ def row_changes(changes: ChangeBatch) -> Iterator[RowChange]:
     if batch is None or ENCODED in batch.schema.names:
         raise ValueError("not a captured batch of rows")
     ref, key = changes.table.ref, changes.table.primary_key
-    for op, row, unchanged in captured_changes(batch):
+    befores = batch.column(BEFORE).to_pylist() if BEFORE in batch.schema.names else None
+    for i, (op, row, unchanged) in enumerate(captured_changes(batch)):
+        assert op is not None, "a stream's captured batch says every change"
         old = {k: row[k] for k in key}
         if op == _DELETE:
             yield RowChange(ref, Op.DELETE, old, old_key=old)
         else:
-            yield RowChange(ref, Op(op.decode()), row, old_key=old, unchanged=unchanged)
+            before = befores[i] if befores is not None else None
+            yield RowChange(ref, Op(op.decode()), row, old_key=old, unchanged=unchanged, before=before)
 
 
 _DELETE = Op.DELETE.encode()
@@ -184,14 +188,18 @@ class CapturesRowsInArrow(Protocol):
     whole: no Python value per change between the stream and the target
     batch's Arrow."""
 
-    def capture_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
+    def capture_rows(
+        self, tables: Mapping[TableRef, TableSchema], before: AbstractSet[TableRef] = frozenset()
+    ) -> None:
         """From now on, deliver the changes of these tables (keyed by source
         table, with the shape the runner knows) as captured ``ChangeBatch``es
         of whole rows while the stream's view of a table has exactly that
         shape (PostgreSQL's partial UPDATEs too, their unsent columns named in
-        ``UNCHANGED``). A change it cannot deliver so exactly (a MariaDB/MySQL
-        row image without every column, a changed key, a value no Arrow value
-        carries) comes as a ``RowChange``, in its place in commit order."""
+        ``UNCHANGED``); for the tables in ``before``, with each UPDATE's old
+        row (``BEFORE``) when the source sent it whole. A change it cannot
+        deliver so exactly (a MariaDB/MySQL row image without every column, a
+        changed key, a value no Arrow value carries) comes as a ``RowChange``,
+        in its place in commit order."""
         ...
 
 

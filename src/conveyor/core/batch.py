@@ -97,8 +97,10 @@ class LoggedRows:
     ``d``) and every target column, in target names: an INSERT's or UPDATE's
     new row (its key unchanged; a partial UPDATE's unsent columns null and
     named in ``UNCHANGED``, when a row has some), a DELETE's old row (its
-    key alone when the source sent no more, the other columns null). The ``i``-th row
-    is the change at ``(position, index + i)`` (see ``LoggedChange``)."""
+    key alone when the source sent no more, the other columns null). A row
+    whose ``OP`` is null is a change the log leaves out (an INSERT a source
+    filter moved out of the target). The ``i``-th row is the change at
+    ``(position, index + i)`` (see ``LoggedChange``)."""
 
     rows: pa.RecordBatch
     position: Checkpoint
@@ -165,6 +167,12 @@ whole row. Absent when every row is whole."""
 ENCODED = "conveyor_encoded"
 """The column of a captured ``ChangeBatch.changes`` holding each whole new
 row in the stream's encoded format (``SupportsEncodedRows``)."""
+BEFORE = "conveyor_before"
+"""The column of a captured ``ChangeBatch.changes`` holding an UPDATE's
+whole old row, when the source sent it whole (REPLICA IDENTITY FULL, a full
+binlog row image) and the runner asked for it (``CapturesRowsInArrow``): a
+struct of the table's columns, null for the other rows. Absent when no row
+has one."""
 OP_TYPE = pa.binary(1)
 
 
@@ -227,8 +235,9 @@ class ChangeBatch:
         """A stream's changes of ``table`` (its source table, as the stream
         sees it), not yet reduced: ``changes`` holds ``OP``, then either the
         new rows' columns (a DELETE's key columns, or its whole old row; a
-        partial UPDATE's unsent columns null and named in ``UNCHANGED``) or
-        the key columns and ``ENCODED``. Consecutive in commit order, within one
+        partial UPDATE's unsent columns null and named in ``UNCHANGED``; an
+        UPDATE's whole old row in ``BEFORE``, when asked) or the key columns
+        and ``ENCODED``. Consecutive in commit order, within one
         source transaction or across several."""
         empty = pa.RecordBatch.from_arrays([], schema=pa.schema([]))
         return cls(table, empty, empty, changes=changes)

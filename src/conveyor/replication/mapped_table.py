@@ -136,7 +136,9 @@ class MappedTable:
         first (DataError, before any cut, for a value that does not
         convert), then LOB cuts, then masks, which leave a DELETE's values
         as they are."""
-        added = self.added_names  # neither converted nor cut, as one by one: masked alone
+        # Added and before-image columns are neither converted nor cut here, as
+        # one by one (a before image holds its column's converted value): masked alone.
+        added = self.added_names | {name for name, _ in self.before_images}
         conversions = {c.column: c for c in self.conversions if c.column not in added}
         cut = [c for c in self.lob_limit.columns if c not in added] if self.lob_limit is not None else ()
         masks = {m.column: m for m in self.masks}

@@ -145,6 +145,9 @@ class ChangeRows:
         if skip is not None and skip[1] >= entry.index and skip[0](entry.position):
             rows = rows.slice(skip[1] - entry.index + 1)
         ops = rows.column(OP)
+        if ops.null_count:  # changes the log leaves out
+            rows = rows.filter(ops.is_valid())
+            ops = rows.column(OP)
         if self.inserts_only or self.no_deletes:
             import pyarrow.compute as pc  # here: most tasks never filter
 

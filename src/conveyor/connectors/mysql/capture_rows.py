@@ -69,26 +69,32 @@ class RowChanges:
         )
 
     def whole_row(
-        self, table: TableSchema, event: Any, row: Mapping[str, Any]
-    ) -> tuple[bytes, dict[str, Any]] | None:
-        """One decoded ``row`` as its op letter and whole new row (a DELETE's
-        old row) for a captured batch; None when it is not that simple (the
-        image lacks columns, a value no Arrow value carries, an UPDATE moved
-        its row to another key): ``change`` then gives it. The before image of
-        an UPDATE is not converted: its key's raw values are compared."""
+        self, table: TableSchema, event: Any, row: Mapping[str, Any], before: bool = False
+    ) -> tuple[bytes, dict[str, Any], frozenset[str], dict[str, Any] | None] | None:
+        """One decoded ``row`` as a ``RowsChunk`` row: its op letter, whole
+        new row (a DELETE's old row), no unsent column, and when ``before`` is
+        asked an UPDATE's before image if it is whole (else None). None when
+        it is not that simple (the image lacks columns, a value no Arrow value
+        carries, an UPDATE moved its row to another key): ``change`` then
+        gives it. The before image's key is compared raw, before conversion."""
         sets = self._set_labels(table.ref, event)
+        old = None
         if isinstance(event, WriteRowsEvent):
             op, values = INSERT, self._values(table, row["values"], row.get("none_sources", {}), sets)
         elif isinstance(event, DeleteRowsEvent):
             op, values = DELETE, self._values(table, row["values"], row.get("none_sources", {}), sets)
         else:
-            before, after = row["before_values"], row["after_values"]
-            if any(before.get(k, _ABSENT) != after.get(k, _ABSENT) for k in table.primary_key):
+            image, after = row["before_values"], row["after_values"]
+            if any(image.get(k, _ABSENT) != after.get(k, _ABSENT) for k in table.primary_key):
                 return None
             op, values = UPDATE, self._values(table, after, row.get("after_none_sources", {}), sets)
-        if len(values) != len(table.columns) or Unrepresentable in set(map(type, values.values())):
+            if before:
+                old = self._values(table, image, row.get("before_none_sources", {}), sets)
+                if not _whole(table, old):
+                    old = None
+        if not _whole(table, values):
             return None
-        return op, values
+        return op, values, _NONE_UNSENT, old
 
     def _table_converters(self, table: TableSchema) -> dict[str, Convert]:
         cached = self._cache.get(table.ref)
@@ -146,6 +152,12 @@ class RowChanges:
 
 
 _ABSENT = object()
+_NONE_UNSENT: frozenset[str] = frozenset()
+
+
+def _whole(table: TableSchema, values: dict[str, Any]) -> bool:
+    """Whether ``values`` holds every column, each a value Arrow carries."""
+    return len(values) == len(table.columns) and Unrepresentable not in set(map(type, values.values()))
 
 
 def _key(table: TableSchema, values: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,7 @@ class MySQLChangeStream:
         self._txn_seen = 0
         # Tables whose rows come in Arrow (``capture_rows``), and the run of rows being gathered.
         self._in_arrow: dict[TableRef, TableSchema] = {}
+        self._before: frozenset[TableRef] = frozenset()  # their UPDATEs' before images too
         self._runs = RowRuns()
         self._retry_at = 0.0
         self._retry_delay = RECONNECT_MIN_S
@@ -273,11 +275,15 @@ class MySQLChangeStream:
         start_file, start_pos = self._start
         return (file, end) <= (start_file, start_pos)
 
-    def capture_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
+    def capture_rows(
+        self, tables: Mapping[TableRef, TableSchema], before: AbstractSet[TableRef] = frozenset()
+    ) -> None:
         """Deliver these tables' whole rows as captured ChangeBatches from now
-        on, while their shape is the one given (CapturesRowsInArrow)."""
+        on, while their shape is the one given; those of the tables in
+        ``before`` with an UPDATE's whole before image (CapturesRowsInArrow)."""
         self._pending.extend(self._runs.flush())
         self._in_arrow = dict(tables)
+        self._before = frozenset(before)
 
     def _handle(self, event: Any) -> Iterator[ChangeEvent]:
         if not isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
@@ -372,7 +378,7 @@ class MySQLChangeStream:
             if self._txn_seen <= self._txn_delivered:
                 continue  # produced before the connection was lost
             self._txn_delivered += 1
-            whole = self._row_changes.whole_row(table, event, row) if in_arrow else None
+            whole = self._row_changes.whole_row(table, event, row, ref in self._before) if in_arrow else None
             if whole is None:
                 yield from self._runs.flush(ref)  # after the table's rows before it
                 yield self._row_changes.change(table, event, row)

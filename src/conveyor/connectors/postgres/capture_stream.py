@@ -9,6 +9,7 @@ import logging
 import select
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import psycopg
@@ -84,6 +85,7 @@ class PostgresChangeStream:
     _server_encoding: str | None = None
     # Captured in Arrow (see __init__): none unless asked; replaced, never changed in place.
     _in_arrow: Mapping[TableRef, TableSchema] = {}
+    _before: frozenset[TableRef] = frozenset()
 
     def __init__(
         self,
@@ -292,12 +294,17 @@ class PostgresChangeStream:
         for rel in self._relations.values():
             rel.encode_keys = self._encode_keys(rel)
 
-    def capture_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
+    def capture_rows(
+        self, tables: Mapping[TableRef, TableSchema], before: AbstractSet[TableRef] = frozenset()
+    ) -> None:
         """The changes of these tables (INSERTs, UPDATEs that keep the key,
         partial ones too, DELETEs) that do not go as COPY lines come as
         captured ChangeBatches in Arrow while the stream's view of a table has
-        exactly the given column names, types and primary key (CapturesRowsInArrow)."""
+        exactly the given column names, types and primary key; those of the
+        tables in ``before`` with an UPDATE's old row when it came whole
+        (REPLICA IDENTITY FULL; CapturesRowsInArrow)."""
         self._in_arrow = dict(tables)
+        self._before = frozenset(before)
         self._match_arrow()
 
     def _match_arrow(self) -> None:
@@ -310,7 +317,7 @@ class PostgresChangeStream:
         for ref, asked in self._in_arrow.items():
             known = self._known.get(ref)
             if known is not None and shape(known) == shape(asked):
-                matched[ref] = (known, frozenset(known.column_names))
+                matched[ref] = (known, frozenset(known.column_names), ref in self._before)
         self._runs.tables = matched
 
     def _encode_keys(self, rel: Relation) -> tuple[tuple[int, str, Converter], ...] | None:

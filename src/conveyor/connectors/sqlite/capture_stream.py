@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 
 from conveyor.connectors.captured_rows import Captured, gather
@@ -127,16 +128,19 @@ class SQLiteChangeStream:
                 self._conn.execute("ROLLBACK")
                 raise
 
-    def capture_rows(self, tables: Mapping[TableRef, TableSchema]) -> None:
+    def capture_rows(
+        self, tables: Mapping[TableRef, TableSchema], before: AbstractSet[TableRef] = frozenset()
+    ) -> None:
         """Whole rows of these tables come as captured ChangeBatches in Arrow
         while the stream reads them with exactly the given shape
-        (CapturesRowsInArrow); the others as RowChanges."""
+        (CapturesRowsInArrow); the others as RowChanges. An UPDATE's old row
+        is never whole here (the triggers keep its key alone)."""
         with self._lock:
             self._arrow = dict(tables)
 
     def _in_arrow(self) -> Captured:
         return {
-            t.ref: (t, frozenset(t.column_names))
+            t.ref: (t, frozenset(t.column_names), False)
             for t in self._tables.values()
             if self._arrow.get(t.ref) == t
         }

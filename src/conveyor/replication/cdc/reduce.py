@@ -174,22 +174,27 @@ class TableReducer:
     @property
     def takes_whole(self) -> bool:
         """Whether captured batches of whole rows are taken whole: the mapping
-        at most renames, removes, adds, converts, masks or filters (without a
-        change log, which says a moved-out row with its old row) rows, in
-        Arrow, nothing is asked of each change but its key's history (a
-        change log only of an applier that takes captured rows as they are)
-        and the table has a primary key."""
+        at most renames, removes, adds, converts, masks or filters rows or
+        adds before-image columns, in Arrow, nothing is asked of each change
+        but its key's history (a change log only of an applier that takes
+        captured rows as they are) and the table has a primary key."""
+        images = [name for name, _ in self.before_images]
         return bool(
             (self.added is None or self.added_captured is not None)
-            and not self.before_images
-            and (self.row_filter is None or self.log is None)
             and self.lookup is None
             and (self.convert_captured is not None or (self.convert is None and self.mask is None))
             and (self.log is None or self.logs_rows)
             and not self.group_key
             and self.table.primary_key
-            and sorted([*self.rename.values(), *self.added_names]) == sorted(self.table.column_names)
+            and sorted([*self.rename.values(), *self.added_names, *images]) == sorted(self.table.column_names)
         )
+
+    @property
+    def keeps_before(self) -> bool:
+        """Whether captured batches should carry each UPDATE's whole old row
+        (``BEFORE``): for before-image columns, and for a change log of a
+        filtered table (a row moved out is a DELETE of its old row)."""
+        return bool(self.before_images) or (self.row_filter is not None and self.log is not None)
 
     def _whole_rows(self, batch: pa.RecordBatch) -> Judged | None:
         """A captured batch of rows in the target's column names, mapped
@@ -204,6 +209,8 @@ class TableReducer:
             self.added_captured,
             self.convert_captured,
             mark_moved_out=self.check_keys,
+            before_images=self.before_images,
+            logged=self._log_only,
         )
         return mapping.apply(batch)
 
@@ -262,7 +269,9 @@ class TableReducer:
             if ENCODED not in batch.schema.names:
                 moved = batch.column(MOVED_OUT).to_pylist() if MOVED_OUT in batch.schema.names else None
                 for i, (op, row, unchanged) in enumerate(captured_changes(batch, self.table.column_names)):
-                    if op == deleted:
+                    if op is None:  # a change log's INSERT the filter moved out
+                        self._delete(row, None)
+                    elif op == deleted:
                         self._delete(row, None if moved and moved[i] else Op.DELETE)
                     else:  # a partial UPDATE is merged into the key's row as the others are
                         self._put(row, unchanged, None, Op.INSERT if op == inserted else Op.UPDATE)
@@ -446,8 +455,9 @@ class TableReducer:
         """An UPDATE whose new row fails the filter: the row leaves the target,
         which a reader of the change log sees as a delete of the old key (the
         old row as the source sent it, else the key)."""
-        if change.old_key is not None:
-            old = self._target(change.old_key)
+        sent = change.before if change.before is not None else change.old_key
+        if sent is not None:
+            old = self._target(sent)
         else:
             new = self._target(change.values)
             old = {k: new[k] for k in self.table.primary_key if k in new}

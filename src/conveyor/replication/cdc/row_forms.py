@@ -57,6 +57,6 @@ def request_row_forms(
             for ref, table in tables.items()
             if table.suspended is None and table.reducer.takes_whole
         }
-        stream.capture_rows(in_arrow)
+        stream.capture_rows(in_arrow, {ref for ref in in_arrow if tables[ref].reducer.keeps_before})
         if in_arrow:
             log.info("task %s: %d of %d tables captured in Arrow", task, len(in_arrow), len(tables))
