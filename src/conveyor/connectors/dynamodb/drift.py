@@ -5,11 +5,10 @@ grouped by the item they came from."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import pyarrow as pa
 
-from conveyor.connectors.dynamodb.flatten import Flattened, flatten
+from conveyor.connectors.dynamodb.flatten import flatten
 from conveyor.connectors.dynamodb.infer import TableLayout, merge_layout
 from conveyor.connectors.dynamodb.source import DynamoDBSource
 
@@ -33,14 +32,3 @@ def widen_layouts(
         merged = merge_layout(table, widened) if widened is not None else table
         out.append(merged if merged.schema.column_names != table.schema.column_names else None)
     return out
-
-
-def rows_by_record(flat: Flattened) -> dict[int, list[dict[str, Any]]]:
-    """Rows by the index of the record they came from (children in position order)."""
-    rows = flat.batch.to_pylist()
-    if flat.parents is None:
-        return {i: [row] for i, row in enumerate(rows)}
-    groups: dict[int, list[dict[str, Any]]] = {}
-    for parent, row in zip(flat.parents.to_pylist(), rows, strict=True):
-        groups.setdefault(parent, []).append(row)
-    return groups

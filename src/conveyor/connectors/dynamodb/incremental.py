@@ -67,10 +67,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conveyor.connectors.base import RejectedValue
-from conveyor.connectors.changes import CaptureStart, ChangeEvent, Commit, RowChange, TableDefinition
-from conveyor.connectors.dynamodb.drift import rows_by_record, widen_layouts
-from conveyor.connectors.dynamodb.flatten import _Variants, attr_at, build_column, flatten
+from conveyor.connectors.changes import CaptureStart, ChangeEvent, Commit, TableDefinition
+from conveyor.connectors.dynamodb.drift import widen_layouts
+from conveyor.connectors.dynamodb.flatten import Flattened, _Variants, attr_at, build_column, flatten
 from conveyor.connectors.dynamodb.infer import POSITION, TableLayout, tag_field
+from conveyor.connectors.dynamodb.list_changes import UPDATE, ListChanges, by_item
 from conveyor.connectors.dynamodb.scan_checkpoint import ScanCheckpoint
 from conveyor.connectors.dynamodb.source import DynamoDBSource
 from conveyor.core.batch import OP, ChangeBatch, Checkpoint, Op, op_array
@@ -360,24 +361,41 @@ class DynamoDBIncrementalStream:
         for table in scan.layouts:
             flat = flatten(items, table, reject=self.source.load_errors)
             self.rejected.extend(flat.rejected)
-            ref = table.schema.ref
-            keys = list(table.schema.primary_key)
             if table.list_path is None:  # every item read as an UPDATE, captured as it is
                 updates = op_array(Op.UPDATE.encode() * flat.batch.num_rows)
                 yield ChangeBatch.captured(table.schema, flat.batch.add_column(0, OP, updates))
                 continue
-            groups = rows_by_record(flat)
-            longest = int(state.get("lists", {}).get(ref.name, 0))
-            for index, parent in enumerate(_parent_keys(items, table)):
-                fresh = groups.get(index, [])
-                for row in fresh:
-                    yield RowChange(ref, Op.UPDATE, row, old_key={k: row[k] for k in keys})
-                for position in range(len(fresh), longest):
-                    key = {**parent, POSITION: position}
-                    yield RowChange(ref, Op.DELETE, key, old_key=key)
+            longest = int(state.get("lists", {}).get(table.schema.ref.name, 0))
+            children = _list_changes(table, items, flat, longest)
+            if children is not None:
+                yield children
 
 
-def _parent_keys(items: pa.Array, child: TableLayout) -> list[dict[str, Any]]:
+def _list_changes(table: TableLayout, items: pa.Array, flat: Flattened, longest: int) -> ChangeBatch | None:
+    """A child table's changes of a pass's items, item by item: its rows as
+    UPDATEs, then a DELETE of each position up to ``longest`` (the longest
+    list seen) its list does not have (a pass sees no old image)."""
+    assert flat.parents is not None, "a child table's rows know their item"
+    fresh = by_item(flat.parents)
+    gone_items: list[int] = []
+    positions: list[int] = []
+    spans: list[tuple[list[int], range]] = []  # per item: its rows, its gone keys
+    for item in range(len(items)):
+        rows = fresh.get(item, [])
+        missing = range(len(rows), longest)
+        spans.append((rows, range(len(positions), len(positions) + len(missing))))
+        gone_items.extend([item] * len(missing))
+        positions.extend(missing)
+    gone = _parent_keys(items, table).take(pa.array(gone_items, pa.int64()))
+    gone = gone.append_column(POSITION, pa.array(positions, flat.batch.schema.field(POSITION).type))
+    changes = ListChanges(table.schema, flat.batch, gone)
+    for rows, gone_keys in spans:
+        changes.add_rows(rows, UPDATE)
+        changes.add_gone(gone_keys)
+    return changes.batch()
+
+
+def _parent_keys(items: pa.Array, child: TableLayout) -> pa.Table:
     """The parent key of every item, as the child table's key columns hold it."""
     schema = child.schema.arrow_schema()
     rows = len(items)
@@ -386,5 +404,4 @@ def _parent_keys(items: pa.Array, child: TableLayout) -> list[dict[str, Any]]:
         spec.name: build_column(spec, schema.field(spec.name).type, items, rows, variants)
         for spec in child.keys
     }
-    result: list[dict[str, Any]] = pa.table(columns).to_pylist()
-    return result
+    return pa.table(columns)

@@ -51,10 +51,9 @@ from conveyor.connectors.changes import (
     CaptureStart,
     ChangeEvent,
     Commit,
-    RowChange,
     TableDefinition,
 )
-from conveyor.connectors.dynamodb.drift import rows_by_record, widen_layouts
+from conveyor.connectors.dynamodb.drift import widen_layouts
 from conveyor.connectors.dynamodb.flatten import flatten, items_from_python
 from conveyor.connectors.dynamodb.incremental import MODE as INCREMENTAL_MODE
 from conveyor.connectors.dynamodb.incremental import (
@@ -63,6 +62,7 @@ from conveyor.connectors.dynamodb.incremental import (
     begin_incremental,
 )
 from conveyor.connectors.dynamodb.infer import TableLayout
+from conveyor.connectors.dynamodb.list_changes import record_changes
 from conveyor.connectors.dynamodb.source import DynamoDBSnapshot, DynamoDBSource
 from conveyor.core.batch import OP, ChangeBatch, Checkpoint, Op, op_array
 from conveyor.core.errors import ConfigError, TerminalError
@@ -306,9 +306,9 @@ class DynamoDBChangeStream:
             if layout is not None:
                 stream.layouts[index] = layout
                 yield TableDefinition(layout.schema)
-        per_table = []
         reject = self.source.load_errors
-        ops = op_array(bytes(_OPS[r["eventName"]] for r in records))
+        events = [r["eventName"] for r in records]
+        ops = op_array(bytes(_OPS[name] for name in events))
         for table in stream.layouts:
             flat = flatten(new_items, table, reject=reject)
             self.rejected.extend(flat.rejected)
@@ -317,22 +317,9 @@ class DynamoDBChangeStream:
                 changes = flat.batch.add_column(0, OP, ops)
                 yield ChangeBatch.captured(table.schema, changes)
                 continue
-            old_rows = rows_by_record(flatten(old_items, table))
-            per_table.append((table, rows_by_record(flat), old_rows))
-        for index, record in enumerate(records):
-            name = record["eventName"]
-            for table, new_groups, old_groups in per_table:
-                # A list's rows: those of the new image, and deletes for the positions gone.
-                ref = table.schema.ref
-                keys = list(table.schema.primary_key)
-                fresh = [] if name == "REMOVE" else new_groups.get(index, [])
-                stale = old_groups.get(index, [])
-                for row in stale[len(fresh) :]:
-                    key = {k: row[k] for k in keys}
-                    yield RowChange(ref, Op.DELETE, key, old_key=key)
-                for row in fresh:
-                    op = Op.INSERT if name == "INSERT" else Op.UPDATE
-                    yield RowChange(ref, op, row, old_key={k: row[k] for k in keys})
+            children = record_changes(table.schema, events, flat, flatten(old_items, table))
+            if children is not None:
+                yield children
 
     def _widen(self, stream: _Stream, items: pa.Array) -> list[TableLayout | None]:
         return widen_layouts(self.source, stream.table, stream.layouts, items)
