@@ -22,9 +22,9 @@ from conveyor.core.errors import DataError
 from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
-from conveyor.replication.cdc import reduce
+from conveyor.replication.cdc import change_filter
 from conveyor.replication.cdc.capture_table import table_reducer
-from conveyor.replication.cdc.captured_mapping import judge
+from conveyor.replication.cdc.change_filter import judge
 from conveyor.replication.mapped_table import MappedTable
 from conveyor.replication.mappings import TableMappings
 from conveyor.replication.settings import TargetMetadata
@@ -272,7 +272,7 @@ def test_cuts_in_arrow_are_logged_as_one_by_one(caplog: pytest.LogCaptureFixture
 def test_a_partial_update_passing_the_filter_is_said_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(reduce, "_WARNED", set())
+    monkeypatch.setattr(change_filter, "_WARNED", set())
     mapped = _mapped("data-masking-digits-mask", filtered=True)
     partial = RowChange(
         REF, Op.UPDATE, {"id": 1, "n": 200, "note": "n5"}, unchanged=frozenset({"qty", "phone", "body"})

@@ -11,7 +11,8 @@ from typing import Any
 from conveyor.connectors.changes import LooksUpValues
 from conveyor.core.batch import Checkpoint
 from conveyor.replication.cdc.lookups import ValueLookup, value_lookup
-from conveyor.replication.cdc.reduce import Group, TableReducer
+from conveyor.replication.cdc.parent_groups import Group
+from conveyor.replication.cdc.reduce import TableReducer
 from conveyor.replication.mapped_table import MappedTable
 
 

@@ -10,7 +10,6 @@ acknowledgement harmless.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -32,26 +31,20 @@ from conveyor.core.batch import (
     LoggedRows,
     Op,
 )
-from conveyor.core.errors import DataError, TerminalError
+from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import RowFilter
-from conveyor.core.schema import TableRef, TableSchema
-from conveyor.replication.cdc.captured_mapping import (
-    MOVED_OUT,
-    AddedColumns,
-    CapturedMapping,
-    Conversions,
-    Judged,
-)
+from conveyor.core.schema import TableSchema
+from conveyor.replication.cdc.before_images import BeforeImages
+from conveyor.replication.cdc.captured_mapping import AddedColumns, CapturedMapping, Conversions
+from conveyor.replication.cdc.change_filter import MOVED_OUT, Judged, completed, passes, warn_unsent
 from conveyor.replication.cdc.key_histories import KeyHistories
+from conveyor.replication.cdc.parent_groups import Group, ParentGroups
 from conveyor.replication.cdc.reduce_captured import reduce_captured
 
 if TYPE_CHECKING:
     from conveyor.replication.cdc.lookups import ValueLookup
 
 Key = tuple[Any, ...]
-Group = tuple[Key, dict[Key, dict[str, Any] | None]]  # a parent's key and its rows by source key
-log = logging.getLogger(__name__)
-_WARNED: set[TableRef] = set()  # tables whose filter met an update it could not judge whole (logged once)
 
 
 @dataclass
@@ -94,7 +87,7 @@ class TableReducer:
     # A table whose rows are replaced per parent (MappedTable.group_key): the
     # target columns of the parent's key, the source key identifying a row
     # (parent key, then position) and the parent whose rows the last batch
-    # may have handed over only in part.
+    # may have handed over only in part (``parent_groups``).
     group_key: tuple[str, ...] = ()
     source_key: tuple[str, ...] = ()
     carry: Group | None = None
@@ -114,8 +107,6 @@ class TableReducer:
     _histories: KeyHistories = field(default_factory=KeyHistories)  # noted when ``check_keys``
     _final: dict[Key, dict[str, Any] | bytes | _Partial | None] = field(default_factory=dict)
     _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
-    _groups: dict[Key, dict[Key, dict[str, Any] | None]] = field(default_factory=dict)
-    _last_group: Key | None = None
     # Captured changes taken whole (``add_captured``), in commit order after
     # everything in ``_final``, reduced in Arrow when the batch is built.
     _captured: list[pa.RecordBatch] = field(default_factory=list)
@@ -125,6 +116,9 @@ class TableReducer:
     _captured_partial: bool = False
 
     def __post_init__(self) -> None:
+        self._parents = ParentGroups(self.table.ref, self.group_key, self.source_key, self.carry)
+        looked_up = frozenset(self.lookup.rename.values()) if self.lookup is not None else frozenset()
+        self._images = BeforeImages(self.table, self.before_images, looked_up)
         # Source and target columns are the same (no rename, no removed column):
         # rows pass through without being rebuilt.
         self._identity = all(k == v for k, v in self.rename.items()) and set(self.rename) == set(
@@ -209,7 +203,7 @@ class TableReducer:
             self.added_captured,
             self.convert_captured,
             mark_moved_out=self.check_keys,
-            before_images=self.before_images,
+            before_images=self._images if self.before_images else None,
             logged=self._log_only,
         )
         return mapping.apply(batch)
@@ -238,7 +232,7 @@ class TableReducer:
             batch, counted, whole = judged.rows, judged.counted, True
             self.filtered += judged.moved_out
             if judged.unsent:
-                self._warn_unsent(judged.unsent)
+                warn_unsent(self.table.ref, judged.unsent)
             if self.log is not None:
                 assert at is not None, "a change log needs each change's place"
                 self.log.append(LoggedRows(batch, *at))
@@ -292,13 +286,13 @@ class TableReducer:
             self._fold()
         if self.row_filter is not None and change.op is not Op.DELETE:
             if change.op is Op.UPDATE and change.unchanged:
-                change = self._completed(change)
-            if not self._passes(change):
+                change = completed(change)
+            if not passes(self.row_filter, change):
                 # Out of the filter: the target must not have the row (it may have
                 # had it before this change moved it out, or from a replay).
                 self.filtered += 1
                 if self.group_key:
-                    self._grouped(change, None)
+                    self._parents.note(change, None, self._target)
                 elif self.table.primary_key:
                     if change.old_key is not None:
                         self._delete(self._target(change.old_key), None)
@@ -307,7 +301,7 @@ class TableReducer:
                         self._log_moved_out(change, at)
                 return
             if change.unchanged:
-                self._warn_unsent(change.unchanged)
+                warn_unsent(self.table.ref, change.unchanged)
         values = self._target(change.values)
         unchanged = (
             frozenset(self.rename[c] for c in change.unchanged if c in self.rename)
@@ -321,14 +315,14 @@ class TableReducer:
             unchanged |= self.added_names - extra.keys()
         old = self._target(change.old_key) if change.old_key is not None else None
         if self.before_images and change.op is not Op.DELETE:
-            values.update(self._before_image(change, values, old))
+            values.update(self._images.of_change(change, values, old, self._target))
         if self.mask is not None and change.op is not Op.DELETE:
             self.mask(values)  # after add-column, as the full load masks added columns too
         if self.log is not None and at is not None:
             self._log(change.op, values, old, at)
         if self.group_key:
             self._count(change.op)
-            self._grouped(change, None if change.op is Op.DELETE else values)
+            self._parents.note(change, None if change.op is Op.DELETE else values, self._target)
             return
         if self.lookup is not None and change.op is not Op.DELETE:
             source = change.values
@@ -345,55 +339,6 @@ class TableReducer:
         else:
             raise ValueError(f"unexpected change operation {change.op!r}")
 
-    def _warn_unsent(self, unsent: frozenset[str]) -> None:
-        """Once per table: an UPDATE that passed the filter left ``unsent``
-        columns unsent and came without the old row."""
-        if self.table.ref in _WARNED:
-            return
-        _WARNED.add(self.table.ref)
-        log.warning(
-            "table %s: an UPDATE that passes the source filter left values unsent (%s) and "
-            "came without the old row: if it moved the row into the filter, the target "
-            "misses the row. Set REPLICA IDENTITY FULL on the source table to make this exact",
-            self.table.ref,
-            ", ".join(sorted(unsent)),
-        )
-
-    def _before_image(
-        self, change: RowChange, values: dict[str, Any], old: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        """The before-image columns of an INSERT (NULL) or an UPDATE (each
-        column's value before it). A key column the source sent no old value
-        of did not change; any other value the source did not send is a
-        DataError (the table is suspended), never a guess."""
-        if change.op is Op.INSERT:
-            return {name: None for name, _ in self.before_images}
-        if change.before is not None:
-            old = self._target(change.before)
-        looked_up = set(self.lookup.rename.values()) if self.lookup is not None else set()
-        out: dict[str, Any] = {}
-        for name, column in self.before_images:
-            if column in looked_up:
-                raise DataError(
-                    f"table {self.table.ref}: before-image column {name!r}: the change stream does not "
-                    f"carry {column!r} exactly (its values are looked up from the source, which has "
-                    "only the value after)",
-                    column=name,
-                )
-            if old is not None and column in old:
-                out[name] = old[column]
-            elif column in self.table.primary_key and column in values:
-                out[name] = values[column]
-            else:
-                raise DataError(
-                    f"table {self.table.ref}: before-image column {name!r} needs the value of {column!r} "
-                    "before the UPDATE, which the source did not send (a PostgreSQL table needs REPLICA "
-                    "IDENTITY FULL, a MySQL/MariaDB server binlog_row_image=FULL; SQLite and DynamoDB "
-                    "sources send only the key's: column-filter pk-only)",
-                    column=name,
-                )
-        return out
-
     def _count(self, op: Op) -> None:
         if op is Op.INSERT:
             self.inserts += 1
@@ -402,42 +347,10 @@ class TableReducer:
         else:
             self.deletes += 1
 
-    def _grouped(self, change: RowChange, row: dict[str, Any] | None) -> None:
-        """A change of a table whose rows are replaced per parent: the row is
-        kept by its source key (parent key and position) within its parent's
-        group. The source sends every row of a parent it changed (and deletes
-        for the positions gone), so the group the batch hands over replaces the
-        parent's rows; a parent whose rows a batch boundary cut (``carry``)
-        continues with the rows the last batch had."""
-        source = change.values if change.op is not Op.DELETE else (change.old_key or change.values)
-        try:
-            key = tuple(source[k] for k in self.source_key)
-            old = (
-                tuple(change.old_key[k] for k in self.source_key)
-                if change.op is Op.UPDATE and change.old_key is not None
-                else key
-            )
-        except KeyError as exc:
-            raise TerminalError(
-                f"table {self.table.ref}: a change lacks key column {exc.args[0]!r}"
-            ) from None
-        parent = self._target(dict(zip(self.source_key, key, strict=True)))
-        group_id = tuple(parent[k] for k in self.group_key)
-        group = self._groups.get(group_id)
-        if group is None:
-            carried = self.carry if self.carry is not None and self.carry[0] == group_id else None
-            group = self._groups[group_id] = dict(carried[1]) if carried is not None else {}
-        self._last_group = group_id
-        if old != key:
-            group[old] = None
-        group[key] = row
-
     @property
     def open_group(self) -> Group | None:
-        """The parent whose rows the next batch may continue (see ``_grouped``)."""
-        if self._last_group is None:
-            return self.carry
-        return self._last_group, self._groups[self._last_group]
+        """The parent whose rows the next batch may continue (``ParentGroups.open``)."""
+        return self._parents.open
 
     def _log(
         self, op: Op, values: dict[str, Any], old: dict[str, Any] | None, at: tuple[Checkpoint, int]
@@ -463,28 +376,6 @@ class TableReducer:
             old = {k: new[k] for k in self.table.primary_key if k in new}
         self._log(Op.DELETE, old, None, at)
 
-    def _passes(self, change: RowChange) -> bool:
-        """Whether an INSERT's or UPDATE's new row passes the filter, judged by
-        the filtered columns it carries (one the source did not send kept its
-        value; without the old row it cannot be judged)."""
-        assert self.row_filter is not None
-        return all(
-            f.test(change.values.get(f.column))
-            for f in self.row_filter.columns
-            if f.column not in change.unchanged
-        )
-
-    @staticmethod
-    def _completed(change: RowChange) -> RowChange:
-        """A partial UPDATE made whole from the old row when the source sent
-        one (REPLICA IDENTITY FULL, a full binlog row image): an unsent value
-        is the old one. A row moving into the filter then arrives whole."""
-        old = change.old_key or {}
-        if not change.unchanged <= old.keys():
-            return change
-        values = {**{c: old[c] for c in change.unchanged}, **change.values}
-        return replace(change, values=values, unchanged=frozenset())
-
     def clear(self, at: tuple[Checkpoint, int] | None = None) -> None:
         """A TRUNCATE: what came before it in the batch no longer matters."""
         if self.log is not None and at is not None:
@@ -494,9 +385,8 @@ class TableReducer:
         self._captured_lines = self._captured_partial = False
         self._histories.clear()
         self._appended.clear()
-        self._groups.clear()
+        self._parents.clear()
         self._source_keys.clear()
-        self._last_group, self.carry = None, None
         self.truncate = True
 
     @property
@@ -504,7 +394,7 @@ class TableReducer:
         return (
             len(self._final)
             + len(self._appended)
-            + len(self._groups)
+            + len(self._parents)
             + len(self._captured)
             + int(self.truncate)
         )
@@ -572,9 +462,9 @@ class TableReducer:
         if self.group_key:
             # Each parent's rows replace its rows on the target (deleted by the parent's key).
             table = replace(table, primary_key=self.group_key)
-            for group_id, rows in self._groups.items():
-                deletes.append(dict(zip(self.group_key, group_id, strict=True)))
-                upserts.extend(row for row in rows.values() if row is not None)
+            parents, rows = self._parents.replaced()
+            deletes += parents
+            upserts += rows
         if self.lookup is not None and (upserts or partial or self.log):
             return functools.partial(self._looked_up, upserts, deletes, partial)
         return functools.partial(

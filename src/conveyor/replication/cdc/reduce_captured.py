@@ -30,7 +30,7 @@ from conveyor.core.batch import (
 )
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
-from conveyor.replication.cdc.captured_mapping import MOVED_OUT
+from conveyor.replication.cdc.change_filter import MOVED_OUT
 
 
 def reduce_captured(
