@@ -196,12 +196,13 @@ def test_a_source_filter_writes_a_moved_out_row_as_a_delete_of_its_old_row(
     """Rows captured in Arrow with a source filter: an INSERT the filter
     leaves out is not in the file, an UPDATE that moves its row out is a D
     row of the old row as the source sent it (whole under REPLICA IDENTITY
-    FULL, else its key), one that moves it in a U row."""
+    FULL, else its key), one that moves it in a U row. Every row is masked,
+    a D row's old values too."""
     source = pg_server.url(pg_server.new_database("lakefilter"))
     with psycopg.connect(source, autocommit=True) as conn:
         for table in ("wide", "narrow"):
             conn.execute(f"CREATE TABLE {table} (id integer PRIMARY KEY, n integer, v text)")
-            conn.execute(f"INSERT INTO {table} VALUES (1, 10, 'one'), (2, 500, 'two')")
+            conn.execute(f"INSERT INTO {table} VALUES (1, 10, 'one1'), (2, 500, 'two2')")
         conn.execute("ALTER TABLE wide REPLICA IDENTITY FULL")
     lake = tmp_path / "lake"
     rule = {
@@ -222,7 +223,18 @@ def test_a_source_filter_writes_a_moved_out_row_as_a_delete_of_its_old_row(
         tmp_path / "stack.json",
         {"engine": "postgres", "url": source},
         {"engine": "lake", "path": str(lake), "settings": {"AddColumnName": True, "CdcMaxBatchInterval": 1}},
-        rules=[rule],
+        rules=[
+            rule,
+            {
+                "rule-type": "transformation",
+                "rule-id": "2",
+                "rule-name": "mask",
+                "rule-target": "column",
+                "object-locator": {"schema-name": "public", "table-name": "%", "column-name": "v"},
+                "rule-action": "data-masking-digits-mask",
+                "value": "#",
+            },
+        ],
     )
     home = tmp_path / "home"
     assert conveyor(home, "apply", str(path)).returncode == 0
@@ -231,8 +243,8 @@ def test_a_source_filter_writes_a_moved_out_row_as_a_delete_of_its_old_row(
         wait_until(lambda: len(list(lake.rglob("LOAD00000001.csv"))) == 2, "the full load")
         with psycopg.connect(source, autocommit=True) as conn:
             for table in ("wide", "narrow"):
-                conn.execute(f"INSERT INTO {table} VALUES (3, 20, 'three')")
-                conn.execute(f"INSERT INTO {table} VALUES (4, 900, 'four')")  # never in
+                conn.execute(f"INSERT INTO {table} VALUES (3, 20, 'three3')")
+                conn.execute(f"INSERT INTO {table} VALUES (4, 900, 'four4')")  # never in
                 conn.execute(f"UPDATE {table} SET n = 700, v = 'gone' WHERE id = 1")  # moves out
                 conn.execute(f"UPDATE {table} SET n = 50 WHERE id = 2")  # moves in
                 conn.execute(f"UPDATE {table} SET n = 30 WHERE id = 3")
@@ -249,17 +261,17 @@ def test_a_source_filter_writes_a_moved_out_row_as_a_delete_of_its_old_row(
         return [(r["Op"], r["id"], r["n"], r["v"]) for r in change_rows(lake, table)]
 
     assert said("wide") == [
-        ("I", "3", "20", "three"),
-        ("D", "1", "10", "one"),
-        ("U", "2", "50", "two"),
-        ("U", "3", "30", "three"),
-        ("D", "3", "30", "three"),
+        ("I", "3", "20", "three#"),
+        ("D", "1", "10", "one#"),
+        ("U", "2", "50", "two#"),
+        ("U", "3", "30", "three#"),
+        ("D", "3", "30", "three#"),
     ]
     assert said("narrow") == [
-        ("I", "3", "20", "three"),
+        ("I", "3", "20", "three#"),
         ("D", "1", "", ""),
-        ("U", "2", "50", "two"),
-        ("U", "3", "30", "three"),
+        ("U", "2", "50", "two#"),
+        ("U", "3", "30", "three#"),
         ("D", "3", "", ""),
     ]
     assert "task sync: 2 of 2 tables captured in Arrow" in worker_log(home, "sync")

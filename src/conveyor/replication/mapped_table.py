@@ -129,19 +129,19 @@ class MappedTable:
         if self.lob_limit is not None:
             self.lob_limit.cut_row(row)
 
-    def convert_changes(self, changes: pa.RecordBatch) -> pa.RecordBatch:
+    def convert_changes(self, changes: pa.RecordBatch, mask: bool = True) -> pa.RecordBatch:
         """Captured changes in target column names (``ChangeBatch.captured``,
         a partial UPDATE's unsent values null) converted, cut and masked as
         ``convert_row`` and ``mask_row`` do each change: every conversion
         first (DataError, before any cut, for a value that does not
-        convert), then LOB cuts, then masks, which leave a DELETE's values
-        as they are."""
+        convert), then LOB cuts, then masks (a DELETE's old row too: a
+        change log publishes it), unless ``mask`` is false."""
         # Added and before-image columns are neither converted nor cut here, as
         # one by one (a before image holds its column's converted value): masked alone.
         added = self.added_names | {name for name, _ in self.before_images}
         conversions = {c.column: c for c in self.conversions if c.column not in added}
         cut = [c for c in self.lob_limit.columns if c not in added] if self.lob_limit is not None else ()
-        masks = {m.column: m for m in self.masks}
+        masks = {m.column: m for m in self.masks} if mask else {}
         arrays = changes.columns
         names = changes.schema.names
         for i, name in enumerate(names):
@@ -151,12 +151,9 @@ class MappedTable:
             if name in cut:
                 assert self.lob_limit is not None
                 arrays[i] = self.lob_limit.cut_changes(name, arrays[i])
-        deleted: pa.Array | None = None
         for i, name in enumerate(names):
             if name in masks:
-                if deleted is None:
-                    deleted = pc.equal(changes.column(OP), op_array(Op.DELETE.encode())[0])
-                arrays[i] = pc.if_else(deleted, arrays[i], masks[name].array(arrays[i]))
+                arrays[i] = masks[name].array(arrays[i])
         return pa.RecordBatch.from_arrays(arrays, names=names)
 
     def mask_row(self, row: dict[str, Any]) -> None:

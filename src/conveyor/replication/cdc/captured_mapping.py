@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import pyarrow as pa
 
@@ -23,9 +24,14 @@ from conveyor.replication.cdc.change_filter import MOVED_OUT, Judged, judge
 AddedColumns = Callable[[pa.RecordBatch], tuple[dict[str, pa.Array], list[list[str] | None] | None]]
 """Captured changes (source names) -> the added columns by target name, and
 per row those left unsent (``MappedTable.compute_added_changes``)."""
-Conversions = Callable[[pa.RecordBatch], pa.RecordBatch]
-"""Captured changes (target names) converted, cut and masked
-(``MappedTable.convert_changes``)."""
+
+
+class Conversions(Protocol):
+    """Captured changes (target names) converted, cut and masked (unless
+    ``mask`` is false; ``MappedTable.convert_changes``)."""
+
+    def __call__(self, changes: pa.RecordBatch, mask: bool = True) -> pa.RecordBatch: ...
+
 
 _DELETE = Op.DELETE.encode()
 
@@ -64,19 +70,18 @@ class CapturedMapping:
                 rows = rows.drop_columns([BEFORE])
         else:
             rows = self._renamed(judged.rows)
-        old: tuple[pa.RecordBatch, pa.Array | None] | None = None
+        logged_old: pa.RecordBatch | None = None  # a moved-out UPDATE's row in the log
         try:
-            if self.before_images or (self.logged and judged.moved is not None):
-                old = self._old_rows(batch)
+            if self.logged and judged.moved is not None:
+                logged_old = self._old_rows(batch, mask=True)[0]
             if self.added is not None or self.before_images:
                 arrays = dict(zip(rows.schema.names, rows.columns, strict=True))
                 unsent = None
                 if self.added is not None:
                     added, unsent = self.added(judged.rows)
                     arrays |= added
-                if self.before_images:
-                    assert old is not None
-                    images = self.before_images.of_batch(arrays[OP], *old)
+                if self.before_images:  # masked as their columns, once, below
+                    images = self.before_images.of_batch(arrays[OP], *self._old_rows(batch, mask=False))
                     if images is None:
                         return None
                     arrays |= images
@@ -85,9 +90,9 @@ class CapturedMapping:
                 rows = self.convert(rows)
         except DataError:
             return None
-        if self.logged and judged.moved is not None:
-            assert old is not None
-            rows = self._as_logged(rows, judged.moved, batch.column(OP), old[0])
+        if logged_old is not None:
+            assert judged.moved is not None
+            rows = self._as_logged(rows, judged.moved, batch.column(OP), logged_old)
         return replace(judged, rows=rows)
 
     @property
@@ -109,12 +114,12 @@ class CapturedMapping:
         ]
         return rows.append_column(UNCHANGED, pa.array(unsent, batch.schema.field(UNCHANGED).type))
 
-    def _old_rows(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.Array | None]:
-        """Each change's old row as one by one has it, in target names and
-        converted (not masked): an UPDATE's whole old row where the source sent
-        it (``BEFORE``), else its key alone (the other columns null; a
-        captured row's key is its old key). Then which rows came whole (None:
-        none)."""
+    def _old_rows(self, batch: pa.RecordBatch, mask: bool) -> tuple[pa.RecordBatch, pa.Array | None]:
+        """Each change's old row as one by one has it, in target names,
+        converted and, when ``mask``, masked: an UPDATE's whole old row where
+        the source sent it (``BEFORE``), else its key alone (the other
+        columns null; a captured row's key is its old key). Then which rows
+        came whole (None: none)."""
         n = batch.num_rows
         before = batch.column(BEFORE) if BEFORE in batch.schema.names else None
         olds = (
@@ -123,12 +128,12 @@ class CapturedMapping:
             else {}
         )
         key = set(self.table.primary_key)
-        arrays = [op_array(_DELETE * n)]  # a DELETE's values are converted, never masked
+        arrays = [op_array(_DELETE * n)]
         for source, target in self.rename.items():
             new = batch.column(source)
             arrays.append(new if target in key else olds.get(source, pa.nulls(n, new.type)))
         rows = pa.RecordBatch.from_arrays(arrays, names=[OP, *self.rename.values()])
-        converted = self.convert(rows) if self.convert is not None else rows
+        converted = self.convert(rows, mask=mask) if self.convert is not None else rows
         return converted, (before.is_valid() if before is not None else None)
 
     def _assembled(

@@ -355,14 +355,23 @@ class TableReducer:
     def _log(
         self, op: Op, values: dict[str, Any], old: dict[str, Any] | None, at: tuple[Checkpoint, int]
     ) -> None:
+        """``values`` is masked already, unless a DELETE's; an old row is
+        masked here (a change log publishes it: masking must hide it too)."""
         assert self.log is not None
         if op is Op.DELETE:
-            entry = LoggedChange("d", old if old is not None else values, None, *at)
+            entry = LoggedChange("d", self._masked(old if old is not None else values), None, *at)
         elif op is Op.UPDATE:
-            entry = LoggedChange("u", old, values, *at)
+            entry = LoggedChange("u", self._masked(old), values, *at)
         else:
             entry = LoggedChange("c", None, values, *at)
         self.log.append(entry)
+
+    def _masked(self, row: dict[str, Any] | None) -> dict[str, Any] | None:
+        if self.mask is None or row is None:
+            return row
+        masked = dict(row)
+        self.mask(masked)
+        return masked
 
     def _log_moved_out(self, change: RowChange, at: tuple[Checkpoint, int]) -> None:
         """An UPDATE whose new row fails the filter: the row leaves the target,
