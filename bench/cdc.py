@@ -47,7 +47,8 @@ e2e run is also checked on ``count(doc)`` and ``sum(length(doc))``.
 (``MAPPING_RULES``): a source filter every row passes, customer_id changed to
 int8, note's digits masked and an ``op`` column added ($AR_H_OPERATION), so
 every change goes through each; each e2e run is also checked on every updated
-row saying UPDATE and no note holding a digit.
+row saying UPDATE and no note holding a digit. With ``--lake``, the filter
+goes with a change log (the change files are checked the same way).
 
 Conveyor runs in a child process of its own (``bench/cdc.py child ...``), as in
 bench/full_load.py, so its peak RSS is its own; its time is measured inside the
@@ -625,6 +626,21 @@ def expect_mapped(url: str, updates: int) -> None:
         raise BenchFailure(f"--mapping: (rows said UPDATE, notes with a digit) {row}, not ({updates}, 0)")
 
 
+def expect_mapped_lake(folder: Path, updates: int) -> None:
+    """``--mapping --lake``: every change row says UPDATE and its note is masked."""
+    import pyarrow.parquet as pq
+
+    said = digits = 0
+    for path in folder.rglob("*.parquet"):
+        rows = pq.read_table(path, columns=["op", "note"]).to_pylist()
+        said += sum(1 for r in rows if r["op"] == "UPDATE")
+        digits += sum(1 for r in rows if r["note"] is not None and any(ch.isdigit() for ch in r["note"]))
+    if (said, digits) != (updates, 0):
+        raise BenchFailure(
+            f"--mapping: (rows said UPDATE, notes with a digit) {(said, digits)}, not ({updates}, 0)"
+        )
+
+
 def expect_same(what: str, got: tuple[int, str], want: tuple[int, str]) -> None:
     if got != want:
         raise BenchFailure(f"{what}: target (count, sum(amount)) {got} is not the source's {want}")
@@ -776,7 +792,7 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
             lake = setup.workdir / f"lake-{round_no}-{slot}"
             if setup.base is not None and not setup.lake:
                 _unapply(setup.dst)
-            if setup.mapping:
+            if setup.mapping and not setup.lake:
                 with psycopg.connect(setup.dst, autocommit=True) as conn:
                     conn.execute("UPDATE orders SET op = NULL")
             run = run_child(
@@ -798,7 +814,10 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
             got = lake_fingerprint(lake) if setup.lake else pg_fingerprint(setup.dst, toast=setup.toast)
             expect_same(f"conveyor pg-pg {name}", got, want)
             if setup.mapping:
-                expect_mapped(setup.dst, setup.updates)
+                if setup.lake:
+                    expect_mapped_lake(lake, setup.updates)
+                else:
+                    expect_mapped(setup.dst, setup.updates)
             shutil.rmtree(lake, ignore_errors=True)
             result.conveyor_runs.append(run)
             log_run(name, run, 18)
@@ -1209,11 +1228,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--mapping",
         action="store_true",
-        help="pg-pg: the task's mapping filters (every row passes), converts, masks and adds a column",
+        help="pg-pg: the task's mapping filters (every row passes), converts, masks and adds a column"
+        " (to a lake too: the filter with a change log)",
     )
     args = parser.parse_args(argv)
-    if args.mapping and (args.lake or args.toast):
-        parser.error("--mapping goes with neither --lake nor --toast")
+    if args.mapping and args.toast:
+        parser.error("--mapping does not go with --toast")
     args.updates = args.updates or (20_000 if args.quick else 500_000)
     args.rounds = args.rounds or 3
     args.latency_seconds = args.latency_seconds or (5.0 if args.quick else 20.0)

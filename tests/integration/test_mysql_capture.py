@@ -360,8 +360,8 @@ def test_rows_in_arrow_equal_the_row_changes(
     )
     arrow, rows = expanded(got), row_changes(want)
     assert [(c.op, c.old_key) for c in arrow] == [
-        (Op.INSERT, {"id": 1}), (Op.INSERT, {"id": 2}), (Op.INSERT, {"id": 3}),
-        (Op.UPDATE, {"id": 1}), (Op.UPDATE, {"id": 3}), (Op.DELETE, {"id": 2}),
+        (Op.INSERT, None), (Op.INSERT, None), (Op.INSERT, None),
+        (Op.UPDATE, None), (Op.UPDATE, {"id": 3}), (Op.DELETE, {"id": 2}),
     ]  # fmt: skip
     assert [c.values for c in arrow if c.op is not Op.DELETE] == arrow_rows(
         all_types, [c.values for c in rows if c.op is not Op.DELETE]
@@ -409,11 +409,11 @@ def test_rows_in_arrow_keep_commit_order(raw: Conn, source: MySQLChangeSource, t
     assert [c for c in got if c[0] == "u"] == [("u", Op.INSERT, 1, None)]
     assert got.index(("u", Op.INSERT, 1, None)) == 2 * CHUNK_ROWS  # while t's run was open
     assert [c for c in got if c[0] == "t"] == [
-        *(("t", Op.INSERT, n, {"id": n}) for n in range(1, 2501)),
+        *(("t", Op.INSERT, n, None) for n in range(1, 2501)),
         ("t", Op.UPDATE, 0, {"id": 7}),
-        ("t", Op.UPDATE, 0, {"id": 0}),
-        ("t", Op.UPDATE, 1, {"id": 1}),
-        ("t", Op.UPDATE, 2, {"id": 2}),
+        ("t", Op.UPDATE, 0, None),
+        ("t", Op.UPDATE, 1, None),
+        ("t", Op.UPDATE, 2, None),
         ("t", Op.DELETE, 9, {"id": 9}),
         ("t", Op.UPDATE, None, {"id": 10}),  # a row change: MINIMAL's image lacks columns
         ("t", Op.DELETE, 11, {"id": 11}),

@@ -35,6 +35,7 @@ from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
 from support import tasks as support_tasks
 from support.cli import conveyor, worker_log
+from support.mariadb import mariadb_connect
 from support.nats_server import NatsServer
 from support.servers import PostgresServer, free_port
 
@@ -67,7 +68,9 @@ def wait_until(check: Callable[[], bool], what: str, debug: Callable[[], Any] | 
 # --- reading the stream as a consumer would -------------------------------------------
 
 
-def read_stream(url: str, stream: str = STREAM) -> list[tuple[str, str, dict[str, Any]]]:
+def read_stream(
+    url: str, stream: str = STREAM, prefix: str = PREFIX
+) -> list[tuple[str, str, dict[str, Any]]]:
     """Every message of the stream, in order: (message ID, subject, envelope),
     through a JetStream pull consumer."""
 
@@ -76,7 +79,7 @@ def read_stream(url: str, stream: str = STREAM) -> list[tuple[str, str, dict[str
         try:
             js = nc.jetstream()
             total = (await js.stream_info(stream)).state.messages
-            sub = await js.pull_subscribe(f"{PREFIX}.>", stream=stream)
+            sub = await js.pull_subscribe(f"{prefix}.>", stream=stream)
             out: list[tuple[str, str, dict[str, Any]]] = []
             for _ in range(10_000):
                 if len(out) >= total:
@@ -316,6 +319,8 @@ def test_full_load_and_changes_reach_a_consumer_exactly_once_across_sigkills(
     assert len(snapshot) >= 1000 and all(env["source"]["ts_ms"] is None for env in snapshot)
     # the replays after the kills did publish again, and the stream dropped them
     assert "(a replay): deduplicated" in worker_log(home, "sync")
+    # captured in Arrow, with their old rows (every before above was the consumer's row)
+    assert "task sync: 1 of 1 tables captured in Arrow" in worker_log(home, "sync")
 
 
 def test_values_the_encoding_cannot_carry_are_refused_before_anything_is_published(
@@ -404,3 +409,70 @@ def test_endpoints_test_connects_and_checks_an_existing_stream(
     assert "deduplicates over 60 s" in tested("small")["error"]
     assert "not 'x.>'" in tested("other")["error"]
     assert "cannot connect to NATS" in tested("down")["error"]
+
+
+def test_a_mariadb_sources_old_rows_are_published_whole(
+    mariadb_db: str, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A full binlog row image carries the whole old row: an UPDATE's before
+    and a DELETE's are it (the rows captured in Arrow, with their old rows)."""
+    conn = mariadb_connect(mariadb_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE items (id int PRIMARY KEY, name varchar(20), note text)")
+            cur.execute("INSERT INTO items VALUES (1, 'one', 'a'), (2, 'two', 'b')")
+        conn.commit()
+    finally:
+        conn.close()
+    schema = mariadb_db.rsplit("/", 1)[1]
+    stream, prefix = "CVMARIA", "cvmaria"  # a stream of its own (the others' keep their settings)
+    subject = f"{prefix}.{schema}.items"
+    home = tmp_path / "home"
+    stack = tmp_path / "stack.json"
+    stack.write_text(
+        json.dumps(
+            {
+                "endpoints": {
+                    "src": {"engine": "mysql", "url": mariadb_db},
+                    "bus": {
+                        "engine": "nats",
+                        "url": nats_server.url,
+                        "settings": {"stream": stream, "subject_prefix": prefix},
+                    },
+                },
+                "tasks": {"sync": {"source": "src", "target": "bus", "migration_type": "full-load-and-cdc"}},
+            }
+        )
+    )
+    assert conveyor(home, "apply", str(stack)).returncode == 0
+
+    def envelopes() -> list[dict[str, Any]]:
+        try:
+            return [env for _, s, env in read_stream(nats_server.url, stream, prefix) if s == subject]
+        except nats.js.errors.NotFoundError:  # the task has not made the stream yet
+            return []
+
+    started = conveyor(home, "tasks", "start", "sync")
+    assert started.returncode == 0, started.stderr
+    try:
+        wait_until(lambda: len(envelopes()) == 2, "the full load", envelopes)  # changes after it are captured
+        conn = mariadb_connect(mariadb_db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("UPDATE items SET name = 'uno' WHERE id = 1")
+                cur.execute("DELETE FROM items WHERE id = 2")
+            conn.commit()
+        finally:
+            conn.close()
+        wait_until(lambda: len(envelopes()) >= 4, "the changes", envelopes)
+    finally:
+        conveyor(home, "tasks", "stop", "sync")
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: described(home)["status"] == "stopped", "the task to stop")
+        kill_worker(home)
+    changes = [(env["op"], env["before"], env["after"]) for env in envelopes() if env["op"] != "r"]
+    assert changes == [
+        ("u", {"id": 1, "name": "one", "note": "a"}, {"id": 1, "name": "uno", "note": "a"}),
+        ("d", {"id": 2, "name": "two", "note": "b"}, None),
+    ]
+    assert "task sync: 1 of 1 tables captured in Arrow" in worker_log(home, "sync")

@@ -293,3 +293,50 @@ def test_a_value_arrow_refuses_keeps_its_old_row_one_by_one() -> None:
     chunk.add(b"u", {**old, "n": 2**70}, frozenset(), old)  # past int64
     [change] = chunk.take()
     assert isinstance(change, RowChange) and change.before == old
+
+
+def _published(log: list[Logged], completed: bool = False) -> list[tuple[Any, ...]]:
+    """Each change as NATS publishes it: index, operation, before, after.
+    ``completed``: an UPDATE's unsent values taken from its whole old row,
+    as a captured row is made whole."""
+    out = []
+    for c in logged_changes(log, ("id",)):
+        after = c.after
+        if completed and c.op == "u" and c.before is not None and after is not None:
+            after = {**c.before, **after}
+        out.append((c.index, c.op, c.before, after))
+    return out
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["full", "default"])
+@pytest.mark.parametrize("filtered", [False, True], ids=["all-rows", "filtered"])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_change_log_with_old_rows_in_arrow_says_what_one_by_one_says(
+    seed: int, filtered: bool, full: bool
+) -> None:
+    """NATS's log (``LogsOldRows``): an UPDATE's before where the source sent
+    the old row whole, a DELETE's whole old row or its key alone, masked."""
+    rng = random.Random(seed)
+    mapped = _mapped(None, filtered)
+    befores = 0
+    for _ in range(15):
+        source = Source(rng, full)
+        changes = source.changes(rng.randint(1, 30))
+        one_by_one = table_reducer(mapped, keep_log=True)
+        for i, change in enumerate(changes):
+            one_by_one.add(change, (AT, i))
+        in_arrow = table_reducer(mapped, keep_log=True, log_rows=True, log_old=True)
+        assert in_arrow.takes_whole and in_arrow.keeps_before
+        cut = rng.randint(1, len(changes))
+        assert in_arrow.add_captured(captured(changes[:cut], DOCS, before=True), (AT, 0))
+        if cut < len(changes):
+            assert in_arrow.add_captured(captured(changes[cut:], DOCS, before=True), (AT, cut))
+        assert in_arrow.log is not None and one_by_one.log is not None
+        published = _published(in_arrow.log)
+        assert published == _published(one_by_one.log, completed=True)
+        assert all(
+            b is None or set(b) in ({"id"}, set(mapped.target.column_names)) for _, _, b, _ in published
+        )
+        assert all("5" not in str((b or {}).get("phone")) for _, _, b, _ in published)  # masked
+        befores += sum(1 for _, op, b, _ in published if op == "u" and b is not None)
+    assert bool(befores) == full

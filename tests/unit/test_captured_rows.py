@@ -18,7 +18,7 @@ from conveyor.connectors.captured_rows import (
 )
 from conveyor.connectors.changes import Commit, RowChange, row_changes
 from conveyor.core import types as t
-from conveyor.core.batch import OP, ChangeBatch, Checkpoint, Op
+from conveyor.core.batch import BEFORE, OP, ChangeBatch, Checkpoint, Op
 from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind
 
@@ -46,9 +46,30 @@ def test_rows_become_one_captured_batch_in_the_tables_types() -> None:
     assert batch.changes.schema.field("amount").type == TABLE.column("amount").type.arrow()
     assert batch.changes.column(OP).to_pylist() == [b"c", b"u", b"d"]
     assert [(c.op, c.values, c.old_key) for c in row_changes(batch)] == [
-        (Op.INSERT, {"id": 1, "amount": Decimal("9.99"), "at": AT}, {"id": 1}),
-        (Op.UPDATE, {"id": 1, "amount": Decimal("10.00"), "at": None}, {"id": 1}),
+        (Op.INSERT, {"id": 1, "amount": Decimal("9.99"), "at": AT}, None),
+        (Op.UPDATE, {"id": 1, "amount": Decimal("10.00"), "at": None}, None),
         (Op.DELETE, {"id": 2}, {"id": 2}),
+    ]
+
+
+def test_whole_old_rows_go_with_the_rows_and_back() -> None:
+    """An UPDATE's and a DELETE's whole old rows (``BEFORE``), when the
+    stream passes them: one by one, an UPDATE's is its ``before``, a
+    DELETE's whole row its old key (a key alone stays a key)."""
+    chunk = RowsChunk(TABLE)
+    old = {"id": 1, "amount": Decimal("9.99"), "at": AT}
+    chunk.add(INSERT, {"id": 3, "amount": None, "at": None})
+    chunk.add(UPDATE, {**old, "amount": Decimal("10.00")}, frozenset(), old)
+    chunk.add(DELETE, old, frozenset(), old)
+    chunk.add(DELETE, {"id": 2})
+    (batch,) = chunk.take()
+    assert isinstance(batch, ChangeBatch) and batch.changes is not None
+    assert batch.changes.column(BEFORE).to_pylist() == [None, old, old, None]
+    assert [(c.op, c.old_key, c.before) for c in row_changes(batch)] == [
+        (Op.INSERT, None, None),
+        (Op.UPDATE, None, old),
+        (Op.DELETE, old, None),
+        (Op.DELETE, {"id": 2}, None),
     ]
 
 

@@ -22,8 +22,8 @@ INSERT, UPDATE, DELETE = (op.encode() for op in (Op.INSERT, Op.UPDATE, Op.DELETE
 class RowsChunk:
     """One table's changes in commit order: the new row per INSERT and
     UPDATE (its key unchanged; a partial UPDATE's unsent columns named),
-    the key (or the whole old row) per DELETE; an UPDATE's whole old row
-    (``BEFORE``) when the stream passes it."""
+    the key (or the whole old row) per DELETE; an UPDATE's or DELETE's
+    whole old row (``BEFORE``) when the stream passes it."""
 
     def __init__(self, table: TableSchema) -> None:
         self.table = table
@@ -44,7 +44,7 @@ class RowsChunk:
         before: dict[str, Any] | None = None,
     ) -> None:
         """``op``: INSERT, UPDATE or DELETE; ``unchanged``: the columns a
-        partial UPDATE did not send; ``before``: an UPDATE's whole old row."""
+        partial UPDATE did not send; ``before``: the whole old row."""
         if before is not None:
             if self._before is None:
                 self._before = [None] * len(self._rows)
@@ -93,7 +93,7 @@ def _columns(table: TableSchema, rows: list[dict[str, Any]]) -> list[pa.Array]:
 
 
 def _old_rows(table: TableSchema, olds: list[dict[str, Any] | None]) -> pa.StructArray:
-    """The ``BEFORE`` column: each UPDATE's whole old row, null for the others."""
+    """The ``BEFORE`` column: each whole old row, null for the other changes."""
     empty: dict[str, Any] = {}
     fields = [pa.field(c.name, c.type.arrow()) for c in table.columns]
     return pa.StructArray.from_arrays(
@@ -111,8 +111,8 @@ def whole_row(
 ) -> tuple[bytes, dict[str, Any], frozenset[str], dict[str, Any] | None] | None:
     """``change`` as a ``RowsChunk`` row of ``table`` (``names``: its column
     names), the columns it left unsent (a partial UPDATE's) and, when
-    ``before`` is asked, an UPDATE's old row if the source sent it whole
-    (else None): None when a captured batch cannot say it (a changed key, an
+    ``before`` is asked, an UPDATE's or DELETE's old row if the source sent
+    it whole (else None): None when a captured batch cannot say it (a changed key, an
     unsent key column, no key), the change then going as it is. A partial
     UPDATE whose old row came whole is made whole from it. A DELETE's row is
     the old row when the source sent it whole (REPLICA IDENTITY FULL), else
@@ -122,7 +122,9 @@ def whole_row(
     if change.op is Op.DELETE:
         if not key or old is None or not old.keys() >= set(key):
             return None
-        return DELETE, (old if old.keys() == names else {k: old[k] for k in key}), frozenset(), None
+        if old.keys() == names:
+            return DELETE, old, frozenset(), old if before else None
+        return DELETE, {k: old[k] for k in key}, frozenset(), None
     values, unchanged = change.values, change.unchanged
     if not key:
         return None

@@ -58,8 +58,9 @@ class RowChange:
 
 def row_changes(changes: ChangeBatch) -> Iterator[RowChange]:
     """A captured ``ChangeBatch``'s changes of rows one by one, for a
-    mapping that needs each (its key did not change: a captured UPDATE's old
-    key is its key)."""
+    mapping that needs each (its key did not change). An UPDATE's whole old
+    row (``BEFORE``) is its ``before``; a DELETE's old key is its whole row
+    when ``BEFORE`` says the source sent it whole, else its key."""
     batch = changes.changes
     if batch is None or ENCODED in batch.schema.names:
         raise ValueError("not a captured batch of rows")
@@ -67,12 +68,12 @@ def row_changes(changes: ChangeBatch) -> Iterator[RowChange]:
     befores = batch.column(BEFORE).to_pylist() if BEFORE in batch.schema.names else None
     for i, (op, row, unchanged) in enumerate(captured_changes(batch)):
         assert op is not None, "a stream's captured batch says every change"
-        old = {k: row[k] for k in key}
+        before = befores[i] if befores is not None else None
         if op == _DELETE:
+            old = row if before is not None else {k: row[k] for k in key}
             yield RowChange(ref, Op.DELETE, old, old_key=old)
         else:
-            before = befores[i] if befores is not None else None
-            yield RowChange(ref, Op(op.decode()), row, old_key=old, unchanged=unchanged, before=before)
+            yield RowChange(ref, Op(op.decode()), row, unchanged=unchanged, before=before)
 
 
 _DELETE = Op.DELETE.encode()
@@ -374,12 +375,20 @@ class KeepsChangeLog(Protocol):
 @runtime_checkable
 class TakesLoggedRows(Protocol):
     """An applier keeping the change log that takes a stream's captured rows
-    as they came (``LoggedRows``: no change one by one in Python), writing a
-    DELETE's old row as it is (its key, or the whole row) and needing no
-    UPDATE's old row (the lake's change files; not NATS, whose envelope
-    tells a key from a whole old row)."""
+    as they came (``LoggedRows``: no change one by one in Python): the lake's
+    change files, NATS (``LogsOldRows``)."""
 
     takes_logged_rows: bool
+
+
+@runtime_checkable
+class LogsOldRows(Protocol):
+    """An applier taking logged rows (``TakesLoggedRows``) that publishes old
+    rows as the source sent them (NATS's envelope: an UPDATE's ``before``, a
+    DELETE's whole old row or its key alone): the rows then carry them
+    (``BEFORE``), and ``arrow_rows.logged_changes`` says them."""
+
+    logs_old_rows: bool
 
 
 @runtime_checkable

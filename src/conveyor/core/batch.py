@@ -99,7 +99,8 @@ class LoggedRows:
     named in ``UNCHANGED``, when a row has some), a DELETE's old row (its
     key alone when the source sent no more, the other columns null). A row
     whose ``OP`` is null is a change the log leaves out (an INSERT a source
-    filter moved out of the target). The ``i``-th row is the change at
+    filter moved out of the target). For an applier that publishes old rows
+    (``LogsOldRows``), ``BEFORE`` holds them. The ``i``-th row is the change at
     ``(position, index + i)`` (see ``LoggedChange``)."""
 
     rows: pa.RecordBatch
@@ -168,11 +169,13 @@ ENCODED = "conveyor_encoded"
 """The column of a captured ``ChangeBatch.changes`` holding each whole new
 row in the stream's encoded format (``SupportsEncodedRows``)."""
 BEFORE = "conveyor_before"
-"""The column of a captured ``ChangeBatch.changes`` holding an UPDATE's
-whole old row, when the source sent it whole (REPLICA IDENTITY FULL, a full
-binlog row image) and the runner asked for it (``CapturesRowsInArrow``): a
-struct of the table's columns, null for the other rows. Absent when no row
-has one."""
+"""The column of a captured ``ChangeBatch.changes`` holding an UPDATE's or a
+DELETE's whole old row, when the source sent it whole (REPLICA IDENTITY
+FULL, a full binlog row image) and the runner asked for it
+(``CapturesRowsInArrow``): a struct of the table's columns, null for the
+other rows. Absent when no row has one. In a change log's ``LoggedRows``
+(an applier that publishes old rows, ``LogsOldRows``): the old rows in
+target columns, masked, a DELETE's null when the source sent its key alone."""
 OP_TYPE = pa.binary(1)
 
 

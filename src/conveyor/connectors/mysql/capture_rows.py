@@ -73,7 +73,8 @@ class RowChanges:
     ) -> tuple[bytes, dict[str, Any], frozenset[str], dict[str, Any] | None] | None:
         """One decoded ``row`` as a ``RowsChunk`` row: its op letter, whole
         new row (a DELETE's old row), no unsent column, and when ``before`` is
-        asked an UPDATE's before image if it is whole (else None). None when
+        asked the whole old row (an UPDATE's before image if it is whole, a
+        DELETE's row; else None). None when
         it is not that simple (the image lacks columns, a value no Arrow value
         carries, an UPDATE moved its row to another key): ``change`` then
         gives it. The before image's key is compared raw, before conversion."""
@@ -94,6 +95,8 @@ class RowChanges:
                     old = None
         if not _whole(table, values):
             return None
+        if before and op == DELETE:
+            old = values
         return op, values, _NONE_UNSENT, old
 
     def _table_converters(self, table: TableSchema) -> dict[str, Convert]:

@@ -84,6 +84,7 @@ class TableReducer:
     # taken whole stay as they came (LoggedRows) when it takes them so.
     log: list[Logged] | None = None
     logs_rows: bool = False
+    logs_old_rows: bool = False  # with each change's old row (``LogsOldRows``)
     # A table whose rows are replaced per parent (MappedTable.group_key): the
     # target columns of the parent's key, the source key identifying a row
     # (parent key, then position) and the parent whose rows the last batch
@@ -185,10 +186,15 @@ class TableReducer:
 
     @property
     def keeps_before(self) -> bool:
-        """Whether captured batches should carry each UPDATE's whole old row
-        (``BEFORE``): for before-image columns, and for a change log of a
-        filtered table (a row moved out is a DELETE of its old row)."""
-        return bool(self.before_images) or (self.row_filter is not None and self.log is not None)
+        """Whether captured batches should carry each whole old row
+        (``BEFORE``): for before-image columns, for a change log of a
+        filtered table (a row moved out is a DELETE of its old row) and for
+        an applier that publishes old rows (``LogsOldRows``)."""
+        return (
+            bool(self.before_images)
+            or (self.row_filter is not None and self.log is not None)
+            or self.logs_old_rows
+        )
 
     def _whole_rows(self, batch: pa.RecordBatch) -> Judged | None:
         """A captured batch of rows in the target's column names, mapped
@@ -205,6 +211,7 @@ class TableReducer:
             mark_moved_out=self.check_keys,
             before_images=self._images if self.before_images else None,
             logged=self._log_only,
+            log_old=self.logs_old_rows,
         )
         return mapping.apply(batch)
 
@@ -319,7 +326,7 @@ class TableReducer:
         if self.mask is not None and change.op is not Op.DELETE:
             self.mask(values)  # after add-column, as the full load masks added columns too
         if self.log is not None and at is not None:
-            self._log(change.op, values, old, at)
+            self._log(change.op, values, self._logged_old(change, values, old), at)
         if self.group_key:
             self._count(change.op)
             self._parents.note(change, None if change.op is Op.DELETE else values, self._target)
@@ -365,6 +372,19 @@ class TableReducer:
         else:
             entry = LoggedChange("c", None, values, *at)
         self.log.append(entry)
+
+    def _logged_old(
+        self, change: RowChange, values: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The old row a change log says with ``change`` (target columns): the
+        whole old row where the source sent one (MySQL's before image of an
+        UPDATE, a DELETE's whole row), else its old key (or, under REPLICA
+        IDENTITY FULL, its whole old row), else none."""
+        if change.op is Op.DELETE:
+            return values if len(values) > len(old or ()) else old
+        if change.before is not None:
+            return self._target(change.before)
+        return old
 
     def _masked(self, row: dict[str, Any] | None) -> dict[str, Any] | None:
         if self.mask is None or row is None:
