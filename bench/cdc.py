@@ -50,6 +50,12 @@ every change goes through each; each e2e run is also checked on every updated
 row saying UPDATE and no note holding a digit. With ``--lake``, the filter
 goes with a change log (the change files are checked the same way).
 
+``--nats`` (pg-pg) makes the e2e target a private NATS JetStream (a stream
+per run: the same changes published twice would be deduplicated): every
+change an envelope with its old row (REPLICA IDENTITY FULL on ``orders``);
+each e2e run is checked on the stream's envelope count and the sum of their
+amounts.
+
 Conveyor runs in a child process of its own (``bench/cdc.py child ...``), as in
 bench/full_load.py, so its peak RSS is its own; its time is measured inside the
 child from opening the stream until the batch holding the last change is
@@ -292,6 +298,7 @@ def _child(argv: list[str]) -> int:
         "--lake", action="store_true", help="--target is a lake folder (Parquet change files)"
     )
     parser.add_argument("--mapping", action="store_true", help="the mapping of MAPPING_RULES")
+    parser.add_argument("--nats-stream", help="--target is a NATS server: publish to this stream")
     args = parser.parse_args(argv)
     if args.profile is not None:
         profiler = cProfile.Profile()
@@ -361,7 +368,14 @@ def _child_run(args: argparse.Namespace) -> dict[str, Any]:
         if args.values:  # as for a target table of other column types: rows go as values
             PostgresApplier.accepts_encoded = lambda *_: False  # type: ignore[method-assign]
         applier: Any
-        if args.lake:  # a change file a second, as a user wanting fresh files sets it
+        if args.nats_stream:
+            from conveyor.connectors.registry import open_applier
+
+            settings = {"stream": args.nats_stream, "subject_prefix": args.nats_stream.lower()}
+            applier = open_applier(
+                EndpointConfig(name="bench-nats", engine="nats", url=args.target, options=settings)
+            )
+        elif args.lake:  # a change file a second, as a user wanting fresh files sets it
             from conveyor.connectors.lake.apply import LakeApplier
 
             options = {"format": "parquet", "settings": {"CdcMaxBatchInterval": 1}}
@@ -426,6 +440,7 @@ def run_child(
     values: bool = False,
     lake: bool = False,
     mapping: bool = False,
+    nats_stream: str | None = None,
 ) -> ChildRun | Child:
     """Conveyor's side in a child; with ``background``, the started child (see
     ``child_run``); with ``base``, Conveyor as that checkout's ``src`` has it."""
@@ -444,6 +459,8 @@ def run_child(
         command += ["--lake"]
     if mapping:
         command += ["--mapping"]
+    if nats_stream is not None:
+        command += ["--nats-stream", nats_stream]
     env = None if base is None else {**os.environ, "PYTHONPATH": str(base / "src")}
     child = start_child(command, workdir, mode, f"conveyor {mode}", env)
     return child if background else child_run(child, timeout_s)
@@ -565,6 +582,39 @@ def lake_fingerprint(folder: Path) -> tuple[int, str]:
     return count, str(total)
 
 
+def nats_fingerprint(url: str, stream: str) -> tuple[int, str]:
+    """(count, sum(amount)) of the envelopes in a NATS stream: a round
+    updates every row once, each an envelope whose ``before`` is the old row."""
+    import asyncio
+
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    async def read() -> tuple[int, str]:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            messages = (await js.stream_info(stream)).state.messages
+            unacked = ConsumerConfig(ack_policy=AckPolicy.NONE)  # read, never redelivered
+            sub = await js.pull_subscribe(f"{stream.lower()}.>", stream=stream, config=unacked)
+            count, total = 0, Decimal(0)
+            while count < messages:
+                for msg in await sub.fetch(min(5000, messages - count), timeout=10):
+                    envelope = json.loads(msg.data)
+                    if envelope["op"] != "u" or envelope["before"] is None:
+                        raise BenchFailure(
+                            f"stream {stream}: an envelope other than an UPDATE with its old row"
+                        )
+                    count += 1
+                    total += Decimal(envelope["after"]["amount"])
+            await js.delete_stream(stream)
+            return count, str(total)
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
 MAPPING_RULES: list[dict[str, Any]] = [
     {
         "rule-type": "selection",
@@ -664,6 +714,8 @@ class Setup:
     lake: bool = False
     toast: bool = False
     mapping: bool = False
+    nats: bool = False
+    nats_url: str | None = None
     pg: PostgresServer | None = None
     mariadb: MariaDBServer | None = None
 
@@ -708,6 +760,8 @@ def start_postgres(setup: Setup, cases: list[str]) -> None:
                 conn.execute("ALTER TABLE orders ALTER COLUMN doc SET STORAGE EXTERNAL")
                 conn.execute("UPDATE orders SET doc = repeat(md5(id::text), 78) || id")
                 conn.execute("VACUUM (FREEZE, ANALYZE) orders")
+            if setup.nats:  # each envelope's before: the whole old row
+                conn.execute("ALTER TABLE orders REPLICA IDENTITY FULL")
             conn.execute(PG_UPDATES)
             conn.execute(LAT_DDL)
             conn.execute(f"CREATE PUBLICATION {PUBLICATION} FOR TABLE orders, lat")
@@ -739,6 +793,7 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
     pg = setup.pg
     values = " (values)" if setup.values else ""
     values += " to a lake" if setup.lake else ""
+    values += " to NATS" if setup.nats else ""
     values += ", TOASTed doc unsent" if setup.toast else ""
     values += ", mapped (filter, type change, mask, added column)" if setup.mapping else ""
     e2e = ThroughputResult(f"pg-pg e2e{values}", setup.updates, "pg_recvlogical drain")
@@ -790,8 +845,9 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
                 ("e2e", "bench_e2e", e2e) if checkout is None else ("e2e (--base)", "bench_base", base)
             )
             lake = setup.workdir / f"lake-{round_no}-{slot}"
-            if setup.base is not None and not setup.lake:
+            if setup.base is not None and not setup.lake and not setup.nats:
                 _unapply(setup.dst)
+            stream = f"BENCH{round_no}{slot.upper()}" if setup.nats else None
             if setup.mapping and not setup.lake:
                 with psycopg.connect(setup.dst, autocommit=True) as conn:
                     conn.execute("UPDATE orders SET op = NULL")
@@ -800,7 +856,7 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
                 setup.workdir,
                 setup.timeout_s,
                 source=setup.src,
-                target=str(lake) if setup.lake else setup.dst,
+                target=str(lake) if setup.lake else (setup.nats_url or "") if setup.nats else setup.dst,
                 start={"lsn": points[slot]},
                 changes=setup.updates,
                 slot=slot,
@@ -809,9 +865,16 @@ def run_pg_throughput(setup: Setup) -> list[ThroughputResult]:
                 values=setup.values,
                 lake=setup.lake,
                 mapping=setup.mapping,
+                nats_stream=stream,
             )
             assert isinstance(run, ChildRun)
-            got = lake_fingerprint(lake) if setup.lake else pg_fingerprint(setup.dst, toast=setup.toast)
+            if stream is not None:
+                assert setup.nats_url is not None
+                got = nats_fingerprint(setup.nats_url, stream)
+            elif setup.lake:
+                got = lake_fingerprint(lake)
+            else:
+                got = pg_fingerprint(setup.dst, toast=setup.toast)
             expect_same(f"conveyor pg-pg {name}", got, want)
             if setup.mapping:
                 if setup.lake:
@@ -1231,7 +1294,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pg-pg: the task's mapping filters (every row passes), converts, masks and adds a column"
         " (to a lake too: the filter with a change log)",
     )
+    parser.add_argument(
+        "--nats",
+        action="store_true",
+        help="pg-pg: the e2e target is a private NATS JetStream (each change an envelope with its old row)",
+    )
     args = parser.parse_args(argv)
+    if args.nats and (args.lake or args.toast or args.mapping):
+        parser.error("--nats goes with neither --lake, --toast nor --mapping")
     if args.mapping and args.toast:
         parser.error("--mapping does not go with --toast")
     args.updates = args.updates or (20_000 if args.quick else 500_000)
@@ -1270,6 +1340,7 @@ def main(argv: list[str] | None = None) -> int:
         args.lake,
         args.toast,
         args.mapping,
+        args.nats,
     )
     throughput: list[ThroughputResult] = []
     latency: LatencyResult | None = None
@@ -1279,7 +1350,14 @@ def main(argv: list[str] | None = None) -> int:
         f"conveyor cdc bench: {args.updates:,} updates in {TXN_ROWS:,}-row transactions, "
         f"{args.rounds} rounds, cases {args.case_list}"
     )
+    nats_server = None
     try:
+        if args.nats:
+            from support.nats_server import NatsServer
+
+            nats_server = NatsServer()
+            nats_server.start()
+            setup.nats_url = nats_server.url
         start_postgres(setup, args.case_list)
         if "mariadb-pg" in args.case_list:
             start_mariadb(setup)
@@ -1296,7 +1374,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchFailure as exc:
         failure = str(exc)
     finally:
-        for server in (setup.mariadb, setup.pg):
+        for server in (setup.mariadb, setup.pg, nats_server):
             if server is not None:
                 server.close()
         shutil.rmtree(workdir, ignore_errors=True)

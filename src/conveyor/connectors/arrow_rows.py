@@ -204,40 +204,21 @@ def captured_changes(
 _WHOLE: frozenset[str] = frozenset()
 
 
-def logged_changes(log: Sequence[Logged], key: Sequence[str] = ()) -> Iterator[LoggedChange]:
+def logged_changes(log: Sequence[Logged]) -> Iterator[LoggedChange]:
     """A change log's changes one by one, captured ones (``LoggedRows``)
     made Python values: a DELETE's old row, an INSERT's or UPDATE's new row
     (a partial UPDATE's without what it did not send); a row the log leaves
-    out (its ``OP`` null) is skipped. Rows with their old rows (``BEFORE``)
-    say them too: an UPDATE's ``before`` where the source sent it, a
-    DELETE's whole row where it did, else its ``key`` alone."""
+    out (its ``OP`` null) is skipped."""
     for entry in log:
         if not isinstance(entry, LoggedRows):
             yield entry
             continue
-        rows = entry.rows
-        olds = _old_rows(rows.column(BEFORE)) if BEFORE in rows.schema.names else None
-        for i, (op, row, _) in enumerate(captured_changes(rows)):
+        for i, (op, row, _) in enumerate(captured_changes(entry.rows)):
             if op is None:
                 continue
             letter = op.decode()
-            old = olds[i] if olds is not None else None
-            before: dict[str, Any] | None = old
-            after: dict[str, Any] | None = row
-            if letter == "d":
-                whole = olds is None or old is not None
-                before, after = (row if whole else {k: row[k] for k in key}), None
+            before, after = (row, None) if letter == "d" else (None, row)
             yield LoggedChange(letter, before, after, entry.position, entry.index + i, entry.commit_time)
-
-
-def _old_rows(column: pa.StructArray) -> list[dict[str, Any] | None]:
-    """A ``BEFORE`` column's rows in the in-flight form, None where null."""
-    fields = [column.type.field(i).name for i in range(column.type.num_fields)]
-    flat = pa.RecordBatch.from_arrays(column.flatten(), names=fields)
-    return [
-        row if valid else None
-        for row, valid in zip(batch_rows(flat), column.is_valid().to_pylist(), strict=True)
-    ]
 
 
 def column_values(column: pa.Array) -> list[Any]:

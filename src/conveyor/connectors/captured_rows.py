@@ -95,12 +95,12 @@ def _columns(table: TableSchema, rows: list[dict[str, Any]]) -> list[pa.Array]:
 def _old_rows(table: TableSchema, olds: list[dict[str, Any] | None]) -> pa.StructArray:
     """The ``BEFORE`` column: each whole old row, null for the other changes."""
     empty: dict[str, Any] = {}
-    fields = [pa.field(c.name, c.type.arrow()) for c in table.columns]
-    return pa.StructArray.from_arrays(
-        _columns(table, [old or empty for old in olds]),
-        fields=fields,
-        mask=pa.array([old is None for old in olds], pa.bool_()),
-    )
+    children = _columns(table, [old or empty for old in olds])
+    struct = pa.struct([pa.field(c.name, c.type.arrow()) for c in table.columns])
+    # A boolean array's data is a validity bitmap: no compute call (each one
+    # gives the GIL up, which costs the applier's thread a switch interval).
+    valid = pa.array([old is not None for old in olds], pa.bool_()).buffers()[1]
+    return pa.Array.from_buffers(struct, len(olds), [valid], children=children)
 
 
 _NAMES = pa.list_(pa.string())

@@ -99,8 +99,7 @@ class LoggedRows:
     named in ``UNCHANGED``, when a row has some), a DELETE's old row (its
     key alone when the source sent no more, the other columns null). A row
     whose ``OP`` is null is a change the log leaves out (an INSERT a source
-    filter moved out of the target). For an applier that publishes old rows
-    (``LogsOldRows``), ``BEFORE`` holds them. The ``i``-th row is the change at
+    filter moved out of the target). The ``i``-th row is the change at
     ``(position, index + i)`` (see ``LoggedChange``)."""
 
     rows: pa.RecordBatch
@@ -173,10 +172,17 @@ BEFORE = "conveyor_before"
 DELETE's whole old row, when the source sent it whole (REPLICA IDENTITY
 FULL, a full binlog row image) and the runner asked for it
 (``CapturesRowsInArrow``): a struct of the table's columns, null for the
-other rows. Absent when no row has one. In a change log's ``LoggedRows``
-(an applier that publishes old rows, ``LogsOldRows``): the old rows in
-target columns, masked, a DELETE's null when the source sent its key alone."""
+other rows. Absent when no row has one."""
 OP_TYPE = pa.binary(1)
+
+
+def op_letters(ops: pa.Array) -> bytes:
+    """An ``OP`` column without nulls as its letters, one byte per change,
+    read from its data buffer (no compute call: each gives the GIL up, which
+    costs a thread that waits for it a switch interval)."""
+    letters = ops.buffers()[1]
+    assert letters is not None and ops.null_count == 0
+    return memoryview(letters)[ops.offset : ops.offset + len(ops)].tobytes()
 
 
 def op_array(ops: bytes) -> pa.Array:

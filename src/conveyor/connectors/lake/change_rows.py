@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import batch_rows, empty_batch, rows_to_batch
 from conveyor.connectors.lake import layout as lay
-from conveyor.core.batch import OP, UNCHANGED, ChangeBatch, Checkpoint, LoggedChange, LoggedRows
+from conveyor.core.batch import OP, UNCHANGED, ChangeBatch, Checkpoint, LoggedChange, LoggedRows, op_letters
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableSchema
 
@@ -221,9 +221,7 @@ _CODES = {ord("c"): 0, ord("u"): 1, ord("d"): 2}
 def _letter_codes(ops: pa.Array) -> pa.Array:
     """Each ``OP`` letter's position in ``_LABELS`` (the column holds one
     byte per row: its data buffer, translated)."""
-    letters = ops.buffers()[1]
-    assert letters is not None and ops.null_count == 0
-    codes = memoryview(letters)[ops.offset : ops.offset + len(ops)].tobytes().translate(_TRANSLATE)
+    codes = op_letters(ops).translate(_TRANSLATE)
     return pa.Array.from_buffers(pa.uint8(), len(ops), [None, pa.py_buffer(codes)])
 
 

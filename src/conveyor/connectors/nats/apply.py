@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 
 class NatsApplier(NatsEndpoint):
     keeps_change_log = True
-    takes_logged_rows = True  # captured rows, with their old rows: each envelope's before
-    logs_old_rows = True
 
     def read_checkpoint(self, task: str) -> Checkpoint | None:
         data = self.link.read_value(task)
@@ -61,7 +59,7 @@ class NatsApplier(NatsEndpoint):
             table = table_changes.table
             subject = table_subject(self.settings.subject_prefix, table.ref)
             try:
-                for change in logged_changes(table_changes.log, table.primary_key):
+                for change in logged_changes(table_changes.log):
                     position = change.position.position
                     payload = envelope(
                         table,

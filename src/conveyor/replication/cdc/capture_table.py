@@ -34,11 +34,9 @@ class CaptureTable:
     # The stream's decoder of this table's encoded rows, when it encodes them.
     decode: Callable[[bytes], dict[str, Any]] | None = None
     # Keep each change for an applier that publishes them (KeepsChangeLog);
-    # captured rows as they came, when it takes them so (TakesLoggedRows),
-    # with their old rows when it publishes those (LogsOldRows).
+    # captured rows as they came, when it takes them so (TakesLoggedRows).
     keep_log: bool = False
     log_rows: bool = False
-    log_old: bool = False
     # Keep what each key's changes were, for the apply-conflict policies.
     check_keys: bool = False
     # The stream, when it looks up values it does not carry exactly, and this
@@ -48,19 +46,10 @@ class CaptureTable:
 
     @classmethod
     def of(
-        cls,
-        mapped: MappedTable,
-        keep_log: bool = False,
-        check_keys: bool = False,
-        log_rows: bool = False,
-        log_old: bool = False,
+        cls, mapped: MappedTable, keep_log: bool = False, check_keys: bool = False, log_rows: bool = False
     ) -> CaptureTable:
-        reducer = table_reducer(
-            mapped, keep_log=keep_log, check_keys=check_keys, log_rows=log_rows, log_old=log_old
-        )
-        return cls(
-            mapped, reducer, keep_log=keep_log, log_rows=log_rows, log_old=log_old, check_keys=check_keys
-        )
+        reducer = table_reducer(mapped, keep_log=keep_log, check_keys=check_keys, log_rows=log_rows)
+        return cls(mapped, reducer, keep_log=keep_log, log_rows=log_rows, check_keys=check_keys)
 
     def renew(self, mapped: MappedTable | None = None) -> None:
         """Start a new batch (and, after DDL, a new mapping)."""
@@ -75,7 +64,6 @@ class CaptureTable:
             check_keys=self.check_keys,
             lookup=self.lookup,
             log_rows=self.log_rows,
-            log_old=self.log_old,
         )
 
     def looks_up_from(self, source: LooksUpValues | None) -> None:
@@ -104,7 +92,6 @@ def table_reducer(
     check_keys: bool = False,
     lookup: ValueLookup | None = None,
     log_rows: bool = False,
-    log_old: bool = False,
 ) -> TableReducer:
     """A reducer of one batch of ``mapped``'s changes (``carry``: the group a
     grouped table's previous batch left open)."""
@@ -123,7 +110,6 @@ def table_reducer(
         convert_captured=mapped.convert_changes if mapped.converts or mapped.masks else None,
         log=[] if keep_log else None,
         logs_rows=keep_log and log_rows,
-        logs_old_rows=keep_log and log_rows and log_old,
         group_key=mapped.group_key,
         source_key=mapped.source.primary_key,
         carry=carry if mapped.group_key else None,

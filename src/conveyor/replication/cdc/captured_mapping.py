@@ -44,8 +44,7 @@ class CapturedMapping:
     ``before_images`` are the add-before-image-columns rules' (before-image
     column, its column) in target names. ``logged``: the rows are a change
     log's (``KeepsChangeLog``), which says a row the filter moved out as
-    the source sent it (``_as_logged``); ``log_old``: with each change's old
-    row, masked (``BEFORE``: an applier that publishes them, ``LogsOldRows``)."""
+    the source sent it (``_as_logged``)."""
 
     table: TableSchema
     rename: Mapping[str, str]
@@ -55,7 +54,6 @@ class CapturedMapping:
     mark_moved_out: bool = False  # for key histories (``MOVED_OUT``)
     before_images: BeforeImages | None = None
     logged: bool = False
-    log_old: bool = False
 
     def apply(self, batch: pa.RecordBatch) -> Judged | None:
         """``batch`` (source names) in the target's column names, judged by
@@ -72,11 +70,10 @@ class CapturedMapping:
                 rows = rows.drop_columns([BEFORE])
         else:
             rows = self._renamed(judged.rows)
-        # Old rows as the log says them (a moved-out UPDATE's, or every one).
-        logged_old: tuple[pa.RecordBatch, pa.Array | None] | None = None
+        logged_old: pa.RecordBatch | None = None  # a moved-out UPDATE's row in the log
         try:
-            if (self.logged and judged.moved is not None) or self.log_old:
-                logged_old = self._old_rows(batch, mask=True)
+            if self.logged and judged.moved is not None:
+                logged_old = self._old_rows(batch, mask=True)[0]
             if self.added is not None or self.before_images:
                 arrays = dict(zip(rows.schema.names, rows.columns, strict=True))
                 unsent = None
@@ -93,10 +90,9 @@ class CapturedMapping:
                 rows = self.convert(rows)
         except DataError:
             return None
-        if logged_old is not None and judged.moved is not None:
-            rows = self._as_logged(rows, judged.moved, batch.column(OP), logged_old[0])
-        if logged_old is not None and self.log_old:
-            rows = rows.append_column(BEFORE, _old_row_column(*logged_old))
+        if logged_old is not None:
+            assert judged.moved is not None
+            rows = self._as_logged(rows, judged.moved, batch.column(OP), logged_old)
         return replace(judged, rows=rows)
 
     @property
@@ -135,7 +131,8 @@ class CapturedMapping:
         arrays = [op_array(_DELETE * n)]
         for source, target in self.rename.items():
             new = batch.column(source)
-            arrays.append(new if target in key else olds.get(source, pa.nulls(n, new.type)))
+            old = olds.get(source)
+            arrays.append(new if target in key else old if old is not None else pa.nulls(n, new.type))
         rows = pa.RecordBatch.from_arrays(arrays, names=[OP, *self.rename.values()])
         converted = self.convert(rows, mask=mask) if self.convert is not None else rows
         return converted, (before.is_valid() if before is not None else None)
@@ -177,13 +174,3 @@ class CapturedMapping:
 
 
 _UPDATE = Op.UPDATE.encode()
-
-
-def _old_row_column(old: pa.RecordBatch, whole: pa.Array | None) -> pa.StructArray:
-    """``old`` (target columns, after ``OP``) as a ``BEFORE`` column: a row's
-    old row where the source sent it whole, null where it did not."""
-    columns = old.drop_columns([OP])
-    valid = whole if whole is not None else pa.nulls(len(old), pa.bool_()).fill_null(False)
-    return pa.StructArray.from_arrays(
-        columns.columns, fields=list(columns.schema), mask=pc.invert(valid.fill_null(False))
-    )

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from conveyor.connectors.arrow_rows import captured_changes, change_batch, column_values
 from conveyor.connectors.changes import RowChange
@@ -30,6 +29,7 @@ from conveyor.core.batch import (
     LoggedChange,
     LoggedRows,
     Op,
+    op_letters,
 )
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import RowFilter
@@ -84,7 +84,6 @@ class TableReducer:
     # taken whole stay as they came (LoggedRows) when it takes them so.
     log: list[Logged] | None = None
     logs_rows: bool = False
-    logs_old_rows: bool = False  # with each change's old row (``LogsOldRows``)
     # A table whose rows are replaced per parent (MappedTable.group_key): the
     # target columns of the parent's key, the source key identifying a row
     # (parent key, then position) and the parent whose rows the last batch
@@ -187,14 +186,9 @@ class TableReducer:
     @property
     def keeps_before(self) -> bool:
         """Whether captured batches should carry each whole old row
-        (``BEFORE``): for before-image columns, for a change log of a
-        filtered table (a row moved out is a DELETE of its old row) and for
-        an applier that publishes old rows (``LogsOldRows``)."""
-        return (
-            bool(self.before_images)
-            or (self.row_filter is not None and self.log is not None)
-            or self.logs_old_rows
-        )
+        (``BEFORE``): for before-image columns, and for a change log of a
+        filtered table (a row moved out is a DELETE of its old row)."""
+        return bool(self.before_images) or (self.row_filter is not None and self.log is not None)
 
     def _whole_rows(self, batch: pa.RecordBatch) -> Judged | None:
         """A captured batch of rows in the target's column names, mapped
@@ -211,7 +205,6 @@ class TableReducer:
             mark_moved_out=self.check_keys,
             before_images=self._images if self.before_images else None,
             logged=self._log_only,
-            log_old=self.logs_old_rows,
         )
         return mapping.apply(batch)
 
@@ -243,11 +236,10 @@ class TableReducer:
             if self.log is not None:
                 assert at is not None, "a change log needs each change's place"
                 self.log.append(LoggedRows(batch, *at))
-        ops, counts_of = pc.value_counts(counted).flatten()
-        counts = dict(zip(ops.to_pylist(), counts_of.to_pylist(), strict=True))
-        self.inserts += counts.get(Op.INSERT.encode(), 0)
-        self.updates += counts.get(Op.UPDATE.encode(), 0)
-        self.deletes += counts.get(Op.DELETE.encode(), 0)
+        letters = op_letters(counted.combine_chunks() if isinstance(counted, pa.ChunkedArray) else counted)
+        self.inserts += letters.count(Op.INSERT.encode())
+        self.updates += letters.count(Op.UPDATE.encode())
+        self.deletes += letters.count(Op.DELETE.encode())
         self._captured.append(batch)
         self._captured_lines |= encoded
         self._captured_partial |= UNCHANGED in batch.schema.names

@@ -52,7 +52,6 @@ from conveyor.connectors.changes import (
     Commit,
     FindsConflicts,
     KeepsChangeLog,
-    LogsOldRows,
     LooksUpValues,
     LosesCapture,
     PacesBatches,
@@ -157,7 +156,6 @@ class ChangeCapture:
         # each change: the last commit position read and the changes since it.
         self._keeps_log = isinstance(self.applier, KeepsChangeLog)
         self._log_rows = self._keeps_log and isinstance(self.applier, TakesLoggedRows)
-        self._log_old = self._log_rows and isinstance(self.applier, LogsOldRows)
         self._anchor, self._index = self.start, 0
         self._open_log: list[Logged] = []  # logged changes whose commit is not read yet
         self._conflicts = self._apply_conflicts()
@@ -177,7 +175,7 @@ class ChangeCapture:
         self._values_from = self.stream if isinstance(self.stream, LooksUpValues) else None
         for table in self.tables.values():
             if self._keeps_log or self._conflicts is not None:
-                table.keep_log, table.log_rows, table.log_old = self._keeps_log, self._log_rows, self._log_old
+                table.keep_log, table.log_rows = self._keeps_log, self._log_rows
                 table.check_keys = self._conflicts is not None
             table.looks_up_from(self._values_from)
             table.renew()
@@ -238,7 +236,7 @@ class ChangeCapture:
                 self.add_table(mapped)
             else:  # said, not skipped: the table waits for `tasks reload`
                 self.tables[mapped.source.ref] = CaptureTable.of(
-                    mapped, self._keeps_log, log_rows=self._log_rows, log_old=self._log_old
+                    mapped, self._keeps_log, log_rows=self._log_rows
                 )
                 self._suspend(mapped.target.ref, f"not captured before this run; {RELOAD_HINT}")
         for event in self.stream.events(idle_timeout=min(self.flush_seconds, 0.2)):
@@ -378,7 +376,7 @@ class ChangeCapture:
             return
         self.settle()
         table = self.tables[ref] = CaptureTable.of(
-            mapped, self._keeps_log, self._conflicts is not None, self._log_rows, self._log_old
+            mapped, self._keeps_log, self._conflicts is not None, self._log_rows
         )
         table.looks_up_from(self._values_from)
         table.renew()
