@@ -221,6 +221,15 @@ def logged_changes(log: Sequence[Logged]) -> Iterator[LoggedChange]:
             yield LoggedChange(letter, before, after, entry.position, entry.index + i, entry.commit_time)
 
 
+def struct_rows(column: pa.StructArray) -> list[dict[str, Any] | None]:
+    """A struct column's rows in the in-flight form (``column_values``),
+    None where the struct is null."""
+    names = [column.type.field(i).name for i in range(column.type.num_fields)]
+    rows = batch_rows(pa.RecordBatch.from_arrays(column.flatten(), names=names))
+    valid = column.is_valid().to_pylist()
+    return [row if ok else None for row, ok in zip(rows, valid, strict=True)]
+
+
 def column_values(column: pa.Array) -> list[Any]:
     """An Arrow column's values in the in-flight form streams deliver
     (``changes.RowChange``): as ``to_pylist`` gives them, except what no

@@ -112,11 +112,11 @@ def whole_row(
     """``change`` as a ``RowsChunk`` row of ``table`` (``names``: its column
     names), the columns it left unsent (a partial UPDATE's) and, when
     ``before`` is asked, an UPDATE's or DELETE's old row if the source sent
-    it whole (else None): None when a captured batch cannot say it (a changed key, an
-    unsent key column, no key), the change then going as it is. A partial
-    UPDATE whose old row came whole is made whole from it. A DELETE's row is
-    the old row when the source sent it whole (REPLICA IDENTITY FULL), else
-    its key (a change log writes what the source sent)."""
+    it whole (else None): None when a captured batch cannot say it (a
+    changed key, an unsent key column, no key), the change then going as it
+    is. A partial UPDATE whose old row came whole is made whole from it. A
+    DELETE's row is the old row when the source sent it whole (REPLICA
+    IDENTITY FULL), else its key (a change log writes what the source sent)."""
     key = table.primary_key
     old = change.old_key
     if change.op is Op.DELETE:
@@ -162,7 +162,7 @@ RUNS_ROWS = 10 * CHUNK_ROWS
 Captured = Mapping[TableRef, tuple[TableSchema, AbstractSet[str], bool]]
 """The tables whose whole rows go into captured batches: each with the
 shape the stream reads it with, that shape's column names, and whether its
-UPDATEs' whole old rows go too (``BEFORE``)."""
+UPDATEs' and DELETEs' whole old rows go too (``BEFORE``)."""
 
 
 class RowRuns:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from conveyor.connectors.arrow_rows import captured_changes
+from conveyor.connectors.arrow_rows import captured_changes, struct_rows
 from conveyor.connectors.base import RejectedValue, Snapshot
 from conveyor.core.batch import BEFORE, ENCODED, ChangeBatch, Checkpoint, Logged, Op
 from conveyor.core.batch import LoggedChange as LoggedChange  # noqa: PLC0414  (defined in core; imported from here too)
@@ -65,7 +65,7 @@ def row_changes(changes: ChangeBatch) -> Iterator[RowChange]:
     if batch is None or ENCODED in batch.schema.names:
         raise ValueError("not a captured batch of rows")
     ref, key = changes.table.ref, changes.table.primary_key
-    befores = batch.column(BEFORE).to_pylist() if BEFORE in batch.schema.names else None
+    befores = struct_rows(batch.column(BEFORE)) if BEFORE in batch.schema.names else None
     for i, (op, row, unchanged) in enumerate(captured_changes(batch)):
         assert op is not None, "a stream's captured batch says every change"
         before = befores[i] if befores is not None else None

@@ -41,8 +41,7 @@ class CapturedMapping:
     """One table's mapping on captured changes: ``rename`` maps source to
     target names (a column it lacks is dropped), ``added`` computes the
     add-column rules' columns, ``convert`` converts and masks,
-    ``before_images`` are the add-before-image-columns rules' (before-image
-    column, its column) in target names. ``logged``: the rows are a change
+    ``before_images`` computes the add-before-image-columns rules' columns. ``logged``: the rows are a change
     log's (``KeepsChangeLog``), which says a row the filter moved out as
     the source sent it (``_as_logged``)."""
 
