@@ -35,7 +35,7 @@ from conveyor.core.schema import Column, TableRef, TableSchema
 from conveyor.core.types import Kind, simple
 from support import tasks as support_tasks
 from support.cli import conveyor, worker_log
-from support.mariadb import mariadb_connect
+from support.mariadb import mariadb_connect, run
 from support.nats_server import NatsServer
 from support.servers import PostgresServer, free_port
 
@@ -409,19 +409,26 @@ def test_endpoints_test_connects_and_checks_an_existing_stream(
     assert "cannot connect to NATS" in tested("down")["error"]
 
 
+def _maria(url: str, *statements: str) -> None:
+    """``statements`` in one MariaDB transaction."""
+    conn = mariadb_connect(url)
+    try:
+        run(conn, *statements)
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def test_a_mariadb_sources_old_rows_are_published_whole(
     mariadb_db: str, nats_server: NatsServer, tmp_path: Path
 ) -> None:
     """A full binlog row image carries the whole old row: an UPDATE's before
     and a DELETE's are it."""
-    conn = mariadb_connect(mariadb_db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("CREATE TABLE items (id int PRIMARY KEY, name varchar(20), note text)")
-            cur.execute("INSERT INTO items VALUES (1, 'one', 'a'), (2, 'two', 'b')")
-        conn.commit()
-    finally:
-        conn.close()
+    _maria(
+        mariadb_db,
+        "CREATE TABLE items (id int PRIMARY KEY, name varchar(20), note text)",
+        "INSERT INTO items VALUES (1, 'one', 'a'), (2, 'two', 'b')",
+    )
     schema = mariadb_db.rsplit("/", 1)[1]
     stream, prefix = "CVMARIA", "cvmaria"  # a stream of its own (the others' keep their settings)
     subject = f"{prefix}.{schema}.items"
@@ -454,14 +461,7 @@ def test_a_mariadb_sources_old_rows_are_published_whole(
     assert started.returncode == 0, started.stderr
     try:
         wait_until(lambda: len(envelopes()) == 2, "the full load", envelopes)  # changes after it are captured
-        conn = mariadb_connect(mariadb_db)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("UPDATE items SET name = 'uno' WHERE id = 1")
-                cur.execute("DELETE FROM items WHERE id = 2")
-            conn.commit()
-        finally:
-            conn.close()
+        _maria(mariadb_db, "UPDATE items SET name = 'uno' WHERE id = 1", "DELETE FROM items WHERE id = 2")
         wait_until(lambda: len(envelopes()) >= 4, "the changes", envelopes)
     finally:
         conveyor(home, "tasks", "stop", "sync")
