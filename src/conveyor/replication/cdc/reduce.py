@@ -31,13 +31,12 @@ from conveyor.core.batch import (
     Op,
     op_letters,
 )
-from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import RowFilter
 from conveyor.core.schema import TableSchema
 from conveyor.replication.cdc.before_images import BeforeImages
 from conveyor.replication.cdc.captured_mapping import AddedColumns, CapturedMapping, Conversions
 from conveyor.replication.cdc.change_filter import MOVED_OUT, Judged, completed, passes, warn_unsent
-from conveyor.replication.cdc.key_histories import KeyHistories
+from conveyor.replication.cdc.keyed_rows import KeyedRows
 from conveyor.replication.cdc.parent_groups import Group, ParentGroups
 from conveyor.replication.cdc.reduce_captured import reduce_captured
 
@@ -45,14 +44,6 @@ if TYPE_CHECKING:
     from conveyor.replication.cdc.lookups import ValueLookup
 
 Key = tuple[Any, ...]
-
-
-@dataclass
-class _Partial:
-    """An UPDATE whose ``unchanged`` columns must keep the target's values."""
-
-    row: dict[str, Any]
-    unchanged: frozenset[str]
 
 
 @dataclass
@@ -104,11 +95,8 @@ class TableReducer:
     # add-before-image-columns: (before-image column, its column), target names.
     before_images: tuple[tuple[str, str], ...] = ()
     _source_keys: dict[Key, Key] = field(default_factory=dict)
-    _histories: KeyHistories = field(default_factory=KeyHistories)  # noted when ``check_keys``
-    _final: dict[Key, dict[str, Any] | bytes | _Partial | None] = field(default_factory=dict)
-    _appended: list[dict[str, Any] | bytes] = field(default_factory=list)
     # Captured changes taken whole (``add_captured``), in commit order after
-    # everything in ``_final``, reduced in Arrow when the batch is built.
+    # everything in ``_rows``, reduced in Arrow when the batch is built.
     _captured: list[pa.RecordBatch] = field(default_factory=list)
     # Whether ``_captured`` holds encoded rows, and partial UPDATEs: both
     # together are folded (a partial UPDATE on top of a line needs it decoded).
@@ -116,6 +104,7 @@ class TableReducer:
     _captured_partial: bool = False
 
     def __post_init__(self) -> None:
+        self._rows = KeyedRows(self.table, self.decode, self.check_keys)  # the changes one by one
         self._parents = ParentGroups(self.table.ref, self.group_key, self.source_key, self.carry)
         looked_up = frozenset(self.lookup.rename.values()) if self.lookup is not None else frozenset()
         self._images = BeforeImages(self.table, self.before_images, looked_up)
@@ -244,8 +233,7 @@ class TableReducer:
         self._captured_lines |= encoded
         self._captured_partial |= UNCHANGED in batch.schema.names
         if not whole or (
-            not self._log_only
-            and (self._final or self._appended or (self._captured_lines and self._captured_partial))
+            not self._log_only and (self._rows or (self._captured_lines and self._captured_partial))
         ):
             self._fold()  # after what is pending as values, in commit order
         return True
@@ -263,21 +251,21 @@ class TableReducer:
                 moved = batch.column(MOVED_OUT).to_pylist() if MOVED_OUT in batch.schema.names else None
                 for i, (op, row, unchanged) in enumerate(captured_changes(batch, self.table.column_names)):
                     if op is None:  # a change log's INSERT the filter moved out
-                        self._delete(row, None)
+                        self._rows.delete(row, None)
                     elif op == deleted:
-                        self._delete(row, None if moved and moved[i] else Op.DELETE)
+                        self._rows.delete(row, None if moved and moved[i] else Op.DELETE)
                     else:  # a partial UPDATE is merged into the key's row as the others are
-                        self._put(row, unchanged, None, Op.INSERT if op == inserted else Op.UPDATE)
+                        self._rows.put(row, unchanged, None, Op.INSERT if op == inserted else Op.UPDATE)
                 continue
             lines = batch.column(ENCODED).to_pylist()
             if not key:  # encoded rows of a table without a primary key: INSERTs alone
-                self._appended.extend(lines)
+                self._rows.put_encoded((), lines)
                 continue
-            keys = zip(*(column_values(batch.column(k)) for k in key), strict=True)
-            for op, k, line in zip(batch.column(OP).to_pylist(), keys, lines, strict=True):
-                if self.check_keys:
-                    self._histories.note_gone(k, None)
-                self._final[k] = None if op == deleted else line
+            keys = list(zip(*(column_values(batch.column(k)) for k in key), strict=True))
+            ops = batch.column(OP).to_pylist()
+            self._rows.put_encoded(
+                keys, [None if op == deleted else line for op, line in zip(ops, lines, strict=True)]
+            )
 
     def add(self, change: RowChange, at: tuple[Checkpoint, int] | None = None) -> None:
         """Take a change; ``at`` is its ``(position, index)`` for the change log."""
@@ -294,8 +282,8 @@ class TableReducer:
                     self._parents.note(change, None, self._target)
                 elif self.table.primary_key:
                     if change.old_key is not None:
-                        self._delete(self._target(change.old_key), None)
-                    self._delete(self._target(change.values), None)
+                        self._rows.delete(self._target(change.old_key), None)
+                    self._rows.delete(self._target(change.values), None)
                     if self.log is not None and at is not None and change.op is Op.UPDATE:
                         self._log_moved_out(change, at)
                 return
@@ -328,13 +316,13 @@ class TableReducer:
             self._source_keys[self._key(values)] = tuple(source.get(k) for k in self.lookup.source_key)
         if change.op is Op.INSERT:
             self.inserts += 1
-            self._put(values, frozenset(), None, Op.INSERT)
+            self._rows.put(values, frozenset(), None, Op.INSERT)
         elif change.op is Op.UPDATE:
             self.updates += 1
-            self._put(values, unchanged, old, Op.UPDATE)
+            self._rows.put(values, unchanged, old, Op.UPDATE)
         elif change.op is Op.DELETE:
             self.deletes += 1
-            self._delete(old if old is not None else values, Op.DELETE)
+            self._rows.delete(old if old is not None else values, Op.DELETE)
         else:
             raise ValueError(f"unexpected change operation {change.op!r}")
 
@@ -401,33 +389,23 @@ class TableReducer:
         """A TRUNCATE: what came before it in the batch no longer matters."""
         if self.log is not None and at is not None:
             self.log.append(LoggedChange("t", None, None, *at))
-        self._final.clear()
+        self._rows.clear()
         self._captured.clear()
         self._captured_lines = self._captured_partial = False
-        self._histories.clear()
-        self._appended.clear()
         self._parents.clear()
         self._source_keys.clear()
         self.truncate = True
 
     @property
     def pending(self) -> int:
-        return (
-            len(self._final)
-            + len(self._appended)
-            + len(self._parents)
-            + len(self._captured)
-            + int(self.truncate)
-        )
+        return len(self._rows) + len(self._parents) + len(self._captured) + int(self.truncate)
 
     def touched_keys(self) -> list[Key] | None:
         """The target keys this batch changes; None when that is the whole
         table (a TRUNCATE, or rows without a primary key)."""
         if self._captured:
             self._fold()
-        if self.truncate or self._appended:
-            return None
-        return list(self._final)
+        return None if self.truncate else self._rows.touched()
 
     def changes(self) -> ChangeBatch:
         """The reduced changes as the table's ``ChangeBatch`` (converted to Arrow
@@ -453,7 +431,7 @@ class TableReducer:
                 log=log,
                 key_is_group=bool(self.group_key),
             )
-        if self._captured and (self._final or self._appended):
+        if self._captured and self._rows:
             self._fold()  # not expected (``add_captured`` folds then), but never lose them
         if self._captured:
             return functools.partial(
@@ -464,21 +442,8 @@ class TableReducer:
                 log=tuple(self.log or ()),
                 check_keys=self.check_keys and not self.truncate,
             )
-        deletes: list[dict[str, Any]] = []
-        upserts: list[dict[str, Any]] = []
-        encoded: list[bytes] = []
-        partial: dict[frozenset[str], list[dict[str, Any]]] = {}
-        for row in self._appended:
-            (encoded if isinstance(row, bytes) else upserts).append(row)  # type: ignore[arg-type]
-        for key, final in self._final.items():
-            if final is None:
-                deletes.append(dict(zip(self.table.primary_key, key, strict=True)))
-            elif type(final) is bytes:
-                encoded.append(final)
-            elif isinstance(final, _Partial):
-                partial.setdefault(final.unchanged, []).append(final.row)
-            else:
-                upserts.append(final)  # type: ignore[arg-type]
+        kept = self._rows.reduced()
+        upserts, deletes, encoded, partial = kept.upserts, kept.deletes, kept.encoded, kept.partial
         table = self.table
         if self.group_key:
             # Each parent's rows replace its rows on the target (deleted by the parent's key).
@@ -533,14 +498,7 @@ class TableReducer:
         is emptied first), rows without a key or replaced per parent."""
         if not self.check_keys or self.truncate or self.group_key or not self.table.primary_key:
             return None
-        return self._histories.checks(lambda key: type(self._final.get(key)) is _Partial)
-
-    def _decoded(self, row: dict[str, Any] | bytes | _Partial | None) -> dict[str, Any] | _Partial | None:
-        if not isinstance(row, bytes):
-            return row
-        if self.decode is None:
-            raise TerminalError(f"table {self.table.ref}: an encoded row cannot be decoded")
-        return self.decode(row)
+        return self._rows.checks()
 
     def _target(self, values: dict[str, Any]) -> dict[str, Any]:
         """Source values as a target row: renamed, converted (a copy: the
@@ -564,73 +522,7 @@ class TableReducer:
         return {self.rename[name]: value for name, value in values.items() if name in self.rename}
 
     def _key(self, values: dict[str, Any]) -> Key:
-        try:
-            return tuple(values[k] for k in self.table.primary_key)
-        except KeyError as exc:
-            raise TerminalError(
-                f"table {self.table.ref}: a change lacks key column {exc.args[0]!r}"
-            ) from None
-
-    def _put(
-        self, row: dict[str, Any], unchanged: frozenset[str], old: dict[str, Any] | None, op: Op
-    ) -> None:
-        if not self.table.primary_key:
-            if unchanged:
-                raise TerminalError(
-                    f"table {self.table.ref}: an update without a primary key cannot be applied"
-                )
-            self._appended.append(row)
-            return
-        key = self._key(row)
-        if old is not None and all(k in old for k in self.table.primary_key):
-            old_key = self._key(old)
-            if old_key != key:
-                if unchanged:
-                    previous = self._decoded(self._final.get(old_key))
-                    # The old image may carry the unchanged values (REPLICA IDENTITY FULL).
-                    source = previous if isinstance(previous, dict) else old
-                    missing = [c for c in unchanged if c not in source]
-                    if missing:
-                        raise TerminalError(
-                            f"table {self.table.ref}: a primary key change left columns "
-                            f"{', '.join(sorted(missing))} unsent; reload the table"
-                        )
-                    row = {**row, **{c: source[c] for c in unchanged}}
-                    unchanged = frozenset()
-                self._final[old_key] = None
-                # The update of the old key; the new key is not judged (a row
-                # moving onto an existing key is not an apply conflict here).
-                if self.check_keys:
-                    self._histories.note_gone(old_key, Op.UPDATE)
-                op_of_key: Op | None = None
-            else:
-                op_of_key = op
-        else:
-            op_of_key = op
-        if self.check_keys:
-            self._histories.note_row(key, row, unchanged, op_of_key)
-        if not unchanged:
-            self._final[key] = row
-            return
-        previous = self._decoded(self._final.get(key))
-        if isinstance(previous, dict):
-            self._final[key] = {**previous, **row}
-        elif isinstance(previous, _Partial):
-            merged = {**previous.row, **row}
-            still = previous.unchanged & unchanged  # none: every column was sent by one of them
-            self._final[key] = _Partial(merged, still) if still else merged
-        else:
-            self._final[key] = _Partial(row, unchanged)
-
-    def _delete(self, values: dict[str, Any], op: Op | None) -> None:
-        """``op`` DELETE: the source's delete; None: the row leaves the target
-        for another reason (out of the filter), not judged against it."""
-        if not self.table.primary_key:
-            raise TerminalError(f"table {self.table.ref}: a delete without a primary key cannot be applied")
-        key = self._key(values)
-        if self.check_keys:
-            self._histories.note_gone(key, op)
-        self._final[key] = None
+        return self._rows.key(values)
 
 
 def reduce_changes(reducers: Sequence[TableReducer]) -> list[ChangeBatch]:
