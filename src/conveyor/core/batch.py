@@ -245,8 +245,8 @@ class ChangeBatch:
         sees it), not yet reduced: ``changes`` holds ``OP``, then either the
         new rows' columns (a DELETE's key columns, or its whole old row; a
         partial UPDATE's unsent columns null and named in ``UNCHANGED``; an
-        UPDATE's whole old row in ``BEFORE``, when asked) or the key columns
-        and ``ENCODED``. Consecutive in commit order, within one
+        UPDATE's or DELETE's whole old row in ``BEFORE``, when asked) or the
+        key columns and ``ENCODED``. Consecutive in commit order, within one
         source transaction or across several."""
         empty = pa.RecordBatch.from_arrays([], schema=pa.schema([]))
         return cls(table, empty, empty, changes=changes)

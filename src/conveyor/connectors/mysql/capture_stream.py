@@ -124,7 +124,7 @@ class MySQLChangeStream:
         self._txn_seen = 0
         # Tables whose rows come in Arrow (``capture_rows``), and the run of rows being gathered.
         self._in_arrow: dict[TableRef, TableSchema] = {}
-        self._before: frozenset[TableRef] = frozenset()  # their UPDATEs' before images too
+        self._before: frozenset[TableRef] = frozenset()  # their whole old rows too (BEFORE)
         self._runs = RowRuns()
         self._retry_at = 0.0
         self._retry_delay = RECONNECT_MIN_S
@@ -280,7 +280,8 @@ class MySQLChangeStream:
     ) -> None:
         """Deliver these tables' whole rows as captured ChangeBatches from now
         on, while their shape is the one given; those of the tables in
-        ``before`` with an UPDATE's whole before image (CapturesRowsInArrow)."""
+        ``before`` with their whole old rows: an UPDATE's before image, a
+        DELETE's row (CapturesRowsInArrow)."""
         self._pending.extend(self._runs.flush())
         self._in_arrow = dict(tables)
         self._before = frozenset(before)
