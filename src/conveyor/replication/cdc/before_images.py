@@ -85,10 +85,10 @@ class BeforeImages:
         ``of_change`` names it)."""
         updated = pc.equal(ops, _UPDATE)
         without = updated if whole is None else pc.and_(updated, pc.invert(whole))
+        if pc.any(without).as_py() and any(c not in self.table.primary_key for _, c in self.pairs):
+            return None
         out: dict[str, pa.Array] = {}
         for name, column in self.pairs:
-            if column not in self.table.primary_key and pc.any(without).as_py():
-                return None
             value = old.column(column)
             image = pc.if_else(updated, value, pa.nulls(1, value.type)[0])
             wanted = self.table.column(name).type.arrow()

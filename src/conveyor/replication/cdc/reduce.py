@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -81,7 +81,7 @@ class TableReducer:
     # may have handed over only in part (``parent_groups``).
     group_key: tuple[str, ...] = ()
     source_key: tuple[str, ...] = ()
-    carry: Group | None = None
+    carry: InitVar[Group | None] = None  # seeds ``_parents``, which keeps it
     inserts: int = 0
     updates: int = 0
     deletes: int = 0
@@ -103,9 +103,9 @@ class TableReducer:
     _captured_lines: bool = False
     _captured_partial: bool = False
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, carry: Group | None) -> None:
         self._rows = KeyedRows(self.table, self.decode, self.check_keys)  # the changes one by one
-        self._parents = ParentGroups(self.table.ref, self.group_key, self.source_key, self.carry)
+        self._parents = ParentGroups(self.table.ref, self.group_key, self.source_key, carry)
         looked_up = frozenset(self.lookup.rename.values()) if self.lookup is not None else frozenset()
         self._images = BeforeImages(self.table, self.before_images, looked_up)
         # Source and target columns are the same (no rename, no removed column):
