@@ -20,8 +20,10 @@ import psycopg
 import pytest
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import Commit, RowChange
+from conveyor.connectors.captured_rows import CHUNK_ROWS
+from conveyor.connectors.changes import Commit, row_changes
 from conveyor.connectors.postgres.capture import PostgresChangeSource
+from conveyor.core.batch import ChangeBatch
 from conveyor.core.errors import TransientError
 from conveyor.store.store import Store
 from integration.test_cdc_tasks import DEADLINE_S, RunningTask, Writer, wait_until
@@ -357,26 +359,34 @@ def test_a_transaction_cut_off_by_a_lost_connection_is_delivered_once(pg_db: str
     tables = [s for s in source.tables() if s.ref.name == "t"]
     start = source.begin_capture("cut", tables, export_snapshot=False)
     stream = source.open_stream("cut", tables, start.position)
+    # Row changes come in captured batches of at most CHUNK_ROWS: a transaction
+    # of more rows is delivered in parts before its commit.
+    last = CHUNK_ROWS + 7
+    expected = [("row", 1), ("row", 2), ("commit", None)]
+    expected += [("row", i) for i in range(3, last + 1)] + [("commit", None)]
+    cut_after: int | None = None  # the last row delivered before the cut
     try:
         with psycopg.connect(pg_db, autocommit=True) as conn:
             conn.execute("INSERT INTO t SELECT generate_series(1, 2)")  # delivered whole
-            conn.execute("INSERT INTO t SELECT generate_series(3, 7)")  # cut off after 4
+            conn.execute(f"INSERT INTO t SELECT generate_series(3, {last})")  # cut off after its first part
         seen: list[tuple[str, Any]] = []
         deadline = time.monotonic() + DEADLINE_S
         for event in stream.events(idle_timeout=0.2):
-            assert time.monotonic() < deadline, f"only {seen} arrived"
-            if isinstance(event, RowChange):
-                seen.append(("row", event.values["id"]))
-                if event.values["id"] == 4:
+            assert time.monotonic() < deadline, f"only {len(seen)} arrived, the last {seen[-3:]}"
+            if isinstance(event, ChangeBatch):
+                ids = [c.values["id"] for c in row_changes(event)]
+                assert len(ids) == event.num_rows
+                seen += [("row", i) for i in ids]
+                if cut_after is None and seen.count(("commit", None)) == 1:
+                    cut_after = ids[-1]
                     stream._lost(TransientError("cut off by the test"))  # as a failed read does
             elif isinstance(event, Commit):
                 seen.append(("commit", None))
-                if len(seen) == 9:
+                if seen.count(("commit", None)) == 2:
                     break
     finally:
         stream.close()
         source.end_capture("cut")
         source.close()
-    assert seen == [("row", 1), ("row", 2), ("commit", None)] + [("row", i) for i in range(3, 8)] + [
-        ("commit", None)
-    ]
+    assert cut_after is not None and 3 <= cut_after < last, "cut off in the middle of the transaction"
+    assert seen == expected

@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import ChangeEvent, RowChange, TableDefinition
+from conveyor.connectors.changes import ChangeEvent, RowChange, TableDefinition, row_changes
 from conveyor.connectors.postgres.apply import PostgresApplier
 from conveyor.connectors.postgres.capture import PostgresChangeSource
 from conveyor.connectors.postgres.capture_stream import PostgresChangeStream
@@ -120,8 +120,17 @@ class RecordingStream:
             e for e in self.seen if isinstance(e, ChangeBatch) and _is_encoded(e) and e.table.ref.name == name
         ]
 
+    def rows(self, name: str) -> list[ChangeBatch]:
+        """The captured batches of row changes (not encoded rows) of table ``name``."""
+        return [
+            e
+            for e in self.seen
+            if isinstance(e, ChangeBatch) and not _is_encoded(e) and e.table.ref.name == name
+        ]
+
     def changes(self, name: str) -> list[RowChange]:
-        return [e for e in self.seen if isinstance(e, RowChange) and e.table.name == name]
+        """The changes of table ``name`` not encoded, one by one."""
+        return [c for b in self.rows(name) for c in row_changes(b)]
 
 
 def _is_encoded(event: ChangeEvent | None) -> bool:
@@ -372,8 +381,9 @@ def test_every_type_passes_through_unchanged(
     assert sum(_updates(e) for e in encoded) >= 52
     assert len(encoded) >= 3 and max(e.num_rows for e in encoded) <= 1000
     assert all(len(_keys(e)) == e.num_rows for e in encoded)
-    # Deletes still come as row changes.
+    # Deletes still come as row changes, one at a time.
     assert {c.op.name for c in run.stream.changes("typed")} == {"DELETE"}
+    assert all(b.one_at_a_time for b in run.stream.rows("typed"))
     assert _passed_through(row_forms_log) == [
         f"task {TASK}: 1 of 1 tables pass to the target without conversion"
     ]
@@ -415,6 +425,7 @@ def test_a_different_target_type_takes_the_values_path(
     assert [sorted(r.name for r in request) for request in run.stream.requests] == [["loose", "same"]]
     assert not run.stream.encoded("mism")
     assert len(run.stream.changes("mism")) == 50 + 1 + 1 + 3
+    assert all(b.one_at_a_time for b in run.stream.rows("mism"))
     for table in ("same", "loose"):
         assert sum(e.num_rows for e in run.stream.encoded(table)) == 50 + 1 + 3
     assert _passed_through(row_forms_log) == [
@@ -471,6 +482,7 @@ def test_unchanged_toast_and_key_changes_on_encoded_rows_of_the_same_batch(
     assert run.stream is not None
     assert sum(e.num_rows for e in run.stream.encoded("toasty")) == 4  # the inserts
     assert sum(e.num_rows for e in run.stream.encoded("pair")) == 4
+    assert all(b.one_at_a_time for b in run.stream.rows("toasty"))
     unchanged = [c for c in run.stream.changes("toasty") if c.unchanged]
     assert len(unchanged) == 4 and all(c.unchanged == {"big"} for c in unchanged)
     # The batch held rows 1, 2 and 3 as lines: their big values were decoded from them.
@@ -502,6 +514,7 @@ def test_lines_of_every_type_decoded_for_a_partial_update(
     )
     assert run.stream is not None
     assert sum(e.num_rows for e in run.stream.encoded("typed")) == 10
+    assert all(b.one_at_a_time for b in run.stream.rows("typed"))
     assert [c.unchanged for c in run.stream.changes("typed")] == [frozenset({"big"})] * 5
     assert run.stream.decoded == 5
 

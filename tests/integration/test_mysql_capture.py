@@ -107,7 +107,12 @@ def commits(n: int) -> Callable[[list[ChangeEvent]], bool]:
 
 
 def row_changes(events: list[ChangeEvent]) -> list[RowChange]:
-    return [e for e in events if isinstance(e, RowChange)]
+    """Every row change of a stream not asked for whole rows (``capture_rows``):
+    each comes in a captured batch of changes taken one at a time, given back
+    one by one (through Arrow)."""
+    batches = [e for e in events if isinstance(e, ChangeBatch)]
+    assert all(b.one_at_a_time for b in batches)
+    return [c for b in batches for c in changes.row_changes(b)]
 
 
 def arrow_rows(table: TableSchema, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -303,9 +308,12 @@ def test_row_values_equal_the_full_load(
     assert all(not c.unchanged for c in changes)
 
     # Update keeps its key; a key change carries the old key; delete carries the key.
+    # (Through a captured batch, a moved row's old key and a DELETE's are the
+    # whole old row, as FULL row images send it, and a DELETE's row is it too.)
     assert changes[3].old_key is None
-    assert changes[4].old_key == {"id": 3}
-    assert changes[5].old_key == {"id": 2}
+    assert changes[3].before == inserted[0]
+    assert changes[4].old_key == changes[4].before == inserted[2]
+    assert changes[5].old_key == changes[5].values == inserted[1]
     state: dict[Any, dict[str, Any]] = {}
     replay(all_types, changes, state)
     assert arrow_rows(all_types, [state[k] for k in sorted(state)]) == final
@@ -313,21 +321,17 @@ def test_row_values_equal_the_full_load(
 
 
 def expanded(events: list[ChangeEvent]) -> list[RowChange]:
-    """Every row change, a captured batch's one by one (through Arrow)."""
-    return [
-        c
-        for e in events
-        for c in (changes.row_changes(e) if isinstance(e, ChangeBatch) else [e])
-        if isinstance(c, RowChange)
-    ]
+    """Every row change, a captured batch's one by one (through Arrow), in
+    whichever form the batch holds them."""
+    return [c for e in events if isinstance(e, ChangeBatch) for c in changes.row_changes(e)]
 
 
 def test_rows_in_arrow_equal_the_row_changes(
     raw: Conn, source: MySQLChangeSource, all_types: TableSchema, task: str
 ) -> None:
     """Every type, captured in Arrow (``capture_rows``), gives the values of
-    the row changes through Arrow; a key change comes as a row change in its
-    place."""
+    the row changes through Arrow; a key change comes in its place, in a
+    batch of changes taken one at a time."""
     start = source.begin_capture(task, [all_types], export_snapshot=False)
     in_arrow = source.open_stream(task, [all_types], start.position)
     one_by_one = source.open_stream(task, [all_types], start.position)
@@ -351,18 +355,22 @@ def test_rows_in_arrow_equal_the_row_changes(
         in_arrow.close()
         one_by_one.close()
     assert [type(e).__name__ for e in got] == [
-        "ChangeBatch", "Commit", "ChangeBatch", "Commit", "RowChange", "Commit", "ChangeBatch", "Commit"
+        "ChangeBatch", "Commit", "ChangeBatch", "Commit", "ChangeBatch", "Commit", "ChangeBatch", "Commit"
     ]  # fmt: skip
     batches = [e for e in got if isinstance(e, ChangeBatch)]
-    assert [b.num_rows for b in batches] == [3, 1, 1]
+    assert [(b.num_rows, b.one_at_a_time) for b in batches] == [(3, False), (1, False), (1, True), (1, False)]
     assert all(
-        b.changes is not None and b.changes.schema.names[1:] == list(all_types.column_names) for b in batches
+        b.changes is not None and b.changes.schema.names[1:] == list(all_types.column_names)
+        for b in batches
+        if not b.one_at_a_time
     )
     arrow, rows = expanded(got), row_changes(want)
+    # The moved row's old key comes as its whole old row (the inserted id 3).
     assert [(c.op, c.old_key) for c in arrow] == [
         (Op.INSERT, None), (Op.INSERT, None), (Op.INSERT, None),
-        (Op.UPDATE, None), (Op.UPDATE, {"id": 3}), (Op.DELETE, {"id": 2}),
+        (Op.UPDATE, None), (Op.UPDATE, arrow[2].values), (Op.DELETE, {"id": 2}),
     ]  # fmt: skip
+    assert arrow[2].values["id"] == 3
     assert [c.values for c in arrow if c.op is not Op.DELETE] == arrow_rows(
         all_types, [c.values for c in rows if c.op is not Op.DELETE]
     )
@@ -401,21 +409,32 @@ def test_rows_in_arrow_keep_commit_order(raw: Conn, source: MySQLChangeSource, t
     finally:
         stream.close()
     assert isinstance(events[-1], Commit)
+    assert all(isinstance(e, ChangeBatch) for e in events[:-1])
     batches = [e for e in events if isinstance(e, ChangeBatch)]
-    assert all(b.table == t for b in batches)
-    # u's row does not cut t's run: the moved key does (after 2,500 = 2 x 1,000 + 500).
-    assert [b.num_rows for b in batches] == [CHUNK_ROWS, CHUNK_ROWS, 500, 4, 1]
+    # u's row does not cut t's run: the moved key does (after 2,500 = 2 x 1,000 + 500),
+    # and so does the MINIMAL image, each going in a batch taken one at a time.
+    # u's run (not asked whole) stays open beside t's until the commit delivers both.
+    assert [(b.table, b.num_rows, b.one_at_a_time) for b in batches] == [
+        (t, CHUNK_ROWS, False),
+        (t, CHUNK_ROWS, False),
+        (t, 500, False),
+        (t, 1, True),
+        (t, 4, False),
+        (t, 1, True),
+        (u, 1, True),
+        (t, 1, False),
+    ]
     got = [(c.table.name, c.op, c.values.get("id"), c.old_key) for c in expanded(events)]
     assert [c for c in got if c[0] == "u"] == [("u", Op.INSERT, 1, None)]
-    assert got.index(("u", Op.INSERT, 1, None)) == 2 * CHUNK_ROWS  # while t's run was open
+    assert got.index(("u", Op.INSERT, 1, None)) == 2500 + 1 + 4 + 1  # after t's runs delivered before it
     assert [c for c in got if c[0] == "t"] == [
         *(("t", Op.INSERT, n, None) for n in range(1, 2501)),
-        ("t", Op.UPDATE, 0, {"id": 7}),
+        ("t", Op.UPDATE, 0, {"id": 7, "v": "a"}),  # a moved row's old key: its whole old row
         ("t", Op.UPDATE, 0, None),
         ("t", Op.UPDATE, 1, None),
         ("t", Op.UPDATE, 2, None),
         ("t", Op.DELETE, 9, {"id": 9}),
-        ("t", Op.UPDATE, None, {"id": 10}),  # a row change: MINIMAL's image lacks columns
+        ("t", Op.UPDATE, None, {"id": 10}),  # one at a time: MINIMAL's image lacks columns
         ("t", Op.DELETE, 11, {"id": 11}),
     ]
     state: dict[Any, dict[str, Any]] = {}
@@ -457,8 +476,10 @@ def test_commits_carry_increasing_positions_and_times(
     now = dt.datetime.now(dt.UTC)
     for c in found:
         assert c.time is not None and abs(now - c.time) < dt.timedelta(minutes=5)
-    # Each transaction: its row change, then its commit.
-    assert [type(e) for e in events] == [RowChange, Commit] * 5
+    # Each transaction: its row change (a batch of it alone), then its commit.
+    assert [type(e) for e in events] == [ChangeBatch, Commit] * 5
+    assert [c.values for c in row_changes(events)] == [{"id": i, "v": f"v{i}"} for i in range(5)]
+    assert all(e.num_rows == 1 for e in events if isinstance(e, ChangeBatch))
 
 
 def test_idle_stream_yields_none(raw: Conn, source: MySQLChangeSource, task: str) -> None:
@@ -552,13 +573,19 @@ def test_add_column_mid_stream(raw: Conn, source: MySQLChangeSource, task: str) 
     finally:
         stream.close()
     kinds = [type(e) for e in events]
-    assert kinds == [RowChange, Commit, TableDefinition, Commit, RowChange, Commit]
-    first, definition, second = events[0], events[2], events[4]
-    assert isinstance(first, RowChange) and first.values == {"id": 1, "v": "a"}
+    assert kinds == [ChangeBatch, Commit, TableDefinition, Commit, ChangeBatch, Commit]
+    definition = events[2]
+    (first,), (second,) = row_changes(events[:1]), row_changes(events[4:5])
+    assert first.values == {"id": 1, "v": "a"}
     assert isinstance(definition, TableDefinition)
     assert definition.schema.column_names == ["id", "v", "extra"]
     assert definition.schema.column("extra").type.describe() == "decimal(5,1)"
-    assert isinstance(second, RowChange) and second.values == {"id": 2, "v": "b", "extra": Decimal("2.5")}
+    assert second.values == {"id": 2, "v": "b", "extra": Decimal("2.5")}
+    # Each batch has its table's shape of the time.
+    first_batch, second_batch = events[0], events[4]
+    assert isinstance(first_batch, ChangeBatch) and isinstance(second_batch, ChangeBatch)
+    assert first_batch.table.column_names == ["id", "v"]
+    assert second_batch.table == definition.schema
     assert full_load(source, definition.schema) == [
         {"id": 1, "v": "a", "extra": Decimal("7.0")},
         {"id": 2, "v": "b", "extra": Decimal("2.5")},
@@ -581,7 +608,8 @@ def test_truncate(raw: Conn, source: MySQLChangeSource, task: str) -> None:
         events = collect(stream, commits(3))
     finally:
         stream.close()
-    assert [type(e) for e in events] == [RowChange, Commit, Truncate, Commit, RowChange, Commit]
+    assert [type(e) for e in events] == [ChangeBatch, Commit, Truncate, Commit, ChangeBatch, Commit]
+    assert [(c.op, c.values) for c in row_changes(events)] == [(Op.INSERT, {"id": 1}), (Op.INSERT, {"id": 2})]
     truncate = events[2]
     assert isinstance(truncate, Truncate) and truncate.tables == (TableRef(table.ref.schema, "t"),)
 
@@ -727,30 +755,36 @@ def test_a_consumer_may_stop_mid_transaction(raw: Conn, source: MySQLChangeSourc
     start = source.begin_capture(task, [table], export_snapshot=False)
     stream = source.open_stream(task, [table], start.position)
     try:
-        run(raw, "INSERT INTO t VALUES (1), (2), (3)")
+        # More rows than one batch holds: the transaction comes in several.
+        run(
+            raw,
+            "SET SESSION max_recursive_iterations = 10000",
+            "INSERT INTO t WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 2500) "
+            "SELECT n FROM s",
+        )
         taken: list[ChangeEvent] = []
         for event in stream.events(IDLE):
             if event is not None:
                 taken.append(event)
-                break  # closes the generator after the first row
+                break  # closes the generator after the first batch of rows
         rest = collect(stream, commits(1))
     finally:
         stream.close()
-    assert [type(e) for e in taken + rest] == [RowChange, RowChange, RowChange, Commit]
-    assert [c.values["id"] for c in row_changes(taken + rest)] == [1, 2, 3]
+    assert [type(e) for e in taken + rest] == [ChangeBatch, ChangeBatch, ChangeBatch, Commit]
+    assert [c.values["id"] for c in row_changes(taken + rest)] == list(range(1, 2501))
 
 
 @pytest.mark.parametrize(
-    ("column", "value"),
+    ("column", "value", "text"),
     [
-        ("d", "'0000-00-00'"),
-        ("dtm", "'2020-00-10 00:00:00'"),
-        ("ts", "'0000-00-00 00:00:00'"),
-        ("t", "'-01:00:00'"),
+        ("d", "'0000-00-00'", "0000-00-00"),
+        ("dtm", "'2020-00-10 00:00:00'", "0000-00-00 00:00:00"),  # the binlog's image of it
+        ("ts", "'0000-00-00 00:00:00'", "0000-00-00 00:00:00"),
+        ("t", "'-01:00:00'", "-1 day, 23:00:00"),
     ],
 )
 def test_values_the_full_load_refuses_are_data_errors(
-    raw: Conn, source: MySQLChangeSource, task: str, column: str, value: str
+    raw: Conn, source: MySQLChangeSource, task: str, column: str, value: str, text: str
 ) -> None:
     run(
         raw,
@@ -768,6 +802,7 @@ def test_values_the_full_load_refuses_are_data_errors(
     # Captured as unrepresentable: the applier refuses it, suspending the table by column.
     refused = change.values[column]
     assert isinstance(refused, Unrepresentable), refused
+    assert refused.text == text and refused.reason.startswith("not a "), refused  # through Arrow's refusal
     with pytest.raises(DataError, match=f"column '{column}'"):
         rows_to_batch(table, [change.values], [column])
     snapshot = source.snapshot()
@@ -822,6 +857,8 @@ def test_table_ids_reused_after_a_server_restart_name_the_right_tables() -> None
 def test_a_transaction_cut_off_by_a_lost_connection_is_delivered_once(mariadb_db: str) -> None:
     """The dump connection is lost after part of a transaction was produced: the
     stream reads again from the last commit and hands on only what it had not."""
+    from pymysqlreplication.row_event import WriteRowsEvent  # type: ignore[import-untyped]
+
     conn = _raw(mariadb_db)
     run(conn, "CREATE TABLE cut (id int PRIMARY KEY)")
     capture = MySQLChangeSource(EndpointConfig(name="maria", engine="mysql", url=mariadb_db))
@@ -829,17 +866,31 @@ def test_a_transaction_cut_off_by_a_lost_connection_is_delivered_once(mariadb_db
         tables = [t for t in capture.tables() if t.ref.name == "cut"]
         start = capture.begin_capture("cut", tables, export_snapshot=False)
         run(conn, "INSERT INTO cut VALUES (1), (2)")  # delivered whole
-        run(conn, "INSERT INTO cut VALUES (3), (4), (5), (6), (7)")  # cut off after 4
+        run(conn, "INSERT INTO cut VALUES (3), (4), (5), (6), (7)")  # cut off before its commit
         stream = capture.open_stream("cut", tables, start.position)
+        # A stream hands rows on in batches, at their commit at the latest: the
+        # connection is lost on the read after the second transaction's rows
+        # event (its rows produced, its commit not yet read), as a failed read.
+        fetch, writes, lost = stream._fetch, list[Any](), list[bool]()
+
+        def cut_off_fetch() -> Any:
+            if len(writes) == 2 and not lost:
+                lost.append(True)
+                raise TransientError("cut off by the test")
+            event = fetch()
+            if isinstance(event, WriteRowsEvent):
+                writes.append(event)
+            return event
+
+        stream._fetch = cut_off_fetch  # type: ignore[method-assign]
         seen: list[tuple[str, Any]] = []
         deadline = time.monotonic() + WAIT_S
         try:
             for event in stream.events(IDLE):
                 assert time.monotonic() < deadline and len(seen) < MAX_EVENTS, f"only {seen} arrived"
-                if isinstance(event, RowChange):
-                    seen.append(("row", event.values["id"]))
-                    if event.values["id"] == 4:
-                        stream._lost(TransientError("cut off by the test"))  # as a failed read does
+                if isinstance(event, ChangeBatch):
+                    assert event.one_at_a_time
+                    seen += [("row", c.values["id"]) for c in changes.row_changes(event)]
                 elif isinstance(event, Commit):
                     seen.append(("commit", None))
                     if len(seen) == 9:
@@ -851,6 +902,7 @@ def test_a_transaction_cut_off_by_a_lost_connection_is_delivered_once(mariadb_db
         capture.close()
     rows = [("row", i) for i in range(3, 8)]
     assert seen == [("row", 1), ("row", 2), ("commit", None), *rows, ("commit", None)]
+    assert lost and len(writes) == 3  # the cut transaction's rows were read again
 
 
 def test_the_stream_reconnects_after_a_server_restart_with_nothing_repeated() -> None:

@@ -473,3 +473,48 @@ def test_a_mariadb_sources_old_rows_are_published_whole(
         ("u", {"id": 1, "name": "one", "note": "a"}, {"id": 1, "name": "uno", "note": "a"}),
         ("d", {"id": 2, "name": "two", "note": "b"}, None),
     ]
+
+
+def test_publishing_keeps_at_most_max_in_flight_unacknowledged_and_times_out_on_a_stalled_server(
+    nats_server: NatsServer,
+) -> None:
+    """More messages than ``max_in_flight`` all reach the stream (each wait
+    for an acknowledgement bounded); a server that stops acknowledging makes
+    publishing fail as a transient error within the publish timeout, not hang."""
+    from conveyor.connectors.nats.client import NatsLink
+    from conveyor.connectors.nats.envelope import Message
+    from conveyor.connectors.nats.settings import nats_settings
+    from conveyor.core.errors import TransientError
+
+    options = {"stream": "INFLIGHT", "subject_prefix": "inflight", "max_in_flight": 2}
+    settings = nats_settings(
+        EndpointConfig("bus", "nats", url=nats_server.url, options={**options, "publish_timeout_seconds": 2})
+    )
+    link = NatsLink(settings)
+    process = nats_server.process
+    assert process is not None
+    try:
+        link.ensure_stream()
+        messages = [Message("inflight.t", f"m{i}".encode(), f"id-{i}") for i in range(25)]
+        assert link.publish(messages) == 0
+        assert link.publish(messages) == 25  # the same IDs again: all deduplicated
+
+        async def count() -> int:
+            nc = await nats.connect(nats_server.url)
+            try:
+                return int((await nc.jetstream().stream_info("INFLIGHT")).state.messages)
+            finally:
+                await nc.close()
+
+        assert asyncio.run(count()) == 25
+        process.send_signal(signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            more = [Message("inflight.t", b"late", f"late-{i}") for i in range(5)]
+            with pytest.raises(TransientError, match="did not acknowledge"):
+                link.publish(more)
+            assert time.monotonic() - began < 10
+        finally:
+            process.send_signal(signal.SIGCONT)
+    finally:
+        link.close()

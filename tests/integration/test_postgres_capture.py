@@ -68,7 +68,8 @@ def _collect(stream: PostgresChangeStream, commits: int, timeout: float = 15.0) 
 
 
 def _rows(events: list[ChangeEvent]) -> list[RowChange]:
-    return [e for e in events if isinstance(e, RowChange)]
+    """Every row change, one by one (a stream delivers them in captured batches)."""
+    return _expanded(events)
 
 
 def _lsn(event: ChangeEvent) -> int:
@@ -170,7 +171,8 @@ def test_values_of_every_type_equal_the_full_load(capture: tuple[str, PostgresCh
     assert (infinite["d"], infinite["ts"], infinite["tstz"]) == ("infinity", "-infinity", "infinity")
     assert infinite["f4"] == pa.array([1.1], pa.float32()).to_pylist()[0]
     assert rows[4].values["d"] == "-infinity" and rows[4].old_key is None
-    assert rows[5].values == {} and rows[5].old_key == {"id": 4}
+    # A DELETE carries its old row (here its key) as its row too.
+    assert rows[5].values == {"id": 4} and rows[5].old_key == {"id": 4}
 
     # The same rows read by the full-load path give the very same values.
     snapshot = PostgresSnapshot(source.config)
@@ -187,13 +189,7 @@ def test_values_of_every_type_equal_the_full_load(capture: tuple[str, PostgresCh
 
 def _expanded(events: list[ChangeEvent]) -> list[RowChange]:
     """Every row change, a captured batch's one by one (through Arrow)."""
-    out: list[RowChange] = []
-    for event in events:
-        if isinstance(event, ChangeBatch):
-            out.extend(row_changes(event))
-        elif isinstance(event, RowChange):
-            out.append(event)
-    return out
+    return [change for e in events if isinstance(e, ChangeBatch) for change in row_changes(e)]
 
 
 def _as_captured(table: TableSchema, change: RowChange) -> tuple[Any, ...]:
@@ -283,12 +279,14 @@ def test_rows_in_arrow_equal_the_row_changes(pg_db: str) -> None:
     assert [e for e in got if isinstance(e, Commit)] == [e for e in want if isinstance(e, Commit)]
     batches = [e for e in got if isinstance(e, ChangeBatch)]
     assert all(0 < b.num_rows <= 1000 for b in batches)
-    assert sum(b.num_rows for b in batches if b.table.ref.name == "keyed") == 2500 + 3 + 1
-    # What still comes one by one: the moved keys.
-    assert [(c.table.name, c.op) for c in got if isinstance(c, RowChange)] == [
-        ("full_id", Op.UPDATE), ("keyed", Op.UPDATE)
+    whole = [b for b in batches if not b.one_at_a_time]
+    assert sum(b.num_rows for b in whole if b.table.ref.name == "keyed") == 2500 + 3 + 1
+    # What still goes one change at a time, each in its place: the moved keys.
+    assert [(b.table.ref.name, [c.op for c in row_changes(b)]) for b in batches if b.one_at_a_time] == [
+        ("full_id", [Op.UPDATE]), ("keyed", [Op.UPDATE])
     ]  # fmt: skip
-    expected = [_through_arrow(by_name[c.table.name], c) for c in want if isinstance(c, RowChange)]
+    assert all(b.one_at_a_time for b in want if isinstance(b, ChangeBatch))  # nothing asked in Arrow
+    expected = [_through_arrow(by_name[c.table.name], c) for c in _rows(want)]
     arrived = [_as_captured(by_name[c.table.name], c) for c in _expanded(got)]
     unchanged = [i for i, c in enumerate(_rows(want)) if c.unchanged]
     assert len(unchanged) == 1
@@ -333,8 +331,6 @@ def test_rows_in_arrow_and_encoded_rows_keep_commit_order(capture: tuple[str, Po
             ops = event.changes.column("conveyor_op").to_pylist()
             ids = event.changes.column("id").to_pylist()
             order += [(event.table.ref.name, op.decode(), i) for op, i in zip(ops, ids, strict=True)]
-        elif isinstance(event, RowChange):
-            order.append((event.table.name, event.op.value, (event.old_key or event.values)["id"]))
     expected = [("lines" if (i // 100) % 2 else "arrow", "c", i) for i in range(1, 1301)]
     expected += [("arrow", "d", 1), ("lines", "u", 100)]
     for name in ("lines", "arrow"):
@@ -408,7 +404,9 @@ def test_old_rows_and_keys(capture: tuple[str, PostgresChangeSource]) -> None:
         ("keyed", Op.UPDATE),
         ("keyed", Op.DELETE),
     ]
-    assert rows[0].old_key == {"id": 1, "v": "old"} and rows[0].values == {"id": 1, "v": "new"}
+    # The whole old row of an UPDATE that kept its key is its before (its old key is its key).
+    assert rows[0].before == {"id": 1, "v": "old"} and rows[0].old_key is None
+    assert rows[0].values == {"id": 1, "v": "new"}
     assert rows[1].old_key == {"id": 1, "v": "new"}
     assert rows[2].old_key is None and rows[2].values == {"a": 1, "b": "x", "v": "v2"}
     assert rows[3].old_key == {"a": 1, "b": "x"} and rows[3].values == {"a": 2, "b": "x", "v": "v2"}
@@ -434,11 +432,11 @@ def test_add_column_and_truncate(capture: tuple[str, PostgresChangeSource]) -> N
     kinds = [type(e).__name__ for e in events]
     # The DDL arrives in its own transaction, where it committed (ddl_capture's message).
     assert kinds == [
-        "RowChange",
+        "ChangeBatch",
         "Commit",
         "TableDefinition",
         "Commit",
-        "RowChange",
+        "ChangeBatch",
         "Commit",
         "Truncate",
         "Commit",
@@ -757,7 +755,7 @@ def test_a_value_without_python_form_arrives_exactly(capture: tuple[str, Postgre
     stream = source.open_stream("t1", tables, source.begin_capture("t1", tables, False).position)
     try:
         _execute(url, "INSERT INTO old_dates VALUES (1, '0044-03-15 BC', '294276-12-31 23:59:59')")
-        (change,) = [e for e in _collect(stream, 1) if isinstance(e, RowChange)]
+        (change,) = _rows(_collect(stream, 1))
         assert change.values["d"] == days_from_civil(-43, 3, 15)
         assert isinstance(change.values["ts"], Unrepresentable)
     finally:
@@ -832,7 +830,7 @@ def test_a_copy_line_tables_partial_updates_and_deletes_come_in_arrow_in_order(
     finally:
         stream.close()
     order: list[tuple[str, bool, int]] = []  # (op, as a line, id)
-    assert not any(isinstance(e, RowChange) for e in events)
+    assert not any(b.one_at_a_time for b in batches)  # every change in a form taken whole
     for batch in batches:
         assert batch.changes is not None
         lines = "conveyor_encoded" in batch.changes.schema.names

@@ -80,7 +80,7 @@ def drain(stream: SQLiteChangeStream, want: int, timeout: float = 10.0) -> list[
     for event in stream.events(0.05):
         if event is not None:
             out.append(event)
-        elif sum(isinstance(e, RowChange) for e in out) >= want:
+        elif sum(e.num_rows for e in out if isinstance(e, ChangeBatch)) >= want:
             break
         if time.monotonic() > deadline:
             break
@@ -88,7 +88,8 @@ def drain(stream: SQLiteChangeStream, want: int, timeout: float = 10.0) -> list[
 
 
 def changes(events: list[ChangeEvent]) -> list[RowChange]:
-    return [e for e in events if isinstance(e, RowChange)]
+    """Every row change, one by one (a stream delivers them in captured batches)."""
+    return [c for e in events if isinstance(e, ChangeBatch) for c in row_changes(e)]
 
 
 def full_load_rows(path: Path, table: TableSchema) -> list[dict[str, Any]]:
@@ -369,12 +370,7 @@ def test_random_changes_converge(
 
     def changes(events: list[ChangeEvent]) -> list[RowChange]:
         seen.extend(events)
-        return [
-            c
-            for e in events
-            for c in (row_changes(e) if isinstance(e, ChangeBatch) else [e])
-            if isinstance(c, RowChange)
-        ]
+        return [c for e in events if isinstance(e, ChangeBatch) for c in row_changes(e)]
 
     rng = random.Random(7)
     replica: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -408,8 +404,16 @@ def test_random_changes_converge(
     expected = {(r["region"], r["id"]): r for r in full_load_rows(db, orders)}
     assert replica == expected
     batches = [e for e in seen if isinstance(e, ChangeBatch)]
-    assert bool(batches) is in_arrow
-    assert any(isinstance(e, RowChange) and e.old_key is not None for e in seen), "moved keys one by one"
+    # Every change comes in a captured batch: in the whole form only when asked for.
+    assert bool([b for b in batches if not b.one_at_a_time]) is in_arrow
+    # A moved key (an UPDATE with an old key) goes one at a time either way.
+    moved = [
+        b.one_at_a_time
+        for b in batches
+        for c in row_changes(b)
+        if c.op is Op.UPDATE and c.old_key is not None
+    ]
+    assert moved and all(moved), "moved keys one by one"
 
 
 def apply(replica: dict[tuple[Any, ...], dict[str, Any]], change: RowChange) -> None:
@@ -446,8 +450,8 @@ def test_writer_keeps_working_while_streaming(db: Path, journal_mode: str) -> No
     deadline = time.monotonic() + 60
     try:
         for event in stream.events(0.05):
-            if isinstance(event, RowChange):
-                seen.append(event.values["select"])
+            if isinstance(event, ChangeBatch):
+                seen.extend(c.values["select"] for c in row_changes(event))
             elif isinstance(event, Commit):
                 stream.ack(event.position)  # takes the write lock between the writer's transactions
             if len(seen) >= total or time.monotonic() > deadline:

@@ -247,11 +247,9 @@ def test_a_value_that_does_not_convert_sends_the_batch_one_by_one_where_it_is_na
         REF, Op.INSERT, {"id": 2, "n": 1, "qty": "twelve", "phone": None, "body": "b", "note": "n"}
     )
     reducer = table_reducer(mapped)
-    assert not reducer.add_captured(_chunk([good, bad]))
-    assert reducer.pending == 0 and reducer.inserts == 0
-    reducer.add(good)
     with pytest.raises(DataError, match="'twelve' cannot be converted to int32"):
-        reducer.add(bad)
+        reducer.add_captured(_chunk([good, bad]))
+    assert reducer.inserts == 1  # one at a time: the change before it was taken
 
 
 def test_cuts_in_arrow_are_logged_as_one_by_one(caplog: pytest.LogCaptureFixture) -> None:
@@ -328,12 +326,11 @@ def test_an_added_value_that_does_not_fit_sends_the_batch_one_by_one_where_it_is
     reducer = table_reducer(mapped)
     assert reducer.takes_whole
     assert reducer.add_captured(_chunk([good]))
-    assert not reducer.add_captured(_chunk([good, bad]))
-    assert reducer.inserts == 1
     with pytest.raises(
         DataError, match="added column 'number': row 0: the expression's value 'n2' is not a int64"
     ):
-        reducer.add(bad)
+        reducer.add_captured(_chunk([good, bad]))
+    assert reducer.inserts == 2  # one at a time: the change before it was taken
 
 
 def test_a_change_log_holds_the_added_columns_as_one_by_one() -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from conveyor.connectors.arrow_rows import logged_changes
-from conveyor.connectors.captured_rows import RowsChunk
-from conveyor.connectors.changes import RowChange
+from conveyor.connectors.arrow_rows import Unrepresentable, logged_changes
+from conveyor.connectors.captured_rows import RowRuns, RowsChunk
+from conveyor.connectors.changes import RowChange, row_changes
 from conveyor.core.batch import BEFORE, ChangeBatch, Checkpoint, Logged, LoggedRows, Op
 from conveyor.core.errors import DataError
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -203,11 +203,8 @@ def test_an_update_without_its_old_row_sends_the_batch_one_by_one_where_it_is_na
     changes = [c for c in source.changes(40) if c.op is not Op.INSERT][:10]
     assert any(c.op is Op.UPDATE for c in changes)
     reducer = table_reducer(_mapped("all"))
-    assert not reducer.add_captured(captured(changes, DOCS, before=True))
-    assert reducer.pending == 0
-    update = next(c for c in changes if c.op is Op.UPDATE)
     with pytest.raises(DataError, match="before-image column 'old_n' needs the value of 'n' before"):
-        reducer.add(update)
+        reducer.add_captured(captured(changes, DOCS, before=True))
     keys_only = table_reducer(_mapped("pk-only"))
     assert keys_only.add_captured(captured(changes, DOCS, before=True))
     one_by_one = table_reducer(_mapped("pk-only"))
@@ -287,9 +284,142 @@ def test_a_moved_out_updates_old_row_is_converted_and_masked() -> None:
 
 
 def test_a_value_arrow_refuses_keeps_its_old_row_one_by_one() -> None:
-    """A run Arrow cannot hold goes as RowChanges, each UPDATE with its old row."""
+    """A run Arrow cannot hold goes one change at a time, each UPDATE with its old row."""
     chunk = RowsChunk(DOCS)
     old = {"id": 1, "n": 1, "qty": "1", "phone": None, "note": "a"}
     chunk.add(b"u", {**old, "n": 2**70}, frozenset(), old)  # past int64
-    [change] = chunk.take()
-    assert isinstance(change, RowChange) and change.before == old
+    [batch] = chunk.take()
+    [change] = row_changes(batch)
+    assert batch.one_at_a_time and change.before == old
+    assert isinstance(change.values["n"], Unrepresentable) and change.values["n"].text == str(2**70)
+
+
+# --- Changes in batches as the source sent them -------------------------------------
+# Changes a captured batch of whole rows cannot say (a moved key, an old row not
+# sent whole, a value Arrow refuses, a table whose changes go one at a time)
+# travel in captured batches too (``captured_rows.general_row``): the reducer
+# takes them one at a time and leaves the target, the change log and the refused
+# values exactly as the changes a stream decoded would.
+
+
+class Stream:
+    """Changes to ``docs`` as an engine's stream decodes them: ``pg`` sends a
+    moved row's old key alone and a DELETE's key; ``pg-full`` (REPLICA
+    IDENTITY FULL) every UPDATE's and DELETE's whole old row as its old key;
+    ``mysql`` every UPDATE's whole old row as ``before`` (its old key where
+    it moved) and a DELETE's whole row with its key."""
+
+    def __init__(self, rng: random.Random, style: str) -> None:
+        self.rng, self.style = rng, style
+        self.rows: dict[int, dict[str, Any]] = {k: self._row(k, k) for k in range(6) if rng.random() < 0.5}
+
+    def _row(self, key: int, i: int) -> dict[str, Any]:
+        rng = self.rng
+        refused = rng.random() < 0.1
+        return {
+            "id": key,
+            "n": Unrepresentable(f"v{i}", "past int64") if refused else rng.randint(-5, 5000),
+            "qty": None if rng.random() < 0.1 else str(rng.randint(-5, 5000)),
+            "phone": None if rng.random() < 0.1 else f"555-01{i:02d}",
+            "note": f"n{i}",
+        }
+
+    def changes(self, n: int) -> list[RowChange]:
+        rng, style = self.rng, self.style
+        out: list[RowChange] = []
+        for i in range(n):
+            key = rng.randint(0, 5)
+            old = self.rows.get(key)
+            if old is None:
+                row = self._row(key, i)
+                out.append(RowChange(REF, Op.INSERT, row))
+                self.rows[key] = row
+                continue
+            choice = rng.random()
+            if choice < 0.2:
+                del self.rows[key]
+                if style == "mysql":
+                    out.append(RowChange(REF, Op.DELETE, old, old_key={"id": key}))
+                else:
+                    out.append(
+                        RowChange(REF, Op.DELETE, {}, old_key=old if style == "pg-full" else {"id": key})
+                    )
+                continue
+            moved_to = next((k for k in range(6, 12) if k not in self.rows), None) if choice < 0.4 else None
+            row = self._row(key if moved_to is None else moved_to, i)
+            unsent: frozenset[str] = frozenset()
+            if moved_to is None and style != "mysql" and rng.random() < 0.3:
+                unsent = frozenset({"phone"})  # an unchanged TOASTed value
+                row = {c: v for c, v in row.items() if c not in unsent}
+            old_key = None
+            if style == "pg-full":
+                old_key = old
+            elif moved_to is not None:
+                old_key = {"id": key}
+            before = old if style == "mysql" else None
+            out.append(RowChange(REF, Op.UPDATE, row, old_key=old_key, unchanged=unsent, before=before))
+            if moved_to is not None:
+                del self.rows[key]
+            self.rows[row["id"]] = {**old, **row}
+        return out
+
+
+def _general(changes: list[RowChange]) -> list[ChangeBatch]:
+    """``changes`` as a stream delivers them for a table not asked whole."""
+    runs = RowRuns()
+    out = [event for change in changes for event in runs.add(change, DOCS)]
+    out += runs.flush()
+    assert all(isinstance(e, ChangeBatch) and e.one_at_a_time for e in out)
+    return out  # type: ignore[return-value]
+
+
+def _outcome(reducer: TableReducer, start: dict[int, dict[str, Any]]) -> tuple[Any, ...]:
+    """The target's rows after the reduced batch, the values held out as
+    unrepresentable, the change log and the counts."""
+    batch = reducer.changes()
+    state = dict(start)
+    _apply(state, batch)
+    held = sorted((r.column, r.value, r.reason, str(r.key)) for r in batch.unrepresentable)
+    logged = [(c.op, c.before, c.after, c.index) for c in logged_changes(batch.log)]
+    return state, held, logged, _counts(reducer)
+
+
+@pytest.mark.parametrize("keep_log", [False, True], ids=["rows", "change-log"])
+@pytest.mark.parametrize("style", ["pg", "pg-full", "mysql"])
+@pytest.mark.parametrize("seed", range(4))
+def test_changes_in_batches_one_at_a_time_leave_the_target_as_the_decoded_changes(
+    seed: int, style: str, keep_log: bool
+) -> None:
+    rng = random.Random(seed)
+    mapped = _mapped(None)
+    for _ in range(15):
+        stream = Stream(rng, style)
+        start = _loaded(mapped, {k: r for k, r in stream.rows.items() if type(r["n"]) is int})
+        changes = stream.changes(rng.randint(1, 30))
+        decoded = table_reducer(mapped, keep_log=keep_log)
+        for i, change in enumerate(changes):
+            decoded.add(change, (AT, i))
+        batches = _general(changes)
+        assert sum(b.num_rows for b in batches) == len(changes)
+        captured = table_reducer(mapped, keep_log=keep_log)
+        index = 0
+        for batch in batches:
+            assert not captured.add_captured(batch, (AT, index))  # one at a time
+            index += batch.num_rows
+        assert _outcome(captured, start) == _outcome(decoded, start)
+
+
+def test_a_moved_row_keeps_its_old_key_and_old_row_apart() -> None:
+    """A moved key's old key comes back as it was sent: the key alone, or
+    the whole old row where the source sent one (then also its before)."""
+    old = {"id": 1, "n": 1, "qty": "1", "phone": None, "note": "a"}
+    new = {**old, "id": 7}
+    key_only = RowChange(REF, Op.UPDATE, new, old_key={"id": 1})
+    whole = RowChange(REF, Op.UPDATE, new, old_key=old)
+    same_key = RowChange(REF, Op.UPDATE, {**old, "n": 2}, old_key=old)
+    got = [c for b in _general([key_only, whole, same_key]) for c in row_changes(b)]
+    assert got == [
+        key_only,
+        RowChange(REF, Op.UPDATE, new, old_key=old, before=old),
+        RowChange(REF, Op.UPDATE, {**old, "n": 2}, before=old),  # the old key is the key itself
+    ]

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from conveyor.connectors.arrow_rows import logged_changes
+from conveyor.connectors.arrow_rows import Unrepresentable, logged_changes
 from conveyor.connectors.captured_rows import RowRuns, RowsChunk, whole_row
 from conveyor.connectors.changes import RowChange, row_changes
 from conveyor.core import types as t
@@ -196,24 +196,29 @@ def test_what_a_captured_batch_cannot_hold_goes_as_it_is() -> None:
     )
     for change in (moved, key_unsent, insert_unsent, sent_and_unsent):
         assert whole_row(change, DOCS, names) is None
-    runs = RowRuns({DOCS.ref: (DOCS, names)})
+    runs = RowRuns({DOCS.ref: (DOCS, names, False)})
     partial = RowChange(DOCS.ref, Op.UPDATE, {"a": 1, "b": "x", "v": "v"}, unchanged=frozenset({"w"}))
-    assert runs.add(partial) == []
+    assert runs.add(partial, DOCS) == []
     [batch] = runs.flush()
-    assert isinstance(batch, ChangeBatch) and batch.num_rows == 1
+    assert isinstance(batch, ChangeBatch) and batch.num_rows == 1 and not batch.one_at_a_time
+    # The others go in a batch of the form the reducer takes one change at a time, exactly.
+    for change in (moved, key_unsent, insert_unsent):
+        assert runs.add(change, DOCS) == []
+    [general] = runs.flush()
+    assert general.one_at_a_time and list(row_changes(general)) == [moved, key_unsent, insert_unsent]
 
 
 def test_a_run_arrow_refuses_goes_one_by_one_with_its_unsent_columns() -> None:
     chunk = RowsChunk(DOCS)
     chunk.add(INSERT, {"a": 1, "b": "x", "v": "v", "w": "w"})
     chunk.add(UPDATE, {"a": "not an integer", "b": "x", "v": "v2"}, frozenset({"w"}))
-    first, second = chunk.take()
-    assert isinstance(first, RowChange) and isinstance(second, RowChange)
-    assert second.unchanged == frozenset({"w"}) and second.values == {
-        "a": "not an integer",
-        "b": "x",
-        "v": "v2",
-    }
+    [batch] = chunk.take()
+    assert batch.one_at_a_time
+    first, second = row_changes(batch)
+    assert first == RowChange(DOCS.ref, Op.INSERT, {"a": 1, "b": "x", "v": "v", "w": "w"})
+    refused = second.values.pop("a")
+    assert isinstance(refused, Unrepresentable) and refused.text == "not an integer"
+    assert second.unchanged == frozenset({"w"}) and second.values == {"b": "x", "v": "v2"}
 
 
 def test_a_key_type_arrow_cannot_sort_merges_partial_updates_in_python() -> None:

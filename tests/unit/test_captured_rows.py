@@ -74,28 +74,45 @@ def test_whole_old_rows_go_with_the_rows_and_back() -> None:
     ]
 
 
-def test_a_value_arrow_refuses_gives_the_rows_as_row_changes() -> None:
-    """Nothing is lost or changed: the reducer converts them one by one and
-    reports the value (a decimal wider than its column, here)."""
+def test_a_value_arrow_refuses_is_named_and_its_rows_go_one_at_a_time() -> None:
+    """Nothing is lost or changed: the value is null in the batch and named
+    in REFUSED (a decimal wider than its column, here), the batch goes one
+    change at a time and the value comes back as an Unrepresentable, which
+    the applier refuses per the data error policy, saying which."""
     chunk = RowsChunk(TABLE)
     chunk.add(INSERT, {"id": 1, "amount": Decimal("1.00"), "at": AT})
     chunk.add(UPDATE, {"id": 3, "amount": Decimal("123456789012345.5"), "at": None})
     chunk.add(DELETE, {"id": 2, "amount": None, "at": None})
-    assert chunk.take() == [
-        RowChange(TABLE.ref, Op.INSERT, {"id": 1, "amount": Decimal("1.00"), "at": AT}),
-        RowChange(TABLE.ref, Op.UPDATE, {"id": 3, "amount": Decimal("123456789012345.5"), "at": None}),
-        RowChange(TABLE.ref, Op.DELETE, {}, old_key={"id": 2, "amount": None, "at": None}),
+    [batch] = chunk.take()
+    assert batch.one_at_a_time
+    assert batch.changes is not None and batch.changes.column("amount").to_pylist() == [
+        Decimal("1.00"),
+        None,
+        None,
     ]
+    insert, update, delete = row_changes(batch)
+    assert insert == RowChange(TABLE.ref, Op.INSERT, {"id": 1, "amount": Decimal("1.00"), "at": AT})
+    refused = update.values["amount"]
+    assert isinstance(refused, Unrepresentable) and refused.text == "123456789012345.5"
+    assert refused.reason.startswith("not a decimal(12,2) value"), refused.reason
+    assert update.values["id"] == 3 and update.values["at"] is None
+    assert delete == RowChange(TABLE.ref, Op.DELETE, {"id": 2}, old_key={"id": 2})
 
 
-def test_an_unrepresentable_value_gives_the_rows_as_row_changes() -> None:
-    """A stream sends such a row as a RowChange itself; were one added, the
-    chunk hands its rows over one by one, the value kept for the reducer to
-    refuse (per the data error policy), not dropped or crashed on."""
+def test_an_unrepresentable_value_is_named_as_the_stream_said_it() -> None:
+    """A stream's own Unrepresentable (a zero date) comes back as it was,
+    for the reducer to refuse (per the data error policy), not dropped or
+    crashed on; in an old row too."""
     zero = Unrepresentable("0000-00-00 00:00:00", "not a timestamp")
     chunk = RowsChunk(TABLE)
     chunk.add(INSERT, {"id": 1, "amount": None, "at": zero})
-    assert chunk.take() == [RowChange(TABLE.ref, Op.INSERT, {"id": 1, "amount": None, "at": zero})]
+    old = {"id": 1, "amount": None, "at": zero}
+    chunk.add(UPDATE, {"id": 1, "amount": Decimal(1), "at": None}, frozenset(), old)
+    [batch] = chunk.take()
+    assert batch.one_at_a_time
+    insert, update = row_changes(batch)
+    assert insert == RowChange(TABLE.ref, Op.INSERT, {"id": 1, "amount": None, "at": zero})
+    assert update.before == old and update.values == {"id": 1, "amount": Decimal("1.00"), "at": None}
 
 
 LINES = TableSchema(
@@ -103,7 +120,8 @@ LINES = TableSchema(
     (Column("id", t.simple(Kind.INT64), False), Column("qty", t.simple(Kind.INT32))),
     ("id",),
 )
-CAPTURED = {table.ref: (table, frozenset(table.column_names)) for table in (TABLE, LINES)}
+CAPTURED = {table.ref: (table, frozenset(table.column_names), False) for table in (TABLE, LINES)}
+SHAPES = {table.ref: table for table in (TABLE, LINES)}
 COMMIT = Commit(Checkpoint("sqlite", 1))
 
 
@@ -121,14 +139,15 @@ def test_tables_written_in_turn_are_gathered_per_table() -> None:
         events.append(RowChange(TABLE.ref, Op.INSERT, {"id": n, "amount": Decimal(n), "at": AT}))
         events.append(RowChange(LINES.ref, Op.INSERT, {"id": n, "qty": n}))
     events.append(COMMIT)
-    out = list(gather(events, CAPTURED))  # type: ignore[arg-type]
+    out = list(gather(events, CAPTURED, SHAPES))  # type: ignore[arg-type]
     assert _shapes(out) == [("orders", 300), ("lines", 300), "Commit"]
     assert [c.values["id"] for c in row_changes(out[0])] == list(range(1, 301))  # type: ignore[arg-type]
 
 
 def test_a_change_that_goes_as_it_is_cuts_its_own_tables_run_only() -> None:
-    """A moved key of ``lines`` comes after the lines before it; the orders'
-    run stays open across it, and a commit delivers every run before it."""
+    """A moved key of ``lines`` comes, in a batch of the form that goes one
+    change at a time, after the lines before it; the orders' run stays open
+    across it, and a commit delivers every run before it."""
     moved = RowChange(LINES.ref, Op.UPDATE, {"id": 9, "qty": 1}, old_key={"id": 1})
     events = [
         RowChange(TABLE.ref, Op.INSERT, {"id": 1, "amount": None, "at": None}),
@@ -139,20 +158,22 @@ def test_a_change_that_goes_as_it_is_cuts_its_own_tables_run_only() -> None:
         COMMIT,
         RowChange(TABLE.ref, Op.DELETE, {}, old_key={"id": 1}),
     ]
-    out = list(gather(events, CAPTURED))  # type: ignore[arg-type]
-    assert _shapes(out) == [("lines", 1), "RowChange", ("orders", 2), ("lines", 1), "Commit", ("orders", 1)]
-    assert out[1] is moved
+    out = list(gather(events, CAPTURED, SHAPES))  # type: ignore[arg-type]
+    assert _shapes(out) == [("lines", 1), ("lines", 1), ("orders", 2), ("lines", 1), "Commit", ("orders", 1)]
+    forms = [e.one_at_a_time for e in out if isinstance(e, ChangeBatch)]
+    assert forms == [False, True, False, False, False]
+    assert list(row_changes(out[1])) == [moved]  # type: ignore[arg-type]
 
 
 def test_runs_are_cut_at_their_size_and_at_the_size_of_all() -> None:
     rows = [RowChange(LINES.ref, Op.INSERT, {"id": n, "qty": n}) for n in range(CHUNK_ROWS + 1)]
-    assert _shapes(list(gather(rows, CAPTURED))) == [("lines", CHUNK_ROWS), ("lines", 1)]  # type: ignore[arg-type]
+    assert _shapes(list(gather(rows, CAPTURED, SHAPES))) == [("lines", CHUNK_ROWS), ("lines", 1)]  # type: ignore[arg-type]
     tables = [TableSchema(TableRef("shop", f"t{i}"), LINES.columns, ("id",)) for i in range(RUNS_ROWS // 100)]
-    runs = RowRuns({table.ref: (table, frozenset(table.column_names)) for table in tables})
+    runs = RowRuns({table.ref: (table, frozenset(table.column_names), False) for table in tables})
     for table in tables:
         for n in range(100):
-            assert runs.add(RowChange(table.ref, Op.INSERT, {"id": n, "qty": n})) == []
+            assert runs.add(RowChange(table.ref, Op.INSERT, {"id": n, "qty": n}), table) == []
     # All runs together hold RUNS_ROWS changes: the next change delivers them first.
-    before = runs.add(RowChange(tables[0].ref, Op.INSERT, {"id": 100, "qty": 0}))
+    before = runs.add(RowChange(tables[0].ref, Op.INSERT, {"id": 100, "qty": 0}), tables[0])
     assert before is not None and _shapes(before) == [(table.ref.name, 100) for table in tables]  # type: ignore[arg-type]
     assert _shapes(runs.flush()) == [(tables[0].ref.name, 1)]  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from conveyor.connectors.arrow_rows import keys_to_batch, logged_changes
 from conveyor.connectors.captured_rows import RowsChunk
 from conveyor.connectors.changes import RowChange, row_changes
 from conveyor.core import types as t
-from conveyor.core.batch import OP, ChangeBatch, Checkpoint, Op, op_array
+from conveyor.core.batch import OP, ChangeBatch, Checkpoint, LoggedChange, Op, op_array
 from conveyor.core.errors import TerminalError
 from conveyor.core.row_filter import ColumnFilter, Condition, FilterOp, RowFilter
 from conveyor.core.schema import Column, TableRef, TableSchema
@@ -474,18 +474,19 @@ def test_a_change_one_by_one_after_captured_ones_applies_after_them() -> None:
     assert out.deletes.to_pylist() == [{"a": 1, "b": "x"}]
 
 
-def test_captured_changes_a_mapping_needs_one_by_one_are_declined() -> None:
+def test_captured_changes_a_mapping_needs_one_by_one_are_taken_one_at_a_time() -> None:
     """An added column the reducer cannot compute in Arrow or a change log
     of an applier that takes changes one by one needs each change: the
-    runner then hands them over as RowChanges. A filter alone, with key
-    histories or with a change log is judged in Arrow (test_captured_mappings,
-    test_captured_old_rows)."""
+    reducer takes the captured batch's changes one at a time. A filter
+    alone, with key histories or with a change log is judged in Arrow
+    (test_captured_mappings, test_captured_old_rows)."""
     only_1 = RowFilter((ColumnFilter("v", Kind.TEXT, (Condition(FilterOp.EQ, ("1",)),)),))
-    added = TableReducer(PAIR, PAIR_COLUMNS, added=lambda rows, op: [{} for _ in rows])
+    added = TableReducer(PAIR, PAIR_COLUMNS, added=lambda rows, op: [{"v": f"added {op}"} for _ in rows])
     assert not added.add_captured(_captured("c", [{"a": 1, "b": "x", "v": "1"}]))
-    assert not added.pending
+    assert added.inserts == 1 and added.changes().upserts.to_pylist() == [{"a": 1, "b": "x", "v": "added c"}]
     logged = TableReducer(PAIR, PAIR_COLUMNS, log=[])
-    assert not logged.add_captured(_captured("c", [{"a": 1, "b": "x", "v": "1"}]))
+    assert not logged.add_captured(_captured("c", [{"a": 1, "b": "x", "v": "1"}]), (Checkpoint("pg", {}), 4))
+    assert logged.log == [LoggedChange("c", None, {"a": 1, "b": "x", "v": "1"}, Checkpoint("pg", {}), 4)]
     # What the runner asks a stream for (CapturesRowsInArrow) agrees.
     assert not added.takes_whole and not logged.takes_whole
     filtered_log = TableReducer(PAIR, PAIR_COLUMNS, row_filter=only_1, log=[], logs_rows=True)

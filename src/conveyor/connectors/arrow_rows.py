@@ -3,10 +3,12 @@ reduced rows of a table as its ``ChangeBatch``."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -14,7 +16,9 @@ import pyarrow as pa
 from conveyor.core import types as t
 from conveyor.core.batch import (
     BEFORE,
+    OLD_KEY,
     OP,
+    REFUSED,
     UNCHANGED,
     ChangeBatch,
     KeyChecks,
@@ -139,7 +143,7 @@ def _unrepresentable_of(
     table: TableSchema, row: Mapping[str, Any], columns: Sequence[str]
 ) -> RejectedValue | None:
     """The row's first value no Arrow value carries, as a rejected value."""
-    found = next(((c, u) for c in columns if (u := _first_unrepresentable(row.get(c))) is not None), None)
+    found = next(((c, u) for c in columns if (u := first_unrepresentable(row.get(c))) is not None), None)
     if found is None:
         return None
     column, value = found
@@ -147,13 +151,13 @@ def _unrepresentable_of(
     return RejectedValue(table.ref, key, column, value.text, f"value {value.text!r}: {value.reason}")
 
 
-def _first_unrepresentable(value: Any) -> Unrepresentable | None:
+def first_unrepresentable(value: Any) -> Unrepresentable | None:
     """``value`` itself, or the first item of an array (nested too), when it is one."""
     if type(value) is Unrepresentable:
         return value
     if isinstance(value, list):
         for item in value:
-            if (found := _first_unrepresentable(item)) is not None:
+            if (found := first_unrepresentable(item)) is not None:
                 return found
     return None
 
@@ -190,7 +194,7 @@ def captured_changes(
     ``UNCHANGED``; empty for a whole row)."""
     schema = batch.schema
     if names is None:
-        names = [n for n in schema.names if n not in (OP, UNCHANGED, BEFORE)]
+        names = [n for n in schema.names if n not in _NOT_ROW]
     ops = batch.column(OP).to_pylist()
     unsent = batch.column(UNCHANGED).to_pylist() if UNCHANGED in schema.names else [None] * len(ops)
     for op, row, gone in zip(ops, batch_rows(batch.select(names)), unsent, strict=True):
@@ -202,6 +206,7 @@ def captured_changes(
 
 
 _WHOLE: frozenset[str] = frozenset()
+_NOT_ROW = frozenset({OP, UNCHANGED, BEFORE, OLD_KEY, REFUSED})
 
 
 def logged_changes(log: Sequence[Logged]) -> Iterator[LoggedChange]:
@@ -272,6 +277,7 @@ def column_values(column: pa.Array) -> list[Any]:
 
 
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _temporal(dtype: pa.DataType) -> bool:
@@ -284,6 +290,12 @@ def _temporal(dtype: pa.DataType) -> bool:
 def _in_range(column: pa.Array, raw: pa.Array) -> list[Any]:
     """A date, time or timestamp column's Python values; a value out of
     Python's range as its raw Arrow integer (the form streams deliver it in)."""
+    dtype = column.type
+    if pa.types.is_timestamp(dtype) and dtype.unit == "us" and dtype.tz == "UTC":
+        # As streams give them (UTC-aware), and ten times faster than Arrow's
+        # own conversion, which looks the time zone up for every value.
+        with contextlib.suppress(OverflowError):
+            return [None if r is None else _EPOCH_UTC + timedelta(microseconds=r) for r in raw.to_pylist()]
     try:
         return list(column.to_pylist())
     except (OverflowError, ValueError):

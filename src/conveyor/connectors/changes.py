@@ -4,15 +4,18 @@ target's change applier takes.
 A source captures changes of the selected tables from a position on: a
 PostgreSQL replication slot (pgoutput), a MariaDB/MySQL binlog, triggers into a
 change table on SQLite. Its stream yields events in source commit order:
-row changes (captured ``ChangeBatch``es in Arrow, or ``RowChange``s one by
-one), then the ``Commit`` that closes their transaction with the position to
-resume *after* it. The runner groups committed transactions into
+row changes, always as captured ``ChangeBatch``es in Arrow, then the
+``Commit`` that closes their transaction with the position to resume
+*after* it. The runner groups committed transactions into
 batches, applies each batch in one target transaction together with the task's
 checkpoint, and only then acknowledges the position to the source. A crash at
 any point therefore replays from the target's checkpoint, and the runner skips
 what the checkpoint already covers: nothing lost, nothing applied twice.
 
-A ``RowChange``'s values are Python values in conveyor's in-flight form, the values
+A stream decodes each change as a ``RowChange`` and gathers them into
+captured batches (``captured_rows.RowRuns``); a reducer that takes a
+table's changes one at a time gets them back so (``row_changes``). A
+``RowChange``'s values are Python values in conveyor's in-flight form, the values
 ``pa.array(values, type=column.type.arrow())`` takes: int, float, Decimal, str
 (also uuid, json, unbounded numeric, enum), bytes, bool, date, time, datetime
 (UTC-aware for timestamptz), ``pa.MonthDayNano`` for intervals, lists for
@@ -29,9 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from conveyor.connectors.arrow_rows import captured_changes, struct_rows
+from conveyor.connectors.arrow_rows import Unrepresentable, captured_changes, struct_rows
 from conveyor.connectors.base import RejectedValue, Snapshot
-from conveyor.core.batch import BEFORE, ENCODED, ChangeBatch, Checkpoint, Logged, Op
+from conveyor.core.batch import BEFORE, ENCODED, OLD_KEY, REFUSED, ChangeBatch, Checkpoint, Logged, Op
 from conveyor.core.batch import LoggedChange as LoggedChange  # noqa: PLC0414  (defined in core; imported from here too)
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableRef, TableSchema
@@ -58,22 +61,50 @@ class RowChange:
 
 def row_changes(changes: ChangeBatch) -> Iterator[RowChange]:
     """A captured ``ChangeBatch``'s changes of rows one by one, for a
-    mapping that needs each (its key did not change). An UPDATE's whole old
-    row (``BEFORE``) is its ``before``; a DELETE's old key is its whole row
-    when ``BEFORE`` says the source sent it whole, else its key."""
+    reducer that takes them so: an UPDATE's whole old row (``BEFORE``) is
+    its ``before``, and its ``old_key`` when the row moved (``OLD_KEY``,
+    else the key alone); a DELETE's old key is its whole row when ``BEFORE``
+    says the source sent it whole, else its key; a value Arrow refused
+    (``REFUSED``) is an ``Unrepresentable`` again."""
     batch = changes.changes
     if batch is None or ENCODED in batch.schema.names:
         raise ValueError("not a captured batch of rows")
     ref, key = changes.table.ref, changes.table.primary_key
-    befores = struct_rows(batch.column(BEFORE)) if BEFORE in batch.schema.names else None
+    names = batch.schema.names
+    befores = struct_rows(batch.column(BEFORE)) if BEFORE in names else None
+    moved = struct_rows(batch.column(OLD_KEY)) if OLD_KEY in names else None
+    refused = batch.column(REFUSED).to_pylist() if REFUSED in names else None
     for i, (op, row, unchanged) in enumerate(captured_changes(batch)):
         assert op is not None, "a stream's captured batch says every change"
         before = befores[i] if befores is not None else None
+        old_key = moved[i] if moved is not None else None
+        if refused is not None and refused[i]:
+            _unrepresentable(refused[i], row, before, old_key)
         if op == _DELETE:
             old = row if before is not None else {k: row[k] for k in key}
             yield RowChange(ref, Op.DELETE, old, old_key=old)
         else:
-            yield RowChange(ref, Op(op.decode()), row, unchanged=unchanged, before=before)
+            if old_key is not None and before is not None:
+                old_key = before  # the old row as the source sent it, whole
+            yield RowChange(ref, Op(op.decode()), row, old_key, unchanged, before)
+
+
+def _unrepresentable(
+    refused: list[dict[str, Any]],
+    row: dict[str, Any],
+    before: dict[str, Any] | None,
+    old_key: dict[str, Any] | None,
+) -> None:
+    """The values a captured batch names in ``REFUSED`` put back in their rows."""
+    for entry in refused:
+        value = Unrepresentable(entry["text"], entry["reason"])
+        column = entry["column"]
+        if not entry["old"]:
+            row[column] = value
+            continue
+        for old in (before, old_key):
+            if old is not None and column in old:
+                old[column] = value
 
 
 _DELETE = Op.DELETE.encode()
@@ -130,7 +161,8 @@ class CaptureLost:
     reason: str
 
 
-ChangeEvent = RowChange | ChangeBatch | Commit | TableDefinition | TableDropped | Truncate | CaptureLost
+ChangeEvent = ChangeBatch | Commit | TableDefinition | TableDropped | Truncate | CaptureLost
+"""What a stream yields: every row change in a captured ``ChangeBatch``."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +205,7 @@ class SupportsEncodedRows(Protocol):
         source table, with the shape the target accepted) as captured
         ``ChangeBatch``es of encoded rows (``ENCODED``, with the key columns)
         while the stream's view of a table has exactly that shape; every other
-        change comes as a ``RowChange``."""
+        change comes as captured rows of values."""
         ...
 
     def decode_row(self, table: TableRef, encoded: bytes) -> dict[str, Any]:
@@ -183,11 +215,12 @@ class SupportsEncodedRows(Protocol):
 
 @runtime_checkable
 class CapturesRowsInArrow(Protocol):
-    """A stream that can hand whole rows over as captured ``ChangeBatch``es of
-    values in Arrow (PostgreSQL, MariaDB/MySQL, SQLite: runs of one table's
-    changes, ``captured_rows.RowRuns``), for a table whose reducer takes them
-    whole: no Python value per change between the stream and the target
-    batch's Arrow."""
+    """A stream that can hand a table's changes over as whole rows
+    (PostgreSQL, MariaDB/MySQL, SQLite: runs of one table's changes,
+    ``captured_rows.RowRuns``), for a table whose reducer maps them in
+    Arrow: no Python value per change between the stream and the target
+    batch's Arrow. Every stream delivers every change in a captured batch;
+    this asks for the form the reducer maps whole."""
 
     def capture_rows(
         self, tables: Mapping[TableRef, TableSchema], before: AbstractSet[TableRef] = frozenset()
@@ -199,8 +232,9 @@ class CapturesRowsInArrow(Protocol):
         ``UNCHANGED``); for the tables in ``before``, with each UPDATE's old
         row (``BEFORE``) when the source sent it whole. A change it cannot
         deliver so exactly (a MariaDB/MySQL row image without every column, a
-        changed key, a value no Arrow value carries) comes as a ``RowChange``,
-        in its place in commit order."""
+        changed key, a value no Arrow value carries) comes in a batch of its
+        own form (``captured_rows.general_row``), in its place in commit
+        order, and the reducer takes that batch one change at a time."""
         ...
 
 

@@ -173,7 +173,21 @@ DELETE's whole old row, when the source sent it whole (REPLICA IDENTITY
 FULL, a full binlog row image) and the runner asked for it
 (``CapturesRowsInArrow``): a struct of the table's columns, null for the
 other rows. Absent when no row has one."""
+OLD_KEY = "conveyor_old_key"
+"""The column of a captured ``ChangeBatch.changes`` holding an UPDATE's old
+key where the row moved to another key: a struct of the table's key columns,
+null for the other rows. Absent when no row has one."""
+REFUSED = "conveyor_refused"
+"""The column of a captured ``ChangeBatch.changes`` naming the values no
+Arrow value of their column carries (``REFUSED_TYPE``: per value, its
+column, whether it is the old row's (``BEFORE``, ``OLD_KEY``), its text and
+why), each null in its place; null for a row without one. Absent when no row
+has one. The reducer takes such a batch one change at a time, and the
+applier refuses each value as it refuses any it cannot hold."""
 OP_TYPE = pa.binary(1)
+REFUSED_TYPE = pa.list_(
+    pa.struct([("column", pa.string()), ("old", pa.bool_()), ("text", pa.string()), ("reason", pa.string())])
+)
 
 
 def op_letters(ops: pa.Array) -> bytes:
@@ -238,18 +252,27 @@ class ChangeBatch:
     checks: KeyChecks | None = None
     conflicts: int | None = None
     changes: pa.RecordBatch | None = None
+    one_at_a_time: bool = False
 
     @classmethod
-    def captured(cls, table: TableSchema, changes: pa.RecordBatch) -> ChangeBatch:
+    def captured(
+        cls, table: TableSchema, changes: pa.RecordBatch, one_at_a_time: bool = False
+    ) -> ChangeBatch:
         """A stream's changes of ``table`` (its source table, as the stream
         sees it), not yet reduced: ``changes`` holds ``OP``, then either the
-        new rows' columns (a DELETE's key columns, or its whole old row; a
-        partial UPDATE's unsent columns null and named in ``UNCHANGED``; an
-        UPDATE's or DELETE's whole old row in ``BEFORE``, when asked) or the
-        key columns and ``ENCODED``. Consecutive in commit order, within one
-        source transaction or across several."""
+        new rows' columns (a DELETE's key columns, or its whole old row; the
+        columns an INSERT or UPDATE did not send null and named in
+        ``UNCHANGED``; an UPDATE's or DELETE's whole old row in ``BEFORE``,
+        when asked or when the table goes one change at a time; a moved
+        row's old key in ``OLD_KEY``; values Arrow refuses in ``REFUSED``)
+        or the key columns and ``ENCODED``. Consecutive in commit order,
+        within one source transaction or across several. Every row change a
+        stream captures comes in one: this is the one type between capture,
+        reduce and apply. ``one_at_a_time``: the changes are as the source
+        sent them (``captured_rows.general_row``), not in the form a reducer
+        maps whole in Arrow; it takes them one at a time."""
         empty = pa.RecordBatch.from_arrays([], schema=pa.schema([]))
-        return cls(table, empty, empty, changes=changes)
+        return cls(table, empty, empty, changes=changes, one_at_a_time=one_at_a_time)
 
     @property
     def num_rows(self) -> int:

@@ -7,10 +7,11 @@ reconnects), reopens a lost dump itself, with backoff, from the last commit it
 delivered (the rows of a transaction cut off midway that were already produced
 are skipped when the server sends it again, so each change arrives once), and
 turns the server's errors into transient, terminal and configuration errors.
-Row images become RowChanges in :mod:`capture_rows`, or, for the tables the
-runner asks to have in Arrow (``capture_rows``), captured ChangeBatches of
-runs of each table's rows in a transaction (``captured_rows.RowRuns``); DDL updates the
-tables' shapes in :mod:`capture_tables`.
+Row images become captured ChangeBatches of runs of each table's rows in a
+transaction (``captured_rows.RowRuns``): whole rows for the tables the runner
+asks to have so (``capture_rows``), read straight from the images, and
+RowChanges (:mod:`capture_rows`) in a run of their own form otherwise; DDL
+updates the tables' shapes in :mod:`capture_tables`.
 """
 
 from __future__ import annotations
@@ -380,8 +381,7 @@ class MySQLChangeStream:
                 continue  # produced before the connection was lost
             self._txn_delivered += 1
             whole = self._row_changes.whole_row(table, event, row, ref in self._before) if in_arrow else None
-            if whole is None:
-                yield from self._runs.flush(ref)  # after the table's rows before it
-                yield self._row_changes.change(table, event, row)
+            if whole is None:  # in a run of its own form, after the table's rows before it
+                yield from self._runs.add(self._row_changes.change(table, event, row), table)
             else:
                 yield from self._runs.add_row(table, *whole)

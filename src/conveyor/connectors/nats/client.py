@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
@@ -141,17 +142,19 @@ class NatsLink:
     async def _publish(self, messages: Sequence[Message]) -> int:
         s = self.settings
         futures: list[asyncio.Future[Any]] = []
+        unacked: deque[asyncio.Future[Any]] = deque()  # in publishing order, done ones not all gone yet
         try:
             for m in messages:
-                futures.append(
-                    await self._js.publish_async(
-                        m.subject,
-                        m.payload,
-                        wait_stall=s.publish_timeout_seconds,
-                        stream=s.stream,
-                        headers={MSG_ID: m.msg_id},
-                    )
+                if len(unacked) >= s.max_in_flight:
+                    await self._stall(unacked)
+                # No wait_stall: nats-py would wrap each publish in a task with a
+                # timeout, which yields to the loop, and its flusher then wrote
+                # each message alone. ``_stall`` bounds the wait instead.
+                future = await self._js.publish_async(
+                    m.subject, m.payload, stream=s.stream, headers={MSG_ID: m.msg_id}
                 )
+                futures.append(future)
+                unacked.append(future)
             acks = await asyncio.wait_for(asyncio.gather(*futures), s.publish_timeout_seconds)
         except (TimeoutError, nats.errors.Error) as exc:
             for future in futures:
@@ -162,6 +165,21 @@ class NatsLink:
                 raise ConfigError(f"NATS stream {s.stream!r} refused a message: {exc}") from None
             raise TransientError(f"NATS did not acknowledge published changes: {exc!r}") from None
         return sum(1 for ack in acks if ack.duplicate)
+
+    async def _stall(self, unacked: deque[asyncio.Future[Any]]) -> None:
+        """Wait until fewer than ``max_in_flight`` publishes may be
+        unacknowledged (JetStream acknowledges a stream's messages in order:
+        the oldest first); TimeoutError when the oldest is not acknowledged
+        within the publish timeout."""
+        while unacked and unacked[0].done():
+            unacked.popleft()
+        if len(unacked) < self.settings.max_in_flight:
+            return
+        done, _ = await asyncio.wait([unacked[0]], timeout=self.settings.publish_timeout_seconds)
+        if not done:
+            raise TimeoutError(f"{len(unacked)} publishes unacknowledged")
+        while unacked and unacked[0].done():
+            unacked.popleft()
 
     # --- checkpoints ----------------------------------------------------------
 

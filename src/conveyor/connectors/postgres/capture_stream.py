@@ -125,6 +125,7 @@ class PostgresChangeStream:
         # as asked and as matched by the stream's current view, and the run of them being gathered.
         self._in_arrow = {}
         self._runs = RowRuns()
+        self._change_table: TableSchema | None = None  # the relation of the last row change decoded
         self._encoded_ref: TableRef | None = None  # the table of the last row read as a COPY line
         self._catalog = connection.connect(config, autocommit=True)
         self._repl: Any = None
@@ -209,7 +210,7 @@ class PostgresChangeStream:
                     time.sleep(max(0.0, min(deadline, self._retry_at) - now))
                 continue
             cur = self._cur
-            event: ChangeEvent | None = None
+            event: RowChange | ChangeEvent | None = None
             encoded = False
             try:
                 msg = cur.read_message()  # also sends feedback every FEEDBACK_INTERVAL_S
@@ -243,21 +244,13 @@ class PostgresChangeStream:
                         self._skip_events -= 1
                         continue
                     if type(event) is RowChange:
-                        taken = None
-                        if event.table in self._runs.tables:
-                            if event.table in self._encode and chunk.size:
-                                yield from chunk.take(event.table)  # its lines came before it
-                            taken = self._runs.add(event)
-                        if taken is not None:
-                            yield from taken
-                            continue
-                        # After its table's rows gathered before it; other tables' wait.
-                        yield from self._runs.flush(event.table)
-                        yield from chunk.take(event.table)
-                        yield event
-                        deadline = time.monotonic() + idle_timeout
+                        if chunk.size:
+                            yield from chunk.take(event.table)  # its lines came before it
+                        assert self._change_table is not None
+                        yield from self._runs.add(event, self._change_table)
                         continue
                 if event is not None:
+                    assert not isinstance(event, RowChange)  # gathered above
                     if self._runs.pending:
                         yield from self._runs.flush()
                     if chunk.size:
@@ -384,6 +377,7 @@ class PostgresChangeStream:
             return None  # the general path reports it
         if values is None:
             return None
+        self._change_table = rel.schema
         if len(values) == len(rel.columns):
             return RowChange(rel.ref, Op.UPDATE if payload[0] == UPDATE_KIND else Op.INSERT, values)
         if payload[0] != UPDATE_KIND:
@@ -430,7 +424,7 @@ class PostgresChangeStream:
             with contextlib.suppress(psycopg2.Error):
                 repl.close()
 
-    def _event_of(self, message: pgoutput.PgOutputMessage | None) -> ChangeEvent | None:
+    def _event_of(self, message: pgoutput.PgOutputMessage | None) -> RowChange | ChangeEvent | None:
         if isinstance(message, pgoutput.Insert | pgoutput.Update | pgoutput.Delete):
             return None if self._skip else self._row_change(message)
         if isinstance(message, pgoutput.Begin):
@@ -575,6 +569,7 @@ class PostgresChangeStream:
             wanted = rel.wanted = self._wanted(ref)
         if not wanted:
             return None
+        self._change_table = rel.schema
         if isinstance(message, pgoutput.Insert):
             return RowChange(ref, Op.INSERT, self._values(rel, message.new, partial=False)[0])
         if isinstance(message, pgoutput.Update):

@@ -133,7 +133,8 @@ class SQLiteChangeStream:
     ) -> None:
         """Whole rows of these tables come as captured ChangeBatches in Arrow
         while the stream reads them with exactly the given shape
-        (CapturesRowsInArrow); the others as RowChanges. An UPDATE's old row
+        (CapturesRowsInArrow); the others as captured rows one at a time
+        (``captured_rows.general_row``). An UPDATE's old row
         is never whole here (the triggers keep its key alone)."""
         with self._lock:
             self._arrow = dict(tables)
@@ -237,7 +238,7 @@ class SQLiteChangeStream:
                 row = conn.execute(self._row_sql[table.ref.name], new).fetchone()
             pending.append((table, entry[2], row, old, new))
         changes = row_changes(self._tables, pending)
-        out.extend(gather(changes, self._in_arrow()) if self._arrow else changes)
+        out.extend(gather(changes, self._in_arrow(), {t.ref: t for t in self._tables.values()}))
         last = entries[-1]
         self._position = int(last[0])
         out.append(Commit(self.position, _parse_time(last[3])))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import captured_changes, change_batch, column_values
-from conveyor.connectors.changes import RowChange
+from conveyor.connectors.changes import RowChange, row_changes
 from conveyor.core.batch import (
     ENCODED,
     OP,
@@ -198,14 +198,20 @@ class TableReducer:
         return mapping.apply(batch)
 
     def add_captured(self, changes: ChangeBatch, at: tuple[Checkpoint, int] | None = None) -> bool:
-        """Take a stream's captured changes (``ChangeBatch.captured``) whole,
-        to reduce in Arrow when the batch is built. False when the table's
-        mapping needs its changes one by one (the runner then hands them over
-        as RowChanges); captured encoded rows are always taken. ``at`` is the
-        first change's ``(position, index)`` for the change log."""
+        """Take a stream's captured changes (``ChangeBatch.captured``): whole,
+        to reduce in Arrow when the batch is built, or one at a time
+        (``row_changes``) when the table's mapping or the batch's form needs
+        that; captured encoded rows are always taken whole. ``at`` is the
+        first change's ``(position, index)`` for the change log. True when
+        taken whole. Raises DataError for a value the mapping cannot convert."""
         batch = changes.changes
         assert batch is not None
         encoded = ENCODED in batch.schema.names
+        judged = None if encoded or changes.one_at_a_time else self._whole_rows(batch)
+        if not encoded and judged is None:
+            for i, change in enumerate(row_changes(changes)):
+                self.add(change, None if at is None else (at[0], at[1] + i))
+            return False
         if encoded:
             whole = (
                 self._as_they_are
@@ -215,9 +221,7 @@ class TableReducer:
             )
             counted = batch.column(OP)
         else:
-            judged = self._whole_rows(batch)
-            if judged is None:
-                return False
+            assert judged is not None
             batch, counted, whole = judged.rows, judged.counted, True
             self.filtered += judged.moved_out
             if judged.unsent:

@@ -40,7 +40,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,13 +55,11 @@ from conveyor.connectors.changes import (
     LooksUpValues,
     LosesCapture,
     PacesBatches,
-    RowChange,
     SupportsAddTable,
     TableDefinition,
     TableDropped,
     TakesLoggedRows,
     Truncate,
-    row_changes,
 )
 from conveyor.core.batch import ENCODED, ChangeBatch, Checkpoint, Logged, LoggedRows
 from conveyor.core.errors import ConfigError, DataError, TerminalError
@@ -253,10 +251,7 @@ class ChangeCapture:
                 if (self._fill.pending or self._committed is not None) and self._fill.paced_due():
                     self._flush()
                 continue
-            if isinstance(event, RowChange):
-                self._on_change(event, (self._anchor, self._index))
-                self._index += 1
-            elif isinstance(event, ChangeBatch):
+            if isinstance(event, ChangeBatch):
                 self._on_captured(event)
             elif isinstance(event, Commit):
                 self._anchor, self._index = event.position, 0
@@ -297,20 +292,6 @@ class ChangeCapture:
             if self._fill.due:
                 self._flush()
 
-    def _on_change(self, change: RowChange, at: tuple[Checkpoint, int]) -> None:
-        table = self.tables.get(change.table)
-        if table is None or table.suspended is not None:
-            return
-        try:
-            table.reducer.add(change, at)
-        except DataError as exc:  # a value the mapping cannot convert (change-data-type, add-column)
-            self._suspend(table.mapped.target.ref, str(exc))
-            return
-        log = table.reducer.log
-        if log and log[-1].index == at[1] and log[-1].position is at[0]:
-            self._note_logged(table, log[-1])
-        self._fill.note()
-
     def _note_logged(self, table: CaptureTable, logged: Logged, size: float | None = None) -> None:
         """A change log's new entry: its commit time comes with its commit;
         its size (``size``, when measured already) counts toward a paced
@@ -319,10 +300,10 @@ class ChangeCapture:
         self._fill.note_logged(table.mapped.target.ref, logged, size)
 
     def _on_captured(self, changes: ChangeBatch) -> None:
-        """A stream's captured changes: taken whole by the table's reducer
-        (reduced in Arrow), or one by one when its mapping needs that; cut
-        where the batch fills (BatchSplitSize, a paced applier's file size),
-        each part handed over as a batch."""
+        """A stream's captured changes, taken by the table's reducer (whole,
+        reduced in Arrow, or one at a time when its mapping or the batch's
+        form needs that); cut where the batch fills (BatchSplitSize, a paced
+        applier's file size), each part handed over as a batch."""
         table = self.tables.get(changes.table.ref)
         if table is None or table.suspended is not None:
             self._index += changes.num_rows
@@ -347,22 +328,28 @@ class ChangeCapture:
         if room >= rows.num_rows:
             return changes, None, row_bytes
         room = max(room, 1)
-        part = ChangeBatch.captured(changes.table, rows.slice(0, room))
-        return part, ChangeBatch.captured(changes.table, rows.slice(room)), row_bytes
+        return (
+            replace(changes, changes=rows.slice(0, room)),
+            replace(changes, changes=rows.slice(room)),
+            row_bytes,
+        )
 
     def _take_captured(self, table: CaptureTable, changes: ChangeBatch, row_bytes: float | None) -> None:
         at = (self._anchor, self._index)
-        if not table.reducer.add_captured(changes, at):
-            for change in row_changes(changes):
-                self._on_change(change, (self._anchor, self._index))
-                self._index += 1
-            return
-        log = table.reducer.log
-        if log and isinstance(log[-1], LoggedRows) and log[-1].position is at[0] and log[-1].index == at[1]:
-            size = None if row_bytes is None else row_bytes * changes.num_rows
-            self._note_logged(table, log[-1], size)
-        self._fill.note(changes.num_rows)
         self._index += changes.num_rows
+        log = table.reducer.log
+        logged = len(log) if log is not None else 0
+        try:
+            table.reducer.add_captured(changes, at)
+        except DataError as exc:  # a value the mapping cannot convert (change-data-type, add-column)
+            self._suspend(table.mapped.target.ref, str(exc))
+            return
+        for entry in log[logged:] if log is not None else ():
+            size = None
+            if isinstance(entry, LoggedRows) and row_bytes is not None:
+                size = row_bytes * changes.num_rows
+            self._note_logged(table, entry, size)
+        self._fill.note(changes.num_rows)
 
     def add_table(self, mapped: MappedTable) -> None:
         """A table the selection includes appeared (created during capture):
