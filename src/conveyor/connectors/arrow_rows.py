@@ -15,10 +15,8 @@ import pyarrow as pa
 
 from conveyor.core import types as t
 from conveyor.core.batch import (
-    BEFORE,
-    OLD_KEY,
+    CONTROL,
     OP,
-    REFUSED,
     UNCHANGED,
     ChangeBatch,
     KeyChecks,
@@ -194,7 +192,7 @@ def captured_changes(
     ``UNCHANGED``; empty for a whole row)."""
     schema = batch.schema
     if names is None:
-        names = [n for n in schema.names if n not in _NOT_ROW]
+        names = [n for n in schema.names if n not in CONTROL]
     ops = batch.column(OP).to_pylist()
     unsent = batch.column(UNCHANGED).to_pylist() if UNCHANGED in schema.names else [None] * len(ops)
     for op, row, gone in zip(ops, batch_rows(batch.select(names)), unsent, strict=True):
@@ -206,7 +204,6 @@ def captured_changes(
 
 
 _WHOLE: frozenset[str] = frozenset()
-_NOT_ROW = frozenset({OP, UNCHANGED, BEFORE, OLD_KEY, REFUSED})
 
 
 def logged_changes(log: Sequence[Logged]) -> Iterator[LoggedChange]:

@@ -184,6 +184,8 @@ column, whether it is the old row's (``BEFORE``, ``OLD_KEY``), its text and
 why), each null in its place; null for a row without one. Absent when no row
 has one. The reducer takes such a batch one change at a time, and the
 applier refuses each value as it refuses any it cannot hold."""
+CONTROL = frozenset({OP, UNCHANGED, ENCODED, BEFORE, OLD_KEY, REFUSED})
+"""A captured batch's columns that are not the rows' own."""
 OP_TYPE = pa.binary(1)
 REFUSED_TYPE = pa.list_(
     pa.struct([("column", pa.string()), ("old", pa.bool_()), ("text", pa.string()), ("reason", pa.string())])

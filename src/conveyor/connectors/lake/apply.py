@@ -77,7 +77,7 @@ from conveyor.connectors.lake import layout as lay
 from conveyor.connectors.lake.change_rows import ChangeRows, FileRows, Skip
 from conveyor.connectors.lake.filesystem import LakeFS
 from conveyor.connectors.lake.settings import lake_config
-from conveyor.core.batch import BEFORE, OP, UNCHANGED, ChangeBatch, Checkpoint, Logged, LoggedRows
+from conveyor.core.batch import CONTROL, ChangeBatch, Checkpoint, Logged, LoggedRows
 from conveyor.core.errors import DataError, TerminalError
 from conveyor.core.schema import TableRef, TableSchema
 
@@ -179,9 +179,7 @@ class LakeApplier:
             count = change.rows.num_rows
             if count and (seen < _SAMPLE or seen // _SAMPLE != (seen + count) // _SAMPLE):
                 row = change.rows.slice(0, 1)
-                [first] = batch_rows(
-                    row.drop_columns([n for n in (OP, UNCHANGED, BEFORE) if n in row.schema.names])
-                )
+                [first] = batch_rows(row.drop_columns([n for n in row.schema.names if n in CONTROL]))
                 size = self._row_size(first)
         elif seen < _SAMPLE or seen % _SAMPLE == 0:
             size = self._row_size(change.after if change.after is not None else change.before or {})
