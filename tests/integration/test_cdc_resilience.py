@@ -20,8 +20,8 @@ import psycopg
 import pytest
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.captured_rows import CHUNK_ROWS
-from conveyor.connectors.changes import Commit, row_changes
+from conveyor.connectors.captured_rows import CHUNK_ROWS, row_changes
+from conveyor.connectors.changes import Commit
 from conveyor.connectors.postgres.capture import PostgresChangeSource
 from conveyor.core.batch import ChangeBatch
 from conveyor.core.errors import TransientError

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pytest
 
 from conveyor.connectors.base import EndpointConfig, PrepMode
-from conveyor.connectors.changes import Commit, RowChange, TableDefinition, row_changes
+from conveyor.connectors.captured_rows import row_changes
+from conveyor.connectors.changes import Commit, RowChange, TableDefinition
 from conveyor.connectors.duckdb.apply import DuckDBApplier
 from conveyor.connectors.duckdb.target import DuckDBTarget
 from conveyor.connectors.dynamodb.incremental import DynamoDBIncrementalStream

@@ -18,7 +18,8 @@ import pytest
 from psycopg import sql
 
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import ChangeEvent, RowChange, TableDefinition, row_changes
+from conveyor.connectors.captured_rows import row_changes
+from conveyor.connectors.changes import ChangeEvent, RowChange, TableDefinition
 from conveyor.connectors.postgres.apply import PostgresApplier
 from conveyor.connectors.postgres.capture import PostgresChangeSource
 from conveyor.connectors.postgres.capture_stream import PostgresChangeStream

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pymysql
 import pytest
 
-from conveyor.connectors import changes
+from conveyor.connectors import captured_rows
 from conveyor.connectors.arrow_rows import Unrepresentable, rows_to_batch
 from conveyor.connectors.base import EndpointConfig
 from conveyor.connectors.captured_rows import CHUNK_ROWS
@@ -112,7 +112,7 @@ def row_changes(events: list[ChangeEvent]) -> list[RowChange]:
     one by one (through Arrow)."""
     batches = [e for e in events if isinstance(e, ChangeBatch)]
     assert all(b.one_at_a_time for b in batches)
-    return [c for b in batches for c in changes.row_changes(b)]
+    return [c for b in batches for c in captured_rows.row_changes(b)]
 
 
 def arrow_rows(table: TableSchema, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -323,7 +323,7 @@ def test_row_values_equal_the_full_load(
 def expanded(events: list[ChangeEvent]) -> list[RowChange]:
     """Every row change, a captured batch's one by one (through Arrow), in
     whichever form the batch holds them."""
-    return [c for e in events if isinstance(e, ChangeBatch) for c in changes.row_changes(e)]
+    return [c for e in events if isinstance(e, ChangeBatch) for c in captured_rows.row_changes(e)]
 
 
 def test_rows_in_arrow_equal_the_row_changes(
@@ -890,7 +890,7 @@ def test_a_transaction_cut_off_by_a_lost_connection_is_delivered_once(mariadb_db
                 assert time.monotonic() < deadline and len(seen) < MAX_EVENTS, f"only {seen} arrived"
                 if isinstance(event, ChangeBatch):
                     assert event.one_at_a_time
-                    seen += [("row", c.values["id"]) for c in changes.row_changes(event)]
+                    seen += [("row", c.values["id"]) for c in captured_rows.row_changes(event)]
                 elif isinstance(event, Commit):
                     seen.append(("commit", None))
                     if len(seen) == 9:

@@ -18,7 +18,8 @@ import pytest
 
 from conveyor.connectors.arrow_rows import Unrepresentable, batch_rows, rows_to_batch
 from conveyor.connectors.base import EndpointConfig
-from conveyor.connectors.changes import ChangeEvent, Commit, RowChange, TableDefinition, Truncate, row_changes
+from conveyor.connectors.captured_rows import row_changes
+from conveyor.connectors.changes import ChangeEvent, Commit, RowChange, TableDefinition, Truncate
 from conveyor.connectors.postgres.capture import PostgresChangeSource
 from conveyor.connectors.postgres.capture_slots import capture_name
 from conveyor.connectors.postgres.capture_stream import PostgresChangeStream

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from conveyor.connectors.arrow_rows import Unrepresentable, logged_changes
-from conveyor.connectors.captured_rows import RowRuns, RowsChunk
-from conveyor.connectors.changes import RowChange, row_changes
+from conveyor.connectors.captured_rows import RowRuns, RowsChunk, row_changes
+from conveyor.connectors.changes import RowChange
 from conveyor.core.batch import BEFORE, ChangeBatch, Checkpoint, Logged, LoggedRows, Op
 from conveyor.core.errors import DataError
 from conveyor.core.schema import Column, TableRef, TableSchema

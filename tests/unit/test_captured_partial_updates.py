@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 
 from conveyor.connectors.arrow_rows import Unrepresentable, logged_changes
-from conveyor.connectors.captured_rows import RowRuns, RowsChunk, whole_row
-from conveyor.connectors.changes import RowChange, row_changes
+from conveyor.connectors.captured_rows import RowRuns, RowsChunk, row_changes, whole_row
+from conveyor.connectors.changes import RowChange
 from conveyor.core import types as t
 from conveyor.core.batch import UNCHANGED, ChangeBatch, Checkpoint, KeyHistory, LoggedRows, Op
 from conveyor.core.schema import Column, TableRef, TableSchema

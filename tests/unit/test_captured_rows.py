@@ -15,8 +15,9 @@ from conveyor.connectors.captured_rows import (
     RowRuns,
     RowsChunk,
     gather,
+    row_changes,
 )
-from conveyor.connectors.changes import Commit, RowChange, row_changes
+from conveyor.connectors.changes import Commit, RowChange
 from conveyor.core import types as t
 from conveyor.core.batch import BEFORE, OP, ChangeBatch, Checkpoint, Op
 from conveyor.core.schema import Column, TableRef, TableSchema

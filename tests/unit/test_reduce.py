@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 
 from conveyor.connectors.arrow_rows import keys_to_batch, logged_changes
-from conveyor.connectors.captured_rows import RowsChunk
-from conveyor.connectors.changes import RowChange, row_changes
+from conveyor.connectors.captured_rows import RowsChunk, row_changes
+from conveyor.connectors.changes import RowChange
 from conveyor.core import types as t
 from conveyor.core.batch import OP, ChangeBatch, Checkpoint, LoggedChange, Op, op_array
 from conveyor.core.errors import TerminalError

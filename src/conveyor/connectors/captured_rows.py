@@ -5,7 +5,7 @@ the applier's thread. Every row change a stream delivers goes so, in one of
 two forms: whole rows (``whole_row``), which the reducer maps in Arrow, for
 the tables the runner asks (``CapturesRowsInArrow``); and the changes as the
 source sent them (``general_row``), which the reducer takes one at a time
-(``changes.row_changes`` gives them back)."""
+(``row_changes`` gives them back)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,16 @@ import pyarrow as pa
 from conveyor.connectors.arrow_rows import (
     Unrepresentable,
     UnrepresentableFound,
+    captured_changes,
     column_array,
     first_unrepresentable,
     printable,
+    struct_rows,
 )
 from conveyor.connectors.changes import ChangeEvent, RowChange
 from conveyor.core.batch import (
     BEFORE,
+    ENCODED,
     OLD_KEY,
     OP,
     OP_TYPE,
@@ -71,8 +74,10 @@ class RowsChunk:
         """``op``: INSERT, UPDATE or DELETE; ``unchanged``: the columns an
         INSERT or UPDATE did not send; ``before``: the whole old row;
         ``old_key``: the old key of a row that moved to another key."""
-        self._before = _noted(self._before, before, len(self._rows))
-        self._old_keys = _noted(self._old_keys, old_key, len(self._rows))
+        if before is not None or self._before is not None:
+            self._before = _noted(self._before, before, len(self._rows))
+        if old_key is not None or self._old_keys is not None:
+            self._old_keys = _noted(self._old_keys, old_key, len(self._rows))
         if unchanged:
             if self._unchanged is None:
                 self._unchanged = [None] * len(self._rows)
@@ -144,6 +149,8 @@ def _columns(
     table: TableSchema, columns: Sequence[Column], rows: Sequence[Mapping[str, Any] | None]
 ) -> list[pa.Array]:
     """One Arrow array per column (a row's missing value null, a missing row's too)."""
+    if None not in rows:  # the new rows (old ones may be missing)
+        return [column_array(c.type, [row.get(c.name) for row in rows]) for c in columns]  # type: ignore[union-attr]
     empty: dict[str, Any] = {}
     return [column_array(c.type, [(row or empty).get(c.name) for row in rows]) for c in columns]
 
@@ -207,7 +214,7 @@ def general_row(
     cannot say or a table whose changes go one at a time: its op letter; its
     new row (a DELETE's old row, whole or its key, as the source sent it);
     the columns it did not send; its whole old row, when the source sent
-    one; its old key, when it moved to another key. ``changes.row_changes``
+    one; its old key, when it moved to another key. ``row_changes``
     gives it back."""
     if names is None:
         names = table.column_names
@@ -387,3 +394,51 @@ def gather(
         yield from runs.flush()
         yield event
     yield from runs.flush()
+
+
+def row_changes(changes: ChangeBatch) -> Iterator[RowChange]:
+    """A captured ``ChangeBatch``'s changes of rows one by one, for a
+    reducer that takes them so: an UPDATE's whole old row (``BEFORE``) is
+    its ``before``, and its ``old_key`` when the row moved (``OLD_KEY``,
+    else the key alone); a DELETE's old key is its whole row when ``BEFORE``
+    says the source sent it whole, else its key; a value Arrow refused
+    (``REFUSED``) is an ``Unrepresentable`` again."""
+    batch = changes.changes
+    if batch is None or ENCODED in batch.schema.names:
+        raise ValueError("not a captured batch of rows")
+    ref, key = changes.table.ref, changes.table.primary_key
+    names = batch.schema.names
+    befores = struct_rows(batch.column(BEFORE)) if BEFORE in names else None
+    moved = struct_rows(batch.column(OLD_KEY)) if OLD_KEY in names else None
+    refused = batch.column(REFUSED).to_pylist() if REFUSED in names else None
+    for i, (op, row, unchanged) in enumerate(captured_changes(batch)):
+        assert op is not None, "a stream's captured batch says every change"
+        before = befores[i] if befores is not None else None
+        old_key = moved[i] if moved is not None else None
+        if refused is not None and refused[i]:
+            _unrepresentable(refused[i], row, before, old_key)
+        if op == DELETE:
+            old = row if before is not None else {k: row[k] for k in key}
+            yield RowChange(ref, Op.DELETE, old, old_key=old)
+        else:
+            if old_key is not None and before is not None:
+                old_key = before  # the old row as the source sent it, whole
+            yield RowChange(ref, Op(op.decode()), row, old_key, unchanged, before)
+
+
+def _unrepresentable(
+    refused: list[dict[str, Any]],
+    row: dict[str, Any],
+    before: dict[str, Any] | None,
+    old_key: dict[str, Any] | None,
+) -> None:
+    """The values a captured batch names in ``REFUSED`` put back in their rows."""
+    for entry in refused:
+        value = Unrepresentable(entry["text"], entry["reason"])
+        column = entry["column"]
+        if not entry["old"]:
+            row[column] = value
+            continue
+        for old in (before, old_key):
+            if old is not None and column in old:
+                old[column] = value

@@ -14,7 +14,7 @@ what the checkpoint already covers: nothing lost, nothing applied twice.
 
 A stream decodes each change as a ``RowChange`` and gathers them into
 captured batches (``captured_rows.RowRuns``); a reducer that takes a
-table's changes one at a time gets them back so (``row_changes``). A
+table's changes one at a time gets them back so (``captured_rows.row_changes``). A
 ``RowChange``'s values are Python values in conveyor's in-flight form, the values
 ``pa.array(values, type=column.type.arrow())`` takes: int, float, Decimal, str
 (also uuid, json, unbounded numeric, enum), bytes, bool, date, time, datetime
@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from conveyor.connectors.arrow_rows import Unrepresentable, captured_changes, struct_rows
 from conveyor.connectors.base import RejectedValue, Snapshot
-from conveyor.core.batch import BEFORE, ENCODED, OLD_KEY, REFUSED, ChangeBatch, Checkpoint, Logged, Op
+from conveyor.core.batch import ChangeBatch, Checkpoint, Logged, Op
 from conveyor.core.batch import LoggedChange as LoggedChange  # noqa: PLC0414  (defined in core; imported from here too)
 from conveyor.core.errors import DataError
 from conveyor.core.schema import TableRef, TableSchema
@@ -57,57 +56,6 @@ class RowChange:
     old_key: dict[str, Any] | None = None
     unchanged: frozenset[str] = frozenset()
     before: dict[str, Any] | None = None
-
-
-def row_changes(changes: ChangeBatch) -> Iterator[RowChange]:
-    """A captured ``ChangeBatch``'s changes of rows one by one, for a
-    reducer that takes them so: an UPDATE's whole old row (``BEFORE``) is
-    its ``before``, and its ``old_key`` when the row moved (``OLD_KEY``,
-    else the key alone); a DELETE's old key is its whole row when ``BEFORE``
-    says the source sent it whole, else its key; a value Arrow refused
-    (``REFUSED``) is an ``Unrepresentable`` again."""
-    batch = changes.changes
-    if batch is None or ENCODED in batch.schema.names:
-        raise ValueError("not a captured batch of rows")
-    ref, key = changes.table.ref, changes.table.primary_key
-    names = batch.schema.names
-    befores = struct_rows(batch.column(BEFORE)) if BEFORE in names else None
-    moved = struct_rows(batch.column(OLD_KEY)) if OLD_KEY in names else None
-    refused = batch.column(REFUSED).to_pylist() if REFUSED in names else None
-    for i, (op, row, unchanged) in enumerate(captured_changes(batch)):
-        assert op is not None, "a stream's captured batch says every change"
-        before = befores[i] if befores is not None else None
-        old_key = moved[i] if moved is not None else None
-        if refused is not None and refused[i]:
-            _unrepresentable(refused[i], row, before, old_key)
-        if op == _DELETE:
-            old = row if before is not None else {k: row[k] for k in key}
-            yield RowChange(ref, Op.DELETE, old, old_key=old)
-        else:
-            if old_key is not None and before is not None:
-                old_key = before  # the old row as the source sent it, whole
-            yield RowChange(ref, Op(op.decode()), row, old_key, unchanged, before)
-
-
-def _unrepresentable(
-    refused: list[dict[str, Any]],
-    row: dict[str, Any],
-    before: dict[str, Any] | None,
-    old_key: dict[str, Any] | None,
-) -> None:
-    """The values a captured batch names in ``REFUSED`` put back in their rows."""
-    for entry in refused:
-        value = Unrepresentable(entry["text"], entry["reason"])
-        column = entry["column"]
-        if not entry["old"]:
-            row[column] = value
-            continue
-        for old in (before, old_key):
-            if old is not None and column in old:
-                old[column] = value
-
-
-_DELETE = Op.DELETE.encode()
 
 
 @dataclass(frozen=True, slots=True)

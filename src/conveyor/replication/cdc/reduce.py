@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from conveyor.connectors.arrow_rows import captured_changes, change_batch, column_values
-from conveyor.connectors.changes import RowChange, row_changes
+from conveyor.connectors.captured_rows import row_changes
+from conveyor.connectors.changes import RowChange
 from conveyor.core.batch import (
     ENCODED,
     OP,
@@ -36,6 +37,7 @@ from conveyor.core.schema import TableSchema
 from conveyor.replication.cdc.before_images import BeforeImages
 from conveyor.replication.cdc.captured_mapping import AddedColumns, CapturedMapping, Conversions
 from conveyor.replication.cdc.change_filter import MOVED_OUT, Judged, completed, passes, warn_unsent
+from conveyor.replication.cdc.change_log import ChangeLog
 from conveyor.replication.cdc.keyed_rows import KeyedRows
 from conveyor.replication.cdc.parent_groups import Group, ParentGroups
 from conveyor.replication.cdc.reduce_captured import reduce_captured
@@ -108,6 +110,11 @@ class TableReducer:
         self._parents = ParentGroups(self.table.ref, self.group_key, self.source_key, carry)
         looked_up = frozenset(self.lookup.rename.values()) if self.lookup is not None else frozenset()
         self._images = BeforeImages(self.table, self.before_images, looked_up)
+        self._change_log = (
+            ChangeLog(self.log, self.table.primary_key, self._target, self.mask)
+            if self.log is not None
+            else None
+        )
         # Source and target columns are the same (no rename, no removed column):
         # rows pass through without being rebuilt.
         self._identity = all(k == v for k, v in self.rename.items()) and set(self.rename) == set(
@@ -288,8 +295,8 @@ class TableReducer:
                     if change.old_key is not None:
                         self._rows.delete(self._target(change.old_key), None)
                     self._rows.delete(self._target(change.values), None)
-                    if self.log is not None and at is not None and change.op is Op.UPDATE:
-                        self._log_moved_out(change, at)
+                    if self._change_log is not None and at is not None and change.op is Op.UPDATE:
+                        self._change_log.moved_out(change, at)
                 return
             if change.unchanged:
                 warn_unsent(self.table.ref, change.unchanged)
@@ -309,8 +316,8 @@ class TableReducer:
             values.update(self._images.of_change(change, values, old, self._target))
         if self.mask is not None and change.op is not Op.DELETE:
             self.mask(values)  # after add-column, as the full load masks added columns too
-        if self.log is not None and at is not None:
-            self._log(change.op, values, self._logged_old(change, values, old), at)
+        if self._change_log is not None and at is not None:
+            self._change_log.change(change, values, old, at)
         if self.group_key:
             self._count(change.op)
             self._parents.note(change, None if change.op is Op.DELETE else values, self._target)
@@ -343,56 +350,10 @@ class TableReducer:
         """The parent whose rows the next batch may continue (``ParentGroups.open``)."""
         return self._parents.open
 
-    def _log(
-        self, op: Op, values: dict[str, Any], old: dict[str, Any] | None, at: tuple[Checkpoint, int]
-    ) -> None:
-        """``values`` is masked already, unless a DELETE's; an old row is
-        masked here (a change log publishes it: masking must hide it too)."""
-        assert self.log is not None
-        if op is Op.DELETE:
-            entry = LoggedChange("d", self._masked(old if old is not None else values), None, *at)
-        elif op is Op.UPDATE:
-            entry = LoggedChange("u", self._masked(old), values, *at)
-        else:
-            entry = LoggedChange("c", None, values, *at)
-        self.log.append(entry)
-
-    def _logged_old(
-        self, change: RowChange, values: dict[str, Any], old: dict[str, Any] | None
-    ) -> dict[str, Any] | None:
-        """The old row a change log says with ``change`` (target columns): the
-        whole old row where the source sent one (MySQL's before image of an
-        UPDATE, a DELETE's whole row), else its old key (or, under REPLICA
-        IDENTITY FULL, its whole old row), else none."""
-        if change.op is Op.DELETE:
-            return values if len(values) > len(old or ()) else old
-        if change.before is not None:
-            return self._target(change.before)
-        return old
-
-    def _masked(self, row: dict[str, Any] | None) -> dict[str, Any] | None:
-        if self.mask is None or row is None:
-            return row
-        masked = dict(row)
-        self.mask(masked)
-        return masked
-
-    def _log_moved_out(self, change: RowChange, at: tuple[Checkpoint, int]) -> None:
-        """An UPDATE whose new row fails the filter: the row leaves the target,
-        which a reader of the change log sees as a delete of the old key (the
-        old row as the source sent it, else the key)."""
-        sent = change.before if change.before is not None else change.old_key
-        if sent is not None:
-            old = self._target(sent)
-        else:
-            new = self._target(change.values)
-            old = {k: new[k] for k in self.table.primary_key if k in new}
-        self._log(Op.DELETE, old, None, at)
-
     def clear(self, at: tuple[Checkpoint, int] | None = None) -> None:
         """A TRUNCATE: what came before it in the batch no longer matters."""
-        if self.log is not None and at is not None:
-            self.log.append(LoggedChange("t", None, None, *at))
+        if self._change_log is not None and at is not None:
+            self._change_log.truncate(at)
         self._rows.clear()
         self._captured.clear()
         self._captured_lines = self._captured_partial = False
