@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from conveyor.connectors.base import EndpointConfig
+from conveyor.connectors.captured_rows import row_changes
 from conveyor.connectors.changes import (
     CaptureLost,
     ChangeEvent,
@@ -23,7 +24,6 @@ from conveyor.connectors.changes import (
     RowChange,
     TableDefinition,
     TableDropped,
-    row_changes,
 )
 from conveyor.connectors.sqlite.capture import SQLiteChangeSource
 from conveyor.connectors.sqlite.capture_stream import SQLiteChangeStream
