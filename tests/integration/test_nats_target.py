@@ -68,6 +68,19 @@ def wait_until(check: Callable[[], bool], what: str, debug: Callable[[], Any] | 
 # --- reading the stream as a consumer would -------------------------------------------
 
 
+def stream_size(url: str, stream: str) -> int:
+    """How many messages ``stream`` holds."""
+
+    async def count() -> int:
+        nc = await nats.connect(url)
+        try:
+            return int((await nc.jetstream().stream_info(stream)).state.messages)
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
 def read_stream(
     url: str, stream: str = STREAM, prefix: str = PREFIX
 ) -> list[tuple[str, str, dict[str, Any]]]:
@@ -346,17 +359,10 @@ def test_values_the_encoding_cannot_carry_are_refused_before_anything_is_publish
         assert "surrogate" in refused.value.reasons[TableRef("public", "t")]
         assert applier.read_checkpoint("t") is None  # nothing stored, nothing published
 
-        async def count() -> int:
-            nc = await nats.connect(nats_server.url)
-            try:
-                return int((await nc.jetstream().stream_info("REFUSE")).state.messages)
-            finally:
-                await nc.close()
-
-        assert asyncio.run(count()) == 0
+        assert stream_size(nats_server.url, "REFUSE") == 0
         applier.apply_changes("t", [change_batch(good, log=good_log)], at)
         applier.apply_changes("t", [change_batch(good, log=good_log)], at)  # a replay: deduplicated
-        assert asyncio.run(count()) == 1
+        assert stream_size(nats_server.url, "REFUSE") == 1
         assert applier.read_checkpoint("t") == at
     finally:
         applier.close()
@@ -499,14 +505,7 @@ def test_publishing_keeps_at_most_max_in_flight_unacknowledged_and_times_out_on_
         assert link.publish(messages) == 0
         assert link.publish(messages) == 25  # the same IDs again: all deduplicated
 
-        async def count() -> int:
-            nc = await nats.connect(nats_server.url)
-            try:
-                return int((await nc.jetstream().stream_info("INFLIGHT")).state.messages)
-            finally:
-                await nc.close()
-
-        assert asyncio.run(count()) == 25
+        assert stream_size(nats_server.url, "INFLIGHT") == 25
         process.send_signal(signal.SIGSTOP)
         try:
             began = time.monotonic()
